@@ -1,0 +1,53 @@
+"""Alembic environment, configured from the app's ini file:
+``alembic -c development.ini upgrade head`` or ``guestguard migrate development.ini``.
+
+The database URL comes from the app's own settings reader, so ``GG_DB_URL``
+overrides it exactly as it does for the app. Tests may hand a URL in
+``config.attributes["db_url"]``.
+"""
+from __future__ import annotations
+
+from alembic import context
+from pyramid.paster import get_appsettings
+from sqlalchemy import create_engine, pool
+
+from guestguard import read_settings
+from guestguard.models import metadata
+
+config = context.config
+
+
+def database_url() -> str:
+    if config.attributes.get("db_url"):
+        return config.attributes["db_url"]
+    settings, _pm, _reader = read_settings(get_appsettings(config.config_file_name, name="main"))
+    return settings["db.url"]
+
+
+def run_migrations_offline() -> None:
+    context.configure(url=database_url(), target_metadata=metadata, literal_binds=True,
+                      render_as_batch=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    url = database_url()
+    if url.startswith("sqlite"):
+        from guestguard.db import ensure_sqlite_dir
+
+        ensure_sqlite_dir(url)
+    engine = create_engine(url, poolclass=pool.NullPool)
+    with engine.connect() as connection:
+        context.configure(connection=connection, target_metadata=metadata,
+                          render_as_batch=connection.dialect.name == "sqlite",
+                          compare_type=True)
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

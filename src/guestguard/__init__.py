@@ -1,0 +1,71 @@
+"""GuestGuard: personal invitations, RSVPs and a quiet guard against shared links."""
+from __future__ import annotations
+
+import os
+from typing import Any, Iterable, Mapping
+
+from pyramid.config import Configurator
+
+from guestguard.plugins import build_plugin_manager, collect
+from guestguard.settings import CORE_SETTINGS, SettingsReader, raw_flag, raw_list
+from guestguard.tasks import start_in_process_consumer
+from guestguard.web import default_templates_dir
+
+# Areas in the order they are included; each has an ``includeme``.
+AREAS = (
+    "guestguard.audit",
+    "guestguard.web",
+    "guestguard.errors",
+    "guestguard.db",
+    "guestguard.tasks",
+    "guestguard.domain",
+    "guestguard.notifications",
+    "guestguard.ops",
+)
+
+
+def read_settings(raw: Mapping[str, Any], environ: Mapping[str, str] | None = None,
+                  extra_plugins: Iterable[tuple[str, object]] = (),
+                  load_entry_points: bool = True):
+    """Load plugins, then read and validate every declared setting.
+    Returns (settings, plugin manager, reader)."""
+    environ = os.environ if environ is None else environ
+    pm = build_plugin_manager(
+        strict=raw_flag("plugins.strict", raw, environ),
+        disabled=raw_list("plugins.disabled", raw, environ),
+        extra=extra_plugins,
+        load_entry_points=load_entry_points,
+    )
+    reader = SettingsReader()
+    reader.declare(CORE_SETTINGS)
+    reader.declare(collect(pm.hook.register_settings()))
+    settings = reader.read(raw, environ)
+    if not settings["app.templates_dir"]:
+        settings["app.templates_dir"] = str(default_templates_dir())
+    settings.setdefault("tm.manager_hook", "pyramid_tm.explicit_manager")
+    settings.setdefault("retry.attempts", "3")
+    return settings, pm, reader
+
+
+def make_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = None,
+                extra_plugins: Iterable[tuple[str, object]] = (),
+                load_entry_points: bool = True) -> Configurator:
+    settings, pm, reader = read_settings(raw, environ, extra_plugins, load_entry_points)
+    config = Configurator(settings=settings)
+    config.registry["plugins"] = pm
+    config.registry["settings.reader"] = reader
+    config.include("pyramid_retry")
+    config.include("pyramid_tm")
+    for area in AREAS:
+        config.include(area)
+    pm.hook.configure(config=config)
+    return config
+
+
+def main(global_config: Mapping[str, Any], **settings: Any):
+    """The WSGI application (paste entry point ``guestguard:main``)."""
+    config = make_config(settings)
+    app = config.make_wsgi_app()
+    if config.registry.settings["huey.in_process_worker"]:
+        start_in_process_consumer(config.registry)
+    return app

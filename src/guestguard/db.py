@@ -1,0 +1,121 @@
+"""Engine, one session per request joined to pyramid_tm, the declarative base
+and the column mixins every model uses."""
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from pathlib import Path
+from typing import Any
+
+import zope.sqlalchemy
+from sqlalchemy import JSON, DateTime, MetaData, Uuid, create_engine, event
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """A timezone-aware UTC timestamp on every backend (SQLite stores naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given where a timezone-aware one is required")
+        value = value.astimezone(dt.timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: dt.datetime | None, dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.timezone.utc)
+        return value.astimezone(dt.timezone.utc)
+
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {
+        dt.datetime: UTCDateTime(),
+        uuid.UUID: Uuid(),
+        dict[str, Any]: JSONType,
+    }
+
+
+class IdMixin:
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4, sort_order=-1)
+
+
+class TimestampMixin:
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+def make_engine(settings: dict[str, Any]) -> Engine:
+    url: str = settings["db.url"]
+    options: dict[str, Any] = {"echo": settings["db.echo"], "pool_pre_ping": True}
+    if url.startswith("sqlite"):
+        ensure_sqlite_dir(url)
+    else:
+        options.update(
+            pool_size=settings["db.pool_size"],
+            max_overflow=settings["db.max_overflow"],
+            pool_timeout=settings["db.pool_timeout"],
+            pool_recycle=settings["db.pool_recycle"],
+        )
+    engine = create_engine(url, **options)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def ensure_sqlite_dir(url: str) -> None:
+    path = url.removeprefix("sqlite:///")
+    if path and path != ":memory:" and not url.startswith("sqlite://?"):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets the in-process worker read while a request writes; the busy
+    # timeout turns brief lock contention into a wait instead of an error.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def session_for(session_factory: sessionmaker, transaction_manager, request=None) -> Session:
+    """A session whose commit and rollback follow ``transaction_manager``."""
+    session = session_factory(info={"request": request})
+    zope.sqlalchemy.register(session, transaction_manager=transaction_manager)
+    return session
+
+
+def includeme(config) -> None:
+    settings = config.get_settings()
+    engine = make_engine(settings)
+    session_factory = sessionmaker(bind=engine, expire_on_commit=False)
+    config.registry["db.engine"] = engine
+    config.registry["db.session_factory"] = session_factory
+    config.add_request_method(
+        lambda request: session_for(session_factory, request.tm, request), "db", reify=True)

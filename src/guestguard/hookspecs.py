@@ -1,0 +1,52 @@
+"""Every hook a GuestGuard plugin can implement.
+
+Each hook is documented in docs/plugins.md (a test keeps the two in step).
+Registry hooks (``register_*``) collect a list from every plugin; ``configure``
+and ``domain_event`` are called on every plugin in turn.
+"""
+from __future__ import annotations
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("guestguard")
+
+
+@hookspec
+def register_settings():
+    """Declare settings this plugin reads.
+
+    Return a list of :class:`guestguard.plugins.Setting`. Declared settings are
+    typed and validated at startup, get a ``GG_*`` environment override, and an
+    undeclared key in the plugin's namespace stops startup as a likely typo.
+    """
+
+
+@hookspec
+def register_notification_providers(settings):
+    """Return a list of notification providers.
+
+    ``settings`` is the validated settings mapping. Each provider has a unique
+    ``name``, the ``channels`` it serves (``email``, ``sms``, ``push``) and a
+    ``send(message)`` method; see :class:`guestguard.plugins.NotificationProvider`.
+    Which provider serves a channel is chosen by ``notifications.<channel>.provider``.
+    """
+
+
+@hookspec
+def configure(config):
+    """Extend the Pyramid configuration: routes, views, templates, tasks.
+
+    Called once at startup after the core areas are included. Use
+    ``config.add_task(func)`` to register Huey tasks and
+    ``config.add_periodic_task(func, crontab)`` for periodic ones.
+    """
+
+
+@hookspec
+def domain_event(event, request):
+    """Receive a domain event after the transaction that caused it committed.
+
+    ``event`` is a :class:`guestguard.plugins.DomainEvent` (``name``, ``data``,
+    ``occurred_at``, ``workspace_id``). An exception raised here is logged and
+    does not affect the request or the other plugins.
+    """

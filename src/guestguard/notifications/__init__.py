@@ -1,0 +1,52 @@
+"""Notifications: providers chosen in settings, the outbox table, rendering
+and the dispatch task."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from guestguard.notifications.models import CHANNELS, Notification
+from guestguard.notifications.rendering import MessageRenderer
+from guestguard.notifications.tasks import dispatch_notification
+from guestguard.plugins import NotificationProvider, collect
+from guestguard.settings import SettingsError
+
+
+def select_providers(settings, providers: list[NotificationProvider]) -> dict[str, NotificationProvider]:
+    """Pick the provider for each channel named in settings; raise
+    SettingsError naming the setting when the choice is not available."""
+    by_name: dict[str, NotificationProvider] = {}
+    for provider in providers:
+        if not isinstance(provider, NotificationProvider):
+            raise SettingsError(f"notification provider {provider!r} lacks name, channels or send()")
+        if provider.name in by_name:
+            raise SettingsError(f"two notification providers are named {provider.name!r}")
+        by_name[provider.name] = provider
+    selected: dict[str, NotificationProvider] = {}
+    for channel in CHANNELS:
+        key = f"notifications.{channel}.provider"
+        name = settings.get(key)
+        if not name:
+            continue
+        provider = by_name.get(name)
+        if provider is None:
+            raise SettingsError(
+                f"setting {key!r} names an unknown provider {name!r}; "
+                f"available: {', '.join(sorted(by_name)) or 'none'}")
+        if channel not in provider.channels:
+            raise SettingsError(f"setting {key!r}: provider {name!r} does not send {channel}")
+        selected[channel] = provider
+    return selected
+
+
+def includeme(config) -> None:
+    registry = config.registry
+    settings = config.get_settings()
+    providers = collect(registry["plugins"].hook.register_notification_providers(settings=settings))
+    registry["notifications.providers_by_name"] = {p.name: p for p in providers}
+    registry["notifications.providers"] = select_providers(settings, providers)
+    registry["notifications.renderer"] = MessageRenderer(Path(settings["app.templates_dir"]))
+    config.add_task(dispatch_notification, in_transaction=False)
+    config.add_durable_job(Notification, dispatch_notification)
+    if settings["app.env"] == "development":
+        config.add_route("dev_outbox", "/dev/outbox")
+        config.scan(".views")

@@ -1,0 +1,55 @@
+"""Renders message templates: ``email/<name>/{subject.txt,body.txt,body.html}``
+and ``sms/<name>.txt`` under the templates directory."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import jinja2
+
+
+class TemplateMissing(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+
+
+class MessageRenderer:
+    def __init__(self, templates_dir: Path):
+        self.templates_dir = templates_dir
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(templates_dir)),
+            autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=False,
+        )
+
+    def template_paths(self, channel: str, name: str) -> dict[str, str]:
+        if channel == "email":
+            return {part: f"email/{name}/{part}" for part in ("subject.txt", "body.txt", "body.html")}
+        return {"body.txt": f"{channel}/{name}.txt"}
+
+    def check(self, channel: str, name: str) -> None:
+        """Raise TemplateMissing unless every part of the template exists."""
+        if not name.replace("_", "").replace("-", "").isalnum():
+            raise TemplateMissing(f"bad template name {name!r}")
+        for path in self.template_paths(channel, name).values():
+            if not (self.templates_dir / path).is_file():
+                raise TemplateMissing(f"template {path} does not exist")
+
+    def render(self, channel: str, name: str, context: Mapping[str, Any]) -> Rendered:
+        parts = {
+            part: self.env.get_template(path).render(**context)
+            for part, path in self.template_paths(channel, name).items()
+        }
+        return Rendered(
+            subject=" ".join(parts.get("subject.txt", "").split()),
+            text=parts["body.txt"].strip() + "\n",
+            html=parts.get("body.html", ""),
+        )

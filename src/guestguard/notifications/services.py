@@ -1,0 +1,142 @@
+"""The notification outbox: queue a message as a row, then deliver it from a
+task with retries on the durable-job block."""
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from typing import Any, Mapping
+
+from cryptography.fernet import InvalidToken
+
+from guestguard.db import utcnow
+from guestguard.keys import fernet_for
+from guestguard.notifications import tasks as notification_tasks
+from guestguard.notifications.models import CHANNELS, Notification
+from guestguard.notifications.rendering import MessageRenderer
+from guestguard.plugins import OutgoingMessage, PermanentDeliveryError
+from guestguard.tasks import claim_job, fail_job, finish_job
+
+log = logging.getLogger(__name__)
+
+# Seconds to wait before each retry; after the last one the message fails.
+RETRY_BACKOFF = (1, 5, 30, 300, 1800)
+SEAL_PURPOSE = "notifications.sealed-context"
+
+
+def queue_notification(
+    request,
+    *,
+    channel: str,
+    recipient: str,
+    template: str,
+    context: Mapping[str, Any] | None = None,
+    sealed: Mapping[str, Any] | None = None,
+    workspace_id: uuid.UUID | None = None,
+) -> Notification:
+    """Store a notification and enqueue its delivery after commit.
+
+    ``sealed`` values (links with tokens) are rendered like ``context`` but
+    stored encrypted and erased once the message is sent or has failed.
+    """
+    if channel not in request.registry["notifications.providers"]:
+        raise ValueError(f"no provider serves the {channel!r} channel")
+    request.registry["notifications.renderer"].check(channel, template)
+    notification = Notification(
+        channel=channel,
+        recipient=recipient,
+        template=template,
+        context=dict(context or {}),
+        sealed_context=seal(request.registry.settings, sealed) if sealed else None,
+        workspace_id=workspace_id,
+    )
+    request.db.add(notification)
+    request.db.flush()
+    request.enqueue(notification_tasks.dispatch_notification, notification.id)
+    return notification
+
+
+def seal(settings: Mapping[str, Any], values: Mapping[str, Any]) -> str:
+    return fernet_for(settings, SEAL_PURPOSE).encrypt(json.dumps(dict(values)).encode()).decode()
+
+
+def unseal(settings: Mapping[str, Any], token: str) -> dict[str, Any]:
+    return json.loads(fernet_for(settings, SEAL_PURPOSE).decrypt(token.encode()))
+
+
+class Attempt:
+    """What one delivery attempt needs, read while the job is claimed."""
+
+    def __init__(self, notification_id, provider, message: OutgoingMessage | None, error: str | None):
+        self.notification_id = notification_id
+        self.provider = provider
+        self.message = message
+        self.error = error
+
+
+def begin_attempt(request, notification_id) -> Attempt | None:
+    """Claim the notification and render it; None when it is not ours to send."""
+    notification = claim_job(request.db, Notification, notification_id)
+    if notification is None:
+        return None
+    provider = request.registry["notifications.providers"].get(notification.channel)
+    if provider is None:
+        return Attempt(notification.id, None, None, f"no provider for {notification.channel}")
+    notification.provider = provider.name
+    settings = request.registry.settings
+    try:
+        context = dict(notification.context)
+        if notification.sealed_context:
+            context.update(unseal(settings, notification.sealed_context))
+        rendered = request.registry["notifications.renderer"].render(
+            notification.channel, notification.template, context)
+    except InvalidToken:
+        return Attempt(notification.id, provider, None, "sealed context cannot be decrypted")
+    except Exception as exc:  # a template error will not fix itself
+        return Attempt(notification.id, provider, None, f"rendering failed: {exc!r}")
+    message = OutgoingMessage(
+        notification_id=notification.id,
+        channel=notification.channel,
+        recipient=notification.recipient,
+        sender=settings["notifications.email.sender"] if notification.channel == "email" else "",
+        subject=rendered.subject,
+        text=rendered.text,
+        html=rendered.html,
+    )
+    return Attempt(notification.id, provider, message, None)
+
+
+def deliver(attempt: Attempt) -> tuple[str | None, str | None, bool]:
+    """Hand the message to the provider. Returns (provider message id, error,
+    permanent)."""
+    if attempt.message is None:
+        return None, attempt.error, True
+    try:
+        return attempt.provider.send(attempt.message), None, False
+    except PermanentDeliveryError as exc:
+        return None, f"permanent: {exc}", True
+    except Exception as exc:  # transient by contract, whatever the type
+        return None, f"transient: {exc!r}", False
+
+
+def record_outcome(request, notification_id, provider_message_id: str | None,
+                   error: str | None, permanent: bool):
+    """Store the attempt's result; schedule the retry when there is one."""
+    notification = request.db.get(Notification, notification_id)
+    if error is None:
+        finish_job(notification)
+        notification.sent_at = utcnow()
+        notification.provider_message_id = provider_message_id
+        notification.sealed_context = None
+        log.info("notification %s sent through %s", notification.id, notification.provider)
+        return None
+    retry_at = fail_job(notification, error, permanent=permanent, backoff=RETRY_BACKOFF)
+    if retry_at is None:
+        notification.sealed_context = None
+        log.warning("notification %s failed after %d attempt(s): %s",
+                    notification.id, notification.attempts, error)
+    else:
+        log.info("notification %s attempt %d failed, retrying at %s: %s",
+                 notification.id, notification.attempts, retry_at.isoformat(), error)
+    return retry_at
+

@@ -1,0 +1,123 @@
+"""The ``guestguard`` command: ``guestguard <command> <ini> [options]``."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Sequence
+
+from pyramid.paster import get_appsettings, setup_logging
+
+from guestguard.plugins import PluginLoadError, describe_plugins
+from guestguard.settings import SettingsError
+
+log = logging.getLogger("guestguard.cli")
+
+
+def _config(ini: str):
+    from guestguard import make_config
+
+    setup_logging(ini)
+    return make_config(get_appsettings(ini, name="main"))
+
+
+def cmd_migrate(args) -> int:
+    from alembic import command
+    from alembic.config import Config
+
+    command.upgrade(Config(args.ini), args.revision)
+    return 0
+
+
+def cmd_worker(args) -> int:
+    from huey.consumer import Consumer
+
+    config = _config(args.ini)
+    config.make_wsgi_app()  # commits the configuration: tasks are registered
+    registry = config.registry
+    workers = args.workers or registry.settings["huey.workers"]
+    consumer = Consumer(registry["huey"], workers=workers, worker_type="thread", periodic=True)
+    consumer.run()
+    return 0
+
+
+def cmd_plugins(args) -> int:
+    config = _config(args.ini)
+    pm = config.registry["plugins"]
+    for info in describe_plugins(pm):
+        print(f"{info.name}  ({info.distribution} {info.version})")
+        print(f"    hooks: {', '.join(info.hooks) or '(none)'}")
+    providers = config.registry["notifications.providers"]
+    print("notification channels: " + ", ".join(
+        f"{channel} -> {provider.name}" for channel, provider in sorted(providers.items())))
+    return 0
+
+
+def cmd_settings(args) -> int:
+    config = _config(args.ini)
+    reader = config.registry["settings.reader"]
+    for name, value in reader.public_view(config.registry.settings).items():
+        print(f"{name} = {value!r}")
+    return 0
+
+
+def cmd_send_test(args) -> int:
+    """Queue a test message through the outbox (checks provider settings)."""
+    from pyramid.scripting import prepare
+
+    from guestguard.notifications.services import queue_notification
+
+    config = _config(args.ini)
+    app = config.make_wsgi_app()
+    with prepare(registry=app.registry) as env:
+        request = env["request"]
+        with request.tm:
+            notification = queue_notification(
+                request, channel=args.channel, recipient=args.to, template="test_message",
+                context={"base_url": request.registry.settings["app.base_url"]})
+            notification_id = notification.id
+    print(f"queued notification {notification_id}; a worker delivers it")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="guestguard", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    migrate = sub.add_parser("migrate", help="upgrade the database schema")
+    migrate.add_argument("ini")
+    migrate.add_argument("--revision", default="head")
+    migrate.set_defaults(func=cmd_migrate)
+
+    worker = sub.add_parser("worker", help="run the task consumer")
+    worker.add_argument("ini")
+    worker.add_argument("--workers", type=int, default=0)
+    worker.set_defaults(func=cmd_worker)
+
+    plugins = sub.add_parser("plugins", help="list plugins, versions and hooks")
+    plugins.add_argument("ini")
+    plugins.set_defaults(func=cmd_plugins)
+
+    settings = sub.add_parser("settings", help="list every setting in force (secrets masked)")
+    settings.add_argument("ini")
+    settings.set_defaults(func=cmd_settings)
+
+    send_test = sub.add_parser("send-test", help="queue a test email or SMS")
+    send_test.add_argument("ini")
+    send_test.add_argument("--to", required=True)
+    send_test.add_argument("--channel", choices=("email", "sms"), default="email")
+    send_test.set_defaults(func=cmd_send_test)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (SettingsError, PluginLoadError) as exc:
+        print(f"guestguard: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

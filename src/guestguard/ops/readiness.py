@@ -1,0 +1,53 @@
+"""Checks behind ``/readyz``: each returns None when healthy or a short reason."""
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+import redis
+from sqlalchemy import text
+
+log = logging.getLogger(__name__)
+
+
+def check_database(registry) -> None:
+    with registry["db.engine"].connect() as connection:
+        connection.execute(text("SELECT 1"))
+
+
+def check_queue(registry) -> None:
+    huey = registry["huey"]
+    huey.storage.queue_size()
+    consumer = registry.get("huey.consumer")
+    if consumer is not None and not any(proc.is_alive() for _, proc in consumer.worker_threads):
+        raise RuntimeError("in-process worker threads are not running")
+
+
+def check_redis(registry) -> None:
+    client = redis.Redis.from_url(registry.settings["redis.url"], socket_timeout=2,
+                                  socket_connect_timeout=2)
+    try:
+        client.ping()
+    finally:
+        client.close()
+
+
+def checks_for(registry) -> dict[str, Callable]:
+    checks = {"database": check_database, "queue": check_queue}
+    if registry.settings["redis.url"]:
+        checks["redis"] = check_redis
+    return checks
+
+
+def run_checks(registry) -> tuple[bool, dict[str, str]]:
+    results: dict[str, str] = {}
+    for name, check in checks_for(registry).items():
+        try:
+            check(registry)
+            results[name] = "ok"
+        except Exception as exc:
+            # The class name says what failed without echoing connection
+            # strings (which may hold credentials) into a public response.
+            log.warning("readiness check %s failed: %r", name, exc)
+            results[name] = f"failed: {type(exc).__name__}"
+    return all(value == "ok" for value in results.values()), results

@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from pyramid.view import view_config
+
+from guestguard.ops.readiness import run_checks
+
+
+@view_config(route_name="health", renderer="json", request_method=("GET", "HEAD"))
+def health(request):
+    """Alive: the process answers. Touches nothing else."""
+    return {"status": "ok"}
+
+
+@view_config(route_name="readyz", renderer="json", request_method=("GET", "HEAD"))
+def readyz(request):
+    """Ready: the database, the queue and (when configured) Redis answer."""
+    ready, checks = run_checks(request.registry)
+    request.response.status = 200 if ready else 503
+    request.response.headers["Cache-Control"] = "no-store"
+    return {"status": "ok" if ready else "unavailable", "checks": checks}

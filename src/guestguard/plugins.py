@@ -1,0 +1,189 @@
+"""The plugin system, and the only module a plugin distribution imports.
+
+Built-in default plugins and third-party ones (entry-point group
+``guestguard``) are registered through the same function, one at a time, so
+a plugin that fails to import is logged and skipped (fatal when
+``plugins.strict = true``).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import logging
+import uuid
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points, version
+from typing import Any, Callable, Iterable, Mapping, Protocol, runtime_checkable
+
+import pluggy
+
+from guestguard import hookspecs
+from guestguard.settings import (  # re-exported for plugins
+    Setting, SettingsError, as_bool, as_choice, as_float, as_int, as_list, as_str, as_url,
+    raw_flag, raw_list,
+)
+
+__all__ = [
+    "hookimpl", "Setting", "SettingsError", "as_bool", "as_choice", "as_float", "as_int",
+    "as_list", "as_str", "as_url", "NotificationProvider", "OutgoingMessage",
+    "PermanentDeliveryError", "TransientDeliveryError", "DomainEvent", "PluginInfo",
+]
+
+log = logging.getLogger(__name__)
+
+PROJECT = "guestguard"
+ENTRY_POINT_GROUP = "guestguard"
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+# Registered exactly like entry points, in this order, before them.
+DEFAULT_PLUGINS = (
+    "guestguard.notifications.console",
+)
+
+
+class PluginLoadError(Exception):
+    """A plugin could not be loaded while ``plugins.strict`` is on."""
+
+
+# --- interfaces plugins implement --------------------------------------------
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """A rendered message handed to a provider.
+
+    ``subject`` and ``html`` are empty for SMS. ``notification_id`` is stable
+    across retries: providers that support idempotency keys should use it.
+    """
+
+    notification_id: uuid.UUID
+    channel: str
+    recipient: str
+    sender: str
+    subject: str
+    text: str
+    html: str = ""
+
+
+class DeliveryError(Exception):
+    """Base of the two failures a provider may report."""
+
+
+class PermanentDeliveryError(DeliveryError):
+    """Retrying will not help (bad address, rejected content): stop, mark failed."""
+
+
+class TransientDeliveryError(DeliveryError):
+    """Try again later (timeout, throttling, 4xx from the server)."""
+
+
+@runtime_checkable
+class NotificationProvider(Protocol):
+    name: str
+    channels: tuple[str, ...]
+
+    def send(self, message: OutgoingMessage) -> str | None:
+        """Deliver ``message``; return the provider's message id (or None).
+
+        Raise PermanentDeliveryError or TransientDeliveryError on failure; any
+        other exception counts as transient.
+        """
+
+
+@dataclass(frozen=True)
+class DomainEvent:
+    name: str
+    data: Mapping[str, Any]
+    workspace_id: uuid.UUID | None = None
+    occurred_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+
+
+# --- loading -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    name: str
+    distribution: str
+    version: str
+    hooks: tuple[str, ...]
+
+
+def build_plugin_manager(
+    *,
+    strict: bool,
+    disabled: Iterable[str] = (),
+    extra: Iterable[tuple[str, object]] = (),
+    load_entry_points: bool = True,
+) -> pluggy.PluginManager:
+    """Create the manager and register default, third-party and ``extra``
+    plugins (the last for tests and embedding)."""
+    pm = pluggy.PluginManager(PROJECT)
+    pm.add_hookspecs(hookspecs)
+    pm.guestguard_info = {}  # name -> (distribution, version)
+    disabled = set(disabled)
+
+    candidates: list[tuple[str, Callable[[], object], str, str]] = []
+    own_version = _version("guestguard")
+    for module_name in DEFAULT_PLUGINS:
+        candidates.append((module_name, _importer(module_name), "guestguard", own_version))
+    if load_entry_points:
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            dist = ep.dist.name if ep.dist else "?"
+            dist_version = ep.dist.version if ep.dist else "?"
+            candidates.append((ep.name, ep.load, dist, dist_version))
+
+    for name, load, dist, dist_version in candidates:
+        if name in disabled:
+            log.info("plugin %s is disabled by plugins.disabled", name)
+            continue
+        _register(pm, name, load, dist, dist_version, strict)
+    for name, plugin in extra:
+        pm.register(plugin, name=name)
+        pm.guestguard_info[name] = ("(registered in code)", "")
+    pm.check_pending()
+    return pm
+
+
+def _register(pm, name, load, dist, dist_version, strict) -> None:
+    try:
+        plugin = load()
+        pm.register(plugin, name=name)
+    except Exception as exc:
+        if strict:
+            raise PluginLoadError(
+                f"plugin {name!r} from {dist} failed to load: {exc!r} "
+                "(plugins.strict is on)") from exc
+        log.error("plugin %s from %s failed to load and was skipped: %r", name, dist, exc,
+                  exc_info=True)
+        return
+    pm.guestguard_info[name] = (dist, dist_version)
+
+
+def _importer(module_name: str) -> Callable[[], object]:
+    return lambda: importlib.import_module(module_name)
+
+
+def _version(dist: str) -> str:
+    try:
+        return version(dist)
+    except Exception:
+        return "?"
+
+
+def describe_plugins(pm: pluggy.PluginManager) -> list[PluginInfo]:
+    infos = []
+    for name, plugin in pm.list_name_plugin():
+        dist, dist_version = pm.guestguard_info.get(name, ("?", "?"))
+        hooks = tuple(sorted(caller.name for caller in pm.get_hookcallers(plugin) or ()))
+        infos.append(PluginInfo(name, dist, dist_version, hooks))
+    return sorted(infos, key=lambda info: info.name)
+
+
+def collect(hook_results: Iterable[Iterable[Any] | None]) -> list[Any]:
+    """Flatten the per-plugin lists a ``register_*`` hook returns."""
+    items: list[Any] = []
+    for result in hook_results:
+        if result:
+            items.extend(result)
+    return items

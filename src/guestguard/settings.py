@@ -1,0 +1,277 @@
+"""The one settings reader: ini values, ``GG_*`` environment overrides, typed
+and validated at startup.
+
+Every setting GuestGuard (or a plugin, through ``register_settings``) reads is
+declared as a :class:`Setting`. A declared setting can be overridden by the
+environment variable ``GG_`` + its name upper-cased with dots as underscores
+(``db.pool_size`` -> ``GG_DB_POOL_SIZE``). Keys the ini file passes to other
+libraries (``pyramid.*``, ``retry.*``, ``jinja2.*``...) are left as they are.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
+from urllib.parse import urlsplit
+
+log = logging.getLogger(__name__)
+
+ENV_PREFIX = "GG_"
+ENVIRONMENTS = ("development", "production", "test")
+
+
+class SettingsError(Exception):
+    """A setting is missing, malformed or unknown; the message names it."""
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "(required)"
+
+
+REQUIRED = _Required()
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One declared setting.
+
+    ``parse`` turns the raw string into a typed value and raises ``ValueError``
+    with a human reason when it cannot. ``required_in`` lists the environments
+    (``app.env`` values) in which a value must be given; elsewhere ``default``
+    applies. ``secret`` values are never logged or listed.
+    """
+
+    name: str
+    parse: Callable[[str], Any]
+    default: Any = REQUIRED
+    doc: str = ""
+    secret: bool = False
+    required_in: tuple[str, ...] = ()
+
+    @property
+    def env_var(self) -> str:
+        return env_var_for(self.name)
+
+
+def env_var_for(name: str) -> str:
+    return ENV_PREFIX + re.sub(r"[^A-Za-z0-9]", "_", name).upper()
+
+
+# --- parsers -----------------------------------------------------------------
+
+
+def as_str(value: str) -> str:
+    return value.strip()
+
+
+def as_bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def as_int(minimum: int | None = None, maximum: int | None = None) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            number = int(value.strip())
+        except ValueError:
+            raise ValueError(f"expected a whole number, got {value!r}") from None
+        if minimum is not None and number < minimum:
+            raise ValueError(f"must be at least {minimum}, got {number}")
+        if maximum is not None and number > maximum:
+            raise ValueError(f"must be at most {maximum}, got {number}")
+        return number
+
+    return parse
+
+
+def as_float(minimum: float | None = None) -> Callable[[str], float]:
+    def parse(value: str) -> float:
+        try:
+            number = float(value.strip())
+        except ValueError:
+            raise ValueError(f"expected a number, got {value!r}") from None
+        if minimum is not None and number < minimum:
+            raise ValueError(f"must be at least {minimum}, got {number}")
+        return number
+
+    return parse
+
+
+def as_choice(*choices: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        chosen = value.strip()
+        if chosen not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {value!r}")
+        return chosen
+
+    return parse
+
+
+def as_list(value: str) -> tuple[str, ...]:
+    return tuple(item for item in re.split(r"[\s,]+", value.strip()) if item)
+
+
+def as_url(*schemes: str, allow_empty: bool = False) -> Callable[[str], str]:
+    """A URL whose scheme (before any ``+driver``) is one of ``schemes``."""
+
+    def parse(value: str) -> str:
+        url = value.strip()
+        if not url and allow_empty:
+            return ""
+        parts = urlsplit(url)
+        scheme = parts.scheme.split("+", 1)[0]
+        if not parts.scheme or scheme not in schemes:
+            raise ValueError(f"expected a URL starting with {' or '.join(s + '://' for s in schemes)}")
+        if scheme in ("sqlite",):
+            if not url.startswith("sqlite:///") and url != "sqlite://":
+                raise ValueError("a SQLite URL looks like sqlite:///path/to/file.sqlite")
+        elif scheme not in ("memory",) and not parts.hostname and not parts.path.strip("/"):
+            raise ValueError("the URL names no host")
+        return url
+
+    return parse
+
+
+# --- the core's settings -----------------------------------------------------
+
+CORE_SETTINGS: tuple[Setting, ...] = (
+    Setting("app.env", as_choice(*ENVIRONMENTS), "development",
+            "Which environment this is: development, production or test. "
+            "Production requires its secrets and turns on HSTS and secure cookies."),
+    Setting("app.secret", as_str, "development-only-secret-change-me",
+            "Key material for signed cookies and sealed notification data. "
+            "At least 32 random characters in production.", secret=True,
+            required_in=("production",)),
+    Setting("app.base_url", as_url("http", "https"), "http://localhost:6543",
+            "The public address of the app, used in links inside emails and SMS."),
+    Setting("app.templates_dir", as_str, "",
+            "Where the Jinja2 templates live; empty means the templates/ folder of the source tree."),
+    Setting("db.url", as_url("sqlite", "postgresql"), REQUIRED,
+            "SQLAlchemy database URL: sqlite:///path or postgresql+psycopg://user@host/db."),
+    Setting("db.pool_size", as_int(1, 1000), 5, "Connections kept open per process (PostgreSQL)."),
+    Setting("db.max_overflow", as_int(0, 1000), 10, "Extra connections allowed above the pool size."),
+    Setting("db.pool_timeout", as_int(1, 600), 30, "Seconds to wait for a free connection."),
+    Setting("db.pool_recycle", as_int(-1), 1800, "Seconds after which a pooled connection is replaced."),
+    Setting("db.echo", as_bool, False, "Log every SQL statement (development only)."),
+    Setting("redis.url", as_url("redis", "rediss", "unix", allow_empty=True), "",
+            "Redis used by the app (readiness checks it when set)."),
+    Setting("huey.url", as_url("redis", "rediss", "sqlite", "memory"), REQUIRED,
+            "Task queue storage: redis://host:port/db, sqlite:///path or memory://."),
+    Setting("huey.name", as_str, "guestguard", "Queue name; workers and web processes must agree."),
+    Setting("huey.immediate", as_bool, False,
+            "Run tasks synchronously when enqueued (unit tests only)."),
+    Setting("huey.in_process_worker", as_bool, False,
+            "Start a consumer thread inside the web process (development: one process)."),
+    Setting("huey.workers", as_int(1, 64), 2, "Worker threads of a consumer."),
+    Setting("jobs.lost_after", as_int(1), 120,
+            "Seconds a due job may wait before the reaper assumes its task was lost and enqueues it again."),
+    Setting("jobs.stale_after", as_int(1), 600,
+            "Seconds a claimed job may run before the reaper assumes its worker died and retries it."),
+    Setting("jobs.reaper_batch", as_int(1, 100000), 500, "Most jobs the reaper re-enqueues in one pass."),
+    Setting("plugins.strict", as_bool, False,
+            "Stop startup when a plugin distribution fails to load (otherwise log and skip it)."),
+    Setting("plugins.disabled", as_list, (), "Names of plugins not to register."),
+    Setting("notifications.email.provider", as_str, "console", "Provider that sends email."),
+    Setting("notifications.sms.provider", as_str, "console", "Provider that sends SMS."),
+    Setting("notifications.email.sender", as_str, "GuestGuard <no-reply@localhost>",
+            "The From address of outgoing email."),
+    Setting("notifications.console.keep", as_int(1, 10000), 200,
+            "How many messages the console provider keeps for /dev/outbox."),
+    Setting("log.format", as_choice("text", "json", "auto"), "auto",
+            "Log line format; auto is JSON in production and text elsewhere."),
+    Setting("log.level", as_choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO",
+            "Level of the guestguard loggers when the ini has no logging sections."),
+)
+
+# Top-level namespaces the core owns: an undeclared key inside one of these is
+# a typo and stops startup.
+CORE_NAMESPACES = frozenset(s.name.split(".", 1)[0] for s in CORE_SETTINGS)
+
+
+@dataclass
+class SettingsReader:
+    specs: dict[str, Setting] = field(default_factory=dict)
+
+    def declare(self, settings: Iterable[Setting]) -> None:
+        for spec in settings:
+            if spec.name in self.specs:
+                raise SettingsError(f"setting {spec.name!r} is declared twice")
+            self.specs[spec.name] = spec
+
+    def read(self, raw: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+        """Return ``raw`` merged with environment overrides, every declared
+        setting typed; raise SettingsError naming every problem found."""
+        merged = dict(raw)
+        problems: list[str] = []
+        env_name = _raw_value("app.env", raw, environ) or "development"
+        namespaces = {name.split(".", 1)[0] for name in self.specs}
+
+        for key in raw:
+            if "." in key and key.split(".", 1)[0] in namespaces and key not in self.specs:
+                problems.append(f"unknown setting {key!r} (check the spelling)")
+
+        for name, spec in self.specs.items():
+            value = _raw_value(name, raw, environ)
+            if value is None or value.strip() == "":
+                if spec.default is REQUIRED or env_name in spec.required_in:
+                    problems.append(
+                        f"setting {name!r} is required: set it in the ini file or "
+                        f"the environment variable {spec.env_var}")
+                else:
+                    merged[name] = spec.default
+                continue
+            try:
+                merged[name] = spec.parse(value)
+            except ValueError as exc:
+                source = spec.env_var if spec.env_var in environ else "the ini file"
+                problems.append(f"setting {name!r} (from {source}) is invalid: {exc}")
+
+        if not problems and merged.get("app.env") == "production":
+            secret = merged.get("app.secret", "")
+            if secret == self.specs["app.secret"].default or len(secret) < 32:
+                problems.append(
+                    "setting 'app.secret' must be at least 32 random characters in production: "
+                    f"set {env_var_for('app.secret')}")
+
+        if problems:
+            raise SettingsError("; ".join(problems))
+        return merged
+
+    def public_view(self, settings: Mapping[str, Any]) -> dict[str, Any]:
+        """Declared settings with secrets masked, for listings and logs."""
+        return {
+            name: ("********" if spec.secret and settings.get(name) else settings.get(name))
+            for name, spec in sorted(self.specs.items())
+        }
+
+
+def _raw_value(name: str, raw: Mapping[str, Any], environ: Mapping[str, str]) -> str | None:
+    env_var = env_var_for(name)
+    if env_var in environ:
+        return environ[env_var]
+    value = raw.get(name)
+    if value is None:
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def raw_flag(name: str, raw: Mapping[str, Any], environ: Mapping[str, str]) -> bool:
+    """Read one boolean before the full reader exists (plugin loading needs it)."""
+    value = _raw_value(name, raw, environ)
+    if value is None:
+        return False
+    try:
+        return as_bool(value)
+    except ValueError as exc:
+        raise SettingsError(f"setting {name!r} is invalid: {exc}") from None
+
+
+def raw_list(name: str, raw: Mapping[str, Any], environ: Mapping[str, str]) -> tuple[str, ...]:
+    value = _raw_value(name, raw, environ)
+    return as_list(value) if value else ()
