@@ -1,18 +1,41 @@
 """Checks behind ``/readyz``: each returns None when healthy or a short reason."""
 from __future__ import annotations
 
+import functools
 import logging
+from pathlib import Path
 from typing import Callable
 
 import redis
+from alembic.script import ScriptDirectory
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 log = logging.getLogger(__name__)
 
 
+class SchemaNotMigrated(Exception):
+    """The database answers but its schema is not at this code's revision."""
+
+
+MIGRATIONS_DIR = Path(__file__).resolve().parents[3] / "migrations"
+
+
+@functools.cache
+def expected_revisions() -> frozenset[str]:
+    return frozenset(ScriptDirectory(str(MIGRATIONS_DIR)).get_heads())
+
+
 def check_database(registry) -> None:
     with registry["db.engine"].connect() as connection:
-        connection.execute(text("SELECT 1"))
+        try:
+            current = set(connection.execute(text("SELECT version_num FROM alembic_version")).scalars())
+        except DBAPIError as exc:
+            if "alembic_version" in str(exc.orig):
+                raise SchemaNotMigrated("not migrated: run guestguard migrate") from None
+            raise
+    if current != expected_revisions():
+        raise SchemaNotMigrated("not migrated to the latest revision: run guestguard migrate")
 
 
 def check_queue(registry) -> None:
@@ -49,5 +72,6 @@ def run_checks(registry) -> tuple[bool, dict[str, str]]:
             # The class name says what failed without echoing connection
             # strings (which may hold credentials) into a public response.
             log.warning("readiness check %s failed: %r", name, exc)
-            results[name] = f"failed: {type(exc).__name__}"
+            reason = str(exc) if isinstance(exc, SchemaNotMigrated) else type(exc).__name__
+            results[name] = f"failed: {reason}"
     return all(value == "ok" for value in results.values()), results

@@ -1,0 +1,39 @@
+# GuestGuard: `make run` and `make test` are the whole quick start.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PLUGINS := $(wildcard plugins/*/setup.cfg)
+PLUGIN_DIRS := $(patsubst %/setup.cfg,%,$(PLUGINS))
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-sqlite test-services bench install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python setup.cfg pyproject.toml $(PLUGINS)
+	$(BIN)/pip install --quiet -e '.[test]' $(foreach dir,$(PLUGIN_DIRS),-e $(dir))
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/guestguard migrate development.ini
+	$(BIN)/pserve development.ini
+
+# The whole suite on SQLite and in-memory backends; then, when
+# GG_TEST_DATABASE_URL / GG_TEST_REDIS_URL are set (CI sets them), again on
+# PostgreSQL and Redis.
+test: $(STAMP)
+	env -u GG_TEST_DATABASE_URL -u GG_TEST_REDIS_URL $(BIN)/pytest -q
+	@if [ -n "$$GG_TEST_DATABASE_URL$$GG_TEST_REDIS_URL" ]; then \
+		echo "== again on PostgreSQL and Redis"; \
+		$(BIN)/pytest -q; \
+	fi
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) var build src/*.egg-info plugins/*/src/*.egg-info

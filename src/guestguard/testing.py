@@ -1,0 +1,181 @@
+"""Pytest fixtures for GuestGuard and its plugins (loaded by the repository's
+root conftest.py; a plugin distribution's own conftest can load it the same
+way with ``pytest_plugins = ["guestguard.testing"]``).
+
+Every test gets a real database: a fresh SQLite file copied from a migrated
+template, or, when ``GG_TEST_DATABASE_URL`` is set, the PostgreSQL database it
+names (migrated once per run, emptied after each test). An unreachable
+database fails the run; it is never skipped.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import pytest
+import webtest
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import create_engine, text
+
+from guestguard import make_config
+from guestguard.models import metadata
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DATABASE_ENV = "GG_TEST_DATABASE_URL"
+REDIS_ENV = "GG_TEST_REDIS_URL"
+
+
+def alembic_config(db_url: str) -> AlembicConfig:
+    config = AlembicConfig(str(REPO_ROOT / "development.ini"))
+    config.set_main_option("script_location", str(REPO_ROOT / "migrations"))
+    config.attributes["db_url"] = db_url
+    return config
+
+
+def migrate(db_url: str, revision: str = "head") -> None:
+    command.upgrade(alembic_config(db_url), revision)
+
+
+def downgrade(db_url: str, revision: str = "base") -> None:
+    command.downgrade(alembic_config(db_url), revision)
+
+
+def empty_tables(db_url: str) -> None:
+    engine = create_engine(db_url)
+    try:
+        with engine.begin() as connection:
+            names = ", ".join(table.name for table in metadata.sorted_tables)
+            if names:
+                connection.execute(text(f"TRUNCATE {names} CASCADE"))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str | None:
+    """The PostgreSQL URL under test, migrated to head; None when unset."""
+    url = os.environ.get(DATABASE_ENV)
+    if not url:
+        return None
+    engine = create_engine(url)
+    try:
+        with engine.begin() as connection:  # fails the run when unreachable
+            connection.execute(text("DROP SCHEMA public CASCADE"))
+            connection.execute(text("CREATE SCHEMA public"))
+    finally:
+        engine.dispose()
+    migrate(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "template.sqlite"
+    migrate(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def db_url(postgres_url, sqlite_template, tmp_path) -> Iterable[str]:
+    if postgres_url:
+        yield postgres_url
+        empty_tables(postgres_url)
+        return
+    path = tmp_path / "guestguard.sqlite"
+    shutil.copy(sqlite_template, path)
+    yield f"sqlite:///{path}"
+
+
+@pytest.fixture
+def redis_url() -> str | None:
+    return os.environ.get(REDIS_ENV) or None
+
+
+@pytest.fixture
+def base_settings(db_url) -> dict[str, str]:
+    return {
+        "app.env": "test",
+        "app.base_url": "http://guestguard.test",
+        "db.url": db_url,
+        "huey.url": "memory://",
+        "huey.immediate": "true",
+        "notifications.email.provider": "console",
+        "notifications.sms.provider": "console",
+    }
+
+
+class AppFactory:
+    """Builds the real application with test settings and extra plugins."""
+
+    def __init__(self, base: dict[str, str]):
+        self.base = base
+        self.apps: list[Any] = []
+
+    def __call__(self, settings: dict[str, str] | None = None,
+                 plugins: Iterable[tuple[str, object]] = (),
+                 environ: dict[str, str] | None = None) -> webtest.TestApp:
+        raw = {**self.base, **(settings or {})}
+        config = make_config(raw, environ=environ or {}, extra_plugins=plugins)
+        app = config.make_wsgi_app()
+        self.apps.append(app)
+        return webtest.TestApp(app, extra_environ={"REMOTE_ADDR": "127.0.0.1"})
+
+    def close(self) -> None:
+        for app in self.apps:
+            consumer = app.registry.get("huey.consumer")
+            if consumer is not None:
+                consumer.stop(graceful=True)
+            app.registry["db.engine"].dispose()
+
+
+@pytest.fixture
+def make_app(base_settings) -> Iterable[AppFactory]:
+    factory = AppFactory(base_settings)
+    yield factory
+    factory.close()
+
+
+@pytest.fixture
+def app(make_app) -> webtest.TestApp:
+    return make_app()
+
+
+@pytest.fixture
+def registry(app):
+    return app.app.registry
+
+
+def drain(huey, now: dt.datetime | None = None) -> int:
+    """Run, in this thread, every queued task that is due by ``now`` (default:
+    the current time), including scheduled ones. Returns how many ran; tasks
+    not yet due wait in the schedule, as a consumer would leave them."""
+    moment = (now or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc).replace(tzinfo=None)
+    ran = 0
+    for task in huey.read_schedule(moment):
+        huey.enqueue(task)
+    while (task := huey.dequeue()) is not None:
+        if huey.ready_to_run(task, moment):
+            huey.execute(task, moment)
+            ran += 1
+        else:
+            huey.add_schedule(task)
+    return ran
+
+
+@pytest.fixture
+def run_in_request(registry) -> Callable[..., Any]:
+    """Call ``func(request)`` inside a committed transaction of a scripted
+    request, as a task or a CLI would."""
+    from pyramid.scripting import prepare
+
+    def run(func: Callable[[Any], Any], registry_=None) -> Any:
+        with prepare(registry=registry_ or registry) as env:
+            request = env["request"]
+            with request.tm:
+                return func(request)
+
+    return run

@@ -1,0 +1,73 @@
+"""The guestguard command against a real ini file."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, inspect
+
+from guestguard.testing import REPO_ROOT
+
+COMMAND = str(Path(sys.executable).parent / "guestguard")
+
+
+def run(*args, env=None):
+    return subprocess.run([COMMAND, *args], capture_output=True, text=True, timeout=120,
+                          env={"PATH": "/usr/bin:/bin", **(env or {})})
+
+
+@pytest.fixture
+def ini(tmp_path):
+    text = (REPO_ROOT / "development.ini").read_text()
+    path = tmp_path / "site.ini"
+    path.write_text(text.replace("%(here)s/migrations", str(REPO_ROOT / "migrations")))
+    return path
+
+
+def test_migrate_creates_the_schema_where_the_ini_says(ini, tmp_path):
+    result = run("migrate", str(ini))
+    assert result.returncode == 0, result.stderr
+    engine = create_engine(f"sqlite:///{tmp_path}/var/guestguard.sqlite")
+    assert "notifications" in inspect(engine).get_table_names()
+    engine.dispose()
+
+
+def test_environment_overrides_reach_migrate(ini, tmp_path):
+    target = tmp_path / "elsewhere.sqlite"
+    result = run("migrate", str(ini), env={"GG_DB_URL": f"sqlite:///{target}"})
+    assert result.returncode == 0, result.stderr
+    assert target.exists()
+
+
+def test_bad_settings_exit_with_a_message_naming_the_setting(ini):
+    result = run("plugins", str(ini), env={"GG_DB_POOL_SIZE": "lots"})
+    assert result.returncode == 2
+    assert "db.pool_size" in result.stderr and "GG_DB_POOL_SIZE" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_production_without_its_secret_exits_naming_the_variable():
+    result = run("settings", str(REPO_ROOT / "production.ini"))
+    assert result.returncode == 2
+    assert "GG_APP_SECRET" in result.stderr
+
+
+def test_settings_lists_values_with_secrets_masked(ini):
+    result = run("settings", str(ini), env={"GG_APP_SECRET": "a-very-secret-value-of-some-length"})
+    assert result.returncode == 0, result.stderr
+    assert "app.secret = '********'" in result.stdout
+    assert "a-very-secret-value" not in result.stdout
+    assert "huey.in_process_worker = True" in result.stdout
+
+
+def test_send_test_queues_a_message(ini, tmp_path):
+    assert run("migrate", str(ini)).returncode == 0
+    result = run("send-test", str(ini), "--to", "ops@example.com",
+                 env={"GG_HUEY_URL": f"sqlite:///{tmp_path}/queue.sqlite"})
+    assert result.returncode == 0, result.stderr
+    assert "queued notification" in result.stdout
+    engine = create_engine(f"sqlite:///{tmp_path}/var/guestguard.sqlite")
+    with engine.connect() as connection:
+        rows = connection.exec_driver_sql("SELECT recipient, status FROM notifications").all()
+    engine.dispose()
+    assert rows == [("ops@example.com", "pending")]

@@ -1,0 +1,273 @@
+"""The outbox: rows first, delivery by task, retries on the backoff schedule,
+recovery by the reaper, secrets sealed at rest."""
+import datetime as dt
+
+import pytest
+import time_machine
+from sqlalchemy import select, text
+
+from guestguard.notifications.models import Notification
+from guestguard.notifications.rendering import TemplateMissing
+from guestguard.notifications.services import RETRY_BACKOFF, queue_notification
+from guestguard.notifications.tasks import dispatch_notification
+from guestguard.plugins import PermanentDeliveryError, TransientDeliveryError, hookimpl
+from guestguard.tasks import claim_job, reap, run_task_now
+from guestguard.testing import drain
+
+T0 = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
+
+
+class ScriptedProvider:
+    """Fails as scripted, then delivers; records what it was handed."""
+
+    name = "scripted"
+    channels = ("email", "sms")
+
+    def __init__(self, failures=()):
+        self.failures = list(failures)
+        self.sent = []
+        self.calls = 0
+
+    def send(self, message):
+        self.calls += 1
+        if self.failures:
+            raise self.failures.pop(0)
+        self.sent.append(message)
+        return f"scripted-{len(self.sent)}"
+
+    @hookimpl
+    def register_notification_providers(self, settings):
+        return [self]
+
+
+@pytest.fixture
+def queued_app(make_app):
+    """An app whose queue is read only when the test drains it."""
+
+    def build(provider=None, **settings):
+        plugins = [("scripted", provider)] if provider else []
+        chosen = {"notifications.email.provider": "scripted"} if provider else {}
+        return make_app({"huey.immediate": "false", **chosen, **settings}, plugins=plugins)
+
+    return build
+
+
+def queue(registry, run_in_request, **overrides):
+    values = dict(channel="email", recipient="ada@example.com", template="test_message",
+                  context={"base_url": "https://gg.example"})
+    values.update(overrides)
+    return run_in_request(lambda request: queue_notification(request, **values).id, registry)
+
+
+def load(registry, notification_id):
+    from pyramid.scripting import prepare
+
+    with prepare(registry=registry) as env:
+        request = env["request"]
+        with request.tm:
+            row = request.db.get(Notification, notification_id)
+            request.db.expunge(row)
+            return row
+
+
+def test_queued_email_is_delivered_with_all_parts(queued_app, run_in_request):
+    provider = ScriptedProvider()
+    app = queued_app(provider)
+    registry = app.app.registry
+    notification_id = queue(registry, run_in_request)
+    assert load(registry, notification_id).status == "pending"
+    assert provider.sent == [], "nothing is sent before the task runs"
+    assert drain(registry["huey"]) == 1
+    message = provider.sent[0]
+    assert message.subject == "GuestGuard test message"
+    assert "https://gg.example" in message.text
+    assert '<a href="https://gg.example">' in message.html
+    assert message.sender == "GuestGuard <no-reply@localhost>"
+    row = load(registry, notification_id)
+    assert (row.status, row.attempts, row.provider, row.provider_message_id) == (
+        "succeeded", 1, "scripted", "scripted-1")
+    assert row.sent_at is not None
+
+
+def test_sms_renders_its_single_part(queued_app, run_in_request):
+    provider = ScriptedProvider()
+    app = queued_app(provider, **{"notifications.sms.provider": "scripted"})
+    registry = app.app.registry
+    queue(registry, run_in_request, channel="sms", recipient="+14155550100")
+    drain(registry["huey"])
+    message = provider.sent[0]
+    assert message.text.startswith("GuestGuard test message from https://gg.example")
+    assert message.subject == "" and message.html == ""
+
+
+def test_transient_failures_retry_on_the_backoff_schedule_then_fail(queued_app, run_in_request):
+    failures = [TransientDeliveryError("try later")] * (len(RETRY_BACKOFF) + 1)
+    provider = ScriptedProvider(failures)
+    app = queued_app(provider)
+    registry = app.app.registry
+    huey = registry["huey"]
+    with time_machine.travel(T0, tick=False) as clock:
+        notification_id = queue(registry, run_in_request, sealed={"link": "https://gg.example/t/SECRET"})
+        drain(huey)
+        waits = []
+        for _ in RETRY_BACKOFF:
+            row = load(registry, notification_id)
+            assert row.status == "pending"
+            waits.append((row.next_attempt_at - dt.datetime.now(dt.timezone.utc)).total_seconds())
+            clock.move_to(row.next_attempt_at - dt.timedelta(milliseconds=1))
+            assert drain(huey) == 0, "not before it is due"
+            clock.move_to(row.next_attempt_at)
+            assert drain(huey) == 1
+    assert waits == [float(s) for s in RETRY_BACKOFF] == [1, 5, 30, 300, 1800]
+    row = load(registry, notification_id)
+    assert row.status == "failed"
+    assert row.attempts == len(RETRY_BACKOFF) + 1
+    assert "try later" in row.last_error
+    assert row.sealed_context is None, "secrets are dropped once the message is final"
+    assert provider.calls == 6
+
+
+def test_a_transient_failure_then_success(queued_app, run_in_request):
+    provider = ScriptedProvider([OSError("connection reset")])
+    app = queued_app(provider)
+    registry = app.app.registry
+    with time_machine.travel(T0, tick=False) as clock:
+        notification_id = queue(registry, run_in_request)
+        drain(registry["huey"])
+        assert "connection reset" in load(registry, notification_id).last_error
+        clock.shift(1)
+        drain(registry["huey"])
+    row = load(registry, notification_id)
+    assert (row.status, row.attempts, row.last_error) == ("succeeded", 2, None)
+
+
+def test_a_permanent_failure_stops_at_once(queued_app, run_in_request):
+    provider = ScriptedProvider([PermanentDeliveryError("550 no such mailbox")])
+    app = queued_app(provider)
+    registry = app.app.registry
+    notification_id = queue(registry, run_in_request)
+    drain(registry["huey"])
+    row = load(registry, notification_id)
+    assert (row.status, row.attempts) == ("failed", 1)
+    assert "550 no such mailbox" in row.last_error
+
+
+def test_a_lost_task_is_delivered_by_the_reaper(queued_app, run_in_request):
+    provider = ScriptedProvider()
+    app = queued_app(provider)
+    registry = app.app.registry
+    huey = registry["huey"]
+    lost_after = registry.settings["jobs.lost_after"]
+    with time_machine.travel(T0, tick=False) as clock:
+        notification_id = queue(registry, run_in_request)
+        assert huey.dequeue() is not None  # the worker took it and died
+        assert drain(huey) == 0
+        assert run_task_now(registry, reap) == 0, "not yet overdue"
+        clock.shift(lost_after + 1)
+        assert run_task_now(registry, reap) == 1
+        assert drain(huey) == 1
+    row = load(registry, notification_id)
+    assert row.status == "succeeded"
+    assert len(provider.sent) == 1
+
+
+def test_a_job_whose_worker_died_mid_run_is_retried(queued_app, run_in_request):
+    provider = ScriptedProvider()
+    app = queued_app(provider)
+    registry = app.app.registry
+    huey = registry["huey"]
+    stale_after = registry.settings["jobs.stale_after"]
+    with time_machine.travel(T0, tick=False) as clock:
+        notification_id = queue(registry, run_in_request)
+        huey.dequeue()
+        run_in_request(lambda request: claim_job(request.db, Notification, notification_id), registry)
+        assert load(registry, notification_id).status == "running"
+        clock.shift(stale_after - 5)
+        assert run_task_now(registry, reap) == 0, "a running job is left alone until stale"
+        clock.shift(10)
+        assert run_task_now(registry, reap) == 1
+        drain(huey)
+    row = load(registry, notification_id)
+    assert (row.status, row.attempts) == ("succeeded", 2)
+    assert len(provider.sent) == 1
+
+
+def test_dispatch_is_idempotent(queued_app, run_in_request):
+    provider = ScriptedProvider()
+    app = queued_app(provider)
+    registry = app.app.registry
+    notification_id = queue(registry, run_in_request)
+    drain(registry["huey"])
+    run_task_now(registry, dispatch_notification, notification_id)
+    run_task_now(registry, dispatch_notification, notification_id)
+    assert len(provider.sent) == 1
+
+
+
+
+def test_sealed_values_are_not_stored_readable(queued_app, run_in_request):
+    provider = ScriptedProvider()
+    app = queued_app(provider)
+    registry = app.app.registry
+    secret = "tok_9f8e7d6c5b4a39281706f5e4d3c2b1a0"
+    notification_id = queue(registry, run_in_request, template="test_message",
+                            context={}, sealed={"base_url": f"https://gg.example/i/{secret}"})
+
+    def dump():
+        with registry["db.engine"].connect() as connection:
+            return repr(connection.execute(text("SELECT * FROM notifications")).all())
+
+    assert secret not in dump()
+    assert load(registry, notification_id).sealed_context
+    drain(registry["huey"])
+    assert secret in provider.sent[0].text
+    assert secret not in dump()
+    assert load(registry, notification_id).sealed_context is None
+
+
+def test_a_template_error_fails_the_notification(queued_app, run_in_request):
+    provider = ScriptedProvider()
+    app = queued_app(provider)
+    registry = app.app.registry
+    notification_id = queue(registry, run_in_request, context={})  # base_url missing
+    drain(registry["huey"])
+    row = load(registry, notification_id)
+    assert row.status == "failed"
+    assert "rendering failed" in row.last_error and "base_url" in row.last_error
+    assert provider.sent == []
+
+
+def test_unknown_template_is_refused_when_queueing(app, run_in_request):
+    with pytest.raises(TemplateMissing):
+        queue(app.app.registry, run_in_request, template="no_such_template")
+    with pytest.raises(TemplateMissing):
+        queue(app.app.registry, run_in_request, template="../errors/404")
+
+
+def test_immediate_mode_delivers_through_the_console_provider(app, run_in_request):
+    registry = app.app.registry
+    notification_id = queue(registry, run_in_request)
+    console = registry["notifications.providers_by_name"]["console"]
+    assert console.messages[0][1].notification_id == notification_id
+    assert load(registry, notification_id).status == "succeeded"
+
+
+def test_dev_outbox_shows_console_messages_in_development(make_app, run_in_request):
+    app = make_app({"app.env": "development"})
+    registry = app.app.registry
+    queue(registry, run_in_request, recipient="grace@example.com")
+    page = app.get("/dev/outbox")
+    assert "grace@example.com" in page.text
+    assert "GuestGuard test message" in page.text
+    assert '<a href="https://gg.example"' in page.text
+
+
+def test_dev_outbox_does_not_exist_outside_development(app):
+    app.get("/dev/outbox", status=404)
+
+
+def test_outbox_rows_list_by_status(app, run_in_request):
+    registry = app.app.registry
+    queue(registry, run_in_request)
+    statuses = run_in_request(lambda r: r.db.scalars(select(Notification.status)).all(), registry)
+    assert statuses == ["succeeded"]

@@ -1,0 +1,90 @@
+import pytest
+
+from guestguard import make_config
+from guestguard.settings import CORE_SETTINGS, SettingsReader, SettingsError, env_var_for
+
+
+def read(raw, environ=None):
+    reader = SettingsReader()
+    reader.declare(CORE_SETTINGS)
+    return reader.read(raw, environ or {})
+
+
+MINIMAL = {"db.url": "sqlite:////tmp/x.sqlite", "huey.url": "memory://"}
+
+
+def test_defaults_are_typed():
+    settings = read(MINIMAL)
+    assert settings["db.pool_size"] == 5
+    assert settings["huey.immediate"] is False
+    assert settings["app.env"] == "development"
+    assert settings["plugins.disabled"] == ()
+
+
+def test_environment_overrides_the_ini_value():
+    settings = read({**MINIMAL, "db.pool_size": "5"}, {"GG_DB_POOL_SIZE": "12", "GG_HUEY_IMMEDIATE": "yes"})
+    assert settings["db.pool_size"] == 12
+    assert settings["huey.immediate"] is True
+
+
+def test_env_var_names_follow_the_setting_name():
+    assert env_var_for("notifications.email.provider") == "GG_NOTIFICATIONS_EMAIL_PROVIDER"
+
+
+@pytest.mark.parametrize("raw, named", [
+    ({**MINIMAL, "db.pool_size": "lots"}, "'db.pool_size'"),
+    ({**MINIMAL, "db.pool_size": "0"}, "'db.pool_size'"),
+    ({**MINIMAL, "db.url": "mysql://localhost/x"}, "'db.url'"),
+    ({**MINIMAL, "db.url": "not a url"}, "'db.url'"),
+    ({**MINIMAL, "huey.url": "amqp://localhost"}, "'huey.url'"),
+    ({**MINIMAL, "app.env": "staging"}, "'app.env'"),
+    ({**MINIMAL, "huey.immediate": "perhaps"}, "'huey.immediate'"),
+    ({**MINIMAL, "db.pool_sise": "3"}, "'db.pool_sise'"),
+    ({"huey.url": "memory://"}, "'db.url'"),
+])
+def test_bad_settings_stop_startup_naming_the_setting(raw, named):
+    with pytest.raises(SettingsError) as info:
+        read(raw)
+    assert named in str(info.value)
+
+
+def test_a_bad_environment_value_names_the_variable():
+    with pytest.raises(SettingsError, match="GG_DB_POOL_SIZE"):
+        read(MINIMAL, {"GG_DB_POOL_SIZE": "many"})
+
+
+def test_production_refuses_to_start_without_its_secret():
+    with pytest.raises(SettingsError) as info:
+        read({**MINIMAL, "app.env": "production"})
+    assert "GG_APP_SECRET" in str(info.value)
+
+
+def test_production_refuses_a_short_secret():
+    with pytest.raises(SettingsError, match="at least 32"):
+        read({**MINIMAL, "app.env": "production"}, {"GG_APP_SECRET": "short"})
+
+
+def test_production_starts_with_its_secret_from_the_environment():
+    settings = read({**MINIMAL, "app.env": "production"}, {"GG_APP_SECRET": "s" * 40})
+    assert settings["app.secret"] == "s" * 40
+
+
+def test_public_view_masks_secrets():
+    reader = SettingsReader()
+    reader.declare(CORE_SETTINGS)
+    settings = reader.read(MINIMAL, {"GG_APP_SECRET": "x" * 40})
+    view = reader.public_view(settings)
+    assert view["app.secret"] == "********"
+    assert "x" * 40 not in repr(view)
+
+
+def test_unknown_provider_stops_startup_naming_the_setting(base_settings):
+    with pytest.raises(SettingsError) as info:
+        make_config({**base_settings, "notifications.email.provider": "pigeon"}, environ={})
+    assert "notifications.email.provider" in str(info.value)
+    assert "pigeon" in str(info.value)
+
+
+def test_keys_of_other_libraries_pass_through(base_settings):
+    config = make_config({**base_settings, "jinja2.trim_blocks": "true"}, environ={})
+    assert config.registry.settings["jinja2.trim_blocks"] == "true"

@@ -1,0 +1,117 @@
+"""request.enqueue runs tasks only after commit, in their own context; a real
+consumer (SQLite queue, or Redis when GG_TEST_REDIS_URL is set) does the same."""
+import time
+
+import pytest
+
+from guestguard.notifications.models import Notification
+from guestguard.plugins import hookimpl
+from guestguard.tasks import run_task_now
+
+
+class Recorder:
+    """A plugin with a route that stores a row, enqueues a task reading it
+    back, and then fails when asked to."""
+
+    def __init__(self):
+        self.seen = []
+
+    def observe(self, request, notification_id):
+        row = request.db.get(Notification, notification_id)
+        self.seen.append((notification_id, row.recipient if row else None,
+                          request is not getattr(self, "web_request", None)))
+
+    @hookimpl
+    def configure(self, config):
+        config.add_task(self.observe)
+        config.add_route("store_then_maybe_fail", "/api/v1/test/store")
+        config.add_view(self.store, route_name="store_then_maybe_fail", renderer="json",
+                        require_csrf=False)
+
+    def store(self, request):
+        self.web_request = request
+        row = Notification(channel="email", recipient="guest@example.com", template="test_message")
+        request.db.add(row)
+        request.db.flush()
+        request.enqueue(self.observe, row.id)
+        assert self.seen == [], "the task must not run before commit"
+        if request.params.get("fail"):
+            raise RuntimeError("the request fails after enqueueing")
+        return {"id": str(row.id)}
+
+
+def count_rows(registry):
+    from sqlalchemy import func, select
+
+    with registry["db.engine"].connect() as connection:
+        return connection.execute(select(func.count()).select_from(Notification)).scalar()
+
+
+def test_task_of_a_committed_request_runs_after_commit_and_sees_the_rows(make_app):
+    recorder = Recorder()
+    app = make_app(plugins=[("recorder", recorder)])
+    response = app.post("/api/v1/test/store")
+    assert len(recorder.seen) == 1
+    seen_id, recipient, own_context = recorder.seen[0]
+    assert str(seen_id) == response.json["id"]
+    assert recipient == "guest@example.com"
+    assert own_context, "the task runs in its own request-like context"
+
+
+def test_task_of_a_failed_request_never_runs(make_app):
+    recorder = Recorder()
+    app = make_app(plugins=[("recorder", recorder)])
+    app.post("/api/v1/test/store?fail=1", status=500)
+    assert recorder.seen == []
+    assert count_rows(app.app.registry) == 0
+
+
+def test_enqueueing_an_unregistered_function_is_an_error(run_in_request):
+    def not_a_task(request):
+        pass
+
+    with pytest.raises(LookupError, match="not a registered task"):
+        run_in_request(lambda request: request.enqueue(not_a_task))
+
+
+def test_run_task_now_runs_in_its_own_transaction(make_app, run_in_request):
+    recorder = Recorder()
+    app = make_app(plugins=[("recorder", recorder)])
+    registry = app.app.registry
+    row_id = run_in_request(lambda r: _add_row(r), registry)
+    run_task_now(registry, recorder.observe, row_id)
+    assert recorder.seen[0][1] == "guest@example.com"
+
+
+def _add_row(request):
+    row = Notification(channel="email", recipient="guest@example.com", template="test_message")
+    request.db.add(row)
+    request.db.flush()
+    return row.id
+
+
+@pytest.fixture
+def real_queue_settings(redis_url, tmp_path):
+    """A queue a separate consumer reads: Redis when given, else SQLite."""
+    url = redis_url or f"sqlite:///{tmp_path}/queue.sqlite"
+    return {"huey.url": url, "huey.immediate": "false", "huey.name": f"test-{tmp_path.name}",
+            "huey.workers": "1"}
+
+
+def test_real_consumer_runs_the_task_after_commit(make_app, real_queue_settings):
+    from guestguard.tasks import start_in_process_consumer
+
+    recorder = Recorder()
+    app = make_app(real_queue_settings, plugins=[("recorder", recorder)])
+    registry = app.app.registry
+    registry["huey"].flush()
+    start_in_process_consumer(registry)
+    response = app.post("/api/v1/test/store")
+    app.post("/api/v1/test/store?fail=1", status=500)
+    deadline = time.monotonic() + 15
+    while not recorder.seen and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    assert [str(entry[0]) for entry in recorder.seen] == [response.json["id"]]
+    assert recorder.seen[0][1] == "guest@example.com"
+    registry["huey"].flush()

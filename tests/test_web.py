@@ -1,0 +1,139 @@
+import json
+import uuid
+
+import pytest
+from pyramid.view import view_config
+
+from guestguard.errors import APIError
+from guestguard.plugins import hookimpl
+
+
+class FailingViews:
+    """A plugin adding routes that fail in each way the error views handle."""
+
+    @hookimpl
+    def configure(self, config):
+        config.add_route("boom_api", "/api/v1/boom")
+        config.add_route("boom_html", "/boom")
+        config.add_route("invalid_api", "/api/v1/invalid")
+        config.add_view(self.boom, route_name="boom_api")
+        config.add_view(self.boom, route_name="boom_html")
+        config.add_view(self.invalid, route_name="invalid_api")
+
+    @staticmethod
+    def boom(request):
+        raise RuntimeError("secret-internal-detail")
+
+    @staticmethod
+    def invalid(request):
+        raise APIError(422, "validation_failed", "Some fields are invalid.",
+                       fields={"email": "is not an email address"})
+
+
+def test_health(app):
+    response = app.get("/health")
+    assert response.json == {"status": "ok"}
+
+
+def test_readyz_reports_each_component(app):
+    response = app.get("/readyz")
+    assert response.json == {"status": "ok", "checks": {"database": "ok", "queue": "ok"}}
+
+
+def test_readyz_is_503_naming_the_database_when_it_is_unreachable(make_app):
+    app = make_app({"db.url": "postgresql+psycopg://nobody@127.0.0.1:1/none", "db.pool_timeout": "1"})
+    response = app.get("/readyz", status=503)
+    assert response.json["status"] == "unavailable"
+    assert response.json["checks"]["database"].startswith("failed")
+    assert response.json["checks"]["queue"] == "ok"
+    assert "nobody" not in response.text
+
+
+def test_readyz_names_a_schema_that_is_not_migrated(make_app, tmp_path):
+    app = make_app({"db.url": f"sqlite:///{tmp_path}/empty.sqlite"})
+    response = app.get("/readyz", status=503)
+    assert "not migrated" in response.json["checks"]["database"]
+
+
+def test_readyz_checks_redis_when_configured(make_app):
+    app = make_app({"redis.url": "redis://127.0.0.1:1/0"})
+    response = app.get("/readyz", status=503)
+    assert response.json["checks"]["redis"].startswith("failed")
+
+
+def test_sane_request_id_is_echoed(app):
+    response = app.get("/health", headers={"X-Request-ID": "abc-12345.xyz"})
+    assert response.headers["X-Request-ID"] == "abc-12345.xyz"
+
+
+@pytest.mark.parametrize("bad", ["<script>alert(1)</script>", "a" * 200, "short", "white space here", ""])
+def test_insane_request_id_is_replaced_not_echoed(app, bad):
+    response = app.get("/health", headers={"X-Request-ID": bad})
+    echoed = response.headers["X-Request-ID"]
+    assert echoed != bad
+    uuid.UUID(hex=echoed)
+
+
+def test_request_id_is_generated_when_absent(app):
+    first = app.get("/health").headers["X-Request-ID"]
+    second = app.get("/health").headers["X-Request-ID"]
+    assert first != second
+
+
+def test_unknown_api_path_gets_the_json_404(app):
+    response = app.get("/api/v1/no-such-thing", status=404)
+    assert response.content_type == "application/json"
+    assert response.json == {"error": {"code": "not_found", "message": "The resource was not found."}}
+
+
+def test_unknown_html_path_gets_the_404_page(app):
+    response = app.get("/no-such-page", status=404)
+    assert response.content_type == "text/html"
+    assert "Page not found" in response.text
+
+
+def test_security_headers(app):
+    headers = app.get("/health").headers
+    assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Referrer-Policy"] == "same-origin"
+    assert "Strict-Transport-Security" not in headers
+
+
+def test_hsts_in_production(make_app):
+    app = make_app({"app.env": "production", "app.secret": "p" * 40})
+    assert app.get("/health").headers["Strict-Transport-Security"].startswith("max-age=")
+
+
+def test_unexpected_api_error_is_a_json_500_without_details(make_app, caplog):
+    app = make_app(plugins=[("failing", FailingViews())])
+    response = app.get("/api/v1/boom", status=500, headers={"X-Request-ID": "trace-me-123"})
+    assert response.json["error"]["code"] == "internal_error"
+    assert "secret-internal-detail" not in response.text
+    assert "Traceback" not in response.text
+    assert response.headers["X-Request-ID"] == "trace-me-123"
+    logged = [r for r in caplog.records if r.name == "guestguard.errors"]
+    assert logged and logged[0].request_id == "trace-me-123"
+    assert "secret-internal-detail" in str(logged[0].exc_info[1])
+
+
+def test_unexpected_html_error_is_the_500_page(make_app):
+    app = make_app(plugins=[("failing", FailingViews())])
+    response = app.get("/boom", status=500)
+    assert "Something went wrong" in response.text
+    assert "secret-internal-detail" not in response.text
+
+
+def test_api_errors_carry_code_and_fields(make_app):
+    app = make_app(plugins=[("failing", FailingViews())])
+    response = app.get("/api/v1/invalid", status=422)
+    assert response.json == {"error": {"code": "validation_failed", "message": "Some fields are invalid.",
+                                       "fields": {"email": "is not an email address"}}}
+
+
+def test_method_not_allowed_on_api_is_json(app):
+    response = app.post("/health", status=404)
+    assert response.content_type == "text/html"
+    response = app.post("/api/v1/nothing", status=404)
+    assert json.loads(response.text)["error"]["code"] == "not_found"
+
