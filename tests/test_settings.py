@@ -88,3 +88,15 @@ def test_unknown_provider_stops_startup_naming_the_setting(base_settings):
 def test_keys_of_other_libraries_pass_through(base_settings):
     config = make_config({**base_settings, "jinja2.trim_blocks": "true"}, environ={})
     assert config.registry.settings["jinja2.trim_blocks"] == "true"
+
+
+def test_every_setting_of_the_core_and_installed_plugins_is_documented():
+    from guestguard.plugins import build_plugin_manager, collect
+    from guestguard.testing import REPO_ROOT
+
+    pm = build_plugin_manager(strict=True)
+    declared = list(CORE_SETTINGS) + collect(pm.hook.register_settings())
+    docs = (REPO_ROOT / "docs" / "configuration.md").read_text()
+    missing = [s.name for s in declared if f"`{s.name}`" not in docs or s.env_var not in docs]
+    assert len(declared) > len(CORE_SETTINGS)
+    assert missing == []

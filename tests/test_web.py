@@ -137,3 +137,28 @@ def test_method_not_allowed_on_api_is_json(app):
     response = app.post("/api/v1/nothing", status=404)
     assert json.loads(response.text)["error"]["code"] == "not_found"
 
+
+
+def test_home_page_renders(app):
+    page = app.get("/")
+    assert "<h1>Personal invitations, honest RSVPs</h1>" in page.text
+    assert 'name="viewport"' in page.text
+
+
+class FormView:
+    @hookimpl
+    def configure(self, config):
+        config.add_route("form", "/test-form")
+        config.add_view(lambda request: {"ok": True}, route_name="form", renderer="json",
+                        request_method="POST")
+
+
+def test_unsafe_request_without_csrf_token_is_refused(make_app):
+    app = make_app(plugins=[("form", FormView())])
+    response = app.post("/test-form", status=400)
+    assert "CSRF" in response.text or "csrf" in response.text
+
+
+def test_unsafe_request_with_authorization_header_skips_the_cookie_csrf_check(make_app):
+    app = make_app(plugins=[("form", FormView())])
+    app.post("/test-form", headers={"Authorization": "Bearer anything"}, status=200)

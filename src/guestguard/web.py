@@ -3,6 +3,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pyramid.session import SignedCookieSessionFactory
+from pyramid.view import view_config
+
+from guestguard.keys import derive_key
+
 CSP = "; ".join((
     "default-src 'self'",
     "img-src 'self' data:",
@@ -37,8 +42,31 @@ def security_headers_tween_factory(handler, registry):
     return tween
 
 
+def csrf_applies(request) -> bool:
+    """Cookie-authenticated requests need a CSRF token; a request carrying an
+    Authorization header authenticates with it, never with the cookie, and a
+    browser cannot attach that header cross-site without CORS approval."""
+    return request.authorization is None
+
+
+@view_config(route_name="home", renderer="home.jinja2", request_method="GET")
+def home(request):
+    return {}
+
+
 def includeme(config) -> None:
     settings = config.get_settings()
+    config.set_session_factory(SignedCookieSessionFactory(
+        derive_key(settings, "session-cookie").hex(),
+        cookie_name="gg_flash",
+        secure=settings["app.env"] == "production",
+        httponly=True,
+        samesite="Lax",
+        hashalg="sha512",
+    ))
+    config.set_default_csrf_options(require_csrf=True, callback=csrf_applies)
+    config.add_route("home", "/")
+    config.scan(__name__)
     config.include("pyramid_jinja2")
     config.add_jinja2_search_path(settings["app.templates_dir"], name=".jinja2")
     config.add_jinja2_renderer(".jinja2")

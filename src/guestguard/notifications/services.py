@@ -14,7 +14,7 @@ from guestguard.keys import fernet_for
 from guestguard.notifications import tasks as notification_tasks
 from guestguard.notifications.models import CHANNELS, Notification
 from guestguard.notifications.rendering import MessageRenderer
-from guestguard.plugins import OutgoingMessage, PermanentDeliveryError
+from guestguard.plugins import OutgoingMessage, PermanentDeliveryError, TransientDeliveryError
 from guestguard.tasks import claim_job, fail_job, finish_job
 
 log = logging.getLogger(__name__)
@@ -115,6 +115,8 @@ def deliver(attempt: Attempt) -> tuple[str | None, str | None, bool]:
         return attempt.provider.send(attempt.message), None, False
     except PermanentDeliveryError as exc:
         return None, f"permanent: {exc}", True
+    except TransientDeliveryError as exc:
+        return None, f"transient: {exc}", False
     except Exception as exc:  # transient by contract, whatever the type
         return None, f"transient: {exc!r}", False
 

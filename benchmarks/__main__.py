@@ -1,0 +1,110 @@
+"""``make bench``: costs reported as ratios against a floor measured in the
+same run, so the figures compare across machines. Nothing here asserts.
+
+1. Request overhead: GuestGuard's ``/health`` through every tween (request
+   id, security headers, retry, transaction) against a bare Pyramid app
+   answering the same JSON.
+2. Outbox: queueing and delivering a notification (row, after-commit
+   enqueue, claim, render, console provider, record) against inserting the
+   same row with nothing else.
+"""
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import webtest
+from pyramid.config import Configurator
+from pyramid.scripting import prepare
+
+from guestguard import make_config
+from guestguard.notifications.models import Notification
+from guestguard.notifications.services import queue_notification
+from guestguard.testing import migrate
+
+REQUESTS = 2000
+MESSAGES = 300
+
+
+def timed(func, repeat: int) -> list[float]:
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        func()
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def summary(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    return statistics.median(ordered), ordered[int(len(ordered) * 0.95) - 1]
+
+
+def bare_app():
+    config = Configurator()
+    config.add_route("health", "/health")
+    config.add_view(lambda request: {"status": "ok"}, route_name="health", renderer="json")
+    return webtest.TestApp(config.make_wsgi_app())
+
+
+def guestguard_app(db_url: str):
+    config = make_config({
+        "app.env": "test", "db.url": db_url, "huey.url": "memory://", "huey.immediate": "true",
+        "log.level": "WARNING",
+    }, environ={})
+    return webtest.TestApp(config.make_wsgi_app())
+
+
+def report(name: str, floor: list[float], measured: list[float]) -> None:
+    floor_p50, floor_p95 = summary(floor)
+    p50, p95 = summary(measured)
+    print(f"{name}")
+    print(f"  floor     p50 {floor_p50 * 1e6:8.0f} us   p95 {floor_p95 * 1e6:8.0f} us")
+    print(f"  measured  p50 {p50 * 1e6:8.0f} us   p95 {p95 * 1e6:8.0f} us")
+    print(f"  ratio     p50 {p50 / floor_p50:8.2f} x   p95 {p95 / floor_p95:8.2f} x")
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        db_url = f"sqlite:///{Path(tmp) / 'bench.sqlite'}"
+        migrate(db_url)
+        app = guestguard_app(db_url)
+        bare = bare_app()
+        for client in (app, bare):  # warm up
+            for _ in range(50):
+                client.get("/health")
+        report("GET /health: GuestGuard stack vs bare Pyramid",
+               timed(lambda: bare.get("/health"), REQUESTS),
+               timed(lambda: app.get("/health"), REQUESTS))
+
+        registry = app.app.registry
+
+        def in_transaction(work):
+            def run():
+                with prepare(registry=registry) as env:
+                    request = env["request"]
+                    with request.tm:
+                        work(request)
+            return run
+
+        def plain_insert(request):
+            request.db.add(Notification(channel="email", recipient="a@example.com",
+                                        template="test_message", context={}))
+
+        def queue_and_deliver(request):
+            queue_notification(request, channel="email", recipient="a@example.com",
+                               template="test_message", context={"base_url": "https://x"})
+
+        report("notification: queue + deliver (immediate) vs plain row insert",
+               timed(in_transaction(plain_insert), MESSAGES),
+               timed(in_transaction(queue_and_deliver), MESSAGES))
+        registry["db.engine"].dispose()
+    print(f"python {sys.version.split()[0]}, SQLite, {REQUESTS} requests, {MESSAGES} messages")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
