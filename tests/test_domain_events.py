@@ -51,3 +51,45 @@ def test_a_failing_listener_affects_neither_the_request_nor_other_listeners(make
     build(make_app, broken, healthy).post("/api/v1/test/emit", status=200)
     assert [e.name for e in healthy.events] == ["guest.created"]
     assert any("listener broke" in str(r.exc_info) for r in caplog.records if r.exc_info)
+
+
+class DatabaseListener:
+    """Listeners run inside the delivering task's transaction."""
+
+    def __init__(self):
+        self.counts = []
+
+    @hookimpl
+    def domain_event(self, event, request):
+        from sqlalchemy import func, select
+
+        from guestguard.notifications.models import Notification
+
+        self.counts.append(request.db.scalar(select(func.count()).select_from(Notification)))
+
+
+def test_listeners_can_use_the_database(make_app):
+    listener = DatabaseListener()
+    build(make_app, listener).post("/api/v1/test/emit")
+    assert listener.counts == [0]
+
+
+class MisspeltHook:
+    @hookimpl
+    def domain_evnet(self, event, request):
+        pass
+
+
+def test_a_plugin_with_a_misspelt_hook_is_skipped(make_app, caplog):
+    app = make_app(plugins=[("misspelt", MisspeltHook())])
+    assert app.app.registry["plugins"].get_plugin("misspelt") is None
+    assert any("misspelt" in r.getMessage() for r in caplog.records if r.levelname == "ERROR")
+
+
+def test_a_plugin_with_a_misspelt_hook_stops_startup_when_strict(make_app):
+    import pytest
+
+    from guestguard.plugins import PluginLoadError
+
+    with pytest.raises(PluginLoadError, match="domain_evnet"):
+        make_app({"plugins.strict": "true"}, plugins=[("misspelt", MisspeltHook())])

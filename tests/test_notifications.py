@@ -192,6 +192,29 @@ def test_a_job_whose_worker_died_mid_run_is_retried(queued_app, run_in_request):
     assert len(provider.sent) == 1
 
 
+def test_a_send_that_outlives_its_claim_is_not_repeated(queued_app, run_in_request):
+    """The reaper took the job back while a slow send was still running; the
+    send then succeeded. The success is recorded and the re-queued task
+    finds nothing to do."""
+    from guestguard.notifications import services
+
+    provider = ScriptedProvider()
+    app = queued_app(provider)
+    registry = app.app.registry
+    huey = registry["huey"]
+    with time_machine.travel(T0, tick=False) as clock:
+        notification_id = queue(registry, run_in_request)
+        huey.dequeue()
+        attempt = run_in_request(lambda request: services.begin_attempt(request, notification_id), registry)
+        clock.shift(registry.settings["jobs.stale_after"] + 1)
+        assert run_task_now(registry, reap) == 1
+        result = services.deliver(attempt)
+        run_in_request(lambda request: services.record_outcome(request, attempt, *result), registry)
+        assert load(registry, notification_id).status == "succeeded"
+        drain(huey)
+    assert len(provider.sent) == 1
+
+
 def test_dispatch_is_idempotent(queued_app, run_in_request):
     provider = ScriptedProvider()
     app = queued_app(provider)

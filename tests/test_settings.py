@@ -59,14 +59,33 @@ def test_production_refuses_to_start_without_its_secret():
     assert "GG_APP_SECRET" in str(info.value)
 
 
+PRODUCTION = {**MINIMAL, "app.env": "production", "app.base_url": "https://gg.example"}
+
+
 def test_production_refuses_a_short_secret():
     with pytest.raises(SettingsError, match="at least 32"):
-        read({**MINIMAL, "app.env": "production"}, {"GG_APP_SECRET": "short"})
+        read(PRODUCTION, {"GG_APP_SECRET": "short"})
+
+
+def test_production_requires_its_public_address():
+    with pytest.raises(SettingsError, match="GG_APP_BASE_URL"):
+        read({**MINIMAL, "app.env": "production"}, {"GG_APP_SECRET": "s" * 40})
 
 
 def test_production_starts_with_its_secret_from_the_environment():
-    settings = read({**MINIMAL, "app.env": "production"}, {"GG_APP_SECRET": "s" * 40})
+    settings = read(PRODUCTION, {"GG_APP_SECRET": "s" * 40})
     assert settings["app.secret"] == "s" * 40
+
+
+def test_a_blank_environment_variable_does_not_hide_the_ini_value():
+    assert read({**MINIMAL, "db.pool_size": "9"}, {"GG_DB_POOL_SIZE": ""})["db.pool_size"] == 9
+
+
+def test_a_misspelt_environment_variable_is_reported(caplog):
+    read(MINIMAL, {"GG_DB_POOL_SIZ": "3", "GG_TEST_DATABASE_URL": "x"})
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("GG_DB_POOL_SIZ " in w for w in warnings)
+    assert not any("GG_TEST_DATABASE_URL" in w for w in warnings)
 
 
 def test_public_view_masks_secrets():

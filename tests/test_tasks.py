@@ -15,11 +15,15 @@ class Recorder:
 
     def __init__(self):
         self.seen = []
+        self.request_ids = []
 
     def observe(self, request, notification_id):
+        from guestguard.audit.request_id import current_request_id
+
         row = request.db.get(Notification, notification_id)
         self.seen.append((notification_id, row.recipient if row else None,
                           request is not getattr(self, "web_request", None)))
+        self.request_ids.append(current_request_id.get())
 
     @hookimpl
     def configure(self, config):
@@ -56,6 +60,13 @@ def test_task_of_a_committed_request_runs_after_commit_and_sees_the_rows(make_ap
     assert str(seen_id) == response.json["id"]
     assert recipient == "guest@example.com"
     assert own_context, "the task runs in its own request-like context"
+
+
+def test_task_log_lines_carry_the_id_of_the_request_that_queued_it(make_app):
+    recorder = Recorder()
+    app = make_app(plugins=[("recorder", recorder)])
+    app.post("/api/v1/test/store", headers={"X-Request-ID": "origin-request-1"})
+    assert recorder.request_ids == ["origin-request-1"]
 
 
 def test_task_of_a_failed_request_never_runs(make_app):

@@ -1,6 +1,10 @@
 """Domain events: facts about the product (``guest.created``,
-``rsvp.received``...) handed to plugins through the ``domain_event`` hook once
-the transaction that caused them has committed."""
+``rsvp.received``...) handed to plugins through the ``domain_event`` hook.
+
+An event is queued when its transaction commits and delivered by a task, so
+listeners never delay the response, run with a usable ``request.db`` inside
+the task's own transaction, and hear nothing of a rolled-back request.
+"""
 from __future__ import annotations
 
 import logging
@@ -14,23 +18,24 @@ log = logging.getLogger(__name__)
 
 def emit(request, name: str, data: Mapping[str, Any],
          workspace_id: uuid.UUID | None = None) -> DomainEvent:
-    """Announce ``name`` after commit; nothing is announced on rollback. A
-    plugin that raises is logged and the others still hear the event."""
+    """Announce ``name`` once the current transaction commits."""
     event = DomainEvent(name=name, data=dict(data), workspace_id=workspace_id)
-    hook = request.registry["plugins"].hook.domain_event
-
-    def after_commit(committed: bool) -> None:
-        if not committed:
-            return
-        for impl in hook.get_hookimpls():
-            try:
-                impl.function(event=event, request=request)
-            except Exception:
-                log.exception("plugin %s failed on domain event %s", impl.plugin_name, name)
-
-    request.tm.get().addAfterCommitHook(after_commit)
+    request.enqueue(deliver_domain_event, event)
     return event
+
+
+def deliver_domain_event(request, event: DomainEvent) -> None:
+    """Call every listener; one that raises is logged, its database work is
+    rolled back to a savepoint, and the others still hear the event."""
+    for impl in request.registry["plugins"].hook.domain_event.get_hookimpls():
+        savepoint = request.tm.savepoint(optimistic=True)
+        try:
+            impl.function(event=event, request=request)
+        except Exception:
+            log.exception("plugin %s failed on domain event %s", impl.plugin_name, event.name)
+            savepoint.rollback()
 
 
 def includeme(config) -> None:
     config.add_request_method(emit, "emit")
+    config.add_task(deliver_domain_event)

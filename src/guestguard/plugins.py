@@ -19,12 +19,11 @@ import pluggy
 
 from guestguard import hookspecs
 from guestguard.settings import (  # re-exported for plugins
-    Setting, SettingsError, as_bool, as_choice, as_float, as_int, as_list, as_str, as_url,
-    raw_flag, raw_list,
+    Setting, SettingsError, as_bool, as_choice, as_date, as_float, as_int, as_list, as_str, as_url,
 )
 
 __all__ = [
-    "hookimpl", "Setting", "SettingsError", "as_bool", "as_choice", "as_float", "as_int",
+    "hookimpl", "Setting", "SettingsError", "as_bool", "as_choice", "as_date", "as_float", "as_int",
     "as_list", "as_str", "as_url", "NotificationProvider", "OutgoingMessage",
     "PermanentDeliveryError", "TransientDeliveryError", "DomainEvent", "PluginInfo",
 ]
@@ -141,8 +140,25 @@ def build_plugin_manager(
     for name, plugin in extra:
         pm.register(plugin, name=name)
         pm.guestguard_info[name] = ("(registered in code)", "")
-    pm.check_pending()
+    _check_hook_names(pm, strict)
     return pm
+
+
+def _check_hook_names(pm: pluggy.PluginManager, strict: bool) -> None:
+    """A plugin implementing a hook that does not exist (a misspelling) is
+    treated like one that fails to load."""
+    while True:
+        try:
+            pm.check_pending()
+            return
+        except pluggy.PluginValidationError as exc:
+            name = pm.get_name(exc.plugin)
+            dist = pm.guestguard_info.get(name, ("?", "?"))[0]
+            if strict:
+                raise PluginLoadError(f"plugin {name!r} from {dist}: {exc} (plugins.strict is on)") from exc
+            log.error("plugin %s from %s was skipped: %s", name, dist, exc)
+            pm.unregister(exc.plugin)
+            pm.guestguard_info.pop(name, None)
 
 
 def _register(pm, name, load, dist, dist_version, strict) -> None:

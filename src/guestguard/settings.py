@@ -3,12 +3,13 @@ and validated at startup.
 
 Every setting GuestGuard (or a plugin, through ``register_settings``) reads is
 declared as a :class:`Setting`. A declared setting can be overridden by the
-environment variable ``GG_`` + its name upper-cased with dots as underscores
-(``db.pool_size`` -> ``GG_DB_POOL_SIZE``). Keys the ini file passes to other
+environment variable ``GG_`` + its name upper-cased, every other character
+than a letter or digit as an underscore (``db.pool_size`` -> ``GG_DB_POOL_SIZE``). Keys the ini file passes to other
 libraries (``pyramid.*``, ``retry.*``, ``jinja2.*``...) are left as they are.
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from urllib.parse import urlsplit
 log = logging.getLogger(__name__)
 
 ENV_PREFIX = "GG_"
+TEST_ENV_PREFIX = "GG_TEST_"  # the test suite's own variables
 ENVIRONMENTS = ("development", "production", "test")
 
 
@@ -113,6 +115,13 @@ def as_choice(*choices: str) -> Callable[[str], str]:
     return parse
 
 
+def as_date(value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError(f"expected a date like 2026-01-31, got {value!r}") from None
+
+
 def as_list(value: str) -> tuple[str, ...]:
     return tuple(item for item in re.split(r"[\s,]+", value.strip()) if item)
 
@@ -149,7 +158,8 @@ CORE_SETTINGS: tuple[Setting, ...] = (
             "At least 32 random characters in production.", secret=True,
             required_in=("production",)),
     Setting("app.base_url", as_url("http", "https"), "http://localhost:6543",
-            "The public address of the app, used in links inside emails and SMS."),
+            "The public address of the app, used in links inside emails and SMS.",
+            required_in=("production",)),
     Setting("app.templates_dir", as_str, "",
             "Where the Jinja2 templates live; empty means the templates/ folder of the source tree."),
     Setting("db.url", as_url("sqlite", "postgresql"), REQUIRED,
@@ -161,7 +171,7 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting("db.echo", as_bool, False, "Log every SQL statement (development only)."),
     Setting("redis.url", as_url("redis", "rediss", "unix", allow_empty=True), "",
             "Redis used by the app (readiness checks it when set)."),
-    Setting("huey.url", as_url("redis", "rediss", "sqlite", "memory"), REQUIRED,
+    Setting("huey.url", as_url("redis", "rediss", "unix", "sqlite", "memory"), REQUIRED,
             "Task queue storage: redis://host:port/db, sqlite:///path or memory://."),
     Setting("huey.name", as_str, "guestguard", "Queue name; workers and web processes must agree."),
     Setting("huey.immediate", as_bool, False,
@@ -178,21 +188,34 @@ CORE_SETTINGS: tuple[Setting, ...] = (
             "Stop startup when a plugin distribution fails to load (otherwise log and skip it)."),
     Setting("plugins.disabled", as_list, (), "Names of plugins not to register."),
     Setting("notifications.email.provider", as_str, "console", "Provider that sends email."),
-    Setting("notifications.sms.provider", as_str, "console", "Provider that sends SMS."),
+    Setting("notifications.sms.provider", as_str, "console",
+            "Provider that sends SMS; empty means SMS cannot be sent."),
+    Setting("notifications.push.provider", as_str, "",
+            "Provider that sends push notifications; empty means push cannot be sent."),
     Setting("notifications.email.sender", as_str, "GuestGuard <no-reply@localhost>",
             "The From address of outgoing email."),
     Setting("notifications.console.keep", as_int(1, 10000), 200,
             "How many messages the console provider keeps for /dev/outbox."),
+    Setting("passwords.time_cost", as_int(2, 20), 3, "argon2id iterations (at least 2)."),
+    Setting("passwords.memory_kib", as_int(19456, 4 * 1024 * 1024), 65536,
+            "argon2id memory in KiB (at least 19456, the OWASP floor)."),
+    Setting("passwords.parallelism", as_int(1, 16), 4, "argon2id lanes."),
+    Setting("auth.access_token_ttl", as_int(60, 3600), 900, "Seconds an API access token lives."),
+    Setting("auth.session_ttl_days", as_int(1, 365), 30,
+            "Days after which a login session ends, whatever its use."),
+    Setting("auth.jwt_audience", as_str, "guestguard-api", "The aud claim of access tokens."),
+    Setting("auth.verify_email_ttl_hours", as_int(1, 168), 24, "Hours an email verification link works."),
+    Setting("auth.reset_password_ttl_minutes", as_int(5, 1440), 60, "Minutes a password reset link works."),
+    Setting("policies.updated_at", as_date, "2026-11-01",
+            "Date of the current privacy policy and terms; users who accepted earlier versions "
+            "are asked to accept again."),
+    Setting("api.max_body_bytes", as_int(1024, 100 * 1024 * 1024), 65536,
+            "Largest JSON body the API accepts; larger gets 413."),
     Setting("log.format", as_choice("text", "json", "auto"), "auto",
             "Log line format; auto is JSON in production and text elsewhere."),
     Setting("log.level", as_choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO",
             "Level of the guestguard loggers when the ini has no logging sections."),
 )
-
-# Top-level namespaces the core owns: an undeclared key inside one of these is
-# a typo and stops startup.
-CORE_NAMESPACES = frozenset(s.name.split(".", 1)[0] for s in CORE_SETTINGS)
-
 
 @dataclass
 class SettingsReader:
@@ -241,6 +264,11 @@ class SettingsReader:
 
         if problems:
             raise SettingsError("; ".join(problems))
+        known = {spec.env_var for spec in self.specs.values()}
+        for variable in sorted(environ):
+            if (variable.startswith(ENV_PREFIX) and variable not in known
+                    and not variable.startswith(TEST_ENV_PREFIX)):
+                log.warning("environment variable %s matches no setting (check the spelling)", variable)
         return merged
 
     def public_view(self, settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -253,7 +281,8 @@ class SettingsReader:
 
 def _raw_value(name: str, raw: Mapping[str, Any], environ: Mapping[str, str]) -> str | None:
     env_var = env_var_for(name)
-    if env_var in environ:
+    # An empty variable counts as unset, so a blank export never hides the ini value.
+    if environ.get(env_var, "").strip():
         return environ[env_var]
     value = raw.get(name)
     if value is None:

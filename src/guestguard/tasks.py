@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -25,11 +26,13 @@ from pyramid.scripting import prepare
 from sqlalchemy import String, Text, or_, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
+from guestguard.audit.request_id import current_request_id
 from guestguard.db import utcnow
 
 log = logging.getLogger(__name__)
 
 PENDING, RUNNING, SUCCEEDED, FAILED = "pending", "running", "succeeded", "failed"
+REQUEST_ID_KWARG = "_gg_request_id"
 JOB_STATUSES = (PENDING, RUNNING, SUCCEEDED, FAILED)
 
 
@@ -87,12 +90,18 @@ def _runner(registry, spec: TaskSpec) -> Callable[..., Any]:
     with its own transaction manager and database session."""
 
     def run(*args: Any, **kwargs: Any) -> Any:
-        with prepare(registry=registry) as env:
-            request = env["request"]
-            if not spec.in_transaction:
-                return spec.func(request, *args, **kwargs)
-            with request.tm:
-                return spec.func(request, *args, **kwargs)
+        request_id = kwargs.pop(REQUEST_ID_KWARG, None) or f"task-{uuid.uuid4().hex[:12]}"
+        token = current_request_id.set(request_id)
+        try:
+            with prepare(registry=registry) as env:
+                request = env["request"]
+                request.request_id = request_id
+                if not spec.in_transaction:
+                    return spec.func(request, *args, **kwargs)
+                with request.tm:
+                    return spec.func(request, *args, **kwargs)
+        finally:
+            current_request_id.reset(token)
 
     # Huey names a task after its function's module and name.
     run.__module__ = spec.func.__module__
@@ -137,15 +146,18 @@ def enqueue(request, func: Callable[..., Any], *args: Any,
     except KeyError:
         raise LookupError(f"{name} is not a registered task (use config.add_task)") from None
 
+    # The task's log lines carry the id of the request that queued it.
+    kwargs = {REQUEST_ID_KWARG: getattr(request, "request_id", None) or current_request_id.get()}
+
     def after_commit(committed: bool) -> None:
         if not committed:
             return
         try:
             if delay is None and eta is None:
-                wrapper(*args)
+                wrapper(*args, **kwargs)
             else:
                 naive_eta = eta.astimezone(dt.timezone.utc).replace(tzinfo=None) if eta else None
-                wrapper.schedule(args=args, delay=delay, eta=naive_eta)
+                wrapper.schedule(args=args, kwargs=kwargs, delay=delay, eta=naive_eta)
         except Exception:
             log.exception("could not enqueue task %s", name)
 
@@ -196,6 +208,12 @@ def claim_job(db, model: type, job_id, now: dt.datetime | None = None):
         return None
     job = db.get(model, job_id, populate_existing=True)
     return job
+
+
+def still_claimed(job, claimed_at: dt.datetime) -> bool:
+    """Whether ``job`` is still held by the claim made at ``claimed_at``: the
+    reaper may have taken it back from a worker it believed dead."""
+    return job.status == RUNNING and job.claimed_at == claimed_at
 
 
 def finish_job(job, now: dt.datetime | None = None) -> None:

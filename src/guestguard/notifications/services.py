@@ -2,9 +2,11 @@
 task with retries on the durable-job block."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import uuid
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from cryptography.fernet import InvalidToken
@@ -14,8 +16,10 @@ from guestguard.keys import fernet_for
 from guestguard.notifications import tasks as notification_tasks
 from guestguard.notifications.models import CHANNELS, Notification
 from guestguard.notifications.rendering import MessageRenderer
-from guestguard.plugins import OutgoingMessage, PermanentDeliveryError, TransientDeliveryError
-from guestguard.tasks import claim_job, fail_job, finish_job
+from guestguard.plugins import (
+    NotificationProvider, OutgoingMessage, PermanentDeliveryError, TransientDeliveryError,
+)
+from guestguard.tasks import PENDING, claim_job, fail_job, finish_job, still_claimed
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +68,15 @@ def unseal(settings: Mapping[str, Any], token: str) -> dict[str, Any]:
     return json.loads(fernet_for(settings, SEAL_PURPOSE).decrypt(token.encode()))
 
 
+@dataclass(frozen=True)
 class Attempt:
     """What one delivery attempt needs, read while the job is claimed."""
 
-    def __init__(self, notification_id, provider, message: OutgoingMessage | None, error: str | None):
-        self.notification_id = notification_id
-        self.provider = provider
-        self.message = message
-        self.error = error
+    notification_id: uuid.UUID
+    claimed_at: dt.datetime
+    provider: NotificationProvider | None
+    message: OutgoingMessage | None
+    error: str | None
 
 
 def begin_attempt(request, notification_id) -> Attempt | None:
@@ -81,7 +86,8 @@ def begin_attempt(request, notification_id) -> Attempt | None:
         return None
     provider = request.registry["notifications.providers"].get(notification.channel)
     if provider is None:
-        return Attempt(notification.id, None, None, f"no provider for {notification.channel}")
+        return Attempt(notification.id, notification.claimed_at, None, None,
+                       f"no provider for {notification.channel}")
     notification.provider = provider.name
     settings = request.registry.settings
     try:
@@ -91,9 +97,11 @@ def begin_attempt(request, notification_id) -> Attempt | None:
         rendered = request.registry["notifications.renderer"].render(
             notification.channel, notification.template, context)
     except InvalidToken:
-        return Attempt(notification.id, provider, None, "sealed context cannot be decrypted")
+        return Attempt(notification.id, notification.claimed_at, provider, None,
+                       "sealed context cannot be decrypted")
     except Exception as exc:  # a template error will not fix itself
-        return Attempt(notification.id, provider, None, f"rendering failed: {exc!r}")
+        return Attempt(notification.id, notification.claimed_at, provider, None,
+                       f"rendering failed: {exc!r}")
     message = OutgoingMessage(
         notification_id=notification.id,
         channel=notification.channel,
@@ -103,7 +111,7 @@ def begin_attempt(request, notification_id) -> Attempt | None:
         text=rendered.text,
         html=rendered.html,
     )
-    return Attempt(notification.id, provider, message, None)
+    return Attempt(notification.id, notification.claimed_at, provider, message, None)
 
 
 def deliver(attempt: Attempt) -> tuple[str | None, str | None, bool]:
@@ -121,10 +129,19 @@ def deliver(attempt: Attempt) -> tuple[str | None, str | None, bool]:
         return None, f"transient: {exc!r}", False
 
 
-def record_outcome(request, notification_id, provider_message_id: str | None,
+def record_outcome(request, attempt: Attempt, provider_message_id: str | None,
                    error: str | None, permanent: bool):
-    """Store the attempt's result; schedule the retry when there is one."""
-    notification = request.db.get(Notification, notification_id)
+    """Store the attempt's result; return when to retry, if ever.
+
+    When the reaper took the job back meanwhile (the send outlived
+    ``jobs.stale_after``), a success is still recorded so the message is not
+    sent again, and a failure is left to the retry the reaper queued."""
+    notification = request.db.get(Notification, attempt.notification_id, with_for_update=True)
+    if not still_claimed(notification, attempt.claimed_at):
+        log.warning("notification %s was taken back while attempt %d ran", notification.id,
+                    notification.attempts)
+        if error is not None or notification.status != PENDING:
+            return None
     if error is None:
         finish_job(notification)
         notification.sent_at = utcnow()

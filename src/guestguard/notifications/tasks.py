@@ -12,7 +12,6 @@ def dispatch_notification(request, notification_id) -> None:
         return
     provider_message_id, error, permanent = services.deliver(attempt)
     with request.tm:
-        retry_at = services.record_outcome(request, notification_id, provider_message_id,
-                                           error, permanent)
+        retry_at = services.record_outcome(request, attempt, provider_message_id, error, permanent)
         if retry_at is not None:
             request.enqueue(dispatch_notification, notification_id, eta=retry_at)
