@@ -93,3 +93,52 @@ def test_a_plugin_with_a_misspelt_hook_stops_startup_when_strict(make_app):
 
     with pytest.raises(PluginLoadError, match="domain_evnet"):
         make_app({"plugins.strict": "true"}, plugins=[("misspelt", MisspeltHook())])
+
+
+class WritingListener:
+    """Writes a row in its transaction, optionally failing afterwards."""
+
+    def __init__(self, fail=False):
+        self.fail = fail
+        self.heard = 0
+
+    @hookimpl
+    def domain_event(self, event, request):
+        from guestguard.notifications.models import Notification
+
+        self.heard += 1
+        request.db.add(Notification(channel="email", recipient=f"{id(self)}@example.com",
+                                    template="test_message"))
+        request.db.flush()
+        if self.fail:
+            raise RuntimeError("listener broke after writing")
+
+
+class EventOnlyListener:
+    def __init__(self):
+        self.names = []
+
+    @hookimpl
+    def domain_event(self, event):
+        self.names.append(event.name)
+
+
+def test_each_listener_commits_or_rolls_back_on_its_own(make_app):
+    from sqlalchemy import select
+
+    from guestguard.notifications.models import Notification
+
+    first, broken, last = WritingListener(), WritingListener(fail=True), WritingListener()
+    app = build(make_app, first, broken, last)
+    app.post("/api/v1/test/emit")
+    assert (first.heard, broken.heard, last.heard) == (1, 1, 1)
+    engine = app.app.registry["db.engine"]
+    with engine.connect() as connection:
+        recipients = set(connection.execute(select(Notification.recipient)).scalars())
+    assert recipients == {f"{id(first)}@example.com", f"{id(last)}@example.com"}
+
+
+def test_a_listener_may_take_only_the_event(make_app):
+    listener = EventOnlyListener()
+    build(make_app, listener).post("/api/v1/test/emit")
+    assert listener.names == ["guest.created"]

@@ -180,7 +180,8 @@ def test_a_job_whose_worker_died_mid_run_is_retried(queued_app, run_in_request):
     with time_machine.travel(T0, tick=False) as clock:
         notification_id = queue(registry, run_in_request)
         huey.dequeue()
-        run_in_request(lambda request: claim_job(request.db, Notification, notification_id), registry)
+        run_in_request(lambda request: claim_job(request, Notification, notification_id,
+                                                 dispatch_notification), registry)
         assert load(registry, notification_id).status == "running"
         clock.shift(stale_after - 5)
         assert run_task_now(registry, reap) == 0, "a running job is left alone until stale"
@@ -294,3 +295,116 @@ def test_outbox_rows_list_by_status(app, run_in_request):
     queue(registry, run_in_request)
     statuses = run_in_request(lambda r: r.db.scalars(select(Notification.status)).all(), registry)
     assert statuses == ["succeeded"]
+
+
+def test_retry_times_survive_a_server_clock_in_another_time_zone(queued_app, run_in_request, monkeypatch):
+    """Huey reads naive datetimes as local time; the eta handed over is aware."""
+    import time
+
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        provider = ScriptedProvider([TransientDeliveryError("later")])
+        app = queued_app(provider)
+        registry = app.app.registry
+        notification_id = queue(registry, run_in_request)
+        drain(registry["huey"])
+        row = load(registry, notification_id)
+        scheduled = registry["huey"].scheduled()
+        assert len(scheduled) == 1
+        eta = scheduled[0].eta.replace(tzinfo=dt.timezone.utc)  # Huey keeps naive UTC
+        assert abs((eta - row.next_attempt_at).total_seconds()) < 0.01
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
+def test_a_task_that_arrives_early_waits_for_its_time(queued_app, run_in_request):
+    provider = ScriptedProvider([TransientDeliveryError("later")])
+    app = queued_app(provider)
+    registry = app.app.registry
+    huey = registry["huey"]
+    with time_machine.travel(T0, tick=False) as clock:
+        notification_id = queue(registry, run_in_request)
+        drain(huey)
+        huey.flush()  # lose the scheduled retry ...
+        run_task_now(registry, dispatch_notification, notification_id)  # ... and arrive early
+        assert provider.calls == 1, "not sent before it is due"
+        [requeued] = huey.pending()
+        assert requeued.eta.replace(tzinfo=dt.timezone.utc) == load(registry, notification_id).next_attempt_at
+        clock.shift(1)
+        drain(huey)
+    assert load(registry, notification_id).status == "succeeded"
+
+
+def test_a_job_whose_worker_keeps_dying_is_given_up(queued_app, run_in_request):
+    provider = ScriptedProvider()
+    app = queued_app(provider)
+    registry = app.app.registry
+    huey = registry["huey"]
+    stale_after = registry.settings["jobs.stale_after"]
+    with time_machine.travel(T0, tick=False) as clock:
+        notification_id = queue(registry, run_in_request, sealed={"link": "https://gg.example/x"})
+        for _ in range(len(RETRY_BACKOFF) + 1):
+            huey.flush()
+            run_in_request(lambda request: claim_job(request, Notification, notification_id,
+                                                     dispatch_notification), registry)
+            clock.shift(stale_after + 1)
+            run_task_now(registry, reap)
+    row = load(registry, notification_id)
+    assert (row.status, row.attempts) == ("failed", len(RETRY_BACKOFF) + 1)
+    assert "giving up" in row.last_error
+    assert row.sealed_context is None
+    assert provider.calls == 0
+
+
+def test_the_reaper_leaves_a_job_that_finished_after_it_was_read(queued_app, run_in_request):
+    """The reset is conditional on what the reaper saw, so a job completed in
+    between (no row locks on SQLite) is not sent again."""
+    from guestguard.tasks import DurableKind, _take_back
+
+    provider = ScriptedProvider()
+    app = queued_app(provider)
+    registry = app.app.registry
+    with time_machine.travel(T0, tick=False) as clock:
+        notification_id = queue(registry, run_in_request)
+        registry["huey"].flush()
+        run_in_request(lambda request: claim_job(request, Notification, notification_id,
+                                                 dispatch_notification), registry)
+        seen = load(registry, notification_id)  # what the reaper read
+        run_in_request(lambda request: setattr(request.db.get(Notification, notification_id),
+                                               "status", "succeeded"), registry)
+        clock.shift(registry.settings["jobs.stale_after"] + 1)
+        kind = DurableKind(Notification, dispatch_notification, 6, None)
+        took = run_in_request(lambda request: _take_back(request, kind, seen, T0), registry)
+    assert took is False
+    assert load(registry, notification_id).status == "succeeded"
+    assert registry["huey"].pending() == []
+
+
+def test_only_one_of_many_concurrent_claims_wins(queued_app, run_in_request):
+    """Threads with their own connections race to claim one job."""
+    import threading
+
+    provider = ScriptedProvider()
+    app = queued_app(provider)
+    registry = app.app.registry
+    notification_id = queue(registry, run_in_request)
+    registry["huey"].flush()
+    barrier = threading.Barrier(6)
+    winners = []
+
+    def contend():
+        barrier.wait()
+        job = run_in_request(lambda request: claim_job(request, Notification, notification_id,
+                                                       dispatch_notification), registry)
+        if job is not None:
+            winners.append(job.id)
+
+    threads = [threading.Thread(target=contend) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert winners == [notification_id]
+    assert load(registry, notification_id).attempts == 1

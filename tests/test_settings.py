@@ -41,6 +41,17 @@ def test_env_var_names_follow_the_setting_name():
     ({**MINIMAL, "huey.immediate": "perhaps"}, "'huey.immediate'"),
     ({**MINIMAL, "db.pool_sise": "3"}, "'db.pool_sise'"),
     ({"huey.url": "memory://"}, "'db.url'"),
+    ({**MINIMAL, "db.url": "postgresql+psycopg://u@h:notaport/db"}, "'db.url'"),
+    ({**MINIMAL, "db.url": "postgresql+nosuchdriver://u@h/db"}, "'db.url'"),
+    ({**MINIMAL, "db.url": "sqlite:///"}, "'db.url'"),
+    ({**MINIMAL, "db.url": "sqlite:///:memory:"}, "'db.url'"),
+    ({**MINIMAL, "huey.url": "sqlite://"}, "'huey.url'"),
+    ({**MINIMAL, "huey.url": "redis://localhost:abc/0"}, "'huey.url'"),
+    ({**MINIMAL, "redis.url": "redis://h:xx/0"}, "'redis.url'"),
+    ({**MINIMAL, "app.base_url": "https:///x"}, "'app.base_url'"),
+    ({**MINIMAL, "notifications.email.sender": "GG <a@b.example>\r\nBcc: x@y.example"},
+     "'notifications.email.sender'"),
+    ({**MINIMAL, "notifications.email.sender": "not an address"}, "'notifications.email.sender'"),
 ])
 def test_bad_settings_stop_startup_naming_the_setting(raw, named):
     with pytest.raises(SettingsError) as info:
@@ -60,11 +71,26 @@ def test_production_refuses_to_start_without_its_secret():
 
 
 PRODUCTION = {**MINIMAL, "app.env": "production", "app.base_url": "https://gg.example"}
+PRODUCTION_QUEUE = {"huey.url": "redis://127.0.0.1:6379/1"}
 
 
 def test_production_refuses_a_short_secret():
     with pytest.raises(SettingsError, match="at least 32"):
-        read(PRODUCTION, {"GG_APP_SECRET": "short"})
+        read({**PRODUCTION, **PRODUCTION_QUEUE}, {"GG_APP_SECRET": "short"})
+
+
+def test_production_refuses_a_queue_no_worker_can_read():
+    with pytest.raises(SettingsError, match="huey.url"):
+        read(PRODUCTION, {"GG_APP_SECRET": "s" * 40})  # MINIMAL uses memory://
+
+
+def test_a_postgresql_socket_url_is_accepted():
+    assert read({**MINIMAL, "db.url": "postgresql+psycopg:///gg?host=/var/run/postgresql"})
+
+
+def test_a_missing_templates_directory_stops_startup(base_settings, tmp_path):
+    with pytest.raises(SettingsError, match="app.templates_dir"):
+        make_config({**base_settings, "app.templates_dir": str(tmp_path / "nowhere")}, environ={})
 
 
 def test_production_requires_its_public_address():
@@ -73,7 +99,7 @@ def test_production_requires_its_public_address():
 
 
 def test_production_starts_with_its_secret_from_the_environment():
-    settings = read(PRODUCTION, {"GG_APP_SECRET": "s" * 40})
+    settings = read({**PRODUCTION, **PRODUCTION_QUEUE}, {"GG_APP_SECRET": "s" * 40})
     assert settings["app.secret"] == "s" * 40
 
 

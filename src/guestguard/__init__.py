@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from pyramid.config import Configurator
 
 from guestguard.plugins import build_plugin_manager, collect
-from guestguard.settings import CORE_SETTINGS, SettingsReader, raw_flag, raw_list
+from guestguard.settings import CORE_SETTINGS, SettingsError, SettingsReader, raw_flag, raw_list
 from guestguard.tasks import start_in_process_consumer
 from guestguard.web import default_templates_dir
 
@@ -42,6 +43,9 @@ def read_settings(raw: Mapping[str, Any], environ: Mapping[str, str] | None = No
     settings = reader.read(raw, environ)
     if not settings["app.templates_dir"]:
         settings["app.templates_dir"] = str(default_templates_dir())
+    if not Path(settings["app.templates_dir"], "layout.jinja2").is_file():
+        raise SettingsError(f"setting 'app.templates_dir' ({settings['app.templates_dir']}) "
+                            "is not a GuestGuard templates directory: it has no layout.jinja2")
     settings.setdefault("tm.manager_hook", "pyramid_tm.explicit_manager")
     settings.setdefault("retry.attempts", "3")
     return settings, pm, reader

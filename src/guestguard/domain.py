@@ -25,17 +25,18 @@ def emit(request, name: str, data: Mapping[str, Any],
 
 
 def deliver_domain_event(request, event: DomainEvent) -> None:
-    """Call every listener; one that raises is logged, its database work is
-    rolled back to a savepoint, and the others still hear the event."""
+    """Call every listener, each in a transaction of its own: one that raises
+    is logged and rolled back, and the others still hear the event."""
+    arguments = {"event": event, "request": request}
     for impl in request.registry["plugins"].hook.domain_event.get_hookimpls():
-        savepoint = request.tm.savepoint(optimistic=True)
         try:
-            impl.function(event=event, request=request)
+            with request.tm:
+                # As pluggy would: a listener may take only the arguments it names.
+                impl.function(*(arguments[name] for name in impl.argnames))
         except Exception:
             log.exception("plugin %s failed on domain event %s", impl.plugin_name, event.name)
-            savepoint.rollback()
 
 
 def includeme(config) -> None:
     config.add_request_method(emit, "emit")
-    config.add_task(deliver_domain_event)
+    config.add_task(deliver_domain_event, in_transaction=False)

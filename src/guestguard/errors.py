@@ -6,6 +6,7 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
+from pyramid.exceptions import URLDecodeError
 from pyramid.httpexceptions import HTTPException, HTTPInternalServerError
 from pyramid.renderers import render_to_response
 from pyramid.response import Response
@@ -55,8 +56,14 @@ def validation_error(fields: dict[str, str], message: str = "Some fields are inv
     return APIError(422, "validation_failed", message, fields=fields)
 
 
+def raw_path(request) -> str:
+    """The path as the server received it: decoding may be what failed."""
+    return request.environ.get("PATH_INFO", "")
+
+
 def is_api_request(request) -> bool:
-    return request.path.startswith(API_PREFIX) or request.path == API_PREFIX.rstrip("/")
+    path = raw_path(request)
+    return path.startswith(API_PREFIX) or path == API_PREFIX.rstrip("/")
 
 
 def error_body(status: int, code: str | None = None, message: str = "", **extra: Any) -> dict:
@@ -108,9 +115,17 @@ def http_exception(exc: HTTPException, request):
     return response
 
 
+@exception_view_config(URLDecodeError)
+def undecodable_url(exc, request):
+    message = "The address contains an invalid character encoding."
+    if is_api_request(request):
+        return json_error(request, 400, "bad_request", message)
+    return html_error(request, 400, message)
+
+
 @exception_view_config(Exception)
 def unexpected(exc: Exception, request):
-    log.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
+    log.error("unhandled error on %s %r", request.method, raw_path(request), exc_info=exc)
     if is_api_request(request):
         return json_error(request, 500)
     try:

@@ -127,7 +127,8 @@ def as_list(value: str) -> tuple[str, ...]:
 
 
 def as_url(*schemes: str, allow_empty: bool = False) -> Callable[[str], str]:
-    """A URL whose scheme (before any ``+driver``) is one of ``schemes``."""
+    """A URL whose scheme (before any ``+driver``) is one of ``schemes``, with
+    a host (or, for SQLite, a file path) and a numeric port if any."""
 
     def parse(value: str) -> str:
         url = value.strip()
@@ -137,14 +138,50 @@ def as_url(*schemes: str, allow_empty: bool = False) -> Callable[[str], str]:
         scheme = parts.scheme.split("+", 1)[0]
         if not parts.scheme or scheme not in schemes:
             raise ValueError(f"expected a URL starting with {' or '.join(s + '://' for s in schemes)}")
-        if scheme in ("sqlite",):
-            if not url.startswith("sqlite:///") and url != "sqlite://":
-                raise ValueError("a SQLite URL looks like sqlite:///path/to/file.sqlite")
-        elif scheme not in ("memory",) and not parts.hostname and not parts.path.strip("/"):
+        if scheme == "sqlite":
+            path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else ""
+            if not path or path.startswith(":memory:") or path.startswith("?"):
+                raise ValueError("a SQLite URL names a file: sqlite:///path/to/file.sqlite")
+            return url
+        if scheme in ("memory", "unix"):
+            return url
+        try:
+            parts.port
+        except ValueError:
+            raise ValueError("the URL has an invalid port") from None
+        # PostgreSQL may name a socket directory in the query instead of a host.
+        if not parts.hostname and "host=" not in parts.query:
             raise ValueError("the URL names no host")
         return url
 
     return parse
+
+
+def as_database_url(value: str) -> str:
+    url = as_url("sqlite", "postgresql")(value)
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        make_url(url).get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+        raise ValueError(f"SQLAlchemy cannot use this URL ({exc})") from None
+    return url
+
+
+def as_email_sender(value: str) -> str:
+    """``Name <address@domain>`` or a bare address, nothing that could break
+    an email header."""
+    from email.utils import parseaddr
+
+    sender = value.strip()
+    if any(c in sender for c in "\r\n\0"):
+        raise ValueError("must be on one line")
+    _name, address = parseaddr(sender)
+    local, _, domain = address.rpartition("@")
+    if not local or "." not in domain and domain != "localhost":
+        raise ValueError(f"expected an address like GuestGuard <no-reply@example.com>, got {value!r}")
+    return sender
 
 
 # --- the core's settings -----------------------------------------------------
@@ -162,7 +199,7 @@ CORE_SETTINGS: tuple[Setting, ...] = (
             required_in=("production",)),
     Setting("app.templates_dir", as_str, "",
             "Where the Jinja2 templates live; empty means the templates/ folder of the source tree."),
-    Setting("db.url", as_url("sqlite", "postgresql"), REQUIRED,
+    Setting("db.url", as_database_url, REQUIRED,
             "SQLAlchemy database URL: sqlite:///path or postgresql+psycopg://user@host/db."),
     Setting("db.pool_size", as_int(1, 1000), 5, "Connections kept open per process (PostgreSQL)."),
     Setting("db.max_overflow", as_int(0, 1000), 10, "Extra connections allowed above the pool size."),
@@ -192,7 +229,7 @@ CORE_SETTINGS: tuple[Setting, ...] = (
             "Provider that sends SMS; empty means SMS cannot be sent."),
     Setting("notifications.push.provider", as_str, "",
             "Provider that sends push notifications; empty means push cannot be sent."),
-    Setting("notifications.email.sender", as_str, "GuestGuard <no-reply@localhost>",
+    Setting("notifications.email.sender", as_email_sender, "GuestGuard <no-reply@localhost>",
             "The From address of outgoing email."),
     Setting("notifications.console.keep", as_int(1, 10000), 200,
             "How many messages the console provider keeps for /dev/outbox."),
@@ -256,11 +293,7 @@ class SettingsReader:
                 problems.append(f"setting {name!r} (from {source}) is invalid: {exc}")
 
         if not problems and merged.get("app.env") == "production":
-            secret = merged.get("app.secret", "")
-            if secret == self.specs["app.secret"].default or len(secret) < 32:
-                problems.append(
-                    "setting 'app.secret' must be at least 32 random characters in production: "
-                    f"set {env_var_for('app.secret')}")
+            problems.extend(production_problems(merged, self.specs))
 
         if problems:
             raise SettingsError("; ".join(problems))
@@ -277,6 +310,21 @@ class SettingsReader:
             name: ("********" if spec.secret and settings.get(name) else settings.get(name))
             for name, spec in sorted(self.specs.items())
         }
+
+
+def production_problems(settings: Mapping[str, Any], specs: Mapping[str, Setting]) -> list[str]:
+    """Settings that work on a laptop and fail quietly in production."""
+    problems = []
+    secret = settings.get("app.secret", "")
+    if secret == specs["app.secret"].default or len(secret) < 32:
+        problems.append("setting 'app.secret' must be at least 32 random characters in production: "
+                        f"set {env_var_for('app.secret')}")
+    if settings.get("huey.immediate") or str(settings.get("huey.url", "")).startswith("memory"):
+        problems.append("settings 'huey.url' and 'huey.immediate': production needs a shared queue "
+                        "(redis:// or sqlite:///) that workers read, not memory:// or immediate mode")
+    if str(settings.get("db.url", "")).startswith("sqlite"):
+        log.warning("db.url is SQLite in production: fine for one small host, not for several")
+    return problems
 
 
 def _raw_value(name: str, raw: Mapping[str, Any], environ: Mapping[str, str]) -> str | None:

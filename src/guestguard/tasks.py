@@ -11,6 +11,7 @@ untouched past ``jobs.lost_after``) or whose worker died mid-run (claimed past
 """
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import logging
 import uuid
@@ -44,13 +45,15 @@ def make_huey(settings: dict[str, Any]) -> Huey:
     name: str = settings["huey.name"]
     immediate: bool = settings["huey.immediate"]
     scheme = urlsplit(url).scheme
+    # Nobody reads task results: outcomes that matter live in durable rows.
+    options = {"immediate": immediate, "utc": True, "results": False}
     if scheme in ("redis", "rediss", "unix"):
-        return RedisHuey(name, url=url, immediate=immediate, utc=True)
+        return RedisHuey(name, url=url, **options)
     if scheme == "sqlite":
         path = url.removeprefix("sqlite:///")
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return SqliteHuey(name, filename=path, immediate=immediate, utc=True)
-    return MemoryHuey(name, immediate=immediate, utc=True)
+        return SqliteHuey(name, filename=path, **options)
+    return MemoryHuey(name, **options)
 
 
 class InProcessConsumer(Consumer):
@@ -64,8 +67,12 @@ class InProcessConsumer(Consumer):
 def start_in_process_consumer(registry) -> InProcessConsumer:
     huey: Huey = registry["huey"]
     consumer = InProcessConsumer(huey, workers=registry.settings["huey.workers"],
-                                 worker_type="thread", periodic=True, check_worker_health=False)
+                                 worker_type="thread", periodic=True, check_worker_health=False,
+                                 shutdown_timeout=10)
     consumer.start()
+    # Let a task in progress finish when the server stops, instead of leaving
+    # its job claimed until the reaper's stale_after passes.
+    atexit.register(consumer.stop, graceful=True)
     registry["huey.consumer"] = consumer
     log.info("in-process task consumer started with %d thread(s)", consumer.workers)
     return consumer
@@ -134,13 +141,16 @@ def add_periodic_task(config, func: Callable[..., Any], schedule: crontab, **opt
 
 def enqueue(request, func: Callable[..., Any], *args: Any,
             delay: float | None = None, eta: dt.datetime | None = None) -> None:
-    """Queue ``func`` to run once the current transaction commits.
+    """Queue ``func`` to run once the current transaction commits (``eta``
+    must be timezone-aware).
 
     Nothing is queued when the transaction aborts, and the task sees the
     committed rows. A failure to push is logged and swallowed: durable jobs
     are recovered by the reaper.
     """
     name = task_name(func)
+    if eta is not None and eta.tzinfo is None:
+        raise ValueError("eta must be timezone-aware")
     try:
         wrapper = request.registry["huey.tasks"][name]
     except KeyError:
@@ -156,8 +166,8 @@ def enqueue(request, func: Callable[..., Any], *args: Any,
             if delay is None and eta is None:
                 wrapper(*args, **kwargs)
             else:
-                naive_eta = eta.astimezone(dt.timezone.utc).replace(tzinfo=None) if eta else None
-                wrapper.schedule(args=args, kwargs=kwargs, delay=delay, eta=naive_eta)
+                # Aware datetimes: Huey reads a naive one as local time.
+                wrapper.schedule(args=args, kwargs=kwargs, delay=delay, eta=eta)
         except Exception:
             log.exception("could not enqueue task %s", name)
 
@@ -186,28 +196,36 @@ class DurableJobMixin:
 class DurableKind:
     model: type
     task: Callable[..., Any]
+    max_attempts: int
+    on_give_up: Callable[[Any], None] | None
 
 
-def add_durable_job(config, model: type, task: Callable[..., Any]) -> None:
+def add_durable_job(config, model: type, task: Callable[..., Any], *, max_attempts: int,
+                    on_give_up: Callable[[Any], None] | None = None) -> None:
     """Config directive: let the reaper recover rows of ``model`` by
-    enqueueing ``task(job_id)``."""
-    config.registry["jobs.kinds"].append(DurableKind(model, task))
+    enqueueing ``task(job_id)``. A job whose worker died ``max_attempts``
+    times is failed, and ``on_give_up(job)`` tidies it (drops secrets...)."""
+    config.registry["jobs.kinds"].append(DurableKind(model, task, max_attempts, on_give_up))
 
 
-def claim_job(db, model: type, job_id, now: dt.datetime | None = None):
-    """Mark a due pending job as running and return it; None when it is not
-    due, already claimed by someone else, or finished."""
-    now = now or utcnow()
+def claim_job(request, model: type, job_id, task: Callable[..., Any]):
+    """Mark a due pending job as running and return it. None when it is
+    claimed by someone else or finished; a job not yet due (the task came
+    early, or this worker's clock is behind) is queued again for its time."""
+    db = request.db
+    now = utcnow()
     result = db.execute(
         update(model)
         .where(model.id == job_id, model.status == PENDING, model.next_attempt_at <= now)
         .values(status=RUNNING, claimed_at=now, attempts=model.attempts + 1)
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:
-        return None
     job = db.get(model, job_id, populate_existing=True)
-    return job
+    if result.rowcount == 1:
+        return job
+    if job is not None and job.status == PENDING and job.next_attempt_at > now:
+        request.enqueue(task, job_id, eta=job.next_attempt_at)
+    return None
 
 
 def still_claimed(job, claimed_at: dt.datetime) -> bool:
@@ -259,17 +277,43 @@ def reap(request, now: dt.datetime | None = None) -> int:
             .limit(limit)
             .with_for_update(skip_locked=True)
         ).all()
-        for job in rows:
-            if job.status == RUNNING:
-                job.last_error = "worker stopped while running this job; retrying"
-            job.status = PENDING
-            job.claimed_at = None
-            job.next_attempt_at = now
-            request.enqueue(kind.task, job.id)
-        if rows:
-            log.warning("reaper re-enqueued %d %s job(s)", len(rows), model.__tablename__)
-        total += len(rows)
+        requeued = sum(_take_back(request, kind, job, now) for job in rows)
+        if requeued:
+            log.warning("reaper re-enqueued %d %s job(s)", requeued, model.__tablename__)
+        total += requeued
     return total
+
+
+def _take_back(request, kind: DurableKind, job, now: dt.datetime) -> bool:
+    """Reset one job seen stuck, unless it moved on since it was read (row
+    locks do not exist on SQLite, so the UPDATE itself is the guard)."""
+    model = kind.model
+    died = job.status == RUNNING
+    gave_up = died and job.attempts >= kind.max_attempts
+    values: dict[str, Any] = {"claimed_at": None}
+    if gave_up:
+        values.update(status=FAILED, last_error="worker stopped while running this job; giving up")
+    elif died:
+        values.update(status=PENDING, next_attempt_at=now,
+                      last_error="worker stopped while running this job; retrying")
+    else:
+        values.update(next_attempt_at=now)
+    unchanged = (model.claimed_at == job.claimed_at) if died else (
+        model.next_attempt_at == job.next_attempt_at)
+    won = request.db.execute(
+        update(model)
+        .where(model.id == job.id, model.status == job.status, unchanged)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if won != 1:
+        return False
+    if gave_up:
+        if kind.on_give_up is not None:
+            kind.on_give_up(request.db.get(model, job.id, populate_existing=True))
+        return False
+    request.enqueue(kind.task, job.id)
+    return True
 
 
 def includeme(config) -> None:

@@ -43,10 +43,12 @@ def security_headers_tween_factory(handler, registry):
 
 
 def csrf_applies(request) -> bool:
-    """Cookie-authenticated requests need a CSRF token; a request carrying an
-    Authorization header authenticates with it, never with the cookie, and a
-    browser cannot attach that header cross-site without CORS approval."""
-    return request.authorization is None
+    """Cookie-authenticated requests need a CSRF token. A bearer token is the
+    only credential of a request that carries one (the cookie is ignored),
+    and a browser cannot attach it cross-site without CORS approval. Basic
+    credentials, which browsers do attach on their own, get no exemption."""
+    authorization = request.authorization
+    return authorization is None or authorization.authtype.lower() != "bearer"
 
 
 @view_config(route_name="home", renderer="home.jinja2", request_method="GET")
@@ -63,6 +65,10 @@ def includeme(config) -> None:
         httponly=True,
         samesite="Lax",
         hashalg="sha512",
+        # The cookie holds flash messages and the CSRF token: a form left open
+        # for an afternoon must still submit.
+        timeout=12 * 3600,
+        reissue_time=3600,
     ))
     config.set_default_csrf_options(require_csrf=True, callback=csrf_applies)
     config.add_route("home", "/")

@@ -530,7 +530,7 @@ def test_entry_point_loads_the_plugin_through_the_core(sink):
     from guestguard.plugins import collect
 
     handler, port = sink
-    raw = {"db.url": "sqlite://", "huey.url": "memory://", "plugins.strict": "true",
+    raw = {"db.url": "sqlite:////tmp/unused.sqlite", "huey.url": "memory://", "plugins.strict": "true",
            "notifications.email.provider": "smtp", "smtp.host": "127.0.0.1",
            "smtp.security": "none"}
 

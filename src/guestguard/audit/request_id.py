@@ -6,7 +6,7 @@ import re
 import uuid
 
 HEADER = "X-Request-ID"
-SANE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{7,127}$")
+SANE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{7,127}")
 
 current_request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
@@ -14,7 +14,7 @@ current_request_id: contextvars.ContextVar[str] = contextvars.ContextVar("reques
 def request_id_for(value: str | None) -> str:
     """The caller's id when it is sane (8-128 letters, digits, ``. _ : -``),
     otherwise a fresh one: an odd value is replaced, never echoed."""
-    if value and SANE.match(value):
+    if value and SANE.fullmatch(value):
         return value
     return uuid.uuid4().hex
 

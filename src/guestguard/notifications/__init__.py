@@ -6,6 +6,7 @@ from pathlib import Path
 
 from guestguard.notifications.models import CHANNELS, Notification
 from guestguard.notifications.rendering import MessageRenderer
+from guestguard.notifications.services import RETRY_BACKOFF, drop_secrets
 from guestguard.notifications.tasks import dispatch_notification
 from guestguard.plugins import NotificationProvider, collect
 from guestguard.settings import SettingsError
@@ -46,7 +47,8 @@ def includeme(config) -> None:
     registry["notifications.providers"] = select_providers(settings, providers)
     registry["notifications.renderer"] = MessageRenderer(Path(settings["app.templates_dir"]))
     config.add_task(dispatch_notification, in_transaction=False)
-    config.add_durable_job(Notification, dispatch_notification)
+    config.add_durable_job(Notification, dispatch_notification,
+                           max_attempts=len(RETRY_BACKOFF) + 1, on_give_up=drop_secrets)
     if settings["app.env"] == "development":
         config.add_route("dev_outbox", "/dev/outbox")
         config.scan(".views")

@@ -60,6 +60,11 @@ def queue_notification(
     return notification
 
 
+def drop_secrets(notification: Notification) -> None:
+    """Called once a notification is final: sealed values are not kept."""
+    notification.sealed_context = None
+
+
 def seal(settings: Mapping[str, Any], values: Mapping[str, Any]) -> str:
     return fernet_for(settings, SEAL_PURPOSE).encrypt(json.dumps(dict(values)).encode()).decode()
 
@@ -81,7 +86,8 @@ class Attempt:
 
 def begin_attempt(request, notification_id) -> Attempt | None:
     """Claim the notification and render it; None when it is not ours to send."""
-    notification = claim_job(request.db, Notification, notification_id)
+    notification = claim_job(request, Notification, notification_id,
+                             notification_tasks.dispatch_notification)
     if notification is None:
         return None
     provider = request.registry["notifications.providers"].get(notification.channel)
@@ -137,6 +143,8 @@ def record_outcome(request, attempt: Attempt, provider_message_id: str | None,
     ``jobs.stale_after``), a success is still recorded so the message is not
     sent again, and a failure is left to the retry the reaper queued."""
     notification = request.db.get(Notification, attempt.notification_id, with_for_update=True)
+    if notification is None:  # erased meanwhile (privacy): nothing to record
+        return None
     if not still_claimed(notification, attempt.claimed_at):
         log.warning("notification %s was taken back while attempt %d ran", notification.id,
                     notification.attempts)
@@ -146,12 +154,12 @@ def record_outcome(request, attempt: Attempt, provider_message_id: str | None,
         finish_job(notification)
         notification.sent_at = utcnow()
         notification.provider_message_id = provider_message_id
-        notification.sealed_context = None
+        drop_secrets(notification)
         log.info("notification %s sent through %s", notification.id, notification.provider)
         return None
     retry_at = fail_job(notification, error, permanent=permanent, backoff=RETRY_BACKOFF)
     if retry_at is None:
-        notification.sealed_context = None
+        drop_secrets(notification)
         log.warning("notification %s failed after %d attempt(s): %s",
                     notification.id, notification.attempts, error)
     else:

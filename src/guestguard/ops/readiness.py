@@ -42,8 +42,10 @@ def check_queue(registry) -> None:
     huey = registry["huey"]
     huey.storage.queue_size()
     consumer = registry.get("huey.consumer")
-    if consumer is not None and not any(proc.is_alive() for _, proc in consumer.worker_threads):
-        raise RuntimeError("in-process worker threads are not running")
+    if consumer is not None:
+        threads = [consumer.scheduler] + [proc for _, proc in consumer.worker_threads]
+        if not all(thread.is_alive() for thread in threads):
+            raise RuntimeError("in-process worker threads are not running")
 
 
 def check_redis(registry) -> None:

@@ -1,0 +1,77 @@
+"""The two ways GuestGuard runs: the paste app with its in-process worker
+(``make run``), and a separate ``guestguard worker`` process (production)."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+from webtest import TestApp
+
+import guestguard
+from guestguard.testing import REPO_ROOT
+
+BIN = Path(sys.executable).parent
+
+
+def wait_for(predicate, seconds=30.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(0.1)
+    return predicate()
+
+
+def test_main_with_an_in_process_worker_delivers_and_reports_ready(base_settings, tmp_path):
+    from guestguard.notifications.services import queue_notification
+
+    settings = {**base_settings, "huey.url": f"sqlite:///{tmp_path}/queue.sqlite",
+                "huey.immediate": "false", "huey.in_process_worker": "true", "huey.workers": "1"}
+    app = guestguard.main({}, **settings)
+    registry = app.registry
+    try:
+        response = TestApp(app).get("/readyz")
+        assert response.json["checks"]["queue"] == "ok"
+        from pyramid.scripting import prepare
+
+        with prepare(registry=registry) as env:
+            with env["request"].tm:
+                queue_notification(env["request"], channel="email", recipient="ada@example.com",
+                                   template="test_message", context={"base_url": "https://x"})
+        console = registry["notifications.providers_by_name"]["console"]
+        assert wait_for(lambda: list(console.messages)), "the in-process worker delivered it"
+    finally:
+        registry["huey.consumer"].stop(graceful=True)
+        registry["db.engine"].dispose()
+    response = TestApp(app).get("/readyz", status=503)
+    assert response.json["checks"]["queue"].startswith("failed")
+
+
+def test_a_separate_worker_process_delivers_what_the_web_side_queued(tmp_path, db_url):
+    ini = tmp_path / "site.ini"
+    ini.write_text((REPO_ROOT / "development.ini").read_text()
+                   .replace("%(here)s/migrations", str(REPO_ROOT / "migrations")))
+    env = {"PATH": "/usr/bin:/bin", "GG_DB_URL": db_url, "GG_APP_ENV": "test",
+           "GG_HUEY_URL": f"sqlite:///{tmp_path}/queue.sqlite", "GG_HUEY_IN_PROCESS_WORKER": "false"}
+    queued = subprocess.run([str(BIN / "guestguard"), "send-test", str(ini), "--to", "ops@example.com"],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert queued.returncode == 0, queued.stderr
+    worker = subprocess.Popen([str(BIN / "guestguard"), "worker", str(ini), "--workers", "1"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    engine = create_engine(db_url)
+    try:
+        def status():
+            with engine.connect() as connection:
+                return connection.execute(text(
+                    "SELECT status FROM notifications WHERE recipient = 'ops@example.com'")).scalar()
+
+        assert wait_for(lambda: status() == "succeeded"), status()
+    finally:
+        worker.send_signal(signal.SIGINT)
+        output, _ = worker.communicate(timeout=30)
+        engine.dispose()
+    assert "dispatch_notification" in output
