@@ -7,6 +7,9 @@ same run, so the figures compare across machines. Nothing here asserts.
 2. Outbox: queueing and delivering a notification (row, after-commit
    enqueue, claim, render, console provider, record) against inserting the
    same row with nothing else.
+3. Login timing: a login with an unknown email against one with a wrong
+   password (the floor), at the production argon2id cost. A ratio near 1.0
+   means the answer time does not tell whether an address has an account.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from guestguard.testing import migrate
 
 REQUESTS = 2000
 MESSAGES = 300
+LOGINS = 40
 
 
 def timed(func, repeat: int) -> list[float]:
@@ -50,10 +54,12 @@ def bare_app():
     return webtest.TestApp(config.make_wsgi_app())
 
 
-def guestguard_app(db_url: str):
+def guestguard_app(db_url: str, production_passwords: bool = False):
+    cheap = {} if production_passwords else {
+        "passwords.memory_kib": "19456", "passwords.time_cost": "2", "passwords.parallelism": "1"}
     config = make_config({
         "app.env": "test", "db.url": db_url, "huey.url": "memory://", "huey.immediate": "true",
-        "log.level": "WARNING",
+        "log.level": "WARNING", **cheap,
     }, environ={})
     return webtest.TestApp(config.make_wsgi_app())
 
@@ -102,7 +108,22 @@ def main() -> int:
                timed(in_transaction(plain_insert), MESSAGES),
                timed(in_transaction(queue_and_deliver), MESSAGES))
         registry["db.engine"].dispose()
-    print(f"python {sys.version.split()[0]}, SQLite, {REQUESTS} requests, {MESSAGES} messages")
+
+        login_app = guestguard_app(db_url, production_passwords=True)
+        login_app.post_json("/api/v1/auth/signup", {
+            "email": "bench@example.com", "password": "a long benchmark passphrase",
+            "display_name": "Bench", "accept_policies": True})
+
+        def attempt(email):
+            return lambda: login_app.post_json("/api/v1/auth/login", {
+                "email": email, "password": "not the right passphrase"}, status=(401, 403))
+
+        report("POST /auth/login: unknown email vs wrong password (production argon2id)",
+               timed(attempt("bench@example.com"), LOGINS),
+               timed(attempt("nobody@example.com"), LOGINS))
+        login_app.app.registry["db.engine"].dispose()
+    print(f"python {sys.version.split()[0]}, SQLite, {REQUESTS} requests, {MESSAGES} messages, "
+          f"{LOGINS} logins")
     return 0
 
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from alembic import context
 from pyramid.paster import get_appsettings
+import sqlalchemy as sa
 from sqlalchemy import create_engine, pool
 
 from guestguard import read_settings
+from guestguard.db import UTCDateTime
 from guestguard.models import metadata
 
 config = context.config
@@ -22,6 +24,17 @@ def database_url() -> str:
         return config.attributes["db_url"]
     settings, _pm, _reader = read_settings(get_appsettings(config.config_file_name, name="main"))
     return settings["db.url"]
+
+
+def render_item(type_, obj, autogen_context):
+    """Write the app's column types as plain SQLAlchemy types, so migrations
+    do not depend on application code that may change."""
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    if type_ == "type" and isinstance(obj, sa.JSON):
+        autogen_context.imports.add("from sqlalchemy.dialects import postgresql")
+        return 'sa.JSON().with_variant(postgresql.JSONB(), "postgresql")'
+    return False
 
 
 def run_migrations_offline() -> None:
@@ -41,7 +54,7 @@ def run_migrations_online() -> None:
     with engine.connect() as connection:
         context.configure(connection=connection, target_metadata=metadata,
                           render_as_batch=connection.dialect.name == "sqlite",
-                          compare_type=True)
+                          compare_type=True, render_item=render_item)
         with context.begin_transaction():
             context.run_migrations()
     engine.dispose()

@@ -21,6 +21,8 @@ AREAS = (
     "guestguard.tasks",
     "guestguard.domain",
     "guestguard.notifications",
+    "guestguard.security",
+    "guestguard.accounts",
     "guestguard.ops",
 )
 

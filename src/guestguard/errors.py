@@ -6,7 +6,7 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
-from pyramid.exceptions import URLDecodeError
+from pyramid.exceptions import BadCSRFOrigin, BadCSRFToken, URLDecodeError
 from pyramid.httpexceptions import HTTPException, HTTPInternalServerError
 from pyramid.renderers import render_to_response
 from pyramid.response import Response
@@ -121,6 +121,17 @@ def undecodable_url(exc, request):
     if is_api_request(request):
         return json_error(request, 400, "bad_request", message)
     return html_error(request, 400, message)
+
+
+@exception_view_config(BadCSRFToken)
+@exception_view_config(BadCSRFOrigin)
+def csrf_failed(exc, request):
+    if is_api_request(request):
+        return json_error(request, 400, "csrf_failed",
+                          "Missing or wrong CSRF token: cookie-authenticated requests send it "
+                          "in the X-CSRF-Token header.")
+    return html_error(request, 400, "This form has expired or did not come from this site. "
+                                    "Go back, reload the page and try again.")
 
 
 @exception_view_config(Exception)

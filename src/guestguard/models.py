@@ -1,5 +1,8 @@
 """Imports every area's models so ``metadata`` is complete (Alembic, tests)."""
 from guestguard.db import Base
+from guestguard.accounts import models as _accounts  # noqa: F401
+from guestguard.audit import models as _audit  # noqa: F401
 from guestguard.notifications import models as _notifications  # noqa: F401
+from guestguard.workspaces import models as _workspaces  # noqa: F401
 
 metadata = Base.metadata

@@ -243,7 +243,7 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting("auth.jwt_audience", as_str, "guestguard-api", "The aud claim of access tokens."),
     Setting("auth.verify_email_ttl_hours", as_int(1, 168), 24, "Hours an email verification link works."),
     Setting("auth.reset_password_ttl_minutes", as_int(5, 1440), 60, "Minutes a password reset link works."),
-    Setting("policies.updated_at", as_date, "2026-11-01",
+    Setting("policies.updated_at", as_date, dt.date(2026, 11, 1),
             "Date of the current privacy policy and terms; users who accepted earlier versions "
             "are asked to accept again."),
     Setting("api.max_body_bytes", as_int(1024, 100 * 1024 * 1024), 65536,

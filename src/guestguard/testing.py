@@ -105,6 +105,10 @@ def base_settings(db_url) -> dict[str, str]:
         "huey.immediate": "true",
         "notifications.email.provider": "console",
         "notifications.sms.provider": "console",
+        # The OWASP floor: real argon2id, at the cheapest allowed cost.
+        "passwords.memory_kib": "19456",
+        "passwords.time_cost": "2",
+        "passwords.parallelism": "1",
     }
 
 

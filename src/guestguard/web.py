@@ -3,9 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pyramid.csrf import get_csrf_token
+from pyramid.events import BeforeRender, subscriber
 from pyramid.session import SignedCookieSessionFactory
 from pyramid.view import view_config
 
+from guestguard.errors import is_api_request
 from guestguard.keys import derive_key
 
 CSP = "; ".join((
@@ -42,13 +45,39 @@ def security_headers_tween_factory(handler, registry):
     return tween
 
 
+SESSION_COOKIE = "gg_session"
+# A browser sends these cross-site only after a CORS preflight our CORS
+# policy answers, so they cannot be forged by another site's page.
+PREFLIGHTED_METHODS = frozenset({"PUT", "PATCH", "DELETE"})
+PREFLIGHTED_TYPES = frozenset({"application/json"})
+
+
 def csrf_applies(request) -> bool:
-    """Cookie-authenticated requests need a CSRF token. A bearer token is the
-    only credential of a request that carries one (the cookie is ignored),
-    and a browser cannot attach it cross-site without CORS approval. Basic
-    credentials, which browsers do attach on their own, get no exemption."""
+    """Whether an unsafe request must carry a CSRF token.
+
+    Not when it authenticates with a bearer token (the cookie is then
+    ignored), nor when a cross-site page could not have sent it without a
+    preflight (JSON bodies, PUT/PATCH/DELETE). A form-like POST always
+    needs one, even with Basic credentials, which browsers attach unasked."""
     authorization = request.authorization
-    return authorization is None or authorization.authtype.lower() != "bearer"
+    if authorization is not None and authorization.authtype.lower() == "bearer":
+        return False
+    if request.method in PREFLIGHTED_METHODS or request.content_type in PREFLIGHTED_TYPES:
+        return False
+    # The API sets no cookies: without a session cookie there is nothing
+    # ambient to abuse. HTML forms are always checked (login CSRF).
+    if is_api_request(request) and SESSION_COOKIE not in request.cookies:
+        return False
+    return True
+
+
+@subscriber(BeforeRender)
+def add_csrf_token(event) -> None:
+    """Every template, the layout's sign-out button included, can call
+    ``csrf_token()``; only pages that do start the session cookie."""
+    request = event.get("request")
+    if request is not None:
+        event.setdefault("csrf_token", lambda: get_csrf_token(request))
 
 
 @view_config(route_name="home", renderer="home.jinja2", request_method="GET")

@@ -80,6 +80,44 @@ def cmd_send_test(args) -> int:
     return 0
 
 
+def cmd_create_admin(args) -> int:
+    """Create (or promote) a platform admin: the only way to get one."""
+    import getpass
+
+    from pyramid.scripting import prepare
+
+    from guestguard.accounts.passwords import password_problem
+    from guestguard.accounts.services import create_admin
+    from guestguard.validation import normalize_email
+
+    try:
+        email = normalize_email(args.email)
+    except ValueError as exc:
+        print(f"guestguard: --email: {exc}", file=sys.stderr)
+        return 2
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            print("guestguard: the passwords differ", file=sys.stderr)
+            return 2
+    problem = password_problem(password, email)
+    if problem:
+        print(f"guestguard: the password {problem}", file=sys.stderr)
+        return 2
+    config = _config(args.ini)
+    app = config.make_wsgi_app()
+    with prepare(registry=app.registry) as env:
+        request = env["request"]
+        with request.tm:
+            user = create_admin(request, email=email, password=password,
+                                display_name=args.name or email.split("@")[0])
+            user_id = user.id
+    print(f"{email} is an admin (user {user_id})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="guestguard", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -107,6 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
     send_test.add_argument("--to", required=True)
     send_test.add_argument("--channel", choices=("email", "sms"), default="email")
     send_test.set_defaults(func=cmd_send_test)
+
+    admin = sub.add_parser("create-admin", help="create or promote a platform admin")
+    admin.add_argument("ini")
+    admin.add_argument("--email", required=True)
+    admin.add_argument("--name", default="")
+    admin.add_argument("--password-stdin", action="store_true",
+                       help="read the password from the first line of standard input")
+    admin.set_defaults(func=cmd_create_admin)
     return parser
 
 
