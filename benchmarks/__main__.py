@@ -7,7 +7,10 @@ same run, so the figures compare across machines. Nothing here asserts.
 2. Outbox: queueing and delivering a notification (row, after-commit
    enqueue, claim, render, console provider, record) against inserting the
    same row with nothing else.
-3. Login timing: a login with an unknown email against one with a wrong
+3. Rate limiter: an API request with the limiter counting in Redis against
+   the same request with limits turned off, and the Redis commands one check
+   costs (needs GG_BENCH_REDIS_URL or a Redis on 127.0.0.1:6379).
+4. Login timing: a login with an unknown email against one with a wrong
    password (the floor), at the production argon2id cost. A ratio near 1.0
    means the answer time does not tell whether an address has an account.
 """
@@ -54,14 +57,46 @@ def bare_app():
     return webtest.TestApp(config.make_wsgi_app())
 
 
-def guestguard_app(db_url: str, production_passwords: bool = False):
+def guestguard_app(db_url: str, extra: dict | None = None, production_passwords: bool = False):
     cheap = {} if production_passwords else {
         "passwords.memory_kib": "19456", "passwords.time_cost": "2", "passwords.parallelism": "1"}
     config = make_config({
         "app.env": "test", "db.url": db_url, "huey.url": "memory://", "huey.immediate": "true",
-        "log.level": "WARNING", **cheap,
+        "log.level": "WARNING", **cheap, **(extra or {}),
     }, environ={})
     return webtest.TestApp(config.make_wsgi_app())
+
+
+def limiter_report(db_url: str) -> None:
+    import os
+
+    import redis
+
+    url = os.environ.get("GG_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+    client = redis.Redis.from_url(url)
+    try:
+        client.ping()
+    except redis.RedisError:
+        print(f"rate limiter: skipped, no Redis at {url}")
+        return
+    client.flushdb()
+    on = guestguard_app(db_url, {"ratelimit.url": url, "ratelimit.api": "1000000/minute"})
+    off = guestguard_app(db_url, {"ratelimit.enabled": "false"})
+    for app in (on, off):
+        for _ in range(50):
+            app.get("/api/v1/bench", status=404)
+    report("GET /api/v1/... with the limiter in Redis vs limits off",
+           timed(lambda: off.get("/api/v1/bench", status=404), REQUESTS),
+           timed(lambda: on.get("/api/v1/bench", status=404), REQUESTS))
+    client.config_resetstat()
+    for _ in range(100):
+        on.get("/api/v1/bench", status=404)
+    stats = client.info("commandstats")
+    # Commands a Lua script runs inside Redis are counted too; a round trip
+    # is one top-level call (EVALSHA here).
+    scripted = sum(v["calls"] for k, v in stats.items() if k in ("cmdstat_evalsha", "cmdstat_eval"))
+    print(f"  round trips per check: {scripted / 100:.2f} (one EVALSHA running the moving-window script)")
+    client.flushdb()
 
 
 def report(name: str, floor: list[float], measured: list[float]) -> None:
@@ -109,7 +144,9 @@ def main() -> int:
                timed(in_transaction(queue_and_deliver), MESSAGES))
         registry["db.engine"].dispose()
 
-        login_app = guestguard_app(db_url, production_passwords=True)
+        limiter_report(db_url)
+
+        login_app = guestguard_app(db_url, {"ratelimit.enabled": "false"}, production_passwords=True)
         login_app.post_json("/api/v1/auth/signup", {
             "email": "bench@example.com", "password": "a long benchmark passphrase",
             "display_name": "Bench", "accept_policies": True})

@@ -14,15 +14,20 @@ from guestguard.web import default_templates_dir
 
 # Areas in the order they are included; each has an ``includeme``.
 AREAS = (
+    "guestguard.network",
     "guestguard.audit",
     "guestguard.web",
+    "guestguard.cors",
     "guestguard.errors",
     "guestguard.db",
     "guestguard.tasks",
     "guestguard.domain",
     "guestguard.notifications",
     "guestguard.security",
+    "guestguard.ratelimit",
+    "guestguard.captcha",
     "guestguard.accounts",
+    "guestguard.workspaces",
     "guestguard.ops",
 )
 

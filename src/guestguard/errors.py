@@ -83,7 +83,7 @@ def json_error(request, status: int, code: str | None = None, message: str = "",
 
 
 def html_error(request, status: int, message: str = "", **extra: Any) -> Response:
-    template = f"errors/{status}.jinja2" if status in (403, 404, 500) else "errors/generic.jinja2"
+    template = f"errors/{status}.jinja2" if status in (403, 404, 429, 500) else "errors/generic.jinja2"
     response = render_to_response(
         template, {"status": status, "message": message, **extra}, request=request)
     response.status = status
@@ -102,7 +102,8 @@ def http_exception(exc: HTTPException, request):
     if exc.code < 400:
         return exc
     carried = {k: v for k, v in exc.headers.items()
-               if k.lower() in ("retry-after", "www-authenticate", "allow", "location")}
+               if k.lower() in ("retry-after", "www-authenticate", "allow", "location",
+                                "ratelimit", "ratelimit-policy")}
     if isinstance(exc, APIError):
         code, message, extra = exc.error_code, exc.error_message, exc.extra
     else:

@@ -33,6 +33,19 @@ def register_notification_providers(settings):
 
 
 @hookspec
+def register_captcha_verifiers(settings):
+    """Return a list of CAPTCHA verifiers.
+
+    Each has a unique ``name``, a ``widget`` (:class:`guestguard.plugins.CaptchaWidget`
+    telling the forms which script and site key to use, or None for verifiers
+    with nothing to show) and ``verify(token, remote_ip) -> bool``, which raises
+    :class:`guestguard.plugins.CaptchaUnavailable` when the service cannot be
+    reached. Which one protects signup and forgot-password is chosen by
+    ``captcha.verifier``.
+    """
+
+
+@hookspec
 def configure(config):
     """Extend the Pyramid configuration: routes, views, templates, tasks.
 

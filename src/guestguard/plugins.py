@@ -26,6 +26,7 @@ __all__ = [
     "hookimpl", "Setting", "SettingsError", "as_bool", "as_choice", "as_date", "as_float", "as_int",
     "as_list", "as_str", "as_url", "NotificationProvider", "OutgoingMessage",
     "PermanentDeliveryError", "TransientDeliveryError", "DomainEvent", "PluginInfo",
+    "CaptchaVerifier", "CaptchaWidget", "CaptchaUnavailable",
 ]
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 # Registered exactly like entry points, in this order, before them.
 DEFAULT_PLUGINS = (
     "guestguard.notifications.console",
+    "guestguard.captcha_builtin",
 )
 
 
@@ -87,6 +89,33 @@ class NotificationProvider(Protocol):
         Raise PermanentDeliveryError or TransientDeliveryError on failure; any
         other exception counts as transient.
         """
+
+
+class CaptchaUnavailable(Exception):
+    """The verification service did not answer (timeout, 5xx, network)."""
+
+
+@dataclass(frozen=True)
+class CaptchaWidget:
+    """What a form needs to show a CAPTCHA: the vendor's script, the element
+    class and site key it looks for, the form field its token arrives in, and
+    the origins the Content-Security-Policy must allow for it."""
+
+    script_url: str
+    element_class: str
+    site_key: str
+    response_field: str
+    csp_sources: tuple[str, ...] = ()
+
+
+@runtime_checkable
+class CaptchaVerifier(Protocol):
+    name: str
+    widget: CaptchaWidget | None
+
+    def verify(self, token: str, remote_ip: str | None) -> bool:
+        """True when ``token`` proves a human; raise CaptchaUnavailable when
+        the answer cannot be had."""
 
 
 @dataclass(frozen=True)
@@ -194,6 +223,27 @@ def describe_plugins(pm: pluggy.PluginManager) -> list[PluginInfo]:
         hooks = tuple(sorted(caller.name for caller in pm.get_hookcallers(plugin) or ()))
         infos.append(PluginInfo(name, dist, dist_version, hooks))
     return sorted(infos, key=lambda info: info.name)
+
+
+def by_name(items: Iterable[Any], interface: type, what: str) -> dict[str, Any]:
+    """Index what a ``register_*`` hook returned by ``name``; SettingsError
+    for an item that does not implement ``interface`` or a name used twice."""
+    indexed: dict[str, Any] = {}
+    for item in items:
+        if not isinstance(item, interface):
+            raise SettingsError(f"{what} {item!r} does not implement {interface.__name__}")
+        if item.name in indexed:
+            raise SettingsError(f"two {what}s are named {item.name!r}")
+        indexed[item.name] = item
+    return indexed
+
+
+def chosen(indexed: Mapping[str, Any], setting: str, name: str, what: str) -> Any:
+    """The item a setting names; SettingsError naming the setting otherwise."""
+    if name not in indexed:
+        raise SettingsError(f"setting {setting!r} names an unknown {what} {name!r}; "
+                            f"available: {', '.join(sorted(indexed)) or 'none'}")
+    return indexed[name]
 
 
 def collect(hook_results: Iterable[Iterable[Any] | None]) -> list[Any]:

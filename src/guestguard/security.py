@@ -1,33 +1,51 @@
-"""Who is calling, and may they. One policy tries, in order: a bearer access
-token (JWT), then the ``gg_session`` cookie. A request carrying an
-Authorization header is judged by that header alone."""
+"""Who is calling, and may they. One policy tries, in order: a bearer
+workspace API key (``ggk_…``), a bearer access token (JWT), then the
+``gg_session`` cookie. A request carrying an Authorization header is judged by
+that header alone."""
 from __future__ import annotations
 
+import functools
 import logging
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 
 from pyramid.authorization import ACLHelper, Authenticated, Everyone
 from pyramid.httpexceptions import HTTPFound
+from pyramid.location import lineage
 from pyramid.security import Denied
 from pyramid.view import forbidden_view_config
 
 from guestguard.accounts import sessions
 from guestguard.accounts.models import AuthSession, User
 from guestguard.accounts.services import policies_accepted
-from guestguard.errors import html_error, is_api_request, json_error
-from guestguard.permissions import ALLOWED_BEFORE_POLICY_ACCEPTANCE, Root
+from guestguard.errors import html_error, is_api_request, json_error, not_found
+from guestguard.permissions import (
+    ALLOWED_BEFORE_POLICY_ACCEPTANCE, API_KEY_PRINCIPAL, Root, api_key_principal, member_principal,
+)
 from guestguard.web import SESSION_COOKIE
+from guestguard.workspaces import services as workspaces
+from guestguard.workspaces.models import ApiKey
 
 log = logging.getLogger(__name__)
 
 
-
-@dataclass(frozen=True)
+@dataclass
 class Identity:
-    user: User
-    session: AuthSession
-    method: str  # "jwt" or "cookie"
-    needs_policy_acceptance: bool
+    """A person (with the session they came through) or a workspace API key."""
+
+    method: str  # "jwt", "cookie" or "api_key"
+    user: User | None = None
+    session: AuthSession | None = None
+    api_key: ApiKey | None = None
+    needs_policy_acceptance: bool = False
+    _db: object = field(default=None, repr=False)
+
+    @functools.cached_property
+    def roles(self) -> dict[uuid.UUID, str]:
+        """The caller's role in each workspace they can reach."""
+        if self.api_key is not None:
+            return {self.api_key.workspace_id: self.api_key.role}
+        return {m.workspace_id: m.role for m in workspaces.memberships_of(self._db, self.user.id)}
 
 
 class PolicyAcceptanceRequired(Denied):
@@ -50,7 +68,11 @@ class SecurityPolicy:
             if authorization is not None:
                 if authorization.authtype.lower() != "bearer" or not isinstance(authorization.params, str):
                     return None
-                session = sessions.session_from_access_token(request.db, settings, authorization.params)
+                presented = authorization.params
+                if presented.startswith(workspaces.API_KEY_PREFIX):
+                    key = workspaces.api_key_for(request.db, presented)
+                    return Identity("api_key", api_key=key, _db=request.db) if key else None
+                session = sessions.session_from_access_token(request.db, settings, presented)
                 method = "jwt"
             else:
                 raw = request.cookies.get(SESSION_COOKIE)
@@ -60,17 +82,27 @@ class SecurityPolicy:
                 method = "cookie"
         except sessions.InvalidToken:
             return None
-        return Identity(session.user, session, method, not policies_accepted(request, session.user))
+        return Identity(method, user=session.user, session=session, _db=request.db,
+                        needs_policy_acceptance=not policies_accepted(request, session.user))
 
     def authenticated_userid(self, request):
         identity = self.identity(request)
-        return str(identity.user.id) if identity else None
+        if identity is None or identity.user is None:
+            return None
+        return str(identity.user.id)
 
     def effective_principals(self, request) -> list[str]:
         identity = self.identity(request)
         if identity is None:
             return [Everyone]
-        return [Everyone, Authenticated, f"user:{identity.user.id}", f"role:{identity.user.role}"]
+        if identity.api_key is not None:
+            key = identity.api_key
+            # Not Authenticated: a key is no person and reaches no account pages.
+            return [Everyone, API_KEY_PRINCIPAL, f"api_key:{key.id}",
+                    api_key_principal(key.workspace_id, key.role)]
+        user = identity.user
+        return [Everyone, Authenticated, f"user:{user.id}", f"role:{user.role}"] + [
+            member_principal(workspace_id, role) for workspace_id, role in identity.roles.items()]
 
     def permits(self, request, context, permission):
         identity = self.identity(request)
@@ -90,6 +122,14 @@ class SecurityPolicy:
         return []
 
 
+def workspace_of(context) -> uuid.UUID | None:
+    for resource in lineage(context):
+        workspace_id = getattr(resource, "workspace_id", None)
+        if workspace_id is not None:
+            return workspace_id
+    return None
+
+
 def come_back_to(request) -> dict[str, str]:
     """Where to return after signing in: the page asked for, when it is one
     that can be reached with GET (a form's POST target cannot)."""
@@ -105,15 +145,21 @@ def forbidden(exc, request):
             return json_error(request, 401, "unauthorized", "Sign in: send a bearer access token.",
                               headers={"WWW-Authenticate": 'Bearer realm="guestguard"'})
         return HTTPFound(request.route_url("login", _query=come_back_to(request)))
+    workspace_id = workspace_of(request.context)
+    if workspace_id is not None and workspace_id not in identity.roles:
+        # Not a member: indistinguishable from an id that does not exist.
+        return not_found(exc, request)
     if isinstance(exc.result, PolicyAcceptanceRequired):
         if api:
             return json_error(request, 403, "policy_acceptance_required",
                               "Accept the updated privacy policy and terms: POST /api/v1/me/accept-policies.")
         return HTTPFound(request.route_url("accept_policies", _query=come_back_to(request)))
     permission = getattr(exc.result, "permission", None)
-    role = identity.user.role
+    role = identity.roles.get(workspace_id) if workspace_id else (
+        identity.user.role if identity.user else None)
     if api:
-        return json_error(request, 403, "forbidden", "You do not have permission for this.",
+        return json_error(request, 403, "forbidden",
+                          f"Your role ({role}) does not have the {permission} permission.",
                           required=permission, role=role)
     return html_error(request, 403, required=permission, role=role)
 

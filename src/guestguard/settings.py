@@ -122,6 +122,36 @@ def as_date(value: str) -> dt.date:
         raise ValueError(f"expected a date like 2026-01-31, got {value!r}") from None
 
 
+def as_networks(value: str) -> tuple:
+    """IP addresses or CIDR networks."""
+    import ipaddress
+
+    networks = []
+    for item in as_list(value):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or network") from None
+    return tuple(networks)
+
+
+def as_rate_limit(value: str) -> str:
+    """A limit like ``5/hour`` or ``10/5 minutes``: at least 1, at most a
+    million, over a window of at most a year."""
+    from limits import parse
+
+    text = value.strip()
+    try:
+        item = parse(text)
+    except ValueError:
+        raise ValueError(f"expected a limit like 5/hour or 10/5 minutes, got {value!r}") from None
+    if not 1 <= item.amount <= 1_000_000:
+        raise ValueError(f"the amount must be 1 to 1,000,000, got {item.amount}")
+    if not 1 <= item.get_expiry() <= 366 * 86400:
+        raise ValueError("the window must be between a second and a year")
+    return text
+
+
 def as_list(value: str) -> tuple[str, ...]:
     return tuple(item for item in re.split(r"[\s,]+", value.strip()) if item)
 
@@ -248,6 +278,39 @@ CORE_SETTINGS: tuple[Setting, ...] = (
             "are asked to accept again."),
     Setting("api.max_body_bytes", as_int(1024, 100 * 1024 * 1024), 65536,
             "Largest JSON body the API accepts; larger gets 413."),
+    Setting("cors.allowed_origins", as_list, (),
+            "Origins (scheme://host[:port]) whose pages may call the API from a browser, "
+            "credentials included; empty allows none."),
+    Setting("cors.max_age", as_int(0, 86400), 600, "Seconds a browser may cache a preflight answer."),
+    Setting("workspaces.invitation_ttl_days", as_int(1, 90), 7, "Days a workspace invitation link works."),
+    Setting("app.trusted_proxies", as_networks, (),
+            "Addresses or networks (CIDR) of the reverse proxies in front of the app; only "
+            "their X-Forwarded-For is believed when working out a client's address."),
+    Setting("ratelimit.enabled", as_bool, True, "Enforce the rate limits."),
+    Setting("ratelimit.url", as_url("redis", "rediss", "memory"), "memory://",
+            "Where the limiter counts: redis://host:port/db in production (shared by every "
+            "process), memory:// for one process."),
+    Setting("ratelimit.signup", as_rate_limit, "5/hour", "Signups per client IP."),
+    Setting("ratelimit.login", as_rate_limit, "10/5 minutes", "Login attempts per client IP and email."),
+    Setting("ratelimit.forgot_password", as_rate_limit, "3/hour",
+            "Password reset requests per client IP and email."),
+    Setting("ratelimit.resend_verification", as_rate_limit, "3/hour",
+            "Verification email requests per client IP and email."),
+    Setting("ratelimit.rsvp", as_rate_limit, "10/hour", "RSVP submissions per invitation link."),
+    Setting("ratelimit.invitation_page", as_rate_limit, "60/hour", "Invitation page views per link."),
+    Setting("ratelimit.event_create", as_rate_limit, "20/day", "Events created per user."),
+    Setting("ratelimit.guest_create", as_rate_limit, "1000/day", "Guests created per user."),
+    Setting("ratelimit.link_issue", as_rate_limit, "500/day", "Invitation links issued per user."),
+    Setting("ratelimit.api", as_rate_limit, "600/minute",
+            "Ceiling on all /api/ requests per API key, or per client IP without one."),
+    Setting("auth.lockout_threshold", as_int(1, 100), 5,
+            "Consecutive failed logins that lock an account until its password is reset."),
+    Setting("captcha.verifier", as_str, "disabled",
+            "CAPTCHA on signup and forgot-password: disabled, test, or a plugin's verifier "
+            "(hcaptcha, turnstile)."),
+    Setting("captcha.on_unavailable", as_choice("refuse", "allow"), "refuse",
+            "When the CAPTCHA service cannot be reached: refuse (503 captcha_unavailable) or "
+            "allow the request."),
     Setting("log.format", as_choice("text", "json", "auto"), "auto",
             "Log line format; auto is JSON in production and text elsewhere."),
     Setting("log.level", as_choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO",

@@ -14,11 +14,12 @@ from guestguard.accounts import services, sessions
 from guestguard.accounts.devices import describe_device
 from guestguard.accounts.models import API, AuthSession, User
 from guestguard.accounts.schemas import (
-    ChangePasswordInput, EmailInput, LoginInput, ProfileInput, RefreshInput, ResetPasswordInput,
-    SignupInput, TokenInput,
+    ChangePasswordInput, EmailInput, ForgotPasswordInput, LoginInput, ProfileInput, RefreshInput,
+    ResetPasswordInput, SignupInput, TokenInput,
 )
 from guestguard.accounts.services import AccountError
 from guestguard.audit.services import FAILURE, record
+from guestguard.captcha import require_captcha
 from guestguard.errors import APIError, json_error
 from guestguard.permissions import ACCOUNT, ACCOUNT_BASICS
 from guestguard.validation import parse_json
@@ -56,9 +57,10 @@ def session_json(session: AuthSession, current: AuthSession | None) -> dict:
     }
 
 
-@view_config(route_name="api_signup", request_method="POST", renderer="json")
+@view_config(route_name="api_signup", request_method="POST", renderer="json", rate_limit="signup")
 def signup(request):
     data = parse_json(request, SignupInput)
+    require_captcha(request, data.captcha_token)
     services.signup(request, email=data.email, password=data.password, display_name=data.display_name)
     request.response.status = 202
     return {"message": "Check your inbox: we sent a link to verify your address."}
@@ -74,7 +76,8 @@ def verify_email(request):
     return {"verified": True}
 
 
-@view_config(route_name="api_resend_verification", request_method="POST", renderer="json")
+@view_config(route_name="api_resend_verification", request_method="POST", renderer="json",
+             rate_limit="resend_verification")
 def resend_verification(request):
     data = parse_json(request, EmailInput)
     services.resend_verification(request, data.email)
@@ -82,7 +85,7 @@ def resend_verification(request):
     return ACCEPTED
 
 
-@view_config(route_name="api_login", request_method="POST", renderer="json")
+@view_config(route_name="api_login", request_method="POST", renderer="json", rate_limit="login")
 def login(request):
     data = parse_json(request, LoginInput)
     try:
@@ -120,9 +123,11 @@ def logout_all(request):
     return HTTPNoContent()
 
 
-@view_config(route_name="api_forgot_password", request_method="POST", renderer="json")
+@view_config(route_name="api_forgot_password", request_method="POST", renderer="json",
+             rate_limit="forgot_password")
 def forgot_password(request):
-    data = parse_json(request, EmailInput)
+    data = parse_json(request, ForgotPasswordInput)
+    require_captcha(request, data.captcha_token)
     services.forgot_password(request, data.email)
     request.response.status = 202
     return ACCEPTED

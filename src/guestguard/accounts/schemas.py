@@ -28,6 +28,9 @@ NewPassword = Annotated[str, StringConstraints(strip_whitespace=False), AfterVal
 AnyPassword = Annotated[str, StringConstraints(strip_whitespace=False, min_length=1, max_length=MAX_LENGTH)]
 DisplayName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 Token = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+# Checked by the CAPTCHA check, not here: a missing, over-long or garbage
+# token is a failed CAPTCHA (400), not a malformed body.
+CaptchaToken = str
 
 
 def _accepted(value: bool) -> bool:
@@ -41,6 +44,7 @@ class SignupInput(Input):
     password: NewPassword
     display_name: DisplayName
     accept_policies: Annotated[bool, AfterValidator(_accepted)]
+    captcha_token: CaptchaToken | None = None
 
     @field_validator("password")
     @classmethod
@@ -52,6 +56,10 @@ class SignupInput(Input):
 
 class EmailInput(Input):
     email: Email
+
+
+class ForgotPasswordInput(EmailInput):
+    captcha_token: CaptchaToken | None = None
 
 
 class TokenInput(Input):

@@ -84,7 +84,7 @@ def signup(request, *, email: str, password: str, display_name: str) -> User | N
                 privacy_accepted_at=now, terms_accepted_at=now)
     db.add(user)
     db.flush()
-    create_personal_workspace(db, user)
+    create_personal_workspace(request, user)
     send_verification(request, user)
     record(request, "account.signup", actor_id=user.id, target_type="user", target_id=user.id)
     return user
@@ -162,13 +162,36 @@ def authenticate(request, email: str, password: str) -> User:
     hasher = passwords(request)
     if not hasher.verify(user.password_hash if user else None, password):
         if user is not None:
-            user.failed_logins += 1
+            _count_failure(request, user)
         record(request, "account.login", result=FAILURE, actor_id=user.id if user else None,
                target_type="user", target_id=user.id if user else None, reason=INVALID_CREDENTIALS)
         raise AccountError(INVALID_CREDENTIALS, "The email or password is not right.", status=401)
+    if user.locked_at is not None:
+        # Only the right password learns of the lock: anyone else gets the
+        # one answer for bad credentials above.
+        record(request, "account.login", result=FAILURE, actor_id=user.id, target_type="user",
+               target_id=user.id, reason="locked")
+        raise AccountError("account_locked",
+                           "This account is locked after too many failed attempts. We emailed you "
+                           "a link to reset your password, which unlocks it.", status=403)
     if hasher.needs_rehash(user.password_hash):
         user.password_hash = hasher.hash(password)
     return user
+
+
+def _count_failure(request, user: User) -> None:
+    """Lock the account at the threshold and tell its owner, once."""
+    user.failed_logins += 1
+    if user.locked_at is None and user.failed_logins >= request.registry.settings["auth.lockout_threshold"]:
+        user.locked_at = utcnow()
+        minutes = request.registry.settings["auth.reset_password_ttl_minutes"]
+        raw = _issue_user_token(request, user, RESET_PASSWORD, dt.timedelta(minutes=minutes))
+        queue_notification(request, channel="email", recipient=user.email, template="account_locked",
+                           context={"display_name": user.display_name, "minutes": minutes,
+                                    "attempts": user.failed_logins},
+                           sealed={"reset_url": public_url(request, "reset_password", token=raw)})
+        record(request, "account.locked", actor_id=user.id, target_type="user", target_id=user.id,
+               attempts=user.failed_logins)
 
 
 def login(request, *, email: str, password: str, kind: str, accept_policies: bool = False) -> Login:
@@ -186,7 +209,7 @@ def login(request, *, email: str, password: str, kind: str, accept_policies: boo
     user.failed_logins = 0
     session, cookie_token = sessions.start_session(
         request.db, request.registry.settings, user, kind=kind,
-        user_agent=request.user_agent or "", ip=request.client_addr)
+        user_agent=request.user_agent or "", ip=request.client_ip)
     record(request, "account.login", actor_id=user.id, target_type="session", target_id=session.id,
            kind=kind)
     return Login(user, session, cookie_token)
@@ -306,7 +329,7 @@ def create_admin(request, *, email: str, password: str, display_name: str) -> Us
                     privacy_accepted_at=now, terms_accepted_at=now, email_verified_at=now)
         request.db.add(user)
         request.db.flush()
-        create_personal_workspace(request.db, user)
+        create_personal_workspace(request, user)
     user.role = "admin"
     record(request, "account.admin_created", target_type="user", target_id=user.id)
     return user

@@ -22,6 +22,7 @@ from guestguard.accounts.schemas import (
     ChangePasswordInput, EmailInput, LoginInput, NewPasswordInput, ProfileInput, SignupInput,
 )
 from guestguard.accounts.services import AccountError
+from guestguard.captcha import FORM_ERROR_KEY, form_captcha, form_captcha_refusal
 from guestguard.db import utcnow
 from guestguard.permissions import ACCOUNT, ACCOUNT_BASICS
 from guestguard.validation import parse_form
@@ -69,6 +70,24 @@ def private(request, status: int = 200) -> None:
     request.response.headers["Referrer-Policy"] = "no-referrer"
 
 
+def captcha_page(request, status: int = 200, **context) -> dict:
+    """A private page whose form carries the CAPTCHA."""
+    private(request, status)
+    return {**context, "captcha": form_captcha(request)}
+
+
+def check_captcha(request, errors: dict[str, str]) -> int:
+    """Once the fields are valid, check the CAPTCHA (not before: its token is
+    single-use). Adds a refusal to ``errors``; returns the status to answer."""
+    if errors:
+        return 400
+    refusal = form_captcha_refusal(request)
+    if refusal is None:
+        return 200
+    errors[FORM_ERROR_KEY] = refusal.error_message
+    return refusal.code
+
+
 def sentence(field: str, message: str, labels: dict[str, str] | None = None) -> str:
     label = (labels or LABELS).get(field)
     if label and message[:1].islower():
@@ -110,21 +129,21 @@ def ago(moment: dt.datetime, now: dt.datetime) -> str:
 def signup_form(request):
     if request.identity is not None:
         return redirect(request, request.route_path("account"))
-    private(request)
-    return {"values": {}, "errors": {}}
+    return captcha_page(request, values={}, errors={})
 
 
-@view_config(route_name="signup", request_method="POST", renderer="accounts/signup.jinja2")
+@view_config(route_name="signup", request_method="POST", renderer="accounts/signup.jinja2",
+             rate_limit="signup")
 def signup(request):
     if request.identity is not None:
         return redirect(request, request.route_path("account"))
     data, errors = read_form(request, SignupInput, ("display_name", "email", "password"),
                              checkboxes=("accept_policies",))
+    status = check_captcha(request, errors)
     if errors:
-        private(request, 400)
         values = echo(request, "email", "display_name")
         values["accept_policies"] = "accept_policies" in request.POST
-        return {"values": values, "errors": errors}
+        return captcha_page(request, status, values=values, errors=errors)
     services.signup(request, email=data.email, password=data.password, display_name=data.display_name)
     request.session.flash("Almost done: we sent a link to verify your address. Open it to finish signing up.",
                           "success")
@@ -155,7 +174,7 @@ def resend_verification_form(request):
 
 
 @view_config(route_name="resend_verification", request_method="POST",
-             renderer="accounts/resend_verification.jinja2")
+             renderer="accounts/resend_verification.jinja2", rate_limit="resend_verification")
 def resend_verification(request):
     data, errors = read_form(request, EmailInput, ("email",))
     if errors:
@@ -177,7 +196,8 @@ def login_form(request):
     return {"values": {}, "errors": {}, "next": safe_next(request.GET.get("next"))}
 
 
-@view_config(route_name="login", request_method="POST", renderer="accounts/login.jinja2")
+@view_config(route_name="login", request_method="POST", renderer="accounts/login.jinja2",
+             rate_limit="login")
 def login(request):
     if request.identity is not None:
         return redirect(request, request.route_path("account"))
@@ -225,16 +245,16 @@ def logout(request):
 
 @view_config(route_name="forgot_password", request_method="GET", renderer="accounts/forgot_password.jinja2")
 def forgot_password_form(request):
-    private(request)
-    return {"values": {}, "errors": {}}
+    return captcha_page(request, values={}, errors={})
 
 
-@view_config(route_name="forgot_password", request_method="POST", renderer="accounts/forgot_password.jinja2")
+@view_config(route_name="forgot_password", request_method="POST",
+             renderer="accounts/forgot_password.jinja2", rate_limit="forgot_password")
 def forgot_password(request):
     data, errors = read_form(request, EmailInput, ("email",))
+    status = check_captcha(request, errors)
     if errors:
-        private(request, 400)
-        return {"values": echo(request, "email"), "errors": errors}
+        return captcha_page(request, status, values=echo(request, "email"), errors=errors)
     services.forgot_password(request, data.email)
     request.session.flash(SAME_ANSWER, "success")
     return redirect(request, request.route_path("forgot_password"))

@@ -21,7 +21,7 @@ def record(request, action: str, *, result: str = SUCCESS, actor_id: uuid.UUID |
         target_id=str(target_id) if target_id is not None else None,
         result=result,
         request_id=getattr(request, "request_id", None),
-        ip=request.client_addr,
+        ip=request.client_ip,
         details={key: value for key, value in details.items() if value is not None},
     )
     request.db.add(event)

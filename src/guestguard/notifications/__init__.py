@@ -8,31 +8,21 @@ from guestguard.notifications.models import CHANNELS, Notification
 from guestguard.notifications.rendering import MessageRenderer
 from guestguard.notifications.services import RETRY_BACKOFF, drop_secrets
 from guestguard.notifications.tasks import dispatch_notification
-from guestguard.plugins import NotificationProvider, collect
+from guestguard.plugins import NotificationProvider, by_name, chosen, collect
 from guestguard.settings import SettingsError
 
 
 def select_providers(settings, providers: list[NotificationProvider]) -> dict[str, NotificationProvider]:
     """Pick the provider for each channel named in settings; raise
     SettingsError naming the setting when the choice is not available."""
-    by_name: dict[str, NotificationProvider] = {}
-    for provider in providers:
-        if not isinstance(provider, NotificationProvider):
-            raise SettingsError(f"notification provider {provider!r} lacks name, channels or send()")
-        if provider.name in by_name:
-            raise SettingsError(f"two notification providers are named {provider.name!r}")
-        by_name[provider.name] = provider
+    indexed = by_name(providers, NotificationProvider, "notification provider")
     selected: dict[str, NotificationProvider] = {}
     for channel in CHANNELS:
         key = f"notifications.{channel}.provider"
         name = settings.get(key)
         if not name:
             continue
-        provider = by_name.get(name)
-        if provider is None:
-            raise SettingsError(
-                f"setting {key!r} names an unknown provider {name!r}; "
-                f"available: {', '.join(sorted(by_name)) or 'none'}")
+        provider = chosen(indexed, key, name, "provider")
         if channel not in provider.channels:
             raise SettingsError(f"setting {key!r}: provider {name!r} does not send {channel}")
         selected[channel] = provider

@@ -50,6 +50,7 @@ def cmd_plugins(args) -> int:
     providers = config.registry["notifications.providers"]
     print("notification channels: " + ", ".join(
         f"{channel} -> {provider.name}" for channel, provider in sorted(providers.items())))
+    print(f"captcha verifier: {config.registry['captcha.verifier'].name}")
     return 0
 
 

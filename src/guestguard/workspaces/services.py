@@ -1,12 +1,41 @@
+"""Workspaces, memberships, invitations and API keys. Functions take the
+request (database session, settings, enqueue, audit context) and plain values;
+authorization happened before they are called (views declare permissions),
+the rules about owners are enforced here."""
 from __future__ import annotations
 
+import datetime as dt
 import re
 import secrets
 import unicodedata
+import uuid
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 
-from guestguard.workspaces.models import Membership, Workspace
+from guestguard.accounts.models import User
+from guestguard.accounts.tokens import hash_token, looks_like_token, matches, new_token
+from guestguard.audit.services import record
+from guestguard.db import utcnow
+from guestguard.notifications.services import queue_notification
+from guestguard.permissions import ADMIN, OWNER
+from guestguard.workspaces.models import ApiKey, Invitation, Membership, Workspace
+
+API_KEY_PREFIX = "ggk_"
+LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
+
+
+class WorkspaceError(Exception):
+    """A refusal with a machine code; views turn it into a 4xx response."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+
+
+# --- workspaces --------------------------------------------------------------
 
 
 def slugify(text: str) -> str:
@@ -23,11 +52,263 @@ def unique_slug(db, name: str) -> str:
     return slug
 
 
-def create_personal_workspace(db, user) -> Workspace:
-    """Every user gets a workspace of their own at signup, as its owner."""
-    name = f"{user.display_name}'s events"
-    workspace = Workspace(name=name[:100], slug=unique_slug(db, user.display_name), personal=True)
-    db.add(workspace)
-    db.flush()
-    db.add(Membership(workspace_id=workspace.id, user_id=user.id, role="owner"))
+def create_workspace(request, user, name: str, *, personal: bool = False) -> Workspace:
+    workspace = Workspace(name=name, slug=unique_slug(request.db, name), personal=personal)
+    request.db.add(workspace)
+    request.db.flush()
+    request.db.add(Membership(workspace_id=workspace.id, user_id=user.id, role=OWNER))
+    record(request, "workspace.created", actor_id=user.id, workspace_id=workspace.id,
+           target_type="workspace", target_id=workspace.id)
     return workspace
+
+
+def create_personal_workspace(request, user) -> Workspace:
+    """Every user gets a workspace of their own at signup, as its owner."""
+    return create_workspace(request, user, f"{user.display_name}'s events"[:100], personal=True)
+
+
+def memberships_of(db, user_id: uuid.UUID) -> list[Membership]:
+    return list(db.scalars(
+        select(Membership).join(Workspace)
+        .where(Membership.user_id == user_id, Workspace.deleted_at.is_(None))
+        .order_by(Workspace.personal.desc(), Workspace.name)))
+
+
+def find_workspace(db, workspace_id: uuid.UUID) -> Workspace | None:
+    return db.scalar(select(Workspace).where(Workspace.id == workspace_id,
+                                             Workspace.deleted_at.is_(None)))
+
+
+def rename_workspace(request, actor_id, workspace: Workspace, name: str) -> Workspace:
+    if name != workspace.name:
+        workspace.name = name
+        record(request, "workspace.renamed", actor_id=actor_id, workspace_id=workspace.id,
+               target_type="workspace", target_id=workspace.id)
+    return workspace
+
+
+def delete_workspace(request, actor_id, workspace: Workspace) -> None:
+    """Soft delete: members lose access at once; the data stays for the
+    retention period."""
+    workspace.deleted_at = utcnow()
+    request.db.execute(update(ApiKey).where(ApiKey.workspace_id == workspace.id,
+                                            ApiKey.revoked_at.is_(None))
+                       .values(revoked_at=workspace.deleted_at)
+                       .execution_options(synchronize_session=False))
+    record(request, "workspace.deleted", actor_id=actor_id, workspace_id=workspace.id,
+           target_type="workspace", target_id=workspace.id)
+
+
+# --- members -----------------------------------------------------------------
+
+
+def members(db, workspace_id: uuid.UUID) -> list[Membership]:
+    return list(db.scalars(select(Membership).where(Membership.workspace_id == workspace_id)
+                           .order_by(Membership.created_at)))
+
+
+def find_membership(db, workspace_id: uuid.UUID, membership_id: uuid.UUID) -> Membership | None:
+    return db.scalar(select(Membership).where(Membership.id == membership_id,
+                                              Membership.workspace_id == workspace_id))
+
+
+def _owner_count(db, workspace_id: uuid.UUID) -> int:
+    return db.scalar(select(func.count()).select_from(Membership)
+                     .where(Membership.workspace_id == workspace_id, Membership.role == OWNER))
+
+
+def _lock_owners(db, workspace_id: uuid.UUID) -> None:
+    """Serialize changes to a workspace's owners, so two concurrent demotions
+    cannot each see the other owner and leave none."""
+    db.execute(select(Workspace.id).where(Workspace.id == workspace_id).with_for_update())
+
+
+def change_role(request, actor_role: str, actor_id, membership: Membership, role: str) -> Membership:
+    """Admins manage admins and staff; only an owner touches an owner's role,
+    and the last owner keeps it."""
+    if role == membership.role:
+        return membership
+    if OWNER in (role, membership.role) and actor_role != OWNER:
+        raise WorkspaceError(403, "forbidden", "Only an owner can make or unmake owners.", "role")
+    _lock_owners(request.db, membership.workspace_id)
+    if membership.role == OWNER and _owner_count(request.db, membership.workspace_id) <= 1:
+        raise WorkspaceError(409, "last_owner",
+                             "A workspace needs an owner: make someone else owner first.", "role")
+    previous, membership.role = membership.role, role
+    record(request, "member.role_changed", actor_id=actor_id, workspace_id=membership.workspace_id,
+           target_type="membership", target_id=membership.id, user_id=str(membership.user_id),
+           previous=previous, role=role)
+    return membership
+
+
+def remove_member(request, actor_role: str, actor_id, membership: Membership) -> None:
+    leaving = membership.user_id == actor_id
+    if membership.role == OWNER and not leaving and actor_role != OWNER:
+        raise WorkspaceError(403, "forbidden", "Only an owner can remove an owner.")
+    _lock_owners(request.db, membership.workspace_id)
+    if membership.role == OWNER and _owner_count(request.db, membership.workspace_id) <= 1:
+        raise WorkspaceError(409, "last_owner",
+                             "The last owner cannot leave: transfer ownership first.")
+    request.db.delete(membership)
+    record(request, "member.left" if leaving else "member.removed", actor_id=actor_id,
+           workspace_id=membership.workspace_id, target_type="membership", target_id=membership.id,
+           user_id=str(membership.user_id))
+
+
+def transfer_ownership(request, actor_membership: Membership, target: Membership) -> None:
+    """The target becomes owner; the current owner stays on as admin."""
+    if target.id == actor_membership.id:
+        raise WorkspaceError(409, "conflict", "You are already the owner.", "membership_id")
+    _lock_owners(request.db, target.workspace_id)
+    target.role = OWNER
+    actor_membership.role = ADMIN
+    record(request, "workspace.ownership_transferred", actor_id=actor_membership.user_id,
+           workspace_id=target.workspace_id, target_type="membership", target_id=target.id,
+           user_id=str(target.user_id))
+
+
+# --- invitations -------------------------------------------------------------
+
+
+def invite(request, actor, workspace: Workspace, email: str, role: str) -> Invitation:
+    db = request.db
+    already = db.scalar(select(Membership.id).join(User, User.id == Membership.user_id)
+                        .where(Membership.workspace_id == workspace.id, User.email == email))
+    if already is not None:
+        raise WorkspaceError(409, "already_member", "That person is already a member.", "email")
+    now = utcnow()
+    # A new invitation to the same address replaces a pending one.
+    db.execute(update(Invitation)
+               .where(Invitation.workspace_id == workspace.id, Invitation.email == email,
+                      Invitation.accepted_at.is_(None), Invitation.revoked_at.is_(None))
+               .values(revoked_at=now).execution_options(synchronize_session=False))
+    raw, token_hash = new_token()
+    days = request.registry.settings["workspaces.invitation_ttl_days"]
+    invitation = Invitation(workspace_id=workspace.id, email=email, role=role, token_hash=token_hash,
+                            invited_by_id=actor.id, expires_at=now + dt.timedelta(days=days))
+    db.add(invitation)
+    db.flush()
+    base = request.registry.settings["app.base_url"].rstrip("/")
+    queue_notification(request, channel="email", recipient=email, template="workspace_invitation",
+                       workspace_id=workspace.id,
+                       context={"inviter": actor.display_name, "workspace": workspace.name,
+                                "role": role, "days": days},
+                       sealed={"accept_url": base + request.route_path("invitation", token=raw)})
+    record(request, "invitation.created", actor_id=actor.id, workspace_id=workspace.id,
+           target_type="invitation", target_id=invitation.id, role=role)
+    return invitation
+
+
+def pending_invitations(db, workspace_id: uuid.UUID) -> list[Invitation]:
+    now = utcnow()
+    return list(db.scalars(select(Invitation)
+                           .where(Invitation.workspace_id == workspace_id,
+                                  Invitation.accepted_at.is_(None), Invitation.revoked_at.is_(None),
+                                  Invitation.expires_at > now)
+                           .order_by(Invitation.created_at.desc())))
+
+
+def find_invitation(db, workspace_id: uuid.UUID, invitation_id: uuid.UUID) -> Invitation | None:
+    return db.scalar(select(Invitation).where(Invitation.id == invitation_id,
+                                              Invitation.workspace_id == workspace_id))
+
+
+def revoke_invitation(request, actor_id, invitation: Invitation) -> None:
+    if invitation.revoked_at is None and invitation.accepted_at is None:
+        invitation.revoked_at = utcnow()
+        record(request, "invitation.revoked", actor_id=actor_id, workspace_id=invitation.workspace_id,
+               target_type="invitation", target_id=invitation.id)
+
+
+INVALID_INVITATION = "This invitation is not valid. It may have expired, been used or been withdrawn."
+
+
+def invitation_for_token(db, raw: str) -> Invitation:
+    """The pending invitation behind an emailed token, or WorkspaceError 404."""
+    if looks_like_token(raw):
+        invitation = db.scalar(select(Invitation).where(Invitation.token_hash == hash_token(raw)))
+        if (invitation is not None and invitation.is_pending(utcnow())
+                and invitation.workspace.deleted_at is None):
+            return invitation
+    raise WorkspaceError(404, "invalid_invitation", INVALID_INVITATION)
+
+
+def accept_invitation(request, user, raw: str) -> Membership:
+    """Join the workspace: only the invited address may accept."""
+    db = request.db
+    invitation = invitation_for_token(db, raw)
+    if invitation.email != user.email:
+        record(request, "invitation.accepted", result="failure", actor_id=user.id,
+               workspace_id=invitation.workspace_id, target_type="invitation",
+               target_id=invitation.id, reason="email_mismatch")
+        raise WorkspaceError(403, "invitation_email_mismatch",
+                             "This invitation was sent to another email address. Sign in with "
+                             "that address to accept it.")
+    won = db.execute(update(Invitation)
+                     .where(Invitation.id == invitation.id, Invitation.accepted_at.is_(None))
+                     .values(accepted_at=utcnow(), accepted_by_id=user.id)
+                     .execution_options(synchronize_session=False)).rowcount
+    if won != 1:
+        raise WorkspaceError(404, "invalid_invitation", INVALID_INVITATION)
+    membership = db.scalar(select(Membership).where(Membership.workspace_id == invitation.workspace_id,
+                                                    Membership.user_id == user.id))
+    if membership is None:
+        membership = Membership(workspace_id=invitation.workspace_id, user_id=user.id,
+                                role=invitation.role)
+        db.add(membership)
+        db.flush()
+    record(request, "invitation.accepted", actor_id=user.id, workspace_id=invitation.workspace_id,
+           target_type="invitation", target_id=invitation.id, role=membership.role)
+    return membership
+
+
+# --- API keys ----------------------------------------------------------------
+
+
+def create_api_key(request, actor_id, workspace: Workspace, name: str, role: str) -> tuple[ApiKey, str]:
+    """Returns the key and its full secret, which is shown this once."""
+    lookup_id = secrets.token_hex(8)
+    secret, secret_hash = new_token()
+    key = ApiKey(workspace_id=workspace.id, name=name, role=role, lookup_id=lookup_id,
+                 secret_hash=secret_hash, created_by_id=actor_id)
+    request.db.add(key)
+    request.db.flush()
+    record(request, "api_key.created", actor_id=actor_id, workspace_id=workspace.id,
+           target_type="api_key", target_id=key.id, role=role)
+    return key, f"{API_KEY_PREFIX}{lookup_id}_{secret}"
+
+
+def api_keys(db, workspace_id: uuid.UUID) -> list[ApiKey]:
+    return list(db.scalars(select(ApiKey).where(ApiKey.workspace_id == workspace_id,
+                                                ApiKey.revoked_at.is_(None))
+                           .order_by(ApiKey.created_at.desc())))
+
+
+def find_api_key(db, workspace_id: uuid.UUID, key_id: uuid.UUID) -> ApiKey | None:
+    return db.scalar(select(ApiKey).where(ApiKey.id == key_id, ApiKey.workspace_id == workspace_id))
+
+
+def revoke_api_key(request, actor_id, key: ApiKey) -> None:
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+        record(request, "api_key.revoked", actor_id=actor_id, workspace_id=key.workspace_id,
+               target_type="api_key", target_id=key.id)
+
+
+def api_key_for(db, presented: str) -> ApiKey | None:
+    """The live key a bearer value names, or None (garbage, unknown, revoked,
+    wrong secret, deleted workspace: one answer)."""
+    if not presented.startswith(API_KEY_PREFIX):
+        return None
+    lookup_id, _, secret = presented[len(API_KEY_PREFIX):].partition("_")
+    if not re.fullmatch(r"[0-9a-f]{16}", lookup_id) or not looks_like_token(secret):
+        return None
+    key = db.scalar(select(ApiKey).where(ApiKey.lookup_id == lookup_id))
+    if key is None or not matches(secret, key.secret_hash):
+        return None
+    if key.revoked_at is not None or key.workspace.deleted_at is not None:
+        return None
+    now = utcnow()
+    if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
+        key.last_used_at = now
+    return key

@@ -1,0 +1,68 @@
+"""Rate limits. A view opts in with one line, ``rate_limit="<policy>"`` in its
+view configuration; every /api/ request also passes a general ceiling. Over
+the limit: 429 with ``Retry-After``, the IETF draft ``RateLimit-Policy`` and
+``RateLimit`` headers, and the house error body (or a friendly page)."""
+from __future__ import annotations
+
+from pyramid.events import NewRequest
+
+from guestguard.errors import APIError, is_api_request
+from guestguard.ratelimit.service import Decision, Limiter, api_keys_of, policies_from
+
+
+class RateLimited(APIError):
+    def __init__(self, decision: Decision):
+        seconds = decision.retry_after
+        super().__init__(429, "rate_limited",
+                         f"Too many requests. Try again in {seconds} second{'s' if seconds != 1 else ''}.",
+                         retry_after=seconds)
+        self.headers["Retry-After"] = str(seconds)
+        self.headers["RateLimit-Policy"] = decision.policy.header
+        self.headers["RateLimit"] = f'"{decision.policy.name}";r={decision.remaining};t={seconds}'
+
+
+def enforce(request, policy_name: str) -> None:
+    limiter: Limiter = request.registry["ratelimit"]
+    policy = limiter.policies[policy_name]
+    route = request.matched_route.name if request.matched_route else None
+    decision = limiter.check(policy, policy.key(request), route)
+    if not decision.allowed:
+        raise RateLimited(decision)
+
+
+def rate_limit_deriver(view, info):
+    """``rate_limit="login"`` on a view counts each call against that policy
+    before the view runs (after its permission check)."""
+    name = info.options.get("rate_limit")
+    if not name:
+        return view
+    if name not in info.registry["ratelimit"].policies:
+        raise ValueError(f"unknown rate_limit policy {name!r} on a view")
+
+    def limited(context, request):
+        enforce(request, name)
+        return view(context, request)
+
+    return limited
+
+
+rate_limit_deriver.options = ("rate_limit",)
+
+
+def api_ceiling(event) -> None:
+    request = event.request
+    if not is_api_request(request) or request.method == "OPTIONS":
+        return
+    limiter: Limiter = request.registry["ratelimit"]
+    policy = limiter.policies["api"]
+    for key in api_keys_of(request):
+        decision = limiter.check(policy, key, "api")
+        if not decision.allowed:
+            raise RateLimited(decision)
+
+
+def includeme(config) -> None:
+    settings = config.get_settings()
+    config.registry["ratelimit"] = Limiter(settings, policies_from(settings))
+    config.add_view_deriver(rate_limit_deriver)
+    config.add_subscriber(api_ceiling, NewRequest)

@@ -1,0 +1,157 @@
+"""The limiter: named policies (a limit and what it counts by), checked with
+the ``limits`` library's moving window, whose check-and-count is one atomic
+Lua call in Redis. If the store fails, the limiter fails open: a request is
+never refused or broken because Redis is down."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from limits import RateLimitItem, parse
+from limits.storage import storage_from_string
+from limits.strategies import MovingWindowRateLimiter
+from prometheus_client import Counter
+
+log = logging.getLogger(__name__)
+
+BLOCKS = Counter("ratelimit_block_total", "Requests refused by a rate limit.", ["route"])
+BACKEND_ERRORS = Counter("ratelimit_backend_errors_total",
+                         "Rate-limit checks that failed open because the store failed.")
+# One failure logged per this many seconds: a Redis outage must not flood the logs.
+ERROR_LOG_INTERVAL = 60.0
+
+
+def _digest(value: str) -> str:
+    """Keys never hold emails or tokens as they are."""
+    return hashlib.sha256(value.encode()).hexdigest()[:32]
+
+
+def by_ip(request) -> str:
+    return request.client_ip
+
+
+def _email_in_body(request) -> str:
+    if request.content_type == "application/json":
+        try:
+            body = json.loads(request.body[:65536] or b"{}")
+        except ValueError:
+            return ""
+        value = body.get("email") if isinstance(body, dict) else None
+    else:
+        value = request.POST.get("email")
+    return value.strip().lower() if isinstance(value, str) else ""
+
+
+def by_ip_and_email(request) -> str:
+    return f"{request.client_ip}:{_digest(_email_in_body(request))}"
+
+
+def by_token(request) -> str:
+    return _digest(request.matchdict.get("token", "") if request.matchdict else "")
+
+
+def by_caller(request) -> str:
+    """The signed-in user or API key; the client IP for anyone else."""
+    identity = request.identity
+    if identity is not None and identity.user is not None:
+        return f"user:{identity.user.id}"
+    if identity is not None and identity.api_key is not None:
+        return f"key:{identity.api_key.id}"
+    return f"ip:{request.client_ip}"
+
+
+# What each policy counts by. Routes name a policy with the ``rate_limit``
+# view option; its limit comes from the setting ``ratelimit.<name>``.
+POLICY_KEYS: dict[str, Callable[[Any], str]] = {
+    "signup": by_ip,
+    "login": by_ip_and_email,
+    "forgot_password": by_ip_and_email,
+    "resend_verification": by_ip_and_email,
+    "rsvp": by_token,
+    "invitation_page": by_token,
+    "event_create": by_caller,
+    "guest_create": by_caller,
+    "link_issue": by_caller,
+}
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    limit: RateLimitItem
+    key: Callable[[Any], str]
+
+    @property
+    def header(self) -> str:
+        """The policy in the IETF draft's ``RateLimit-Policy`` form."""
+        return f'"{self.name}";q={self.limit.amount};w={self.limit.get_expiry()}'
+
+
+@dataclass(frozen=True)
+class Decision:
+    policy: Policy
+    allowed: bool
+    retry_after: int = 0
+    remaining: int = 0
+
+
+class Limiter:
+    def __init__(self, settings: Mapping[str, Any], policies: Mapping[str, Policy]):
+        self.enabled: bool = settings["ratelimit.enabled"]
+        self.storage = storage_from_string(settings["ratelimit.url"],
+                                           **_storage_options(settings["ratelimit.url"]))
+        self.strategy = MovingWindowRateLimiter(self.storage)
+        self.policies = dict(policies)
+        self._last_error_logged = 0.0
+
+    def check(self, policy: Policy, key: str, route: str | None = None) -> Decision:
+        """Count one request against ``policy`` for ``key``; allowed or not."""
+        if not self.enabled:
+            return Decision(policy, True)
+        try:
+            if self.strategy.hit(policy.limit, policy.name, key):
+                return Decision(policy, True)
+            stats = self.strategy.get_window_stats(policy.limit, policy.name, key)
+        except Exception as exc:
+            self._failed(exc)
+            return Decision(policy, True)
+        BLOCKS.labels(route=route or policy.name).inc()
+        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+        return Decision(policy, False, retry_after=retry_after, remaining=stats.remaining)
+
+    def _failed(self, exc: Exception) -> None:
+        BACKEND_ERRORS.inc()
+        now = time.monotonic()
+        if now - self._last_error_logged >= ERROR_LOG_INTERVAL:
+            self._last_error_logged = now
+            log.error("rate limiter store failed, letting requests through: %s", type(exc).__name__)
+
+
+def _storage_options(url: str) -> dict[str, Any]:
+    # A dead Redis must cost a request milliseconds, not the default timeouts.
+    if url.startswith(("redis://", "rediss://")):
+        return {"socket_timeout": 0.25, "socket_connect_timeout": 0.25}
+    return {}
+
+
+def policies_from(settings: Mapping[str, Any]) -> dict[str, Policy]:
+    policies = {name: Policy(name, parse(settings[f"ratelimit.{name}"]), key)
+                for name, key in POLICY_KEYS.items()}
+    policies["api"] = Policy("api", parse(settings["ratelimit.api"]), by_ip)
+    return policies
+
+
+def api_keys_of(request) -> list[str]:
+    """The API ceiling counts per client IP and, for a request presenting a
+    workspace API key, per key too (read from the header: no lookup)."""
+    keys = [f"ip:{request.client_ip}"]
+    authorization = request.authorization
+    if (authorization is not None and authorization.authtype.lower() == "bearer"
+            and isinstance(authorization.params, str) and authorization.params.startswith("ggk_")):
+        keys.append(f"key:{authorization.params[4:20]}")
+    return keys

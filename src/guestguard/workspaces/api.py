@@ -1,0 +1,247 @@
+"""The workspace API: workspaces, members, invitations and API keys."""
+from __future__ import annotations
+
+from pyramid.httpexceptions import HTTPNoContent
+from pyramid.view import view_config
+
+from guestguard.errors import APIError, json_error
+from guestguard.permissions import (
+    ACCOUNT, API_KEYS_MANAGE, MEMBERS_MANAGE, MEMBERS_VIEW, OWNERSHIP_TRANSFER, WORKSPACE_CREATE,
+    WORKSPACE_DELETE, WORKSPACE_EDIT, WORKSPACE_VIEW, WORKSPACES_LIST,
+)
+from guestguard.validation import parse_json
+from guestguard.workspaces import services
+from guestguard.workspaces.models import ApiKey, Invitation, Membership, Workspace
+from guestguard.workspaces.resources import (
+    api_key_factory, invitation_factory, member_factory, workspace_factory,
+)
+from guestguard.workspaces.schemas import (
+    AcceptInvitationInput, ApiKeyInput, InvitationInput, RoleInput, TransferInput, WorkspaceInput,
+)
+from guestguard.workspaces.services import WorkspaceError
+
+
+def refusal(request, error: WorkspaceError):
+    extra = {"fields": {error.field: error.message}} if error.field else {}
+    return json_error(request, error.status, error.code, error.message, **extra)
+
+
+def actor_id(request):
+    identity = request.identity
+    return identity.user.id if identity.user else None
+
+
+def workspace_json(workspace: Workspace, role: str | None) -> dict:
+    return {"id": str(workspace.id), "name": workspace.name, "slug": workspace.slug,
+            "personal": workspace.personal, "role": role,
+            "created_at": workspace.created_at.isoformat()}
+
+
+def member_json(membership: Membership) -> dict:
+    return {"id": str(membership.id), "user_id": str(membership.user_id),
+            "email": membership.user.email, "display_name": membership.user.display_name,
+            "role": membership.role, "joined_at": membership.created_at.isoformat()}
+
+
+def invitation_json(invitation: Invitation) -> dict:
+    return {"id": str(invitation.id), "email": invitation.email, "role": invitation.role,
+            "created_at": invitation.created_at.isoformat(),
+            "expires_at": invitation.expires_at.isoformat()}
+
+
+def api_key_json(key: ApiKey) -> dict:
+    return {"id": str(key.id), "name": key.name, "role": key.role,
+            "prefix": f"{services.API_KEY_PREFIX}{key.lookup_id}",
+            "created_at": key.created_at.isoformat(),
+            "last_used_at": key.last_used_at.isoformat() if key.last_used_at else None}
+
+
+def caller_role(request, workspace_id) -> str | None:
+    return request.identity.roles.get(workspace_id)
+
+
+def own_membership(request, workspace_id) -> Membership | None:
+    user = request.identity.user
+    if user is None:
+        return None
+    return next((m for m in services.members(request.db, workspace_id) if m.user_id == user.id), None)
+
+
+# --- workspaces --------------------------------------------------------------
+
+
+@view_config(route_name="api_workspaces", request_method="GET", renderer="json",
+             permission=WORKSPACES_LIST)
+def list_workspaces(request):
+    roles = request.identity.roles
+    found = [services.find_workspace(request.db, workspace_id) for workspace_id in roles]
+    return {"workspaces": [workspace_json(w, roles[w.id]) for w in found if w is not None]}
+
+
+@view_config(route_name="api_workspaces", request_method="POST", renderer="json",
+             permission=WORKSPACE_CREATE)
+def create_workspace(request):
+    data = parse_json(request, WorkspaceInput)
+    workspace = services.create_workspace(request, request.identity.user, data.name)
+    request.response.status = 201
+    return {"workspace": workspace_json(workspace, "owner")}
+
+
+@view_config(route_name="api_workspace", request_method="GET", renderer="json",
+             permission=WORKSPACE_VIEW)
+def get_workspace(context, request):
+    return {"workspace": workspace_json(context.workspace, caller_role(request, context.workspace_id))}
+
+
+@view_config(route_name="api_workspace", request_method="PATCH", renderer="json",
+             permission=WORKSPACE_EDIT)
+def update_workspace(context, request):
+    data = parse_json(request, WorkspaceInput)
+    workspace = services.rename_workspace(request, actor_id(request), context.workspace, data.name)
+    return {"workspace": workspace_json(workspace, caller_role(request, context.workspace_id))}
+
+
+@view_config(route_name="api_workspace", request_method="DELETE", permission=WORKSPACE_DELETE)
+def delete_workspace(context, request):
+    services.delete_workspace(request, actor_id(request), context.workspace)
+    return HTTPNoContent()
+
+
+# --- members -----------------------------------------------------------------
+
+
+@view_config(route_name="api_members", request_method="GET", renderer="json", permission=MEMBERS_VIEW)
+def list_members(context, request):
+    return {"members": [member_json(m) for m in services.members(request.db, context.workspace_id)]}
+
+
+@view_config(route_name="api_member", request_method="PATCH", renderer="json",
+             permission=MEMBERS_MANAGE)
+def change_member_role(context, request):
+    data = parse_json(request, RoleInput)
+    try:
+        membership = services.change_role(request, caller_role(request, context.workspace_id),
+                                          actor_id(request), context.record, data.role)
+    except WorkspaceError as error:
+        return refusal(request, error)
+    return {"member": member_json(membership)}
+
+
+@view_config(route_name="api_member", request_method="DELETE", permission=MEMBERS_MANAGE)
+def remove_member(context, request):
+    try:
+        services.remove_member(request, caller_role(request, context.workspace_id),
+                               actor_id(request), context.record)
+    except WorkspaceError as error:
+        return refusal(request, error)
+    return HTTPNoContent()
+
+
+@view_config(route_name="api_workspace_leave", request_method="POST", permission=WORKSPACE_VIEW)
+def leave_workspace(context, request):
+    membership = own_membership(request, context.workspace_id)
+    if membership is None:  # an API key is no member
+        raise APIError(403, "forbidden", "Only members can leave a workspace.")
+    try:
+        services.remove_member(request, membership.role, membership.user_id, membership)
+    except WorkspaceError as error:
+        return refusal(request, error)
+    return HTTPNoContent()
+
+
+@view_config(route_name="api_workspace_transfer", request_method="POST", renderer="json",
+             permission=OWNERSHIP_TRANSFER)
+def transfer_ownership(context, request):
+    data = parse_json(request, TransferInput)
+    target = services.find_membership(request.db, context.workspace_id, data.member_id)
+    if target is None:
+        raise APIError(422, "validation_failed", "Some fields are invalid.",
+                       fields={"member_id": "is not a member of this workspace"})
+    try:
+        services.transfer_ownership(request, own_membership(request, context.workspace_id), target)
+    except WorkspaceError as error:
+        return refusal(request, error)
+    return {"member": member_json(target)}
+
+
+# --- invitations -------------------------------------------------------------
+
+
+@view_config(route_name="api_invitations", request_method="GET", renderer="json",
+             permission=MEMBERS_MANAGE)
+def list_invitations(context, request):
+    return {"invitations": [invitation_json(i)
+                            for i in services.pending_invitations(request.db, context.workspace_id)]}
+
+
+@view_config(route_name="api_invitations", request_method="POST", renderer="json",
+             permission=MEMBERS_MANAGE)
+def create_invitation(context, request):
+    data = parse_json(request, InvitationInput)
+    try:
+        invitation = services.invite(request, request.identity.user, context.workspace,
+                                     data.email, data.role)
+    except WorkspaceError as error:
+        return refusal(request, error)
+    request.response.status = 201
+    return {"invitation": invitation_json(invitation)}
+
+
+@view_config(route_name="api_invitation", request_method="DELETE", permission=MEMBERS_MANAGE)
+def revoke_invitation(context, request):
+    services.revoke_invitation(request, actor_id(request), context.record)
+    return HTTPNoContent()
+
+
+@view_config(route_name="api_invitation_accept", request_method="POST", renderer="json",
+             permission=ACCOUNT)
+def accept_invitation(request):
+    data = parse_json(request, AcceptInvitationInput)
+    try:
+        membership = services.accept_invitation(request, request.identity.user, data.token)
+    except WorkspaceError as error:
+        return refusal(request, error)
+    return {"workspace": workspace_json(membership.workspace, membership.role)}
+
+
+# --- API keys ----------------------------------------------------------------
+
+
+@view_config(route_name="api_api_keys", request_method="GET", renderer="json",
+             permission=API_KEYS_MANAGE)
+def list_api_keys(context, request):
+    return {"api_keys": [api_key_json(k) for k in services.api_keys(request.db, context.workspace_id)]}
+
+
+@view_config(route_name="api_api_keys", request_method="POST", renderer="json",
+             permission=API_KEYS_MANAGE)
+def create_api_key(context, request):
+    data = parse_json(request, ApiKeyInput)
+    key, secret = services.create_api_key(request, actor_id(request), context.workspace,
+                                          data.name, data.role)
+    request.response.status = 201
+    return {"api_key": {**api_key_json(key), "secret": secret},
+            "message": "Store the secret now: it is not shown again."}
+
+
+@view_config(route_name="api_api_key", request_method="DELETE", permission=API_KEYS_MANAGE)
+def revoke_api_key(context, request):
+    services.revoke_api_key(request, actor_id(request), context.record)
+    return HTTPNoContent()
+
+
+ROUTES = (
+    ("api_workspaces", "/api/v1/workspaces", None),
+    ("api_workspace", "/api/v1/workspaces/{workspace_id}", workspace_factory),
+    ("api_workspace_leave", "/api/v1/workspaces/{workspace_id}/leave", workspace_factory),
+    ("api_workspace_transfer", "/api/v1/workspaces/{workspace_id}/transfer-ownership",
+     workspace_factory),
+    ("api_members", "/api/v1/workspaces/{workspace_id}/members", workspace_factory),
+    ("api_member", "/api/v1/workspaces/{workspace_id}/members/{member_id}", member_factory),
+    ("api_invitations", "/api/v1/workspaces/{workspace_id}/invitations", workspace_factory),
+    ("api_invitation", "/api/v1/workspaces/{workspace_id}/invitations/{invitation_id}",
+     invitation_factory),
+    ("api_invitation_accept", "/api/v1/invitations/accept", None),
+    ("api_api_keys", "/api/v1/workspaces/{workspace_id}/api-keys", workspace_factory),
+    ("api_api_key", "/api/v1/workspaces/{workspace_id}/api-keys/{key_id}", api_key_factory),
+)

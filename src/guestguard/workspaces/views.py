@@ -1,0 +1,432 @@
+"""The workspace pages: overview, settings, members, invitations, API keys,
+the emailed invitation link, and the workspace switcher of the navigation.
+
+Each view declares the permission of its JSON counterpart in ``api.py``.
+Refusals from the services are rendered, never raised: pyramid_tm would roll
+their audit rows back with the exception."""
+from __future__ import annotations
+
+from pyramid.events import BeforeRender, subscriber
+from pyramid.view import view_config
+from sqlalchemy import select
+
+from guestguard.accounts.models import User
+from guestguard.accounts.views import FORM, echo, private, read_form, redirect
+from guestguard.permissions import (
+    ACCOUNT, ADMIN, API_KEY_PERMISSIONS, API_KEYS_MANAGE, MEMBERS_MANAGE, MEMBERS_VIEW, OWNER,
+    OWNERSHIP_TRANSFER, ROLE_PERMISSIONS, ROLES, STAFF, WORKSPACE_CREATE, WORKSPACE_DELETE,
+    WORKSPACE_EDIT, WORKSPACE_VIEW,
+)
+from guestguard.security import workspace_of
+from guestguard.workspaces import services
+from guestguard.workspaces.api import actor_id, own_membership
+from guestguard.workspaces.models import Workspace
+from guestguard.workspaces.schemas import (
+    ApiKeyInput, InvitationInput, RoleInput, TransferInput, WorkspaceInput,
+)
+from guestguard.workspaces.services import WorkspaceError
+
+LABELS = {"name": "Name", "email": "Email", "role": "Role", "member_id": "New owner"}
+# Choices come from a <select>: pydantic's wording about literals would not help.
+CHOICE_ERRORS = {"role": "Choose a role from the list.",
+                 "member_id": "Choose the member who becomes the owner."}
+ROLE_DESCRIPTIONS = {
+    OWNER: "Everything, including billing, ownership and deleting the workspace.",
+    ADMIN: "Everything except billing, ownership and deleting the workspace.",
+    STAFF: "Door staff: sees events and guests and checks guests in.",
+}
+# The workspace's pages and who may open them; the tabs show the allowed ones.
+SECTIONS = (
+    ("workspace_home", "Overview", WORKSPACE_VIEW),
+    ("workspace_members", "Members", MEMBERS_VIEW),
+    ("workspace_invitations", "Invitations", MEMBERS_MANAGE),
+    ("workspace_api_keys", "API keys", API_KEYS_MANAGE),
+    ("workspace_settings", "Settings", WORKSPACE_VIEW),
+)
+ABILITIES = {"rename": WORKSPACE_EDIT, "transfer": OWNERSHIP_TRANSFER, "delete": WORKSPACE_DELETE,
+             "view_members": MEMBERS_VIEW, "manage_members": MEMBERS_MANAGE,
+             "manage_keys": API_KEYS_MANAGE}
+SETTINGS_PAGE = "workspaces/settings.jinja2"
+MEMBERS_PAGE = "workspaces/members.jinja2"
+INVITATIONS_PAGE = "workspaces/invitations.jinja2"
+API_KEYS_PAGE = "workspaces/api_keys.jinja2"
+INVITATION_PAGE = "workspaces/invitation.jinja2"
+
+
+# --- helpers -----------------------------------------------------------------
+
+
+def read(request, schema, fields: tuple[str, ...]):
+    data, errors = read_form(request, schema, fields, labels=LABELS)
+    return data, {name: CHOICE_ERRORS.get(name, message) for name, message in errors.items()}
+
+
+def refused(error: WorkspaceError, fields: tuple[str, ...] = ()) -> dict[str, str]:
+    return {error.field if error.field in fields else FORM: error.message}
+
+
+def granted(request, workspace_id) -> frozenset[str]:
+    """What the caller may do in the workspace, from the same tables the
+    workspace's ACL is built from."""
+    identity = request.identity
+    table = ROLE_PERMISSIONS if identity.user is not None else API_KEY_PERMISSIONS
+    return table.get(identity.roles.get(workspace_id), frozenset())
+
+
+def workspace_page(request, context, section: str, status: int = 200, **extra) -> dict:
+    private(request, status)
+    allowed = granted(request, context.workspace_id)
+    return {
+        "workspace": context.workspace,
+        "role": request.identity.roles.get(context.workspace_id),
+        "can": {name: permission in allowed for name, permission in ABILITIES.items()},
+        "sections": [{"label": label, "current": route == section,
+                      "url": request.route_path(route, workspace_id=context.workspace_id)}
+                     for route, label, permission in SECTIONS if permission in allowed],
+        "role_descriptions": ROLE_DESCRIPTIONS,
+        **extra,
+    }
+
+
+def go(request, route: str, context=None, message: str | None = None):
+    if message:
+        request.session.flash(message, "success")
+    if context is None:
+        return redirect(request, request.route_path(route))
+    return redirect(request, request.route_path(route, workspace_id=context.workspace_id))
+
+
+# --- the workspace switcher --------------------------------------------------
+
+
+def workspace_menu(request) -> dict | None:
+    """The signed-in person's workspaces for the navigation, in one query,
+    the one the page belongs to marked."""
+    identity = request.identity
+    if identity is None or identity.user is None:
+        return None
+    roles = identity.roles
+    rows = request.db.execute(select(Workspace.id, Workspace.name)
+                              .where(Workspace.id.in_(list(roles)))) if roles else ()
+    names = {row.id: row.name for row in rows}
+    current = workspace_of(getattr(request, "context", None))
+    items = []
+    for workspace_id, role in roles.items():  # already ordered: personal first, then by name
+        if workspace_id in names:
+            url = request.route_path("workspace_home", workspace_id=workspace_id)
+            items.append({"name": names[workspace_id], "role": role, "url": url,
+                          "current": workspace_id == current, "here": url == request.path})
+    return {"workspaces": items, "current": next((item for item in items if item["current"]), None)}
+
+
+@subscriber(BeforeRender)
+def add_workspace_menu(event) -> None:
+    request = event.get("request")
+    if request is not None:
+        event.setdefault("workspace_menu", lambda: workspace_menu(request))
+
+
+# --- creating a workspace and its overview -----------------------------------
+
+
+@view_config(route_name="workspace_new", request_method="GET", permission=WORKSPACE_CREATE,
+             renderer="workspaces/new.jinja2")
+def new_workspace_form(request):
+    private(request)
+    return {"values": {}, "errors": {}}
+
+
+@view_config(route_name="workspace_new", request_method="POST", permission=WORKSPACE_CREATE,
+             renderer="workspaces/new.jinja2")
+def new_workspace(request):
+    data, errors = read(request, WorkspaceInput, ("name",))
+    if errors:
+        private(request, 400)
+        return {"values": echo(request, "name"), "errors": errors}
+    workspace = services.create_workspace(request, request.identity.user, data.name)
+    request.session.flash(f"Workspace “{workspace.name}” created. You are its owner.", "success")
+    return redirect(request, request.route_path("workspace_home", workspace_id=workspace.id))
+
+
+@view_config(route_name="workspace_home", request_method="GET", permission=WORKSPACE_VIEW,
+             renderer="workspaces/home.jinja2")
+def workspace_home(context, request):
+    return workspace_page(request, context, "workspace_home",
+                          member_count=len(services.members(request.db, context.workspace_id)))
+
+
+# --- settings: rename, transfer, leave, delete -------------------------------
+
+
+def settings_page(request, context, status: int = 200, **forms) -> dict:
+    page = workspace_page(request, context, "workspace_settings", status)
+    successors = []
+    if page["can"]["transfer"]:
+        me = request.identity.user
+        successors = [(str(m.id), f"{m.user.display_name} ({m.user.email}, {m.role})")
+                      for m in services.members(request.db, context.workspace_id)
+                      if me is None or m.user_id != me.id]
+    page.update({
+        "successors": successors,
+        "rename": {"values": {"name": context.workspace.name}, "errors": {}},
+        "transfer": {"values": {}, "errors": {}},
+        "delete": {"values": {}, "errors": {}},
+        "leave": {"errors": {}},
+    })
+    page.update(forms)
+    return page
+
+
+@view_config(route_name="workspace_settings", request_method="GET", permission=WORKSPACE_VIEW,
+             renderer=SETTINGS_PAGE)
+def workspace_settings(context, request):
+    return settings_page(request, context)
+
+
+@view_config(route_name="workspace_settings", request_method="POST", permission=WORKSPACE_EDIT,
+             renderer=SETTINGS_PAGE)
+def rename_workspace(context, request):
+    data, errors = read(request, WorkspaceInput, ("name",))
+    if errors:
+        return settings_page(request, context, 400,
+                             rename={"values": echo(request, "name"), "errors": errors})
+    services.rename_workspace(request, actor_id(request), context.workspace, data.name)
+    return go(request, "workspace_settings", context, f"The workspace is now called “{data.name}”.")
+
+
+@view_config(route_name="workspace_transfer", request_method="POST", permission=OWNERSHIP_TRANSFER,
+             renderer=SETTINGS_PAGE)
+def transfer_ownership(context, request):
+    data, errors = read(request, TransferInput, ("member_id",))
+    target = services.find_membership(request.db, context.workspace_id, data.member_id) if data else None
+    if target is None:
+        return settings_page(request, context, 400, transfer={
+            "values": {}, "errors": errors or {"member_id": CHOICE_ERRORS["member_id"]}})
+    try:
+        services.transfer_ownership(request, own_membership(request, context.workspace_id), target)
+    except WorkspaceError as error:
+        return settings_page(request, context, error.status, transfer={
+            "values": {"member_id": str(target.id)}, "errors": refused(error, ("member_id",))})
+    return go(request, "workspace_settings", context,
+              f"{target.user.display_name} is now the owner of “{context.workspace.name}”. "
+              "You are an admin.")
+
+
+@view_config(route_name="workspace_leave", request_method="POST", permission=WORKSPACE_VIEW,
+             renderer=SETTINGS_PAGE)
+def leave_workspace(context, request):
+    membership = own_membership(request, context.workspace_id)
+    if membership is None:  # an API key is no member
+        return settings_page(request, context, 403,
+                             leave={"errors": {FORM: "Only members can leave a workspace."}})
+    try:
+        services.remove_member(request, membership.role, membership.user_id, membership)
+    except WorkspaceError as error:
+        return settings_page(request, context, error.status, leave={"errors": refused(error)})
+    return go(request, "account", message=f"You left “{context.workspace.name}”.")
+
+
+@view_config(route_name="workspace_delete", request_method="POST", permission=WORKSPACE_DELETE,
+             renderer=SETTINGS_PAGE)
+def delete_workspace(context, request):
+    typed = request.POST.get("confirm_name", "").strip()
+    if typed != context.workspace.name:
+        return settings_page(request, context, 400, delete={
+            "values": {"confirm_name": typed},
+            "errors": {"confirm_name": "Type the workspace name exactly as shown to delete it."}})
+    services.delete_workspace(request, actor_id(request), context.workspace)
+    return go(request, "account", message=f"Workspace “{context.workspace.name}” was deleted.")
+
+
+# --- members -----------------------------------------------------------------
+
+
+def members_page(request, context, status: int = 200, refusal: str | None = None,
+                 failed=None) -> dict:
+    page = workspace_page(request, context, "workspace_members", status)
+    me = request.identity.user
+    role = page["role"]
+    rows = [{
+        "member": member,
+        "you": me is not None and member.user_id == me.id,
+        # Only an owner touches an owner; the service says so too.
+        "manageable": page["can"]["manage_members"] and (role == OWNER or member.role != OWNER),
+        "failed": member.id == failed,
+    } for member in services.members(request.db, context.workspace_id)]
+    page.update(members=rows, refusal=refusal,
+                role_choices=ROLES if role == OWNER else (ADMIN, STAFF))
+    return page
+
+
+@view_config(route_name="workspace_members", request_method="GET", permission=MEMBERS_VIEW,
+             renderer=MEMBERS_PAGE)
+def workspace_members(context, request):
+    return members_page(request, context)
+
+
+@view_config(route_name="workspace_member_role", request_method="POST", permission=MEMBERS_MANAGE,
+             renderer=MEMBERS_PAGE)
+def change_member_role(context, request):
+    member = context.record
+    data, errors = read(request, RoleInput, ("role",))
+    if errors:
+        return members_page(request, context, 400, errors["role"], member.id)
+    try:
+        services.change_role(request, request.identity.roles.get(context.workspace_id),
+                             actor_id(request), member, data.role)
+    except WorkspaceError as error:
+        return members_page(request, context, error.status, error.message, member.id)
+    if member.user_id == actor_id(request):
+        # One's own new role may not show the members page any more.
+        return go(request, "workspace_home", context, f"Your role is now {data.role}.")
+    return go(request, "workspace_members", context,
+              f"{member.user.display_name} is now {data.role}.")
+
+
+@view_config(route_name="workspace_member_remove", request_method="POST",
+             permission=MEMBERS_MANAGE, renderer=MEMBERS_PAGE)
+def remove_member(context, request):
+    member = context.record
+    name, leaving = member.user.display_name, member.user_id == actor_id(request)
+    try:
+        services.remove_member(request, request.identity.roles.get(context.workspace_id),
+                               actor_id(request), member)
+    except WorkspaceError as error:
+        return members_page(request, context, error.status, error.message, member.id)
+    if leaving:
+        return go(request, "account", message=f"You left “{context.workspace.name}”.")
+    return go(request, "workspace_members", context,
+              f"{name} was removed from “{context.workspace.name}”.")
+
+
+# --- invitations -------------------------------------------------------------
+
+
+def invitations_page(request, context, status: int = 200, **invite) -> dict:
+    return workspace_page(
+        request, context, "workspace_invitations", status,
+        invite=invite or {"values": {"role": STAFF}, "errors": {}},
+        pending=services.pending_invitations(request.db, context.workspace_id))
+
+
+@view_config(route_name="workspace_invitations", request_method="GET", permission=MEMBERS_MANAGE,
+             renderer=INVITATIONS_PAGE)
+def workspace_invitations(context, request):
+    return invitations_page(request, context)
+
+
+@view_config(route_name="workspace_invitations", request_method="POST", permission=MEMBERS_MANAGE,
+             renderer=INVITATIONS_PAGE)
+def invite(context, request):
+    data, errors = read(request, InvitationInput, ("email", "role"))
+    if errors:
+        return invitations_page(request, context, 400, values=echo(request, "email", "role"),
+                                errors=errors)
+    try:
+        services.invite(request, request.identity.user, context.workspace, data.email, data.role)
+    except WorkspaceError as error:
+        return invitations_page(request, context, error.status, values=echo(request, "email", "role"),
+                                errors=refused(error, ("email", "role")))
+    return go(request, "workspace_invitations", context,
+              f"Invitation sent to {data.email}. The link in it works for "
+              f"{request.registry.settings['workspaces.invitation_ttl_days']} days.")
+
+
+@view_config(route_name="workspace_invitation_revoke", request_method="POST",
+             permission=MEMBERS_MANAGE)
+def revoke_invitation(context, request):
+    services.revoke_invitation(request, actor_id(request), context.record)
+    return go(request, "workspace_invitations", context,
+              f"The invitation to {context.record.email} was withdrawn: its link no longer works.")
+
+
+# --- API keys ----------------------------------------------------------------
+
+
+def api_keys_page(request, context, status: int = 200, created: dict | None = None, **form) -> dict:
+    return workspace_page(
+        request, context, "workspace_api_keys", status, created=created,
+        form=form or {"values": {"role": STAFF}, "errors": {}},
+        keys=services.api_keys(request.db, context.workspace_id),
+        key_prefix=services.API_KEY_PREFIX)
+
+
+@view_config(route_name="workspace_api_keys", request_method="GET", permission=API_KEYS_MANAGE,
+             renderer=API_KEYS_PAGE)
+def workspace_api_keys(context, request):
+    return api_keys_page(request, context)
+
+
+@view_config(route_name="workspace_api_keys", request_method="POST", permission=API_KEYS_MANAGE,
+             renderer=API_KEYS_PAGE)
+def create_api_key(context, request):
+    data, errors = read(request, ApiKeyInput, ("name", "role"))
+    if errors:
+        return api_keys_page(request, context, 400, values=echo(request, "name", "role"), errors=errors)
+    key, secret = services.create_api_key(request, actor_id(request), context.workspace,
+                                          data.name, data.role)
+    # Rendered, not redirected: the secret exists only in this response,
+    # which private() keeps out of every cache.
+    return api_keys_page(request, context, 201, created={"key": key, "secret": secret})
+
+
+@view_config(route_name="workspace_api_key_revoke", request_method="POST", permission=API_KEYS_MANAGE)
+def revoke_api_key(context, request):
+    services.revoke_api_key(request, actor_id(request), context.record)
+    return go(request, "workspace_api_keys", context,
+              f"API key “{context.record.name}” was revoked: requests using it are refused from now on.")
+
+
+# --- the emailed invitation link ---------------------------------------------
+
+
+def invitation_page(request, invitation, status: int = 200, refusal: str | None = None) -> dict:
+    private(request, status)
+    user = request.identity.user if request.identity is not None else None
+    inviter = request.db.get(User, invitation.invited_by_id) if invitation.invited_by_id else None
+    here = request.path
+    return {
+        "invitation": invitation,
+        "inviter": inviter.display_name if inviter else None,
+        "user": user,
+        "invited": user is not None and user.email == invitation.email,
+        "refusal": refusal,
+        "role_description": ROLE_DESCRIPTIONS.get(invitation.role),
+        "login_url": request.route_path("login", _query={"next": here}),
+        "signup_url": request.route_path("signup"),
+    }
+
+
+def invitation_invalid(request, error: WorkspaceError):
+    """One page for every token that cannot be used, whatever the reason."""
+    private(request, 404)
+    request.override_renderer = "workspaces/invitation_invalid.jinja2"
+    return {"message": error.message}
+
+
+@view_config(route_name="invitation", request_method="GET", renderer=INVITATION_PAGE)
+def invitation(request):
+    try:
+        found = services.invitation_for_token(request.db, request.matchdict["token"])
+    except WorkspaceError as error:
+        return invitation_invalid(request, error)
+    return invitation_page(request, found)
+
+
+@view_config(route_name="invitation", request_method="POST", permission=ACCOUNT,
+             renderer=INVITATION_PAGE)
+def accept_invitation(request):
+    token = request.matchdict["token"]
+    try:
+        membership = services.accept_invitation(request, request.identity.user, token)
+    except WorkspaceError as refusal:
+        if refusal.code == "invalid_invitation":
+            return invitation_invalid(request, refusal)
+        try:
+            found = services.invitation_for_token(request.db, token)
+        except WorkspaceError as error:  # used up in the meantime
+            return invitation_invalid(request, error)
+        return invitation_page(request, found, refusal.status, refusal.message)
+    workspace = membership.workspace
+    request.session.flash(f"Welcome to “{workspace.name}”. You joined as {membership.role}.", "success")
+    return redirect(request, request.route_path("workspace_home", workspace_id=workspace.id))

@@ -1,0 +1,211 @@
+"""Rate limits, client addresses behind proxies, and the login lockout."""
+import os
+import re
+import threading
+import uuid
+
+import pytest
+import time_machine
+from prometheus_client import REGISTRY
+
+from guestguard.ratelimit.service import Limiter, policies_from
+from guestguard.settings import SettingsError
+from guestguard.testing import REDIS_ENV, TEST_PASSWORD, create_user
+
+T0 = "2026-06-01T12:00:00+00:00"
+
+
+def signup(app, n, status=202, **kw):
+    return app.post_json("/api/v1/auth/signup", {"email": f"user{n}@example.com",
+                                                  "password": "a long passphrase here",
+                                                  "display_name": f"User {n}", "accept_policies": True},
+                         status=status, **kw)
+
+
+def metric(name, **labels):
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_the_sixth_signup_in_an_hour_waits_for_the_window(app):
+    with time_machine.travel(T0, tick=False) as clock:
+        for n in range(5):
+            signup(app, n)
+        clock.shift(600)
+        blocked = signup(app, 5, status=429)
+        assert blocked.headers["Retry-After"] == "3000"
+        assert blocked.json["error"] == {"code": "rate_limited", "retry_after": 3000,
+                                         "message": "Too many requests. Try again in 3000 seconds."}
+        assert blocked.headers["RateLimit-Policy"] == '"signup";q=5;w=3600'
+        assert blocked.headers["RateLimit"] == '"signup";r=0;t=3000'
+        clock.shift(3001)
+        signup(app, 6)
+
+
+def test_retry_after_rounds_up_to_whole_seconds(app):
+    with time_machine.travel(T0, tick=False) as clock:
+        for n in range(5):
+            signup(app, n)
+        clock.shift(0.4)
+        assert signup(app, 5, status=429).headers["Retry-After"] == "3600"
+
+
+def test_blocks_are_counted_per_route(app):
+    before = metric("ratelimit_block_total", route="api_signup")
+    for n in range(6):
+        signup(app, n, status=202 if n < 5 else 429)
+    assert metric("ratelimit_block_total", route="api_signup") == before + 1
+
+
+def test_the_web_form_gets_a_friendly_page(app):
+    with time_machine.travel(T0, tick=False):
+        for _ in range(3):
+            form = app.get("/forgot-password").forms[0]
+            form["email"] = "ada@example.com"
+            form.submit()
+        form = app.get("/forgot-password").forms[0]
+        form["email"] = "ada@example.com"
+        page = form.submit(status=429)
+    assert "going too fast" in page.text
+    assert page.headers["Retry-After"] == "3600"
+
+
+def test_a_spoofed_forwarded_for_from_an_untrusted_peer_changes_nothing(app):
+    for n in range(5):
+        signup(app, n, headers={"X-Forwarded-For": f"203.0.113.{n}"})
+    signup(app, 5, status=429, headers={"X-Forwarded-For": "198.51.100.7"})
+
+
+def test_a_trusted_proxy_separates_its_clients(make_app):
+    app = make_app({"app.trusted_proxies": "127.0.0.1/32, 10.0.0.0/8"})
+    for n in range(5):
+        signup(app, n, headers={"X-Forwarded-For": "203.0.113.9"})
+    signup(app, 5, status=429, headers={"X-Forwarded-For": "203.0.113.9"})
+    # another client behind the same proxy, through a second trusted hop
+    signup(app, 6, headers={"X-Forwarded-For": "198.51.100.7, 10.1.2.3"})
+    # a client cannot escape by prepending its own entry: the proxy appends the real one
+    signup(app, 7, status=429, headers={"X-Forwarded-For": "192.0.2.1, 203.0.113.9"})
+
+
+def test_the_api_has_a_general_ceiling(make_app):
+    app = make_app({"ratelimit.api": "3/minute"})
+    for _ in range(3):
+        app.get("/api/v1/nothing-here", status=404)
+    blocked = app.get("/api/v1/nothing-here", status=429)
+    assert blocked.json["error"]["code"] == "rate_limited"
+    assert blocked.headers["RateLimit-Policy"] == '"api";q=3;w=60'
+    app.get("/health")  # pages outside the API are not counted
+
+
+def test_limits_can_be_turned_off(make_app):
+    app = make_app({"ratelimit.enabled": "false"})
+    for n in range(7):
+        signup(app, n)
+
+
+def test_a_dead_store_fails_open_and_is_counted(make_app):
+    app = make_app({"ratelimit.url": "redis://127.0.0.1:1/0"})
+    before = metric("ratelimit_backend_errors_total")
+    for n in range(7):
+        signup(app, n)
+    assert metric("ratelimit_backend_errors_total") >= before + 7
+
+
+@pytest.mark.parametrize("value", ["-5/hour", "0/hour", "5/fortnight", "lots", "9999999/second",
+                                   "1/400 days"])
+def test_bad_limits_stop_startup_naming_the_setting(make_app, value):
+    with pytest.raises(SettingsError, match="'ratelimit.login'"):
+        make_app({"ratelimit.login": value})
+
+
+def test_bad_proxy_addresses_stop_startup(make_app):
+    with pytest.raises(SettingsError, match="'app.trusted_proxies'"):
+        make_app({"app.trusted_proxies": "10.0.0.0/8, proxy.example"})
+
+
+STORES = ["memory://"] + ([os.environ[REDIS_ENV]] if os.environ.get(REDIS_ENV) else [])
+
+
+@pytest.mark.parametrize("url", STORES)
+def test_concurrent_hits_never_pass_more_than_the_limit(url):
+    settings = {"ratelimit.enabled": True, "ratelimit.url": url, "ratelimit.api": "50/minute",
+                **{f"ratelimit.{name}": "5/hour" for name in (
+                    "signup", "login", "forgot_password", "resend_verification", "rsvp",
+                    "invitation_page", "event_create", "guest_create", "link_issue")}}
+    limiter = Limiter(settings, policies_from(settings))
+    policy = limiter.policies["api"]
+    key = f"concurrency-{uuid.uuid4().hex}"
+    allowed = []
+    barrier = threading.Barrier(20)
+
+    def hammer():
+        barrier.wait()
+        for _ in range(10):
+            allowed.append(limiter.check(policy, key).allowed)
+
+    threads = [threading.Thread(target=hammer) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(allowed) == 200
+    assert allowed.count(True) == 50
+
+
+# --- lockout -----------------------------------------------------------------
+
+
+def outbox(app):
+    return app.app.registry["notifications.providers_by_name"]["console"].messages
+
+
+def login(app, password, status):
+    return app.post_json("/api/v1/auth/login", {"email": "ada@example.com", "password": password},
+                         status=status)
+
+
+def test_lockout_end_to_end(make_app, run_in_request):
+    app = make_app({"ratelimit.login": "100/5 minutes"})  # the lockout alone, unthrottled
+    run_in_request(lambda request: create_user(request, "ada@example.com", "Ada"), app.app.registry)
+    for attempt in range(5):
+        assert login(app, "not the password", 401).json["error"]["code"] == "invalid_credentials"
+    locked_mail = outbox(app)[0][1]
+    assert locked_mail.subject == "Your GuestGuard account was locked"
+    assert login(app, "not the password", 401).json["error"]["code"] == "invalid_credentials"
+    refused = login(app, TEST_PASSWORD, 403).json["error"]
+    assert refused["code"] == "account_locked"
+    token = re.search(r"/reset-password/(\S+)", locked_mail.text).group(1)
+    app.post_json("/api/v1/auth/reset-password", {"token": token, "password": "a brand new passphrase"})
+    tokens = login(app, "a brand new passphrase", 200).json
+    assert tokens["access_token"]
+    # the count starts again from zero
+    for attempt in range(4):
+        login(app, "wrong again", 401)
+    login(app, "a brand new passphrase", 200)
+
+
+def test_a_successful_login_resets_the_count(make_app, run_in_request):
+    app = make_app({"ratelimit.login": "100/5 minutes"})
+    run_in_request(lambda request: create_user(request, "ada@example.com", "Ada"), app.app.registry)
+    for _ in range(4):
+        login(app, "not the password", 401)
+    login(app, TEST_PASSWORD, 200)
+    for _ in range(4):
+        login(app, "not the password", 401)
+    login(app, TEST_PASSWORD, 200)
+    assert not any(m.subject == "Your GuestGuard account was locked" for _, m in outbox(app))
+
+
+def test_throttling_comes_before_the_lockout(make_app, run_in_request):
+    """With a tight login limit, an attacker from one address is stopped
+    before reaching the lockout threshold."""
+    app = make_app({"ratelimit.login": "3/5 minutes"})
+    run_in_request(lambda request: create_user(request, "ada@example.com", "Ada"), app.app.registry)
+    for _ in range(3):
+        login(app, "guess", 401)
+    assert login(app, "guess", 429).json["error"]["code"] == "rate_limited"
+    from sqlalchemy import select
+
+    from guestguard.accounts.models import User
+
+    user = run_in_request(lambda r: r.db.scalar(select(User)), app.app.registry)
+    assert (user.failed_logins, user.locked_at) == (3, None)
