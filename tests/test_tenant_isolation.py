@@ -64,11 +64,22 @@ def world(app, run_in_request):
         request.db.add(staff)
         invitation = workspaces.invite(request, ada, ours, "newcomer@example.com", "staff")
         key, _ = workspaces.create_api_key(request, ada.id, ours, "ours", "admin")
+        import datetime as dt
+
+        from guestguard.events.models import Event, Guest
+
+        event = Event(workspace_id=ours.id, name="Gala", timezone="Europe/London",
+                      starts_at=dt.datetime(2030, 6, 1, 18, tzinfo=dt.timezone.utc))
+        request.db.add(event)
+        request.db.flush()
+        guest = Guest(workspace_id=ours.id, event_id=event.id, name="Grace", email="grace@example.com")
+        request.db.add(guest)
         _, foreign_secret = workspaces.create_api_key(request, eve.id, theirs, "theirs", "admin")
         request.db.flush()
         return {
             "ids": {"workspace_id": ours.id, "member_id": staff.id,
-                    "invitation_id": invitation.id, "key_id": key.id},
+                    "invitation_id": invitation.id, "key_id": key.id,
+                    "event_id": event.id, "guest_id": guest.id},
             "foreign_key": foreign_secret,
         }
 

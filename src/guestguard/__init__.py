@@ -28,6 +28,7 @@ AREAS = (
     "guestguard.captcha",
     "guestguard.accounts",
     "guestguard.workspaces",
+    "guestguard.events",
     "guestguard.ops",
 )
 

@@ -58,6 +58,7 @@ class Base(DeclarativeBase):
         dt.datetime: UTCDateTime(),
         uuid.UUID: Uuid(),
         dict[str, Any]: JSONType,
+        list[Any]: JSONType,
     }
 
 

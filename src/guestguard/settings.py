@@ -311,6 +311,9 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting("captcha.on_unavailable", as_choice("refuse", "allow"), "refuse",
             "When the CAPTCHA service cannot be reached: refuse (503 captcha_unavailable) or "
             "allow the request."),
+    Setting("guests.default_region", as_str, "US",
+            "Country (ISO 3166 code) assumed for guest phone numbers written without +country code."),
+    Setting("guests.max_batch", as_int(1, 10000), 1000, "Most guests one API call may add."),
     Setting("log.format", as_choice("text", "json", "auto"), "auto",
             "Log line format; auto is JSON in production and text elsewhere."),
     Setting("log.level", as_choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO",

@@ -46,6 +46,10 @@ def field_errors(exc: ValidationError) -> dict[str, str]:
         message = MESSAGES.get(error["type"], error["msg"])
         if error["type"] == "value_error":
             message = str(ctx.get("error", message))
+            # A check across fields names its field as "field: message".
+            field, separator, rest = message.partition(": ")
+            if not error["loc"] and separator and field.isidentifier():
+                name, message = field, rest
         elif error["type"] == "string_too_short":
             minimum = ctx.get("min_length", 1)
             message = "is required" if minimum == 1 else f"must be at least {minimum} characters"

@@ -21,11 +21,13 @@ class RateLimited(APIError):
         self.headers["RateLimit"] = f'"{decision.policy.name}";r={decision.remaining};t={seconds}'
 
 
-def enforce(request, policy_name: str) -> None:
+def enforce(request, policy_name: str, cost: int = 1) -> None:
+    """Count ``cost`` units (a request, or e.g. the guests it adds) against
+    the policy; raise RateLimited when over."""
     limiter: Limiter = request.registry["ratelimit"]
     policy = limiter.policies[policy_name]
     route = request.matched_route.name if request.matched_route else None
-    decision = limiter.check(policy, policy.key(request), route)
+    decision = limiter.check(policy, policy.key(request), route, cost)
     if not decision.allowed:
         raise RateLimited(decision)
 

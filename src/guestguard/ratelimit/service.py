@@ -109,12 +109,12 @@ class Limiter:
         self.policies = dict(policies)
         self._last_error_logged = 0.0
 
-    def check(self, policy: Policy, key: str, route: str | None = None) -> Decision:
-        """Count one request against ``policy`` for ``key``; allowed or not."""
+    def check(self, policy: Policy, key: str, route: str | None = None, cost: int = 1) -> Decision:
+        """Count ``cost`` against ``policy`` for ``key``; allowed or not."""
         if not self.enabled:
             return Decision(policy, True)
         try:
-            if self.strategy.hit(policy.limit, policy.name, key):
+            if self.strategy.hit(policy.limit, policy.name, key, cost=cost):
                 return Decision(policy, True)
             stats = self.strategy.get_window_stats(policy.limit, policy.name, key)
         except Exception as exc:

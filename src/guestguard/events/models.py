@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from guestguard.db import Base, IdMixin, TimestampMixin, utcnow
+
+DRAFT, PUBLISHED, CANCELLED = "draft", "published", "cancelled"
+EVENT_STATUSES = (DRAFT, PUBLISHED, CANCELLED)
+YES, NO, MAYBE = "yes", "no", "maybe"
+RESPONSES = (YES, NO, MAYBE)
+
+
+class Event(IdMixin, TimestampMixin, Base):
+    __tablename__ = "events"
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    venue: Mapped[str] = mapped_column(String(300), default="")
+    starts_at: Mapped[dt.datetime]
+    ends_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    timezone: Mapped[str] = mapped_column(String(64))
+    rsvp_deadline: Mapped[dt.datetime | None] = mapped_column(default=None)
+    default_plus_ones: Mapped[int] = mapped_column(default=0)
+    host_message: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16), default=DRAFT)
+    created_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None)
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+    __table_args__ = (Index("ix_events_workspace_starts", "workspace_id", "starts_at"),)
+
+
+class Guest(IdMixin, TimestampMixin, Base):
+    """One invitee. The current answer and invitation state are kept on the
+    row (the history lives in ``rsvps``) so a page of the list is one query."""
+
+    __tablename__ = "guests"
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(320), default=None)
+    phone: Mapped[str | None] = mapped_column(String(20), default=None)
+    plus_ones_allowed: Mapped[int] = mapped_column(default=0)
+    group_name: Mapped[str] = mapped_column(String(100), default="")
+    tags: Mapped[list[Any]] = mapped_column(default=list)
+    notes: Mapped[str] = mapped_column(Text, default="")
+    response: Mapped[str | None] = mapped_column(String(8), default=None)
+    plus_ones_coming: Mapped[int] = mapped_column(default=0)
+    responded_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    invited_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    opened_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+    __table_args__ = (
+        UniqueConstraint("event_id", "email"),
+        # Keyset pagination of an event's list, by name then id.
+        Index("ix_guests_event_name_id", "event_id", "name", "id"),
+    )
+
+
+class InvitationLink(IdMixin, Base):
+    """A guest's personal link; only the token's SHA-256 is stored. Issuing a
+    new one revokes the previous."""
+
+    __tablename__ = "invitation_links"
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), index=True)
+    guest_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("guests.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    issued_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+class Rsvp(IdMixin, Base):
+    """Every answer a guest gave, in order; the latest one counts."""
+
+    __tablename__ = "rsvps"
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), index=True)
+    guest_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("guests.id", ondelete="CASCADE"), index=True)
+    link_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("invitation_links.id", ondelete="SET NULL"), default=None)
+    response: Mapped[str] = mapped_column(String(8))
+    plus_ones: Mapped[int] = mapped_column(default=0)
+    dietary: Mapped[str] = mapped_column(String(500), default="")
+    message: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

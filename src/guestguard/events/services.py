@@ -1,0 +1,323 @@
+"""Events and their guest lists. Functions take the request (database
+session, settings, audit context, domain events) and validated input;
+authorization happened in the views."""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import phonenumbers
+from sqlalchemy import and_, case, func, or_, select
+
+from guestguard.audit.services import record
+from guestguard.db import utcnow
+from guestguard.events.models import DRAFT, MAYBE, NO, YES, Event, Guest
+from guestguard.events.schemas import EventFields, GuestFields, GuestInput, check_times, localize
+
+OPTIONAL_TIMES = ("ends_at", "rsvp_deadline")
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+
+
+class EventsError(Exception):
+    """A refusal with a machine code; views turn it into a 4xx response."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: Any):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+
+def _actor(request):
+    identity = request.identity
+    return identity.user.id if identity is not None and identity.user is not None else None
+
+
+# --- events ------------------------------------------------------------------
+
+
+def find_event(db, event_id: uuid.UUID) -> Event | None:
+    return db.scalar(select(Event).where(Event.id == event_id, Event.deleted_at.is_(None)))
+
+
+def create_event(request, workspace_id: uuid.UUID, data: EventFields) -> Event:
+    values = data.model_dump(exclude={"workspace_id"}, exclude_none=True)
+    for field in ("starts_at", "ends_at", "rsvp_deadline"):
+        if field in values:
+            values[field] = localize(values[field], data.timezone)
+    event = Event(workspace_id=workspace_id, created_by_id=_actor(request), **values)
+    request.db.add(event)
+    request.db.flush()
+    record(request, "event.created", actor_id=_actor(request), workspace_id=workspace_id,
+           target_type="event", target_id=event.id)
+    request.emit("event.created", {"event_id": str(event.id), "name": event.name}, workspace_id)
+    return event
+
+
+def update_event(request, event: Event, data: EventFields) -> Event:
+    changes = data.model_dump(exclude_unset=True)
+    if "name" in changes and not changes["name"]:
+        raise EventsError(422, "validation_failed", "Some fields are invalid.",
+                          fields={"name": "is required"})
+    timezone = changes.get("timezone") or event.timezone
+    for field in ("starts_at", "ends_at", "rsvp_deadline"):
+        if changes.get(field) is not None:
+            changes[field] = localize(changes[field], timezone)
+    merged = {field: changes.get(field, getattr(event, field))
+              for field in ("starts_at", "ends_at", "rsvp_deadline")}
+    if merged["starts_at"] is None or "timezone" in changes and changes["timezone"] is None:
+        raise EventsError(422, "validation_failed", "Some fields are invalid.",
+                          fields={"starts_at" if merged["starts_at"] is None else "timezone": "is required"})
+    try:
+        check_times(merged["starts_at"], merged["ends_at"], merged["rsvp_deadline"], timezone)
+    except ValueError as exc:
+        field, _, message = str(exc).partition(": ")
+        raise EventsError(422, "validation_failed", "Some fields are invalid.",
+                          fields={field: message}) from None
+    for field, value in changes.items():
+        if value is None and field in ("description", "venue", "host_message"):
+            value = ""
+        if value is not None or field in OPTIONAL_TIMES:
+            setattr(event, field, value)
+    record(request, "event.updated", actor_id=_actor(request), workspace_id=event.workspace_id,
+           target_type="event", target_id=event.id, fields=sorted(changes))
+    return event
+
+
+def delete_event(request, event: Event) -> None:
+    event.deleted_at = utcnow()
+    record(request, "event.deleted", actor_id=_actor(request), workspace_id=event.workspace_id,
+           target_type="event", target_id=event.id)
+
+
+@dataclass(frozen=True)
+class Headcount:
+    yes: int = 0
+    no: int = 0
+    maybe: int = 0
+    pending: int = 0
+    expected: int = 0
+    invited: int = 0
+    opened: int = 0
+    guests: int = 0
+
+    @property
+    def not_opened(self) -> int:
+        return self.invited - self.opened
+
+    def as_json(self) -> dict[str, int]:
+        return {"yes": self.yes, "no": self.no, "maybe": self.maybe, "pending": self.pending,
+                "expected": self.expected, "invited": self.invited, "opened": self.opened,
+                "not_opened": self.not_opened, "guests": self.guests}
+
+
+def headcounts(db, event_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Headcount]:
+    """Counts for many events in one query."""
+    if not event_ids:
+        return {}
+
+    def count(condition):
+        return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+    rows = db.execute(
+        select(
+            Guest.event_id,
+            count(Guest.response == YES), count(Guest.response == NO), count(Guest.response == MAYBE),
+            count(Guest.response.is_(None)),
+            func.coalesce(func.sum(case((Guest.response == YES, 1 + Guest.plus_ones_coming), else_=0)), 0),
+            count(Guest.invited_at.is_not(None)), count(Guest.opened_at.is_not(None)),
+            func.count(),
+        ).where(Guest.event_id.in_(list(event_ids))).group_by(Guest.event_id)
+    ).all()
+    found = {row[0]: Headcount(*(int(value) for value in row[1:])) for row in rows}
+    return {event_id: found.get(event_id, Headcount()) for event_id in event_ids}
+
+
+def list_events(db, workspace_ids: Iterable[uuid.UUID], *, after: str | None, limit: int) -> tuple[list[Event], str | None]:
+    """The events of these workspaces, soonest first, a page at a time."""
+    query = (select(Event)
+             .where(Event.workspace_id.in_(list(workspace_ids)), Event.deleted_at.is_(None))
+             .order_by(Event.starts_at, Event.id).limit(limit + 1))
+    if after:
+        starts_at, event_id = decode_cursor(after, ("starts_at", "id"))
+        query = query.where(or_(Event.starts_at > starts_at,
+                                and_(Event.starts_at == starts_at, Event.id > event_id)))
+    events = list(db.scalars(query))
+    more = len(events) > limit
+    events = events[:limit]
+    cursor = encode_cursor(events[-1].starts_at.isoformat(), str(events[-1].id)) if more else None
+    return events, cursor
+
+
+# --- cursors -----------------------------------------------------------------
+
+
+def encode_cursor(*values: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, shape: tuple[str, ...]) -> list[Any]:
+    """The values a cursor carries; EventsError 400 for anything else."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        values = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if not isinstance(values, list) or len(values) != len(shape):
+            raise ValueError
+        parsed = []
+        for kind, value in zip(shape, values):
+            if kind == "id":
+                parsed.append(uuid.UUID(value))
+            elif kind == "starts_at":
+                moment = dt.datetime.fromisoformat(value)
+                if moment.tzinfo is None:
+                    raise ValueError
+                parsed.append(moment)
+            else:
+                if not isinstance(value, str) or len(value) > 300:
+                    raise ValueError
+                parsed.append(value)
+        return parsed
+    except (ValueError, TypeError, UnicodeDecodeError, json.JSONDecodeError):
+        raise EventsError(400, "invalid_cursor", "The cursor is not valid: start again without it.") from None
+
+
+# --- guests ------------------------------------------------------------------
+
+
+def normalize_phone(value: str, region: str) -> str:
+    try:
+        number = phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException:
+        raise ValueError("is not a phone number") from None
+    if not phonenumbers.is_valid_number(number):
+        raise ValueError("is not a valid phone number (write it with its country code, like +44 20 7946 0958)")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _guest_values(request, event: Event, data: GuestFields, *, creating: bool) -> dict[str, Any]:
+    values = data.model_dump(exclude_unset=True)
+    if "group" in values:
+        values["group_name"] = values.pop("group") or ""
+    if values.get("phone"):
+        values["phone"] = normalize_phone(values["phone"], request.registry.settings["guests.default_region"])
+    if creating and values.get("plus_ones_allowed") is None:
+        values["plus_ones_allowed"] = event.default_plus_ones
+    for text_field in ("group_name", "notes"):
+        if text_field in values and values[text_field] is None:
+            values[text_field] = ""
+    return values
+
+
+def _taken(db, event_id: uuid.UUID, emails: Iterable[str]) -> dict[str, Guest]:
+    wanted = [email for email in emails if email]
+    if not wanted:
+        return {}
+    return {guest.email: guest for guest in db.scalars(
+        select(Guest).where(Guest.event_id == event_id, Guest.email.in_(wanted)))}
+
+
+def add_guests(request, event: Event, inputs: Sequence[GuestInput]) -> list[Guest]:
+    """Add every guest or none: each bad row is reported with its index."""
+    problems: dict[str, Any] = {}
+    rows: list[dict[str, Any]] = []
+    for index, data in enumerate(inputs):
+        try:
+            rows.append(_guest_values(request, event, data, creating=True))
+        except ValueError as exc:
+            problems[str(index)] = {"phone": str(exc)}
+            rows.append({})
+    taken = _taken(request.db, event.id, (row.get("email") for row in rows))
+    seen: dict[str, int] = {}
+    for index, row in enumerate(rows):
+        email = row.get("email")
+        if not email:
+            continue
+        if email in taken:
+            problems.setdefault(str(index), {})["email"] = (
+                f"is already on the list as {taken[email].name} (guest {taken[email].id})")
+        elif email in seen:
+            problems.setdefault(str(index), {})["email"] = f"is also in row {seen[email]}"
+        else:
+            seen[email] = index
+    if problems:
+        if len(inputs) == 1 and "email" in problems.get("0", {}) and email_conflict(problems):
+            existing = taken[rows[0]["email"]]
+            raise EventsError(409, "conflict", f"{existing.name} is already on the list with this email.",
+                              existing_guest_id=str(existing.id), fields=problems["0"])
+        raise EventsError(422, "validation_failed", "Some rows are invalid; no guest was added.",
+                          rows=problems)
+    guests = [Guest(workspace_id=event.workspace_id, event_id=event.id, **row) for row in rows]
+    request.db.add_all(guests)
+    request.db.flush()
+    actor = _actor(request)
+    for guest in guests:
+        record(request, "guest.created", actor_id=actor, workspace_id=event.workspace_id,
+               target_type="guest", target_id=guest.id, event_id=str(event.id))
+        request.emit("guest.created", {"event_id": str(event.id), "guest_id": str(guest.id)},
+                     event.workspace_id)
+    return guests
+
+
+def email_conflict(problems: dict[str, Any]) -> bool:
+    return problems["0"]["email"].startswith("is already on the list")
+
+
+def find_guest(db, event_id: uuid.UUID, guest_id: uuid.UUID) -> Guest | None:
+    return db.scalar(select(Guest).where(Guest.id == guest_id, Guest.event_id == event_id))
+
+
+def update_guest(request, event: Event, guest: Guest, data: GuestFields) -> Guest:
+    try:
+        values = _guest_values(request, event, data, creating=False)
+    except ValueError as exc:
+        raise EventsError(422, "validation_failed", "Some fields are invalid.",
+                          fields={"phone": str(exc)}) from None
+    if "name" in values and not values["name"]:
+        raise EventsError(422, "validation_failed", "Some fields are invalid.", fields={"name": "is required"})
+    if values.get("email") and values["email"] != guest.email:
+        other = _taken(request.db, event.id, [values["email"]]).get(values["email"])
+        if other is not None:
+            raise EventsError(409, "conflict", f"{other.name} is already on the list with this email.",
+                              existing_guest_id=str(other.id), fields={"email": "is already on the list"})
+    for field, value in values.items():
+        setattr(guest, field, value)
+    record(request, "guest.updated", actor_id=_actor(request), workspace_id=event.workspace_id,
+           target_type="guest", target_id=guest.id, fields=sorted(values))
+    return guest
+
+
+def delete_guest(request, guest: Guest) -> None:
+    request.db.delete(guest)
+    record(request, "guest.deleted", actor_id=_actor(request), workspace_id=guest.workspace_id,
+           target_type="guest", target_id=guest.id)
+
+
+RESPONSE_FILTERS = ("yes", "no", "maybe", "pending")
+
+
+def list_guests(db, event_id: uuid.UUID, *, after: str | None, limit: int,
+                search: str = "", response: str | None = None) -> tuple[list[Guest], str | None]:
+    """One page of the list, by name, in one query whatever the list's size."""
+    query = select(Guest).where(Guest.event_id == event_id)
+    if search:
+        pattern = "%" + search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = query.where(or_(func.lower(Guest.name).like(pattern, escape="\\"),
+                                Guest.email.like(pattern, escape="\\")))
+    if response == "pending":
+        query = query.where(Guest.response.is_(None))
+    elif response:
+        query = query.where(Guest.response == response)
+    if after:
+        name, guest_id = decode_cursor(after, ("name", "id"))
+        query = query.where(or_(Guest.name > name, and_(Guest.name == name, Guest.id > guest_id)))
+    guests = list(db.scalars(query.order_by(Guest.name, Guest.id).limit(limit + 1)))
+    more = len(guests) > limit
+    guests = guests[:limit]
+    cursor = encode_cursor(guests[-1].name, str(guests[-1].id)) if more else None
+    return guests, cursor
