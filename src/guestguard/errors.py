@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -54,6 +55,14 @@ class APIError(HTTPException):
 
 def validation_error(fields: dict[str, str], message: str = "Some fields are invalid.") -> APIError:
     return APIError(422, "validation_failed", message, fields=fields)
+
+
+TOKEN_SEGMENT = re.compile(r"/[A-Za-z0-9_-]{32,}")
+
+
+def redacted(path: str) -> str:
+    """A path fit for a log line: segments that look like tokens are cut."""
+    return TOKEN_SEGMENT.sub("/[redacted]", path)
 
 
 def raw_path(request) -> str:
@@ -137,7 +146,7 @@ def csrf_failed(exc, request):
 
 @exception_view_config(Exception)
 def unexpected(exc: Exception, request):
-    log.error("unhandled error on %s %r", request.method, raw_path(request), exc_info=exc)
+    log.error("unhandled error on %s %r", request.method, redacted(raw_path(request)), exc_info=exc)
     if is_api_request(request):
         return json_error(request, 500)
     try:

@@ -83,7 +83,7 @@ def read_json(request, max_bytes: int | None = None) -> Any:
         return {}
     try:
         return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise APIError(400, "invalid_json", "The body is not valid JSON.") from None
 
 

@@ -5,11 +5,11 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from pyramid.csrf import get_csrf_token
-from pyramid.events import BeforeRender, subscriber
+from pyramid.events import BeforeRender, NewRequest, subscriber
 from pyramid.session import SignedCookieSessionFactory
 from pyramid.view import view_config
 
-from guestguard.errors import is_api_request
+from guestguard.errors import APIError, is_api_request
 from guestguard.keys import derive_key
 
 CSP_DIRECTIVES: tuple[tuple[str, str], ...] = (
@@ -53,6 +53,9 @@ def security_headers_tween_factory(handler, registry):
         headers.setdefault("X-Content-Type-Options", "nosniff")
         headers.setdefault("Referrer-Policy", "same-origin")
         headers.setdefault("X-Frame-Options", "DENY")
+        if is_api_request(request):
+            # API answers carry tokens and personal data: never cached.
+            headers.setdefault("Cache-Control", "no-store")
         if production:
             headers.setdefault("Strict-Transport-Security", HSTS)
         return response
@@ -100,8 +103,27 @@ def home(request):
     return {}
 
 
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def guard_body(event) -> None:
+    """Refuse, before anything reads it, a body over ``http.max_body_bytes``;
+    and answer 400, not 500, to a form body that cannot be parsed (the CSRF
+    check and the views read forms)."""
+    request = event.request
+    limit = request.registry.settings["http.max_body_bytes"]
+    if request.content_length is not None and request.content_length > limit:
+        raise APIError(413, "too_large", f"The body is larger than {limit} bytes.", limit=limit)
+    if request.method in ("POST", "PUT", "PATCH") and request.content_type in FORM_TYPES:
+        try:
+            request.POST
+        except Exception:
+            raise APIError(400, "bad_request", "The form data could not be read.") from None
+
+
 def includeme(config) -> None:
     settings = config.get_settings()
+    config.add_subscriber(guard_body, NewRequest)
     config.set_session_factory(SignedCookieSessionFactory(
         derive_key(settings, "session-cookie").hex(),
         cookie_name="gg_flash",

@@ -2,6 +2,7 @@
 the web UI (views.py) and the JSON API (api.py)."""
 from __future__ import annotations
 
+from guestguard.accounts import services
 from guestguard.accounts.passwords import Passwords
 
 WEB_ROUTES = (
@@ -42,6 +43,8 @@ API_ROUTES = (
 
 def includeme(config) -> None:
     config.registry["accounts.passwords"] = Passwords(config.get_settings())
+    config.add_task(services.forgot_password_task)
+    config.add_task(services.resend_verification_task)
     for name, pattern in WEB_ROUTES + API_ROUTES:
         config.add_route(name, pattern)
     config.scan(".views")

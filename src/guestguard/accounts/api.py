@@ -85,7 +85,7 @@ def resend_verification(request):
     return ACCEPTED
 
 
-@view_config(route_name="api_login", request_method="POST", renderer="json", rate_limit="login")
+@view_config(route_name="api_login", request_method="POST", renderer="json", rate_limit=("login_ip", "login"))
 def login(request):
     data = parse_json(request, LoginInput)
     try:
@@ -155,7 +155,8 @@ def update_me(request):
     return {"user": user_json(request, user)}
 
 
-@view_config(route_name="api_me_password", request_method="POST", renderer="json", permission=ACCOUNT)
+@view_config(route_name="api_me_password", request_method="POST", renderer="json", permission=ACCOUNT,
+             rate_limit="password_change")
 def change_password(request):
     data = parse_json(request, ChangePasswordInput)
     identity = request.identity

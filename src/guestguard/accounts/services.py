@@ -31,6 +31,8 @@ class AccountError(Exception):
 
 
 INVALID_CREDENTIALS = "invalid_credentials"
+WRONG_CREDENTIALS = ("The email or password is not right. After several failed attempts the "
+                     "account is locked and its owner is emailed a link to unlock it.")
 INVALID_TOKEN = "invalid_token"
 
 
@@ -139,7 +141,14 @@ def verify_email(request, raw_token: str) -> User:
 
 
 def resend_verification(request, email: str) -> None:
+    """Queue the lookup: the answer takes the same time whether or not the
+    address has an account."""
+    request.enqueue(resend_verification_task, email, request.client_ip)
+
+
+def resend_verification_task(request, email: str, ip: str | None) -> None:
     """Send a new link to an unverified address; silently nothing otherwise."""
+    request.client_ip = ip
     user = find_user(request.db, email)
     if user is not None and not user.is_verified:
         send_verification(request, user)
@@ -160,28 +169,29 @@ def authenticate(request, email: str, password: str) -> User:
     one answer, in the same time (a hash is checked either way)."""
     user = find_user(request.db, email)
     hasher = passwords(request)
-    if not hasher.verify(user.password_hash if user else None, password):
-        if user is not None:
+    right = hasher.verify(user.password_hash if user else None, password)
+    if not right or user.locked_at is not None:
+        # A locked account answers exactly like a wrong password, right
+        # password or not: guessing on a locked account learns nothing. Its
+        # owner was emailed a reset link when it locked.
+        if user is not None and not right:
             _count_failure(request, user)
+        reason = "locked" if right else INVALID_CREDENTIALS
         record(request, "account.login", result=FAILURE, actor_id=user.id if user else None,
-               target_type="user", target_id=user.id if user else None, reason=INVALID_CREDENTIALS)
-        raise AccountError(INVALID_CREDENTIALS, "The email or password is not right.", status=401)
-    if user.locked_at is not None:
-        # Only the right password learns of the lock: anyone else gets the
-        # one answer for bad credentials above.
-        record(request, "account.login", result=FAILURE, actor_id=user.id, target_type="user",
-               target_id=user.id, reason="locked")
-        raise AccountError("account_locked",
-                           "This account is locked after too many failed attempts. We emailed you "
-                           "a link to reset your password, which unlocks it.", status=403)
+               target_type="user", target_id=user.id if user else None, reason=reason)
+        raise AccountError(INVALID_CREDENTIALS, WRONG_CREDENTIALS, status=401)
     if hasher.needs_rehash(user.password_hash):
         user.password_hash = hasher.hash(password)
     return user
 
 
 def _count_failure(request, user: User) -> None:
-    """Lock the account at the threshold and tell its owner, once."""
-    user.failed_logins += 1
+    """Count in the database (concurrent failures all count); lock the
+    account at the threshold and tell its owner, once."""
+    request.db.execute(update(User).where(User.id == user.id)
+                       .values(failed_logins=User.failed_logins + 1)
+                       .execution_options(synchronize_session=False))
+    request.db.refresh(user, ["failed_logins", "locked_at"])
     if user.locked_at is None and user.failed_logins >= request.registry.settings["auth.lockout_threshold"]:
         user.locked_at = utcnow()
         minutes = request.registry.settings["auth.reset_password_ttl_minutes"]
@@ -249,8 +259,14 @@ def revoke_own_session(request, user: User, session_id: uuid.UUID) -> AuthSessio
 
 
 def forgot_password(request, email: str) -> None:
-    """Email a reset link when the address belongs to a user; the caller's
-    answer is the same either way."""
+    """Queue the lookup: the answer is the same, in the same time, whether
+    or not the address has an account."""
+    request.enqueue(forgot_password_task, email, request.client_ip)
+
+
+def forgot_password_task(request, email: str, ip: str | None) -> None:
+    """Email a reset link when the address belongs to a user."""
+    request.client_ip = ip  # the audit row records who asked
     user = find_user(request.db, email)
     if user is None:
         return

@@ -197,7 +197,7 @@ def login_form(request):
 
 
 @view_config(route_name="login", request_method="POST", renderer="accounts/login.jinja2",
-             rate_limit="login")
+             rate_limit=("login_ip", "login"))
 def login(request):
     if request.identity is not None:
         return redirect(request, request.route_path("account"))
@@ -338,7 +338,7 @@ def account_profile(request):
 
 
 @view_config(route_name="account_password", request_method="POST", permission=ACCOUNT,
-             renderer=ACCOUNT_PAGE)
+             renderer=ACCOUNT_PAGE, rate_limit="password_change")
 def account_password(request):
     data, errors = read_form(request, ChangePasswordInput, ("current_password", "new_password"),
                              checkboxes=("end_other_sessions",))

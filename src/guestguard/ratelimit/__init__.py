@@ -33,16 +33,20 @@ def enforce(request, policy_name: str, cost: int = 1) -> None:
 
 
 def rate_limit_deriver(view, info):
-    """``rate_limit="login"`` on a view counts each call against that policy
-    before the view runs (after its permission check)."""
-    name = info.options.get("rate_limit")
-    if not name:
+    """``rate_limit="login"`` (or a tuple of policies) on a view counts each
+    call against the policies before the view runs (after its permission
+    check)."""
+    option = info.options.get("rate_limit")
+    if not option:
         return view
-    if name not in info.registry["ratelimit"].policies:
-        raise ValueError(f"unknown rate_limit policy {name!r} on a view")
+    names = (option,) if isinstance(option, str) else tuple(option)
+    for name in names:
+        if name not in info.registry["ratelimit"].policies:
+            raise ValueError(f"unknown rate_limit policy {name!r} on a view")
 
     def limited(context, request):
-        enforce(request, name)
+        for name in names:
+            enforce(request, name)
         return view(context, request)
 
     return limited

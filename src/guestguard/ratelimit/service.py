@@ -5,6 +5,7 @@ never refused or broken because Redis is down."""
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import logging
 import math
@@ -16,6 +17,8 @@ from limits import RateLimitItem, parse
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 from prometheus_client import Counter
+
+from guestguard.validation import normalize_email
 
 log = logging.getLogger(__name__)
 
@@ -32,19 +35,42 @@ def _digest(value: str) -> str:
 
 
 def by_ip(request) -> str:
-    return request.client_ip
+    """The client's address; for IPv6 its /64, which one subscriber holds."""
+    address = request.client_ip
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if parsed.version == 6:
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return address
+
+
+BODY_PEEK = 65536
 
 
 def _email_in_body(request) -> str:
-    if request.content_type == "application/json":
-        try:
-            body = json.loads(request.body[:65536] or b"{}")
-        except ValueError:
-            return ""
-        value = body.get("email") if isinstance(body, dict) else None
-    else:
-        value = request.POST.get("email")
-    return value.strip().lower() if isinstance(value, str) else ""
+    """The email a login-like request names, as the view will read it;
+    never more than BODY_PEEK bytes read, never an error."""
+    try:
+        if request.content_type == "application/json":
+            stream = request.body_file_seekable
+            raw = stream.read(BODY_PEEK)
+            stream.seek(0)
+            body = json.loads(raw or b"{}")
+            value = body.get("email") if isinstance(body, dict) else None
+        elif request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            value = request.POST.get("email")
+        else:
+            value = None
+    except Exception:  # an unreadable body is the view's to refuse
+        return ""
+    if not isinstance(value, str):
+        return ""
+    try:
+        return normalize_email(value)
+    except ValueError:
+        return value.strip().lower()
 
 
 def by_ip_and_email(request) -> str:
@@ -62,7 +88,7 @@ def by_caller(request) -> str:
         return f"user:{identity.user.id}"
     if identity is not None and identity.api_key is not None:
         return f"key:{identity.api_key.id}"
-    return f"ip:{request.client_ip}"
+    return f"ip:{by_ip(request)}"
 
 
 # What each policy counts by. Routes name a policy with the ``rate_limit``
@@ -70,6 +96,10 @@ def by_caller(request) -> str:
 POLICY_KEYS: dict[str, Callable[[Any], str]] = {
     "signup": by_ip,
     "login": by_ip_and_email,
+    "login_ip": by_ip,
+    "password_change": by_caller,
+    "workspace_create": by_caller,
+    "workspace_invite": by_caller,
     "forgot_password": by_ip_and_email,
     "resend_verification": by_ip_and_email,
     "rsvp": by_token,
@@ -147,11 +177,10 @@ def policies_from(settings: Mapping[str, Any]) -> dict[str, Policy]:
 
 
 def api_keys_of(request) -> list[str]:
-    """The API ceiling counts per client IP and, for a request presenting a
-    workspace API key, per key too (read from the header: no lookup)."""
-    keys = [f"ip:{request.client_ip}"]
-    authorization = request.authorization
-    if (authorization is not None and authorization.authtype.lower() == "bearer"
-            and isinstance(authorization.params, str) and authorization.params.startswith("ggk_")):
-        keys.append(f"key:{authorization.params[4:20]}")
+    """The API ceiling counts per client IP and, for a request made with a
+    workspace API key, per key too."""
+    keys = [f"ip:{by_ip(request)}"]
+    identity = request.identity  # a verified key only: a key's prefix is not secret
+    if identity is not None and identity.api_key is not None:
+        keys.append(f"key:{identity.api_key.id}")
     return keys

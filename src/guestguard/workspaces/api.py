@@ -79,7 +79,7 @@ def list_workspaces(request):
 
 
 @view_config(route_name="api_workspaces", request_method="POST", renderer="json",
-             permission=WORKSPACE_CREATE)
+             permission=WORKSPACE_CREATE, rate_limit="workspace_create")
 def create_workspace(request):
     data = parse_json(request, WorkspaceInput)
     workspace = services.create_workspace(request, request.identity.user, data.name)
@@ -175,7 +175,7 @@ def list_invitations(context, request):
 
 
 @view_config(route_name="api_invitations", request_method="POST", renderer="json",
-             permission=MEMBERS_MANAGE)
+             permission=MEMBERS_MANAGE, rate_limit="workspace_invite")
 def create_invitation(context, request):
     data = parse_json(request, InvitationInput)
     try:

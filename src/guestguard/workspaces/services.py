@@ -17,7 +17,7 @@ from guestguard.accounts.tokens import hash_token, looks_like_token, matches, ne
 from guestguard.audit.services import record
 from guestguard.db import utcnow
 from guestguard.notifications.services import queue_notification
-from guestguard.permissions import ADMIN, OWNER
+from guestguard.permissions import ADMIN, OWNER, STAFF
 from guestguard.workspaces.models import ApiKey, Invitation, Membership, Workspace
 
 API_KEY_PREFIX = "ggk_"
@@ -123,18 +123,58 @@ def _lock_owners(db, workspace_id: uuid.UUID) -> None:
     db.execute(select(Workspace.id).where(Workspace.id == workspace_id).with_for_update())
 
 
+def _lock_and_reread(request, membership: Membership, actor_id, actor_role: str) -> str:
+    """Take the workspace's owner lock, then reread the target and the actor:
+    what the route loaded may have changed (an ownership transfer committed
+    in between). Returns the actor's current role."""
+    _lock_owners(request.db, membership.workspace_id)
+    request.db.refresh(membership)
+    if actor_id is None:  # an API key: its role is fixed
+        return actor_role
+    current = request.db.scalar(select(Membership.role).where(
+        Membership.workspace_id == membership.workspace_id, Membership.user_id == actor_id))
+    if current is None:
+        raise WorkspaceError(403, "forbidden", "You are no longer a member of this workspace.")
+    return current
+
+
+def _withdraw_delegations(request, membership: Membership, *, keys: bool, invitations: bool) -> None:
+    """A member who leaves, or drops below admin, takes the API keys they
+    created (and the invitations they sent) with them."""
+    now = utcnow()
+    if keys:
+        revoked = request.db.execute(
+            update(ApiKey).where(ApiKey.workspace_id == membership.workspace_id,
+                                 ApiKey.created_by_id == membership.user_id, ApiKey.revoked_at.is_(None))
+            .values(revoked_at=now).execution_options(synchronize_session=False)).rowcount
+        if revoked:
+            record(request, "api_key.revoked", workspace_id=membership.workspace_id,
+                   target_type="membership", target_id=membership.id, reason="creator_left_or_demoted",
+                   count=revoked)
+    if invitations:
+        request.db.execute(
+            update(Invitation).where(Invitation.workspace_id == membership.workspace_id,
+                                     Invitation.invited_by_id == membership.user_id,
+                                     Invitation.accepted_at.is_(None), Invitation.revoked_at.is_(None))
+            .values(revoked_at=now).execution_options(synchronize_session=False))
+
+
 def change_role(request, actor_role: str, actor_id, membership: Membership, role: str) -> Membership:
     """Admins manage admins and staff; only an owner touches an owner's role,
     and the last owner keeps it."""
+    actor_role = _lock_and_reread(request, membership, actor_id, actor_role)
     if role == membership.role:
         return membership
     if OWNER in (role, membership.role) and actor_role != OWNER:
         raise WorkspaceError(403, "forbidden", "Only an owner can make or unmake owners.", "role")
-    _lock_owners(request.db, membership.workspace_id)
+    if actor_role not in (OWNER, ADMIN):
+        raise WorkspaceError(403, "forbidden", "Your role cannot change members' roles.", "role")
     if membership.role == OWNER and _owner_count(request.db, membership.workspace_id) <= 1:
         raise WorkspaceError(409, "last_owner",
                              "A workspace needs an owner: make someone else owner first.", "role")
     previous, membership.role = membership.role, role
+    if role == STAFF:
+        _withdraw_delegations(request, membership, keys=True, invitations=True)
     record(request, "member.role_changed", actor_id=actor_id, workspace_id=membership.workspace_id,
            target_type="membership", target_id=membership.id, user_id=str(membership.user_id),
            previous=previous, role=role)
@@ -143,12 +183,15 @@ def change_role(request, actor_role: str, actor_id, membership: Membership, role
 
 def remove_member(request, actor_role: str, actor_id, membership: Membership) -> None:
     leaving = membership.user_id == actor_id
+    actor_role = _lock_and_reread(request, membership, actor_id, actor_role)
     if membership.role == OWNER and not leaving and actor_role != OWNER:
         raise WorkspaceError(403, "forbidden", "Only an owner can remove an owner.")
-    _lock_owners(request.db, membership.workspace_id)
+    if not leaving and actor_role not in (OWNER, ADMIN):
+        raise WorkspaceError(403, "forbidden", "Your role cannot remove members.")
     if membership.role == OWNER and _owner_count(request.db, membership.workspace_id) <= 1:
         raise WorkspaceError(409, "last_owner",
                              "The last owner cannot leave: transfer ownership first.")
+    _withdraw_delegations(request, membership, keys=True, invitations=True)
     request.db.delete(membership)
     record(request, "member.left" if leaving else "member.removed", actor_id=actor_id,
            workspace_id=membership.workspace_id, target_type="membership", target_id=membership.id,
@@ -160,6 +203,10 @@ def transfer_ownership(request, actor_membership: Membership, target: Membership
     if target.id == actor_membership.id:
         raise WorkspaceError(409, "conflict", "You are already the owner.", "membership_id")
     _lock_owners(request.db, target.workspace_id)
+    request.db.refresh(target)
+    request.db.refresh(actor_membership)
+    if actor_membership.role != OWNER:
+        raise WorkspaceError(403, "forbidden", "Only an owner can transfer ownership.")
     target.role = OWNER
     actor_membership.role = ADMIN
     record(request, "workspace.ownership_transferred", actor_id=actor_membership.user_id,

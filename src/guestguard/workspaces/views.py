@@ -137,7 +137,7 @@ def new_workspace_form(request):
 
 
 @view_config(route_name="workspace_new", request_method="POST", permission=WORKSPACE_CREATE,
-             renderer="workspaces/new.jinja2")
+             renderer="workspaces/new.jinja2", rate_limit="workspace_create")
 def new_workspace(request):
     data, errors = read(request, WorkspaceInput, ("name",))
     if errors:
@@ -316,7 +316,7 @@ def workspace_invitations(context, request):
 
 
 @view_config(route_name="workspace_invitations", request_method="POST", permission=MEMBERS_MANAGE,
-             renderer=INVITATIONS_PAGE)
+             renderer=INVITATIONS_PAGE, rate_limit="workspace_invite")
 def invite(context, request):
     data, errors = read(request, InvitationInput, ("email", "role"))
     if errors:

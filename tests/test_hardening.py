@@ -1,0 +1,141 @@
+"""Abuse cases found in review: lockout, bucket evasion, races on owners,
+keys outliving their creator, hostile bodies, spam through invitations."""
+import re
+
+import pytest
+from sqlalchemy import select
+
+from guestguard.testing import TEST_PASSWORD, bearer_for, create_user
+from guestguard.workspaces.models import ApiKey, Membership
+from guestguard.workspaces.services import create_api_key, create_workspace
+
+
+def signup_as(app, email, status=202, **kw):
+    return app.post_json("/api/v1/auth/signup", {"email": email, "password": "a long passphrase here",
+                                                  "display_name": "X", "accept_policies": True},
+                         status=status, **kw)
+
+
+def test_email_spellings_share_one_bucket(make_app, run_in_request):
+    app = make_app({"ratelimit.forgot_password": "3/hour"})
+    for email in ("victim@example.com", "Victim@EXAMPLE.com", "victim@ｅxample.com"):
+        app.post_json("/api/v1/auth/forgot-password", {"email": email}, status=202)
+    blocked = app.post_json("/api/v1/auth/forgot-password", {"email": "victim@eｘample.com"}, status=429)
+    assert blocked.json["error"]["code"] == "rate_limited"
+
+
+def test_ipv6_clients_count_by_their_64(make_app):
+    app = make_app({"ratelimit.signup": "2/hour"})
+    for n in range(2):
+        signup_as(app, f"a{n}@example.com", extra_environ={"REMOTE_ADDR": f"2001:db8:1:2::{n + 1}"})
+    signup_as(app, "a9@example.com", status=429, extra_environ={"REMOTE_ADDR": "2001:db8:1:2::ffff"})
+    signup_as(app, "b1@example.com", extra_environ={"REMOTE_ADDR": "2001:db8:1:3::1"})
+
+
+def test_one_address_cannot_try_many_accounts(make_app):
+    app = make_app({"ratelimit.login_ip": "4/5 minutes"})
+    for n in range(4):
+        app.post_json("/api/v1/auth/login", {"email": f"u{n}@example.com", "password": "guess guess"},
+                      status=401)
+    app.post_json("/api/v1/auth/login", {"email": "u9@example.com", "password": "guess guess"}, status=429)
+
+
+def test_invitations_are_rate_limited(make_app, run_in_request):
+    app = make_app({"ratelimit.workspace_invite": "2/day"})
+    workspace_id = run_in_request(lambda r: str(create_workspace(
+        r, create_user(r, "ada@example.com", "Ada"), "W").id), app.app.registry)
+    headers = bearer_for(app, "ada@example.com")
+    for n in range(2):
+        app.post_json(f"/api/v1/workspaces/{workspace_id}/invitations",
+                      {"email": f"x{n}@example.com", "role": "staff"}, headers=headers, status=201)
+    app.post_json(f"/api/v1/workspaces/{workspace_id}/invitations",
+                  {"email": "x9@example.com", "role": "staff"}, headers=headers, status=429)
+
+
+def test_keys_and_invitations_leave_with_their_creator(app, run_in_request):
+    def setup(request):
+        ada = create_user(request, "ada@example.com", "Ada")
+        grace = create_user(request, "grace@example.com", "Grace")
+        workspace = create_workspace(request, ada, "W")
+        request.db.add(Membership(workspace_id=workspace.id, user_id=grace.id, role="admin"))
+        request.db.flush()
+        _, secret = create_api_key(request, grace.id, workspace, "grace's", "admin")
+        return str(workspace.id), secret
+
+    workspace_id, secret = run_in_request(setup, app.app.registry)
+    key_headers = {"Authorization": f"Bearer {secret}"}
+    app.get(f"/api/v1/workspaces/{workspace_id}", headers=key_headers)
+    grace = bearer_for(app, "grace@example.com")
+    app.post_json(f"/api/v1/workspaces/{workspace_id}/invitations", {"email": "new@example.com", "role": "staff"},
+                  headers=grace, status=201)
+    ada = bearer_for(app, "ada@example.com")
+    members = app.get(f"/api/v1/workspaces/{workspace_id}/members", headers=ada).json["members"]
+    grace_id = next(m["id"] for m in members if m["email"] == "grace@example.com")
+    app.patch_json(f"/api/v1/workspaces/{workspace_id}/members/{grace_id}", {"role": "staff"}, headers=ada)
+    app.get(f"/api/v1/workspaces/{workspace_id}", headers=key_headers, status=401)
+    assert app.get(f"/api/v1/workspaces/{workspace_id}/invitations", headers=ada).json["invitations"] == []
+    assert run_in_request(lambda r: r.db.scalar(select(ApiKey)).revoked_at is not None, app.app.registry)
+
+
+def test_a_demotion_rechecks_roles_after_taking_the_lock(app, run_in_request):
+    """The route loaded the target before an ownership transfer committed;
+    the service rereads it, so an admin cannot demote the new owner."""
+    from guestguard.workspaces import services
+
+    def setup(request):
+        ada = create_user(request, "ada@example.com", "Ada")
+        bob = create_user(request, "bob@example.com", "Bob")
+        xena = create_user(request, "xena@example.com", "Xena")
+        workspace = create_workspace(request, ada, "W")
+        bob_m = Membership(workspace_id=workspace.id, user_id=bob.id, role="admin")
+        request.db.add_all([bob_m, Membership(workspace_id=workspace.id, user_id=xena.id, role="admin")])
+        request.db.flush()
+        return workspace.id, bob_m.id, xena.id
+
+    workspace_id, bob_membership_id, xena_id = run_in_request(setup, app.app.registry)
+
+    def race(request):
+        stale = request.db.get(Membership, bob_membership_id)  # loaded as admin
+        # meanwhile the owner hands ownership to Bob
+        from guestguard.db import session_for
+        import transaction
+
+        other_tm = transaction.TransactionManager(explicit=True)
+        with other_tm:
+            other = session_for(request.registry["db.session_factory"], other_tm)
+            other.get(Membership, bob_membership_id).role = "owner"
+        with pytest.raises(services.WorkspaceError) as refused:
+            services.change_role(request, "admin", xena_id, stale, "staff")
+        return refused.value.status
+
+    assert run_in_request(race, app.app.registry) == 403
+
+
+def test_deeply_nested_json_is_a_400(app):
+    response = app.post("/api/v1/auth/login", "[" * 60000, content_type="application/json", status=400)
+    assert response.json["error"]["code"] == "invalid_json"
+
+
+@pytest.mark.parametrize("content_type", ["multipart/form-data", "application/x-www-form-urlencoded; charset=bogus"])
+@pytest.mark.parametrize("path", ["/api/v1/auth/login", "/login", "/signup"])
+def test_unreadable_form_bodies_are_refused_not_a_500(app, content_type, path):
+    response = app.post(path, b"--x\r\nnonsense", content_type=content_type, expect_errors=True)
+    assert response.status_int in (400, 415)
+
+
+def test_an_oversized_body_is_refused_before_it_is_read(make_app):
+    app = make_app({"http.max_body_bytes": "4096"})
+    response = app.post("/api/v1/auth/login", b"x" * 5000, content_type="application/json", status=413)
+    assert response.json["error"]["code"] == "too_large"
+
+
+def test_api_answers_are_never_cached(app):
+    assert app.get("/api/v1/nothing", status=404).headers["Cache-Control"] == "no-store"
+
+
+def test_token_segments_are_cut_from_logged_paths():
+    from guestguard.errors import redacted
+
+    token = "k7Qw0n3u8L2x9P1m4R5t6Y7u8I9o0P1a2S3d4F5g6H7"
+    assert redacted(f"/reset-password/{token}") == "/reset-password/[redacted]"
+    assert redacted("/events/42/guests") == "/events/42/guests"
