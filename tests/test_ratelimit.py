@@ -127,10 +127,10 @@ STORES = ["memory://"] + ([os.environ[REDIS_ENV]] if os.environ.get(REDIS_ENV) e
 
 @pytest.mark.parametrize("url", STORES)
 def test_concurrent_hits_never_pass_more_than_the_limit(url):
+    from guestguard.ratelimit.service import POLICY_KEYS
+
     settings = {"ratelimit.enabled": True, "ratelimit.url": url, "ratelimit.api": "50/minute",
-                **{f"ratelimit.{name}": "5/hour" for name in (
-                    "signup", "login", "forgot_password", "resend_verification", "rsvp",
-                    "invitation_page", "event_create", "guest_create", "link_issue")}}
+                **{f"ratelimit.{name}": "5/hour" for name in POLICY_KEYS}}
     limiter = Limiter(settings, policies_from(settings))
     policy = limiter.policies["api"]
     key = f"concurrency-{uuid.uuid4().hex}"
