@@ -137,13 +137,14 @@ def test_signup_verify_login_change_password_logout(app, run_in_request):
     assert user_row(run_in_request, "ada@example.com")["email_verified_at"] is not None
 
     response = log_in(phone, "ada@example.com")
-    assert response.location.endswith("/account")
+    assert response.location.endswith("/dashboard")
     cookie = next(v for k, v in response.headerlist if k == "Set-Cookie" and v.startswith("gg_session="))
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
     assert 29 * 86400 < int(re.search(r"Max-Age=(\d+)", cookie).group(1)) <= 30 * 86400
-    account = response.follow()
-    assert h1(account) == "Your account"
-    assert "Welcome back, Ada Host." in main_text(account)
+    dashboard = response.follow()
+    assert h1(dashboard) == "Dashboard"
+    assert "Welcome back, Ada Host." in main_text(dashboard)
+    account = phone.get("/account")
     sessions = account.html.select("ul.sessions > li")
     assert len(sessions) == 1
     assert "Mobile Safari on iOS" in sessions[0].get_text()
@@ -151,7 +152,8 @@ def test_signup_verify_login_change_password_logout(app, run_in_request):
     assert "this device" in sessions[0].get_text()
     assert sessions[0].find("form") is None  # no sign-out button for the current session
 
-    account = log_in(laptop, "ada@example.com").follow()
+    log_in(laptop, "ada@example.com")
+    account = laptop.get("/account")
     rows = account.html.select("ul.sessions > li")
     assert [("this device" in row.get_text(), row.find("form") is not None) for row in rows] == [
         (True, False), (False, True)]
@@ -313,7 +315,7 @@ def test_next_never_leaves_the_site(app, bad_next):
     fields = dict(page.forms["login-form"].submit_fields())
     fields.update(email="ada@example.com", password=PASSWORD, next=bad_next)
     response = client.post("/login", fields, status=303)
-    assert response.location == "http://localhost/account"
+    assert response.location == "http://localhost/dashboard"
 
 
 def test_next_on_this_site_is_followed(app):
@@ -333,8 +335,8 @@ def test_next_on_this_site_is_followed(app):
 
 def test_signed_in_users_are_sent_from_login_and_signup_to_their_account(app):
     client = signed_in(app, "ada@example.com")
-    assert client.get("/login", status=303).location.endswith("/account")
-    assert client.get("/signup", status=303).location.endswith("/account")
+    assert client.get("/login", status=303).location.endswith("/dashboard")
+    assert client.get("/signup", status=303).location.endswith("/dashboard")
 
 
 # --- CSRF ------------------------------------------------------------------------
@@ -538,7 +540,7 @@ def test_login_after_a_policy_update_asks_for_acceptance(app, run_in_request):
     form = page.forms["login-form"]
     form["password"] = PASSWORD
     form["accept_policies"] = True
-    assert form.submit(status=303).location.endswith("/account")
+    assert form.submit(status=303).location.endswith("/dashboard")
     assert h1(client.get("/account")) == "Your account"
 
 

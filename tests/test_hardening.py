@@ -1,11 +1,10 @@
 """Abuse cases found in review: lockout, bucket evasion, races on owners,
 keys outliving their creator, hostile bodies, spam through invitations."""
-import re
 
 import pytest
 from sqlalchemy import select
 
-from guestguard.testing import TEST_PASSWORD, bearer_for, create_user
+from guestguard.testing import bearer_for, create_user
 from guestguard.workspaces.models import ApiKey, Membership
 from guestguard.workspaces.services import create_api_key, create_workspace
 

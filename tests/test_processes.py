@@ -1,6 +1,5 @@
 """The two ways GuestGuard runs: the paste app with its in-process worker
 (``make run``), and a separate ``guestguard worker`` process (production)."""
-import os
 import signal
 import subprocess
 import sys

@@ -2,7 +2,6 @@ import json
 import uuid
 
 import pytest
-from pyramid.view import view_config
 
 from guestguard.errors import APIError
 from guestguard.plugins import hookimpl

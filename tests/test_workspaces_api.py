@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from guestguard.audit.models import AuditEvent
 from guestguard.testing import bearer_for, create_user
-from guestguard.workspaces.models import Membership, Workspace
+from guestguard.workspaces.models import Workspace
 
 
 def outbox(app):

@@ -127,7 +127,8 @@ def test_creating_a_workspace_and_switching_between_them(app, run_in_request, ga
     text = main_text(home)
     assert "Workspace “Summer Party” created. You are its owner." in text
     assert "Your role owner" in text and "1 member" in text
-    assert "No events yet." in text and "not available yet" in text
+    assert "are on your dashboard" in text
+    assert home.html.find("a", string="New event")["href"] == f"/workspaces/{workspace_id}/events/new"
     links = {a.get_text(strip=True) for a in home.html.select("nav.subnav a")}
     assert links == {"Overview", "Members", "Invitations", "API keys", "Settings"}
     assert switcher(home) == [("Grace's events", None), ("Summer Party", "page")]

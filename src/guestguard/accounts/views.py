@@ -128,7 +128,7 @@ def ago(moment: dt.datetime, now: dt.datetime) -> str:
 @view_config(route_name="signup", request_method="GET", renderer="accounts/signup.jinja2")
 def signup_form(request):
     if request.identity is not None:
-        return redirect(request, request.route_path("account"))
+        return redirect(request, request.route_path("dashboard"))
     return captcha_page(request, values={}, errors={})
 
 
@@ -136,7 +136,7 @@ def signup_form(request):
              rate_limit="signup")
 def signup(request):
     if request.identity is not None:
-        return redirect(request, request.route_path("account"))
+        return redirect(request, request.route_path("dashboard"))
     data, errors = read_form(request, SignupInput, ("display_name", "email", "password"),
                              checkboxes=("accept_policies",))
     status = check_captcha(request, errors)
@@ -191,7 +191,7 @@ def resend_verification(request):
 @view_config(route_name="login", request_method="GET", renderer="accounts/login.jinja2")
 def login_form(request):
     if request.identity is not None:
-        return redirect(request, request.route_path("account"))
+        return redirect(request, request.route_path("dashboard"))
     private(request)
     return {"values": {}, "errors": {}, "next": safe_next(request.GET.get("next"))}
 
@@ -200,7 +200,7 @@ def login_form(request):
              rate_limit=("login_ip", "login"))
 def login(request):
     if request.identity is not None:
-        return redirect(request, request.route_path("account"))
+        return redirect(request, request.route_path("dashboard"))
     next_path = safe_next(request.POST.get("next"))
     page = {"values": echo(request, "email"), "next": next_path}
     data, errors = read_form(request, LoginInput, ("email", "password"), checkboxes=("accept_policies",))
@@ -218,7 +218,7 @@ def login(request):
     seconds = int((result.session.expires_at - utcnow()).total_seconds())
     remember(request, str(result.user.id), token=result.cookie_token, max_age=seconds)
     request.session.flash(f"Welcome back, {result.user.display_name}.", "success")
-    return redirect(request, next_path or request.route_path("account"))
+    return redirect(request, next_path or request.route_path("dashboard"))
 
 
 @view_config(route_name="logout", request_method="GET", renderer="accounts/logout.jinja2")

@@ -2,9 +2,37 @@
 from __future__ import annotations
 
 from guestguard.events.api import ROUTES as API_ROUTES
+from guestguard.events.resources import event_factory, guest_factory
+from guestguard.workspaces.resources import workspace_factory
+
+# Host pages (views.py).
+HOST_ROUTES = (
+    ("dashboard", "/dashboard", None),
+    ("event_new", "/workspaces/{workspace_id}/events/new", workspace_factory),
+    ("event_page", "/events/{event_id}", event_factory),
+    ("event_edit", "/events/{event_id}/edit", event_factory),
+    ("event_guests_new", "/events/{event_id}/guests/new", event_factory),
+    ("event_guest", "/events/{event_id}/guests/{guest_id}", guest_factory),
+    ("event_headcount_svg", "/events/{event_id}/headcount.svg", event_factory),
+)
+
+# Invitation links and the guest's side (links_api.py, guest_views.py).
+INVITATION_ROUTES = (
+    ("api_guest_tokens", "/api/v1/events/{event_id}/guests/{guest_id}/tokens", guest_factory),
+    ("api_guest_send", "/api/v1/events/{event_id}/guests/{guest_id}/send", guest_factory),
+    ("api_event_send", "/api/v1/events/{event_id}/send-invitations", event_factory),
+    ("api_access", "/api/v1/access/{token}", None),
+    ("api_rsvp", "/api/v1/rsvp/{token}", None),
+    ("access", "/access/{token}", None),
+    ("access_ics", "/access/{token}/event.ics", None),
+    ("rsvp", "/rsvp/{token}", None),
+)
 
 
 def includeme(config) -> None:
-    for name, pattern, factory in API_ROUTES:
+    for name, pattern, factory in API_ROUTES + HOST_ROUTES + INVITATION_ROUTES:
         config.add_route(name, pattern, factory=factory)
     config.scan(".api")
+    config.scan(".views")
+    config.scan(".links_api")
+    config.scan(".guest_views")

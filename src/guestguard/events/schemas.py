@@ -19,7 +19,7 @@ def _timezone(value: str) -> str:
     try:
         zoneinfo.ZoneInfo(value)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"is not a known time zone (use a name like Europe/Paris)") from None
+        raise ValueError("is not a time zone we know: use a name like Europe/Paris") from None
     return value
 
 

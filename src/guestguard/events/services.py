@@ -15,7 +15,7 @@ from sqlalchemy import and_, case, func, or_, select
 
 from guestguard.audit.services import record
 from guestguard.db import utcnow
-from guestguard.events.models import DRAFT, MAYBE, NO, YES, Event, Guest
+from guestguard.events.models import MAYBE, NO, YES, Event, Guest
 from guestguard.events.schemas import EventFields, GuestFields, GuestInput, check_times, localize
 
 OPTIONAL_TIMES = ("ends_at", "rsvp_deadline")

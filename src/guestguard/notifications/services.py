@@ -14,8 +14,7 @@ from cryptography.fernet import InvalidToken
 from guestguard.db import utcnow
 from guestguard.keys import fernet_for
 from guestguard.notifications import tasks as notification_tasks
-from guestguard.notifications.models import CHANNELS, Notification
-from guestguard.notifications.rendering import MessageRenderer
+from guestguard.notifications.models import Notification
 from guestguard.plugins import (
     NotificationProvider, OutgoingMessage, PermanentDeliveryError, TransientDeliveryError,
 )

@@ -6,6 +6,8 @@ import uuid
 from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from guestguard.accounts.models import User
+
 from guestguard.db import Base, IdMixin, TimestampMixin, utcnow
 
 
@@ -32,7 +34,7 @@ class Membership(IdMixin, TimestampMixin, Base):
     role: Mapped[str] = mapped_column(String(16))
 
     workspace: Mapped[Workspace] = relationship(back_populates="memberships")
-    user: Mapped["User"] = relationship(lazy="joined")  # noqa: F821 (accounts area)
+    user: Mapped[User] = relationship(lazy="joined")
 
     __table_args__ = (UniqueConstraint("workspace_id", "user_id"),)
 

@@ -1,0 +1,211 @@
+"""The guest's pages: the invitation, the RSVP form and the calendar file.
+
+Guests have no account and no session: the token in the address is their
+credential. So the RSVP form carries no CSRF token (``require_csrf=False``):
+CSRF guards *ambient* credentials (cookies), and a page that could forge this
+POST would already need the token. Nothing here depends on a cookie; the
+thank-you message is a flash, which simply does not show when cookies are off.
+
+Every page is ``no-store`` with ``Referrer-Policy: no-referrer`` (the token is
+in the URL), and an unusable token gets one neutral 404 page."""
+from __future__ import annotations
+
+import datetime as dt
+
+from pydantic import ValidationError
+from pyramid.renderers import render_to_response
+from pyramid.response import Response
+from pyramid.view import view_config
+
+from guestguard.accounts.views import private, redirect, sentence
+from guestguard.db import utcnow
+from guestguard.events import invitations
+from guestguard.events.models import MAYBE, NO, YES, Event, Guest, InvitationLink
+from guestguard.events.schemas import RsvpInput
+from guestguard.events.services import EventsError
+from guestguard.validation import field_errors
+
+PAGE = "guest/invitation.jinja2"
+INVALID_PAGE = "guest/invalid.jinja2"
+FIELDS = ("response", "plus_ones", "dietary", "message")
+LABELS = {"response": "Your answer", "plus_ones": "Number of guests", "dietary": "Dietary needs",
+          "message": "Message to your host"}
+ANSWERS = ((YES, "Yes, I'll be there"), (NO, "No, I can't come"), (MAYBE, "Maybe"))
+
+
+def invalid(request) -> Response:
+    """The one answer for garbage, unknown and revoked tokens alike."""
+    response = render_to_response(INVALID_PAGE, {"status": 404}, request=request)
+    response.status = 404
+    private_headers(response)
+    return response
+
+
+def answer_sentence(guest: Guest) -> str:
+    if guest.response == YES:
+        if guest.plus_ones_coming:
+            return f"You said yes, with {invitations.plus_ones_phrase(guest.plus_ones_coming)}"
+        return "You said yes"
+    if guest.response == NO:
+        return "You said no"
+    if guest.response == MAYBE:
+        return "You said maybe"
+    return ""
+
+
+def page(request, link: InvitationLink, guest: Guest, event: Event, *, status: int = 200,
+         errors: dict[str, str] | None = None, form: dict[str, str] | None = None,
+         refusal: EventsError | None = None) -> dict:
+    private(request, status)
+    latest = invitations.latest_rsvp(request.db, guest)
+    closed = invitations.rsvp_refusal(event)
+    if form is None:
+        form = {"response": guest.response or "", "plus_ones": str(guest.plus_ones_coming or 0),
+                "dietary": latest.dietary if latest else "", "message": latest.message if latest else ""}
+    zone = event.timezone
+    return {
+        "guest": guest, "event": event, "token": request.matchdict["token"],
+        "when": invitations.when(event),
+        "deadline": invitations.human(event.rsvp_deadline, zone) if event.rsvp_deadline else "",
+        "closes": invitations.human(invitations.rsvp_closes_at(event), zone),
+        "closed": closed, "cancelled": closed is not None and closed.code == "event_cancelled",
+        "answer": answer_sentence(guest), "answers": ANSWERS,
+        "plus_ones_phrase": invitations.plus_ones_phrase,
+        "errors": errors or {}, "form": form, "refusal": refusal,
+    }
+
+
+@view_config(route_name="access", request_method="GET", renderer=PAGE, rate_limit="invitation_page")
+def invitation_page(request):
+    found = invitations.link_for_token(request.db, request.matchdict["token"])
+    if found is None:
+        return invalid(request)
+    link, guest, event = found
+    if request.method == "GET":
+        invitations.record_open(request, link, guest)
+    return page(request, link, guest, event)
+
+
+def read_answer(request, guest: Guest) -> tuple[RsvpInput | None, dict[str, str], dict[str, str]]:
+    """The form as an RsvpInput, or the errors as sentences; and what was typed."""
+    typed = {name: request.POST.get(name, "") for name in FIELDS}
+    data = {name: value for name, value in typed.items() if value.strip() or name in ("dietary", "message")}
+    chosen = "response" in data
+    try:
+        # Without an answer the other fields are still checked, to report all at once.
+        parsed = RsvpInput.model_validate(data if chosen else {**data, "response": YES})
+        found = {}
+    except ValidationError as exc:
+        parsed, found = None, field_errors(exc)
+    if not chosen:
+        found["response"] = "Choose yes, no or maybe."
+    if parsed is not None and parsed.response != NO:
+        try:
+            invitations.check_plus_ones(guest, parsed.plus_ones)
+        except EventsError as error:
+            found.update(error.extra["fields"])
+    errors = {name: sentence(name, found[name], LABELS) for name in FIELDS if name in found}
+    return (parsed if not errors else None), errors, typed
+
+
+@view_config(route_name="rsvp", request_method="POST", renderer=PAGE, rate_limit="rsvp", require_csrf=False)
+def rsvp(request):
+    found = invitations.link_for_token(request.db, request.matchdict["token"])
+    if found is None:
+        return invalid(request)
+    link, guest, event = found
+    data, errors, typed = read_answer(request, guest)
+    if data is None:
+        return page(request, link, guest, event, status=422, errors=errors, form=typed)
+    try:
+        _, new = invitations.submit_rsvp(request, link, guest, event, data)
+    except EventsError as error:
+        if error.code == "validation_failed":
+            fields = error.extra.get("fields", {})
+            errors = {name: sentence(name, message, LABELS) for name, message in fields.items()}
+            return page(request, link, guest, event, status=422, errors=errors, form=typed)
+        return page(request, link, guest, event, status=error.status, refusal=error)
+    thanks = {YES: "Thank you! We've let your host know you're coming.",
+              NO: "Thank you for letting your host know you can't come.",
+              MAYBE: "Thank you! Your host knows you might come."}[data.response]
+    request.session.flash(thanks if new else "Your answer is unchanged.", "success")
+    response = redirect(request, request.route_path("access", token=request.matchdict["token"]))
+    private_headers(response)
+    return response
+
+
+def private_headers(response) -> None:
+    response.cache_control.no_store = True
+    response.headers["Referrer-Policy"] = "no-referrer"
+
+
+# --- the calendar file (RFC 5545) ----------------------------------------------
+
+
+def ics_text(value: str) -> str:
+    """A TEXT value escaped: backslash, semicolon, comma, newlines."""
+    return (value.replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,")
+            .replace("\r\n", "\\n").replace("\r", "\\n").replace("\n", "\\n"))
+
+
+def fold(line: str) -> str:
+    """Lines of at most 75 octets, continued with CRLF and a space, never
+    splitting a UTF-8 character."""
+    encoded = line.encode("utf-8")
+    if len(encoded) <= 75:
+        return line
+    parts, current, size, limit = [], [], 0, 75
+    for char in line:
+        width = len(char.encode("utf-8"))
+        if size + width > limit:
+            parts.append("".join(current))
+            current, size, limit = [], 0, 74  # continuation lines start with a space
+        current.append(char)
+        size += width
+    parts.append("".join(current))
+    return "\r\n ".join(parts)
+
+
+def ics_time(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def calendar(request, guest: Guest, event: Event) -> str:
+    ends = event.ends_at or event.starts_at + dt.timedelta(hours=2)
+    host = request.host.split(":")[0] or "guestguard"
+    description = "\n\n".join(part for part in (event.description, event.host_message) if part)
+    lines = [
+        "BEGIN:VCALENDAR",
+        "VERSION:2.0",
+        "PRODID:-//GuestGuard//Invitation//EN",
+        "CALSCALE:GREGORIAN",
+        "METHOD:PUBLISH",
+        "BEGIN:VEVENT",
+        f"UID:{event.id}-{guest.id}@{host}",
+        f"DTSTAMP:{ics_time(utcnow())}",
+        f"DTSTART:{ics_time(event.starts_at)}",
+        f"DTEND:{ics_time(ends)}",
+        f"SUMMARY:{ics_text(event.name)}",
+    ]
+    if event.venue:
+        lines.append(f"LOCATION:{ics_text(event.venue)}")
+    if description:
+        lines.append(f"DESCRIPTION:{ics_text(description)}")
+    if event.status == "cancelled":
+        lines.append("STATUS:CANCELLED")
+    lines += ["END:VEVENT", "END:VCALENDAR"]
+    return "".join(fold(line) + "\r\n" for line in lines)
+
+
+@view_config(route_name="access_ics", request_method="GET", rate_limit="invitation_page")
+def access_ics(request):
+    found = invitations.link_for_token(request.db, request.matchdict["token"])
+    if found is None:
+        return invalid(request)
+    _, guest, event = found
+    response = Response(body=calendar(request, guest, event).encode("utf-8"),
+                        content_type="text/calendar", charset="utf-8")
+    response.content_disposition = 'attachment; filename="invitation.ics"'
+    private_headers(response)
+    return response
+

@@ -1,0 +1,304 @@
+"""Personal invitation links, sending invitations, and the guest's answers.
+
+A guest has no account: the link's token is the credential. Only its SHA-256
+is stored; issuing a new link revokes the previous one. Functions take the
+request (database session, settings, audit context, domain events); the
+host-side ones are authorized by their views, the guest-side ones by the link.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+
+from guestguard.accounts.tokens import hash_token, looks_like_token, new_token
+from guestguard.audit.services import record
+from guestguard.db import utcnow
+from guestguard.events.models import CANCELLED, NO, Event, Guest, InvitationLink, Rsvp
+from guestguard.events.schemas import RsvpInput
+from guestguard.events.services import EventsError, _actor
+from guestguard.notifications.services import queue_notification
+from guestguard.workspaces.models import Workspace
+
+EMAIL, SMS = "email", "sms"
+CHANNELS = (EMAIL, SMS)
+TEMPLATE = "invitation"
+INVALID_LINK = "This invitation link is not valid."
+NO_CONTACT = "has no email address or phone number"
+
+
+# --- how times read for a guest ---------------------------------------------
+
+
+def in_zone(moment: dt.datetime | None, timezone: str) -> dt.datetime | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None:  # stored times are UTC
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return moment.astimezone(zoneinfo.ZoneInfo(timezone))
+
+
+def zone_name(moment: dt.datetime) -> str:
+    """"BST", "CEST"... or "UTC-03" where the zone has no abbreviation."""
+    name = moment.tzname() or ""
+    return f"UTC{name}" if name[:1] in "+-" else name
+
+
+def clock(moment: dt.datetime) -> str:
+    hour = moment.hour % 12 or 12
+    return f"{hour}:{moment:%M} {'am' if moment.hour < 12 else 'pm'}"
+
+
+def long_date(moment: dt.datetime) -> str:
+    return f"{moment:%A} {moment.day} {moment:%B %Y}"
+
+
+def human(moment: dt.datetime | None, timezone: str) -> str:
+    """"Saturday 21 June 2030, 7:00 pm BST", in the event's time zone."""
+    local = in_zone(moment, timezone)
+    if local is None:
+        return ""
+    return f"{long_date(local)}, {clock(local)} {zone_name(local)}"
+
+
+def short(moment: dt.datetime | None, timezone: str) -> str:
+    """"Sat 21 Jun 2030, 7:00 pm BST", for text messages."""
+    local = in_zone(moment, timezone)
+    if local is None:
+        return ""
+    return f"{local:%a} {local.day} {local:%b %Y}, {clock(local)} {zone_name(local)}"
+
+
+def when(event: Event) -> str:
+    """The event's start, and its end: "Saturday 21 June 2030, 7:00 pm – 11:30 pm BST"."""
+    starts = in_zone(event.starts_at, event.timezone)
+    ends = in_zone(event.ends_at, event.timezone)
+    if ends is None:
+        return human(starts, event.timezone)
+    if ends.date() == starts.date():
+        if zone_name(starts) == zone_name(ends):
+            return f"{long_date(starts)}, {clock(starts)} – {clock(ends)} {zone_name(ends)}"
+        return f"{long_date(starts)}, {clock(starts)} {zone_name(starts)} – {clock(ends)} {zone_name(ends)}"
+    return f"{human(starts, event.timezone)} – {human(ends, event.timezone)}"
+
+
+def rsvp_closes_at(event: Event) -> dt.datetime:
+    """Answers close at the deadline, or when the event starts if it has none."""
+    return event.rsvp_deadline or event.starts_at
+
+
+def rsvp_refusal(event: Event, now: dt.datetime | None = None) -> EventsError | None:
+    """Why answers are not taken now, or None when they are."""
+    if event.status == CANCELLED:
+        return EventsError(409, "event_cancelled",
+                           "This event has been cancelled, so it no longer takes answers.")
+    closes = rsvp_closes_at(event)
+    if (now or utcnow()) >= closes:
+        return EventsError(409, "rsvp_closed",
+                           f"Answers closed on {human(closes, event.timezone)}.",
+                           closed_at=closes.isoformat())
+    return None
+
+
+def plus_ones_phrase(count: int) -> str:
+    return f"{count} guest" if count == 1 else f"{count} guests"
+
+
+# --- links -------------------------------------------------------------------
+
+
+def access_url(request, raw: str) -> str:
+    base = request.registry.settings["app.base_url"].rstrip("/")
+    return base + request.route_path("access", token=raw)
+
+
+def issue_link(request, guest: Guest) -> str:
+    """A new personal link for the guest; the previous one stops working.
+    Returns the raw token, which is never stored and shown only this once."""
+    now = utcnow()
+    request.db.execute(update(InvitationLink)
+                       .where(InvitationLink.guest_id == guest.id, InvitationLink.revoked_at.is_(None))
+                       .values(revoked_at=now).execution_options(synchronize_session=False))
+    raw, token_hash = new_token()
+    actor = _actor(request)
+    link = InvitationLink(workspace_id=guest.workspace_id, event_id=guest.event_id, guest_id=guest.id,
+                          token_hash=token_hash, issued_by_id=actor)
+    request.db.add(link)
+    request.db.flush()
+    record(request, "invitation.issued", actor_id=actor, workspace_id=guest.workspace_id,
+           target_type="guest", target_id=guest.id, link_id=str(link.id))
+    request.emit("invitation.issued", {"event_id": str(guest.event_id), "guest_id": str(guest.id),
+                                       "link_id": str(link.id)}, guest.workspace_id)
+    return raw
+
+
+def revoke_link(request, guest: Guest) -> int:
+    """Revoke the guest's live link, if any; returns how many were revoked."""
+    revoked = request.db.execute(
+        update(InvitationLink)
+        .where(InvitationLink.guest_id == guest.id, InvitationLink.revoked_at.is_(None))
+        .values(revoked_at=utcnow()).execution_options(synchronize_session=False)).rowcount
+    if revoked:
+        record(request, "invitation.revoked", actor_id=_actor(request), workspace_id=guest.workspace_id,
+               target_type="guest", target_id=guest.id)
+    return revoked
+
+
+def link_for_token(db, raw: object) -> tuple[InvitationLink, Guest, Event] | None:
+    """The live link a token names with its guest and event, or None: garbage,
+    unknown, revoked, a deleted event or workspace all get the same answer."""
+    if not looks_like_token(raw):
+        return None
+    row = db.execute(
+        select(InvitationLink, Guest, Event)
+        .join(Guest, Guest.id == InvitationLink.guest_id)
+        .join(Event, Event.id == InvitationLink.event_id)
+        .join(Workspace, Workspace.id == InvitationLink.workspace_id)
+        .where(InvitationLink.token_hash == hash_token(raw), InvitationLink.revoked_at.is_(None),
+               Event.deleted_at.is_(None), Workspace.deleted_at.is_(None))
+    ).first()
+    return (row[0], row[1], row[2]) if row is not None else None
+
+
+# --- sending -----------------------------------------------------------------
+
+
+def choose_channel(guest: Guest, wanted: str | None) -> str:
+    """Email when the guest has an address, else SMS; or the one asked for."""
+    if wanted == EMAIL and not guest.email:
+        raise EventsError(422, "validation_failed", f"{guest.name} has no email address.",
+                          fields={"channel": "the guest has no email address"})
+    if wanted == SMS and not guest.phone:
+        raise EventsError(422, "validation_failed", f"{guest.name} has no phone number.",
+                          fields={"channel": "the guest has no phone number"})
+    if wanted:
+        return wanted
+    if guest.email:
+        return EMAIL
+    if guest.phone:
+        return SMS
+    raise EventsError(422, "no_contact", f"{guest.name} {NO_CONTACT}: add one to send the invitation.",
+                      guest_id=str(guest.id))
+
+
+def message_context(event: Event, guest: Guest) -> dict[str, str]:
+    """What the invitation templates show (stored in the outbox: no secrets)."""
+    return {
+        "guest_name": guest.name, "event_name": event.name, "when": when(event),
+        "when_short": short(event.starts_at, event.timezone), "venue": event.venue,
+        "description": event.description, "host_message": event.host_message,
+        "reply_by": human(event.rsvp_deadline, event.timezone) if event.rsvp_deadline else "",
+        "plus_ones_allowed": str(guest.plus_ones_allowed),
+    }
+
+
+def send_invitation(request, guest: Guest, event: Event, channel: str | None = None) -> str:
+    """Issue a fresh link and queue the invitation through the outbox.
+    Returns the channel used."""
+    if event.status == CANCELLED:
+        raise EventsError(409, "event_cancelled", "This event is cancelled: invitations cannot be sent.")
+    channel = choose_channel(guest, channel)
+    raw = issue_link(request, guest)
+    notification = queue_notification(
+        request, channel=channel, recipient=guest.email if channel == EMAIL else guest.phone,
+        template=TEMPLATE, workspace_id=event.workspace_id, context=message_context(event, guest),
+        sealed={"invitation_url": access_url(request, raw)})
+    guest.invited_at = utcnow()
+    record(request, "invitation.sent", actor_id=_actor(request), workspace_id=event.workspace_id,
+           target_type="guest", target_id=guest.id, channel=channel, notification_id=str(notification.id))
+    request.emit("invitation.sent", {"event_id": str(event.id), "guest_id": str(guest.id), "channel": channel},
+                 event.workspace_id)
+    return channel
+
+
+@dataclass(frozen=True)
+class Sent:
+    queued: int
+    skipped: list[dict[str, str]]
+
+
+def send_all(request, event: Event) -> Sent:
+    """Invite every guest not invited yet; those without an email address or
+    phone number are skipped and listed."""
+    if event.status == CANCELLED:
+        raise EventsError(409, "event_cancelled", "This event is cancelled: invitations cannot be sent.")
+    guests = request.db.scalars(select(Guest).where(Guest.event_id == event.id, Guest.invited_at.is_(None))
+                                .order_by(Guest.name, Guest.id))
+    queued, skipped = 0, []
+    for guest in guests:
+        if not guest.email and not guest.phone:
+            skipped.append({"guest_id": str(guest.id), "name": guest.name, "reason": NO_CONTACT})
+            continue
+        send_invitation(request, guest, event)
+        queued += 1
+    record(request, "invitation.sent_all", actor_id=_actor(request), workspace_id=event.workspace_id,
+           target_type="event", target_id=event.id, queued=queued, skipped=len(skipped))
+    return Sent(queued, skipped)
+
+
+# --- the guest's side --------------------------------------------------------
+
+
+def record_open(request, link: InvitationLink, guest: Guest) -> bool:
+    """Note the first time the guest opens their invitation; True that time."""
+    now = utcnow()
+    first = request.db.execute(
+        update(Guest).where(Guest.id == guest.id, Guest.opened_at.is_(None))
+        .values(opened_at=now).execution_options(synchronize_session=False)).rowcount == 1
+    if first:
+        guest.opened_at = now
+        record(request, "invitation.opened", workspace_id=guest.workspace_id, target_type="guest",
+               target_id=guest.id, link_id=str(link.id))
+        request.emit("invitation.opened", {"event_id": str(guest.event_id), "guest_id": str(guest.id)},
+                     guest.workspace_id)
+    return first
+
+
+def latest_rsvp(db, guest: Guest) -> Rsvp | None:
+    return db.scalar(select(Rsvp).where(Rsvp.guest_id == guest.id)
+                     .order_by(Rsvp.created_at.desc(), Rsvp.id.desc()).limit(1))
+
+
+def check_plus_ones(guest: Guest, plus_ones: int) -> None:
+    if plus_ones > guest.plus_ones_allowed:
+        allowed = guest.plus_ones_allowed
+        message = ("must be 0: this invitation is for you alone" if allowed == 0
+                   else f"must be at most {allowed}: your invitation is for you and up to "
+                        f"{plus_ones_phrase(allowed)}")
+        raise EventsError(422, "validation_failed", "Some fields are invalid.", fields={"plus_ones": message})
+
+
+def submit_rsvp(request, link: InvitationLink, guest: Guest, event: Event, data: RsvpInput) -> tuple[Rsvp, bool]:
+    """Record the guest's answer. The same answer as the latest records
+    nothing new (returns that one). Returns (answer, whether it is new)."""
+    refusal = rsvp_refusal(event)
+    if refusal is not None:
+        raise refusal
+    plus_ones = 0 if data.response == NO else data.plus_ones
+    check_plus_ones(guest, plus_ones)
+    # One answer at a time per guest (a no-op on SQLite, which serializes writes).
+    request.db.execute(select(Guest.id).where(Guest.id == guest.id).with_for_update())
+    latest = latest_rsvp(request.db, guest)
+    answer = (data.response, plus_ones, data.dietary, data.message)
+    if latest is not None and (latest.response, latest.plus_ones, latest.dietary, latest.message) == answer:
+        return latest, False
+    now = utcnow()
+    rsvp = Rsvp(workspace_id=guest.workspace_id, event_id=event.id, guest_id=guest.id, link_id=link.id,
+                response=data.response, plus_ones=plus_ones, dietary=data.dietary, message=data.message,
+                created_at=now)
+    request.db.add(rsvp)
+    previous = guest.response
+    guest.response, guest.plus_ones_coming, guest.responded_at = data.response, plus_ones, now
+    request.db.flush()
+    action = "rsvp.received" if latest is None else "rsvp.changed"
+    record(request, action, actor_id=None, workspace_id=guest.workspace_id, target_type="guest",
+           target_id=guest.id, rsvp_id=str(rsvp.id), response=data.response, plus_ones=plus_ones,
+           previous=previous)
+    payload = {"event_id": str(event.id), "guest_id": str(guest.id), "response": data.response,
+               "plus_ones": plus_ones}
+    if latest is not None:
+        payload["previous"] = previous
+    request.emit(action, payload, guest.workspace_id)
+    return rsvp, True

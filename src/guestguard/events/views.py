@@ -1,0 +1,432 @@
+"""The host's pages: the dashboard, creating and editing events, the event
+page with its guest list and headcount chart, and adding or editing guests.
+
+Each view declares the permission of its JSON counterpart in ``api.py``.
+Refusals from the services are rendered, never raised: pyramid_tm would roll
+their audit rows back with the exception."""
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from pydantic import ValidationError
+from pyramid.response import Response
+from pyramid.view import view_config
+from sqlalchemy import select
+
+from guestguard.accounts.views import FORM, private, redirect, sentence
+from guestguard.db import utcnow
+from guestguard.events import pages, services
+from guestguard.events.models import EVENT_STATUSES
+from guestguard.events.schemas import EventFields, EventInput, GuestFields, GuestInput, check_times
+from guestguard.events.services import EventsError
+from guestguard.permissions import ACCOUNT, EVENTS_EDIT, EVENTS_VIEW, GUESTS_EDIT, GUESTS_VIEW
+from guestguard.ratelimit import enforce
+from guestguard.validation import field_errors
+from guestguard.workspaces.models import Workspace
+from guestguard.workspaces.views import granted
+
+EVENT_FIELDS = ("name", "description", "venue", "starts_at", "ends_at", "timezone", "rsvp_deadline",
+                "default_plus_ones", "host_message", "status")
+TIME_FIELDS = ("starts_at", "ends_at", "rsvp_deadline")
+GUEST_FIELDS = ("name", "email", "phone", "plus_ones_allowed", "group", "tags", "notes")
+LABELS = {
+    "name": "Name", "description": "Description", "venue": "Venue", "starts_at": "Start",
+    "ends_at": "End", "timezone": "Time zone", "rsvp_deadline": "RSVP deadline",
+    "default_plus_ones": "Plus-ones per guest", "host_message": "Message to guests", "status": "Status",
+    "email": "Email", "phone": "Phone", "plus_ones_allowed": "Plus-ones allowed", "group": "Group",
+    "tags": "Tags", "notes": "Notes",
+}
+CHOICE_ERRORS = {"status": "Choose a status from the list."}
+STATUS_LABELS = {"draft": "Draft", "published": "Published", "cancelled": "Cancelled"}
+STATUS_HINTS = {"draft": "only your team sees it", "published": "invitations can go out",
+                "cancelled": "guests see that it is cancelled"}
+RESPONSE_FILTERS = (("", "Everyone"), ("yes", "Yes"), ("maybe", "Maybe"), ("no", "No"),
+                    ("pending", "No answer yet"))
+# Common zones for the time-zone field's suggestions; any IANA name is accepted.
+COMMON_ZONES = (
+    "UTC", "Europe/London", "Europe/Dublin", "Europe/Lisbon", "Europe/Paris", "Europe/Berlin",
+    "Europe/Madrid", "Europe/Rome", "Europe/Amsterdam", "Europe/Stockholm", "Europe/Warsaw",
+    "Europe/Athens", "Europe/Istanbul", "Africa/Lagos", "Africa/Johannesburg", "Africa/Nairobi",
+    "Asia/Dubai", "Asia/Kolkata", "Asia/Singapore", "Asia/Hong_Kong", "Asia/Tokyo", "Asia/Seoul",
+    "Australia/Perth", "Australia/Sydney", "Pacific/Auckland", "America/St_Johns", "America/Halifax",
+    "America/New_York", "America/Chicago", "America/Denver", "America/Phoenix", "America/Los_Angeles",
+    "America/Anchorage", "Pacific/Honolulu", "America/Mexico_City", "America/Bogota",
+    "America/Sao_Paulo", "America/Argentina/Buenos_Aires",
+)
+PAGE_SIZE = services.DEFAULT_PAGE_SIZE
+
+
+# --- reading forms -------------------------------------------------------------
+
+
+def _message(name: str, message: str) -> str:
+    if message.startswith(("Input should be ", "List should have ")):
+        message = "must " + message.split(" should ", 1)[1]
+    message = message.replace("starts_at", "the start")
+    return CHOICE_ERRORS.get(name) or sentence(name, message, LABELS)
+
+
+def _validate(schema, data: dict, order: tuple[str, ...], errors: dict[str, str]):
+    """The schema's model, or None with every problem in ``errors`` (in the
+    order of the form, ours first where both found one)."""
+    model = None
+    try:
+        model = schema.model_validate(data)
+    except ValidationError as exc:
+        for name, message in field_errors(exc).items():
+            errors.setdefault(name, message)
+    if errors:
+        model = None
+    ranked = sorted(errors.items(), key=lambda item: order.index(item[0]) if item[0] in order else len(order))
+    errors.clear()
+    errors.update({name: _message(name, message) for name, message in ranked})
+    return model
+
+
+def read_event(request, *, editing: bool, workspace_id: uuid.UUID | None = None):
+    """(model, errors) from the event form. Empty optional fields mean "none";
+    times are wall-clock times in the event's zone (datetime-local inputs)."""
+    data: dict = {} if editing else {"workspace_id": workspace_id}
+    errors: dict[str, str] = {}
+    for name in EVENT_FIELDS:
+        raw = request.POST.get(name, "").strip()
+        if name in TIME_FIELDS:
+            if not raw:
+                if editing:
+                    data[name] = None
+                continue
+            try:
+                data[name] = dt.datetime.fromisoformat(raw)
+            except ValueError:
+                errors[name] = "must be a date and time, like 2030-06-21 19:00"
+        elif name == "default_plus_ones":
+            if raw:
+                data[name] = raw
+        elif name == "status" and not raw:
+            continue
+        else:
+            data[name] = raw
+    model = _validate(EventFields if editing else EventInput, data, EVENT_FIELDS, errors)
+    if errors and not any(name in errors for name in TIME_FIELDS + ("timezone",)) and data.get("starts_at"):
+        # pydantic skips the check across fields when a field failed: do it
+        # here, so every problem shows at once.
+        try:
+            check_times(data["starts_at"], data.get("ends_at"), data.get("rsvp_deadline"), data["timezone"])
+        except (ValueError, KeyError) as exc:
+            name, _, message = str(exc).partition(": ")
+            if name in TIME_FIELDS:
+                errors[name] = _message(name, message)
+                ranked = sorted(errors.items(), key=lambda item: EVENT_FIELDS.index(item[0])
+                                if item[0] in EVENT_FIELDS else len(EVENT_FIELDS))
+                errors.clear()
+                errors.update(ranked)
+    return model, errors
+
+
+def read_guest(request, *, editing: bool):
+    """(model, errors) from the guest form. Tags are comma-separated."""
+    data: dict = {}
+    errors: dict[str, str] = {}
+    for name in GUEST_FIELDS:
+        raw = request.POST.get(name, "").strip()
+        if name in ("email", "phone"):
+            if raw or editing:
+                data[name] = raw or None
+        elif name == "plus_ones_allowed":
+            if raw:
+                data[name] = raw
+        elif name == "tags":
+            data[name] = [tag.strip() for tag in raw.split(",") if tag.strip()]
+        else:
+            data[name] = raw
+    return _validate(GuestFields if editing else GuestInput, data, GUEST_FIELDS, errors), errors
+
+
+def guest_refusal(error: EventsError) -> dict[str, str]:
+    fields = error.extra.get("fields") or error.extra.get("rows", {}).get("0") or {}
+    errors = {name: _message(name, message) for name, message in fields.items() if name in GUEST_FIELDS}
+    return errors or {FORM: error.message}
+
+
+def event_refusal(error: EventsError) -> dict[str, str]:
+    fields = error.extra.get("fields") or {}
+    errors = {name: _message(name, message) for name, message in fields.items() if name in EVENT_FIELDS}
+    return errors or {FORM: error.message}
+
+
+def echo(request, fields: tuple[str, ...]) -> dict[str, str]:
+    return {name: request.POST.get(name, "") for name in fields}
+
+
+# --- page context ----------------------------------------------------------------
+
+
+def event_values(event) -> dict[str, str]:
+    """The event as the form shows it."""
+    return {
+        "name": event.name, "description": event.description, "venue": event.venue,
+        "starts_at": pages.form_value(event.starts_at, event.timezone),
+        "ends_at": pages.form_value(event.ends_at, event.timezone),
+        "timezone": event.timezone,
+        "rsvp_deadline": pages.form_value(event.rsvp_deadline, event.timezone),
+        "default_plus_ones": str(event.default_plus_ones), "host_message": event.host_message,
+        "status": event.status,
+    }
+
+
+def guest_values(guest) -> dict[str, str]:
+    return {"name": guest.name, "email": guest.email or "", "phone": guest.phone or "",
+            "plus_ones_allowed": str(guest.plus_ones_allowed), "group": guest.group_name,
+            "tags": ", ".join(guest.tags or []), "notes": guest.notes}
+
+
+def form_choices() -> dict:
+    return {
+        "zones": COMMON_ZONES,
+        "statuses": [(status, f"{STATUS_LABELS[status]} — {STATUS_HINTS[status]}") for status in EVENT_STATUSES],
+    }
+
+
+def event_page_base(request, context, status: int = 200, **extra) -> dict:
+    """What every page of one event shows: the event, its workspace, and
+    what the caller may do there."""
+    private(request, status)
+    allowed = granted(request, context.workspace_id)
+    event = context.event
+    return {
+        "event": event, "workspace": context.workspace,
+        "role": request.identity.roles.get(context.workspace_id),
+        "can": {"edit": EVENTS_EDIT in allowed, "view_guests": GUESTS_VIEW in allowed,
+                "edit_guests": GUESTS_EDIT in allowed},
+        "when": pages.span(event.starts_at, event.ends_at, event.timezone),
+        "deadline": pages.when(event.rsvp_deadline, event.timezone),
+        "status_labels": STATUS_LABELS,
+        "local": lambda moment: pages.local(moment, event.timezone),
+        "at": lambda moment: pages.when(moment, event.timezone),
+        **extra,
+    }
+
+
+def flash(request, message: str) -> None:
+    request.session.flash(message, "success")
+
+
+# --- the dashboard -----------------------------------------------------------------
+
+
+@view_config(route_name="dashboard", request_method="GET", permission=ACCOUNT,
+             renderer="events/dashboard.jinja2")
+def dashboard(request):
+    """Upcoming events of every workspace one belongs to, soonest first, with
+    their headcounts: four queries whatever the number of workspaces."""
+    private(request)
+    roles = request.identity.roles
+    names = dict(request.db.execute(select(Workspace.id, Workspace.name)
+                                    .where(Workspace.id.in_(list(roles)))).all()) if roles else {}
+    now = utcnow()
+    upcoming = pages.upcoming_events(request.db, names, now)
+    past = pages.past_events(request.db, names, now)
+    counts = services.headcounts(request.db, [event.id for event in upcoming + past])
+    sections = []
+    for workspace_id, role in roles.items():  # personal first, then by name
+        if workspace_id not in names:
+            continue
+        sections.append({
+            "id": workspace_id, "name": names[workspace_id], "role": role,
+            "can_create": EVENTS_EDIT in granted(request, workspace_id),
+            "upcoming": [event for event in upcoming if event.workspace_id == workspace_id],
+            "past": [event for event in past if event.workspace_id == workspace_id],
+        })
+    return {
+        "sections": sections, "counts": counts, "status_labels": STATUS_LABELS,
+        "any_events": bool(upcoming or past),
+        "when": lambda event: pages.span(event.starts_at, event.ends_at, event.timezone),
+    }
+
+
+# --- creating an event -------------------------------------------------------------
+
+
+def new_event_page(request, resource, status: int = 200, values=None, errors=None) -> dict:
+    private(request, status)
+    return {"workspace": resource.workspace, "values": values or {"timezone": "UTC", "status": "draft",
+                                                                    "default_plus_ones": "0"},
+            "errors": errors or {}, **form_choices()}
+
+
+@view_config(route_name="event_new", request_method="GET", permission=EVENTS_EDIT,
+             renderer="events/new.jinja2")
+def new_event_form(context, request):
+    return new_event_page(request, context)
+
+
+@view_config(route_name="event_new", request_method="POST", permission=EVENTS_EDIT,
+             renderer="events/new.jinja2", rate_limit="event_create")
+def new_event(context, request):
+    resource = context
+    data, errors = read_event(request, editing=False, workspace_id=resource.workspace_id)
+    if errors:
+        return new_event_page(request, resource, 400, echo(request, EVENT_FIELDS), errors)
+    event = services.create_event(request, resource.workspace_id, data)
+    flash(request, f"Event “{event.name}” created. Add your guests next.")
+    return redirect(request, request.route_path("event_page", event_id=event.id))
+
+
+# --- the event page and its chart ----------------------------------------------------
+
+
+def list_query(q: str, response: str, after: str | None = None) -> dict[str, str]:
+    return {name: value for name, value in (("q", q), ("response", response), ("after", after)) if value}
+
+
+@view_config(route_name="event_page", request_method="GET", permission=EVENTS_VIEW,
+             renderer="events/event.jinja2")
+def event_page(context, request):
+    event = context.event
+    q = request.GET.get("q", "").strip()[:100]
+    response = request.GET.get("response", "")
+    if response not in services.RESPONSE_FILTERS:
+        response = ""
+    after = request.GET.get("after") or None
+    page = event_page_base(request, context)
+    guests, cursor, problem = [], None, None
+    if page["can"]["view_guests"]:
+        try:
+            guests, cursor = services.list_guests(request.db, event.id, after=after, limit=PAGE_SIZE,
+                                                  search=q, response=response or None)
+        except EventsError:
+            request.response.status = 400
+            problem = "That page of the guest list is no longer valid. Start again from the first page."
+    counts = services.headcounts(request.db, [event.id])[event.id]
+    here = lambda **query: request.route_path("event_page", event_id=event.id, _query=query)  # noqa: E731
+    page.update(
+        counts=counts, summary=pages.headcount_summary(counts), guests=guests, problem=problem,
+        q=q, response=response, filters=RESPONSE_FILTERS, paged=after is not None,
+        filtered=bool(q or response),
+        next_url=here(**list_query(q, response, cursor)) if cursor else None,
+        first_url=here(**list_query(q, response)),
+        chart_url=request.route_path("event_headcount_svg", event_id=event.id),
+    )
+    return page
+
+
+@view_config(route_name="event_headcount_svg", request_method="GET", permission=EVENTS_VIEW)
+def headcount_svg(context, request):
+    counts = services.headcounts(request.db, [context.event.id])[context.event.id]
+    response = Response(pages.headcount_svg(context.event.name, counts), content_type="image/svg+xml",
+                        charset="utf-8")
+    response.cache_control.no_store = True
+    response.cache_control.private = True
+    return response
+
+
+# --- editing and deleting an event ---------------------------------------------------
+
+
+def edit_event_page(request, context, status: int = 200, values=None, errors=None) -> dict:
+    return event_page_base(request, context, status, values=values or event_values(context.event),
+                           errors=errors or {}, **form_choices())
+
+
+@view_config(route_name="event_edit", request_method="GET", permission=EVENTS_EDIT,
+             renderer="events/edit.jinja2")
+def edit_event_form(context, request):
+    return edit_event_page(request, context)
+
+
+@view_config(route_name="event_edit", request_method="POST", permission=EVENTS_EDIT,
+             renderer="events/edit.jinja2")
+def edit_event(context, request):
+    event = context.event
+    if request.POST.get("action") == "delete":
+        services.delete_event(request, event)
+        flash(request, f"Event “{event.name}” was deleted.")
+        return redirect(request, request.route_path("dashboard"))
+    data, errors = read_event(request, editing=True)
+    if errors:
+        return edit_event_page(request, context, 400, echo(request, EVENT_FIELDS), errors)
+    try:
+        services.update_event(request, event, data)
+    except EventsError as error:
+        return edit_event_page(request, context, 400 if error.status == 422 else error.status,
+                               echo(request, EVENT_FIELDS), event_refusal(error))
+    flash(request, f"Event “{event.name}” saved.")
+    return redirect(request, request.route_path("event_page", event_id=event.id))
+
+
+# --- guests ------------------------------------------------------------------------------
+
+
+def new_guest_page(request, context, status: int = 200, values=None, errors=None, existing=None) -> dict:
+    values = values or {"plus_ones_allowed": str(context.event.default_plus_ones)}
+    return event_page_base(request, context, status, values=values, errors=errors or {}, existing=existing)
+
+
+@view_config(route_name="event_guests_new", request_method="GET", permission=GUESTS_EDIT,
+             renderer="events/guest_new.jinja2")
+def new_guest_form(context, request):
+    return new_guest_page(request, context)
+
+
+@view_config(route_name="event_guests_new", request_method="POST", permission=GUESTS_EDIT,
+             renderer="events/guest_new.jinja2")
+def new_guest(context, request):
+    event = context.event
+    data, errors = read_guest(request, editing=False)
+    if errors:
+        return new_guest_page(request, context, 400, echo(request, GUEST_FIELDS), errors)
+    enforce(request, "guest_create")
+    try:
+        guest = services.add_guests(request, event, [data])[0]
+    except EventsError as error:
+        existing = None
+        if error.extra.get("existing_guest_id"):
+            existing = services.find_guest(request.db, event.id, uuid.UUID(error.extra["existing_guest_id"]))
+        errors = guest_refusal(error)
+        if existing is not None:
+            errors["email"] = f"This email is already on the list as {existing.name}."
+        return new_guest_page(request, context, 409 if existing else 400, echo(request, GUEST_FIELDS),
+                              errors, existing)
+    flash(request, f"{guest.name} was added to the guest list.")
+    if request.POST.get("then") == "another":
+        return redirect(request, request.route_path("event_guests_new", event_id=event.id))
+    return redirect(request, request.route_path("event_page", event_id=event.id))
+
+
+def guest_page(request, context, status: int = 200, values=None, errors=None, existing=None) -> dict:
+    guest = context.record
+    return event_page_base(request, context, status, guest=guest, answers=pages.answers(request.db, guest.id),
+                           values=values or guest_values(guest), errors=errors or {}, existing=existing)
+
+
+@view_config(route_name="event_guest", request_method="GET", permission=GUESTS_VIEW,
+             renderer="events/guest.jinja2")
+def guest_detail(context, request):
+    return guest_page(request, context)
+
+
+@view_config(route_name="event_guest", request_method="POST", permission=GUESTS_EDIT,
+             renderer="events/guest.jinja2")
+def guest_update(context, request):
+    event, guest = context.event, context.record
+    if request.POST.get("action") == "delete":
+        services.delete_guest(request, guest)
+        flash(request, f"{guest.name} was removed from the guest list.")
+        return redirect(request, request.route_path("event_page", event_id=event.id))
+    data, errors = read_guest(request, editing=True)
+    if errors:
+        return guest_page(request, context, 400, echo(request, GUEST_FIELDS), errors)
+    try:
+        services.update_guest(request, event, guest, data)
+    except EventsError as error:
+        existing = None
+        if error.extra.get("existing_guest_id"):
+            existing = services.find_guest(request.db, event.id, uuid.UUID(error.extra["existing_guest_id"]))
+        errors = guest_refusal(error)
+        if existing is not None:
+            errors["email"] = f"This email is already on the list as {existing.name}."
+        return guest_page(request, context, 409 if existing else 400, echo(request, GUEST_FIELDS),
+                          errors, existing)
+    flash(request, f"{guest.name}’s details were saved.")
+    return redirect(request, request.route_path("event_guest", event_id=event.id, guest_id=guest.id))
