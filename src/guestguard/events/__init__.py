@@ -14,6 +14,8 @@ HOST_ROUTES = (
     ("event_guests_new", "/events/{event_id}/guests/new", event_factory),
     ("event_guest", "/events/{event_id}/guests/{guest_id}", guest_factory),
     ("event_headcount_svg", "/events/{event_id}/headcount.svg", event_factory),
+    ("event_send", "/events/{event_id}/send-invitations", event_factory),
+    ("event_guest_send", "/events/{event_id}/guests/{guest_id}/send", guest_factory),
 )
 
 # Invitation links and the guest's side (links_api.py, guest_views.py).

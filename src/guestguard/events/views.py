@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from guestguard.accounts.views import FORM, private, redirect, sentence
 from guestguard.db import utcnow
-from guestguard.events import pages, services
+from guestguard.events import invitations, pages, services
 from guestguard.events.models import EVENT_STATUSES
 from guestguard.events.schemas import EventFields, EventInput, GuestFields, GuestInput, check_times
 from guestguard.events.services import EventsError
@@ -430,3 +430,36 @@ def guest_update(context, request):
                           errors, existing)
     flash(request, f"{guest.name}’s details were saved.")
     return redirect(request, request.route_path("event_guest", event_id=event.id, guest_id=guest.id))
+
+
+# --- sending invitations -------------------------------------------------------------
+
+
+@view_config(route_name="event_send", request_method="POST", permission=GUESTS_EDIT)
+def send_invitations(context, request):
+    """Invite every guest not invited yet; say who could not be reached."""
+    try:
+        sent = invitations.send_all(request, context.event)
+    except EventsError as error:
+        flash(request, error.message)
+        return redirect(request, request.route_path("event_page", event_id=context.event.id))
+    message = f"{sent.queued} invitation{'' if sent.queued == 1 else 's'} on the way."
+    if sent.skipped:
+        names = ", ".join(item.get("name", "?") for item in sent.skipped[:5])
+        more = f" and {len(sent.skipped) - 5} more" if len(sent.skipped) > 5 else ""
+        message += f" Not sent to {names}{more}: no email address or phone number."
+    flash(request, message)
+    return redirect(request, request.route_path("event_page", event_id=context.event.id))
+
+
+@view_config(route_name="event_guest_send", request_method="POST", permission=GUESTS_EDIT)
+def send_one_invitation(context, request):
+    """Send (or send again, with a fresh link) one guest's invitation."""
+    guest = context.record
+    try:
+        channel = invitations.send_invitation(request, guest, context.event)
+    except EventsError as error:
+        flash(request, error.message)
+    else:
+        flash(request, f"Invitation sent to {guest.name} by {'email' if channel == 'email' else 'text message'}.")
+    return redirect(request, request.route_path("event_guest", event_id=context.event.id, guest_id=guest.id))

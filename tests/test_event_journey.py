@@ -1,0 +1,69 @@
+"""The host's and the guest's whole journey through the JSON API."""
+import re
+
+from guestguard.testing import bearer_for, create_user
+from guestguard.workspaces.services import create_workspace
+
+
+def test_create_invite_open_answer_change_and_count(app, run_in_request):
+    workspace_id = run_in_request(lambda r: str(create_workspace(
+        r, create_user(r, "ada@example.com", "Ada"), "Gala team").id), app.app.registry)
+    host = bearer_for(app, "ada@example.com")
+    event = app.post_json("/api/v1/events", {
+        "workspace_id": workspace_id, "name": "Midsummer Gala", "starts_at": "2030-06-21T19:00:00",
+        "timezone": "Europe/London", "default_plus_ones": 1, "status": "published"}, headers=host).json["event"]
+    guests_url = f"/api/v1/events/{event['id']}/guests"
+    guests = app.post_json(guests_url, [{"name": "Grace", "email": "grace@example.com"},
+                                        {"name": "Alan", "email": "alan@example.com"}], headers=host).json["guests"]
+    sent = app.post(f"/api/v1/events/{event['id']}/send-invitations", headers=host, status=202).json
+    assert sent["queued"] == 2
+    outbox = app.app.registry["notifications.providers_by_name"]["console"].messages
+    links = {message.recipient: re.search(r"/access/(\S+)", message.text).group(1) for _, message in outbox}
+    assert set(links) == {"grace@example.com", "alan@example.com"}
+
+    def headcount():
+        return app.get(f"/api/v1/events/{event['id']}", headers=host).json["event"]["headcount"]
+
+    assert headcount()["invited"] == 2 and headcount()["opened"] == 0
+    page = app.get(f"/api/v1/access/{links['grace@example.com']}").json
+    assert "Grace" in str(page) and "Midsummer Gala" in str(page)
+    assert headcount()["opened"] == 1
+    app.post_json(f"/api/v1/rsvp/{links['grace@example.com']}", {"response": "yes", "plus_ones": 1})
+    assert (headcount()["yes"], headcount()["expected"]) == (1, 2)
+    app.post_json(f"/api/v1/rsvp/{links['grace@example.com']}", {"response": "no"})
+    counts = headcount()
+    assert (counts["yes"], counts["no"], counts["expected"], counts["pending"]) == (0, 1, 0, 1)
+    grace = app.get(f"{guests_url}/{guests[0]['id']}", headers=host).json["guest"]
+    assert (grace["response"], grace["plus_ones_coming"]) == ("no", 0)
+    # a revoked link stops working at once
+    app.delete(f"{guests_url}/{guests[1]['id']}/tokens", headers=host, status=204)
+    app.get(f"/api/v1/access/{links['alan@example.com']}", status=404)
+
+
+def test_the_host_sends_invitations_from_the_pages(app, run_in_request):
+    from guestguard.accounts.models import WEB
+    from guestguard.accounts.services import login
+    from guestguard.testing import TEST_PASSWORD
+
+    workspace_id = run_in_request(lambda r: str(create_workspace(
+        r, create_user(r, "ada@example.com", "Ada"), "Gala team").id), app.app.registry)
+    host = bearer_for(app, "ada@example.com")
+    event = app.post_json("/api/v1/events", {"workspace_id": workspace_id, "name": "Gala",
+                                             "starts_at": "2030-06-21T19:00:00", "timezone": "UTC"},
+                          headers=host).json["event"]
+    guests = app.post_json(f"/api/v1/events/{event['id']}/guests",
+                           [{"name": "Grace", "email": "grace@example.com"}, {"name": "Nobody"}],
+                           headers=host).json["guests"]
+    cookie = run_in_request(lambda r: login(r, email="ada@example.com", password=TEST_PASSWORD, kind=WEB),
+                            app.app.registry).cookie_token
+    app.set_cookie("gg_session", cookie)
+    page = app.get(f"/events/{event['id']}")
+    form = next(f for f in page.forms.values() if f.action.endswith("/send-invitations"))
+    done = form.submit(status=303).follow()
+    assert "1 invitation on the way." in done.text and "Not sent to Nobody" in done.text
+    outbox = app.app.registry["notifications.providers_by_name"]["console"].messages
+    assert [m.recipient for _, m in outbox] == ["grace@example.com"]
+    guest_page = app.get(f"/events/{event['id']}/guests/{guests[0]['id']}")
+    resend = next(f for f in guest_page.forms.values() if f.action.endswith("/send"))
+    assert "Invitation sent to Grace by email." in resend.submit(status=303).follow().text
+    assert len(outbox) == 2
