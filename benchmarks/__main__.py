@@ -13,6 +13,10 @@ same run, so the figures compare across machines. Nothing here asserts.
 4. Login timing: a login with an unknown email against one with a wrong
    password (the floor), at the production argon2id cost. A ratio near 1.0
    means the answer time does not tell whether an address has an account.
+5. Events under gunicorn with PostgreSQL and Redis (benchmarks/events.py):
+   the invitation page and RSVP at 50 concurrent clients against /health,
+   and one guest-list page of a 100,000-guest event against a 1,000-guest
+   one. Skipped, saying why, without PostgreSQL or Redis on 127.0.0.1.
 """
 from __future__ import annotations
 
@@ -30,6 +34,8 @@ from guestguard import make_config
 from guestguard.notifications.models import Notification
 from guestguard.notifications.services import queue_notification
 from guestguard.testing import migrate
+
+from benchmarks import events
 
 REQUESTS = 2000
 MESSAGES = 300
@@ -161,6 +167,7 @@ def main() -> int:
         login_app.app.registry["db.engine"].dispose()
     print(f"python {sys.version.split()[0]}, SQLite, {REQUESTS} requests, {MESSAGES} messages, "
           f"{LOGINS} logins")
+    events.main()
     return 0
 
 

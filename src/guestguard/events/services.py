@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 import phonenumbers
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import case, func, or_, select, tuple_
 
 from guestguard.audit.services import record
 from guestguard.db import utcnow
@@ -146,8 +146,9 @@ def list_events(db, workspace_ids: Iterable[uuid.UUID], *, after: str | None, li
              .order_by(Event.starts_at, Event.id).limit(limit + 1))
     if after:
         starts_at, event_id = decode_cursor(after, ("starts_at", "id"))
-        query = query.where(or_(Event.starts_at > starts_at,
-                                and_(Event.starts_at == starts_at, Event.id > event_id)))
+        # A row-value comparison is an index condition; the equivalent OR is
+        # only a filter, which would read the list from its start each time.
+        query = query.where(tuple_(Event.starts_at, Event.id) > tuple_(starts_at, event_id))
     events = list(db.scalars(query))
     more = len(events) > limit
     events = events[:limit]
@@ -315,7 +316,7 @@ def list_guests(db, event_id: uuid.UUID, *, after: str | None, limit: int,
         query = query.where(Guest.response == response)
     if after:
         name, guest_id = decode_cursor(after, ("name", "id"))
-        query = query.where(or_(Guest.name > name, and_(Guest.name == name, Guest.id > guest_id)))
+        query = query.where(tuple_(Guest.name, Guest.id) > tuple_(name, guest_id))
     guests = list(db.scalars(query.order_by(Guest.name, Guest.id).limit(limit + 1)))
     more = len(guests) > limit
     guests = guests[:limit]
