@@ -48,7 +48,7 @@ def test_the_host_sends_invitations_from_the_pages(app, run_in_request):
     workspace_id = run_in_request(lambda r: str(create_workspace(
         r, create_user(r, "ada@example.com", "Ada"), "Gala team").id), app.app.registry)
     host = bearer_for(app, "ada@example.com")
-    event = app.post_json("/api/v1/events", {"workspace_id": workspace_id, "name": "Gala",
+    event = app.post_json("/api/v1/events", {"workspace_id": workspace_id, "name": "Gala", "status": "published",
                                              "starts_at": "2030-06-21T19:00:00", "timezone": "UTC"},
                           headers=host).json["event"]
     guests = app.post_json(f"/api/v1/events/{event['id']}/guests",
@@ -67,3 +67,54 @@ def test_the_host_sends_invitations_from_the_pages(app, run_in_request):
     resend = next(f for f in guest_page.forms.values() if f.action.endswith("/send"))
     assert "Invitation sent to Grace by email." in resend.submit(status=303).follow().text
     assert len(outbox) == 2
+
+
+def _host_event(app, run_in_request, **fields):
+    workspace_id = run_in_request(lambda r: str(create_workspace(
+        r, create_user(r, "ada@example.com", "Ada"), "W").id), app.app.registry)
+    host = bearer_for(app, "ada@example.com")
+    body = {"workspace_id": workspace_id, "name": "Gala", "starts_at": "2030-06-21T19:00:00",
+            "timezone": "UTC", **fields}
+    return app.post_json("/api/v1/events", body, headers=host).json["event"], host
+
+
+def test_odd_cursors_limits_and_query_strings_are_400s(app, run_in_request):
+    import base64
+    import json
+
+    event, host = _host_event(app, run_in_request)
+    url = f"/api/v1/events/{event['id']}/guests"
+    for values in (["x", 123], ["2030-01-01T00:00:00+00:00", 5], [None, None]):
+        cursor = base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
+        assert app.get(f"{url}?after={cursor}", headers=host, status=400).json["error"]["code"] == "invalid_cursor"
+        app.get(f"/api/v1/events?after={cursor}", headers=host, status=400)
+    app.get(f"{url}?limit=%C2%B2", headers=host, status=400)
+    app.get(f"{url}?q=%ff", headers=host, status=400)
+
+
+def test_drafts_are_not_sent(app, run_in_request):
+    event, host = _host_event(app, run_in_request)
+    app.post_json(f"/api/v1/events/{event['id']}/guests", {"name": "Grace", "email": "g@example.com"},
+                  headers=host)
+    refused = app.post(f"/api/v1/events/{event['id']}/send-invitations", headers=host, status=409)
+    assert refused.json["error"]["code"] == "event_not_published"
+
+
+def test_fewer_seats_lower_the_headcount(app, run_in_request):
+    event, host = _host_event(app, run_in_request, status="published", default_plus_ones=3)
+    guest = app.post_json(f"/api/v1/events/{event['id']}/guests", {"name": "Grace"}, headers=host).json["guest"]
+    token = app.post(f"/api/v1/events/{event['id']}/guests/{guest['id']}/tokens", headers=host).json["token"]
+    app.post_json(f"/api/v1/rsvp/{token}", {"response": "yes", "plus_ones": 3})
+    app.patch_json(f"/api/v1/events/{event['id']}/guests/{guest['id']}", {"plus_ones_allowed": 1}, headers=host)
+    counts = app.get(f"/api/v1/events/{event['id']}", headers=host).json["event"]["headcount"]
+    assert counts["expected"] == 2
+
+
+def test_the_calendar_uid_ignores_the_host_header(app, run_in_request):
+    event, host = _host_event(app, run_in_request, status="published")
+    guest = app.post_json(f"/api/v1/events/{event['id']}/guests", {"name": "Grace"}, headers=host).json["guest"]
+    token = app.post(f"/api/v1/events/{event['id']}/guests/{guest['id']}/tokens", headers=host).json["token"]
+    ics = app.get(f"/access/{token}/event.ics", headers={"Host": "evil;x,y:80"}).text
+    unfolded = ics.replace("\r\n ", "")
+    uid = next(line for line in unfolded.splitlines() if line.startswith("UID:"))
+    assert uid.endswith("@guestguard.test") and "evil" not in ics

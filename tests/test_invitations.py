@@ -11,7 +11,7 @@ from guestguard.plugins import hookimpl
 from guestguard.testing import bearer_for, create_user
 from guestguard.workspaces.services import create_workspace
 
-EVENT = {"name": "Midsummer Gala", "starts_at": "2030-06-21T19:00:00", "ends_at": "2030-06-21T23:30:00",
+EVENT = {"name": "Midsummer Gala", "status": "published", "starts_at": "2030-06-21T19:00:00", "ends_at": "2030-06-21T23:30:00",
          "timezone": "Europe/London", "venue": "Kew Gardens, Richmond; TW9 3AE", "default_plus_ones": 1,
          "rsvp_deadline": "2030-06-01T12:00:00+00:00", "host_message": "Dress: summer best.\nNo gifts, please!",
          "description": "An evening of music under the stars, with dinner at eight."}

@@ -114,6 +114,10 @@ def guard_body(event) -> None:
     limit = request.registry.settings["http.max_body_bytes"]
     if request.content_length is not None and request.content_length > limit:
         raise APIError(413, "too_large", f"The body is larger than {limit} bytes.", limit=limit)
+    try:
+        request.GET
+    except UnicodeDecodeError:
+        raise APIError(400, "bad_request", "The query string is not valid UTF-8.") from None
     if request.method in ("POST", "PUT", "PATCH") and request.content_type in FORM_TYPES:
         try:
             request.POST

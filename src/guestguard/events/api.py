@@ -57,7 +57,7 @@ def page_size(request) -> int:
     raw = request.GET.get("limit")
     if raw is None:
         return services.DEFAULT_PAGE_SIZE
-    if not raw.isdigit() or not 1 <= int(raw) <= services.MAX_PAGE_SIZE:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= services.MAX_PAGE_SIZE:
         raise APIError(400, "bad_request", f"limit must be a whole number from 1 to {services.MAX_PAGE_SIZE}.")
     return int(raw)
 

@@ -11,6 +11,7 @@ in the URL), and an unusable token gets one neutral 404 page."""
 from __future__ import annotations
 
 import datetime as dt
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 from pyramid.renderers import render_to_response
@@ -172,7 +173,8 @@ def ics_time(moment: dt.datetime) -> str:
 
 def calendar(request, guest: Guest, event: Event) -> str:
     ends = event.ends_at or event.starts_at + dt.timedelta(hours=2)
-    host = request.host.split(":")[0] or "guestguard"
+    # Our own name, not the request's Host header, which the caller chooses.
+    host = urlsplit(request.registry.settings["app.base_url"]).hostname or "guestguard"
     description = "\n\n".join(part for part in (event.description, event.host_message) if part)
     lines = [
         "BEGIN:VCALENDAR",

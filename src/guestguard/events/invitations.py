@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from guestguard.accounts.tokens import hash_token, looks_like_token, new_token
 from guestguard.audit.services import record
 from guestguard.db import utcnow
-from guestguard.events.models import CANCELLED, NO, Event, Guest, InvitationLink, Rsvp
+from guestguard.events.models import CANCELLED, DRAFT, NO, Event, Guest, InvitationLink, Rsvp
 from guestguard.events.schemas import RsvpInput
 from guestguard.events.services import EventsError, _actor
 from guestguard.notifications.services import queue_notification
@@ -194,11 +194,18 @@ def message_context(event: Event, guest: Guest) -> dict[str, str]:
     }
 
 
+def refuse_unsendable(event: Event) -> None:
+    if event.status == CANCELLED:
+        raise EventsError(409, "event_cancelled", "This event is cancelled: invitations cannot be sent.")
+    if event.status == DRAFT:
+        raise EventsError(409, "event_not_published",
+                          "This event is a draft: publish it before sending invitations.")
+
+
 def send_invitation(request, guest: Guest, event: Event, channel: str | None = None) -> str:
     """Issue a fresh link and queue the invitation through the outbox.
     Returns the channel used."""
-    if event.status == CANCELLED:
-        raise EventsError(409, "event_cancelled", "This event is cancelled: invitations cannot be sent.")
+    refuse_unsendable(event)
     channel = choose_channel(guest, channel)
     raw = issue_link(request, guest)
     notification = queue_notification(
@@ -222,8 +229,7 @@ class Sent:
 def send_all(request, event: Event) -> Sent:
     """Invite every guest not invited yet; those without an email address or
     phone number are skipped and listed."""
-    if event.status == CANCELLED:
-        raise EventsError(409, "event_cancelled", "This event is cancelled: invitations cannot be sent.")
+    refuse_unsendable(event)
     guests = request.db.scalars(select(Guest).where(Guest.event_id == event.id, Guest.invited_at.is_(None))
                                 .order_by(Guest.name, Guest.id))
     queued, skipped = 0, []

@@ -172,6 +172,8 @@ def decode_cursor(cursor: str, shape: tuple[str, ...]) -> list[Any]:
             raise ValueError
         parsed = []
         for kind, value in zip(shape, values):
+            if not isinstance(value, str):
+                raise ValueError
             if kind == "id":
                 parsed.append(uuid.UUID(value))
             elif kind == "starts_at":
@@ -184,7 +186,7 @@ def decode_cursor(cursor: str, shape: tuple[str, ...]) -> list[Any]:
                     raise ValueError
                 parsed.append(value)
         return parsed
-    except (ValueError, TypeError, UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, TypeError, AttributeError, UnicodeDecodeError, json.JSONDecodeError):
         raise EventsError(400, "invalid_cursor", "The cursor is not valid: start again without it.") from None
 
 
@@ -247,7 +249,8 @@ def add_guests(request, event: Event, inputs: Sequence[GuestInput]) -> list[Gues
         else:
             seen[email] = index
     if problems:
-        if len(inputs) == 1 and "email" in problems.get("0", {}) and email_conflict(problems):
+        if (len(inputs) == 1 and set(problems.get("0", {})) == {"email"}
+                and email_conflict(problems)):
             existing = taken[rows[0]["email"]]
             raise EventsError(409, "conflict", f"{existing.name} is already on the list with this email.",
                               existing_guest_id=str(existing.id), fields=problems["0"])
@@ -288,6 +291,9 @@ def update_guest(request, event: Event, guest: Guest, data: GuestFields) -> Gues
                               existing_guest_id=str(other.id), fields={"email": "is already on the list"})
     for field, value in values.items():
         setattr(guest, field, value)
+    if guest.plus_ones_coming > guest.plus_ones_allowed:
+        # Fewer seats than the guest announced: the headcount follows the host.
+        guest.plus_ones_coming = guest.plus_ones_allowed
     record(request, "guest.updated", actor_id=_actor(request), workspace_id=event.workspace_id,
            target_type="guest", target_id=guest.id, fields=sorted(values))
     return guest
