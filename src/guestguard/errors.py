@@ -53,6 +53,28 @@ class APIError(HTTPException):
         super().__init__(detail=self.error_message)
 
 
+class Refusal(Exception):
+    """A service saying no: an HTTP status, a machine code and a message for
+    people; ``field`` names the input at fault, ``extra`` joins the error
+    body. Views return ``refusal(request, error)`` rather than raising, so
+    what the refusal recorded (audit rows, counters) commits."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None, **extra: Any):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+        self.extra = extra
+
+
+def refusal(request, error: Refusal) -> Response:
+    extra = dict(error.extra)
+    if error.field:
+        extra.setdefault("fields", {error.field: error.message})
+    return json_error(request, error.status, error.code, error.message, **extra)
+
+
 def validation_error(fields: dict[str, str], message: str = "Some fields are invalid.") -> APIError:
     return APIError(422, "validation_failed", message, fields=fields)
 

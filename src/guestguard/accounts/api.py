@@ -20,16 +20,11 @@ from guestguard.accounts.schemas import (
 from guestguard.accounts.services import AccountError
 from guestguard.audit.services import FAILURE, record
 from guestguard.captcha import require_captcha
-from guestguard.errors import APIError, json_error
+from guestguard.errors import APIError, json_error, refusal
 from guestguard.permissions import ACCOUNT, ACCOUNT_BASICS
 from guestguard.validation import parse_json
 
 ACCEPTED = {"message": "If the address can receive email, a message is on its way."}
-
-
-def refusal(request, error: AccountError):
-    extra = {"fields": {error.field: error.message}} if error.field else {}
-    return json_error(request, error.status, error.code, error.message, **extra)
 
 
 def user_json(request, user: User) -> dict:

@@ -15,19 +15,16 @@ from guestguard.accounts.passwords import Passwords
 from guestguard.accounts.tokens import hash_token, looks_like_token, new_token
 from guestguard.audit.services import FAILURE, record
 from guestguard.db import utcnow
+from guestguard.errors import Refusal
 from guestguard.notifications.services import queue_notification
 from guestguard.workspaces.services import create_personal_workspace
 
 
-class AccountError(Exception):
+class AccountError(Refusal):
     """A refusal with a machine code; views turn it into 4xx responses."""
 
     def __init__(self, code: str, message: str, status: int = 400, field: str | None = None):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
-        self.field = field
+        super().__init__(status, code, message, field)
 
 
 INVALID_CREDENTIALS = "invalid_credentials"

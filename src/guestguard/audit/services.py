@@ -8,6 +8,13 @@ from guestguard.audit.models import AuditEvent
 SUCCESS, FAILURE = "success", "failure"
 
 
+def actor_of(request) -> uuid.UUID | None:
+    """The person behind a request, for audit rows: None for an API key, a
+    guest's link or a task."""
+    identity = request.identity
+    return identity.user.id if identity is not None and identity.user is not None else None
+
+
 def record(request, action: str, *, result: str = SUCCESS, actor_id: uuid.UUID | None = None,
            workspace_id: uuid.UUID | None = None, target_type: str | None = None,
            target_id: Any = None, **details: Any) -> AuditEvent:

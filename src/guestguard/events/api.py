@@ -6,7 +6,7 @@ import uuid
 from pyramid.httpexceptions import HTTPNoContent
 from pyramid.view import view_config
 
-from guestguard.errors import APIError, json_error
+from guestguard.errors import APIError, json_error, refusal
 from guestguard.events import services
 from guestguard.events.models import Event, Guest
 from guestguard.events.resources import event_factory, guest_factory
@@ -19,10 +19,6 @@ from guestguard.workspaces import services as workspaces
 from guestguard.workspaces.resources import WorkspaceResource
 
 BATCH_BODY_BYTES = 1024 * 1024  # a thousand guests with notes fit
-
-
-def refusal(request, error: EventsError):
-    return json_error(request, error.status, error.code, error.message, **error.extra)
 
 
 def event_json(event: Event, headcount: services.Headcount | None = None) -> dict:

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 
 from guestguard.accounts.tokens import hash_token, looks_like_token, new_token
-from guestguard.audit.services import record
+from guestguard.audit.services import actor_of, record
 from guestguard.db import utcnow
 from guestguard.events.models import CANCELLED, DRAFT, NO, Event, Guest, InvitationLink, Rsvp
 from guestguard.events.schemas import RsvpInput
-from guestguard.events.services import EventsError, _actor
+from guestguard.events.services import EventsError
 from guestguard.notifications.services import queue_notification
 from guestguard.workspaces.models import Workspace
 
@@ -122,7 +122,7 @@ def issue_link(request, guest: Guest) -> str:
                        .where(InvitationLink.guest_id == guest.id, InvitationLink.revoked_at.is_(None))
                        .values(revoked_at=now).execution_options(synchronize_session=False))
     raw, token_hash = new_token()
-    actor = _actor(request)
+    actor = actor_of(request)
     link = InvitationLink(workspace_id=guest.workspace_id, event_id=guest.event_id, guest_id=guest.id,
                           token_hash=token_hash, issued_by_id=actor)
     request.db.add(link)
@@ -141,7 +141,7 @@ def revoke_link(request, guest: Guest) -> int:
         .where(InvitationLink.guest_id == guest.id, InvitationLink.revoked_at.is_(None))
         .values(revoked_at=utcnow()).execution_options(synchronize_session=False)).rowcount
     if revoked:
-        record(request, "invitation.revoked", actor_id=_actor(request), workspace_id=guest.workspace_id,
+        record(request, "invitation.revoked", actor_id=actor_of(request), workspace_id=guest.workspace_id,
                target_type="guest", target_id=guest.id)
     return revoked
 
@@ -213,7 +213,7 @@ def send_invitation(request, guest: Guest, event: Event, channel: str | None = N
         template=TEMPLATE, workspace_id=event.workspace_id, context=message_context(event, guest),
         sealed={"invitation_url": access_url(request, raw)})
     guest.invited_at = utcnow()
-    record(request, "invitation.sent", actor_id=_actor(request), workspace_id=event.workspace_id,
+    record(request, "invitation.sent", actor_id=actor_of(request), workspace_id=event.workspace_id,
            target_type="guest", target_id=guest.id, channel=channel, notification_id=str(notification.id))
     request.emit("invitation.sent", {"event_id": str(event.id), "guest_id": str(guest.id), "channel": channel},
                  event.workspace_id)
@@ -239,7 +239,7 @@ def send_all(request, event: Event) -> Sent:
             continue
         send_invitation(request, guest, event)
         queued += 1
-    record(request, "invitation.sent_all", actor_id=_actor(request), workspace_id=event.workspace_id,
+    record(request, "invitation.sent_all", actor_id=actor_of(request), workspace_id=event.workspace_id,
            target_type="event", target_id=event.id, queued=queued, skipped=len(skipped))
     return Sent(queued, skipped)
 

@@ -10,9 +10,8 @@ from typing import Literal
 from pyramid.httpexceptions import HTTPNoContent
 from pyramid.view import view_config
 
-from guestguard.errors import json_error
+from guestguard.errors import json_error, refusal
 from guestguard.events import invitations
-from guestguard.events.api import refusal
 from guestguard.events.models import Event, Guest, Rsvp
 from guestguard.events.schemas import RsvpInput
 from guestguard.events.services import EventsError

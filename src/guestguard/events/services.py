@@ -13,8 +13,9 @@ from typing import Any, Iterable, Sequence
 import phonenumbers
 from sqlalchemy import case, func, or_, select, tuple_
 
-from guestguard.audit.services import record
+from guestguard.audit.services import actor_of, record
 from guestguard.db import utcnow
+from guestguard.errors import Refusal
 from guestguard.events.models import MAYBE, NO, YES, Event, Guest
 from guestguard.events.schemas import EventFields, GuestFields, GuestInput, check_times, localize
 
@@ -23,20 +24,9 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 
 
-class EventsError(Exception):
+class EventsError(Refusal):
     """A refusal with a machine code; views turn it into a 4xx response."""
 
-    def __init__(self, status: int, code: str, message: str, **extra: Any):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.extra = extra
-
-
-def _actor(request):
-    identity = request.identity
-    return identity.user.id if identity is not None and identity.user is not None else None
 
 
 # --- events ------------------------------------------------------------------
@@ -51,10 +41,10 @@ def create_event(request, workspace_id: uuid.UUID, data: EventFields) -> Event:
     for field in ("starts_at", "ends_at", "rsvp_deadline"):
         if field in values:
             values[field] = localize(values[field], data.timezone)
-    event = Event(workspace_id=workspace_id, created_by_id=_actor(request), **values)
+    event = Event(workspace_id=workspace_id, created_by_id=actor_of(request), **values)
     request.db.add(event)
     request.db.flush()
-    record(request, "event.created", actor_id=_actor(request), workspace_id=workspace_id,
+    record(request, "event.created", actor_id=actor_of(request), workspace_id=workspace_id,
            target_type="event", target_id=event.id)
     request.emit("event.created", {"event_id": str(event.id), "name": event.name}, workspace_id)
     return event
@@ -85,14 +75,14 @@ def update_event(request, event: Event, data: EventFields) -> Event:
             value = ""
         if value is not None or field in OPTIONAL_TIMES:
             setattr(event, field, value)
-    record(request, "event.updated", actor_id=_actor(request), workspace_id=event.workspace_id,
+    record(request, "event.updated", actor_id=actor_of(request), workspace_id=event.workspace_id,
            target_type="event", target_id=event.id, fields=sorted(changes))
     return event
 
 
 def delete_event(request, event: Event) -> None:
     event.deleted_at = utcnow()
-    record(request, "event.deleted", actor_id=_actor(request), workspace_id=event.workspace_id,
+    record(request, "event.deleted", actor_id=actor_of(request), workspace_id=event.workspace_id,
            target_type="event", target_id=event.id)
 
 
@@ -259,7 +249,7 @@ def add_guests(request, event: Event, inputs: Sequence[GuestInput]) -> list[Gues
     guests = [Guest(workspace_id=event.workspace_id, event_id=event.id, **row) for row in rows]
     request.db.add_all(guests)
     request.db.flush()
-    actor = _actor(request)
+    actor = actor_of(request)
     for guest in guests:
         record(request, "guest.created", actor_id=actor, workspace_id=event.workspace_id,
                target_type="guest", target_id=guest.id, event_id=str(event.id))
@@ -294,14 +284,14 @@ def update_guest(request, event: Event, guest: Guest, data: GuestFields) -> Gues
     if guest.plus_ones_coming > guest.plus_ones_allowed:
         # Fewer seats than the guest announced: the headcount follows the host.
         guest.plus_ones_coming = guest.plus_ones_allowed
-    record(request, "guest.updated", actor_id=_actor(request), workspace_id=event.workspace_id,
+    record(request, "guest.updated", actor_id=actor_of(request), workspace_id=event.workspace_id,
            target_type="guest", target_id=guest.id, fields=sorted(values))
     return guest
 
 
 def delete_guest(request, guest: Guest) -> None:
     request.db.delete(guest)
-    record(request, "guest.deleted", actor_id=_actor(request), workspace_id=guest.workspace_id,
+    record(request, "guest.deleted", actor_id=actor_of(request), workspace_id=guest.workspace_id,
            target_type="guest", target_id=guest.id)
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 from pyramid.httpexceptions import HTTPNoContent
 from pyramid.view import view_config
 
-from guestguard.errors import APIError, json_error
+from guestguard.audit.services import actor_of
+from guestguard.errors import APIError, refusal
 from guestguard.permissions import (
     ACCOUNT, API_KEYS_MANAGE, MEMBERS_MANAGE, MEMBERS_VIEW, OWNERSHIP_TRANSFER, WORKSPACE_CREATE,
     WORKSPACE_DELETE, WORKSPACE_EDIT, WORKSPACE_VIEW, WORKSPACES_LIST,
@@ -19,16 +20,6 @@ from guestguard.workspaces.schemas import (
     AcceptInvitationInput, ApiKeyInput, InvitationInput, RoleInput, TransferInput, WorkspaceInput,
 )
 from guestguard.workspaces.services import WorkspaceError
-
-
-def refusal(request, error: WorkspaceError):
-    extra = {"fields": {error.field: error.message}} if error.field else {}
-    return json_error(request, error.status, error.code, error.message, **extra)
-
-
-def actor_id(request):
-    identity = request.identity
-    return identity.user.id if identity.user else None
 
 
 def workspace_json(workspace: Workspace, role: str | None) -> dict:
@@ -62,9 +53,7 @@ def caller_role(request, workspace_id) -> str | None:
 
 def own_membership(request, workspace_id) -> Membership | None:
     user = request.identity.user
-    if user is None:
-        return None
-    return next((m for m in services.members(request.db, workspace_id) if m.user_id == user.id), None)
+    return services.membership_of(request.db, workspace_id, user.id) if user is not None else None
 
 
 # --- workspaces --------------------------------------------------------------
@@ -97,13 +86,13 @@ def get_workspace(context, request):
              permission=WORKSPACE_EDIT)
 def update_workspace(context, request):
     data = parse_json(request, WorkspaceInput)
-    workspace = services.rename_workspace(request, actor_id(request), context.workspace, data.name)
+    workspace = services.rename_workspace(request, actor_of(request), context.workspace, data.name)
     return {"workspace": workspace_json(workspace, caller_role(request, context.workspace_id))}
 
 
 @view_config(route_name="api_workspace", request_method="DELETE", permission=WORKSPACE_DELETE)
 def delete_workspace(context, request):
-    services.delete_workspace(request, actor_id(request), context.workspace)
+    services.delete_workspace(request, actor_of(request), context.workspace)
     return HTTPNoContent()
 
 
@@ -121,7 +110,7 @@ def change_member_role(context, request):
     data = parse_json(request, RoleInput)
     try:
         membership = services.change_role(request, caller_role(request, context.workspace_id),
-                                          actor_id(request), context.record, data.role)
+                                          actor_of(request), context.record, data.role)
     except WorkspaceError as error:
         return refusal(request, error)
     return {"member": member_json(membership)}
@@ -131,7 +120,7 @@ def change_member_role(context, request):
 def remove_member(context, request):
     try:
         services.remove_member(request, caller_role(request, context.workspace_id),
-                               actor_id(request), context.record)
+                               actor_of(request), context.record)
     except WorkspaceError as error:
         return refusal(request, error)
     return HTTPNoContent()
@@ -189,7 +178,7 @@ def create_invitation(context, request):
 
 @view_config(route_name="api_invitation", request_method="DELETE", permission=MEMBERS_MANAGE)
 def revoke_invitation(context, request):
-    services.revoke_invitation(request, actor_id(request), context.record)
+    services.revoke_invitation(request, actor_of(request), context.record)
     return HTTPNoContent()
 
 
@@ -217,7 +206,7 @@ def list_api_keys(context, request):
              permission=API_KEYS_MANAGE)
 def create_api_key(context, request):
     data = parse_json(request, ApiKeyInput)
-    key, secret = services.create_api_key(request, actor_id(request), context.workspace,
+    key, secret = services.create_api_key(request, actor_of(request), context.workspace,
                                           data.name, data.role)
     request.response.status = 201
     return {"api_key": {**api_key_json(key), "secret": secret},
@@ -226,7 +215,7 @@ def create_api_key(context, request):
 
 @view_config(route_name="api_api_key", request_method="DELETE", permission=API_KEYS_MANAGE)
 def revoke_api_key(context, request):
-    services.revoke_api_key(request, actor_id(request), context.record)
+    services.revoke_api_key(request, actor_of(request), context.record)
     return HTTPNoContent()
 
 

@@ -16,6 +16,7 @@ from guestguard.accounts.models import User
 from guestguard.accounts.tokens import hash_token, looks_like_token, matches, new_token
 from guestguard.audit.services import record
 from guestguard.db import utcnow
+from guestguard.errors import Refusal
 from guestguard.notifications.services import queue_notification
 from guestguard.permissions import ADMIN, OWNER, STAFF
 from guestguard.workspaces.models import ApiKey, Invitation, Membership, Workspace
@@ -24,15 +25,9 @@ API_KEY_PREFIX = "ggk_"
 LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
 
 
-class WorkspaceError(Exception):
+class WorkspaceError(Refusal):
     """A refusal with a machine code; views turn it into a 4xx response."""
 
-    def __init__(self, status: int, code: str, message: str, field: str | None = None):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.field = field
 
 
 # --- workspaces --------------------------------------------------------------
@@ -105,6 +100,11 @@ def delete_workspace(request, actor_id, workspace: Workspace) -> None:
 def members(db, workspace_id: uuid.UUID) -> list[Membership]:
     return list(db.scalars(select(Membership).where(Membership.workspace_id == workspace_id)
                            .order_by(Membership.created_at)))
+
+
+def membership_of(db, workspace_id: uuid.UUID, user_id: uuid.UUID) -> Membership | None:
+    return db.scalar(select(Membership).where(Membership.workspace_id == workspace_id,
+                                              Membership.user_id == user_id))
 
 
 def find_membership(db, workspace_id: uuid.UUID, membership_id: uuid.UUID) -> Membership | None:

@@ -19,7 +19,8 @@ from guestguard.permissions import (
 )
 from guestguard.security import workspace_of
 from guestguard.workspaces import services
-from guestguard.workspaces.api import actor_id, own_membership
+from guestguard.audit.services import actor_of
+from guestguard.workspaces.api import own_membership
 from guestguard.workspaces.models import Workspace
 from guestguard.workspaces.schemas import (
     ApiKeyInput, InvitationInput, RoleInput, TransferInput, WorkspaceInput,
@@ -190,7 +191,7 @@ def rename_workspace(context, request):
     if errors:
         return settings_page(request, context, 400,
                              rename={"values": echo(request, "name"), "errors": errors})
-    services.rename_workspace(request, actor_id(request), context.workspace, data.name)
+    services.rename_workspace(request, actor_of(request), context.workspace, data.name)
     return go(request, "workspace_settings", context, f"The workspace is now called “{data.name}”.")
 
 
@@ -234,7 +235,7 @@ def delete_workspace(context, request):
         return settings_page(request, context, 400, delete={
             "values": {"confirm_name": typed},
             "errors": {"confirm_name": "Type the workspace name exactly as shown to delete it."}})
-    services.delete_workspace(request, actor_id(request), context.workspace)
+    services.delete_workspace(request, actor_of(request), context.workspace)
     return go(request, "account", message=f"Workspace “{context.workspace.name}” was deleted.")
 
 
@@ -273,10 +274,10 @@ def change_member_role(context, request):
         return members_page(request, context, 400, errors["role"], member.id)
     try:
         services.change_role(request, request.identity.roles.get(context.workspace_id),
-                             actor_id(request), member, data.role)
+                             actor_of(request), member, data.role)
     except WorkspaceError as error:
         return members_page(request, context, error.status, error.message, member.id)
-    if member.user_id == actor_id(request):
+    if member.user_id == actor_of(request):
         # One's own new role may not show the members page any more.
         return go(request, "workspace_home", context, f"Your role is now {data.role}.")
     return go(request, "workspace_members", context,
@@ -287,10 +288,10 @@ def change_member_role(context, request):
              permission=MEMBERS_MANAGE, renderer=MEMBERS_PAGE)
 def remove_member(context, request):
     member = context.record
-    name, leaving = member.user.display_name, member.user_id == actor_id(request)
+    name, leaving = member.user.display_name, member.user_id == actor_of(request)
     try:
         services.remove_member(request, request.identity.roles.get(context.workspace_id),
-                               actor_id(request), member)
+                               actor_of(request), member)
     except WorkspaceError as error:
         return members_page(request, context, error.status, error.message, member.id)
     if leaving:
@@ -335,7 +336,7 @@ def invite(context, request):
 @view_config(route_name="workspace_invitation_revoke", request_method="POST",
              permission=MEMBERS_MANAGE)
 def revoke_invitation(context, request):
-    services.revoke_invitation(request, actor_id(request), context.record)
+    services.revoke_invitation(request, actor_of(request), context.record)
     return go(request, "workspace_invitations", context,
               f"The invitation to {context.record.email} was withdrawn: its link no longer works.")
 
@@ -363,7 +364,7 @@ def create_api_key(context, request):
     data, errors = read(request, ApiKeyInput, ("name", "role"))
     if errors:
         return api_keys_page(request, context, 400, values=echo(request, "name", "role"), errors=errors)
-    key, secret = services.create_api_key(request, actor_id(request), context.workspace,
+    key, secret = services.create_api_key(request, actor_of(request), context.workspace,
                                           data.name, data.role)
     # Rendered, not redirected: the secret exists only in this response,
     # which private() keeps out of every cache.
@@ -372,7 +373,7 @@ def create_api_key(context, request):
 
 @view_config(route_name="workspace_api_key_revoke", request_method="POST", permission=API_KEYS_MANAGE)
 def revoke_api_key(context, request):
-    services.revoke_api_key(request, actor_id(request), context.record)
+    services.revoke_api_key(request, actor_of(request), context.record)
     return go(request, "workspace_api_keys", context,
               f"API key “{context.record.name}” was revoked: requests using it are refused from now on.")
 
