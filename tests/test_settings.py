@@ -71,7 +71,7 @@ def test_production_refuses_to_start_without_its_secret():
 
 
 PRODUCTION = {**MINIMAL, "app.env": "production", "app.base_url": "https://gg.example"}
-PRODUCTION_QUEUE = {"huey.url": "redis://127.0.0.1:6379/1"}
+PRODUCTION_QUEUE = {"huey.url": "redis://127.0.0.1:6379/1", "guard.stream.url": "redis://127.0.0.1:6379/3"}
 
 
 def test_production_refuses_a_short_secret():
@@ -82,6 +82,11 @@ def test_production_refuses_a_short_secret():
 def test_production_refuses_a_queue_no_worker_can_read():
     with pytest.raises(SettingsError, match="huey.url"):
         read(PRODUCTION, {"GG_APP_SECRET": "s" * 40})  # MINIMAL uses memory://
+
+
+def test_production_refuses_an_in_process_live_feed_with_separate_workers():
+    with pytest.raises(SettingsError, match="guard.stream.url"):
+        read({**PRODUCTION, "huey.url": "redis://127.0.0.1:6379/1"}, {"GG_APP_SECRET": "s" * 40})
 
 
 def test_a_postgresql_socket_url_is_accepted():

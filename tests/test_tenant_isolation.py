@@ -66,7 +66,7 @@ def world(app, run_in_request):
         key, _ = workspaces.create_api_key(request, ada.id, ours, "ours", "admin")
         import datetime as dt
 
-        from guestguard.events.models import Event, Guest
+        from guestguard.events.models import Event, Flag, Guest
 
         event = Event(workspace_id=ours.id, name="Gala", timezone="Europe/London",
                       starts_at=dt.datetime(2030, 6, 1, 18, tzinfo=dt.timezone.utc))
@@ -74,12 +74,16 @@ def world(app, run_in_request):
         request.db.flush()
         guest = Guest(workspace_id=ours.id, event_id=event.id, name="Grace", email="grace@example.com")
         request.db.add(guest)
+        request.db.flush()
+        flag = Flag(workspace_id=ours.id, event_id=event.id, guest_id=guest.id, rule="networks", score=50,
+                    evidence="used from 4 different networks within 2 hours")
+        request.db.add(flag)
         _, foreign_secret = workspaces.create_api_key(request, eve.id, theirs, "theirs", "admin")
         request.db.flush()
         return {
             "ids": {"workspace_id": ours.id, "member_id": staff.id,
                     "invitation_id": invitation.id, "key_id": key.id,
-                    "event_id": event.id, "guest_id": guest.id},
+                    "event_id": event.id, "guest_id": guest.id, "flag_id": flag.id},
             "foreign_key": foreign_secret,
         }
 

@@ -102,7 +102,8 @@ def test_security_headers(app):
 
 def test_hsts_in_production(make_app, tmp_path):
     app = make_app({"app.env": "production", "app.secret": "p" * 40,
-                    "huey.url": f"sqlite:///{tmp_path}/queue.sqlite", "huey.immediate": "false"})
+                    "huey.url": f"sqlite:///{tmp_path}/queue.sqlite", "huey.immediate": "false",
+                    "guard.stream.url": "redis://127.0.0.1:6379/3"})
     assert app.get("/health").headers["Strict-Transport-Security"].startswith("max-age=")
 
 

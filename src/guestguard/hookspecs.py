@@ -46,6 +46,18 @@ def register_captcha_verifiers(settings):
 
 
 @hookspec
+def register_access_rules(settings):
+    """Return a list of access rules that score each use of an invitation link.
+
+    Each has a unique ``name`` and ``evaluate(history) -> Finding | None``
+    (:class:`guestguard.plugins.AccessRule`). Rules run in the worker after
+    the guest's request committed, never in the guest's request; a rule that
+    raises is logged and skipped. A finding becomes a flag on the guest for
+    the host to review. ``guard.rules_disabled`` switches rules off by name.
+    """
+
+
+@hookspec
 def configure(config):
     """Extend the Pyramid configuration: routes, views, templates, tasks.
 

@@ -26,7 +26,8 @@ __all__ = [
     "hookimpl", "Setting", "SettingsError", "as_bool", "as_choice", "as_date", "as_float", "as_int",
     "as_list", "as_str", "as_url", "NotificationProvider", "OutgoingMessage",
     "PermanentDeliveryError", "TransientDeliveryError", "DomainEvent", "PluginInfo",
-    "CaptchaVerifier", "CaptchaWidget", "CaptchaUnavailable",
+    "CaptchaVerifier", "CaptchaWidget", "CaptchaUnavailable", "AccessUse", "AccessHistory",
+    "Finding", "AccessRule",
 ]
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,8 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 DEFAULT_PLUGINS = (
     "guestguard.notifications.console",
     "guestguard.captcha_builtin",
+    "guestguard.events.rules",
+    "guestguard.events.listeners",
 )
 
 
@@ -116,6 +119,67 @@ class CaptchaVerifier(Protocol):
     def verify(self, token: str, remote_ip: str | None) -> bool:
         """True when ``token`` proves a human; raise CaptchaUnavailable when
         the answer cannot be had."""
+
+
+@dataclass(frozen=True)
+class AccessUse:
+    """One use of an invitation token, as the access rules see it.
+
+    ``kind`` is ``view``, ``rsvp``, ``calendar`` or ``check_in``; ``outcome``
+    is ``ok``, ``revoked`` or ``expired``. ``network`` is the address's /24
+    (IPv4) or /48 (IPv6); ``device`` the browser and system ("Chrome Mobile
+    on Android"); ``automated`` marks link previews and crawlers, which no
+    person drove."""
+
+    id: uuid.UUID
+    at: dt.datetime
+    kind: str
+    outcome: str
+    ip: str
+    network: str
+    device: str
+    user_agent: str
+    automated: bool
+
+
+@dataclass(frozen=True)
+class AccessHistory:
+    """What a rule knows when it scores ``use``: the same token's other uses
+    in the last ``window`` (oldest first, at most a thousand, ``use``
+    excluded), the first use a person made of the link ever (None when
+    ``use`` is it), and the token's state."""
+
+    use: AccessUse
+    recent: tuple[AccessUse, ...]
+    first_open: AccessUse | None
+    window: dt.timedelta
+    link_revoked_at: dt.datetime | None = None
+
+    def since(self, delta: dt.timedelta, *, people_only: bool = True) -> list[AccessUse]:
+        """The recent uses within ``delta`` of ``use``, plus ``use`` itself;
+        without automated ones unless ``people_only`` is False."""
+        start = self.use.at - delta
+        uses = [u for u in self.recent if u.at >= start] + [self.use]
+        return [u for u in uses if not (people_only and u.automated)]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What a rule found: a score from 1 (faint) to 100 (certain), the
+    evidence in words for the host, and details for the API."""
+
+    score: int
+    evidence: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class AccessRule(Protocol):
+    name: str
+
+    def evaluate(self, history: AccessHistory) -> Finding | None:
+        """Score ``history.use``: None, or a Finding. An exception is logged
+        and the rule skipped for this use."""
 
 
 @dataclass(frozen=True)

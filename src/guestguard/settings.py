@@ -307,6 +307,11 @@ CORE_SETTINGS: tuple[Setting, ...] = (
             "Verification email requests per client IP and email."),
     Setting("ratelimit.rsvp", as_rate_limit, "10/hour", "RSVP submissions per invitation link."),
     Setting("ratelimit.invitation_page", as_rate_limit, "60/hour", "Invitation page views per link."),
+    Setting("ratelimit.invalid_link", as_rate_limit, "30/hour",
+            "Unusable invitation links (unknown, revoked, expired) presented per client IP; "
+            "over it the answer is 429 and nothing more is logged."),
+    Setting("ratelimit.stream_ticket", as_rate_limit, "120/hour",
+            "Live-stream tickets issued per signed-in user or API key."),
     Setting("ratelimit.event_create", as_rate_limit, "20/day", "Events created per user."),
     Setting("ratelimit.guest_create", as_rate_limit, "1000/day", "Guests created per user."),
     Setting("ratelimit.link_issue", as_rate_limit, "500/day", "Invitation links issued per user."),
@@ -323,6 +328,34 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting("guests.default_region", as_str, "US",
             "Country (ISO 3166 code) assumed for guest phone numbers written without +country code."),
     Setting("guests.max_batch", as_int(1, 10000), 1000, "Most guests one API call may add."),
+    Setting("guard.enabled", as_bool, True,
+            "Log every use of an invitation link and run the access rules on it; false keeps no "
+            "access log (no addresses stored) and flags nothing."),
+    Setting("guard.retention_days", as_int(1, 3650), 90,
+            "Days the access log keeps a use (its address and browser); older rows are purged "
+            "nightly, their counts kept per guest and day."),
+    Setting("guard.rules_disabled", as_list, (),
+            "Names of access rules not to run (built-in: networks, devices, revoked_link, "
+            "rsvp_device, burst, link_preview; plugins add more)."),
+    Setting("guard.networks.threshold", as_int(1, 1000), 3,
+            "Flag a link used from more than this many networks (IPv4 /24, IPv6 /48) ..."),
+    Setting("guard.networks.window_hours", as_int(1, 720), 24, "... within this many hours."),
+    Setting("guard.devices.threshold", as_int(1, 1000), 2,
+            "Flag a link opened on more than this many kinds of device (browser and system) ..."),
+    Setting("guard.devices.window_hours", as_int(1, 720), 24, "... within this many hours."),
+    Setting("guard.burst.opens", as_int(2, 10000), 10,
+            "Flag a link opened more than this many times ..."),
+    Setting("guard.burst.window_minutes", as_int(1, 1440), 5, "... within this many minutes."),
+    Setting("guard.rsvp_device.same_network_ok", as_bool, True,
+            "An answer from another device than the first open is not flagged when it comes "
+            "from the same network (a phone and a laptop at home)."),
+    Setting("guard.stream.url", as_url("redis", "rediss", "unix", "memory"), "memory://",
+            "Where live activity is published for the hosts' streams: redis://host:port/db when "
+            "web processes and workers are separate, memory:// for one process."),
+    Setting("guard.stream.heartbeat_seconds", as_int(1, 300), 15,
+            "Seconds between heartbeats on an idle live stream (keeps proxies from closing it)."),
+    Setting("guard.stream.max_seconds", as_int(10, 86400), 3600,
+            "Seconds after which a live stream ends; the page reconnects with a new ticket."),
     Setting("log.format", as_choice("text", "json", "auto"), "auto",
             "Log line format; auto is JSON in production and text elsewhere."),
     Setting("log.level", as_choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO",
@@ -397,6 +430,10 @@ def production_problems(settings: Mapping[str, Any], specs: Mapping[str, Setting
     if settings.get("huey.immediate") or str(settings.get("huey.url", "")).startswith("memory"):
         problems.append("settings 'huey.url' and 'huey.immediate': production needs a shared queue "
                         "(redis:// or sqlite:///) that workers read, not memory:// or immediate mode")
+    if str(settings.get("guard.stream.url", "")).startswith("memory") and not settings.get(
+            "huey.in_process_worker"):
+        problems.append("setting 'guard.stream.url': with separate worker processes the live activity "
+                        "feed needs redis:// shared by every process, not memory://")
     if str(settings.get("db.url", "")).startswith("sqlite"):
         log.warning("db.url is SQLite in production: fine for one small host, not for several")
     return problems

@@ -46,6 +46,7 @@ def guest_json(guest: Guest) -> dict:
         "responded_at": guest.responded_at.isoformat() if guest.responded_at else None,
         "invited_at": guest.invited_at.isoformat() if guest.invited_at else None,
         "opened_at": guest.opened_at.isoformat() if guest.opened_at else None,
+        "open_flags": guest.open_flags,
     }
 
 
@@ -131,9 +132,13 @@ def list_guests(context, request):
     if response is not None and response not in services.RESPONSE_FILTERS:
         raise APIError(400, "bad_request", "response must be one of " + ", ".join(services.RESPONSE_FILTERS) + ".")
     search = request.GET.get("q", "").strip()[:100]
+    flagged = request.GET.get("flagged", "false")
+    if flagged not in ("true", "false"):
+        raise APIError(400, "bad_request", "flagged must be true or false.")
     try:
         guests, cursor = services.list_guests(request.db, context.event.id, after=request.GET.get("after"),
-                                              limit=page_size(request), search=search, response=response)
+                                              limit=page_size(request), search=search, response=response,
+                                              flagged=flagged == "true")
     except EventsError as error:
         return refusal(request, error)
     return {"guests": [guest_json(guest) for guest in guests], "next": cursor}

@@ -20,8 +20,8 @@ from pyramid.view import view_config
 
 from guestguard.accounts.views import private, redirect, sentence
 from guestguard.db import utcnow
-from guestguard.events import invitations
-from guestguard.events.models import MAYBE, NO, YES, Event, Guest, InvitationLink
+from guestguard.events import access, invitations
+from guestguard.events.models import ANSWER, CALENDAR, MAYBE, NO, VIEW, YES, Event, Guest, InvitationLink
 from guestguard.events.schemas import RsvpInput
 from guestguard.events.services import EventsError
 from guestguard.validation import field_errors
@@ -78,11 +78,11 @@ def page(request, link: InvitationLink, guest: Guest, event: Event, *, status: i
 
 @view_config(route_name="access", request_method="GET", renderer=PAGE, rate_limit="invitation_page")
 def invitation_page(request):
-    found = invitations.link_for_token(request.db, request.matchdict["token"])
+    found = access.use_token(request, request.matchdict["token"], VIEW)
     if found is None:
         return invalid(request)
     link, guest, event = found
-    if request.method == "GET":
+    if request.method == "GET" and access.is_person(request):
         invitations.record_open(request, link, guest)
     return page(request, link, guest, event)
 
@@ -111,7 +111,7 @@ def read_answer(request, guest: Guest) -> tuple[RsvpInput | None, dict[str, str]
 
 @view_config(route_name="rsvp", request_method="POST", renderer=PAGE, rate_limit="rsvp", require_csrf=False)
 def rsvp(request):
-    found = invitations.link_for_token(request.db, request.matchdict["token"])
+    found = access.use_token(request, request.matchdict["token"], ANSWER)
     if found is None:
         return invalid(request)
     link, guest, event = found
@@ -201,7 +201,7 @@ def calendar(request, guest: Guest, event: Event) -> str:
 
 @view_config(route_name="access_ics", request_method="GET", rate_limit="invitation_page")
 def access_ics(request):
-    found = invitations.link_for_token(request.db, request.matchdict["token"])
+    found = access.use_token(request, request.matchdict["token"], CALENDAR)
     if found is None:
         return invalid(request)
     _, guest, event = found

@@ -13,14 +13,14 @@ from dataclasses import dataclass
 
 from sqlalchemy import select, update
 
-from guestguard.accounts.tokens import hash_token, looks_like_token, new_token
+from guestguard.accounts.tokens import new_token
 from guestguard.audit.services import actor_of, record
 from guestguard.db import utcnow
-from guestguard.events.models import CANCELLED, DRAFT, NO, Event, Guest, InvitationLink, Rsvp
+from guestguard.events import activity
+from guestguard.events.models import CANCELLED, DRAFT, NO, YES, Event, Guest, InvitationLink, Rsvp
 from guestguard.events.schemas import RsvpInput
 from guestguard.events.services import EventsError
 from guestguard.notifications.services import queue_notification
-from guestguard.workspaces.models import Workspace
 
 EMAIL, SMS = "email", "sms"
 CHANNELS = (EMAIL, SMS)
@@ -146,22 +146,6 @@ def revoke_link(request, guest: Guest) -> int:
     return revoked
 
 
-def link_for_token(db, raw: object) -> tuple[InvitationLink, Guest, Event] | None:
-    """The live link a token names with its guest and event, or None: garbage,
-    unknown, revoked, a deleted event or workspace all get the same answer."""
-    if not looks_like_token(raw):
-        return None
-    row = db.execute(
-        select(InvitationLink, Guest, Event)
-        .join(Guest, Guest.id == InvitationLink.guest_id)
-        .join(Event, Event.id == InvitationLink.event_id)
-        .join(Workspace, Workspace.id == InvitationLink.workspace_id)
-        .where(InvitationLink.token_hash == hash_token(raw), InvitationLink.revoked_at.is_(None),
-               Event.deleted_at.is_(None), Workspace.deleted_at.is_(None))
-    ).first()
-    return (row[0], row[1], row[2]) if row is not None else None
-
-
 # --- sending -----------------------------------------------------------------
 
 
@@ -211,7 +195,8 @@ def send_invitation(request, guest: Guest, event: Event, channel: str | None = N
     notification = queue_notification(
         request, channel=channel, recipient=guest.email if channel == EMAIL else guest.phone,
         template=TEMPLATE, workspace_id=event.workspace_id, context=message_context(event, guest),
-        sealed={"invitation_url": access_url(request, raw)})
+        sealed={"invitation_url": access_url(request, raw)},
+        about={"event_id": str(event.id), "guest_id": str(guest.id)})
     guest.invited_at = utcnow()
     record(request, "invitation.sent", actor_id=actor_of(request), workspace_id=event.workspace_id,
            target_type="guest", target_id=guest.id, channel=channel, notification_id=str(notification.id))
@@ -248,7 +233,8 @@ def send_all(request, event: Event) -> Sent:
 
 
 def record_open(request, link: InvitationLink, guest: Guest) -> bool:
-    """Note the first time the guest opens their invitation; True that time."""
+    """Note the first time the guest opens their invitation; True that time.
+    Callers leave out link previews and crawlers: no person opened it."""
     now = utcnow()
     first = request.db.execute(
         update(Guest).where(Guest.id == guest.id, Guest.opened_at.is_(None))
@@ -259,7 +245,16 @@ def record_open(request, link: InvitationLink, guest: Guest) -> bool:
                target_id=guest.id, link_id=str(link.id))
         request.emit("invitation.opened", {"event_id": str(guest.event_id), "guest_id": str(guest.id)},
                      guest.workspace_id)
+        activity.add(request, workspace_id=guest.workspace_id, event_id=guest.event_id, guest_id=guest.id,
+                     kind="invitation.opened", summary=f"{guest.name} opened the invitation")
     return first
+
+
+def answer_words(response: str, plus_ones: int) -> str:
+    """"yes, bringing 2 guests", "no", "maybe"."""
+    if response == YES and plus_ones:
+        return f"yes, bringing {plus_ones_phrase(plus_ones)}"
+    return response
 
 
 def latest_rsvp(db, guest: Guest) -> Rsvp | None:
@@ -307,4 +302,9 @@ def submit_rsvp(request, link: InvitationLink, guest: Guest, event: Event, data:
     if latest is not None:
         payload["previous"] = previous
     request.emit(action, payload, guest.workspace_id)
+    words = answer_words(data.response, plus_ones)
+    summary = (f"{guest.name} answered {words}" if latest is None
+               else f"{guest.name} changed the answer from {previous or 'none'} to {words}")
+    activity.add(request, workspace_id=guest.workspace_id, event_id=event.id, guest_id=guest.id, kind=action,
+                 summary=summary, data={"response": data.response, "plus_ones": plus_ones, "previous": previous})
     return rsvp, True

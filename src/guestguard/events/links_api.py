@@ -11,8 +11,9 @@ from pyramid.httpexceptions import HTTPNoContent
 from pyramid.view import view_config
 
 from guestguard.errors import json_error, refusal
+from guestguard.events import access as token_access
 from guestguard.events import invitations
-from guestguard.events.models import Event, Guest, Rsvp
+from guestguard.events.models import ANSWER, VIEW, Event, Guest, Rsvp
 from guestguard.events.schemas import RsvpInput
 from guestguard.events.services import EventsError
 from guestguard.permissions import GUESTS_EDIT
@@ -113,13 +114,17 @@ def send_all(context, request):
 # --- guests ------------------------------------------------------------------
 
 
+def token_use(request, kind: str):
+    return token_access.use_token(request, request.matchdict["token"], kind)
+
+
 @view_config(route_name="api_access", request_method="GET", renderer="json", rate_limit="invitation_page")
 def access(request):
-    found = invitations.link_for_token(request.db, request.matchdict["token"])
+    found = token_use(request, VIEW)
     if found is None:
         return invalid_link(request)
     link, guest, event = found
-    if request.method == "GET":
+    if request.method == "GET" and token_access.is_person(request):
         invitations.record_open(request, link, guest)
     no_store(request)
     return invitation_json(event, guest, invitations.latest_rsvp(request.db, guest))
@@ -127,7 +132,7 @@ def access(request):
 
 @view_config(route_name="api_rsvp", request_method="POST", renderer="json", rate_limit="rsvp")
 def rsvp(request):
-    found = invitations.link_for_token(request.db, request.matchdict["token"])
+    found = token_use(request, ANSWER)
     if found is None:
         return invalid_link(request)
     link, guest, event = found

@@ -58,6 +58,8 @@ class Guest(IdMixin, TimestampMixin, Base):
     responded_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     invited_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     opened_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # Flags awaiting the host's review, kept here so the list needs no join.
+    open_flags: Mapped[int] = mapped_column(default=0, server_default="0")
 
     __table_args__ = (
         UniqueConstraint("event_id", "email"),
@@ -99,3 +101,121 @@ class Rsvp(IdMixin, Base):
     dietary: Mapped[str] = mapped_column(String(500), default="")
     message: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+# --- the guard: access log, flags, activity, stream tickets ---------------------
+
+VIEW, ANSWER, CALENDAR, CHECK_IN = "view", "rsvp", "calendar", "check_in"
+ACCESS_KINDS = (VIEW, ANSWER, CALENDAR, CHECK_IN)
+OK, REVOKED, EXPIRED, UNKNOWN = "ok", "revoked", "expired", "unknown"
+ACCESS_OUTCOMES = (OK, REVOKED, EXPIRED, UNKNOWN)
+FLAG_OPEN, FLAG_DISMISSED, FLAG_RESOLVED = "open", "dismissed", "resolved"
+FLAG_STATUSES = (FLAG_OPEN, FLAG_DISMISSED, FLAG_RESOLVED)
+
+
+class AccessEntry(IdMixin, Base):
+    """One use of an invitation token. Unknown tokens belong to no tenant, so
+    their rows carry no workspace. Purged after ``guard.retention_days``;
+    ``AccessTally`` keeps the counts."""
+
+    __tablename__ = "access_log"
+
+    workspace_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True, default=None)
+    event_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("events.id", ondelete="CASCADE"), default=None)
+    guest_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("guests.id", ondelete="CASCADE"), index=True, default=None)
+    link_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("invitation_links.id", ondelete="CASCADE"), default=None)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    outcome: Mapped[str] = mapped_column(String(16))
+    ip: Mapped[str] = mapped_column(String(45), default="")
+    network: Mapped[str] = mapped_column(String(49), default="")
+    user_agent: Mapped[str] = mapped_column(String(512), default="")
+    device: Mapped[str] = mapped_column(String(120), default="")
+    automated: Mapped[bool] = mapped_column(default=False)
+
+    __table_args__ = (Index("ix_access_log_link_at", "link_id", "at"),)
+
+
+class AccessTally(IdMixin, Base):
+    """Uses per guest, day, kind and outcome, rolled up from purged log rows."""
+
+    __tablename__ = "access_tallies"
+
+    workspace_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True, default=None)
+    event_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("events.id", ondelete="CASCADE"), default=None)
+    guest_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("guests.id", ondelete="CASCADE"), index=True, default=None)
+    day: Mapped[dt.date]
+    kind: Mapped[str] = mapped_column(String(16))
+    outcome: Mapped[str] = mapped_column(String(16))
+    uses: Mapped[int] = mapped_column(default=0)
+
+
+class Flag(IdMixin, Base):
+    """A finding of an access rule about a guest's link, for the host to
+    review. The guest sees nothing of it."""
+
+    __tablename__ = "flags"
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
+    guest_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("guests.id", ondelete="CASCADE"), index=True)
+    link_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("invitation_links.id", ondelete="SET NULL"), default=None)
+    rule: Mapped[str] = mapped_column(String(64))
+    score: Mapped[int]
+    evidence: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(16), default=FLAG_OPEN)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    closed_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    closed_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None)
+
+    __table_args__ = (Index("ix_flags_event_created_id", "event_id", "created_at", "id"),)
+
+
+class Activity(IdMixin, Base):
+    """What happened at an event, for the host's feed: opens, answers, flags,
+    deliveries. ``kind`` is the domain event's name."""
+
+    __tablename__ = "activity"
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
+    guest_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("guests.id", ondelete="CASCADE"), index=True, default=None)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    kind: Mapped[str] = mapped_column(String(32))
+    summary: Mapped[str] = mapped_column(String(500))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    __table_args__ = (Index("ix_activity_event_at_id", "event_id", "at", "id"),)
+
+
+class StreamTicket(IdMixin, Base):
+    """A single-use, short-lived pass to one event's live stream (browsers
+    cannot send an Authorization header with EventSource). Only its SHA-256
+    is stored."""
+
+    __tablename__ = "stream_tickets"
+
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    workspace_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
+    user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), default=None)
+    api_key_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("api_keys.id", ondelete="CASCADE"), default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
+    used_at: Mapped[dt.datetime | None] = mapped_column(default=None)

@@ -77,6 +77,14 @@ def when(moment: dt.datetime | None, timezone: str) -> str:
     return f"{moment.strftime('%a')} {moment.day} {moment.strftime('%b %Y, %H:%M')} {moment.tzname()}".strip()
 
 
+def short_when(moment: dt.datetime | None, timezone: str) -> str:
+    """"Sat 21 Jun, 19:00": the feed's times, in the event's zone."""
+    moment = local(moment, timezone)
+    if moment is None:
+        return ""
+    return f"{moment.strftime('%a')} {moment.day} {moment.strftime('%b, %H:%M')}"
+
+
 def span(starts: dt.datetime, ends: dt.datetime | None, timezone: str) -> str:
     """The event's time, the end's date left out when it is the same day."""
     start = when(starts, timezone)

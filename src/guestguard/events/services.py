@@ -166,7 +166,7 @@ def decode_cursor(cursor: str, shape: tuple[str, ...]) -> list[Any]:
                 raise ValueError
             if kind == "id":
                 parsed.append(uuid.UUID(value))
-            elif kind == "starts_at":
+            elif kind in ("starts_at", "at"):
                 moment = dt.datetime.fromisoformat(value)
                 if moment.tzinfo is None:
                     raise ValueError
@@ -298,10 +298,18 @@ def delete_guest(request, guest: Guest) -> None:
 RESPONSE_FILTERS = ("yes", "no", "maybe", "pending")
 
 
+def flagged_guests(db, event_id: uuid.UUID) -> int:
+    """How many guests have flags awaiting review."""
+    return db.scalar(select(func.count(Guest.id)).where(Guest.event_id == event_id, Guest.open_flags > 0)) or 0
+
+
 def list_guests(db, event_id: uuid.UUID, *, after: str | None, limit: int,
-                search: str = "", response: str | None = None) -> tuple[list[Guest], str | None]:
+                search: str = "", response: str | None = None,
+                flagged: bool = False) -> tuple[list[Guest], str | None]:
     """One page of the list, by name, in one query whatever the list's size."""
     query = select(Guest).where(Guest.event_id == event_id)
+    if flagged:
+        query = query.where(Guest.open_flags > 0)
     if search:
         pattern = "%" + search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         query = query.where(or_(func.lower(Guest.name).like(pattern, escape="\\"),

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from guestguard.accounts.views import FORM, private, redirect, sentence
 from guestguard.db import utcnow
-from guestguard.events import invitations, pages, services
+from guestguard.events import access, activity, flags, invitations, pages, services
 from guestguard.events.models import EVENT_STATUSES
 from guestguard.events.schemas import EventFields, EventInput, GuestFields, GuestInput, check_times
 from guestguard.events.services import EventsError
@@ -42,7 +42,12 @@ STATUS_LABELS = {"draft": "Draft", "published": "Published", "cancelled": "Cance
 STATUS_HINTS = {"draft": "only your team sees it", "published": "invitations can go out",
                 "cancelled": "guests see that it is cancelled"}
 RESPONSE_FILTERS = (("", "Everyone"), ("yes", "Yes"), ("maybe", "Maybe"), ("no", "No"),
-                    ("pending", "No answer yet"))
+                    ("pending", "No answer yet"), ("flagged", "Flagged for review"))
+FEED_SIZE = 20
+# The built-in access rules in words; a plugin's rule shows under its name.
+RULE_LABELS = {"networks": "Many networks", "devices": "Many devices", "revoked_link": "Old link used",
+               "rsvp_device": "Answered from another device", "burst": "Burst of opens",
+               "link_preview": "Pasted into a chat or post"}
 # Common zones for the time-zone field's suggestions; any IANA name is accepted.
 COMMON_ZONES = (
     "UTC", "Europe/London", "Europe/Dublin", "Europe/Lisbon", "Europe/Paris", "Europe/Berlin",
@@ -204,6 +209,9 @@ def event_page_base(request, context, status: int = 200, **extra) -> dict:
         "status_labels": STATUS_LABELS,
         "local": lambda moment: pages.local(moment, event.timezone),
         "at": lambda moment: pages.when(moment, event.timezone),
+        "short_time": lambda moment: pages.short_when(moment, event.timezone),
+        "cursor_of": activity.cursor_of,
+        "rule_labels": RULE_LABELS,
         **extra,
     }
 
@@ -286,18 +294,21 @@ def event_page(context, request):
     event = context.event
     q = request.GET.get("q", "").strip()[:100]
     response = request.GET.get("response", "")
-    if response not in services.RESPONSE_FILTERS:
+    if response not in services.RESPONSE_FILTERS + ("flagged",):
         response = ""
     after = request.GET.get("after") or None
     page = event_page_base(request, context)
-    guests, cursor, problem = [], None, None
+    guests, cursor, problem, feed = [], None, None, []
     if page["can"]["view_guests"]:
         try:
-            guests, cursor = services.list_guests(request.db, event.id, after=after, limit=PAGE_SIZE,
-                                                  search=q, response=response or None)
+            guests, cursor = services.list_guests(
+                request.db, event.id, after=after, limit=PAGE_SIZE, search=q,
+                response=response if response in services.RESPONSE_FILTERS else None,
+                flagged=response == "flagged")
         except EventsError:
             request.response.status = 400
             problem = "That page of the guest list is no longer valid. Start again from the first page."
+        feed = activity.latest(request.db, event.id, FEED_SIZE)
     counts = services.headcounts(request.db, [event.id])[event.id]
     here = lambda **query: request.route_path("event_page", event_id=event.id, _query=query)  # noqa: E731
     page.update(
@@ -307,6 +318,8 @@ def event_page(context, request):
         next_url=here(**list_query(q, response, cursor)) if cursor else None,
         first_url=here(**list_query(q, response)),
         chart_url=request.route_path("event_headcount_svg", event_id=event.id),
+        feed=feed, feed_since=activity.cursor_of(feed[0]) if feed else activity.now_cursor(),
+        flagged=services.flagged_guests(request.db, event.id) if page["can"]["view_guests"] else 0,
     )
     return page
 
@@ -397,7 +410,10 @@ def new_guest(context, request):
 def guest_page(request, context, status: int = 200, values=None, errors=None, existing=None) -> dict:
     guest = context.record
     return event_page_base(request, context, status, guest=guest, answers=pages.answers(request.db, guest.id),
-                           values=values or guest_values(guest), errors=errors or {}, existing=existing)
+                           values=values or guest_values(guest), errors=errors or {}, existing=existing,
+                           flags=flags.guest_flags(request.db, guest.id),
+                           uses=access.recent_uses(request.db, guest.id, 10),
+                           totals=access.totals(request.db, guest.id))
 
 
 @view_config(route_name="event_guest", request_method="GET", permission=GUESTS_VIEW,

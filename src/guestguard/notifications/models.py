@@ -24,6 +24,9 @@ class Notification(IdMixin, TimestampMixin, DurableJobMixin, Base):
     recipient: Mapped[str] = mapped_column(String(320))
     template: Mapped[str] = mapped_column(String(100))
     context: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # What the message is about ({"event_id": ..., "guest_id": ...}): handed
+    # on with the notification.sent / notification.failed domain events.
+    about: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # Values that must not rest in the database readable (links carrying
     # tokens): encrypted with a key derived from app.secret, dropped once the
     # notification reaches a final status.

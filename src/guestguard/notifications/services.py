@@ -36,11 +36,14 @@ def queue_notification(
     context: Mapping[str, Any] | None = None,
     sealed: Mapping[str, Any] | None = None,
     workspace_id: uuid.UUID | None = None,
+    about: Mapping[str, str] | None = None,
 ) -> Notification:
     """Store a notification and enqueue its delivery after commit.
 
     ``sealed`` values (links with tokens) are rendered like ``context`` but
     stored encrypted and erased once the message is sent or has failed.
+    ``about`` names what the message concerns; it travels with the
+    ``notification.sent`` and ``notification.failed`` domain events.
     """
     if channel not in request.registry["notifications.providers"]:
         raise ValueError(f"no provider serves the {channel!r} channel")
@@ -52,6 +55,7 @@ def queue_notification(
         context=dict(context or {}),
         sealed_context=seal(request.registry.settings, sealed) if sealed else None,
         workspace_id=workspace_id,
+        about=dict(about or {}),
     )
     request.db.add(notification)
     request.db.flush()
@@ -155,14 +159,23 @@ def record_outcome(request, attempt: Attempt, provider_message_id: str | None,
         notification.provider_message_id = provider_message_id
         drop_secrets(notification)
         log.info("notification %s sent through %s", notification.id, notification.provider)
+        announce(request, notification, "notification.sent")
         return None
     retry_at = fail_job(notification, error, permanent=permanent, backoff=RETRY_BACKOFF)
     if retry_at is None:
         drop_secrets(notification)
         log.warning("notification %s failed after %d attempt(s): %s",
                     notification.id, notification.attempts, error)
+        announce(request, notification, "notification.failed", error=error)
     else:
         log.info("notification %s attempt %d failed, retrying at %s: %s",
                  notification.id, notification.attempts, retry_at.isoformat(), error)
     return retry_at
 
+
+
+def announce(request, notification: Notification, name: str, **extra: Any) -> None:
+    """A final outcome, as a domain event (never the recipient's address)."""
+    request.emit(name, {"notification_id": str(notification.id), "channel": notification.channel,
+                        "template": notification.template, "about": dict(notification.about or {}),
+                        **extra}, notification.workspace_id)

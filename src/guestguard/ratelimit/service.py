@@ -104,6 +104,8 @@ POLICY_KEYS: dict[str, Callable[[Any], str]] = {
     "resend_verification": by_ip_and_email,
     "rsvp": by_token,
     "invitation_page": by_token,
+    "invalid_link": by_ip,
+    "stream_ticket": by_caller,
     "event_create": by_caller,
     "guest_create": by_caller,
     "link_issue": by_caller,

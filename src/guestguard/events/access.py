@@ -1,0 +1,194 @@
+"""The access log: every use of an invitation token (page view, answer,
+calendar download, check-in) with its time, address, browser and outcome.
+
+The guest's request writes one row in its own transaction and queues the
+access rules for after the commit (``rules.evaluate_use``), so the rules
+never slow the guest's page. Unusable tokens are logged too (outcome
+``revoked``, ``expired`` or ``unknown``); a client presenting too many of
+them is refused with 429 (``ratelimit.invalid_link``), which also bounds what
+a scanner can write here.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import logging
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import delete, func, select
+
+from guestguard.accounts.devices import classify
+from guestguard.accounts.tokens import hash_token, looks_like_token
+from guestguard.db import utcnow
+from guestguard.events.models import (
+    ACCESS_KINDS, EXPIRED, OK, REVOKED, UNKNOWN, AccessEntry, AccessTally, Event, Guest, InvitationLink,
+    StreamTicket,
+)
+from guestguard.events.flags import evaluate_use
+from guestguard.ratelimit import enforce
+from guestguard.workspaces.models import Workspace
+
+log = logging.getLogger(__name__)
+
+USER_AGENT_LIMIT = 512
+
+
+@dataclass(frozen=True)
+class TokenUse:
+    """What a token named: its outcome and, unless unknown, the link."""
+
+    outcome: str
+    link: InvitationLink | None = None
+    guest: Guest | None = None
+    event: Event | None = None
+
+
+def look_up(db, raw: object) -> TokenUse:
+    """One query: the link a token names, revoked or not, and whether it can
+    be used. A link of a deleted event or workspace has ``expired``."""
+    if not looks_like_token(raw):
+        return TokenUse(UNKNOWN)
+    row = db.execute(
+        select(InvitationLink, Guest, Event, Workspace.deleted_at)
+        .join(Guest, Guest.id == InvitationLink.guest_id)
+        .join(Event, Event.id == InvitationLink.event_id)
+        .join(Workspace, Workspace.id == InvitationLink.workspace_id)
+        .where(InvitationLink.token_hash == hash_token(raw))
+    ).first()
+    if row is None:
+        return TokenUse(UNKNOWN)
+    link, guest, event, workspace_deleted_at = row
+    if link.revoked_at is not None:
+        outcome = REVOKED
+    elif event.deleted_at is not None or workspace_deleted_at is not None:
+        outcome = EXPIRED
+    else:
+        outcome = OK
+    return TokenUse(outcome, link, guest, event)
+
+
+def network_of(ip: str) -> str:
+    """The /24 of an IPv4 address, the /48 of an IPv6 one: addresses one
+    household or office moves between count as one network."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ""
+    if address.version == 6 and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+
+
+def record(request, found: TokenUse, kind: str) -> AccessEntry | None:
+    """Log one use and queue the rules on it; nothing when the guard is off."""
+    if not request.registry.settings["guard.enabled"]:
+        return None
+    user_agent = request.headers.get("User-Agent", "")[:USER_AGENT_LIMIT]
+    device = classify(user_agent)
+    ip = request.client_ip
+    link = found.link
+    entry = AccessEntry(
+        workspace_id=link.workspace_id if link else None, event_id=link.event_id if link else None,
+        guest_id=link.guest_id if link else None, link_id=link.id if link else None,
+        kind=kind, outcome=found.outcome, ip=ip[:45], network=network_of(ip), user_agent=user_agent,
+        device=device.name, automated=device.automated)
+    request.db.add(entry)
+    if link is not None:
+        request.db.flush()
+        request.enqueue(evaluate_use, entry.id)
+    return entry
+
+
+def use_token(request, raw: object, kind: str) -> tuple[InvitationLink, Guest, Event] | None:
+    """The live link, guest and event a token names, with the use logged;
+    None for any unusable token (after counting it against the caller's
+    ``invalid_link`` limit, which raises RateLimited when over)."""
+    found = look_up(request.db, raw)
+    if found.outcome != OK:
+        enforce(request, "invalid_link")
+    record(request, found, kind)
+    if found.outcome != OK:
+        return None
+    return found.link, found.guest, found.event
+
+
+def is_person(request) -> bool:
+    """Whether the request looks driven by a person, not a preview fetcher
+    or crawler (those must not count as the guest opening the invitation)."""
+    return not classify(request.headers.get("User-Agent", "")[:USER_AGENT_LIMIT]).automated
+
+
+# --- reading the log ---------------------------------------------------------------
+
+
+def recent_uses(db, guest_id: uuid.UUID, limit: int = 20) -> list[AccessEntry]:
+    """The guest's latest uses of any of their links, newest first."""
+    return list(db.scalars(select(AccessEntry).where(AccessEntry.guest_id == guest_id)
+                           .order_by(AccessEntry.at.desc(), AccessEntry.id.desc()).limit(limit)))
+
+
+def totals(db, guest_id: uuid.UUID) -> dict[str, int]:
+    """Uses of the guest's links since the first: the kept log plus the
+    tallies of purged rows (two queries)."""
+    counts = {kind: 0 for kind in ACCESS_KINDS} | {"unusable": 0, "automated": 0}
+    kept = db.execute(select(AccessEntry.kind, AccessEntry.outcome, AccessEntry.automated, func.count())
+                      .where(AccessEntry.guest_id == guest_id)
+                      .group_by(AccessEntry.kind, AccessEntry.outcome, AccessEntry.automated))
+    purged = db.execute(select(AccessTally.kind, AccessTally.outcome, False, func.sum(AccessTally.uses))
+                        .where(AccessTally.guest_id == guest_id)
+                        .group_by(AccessTally.kind, AccessTally.outcome))
+    for kind, outcome, automated, count in [*kept, *purged]:
+        if automated:
+            counts["automated"] += count
+        elif outcome != OK:
+            counts["unusable"] += count
+        else:
+            counts[kind] += count
+    return counts
+
+
+def entry_json(entry: AccessEntry) -> dict:
+    return {"at": entry.at.isoformat(), "kind": entry.kind, "outcome": entry.outcome, "ip": entry.ip,
+            "network": entry.network, "device": entry.device, "automated": entry.automated,
+            "user_agent": entry.user_agent}
+
+
+# --- retention ---------------------------------------------------------------------
+
+
+def purge(request, now: dt.datetime | None = None) -> int:
+    """Periodic task: roll the log's rows older than ``guard.retention_days``
+    up into per-day tallies, then delete them; whole days at a time, one
+    transaction each, so a day is counted once even if a run is cut short.
+    Also deletes stream tickets past their expiry. Returns rows purged."""
+    now = now or utcnow()
+    days = request.registry.settings["guard.retention_days"]
+    cutoff = dt.datetime.combine((now - dt.timedelta(days=days)).date(), dt.time(), tzinfo=dt.timezone.utc)
+    purged = 0
+    while True:
+        with request.tm:
+            oldest = request.db.scalar(select(func.min(AccessEntry.at)).where(AccessEntry.at < cutoff))
+            if oldest is None:
+                break
+            start = dt.datetime.combine(oldest.date(), dt.time(), tzinfo=dt.timezone.utc)
+            end = min(start + dt.timedelta(days=1), cutoff)
+            in_day = (AccessEntry.at >= start) & (AccessEntry.at < end)
+            groups = request.db.execute(
+                select(AccessEntry.workspace_id, AccessEntry.event_id, AccessEntry.guest_id, AccessEntry.kind,
+                       AccessEntry.outcome, func.count())
+                .where(in_day)
+                .group_by(AccessEntry.workspace_id, AccessEntry.event_id, AccessEntry.guest_id,
+                          AccessEntry.kind, AccessEntry.outcome)).all()
+            request.db.add_all(AccessTally(workspace_id=workspace_id, event_id=event_id, guest_id=guest_id,
+                                           day=start.date(), kind=kind, outcome=outcome, uses=count)
+                               for workspace_id, event_id, guest_id, kind, outcome, count in groups)
+            purged += request.db.execute(delete(AccessEntry).where(in_day)
+                                         .execution_options(synchronize_session=False)).rowcount
+    with request.tm:
+        request.db.execute(delete(StreamTicket).where(StreamTicket.expires_at < now - dt.timedelta(hours=1))
+                           .execution_options(synchronize_session=False))
+    if purged:
+        log.info("access log: %d use(s) older than %d days purged into daily tallies", purged, days)
+    return purged

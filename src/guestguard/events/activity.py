@@ -1,0 +1,81 @@
+"""An event's activity feed: opens, answers, flags and deliveries, in order.
+
+Each item is written in the transaction of the fact it reports and sent to
+the event's live streams once that commits. The feed is read with keyset
+pagination on (at, id); the cursor of an item is also its Server-Sent
+Events id, so a stream resumes exactly where the feed would continue.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from sqlalchemy import select, tuple_
+
+from guestguard.db import utcnow
+from guestguard.events.live import publish_after_commit
+from guestguard.events.models import Activity
+from guestguard.events.services import decode_cursor, encode_cursor
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+ASCENDING, DESCENDING = "asc", "desc"
+
+
+def cursor_of(item: Activity) -> str:
+    return encode_cursor(item.at.isoformat(), str(item.id))
+
+
+def now_cursor() -> str:
+    """A cursor before anything recorded from now on: a page showing no item
+    yet hands it to its stream, so nothing between render and connect is lost."""
+    return encode_cursor(utcnow().isoformat(), str(uuid.UUID(int=0)))
+
+
+def parse_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
+    """EventsError 400 (invalid_cursor) for anything but a cursor we made."""
+    at, item_id = decode_cursor(cursor, ("at", "id"))
+    return at, item_id
+
+
+def item_json(item: Activity) -> dict[str, Any]:
+    return {
+        "id": cursor_of(item), "kind": item.kind, "at": item.at.isoformat(),
+        "guest_id": str(item.guest_id) if item.guest_id else None,
+        "summary": item.summary, "data": item.data,
+    }
+
+
+def add(request, *, workspace_id: uuid.UUID, event_id: uuid.UUID, guest_id: uuid.UUID | None,
+        kind: str, summary: str, data: dict[str, Any] | None = None) -> Activity:
+    """Record one item and send it to the live streams after commit."""
+    item = Activity(workspace_id=workspace_id, event_id=event_id, guest_id=guest_id, kind=kind,
+                    summary=summary[:500], data=dict(data or {}), at=utcnow())
+    request.db.add(item)
+    request.db.flush()
+    publish_after_commit(request, event_id, item_json(item))
+    return item
+
+
+def page(db, event_id: uuid.UUID, *, after: str | None = None, limit: int = DEFAULT_LIMIT,
+         order: str = ASCENDING) -> tuple[list[Activity], bool]:
+    """Items past ``after`` in ``order`` (oldest first by default), and
+    whether more follow. One query whatever the feed's size."""
+    query = select(Activity).where(Activity.event_id == event_id)
+    key = tuple_(Activity.at, Activity.id)
+    if after:
+        at, item_id = parse_cursor(after)
+        query = query.where(key > tuple_(at, item_id) if order == ASCENDING else key < tuple_(at, item_id))
+    if order == ASCENDING:
+        query = query.order_by(Activity.at, Activity.id)
+    else:
+        query = query.order_by(Activity.at.desc(), Activity.id.desc())
+    items = list(db.scalars(query.limit(limit + 1)))
+    return items[:limit], len(items) > limit
+
+
+def latest(db, event_id: uuid.UUID, limit: int = 20) -> list[Activity]:
+    """The newest items, newest first (the event page's first view)."""
+    items, _ = page(db, event_id, limit=limit, order=DESCENDING)
+    return items

@@ -1,0 +1,205 @@
+"""Quiet detection of shared invitation links: the access rules run on each
+use in the worker, and what they find becomes a flag for the host.
+
+One open flag per guest, link and rule: later findings of the same rule
+update its evidence when they are at least as strong. A flag the host
+dismissed comes back only when the evidence grows past what was dismissed.
+Revoking and reissuing the link resolves the guest's open flags.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+
+from prometheus_client import Counter
+from sqlalchemy import func, select, tuple_, update
+
+from guestguard.audit.services import actor_of, record
+from guestguard.db import utcnow
+from guestguard.events import activity, invitations
+from guestguard.events.models import (
+    FLAG_DISMISSED, FLAG_OPEN, FLAG_RESOLVED, OK, VIEW, AccessEntry, Event, Flag, Guest, InvitationLink,
+)
+from guestguard.events.services import EventsError, decode_cursor, encode_cursor
+from guestguard.plugins import AccessHistory, AccessRule, AccessUse, Finding
+
+log = logging.getLogger(__name__)
+
+RULE_ERRORS = Counter("guard_rule_errors_total", "Access rules that raised and were skipped.", ["rule"])
+HISTORY_LIMIT = 1000
+
+
+# --- running the rules ---------------------------------------------------------
+
+
+def as_use(entry: AccessEntry) -> AccessUse:
+    return AccessUse(id=entry.id, at=entry.at, kind=entry.kind, outcome=entry.outcome, ip=entry.ip,
+                     network=entry.network, device=entry.device, user_agent=entry.user_agent,
+                     automated=entry.automated)
+
+
+def history_of(db, entry: AccessEntry, link: InvitationLink, window: dt.timedelta) -> AccessHistory:
+    """The token's uses up to this one (two queries)."""
+    recent = list(db.scalars(
+        select(AccessEntry)
+        .where(AccessEntry.link_id == entry.link_id, AccessEntry.at >= entry.at - window,
+               AccessEntry.at <= entry.at, AccessEntry.id != entry.id)
+        .order_by(AccessEntry.at.desc(), AccessEntry.id.desc()).limit(HISTORY_LIMIT)))
+    recent.reverse()
+    first = db.scalar(
+        select(AccessEntry)
+        .where(AccessEntry.link_id == entry.link_id, AccessEntry.kind == VIEW, AccessEntry.outcome == OK,
+               AccessEntry.automated.is_(False))
+        .order_by(AccessEntry.at, AccessEntry.id).limit(1))
+    return AccessHistory(use=as_use(entry), recent=tuple(as_use(e) for e in recent),
+                         first_open=as_use(first) if first is not None and first.id != entry.id else None,
+                         window=window, link_revoked_at=link.revoked_at)
+
+
+def evaluate_use(request, access_id: uuid.UUID) -> list[Flag]:
+    """Task: score one logged use with every enabled rule; a rule that raises
+    is logged and skipped, the others still run. Returns the flags raised or
+    strengthened."""
+    db = request.db
+    entry = db.get(AccessEntry, access_id)
+    if entry is None or entry.link_id is None:
+        return []
+    link = db.get(InvitationLink, entry.link_id)
+    guest = db.get(Guest, entry.guest_id)
+    if link is None or guest is None:
+        return []
+    rules: list[AccessRule] = request.registry["guard.rules"]
+    history = history_of(db, entry, link, request.registry["guard.history_window"])
+    flags = []
+    for rule in rules:
+        try:
+            finding = rule.evaluate(history)
+        except Exception:
+            RULE_ERRORS.labels(rule=rule.name).inc()
+            log.exception("access rule %s failed on use %s; skipped", rule.name, entry.id)
+            continue
+        if finding is not None:
+            flag = raise_flag(request, guest, link, rule.name, finding)
+            if flag is not None:
+                flags.append(flag)
+    return flags
+
+
+def raise_flag(request, guest: Guest, link: InvitationLink, rule: str, finding: Finding) -> Flag | None:
+    """Record a finding: a new flag, a stronger open one, or nothing when the
+    host already dismissed as much."""
+    db = request.db
+    # One finding at a time per guest (a no-op on SQLite, which serializes writes).
+    db.execute(select(Guest.id).where(Guest.id == guest.id).with_for_update())
+    score = max(1, min(100, int(finding.score)))
+    evidence = str(finding.evidence)[:2000]
+    details = dict(finding.details)
+    now = utcnow()
+    previous = db.scalar(select(Flag).where(Flag.guest_id == guest.id, Flag.link_id == link.id, Flag.rule == rule)
+                         .order_by(Flag.created_at.desc(), Flag.id.desc()).limit(1))
+    if previous is not None and previous.status == FLAG_OPEN:
+        if score < previous.score:
+            return None
+        previous.score, previous.evidence, previous.details, previous.updated_at = score, evidence, details, now
+        return previous
+    if previous is not None and score <= previous.score:
+        return None
+    flag = Flag(workspace_id=guest.workspace_id, event_id=guest.event_id, guest_id=guest.id, link_id=link.id,
+                rule=rule, score=score, evidence=evidence, details=details, created_at=now, updated_at=now)
+    db.add(flag)
+    db.execute(update(Guest).where(Guest.id == guest.id).values(open_flags=Guest.open_flags + 1)
+               .execution_options(synchronize_session=False))
+    db.flush()
+    record(request, "access.flagged", workspace_id=guest.workspace_id, target_type="guest", target_id=guest.id,
+           flag_id=str(flag.id), rule=rule, score=score)
+    activity.add(request, workspace_id=guest.workspace_id, event_id=guest.event_id, guest_id=guest.id,
+                 kind="access.flagged", summary=f"{guest.name}'s link was flagged: {evidence}",
+                 data={"flag_id": str(flag.id), "rule": rule, "score": score})
+    request.emit("access.flagged", {"event_id": str(guest.event_id), "guest_id": str(guest.id),
+                                    "flag_id": str(flag.id), "rule": rule, "score": score,
+                                    "evidence": evidence}, guest.workspace_id)
+    return flag
+
+
+# --- the host's review -----------------------------------------------------------
+
+
+def find_flag(db, event_id: uuid.UUID, flag_id: uuid.UUID) -> Flag | None:
+    return db.scalar(select(Flag).where(Flag.id == flag_id, Flag.event_id == event_id))
+
+
+def _close(request, flags: list[Flag], status: str) -> None:
+    now, actor = utcnow(), actor_of(request)
+    for flag in flags:
+        flag.status, flag.closed_at, flag.closed_by_id = status, now, actor
+        record(request, f"flag.{status}", actor_id=actor, workspace_id=flag.workspace_id, target_type="flag",
+               target_id=flag.id, guest_id=str(flag.guest_id), rule=flag.rule)
+
+
+def _recount(db, guest_id: uuid.UUID) -> None:
+    count = select(func.count(Flag.id)).where(Flag.guest_id == guest_id, Flag.status == FLAG_OPEN).scalar_subquery()
+    db.execute(update(Guest).where(Guest.id == guest_id).values(open_flags=count)
+               .execution_options(synchronize_session=False))
+
+
+def dismiss(request, flag: Flag) -> Flag:
+    """The host judged the finding harmless."""
+    if flag.status != FLAG_OPEN:
+        raise EventsError(409, "flag_not_open", f"This flag was already {flag.status}.")
+    _close(request, [flag], FLAG_DISMISSED)
+    request.db.flush()
+    _recount(request.db, flag.guest_id)
+    return flag
+
+
+def reissue(request, flag: Flag, guest: Guest, event: Event, channel: str | None = None) -> tuple[str, list[Flag]]:
+    """Revoke the guest's link, send them a new one through the outbox, and
+    resolve their open flags. Returns the channel and the flags resolved."""
+    sent_by = invitations.send_invitation(request, guest, event, channel)
+    open_flags = list(request.db.scalars(select(Flag).where(Flag.guest_id == guest.id, Flag.status == FLAG_OPEN)))
+    _close(request, open_flags, FLAG_RESOLVED)
+    request.db.flush()
+    _recount(request.db, guest.id)
+    return sent_by, open_flags
+
+
+FLAG_FILTERS = ("status", "rule", "guest_id")
+
+
+def list_flags(db, event_id: uuid.UUID, *, after: str | None, limit: int, status: str | None = None,
+               rule: str | None = None, guest_id: uuid.UUID | None = None) -> tuple[list[Flag], str | None]:
+    """Newest first, keyset-paginated, in one query."""
+    query = select(Flag).where(Flag.event_id == event_id)
+    if status:
+        query = query.where(Flag.status == status)
+    if rule:
+        query = query.where(Flag.rule == rule)
+    if guest_id:
+        query = query.where(Flag.guest_id == guest_id)
+    if after:
+        at, flag_id = decode_cursor(after, ("at", "id"))
+        query = query.where(tuple_(Flag.created_at, Flag.id) < tuple_(at, flag_id))
+    flags = list(db.scalars(query.order_by(Flag.created_at.desc(), Flag.id.desc()).limit(limit + 1)))
+    more = len(flags) > limit
+    flags = flags[:limit]
+    cursor = encode_cursor(flags[-1].created_at.isoformat(), str(flags[-1].id)) if more else None
+    return flags, cursor
+
+
+def guest_flags(db, guest_id: uuid.UUID, limit: int = 50) -> list[Flag]:
+    """A guest's flags, open ones first, newest first."""
+    flags = list(db.scalars(select(Flag).where(Flag.guest_id == guest_id)
+                            .order_by(Flag.created_at.desc(), Flag.id.desc()).limit(limit)))
+    return sorted(flags, key=lambda flag: flag.status != FLAG_OPEN)
+
+
+def flag_json(flag: Flag) -> dict:
+    return {
+        "id": str(flag.id), "event_id": str(flag.event_id), "guest_id": str(flag.guest_id),
+        "link_id": str(flag.link_id) if flag.link_id else None, "rule": flag.rule, "score": flag.score,
+        "evidence": flag.evidence, "details": flag.details, "status": flag.status,
+        "created_at": flag.created_at.isoformat(), "updated_at": flag.updated_at.isoformat(),
+        "closed_at": flag.closed_at.isoformat() if flag.closed_at else None,
+    }
+

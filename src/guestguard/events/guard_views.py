@@ -1,0 +1,44 @@
+"""The host's review of a flag from the guest's page: dismiss it, or revoke
+the link and send the guest a new one, in one action each."""
+from __future__ import annotations
+
+from pyramid.view import view_config
+
+from guestguard.accounts.views import redirect
+from guestguard.events import flags
+from guestguard.events.models import Guest
+from guestguard.events.services import EventsError
+from guestguard.events.views import flash
+from guestguard.permissions import GUESTS_EDIT
+
+CHANNELS = {"email": "email", "sms": "text message"}
+
+
+def back_to_guest(request, flag):
+    return redirect(request, request.route_path("event_guest", event_id=flag.event_id, guest_id=flag.guest_id))
+
+
+@view_config(route_name="event_flag_dismiss", request_method="POST", permission=GUESTS_EDIT)
+def dismiss(context, request):
+    flag = context.record
+    try:
+        flags.dismiss(request, flag)
+    except EventsError as error:
+        flash(request, error.message)
+    else:
+        flash(request, "Flag dismissed. It comes back only if the evidence grows.")
+    return back_to_guest(request, flag)
+
+
+@view_config(route_name="event_flag_reissue", request_method="POST", permission=GUESTS_EDIT,
+             rate_limit="link_issue")
+def reissue(context, request):
+    flag = context.record
+    guest = request.db.get(Guest, flag.guest_id)
+    try:
+        channel, _ = flags.reissue(request, flag, guest, context.event)
+    except EventsError as error:
+        flash(request, error.message)
+    else:
+        flash(request, f"The old link no longer works. {guest.name} gets a new one by {CHANNELS[channel]}.")
+    return back_to_guest(request, flag)

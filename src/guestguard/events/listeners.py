@@ -1,0 +1,39 @@
+"""Built-in listener (a default plugin): deliveries of invitations reach the
+event's activity feed through the outbox's domain events, so the outbox
+needs to know nothing of events."""
+from __future__ import annotations
+
+import uuid
+
+from guestguard.events import activity
+from guestguard.events.invitations import TEMPLATE
+from guestguard.events.models import Guest
+from guestguard.plugins import hookimpl
+
+CHANNEL_WORDS = {"email": "by email", "sms": "by text message", "push": "by push notification"}
+
+
+def _guest(request, about) -> Guest | None:
+    try:
+        guest_id = uuid.UUID(str(about.get("guest_id")))
+    except ValueError:
+        return None
+    return request.db.get(Guest, guest_id)
+
+
+@hookimpl
+def domain_event(event, request):
+    if event.name not in ("notification.sent", "notification.failed") or event.data.get("template") != TEMPLATE:
+        return
+    guest = _guest(request, event.data.get("about") or {})
+    if guest is None:  # removed from the list meanwhile
+        return
+    how = CHANNEL_WORDS.get(event.data["channel"], event.data["channel"])
+    if event.name == "notification.sent":
+        summary = f"Invitation sent to {guest.name} {how}"
+    else:
+        reason = str(event.data.get("error", "")).partition(": ")[2] or "the provider refused it"
+        summary = f"Invitation to {guest.name} could not be sent {how}: {reason}"
+    activity.add(request, workspace_id=guest.workspace_id, event_id=guest.event_id, guest_id=guest.id,
+                 kind=event.name, summary=summary,
+                 data={"channel": event.data["channel"], "notification_id": event.data["notification_id"]})

@@ -1,0 +1,182 @@
+"""Live activity for the hosts' streams: publish after commit, fan out to the
+streams this process serves.
+
+``guard.stream.url`` chooses the broker: ``memory://`` hands messages
+straight to this process's hub (one process: ``make run``), ``redis://``
+publishes on a Redis channel per event, and every web process reads them
+all through one pattern subscription on one connection, whatever the number
+of streams it serves. An idle stream holds a queue here and nothing else:
+no database connection, no Redis connection of its own.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+import uuid
+from typing import Any
+
+import redis
+
+log = logging.getLogger(__name__)
+
+CHANNEL_PREFIX = "guestguard:activity:"
+QUEUE_LIMIT = 500          # messages one slow stream may have waiting
+RECONNECT_DELAY = 1.0      # seconds between attempts when Redis is away
+# Told to every stream after the Redis subscription came back: what was
+# published meanwhile is lost, so each stream catches up from the database.
+RESYNC = ""
+
+
+class Listener:
+    """One stream's inbox. ``get`` returns a message (a JSON string), or
+    None when the stream must end (it fell too far behind)."""
+
+    def __init__(self, hub: "Hub", event_id: str):
+        self.hub = hub
+        self.event_id = event_id
+        self.inbox: queue.Queue = queue.Queue(maxsize=QUEUE_LIMIT)
+        self.overflowed = False
+
+    def deliver(self, message: str) -> None:
+        try:
+            self.inbox.put_nowait(message)
+        except queue.Full:
+            # Better to end the stream (the page reconnects and catches up
+            # from the database) than to hold unbounded memory for it.
+            self.overflowed = True
+            self.inbox = queue.Queue(maxsize=1)
+            self.inbox.put_nowait(None)
+
+    def get(self, timeout: float) -> str | None:
+        """The next message; raises queue.Empty after ``timeout`` seconds."""
+        return self.inbox.get(timeout=timeout)
+
+    def close(self) -> None:
+        self.hub.remove(self)
+
+
+class Hub:
+    """The streams of this process, by event."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._listeners: dict[str, set[Listener]] = {}
+
+    def listen(self, event_id: uuid.UUID | str) -> Listener:
+        listener = Listener(self, str(event_id))
+        with self._lock:
+            self._listeners.setdefault(listener.event_id, set()).add(listener)
+        return listener
+
+    def remove(self, listener: Listener) -> None:
+        with self._lock:
+            listeners = self._listeners.get(listener.event_id)
+            if listeners is not None:
+                listeners.discard(listener)
+                if not listeners:
+                    del self._listeners[listener.event_id]
+
+    def dispatch(self, event_id: str, message: str) -> None:
+        with self._lock:
+            listeners = list(self._listeners.get(event_id, ()))
+        for listener in listeners:
+            listener.deliver(message)
+
+    def broadcast(self, message: str) -> None:
+        with self._lock:
+            listeners = [listener for group in self._listeners.values() for listener in group]
+        for listener in listeners:
+            listener.deliver(message)
+
+    @property
+    def streams(self) -> int:
+        with self._lock:
+            return sum(len(listeners) for listeners in self._listeners.values())
+
+
+class MemoryBroker:
+    """One process: publishing is dispatching."""
+
+    def __init__(self):
+        self.hub = Hub()
+
+    def publish(self, event_id: uuid.UUID | str, message: str) -> None:
+        self.hub.dispatch(str(event_id), message)
+
+    def listen(self, event_id: uuid.UUID | str) -> Listener:
+        return self.hub.listen(event_id)
+
+
+class RedisBroker:
+    """Several processes: publish on Redis; each process that serves streams
+    reads every event's channel on one connection, started on first use."""
+
+    def __init__(self, url: str):
+        self.hub = Hub()
+        self.client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+        self._reader: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def publish(self, event_id: uuid.UUID | str, message: str) -> None:
+        try:
+            self.client.publish(CHANNEL_PREFIX + str(event_id), message)
+        except redis.RedisError as exc:
+            # A live feed that misses an item catches up from the database on
+            # its next reconnect; the fact itself is already committed.
+            log.warning("could not publish live activity: %s", type(exc).__name__)
+
+    def listen(self, event_id: uuid.UUID | str) -> Listener:
+        self._ensure_reader()
+        return self.hub.listen(event_id)
+
+    def _ensure_reader(self) -> None:
+        with self._start_lock:
+            if self._reader is None or not self._reader.is_alive():
+                self._reader = threading.Thread(target=self._read, name="guestguard-live", daemon=True)
+                self._reader.start()
+
+    def _read(self) -> None:
+        reconnecting = False
+        while True:
+            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.psubscribe(CHANNEL_PREFIX + "*")
+                if reconnecting:
+                    self.hub.broadcast(RESYNC)
+                reconnecting = True
+                while True:
+                    message = pubsub.get_message(timeout=30.0)
+                    if message is None:
+                        continue
+                    channel = message["channel"].decode()
+                    self.hub.dispatch(channel.removeprefix(CHANNEL_PREFIX), message["data"].decode())
+            except Exception as exc:  # keep serving streams; reconnect
+                log.warning("live activity subscription lost (%s); reconnecting", type(exc).__name__)
+                time.sleep(RECONNECT_DELAY)
+            finally:
+                try:
+                    pubsub.close()
+                except Exception:
+                    pass
+
+
+def make_broker(url: str) -> MemoryBroker | RedisBroker:
+    if url.startswith("memory"):
+        return MemoryBroker()
+    return RedisBroker(url)
+
+
+def publish_after_commit(request, event_id: uuid.UUID, payload: dict[str, Any]) -> None:
+    """Send ``payload`` to the event's live streams once the current
+    transaction commits (never for one that rolls back)."""
+    broker = request.registry["live.broker"]
+    message = json.dumps(payload, separators=(",", ":"))
+
+    def after_commit(committed: bool) -> None:
+        if committed:
+            broker.publish(event_id, message)
+
+    request.tm.get().addAfterCommitHook(after_commit)

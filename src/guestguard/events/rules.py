@@ -1,0 +1,203 @@
+"""The built-in access rules, registered through ``register_access_rules``
+like any plugin's. Thresholds come from the ``guard.*`` settings.
+
+Rules count only uses a person drove (``automated`` ones are link previews
+and crawlers), and the rules about spread (networks, devices) fire only when
+the use brings something new, so a guest reloading the page from the same
+phone adds nothing.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Mapping
+
+from guestguard.accounts.devices import IMESSAGE, classify
+from guestguard.plugins import AccessHistory, AccessUse, Finding, hookimpl
+
+SHOWN = 5  # networks or devices named in one finding's evidence
+
+
+def duration(delta: dt.timedelta) -> str:
+    """"40 minutes", "2 hours", "3 days": how long a spread of uses took."""
+    seconds = max(0, int(delta.total_seconds()))
+    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
+        if seconds >= size * (2 if unit != "minute" else 1):
+            count = round(seconds / size)
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return "a minute"
+
+
+def listed(values: list[str]) -> str:
+    shown = ", ".join(values[:SHOWN])
+    return shown + (f" and {len(values) - SHOWN} more" if len(values) > SHOWN else "")
+
+
+def distinct(uses: list[AccessUse], key: str) -> list[str]:
+    """Values of ``key`` in order of first appearance."""
+    seen: dict[str, None] = {}
+    for use in uses:
+        value = getattr(use, key)
+        if value:
+            seen.setdefault(value, None)
+    return list(seen)
+
+
+def spread(uses: list[AccessUse]) -> dt.timedelta:
+    return uses[-1].at - uses[0].at if uses else dt.timedelta(0)
+
+
+class Networks:
+    """More than ``threshold`` networks used one token within the window."""
+
+    name = "networks"
+
+    def __init__(self, threshold: int, window: dt.timedelta):
+        self.threshold, self.window = threshold, window
+
+    def evaluate(self, history: AccessHistory) -> Finding | None:
+        use = history.use
+        if use.automated or not use.network:
+            return None
+        uses = history.since(self.window)
+        networks = distinct(uses, "network")
+        if len(networks) <= self.threshold or use.network in distinct(uses[:-1], "network"):
+            return None
+        count = len(networks)
+        return Finding(
+            score=min(100, 45 + 15 * (count - self.threshold - 1)),
+            evidence=(f"used from {count} different networks within {duration(spread(uses))} "
+                      f"({listed(networks)})"),
+            details={"networks": networks, "window_hours": self.window.total_seconds() / 3600})
+
+
+class Devices:
+    """More than ``threshold`` kinds of device (browser and system)."""
+
+    name = "devices"
+
+    def __init__(self, threshold: int, window: dt.timedelta):
+        self.threshold, self.window = threshold, window
+
+    def evaluate(self, history: AccessHistory) -> Finding | None:
+        use = history.use
+        if use.automated:
+            return None
+        uses = history.since(self.window)
+        devices = distinct(uses, "device")
+        if len(devices) <= self.threshold or use.device in distinct(uses[:-1], "device"):
+            return None
+        count = len(devices)
+        return Finding(
+            score=min(100, 35 + 15 * (count - self.threshold - 1)),
+            evidence=f"opened on {count} kinds of device within {duration(spread(uses))} ({listed(devices)})",
+            details={"devices": devices, "window_hours": self.window.total_seconds() / 3600})
+
+
+class RevokedLink:
+    """A link that was replaced or revoked is still being used: someone kept
+    a copy the guest no longer needs."""
+
+    name = "revoked_link"
+
+    def evaluate(self, history: AccessHistory) -> Finding | None:
+        use = history.use
+        if use.outcome != "revoked" or use.automated:
+            return None
+        after = ""
+        if history.link_revoked_at is not None:
+            after = f" {duration(use.at - history.link_revoked_at)} after it was replaced or revoked"
+        return Finding(
+            score=60,
+            evidence=f"an old link was used{after}, from network {use.network or 'unknown'} ({use.device})",
+            details={"network": use.network, "device": use.device, "kind": use.kind})
+
+
+class RsvpDevice:
+    """The answer came from another device than the first open (and, unless
+    ``same_network_ok`` is off, from another network too)."""
+
+    name = "rsvp_device"
+
+    def __init__(self, same_network_ok: bool):
+        self.same_network_ok = same_network_ok
+
+    def evaluate(self, history: AccessHistory) -> Finding | None:
+        use, first = history.use, history.first_open
+        if use.kind != "rsvp" or use.outcome != "ok" or use.automated or first is None:
+            return None
+        if use.device == first.device:
+            return None
+        if self.same_network_ok and use.network == first.network:
+            return None
+        return Finding(
+            score=35,
+            evidence=(f"answered from {use.device} on network {use.network or 'unknown'}; the invitation "
+                      f"was first opened from {first.device} on network {first.network or 'unknown'}"),
+            details={"answer_device": use.device, "answer_network": use.network,
+                     "first_device": first.device, "first_network": first.network})
+
+
+class Burst:
+    """More than ``opens`` page views within ``window``."""
+
+    name = "burst"
+
+    def __init__(self, opens: int, window: dt.timedelta):
+        self.opens, self.window = opens, window
+
+    def evaluate(self, history: AccessHistory) -> Finding | None:
+        use = history.use
+        if use.kind != "view" or use.automated:
+            return None
+        views = [u for u in history.since(self.window) if u.kind == "view"]
+        if len(views) <= self.opens:
+            return None
+        return Finding(
+            score=min(100, 30 + 5 * (len(views) - self.opens - 1)),
+            evidence=f"opened {len(views)} times within {duration(spread(views))}",
+            details={"opens": len(views), "window_minutes": self.window.total_seconds() / 60})
+
+
+class LinkPreview:
+    """A chat or social service fetched a preview of the link: it was pasted
+    into a conversation or a post. Apple's Messages is left out: it also
+    previews links the guest receives by text message."""
+
+    name = "link_preview"
+
+    def evaluate(self, history: AccessHistory) -> Finding | None:
+        use = history.use
+        if not use.automated:
+            return None
+        service = classify(use.user_agent).previewer
+        if service is None or service == IMESSAGE:
+            return None
+        return Finding(
+            score=40,
+            evidence=f"{service} fetched a preview of the link: it was likely pasted into a {service} "
+                     "conversation or post",
+            details={"service": service})
+
+
+def builtin_rules(settings: Mapping[str, Any]) -> list:
+    hours = dt.timedelta(hours=1)
+    return [
+        Networks(settings["guard.networks.threshold"], settings["guard.networks.window_hours"] * hours),
+        Devices(settings["guard.devices.threshold"], settings["guard.devices.window_hours"] * hours),
+        RevokedLink(),
+        RsvpDevice(settings["guard.rsvp_device.same_network_ok"]),
+        Burst(settings["guard.burst.opens"], dt.timedelta(minutes=settings["guard.burst.window_minutes"])),
+        LinkPreview(),
+    ]
+
+
+def history_window(settings: Mapping[str, Any]) -> dt.timedelta:
+    """How far back the rules see: the longest window a built-in rule uses."""
+    return max(dt.timedelta(hours=settings["guard.networks.window_hours"]),
+               dt.timedelta(hours=settings["guard.devices.window_hours"]),
+               dt.timedelta(minutes=settings["guard.burst.window_minutes"]))
+
+
+@hookimpl
+def register_access_rules(settings):
+    return builtin_rules(settings)

@@ -1,0 +1,139 @@
+"""The live activity stream: single-use tickets and Server-Sent Events.
+
+A browser's EventSource cannot send an Authorization header, and a cookie
+or access token in a URL would outlive its purpose. So a signed-in caller
+asks for a ticket (``POST /api/v1/auth/stream-ticket``): 256 random bits,
+stored as SHA-256, bound to the caller and one event, good once within 60
+seconds. The stream checks and burns it in one conditional UPDATE, commits,
+and from then on holds no database connection: it waits on this process's
+live hub (``live.py``), sends a heartbeat comment when idle, replays from
+the database after a ``Last-Event-ID``, and ends after
+``guard.stream.max_seconds`` so access is checked again on reconnection.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import queue
+import time
+import uuid
+from typing import Iterator
+
+from sqlalchemy import select, update
+
+from guestguard.accounts.tokens import hash_token, looks_like_token, new_token
+from guestguard.db import utcnow
+from guestguard.events import activity
+from guestguard.events.live import RESYNC, Listener
+from guestguard.events.models import Event, StreamTicket
+from guestguard.workspaces.models import ApiKey
+from guestguard.workspaces.services import membership_of
+
+TICKET_PREFIX = "ggt_"
+TICKET_SECONDS = 60
+REPLAY_PAGE = 200
+REPLAY_LIMIT = 2000   # items one reconnection may catch up; beyond, the page reloads
+RETRY_MS = 3000
+
+
+def issue_ticket(request, event: Event) -> tuple[str, dt.datetime]:
+    """A ticket for ``event`` bound to the caller. Returns (raw, expires_at)."""
+    identity = request.identity
+    raw, token_hash = new_token(TICKET_PREFIX)
+    expires_at = utcnow() + dt.timedelta(seconds=TICKET_SECONDS)
+    request.db.add(StreamTicket(
+        token_hash=token_hash, workspace_id=event.workspace_id, event_id=event.id,
+        user_id=identity.user.id if identity.user is not None else None,
+        api_key_id=identity.api_key.id if identity.api_key is not None else None,
+        expires_at=expires_at))
+    return raw, expires_at
+
+
+def redeem_ticket(db, raw: object, event_id: uuid.UUID) -> StreamTicket | None:
+    """Burn a ticket for ``event_id``; None when it is malformed, unknown,
+    used, expired, for another event, or its holder lost access meanwhile."""
+    if not looks_like_token(raw, TICKET_PREFIX):
+        return None
+    now = utcnow()
+    token_hash = hash_token(raw)
+    burned = db.execute(
+        update(StreamTicket)
+        .where(StreamTicket.token_hash == token_hash, StreamTicket.event_id == event_id,
+               StreamTicket.used_at.is_(None), StreamTicket.expires_at > now)
+        .values(used_at=now).execution_options(synchronize_session=False)).rowcount
+    if burned != 1:
+        return None
+    ticket = db.scalar(select(StreamTicket).where(StreamTicket.token_hash == token_hash))
+    event = db.get(Event, event_id)
+    if event is None or event.deleted_at is not None:
+        return None
+    if ticket.user_id is not None:
+        return ticket if membership_of(db, ticket.workspace_id, ticket.user_id) is not None else None
+    key = db.get(ApiKey, ticket.api_key_id) if ticket.api_key_id else None
+    return ticket if key is not None and key.revoked_at is None else None
+
+
+class EventStream:
+    """The response body of one stream (a WSGI iterable whose ``close`` the
+    server calls when the stream ends or the client goes away)."""
+
+    def __init__(self, session_factory, event_id: uuid.UUID, listener: Listener, after: str | None,
+                 heartbeat: float, lifetime: float, clock=time.monotonic):
+        self.session_factory = session_factory
+        self.event_id = event_id
+        self.listener = listener
+        self.last = after
+        self.heartbeat = heartbeat
+        self.deadline = clock() + lifetime
+        self.clock = clock
+        self.sent: set[str] = set()
+
+    def replay(self) -> Iterator[bytes]:
+        """What was recorded after the last item sent, from the database, on
+        a session held only while reading."""
+        if self.last is None:
+            return
+        total = 0
+        with self.session_factory() as db:
+            while total < REPLAY_LIMIT:
+                items, more = activity.page(db, self.event_id, after=self.last, limit=REPLAY_PAGE)
+                for item in items:
+                    message = json.dumps(activity.item_json(item), separators=(",", ":"))
+                    yield self.send(message)
+                total += len(items)
+                if not more:
+                    return
+        yield b"event: reload\ndata: {}\n\n"
+
+    def send(self, message: str) -> bytes:
+        """One SSE message for an activity item (a JSON string); its id is
+        the item's feed cursor, so Last-Event-ID resumes the feed."""
+        item_id = json.loads(message)["id"]
+        self.sent.add(item_id)
+        self.last = item_id
+        return f"id: {item_id}\nevent: activity\ndata: {message}\n\n".encode()
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield f"retry: {RETRY_MS}\n: connected\n\n".encode()
+        yield from self.replay()
+        while True:
+            remaining = self.deadline - self.clock()
+            if remaining <= 0:
+                yield b"event: reconnect\ndata: {}\n\n"
+                return
+            try:
+                message = self.listener.get(timeout=min(self.heartbeat, remaining))
+            except queue.Empty:
+                yield b": heartbeat\n\n"
+                continue
+            if message is None:  # fell too far behind: the client reconnects and replays
+                return
+            if message == RESYNC:
+                yield from self.replay()
+                continue
+            if json.loads(message)["id"] in self.sent:
+                continue
+            yield self.send(message)
+
+    def close(self) -> None:
+        self.listener.close()

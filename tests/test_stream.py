@@ -1,0 +1,268 @@
+"""The live stream: tickets, and Server-Sent Events over a real HTTP server.
+
+The app is served by a real WSGI server on a free port (the stream is an
+endless response, which only a real server can hand out piece by piece);
+the RSVPs that feed it go through the same application."""
+import datetime as dt
+import http.client
+import json
+import os
+import queue
+import time
+import uuid
+
+import pytest
+import time_machine
+from webtest.http import StopableWSGIServer
+
+from guestguard.events.live import RESYNC, MemoryBroker, RedisBroker
+from guestguard.events.stream import EventStream
+from guestguard.testing import REDIS_ENV, bearer_for, create_user
+from guestguard.workspaces.services import create_workspace
+
+EVENT = {"name": "Launch party", "status": "published", "starts_at": "2030-06-21T19:00:00",
+         "timezone": "Europe/London"}
+TICKETS = "/api/v1/auth/stream-ticket"
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app({"guard.stream.heartbeat_seconds": "1"})
+
+
+@pytest.fixture
+def world(app, run_in_request):
+    def setup(request):
+        from guestguard.workspaces.models import Membership
+
+        ada = create_user(request, "ada@example.com", "Ada")
+        sam = create_user(request, "sam@example.com", "Sam")
+        create_user(request, "eve@example.com", "Eve")
+        workspace = create_workspace(request, ada, "Launch team")
+        request.db.add(Membership(workspace_id=workspace.id, user_id=sam.id, role="staff"))
+        return str(workspace.id)
+
+    workspace_id = run_in_request(setup, app.app.registry)
+    ada = bearer_for(app, "ada@example.com")
+    events = [app.post_json("/api/v1/events", {"workspace_id": workspace_id, **EVENT, "name": name},
+                            headers=ada).json["event"] for name in ("Launch party", "Other party")]
+    guest = app.post_json(f"/api/v1/events/{events[0]['id']}/guests", {"name": "Grace", "email": "g@example.com"},
+                          headers=ada, status=201).json["guest"]
+    token = app.post_json(f"/api/v1/events/{events[0]['id']}/guests/{guest['id']}/tokens", {},
+                          headers=ada, status=201).json["token"]
+    return {"ada": ada, "sam": bearer_for(app, "sam@example.com"), "eve": bearer_for(app, "eve@example.com"),
+            "event": events[0], "other": events[1], "token": token, "workspace": workspace_id}
+
+
+@pytest.fixture
+def server(app):
+    server = StopableWSGIServer.create(app.app, threads=4)
+    assert server.wait()
+    yield server
+    server.shutdown()
+
+
+def ticket_for(app, headers, event, status=201):
+    return app.post_json(TICKETS, {"event_id": event["id"]}, headers=headers, status=status).json
+
+
+class Stream:
+    """A Server-Sent Events client on a plain HTTP connection."""
+
+    def __init__(self, server, path, headers=None):
+        self.connection = http.client.HTTPConnection("127.0.0.1", server.adj.port, timeout=10)
+        self.connection.request("GET", path, headers=headers or {})
+        self.response = self.connection.getresponse()
+
+    def next_message(self, timeout=10.0) -> dict:
+        """The next message: {"comment": ...} or {"event", "id", "data"}."""
+        deadline = time.monotonic() + timeout
+        fields: dict = {}
+        while time.monotonic() < deadline:
+            line = self.response.readline().decode()
+            if line == "":
+                raise EOFError("the stream ended")
+            line = line.rstrip("\n")
+            if line == "":
+                if fields:
+                    return fields
+                continue
+            name, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if name == "":
+                fields.setdefault("comment", value)
+            else:
+                fields[name] = value
+        raise TimeoutError("no message in time")
+
+    def next_activity(self, timeout=10.0) -> tuple[str, dict]:
+        while True:
+            message = self.next_message(timeout)
+            if message.get("event") == "activity":
+                return message["id"], json.loads(message["data"])
+
+    def close(self):
+        self.connection.close()
+
+
+def rsvp(app, world, response="yes"):
+    app.post_json(f"/api/v1/rsvp/{world['token']}", {"response": response, "plus_ones": 0})
+
+
+def test_a_ticket_opens_the_stream_which_delivers_an_rsvp_as_it_happens(app, world, server):
+    body = ticket_for(app, world["ada"], world["event"])
+    assert body["ticket"].startswith("ggt_") and body["event_id"] == world["event"]["id"]
+    assert body["stream_url"] == f"/events/{world['event']['id']}/activity/stream?ticket={body['ticket']}"
+    expires = dt.datetime.fromisoformat(body["expires_at"]) - dt.datetime.now(dt.timezone.utc)
+    assert dt.timedelta(seconds=55) < expires <= dt.timedelta(seconds=60)
+
+    stream = Stream(server, body["stream_url"])
+    try:
+        assert stream.response.status == 200
+        assert stream.response.getheader("Content-Type").startswith("text/event-stream")
+        assert "no-store" in stream.response.getheader("Cache-Control")
+        assert stream.response.getheader("X-Accel-Buffering") == "no"
+        hello = stream.next_message()
+        assert hello == {"retry": "3000", "comment": "connected"}
+        # An idle stream holds no database connection.
+        assert app.app.registry["db.engine"].pool.checkedout() == 0
+        assert stream.next_message(timeout=3) == {"comment": "heartbeat"}
+        rsvp(app, world, "yes")
+        item_id, item = stream.next_activity()
+        assert item["kind"] == "rsvp.received" and item["summary"] == "Grace answered yes"
+        assert item["id"] == item_id
+    finally:
+        stream.close()
+
+    reused = app.get(body["stream_url"], status=401).json
+    assert reused["error"]["code"] == "invalid_ticket"
+
+
+def test_a_stream_resumes_after_its_last_event_id(app, world, server):
+    rsvp(app, world, "maybe")
+    first = app.get(f"/api/v1/events/{world['event']['id']}/activity", headers=world["ada"]).json["items"]
+    rsvp(app, world, "no")
+    rsvp(app, world, "yes")
+    body = ticket_for(app, world["ada"], world["event"])
+    stream = Stream(server, body["stream_url"], headers={"Last-Event-ID": first[0]["id"]})
+    try:
+        replayed = [stream.next_activity()[1]["summary"] for _ in range(2)]
+        assert replayed == ["Grace changed the answer from maybe to no", "Grace changed the answer from no to yes"]
+    finally:
+        stream.close()
+    bad = ticket_for(app, world["ada"], world["event"])
+    refused = app.get(bad["stream_url"], headers={"Last-Event-ID": "not-a-cursor"}, status=400).json
+    assert refused["error"]["code"] == "invalid_cursor"
+
+
+def test_reused_expired_forged_and_cross_event_tickets_get_one_answer(app, world):
+    event, other = world["event"], world["other"]
+    answers = []
+    cross = ticket_for(app, world["ada"], other)
+    answers.append(app.get(f"/events/{event['id']}/activity/stream?ticket={cross['ticket']}", status=401))
+    answers.append(app.get(f"/events/{event['id']}/activity/stream?ticket=ggt_" + "x" * 43, status=401))
+    answers.append(app.get(f"/events/{event['id']}/activity/stream?ticket=garbage", status=401))
+    answers.append(app.get(f"/events/{event['id']}/activity/stream", status=401))
+    answers.append(app.get(f"/events/not-an-id/activity/stream?ticket={cross['ticket']}", status=401))
+    answers.append(app.get(f"/events/{uuid.uuid4()}/activity/stream?ticket={cross['ticket']}", status=401))
+    with time_machine.travel(dt.datetime.now(dt.timezone.utc), tick=False) as clock:
+        late = ticket_for(app, world["ada"], event)
+        clock.shift(61)
+        answers.append(app.get(late["stream_url"], status=401))
+    assert len({answer.body for answer in answers}) == 1, "nothing tells the cases apart"
+
+
+def test_who_may_ask_for_a_ticket(app, world, run_in_request):
+    event = world["event"]
+    ticket_for(app, world["sam"], event)  # door staff watch the feed too
+    assert app.post_json(TICKETS, {"event_id": event["id"]}, status=401).json["error"]["code"] == "unauthorized"
+    outsider = ticket_for(app, world["eve"], event, status=404)
+    missing = app.post_json(TICKETS, {"event_id": str(uuid.uuid4())}, headers=world["eve"], status=404).json
+    assert outsider == missing, "an outsider cannot tell an event exists"
+    assert app.post_json(TICKETS, {"event_id": "nope"}, headers=world["ada"], status=422).json["error"]["fields"]
+    # A ticket dies with its holder's membership.
+    body = ticket_for(app, world["sam"], event)
+
+    def remove_sam(request):
+        from sqlalchemy import delete
+
+        from guestguard.accounts.models import User
+        from guestguard.workspaces.models import Membership
+
+        sam = request.db.query(User).filter_by(email="sam@example.com").one()
+        request.db.execute(delete(Membership).where(Membership.user_id == sam.id))
+
+    run_in_request(remove_sam, app.app.registry)
+    app.get(body["stream_url"], status=401)
+
+
+def test_a_stream_ends_when_its_time_is_up_and_replays_after_a_lost_subscription():
+    class Clock:
+        now = 0.0
+
+        def __call__(self):
+            return self.now
+
+    clock, broker = Clock(), MemoryBroker()
+    event_id = uuid.uuid4()
+    listener = broker.listen(event_id)
+    stream = EventStream(None, event_id, listener, None, heartbeat=0.01, lifetime=5, clock=clock)
+    frames = iter(stream)
+    assert next(frames).startswith(b"retry: 3000")
+    assert next(frames) == b": heartbeat\n\n"
+    broker.publish(event_id, json.dumps({"id": "c1", "kind": "rsvp.received"}))
+    assert next(frames).startswith(b"id: c1\nevent: activity\ndata: ")
+    broker.publish(event_id, json.dumps({"id": "c1", "kind": "rsvp.received"}))
+    clock.now = 10
+    assert next(frames) == b"event: reconnect\ndata: {}\n\n", "a duplicate is skipped; then time is up"
+    stream.close()
+    assert broker.hub.streams == 0
+
+    replays = []
+
+    class Recorder(EventStream):
+        def replay(self):
+            replays.append(self.last)
+            return iter(())
+
+    stream = Recorder(None, event_id, broker.listen(event_id), "c0", heartbeat=0.01, lifetime=5)
+    frames = iter(stream)
+    next(frames)
+    broker.hub.broadcast(RESYNC)
+    assert next(frames) == b": heartbeat\n\n"
+    assert replays == ["c0", "c0"], "on connecting, and again after the subscription came back"
+    stream.close()
+
+
+def test_a_slow_stream_is_ended_instead_of_growing_without_bound():
+    broker = MemoryBroker()
+    listener = broker.listen("e")
+    for n in range(600):
+        broker.publish("e", json.dumps({"id": str(n)}))
+    assert listener.overflowed and listener.get(timeout=0) is None
+
+
+BROKERS = ["memory://"] + ([os.environ[REDIS_ENV]] if os.environ.get(REDIS_ENV) else [])
+
+
+@pytest.mark.parametrize("url", BROKERS)
+def test_activity_published_by_one_process_reaches_streams_of_another(url):
+    if url.startswith("memory"):
+        publisher = listening = MemoryBroker()
+    else:
+        publisher, listening = RedisBroker(url), RedisBroker(url)
+    event_id, elsewhere = uuid.uuid4(), uuid.uuid4()
+    mine, theirs = listening.listen(event_id), listening.listen(elsewhere)
+    deadline = time.monotonic() + 5
+    while True:  # the subscriber thread needs a moment to subscribe
+        publisher.publish(event_id, json.dumps({"id": "x"}))
+        try:
+            assert json.loads(mine.get(timeout=0.2)) == {"id": "x"}
+            break
+        except queue.Empty:
+            assert time.monotonic() < deadline, "nothing arrived"
+    with pytest.raises(queue.Empty):
+        theirs.get(timeout=0.3)
+    mine.close()
+    theirs.close()
+    assert listening.hub.streams == 0
