@@ -5,6 +5,7 @@ Clients are told apart the way production tells them: the test app trusts
 the proxy at 10.0.0.1, whose X-Forwarded-For names each client."""
 import datetime as dt
 import logging
+import uuid
 
 import pytest
 import time_machine
@@ -490,3 +491,27 @@ def test_activity_kinds_are_the_domain_events(app, host, guest_link, listener, r
     assert [event.data["guest_id"] for event in opened] == [guest["id"]]
     kinds = run_in_request(lambda r: list(r.db.scalars(select(Activity.kind))), app.app.registry)
     assert kinds == ["invitation.opened"]
+
+
+def test_the_database_keeps_one_open_flag_per_guest_link_and_rule(app, host, guest_link, run_in_request):
+    """What two workers racing on one link meet: the second open flag is
+    refused, dismissed ones may pile up."""
+    from sqlalchemy.exc import IntegrityError
+
+    from guestguard.events.models import InvitationLink
+
+    guest, _ = guest_link
+
+    def add(status):
+        def insert(request):
+            link_id = request.db.scalar(select(InvitationLink.id))
+            request.db.add(Flag(workspace_id=uuid.UUID(host["workspace"]), event_id=uuid.UUID(host["event"]["id"]),
+                                guest_id=uuid.UUID(guest["id"]),
+                                link_id=link_id, rule="networks", score=50, evidence="e", status=status))
+        run_in_request(insert, app.app.registry)
+
+    add("dismissed")
+    add("dismissed")
+    add("open")
+    with pytest.raises(IntegrityError):
+        add("open")

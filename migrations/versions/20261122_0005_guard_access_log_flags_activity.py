@@ -128,6 +128,9 @@ def upgrade() -> None:
         batch_op.create_index('ix_flags_event_created_id', ['event_id', 'created_at', 'id'], unique=False)
         batch_op.create_index(batch_op.f('ix_flags_guest_id'), ['guest_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_flags_workspace_id'), ['workspace_id'], unique=False)
+        batch_op.create_index('uq_flags_open_rule', ['guest_id', 'link_id', 'rule'], unique=True,
+                              sqlite_where=sa.text("status = 'open'"),
+                              postgresql_where=sa.text("status = 'open'"))
 
     with op.batch_alter_table('guests', schema=None) as batch_op:
         batch_op.add_column(sa.Column('open_flags', sa.Integer(), server_default='0', nullable=False))
@@ -146,6 +149,7 @@ def downgrade() -> None:
         batch_op.drop_column('open_flags')
 
     with op.batch_alter_table('flags', schema=None) as batch_op:
+        batch_op.drop_index('uq_flags_open_rule')
         batch_op.drop_index(batch_op.f('ix_flags_workspace_id'))
         batch_op.drop_index(batch_op.f('ix_flags_guest_id'))
         batch_op.drop_index('ix_flags_event_created_id')

@@ -14,6 +14,7 @@ import uuid
 
 from prometheus_client import Counter
 from sqlalchemy import func, select, tuple_, update
+from sqlalchemy.exc import IntegrityError
 
 from guestguard.audit.services import actor_of, record
 from guestguard.db import utcnow
@@ -88,29 +89,26 @@ def evaluate_use(request, access_id: uuid.UUID) -> list[Flag]:
 
 def raise_flag(request, guest: Guest, link: InvitationLink, rule: str, finding: Finding) -> Flag | None:
     """Record a finding: a new flag, a stronger open one, or nothing when the
-    host already dismissed as much."""
-    db = request.db
-    # One finding at a time per guest (a no-op on SQLite, which serializes writes).
-    db.execute(select(Guest.id).where(Guest.id == guest.id).with_for_update())
+    host already dismissed as much. Two workers racing on one link meet at
+    the unique index on open flags: the loser strengthens the winner's."""
     score = max(1, min(100, int(finding.score)))
     evidence = str(finding.evidence)[:2000]
     details = dict(finding.details)
-    now = utcnow()
-    previous = db.scalar(select(Flag).where(Flag.guest_id == guest.id, Flag.link_id == link.id, Flag.rule == rule)
-                         .order_by(Flag.created_at.desc(), Flag.id.desc()).limit(1))
+    previous = _latest_flag(request.db, guest, link, rule)
     if previous is not None and previous.status == FLAG_OPEN:
-        if score < previous.score:
-            return None
-        previous.score, previous.evidence, previous.details, previous.updated_at = score, evidence, details, now
-        return previous
+        return _strengthen(previous, score, evidence, details)
     if previous is not None and score <= previous.score:
         return None
+    now = utcnow()
     flag = Flag(workspace_id=guest.workspace_id, event_id=guest.event_id, guest_id=guest.id, link_id=link.id,
                 rule=rule, score=score, evidence=evidence, details=details, created_at=now, updated_at=now)
-    db.add(flag)
-    db.execute(update(Guest).where(Guest.id == guest.id).values(open_flags=Guest.open_flags + 1)
-               .execution_options(synchronize_session=False))
-    db.flush()
+    try:
+        with request.db.begin_nested():
+            request.db.add(flag)
+    except IntegrityError:
+        return _strengthen(_latest_flag(request.db, guest, link, rule), score, evidence, details)
+    request.db.execute(update(Guest).where(Guest.id == guest.id).values(open_flags=Guest.open_flags + 1)
+                       .execution_options(synchronize_session=False))
     record(request, "access.flagged", workspace_id=guest.workspace_id, target_type="guest", target_id=guest.id,
            flag_id=str(flag.id), rule=rule, score=score)
     activity.add(request, workspace_id=guest.workspace_id, event_id=guest.event_id, guest_id=guest.id,
@@ -119,6 +117,20 @@ def raise_flag(request, guest: Guest, link: InvitationLink, rule: str, finding: 
     request.emit("access.flagged", {"event_id": str(guest.event_id), "guest_id": str(guest.id),
                                     "flag_id": str(flag.id), "rule": rule, "score": score,
                                     "evidence": evidence}, guest.workspace_id)
+    return flag
+
+
+def _latest_flag(db, guest: Guest, link: InvitationLink, rule: str) -> Flag | None:
+    return db.scalar(select(Flag).where(Flag.guest_id == guest.id, Flag.link_id == link.id, Flag.rule == rule)
+                     .order_by(Flag.created_at.desc(), Flag.id.desc()).limit(1).execution_options(
+                         populate_existing=True))
+
+
+def _strengthen(flag: Flag, score: int, evidence: str, details: dict) -> Flag | None:
+    """Newer evidence at least as strong replaces an open flag's."""
+    if score < flag.score:
+        return None
+    flag.score, flag.evidence, flag.details, flag.updated_at = score, evidence, details, utcnow()
     return flag
 
 

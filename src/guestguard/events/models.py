@@ -4,7 +4,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from guestguard.db import Base, IdMixin, TimestampMixin, utcnow
@@ -180,7 +180,13 @@ class Flag(IdMixin, Base):
     closed_by_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), default=None)
 
-    __table_args__ = (Index("ix_flags_event_created_id", "event_id", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_flags_event_created_id", "event_id", "created_at", "id"),
+        # One open flag per guest, link and rule, even when two workers
+        # evaluate uses of the same link at once.
+        Index("uq_flags_open_rule", "guest_id", "link_id", "rule", unique=True,
+              sqlite_where=text("status = 'open'"), postgresql_where=text("status = 'open'")),
+    )
 
 
 class Activity(IdMixin, Base):

@@ -16,7 +16,8 @@ function follow(section) {
   let since = section.dataset.since;
   let failures = 0;
   let polls = 0;
-  const clock = new Intl.DateTimeFormat(undefined, {
+  // The page's own format ("Sun 22 Nov, 19:05"), in the event's time zone.
+  const clock = new Intl.DateTimeFormat("en-GB", {
     timeZone: section.dataset.timezone, weekday: "short", day: "numeric", month: "short",
     hour: "2-digit", minute: "2-digit", hourCycle: "h23",
   });
