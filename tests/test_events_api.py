@@ -5,24 +5,14 @@ import pytest
 from sqlalchemy import event as sa_event, func, select
 
 from guestguard.events.models import Guest
-from guestguard.testing import bearer_for, create_user
+from guestguard.testing import bearer_for, create_team, create_user
 from guestguard.workspaces.services import create_workspace
 
 
 @pytest.fixture
 def host(app, run_in_request):
     """Ada owns a workspace; Sam is its door staff; Eve has her own."""
-    def setup(request):
-        from guestguard.workspaces.models import Membership
-
-        ada = create_user(request, "ada@example.com", "Ada")
-        sam = create_user(request, "sam@example.com", "Sam")
-        create_user(request, "eve@example.com", "Eve")
-        workspace = create_workspace(request, ada, "Gala team")
-        request.db.add(Membership(workspace_id=workspace.id, user_id=sam.id, role="staff"))
-        return str(workspace.id)
-
-    workspace_id = run_in_request(setup, app.app.registry)
+    workspace_id = run_in_request(create_team, app.app.registry)
     return {"workspace": workspace_id,
             "ada": bearer_for(app, "ada@example.com"), "sam": bearer_for(app, "sam@example.com"),
             "eve": bearer_for(app, "eve@example.com")}

@@ -13,9 +13,7 @@ from sqlalchemy import func, select
 from guestguard.accounts.models import WEB
 from guestguard.accounts.services import login
 from guestguard.events.models import Event, Guest
-from guestguard.testing import TEST_PASSWORD, bearer_for, create_user
-from guestguard.workspaces.models import Membership
-from guestguard.workspaces.services import create_workspace
+from guestguard.testing import TEST_PASSWORD, bearer_for, create_team
 
 # --- people, browsers, events --------------------------------------------------
 
@@ -24,15 +22,7 @@ from guestguard.workspaces.services import create_workspace
 def host(app, run_in_request):
     """Ada owns "Gala team", where Sam is door staff; Eve has only her own
     workspace."""
-    def setup(request):
-        ada = create_user(request, "ada@example.com", "Ada")
-        sam = create_user(request, "sam@example.com", "Sam")
-        create_user(request, "eve@example.com", "Eve")
-        workspace = create_workspace(request, ada, "Gala team")
-        request.db.add(Membership(workspace_id=workspace.id, user_id=sam.id, role="staff"))
-        return str(workspace.id)
-
-    return {"workspace": run_in_request(setup), "ada": bearer_for(app, "ada@example.com")}
+    return {"workspace": run_in_request(create_team), "ada": bearer_for(app, "ada@example.com")}
 
 
 def signed_in(app, run_in_request, email):

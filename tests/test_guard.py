@@ -15,8 +15,7 @@ from guestguard.events.access import purge
 from guestguard.events.models import AccessEntry, AccessTally, Activity, Flag, Guest, StreamTicket
 from guestguard.plugins import Finding, hookimpl
 from guestguard.tasks import run_task_now
-from guestguard.testing import bearer_for, create_user
-from guestguard.workspaces.services import create_workspace
+from guestguard.testing import DomainEvents, bearer_for, create_team
 
 EVENT = {"name": "Midsummer Gala", "status": "published", "starts_at": "2030-06-21T19:00:00",
          "timezone": "Europe/London", "default_plus_ones": 1}
@@ -33,18 +32,6 @@ MAC = ("Mozilla/5.0 (Macintosh; Intel Mac OS X 14_1) AppleWebKit/605.1.15 (KHTML
 SLACK = "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)"
 IMESSAGE = ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_11_1) AppleWebKit/601.2.4 (KHTML, like Gecko) "
             "Version/9.0.1 Safari/601.2.4 facebookexternalhit/1.1 Facebot Twitterbot/1.0")
-
-
-class Listener:
-    def __init__(self):
-        self.events = []
-
-    @hookimpl
-    def domain_event(self, event, request):
-        self.events.append(event)
-
-    def named(self, name):
-        return [event for event in self.events if event.name == name]
 
 
 class BrokenRule:
@@ -79,7 +66,7 @@ class RulePlugin:
 
 @pytest.fixture
 def listener():
-    return Listener()
+    return DomainEvents()
 
 
 @pytest.fixture
@@ -88,17 +75,7 @@ def app(make_app, listener):
 
 
 def setup_host(app, run_in_request):
-    def setup(request):
-        from guestguard.workspaces.models import Membership
-
-        ada = create_user(request, "ada@example.com", "Ada")
-        sam = create_user(request, "sam@example.com", "Sam")
-        create_user(request, "eve@example.com", "Eve")
-        workspace = create_workspace(request, ada, "Gala team")
-        request.db.add(Membership(workspace_id=workspace.id, user_id=sam.id, role="staff"))
-        return str(workspace.id)
-
-    workspace_id = run_in_request(setup, app.app.registry)
+    workspace_id = run_in_request(create_team, app.app.registry)
     ada = bearer_for(app, "ada@example.com")
     event = app.post_json("/api/v1/events", {"workspace_id": workspace_id, **EVENT}, headers=ada).json["event"]
     return {"workspace": workspace_id, "ada": ada, "sam": bearer_for(app, "sam@example.com"),

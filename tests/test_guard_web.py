@@ -7,9 +7,7 @@ from bs4 import BeautifulSoup
 
 from guestguard.accounts.models import WEB
 from guestguard.accounts.services import login
-from guestguard.testing import TEST_PASSWORD, bearer_for, create_user
-from guestguard.workspaces.models import Membership
-from guestguard.workspaces.services import create_workspace
+from guestguard.testing import TEST_PASSWORD, bearer_for, create_team
 
 PROXY = "10.0.0.1"
 BROWSER = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"
@@ -25,14 +23,7 @@ def app(make_app):
 @pytest.fixture
 def gala(app, run_in_request):
     """Ada's event with two guests; Grace's link was opened from four networks."""
-    def setup(request):
-        ada = create_user(request, "ada@example.com", "Ada")
-        sam = create_user(request, "sam@example.com", "Sam")
-        workspace = create_workspace(request, ada, "Gala team")
-        request.db.add(Membership(workspace_id=workspace.id, user_id=sam.id, role="staff"))
-        return str(workspace.id)
-
-    workspace_id = run_in_request(setup, app.app.registry)
+    workspace_id = run_in_request(create_team, app.app.registry)
     ada = bearer_for(app, "ada@example.com")
     event = app.post_json("/api/v1/events", {"workspace_id": workspace_id, **EVENT}, headers=ada).json["event"]
     url = f"/api/v1/events/{event['id']}"

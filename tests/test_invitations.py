@@ -7,9 +7,7 @@ import time_machine
 from sqlalchemy import func, select
 
 from guestguard.events.models import Guest, InvitationLink, Rsvp
-from guestguard.plugins import hookimpl
-from guestguard.testing import bearer_for, create_user
-from guestguard.workspaces.services import create_workspace
+from guestguard.testing import DomainEvents, bearer_for, create_team
 
 EVENT = {"name": "Midsummer Gala", "status": "published", "starts_at": "2030-06-21T19:00:00", "ends_at": "2030-06-21T23:30:00",
          "timezone": "Europe/London", "venue": "Kew Gardens, Richmond; TW9 3AE", "default_plus_ones": 1,
@@ -20,21 +18,9 @@ GARBAGE = "not a token!"
 UNKNOWN = "A" * 43
 
 
-class Listener:
-    def __init__(self):
-        self.events = []
-
-    @hookimpl
-    def domain_event(self, event, request):
-        self.events.append(event)
-
-    def names(self, prefix=""):
-        return [event.name for event in self.events if event.name.startswith(prefix)]
-
-
 @pytest.fixture
 def listener():
-    return Listener()
+    return DomainEvents()
 
 
 @pytest.fixture
@@ -45,16 +31,7 @@ def app(make_app, listener):
 @pytest.fixture
 def host(app, run_in_request):
     """Ada owns a workspace with an event; Sam is its door staff."""
-    def setup(request):
-        from guestguard.workspaces.models import Membership
-
-        ada = create_user(request, "ada@example.com", "Ada")
-        sam = create_user(request, "sam@example.com", "Sam")
-        workspace = create_workspace(request, ada, "Gala team")
-        request.db.add(Membership(workspace_id=workspace.id, user_id=sam.id, role="staff"))
-        return str(workspace.id)
-
-    workspace_id = run_in_request(setup, app.app.registry)
+    workspace_id = run_in_request(create_team, app.app.registry)
     ada = bearer_for(app, "ada@example.com")
     event = app.post_json("/api/v1/events", {"workspace_id": workspace_id, **EVENT}, headers=ada).json["event"]
     return {"workspace": workspace_id, "ada": ada, "sam": bearer_for(app, "sam@example.com"), "event": event,

@@ -17,8 +17,7 @@ from webtest.http import StopableWSGIServer
 
 from guestguard.events.live import RESYNC, MemoryBroker, RedisBroker
 from guestguard.events.stream import EventStream
-from guestguard.testing import REDIS_ENV, bearer_for, create_user
-from guestguard.workspaces.services import create_workspace
+from guestguard.testing import REDIS_ENV, bearer_for, create_team
 
 EVENT = {"name": "Launch party", "status": "published", "starts_at": "2030-06-21T19:00:00",
          "timezone": "Europe/London"}
@@ -32,17 +31,7 @@ def app(make_app):
 
 @pytest.fixture
 def world(app, run_in_request):
-    def setup(request):
-        from guestguard.workspaces.models import Membership
-
-        ada = create_user(request, "ada@example.com", "Ada")
-        sam = create_user(request, "sam@example.com", "Sam")
-        create_user(request, "eve@example.com", "Eve")
-        workspace = create_workspace(request, ada, "Launch team")
-        request.db.add(Membership(workspace_id=workspace.id, user_id=sam.id, role="staff"))
-        return str(workspace.id)
-
-    workspace_id = run_in_request(setup, app.app.registry)
+    workspace_id = run_in_request(create_team, app.app.registry)
     ada = bearer_for(app, "ada@example.com")
     events = [app.post_json("/api/v1/events", {"workspace_id": workspace_id, **EVENT, "name": name},
                             headers=ada).json["event"] for name in ("Launch party", "Other party")]

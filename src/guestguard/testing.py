@@ -23,6 +23,7 @@ from sqlalchemy import create_engine, text
 
 from guestguard import make_config
 from guestguard.models import metadata
+from guestguard.plugins import hookimpl
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DATABASE_ENV = "GG_TEST_DATABASE_URL"
@@ -186,6 +187,37 @@ def run_in_request(registry) -> Callable[..., Any]:
 
 
 TEST_PASSWORD = "correct horse battery staple"
+
+
+class DomainEvents:
+    """A plugin that keeps every domain event it hears, for assertions."""
+
+    def __init__(self):
+        self.events = []
+
+    @hookimpl
+    def domain_event(self, event, request):
+        self.events.append(event)
+
+    def names(self, prefix=""):
+        return [event.name for event in self.events if event.name.startswith(prefix)]
+
+    def named(self, name):
+        return [event for event in self.events if event.name == name]
+
+
+def create_team(request, name: str = "Gala team") -> str:
+    """Ada owns a workspace where Sam is door staff; Eve has only her own.
+    Returns the workspace's id."""
+    from guestguard.workspaces.models import Membership
+    from guestguard.workspaces.services import create_workspace
+
+    ada = create_user(request, "ada@example.com", "Ada")
+    sam = create_user(request, "sam@example.com", "Sam")
+    create_user(request, "eve@example.com", "Eve")
+    workspace = create_workspace(request, ada, name)
+    request.db.add(Membership(workspace_id=workspace.id, user_id=sam.id, role="staff"))
+    return str(workspace.id)
 
 
 def create_user(request, email: str, name: str = "", *, verified: bool = True):

@@ -113,12 +113,9 @@ FLAG_OPEN, FLAG_DISMISSED, FLAG_RESOLVED = "open", "dismissed", "resolved"
 FLAG_STATUSES = (FLAG_OPEN, FLAG_DISMISSED, FLAG_RESOLVED)
 
 
-class AccessEntry(IdMixin, Base):
-    """One use of an invitation token. Unknown tokens belong to no tenant, so
-    their rows carry no workspace. Purged after ``guard.retention_days``;
-    ``AccessTally`` keeps the counts."""
-
-    __tablename__ = "access_log"
+class AccessSubjectMixin:
+    """Whose link a use was. Unknown tokens belong to no tenant, so their
+    rows carry no workspace."""
 
     workspace_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("workspaces.id", ondelete="CASCADE"), index=True, default=None)
@@ -126,6 +123,14 @@ class AccessEntry(IdMixin, Base):
         ForeignKey("events.id", ondelete="CASCADE"), default=None)
     guest_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("guests.id", ondelete="CASCADE"), index=True, default=None)
+
+
+class AccessEntry(IdMixin, AccessSubjectMixin, Base):
+    """One use of an invitation token. Purged after ``guard.retention_days``;
+    ``AccessTally`` keeps the counts."""
+
+    __tablename__ = "access_log"
+
     link_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("invitation_links.id", ondelete="CASCADE"), default=None)
     at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
@@ -140,17 +145,11 @@ class AccessEntry(IdMixin, Base):
     __table_args__ = (Index("ix_access_log_link_at", "link_id", "at"),)
 
 
-class AccessTally(IdMixin, Base):
+class AccessTally(IdMixin, AccessSubjectMixin, Base):
     """Uses per guest, day, kind and outcome, rolled up from purged log rows."""
 
     __tablename__ = "access_tallies"
 
-    workspace_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True, default=None)
-    event_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("events.id", ondelete="CASCADE"), default=None)
-    guest_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("guests.id", ondelete="CASCADE"), index=True, default=None)
     day: Mapped[dt.date]
     kind: Mapped[str] = mapped_column(String(16))
     outcome: Mapped[str] = mapped_column(String(16))

@@ -30,24 +30,22 @@ def event_factory(request) -> RecordResource:
     return _event(request)
 
 
-@tenant_factory
-def guest_factory(request) -> RecordResource:
+def _of_event(request, find, id_name: str) -> RecordResource:
+    """A record of the event in the route (``find(db, event_id, id)``)."""
     parent = _event(request)
-    guest = services.find_guest(request.db, parent.event.id, parse_id(request, "guest_id"))
-    if guest is None:
+    record = find(request.db, parent.event.id, parse_id(request, id_name))
+    if record is None:
         raise HTTPNotFound()
-    resource = RecordResource(parent, guest)
+    resource = RecordResource(parent, record)
     resource.event = parent.event
     return resource
+
+
+@tenant_factory
+def guest_factory(request) -> RecordResource:
+    return _of_event(request, services.find_guest, "guest_id")
 
 
 @tenant_factory
 def flag_factory(request) -> RecordResource:
-    parent = _event(request)
-    flag = flags.find_flag(request.db, parent.event.id, parse_id(request, "flag_id"))
-    if flag is None:
-        raise HTTPNotFound()
-    resource = RecordResource(parent, flag)
-    resource.event = parent.event
-    return resource
-
+    return _of_event(request, flags.find_flag, "flag_id")

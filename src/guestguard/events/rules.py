@@ -46,51 +46,30 @@ def spread(uses: list[AccessUse]) -> dt.timedelta:
     return uses[-1].at - uses[0].at if uses else dt.timedelta(0)
 
 
-class Networks:
-    """More than ``threshold`` networks used one token within the window."""
+class Spread:
+    """More than ``threshold`` distinct values of ``field`` among a token's
+    uses within the window: networks (``networks``) or kinds of device
+    (``devices``). Fires when the use brings a value not seen before."""
 
-    name = "networks"
-
-    def __init__(self, threshold: int, window: dt.timedelta):
-        self.threshold, self.window = threshold, window
-
-    def evaluate(self, history: AccessHistory) -> Finding | None:
-        use = history.use
-        if use.automated or not use.network:
-            return None
-        uses = history.since(self.window)
-        networks = distinct(uses, "network")
-        if len(networks) <= self.threshold or use.network in distinct(uses[:-1], "network"):
-            return None
-        count = len(networks)
-        return Finding(
-            score=min(100, 45 + 15 * (count - self.threshold - 1)),
-            evidence=(f"used from {count} different networks within {duration(spread(uses))} "
-                      f"({listed(networks)})"),
-            details={"networks": networks, "window_hours": self.window.total_seconds() / 3600})
-
-
-class Devices:
-    """More than ``threshold`` kinds of device (browser and system)."""
-
-    name = "devices"
-
-    def __init__(self, threshold: int, window: dt.timedelta):
-        self.threshold, self.window = threshold, window
+    def __init__(self, name: str, field: str, threshold: int, window: dt.timedelta, base_score: int,
+                 evidence: str):
+        self.name, self.field, self.threshold, self.window = name, field, threshold, window
+        self.base_score, self.evidence = base_score, evidence
 
     def evaluate(self, history: AccessHistory) -> Finding | None:
         use = history.use
-        if use.automated:
+        value = getattr(use, self.field)
+        if use.automated or not value:
             return None
         uses = history.since(self.window)
-        devices = distinct(uses, "device")
-        if len(devices) <= self.threshold or use.device in distinct(uses[:-1], "device"):
+        values = distinct(uses, self.field)
+        if len(values) <= self.threshold or value in distinct(uses[:-1], self.field):
             return None
-        count = len(devices)
+        count = len(values)
         return Finding(
-            score=min(100, 35 + 15 * (count - self.threshold - 1)),
-            evidence=f"opened on {count} kinds of device within {duration(spread(uses))} ({listed(devices)})",
-            details={"devices": devices, "window_hours": self.window.total_seconds() / 3600})
+            score=min(100, self.base_score + 15 * (count - self.threshold - 1)),
+            evidence=self.evidence.format(count=count, span=duration(spread(uses)), values=listed(values)),
+            details={f"{self.field}s": values, "window_hours": self.window.total_seconds() / 3600})
 
 
 class RevokedLink:
@@ -182,8 +161,12 @@ class LinkPreview:
 def builtin_rules(settings: Mapping[str, Any]) -> list:
     hours = dt.timedelta(hours=1)
     return [
-        Networks(settings["guard.networks.threshold"], settings["guard.networks.window_hours"] * hours),
-        Devices(settings["guard.devices.threshold"], settings["guard.devices.window_hours"] * hours),
+        Spread("networks", "network", settings["guard.networks.threshold"],
+               settings["guard.networks.window_hours"] * hours, 45,
+               "used from {count} different networks within {span} ({values})"),
+        Spread("devices", "device", settings["guard.devices.threshold"],
+               settings["guard.devices.window_hours"] * hours, 35,
+               "opened on {count} kinds of device within {span} ({values})"),
         RevokedLink(),
         RsvpDevice(settings["guard.rsvp_device.same_network_ok"]),
         Burst(settings["guard.burst.opens"], dt.timedelta(minutes=settings["guard.burst.window_minutes"])),
