@@ -492,3 +492,85 @@ def test_the_database_keeps_one_open_flag_per_guest_link_and_rule(app, host, gue
     add("open")
     with pytest.raises(IntegrityError):
         add("open")
+
+
+# --- found in review -----------------------------------------------------------------------
+
+
+class BadFindings:
+    """Plugin rules whose findings cannot be stored."""
+
+    def __init__(self):
+        self.rules = []
+        for name, finding in (("wordy_score", Finding(score="high", evidence="x")),
+                              ("odd_details", Finding(score=5, evidence="x", details={"when": dt.datetime.now()})),
+                              ("no_words", Finding(score=5, evidence="  ")),
+                              ("not_a_finding", {"score": 5})):
+            rule = type(name, (), {"name": name, "evaluate": lambda self, history, f=finding: f})()
+            self.rules.append(rule)
+
+    @hookimpl
+    def register_access_rules(self, settings):
+        return self.rules
+
+
+def test_a_plugin_returning_a_bad_finding_spoils_no_other_rule(make_app, run_in_request, caplog):
+    app = make_app({"app.trusted_proxies": PROXY}, plugins=[("bad", BadFindings())])
+    host = setup_host(app, run_in_request)
+    guest = add_guest(app, host)
+    token = issue(app, host, guest)
+    with caplog.at_level(logging.ERROR, logger="guestguard"):
+        for n in range(4):
+            visit(app, token, f"203.0.{n}.1", WINDOWS)
+    assert [flag["rule"] for flag in flags_of(app, host)] == ["networks"]
+    for name in ("wordy_score", "odd_details", "no_words", "not_a_finding"):
+        assert f"access rule {name} failed" in caplog.text
+
+
+def test_counts_of_previews_survive_the_purge_as_previews(app, host, guest_link, run_in_request):
+    guest, token = guest_link
+    with time_machine.travel(dt.datetime(2030, 1, 10, 12, tzinfo=dt.timezone.utc), tick=False) as clock:
+        visit(app, token, "81.2.69.160", IPHONE)
+        visit(app, token, "54.1.2.3", SLACK)
+        clock.shift(dt.timedelta(days=92))
+        ada = bearer_for(app, "ada@example.com")
+        url = f"{host['url']}/guests/{guest['id']}/access"
+        before = app.get(url, headers=ada).json["totals"]
+        assert run_task_now(app.app.registry, purge) == 2
+        assert app.get(url, headers=ada).json["totals"] == before
+    assert before["view"] == 1 and before["automated"] == 1
+
+
+def test_a_second_reissue_of_the_same_flag_sends_nothing(app, host, guest_link):
+    guest, token = guest_link
+    for n in range(4):
+        visit(app, token, f"203.0.{n}.1", WINDOWS)
+    (flag,) = flags_of(app, host)
+    app.post_json(f"{host['url']}/flags/{flag['id']}/reissue", {}, headers=host["ada"], status=202)
+    again = app.post_json(f"{host['url']}/flags/{flag['id']}/reissue", {}, headers=host["ada"], status=409).json
+    assert again["error"]["code"] == "flag_not_open"
+    console = app.app.registry["notifications.providers_by_name"]["console"]
+    assert len(console.messages) == 1
+
+
+def test_the_count_of_open_flags_follows_the_flags(app, host, guest_link):
+    guest, token = guest_link
+    for n, agent in enumerate((IPHONE, WINDOWS, ANDROID, LINUX)):
+        visit(app, token, f"203.0.{n}.1", agent)
+    networks, devices = sorted(flags_of(app, host), key=lambda flag: flag["rule"], reverse=True)
+    guest_url = f"{host['url']}/guests/{guest['id']}"
+    assert app.get(guest_url, headers=host["ada"]).json["guest"]["open_flags"] == 2
+    app.post_json(f"{host['url']}/flags/{networks['id']}/dismiss", {}, headers=host["ada"])
+    assert app.get(guest_url, headers=host["ada"]).json["guest"]["open_flags"] == 1
+    app.post_json(f"{host['url']}/flags/{devices['id']}/dismiss", {}, headers=host["ada"])
+    assert app.get(guest_url, headers=host["ada"]).json["guest"]["open_flags"] == 0
+
+
+def test_nul_characters_in_queries_and_forms_are_refused_plainly(app, host, guest_link):
+    for params in ({"rule": "a\x00b"}, {"q": "\x00"}):
+        body = app.get(f"{host['url']}/flags", params=params, headers=host["ada"], status=400).json
+        assert "NUL" in body["error"]["message"]
+    guest, token = guest_link
+    app.post(f"/rsvp/{token}", {"response": "yes", "message": "hi\x00"}, status=400)
+    page = app.get(f"/access/{token}", headers={"User-Agent": "Mozilla\x00/5.0"})
+    assert "Grace Hopper" in page.text

@@ -15,7 +15,7 @@ import pytest
 import time_machine
 from webtest.http import StopableWSGIServer
 
-from guestguard.events.live import RESYNC, MemoryBroker, RedisBroker
+from guestguard.events.live import RESYNC, Full, MemoryBroker, RedisBroker
 from guestguard.events.stream import EventStream
 from guestguard.testing import REDIS_ENV, bearer_for, create_team
 
@@ -135,8 +135,12 @@ def test_a_stream_resumes_after_its_last_event_id(app, world, server):
     body = ticket_for(app, world["ada"], world["event"])
     stream = Stream(server, body["stream_url"], headers={"Last-Event-ID": first[0]["id"]})
     try:
-        replayed = [stream.next_activity()[1]["summary"] for _ in range(2)]
-        assert replayed == ["Grace changed the answer from maybe to no", "Grace changed the answer from no to yes"]
+        replayed = [stream.next_activity()[1] for _ in range(3)]
+        # From 10 seconds before the last id: what the client has comes again
+        # (it drops ids it has), then what it missed.
+        assert replayed[0]["id"] == first[0]["id"]
+        assert [item["summary"] for item in replayed[1:]] == [
+            "Grace changed the answer from maybe to no", "Grace changed the answer from no to yes"]
     finally:
         stream.close()
     bad = ticket_for(app, world["ada"], world["event"])
@@ -255,3 +259,46 @@ def test_activity_published_by_one_process_reaches_streams_of_another(url):
     mine.close()
     theirs.close()
     assert listening.hub.streams == 0
+
+
+def test_a_ticket_dies_with_the_login_that_asked_for_it(app, world, run_in_request):
+    from guestguard.accounts.models import WEB
+    from guestguard.accounts.services import login
+    from guestguard.testing import TEST_PASSWORD
+
+    session = run_in_request(lambda r: login(r, email="ada@example.com", password=TEST_PASSWORD, kind=WEB),
+                             app.app.registry)
+    app.set_cookie("gg_session", session.cookie_token)
+    body = app.post_json(TICKETS, {"event_id": world["event"]["id"]}, status=201).json
+    token = app.get("/account").html.find("input", {"name": "csrf_token"})["value"]
+    app.post("/logout", {"csrf_token": token})
+    app.reset()
+    app.get(body["stream_url"], status=401)
+
+
+def test_one_holder_cannot_take_every_stream(make_app, run_in_request):
+    app = make_app({"guard.stream.max_per_holder": "1", "guard.stream.max_streams": "2"})
+    workspace_id = run_in_request(create_team, app.app.registry)
+    ada, sam = bearer_for(app, "ada@example.com"), bearer_for(app, "sam@example.com")
+    event = app.post_json("/api/v1/events", {"workspace_id": workspace_id, **EVENT}, headers=ada).json["event"]
+    server = StopableWSGIServer.create(app.app, threads=4)
+    assert server.wait()
+    streams = []
+    try:
+        streams.append(Stream(server, ticket_for(app, ada, event)["stream_url"]))
+        assert streams[0].next_message() == {"retry": "3000", "comment": "connected"}
+        second = Stream(server, ticket_for(app, ada, event)["stream_url"])
+        assert second.response.status == 503 and second.response.getheader("Retry-After") == "30"
+        refusal = json.loads(second.response.read())["error"]
+        assert refusal["code"] == "streams_full" and refusal["message"].startswith("You have as many")
+        streams.append(Stream(server, ticket_for(app, sam, event)["stream_url"]))
+        assert streams[1].next_message()["comment"] == "connected", "another person still gets one"
+        assert app.get("/health").status_int == 200
+    finally:
+        for opened in streams:
+            opened.close()
+        server.shutdown()
+    hub = MemoryBroker().hub
+    hub.listen("e", holder="a", limit=1)
+    with pytest.raises(Full, match="this process serves as many"):
+        hub.listen("e", holder="b", limit=1)

@@ -24,6 +24,7 @@ def upgrade() -> None:
     sa.Column('workspace_id', sa.Uuid(), nullable=False),
     sa.Column('event_id', sa.Uuid(), nullable=False),
     sa.Column('user_id', sa.Uuid(), nullable=True),
+    sa.Column('session_id', sa.Uuid(), nullable=True),
     sa.Column('api_key_id', sa.Uuid(), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
@@ -31,6 +32,7 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['api_key_id'], ['api_keys.id'], name=op.f('fk_stream_tickets_api_key_id_api_keys'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['event_id'], ['events.id'], name=op.f('fk_stream_tickets_event_id_events'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_stream_tickets_user_id_users'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['session_id'], ['auth_sessions.id'], name=op.f('fk_stream_tickets_session_id_auth_sessions'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['workspace_id'], ['workspaces.id'], name=op.f('fk_stream_tickets_workspace_id_workspaces'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_stream_tickets')),
     sa.UniqueConstraint('token_hash', name=op.f('uq_stream_tickets_token_hash'))
@@ -47,6 +49,7 @@ def upgrade() -> None:
     sa.Column('day', sa.Date(), nullable=False),
     sa.Column('kind', sa.String(length=16), nullable=False),
     sa.Column('outcome', sa.String(length=16), nullable=False),
+    sa.Column('automated', sa.Boolean(), nullable=False),
     sa.Column('uses', sa.Integer(), nullable=False),
     sa.ForeignKeyConstraint(['event_id'], ['events.id'], name=op.f('fk_access_tallies_event_id_events'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['guest_id'], ['guests.id'], name=op.f('fk_access_tallies_guest_id_guests'), ondelete='CASCADE'),

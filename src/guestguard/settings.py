@@ -352,9 +352,14 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting("guard.stream.url", as_url("redis", "rediss", "unix", "memory"), "memory://",
             "Where live activity is published for the hosts' streams: redis://host:port/db when "
             "web processes and workers are separate, memory:// for one process."),
+    Setting("guard.stream.max_streams", as_int(0, 100000), 4,
+            "Live streams one web process serves at once; more get 503 and the page polls. Under "
+            "threaded servers each stream holds a thread: keep this below the threads per process."),
+    Setting("guard.stream.max_per_holder", as_int(1, 1000), 2,
+            "Live streams one person or API key may hold open in one web process."),
     Setting("guard.stream.heartbeat_seconds", as_int(1, 300), 15,
             "Seconds between heartbeats on an idle live stream (keeps proxies from closing it)."),
-    Setting("guard.stream.max_seconds", as_int(10, 86400), 3600,
+    Setting("guard.stream.max_seconds", as_int(10, 86400), 300,
             "Seconds after which a live stream ends; the page reconnects with a new ticket."),
     Setting("log.format", as_choice("text", "json", "auto"), "auto",
             "Log line format; auto is JSON in production and text elsewhere."),

@@ -115,14 +115,18 @@ def guard_body(event) -> None:
     if request.content_length is not None and request.content_length > limit:
         raise APIError(413, "too_large", f"The body is larger than {limit} bytes.", limit=limit)
     try:
-        request.GET
+        query = request.GET
     except UnicodeDecodeError:
         raise APIError(400, "bad_request", "The query string is not valid UTF-8.") from None
+    if any("\x00" in value for value in query.values()):
+        raise APIError(400, "bad_request", "The query string holds a NUL character.")
     if request.method in ("POST", "PUT", "PATCH") and request.content_type in FORM_TYPES:
         try:
-            request.POST
+            form = request.POST
         except Exception:
             raise APIError(400, "bad_request", "The form data could not be read.") from None
+        if any(isinstance(value, str) and "\x00" in value for value in form.values()):
+            raise APIError(400, "bad_request", "The form data holds a NUL character.")
 
 
 def includeme(config) -> None:

@@ -46,6 +46,9 @@ INVITATION_ROUTES = (
 def access_rules(settings, plugins) -> list[AccessRule]:
     """Every registered rule but those ``guard.rules_disabled`` names."""
     rules = by_name(collect(plugins.hook.register_access_rules(settings=settings)), AccessRule, "access rule")
+    long = [name for name in rules if not isinstance(name, str) or not 0 < len(name) <= 64]
+    if long:
+        raise SettingsError(f"access rule names must be 1 to 64 characters: {', '.join(map(repr, long))}")
     unknown = set(settings["guard.rules_disabled"]) - set(rules)
     if unknown:
         raise SettingsError(f"setting 'guard.rules_disabled' names unknown access rules: {', '.join(sorted(unknown))}; "

@@ -85,7 +85,7 @@ def record(request, found: TokenUse, kind: str) -> AccessEntry | None:
     """Log one use and queue the rules on it; nothing when the guard is off."""
     if not request.registry.settings["guard.enabled"]:
         return None
-    user_agent = request.headers.get("User-Agent", "")[:USER_AGENT_LIMIT]
+    user_agent = user_agent_of(request)
     device = classify(user_agent)
     ip = request.client_ip
     link = found.link
@@ -114,10 +114,14 @@ def use_token(request, raw: object, kind: str) -> tuple[InvitationLink, Guest, E
     return found.link, found.guest, found.event
 
 
+def user_agent_of(request) -> str:
+    return request.headers.get("User-Agent", "").replace("\x00", "")[:USER_AGENT_LIMIT]
+
+
 def is_person(request) -> bool:
     """Whether the request looks driven by a person, not a preview fetcher
     or crawler (those must not count as the guest opening the invitation)."""
-    return not classify(request.headers.get("User-Agent", "")[:USER_AGENT_LIMIT]).automated
+    return not classify(user_agent_of(request)).automated
 
 
 # --- reading the log ---------------------------------------------------------------
@@ -136,9 +140,10 @@ def totals(db, guest_id: uuid.UUID) -> dict[str, int]:
     kept = db.execute(select(AccessEntry.kind, AccessEntry.outcome, AccessEntry.automated, func.count())
                       .where(AccessEntry.guest_id == guest_id)
                       .group_by(AccessEntry.kind, AccessEntry.outcome, AccessEntry.automated))
-    purged = db.execute(select(AccessTally.kind, AccessTally.outcome, False, func.sum(AccessTally.uses))
+    purged = db.execute(select(AccessTally.kind, AccessTally.outcome, AccessTally.automated,
+                               func.sum(AccessTally.uses))
                         .where(AccessTally.guest_id == guest_id)
-                        .group_by(AccessTally.kind, AccessTally.outcome))
+                        .group_by(AccessTally.kind, AccessTally.outcome, AccessTally.automated))
     for kind, outcome, automated, count in [*kept, *purged]:
         if automated:
             counts["automated"] += count
@@ -175,17 +180,22 @@ def purge(request, now: dt.datetime | None = None) -> int:
             start = dt.datetime.combine(oldest.date(), dt.time(), tzinfo=dt.timezone.utc)
             end = min(start + dt.timedelta(days=1), cutoff)
             in_day = (AccessEntry.at >= start) & (AccessEntry.at < end)
-            groups = request.db.execute(
-                select(AccessEntry.workspace_id, AccessEntry.event_id, AccessEntry.guest_id, AccessEntry.kind,
-                       AccessEntry.outcome, func.count())
-                .where(in_day)
-                .group_by(AccessEntry.workspace_id, AccessEntry.event_id, AccessEntry.guest_id,
-                          AccessEntry.kind, AccessEntry.outcome)).all()
+            keys = (AccessEntry.workspace_id, AccessEntry.event_id, AccessEntry.guest_id, AccessEntry.kind,
+                    AccessEntry.outcome, AccessEntry.automated)
+            groups = request.db.execute(select(*keys, func.count()).where(in_day).group_by(*keys)).all()
             request.db.add_all(AccessTally(workspace_id=workspace_id, event_id=event_id, guest_id=guest_id,
-                                           day=start.date(), kind=kind, outcome=outcome, uses=count)
-                               for workspace_id, event_id, guest_id, kind, outcome, count in groups)
-            purged += request.db.execute(delete(AccessEntry).where(in_day)
+                                           day=start.date(), kind=kind, outcome=outcome, automated=automated,
+                                           uses=count)
+                               for workspace_id, event_id, guest_id, kind, outcome, automated, count in groups)
+            deleted = request.db.execute(delete(AccessEntry).where(in_day)
                                          .execution_options(synchronize_session=False)).rowcount
+            counted = sum(group[-1] for group in groups)
+            if deleted != counted:
+                # Another purge took these rows first: its tallies stand, ours go.
+                request.tm.abort()
+                log.info("access log: another purge is at work on %s; leaving it that day", start.date())
+                return purged
+            purged += deleted
     with request.tm:
         request.db.execute(delete(StreamTicket).where(StreamTicket.expires_at < now - dt.timedelta(hours=1))
                            .execution_options(synchronize_session=False))

@@ -19,8 +19,13 @@ from guestguard.events.models import Activity
 from guestguard.events.services import decode_cursor, encode_cursor
 
 DEFAULT_LIMIT = 50
-MAX_LIMIT = 200
 ASCENDING, DESCENDING = "asc", "desc"
+# An item's time is set when it is written, not when its transaction
+# commits: one from a slow transaction can appear behind an item a reader
+# already passed. Readers that follow the feed (the stream's replay, the
+# page's polling) look this far back and drop the ids they have.
+LOOKBACK_SECONDS = 10
+MAX_LOOKBACK_SECONDS = 60
 
 
 def cursor_of(item: Activity) -> str:
@@ -59,13 +64,16 @@ def add(request, *, workspace_id: uuid.UUID, event_id: uuid.UUID, guest_id: uuid
 
 
 def page(db, event_id: uuid.UUID, *, after: str | None = None, limit: int = DEFAULT_LIMIT,
-         order: str = ASCENDING) -> tuple[list[Activity], bool]:
+         order: str = ASCENDING, lookback: int = 0) -> tuple[list[Activity], bool]:
     """Items past ``after`` in ``order`` (oldest first by default), and
-    whether more follow. One query whatever the feed's size."""
+    whether more follow; with ``lookback`` (ascending only), from that many
+    seconds before ``after``. One query whatever the feed's size."""
     query = select(Activity).where(Activity.event_id == event_id)
     key = tuple_(Activity.at, Activity.id)
     if after:
         at, item_id = parse_cursor(after)
+        if lookback and order == ASCENDING:
+            at, item_id = at - dt.timedelta(seconds=lookback), uuid.UUID(int=0)
         query = query.where(key > tuple_(at, item_id) if order == ASCENDING else key < tuple_(at, item_id))
     if order == ASCENDING:
         query = query.order_by(Activity.at, Activity.id)

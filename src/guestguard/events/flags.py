@@ -9,6 +9,7 @@ Revoking and reissuing the link resolves the guest's open flags.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import uuid
 
@@ -75,25 +76,41 @@ def evaluate_use(request, access_id: uuid.UUID) -> list[Flag]:
     flags = []
     for rule in rules:
         try:
-            finding = rule.evaluate(history)
+            finding = checked(rule.evaluate(history))
+            if finding is None:
+                continue
+            with db.begin_nested():
+                flag = raise_flag(request, guest, link, rule.name, finding)
         except Exception:
             RULE_ERRORS.labels(rule=rule.name).inc()
             log.exception("access rule %s failed on use %s; skipped", rule.name, entry.id)
             continue
-        if finding is not None:
-            flag = raise_flag(request, guest, link, rule.name, finding)
-            if flag is not None:
-                flags.append(flag)
+        if flag is not None:
+            flags.append(flag)
     return flags
+
+
+def checked(finding) -> Finding | None:
+    """A rule's answer as a Finding we can store; TypeError or ValueError
+    for anything else (a plugin's mistake, reported like an exception)."""
+    if finding is None:
+        return None
+    if not isinstance(finding, Finding):
+        raise TypeError(f"a rule returned {type(finding).__name__}, not a Finding or None")
+    details = json.loads(json.dumps(dict(finding.details)))  # only what JSON keeps
+    score = int(finding.score)
+    evidence = finding.evidence
+    if not isinstance(evidence, str) or not evidence.strip():
+        raise ValueError("a finding needs its evidence in words")
+    return Finding(score=max(1, min(100, score)), evidence=evidence.strip()[:2000], details=details)
 
 
 def raise_flag(request, guest: Guest, link: InvitationLink, rule: str, finding: Finding) -> Flag | None:
     """Record a finding: a new flag, a stronger open one, or nothing when the
     host already dismissed as much. Two workers racing on one link meet at
     the unique index on open flags: the loser strengthens the winner's."""
-    score = max(1, min(100, int(finding.score)))
-    evidence = str(finding.evidence)[:2000]
-    details = dict(finding.details)
+    lock_guest(request.db, guest.id)
+    score, evidence, details = finding.score, finding.evidence, dict(finding.details)
     previous = _latest_flag(request.db, guest, link, rule)
     if previous is not None and previous.status == FLAG_OPEN:
         return _strengthen(previous, score, evidence, details)
@@ -107,8 +124,7 @@ def raise_flag(request, guest: Guest, link: InvitationLink, rule: str, finding: 
             request.db.add(flag)
     except IntegrityError:
         return _strengthen(_latest_flag(request.db, guest, link, rule), score, evidence, details)
-    request.db.execute(update(Guest).where(Guest.id == guest.id).values(open_flags=Guest.open_flags + 1)
-                       .execution_options(synchronize_session=False))
+    recount(request.db, guest.id)
     record(request, "access.flagged", workspace_id=guest.workspace_id, target_type="guest", target_id=guest.id,
            flag_id=str(flag.id), rule=rule, score=score)
     activity.add(request, workspace_id=guest.workspace_id, event_id=guest.event_id, guest_id=guest.id,
@@ -149,7 +165,15 @@ def _close(request, flags: list[Flag], status: str) -> None:
                target_id=flag.id, guest_id=str(flag.guest_id), rule=flag.rule)
 
 
-def _recount(db, guest_id: uuid.UUID) -> None:
+def lock_guest(db, guest_id: uuid.UUID) -> None:
+    """Flags of one guest change one transaction at a time (a no-op on
+    SQLite, which serializes writes)."""
+    db.execute(select(Guest.id).where(Guest.id == guest_id).with_for_update())
+
+
+def recount(db, guest_id: uuid.UUID) -> None:
+    """The guest's count of open flags, from the flags themselves (run after
+    lock_guest, so the count sees every committed flag)."""
     count = select(func.count(Flag.id)).where(Flag.guest_id == guest_id, Flag.status == FLAG_OPEN).scalar_subquery()
     db.execute(update(Guest).where(Guest.id == guest_id).values(open_flags=count)
                .execution_options(synchronize_session=False))
@@ -157,22 +181,31 @@ def _recount(db, guest_id: uuid.UUID) -> None:
 
 def dismiss(request, flag: Flag) -> Flag:
     """The host judged the finding harmless."""
-    if flag.status != FLAG_OPEN:
-        raise EventsError(409, "flag_not_open", f"This flag was already {flag.status}.")
+    lock_guest(request.db, flag.guest_id)
+    refuse_closed(request.db, flag)
     _close(request, [flag], FLAG_DISMISSED)
     request.db.flush()
-    _recount(request.db, flag.guest_id)
+    recount(request.db, flag.guest_id)
     return flag
+
+
+def refuse_closed(db, flag: Flag) -> None:
+    db.refresh(flag)  # as committed by whoever held the guest's lock before us
+    if flag.status != FLAG_OPEN:
+        raise EventsError(409, "flag_not_open", f"This flag was already {flag.status}.")
 
 
 def reissue(request, flag: Flag, guest: Guest, event: Event, channel: str | None = None) -> tuple[str, list[Flag]]:
     """Revoke the guest's link, send them a new one through the outbox, and
-    resolve their open flags. Returns the channel and the flags resolved."""
+    resolve their open flags. Returns the channel and the flags resolved.
+    Only from an open flag: a second click finds it resolved (409)."""
+    lock_guest(request.db, guest.id)
+    refuse_closed(request.db, flag)
     sent_by = invitations.send_invitation(request, guest, event, channel)
     open_flags = list(request.db.scalars(select(Flag).where(Flag.guest_id == guest.id, Flag.status == FLAG_OPEN)))
     _close(request, open_flags, FLAG_RESOLVED)
     request.db.flush()
-    _recount(request.db, guest.id)
+    recount(request.db, guest.id)
     return sent_by, open_flags
 
 

@@ -12,6 +12,7 @@ from guestguard.errors import APIError, json_error, refusal
 from guestguard.events import access, activity, flags, stream
 from guestguard.events.api import page_size
 from guestguard.events.links_api import SendInput
+from guestguard.events.live import Full
 from guestguard.events.models import FLAG_STATUSES, Guest
 from guestguard.events.resources import event_resource, event_factory, flag_factory, guest_factory
 from guestguard.events.services import EventsError
@@ -93,13 +94,18 @@ def reissue_link(context, request):
 @view_config(route_name="api_activity", request_method="GET", renderer="json", permission=GUESTS_VIEW)
 def feed(context, request):
     """Oldest first (``order=desc`` for newest first); ``after`` continues
-    past an item's id. ``next`` is the id to continue from: when nothing
+    past an item's id, ``lookback`` seconds earlier if asked (followers drop
+    the ids they have). ``next`` is the id to continue from: when nothing
     newer exists yet it is the ``after`` given, so a poller keeps it."""
     order = one_of(request, "order", (activity.ASCENDING, activity.DESCENDING)) or activity.ASCENDING
     after = request.GET.get("after") or None
+    lookback = request.GET.get("lookback", "0")
+    if not (lookback.isascii() and lookback.isdigit()) or int(lookback) > activity.MAX_LOOKBACK_SECONDS:
+        raise APIError(400, "bad_request", f"lookback must be a whole number of seconds from 0 to "
+                                           f"{activity.MAX_LOOKBACK_SECONDS}.")
     try:
         items, more = activity.page(request.db, context.event.id, after=after, limit=page_size(request),
-                                    order=order)
+                                    order=order, lookback=int(lookback))
     except EventsError as error:
         return refusal(request, error)
     return {"items": [activity.item_json(item) for item in items],
@@ -156,10 +162,19 @@ def live_stream(request):
         event_id = uuid.UUID(request.matchdict["event_id"])
     except ValueError:
         return refused_ticket(request)
-    if stream.redeem_ticket(request.db, request.GET.get("ticket"), event_id) is None:
+    ticket = stream.redeem_ticket(request.db, request.GET.get("ticket"), event_id)
+    if ticket is None:
         return refused_ticket(request)
     settings = request.registry.settings
-    listener = request.registry["live.broker"].listen(event_id)  # before the replay: nothing falls between
+    try:  # subscribed before the replay: nothing falls between
+        listener = request.registry["live.broker"].listen(
+            event_id, holder=str(ticket.user_id or ticket.api_key_id),
+            limit=settings["guard.stream.max_streams"], per_holder=settings["guard.stream.max_per_holder"])
+    except Full as full:
+        response = json_error(request, 503, "streams_full", f"{str(full).capitalize()}: follow the feed with "
+                              "GET /api/v1/events/{id}/activity meanwhile.", headers={"Retry-After": "30"})
+        response.cache_control.no_store = True
+        return response
     response = Response(content_type="text/event-stream", charset="utf-8")
     response.cache_control.no_store = True
     response.headers["X-Accel-Buffering"] = "no"  # nginx: pass each message on at once

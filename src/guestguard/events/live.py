@@ -30,13 +30,19 @@ RECONNECT_DELAY = 1.0      # seconds between attempts when Redis is away
 RESYNC = ""
 
 
+class Full(Exception):
+    """This process already serves as many streams as it may (in all, or for
+    this holder)."""
+
+
 class Listener:
     """One stream's inbox. ``get`` returns a message (a JSON string), or
     None when the stream must end (it fell too far behind)."""
 
-    def __init__(self, hub: "Hub", event_id: str):
+    def __init__(self, hub: "Hub", event_id: str, holder: str):
         self.hub = hub
         self.event_id = event_id
+        self.holder = holder
         self.inbox: queue.Queue = queue.Queue(maxsize=QUEUE_LIMIT)
         self.overflowed = False
 
@@ -64,20 +70,36 @@ class Hub:
     def __init__(self):
         self._lock = threading.Lock()
         self._listeners: dict[str, set[Listener]] = {}
+        self._holders: dict[str, int] = {}
+        self._count = 0
 
-    def listen(self, event_id: uuid.UUID | str) -> Listener:
-        listener = Listener(self, str(event_id))
+    def listen(self, event_id: uuid.UUID | str, holder: str = "", limit: int | None = None,
+               per_holder: int | None = None) -> Listener:
+        """A new stream's inbox; Full when ``limit`` streams (or
+        ``per_holder`` of this holder's) are already served."""
+        listener = Listener(self, str(event_id), holder)
         with self._lock:
+            if limit is not None and self._count >= limit:
+                raise Full("this process serves as many live streams as it may")
+            if per_holder is not None and self._holders.get(holder, 0) >= per_holder:
+                raise Full("you have as many live streams open as you may")
             self._listeners.setdefault(listener.event_id, set()).add(listener)
+            self._holders[holder] = self._holders.get(holder, 0) + 1
+            self._count += 1
         return listener
 
     def remove(self, listener: Listener) -> None:
         with self._lock:
             listeners = self._listeners.get(listener.event_id)
-            if listeners is not None:
-                listeners.discard(listener)
-                if not listeners:
-                    del self._listeners[listener.event_id]
+            if listeners is None or listener not in listeners:
+                return
+            listeners.discard(listener)
+            if not listeners:
+                del self._listeners[listener.event_id]
+            self._count -= 1
+            self._holders[listener.holder] -= 1
+            if not self._holders[listener.holder]:
+                del self._holders[listener.holder]
 
     def dispatch(self, event_id: str, message: str) -> None:
         with self._lock:
@@ -94,7 +116,7 @@ class Hub:
     @property
     def streams(self) -> int:
         with self._lock:
-            return sum(len(listeners) for listeners in self._listeners.values())
+            return self._count
 
 
 class MemoryBroker:
@@ -106,8 +128,8 @@ class MemoryBroker:
     def publish(self, event_id: uuid.UUID | str, message: str) -> None:
         self.hub.dispatch(str(event_id), message)
 
-    def listen(self, event_id: uuid.UUID | str) -> Listener:
-        return self.hub.listen(event_id)
+    def listen(self, event_id: uuid.UUID | str, **limits) -> Listener:
+        return self.hub.listen(event_id, **limits)
 
 
 class RedisBroker:
@@ -116,7 +138,10 @@ class RedisBroker:
 
     def __init__(self, url: str):
         self.hub = Hub()
-        self.client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+        # Publishing happens after a guest's request committed: a Redis outage
+        # must cost it a fraction of a second, not the default timeouts.
+        self.client = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.25)
+        self.reader_client = redis.Redis.from_url(url, socket_connect_timeout=2, health_check_interval=30)
         self._reader: threading.Thread | None = None
         self._start_lock = threading.Lock()
 
@@ -128,9 +153,10 @@ class RedisBroker:
             # its next reconnect; the fact itself is already committed.
             log.warning("could not publish live activity: %s", type(exc).__name__)
 
-    def listen(self, event_id: uuid.UUID | str) -> Listener:
+    def listen(self, event_id: uuid.UUID | str, **limits) -> Listener:
+        listener = self.hub.listen(event_id, **limits)
         self._ensure_reader()
-        return self.hub.listen(event_id)
+        return listener
 
     def _ensure_reader(self) -> None:
         with self._start_lock:
@@ -141,14 +167,14 @@ class RedisBroker:
     def _read(self) -> None:
         reconnecting = False
         while True:
-            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+            pubsub = self.reader_client.pubsub(ignore_subscribe_messages=True)
             try:
                 pubsub.psubscribe(CHANNEL_PREFIX + "*")
                 if reconnecting:
                     self.hub.broadcast(RESYNC)
                 reconnecting = True
                 while True:
-                    message = pubsub.get_message(timeout=30.0)
+                    message = pubsub.get_message(timeout=10.0)
                     if message is None:
                         continue
                     channel = message["channel"].decode()

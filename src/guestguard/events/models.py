@@ -153,6 +153,7 @@ class AccessTally(IdMixin, AccessSubjectMixin, Base):
     day: Mapped[dt.date]
     kind: Mapped[str] = mapped_column(String(16))
     outcome: Mapped[str] = mapped_column(String(16))
+    automated: Mapped[bool] = mapped_column(default=False)
     uses: Mapped[int] = mapped_column(default=0)
 
 
@@ -219,6 +220,9 @@ class StreamTicket(IdMixin, Base):
         ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
     event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
     user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), default=None)
+    # The login the ticket was asked for through: signing out ends its use.
+    session_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("auth_sessions.id", ondelete="CASCADE"), default=None)
     api_key_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("api_keys.id", ondelete="CASCADE"), default=None)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -26,7 +26,8 @@ from guestguard.db import utcnow
 from guestguard.events import activity
 from guestguard.events.live import RESYNC, Listener
 from guestguard.events.models import Event, StreamTicket
-from guestguard.workspaces.models import ApiKey
+from guestguard.accounts.models import AuthSession, User
+from guestguard.workspaces.models import ApiKey, Workspace
 from guestguard.workspaces.services import membership_of
 
 TICKET_PREFIX = "ggt_"
@@ -44,6 +45,7 @@ def issue_ticket(request, event: Event) -> tuple[str, dt.datetime]:
     request.db.add(StreamTicket(
         token_hash=token_hash, workspace_id=event.workspace_id, event_id=event.id,
         user_id=identity.user.id if identity.user is not None else None,
+        session_id=identity.session.id if identity.session is not None else None,
         api_key_id=identity.api_key.id if identity.api_key is not None else None,
         expires_at=expires_at))
     return raw, expires_at
@@ -64,13 +66,25 @@ def redeem_ticket(db, raw: object, event_id: uuid.UUID) -> StreamTicket | None:
     if burned != 1:
         return None
     ticket = db.scalar(select(StreamTicket).where(StreamTicket.token_hash == token_hash))
-    event = db.get(Event, event_id)
-    if event is None or event.deleted_at is not None:
-        return None
-    if ticket.user_id is not None:
-        return ticket if membership_of(db, ticket.workspace_id, ticket.user_id) is not None else None
-    key = db.get(ApiKey, ticket.api_key_id) if ticket.api_key_id else None
-    return ticket if key is not None and key.revoked_at is None else None
+    return ticket if still_allowed(db, ticket, now) else None
+
+
+def still_allowed(db, ticket: StreamTicket, now: dt.datetime) -> bool:
+    """Whether the ticket's holder may still watch its event: the event and
+    workspace exist; a person is still a member, not locked out, and still
+    signed in through the login that asked; a key is not revoked."""
+    event = db.get(Event, ticket.event_id)
+    workspace = db.get(Workspace, ticket.workspace_id)
+    if event is None or event.deleted_at is not None or workspace is None or workspace.deleted_at is not None:
+        return False
+    if ticket.api_key_id is not None:
+        key = db.get(ApiKey, ticket.api_key_id)
+        return key is not None and key.revoked_at is None
+    user = db.get(User, ticket.user_id) if ticket.user_id else None
+    session = db.get(AuthSession, ticket.session_id) if ticket.session_id else None
+    return (user is not None and user.locked_at is None and user.deleted_at is None
+            and session is not None and session.is_active(now)
+            and membership_of(db, ticket.workspace_id, ticket.user_id) is not None)
 
 
 class EventStream:
@@ -93,16 +107,21 @@ class EventStream:
         a session held only while reading."""
         if self.last is None:
             return
-        total = 0
-        with self.session_factory() as db:
-            while total < REPLAY_LIMIT:
-                items, more = activity.page(db, self.event_id, after=self.last, limit=REPLAY_PAGE)
-                for item in items:
-                    message = json.dumps(activity.item_json(item), separators=(",", ":"))
+        total, lookback = 0, activity.LOOKBACK_SECONDS
+        while total < REPLAY_LIMIT:
+            # Each page is read, and the connection given back, before the
+            # client (who may read slowly) is sent anything.
+            with self.session_factory() as db:
+                items, more = activity.page(db, self.event_id, after=self.last, limit=REPLAY_PAGE,
+                                            lookback=lookback)
+                messages = [json.dumps(activity.item_json(item), separators=(",", ":")) for item in items]
+            lookback = 0
+            for message in messages:
+                if json.loads(message)["id"] not in self.sent:
                     yield self.send(message)
-                total += len(items)
-                if not more:
-                    return
+            total += len(messages)
+            if not more:
+                return
         yield b"event: reload\ndata: {}\n\n"
 
     def send(self, message: str) -> bytes:

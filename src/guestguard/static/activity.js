@@ -105,8 +105,10 @@ function follow(section) {
     show("polling", "Updating every 15 seconds");
     try {
       let more = true;
+      let lookback = 10; // an item committed late sorts behind newer ones
       while (more) {
-        const url = section.dataset.feedUrl + "?limit=100&after=" + encodeURIComponent(since);
+        const url = section.dataset.feedUrl + "?limit=100&lookback=" + lookback + "&after=" + encodeURIComponent(since);
+        lookback = 0;
         const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
         if (!response.ok) break;
         const body = await response.json();
