@@ -17,6 +17,12 @@ same run, so the figures compare across machines. Nothing here asserts.
    the invitation page and RSVP at 50 concurrent clients against /health,
    and one guest-list page of a 100,000-guest event against a 1,000-guest
    one. Skipped, saying why, without PostgreSQL or Redis on 127.0.0.1.
+6. The guard under gunicorn (benchmarks/guard.py): the invitation page with
+   the access log and rules on (a ``guestguard worker`` competing for the
+   CPU) against the guard off, same run, /health the floor; and the idle
+   live streams one worker process holds under gevent and under gthread,
+   with its memory per stream, the fan-out time of one RSVP and /health
+   meanwhile. Skipped like part 5; the gevent run without gevent.
 """
 from __future__ import annotations
 
@@ -35,7 +41,7 @@ from guestguard.notifications.models import Notification
 from guestguard.notifications.services import queue_notification
 from guestguard.testing import migrate
 
-from benchmarks import events
+from benchmarks import events, guard
 
 REQUESTS = 2000
 MESSAGES = 300
@@ -168,6 +174,7 @@ def main() -> int:
     print(f"python {sys.version.split()[0]}, SQLite, {REQUESTS} requests, {MESSAGES} messages, "
           f"{LOGINS} logins")
     events.main()
+    guard.main()
     return 0
 
 

@@ -18,6 +18,7 @@ Skipped, with a line saying why, when PostgreSQL or Redis is unreachable.
 from __future__ import annotations
 
 import configparser
+import contextlib
 import datetime as dt
 import http.client
 import itertools
@@ -43,6 +44,7 @@ TIME_LIMIT = 60.0        # seconds any one concurrent run may take
 LIST_REQUESTS = 200
 LINKS = 300
 DEEP_HOPS = 100          # next cursors followed at limit=500: 50,000 guests in
+GTHREAD = ("--workers", "2", "--threads", "8", "--worker-class", "gthread")
 FIRST = ("Ada", "Ben", "Chloe", "Dev", "Ema", "Femi", "Gus", "Hana", "Ivo", "Jun", "Kai", "Lea")
 LAST = ("Okafor", "Smith", "Novak", "Tanaka", "Silva", "Brown", "Meyer", "Rossi", "Khan", "Li")
 
@@ -58,7 +60,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def write_ini(path: Path, db_url: str) -> None:
+def write_ini(path: Path, db_url: str, extra: dict | None = None) -> None:
+    """The benchmark's ini: development.ini on PostgreSQL and Redis db 13,
+    rate limits off, cheap argon2id, quiet logs; ``extra`` overrides settings."""
     parser = configparser.ConfigParser(interpolation=None)
     parser.optionxform = str  # keep keys as written
     parser.read(REPO / "development.ini")
@@ -66,6 +70,7 @@ def write_ini(path: Path, db_url: str) -> None:
         "app.env": "test", "db.url": db_url, "huey.url": REDIS_URL, "huey.in_process_worker": "false",
         "ratelimit.enabled": "false", "passwords.memory_kib": "19456", "passwords.time_cost": "2",
         "passwords.parallelism": "1", "log.level": "WARNING", "pyramid.reload_templates": "false",
+        **(extra or {}),
     })
     for section in ("logger_root", "logger_guestguard", "logger_huey", "logger_alembic"):
         parser[section]["level"] = "WARN"
@@ -76,9 +81,10 @@ def write_ini(path: Path, db_url: str) -> None:
 # --- the data ------------------------------------------------------------------
 
 
-def seed(ini: Path) -> dict:
-    """One host and workspace, events of 1,000 and 100,000 guests, and live
-    links for LINKS guests of the small one. Returns what the clients need."""
+def seed(ini: Path, sizes: tuple[int, ...] = (1_000, 100_000), links: int = LINKS) -> dict:
+    """One host and workspace, an event of each size in ``sizes`` (guests),
+    and live links for ``links`` guests of the first. Returns what the
+    clients need: the password, each event's id by size, the tokens."""
     from pyramid.paster import get_app
     from pyramid.scripting import prepare
     from sqlalchemy import insert, select
@@ -100,7 +106,7 @@ def seed(ini: Path) -> dict:
                 user = create_user(request, HOST_EMAIL, "Bench Host")
                 workspace_id = memberships_of(request.db, user.id)[0].workspace_id
                 starts = utcnow() + dt.timedelta(days=60)
-                for size in (1_000, 100_000):
+                for size in sizes:
                     event = services.create_event(request, workspace_id, EventFields(
                         name=f"Party of {size:,}", starts_at=starts, timezone="Europe/London",
                         venue="The Hall", status="published"))
@@ -112,8 +118,8 @@ def seed(ini: Path) -> dict:
                     for start in range(0, size, 5000):
                         request.db.execute(insert(Guest), rows[start:start + 5000])
                     out[size] = str(event.id)
-                small = uuid.UUID(out[1_000])
-                guests = request.db.scalars(select(Guest).where(Guest.event_id == small).limit(LINKS))
+                small = uuid.UUID(out[sizes[0]])
+                guests = request.db.scalars(select(Guest).where(Guest.event_id == small).limit(links))
                 out["tokens"] = [invitations.issue_link(request, guest) for guest in guests]
     finally:
         app.registry["db.engine"].dispose()
@@ -126,9 +132,9 @@ def seed(ini: Path) -> dict:
 class Client:
     """One keep-alive connection; returns (seconds, status, body)."""
 
-    def __init__(self, port: int):
-        self.port = port
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    def __init__(self, port: int, timeout: float = 30):
+        self.port, self.timeout = port, timeout
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
 
     def call(self, method: str, path: str, body: dict | None = None, headers: dict | None = None):
         data = json.dumps(body).encode() if body is not None else None
@@ -141,16 +147,17 @@ class Client:
             return time.perf_counter() - start, response.status, payload
         except (OSError, http.client.HTTPException):
             self.conn.close()
-            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
             return time.perf_counter() - start, 0, b""
 
     def close(self):
         self.conn.close()
 
 
-def concurrent(port: int, make_request, per_client: int = PER_CLIENT) -> dict:
+def concurrent(port: int, make_request, per_client: int = PER_CLIENT, headers: dict | None = None) -> dict:
     """CLIENTS threads, each sending per_client requests (or stopping at
-    TIME_LIMIT). make_request() -> (method, path, body)."""
+    TIME_LIMIT). make_request() -> (method, path, body); ``headers`` go with
+    every request."""
     samples: list[float] = []
     failures = []
     lock = threading.Lock()
@@ -164,7 +171,7 @@ def concurrent(port: int, make_request, per_client: int = PER_CLIENT) -> dict:
             if time.perf_counter() > deadline:
                 break
             method, path, body = make_request()
-            seconds, status, _ = client.call(method, path, body)
+            seconds, status, _ = client.call(method, path, body, headers)
             (mine if status == 200 else bad).append(seconds if status == 200 else status)
         client.close()
         with lock:
@@ -204,6 +211,14 @@ def sequential(client: Client, path: str, headers: dict, count: int = LIST_REQUE
     return percentiles(samples)
 
 
+def bearer(client: Client, data: dict) -> dict:
+    """The host's Authorization header, from logging in through the API."""
+    _, status, body = client.call("POST", "/api/v1/auth/login", {"email": HOST_EMAIL, "password": data["password"]})
+    if status != 200:
+        raise RuntimeError(f"login answered {status}: {body[:200]!r}")
+    return {"Authorization": f"Bearer {json.loads(body)['access_token']}"}
+
+
 def measure(port: int, data: dict) -> None:
     tokens = data["tokens"]
     counter = itertools.count()
@@ -230,11 +245,7 @@ def measure(port: int, data: dict) -> None:
 
     client = Client(port)
     try:
-        _, status, body = client.call("POST", "/api/v1/auth/login",
-                                      {"email": HOST_EMAIL, "password": data["password"]})
-        if status != 200:
-            raise RuntimeError(f"login answered {status}: {body[:200]!r}")
-        auth = {"Authorization": f"Bearer {json.loads(body)['access_token']}"}
+        auth = bearer(client, data)
         small, large = (f"/api/v1/events/{data[size]}/guests?limit=50" for size in (1_000, 100_000))
         for path in (small, large):
             sequential(client, path, auth, 20)  # warm-up
@@ -278,13 +289,15 @@ def reachable(db_url: str):
     return None
 
 
-def admin(sql: str, database: str = "postgres") -> None:
+def admin(sql: str, database: str = "postgres"):
+    """Run one statement outside a transaction; its first value, if it returns rows."""
     from sqlalchemy import create_engine, text
 
     engine = create_engine(f"{PG_SERVER}/{database}", isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as connection:
-            connection.execute(text(sql))
+            result = connection.execute(text(sql))
+            return result.scalar() if result.returns_rows else None
     finally:
         engine.dispose()
 
@@ -306,49 +319,74 @@ def wait_until_up(process: subprocess.Popen, port: int, log: Path) -> None:
     raise RuntimeError(f"gunicorn did not answer within 30 s:\n{log.read_text()[-2000:]}")
 
 
-def main() -> None:
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL if it is still there after 30 s."""
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def spawn(command: list[str], log: Path) -> subprocess.Popen:
+    """A process of the venv (``command[0]`` names its script) run from the
+    repository, its output appended to ``log``."""
+    with log.open("a") as sink:
+        return subprocess.Popen([str(Path(sys.executable).parent / command[0]), *command[1:]], cwd=REPO,
+                                stdout=sink, stderr=subprocess.STDOUT)
+
+
+@contextlib.contextmanager
+def gunicorn(ini: Path, log: Path, options: tuple[str, ...] = GTHREAD):
+    """gunicorn serving ``ini`` on a free port of 127.0.0.1, answering
+    /health; yields (process, port) and stops it on the way out."""
+    port = free_port()
+    process = spawn(["gunicorn", "--paste", str(ini), "--bind", f"127.0.0.1:{port}", *options], log)
+    try:
+        wait_until_up(process, port, log)
+        yield process, port
+    finally:
+        stop(process)
+
+
+@contextlib.contextmanager
+def bench_database():
+    """A PostgreSQL database made and migrated for the run, with Redis db 13
+    flushed; dropped and flushed on the way out. Yields (name, url)."""
     import redis
 
     from guestguard.testing import migrate
 
+    name = f"guestguard_bench_{os.getpid()}"
+    queue = redis.Redis.from_url(REDIS_URL)
+    try:
+        queue.flushdb()
+        admin(f"CREATE DATABASE {name}")
+        db_url = f"{PG_SERVER}/{name}"
+        migrate(db_url)
+        yield name, db_url
+    finally:
+        try:
+            admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        finally:
+            queue.flushdb()
+            queue.close()
+
+
+def main() -> None:
     print("events under gunicorn (2 gthread workers x 8 threads), PostgreSQL, Redis")
     problem = reachable(PG_SERVER)
     if problem:
         print(f"  skipped: {problem}")
         return
-    name = f"guestguard_bench_{os.getpid()}"
-    db_url = f"{PG_SERVER}/{name}"
-    queue = redis.Redis.from_url(REDIS_URL)
-    process = None
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, bench_database() as (name, db_url):
         ini, log = Path(tmp) / "bench.ini", Path(tmp) / "gunicorn.log"
-        try:
-            queue.flushdb()
-            admin(f"CREATE DATABASE {name}")
-            migrate(db_url)
-            write_ini(ini, db_url)
-            start = time.perf_counter()
-            data = seed(ini)
-            admin("ANALYZE", name)  # as autovacuum would after a bulk load
-            print(f"  seeded 101,000 guests and {len(data['tokens'])} links in {time.perf_counter() - start:.1f} s")
-            port = free_port()
-            with log.open("w") as sink:
-                process = subprocess.Popen(
-                    [str(Path(sys.executable).parent / "gunicorn"), "--paste", str(ini),
-                     "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "8",
-                     "--worker-class", "gthread"], cwd=REPO, stdout=sink, stderr=subprocess.STDOUT)
-            wait_until_up(process, port, log)
+        write_ini(ini, db_url)
+        start = time.perf_counter()
+        data = seed(ini)
+        admin("ANALYZE", name)  # as autovacuum would after a bulk load
+        print(f"  seeded 101,000 guests and {len(data['tokens'])} links in {time.perf_counter() - start:.1f} s")
+        with gunicorn(ini, log) as (_, port):
             measure(port, data)
-        finally:
-            if process is not None:
-                process.terminate()
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
-            try:
-                admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-            finally:
-                queue.flushdb()
-                queue.close()

@@ -51,6 +51,7 @@ class EveryUse:
         self.histories = []
 
     def evaluate(self, history):
+        history.first_open  # read while the task's transaction is open
         self.histories.append(history)
         return Finding(score=5, evidence=f"seen {len(history.recent) + 1} uses", details={"n": 1})
 

@@ -8,6 +8,7 @@ a plugin that fails to import is logged and skipped (fatal when
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import importlib
 import logging
 import uuid
@@ -146,14 +147,19 @@ class AccessUse:
 class AccessHistory:
     """What a rule knows when it scores ``use``: the same token's other uses
     in the last ``window`` (oldest first, at most a thousand, ``use``
-    excluded), the first use a person made of the link ever (None when
-    ``use`` is it), and the token's state."""
+    excluded), the first time a person opened the link (``first_open``, None
+    when ``use`` is it; read from the database only if a rule asks), and the
+    token's state."""
 
     use: AccessUse
     recent: tuple[AccessUse, ...]
-    first_open: AccessUse | None
     window: dt.timedelta
     link_revoked_at: dt.datetime | None = None
+    load_first_open: Callable[[], "AccessUse | None"] = field(default=lambda: None, repr=False, compare=False)
+
+    @functools.cached_property
+    def first_open(self) -> "AccessUse | None":
+        return self.load_first_open()
 
     def since(self, delta: dt.timedelta, *, people_only: bool = True) -> list[AccessUse]:
         """The recent uses within ``delta`` of ``use``, plus ``use`` itself;

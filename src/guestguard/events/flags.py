@@ -35,28 +35,36 @@ HISTORY_LIMIT = 1000
 # --- running the rules ---------------------------------------------------------
 
 
+# What a rule sees of a use, read as plain rows (no ORM objects: a busy
+# link's history is hundreds of them).
+USE_COLUMNS = (AccessEntry.id, AccessEntry.at, AccessEntry.kind, AccessEntry.outcome, AccessEntry.ip,
+               AccessEntry.network, AccessEntry.device, AccessEntry.user_agent, AccessEntry.automated)
+
+
 def as_use(entry: AccessEntry) -> AccessUse:
-    return AccessUse(id=entry.id, at=entry.at, kind=entry.kind, outcome=entry.outcome, ip=entry.ip,
-                     network=entry.network, device=entry.device, user_agent=entry.user_agent,
-                     automated=entry.automated)
+    return AccessUse(*(getattr(entry, column.key) for column in USE_COLUMNS))
 
 
 def history_of(db, entry: AccessEntry, link: InvitationLink, window: dt.timedelta) -> AccessHistory:
-    """The token's uses up to this one (two queries)."""
-    recent = list(db.scalars(
-        select(AccessEntry)
+    """The token's uses up to this one: one query, and one more for the
+    first open if a rule asks for it."""
+    recent = [AccessUse(*row) for row in db.execute(
+        select(*USE_COLUMNS)
         .where(AccessEntry.link_id == entry.link_id, AccessEntry.at >= entry.at - window,
                AccessEntry.at <= entry.at, AccessEntry.id != entry.id)
-        .order_by(AccessEntry.at.desc(), AccessEntry.id.desc()).limit(HISTORY_LIMIT)))
+        .order_by(AccessEntry.at.desc(), AccessEntry.id.desc()).limit(HISTORY_LIMIT))]
     recent.reverse()
-    first = db.scalar(
-        select(AccessEntry)
-        .where(AccessEntry.link_id == entry.link_id, AccessEntry.kind == VIEW, AccessEntry.outcome == OK,
-               AccessEntry.automated.is_(False))
-        .order_by(AccessEntry.at, AccessEntry.id).limit(1))
-    return AccessHistory(use=as_use(entry), recent=tuple(as_use(e) for e in recent),
-                         first_open=as_use(first) if first is not None and first.id != entry.id else None,
-                         window=window, link_revoked_at=link.revoked_at)
+
+    def first_open() -> AccessUse | None:
+        first = db.execute(
+            select(*USE_COLUMNS)
+            .where(AccessEntry.link_id == entry.link_id, AccessEntry.kind == VIEW, AccessEntry.outcome == OK,
+                   AccessEntry.automated.is_(False))
+            .order_by(AccessEntry.at, AccessEntry.id).limit(1)).first()
+        return AccessUse(*first) if first is not None and first.id != entry.id else None
+
+    return AccessHistory(use=as_use(entry), recent=tuple(recent), window=window,
+                         link_revoked_at=link.revoked_at, load_first_open=first_open)
 
 
 def evaluate_use(request, access_id: uuid.UUID) -> list[Flag]:
@@ -64,13 +72,13 @@ def evaluate_use(request, access_id: uuid.UUID) -> list[Flag]:
     is logged and skipped, the others still run. Returns the flags raised or
     strengthened."""
     db = request.db
-    entry = db.get(AccessEntry, access_id)
-    if entry is None or entry.link_id is None:
+    found = db.execute(select(AccessEntry, InvitationLink, Guest)
+                       .join(InvitationLink, InvitationLink.id == AccessEntry.link_id)
+                       .join(Guest, Guest.id == AccessEntry.guest_id)
+                       .where(AccessEntry.id == access_id)).first()
+    if found is None:  # an unknown token's use, or purged or deleted meanwhile
         return []
-    link = db.get(InvitationLink, entry.link_id)
-    guest = db.get(Guest, entry.guest_id)
-    if link is None or guest is None:
-        return []
+    entry, link, guest = found
     rules: list[AccessRule] = request.registry["guard.rules"]
     history = history_of(db, entry, link, request.registry["guard.history_window"])
     flags = []

@@ -31,8 +31,7 @@ RESYNC = ""
 
 
 class Full(Exception):
-    """This process already serves as many streams as it may (in all, or for
-    this holder)."""
+    """This process already serves as many streams as it may."""
 
 
 class Listener:
@@ -53,6 +52,13 @@ class Listener:
             # Better to end the stream (the page reconnects and catches up
             # from the database) than to hold unbounded memory for it.
             self.overflowed = True
+            self.end()
+
+    def end(self) -> None:
+        """Make the stream finish: now if it is waiting, else at its next wait."""
+        try:
+            self.inbox.put_nowait(None)
+        except queue.Full:  # nobody waits on a full inbox: swap it
             self.inbox = queue.Queue(maxsize=1)
             self.inbox.put_nowait(None)
 
@@ -70,36 +76,45 @@ class Hub:
     def __init__(self):
         self._lock = threading.Lock()
         self._listeners: dict[str, set[Listener]] = {}
-        self._holders: dict[str, int] = {}
+        self._holders: dict[str, list[Listener]] = {}  # oldest first
         self._count = 0
 
     def listen(self, event_id: uuid.UUID | str, holder: str = "", limit: int | None = None,
                per_holder: int | None = None) -> Listener:
-        """A new stream's inbox; Full when ``limit`` streams (or
-        ``per_holder`` of this holder's) are already served."""
+        """A new stream's inbox. A holder already at ``per_holder`` streams
+        loses its oldest (most likely a page closed or reloaded, whose
+        server side lingers until its next write fails); Full when the
+        process already serves ``limit``."""
         listener = Listener(self, str(event_id), holder)
         with self._lock:
+            held = self._holders.setdefault(holder, [])
+            if per_holder is not None and len(held) >= per_holder:
+                oldest = held[0]
+                self._forget(oldest)
+                oldest.end()
             if limit is not None and self._count >= limit:
                 raise Full("this process serves as many live streams as it may")
-            if per_holder is not None and self._holders.get(holder, 0) >= per_holder:
-                raise Full("you have as many live streams open as you may")
             self._listeners.setdefault(listener.event_id, set()).add(listener)
-            self._holders[holder] = self._holders.get(holder, 0) + 1
+            self._holders.setdefault(holder, []).append(listener)
             self._count += 1
         return listener
 
     def remove(self, listener: Listener) -> None:
         with self._lock:
-            listeners = self._listeners.get(listener.event_id)
-            if listeners is None or listener not in listeners:
-                return
-            listeners.discard(listener)
-            if not listeners:
-                del self._listeners[listener.event_id]
-            self._count -= 1
-            self._holders[listener.holder] -= 1
-            if not self._holders[listener.holder]:
-                del self._holders[listener.holder]
+            self._forget(listener)
+
+    def _forget(self, listener: Listener) -> None:
+        listeners = self._listeners.get(listener.event_id)
+        if listeners is None or listener not in listeners:
+            return
+        listeners.discard(listener)
+        if not listeners:
+            del self._listeners[listener.event_id]
+        self._count -= 1
+        held = self._holders[listener.holder]
+        held.remove(listener)
+        if not held:
+            del self._holders[listener.holder]
 
     def dispatch(self, event_id: str, message: str) -> None:
         with self._lock:

@@ -101,8 +101,11 @@ class RsvpDevice:
         self.same_network_ok = same_network_ok
 
     def evaluate(self, history: AccessHistory) -> Finding | None:
-        use, first = history.use, history.first_open
-        if use.kind != "rsvp" or use.outcome != "ok" or use.automated or first is None:
+        use = history.use
+        if use.kind != "rsvp" or use.outcome != "ok" or use.automated:
+            return None
+        first = history.first_open  # a query: only for answers
+        if first is None:
             return None
         if use.device == first.device:
             return None
