@@ -15,7 +15,7 @@ from guestguard.events.access import purge
 from guestguard.events.models import AccessEntry, AccessTally, Activity, Flag, Guest, StreamTicket
 from guestguard.plugins import Finding, hookimpl
 from guestguard.tasks import run_task_now
-from guestguard.testing import DomainEvents, bearer_for, create_team
+from guestguard.testing import DomainEvents, bearer_for, create_team, drain
 
 EVENT = {"name": "Midsummer Gala", "status": "published", "starts_at": "2030-06-21T19:00:00",
          "timezone": "Europe/London", "default_plus_ones": 1}
@@ -575,3 +575,36 @@ def test_nul_characters_in_queries_and_forms_are_refused_plainly(app, host, gues
     app.post(f"/rsvp/{token}", {"response": "yes", "message": "hi\x00"}, status=400)
     page = app.get(f"/access/{token}", headers={"User-Agent": "Mozilla\x00/5.0"})
     assert "Grace Hopper" in page.text
+
+
+def test_uses_are_scored_in_batches_and_the_sweep_leaves_none_behind(make_app, run_in_request):
+    from guestguard.events.flags import evaluate_pending, sweep_pending
+
+    app = make_app({"app.trusted_proxies": PROXY, "huey.immediate": "false"})
+    host = setup_host(app, run_in_request)
+    guest = add_guest(app, host)
+    token = issue(app, host, guest)
+    huey = app.app.registry["huey"]
+    for n in range(6):
+        visit(app, token, f"203.0.{n}.1", WINDOWS)
+    batches = [task for task in huey.pending() if task.name == evaluate_pending.__name__]
+    assert 1 <= len(batches) <= 2, "one task per half second, not one per use"
+    drain(huey, dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=1))
+    (flag,) = flags_of(app, host)
+    assert flag["rule"] == "networks" and flag["evidence"].startswith("used from 6 different networks")
+    pending = select(func.count()).select_from(AccessEntry).where(AccessEntry.evaluated_at.is_(None))
+    assert scalar(app, run_in_request, pending) == 0
+
+    def log_quietly(request):  # a use whose batch never came
+        from guestguard.events.models import InvitationLink
+
+        link = request.db.scalar(select(InvitationLink).where(InvitationLink.revoked_at.is_(None)))
+        request.db.add(AccessEntry(workspace_id=link.workspace_id, event_id=link.event_id, guest_id=link.guest_id,
+                                   link_id=link.id, kind="view", outcome="ok", ip="198.51.100.1",
+                                   network="198.51.100.0/24", device="Chrome on Windows"))
+
+    run_in_request(log_quietly, app.app.registry)
+    assert scalar(app, run_in_request, pending) == 1
+    run_task_now(app.app.registry, sweep_pending)
+    assert scalar(app, run_in_request, pending) == 0
+    assert "7 different networks" in flags_of(app, host)[0]["evidence"]

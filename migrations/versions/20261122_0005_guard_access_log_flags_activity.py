@@ -93,6 +93,7 @@ def upgrade() -> None:
     sa.Column('user_agent', sa.String(length=512), nullable=False),
     sa.Column('device', sa.String(length=120), nullable=False),
     sa.Column('automated', sa.Boolean(), nullable=False),
+    sa.Column('evaluated_at', sa.DateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['event_id'], ['events.id'], name=op.f('fk_access_log_event_id_events'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['guest_id'], ['guests.id'], name=op.f('fk_access_log_guest_id_guests'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['link_id'], ['invitation_links.id'], name=op.f('fk_access_log_link_id_invitation_links'), ondelete='CASCADE'),
@@ -103,6 +104,9 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_access_log_at'), ['at'], unique=False)
         batch_op.create_index(batch_op.f('ix_access_log_guest_id'), ['guest_id'], unique=False)
         batch_op.create_index('ix_access_log_link_at', ['link_id', 'at'], unique=False)
+        batch_op.create_index('ix_access_log_pending', ['at'], unique=False,
+                              sqlite_where=sa.text("evaluated_at IS NULL AND link_id IS NOT NULL"),
+                              postgresql_where=sa.text("evaluated_at IS NULL AND link_id IS NOT NULL"))
         batch_op.create_index(batch_op.f('ix_access_log_workspace_id'), ['workspace_id'], unique=False)
 
     op.create_table('flags',
@@ -160,6 +164,7 @@ def downgrade() -> None:
     op.drop_table('flags')
     with op.batch_alter_table('access_log', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_access_log_workspace_id'))
+        batch_op.drop_index('ix_access_log_pending')
         batch_op.drop_index('ix_access_log_link_at')
         batch_op.drop_index(batch_op.f('ix_access_log_guest_id'))
         batch_op.drop_index(batch_op.f('ix_access_log_at'))

@@ -6,7 +6,7 @@ from huey import crontab
 
 from guestguard.events.access import purge
 from guestguard.events.api import ROUTES as API_ROUTES
-from guestguard.events.flags import evaluate_use
+from guestguard.events.flags import evaluate_pending, sweep_pending
 from guestguard.events.guard_api import ROUTES as GUARD_ROUTES
 from guestguard.events.live import make_broker
 from guestguard.events.resources import event_factory, flag_factory, guest_factory
@@ -64,7 +64,8 @@ def includeme(config) -> None:
     registry["live.broker"] = make_broker(settings["guard.stream.url"])
     for name, pattern, factory in API_ROUTES + HOST_ROUTES + INVITATION_ROUTES + GUARD_ROUTES:
         config.add_route(name, pattern, factory=factory)
-    config.add_task(evaluate_use)
+    config.add_task(evaluate_pending)
+    config.add_periodic_task(sweep_pending, crontab(minute="*"))
     config.add_periodic_task(purge, crontab(minute="17", hour="3"), in_transaction=False)
     config.scan(".api")
     config.scan(".views")

@@ -9,6 +9,8 @@ Revoking and reissuing the link resolves the guest's open flags.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import itertools
 import json
 import logging
 import uuid
@@ -45,53 +47,87 @@ def as_use(entry: AccessEntry) -> AccessUse:
     return AccessUse(*(getattr(entry, column.key) for column in USE_COLUMNS))
 
 
-def history_of(db, entry: AccessEntry, link: InvitationLink, window: dt.timedelta) -> AccessHistory:
-    """The token's uses up to this one: one query, and one more for the
-    first open if a rule asks for it."""
-    recent = [AccessUse(*row) for row in db.execute(
-        select(*USE_COLUMNS)
-        .where(AccessEntry.link_id == entry.link_id, AccessEntry.at >= entry.at - window,
-               AccessEntry.at <= entry.at, AccessEntry.id != entry.id)
-        .order_by(AccessEntry.at.desc(), AccessEntry.id.desc()).limit(HISTORY_LIMIT))]
-    recent.reverse()
-
-    def first_open() -> AccessUse | None:
-        first = db.execute(
-            select(*USE_COLUMNS)
-            .where(AccessEntry.link_id == entry.link_id, AccessEntry.kind == VIEW, AccessEntry.outcome == OK,
-                   AccessEntry.automated.is_(False))
-            .order_by(AccessEntry.at, AccessEntry.id).limit(1)).first()
-        return AccessUse(*first) if first is not None and first.id != entry.id else None
-
-    return AccessHistory(use=as_use(entry), recent=tuple(recent), window=window,
-                         link_revoked_at=link.revoked_at, load_first_open=first_open)
+BATCH = 500
 
 
-def evaluate_use(request, access_id: uuid.UUID) -> list[Flag]:
-    """Task: score one logged use with every enabled rule; a rule that raises
-    is logged and skipped, the others still run. Returns the flags raised or
-    strengthened."""
+def claim_pending(db) -> list[uuid.UUID]:
+    """Mark up to BATCH uses no rule has seen as taken, oldest first, and
+    return them: one statement, so two workers never take the same use (on
+    PostgreSQL the second skips rows the first has locked)."""
+    pending = (select(AccessEntry.id)
+               .where(AccessEntry.evaluated_at.is_(None), AccessEntry.link_id.is_not(None))
+               .order_by(AccessEntry.at).limit(BATCH).with_for_update(skip_locked=True))
+    return list(db.scalars(update(AccessEntry)
+                           .where(AccessEntry.id.in_(pending.scalar_subquery()), AccessEntry.evaluated_at.is_(None))
+                           .values(evaluated_at=utcnow()).returning(AccessEntry.id)
+                           .execution_options(synchronize_session=False)))
+
+
+def evaluate_pending(request) -> list[Flag]:
+    """Task: score every use logged since the last run with every enabled
+    rule, a link's uses in order against one read of its history. Uses are
+    claimed in the same transaction as the flags they raise: a worker that
+    dies leaves them to the next run. A rule that raises is logged and
+    skipped; the others still run. Returns the flags raised or strengthened."""
     db = request.db
-    found = db.execute(select(AccessEntry, InvitationLink, Guest)
-                       .join(InvitationLink, InvitationLink.id == AccessEntry.link_id)
-                       .join(Guest, Guest.id == AccessEntry.guest_id)
-                       .where(AccessEntry.id == access_id)).first()
-    if found is None:  # an unknown token's use, or purged or deleted meanwhile
+    claimed = claim_pending(db)
+    if not claimed:
         return []
-    entry, link, guest = found
-    rules: list[AccessRule] = request.registry["guard.rules"]
-    history = history_of(db, entry, link, request.registry["guard.history_window"])
+    if len(claimed) == BATCH:
+        request.enqueue(evaluate_pending)  # more are waiting
+    rows = db.execute(select(AccessEntry, InvitationLink, Guest)
+                      .join(InvitationLink, InvitationLink.id == AccessEntry.link_id)
+                      .join(Guest, Guest.id == AccessEntry.guest_id)
+                      .where(AccessEntry.id.in_(claimed))
+                      .order_by(AccessEntry.link_id, AccessEntry.at, AccessEntry.id)).all()
+    window: dt.timedelta = request.registry["guard.history_window"]
     flags = []
-    for rule in rules:
+    for _, group in itertools.groupby(rows, key=lambda row: row[1].id):
+        group = list(group)
+        link, guest = group[0][1], group[0][2]
+        uses = [AccessUse(*row) for row in db.execute(
+            select(*USE_COLUMNS)
+            .where(AccessEntry.link_id == link.id, AccessEntry.at >= group[0][0].at - window,
+                   AccessEntry.at <= group[-1][0].at)
+            .order_by(AccessEntry.at, AccessEntry.id))]
+        for entry, _, _ in group:
+            recent = [u for u in uses if entry.at - window <= u.at <= entry.at and u.id != entry.id]
+            history = AccessHistory(use=as_use(entry), recent=tuple(recent[-HISTORY_LIMIT:]), window=window,
+                                    link_revoked_at=link.revoked_at,
+                                    load_first_open=functools.partial(first_open_of, db, entry))
+            flags += run_rules(request, history, guest, link)
+    return flags
+
+
+def sweep_pending(request) -> list[Flag]:
+    """Periodic: uses no batch took (the request that logged one scheduled
+    nothing because its process had already scheduled that half second, and
+    that task ran before it committed; or a task was lost)."""
+    return evaluate_pending(request)
+
+
+def first_open_of(db, entry: AccessEntry) -> AccessUse | None:
+    """The first time a person opened the link, unless ``entry`` is it."""
+    first = db.execute(
+        select(*USE_COLUMNS)
+        .where(AccessEntry.link_id == entry.link_id, AccessEntry.kind == VIEW, AccessEntry.outcome == OK,
+               AccessEntry.automated.is_(False))
+        .order_by(AccessEntry.at, AccessEntry.id).limit(1)).first()
+    return AccessUse(*first) if first is not None and first.id != entry.id else None
+
+
+def run_rules(request, history: AccessHistory, guest: Guest, link: InvitationLink) -> list[Flag]:
+    flags = []
+    for rule in request.registry["guard.rules"]:
         try:
             finding = checked(rule.evaluate(history))
             if finding is None:
                 continue
-            with db.begin_nested():
+            with request.db.begin_nested():
                 flag = raise_flag(request, guest, link, rule.name, finding)
         except Exception:
             RULE_ERRORS.labels(rule=rule.name).inc()
-            log.exception("access rule %s failed on use %s; skipped", rule.name, entry.id)
+            log.exception("access rule %s failed on use %s; skipped", rule.name, history.use.id)
             continue
         if flag is not None:
             flags.append(flag)

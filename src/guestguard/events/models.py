@@ -141,8 +141,15 @@ class AccessEntry(IdMixin, AccessSubjectMixin, Base):
     user_agent: Mapped[str] = mapped_column(String(512), default="")
     device: Mapped[str] = mapped_column(String(120), default="")
     automated: Mapped[bool] = mapped_column(default=False)
+    # When the access rules took this use in (claimed by a batch); None
+    # until then. Unknown tokens' uses have no link and are never scored.
+    evaluated_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
-    __table_args__ = (Index("ix_access_log_link_at", "link_id", "at"),)
+    __table_args__ = (
+        Index("ix_access_log_link_at", "link_id", "at"),
+        Index("ix_access_log_pending", "at", sqlite_where=text("evaluated_at IS NULL AND link_id IS NOT NULL"),
+              postgresql_where=text("evaluated_at IS NULL AND link_id IS NOT NULL")),
+    )
 
 
 class AccessTally(IdMixin, AccessSubjectMixin, Base):
