@@ -96,10 +96,9 @@ class Headcount:
     invited: int = 0
     opened: int = 0
     guests: int = 0
-
-    @property
-    def not_opened(self) -> int:
-        return self.invited - self.opened
+    # Invited and not opened: not invited - opened, since a link handed over
+    # by hand (issued, never sent) can be opened by a guest never "invited".
+    not_opened: int = 0
 
     def as_json(self) -> dict[str, int]:
         return {"yes": self.yes, "no": self.no, "maybe": self.maybe, "pending": self.pending,
@@ -122,7 +121,7 @@ def headcounts(db, event_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Headcount]
             count(Guest.response.is_(None)),
             func.coalesce(func.sum(case((Guest.response == YES, 1 + Guest.plus_ones_coming), else_=0)), 0),
             count(Guest.invited_at.is_not(None)), count(Guest.opened_at.is_not(None)),
-            func.count(),
+            func.count(), count(Guest.invited_at.is_not(None) & Guest.opened_at.is_(None)),
         ).where(Guest.event_id.in_(list(event_ids))).group_by(Guest.event_id)
     ).all()
     found = {row[0]: Headcount(*(int(value) for value in row[1:])) for row in rows}

@@ -52,6 +52,33 @@ function follow(section) {
     list.prepend(entry);
     while (list.children.length > KEEP) list.lastElementChild.remove();
     empty.hidden = true;
+    if (item.kind.startsWith("rsvp.") || item.kind === "invitation.opened") recount();
+  }
+
+  // The headcount follows the answers: read it again, at most every 2 s.
+  let recounting = null;
+  function recount() {
+    if (recounting) return;
+    recounting = setTimeout(async () => {
+      recounting = null;
+      try {
+        const response = await fetch(section.dataset.eventUrl, { credentials: "same-origin", headers: { Accept: "application/json" } });
+        if (!response.ok) return;
+        const counts = (await response.json()).event.headcount;
+        document.querySelectorAll("[data-count]").forEach((cell) => {
+          cell.textContent = counts[cell.dataset.count];
+        });
+        const chart = document.querySelector(".headcount-chart");
+        if (chart) {
+          chart.src = chart.src.split("?")[0] + "?v=" + Date.now();
+          chart.alt = `Chart of the answers: ${counts.yes} yes, ${counts.maybe} maybe, ${counts.no} no, ` +
+            `${counts.pending} no answer; expected headcount ${counts.expected} including plus-ones; ` +
+            `${counts.invited} of ${counts.guests} invited, ${counts.opened} opened.`;
+        }
+      } catch (error) {
+        // The numbers stay as they were; the next answer tries again.
+      }
+    }, 2000);
   }
 
   async function ticket() {
