@@ -40,7 +40,7 @@ def now_cursor() -> str:
 
 def parse_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
     """EventsError 400 (invalid_cursor) for anything but a cursor we made."""
-    at, item_id = decode_cursor(cursor, ("at", "id"))
+    at, item_id = decode_cursor(cursor, ("time", "id"))
     return at, item_id
 
 

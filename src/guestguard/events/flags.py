@@ -267,7 +267,7 @@ def list_flags(db, event_id: uuid.UUID, *, after: str | None, limit: int, status
     if guest_id:
         query = query.where(Flag.guest_id == guest_id)
     if after:
-        at, flag_id = decode_cursor(after, ("at", "id"))
+        at, flag_id = decode_cursor(after, ("time", "id"))
         query = query.where(tuple_(Flag.created_at, Flag.id) < tuple_(at, flag_id))
     flags = list(db.scalars(query.order_by(Flag.created_at.desc(), Flag.id.desc()).limit(limit + 1)))
     more = len(flags) > limit

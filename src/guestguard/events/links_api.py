@@ -13,6 +13,7 @@ from pyramid.view import view_config
 from guestguard.errors import json_error, refusal
 from guestguard.events import access as token_access
 from guestguard.events import invitations
+from guestguard.events.guest_views import private_headers
 from guestguard.events.models import ANSWER, VIEW, Event, Guest, Rsvp
 from guestguard.events.schemas import RsvpInput
 from guestguard.events.services import EventsError
@@ -26,14 +27,12 @@ class SendInput(Input):
 
 def no_store(request) -> None:
     """A response carrying a token, or reached through one."""
-    request.response.cache_control.no_store = True
-    request.response.headers["Referrer-Policy"] = "no-referrer"
+    private_headers(request.response)
 
 
 def invalid_link(request):
     response = json_error(request, 404, "invalid_link", invitations.INVALID_LINK)
-    response.cache_control.no_store = True
-    response.headers["Referrer-Policy"] = "no-referrer"
+    private_headers(response)
     return response
 
 

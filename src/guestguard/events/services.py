@@ -134,7 +134,7 @@ def list_events(db, workspace_ids: Iterable[uuid.UUID], *, after: str | None, li
              .where(Event.workspace_id.in_(list(workspace_ids)), Event.deleted_at.is_(None))
              .order_by(Event.starts_at, Event.id).limit(limit + 1))
     if after:
-        starts_at, event_id = decode_cursor(after, ("starts_at", "id"))
+        starts_at, event_id = decode_cursor(after, ("time", "id"))
         # A row-value comparison is an index condition; the equivalent OR is
         # only a filter, which would read the list from its start each time.
         query = query.where(tuple_(Event.starts_at, Event.id) > tuple_(starts_at, event_id))
@@ -165,7 +165,7 @@ def decode_cursor(cursor: str, shape: tuple[str, ...]) -> list[Any]:
                 raise ValueError
             if kind == "id":
                 parsed.append(uuid.UUID(value))
-            elif kind in ("starts_at", "at"):
+            elif kind == "time":
                 moment = dt.datetime.fromisoformat(value)
                 if moment.tzinfo is None:
                     raise ValueError

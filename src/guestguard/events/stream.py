@@ -114,20 +114,20 @@ class EventStream:
             with self.session_factory() as db:
                 items, more = activity.page(db, self.event_id, after=self.last, limit=REPLAY_PAGE,
                                             lookback=lookback)
-                messages = [json.dumps(activity.item_json(item), separators=(",", ":")) for item in items]
+                messages = [(activity.cursor_of(item), json.dumps(activity.item_json(item), separators=(",", ":")))
+                            for item in items]
             lookback = 0
-            for message in messages:
-                if json.loads(message)["id"] not in self.sent:
-                    yield self.send(message)
+            for item_id, message in messages:
+                if item_id not in self.sent:
+                    yield self.send(item_id, message)
             total += len(messages)
             if not more:
                 return
         yield b"event: reload\ndata: {}\n\n"
 
-    def send(self, message: str) -> bytes:
+    def send(self, item_id: str, message: str) -> bytes:
         """One SSE message for an activity item (a JSON string); its id is
         the item's feed cursor, so Last-Event-ID resumes the feed."""
-        item_id = json.loads(message)["id"]
         self.sent.add(item_id)
         self.last = item_id
         return f"id: {item_id}\nevent: activity\ndata: {message}\n\n".encode()
@@ -150,9 +150,9 @@ class EventStream:
             if message == RESYNC:
                 yield from self.replay()
                 continue
-            if json.loads(message)["id"] in self.sent:
-                continue
-            yield self.send(message)
+            item_id = json.loads(message)["id"]
+            if item_id not in self.sent:
+                yield self.send(item_id, message)
 
     def close(self) -> None:
         self.listener.close()

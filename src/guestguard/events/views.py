@@ -371,6 +371,19 @@ def edit_event(context, request):
 # --- guests ------------------------------------------------------------------------------
 
 
+def guest_conflict(request, event, error: EventsError):
+    """(status, errors, existing guest) for a refused guest form: 409 naming
+    the guest who already has the email, else 400 with the fields."""
+    existing = None
+    if error.extra.get("existing_guest_id"):
+        existing = services.find_guest(request.db, event.id, uuid.UUID(error.extra["existing_guest_id"]))
+    errors = guest_refusal(error)
+    if existing is None:
+        return 400, errors, None
+    errors["email"] = f"This email is already on the list as {existing.name}."
+    return 409, errors, existing
+
+
 def new_guest_page(request, context, status: int = 200, values=None, errors=None, existing=None) -> dict:
     values = values or {"plus_ones_allowed": str(context.event.default_plus_ones)}
     return event_page_base(request, context, status, values=values, errors=errors or {}, existing=existing)
@@ -393,14 +406,8 @@ def new_guest(context, request):
     try:
         guest = services.add_guests(request, event, [data])[0]
     except EventsError as error:
-        existing = None
-        if error.extra.get("existing_guest_id"):
-            existing = services.find_guest(request.db, event.id, uuid.UUID(error.extra["existing_guest_id"]))
-        errors = guest_refusal(error)
-        if existing is not None:
-            errors["email"] = f"This email is already on the list as {existing.name}."
-        return new_guest_page(request, context, 409 if existing else 400, echo(request, GUEST_FIELDS),
-                              errors, existing)
+        status, errors, existing = guest_conflict(request, event, error)
+        return new_guest_page(request, context, status, echo(request, GUEST_FIELDS), errors, existing)
     flash(request, f"{guest.name} was added to the guest list.")
     if request.POST.get("then") == "another":
         return redirect(request, request.route_path("event_guests_new", event_id=event.id))
@@ -436,14 +443,8 @@ def guest_update(context, request):
     try:
         services.update_guest(request, event, guest, data)
     except EventsError as error:
-        existing = None
-        if error.extra.get("existing_guest_id"):
-            existing = services.find_guest(request.db, event.id, uuid.UUID(error.extra["existing_guest_id"]))
-        errors = guest_refusal(error)
-        if existing is not None:
-            errors["email"] = f"This email is already on the list as {existing.name}."
-        return guest_page(request, context, 409 if existing else 400, echo(request, GUEST_FIELDS),
-                          errors, existing)
+        status, errors, existing = guest_conflict(request, event, error)
+        return guest_page(request, context, status, echo(request, GUEST_FIELDS), errors, existing)
     flash(request, f"{guest.name}’s details were saved.")
     return redirect(request, request.route_path("event_guest", event_id=event.id, guest_id=guest.id))
 
