@@ -11,8 +11,11 @@ import pytest
 import time_machine
 from sqlalchemy import func, select
 
-from guestguard.events.access import purge
-from guestguard.events.models import AccessEntry, AccessTally, Activity, Flag, Guest, StreamTicket
+from guestguard.activity.stream import purge_tickets
+from guestguard.guard.access import purge
+from guestguard.activity.models import Activity, StreamTicket
+from guestguard.events.models import Guest
+from guestguard.guard.models import AccessEntry, AccessTally, Flag
 from guestguard.plugins import Finding, hookimpl
 from guestguard.tasks import run_task_now
 from guestguard.testing import DomainEvents, bearer_for, create_team, drain
@@ -440,8 +443,6 @@ def test_the_log_is_purged_after_the_retention_period_and_its_counts_kept(app, h
         visit(app, token, "81.2.69.160", IPHONE, path="/access/{}/event.ics")
         clock.shift(dt.timedelta(days=1))
         visit(app, token, "81.2.69.160", IPHONE)
-        app.post_json("/api/v1/auth/stream-ticket", {"event_id": host["event"]["id"]},
-                      headers=bearer_for(app, "ada@example.com"), status=201)
         clock.shift(dt.timedelta(days=89))
         visit(app, token, "81.2.69.160", IPHONE)
         ada = bearer_for(app, "ada@example.com")
@@ -459,6 +460,18 @@ def test_the_log_is_purged_after_the_retention_period_and_its_counts_kept(app, h
     tallies = run_in_request(lambda r: sorted((t.day.isoformat(), t.kind, t.uses) for t in r.db.scalars(
         select(AccessTally))), app.app.registry)
     assert tallies == [("2030-01-10", "calendar", 1), ("2030-01-10", "view", 1), ("2030-01-11", "view", 1)]
+
+
+def test_stream_tickets_are_purged_an_hour_after_they_expire(app, host, run_in_request):
+    start = dt.datetime(2030, 1, 10, 12, tzinfo=dt.timezone.utc)
+    with time_machine.travel(start, tick=False) as clock:
+        app.post_json("/api/v1/auth/stream-ticket", {"event_id": host["event"]["id"]},
+                      headers=bearer_for(app, "ada@example.com"), status=201)
+        clock.shift(dt.timedelta(minutes=30))
+        assert run_task_now(app.app.registry, purge_tickets) == 0, "expired, but not an hour ago"
+        assert scalar(app, run_in_request, select(func.count()).select_from(StreamTicket)) == 1
+        clock.shift(dt.timedelta(minutes=32))
+        assert run_task_now(app.app.registry, purge_tickets) == 1
     assert scalar(app, run_in_request, select(func.count()).select_from(StreamTicket)) == 0
 
 
@@ -578,7 +591,7 @@ def test_nul_characters_in_queries_and_forms_are_refused_plainly(app, host, gues
 
 
 def test_uses_are_scored_in_batches_and_the_sweep_leaves_none_behind(make_app, run_in_request):
-    from guestguard.events.flags import evaluate_pending, sweep_pending
+    from guestguard.guard.flags import evaluate_pending, sweep_pending
 
     app = make_app({"app.trusted_proxies": PROXY, "huey.immediate": "false"})
     host = setup_host(app, run_in_request)

@@ -15,8 +15,8 @@ import pytest
 import time_machine
 from webtest.http import StopableWSGIServer
 
-from guestguard.events.live import RESYNC, Full, MemoryBroker, RedisBroker
-from guestguard.events.stream import EventStream
+from guestguard.activity.live import RESYNC, Full, MemoryBroker, RedisBroker
+from guestguard.activity.stream import EventStream
 from guestguard.testing import REDIS_ENV, bearer_for, create_team
 
 EVENT = {"name": "Launch party", "status": "published", "starts_at": "2030-06-21T19:00:00",

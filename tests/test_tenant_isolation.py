@@ -66,7 +66,8 @@ def world(app, run_in_request):
         key, _ = workspaces.create_api_key(request, ada.id, ours, "ours", "admin")
         import datetime as dt
 
-        from guestguard.events.models import Event, Flag, Guest
+        from guestguard.events.models import Event, Guest
+        from guestguard.guard.models import Flag
 
         event = Event(workspace_id=ours.id, name="Gala", timezone="Europe/London",
                       starts_at=dt.datetime(2030, 6, 1, 18, tzinfo=dt.timezone.utc))

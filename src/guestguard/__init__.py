@@ -29,6 +29,8 @@ AREAS = (
     "guestguard.accounts",
     "guestguard.workspaces",
     "guestguard.events",
+    "guestguard.activity",
+    "guestguard.guard",
     "guestguard.ops",
 )
 

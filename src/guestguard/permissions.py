@@ -62,6 +62,13 @@ PLATFORM_OPERATE = "platform.operate"
 ALLOWED_BEFORE_POLICY_ACCEPTANCE = frozenset({ACCOUNT_BASICS})
 
 
+def granted(identity, workspace_id) -> frozenset[str]:
+    """What the caller may do in the workspace, from the same tables the
+    workspace's ACL is built from."""
+    table = ROLE_PERMISSIONS if identity.user is not None else API_KEY_PERMISSIONS
+    return table.get(identity.roles.get(workspace_id), frozenset())
+
+
 def member_principal(workspace_id, role: str) -> str:
     return f"workspace:{workspace_id}:{role}"
 

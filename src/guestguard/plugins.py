@@ -41,8 +41,8 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 DEFAULT_PLUGINS = (
     "guestguard.notifications.console",
     "guestguard.captcha_builtin",
-    "guestguard.events.rules",
-    "guestguard.events.listeners",
+    "guestguard.guard.rules",
+    "guestguard.activity.listeners",
 )
 
 

@@ -208,10 +208,24 @@ def add_durable_job(config, model: type, task: Callable[..., Any], *, max_attemp
     config.registry["jobs.kinds"].append(DurableKind(model, task, max_attempts, on_give_up))
 
 
-def claim_job(request, model: type, job_id, task: Callable[..., Any]):
+def job_task(registry, model: type) -> Callable[..., Any]:
+    """The task registered (``add_durable_job``) to work rows of ``model``."""
+    for kind in registry["jobs.kinds"]:
+        if kind.model is model:
+            return kind.task
+    raise LookupError(f"{model.__name__} is not a durable job (use config.add_durable_job)")
+
+
+def enqueue_job(request, job, eta: dt.datetime | None = None) -> None:
+    """Queue the job's registered task for ``job`` after commit."""
+    request.enqueue(job_task(request.registry, type(job)), job.id, eta=eta)
+
+
+def claim_job(request, model: type, job_id, task: Callable[..., Any] | None = None):
     """Mark a due pending job as running and return it. None when it is
     claimed by someone else or finished; a job not yet due (the task came
-    early, or this worker's clock is behind) is queued again for its time."""
+    early, or this worker's clock is behind) is queued again for its time
+    (by ``task``, the job's registered task unless given)."""
     db = request.db
     now = utcnow()
     result = db.execute(
@@ -224,7 +238,7 @@ def claim_job(request, model: type, job_id, task: Callable[..., Any]):
     if result.rowcount == 1:
         return job
     if job is not None and job.status == PENDING and job.next_attempt_at > now:
-        request.enqueue(task, job_id, eta=job.next_attempt_at)
+        request.enqueue(task or job_task(request.registry, model), job_id, eta=job.next_attempt_at)
     return None
 
 

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Iterable, Mapping
+from urllib.parse import urlsplit
 
+from pydantic import BaseModel
 from pyramid.csrf import get_csrf_token
 from pyramid.events import BeforeRender, NewRequest, subscriber
 from pyramid.session import SignedCookieSessionFactory
@@ -11,6 +13,7 @@ from pyramid.view import view_config
 
 from guestguard.errors import APIError, is_api_request
 from guestguard.keys import derive_key
+from guestguard.validation import parse_form
 
 CSP_DIRECTIVES: tuple[tuple[str, str], ...] = (
     ("default-src", "'self'"),
@@ -127,6 +130,65 @@ def guard_body(event) -> None:
             raise APIError(400, "bad_request", "The form data could not be read.") from None
         if any(isinstance(value, str) and "\x00" in value for value in form.values()):
             raise APIError(400, "bad_request", "The form data holds a NUL character.")
+
+
+# --- helpers for pages -----------------------------------------------------------
+
+FORM = "form"  # the errors key of a refusal that belongs to no single field
+
+
+def safe_next(value: str | None) -> str | None:
+    """A same-site path to go on to, or None. Browsers treat ``\\`` as ``/``
+    and drop tabs and newlines, so anything beyond printable ASCII is out."""
+    if not value or len(value) > 2000 or not value.startswith("/") or value.startswith("//"):
+        return None
+    if any(not ("!" <= char <= "~") or char == "\\" for char in value):
+        return None
+    parts = urlsplit(value)
+    return None if parts.scheme or parts.netloc else value
+
+
+def redirect(request, location: str):
+    """See Other, keeping the cookies already set on request.response."""
+    response = request.response
+    response.status = 303
+    response.location = location
+    return response
+
+
+def private(request, status: int = 200) -> None:
+    """Pages with a CSRF token, personal data or a token in the address:
+    never cached, and the address is never sent on as a referrer."""
+    request.response.status = status
+    request.response.cache_control.no_store = True
+    request.response.headers["Referrer-Policy"] = "no-referrer"
+
+
+def sentence(field: str, message: str, labels: dict[str, str] | None = None) -> str:
+    label = (labels or {}).get(field)
+    if label and message[:1].islower():
+        message = f"{label} {message}"
+    message = message[:1].upper() + message[1:]
+    return message if message.endswith((".", "?", "!")) else message + "."
+
+
+def read_form(request, schema: type[BaseModel], fields: tuple[str, ...],
+              checkboxes: tuple[str, ...] = (), labels: dict[str, str] | None = None,
+              ) -> tuple[BaseModel | None, dict[str, str]]:
+    """The form validated, errors as sentences in the order of the form."""
+    data, errors = parse_form(request, schema, fields, checkboxes)
+    order = {name: index for index, name in enumerate(fields + checkboxes)}
+    found = sorted(errors.items(), key=lambda item: order.get(item[0], len(order)))
+    return data, {name: sentence(name, message, labels) for name, message in found}
+
+
+def echo(request, *fields: str) -> dict[str, str]:
+    """What the user typed, for re-rendering a form (never passwords)."""
+    return {name: request.POST.get(name, "") for name in fields}
+
+
+def flash(request, message: str) -> None:
+    request.session.flash(message, "success")
 
 
 def includeme(config) -> None:

@@ -2,50 +2,14 @@
 the web UI (views.py) and the JSON API (api.py)."""
 from __future__ import annotations
 
-from guestguard.accounts import services
-from guestguard.accounts.passwords import Passwords
-
-WEB_ROUTES = (
-    ("signup", "/signup"),
-    ("login", "/login"),
-    ("logout", "/logout"),
-    ("verify_email", "/verify-email/{token}"),
-    ("resend_verification", "/verify-email"),
-    ("forgot_password", "/forgot-password"),
-    ("reset_password", "/reset-password/{token}"),
-    ("account", "/account"),
-    ("account_profile", "/account/profile"),
-    ("account_password", "/account/password"),
-    ("account_session_revoke", "/account/sessions/{session_id}/revoke"),
-    ("account_sign_out_everywhere", "/account/sign-out-everywhere"),
-    ("accept_policies", "/accept-policies"),
-    ("privacy", "/privacy"),
-    ("terms", "/terms"),
-)
-
-API_ROUTES = (
-    ("api_signup", "/api/v1/auth/signup"),
-    ("api_verify_email", "/api/v1/auth/verify-email"),
-    ("api_resend_verification", "/api/v1/auth/resend-verification"),
-    ("api_login", "/api/v1/auth/login"),
-    ("api_refresh", "/api/v1/auth/refresh"),
-    ("api_logout", "/api/v1/auth/logout"),
-    ("api_logout_all", "/api/v1/auth/logout-all"),
-    ("api_forgot_password", "/api/v1/auth/forgot-password"),
-    ("api_reset_password", "/api/v1/auth/reset-password"),
-    ("api_me", "/api/v1/me"),
-    ("api_me_password", "/api/v1/me/password"),
-    ("api_me_sessions", "/api/v1/me/sessions"),
-    ("api_me_session", "/api/v1/me/sessions/{session_id}"),
-    ("api_me_accept_policies", "/api/v1/me/accept-policies"),
-)
-
 
 def includeme(config) -> None:
+    from guestguard.accounts import services
+    from guestguard.accounts.passwords import Passwords
+
     config.registry["accounts.passwords"] = Passwords(config.get_settings())
     config.add_task(services.forgot_password_task)
     config.add_task(services.resend_verification_task)
-    for name, pattern in WEB_ROUTES + API_ROUTES:
-        config.add_route(name, pattern)
+    config.include(".routes")
     config.scan(".views")
     config.scan(".api")

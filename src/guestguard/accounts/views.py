@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from urllib.parse import urlsplit
 
-from pydantic import BaseModel
 from pyramid.httpexceptions import HTTPNotFound
 from pyramid.security import forget, remember
 from pyramid.view import view_config
@@ -25,7 +23,7 @@ from guestguard.accounts.services import AccountError
 from guestguard.captcha import FORM_ERROR_KEY, form_captcha, form_captcha_refusal
 from guestguard.db import utcnow
 from guestguard.permissions import ACCOUNT, ACCOUNT_BASICS
-from guestguard.validation import parse_form
+from guestguard.web import FORM, echo, private, read_form, redirect, safe_next
 
 LABELS = {
     "display_name": "Your name",
@@ -35,39 +33,11 @@ LABELS = {
     "new_password": "New password",
 }
 ACCOUNT_PAGE = "accounts/account.jinja2"
-FORM = "form"  # the errors key of a refusal that belongs to no single field
 SAME_ANSWER = ("If that address can receive email, a message is on its way. "
                "Check your inbox (and spam folder).")
 
 
 # --- helpers -----------------------------------------------------------------
-
-
-def safe_next(value: str | None) -> str | None:
-    """A same-site path to go on to, or None. Browsers treat ``\\`` as ``/``
-    and drop tabs and newlines, so anything beyond printable ASCII is out."""
-    if not value or len(value) > 2000 or not value.startswith("/") or value.startswith("//"):
-        return None
-    if any(not ("!" <= char <= "~") or char == "\\" for char in value):
-        return None
-    parts = urlsplit(value)
-    return None if parts.scheme or parts.netloc else value
-
-
-def redirect(request, location: str):
-    """See Other, keeping the cookies already set on request.response."""
-    response = request.response
-    response.status = 303
-    response.location = location
-    return response
-
-
-def private(request, status: int = 200) -> None:
-    """Pages with a CSRF token, personal data or a token in the address:
-    never cached, and the address is never sent on as a referrer."""
-    request.response.status = status
-    request.response.cache_control.no_store = True
-    request.response.headers["Referrer-Policy"] = "no-referrer"
 
 
 def captcha_page(request, status: int = 200, **context) -> dict:
@@ -86,29 +56,6 @@ def check_captcha(request, errors: dict[str, str]) -> int:
         return 200
     errors[FORM_ERROR_KEY] = refusal.error_message
     return refusal.code
-
-
-def sentence(field: str, message: str, labels: dict[str, str] | None = None) -> str:
-    label = (labels or LABELS).get(field)
-    if label and message[:1].islower():
-        message = f"{label} {message}"
-    message = message[:1].upper() + message[1:]
-    return message if message.endswith((".", "?", "!")) else message + "."
-
-
-def read_form(request, schema: type[BaseModel], fields: tuple[str, ...],
-              checkboxes: tuple[str, ...] = (), labels: dict[str, str] | None = None,
-              ) -> tuple[BaseModel | None, dict[str, str]]:
-    """The form validated, errors as sentences in the order of the form."""
-    data, errors = parse_form(request, schema, fields, checkboxes)
-    order = {name: index for index, name in enumerate(fields + checkboxes)}
-    found = sorted(errors.items(), key=lambda item: order.get(item[0], len(order)))
-    return data, {name: sentence(name, message, labels) for name, message in found}
-
-
-def echo(request, *fields: str) -> dict[str, str]:
-    """What the user typed, for re-rendering a form (never passwords)."""
-    return {name: request.POST.get(name, "") for name in fields}
 
 
 def ago(moment: dt.datetime, now: dt.datetime) -> str:
@@ -138,7 +85,7 @@ def signup(request):
     if request.identity is not None:
         return redirect(request, request.route_path("dashboard"))
     data, errors = read_form(request, SignupInput, ("display_name", "email", "password"),
-                             checkboxes=("accept_policies",))
+                             checkboxes=("accept_policies",), labels=LABELS)
     status = check_captcha(request, errors)
     if errors:
         values = echo(request, "email", "display_name")
@@ -176,7 +123,7 @@ def resend_verification_form(request):
 @view_config(route_name="resend_verification", request_method="POST",
              renderer="accounts/resend_verification.jinja2", rate_limit="resend_verification")
 def resend_verification(request):
-    data, errors = read_form(request, EmailInput, ("email",))
+    data, errors = read_form(request, EmailInput, ("email",), labels=LABELS)
     if errors:
         private(request, 400)
         return {"values": echo(request, "email"), "errors": errors}
@@ -203,7 +150,7 @@ def login(request):
         return redirect(request, request.route_path("dashboard"))
     next_path = safe_next(request.POST.get("next"))
     page = {"values": echo(request, "email"), "next": next_path}
-    data, errors = read_form(request, LoginInput, ("email", "password"), checkboxes=("accept_policies",))
+    data, errors = read_form(request, LoginInput, ("email", "password"), checkboxes=("accept_policies",), labels=LABELS)
     if errors:
         private(request, 400)
         return {**page, "errors": errors}
@@ -251,7 +198,7 @@ def forgot_password_form(request):
 @view_config(route_name="forgot_password", request_method="POST",
              renderer="accounts/forgot_password.jinja2", rate_limit="forgot_password")
 def forgot_password(request):
-    data, errors = read_form(request, EmailInput, ("email",))
+    data, errors = read_form(request, EmailInput, ("email",), labels=LABELS)
     status = check_captcha(request, errors)
     if errors:
         return captcha_page(request, status, values=echo(request, "email"), errors=errors)
@@ -329,7 +276,7 @@ def account(request):
 @view_config(route_name="account_profile", request_method="POST", permission=ACCOUNT,
              renderer=ACCOUNT_PAGE)
 def account_profile(request):
-    data, errors = read_form(request, ProfileInput, ("display_name",))
+    data, errors = read_form(request, ProfileInput, ("display_name",), labels=LABELS)
     if errors:
         return account_page(request, 400, profile={"values": echo(request, "display_name"), "errors": errors})
     services.update_profile(request, request.identity.user, display_name=data.display_name)
@@ -341,7 +288,7 @@ def account_profile(request):
              renderer=ACCOUNT_PAGE, rate_limit="password_change")
 def account_password(request):
     data, errors = read_form(request, ChangePasswordInput, ("current_password", "new_password"),
-                             checkboxes=("end_other_sessions",))
+                             checkboxes=("end_other_sessions",), labels=LABELS)
     ticked = "end_other_sessions" in request.POST
     if errors:
         return account_page(request, 400,

@@ -9,7 +9,6 @@ from pyramid.view import view_config
 from guestguard.errors import APIError, json_error, refusal
 from guestguard.events import services
 from guestguard.events.models import Event, Guest
-from guestguard.events.resources import event_factory, guest_factory
 from guestguard.events.schemas import EventFields, EventInput, GuestFields, GuestInput
 from guestguard.events.services import EventsError
 from guestguard.ratelimit import enforce
@@ -197,11 +196,3 @@ def update_guest(context, request):
 def delete_guest(context, request):
     services.delete_guest(request, context.record)
     return HTTPNoContent()
-
-
-ROUTES = (
-    ("api_events", "/api/v1/events", None),
-    ("api_event", "/api/v1/events/{event_id}", event_factory),
-    ("api_guests", "/api/v1/events/{event_id}/guests", event_factory),
-    ("api_guest", "/api/v1/events/{event_id}/guests/{guest_id}", guest_factory),
-)

@@ -18,10 +18,12 @@ from pyramid.renderers import render_to_response
 from pyramid.response import Response
 from pyramid.view import view_config
 
-from guestguard.accounts.views import private, redirect, sentence
+from guestguard.web import private, redirect, sentence
 from guestguard.db import utcnow
-from guestguard.events import access, invitations
-from guestguard.events.models import ANSWER, CALENDAR, MAYBE, NO, VIEW, YES, Event, Guest, InvitationLink
+from guestguard.events import invitations
+from guestguard.guard import access
+from guestguard.events.models import MAYBE, NO, YES, Event, Guest, InvitationLink
+from guestguard.guard.models import ANSWER, CALENDAR, VIEW
 from guestguard.events.schemas import RsvpInput
 from guestguard.events.services import EventsError
 from guestguard.validation import field_errors

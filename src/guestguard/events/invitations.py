@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from guestguard.accounts.tokens import new_token
 from guestguard.audit.services import actor_of, record
 from guestguard.db import utcnow
-from guestguard.events import activity
+from guestguard.activity import feed
 from guestguard.events.models import CANCELLED, DRAFT, NO, YES, Event, Guest, InvitationLink, Rsvp
 from guestguard.events.schemas import RsvpInput
 from guestguard.events.services import EventsError
@@ -245,7 +245,7 @@ def record_open(request, link: InvitationLink, guest: Guest) -> bool:
                target_id=guest.id, link_id=str(link.id))
         request.emit("invitation.opened", {"event_id": str(guest.event_id), "guest_id": str(guest.id)},
                      guest.workspace_id)
-        activity.add(request, workspace_id=guest.workspace_id, event_id=guest.event_id, guest_id=guest.id,
+        feed.add(request, workspace_id=guest.workspace_id, event_id=guest.event_id, guest_id=guest.id,
                      kind="invitation.opened", summary=f"{guest.name} opened the invitation")
     return first
 
@@ -305,6 +305,6 @@ def submit_rsvp(request, link: InvitationLink, guest: Guest, event: Event, data:
     words = answer_words(data.response, plus_ones)
     summary = (f"{guest.name} answered {words}" if latest is None
                else f"{guest.name} changed the answer from {previous or 'none'} to {words}")
-    activity.add(request, workspace_id=guest.workspace_id, event_id=event.id, guest_id=guest.id, kind=action,
+    feed.add(request, workspace_id=guest.workspace_id, event_id=event.id, guest_id=guest.id, kind=action,
                  summary=summary, data={"response": data.response, "plus_ones": plus_ones, "previous": previous})
     return rsvp, True

@@ -11,10 +11,11 @@ from pyramid.httpexceptions import HTTPNoContent
 from pyramid.view import view_config
 
 from guestguard.errors import json_error, refusal
-from guestguard.events import access as token_access
 from guestguard.events import invitations
+from guestguard.guard import access as token_access
 from guestguard.events.guest_views import private_headers
-from guestguard.events.models import ANSWER, VIEW, Event, Guest, Rsvp
+from guestguard.events.models import Event, Guest, Rsvp
+from guestguard.guard.models import ANSWER, VIEW
 from guestguard.events.schemas import RsvpInput
 from guestguard.events.services import EventsError
 from guestguard.permissions import GUESTS_EDIT

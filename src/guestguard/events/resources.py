@@ -5,7 +5,7 @@ import uuid
 
 from pyramid.httpexceptions import HTTPNotFound
 
-from guestguard.events import flags, services
+from guestguard.events import services
 from guestguard.workspaces import services as workspaces
 from guestguard.workspaces.resources import RecordResource, WorkspaceResource, parse_id, tenant_factory
 
@@ -30,7 +30,7 @@ def event_factory(request) -> RecordResource:
     return _event(request)
 
 
-def _of_event(request, find, id_name: str) -> RecordResource:
+def of_event(request, find, id_name: str) -> RecordResource:
     """A record of the event in the route (``find(db, event_id, id)``)."""
     parent = _event(request)
     record = find(request.db, parent.event.id, parse_id(request, id_name))
@@ -43,9 +43,4 @@ def _of_event(request, find, id_name: str) -> RecordResource:
 
 @tenant_factory
 def guest_factory(request) -> RecordResource:
-    return _of_event(request, services.find_guest, "guest_id")
-
-
-@tenant_factory
-def flag_factory(request) -> RecordResource:
-    return _of_event(request, flags.find_flag, "flag_id")
+    return of_event(request, services.find_guest, "guest_id")

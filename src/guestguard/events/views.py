@@ -14,17 +14,18 @@ from pyramid.response import Response
 from pyramid.view import view_config
 from sqlalchemy import select
 
-from guestguard.accounts.views import FORM, private, redirect, sentence
+from guestguard.web import FORM, flash, private, redirect, sentence
 from guestguard.db import utcnow
-from guestguard.events import access, activity, flags, invitations, pages, services
+from guestguard.activity import feed
+from guestguard.events import invitations, pages, services
+from guestguard.guard import access, flags
 from guestguard.events.models import EVENT_STATUSES
 from guestguard.events.schemas import EventFields, EventInput, GuestFields, GuestInput, check_times
 from guestguard.events.services import EventsError
-from guestguard.permissions import ACCOUNT, EVENTS_EDIT, EVENTS_VIEW, GUESTS_EDIT, GUESTS_VIEW
+from guestguard.permissions import ACCOUNT, EVENTS_EDIT, EVENTS_VIEW, GUESTS_EDIT, GUESTS_VIEW, granted
 from guestguard.ratelimit import enforce
 from guestguard.validation import field_errors
 from guestguard.workspaces.models import Workspace
-from guestguard.workspaces.views import granted
 
 EVENT_FIELDS = ("name", "description", "venue", "starts_at", "ends_at", "timezone", "rsvp_deadline",
                 "default_plus_ones", "host_message", "status")
@@ -197,7 +198,7 @@ def event_page_base(request, context, status: int = 200, **extra) -> dict:
     """What every page of one event shows: the event, its workspace, and
     what the caller may do there."""
     private(request, status)
-    allowed = granted(request, context.workspace_id)
+    allowed = granted(request.identity, context.workspace_id)
     event = context.event
     return {
         "event": event, "workspace": context.workspace,
@@ -210,14 +211,10 @@ def event_page_base(request, context, status: int = 200, **extra) -> dict:
         "local": lambda moment: pages.local(moment, event.timezone),
         "at": lambda moment: pages.when(moment, event.timezone),
         "short_time": lambda moment: pages.short_when(moment, event.timezone),
-        "cursor_of": activity.cursor_of,
+        "cursor_of": feed.cursor_of,
         "rule_labels": RULE_LABELS,
         **extra,
     }
-
-
-def flash(request, message: str) -> None:
-    request.session.flash(message, "success")
 
 
 # --- the dashboard -----------------------------------------------------------------
@@ -242,7 +239,7 @@ def dashboard(request):
             continue
         sections.append({
             "id": workspace_id, "name": names[workspace_id], "role": role,
-            "can_create": EVENTS_EDIT in granted(request, workspace_id),
+            "can_create": EVENTS_EDIT in granted(request.identity, workspace_id),
             "upcoming": [event for event in upcoming if event.workspace_id == workspace_id],
             "past": [event for event in past if event.workspace_id == workspace_id],
         })
@@ -298,7 +295,7 @@ def event_page(context, request):
         response = ""
     after = request.GET.get("after") or None
     page = event_page_base(request, context)
-    guests, cursor, problem, feed = [], None, None, []
+    guests, cursor, problem, items = [], None, None, []
     if page["can"]["view_guests"]:
         try:
             guests, cursor = services.list_guests(
@@ -308,7 +305,7 @@ def event_page(context, request):
         except EventsError:
             request.response.status = 400
             problem = "That page of the guest list is no longer valid. Start again from the first page."
-        feed = activity.latest(request.db, event.id, FEED_SIZE)
+        items = feed.latest(request.db, event.id, FEED_SIZE)
     counts = services.headcounts(request.db, [event.id])[event.id]
     here = lambda **query: request.route_path("event_page", event_id=event.id, _query=query)  # noqa: E731
     page.update(
@@ -318,7 +315,7 @@ def event_page(context, request):
         next_url=here(**list_query(q, response, cursor)) if cursor else None,
         first_url=here(**list_query(q, response)),
         chart_url=request.route_path("event_headcount_svg", event_id=event.id),
-        feed=feed, feed_since=activity.cursor_of(feed[0]) if feed else activity.now_cursor(),
+        feed=items, feed_since=feed.cursor_of(items[0]) if items else feed.now_cursor(),
         flagged=services.flagged_guests(request.db, event.id) if page["can"]["view_guests"] else 0,
     )
     return page

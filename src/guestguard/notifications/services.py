@@ -13,12 +13,11 @@ from cryptography.fernet import InvalidToken
 
 from guestguard.db import utcnow
 from guestguard.keys import fernet_for
-from guestguard.notifications import tasks as notification_tasks
 from guestguard.notifications.models import Notification
 from guestguard.plugins import (
     NotificationProvider, OutgoingMessage, PermanentDeliveryError, TransientDeliveryError,
 )
-from guestguard.tasks import PENDING, claim_job, fail_job, finish_job, still_claimed
+from guestguard.tasks import PENDING, claim_job, enqueue_job, fail_job, finish_job, still_claimed
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +58,7 @@ def queue_notification(
     )
     request.db.add(notification)
     request.db.flush()
-    request.enqueue(notification_tasks.dispatch_notification, notification.id)
+    enqueue_job(request, notification)
     return notification
 
 
@@ -89,8 +88,7 @@ class Attempt:
 
 def begin_attempt(request, notification_id) -> Attempt | None:
     """Claim the notification and render it; None when it is not ours to send."""
-    notification = claim_job(request, Notification, notification_id,
-                             notification_tasks.dispatch_notification)
+    notification = claim_job(request, Notification, notification_id)
     if notification is None:
         return None
     provider = request.registry["notifications.providers"].get(notification.channel)

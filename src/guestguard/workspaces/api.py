@@ -13,9 +13,6 @@ from guestguard.permissions import (
 from guestguard.validation import parse_json
 from guestguard.workspaces import services
 from guestguard.workspaces.models import ApiKey, Invitation, Membership, Workspace
-from guestguard.workspaces.resources import (
-    api_key_factory, invitation_factory, member_factory, workspace_factory,
-)
 from guestguard.workspaces.schemas import (
     AcceptInvitationInput, ApiKeyInput, InvitationInput, RoleInput, TransferInput, WorkspaceInput,
 )
@@ -217,20 +214,3 @@ def create_api_key(context, request):
 def revoke_api_key(context, request):
     services.revoke_api_key(request, actor_of(request), context.record)
     return HTTPNoContent()
-
-
-ROUTES = (
-    ("api_workspaces", "/api/v1/workspaces", None),
-    ("api_workspace", "/api/v1/workspaces/{workspace_id}", workspace_factory),
-    ("api_workspace_leave", "/api/v1/workspaces/{workspace_id}/leave", workspace_factory),
-    ("api_workspace_transfer", "/api/v1/workspaces/{workspace_id}/transfer-ownership",
-     workspace_factory),
-    ("api_members", "/api/v1/workspaces/{workspace_id}/members", workspace_factory),
-    ("api_member", "/api/v1/workspaces/{workspace_id}/members/{member_id}", member_factory),
-    ("api_invitations", "/api/v1/workspaces/{workspace_id}/invitations", workspace_factory),
-    ("api_invitation", "/api/v1/workspaces/{workspace_id}/invitations/{invitation_id}",
-     invitation_factory),
-    ("api_invitation_accept", "/api/v1/invitations/accept", None),
-    ("api_api_keys", "/api/v1/workspaces/{workspace_id}/api-keys", workspace_factory),
-    ("api_api_key", "/api/v1/workspaces/{workspace_id}/api-keys/{key_id}", api_key_factory),
-)

@@ -11,11 +11,11 @@ from pyramid.view import view_config
 from sqlalchemy import select
 
 from guestguard.accounts.models import User
-from guestguard.accounts.views import FORM, echo, private, read_form, redirect
+from guestguard.web import FORM, echo, private, read_form, redirect
 from guestguard.permissions import (
-    ACCOUNT, ADMIN, API_KEY_PERMISSIONS, API_KEYS_MANAGE, MEMBERS_MANAGE, MEMBERS_VIEW, OWNER,
-    OWNERSHIP_TRANSFER, ROLE_PERMISSIONS, ROLES, STAFF, WORKSPACE_CREATE, WORKSPACE_DELETE,
-    WORKSPACE_EDIT, WORKSPACE_VIEW,
+    ACCOUNT, ADMIN, API_KEYS_MANAGE, MEMBERS_MANAGE, MEMBERS_VIEW, OWNER,
+    OWNERSHIP_TRANSFER, ROLES, STAFF, WORKSPACE_CREATE, WORKSPACE_DELETE,
+    WORKSPACE_EDIT, WORKSPACE_VIEW, granted,
 )
 from guestguard.security import workspace_of
 from guestguard.workspaces import services
@@ -66,17 +66,9 @@ def refused(error: WorkspaceError, fields: tuple[str, ...] = ()) -> dict[str, st
     return {error.field if error.field in fields else FORM: error.message}
 
 
-def granted(request, workspace_id) -> frozenset[str]:
-    """What the caller may do in the workspace, from the same tables the
-    workspace's ACL is built from."""
-    identity = request.identity
-    table = ROLE_PERMISSIONS if identity.user is not None else API_KEY_PERMISSIONS
-    return table.get(identity.roles.get(workspace_id), frozenset())
-
-
 def workspace_page(request, context, section: str, status: int = 200, **extra) -> dict:
     private(request, status)
-    allowed = granted(request, context.workspace_id)
+    allowed = granted(request.identity, context.workspace_id)
     return {
         "workspace": context.workspace,
         "role": request.identity.roles.get(context.workspace_id),

@@ -21,12 +21,12 @@ from sqlalchemy.exc import IntegrityError
 
 from guestguard.audit.services import actor_of, record
 from guestguard.db import utcnow
-from guestguard.events import activity, invitations
-from guestguard.events.models import (
-    FLAG_DISMISSED, FLAG_OPEN, FLAG_RESOLVED, OK, VIEW, AccessEntry, Event, Flag, Guest, InvitationLink,
-)
+from guestguard.activity import feed
+from guestguard.events import invitations
+from guestguard.events.models import Event, Guest, InvitationLink
+from guestguard.guard.models import FLAG_DISMISSED, FLAG_OPEN, FLAG_RESOLVED, OK, VIEW, AccessEntry, Flag
 from guestguard.events.services import EventsError, decode_cursor, encode_cursor
-from guestguard.plugins import AccessHistory, AccessRule, AccessUse, Finding
+from guestguard.plugins import AccessHistory, AccessUse, Finding
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ def raise_flag(request, guest: Guest, link: InvitationLink, rule: str, finding: 
     recount(request.db, guest.id)
     record(request, "access.flagged", workspace_id=guest.workspace_id, target_type="guest", target_id=guest.id,
            flag_id=str(flag.id), rule=rule, score=score)
-    activity.add(request, workspace_id=guest.workspace_id, event_id=guest.event_id, guest_id=guest.id,
+    feed.add(request, workspace_id=guest.workspace_id, event_id=guest.event_id, guest_id=guest.id,
                  kind="access.flagged", summary=f"{guest.name}'s link was flagged: {evidence}",
                  data={"flag_id": str(flag.id), "rule": rule, "score": score})
     request.emit("access.flagged", {"event_id": str(guest.event_id), "guest_id": str(guest.id),

@@ -19,13 +19,14 @@ import time
 import uuid
 from typing import Iterator
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from guestguard.accounts.tokens import hash_token, looks_like_token, new_token
 from guestguard.db import utcnow
-from guestguard.events import activity
-from guestguard.events.live import RESYNC, Listener
-from guestguard.events.models import Event, StreamTicket
+from guestguard.activity import feed
+from guestguard.activity.live import RESYNC, Listener
+from guestguard.activity.models import StreamTicket
+from guestguard.events.models import Event
 from guestguard.accounts.models import AuthSession, User
 from guestguard.workspaces.models import ApiKey, Workspace
 from guestguard.workspaces.services import membership_of
@@ -107,14 +108,14 @@ class EventStream:
         a session held only while reading."""
         if self.last is None:
             return
-        total, lookback = 0, activity.LOOKBACK_SECONDS
+        total, lookback = 0, feed.LOOKBACK_SECONDS
         while total < REPLAY_LIMIT:
             # Each page is read, and the connection given back, before the
             # client (who may read slowly) is sent anything.
             with self.session_factory() as db:
-                items, more = activity.page(db, self.event_id, after=self.last, limit=REPLAY_PAGE,
+                items, more = feed.page(db, self.event_id, after=self.last, limit=REPLAY_PAGE,
                                             lookback=lookback)
-                messages = [(activity.cursor_of(item), json.dumps(activity.item_json(item), separators=(",", ":")))
+                messages = [(feed.cursor_of(item), json.dumps(feed.item_json(item), separators=(",", ":")))
                             for item in items]
             lookback = 0
             for item_id, message in messages:
@@ -156,3 +157,10 @@ class EventStream:
 
     def close(self) -> None:
         self.listener.close()
+
+
+def purge_tickets(request, now: dt.datetime | None = None) -> int:
+    """Periodic task: delete tickets an hour past their expiry."""
+    cutoff = (now or utcnow()) - dt.timedelta(hours=1)
+    return request.db.execute(delete(StreamTicket).where(StreamTicket.expires_at < cutoff)
+                              .execution_options(synchronize_session=False)).rowcount

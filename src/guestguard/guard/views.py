@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pyramid.view import view_config
 
-from guestguard.accounts.views import redirect
-from guestguard.events import flags
+from guestguard.guard import flags
 from guestguard.events.models import Guest
 from guestguard.events.services import EventsError
-from guestguard.events.views import flash
+from guestguard.web import flash, redirect
 from guestguard.permissions import GUESTS_EDIT
 
 CHANNELS = {"email": "email", "sms": "text message"}

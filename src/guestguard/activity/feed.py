@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import select, tuple_
 
 from guestguard.db import utcnow
-from guestguard.events.live import publish_after_commit
-from guestguard.events.models import Activity
+from guestguard.activity.live import publish_after_commit
+from guestguard.activity.models import Activity
 from guestguard.events.services import decode_cursor, encode_cursor
 
 DEFAULT_LIMIT = 50

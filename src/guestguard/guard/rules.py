@@ -12,7 +12,8 @@ import datetime as dt
 from typing import Any, Mapping
 
 from guestguard.accounts.devices import IMESSAGE, classify
-from guestguard.plugins import AccessHistory, AccessUse, Finding, hookimpl
+from guestguard.plugins import AccessHistory, AccessRule, AccessUse, Finding, by_name, collect, hookimpl
+from guestguard.settings import SettingsError
 
 SHOWN = 5  # networks or devices named in one finding's evidence
 
@@ -187,3 +188,16 @@ def history_window(settings: Mapping[str, Any]) -> dt.timedelta:
 @hookimpl
 def register_access_rules(settings):
     return builtin_rules(settings)
+
+
+def access_rules(settings, plugins) -> list[AccessRule]:
+    """Every registered rule but those ``guard.rules_disabled`` names."""
+    rules = by_name(collect(plugins.hook.register_access_rules(settings=settings)), AccessRule, "access rule")
+    long = [name for name in rules if not isinstance(name, str) or not 0 < len(name) <= 64]
+    if long:
+        raise SettingsError(f"access rule names must be 1 to 64 characters: {', '.join(map(repr, long))}")
+    unknown = set(settings["guard.rules_disabled"]) - set(rules)
+    if unknown:
+        raise SettingsError(f"setting 'guard.rules_disabled' names unknown access rules: {', '.join(sorted(unknown))}; "
+                            f"available: {', '.join(sorted(rules))}")
+    return [rule for name, rule in rules.items() if name not in settings["guard.rules_disabled"]]

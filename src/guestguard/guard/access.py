@@ -23,11 +23,9 @@ from sqlalchemy import delete, func, select
 from guestguard.accounts.devices import classify
 from guestguard.accounts.tokens import hash_token, looks_like_token
 from guestguard.db import utcnow
-from guestguard.events.models import (
-    ACCESS_KINDS, EXPIRED, OK, REVOKED, UNKNOWN, AccessEntry, AccessTally, Event, Guest, InvitationLink,
-    StreamTicket,
-)
-from guestguard.events.flags import evaluate_pending
+from guestguard.events.models import Event, Guest, InvitationLink
+from guestguard.guard.models import ACCESS_KINDS, EXPIRED, OK, REVOKED, UNKNOWN, AccessEntry, AccessTally
+from guestguard.guard.flags import evaluate_pending
 from guestguard.ratelimit import enforce
 from guestguard.workspaces.models import Workspace
 
@@ -186,7 +184,7 @@ def purge(request, now: dt.datetime | None = None) -> int:
     """Periodic task: roll the log's rows older than ``guard.retention_days``
     up into per-day tallies, then delete them; whole days at a time, one
     transaction each, so a day is counted once even if a run is cut short.
-    Also deletes stream tickets past their expiry. Returns rows purged."""
+    Returns rows purged."""
     now = now or utcnow()
     days = request.registry.settings["guard.retention_days"]
     cutoff = dt.datetime.combine((now - dt.timedelta(days=days)).date(), dt.time(), tzinfo=dt.timezone.utc)
@@ -215,9 +213,6 @@ def purge(request, now: dt.datetime | None = None) -> int:
                 log.info("access log: another purge is at work on %s; leaving it that day", start.date())
                 return purged
             purged += deleted
-    with request.tm:
-        request.db.execute(delete(StreamTicket).where(StreamTicket.expires_at < now - dt.timedelta(hours=1))
-                           .execution_options(synchronize_session=False))
     if purged:
         log.info("access log: %d use(s) older than %d days purged into daily tallies", purged, days)
     return purged
