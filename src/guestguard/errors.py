@@ -56,8 +56,9 @@ class APIError(HTTPException):
 class Refusal(Exception):
     """A service saying no: an HTTP status, a machine code and a message for
     people; ``field`` names the input at fault, ``extra`` joins the error
-    body. Views return ``refusal(request, error)`` rather than raising, so
-    what the refusal recorded (audit rows, counters) commits."""
+    body. Views let it through: ``refusal_deriver`` turns it into the answer
+    inside the transaction, so what the refusal recorded (audit rows,
+    counters) commits."""
 
     def __init__(self, status: int, code: str, message: str, field: str | None = None, **extra: Any):
         super().__init__(message)
@@ -69,10 +70,29 @@ class Refusal(Exception):
 
 
 def refusal(request, error: Refusal) -> Response:
+    """The house's JSON error for a refusal."""
     extra = dict(error.extra)
     if error.field:
         extra.setdefault("fields", {error.field: error.message})
     return json_error(request, error.status, error.code, error.message, **extra)
+
+
+def refusal_deriver(view, info):
+    """Every view: a Refusal its services raise becomes the answer (JSON
+    under /api/, an error page elsewhere). The deriver *returns* that answer
+    rather than letting the exception through, so the request's transaction
+    commits what the refusal recorded (audit rows, counters), exactly as a
+    view that caught it itself."""
+
+    def answering_refusals(context, request):
+        try:
+            return view(context, request)
+        except Refusal as error:
+            if is_api_request(request):
+                return refusal(request, error)
+            return html_error(request, error.status, error.message)
+
+    return answering_refusals
 
 
 def validation_error(fields: dict[str, str], message: str = "Some fields are invalid.") -> APIError:
@@ -178,4 +198,5 @@ def unexpected(exc: Exception, request):
 
 
 def includeme(config) -> None:
+    config.add_view_deriver(refusal_deriver)
     config.scan(__name__)

@@ -17,10 +17,9 @@ from guestguard.accounts.schemas import (
     ChangePasswordInput, EmailInput, ForgotPasswordInput, LoginInput, ProfileInput, RefreshInput,
     ResetPasswordInput, SignupInput, TokenInput,
 )
-from guestguard.accounts.services import AccountError
 from guestguard.audit.services import FAILURE, record
 from guestguard.captcha import require_captcha
-from guestguard.errors import APIError, json_error, refusal
+from guestguard.errors import APIError, json_error
 from guestguard.permissions import ACCOUNT, ACCOUNT_BASICS
 from guestguard.validation import parse_json
 
@@ -64,10 +63,7 @@ def signup(request):
 @view_config(route_name="api_verify_email", request_method="POST", renderer="json")
 def verify_email(request):
     data = parse_json(request, TokenInput)
-    try:
-        services.verify_email(request, data.token)
-    except AccountError as error:
-        return refusal(request, error)
+    services.verify_email(request, data.token)
     return {"verified": True}
 
 
@@ -83,11 +79,8 @@ def resend_verification(request):
 @view_config(route_name="api_login", request_method="POST", renderer="json", rate_limit=("login_ip", "login"))
 def login(request):
     data = parse_json(request, LoginInput)
-    try:
-        result = services.login(request, email=data.email, password=data.password, kind=API,
-                                accept_policies=data.accept_policies)
-    except AccountError as error:
-        return refusal(request, error)
+    result = services.login(request, email=data.email, password=data.password, kind=API,
+                            accept_policies=data.accept_policies)
     pair = sessions.issue_tokens(request.db, request.registry.settings, result.session)
     return pair.as_json()
 
@@ -131,10 +124,7 @@ def forgot_password(request):
 @view_config(route_name="api_reset_password", request_method="POST", renderer="json")
 def reset_password(request):
     data = parse_json(request, ResetPasswordInput)
-    try:
-        services.reset_password(request, data.token, data.password)
-    except AccountError as error:
-        return refusal(request, error)
+    services.reset_password(request, data.token, data.password)
     return {"message": "Your password was changed. Every session was signed out: log in again."}
 
 
@@ -155,12 +145,9 @@ def update_me(request):
 def change_password(request):
     data = parse_json(request, ChangePasswordInput)
     identity = request.identity
-    try:
-        ended = services.change_password(
-            request, identity.user, identity.session, current_password=data.current_password,
-            new_password=data.new_password, end_other_sessions=data.end_other_sessions)
-    except AccountError as error:
-        return refusal(request, error)
+    ended = services.change_password(
+        request, identity.user, identity.session, current_password=data.current_password,
+        new_password=data.new_password, end_other_sessions=data.end_other_sessions)
     return {"message": "Your password was changed.", "other_sessions_ended": ended}
 
 

@@ -38,11 +38,8 @@ def list_activity(context, request):
     if not (lookback.isascii() and lookback.isdigit()) or int(lookback) > feed.MAX_LOOKBACK_SECONDS:
         raise APIError(400, "bad_request", f"lookback must be a whole number of seconds from 0 to "
                                            f"{feed.MAX_LOOKBACK_SECONDS}.")
-    try:
-        items, more = feed.page(request.db, context.event.id, after=after, limit=page_size(request),
-                                    order=order, lookback=int(lookback))
-    except EventsError as error:
-        return refusal(request, error)
+    items, more = feed.page(request.db, context.event.id, after=after, limit=page_size(request),
+                                order=order, lookback=int(lookback))
     return {"items": [feed.item_json(item) for item in items],
             "next": feed.cursor_of(items[-1]) if items else after, "more": more}
 
@@ -83,7 +80,7 @@ def live_stream(request):
     if after is not None:
         try:
             feed.parse_cursor(after)
-        except EventsError as error:
+        except EventsError as error:  # the stream's errors are JSON, like the API's
             return refusal(request, error)
     try:
         event_id = uuid.UUID(request.matchdict["event_id"])

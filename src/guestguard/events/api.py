@@ -74,11 +74,8 @@ def list_events(request):
             wanted_id = None
         # Someone else's workspace is no different from one that does not exist.
         workspace_ids = [wanted_id] if wanted_id in roles else []
-    try:
-        events, cursor = services.list_events(request.db, workspace_ids, after=request.GET.get("after"),
-                                              limit=page_size(request))
-    except EventsError as error:
-        return refusal(request, error)
+    events, cursor = services.list_events(request.db, workspace_ids, after=request.GET.get("after"),
+                                          limit=page_size(request))
     counts = services.headcounts(request.db, [event.id for event in events])
     return {"events": [event_json(event, counts[event.id]) for event in events], "next": cursor}
 
@@ -109,10 +106,7 @@ def get_event(context, request):
 @view_config(route_name="api_event", request_method="PATCH", renderer="json", permission=EVENTS_EDIT)
 def update_event(context, request):
     data = parse_json(request, EventFields)
-    try:
-        event = services.update_event(request, context.event, data)
-    except EventsError as error:
-        return refusal(request, error)
+    event = services.update_event(request, context.event, data)
     return {"event": event_json(event)}
 
 
@@ -134,12 +128,9 @@ def list_guests(context, request):
     flagged = request.GET.get("flagged", "false")
     if flagged not in ("true", "false"):
         raise APIError(400, "bad_request", "flagged must be true or false.")
-    try:
-        guests, cursor = services.list_guests(request.db, context.event.id, after=request.GET.get("after"),
-                                              limit=page_size(request), search=search, response=response,
-                                              flagged=flagged == "true")
-    except EventsError as error:
-        return refusal(request, error)
+    guests, cursor = services.list_guests(request.db, context.event.id, after=request.GET.get("after"),
+                                          limit=page_size(request), search=search, response=response,
+                                          flagged=flagged == "true")
     return {"guests": [guest_json(guest) for guest in guests], "next": cursor}
 
 
@@ -185,10 +176,7 @@ def get_guest(context, request):
 @view_config(route_name="api_guest", request_method="PATCH", renderer="json", permission=GUESTS_EDIT)
 def update_guest(context, request):
     data = parse_json(request, GuestFields)
-    try:
-        guest = services.update_guest(request, context.event, context.record, data)
-    except EventsError as error:
-        return refusal(request, error)
+    guest = services.update_guest(request, context.event, context.record, data)
     return {"guest": guest_json(guest)}
 
 

@@ -92,10 +92,7 @@ def send_one(context, request):
     """Send (or send again) the invitation, with a fresh link."""
     data = validate(SendInput, read_json(request)) if request.body else SendInput()
     guest = context.record
-    try:
-        channel = invitations.send_invitation(request, guest, context.event, data.channel)
-    except EventsError as error:
-        return refusal(request, error)
+    channel = invitations.send_invitation(request, guest, context.event, data.channel)
     request.response.status = 202
     return {"guest_id": str(guest.id), "channel": channel, "invited_at": iso(guest.invited_at)}
 
@@ -103,10 +100,7 @@ def send_one(context, request):
 @view_config(route_name="api_event_send", request_method="POST", renderer="json", permission=GUESTS_EDIT)
 def send_all(context, request):
     """Invite every guest not invited yet."""
-    try:
-        sent = invitations.send_all(request, context.event)
-    except EventsError as error:
-        return refusal(request, error)
+    sent = invitations.send_all(request, context.event)
     request.response.status = 202
     return {"queued": sent.queued, "skipped": sent.skipped}
 

@@ -5,11 +5,10 @@ import uuid
 
 from pyramid.view import view_config
 
-from guestguard.errors import APIError, refusal
+from guestguard.errors import APIError
 from guestguard.events.api import page_size
 from guestguard.events.links_api import SendInput
 from guestguard.events.models import Guest
-from guestguard.events.services import EventsError
 from guestguard.guard import access, flags
 from guestguard.guard.models import FLAG_STATUSES
 from guestguard.permissions import GUESTS_EDIT, GUESTS_VIEW
@@ -31,20 +30,14 @@ def list_flags(context, request):
             guest_id = uuid.UUID(request.GET["guest_id"])
         except ValueError:
             raise APIError(400, "bad_request", "guest_id must be a guest's id.") from None
-    try:
-        found, cursor = flags.list_flags(request.db, context.event.id, after=request.GET.get("after"),
-                                         limit=page_size(request), status=status, rule=rule, guest_id=guest_id)
-    except EventsError as error:
-        return refusal(request, error)
+    found, cursor = flags.list_flags(request.db, context.event.id, after=request.GET.get("after"),
+                                     limit=page_size(request), status=status, rule=rule, guest_id=guest_id)
     return {"flags": [flags.flag_json(flag) for flag in found], "next": cursor}
 
 
 @view_config(route_name="api_flag_dismiss", request_method="POST", renderer="json", permission=GUESTS_EDIT)
 def dismiss_flag(context, request):
-    try:
-        flag = flags.dismiss(request, context.record)
-    except EventsError as error:
-        return refusal(request, error)
+    flag = flags.dismiss(request, context.record)
     return flags.flag_json(flag)
 
 
@@ -55,10 +48,7 @@ def reissue_link(context, request):
     data = parse_json(request, SendInput) if request.body else SendInput()
     flag = context.record
     guest = request.db.get(Guest, flag.guest_id)
-    try:
-        channel, resolved = flags.reissue(request, flag, guest, context.event, data.channel)
-    except EventsError as error:
-        return refusal(request, error)
+    channel, resolved = flags.reissue(request, flag, guest, context.event, data.channel)
     request.response.status = 202
     return {"guest_id": str(guest.id), "channel": channel, "resolved": [str(f.id) for f in resolved]}
 

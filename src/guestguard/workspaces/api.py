@@ -5,7 +5,7 @@ from pyramid.httpexceptions import HTTPNoContent
 from pyramid.view import view_config
 
 from guestguard.audit.services import actor_of
-from guestguard.errors import APIError, refusal
+from guestguard.errors import APIError
 from guestguard.permissions import (
     ACCOUNT, API_KEYS_MANAGE, MEMBERS_MANAGE, MEMBERS_VIEW, OWNERSHIP_TRANSFER, WORKSPACE_CREATE,
     WORKSPACE_DELETE, WORKSPACE_EDIT, WORKSPACE_VIEW, WORKSPACES_LIST,
@@ -16,7 +16,6 @@ from guestguard.workspaces.models import ApiKey, Invitation, Membership, Workspa
 from guestguard.workspaces.schemas import (
     AcceptInvitationInput, ApiKeyInput, InvitationInput, RoleInput, TransferInput, WorkspaceInput,
 )
-from guestguard.workspaces.services import WorkspaceError
 
 
 def workspace_json(workspace: Workspace, role: str | None) -> dict:
@@ -105,21 +104,15 @@ def list_members(context, request):
              permission=MEMBERS_MANAGE)
 def change_member_role(context, request):
     data = parse_json(request, RoleInput)
-    try:
-        membership = services.change_role(request, caller_role(request, context.workspace_id),
-                                          actor_of(request), context.record, data.role)
-    except WorkspaceError as error:
-        return refusal(request, error)
+    membership = services.change_role(request, caller_role(request, context.workspace_id),
+                                      actor_of(request), context.record, data.role)
     return {"member": member_json(membership)}
 
 
 @view_config(route_name="api_member", request_method="DELETE", permission=MEMBERS_MANAGE)
 def remove_member(context, request):
-    try:
-        services.remove_member(request, caller_role(request, context.workspace_id),
-                               actor_of(request), context.record)
-    except WorkspaceError as error:
-        return refusal(request, error)
+    services.remove_member(request, caller_role(request, context.workspace_id),
+                           actor_of(request), context.record)
     return HTTPNoContent()
 
 
@@ -128,10 +121,7 @@ def leave_workspace(context, request):
     membership = own_membership(request, context.workspace_id)
     if membership is None:  # an API key is no member
         raise APIError(403, "forbidden", "Only members can leave a workspace.")
-    try:
-        services.remove_member(request, membership.role, membership.user_id, membership)
-    except WorkspaceError as error:
-        return refusal(request, error)
+    services.remove_member(request, membership.role, membership.user_id, membership)
     return HTTPNoContent()
 
 
@@ -143,10 +133,7 @@ def transfer_ownership(context, request):
     if target is None:
         raise APIError(422, "validation_failed", "Some fields are invalid.",
                        fields={"member_id": "is not a member of this workspace"})
-    try:
-        services.transfer_ownership(request, own_membership(request, context.workspace_id), target)
-    except WorkspaceError as error:
-        return refusal(request, error)
+    services.transfer_ownership(request, own_membership(request, context.workspace_id), target)
     return {"member": member_json(target)}
 
 
@@ -164,11 +151,8 @@ def list_invitations(context, request):
              permission=MEMBERS_MANAGE, rate_limit="workspace_invite")
 def create_invitation(context, request):
     data = parse_json(request, InvitationInput)
-    try:
-        invitation = services.invite(request, request.identity.user, context.workspace,
-                                     data.email, data.role)
-    except WorkspaceError as error:
-        return refusal(request, error)
+    invitation = services.invite(request, request.identity.user, context.workspace,
+                                 data.email, data.role)
     request.response.status = 201
     return {"invitation": invitation_json(invitation)}
 
@@ -183,10 +167,7 @@ def revoke_invitation(context, request):
              permission=ACCOUNT)
 def accept_invitation(request):
     data = parse_json(request, AcceptInvitationInput)
-    try:
-        membership = services.accept_invitation(request, request.identity.user, data.token)
-    except WorkspaceError as error:
-        return refusal(request, error)
+    membership = services.accept_invitation(request, request.identity.user, data.token)
     return {"workspace": workspace_json(membership.workspace, membership.role)}
 
 
