@@ -107,7 +107,7 @@ def seed(ini: Path, sizes: tuple[int, ...] = (1_000, 100_000), links: int = LINK
                 workspace_id = memberships_of(request.db, user.id)[0].workspace_id
                 starts = utcnow() + dt.timedelta(days=60)
                 for size in sizes:
-                    event = services.create_event(request, workspace_id, EventFields(
+                    event = services.create_event(request.ctx, workspace_id, EventFields(
                         name=f"Party of {size:,}", starts_at=starts, timezone="Europe/London",
                         venue="The Hall", status="published"))
                     now = utcnow()
@@ -120,7 +120,7 @@ def seed(ini: Path, sizes: tuple[int, ...] = (1_000, 100_000), links: int = LINK
                     out[size] = str(event.id)
                 small = uuid.UUID(out[sizes[0]])
                 guests = request.db.scalars(select(Guest).where(Guest.event_id == small).limit(links))
-                out["tokens"] = [invitations.issue_link(request, guest) for guest in guests]
+                out["tokens"] = [invitations.issue_link(request.ctx, guest) for guest in guests]
     finally:
         app.registry["db.engine"].dispose()
     return out

@@ -398,7 +398,7 @@ def test_no_raw_token_or_password_is_stored_or_logged(app, run_in_request, caplo
     reset_token = last_link(app, "ada@example.com", "/reset-password/")[1]
     secrets_seen.add(reset_token)
     app.post_json("/api/v1/auth/reset-password", {"token": reset_token, "password": NEW_PASSWORD})
-    web = run_in_request(lambda r: services.login(r, email="ada@example.com", password=NEW_PASSWORD,
+    web = run_in_request(lambda r: services.login(r.ctx, email="ada@example.com", password=NEW_PASSWORD,
                                                   kind=WEB), app.app.registry)
     secrets_seen.add(web.cookie_token)
     assert all(len(secret) >= 8 for secret in secrets_seen)

@@ -7,7 +7,7 @@ from guestguard.workspaces.services import create_workspace
 
 def test_create_invite_open_answer_change_and_count(app, run_in_request):
     workspace_id = run_in_request(lambda r: str(create_workspace(
-        r, create_user(r, "ada@example.com", "Ada"), "Gala team").id), app.app.registry)
+        r.ctx, create_user(r, "ada@example.com", "Ada"), "Gala team").id), app.app.registry)
     host = bearer_for(app, "ada@example.com")
     event = app.post_json("/api/v1/events", {
         "workspace_id": workspace_id, "name": "Midsummer Gala", "starts_at": "2030-06-21T19:00:00",
@@ -46,7 +46,7 @@ def test_the_host_sends_invitations_from_the_pages(app, run_in_request):
     from guestguard.testing import TEST_PASSWORD
 
     workspace_id = run_in_request(lambda r: str(create_workspace(
-        r, create_user(r, "ada@example.com", "Ada"), "Gala team").id), app.app.registry)
+        r.ctx, create_user(r, "ada@example.com", "Ada"), "Gala team").id), app.app.registry)
     host = bearer_for(app, "ada@example.com")
     event = app.post_json("/api/v1/events", {"workspace_id": workspace_id, "name": "Gala", "status": "published",
                                              "starts_at": "2030-06-21T19:00:00", "timezone": "UTC"},
@@ -54,7 +54,7 @@ def test_the_host_sends_invitations_from_the_pages(app, run_in_request):
     guests = app.post_json(f"/api/v1/events/{event['id']}/guests",
                            [{"name": "Grace", "email": "grace@example.com"}, {"name": "Nobody"}],
                            headers=host).json["guests"]
-    cookie = run_in_request(lambda r: login(r, email="ada@example.com", password=TEST_PASSWORD, kind=WEB),
+    cookie = run_in_request(lambda r: login(r.ctx, email="ada@example.com", password=TEST_PASSWORD, kind=WEB),
                             app.app.registry).cookie_token
     app.set_cookie("gg_session", cookie)
     page = app.get(f"/events/{event['id']}")
@@ -71,7 +71,7 @@ def test_the_host_sends_invitations_from_the_pages(app, run_in_request):
 
 def _host_event(app, run_in_request, **fields):
     workspace_id = run_in_request(lambda r: str(create_workspace(
-        r, create_user(r, "ada@example.com", "Ada"), "W").id), app.app.registry)
+        r.ctx, create_user(r, "ada@example.com", "Ada"), "W").id), app.app.registry)
     host = bearer_for(app, "ada@example.com")
     body = {"workspace_id": workspace_id, "name": "Gala", "starts_at": "2030-06-21T19:00:00",
             "timezone": "UTC", **fields}

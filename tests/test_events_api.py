@@ -31,7 +31,7 @@ def create_event(app, host, **changes):
 def event_of_new_host(app, run_in_request):
     """For apps with their own settings: a host, a workspace, an event."""
     workspace_id = run_in_request(lambda r: str(create_workspace(
-        r, create_user(r, "ada@example.com", "Ada"), "W").id), app.app.registry)
+        r.ctx, create_user(r, "ada@example.com", "Ada"), "W").id), app.app.registry)
     headers = bearer_for(app, "ada@example.com")
     event = app.post_json("/api/v1/events", {"workspace_id": workspace_id, **EVENT}, headers=headers).json["event"]
     return event, headers

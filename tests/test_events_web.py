@@ -26,7 +26,7 @@ def host(app, run_in_request):
 
 
 def signed_in(app, run_in_request, email):
-    result = run_in_request(lambda r: login(r, email=email, password=TEST_PASSWORD, kind=WEB))
+    result = run_in_request(lambda r: login(r.ctx, email=email, password=TEST_PASSWORD, kind=WEB))
     client = webtest.TestApp(app.app, extra_environ={"REMOTE_ADDR": "203.0.113.7"})
     client.set_cookie("gg_session", result.cookie_token)
     return client

@@ -40,7 +40,7 @@ def gala(app, run_in_request):
 
 
 def signed_in(app, run_in_request, email):
-    result = run_in_request(lambda r: login(r, email=email, password=TEST_PASSWORD, kind=WEB), app.app.registry)
+    result = run_in_request(lambda r: login(r.ctx, email=email, password=TEST_PASSWORD, kind=WEB), app.app.registry)
     client = webtest.TestApp(app.app, extra_environ={"REMOTE_ADDR": "198.51.100.7"})
     client.set_cookie("gg_session", result.cookie_token)
     return client

@@ -4,7 +4,8 @@ keys outliving their creator, hostile bodies, spam through invitations."""
 import pytest
 from sqlalchemy import select
 
-from guestguard.testing import bearer_for, create_user
+from guestguard.accounts.models import User
+from guestguard.testing import acting_as, bearer_for, create_user
 from guestguard.workspaces.models import ApiKey, Membership
 from guestguard.workspaces.services import create_api_key, create_workspace
 
@@ -42,7 +43,7 @@ def test_one_address_cannot_try_many_accounts(make_app):
 def test_invitations_are_rate_limited(make_app, run_in_request):
     app = make_app({"ratelimit.workspace_invite": "2/day"})
     workspace_id = run_in_request(lambda r: str(create_workspace(
-        r, create_user(r, "ada@example.com", "Ada"), "W").id), app.app.registry)
+        r.ctx, create_user(r, "ada@example.com", "Ada"), "W").id), app.app.registry)
     headers = bearer_for(app, "ada@example.com")
     for n in range(2):
         app.post_json(f"/api/v1/workspaces/{workspace_id}/invitations",
@@ -55,10 +56,10 @@ def test_keys_and_invitations_leave_with_their_creator(app, run_in_request):
     def setup(request):
         ada = create_user(request, "ada@example.com", "Ada")
         grace = create_user(request, "grace@example.com", "Grace")
-        workspace = create_workspace(request, ada, "W")
+        workspace = create_workspace(request.ctx, ada, "W")
         request.db.add(Membership(workspace_id=workspace.id, user_id=grace.id, role="admin"))
         request.db.flush()
-        _, secret = create_api_key(request, grace.id, workspace, "grace's", "admin")
+        _, secret = create_api_key(acting_as(request.ctx, grace), workspace, "grace's", "admin")
         return str(workspace.id), secret
 
     workspace_id, secret = run_in_request(setup, app.app.registry)
@@ -85,7 +86,7 @@ def test_a_demotion_rechecks_roles_after_taking_the_lock(app, run_in_request):
         ada = create_user(request, "ada@example.com", "Ada")
         bob = create_user(request, "bob@example.com", "Bob")
         xena = create_user(request, "xena@example.com", "Xena")
-        workspace = create_workspace(request, ada, "W")
+        workspace = create_workspace(request.ctx, ada, "W")
         bob_m = Membership(workspace_id=workspace.id, user_id=bob.id, role="admin")
         request.db.add_all([bob_m, Membership(workspace_id=workspace.id, user_id=xena.id, role="admin")])
         request.db.flush()
@@ -104,7 +105,7 @@ def test_a_demotion_rechecks_roles_after_taking_the_lock(app, run_in_request):
             other = session_for(request.registry["db.session_factory"], other_tm)
             other.get(Membership, bob_membership_id).role = "owner"
         with pytest.raises(services.WorkspaceError) as refused:
-            services.change_role(request, "admin", xena_id, stale, "staff")
+            services.change_role(acting_as(request.ctx, request.db.get(User, xena_id)), "admin", stale, "staff")
         return refused.value.status
 
     assert run_in_request(race, app.app.registry) == 403

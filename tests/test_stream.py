@@ -266,7 +266,7 @@ def test_a_ticket_dies_with_the_login_that_asked_for_it(app, world, run_in_reque
     from guestguard.accounts.services import login
     from guestguard.testing import TEST_PASSWORD
 
-    session = run_in_request(lambda r: login(r, email="ada@example.com", password=TEST_PASSWORD, kind=WEB),
+    session = run_in_request(lambda r: login(r.ctx, email="ada@example.com", password=TEST_PASSWORD, kind=WEB),
                              app.app.registry)
     app.set_cookie("gg_session", session.cookie_token)
     body = app.post_json(TICKETS, {"event_id": world["event"]["id"]}, status=201).json

@@ -24,7 +24,7 @@ def people(app, run_in_request):
                  for name in ("ada", "grace", "eve")}
         from guestguard.workspaces.services import create_workspace
 
-        workspace = create_workspace(request, users["ada"], "Ada's Gala")
+        workspace = create_workspace(request.ctx, users["ada"], "Ada's Gala")
         return {name: user.id for name, user in users.items()}, workspace.id
 
     ids, workspace_id = run_in_request(setup, registry)
@@ -228,7 +228,7 @@ def test_a_foreign_page_answers_exactly_like_a_missing_one(app, people, run_in_r
     from guestguard.accounts.models import WEB
     from guestguard.accounts.services import login
 
-    result = run_in_request(lambda r: login(r, email="eve@example.com", password="correct horse battery staple",
+    result = run_in_request(lambda r: login(r.ctx, email="eve@example.com", password="correct horse battery staple",
                                             kind=WEB), app.app.registry)
     app.set_cookie("gg_session", result.cookie_token)
     headers = {"X-Request-ID": "same-request-id"}

@@ -27,14 +27,14 @@ def gala(app, run_in_request):
     def setup(request):
         users = {name: create_user(request, f"{name}@example.com", name.title())
                  for name in ("ada", "grace", "eve", "sam")}
-        return workspaces.create_workspace(request, users["ada"], "Ada's Gala").id
+        return workspaces.create_workspace(request.ctx, users["ada"], "Ada's Gala").id
 
     return run_in_request(setup)
 
 
 def signed_in(app, run_in_request, email):
     """A browser with its own cookie jar, signed in as ``email``."""
-    result = run_in_request(lambda r: login(r, email=email, password=TEST_PASSWORD, kind=WEB))
+    result = run_in_request(lambda r: login(r.ctx, email=email, password=TEST_PASSWORD, kind=WEB))
     client = webtest.TestApp(app.app, extra_environ={"REMOTE_ADDR": "203.0.113.7"})
     client.set_cookie("gg_session", result.cookie_token)
     return client
@@ -146,7 +146,7 @@ def test_signed_out_pages_and_api_keys_get_no_switcher(app, run_in_request, gala
     login_redirect = anonymous.get("/workspaces/new", status=302)
     assert login_redirect.location.endswith("/login?next=%2Fworkspaces%2Fnew")
     _, secret = run_in_request(lambda r: workspaces.create_api_key(
-        r, None, workspaces.find_workspace(r.db, gala), "kiosk", "staff"))
+        r.ctx, workspaces.find_workspace(r.db, gala), "kiosk", "staff"))
     page = anonymous.get(page_of(gala), headers={"Authorization": f"Bearer {secret}"})
     assert h1(page) == "Overview" and switcher(page) is None
 

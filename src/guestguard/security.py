@@ -83,7 +83,7 @@ class SecurityPolicy:
         except sessions.InvalidToken:
             return None
         return Identity(method, user=session.user, session=session, _db=request.db,
-                        needs_policy_acceptance=not policies_accepted(request, session.user))
+                        needs_policy_acceptance=not policies_accepted(request.registry.settings, session.user))
 
     def authenticated_userid(self, request):
         identity = self.identity(request)

@@ -215,7 +215,7 @@ def create_team(request, name: str = "Gala team") -> str:
     ada = create_user(request, "ada@example.com", "Ada")
     sam = create_user(request, "sam@example.com", "Sam")
     create_user(request, "eve@example.com", "Eve")
-    workspace = create_workspace(request, ada, name)
+    workspace = create_workspace(request.ctx, ada, name)
     request.db.add(Membership(workspace_id=workspace.id, user_id=sam.id, role="staff"))
     return str(workspace.id)
 
@@ -234,7 +234,7 @@ def create_user(request, email: str, name: str = "", *, verified: bool = True):
                 email_verified_at=moment if verified else None)
     request.db.add(user)
     request.db.flush()
-    create_personal_workspace(request, user)
+    create_personal_workspace(request.ctx, user)
     return user
 
 
@@ -242,3 +242,11 @@ def bearer_for(app, email: str) -> dict[str, str]:
     """Log in through the API; the Authorization header to send."""
     tokens = app.post_json("/api/v1/auth/login", {"email": email, "password": TEST_PASSWORD}).json
     return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+def acting_as(ctx, user):
+    """The service context of ``ctx`` with ``user`` signed in, for services
+    called outside a web request."""
+    from guestguard.security import Identity
+
+    return ctx.replace(identity=Identity(method="cookie", user=user, _db=ctx.db))

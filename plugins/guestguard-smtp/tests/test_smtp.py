@@ -557,7 +557,7 @@ def test_a_notification_sent_through_the_outbox_arrives_with_every_part(sink, ma
     registry = app.app.registry
 
     notification_id = run_in_request(lambda request: queue_notification(
-        request, channel="email", recipient="grace@example.org", template="test_message",
+        request.ctx, channel="email", recipient="grace@example.org", template="test_message",
         context={"base_url": "https://gg.example"}).id, registry)
 
     envelope, parsed, _ = handler.only_message()

@@ -33,7 +33,7 @@ def user_json(request, user: User) -> dict:
         "display_name": user.display_name,
         "role": user.role,
         "email_verified": user.is_verified,
-        "policies_accepted": services.policies_accepted(request, user),
+        "policies_accepted": services.policies_accepted(request.registry.settings, user),
         "created_at": user.created_at.isoformat(),
     }
 
@@ -55,7 +55,7 @@ def session_json(session: AuthSession, current: AuthSession | None) -> dict:
 def signup(request):
     data = parse_json(request, SignupInput)
     require_captcha(request, data.captcha_token)
-    services.signup(request, email=data.email, password=data.password, display_name=data.display_name)
+    services.signup(request.ctx, email=data.email, password=data.password, display_name=data.display_name)
     request.response.status = 202
     return {"message": "Check your inbox: we sent a link to verify your address."}
 
@@ -63,7 +63,7 @@ def signup(request):
 @view_config(route_name="api_verify_email", request_method="POST", renderer="json")
 def verify_email(request):
     data = parse_json(request, TokenInput)
-    services.verify_email(request, data.token)
+    services.verify_email(request.ctx, data.token)
     return {"verified": True}
 
 
@@ -71,7 +71,7 @@ def verify_email(request):
              rate_limit="resend_verification")
 def resend_verification(request):
     data = parse_json(request, EmailInput)
-    services.resend_verification(request, data.email)
+    services.resend_verification(request.ctx, data.email)
     request.response.status = 202
     return ACCEPTED
 
@@ -79,7 +79,7 @@ def resend_verification(request):
 @view_config(route_name="api_login", request_method="POST", renderer="json", rate_limit=("login_ip", "login"))
 def login(request):
     data = parse_json(request, LoginInput)
-    result = services.login(request, email=data.email, password=data.password, kind=API,
+    result = services.login(request.ctx, email=data.email, password=data.password, kind=API,
                             accept_policies=data.accept_policies)
     pair = sessions.issue_tokens(request.db, request.registry.settings, result.session)
     return pair.as_json()
@@ -91,7 +91,7 @@ def refresh(request):
     try:
         pair = sessions.rotate_refresh_token(request.db, request.registry.settings, data.refresh_token)
     except sessions.RefreshReplay as replay:
-        record(request, "account.session_revoked", result=FAILURE, actor_id=replay.session.user_id,
+        record(request.ctx, "account.session_revoked", result=FAILURE, actor_id=replay.session.user_id,
                target_type="session", target_id=replay.session.id, reason="refresh_token_replayed")
         return json_error(request, 401, services.INVALID_TOKEN, "This refresh token is not valid.")
     except sessions.InvalidToken:
@@ -101,13 +101,13 @@ def refresh(request):
 
 @view_config(route_name="api_logout", request_method="POST", permission=ACCOUNT_BASICS)
 def logout(request):
-    services.logout(request, request.identity.session)
+    services.logout(request.ctx, request.identity.session)
     return HTTPNoContent()
 
 
 @view_config(route_name="api_logout_all", request_method="POST", permission=ACCOUNT_BASICS)
 def logout_all(request):
-    services.logout_everywhere(request, request.identity.user)
+    services.logout_everywhere(request.ctx, request.identity.user)
     return HTTPNoContent()
 
 
@@ -116,7 +116,7 @@ def logout_all(request):
 def forgot_password(request):
     data = parse_json(request, ForgotPasswordInput)
     require_captcha(request, data.captcha_token)
-    services.forgot_password(request, data.email)
+    services.forgot_password(request.ctx, data.email)
     request.response.status = 202
     return ACCEPTED
 
@@ -124,7 +124,7 @@ def forgot_password(request):
 @view_config(route_name="api_reset_password", request_method="POST", renderer="json")
 def reset_password(request):
     data = parse_json(request, ResetPasswordInput)
-    services.reset_password(request, data.token, data.password)
+    services.reset_password(request.ctx, data.token, data.password)
     return {"message": "Your password was changed. Every session was signed out: log in again."}
 
 
@@ -136,7 +136,7 @@ def me(request):
 @view_config(route_name="api_me", request_method="PATCH", renderer="json", permission=ACCOUNT)
 def update_me(request):
     data = parse_json(request, ProfileInput)
-    user = services.update_profile(request, request.identity.user, display_name=data.display_name)
+    user = services.update_profile(request.ctx, request.identity.user, display_name=data.display_name)
     return {"user": user_json(request, user)}
 
 
@@ -146,7 +146,7 @@ def change_password(request):
     data = parse_json(request, ChangePasswordInput)
     identity = request.identity
     ended = services.change_password(
-        request, identity.user, identity.session, current_password=data.current_password,
+        request.ctx, identity.user, identity.session, current_password=data.current_password,
         new_password=data.new_password, end_other_sessions=data.end_other_sessions)
     return {"message": "Your password was changed.", "other_sessions_ended": ended}
 
@@ -164,7 +164,7 @@ def revoke_session(request):
         session_id = uuid.UUID(request.matchdict["session_id"])
     except ValueError:
         raise APIError(404) from None
-    if services.revoke_own_session(request, request.identity.user, session_id) is None:
+    if services.revoke_own_session(request.ctx, request.identity.user, session_id) is None:
         raise APIError(404)
     return HTTPNoContent()
 
@@ -172,5 +172,5 @@ def revoke_session(request):
 @view_config(route_name="api_me_accept_policies", request_method="POST", renderer="json",
              permission=ACCOUNT_BASICS)
 def accept_policies(request):
-    services.accept_current_policies(request, request.identity.user)
+    services.accept_current_policies(request.ctx, request.identity.user)
     return {"user": user_json(request, request.identity.user)}

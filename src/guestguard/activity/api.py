@@ -58,7 +58,7 @@ def stream_ticket(request):
     if not allowed:
         request.context = resource  # outsiders get the 404, members the 403
         raise HTTPForbidden(result=allowed)
-    raw, expires_at = stream.issue_ticket(request, resource.event)
+    raw, expires_at = stream.issue_ticket(request.ctx, resource.event)
     request.response.status = 201
     request.response.cache_control.no_store = True
     return {"ticket": raw, "expires_at": expires_at.isoformat(), "event_id": str(resource.event.id),

@@ -52,14 +52,14 @@ def item_json(item: Activity) -> dict[str, Any]:
     }
 
 
-def add(request, *, workspace_id: uuid.UUID, event_id: uuid.UUID, guest_id: uuid.UUID | None,
+def add(ctx, *, workspace_id: uuid.UUID, event_id: uuid.UUID, guest_id: uuid.UUID | None,
         kind: str, summary: str, data: dict[str, Any] | None = None) -> Activity:
     """Record one item and send it to the live streams after commit."""
     item = Activity(workspace_id=workspace_id, event_id=event_id, guest_id=guest_id, kind=kind,
                     summary=summary[:500], data=dict(data or {}), at=utcnow())
-    request.db.add(item)
-    request.db.flush()
-    publish_after_commit(request, event_id, item_json(item))
+    ctx.db.add(item)
+    ctx.db.flush()
+    publish_after_commit(ctx, event_id, item_json(item))
     return item
 
 

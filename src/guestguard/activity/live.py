@@ -210,14 +210,14 @@ def make_broker(url: str) -> MemoryBroker | RedisBroker:
     return RedisBroker(url)
 
 
-def publish_after_commit(request, event_id: uuid.UUID, payload: dict[str, Any]) -> None:
+def publish_after_commit(ctx, event_id: uuid.UUID, payload: dict[str, Any]) -> None:
     """Send ``payload`` to the event's live streams once the current
     transaction commits (never for one that rolls back)."""
-    broker = request.registry["live.broker"]
+    broker = ctx.registry["live.broker"]
     message = json.dumps(payload, separators=(",", ":"))
 
     def after_commit(committed: bool) -> None:
         if committed:
             broker.publish(event_id, message)
 
-    request.tm.get().addAfterCommitHook(after_commit)
+    ctx.tm.get().addAfterCommitHook(after_commit)

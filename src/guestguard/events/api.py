@@ -92,7 +92,7 @@ def create_event(request):
     if not request.has_permission(EVENTS_EDIT, resource):
         raise APIError(403, "forbidden", "Your role cannot create events here.", required=EVENTS_EDIT,
                        role=request.identity.roles[workspace.id])
-    event = services.create_event(request, workspace.id, data)
+    event = services.create_event(request.ctx, workspace.id, data)
     request.response.status = 201
     return {"event": event_json(event, services.Headcount())}
 
@@ -106,13 +106,13 @@ def get_event(context, request):
 @view_config(route_name="api_event", request_method="PATCH", renderer="json", permission=EVENTS_EDIT)
 def update_event(context, request):
     data = parse_json(request, EventFields)
-    event = services.update_event(request, context.event, data)
+    event = services.update_event(request.ctx, context.event, data)
     return {"event": event_json(event)}
 
 
 @view_config(route_name="api_event", request_method="DELETE", permission=EVENTS_EDIT)
 def delete_event(context, request):
-    services.delete_event(request, context.event)
+    services.delete_event(request.ctx, context.event)
     return HTTPNoContent()
 
 
@@ -156,7 +156,7 @@ def add_guests(context, request):
             raise APIError(422, "validation_failed", "Some fields are invalid.", fields=problems["0"])
         raise APIError(422, "validation_failed", "Some rows are invalid; no guest was added.", rows=problems)
     try:
-        guests = services.add_guests(request, context.event, inputs)
+        guests = services.add_guests(request.ctx, context.event, inputs)
     except EventsError as error:
         if not batch and "rows" in error.extra:
             return json_error(request, error.status, error.code, "Some fields are invalid.",
@@ -176,11 +176,11 @@ def get_guest(context, request):
 @view_config(route_name="api_guest", request_method="PATCH", renderer="json", permission=GUESTS_EDIT)
 def update_guest(context, request):
     data = parse_json(request, GuestFields)
-    guest = services.update_guest(request, context.event, context.record, data)
+    guest = services.update_guest(request.ctx, context.event, context.record, data)
     return {"guest": guest_json(guest)}
 
 
 @view_config(route_name="api_guest", request_method="DELETE", permission=GUESTS_EDIT)
 def delete_guest(context, request):
-    services.delete_guest(request, context.record)
+    services.delete_guest(request.ctx, context.record)
     return HTTPNoContent()

@@ -80,12 +80,12 @@ def page(request, link: InvitationLink, guest: Guest, event: Event, *, status: i
 
 @view_config(route_name="access", request_method="GET", renderer=PAGE, rate_limit="invitation_page")
 def invitation_page(request):
-    found = access.use_token(request, request.matchdict["token"], VIEW)
+    found = access.use_token(request.ctx, request.matchdict["token"], VIEW)
     if found is None:
         return invalid(request)
     link, guest, event = found
-    if request.method == "GET" and access.is_person(request):
-        invitations.record_open(request, link, guest)
+    if request.method == "GET" and access.is_person(request.ctx):
+        invitations.record_open(request.ctx, link, guest)
     return page(request, link, guest, event)
 
 
@@ -113,7 +113,7 @@ def read_answer(request, guest: Guest) -> tuple[RsvpInput | None, dict[str, str]
 
 @view_config(route_name="rsvp", request_method="POST", renderer=PAGE, rate_limit="rsvp", require_csrf=False)
 def rsvp(request):
-    found = access.use_token(request, request.matchdict["token"], ANSWER)
+    found = access.use_token(request.ctx, request.matchdict["token"], ANSWER)
     if found is None:
         return invalid(request)
     link, guest, event = found
@@ -121,7 +121,7 @@ def rsvp(request):
     if data is None:
         return page(request, link, guest, event, status=422, errors=errors, form=typed)
     try:
-        _, new = invitations.submit_rsvp(request, link, guest, event, data)
+        _, new = invitations.submit_rsvp(request.ctx, link, guest, event, data)
     except EventsError as error:
         if error.code == "validation_failed":
             fields = error.extra.get("fields", {})
@@ -203,7 +203,7 @@ def calendar(request, guest: Guest, event: Event) -> str:
 
 @view_config(route_name="access_ics", request_method="GET", rate_limit="invitation_page")
 def access_ics(request):
-    found = access.use_token(request, request.matchdict["token"], CALENDAR)
+    found = access.use_token(request.ctx, request.matchdict["token"], CALENDAR)
     if found is None:
         return invalid(request)
     _, guest, event = found

@@ -75,15 +75,15 @@ def invitation_json(event: Event, guest: Guest, latest: Rsvp | None) -> dict:
              rate_limit="link_issue")
 def issue_token(context, request):
     """A new personal link; the previous one stops working. Shown this once."""
-    raw = invitations.issue_link(request, context.record)
+    raw = invitations.issue_link(request.ctx, context.record)
     no_store(request)
     request.response.status = 201
-    return {"token": raw, "url": invitations.access_url(request, raw), "guest_id": str(context.record.id)}
+    return {"token": raw, "url": invitations.access_url(request.ctx, raw), "guest_id": str(context.record.id)}
 
 
 @view_config(route_name="api_guest_tokens", request_method="DELETE", permission=GUESTS_EDIT)
 def revoke_token(context, request):
-    invitations.revoke_link(request, context.record)
+    invitations.revoke_link(request.ctx, context.record)
     return HTTPNoContent()
 
 
@@ -92,7 +92,7 @@ def send_one(context, request):
     """Send (or send again) the invitation, with a fresh link."""
     data = validate(SendInput, read_json(request)) if request.body else SendInput()
     guest = context.record
-    channel = invitations.send_invitation(request, guest, context.event, data.channel)
+    channel = invitations.send_invitation(request.ctx, guest, context.event, data.channel)
     request.response.status = 202
     return {"guest_id": str(guest.id), "channel": channel, "invited_at": iso(guest.invited_at)}
 
@@ -100,7 +100,7 @@ def send_one(context, request):
 @view_config(route_name="api_event_send", request_method="POST", renderer="json", permission=GUESTS_EDIT)
 def send_all(context, request):
     """Invite every guest not invited yet."""
-    sent = invitations.send_all(request, context.event)
+    sent = invitations.send_all(request.ctx, context.event)
     request.response.status = 202
     return {"queued": sent.queued, "skipped": sent.skipped}
 
@@ -109,7 +109,7 @@ def send_all(context, request):
 
 
 def token_use(request, kind: str):
-    return token_access.use_token(request, request.matchdict["token"], kind)
+    return token_access.use_token(request.ctx, request.matchdict["token"], kind)
 
 
 @view_config(route_name="api_access", request_method="GET", renderer="json", rate_limit="invitation_page")
@@ -118,8 +118,8 @@ def access(request):
     if found is None:
         return invalid_link(request)
     link, guest, event = found
-    if request.method == "GET" and token_access.is_person(request):
-        invitations.record_open(request, link, guest)
+    if request.method == "GET" and token_access.is_person(request.ctx):
+        invitations.record_open(request.ctx, link, guest)
     no_store(request)
     return invitation_json(event, guest, invitations.latest_rsvp(request.db, guest))
 
@@ -132,7 +132,7 @@ def rsvp(request):
     link, guest, event = found
     data = parse_json(request, RsvpInput)
     try:
-        answer, new = invitations.submit_rsvp(request, link, guest, event, data)
+        answer, new = invitations.submit_rsvp(request.ctx, link, guest, event, data)
     except EventsError as error:
         response = refusal(request, error)
         response.cache_control.no_store = True

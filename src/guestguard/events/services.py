@@ -13,7 +13,7 @@ from typing import Any, Iterable, Sequence
 import phonenumbers
 from sqlalchemy import case, func, or_, select, tuple_
 
-from guestguard.audit.services import actor_of, record
+from guestguard.audit.services import record
 from guestguard.db import utcnow
 from guestguard.errors import Refusal
 from guestguard.events.models import MAYBE, NO, YES, Event, Guest
@@ -36,21 +36,21 @@ def find_event(db, event_id: uuid.UUID) -> Event | None:
     return db.scalar(select(Event).where(Event.id == event_id, Event.deleted_at.is_(None)))
 
 
-def create_event(request, workspace_id: uuid.UUID, data: EventFields) -> Event:
+def create_event(ctx, workspace_id: uuid.UUID, data: EventFields) -> Event:
     values = data.model_dump(exclude={"workspace_id"}, exclude_none=True)
     for field in ("starts_at", "ends_at", "rsvp_deadline"):
         if field in values:
             values[field] = localize(values[field], data.timezone)
-    event = Event(workspace_id=workspace_id, created_by_id=actor_of(request), **values)
-    request.db.add(event)
-    request.db.flush()
-    record(request, "event.created", actor_id=actor_of(request), workspace_id=workspace_id,
+    event = Event(workspace_id=workspace_id, created_by_id=ctx.actor_id, **values)
+    ctx.db.add(event)
+    ctx.db.flush()
+    record(ctx, "event.created", actor_id=ctx.actor_id, workspace_id=workspace_id,
            target_type="event", target_id=event.id)
-    request.emit("event.created", {"event_id": str(event.id), "name": event.name}, workspace_id)
+    ctx.emit("event.created", {"event_id": str(event.id), "name": event.name}, workspace_id)
     return event
 
 
-def update_event(request, event: Event, data: EventFields) -> Event:
+def update_event(ctx, event: Event, data: EventFields) -> Event:
     changes = data.model_dump(exclude_unset=True)
     if "name" in changes and not changes["name"]:
         raise EventsError(422, "validation_failed", "Some fields are invalid.",
@@ -75,14 +75,14 @@ def update_event(request, event: Event, data: EventFields) -> Event:
             value = ""
         if value is not None or field in OPTIONAL_TIMES:
             setattr(event, field, value)
-    record(request, "event.updated", actor_id=actor_of(request), workspace_id=event.workspace_id,
+    record(ctx, "event.updated", actor_id=ctx.actor_id, workspace_id=event.workspace_id,
            target_type="event", target_id=event.id, fields=sorted(changes))
     return event
 
 
-def delete_event(request, event: Event) -> None:
+def delete_event(ctx, event: Event) -> None:
     event.deleted_at = utcnow()
-    record(request, "event.deleted", actor_id=actor_of(request), workspace_id=event.workspace_id,
+    record(ctx, "event.deleted", actor_id=ctx.actor_id, workspace_id=event.workspace_id,
            target_type="event", target_id=event.id)
 
 
@@ -192,12 +192,12 @@ def normalize_phone(value: str, region: str) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
-def _guest_values(request, event: Event, data: GuestFields, *, creating: bool) -> dict[str, Any]:
+def _guest_values(ctx, event: Event, data: GuestFields, *, creating: bool) -> dict[str, Any]:
     values = data.model_dump(exclude_unset=True)
     if "group" in values:
         values["group_name"] = values.pop("group") or ""
     if values.get("phone"):
-        values["phone"] = normalize_phone(values["phone"], request.registry.settings["guests.default_region"])
+        values["phone"] = normalize_phone(values["phone"], ctx.settings["guests.default_region"])
     if creating and values.get("plus_ones_allowed") is None:
         values["plus_ones_allowed"] = event.default_plus_ones
     for text_field in ("group_name", "notes"):
@@ -214,17 +214,17 @@ def _taken(db, event_id: uuid.UUID, emails: Iterable[str]) -> dict[str, Guest]:
         select(Guest).where(Guest.event_id == event_id, Guest.email.in_(wanted)))}
 
 
-def add_guests(request, event: Event, inputs: Sequence[GuestInput]) -> list[Guest]:
+def add_guests(ctx, event: Event, inputs: Sequence[GuestInput]) -> list[Guest]:
     """Add every guest or none: each bad row is reported with its index."""
     problems: dict[str, Any] = {}
     rows: list[dict[str, Any]] = []
     for index, data in enumerate(inputs):
         try:
-            rows.append(_guest_values(request, event, data, creating=True))
+            rows.append(_guest_values(ctx, event, data, creating=True))
         except ValueError as exc:
             problems[str(index)] = {"phone": str(exc)}
             rows.append({})
-    taken = _taken(request.db, event.id, (row.get("email") for row in rows))
+    taken = _taken(ctx.db, event.id, (row.get("email") for row in rows))
     seen: dict[str, int] = {}
     for index, row in enumerate(rows):
         email = row.get("email")
@@ -246,13 +246,13 @@ def add_guests(request, event: Event, inputs: Sequence[GuestInput]) -> list[Gues
         raise EventsError(422, "validation_failed", "Some rows are invalid; no guest was added.",
                           rows=problems)
     guests = [Guest(workspace_id=event.workspace_id, event_id=event.id, **row) for row in rows]
-    request.db.add_all(guests)
-    request.db.flush()
-    actor = actor_of(request)
+    ctx.db.add_all(guests)
+    ctx.db.flush()
+    actor = ctx.actor_id
     for guest in guests:
-        record(request, "guest.created", actor_id=actor, workspace_id=event.workspace_id,
+        record(ctx, "guest.created", actor_id=actor, workspace_id=event.workspace_id,
                target_type="guest", target_id=guest.id, event_id=str(event.id))
-        request.emit("guest.created", {"event_id": str(event.id), "guest_id": str(guest.id)},
+        ctx.emit("guest.created", {"event_id": str(event.id), "guest_id": str(guest.id)},
                      event.workspace_id)
     return guests
 
@@ -265,16 +265,16 @@ def find_guest(db, event_id: uuid.UUID, guest_id: uuid.UUID) -> Guest | None:
     return db.scalar(select(Guest).where(Guest.id == guest_id, Guest.event_id == event_id))
 
 
-def update_guest(request, event: Event, guest: Guest, data: GuestFields) -> Guest:
+def update_guest(ctx, event: Event, guest: Guest, data: GuestFields) -> Guest:
     try:
-        values = _guest_values(request, event, data, creating=False)
+        values = _guest_values(ctx, event, data, creating=False)
     except ValueError as exc:
         raise EventsError(422, "validation_failed", "Some fields are invalid.",
                           fields={"phone": str(exc)}) from None
     if "name" in values and not values["name"]:
         raise EventsError(422, "validation_failed", "Some fields are invalid.", fields={"name": "is required"})
     if values.get("email") and values["email"] != guest.email:
-        other = _taken(request.db, event.id, [values["email"]]).get(values["email"])
+        other = _taken(ctx.db, event.id, [values["email"]]).get(values["email"])
         if other is not None:
             raise EventsError(409, "conflict", f"{other.name} is already on the list with this email.",
                               existing_guest_id=str(other.id), fields={"email": "is already on the list"})
@@ -283,14 +283,14 @@ def update_guest(request, event: Event, guest: Guest, data: GuestFields) -> Gues
     if guest.plus_ones_coming > guest.plus_ones_allowed:
         # Fewer seats than the guest announced: the headcount follows the host.
         guest.plus_ones_coming = guest.plus_ones_allowed
-    record(request, "guest.updated", actor_id=actor_of(request), workspace_id=event.workspace_id,
+    record(ctx, "guest.updated", actor_id=ctx.actor_id, workspace_id=event.workspace_id,
            target_type="guest", target_id=guest.id, fields=sorted(values))
     return guest
 
 
-def delete_guest(request, guest: Guest) -> None:
-    request.db.delete(guest)
-    record(request, "guest.deleted", actor_id=actor_of(request), workspace_id=guest.workspace_id,
+def delete_guest(ctx, guest: Guest) -> None:
+    ctx.db.delete(guest)
+    record(ctx, "guest.deleted", actor_id=ctx.actor_id, workspace_id=guest.workspace_id,
            target_type="guest", target_id=guest.id)
 
 

@@ -273,7 +273,7 @@ def new_event(context, request):
     data, errors = read_event(request, editing=False, workspace_id=resource.workspace_id)
     if errors:
         return new_event_page(request, resource, 400, echo(request, EVENT_FIELDS), errors)
-    event = services.create_event(request, resource.workspace_id, data)
+    event = services.create_event(request.ctx, resource.workspace_id, data)
     flash(request, f"Event “{event.name}” created. Add your guests next.")
     return redirect(request, request.route_path("event_page", event_id=event.id))
 
@@ -350,14 +350,14 @@ def edit_event_form(context, request):
 def edit_event(context, request):
     event = context.event
     if request.POST.get("action") == "delete":
-        services.delete_event(request, event)
+        services.delete_event(request.ctx, event)
         flash(request, f"Event “{event.name}” was deleted.")
         return redirect(request, request.route_path("dashboard"))
     data, errors = read_event(request, editing=True)
     if errors:
         return edit_event_page(request, context, 400, echo(request, EVENT_FIELDS), errors)
     try:
-        services.update_event(request, event, data)
+        services.update_event(request.ctx, event, data)
     except EventsError as error:
         return edit_event_page(request, context, 400 if error.status == 422 else error.status,
                                echo(request, EVENT_FIELDS), event_refusal(error))
@@ -401,7 +401,7 @@ def new_guest(context, request):
         return new_guest_page(request, context, 400, echo(request, GUEST_FIELDS), errors)
     enforce(request, "guest_create")
     try:
-        guest = services.add_guests(request, event, [data])[0]
+        guest = services.add_guests(request.ctx, event, [data])[0]
     except EventsError as error:
         status, errors, existing = guest_conflict(request, event, error)
         return new_guest_page(request, context, status, echo(request, GUEST_FIELDS), errors, existing)
@@ -431,14 +431,14 @@ def guest_detail(context, request):
 def guest_update(context, request):
     event, guest = context.event, context.record
     if request.POST.get("action") == "delete":
-        services.delete_guest(request, guest)
+        services.delete_guest(request.ctx, guest)
         flash(request, f"{guest.name} was removed from the guest list.")
         return redirect(request, request.route_path("event_page", event_id=event.id))
     data, errors = read_guest(request, editing=True)
     if errors:
         return guest_page(request, context, 400, echo(request, GUEST_FIELDS), errors)
     try:
-        services.update_guest(request, event, guest, data)
+        services.update_guest(request.ctx, event, guest, data)
     except EventsError as error:
         status, errors, existing = guest_conflict(request, event, error)
         return guest_page(request, context, status, echo(request, GUEST_FIELDS), errors, existing)
@@ -453,7 +453,7 @@ def guest_update(context, request):
 def send_invitations(context, request):
     """Invite every guest not invited yet; say who could not be reached."""
     try:
-        sent = invitations.send_all(request, context.event)
+        sent = invitations.send_all(request.ctx, context.event)
     except EventsError as error:
         flash(request, error.message)
         return redirect(request, request.route_path("event_page", event_id=context.event.id))
@@ -471,7 +471,7 @@ def send_one_invitation(context, request):
     """Send (or send again, with a fresh link) one guest's invitation."""
     guest = context.record
     try:
-        channel = invitations.send_invitation(request, guest, context.event)
+        channel = invitations.send_invitation(request.ctx, guest, context.event)
     except EventsError as error:
         flash(request, error.message)
     else:

@@ -37,7 +37,7 @@ def list_flags(context, request):
 
 @view_config(route_name="api_flag_dismiss", request_method="POST", renderer="json", permission=GUESTS_EDIT)
 def dismiss_flag(context, request):
-    flag = flags.dismiss(request, context.record)
+    flag = flags.dismiss(request.ctx, context.record)
     return flags.flag_json(flag)
 
 
@@ -48,7 +48,7 @@ def reissue_link(context, request):
     data = parse_json(request, SendInput) if request.body else SendInput()
     flag = context.record
     guest = request.db.get(Guest, flag.guest_id)
-    channel, resolved = flags.reissue(request, flag, guest, context.event, data.channel)
+    channel, resolved = flags.reissue(request.ctx, flag, guest, context.event, data.channel)
     request.response.status = 202
     return {"guest_id": str(guest.id), "channel": channel, "resolved": [str(f.id) for f in resolved]}
 

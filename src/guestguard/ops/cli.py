@@ -74,7 +74,7 @@ def cmd_send_test(args) -> int:
         request = env["request"]
         with request.tm:
             notification = queue_notification(
-                request, channel=args.channel, recipient=args.to, template="test_message",
+                request.ctx, channel=args.channel, recipient=args.to, template="test_message",
                 context={"base_url": request.registry.settings["app.base_url"]})
             notification_id = notification.id
     print(f"queued notification {notification_id}; a worker delivers it")
@@ -112,7 +112,7 @@ def cmd_create_admin(args) -> int:
     with prepare(registry=app.registry) as env:
         request = env["request"]
         with request.tm:
-            user = create_admin(request, email=email, password=password,
+            user = create_admin(request.ctx, email=email, password=password,
                                 display_name=args.name or email.split("@")[0])
             user_id = user.id
     print(f"{email} is an admin (user {user_id})")

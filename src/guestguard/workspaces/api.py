@@ -4,7 +4,6 @@ from __future__ import annotations
 from pyramid.httpexceptions import HTTPNoContent
 from pyramid.view import view_config
 
-from guestguard.audit.services import actor_of
 from guestguard.errors import APIError
 from guestguard.permissions import (
     ACCOUNT, API_KEYS_MANAGE, MEMBERS_MANAGE, MEMBERS_VIEW, OWNERSHIP_TRANSFER, WORKSPACE_CREATE,
@@ -67,7 +66,7 @@ def list_workspaces(request):
              permission=WORKSPACE_CREATE, rate_limit="workspace_create")
 def create_workspace(request):
     data = parse_json(request, WorkspaceInput)
-    workspace = services.create_workspace(request, request.identity.user, data.name)
+    workspace = services.create_workspace(request.ctx, request.identity.user, data.name)
     request.response.status = 201
     return {"workspace": workspace_json(workspace, "owner")}
 
@@ -82,13 +81,13 @@ def get_workspace(context, request):
              permission=WORKSPACE_EDIT)
 def update_workspace(context, request):
     data = parse_json(request, WorkspaceInput)
-    workspace = services.rename_workspace(request, actor_of(request), context.workspace, data.name)
+    workspace = services.rename_workspace(request.ctx, context.workspace, data.name)
     return {"workspace": workspace_json(workspace, caller_role(request, context.workspace_id))}
 
 
 @view_config(route_name="api_workspace", request_method="DELETE", permission=WORKSPACE_DELETE)
 def delete_workspace(context, request):
-    services.delete_workspace(request, actor_of(request), context.workspace)
+    services.delete_workspace(request.ctx, context.workspace)
     return HTTPNoContent()
 
 
@@ -104,15 +103,14 @@ def list_members(context, request):
              permission=MEMBERS_MANAGE)
 def change_member_role(context, request):
     data = parse_json(request, RoleInput)
-    membership = services.change_role(request, caller_role(request, context.workspace_id),
-                                      actor_of(request), context.record, data.role)
+    membership = services.change_role(request.ctx, caller_role(request, context.workspace_id),
+                                      context.record, data.role)
     return {"member": member_json(membership)}
 
 
 @view_config(route_name="api_member", request_method="DELETE", permission=MEMBERS_MANAGE)
 def remove_member(context, request):
-    services.remove_member(request, caller_role(request, context.workspace_id),
-                           actor_of(request), context.record)
+    services.remove_member(request.ctx, caller_role(request, context.workspace_id), context.record)
     return HTTPNoContent()
 
 
@@ -121,7 +119,7 @@ def leave_workspace(context, request):
     membership = own_membership(request, context.workspace_id)
     if membership is None:  # an API key is no member
         raise APIError(403, "forbidden", "Only members can leave a workspace.")
-    services.remove_member(request, membership.role, membership.user_id, membership)
+    services.remove_member(request.ctx, membership.role, membership)
     return HTTPNoContent()
 
 
@@ -133,7 +131,7 @@ def transfer_ownership(context, request):
     if target is None:
         raise APIError(422, "validation_failed", "Some fields are invalid.",
                        fields={"member_id": "is not a member of this workspace"})
-    services.transfer_ownership(request, own_membership(request, context.workspace_id), target)
+    services.transfer_ownership(request.ctx, own_membership(request, context.workspace_id), target)
     return {"member": member_json(target)}
 
 
@@ -151,7 +149,7 @@ def list_invitations(context, request):
              permission=MEMBERS_MANAGE, rate_limit="workspace_invite")
 def create_invitation(context, request):
     data = parse_json(request, InvitationInput)
-    invitation = services.invite(request, request.identity.user, context.workspace,
+    invitation = services.invite(request.ctx, request.identity.user, context.workspace,
                                  data.email, data.role)
     request.response.status = 201
     return {"invitation": invitation_json(invitation)}
@@ -159,7 +157,7 @@ def create_invitation(context, request):
 
 @view_config(route_name="api_invitation", request_method="DELETE", permission=MEMBERS_MANAGE)
 def revoke_invitation(context, request):
-    services.revoke_invitation(request, actor_of(request), context.record)
+    services.revoke_invitation(request.ctx, context.record)
     return HTTPNoContent()
 
 
@@ -167,7 +165,7 @@ def revoke_invitation(context, request):
              permission=ACCOUNT)
 def accept_invitation(request):
     data = parse_json(request, AcceptInvitationInput)
-    membership = services.accept_invitation(request, request.identity.user, data.token)
+    membership = services.accept_invitation(request.ctx, request.identity.user, data.token)
     return {"workspace": workspace_json(membership.workspace, membership.role)}
 
 
@@ -184,7 +182,7 @@ def list_api_keys(context, request):
              permission=API_KEYS_MANAGE)
 def create_api_key(context, request):
     data = parse_json(request, ApiKeyInput)
-    key, secret = services.create_api_key(request, actor_of(request), context.workspace,
+    key, secret = services.create_api_key(request.ctx, context.workspace,
                                           data.name, data.role)
     request.response.status = 201
     return {"api_key": {**api_key_json(key), "secret": secret},
@@ -193,5 +191,5 @@ def create_api_key(context, request):
 
 @view_config(route_name="api_api_key", request_method="DELETE", permission=API_KEYS_MANAGE)
 def revoke_api_key(context, request):
-    services.revoke_api_key(request, actor_of(request), context.record)
+    services.revoke_api_key(request.ctx, context.record)
     return HTTPNoContent()
