@@ -1,6 +1,7 @@
 """The plugin system: defaults and entry points through one path, broken
 plugins skipped (or fatal under plugins.strict), hooks documented and tested."""
 import ast
+import inspect
 import logging
 import re
 import subprocess
@@ -111,10 +112,33 @@ def test_hookspecs_are_found():
             "domain_event"} <= set(HOOK_NAMES)
 
 
+def documented_hooks() -> dict[str, list[str]]:
+    """Each hook heading of docs/plugins.md (``### `name(a, b)` ``) as name -> parameters."""
+    docs = (REPO_ROOT / "docs" / "plugins.md").read_text()
+    section = docs.split("\n## Hooks\n", 1)[1].split("\n## ", 1)[0]
+    headings = re.findall(r"^###\s+(.*)$", section, re.M)
+    documented = {}
+    for heading in headings:
+        match = re.fullmatch(r"`(\w+)\(((?:\w+(?:, \w+)*)?)\)`", heading.strip())
+        assert match, f"docs/plugins.md: hook heading {heading!r} is not of the form `name(a, b)`"
+        name, params = match.groups()
+        assert name not in documented, f"docs/plugins.md documents {name} twice"
+        documented[name] = params.split(", ") if params else []
+    return documented
+
+
+def test_every_documented_hook_exists():
+    assert set(documented_hooks()) == set(HOOK_NAMES)
+
+
 @pytest.mark.parametrize("hook", HOOK_NAMES)
 def test_every_hook_is_documented(hook):
-    docs = (REPO_ROOT / "docs" / "plugins.md").read_text()
-    assert re.search(rf"^###\s+`{hook}\(", docs, re.M), f"docs/plugins.md has no section for {hook}"
+    documented = documented_hooks()
+    assert hook in documented, f"docs/plugins.md has no section for {hook}"
+    expected = list(inspect.signature(getattr(hookspecs, hook)).parameters)
+    assert documented[hook] == expected, (
+        f"docs/plugins.md documents {hook}({', '.join(documented[hook])}), "
+        f"the hookspec is {hook}({', '.join(expected)})")
 
 
 @pytest.mark.parametrize("hook", HOOK_NAMES)
