@@ -1,4 +1,5 @@
 """The guestguard command against a real ini file."""
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,15 +13,17 @@ COMMAND = str(Path(sys.executable).parent / "guestguard")
 
 
 def run(*args, env=None):
+    # PYTHONPATH is kept so the command runs the code under test.
+    base = {"PATH": "/usr/bin:/bin", **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}}
     return subprocess.run([COMMAND, *args], capture_output=True, text=True, timeout=120,
-                          env={"PATH": "/usr/bin:/bin", **(env or {})})
+                          env={**base, **(env or {})})
 
 
 @pytest.fixture
 def ini(tmp_path):
-    text = (REPO_ROOT / "development.ini").read_text()
+    """development.ini copied, as is, away from the source tree."""
     path = tmp_path / "site.ini"
-    path.write_text(text.replace("%(here)s/migrations", str(REPO_ROOT / "migrations")))
+    path.write_text((REPO_ROOT / "development.ini").read_text())
     return path
 
 
@@ -30,6 +33,34 @@ def test_migrate_creates_the_schema_where_the_ini_says(ini, tmp_path):
     engine = create_engine(f"sqlite:///{tmp_path}/var/guestguard.sqlite")
     assert "notifications" in inspect(engine).get_table_names()
     engine.dispose()
+
+
+def test_a_bad_script_location_is_one_plain_line_naming_the_setting(ini, tmp_path):
+    ini.write_text(ini.read_text().replace("[alembic]\n", f"[alembic]\nscript_location = {tmp_path}/nowhere\n"))
+    result = run("migrate", str(ini))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "'script_location' in [alembic]" in result.stderr and f"{tmp_path}/nowhere" in result.stderr
+
+
+def test_an_ini_without_an_alembic_section_migrates(ini, tmp_path):
+    text = ini.read_text()
+    start = text.index("[alembic]")
+    ini.write_text(text[:start] + text[text.index("[server:main]"):])
+    assert run("migrate", str(ini)).returncode == 0
+    assert (tmp_path / "var" / "guestguard.sqlite").exists()
+
+
+def test_an_unknown_revision_is_one_plain_line(ini):
+    result = run("migrate", str(ini), "--revision", "f00dfeed")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "f00dfeed" in result.stderr
+
+
+def test_a_missing_ini_file_is_one_plain_line(tmp_path):
+    result = run("migrate", str(tmp_path / "nowhere.ini"))
+    assert result.returncode == 2
+    assert result.stderr == f"guestguard: no such ini file: {tmp_path / 'nowhere.ini'}\n"
 
 
 def test_environment_overrides_reach_migrate(ini, tmp_path):
@@ -71,3 +102,4 @@ def test_send_test_queues_a_message(ini, tmp_path):
         rows = connection.exec_driver_sql("SELECT recipient, status FROM notifications").all()
     engine.dispose()
     assert rows == [("ops@example.com", "pending")]
+

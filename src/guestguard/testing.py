@@ -22,6 +22,7 @@ from alembic.config import Config as AlembicConfig
 from sqlalchemy import create_engine, text
 
 from guestguard import make_config
+from guestguard.db import default_migrations_dir
 from guestguard.models import metadata
 from guestguard.plugins import hookimpl
 
@@ -32,7 +33,7 @@ REDIS_ENV = "GG_TEST_REDIS_URL"
 
 def alembic_config(db_url: str) -> AlembicConfig:
     config = AlembicConfig(str(REPO_ROOT / "development.ini"))
-    config.set_main_option("script_location", str(REPO_ROOT / "migrations"))
+    config.set_main_option("script_location", str(default_migrations_dir()))
     config.attributes["db_url"] = db_url
     return config
 
