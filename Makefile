@@ -18,9 +18,14 @@ $(STAMP): $(BIN)/python setup.cfg pyproject.toml $(PLUGINS)
 
 install: $(STAMP)
 
+# The port `make run` serves on: `make run PORT=8080`, or PORT in the
+# environment. Links in messages follow it unless GG_APP_BASE_URL is set.
+PORT ?= 6543
+
 run: $(STAMP)
 	$(BIN)/guestguard migrate development.ini
-	$(BIN)/pserve development.ini
+	$(if $(filter-out 6543,$(PORT)),GG_APP_BASE_URL="$${GG_APP_BASE_URL:-http://localhost:$(PORT)}") \
+		$(BIN)/pserve development.ini http_port=$(PORT)
 
 # The whole suite on SQLite and in-memory backends; then, when
 # GG_TEST_DATABASE_URL / GG_TEST_REDIS_URL are set (CI sets them), again on

@@ -103,3 +103,34 @@ def test_send_test_queues_a_message(ini, tmp_path):
     engine.dispose()
     assert rows == [("ops@example.com", "pending")]
 
+
+# --- the port ----------------------------------------------------------------
+
+def server_options(ini: Path, **variables) -> dict:
+    """[server:main] as pserve reads it, with ``pserve <ini> name=value`` variables."""
+    from paste.deploy.loadwsgi import SERVER, loadcontext
+
+    return loadcontext(SERVER, f"config:{ini}", global_conf=variables).local_conf
+
+
+@pytest.mark.parametrize("name, host", [("development.ini", "localhost"), ("production.ini", "0.0.0.0")])
+def test_the_port_defaults_to_6543_and_pserve_variables_override_it(name, host):
+    from waitress.adjustments import Adjustments
+
+    assert Adjustments(**server_options(REPO_ROOT / name)).listen[0][3] == (
+        "127.0.0.1" if host == "localhost" else host, 6543)
+    assert Adjustments(**server_options(REPO_ROOT / name, http_port="8080")).port == 8080
+    assert server_options(REPO_ROOT / name, http_port="8080")["host"] == host
+
+
+def test_make_run_passes_its_port_on():
+    def dry_run(*args):
+        result = subprocess.run(["make", "-n", "run", *args], cwd=REPO_ROOT, capture_output=True,
+                                text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    assert "pserve development.ini http_port=6543" in dry_run()
+    assert "GG_APP_BASE_URL" not in dry_run()
+    assert "pserve development.ini http_port=8080" in dry_run("PORT=8080")
+    assert "http://localhost:8080" in dry_run("PORT=8080"), "links in messages follow the port"
