@@ -1,30 +1,18 @@
 """The guestguard command against a real ini file."""
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, inspect
 
-from guestguard.testing import REPO_ROOT
-
-COMMAND = str(Path(sys.executable).parent / "guestguard")
-
-
-def run(*args, env=None):
-    # PYTHONPATH is kept so the command runs the code under test.
-    base = {"PATH": "/usr/bin:/bin", **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}}
-    return subprocess.run([COMMAND, *args], capture_output=True, text=True, timeout=120,
-                          env={**base, **(env or {})})
+from guestguard.testing import REPO_ROOT, site_ini
+from guestguard.testing import guestguard_command as run
 
 
 @pytest.fixture
 def ini(tmp_path):
     """development.ini copied, as is, away from the source tree."""
-    path = tmp_path / "site.ini"
-    path.write_text((REPO_ROOT / "development.ini").read_text())
-    return path
+    return site_ini(tmp_path)
 
 
 def test_migrate_creates_the_schema_where_the_ini_says(ini, tmp_path):

@@ -4,9 +4,6 @@ import ast
 import inspect
 import logging
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -15,7 +12,7 @@ from guestguard.plugins import (
     PluginLoadError, Setting, as_int, build_plugin_manager, describe_plugins, hookimpl,
 )
 from guestguard.settings import SettingsError
-from guestguard.testing import REPO_ROOT
+from guestguard.testing import REPO_ROOT, guestguard_command
 
 
 @pytest.fixture
@@ -88,11 +85,9 @@ def test_plugin_settings_are_validated(base_settings):
 
 
 def test_plugins_command_lists_plugins_versions_and_hooks():
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "guestguard"), "plugins", str(REPO_ROOT / "development.ini")],
-        capture_output=True, text=True, timeout=60,
-        env={"PATH": "/usr/bin:/bin", "GG_DB_URL": "sqlite:////tmp/gg-plugins-cmd.sqlite",
-             "GG_HUEY_URL": "memory://"})
+    result = guestguard_command(
+        "plugins", str(REPO_ROOT / "development.ini"), timeout=60,
+        env={"GG_DB_URL": "sqlite:////tmp/gg-plugins-cmd.sqlite", "GG_HUEY_URL": "memory://"})
     assert result.returncode == 0, result.stderr
     assert "guestguard.notifications.console  (guestguard 0.1.0)" in result.stdout
     assert re.search(r"^smtp  \(guestguard-smtp \d", result.stdout, re.M)
