@@ -5,8 +5,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, inspect
 
-from guestguard.testing import REPO_ROOT, site_ini
-from guestguard.testing import guestguard_command as run
+from guestguard.testing import REPO_ROOT, guestguard_command as run, site_ini
 
 
 @pytest.fixture

@@ -7,8 +7,7 @@ import time_machine
 from sqlalchemy import func, select
 
 from guestguard.events.models import Guest, InvitationLink, Rsvp
-from guestguard.testing import add_guest, event_host, issue, outbox
-from guestguard.testing import scalar as db_scalar
+from guestguard.testing import add_guest, event_host, issue, outbox, scalar as db_scalar
 
 EVENT = {"name": "Midsummer Gala", "status": "published", "starts_at": "2030-06-21T19:00:00", "ends_at": "2030-06-21T23:30:00",
          "timezone": "Europe/London", "venue": "Kew Gardens, Richmond; TW9 3AE", "default_plus_ones": 1,

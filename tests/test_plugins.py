@@ -111,7 +111,7 @@ def documented_hooks() -> dict[str, list[str]]:
     """Each hook heading of docs/plugins.md (``### `name(a, b)` ``) as name -> parameters."""
     docs = (REPO_ROOT / "docs" / "plugins.md").read_text()
     section = docs.split("\n## Hooks\n", 1)[1].split("\n## ", 1)[0]
-    headings = re.findall(r"^###\s+(.*)$", section, re.M)
+    headings = re.findall(r"^###\s+(.*)$", section, re.MULTILINE)
     documented = {}
     for heading in headings:
         match = re.fullmatch(r"`(\w+)\(((?:\w+(?:, \w+)*)?)\)`", heading.strip())

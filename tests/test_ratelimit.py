@@ -10,8 +10,7 @@ from prometheus_client import REGISTRY
 
 from guestguard.ratelimit.service import Limiter, policies_from
 from guestguard.settings import SettingsError
-from guestguard.testing import REDIS_ENV, TEST_PASSWORD, create_user, outbox
-from guestguard.testing import signup as api_signup
+from guestguard.testing import REDIS_ENV, TEST_PASSWORD, create_user, outbox, signup as api_signup
 
 T0 = "2026-06-01T12:00:00+00:00"
 

@@ -294,7 +294,7 @@ def issue(app, host, guest) -> dict:
 
 
 def signup(app, email: str = "ada@example.com", password: str = TEST_PASSWORD, name: str = "Ada Lovelace",
-           status: int = 202, captcha_token: str | None = None, **kwargs):
+           status: int = 202, *, captcha_token: str | None = None, **kwargs):
     """Sign up through the API, accepting the policies."""
     body = {"email": email, "password": password, "display_name": name, "accept_policies": True}
     if captcha_token is not None:
