@@ -5,15 +5,9 @@ import pytest
 from sqlalchemy import select
 
 from guestguard.accounts.models import User
-from guestguard.testing import acting_as, bearer_for, create_user
+from guestguard.testing import acting_as, bearer_for, create_host, create_user, signup
 from guestguard.workspaces.models import ApiKey, Membership
 from guestguard.workspaces.services import create_api_key, create_workspace
-
-
-def signup_as(app, email, status=202, **kw):
-    return app.post_json("/api/v1/auth/signup", {"email": email, "password": "a long passphrase here",
-                                                  "display_name": "X", "accept_policies": True},
-                         status=status, **kw)
 
 
 def test_email_spellings_share_one_bucket(make_app, run_in_request):
@@ -27,9 +21,9 @@ def test_email_spellings_share_one_bucket(make_app, run_in_request):
 def test_ipv6_clients_count_by_their_64(make_app):
     app = make_app({"ratelimit.signup": "2/hour"})
     for n in range(2):
-        signup_as(app, f"a{n}@example.com", extra_environ={"REMOTE_ADDR": f"2001:db8:1:2::{n + 1}"})
-    signup_as(app, "a9@example.com", status=429, extra_environ={"REMOTE_ADDR": "2001:db8:1:2::ffff"})
-    signup_as(app, "b1@example.com", extra_environ={"REMOTE_ADDR": "2001:db8:1:3::1"})
+        signup(app, f"a{n}@example.com", extra_environ={"REMOTE_ADDR": f"2001:db8:1:2::{n + 1}"})
+    signup(app, "a9@example.com", status=429, extra_environ={"REMOTE_ADDR": "2001:db8:1:2::ffff"})
+    signup(app, "b1@example.com", extra_environ={"REMOTE_ADDR": "2001:db8:1:3::1"})
 
 
 def test_one_address_cannot_try_many_accounts(make_app):
@@ -42,8 +36,7 @@ def test_one_address_cannot_try_many_accounts(make_app):
 
 def test_invitations_are_rate_limited(make_app, run_in_request):
     app = make_app({"ratelimit.workspace_invite": "2/day"})
-    workspace_id = run_in_request(lambda r: str(create_workspace(
-        r.ctx, create_user(r, "ada@example.com", "Ada"), "W").id), app.app.registry)
+    workspace_id = run_in_request(create_host, app.app.registry)
     headers = bearer_for(app, "ada@example.com")
     for n in range(2):
         app.post_json(f"/api/v1/workspaces/{workspace_id}/invitations",

@@ -7,7 +7,7 @@ import time_machine
 from sqlalchemy import func, select
 
 from guestguard.events.models import Guest, InvitationLink, Rsvp
-from guestguard.testing import DomainEvents, bearer_for, create_team
+from guestguard.testing import add_guest, event_host, issue, outbox, scalar as db_scalar
 
 EVENT = {"name": "Midsummer Gala", "status": "published", "starts_at": "2030-06-21T19:00:00", "ends_at": "2030-06-21T23:30:00",
          "timezone": "Europe/London", "venue": "Kew Gardens, Richmond; TW9 3AE", "default_plus_ones": 1,
@@ -19,11 +19,6 @@ UNKNOWN = "A" * 43
 
 
 @pytest.fixture
-def listener():
-    return DomainEvents()
-
-
-@pytest.fixture
 def app(make_app, listener):
     return make_app(plugins=[("listener", listener)])
 
@@ -31,28 +26,7 @@ def app(make_app, listener):
 @pytest.fixture
 def host(app, run_in_request):
     """Ada owns a workspace with an event; Sam is its door staff."""
-    workspace_id = run_in_request(create_team, app.app.registry)
-    ada = bearer_for(app, "ada@example.com")
-    event = app.post_json("/api/v1/events", {"workspace_id": workspace_id, **EVENT}, headers=ada).json["event"]
-    return {"workspace": workspace_id, "ada": ada, "sam": bearer_for(app, "sam@example.com"), "event": event,
-            "url": f"/api/v1/events/{event['id']}"}
-
-
-def add_guest(app, host, **fields):
-    body = {"name": "Grace Hopper", "email": "grace@example.com", **fields}
-    return app.post_json(f"{host['url']}/guests", body, headers=host["ada"], status=201).json["guest"]
-
-
-def issue(app, host, guest):
-    return app.post_json(f"{host['url']}/guests/{guest['id']}/tokens", {}, headers=host["ada"], status=201).json
-
-
-def outbox(app):
-    return [message for _, message in app.app.registry["notifications.providers_by_name"]["console"].messages]
-
-
-def db_scalar(app, run_in_request, query):
-    return run_in_request(lambda request: request.db.scalar(query), app.app.registry)
+    return event_host(app, run_in_request, EVENT)
 
 
 def guest_row(app, run_in_request, guest_id):
@@ -106,7 +80,7 @@ def test_send_one_by_email_then_sms(app, host, run_in_request, listener):
     guest = add_guest(app, host)
     sent = app.post_json(f"{host['url']}/guests/{guest['id']}/send", {}, headers=host["ada"], status=202).json
     assert sent["channel"] == "email" and sent["invited_at"]
-    [message] = outbox(app)
+    [(_, message)] = outbox(app)
     assert message.recipient == "grace@example.com"
     assert message.subject == "You're invited to Midsummer Gala"
     assert "Friday 21 June 2030, 7:00 pm – 11:30 pm BST" in message.text
@@ -119,7 +93,7 @@ def test_send_one_by_email_then_sms(app, host, run_in_request, listener):
     phone_only = add_guest(app, host, name="Phil", email=None, phone="+44 20 7946 0958")
     sms = app.post(f"{host['url']}/guests/{phone_only['id']}/send", headers=host["ada"], status=202).json
     assert sms["channel"] == "sms"
-    message = outbox(app)[0]
+    _, message = outbox(app)[0]
     assert message.channel == "sms" and message.recipient == "+442079460958"
     assert "Midsummer Gala" in message.text and "/access/" in message.text and len(message.text) < 200
     assert listener.names("invitation.sent") == ["invitation.sent"] * 2
@@ -364,7 +338,7 @@ def test_folding_never_splits_a_character():
 def test_domain_events_of_the_whole_journey(app, host, listener):
     guest = add_guest(app, host)
     app.post_json(f"{host['url']}/guests/{guest['id']}/send", {}, headers=host["ada"], status=202)
-    token = re.search(r"/access/(\S+)", outbox(app)[0].text).group(1)
+    token = re.search(r"/access/(\S+)", outbox(app)[0][1].text).group(1)
     app.get(f"/access/{token}")
     app.post_json(f"/api/v1/rsvp/{token}", {"response": "maybe"})
     app.post_json(f"/api/v1/rsvp/{token}", {"response": "yes", "plus_ones": 1})

@@ -10,16 +10,13 @@ from prometheus_client import REGISTRY
 
 from guestguard.ratelimit.service import Limiter, policies_from
 from guestguard.settings import SettingsError
-from guestguard.testing import REDIS_ENV, TEST_PASSWORD, create_user
+from guestguard.testing import REDIS_ENV, TEST_PASSWORD, create_user, outbox, signup as api_signup
 
 T0 = "2026-06-01T12:00:00+00:00"
 
 
 def signup(app, n, status=202, **kw):
-    return app.post_json("/api/v1/auth/signup", {"email": f"user{n}@example.com",
-                                                  "password": "a long passphrase here",
-                                                  "display_name": f"User {n}", "accept_policies": True},
-                         status=status, **kw)
+    return api_signup(app, f"user{n}@example.com", "a long passphrase here", f"User {n}", status, **kw)
 
 
 def metric(name, **labels):
@@ -152,10 +149,6 @@ def test_concurrent_hits_never_pass_more_than_the_limit(url):
 
 
 # --- lockout -----------------------------------------------------------------
-
-
-def outbox(app):
-    return app.app.registry["notifications.providers_by_name"]["console"].messages
 
 
 def login(app, password, status):

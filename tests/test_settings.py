@@ -98,6 +98,19 @@ def test_a_missing_templates_directory_stops_startup(base_settings, tmp_path):
         make_config({**base_settings, "app.templates_dir": str(tmp_path / "nowhere")}, environ={})
 
 
+def test_an_ini_copied_elsewhere_finds_the_templates(tmp_path):
+    from pyramid.paster import get_appsettings
+
+    from guestguard import read_settings
+    from guestguard.testing import REPO_ROOT
+
+    copy = tmp_path / "my.ini"
+    copy.write_text((REPO_ROOT / "development.ini").read_text())
+    settings, _pm, _reader = read_settings(get_appsettings(str(copy), name="main"), environ={})
+    assert settings["app.templates_dir"] == str(REPO_ROOT / "templates")
+    assert settings["db.url"] == f"sqlite:///{tmp_path}/var/guestguard.sqlite"
+
+
 def test_production_requires_its_public_address():
     with pytest.raises(SettingsError, match="GG_APP_BASE_URL"):
         read({**MINIMAL, "app.env": "production"}, {"GG_APP_SECRET": "s" * 40})

@@ -6,12 +6,8 @@ import time_machine
 from sqlalchemy import select
 
 from guestguard.audit.models import AuditEvent
-from guestguard.testing import bearer_for, create_user
+from guestguard.testing import bearer_for, create_user, outbox
 from guestguard.workspaces.models import Workspace
-
-
-def outbox(app):
-    return app.app.registry["notifications.providers_by_name"]["console"].messages
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from bs4 import BeautifulSoup
 import guestguard_captcha
 from guestguard import make_config
 from guestguard.plugins import CaptchaUnavailable, CaptchaVerifier, SettingsError, hookimpl
+from guestguard.testing import signup as api_signup
 from guestguard_captcha import HCAPTCHA, TURNSTILE, SiteverifyVerifier, Vendor
 
 SECRET = "0x4AAAAAAA-test-secret-do-not-leak"
@@ -292,11 +293,7 @@ def turnstile_app(make_app, stub):
 
 
 def signup(app, token: str | None, email: str = "ada@example.com", status: int = 202):
-    body = {"email": email, "password": "correct horse battery staple",
-            "display_name": "Ada", "accept_policies": True}
-    if token is not None:
-        body["captcha_token"] = token
-    return app.post_json("/api/v1/auth/signup", body, status=status)
+    return api_signup(app, email, name="Ada", status=status, captcha_token=token)
 
 
 def test_signup_through_the_api(turnstile_app, stub):
