@@ -191,8 +191,16 @@ def flash(request, message: str) -> None:
     request.session.flash(message, "success")
 
 
+def add_routes(config, routes) -> None:
+    """Config directive: add an area's routes, ``(name, pattern, factory)``
+    each (the factory None for a route outside the resource tree)."""
+    for name, pattern, factory in routes:
+        config.add_route(name, pattern, factory=factory)
+
+
 def includeme(config) -> None:
     settings = config.get_settings()
+    config.add_directive("add_routes", add_routes)
     config.add_subscriber(guard_body, NewRequest)
     config.set_session_factory(SignedCookieSessionFactory(
         derive_key(settings, "session-cookie").hex(),
