@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from transaction import TransactionManager
 
     from guestguard.plugins import DomainEvent
-    from guestguard.security import Identity
 
 
 def _no_limit(policy_name: str, cost: int = 1) -> None:
@@ -38,7 +37,7 @@ class Context:
     db: Session
     registry: Registry
     tm: TransactionManager
-    identity: Identity | None = None
+    identity: Any = None  # the security policy's Identity, None when nobody signed in
     client_ip: str = ""
     user_agent: str = ""
     request_id: str | None = None
