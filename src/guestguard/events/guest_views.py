@@ -65,12 +65,9 @@ def page(request, link: InvitationLink, guest: Guest, event: Event, *, status: i
     if form is None:
         form = {"response": guest.response or "", "plus_ones": str(guest.plus_ones_coming or 0),
                 "dietary": latest.dietary if latest else "", "message": latest.message if latest else ""}
-    zone = event.timezone
     return {
         "guest": guest, "event": event, "token": request.matchdict["token"],
-        "when": invitations.when(event),
-        "deadline": invitations.human(event.rsvp_deadline, zone) if event.rsvp_deadline else "",
-        "closes": invitations.human(invitations.rsvp_closes_at(event), zone),
+        "closes_at": invitations.rsvp_closes_at(event),
         "closed": closed, "cancelled": closed is not None and closed.code == "event_cancelled",
         "answer": answer_sentence(guest), "answers": ANSWERS,
         "plus_ones_phrase": invitations.plus_ones_phrase,
