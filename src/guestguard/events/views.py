@@ -23,6 +23,7 @@ from guestguard.guard import access, flags
 from guestguard.events.models import EVENT_STATUSES
 from guestguard.events.schemas import EventFields, EventInput, GuestFields, GuestInput, check_times
 from guestguard.events.services import EventsError
+from guestguard.pagination import InvalidCursor
 from guestguard.permissions import ACCOUNT, EVENTS_EDIT, EVENTS_VIEW, GUESTS_EDIT, GUESTS_VIEW, granted
 from guestguard.ratelimit import enforce
 from guestguard.validation import field_errors
@@ -297,7 +298,7 @@ def event_page(context, request):
                 request.db, event.id, after=after, limit=PAGE_SIZE, search=q,
                 response=response if response in services.RESPONSE_FILTERS else None,
                 flagged=response == "flagged")
-        except EventsError:
+        except InvalidCursor:
             request.response.status = 400
             problem = "That page of the guest list is no longer valid. Start again from the first page."
         items = feed.latest(request.db, event.id, FEED_SIZE)
