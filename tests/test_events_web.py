@@ -338,6 +338,19 @@ def test_editing_and_deleting_an_event(app, run_in_request, host):
     assert run_in_request(lambda r: r.db.get(Event, uuid.UUID(event_id)).deleted_at) is not None
 
 
+def test_zones_without_an_abbreviation_read_as_an_offset(app, run_in_request, host):
+    """São Paulo's tz name is "-03": the pages say "UTC−03:00" (a real minus)."""
+    event_id = api_event(app, host, timezone="America/Sao_Paulo", rsvp_deadline=None)
+    grace, = api_guests(app, host, event_id, [{"name": "Grace"}])
+    answer(run_in_request, grace, "yes")
+    ada = signed_in(app, run_in_request, "ada@example.com")
+    text = main_text(ada.get(f"/events/{event_id}"))
+    assert "Fri 21 Jun 2030, 19:00 UTC\u221203:00 – 23:30 (America/Sao_Paulo)" in text
+    assert "-03" not in text
+    guest_page = main_text(ada.get(f"/events/{event_id}/guests/{grace}"))
+    assert "UTC\u221203:00" in guest_page and "-03" not in guest_page
+
+
 # --- the dashboard -------------------------------------------------------------------
 
 

@@ -326,13 +326,21 @@ def test_the_calendar_file(app, host):
     assert "Dress: summer best.\\nNo gifts\\, please!" in unfolded
 
 
-def test_folding_never_splits_a_character():
-    from guestguard.events.guest_views import fold
-
-    line = "SUMMARY:" + "é" * 80
-    folded = fold(line)
-    assert all(len(part.encode()) <= 75 for part in folded.split("\r\n"))
-    assert folded.replace("\r\n ", "") == line
+def test_the_calendar_file_folds_long_lines_and_escapes_text(app, host):
+    name = "Fête " + "é" * 80 + ", sous les étoiles; enfin"
+    app.patch_json(host["url"], {"name": name, "description": "Line one\r\nline two\rthree, four; five\\six"},
+                   headers=host["ada"])
+    token = issue(app, host, add_guest(app, host))["token"]
+    body = app.get(f"/access/{token}/event.ics").body
+    assert body.endswith(b"\r\n") and b"\n" not in body.replace(b"\r\n", b"") and b"\r" not in body.replace(b"\r\n", b"")
+    lines = body.split(b"\r\n")
+    assert all(len(line) <= 75 for line in lines)  # octets
+    assert all(line.decode("utf-8") for line in lines[:-1])  # no character split across lines
+    assert any(line.startswith(b" ") for line in lines), "the long summary is folded"
+    unfolded = body.decode().replace("\r\n ", "")
+    assert "SUMMARY:Fête " + "é" * 80 + "\\, sous les étoiles\\; enfin\r\n" in unfolded
+    assert ("DESCRIPTION:Line one\\nline two\\nthree\\, four\\; five\\\\six\\n\\nDress: summer best.\\nNo gifts"
+            in unfolded)
 
 
 def test_domain_events_of_the_whole_journey(app, host, listener):

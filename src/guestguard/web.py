@@ -13,6 +13,7 @@ from pyramid.view import view_config
 
 from guestguard.errors import APIError, is_api_request
 from guestguard.keys import derive_key
+from guestguard.timefmt import add_filters
 from guestguard.validation import parse_form
 
 CSP_DIRECTIVES: tuple[tuple[str, str], ...] = (
@@ -223,6 +224,7 @@ def includeme(config) -> None:
     config.commit()
     env = config.get_jinja2_environment(".jinja2")
     env.globals["app_env"] = settings["app.env"]
+    add_filters(env)  # {{ guest.opened_at|when(event.timezone) }}, {{ event|event_span }}, ...
     config.add_static_view("static", "guestguard:static", cache_max_age=3600)
     config.add_tween("guestguard.web.security_headers_tween_factory",
                      under="guestguard.audit.request_id.request_id_tween_factory")

@@ -6,13 +6,13 @@ Refusals that leave a trace (a failed login counts, an audit row) are
 exception."""
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 
 from pyramid.httpexceptions import HTTPNotFound
 from pyramid.security import forget, remember
 from pyramid.view import view_config
 
+from guestguard import timefmt
 from guestguard.accounts import services, sessions
 from guestguard.accounts.devices import describe_device
 from guestguard.accounts.models import WEB
@@ -56,17 +56,6 @@ def check_captcha(request, errors: dict[str, str]) -> int:
         return 200
     errors[FORM_ERROR_KEY] = refusal.error_message
     return refusal.code
-
-
-def ago(moment: dt.datetime, now: dt.datetime) -> str:
-    seconds = max(0, int((now - moment).total_seconds()))
-    if seconds < 60:
-        return "just now"
-    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
-        if seconds >= size:
-            count = seconds // size
-            return f"{count} {unit}{'' if count == 1 else 's'} ago"
-    return "just now"
 
 
 # --- signup and email verification -------------------------------------------
@@ -252,7 +241,7 @@ def account_page(request, status: int = 200, **forms):
         "ip": session.ip,
         "created_at": session.created_at,
         "last_seen_at": session.last_seen_at,
-        "last_seen": ago(session.last_seen_at, now),
+        "last_seen": timefmt.ago(session.last_seen_at, now),
         "current": session.id == identity.session.id,
     } for session in sessions.active_sessions(request.db, identity.user.id)]
     rows.sort(key=lambda row: not row["current"])  # this device first

@@ -12,7 +12,7 @@ from guestguard.activity.live import Full
 from guestguard.errors import APIError, json_error, refusal
 from guestguard.events.api import page_size
 from guestguard.events.resources import event_resource
-from guestguard.events.services import EventsError
+from guestguard.pagination import InvalidCursor
 from guestguard.permissions import GUESTS_VIEW
 from guestguard.validation import Input, one_of, parse_json
 
@@ -80,7 +80,7 @@ def live_stream(request):
     if after is not None:
         try:
             feed.parse_cursor(after)
-        except EventsError as error:  # the stream's errors are JSON, like the API's
+        except InvalidCursor as error:  # the stream's errors are JSON, like the API's
             return refusal(request, error)
     try:
         event_id = uuid.UUID(request.matchdict["event_id"])

@@ -8,12 +8,12 @@ host-side ones are authorized by their views, the guest-side ones by the link.
 from __future__ import annotations
 
 import datetime as dt
-import zoneinfo
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
 
 from guestguard.accounts.tokens import new_token
+from guestguard import timefmt
 from guestguard.audit.services import record
 from guestguard.db import utcnow
 from guestguard.activity import feed
@@ -29,59 +29,7 @@ INVALID_LINK = "This invitation link is not valid."
 NO_CONTACT = "has no email address or phone number"
 
 
-# --- how times read for a guest ---------------------------------------------
-
-
-def in_zone(moment: dt.datetime | None, timezone: str) -> dt.datetime | None:
-    if moment is None:
-        return None
-    if moment.tzinfo is None:  # stored times are UTC
-        moment = moment.replace(tzinfo=dt.timezone.utc)
-    return moment.astimezone(zoneinfo.ZoneInfo(timezone))
-
-
-def zone_name(moment: dt.datetime) -> str:
-    """"BST", "CEST"... or "UTC-03" where the zone has no abbreviation."""
-    name = moment.tzname() or ""
-    return f"UTC{name}" if name[:1] in "+-" else name
-
-
-def clock(moment: dt.datetime) -> str:
-    hour = moment.hour % 12 or 12
-    return f"{hour}:{moment:%M} {'am' if moment.hour < 12 else 'pm'}"
-
-
-def long_date(moment: dt.datetime) -> str:
-    return f"{moment:%A} {moment.day} {moment:%B %Y}"
-
-
-def human(moment: dt.datetime | None, timezone: str) -> str:
-    """"Saturday 21 June 2030, 7:00 pm BST", in the event's time zone."""
-    local = in_zone(moment, timezone)
-    if local is None:
-        return ""
-    return f"{long_date(local)}, {clock(local)} {zone_name(local)}"
-
-
-def short(moment: dt.datetime | None, timezone: str) -> str:
-    """"Sat 21 Jun 2030, 7:00 pm BST", for text messages."""
-    local = in_zone(moment, timezone)
-    if local is None:
-        return ""
-    return f"{local:%a} {local.day} {local:%b %Y}, {clock(local)} {zone_name(local)}"
-
-
-def when(event: Event) -> str:
-    """The event's start, and its end: "Saturday 21 June 2030, 7:00 pm – 11:30 pm BST"."""
-    starts = in_zone(event.starts_at, event.timezone)
-    ends = in_zone(event.ends_at, event.timezone)
-    if ends is None:
-        return human(starts, event.timezone)
-    if ends.date() == starts.date():
-        if zone_name(starts) == zone_name(ends):
-            return f"{long_date(starts)}, {clock(starts)} – {clock(ends)} {zone_name(ends)}"
-        return f"{long_date(starts)}, {clock(starts)} {zone_name(starts)} – {clock(ends)} {zone_name(ends)}"
-    return f"{human(starts, event.timezone)} – {human(ends, event.timezone)}"
+# --- answers' deadline ------------------------------------------------------
 
 
 def rsvp_closes_at(event: Event) -> dt.datetime:
@@ -97,7 +45,7 @@ def rsvp_refusal(event: Event, now: dt.datetime | None = None) -> EventsError | 
     closes = rsvp_closes_at(event)
     if (now or utcnow()) >= closes:
         return EventsError(409, "rsvp_closed",
-                           f"Answers closed on {human(closes, event.timezone)}.",
+                           f"Answers closed on {timefmt.long_when(closes, event.timezone)}.",
                            closed_at=closes.isoformat())
     return None
 
@@ -167,12 +115,15 @@ def choose_channel(guest: Guest, wanted: str | None) -> str:
 
 
 def message_context(event: Event, guest: Guest) -> dict[str, str]:
-    """What the invitation templates show (stored in the outbox: no secrets)."""
+    """What the invitation templates show (stored in the outbox: no secrets).
+    Times are ISO 8601 with their offset; the templates word them in the
+    event's zone with the timefmt filters."""
     return {
-        "guest_name": guest.name, "event_name": event.name, "when": when(event),
-        "when_short": short(event.starts_at, event.timezone), "venue": event.venue,
-        "description": event.description, "host_message": event.host_message,
-        "reply_by": human(event.rsvp_deadline, event.timezone) if event.rsvp_deadline else "",
+        "guest_name": guest.name, "event_name": event.name, "timezone": event.timezone,
+        "starts_at": event.starts_at.isoformat(),
+        "ends_at": event.ends_at.isoformat() if event.ends_at else None,
+        "rsvp_deadline": event.rsvp_deadline.isoformat() if event.rsvp_deadline else None,
+        "venue": event.venue, "description": event.description, "host_message": event.host_message,
         "plus_ones_allowed": str(guest.plus_ones_allowed),
     }
 

@@ -10,6 +10,7 @@ from typing import Literal
 from pyramid.httpexceptions import HTTPNoContent
 from pyramid.view import view_config
 
+from guestguard import timefmt
 from guestguard.errors import json_error, refusal
 from guestguard.events import invitations
 from guestguard.guard import access as token_access
@@ -50,19 +51,19 @@ def invitation_json(event: Event, guest: Guest, latest: Rsvp | None) -> dict:
             "name": guest.name, "plus_ones_allowed": guest.plus_ones_allowed,
             "response": guest.response, "plus_ones_coming": guest.plus_ones_coming,
             "dietary": latest.dietary if latest else "", "message": latest.message if latest else "",
-            "responded_at": iso(invitations.in_zone(guest.responded_at, zone)),
+            "responded_at": iso(timefmt.in_zone(guest.responded_at, zone)),
         },
         "event": {
             "name": event.name, "description": event.description, "venue": event.venue,
-            "starts_at": iso(invitations.in_zone(event.starts_at, zone)),
-            "ends_at": iso(invitations.in_zone(event.ends_at, zone)),
-            "timezone": zone, "when": invitations.when(event),
-            "rsvp_deadline": iso(invitations.in_zone(event.rsvp_deadline, zone)),
+            "starts_at": iso(timefmt.in_zone(event.starts_at, zone)),
+            "ends_at": iso(timefmt.in_zone(event.ends_at, zone)),
+            "timezone": zone, "when": timefmt.event_long_span(event),
+            "rsvp_deadline": iso(timefmt.in_zone(event.rsvp_deadline, zone)),
             "host_message": event.host_message, "status": event.status,
         },
         "rsvp": {
             "open": closed is None,
-            "closes_at": iso(invitations.in_zone(invitations.rsvp_closes_at(event), zone)),
+            "closes_at": iso(timefmt.in_zone(invitations.rsvp_closes_at(event), zone)),
             "closed_reason": closed.code if closed else None,
         },
     }

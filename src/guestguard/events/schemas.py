@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-import zoneinfo
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, StringConstraints, field_validator, model_validator
 
+from guestguard.timefmt import UnknownZone, zone
 from guestguard.validation import Input, normalize_email
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
@@ -17,8 +17,8 @@ PlusOnes = Annotated[int, Field(ge=0, le=20)]
 
 def _timezone(value: str) -> str:
     try:
-        zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        zone(value)
+    except UnknownZone:
         raise ValueError("is not a time zone we know: use a name like Europe/Paris") from None
     return value
 
@@ -30,7 +30,7 @@ def localize(moment: dt.datetime | None, timezone: str) -> dt.datetime | None:
     """A time without an offset is wall-clock time in the event's zone."""
     if moment is None or moment.tzinfo is not None:
         return moment
-    return moment.replace(tzinfo=zoneinfo.ZoneInfo(timezone))
+    return moment.replace(tzinfo=zone(timezone))
 
 
 class EventFields(Input):

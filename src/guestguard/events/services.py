@@ -3,21 +3,19 @@ session, settings, audit context, domain events) and validated input;
 authorization happened in the views."""
 from __future__ import annotations
 
-import base64
-import datetime as dt
-import json
 import uuid
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 import phonenumbers
-from sqlalchemy import case, func, or_, select, tuple_
+from sqlalchemy import case, func, or_, select
 
 from guestguard.audit.services import record
 from guestguard.db import utcnow
 from guestguard.errors import Refusal
 from guestguard.events.models import MAYBE, NO, YES, Event, Guest
 from guestguard.events.schemas import EventFields, GuestFields, GuestInput, check_times, localize
+from guestguard.pagination import ID, TEXT, TIME, Key, Keyset
 
 OPTIONAL_TIMES = ("ends_at", "rsvp_deadline")
 DEFAULT_PAGE_SIZE = 50
@@ -128,55 +126,15 @@ def headcounts(db, event_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Headcount]
     return {event_id: found.get(event_id, Headcount()) for event_id in event_ids}
 
 
+# Soonest first; a guest list by name.
+EVENT_ORDER = Keyset(Key(Event.starts_at, TIME), Key(Event.id, ID))
+GUEST_ORDER = Keyset(Key(Guest.name, TEXT), Key(Guest.id, ID))
+
+
 def list_events(db, workspace_ids: Iterable[uuid.UUID], *, after: str | None, limit: int) -> tuple[list[Event], str | None]:
     """The events of these workspaces, soonest first, a page at a time."""
-    query = (select(Event)
-             .where(Event.workspace_id.in_(list(workspace_ids)), Event.deleted_at.is_(None))
-             .order_by(Event.starts_at, Event.id).limit(limit + 1))
-    if after:
-        starts_at, event_id = decode_cursor(after, ("time", "id"))
-        # A row-value comparison is an index condition; the equivalent OR is
-        # only a filter, which would read the list from its start each time.
-        query = query.where(tuple_(Event.starts_at, Event.id) > tuple_(starts_at, event_id))
-    events = list(db.scalars(query))
-    more = len(events) > limit
-    events = events[:limit]
-    cursor = encode_cursor(events[-1].starts_at.isoformat(), str(events[-1].id)) if more else None
-    return events, cursor
-
-
-# --- cursors -----------------------------------------------------------------
-
-
-def encode_cursor(*values: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str, shape: tuple[str, ...]) -> list[Any]:
-    """The values a cursor carries; EventsError 400 for anything else."""
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        values = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        if not isinstance(values, list) or len(values) != len(shape):
-            raise ValueError
-        parsed = []
-        for kind, value in zip(shape, values):
-            if not isinstance(value, str):
-                raise ValueError
-            if kind == "id":
-                parsed.append(uuid.UUID(value))
-            elif kind == "time":
-                moment = dt.datetime.fromisoformat(value)
-                if moment.tzinfo is None:
-                    raise ValueError
-                parsed.append(moment)
-            else:
-                if not isinstance(value, str) or len(value) > 300:
-                    raise ValueError
-                parsed.append(value)
-        return parsed
-    except (ValueError, TypeError, AttributeError, UnicodeDecodeError, json.JSONDecodeError):
-        raise EventsError(400, "invalid_cursor", "The cursor is not valid: start again without it.") from None
+    query = select(Event).where(Event.workspace_id.in_(list(workspace_ids)), Event.deleted_at.is_(None))
+    return EVENT_ORDER.page(db, query, after=after, limit=limit)
 
 
 # --- guests ------------------------------------------------------------------
@@ -317,11 +275,4 @@ def list_guests(db, event_id: uuid.UUID, *, after: str | None, limit: int,
         query = query.where(Guest.response.is_(None))
     elif response:
         query = query.where(Guest.response == response)
-    if after:
-        name, guest_id = decode_cursor(after, ("name", "id"))
-        query = query.where(tuple_(Guest.name, Guest.id) > tuple_(name, guest_id))
-    guests = list(db.scalars(query.order_by(Guest.name, Guest.id).limit(limit + 1)))
-    more = len(guests) > limit
-    guests = guests[:limit]
-    cursor = encode_cursor(guests[-1].name, str(guests[-1].id)) if more else None
-    return guests, cursor
+    return GUEST_ORDER.page(db, query, after=after, limit=limit)

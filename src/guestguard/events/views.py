@@ -14,6 +14,7 @@ from pyramid.response import Response
 from pyramid.view import view_config
 from sqlalchemy import select
 
+from guestguard import timefmt
 from guestguard.web import FORM, flash, private, redirect, sentence
 from guestguard.db import utcnow
 from guestguard.activity import feed
@@ -22,6 +23,7 @@ from guestguard.guard import access, flags
 from guestguard.events.models import EVENT_STATUSES
 from guestguard.events.schemas import EventFields, EventInput, GuestFields, GuestInput, check_times
 from guestguard.events.services import EventsError
+from guestguard.pagination import InvalidCursor
 from guestguard.permissions import ACCOUNT, EVENTS_EDIT, EVENTS_VIEW, GUESTS_EDIT, GUESTS_VIEW, granted
 from guestguard.ratelimit import enforce
 from guestguard.validation import field_errors
@@ -172,10 +174,10 @@ def event_values(event) -> dict[str, str]:
     """The event as the form shows it."""
     return {
         "name": event.name, "description": event.description, "venue": event.venue,
-        "starts_at": pages.form_value(event.starts_at, event.timezone),
-        "ends_at": pages.form_value(event.ends_at, event.timezone),
+        "starts_at": timefmt.form_value(event.starts_at, event.timezone),
+        "ends_at": timefmt.form_value(event.ends_at, event.timezone),
         "timezone": event.timezone,
-        "rsvp_deadline": pages.form_value(event.rsvp_deadline, event.timezone),
+        "rsvp_deadline": timefmt.form_value(event.rsvp_deadline, event.timezone),
         "default_plus_ones": str(event.default_plus_ones), "host_message": event.host_message,
         "status": event.status,
     }
@@ -205,12 +207,7 @@ def event_page_base(request, context, status: int = 200, **extra) -> dict:
         "role": request.identity.roles.get(context.workspace_id),
         "can": {"edit": EVENTS_EDIT in allowed, "view_guests": GUESTS_VIEW in allowed,
                 "edit_guests": GUESTS_EDIT in allowed},
-        "when": pages.span(event.starts_at, event.ends_at, event.timezone),
-        "deadline": pages.when(event.rsvp_deadline, event.timezone),
         "status_labels": STATUS_LABELS,
-        "local": lambda moment: pages.local(moment, event.timezone),
-        "at": lambda moment: pages.when(moment, event.timezone),
-        "short_time": lambda moment: pages.short_when(moment, event.timezone),
         "cursor_of": feed.cursor_of,
         "rule_labels": RULE_LABELS,
         **extra,
@@ -246,7 +243,6 @@ def dashboard(request):
     return {
         "sections": sections, "counts": counts, "status_labels": STATUS_LABELS,
         "any_events": bool(upcoming or past),
-        "when": lambda event: pages.span(event.starts_at, event.ends_at, event.timezone),
     }
 
 
@@ -302,7 +298,7 @@ def event_page(context, request):
                 request.db, event.id, after=after, limit=PAGE_SIZE, search=q,
                 response=response if response in services.RESPONSE_FILTERS else None,
                 flagged=response == "flagged")
-        except EventsError:
+        except InvalidCursor:
             request.response.status = 400
             problem = "That page of the guest list is no longer valid. Start again from the first page."
         items = feed.latest(request.db, event.id, FEED_SIZE)

@@ -16,7 +16,7 @@ import logging
 import uuid
 
 from prometheus_client import Counter
-from sqlalchemy import func, select, tuple_, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from guestguard.audit.services import record
@@ -26,7 +26,8 @@ from guestguard.activity import feed
 from guestguard.events import invitations
 from guestguard.events.models import Event, Guest, InvitationLink
 from guestguard.guard.models import FLAG_DISMISSED, FLAG_OPEN, FLAG_RESOLVED, OK, VIEW, AccessEntry, Flag
-from guestguard.events.services import EventsError, decode_cursor, encode_cursor
+from guestguard.events.services import EventsError
+from guestguard.pagination import DESCENDING, ID, TIME, Key, Keyset
 from guestguard.plugins import AccessHistory, AccessUse, Finding
 
 log = logging.getLogger(__name__)
@@ -256,6 +257,7 @@ def reissue(ctx, flag: Flag, guest: Guest, event: Event, channel: str | None = N
 
 
 FLAG_FILTERS = ("status", "rule", "guest_id")
+FLAG_ORDER = Keyset(Key(Flag.created_at, TIME), Key(Flag.id, ID), order=DESCENDING)  # newest first
 
 
 def list_flags(db, event_id: uuid.UUID, *, after: str | None, limit: int, status: str | None = None,
@@ -268,14 +270,7 @@ def list_flags(db, event_id: uuid.UUID, *, after: str | None, limit: int, status
         query = query.where(Flag.rule == rule)
     if guest_id:
         query = query.where(Flag.guest_id == guest_id)
-    if after:
-        at, flag_id = decode_cursor(after, ("time", "id"))
-        query = query.where(tuple_(Flag.created_at, Flag.id) < tuple_(at, flag_id))
-    flags = list(db.scalars(query.order_by(Flag.created_at.desc(), Flag.id.desc()).limit(limit + 1)))
-    more = len(flags) > limit
-    flags = flags[:limit]
-    cursor = encode_cursor(flags[-1].created_at.isoformat(), str(flags[-1].id)) if more else None
-    return flags, cursor
+    return FLAG_ORDER.page(db, query, after=after, limit=limit)
 
 
 def guest_flags(db, guest_id: uuid.UUID, limit: int = 50) -> list[Flag]:
