@@ -8,9 +8,9 @@ overrides it exactly as it does for the app. Tests may hand a URL in
 """
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import context
 from pyramid.paster import get_appsettings
-import sqlalchemy as sa
 from sqlalchemy import create_engine, pool
 
 from guestguard import read_settings

@@ -477,7 +477,7 @@ def test_logout_confirmation_page(app):
 
 
 def backdate_acceptance(run_in_request, email):
-    long_ago = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)
+    long_ago = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
     run_in_request(lambda request: request.db.execute(
         update(User).where(User.email == email)
         .values(privacy_accepted_at=long_ago, terms_accepted_at=long_ago)))
@@ -637,8 +637,8 @@ def test_every_input_is_labelled_and_autocompletes(app, run_in_request):
     reset_path = link(inbox(client, "ada@example.com")[0], "reset-password")
     pages = [(path, client.get(path).html) for path in ("/accept-policies", reset_path)]
     run_in_request(lambda request: request.db.execute(
-        update(User).values(privacy_accepted_at=dt.datetime.now(dt.timezone.utc),
-                            terms_accepted_at=dt.datetime.now(dt.timezone.utc))))
+        update(User).values(privacy_accepted_at=dt.datetime.now(dt.UTC),
+                            terms_accepted_at=dt.datetime.now(dt.UTC))))
     pages += [(path, client.get(path).html) for path in ("/account",)]
     pages += [(path, app.get(path).html)
               for path in ("/signup", "/login", "/forgot-password", "/verify-email")]

@@ -11,10 +11,10 @@ import pytest
 import time_machine
 from sqlalchemy import func, select
 
-from guestguard.activity.stream import purge_tickets
-from guestguard.guard.access import purge
 from guestguard.activity.models import Activity, StreamTicket
+from guestguard.activity.stream import purge_tickets
 from guestguard.events.models import Guest
+from guestguard.guard.access import purge
 from guestguard.guard.models import AccessEntry, AccessTally, Flag
 from guestguard.plugins import Finding, hookimpl
 from guestguard.tasks import run_task_now
@@ -54,7 +54,7 @@ class EveryUse:
         self.histories = []
 
     def evaluate(self, history):
-        history.first_open  # read while the task's transaction is open
+        _ = history.first_open  # read while the task's transaction is open
         self.histories.append(history)
         return Finding(score=5, evidence=f"seen {len(history.recent) + 1} uses", details={"n": 1})
 
@@ -411,7 +411,7 @@ def test_a_failed_delivery_reaches_the_feed(make_app, run_in_request):
 
 def test_the_log_is_purged_after_the_retention_period_and_its_counts_kept(app, host, guest_link, run_in_request):
     guest, token = guest_link
-    start = dt.datetime(2030, 1, 10, 12, tzinfo=dt.timezone.utc)
+    start = dt.datetime(2030, 1, 10, 12, tzinfo=dt.UTC)
     with time_machine.travel(start, tick=False) as clock:
         visit(app, token, "81.2.69.160", IPHONE)
         visit(app, token, "81.2.69.160", IPHONE, path="/access/{}/event.ics")
@@ -437,7 +437,7 @@ def test_the_log_is_purged_after_the_retention_period_and_its_counts_kept(app, h
 
 
 def test_stream_tickets_are_purged_an_hour_after_they_expire(app, host, run_in_request):
-    start = dt.datetime(2030, 1, 10, 12, tzinfo=dt.timezone.utc)
+    start = dt.datetime(2030, 1, 10, 12, tzinfo=dt.UTC)
     with time_machine.travel(start, tick=False) as clock:
         app.post_json("/api/v1/auth/stream-ticket", {"event_id": host["event"]["id"]},
                       headers=bearer_for(app, "ada@example.com"), status=201)
@@ -491,7 +491,8 @@ class BadFindings:
     def __init__(self):
         self.rules = []
         for name, finding in (("wordy_score", Finding(score="high", evidence="x")),
-                              ("odd_details", Finding(score=5, evidence="x", details={"when": dt.datetime.now()})),
+                              ("odd_details", Finding(score=5, evidence="x",
+                                                      details={"when": dt.datetime.now(dt.UTC)})),
                               ("no_words", Finding(score=5, evidence="  ")),
                               ("not_a_finding", {"score": 5})):
             rule = type(name, (), {"name": name, "evaluate": lambda self, history, f=finding: f})()
@@ -517,7 +518,7 @@ def test_a_plugin_returning_a_bad_finding_spoils_no_other_rule(make_app, run_in_
 
 def test_counts_of_previews_survive_the_purge_as_previews(app, host, guest_link, run_in_request):
     guest, token = guest_link
-    with time_machine.travel(dt.datetime(2030, 1, 10, 12, tzinfo=dt.timezone.utc), tick=False) as clock:
+    with time_machine.travel(dt.datetime(2030, 1, 10, 12, tzinfo=dt.UTC), tick=False) as clock:
         visit(app, token, "81.2.69.160", IPHONE)
         visit(app, token, "54.1.2.3", SLACK)
         clock.shift(dt.timedelta(days=92))
@@ -576,7 +577,7 @@ def test_uses_are_scored_in_batches_and_the_sweep_leaves_none_behind(make_app, r
         visit(app, token, f"203.0.{n}.1", WINDOWS)
     batches = [task for task in huey.pending() if task.name == evaluate_pending.__name__]
     assert 1 <= len(batches) <= 2, "one task per half second, not one per use"
-    drain(huey, dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=1))
+    drain(huey, dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1))
     (flag,) = flags_of(app, host)
     assert flag["rule"] == "networks" and flag["evidence"].startswith("used from 6 different networks")
     pending = select(func.count()).select_from(AccessEntry).where(AccessEntry.evaluated_at.is_(None))

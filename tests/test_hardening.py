@@ -90,8 +90,9 @@ def test_a_demotion_rechecks_roles_after_taking_the_lock(app, run_in_request):
     def race(request):
         stale = request.db.get(Membership, bob_membership_id)  # loaded as admin
         # meanwhile the owner hands ownership to Bob
-        from guestguard.db import session_for
         import transaction
+
+        from guestguard.db import session_for
 
         other_tm = transaction.TransactionManager(explicit=True)
         with other_tm:

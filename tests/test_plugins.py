@@ -8,9 +8,7 @@ import re
 import pytest
 
 from guestguard import hookspecs, make_config
-from guestguard.plugins import (
-    PluginLoadError, Setting, as_int, build_plugin_manager, describe_plugins, hookimpl,
-)
+from guestguard.plugins import PluginLoadError, Setting, as_int, build_plugin_manager, describe_plugins, hookimpl
 from guestguard.settings import SettingsError
 from guestguard.testing import REPO_ROOT, guestguard_command
 
@@ -90,7 +88,7 @@ def test_plugins_command_lists_plugins_versions_and_hooks():
         env={"GG_DB_URL": "sqlite:////tmp/gg-plugins-cmd.sqlite", "GG_HUEY_URL": "memory://"})
     assert result.returncode == 0, result.stderr
     assert "guestguard.notifications.console  (guestguard 0.1.0)" in result.stdout
-    assert re.search(r"^smtp  \(guestguard-smtp \d", result.stdout, re.M)
+    assert re.search(r"^smtp  \(guestguard-smtp \d", result.stdout, re.MULTILINE)
     assert "register_notification_providers" in result.stdout
     assert "email -> console" in result.stdout
 

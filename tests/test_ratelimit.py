@@ -159,7 +159,7 @@ def login(app, password, status):
 def test_lockout_end_to_end(make_app, run_in_request):
     app = make_app({"ratelimit.login": "100/5 minutes"})  # the lockout alone, unthrottled
     run_in_request(lambda request: create_user(request, "ada@example.com", "Ada"), app.app.registry)
-    for attempt in range(5):
+    for _ in range(5):
         assert login(app, "not the password", 401).json["error"]["code"] == "invalid_credentials"
     locked_mail = outbox(app)[0][1]
     assert locked_mail.subject == "Your GuestGuard account was locked"
@@ -171,7 +171,7 @@ def test_lockout_end_to_end(make_app, run_in_request):
     tokens = login(app, "a brand new passphrase", 200).json
     assert tokens["access_token"]
     # the count starts again from zero
-    for attempt in range(4):
+    for _ in range(4):
         login(app, "wrong again", 401)
     login(app, "a brand new passphrase", 200)
 

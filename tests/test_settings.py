@@ -1,7 +1,7 @@
 import pytest
 
 from guestguard import make_config
-from guestguard.settings import CORE_SETTINGS, SettingsReader, SettingsError, env_var_for
+from guestguard.settings import CORE_SETTINGS, SettingsError, SettingsReader, env_var_for
 
 
 def read(raw, environ=None):

@@ -89,7 +89,7 @@ def test_run_task_now_runs_in_its_own_transaction(make_app, run_in_request):
     recorder = Recorder()
     app = make_app(plugins=[("recorder", recorder)])
     registry = app.app.registry
-    row_id = run_in_request(lambda r: _add_row(r), registry)
+    row_id = run_in_request(_add_row, registry)
     run_task_now(registry, recorder.observe, row_id)
     assert recorder.seen[0][1] == "guest@example.com"
 

@@ -70,7 +70,7 @@ def world(app, run_in_request):
         from guestguard.guard.models import Flag
 
         event = Event(workspace_id=ours.id, name="Gala", timezone="Europe/London",
-                      starts_at=dt.datetime(2030, 6, 1, 18, tzinfo=dt.timezone.utc))
+                      starts_at=dt.datetime(2030, 6, 1, 18, tzinfo=dt.UTC))
         request.db.add(event)
         request.db.flush()
         guest = Guest(workspace_id=ours.id, event_id=event.id, name="Grace", email="grace@example.com")
@@ -124,7 +124,7 @@ def test_every_tenant_route_is_closed_to_other_tenants(app, world):
     assert len(views) >= 14, "the walk found the tenant routes"
     missing_ids = {name: uuid.UUID(int=0x4000_8000_0000_0000_0000) for name in world["ids"]}
     problems = []
-    for name, pattern, method, permission in views:
+    for _, pattern, method, permission in views:
         path = fill(pattern, world["ids"])
         api = path.startswith("/api/")
         if permission is None:

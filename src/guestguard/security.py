@@ -20,7 +20,11 @@ from guestguard.accounts.models import AuthSession, User
 from guestguard.accounts.services import policies_accepted
 from guestguard.errors import html_error, is_api_request, json_error, not_found
 from guestguard.permissions import (
-    ALLOWED_BEFORE_POLICY_ACCEPTANCE, API_KEY_PRINCIPAL, Root, api_key_principal, member_principal,
+    ALLOWED_BEFORE_POLICY_ACCEPTANCE,
+    API_KEY_PRINCIPAL,
+    Root,
+    api_key_principal,
+    member_principal,
 )
 from guestguard.web import SESSION_COOKIE
 from guestguard.workspaces import services as workspaces
