@@ -91,18 +91,6 @@ def parse_json(request, schema: type[Model], max_bytes: int | None = None) -> Mo
     return validate(schema, read_json(request, max_bytes))
 
 
-def parse_form(request, schema: type[Model], fields: tuple[str, ...],
-               checkboxes: tuple[str, ...] = ()) -> tuple[Model | None, dict[str, str]]:
-    """Validate the named form fields; returns (model, {}) or (None, errors).
-    An unticked checkbox, which browsers leave out of the body, is False."""
-    data: dict[str, Any] = {name: request.POST[name] for name in fields if name in request.POST}
-    data.update({name: name in request.POST for name in checkboxes})
-    try:
-        return schema.model_validate(data), {}
-    except ValidationError as exc:
-        return None, field_errors(exc)
-
-
 def one_of(request, name: str, allowed) -> str | None:
     """A query parameter that must be one of ``allowed`` when given."""
     value = request.GET.get(name)

@@ -54,6 +54,11 @@ class SignupInput(Input):
         return value
 
 
+class AcceptPoliciesInput(Input):
+    """The policy acceptance page's one checkbox."""
+    accept: Annotated[bool, AfterValidator(_accepted)]
+
+
 class EmailInput(Input):
     email: Email
 

@@ -15,6 +15,11 @@ class WorkspaceInput(Input):
     name: Name
 
 
+class DeleteWorkspaceInput(Input):
+    """The settings page's confirmation: the workspace's name, typed."""
+    confirm_name: str
+
+
 class RoleInput(Input):
     role: Literal["owner", "admin", "staff"]
 
