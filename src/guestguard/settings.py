@@ -251,6 +251,9 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting("jobs.stale_after", as_int(1), 600,
             "Seconds a claimed job may run before the reaper assumes its worker died and retries it."),
     Setting("jobs.reaper_batch", as_int(1, 100000), 500, "Most jobs the reaper re-enqueues in one pass."),
+    Setting("domain_events.retention_days", as_int(1, 3650), 30,
+            "Days a delivered domain event is kept (plugins deduplicate by its id); dead and pending "
+            "ones stay until replayed."),
     Setting("plugins.strict", as_bool, False,
             "Stop startup when a plugin distribution fails to load (otherwise log and skip it)."),
     Setting("plugins.disabled", as_list, (), "Names of plugins not to register."),

@@ -186,6 +186,11 @@ def run_task_now(registry, func: Callable[..., Any], *args: Any) -> Any:
 class DurableJobMixin:
     """Columns of a unit of work that must not be lost."""
 
+    # The words for the two final states; a kind may use its own (domain
+    # events are "delivered" or "dead").
+    succeeded_status = SUCCEEDED
+    failed_status = FAILED
+
     status: Mapped[str] = mapped_column(String(16), default=PENDING, index=True)
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
@@ -199,22 +204,32 @@ class DurableKind:
     task: Callable[..., Any]
     max_attempts: int
     on_give_up: Callable[[Any], None] | None
+    # An extra condition a pending row must meet to be claimed (and to count
+    # as lost): domain events wait for the earlier ones of their aggregate.
+    ready: Callable[[type], Any] | None = None
 
 
 def add_durable_job(config, model: type, task: Callable[..., Any], *, max_attempts: int,
-                    on_give_up: Callable[[Any], None] | None = None) -> None:
+                    on_give_up: Callable[[Any], None] | None = None,
+                    ready: Callable[[type], Any] | None = None) -> None:
     """Config directive: let the reaper recover rows of ``model`` by
     enqueueing ``task(job_id)``. A job whose worker died ``max_attempts``
-    times is failed, and ``on_give_up(job)`` tidies it (drops secrets...)."""
-    config.registry["jobs.kinds"].append(DurableKind(model, task, max_attempts, on_give_up))
+    times is failed, and ``on_give_up(job)`` tidies it (drops secrets...).
+    ``ready(model)``, when given, is a SQL condition a pending row must also
+    meet to be claimed; a row that does not meet it is not lost, only waiting."""
+    config.registry["jobs.kinds"].append(DurableKind(model, task, max_attempts, on_give_up, ready))
+
+
+def durable_kind(registry, model: type) -> DurableKind:
+    for kind in registry["jobs.kinds"]:
+        if kind.model is model:
+            return kind
+    raise LookupError(f"{model.__name__} is not a durable job (use config.add_durable_job)")
 
 
 def job_task(registry, model: type) -> Callable[..., Any]:
     """The task registered (``add_durable_job``) to work rows of ``model``."""
-    for kind in registry["jobs.kinds"]:
-        if kind.model is model:
-            return kind.task
-    raise LookupError(f"{model.__name__} is not a durable job (use config.add_durable_job)")
+    return durable_kind(registry, model).task
 
 
 def enqueue_job(ctx, job, eta: dt.datetime | None = None) -> None:
@@ -229,9 +244,13 @@ def claim_job(ctx, model: type, job_id, task: Callable[..., Any] | None = None):
     (by ``task``, the job's registered task unless given)."""
     db = ctx.db
     now = utcnow()
+    conditions = [model.id == job_id, model.status == PENDING, model.next_attempt_at <= now]
+    ready = durable_kind(ctx.registry, model).ready
+    if ready is not None:
+        conditions.append(ready(model))
     result = db.execute(
         update(model)
-        .where(model.id == job_id, model.status == PENDING, model.next_attempt_at <= now)
+        .where(*conditions)
         .values(status=RUNNING, claimed_at=now, attempts=model.attempts + 1)
         .execution_options(synchronize_session=False)
     )
@@ -250,7 +269,7 @@ def still_claimed(job, claimed_at: dt.datetime) -> bool:
 
 
 def finish_job(job, now: dt.datetime | None = None) -> None:
-    job.status = SUCCEEDED
+    job.status = type(job).succeeded_status
     job.claimed_at = None
     job.last_error = None
 
@@ -264,7 +283,7 @@ def fail_job(job, error: str, *, permanent: bool, backoff: Sequence[float],
     job.claimed_at = None
     retry_index = job.attempts - 1
     if permanent or retry_index >= len(backoff):
-        job.status = FAILED
+        job.status = type(job).failed_status
         return None
     job.status = PENDING
     job.next_attempt_at = now + dt.timedelta(seconds=backoff[retry_index])
@@ -282,10 +301,13 @@ def reap(request, now: dt.datetime | None = None) -> int:
     total = 0
     for kind in request.registry["jobs.kinds"]:
         model = kind.model
+        lost = (model.status == PENDING) & (model.next_attempt_at <= lost_before)
+        if kind.ready is not None:
+            lost &= kind.ready(model)  # waiting for another job is not being lost
         rows = request.db.scalars(
             select(model)
             .where(or_(
-                (model.status == PENDING) & (model.next_attempt_at <= lost_before),
+                lost,
                 (model.status == RUNNING) & (model.claimed_at <= stale_before),
             ))
             .order_by(model.next_attempt_at)
@@ -307,7 +329,7 @@ def _take_back(request, kind: DurableKind, job, now: dt.datetime) -> bool:
     gave_up = died and job.attempts >= kind.max_attempts
     values: dict[str, Any] = {"claimed_at": None}
     if gave_up:
-        values.update(status=FAILED, last_error="worker stopped while running this job; giving up")
+        values.update(status=model.failed_status, last_error="worker stopped while running this job; giving up")
     elif died:
         values.update(status=PENDING, next_attempt_at=now,
                       last_error="worker stopped while running this job; retrying")
