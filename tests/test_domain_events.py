@@ -403,7 +403,7 @@ def test_a_delivery_cut_short_resumes_with_the_listeners_that_lack_the_event(mak
         with pytest.raises(WorkerKilled):
             drain(huey)
         assert [row.status for row in rows(app)] == ["running"]
-        clock.shift(registry.settings["jobs.stale_after"] + 1)
+        clock.shift(registry.settings["jobs.lease_seconds"] + 1)
         assert run_task_now(registry, reap) == 1
         drain(huey)
     [row] = rows(app)

@@ -14,6 +14,7 @@ ones included, so an operator's replay restores the order.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import threading
@@ -27,7 +28,16 @@ from sqlalchemy.orm import Mapped, aliased, mapped_column
 
 from guestguard.db import Base, utcnow
 from guestguard.plugins import DomainEvent
-from guestguard.tasks import PENDING, DurableJobMixin, claim_job, enqueue_job, fail_job, finish_job, still_claimed
+from guestguard.tasks import (
+    PENDING,
+    DurableJobMixin,
+    claim_job,
+    enqueue_job,
+    fail_job,
+    finish_job,
+    hold_lease,
+    still_claimed,
+)
 
 log = logging.getLogger(__name__)
 
@@ -159,20 +169,22 @@ def deliver_domain_event(request, event_id) -> None:
                                            .where(DomainEventDelivery.event_id == event.id)))
     failures = []
     arguments = {"event": event, "request": request}
-    for impl in listeners(request.registry):
-        if impl.plugin_name in delivered:
-            continue
-        try:
-            with request.tm:
-                # As pluggy would: a listener may take only the arguments it names.
-                impl.function(*(arguments[name] for name in impl.argnames))
-                if recorded:
-                    request.db.add(DomainEventDelivery(event_id=event.id, listener=impl.plugin_name,
-                                                       attempt=attempt))
-        except Exception as exc:
-            log.exception("plugin %s failed on domain event %s (%s), attempt %d",
-                          impl.plugin_name, event.name, event.id, attempt)
-            failures.append(f"{impl.plugin_name}: {exc!r}"[:500])
+    keep = hold_lease(ctx, DomainEventRow, event.id, claimed_at) if recorded else contextlib.nullcontext()
+    with keep:
+        for impl in listeners(request.registry):
+            if impl.plugin_name in delivered:
+                continue
+            try:
+                with request.tm:
+                    # As pluggy would: a listener may take only the arguments it names.
+                    impl.function(*(arguments[name] for name in impl.argnames))
+                    if recorded:
+                        request.db.add(DomainEventDelivery(event_id=event.id, listener=impl.plugin_name,
+                                                           attempt=attempt))
+            except Exception as exc:
+                log.exception("plugin %s failed on domain event %s (%s), attempt %d",
+                              impl.plugin_name, event.name, event.id, attempt)
+                failures.append(f"{impl.plugin_name}: {exc!r}"[:500])
     if recorded:
         with ctx.tm:
             record_outcome(ctx, event.id, claimed_at, failures)

@@ -248,9 +248,13 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting("huey.workers", as_int(1, 64), 2, "Worker threads of a consumer."),
     Setting("jobs.lost_after", as_int(1), 120,
             "Seconds a due job may wait before the reaper assumes its task was lost and enqueues it again."),
-    Setting("jobs.stale_after", as_int(1), 600,
-            "Seconds a claimed job may run before the reaper assumes its worker died and retries it."),
-    Setting("jobs.reaper_batch", as_int(1, 100000), 500, "Most jobs the reaper re-enqueues in one pass."),
+    Setting("jobs.lease_seconds", as_int(1, 3600), 30,
+            "Seconds a running job's lease lasts; its worker renews it every third of that while it "
+            "works, and the reaper retries a job whose lease lapsed (its worker died)."),
+    Setting("jobs.reap_interval", as_int(1, 300), 10,
+            "Seconds between two runs of the reaper in each worker process."),
+    Setting("jobs.reaper_batch", as_int(1, 100000), 500,
+            "Jobs of a kind the reaper takes back per transaction; it goes on until none is left."),
     Setting("domain_events.retention_days", as_int(1, 3650), 30,
             "Days a delivered domain event is kept (plugins deduplicate by its id); dead and pending "
             "ones stay until replayed."),

@@ -59,11 +59,14 @@ def cmd_migrate(args) -> int:
 def cmd_worker(args) -> int:
     from huey.consumer import Consumer
 
+    from guestguard.tasks import start_reaper
+
     config = _config(args.ini)
     config.make_wsgi_app()  # commits the configuration: tasks are registered
     registry = config.registry
     workers = args.workers or registry.settings["huey.workers"]
     consumer = Consumer(registry["huey"], workers=workers, worker_type="thread", periodic=True)
+    start_reaper(registry)  # every jobs.reap_interval seconds, beside the task threads
     consumer.run()
     return 0
 
