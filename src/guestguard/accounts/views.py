@@ -173,7 +173,7 @@ def logout_confirm(request):
 @view_config(route_name="logout", request_method="POST")
 def logout(request):
     identity = request.identity
-    if identity is not None:
+    if identity is not None and identity.session is not None:  # an API key has no login to end
         services.logout(request.ctx, identity.session)
     forget(request)
     request.session.invalidate()
