@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, StringConstraints, field_validator, model_validator
 
-from guestguard.validation import Input, normalize_email
+from guestguard.validation import Input, field_problem, normalize_email
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 Text = Annotated[str, StringConstraints(max_length=5000)]
@@ -63,9 +63,9 @@ def check_times(starts_at, ends_at, rsvp_deadline, timezone) -> None:
     ends = localize(ends_at, timezone)
     deadline = localize(rsvp_deadline, timezone)
     if ends is not None and starts is not None and ends <= starts:
-        raise ValueError("ends_at: must be after starts_at")
+        raise field_problem("ends_at", "must be after starts_at")
     if deadline is not None and starts is not None and deadline > starts:
-        raise ValueError("rsvp_deadline: must not be after starts_at")
+        raise field_problem("rsvp_deadline", "must not be after starts_at")
 
 
 def _tags(values: list[str]) -> list[str]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 import phonenumbers
+from pydantic_core import PydanticCustomError
 from sqlalchemy import case, func, or_, select, tuple_
 
 from guestguard.audit.services import actor_of, record
@@ -66,10 +67,9 @@ def update_event(request, event: Event, data: EventFields) -> Event:
                           fields={"starts_at" if merged["starts_at"] is None else "timezone": "is required"})
     try:
         check_times(merged["starts_at"], merged["ends_at"], merged["rsvp_deadline"], timezone)
-    except ValueError as exc:
-        field, _, message = str(exc).partition(": ")
+    except PydanticCustomError as exc:
         raise EventsError(422, "validation_failed", "Some fields are invalid.",
-                          fields={field: message}) from None
+                          fields={exc.context["field"]: exc.context["message"]}) from None
     for field, value in changes.items():
         if value is None and field in ("description", "venue", "host_message"):
             value = ""
