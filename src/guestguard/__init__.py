@@ -25,6 +25,7 @@ AREAS = (
     "guestguard.notifications",
     "guestguard.security",
     "guestguard.ratelimit",
+    "guestguard.contract",
     "guestguard.captcha",
     "guestguard.accounts",
     "guestguard.workspaces",

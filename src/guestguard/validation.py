@@ -272,11 +272,3 @@ def parse_form(request, schema: type[Model], fields: tuple[str, ...],
         return schema.model_validate(data), {}
     except ValidationError as exc:
         return None, field_errors(exc)
-
-
-def one_of(request, name: str, allowed) -> str | None:
-    """A query parameter that must be one of ``allowed`` when given."""
-    value = request.GET.get(name)
-    if value is not None and value not in allowed:
-        raise APIError(400, "bad_request", f"{name} must be one of {', '.join(allowed)}.")
-    return value

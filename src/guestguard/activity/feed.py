@@ -16,16 +16,15 @@ from sqlalchemy import select, tuple_
 from guestguard.db import utcnow
 from guestguard.activity.live import publish_after_commit
 from guestguard.activity.models import Activity
+from guestguard.activity.schemas import ASCENDING, DESCENDING, MAX_LOOKBACK_SECONDS, ActivityItemOut  # noqa: F401
 from guestguard.events.services import decode_cursor, encode_cursor
 
 DEFAULT_LIMIT = 50
-ASCENDING, DESCENDING = "asc", "desc"
 # An item's time is set when it is written, not when its transaction
 # commits: one from a slow transaction can appear behind an item a reader
 # already passed. Readers that follow the feed (the stream's replay, the
 # page's polling) look this far back and drop the ids they have.
 LOOKBACK_SECONDS = 10
-MAX_LOOKBACK_SECONDS = 60
 
 
 def cursor_of(item: Activity) -> str:
@@ -44,12 +43,9 @@ def parse_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
     return at, item_id
 
 
-def item_json(item: Activity) -> dict[str, Any]:
-    return {
-        "id": cursor_of(item), "kind": item.kind, "at": item.at.isoformat(),
-        "guest_id": str(item.guest_id) if item.guest_id else None,
-        "summary": item.summary, "data": item.data,
-    }
+def item_out(item: Activity) -> ActivityItemOut:
+    """The item as the API, the live stream and the page show it."""
+    return ActivityItemOut.of(item, id=cursor_of(item))
 
 
 def add(request, *, workspace_id: uuid.UUID, event_id: uuid.UUID, guest_id: uuid.UUID | None,
@@ -59,7 +55,7 @@ def add(request, *, workspace_id: uuid.UUID, event_id: uuid.UUID, guest_id: uuid
                     summary=summary[:500], data=dict(data or {}), at=utcnow())
     request.db.add(item)
     request.db.flush()
-    publish_after_commit(request, event_id, item_json(item))
+    publish_after_commit(request, event_id, item_out(item).model_dump(mode="json"))
     return item
 
 

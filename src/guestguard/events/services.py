@@ -18,11 +18,12 @@ from guestguard.audit.services import actor_of, record
 from guestguard.db import utcnow
 from guestguard.errors import Refusal
 from guestguard.events.models import MAYBE, NO, YES, Event, Guest
-from guestguard.events.schemas import EventFields, GuestFields, GuestInput, check_times, localize
+from guestguard.events.schemas import (  # noqa: F401 - the page sizes and filters are the API's
+    DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, RESPONSE_FILTERS, EventFields, GuestFields, GuestInput, check_times,
+    localize,
+)
 
 OPTIONAL_TIMES = ("ends_at", "rsvp_deadline")
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 500
 
 
 class EventsError(Refusal):
@@ -99,11 +100,6 @@ class Headcount:
     # Invited and not opened: not invited - opened, since a link handed over
     # by hand (issued, never sent) can be opened by a guest never "invited".
     not_opened: int = 0
-
-    def as_json(self) -> dict[str, int]:
-        return {"yes": self.yes, "no": self.no, "maybe": self.maybe, "pending": self.pending,
-                "expected": self.expected, "invited": self.invited, "opened": self.opened,
-                "not_opened": self.not_opened, "guests": self.guests}
 
 
 def headcounts(db, event_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Headcount]:
@@ -292,9 +288,6 @@ def delete_guest(request, guest: Guest) -> None:
     request.db.delete(guest)
     record(request, "guest.deleted", actor_id=actor_of(request), workspace_id=guest.workspace_id,
            target_type="guest", target_id=guest.id)
-
-
-RESPONSE_FILTERS = ("yes", "no", "maybe", "pending")
 
 
 def flagged_guests(db, event_id: uuid.UUID) -> int:
