@@ -6,7 +6,7 @@ PLUGINS := $(wildcard plugins/*/setup.cfg)
 PLUGIN_DIRS := $(patsubst %/setup.cfg,%,$(PLUGINS))
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-sqlite test-services bench install clean
+.PHONY: run lint test test-sqlite test-services bench install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,14 +18,23 @@ $(STAMP): $(BIN)/python setup.cfg pyproject.toml $(PLUGINS)
 
 install: $(STAMP)
 
+# The port `make run` serves on: `make run PORT=8080`, or PORT in the
+# environment. Links in messages follow it unless GG_APP_BASE_URL is set.
+PORT ?= 6543
+
 run: $(STAMP)
 	$(BIN)/guestguard migrate development.ini
-	$(BIN)/pserve development.ini
+	$(if $(filter-out 6543,$(PORT)),GG_APP_BASE_URL="$${GG_APP_BASE_URL:-http://localhost:$(PORT)}") \
+		$(BIN)/pserve development.ini http_port=$(PORT)
 
-# The whole suite on SQLite and in-memory backends; then, when
+# Ruff, configured in pyproject.toml ([tool.ruff]); `make test` runs it first.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+# The lint, then the whole suite on SQLite and in-memory backends; then, when
 # GG_TEST_DATABASE_URL / GG_TEST_REDIS_URL are set (CI sets them), again on
 # PostgreSQL and Redis.
-test: $(STAMP)
+test: lint
 	env -u GG_TEST_DATABASE_URL -u GG_TEST_REDIS_URL $(BIN)/pytest -q
 	@if [ -n "$$GG_TEST_DATABASE_URL$$GG_TEST_REDIS_URL" ]; then \
 		echo "== again on PostgreSQL and Redis"; \

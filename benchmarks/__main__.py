@@ -148,7 +148,7 @@ def main() -> int:
                                         template="test_message", context={}))
 
         def queue_and_deliver(request):
-            queue_notification(request, channel="email", recipient="a@example.com",
+            queue_notification(request.ctx, channel="email", recipient="a@example.com",
                                template="test_message", context={"base_url": "https://x"})
 
         report("notification: queue + deliver (immediate) vs plain row insert",

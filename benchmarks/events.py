@@ -107,7 +107,7 @@ def seed(ini: Path, sizes: tuple[int, ...] = (1_000, 100_000), links: int = LINK
                 workspace_id = memberships_of(request.db, user.id)[0].workspace_id
                 starts = utcnow() + dt.timedelta(days=60)
                 for size in sizes:
-                    event = services.create_event(request, workspace_id, EventFields(
+                    event = services.create_event(request.ctx, workspace_id, EventFields(
                         name=f"Party of {size:,}", starts_at=starts, timezone="Europe/London",
                         venue="The Hall", status="published"))
                     now = utcnow()
@@ -120,7 +120,7 @@ def seed(ini: Path, sizes: tuple[int, ...] = (1_000, 100_000), links: int = LINK
                     out[size] = str(event.id)
                 small = uuid.UUID(out[sizes[0]])
                 guests = request.db.scalars(select(Guest).where(Guest.event_id == small).limit(links))
-                out["tokens"] = [invitations.issue_link(request, guest) for guest in guests]
+                out["tokens"] = [invitations.issue_link(request.ctx, guest) for guest in guests]
     finally:
         app.registry["db.engine"].dispose()
     return out
@@ -254,7 +254,7 @@ def measure(port: int, data: dict) -> None:
         cursor = None
         for _ in range(DEEP_HOPS):
             path = f"/api/v1/events/{data[100_000]}/guests?limit=500" + (f"&after={cursor}" if cursor else "")
-            _, status, body = client.call("GET", path, headers=auth)
+            _, _, body = client.call("GET", path, headers=auth)
             cursor = json.loads(body)["next"]
         p_deep = sequential(client, f"{large}&after={cursor}", auth)
     finally:
@@ -278,7 +278,7 @@ def reachable(db_url: str):
     try:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
-    except Exception as exc:  # noqa: BLE001 - any failure means skip
+    except Exception as exc:
         return f"no PostgreSQL at {db_url} ({type(exc).__name__})"
     finally:
         engine.dispose()

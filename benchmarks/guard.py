@@ -46,8 +46,22 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from benchmarks.events import (
-    CLIENTS, PG_SERVER, REDIS_URL, Client, admin, bearer, bench_database, concurrent, gunicorn,
-    percentiles, reachable, seed, show, spawn, stop, write_ini,
+    CLIENTS,
+    PG_SERVER,
+    REDIS_URL,
+    Client,
+    admin,
+    bearer,
+    bench_database,
+    concurrent,
+    gunicorn,
+    percentiles,
+    reachable,
+    seed,
+    show,
+    spawn,
+    stop,
+    write_ini,
 )
 
 BROWSER = {
@@ -129,7 +143,7 @@ def log_problems(log: Path) -> list[str]:
     """Distinct lines of a server or worker log that tell of a problem."""
     if not log.exists():
         return []
-    lines = re.findall(r"^.*(?:Traceback|\bERROR\b|CRITICAL|WORKER TIMEOUT|Warning).*$", log.read_text(), re.M)
+    lines = re.findall(r"^.*(?:Traceback|\bERROR\b|CRITICAL|WORKER TIMEOUT|Warning).*$", log.read_text(), re.MULTILINE)
     return list(dict.fromkeys(line[:400] for line in lines))
 
 
@@ -183,16 +197,16 @@ def throughput(tmp: Path, name: str, db_url: str, data: dict, queue) -> None:
             ports = {"on": on_port, "off": off_port}
             servers = {"on": children(on.pid), "off": children(off.pid)}
             slices = [data["tokens"][i * LINKS_PER_RUN:(i + 1) * LINKS_PER_RUN] for i in range(len(ORDER) + 1)]
-            for state in ports:  # warm-up: connections, pools, templates, the worker's first tasks
+            for port in ports.values():  # warm-up: connections, pools, templates, the worker's first tasks
                 warm = itertools.cycle(slices[-1])
-                concurrent(ports[state], lambda: ("GET", f"/access/{next(warm)}", None), 4, BROWSER)
+                concurrent(port, lambda warm=warm: ("GET", f"/access/{next(warm)}", None), 4, BROWSER)
             drain(queue, QUEUE_KEY)
             print(f"  invitation page, guard on vs off: {CLIENTS} concurrent clients x {PAGE_PER_CLIENT} requests, "
                   f"{LINKS_PER_RUN} links a run (a fresh set each), one guestguard worker throughout")
             floor = concurrent(off_port, lambda: ("GET", "/health", None))
             show("GET /health (floor)", floor)
             runs: dict[str, list[dict]] = {"on": [], "off": []}
-            for state, tokens in zip(ORDER, slices):
+            for state, tokens in zip(ORDER, slices[:len(ORDER)], strict=True):
                 result = page_run(ports[state], servers[state], worker.pid, tokens, name, queue, QUEUE_KEY)
                 runs[state].append(result)
                 show(f"GET /access/{{token}} guard {state}", result, floor)
@@ -204,14 +218,16 @@ def throughput(tmp: Path, name: str, db_url: str, data: dict, queue) -> None:
     best = {state: max(results, key=lambda r: r["rps"]) for state, results in runs.items()}
     on, off = best["on"], best["off"]
     seen = ", ".join(sorted(set().union(*(r["lists"] for r in runs["on"])))) or "none"
-    print(f"  better of two, on/off: req/s {on['rps'] / off['rps']:.2f}x (aim >= 0.8x), p50 {on['p50'] / off['p50']:.2f}x,"
+    print(f"  better of two, on/off: req/s {on['rps'] / off['rps']:.2f}x (aim >= 0.8x), "
+          f"p50 {on['p50'] / off['p50']:.2f}x,"
           f" p95 {on['p95'] / off['p95']:.2f}x; counting the worker's drain {on['settled_rps']:.0f} vs "
           f"{off['settled_rps']:.0f} req/s, {on['settled_rps'] / off['settled_rps']:.2f}x")
     total = {state: r["server_ms"] + r["worker_ms"] + r["postgres_ms"] for state, r in best.items()}
     print(f"  CPU per page view, on vs off: web {on['server_ms']:.2f} vs {off['server_ms']:.2f} ms, worker "
           f"{on['worker_ms']:.2f} vs {off['worker_ms']:.2f} ms, PostgreSQL {on['postgres_ms']:.2f} vs "
           f"{off['postgres_ms']:.2f} ms; in all {total['on']:.1f} vs {total['off']:.1f} ms "
-          f"(off/on {total['off'] / total['on']:.2f}x); flags raised {admin('SELECT count(*) FROM flags', name)}; Huey lists in "
+          f"(off/on {total['off'] / total['on']:.2f}x); "
+          f"flags raised {admin('SELECT count(*) FROM flags', name)}; Huey lists in "
           f"Redis at the end of the load: {seen}")
 
 
@@ -320,7 +336,8 @@ class StreamBench:
         need = count - len(self.stock)
         if need > 0:
             shares = [need // TICKET_CLIENTS + (i < need % TICKET_CLIENTS) for i in range(TICKET_CLIENTS)]
-            for got in await asyncio.gather(*(self.call(self.tickets, c, n) for c, n in zip(self.clients, shares))):
+            calls = (self.call(self.tickets, c, n) for c, n in zip(self.clients, shares, strict=False))
+            for got in await asyncio.gather(*calls):
                 self.stock.extend(got)
 
     async def open(self, count: int, keep: bool = False) -> list[Stream]:
@@ -329,7 +346,7 @@ class StreamBench:
         new = [Stream(keep and i == 0) for i in range(min(count, len(self.stock)))]
         urls, self.stock = self.stock[:len(new)], self.stock[len(new):]
         self.streams.extend(new)
-        self.tasks.extend(asyncio.create_task(s.run(self.port, url)) for s, (_, url) in zip(new, urls))
+        self.tasks.extend(asyncio.create_task(s.run(self.port, url)) for s, (_, url) in zip(new, urls, strict=False))
         last, since = -1, time.monotonic()
         while True:
             settled = sum(s.connected.is_set() or s.done for s in self.streams)
@@ -349,12 +366,12 @@ class StreamBench:
         start = time.perf_counter()
         answered = asyncio.ensure_future(self.call(self.answer, next(self.answers)))
         while time.perf_counter() - start < FANOUT_LIMIT and any(
-                len(s.activity) == n for s, n in zip(live, before)):
+                len(s.activity) == n for s, n in zip(live, before, strict=True)):
             if answered.done() and answered.result()[1] != 200:
                 break  # refused or not answered: nothing to deliver
             await asyncio.sleep(0.005)
         seconds, status, _ = await answered
-        latencies = sorted(s.activity[n] - start for s, n in zip(live, before) if len(s.activity) > n)
+        latencies = sorted(s.activity[n] - start for s, n in zip(live, before, strict=True) if len(s.activity) > n)
         return {"reached": len(latencies), "of": len(live), "status": status, "rsvp": seconds,
                 "p50": statistics.median(latencies) if latencies else float("nan"),
                 "max": latencies[-1] if latencies else float("nan")}
@@ -423,7 +440,7 @@ class StreamBench:
         base = rss_mib(self.pid)
         print(f"    worker RSS before any stream {base:.1f} MiB, {status_of(self.pid)['Threads']} threads")
         sample = None
-        steps = [b - a for a, b in zip((0, *levels), levels)]
+        steps = [b - a for a, b in zip((0, *levels[:-1]), levels, strict=True)]
         for i, level in enumerate(levels):
             # This step's tickets and the next one's: once every thread holds a
             # stream (gthread), none is answered any more.
@@ -449,11 +466,13 @@ class StreamBench:
         errors = sorted({f"status {s.status}" if s.status not in (0, 200) else s.error
                          for s in self.streams if s.done and not s.connected.is_set()})
         line = (f"    K={level:<5} connected {connected:5}   RSS {rss:6.1f} MiB "
-                f"(+{(rss - base) * 1024 / max(1, connected):5.1f} KiB/stream, {status_of(self.pid)['Threads']} threads)   ")
+                f"(+{(rss - base) * 1024 / max(1, connected):5.1f} KiB/stream, "
+                f"{status_of(self.pid)['Threads']} threads)   ")
         if fan is None:
             line += "fan-out: no RSVP sent"
         elif fan["reached"]:
-            line += (f"fan-out {fan['reached']}/{fan['of']} p50 {fan['p50'] * 1e3:6.1f} ms max {fan['max'] * 1e3:6.1f} ms"
+            line += (f"fan-out {fan['reached']}/{fan['of']} p50 {fan['p50'] * 1e3:6.1f} ms "
+                     f"max {fan['max'] * 1e3:6.1f} ms"
                      f" (RSVP answered in {fan['rsvp'] * 1e3:.0f} ms)")
         else:
             line += f"fan-out: none reached (RSVP status {fan['status'] or 'no answer in 5 s'})"
@@ -519,8 +538,8 @@ def main() -> None:
         return
     queue = redis.Redis.from_url(REDIS_URL)
     try:
-        with tempfile.TemporaryDirectory() as tmp, bench_database() as (name, db_url):
-            tmp = Path(tmp)
+        with tempfile.TemporaryDirectory() as scratch, bench_database() as (name, db_url):
+            tmp = Path(scratch)
             try:
                 write_ini(tmp / "seed.ini", db_url)
                 start = time.perf_counter()

@@ -1,5 +1,6 @@
 """Alembic environment, configured from the app's ini file:
-``alembic -c development.ini upgrade head`` or ``guestguard migrate development.ini``.
+``guestguard migrate development.ini``, or ``alembic -c development.ini upgrade head``
+from the repository root (``[tool.alembic]`` in pyproject.toml names this directory).
 
 The database URL comes from the app's own settings reader, so ``GG_DB_URL``
 overrides it exactly as it does for the app. Tests may hand a URL in
@@ -7,9 +8,9 @@ overrides it exactly as it does for the app. Tests may hand a URL in
 """
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import context
 from pyramid.paster import get_appsettings
-import sqlalchemy as sa
 from sqlalchemy import create_engine, pool
 
 from guestguard import read_settings

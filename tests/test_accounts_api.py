@@ -8,13 +8,10 @@ import pytest
 import time_machine
 
 from guestguard.accounts.models import AuthSession, User
+from guestguard.testing import TEST_PASSWORD, guestguard_command, outbox, signup, site_ini
 
-PASSWORD = "correct horse battery staple"
+PASSWORD = TEST_PASSWORD
 NEW_PASSWORD = "a different long passphrase"
-
-
-def outbox(app):
-    return app.app.registry["notifications.providers_by_name"]["console"].messages
 
 
 def last_link(app, recipient, path):
@@ -24,12 +21,6 @@ def last_link(app, recipient, path):
             if match:
                 return match.group(0), match.group(1)
     raise AssertionError(f"no {path} link sent to {recipient}")
-
-
-def signup(app, email="ada@example.com", password=PASSWORD, name="Ada Lovelace", status=202):
-    return app.post_json("/api/v1/auth/signup", {"email": email, "password": password,
-                                                  "display_name": name, "accept_policies": True},
-                         status=status)
 
 
 def verify(app, email="ada@example.com"):
@@ -349,23 +340,14 @@ def test_oversized_bodies_are_413(app):
 
 
 def test_create_admin_command(tmp_path, db_url):
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    from guestguard.testing import REPO_ROOT
-
-    ini = tmp_path / "site.ini"
-    ini.write_text((REPO_ROOT / "development.ini").read_text()
-                   .replace("%(here)s/migrations", str(REPO_ROOT / "migrations")))
-    env = {"PATH": "/usr/bin:/bin", "GG_DB_URL": db_url, "GG_HUEY_URL": "memory://",
+    ini = site_ini(tmp_path)
+    env = {"GG_DB_URL": db_url, "GG_HUEY_URL": "memory://",
            "GG_PASSWORDS_MEMORY_KIB": "19456", "GG_PASSWORDS_TIME_COST": "2", "GG_PASSWORDS_PARALLELISM": "1"}
-    command = [str(Path(sys.executable).parent / "guestguard"), "create-admin", str(ini),
-               "--email", "Ops@Example.com", "--name", "Operator", "--password-stdin"]
-    result = subprocess.run(command, input=PASSWORD + "\n", env=env, capture_output=True, text=True, timeout=60)
+    command = ["create-admin", str(ini), "--email", "Ops@Example.com", "--name", "Operator", "--password-stdin"]
+    result = guestguard_command(*command, input=PASSWORD + "\n", env=env, timeout=60)
     assert result.returncode == 0, result.stderr
     assert PASSWORD not in result.stdout + result.stderr
-    weak = subprocess.run(command, input="password\n", env=env, capture_output=True, text=True, timeout=60)
+    weak = guestguard_command(*command, input="password\n", env=env, timeout=60)
     assert weak.returncode == 2 and "most common" in weak.stderr
     from sqlalchemy import create_engine, text
 
@@ -398,7 +380,7 @@ def test_no_raw_token_or_password_is_stored_or_logged(app, run_in_request, caplo
     reset_token = last_link(app, "ada@example.com", "/reset-password/")[1]
     secrets_seen.add(reset_token)
     app.post_json("/api/v1/auth/reset-password", {"token": reset_token, "password": NEW_PASSWORD})
-    web = run_in_request(lambda r: services.login(r, email="ada@example.com", password=NEW_PASSWORD,
+    web = run_in_request(lambda r: services.login(r.ctx, email="ada@example.com", password=NEW_PASSWORD,
                                                   kind=WEB), app.app.registry)
     secrets_seen.add(web.cookie_token)
     assert all(len(secret) >= 8 for secret in secrets_seen)

@@ -7,11 +7,11 @@ from urllib.parse import quote
 
 import pytest
 import webtest
-from bs4 import BeautifulSoup
 from sqlalchemy import func, select, update
 
 from guestguard.accounts.models import AuthSession, User
 from guestguard.audit.models import AuditEvent
+from guestguard.testing import h1, inbox, link, main_text
 
 PASSWORD = "lantern orchard pebble 42"
 NEW_PASSWORD = "quiet harbour meadow 7"
@@ -27,18 +27,6 @@ SAME_ANSWER = "If that address can receive email, a message is on its way."
 def browser(app, user_agent=LAPTOP, ip="203.0.113.7"):
     """Another browser on the same application, with its own cookie jar."""
     return webtest.TestApp(app.app, extra_environ={"REMOTE_ADDR": ip, "HTTP_USER_AGENT": user_agent})
-
-
-def inbox(client, recipient):
-    """Messages delivered to ``recipient``, newest first."""
-    console = client.app.registry["notifications.providers_by_name"]["console"]
-    return [message for _, message in console.messages if message.recipient == recipient]
-
-
-def link(message, prefix):
-    found = re.search(r"http://guestguard\.test(/" + prefix + r"/[^\s]+)", message.text)
-    assert found, message.text
-    return found.group(1)
 
 
 def sign_up(client, email, password=PASSWORD, name="Ada Host"):
@@ -73,14 +61,6 @@ def signed_in(app, email, user_agent=LAPTOP, ip="203.0.113.7", register=True):
         registered(client, email)
     log_in(client, email)
     return client
-
-
-def main_text(page):
-    return BeautifulSoup(page.text, "html.parser").find("main").get_text(" ", strip=True)
-
-
-def h1(page):
-    return BeautifulSoup(page.text, "html.parser").find("h1").get_text(" ", strip=True)
 
 
 def csrf(client):
@@ -497,7 +477,7 @@ def test_logout_confirmation_page(app):
 
 
 def backdate_acceptance(run_in_request, email):
-    long_ago = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)
+    long_ago = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
     run_in_request(lambda request: request.db.execute(
         update(User).where(User.email == email)
         .values(privacy_accepted_at=long_ago, terms_accepted_at=long_ago)))
@@ -657,8 +637,8 @@ def test_every_input_is_labelled_and_autocompletes(app, run_in_request):
     reset_path = link(inbox(client, "ada@example.com")[0], "reset-password")
     pages = [(path, client.get(path).html) for path in ("/accept-policies", reset_path)]
     run_in_request(lambda request: request.db.execute(
-        update(User).values(privacy_accepted_at=dt.datetime.now(dt.timezone.utc),
-                            terms_accepted_at=dt.datetime.now(dt.timezone.utc))))
+        update(User).values(privacy_accepted_at=dt.datetime.now(dt.UTC),
+                            terms_accepted_at=dt.datetime.now(dt.UTC))))
     pages += [(path, client.get(path).html) for path in ("/account",)]
     pages += [(path, app.get(path).html)
               for path in ("/signup", "/login", "/forgot-password", "/verify-email")]

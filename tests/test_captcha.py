@@ -11,7 +11,7 @@ from guestguard.captcha_builtin import register_captcha_verifiers as builtin_ver
 from guestguard.notifications.models import Notification
 from guestguard.plugins import CaptchaUnavailable, CaptchaWidget, hookimpl
 from guestguard.settings import SettingsError
-from guestguard.testing import create_user
+from guestguard.testing import create_user, signup
 
 PASSWORD = "lantern orchard pebble 42"
 KNOWN = "known@example.com"
@@ -42,10 +42,7 @@ def with_known_user(app, run_in_request):
 
 
 def api_signup(app, token=None, status=202, email="ada@example.com"):
-    body = {"email": email, "password": PASSWORD, "display_name": "Ada", "accept_policies": True}
-    if token is not None:
-        body["captcha_token"] = token
-    return app.post_json("/api/v1/auth/signup", body, status=status)
+    return signup(app, email, PASSWORD, "Ada", status, captcha_token=token)
 
 
 def api_forgot(app, token=None, status=202):

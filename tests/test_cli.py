@@ -1,27 +1,17 @@
 """The guestguard command against a real ini file."""
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, inspect
 
-from guestguard.testing import REPO_ROOT
-
-COMMAND = str(Path(sys.executable).parent / "guestguard")
-
-
-def run(*args, env=None):
-    return subprocess.run([COMMAND, *args], capture_output=True, text=True, timeout=120,
-                          env={"PATH": "/usr/bin:/bin", **(env or {})})
+from guestguard.testing import REPO_ROOT, guestguard_command as run, site_ini
 
 
 @pytest.fixture
 def ini(tmp_path):
-    text = (REPO_ROOT / "development.ini").read_text()
-    path = tmp_path / "site.ini"
-    path.write_text(text.replace("%(here)s/migrations", str(REPO_ROOT / "migrations")))
-    return path
+    """development.ini copied, as is, away from the source tree."""
+    return site_ini(tmp_path)
 
 
 def test_migrate_creates_the_schema_where_the_ini_says(ini, tmp_path):
@@ -30,6 +20,34 @@ def test_migrate_creates_the_schema_where_the_ini_says(ini, tmp_path):
     engine = create_engine(f"sqlite:///{tmp_path}/var/guestguard.sqlite")
     assert "notifications" in inspect(engine).get_table_names()
     engine.dispose()
+
+
+def test_a_bad_script_location_is_one_plain_line_naming_the_setting(ini, tmp_path):
+    ini.write_text(ini.read_text().replace("[alembic]\n", f"[alembic]\nscript_location = {tmp_path}/nowhere\n"))
+    result = run("migrate", str(ini))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "'script_location' in [alembic]" in result.stderr and f"{tmp_path}/nowhere" in result.stderr
+
+
+def test_an_ini_without_an_alembic_section_migrates(ini, tmp_path):
+    text = ini.read_text()
+    start = text.index("[alembic]")
+    ini.write_text(text[:start] + text[text.index("[server:main]"):])
+    assert run("migrate", str(ini)).returncode == 0
+    assert (tmp_path / "var" / "guestguard.sqlite").exists()
+
+
+def test_an_unknown_revision_is_one_plain_line(ini):
+    result = run("migrate", str(ini), "--revision", "f00dfeed")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "f00dfeed" in result.stderr
+
+
+def test_a_missing_ini_file_is_one_plain_line(tmp_path):
+    result = run("migrate", str(tmp_path / "nowhere.ini"))
+    assert result.returncode == 2
+    assert result.stderr == f"guestguard: no such ini file: {tmp_path / 'nowhere.ini'}\n"
 
 
 def test_environment_overrides_reach_migrate(ini, tmp_path):
@@ -71,3 +89,35 @@ def test_send_test_queues_a_message(ini, tmp_path):
         rows = connection.exec_driver_sql("SELECT recipient, status FROM notifications").all()
     engine.dispose()
     assert rows == [("ops@example.com", "pending")]
+
+
+# --- the port ----------------------------------------------------------------
+
+def server_options(ini: Path, **variables) -> dict:
+    """[server:main] as pserve reads it, with ``pserve <ini> name=value`` variables."""
+    from paste.deploy.loadwsgi import SERVER, loadcontext
+
+    return loadcontext(SERVER, f"config:{ini}", global_conf=variables).local_conf
+
+
+@pytest.mark.parametrize("name, host", [("development.ini", "localhost"), ("production.ini", "0.0.0.0")])
+def test_the_port_defaults_to_6543_and_pserve_variables_override_it(name, host):
+    from waitress.adjustments import Adjustments
+
+    assert Adjustments(**server_options(REPO_ROOT / name)).listen[0][3] == (
+        "127.0.0.1" if host == "localhost" else host, 6543)
+    assert Adjustments(**server_options(REPO_ROOT / name, http_port="8080")).port == 8080
+    assert server_options(REPO_ROOT / name, http_port="8080")["host"] == host
+
+
+def test_make_run_passes_its_port_on():
+    def dry_run(*args):
+        result = subprocess.run(["make", "-n", "run", *args], cwd=REPO_ROOT, capture_output=True,
+                                text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    assert "pserve development.ini http_port=6543" in dry_run()
+    assert "GG_APP_BASE_URL" not in dry_run()
+    assert "pserve development.ini http_port=8080" in dry_run("PORT=8080")
+    assert "http://localhost:8080" in dry_run("PORT=8080"), "links in messages follow the port"

@@ -21,7 +21,7 @@ class EmittingRoute:
 
     @staticmethod
     def emit(request):
-        request.emit("guest.created", {"name": "Ada"})
+        request.ctx.emit("guest.created", {"name": "Ada"})
         if request.params.get("fail"):
             raise RuntimeError("rolled back")
         return {}

@@ -1,13 +1,11 @@
 """The host's and the guest's whole journey through the JSON API."""
 import re
 
-from guestguard.testing import bearer_for, create_user
-from guestguard.workspaces.services import create_workspace
+from guestguard.testing import bearer_for, create_host
 
 
 def test_create_invite_open_answer_change_and_count(app, run_in_request):
-    workspace_id = run_in_request(lambda r: str(create_workspace(
-        r, create_user(r, "ada@example.com", "Ada"), "Gala team").id), app.app.registry)
+    workspace_id = run_in_request(lambda r: create_host(r, "Gala team"), app.app.registry)
     host = bearer_for(app, "ada@example.com")
     event = app.post_json("/api/v1/events", {
         "workspace_id": workspace_id, "name": "Midsummer Gala", "starts_at": "2030-06-21T19:00:00",
@@ -45,8 +43,7 @@ def test_the_host_sends_invitations_from_the_pages(app, run_in_request):
     from guestguard.accounts.services import login
     from guestguard.testing import TEST_PASSWORD
 
-    workspace_id = run_in_request(lambda r: str(create_workspace(
-        r, create_user(r, "ada@example.com", "Ada"), "Gala team").id), app.app.registry)
+    workspace_id = run_in_request(lambda r: create_host(r, "Gala team"), app.app.registry)
     host = bearer_for(app, "ada@example.com")
     event = app.post_json("/api/v1/events", {"workspace_id": workspace_id, "name": "Gala", "status": "published",
                                              "starts_at": "2030-06-21T19:00:00", "timezone": "UTC"},
@@ -54,7 +51,7 @@ def test_the_host_sends_invitations_from_the_pages(app, run_in_request):
     guests = app.post_json(f"/api/v1/events/{event['id']}/guests",
                            [{"name": "Grace", "email": "grace@example.com"}, {"name": "Nobody"}],
                            headers=host).json["guests"]
-    cookie = run_in_request(lambda r: login(r, email="ada@example.com", password=TEST_PASSWORD, kind=WEB),
+    cookie = run_in_request(lambda r: login(r.ctx, email="ada@example.com", password=TEST_PASSWORD, kind=WEB),
                             app.app.registry).cookie_token
     app.set_cookie("gg_session", cookie)
     page = app.get(f"/events/{event['id']}")
@@ -70,8 +67,7 @@ def test_the_host_sends_invitations_from_the_pages(app, run_in_request):
 
 
 def _host_event(app, run_in_request, **fields):
-    workspace_id = run_in_request(lambda r: str(create_workspace(
-        r, create_user(r, "ada@example.com", "Ada"), "W").id), app.app.registry)
+    workspace_id = run_in_request(create_host, app.app.registry)
     host = bearer_for(app, "ada@example.com")
     body = {"workspace_id": workspace_id, "name": "Gala", "starts_at": "2030-06-21T19:00:00",
             "timezone": "UTC", **fields}

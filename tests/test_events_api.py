@@ -5,8 +5,7 @@ import pytest
 from sqlalchemy import event as sa_event, func, select
 
 from guestguard.events.models import Guest
-from guestguard.testing import bearer_for, create_team, create_user
-from guestguard.workspaces.services import create_workspace
+from guestguard.testing import bearer_for, create_host, create_team
 
 
 @pytest.fixture
@@ -30,8 +29,7 @@ def create_event(app, host, **changes):
 
 def event_of_new_host(app, run_in_request):
     """For apps with their own settings: a host, a workspace, an event."""
-    workspace_id = run_in_request(lambda r: str(create_workspace(
-        r, create_user(r, "ada@example.com", "Ada"), "W").id), app.app.registry)
+    workspace_id = run_in_request(create_host, app.app.registry)
     headers = bearer_for(app, "ada@example.com")
     event = app.post_json("/api/v1/events", {"workspace_id": workspace_id, **EVENT}, headers=headers).json["event"]
     return event, headers

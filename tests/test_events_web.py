@@ -7,13 +7,10 @@ import xml.etree.ElementTree as ET
 
 import pytest
 import webtest
-from bs4 import BeautifulSoup
 from sqlalchemy import func, select
 
-from guestguard.accounts.models import WEB
-from guestguard.accounts.services import login
 from guestguard.events.models import Event, Guest
-from guestguard.testing import TEST_PASSWORD, bearer_for, create_team
+from guestguard.testing import bearer_for, create_team, csrf, main_text, signed_in
 
 # --- people, browsers, events --------------------------------------------------
 
@@ -23,13 +20,6 @@ def host(app, run_in_request):
     """Ada owns "Gala team", where Sam is door staff; Eve has only her own
     workspace."""
     return {"workspace": run_in_request(create_team), "ada": bearer_for(app, "ada@example.com")}
-
-
-def signed_in(app, run_in_request, email):
-    result = run_in_request(lambda r: login(r, email=email, password=TEST_PASSWORD, kind=WEB))
-    client = webtest.TestApp(app.app, extra_environ={"REMOTE_ADDR": "203.0.113.7"})
-    client.set_cookie("gg_session", result.cookie_token)
-    return client
 
 
 EVENT = {"name": "Midsummer Gala", "starts_at": "2030-06-21T19:00:00", "ends_at": "2030-06-21T23:30:00",
@@ -60,10 +50,6 @@ def answer(run_in_request, guest_id, response, plus_ones=0, opened=True):
     run_in_request(set_answer)
 
 
-def main_text(page):
-    return BeautifulSoup(page.text, "html.parser").find("main").get_text(" ", strip=True)
-
-
 def tally(page, scope=None):
     """{label: number} of the first tally on the page."""
     root = page.html.select_one(scope) if scope else page.html
@@ -79,10 +65,6 @@ def field_error(page, name):
     field = page.html.find(attrs={"name": name})
     assert field.get("aria-invalid") == "true", f"{name} is not marked invalid"
     return page.html.find(id=field["aria-describedby"].split()[-1]).get_text(" ", strip=True)
-
-
-def csrf(page):
-    return page.html.find("input", {"name": "csrf_token"})["value"]
 
 
 def count_events(run_in_request):
@@ -354,6 +336,19 @@ def test_editing_and_deleting_an_event(app, run_in_request, host):
     assert "Event “Midsummer Gala” was deleted." in main_text(deleted.follow())
     ada.get(f"/events/{event_id}", status=404)
     assert run_in_request(lambda r: r.db.get(Event, uuid.UUID(event_id)).deleted_at) is not None
+
+
+def test_zones_without_an_abbreviation_read_as_an_offset(app, run_in_request, host):
+    """São Paulo's tz name is "-03": the pages say "UTC−03:00" (a real minus)."""
+    event_id = api_event(app, host, timezone="America/Sao_Paulo", rsvp_deadline=None)
+    grace, = api_guests(app, host, event_id, [{"name": "Grace"}])
+    answer(run_in_request, grace, "yes")
+    ada = signed_in(app, run_in_request, "ada@example.com")
+    text = main_text(ada.get(f"/events/{event_id}"))
+    assert "Fri 21 Jun 2030, 19:00 UTC\u221203:00 – 23:30 (America/Sao_Paulo)" in text
+    assert "-03" not in text
+    guest_page = main_text(ada.get(f"/events/{event_id}/guests/{grace}"))
+    assert "UTC\u221203:00" in guest_page and "-03" not in guest_page
 
 
 # --- the dashboard -------------------------------------------------------------------

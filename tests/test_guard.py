@@ -11,14 +11,14 @@ import pytest
 import time_machine
 from sqlalchemy import func, select
 
-from guestguard.activity.stream import purge_tickets
-from guestguard.guard.access import purge
 from guestguard.activity.models import Activity, StreamTicket
+from guestguard.activity.stream import purge_tickets
 from guestguard.events.models import Guest
+from guestguard.guard.access import purge
 from guestguard.guard.models import AccessEntry, AccessTally, Flag
 from guestguard.plugins import Finding, hookimpl
 from guestguard.tasks import run_task_now
-from guestguard.testing import DomainEvents, bearer_for, create_team, drain
+from guestguard.testing import add_guest, bearer_for, drain, event_host, issue, scalar
 
 EVENT = {"name": "Midsummer Gala", "status": "published", "starts_at": "2030-06-21T19:00:00",
          "timezone": "Europe/London", "default_plus_ones": 1}
@@ -54,7 +54,7 @@ class EveryUse:
         self.histories = []
 
     def evaluate(self, history):
-        history.first_open  # read while the task's transaction is open
+        _ = history.first_open  # read while the task's transaction is open
         self.histories.append(history)
         return Finding(score=5, evidence=f"seen {len(history.recent) + 1} uses", details={"n": 1})
 
@@ -69,35 +69,13 @@ class RulePlugin:
 
 
 @pytest.fixture
-def listener():
-    return DomainEvents()
-
-
-@pytest.fixture
 def app(make_app, listener):
     return make_app({"app.trusted_proxies": PROXY}, plugins=[("listener", listener)])
 
 
-def setup_host(app, run_in_request):
-    workspace_id = run_in_request(create_team, app.app.registry)
-    ada = bearer_for(app, "ada@example.com")
-    event = app.post_json("/api/v1/events", {"workspace_id": workspace_id, **EVENT}, headers=ada).json["event"]
-    return {"workspace": workspace_id, "ada": ada, "sam": bearer_for(app, "sam@example.com"),
-            "eve": bearer_for(app, "eve@example.com"), "event": event, "url": f"/api/v1/events/{event['id']}"}
-
-
 @pytest.fixture
 def host(app, run_in_request):
-    return setup_host(app, run_in_request)
-
-
-def add_guest(app, host, **fields):
-    body = {"name": "Grace Hopper", "email": "grace@example.com", **fields}
-    return app.post_json(f"{host['url']}/guests", body, headers=host["ada"], status=201).json["guest"]
-
-
-def issue(app, host, guest):
-    return app.post_json(f"{host['url']}/guests/{guest['id']}/tokens", {}, headers=host["ada"], status=201).json["token"]
+    return event_host(app, run_in_request, EVENT)
 
 
 def visit(app, token, ip, agent, path="/access/{}", status=200, **kwargs):
@@ -115,14 +93,10 @@ def flags_of(app, host, **query):
     return app.get(f"{host['url']}/flags", params=query, headers=host["ada"]).json["flags"]
 
 
-def scalar(app, run_in_request, query):
-    return run_in_request(lambda request: request.db.scalar(query), app.app.registry)
-
-
 @pytest.fixture
 def guest_link(app, host):
     guest = add_guest(app, host)
-    return guest, issue(app, host, guest)
+    return guest, issue(app, host, guest)["token"]
 
 
 # --- the access log ------------------------------------------------------------------
@@ -181,9 +155,9 @@ def test_too_many_unusable_links_from_one_address_are_refused(app, host, run_in_
 
 def test_the_guard_can_be_switched_off(make_app, run_in_request):
     app = make_app({"app.trusted_proxies": PROXY, "guard.enabled": "false"})
-    host = setup_host(app, run_in_request)
+    host = event_host(app, run_in_request, EVENT)
     guest = add_guest(app, host)
-    token = issue(app, host, guest)
+    token = issue(app, host, guest)["token"]
     for n in range(6):
         visit(app, token, f"203.0.{n}.1", WINDOWS)
     assert scalar(app, run_in_request, select(func.count()).select_from(AccessEntry)) == 0
@@ -279,9 +253,9 @@ def test_messages_previewing_a_text_message_is_not_flagged(app, host, guest_link
 def test_a_failing_rule_plugin_breaks_neither_the_page_nor_the_other_rules(make_app, run_in_request, caplog):
     every = EveryUse()
     app = make_app({"app.trusted_proxies": PROXY}, plugins=[("rules", RulePlugin(BrokenRule(), every))])
-    host = setup_host(app, run_in_request)
+    host = event_host(app, run_in_request, EVENT)
     guest = add_guest(app, host)
-    token = issue(app, host, guest)
+    token = issue(app, host, guest)["token"]
     with caplog.at_level(logging.ERROR, logger="guestguard"):
         for n in range(5):
             assert "Grace Hopper" in visit(app, token, f"203.0.{n}.1", WINDOWS).text
@@ -295,9 +269,9 @@ def test_a_failing_rule_plugin_breaks_neither_the_page_nor_the_other_rules(make_
 
 def test_rules_can_be_switched_off_by_name_and_a_typo_stops_startup(make_app, run_in_request):
     app = make_app({"app.trusted_proxies": PROXY, "guard.rules_disabled": "networks, devices"})
-    host = setup_host(app, run_in_request)
+    host = event_host(app, run_in_request, EVENT)
     guest = add_guest(app, host)
-    token = issue(app, host, guest)
+    token = issue(app, host, guest)["token"]
     for n in range(5):
         visit(app, token, f"203.0.{n}.1", [IPHONE, WINDOWS, ANDROID, LINUX, MAC][n])
     assert flags_of(app, host) == []
@@ -346,7 +320,7 @@ def test_flags_are_filterable_and_paged(app, host, run_in_request):
     tokens = []
     for n in range(3):
         guest = add_guest(app, host, name=f"Guest {n}", email=f"g{n}@example.com")
-        tokens.append((guest, issue(app, host, guest)))
+        tokens.append((guest, issue(app, host, guest)["token"]))
     for guest, token in tokens:
         for n in range(4):
             visit(app, token, f"198.{n}.{len(guest['name'])}.1", WINDOWS)
@@ -416,7 +390,7 @@ def test_a_malformed_cursor_is_a_400(app, host):
 
 def test_a_failed_delivery_reaches_the_feed(make_app, run_in_request):
     app = make_app({"app.trusted_proxies": PROXY, "notifications.sms.provider": "console"})
-    host = setup_host(app, run_in_request)
+    host = event_host(app, run_in_request, EVENT)
     guest = add_guest(app, host, email=None, phone="+442071838750")
     console = app.app.registry["notifications.providers_by_name"]["console"]
     from guestguard.plugins import PermanentDeliveryError
@@ -437,7 +411,7 @@ def test_a_failed_delivery_reaches_the_feed(make_app, run_in_request):
 
 def test_the_log_is_purged_after_the_retention_period_and_its_counts_kept(app, host, guest_link, run_in_request):
     guest, token = guest_link
-    start = dt.datetime(2030, 1, 10, 12, tzinfo=dt.timezone.utc)
+    start = dt.datetime(2030, 1, 10, 12, tzinfo=dt.UTC)
     with time_machine.travel(start, tick=False) as clock:
         visit(app, token, "81.2.69.160", IPHONE)
         visit(app, token, "81.2.69.160", IPHONE, path="/access/{}/event.ics")
@@ -463,7 +437,7 @@ def test_the_log_is_purged_after_the_retention_period_and_its_counts_kept(app, h
 
 
 def test_stream_tickets_are_purged_an_hour_after_they_expire(app, host, run_in_request):
-    start = dt.datetime(2030, 1, 10, 12, tzinfo=dt.timezone.utc)
+    start = dt.datetime(2030, 1, 10, 12, tzinfo=dt.UTC)
     with time_machine.travel(start, tick=False) as clock:
         app.post_json("/api/v1/auth/stream-ticket", {"event_id": host["event"]["id"]},
                       headers=bearer_for(app, "ada@example.com"), status=201)
@@ -517,7 +491,8 @@ class BadFindings:
     def __init__(self):
         self.rules = []
         for name, finding in (("wordy_score", Finding(score="high", evidence="x")),
-                              ("odd_details", Finding(score=5, evidence="x", details={"when": dt.datetime.now()})),
+                              ("odd_details", Finding(score=5, evidence="x",
+                                                      details={"when": dt.datetime.now(dt.UTC)})),
                               ("no_words", Finding(score=5, evidence="  ")),
                               ("not_a_finding", {"score": 5})):
             rule = type(name, (), {"name": name, "evaluate": lambda self, history, f=finding: f})()
@@ -530,9 +505,9 @@ class BadFindings:
 
 def test_a_plugin_returning_a_bad_finding_spoils_no_other_rule(make_app, run_in_request, caplog):
     app = make_app({"app.trusted_proxies": PROXY}, plugins=[("bad", BadFindings())])
-    host = setup_host(app, run_in_request)
+    host = event_host(app, run_in_request, EVENT)
     guest = add_guest(app, host)
-    token = issue(app, host, guest)
+    token = issue(app, host, guest)["token"]
     with caplog.at_level(logging.ERROR, logger="guestguard"):
         for n in range(4):
             visit(app, token, f"203.0.{n}.1", WINDOWS)
@@ -543,7 +518,7 @@ def test_a_plugin_returning_a_bad_finding_spoils_no_other_rule(make_app, run_in_
 
 def test_counts_of_previews_survive_the_purge_as_previews(app, host, guest_link, run_in_request):
     guest, token = guest_link
-    with time_machine.travel(dt.datetime(2030, 1, 10, 12, tzinfo=dt.timezone.utc), tick=False) as clock:
+    with time_machine.travel(dt.datetime(2030, 1, 10, 12, tzinfo=dt.UTC), tick=False) as clock:
         visit(app, token, "81.2.69.160", IPHONE)
         visit(app, token, "54.1.2.3", SLACK)
         clock.shift(dt.timedelta(days=92))
@@ -594,15 +569,15 @@ def test_uses_are_scored_in_batches_and_the_sweep_leaves_none_behind(make_app, r
     from guestguard.guard.flags import evaluate_pending, sweep_pending
 
     app = make_app({"app.trusted_proxies": PROXY, "huey.immediate": "false"})
-    host = setup_host(app, run_in_request)
+    host = event_host(app, run_in_request, EVENT)
     guest = add_guest(app, host)
-    token = issue(app, host, guest)
+    token = issue(app, host, guest)["token"]
     huey = app.app.registry["huey"]
     for n in range(6):
         visit(app, token, f"203.0.{n}.1", WINDOWS)
     batches = [task for task in huey.pending() if task.name == evaluate_pending.__name__]
     assert 1 <= len(batches) <= 2, "one task per half second, not one per use"
-    drain(huey, dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=1))
+    drain(huey, dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1))
     (flag,) = flags_of(app, host)
     assert flag["rule"] == "networks" and flag["evidence"].startswith("used from 6 different networks")
     pending = select(func.count()).select_from(AccessEntry).where(AccessEntry.evaluated_at.is_(None))

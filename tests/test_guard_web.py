@@ -2,12 +2,9 @@
 event page, flags and link use on the guest's page, dismissing and
 reissuing from there."""
 import pytest
-import webtest
 from bs4 import BeautifulSoup
 
-from guestguard.accounts.models import WEB
-from guestguard.accounts.services import login
-from guestguard.testing import TEST_PASSWORD, bearer_for, create_team
+from guestguard.testing import csrf, event_host, signed_in
 
 PROXY = "10.0.0.1"
 BROWSER = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"
@@ -23,10 +20,8 @@ def app(make_app):
 @pytest.fixture
 def gala(app, run_in_request):
     """Ada's event with two guests; Grace's link was opened from four networks."""
-    workspace_id = run_in_request(create_team, app.app.registry)
-    ada = bearer_for(app, "ada@example.com")
-    event = app.post_json("/api/v1/events", {"workspace_id": workspace_id, **EVENT}, headers=ada).json["event"]
-    url = f"/api/v1/events/{event['id']}"
+    host = event_host(app, run_in_request, EVENT)
+    ada, event, url = host["ada"], host["event"], host["url"]
     grace, alan = app.post_json(f"{url}/guests", [{"name": "Grace Hopper", "email": "grace@example.com"},
                                                    {"name": "Alan Turing", "email": "alan@example.com"}],
                                 headers=ada, status=201).json["guests"]
@@ -39,19 +34,8 @@ def gala(app, run_in_request):
             "page": f"/events/{event['id']}", "guest_page": f"/events/{event['id']}/guests/{grace['id']}"}
 
 
-def signed_in(app, run_in_request, email):
-    result = run_in_request(lambda r: login(r, email=email, password=TEST_PASSWORD, kind=WEB), app.app.registry)
-    client = webtest.TestApp(app.app, extra_environ={"REMOTE_ADDR": "198.51.100.7"})
-    client.set_cookie("gg_session", result.cookie_token)
-    return client
-
-
 def soup(page):
     return BeautifulSoup(page.text, "html.parser")
-
-
-def csrf(page):
-    return page.html.find("input", {"name": "csrf_token"})["value"]
 
 
 def test_the_event_page_shows_the_live_feed_and_the_flagged_guest(app, gala, run_in_request):

@@ -4,15 +4,10 @@ keys outliving their creator, hostile bodies, spam through invitations."""
 import pytest
 from sqlalchemy import select
 
-from guestguard.testing import bearer_for, create_user
+from guestguard.accounts.models import User
+from guestguard.testing import acting_as, bearer_for, create_host, create_user, signup
 from guestguard.workspaces.models import ApiKey, Membership
 from guestguard.workspaces.services import create_api_key, create_workspace
-
-
-def signup_as(app, email, status=202, **kw):
-    return app.post_json("/api/v1/auth/signup", {"email": email, "password": "a long passphrase here",
-                                                  "display_name": "X", "accept_policies": True},
-                         status=status, **kw)
 
 
 def test_email_spellings_share_one_bucket(make_app, run_in_request):
@@ -26,9 +21,9 @@ def test_email_spellings_share_one_bucket(make_app, run_in_request):
 def test_ipv6_clients_count_by_their_64(make_app):
     app = make_app({"ratelimit.signup": "2/hour"})
     for n in range(2):
-        signup_as(app, f"a{n}@example.com", extra_environ={"REMOTE_ADDR": f"2001:db8:1:2::{n + 1}"})
-    signup_as(app, "a9@example.com", status=429, extra_environ={"REMOTE_ADDR": "2001:db8:1:2::ffff"})
-    signup_as(app, "b1@example.com", extra_environ={"REMOTE_ADDR": "2001:db8:1:3::1"})
+        signup(app, f"a{n}@example.com", extra_environ={"REMOTE_ADDR": f"2001:db8:1:2::{n + 1}"})
+    signup(app, "a9@example.com", status=429, extra_environ={"REMOTE_ADDR": "2001:db8:1:2::ffff"})
+    signup(app, "b1@example.com", extra_environ={"REMOTE_ADDR": "2001:db8:1:3::1"})
 
 
 def test_one_address_cannot_try_many_accounts(make_app):
@@ -41,8 +36,7 @@ def test_one_address_cannot_try_many_accounts(make_app):
 
 def test_invitations_are_rate_limited(make_app, run_in_request):
     app = make_app({"ratelimit.workspace_invite": "2/day"})
-    workspace_id = run_in_request(lambda r: str(create_workspace(
-        r, create_user(r, "ada@example.com", "Ada"), "W").id), app.app.registry)
+    workspace_id = run_in_request(create_host, app.app.registry)
     headers = bearer_for(app, "ada@example.com")
     for n in range(2):
         app.post_json(f"/api/v1/workspaces/{workspace_id}/invitations",
@@ -55,10 +49,10 @@ def test_keys_and_invitations_leave_with_their_creator(app, run_in_request):
     def setup(request):
         ada = create_user(request, "ada@example.com", "Ada")
         grace = create_user(request, "grace@example.com", "Grace")
-        workspace = create_workspace(request, ada, "W")
+        workspace = create_workspace(request.ctx, ada, "W")
         request.db.add(Membership(workspace_id=workspace.id, user_id=grace.id, role="admin"))
         request.db.flush()
-        _, secret = create_api_key(request, grace.id, workspace, "grace's", "admin")
+        _, secret = create_api_key(acting_as(request.ctx, grace), workspace, "grace's", "admin")
         return str(workspace.id), secret
 
     workspace_id, secret = run_in_request(setup, app.app.registry)
@@ -85,7 +79,7 @@ def test_a_demotion_rechecks_roles_after_taking_the_lock(app, run_in_request):
         ada = create_user(request, "ada@example.com", "Ada")
         bob = create_user(request, "bob@example.com", "Bob")
         xena = create_user(request, "xena@example.com", "Xena")
-        workspace = create_workspace(request, ada, "W")
+        workspace = create_workspace(request.ctx, ada, "W")
         bob_m = Membership(workspace_id=workspace.id, user_id=bob.id, role="admin")
         request.db.add_all([bob_m, Membership(workspace_id=workspace.id, user_id=xena.id, role="admin")])
         request.db.flush()
@@ -96,15 +90,16 @@ def test_a_demotion_rechecks_roles_after_taking_the_lock(app, run_in_request):
     def race(request):
         stale = request.db.get(Membership, bob_membership_id)  # loaded as admin
         # meanwhile the owner hands ownership to Bob
-        from guestguard.db import session_for
         import transaction
+
+        from guestguard.db import session_for
 
         other_tm = transaction.TransactionManager(explicit=True)
         with other_tm:
             other = session_for(request.registry["db.session_factory"], other_tm)
             other.get(Membership, bob_membership_id).role = "owner"
         with pytest.raises(services.WorkspaceError) as refused:
-            services.change_role(request, "admin", xena_id, stale, "staff")
+            services.change_role(acting_as(request.ctx, request.db.get(User, xena_id)), "admin", stale, "staff")
         return refused.value.status
 
     assert run_in_request(race, app.app.registry) == 403

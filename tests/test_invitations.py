@@ -7,7 +7,7 @@ import time_machine
 from sqlalchemy import func, select
 
 from guestguard.events.models import Guest, InvitationLink, Rsvp
-from guestguard.testing import DomainEvents, bearer_for, create_team
+from guestguard.testing import add_guest, event_host, issue, outbox, scalar as db_scalar
 
 EVENT = {"name": "Midsummer Gala", "status": "published", "starts_at": "2030-06-21T19:00:00", "ends_at": "2030-06-21T23:30:00",
          "timezone": "Europe/London", "venue": "Kew Gardens, Richmond; TW9 3AE", "default_plus_ones": 1,
@@ -19,11 +19,6 @@ UNKNOWN = "A" * 43
 
 
 @pytest.fixture
-def listener():
-    return DomainEvents()
-
-
-@pytest.fixture
 def app(make_app, listener):
     return make_app(plugins=[("listener", listener)])
 
@@ -31,28 +26,7 @@ def app(make_app, listener):
 @pytest.fixture
 def host(app, run_in_request):
     """Ada owns a workspace with an event; Sam is its door staff."""
-    workspace_id = run_in_request(create_team, app.app.registry)
-    ada = bearer_for(app, "ada@example.com")
-    event = app.post_json("/api/v1/events", {"workspace_id": workspace_id, **EVENT}, headers=ada).json["event"]
-    return {"workspace": workspace_id, "ada": ada, "sam": bearer_for(app, "sam@example.com"), "event": event,
-            "url": f"/api/v1/events/{event['id']}"}
-
-
-def add_guest(app, host, **fields):
-    body = {"name": "Grace Hopper", "email": "grace@example.com", **fields}
-    return app.post_json(f"{host['url']}/guests", body, headers=host["ada"], status=201).json["guest"]
-
-
-def issue(app, host, guest):
-    return app.post_json(f"{host['url']}/guests/{guest['id']}/tokens", {}, headers=host["ada"], status=201).json
-
-
-def outbox(app):
-    return [message for _, message in app.app.registry["notifications.providers_by_name"]["console"].messages]
-
-
-def db_scalar(app, run_in_request, query):
-    return run_in_request(lambda request: request.db.scalar(query), app.app.registry)
+    return event_host(app, run_in_request, EVENT)
 
 
 def guest_row(app, run_in_request, guest_id):
@@ -106,7 +80,7 @@ def test_send_one_by_email_then_sms(app, host, run_in_request, listener):
     guest = add_guest(app, host)
     sent = app.post_json(f"{host['url']}/guests/{guest['id']}/send", {}, headers=host["ada"], status=202).json
     assert sent["channel"] == "email" and sent["invited_at"]
-    [message] = outbox(app)
+    [(_, message)] = outbox(app)
     assert message.recipient == "grace@example.com"
     assert message.subject == "You're invited to Midsummer Gala"
     assert "Friday 21 June 2030, 7:00 pm – 11:30 pm BST" in message.text
@@ -119,7 +93,7 @@ def test_send_one_by_email_then_sms(app, host, run_in_request, listener):
     phone_only = add_guest(app, host, name="Phil", email=None, phone="+44 20 7946 0958")
     sms = app.post(f"{host['url']}/guests/{phone_only['id']}/send", headers=host["ada"], status=202).json
     assert sms["channel"] == "sms"
-    message = outbox(app)[0]
+    _, message = outbox(app)[0]
     assert message.channel == "sms" and message.recipient == "+442079460958"
     assert "Midsummer Gala" in message.text and "/access/" in message.text and len(message.text) < 200
     assert listener.names("invitation.sent") == ["invitation.sent"] * 2
@@ -352,19 +326,27 @@ def test_the_calendar_file(app, host):
     assert "Dress: summer best.\\nNo gifts\\, please!" in unfolded
 
 
-def test_folding_never_splits_a_character():
-    from guestguard.events.guest_views import fold
-
-    line = "SUMMARY:" + "é" * 80
-    folded = fold(line)
-    assert all(len(part.encode()) <= 75 for part in folded.split("\r\n"))
-    assert folded.replace("\r\n ", "") == line
+def test_the_calendar_file_folds_long_lines_and_escapes_text(app, host):
+    name = "Fête " + "é" * 80 + ", sous les étoiles; enfin"
+    app.patch_json(host["url"], {"name": name, "description": "Line one\r\nline two\rthree, four; five\\six"},
+                   headers=host["ada"])
+    token = issue(app, host, add_guest(app, host))["token"]
+    body = app.get(f"/access/{token}/event.ics").body
+    assert body.endswith(b"\r\n") and b"\n" not in body.replace(b"\r\n", b"") and b"\r" not in body.replace(b"\r\n", b"")
+    lines = body.split(b"\r\n")
+    assert all(len(line) <= 75 for line in lines)  # octets
+    assert all(line.decode("utf-8") for line in lines[:-1])  # no character split across lines
+    assert any(line.startswith(b" ") for line in lines), "the long summary is folded"
+    unfolded = body.decode().replace("\r\n ", "")
+    assert "SUMMARY:Fête " + "é" * 80 + "\\, sous les étoiles\\; enfin\r\n" in unfolded
+    assert ("DESCRIPTION:Line one\\nline two\\nthree\\, four\\; five\\\\six\\n\\nDress: summer best.\\nNo gifts"
+            in unfolded)
 
 
 def test_domain_events_of_the_whole_journey(app, host, listener):
     guest = add_guest(app, host)
     app.post_json(f"{host['url']}/guests/{guest['id']}/send", {}, headers=host["ada"], status=202)
-    token = re.search(r"/access/(\S+)", outbox(app)[0].text).group(1)
+    token = re.search(r"/access/(\S+)", outbox(app)[0][1].text).group(1)
     app.get(f"/access/{token}")
     app.post_json(f"/api/v1/rsvp/{token}", {"response": "maybe"})
     app.post_json(f"/api/v1/rsvp/{token}", {"response": "yes", "plus_ones": 1})

@@ -56,7 +56,7 @@ def queue(registry, run_in_request, **overrides):
     values = dict(channel="email", recipient="ada@example.com", template="test_message",
                   context={"base_url": "https://gg.example"})
     values.update(overrides)
-    return run_in_request(lambda request: queue_notification(request, **values).id, registry)
+    return run_in_request(lambda request: queue_notification(request.ctx, **values).id, registry)
 
 
 def load(registry, notification_id):
@@ -208,11 +208,11 @@ def test_a_send_that_outlives_its_claim_is_not_repeated(queued_app, run_in_reque
     with time_machine.travel(T0, tick=False) as clock:
         notification_id = queue(registry, run_in_request)
         huey.dequeue()
-        attempt = run_in_request(lambda request: services.begin_attempt(request, notification_id), registry)
+        attempt = run_in_request(lambda request: services.begin_attempt(request.ctx, notification_id), registry)
         clock.shift(registry.settings["jobs.stale_after"] + 1)
         assert run_task_now(registry, reap) == 1
         result = services.deliver(attempt)
-        run_in_request(lambda request: services.record_outcome(request, attempt, *result), registry)
+        run_in_request(lambda request: services.record_outcome(request.ctx, attempt, *result), registry)
         assert load(registry, notification_id).status == "succeeded"
         drain(huey)
     assert len(provider.sent) == 1

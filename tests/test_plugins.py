@@ -1,20 +1,16 @@
 """The plugin system: defaults and entry points through one path, broken
 plugins skipped (or fatal under plugins.strict), hooks documented and tested."""
 import ast
+import inspect
 import logging
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from guestguard import hookspecs, make_config
-from guestguard.plugins import (
-    PluginLoadError, Setting, as_int, build_plugin_manager, describe_plugins, hookimpl,
-)
+from guestguard.plugins import PluginLoadError, Setting, as_int, build_plugin_manager, describe_plugins, hookimpl
 from guestguard.settings import SettingsError
-from guestguard.testing import REPO_ROOT
+from guestguard.testing import REPO_ROOT, guestguard_command
 
 
 @pytest.fixture
@@ -87,14 +83,12 @@ def test_plugin_settings_are_validated(base_settings):
 
 
 def test_plugins_command_lists_plugins_versions_and_hooks():
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "guestguard"), "plugins", str(REPO_ROOT / "development.ini")],
-        capture_output=True, text=True, timeout=60,
-        env={"PATH": "/usr/bin:/bin", "GG_DB_URL": "sqlite:////tmp/gg-plugins-cmd.sqlite",
-             "GG_HUEY_URL": "memory://"})
+    result = guestguard_command(
+        "plugins", str(REPO_ROOT / "development.ini"), timeout=60,
+        env={"GG_DB_URL": "sqlite:////tmp/gg-plugins-cmd.sqlite", "GG_HUEY_URL": "memory://"})
     assert result.returncode == 0, result.stderr
     assert "guestguard.notifications.console  (guestguard 0.1.0)" in result.stdout
-    assert re.search(r"^smtp  \(guestguard-smtp \d", result.stdout, re.M)
+    assert re.search(r"^smtp  \(guestguard-smtp \d", result.stdout, re.MULTILINE)
     assert "register_notification_providers" in result.stdout
     assert "email -> console" in result.stdout
 
@@ -111,10 +105,33 @@ def test_hookspecs_are_found():
             "domain_event"} <= set(HOOK_NAMES)
 
 
+def documented_hooks() -> dict[str, list[str]]:
+    """Each hook heading of docs/plugins.md (``### `name(a, b)` ``) as name -> parameters."""
+    docs = (REPO_ROOT / "docs" / "plugins.md").read_text()
+    section = docs.split("\n## Hooks\n", 1)[1].split("\n## ", 1)[0]
+    headings = re.findall(r"^###\s+(.*)$", section, re.MULTILINE)
+    documented = {}
+    for heading in headings:
+        match = re.fullmatch(r"`(\w+)\(((?:\w+(?:, \w+)*)?)\)`", heading.strip())
+        assert match, f"docs/plugins.md: hook heading {heading!r} is not of the form `name(a, b)`"
+        name, params = match.groups()
+        assert name not in documented, f"docs/plugins.md documents {name} twice"
+        documented[name] = params.split(", ") if params else []
+    return documented
+
+
+def test_every_documented_hook_exists():
+    assert set(documented_hooks()) == set(HOOK_NAMES)
+
+
 @pytest.mark.parametrize("hook", HOOK_NAMES)
 def test_every_hook_is_documented(hook):
-    docs = (REPO_ROOT / "docs" / "plugins.md").read_text()
-    assert re.search(rf"^###\s+`{hook}\(", docs, re.M), f"docs/plugins.md has no section for {hook}"
+    documented = documented_hooks()
+    assert hook in documented, f"docs/plugins.md has no section for {hook}"
+    expected = list(inspect.signature(getattr(hookspecs, hook)).parameters)
+    assert documented[hook] == expected, (
+        f"docs/plugins.md documents {hook}({', '.join(documented[hook])}), "
+        f"the hookspec is {hook}({', '.join(expected)})")
 
 
 @pytest.mark.parametrize("hook", HOOK_NAMES)

@@ -2,17 +2,13 @@
 (``make run``), and a separate ``guestguard worker`` process (production)."""
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 from sqlalchemy import create_engine, text
 from webtest import TestApp
 
 import guestguard
-from guestguard.testing import REPO_ROOT
-
-BIN = Path(sys.executable).parent
+from guestguard.testing import COMMAND, command_env, guestguard_command, site_ini
 
 
 def wait_for(predicate, seconds=30.0):
@@ -37,10 +33,9 @@ def test_main_with_an_in_process_worker_delivers_and_reports_ready(base_settings
         assert response.json["checks"]["queue"] == "ok"
         from pyramid.scripting import prepare
 
-        with prepare(registry=registry) as env:
-            with env["request"].tm:
-                queue_notification(env["request"], channel="email", recipient="ada@example.com",
-                                   template="test_message", context={"base_url": "https://x"})
+        with prepare(registry=registry) as env, env["request"].tm:
+            queue_notification(env["request"], channel="email", recipient="ada@example.com",
+                               template="test_message", context={"base_url": "https://x"})
         console = registry["notifications.providers_by_name"]["console"]
         assert wait_for(lambda: list(console.messages)), "the in-process worker delivered it"
     finally:
@@ -51,16 +46,13 @@ def test_main_with_an_in_process_worker_delivers_and_reports_ready(base_settings
 
 
 def test_a_separate_worker_process_delivers_what_the_web_side_queued(tmp_path, db_url):
-    ini = tmp_path / "site.ini"
-    ini.write_text((REPO_ROOT / "development.ini").read_text()
-                   .replace("%(here)s/migrations", str(REPO_ROOT / "migrations")))
-    env = {"PATH": "/usr/bin:/bin", "GG_DB_URL": db_url, "GG_APP_ENV": "test",
+    ini = site_ini(tmp_path)
+    env = {"GG_DB_URL": db_url, "GG_APP_ENV": "test",
            "GG_HUEY_URL": f"sqlite:///{tmp_path}/queue.sqlite", "GG_HUEY_IN_PROCESS_WORKER": "false"}
-    queued = subprocess.run([str(BIN / "guestguard"), "send-test", str(ini), "--to", "ops@example.com"],
-                            env=env, capture_output=True, text=True, timeout=60)
+    queued = guestguard_command("send-test", str(ini), "--to", "ops@example.com", env=env, timeout=60)
     assert queued.returncode == 0, queued.stderr
-    worker = subprocess.Popen([str(BIN / "guestguard"), "worker", str(ini), "--workers", "1"],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    worker = subprocess.Popen([COMMAND, "worker", str(ini), "--workers", "1"],
+                              env=command_env(**env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     engine = create_engine(db_url)
     try:
         def status():

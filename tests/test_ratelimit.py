@@ -10,16 +10,13 @@ from prometheus_client import REGISTRY
 
 from guestguard.ratelimit.service import Limiter, policies_from
 from guestguard.settings import SettingsError
-from guestguard.testing import REDIS_ENV, TEST_PASSWORD, create_user
+from guestguard.testing import REDIS_ENV, TEST_PASSWORD, create_user, outbox, signup as api_signup
 
 T0 = "2026-06-01T12:00:00+00:00"
 
 
 def signup(app, n, status=202, **kw):
-    return app.post_json("/api/v1/auth/signup", {"email": f"user{n}@example.com",
-                                                  "password": "a long passphrase here",
-                                                  "display_name": f"User {n}", "accept_policies": True},
-                         status=status, **kw)
+    return api_signup(app, f"user{n}@example.com", "a long passphrase here", f"User {n}", status, **kw)
 
 
 def metric(name, **labels):
@@ -154,10 +151,6 @@ def test_concurrent_hits_never_pass_more_than_the_limit(url):
 # --- lockout -----------------------------------------------------------------
 
 
-def outbox(app):
-    return app.app.registry["notifications.providers_by_name"]["console"].messages
-
-
 def login(app, password, status):
     return app.post_json("/api/v1/auth/login", {"email": "ada@example.com", "password": password},
                          status=status)
@@ -166,7 +159,7 @@ def login(app, password, status):
 def test_lockout_end_to_end(make_app, run_in_request):
     app = make_app({"ratelimit.login": "100/5 minutes"})  # the lockout alone, unthrottled
     run_in_request(lambda request: create_user(request, "ada@example.com", "Ada"), app.app.registry)
-    for attempt in range(5):
+    for _ in range(5):
         assert login(app, "not the password", 401).json["error"]["code"] == "invalid_credentials"
     locked_mail = outbox(app)[0][1]
     assert locked_mail.subject == "Your GuestGuard account was locked"
@@ -178,7 +171,7 @@ def test_lockout_end_to_end(make_app, run_in_request):
     tokens = login(app, "a brand new passphrase", 200).json
     assert tokens["access_token"]
     # the count starts again from zero
-    for attempt in range(4):
+    for _ in range(4):
         login(app, "wrong again", 401)
     login(app, "a brand new passphrase", 200)
 

@@ -1,7 +1,7 @@
 import pytest
 
 from guestguard import make_config
-from guestguard.settings import CORE_SETTINGS, SettingsReader, SettingsError, env_var_for
+from guestguard.settings import CORE_SETTINGS, SettingsError, SettingsReader, env_var_for
 
 
 def read(raw, environ=None):
@@ -96,6 +96,19 @@ def test_a_postgresql_socket_url_is_accepted():
 def test_a_missing_templates_directory_stops_startup(base_settings, tmp_path):
     with pytest.raises(SettingsError, match="app.templates_dir"):
         make_config({**base_settings, "app.templates_dir": str(tmp_path / "nowhere")}, environ={})
+
+
+def test_an_ini_copied_elsewhere_finds_the_templates(tmp_path):
+    from pyramid.paster import get_appsettings
+
+    from guestguard import read_settings
+    from guestguard.testing import REPO_ROOT
+
+    copy = tmp_path / "my.ini"
+    copy.write_text((REPO_ROOT / "development.ini").read_text())
+    settings, _pm, _reader = read_settings(get_appsettings(str(copy), name="main"), environ={})
+    assert settings["app.templates_dir"] == str(REPO_ROOT / "templates")
+    assert settings["db.url"] == f"sqlite:///{tmp_path}/var/guestguard.sqlite"
 
 
 def test_production_requires_its_public_address():

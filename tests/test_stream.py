@@ -98,11 +98,17 @@ def rsvp(app, world, response="yes"):
     app.post_json(f"/api/v1/rsvp/{world['token']}", {"response": response, "plus_ones": 0})
 
 
+def read_to_the_end(stream) -> None:
+    """Read messages until the server ends the stream (EOFError)."""
+    while True:
+        stream.next_message(timeout=5)
+
+
 def test_a_ticket_opens_the_stream_which_delivers_an_rsvp_as_it_happens(app, world, server):
     body = ticket_for(app, world["ada"], world["event"])
     assert body["ticket"].startswith("ggt_") and body["event_id"] == world["event"]["id"]
     assert body["stream_url"] == f"/events/{world['event']['id']}/activity/stream?ticket={body['ticket']}"
-    expires = dt.datetime.fromisoformat(body["expires_at"]) - dt.datetime.now(dt.timezone.utc)
+    expires = dt.datetime.fromisoformat(body["expires_at"]) - dt.datetime.now(dt.UTC)
     assert dt.timedelta(seconds=55) < expires <= dt.timedelta(seconds=60)
 
     stream = Stream(server, body["stream_url"])
@@ -158,7 +164,7 @@ def test_reused_expired_forged_and_cross_event_tickets_get_one_answer(app, world
     answers.append(app.get(f"/events/{event['id']}/activity/stream", status=401))
     answers.append(app.get(f"/events/not-an-id/activity/stream?ticket={cross['ticket']}", status=401))
     answers.append(app.get(f"/events/{uuid.uuid4()}/activity/stream?ticket={cross['ticket']}", status=401))
-    with time_machine.travel(dt.datetime.now(dt.timezone.utc), tick=False) as clock:
+    with time_machine.travel(dt.datetime.now(dt.UTC), tick=False) as clock:
         late = ticket_for(app, world["ada"], event)
         clock.shift(61)
         answers.append(app.get(late["stream_url"], status=401))
@@ -266,7 +272,7 @@ def test_a_ticket_dies_with_the_login_that_asked_for_it(app, world, run_in_reque
     from guestguard.accounts.services import login
     from guestguard.testing import TEST_PASSWORD
 
-    session = run_in_request(lambda r: login(r, email="ada@example.com", password=TEST_PASSWORD, kind=WEB),
+    session = run_in_request(lambda r: login(r.ctx, email="ada@example.com", password=TEST_PASSWORD, kind=WEB),
                              app.app.registry)
     app.set_cookie("gg_session", session.cookie_token)
     body = app.post_json(TICKETS, {"event_id": world["event"]["id"]}, status=201).json
@@ -294,8 +300,7 @@ def test_a_reload_takes_the_old_streams_place_and_a_full_process_says_so(make_ap
         streams.append(Stream(server, ticket_for(app, ada, event)["stream_url"]))
         assert streams[1].next_message()["comment"] == "connected"
         with pytest.raises(EOFError):
-            while True:
-                streams[0].next_message(timeout=5)
+            read_to_the_end(streams[0])
         assert app.app.registry["live.broker"].hub.streams == 1
         assert app.get("/health").status_int == 200
     finally:

@@ -1,4 +1,4 @@
-"""request.enqueue runs tasks only after commit, in their own context; a real
+"""Enqueued tasks run only after commit, in their own context; a real
 consumer (SQLite queue, or Redis when GG_TEST_REDIS_URL is set) does the same."""
 import time
 
@@ -37,7 +37,7 @@ class Recorder:
         row = Notification(channel="email", recipient="guest@example.com", template="test_message")
         request.db.add(row)
         request.db.flush()
-        request.enqueue(self.observe, row.id)
+        request.ctx.enqueue(self.observe, row.id)
         assert self.seen == [], "the task must not run before commit"
         if request.params.get("fail"):
             raise RuntimeError("the request fails after enqueueing")
@@ -82,14 +82,14 @@ def test_enqueueing_an_unregistered_function_is_an_error(run_in_request):
         pass
 
     with pytest.raises(LookupError, match="not a registered task"):
-        run_in_request(lambda request: request.enqueue(not_a_task))
+        run_in_request(lambda request: request.ctx.enqueue(not_a_task))
 
 
 def test_run_task_now_runs_in_its_own_transaction(make_app, run_in_request):
     recorder = Recorder()
     app = make_app(plugins=[("recorder", recorder)])
     registry = app.app.registry
-    row_id = run_in_request(lambda r: _add_row(r), registry)
+    row_id = run_in_request(_add_row, registry)
     run_task_now(registry, recorder.observe, row_id)
     assert recorder.seen[0][1] == "guest@example.com"
 

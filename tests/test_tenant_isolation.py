@@ -19,7 +19,7 @@ import pytest
 from guestguard.accounts.models import WEB
 from guestguard.accounts.services import login
 from guestguard.permissions import ROLE_PERMISSIONS, STAFF
-from guestguard.testing import TEST_PASSWORD, bearer_for, create_user
+from guestguard.testing import TEST_PASSWORD, acting_as, bearer_for, create_user
 from guestguard.workspaces import services as workspaces
 
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
@@ -56,21 +56,21 @@ def world(app, run_in_request):
         ada = create_user(request, "ada@example.com", "Ada")
         sam = create_user(request, "sam@example.com", "Sam")
         eve = create_user(request, "eve@example.com", "Eve")
-        ours = workspaces.create_workspace(request, ada, "Ours")
-        theirs = workspaces.create_workspace(request, eve, "Theirs")
+        ours = workspaces.create_workspace(request.ctx, ada, "Ours")
+        theirs = workspaces.create_workspace(request.ctx, eve, "Theirs")
         from guestguard.workspaces.models import Membership
 
         staff = Membership(workspace_id=ours.id, user_id=sam.id, role=STAFF)
         request.db.add(staff)
-        invitation = workspaces.invite(request, ada, ours, "newcomer@example.com", "staff")
-        key, _ = workspaces.create_api_key(request, ada.id, ours, "ours", "admin")
+        invitation = workspaces.invite(request.ctx, ada, ours, "newcomer@example.com", "staff")
+        key, _ = workspaces.create_api_key(acting_as(request.ctx, ada), ours, "ours", "admin")
         import datetime as dt
 
         from guestguard.events.models import Event, Guest
         from guestguard.guard.models import Flag
 
         event = Event(workspace_id=ours.id, name="Gala", timezone="Europe/London",
-                      starts_at=dt.datetime(2030, 6, 1, 18, tzinfo=dt.timezone.utc))
+                      starts_at=dt.datetime(2030, 6, 1, 18, tzinfo=dt.UTC))
         request.db.add(event)
         request.db.flush()
         guest = Guest(workspace_id=ours.id, event_id=event.id, name="Grace", email="grace@example.com")
@@ -79,7 +79,7 @@ def world(app, run_in_request):
         flag = Flag(workspace_id=ours.id, event_id=event.id, guest_id=guest.id, rule="networks", score=50,
                     evidence="used from 4 different networks within 2 hours")
         request.db.add(flag)
-        _, foreign_secret = workspaces.create_api_key(request, eve.id, theirs, "theirs", "admin")
+        _, foreign_secret = workspaces.create_api_key(acting_as(request.ctx, eve), theirs, "theirs", "admin")
         request.db.flush()
         return {
             "ids": {"workspace_id": ours.id, "member_id": staff.id,
@@ -91,7 +91,7 @@ def world(app, run_in_request):
     data = run_in_request(build, registry)
 
     def cookie_for(email):
-        return run_in_request(lambda r: login(r, email=email, password=TEST_PASSWORD, kind=WEB),
+        return run_in_request(lambda r: login(r.ctx, email=email, password=TEST_PASSWORD, kind=WEB),
                               registry).cookie_token
 
     data["bearer"] = {who: bearer_for(app, f"{who}@example.com") for who in ("eve", "sam")}
@@ -124,7 +124,7 @@ def test_every_tenant_route_is_closed_to_other_tenants(app, world):
     assert len(views) >= 14, "the walk found the tenant routes"
     missing_ids = {name: uuid.UUID(int=0x4000_8000_0000_0000_0000) for name in world["ids"]}
     problems = []
-    for name, pattern, method, permission in views:
+    for _, pattern, method, permission in views:
         path = fill(pattern, world["ids"])
         api = path.startswith("/api/")
         if permission is None:

@@ -198,14 +198,11 @@ def test_a_text_plain_post_still_needs_the_token(make_app):
 def test_production_waitress_passes_the_client_address_on_to_the_app():
     """The app decides whom to believe (app.trusted_proxies); waitress, as
     production.ini configures it, must not drop X-Forwarded-For first."""
-    import configparser
-
+    from paste.deploy.loadwsgi import SERVER, loadcontext
     from waitress.adjustments import Adjustments
     from waitress.proxy_headers import proxy_headers_middleware
 
-    parser = configparser.ConfigParser(interpolation=None)
-    parser.read(REPO_ROOT / "production.ini")
-    options = {key: value for key, value in parser["server:main"].items() if key not in ("use", "listen")}
+    options = loadcontext(SERVER, f"config:{REPO_ROOT / 'production.ini'}").local_conf
     adj = Adjustments(**options)
     seen = {}
 

@@ -6,12 +6,8 @@ import time_machine
 from sqlalchemy import select
 
 from guestguard.audit.models import AuditEvent
-from guestguard.testing import bearer_for, create_user
+from guestguard.testing import bearer_for, create_user, outbox
 from guestguard.workspaces.models import Workspace
-
-
-def outbox(app):
-    return app.app.registry["notifications.providers_by_name"]["console"].messages
 
 
 @pytest.fixture
@@ -24,7 +20,7 @@ def people(app, run_in_request):
                  for name in ("ada", "grace", "eve")}
         from guestguard.workspaces.services import create_workspace
 
-        workspace = create_workspace(request, users["ada"], "Ada's Gala")
+        workspace = create_workspace(request.ctx, users["ada"], "Ada's Gala")
         return {name: user.id for name, user in users.items()}, workspace.id
 
     ids, workspace_id = run_in_request(setup, registry)
@@ -228,7 +224,7 @@ def test_a_foreign_page_answers_exactly_like_a_missing_one(app, people, run_in_r
     from guestguard.accounts.models import WEB
     from guestguard.accounts.services import login
 
-    result = run_in_request(lambda r: login(r, email="eve@example.com", password="correct horse battery staple",
+    result = run_in_request(lambda r: login(r.ctx, email="eve@example.com", password="correct horse battery staple",
                                             kind=WEB), app.app.registry)
     app.set_cookie("gg_session", result.cookie_token)
     headers = {"X-Request-ID": "same-request-id"}

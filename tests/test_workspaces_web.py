@@ -6,13 +6,11 @@ import uuid
 
 import pytest
 import webtest
-from bs4 import BeautifulSoup
 from sqlalchemy import select
 
-from guestguard.accounts.models import WEB, User
-from guestguard.accounts.services import login
+from guestguard.accounts.models import User
 from guestguard.audit.models import AuditEvent
-from guestguard.testing import TEST_PASSWORD, create_user
+from guestguard.testing import TEST_PASSWORD, create_user, csrf, h1, inbox, link, main_text, signed_in
 from guestguard.workspaces import services as workspaces
 from guestguard.workspaces.models import Membership, Workspace
 
@@ -27,17 +25,9 @@ def gala(app, run_in_request):
     def setup(request):
         users = {name: create_user(request, f"{name}@example.com", name.title())
                  for name in ("ada", "grace", "eve", "sam")}
-        return workspaces.create_workspace(request, users["ada"], "Ada's Gala").id
+        return workspaces.create_workspace(request.ctx, users["ada"], "Ada's Gala").id
 
     return run_in_request(setup)
-
-
-def signed_in(app, run_in_request, email):
-    """A browser with its own cookie jar, signed in as ``email``."""
-    result = run_in_request(lambda r: login(r, email=email, password=TEST_PASSWORD, kind=WEB))
-    client = webtest.TestApp(app.app, extra_environ={"REMOTE_ADDR": "203.0.113.7"})
-    client.set_cookie("gg_session", result.cookie_token)
-    return client
 
 
 def signed_out(app):
@@ -56,31 +46,12 @@ def roles_in(run_in_request, workspace_id):
     return run_in_request(lambda r: {m.user.email: m.role for m in workspaces.members(r.db, workspace_id)})
 
 
-def inbox(app, recipient):
-    console = app.app.registry["notifications.providers_by_name"]["console"]
-    return [message for _, message in console.messages if message.recipient == recipient]
-
-
 def invitation_path(app, recipient):
-    found = re.search(r"http://guestguard\.test(/invitations/\S+)", inbox(app, recipient)[0].text)
-    assert found
-    return found.group(1)
+    return link(inbox(app, recipient)[0], "invitations")
 
 
 def page_of(workspace_id, suffix=""):
     return f"/workspaces/{workspace_id}{suffix}"
-
-
-def main_text(page):
-    return BeautifulSoup(page.text, "html.parser").find("main").get_text(" ", strip=True)
-
-
-def h1(page):
-    return page.html.find("h1").get_text(" ", strip=True)
-
-
-def csrf(page):
-    return page.html.find("input", {"name": "csrf_token"})["value"]
 
 
 def named_forms(page):
@@ -146,7 +117,7 @@ def test_signed_out_pages_and_api_keys_get_no_switcher(app, run_in_request, gala
     login_redirect = anonymous.get("/workspaces/new", status=302)
     assert login_redirect.location.endswith("/login?next=%2Fworkspaces%2Fnew")
     _, secret = run_in_request(lambda r: workspaces.create_api_key(
-        r, None, workspaces.find_workspace(r.db, gala), "kiosk", "staff"))
+        r.ctx, workspaces.find_workspace(r.db, gala), "kiosk", "staff"))
     page = anonymous.get(page_of(gala), headers={"Authorization": f"Bearer {secret}"})
     assert h1(page) == "Overview" and switcher(page) is None
 

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from pyramid.config import Configurator
 
@@ -25,6 +26,7 @@ AREAS = (
     "guestguard.notifications",
     "guestguard.security",
     "guestguard.ratelimit",
+    "guestguard.context",
     "guestguard.contract",
     "guestguard.captcha",
     "guestguard.accounts",

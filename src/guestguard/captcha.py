@@ -9,13 +9,12 @@ the widget and widen that page's Content-Security-Policy for it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from guestguard.errors import APIError
-from guestguard.plugins import (
-    CaptchaUnavailable, CaptchaVerifier, CaptchaWidget, by_name, chosen, collect,
-)
+from guestguard.plugins import CaptchaUnavailable, CaptchaVerifier, CaptchaWidget, by_name, chosen, collect
 from guestguard.web import content_security_policy
 
 log = logging.getLogger(__name__)
@@ -105,7 +104,7 @@ def form_captcha(request) -> FormCaptcha:
     widget = active.widget
     if widget is not None and widget.csp_sources:
         request.response.headers["Content-Security-Policy"] = content_security_policy(
-            {directive: widget.csp_sources for directive in CSP_DIRECTIVES})
+            dict.fromkeys(CSP_DIRECTIVES, widget.csp_sources))
     return FormCaptcha(required=active.name != DISABLED, widget=widget, field=_form_field(active))
 
 

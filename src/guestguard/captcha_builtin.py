@@ -3,7 +3,8 @@ development default: no CAPTCHA at all) and ``test``, which shows no widget
 and accepts the typed answer ``pass``, for tests and trying the forms out."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from guestguard.plugins import CaptchaUnavailable, CaptchaWidget, SettingsError, hookimpl
 

@@ -23,6 +23,12 @@ NAMING_CONVENTION = {
 }
 
 
+def default_migrations_dir() -> Path:
+    """The Alembic scripts of this code: ``migrations/`` beside the package in
+    the source tree, whichever ini file is used."""
+    return Path(__file__).resolve().parents[2] / "migrations"
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 

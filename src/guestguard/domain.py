@@ -16,11 +16,11 @@ from guestguard.plugins import DomainEvent
 log = logging.getLogger(__name__)
 
 
-def emit(request, name: str, data: Mapping[str, Any],
+def emit(ctx, name: str, data: Mapping[str, Any],
          workspace_id: uuid.UUID | None = None) -> DomainEvent:
     """Announce ``name`` once the current transaction commits."""
     event = DomainEvent(name=name, data=dict(data), workspace_id=workspace_id)
-    request.enqueue(deliver_domain_event, event)
+    ctx.enqueue(deliver_domain_event, event)
     return event
 
 
@@ -38,5 +38,4 @@ def deliver_domain_event(request, event: DomainEvent) -> None:
 
 
 def includeme(config) -> None:
-    config.add_request_method(emit, "emit")
     config.add_task(deliver_domain_event, in_transaction=False)

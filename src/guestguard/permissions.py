@@ -2,6 +2,8 @@
 ``permission=`` with these names; resources grant them through ``__acl__``."""
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pyramid.authorization import Allow, Authenticated
 
 # Your own account: profile, password, sessions.
@@ -93,7 +95,7 @@ class Root:
 
     __name__ = ""
     __parent__ = None
-    __acl__ = [
+    __acl__: ClassVar[list[tuple]] = [
         (Allow, Authenticated, (ACCOUNT, ACCOUNT_BASICS, WORKSPACE_CREATE, WORKSPACES_LIST)),
         (Allow, API_KEY_PRINCIPAL, WORKSPACES_LIST),
         (Allow, "role:admin", PLATFORM_OPERATE),

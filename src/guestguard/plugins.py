@@ -12,23 +12,52 @@ import functools
 import importlib
 import logging
 import uuid
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points, version
-from typing import Any, Callable, Iterable, Mapping, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import pluggy
 
 from guestguard import hookspecs
 from guestguard.settings import (  # re-exported for plugins
-    Setting, SettingsError, as_bool, as_choice, as_date, as_float, as_int, as_list, as_str, as_url,
+    Setting,
+    SettingsError,
+    as_bool,
+    as_choice,
+    as_date,
+    as_float,
+    as_int,
+    as_list,
+    as_str,
+    as_url,
 )
 
 __all__ = [
-    "hookimpl", "Setting", "SettingsError", "as_bool", "as_choice", "as_date", "as_float", "as_int",
-    "as_list", "as_str", "as_url", "NotificationProvider", "OutgoingMessage",
-    "PermanentDeliveryError", "TransientDeliveryError", "DomainEvent", "PluginInfo",
-    "CaptchaVerifier", "CaptchaWidget", "CaptchaUnavailable", "AccessUse", "AccessHistory",
-    "Finding", "AccessRule",
+    "AccessHistory",
+    "AccessRule",
+    "AccessUse",
+    "CaptchaUnavailable",
+    "CaptchaVerifier",
+    "CaptchaWidget",
+    "DomainEvent",
+    "Finding",
+    "NotificationProvider",
+    "OutgoingMessage",
+    "PermanentDeliveryError",
+    "PluginInfo",
+    "Setting",
+    "SettingsError",
+    "TransientDeliveryError",
+    "as_bool",
+    "as_choice",
+    "as_date",
+    "as_float",
+    "as_int",
+    "as_list",
+    "as_str",
+    "as_url",
+    "hookimpl",
 ]
 
 log = logging.getLogger(__name__)
@@ -155,10 +184,10 @@ class AccessHistory:
     recent: tuple[AccessUse, ...]
     window: dt.timedelta
     link_revoked_at: dt.datetime | None = None
-    load_first_open: Callable[[], "AccessUse | None"] = field(default=lambda: None, repr=False, compare=False)
+    load_first_open: Callable[[], AccessUse | None] = field(default=lambda: None, repr=False, compare=False)
 
     @functools.cached_property
-    def first_open(self) -> "AccessUse | None":
+    def first_open(self) -> AccessUse | None:
         return self.load_first_open()
 
     def since(self, delta: dt.timedelta, *, people_only: bool = True) -> list[AccessUse]:
@@ -193,7 +222,7 @@ class DomainEvent:
     name: str
     data: Mapping[str, Any]
     workspace_id: uuid.UUID | None = None
-    occurred_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+    occurred_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
 
 # --- loading -----------------------------------------------------------------
@@ -255,7 +284,7 @@ def _check_hook_names(pm: pluggy.PluginManager, strict: bool) -> None:
             dist = pm.guestguard_info.get(name, ("?", "?"))[0]
             if strict:
                 raise PluginLoadError(f"plugin {name!r} from {dist}: {exc} (plugins.strict is on)") from exc
-            log.error("plugin %s from %s was skipped: %s", name, dist, exc)
+            log.exception("plugin %s from %s was skipped: %s", name, dist, exc)
             pm.unregister(exc.plugin)
             pm.guestguard_info.pop(name, None)
 
@@ -269,8 +298,7 @@ def _register(pm, name, load, dist, dist_version, strict) -> None:
             raise PluginLoadError(
                 f"plugin {name!r} from {dist} failed to load: {exc!r} "
                 "(plugins.strict is on)") from exc
-        log.error("plugin %s from %s failed to load and was skipped: %r", name, dist, exc,
-                  exc_info=True)
+        log.exception("plugin %s from %s failed to load and was skipped: %r", name, dist, exc)
         return
     pm.guestguard_info[name] = (dist, dist_version)
 

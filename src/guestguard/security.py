@@ -20,7 +20,11 @@ from guestguard.accounts.models import AuthSession, User
 from guestguard.accounts.services import policies_accepted
 from guestguard.errors import html_error, is_api_request, json_error, not_found
 from guestguard.permissions import (
-    ALLOWED_BEFORE_POLICY_ACCEPTANCE, API_KEY_PRINCIPAL, Root, api_key_principal, member_principal,
+    ALLOWED_BEFORE_POLICY_ACCEPTANCE,
+    API_KEY_PRINCIPAL,
+    Root,
+    api_key_principal,
+    member_principal,
 )
 from guestguard.web import SESSION_COOKIE
 from guestguard.workspaces import services as workspaces
@@ -83,7 +87,7 @@ class SecurityPolicy:
         except sessions.InvalidToken:
             return None
         return Identity(method, user=session.user, session=session, _db=request.db,
-                        needs_policy_acceptance=not policies_accepted(request, session.user))
+                        needs_policy_acceptance=not policies_accepted(request.registry.settings, session.user))
 
     def authenticated_userid(self, request):
         identity = self.identity(request)

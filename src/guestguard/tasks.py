@@ -1,4 +1,4 @@
-"""Background work: Huey from settings, ``request.enqueue``, the task context,
+"""Background work: Huey from settings, ``enqueue`` (after commit), the task context,
 durable jobs and the reaper.
 
 Huey delivers a task at most once, so work that matters is a durable job: a
@@ -139,10 +139,11 @@ def add_periodic_task(config, func: Callable[..., Any], schedule: crontab, **opt
     add_task(config, func, periodic=schedule, **options)
 
 
-def enqueue(request, func: Callable[..., Any], *args: Any,
+def enqueue(ctx, func: Callable[..., Any], *args: Any,
             delay: float | None = None, eta: dt.datetime | None = None) -> None:
-    """Queue ``func`` to run once the current transaction commits (``eta``
-    must be timezone-aware).
+    """Queue ``func`` to run once the transaction of ``ctx`` (a service
+    context, or a task's request: anything with ``registry``, ``tm`` and
+    ``request_id``) commits; ``eta`` must be timezone-aware.
 
     Nothing is queued when the transaction aborts, and the task sees the
     committed rows. A failure to push is logged and swallowed: durable jobs
@@ -152,12 +153,12 @@ def enqueue(request, func: Callable[..., Any], *args: Any,
     if eta is not None and eta.tzinfo is None:
         raise ValueError("eta must be timezone-aware")
     try:
-        wrapper = request.registry["huey.tasks"][name]
+        wrapper = ctx.registry["huey.tasks"][name]
     except KeyError:
         raise LookupError(f"{name} is not a registered task (use config.add_task)") from None
 
     # The task's log lines carry the id of the request that queued it.
-    kwargs = {REQUEST_ID_KWARG: getattr(request, "request_id", None) or current_request_id.get()}
+    kwargs = {REQUEST_ID_KWARG: getattr(ctx, "request_id", None) or current_request_id.get()}
 
     def after_commit(committed: bool) -> None:
         if not committed:
@@ -171,7 +172,7 @@ def enqueue(request, func: Callable[..., Any], *args: Any,
         except Exception:
             log.exception("could not enqueue task %s", name)
 
-    request.tm.get().addAfterCommitHook(after_commit)
+    ctx.tm.get().addAfterCommitHook(after_commit)
 
 
 def run_task_now(registry, func: Callable[..., Any], *args: Any) -> Any:
@@ -216,17 +217,17 @@ def job_task(registry, model: type) -> Callable[..., Any]:
     raise LookupError(f"{model.__name__} is not a durable job (use config.add_durable_job)")
 
 
-def enqueue_job(request, job, eta: dt.datetime | None = None) -> None:
+def enqueue_job(ctx, job, eta: dt.datetime | None = None) -> None:
     """Queue the job's registered task for ``job`` after commit."""
-    request.enqueue(job_task(request.registry, type(job)), job.id, eta=eta)
+    enqueue(ctx, job_task(ctx.registry, type(job)), job.id, eta=eta)
 
 
-def claim_job(request, model: type, job_id, task: Callable[..., Any] | None = None):
+def claim_job(ctx, model: type, job_id, task: Callable[..., Any] | None = None):
     """Mark a due pending job as running and return it. None when it is
     claimed by someone else or finished; a job not yet due (the task came
     early, or this worker's clock is behind) is queued again for its time
     (by ``task``, the job's registered task unless given)."""
-    db = request.db
+    db = ctx.db
     now = utcnow()
     result = db.execute(
         update(model)
@@ -238,7 +239,7 @@ def claim_job(request, model: type, job_id, task: Callable[..., Any] | None = No
     if result.rowcount == 1:
         return job
     if job is not None and job.status == PENDING and job.next_attempt_at > now:
-        request.enqueue(task or job_task(request.registry, model), job_id, eta=job.next_attempt_at)
+        enqueue(ctx, task or job_task(ctx.registry, model), job_id, eta=job.next_attempt_at)
     return None
 
 
@@ -326,7 +327,7 @@ def _take_back(request, kind: DurableKind, job, now: dt.datetime) -> bool:
         if kind.on_give_up is not None:
             kind.on_give_up(request.db.get(model, job.id, populate_existing=True))
         return False
-    request.enqueue(kind.task, job.id)
+    enqueue(request, kind.task, job.id)
     return True
 
 
@@ -338,5 +339,4 @@ def includeme(config) -> None:
     config.add_directive("add_task", add_task)
     config.add_directive("add_periodic_task", add_periodic_task)
     config.add_directive("add_durable_job", add_durable_job)
-    config.add_request_method(enqueue, "enqueue")
     config.add_periodic_task(reap, crontab(minute="*"))

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -22,6 +25,7 @@ from alembic.config import Config as AlembicConfig
 from sqlalchemy import create_engine, text
 
 from guestguard import make_config
+from guestguard.db import default_migrations_dir
 from guestguard.models import metadata
 from guestguard.plugins import hookimpl
 
@@ -32,7 +36,7 @@ REDIS_ENV = "GG_TEST_REDIS_URL"
 
 def alembic_config(db_url: str) -> AlembicConfig:
     config = AlembicConfig(str(REPO_ROOT / "development.ini"))
-    config.set_main_option("script_location", str(REPO_ROOT / "migrations"))
+    config.set_main_option("script_location", str(default_migrations_dir()))
     config.attributes["db_url"] = db_url
     return config
 
@@ -215,7 +219,7 @@ def create_team(request, name: str = "Gala team") -> str:
     ada = create_user(request, "ada@example.com", "Ada")
     sam = create_user(request, "sam@example.com", "Sam")
     create_user(request, "eve@example.com", "Eve")
-    workspace = create_workspace(request, ada, name)
+    workspace = create_workspace(request.ctx, ada, name)
     request.db.add(Membership(workspace_id=workspace.id, user_id=sam.id, role="staff"))
     return str(workspace.id)
 
@@ -234,7 +238,7 @@ def create_user(request, email: str, name: str = "", *, verified: bool = True):
                 email_verified_at=moment if verified else None)
     request.db.add(user)
     request.db.flush()
-    create_personal_workspace(request, user)
+    create_personal_workspace(request.ctx, user)
     return user
 
 
@@ -242,3 +246,133 @@ def bearer_for(app, email: str) -> dict[str, str]:
     """Log in through the API; the Authorization header to send."""
     tokens = app.post_json("/api/v1/auth/login", {"email": email, "password": TEST_PASSWORD}).json
     return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+def acting_as(ctx, user):
+    """The service context of ``ctx`` with ``user`` signed in, for services
+    called outside a web request."""
+    from guestguard.security import Identity
+
+    return ctx.replace(identity=Identity(method="cookie", user=user, _db=ctx.db))
+
+
+def create_host(request, workspace_name: str = "W") -> str:
+    """Ada with a workspace named ``workspace_name`` of her own (besides her
+    personal one). Returns the workspace's id."""
+    from guestguard.workspaces.services import create_workspace
+
+    return str(create_workspace(request.ctx, create_user(request, "ada@example.com", "Ada"), workspace_name).id)
+
+
+# --- helpers the test modules share ---------------------------------------------
+
+
+@pytest.fixture
+def listener() -> DomainEvents:
+    """A DomainEvents plugin for an ``app`` fixture to register."""
+    return DomainEvents()
+
+
+def scalar(app, run_in_request, query):
+    """One value read in a request of ``app``."""
+    return run_in_request(lambda request: request.db.scalar(query), app.app.registry)
+
+
+def event_host(app, run_in_request, event: dict) -> dict:
+    """The team of ``create_team`` with one event made through the API from
+    ``event``: the workspace id, Ada's, Sam's and Eve's Authorization headers,
+    the event and its API URL."""
+    workspace_id = run_in_request(create_team, app.app.registry)
+    ada = bearer_for(app, "ada@example.com")
+    created = app.post_json("/api/v1/events", {"workspace_id": workspace_id, **event}, headers=ada).json["event"]
+    return {"workspace": workspace_id, "ada": ada, "sam": bearer_for(app, "sam@example.com"),
+            "eve": bearer_for(app, "eve@example.com"), "event": created,
+            "url": f"/api/v1/events/{created['id']}"}
+
+
+def add_guest(app, host, **fields) -> dict:
+    """A guest (Grace unless ``fields`` say otherwise) added to ``event_host``'s event."""
+    body = {"name": "Grace Hopper", "email": "grace@example.com", **fields}
+    return app.post_json(f"{host['url']}/guests", body, headers=host["ada"], status=201).json["guest"]
+
+
+def issue(app, host, guest) -> dict:
+    """Issue ``guest`` a new invitation link; the API's answer (``token``, ``url``, …)."""
+    return app.post_json(f"{host['url']}/guests/{guest['id']}/tokens", {}, headers=host["ada"], status=201).json
+
+
+def signup(app, email: str = "ada@example.com", password: str = TEST_PASSWORD, name: str = "Ada Lovelace",
+           status: int = 202, *, captcha_token: str | None = None, **kwargs):
+    """Sign up through the API, accepting the policies."""
+    body = {"email": email, "password": password, "display_name": name, "accept_policies": True}
+    if captcha_token is not None:
+        body["captcha_token"] = captcha_token
+    return app.post_json("/api/v1/auth/signup", body, status=status, **kwargs)
+
+
+def signed_in(app, run_in_request, email: str, ip: str = "203.0.113.7") -> webtest.TestApp:
+    """A browser with its own cookie jar, signed in as ``email`` (whose
+    password is TEST_PASSWORD)."""
+    from guestguard.accounts.models import WEB
+    from guestguard.accounts.services import login
+
+    result = run_in_request(lambda r: login(r.ctx, email=email, password=TEST_PASSWORD, kind=WEB), app.app.registry)
+    client = webtest.TestApp(app.app, extra_environ={"REMOTE_ADDR": ip})
+    client.set_cookie("gg_session", result.cookie_token)
+    return client
+
+
+def outbox(app):
+    """(time, message) for every message the console provider delivered, newest first."""
+    return app.app.registry["notifications.providers_by_name"]["console"].messages
+
+
+def inbox(app, recipient: str) -> list:
+    """Messages the console provider delivered to ``recipient``, newest first."""
+    return [message for _, message in outbox(app) if message.recipient == recipient]
+
+
+def link(message, prefix: str) -> str:
+    """The path of the first ``http://guestguard.test/<prefix>/…`` link in ``message``."""
+    found = re.search(r"http://guestguard\.test(/" + prefix + r"/[^\s]+)", message.text)
+    assert found, message.text
+    return found.group(1)
+
+
+def main_text(page) -> str:
+    return page.html.find("main").get_text(" ", strip=True)
+
+
+def h1(page) -> str:
+    return page.html.find("h1").get_text(" ", strip=True)
+
+
+def csrf(page) -> str:
+    """The CSRF token of the first form on ``page``."""
+    return page.html.find("input", {"name": "csrf_token"})["value"]
+
+
+def command_env(**variables: str) -> dict[str, str]:
+    """A bare environment for the ``guestguard`` command: a PATH, this run's
+    PYTHONPATH (so the command runs the code under test) and ``variables``."""
+    env = {"PATH": "/usr/bin:/bin"}
+    if os.environ.get("PYTHONPATH"):
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    return {**env, **variables}
+
+
+COMMAND = str(Path(sys.executable).parent / "guestguard")
+
+
+def guestguard_command(*args: str, env: dict[str, str] | None = None, timeout: float = 120,
+                       **kwargs) -> subprocess.CompletedProcess:
+    """Run ``guestguard <args>`` in :func:`command_env` plus ``env``; its output as text."""
+    return subprocess.run([COMMAND, *args], capture_output=True, text=True, timeout=timeout,
+                          env=command_env(**(env or {})), **kwargs)
+
+
+def site_ini(directory: Path) -> Path:
+    """development.ini copied, as is, into ``directory`` as site.ini."""
+    path = directory / "site.ini"
+    path.write_text((REPO_ROOT / "development.ini").read_text())
+    return path

@@ -13,6 +13,7 @@ from pyramid.view import view_config
 
 from guestguard.errors import APIError, is_api_request
 from guestguard.keys import derive_key
+from guestguard.timefmt import add_filters
 from guestguard.validation import parse_form
 
 CSP_DIRECTIVES: tuple[tuple[str, str], ...] = (
@@ -191,8 +192,16 @@ def flash(request, message: str) -> None:
     request.session.flash(message, "success")
 
 
+def add_routes(config, routes) -> None:
+    """Config directive: add an area's routes, ``(name, pattern, factory)``
+    each (the factory None for a route outside the resource tree)."""
+    for name, pattern, factory in routes:
+        config.add_route(name, pattern, factory=factory)
+
+
 def includeme(config) -> None:
     settings = config.get_settings()
+    config.add_directive("add_routes", add_routes)
     config.add_subscriber(guard_body, NewRequest)
     config.set_session_factory(SignedCookieSessionFactory(
         derive_key(settings, "session-cookie").hex(),
@@ -215,6 +224,7 @@ def includeme(config) -> None:
     config.commit()
     env = config.get_jinja2_environment(".jinja2")
     env.globals["app_env"] = settings["app.env"]
+    add_filters(env)  # {{ guest.opened_at|when(event.timezone) }}, {{ event|event_span }}, ...
     config.add_static_view("static", "guestguard:static", cache_max_age=3600)
     config.add_tween("guestguard.web.security_headers_tween_factory",
                      under="guestguard.audit.request_id.request_id_tween_factory")

@@ -3,13 +3,14 @@
 also fail, stall, or answer garbage. Then through the whole app."""
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Iterator
 from urllib.parse import parse_qs
 
 import pytest
@@ -18,6 +19,7 @@ from bs4 import BeautifulSoup
 import guestguard_captcha
 from guestguard import make_config
 from guestguard.plugins import CaptchaUnavailable, CaptchaVerifier, SettingsError, hookimpl
+from guestguard.testing import signup as api_signup
 from guestguard_captcha import HCAPTCHA, TURNSTILE, SiteverifyVerifier, Vendor
 
 SECRET = "0x4AAAAAAA-test-secret-do-not-leak"
@@ -173,9 +175,9 @@ def test_an_unreachable_endpoint_is_unavailable():
 
 
 def test_a_rejected_secret_is_an_outage_not_the_visitors_failure(stub, caplog):
-    with caplog.at_level(logging.INFO, logger="guestguard_captcha"):
-        with pytest.raises(CaptchaUnavailable, match="invalid-input-secret") as caught:
-            verifier(stub.url(), secret="wrong-secret").verify(GOOD_TOKEN, CLIENT_IP)
+    with (caplog.at_level(logging.INFO, logger="guestguard_captcha"),
+          pytest.raises(CaptchaUnavailable, match="invalid-input-secret") as caught):
+        verifier(stub.url(), secret="wrong-secret").verify(GOOD_TOKEN, CLIENT_IP)
     assert_no_secrets(caught.value, "wrong-secret")
     assert "captcha.turnstile.secret" in caplog.text
     assert "wrong-secret" not in caplog.text
@@ -185,10 +187,8 @@ def test_neither_secret_nor_token_reaches_the_logs(stub, caplog):
     with caplog.at_level(logging.DEBUG):
         for path in ("/siteverify", "/500", "/garbage", "/redirect"):
             for token in (GOOD_TOKEN, BAD_TOKEN):
-                try:
+                with contextlib.suppress(CaptchaUnavailable):
                     verifier(stub.url(path)).verify(token, CLIENT_IP)
-                except CaptchaUnavailable:
-                    pass
     assert caplog.records
     for secret in (SECRET, GOOD_TOKEN, BAD_TOKEN):
         assert secret not in caplog.text
@@ -292,11 +292,7 @@ def turnstile_app(make_app, stub):
 
 
 def signup(app, token: str | None, email: str = "ada@example.com", status: int = 202):
-    body = {"email": email, "password": "correct horse battery staple",
-            "display_name": "Ada", "accept_policies": True}
-    if token is not None:
-        body["captcha_token"] = token
-    return app.post_json("/api/v1/auth/signup", body, status=status)
+    return api_signup(app, email, name="Ada", status=status, captcha_token=token)
 
 
 def test_signup_through_the_api(turnstile_app, stub):

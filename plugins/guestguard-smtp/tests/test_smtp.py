@@ -10,11 +10,12 @@ import socket
 import ssl
 import threading
 import uuid
+from collections.abc import Iterator
 from email import policy
 from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -120,7 +121,7 @@ def tls_files(tmp_path_factory) -> tuple[Path, Path, Path]:
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
     folder = tmp_path_factory.mktemp("tls")
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "guestguard-smtp test CA")])
     ca_cert = (
@@ -256,7 +257,7 @@ def test_html_message_arrives_as_multipart_alternative(sink):
     assert message_id.startswith("<") and message_id.endswith("@gg.example>")
     assert received["X-GuestGuard-Notification-Id"] == str(message.notification_id)
     sent_at = parsedate_to_datetime(received["Date"])
-    assert abs(dt.datetime.now(dt.timezone.utc) - sent_at) < dt.timedelta(minutes=1)
+    assert abs(dt.datetime.now(dt.UTC) - sent_at) < dt.timedelta(minutes=1)
     assert received.get_content_type() == "multipart/alternative"
     parts = parts_by_type(received)
     assert sorted(parts) == ["text/html", "text/plain"]
@@ -557,7 +558,7 @@ def test_a_notification_sent_through_the_outbox_arrives_with_every_part(sink, ma
     registry = app.app.registry
 
     notification_id = run_in_request(lambda request: queue_notification(
-        request, channel="email", recipient="grace@example.org", template="test_message",
+        request.ctx, channel="email", recipient="grace@example.org", template="test_message",
         context={"base_url": "https://gg.example"}).id, registry)
 
     envelope, parsed, _ = handler.only_message()

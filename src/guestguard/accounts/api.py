@@ -28,7 +28,7 @@ CAPTCHA_REFUSALS = {400: Refused("captcha_failed"), 503: Refused("captcha_unavai
 
 
 def one_user(request, user: User) -> OneUser:
-    return OneUser(user=UserOut.of(user, policies_accepted=services.policies_accepted(request, user)))
+    return OneUser(user=UserOut.of(user, policies_accepted=services.policies_accepted(request.registry.settings, user)))
 
 
 def session_out(session: AuthSession, current: AuthSession | None) -> SessionOut:
@@ -42,7 +42,7 @@ def signup(request):
     """Create an account; the same answer whether or not the address has one."""
     data = request.body_input
     require_captcha(request, data.captcha_token)
-    services.signup(request, email=data.email, password=data.password, display_name=data.display_name)
+    services.signup(request.ctx, email=data.email, password=data.password, display_name=data.display_name)
     return Message(message="Check your inbox: we sent a link to verify your address.")
 
 
@@ -51,7 +51,7 @@ def signup(request):
 def verify_email(request):
     """Verify an email address with the token of the emailed link."""
     data = request.body_input
-    services.verify_email(request, data.token)
+    services.verify_email(request.ctx, data.token)
     return Verified(verified=True)
 
 
@@ -60,7 +60,7 @@ def verify_email(request):
 def resend_verification(request):
     """Send the verification link again; the same answer for any address."""
     data = request.body_input
-    services.resend_verification(request, data.email)
+    services.resend_verification(request.ctx, data.email)
     return Message(message=ACCEPTED)
 
 
@@ -70,7 +70,7 @@ def resend_verification(request):
 def login(request):
     """Log in: an access token and a refresh token for a new session."""
     data = request.body_input
-    result = services.login(request, email=data.email, password=data.password, kind=API,
+    result = services.login(request.ctx, email=data.email, password=data.password, kind=API,
                             accept_policies=data.accept_policies)
     pair = sessions.issue_tokens(request.db, request.registry.settings, result.session)
     return TokensOut.of(pair)
@@ -84,7 +84,7 @@ def refresh(request):
     try:
         pair = sessions.rotate_refresh_token(request.db, request.registry.settings, data.refresh_token)
     except sessions.RefreshReplay as replay:
-        record(request, "account.session_revoked", result=FAILURE, actor_id=replay.session.user_id,
+        record(request.ctx, "account.session_revoked", result=FAILURE, actor_id=replay.session.user_id,
                target_type="session", target_id=replay.session.id, reason="refresh_token_replayed")
         return json_error(request, 401, services.INVALID_TOKEN, "This refresh token is not valid.")
     except sessions.InvalidToken:
@@ -96,7 +96,7 @@ def refresh(request):
              response={204: None})
 def logout(request):
     """End this session and both its tokens."""
-    services.logout(request, request.identity.session)
+    services.logout(request.ctx, request.identity.session)
     return HTTPNoContent()
 
 
@@ -104,7 +104,7 @@ def logout(request):
              response={204: None})
 def logout_all(request):
     """End every session of the user."""
-    services.logout_everywhere(request, request.identity.user)
+    services.logout_everywhere(request.ctx, request.identity.user)
     return HTTPNoContent()
 
 
@@ -115,7 +115,7 @@ def forgot_password(request):
     """Email a password-reset link; the same answer for any address."""
     data = request.body_input
     require_captcha(request, data.captcha_token)
-    services.forgot_password(request, data.email)
+    services.forgot_password(request.ctx, data.email)
     return Message(message=ACCEPTED)
 
 
@@ -124,7 +124,7 @@ def forgot_password(request):
 def reset_password(request):
     """Set a new password with the token of the emailed link; every session ends."""
     data = request.body_input
-    services.reset_password(request, data.token, data.password)
+    services.reset_password(request.ctx, data.token, data.password)
     return Message(message="Your password was changed. Every session was signed out: log in again.")
 
 
@@ -140,7 +140,7 @@ def me(request):
 def update_me(request):
     """Change the display name."""
     data = request.body_input
-    user = services.update_profile(request, request.identity.user, display_name=data.display_name)
+    user = services.update_profile(request.ctx, request.identity.user, display_name=data.display_name)
     return one_user(request, user)
 
 
@@ -152,7 +152,7 @@ def change_password(request):
     data = request.body_input
     identity = request.identity
     ended = services.change_password(
-        request, identity.user, identity.session, current_password=data.current_password,
+        request.ctx, identity.user, identity.session, current_password=data.current_password,
         new_password=data.new_password, end_other_sessions=data.end_other_sessions)
     return PasswordChanged(message="Your password was changed.", other_sessions_ended=ended)
 
@@ -171,7 +171,7 @@ def list_sessions(request):
 def revoke_session(request):
     """End one of the user's sessions."""
     session_id = parse_id(request, "session_id")
-    if services.revoke_own_session(request, request.identity.user, session_id) is None:
+    if services.revoke_own_session(request.ctx, request.identity.user, session_id) is None:
         raise APIError(404)
     return HTTPNoContent()
 
@@ -180,5 +180,5 @@ def revoke_session(request):
              permission=ACCOUNT_BASICS, response=OneUser)
 def accept_policies(request):
     """Accept the privacy policy and terms in force."""
-    services.accept_current_policies(request, request.identity.user)
+    services.accept_current_policies(request.ctx, request.identity.user)
     return one_user(request, request.identity.user)

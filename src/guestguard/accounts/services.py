@@ -1,6 +1,6 @@
 """Accounts: signup, email verification, login, password reset and change,
-profile and policy acceptance. Functions take the request (for its database
-session, settings, enqueue and audit context) and plain values."""
+profile and policy acceptance. Functions take the service context (its
+database session, settings, enqueue and audit facts) and plain values."""
 from __future__ import annotations
 
 import datetime as dt
@@ -14,6 +14,7 @@ from guestguard.accounts.models import RESET_PASSWORD, VERIFY_EMAIL, AuthSession
 from guestguard.accounts.passwords import Passwords
 from guestguard.accounts.tokens import hash_token, looks_like_token, new_token
 from guestguard.audit.services import FAILURE, record
+from guestguard.context import context_of
 from guestguard.db import utcnow
 from guestguard.errors import Refusal
 from guestguard.notifications.services import queue_notification
@@ -33,24 +34,19 @@ WRONG_CREDENTIALS = ("The email or password is not right. After several failed a
 INVALID_TOKEN = "invalid_token"
 
 
-def passwords(request) -> Passwords:
-    return request.registry["accounts.passwords"]
-
-
-def public_url(request, route_name: str, **kw) -> str:
-    """An absolute link for emails: app.base_url, not the request's host."""
-    return request.registry.settings["app.base_url"].rstrip("/") + request.route_path(route_name, **kw)
+def passwords(ctx) -> Passwords:
+    return ctx.registry["accounts.passwords"]
 
 
 def find_user(db, email: str) -> User | None:
     return db.scalar(select(User).where(User.email == email, User.deleted_at.is_(None)))
 
 
-def policies_accepted(request, user: User) -> bool:
+def policies_accepted(settings, user: User) -> bool:
     """Whether the user accepted the policies in force: those dated
     ``policies.updated_at`` once that day has come (a version announced for a
     later date does not apply yet)."""
-    updated = request.registry.settings["policies.updated_at"]
+    updated = settings["policies.updated_at"]
     in_force_since = dt.datetime.combine(updated, dt.time(), tzinfo=dt.timezone.utc)
     if in_force_since > utcnow():
         in_force_since = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
@@ -61,94 +57,94 @@ def policies_accepted(request, user: User) -> bool:
 # --- signup and verification -------------------------------------------------
 
 
-def signup(request, *, email: str, password: str, display_name: str) -> User | None:
+def signup(ctx, *, email: str, password: str, display_name: str) -> User | None:
     """Create an unverified user with a personal workspace and email a
     verification link. An address already registered gets an email saying
     so instead, and the caller sees the same answer (no enumeration).
     Returns the new user, or None when the address was taken."""
-    db = request.db
+    db = ctx.db
     existing = db.scalar(select(User).where(User.email == email))
     if existing is not None:
         if existing.deleted_at is None:
-            queue_notification(request, channel="email", recipient=email, template="account_exists",
+            queue_notification(ctx, channel="email", recipient=email, template="account_exists",
                                context={"display_name": existing.display_name},
-                               sealed={"login_url": public_url(request, "login"),
-                                       "reset_url": public_url(request, "forgot_password")})
-        record(request, "account.signup", result=FAILURE, target_type="user",
+                               sealed={"login_url": ctx.url("login"),
+                                       "reset_url": ctx.url("forgot_password")})
+        record(ctx, "account.signup", result=FAILURE, target_type="user",
                target_id=existing.id, reason="email_taken")
-        passwords(request).hash(password)  # same cost as a real signup
+        passwords(ctx).hash(password)  # same cost as a real signup
         return None
     now = utcnow()
-    user = User(email=email, display_name=display_name, password_hash=passwords(request).hash(password),
+    user = User(email=email, display_name=display_name, password_hash=passwords(ctx).hash(password),
                 privacy_accepted_at=now, terms_accepted_at=now)
     db.add(user)
     db.flush()
-    create_personal_workspace(request, user)
-    send_verification(request, user)
-    record(request, "account.signup", actor_id=user.id, target_type="user", target_id=user.id)
+    create_personal_workspace(ctx, user)
+    send_verification(ctx, user)
+    record(ctx, "account.signup", actor_id=user.id, target_type="user", target_id=user.id)
     return user
 
 
-def _issue_user_token(request, user: User, purpose: str, ttl: dt.timedelta) -> str:
+def _issue_user_token(ctx, user: User, purpose: str, ttl: dt.timedelta) -> str:
     """A fresh single-use token; earlier unused ones of the same purpose die."""
     now = utcnow()
-    request.db.execute(update(UserToken)
+    ctx.db.execute(update(UserToken)
                        .where(UserToken.user_id == user.id, UserToken.purpose == purpose,
                               UserToken.used_at.is_(None))
                        .values(used_at=now)
                        .execution_options(synchronize_session=False))
     raw, token_hash = new_token()
-    request.db.add(UserToken(user_id=user.id, purpose=purpose, token_hash=token_hash,
+    ctx.db.add(UserToken(user_id=user.id, purpose=purpose, token_hash=token_hash,
                              expires_at=now + ttl))
     return raw
 
 
-def _consume_user_token(request, raw: str, purpose: str) -> User:
+def _consume_user_token(ctx, raw: str, purpose: str) -> User:
     if not looks_like_token(raw):
         raise AccountError(INVALID_TOKEN, "This link is not valid. It may have expired or been used already.")
     now = utcnow()
-    token = request.db.scalar(select(UserToken).where(UserToken.token_hash == hash_token(raw),
+    token = ctx.db.scalar(select(UserToken).where(UserToken.token_hash == hash_token(raw),
                                                       UserToken.purpose == purpose))
     if token is None or token.used_at is not None or token.expires_at <= now:
         raise AccountError(INVALID_TOKEN, "This link is not valid. It may have expired or been used already.")
-    won = request.db.execute(update(UserToken)
+    won = ctx.db.execute(update(UserToken)
                              .where(UserToken.id == token.id, UserToken.used_at.is_(None))
                              .values(used_at=now)
                              .execution_options(synchronize_session=False)).rowcount
-    user = request.db.get(User, token.user_id)
+    user = ctx.db.get(User, token.user_id)
     if won != 1 or user is None or user.deleted_at is not None:
         raise AccountError(INVALID_TOKEN, "This link is not valid. It may have expired or been used already.")
     return user
 
 
-def send_verification(request, user: User) -> None:
-    hours = request.registry.settings["auth.verify_email_ttl_hours"]
-    raw = _issue_user_token(request, user, VERIFY_EMAIL, dt.timedelta(hours=hours))
-    queue_notification(request, channel="email", recipient=user.email, template="verify_email",
+def send_verification(ctx, user: User) -> None:
+    hours = ctx.settings["auth.verify_email_ttl_hours"]
+    raw = _issue_user_token(ctx, user, VERIFY_EMAIL, dt.timedelta(hours=hours))
+    queue_notification(ctx, channel="email", recipient=user.email, template="verify_email",
                        context={"display_name": user.display_name, "hours": hours},
-                       sealed={"verify_url": public_url(request, "verify_email", token=raw)})
+                       sealed={"verify_url": ctx.url("verify_email", token=raw)})
 
 
-def verify_email(request, raw_token: str) -> User:
-    user = _consume_user_token(request, raw_token, VERIFY_EMAIL)
+def verify_email(ctx, raw_token: str) -> User:
+    user = _consume_user_token(ctx, raw_token, VERIFY_EMAIL)
     if user.email_verified_at is None:
         user.email_verified_at = utcnow()
-    record(request, "account.email_verified", actor_id=user.id, target_type="user", target_id=user.id)
+    record(ctx, "account.email_verified", actor_id=user.id, target_type="user", target_id=user.id)
     return user
 
 
-def resend_verification(request, email: str) -> None:
+def resend_verification(ctx, email: str) -> None:
     """Queue the lookup: the answer takes the same time whether or not the
     address has an account."""
-    request.enqueue(resend_verification_task, email, request.client_ip)
+    ctx.enqueue(resend_verification_task, email, ctx.client_ip)
 
 
 def resend_verification_task(request, email: str, ip: str | None) -> None:
     """Send a new link to an unverified address; silently nothing otherwise."""
-    request.client_ip = ip
-    user = find_user(request.db, email)
+    ctx = context_of(request, client_ip=ip)
+    user = find_user(ctx.db, email)
     if user is not None and not user.is_verified:
-        send_verification(request, user)
+        send_verification(ctx, user)
 
 
 # --- login -------------------------------------------------------------------
@@ -161,20 +157,20 @@ class Login:
     cookie_token: str | None
 
 
-def authenticate(request, email: str, password: str) -> User:
+def authenticate(ctx, email: str, password: str) -> User:
     """The user whose password this is. Unknown email and wrong password are
     one answer, in the same time (a hash is checked either way)."""
-    user = find_user(request.db, email)
-    hasher = passwords(request)
+    user = find_user(ctx.db, email)
+    hasher = passwords(ctx)
     right = hasher.verify(user.password_hash if user else None, password)
     if not right or user.locked_at is not None:
         # A locked account answers exactly like a wrong password, right
         # password or not: guessing on a locked account learns nothing. Its
         # owner was emailed a reset link when it locked.
         if user is not None and not right:
-            _count_failure(request, user)
+            _count_failure(ctx, user)
         reason = "locked" if right else INVALID_CREDENTIALS
-        record(request, "account.login", result=FAILURE, actor_id=user.id if user else None,
+        record(ctx, "account.login", result=FAILURE, actor_id=user.id if user else None,
                target_type="user", target_id=user.id if user else None, reason=reason)
         raise AccountError(INVALID_CREDENTIALS, WRONG_CREDENTIALS, status=401)
     if hasher.needs_rehash(user.password_hash):
@@ -182,72 +178,72 @@ def authenticate(request, email: str, password: str) -> User:
     return user
 
 
-def _count_failure(request, user: User) -> None:
+def _count_failure(ctx, user: User) -> None:
     """Count in the database (concurrent failures all count); lock the
     account at the threshold and tell its owner, once."""
-    request.db.execute(update(User).where(User.id == user.id)
+    ctx.db.execute(update(User).where(User.id == user.id)
                        .values(failed_logins=User.failed_logins + 1)
                        .execution_options(synchronize_session=False))
-    request.db.refresh(user, ["failed_logins", "locked_at"])
-    if user.locked_at is None and user.failed_logins >= request.registry.settings["auth.lockout_threshold"]:
+    ctx.db.refresh(user, ["failed_logins", "locked_at"])
+    if user.locked_at is None and user.failed_logins >= ctx.settings["auth.lockout_threshold"]:
         user.locked_at = utcnow()
-        minutes = request.registry.settings["auth.reset_password_ttl_minutes"]
-        raw = _issue_user_token(request, user, RESET_PASSWORD, dt.timedelta(minutes=minutes))
-        queue_notification(request, channel="email", recipient=user.email, template="account_locked",
+        minutes = ctx.settings["auth.reset_password_ttl_minutes"]
+        raw = _issue_user_token(ctx, user, RESET_PASSWORD, dt.timedelta(minutes=minutes))
+        queue_notification(ctx, channel="email", recipient=user.email, template="account_locked",
                            context={"display_name": user.display_name, "minutes": minutes,
                                     "attempts": user.failed_logins},
-                           sealed={"reset_url": public_url(request, "reset_password", token=raw)})
-        record(request, "account.locked", actor_id=user.id, target_type="user", target_id=user.id,
+                           sealed={"reset_url": ctx.url("reset_password", token=raw)})
+        record(ctx, "account.locked", actor_id=user.id, target_type="user", target_id=user.id,
                attempts=user.failed_logins)
 
 
-def login(request, *, email: str, password: str, kind: str, accept_policies: bool = False) -> Login:
-    user = authenticate(request, email, password)
+def login(ctx, *, email: str, password: str, kind: str, accept_policies: bool = False) -> Login:
+    user = authenticate(ctx, email, password)
     if not user.is_verified:
-        record(request, "account.login", result=FAILURE, actor_id=user.id, target_type="user",
+        record(ctx, "account.login", result=FAILURE, actor_id=user.id, target_type="user",
                target_id=user.id, reason="email_not_verified")
         raise AccountError("email_not_verified",
                            "Verify your email address first: we sent you a link.", status=403)
     if accept_policies:
-        accept_current_policies(request, user)
-    if not policies_accepted(request, user):
+        accept_current_policies(ctx, user)
+    if not policies_accepted(ctx.settings, user):
         raise AccountError("policy_acceptance_required",
                            "Accept the updated privacy policy and terms to continue.", status=403)
     user.failed_logins = 0
     session, cookie_token = sessions.start_session(
-        request.db, request.registry.settings, user, kind=kind,
-        user_agent=request.user_agent or "", ip=request.client_ip)
-    record(request, "account.login", actor_id=user.id, target_type="session", target_id=session.id,
+        ctx.db, ctx.settings, user, kind=kind,
+        user_agent=ctx.user_agent, ip=ctx.client_ip)
+    record(ctx, "account.login", actor_id=user.id, target_type="session", target_id=session.id,
            kind=kind)
     return Login(user, session, cookie_token)
 
 
-def accept_current_policies(request, user: User) -> None:
+def accept_current_policies(ctx, user: User) -> None:
     now = utcnow()
     user.privacy_accepted_at = now
     user.terms_accepted_at = now
-    record(request, "account.policies_accepted", actor_id=user.id, target_type="user", target_id=user.id)
+    record(ctx, "account.policies_accepted", actor_id=user.id, target_type="user", target_id=user.id)
 
 
-def logout(request, session: AuthSession) -> None:
+def logout(ctx, session: AuthSession) -> None:
     if sessions.revoke(session, "logout"):
-        record(request, "account.logout", actor_id=session.user_id, target_type="session",
+        record(ctx, "account.logout", actor_id=session.user_id, target_type="session",
                target_id=session.id)
 
 
-def logout_everywhere(request, user: User) -> int:
-    count = sessions.revoke_all(request.db, user.id, "logout_all")
-    record(request, "account.logout_all", actor_id=user.id, target_type="user", target_id=user.id,
+def logout_everywhere(ctx, user: User) -> int:
+    count = sessions.revoke_all(ctx.db, user.id, "logout_all")
+    record(ctx, "account.logout_all", actor_id=user.id, target_type="user", target_id=user.id,
            sessions=count)
     return count
 
 
-def revoke_own_session(request, user: User, session_id: uuid.UUID) -> AuthSession | None:
-    session = request.db.get(AuthSession, session_id)
+def revoke_own_session(ctx, user: User, session_id: uuid.UUID) -> AuthSession | None:
+    session = ctx.db.get(AuthSession, session_id)
     if session is None or session.user_id != user.id:
         return None
     if sessions.revoke(session, "revoked_by_user"):
-        record(request, "account.session_revoked", actor_id=user.id, target_type="session",
+        record(ctx, "account.session_revoked", actor_id=user.id, target_type="session",
                target_id=session.id)
     return session
 
@@ -255,94 +251,94 @@ def revoke_own_session(request, user: User, session_id: uuid.UUID) -> AuthSessio
 # --- passwords ---------------------------------------------------------------
 
 
-def forgot_password(request, email: str) -> None:
+def forgot_password(ctx, email: str) -> None:
     """Queue the lookup: the answer is the same, in the same time, whether
     or not the address has an account."""
-    request.enqueue(forgot_password_task, email, request.client_ip)
+    ctx.enqueue(forgot_password_task, email, ctx.client_ip)
 
 
 def forgot_password_task(request, email: str, ip: str | None) -> None:
     """Email a reset link when the address belongs to a user."""
-    request.client_ip = ip  # the audit row records who asked
-    user = find_user(request.db, email)
+    ctx = context_of(request, client_ip=ip)  # the audit row records who asked
+    user = find_user(ctx.db, email)
     if user is None:
         return
-    minutes = request.registry.settings["auth.reset_password_ttl_minutes"]
-    raw = _issue_user_token(request, user, RESET_PASSWORD, dt.timedelta(minutes=minutes))
-    queue_notification(request, channel="email", recipient=user.email, template="reset_password",
+    minutes = ctx.settings["auth.reset_password_ttl_minutes"]
+    raw = _issue_user_token(ctx, user, RESET_PASSWORD, dt.timedelta(minutes=minutes))
+    queue_notification(ctx, channel="email", recipient=user.email, template="reset_password",
                        context={"display_name": user.display_name, "minutes": minutes},
-                       sealed={"reset_url": public_url(request, "reset_password", token=raw)})
-    record(request, "account.password_reset_requested", actor_id=user.id, target_type="user",
+                       sealed={"reset_url": ctx.url("reset_password", token=raw)})
+    record(ctx, "account.password_reset_requested", actor_id=user.id, target_type="user",
            target_id=user.id)
 
 
-def check_reset_token(request, raw_token: str) -> bool:
+def check_reset_token(ctx, raw_token: str) -> bool:
     """Whether a reset link still works, without using it up."""
     if not looks_like_token(raw_token):
         return False
-    token = request.db.scalar(select(UserToken).where(UserToken.token_hash == hash_token(raw_token),
+    token = ctx.db.scalar(select(UserToken).where(UserToken.token_hash == hash_token(raw_token),
                                                       UserToken.purpose == RESET_PASSWORD))
     return token is not None and token.used_at is None and token.expires_at > utcnow()
 
 
-def reset_password(request, raw_token: str, new_password: str) -> User:
+def reset_password(ctx, raw_token: str, new_password: str) -> User:
     """Set a new password from an emailed link; every session ends."""
-    user = _consume_user_token(request, raw_token, RESET_PASSWORD)
-    _set_password(request, user, new_password)
+    user = _consume_user_token(ctx, raw_token, RESET_PASSWORD)
+    _set_password(ctx, user, new_password)
     # Proving control of the mailbox also proves the address.
     user.email_verified_at = user.email_verified_at or utcnow()
     user.failed_logins = 0
     user.locked_at = None
-    sessions.revoke_all(request.db, user.id, "password_reset")
-    record(request, "account.password_reset", actor_id=user.id, target_type="user", target_id=user.id)
+    sessions.revoke_all(ctx.db, user.id, "password_reset")
+    record(ctx, "account.password_reset", actor_id=user.id, target_type="user", target_id=user.id)
     return user
 
 
-def change_password(request, user: User, current_session: AuthSession | None, *,
+def change_password(ctx, user: User, current_session: AuthSession | None, *,
                     current_password: str, new_password: str, end_other_sessions: bool) -> int:
     """Returns how many other sessions were ended."""
-    if not passwords(request).verify(user.password_hash, current_password):
-        record(request, "account.password_changed", result=FAILURE, actor_id=user.id,
+    if not passwords(ctx).verify(user.password_hash, current_password):
+        record(ctx, "account.password_changed", result=FAILURE, actor_id=user.id,
                target_type="user", target_id=user.id, reason="wrong_current_password")
         raise AccountError("invalid_password", "The current password is not right.", status=400,
                            field="current_password")
-    _set_password(request, user, new_password)
+    _set_password(ctx, user, new_password)
     ended = 0
     if end_other_sessions:
-        ended = sessions.revoke_all(request.db, user.id, "password_changed",
+        ended = sessions.revoke_all(ctx.db, user.id, "password_changed",
                                     keep=current_session.id if current_session else None)
-    record(request, "account.password_changed", actor_id=user.id, target_type="user",
+    record(ctx, "account.password_changed", actor_id=user.id, target_type="user",
            target_id=user.id, other_sessions_ended=ended)
     return ended
 
 
-def _set_password(request, user: User, new_password: str) -> None:
-    user.password_hash = passwords(request).hash(new_password)
+def _set_password(ctx, user: User, new_password: str) -> None:
+    user.password_hash = passwords(ctx).hash(new_password)
     user.password_changed_at = utcnow()
-    queue_notification(request, channel="email", recipient=user.email, template="password_changed",
+    queue_notification(ctx, channel="email", recipient=user.email, template="password_changed",
                        context={"display_name": user.display_name},
-                       sealed={"reset_url": public_url(request, "forgot_password")})
+                       sealed={"reset_url": ctx.url("forgot_password")})
 
 
-def update_profile(request, user: User, *, display_name: str) -> User:
+def update_profile(ctx, user: User, *, display_name: str) -> User:
     if display_name != user.display_name:
         user.display_name = display_name
-        record(request, "account.profile_updated", actor_id=user.id, target_type="user",
+        record(ctx, "account.profile_updated", actor_id=user.id, target_type="user",
                target_id=user.id)
     return user
 
 
-def create_admin(request, *, email: str, password: str, display_name: str) -> User:
+def create_admin(ctx, *, email: str, password: str, display_name: str) -> User:
     """Bootstrap an operator from the command line (never over HTTP)."""
-    user = find_user(request.db, email)
+    user = find_user(ctx.db, email)
     now = utcnow()
     if user is None:
         user = User(email=email, display_name=display_name,
-                    password_hash=passwords(request).hash(password),
+                    password_hash=passwords(ctx).hash(password),
                     privacy_accepted_at=now, terms_accepted_at=now, email_verified_at=now)
-        request.db.add(user)
-        request.db.flush()
-        create_personal_workspace(request, user)
+        ctx.db.add(user)
+        ctx.db.flush()
+        create_personal_workspace(ctx, user)
     user.role = "admin"
-    record(request, "account.admin_created", target_type="user", target_id=user.id)
+    record(ctx, "account.admin_created", target_type="user", target_id=user.id)
     return user

@@ -6,13 +6,13 @@ Refusals that leave a trace (a failed login counts, an audit row) are
 exception."""
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 
 from pyramid.httpexceptions import HTTPNotFound
 from pyramid.security import forget, remember
 from pyramid.view import view_config
 
+from guestguard import timefmt
 from guestguard.accounts import services, sessions
 from guestguard.accounts.devices import describe_device
 from guestguard.accounts.models import WEB
@@ -58,17 +58,6 @@ def check_captcha(request, errors: dict[str, str]) -> int:
     return refusal.code
 
 
-def ago(moment: dt.datetime, now: dt.datetime) -> str:
-    seconds = max(0, int((now - moment).total_seconds()))
-    if seconds < 60:
-        return "just now"
-    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
-        if seconds >= size:
-            count = seconds // size
-            return f"{count} {unit}{'' if count == 1 else 's'} ago"
-    return "just now"
-
-
 # --- signup and email verification -------------------------------------------
 
 
@@ -91,7 +80,7 @@ def signup(request):
         values = echo(request, "email", "display_name")
         values["accept_policies"] = "accept_policies" in request.POST
         return captcha_page(request, status, values=values, errors=errors)
-    services.signup(request, email=data.email, password=data.password, display_name=data.display_name)
+    services.signup(request.ctx, email=data.email, password=data.password, display_name=data.display_name)
     request.session.flash("Almost done: we sent a link to verify your address. Open it to finish signing up.",
                           "success")
     return redirect(request, request.route_path("resend_verification"))
@@ -101,7 +90,7 @@ def signup(request):
 def verify_email(request):
     private(request)
     try:
-        services.verify_email(request, request.matchdict["token"])
+        services.verify_email(request.ctx, request.matchdict["token"])
     except AccountError:
         return link_invalid(request, "resend_verification", "Get a new verification link")
     return {}
@@ -127,7 +116,7 @@ def resend_verification(request):
     if errors:
         private(request, 400)
         return {"values": echo(request, "email"), "errors": errors}
-    services.resend_verification(request, data.email)
+    services.resend_verification(request.ctx, data.email)
     request.session.flash(SAME_ANSWER, "success")
     return redirect(request, request.route_path("resend_verification"))
 
@@ -155,7 +144,7 @@ def login(request):
         private(request, 400)
         return {**page, "errors": errors}
     try:
-        result = services.login(request, email=data.email, password=data.password, kind=WEB,
+        result = services.login(request.ctx, email=data.email, password=data.password, kind=WEB,
                                 accept_policies=data.accept_policies)
     except AccountError as error:
         private(request, error.status)
@@ -180,7 +169,7 @@ def logout_confirm(request):
 def logout(request):
     identity = request.identity
     if identity is not None:
-        services.logout(request, identity.session)
+        services.logout(request.ctx, identity.session)
     forget(request)
     request.session.invalidate()
     request.session.flash("You are signed out.", "success")
@@ -202,14 +191,14 @@ def forgot_password(request):
     status = check_captcha(request, errors)
     if errors:
         return captcha_page(request, status, values=echo(request, "email"), errors=errors)
-    services.forgot_password(request, data.email)
+    services.forgot_password(request.ctx, data.email)
     request.session.flash(SAME_ANSWER, "success")
     return redirect(request, request.route_path("forgot_password"))
 
 
 @view_config(route_name="reset_password", request_method="GET", renderer="accounts/reset_password.jinja2")
 def reset_password_form(request):
-    if not services.check_reset_token(request, request.matchdict["token"]):
+    if not services.check_reset_token(request.ctx, request.matchdict["token"]):
         return link_invalid(request, "forgot_password", "Ask for a new reset link")
     private(request)
     return {"errors": {}}
@@ -220,12 +209,12 @@ def reset_password(request):
     token = request.matchdict["token"]
     data, errors = read_form(request, NewPasswordInput, ("password",), labels={"password": "New password"})
     if errors:
-        if not services.check_reset_token(request, token):
+        if not services.check_reset_token(request.ctx, token):
             return link_invalid(request, "forgot_password", "Ask for a new reset link")
         private(request, 400)
         return {"errors": errors}
     try:
-        services.reset_password(request, token, data.password)
+        services.reset_password(request.ctx, token, data.password)
     except AccountError:
         return link_invalid(request, "forgot_password", "Ask for a new reset link")
     # Every session ended, this browser's included.
@@ -252,7 +241,7 @@ def account_page(request, status: int = 200, **forms):
         "ip": session.ip,
         "created_at": session.created_at,
         "last_seen_at": session.last_seen_at,
-        "last_seen": ago(session.last_seen_at, now),
+        "last_seen": timefmt.ago(session.last_seen_at, now),
         "current": session.id == identity.session.id,
     } for session in sessions.active_sessions(request.db, identity.user.id)]
     rows.sort(key=lambda row: not row["current"])  # this device first
@@ -279,7 +268,7 @@ def account_profile(request):
     data, errors = read_form(request, ProfileInput, ("display_name",), labels=LABELS)
     if errors:
         return account_page(request, 400, profile={"values": echo(request, "display_name"), "errors": errors})
-    services.update_profile(request, request.identity.user, display_name=data.display_name)
+    services.update_profile(request.ctx, request.identity.user, display_name=data.display_name)
     request.session.flash("Your profile was saved.", "success")
     return redirect(request, request.route_path("account"))
 
@@ -296,7 +285,7 @@ def account_password(request):
     identity = request.identity
     try:
         ended = services.change_password(
-            request, identity.user, identity.session, current_password=data.current_password,
+            request.ctx, identity.user, identity.session, current_password=data.current_password,
             new_password=data.new_password, end_other_sessions=data.end_other_sessions)
     except AccountError as error:
         return account_page(request, error.status, password={
@@ -316,7 +305,7 @@ def account_session_revoke(request):
     except ValueError:
         raise HTTPNotFound() from None
     identity = request.identity
-    session = services.revoke_own_session(request, identity.user, session_id)
+    session = services.revoke_own_session(request.ctx, identity.user, session_id)
     if session is None:
         raise HTTPNotFound()
     if session.id == identity.session.id:
@@ -329,7 +318,7 @@ def account_session_revoke(request):
 
 @view_config(route_name="account_sign_out_everywhere", request_method="POST", permission=ACCOUNT_BASICS)
 def account_sign_out_everywhere(request):
-    count = services.logout_everywhere(request, request.identity.user)
+    count = services.logout_everywhere(request.ctx, request.identity.user)
     forget(request)
     request.session.invalidate()
     request.session.flash(f"You are signed out everywhere ({count} session{'' if count == 1 else 's'}).",
@@ -362,7 +351,7 @@ def accept_policies(request):
         private(request, 400)
         return {**policies_context(request), "next": next_path,
                 "errors": {"accept": "Tick the box to accept the privacy policy and terms."}}
-    services.accept_current_policies(request, request.identity.user)
+    services.accept_current_policies(request.ctx, request.identity.user)
     request.session.flash("Thank you: you accepted the current privacy policy and terms.", "success")
     return redirect(request, next_path or request.route_path("account"))
 

@@ -13,7 +13,7 @@ from guestguard.activity.schemas import ActivityPage, ActivityQuery, StreamQuery
 from guestguard.contract import Refused, Stream
 from guestguard.errors import json_error, refusal
 from guestguard.events.resources import event_resource
-from guestguard.events.services import EventsError
+from guestguard.pagination import InvalidCursor
 from guestguard.permissions import GUESTS_VIEW
 
 INVALID_TICKET = "This stream ticket is not valid: ask for a new one (POST /api/v1/auth/stream-ticket)."
@@ -56,7 +56,7 @@ def stream_ticket(request):
     if not allowed:
         request.context = resource  # outsiders get the 404, members the 403
         raise HTTPForbidden(result=allowed)
-    raw, expires_at = stream.issue_ticket(request, resource.event)
+    raw, expires_at = stream.issue_ticket(request.ctx, resource.event)
     request.response.cache_control.no_store = True
     return StreamTicketOut(ticket=raw, expires_at=expires_at, event_id=resource.event.id,
                            stream_url=request.route_path("activity_stream", event_id=resource.event.id,
@@ -83,7 +83,7 @@ def live_stream(request):
     if after is not None:
         try:
             feed.parse_cursor(after)
-        except EventsError as error:  # the stream's errors are JSON, like the API's
+        except InvalidCursor as error:  # the stream's errors are JSON, like the API's
             return refusal(request, error)
     try:
         event_id = uuid.UUID(request.matchdict["event_id"])

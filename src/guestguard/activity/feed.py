@@ -11,13 +11,13 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 
 from guestguard.db import utcnow
 from guestguard.activity.live import publish_after_commit
 from guestguard.activity.models import Activity
-from guestguard.activity.schemas import ASCENDING, DESCENDING, MAX_LOOKBACK_SECONDS, ActivityItemOut  # noqa: F401
-from guestguard.events.services import decode_cursor, encode_cursor
+from guestguard.activity.schemas import MAX_LOOKBACK_SECONDS, ActivityItemOut  # noqa: F401
+from guestguard.pagination import ASCENDING, DESCENDING, ID, TIME, Key, Keyset
 
 DEFAULT_LIMIT = 50
 # An item's time is set when it is written, not when its transaction
@@ -27,19 +27,23 @@ DEFAULT_LIMIT = 50
 LOOKBACK_SECONDS = 10
 
 
+OLDEST_FIRST = Keyset(Key(Activity.at, TIME), Key(Activity.id, ID))
+NEWEST_FIRST = Keyset(Key(Activity.at, TIME), Key(Activity.id, ID), order=DESCENDING)
+
+
 def cursor_of(item: Activity) -> str:
-    return encode_cursor(item.at.isoformat(), str(item.id))
+    return OLDEST_FIRST.cursor_of(item)
 
 
 def now_cursor() -> str:
     """A cursor before anything recorded from now on: a page showing no item
     yet hands it to its stream, so nothing between render and connect is lost."""
-    return encode_cursor(utcnow().isoformat(), str(uuid.UUID(int=0)))
+    return OLDEST_FIRST.encode(utcnow(), uuid.UUID(int=0))
 
 
 def parse_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
-    """EventsError 400 (invalid_cursor) for anything but a cursor we made."""
-    at, item_id = decode_cursor(cursor, ("time", "id"))
+    """InvalidCursor (400 invalid_cursor) for anything but a cursor we made."""
+    at, item_id = OLDEST_FIRST.decode(cursor)
     return at, item_id
 
 
@@ -48,14 +52,14 @@ def item_out(item: Activity) -> ActivityItemOut:
     return ActivityItemOut.of(item, id=cursor_of(item))
 
 
-def add(request, *, workspace_id: uuid.UUID, event_id: uuid.UUID, guest_id: uuid.UUID | None,
+def add(ctx, *, workspace_id: uuid.UUID, event_id: uuid.UUID, guest_id: uuid.UUID | None,
         kind: str, summary: str, data: dict[str, Any] | None = None) -> Activity:
     """Record one item and send it to the live streams after commit."""
     item = Activity(workspace_id=workspace_id, event_id=event_id, guest_id=guest_id, kind=kind,
                     summary=summary[:500], data=dict(data or {}), at=utcnow())
-    request.db.add(item)
-    request.db.flush()
-    publish_after_commit(request, event_id, item_out(item).model_dump(mode="json"))
+    ctx.db.add(item)
+    ctx.db.flush()
+    publish_after_commit(ctx, event_id, item_out(item).model_dump(mode="json"))
     return item
 
 
@@ -65,18 +69,12 @@ def page(db, event_id: uuid.UUID, *, after: str | None = None, limit: int = DEFA
     whether more follow; with ``lookback`` (ascending only), from that many
     seconds before ``after``. One query whatever the feed's size."""
     query = select(Activity).where(Activity.event_id == event_id)
-    key = tuple_(Activity.at, Activity.id)
-    if after:
-        at, item_id = parse_cursor(after)
-        if lookback and order == ASCENDING:
-            at, item_id = at - dt.timedelta(seconds=lookback), uuid.UUID(int=0)
-        query = query.where(key > tuple_(at, item_id) if order == ASCENDING else key < tuple_(at, item_id))
-    if order == ASCENDING:
-        query = query.order_by(Activity.at, Activity.id)
-    else:
-        query = query.order_by(Activity.at.desc(), Activity.id.desc())
-    items = list(db.scalars(query.limit(limit + 1)))
-    return items[:limit], len(items) > limit
+    position = parse_cursor(after) if after else None
+    if position is not None and lookback and order == ASCENDING:
+        position = (position[0] - dt.timedelta(seconds=lookback), uuid.UUID(int=0))
+    keyset = OLDEST_FIRST if order == ASCENDING else NEWEST_FIRST
+    items, cursor = keyset.page(db, query, after=position, limit=limit)
+    return items, cursor is not None
 
 
 def latest(db, event_id: uuid.UUID, limit: int = 20) -> list[Activity]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 
 from guestguard.activity import feed
+from guestguard.context import context_of
 from guestguard.events.invitations import TEMPLATE
 from guestguard.events.models import Guest
 from guestguard.plugins import hookimpl
@@ -34,6 +35,6 @@ def domain_event(event, request):
     else:
         reason = str(event.data.get("error", "")).partition(": ")[2] or "the provider refused it"
         summary = f"Invitation to {guest.name} could not be sent {how}: {reason}"
-    feed.add(request, workspace_id=guest.workspace_id, event_id=guest.event_id, guest_id=guest.id,
-                 kind=event.name, summary=summary,
-                 data={"channel": event.data["channel"], "notification_id": event.data["notification_id"]})
+    feed.add(context_of(request), workspace_id=guest.workspace_id, event_id=guest.event_id, guest_id=guest.id,
+             kind=event.name, summary=summary,
+             data={"channel": event.data["channel"], "notification_id": event.data["notification_id"]})

@@ -10,6 +10,7 @@ no database connection, no Redis connection of its own.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
@@ -38,7 +39,7 @@ class Listener:
     """One stream's inbox. ``get`` returns a message (a JSON string), or
     None when the stream must end (it fell too far behind)."""
 
-    def __init__(self, hub: "Hub", event_id: str, holder: str):
+    def __init__(self, hub: Hub, event_id: str, holder: str):
         self.hub = hub
         self.event_id = event_id
         self.holder = holder
@@ -198,10 +199,8 @@ class RedisBroker:
                 log.warning("live activity subscription lost (%s); reconnecting", type(exc).__name__)
                 time.sleep(RECONNECT_DELAY)
             finally:
-                try:
+                with contextlib.suppress(Exception):  # the connection is already gone
                     pubsub.close()
-                except Exception:
-                    pass
 
 
 def make_broker(url: str) -> MemoryBroker | RedisBroker:
@@ -210,14 +209,14 @@ def make_broker(url: str) -> MemoryBroker | RedisBroker:
     return RedisBroker(url)
 
 
-def publish_after_commit(request, event_id: uuid.UUID, payload: dict[str, Any]) -> None:
+def publish_after_commit(ctx, event_id: uuid.UUID, payload: dict[str, Any]) -> None:
     """Send ``payload`` to the event's live streams once the current
     transaction commits (never for one that rolls back)."""
-    broker = request.registry["live.broker"]
+    broker = ctx.registry["live.broker"]
     message = json.dumps(payload, separators=(",", ":"))
 
     def after_commit(committed: bool) -> None:
         if committed:
             broker.publish(event_id, message)
 
-    request.tm.get().addAfterCommitHook(after_commit)
+    ctx.tm.get().addAfterCommitHook(after_commit)

@@ -6,9 +6,9 @@ from typing import Any
 
 from guestguard.contract import Moment, Out
 from guestguard.events.schemas import DEFAULT_PAGE_SIZE, Cursor, Limit
+from guestguard.pagination import ASCENDING, DESCENDING
 from guestguard.validation import Input, OneOf, Query, WholeNumber
 
-ASCENDING, DESCENDING = "asc", "desc"
 MAX_LOOKBACK_SECONDS = 60
 
 

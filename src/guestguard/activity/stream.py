@@ -22,6 +22,7 @@ from typing import Iterator
 from sqlalchemy import delete, select, update
 
 from guestguard.accounts.tokens import hash_token, looks_like_token, new_token
+from guestguard.context import context_of
 from guestguard.db import utcnow
 from guestguard.activity import feed
 from guestguard.activity.live import RESYNC, Listener
@@ -38,12 +39,12 @@ REPLAY_LIMIT = 2000   # items one reconnection may catch up; beyond, the page re
 RETRY_MS = 3000
 
 
-def issue_ticket(request, event: Event) -> tuple[str, dt.datetime]:
+def issue_ticket(ctx, event: Event) -> tuple[str, dt.datetime]:
     """A ticket for ``event`` bound to the caller. Returns (raw, expires_at)."""
-    identity = request.identity
+    identity = ctx.identity
     raw, token_hash = new_token(TICKET_PREFIX)
     expires_at = utcnow() + dt.timedelta(seconds=TICKET_SECONDS)
-    request.db.add(StreamTicket(
+    ctx.db.add(StreamTicket(
         token_hash=token_hash, workspace_id=event.workspace_id, event_id=event.id,
         user_id=identity.user.id if identity.user is not None else None,
         session_id=identity.session.id if identity.session is not None else None,
@@ -161,6 +162,7 @@ class EventStream:
 
 def purge_tickets(request, now: dt.datetime | None = None) -> int:
     """Periodic task: delete tickets an hour past their expiry."""
+    ctx = context_of(request)
     cutoff = (now or utcnow()) - dt.timedelta(hours=1)
-    return request.db.execute(delete(StreamTicket).where(StreamTicket.expires_at < cutoff)
+    return ctx.db.execute(delete(StreamTicket).where(StreamTicket.expires_at < cutoff)
                               .execution_options(synchronize_session=False)).rowcount

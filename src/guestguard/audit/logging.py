@@ -1,23 +1,23 @@
 """Log records carry the request id; production logs are JSON lines."""
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from guestguard.audit.request_id import current_request_id
 
 TEXT_FORMAT = "%(asctime)s %(levelname)-5s [%(name)s][%(request_id)s] %(message)s"
 _RECORD_FIELDS = ("name", "levelname", "request_id")
-_installed = False
 
 
+@functools.cache
 def _install_record_factory() -> None:
-    """Every log record, from any library, gets ``request_id``."""
-    global _installed
-    if _installed:
-        return
+    """Every log record, from any library, gets ``request_id`` (once per
+    process)."""
     previous = logging.getLogRecordFactory()
 
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
@@ -26,7 +26,6 @@ def _install_record_factory() -> None:
         return record
 
     logging.setLogRecordFactory(factory)
-    _installed = True
 
 
 _install_record_factory()

@@ -57,7 +57,7 @@ def create_event(request):
     if not request.has_permission(EVENTS_EDIT, resource):
         raise APIError(403, "forbidden", "Your role cannot create events here.", required=EVENTS_EDIT,
                        role=request.identity.roles[workspace.id])
-    event = services.create_event(request, workspace.id, data)
+    event = services.create_event(request.ctx, workspace.id, data)
     return OneEvent(event=counted(event, services.Headcount()))
 
 
@@ -74,7 +74,7 @@ def get_event(context, request):
 def update_event(context, request):
     """Change any of the event's fields."""
     data = request.body_input
-    event = services.update_event(request, context.event, data)
+    event = services.update_event(request.ctx, context.event, data)
     return ChangedEvent(event=EventOut.of(event))
 
 
@@ -82,7 +82,7 @@ def update_event(context, request):
              response={204: None})
 def delete_event(context, request):
     """Delete the event."""
-    services.delete_event(request, context.event)
+    services.delete_event(request.ctx, context.event)
     return HTTPNoContent()
 
 
@@ -105,7 +105,7 @@ def list_guests(context, request):
 def add_guests(context, request):
     """Add one guest (an object) or up to ``guests.max_batch`` (an array), all or nothing."""
     data = request.body_input
-    guests = services.add_guests(request, context.event, data.items)
+    guests = services.add_guests(request.ctx, context.event, data.items)
     if data.many:
         return GuestList(guests=[GuestOut.of(guest) for guest in guests])
     return OneGuest(guest=GuestOut.of(guests[0]))
@@ -123,7 +123,7 @@ def get_guest(context, request):
 def update_guest(context, request):
     """Change any of the guest's fields."""
     data = request.body_input
-    guest = services.update_guest(request, context.event, context.record, data)
+    guest = services.update_guest(request.ctx, context.event, context.record, data)
     return OneGuest(guest=GuestOut.of(guest))
 
 
@@ -131,5 +131,5 @@ def update_guest(context, request):
              response={204: None})
 def delete_guest(context, request):
     """Remove the guest from the list."""
-    services.delete_guest(request, context.record)
+    services.delete_guest(request.ctx, context.record)
     return HTTPNoContent()

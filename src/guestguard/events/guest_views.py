@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from urllib.parse import urlsplit
 
+import icalendar
 from pydantic import ValidationError
 from pyramid.renderers import render_to_response
 from pyramid.response import Response
@@ -65,12 +66,9 @@ def page(request, link: InvitationLink, guest: Guest, event: Event, *, status: i
     if form is None:
         form = {"response": guest.response or "", "plus_ones": str(guest.plus_ones_coming or 0),
                 "dietary": latest.dietary if latest else "", "message": latest.message if latest else ""}
-    zone = event.timezone
     return {
         "guest": guest, "event": event, "token": request.matchdict["token"],
-        "when": invitations.when(event),
-        "deadline": invitations.human(event.rsvp_deadline, zone) if event.rsvp_deadline else "",
-        "closes": invitations.human(invitations.rsvp_closes_at(event), zone),
+        "closes_at": invitations.rsvp_closes_at(event),
         "closed": closed, "cancelled": closed is not None and closed.code == "event_cancelled",
         "answer": answer_sentence(guest), "answers": ANSWERS,
         "plus_ones_phrase": invitations.plus_ones_phrase,
@@ -80,12 +78,12 @@ def page(request, link: InvitationLink, guest: Guest, event: Event, *, status: i
 
 @view_config(route_name="access", request_method="GET", renderer=PAGE, rate_limit="invitation_page")
 def invitation_page(request):
-    found = access.use_token(request, request.matchdict["token"], VIEW)
+    found = access.use_token(request.ctx, request.matchdict["token"], VIEW)
     if found is None:
         return invalid(request)
     link, guest, event = found
-    if request.method == "GET" and access.is_person(request):
-        invitations.record_open(request, link, guest)
+    if request.method == "GET" and access.is_person(request.ctx):
+        invitations.record_open(request.ctx, link, guest)
     return page(request, link, guest, event)
 
 
@@ -113,7 +111,7 @@ def read_answer(request, guest: Guest) -> tuple[RsvpInput | None, dict[str, str]
 
 @view_config(route_name="rsvp", request_method="POST", renderer=PAGE, rate_limit="rsvp", require_csrf=False)
 def rsvp(request):
-    found = access.use_token(request, request.matchdict["token"], ANSWER)
+    found = access.use_token(request.ctx, request.matchdict["token"], ANSWER)
     if found is None:
         return invalid(request)
     link, guest, event = found
@@ -121,7 +119,7 @@ def rsvp(request):
     if data is None:
         return page(request, link, guest, event, status=422, errors=errors, form=typed)
     try:
-        _, new = invitations.submit_rsvp(request, link, guest, event, data)
+        _, new = invitations.submit_rsvp(request.ctx, link, guest, event, data)
     except EventsError as error:
         if error.code == "validation_failed":
             fields = error.extra.get("fields", {})
@@ -145,69 +143,41 @@ def private_headers(response) -> None:
 # --- the calendar file (RFC 5545) ----------------------------------------------
 
 
-def ics_text(value: str) -> str:
-    """A TEXT value escaped: backslash, semicolon, comma, newlines."""
-    return (value.replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,")
-            .replace("\r\n", "\\n").replace("\r", "\\n").replace("\n", "\\n"))
-
-
-def fold(line: str) -> str:
-    """Lines of at most 75 octets, continued with CRLF and a space, never
-    splitting a UTF-8 character."""
-    encoded = line.encode("utf-8")
-    if len(encoded) <= 75:
-        return line
-    parts, current, size, limit = [], [], 0, 75
-    for char in line:
-        width = len(char.encode("utf-8"))
-        if size + width > limit:
-            parts.append("".join(current))
-            current, size, limit = [], 0, 74  # continuation lines start with a space
-        current.append(char)
-        size += width
-    parts.append("".join(current))
-    return "\r\n ".join(parts)
-
-
-def ics_time(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-
-
-def calendar(request, guest: Guest, event: Event) -> str:
+def calendar(request, guest: Guest, event: Event) -> bytes:
+    """The event as an iCalendar file, written by the icalendar library
+    (escaping, lines folded at 75 octets, CRLF). Times are in UTC."""
     ends = event.ends_at or event.starts_at + dt.timedelta(hours=2)
     # Our own name, not the request's Host header, which the caller chooses.
     host = urlsplit(request.registry.settings["app.base_url"]).hostname or "guestguard"
     description = "\n\n".join(part for part in (event.description, event.host_message) if part)
-    lines = [
-        "BEGIN:VCALENDAR",
-        "VERSION:2.0",
-        "PRODID:-//GuestGuard//Invitation//EN",
-        "CALSCALE:GREGORIAN",
-        "METHOD:PUBLISH",
-        "BEGIN:VEVENT",
-        f"UID:{event.id}-{guest.id}@{host}",
-        f"DTSTAMP:{ics_time(utcnow())}",
-        f"DTSTART:{ics_time(event.starts_at)}",
-        f"DTEND:{ics_time(ends)}",
-        f"SUMMARY:{ics_text(event.name)}",
-    ]
+    cal = icalendar.Calendar()
+    cal.add("version", "2.0")
+    cal.add("prodid", "-//GuestGuard//Invitation//EN")
+    cal.add("calscale", "GREGORIAN")
+    cal.add("method", "PUBLISH")
+    item = icalendar.Event()
+    item.add("uid", f"{event.id}-{guest.id}@{host}")
+    item.add("dtstamp", utcnow())
+    item.add("dtstart", event.starts_at.astimezone(dt.timezone.utc))
+    item.add("dtend", ends.astimezone(dt.timezone.utc))
+    item.add("summary", event.name)
     if event.venue:
-        lines.append(f"LOCATION:{ics_text(event.venue)}")
+        item.add("location", event.venue)
     if description:
-        lines.append(f"DESCRIPTION:{ics_text(description)}")
+        item.add("description", description)
     if event.status == "cancelled":
-        lines.append("STATUS:CANCELLED")
-    lines += ["END:VEVENT", "END:VCALENDAR"]
-    return "".join(fold(line) + "\r\n" for line in lines)
+        item.add("status", "CANCELLED")
+    cal.add_component(item)
+    return cal.to_ical()
 
 
 @view_config(route_name="access_ics", request_method="GET", rate_limit="invitation_page")
 def access_ics(request):
-    found = access.use_token(request, request.matchdict["token"], CALENDAR)
+    found = access.use_token(request.ctx, request.matchdict["token"], CALENDAR)
     if found is None:
         return invalid(request)
     _, guest, event = found
-    response = Response(body=calendar(request, guest, event).encode("utf-8"),
+    response = Response(body=calendar(request, guest, event),
                         content_type="text/calendar", charset="utf-8")
     response.content_disposition = 'attachment; filename="invitation.ics"'
     private_headers(response)

@@ -8,13 +8,13 @@ host-side ones are authorized by their views, the guest-side ones by the link.
 from __future__ import annotations
 
 import datetime as dt
-import zoneinfo
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
 
 from guestguard.accounts.tokens import new_token
-from guestguard.audit.services import actor_of, record
+from guestguard import timefmt
+from guestguard.audit.services import record
 from guestguard.db import utcnow
 from guestguard.activity import feed
 from guestguard.events.models import CANCELLED, DRAFT, NO, YES, Event, Guest, InvitationLink, Rsvp
@@ -29,59 +29,7 @@ INVALID_LINK = "This invitation link is not valid."
 NO_CONTACT = "has no email address or phone number"
 
 
-# --- how times read for a guest ---------------------------------------------
-
-
-def in_zone(moment: dt.datetime | None, timezone: str) -> dt.datetime | None:
-    if moment is None:
-        return None
-    if moment.tzinfo is None:  # stored times are UTC
-        moment = moment.replace(tzinfo=dt.timezone.utc)
-    return moment.astimezone(zoneinfo.ZoneInfo(timezone))
-
-
-def zone_name(moment: dt.datetime) -> str:
-    """"BST", "CEST"... or "UTC-03" where the zone has no abbreviation."""
-    name = moment.tzname() or ""
-    return f"UTC{name}" if name[:1] in "+-" else name
-
-
-def clock(moment: dt.datetime) -> str:
-    hour = moment.hour % 12 or 12
-    return f"{hour}:{moment:%M} {'am' if moment.hour < 12 else 'pm'}"
-
-
-def long_date(moment: dt.datetime) -> str:
-    return f"{moment:%A} {moment.day} {moment:%B %Y}"
-
-
-def human(moment: dt.datetime | None, timezone: str) -> str:
-    """"Saturday 21 June 2030, 7:00 pm BST", in the event's time zone."""
-    local = in_zone(moment, timezone)
-    if local is None:
-        return ""
-    return f"{long_date(local)}, {clock(local)} {zone_name(local)}"
-
-
-def short(moment: dt.datetime | None, timezone: str) -> str:
-    """"Sat 21 Jun 2030, 7:00 pm BST", for text messages."""
-    local = in_zone(moment, timezone)
-    if local is None:
-        return ""
-    return f"{local:%a} {local.day} {local:%b %Y}, {clock(local)} {zone_name(local)}"
-
-
-def when(event: Event) -> str:
-    """The event's start, and its end: "Saturday 21 June 2030, 7:00 pm – 11:30 pm BST"."""
-    starts = in_zone(event.starts_at, event.timezone)
-    ends = in_zone(event.ends_at, event.timezone)
-    if ends is None:
-        return human(starts, event.timezone)
-    if ends.date() == starts.date():
-        if zone_name(starts) == zone_name(ends):
-            return f"{long_date(starts)}, {clock(starts)} – {clock(ends)} {zone_name(ends)}"
-        return f"{long_date(starts)}, {clock(starts)} {zone_name(starts)} – {clock(ends)} {zone_name(ends)}"
-    return f"{human(starts, event.timezone)} – {human(ends, event.timezone)}"
+# --- answers' deadline ------------------------------------------------------
 
 
 def rsvp_closes_at(event: Event) -> dt.datetime:
@@ -97,7 +45,7 @@ def rsvp_refusal(event: Event, now: dt.datetime | None = None) -> EventsError | 
     closes = rsvp_closes_at(event)
     if (now or utcnow()) >= closes:
         return EventsError(409, "rsvp_closed",
-                           f"Answers closed on {human(closes, event.timezone)}.",
+                           f"Answers closed on {timefmt.long_when(closes, event.timezone)}.",
                            closed_at=closes.isoformat())
     return None
 
@@ -109,39 +57,38 @@ def plus_ones_phrase(count: int) -> str:
 # --- links -------------------------------------------------------------------
 
 
-def access_url(request, raw: str) -> str:
-    base = request.registry.settings["app.base_url"].rstrip("/")
-    return base + request.route_path("access", token=raw)
+def access_url(ctx, raw: str) -> str:
+    return ctx.url("access", token=raw)
 
 
-def issue_link(request, guest: Guest) -> str:
+def issue_link(ctx, guest: Guest) -> str:
     """A new personal link for the guest; the previous one stops working.
     Returns the raw token, which is never stored and shown only this once."""
     now = utcnow()
-    request.db.execute(update(InvitationLink)
+    ctx.db.execute(update(InvitationLink)
                        .where(InvitationLink.guest_id == guest.id, InvitationLink.revoked_at.is_(None))
                        .values(revoked_at=now).execution_options(synchronize_session=False))
     raw, token_hash = new_token()
-    actor = actor_of(request)
+    actor = ctx.actor_id
     link = InvitationLink(workspace_id=guest.workspace_id, event_id=guest.event_id, guest_id=guest.id,
                           token_hash=token_hash, issued_by_id=actor)
-    request.db.add(link)
-    request.db.flush()
-    record(request, "invitation.issued", actor_id=actor, workspace_id=guest.workspace_id,
+    ctx.db.add(link)
+    ctx.db.flush()
+    record(ctx, "invitation.issued", actor_id=actor, workspace_id=guest.workspace_id,
            target_type="guest", target_id=guest.id, link_id=str(link.id))
-    request.emit("invitation.issued", {"event_id": str(guest.event_id), "guest_id": str(guest.id),
+    ctx.emit("invitation.issued", {"event_id": str(guest.event_id), "guest_id": str(guest.id),
                                        "link_id": str(link.id)}, guest.workspace_id)
     return raw
 
 
-def revoke_link(request, guest: Guest) -> int:
+def revoke_link(ctx, guest: Guest) -> int:
     """Revoke the guest's live link, if any; returns how many were revoked."""
-    revoked = request.db.execute(
+    revoked = ctx.db.execute(
         update(InvitationLink)
         .where(InvitationLink.guest_id == guest.id, InvitationLink.revoked_at.is_(None))
         .values(revoked_at=utcnow()).execution_options(synchronize_session=False)).rowcount
     if revoked:
-        record(request, "invitation.revoked", actor_id=actor_of(request), workspace_id=guest.workspace_id,
+        record(ctx, "invitation.revoked", actor_id=ctx.actor_id, workspace_id=guest.workspace_id,
                target_type="guest", target_id=guest.id)
     return revoked
 
@@ -168,12 +115,15 @@ def choose_channel(guest: Guest, wanted: str | None) -> str:
 
 
 def message_context(event: Event, guest: Guest) -> dict[str, str]:
-    """What the invitation templates show (stored in the outbox: no secrets)."""
+    """What the invitation templates show (stored in the outbox: no secrets).
+    Times are ISO 8601 with their offset; the templates word them in the
+    event's zone with the timefmt filters."""
     return {
-        "guest_name": guest.name, "event_name": event.name, "when": when(event),
-        "when_short": short(event.starts_at, event.timezone), "venue": event.venue,
-        "description": event.description, "host_message": event.host_message,
-        "reply_by": human(event.rsvp_deadline, event.timezone) if event.rsvp_deadline else "",
+        "guest_name": guest.name, "event_name": event.name, "timezone": event.timezone,
+        "starts_at": event.starts_at.isoformat(),
+        "ends_at": event.ends_at.isoformat() if event.ends_at else None,
+        "rsvp_deadline": event.rsvp_deadline.isoformat() if event.rsvp_deadline else None,
+        "venue": event.venue, "description": event.description, "host_message": event.host_message,
         "plus_ones_allowed": str(guest.plus_ones_allowed),
     }
 
@@ -186,21 +136,21 @@ def refuse_unsendable(event: Event) -> None:
                           "This event is a draft: publish it before sending invitations.")
 
 
-def send_invitation(request, guest: Guest, event: Event, channel: str | None = None) -> str:
+def send_invitation(ctx, guest: Guest, event: Event, channel: str | None = None) -> str:
     """Issue a fresh link and queue the invitation through the outbox.
     Returns the channel used."""
     refuse_unsendable(event)
     channel = choose_channel(guest, channel)
-    raw = issue_link(request, guest)
+    raw = issue_link(ctx, guest)
     notification = queue_notification(
-        request, channel=channel, recipient=guest.email if channel == EMAIL else guest.phone,
+        ctx, channel=channel, recipient=guest.email if channel == EMAIL else guest.phone,
         template=TEMPLATE, workspace_id=event.workspace_id, context=message_context(event, guest),
-        sealed={"invitation_url": access_url(request, raw)},
+        sealed={"invitation_url": access_url(ctx, raw)},
         about={"event_id": str(event.id), "guest_id": str(guest.id)})
     guest.invited_at = utcnow()
-    record(request, "invitation.sent", actor_id=actor_of(request), workspace_id=event.workspace_id,
+    record(ctx, "invitation.sent", actor_id=ctx.actor_id, workspace_id=event.workspace_id,
            target_type="guest", target_id=guest.id, channel=channel, notification_id=str(notification.id))
-    request.emit("invitation.sent", {"event_id": str(event.id), "guest_id": str(guest.id), "channel": channel},
+    ctx.emit("invitation.sent", {"event_id": str(event.id), "guest_id": str(guest.id), "channel": channel},
                  event.workspace_id)
     return channel
 
@@ -211,20 +161,20 @@ class Sent:
     skipped: list[dict[str, str]]
 
 
-def send_all(request, event: Event) -> Sent:
+def send_all(ctx, event: Event) -> Sent:
     """Invite every guest not invited yet; those without an email address or
     phone number are skipped and listed."""
     refuse_unsendable(event)
-    guests = request.db.scalars(select(Guest).where(Guest.event_id == event.id, Guest.invited_at.is_(None))
+    guests = ctx.db.scalars(select(Guest).where(Guest.event_id == event.id, Guest.invited_at.is_(None))
                                 .order_by(Guest.name, Guest.id))
     queued, skipped = 0, []
     for guest in guests:
         if not guest.email and not guest.phone:
             skipped.append({"guest_id": str(guest.id), "name": guest.name, "reason": NO_CONTACT})
             continue
-        send_invitation(request, guest, event)
+        send_invitation(ctx, guest, event)
         queued += 1
-    record(request, "invitation.sent_all", actor_id=actor_of(request), workspace_id=event.workspace_id,
+    record(ctx, "invitation.sent_all", actor_id=ctx.actor_id, workspace_id=event.workspace_id,
            target_type="event", target_id=event.id, queued=queued, skipped=len(skipped))
     return Sent(queued, skipped)
 
@@ -232,20 +182,20 @@ def send_all(request, event: Event) -> Sent:
 # --- the guest's side --------------------------------------------------------
 
 
-def record_open(request, link: InvitationLink, guest: Guest) -> bool:
+def record_open(ctx, link: InvitationLink, guest: Guest) -> bool:
     """Note the first time the guest opens their invitation; True that time.
     Callers leave out link previews and crawlers: no person opened it."""
     now = utcnow()
-    first = request.db.execute(
+    first = ctx.db.execute(
         update(Guest).where(Guest.id == guest.id, Guest.opened_at.is_(None))
         .values(opened_at=now).execution_options(synchronize_session=False)).rowcount == 1
     if first:
         guest.opened_at = now
-        record(request, "invitation.opened", workspace_id=guest.workspace_id, target_type="guest",
+        record(ctx, "invitation.opened", workspace_id=guest.workspace_id, target_type="guest",
                target_id=guest.id, link_id=str(link.id))
-        request.emit("invitation.opened", {"event_id": str(guest.event_id), "guest_id": str(guest.id)},
+        ctx.emit("invitation.opened", {"event_id": str(guest.event_id), "guest_id": str(guest.id)},
                      guest.workspace_id)
-        feed.add(request, workspace_id=guest.workspace_id, event_id=guest.event_id, guest_id=guest.id,
+        feed.add(ctx, workspace_id=guest.workspace_id, event_id=guest.event_id, guest_id=guest.id,
                      kind="invitation.opened", summary=f"{guest.name} opened the invitation")
     return first
 
@@ -271,7 +221,7 @@ def check_plus_ones(guest: Guest, plus_ones: int) -> None:
         raise EventsError(422, "validation_failed", "Some fields are invalid.", fields={"plus_ones": message})
 
 
-def submit_rsvp(request, link: InvitationLink, guest: Guest, event: Event, data: RsvpInput) -> tuple[Rsvp, bool]:
+def submit_rsvp(ctx, link: InvitationLink, guest: Guest, event: Event, data: RsvpInput) -> tuple[Rsvp, bool]:
     """Record the guest's answer. The same answer as the latest records
     nothing new (returns that one). Returns (answer, whether it is new)."""
     refusal = rsvp_refusal(event)
@@ -280,8 +230,8 @@ def submit_rsvp(request, link: InvitationLink, guest: Guest, event: Event, data:
     plus_ones = 0 if data.response == NO else data.plus_ones
     check_plus_ones(guest, plus_ones)
     # One answer at a time per guest (a no-op on SQLite, which serializes writes).
-    request.db.execute(select(Guest.id).where(Guest.id == guest.id).with_for_update())
-    latest = latest_rsvp(request.db, guest)
+    ctx.db.execute(select(Guest.id).where(Guest.id == guest.id).with_for_update())
+    latest = latest_rsvp(ctx.db, guest)
     answer = (data.response, plus_ones, data.dietary, data.message)
     if latest is not None and (latest.response, latest.plus_ones, latest.dietary, latest.message) == answer:
         return latest, False
@@ -289,22 +239,22 @@ def submit_rsvp(request, link: InvitationLink, guest: Guest, event: Event, data:
     rsvp = Rsvp(workspace_id=guest.workspace_id, event_id=event.id, guest_id=guest.id, link_id=link.id,
                 response=data.response, plus_ones=plus_ones, dietary=data.dietary, message=data.message,
                 created_at=now)
-    request.db.add(rsvp)
+    ctx.db.add(rsvp)
     previous = guest.response
     guest.response, guest.plus_ones_coming, guest.responded_at = data.response, plus_ones, now
-    request.db.flush()
+    ctx.db.flush()
     action = "rsvp.received" if latest is None else "rsvp.changed"
-    record(request, action, actor_id=None, workspace_id=guest.workspace_id, target_type="guest",
+    record(ctx, action, actor_id=None, workspace_id=guest.workspace_id, target_type="guest",
            target_id=guest.id, rsvp_id=str(rsvp.id), response=data.response, plus_ones=plus_ones,
            previous=previous)
     payload = {"event_id": str(event.id), "guest_id": str(guest.id), "response": data.response,
                "plus_ones": plus_ones}
     if latest is not None:
         payload["previous"] = previous
-    request.emit(action, payload, guest.workspace_id)
+    ctx.emit(action, payload, guest.workspace_id)
     words = answer_words(data.response, plus_ones)
     summary = (f"{guest.name} answered {words}" if latest is None
                else f"{guest.name} changed the answer from {previous or 'none'} to {words}")
-    feed.add(request, workspace_id=guest.workspace_id, event_id=event.id, guest_id=guest.id, kind=action,
+    feed.add(ctx, workspace_id=guest.workspace_id, event_id=event.id, guest_id=guest.id, kind=action,
                  summary=summary, data={"response": data.response, "plus_ones": plus_ones, "previous": previous})
     return rsvp, True

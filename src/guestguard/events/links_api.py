@@ -8,6 +8,7 @@ from __future__ import annotations
 from pyramid.httpexceptions import HTTPNoContent
 from pyramid.view import view_config
 
+from guestguard import timefmt
 from guestguard.contract import Body, Refused
 from guestguard.errors import json_error, refusal
 from guestguard.events import invitations
@@ -44,12 +45,12 @@ def invitation(event: Event, guest: Guest, latest: Rsvp | None, answer=GuestInvi
     return answer(
         guest=InvitedGuest.of(guest, dietary=latest.dietary if latest else "",
                               message=latest.message if latest else "",
-                              responded_at=invitations.in_zone(guest.responded_at, zone)),
-        event=InvitedEvent.of(event, starts_at=invitations.in_zone(event.starts_at, zone),
-                              ends_at=invitations.in_zone(event.ends_at, zone), when=invitations.when(event),
-                              rsvp_deadline=invitations.in_zone(event.rsvp_deadline, zone)),
+                              responded_at=timefmt.in_zone(guest.responded_at, zone)),
+        event=InvitedEvent.of(event, starts_at=timefmt.in_zone(event.starts_at, zone),
+                              ends_at=timefmt.in_zone(event.ends_at, zone), when=timefmt.event_long_span(event),
+                              rsvp_deadline=timefmt.in_zone(event.rsvp_deadline, zone)),
         rsvp=RsvpState(open=closed is None,
-                       closes_at=invitations.in_zone(invitations.rsvp_closes_at(event), zone),
+                       closes_at=timefmt.in_zone(invitations.rsvp_closes_at(event), zone),
                        closed_reason=closed.code if closed else None),
         **extra)
 
@@ -61,16 +62,16 @@ def invitation(event: Event, guest: Guest, latest: Rsvp | None, answer=GuestInvi
              rate_limit="link_issue", response={201: IssuedLink})
 def issue_token(context, request):
     """A new personal link; the previous one stops working. Shown this once."""
-    raw = invitations.issue_link(request, context.record)
+    raw = invitations.issue_link(request.ctx, context.record)
     no_store(request)
-    return IssuedLink(token=raw, url=invitations.access_url(request, raw), guest_id=context.record.id)
+    return IssuedLink(token=raw, url=invitations.access_url(request.ctx, raw), guest_id=context.record.id)
 
 
 @view_config(route_name="api_guest_tokens", request_method="DELETE", permission=GUESTS_EDIT,
              response={204: None})
 def revoke_token(context, request):
     """Revoke the guest's link: it stops working."""
-    invitations.revoke_link(request, context.record)
+    invitations.revoke_link(request.ctx, context.record)
     return HTTPNoContent()
 
 
@@ -81,7 +82,7 @@ def send_one(context, request):
     """Send (or send again) the invitation, with a fresh link."""
     data = request.body_input
     guest = context.record
-    channel = invitations.send_invitation(request, guest, context.event, data.channel)
+    channel = invitations.send_invitation(request.ctx, guest, context.event, data.channel)
     return InvitationSent(guest_id=guest.id, channel=channel, invited_at=guest.invited_at)
 
 
@@ -89,7 +90,7 @@ def send_one(context, request):
              response={202: InvitationsSent, 409: UNSENDABLE})
 def send_all(context, request):
     """Invite every guest not invited yet; those without contact are listed."""
-    sent = invitations.send_all(request, context.event)
+    sent = invitations.send_all(request.ctx, context.event)
     return InvitationsSent.of(sent)
 
 
@@ -97,7 +98,7 @@ def send_all(context, request):
 
 
 def token_use(request, kind: str):
-    return token_access.use_token(request, request.matchdict["token"], kind)
+    return token_access.use_token(request.ctx, request.matchdict["token"], kind)
 
 
 @view_config(route_name="api_access", request_method="GET", renderer="json", rate_limit="invitation_page",
@@ -108,8 +109,8 @@ def access(request):
     if found is None:
         return invalid_link(request)
     link, guest, event = found
-    if request.method == "GET" and token_access.is_person(request):
-        invitations.record_open(request, link, guest)
+    if request.method == "GET" and token_access.is_person(request.ctx):
+        invitations.record_open(request.ctx, link, guest)
     no_store(request)
     return invitation(event, guest, invitations.latest_rsvp(request.db, guest))
 
@@ -125,7 +126,7 @@ def rsvp(request):
     link, guest, event = found
     data = request.body_input
     try:
-        answer, new = invitations.submit_rsvp(request, link, guest, event, data)
+        answer, new = invitations.submit_rsvp(request.ctx, link, guest, event, data)
     except EventsError as error:
         response = refusal(request, error)
         response.cache_control.no_store = True

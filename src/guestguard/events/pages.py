@@ -1,11 +1,10 @@
 """Queries and renderings only the host pages need: the dashboard's events,
-a guest's answer history, time formatting in an event's zone and the
-headcount chart. Read-only; changes go through ``services``."""
+a guest's answer history and the headcount chart (times read through
+``guestguard.timefmt``). Read-only; changes go through ``services``."""
 from __future__ import annotations
 
 import datetime as dt
 import uuid
-import zoneinfo
 from dataclasses import dataclass
 from typing import Iterable
 from xml.sax.saxutils import escape
@@ -53,53 +52,6 @@ def answers(db, guest_id: uuid.UUID, limit: int = 20) -> list[Rsvp]:
     """A guest's answers, latest first."""
     return list(db.scalars(select(Rsvp).where(Rsvp.guest_id == guest_id)
                            .order_by(Rsvp.created_at.desc(), Rsvp.id).limit(limit)))
-
-
-# --- times in the event's zone -------------------------------------------------
-
-
-def zone(name: str) -> dt.tzinfo:
-    try:
-        return zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return dt.timezone.utc
-
-
-def local(moment: dt.datetime | None, timezone: str) -> dt.datetime | None:
-    return moment.astimezone(zone(timezone)) if moment is not None else None
-
-
-def when(moment: dt.datetime | None, timezone: str) -> str:
-    """"Sat 21 Jun 2030, 19:00 BST" in the event's zone."""
-    moment = local(moment, timezone)
-    if moment is None:
-        return ""
-    return f"{moment.strftime('%a')} {moment.day} {moment.strftime('%b %Y, %H:%M')} {moment.tzname()}".strip()
-
-
-def short_when(moment: dt.datetime | None, timezone: str) -> str:
-    """"Sat 21 Jun, 19:00": the feed's times, in the event's zone."""
-    moment = local(moment, timezone)
-    if moment is None:
-        return ""
-    return f"{moment.strftime('%a')} {moment.day} {moment.strftime('%b, %H:%M')}"
-
-
-def span(starts: dt.datetime, ends: dt.datetime | None, timezone: str) -> str:
-    """The event's time, the end's date left out when it is the same day."""
-    start = when(starts, timezone)
-    if ends is None:
-        return start
-    a, b = local(starts, timezone), local(ends, timezone)
-    if a.date() == b.date():
-        return f"{start} – {b.strftime('%H:%M')}"
-    return f"{start} – {when(ends, timezone)}"
-
-
-def form_value(moment: dt.datetime | None, timezone: str) -> str:
-    """The value of a datetime-local input: wall-clock time in the zone."""
-    moment = local(moment, timezone)
-    return moment.strftime("%Y-%m-%dT%H:%M") if moment is not None else ""
 
 
 # --- the headcount chart -------------------------------------------------------

@@ -34,5 +34,4 @@ ROUTES = (
 
 
 def includeme(config) -> None:
-    for name, pattern, factory in ROUTES:
-        config.add_route(name, pattern, factory=factory)
+    config.add_routes(ROUTES)

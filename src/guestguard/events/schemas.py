@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-import zoneinfo
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -12,6 +11,7 @@ from pydantic import (
 )
 
 from guestguard.contract import Moment, Out
+from guestguard.timefmt import UnknownZone, zone
 from guestguard.validation import (
     Input, OneOf, Query, QueryFlag, Trimmed, UUIDOr, WholeNumber, field_problem, normalize_email,
 )
@@ -27,8 +27,8 @@ PlusOnes = Annotated[int, Field(ge=0, le=20)]
 
 def _timezone(value: str) -> str:
     try:
-        zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        zone(value)
+    except UnknownZone:
         raise ValueError("is not a time zone we know: use a name like Europe/Paris") from None
     return value
 
@@ -40,7 +40,7 @@ def localize(moment: dt.datetime | None, timezone: str) -> dt.datetime | None:
     """A time without an offset is wall-clock time in the event's zone."""
     if moment is None or moment.tzinfo is not None:
         return moment
-    return moment.replace(tzinfo=zoneinfo.ZoneInfo(timezone))
+    return moment.replace(tzinfo=zone(timezone))
 
 
 class EventFields(Input):

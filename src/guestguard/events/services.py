@@ -3,18 +3,15 @@ session, settings, audit context, domain events) and validated input;
 authorization happened in the views."""
 from __future__ import annotations
 
-import base64
-import datetime as dt
-import json
 import uuid
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 import phonenumbers
 from pydantic_core import PydanticCustomError
-from sqlalchemy import case, func, or_, select, tuple_
+from sqlalchemy import case, func, or_, select
 
-from guestguard.audit.services import actor_of, record
+from guestguard.audit.services import record
 from guestguard.db import utcnow
 from guestguard.errors import Refusal
 from guestguard.events.models import MAYBE, NO, YES, Event, Guest
@@ -22,6 +19,7 @@ from guestguard.events.schemas import (  # noqa: F401 - the page sizes and filte
     DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, RESPONSE_FILTERS, EventFields, GuestFields, GuestInput, check_times,
     localize,
 )
+from guestguard.pagination import ID, TEXT, TIME, Key, Keyset
 
 OPTIONAL_TIMES = ("ends_at", "rsvp_deadline")
 
@@ -38,21 +36,21 @@ def find_event(db, event_id: uuid.UUID) -> Event | None:
     return db.scalar(select(Event).where(Event.id == event_id, Event.deleted_at.is_(None)))
 
 
-def create_event(request, workspace_id: uuid.UUID, data: EventFields) -> Event:
+def create_event(ctx, workspace_id: uuid.UUID, data: EventFields) -> Event:
     values = data.model_dump(exclude={"workspace_id"}, exclude_none=True)
     for field in ("starts_at", "ends_at", "rsvp_deadline"):
         if field in values:
             values[field] = localize(values[field], data.timezone)
-    event = Event(workspace_id=workspace_id, created_by_id=actor_of(request), **values)
-    request.db.add(event)
-    request.db.flush()
-    record(request, "event.created", actor_id=actor_of(request), workspace_id=workspace_id,
+    event = Event(workspace_id=workspace_id, created_by_id=ctx.actor_id, **values)
+    ctx.db.add(event)
+    ctx.db.flush()
+    record(ctx, "event.created", actor_id=ctx.actor_id, workspace_id=workspace_id,
            target_type="event", target_id=event.id)
-    request.emit("event.created", {"event_id": str(event.id), "name": event.name}, workspace_id)
+    ctx.emit("event.created", {"event_id": str(event.id), "name": event.name}, workspace_id)
     return event
 
 
-def update_event(request, event: Event, data: EventFields) -> Event:
+def update_event(ctx, event: Event, data: EventFields) -> Event:
     changes = data.model_dump(exclude_unset=True)
     if "name" in changes and not changes["name"]:
         raise EventsError(422, "validation_failed", "Some fields are invalid.",
@@ -76,14 +74,14 @@ def update_event(request, event: Event, data: EventFields) -> Event:
             value = ""
         if value is not None or field in OPTIONAL_TIMES:
             setattr(event, field, value)
-    record(request, "event.updated", actor_id=actor_of(request), workspace_id=event.workspace_id,
+    record(ctx, "event.updated", actor_id=ctx.actor_id, workspace_id=event.workspace_id,
            target_type="event", target_id=event.id, fields=sorted(changes))
     return event
 
 
-def delete_event(request, event: Event) -> None:
+def delete_event(ctx, event: Event) -> None:
     event.deleted_at = utcnow()
-    record(request, "event.deleted", actor_id=actor_of(request), workspace_id=event.workspace_id,
+    record(ctx, "event.deleted", actor_id=ctx.actor_id, workspace_id=event.workspace_id,
            target_type="event", target_id=event.id)
 
 
@@ -124,55 +122,15 @@ def headcounts(db, event_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Headcount]
     return {event_id: found.get(event_id, Headcount()) for event_id in event_ids}
 
 
+# Soonest first; a guest list by name.
+EVENT_ORDER = Keyset(Key(Event.starts_at, TIME), Key(Event.id, ID))
+GUEST_ORDER = Keyset(Key(Guest.name, TEXT), Key(Guest.id, ID))
+
+
 def list_events(db, workspace_ids: Iterable[uuid.UUID], *, after: str | None, limit: int) -> tuple[list[Event], str | None]:
     """The events of these workspaces, soonest first, a page at a time."""
-    query = (select(Event)
-             .where(Event.workspace_id.in_(list(workspace_ids)), Event.deleted_at.is_(None))
-             .order_by(Event.starts_at, Event.id).limit(limit + 1))
-    if after:
-        starts_at, event_id = decode_cursor(after, ("time", "id"))
-        # A row-value comparison is an index condition; the equivalent OR is
-        # only a filter, which would read the list from its start each time.
-        query = query.where(tuple_(Event.starts_at, Event.id) > tuple_(starts_at, event_id))
-    events = list(db.scalars(query))
-    more = len(events) > limit
-    events = events[:limit]
-    cursor = encode_cursor(events[-1].starts_at.isoformat(), str(events[-1].id)) if more else None
-    return events, cursor
-
-
-# --- cursors -----------------------------------------------------------------
-
-
-def encode_cursor(*values: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str, shape: tuple[str, ...]) -> list[Any]:
-    """The values a cursor carries; EventsError 400 for anything else."""
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        values = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        if not isinstance(values, list) or len(values) != len(shape):
-            raise ValueError
-        parsed = []
-        for kind, value in zip(shape, values):
-            if not isinstance(value, str):
-                raise ValueError
-            if kind == "id":
-                parsed.append(uuid.UUID(value))
-            elif kind == "time":
-                moment = dt.datetime.fromisoformat(value)
-                if moment.tzinfo is None:
-                    raise ValueError
-                parsed.append(moment)
-            else:
-                if not isinstance(value, str) or len(value) > 300:
-                    raise ValueError
-                parsed.append(value)
-        return parsed
-    except (ValueError, TypeError, AttributeError, UnicodeDecodeError, json.JSONDecodeError):
-        raise EventsError(400, "invalid_cursor", "The cursor is not valid: start again without it.") from None
+    query = select(Event).where(Event.workspace_id.in_(list(workspace_ids)), Event.deleted_at.is_(None))
+    return EVENT_ORDER.page(db, query, after=after, limit=limit)
 
 
 # --- guests ------------------------------------------------------------------
@@ -188,12 +146,12 @@ def normalize_phone(value: str, region: str) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
-def _guest_values(request, event: Event, data: GuestFields, *, creating: bool) -> dict[str, Any]:
+def _guest_values(ctx, event: Event, data: GuestFields, *, creating: bool) -> dict[str, Any]:
     values = data.model_dump(exclude_unset=True)
     if "group" in values:
         values["group_name"] = values.pop("group") or ""
     if values.get("phone"):
-        values["phone"] = normalize_phone(values["phone"], request.registry.settings["guests.default_region"])
+        values["phone"] = normalize_phone(values["phone"], ctx.settings["guests.default_region"])
     if creating and values.get("plus_ones_allowed") is None:
         values["plus_ones_allowed"] = event.default_plus_ones
     for text_field in ("group_name", "notes"):
@@ -210,17 +168,17 @@ def _taken(db, event_id: uuid.UUID, emails: Iterable[str]) -> dict[str, Guest]:
         select(Guest).where(Guest.event_id == event_id, Guest.email.in_(wanted)))}
 
 
-def add_guests(request, event: Event, inputs: Sequence[GuestInput]) -> list[Guest]:
+def add_guests(ctx, event: Event, inputs: Sequence[GuestInput]) -> list[Guest]:
     """Add every guest or none: each bad row is reported with its index."""
     problems: dict[str, Any] = {}
     rows: list[dict[str, Any]] = []
     for index, data in enumerate(inputs):
         try:
-            rows.append(_guest_values(request, event, data, creating=True))
+            rows.append(_guest_values(ctx, event, data, creating=True))
         except ValueError as exc:
             problems[str(index)] = {"phone": str(exc)}
             rows.append({})
-    taken = _taken(request.db, event.id, (row.get("email") for row in rows))
+    taken = _taken(ctx.db, event.id, (row.get("email") for row in rows))
     seen: dict[str, int] = {}
     for index, row in enumerate(rows):
         email = row.get("email")
@@ -242,13 +200,13 @@ def add_guests(request, event: Event, inputs: Sequence[GuestInput]) -> list[Gues
         raise EventsError(422, "validation_failed", "Some rows are invalid; no guest was added.",
                           rows=problems)
     guests = [Guest(workspace_id=event.workspace_id, event_id=event.id, **row) for row in rows]
-    request.db.add_all(guests)
-    request.db.flush()
-    actor = actor_of(request)
+    ctx.db.add_all(guests)
+    ctx.db.flush()
+    actor = ctx.actor_id
     for guest in guests:
-        record(request, "guest.created", actor_id=actor, workspace_id=event.workspace_id,
+        record(ctx, "guest.created", actor_id=actor, workspace_id=event.workspace_id,
                target_type="guest", target_id=guest.id, event_id=str(event.id))
-        request.emit("guest.created", {"event_id": str(event.id), "guest_id": str(guest.id)},
+        ctx.emit("guest.created", {"event_id": str(event.id), "guest_id": str(guest.id)},
                      event.workspace_id)
     return guests
 
@@ -261,16 +219,16 @@ def find_guest(db, event_id: uuid.UUID, guest_id: uuid.UUID) -> Guest | None:
     return db.scalar(select(Guest).where(Guest.id == guest_id, Guest.event_id == event_id))
 
 
-def update_guest(request, event: Event, guest: Guest, data: GuestFields) -> Guest:
+def update_guest(ctx, event: Event, guest: Guest, data: GuestFields) -> Guest:
     try:
-        values = _guest_values(request, event, data, creating=False)
+        values = _guest_values(ctx, event, data, creating=False)
     except ValueError as exc:
         raise EventsError(422, "validation_failed", "Some fields are invalid.",
                           fields={"phone": str(exc)}) from None
     if "name" in values and not values["name"]:
         raise EventsError(422, "validation_failed", "Some fields are invalid.", fields={"name": "is required"})
     if values.get("email") and values["email"] != guest.email:
-        other = _taken(request.db, event.id, [values["email"]]).get(values["email"])
+        other = _taken(ctx.db, event.id, [values["email"]]).get(values["email"])
         if other is not None:
             raise EventsError(409, "conflict", f"{other.name} is already on the list with this email.",
                               existing_guest_id=str(other.id), fields={"email": "is already on the list"})
@@ -279,14 +237,14 @@ def update_guest(request, event: Event, guest: Guest, data: GuestFields) -> Gues
     if guest.plus_ones_coming > guest.plus_ones_allowed:
         # Fewer seats than the guest announced: the headcount follows the host.
         guest.plus_ones_coming = guest.plus_ones_allowed
-    record(request, "guest.updated", actor_id=actor_of(request), workspace_id=event.workspace_id,
+    record(ctx, "guest.updated", actor_id=ctx.actor_id, workspace_id=event.workspace_id,
            target_type="guest", target_id=guest.id, fields=sorted(values))
     return guest
 
 
-def delete_guest(request, guest: Guest) -> None:
-    request.db.delete(guest)
-    record(request, "guest.deleted", actor_id=actor_of(request), workspace_id=guest.workspace_id,
+def delete_guest(ctx, guest: Guest) -> None:
+    ctx.db.delete(guest)
+    record(ctx, "guest.deleted", actor_id=ctx.actor_id, workspace_id=guest.workspace_id,
            target_type="guest", target_id=guest.id)
 
 
@@ -310,11 +268,4 @@ def list_guests(db, event_id: uuid.UUID, *, after: str | None, limit: int,
         query = query.where(Guest.response.is_(None))
     elif response:
         query = query.where(Guest.response == response)
-    if after:
-        name, guest_id = decode_cursor(after, ("name", "id"))
-        query = query.where(tuple_(Guest.name, Guest.id) > tuple_(name, guest_id))
-    guests = list(db.scalars(query.order_by(Guest.name, Guest.id).limit(limit + 1)))
-    more = len(guests) > limit
-    guests = guests[:limit]
-    cursor = encode_cursor(guests[-1].name, str(guests[-1].id)) if more else None
-    return guests, cursor
+    return GUEST_ORDER.page(db, query, after=after, limit=limit)

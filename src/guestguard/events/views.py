@@ -14,6 +14,7 @@ from pyramid.response import Response
 from pyramid.view import view_config
 from sqlalchemy import select
 
+from guestguard import timefmt
 from guestguard.web import FORM, flash, private, redirect, sentence
 from guestguard.db import utcnow
 from guestguard.activity import feed
@@ -22,6 +23,7 @@ from guestguard.guard import access, flags
 from guestguard.events.models import EVENT_STATUSES
 from guestguard.events.schemas import EventFields, EventInput, GuestFields, GuestInput, check_times
 from guestguard.events.services import EventsError
+from guestguard.pagination import InvalidCursor
 from guestguard.permissions import ACCOUNT, EVENTS_EDIT, EVENTS_VIEW, GUESTS_EDIT, GUESTS_VIEW, granted
 from guestguard.ratelimit import enforce
 from guestguard.validation import field_errors
@@ -172,10 +174,10 @@ def event_values(event) -> dict[str, str]:
     """The event as the form shows it."""
     return {
         "name": event.name, "description": event.description, "venue": event.venue,
-        "starts_at": pages.form_value(event.starts_at, event.timezone),
-        "ends_at": pages.form_value(event.ends_at, event.timezone),
+        "starts_at": timefmt.form_value(event.starts_at, event.timezone),
+        "ends_at": timefmt.form_value(event.ends_at, event.timezone),
         "timezone": event.timezone,
-        "rsvp_deadline": pages.form_value(event.rsvp_deadline, event.timezone),
+        "rsvp_deadline": timefmt.form_value(event.rsvp_deadline, event.timezone),
         "default_plus_ones": str(event.default_plus_ones), "host_message": event.host_message,
         "status": event.status,
     }
@@ -205,12 +207,7 @@ def event_page_base(request, context, status: int = 200, **extra) -> dict:
         "role": request.identity.roles.get(context.workspace_id),
         "can": {"edit": EVENTS_EDIT in allowed, "view_guests": GUESTS_VIEW in allowed,
                 "edit_guests": GUESTS_EDIT in allowed},
-        "when": pages.span(event.starts_at, event.ends_at, event.timezone),
-        "deadline": pages.when(event.rsvp_deadline, event.timezone),
         "status_labels": STATUS_LABELS,
-        "local": lambda moment: pages.local(moment, event.timezone),
-        "at": lambda moment: pages.when(moment, event.timezone),
-        "short_time": lambda moment: pages.short_when(moment, event.timezone),
         "cursor_of": feed.cursor_of,
         "rule_labels": RULE_LABELS,
         **extra,
@@ -246,7 +243,6 @@ def dashboard(request):
     return {
         "sections": sections, "counts": counts, "status_labels": STATUS_LABELS,
         "any_events": bool(upcoming or past),
-        "when": lambda event: pages.span(event.starts_at, event.ends_at, event.timezone),
     }
 
 
@@ -273,7 +269,7 @@ def new_event(context, request):
     data, errors = read_event(request, editing=False, workspace_id=resource.workspace_id)
     if errors:
         return new_event_page(request, resource, 400, echo(request, EVENT_FIELDS), errors)
-    event = services.create_event(request, resource.workspace_id, data)
+    event = services.create_event(request.ctx, resource.workspace_id, data)
     flash(request, f"Event “{event.name}” created. Add your guests next.")
     return redirect(request, request.route_path("event_page", event_id=event.id))
 
@@ -302,7 +298,7 @@ def event_page(context, request):
                 request.db, event.id, after=after, limit=PAGE_SIZE, search=q,
                 response=response if response in services.RESPONSE_FILTERS else None,
                 flagged=response == "flagged")
-        except EventsError:
+        except InvalidCursor:
             request.response.status = 400
             problem = "That page of the guest list is no longer valid. Start again from the first page."
         items = feed.latest(request.db, event.id, FEED_SIZE)
@@ -350,14 +346,14 @@ def edit_event_form(context, request):
 def edit_event(context, request):
     event = context.event
     if request.POST.get("action") == "delete":
-        services.delete_event(request, event)
+        services.delete_event(request.ctx, event)
         flash(request, f"Event “{event.name}” was deleted.")
         return redirect(request, request.route_path("dashboard"))
     data, errors = read_event(request, editing=True)
     if errors:
         return edit_event_page(request, context, 400, echo(request, EVENT_FIELDS), errors)
     try:
-        services.update_event(request, event, data)
+        services.update_event(request.ctx, event, data)
     except EventsError as error:
         return edit_event_page(request, context, 400 if error.status == 422 else error.status,
                                echo(request, EVENT_FIELDS), event_refusal(error))
@@ -401,7 +397,7 @@ def new_guest(context, request):
         return new_guest_page(request, context, 400, echo(request, GUEST_FIELDS), errors)
     enforce(request, "guest_create")
     try:
-        guest = services.add_guests(request, event, [data])[0]
+        guest = services.add_guests(request.ctx, event, [data])[0]
     except EventsError as error:
         status, errors, existing = guest_conflict(request, event, error)
         return new_guest_page(request, context, status, echo(request, GUEST_FIELDS), errors, existing)
@@ -431,14 +427,14 @@ def guest_detail(context, request):
 def guest_update(context, request):
     event, guest = context.event, context.record
     if request.POST.get("action") == "delete":
-        services.delete_guest(request, guest)
+        services.delete_guest(request.ctx, guest)
         flash(request, f"{guest.name} was removed from the guest list.")
         return redirect(request, request.route_path("event_page", event_id=event.id))
     data, errors = read_guest(request, editing=True)
     if errors:
         return guest_page(request, context, 400, echo(request, GUEST_FIELDS), errors)
     try:
-        services.update_guest(request, event, guest, data)
+        services.update_guest(request.ctx, event, guest, data)
     except EventsError as error:
         status, errors, existing = guest_conflict(request, event, error)
         return guest_page(request, context, status, echo(request, GUEST_FIELDS), errors, existing)
@@ -453,7 +449,7 @@ def guest_update(context, request):
 def send_invitations(context, request):
     """Invite every guest not invited yet; say who could not be reached."""
     try:
-        sent = invitations.send_all(request, context.event)
+        sent = invitations.send_all(request.ctx, context.event)
     except EventsError as error:
         flash(request, error.message)
         return redirect(request, request.route_path("event_page", event_id=context.event.id))
@@ -471,7 +467,7 @@ def send_one_invitation(context, request):
     """Send (or send again, with a fresh link) one guest's invitation."""
     guest = context.record
     try:
-        channel = invitations.send_invitation(request, guest, context.event)
+        channel = invitations.send_invitation(request.ctx, guest, context.event)
     except EventsError as error:
         flash(request, error.message)
     else:

@@ -22,11 +22,11 @@ from sqlalchemy import delete, func, select
 
 from guestguard.accounts.devices import classify
 from guestguard.accounts.tokens import hash_token, looks_like_token
+from guestguard.context import context_of
 from guestguard.db import utcnow
 from guestguard.events.models import Event, Guest, InvitationLink
 from guestguard.guard.models import ACCESS_KINDS, EXPIRED, OK, REVOKED, UNKNOWN, AccessEntry, AccessTally
 from guestguard.guard.flags import evaluate_pending
-from guestguard.ratelimit import enforce
 from guestguard.workspaces.models import Workspace
 
 log = logging.getLogger(__name__)
@@ -82,13 +82,13 @@ def network_of(ip: str) -> str:
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
 
 
-def record(request, found: TokenUse, kind: str) -> AccessEntry | None:
+def record(ctx, found: TokenUse, kind: str) -> AccessEntry | None:
     """Log one use and queue the rules on it; nothing when the guard is off."""
-    if not request.registry.settings["guard.enabled"]:
+    if not ctx.settings["guard.enabled"]:
         return None
-    user_agent = user_agent_of(request)
+    user_agent = user_agent_of(ctx)
     device = classify(user_agent)
-    ip = request.client_ip
+    ip = ctx.client_ip
     link = found.link
     # The id is chosen here, so the row goes out with the commit instead of
     # costing a round trip of its own.
@@ -97,48 +97,48 @@ def record(request, found: TokenUse, kind: str) -> AccessEntry | None:
         guest_id=link.guest_id if link else None, link_id=link.id if link else None,
         kind=kind, outcome=found.outcome, ip=ip[:45], network=network_of(ip), user_agent=user_agent,
         device=device.name, automated=device.automated)
-    request.db.add(entry)
+    ctx.db.add(entry)
     if link is not None:
-        schedule_rules(request)
+        schedule_rules(ctx)
     return entry
 
 
-def schedule_rules(request) -> None:
+def schedule_rules(ctx) -> None:
     """Have the rules run over the uses logged meanwhile, BATCH_SECONDS from
     now: one task a process for each such slice of time, however many uses
     it holds (a periodic run catches any a slice missed)."""
-    registry = request.registry
+    registry = ctx.registry
     if registry["huey"].immediate:
-        request.enqueue(evaluate_pending)
+        ctx.enqueue(evaluate_pending)
         return
     slot = int(time.monotonic() / BATCH_SECONDS)
     if registry.get("guard.scheduled_slot") == slot:
         return
     registry["guard.scheduled_slot"] = slot
-    request.enqueue(evaluate_pending, delay=BATCH_SECONDS)
+    ctx.enqueue(evaluate_pending, delay=BATCH_SECONDS)
 
 
-def use_token(request, raw: object, kind: str) -> tuple[InvitationLink, Guest, Event] | None:
+def use_token(ctx, raw: object, kind: str) -> tuple[InvitationLink, Guest, Event] | None:
     """The live link, guest and event a token names, with the use logged;
     None for any unusable token (after counting it against the caller's
     ``invalid_link`` limit, which raises RateLimited when over)."""
-    found = look_up(request.db, raw)
+    found = look_up(ctx.db, raw)
     if found.outcome != OK:
-        enforce(request, "invalid_link")
-    record(request, found, kind)
+        ctx.limit("invalid_link")
+    record(ctx, found, kind)
     if found.outcome != OK:
         return None
     return found.link, found.guest, found.event
 
 
-def user_agent_of(request) -> str:
-    return request.headers.get("User-Agent", "").replace("\x00", "")[:USER_AGENT_LIMIT]
+def user_agent_of(ctx) -> str:
+    return ctx.user_agent.replace("\x00", "")[:USER_AGENT_LIMIT]
 
 
-def is_person(request) -> bool:
-    """Whether the request looks driven by a person, not a preview fetcher
+def is_person(ctx) -> bool:
+    """Whether the caller looks driven by a person, not a preview fetcher
     or crawler (those must not count as the guest opening the invitation)."""
-    return not classify(user_agent_of(request)).automated
+    return not classify(user_agent_of(ctx)).automated
 
 
 # --- reading the log ---------------------------------------------------------------
@@ -179,13 +179,14 @@ def purge(request, now: dt.datetime | None = None) -> int:
     up into per-day tallies, then delete them; whole days at a time, one
     transaction each, so a day is counted once even if a run is cut short.
     Returns rows purged."""
+    ctx = context_of(request)
     now = now or utcnow()
-    days = request.registry.settings["guard.retention_days"]
+    days = ctx.registry.settings["guard.retention_days"]
     cutoff = dt.datetime.combine((now - dt.timedelta(days=days)).date(), dt.time(), tzinfo=dt.timezone.utc)
     purged = 0
     while True:
-        with request.tm:
-            oldest = request.db.scalar(select(func.min(AccessEntry.at)).where(AccessEntry.at < cutoff))
+        with ctx.tm:
+            oldest = ctx.db.scalar(select(func.min(AccessEntry.at)).where(AccessEntry.at < cutoff))
             if oldest is None:
                 break
             start = dt.datetime.combine(oldest.date(), dt.time(), tzinfo=dt.timezone.utc)
@@ -193,17 +194,17 @@ def purge(request, now: dt.datetime | None = None) -> int:
             in_day = (AccessEntry.at >= start) & (AccessEntry.at < end)
             keys = (AccessEntry.workspace_id, AccessEntry.event_id, AccessEntry.guest_id, AccessEntry.kind,
                     AccessEntry.outcome, AccessEntry.automated)
-            groups = request.db.execute(select(*keys, func.count()).where(in_day).group_by(*keys)).all()
-            request.db.add_all(AccessTally(workspace_id=workspace_id, event_id=event_id, guest_id=guest_id,
+            groups = ctx.db.execute(select(*keys, func.count()).where(in_day).group_by(*keys)).all()
+            ctx.db.add_all(AccessTally(workspace_id=workspace_id, event_id=event_id, guest_id=guest_id,
                                            day=start.date(), kind=kind, outcome=outcome, automated=automated,
                                            uses=count)
                                for workspace_id, event_id, guest_id, kind, outcome, automated, count in groups)
-            deleted = request.db.execute(delete(AccessEntry).where(in_day)
+            deleted = ctx.db.execute(delete(AccessEntry).where(in_day)
                                          .execution_options(synchronize_session=False)).rowcount
             counted = sum(group[-1] for group in groups)
             if deleted != counted:
                 # Another purge took these rows first: its tallies stand, ours go.
-                request.tm.abort()
+                ctx.tm.abort()
                 log.info("access log: another purge is at work on %s; leaving it that day", start.date())
                 return purged
             purged += deleted

@@ -28,7 +28,7 @@ def list_flags(context, request):
              response={200: FlagOut, 409: Refused("flag_not_open")})
 def dismiss_flag(context, request):
     """Dismiss an open flag: the same rule flags the guest again only on stronger evidence."""
-    flag = flags.dismiss(request, context.record)
+    flag = flags.dismiss(request.ctx, context.record)
     return FlagOut.of(flag)
 
 
@@ -41,7 +41,7 @@ def reissue_link(context, request):
     data = request.body_input
     flag = context.record
     guest = request.db.get(Guest, flag.guest_id)
-    channel, resolved = flags.reissue(request, flag, guest, context.event, data.channel)
+    channel, resolved = flags.reissue(request.ctx, flag, guest, context.event, data.channel)
     return Reissued(guest_id=guest.id, channel=channel, resolved=[f.id for f in resolved])
 
 

@@ -16,16 +16,18 @@ import logging
 import uuid
 
 from prometheus_client import Counter
-from sqlalchemy import func, select, tuple_, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from guestguard.audit.services import actor_of, record
+from guestguard.audit.services import record
+from guestguard.context import context_of
 from guestguard.db import utcnow
 from guestguard.activity import feed
 from guestguard.events import invitations
 from guestguard.events.models import Event, Guest, InvitationLink
 from guestguard.guard.models import FLAG_DISMISSED, FLAG_OPEN, FLAG_RESOLVED, OK, VIEW, AccessEntry, Flag
-from guestguard.events.services import EventsError, decode_cursor, encode_cursor
+from guestguard.events.services import EventsError
+from guestguard.pagination import DESCENDING, ID, TIME, Key, Keyset
 from guestguard.plugins import AccessHistory, AccessUse, Finding
 
 log = logging.getLogger(__name__)
@@ -69,18 +71,19 @@ def evaluate_pending(request) -> list[Flag]:
     claimed in the same transaction as the flags they raise: a worker that
     dies leaves them to the next run. A rule that raises is logged and
     skipped; the others still run. Returns the flags raised or strengthened."""
-    db = request.db
+    ctx = context_of(request)
+    db = ctx.db
     claimed = claim_pending(db)
     if not claimed:
         return []
     if len(claimed) == BATCH:
-        request.enqueue(evaluate_pending)  # more are waiting
+        ctx.enqueue(evaluate_pending)  # more are waiting
     rows = db.execute(select(AccessEntry, InvitationLink, Guest)
                       .join(InvitationLink, InvitationLink.id == AccessEntry.link_id)
                       .join(Guest, Guest.id == AccessEntry.guest_id)
                       .where(AccessEntry.id.in_(claimed))
                       .order_by(AccessEntry.link_id, AccessEntry.at, AccessEntry.id)).all()
-    window: dt.timedelta = request.registry["guard.history_window"]
+    window: dt.timedelta = ctx.registry["guard.history_window"]
     flags = []
     for _, group in itertools.groupby(rows, key=lambda row: row[1].id):
         group = list(group)
@@ -95,7 +98,7 @@ def evaluate_pending(request) -> list[Flag]:
             history = AccessHistory(use=as_use(entry), recent=tuple(recent[-HISTORY_LIMIT:]), window=window,
                                     link_revoked_at=link.revoked_at,
                                     load_first_open=functools.partial(first_open_of, db, entry))
-            flags += run_rules(request, history, guest, link)
+            flags += run_rules(ctx, history, guest, link)
     return flags
 
 
@@ -116,15 +119,15 @@ def first_open_of(db, entry: AccessEntry) -> AccessUse | None:
     return AccessUse(*first) if first is not None and first.id != entry.id else None
 
 
-def run_rules(request, history: AccessHistory, guest: Guest, link: InvitationLink) -> list[Flag]:
+def run_rules(ctx, history: AccessHistory, guest: Guest, link: InvitationLink) -> list[Flag]:
     flags = []
-    for rule in request.registry["guard.rules"]:
+    for rule in ctx.registry["guard.rules"]:
         try:
             finding = checked(rule.evaluate(history))
             if finding is None:
                 continue
-            with request.db.begin_nested():
-                flag = raise_flag(request, guest, link, rule.name, finding)
+            with ctx.db.begin_nested():
+                flag = raise_flag(ctx, guest, link, rule.name, finding)
         except Exception:
             RULE_ERRORS.labels(rule=rule.name).inc()
             log.exception("access rule %s failed on use %s; skipped", rule.name, history.use.id)
@@ -149,13 +152,13 @@ def checked(finding) -> Finding | None:
     return Finding(score=max(1, min(100, score)), evidence=evidence.strip()[:2000], details=details)
 
 
-def raise_flag(request, guest: Guest, link: InvitationLink, rule: str, finding: Finding) -> Flag | None:
+def raise_flag(ctx, guest: Guest, link: InvitationLink, rule: str, finding: Finding) -> Flag | None:
     """Record a finding: a new flag, a stronger open one, or nothing when the
     host already dismissed as much. Two workers racing on one link meet at
     the unique index on open flags: the loser strengthens the winner's."""
-    lock_guest(request.db, guest.id)
+    lock_guest(ctx.db, guest.id)
     score, evidence, details = finding.score, finding.evidence, dict(finding.details)
-    previous = _latest_flag(request.db, guest, link, rule)
+    previous = _latest_flag(ctx.db, guest, link, rule)
     if previous is not None and previous.status == FLAG_OPEN:
         return _strengthen(previous, score, evidence, details)
     if previous is not None and score <= previous.score:
@@ -164,17 +167,17 @@ def raise_flag(request, guest: Guest, link: InvitationLink, rule: str, finding: 
     flag = Flag(workspace_id=guest.workspace_id, event_id=guest.event_id, guest_id=guest.id, link_id=link.id,
                 rule=rule, score=score, evidence=evidence, details=details, created_at=now, updated_at=now)
     try:
-        with request.db.begin_nested():
-            request.db.add(flag)
+        with ctx.db.begin_nested():
+            ctx.db.add(flag)
     except IntegrityError:
-        return _strengthen(_latest_flag(request.db, guest, link, rule), score, evidence, details)
-    recount(request.db, guest.id)
-    record(request, "access.flagged", workspace_id=guest.workspace_id, target_type="guest", target_id=guest.id,
+        return _strengthen(_latest_flag(ctx.db, guest, link, rule), score, evidence, details)
+    recount(ctx.db, guest.id)
+    record(ctx, "access.flagged", workspace_id=guest.workspace_id, target_type="guest", target_id=guest.id,
            flag_id=str(flag.id), rule=rule, score=score)
-    feed.add(request, workspace_id=guest.workspace_id, event_id=guest.event_id, guest_id=guest.id,
+    feed.add(ctx, workspace_id=guest.workspace_id, event_id=guest.event_id, guest_id=guest.id,
                  kind="access.flagged", summary=f"{guest.name}'s link was flagged: {evidence}",
                  data={"flag_id": str(flag.id), "rule": rule, "score": score})
-    request.emit("access.flagged", {"event_id": str(guest.event_id), "guest_id": str(guest.id),
+    ctx.emit("access.flagged", {"event_id": str(guest.event_id), "guest_id": str(guest.id),
                                     "flag_id": str(flag.id), "rule": rule, "score": score,
                                     "evidence": evidence}, guest.workspace_id)
     return flag
@@ -201,11 +204,11 @@ def find_flag(db, event_id: uuid.UUID, flag_id: uuid.UUID) -> Flag | None:
     return db.scalar(select(Flag).where(Flag.id == flag_id, Flag.event_id == event_id))
 
 
-def _close(request, flags: list[Flag], status: str) -> None:
-    now, actor = utcnow(), actor_of(request)
+def _close(ctx, flags: list[Flag], status: str) -> None:
+    now, actor = utcnow(), ctx.actor_id
     for flag in flags:
         flag.status, flag.closed_at, flag.closed_by_id = status, now, actor
-        record(request, f"flag.{status}", actor_id=actor, workspace_id=flag.workspace_id, target_type="flag",
+        record(ctx, f"flag.{status}", actor_id=actor, workspace_id=flag.workspace_id, target_type="flag",
                target_id=flag.id, guest_id=str(flag.guest_id), rule=flag.rule)
 
 
@@ -223,13 +226,13 @@ def recount(db, guest_id: uuid.UUID) -> None:
                .execution_options(synchronize_session=False))
 
 
-def dismiss(request, flag: Flag) -> Flag:
+def dismiss(ctx, flag: Flag) -> Flag:
     """The host judged the finding harmless."""
-    lock_guest(request.db, flag.guest_id)
-    refuse_closed(request.db, flag)
-    _close(request, [flag], FLAG_DISMISSED)
-    request.db.flush()
-    recount(request.db, flag.guest_id)
+    lock_guest(ctx.db, flag.guest_id)
+    refuse_closed(ctx.db, flag)
+    _close(ctx, [flag], FLAG_DISMISSED)
+    ctx.db.flush()
+    recount(ctx.db, flag.guest_id)
     return flag
 
 
@@ -239,21 +242,22 @@ def refuse_closed(db, flag: Flag) -> None:
         raise EventsError(409, "flag_not_open", f"This flag was already {flag.status}.")
 
 
-def reissue(request, flag: Flag, guest: Guest, event: Event, channel: str | None = None) -> tuple[str, list[Flag]]:
+def reissue(ctx, flag: Flag, guest: Guest, event: Event, channel: str | None = None) -> tuple[str, list[Flag]]:
     """Revoke the guest's link, send them a new one through the outbox, and
     resolve their open flags. Returns the channel and the flags resolved.
     Only from an open flag: a second click finds it resolved (409)."""
-    lock_guest(request.db, guest.id)
-    refuse_closed(request.db, flag)
-    sent_by = invitations.send_invitation(request, guest, event, channel)
-    open_flags = list(request.db.scalars(select(Flag).where(Flag.guest_id == guest.id, Flag.status == FLAG_OPEN)))
-    _close(request, open_flags, FLAG_RESOLVED)
-    request.db.flush()
-    recount(request.db, guest.id)
+    lock_guest(ctx.db, guest.id)
+    refuse_closed(ctx.db, flag)
+    sent_by = invitations.send_invitation(ctx, guest, event, channel)
+    open_flags = list(ctx.db.scalars(select(Flag).where(Flag.guest_id == guest.id, Flag.status == FLAG_OPEN)))
+    _close(ctx, open_flags, FLAG_RESOLVED)
+    ctx.db.flush()
+    recount(ctx.db, guest.id)
     return sent_by, open_flags
 
 
 FLAG_FILTERS = ("status", "rule", "guest_id")
+FLAG_ORDER = Keyset(Key(Flag.created_at, TIME), Key(Flag.id, ID), order=DESCENDING)  # newest first
 
 
 def list_flags(db, event_id: uuid.UUID, *, after: str | None, limit: int, status: str | None = None,
@@ -266,14 +270,7 @@ def list_flags(db, event_id: uuid.UUID, *, after: str | None, limit: int, status
         query = query.where(Flag.rule == rule)
     if guest_id:
         query = query.where(Flag.guest_id == guest_id)
-    if after:
-        at, flag_id = decode_cursor(after, ("time", "id"))
-        query = query.where(tuple_(Flag.created_at, Flag.id) < tuple_(at, flag_id))
-    flags = list(db.scalars(query.order_by(Flag.created_at.desc(), Flag.id.desc()).limit(limit + 1)))
-    more = len(flags) > limit
-    flags = flags[:limit]
-    cursor = encode_cursor(flags[-1].created_at.isoformat(), str(flags[-1].id)) if more else None
-    return flags, cursor
+    return FLAG_ORDER.page(db, query, after=after, limit=limit)
 
 
 def guest_flags(db, guest_id: uuid.UUID, limit: int = 50) -> list[Flag]:

@@ -9,7 +9,8 @@ phone adds nothing.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from guestguard.accounts.devices import IMESSAGE, classify
 from guestguard.plugins import AccessHistory, AccessRule, AccessUse, Finding, by_name, collect, hookimpl

@@ -21,7 +21,7 @@ def back_to_guest(request, flag):
 def dismiss(context, request):
     flag = context.record
     try:
-        flags.dismiss(request, flag)
+        flags.dismiss(request.ctx, flag)
     except EventsError as error:
         flash(request, error.message)
     else:
@@ -35,7 +35,7 @@ def reissue(context, request):
     flag = context.record
     guest = request.db.get(Guest, flag.guest_id)
     try:
-        channel, _ = flags.reissue(request, flag, guest, context.event)
+        channel, _ = flags.reissue(request.ctx, flag, guest, context.event)
     except EventsError as error:
         flash(request, error.message)
     else:

@@ -8,6 +8,8 @@ from typing import Any, Mapping
 
 import jinja2
 
+from guestguard.timefmt import add_filters
+
 
 class TemplateMissing(LookupError):
     pass
@@ -29,6 +31,7 @@ class MessageRenderer:
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=False,
         )
+        add_filters(self.env)  # times in the event's zone: {{ starts_at|long_when(timezone) }}
 
     def template_paths(self, channel: str, name: str) -> dict[str, str]:
         if channel == "email":

@@ -27,7 +27,7 @@ SEAL_PURPOSE = "notifications.sealed-context"
 
 
 def queue_notification(
-    request,
+    ctx,
     *,
     channel: str,
     recipient: str,
@@ -44,21 +44,21 @@ def queue_notification(
     ``about`` names what the message concerns; it travels with the
     ``notification.sent`` and ``notification.failed`` domain events.
     """
-    if channel not in request.registry["notifications.providers"]:
+    if channel not in ctx.registry["notifications.providers"]:
         raise ValueError(f"no provider serves the {channel!r} channel")
-    request.registry["notifications.renderer"].check(channel, template)
+    ctx.registry["notifications.renderer"].check(channel, template)
     notification = Notification(
         channel=channel,
         recipient=recipient,
         template=template,
         context=dict(context or {}),
-        sealed_context=seal(request.registry.settings, sealed) if sealed else None,
+        sealed_context=seal(ctx.settings, sealed) if sealed else None,
         workspace_id=workspace_id,
         about=dict(about or {}),
     )
-    request.db.add(notification)
-    request.db.flush()
-    enqueue_job(request, notification)
+    ctx.db.add(notification)
+    ctx.db.flush()
+    enqueue_job(ctx, notification)
     return notification
 
 
@@ -86,22 +86,22 @@ class Attempt:
     error: str | None
 
 
-def begin_attempt(request, notification_id) -> Attempt | None:
+def begin_attempt(ctx, notification_id) -> Attempt | None:
     """Claim the notification and render it; None when it is not ours to send."""
-    notification = claim_job(request, Notification, notification_id)
+    notification = claim_job(ctx, Notification, notification_id)
     if notification is None:
         return None
-    provider = request.registry["notifications.providers"].get(notification.channel)
+    provider = ctx.registry["notifications.providers"].get(notification.channel)
     if provider is None:
         return Attempt(notification.id, notification.claimed_at, None, None,
                        f"no provider for {notification.channel}")
     notification.provider = provider.name
-    settings = request.registry.settings
+    settings = ctx.settings
     try:
         context = dict(notification.context)
         if notification.sealed_context:
             context.update(unseal(settings, notification.sealed_context))
-        rendered = request.registry["notifications.renderer"].render(
+        rendered = ctx.registry["notifications.renderer"].render(
             notification.channel, notification.template, context)
     except InvalidToken:
         return Attempt(notification.id, notification.claimed_at, provider, None,
@@ -136,14 +136,14 @@ def deliver(attempt: Attempt) -> tuple[str | None, str | None, bool]:
         return None, f"transient: {exc!r}", False
 
 
-def record_outcome(request, attempt: Attempt, provider_message_id: str | None,
+def record_outcome(ctx, attempt: Attempt, provider_message_id: str | None,
                    error: str | None, permanent: bool):
     """Store the attempt's result; return when to retry, if ever.
 
     When the reaper took the job back meanwhile (the send outlived
     ``jobs.stale_after``), a success is still recorded so the message is not
     sent again, and a failure is left to the retry the reaper queued."""
-    notification = request.db.get(Notification, attempt.notification_id, with_for_update=True)
+    notification = ctx.db.get(Notification, attempt.notification_id, with_for_update=True)
     if notification is None:  # erased meanwhile (privacy): nothing to record
         return None
     if not still_claimed(notification, attempt.claimed_at):
@@ -157,14 +157,14 @@ def record_outcome(request, attempt: Attempt, provider_message_id: str | None,
         notification.provider_message_id = provider_message_id
         drop_secrets(notification)
         log.info("notification %s sent through %s", notification.id, notification.provider)
-        announce(request, notification, "notification.sent")
+        announce(ctx, notification, "notification.sent")
         return None
     retry_at = fail_job(notification, error, permanent=permanent, backoff=RETRY_BACKOFF)
     if retry_at is None:
         drop_secrets(notification)
         log.warning("notification %s failed after %d attempt(s): %s",
                     notification.id, notification.attempts, error)
-        announce(request, notification, "notification.failed", error=error)
+        announce(ctx, notification, "notification.failed", error=error)
     else:
         log.info("notification %s attempt %d failed, retrying at %s: %s",
                  notification.id, notification.attempts, retry_at.isoformat(), error)
@@ -172,8 +172,8 @@ def record_outcome(request, attempt: Attempt, provider_message_id: str | None,
 
 
 
-def announce(request, notification: Notification, name: str, **extra: Any) -> None:
+def announce(ctx, notification: Notification, name: str, **extra: Any) -> None:
     """A final outcome, as a domain event (never the recipient's address)."""
-    request.emit(name, {"notification_id": str(notification.id), "channel": notification.channel,
+    ctx.emit(name, {"notification_id": str(notification.id), "channel": notification.channel,
                         "template": notification.template, "about": dict(notification.about or {}),
                         **extra}, notification.workspace_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from pyramid.paster import get_appsettings, setup_logging
@@ -21,11 +22,37 @@ def _config(ini: str):
     return make_config(get_appsettings(ini, name="main"))
 
 
-def cmd_migrate(args) -> int:
-    from alembic import command
+def alembic_config(ini: str):
+    """Alembic's configuration from the app's ini file. The scripts are this
+    code's own ``migrations/`` unless ``[alembic]`` names ``script_location``;
+    a location that holds no migrations is a SettingsError naming it."""
     from alembic.config import Config
 
-    command.upgrade(Config(args.ini), args.revision)
+    from guestguard.db import default_migrations_dir
+
+    config = Config(ini)
+    if not config.file_config.has_section(config.config_ini_section):
+        config.file_config.add_section(config.config_ini_section)
+    location = config.get_main_option("script_location")
+    if not location:
+        config.set_main_option("script_location", str(default_migrations_dir()).replace("%", "%%"))
+    elif not Path(location, "env.py").is_file():
+        raise SettingsError(f"setting 'script_location' in [alembic] of {ini} ({location}) is not a "
+                            "migrations directory: it has no env.py (leave it out to use this "
+                            "installation's migrations)")
+    return config
+
+
+def cmd_migrate(args) -> int:
+    from alembic import command
+    from alembic.util import CommandError
+
+    config = alembic_config(args.ini)
+    try:
+        command.upgrade(config, args.revision)
+    except CommandError as exc:
+        print(f"guestguard: migrate: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -74,7 +101,7 @@ def cmd_send_test(args) -> int:
         request = env["request"]
         with request.tm:
             notification = queue_notification(
-                request, channel=args.channel, recipient=args.to, template="test_message",
+                request.ctx, channel=args.channel, recipient=args.to, template="test_message",
                 context={"base_url": request.registry.settings["app.base_url"]})
             notification_id = notification.id
     print(f"queued notification {notification_id}; a worker delivers it")
@@ -112,7 +139,7 @@ def cmd_create_admin(args) -> int:
     with prepare(registry=app.registry) as env:
         request = env["request"]
         with request.tm:
-            user = create_admin(request, email=email, password=password,
+            user = create_admin(request.ctx, email=email, password=password,
                                 display_name=args.name or email.split("@")[0])
             user_id = user.id
     print(f"{email} is an admin (user {user_id})")
@@ -159,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not Path(args.ini).is_file():
+        print(f"guestguard: no such ini file: {args.ini}", file=sys.stderr)
+        return 2
     try:
         return args.func(args)
     except (SettingsError, PluginLoadError) as exc:

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import functools
 import logging
-from pathlib import Path
 from typing import Callable
 
 import redis
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
+
+from guestguard.db import default_migrations_dir
 
 log = logging.getLogger(__name__)
 
@@ -18,12 +19,9 @@ class SchemaNotMigrated(Exception):
     """The database answers but its schema is not at this code's revision."""
 
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[3] / "migrations"
-
-
 @functools.cache
 def expected_revisions() -> frozenset[str]:
-    return frozenset(ScriptDirectory(str(MIGRATIONS_DIR)).get_heads())
+    return frozenset(ScriptDirectory(str(default_migrations_dir())).get_heads())
 
 
 def check_database(registry) -> None:

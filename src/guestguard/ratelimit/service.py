@@ -10,8 +10,9 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from limits import RateLimitItem, parse
 from limits.storage import storage_from_string

@@ -4,7 +4,6 @@ from __future__ import annotations
 from pyramid.httpexceptions import HTTPNoContent
 from pyramid.view import view_config
 
-from guestguard.audit.services import actor_of
 from guestguard.contract import Refused
 from guestguard.errors import APIError
 from guestguard.permissions import (
@@ -49,7 +48,7 @@ def list_workspaces(request):
 def create_workspace(request):
     """Create a workspace; the caller is its owner."""
     data = request.body_input
-    workspace = services.create_workspace(request, request.identity.user, data.name)
+    workspace = services.create_workspace(request.ctx, request.identity.user, data.name)
     return OneWorkspace(workspace=WorkspaceOut.of(workspace, role="owner"))
 
 
@@ -66,7 +65,7 @@ def get_workspace(context, request):
 def update_workspace(context, request):
     """Rename the workspace."""
     data = request.body_input
-    workspace = services.rename_workspace(request, actor_of(request), context.workspace, data.name)
+    workspace = services.rename_workspace(request.ctx, context.workspace, data.name)
     return OneWorkspace(workspace=WorkspaceOut.of(workspace, role=caller_role(request, context.workspace_id)))
 
 
@@ -74,7 +73,7 @@ def update_workspace(context, request):
              response={204: None})
 def delete_workspace(context, request):
     """Delete the workspace: members lose access, its API keys are revoked."""
-    services.delete_workspace(request, actor_of(request), context.workspace)
+    services.delete_workspace(request.ctx, context.workspace)
     return HTTPNoContent()
 
 
@@ -93,8 +92,8 @@ def list_members(context, request):
 def change_member_role(context, request):
     """Change a member's role; only owners make or unmake owners."""
     data = request.body_input
-    membership = services.change_role(request, caller_role(request, context.workspace_id),
-                                      actor_of(request), context.record, data.role)
+    membership = services.change_role(request.ctx, caller_role(request, context.workspace_id),
+                                      context.record, data.role)
     return OneMember(member=MemberOut.of(membership))
 
 
@@ -102,8 +101,7 @@ def change_member_role(context, request):
              response={204: None, 409: LAST_OWNER})
 def remove_member(context, request):
     """Remove a member; owners are removed only by owners, never the last."""
-    services.remove_member(request, caller_role(request, context.workspace_id),
-                           actor_of(request), context.record)
+    services.remove_member(request.ctx, caller_role(request, context.workspace_id), context.record)
     return HTTPNoContent()
 
 
@@ -114,7 +112,7 @@ def leave_workspace(context, request):
     membership = own_membership(request, context.workspace_id)
     if membership is None:  # an API key is no member
         raise APIError(403, "forbidden", "Only members can leave a workspace.")
-    services.remove_member(request, membership.role, membership.user_id, membership)
+    services.remove_member(request.ctx, membership.role, membership)
     return HTTPNoContent()
 
 
@@ -128,7 +126,7 @@ def transfer_ownership(context, request):
     if target is None:
         raise APIError(422, "validation_failed", "Some fields are invalid.",
                        fields={"member_id": "is not a member of this workspace"})
-    services.transfer_ownership(request, own_membership(request, context.workspace_id), target)
+    services.transfer_ownership(request.ctx, own_membership(request, context.workspace_id), target)
     return OneMember(member=MemberOut.of(target))
 
 
@@ -149,7 +147,7 @@ def list_invitations(context, request):
 def create_invitation(context, request):
     """Invite someone by email; a pending invitation to the address is replaced."""
     data = request.body_input
-    invitation = services.invite(request, request.identity.user, context.workspace,
+    invitation = services.invite(request.ctx, request.identity.user, context.workspace,
                                  data.email, data.role)
     return OneInvitation(invitation=InvitationOut.of(invitation))
 
@@ -158,7 +156,7 @@ def create_invitation(context, request):
              response={204: None})
 def revoke_invitation(context, request):
     """Withdraw a pending invitation."""
-    services.revoke_invitation(request, actor_of(request), context.record)
+    services.revoke_invitation(request.ctx, context.record)
     return HTTPNoContent()
 
 
@@ -169,7 +167,7 @@ def revoke_invitation(context, request):
 def accept_invitation(request):
     """Join a workspace with the token of an emailed invitation."""
     data = request.body_input
-    membership = services.accept_invitation(request, request.identity.user, data.token)
+    membership = services.accept_invitation(request.ctx, request.identity.user, data.token)
     return OneWorkspace(workspace=WorkspaceOut.of(membership.workspace, role=membership.role))
 
 
@@ -188,7 +186,7 @@ def list_api_keys(context, request):
 def create_api_key(context, request):
     """Create an API key; its secret is in this answer only."""
     data = request.body_input
-    key, secret = services.create_api_key(request, actor_of(request), context.workspace,
+    key, secret = services.create_api_key(request.ctx, context.workspace,
                                           data.name, data.role)
     return ApiKeyCreated(api_key=NewApiKeyOut.of(key, secret=secret),
                          message="Store the secret now: it is not shown again.")
@@ -198,5 +196,5 @@ def create_api_key(context, request):
              response={204: None})
 def revoke_api_key(context, request):
     """Revoke an API key: it stops working at once."""
-    services.revoke_api_key(request, actor_of(request), context.record)
+    services.revoke_api_key(request.ctx, context.record)
     return HTTPNoContent()

@@ -7,9 +7,7 @@ from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from guestguard.accounts.models import User
-
 from guestguard.db import Base, IdMixin, TimestampMixin, utcnow
-
 
 
 class Workspace(IdMixin, TimestampMixin, Base):

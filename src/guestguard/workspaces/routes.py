@@ -43,5 +43,4 @@ API_ROUTES = (
 
 
 def includeme(config) -> None:
-    for name, pattern, factory in WEB_ROUTES + API_ROUTES:
-        config.add_route(name, pattern, factory=factory)
+    config.add_routes(WEB_ROUTES + API_ROUTES)

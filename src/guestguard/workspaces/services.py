@@ -47,19 +47,19 @@ def unique_slug(db, name: str) -> str:
     return slug
 
 
-def create_workspace(request, user, name: str, *, personal: bool = False) -> Workspace:
-    workspace = Workspace(name=name, slug=unique_slug(request.db, name), personal=personal)
-    request.db.add(workspace)
-    request.db.flush()
-    request.db.add(Membership(workspace_id=workspace.id, user_id=user.id, role=OWNER))
-    record(request, "workspace.created", actor_id=user.id, workspace_id=workspace.id,
+def create_workspace(ctx, user, name: str, *, personal: bool = False) -> Workspace:
+    workspace = Workspace(name=name, slug=unique_slug(ctx.db, name), personal=personal)
+    ctx.db.add(workspace)
+    ctx.db.flush()
+    ctx.db.add(Membership(workspace_id=workspace.id, user_id=user.id, role=OWNER))
+    record(ctx, "workspace.created", actor_id=user.id, workspace_id=workspace.id,
            target_type="workspace", target_id=workspace.id)
     return workspace
 
 
-def create_personal_workspace(request, user) -> Workspace:
+def create_personal_workspace(ctx, user) -> Workspace:
     """Every user gets a workspace of their own at signup, as its owner."""
-    return create_workspace(request, user, f"{user.display_name}'s events"[:100], personal=True)
+    return create_workspace(ctx, user, f"{user.display_name}'s events"[:100], personal=True)
 
 
 def memberships_of(db, user_id: uuid.UUID) -> list[Membership]:
@@ -74,23 +74,23 @@ def find_workspace(db, workspace_id: uuid.UUID) -> Workspace | None:
                                              Workspace.deleted_at.is_(None)))
 
 
-def rename_workspace(request, actor_id, workspace: Workspace, name: str) -> Workspace:
+def rename_workspace(ctx, workspace: Workspace, name: str) -> Workspace:
     if name != workspace.name:
         workspace.name = name
-        record(request, "workspace.renamed", actor_id=actor_id, workspace_id=workspace.id,
+        record(ctx, "workspace.renamed", actor_id=ctx.actor_id, workspace_id=workspace.id,
                target_type="workspace", target_id=workspace.id)
     return workspace
 
 
-def delete_workspace(request, actor_id, workspace: Workspace) -> None:
+def delete_workspace(ctx, workspace: Workspace) -> None:
     """Soft delete: members lose access at once; the data stays for the
     retention period."""
     workspace.deleted_at = utcnow()
-    request.db.execute(update(ApiKey).where(ApiKey.workspace_id == workspace.id,
+    ctx.db.execute(update(ApiKey).where(ApiKey.workspace_id == workspace.id,
                                             ApiKey.revoked_at.is_(None))
                        .values(revoked_at=workspace.deleted_at)
                        .execution_options(synchronize_session=False))
-    record(request, "workspace.deleted", actor_id=actor_id, workspace_id=workspace.id,
+    record(ctx, "workspace.deleted", actor_id=ctx.actor_id, workspace_id=workspace.id,
            target_type="workspace", target_id=workspace.id)
 
 
@@ -123,93 +123,93 @@ def _lock_owners(db, workspace_id: uuid.UUID) -> None:
     db.execute(select(Workspace.id).where(Workspace.id == workspace_id).with_for_update())
 
 
-def _lock_and_reread(request, membership: Membership, actor_id, actor_role: str) -> str:
+def _lock_and_reread(ctx, membership: Membership, actor_id, actor_role: str) -> str:
     """Take the workspace's owner lock, then reread the target and the actor:
     what the route loaded may have changed (an ownership transfer committed
     in between). Returns the actor's current role."""
-    _lock_owners(request.db, membership.workspace_id)
-    request.db.refresh(membership)
+    _lock_owners(ctx.db, membership.workspace_id)
+    ctx.db.refresh(membership)
     if actor_id is None:  # an API key: its role is fixed
         return actor_role
-    current = request.db.scalar(select(Membership.role).where(
+    current = ctx.db.scalar(select(Membership.role).where(
         Membership.workspace_id == membership.workspace_id, Membership.user_id == actor_id))
     if current is None:
         raise WorkspaceError(403, "forbidden", "You are no longer a member of this workspace.")
     return current
 
 
-def _withdraw_delegations(request, membership: Membership, *, keys: bool, invitations: bool) -> None:
+def _withdraw_delegations(ctx, membership: Membership, *, keys: bool, invitations: bool) -> None:
     """A member who leaves, or drops below admin, takes the API keys they
     created (and the invitations they sent) with them."""
     now = utcnow()
     if keys:
-        revoked = request.db.execute(
+        revoked = ctx.db.execute(
             update(ApiKey).where(ApiKey.workspace_id == membership.workspace_id,
                                  ApiKey.created_by_id == membership.user_id, ApiKey.revoked_at.is_(None))
             .values(revoked_at=now).execution_options(synchronize_session=False)).rowcount
         if revoked:
-            record(request, "api_key.revoked", workspace_id=membership.workspace_id,
+            record(ctx, "api_key.revoked", workspace_id=membership.workspace_id,
                    target_type="membership", target_id=membership.id, reason="creator_left_or_demoted",
                    count=revoked)
     if invitations:
-        request.db.execute(
+        ctx.db.execute(
             update(Invitation).where(Invitation.workspace_id == membership.workspace_id,
                                      Invitation.invited_by_id == membership.user_id,
                                      Invitation.accepted_at.is_(None), Invitation.revoked_at.is_(None))
             .values(revoked_at=now).execution_options(synchronize_session=False))
 
 
-def change_role(request, actor_role: str, actor_id, membership: Membership, role: str) -> Membership:
+def change_role(ctx, actor_role: str, membership: Membership, role: str) -> Membership:
     """Admins manage admins and staff; only an owner touches an owner's role,
     and the last owner keeps it."""
-    actor_role = _lock_and_reread(request, membership, actor_id, actor_role)
+    actor_role = _lock_and_reread(ctx, membership, ctx.actor_id, actor_role)
     if role == membership.role:
         return membership
     if OWNER in (role, membership.role) and actor_role != OWNER:
         raise WorkspaceError(403, "forbidden", "Only an owner can make or unmake owners.", "role")
     if actor_role not in (OWNER, ADMIN):
         raise WorkspaceError(403, "forbidden", "Your role cannot change members' roles.", "role")
-    if membership.role == OWNER and _owner_count(request.db, membership.workspace_id) <= 1:
+    if membership.role == OWNER and _owner_count(ctx.db, membership.workspace_id) <= 1:
         raise WorkspaceError(409, "last_owner",
                              "A workspace needs an owner: make someone else owner first.", "role")
     previous, membership.role = membership.role, role
     if role == STAFF:
-        _withdraw_delegations(request, membership, keys=True, invitations=True)
-    record(request, "member.role_changed", actor_id=actor_id, workspace_id=membership.workspace_id,
+        _withdraw_delegations(ctx, membership, keys=True, invitations=True)
+    record(ctx, "member.role_changed", actor_id=ctx.actor_id, workspace_id=membership.workspace_id,
            target_type="membership", target_id=membership.id, user_id=str(membership.user_id),
            previous=previous, role=role)
     return membership
 
 
-def remove_member(request, actor_role: str, actor_id, membership: Membership) -> None:
-    leaving = membership.user_id == actor_id
-    actor_role = _lock_and_reread(request, membership, actor_id, actor_role)
+def remove_member(ctx, actor_role: str, membership: Membership) -> None:
+    leaving = membership.user_id == ctx.actor_id
+    actor_role = _lock_and_reread(ctx, membership, ctx.actor_id, actor_role)
     if membership.role == OWNER and not leaving and actor_role != OWNER:
         raise WorkspaceError(403, "forbidden", "Only an owner can remove an owner.")
     if not leaving and actor_role not in (OWNER, ADMIN):
         raise WorkspaceError(403, "forbidden", "Your role cannot remove members.")
-    if membership.role == OWNER and _owner_count(request.db, membership.workspace_id) <= 1:
+    if membership.role == OWNER and _owner_count(ctx.db, membership.workspace_id) <= 1:
         raise WorkspaceError(409, "last_owner",
                              "The last owner cannot leave: transfer ownership first.")
-    _withdraw_delegations(request, membership, keys=True, invitations=True)
-    request.db.delete(membership)
-    record(request, "member.left" if leaving else "member.removed", actor_id=actor_id,
+    _withdraw_delegations(ctx, membership, keys=True, invitations=True)
+    ctx.db.delete(membership)
+    record(ctx, "member.left" if leaving else "member.removed", actor_id=ctx.actor_id,
            workspace_id=membership.workspace_id, target_type="membership", target_id=membership.id,
            user_id=str(membership.user_id))
 
 
-def transfer_ownership(request, actor_membership: Membership, target: Membership) -> None:
+def transfer_ownership(ctx, actor_membership: Membership, target: Membership) -> None:
     """The target becomes owner; the current owner stays on as admin."""
     if target.id == actor_membership.id:
         raise WorkspaceError(409, "conflict", "You are already the owner.", "membership_id")
-    _lock_owners(request.db, target.workspace_id)
-    request.db.refresh(target)
-    request.db.refresh(actor_membership)
+    _lock_owners(ctx.db, target.workspace_id)
+    ctx.db.refresh(target)
+    ctx.db.refresh(actor_membership)
     if actor_membership.role != OWNER:
         raise WorkspaceError(403, "forbidden", "Only an owner can transfer ownership.")
     target.role = OWNER
     actor_membership.role = ADMIN
-    record(request, "workspace.ownership_transferred", actor_id=actor_membership.user_id,
+    record(ctx, "workspace.ownership_transferred", actor_id=actor_membership.user_id,
            workspace_id=target.workspace_id, target_type="membership", target_id=target.id,
            user_id=str(target.user_id))
 
@@ -217,8 +217,8 @@ def transfer_ownership(request, actor_membership: Membership, target: Membership
 # --- invitations -------------------------------------------------------------
 
 
-def invite(request, actor, workspace: Workspace, email: str, role: str) -> Invitation:
-    db = request.db
+def invite(ctx, actor, workspace: Workspace, email: str, role: str) -> Invitation:
+    db = ctx.db
     already = db.scalar(select(Membership.id).join(User, User.id == Membership.user_id)
                         .where(Membership.workspace_id == workspace.id, User.email == email))
     if already is not None:
@@ -230,18 +230,17 @@ def invite(request, actor, workspace: Workspace, email: str, role: str) -> Invit
                       Invitation.accepted_at.is_(None), Invitation.revoked_at.is_(None))
                .values(revoked_at=now).execution_options(synchronize_session=False))
     raw, token_hash = new_token()
-    days = request.registry.settings["workspaces.invitation_ttl_days"]
+    days = ctx.settings["workspaces.invitation_ttl_days"]
     invitation = Invitation(workspace_id=workspace.id, email=email, role=role, token_hash=token_hash,
                             invited_by_id=actor.id, expires_at=now + dt.timedelta(days=days))
     db.add(invitation)
     db.flush()
-    base = request.registry.settings["app.base_url"].rstrip("/")
-    queue_notification(request, channel="email", recipient=email, template="workspace_invitation",
+    queue_notification(ctx, channel="email", recipient=email, template="workspace_invitation",
                        workspace_id=workspace.id,
                        context={"inviter": actor.display_name, "workspace": workspace.name,
                                 "role": role, "days": days},
-                       sealed={"accept_url": base + request.route_path("invitation", token=raw)})
-    record(request, "invitation.created", actor_id=actor.id, workspace_id=workspace.id,
+                       sealed={"accept_url": ctx.url("invitation", token=raw)})
+    record(ctx, "invitation.created", actor_id=actor.id, workspace_id=workspace.id,
            target_type="invitation", target_id=invitation.id, role=role)
     return invitation
 
@@ -260,10 +259,10 @@ def find_invitation(db, workspace_id: uuid.UUID, invitation_id: uuid.UUID) -> In
                                               Invitation.workspace_id == workspace_id))
 
 
-def revoke_invitation(request, actor_id, invitation: Invitation) -> None:
+def revoke_invitation(ctx, invitation: Invitation) -> None:
     if invitation.revoked_at is None and invitation.accepted_at is None:
         invitation.revoked_at = utcnow()
-        record(request, "invitation.revoked", actor_id=actor_id, workspace_id=invitation.workspace_id,
+        record(ctx, "invitation.revoked", actor_id=ctx.actor_id, workspace_id=invitation.workspace_id,
                target_type="invitation", target_id=invitation.id)
 
 
@@ -280,12 +279,12 @@ def invitation_for_token(db, raw: str) -> Invitation:
     raise WorkspaceError(404, "invalid_invitation", INVALID_INVITATION)
 
 
-def accept_invitation(request, user, raw: str) -> Membership:
+def accept_invitation(ctx, user, raw: str) -> Membership:
     """Join the workspace: only the invited address may accept."""
-    db = request.db
+    db = ctx.db
     invitation = invitation_for_token(db, raw)
     if invitation.email != user.email:
-        record(request, "invitation.accepted", result="failure", actor_id=user.id,
+        record(ctx, "invitation.accepted", result="failure", actor_id=user.id,
                workspace_id=invitation.workspace_id, target_type="invitation",
                target_id=invitation.id, reason="email_mismatch")
         raise WorkspaceError(403, "invitation_email_mismatch",
@@ -304,7 +303,7 @@ def accept_invitation(request, user, raw: str) -> Membership:
                                 role=invitation.role)
         db.add(membership)
         db.flush()
-    record(request, "invitation.accepted", actor_id=user.id, workspace_id=invitation.workspace_id,
+    record(ctx, "invitation.accepted", actor_id=user.id, workspace_id=invitation.workspace_id,
            target_type="invitation", target_id=invitation.id, role=membership.role)
     return membership
 
@@ -312,15 +311,15 @@ def accept_invitation(request, user, raw: str) -> Membership:
 # --- API keys ----------------------------------------------------------------
 
 
-def create_api_key(request, actor_id, workspace: Workspace, name: str, role: str) -> tuple[ApiKey, str]:
+def create_api_key(ctx, workspace: Workspace, name: str, role: str) -> tuple[ApiKey, str]:
     """Returns the key and its full secret, which is shown this once."""
     lookup_id = secrets.token_hex(8)
     secret, secret_hash = new_token()
     key = ApiKey(workspace_id=workspace.id, name=name, role=role, lookup_id=lookup_id,
-                 secret_hash=secret_hash, created_by_id=actor_id)
-    request.db.add(key)
-    request.db.flush()
-    record(request, "api_key.created", actor_id=actor_id, workspace_id=workspace.id,
+                 secret_hash=secret_hash, created_by_id=ctx.actor_id)
+    ctx.db.add(key)
+    ctx.db.flush()
+    record(ctx, "api_key.created", actor_id=ctx.actor_id, workspace_id=workspace.id,
            target_type="api_key", target_id=key.id, role=role)
     return key, f"{API_KEY_PREFIX}{lookup_id}_{secret}"
 
@@ -335,10 +334,10 @@ def find_api_key(db, workspace_id: uuid.UUID, key_id: uuid.UUID) -> ApiKey | Non
     return db.scalar(select(ApiKey).where(ApiKey.id == key_id, ApiKey.workspace_id == workspace_id))
 
 
-def revoke_api_key(request, actor_id, key: ApiKey) -> None:
+def revoke_api_key(ctx, key: ApiKey) -> None:
     if key.revoked_at is None:
         key.revoked_at = utcnow()
-        record(request, "api_key.revoked", actor_id=actor_id, workspace_id=key.workspace_id,
+        record(ctx, "api_key.revoked", actor_id=ctx.actor_id, workspace_id=key.workspace_id,
                target_type="api_key", target_id=key.id)
 
 

@@ -19,7 +19,6 @@ from guestguard.permissions import (
 )
 from guestguard.security import workspace_of
 from guestguard.workspaces import services
-from guestguard.audit.services import actor_of
 from guestguard.workspaces.api import own_membership
 from guestguard.workspaces.models import Workspace
 from guestguard.workspaces.schemas import (
@@ -136,7 +135,7 @@ def new_workspace(request):
     if errors:
         private(request, 400)
         return {"values": echo(request, "name"), "errors": errors}
-    workspace = services.create_workspace(request, request.identity.user, data.name)
+    workspace = services.create_workspace(request.ctx, request.identity.user, data.name)
     request.session.flash(f"Workspace “{workspace.name}” created. You are its owner.", "success")
     return redirect(request, request.route_path("workspace_home", workspace_id=workspace.id))
 
@@ -183,7 +182,7 @@ def rename_workspace(context, request):
     if errors:
         return settings_page(request, context, 400,
                              rename={"values": echo(request, "name"), "errors": errors})
-    services.rename_workspace(request, actor_of(request), context.workspace, data.name)
+    services.rename_workspace(request.ctx, context.workspace, data.name)
     return go(request, "workspace_settings", context, f"The workspace is now called “{data.name}”.")
 
 
@@ -196,7 +195,7 @@ def transfer_ownership(context, request):
         return settings_page(request, context, 400, transfer={
             "values": {}, "errors": errors or {"member_id": CHOICE_ERRORS["member_id"]}})
     try:
-        services.transfer_ownership(request, own_membership(request, context.workspace_id), target)
+        services.transfer_ownership(request.ctx, own_membership(request, context.workspace_id), target)
     except WorkspaceError as error:
         return settings_page(request, context, error.status, transfer={
             "values": {"member_id": str(target.id)}, "errors": refused(error, ("member_id",))})
@@ -213,7 +212,7 @@ def leave_workspace(context, request):
         return settings_page(request, context, 403,
                              leave={"errors": {FORM: "Only members can leave a workspace."}})
     try:
-        services.remove_member(request, membership.role, membership.user_id, membership)
+        services.remove_member(request.ctx, membership.role, membership)
     except WorkspaceError as error:
         return settings_page(request, context, error.status, leave={"errors": refused(error)})
     return go(request, "account", message=f"You left “{context.workspace.name}”.")
@@ -227,7 +226,7 @@ def delete_workspace(context, request):
         return settings_page(request, context, 400, delete={
             "values": {"confirm_name": typed},
             "errors": {"confirm_name": "Type the workspace name exactly as shown to delete it."}})
-    services.delete_workspace(request, actor_of(request), context.workspace)
+    services.delete_workspace(request.ctx, context.workspace)
     return go(request, "account", message=f"Workspace “{context.workspace.name}” was deleted.")
 
 
@@ -265,11 +264,11 @@ def change_member_role(context, request):
     if errors:
         return members_page(request, context, 400, errors["role"], member.id)
     try:
-        services.change_role(request, request.identity.roles.get(context.workspace_id),
-                             actor_of(request), member, data.role)
+        services.change_role(request.ctx, request.identity.roles.get(context.workspace_id),
+                             member, data.role)
     except WorkspaceError as error:
         return members_page(request, context, error.status, error.message, member.id)
-    if member.user_id == actor_of(request):
+    if member.user_id == request.ctx.actor_id:
         # One's own new role may not show the members page any more.
         return go(request, "workspace_home", context, f"Your role is now {data.role}.")
     return go(request, "workspace_members", context,
@@ -280,10 +279,10 @@ def change_member_role(context, request):
              permission=MEMBERS_MANAGE, renderer=MEMBERS_PAGE)
 def remove_member(context, request):
     member = context.record
-    name, leaving = member.user.display_name, member.user_id == actor_of(request)
+    name, leaving = member.user.display_name, member.user_id == request.ctx.actor_id
     try:
-        services.remove_member(request, request.identity.roles.get(context.workspace_id),
-                               actor_of(request), member)
+        services.remove_member(request.ctx, request.identity.roles.get(context.workspace_id),
+                               member)
     except WorkspaceError as error:
         return members_page(request, context, error.status, error.message, member.id)
     if leaving:
@@ -316,7 +315,7 @@ def invite(context, request):
         return invitations_page(request, context, 400, values=echo(request, "email", "role"),
                                 errors=errors)
     try:
-        services.invite(request, request.identity.user, context.workspace, data.email, data.role)
+        services.invite(request.ctx, request.identity.user, context.workspace, data.email, data.role)
     except WorkspaceError as error:
         return invitations_page(request, context, error.status, values=echo(request, "email", "role"),
                                 errors=refused(error, ("email", "role")))
@@ -328,7 +327,7 @@ def invite(context, request):
 @view_config(route_name="workspace_invitation_revoke", request_method="POST",
              permission=MEMBERS_MANAGE)
 def revoke_invitation(context, request):
-    services.revoke_invitation(request, actor_of(request), context.record)
+    services.revoke_invitation(request.ctx, context.record)
     return go(request, "workspace_invitations", context,
               f"The invitation to {context.record.email} was withdrawn: its link no longer works.")
 
@@ -356,7 +355,7 @@ def create_api_key(context, request):
     data, errors = read(request, ApiKeyInput, ("name", "role"))
     if errors:
         return api_keys_page(request, context, 400, values=echo(request, "name", "role"), errors=errors)
-    key, secret = services.create_api_key(request, actor_of(request), context.workspace,
+    key, secret = services.create_api_key(request.ctx, context.workspace,
                                           data.name, data.role)
     # Rendered, not redirected: the secret exists only in this response,
     # which private() keeps out of every cache.
@@ -365,7 +364,7 @@ def create_api_key(context, request):
 
 @view_config(route_name="workspace_api_key_revoke", request_method="POST", permission=API_KEYS_MANAGE)
 def revoke_api_key(context, request):
-    services.revoke_api_key(request, actor_of(request), context.record)
+    services.revoke_api_key(request.ctx, context.record)
     return go(request, "workspace_api_keys", context,
               f"API key “{context.record.name}” was revoked: requests using it are refused from now on.")
 
@@ -411,7 +410,7 @@ def invitation(request):
 def accept_invitation(request):
     token = request.matchdict["token"]
     try:
-        membership = services.accept_invitation(request, request.identity.user, token)
+        membership = services.accept_invitation(request.ctx, request.identity.user, token)
     except WorkspaceError as refusal:
         if refusal.code == "invalid_invitation":
             return invitation_invalid(request, refusal)

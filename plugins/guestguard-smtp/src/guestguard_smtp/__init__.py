@@ -26,10 +26,11 @@ import datetime as dt
 import logging
 import smtplib
 import ssl
+from collections.abc import Mapping
 from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
-from typing import Any, Mapping
+from typing import Any
 
 from guestguard.plugins import (
     OutgoingMessage,
@@ -43,8 +44,13 @@ from guestguard.plugins import (
     hookimpl,
 )
 
-__all__ = ["SMTPConfig", "SMTPProvider", "compose", "register_settings",
-           "register_notification_providers"]
+__all__ = [
+    "SMTPConfig",
+    "SMTPProvider",
+    "compose",
+    "register_notification_providers",
+    "register_settings",
+]
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +200,7 @@ def compose(message: OutgoingMessage, *, fallback_domain: str = "localhost") -> 
     email["From"] = message.sender
     email["To"] = message.recipient
     email["Subject"] = message.subject
-    email["Date"] = format_datetime(dt.datetime.now(dt.timezone.utc))
+    email["Date"] = format_datetime(dt.datetime.now(dt.UTC))
     # The sender's domain rather than make_msgid's default, which does a DNS
     # lookup (socket.getfqdn) on every call.
     domain = parseaddr(message.sender)[1].rpartition("@")[2]

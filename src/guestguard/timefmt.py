@@ -1,0 +1,318 @@
+"""How times read, everywhere: the host's pages, the guest's pages, emails,
+text messages and the calendar file.
+
+Two voices, both in the event's own time zone:
+
+- **The host's pages**: 24-hour clock, short words —
+  ``when`` "Sat 21 Jun 2030, 19:00 BST", ``short_when`` "Sat 21 Jun, 19:00"
+  (the activity feed; ``static/activity.js`` writes the same), ``span``
+  "Sat 21 Jun 2030, 19:00 BST – 23:30", ``day_month`` "21 Jun".
+- **What guests read**: 12-hour clock, words in full —
+  ``long_when`` "Saturday 21 June 2030, 7:00 pm BST", ``long_span``
+  "Saturday 21 June 2030, 7:00 pm – 11:30 pm BST", and ``text_when``
+  "Sat 21 Jun 2030, 7:00 pm BST" for text messages.
+
+Account and workspace pages show times in UTC (``date``, ``utc_minute``,
+``utc_when``, ``utc_second``, ``full_date``) and how long ago (``ago``).
+
+**Zone names.** The zone's abbreviation where the tz database has one
+("BST", "CET", "EST", "IST"). Where it has only a number (America/Sao_Paulo
+says "-03", Asia/Colombo "+0530"), the offset reads "UTC−03:00",
+"UTC+05:30": with a real minus sign (U+2212), as typography wants, except
+in text messages, which keep the ASCII hyphen ("UTC-03:00") so they stay in
+the GSM alphabet and are not sent at half the length per part.
+
+**Refusals.** An unknown zone raises ``UnknownZone`` (a ``ValueError``):
+never a silent fallback to UTC. A naive datetime raises ``ValueError``:
+every stored time is aware (``db.UTCDateTime``), so a naive one is a bug.
+``None`` reads as "" (an event without an end, a guest who never opened).
+
+``FILTERS`` are the Jinja2 filters of the same names, registered on the
+pages' environment (``web.py``) and the messages' (``notifications``); they
+also take ISO 8601 strings with an offset, the form times take in a
+notification's stored context, and ``event_span`` / ``event_long_span``
+take an event.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from typing import Any, Callable
+
+UTC = dt.timezone.utc
+MINUS = "\u2212"
+
+
+class UnknownZone(ValueError):
+    """A time-zone name the tz database does not know."""
+
+
+# --- zones -----------------------------------------------------------------------
+
+
+def zone(name: str) -> zoneinfo.ZoneInfo:
+    """The IANA zone ``name``; UnknownZone for anything else."""
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
+        raise UnknownZone(f"unknown time zone {name!r}") from None
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"a time without a zone cannot be shown: {moment.isoformat()}")
+    return moment
+
+
+def in_zone(moment: dt.datetime | None, timezone: str) -> dt.datetime | None:
+    """``moment`` as wall-clock time in ``timezone``; None stays None."""
+    if moment is None:
+        return None
+    return _aware(moment).astimezone(zone(timezone))
+
+
+def offset(moment: dt.datetime, *, ascii: bool = False) -> str:
+    """"UTC+05:30", "UTC−03:00" (U+2212, or "-" with ``ascii``), "UTC"."""
+    delta = _aware(moment).utcoffset()
+    minutes = round(delta.total_seconds() / 60)
+    if minutes == 0:
+        return "UTC"
+    sign = "+" if minutes > 0 else ("-" if ascii else MINUS)
+    hours, minutes = divmod(abs(minutes), 60)
+    return f"UTC{sign}{hours:02d}:{minutes:02d}"
+
+
+def zone_label(moment: dt.datetime, *, ascii: bool = False) -> str:
+    """"BST", "CEST", "UTC"... or the offset where the zone's name is a number."""
+    name = _aware(moment).tzname() or ""
+    if not name or name[:1] in "+-" or name[:1].isdigit():
+        return offset(moment, ascii=ascii)
+    return name
+
+
+# --- pieces ------------------------------------------------------------------------
+
+
+def clock(moment: dt.datetime) -> str:
+    """"7:00 pm"."""
+    hour = moment.hour % 12 or 12
+    return f"{hour}:{moment:%M} {'am' if moment.hour < 12 else 'pm'}"
+
+
+def clock24(moment: dt.datetime) -> str:
+    """"19:00"."""
+    return f"{moment:%H:%M}"
+
+
+def long_date(moment: dt.date) -> str:
+    """"Saturday 21 June 2030"."""
+    return f"{moment:%A} {moment.day} {moment:%B %Y}"
+
+
+def short_date(moment: dt.date) -> str:
+    """"Sat 21 Jun 2030"."""
+    return f"{moment:%a} {moment.day} {moment:%b %Y}"
+
+
+# --- the host's pages ------------------------------------------------------------------
+
+
+def when(moment: dt.datetime | None, timezone: str) -> str:
+    """"Sat 21 Jun 2030, 19:00 BST"."""
+    local = in_zone(moment, timezone)
+    if local is None:
+        return ""
+    return f"{short_date(local)}, {clock24(local)} {zone_label(local)}"
+
+
+def short_when(moment: dt.datetime | None, timezone: str) -> str:
+    """"Sat 21 Jun, 19:00": the activity feed's times."""
+    local = in_zone(moment, timezone)
+    if local is None:
+        return ""
+    return f"{local:%a} {local.day} {local:%b}, {clock24(local)}"
+
+
+def day_month(moment: dt.datetime | None, timezone: str) -> str:
+    """"21 Jun"."""
+    local = in_zone(moment, timezone)
+    return f"{local.day} {local:%b}" if local is not None else ""
+
+
+def span(starts: dt.datetime | None, ends: dt.datetime | None, timezone: str) -> str:
+    """"Sat 21 Jun 2030, 19:00 BST – 23:30": the end's date left out when
+    it is the same day."""
+    start = when(starts, timezone)
+    if starts is None or ends is None:
+        return start
+    a, b = in_zone(starts, timezone), in_zone(ends, timezone)
+    if a.date() == b.date():
+        return f"{start} – {clock24(b)}"
+    return f"{start} – {when(ends, timezone)}"
+
+
+def form_value(moment: dt.datetime | None, timezone: str) -> str:
+    """The value of a datetime-local input: wall-clock time in the zone."""
+    local = in_zone(moment, timezone)
+    return f"{local:%Y-%m-%dT%H:%M}" if local is not None else ""
+
+
+def from_form(value: str, timezone: str) -> dt.datetime:
+    """A datetime-local input's value ("2030-06-21T19:00") as an aware time
+    in ``timezone``; ValueError when it is not a date and time. A value that
+    carries its own offset keeps it."""
+    moment = dt.datetime.fromisoformat(value)
+    if moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=zone(timezone))
+
+
+# --- what guests read --------------------------------------------------------------------
+
+
+def long_when(moment: dt.datetime | None, timezone: str) -> str:
+    """"Saturday 21 June 2030, 7:00 pm BST"."""
+    local = in_zone(moment, timezone)
+    if local is None:
+        return ""
+    return f"{long_date(local)}, {clock(local)} {zone_label(local)}"
+
+
+def text_when(moment: dt.datetime | None, timezone: str) -> str:
+    """"Sat 21 Jun 2030, 7:00 pm BST", for text messages (ASCII offsets)."""
+    local = in_zone(moment, timezone)
+    if local is None:
+        return ""
+    return f"{short_date(local)}, {clock(local)} {zone_label(local, ascii=True)}"
+
+
+def long_span(starts: dt.datetime | None, ends: dt.datetime | None, timezone: str) -> str:
+    """"Saturday 21 June 2030, 7:00 pm – 11:30 pm BST"; the zone named at
+    both ends when it changes in between, the dates when the day does."""
+    start, end = in_zone(starts, timezone), in_zone(ends, timezone)
+    if start is None or end is None:
+        return long_when(starts, timezone)
+    if end.date() == start.date():
+        if zone_label(start) == zone_label(end):
+            return f"{long_date(start)}, {clock(start)} – {clock(end)} {zone_label(end)}"
+        return f"{long_date(start)}, {clock(start)} {zone_label(start)} – {clock(end)} {zone_label(end)}"
+    return f"{long_when(starts, timezone)} – {long_when(ends, timezone)}"
+
+
+# --- in UTC, and how long ago ---------------------------------------------------------------
+
+
+def _utc(moment: dt.datetime) -> dt.datetime:
+    return _aware(moment).astimezone(UTC)
+
+
+def date(moment: dt.datetime | dt.date | None) -> str:
+    """"21 Jun 2030" (a datetime's UTC date)."""
+    if moment is None:
+        return ""
+    if isinstance(moment, dt.datetime):
+        moment = _utc(moment)
+    return f"{moment.day} {moment:%b %Y}"
+
+
+def full_date(moment: dt.datetime | dt.date | None) -> str:
+    """"1 June 2030" (a datetime's UTC date)."""
+    if moment is None:
+        return ""
+    if isinstance(moment, dt.datetime):
+        moment = _utc(moment)
+    return f"{moment.day} {moment:%B %Y}"
+
+
+def utc_minute(moment: dt.datetime | None) -> str:
+    """"2030-06-21 19:00 UTC"."""
+    return f"{_utc(moment):%Y-%m-%d %H:%M} UTC" if moment is not None else ""
+
+
+def utc_second(moment: dt.datetime | None) -> str:
+    """"2030-06-21 19:00:05 UTC"."""
+    return f"{_utc(moment):%Y-%m-%d %H:%M:%S} UTC" if moment is not None else ""
+
+
+def utc_when(moment: dt.datetime | None) -> str:
+    """"21 Jun 2030, 19:00 UTC"."""
+    if moment is None:
+        return ""
+    moment = _utc(moment)
+    return f"{moment.day} {moment:%b %Y}, {clock24(moment)} UTC"
+
+
+def ago(moment: dt.datetime | None, now: dt.datetime | None = None) -> str:
+    """"just now", "1 minute ago", "3 hours ago", "2 days ago"."""
+    if moment is None:
+        return ""
+    now = now if now is not None else dt.datetime.now(UTC)
+    seconds = max(0, int((_aware(now) - _aware(moment)).total_seconds()))
+    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
+        if seconds >= size:
+            count = seconds // size
+            return f"{count} {unit}{'' if count == 1 else 's'} ago"
+    return "just now"
+
+
+# --- Jinja2 filters ----------------------------------------------------------------------------
+
+
+def as_moment(value: Any) -> dt.datetime | None:
+    """A datetime, or an ISO 8601 string with an offset (as times are kept in
+    a notification's context), as an aware datetime; None and "" as None."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    if not isinstance(value, dt.datetime):
+        raise TypeError(f"not a time: {value!r}")
+    return _aware(value)
+
+
+def _zoned(formatter: Callable[..., str]) -> Callable[..., str]:
+    def apply(value: Any, timezone: str) -> str:
+        return formatter(as_moment(value), timezone)
+    apply.__doc__ = formatter.__doc__
+    return apply
+
+
+def _spanned(formatter: Callable[..., str]) -> Callable[..., str]:
+    def apply(starts: Any, ends: Any, timezone: str) -> str:
+        return formatter(as_moment(starts), as_moment(ends), timezone)
+    apply.__doc__ = formatter.__doc__
+    return apply
+
+
+def _plain(formatter: Callable[..., str]) -> Callable[..., str]:
+    def apply(value: Any) -> str:
+        return formatter(value if isinstance(value, dt.date) and not isinstance(value, dt.datetime)
+                         else as_moment(value))
+    apply.__doc__ = formatter.__doc__
+    return apply
+
+
+def event_span(event) -> str:
+    """The host's reading of an event's time (``span`` in its zone)."""
+    return span(event.starts_at, event.ends_at, event.timezone)
+
+
+def event_long_span(event) -> str:
+    """The guest's reading of an event's time (``long_span`` in its zone)."""
+    return long_span(event.starts_at, event.ends_at, event.timezone)
+
+
+FILTERS: dict[str, Callable[..., str]] = {
+    "when": _zoned(when), "short_when": _zoned(short_when), "day_month": _zoned(day_month),
+    "form_value": _zoned(form_value), "long_when": _zoned(long_when), "text_when": _zoned(text_when),
+    "span": _spanned(span), "long_span": _spanned(long_span),
+    "event_span": event_span, "event_long_span": event_long_span,
+    "date": _plain(date), "full_date": _plain(full_date), "utc_minute": _plain(utc_minute),
+    "utc_second": _plain(utc_second), "utc_when": _plain(utc_when),
+    "ago": lambda value, now=None: ago(as_moment(value), now),
+}
+
+
+def add_filters(env) -> None:
+    """Register ``FILTERS`` on a Jinja2 environment."""
+    env.filters.update(FILTERS)
