@@ -69,7 +69,7 @@ class ThingViews:
         data = request.body_input
         if data.name == "taken":
             raise Refusal(409, "taken", "That name is taken.", field="name")
-        return ThingOut.of(Thing(uuid.UUID(int=1), data.name, dt.datetime(2030, 6, 21, 18, tzinfo=dt.timezone.utc)),
+        return ThingOut.of(Thing(uuid.UUID(int=1), data.name, dt.datetime(2030, 6, 21, 18, tzinfo=dt.UTC)),
                            label=f"{data.name} x{data.size}")
 
     def listing(self, request):
@@ -88,10 +88,10 @@ class ThingViews:
             raise Refusal(422, "validation_failed", "Some rows are invalid; no thing was added.",
                           rows={"0": {"name": "is taken"}})
         return Things(things=[ThingOut(id=uuid.UUID(int=0), name=item.name, label=str(data.many),
-                                       at=dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)) for item in data.items])
+                                       at=dt.datetime(2030, 1, 1, tzinfo=dt.UTC)) for item in data.items])
 
     def wrong(self, request):
-        return ThingOut(id=uuid.UUID(int=0), name="", label="", at=dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc))
+        return ThingOut(id=uuid.UUID(int=0), name="", label="", at=dt.datetime(2030, 1, 1, tzinfo=dt.UTC))
 
 
 @pytest.fixture

@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import datetime as dt
 import types
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Generic, Mapping, TypeVar, Union, get_args, get_origin
+from typing import Annotated, Any, Generic, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer, WithJsonSchema
 
@@ -53,7 +54,7 @@ Moment = Annotated[dt.datetime, PlainSerializer(lambda moment: moment.isoformat(
 class _With:
     """An object's attributes, some supplied or replaced."""
 
-    __slots__ = ("_obj", "_extra")
+    __slots__ = ("_extra", "_obj")
 
     def __init__(self, obj: Any, extra: dict[str, Any]):
         self._obj = obj

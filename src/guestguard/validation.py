@@ -13,7 +13,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from typing import Annotated, Any, Callable, Literal, TypeVar
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, TypeVar
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
@@ -253,7 +254,7 @@ def parse_json(request, schema: type[Model], max_bytes: int | None = None) -> Mo
 def parse_query(request, schema: type[Model]) -> Model:
     """The query string as ``schema`` (the last value of a repeated
     parameter); the first problem is a 400 ``bad_request`` naming it."""
-    data = {name: request.GET[name] for name in request.GET.keys()}
+    data = {name: request.GET[name] for name in request.GET}
     try:
         return schema.model_validate(data)
     except ValidationError as exc:

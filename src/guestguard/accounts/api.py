@@ -12,9 +12,22 @@ from guestguard.accounts import services, sessions
 from guestguard.accounts.devices import describe_device
 from guestguard.accounts.models import API, AuthSession, User
 from guestguard.accounts.schemas import (
-    ChangePasswordInput, EmailInput, ForgotPasswordInput, LoginInput, OneUser, PasswordChanged,
-    ProfileInput, RefreshInput, ResetPasswordInput, SessionList, SessionOut, SignupInput, TokenInput,
-    TokensOut, UserOut, Verified,
+    ChangePasswordInput,
+    EmailInput,
+    ForgotPasswordInput,
+    LoginInput,
+    OneUser,
+    PasswordChanged,
+    ProfileInput,
+    RefreshInput,
+    ResetPasswordInput,
+    SessionList,
+    SessionOut,
+    SignupInput,
+    TokenInput,
+    TokensOut,
+    UserOut,
+    Verified,
 )
 from guestguard.audit.services import FAILURE, record
 from guestguard.captcha import require_captcha

@@ -13,10 +13,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from guestguard.db import utcnow
 from guestguard.activity.live import publish_after_commit
 from guestguard.activity.models import Activity
 from guestguard.activity.schemas import MAX_LOOKBACK_SECONDS, ActivityItemOut  # noqa: F401
+from guestguard.db import utcnow
 from guestguard.pagination import ASCENDING, DESCENDING, ID, TIME, Key, Keyset
 
 DEFAULT_LIMIT = 50

@@ -8,8 +8,22 @@ from guestguard.contract import Batch, Refused
 from guestguard.errors import APIError
 from guestguard.events import services
 from guestguard.events.schemas import (
-    ChangedEvent, CountedEventOut, EventFields, EventInput, EventOut, EventPage, EventQuery, GuestFields,
-    GuestInput, GuestList, GuestOut, GuestPage, GuestQuery, HeadcountOut, OneEvent, OneGuest,
+    ChangedEvent,
+    CountedEventOut,
+    EventFields,
+    EventInput,
+    EventOut,
+    EventPage,
+    EventQuery,
+    GuestFields,
+    GuestInput,
+    GuestList,
+    GuestOut,
+    GuestPage,
+    GuestQuery,
+    HeadcountOut,
+    OneEvent,
+    OneGuest,
 )
 from guestguard.permissions import EVENTS_EDIT, EVENTS_VIEW, GUESTS_EDIT, GUESTS_VIEW, WORKSPACES_LIST
 from guestguard.workspaces import services as workspaces

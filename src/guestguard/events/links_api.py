@@ -12,15 +12,23 @@ from guestguard import timefmt
 from guestguard.contract import Body, Refused
 from guestguard.errors import json_error, refusal
 from guestguard.events import invitations
-from guestguard.guard import access as token_access
 from guestguard.events.guest_views import private_headers
 from guestguard.events.models import Event, Guest, Rsvp
-from guestguard.guard.models import ANSWER, VIEW
 from guestguard.events.schemas import (
-    GuestInvitation, InvitationSent, InvitationsSent, InvitedEvent, InvitedGuest, IssuedLink, RsvpAnswer,
-    RsvpInput, RsvpState, SendInput,
+    GuestInvitation,
+    InvitationSent,
+    InvitationsSent,
+    InvitedEvent,
+    InvitedGuest,
+    IssuedLink,
+    RsvpAnswer,
+    RsvpInput,
+    RsvpState,
+    SendInput,
 )
 from guestguard.events.services import EventsError
+from guestguard.guard import access as token_access
+from guestguard.guard.models import ANSWER, VIEW
 from guestguard.permissions import GUESTS_EDIT
 
 UNSENDABLE = Refused("event_not_published", "event_cancelled")

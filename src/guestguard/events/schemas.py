@@ -7,13 +7,27 @@ import uuid
 from typing import Annotated, Literal
 
 from pydantic import (
-    AfterValidator, BeforeValidator, ConfigDict, Field, StringConstraints, field_validator, model_validator,
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
 )
 
 from guestguard.contract import Moment, Out
 from guestguard.timefmt import UnknownZone, zone
 from guestguard.validation import (
-    Input, OneOf, Query, QueryFlag, Trimmed, UUIDOr, WholeNumber, field_problem, normalize_email,
+    Input,
+    OneOf,
+    Query,
+    QueryFlag,
+    Trimmed,
+    UUIDOr,
+    WholeNumber,
+    field_problem,
+    normalize_email,
 )
 
 DEFAULT_PAGE_SIZE = 50

@@ -10,7 +10,6 @@ from guestguard.guard import access, flags
 from guestguard.guard.schemas import AccessLog, AccessUseOut, FlagOut, FlagPage, FlagQuery, Reissued
 from guestguard.permissions import GUESTS_EDIT, GUESTS_VIEW
 
-
 # --- flags ----------------------------------------------------------------------
 
 

@@ -7,15 +7,39 @@ from pyramid.view import view_config
 from guestguard.contract import Refused
 from guestguard.errors import APIError
 from guestguard.permissions import (
-    ACCOUNT, API_KEYS_MANAGE, MEMBERS_MANAGE, MEMBERS_VIEW, OWNERSHIP_TRANSFER, WORKSPACE_CREATE,
-    WORKSPACE_DELETE, WORKSPACE_EDIT, WORKSPACE_VIEW, WORKSPACES_LIST,
+    ACCOUNT,
+    API_KEYS_MANAGE,
+    MEMBERS_MANAGE,
+    MEMBERS_VIEW,
+    OWNERSHIP_TRANSFER,
+    WORKSPACE_CREATE,
+    WORKSPACE_DELETE,
+    WORKSPACE_EDIT,
+    WORKSPACE_VIEW,
+    WORKSPACES_LIST,
 )
 from guestguard.workspaces import services
 from guestguard.workspaces.models import Membership
 from guestguard.workspaces.schemas import (
-    AcceptInvitationInput, ApiKeyCreated, ApiKeyInput, ApiKeyList, ApiKeyOut, InvitationInput,
-    InvitationList, InvitationOut, MemberList, MemberOut, NewApiKeyOut, OneInvitation, OneMember,
-    OneWorkspace, RoleInput, TransferInput, WorkspaceInput, WorkspaceList, WorkspaceOut,
+    AcceptInvitationInput,
+    ApiKeyCreated,
+    ApiKeyInput,
+    ApiKeyList,
+    ApiKeyOut,
+    InvitationInput,
+    InvitationList,
+    InvitationOut,
+    MemberList,
+    MemberOut,
+    NewApiKeyOut,
+    OneInvitation,
+    OneMember,
+    OneWorkspace,
+    RoleInput,
+    TransferInput,
+    WorkspaceInput,
+    WorkspaceList,
+    WorkspaceOut,
 )
 
 LAST_OWNER = Refused("last_owner")
