@@ -35,6 +35,7 @@ AREAS = (
     "guestguard.activity",
     "guestguard.guard",
     "guestguard.ops",
+    "guestguard.openapi",
 )
 
 
