@@ -152,11 +152,13 @@ def _guest_values(ctx, event: Event, data: GuestFields, *, creating: bool) -> di
         values["group_name"] = values.pop("group") or ""
     if values.get("phone"):
         values["phone"] = normalize_phone(values["phone"], ctx.settings["guests.default_region"])
-    if creating and values.get("plus_ones_allowed") is None:
+    if (creating or "plus_ones_allowed" in values) and values.get("plus_ones_allowed") is None:
         values["plus_ones_allowed"] = event.default_plus_ones
     for text_field in ("group_name", "notes"):
         if text_field in values and values[text_field] is None:
             values[text_field] = ""
+    if "tags" in values and values["tags"] is None:
+        values["tags"] = []
     return values
 
 
