@@ -256,3 +256,17 @@ def test_headcounts(app, host, run_in_request):
     assert counts == {"yes": 2, "no": 1, "maybe": 1, "pending": 1, "expected": 3, "invited": 5,
                       "opened": 3, "not_opened": 2, "guests": 5}
     assert len(guests) == 5
+
+
+def test_null_for_a_guest_field_that_always_has_a_value_means_its_empty_value(app, host):
+    """Found by the API fuzz: tags and plus_ones_allowed set to null were written as NULL (a 500)."""
+    event = create_event(app, host)  # one plus-one by default
+    url = f"/api/v1/events/{event['id']}/guests"
+    grace = app.post_json(url, {"name": "Grace", "tags": None, "plus_ones_allowed": None, "notes": None},
+                          headers=host["ada"], status=201).json["guest"]
+    assert (grace["tags"], grace["plus_ones_allowed"], grace["notes"]) == ([], 1, "")
+    app.patch_json(f"{url}/{grace['id']}", {"tags": ["vip"], "plus_ones_allowed": 3}, headers=host["ada"])
+    patched = app.patch_json(f"{url}/{grace['id']}", {"tags": None, "plus_ones_allowed": None},
+                             headers=host["ada"]).json["guest"]
+    assert (patched["tags"], patched["plus_ones_allowed"]) == ([], 1)
+    assert app.get(f"{url}/{grace['id']}", headers=host["ada"]).json["guest"] == patched

@@ -9,7 +9,7 @@ from webob.multidict import MultiDict
 
 from guestguard.errors import Refusal
 from guestguard.events.schemas import TimeZone
-from guestguard.validation import Input
+from guestguard.validation import Input, field_problem
 from guestguard.web import CHECKBOX, DATETIME, FORM, LIST, NONE, OMIT, PASSWORD, Field, Form
 
 
@@ -27,7 +27,7 @@ class Party(Input):
     @model_validator(mode="after")
     def _order(self):
         if self.ends_at is not None and self.ends_at <= self.starts_at:
-            raise ValueError("ends_at: must be after starts_at")
+            raise field_problem("ends_at", "must be after starts_at")
         return self
 
 

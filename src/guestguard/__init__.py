@@ -27,6 +27,7 @@ AREAS = (
     "guestguard.security",
     "guestguard.ratelimit",
     "guestguard.context",
+    "guestguard.contract",
     "guestguard.captcha",
     "guestguard.accounts",
     "guestguard.workspaces",
@@ -34,6 +35,7 @@ AREAS = (
     "guestguard.activity",
     "guestguard.guard",
     "guestguard.ops",
+    "guestguard.openapi",
 )
 
 

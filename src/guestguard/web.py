@@ -239,11 +239,6 @@ class Form:
         field = self.by_name.get(name)
         if field is not None and field.choice:
             return field.choice
-        # pydantic's own wording, which field_errors passes on for the types
-        # it does not word itself ("Input should be greater than or equal
-        # to 0"), reads as ours ("must be greater than or equal to 0").
-        if message.startswith(("Input should be ", "List should have ")):
-            message = "must " + message.split(" should ", 1)[1]
         # A check across fields names the other field: by its label here.
         for other in self.fields:
             if "_" in other.name and other.label and other.name in message:

@@ -5,8 +5,6 @@ session after a refresh-token replay) are *returned* as error responses, not
 raised, so the transaction that records them commits."""
 from __future__ import annotations
 
-import uuid
-
 from pyramid.httpexceptions import HTTPNoContent
 from pyramid.view import view_config
 
@@ -14,80 +12,88 @@ from guestguard.accounts import services, sessions
 from guestguard.accounts.devices import describe_device
 from guestguard.accounts.models import API, AuthSession, User
 from guestguard.accounts.schemas import (
-    ChangePasswordInput, EmailInput, ForgotPasswordInput, LoginInput, ProfileInput, RefreshInput,
-    ResetPasswordInput, SignupInput, TokenInput,
+    ChangePasswordInput,
+    EmailInput,
+    ForgotPasswordInput,
+    LoginInput,
+    OneUser,
+    PasswordChanged,
+    ProfileInput,
+    RefreshInput,
+    ResetPasswordInput,
+    SessionList,
+    SessionOut,
+    SignupInput,
+    TokenInput,
+    TokensOut,
+    UserOut,
+    Verified,
 )
 from guestguard.audit.services import FAILURE, record
 from guestguard.captcha import require_captcha
+from guestguard.contract import Message, Refused
 from guestguard.errors import APIError, json_error
 from guestguard.permissions import ACCOUNT, ACCOUNT_BASICS
-from guestguard.validation import parse_json
+from guestguard.workspaces.resources import parse_id
 
-ACCEPTED = {"message": "If the address can receive email, a message is on its way."}
-
-
-def user_json(request, user: User) -> dict:
-    return {
-        "id": str(user.id),
-        "email": user.email,
-        "display_name": user.display_name,
-        "role": user.role,
-        "email_verified": user.is_verified,
-        "policies_accepted": services.policies_accepted(request.registry.settings, user),
-        "created_at": user.created_at.isoformat(),
-    }
+ACCEPTED = "If the address can receive email, a message is on its way."
+CAPTCHA_REFUSALS = {400: Refused("captcha_failed"), 503: Refused("captcha_unavailable")}
 
 
-def session_json(session: AuthSession, current: AuthSession | None) -> dict:
-    return {
-        "id": str(session.id),
-        "kind": session.kind,
-        "device": describe_device(session.user_agent),
-        "ip": session.ip,
-        "created_at": session.created_at.isoformat(),
-        "last_seen_at": session.last_seen_at.isoformat(),
-        "expires_at": session.expires_at.isoformat(),
-        "current": current is not None and session.id == current.id,
-    }
+def one_user(request, user: User) -> OneUser:
+    return OneUser(user=UserOut.of(user, policies_accepted=services.policies_accepted(request.registry.settings, user)))
 
 
-@view_config(route_name="api_signup", request_method="POST", renderer="json", rate_limit="signup")
+def session_out(session: AuthSession, current: AuthSession | None) -> SessionOut:
+    return SessionOut.of(session, device=describe_device(session.user_agent),
+                         current=current is not None and session.id == current.id)
+
+
+@view_config(route_name="api_signup", request_method="POST", renderer="json", rate_limit="signup",
+             body=SignupInput, response={202: Message, **CAPTCHA_REFUSALS})
 def signup(request):
-    data = parse_json(request, SignupInput)
+    """Create an account; the same answer whether or not the address has one."""
+    data = request.body_input
     require_captcha(request, data.captcha_token)
     services.signup(request.ctx, email=data.email, password=data.password, display_name=data.display_name)
-    request.response.status = 202
-    return {"message": "Check your inbox: we sent a link to verify your address."}
+    return Message(message="Check your inbox: we sent a link to verify your address.")
 
 
-@view_config(route_name="api_verify_email", request_method="POST", renderer="json")
+@view_config(route_name="api_verify_email", request_method="POST", renderer="json", body=TokenInput,
+             response={200: Verified, 400: Refused("invalid_token")})
 def verify_email(request):
-    data = parse_json(request, TokenInput)
+    """Verify an email address with the token of the emailed link."""
+    data = request.body_input
     services.verify_email(request.ctx, data.token)
-    return {"verified": True}
+    return Verified(verified=True)
 
 
 @view_config(route_name="api_resend_verification", request_method="POST", renderer="json",
-             rate_limit="resend_verification")
+             rate_limit="resend_verification", body=EmailInput, response={202: Message})
 def resend_verification(request):
-    data = parse_json(request, EmailInput)
+    """Send the verification link again; the same answer for any address."""
+    data = request.body_input
     services.resend_verification(request.ctx, data.email)
-    request.response.status = 202
-    return ACCEPTED
+    return Message(message=ACCEPTED)
 
 
-@view_config(route_name="api_login", request_method="POST", renderer="json", rate_limit=("login_ip", "login"))
+@view_config(route_name="api_login", request_method="POST", renderer="json", rate_limit=("login_ip", "login"),
+             body=LoginInput, response={200: TokensOut, 401: Refused("invalid_credentials"),
+                                        403: Refused("email_not_verified", "policy_acceptance_required")})
 def login(request):
-    data = parse_json(request, LoginInput)
+    """Log in: an access token and a refresh token for a new session."""
+    data = request.body_input
     result = services.login(request.ctx, email=data.email, password=data.password, kind=API,
                             accept_policies=data.accept_policies)
     pair = sessions.issue_tokens(request.db, request.registry.settings, result.session)
-    return pair.as_json()
+    return TokensOut.of(pair)
 
 
-@view_config(route_name="api_refresh", request_method="POST", renderer="json")
+@view_config(route_name="api_refresh", request_method="POST", renderer="json", body=RefreshInput,
+             response={200: TokensOut, 401: Refused(services.INVALID_TOKEN)})
 def refresh(request):
-    data = parse_json(request, RefreshInput)
+    """A new token pair for a refresh token, which rotates; a replayed one ends the session."""
+    data = request.body_input
     try:
         pair = sessions.rotate_refresh_token(request.db, request.registry.settings, data.refresh_token)
     except sessions.RefreshReplay as replay:
@@ -96,81 +102,96 @@ def refresh(request):
         return json_error(request, 401, services.INVALID_TOKEN, "This refresh token is not valid.")
     except sessions.InvalidToken:
         return json_error(request, 401, services.INVALID_TOKEN, "This refresh token is not valid.")
-    return pair.as_json()
+    return TokensOut.of(pair)
 
 
-@view_config(route_name="api_logout", request_method="POST", permission=ACCOUNT_BASICS)
+@view_config(route_name="api_logout", request_method="POST", permission=ACCOUNT_BASICS,
+             response={204: None})
 def logout(request):
+    """End this session and both its tokens."""
     services.logout(request.ctx, request.identity.session)
     return HTTPNoContent()
 
 
-@view_config(route_name="api_logout_all", request_method="POST", permission=ACCOUNT_BASICS)
+@view_config(route_name="api_logout_all", request_method="POST", permission=ACCOUNT_BASICS,
+             response={204: None})
 def logout_all(request):
+    """End every session of the user."""
     services.logout_everywhere(request.ctx, request.identity.user)
     return HTTPNoContent()
 
 
 @view_config(route_name="api_forgot_password", request_method="POST", renderer="json",
-             rate_limit="forgot_password")
+             rate_limit="forgot_password", body=ForgotPasswordInput,
+             response={202: Message, **CAPTCHA_REFUSALS})
 def forgot_password(request):
-    data = parse_json(request, ForgotPasswordInput)
+    """Email a password-reset link; the same answer for any address."""
+    data = request.body_input
     require_captcha(request, data.captcha_token)
     services.forgot_password(request.ctx, data.email)
-    request.response.status = 202
-    return ACCEPTED
+    return Message(message=ACCEPTED)
 
 
-@view_config(route_name="api_reset_password", request_method="POST", renderer="json")
+@view_config(route_name="api_reset_password", request_method="POST", renderer="json",
+             body=ResetPasswordInput, response={200: Message, 400: Refused("invalid_token")})
 def reset_password(request):
-    data = parse_json(request, ResetPasswordInput)
+    """Set a new password with the token of the emailed link; every session ends."""
+    data = request.body_input
     services.reset_password(request.ctx, data.token, data.password)
-    return {"message": "Your password was changed. Every session was signed out: log in again."}
+    return Message(message="Your password was changed. Every session was signed out: log in again.")
 
 
-@view_config(route_name="api_me", request_method="GET", renderer="json", permission=ACCOUNT_BASICS)
+@view_config(route_name="api_me", request_method="GET", renderer="json", permission=ACCOUNT_BASICS,
+             response=OneUser)
 def me(request):
-    return {"user": user_json(request, request.identity.user)}
+    """The signed-in user."""
+    return one_user(request, request.identity.user)
 
 
-@view_config(route_name="api_me", request_method="PATCH", renderer="json", permission=ACCOUNT)
+@view_config(route_name="api_me", request_method="PATCH", renderer="json", permission=ACCOUNT,
+             body=ProfileInput, response=OneUser)
 def update_me(request):
-    data = parse_json(request, ProfileInput)
+    """Change the display name."""
+    data = request.body_input
     user = services.update_profile(request.ctx, request.identity.user, display_name=data.display_name)
-    return {"user": user_json(request, user)}
+    return one_user(request, user)
 
 
 @view_config(route_name="api_me_password", request_method="POST", renderer="json", permission=ACCOUNT,
-             rate_limit="password_change")
+             rate_limit="password_change", body=ChangePasswordInput,
+             response={200: PasswordChanged, 400: Refused("invalid_password")})
 def change_password(request):
-    data = parse_json(request, ChangePasswordInput)
+    """Change the password; other sessions end unless asked otherwise."""
+    data = request.body_input
     identity = request.identity
     ended = services.change_password(
         request.ctx, identity.user, identity.session, current_password=data.current_password,
         new_password=data.new_password, end_other_sessions=data.end_other_sessions)
-    return {"message": "Your password was changed.", "other_sessions_ended": ended}
+    return PasswordChanged(message="Your password was changed.", other_sessions_ended=ended)
 
 
-@view_config(route_name="api_me_sessions", request_method="GET", renderer="json", permission=ACCOUNT)
+@view_config(route_name="api_me_sessions", request_method="GET", renderer="json", permission=ACCOUNT,
+             response=SessionList)
 def list_sessions(request):
+    """The user's live sessions, one per login."""
     identity = request.identity
-    return {"sessions": [session_json(s, identity.session)
-                         for s in sessions.active_sessions(request.db, identity.user.id)]}
+    return SessionList(sessions=[session_out(s, identity.session)
+                                 for s in sessions.active_sessions(request.db, identity.user.id)])
 
 
-@view_config(route_name="api_me_session", request_method="DELETE", permission=ACCOUNT)
+@view_config(route_name="api_me_session", request_method="DELETE", permission=ACCOUNT,
+             response={204: None})
 def revoke_session(request):
-    try:
-        session_id = uuid.UUID(request.matchdict["session_id"])
-    except ValueError:
-        raise APIError(404) from None
+    """End one of the user's sessions."""
+    session_id = parse_id(request, "session_id")
     if services.revoke_own_session(request.ctx, request.identity.user, session_id) is None:
         raise APIError(404)
     return HTTPNoContent()
 
 
 @view_config(route_name="api_me_accept_policies", request_method="POST", renderer="json",
-             permission=ACCOUNT_BASICS)
+             permission=ACCOUNT_BASICS, response=OneUser)
 def accept_policies(request):
+    """Accept the privacy policy and terms in force."""
     services.accept_current_policies(request.ctx, request.identity.user)
-    return {"user": user_json(request, request.identity.user)}
+    return one_user(request, request.identity.user)

@@ -1,11 +1,14 @@
-"""Input of the account flows, shared by the JSON API and the web forms."""
+"""Input of the account flows, shared by the JSON API and the web forms, and
+the API's answers."""
 from __future__ import annotations
 
-from typing import Annotated
+import uuid
+from typing import Annotated, Literal
 
-from pydantic import AfterValidator, StringConstraints, ValidationInfo, field_validator
+from pydantic import AfterValidator, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
 
 from guestguard.accounts.passwords import MAX_LENGTH, password_problem
+from guestguard.contract import Moment, Out
 from guestguard.validation import Input, normalize_email
 
 
@@ -40,6 +43,10 @@ def _accepted(value: bool) -> bool:
 
 
 class SignupInput(Input):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "email": "ada@example.com", "password": "correct horse battery staple",
+        "display_name": "Ada Lovelace", "accept_policies": True}]})
+
     email: Email
     password: NewPassword
     display_name: DisplayName
@@ -72,6 +79,9 @@ class TokenInput(Input):
 
 
 class LoginInput(Input):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "email": "ada@example.com", "password": "correct horse battery staple"}]})
+
     email: Email
     password: AnyPassword
     accept_policies: bool = False
@@ -98,3 +108,51 @@ class ChangePasswordInput(Input):
 
 class ProfileInput(Input):
     display_name: DisplayName
+
+
+# --- answers -----------------------------------------------------------------
+
+
+class UserOut(Out):
+    id: uuid.UUID
+    email: str
+    display_name: str
+    role: str
+    email_verified: bool = Field(validation_alias="is_verified")
+    policies_accepted: bool
+    created_at: Moment
+
+
+class OneUser(Out):
+    user: UserOut
+
+
+class SessionOut(Out):
+    id: uuid.UUID
+    kind: str
+    device: str
+    ip: str | None
+    created_at: Moment
+    last_seen_at: Moment
+    expires_at: Moment
+    current: bool
+
+
+class SessionList(Out):
+    sessions: list[SessionOut]
+
+
+class TokensOut(Out):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["Bearer"] = "Bearer"
+    expires_in: int
+
+
+class Verified(Out):
+    verified: bool
+
+
+class PasswordChanged(Out):
+    message: str
+    other_sessions_ended: int

@@ -35,10 +35,6 @@ class TokenPair:
     expires_in: int
     session_id: uuid.UUID
 
-    def as_json(self) -> dict[str, Any]:
-        return {"access_token": self.access_token, "refresh_token": self.refresh_token,
-                "token_type": "Bearer", "expires_in": self.expires_in}
-
 
 def _now() -> dt.datetime:
     return utcnow()

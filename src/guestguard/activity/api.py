@@ -9,61 +9,58 @@ from pyramid.view import view_config
 
 from guestguard.activity import feed, stream
 from guestguard.activity.live import Full
-from guestguard.errors import APIError, json_error, refusal
-from guestguard.events.api import page_size
+from guestguard.activity.schemas import ActivityPage, ActivityQuery, StreamQuery, StreamTicketOut, TicketInput
+from guestguard.contract import Refused, Stream
+from guestguard.errors import json_error, refusal
 from guestguard.events.resources import event_resource
 from guestguard.pagination import InvalidCursor
 from guestguard.permissions import GUESTS_VIEW
-from guestguard.validation import Input, one_of, parse_json
 
 INVALID_TICKET = "This stream ticket is not valid: ask for a new one (POST /api/v1/auth/stream-ticket)."
-
-
-class TicketInput(Input):
-    event_id: uuid.UUID
+EVENT_STREAM = Stream("text/event-stream", "Server-Sent Events: `activity` messages (an item of the feed, "
+                      "its cursor as id), `reconnect`, `reload`; comments as heartbeats.")
 
 
 # --- the feed ---------------------------------------------------------------------
 
 
-@view_config(route_name="api_activity", request_method="GET", renderer="json", permission=GUESTS_VIEW)
+@view_config(route_name="api_activity", request_method="GET", renderer="json", permission=GUESTS_VIEW,
+             query=ActivityQuery, response={200: ActivityPage, 400: Refused("invalid_cursor")})
 def list_activity(context, request):
-    """Oldest first (``order=desc`` for newest first); ``after`` continues
+    """The event's activity feed.
+
+    Oldest first (``order=desc`` for newest first); ``after`` continues
     past an item's id, ``lookback`` seconds earlier if asked (followers drop
     the ids they have). ``next`` is the id to continue from: when nothing
     newer exists yet it is the ``after`` given, so a poller keeps it."""
-    order = one_of(request, "order", (feed.ASCENDING, feed.DESCENDING)) or feed.ASCENDING
-    after = request.GET.get("after") or None
-    lookback = request.GET.get("lookback", "0")
-    if not (lookback.isascii() and lookback.isdigit()) or int(lookback) > feed.MAX_LOOKBACK_SECONDS:
-        raise APIError(400, "bad_request", f"lookback must be a whole number of seconds from 0 to "
-                                           f"{feed.MAX_LOOKBACK_SECONDS}.")
-    items, more = feed.page(request.db, context.event.id, after=after, limit=page_size(request),
-                                order=order, lookback=int(lookback))
-    return {"items": [feed.item_json(item) for item in items],
-            "next": feed.cursor_of(items[-1]) if items else after, "more": more}
+    query = request.query_input
+    after = query.after
+    items, more = feed.page(request.db, context.event.id, after=after, limit=query.limit,
+                                order=query.order, lookback=query.lookback)
+    return ActivityPage(items=[feed.item_out(item) for item in items],
+                        next=feed.cursor_of(items[-1]) if items else after, more=more)
 
 
 # --- the live stream --------------------------------------------------------------
 
 
-@view_config(route_name="api_stream_ticket", request_method="POST", renderer="json", rate_limit="stream_ticket")
+@view_config(route_name="api_stream_ticket", request_method="POST", renderer="json", rate_limit="stream_ticket",
+             body=TicketInput, checks_permission=GUESTS_VIEW, response={201: StreamTicketOut})
 def stream_ticket(request):
     """A single-use ticket for one event's live stream, valid 60 seconds."""
     if request.identity is None:
         raise HTTPForbidden()  # answered 401 by the forbidden view
-    data = parse_json(request, TicketInput)
+    data = request.body_input
     resource = event_resource(request, data.event_id)
     allowed = request.has_permission(GUESTS_VIEW, resource)
     if not allowed:
         request.context = resource  # outsiders get the 404, members the 403
         raise HTTPForbidden(result=allowed)
     raw, expires_at = stream.issue_ticket(request.ctx, resource.event)
-    request.response.status = 201
     request.response.cache_control.no_store = True
-    return {"ticket": raw, "expires_at": expires_at.isoformat(), "event_id": str(resource.event.id),
-            "stream_url": request.route_path("activity_stream", event_id=resource.event.id,
-                                             _query={"ticket": raw})}
+    return StreamTicketOut(ticket=raw, expires_at=expires_at, event_id=resource.event.id,
+                           stream_url=request.route_path("activity_stream", event_id=resource.event.id,
+                                                         _query={"ticket": raw}))
 
 
 def refused_ticket(request) -> Response:
@@ -72,11 +69,17 @@ def refused_ticket(request) -> Response:
     return response
 
 
-@view_config(route_name="activity_stream", request_method="GET")
+@view_config(route_name="activity_stream", request_method="GET", query=StreamQuery,
+             response={200: EVENT_STREAM, 400: Refused("invalid_cursor"), 401: Refused("invalid_ticket"),
+                       503: Refused("streams_full")})
 def live_stream(request):
-    """Server-Sent Events: activity as it happens, a heartbeat while idle;
-    ``Last-Event-ID`` (or ``last_event_id``) replays what came after it."""
-    after = request.headers.get("Last-Event-ID") or request.GET.get("last_event_id") or None
+    """The event's activity as it happens (Server-Sent Events).
+
+    Authenticated by ``ticket`` (``POST /api/v1/auth/stream-ticket``) alone;
+    a heartbeat while idle; ``Last-Event-ID`` (or ``last_event_id``)
+    replays what came after it."""
+    query = request.query_input
+    after = request.headers.get("Last-Event-ID") or query.last_event_id or None
     if after is not None:
         try:
             feed.parse_cursor(after)
@@ -86,7 +89,7 @@ def live_stream(request):
         event_id = uuid.UUID(request.matchdict["event_id"])
     except ValueError:
         return refused_ticket(request)
-    ticket = stream.redeem_ticket(request.db, request.GET.get("ticket"), event_id)
+    ticket = stream.redeem_ticket(request.db, query.ticket, event_id)
     if ticket is None:
         return refused_ticket(request)
     settings = request.registry.settings

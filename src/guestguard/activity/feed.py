@@ -13,9 +13,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from guestguard.db import utcnow
 from guestguard.activity.live import publish_after_commit
 from guestguard.activity.models import Activity
+from guestguard.activity.schemas import MAX_LOOKBACK_SECONDS, ActivityItemOut  # noqa: F401
+from guestguard.db import utcnow
 from guestguard.pagination import ASCENDING, DESCENDING, ID, TIME, Key, Keyset
 
 DEFAULT_LIMIT = 50
@@ -24,7 +25,6 @@ DEFAULT_LIMIT = 50
 # already passed. Readers that follow the feed (the stream's replay, the
 # page's polling) look this far back and drop the ids they have.
 LOOKBACK_SECONDS = 10
-MAX_LOOKBACK_SECONDS = 60
 
 
 OLDEST_FIRST = Keyset(Key(Activity.at, TIME), Key(Activity.id, ID))
@@ -47,12 +47,9 @@ def parse_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
     return at, item_id
 
 
-def item_json(item: Activity) -> dict[str, Any]:
-    return {
-        "id": cursor_of(item), "kind": item.kind, "at": item.at.isoformat(),
-        "guest_id": str(item.guest_id) if item.guest_id else None,
-        "summary": item.summary, "data": item.data,
-    }
+def item_out(item: Activity) -> ActivityItemOut:
+    """The item as the API, the live stream and the page show it."""
+    return ActivityItemOut.of(item, id=cursor_of(item))
 
 
 def add(ctx, *, workspace_id: uuid.UUID, event_id: uuid.UUID, guest_id: uuid.UUID | None,
@@ -62,7 +59,7 @@ def add(ctx, *, workspace_id: uuid.UUID, event_id: uuid.UUID, guest_id: uuid.UUI
                     summary=summary[:500], data=dict(data or {}), at=utcnow())
     ctx.db.add(item)
     ctx.db.flush()
-    publish_after_commit(ctx, event_id, item_json(item))
+    publish_after_commit(ctx, event_id, item_out(item).model_dump(mode="json"))
     return item
 
 

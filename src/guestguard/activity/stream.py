@@ -116,7 +116,7 @@ class EventStream:
             with self.session_factory() as db:
                 items, more = feed.page(db, self.event_id, after=self.last, limit=REPLAY_PAGE,
                                             lookback=lookback)
-                messages = [(feed.cursor_of(item), json.dumps(feed.item_json(item), separators=(",", ":")))
+                messages = [(feed.cursor_of(item), json.dumps(feed.item_out(item).model_dump(mode="json"), separators=(",", ":")))
                             for item in items]
             lookback = 0
             for item_id, message in messages:

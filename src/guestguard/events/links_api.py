@@ -5,26 +5,34 @@ Every unusable token (garbage, unknown, revoked, a deleted event) gets the
 very same 404 ``invalid_link``; the token is never logged or audited."""
 from __future__ import annotations
 
-from typing import Literal
-
 from pyramid.httpexceptions import HTTPNoContent
 from pyramid.view import view_config
 
 from guestguard import timefmt
+from guestguard.contract import Body, Refused
 from guestguard.errors import json_error, refusal
 from guestguard.events import invitations
-from guestguard.guard import access as token_access
 from guestguard.events.guest_views import private_headers
 from guestguard.events.models import Event, Guest, Rsvp
-from guestguard.guard.models import ANSWER, VIEW
-from guestguard.events.schemas import RsvpInput
+from guestguard.events.schemas import (
+    GuestInvitation,
+    InvitationSent,
+    InvitationsSent,
+    InvitedEvent,
+    InvitedGuest,
+    IssuedLink,
+    RsvpAnswer,
+    RsvpInput,
+    RsvpState,
+    SendInput,
+)
 from guestguard.events.services import EventsError
+from guestguard.guard import access as token_access
+from guestguard.guard.models import ANSWER, VIEW
 from guestguard.permissions import GUESTS_EDIT
-from guestguard.validation import Input, parse_json, read_json, validate
 
-
-class SendInput(Input):
-    channel: Literal["email", "sms"] | None = None
+UNSENDABLE = Refused("event_not_published", "event_cancelled")
+INVALID_LINK = Refused("invalid_link")
 
 
 def no_store(request) -> None:
@@ -38,72 +46,60 @@ def invalid_link(request):
     return response
 
 
-def iso(moment):
-    return moment.isoformat() if moment is not None else None
-
-
-def invitation_json(event: Event, guest: Guest, latest: Rsvp | None) -> dict:
+def invitation(event: Event, guest: Guest, latest: Rsvp | None, answer=GuestInvitation, **extra) -> GuestInvitation:
     """What a guest may know: their own invitation, nothing about others."""
     zone = event.timezone
     closed = invitations.rsvp_refusal(event)
-    return {
-        "guest": {
-            "name": guest.name, "plus_ones_allowed": guest.plus_ones_allowed,
-            "response": guest.response, "plus_ones_coming": guest.plus_ones_coming,
-            "dietary": latest.dietary if latest else "", "message": latest.message if latest else "",
-            "responded_at": iso(timefmt.in_zone(guest.responded_at, zone)),
-        },
-        "event": {
-            "name": event.name, "description": event.description, "venue": event.venue,
-            "starts_at": iso(timefmt.in_zone(event.starts_at, zone)),
-            "ends_at": iso(timefmt.in_zone(event.ends_at, zone)),
-            "timezone": zone, "when": timefmt.event_long_span(event),
-            "rsvp_deadline": iso(timefmt.in_zone(event.rsvp_deadline, zone)),
-            "host_message": event.host_message, "status": event.status,
-        },
-        "rsvp": {
-            "open": closed is None,
-            "closes_at": iso(timefmt.in_zone(invitations.rsvp_closes_at(event), zone)),
-            "closed_reason": closed.code if closed else None,
-        },
-    }
+    return answer(
+        guest=InvitedGuest.of(guest, dietary=latest.dietary if latest else "",
+                              message=latest.message if latest else "",
+                              responded_at=timefmt.in_zone(guest.responded_at, zone)),
+        event=InvitedEvent.of(event, starts_at=timefmt.in_zone(event.starts_at, zone),
+                              ends_at=timefmt.in_zone(event.ends_at, zone), when=timefmt.event_long_span(event),
+                              rsvp_deadline=timefmt.in_zone(event.rsvp_deadline, zone)),
+        rsvp=RsvpState(open=closed is None,
+                       closes_at=timefmt.in_zone(invitations.rsvp_closes_at(event), zone),
+                       closed_reason=closed.code if closed else None),
+        **extra)
 
 
 # --- hosts -------------------------------------------------------------------
 
 
 @view_config(route_name="api_guest_tokens", request_method="POST", renderer="json", permission=GUESTS_EDIT,
-             rate_limit="link_issue")
+             rate_limit="link_issue", response={201: IssuedLink})
 def issue_token(context, request):
     """A new personal link; the previous one stops working. Shown this once."""
     raw = invitations.issue_link(request.ctx, context.record)
     no_store(request)
-    request.response.status = 201
-    return {"token": raw, "url": invitations.access_url(request.ctx, raw), "guest_id": str(context.record.id)}
+    return IssuedLink(token=raw, url=invitations.access_url(request.ctx, raw), guest_id=context.record.id)
 
 
-@view_config(route_name="api_guest_tokens", request_method="DELETE", permission=GUESTS_EDIT)
+@view_config(route_name="api_guest_tokens", request_method="DELETE", permission=GUESTS_EDIT,
+             response={204: None})
 def revoke_token(context, request):
+    """Revoke the guest's link: it stops working."""
     invitations.revoke_link(request.ctx, context.record)
     return HTTPNoContent()
 
 
-@view_config(route_name="api_guest_send", request_method="POST", renderer="json", permission=GUESTS_EDIT)
+@view_config(route_name="api_guest_send", request_method="POST", renderer="json", permission=GUESTS_EDIT,
+             body=Body(SendInput, optional=True),
+             response={202: InvitationSent, 409: UNSENDABLE, 422: Refused("no_contact")})
 def send_one(context, request):
     """Send (or send again) the invitation, with a fresh link."""
-    data = validate(SendInput, read_json(request)) if request.body else SendInput()
+    data = request.body_input
     guest = context.record
     channel = invitations.send_invitation(request.ctx, guest, context.event, data.channel)
-    request.response.status = 202
-    return {"guest_id": str(guest.id), "channel": channel, "invited_at": iso(guest.invited_at)}
+    return InvitationSent(guest_id=guest.id, channel=channel, invited_at=guest.invited_at)
 
 
-@view_config(route_name="api_event_send", request_method="POST", renderer="json", permission=GUESTS_EDIT)
+@view_config(route_name="api_event_send", request_method="POST", renderer="json", permission=GUESTS_EDIT,
+             response={202: InvitationsSent, 409: UNSENDABLE})
 def send_all(context, request):
-    """Invite every guest not invited yet."""
+    """Invite every guest not invited yet; those without contact are listed."""
     sent = invitations.send_all(request.ctx, context.event)
-    request.response.status = 202
-    return {"queued": sent.queued, "skipped": sent.skipped}
+    return InvitationsSent.of(sent)
 
 
 # --- guests ------------------------------------------------------------------
@@ -113,8 +109,10 @@ def token_use(request, kind: str):
     return token_access.use_token(request.ctx, request.matchdict["token"], kind)
 
 
-@view_config(route_name="api_access", request_method="GET", renderer="json", rate_limit="invitation_page")
+@view_config(route_name="api_access", request_method="GET", renderer="json", rate_limit="invitation_page",
+             response={200: GuestInvitation, 404: INVALID_LINK})
 def access(request):
+    """The guest's invitation, read with the token alone; records the first open."""
     found = token_use(request, VIEW)
     if found is None:
         return invalid_link(request)
@@ -122,16 +120,19 @@ def access(request):
     if request.method == "GET" and token_access.is_person(request.ctx):
         invitations.record_open(request.ctx, link, guest)
     no_store(request)
-    return invitation_json(event, guest, invitations.latest_rsvp(request.db, guest))
+    return invitation(event, guest, invitations.latest_rsvp(request.db, guest))
 
 
-@view_config(route_name="api_rsvp", request_method="POST", renderer="json", rate_limit="rsvp")
+@view_config(route_name="api_rsvp", request_method="POST", renderer="json", rate_limit="rsvp",
+             body=RsvpInput, response={200: RsvpAnswer, 404: INVALID_LINK,
+                                       409: Refused("rsvp_closed", "event_cancelled")})
 def rsvp(request):
+    """The guest's answer, sent with the token alone; the same answer twice records once."""
     found = token_use(request, ANSWER)
     if found is None:
         return invalid_link(request)
     link, guest, event = found
-    data = parse_json(request, RsvpInput)
+    data = request.body_input
     try:
         answer, new = invitations.submit_rsvp(request.ctx, link, guest, event, data)
     except EventsError as error:
@@ -139,6 +140,4 @@ def rsvp(request):
         response.cache_control.no_store = True
         return response
     no_store(request)
-    body = invitation_json(event, guest, answer)
-    body["recorded"] = new
-    return body
+    return invitation(event, guest, answer, RsvpAnswer, recorded=new)

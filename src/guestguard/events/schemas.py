@@ -1,14 +1,38 @@
-"""Input of the events API: events and guests."""
+"""Input of the events API and forms (events, guests, answers), its query
+strings, and its answers."""
 from __future__ import annotations
 
 import datetime as dt
 import uuid
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
+from guestguard.contract import Moment, Out
 from guestguard.timefmt import UnknownZone, zone
-from guestguard.validation import Input, normalize_email
+from guestguard.validation import (
+    Input,
+    OneOf,
+    Query,
+    QueryFlag,
+    Trimmed,
+    UUIDOr,
+    WholeNumber,
+    field_problem,
+    normalize_email,
+)
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+RESPONSE_FILTERS = ("yes", "no", "maybe", "pending")
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 Text = Annotated[str, StringConstraints(max_length=5000)]
@@ -47,6 +71,11 @@ class EventFields(Input):
 
 
 class EventInput(EventFields):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "workspace_id": "3f2b8c1e-4d5a-4b6c-8d7e-9f0a1b2c3d4e", "name": "Summer gala",
+        "starts_at": "2030-06-21T19:00", "timezone": "Europe/London", "venue": "The Old Library",
+        "rsvp_deadline": "2030-06-14T23:59", "default_plus_ones": 1, "status": "published"}]})
+
     workspace_id: uuid.UUID
     name: Name
     starts_at: dt.datetime
@@ -63,9 +92,9 @@ def check_times(starts_at, ends_at, rsvp_deadline, timezone) -> None:
     ends = localize(ends_at, timezone)
     deadline = localize(rsvp_deadline, timezone)
     if ends is not None and starts is not None and ends <= starts:
-        raise ValueError("ends_at: must be after starts_at")
+        raise field_problem("ends_at", "must be after starts_at")
     if deadline is not None and starts is not None and deadline > starts:
-        raise ValueError("rsvp_deadline: must not be after starts_at")
+        raise field_problem("rsvp_deadline", "must not be after starts_at")
 
 
 def _tags(values: list[str]) -> list[str]:
@@ -95,11 +124,194 @@ class GuestFields(Input):
 
 
 class GuestInput(GuestFields):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "name": "Grace Hopper", "email": "grace@example.com", "phone": "+44 20 7946 0958",
+        "plus_ones_allowed": 1, "group": "Family", "tags": ["vip"], "notes": "Vegetarian"}]})
+
     name: Name
 
 
 class RsvpInput(Input):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "response": "yes", "plus_ones": 1, "dietary": "No nuts", "message": "Can't wait!"}]})
+
     response: Literal["yes", "no", "maybe"]
     plus_ones: PlusOnes = 0
     dietary: Annotated[str, StringConstraints(max_length=500)] = ""
     message: Annotated[str, StringConstraints(max_length=2000)] = ""
+
+
+class SendInput(Input):
+    """How to send an invitation: by default email when the guest has an address, else SMS."""
+
+    channel: Literal["email", "sms"] | None = None
+
+
+# --- query strings -----------------------------------------------------------------
+
+# A page's size and where it starts: the ``next`` of the page before.
+Limit = WholeNumber(1, MAX_PAGE_SIZE, f"must be a whole number from 1 to {MAX_PAGE_SIZE}")
+Cursor = Annotated[str | None, BeforeValidator(lambda value: value or None)]
+
+
+class EventQuery(Query):
+    # Someone else's workspace, or a malformed id, is no different from one that does not exist.
+    workspace_id: UUIDOr(None) = None
+    after: Cursor = None
+    limit: Limit = DEFAULT_PAGE_SIZE
+
+
+class GuestQuery(Query):
+    response: OneOf(*RESPONSE_FILTERS) | None = None
+    q: Annotated[str, Trimmed(100)] = ""
+    flagged: QueryFlag = False
+    after: Cursor = None
+    limit: Limit = DEFAULT_PAGE_SIZE
+
+
+# --- answers -----------------------------------------------------------------------
+
+
+class HeadcountOut(Out):
+    yes: int
+    no: int
+    maybe: int
+    pending: int
+    expected: int
+    invited: int
+    opened: int
+    not_opened: int
+    guests: int
+
+
+class EventOut(Out):
+    id: uuid.UUID
+    workspace_id: uuid.UUID
+    name: str
+    description: str
+    venue: str
+    starts_at: Moment
+    ends_at: Moment | None
+    timezone: str
+    rsvp_deadline: Moment | None
+    default_plus_ones: int
+    host_message: str
+    status: str
+    created_at: Moment
+
+
+class CountedEventOut(EventOut):
+    headcount: HeadcountOut
+
+
+class OneEvent(Out):
+    event: CountedEventOut
+
+
+class ChangedEvent(Out):
+    event: EventOut
+
+
+class EventPage(Out):
+    events: list[CountedEventOut]
+    next: str | None
+
+
+class GuestOut(Out):
+    id: uuid.UUID
+    event_id: uuid.UUID
+    name: str
+    email: str | None
+    phone: str | None
+    plus_ones_allowed: int
+    group: str = Field(validation_alias="group_name")
+    tags: list[str]
+    notes: str
+    response: str | None
+    plus_ones_coming: int
+    responded_at: Moment | None
+    invited_at: Moment | None
+    opened_at: Moment | None
+    open_flags: int
+
+
+class OneGuest(Out):
+    guest: GuestOut
+
+
+class GuestList(Out):
+    guests: list[GuestOut]
+
+
+class GuestPage(Out):
+    guests: list[GuestOut]
+    next: str | None
+
+
+# Invitation links (links_api.py).
+
+
+class IssuedLink(Out):
+    token: str
+    url: str
+    guest_id: uuid.UUID
+
+
+class InvitationSent(Out):
+    guest_id: uuid.UUID
+    channel: str
+    invited_at: Moment | None
+
+
+class SkippedGuest(Out):
+    guest_id: uuid.UUID
+    name: str
+    reason: str
+
+
+class InvitationsSent(Out):
+    queued: int
+    skipped: list[SkippedGuest]
+
+
+class InvitedGuest(Out):
+    """What a guest may know: their own invitation, nothing about others."""
+
+    name: str
+    plus_ones_allowed: int
+    response: str | None
+    plus_ones_coming: int
+    dietary: str
+    message: str
+    responded_at: Moment | None
+
+
+class InvitedEvent(Out):
+    """The event in its own time zone."""
+
+    name: str
+    description: str
+    venue: str
+    starts_at: Moment
+    ends_at: Moment | None
+    timezone: str
+    when: str
+    rsvp_deadline: Moment | None
+    host_message: str
+    status: str
+
+
+class RsvpState(Out):
+    open: bool
+    closes_at: Moment
+    closed_reason: str | None
+
+
+class GuestInvitation(Out):
+    guest: InvitedGuest
+    event: InvitedEvent
+    rsvp: RsvpState
+
+
+class RsvpAnswer(GuestInvitation):
+    recorded: bool

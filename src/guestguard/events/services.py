@@ -8,18 +8,20 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 import phonenumbers
+from pydantic_core import PydanticCustomError
 from sqlalchemy import case, func, or_, select
 
 from guestguard.audit.services import record
 from guestguard.db import utcnow
 from guestguard.errors import Refusal
 from guestguard.events.models import MAYBE, NO, YES, Event, Guest
-from guestguard.events.schemas import EventFields, GuestFields, GuestInput, check_times, localize
+from guestguard.events.schemas import (  # noqa: F401 - the page sizes and filters are the API's
+    DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, RESPONSE_FILTERS, EventFields, GuestFields, GuestInput, check_times,
+    localize,
+)
 from guestguard.pagination import ID, TEXT, TIME, Key, Keyset
 
 OPTIONAL_TIMES = ("ends_at", "rsvp_deadline")
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 500
 
 
 class EventsError(Refusal):
@@ -64,10 +66,9 @@ def update_event(ctx, event: Event, data: EventFields) -> Event:
                           fields={"starts_at" if merged["starts_at"] is None else "timezone": "is required"})
     try:
         check_times(merged["starts_at"], merged["ends_at"], merged["rsvp_deadline"], timezone)
-    except ValueError as exc:
-        field, _, message = str(exc).partition(": ")
+    except PydanticCustomError as exc:
         raise EventsError(422, "validation_failed", "Some fields are invalid.",
-                          fields={field: message}) from None
+                          fields={exc.context["field"]: exc.context["message"]}) from None
     for field, value in changes.items():
         if value is None and field in ("description", "venue", "host_message"):
             value = ""
@@ -97,11 +98,6 @@ class Headcount:
     # Invited and not opened: not invited - opened, since a link handed over
     # by hand (issued, never sent) can be opened by a guest never "invited".
     not_opened: int = 0
-
-    def as_json(self) -> dict[str, int]:
-        return {"yes": self.yes, "no": self.no, "maybe": self.maybe, "pending": self.pending,
-                "expected": self.expected, "invited": self.invited, "opened": self.opened,
-                "not_opened": self.not_opened, "guests": self.guests}
 
 
 def headcounts(db, event_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Headcount]:
@@ -156,11 +152,13 @@ def _guest_values(ctx, event: Event, data: GuestFields, *, creating: bool) -> di
         values["group_name"] = values.pop("group") or ""
     if values.get("phone"):
         values["phone"] = normalize_phone(values["phone"], ctx.settings["guests.default_region"])
-    if creating and values.get("plus_ones_allowed") is None:
+    if (creating or "plus_ones_allowed" in values) and values.get("plus_ones_allowed") is None:
         values["plus_ones_allowed"] = event.default_plus_ones
     for text_field in ("group_name", "notes"):
         if text_field in values and values[text_field] is None:
             values[text_field] = ""
+    if "tags" in values and values["tags"] is None:
+        values["tags"] = []
     return values
 
 
@@ -250,9 +248,6 @@ def delete_guest(ctx, guest: Guest) -> None:
     ctx.db.delete(guest)
     record(ctx, "guest.deleted", actor_id=ctx.actor_id, workspace_id=guest.workspace_id,
            target_type="guest", target_id=guest.id)
-
-
-RESPONSE_FILTERS = ("yes", "no", "maybe", "pending")
 
 
 def flagged_guests(db, event_id: uuid.UUID) -> int:

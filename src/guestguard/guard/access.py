@@ -171,12 +171,6 @@ def totals(db, guest_id: uuid.UUID) -> dict[str, int]:
     return counts
 
 
-def entry_json(entry: AccessEntry) -> dict:
-    return {"at": entry.at.isoformat(), "kind": entry.kind, "outcome": entry.outcome, "ip": entry.ip,
-            "network": entry.network, "device": entry.device, "automated": entry.automated,
-            "user_agent": entry.user_agent}
-
-
 # --- retention ---------------------------------------------------------------------
 
 

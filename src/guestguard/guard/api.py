@@ -1,64 +1,56 @@
 """The guard's API: flags and their review, and a guest's access log."""
 from __future__ import annotations
 
-import uuid
-
 from pyramid.view import view_config
 
-from guestguard.errors import APIError
-from guestguard.events.api import page_size
-from guestguard.events.links_api import SendInput
+from guestguard.contract import Body, Refused
 from guestguard.events.models import Guest
+from guestguard.events.schemas import SendInput
 from guestguard.guard import access, flags
-from guestguard.guard.models import FLAG_STATUSES
+from guestguard.guard.schemas import AccessLog, AccessUseOut, FlagOut, FlagPage, FlagQuery, Reissued
 from guestguard.permissions import GUESTS_EDIT, GUESTS_VIEW
-from guestguard.validation import one_of, parse_json
-
-
 
 # --- flags ----------------------------------------------------------------------
 
 
-@view_config(route_name="api_flags", request_method="GET", renderer="json", permission=GUESTS_VIEW)
+@view_config(route_name="api_flags", request_method="GET", renderer="json", permission=GUESTS_VIEW,
+             query=FlagQuery, response={200: FlagPage, 400: Refused("invalid_cursor")})
 def list_flags(context, request):
-    """Newest first; filter by ``status``, ``rule`` or ``guest_id``."""
-    status = one_of(request, "status", FLAG_STATUSES)
-    rule = request.GET.get("rule", "").strip()[:64] or None
-    guest_id = None
-    if request.GET.get("guest_id"):
-        try:
-            guest_id = uuid.UUID(request.GET["guest_id"])
-        except ValueError:
-            raise APIError(400, "bad_request", "guest_id must be a guest's id.") from None
-    found, cursor = flags.list_flags(request.db, context.event.id, after=request.GET.get("after"),
-                                     limit=page_size(request), status=status, rule=rule, guest_id=guest_id)
-    return {"flags": [flags.flag_json(flag) for flag in found], "next": cursor}
+    """The event's flags, newest first; filter by ``status``, ``rule`` or ``guest_id``."""
+    query = request.query_input
+    found, cursor = flags.list_flags(request.db, context.event.id, after=query.after, limit=query.limit,
+                                     status=query.status, rule=query.rule, guest_id=query.guest_id)
+    return FlagPage(flags=[FlagOut.of(flag) for flag in found], next=cursor)
 
 
-@view_config(route_name="api_flag_dismiss", request_method="POST", renderer="json", permission=GUESTS_EDIT)
+@view_config(route_name="api_flag_dismiss", request_method="POST", renderer="json", permission=GUESTS_EDIT,
+             response={200: FlagOut, 409: Refused("flag_not_open")})
 def dismiss_flag(context, request):
+    """Dismiss an open flag: the same rule flags the guest again only on stronger evidence."""
     flag = flags.dismiss(request.ctx, context.record)
-    return flags.flag_json(flag)
+    return FlagOut.of(flag)
 
 
 @view_config(route_name="api_flag_reissue", request_method="POST", renderer="json", permission=GUESTS_EDIT,
-             rate_limit="link_issue")
+             rate_limit="link_issue", body=Body(SendInput, optional=True),
+             response={202: Reissued, 409: Refused("flag_not_open", "event_not_published", "event_cancelled"),
+                       422: Refused("no_contact")})
 def reissue_link(context, request):
     """Revoke the guest's link, send a new one, resolve their open flags."""
-    data = parse_json(request, SendInput) if request.body else SendInput()
+    data = request.body_input
     flag = context.record
     guest = request.db.get(Guest, flag.guest_id)
     channel, resolved = flags.reissue(request.ctx, flag, guest, context.event, data.channel)
-    request.response.status = 202
-    return {"guest_id": str(guest.id), "channel": channel, "resolved": [str(f.id) for f in resolved]}
+    return Reissued(guest_id=guest.id, channel=channel, resolved=[f.id for f in resolved])
 
 
 # --- access ---------------------------------------------------------------------
 
 
-@view_config(route_name="api_guest_access", request_method="GET", renderer="json", permission=GUESTS_VIEW)
+@view_config(route_name="api_guest_access", request_method="GET", renderer="json", permission=GUESTS_VIEW,
+             response=AccessLog)
 def guest_access(context, request):
     """The guest's recent uses of their links and their totals."""
     guest = context.record
-    return {"uses": [access.entry_json(entry) for entry in access.recent_uses(request.db, guest.id)],
-            "totals": access.totals(request.db, guest.id)}
+    return AccessLog(uses=[AccessUseOut.of(entry) for entry in access.recent_uses(request.db, guest.id)],
+                     totals=access.totals(request.db, guest.id))

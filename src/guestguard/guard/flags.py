@@ -278,14 +278,3 @@ def guest_flags(db, guest_id: uuid.UUID, limit: int = 50) -> list[Flag]:
     flags = list(db.scalars(select(Flag).where(Flag.guest_id == guest_id)
                             .order_by(Flag.created_at.desc(), Flag.id.desc()).limit(limit)))
     return sorted(flags, key=lambda flag: flag.status != FLAG_OPEN)
-
-
-def flag_json(flag: Flag) -> dict:
-    return {
-        "id": str(flag.id), "event_id": str(flag.event_id), "guest_id": str(flag.guest_id),
-        "link_id": str(flag.link_id) if flag.link_id else None, "rule": flag.rule, "score": flag.score,
-        "evidence": flag.evidence, "details": flag.details, "status": flag.status,
-        "created_at": flag.created_at.isoformat(), "updated_at": flag.updated_at.isoformat(),
-        "closed_at": flag.closed_at.isoformat() if flag.closed_at else None,
-    }
-

@@ -4,42 +4,45 @@ from __future__ import annotations
 from pyramid.httpexceptions import HTTPNoContent
 from pyramid.view import view_config
 
+from guestguard.contract import Refused
 from guestguard.errors import APIError
 from guestguard.permissions import (
-    ACCOUNT, API_KEYS_MANAGE, MEMBERS_MANAGE, MEMBERS_VIEW, OWNERSHIP_TRANSFER, WORKSPACE_CREATE,
-    WORKSPACE_DELETE, WORKSPACE_EDIT, WORKSPACE_VIEW, WORKSPACES_LIST,
+    ACCOUNT,
+    API_KEYS_MANAGE,
+    MEMBERS_MANAGE,
+    MEMBERS_VIEW,
+    OWNERSHIP_TRANSFER,
+    WORKSPACE_CREATE,
+    WORKSPACE_DELETE,
+    WORKSPACE_EDIT,
+    WORKSPACE_VIEW,
+    WORKSPACES_LIST,
 )
-from guestguard.validation import parse_json
 from guestguard.workspaces import services
-from guestguard.workspaces.models import ApiKey, Invitation, Membership, Workspace
+from guestguard.workspaces.models import Membership
 from guestguard.workspaces.schemas import (
-    AcceptInvitationInput, ApiKeyInput, InvitationInput, RoleInput, TransferInput, WorkspaceInput,
+    AcceptInvitationInput,
+    ApiKeyCreated,
+    ApiKeyInput,
+    ApiKeyList,
+    ApiKeyOut,
+    InvitationInput,
+    InvitationList,
+    InvitationOut,
+    MemberList,
+    MemberOut,
+    NewApiKeyOut,
+    OneInvitation,
+    OneMember,
+    OneWorkspace,
+    RoleInput,
+    TransferInput,
+    WorkspaceInput,
+    WorkspaceList,
+    WorkspaceOut,
 )
 
-
-def workspace_json(workspace: Workspace, role: str | None) -> dict:
-    return {"id": str(workspace.id), "name": workspace.name, "slug": workspace.slug,
-            "personal": workspace.personal, "role": role,
-            "created_at": workspace.created_at.isoformat()}
-
-
-def member_json(membership: Membership) -> dict:
-    return {"id": str(membership.id), "user_id": str(membership.user_id),
-            "email": membership.user.email, "display_name": membership.user.display_name,
-            "role": membership.role, "joined_at": membership.created_at.isoformat()}
-
-
-def invitation_json(invitation: Invitation) -> dict:
-    return {"id": str(invitation.id), "email": invitation.email, "role": invitation.role,
-            "created_at": invitation.created_at.isoformat(),
-            "expires_at": invitation.expires_at.isoformat()}
-
-
-def api_key_json(key: ApiKey) -> dict:
-    return {"id": str(key.id), "name": key.name, "role": key.role,
-            "prefix": f"{services.API_KEY_PREFIX}{key.lookup_id}",
-            "created_at": key.created_at.isoformat(),
-            "last_used_at": key.last_used_at.isoformat() if key.last_used_at else None}
+LAST_OWNER = Refused("last_owner")
 
 
 def caller_role(request, workspace_id) -> str | None:
@@ -55,38 +58,45 @@ def own_membership(request, workspace_id) -> Membership | None:
 
 
 @view_config(route_name="api_workspaces", request_method="GET", renderer="json",
-             permission=WORKSPACES_LIST)
+             permission=WORKSPACES_LIST, response=WorkspaceList)
 def list_workspaces(request):
+    """The caller's workspaces (an API key: its own)."""
     roles = request.identity.roles
     found = [services.find_workspace(request.db, workspace_id) for workspace_id in roles]
-    return {"workspaces": [workspace_json(w, roles[w.id]) for w in found if w is not None]}
+    return WorkspaceList(workspaces=[WorkspaceOut.of(w, role=roles[w.id]) for w in found if w is not None])
 
 
 @view_config(route_name="api_workspaces", request_method="POST", renderer="json",
-             permission=WORKSPACE_CREATE, rate_limit="workspace_create")
+             permission=WORKSPACE_CREATE, rate_limit="workspace_create", body=WorkspaceInput,
+             response={201: OneWorkspace})
 def create_workspace(request):
-    data = parse_json(request, WorkspaceInput)
+    """Create a workspace; the caller is its owner."""
+    data = request.body_input
     workspace = services.create_workspace(request.ctx, request.identity.user, data.name)
-    request.response.status = 201
-    return {"workspace": workspace_json(workspace, "owner")}
+    return OneWorkspace(workspace=WorkspaceOut.of(workspace, role="owner"))
 
 
 @view_config(route_name="api_workspace", request_method="GET", renderer="json",
-             permission=WORKSPACE_VIEW)
+             permission=WORKSPACE_VIEW, response=OneWorkspace)
 def get_workspace(context, request):
-    return {"workspace": workspace_json(context.workspace, caller_role(request, context.workspace_id))}
+    """One workspace, with the caller's role in it."""
+    return OneWorkspace(workspace=WorkspaceOut.of(context.workspace,
+                                                  role=caller_role(request, context.workspace_id)))
 
 
 @view_config(route_name="api_workspace", request_method="PATCH", renderer="json",
-             permission=WORKSPACE_EDIT)
+             permission=WORKSPACE_EDIT, body=WorkspaceInput, response=OneWorkspace)
 def update_workspace(context, request):
-    data = parse_json(request, WorkspaceInput)
+    """Rename the workspace."""
+    data = request.body_input
     workspace = services.rename_workspace(request.ctx, context.workspace, data.name)
-    return {"workspace": workspace_json(workspace, caller_role(request, context.workspace_id))}
+    return OneWorkspace(workspace=WorkspaceOut.of(workspace, role=caller_role(request, context.workspace_id)))
 
 
-@view_config(route_name="api_workspace", request_method="DELETE", permission=WORKSPACE_DELETE)
+@view_config(route_name="api_workspace", request_method="DELETE", permission=WORKSPACE_DELETE,
+             response={204: None})
 def delete_workspace(context, request):
+    """Delete the workspace: members lose access, its API keys are revoked."""
     services.delete_workspace(request.ctx, context.workspace)
     return HTTPNoContent()
 
@@ -94,28 +104,35 @@ def delete_workspace(context, request):
 # --- members -----------------------------------------------------------------
 
 
-@view_config(route_name="api_members", request_method="GET", renderer="json", permission=MEMBERS_VIEW)
+@view_config(route_name="api_members", request_method="GET", renderer="json", permission=MEMBERS_VIEW,
+             response=MemberList)
 def list_members(context, request):
-    return {"members": [member_json(m) for m in services.members(request.db, context.workspace_id)]}
+    """The workspace's members and their roles."""
+    return MemberList(members=[MemberOut.of(m) for m in services.members(request.db, context.workspace_id)])
 
 
 @view_config(route_name="api_member", request_method="PATCH", renderer="json",
-             permission=MEMBERS_MANAGE)
+             permission=MEMBERS_MANAGE, body=RoleInput, response={200: OneMember, 409: LAST_OWNER})
 def change_member_role(context, request):
-    data = parse_json(request, RoleInput)
+    """Change a member's role; only owners make or unmake owners."""
+    data = request.body_input
     membership = services.change_role(request.ctx, caller_role(request, context.workspace_id),
                                       context.record, data.role)
-    return {"member": member_json(membership)}
+    return OneMember(member=MemberOut.of(membership))
 
 
-@view_config(route_name="api_member", request_method="DELETE", permission=MEMBERS_MANAGE)
+@view_config(route_name="api_member", request_method="DELETE", permission=MEMBERS_MANAGE,
+             response={204: None, 409: LAST_OWNER})
 def remove_member(context, request):
+    """Remove a member; owners are removed only by owners, never the last."""
     services.remove_member(request.ctx, caller_role(request, context.workspace_id), context.record)
     return HTTPNoContent()
 
 
-@view_config(route_name="api_workspace_leave", request_method="POST", permission=WORKSPACE_VIEW)
+@view_config(route_name="api_workspace_leave", request_method="POST", permission=WORKSPACE_VIEW,
+             response={204: None, 409: LAST_OWNER})
 def leave_workspace(context, request):
+    """Leave the workspace; its last owner cannot."""
     membership = own_membership(request, context.workspace_id)
     if membership is None:  # an API key is no member
         raise APIError(403, "forbidden", "Only members can leave a workspace.")
@@ -124,72 +141,84 @@ def leave_workspace(context, request):
 
 
 @view_config(route_name="api_workspace_transfer", request_method="POST", renderer="json",
-             permission=OWNERSHIP_TRANSFER)
+             permission=OWNERSHIP_TRANSFER, body=TransferInput,
+             response={200: OneMember, 409: Refused("conflict")})
 def transfer_ownership(context, request):
-    data = parse_json(request, TransferInput)
+    """Make a member the owner; the caller becomes an admin."""
+    data = request.body_input
     target = services.find_membership(request.db, context.workspace_id, data.member_id)
     if target is None:
         raise APIError(422, "validation_failed", "Some fields are invalid.",
                        fields={"member_id": "is not a member of this workspace"})
     services.transfer_ownership(request.ctx, own_membership(request, context.workspace_id), target)
-    return {"member": member_json(target)}
+    return OneMember(member=MemberOut.of(target))
 
 
 # --- invitations -------------------------------------------------------------
 
 
 @view_config(route_name="api_invitations", request_method="GET", renderer="json",
-             permission=MEMBERS_MANAGE)
+             permission=MEMBERS_MANAGE, response=InvitationList)
 def list_invitations(context, request):
-    return {"invitations": [invitation_json(i)
-                            for i in services.pending_invitations(request.db, context.workspace_id)]}
+    """Pending invitations to join the workspace."""
+    return InvitationList(invitations=[InvitationOut.of(i)
+                                       for i in services.pending_invitations(request.db, context.workspace_id)])
 
 
 @view_config(route_name="api_invitations", request_method="POST", renderer="json",
-             permission=MEMBERS_MANAGE, rate_limit="workspace_invite")
+             permission=MEMBERS_MANAGE, rate_limit="workspace_invite", body=InvitationInput,
+             response={201: OneInvitation, 409: Refused("already_member")})
 def create_invitation(context, request):
-    data = parse_json(request, InvitationInput)
+    """Invite someone by email; a pending invitation to the address is replaced."""
+    data = request.body_input
     invitation = services.invite(request.ctx, request.identity.user, context.workspace,
                                  data.email, data.role)
-    request.response.status = 201
-    return {"invitation": invitation_json(invitation)}
+    return OneInvitation(invitation=InvitationOut.of(invitation))
 
 
-@view_config(route_name="api_invitation", request_method="DELETE", permission=MEMBERS_MANAGE)
+@view_config(route_name="api_invitation", request_method="DELETE", permission=MEMBERS_MANAGE,
+             response={204: None})
 def revoke_invitation(context, request):
+    """Withdraw a pending invitation."""
     services.revoke_invitation(request.ctx, context.record)
     return HTTPNoContent()
 
 
 @view_config(route_name="api_invitation_accept", request_method="POST", renderer="json",
-             permission=ACCOUNT)
+             permission=ACCOUNT, body=AcceptInvitationInput,
+             response={200: OneWorkspace, 403: Refused("invitation_email_mismatch"),
+                       404: Refused("invalid_invitation")})
 def accept_invitation(request):
-    data = parse_json(request, AcceptInvitationInput)
+    """Join a workspace with the token of an emailed invitation."""
+    data = request.body_input
     membership = services.accept_invitation(request.ctx, request.identity.user, data.token)
-    return {"workspace": workspace_json(membership.workspace, membership.role)}
+    return OneWorkspace(workspace=WorkspaceOut.of(membership.workspace, role=membership.role))
 
 
 # --- API keys ----------------------------------------------------------------
 
 
 @view_config(route_name="api_api_keys", request_method="GET", renderer="json",
-             permission=API_KEYS_MANAGE)
+             permission=API_KEYS_MANAGE, response=ApiKeyList)
 def list_api_keys(context, request):
-    return {"api_keys": [api_key_json(k) for k in services.api_keys(request.db, context.workspace_id)]}
+    """The workspace's API keys, without their secrets."""
+    return ApiKeyList(api_keys=[ApiKeyOut.of(k) for k in services.api_keys(request.db, context.workspace_id)])
 
 
 @view_config(route_name="api_api_keys", request_method="POST", renderer="json",
-             permission=API_KEYS_MANAGE)
+             permission=API_KEYS_MANAGE, body=ApiKeyInput, response={201: ApiKeyCreated})
 def create_api_key(context, request):
-    data = parse_json(request, ApiKeyInput)
+    """Create an API key; its secret is in this answer only."""
+    data = request.body_input
     key, secret = services.create_api_key(request.ctx, context.workspace,
                                           data.name, data.role)
-    request.response.status = 201
-    return {"api_key": {**api_key_json(key), "secret": secret},
-            "message": "Store the secret now: it is not shown again."}
+    return ApiKeyCreated(api_key=NewApiKeyOut.of(key, secret=secret),
+                         message="Store the secret now: it is not shown again.")
 
 
-@view_config(route_name="api_api_key", request_method="DELETE", permission=API_KEYS_MANAGE)
+@view_config(route_name="api_api_key", request_method="DELETE", permission=API_KEYS_MANAGE,
+             response={204: None})
 def revoke_api_key(context, request):
+    """Revoke an API key: it stops working at once."""
     services.revoke_api_key(request.ctx, context.record)
     return HTTPNoContent()
