@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from guestguard.errors import APIError
@@ -210,6 +210,8 @@ def UUIDOr(words: str | None) -> Any:  # noqa: N802 - a type
                 raise house_error(words) from None
         return value
 
+    if words is None:  # any text is taken: the contract says so
+        return Annotated[uuid.UUID | None, BeforeValidator(parse), WithJsonSchema({"type": "string"})]
     return Annotated[uuid.UUID | None, BeforeValidator(parse)]
 
 
