@@ -36,7 +36,7 @@ JSON = "application/json"
 
 # The words for the errors the machinery (not a service) answers with.
 CODE_WORDS = {
-    "bad_request": "a query string that is not valid UTF-8, holds a NUL character or has a bad parameter",
+    "bad_request": "a query string that is not valid UTF-8 or has a bad parameter; a NUL character in it or the body",
     "invalid_json": "the body is not valid JSON",
     "csrf_failed": "a cookie-authenticated request without its X-CSRF-Token",
     "unauthorized": "no or a bad access token",

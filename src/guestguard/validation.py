@@ -244,9 +244,28 @@ def read_json(request, max_bytes: int | None = None) -> Any:
     if not body:
         return {}
     try:
-        return json.loads(body)
+        data = json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise APIError(400, "invalid_json", "The body is not valid JSON.") from None
+    if holds_nul(data):  # which PostgreSQL cannot store: refused, as in query strings and forms
+        raise APIError(400, "bad_request", "The body holds a NUL character.")
+    return data
+
+
+def holds_nul(data: Any) -> bool:
+    """Whether a NUL character is in any key or text of parsed JSON."""
+    pending = [data]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return True
+        elif isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return False
 
 
 def parse_json(request, schema: type[Model], max_bytes: int | None = None) -> Model:
