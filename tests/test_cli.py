@@ -121,3 +121,54 @@ def test_make_run_passes_its_port_on():
     assert "GG_APP_BASE_URL" not in dry_run()
     assert "pserve development.ini http_port=8080" in dry_run("PORT=8080")
     assert "http://localhost:8080" in dry_run("PORT=8080"), "links in messages follow the port"
+
+
+# --- domain events -------------------------------------------------------------
+
+def test_events_list_and_replay_dead_ones(ini, tmp_path):
+    import datetime as dt
+    import uuid
+
+    from sqlalchemy import insert
+
+    from guestguard.domain import DomainEventRow
+
+    assert run("migrate", str(ini)).returncode == 0
+    engine = create_engine(f"sqlite:///{tmp_path}/var/guestguard.sqlite")
+    dead, pending = uuid.uuid4(), uuid.uuid4()
+    now = dt.datetime.now(dt.UTC)
+    with engine.begin() as connection:
+        for event_id, status, name in ((dead, "dead", "rsvp.received"), (pending, "pending", "guest.created")):
+            connection.execute(insert(DomainEventRow).values(
+                id=event_id, name=name, data={"guest_id": "g1"}, aggregate="guest:g1", occurred_at=now,
+                status=status, attempts=6 if status == "dead" else 0, next_attempt_at=now,
+                last_error="crm: ConnectionError('refused')" if status == "dead" else None))
+    queue = {"GG_HUEY_URL": f"sqlite:///{tmp_path}/queue.sqlite"}
+
+    listed = run("events", "list", str(ini), "--status", "dead", env=queue)
+    assert listed.returncode == 0, listed.stderr
+    [line] = listed.stdout.splitlines()
+    assert line.startswith(f"{dead}  dead  attempts=6  ") and "rsvp.received  guest:g1  crm: ConnectionError" in line
+    assert len(run("events", "list", str(ini), env=queue).stdout.splitlines()) == 2
+
+    refused = run("events", "replay", str(ini), str(pending), env=queue)
+    assert refused.returncode == 1 and "pending, not dead" in refused.stderr
+    assert run("events", "replay", str(ini), env=queue).returncode == 2
+    replayed = run("events", "replay", str(ini), "--dead", env=queue)
+    assert replayed.returncode == 0, replayed.stderr
+    assert f"replayed {dead}" in replayed.stdout
+    with engine.connect() as connection:
+        status = connection.execute(select_status(dead)).one()
+        audited = connection.exec_driver_sql("SELECT action FROM audit_events").scalars().all()
+    engine.dispose()
+    assert status == ("pending", 0)
+    assert audited == ["domain_event.replayed"]
+    assert "no dead domain events" in run("events", "list", str(ini), "--status", "dead", env=queue).stderr
+
+
+def select_status(event_id):
+    from sqlalchemy import select
+
+    from guestguard.domain import DomainEventRow
+
+    return select(DomainEventRow.status, DomainEventRow.attempts).where(DomainEventRow.id == event_id)

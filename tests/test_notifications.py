@@ -178,15 +178,15 @@ def test_a_job_whose_worker_died_mid_run_is_retried(queued_app, run_in_request):
     app = queued_app(provider)
     registry = app.app.registry
     huey = registry["huey"]
-    stale_after = registry.settings["jobs.stale_after"]
+    lease = registry.settings["jobs.lease_seconds"]
     with time_machine.travel(T0, tick=False) as clock:
         notification_id = queue(registry, run_in_request)
         huey.dequeue()
         run_in_request(lambda request: claim_job(request, Notification, notification_id,
                                                  dispatch_notification), registry)
         assert load(registry, notification_id).status == "running"
-        clock.shift(stale_after - 5)
-        assert run_task_now(registry, reap) == 0, "a running job is left alone until stale"
+        clock.shift(lease - 5)
+        assert run_task_now(registry, reap) == 0, "a running job is left alone while its lease holds"
         clock.shift(10)
         assert run_task_now(registry, reap) == 1
         drain(huey)
@@ -209,7 +209,7 @@ def test_a_send_that_outlives_its_claim_is_not_repeated(queued_app, run_in_reque
         notification_id = queue(registry, run_in_request)
         huey.dequeue()
         attempt = run_in_request(lambda request: services.begin_attempt(request.ctx, notification_id), registry)
-        clock.shift(registry.settings["jobs.stale_after"] + 1)
+        clock.shift(registry.settings["jobs.lease_seconds"] + 1)
         assert run_task_now(registry, reap) == 1
         result = services.deliver(attempt)
         run_in_request(lambda request: services.record_outcome(request.ctx, attempt, *result), registry)
@@ -344,14 +344,14 @@ def test_a_job_whose_worker_keeps_dying_is_given_up(queued_app, run_in_request):
     app = queued_app(provider)
     registry = app.app.registry
     huey = registry["huey"]
-    stale_after = registry.settings["jobs.stale_after"]
+    lease = registry.settings["jobs.lease_seconds"]
     with time_machine.travel(T0, tick=False) as clock:
         notification_id = queue(registry, run_in_request, sealed={"link": "https://gg.example/x"})
         for _ in range(len(RETRY_BACKOFF) + 1):
             huey.flush()
             run_in_request(lambda request: claim_job(request, Notification, notification_id,
                                                      dispatch_notification), registry)
-            clock.shift(stale_after + 1)
+            clock.shift(lease + 1)
             run_task_now(registry, reap)
     row = load(registry, notification_id)
     assert (row.status, row.attempts) == ("failed", len(RETRY_BACKOFF) + 1)
@@ -376,7 +376,7 @@ def test_the_reaper_leaves_a_job_that_finished_after_it_was_read(queued_app, run
         seen = load(registry, notification_id)  # what the reaper read
         run_in_request(lambda request: setattr(request.db.get(Notification, notification_id),
                                                "status", "succeeded"), registry)
-        clock.shift(registry.settings["jobs.stale_after"] + 1)
+        clock.shift(registry.settings["jobs.lease_seconds"] + 1)
         kind = DurableKind(Notification, dispatch_notification, 6, None)
         took = run_in_request(lambda request: _take_back(request, kind, seen, T0), registry)
     assert took is False

@@ -61,9 +61,11 @@ class Context:
         """Run a registered task once this transaction commits."""
         tasks.enqueue(self, func, *args, delay=delay, eta=eta)
 
-    def emit(self, name: str, data: Mapping[str, Any], workspace_id: uuid.UUID | None = None) -> DomainEvent:
-        """Announce a domain event once this transaction commits."""
-        return domain.emit(self, name, data, workspace_id)
+    def emit(self, name: str, data: Mapping[str, Any], workspace_id: uuid.UUID | None = None,
+             aggregate: str | None = None) -> DomainEvent:
+        """Record a domain event in this transaction; plugins hear it once it
+        commits (at least once, in order per aggregate)."""
+        return domain.emit(self, name, data, workspace_id, aggregate)
 
     def url(self, route_name: str, _query: Mapping[str, str] | None = None, **parts: Any) -> str:
         """An absolute link for emails and messages: ``app.base_url``, never

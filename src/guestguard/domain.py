@@ -1,41 +1,292 @@
 """Domain events: facts about the product (``guest.created``,
 ``rsvp.received``...) handed to plugins through the ``domain_event`` hook.
 
-An event is queued when its transaction commits and delivered by a task, so
-listeners never delay the response, run with a usable ``request.db`` inside
-the task's own transaction, and hear nothing of a rolled-back request.
+An event is an outbox row (``domain_events``) written in the transaction of
+the change it reports, so it exists exactly when the change does; its
+delivery is a durable job queued after commit (and re-queued by the reaper
+when that push was lost). The worker calls each listener in a transaction of
+its own and records, in that same transaction, that the listener has the
+event: a listener that raised is called again on the next attempt, one that
+succeeded never is. Events that concern the same aggregate (a guest, else a
+party event, else a notification) are delivered in the order they occurred:
+an event waits while an earlier one of its aggregate is undelivered, dead
+ones included, so an operator's replay restores the order.
 """
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import logging
+import threading
 import uuid
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
+from huey import crontab
+from sqlalchemy import ForeignKey, Index, String, and_, delete, exists, or_, select
+from sqlalchemy.orm import Mapped, aliased, mapped_column
+
+from guestguard.db import Base, utcnow
 from guestguard.plugins import DomainEvent
+from guestguard.tasks import (
+    PENDING,
+    DurableJobMixin,
+    claim_job,
+    enqueue_job,
+    fail_job,
+    finish_job,
+    hold_lease,
+    still_claimed,
+)
 
 log = logging.getLogger(__name__)
 
+DELIVERED, DEAD = "delivered", "dead"
+EVENT_STATUSES = (PENDING, "running", DELIVERED, DEAD)
+# Seconds before each retry of the listeners that raised; then the event is dead.
+RETRY_BACKOFF = (1, 5, 30, 300, 1800)
+# What an event is about, most specific first: the first of these ids found
+# in its data (or in data["about"], for notifications) names its aggregate.
+AGGREGATE_KEYS = ("guest_id", "event_id", "notification_id")
+PURGE_BATCH = 1000
 
-def emit(ctx, name: str, data: Mapping[str, Any],
-         workspace_id: uuid.UUID | None = None) -> DomainEvent:
-    """Announce ``name`` once the current transaction commits."""
-    event = DomainEvent(name=name, data=dict(data), workspace_id=workspace_id)
-    ctx.enqueue(deliver_domain_event, event)
-    return event
+
+class DomainEventRow(DurableJobMixin, Base):
+    """One domain event, written with the change it reports and delivered to
+    every listener at least once (the durable-job columns track delivery)."""
+
+    __tablename__ = "domain_events"
+    succeeded_status = DELIVERED
+    failed_status = DEAD
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4, sort_order=-1)
+    name: Mapped[str] = mapped_column(String(100))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    workspace_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
+    # "guest:<id>", "event:<id>", "notification:<id>", or None (no order kept).
+    aggregate: Mapped[str | None] = mapped_column(String(100), default=None)
+    occurred_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_domain_events_aggregate", "aggregate", "occurred_at"),)
+
+    def as_event(self) -> DomainEvent:
+        return DomainEvent(name=self.name, data=dict(self.data), workspace_id=self.workspace_id,
+                           occurred_at=self.occurred_at, id=self.id, aggregate=self.aggregate)
 
 
-def deliver_domain_event(request, event: DomainEvent) -> None:
-    """Call every listener, each in a transaction of its own: one that raises
-    is logged and rolled back, and the others still hear the event."""
+class DomainEventDelivery(Base):
+    """A listener has an event: written in the listener's own transaction, so
+    its work and this row commit (or roll back) together."""
+
+    __tablename__ = "domain_event_deliveries"
+
+    event_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("domain_events.id", ondelete="CASCADE"), primary_key=True)
+    listener: Mapped[str] = mapped_column(String(200), primary_key=True)
+    delivered_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # The attempt of the event that delivered it (1 = the first).
+    attempt: Mapped[int] = mapped_column(default=1)
+
+
+def aggregate_of(data: Mapping[str, Any]) -> str | None:
+    about = data.get("about")
+    sources = (data, about) if isinstance(about, Mapping) else (data,)
+    for key in AGGREGATE_KEYS:
+        for source in sources:
+            value = source.get(key)
+            if value:
+                return f"{key.removesuffix('_id')}:{value}"
+    return None
+
+
+_clock = threading.Lock()
+_last_moment: list[dt.datetime] = []
+
+
+def moment() -> dt.datetime:
+    """The current time, later than the last one this process handed out:
+    events emitted one after the other keep their order even when the clock
+    does not move between them. A clock set back by more than a second (by
+    hand, or a test's time travel) is followed rather than outrun."""
+    with _clock:
+        now = utcnow()
+        if _last_moment and _last_moment[0] - _SET_BACK < now <= _last_moment[0]:
+            now = _last_moment[0] + dt.timedelta(microseconds=1)
+        _last_moment[:] = [now]
+        return now
+
+
+_SET_BACK = dt.timedelta(seconds=1)
+
+
+def emit(ctx, name: str, data: Mapping[str, Any], workspace_id: uuid.UUID | None = None,
+         aggregate: str | None = None) -> DomainEvent:
+    """Record ``name`` in the current transaction; it is delivered once that
+    commits. ``data`` must be JSON (ids as strings). ``aggregate`` defaults to
+    what the data names (the guest, else the event, else the notification)."""
+    row = DomainEventRow(id=uuid.uuid4(), name=name, data=dict(data), workspace_id=workspace_id,
+                         aggregate=aggregate or aggregate_of(data), occurred_at=moment(),
+                         next_attempt_at=utcnow())
+    ctx.db.add(row)
+    enqueue_job(ctx, row)
+    return row.as_event()
+
+
+def in_turn(model) -> Any:
+    """SQL: no earlier event of the same aggregate is undelivered."""
+    earlier = aliased(model)
+    return ~exists().where(
+        earlier.aggregate == model.aggregate,
+        earlier.status != DELIVERED,
+        or_(earlier.occurred_at < model.occurred_at,
+            and_(earlier.occurred_at == model.occurred_at, earlier.id < model.id)),
+    )
+
+
+def listeners(registry) -> list:
+    return registry["plugins"].hook.domain_event.get_hookimpls()
+
+
+def deliver_domain_event(request, event_id) -> None:
+    """Task: claim the event (transaction 1), call each listener that does
+    not have it yet in a transaction of its own that also records the
+    delivery, then record the outcome (transaction 2): delivered, or retried
+    for the listeners that raised, or dead after the last attempt."""
+    from guestguard.context import context_of
+
+    if isinstance(event_id, DomainEvent):
+        # An event object queued by a release before the outbox: delivered
+        # as it was then, at most once.
+        event, recorded, delivered, attempt = event_id, False, set(), 1
+    else:
+        ctx = context_of(request)
+        with ctx.tm:
+            row = claim_job(ctx, DomainEventRow, event_id)
+            if row is None:
+                return
+            event, claimed_at, attempt, recorded = row.as_event(), row.claimed_at, row.attempts, True
+            delivered = set(ctx.db.scalars(select(DomainEventDelivery.listener)
+                                           .where(DomainEventDelivery.event_id == event.id)))
+    failures = []
     arguments = {"event": event, "request": request}
-    for impl in request.registry["plugins"].hook.domain_event.get_hookimpls():
-        try:
-            with request.tm:
-                # As pluggy would: a listener may take only the arguments it names.
-                impl.function(*(arguments[name] for name in impl.argnames))
-        except Exception:
-            log.exception("plugin %s failed on domain event %s", impl.plugin_name, event.name)
+    keep = hold_lease(ctx, DomainEventRow, event.id, claimed_at) if recorded else contextlib.nullcontext()
+    with keep:
+        for impl in listeners(request.registry):
+            if impl.plugin_name in delivered:
+                continue
+            try:
+                with request.tm:
+                    # As pluggy would: a listener may take only the arguments it names.
+                    impl.function(*(arguments[name] for name in impl.argnames))
+                    if recorded:
+                        request.db.add(DomainEventDelivery(event_id=event.id, listener=impl.plugin_name,
+                                                           attempt=attempt))
+            except Exception as exc:
+                log.exception("plugin %s failed on domain event %s (%s), attempt %d",
+                              impl.plugin_name, event.name, event.id, attempt)
+                failures.append(f"{impl.plugin_name}: {exc!r}"[:500])
+    if recorded:
+        with ctx.tm:
+            record_outcome(ctx, event.id, claimed_at, failures)
+
+
+def record_outcome(ctx, event_id, claimed_at: dt.datetime, failures: list[str]) -> None:
+    row = ctx.db.get(DomainEventRow, event_id, with_for_update=True, populate_existing=True)
+    if row is None or not still_claimed(row, claimed_at):
+        # The reaper took it back meanwhile: the run it queued calls only the
+        # listeners that do not have the event yet.
+        return
+    if not failures:
+        finish_job(row)
+        release_next(ctx, row)
+        return
+    retry_at = fail_job(row, "; ".join(failures), permanent=False, backoff=RETRY_BACKOFF)
+    if retry_at is None:
+        log.error("domain event %s (%s) is dead after %d attempts: %s", row.id, row.name, row.attempts,
+                  row.last_error)
+    else:
+        enqueue_job(ctx, row, eta=retry_at)
+
+
+def release_next(ctx, row: DomainEventRow) -> None:
+    """Queue the next pending event of the aggregate, which may have been
+    waiting for this one."""
+    if row.aggregate is None:
+        return
+    following = ctx.db.scalar(
+        select(DomainEventRow)
+        .where(DomainEventRow.aggregate == row.aggregate, DomainEventRow.status == PENDING,
+               or_(DomainEventRow.occurred_at > row.occurred_at,
+                   and_(DomainEventRow.occurred_at == row.occurred_at, DomainEventRow.id > row.id)))
+        .order_by(DomainEventRow.occurred_at, DomainEventRow.id).limit(1))
+    if following is not None:
+        enqueue_job(ctx, following)
+
+
+# --- what operators do (the ``guestguard events`` command) ------------------------
+
+
+def listing(ctx, status: str | None = None, limit: int = 50) -> list[DomainEventRow]:
+    """Events, oldest first, of one status or all."""
+    query = select(DomainEventRow).order_by(DomainEventRow.occurred_at, DomainEventRow.id).limit(limit)
+    if status:
+        query = query.where(DomainEventRow.status == status)
+    return list(ctx.db.scalars(query))
+
+
+class NotReplayable(Exception):
+    """The event named cannot be replayed (unknown, or not dead)."""
+
+
+def replay(ctx, event_ids: list[uuid.UUID] | None = None) -> list[DomainEventRow]:
+    """Put dead events (those named, or every dead one) back to pending with
+    fresh attempts and queue them; listeners that had them are not called
+    again. Raises NotReplayable for a named event that is not dead."""
+    if event_ids is None:
+        rows = list(ctx.db.scalars(select(DomainEventRow).where(DomainEventRow.status == DEAD)
+                                   .order_by(DomainEventRow.occurred_at, DomainEventRow.id)
+                                   .with_for_update()))
+    else:
+        rows = []
+        for event_id in event_ids:
+            row = ctx.db.get(DomainEventRow, event_id, with_for_update=True)
+            if row is None:
+                raise NotReplayable(f"no domain event {event_id}")
+            if row.status != DEAD:
+                raise NotReplayable(f"domain event {event_id} is {row.status}, not dead: nothing to replay")
+            rows.append(row)
+    now = utcnow()
+    for row in rows:
+        row.status, row.attempts, row.next_attempt_at, row.claimed_at = PENDING, 0, now, None
+        row.last_error = f"replayed by an operator at {now.isoformat()}; last error: {row.last_error}"[:2000]
+    ctx.db.flush()
+    for row in rows:
+        enqueue_job(ctx, row)
+    return rows
+
+
+def purge_delivered(request) -> int:
+    """Nightly: delivered events older than ``domain_events.retention_days``
+    go (with their delivery rows), a batch per transaction. Dead and pending
+    ones stay until an operator replays them."""
+    cutoff = utcnow() - dt.timedelta(days=request.registry.settings["domain_events.retention_days"])
+    total = 0
+    while True:
+        with request.tm:
+            ids = list(request.db.scalars(
+                select(DomainEventRow.id)
+                .where(DomainEventRow.status == DELIVERED, DomainEventRow.occurred_at < cutoff)
+                .limit(PURGE_BATCH)))
+            if ids:
+                request.db.execute(delete(DomainEventDelivery).where(DomainEventDelivery.event_id.in_(ids)))
+                request.db.execute(delete(DomainEventRow).where(DomainEventRow.id.in_(ids)))
+        total += len(ids)
+        if len(ids) < PURGE_BATCH:
+            return total
 
 
 def includeme(config) -> None:
     config.add_task(deliver_domain_event, in_transaction=False)
+    config.add_durable_job(DomainEventRow, deliver_domain_event, max_attempts=len(RETRY_BACKOFF) + 1,
+                           ready=in_turn)
+    config.add_periodic_task(purge_delivered, crontab(minute="37", hour="3"), in_transaction=False)

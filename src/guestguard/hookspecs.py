@@ -71,7 +71,10 @@ def configure(config):
 def domain_event(event, request):
     """Receive a domain event after the transaction that caused it committed.
 
-    ``event`` is a :class:`guestguard.plugins.DomainEvent` (``name``, ``data``,
-    ``occurred_at``, ``workspace_id``). An exception raised here is logged and
-    does not affect the request or the other plugins.
+    ``event`` is a :class:`guestguard.plugins.DomainEvent` (``id``, ``name``,
+    ``data``, ``occurred_at``, ``workspace_id``, ``aggregate``). Delivery is
+    at least once, in order per aggregate: deduplicate by ``event.id``. An
+    exception raised here is logged, rolls back this plugin's work and is
+    retried later for this plugin only; it does not affect the request or the
+    other plugins.
     """

@@ -219,10 +219,20 @@ class AccessRule(Protocol):
 
 @dataclass(frozen=True)
 class DomainEvent:
+    """A fact about the product, as a ``domain_event`` listener hears it.
+
+    ``id`` is the event's row in the outbox: delivery is at least once, so a
+    listener that acts outside GuestGuard's database deduplicates by it.
+    ``aggregate`` names what the event is about (``guest:<id>``,
+    ``event:<id>``, ``notification:<id>``); events of one aggregate arrive in
+    the order they occurred."""
+
     name: str
     data: Mapping[str, Any]
     workspace_id: uuid.UUID | None = None
     occurred_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    id: uuid.UUID | None = None
+    aggregate: str | None = None
 
 
 # --- loading -----------------------------------------------------------------

@@ -5,15 +5,20 @@ Huey delivers a task at most once, so work that matters is a durable job: a
 row with ``status``, ``attempts``, ``next_attempt_at`` and ``last_error``.
 Its task claims the row with a conditional UPDATE (exactly one claimant wins,
 on SQLite and PostgreSQL alike), acts outside the claiming transaction and
-records the outcome. The reaper re-enqueues rows whose task was lost (due but
-untouched past ``jobs.lost_after``) or whose worker died mid-run (claimed past
-``jobs.stale_after``).
+records the outcome. A running job holds a lease (``lease_until``) that its
+worker renews while it acts (``hold_lease``). The reaper re-enqueues rows whose
+task was lost (due but untouched past ``jobs.lost_after``) or whose lease
+lapsed (the worker died, or lost the database, mid-run); every worker process
+runs it every ``jobs.reap_interval`` seconds in a thread of its own.
 """
 from __future__ import annotations
 
 import atexit
+import contextlib
 import datetime as dt
 import logging
+import threading
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +40,11 @@ log = logging.getLogger(__name__)
 PENDING, RUNNING, SUCCEEDED, FAILED = "pending", "running", "succeeded", "failed"
 REQUEST_ID_KWARG = "_gg_request_id"
 JOB_STATUSES = (PENDING, RUNNING, SUCCEEDED, FAILED)
+# What the reaper writes in last_error when it takes a job back: the attempt's
+# outcome is unknown (it may have done its work before the worker stopped).
+INTERRUPTED = "lease lapsed: the worker stopped, or lost the database, while running this job"
+# The longest one reaper pass runs; what is left waits for the next pass.
+REAP_PASS_SECONDS = 30
 
 
 # --- Huey from settings ------------------------------------------------------
@@ -71,9 +81,10 @@ def start_in_process_consumer(registry) -> InProcessConsumer:
                                  shutdown_timeout=10)
     consumer.start()
     # Let a task in progress finish when the server stops, instead of leaving
-    # its job claimed until the reaper's stale_after passes.
+    # its job claimed until its lease lapses.
     atexit.register(consumer.stop, graceful=True)
     registry["huey.consumer"] = consumer
+    start_reaper(registry)
     log.info("in-process task consumer started with %d thread(s)", consumer.workers)
     return consumer
 
@@ -186,10 +197,17 @@ def run_task_now(registry, func: Callable[..., Any], *args: Any) -> Any:
 class DurableJobMixin:
     """Columns of a unit of work that must not be lost."""
 
+    # The words for the two final states; a kind may use its own (domain
+    # events are "delivered" or "dead").
+    succeeded_status = SUCCEEDED
+    failed_status = FAILED
+
     status: Mapped[str] = mapped_column(String(16), default=PENDING, index=True)
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
     claimed_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # While running: the worker holds the job until then, and renews it.
+    lease_until: Mapped[dt.datetime | None] = mapped_column(default=None)
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
 
 
@@ -199,22 +217,32 @@ class DurableKind:
     task: Callable[..., Any]
     max_attempts: int
     on_give_up: Callable[[Any], None] | None
+    # An extra condition a pending row must meet to be claimed (and to count
+    # as lost): domain events wait for the earlier ones of their aggregate.
+    ready: Callable[[type], Any] | None = None
 
 
 def add_durable_job(config, model: type, task: Callable[..., Any], *, max_attempts: int,
-                    on_give_up: Callable[[Any], None] | None = None) -> None:
+                    on_give_up: Callable[[Any], None] | None = None,
+                    ready: Callable[[type], Any] | None = None) -> None:
     """Config directive: let the reaper recover rows of ``model`` by
     enqueueing ``task(job_id)``. A job whose worker died ``max_attempts``
-    times is failed, and ``on_give_up(job)`` tidies it (drops secrets...)."""
-    config.registry["jobs.kinds"].append(DurableKind(model, task, max_attempts, on_give_up))
+    times is failed, and ``on_give_up(job)`` tidies it (drops secrets...).
+    ``ready(model)``, when given, is a SQL condition a pending row must also
+    meet to be claimed; a row that does not meet it is not lost, only waiting."""
+    config.registry["jobs.kinds"].append(DurableKind(model, task, max_attempts, on_give_up, ready))
+
+
+def durable_kind(registry, model: type) -> DurableKind:
+    for kind in registry["jobs.kinds"]:
+        if kind.model is model:
+            return kind
+    raise LookupError(f"{model.__name__} is not a durable job (use config.add_durable_job)")
 
 
 def job_task(registry, model: type) -> Callable[..., Any]:
     """The task registered (``add_durable_job``) to work rows of ``model``."""
-    for kind in registry["jobs.kinds"]:
-        if kind.model is model:
-            return kind.task
-    raise LookupError(f"{model.__name__} is not a durable job (use config.add_durable_job)")
+    return durable_kind(registry, model).task
 
 
 def enqueue_job(ctx, job, eta: dt.datetime | None = None) -> None:
@@ -222,17 +250,27 @@ def enqueue_job(ctx, job, eta: dt.datetime | None = None) -> None:
     enqueue(ctx, job_task(ctx.registry, type(job)), job.id, eta=eta)
 
 
+def lease_for(settings) -> dt.timedelta:
+    return dt.timedelta(seconds=settings["jobs.lease_seconds"])
+
+
 def claim_job(ctx, model: type, job_id, task: Callable[..., Any] | None = None):
-    """Mark a due pending job as running and return it. None when it is
-    claimed by someone else or finished; a job not yet due (the task came
-    early, or this worker's clock is behind) is queued again for its time
-    (by ``task``, the job's registered task unless given)."""
+    """Mark a due pending job as running, leased for ``jobs.lease_seconds``,
+    and return it. None when it is claimed by someone else or finished; a job
+    not yet due (the task came early, or this worker's clock is behind) is
+    queued again for its time (by ``task``, the job's registered task unless
+    given)."""
     db = ctx.db
     now = utcnow()
+    conditions = [model.id == job_id, model.status == PENDING, model.next_attempt_at <= now]
+    ready = durable_kind(ctx.registry, model).ready
+    if ready is not None:
+        conditions.append(ready(model))
     result = db.execute(
         update(model)
-        .where(model.id == job_id, model.status == PENDING, model.next_attempt_at <= now)
-        .values(status=RUNNING, claimed_at=now, attempts=model.attempts + 1)
+        .where(*conditions)
+        .values(status=RUNNING, claimed_at=now, lease_until=now + lease_for(ctx.registry.settings),
+                attempts=model.attempts + 1)
         .execution_options(synchronize_session=False)
     )
     job = db.get(model, job_id, populate_existing=True)
@@ -243,6 +281,65 @@ def claim_job(ctx, model: type, job_id, task: Callable[..., Any] | None = None):
     return None
 
 
+def renew_lease(registry, model: type, job_id, claimed_at: dt.datetime) -> bool:
+    """Extend the lease of the claim made at ``claimed_at``, on a connection
+    of its own (the worker holds no transaction while it acts). False when
+    the claim is no longer held: the reaper took the job back."""
+    now = utcnow()
+    with registry["db.engine"].begin() as connection:
+        return connection.execute(
+            update(model)
+            .where(model.id == job_id, model.status == RUNNING, model.claimed_at == claimed_at)
+            .values(lease_until=now + lease_for(registry.settings))
+        ).rowcount == 1
+
+
+class LeaseKeeper(threading.Thread):
+    """Renews one job's lease every third of ``jobs.lease_seconds`` until
+    stopped: the heartbeat of a worker that is alive."""
+
+    def __init__(self, registry, model: type, job_id, claimed_at: dt.datetime):
+        super().__init__(name=f"lease-{job_id}", daemon=True)
+        self.registry, self.model, self.job_id, self.claimed_at = registry, model, job_id, claimed_at
+        self.every = registry.settings["jobs.lease_seconds"] / 3
+        self.stopped = threading.Event()
+        self.lost = False
+
+    def run(self) -> None:
+        failing = False
+        while not self.stopped.wait(self.every):
+            try:
+                held = renew_lease(self.registry, self.model, self.job_id, self.claimed_at)
+            except Exception as exc:  # the database is away: try again, the lease may still hold
+                if not failing:
+                    log.warning("could not renew the lease of %s %s: %s", self.model.__tablename__,
+                                self.job_id, type(exc).__name__)
+                failing = True
+                continue
+            failing = False
+            if not held:
+                self.lost = True
+                log.warning("%s %s was taken back while it ran (its lease had lapsed)",
+                            self.model.__tablename__, self.job_id)
+                return
+
+    def stop(self) -> None:
+        self.stopped.set()
+        if self.is_alive() and threading.current_thread() is not self:
+            self.join(5)
+
+
+@contextlib.contextmanager
+def hold_lease(ctx, model: type, job_id, claimed_at: dt.datetime):
+    """Keep the lease of a claimed job while the block runs (the act step)."""
+    keeper = LeaseKeeper(ctx.registry, model, job_id, claimed_at)
+    keeper.start()
+    try:
+        yield keeper
+    finally:
+        keeper.stop()
+
+
 def still_claimed(job, claimed_at: dt.datetime) -> bool:
     """Whether ``job`` is still held by the claim made at ``claimed_at``: the
     reaper may have taken it back from a worker it believed dead."""
@@ -250,8 +347,8 @@ def still_claimed(job, claimed_at: dt.datetime) -> bool:
 
 
 def finish_job(job, now: dt.datetime | None = None) -> None:
-    job.status = SUCCEEDED
-    job.claimed_at = None
+    job.status = type(job).succeeded_status
+    job.claimed_at = job.lease_until = None
     job.last_error = None
 
 
@@ -261,10 +358,10 @@ def fail_job(job, error: str, *, permanent: bool, backoff: Sequence[float],
     failed for good (permanent error, or every backoff step used)."""
     now = now or utcnow()
     job.last_error = error[:2000]
-    job.claimed_at = None
+    job.claimed_at = job.lease_until = None
     retry_index = job.attempts - 1
     if permanent or retry_index >= len(backoff):
-        job.status = FAILED
+        job.status = type(job).failed_status
         return None
     job.status = PENDING
     job.next_attempt_at = now + dt.timedelta(seconds=backoff[retry_index])
@@ -272,27 +369,39 @@ def fail_job(job, error: str, *, permanent: bool, backoff: Sequence[float],
 
 
 def reap(request, now: dt.datetime | None = None) -> int:
-    """Re-enqueue jobs whose task was lost or whose worker died. Returns how
-    many were re-enqueued. Runs periodically; safe to run concurrently."""
+    """Re-enqueue jobs whose task was lost or whose lease lapsed. Returns how
+    many were re-enqueued. Works ``jobs.reaper_batch`` rows of a kind per
+    transaction and goes on until none is left (or ``REAP_PASS_SECONDS``
+    have passed); safe to run concurrently."""
     settings = request.registry.settings
     now = now or utcnow()
     lost_before = now - dt.timedelta(seconds=settings["jobs.lost_after"])
-    stale_before = now - dt.timedelta(seconds=settings["jobs.stale_after"])
+    claimed_before = now - lease_for(settings)
     limit = settings["jobs.reaper_batch"]
+    deadline = time.monotonic() + REAP_PASS_SECONDS
     total = 0
     for kind in request.registry["jobs.kinds"]:
         model = kind.model
-        rows = request.db.scalars(
-            select(model)
-            .where(or_(
-                (model.status == PENDING) & (model.next_attempt_at <= lost_before),
-                (model.status == RUNNING) & (model.claimed_at <= stale_before),
-            ))
-            .order_by(model.next_attempt_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        ).all()
-        requeued = sum(_take_back(request, kind, job, now) for job in rows)
+        lost = (model.status == PENDING) & (model.next_attempt_at <= lost_before)
+        if kind.ready is not None:
+            lost &= kind.ready(model)  # waiting for another job is not being lost
+        lapsed = (model.status == RUNNING) & or_(
+            model.lease_until <= now,
+            # claimed before leases existed
+            model.lease_until.is_(None) & (model.claimed_at <= claimed_before))
+        requeued = 0
+        while True:
+            with request.tm:
+                rows = request.db.scalars(
+                    select(model)
+                    .where(or_(lost, lapsed))
+                    .order_by(model.next_attempt_at)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                ).all()
+                requeued += sum(_take_back(request, kind, job, now) for job in rows)
+            if len(rows) < limit or time.monotonic() > deadline:
+                break
         if requeued:
             log.warning("reaper re-enqueued %d %s job(s)", requeued, model.__tablename__)
         total += requeued
@@ -305,16 +414,18 @@ def _take_back(request, kind: DurableKind, job, now: dt.datetime) -> bool:
     model = kind.model
     died = job.status == RUNNING
     gave_up = died and job.attempts >= kind.max_attempts
-    values: dict[str, Any] = {"claimed_at": None}
+    values: dict[str, Any] = {"claimed_at": None, "lease_until": None}
     if gave_up:
-        values.update(status=FAILED, last_error="worker stopped while running this job; giving up")
+        values.update(status=model.failed_status, last_error=f"{INTERRUPTED}; giving up")
     elif died:
-        values.update(status=PENDING, next_attempt_at=now,
-                      last_error="worker stopped while running this job; retrying")
+        values.update(status=PENDING, next_attempt_at=now, last_error=f"{INTERRUPTED}; retrying")
     else:
         values.update(next_attempt_at=now)
-    unchanged = (model.claimed_at == job.claimed_at) if died else (
-        model.next_attempt_at == job.next_attempt_at)
+    if died:  # and not renewed since it was read
+        unchanged = (model.claimed_at == job.claimed_at) & (
+            model.lease_until.is_(None) if job.lease_until is None else model.lease_until == job.lease_until)
+    else:
+        unchanged = model.next_attempt_at == job.next_attempt_at
     won = request.db.execute(
         update(model)
         .where(model.id == job.id, model.status == job.status, unchanged)
@@ -331,6 +442,46 @@ def _take_back(request, kind: DurableKind, job, now: dt.datetime) -> bool:
     return True
 
 
+def was_interrupted(job) -> bool:
+    """Whether the job's last attempt ended without a recorded outcome."""
+    return (job.last_error or "").startswith(INTERRUPTED)
+
+
+class Reaper(threading.Thread):
+    """Runs ``reap`` every ``jobs.reap_interval`` seconds in a worker process,
+    apart from the task threads: recovery must not wait for a free worker
+    thread, nor for the minute of a periodic task."""
+
+    def __init__(self, registry):
+        super().__init__(name="guestguard-reaper", daemon=True)
+        self.registry = registry
+        self.every = registry.settings["jobs.reap_interval"]
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.every):
+            try:
+                run_task_now(self.registry, reap)
+            except Exception as exc:
+                report = self.registry.get("db.outage")
+                if report is not None and report(exc, "the reaper"):
+                    continue
+                log.exception("the reaper failed")
+
+    def stop(self) -> None:
+        self.stopped.set()
+        if self.is_alive():
+            self.join(REAP_PASS_SECONDS + 5)
+
+
+def start_reaper(registry) -> Reaper:
+    reaper = Reaper(registry)
+    reaper.start()
+    registry["jobs.reaper"] = reaper
+    atexit.register(reaper.stop)
+    return reaper
+
+
 def includeme(config) -> None:
     settings = config.get_settings()
     config.registry["huey"] = make_huey(settings)
@@ -339,4 +490,5 @@ def includeme(config) -> None:
     config.add_directive("add_task", add_task)
     config.add_directive("add_periodic_task", add_periodic_task)
     config.add_directive("add_durable_job", add_durable_job)
-    config.add_periodic_task(reap, crontab(minute="*"))
+    # Worker processes also run it every jobs.reap_interval seconds (Reaper).
+    config.add_periodic_task(reap, crontab(minute="*"), in_transaction=False)

@@ -143,6 +143,9 @@ class AppFactory:
             consumer = app.registry.get("huey.consumer")
             if consumer is not None:
                 consumer.stop(graceful=True)
+            reaper = app.registry.get("jobs.reaper")
+            if reaper is not None:
+                reaper.stop()
             app.registry["db.engine"].dispose()
 
 

@@ -1,5 +1,6 @@
 """One way to read input: a pydantic model per request body, query string or
-form, and errors in the house's words with every field named.
+form (forms through ``web.Form``), and errors in the house's words with every
+field named.
 
 The house's words live in one place, ``MESSAGES``, keyed by pydantic's error
 *type*. Checks of our own raise ``house_error`` (a field's problem) or
@@ -282,15 +283,3 @@ def parse_query(request, schema: type[Model]) -> Model:
         name, words = next(iter(field_errors(exc).items()))
         message = f"{name} {words}"
         raise APIError(400, "bad_request", message if message.endswith(".") else message + ".") from None
-
-
-def parse_form(request, schema: type[Model], fields: tuple[str, ...],
-               checkboxes: tuple[str, ...] = ()) -> tuple[Model | None, dict[str, str]]:
-    """Validate the named form fields; returns (model, {}) or (None, errors).
-    An unticked checkbox, which browsers leave out of the body, is False."""
-    data: dict[str, Any] = {name: request.POST[name] for name in fields if name in request.POST}
-    data.update({name: name in request.POST for name in checkboxes})
-    try:
-        return schema.model_validate(data), {}
-    except ValidationError as exc:
-        return None, field_errors(exc)

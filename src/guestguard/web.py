@@ -1,20 +1,24 @@
 """HTML basics: Jinja2 from templates/, static files, security headers."""
 from __future__ import annotations
 
+import datetime as dt
+import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from pyramid.csrf import get_csrf_token
 from pyramid.events import BeforeRender, NewRequest, subscriber
 from pyramid.session import SignedCookieSessionFactory
 from pyramid.view import view_config
 
-from guestguard.errors import APIError, is_api_request
+from guestguard import timefmt
+from guestguard.errors import APIError, Refusal, is_api_request
 from guestguard.keys import derive_key
 from guestguard.timefmt import add_filters
-from guestguard.validation import parse_form
+from guestguard.validation import MESSAGES, field_errors
 
 CSP_DIRECTIVES: tuple[tuple[str, str], ...] = (
     ("default-src", "'self'"),
@@ -165,7 +169,39 @@ def private(request, status: int = 200) -> None:
     request.response.headers["Referrer-Policy"] = "no-referrer"
 
 
+# --- reading HTML forms ------------------------------------------------------------
+#
+# Every page's form is declared once (its fields, labels and what a blank
+# means) and read by Form.read: the values go to the area's pydantic model,
+# the problems come back as sentences in the order of the form.
+
+TEXT, PASSWORD, CHECKBOX, LIST, DATETIME = "text", "password", "checkbox", "list", "datetime"
+KEEP, OMIT, NONE = "keep", "omit", "none"
+NOT_A_TIME = "must be a date and time, like 2030-06-21 19:00"
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a form.
+
+    ``kind``: ``text`` (trimmed), ``password`` (taken as typed, never echoed
+    back), ``checkbox`` (ticked or not: a bool), ``list`` (comma-separated,
+    blanks dropped) or ``datetime`` (a datetime-local input: wall-clock time
+    in the form's zone, made aware). ``blank``: what an empty value means —
+    ``keep`` the empty string, ``omit`` the field (the model's default) or
+    ``none``: None, or left out when the model requires the field, so it
+    reads "is required". ``choice``: the one message for any problem with a
+    field whose value comes from a list (pydantic's wording about literals
+    helps nobody)."""
+    name: str
+    label: str | None = None
+    kind: str = TEXT
+    blank: str = KEEP
+    choice: str | None = None
+
+
 def sentence(field: str, message: str, labels: dict[str, str] | None = None) -> str:
+    """A message as a sentence: "is required" under "Name" is "Name is required."."""
     label = (labels or {}).get(field)
     if label and message[:1].islower():
         message = f"{label} {message}"
@@ -173,19 +209,163 @@ def sentence(field: str, message: str, labels: dict[str, str] | None = None) -> 
     return message if message.endswith((".", "?", "!")) else message + "."
 
 
-def read_form(request, schema: type[BaseModel], fields: tuple[str, ...],
-              checkboxes: tuple[str, ...] = (), labels: dict[str, str] | None = None,
-              ) -> tuple[BaseModel | None, dict[str, str]]:
-    """The form validated, errors as sentences in the order of the form."""
-    data, errors = parse_form(request, schema, fields, checkboxes)
-    order = {name: index for index, name in enumerate(fields + checkboxes)}
-    found = sorted(errors.items(), key=lambda item: order.get(item[0], len(order)))
-    return data, {name: sentence(name, message, labels) for name, message in found}
+class Form:
+    """A page's form: the model it fills and its fields, in page order.
+
+    ``absent_as_blank``: a field missing from the body reads as blank (forms
+    whose every field is always sent); otherwise it is left out, so a
+    required one reads "is required". ``zone_field`` names the field whose
+    time zone the datetime fields are in."""
+
+    def __init__(self, schema: type[BaseModel], *fields: Field, absent_as_blank: bool = False,
+                 zone_field: str | None = None):
+        self.schema = schema
+        self.fields = fields
+        self.by_name = {field.name: field for field in fields}
+        self.labels = {field.name: field.label for field in fields if field.label}
+        self.absent_as_blank = absent_as_blank
+        self.zone_field = zone_field
+
+    def using(self, schema: type[BaseModel]) -> Form:
+        """The same fields filling another model (editing rather than creating)."""
+        return Form(schema, *self.fields, absent_as_blank=self.absent_as_blank, zone_field=self.zone_field)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.by_name)
+
+    def word(self, name: str, message: str) -> str:
+        """A problem with ``name`` as the page shows it."""
+        field = self.by_name.get(name)
+        if field is not None and field.choice:
+            return field.choice
+        # pydantic's own wording, which field_errors passes on for the types
+        # it does not word itself ("Input should be greater than or equal
+        # to 0"), reads as ours ("must be greater than or equal to 0").
+        if message.startswith(("Input should be ", "List should have ")):
+            message = "must " + message.split(" should ", 1)[1]
+        # A check across fields names the other field: by its label here.
+        for other in self.fields:
+            if "_" in other.name and other.label and other.name in message:
+                label = other.label if other.label[1:2].isupper() else other.label[:1].lower() + other.label[1:]
+                message = re.sub(rf"\b{re.escape(other.name)}\b", f"the {label}", message)
+        return sentence(name, message, self.labels)
+
+    def rank(self, errors: dict[str, str]) -> dict[str, str]:
+        order = {name: index for index, name in enumerate(self.names)}
+        return dict(sorted(errors.items(), key=lambda item: order.get(item[0], len(order))))
+
+    def typed(self, request) -> dict[str, Any]:
+        """What was typed, to fill the form again (never passwords)."""
+        typed: dict[str, Any] = {}
+        for field in self.fields:
+            if field.kind == CHECKBOX:
+                typed[field.name] = field.name in request.POST
+            elif field.kind != PASSWORD:
+                typed[field.name] = request.POST.get(field.name, "")
+        return typed
+
+    def _zone(self, request, zone: str | None) -> str | None:
+        if self.zone_field:
+            named = request.POST.get(self.zone_field, "").strip()
+            try:
+                timefmt.zone(named)
+            except timefmt.UnknownZone:
+                pass  # the zone field has its own error; times stay as typed
+            else:
+                return named
+        return zone
+
+    def read(self, request, *, extra: dict[str, Any] | None = None, zone: str | None = None,
+             assume: dict[str, Any] | None = None) -> Submitted:
+        """Read and validate the form. ``extra``: values that do not come from
+        the page (the workspace of a new event). ``zone``: the datetime
+        fields' zone when the form has no zone field of its own (or an
+        unusable one). ``assume``: values standing in for fields left blank,
+        so that every other field is still checked; the blank ones are
+        reported all the same."""
+        values: dict[str, Any] = dict(extra or {})
+        errors: dict[str, str] = {}
+        zone = self._zone(request, zone)
+        for field in self.fields:
+            name = field.name
+            if field.kind == CHECKBOX:
+                values[name] = name in request.POST
+                continue
+            if name not in request.POST and not self.absent_as_blank:
+                continue
+            raw = request.POST.get(name, "")
+            if field.kind == LIST:
+                values[name] = [item.strip() for item in raw.split(",") if item.strip()]
+                continue
+            value = raw if field.kind == PASSWORD else raw.strip()
+            if not value:
+                if field.blank == KEEP:
+                    values[name] = value
+                elif field.blank == NONE and not self._required(name):
+                    values[name] = None
+                continue
+            if field.kind == DATETIME:
+                try:
+                    values[name] = (timefmt.from_form(value, zone) if zone
+                                    else dt.datetime.fromisoformat(value))
+                except ValueError:
+                    errors[name] = NOT_A_TIME
+                continue
+            values[name] = value
+        assumed = {name: value for name, value in (assume or {}).items() if name not in values}
+        model = None
+        try:
+            model = self.schema.model_validate({**values, **assumed})
+        except ValidationError as exc:
+            for name, message in field_errors(exc).items():
+                errors.setdefault(name, message)  # our own reading first
+        for name in assumed:
+            errors.setdefault(name, MESSAGES["missing"])
+        submitted = Submitted(self, model, {}, values)
+        for name, message in errors.items():
+            submitted.refuse(name, message)
+        return submitted
+
+    def _required(self, name: str) -> bool:
+        field = self.schema.model_fields.get(name)
+        return field is not None and field.is_required()
 
 
-def echo(request, *fields: str) -> dict[str, str]:
-    """What the user typed, for re-rendering a form (never passwords)."""
-    return {name: request.POST.get(name, "") for name in fields}
+@dataclass
+class Submitted:
+    """A form as read: the model (None when the values did not validate;
+    with ``assume``, validated with the assumed values), every problem as a
+    sentence in the order of the form, and the values read from the page.
+    Use the model only when ``ok``."""
+    form: Form
+    model: Any
+    errors: dict[str, str]
+    values: dict[str, Any]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def refuse(self, name: str, message: str) -> None:
+        """Add a problem found by the view ("must be after starts_at"),
+        worded like the others; the first problem of a field stays."""
+        if name not in self.errors:
+            self.errors[name] = self.form.word(name, message)
+            ranked = self.form.rank(self.errors)
+            self.errors.clear()
+            self.errors.update(ranked)
+
+    def refused(self, error: Refusal) -> dict[str, str]:
+        """A service's refusal as the form's errors: its fields' problems
+        worded (a batch's only row counts as the fields), else its message
+        under the field it names, else under FORM."""
+        fields = error.extra.get("fields") or error.extra.get("rows", {}).get("0") or {}
+        names = self.form.names
+        found = {name: self.form.word(name, message) for name, message in fields.items() if name in names}
+        if found:
+            return self.form.rank(found)
+        return {error.field if error.field in names else FORM: error.message}
 
 
 def flash(request, message: str) -> None:

@@ -61,6 +61,11 @@ class SignupInput(Input):
         return value
 
 
+class AcceptPoliciesInput(Input):
+    """The policy acceptance page's one checkbox."""
+    accept: Annotated[bool, AfterValidator(_accepted)]
+
+
 class EmailInput(Input):
     model_config = ConfigDict(json_schema_extra={"examples": [{"email": "ada@example.com"}]})
 

@@ -88,15 +88,19 @@ def signup(ctx, *, email: str, password: str, display_name: str) -> User | None:
 def _issue_user_token(ctx, user: User, purpose: str, ttl: dt.timedelta) -> str:
     """A fresh single-use token; earlier unused ones of the same purpose die."""
     now = utcnow()
+    _expire_user_tokens(ctx, user, purpose, now)
+    raw, token_hash = new_token()
+    ctx.db.add(UserToken(user_id=user.id, purpose=purpose, token_hash=token_hash,
+                             expires_at=now + ttl))
+    return raw
+
+
+def _expire_user_tokens(ctx, user: User, purpose: str, now: dt.datetime) -> None:
     ctx.db.execute(update(UserToken)
                        .where(UserToken.user_id == user.id, UserToken.purpose == purpose,
                               UserToken.used_at.is_(None))
                        .values(used_at=now)
                        .execution_options(synchronize_session=False))
-    raw, token_hash = new_token()
-    ctx.db.add(UserToken(user_id=user.id, purpose=purpose, token_hash=token_hash,
-                             expires_at=now + ttl))
-    return raw
 
 
 def _consume_user_token(ctx, raw: str, purpose: str) -> User:
@@ -315,6 +319,8 @@ def change_password(ctx, user: User, current_session: AuthSession | None, *,
 def _set_password(ctx, user: User, new_password: str) -> None:
     user.password_hash = passwords(ctx).hash(new_password)
     user.password_changed_at = utcnow()
+    # A reset link mailed before the change must not undo it.
+    _expire_user_tokens(ctx, user, RESET_PASSWORD, user.password_changed_at)
     queue_notification(ctx, channel="email", recipient=user.email, template="password_changed",
                        context={"display_name": user.display_name},
                        sealed={"reset_url": ctx.url("forgot_password")})

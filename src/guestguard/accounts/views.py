@@ -17,21 +17,27 @@ from guestguard.accounts import services, sessions
 from guestguard.accounts.devices import describe_device
 from guestguard.accounts.models import WEB
 from guestguard.accounts.schemas import (
-    ChangePasswordInput, EmailInput, LoginInput, NewPasswordInput, ProfileInput, SignupInput,
+    AcceptPoliciesInput, ChangePasswordInput, EmailInput, LoginInput, NewPasswordInput, ProfileInput,
+    SignupInput,
 )
 from guestguard.accounts.services import AccountError
 from guestguard.captcha import FORM_ERROR_KEY, form_captcha, form_captcha_refusal
 from guestguard.db import utcnow
 from guestguard.permissions import ACCOUNT, ACCOUNT_BASICS
-from guestguard.web import FORM, echo, private, read_form, redirect, safe_next
+from guestguard.web import CHECKBOX, PASSWORD, Field, Form, private, redirect, safe_next
 
-LABELS = {
-    "display_name": "Your name",
-    "email": "Email",
-    "password": "Password",
-    "current_password": "Current password",
-    "new_password": "New password",
-}
+DISPLAY_NAME = Field("display_name", "Your name")
+EMAIL = Field("email", "Email")
+SIGNUP_FORM = Form(SignupInput, DISPLAY_NAME, EMAIL, Field("password", "Password", PASSWORD),
+                   Field("accept_policies", kind=CHECKBOX))
+EMAIL_FORM = Form(EmailInput, EMAIL)
+LOGIN_FORM = Form(LoginInput, EMAIL, Field("password", "Password", PASSWORD), Field("accept_policies", kind=CHECKBOX))
+RESET_FORM = Form(NewPasswordInput, Field("password", "New password", PASSWORD))
+PROFILE_FORM = Form(ProfileInput, DISPLAY_NAME)
+PASSWORD_FORM = Form(ChangePasswordInput, Field("current_password", "Current password", PASSWORD),
+                     Field("new_password", "New password", PASSWORD), Field("end_other_sessions", kind=CHECKBOX))
+ACCEPT_FORM = Form(AcceptPoliciesInput, Field("accept", kind=CHECKBOX,
+                                              choice="Tick the box to accept the privacy policy and terms."))
 ACCOUNT_PAGE = "accounts/account.jinja2"
 SAME_ANSWER = ("If that address can receive email, a message is on its way. "
                "Check your inbox (and spam folder).")
@@ -73,13 +79,11 @@ def signup_form(request):
 def signup(request):
     if request.identity is not None:
         return redirect(request, request.route_path("dashboard"))
-    data, errors = read_form(request, SignupInput, ("display_name", "email", "password"),
-                             checkboxes=("accept_policies",), labels=LABELS)
-    status = check_captcha(request, errors)
-    if errors:
-        values = echo(request, "email", "display_name")
-        values["accept_policies"] = "accept_policies" in request.POST
-        return captcha_page(request, status, values=values, errors=errors)
+    form = SIGNUP_FORM.read(request)
+    status = check_captcha(request, form.errors)
+    if form.errors:
+        return captcha_page(request, status, values=SIGNUP_FORM.typed(request), errors=form.errors)
+    data = form.model
     services.signup(request.ctx, email=data.email, password=data.password, display_name=data.display_name)
     request.session.flash("Almost done: we sent a link to verify your address. Open it to finish signing up.",
                           "success")
@@ -112,11 +116,11 @@ def resend_verification_form(request):
 @view_config(route_name="resend_verification", request_method="POST",
              renderer="accounts/resend_verification.jinja2", rate_limit="resend_verification")
 def resend_verification(request):
-    data, errors = read_form(request, EmailInput, ("email",), labels=LABELS)
-    if errors:
+    form = EMAIL_FORM.read(request)
+    if not form.ok:
         private(request, 400)
-        return {"values": echo(request, "email"), "errors": errors}
-    services.resend_verification(request.ctx, data.email)
+        return {"values": EMAIL_FORM.typed(request), "errors": form.errors}
+    services.resend_verification(request.ctx, form.model.email)
     request.session.flash(SAME_ANSWER, "success")
     return redirect(request, request.route_path("resend_verification"))
 
@@ -138,17 +142,18 @@ def login(request):
     if request.identity is not None:
         return redirect(request, request.route_path("dashboard"))
     next_path = safe_next(request.POST.get("next"))
-    page = {"values": echo(request, "email"), "next": next_path}
-    data, errors = read_form(request, LoginInput, ("email", "password"), checkboxes=("accept_policies",), labels=LABELS)
-    if errors:
+    page = {"values": LOGIN_FORM.typed(request), "next": next_path}
+    form = LOGIN_FORM.read(request)
+    if not form.ok:
         private(request, 400)
-        return {**page, "errors": errors}
+        return {**page, "errors": form.errors}
+    data = form.model
     try:
         result = services.login(request.ctx, email=data.email, password=data.password, kind=WEB,
                                 accept_policies=data.accept_policies)
     except AccountError as error:
         private(request, error.status)
-        return {**page, "errors": {error.field or FORM: error.message}, "refusal": error.code,
+        return {**page, "errors": form.refused(error), "refusal": error.code,
                 "unverified_email": data.email if error.code == "email_not_verified" else None}
     request.session.invalidate()
     seconds = int((result.session.expires_at - utcnow()).total_seconds())
@@ -168,7 +173,7 @@ def logout_confirm(request):
 @view_config(route_name="logout", request_method="POST")
 def logout(request):
     identity = request.identity
-    if identity is not None:
+    if identity is not None and identity.session is not None:  # an API key has no login to end
         services.logout(request.ctx, identity.session)
     forget(request)
     request.session.invalidate()
@@ -187,11 +192,11 @@ def forgot_password_form(request):
 @view_config(route_name="forgot_password", request_method="POST",
              renderer="accounts/forgot_password.jinja2", rate_limit="forgot_password")
 def forgot_password(request):
-    data, errors = read_form(request, EmailInput, ("email",), labels=LABELS)
-    status = check_captcha(request, errors)
-    if errors:
-        return captcha_page(request, status, values=echo(request, "email"), errors=errors)
-    services.forgot_password(request.ctx, data.email)
+    form = EMAIL_FORM.read(request)
+    status = check_captcha(request, form.errors)
+    if form.errors:
+        return captcha_page(request, status, values=EMAIL_FORM.typed(request), errors=form.errors)
+    services.forgot_password(request.ctx, form.model.email)
     request.session.flash(SAME_ANSWER, "success")
     return redirect(request, request.route_path("forgot_password"))
 
@@ -207,14 +212,14 @@ def reset_password_form(request):
 @view_config(route_name="reset_password", request_method="POST", renderer="accounts/reset_password.jinja2")
 def reset_password(request):
     token = request.matchdict["token"]
-    data, errors = read_form(request, NewPasswordInput, ("password",), labels={"password": "New password"})
-    if errors:
+    form = RESET_FORM.read(request)
+    if not form.ok:
         if not services.check_reset_token(request.ctx, token):
             return link_invalid(request, "forgot_password", "Ask for a new reset link")
         private(request, 400)
-        return {"errors": errors}
+        return {"errors": form.errors}
     try:
-        services.reset_password(request.ctx, token, data.password)
+        services.reset_password(request.ctx, token, form.model.password)
     except AccountError:
         return link_invalid(request, "forgot_password", "Ask for a new reset link")
     # Every session ended, this browser's included.
@@ -265,10 +270,10 @@ def account(request):
 @view_config(route_name="account_profile", request_method="POST", permission=ACCOUNT,
              renderer=ACCOUNT_PAGE)
 def account_profile(request):
-    data, errors = read_form(request, ProfileInput, ("display_name",), labels=LABELS)
-    if errors:
-        return account_page(request, 400, profile={"values": echo(request, "display_name"), "errors": errors})
-    services.update_profile(request.ctx, request.identity.user, display_name=data.display_name)
+    form = PROFILE_FORM.read(request)
+    if not form.ok:
+        return account_page(request, 400, profile={"values": PROFILE_FORM.typed(request), "errors": form.errors})
+    services.update_profile(request.ctx, request.identity.user, display_name=form.model.display_name)
     request.session.flash("Your profile was saved.", "success")
     return redirect(request, request.route_path("account"))
 
@@ -276,21 +281,18 @@ def account_profile(request):
 @view_config(route_name="account_password", request_method="POST", permission=ACCOUNT,
              renderer=ACCOUNT_PAGE, rate_limit="password_change")
 def account_password(request):
-    data, errors = read_form(request, ChangePasswordInput, ("current_password", "new_password"),
-                             checkboxes=("end_other_sessions",), labels=LABELS)
-    ticked = "end_other_sessions" in request.POST
-    if errors:
-        return account_page(request, 400,
-                            password={"values": {"end_other_sessions": ticked}, "errors": errors})
+    form = PASSWORD_FORM.read(request)
+    typed = PASSWORD_FORM.typed(request)  # the checkbox alone: passwords are never echoed
+    if not form.ok:
+        return account_page(request, 400, password={"values": typed, "errors": form.errors})
+    data = form.model
     identity = request.identity
     try:
         ended = services.change_password(
             request.ctx, identity.user, identity.session, current_password=data.current_password,
             new_password=data.new_password, end_other_sessions=data.end_other_sessions)
     except AccountError as error:
-        return account_page(request, error.status, password={
-            "values": {"end_other_sessions": ticked},
-            "errors": {error.field or FORM: error.message}})
+        return account_page(request, error.status, password={"values": typed, "errors": form.refused(error)})
     message = "Your password was changed."
     if ended:
         message += f" {ended} other session{'' if ended == 1 else 's'} signed out."
@@ -347,10 +349,10 @@ def accept_policies_form(request):
              renderer="accounts/accept_policies.jinja2")
 def accept_policies(request):
     next_path = safe_next(request.POST.get("next"))
-    if "accept" not in request.POST:
+    form = ACCEPT_FORM.read(request)
+    if not form.ok:
         private(request, 400)
-        return {**policies_context(request), "next": next_path,
-                "errors": {"accept": "Tick the box to accept the privacy policy and terms."}}
+        return {**policies_context(request), "next": next_path, "errors": form.errors}
     services.accept_current_policies(request.ctx, request.identity.user)
     request.session.flash("Thank you: you accepted the current privacy policy and terms.", "success")
     return redirect(request, next_path or request.route_path("account"))

@@ -14,12 +14,11 @@ import datetime as dt
 from urllib.parse import urlsplit
 
 import icalendar
-from pydantic import ValidationError
 from pyramid.renderers import render_to_response
 from pyramid.response import Response
 from pyramid.view import view_config
 
-from guestguard.web import private, redirect, sentence
+from guestguard.web import OMIT, Field, Form, Submitted, private, redirect
 from guestguard.db import utcnow
 from guestguard.events import invitations
 from guestguard.guard import access
@@ -27,13 +26,17 @@ from guestguard.events.models import MAYBE, NO, YES, Event, Guest, InvitationLin
 from guestguard.guard.models import ANSWER, CALENDAR, VIEW
 from guestguard.events.schemas import RsvpInput
 from guestguard.events.services import EventsError
-from guestguard.validation import field_errors
 
 PAGE = "guest/invitation.jinja2"
 INVALID_PAGE = "guest/invalid.jinja2"
-FIELDS = ("response", "plus_ones", "dietary", "message")
-LABELS = {"response": "Your answer", "plus_ones": "Number of guests", "dietary": "Dietary needs",
-          "message": "Message to your host"}
+# A blank answer or number of guests is left out; without an answer the
+# other fields are still checked (as if yes), so every problem shows at once.
+RSVP_FORM = Form(
+    RsvpInput,
+    Field("response", "Your answer", blank=OMIT, choice="Choose yes, no or maybe."),
+    Field("plus_ones", "Number of guests", blank=OMIT),
+    Field("dietary", "Dietary needs"), Field("message", "Message to your host"),
+    absent_as_blank=True)
 ANSWERS = ((YES, "Yes, I'll be there"), (NO, "No, I can't come"), (MAYBE, "Maybe"))
 
 
@@ -87,26 +90,16 @@ def invitation_page(request):
     return page(request, link, guest, event)
 
 
-def read_answer(request, guest: Guest) -> tuple[RsvpInput | None, dict[str, str], dict[str, str]]:
-    """The form as an RsvpInput, or the errors as sentences; and what was typed."""
-    typed = {name: request.POST.get(name, "") for name in FIELDS}
-    data = {name: value for name, value in typed.items() if value.strip() or name in ("dietary", "message")}
-    chosen = "response" in data
-    try:
-        # Without an answer the other fields are still checked, to report all at once.
-        parsed = RsvpInput.model_validate(data if chosen else {**data, "response": YES})
-        found = {}
-    except ValidationError as exc:
-        parsed, found = None, field_errors(exc)
-    if not chosen:
-        found["response"] = "Choose yes, no or maybe."
-    if parsed is not None and parsed.response != NO:
+def read_answer(request, guest: Guest) -> Submitted:
+    """The RSVP form, the plus-ones the guest may bring checked too."""
+    form = RSVP_FORM.read(request, assume={"response": YES})
+    if form.model is not None and form.model.response != NO:
         try:
-            invitations.check_plus_ones(guest, parsed.plus_ones)
+            invitations.check_plus_ones(guest, form.model.plus_ones)
         except EventsError as error:
-            found.update(error.extra["fields"])
-    errors = {name: sentence(name, found[name], LABELS) for name in FIELDS if name in found}
-    return (parsed if not errors else None), errors, typed
+            for name, message in error.extra["fields"].items():
+                form.refuse(name, message)
+    return form
 
 
 @view_config(route_name="rsvp", request_method="POST", renderer=PAGE, rate_limit="rsvp", require_csrf=False)
@@ -115,16 +108,16 @@ def rsvp(request):
     if found is None:
         return invalid(request)
     link, guest, event = found
-    data, errors, typed = read_answer(request, guest)
-    if data is None:
-        return page(request, link, guest, event, status=422, errors=errors, form=typed)
+    form = read_answer(request, guest)
+    typed = RSVP_FORM.typed(request)
+    if not form.ok:
+        return page(request, link, guest, event, status=422, errors=form.errors, form=typed)
+    data = form.model
     try:
         _, new = invitations.submit_rsvp(request.ctx, link, guest, event, data)
     except EventsError as error:
         if error.code == "validation_failed":
-            fields = error.extra.get("fields", {})
-            errors = {name: sentence(name, message, LABELS) for name, message in fields.items()}
-            return page(request, link, guest, event, status=422, errors=errors, form=typed)
+            return page(request, link, guest, event, status=422, errors=form.refused(error), form=typed)
         return page(request, link, guest, event, status=error.status, refusal=error)
     thanks = {YES: "Thank you! We've let your host know you're coming.",
               NO: "Thank you for letting your host know you can't come.",

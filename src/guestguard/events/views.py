@@ -6,16 +6,14 @@ Refusals from the services are rendered, never raised: pyramid_tm would roll
 their audit rows back with the exception."""
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 
-from pydantic import ValidationError
 from pyramid.response import Response
 from pyramid.view import view_config
 from sqlalchemy import select
 
 from guestguard import timefmt
-from guestguard.web import FORM, flash, private, redirect, sentence
+from guestguard.web import DATETIME, LIST, NONE, OMIT, Field, Form, Submitted, flash, private, redirect
 from guestguard.db import utcnow
 from guestguard.activity import feed
 from guestguard.events import invitations, pages, services
@@ -26,21 +24,9 @@ from guestguard.events.services import EventsError
 from guestguard.pagination import InvalidCursor
 from guestguard.permissions import ACCOUNT, EVENTS_EDIT, EVENTS_VIEW, GUESTS_EDIT, GUESTS_VIEW, granted
 from guestguard.ratelimit import enforce
-from guestguard.validation import field_errors
 from guestguard.workspaces.models import Workspace
 
-EVENT_FIELDS = ("name", "description", "venue", "starts_at", "ends_at", "timezone", "rsvp_deadline",
-                "default_plus_ones", "host_message", "status")
 TIME_FIELDS = ("starts_at", "ends_at", "rsvp_deadline")
-GUEST_FIELDS = ("name", "email", "phone", "plus_ones_allowed", "group", "tags", "notes")
-LABELS = {
-    "name": "Name", "description": "Description", "venue": "Venue", "starts_at": "Start",
-    "ends_at": "End", "timezone": "Time zone", "rsvp_deadline": "RSVP deadline",
-    "default_plus_ones": "Plus-ones per guest", "host_message": "Message to guests", "status": "Status",
-    "email": "Email", "phone": "Phone", "plus_ones_allowed": "Plus-ones allowed", "group": "Group",
-    "tags": "Tags", "notes": "Notes",
-}
-CHOICE_ERRORS = {"status": "Choose a status from the list."}
 STATUS_LABELS = {"draft": "Draft", "published": "Published", "cancelled": "Cancelled"}
 STATUS_HINTS = {"draft": "only your team sees it", "published": "invitations can go out",
                 "cancelled": "guests see that it is cancelled"}
@@ -67,104 +53,41 @@ PAGE_SIZE = services.DEFAULT_PAGE_SIZE
 
 # --- reading forms -------------------------------------------------------------
 
-
-def _message(name: str, message: str) -> str:
-    if message.startswith(("Input should be ", "List should have ")):
-        message = "must " + message.split(" should ", 1)[1]
-    message = message.replace("starts_at", "the start")
-    return CHOICE_ERRORS.get(name) or sentence(name, message, LABELS)
-
-
-def _validate(schema, data: dict, order: tuple[str, ...], errors: dict[str, str]):
-    """The schema's model, or None with every problem in ``errors`` (in the
-    order of the form, ours first where both found one)."""
-    model = None
-    try:
-        model = schema.model_validate(data)
-    except ValidationError as exc:
-        for name, message in field_errors(exc).items():
-            errors.setdefault(name, message)
-    if errors:
-        model = None
-    ranked = sorted(errors.items(), key=lambda item: order.index(item[0]) if item[0] in order else len(order))
-    errors.clear()
-    errors.update({name: _message(name, message) for name, message in ranked})
-    return model
+# Times are wall-clock times in the event's zone (datetime-local inputs); an
+# empty optional field means "none". Every field is always sent.
+EVENT_FORM = Form(
+    EventInput,
+    Field("name", "Name"), Field("description", "Description"), Field("venue", "Venue"),
+    Field("starts_at", "Start", DATETIME, NONE), Field("ends_at", "End", DATETIME, NONE),
+    Field("timezone", "Time zone"), Field("rsvp_deadline", "RSVP deadline", DATETIME, NONE),
+    Field("default_plus_ones", "Plus-ones per guest", blank=OMIT), Field("host_message", "Message to guests"),
+    Field("status", "Status", blank=OMIT, choice="Choose a status from the list."),
+    absent_as_blank=True, zone_field="timezone")
+EVENT_EDIT_FORM = EVENT_FORM.using(EventFields)
+GUEST_FORM = Form(
+    GuestInput,
+    Field("name", "Name"), Field("email", "Email", blank=NONE), Field("phone", "Phone", blank=NONE),
+    Field("plus_ones_allowed", "Plus-ones allowed", blank=OMIT), Field("group", "Group"),
+    Field("tags", "Tags", LIST), Field("notes", "Notes"),
+    absent_as_blank=True)
+GUEST_EDIT_FORM = GUEST_FORM.using(GuestFields)
 
 
-def read_event(request, *, editing: bool, workspace_id: uuid.UUID | None = None):
-    """(model, errors) from the event form. Empty optional fields mean "none";
-    times are wall-clock times in the event's zone (datetime-local inputs)."""
-    data: dict = {} if editing else {"workspace_id": workspace_id}
-    errors: dict[str, str] = {}
-    for name in EVENT_FIELDS:
-        raw = request.POST.get(name, "").strip()
-        if name in TIME_FIELDS:
-            if not raw:
-                if editing:
-                    data[name] = None
-                continue
-            try:
-                data[name] = dt.datetime.fromisoformat(raw)
-            except ValueError:
-                errors[name] = "must be a date and time, like 2030-06-21 19:00"
-        elif name == "default_plus_ones":
-            if raw:
-                data[name] = raw
-        elif name == "status" and not raw:
-            continue
-        else:
-            data[name] = raw
-    model = _validate(EventFields if editing else EventInput, data, EVENT_FIELDS, errors)
-    if errors and not any(name in errors for name in TIME_FIELDS + ("timezone",)) and data.get("starts_at"):
-        # pydantic skips the check across fields when a field failed: do it
-        # here, so every problem shows at once.
+def read_event(request, form: Form, **extra) -> Submitted:
+    """The event form, every problem at once: pydantic skips the check across
+    fields when a field failed, so it is made here too."""
+    submitted = form.read(request, extra=extra)
+    values = submitted.values
+    if (submitted.errors and values.get("starts_at")
+            and not any(name in submitted.errors for name in TIME_FIELDS + ("timezone",))):
         try:
-            check_times(data["starts_at"], data.get("ends_at"), data.get("rsvp_deadline"), data["timezone"])
-        except (ValueError, KeyError) as exc:
+            check_times(values["starts_at"], values.get("ends_at"), values.get("rsvp_deadline"),
+                        values["timezone"])
+        except ValueError as exc:
             name, _, message = str(exc).partition(": ")
             if name in TIME_FIELDS:
-                errors[name] = _message(name, message)
-                ranked = sorted(errors.items(), key=lambda item: EVENT_FIELDS.index(item[0])
-                                if item[0] in EVENT_FIELDS else len(EVENT_FIELDS))
-                errors.clear()
-                errors.update(ranked)
-    return model, errors
-
-
-def read_guest(request, *, editing: bool):
-    """(model, errors) from the guest form. Tags are comma-separated."""
-    data: dict = {}
-    errors: dict[str, str] = {}
-    for name in GUEST_FIELDS:
-        raw = request.POST.get(name, "").strip()
-        if name in ("email", "phone"):
-            if raw or editing:
-                data[name] = raw or None
-        elif name == "plus_ones_allowed":
-            if raw:
-                data[name] = raw
-        elif name == "tags":
-            data[name] = [tag.strip() for tag in raw.split(",") if tag.strip()]
-        else:
-            data[name] = raw
-    return _validate(GuestFields if editing else GuestInput, data, GUEST_FIELDS, errors), errors
-
-
-def guest_refusal(error: EventsError) -> dict[str, str]:
-    fields = error.extra.get("fields") or error.extra.get("rows", {}).get("0") or {}
-    errors = {name: _message(name, message) for name, message in fields.items() if name in GUEST_FIELDS}
-    return errors or {FORM: error.message}
-
-
-def event_refusal(error: EventsError) -> dict[str, str]:
-    fields = error.extra.get("fields") or {}
-    errors = {name: _message(name, message) for name, message in fields.items() if name in EVENT_FIELDS}
-    return errors or {FORM: error.message}
-
-
-def echo(request, fields: tuple[str, ...]) -> dict[str, str]:
-    return {name: request.POST.get(name, "") for name in fields}
+                submitted.refuse(name, message)
+    return submitted
 
 
 # --- page context ----------------------------------------------------------------
@@ -266,10 +189,10 @@ def new_event_form(context, request):
              renderer="events/new.jinja2", rate_limit="event_create")
 def new_event(context, request):
     resource = context
-    data, errors = read_event(request, editing=False, workspace_id=resource.workspace_id)
-    if errors:
-        return new_event_page(request, resource, 400, echo(request, EVENT_FIELDS), errors)
-    event = services.create_event(request.ctx, resource.workspace_id, data)
+    form = read_event(request, EVENT_FORM, workspace_id=resource.workspace_id)
+    if not form.ok:
+        return new_event_page(request, resource, 400, EVENT_FORM.typed(request), form.errors)
+    event = services.create_event(request.ctx, resource.workspace_id, form.model)
     flash(request, f"Event “{event.name}” created. Add your guests next.")
     return redirect(request, request.route_path("event_page", event_id=event.id))
 
@@ -349,14 +272,14 @@ def edit_event(context, request):
         services.delete_event(request.ctx, event)
         flash(request, f"Event “{event.name}” was deleted.")
         return redirect(request, request.route_path("dashboard"))
-    data, errors = read_event(request, editing=True)
-    if errors:
-        return edit_event_page(request, context, 400, echo(request, EVENT_FIELDS), errors)
+    form = read_event(request, EVENT_EDIT_FORM)
+    if not form.ok:
+        return edit_event_page(request, context, 400, EVENT_FORM.typed(request), form.errors)
     try:
-        services.update_event(request.ctx, event, data)
+        services.update_event(request.ctx, event, form.model)
     except EventsError as error:
         return edit_event_page(request, context, 400 if error.status == 422 else error.status,
-                               echo(request, EVENT_FIELDS), event_refusal(error))
+                               EVENT_FORM.typed(request), form.refused(error))
     flash(request, f"Event “{event.name}” saved.")
     return redirect(request, request.route_path("event_page", event_id=event.id))
 
@@ -364,13 +287,13 @@ def edit_event(context, request):
 # --- guests ------------------------------------------------------------------------------
 
 
-def guest_conflict(request, event, error: EventsError):
+def guest_conflict(request, event, form: Submitted, error: EventsError):
     """(status, errors, existing guest) for a refused guest form: 409 naming
     the guest who already has the email, else 400 with the fields."""
     existing = None
     if error.extra.get("existing_guest_id"):
         existing = services.find_guest(request.db, event.id, uuid.UUID(error.extra["existing_guest_id"]))
-    errors = guest_refusal(error)
+    errors = form.refused(error)
     if existing is None:
         return 400, errors, None
     errors["email"] = f"This email is already on the list as {existing.name}."
@@ -392,15 +315,15 @@ def new_guest_form(context, request):
              renderer="events/guest_new.jinja2")
 def new_guest(context, request):
     event = context.event
-    data, errors = read_guest(request, editing=False)
-    if errors:
-        return new_guest_page(request, context, 400, echo(request, GUEST_FIELDS), errors)
+    form = GUEST_FORM.read(request)
+    if not form.ok:
+        return new_guest_page(request, context, 400, GUEST_FORM.typed(request), form.errors)
     enforce(request, "guest_create")
     try:
-        guest = services.add_guests(request.ctx, event, [data])[0]
+        guest = services.add_guests(request.ctx, event, [form.model])[0]
     except EventsError as error:
-        status, errors, existing = guest_conflict(request, event, error)
-        return new_guest_page(request, context, status, echo(request, GUEST_FIELDS), errors, existing)
+        status, errors, existing = guest_conflict(request, event, form, error)
+        return new_guest_page(request, context, status, GUEST_FORM.typed(request), errors, existing)
     flash(request, f"{guest.name} was added to the guest list.")
     if request.POST.get("then") == "another":
         return redirect(request, request.route_path("event_guests_new", event_id=event.id))
@@ -430,14 +353,14 @@ def guest_update(context, request):
         services.delete_guest(request.ctx, guest)
         flash(request, f"{guest.name} was removed from the guest list.")
         return redirect(request, request.route_path("event_page", event_id=event.id))
-    data, errors = read_guest(request, editing=True)
-    if errors:
-        return guest_page(request, context, 400, echo(request, GUEST_FIELDS), errors)
+    form = GUEST_EDIT_FORM.read(request)
+    if not form.ok:
+        return guest_page(request, context, 400, GUEST_FORM.typed(request), form.errors)
     try:
-        services.update_guest(request.ctx, event, guest, data)
+        services.update_guest(request.ctx, event, guest, form.model)
     except EventsError as error:
-        status, errors, existing = guest_conflict(request, event, error)
-        return guest_page(request, context, status, echo(request, GUEST_FIELDS), errors, existing)
+        status, errors, existing = guest_conflict(request, event, form, error)
+        return guest_page(request, context, status, GUEST_FORM.typed(request), errors, existing)
     flash(request, f"{guest.name}’s details were saved.")
     return redirect(request, request.route_path("event_guest", event_id=event.id, guest_id=guest.id))
 

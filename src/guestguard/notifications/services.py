@@ -140,9 +140,9 @@ def record_outcome(ctx, attempt: Attempt, provider_message_id: str | None,
                    error: str | None, permanent: bool):
     """Store the attempt's result; return when to retry, if ever.
 
-    When the reaper took the job back meanwhile (the send outlived
-    ``jobs.stale_after``), a success is still recorded so the message is not
-    sent again, and a failure is left to the retry the reaper queued."""
+    When the reaper took the job back meanwhile (the lease lapsed: the
+    worker could not renew it), a success is still recorded so the message is
+    not sent again, and a failure is left to the retry the reaper queued."""
     notification = ctx.db.get(Notification, attempt.notification_id, with_for_update=True)
     if notification is None:  # erased meanwhile (privacy): nothing to record
         return None

@@ -59,11 +59,14 @@ def cmd_migrate(args) -> int:
 def cmd_worker(args) -> int:
     from huey.consumer import Consumer
 
+    from guestguard.tasks import start_reaper
+
     config = _config(args.ini)
     config.make_wsgi_app()  # commits the configuration: tasks are registered
     registry = config.registry
     workers = args.workers or registry.settings["huey.workers"]
     consumer = Consumer(registry["huey"], workers=workers, worker_type="thread", periodic=True)
+    start_reaper(registry)  # every jobs.reap_interval seconds, beside the task threads
     consumer.run()
     return 0
 
@@ -146,6 +149,70 @@ def cmd_create_admin(args) -> int:
     return 0
 
 
+def cmd_events_list(args) -> int:
+    """Domain events of one status (or all), oldest first."""
+    from pyramid.scripting import prepare
+
+    from guestguard.domain import listing
+
+    config = _config(args.ini)
+    app = config.make_wsgi_app()
+    with prepare(registry=app.registry) as env:
+        request = env["request"]
+        with request.tm:
+            rows = listing(request.ctx, args.status, args.limit)
+            lines = [_event_line(row) for row in rows]
+    for line in lines:
+        print(line)
+    if not lines:
+        print(f"no {args.status + ' ' if args.status else ''}domain events", file=sys.stderr)
+    return 0
+
+
+def _event_line(row) -> str:
+    error = " ".join((row.last_error or "").split())
+    return "  ".join((str(row.id), row.status, f"attempts={row.attempts}",
+                      row.occurred_at.isoformat(timespec="seconds"), row.name, row.aggregate or "-",
+                      error[:200]))
+
+
+def cmd_events_replay(args) -> int:
+    """Put dead events back to pending and queue their delivery."""
+    import uuid
+
+    from pyramid.scripting import prepare
+
+    from guestguard.audit.services import record
+    from guestguard.domain import NotReplayable, replay
+
+    if bool(args.id) == bool(args.dead):
+        print("guestguard: events replay: name one event id or --dead", file=sys.stderr)
+        return 2
+    try:
+        ids = None if args.dead else [uuid.UUID(args.id)]
+    except ValueError:
+        print(f"guestguard: events replay: {args.id!r} is not an event id", file=sys.stderr)
+        return 2
+    config = _config(args.ini)
+    app = config.make_wsgi_app()
+    with prepare(registry=app.registry) as env:
+        request = env["request"]
+        try:
+            with request.tm:
+                rows = replay(request.ctx, ids)
+                for row in rows:
+                    record(request.ctx, "domain_event.replayed", target_type="domain_event", target_id=row.id,
+                           name=row.name)
+                replayed = [str(row.id) for row in rows]
+        except NotReplayable as exc:
+            print(f"guestguard: events replay: {exc}", file=sys.stderr)
+            return 1
+    for event_id in replayed:
+        print(f"replayed {event_id}")
+    print(f"{len(replayed)} domain event(s) queued again; a worker delivers them")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="guestguard", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -173,6 +240,19 @@ def build_parser() -> argparse.ArgumentParser:
     send_test.add_argument("--to", required=True)
     send_test.add_argument("--channel", choices=("email", "sms"), default="email")
     send_test.set_defaults(func=cmd_send_test)
+
+    events = sub.add_parser("events", help="list and replay domain events (the plugins' outbox)")
+    events_sub = events.add_subparsers(dest="events_command", required=True)
+    events_list = events_sub.add_parser("list", help="list domain events, oldest first")
+    events_list.add_argument("ini")
+    events_list.add_argument("--status", choices=("pending", "running", "delivered", "dead"))
+    events_list.add_argument("--limit", type=int, default=50)
+    events_list.set_defaults(func=cmd_events_list)
+    events_replay = events_sub.add_parser("replay", help="deliver dead domain events again")
+    events_replay.add_argument("ini")
+    events_replay.add_argument("id", nargs="?", help="the id of one dead event")
+    events_replay.add_argument("--dead", action="store_true", help="every dead event")
+    events_replay.set_defaults(func=cmd_events_replay)
 
     admin = sub.add_parser("create-admin", help="create or promote a platform admin")
     admin.add_argument("ini")

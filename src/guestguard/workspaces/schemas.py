@@ -20,6 +20,11 @@ class WorkspaceInput(Input):
     name: Name
 
 
+class DeleteWorkspaceInput(Input):
+    """The settings page's confirmation: the workspace's name, typed."""
+    confirm_name: str
+
+
 class RoleInput(Input):
     model_config = ConfigDict(json_schema_extra={"examples": [{"role": "admin"}]})
 

@@ -11,7 +11,7 @@ from pyramid.view import view_config
 from sqlalchemy import select
 
 from guestguard.accounts.models import User
-from guestguard.web import FORM, echo, private, read_form, redirect
+from guestguard.web import FORM, Field, Form, private, redirect
 from guestguard.permissions import (
     ACCOUNT, ADMIN, API_KEYS_MANAGE, MEMBERS_MANAGE, MEMBERS_VIEW, OWNER,
     OWNERSHIP_TRANSFER, ROLES, STAFF, WORKSPACE_CREATE, WORKSPACE_DELETE,
@@ -22,14 +22,21 @@ from guestguard.workspaces import services
 from guestguard.workspaces.api import own_membership
 from guestguard.workspaces.models import Workspace
 from guestguard.workspaces.schemas import (
-    ApiKeyInput, InvitationInput, RoleInput, TransferInput, WorkspaceInput,
+    ApiKeyInput, DeleteWorkspaceInput, InvitationInput, RoleInput, TransferInput, WorkspaceInput,
 )
 from guestguard.workspaces.services import WorkspaceError
 
-LABELS = {"name": "Name", "email": "Email", "role": "Role", "member_id": "New owner"}
+NAME = Field("name", "Name")
 # Choices come from a <select>: pydantic's wording about literals would not help.
-CHOICE_ERRORS = {"role": "Choose a role from the list.",
-                 "member_id": "Choose the member who becomes the owner."}
+ROLE = Field("role", "Role", choice="Choose a role from the list.")
+NEW_OWNER = Field("member_id", "New owner", choice="Choose the member who becomes the owner.")
+WORKSPACE_FORM = Form(WorkspaceInput, NAME)
+TRANSFER_FORM = Form(TransferInput, NEW_OWNER)
+DELETE_FORM = Form(DeleteWorkspaceInput, Field("confirm_name", choice="Type the workspace name exactly as shown "
+                                                                     "to delete it."))
+ROLE_FORM = Form(RoleInput, ROLE)
+INVITATION_FORM = Form(InvitationInput, Field("email", "Email"), ROLE)
+API_KEY_FORM = Form(ApiKeyInput, NAME, ROLE)
 ROLE_DESCRIPTIONS = {
     OWNER: "Everything, including billing, ownership and deleting the workspace.",
     ADMIN: "Everything except billing, ownership and deleting the workspace.",
@@ -54,15 +61,6 @@ INVITATION_PAGE = "workspaces/invitation.jinja2"
 
 
 # --- helpers -----------------------------------------------------------------
-
-
-def read(request, schema, fields: tuple[str, ...]):
-    data, errors = read_form(request, schema, fields, labels=LABELS)
-    return data, {name: CHOICE_ERRORS.get(name, message) for name, message in errors.items()}
-
-
-def refused(error: WorkspaceError, fields: tuple[str, ...] = ()) -> dict[str, str]:
-    return {error.field if error.field in fields else FORM: error.message}
 
 
 def workspace_page(request, context, section: str, status: int = 200, **extra) -> dict:
@@ -131,11 +129,11 @@ def new_workspace_form(request):
 @view_config(route_name="workspace_new", request_method="POST", permission=WORKSPACE_CREATE,
              renderer="workspaces/new.jinja2", rate_limit="workspace_create")
 def new_workspace(request):
-    data, errors = read(request, WorkspaceInput, ("name",))
-    if errors:
+    form = WORKSPACE_FORM.read(request)
+    if not form.ok:
         private(request, 400)
-        return {"values": echo(request, "name"), "errors": errors}
-    workspace = services.create_workspace(request.ctx, request.identity.user, data.name)
+        return {"values": WORKSPACE_FORM.typed(request), "errors": form.errors}
+    workspace = services.create_workspace(request.ctx, request.identity.user, form.model.name)
     request.session.flash(f"Workspace “{workspace.name}” created. You are its owner.", "success")
     return redirect(request, request.route_path("workspace_home", workspace_id=workspace.id))
 
@@ -178,10 +176,11 @@ def workspace_settings(context, request):
 @view_config(route_name="workspace_settings", request_method="POST", permission=WORKSPACE_EDIT,
              renderer=SETTINGS_PAGE)
 def rename_workspace(context, request):
-    data, errors = read(request, WorkspaceInput, ("name",))
-    if errors:
+    form = WORKSPACE_FORM.read(request)
+    if not form.ok:
         return settings_page(request, context, 400,
-                             rename={"values": echo(request, "name"), "errors": errors})
+                             rename={"values": WORKSPACE_FORM.typed(request), "errors": form.errors})
+    data = form.model
     services.rename_workspace(request.ctx, context.workspace, data.name)
     return go(request, "workspace_settings", context, f"The workspace is now called “{data.name}”.")
 
@@ -189,16 +188,16 @@ def rename_workspace(context, request):
 @view_config(route_name="workspace_transfer", request_method="POST", permission=OWNERSHIP_TRANSFER,
              renderer=SETTINGS_PAGE)
 def transfer_ownership(context, request):
-    data, errors = read(request, TransferInput, ("member_id",))
-    target = services.find_membership(request.db, context.workspace_id, data.member_id) if data else None
+    form = TRANSFER_FORM.read(request)
+    target = services.find_membership(request.db, context.workspace_id, form.model.member_id) if form.ok else None
     if target is None:
-        return settings_page(request, context, 400, transfer={
-            "values": {}, "errors": errors or {"member_id": CHOICE_ERRORS["member_id"]}})
+        form.refuse("member_id", "is not a member")  # worded as the field's choice
+        return settings_page(request, context, 400, transfer={"values": {}, "errors": form.errors})
     try:
         services.transfer_ownership(request.ctx, own_membership(request, context.workspace_id), target)
     except WorkspaceError as error:
         return settings_page(request, context, error.status, transfer={
-            "values": {"member_id": str(target.id)}, "errors": refused(error, ("member_id",))})
+            "values": {"member_id": str(target.id)}, "errors": form.refused(error)})
     return go(request, "workspace_settings", context,
               f"{target.user.display_name} is now the owner of “{context.workspace.name}”. "
               "You are an admin.")
@@ -214,18 +213,19 @@ def leave_workspace(context, request):
     try:
         services.remove_member(request.ctx, membership.role, membership)
     except WorkspaceError as error:
-        return settings_page(request, context, error.status, leave={"errors": refused(error)})
+        return settings_page(request, context, error.status, leave={"errors": {FORM: error.message}})
     return go(request, "account", message=f"You left “{context.workspace.name}”.")
 
 
 @view_config(route_name="workspace_delete", request_method="POST", permission=WORKSPACE_DELETE,
              renderer=SETTINGS_PAGE)
 def delete_workspace(context, request):
-    typed = request.POST.get("confirm_name", "").strip()
-    if typed != context.workspace.name:
+    form = DELETE_FORM.read(request)
+    if form.ok and form.model.confirm_name != context.workspace.name:
+        form.refuse("confirm_name", "is not the workspace's name")  # worded as the field's choice
+    if not form.ok:
         return settings_page(request, context, 400, delete={
-            "values": {"confirm_name": typed},
-            "errors": {"confirm_name": "Type the workspace name exactly as shown to delete it."}})
+            "values": {"confirm_name": form.values.get("confirm_name", "")}, "errors": form.errors})
     services.delete_workspace(request.ctx, context.workspace)
     return go(request, "account", message=f"Workspace “{context.workspace.name}” was deleted.")
 
@@ -260,9 +260,10 @@ def workspace_members(context, request):
              renderer=MEMBERS_PAGE)
 def change_member_role(context, request):
     member = context.record
-    data, errors = read(request, RoleInput, ("role",))
-    if errors:
-        return members_page(request, context, 400, errors["role"], member.id)
+    form = ROLE_FORM.read(request)
+    if not form.ok:
+        return members_page(request, context, 400, form.errors["role"], member.id)
+    data = form.model
     try:
         services.change_role(request.ctx, request.identity.roles.get(context.workspace_id),
                              member, data.role)
@@ -310,15 +311,15 @@ def workspace_invitations(context, request):
 @view_config(route_name="workspace_invitations", request_method="POST", permission=MEMBERS_MANAGE,
              renderer=INVITATIONS_PAGE, rate_limit="workspace_invite")
 def invite(context, request):
-    data, errors = read(request, InvitationInput, ("email", "role"))
-    if errors:
-        return invitations_page(request, context, 400, values=echo(request, "email", "role"),
-                                errors=errors)
+    form = INVITATION_FORM.read(request)
+    if not form.ok:
+        return invitations_page(request, context, 400, values=INVITATION_FORM.typed(request), errors=form.errors)
+    data = form.model
     try:
         services.invite(request.ctx, request.identity.user, context.workspace, data.email, data.role)
     except WorkspaceError as error:
-        return invitations_page(request, context, error.status, values=echo(request, "email", "role"),
-                                errors=refused(error, ("email", "role")))
+        return invitations_page(request, context, error.status, values=INVITATION_FORM.typed(request),
+                                errors=form.refused(error))
     return go(request, "workspace_invitations", context,
               f"Invitation sent to {data.email}. The link in it works for "
               f"{request.registry.settings['workspaces.invitation_ttl_days']} days.")
@@ -352,11 +353,11 @@ def workspace_api_keys(context, request):
 @view_config(route_name="workspace_api_keys", request_method="POST", permission=API_KEYS_MANAGE,
              renderer=API_KEYS_PAGE)
 def create_api_key(context, request):
-    data, errors = read(request, ApiKeyInput, ("name", "role"))
-    if errors:
-        return api_keys_page(request, context, 400, values=echo(request, "name", "role"), errors=errors)
+    form = API_KEY_FORM.read(request)
+    if not form.ok:
+        return api_keys_page(request, context, 400, values=API_KEY_FORM.typed(request), errors=form.errors)
     key, secret = services.create_api_key(request.ctx, context.workspace,
-                                          data.name, data.role)
+                                          form.model.name, form.model.role)
     # Rendered, not redirected: the secret exists only in this response,
     # which private() keeps out of every cache.
     return api_keys_page(request, context, 201, created={"key": key, "secret": secret})
