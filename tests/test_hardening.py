@@ -110,6 +110,14 @@ def test_deeply_nested_json_is_a_400(app):
     assert response.json["error"]["code"] == "invalid_json"
 
 
+@pytest.mark.parametrize("body", [{"name": "Gala\u0000"}, {"name\u0000": "Gala"}, [{"tags": ["a", "b\u0000"]}]])
+def test_nul_characters_in_json_bodies_are_refused_plainly(app, run_in_request, body):
+    """Found by the API fuzz on PostgreSQL, whose text columns cannot hold a NUL: a 500."""
+    run_in_request(lambda request: create_user(request, "ada@example.com"), app.app.registry)
+    refused = app.post_json("/api/v1/workspaces", body, headers=bearer_for(app, "ada@example.com"), status=400)
+    assert refused.json == {"error": {"code": "bad_request", "message": "The body holds a NUL character."}}
+
+
 @pytest.mark.parametrize("content_type", ["multipart/form-data", "application/x-www-form-urlencoded; charset=bogus"])
 @pytest.mark.parametrize("path", ["/api/v1/auth/login", "/login", "/signup"])
 def test_unreadable_form_bodies_are_refused_not_a_500(app, content_type, path):

@@ -189,3 +189,19 @@ def test_an_api_view_that_declares_nothing_is_named(make_app):
     app = make_app(plugins=[("webhooks", Webhooks(declared=False))])
     missing, extra, _ = mismatch(app)
     assert (missing, extra) == ([("path", "/api/v1/undeclared", "get")], [])
+
+
+def test_links_name_operations_and_parameters_that_exist(document):
+    operations = {operation["operationId"]: operation
+                  for item in document["paths"].values() for operation in item.values()}
+    found = 0
+    for operation in operations.values():
+        for answer in operation["responses"].values():
+            for link in answer.get("links", {}).values():
+                target = operations[link["operationId"]]
+                names = {parameter["name"] for parameter in target.get("parameters", ())}
+                assert set(link["parameters"]) <= names, (operation["operationId"], link)
+                found += 1
+    assert found >= 20
+    created = operations["create_event"]["responses"]["201"]["links"]["get_event"]
+    assert created == {"operationId": "get_event", "parameters": {"event_id": "$response.body#/event/id"}}

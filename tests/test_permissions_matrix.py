@@ -158,6 +158,7 @@ SPEC = {
     ("health", "HEAD"): PUBLIC,
     ("readyz", "GET"): PUBLIC,
     ("readyz", "HEAD"): PUBLIC,
+    ("api_openapi", "GET"): PUBLIC,  # the API contract
 }
 
 DRY_RUN = "guestguard.test.dry_run"

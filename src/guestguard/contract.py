@@ -20,6 +20,9 @@ A view declares, beside its ``permission`` and ``rate_limit``::
   rate_limit bring are added to the document by themselves.
 - ``checks_permission=PERMISSION``: the view checks this permission itself
   on a resource it finds from its input (documented like ``permission``).
+- ``links={"get_event": {"event_id": "$response.body#/event/id"}}``: what
+  a client (and the fuzz's stateful run) can call next with the answer,
+  by operationId (the view's name), as OpenAPI link expressions.
 
 Input is read when the view first asks for it, so checks a view makes
 first (a token, the caller) keep their order. Refusals raised by services
@@ -40,7 +43,7 @@ from guestguard.validation import parse_query, read_json, validate
 
 Model = TypeVar("Model", bound=BaseModel)
 
-OPTIONS = ("body", "query", "response", "checks_permission")
+OPTIONS = ("body", "query", "response", "checks_permission", "links")
 
 
 # --- answers ------------------------------------------------------------------
@@ -176,6 +179,11 @@ class Batch:
             return Refusal(error.status, error.code, "Some fields are invalid.",
                            fields=error.extra["rows"]["0"])
         return error
+
+
+def links_to(operations: tuple[str, ...], **parameters: str) -> dict[str, dict[str, str]]:
+    """``links=`` to each of ``operations`` with the same parameters."""
+    return {operation: dict(parameters) for operation in operations}
 
 
 def as_body(option: Any) -> Body | Batch | None:

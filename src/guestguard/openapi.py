@@ -36,7 +36,7 @@ JSON = "application/json"
 
 # The words for the errors the machinery (not a service) answers with.
 CODE_WORDS = {
-    "bad_request": "a query string that is not valid UTF-8, holds a NUL character or has a bad parameter",
+    "bad_request": "a query string that is not valid UTF-8 or has a bad parameter; a NUL character in it or the body",
     "invalid_json": "the body is not valid JSON",
     "csrf_failed": "a cookie-authenticated request without its X-CSRF-Token",
     "unauthorized": "no or a bad access token",
@@ -231,6 +231,7 @@ class Answers:
     def __init__(self):
         self.codes: dict[int, list[str]] = {}
         self.success: dict[int, Any] = {}
+        self.links: dict[str, dict[str, str]] = {}
         self.headers: dict[int, dict[str, Any]] = {}
         self.notes: dict[int, list[str]] = {}
 
@@ -267,6 +268,10 @@ class Answers:
             else:
                 written[str(status)] = {"description": phrase,
                                         "content": {JSON: {"schema": schema_of(kind, schemas, "serialization")}}}
+                if self.links:
+                    written[str(status)]["links"] = {
+                        target: {"operationId": target, "parameters": parameters}
+                        for target, parameters in self.links.items()}
         for status, codes in sorted(self.codes.items()):
             lines = [f"`{code}`: {CODE_WORDS[code]}" if code in CODE_WORDS else f"`{code}`" for code in codes]
             schema = {"allOf": [{"$ref": REF.format(model="Error")}],
@@ -337,6 +342,7 @@ def build_operation(op: Operation, settings, schemas: Schemas) -> dict[str, Any]
     notes = []
 
     answers = Answers.declared(options.get("response"), api=api)
+    answers.links = dict(options.get("links") or {})
     parameters = parameters_of(op, query)
     if parameters:
         operation["parameters"] = parameters

@@ -102,6 +102,11 @@ def redis_url() -> str | None:
 
 @pytest.fixture
 def base_settings(db_url) -> dict[str, str]:
+    return settings_for(db_url)
+
+
+def settings_for(db_url: str) -> dict[str, str]:
+    """The settings of a test application on ``db_url``."""
     return {
         "app.env": "test",
         "app.base_url": "http://guestguard.test",

@@ -1,5 +1,6 @@
 """One way to read input: a pydantic model per request body, query string or
-form, and errors in the house's words with every field named.
+form (forms through ``web.Form``), and errors in the house's words with every
+field named.
 
 The house's words live in one place, ``MESSAGES``, keyed by pydantic's error
 *type*. Checks of our own raise ``house_error`` (a field's problem) or
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from guestguard.errors import APIError
@@ -240,6 +241,8 @@ def UUIDOr(words: str | None) -> Any:  # noqa: N802 - a type
                 raise house_error(words) from None
         return value
 
+    if words is None:  # any text is taken: the contract says so
+        return Annotated[uuid.UUID | None, BeforeValidator(parse), WithJsonSchema({"type": "string"})]
     return Annotated[uuid.UUID | None, BeforeValidator(parse)]
 
 
@@ -272,9 +275,28 @@ def read_json(request, max_bytes: int | None = None) -> Any:
     if not body:
         return {}
     try:
-        return json.loads(body)
+        data = json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise APIError(400, "invalid_json", "The body is not valid JSON.") from None
+    if holds_nul(data):  # which PostgreSQL cannot store: refused, as in query strings and forms
+        raise APIError(400, "bad_request", "The body holds a NUL character.")
+    return data
+
+
+def holds_nul(data: Any) -> bool:
+    """Whether a NUL character is in any key or text of parsed JSON."""
+    pending = [data]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return True
+        elif isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return False
 
 
 def parse_json(request, schema: type[Model], max_bytes: int | None = None) -> Model:

@@ -67,6 +67,8 @@ class AcceptPoliciesInput(Input):
 
 
 class EmailInput(Input):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"email": "ada@example.com"}]})
+
     email: Email
 
 
@@ -75,6 +77,9 @@ class ForgotPasswordInput(EmailInput):
 
 
 class TokenInput(Input):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"token": "k3Jt9QwZ0bV7nR2yL5mX8cF1dH4gS6aP0eU9iO2wQzE"}]})
+
     token: Token
 
 
@@ -88,10 +93,16 @@ class LoginInput(Input):
 
 
 class RefreshInput(Input):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"refresh_token": "k3Jt9QwZ0bV7nR2yL5mX8cF1dH4gS6aP0eU9iO2wQzE"}]})
+
     refresh_token: Token
 
 
 class ResetPasswordInput(Input):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"token": "k3Jt9QwZ0bV7nR2yL5mX8cF1dH4gS6aP0eU9iO2wQzE", "password": "a new and longer passphrase"}]})
+
     token: Token
     password: NewPassword
 
@@ -101,12 +112,17 @@ class NewPasswordInput(Input):
 
 
 class ChangePasswordInput(Input):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "current_password": "correct horse battery staple", "new_password": "a new and longer passphrase"}]})
+
     current_password: AnyPassword
     new_password: NewPassword
     end_other_sessions: bool = True
 
 
 class ProfileInput(Input):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"display_name": "Ada Lovelace"}]})
+
     display_name: DisplayName
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from pydantic import ConfigDict
+
 from guestguard.contract import Moment, Out
 from guestguard.events.schemas import DEFAULT_PAGE_SIZE, Cursor, Limit
 from guestguard.pagination import ASCENDING, DESCENDING
@@ -21,6 +23,8 @@ class ActivityQuery(Query):
 
 
 class TicketInput(Input):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"event_id": "3f2b8c1e-4d5a-4b6c-8d7e-9f0a1b2c3d4e"}]})
+
     event_id: uuid.UUID
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pyramid.httpexceptions import HTTPNoContent
 from pyramid.view import view_config
 
-from guestguard.contract import Batch, Refused
+from guestguard.contract import Batch, Refused, links_to
 from guestguard.errors import APIError
 from guestguard.events import services
 from guestguard.events.schemas import (
@@ -33,6 +33,8 @@ BATCH_BODY_BYTES = 1024 * 1024  # a thousand guests with notes fit
 GUESTS = Batch(GuestInput, "guests.max_batch", max_bytes=BATCH_BODY_BYTES, counted_by="guest_create",
                noun="guest", nouns="guests")
 INVALID_CURSOR = Refused("invalid_cursor")
+EVENT_LINKS = ("get_event", "update_event", "list_guests", "add_guests", "send_all", "list_activity", "list_flags")
+GUEST_LINKS = ("get_guest", "update_guest", "issue_token", "send_one", "guest_access")
 EMAIL_TAKEN = Refused("conflict")
 
 
@@ -59,7 +61,8 @@ def list_events(request):
 
 
 @view_config(route_name="api_events", request_method="POST", renderer="json", permission=WORKSPACES_LIST,
-             rate_limit="event_create", body=EventInput, response={201: OneEvent})
+             rate_limit="event_create", body=EventInput, response={201: OneEvent},
+             links=links_to(EVENT_LINKS, event_id="$response.body#/event/id"))
 def create_event(request):
     """Create an event in a workspace where the caller may edit events."""
     data = request.body_input
@@ -115,7 +118,8 @@ def list_guests(context, request):
 
 
 @view_config(route_name="api_guests", request_method="POST", renderer="json", permission=GUESTS_EDIT,
-             body=GUESTS, response={201: OneGuest | GuestList, 409: EMAIL_TAKEN})
+             body=GUESTS, response={201: OneGuest | GuestList, 409: EMAIL_TAKEN},
+             links=links_to(GUEST_LINKS, event_id="$request.path.event_id", guest_id="$response.body#/guest/id"))
 def add_guests(context, request):
     """Add one guest (an object) or up to ``guests.max_batch`` (an array), all or nothing."""
     data = request.body_input

@@ -58,6 +58,9 @@ def localize(moment: dt.datetime | None, timezone: str) -> dt.datetime | None:
 
 
 class EventFields(Input):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"venue": "The Old Library", "ends_at": "2030-06-21T23:30:00+01:00"}]})
+
     name: Name | None = None
     description: Text | None = None
     venue: Annotated[str, StringConstraints(max_length=300)] | None = None
@@ -73,8 +76,8 @@ class EventFields(Input):
 class EventInput(EventFields):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "workspace_id": "3f2b8c1e-4d5a-4b6c-8d7e-9f0a1b2c3d4e", "name": "Summer gala",
-        "starts_at": "2030-06-21T19:00", "timezone": "Europe/London", "venue": "The Old Library",
-        "rsvp_deadline": "2030-06-14T23:59", "default_plus_ones": 1, "status": "published"}]})
+        "starts_at": "2030-06-21T19:00:00+01:00", "timezone": "Europe/London", "venue": "The Old Library",
+        "rsvp_deadline": "2030-06-14T23:59:00+01:00", "default_plus_ones": 1, "status": "published"}]})
 
     workspace_id: uuid.UUID
     name: Name
@@ -109,6 +112,8 @@ def _tags(values: list[str]) -> list[str]:
 
 
 class GuestFields(Input):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"notes": "Vegetarian", "plus_ones_allowed": 2}]})
+
     name: Name | None = None
     email: Annotated[str, StringConstraints(max_length=320)] | None = None
     phone: Annotated[str, StringConstraints(max_length=40)] | None = None
@@ -143,6 +148,8 @@ class RsvpInput(Input):
 
 class SendInput(Input):
     """How to send an invitation: by default email when the guest has an address, else SMS."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"channel": "email"}]})
 
     channel: Literal["email", "sms"] | None = None
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pyramid.view import view_config
 
-from guestguard.contract import Body, Refused
+from guestguard.contract import Body, Refused, links_to
 from guestguard.events.models import Guest
 from guestguard.events.schemas import SendInput
 from guestguard.guard import access, flags
@@ -14,7 +14,9 @@ from guestguard.permissions import GUESTS_EDIT, GUESTS_VIEW
 
 
 @view_config(route_name="api_flags", request_method="GET", renderer="json", permission=GUESTS_VIEW,
-             query=FlagQuery, response={200: FlagPage, 400: Refused("invalid_cursor")})
+             query=FlagQuery, response={200: FlagPage, 400: Refused("invalid_cursor")},
+             links=links_to(("dismiss_flag", "reissue_link"), event_id="$request.path.event_id",
+                            flag_id="$response.body#/flags/0/id"))
 def list_flags(context, request):
     """The event's flags, newest first; filter by ``status``, ``rule`` or ``guest_id``."""
     query = request.query_input

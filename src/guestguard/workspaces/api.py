@@ -4,7 +4,7 @@ from __future__ import annotations
 from pyramid.httpexceptions import HTTPNoContent
 from pyramid.view import view_config
 
-from guestguard.contract import Refused
+from guestguard.contract import Refused, links_to
 from guestguard.errors import APIError
 from guestguard.permissions import (
     ACCOUNT,
@@ -43,6 +43,8 @@ from guestguard.workspaces.schemas import (
 )
 
 LAST_OWNER = Refused("last_owner")
+WORKSPACE_LINKS = ("get_workspace", "update_workspace", "list_members", "list_invitations", "create_invitation",
+                   "list_api_keys", "create_api_key")
 
 
 def caller_role(request, workspace_id) -> str | None:
@@ -68,7 +70,7 @@ def list_workspaces(request):
 
 @view_config(route_name="api_workspaces", request_method="POST", renderer="json",
              permission=WORKSPACE_CREATE, rate_limit="workspace_create", body=WorkspaceInput,
-             response={201: OneWorkspace})
+             response={201: OneWorkspace}, links=links_to(WORKSPACE_LINKS, workspace_id="$response.body#/workspace/id"))
 def create_workspace(request):
     """Create a workspace; the caller is its owner."""
     data = request.body_input
@@ -167,7 +169,9 @@ def list_invitations(context, request):
 
 @view_config(route_name="api_invitations", request_method="POST", renderer="json",
              permission=MEMBERS_MANAGE, rate_limit="workspace_invite", body=InvitationInput,
-             response={201: OneInvitation, 409: Refused("already_member")})
+             response={201: OneInvitation, 409: Refused("already_member")},
+             links={"revoke_invitation": {"workspace_id": "$request.path.workspace_id",
+                                          "invitation_id": "$response.body#/invitation/id"}})
 def create_invitation(context, request):
     """Invite someone by email; a pending invitation to the address is replaced."""
     data = request.body_input
@@ -206,7 +210,9 @@ def list_api_keys(context, request):
 
 
 @view_config(route_name="api_api_keys", request_method="POST", renderer="json",
-             permission=API_KEYS_MANAGE, body=ApiKeyInput, response={201: ApiKeyCreated})
+             permission=API_KEYS_MANAGE, body=ApiKeyInput, response={201: ApiKeyCreated},
+             links={"revoke_api_key": {"workspace_id": "$request.path.workspace_id",
+                                       "key_id": "$response.body#/api_key/id"}})
 def create_api_key(context, request):
     """Create an API key; its secret is in this answer only."""
     data = request.body_input

@@ -26,21 +26,28 @@ class DeleteWorkspaceInput(Input):
 
 
 class RoleInput(Input):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"role": "admin"}]})
+
     role: Literal["owner", "admin", "staff"]
 
 
 class InvitationInput(Input):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"email": "sam@example.com", "role": "staff"}]})
+    model_config = ConfigDict(json_schema_extra={"examples": [{"email": "grace@example.com", "role": "staff"}]})
 
     email: Email
     role: Literal["admin", "staff"]
 
 
 class AcceptInvitationInput(Input):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"token": "k3Jt9QwZ0bV7nR2yL5mX8cF1dH4gS6aP0eU9iO2wQzE"}]})
+
     token: Token
 
 
 class TransferInput(Input):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"member_id": "9b1deb4d-3b7d-4bad-9bdd-2b0d7b3dcb6d"}]})
+
     member_id: uuid.UUID
 
 
