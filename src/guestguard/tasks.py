@@ -464,7 +464,7 @@ class Reaper(threading.Thread):
                 run_task_now(self.registry, reap)
             except Exception as exc:
                 report = self.registry.get("db.outage")
-                if report is not None and report(exc, "the reaper"):
+                if report is not None and report(exc, "worker"):
                     continue
                 log.exception("the reaper failed")
 
