@@ -43,8 +43,7 @@ WORKER = textwrap.dedent('''
         channels = ("email",)
 
         def send(self, message):
-            note(what="accepted", recipient=message.recipient,
-                 message_id=getattr(message, "message_id", ""))
+            note(what="accepted", recipient=message.recipient, message_id=message.message_id)
             if os.environ.get("HANG"):
                 time.sleep(600)
             return "ok"
@@ -158,6 +157,7 @@ def test_a_worker_killed_mid_send_is_recovered_within_its_lease(make_app, run_in
     assert len(by_recipient) == total, "nothing lost"
     duplicated = {r: entries for r, entries in by_recipient.items() if len(entries) > 1}
     assert set(duplicated) == hung
+    assert all(e["message_id"].startswith("<") for e in accepted)
     for entries in duplicated.values():
         assert len({e["message_id"] for e in entries}) == 1, "a re-send keeps the first attempt's Message-ID"
     # The figure, for `pytest -s` (GG_TEST_FAULT_LEASE=30 GG_TEST_FAULT_REAP_INTERVAL=10: the defaults).
