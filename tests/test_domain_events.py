@@ -465,3 +465,11 @@ def test_replaying_names_only_dead_events(make_app, run_in_request):
     app = queued(make_app)
     with pytest.raises(NotReplayable, match="no domain event"):
         run_in_request(lambda request: replay(request.ctx, [uuid.uuid4()]), app.app.registry)
+
+
+def test_data_that_is_not_json_is_refused_when_emitted(make_app, run_in_request):
+    app = queued(make_app)
+    with pytest.raises(TypeError, match="'guest.created': data must be JSON"):
+        run_in_request(lambda request: request.ctx.emit("guest.created", {"guest_id": uuid.uuid4()}),
+                       app.app.registry)
+    assert rows(app) == []

@@ -410,3 +410,151 @@ def test_only_one_of_many_concurrent_claims_wins(queued_app, run_in_request):
         thread.join(30)
     assert winners == [notification_id]
     assert load(registry, notification_id).attempts == 1
+
+
+# --- one Message-ID per message, whatever the attempts --------------------------
+
+
+class RecordingProvider(ScriptedProvider):
+    """Also keeps the message of every attempt, failed ones included."""
+
+    def __init__(self, failures=()):
+        super().__init__(failures)
+        self.attempts = []
+
+    def send(self, message):
+        self.attempts.append(message)
+        return super().send(message)
+
+
+def unknown_outcome_resends(channel="email"):
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("gg_notification_unknown_outcome_resends_total", {"channel": channel}) or 0.0
+
+
+def test_the_message_id_is_fixed_when_the_row_is_made_and_sent_with_every_attempt(queued_app, run_in_request):
+    provider = RecordingProvider([TransientDeliveryError("421 try later"), OSError("reset")])
+    app = queued_app(provider, **{"notifications.email.sender": "Gala <hello@gala.example>"})
+    registry = app.app.registry
+    with time_machine.travel(T0, tick=False) as clock:
+        notification_id = queue(registry, run_in_request)
+        row = load(registry, notification_id)
+        assert row.message_id == f"<{notification_id.hex}@gala.example>"
+        for wait in (0, 1, 5):
+            clock.shift(wait)
+            drain(registry["huey"])
+    assert [m.message_id for m in provider.attempts] == [row.message_id] * 3
+    assert load(registry, notification_id).status == "succeeded"
+
+
+def test_sms_has_no_message_id(queued_app, run_in_request):
+    provider = RecordingProvider()
+    app = queued_app(provider, **{"notifications.sms.provider": "scripted"})
+    registry = app.app.registry
+    notification_id = queue(registry, run_in_request, channel="sms", recipient="+14155550100")
+    drain(registry["huey"])
+    assert load(registry, notification_id).message_id is None
+    assert provider.attempts[0].message_id == ""
+
+
+def test_a_sender_without_an_ascii_domain_takes_the_app_host():
+    import uuid
+
+    from guestguard.notifications.services import message_id_for
+
+    notification_id = uuid.uuid4()
+    settings = {"notifications.email.sender": "Fête <bonjour@fête.example>", "app.base_url": "https://gg.example:8443"}
+    assert message_id_for(settings, notification_id) == f"<{notification_id.hex}@gg.example>"
+
+
+def test_a_row_queued_before_message_ids_gets_one_at_its_first_attempt(queued_app, run_in_request):
+    from sqlalchemy import update
+
+    provider = RecordingProvider()
+    app = queued_app(provider)
+    registry = app.app.registry
+    notification_id = queue(registry, run_in_request)
+    run_in_request(lambda request: request.db.execute(
+        update(Notification).where(Notification.id == notification_id).values(message_id=None)), registry)
+    drain(registry["huey"])
+    row = load(registry, notification_id)
+    assert row.message_id == f"<{notification_id.hex}@localhost>"
+    assert provider.attempts[0].message_id == row.message_id
+
+
+def test_a_send_whose_outcome_was_lost_goes_again_with_the_same_message_id_and_is_counted(
+        queued_app, run_in_request, caplog):
+    """The provider accepted the message, then the worker died before it
+    recorded that: after the lease the message is sent again, as the same
+    Message-ID, and the re-send is counted."""
+    from guestguard.notifications import services
+
+    provider = RecordingProvider()
+    app = queued_app(provider)
+    registry = app.app.registry
+    before = unknown_outcome_resends()
+    with time_machine.travel(T0, tick=False) as clock:
+        notification_id = queue(registry, run_in_request)
+        registry["huey"].flush()
+        attempt = run_in_request(lambda request: services.begin_attempt(request.ctx, notification_id), registry)
+        services.deliver(attempt)  # accepted ... and the worker is gone
+        clock.shift(registry.settings["jobs.lease_seconds"] + 1)
+        assert run_task_now(registry, reap) == 1
+        drain(registry["huey"])
+    assert len(provider.attempts) == 2
+    assert provider.attempts[0].message_id == provider.attempts[1].message_id != ""
+    assert unknown_outcome_resends() - before == 1
+    assert any("outcome is unknown" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    row = load(registry, notification_id)
+    assert (row.status, row.attempts) == ("succeeded", 2)
+
+
+def test_a_database_blip_while_recording_is_waited_out_not_sent_twice(queued_app, run_in_request, monkeypatch):
+    """Recording the provider's answer fails twice (the database is away for
+    a moment): the worker tries again while it keeps the lease, so the
+    message is not sent a second time."""
+    import psycopg
+    from sqlalchemy.exc import OperationalError
+
+    from guestguard.notifications import services
+
+    provider = RecordingProvider()
+    app = queued_app(provider)
+    registry = app.app.registry
+    record, failures = services.record_outcome, [2]
+    before = unknown_outcome_resends()
+
+    def flaky_record(*args, **kwargs):
+        if failures[0]:
+            failures[0] -= 1
+            raise OperationalError("UPDATE notifications", {}, psycopg.OperationalError("server closed the connection"))
+        return record(*args, **kwargs)
+
+    monkeypatch.setattr(services, "record_outcome", flaky_record)
+    notification_id = queue(registry, run_in_request)
+    drain(registry["huey"])
+    row = load(registry, notification_id)
+    assert (row.status, row.attempts, len(provider.attempts)) == ("succeeded", 1, 1)
+    assert unknown_outcome_resends() == before
+
+
+def test_a_database_away_longer_than_the_lease_leaves_the_job_to_the_reaper(queued_app, run_in_request, monkeypatch):
+    import psycopg
+    from sqlalchemy.exc import OperationalError
+
+    from guestguard.notifications import services
+
+    provider = RecordingProvider()
+    app = queued_app(provider, **{"jobs.lease_seconds": "1"})
+    registry = app.app.registry
+
+    def down(*args, **kwargs):
+        raise OperationalError("UPDATE notifications", {}, psycopg.OperationalError("connection refused"))
+
+    monkeypatch.setattr(services, "record_outcome", down)
+    notification_id = queue(registry, run_in_request)
+    registry["huey"].flush()
+    with pytest.raises(OperationalError):
+        run_task_now(registry, dispatch_notification, notification_id)
+    assert load(registry, notification_id).status == "running", "the outcome is unknown: the reaper decides"

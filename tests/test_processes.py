@@ -34,7 +34,7 @@ def test_main_with_an_in_process_worker_delivers_and_reports_ready(base_settings
         from pyramid.scripting import prepare
 
         with prepare(registry=registry) as env, env["request"].tm:
-            queue_notification(env["request"], channel="email", recipient="ada@example.com",
+            queue_notification(env["request"].ctx, channel="email", recipient="ada@example.com",
                                template="test_message", context={"base_url": "https://x"})
         console = registry["notifications.providers_by_name"]["console"]
         assert wait_for(lambda: list(console.messages)), "the in-process worker delivered it"

@@ -20,6 +20,7 @@ AREAS = (
     "guestguard.web",
     "guestguard.cors",
     "guestguard.errors",
+    "guestguard.outages",
     "guestguard.db",
     "guestguard.tasks",
     "guestguard.domain",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import logging
 import threading
 import uuid
@@ -124,6 +125,10 @@ def emit(ctx, name: str, data: Mapping[str, Any], workspace_id: uuid.UUID | None
     """Record ``name`` in the current transaction; it is delivered once that
     commits. ``data`` must be JSON (ids as strings). ``aggregate`` defaults to
     what the data names (the guest, else the event, else the notification)."""
+    try:
+        json.dumps(dict(data))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"domain event {name!r}: data must be JSON (ids as strings): {exc}") from None
     row = DomainEventRow(id=uuid.uuid4(), name=name, data=dict(data), workspace_id=workspace_id,
                          aggregate=aggregate or aggregate_of(data), occurred_at=moment(),
                          next_attempt_at=utcnow())

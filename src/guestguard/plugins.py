@@ -88,6 +88,9 @@ class OutgoingMessage:
 
     ``subject`` and ``html`` are empty for SMS. ``notification_id`` is stable
     across retries: providers that support idempotency keys should use it.
+    ``message_id`` (email) is the ``Message-ID`` header to send, with its
+    angle brackets: the same on every attempt of one notification, so a
+    message that went out twice reads as one in mail clients.
     """
 
     notification_id: uuid.UUID
@@ -97,6 +100,7 @@ class OutgoingMessage:
     subject: str
     text: str
     html: str = ""
+    message_id: str = ""
 
 
 class DeliveryError(Exception):

@@ -70,8 +70,15 @@ class InProcessConsumer(Consumer):
     """A consumer that runs beside the web server: its threads start without
     taking over the process's signal handlers (the server owns those)."""
 
+    reaper: Reaper | None = None
+
     def _set_signal_handlers(self) -> None:
         pass
+
+    def stop(self, graceful: bool = False) -> None:
+        super().stop(graceful=graceful)
+        if self.reaper is not None:
+            self.reaper.stop()
 
 
 def start_in_process_consumer(registry) -> InProcessConsumer:
@@ -84,7 +91,7 @@ def start_in_process_consumer(registry) -> InProcessConsumer:
     # its job claimed until its lease lapses.
     atexit.register(consumer.stop, graceful=True)
     registry["huey.consumer"] = consumer
-    start_reaper(registry)
+    consumer.reaper = start_reaper(registry)
     log.info("in-process task consumer started with %d thread(s)", consumer.workers)
     return consumer
 
@@ -464,7 +471,7 @@ class Reaper(threading.Thread):
                 run_task_now(self.registry, reap)
             except Exception as exc:
                 report = self.registry.get("db.outage")
-                if report is not None and report(exc, "the reaper"):
+                if report is not None and report(exc, "worker"):
                     continue
                 log.exception("the reaper failed")
 

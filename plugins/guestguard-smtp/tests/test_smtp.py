@@ -298,6 +298,23 @@ def test_message_ids_are_unique(sink):
     assert len(handler.received) == 3
 
 
+def test_the_outbox_message_id_is_sent_on_every_attempt(sink):
+    """A message sent again (its first attempt's outcome was lost) carries
+    the Message-ID the outbox fixed, so mail clients fold the copies."""
+    import dataclasses
+
+    handler, port = sink
+    smtp = provider(port)
+    message = dataclasses.replace(outgoing(), message_id="<0f1e2d3c4b5a69788796a5b4c3d2e1f0@gg.example>")
+
+    ids = [smtp.send(message) for _ in range(2)]
+
+    assert ids == [message.message_id] * 2
+    headers = [email.message_from_bytes(envelope.content, policy=policy.default)["Message-ID"]
+               for envelope, _ in handler.received]
+    assert headers == [message.message_id] * 2
+
+
 def test_local_hostname_is_sent_in_ehlo(sink):
     handler, port = sink
 
@@ -569,5 +586,5 @@ def test_a_notification_sent_through_the_outbox_arrives_with_every_part(sink, ma
     assert "email delivery works" in parsed.get_body(("plain",)).get_content()
     assert '<a href="https://gg.example">' in parsed.get_body(("html",)).get_content()
     row = run_in_request(lambda request: request.db.get(Notification, notification_id), registry)
-    assert (row.status, row.provider, row.provider_message_id) == (
-        "succeeded", "smtp", parsed["Message-ID"])
+    assert (row.status, row.provider, row.provider_message_id, row.message_id) == (
+        "succeeded", "smtp", parsed["Message-ID"], f"<{notification_id.hex}@gg.example>")

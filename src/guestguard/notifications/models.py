@@ -33,6 +33,9 @@ class Notification(IdMixin, TimestampMixin, DurableJobMixin, Base):
     sealed_context: Mapped[str | None] = mapped_column(Text, default=None)
     provider: Mapped[str | None] = mapped_column(String(64), default=None)
     provider_message_id: Mapped[str | None] = mapped_column(String(255), default=None)
+    # Email: the Message-ID header, fixed when the row is made and sent with
+    # every attempt, so copies of a message sent twice fold into one.
+    message_id: Mapped[str | None] = mapped_column(String(255), default=None)
     sent_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
     __table_args__ = (Index("ix_notifications_recipient", "recipient"),)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from cryptography.fernet import InvalidToken
+from prometheus_client import Counter
 
 from guestguard.db import utcnow
 from guestguard.keys import fernet_for
@@ -17,13 +18,29 @@ from guestguard.notifications.models import Notification
 from guestguard.plugins import (
     NotificationProvider, OutgoingMessage, PermanentDeliveryError, TransientDeliveryError,
 )
-from guestguard.tasks import PENDING, claim_job, enqueue_job, fail_job, finish_job, still_claimed
+from guestguard.tasks import PENDING, claim_job, enqueue_job, fail_job, finish_job, still_claimed, was_interrupted
 
 log = logging.getLogger(__name__)
 
 # Seconds to wait before each retry; after the last one the message fails.
 RETRY_BACKOFF = (1, 5, 30, 300, 1800)
 SEAL_PURPOSE = "notifications.sealed-context"
+UNKNOWN_OUTCOME_RESENDS = Counter(
+    "gg_notification_unknown_outcome_resends", "Attempts that send again a message whose previous attempt "
+    "ended with no recorded outcome (its worker stopped or lost the database): the provider may have "
+    "accepted it, so the person may get it twice.", ["channel"])
+
+
+def message_id_for(settings: Mapping[str, Any], notification_id: uuid.UUID) -> str:
+    """The Message-ID of an email notification: its id at the sender's domain
+    (the host of app.base_url when the sender's is not plain ASCII)."""
+    from email.utils import parseaddr
+    from urllib.parse import urlsplit
+
+    domain = parseaddr(settings["notifications.email.sender"])[1].rpartition("@")[2]
+    if not domain or not domain.isascii():
+        domain = urlsplit(settings["app.base_url"]).hostname or "localhost"
+    return f"<{notification_id.hex}@{domain}>"
 
 
 def queue_notification(
@@ -47,7 +64,10 @@ def queue_notification(
     if channel not in ctx.registry["notifications.providers"]:
         raise ValueError(f"no provider serves the {channel!r} channel")
     ctx.registry["notifications.renderer"].check(channel, template)
+    notification_id = uuid.uuid4()
     notification = Notification(
+        id=notification_id,
+        message_id=message_id_for(ctx.settings, notification_id) if channel == "email" else None,
         channel=channel,
         recipient=recipient,
         template=template,
@@ -97,6 +117,14 @@ def begin_attempt(ctx, notification_id) -> Attempt | None:
                        f"no provider for {notification.channel}")
     notification.provider = provider.name
     settings = ctx.settings
+    if notification.channel == "email" and not notification.message_id:  # queued before Message-IDs were kept
+        notification.message_id = message_id_for(settings, notification.id)
+    if was_interrupted(notification):
+        # The last attempt's worker stopped (or lost the database) before it
+        # recorded what the provider said: it may have sent the message.
+        UNKNOWN_OUTCOME_RESENDS.labels(notification.channel).inc()
+        log.warning("notification %s: attempt %d sends again after an attempt whose outcome is unknown "
+                    "(same Message-ID %s)", notification.id, notification.attempts, notification.message_id or "-")
     try:
         context = dict(notification.context)
         if notification.sealed_context:
@@ -117,6 +145,7 @@ def begin_attempt(ctx, notification_id) -> Attempt | None:
         subject=rendered.subject,
         text=rendered.text,
         html=rendered.html,
+        message_id=notification.message_id or "",
     )
     return Attempt(notification.id, notification.claimed_at, provider, message, None)
 

@@ -213,6 +213,13 @@ def cmd_events_replay(args) -> int:
     return 0
 
 
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number above 0, got {value}")
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="guestguard", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -246,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     events_list = events_sub.add_parser("list", help="list domain events, oldest first")
     events_list.add_argument("ini")
     events_list.add_argument("--status", choices=("pending", "running", "delivered", "dead"))
-    events_list.add_argument("--limit", type=int, default=50)
+    events_list.add_argument("--limit", type=_positive, default=50, help="at most this many (50)")
     events_list.set_defaults(func=cmd_events_list)
     events_replay = events_sub.add_parser("replay", help="deliver dead domain events again")
     events_replay.add_argument("ini")

@@ -201,11 +201,17 @@ def compose(message: OutgoingMessage, *, fallback_domain: str = "localhost") -> 
     email["To"] = message.recipient
     email["Subject"] = message.subject
     email["Date"] = format_datetime(dt.datetime.now(dt.UTC))
-    # The sender's domain rather than make_msgid's default, which does a DNS
-    # lookup (socket.getfqdn) on every call.
-    domain = parseaddr(message.sender)[1].rpartition("@")[2]
-    email["Message-ID"] = make_msgid(domain=domain if domain.isascii() and domain
-                                     else fallback_domain)
+    # The outbox fixes the Message-ID when the notification is made and hands
+    # the same one to every attempt: a message sent twice (its first attempt
+    # went out, but the outcome was never recorded) folds into one in mail
+    # clients. Without one, a fresh id at the sender's domain (make_msgid's
+    # default would do a DNS lookup, socket.getfqdn, on every call).
+    if message.message_id:
+        email["Message-ID"] = message.message_id
+    else:
+        domain = parseaddr(message.sender)[1].rpartition("@")[2]
+        email["Message-ID"] = make_msgid(domain=domain if domain.isascii() and domain
+                                         else fallback_domain)
     email["X-GuestGuard-Notification-Id"] = str(message.notification_id)
     email.set_content(message.text)
     if message.html:
