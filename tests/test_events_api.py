@@ -145,8 +145,9 @@ def test_a_batch_with_bad_rows_adds_nothing_and_lists_every_bad_row(app, host, r
     event = create_event(app, host)
     url = f"/api/v1/events/{event['id']}/guests"
     app.post_json(url, {"name": "Grace", "email": "grace@example.com"}, headers=host["ada"])
-    rows = [{"name": "Ok"}, {"name": ""}, {"name": "Bad mail", "email": "nope"}, {"name": "Dup", "email": "grace@example.com"},
-            {"name": "Phone", "phone": "12"}, {"name": "Twice", "email": "t@example.com"},
+    rows = [{"name": "Ok"}, {"name": ""}, {"name": "Bad mail", "email": "nope"},
+            {"name": "Dup", "email": "grace@example.com"}, {"name": "Phone", "phone": "12"},
+            {"name": "Twice", "email": "t@example.com"},
             {"name": "Twice again", "email": "t@example.com"}, {"name": "Plus", "plus_ones_allowed": 99}]
     error = app.post_json(url, rows, headers=host["ada"], status=422).json["error"]
     # Malformed rows are reported first; duplicates and phones once all rows are well formed.
@@ -243,7 +244,7 @@ def test_headcounts(app, host, run_in_request):
         from guestguard.events.models import Guest as GuestRow
 
         rows = {g.name: g for g in request.db.scalars(select(GuestRow))}
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         for name, response, plus in (("G0", "yes", 1), ("G1", "yes", 0), ("G2", "no", 0), ("G3", "maybe", 0)):
             rows[name].response, rows[name].plus_ones_coming = response, plus
         for name in ("G0", "G1", "G2", "G3", "G4"):

@@ -303,7 +303,8 @@ def test_a_guests_page_shows_the_answer_and_edits_or_removes_them(app, run_in_re
     form["email"] = ""
     saved = form.submit(status=303).follow()
     assert "Grace B. Hopper’s details were saved." in main_text(saved)
-    stored = run_in_request(lambda r: (lambda g: (g.name, g.email, g.tags))(r.db.get(Guest, uuid.UUID(grace))))
+    guest = run_in_request(lambda r: r.db.get(Guest, uuid.UUID(grace)))
+    stored = (guest.name, guest.email, guest.tags)
     assert stored == ("Grace B. Hopper", None, ["navy"])
 
     removed = saved.forms["delete-form"].submit(status=303)

@@ -53,7 +53,7 @@ def test_a_good_form_fills_the_model():
     assert form.ok and form.errors == {}
     party = form.model
     assert party.name == "Gala"
-    assert party.starts_at == dt.datetime(2030, 6, 21, 18, tzinfo=dt.timezone.utc)  # 19:00 BST
+    assert party.starts_at == dt.datetime(2030, 6, 21, 18, tzinfo=dt.UTC)  # 19:00 BST
     assert party.starts_at.utcoffset() == dt.timedelta(hours=1)
     assert party.ends_at is None  # blank: none
     assert party.seats is None and party.kind is None  # blank: left out, the model's default

@@ -14,7 +14,7 @@ from guestguard.plugins import PermanentDeliveryError, TransientDeliveryError, h
 from guestguard.tasks import claim_job, reap, run_task_now
 from guestguard.testing import drain
 
-T0 = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.UTC)
 
 
 class ScriptedProvider:
@@ -53,8 +53,8 @@ def queued_app(make_app):
 
 
 def queue(registry, run_in_request, **overrides):
-    values = dict(channel="email", recipient="ada@example.com", template="test_message",
-                  context={"base_url": "https://gg.example"})
+    values = {"channel": "email", "recipient": "ada@example.com", "template": "test_message",
+                  "context": {"base_url": "https://gg.example"}}
     values.update(overrides)
     return run_in_request(lambda request: queue_notification(request.ctx, **values).id, registry)
 
@@ -113,7 +113,7 @@ def test_transient_failures_retry_on_the_backoff_schedule_then_fail(queued_app, 
         for attempt, _ in enumerate(RETRY_BACKOFF, start=2):
             row = load(registry, notification_id)
             assert row.status == "pending"
-            waits.append((row.next_attempt_at - dt.datetime.now(dt.timezone.utc)).total_seconds())
+            waits.append((row.next_attempt_at - dt.datetime.now(dt.UTC)).total_seconds())
             clock.move_to(row.next_attempt_at - dt.timedelta(milliseconds=1))
             assert drain(huey) == 0, "not before it is due"
             clock.move_to(row.next_attempt_at)
@@ -314,7 +314,7 @@ def test_retry_times_survive_a_server_clock_in_another_time_zone(queued_app, run
         row = load(registry, notification_id)
         scheduled = registry["huey"].scheduled()
         assert len(scheduled) == 1
-        eta = scheduled[0].eta.replace(tzinfo=dt.timezone.utc)  # Huey keeps naive UTC
+        eta = scheduled[0].eta.replace(tzinfo=dt.UTC)  # Huey keeps naive UTC
         assert abs((eta - row.next_attempt_at).total_seconds()) < 0.01
     finally:
         monkeypatch.delenv("TZ")
@@ -333,7 +333,7 @@ def test_a_task_that_arrives_early_waits_for_its_time(queued_app, run_in_request
         run_task_now(registry, dispatch_notification, notification_id)  # ... and arrive early
         assert provider.calls == 1, "not sent before it is due"
         [requeued] = huey.pending()
-        assert requeued.eta.replace(tzinfo=dt.timezone.utc) == load(registry, notification_id).next_attempt_at
+        assert requeued.eta.replace(tzinfo=dt.UTC) == load(registry, notification_id).next_attempt_at
         clock.shift(1)
         drain(huey)
     assert load(registry, notification_id).status == "succeeded"

@@ -15,7 +15,7 @@ from guestguard.db import UTCDateTime
 from guestguard.pagination import ASCENDING, DESCENDING, ID, INT, TEXT, TIME, InvalidCursor, Key, Keyset
 from guestguard.testing import bearer_for, create_team
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def raw_cursor(values) -> str:
@@ -68,12 +68,14 @@ def test_text_and_numbers_are_bounded():
 
 
 def test_our_own_mistakes_are_errors_not_refusals():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="needs its zone"):
         pagination.encode([dt.datetime(2030, 1, 1)], (TIME,))  # naive
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown cursor kind"):
         Key(String(), "colour")
-    with pytest.raises(ValueError):
-        Keyset(order="sideways")
+    with pytest.raises(ValueError, match="at least one key"):
+        Keyset()
+    with pytest.raises(ValueError, match="order is"):
+        Keyset(Key(String(), TEXT, name="name"), order="sideways")
 
 
 # --- pages ------------------------------------------------------------------------------

@@ -27,8 +27,9 @@ import binascii
 import datetime as dt
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from sqlalchemy import Select, tuple_
 
@@ -75,13 +76,13 @@ def encode(values: Sequence[Any], kinds: Sequence[str]) -> str:
     """A cursor carrying ``values`` (one per kind)."""
     if len(values) != len(kinds):
         raise ValueError("one value per kind")
-    texts = [_text(value, kind) for value, kind in zip(values, kinds)]
+    texts = [_text(value, kind) for value, kind in zip(values, kinds, strict=False)]
     return base64.urlsafe_b64encode(json.dumps(texts).encode()).decode().rstrip("=")
 
 
 def _parse(value: Any, kind: str) -> Any:
     if not isinstance(value, str):
-        raise ValueError
+        raise TypeError
     if kind == ID:
         return uuid.UUID(value)
     if kind == TIME:
@@ -111,7 +112,7 @@ def decode(cursor: str, kinds: Sequence[str]) -> tuple[Any, ...]:
         values = json.loads(base64.urlsafe_b64decode(padded.encode()))
         if not isinstance(values, list) or len(values) != len(kinds):
             raise ValueError
-        return tuple(_parse(value, kind) for value, kind in zip(values, kinds))
+        return tuple(_parse(value, kind) for value, kind in zip(values, kinds, strict=False))
     except (ValueError, TypeError, AttributeError, UnicodeDecodeError, binascii.Error, RecursionError):
         raise InvalidCursor() from None
 
@@ -183,10 +184,7 @@ class Keyset:
             raise ValueError("limit is at least 1")
         position = self.decode(after) if isinstance(after, str) and after else (after or None)
         query = self.after(query, position).limit(limit + 1)
-        if len(query.column_descriptions) == 1:
-            rows = list(db.scalars(query))
-        else:
-            rows = list(db.execute(query).all())
+        rows = list(db.scalars(query)) if len(query.column_descriptions) == 1 else list(db.execute(query).all())
         more = len(rows) > limit
         rows = rows[:limit]
         return rows, self.cursor_of(rows[-1]) if more else None

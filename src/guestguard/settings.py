@@ -12,8 +12,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 log = logging.getLogger(__name__)
@@ -170,13 +171,13 @@ def as_url(*schemes: str, allow_empty: bool = False) -> Callable[[str], str]:
             raise ValueError(f"expected a URL starting with {' or '.join(s + '://' for s in schemes)}")
         if scheme == "sqlite":
             path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else ""
-            if not path or path.startswith(":memory:") or path.startswith("?"):
+            if not path or path.startswith((":memory:", "?")):
                 raise ValueError("a SQLite URL names a file: sqlite:///path/to/file.sqlite")
             return url
         if scheme in ("memory", "unix"):
             return url
         try:
-            parts.port
+            _ = parts.port  # reading it checks it
         except ValueError:
             raise ValueError("the URL has an invalid port") from None
         # PostgreSQL may name a socket directory in the query instead of a host.
@@ -209,7 +210,7 @@ def as_email_sender(value: str) -> str:
         raise ValueError("must be on one line")
     _name, address = parseaddr(sender)
     local, _, domain = address.rpartition("@")
-    if not local or "." not in domain and domain != "localhost":
+    if not local or ("." not in domain and domain != "localhost"):
         raise ValueError(f"expected an address like GuestGuard <no-reply@example.com>, got {value!r}")
     return sender
 

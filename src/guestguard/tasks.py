@@ -20,9 +20,10 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 from huey import MemoryHuey, RedisHuey, SqliteHuey, crontab
@@ -146,10 +147,7 @@ def add_task(config, func: Callable[..., Any], *, in_transaction: bool = True,
     spec = TaskSpec(task_name(func), func, in_transaction)
     huey: Huey = registry["huey"]
     runner = _runner(registry, spec)
-    if periodic is not None:
-        wrapper = huey.periodic_task(periodic)(runner)
-    else:
-        wrapper = huey.task()(runner)
+    wrapper = huey.periodic_task(periodic)(runner) if periodic is not None else huey.task()(runner)
     registry["huey.tasks"][spec.name] = wrapper
 
 

@@ -15,8 +15,9 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import pytest
 import webtest
@@ -170,7 +171,7 @@ def drain(huey, now: dt.datetime | None = None) -> int:
     """Run, in this thread, every queued task that is due by ``now`` (default:
     the current time), including scheduled ones. Returns how many ran; tasks
     not yet due wait in the schedule, as a consumer would leave them."""
-    moment = (now or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc).replace(tzinfo=None)
+    moment = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).replace(tzinfo=None)
     ran = 0
     for task in huey.read_schedule(moment):
         huey.enqueue(task)
@@ -240,7 +241,7 @@ def create_user(request, email: str, name: str = "", *, verified: bool = True):
     from guestguard.workspaces.services import create_personal_workspace
 
     moment = now()
-    user = User(email=email, display_name=name or email.split("@")[0],
+    user = User(email=email, display_name=name or email.split("@", maxsplit=1)[0],
                 password_hash=request.registry["accounts.passwords"].hash(TEST_PASSWORD),
                 privacy_accepted_at=moment, terms_accepted_at=moment,
                 email_verified_at=moment if verified else None)

@@ -37,9 +37,10 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 MINUS = "\u2212"
 
 
@@ -71,22 +72,22 @@ def in_zone(moment: dt.datetime | None, timezone: str) -> dt.datetime | None:
     return _aware(moment).astimezone(zone(timezone))
 
 
-def offset(moment: dt.datetime, *, ascii: bool = False) -> str:
-    """"UTC+05:30", "UTC−03:00" (U+2212, or "-" with ``ascii``), "UTC"."""
+def offset(moment: dt.datetime, *, plain: bool = False) -> str:
+    """"UTC+05:30", "UTC−03:00" (U+2212, or "-" with ``plain``: the GSM alphabet has no U+2212), "UTC"."""
     delta = _aware(moment).utcoffset()
     minutes = round(delta.total_seconds() / 60)
     if minutes == 0:
         return "UTC"
-    sign = "+" if minutes > 0 else ("-" if ascii else MINUS)
+    sign = "+" if minutes > 0 else ("-" if plain else MINUS)
     hours, minutes = divmod(abs(minutes), 60)
     return f"UTC{sign}{hours:02d}:{minutes:02d}"
 
 
-def zone_label(moment: dt.datetime, *, ascii: bool = False) -> str:
+def zone_label(moment: dt.datetime, *, plain: bool = False) -> str:
     """"BST", "CEST", "UTC"... or the offset where the zone's name is a number."""
     name = _aware(moment).tzname() or ""
     if not name or name[:1] in "+-" or name[:1].isdigit():
-        return offset(moment, ascii=ascii)
+        return offset(moment, plain=plain)
     return name
 
 
@@ -183,7 +184,7 @@ def text_when(moment: dt.datetime | None, timezone: str) -> str:
     local = in_zone(moment, timezone)
     if local is None:
         return ""
-    return f"{short_date(local)}, {clock(local)} {zone_label(local, ascii=True)}"
+    return f"{short_date(local)}, {clock(local)} {zone_label(local, plain=True)}"
 
 
 def long_span(starts: dt.datetime | None, ends: dt.datetime | None, timezone: str) -> str:

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
@@ -92,9 +93,7 @@ def csrf_applies(request) -> bool:
         return False
     # The API sets no cookies: without a session cookie there is nothing
     # ambient to abuse. HTML forms are always checked (login CSRF).
-    if is_api_request(request) and SESSION_COOKIE not in request.cookies:
-        return False
-    return True
+    return not (is_api_request(request) and SESSION_COOKIE not in request.cookies)
 
 
 @subscriber(BeforeRender)
@@ -283,31 +282,11 @@ class Form:
         errors: dict[str, str] = {}
         zone = self._zone(request, zone)
         for field in self.fields:
-            name = field.name
-            if field.kind == CHECKBOX:
-                values[name] = name in request.POST
-                continue
-            if name not in request.POST and not self.absent_as_blank:
-                continue
-            raw = request.POST.get(name, "")
-            if field.kind == LIST:
-                values[name] = [item.strip() for item in raw.split(",") if item.strip()]
-                continue
-            value = raw if field.kind == PASSWORD else raw.strip()
-            if not value:
-                if field.blank == KEEP:
-                    values[name] = value
-                elif field.blank == NONE and not self._required(name):
-                    values[name] = None
-                continue
-            if field.kind == DATETIME:
-                try:
-                    values[name] = (timefmt.from_form(value, zone) if zone
-                                    else dt.datetime.fromisoformat(value))
-                except ValueError:
-                    errors[name] = NOT_A_TIME
-                continue
-            values[name] = value
+            present, value, problem = self._field_value(field, request, zone)
+            if problem is not None:
+                errors[field.name] = problem
+            elif present:
+                values[field.name] = value
         assumed = {name: value for name, value in (assume or {}).items() if name not in values}
         model = None
         try:
@@ -321,6 +300,29 @@ class Form:
         for name, message in errors.items():
             submitted.refuse(name, message)
         return submitted
+
+    def _field_value(self, field: Field, request, zone: str | None) -> tuple[bool, Any, str | None]:
+        """What the page gave for ``field``: (whether it counts as given, its
+        value, a problem reading it)."""
+        name = field.name
+        if field.kind == CHECKBOX:
+            return True, name in request.POST, None
+        if name not in request.POST and not self.absent_as_blank:
+            return False, None, None
+        raw = request.POST.get(name, "")
+        if field.kind == LIST:
+            return True, [item.strip() for item in raw.split(",") if item.strip()], None
+        value = raw if field.kind == PASSWORD else raw.strip()
+        if not value:
+            if field.blank == KEEP:
+                return True, value, None
+            return field.blank == NONE and not self._required(name), None, None
+        if field.kind == DATETIME:
+            try:
+                return True, timefmt.from_form(value, zone) if zone else dt.datetime.fromisoformat(value), None
+            except ValueError:
+                return False, None, NOT_A_TIME
+        return True, value, None
 
     def _required(self, name: str) -> bool:
         field = self.schema.model_fields.get(name)

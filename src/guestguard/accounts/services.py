@@ -47,9 +47,9 @@ def policies_accepted(settings, user: User) -> bool:
     ``policies.updated_at`` once that day has come (a version announced for a
     later date does not apply yet)."""
     updated = settings["policies.updated_at"]
-    in_force_since = dt.datetime.combine(updated, dt.time(), tzinfo=dt.timezone.utc)
+    in_force_since = dt.datetime.combine(updated, dt.time(), tzinfo=dt.UTC)
     if in_force_since > utcnow():
-        in_force_since = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+        in_force_since = dt.datetime.min.replace(tzinfo=dt.UTC)
     return all(accepted is not None and accepted >= in_force_since
                for accepted in (user.privacy_accepted_at, user.terms_accepted_at))
 

@@ -17,7 +17,12 @@ from guestguard.accounts import services, sessions
 from guestguard.accounts.devices import describe_device
 from guestguard.accounts.models import WEB
 from guestguard.accounts.schemas import (
-    AcceptPoliciesInput, ChangePasswordInput, EmailInput, LoginInput, NewPasswordInput, ProfileInput,
+    AcceptPoliciesInput,
+    ChangePasswordInput,
+    EmailInput,
+    LoginInput,
+    NewPasswordInput,
+    ProfileInput,
     SignupInput,
 )
 from guestguard.accounts.services import AccountError

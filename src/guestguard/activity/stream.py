@@ -17,18 +17,18 @@ import json
 import queue
 import time
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
 
 from sqlalchemy import delete, select, update
 
+from guestguard.accounts.models import AuthSession, User
 from guestguard.accounts.tokens import hash_token, looks_like_token, new_token
-from guestguard.context import context_of
-from guestguard.db import utcnow
 from guestguard.activity import feed
 from guestguard.activity.live import RESYNC, Listener
 from guestguard.activity.models import StreamTicket
+from guestguard.context import context_of
+from guestguard.db import utcnow
 from guestguard.events.models import Event
-from guestguard.accounts.models import AuthSession, User
 from guestguard.workspaces.models import ApiKey, Workspace
 from guestguard.workspaces.services import membership_of
 
@@ -116,7 +116,8 @@ class EventStream:
             with self.session_factory() as db:
                 items, more = feed.page(db, self.event_id, after=self.last, limit=REPLAY_PAGE,
                                             lookback=lookback)
-                messages = [(feed.cursor_of(item), json.dumps(feed.item_out(item).model_dump(mode="json"), separators=(",", ":")))
+                messages = [(feed.cursor_of(item),
+                             json.dumps(feed.item_out(item).model_dump(mode="json"), separators=(",", ":")))
                             for item in items]
             lookback = 0
             for item_id, message in messages:

@@ -18,14 +18,14 @@ from pyramid.renderers import render_to_response
 from pyramid.response import Response
 from pyramid.view import view_config
 
-from guestguard.web import OMIT, Field, Form, Submitted, private, redirect
 from guestguard.db import utcnow
 from guestguard.events import invitations
-from guestguard.guard import access
 from guestguard.events.models import MAYBE, NO, YES, Event, Guest, InvitationLink
-from guestguard.guard.models import ANSWER, CALENDAR, VIEW
 from guestguard.events.schemas import RsvpInput
 from guestguard.events.services import EventsError
+from guestguard.guard import access
+from guestguard.guard.models import ANSWER, CALENDAR, VIEW
+from guestguard.web import OMIT, Field, Form, Submitted, private, redirect
 
 PAGE = "guest/invitation.jinja2"
 INVALID_PAGE = "guest/invalid.jinja2"
@@ -151,8 +151,8 @@ def calendar(request, guest: Guest, event: Event) -> bytes:
     item = icalendar.Event()
     item.add("uid", f"{event.id}-{guest.id}@{host}")
     item.add("dtstamp", utcnow())
-    item.add("dtstart", event.starts_at.astimezone(dt.timezone.utc))
-    item.add("dtend", ends.astimezone(dt.timezone.utc))
+    item.add("dtstart", event.starts_at.astimezone(dt.UTC))
+    item.add("dtend", ends.astimezone(dt.UTC))
     item.add("summary", event.name)
     if event.venue:
         item.add("location", event.venue)

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 from sqlalchemy import select, update
 
-from guestguard.accounts.tokens import new_token
 from guestguard import timefmt
+from guestguard.accounts.tokens import new_token
+from guestguard.activity import feed
 from guestguard.audit.services import record
 from guestguard.db import utcnow
-from guestguard.activity import feed
 from guestguard.events.models import CANCELLED, DRAFT, NO, YES, Event, Guest, InvitationLink, Rsvp
 from guestguard.events.schemas import RsvpInput
 from guestguard.events.services import EventsError

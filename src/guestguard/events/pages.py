@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 from xml.sax.saxutils import escape
 
 from sqlalchemy import func, select
@@ -89,7 +89,7 @@ def headcount_svg(event_name: str, counts: Headcount) -> str:
     track = CHART_WIDTH - LABEL_WIDTH - COUNT_WIDTH
     height = ROW * len(BARS) + 8
     rows = []
-    for index, (bar, value) in enumerate(zip(BARS, values)):
+    for index, (bar, value) in enumerate(zip(BARS, values, strict=False)):
         y = 4 + index * ROW
         width = round(track * value / biggest) if value else 0
         rows.append(

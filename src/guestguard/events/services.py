@@ -4,8 +4,9 @@ authorization happened in the views."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import phonenumbers
 from pydantic_core import PydanticCustomError
@@ -16,7 +17,13 @@ from guestguard.db import utcnow
 from guestguard.errors import Refusal
 from guestguard.events.models import MAYBE, NO, YES, Event, Guest
 from guestguard.events.schemas import (  # noqa: F401 - the page sizes and filters are the API's
-    DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, RESPONSE_FILTERS, EventFields, GuestFields, GuestInput, check_times,
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
+    RESPONSE_FILTERS,
+    EventFields,
+    GuestFields,
+    GuestInput,
+    check_times,
     localize,
 )
 from guestguard.pagination import ID, TEXT, TIME, Key, Keyset
@@ -61,7 +68,7 @@ def update_event(ctx, event: Event, data: EventFields) -> Event:
             changes[field] = localize(changes[field], timezone)
     merged = {field: changes.get(field, getattr(event, field))
               for field in ("starts_at", "ends_at", "rsvp_deadline")}
-    if merged["starts_at"] is None or "timezone" in changes and changes["timezone"] is None:
+    if merged["starts_at"] is None or ("timezone" in changes and changes["timezone"] is None):
         raise EventsError(422, "validation_failed", "Some fields are invalid.",
                           fields={"starts_at" if merged["starts_at"] is None else "timezone": "is required"})
     try:
@@ -69,9 +76,8 @@ def update_event(ctx, event: Event, data: EventFields) -> Event:
     except PydanticCustomError as exc:
         raise EventsError(422, "validation_failed", "Some fields are invalid.",
                           fields={exc.context["field"]: exc.context["message"]}) from None
-    for field, value in changes.items():
-        if value is None and field in ("description", "venue", "host_message"):
-            value = ""
+    for field, given in changes.items():
+        value = "" if given is None and field in ("description", "venue", "host_message") else given
         if value is not None or field in OPTIONAL_TIMES:
             setattr(event, field, value)
     record(ctx, "event.updated", actor_id=ctx.actor_id, workspace_id=event.workspace_id,
@@ -127,7 +133,8 @@ EVENT_ORDER = Keyset(Key(Event.starts_at, TIME), Key(Event.id, ID))
 GUEST_ORDER = Keyset(Key(Guest.name, TEXT), Key(Guest.id, ID))
 
 
-def list_events(db, workspace_ids: Iterable[uuid.UUID], *, after: str | None, limit: int) -> tuple[list[Event], str | None]:
+def list_events(db, workspace_ids: Iterable[uuid.UUID], *, after: str | None,
+                limit: int) -> tuple[list[Event], str | None]:
     """The events of these workspaces, soonest first, a page at a time."""
     query = select(Event).where(Event.workspace_id.in_(list(workspace_ids)), Event.deleted_at.is_(None))
     return EVENT_ORDER.page(db, query, after=after, limit=limit)
@@ -236,9 +243,7 @@ def update_guest(ctx, event: Event, guest: Guest, data: GuestFields) -> Guest:
                               existing_guest_id=str(other.id), fields={"email": "is already on the list"})
     for field, value in values.items():
         setattr(guest, field, value)
-    if guest.plus_ones_coming > guest.plus_ones_allowed:
-        # Fewer seats than the guest announced: the headcount follows the host.
-        guest.plus_ones_coming = guest.plus_ones_allowed
+    guest.plus_ones_coming = min(guest.plus_ones_coming, guest.plus_ones_allowed)
     record(ctx, "guest.updated", actor_id=ctx.actor_id, workspace_id=event.workspace_id,
            target_type="guest", target_id=guest.id, fields=sorted(values))
     return guest

@@ -13,17 +13,17 @@ from pyramid.view import view_config
 from sqlalchemy import select
 
 from guestguard import timefmt
-from guestguard.web import DATETIME, LIST, NONE, OMIT, Field, Form, Submitted, flash, private, redirect
-from guestguard.db import utcnow
 from guestguard.activity import feed
+from guestguard.db import utcnow
 from guestguard.events import invitations, pages, services
-from guestguard.guard import access, flags
 from guestguard.events.models import EVENT_STATUSES
 from guestguard.events.schemas import EventFields, EventInput, GuestFields, GuestInput, check_times
 from guestguard.events.services import EventsError
+from guestguard.guard import access, flags
 from guestguard.pagination import InvalidCursor
 from guestguard.permissions import ACCOUNT, EVENTS_EDIT, EVENTS_VIEW, GUESTS_EDIT, GUESTS_VIEW, granted
 from guestguard.ratelimit import enforce
+from guestguard.web import DATETIME, LIST, NONE, OMIT, Field, Form, Submitted, flash, private, redirect
 from guestguard.workspaces.models import Workspace
 
 TIME_FIELDS = ("starts_at", "ends_at", "rsvp_deadline")
@@ -79,7 +79,7 @@ def read_event(request, form: Form, **extra) -> Submitted:
     submitted = form.read(request, extra=extra)
     values = submitted.values
     if (submitted.errors and values.get("starts_at")
-            and not any(name in submitted.errors for name in TIME_FIELDS + ("timezone",))):
+            and not any(name in submitted.errors for name in (*TIME_FIELDS, "timezone"))):
         try:
             check_times(values["starts_at"], values.get("ends_at"), values.get("rsvp_deadline"),
                         values["timezone"])
@@ -210,7 +210,7 @@ def event_page(context, request):
     event = context.event
     q = request.GET.get("q", "").strip()[:100]
     response = request.GET.get("response", "")
-    if response not in services.RESPONSE_FILTERS + ("flagged",):
+    if response not in (*services.RESPONSE_FILTERS, "flagged"):
         response = ""
     after = request.GET.get("after") or None
     page = event_page_base(request, context)

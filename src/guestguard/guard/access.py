@@ -25,8 +25,8 @@ from guestguard.accounts.tokens import hash_token, looks_like_token
 from guestguard.context import context_of
 from guestguard.db import utcnow
 from guestguard.events.models import Event, Guest, InvitationLink
-from guestguard.guard.models import ACCESS_KINDS, EXPIRED, OK, REVOKED, UNKNOWN, AccessEntry, AccessTally
 from guestguard.guard.flags import evaluate_pending
+from guestguard.guard.models import ACCESS_KINDS, EXPIRED, OK, REVOKED, UNKNOWN, AccessEntry, AccessTally
 from guestguard.workspaces.models import Workspace
 
 log = logging.getLogger(__name__)
@@ -153,7 +153,7 @@ def recent_uses(db, guest_id: uuid.UUID, limit: int = 20) -> list[AccessEntry]:
 def totals(db, guest_id: uuid.UUID) -> dict[str, int]:
     """Uses of the guest's links since the first: the kept log plus the
     tallies of purged rows (two queries)."""
-    counts = {kind: 0 for kind in ACCESS_KINDS} | {"unusable": 0, "automated": 0}
+    counts = dict.fromkeys(ACCESS_KINDS, 0) | {"unusable": 0, "automated": 0}
     kept = db.execute(select(AccessEntry.kind, AccessEntry.outcome, AccessEntry.automated, func.count())
                       .where(AccessEntry.guest_id == guest_id)
                       .group_by(AccessEntry.kind, AccessEntry.outcome, AccessEntry.automated))
@@ -182,14 +182,14 @@ def purge(request, now: dt.datetime | None = None) -> int:
     ctx = context_of(request)
     now = now or utcnow()
     days = ctx.registry.settings["guard.retention_days"]
-    cutoff = dt.datetime.combine((now - dt.timedelta(days=days)).date(), dt.time(), tzinfo=dt.timezone.utc)
+    cutoff = dt.datetime.combine((now - dt.timedelta(days=days)).date(), dt.time(), tzinfo=dt.UTC)
     purged = 0
     while True:
         with ctx.tm:
             oldest = ctx.db.scalar(select(func.min(AccessEntry.at)).where(AccessEntry.at < cutoff))
             if oldest is None:
                 break
-            start = dt.datetime.combine(oldest.date(), dt.time(), tzinfo=dt.timezone.utc)
+            start = dt.datetime.combine(oldest.date(), dt.time(), tzinfo=dt.UTC)
             end = min(start + dt.timedelta(days=1), cutoff)
             in_day = (AccessEntry.at >= start) & (AccessEntry.at < end)
             keys = (AccessEntry.workspace_id, AccessEntry.event_id, AccessEntry.guest_id, AccessEntry.kind,

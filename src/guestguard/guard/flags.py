@@ -19,14 +19,14 @@ from prometheus_client import Counter
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from guestguard.activity import feed
 from guestguard.audit.services import record
 from guestguard.context import context_of
 from guestguard.db import utcnow
-from guestguard.activity import feed
 from guestguard.events import invitations
 from guestguard.events.models import Event, Guest, InvitationLink
-from guestguard.guard.models import FLAG_DISMISSED, FLAG_OPEN, FLAG_RESOLVED, OK, VIEW, AccessEntry, Flag
 from guestguard.events.services import EventsError
+from guestguard.guard.models import FLAG_DISMISSED, FLAG_OPEN, FLAG_RESOLVED, OK, VIEW, AccessEntry, Flag
 from guestguard.pagination import DESCENDING, ID, TIME, Key, Keyset
 from guestguard.plugins import AccessHistory, AccessUse, Finding
 
@@ -85,8 +85,8 @@ def evaluate_pending(request) -> list[Flag]:
                       .order_by(AccessEntry.link_id, AccessEntry.at, AccessEntry.id)).all()
     window: dt.timedelta = ctx.registry["guard.history_window"]
     flags = []
-    for _, group in itertools.groupby(rows, key=lambda row: row[1].id):
-        group = list(group)
+    for _, grouped in itertools.groupby(rows, key=lambda row: row[1].id):
+        group = list(grouped)
         link, guest = group[0][1], group[0][2]
         uses = [AccessUse(*row) for row in db.execute(
             select(*USE_COLUMNS)

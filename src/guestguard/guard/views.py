@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pyramid.view import view_config
 
-from guestguard.guard import flags
 from guestguard.events.models import Guest
 from guestguard.events.services import EventsError
-from guestguard.web import flash, redirect
+from guestguard.guard import flags
 from guestguard.permissions import GUESTS_EDIT
+from guestguard.web import flash, redirect
 
 CHANNELS = {"email": "email", "sms": "text message"}
 

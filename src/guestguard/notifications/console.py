@@ -22,7 +22,7 @@ class ConsoleProvider:
             collections.deque(maxlen=keep))
 
     def send(self, message: OutgoingMessage) -> str:
-        self.messages.appendleft((dt.datetime.now(dt.timezone.utc), message))
+        self.messages.appendleft((dt.datetime.now(dt.UTC), message))
         log.info("console provider delivered %s notification %s",
                  message.channel, message.notification_id)
         return f"console-{message.notification_id}"

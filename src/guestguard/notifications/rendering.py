@@ -2,9 +2,10 @@
 and ``sms/<name>.txt`` under the templates directory."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import jinja2
 

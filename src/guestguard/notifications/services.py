@@ -6,8 +6,9 @@ import datetime as dt
 import json
 import logging
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from cryptography.fernet import InvalidToken
 from prometheus_client import Counter
@@ -15,9 +16,7 @@ from prometheus_client import Counter
 from guestguard.db import utcnow
 from guestguard.keys import fernet_for
 from guestguard.notifications.models import Notification
-from guestguard.plugins import (
-    NotificationProvider, OutgoingMessage, PermanentDeliveryError, TransientDeliveryError,
-)
+from guestguard.plugins import NotificationProvider, OutgoingMessage, PermanentDeliveryError, TransientDeliveryError
 from guestguard.tasks import PENDING, claim_job, enqueue_job, fail_job, finish_job, still_claimed, was_interrupted
 
 log = logging.getLogger(__name__)

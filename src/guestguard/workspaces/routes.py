@@ -1,9 +1,7 @@
 """Every route of the workspaces area: pages and API."""
 from __future__ import annotations
 
-from guestguard.workspaces.resources import (
-    api_key_factory, invitation_factory, member_factory, workspace_factory,
-)
+from guestguard.workspaces.resources import api_key_factory, invitation_factory, member_factory, workspace_factory
 
 WEB_ROUTES = (
     ("workspace_new", "/workspaces/new", None),

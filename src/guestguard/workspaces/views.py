@@ -11,18 +11,34 @@ from pyramid.view import view_config
 from sqlalchemy import select
 
 from guestguard.accounts.models import User
-from guestguard.web import FORM, Field, Form, private, redirect
 from guestguard.permissions import (
-    ACCOUNT, ADMIN, API_KEYS_MANAGE, MEMBERS_MANAGE, MEMBERS_VIEW, OWNER,
-    OWNERSHIP_TRANSFER, ROLES, STAFF, WORKSPACE_CREATE, WORKSPACE_DELETE,
-    WORKSPACE_EDIT, WORKSPACE_VIEW, granted,
+    ACCOUNT,
+    ADMIN,
+    API_KEYS_MANAGE,
+    MEMBERS_MANAGE,
+    MEMBERS_VIEW,
+    OWNER,
+    OWNERSHIP_TRANSFER,
+    ROLES,
+    STAFF,
+    WORKSPACE_CREATE,
+    WORKSPACE_DELETE,
+    WORKSPACE_EDIT,
+    WORKSPACE_VIEW,
+    granted,
 )
 from guestguard.security import workspace_of
+from guestguard.web import FORM, Field, Form, private, redirect
 from guestguard.workspaces import services
 from guestguard.workspaces.api import own_membership
 from guestguard.workspaces.models import Workspace
 from guestguard.workspaces.schemas import (
-    ApiKeyInput, DeleteWorkspaceInput, InvitationInput, RoleInput, TransferInput, WorkspaceInput,
+    ApiKeyInput,
+    DeleteWorkspaceInput,
+    InvitationInput,
+    RoleInput,
+    TransferInput,
+    WorkspaceInput,
 )
 from guestguard.workspaces.services import WorkspaceError
 
