@@ -315,9 +315,9 @@ def test_every_route_admits_exactly_the_roles_the_specification_names(matrix_app
 def test_a_refusal_names_the_permission_and_the_callers_role(matrix_app, team, caller, role):
     response = call(team, "api_workspace", "/api/v1/workspaces/{workspace_id}", "DELETE", caller)
     assert response.status_int == 403
-    assert response.json["error"]["code"] == "forbidden"
-    assert response.json["error"]["required"] == "workspace.delete"
-    assert response.json["error"]["role"] == role
+    assert response.json == {"error": {
+        "code": "forbidden", "message": f"Your role ({role}) does not have the workspace.delete permission.",
+        "required": "workspace.delete", "role": role}}
 
 
 def test_a_key_refused_an_account_route_is_told_it_has_no_role(matrix_app, team):
@@ -388,7 +388,7 @@ def test_each_permission_is_granted_in_the_workspace_to_exactly_the_roles_the_ta
 
 def test_an_anonymous_api_call_is_told_to_send_a_bearer_token(matrix_app, team):
     response = matrix_app.get(f"/api/v1/events/{team['ids']['event_id']}", status=401)
-    assert response.json["error"]["code"] == "unauthorized"
+    assert response.json == {"error": {"code": "unauthorized", "message": "Sign in: send a bearer access token."}}
     assert response.headers["WWW-Authenticate"] == 'Bearer realm="guestguard"'
 
 
@@ -446,5 +446,7 @@ def test_until_updated_policies_are_accepted_pages_send_there_and_the_api_says_s
             "/accept-policies")
         client.get("/accept-policies", status=200)
         refused = app.get("/api/v1/me/sessions", headers=headers, status=403)
-        assert refused.json["error"]["code"] == "policy_acceptance_required"
+        assert refused.json == {"error": {
+            "code": "policy_acceptance_required",
+            "message": "Accept the updated privacy policy and terms: POST /api/v1/me/accept-policies."}}
         app.get("/api/v1/me", headers=headers, status=200)
