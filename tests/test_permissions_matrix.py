@@ -14,6 +14,7 @@ is the specification, not a copy of ``ROLE_PERMISSIONS``: a change to the
 role table that gives admin billing, staff guest editing or a key workspace
 deletion fails here. A route added without an entry fails too."""
 import datetime as dt
+import uuid
 
 import pytest
 import time_machine
@@ -380,6 +381,8 @@ def test_each_permission_is_granted_in_the_workspace_to_exactly_the_roles_the_ta
                         problems.append(f"{caller} {'lacks' if expected else 'has'} {permission}")
                     if (permission in granted(request.identity, workspace.id)) != expected:
                         problems.append(f"granted() {'omits' if expected else 'gives'} {permission} for {caller}")
+                if granted(request.identity, uuid.uuid4()) != frozenset():
+                    problems.append(f"granted() gives {caller} something in a workspace not theirs")
     assert problems == [], "\n".join(problems)
 
 
