@@ -604,3 +604,11 @@ def test_a_logins_last_use_is_written_at_most_every_five_minutes(app, ada):
         assert last_seen(headers) == first, "five minutes exactly: not yet"
         clock.shift(dt.timedelta(seconds=1))
         assert last_seen(headers) == (start + dt.timedelta(minutes=5, seconds=1)).isoformat()
+
+
+def test_replaying_a_used_refresh_token_ends_the_whole_login(app, tokens):
+    fresh = app.post_json("/api/v1/auth/refresh", {"refresh_token": tokens["refresh_token"]}).json
+    assert me(app, fresh["access_token"]) == 200
+    assert refresh(app, tokens["refresh_token"]) == 401, "the old one again: a replay"
+    assert me(app, fresh["access_token"]) == 401, "every token of that login ends"
+    assert refresh(app, fresh["refresh_token"]) == 401
