@@ -170,3 +170,35 @@ def test_the_default_region_reads_numbers_without_a_country_code(make_app, run_i
     workspace = app.get("/api/v1/workspaces", headers=ada).json["workspaces"][0]["id"]
     event = new_event(app, ada, workspace).json["event"]
     assert add_guest(app, ada, event, phone="020 7946 0958").json["guest"]["phone"] == "+442079460958"
+
+
+def test_the_password_rules_as_the_admin_command_applies_them():
+    """``guestguard create-admin`` checks the password against the email too."""
+    from guestguard.accounts.passwords import password_problem
+
+    assert password_problem("p" * 7) == "must be at least 8 characters"
+    assert password_problem("p" * 8) is None
+    assert password_problem("p" * 128) is None
+    assert password_problem("p" * 129) == "must be at most 128 characters"
+    assert password_problem(COMMON.upper()) == "is one of the most common passwords; choose another"
+    assert password_problem("Ada@Example.com", "ada@example.COM") == "must not be your email address"
+    assert password_problem("ada@example.com!", "ada@example.com") is None
+    assert password_problem("ada@example.com") is None, "no email given, nothing to compare"
+
+
+def test_an_unknown_email_is_refused_even_with_the_stand_in_hashs_own_password(app):
+    """Unknown emails are checked against a stand-in hash, to take the same
+    time; its password logs nobody in."""
+    app.post_json("/api/v1/auth/login", {"email": "nobody@example.com", "password": "no user has this password"},
+                  status=401)
+
+
+def test_an_unreadable_password_hash_refuses_the_login_without_failing(app, run_in_request):
+    from sqlalchemy import update
+
+    from guestguard.accounts.models import User
+
+    run_in_request(lambda r: create_user(r, "ada@example.com", "Ada"), app.app.registry)
+    run_in_request(lambda r: r.db.execute(update(User).values(password_hash="not-an-argon2-hash")),
+                   app.app.registry)
+    app.post_json("/api/v1/auth/login", {"email": "ada@example.com", "password": TEST_PASSWORD}, status=401)

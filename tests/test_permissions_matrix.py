@@ -14,13 +14,15 @@ is the specification, not a copy of ``ROLE_PERMISSIONS``: a change to the
 role table that gives admin billing, staff guest editing or a key workspace
 deletion fails here. A route added without an entry fails too."""
 import datetime as dt
+import uuid
 
 import pytest
+import time_machine
 import webtest
 
 from guestguard.accounts import sessions
 from guestguard.accounts.models import API, WEB
-from guestguard.testing import acting_as, create_user
+from guestguard.testing import TEST_PASSWORD, acting_as, create_user, signed_in
 from guestguard.workspaces import services as workspaces
 
 CALLERS = ("O", "A", "S", "AK", "SK")
@@ -315,9 +317,9 @@ def test_every_route_admits_exactly_the_roles_the_specification_names(matrix_app
 def test_a_refusal_names_the_permission_and_the_callers_role(matrix_app, team, caller, role):
     response = call(team, "api_workspace", "/api/v1/workspaces/{workspace_id}", "DELETE", caller)
     assert response.status_int == 403
-    assert response.json["error"]["code"] == "forbidden"
-    assert response.json["error"]["required"] == "workspace.delete"
-    assert response.json["error"]["role"] == role
+    assert response.json == {"error": {
+        "code": "forbidden", "message": f"Your role ({role}) does not have the workspace.delete permission.",
+        "required": "workspace.delete", "role": role}}
 
 
 def test_a_key_refused_an_account_route_is_told_it_has_no_role(matrix_app, team):
@@ -380,4 +382,75 @@ def test_each_permission_is_granted_in_the_workspace_to_exactly_the_roles_the_ta
                         problems.append(f"{caller} {'lacks' if expected else 'has'} {permission}")
                     if (permission in granted(request.identity, workspace.id)) != expected:
                         problems.append(f"granted() {'omits' if expected else 'gives'} {permission} for {caller}")
+                if granted(request.identity, uuid.uuid4()) != frozenset():
+                    problems.append(f"granted() gives {caller} something in a workspace not theirs")
     assert problems == [], "\n".join(problems)
+
+
+# --- how the security layer answers a refusal ------------------------------------------
+
+
+def test_an_anonymous_api_call_is_told_to_send_a_bearer_token(matrix_app, team):
+    response = matrix_app.get(f"/api/v1/events/{team['ids']['event_id']}", status=401)
+    assert response.json == {"error": {"code": "unauthorized", "message": "Sign in: send a bearer access token."}}
+    assert response.headers["WWW-Authenticate"] == 'Bearer realm="guestguard"'
+
+
+def test_an_anonymous_page_request_is_sent_to_sign_in_and_back(matrix_app, team):
+    path = f"/events/{team['ids']['event_id']}"
+    for method in ("GET", "HEAD"):
+        response = matrix_app.request(f"{path}?tab=guests", method=method, status=302)
+        assert response.location == f"http://localhost/login?next={path.replace('/', '%2F')}%3Ftab%3Dguests"
+    posted = matrix_app.post(f"{path}/send-invitations", status=302)
+    assert posted.location == "http://localhost/login", "a form's target cannot be come back to"
+
+
+def test_a_member_refused_a_page_sees_the_403_page_naming_the_permission(team):
+    response = call(team, "workspace_delete", "/workspaces/{workspace_id}/delete", "POST", "S")
+    assert response.status_int == 403
+    assert "workspace.delete" in response.text
+
+
+def test_a_stranger_gets_the_missing_ids_404_and_a_member_the_403(matrix_app, team, run_in_request):
+    def stranger(request):
+        from guestguard.accounts.models import API
+
+        user = create_user(request, "eve@example.com", "Eve")
+        session, _ = sessions.start_session(request.db, request.registry.settings, user, kind=API,
+                                            user_agent="t", ip="127.0.0.1")
+        return sessions.issue_tokens(request.db, request.registry.settings, session).access_token
+
+    eve = {"Authorization": f"Bearer {run_in_request(stranger, matrix_app.app.registry)}"}
+    path = f"/api/v1/workspaces/{team['ids']['workspace_id']}"
+    missing = matrix_app.delete("/api/v1/workspaces/00000000-0000-4000-8000-000000000000", headers=eve, status=404)
+    assert matrix_app.delete(path, headers=eve, status=404).body == missing.body
+    staff = {"Authorization": f"Bearer {team['credentials']['S']['bearer']}"}
+    assert matrix_app.delete(path, headers=staff, status=403).json["error"]["role"] == "staff"
+
+
+@pytest.mark.parametrize("value", ["Bearer", "Bearer a=b, c=d", "Basic {jwt}", "Digest {jwt}", "{jwt}"])
+def test_an_access_token_counts_only_as_a_plain_bearer_value(matrix_app, team, value):
+    token = team["credentials"]["O"]["bearer"]
+    matrix_app.get("/api/v1/me", headers={"Authorization": value.format(jwt=token)}, status=401)
+    matrix_app.get("/api/v1/me", headers={"Authorization": f"bearer {token}"}, status=200)
+
+
+def test_until_updated_policies_are_accepted_pages_send_there_and_the_api_says_so(make_app, run_in_request):
+    app = make_app({"policies.updated_at": "2030-01-01"})
+    with time_machine.travel("2029-12-30", tick=False):
+        run_in_request(lambda r: create_user(r, "ada@example.com", "Ada"), app.app.registry)
+        client = signed_in(app, run_in_request, "ada@example.com")
+        tokens = app.post_json("/api/v1/auth/login", {"email": "ada@example.com", "password": TEST_PASSWORD}).json
+    with time_machine.travel("2030-01-02", tick=False):
+        tokens = app.post_json("/api/v1/auth/refresh", {"refresh_token": tokens["refresh_token"]}).json
+        headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+        page = client.get("/account", status=302)
+        assert page.location == "http://localhost/accept-policies?next=%2Faccount"
+        assert client.post("/account/profile", {"display_name": "A"}, status=302).location.endswith(
+            "/accept-policies")
+        client.get("/accept-policies", status=200)
+        refused = app.get("/api/v1/me/sessions", headers=headers, status=403)
+        assert refused.json == {"error": {
+            "code": "policy_acceptance_required",
+            "message": "Accept the updated privacy policy and terms: POST /api/v1/me/accept-policies."}}
+        app.get("/api/v1/me", headers=headers, status=200)

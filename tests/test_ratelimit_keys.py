@@ -232,3 +232,39 @@ def test_adding_guests_counts_every_guest(make_app, run_in_request):
     assert attempt(app, "POST", url, IP1, batch[2:], ada["headers"]) == 429, "two more would make four"
     assert attempt(app, "POST", url, IP1, batch[2], ada["headers"]) == 201
     assert attempt(app, "POST", url, IP1, {"name": "One more"}, ada["headers"]) == 429
+
+
+@pytest.mark.parametrize("body, content_type", [
+    (b"not json", "application/json"),
+    (b'["ada@example.com"]', "application/json"),
+    (b'{"email": ["ada@example.com"]}', "application/json"),
+    (b'{"email": 42}', "application/json"),
+    (b"", "application/json"),
+])
+def test_a_login_without_a_readable_email_counts_in_one_bucket_per_ip(make_app, body, content_type):
+    """However the body is mangled, it cannot open a fresh budget each time."""
+    app = make_app({"ratelimit.login": "2/hour", "ratelimit.login_ip": "100/hour"})
+
+    def mangled(ip):
+        return app.post("/api/v1/auth/login", body, content_type=content_type, status="*",
+                        extra_environ={"REMOTE_ADDR": ip}).status_int
+
+    assert 429 not in [mangled(IP1), mangled(IP1)]
+    assert mangled(IP1) == 429
+    assert attempt(app, "POST", "/api/v1/auth/login", IP1, {"email": "", "password": "x"}) == 429
+    assert mangled(IP2) != 429
+    assert login(app, IP1, "ada@example.com") == 401, "a real email has its own budget"
+
+
+def test_a_form_login_counts_per_email_multipart_too(make_app):
+    app = make_app({"ratelimit.login": "2/hour", "ratelimit.login_ip": "100/hour"})
+    for _ in range(2):
+        login(app, IP1, "ada@example.com")
+    token = app.get("/login").html.find("input", {"name": "csrf_token"})["value"]
+
+    def multipart(email):
+        return app.post("/login", {"email": email, "password": "x", "csrf_token": token}, status="*",
+                        upload_files=[("file", "a.txt", b"x")], extra_environ={"REMOTE_ADDR": IP1}).status_int
+
+    assert multipart("Ada@Example.com") == 429
+    assert multipart("bob@example.com") == 401

@@ -586,3 +586,29 @@ def test_a_revoked_replaced_or_expired_invitation_is_refused(app, invited):
         fresh = bearer_for(app, "new@example.com")
         response = app.post_json("/api/v1/invitations/accept", {"token": latest}, headers=fresh, status="*")
         assert response.status_int == 404, "expired"
+
+
+def test_a_logins_last_use_is_written_at_most_every_five_minutes(app, ada):
+    """Reads stay reads: the last-seen time moves only once it is more than
+    five minutes old."""
+    start = dt.datetime(2031, 1, 1, 12, tzinfo=dt.UTC)
+
+    def last_seen(headers):
+        sessions_ = app.get("/api/v1/me/sessions", headers=headers).json["sessions"]
+        return next(item["last_seen_at"] for item in sessions_ if item["current"])
+
+    with time_machine.travel(start, tick=False) as clock:
+        headers = bearer_for(app, "ada@example.com")
+        first = last_seen(headers)
+        clock.shift(dt.timedelta(minutes=5))
+        assert last_seen(headers) == first, "five minutes exactly: not yet"
+        clock.shift(dt.timedelta(seconds=1))
+        assert last_seen(headers) == (start + dt.timedelta(minutes=5, seconds=1)).isoformat()
+
+
+def test_replaying_a_used_refresh_token_ends_the_whole_login(app, tokens):
+    fresh = app.post_json("/api/v1/auth/refresh", {"refresh_token": tokens["refresh_token"]}).json
+    assert me(app, fresh["access_token"]) == 200
+    assert refresh(app, tokens["refresh_token"]) == 401, "the old one again: a replay"
+    assert me(app, fresh["access_token"]) == 401, "every token of that login ends"
+    assert refresh(app, fresh["refresh_token"]) == 401

@@ -9,12 +9,14 @@ database fails the run; it is never skipped.
 """
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -78,10 +80,24 @@ def postgres_url() -> str | None:
     return url
 
 
+_TEMPLATES: dict[int, Path] = {}
+
+
+def _remove_template(path: Path) -> None:
+    shutil.rmtree(path.parent, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def sqlite_template(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("template") / "template.sqlite"
+def sqlite_template() -> Path:
+    """A migrated SQLite database each test copies. Migrated once per
+    process: the mutation run's many short test sessions (forked from the
+    one that made it) share it."""
+    if _TEMPLATES:
+        return next(iter(_TEMPLATES.values()))
+    path = Path(tempfile.mkdtemp(prefix="guestguard-template-")) / "template.sqlite"
     migrate(f"sqlite:///{path}")
+    _TEMPLATES[os.getpid()] = path
+    atexit.register(_remove_template, path)
     return path
 
 
