@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 
+from pydantic_core import PydanticCustomError
 from pyramid.response import Response
 from pyramid.view import view_config
 from sqlalchemy import select
@@ -83,10 +84,9 @@ def read_event(request, form: Form, **extra) -> Submitted:
         try:
             check_times(values["starts_at"], values.get("ends_at"), values.get("rsvp_deadline"),
                         values["timezone"])
-        except ValueError as exc:
-            name, _, message = str(exc).partition(": ")
-            if name in TIME_FIELDS:
-                submitted.refuse(name, message)
+        except PydanticCustomError as exc:  # a field_problem: its field and words
+            if exc.context["field"] in TIME_FIELDS:
+                submitted.refuse(exc.context["field"], exc.context["message"])
     return submitted
 
 
