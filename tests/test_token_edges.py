@@ -612,3 +612,10 @@ def test_replaying_a_used_refresh_token_ends_the_whole_login(app, tokens):
     assert refresh(app, tokens["refresh_token"]) == 401, "the old one again: a replay"
     assert me(app, fresh["access_token"]) == 401, "every token of that login ends"
     assert refresh(app, fresh["refresh_token"]) == 401
+
+
+def test_refreshing_one_login_leaves_every_other_logins_refresh_token_alone(app, tokens):
+    other = app.post_json("/api/v1/auth/login", {"email": "ada@example.com", "password": TEST_PASSWORD}).json
+    assert refresh(app, tokens["refresh_token"]) == 200
+    assert refresh(app, other["refresh_token"]) == 200, "not taken for a replay"
+    assert me(app, other["access_token"]) == 200
