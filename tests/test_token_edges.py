@@ -11,6 +11,7 @@ import pytest
 import time_machine
 from sqlalchemy import select, update
 
+from guestguard.accounts import sessions
 from guestguard.accounts.models import WEB, AuthSession, User
 from guestguard.activity.stream import redeem_ticket
 from guestguard.db import utcnow
@@ -645,12 +646,15 @@ def test_a_logins_last_use_is_written_at_most_every_five_minutes(app, ada):
         assert last_seen(headers) == (start + dt.timedelta(minutes=5, seconds=1)).isoformat()
 
 
-def test_replaying_a_used_refresh_token_ends_the_whole_login(app, tokens):
+def test_replaying_a_used_refresh_token_ends_the_whole_login(app, run_in_request, tokens):
     fresh = app.post_json("/api/v1/auth/refresh", {"refresh_token": tokens["refresh_token"]}).json
     assert me(app, fresh["access_token"]) == 200
     assert refresh(app, tokens["refresh_token"]) == 401, "the old one again: a replay"
     assert me(app, fresh["access_token"]) == 401, "every token of that login ends"
     assert refresh(app, fresh["refresh_token"]) == 401
+    session_id = uuid.UUID(claims_of(app, tokens["access_token"])["sid"])
+    reason = run_in_request(lambda r: r.db.get(AuthSession, session_id).revoked_reason, app.app.registry)
+    assert reason == "refresh_token_replayed"
 
 
 def test_refreshing_one_login_leaves_every_other_logins_refresh_token_alone(app, tokens):
@@ -680,3 +684,52 @@ def test_a_keys_last_use_is_recorded_at_most_once_a_minute(app, keys):
         clock.shift(1)
         app.get("/api/v1/workspaces", headers=key)
         assert last_used() == (start + dt.timedelta(seconds=61)).isoformat()
+
+
+def test_two_uses_of_one_refresh_token_at_once_end_the_login(app, run_in_request, tokens):
+    """The other use wins between this one's read and its update: a replay."""
+    from sqlalchemy import event
+
+    from guestguard.accounts.models import RefreshToken
+
+    def race(request):
+        db = request.db
+        won = []
+
+        def the_other_use_wins(state):
+            if state.is_update and state.statement.table.name == "refresh_tokens" and not won:
+                won.append(True)
+                db.execute(update(RefreshToken).values(rotated_at=utcnow()))
+
+        event.listen(db, "do_orm_execute", the_other_use_wins)
+        with pytest.raises(sessions.RefreshReplay) as replay:
+            sessions.rotate_refresh_token(db, request.registry.settings, tokens["refresh_token"])
+        return replay.value.session.id
+
+    session_id = run_in_request(race, app.app.registry)
+    assert str(session_id) == claims_of(app, tokens["access_token"])["sid"]
+    reason = run_in_request(lambda r: r.db.get(AuthSession, session_id).revoked_reason, app.app.registry)
+    assert reason == "refresh_token_replayed"
+    assert me(app, tokens["access_token"]) == 401
+
+
+def test_ending_a_login_records_why_once(app, run_in_request, tokens):
+    from guestguard.audit.models import AuditEvent
+
+    other = app.post_json("/api/v1/auth/login", {"email": "ada@example.com", "password": TEST_PASSWORD}).json
+    headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+    other_id = claims_of(app, other["access_token"])["sid"]
+    for _ in range(2):
+        app.delete(f"/api/v1/me/sessions/{other_id}", headers=headers, status=204)
+    app.post("/api/v1/auth/logout", headers=headers, status=204)
+
+    def facts(request):
+        rows = request.db.scalars(select(AuditEvent).where(AuditEvent.action.in_(
+            ["account.session_revoked", "account.logout"]))).all()
+        reasons = {str(s.id): s.revoked_reason for s in request.db.scalars(select(AuthSession))}
+        return sorted(row.action for row in rows), reasons
+
+    actions, reasons = run_in_request(facts, app.app.registry)
+    assert actions == ["account.logout", "account.session_revoked"], "revoking twice is recorded once"
+    assert reasons[other_id] == "revoked_by_user"
+    assert reasons[claims_of(app, tokens["access_token"])["sid"]] == "logout"
