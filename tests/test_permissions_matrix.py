@@ -408,7 +408,8 @@ def test_an_anonymous_page_request_is_sent_to_sign_in_and_back(matrix_app, team)
 def test_a_member_refused_a_page_sees_the_403_page_naming_the_permission(team):
     response = call(team, "workspace_delete", "/workspaces/{workspace_id}/delete", "POST", "S")
     assert response.status_int == 403
-    assert "workspace.delete" in response.text
+    text = " ".join(response.html.find("main").get_text(" ", strip=True).split())
+    assert "It needs the workspace.delete permission" in text and "your role is staff" in text
 
 
 def test_a_stranger_gets_the_missing_ids_404_and_a_member_the_403(matrix_app, team, run_in_request):
@@ -454,3 +455,30 @@ def test_until_updated_policies_are_accepted_pages_send_there_and_the_api_says_s
             "code": "policy_acceptance_required",
             "message": "Accept the updated privacy policy and terms: POST /api/v1/me/accept-policies."}}
         app.get("/api/v1/me", headers=headers, status=200)
+
+
+def test_who_a_request_is_from_as_plugins_see_it(matrix_app, team):
+    """``request.identity`` says how the caller came in; ``authenticated_userid``
+    is a person's id, never a key's."""
+    from pyramid.request import Request
+    from pyramid.scripting import prepare
+
+    credentials = team["credentials"]
+    cases = {
+        "jwt": {"headers": {"Authorization": f"Bearer {credentials['O']['bearer']}"}},
+        "cookie": {"headers": {"Cookie": f"gg_session={credentials['O']['cookie']}"}},
+        "api_key": {"headers": {"Authorization": f"Bearer {credentials['AK']['bearer']}"}},
+        None: {},
+    }
+    for method, blank in cases.items():
+        request = Request.blank("/api/v1/me", **blank)
+        with prepare(request=request, registry=matrix_app.app.registry) as env:
+            request = env["request"]
+            with request.tm:
+                identity = request.identity
+                assert (identity.method if identity else None) == method
+                if method in ("jwt", "cookie"):
+                    assert request.authenticated_userid == str(identity.user.id)
+                    assert identity.user.email == "ada@example.com"
+                else:
+                    assert request.authenticated_userid is None

@@ -268,3 +268,39 @@ def test_a_form_login_counts_per_email_multipart_too(make_app):
 
     assert multipart("Ada@Example.com") == 429
     assert multipart("bob@example.com") == 401
+
+
+def test_anyone_not_signed_in_is_counted_by_address_on_a_per_user_policy(make_app):
+    """Asking for a stream ticket is limited before the view sees who asks."""
+    app = make_app({"ratelimit.stream_ticket": "2/hour"})
+    assert [attempt(app, "POST", "/api/v1/auth/stream-ticket", IP1, {}) for _ in range(2)] == [401, 401]
+    assert attempt(app, "POST", "/api/v1/auth/stream-ticket", IP1, {}) == 429
+    assert attempt(app, "POST", "/api/v1/auth/stream-ticket", IP2, {}) == 401
+
+
+def test_the_limiter_reads_no_more_than_64_kib_of_a_body_for_the_email(make_app):
+    """An email beyond the first 64 KiB is not looked for: such bodies count
+    together, per address."""
+    app = make_app({"ratelimit.login": "2/hour", "ratelimit.login_ip": "100/hour"})
+
+    def padded(email):
+        return attempt(app, "POST", "/api/v1/auth/login", IP1,
+                       {"padding": "x" * 70_000, "email": email, "password": "not the password"})
+
+    assert 429 not in [padded("one@example.com"), padded("two@example.com")]
+    assert padded("three@example.com") == 429
+    assert login(app, IP1, "one@example.com") == 401
+
+
+def test_each_api_key_has_its_own_ceiling(make_app, run_in_request):
+    def build(request):
+        ada = create_user(request, "ada@example.com", "Ada")
+        workspace = workspaces.create_workspace(request.ctx, ada, "W")
+        ctx = acting_as(request.ctx, ada)
+        return [workspaces.create_api_key(ctx, workspace, f"k{n}", "admin")[1] for n in range(2)]
+
+    app = make_app({"ratelimit.api": "2/minute"})
+    first, second = ({"Authorization": f"Bearer {secret}"} for secret in run_in_request(build, app.app.registry))
+    assert [attempt(app, "GET", "/api/v1/workspaces", ip, headers=first) for ip in (IP1, IP2)] == [200, 200]
+    assert attempt(app, "GET", "/api/v1/workspaces", "192.0.2.1", headers=first) == 429
+    assert attempt(app, "GET", "/api/v1/workspaces", "192.0.2.2", headers=second) == 200

@@ -11,6 +11,7 @@ import pytest
 import time_machine
 from sqlalchemy import select, update
 
+from guestguard.accounts import sessions
 from guestguard.accounts.models import WEB, AuthSession, User
 from guestguard.activity.stream import redeem_ticket
 from guestguard.db import utcnow
@@ -271,21 +272,56 @@ def reset_link(app, email="ada@example.com") -> str:
 NEW_PASSWORD = "a brand new passphrase"
 
 
+INVALID_LINK = {"error": {"code": "invalid_token",
+                          "message": "This link is not valid. It may have expired or been used already."}}
+
+
+def answered(response) -> int:
+    """The status; a refused link must be refused in the one documented way."""
+    if response.status_int == 400:
+        assert response.json == INVALID_LINK
+    return response.status_int
+
+
 def reset(app, token, password=NEW_PASSWORD) -> int:
-    return app.post_json("/api/v1/auth/reset-password", {"token": token, "password": password},
-                         status="*").status_int
+    return answered(app.post_json("/api/v1/auth/reset-password", {"token": token, "password": password},
+                                  status="*"))
+
+
+def reset_page_offers_the_form(app, token) -> bool:
+    page = app.get(f"/reset-password/{token}", status="*")
+    assert page.status_int in (200, 400)
+    return page.status_int == 200 and page.html.find("input", {"name": "password"}) is not None
 
 
 def verify(app, token) -> int:
-    return app.post_json("/api/v1/auth/verify-email", {"token": token}, status="*").status_int
+    return answered(app.post_json("/api/v1/auth/verify-email", {"token": token}, status="*"))
 
 
 def test_near_misses_of_a_reset_token_are_refused_and_the_real_one_works_once(app, ada):
     token = reset_link(app)
     for case, presented in near_misses(token).items():
         assert reset(app, presented) == 400, case
+        assert not reset_page_offers_the_form(app, presented), case
+    assert reset_page_offers_the_form(app, token)
+    assert reset_page_offers_the_form(app, token), "looking does not use it up"
     assert reset(app, token) == 200
     assert reset(app, token) == 400, "used"
+    assert not reset_page_offers_the_form(app, token), "used"
+
+
+def test_the_reset_page_refuses_a_verification_link_and_an_expired_one(app, ada):
+    signup(app, "new@example.com")
+    verification = link(inbox(app, "new@example.com")[0], "verify-email").rsplit("/", 1)[1]
+    assert not reset_page_offers_the_form(app, verification)
+    minutes = app.app.registry.settings["auth.reset_password_ttl_minutes"]
+    now = dt.datetime.now(dt.UTC)
+    with time_machine.travel(now, tick=False):
+        token = reset_link(app)
+    with time_machine.travel(now + dt.timedelta(minutes=minutes), tick=False):
+        assert not reset_page_offers_the_form(app, token), "expired on the minute"
+    with time_machine.travel(now + dt.timedelta(minutes=minutes, seconds=-1), tick=False):
+        assert reset_page_offers_the_form(app, token)
 
 
 def test_a_reset_token_expires(app, ada):
@@ -401,7 +437,8 @@ def refused_link(app, token) -> bytes:
 
 def test_near_misses_of_an_invitation_link_are_refused(app, host):
     token = host["tokens"][0]
-    app.get(f"/api/v1/access/{token}", status=200)
+    for guest, own in zip(host["guests"], host["tokens"], strict=True):
+        assert app.get(f"/api/v1/access/{own}").json["guest"]["name"] == guest["name"], "the link's own guest"
     answers = {refused_link(app, presented) for presented in near_misses(token).values()}
     answers.add(refused_link(app, "garbage"))
     assert len(answers) == 1
@@ -488,8 +525,8 @@ def test_a_stream_ticket_expires_after_sixty_seconds(app, run_in_request, host):
         early, late = ticket(app, host["ada"], host["event"]), ticket(app, host["ada"], host["event"])
     with time_machine.travel(now + dt.timedelta(seconds=59), tick=False):
         assert redeemed(app, run_in_request, early, host["event"])
-    with time_machine.travel(now + dt.timedelta(seconds=61), tick=False):
-        assert not redeemed(app, run_in_request, late, host["event"])
+    with time_machine.travel(now + dt.timedelta(seconds=60), tick=False):
+        assert not redeemed(app, run_in_request, late, host["event"]), "sixty seconds on: expired"
 
 
 def test_a_stream_ticket_dies_with_its_holders_access(app, run_in_request, host, watchers):
@@ -549,8 +586,11 @@ def invited(app, run_in_request):
 
 
 def accept(app, invited, token) -> int:
-    return app.post_json("/api/v1/invitations/accept", {"token": token}, headers=invited["new"],
-                         status="*").status_int
+    response = app.post_json("/api/v1/invitations/accept", {"token": token}, headers=invited["new"], status="*")
+    if response.status_int == 404:
+        assert response.json == {"error": {"code": "invalid_invitation", "message": (
+            "This invitation is not valid. It may have expired, been used or been withdrawn.")}}
+    return response.status_int
 
 
 def test_near_misses_of_an_invitation_are_refused_and_the_real_one_works_once(app, invited):
@@ -606,9 +646,90 @@ def test_a_logins_last_use_is_written_at_most_every_five_minutes(app, ada):
         assert last_seen(headers) == (start + dt.timedelta(minutes=5, seconds=1)).isoformat()
 
 
-def test_replaying_a_used_refresh_token_ends_the_whole_login(app, tokens):
+def test_replaying_a_used_refresh_token_ends_the_whole_login(app, run_in_request, tokens):
     fresh = app.post_json("/api/v1/auth/refresh", {"refresh_token": tokens["refresh_token"]}).json
     assert me(app, fresh["access_token"]) == 200
     assert refresh(app, tokens["refresh_token"]) == 401, "the old one again: a replay"
     assert me(app, fresh["access_token"]) == 401, "every token of that login ends"
     assert refresh(app, fresh["refresh_token"]) == 401
+    session_id = uuid.UUID(claims_of(app, tokens["access_token"])["sid"])
+    reason = run_in_request(lambda r: r.db.get(AuthSession, session_id).revoked_reason, app.app.registry)
+    assert reason == "refresh_token_replayed"
+
+
+def test_refreshing_one_login_leaves_every_other_logins_refresh_token_alone(app, tokens):
+    other = app.post_json("/api/v1/auth/login", {"email": "ada@example.com", "password": TEST_PASSWORD}).json
+    assert refresh(app, tokens["refresh_token"]) == 200
+    assert refresh(app, other["refresh_token"]) == 200, "not taken for a replay"
+    assert me(app, other["access_token"]) == 200
+
+
+def test_a_keys_last_use_is_recorded_at_most_once_a_minute(app, keys):
+    ada = bearer_for(app, "ada@example.com")
+
+    def last_used():
+        listed = app.get(f"/api/v1/workspaces/{keys['workspace']}/api-keys", headers=ada).json["api_keys"]
+        return next(key["last_used_at"] for key in listed if key["name"] == "first")
+
+    start = dt.datetime(2031, 1, 1, 12, tzinfo=dt.UTC)
+    key = {"Authorization": f"Bearer {keys['first']}"}
+    assert last_used() is None
+    with time_machine.travel(start, tick=False) as clock:
+        ada = bearer_for(app, "ada@example.com")
+        app.get("/api/v1/workspaces", headers=key)
+        assert last_used() == start.isoformat()
+        clock.shift(60)
+        app.get("/api/v1/workspaces", headers=key)
+        assert last_used() == start.isoformat(), "a minute exactly: not yet"
+        clock.shift(1)
+        app.get("/api/v1/workspaces", headers=key)
+        assert last_used() == (start + dt.timedelta(seconds=61)).isoformat()
+
+
+def test_two_uses_of_one_refresh_token_at_once_end_the_login(app, run_in_request, tokens):
+    """The other use wins between this one's read and its update: a replay."""
+    from sqlalchemy import event
+
+    from guestguard.accounts.models import RefreshToken
+
+    def race(request):
+        db = request.db
+        won = []
+
+        def the_other_use_wins(state):
+            if state.is_update and state.statement.table.name == "refresh_tokens" and not won:
+                won.append(True)
+                db.execute(update(RefreshToken).values(rotated_at=utcnow()))
+
+        event.listen(db, "do_orm_execute", the_other_use_wins)
+        with pytest.raises(sessions.RefreshReplay) as replay:
+            sessions.rotate_refresh_token(db, request.registry.settings, tokens["refresh_token"])
+        return replay.value.session.id
+
+    session_id = run_in_request(race, app.app.registry)
+    assert str(session_id) == claims_of(app, tokens["access_token"])["sid"]
+    reason = run_in_request(lambda r: r.db.get(AuthSession, session_id).revoked_reason, app.app.registry)
+    assert reason == "refresh_token_replayed"
+    assert me(app, tokens["access_token"]) == 401
+
+
+def test_ending_a_login_records_why_once(app, run_in_request, tokens):
+    from guestguard.audit.models import AuditEvent
+
+    other = app.post_json("/api/v1/auth/login", {"email": "ada@example.com", "password": TEST_PASSWORD}).json
+    headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+    other_id = claims_of(app, other["access_token"])["sid"]
+    for _ in range(2):
+        app.delete(f"/api/v1/me/sessions/{other_id}", headers=headers, status=204)
+    app.post("/api/v1/auth/logout", headers=headers, status=204)
+
+    def facts(request):
+        rows = request.db.scalars(select(AuditEvent).where(AuditEvent.action.in_(
+            ["account.session_revoked", "account.logout"]))).all()
+        reasons = {str(s.id): s.revoked_reason for s in request.db.scalars(select(AuthSession))}
+        return sorted(row.action for row in rows), reasons
+
+    actions, reasons = run_in_request(facts, app.app.registry)
+    assert actions == ["account.logout", "account.session_revoked"], "revoking twice is recorded once"
+    assert reasons[other_id] == "revoked_by_user"
+    assert reasons[claims_of(app, tokens["access_token"])["sid"]] == "logout"
