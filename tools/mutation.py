@@ -56,8 +56,8 @@ class Target:
 TARGETS = (
     Target("permissions", {"guestguard.permissions": (
         "granted", "member_principal", "api_key_principal", "workspace_acl")},
-        ("tests/test_permissions_matrix.py::"
-         "test_each_permission_is_granted_in_the_workspace_to_exactly_the_roles_the_table_names",
+        (("tests/test_permissions_matrix.py::"
+         "test_each_permission_is_granted_in_the_workspace_to_exactly_the_roles_the_table_names"),
          "tests/test_tenant_isolation.py")),
     Target("tokens", {"guestguard.accounts.tokens": ("new_token", "hash_token", "matches", "looks_like_token")},
            ("tests/test_token_shapes.py",)),
