@@ -299,10 +299,6 @@ def holds_nul(data: Any) -> bool:
     return False
 
 
-def parse_json(request, schema: type[Model], max_bytes: int | None = None) -> Model:
-    return validate(schema, read_json(request, max_bytes))
-
-
 def parse_query(request, schema: type[Model]) -> Model:
     """The query string as ``schema`` (the last value of a repeated
     parameter); the first problem is a 400 ``bad_request`` naming it."""
