@@ -36,6 +36,7 @@ take an event.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import zoneinfo
 from collections.abc import Callable
 from typing import Any
@@ -115,29 +116,37 @@ def short_date(moment: dt.date) -> str:
     return f"{moment:%a} {moment.day} {moment:%b %Y}"
 
 
+def in_event_zone(format_local: Callable[[dt.datetime], str]) -> Callable[[dt.datetime | None, str], str]:
+    """A formatter of ``(moment, timezone)`` from one of the local time:
+    no moment reads as ""."""
+
+    @functools.wraps(format_local)
+    def formatter(moment: dt.datetime | None, timezone: str) -> str:
+        local = in_zone(moment, timezone)
+        return "" if local is None else format_local(local)
+
+    return formatter
+
+
 # --- the host's pages ------------------------------------------------------------------
 
 
-def when(moment: dt.datetime | None, timezone: str) -> str:
+@in_event_zone
+def when(local: dt.datetime) -> str:
     """"Sat 21 Jun 2030, 19:00 BST"."""
-    local = in_zone(moment, timezone)
-    if local is None:
-        return ""
     return f"{short_date(local)}, {clock24(local)} {zone_label(local)}"
 
 
-def short_when(moment: dt.datetime | None, timezone: str) -> str:
+@in_event_zone
+def short_when(local: dt.datetime) -> str:
     """"Sat 21 Jun, 19:00": the activity feed's times."""
-    local = in_zone(moment, timezone)
-    if local is None:
-        return ""
     return f"{local:%a} {local.day} {local:%b}, {clock24(local)}"
 
 
-def day_month(moment: dt.datetime | None, timezone: str) -> str:
+@in_event_zone
+def day_month(local: dt.datetime) -> str:
     """"21 Jun"."""
-    local = in_zone(moment, timezone)
-    return f"{local.day} {local:%b}" if local is not None else ""
+    return f"{local.day} {local:%b}"
 
 
 def span(starts: dt.datetime | None, ends: dt.datetime | None, timezone: str) -> str:
@@ -152,10 +161,10 @@ def span(starts: dt.datetime | None, ends: dt.datetime | None, timezone: str) ->
     return f"{start} – {when(ends, timezone)}"
 
 
-def form_value(moment: dt.datetime | None, timezone: str) -> str:
+@in_event_zone
+def form_value(local: dt.datetime) -> str:
     """The value of a datetime-local input: wall-clock time in the zone."""
-    local = in_zone(moment, timezone)
-    return f"{local:%Y-%m-%dT%H:%M}" if local is not None else ""
+    return f"{local:%Y-%m-%dT%H:%M}"
 
 
 def from_form(value: str, timezone: str) -> dt.datetime:
@@ -171,19 +180,15 @@ def from_form(value: str, timezone: str) -> dt.datetime:
 # --- what guests read --------------------------------------------------------------------
 
 
-def long_when(moment: dt.datetime | None, timezone: str) -> str:
+@in_event_zone
+def long_when(local: dt.datetime) -> str:
     """"Saturday 21 June 2030, 7:00 pm BST"."""
-    local = in_zone(moment, timezone)
-    if local is None:
-        return ""
     return f"{long_date(local)}, {clock(local)} {zone_label(local)}"
 
 
-def text_when(moment: dt.datetime | None, timezone: str) -> str:
+@in_event_zone
+def text_when(local: dt.datetime) -> str:
     """"Sat 21 Jun 2030, 7:00 pm BST", for text messages (ASCII offsets)."""
-    local = in_zone(moment, timezone)
-    if local is None:
-        return ""
     return f"{short_date(local)}, {clock(local)} {zone_label(local, plain=True)}"
 
 
