@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from pyramid.paster import get_appsettings, setup_logging
@@ -20,6 +21,17 @@ def _config(ini: str):
 
     setup_logging(ini)
     return make_config(get_appsettings(ini, name="main"))
+
+
+@contextlib.contextmanager
+def _transaction(ini: str) -> Iterator:
+    """The service context of the app ``ini`` configures, inside one
+    transaction that commits when the block ends (aborts on an exception)."""
+    from pyramid.scripting import prepare
+
+    app = _config(ini).make_wsgi_app()
+    with prepare(registry=app.registry) as env, env["request"].tm:
+        yield env["request"].ctx
 
 
 def alembic_config(ini: str):
@@ -94,19 +106,12 @@ def cmd_settings(args) -> int:
 
 def cmd_send_test(args) -> int:
     """Queue a test message through the outbox (checks provider settings)."""
-    from pyramid.scripting import prepare
-
     from guestguard.notifications.services import queue_notification
 
-    config = _config(args.ini)
-    app = config.make_wsgi_app()
-    with prepare(registry=app.registry) as env:
-        request = env["request"]
-        with request.tm:
-            notification = queue_notification(
-                request.ctx, channel=args.channel, recipient=args.to, template="test_message",
-                context={"base_url": request.registry.settings["app.base_url"]})
-            notification_id = notification.id
+    with _transaction(args.ini) as ctx:
+        notification = queue_notification(ctx, channel=args.channel, recipient=args.to, template="test_message",
+                                          context={"base_url": ctx.settings["app.base_url"]})
+        notification_id = notification.id
     print(f"queued notification {notification_id}; a worker delivers it")
     return 0
 
@@ -114,8 +119,6 @@ def cmd_send_test(args) -> int:
 def cmd_create_admin(args) -> int:
     """Create (or promote) a platform admin: the only way to get one."""
     import getpass
-
-    from pyramid.scripting import prepare
 
     from guestguard.accounts.passwords import password_problem
     from guestguard.accounts.services import create_admin
@@ -137,31 +140,19 @@ def cmd_create_admin(args) -> int:
     if problem:
         print(f"guestguard: the password {problem}", file=sys.stderr)
         return 2
-    config = _config(args.ini)
-    app = config.make_wsgi_app()
-    with prepare(registry=app.registry) as env:
-        request = env["request"]
-        with request.tm:
-            user = create_admin(request.ctx, email=email, password=password,
-                                display_name=args.name or email.split("@")[0])
-            user_id = user.id
+    with _transaction(args.ini) as ctx:
+        user = create_admin(ctx, email=email, password=password, display_name=args.name or email.split("@")[0])
+        user_id = user.id
     print(f"{email} is an admin (user {user_id})")
     return 0
 
 
 def cmd_events_list(args) -> int:
     """Domain events of one status (or all), oldest first."""
-    from pyramid.scripting import prepare
-
     from guestguard.domain import listing
 
-    config = _config(args.ini)
-    app = config.make_wsgi_app()
-    with prepare(registry=app.registry) as env:
-        request = env["request"]
-        with request.tm:
-            rows = listing(request.ctx, args.status, args.limit)
-            lines = [_event_line(row) for row in rows]
+    with _transaction(args.ini) as ctx:
+        lines = [_event_line(row) for row in listing(ctx, args.status, args.limit)]
     for line in lines:
         print(line)
     if not lines:
@@ -180,8 +171,6 @@ def cmd_events_replay(args) -> int:
     """Put dead events back to pending and queue their delivery."""
     import uuid
 
-    from pyramid.scripting import prepare
-
     from guestguard.audit.services import record
     from guestguard.domain import NotReplayable, replay
 
@@ -193,20 +182,15 @@ def cmd_events_replay(args) -> int:
     except ValueError:
         print(f"guestguard: events replay: {args.id!r} is not an event id", file=sys.stderr)
         return 2
-    config = _config(args.ini)
-    app = config.make_wsgi_app()
-    with prepare(registry=app.registry) as env:
-        request = env["request"]
-        try:
-            with request.tm:
-                rows = replay(request.ctx, ids)
-                for row in rows:
-                    record(request.ctx, "domain_event.replayed", target_type="domain_event", target_id=row.id,
-                           name=row.name)
-                replayed = [str(row.id) for row in rows]
-        except NotReplayable as exc:
-            print(f"guestguard: events replay: {exc}", file=sys.stderr)
-            return 1
+    try:
+        with _transaction(args.ini) as ctx:
+            rows = replay(ctx, ids)
+            for row in rows:
+                record(ctx, "domain_event.replayed", target_type="domain_event", target_id=row.id, name=row.name)
+            replayed = [str(row.id) for row in rows]
+    except NotReplayable as exc:
+        print(f"guestguard: events replay: {exc}", file=sys.stderr)
+        return 1
     for event_id in replayed:
         print(f"replayed {event_id}")
     print(f"{len(replayed)} domain event(s) queued again; a worker delivers them")
