@@ -733,3 +733,25 @@ def test_ending_a_login_records_why_once(app, run_in_request, tokens):
     assert actions == ["account.logout", "account.session_revoked"], "revoking twice is recorded once"
     assert reasons[other_id] == "revoked_by_user"
     assert reasons[claims_of(app, tokens["access_token"])["sid"]] == "logout"
+
+
+def test_a_login_remembers_when_from_where_and_which_browser(app, run_in_request, ada):
+    start = dt.datetime(2031, 1, 1, 12, tzinfo=dt.UTC)
+    browser = "Mozilla/5.0 " + "x" * 600
+    with time_machine.travel(start, tick=False):
+        with_agent = app.post_json("/api/v1/auth/login", {"email": "ada@example.com", "password": TEST_PASSWORD},
+                                   headers={"User-Agent": browser}, extra_environ={"REMOTE_ADDR": "203.0.113.5"}).json
+        without = app.post_json("/api/v1/auth/login", {"email": "ada@example.com", "password": TEST_PASSWORD},
+                                extra_environ={"REMOTE_ADDR": "203.0.113.6"}).json
+
+        sids = [uuid.UUID(claims_of(app, tokens["access_token"])["sid"]) for tokens in (with_agent, without)]
+
+    def stored(session_id):
+        def read(request):
+            session = request.db.get(AuthSession, session_id)
+            return session.user_agent, session.ip, session.created_at, session.last_seen_at
+
+        return run_in_request(read, app.app.registry)
+
+    assert stored(sids[0]) == (browser[:512], "203.0.113.5", start, start)
+    assert stored(sids[1]) == ("", "203.0.113.6", start, start)
