@@ -42,8 +42,8 @@ test: lint
 	fi
 
 # Mutation testing of the security-critical modules (docs/testing.md): fails
-# when a module's score is below 90%. About ten minutes; CI runs it after
-# `make test`. `make mutation TARGETS="tokens csrf"` runs some of them.
+# when a module's score is below 90%. About half an hour, so not part of
+# `make test`; CI runs it after. `make mutation TARGETS="tokens csrf"` runs some.
 mutation: $(STAMP)
 	nice -n 10 $(BIN)/python -m tools.mutation $(TARGETS)
 

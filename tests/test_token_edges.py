@@ -310,6 +310,49 @@ def test_near_misses_of_a_reset_token_are_refused_and_the_real_one_works_once(ap
     assert not reset_page_offers_the_form(app, token), "used"
 
 
+def test_malformed_emailed_links_are_refused_in_the_same_way(app, ada):
+    for garbage in ("garbage", "x" * 39, "x" * 65, "x" * 42 + "!"):
+        assert reset(app, garbage) == 400, garbage
+        assert verify(app, garbage) == 400, garbage
+        assert not reset_page_offers_the_form(app, garbage), garbage
+
+
+def test_an_emailed_link_expires_on_the_minute(app, ada):
+    minutes = app.app.registry.settings["auth.reset_password_ttl_minutes"]
+    now = dt.datetime.now(dt.UTC)
+    with time_machine.travel(now, tick=False):
+        token = reset_link(app)
+    with time_machine.travel(now + dt.timedelta(minutes=minutes), tick=False):
+        assert reset(app, token) == 400
+
+
+def test_two_uses_of_one_reset_link_at_once_reset_once(app, run_in_request, ada):
+    """The other use wins between this one's read and its update."""
+    from sqlalchemy import event
+
+    from guestguard.accounts.models import UserToken
+    from guestguard.accounts.services import AccountError, reset_password
+
+    token = reset_link(app)
+
+    def race(request):
+        db = request.db
+        won = []
+
+        def the_other_use_wins(state):
+            if state.is_update and state.statement.table.name == "user_tokens" and not won:
+                won.append(True)
+                db.execute(update(UserToken).values(used_at=utcnow()))
+
+        event.listen(db, "do_orm_execute", the_other_use_wins)
+        with pytest.raises(AccountError) as refused:
+            reset_password(request.ctx, token, NEW_PASSWORD)
+        return refused.value.code
+
+    assert run_in_request(race, app.app.registry) == "invalid_token"
+    app.post_json("/api/v1/auth/login", {"email": "ada@example.com", "password": TEST_PASSWORD}, status=200)
+
+
 def test_the_reset_page_refuses_a_verification_link_and_an_expired_one(app, ada):
     signup(app, "new@example.com")
     verification = link(inbox(app, "new@example.com")[0], "verify-email").rsplit("/", 1)[1]
@@ -733,3 +776,25 @@ def test_ending_a_login_records_why_once(app, run_in_request, tokens):
     assert actions == ["account.logout", "account.session_revoked"], "revoking twice is recorded once"
     assert reasons[other_id] == "revoked_by_user"
     assert reasons[claims_of(app, tokens["access_token"])["sid"]] == "logout"
+
+
+def test_a_login_remembers_when_from_where_and_which_browser(app, run_in_request, ada):
+    start = dt.datetime(2031, 1, 1, 12, tzinfo=dt.UTC)
+    browser = "Mozilla/5.0 " + "x" * 600
+    with time_machine.travel(start, tick=False):
+        with_agent = app.post_json("/api/v1/auth/login", {"email": "ada@example.com", "password": TEST_PASSWORD},
+                                   headers={"User-Agent": browser}, extra_environ={"REMOTE_ADDR": "203.0.113.5"}).json
+        without = app.post_json("/api/v1/auth/login", {"email": "ada@example.com", "password": TEST_PASSWORD},
+                                extra_environ={"REMOTE_ADDR": "203.0.113.6"}).json
+
+        sids = [uuid.UUID(claims_of(app, tokens["access_token"])["sid"]) for tokens in (with_agent, without)]
+
+    def stored(session_id):
+        def read(request):
+            session = request.db.get(AuthSession, session_id)
+            return session.user_agent, session.ip, session.created_at, session.last_seen_at
+
+        return run_in_request(read, app.app.registry)
+
+    assert stored(sids[0]) == (browser[:512], "203.0.113.5", start, start)
+    assert stored(sids[1]) == ("", "203.0.113.6", start, start)

@@ -53,11 +53,13 @@ class Target:
 
 # The security-critical core. An area that lands with a check of its own
 # (webhook signatures, idempotency keys, billing entitlements) adds its target.
+PERMISSION_TABLE_TEST = ("tests/test_permissions_matrix.py::"
+                         "test_each_permission_is_granted_in_the_workspace_to_exactly_the_roles_the_table_names")
+
 TARGETS = (
     Target("permissions", {"guestguard.permissions": (
         "granted", "member_principal", "api_key_principal", "workspace_acl")},
-        (("tests/test_permissions_matrix.py::"
-         "test_each_permission_is_granted_in_the_workspace_to_exactly_the_roles_the_table_names"),
+        (PERMISSION_TABLE_TEST,
          "tests/test_tenant_isolation.py")),
     Target("tokens", {"guestguard.accounts.tokens": ("new_token", "hash_token", "matches", "looks_like_token")},
            ("tests/test_token_shapes.py",)),
