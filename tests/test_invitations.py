@@ -232,6 +232,14 @@ def test_rsvp_bad_input(app, host):
     app.post(f"/api/v1/rsvp/{token}", "response=yes", status=415)
 
 
+def test_a_refused_answer_is_never_cached(app, host):
+    token = issue(app, host, add_guest(app, host))["token"]
+    with time_machine.travel(AFTER_DEADLINE):
+        refused = app.post_json(f"/api/v1/rsvp/{token}", {"response": "no"}, status=409)
+    assert refused.json["error"]["code"] == "rsvp_closed"
+    assert refused.headers["Cache-Control"] == "no-store"
+
+
 def test_rsvp_after_the_deadline_is_refused(app, host):
     guest = add_guest(app, host)
     token = issue(app, host, guest)["token"]

@@ -10,7 +10,7 @@ from pyramid.view import view_config
 
 from guestguard import timefmt
 from guestguard.contract import Body, Refused
-from guestguard.errors import json_error, refusal
+from guestguard.errors import json_error
 from guestguard.events import invitations
 from guestguard.events.guest_views import private_headers
 from guestguard.events.models import Event, Guest, Rsvp
@@ -26,7 +26,6 @@ from guestguard.events.schemas import (
     RsvpState,
     SendInput,
 )
-from guestguard.events.services import EventsError
 from guestguard.guard import access as token_access
 from guestguard.guard.models import ANSWER, VIEW
 from guestguard.permissions import GUESTS_EDIT
@@ -134,11 +133,7 @@ def rsvp(request):
         return invalid_link(request)
     link, guest, event = found
     data = request.body_input
-    try:
-        answer, new = invitations.submit_rsvp(request.ctx, link, guest, event, data)
-    except EventsError as error:
-        response = refusal(request, error)
-        response.cache_control.no_store = True
-        return response
+    # A refusal is answered by the refusal deriver; every API answer is no-store.
+    answer, new = invitations.submit_rsvp(request.ctx, link, guest, event, data)
     no_store(request)
     return invitation(event, guest, answer, RsvpAnswer, recorded=new)
