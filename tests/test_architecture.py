@@ -134,3 +134,39 @@ def test_no_module_imports_one_that_imports_it_back():
 
 def test_the_cycle_check_finds_a_cycle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def service_functions() -> set[str]:
+    """Names of the functions in the service modules that take the context."""
+    return {node.name for relative in SERVICE_MODULES for node in functions(PACKAGE / relative)
+            if node.args.args and node.args.args[0].arg == "ctx"}
+
+
+def request_passed_to_services(path: Path, services: set[str]) -> list[int]:
+    """Lines of ``path`` that call a service with the request where its
+    context belongs (it would work by accident: a request has the same
+    attributes, but not the service's promises)."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not (isinstance(node, ast.Call) and node.args):
+            continue
+        name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", None)
+        first = node.args[0]
+        if name in services and isinstance(first, ast.Name) and first.id in ("request", "r"):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_services_are_called_with_the_context():
+    services = service_functions()
+    tests = Path(__file__).parent
+    paths = [*PACKAGE.rglob("*.py"), *tests.rglob("*.py"), *tests.parent.glob("plugins/*/tests/*.py")]
+    found = {str(path): lines for path in sorted(paths) if (lines := request_passed_to_services(path, services))}
+    assert found == {}
+
+
+def test_the_call_check_catches_a_service_given_the_request(tmp_path):
+    module = tmp_path / "views.py"
+    module.write_text("def view(request):\n    services.create_event(request, 1)\n"
+                      "    services.create_event(request.ctx, 1)\n")
+    assert request_passed_to_services(module, {"create_event"}) == [2]
