@@ -1,5 +1,8 @@
 """The host's and the guest's whole journey through the JSON API."""
+import datetime as dt
 import re
+
+import time_machine
 
 from guestguard.testing import bearer_for, create_host
 
@@ -60,9 +63,15 @@ def test_the_host_sends_invitations_from_the_pages(app, run_in_request):
     assert "1 invitation on the way." in done.text and "Not sent to Nobody" in done.text
     outbox = app.app.registry["notifications.providers_by_name"]["console"].messages
     assert [m.recipient for _, m in outbox] == ["grace@example.com"]
+    again = form.submit(status=303).follow()
+    assert "No invitations sent." in again.text and "Not sent to Nobody" in again.text
     guest_page = app.get(f"/events/{event['id']}/guests/{guests[0]['id']}")
     resend = next(f for f in guest_page.forms.values() if f.action.endswith("/send"))
-    assert "Invitation sent to Grace by email." in resend.submit(status=303).follow().text
+    # Moments after the first, "send again" leaves the link just emailed alone.
+    assert "sent to Grace moments ago" in resend.submit(status=303).follow().text
+    assert len(outbox) == 1
+    with time_machine.travel(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=61)):
+        assert "Invitation sent to Grace by email." in resend.submit(status=303).follow().text
     assert len(outbox) == 2
 
 

@@ -3,12 +3,13 @@ and the column mixins every model uses."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import uuid
 from pathlib import Path
 from typing import Any
 
 import zope.sqlalchemy
-from sqlalchemy import JSON, DateTime, MetaData, Uuid, create_engine, event
+from sqlalchemy import JSON, DateTime, MetaData, Uuid, create_engine, event, func, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -109,6 +110,13 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def advisory_lock(db: Session, name: str) -> None:
+    """Hold PostgreSQL's advisory lock called ``name`` until the transaction
+    ends: whoever asks for it next waits, then reads what this one committed."""
+    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+    db.execute(select(func.pg_advisory_xact_lock(key)))
 
 
 def session_for(session_factory: sessionmaker, transaction_manager, request=None) -> Session:

@@ -10,14 +10,14 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, false, select, update
 
 from guestguard import timefmt
 from guestguard.accounts.tokens import new_token
 from guestguard.activity import feed
 from guestguard.audit.services import record
-from guestguard.db import utcnow
-from guestguard.events.models import CANCELLED, DRAFT, NO, YES, Event, Guest, InvitationLink, Rsvp
+from guestguard.db import advisory_lock, utcnow
+from guestguard.events.models import CANCELLED, DRAFT, NO, YES, BulkAction, Event, Guest, InvitationLink, Rsvp
 from guestguard.events.schemas import RsvpInput
 from guestguard.events.services import EventsError
 from guestguard.notifications.services import queue_notification
@@ -27,6 +27,10 @@ CHANNELS = (EMAIL, SMS)
 TEMPLATE = "invitation"
 INVALID_LINK = "This invitation link is not valid."
 NO_CONTACT = "has no email address or phone number"
+SEND_ALL = "invitations.send_all"
+# A guest invited this recently is not sent another invitation (and new link)
+# by a repeated click: the link in the message just sent keeps working.
+RESEND_AFTER = dt.timedelta(seconds=60)
 
 
 # --- answers' deadline ------------------------------------------------------
@@ -136,11 +140,47 @@ def refuse_unsendable(event: Event) -> None:
                           "This event is a draft: publish it before sending invitations.")
 
 
-def send_invitation(ctx, guest: Guest, event: Event, channel: str | None = None) -> str:
-    """Issue a fresh link and queue the invitation through the outbox.
-    Returns the channel used."""
+def lock_sends(db, event: Event) -> None:
+    """Invitations of one event are sent one transaction at a time: whoever
+    comes next waits, then reads who the previous one invited. PostgreSQL: an
+    advisory lock per event. SQLite has one write lock for the database; any
+    write takes it until commit (this one changes nothing), and what the
+    transaction reads after it includes every earlier commit."""
+    if db.get_bind().dialect.name == "postgresql":
+        advisory_lock(db, f"invitations:{event.id}")
+    else:
+        db.execute(delete(BulkAction).where(false()))
+
+
+def recently_invited(guest: Guest, now: dt.datetime | None = None) -> bool:
+    return guest.invited_at is not None and (now or utcnow()) - guest.invited_at < RESEND_AFTER
+
+
+@dataclass(frozen=True)
+class SentOne:
+    channel: str
+    # False when the guest had been sent one moments before: nothing new was
+    # queued and their link was left as it was.
+    queued: bool
+
+
+def send_invitation(ctx, guest: Guest, event: Event, channel: str | None = None, *,
+                    fresh_link: bool = False) -> SentOne:
+    """Issue a fresh link and queue the invitation through the outbox. A guest
+    invited less than RESEND_AFTER ago is left alone (a repeated click),
+    unless ``fresh_link`` asks for a new link anyway (a shared link replaced)."""
     refuse_unsendable(event)
     channel = choose_channel(guest, channel)
+    lock_sends(ctx.db, event)
+    ctx.db.refresh(guest, ["invited_at"])  # as committed by whoever held the lock before
+    if not fresh_link and recently_invited(guest):
+        return SentOne(channel, queued=False)
+    _send(ctx, guest, event, channel)
+    return SentOne(channel, queued=True)
+
+
+def _send(ctx, guest: Guest, event: Event, channel: str, batch_id: str | None = None) -> None:
+    """Under the event's send lock: a new link, the message, the record."""
     raw = issue_link(ctx, guest)
     notification = queue_notification(
         ctx, channel=channel, recipient=guest.email if channel == EMAIL else guest.phone,
@@ -148,35 +188,45 @@ def send_invitation(ctx, guest: Guest, event: Event, channel: str | None = None)
         sealed={"invitation_url": access_url(ctx, raw)},
         about={"event_id": str(event.id), "guest_id": str(guest.id)})
     guest.invited_at = utcnow()
+    details = {"batch_id": batch_id} if batch_id else {}
     record(ctx, "invitation.sent", actor_id=ctx.actor_id, workspace_id=event.workspace_id,
-           target_type="guest", target_id=guest.id, channel=channel, notification_id=str(notification.id))
+           target_type="guest", target_id=guest.id, channel=channel, notification_id=str(notification.id),
+           **details)
     ctx.emit("invitation.sent", {"event_id": str(event.id), "guest_id": str(guest.id), "channel": channel},
-                 event.workspace_id)
-    return channel
+             event.workspace_id)
 
 
 @dataclass(frozen=True)
 class Sent:
     queued: int
     skipped: list[dict[str, str]]
+    batch_id: str
 
 
 def send_all(ctx, event: Event) -> Sent:
     """Invite every guest not invited yet; those without an email address or
-    phone number are skipped and listed."""
+    phone number are skipped and listed. Runs one at a time per event and is
+    recorded as a batch: clicks at once, or a repeat, invite each guest once."""
     refuse_unsendable(event)
+    lock_sends(ctx.db, event)
+    batch = BulkAction(workspace_id=event.workspace_id, event_id=event.id, action=SEND_ALL,
+                       actor_id=ctx.actor_id, queued=0, skipped=0)
+    ctx.db.add(batch)
+    ctx.db.flush()
     guests = ctx.db.scalars(select(Guest).where(Guest.event_id == event.id, Guest.invited_at.is_(None))
-                                .order_by(Guest.name, Guest.id))
-    queued, skipped = 0, []
+                            .order_by(Guest.name, Guest.id).execution_options(populate_existing=True))
+    skipped = []
     for guest in guests:
         if not guest.email and not guest.phone:
             skipped.append({"guest_id": str(guest.id), "name": guest.name, "reason": NO_CONTACT})
             continue
-        send_invitation(ctx, guest, event)
-        queued += 1
+        _send(ctx, guest, event, choose_channel(guest, None), batch_id=str(batch.id))
+        batch.queued += 1
+    batch.skipped = len(skipped)
     record(ctx, "invitation.sent_all", actor_id=ctx.actor_id, workspace_id=event.workspace_id,
-           target_type="event", target_id=event.id, queued=queued, skipped=len(skipped))
-    return Sent(queued, skipped)
+           target_type="event", target_id=event.id, queued=batch.queued, skipped=batch.skipped,
+           batch_id=str(batch.id))
+    return Sent(batch.queued, skipped, str(batch.id))
 
 
 # --- the guest's side --------------------------------------------------------

@@ -90,14 +90,16 @@ def send_one(context, request):
     """Send (or send again) the invitation, with a fresh link."""
     data = request.body_input
     guest = context.record
-    channel = invitations.send_invitation(request.ctx, guest, context.event, data.channel)
-    return InvitationSent(guest_id=guest.id, channel=channel, invited_at=guest.invited_at)
+    sent = invitations.send_invitation(request.ctx, guest, context.event, data.channel)
+    return InvitationSent(guest_id=guest.id, channel=sent.channel, queued=sent.queued, invited_at=guest.invited_at)
 
 
 @view_config(route_name="api_event_send", request_method="POST", renderer="json", permission=GUESTS_EDIT,
              response={202: InvitationsSent, 409: UNSENDABLE})
 def send_all(context, request):
-    """Invite every guest not invited yet; those without contact are listed."""
+    """Invite every guest not invited yet; those without contact are listed.
+    One run at a time per event: a repeat invites only whoever is still not
+    invited."""
     sent = invitations.send_all(request.ctx, context.event)
     return InvitationsSent.of(sent)
 

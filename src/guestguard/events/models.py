@@ -101,3 +101,22 @@ class Rsvp(IdMixin, Base):
     dietary: Mapped[str] = mapped_column(String(500), default="")
     message: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class BulkAction(IdMixin, Base):
+    """One run of a bulk action on an event (sending every invitation not yet
+    sent...): who ran it, when, and what it did. Bulk actions on one event
+    run one at a time (``invitations.lock_sends``), so a repeated click finds
+    the work done and records a run that did nothing."""
+
+    __tablename__ = "bulk_actions"
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), index=True)
+    action: Mapped[str] = mapped_column(String(64))
+    actor_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    queued: Mapped[int] = mapped_column(default=0)
+    skipped: Mapped[int] = mapped_column(default=0)

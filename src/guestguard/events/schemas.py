@@ -267,6 +267,8 @@ class IssuedLink(Out):
 class InvitationSent(Out):
     guest_id: uuid.UUID
     channel: str
+    # False when the guest was sent one moments before: nothing new was sent.
+    queued: bool
     invited_at: Moment | None
 
 
@@ -277,6 +279,7 @@ class SkippedGuest(Out):
 
 
 class InvitationsSent(Out):
+    batch_id: uuid.UUID
     queued: int
     skipped: list[SkippedGuest]
 

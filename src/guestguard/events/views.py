@@ -376,7 +376,10 @@ def send_invitations(context, request):
     except EventsError as error:
         flash(request, error.message)
         return redirect(request, request.route_path("event_page", event_id=context.event.id))
-    message = f"{sent.queued} invitation{'' if sent.queued == 1 else 's'} on the way."
+    if sent.queued:
+        message = f"{sent.queued} invitation{'' if sent.queued == 1 else 's'} on the way."
+    else:
+        message = "No invitations sent." if sent.skipped else "Every guest has been invited already."
     if sent.skipped:
         names = ", ".join(item.get("name", "?") for item in sent.skipped[:5])
         more = f" and {len(sent.skipped) - 5} more" if len(sent.skipped) > 5 else ""
@@ -390,9 +393,11 @@ def send_one_invitation(context, request):
     """Send (or send again, with a fresh link) one guest's invitation."""
     guest = context.record
     try:
-        channel = invitations.send_invitation(request.ctx, guest, context.event)
+        sent = invitations.send_invitation(request.ctx, guest, context.event)
     except EventsError as error:
         flash(request, error.message)
     else:
-        flash(request, f"Invitation sent to {guest.name} by {'email' if channel == 'email' else 'text message'}.")
+        by = "email" if sent.channel == "email" else "text message"
+        flash(request, f"Invitation sent to {guest.name} by {by}." if sent.queued
+              else f"An invitation was sent to {guest.name} moments ago; it is on its way by {by}.")
     return redirect(request, request.route_path("event_guest", event_id=context.event.id, guest_id=guest.id))

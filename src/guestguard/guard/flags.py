@@ -246,9 +246,10 @@ def reissue(ctx, flag: Flag, guest: Guest, event: Event, channel: str | None = N
     """Revoke the guest's link, send them a new one through the outbox, and
     resolve their open flags. Returns the channel and the flags resolved.
     Only from an open flag: a second click finds it resolved (409)."""
+    invitations.lock_sends(ctx.db, event)  # before the guest's row, as every send takes them
     lock_guest(ctx.db, guest.id)
     refuse_closed(ctx.db, flag)
-    sent_by = invitations.send_invitation(ctx, guest, event, channel)
+    sent_by = invitations.send_invitation(ctx, guest, event, channel, fresh_link=True).channel
     open_flags = list(ctx.db.scalars(select(Flag).where(Flag.guest_id == guest.id, Flag.status == FLAG_OPEN)))
     _close(ctx, open_flags, FLAG_RESOLVED)
     ctx.db.flush()
