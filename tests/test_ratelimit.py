@@ -7,7 +7,9 @@ import uuid
 import pytest
 import time_machine
 from prometheus_client import REGISTRY
+from pyramid_retry import RetryableException
 
+from guestguard.plugins import hookimpl
 from guestguard.ratelimit.service import Limiter, policies_from
 from guestguard.settings import SettingsError
 from guestguard.testing import REDIS_ENV, TEST_PASSWORD, create_user, outbox, signup as api_signup
@@ -228,3 +230,36 @@ def test_throttling_comes_before_the_lockout(make_app, run_in_request):
 
     user = run_in_request(lambda r: r.db.scalar(select(User)), app.app.registry)
     assert (user.failed_logins, user.locked_at) == (3, None)
+
+
+class FlakyOnce:
+    """A plugin view that fails its first attempt with an error pyramid_retry
+    replays (as a deadlock or serialization failure is), after its rate limit
+    and the API ceiling were charged."""
+
+    def __init__(self):
+        self.attempts = 0
+
+    @hookimpl
+    def configure(self, config):
+        config.add_route("flaky", "/api/v1/test-flaky")
+        config.add_view(self.view, route_name="flaky", renderer="json", rate_limit="invalid_link")
+
+    def view(self, request):
+        self.attempts += 1
+        if request.environ["retry.attempt"] == 0:
+            raise RetryableException("deadlock detected")
+        return {"attempt": request.environ["retry.attempt"]}
+
+
+def test_a_request_replayed_after_a_retryable_error_is_charged_once(make_app):
+    flaky = FlakyOnce()
+    app = make_app({"ratelimit.invalid_link": "3/minute", "ratelimit.api": "4/minute"},
+                   plugins=[("flaky", flaky)])
+    with time_machine.travel(T0, tick=False):
+        answers = [app.get("/api/v1/test-flaky").json for _ in range(3)]
+        assert answers == [{"attempt": 1}] * 3 and flaky.attempts == 6
+        refused = app.get("/api/v1/test-flaky", status=429)
+    assert refused.json["error"]["code"] == "rate_limited"
+    assert refused.headers["RateLimit-Policy"] in ('"invalid_link";q=3;w=60', '"api";q=4;w=60')
+    assert flaky.attempts == 6

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pyramid.events import NewRequest
 
 from guestguard.errors import APIError, is_api_request
-from guestguard.ratelimit.service import Decision, Limiter, api_keys_of, policies_from
+from guestguard.ratelimit.service import Decision, Limiter, Policy, api_keys_of, policies_from
 
 
 class RateLimited(APIError):
@@ -21,13 +21,28 @@ class RateLimited(APIError):
         self.headers["RateLimit"] = f'"{decision.policy.name}";r={decision.remaining};t={seconds}'
 
 
+# Where a request keeps the decisions it was charged for. pyramid_retry runs
+# every attempt of a request on the same WSGI environ, so a replay (after a
+# deadlock, say) finds them and is not charged again.
+CHARGED = "guestguard.ratelimit.charged"
+
+
+def charge(request, policy: Policy, key: str, route: str | None, cost: int = 1) -> Decision:
+    """Count ``cost`` against ``policy`` for ``key`` once per request, however
+    many times the request is attempted."""
+    charged: dict[tuple[str, str], Decision] = request.environ.setdefault(CHARGED, {})
+    decision = charged.get((policy.name, key))
+    if decision is None:
+        decision = charged[policy.name, key] = request.registry["ratelimit"].check(policy, key, route, cost)
+    return decision
+
+
 def enforce(request, policy_name: str, cost: int = 1) -> None:
     """Count ``cost`` units (a request, or e.g. the guests it adds) against
     the policy; raise RateLimited when over."""
-    limiter: Limiter = request.registry["ratelimit"]
-    policy = limiter.policies[policy_name]
+    policy = request.registry["ratelimit"].policies[policy_name]
     route = request.matched_route.name if request.matched_route else None
-    decision = limiter.check(policy, policy.key(request), route, cost)
+    decision = charge(request, policy, policy.key(request), route, cost)
     if not decision.allowed:
         raise RateLimited(decision)
 
@@ -59,10 +74,9 @@ def api_ceiling(event) -> None:
     request = event.request
     if not is_api_request(request) or request.method == "OPTIONS":
         return
-    limiter: Limiter = request.registry["ratelimit"]
-    policy = limiter.policies["api"]
+    policy = request.registry["ratelimit"].policies["api"]
     for key in api_keys_of(request):
-        decision = limiter.check(policy, key, "api")
+        decision = charge(request, policy, key, "api")
         if not decision.allowed:
             raise RateLimited(decision)
 
