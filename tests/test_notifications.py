@@ -510,6 +510,96 @@ def test_a_send_whose_outcome_was_lost_goes_again_with_the_same_message_id_and_i
     assert (row.status, row.attempts) == ("succeeded", 2)
 
 
+class AskableProvider(RecordingProvider):
+    """A provider whose API says whether it accepted a message (as SES's or
+    Twilio's can), keyed by the notification id; ``unsure`` makes it fail to
+    answer that many times."""
+
+    def __init__(self, unsure=0):
+        super().__init__()
+        self.accepted, self.asked, self.unsure = {}, [], unsure
+
+    def send(self, message):
+        provider_id = super().send(message)
+        self.accepted[message.notification_id] = provider_id
+        return provider_id
+
+    def find_accepted(self, message):
+        self.asked.append(message.notification_id)
+        if self.unsure:
+            self.unsure -= 1
+            raise TransientDeliveryError("the provider's API timed out")
+        return self.accepted.get(message.notification_id)
+
+
+def reconciled(channel="email"):
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("gg_notification_reconciled_total", {"channel": channel}) or 0.0
+
+
+def interrupted_send(app, run_in_request, clock, *, accepted: bool):
+    """Claim and (if ``accepted``) send a notification, then lose the
+    worker before it records anything; the reaper takes the job back."""
+    from guestguard.notifications import services
+
+    registry = app.app.registry
+    notification_id = queue(registry, run_in_request)
+    registry["huey"].flush()
+    attempt = run_in_request(lambda request: services.begin_attempt(request.ctx, notification_id), registry)
+    if accepted:
+        services.deliver(attempt)
+    clock.shift(registry.settings["jobs.lease_seconds"] + 1)
+    assert run_task_now(registry, reap) == 1
+    return notification_id
+
+
+def test_a_provider_that_can_be_asked_is_asked_before_sending_again(queued_app, run_in_request):
+    provider = AskableProvider()
+    app = queued_app(provider)
+    registry = app.app.registry
+    before, resends = reconciled(), unknown_outcome_resends()
+    with time_machine.travel(T0, tick=False) as clock:
+        notification_id = interrupted_send(app, run_in_request, clock, accepted=True)
+        drain(registry["huey"])
+    assert provider.asked == [notification_id]
+    assert len(provider.attempts) == 1  # found accepted: not sent again
+    row = load(registry, notification_id)
+    assert (row.status, row.attempts, row.provider_message_id) == ("succeeded", 2, "scripted-1")
+    assert row.sealed_context is None
+    assert (reconciled() - before, unknown_outcome_resends() - resends) == (1, 0)
+
+
+def test_a_message_the_provider_never_accepted_is_sent_after_asking(queued_app, run_in_request):
+    provider = AskableProvider()
+    app = queued_app(provider)
+    registry = app.app.registry
+    before = reconciled()
+    with time_machine.travel(T0, tick=False) as clock:
+        notification_id = interrupted_send(app, run_in_request, clock, accepted=False)
+        drain(registry["huey"])
+    assert provider.asked == [notification_id] and len(provider.attempts) == 1
+    assert load(registry, notification_id).status == "succeeded"
+    assert reconciled() == before
+
+
+def test_a_provider_that_cannot_answer_is_asked_again_later_not_sent_blind(queued_app, run_in_request):
+    provider = AskableProvider(unsure=1)
+    app = queued_app(provider)
+    registry = app.app.registry
+    with time_machine.travel(T0, tick=False) as clock:
+        notification_id = interrupted_send(app, run_in_request, clock, accepted=True)
+        drain(registry["huey"])
+        row = load(registry, notification_id)
+        assert (row.status, len(provider.attempts)) == ("pending", 1)
+        assert "could not ask scripted about it" in row.last_error
+        clock.shift(max(RETRY_BACKOFF) + 1)
+        drain(registry["huey"])
+    assert provider.asked == [notification_id] * 2
+    row = load(registry, notification_id)
+    assert (row.status, row.provider_message_id, len(provider.attempts)) == ("succeeded", "scripted-1", 1)
+
+
 def test_a_database_blip_while_recording_is_waited_out_not_sent_twice(queued_app, run_in_request, monkeypatch):
     """Recording the provider's answer fails twice (the database is away for
     a moment): the worker tries again while it keeps the lease, so the

@@ -127,6 +127,13 @@ class NotificationProvider(Protocol):
         other exception counts as transient.
         """
 
+    # Optional: a provider that can be asked whether it accepted a message
+    # defines ``find_accepted(message: OutgoingMessage) -> str | None``,
+    # returning its message id for ``message`` (found by
+    # ``message.notification_id`` or ``message.message_id``) or None when it
+    # never accepted it, and raising when it cannot tell. The worker asks it
+    # before sending again after an attempt whose outcome was lost.
+
 
 class CaptchaUnavailable(Exception):
     """The verification service did not answer (timeout, 5xx, network)."""

@@ -17,7 +17,16 @@ from guestguard.db import utcnow
 from guestguard.keys import fernet_for
 from guestguard.notifications.models import Notification
 from guestguard.plugins import NotificationProvider, OutgoingMessage, PermanentDeliveryError, TransientDeliveryError
-from guestguard.tasks import PENDING, claim_job, enqueue_job, fail_job, finish_job, still_claimed, was_interrupted
+from guestguard.tasks import (
+    INTERRUPTED,
+    PENDING,
+    claim_job,
+    enqueue_job,
+    fail_job,
+    finish_job,
+    still_claimed,
+    was_interrupted,
+)
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +37,9 @@ UNKNOWN_OUTCOME_RESENDS = Counter(
     "gg_notification_unknown_outcome_resends", "Attempts that send again a message whose previous attempt "
     "ended with no recorded outcome (its worker stopped or lost the database): the provider may have "
     "accepted it, so the person may get it twice.", ["channel"])
+RECONCILED = Counter(
+    "gg_notification_reconciled", "Attempts after one whose outcome is unknown that asked the provider and "
+    "found the message already accepted: recorded as sent, not sent again.", ["channel"])
 
 
 def message_id_for(settings: Mapping[str, Any], notification_id: uuid.UUID) -> str:
@@ -103,6 +115,9 @@ class Attempt:
     provider: NotificationProvider | None
     message: OutgoingMessage | None
     error: str | None
+    # The previous attempt ended with no recorded outcome: the provider may
+    # already have accepted this message.
+    interrupted: bool = False
 
 
 def begin_attempt(ctx, notification_id) -> Attempt | None:
@@ -118,12 +133,6 @@ def begin_attempt(ctx, notification_id) -> Attempt | None:
     settings = ctx.settings
     if notification.channel == "email" and not notification.message_id:  # queued before Message-IDs were kept
         notification.message_id = message_id_for(settings, notification.id)
-    if was_interrupted(notification):
-        # The last attempt's worker stopped (or lost the database) before it
-        # recorded what the provider said: it may have sent the message.
-        UNKNOWN_OUTCOME_RESENDS.labels(notification.channel).inc()
-        log.warning("notification %s: attempt %d sends again after an attempt whose outcome is unknown "
-                    "(same Message-ID %s)", notification.id, notification.attempts, notification.message_id or "-")
     try:
         context = dict(notification.context)
         if notification.sealed_context:
@@ -146,14 +155,48 @@ def begin_attempt(ctx, notification_id) -> Attempt | None:
         html=rendered.html,
         message_id=notification.message_id or "",
     )
-    return Attempt(notification.id, notification.claimed_at, provider, message, None)
+    # The last attempt's worker stopped (or lost the database) before it
+    # recorded what the provider said: it may have sent the message.
+    return Attempt(notification.id, notification.claimed_at, provider, message, None,
+                   interrupted=was_interrupted(notification))
+
+
+def reconcile(attempt: Attempt) -> tuple[str | None, str | None] | None:
+    """After an attempt whose outcome is unknown: ask a provider that can be
+    asked whether it accepted the message. (provider message id, None) when
+    it did, (None, error) when it could not say, None to send (again)."""
+    message, channel = attempt.message, attempt.message.channel
+    find_accepted = getattr(attempt.provider, "find_accepted", None)
+    if find_accepted is None:
+        UNKNOWN_OUTCOME_RESENDS.labels(channel).inc()
+        log.warning("notification %s sends again after an attempt whose outcome is unknown (same Message-ID %s)",
+                    attempt.notification_id, message.message_id or "-")
+        return None
+    try:
+        accepted = find_accepted(message)
+    except Exception as exc:  # not knowing is no reason to risk a second copy: ask again later
+        # Still an interrupted attempt's outcome (was_interrupted reads this):
+        # the next attempt asks again.
+        return None, f"{INTERRUPTED}; could not ask {attempt.provider.name} about it: {exc!r}"
+    if accepted is None:
+        log.info("notification %s: %s has no record of the interrupted attempt; sending",
+                 attempt.notification_id, attempt.provider.name)
+        return None
+    RECONCILED.labels(channel).inc()
+    log.info("notification %s: %s had accepted the interrupted attempt; not sent again",
+             attempt.notification_id, attempt.provider.name)
+    return accepted, None
 
 
 def deliver(attempt: Attempt) -> tuple[str | None, str | None, bool]:
-    """Hand the message to the provider. Returns (provider message id, error,
+    """Hand the message to the provider (unless it accepted it already, on an
+    attempt whose outcome was lost). Returns (provider message id, error,
     permanent)."""
     if attempt.message is None:
         return None, attempt.error, True
+    if attempt.interrupted and (known := reconcile(attempt)) is not None:
+        provider_message_id, error = known
+        return provider_message_id, error, False
     try:
         return attempt.provider.send(attempt.message), None, False
     except PermanentDeliveryError as exc:
