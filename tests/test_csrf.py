@@ -54,3 +54,56 @@ def test_a_bearer_token_needs_no_csrf_token_but_basic_credentials_do(app, run_in
     response = app.post("/login", {"email": "ada@example.com", "password": "x"},
                         headers={"Authorization": "Basic dXNlcjpwYXNz"}, status="*")
     assert csrf_refused(response)
+
+
+# --- the token belongs to the login ------------------------------------------
+
+
+def sign_in_by_form(app, email="ada@example.com"):
+    from guestguard.testing import TEST_PASSWORD, csrf
+
+    form = app.get("/login")
+    return app.post("/login", {"email": email, "password": TEST_PASSWORD, "csrf_token": csrf(form)}, status=303)
+
+
+def profile_token(app) -> str:
+    from guestguard.testing import csrf
+
+    return csrf(app.get("/account"))
+
+
+def test_the_token_changes_at_login_and_at_logout(make_app, run_in_request):
+    from guestguard.testing import csrf
+
+    app = make_app()
+    run_in_request(lambda r: create_user(r, "ada@example.com", "Ada"), app.app.registry)
+    before = csrf(app.get("/login"))
+    sign_in_by_form(app)
+    first = profile_token(app)
+    assert first != before
+    app.post("/logout", {"csrf_token": first}, status=303)
+    sign_in_by_form(app)
+    second = profile_token(app)
+    assert second not in (first, before)
+    # The first login's token is no good in the second.
+    assert csrf_refused(app.post("/account/profile", {"display_name": "Eve", "csrf_token": first}, status="*"))
+    app.post("/account/profile", {"display_name": "Ada L", "csrf_token": second}, status=303)
+
+
+def test_a_planted_cookie_session_cannot_carry_a_known_token_into_a_login(make_app, run_in_request):
+    """An attacker who can set cookies for the site (a sibling subdomain can)
+    plants their own signed cookie session, whose token they know, next to
+    Ada's login: the token does not work for her login."""
+    from guestguard.testing import csrf
+
+    app = make_app()
+    run_in_request(lambda r: create_user(r, "ada@example.com", "Ada"), app.app.registry)
+    run_in_request(lambda r: create_user(r, "mallory@example.com", "Mallory"), app.app.registry)
+    attacker = make_app()
+    known = csrf(attacker.get("/login"))
+    planted = attacker.cookies["gg_flash"]
+    sign_in_by_form(app)
+    app.set_cookie("gg_flash", planted)
+    forged = app.post("/account/profile", {"display_name": "Pwned", "csrf_token": known}, status="*")
+    assert csrf_refused(forged)
+    assert "Pwned" not in app.get("/account").text

@@ -16,6 +16,7 @@ from pyramid.session import SignedCookieSessionFactory
 from pyramid.view import view_config
 
 from guestguard import timefmt
+from guestguard.csrf import LoginBoundCSRF
 from guestguard.errors import APIError, Refusal, is_api_request
 from guestguard.keys import derive_key
 from guestguard.timefmt import add_filters
@@ -392,6 +393,7 @@ def includeme(config) -> None:
         timeout=12 * 3600,
         reissue_time=3600,
     ))
+    config.set_csrf_storage_policy(LoginBoundCSRF(settings))
     config.set_default_csrf_options(require_csrf=True, callback=csrf_applies)
     config.add_route("home", "/")
     config.scan(__name__)
