@@ -141,3 +141,32 @@ def test_token_segments_are_cut_from_logged_paths():
     token = "k7Qw0n3u8L2x9P1m4R5t6Y7u8I9o0P1a2S3d4F5g6H7"
     assert redacted(f"/reset-password/{token}") == "/reset-password/[redacted]"
     assert redacted("/events/42/guests") == "/events/42/guests"
+
+
+def test_ip_and_email_limits_count_ipv6_clients_by_their_64(make_app):
+    app = make_app({"ratelimit.forgot_password": "2/hour"})
+    for n in range(2):
+        app.post_json("/api/v1/auth/forgot-password", {"email": "ada@example.com"}, status=202,
+                      extra_environ={"REMOTE_ADDR": f"2001:db8:5:6::{n + 1}"})
+    app.post_json("/api/v1/auth/forgot-password", {"email": "ada@example.com"}, status=429,
+                  extra_environ={"REMOTE_ADDR": "2001:db8:5:6:ffff::9"})
+    app.post_json("/api/v1/auth/forgot-password", {"email": "ada@example.com"}, status=202,
+                  extra_environ={"REMOTE_ADDR": "2001:db8:5:7::1"})
+
+
+@pytest.mark.parametrize("path, verified", [
+    ("/api/v1/auth/forgot-password", True),
+    ("/api/v1/auth/resend-verification", False),
+])
+def test_many_addresses_cannot_mail_one_account_past_its_limit(make_app, run_in_request, path, verified):
+    from guestguard.testing import outbox
+
+    app = make_app({"ratelimit.account_mail": "2/hour"})
+    run_in_request(lambda r: create_user(r, "victim@example.com", "Vic", verified=verified), app.app.registry)
+    run_in_request(lambda r: create_user(r, "other@example.com", "Otto", verified=verified), app.app.registry)
+    for n in range(6):  # six networks, each well inside its own limit
+        app.post_json(path, {"email": "victim@example.com"}, status=202,
+                      extra_environ={"REMOTE_ADDR": f"198.51.100.{n + 1}"})
+    app.post_json(path, {"email": "other@example.com"}, status=202)
+    sent = [message.recipient for _, message in outbox(app)]
+    assert sorted(sent) == ["other@example.com", "victim@example.com", "victim@example.com"]

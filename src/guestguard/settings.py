@@ -317,6 +317,9 @@ CORE_SETTINGS: tuple[Setting, ...] = (
             "Password reset requests per client IP and email."),
     Setting("ratelimit.resend_verification", as_rate_limit, "3/hour",
             "Verification email requests per client IP and email."),
+    Setting("ratelimit.account_mail", as_rate_limit, "5/hour",
+            "Verification and password-reset emails one account is sent, however many addresses ask "
+            "(past it, asking answers as usual and sends nothing)."),
     Setting("ratelimit.rsvp", as_rate_limit, "10/hour", "RSVP submissions per invitation link."),
     Setting("ratelimit.invitation_page", as_rate_limit, "60/hour", "Invitation page views per link."),
     Setting("ratelimit.invalid_link", as_rate_limit, "30/hour",

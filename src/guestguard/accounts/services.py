@@ -18,6 +18,7 @@ from guestguard.context import context_of
 from guestguard.db import utcnow
 from guestguard.errors import Refusal
 from guestguard.notifications.services import queue_notification
+from guestguard.ratelimit.service import allow_account_mail
 from guestguard.workspaces.services import create_personal_workspace
 
 
@@ -147,7 +148,7 @@ def resend_verification_task(request, email: str, ip: str | None) -> None:
     """Send a new link to an unverified address; silently nothing otherwise."""
     ctx = context_of(request, client_ip=ip)
     user = find_user(ctx.db, email)
-    if user is not None and not user.is_verified:
+    if user is not None and not user.is_verified and allow_account_mail(ctx.registry, user.id):
         send_verification(ctx, user)
 
 
@@ -265,7 +266,7 @@ def forgot_password_task(request, email: str, ip: str | None) -> None:
     """Email a reset link when the address belongs to a user."""
     ctx = context_of(request, client_ip=ip)  # the audit row records who asked
     user = find_user(ctx.db, email)
-    if user is None:
+    if user is None or not allow_account_mail(ctx.registry, user.id):
         return
     minutes = ctx.settings["auth.reset_password_ttl_minutes"]
     raw = _issue_user_token(ctx, user, RESET_PASSWORD, dt.timedelta(minutes=minutes))

@@ -75,7 +75,7 @@ def _email_in_body(request) -> str:
 
 
 def by_ip_and_email(request) -> str:
-    return f"{request.client_ip}:{_digest(_email_in_body(request))}"
+    return f"{by_ip(request)}:{_digest(_email_in_body(request))}"
 
 
 def by_token(request) -> str:
@@ -176,7 +176,21 @@ def policies_from(settings: Mapping[str, Any]) -> dict[str, Policy]:
     policies = {name: Policy(name, parse(settings[f"ratelimit.{name}"]), key)
                 for name, key in POLICY_KEYS.items()}
     policies["api"] = Policy("api", parse(settings["ratelimit.api"]), by_ip)
+    # Counted by the account a task is about to email (``allow_account_mail``),
+    # not by anything in a request.
+    policies[ACCOUNT_MAIL] = Policy(ACCOUNT_MAIL, parse(settings["ratelimit.account_mail"]), by_caller)
     return policies
+
+
+ACCOUNT_MAIL = "account_mail"
+
+
+def allow_account_mail(registry, user_id) -> bool:
+    """Whether an account may be sent one more email that anyone can ask for
+    (a verification or reset link): however many addresses ask, one mailbox
+    gets at most ``ratelimit.account_mail``. Fails open, like every limit."""
+    limiter: Limiter = registry["ratelimit"]
+    return limiter.check(limiter.policies[ACCOUNT_MAIL], f"user:{user_id}").allowed
 
 
 def api_keys_of(request) -> list[str]:
