@@ -1,7 +1,10 @@
 """Abuse cases found in review: lockout, bucket evasion, races on owners,
 keys outliving their creator, hostile bodies, spam through invitations."""
 
+import uuid
+
 import pytest
+import webtest
 from sqlalchemy import select
 
 from guestguard.accounts.models import User
@@ -170,3 +173,40 @@ def test_many_addresses_cannot_mail_one_account_past_its_limit(make_app, run_in_
     app.post_json(path, {"email": "other@example.com"}, status=202)
     sent = [message.recipient for _, message in outbox(app)]
     assert sorted(sent) == ["other@example.com", "victim@example.com", "victim@example.com"]
+
+
+def test_two_owners_leaving_at_once_leave_one_owner_on_every_database(app, run_in_request):
+    """Each of two owners sees the other and leaves: only one may go. SQLite
+    ignores FOR UPDATE, so the owners' lock takes its write lock there."""
+    import threading
+
+    from guestguard.workspaces.services import OWNER
+
+    def setup(request):
+        ada = create_user(request, "ada@example.com", "Ada")
+        bob = create_user(request, "bob@example.com", "Bob")
+        workspace = create_workspace(request.ctx, ada, "W")
+        request.db.add(Membership(workspace_id=workspace.id, user_id=bob.id, role=OWNER))
+        request.db.flush()
+        return str(workspace.id)
+
+    workspace_id = run_in_request(setup, app.app.registry)
+    owners = [bearer_for(app, f"{name}@example.com") for name in ("ada", "bob")]
+    barrier = threading.Barrier(2)
+    statuses = []
+
+    def leave(headers):
+        client = webtest.TestApp(app.app, extra_environ={"REMOTE_ADDR": "127.0.0.1"})
+        barrier.wait()
+        statuses.append(client.post(f"/api/v1/workspaces/{workspace_id}/leave", headers=headers,
+                                    expect_errors=True).status_int)
+
+    threads = [threading.Thread(target=leave, args=(headers,)) for headers in owners]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(statuses) == [204, 409]
+    left = run_in_request(lambda r: r.db.scalars(select(Membership.role).where(
+        Membership.workspace_id == uuid.UUID(workspace_id))).all(), app.app.registry)
+    assert left == [OWNER]

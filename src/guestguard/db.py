@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import zope.sqlalchemy
-from sqlalchemy import JSON, DateTime, MetaData, Uuid, create_engine, event, func, select
+from sqlalchemy import JSON, DateTime, MetaData, Uuid, create_engine, delete, event, false, func, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -112,11 +112,36 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def advisory_lock(db: Session, name: str) -> None:
-    """Hold PostgreSQL's advisory lock called ``name`` until the transaction
-    ends: whoever asks for it next waits, then reads what this one committed."""
-    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
-    db.execute(select(func.pg_advisory_xact_lock(key)))
+# Locks held until the transaction ends, for changes that must see each
+# other (two demotions of the last owners, two sends of one invitation):
+# whoever comes next waits, then reads what the one before committed.
+# SQLite ignores FOR UPDATE and has no advisory locks; it has one write lock
+# for the whole database, which any write takes until commit (here a delete
+# of nothing), and what the transaction reads after taking it includes every
+# earlier commit.
+
+
+def is_sqlite(db: Session) -> bool:
+    return db.get_bind().dialect.name == "sqlite"
+
+
+def lock_row(db: Session, model: type, row_id) -> None:
+    """Hold one row: SELECT … FOR UPDATE; SQLite's write lock there."""
+    if is_sqlite(db):
+        db.execute(delete(model).where(false()))
+    else:
+        db.execute(select(model.id).where(model.id == row_id).with_for_update())
+
+
+def lock_name(db: Session, name: str, model: type) -> None:
+    """Hold the lock called ``name``: PostgreSQL's advisory transaction lock,
+    which blocks no row; SQLite's write lock there (taken through ``model``'s
+    table)."""
+    if is_sqlite(db):
+        db.execute(delete(model).where(false()))
+    else:
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        db.execute(select(func.pg_advisory_xact_lock(key)))
 
 
 def session_for(session_factory: sessionmaker, transaction_manager, request=None) -> Session:

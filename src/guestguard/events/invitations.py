@@ -10,13 +10,13 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import delete, false, select, update
+from sqlalchemy import select, update
 
 from guestguard import timefmt
 from guestguard.accounts.tokens import new_token
 from guestguard.activity import feed
 from guestguard.audit.services import record
-from guestguard.db import advisory_lock, utcnow
+from guestguard.db import lock_name, lock_row, utcnow
 from guestguard.events.models import CANCELLED, DRAFT, NO, YES, BulkAction, Event, Guest, InvitationLink, Rsvp
 from guestguard.events.schemas import RsvpInput
 from guestguard.events.services import EventsError
@@ -142,14 +142,8 @@ def refuse_unsendable(event: Event) -> None:
 
 def lock_sends(db, event: Event) -> None:
     """Invitations of one event are sent one transaction at a time: whoever
-    comes next waits, then reads who the previous one invited. PostgreSQL: an
-    advisory lock per event. SQLite has one write lock for the database; any
-    write takes it until commit (this one changes nothing), and what the
-    transaction reads after it includes every earlier commit."""
-    if db.get_bind().dialect.name == "postgresql":
-        advisory_lock(db, f"invitations:{event.id}")
-    else:
-        db.execute(delete(BulkAction).where(false()))
+    comes next waits, then reads who the previous one invited."""
+    lock_name(db, f"invitations:{event.id}", BulkAction)
 
 
 def recently_invited(guest: Guest, now: dt.datetime | None = None) -> bool:
@@ -279,8 +273,7 @@ def submit_rsvp(ctx, link: InvitationLink, guest: Guest, event: Event, data: Rsv
         raise refusal
     plus_ones = 0 if data.response == NO else data.plus_ones
     check_plus_ones(guest, plus_ones)
-    # One answer at a time per guest (a no-op on SQLite, which serializes writes).
-    ctx.db.execute(select(Guest.id).where(Guest.id == guest.id).with_for_update())
+    lock_row(ctx.db, Guest, guest.id)  # one answer at a time per guest
     latest = latest_rsvp(ctx.db, guest)
     answer = (data.response, plus_ones, data.dietary, data.message)
     if latest is not None and (latest.response, latest.plus_ones, latest.dietary, latest.message) == answer:

@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from guestguard.activity import feed
 from guestguard.audit.services import record
 from guestguard.context import context_of
-from guestguard.db import utcnow
+from guestguard.db import lock_row, utcnow
 from guestguard.events import invitations
 from guestguard.events.models import Event, Guest, InvitationLink
 from guestguard.events.services import EventsError
@@ -213,9 +213,8 @@ def _close(ctx, flags: list[Flag], status: str) -> None:
 
 
 def lock_guest(db, guest_id: uuid.UUID) -> None:
-    """Flags of one guest change one transaction at a time (a no-op on
-    SQLite, which serializes writes)."""
-    db.execute(select(Guest.id).where(Guest.id == guest_id).with_for_update())
+    """Flags of one guest change one transaction at a time."""
+    lock_row(db, Guest, guest_id)
 
 
 def recount(db, guest_id: uuid.UUID) -> None:

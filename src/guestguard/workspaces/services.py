@@ -15,7 +15,7 @@ from sqlalchemy import func, select, update
 from guestguard.accounts.models import User
 from guestguard.accounts.tokens import hash_token, looks_like_token, matches, new_token
 from guestguard.audit.services import record
-from guestguard.db import utcnow
+from guestguard.db import lock_row, utcnow
 from guestguard.errors import Refusal
 from guestguard.notifications.services import queue_notification
 from guestguard.permissions import ADMIN, OWNER, STAFF
@@ -120,7 +120,7 @@ def _owner_count(db, workspace_id: uuid.UUID) -> int:
 def _lock_owners(db, workspace_id: uuid.UUID) -> None:
     """Serialize changes to a workspace's owners, so two concurrent demotions
     cannot each see the other owner and leave none."""
-    db.execute(select(Workspace.id).where(Workspace.id == workspace_id).with_for_update())
+    lock_row(db, Workspace, workspace_id)
 
 
 def _lock_and_reread(ctx, membership: Membership, actor_id, actor_role: str) -> str:
