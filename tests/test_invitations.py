@@ -367,3 +367,23 @@ def test_domain_events_of_the_whole_journey(app, host, listener):
     assert all(e.workspace_id is not None and e.data["guest_id"] == guest["id"] for e in listener.events
                if e.name.startswith(("invitation.", "rsvp.")))
     assert not any(token in repr(e.data) for e in listener.events)
+
+
+def test_without_an_sms_provider_phone_only_guests_are_refused_clearly_and_skipped(make_app, run_in_request):
+    app = make_app({"notifications.sms.provider": ""})
+    host = event_host(app, run_in_request, EVENT)
+    phil = add_guest(app, host, name="Phil", email=None, phone="+44 20 7946 0958")
+    add_guest(app, host)
+    refused = app.post_json(f"{host['url']}/guests/{phil['id']}/send", {}, headers=host["ada"], status=422).json
+    assert refused["error"]["code"] == "channel_unavailable"
+    assert refused["error"]["message"] == ("Phil has only a phone number, and text messages cannot be sent here: "
+                                           "no provider is set up for them.")
+    asked = app.post_json(f"{host['url']}/guests/{phil['id']}/send", {"channel": "sms"}, headers=host["ada"],
+                          status=422).json["error"]
+    assert asked["code"] == "channel_unavailable"
+    assert asked["fields"] == {"channel": "text messages cannot be sent here"}
+    sent = app.post_json(f"{host['url']}/send-invitations", {}, headers=host["ada"], status=202).json
+    assert sent["queued"] == 1
+    assert sent["skipped"] == [{"guest_id": phil["id"], "name": "Phil",
+                                "reason": "can only be reached by a kind of message this GuestGuard cannot send"}]
+    assert [message.recipient for _, message in outbox(app)] == ["grace@example.com"]

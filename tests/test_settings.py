@@ -163,3 +163,23 @@ def test_every_setting_of_the_core_and_installed_plugins_is_documented():
     missing = [s.name for s in declared if f"`{s.name}`" not in docs or s.env_var not in docs]
     assert len(declared) > len(CORE_SETTINGS)
     assert missing == []
+
+
+@pytest.mark.parametrize("channel", ["email", "sms"])
+def test_production_refuses_the_console_provider_which_sends_nothing(channel):
+    from guestguard.notifications import select_providers
+    from guestguard.notifications.console import ConsoleProvider
+
+    settings = {"app.env": "production", f"notifications.{channel}.provider": "console"}
+    with pytest.raises(SettingsError, match=f"'notifications.{channel}.provider': the console provider"):
+        select_providers(settings, [ConsoleProvider(10)])
+
+
+def test_a_channel_with_no_provider_is_said_at_startup(caplog):
+    from guestguard.notifications import select_providers
+    from guestguard.notifications.console import ConsoleProvider
+
+    selected = select_providers({"app.env": "production", "notifications.sms.provider": ""}, [ConsoleProvider(10)])
+    assert selected == {}
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("no provider sends sms" in w and "sending sms is refused" in w for w in warnings)

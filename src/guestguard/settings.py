@@ -267,8 +267,9 @@ CORE_SETTINGS: tuple[Setting, ...] = (
             "Stop startup when a plugin distribution fails to load (otherwise log and skip it)."),
     Setting("plugins.disabled", as_list, (), "Names of plugins not to register."),
     Setting("notifications.email.provider", as_str, "console", "Provider that sends email."),
-    Setting("notifications.sms.provider", as_str, "console",
-            "Provider that sends SMS; empty means SMS cannot be sent."),
+    Setting("notifications.sms.provider", as_str, "",
+            "Provider that sends SMS; empty (the default) means SMS cannot be sent, and sending one is "
+            "refused with a clear error. development.ini names the console provider."),
     Setting("notifications.push.provider", as_str, "",
             "Provider that sends push notifications; empty means push cannot be sent."),
     Setting("notifications.email.sender", as_email_sender, "GuestGuard <no-reply@localhost>",

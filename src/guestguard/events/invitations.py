@@ -27,6 +27,8 @@ CHANNELS = (EMAIL, SMS)
 TEMPLATE = "invitation"
 INVALID_LINK = "This invitation link is not valid."
 NO_CONTACT = "has no email address or phone number"
+CHANNEL_WORDS = {EMAIL: "email", SMS: "text messages"}
+UNREACHABLE = "can only be reached by a kind of message this GuestGuard cannot send"
 SEND_ALL = "invitations.send_all"
 # A guest invited this recently is not sent another invitation (and new link)
 # by a repeated click: the link in the message just sent keeps working.
@@ -100,20 +102,32 @@ def revoke_link(ctx, guest: Guest) -> int:
 # --- sending -----------------------------------------------------------------
 
 
-def choose_channel(guest: Guest, wanted: str | None) -> str:
-    """Email when the guest has an address, else SMS; or the one asked for."""
+def unserved(channel: str) -> str:
+    return f"{CHANNEL_WORDS[channel]} cannot be sent here: no provider is set up for them"
+
+
+def choose_channel(ctx, guest: Guest, wanted: str | None) -> str:
+    """Email when the guest has an address, else SMS; or the one asked for.
+    A channel no provider serves (SMS where none is set up) is never chosen."""
+    serves = ctx.registry["notifications.providers"]
     if wanted == EMAIL and not guest.email:
         raise EventsError(422, "validation_failed", f"{guest.name} has no email address.",
                           fields={"channel": "the guest has no email address"})
     if wanted == SMS and not guest.phone:
         raise EventsError(422, "validation_failed", f"{guest.name} has no phone number.",
                           fields={"channel": "the guest has no phone number"})
+    if wanted and wanted not in serves:
+        raise EventsError(422, "channel_unavailable", f"{unserved(wanted).capitalize()}.",
+                          fields={"channel": f"{CHANNEL_WORDS[wanted]} cannot be sent here"})
     if wanted:
         return wanted
-    if guest.email:
-        return EMAIL
-    if guest.phone:
-        return SMS
+    for channel, address in ((EMAIL, guest.email), (SMS, guest.phone)):
+        if address and channel in serves:
+            return channel
+    if guest.email or guest.phone:
+        have, channel = ("an email address", EMAIL) if guest.email else ("a phone number", SMS)
+        raise EventsError(422, "channel_unavailable", f"{guest.name} has only {have}, and {unserved(channel)}.",
+                          guest_id=str(guest.id))
     raise EventsError(422, "no_contact", f"{guest.name} {NO_CONTACT}: add one to send the invitation.",
                       guest_id=str(guest.id))
 
@@ -164,7 +178,7 @@ def send_invitation(ctx, guest: Guest, event: Event, channel: str | None = None,
     invited less than RESEND_AFTER ago is left alone (a repeated click),
     unless ``fresh_link`` asks for a new link anyway (a shared link replaced)."""
     refuse_unsendable(event)
-    channel = choose_channel(guest, channel)
+    channel = choose_channel(ctx, guest, channel)
     lock_sends(ctx.db, event)
     ctx.db.refresh(guest, ["invited_at"])  # as committed by whoever held the lock before
     if not fresh_link and recently_invited(guest):
@@ -211,10 +225,13 @@ def send_all(ctx, event: Event) -> Sent:
                             .order_by(Guest.name, Guest.id).execution_options(populate_existing=True))
     skipped = []
     for guest in guests:
-        if not guest.email and not guest.phone:
-            skipped.append({"guest_id": str(guest.id), "name": guest.name, "reason": NO_CONTACT})
+        try:
+            channel = choose_channel(ctx, guest, None)
+        except EventsError as unreachable:
+            reason = NO_CONTACT if unreachable.code == "no_contact" else UNREACHABLE
+            skipped.append({"guest_id": str(guest.id), "name": guest.name, "reason": reason})
             continue
-        _send(ctx, guest, event, choose_channel(guest, None), batch_id=str(batch.id))
+        _send(ctx, guest, event, channel, batch_id=str(batch.id))
         batch.queued += 1
     batch.skipped = len(skipped)
     record(ctx, "invitation.sent_all", actor_id=ctx.actor_id, workspace_id=event.workspace_id,

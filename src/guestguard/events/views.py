@@ -380,10 +380,11 @@ def send_invitations(context, request):
         message = f"{sent.queued} invitation{'' if sent.queued == 1 else 's'} on the way."
     else:
         message = "No invitations sent." if sent.skipped else "Every guest has been invited already."
-    if sent.skipped:
-        names = ", ".join(item.get("name", "?") for item in sent.skipped[:5])
-        more = f" and {len(sent.skipped) - 5} more" if len(sent.skipped) > 5 else ""
-        message += f" Not sent to {names}{more}: no email address or phone number."
+    for reason in dict.fromkeys(item["reason"] for item in sent.skipped):
+        named = [item["name"] for item in sent.skipped if item["reason"] == reason]
+        more = f" and {len(named) - 5} more" if len(named) > 5 else ""
+        words = "no email address or phone number" if reason == invitations.NO_CONTACT else reason
+        message += f" Not sent to {', '.join(named[:5])}{more}: {words}."
     flash(request, message)
     return redirect(request, request.route_path("event_page", event_id=context.event.id))
 

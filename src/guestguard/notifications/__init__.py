@@ -2,6 +2,7 @@
 and the dispatch task."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from guestguard.notifications.models import CHANNELS, Notification
@@ -10,6 +11,10 @@ from guestguard.notifications.services import RETRY_BACKOFF, drop_secrets
 from guestguard.notifications.tasks import dispatch_notification
 from guestguard.plugins import NotificationProvider, by_name, chosen, collect
 from guestguard.settings import SettingsError
+
+log = logging.getLogger(__name__)
+# The development provider: it keeps messages for /dev/outbox and sends nothing.
+CONSOLE = "console"
 
 
 def select_providers(settings, providers: list[NotificationProvider]) -> dict[str, NotificationProvider]:
@@ -25,7 +30,15 @@ def select_providers(settings, providers: list[NotificationProvider]) -> dict[st
         provider = chosen(indexed, key, name, "provider")
         if channel not in provider.channels:
             raise SettingsError(f"setting {key!r}: provider {name!r} does not send {channel}")
+        if name == CONSOLE and settings["app.env"] == "production":
+            raise SettingsError(f"setting {key!r}: the console provider only keeps messages in memory and "
+                                f"sends nothing; in production name a real provider, or leave it empty so "
+                                f"{channel} is refused")
         selected[channel] = provider
+    for channel in ("email", "sms"):
+        if channel not in selected:
+            log.warning("no provider sends %s (notifications.%s.provider is empty): sending %s is refused",
+                        channel, channel, channel)
     return selected
 
 
