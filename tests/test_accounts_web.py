@@ -6,12 +6,11 @@ import re
 from urllib.parse import quote
 
 import pytest
-import webtest
 from sqlalchemy import func, select, update
 
 from guestguard.accounts.models import AuthSession, User
 from guestguard.audit.models import AuditEvent
-from guestguard.testing import h1, inbox, link, main_text
+from guestguard.testing import h1, inbox, link, main_text, new_client
 
 PASSWORD = "lantern orchard pebble 42"
 NEW_PASSWORD = "quiet harbour meadow 7"
@@ -26,7 +25,7 @@ SAME_ANSWER = "If that address can receive email, a message is on its way."
 
 def browser(app, user_agent=LAPTOP, ip="203.0.113.7"):
     """Another browser on the same application, with its own cookie jar."""
-    return webtest.TestApp(app.app, extra_environ={"REMOTE_ADDR": ip, "HTTP_USER_AGENT": user_agent})
+    return new_client(app.app, REMOTE_ADDR=ip, HTTP_USER_AGENT=user_agent)
 
 
 def sign_up(client, email, password=PASSWORD, name="Ada Host"):
@@ -295,7 +294,7 @@ def test_next_never_leaves_the_site(app, bad_next):
     fields = dict(page.forms["login-form"].submit_fields())
     fields.update(email="ada@example.com", password=PASSWORD, next=bad_next)
     response = client.post("/login", fields, status=303)
-    assert response.location == "http://localhost/dashboard"
+    assert response.location == "http://guestguard.test/dashboard"
 
 
 def test_next_on_this_site_is_followed(app):
@@ -308,9 +307,9 @@ def test_next_on_this_site_is_followed(app):
     form = page.forms["login-form"]
     form["email"] = "ada@example.com"
     form["password"] = PASSWORD
-    assert form.submit(status=303).location == "http://localhost/account"
+    assert form.submit(status=303).location == "http://guestguard.test/account"
     assert log_in(browser(app), "ada@example.com", next_path="/privacy?x=1").location == \
-        "http://localhost/privacy?x=1"
+        "http://guestguard.test/privacy?x=1"
 
 
 def test_signed_in_users_are_sent_from_login_and_signup_to_their_account(app):
@@ -500,7 +499,7 @@ def test_updated_policies_must_be_accepted_before_using_the_account(app, run_in_
     form = refused.forms["accept-policies-form"]
     form["accept"] = True
     accepted = form.submit(status=303)
-    assert accepted.location == "http://localhost/account"
+    assert accepted.location == "http://guestguard.test/account"
     assert h1(accepted.follow()) == "Your account"
     row = user_row(run_in_request, "ada@example.com")
     assert row["privacy_accepted_at"].date() >= dt.date(2026, 11, 1)

@@ -7,11 +7,10 @@ import threading
 
 import pytest
 import time_machine
-import webtest
 from sqlalchemy import func, select
 
 from guestguard.events.models import BulkAction, InvitationLink
-from guestguard.testing import add_guest, event_host, outbox, scalar
+from guestguard.testing import add_guest, event_host, new_client, outbox, scalar
 
 EVENT = {"name": "Harvest Supper", "status": "published", "starts_at": "2030-09-20T19:00:00",
          "timezone": "Europe/London"}
@@ -46,7 +45,7 @@ def at_once(app, count: int, call) -> list:
     answers: list = [None] * count
 
     def click(n: int) -> None:
-        client = webtest.TestApp(app.app, extra_environ={"REMOTE_ADDR": "127.0.0.1"})
+        client = new_client(app.app)
         barrier.wait()
         try:
             answers[n] = call(client)

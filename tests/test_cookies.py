@@ -11,9 +11,12 @@ import pytest
 import time_machine
 import webtest
 
-from guestguard.testing import TEST_PASSWORD, create_user
+from guestguard.testing import TEST_PASSWORD, create_user, new_client
 
-PRODUCTION = {"app.env": "production", "app.secret": "s" * 40, "app.base_url": "https://guestguard.test"}
+PRODUCTION = {"app.env": "production", "app.secret": "s" * 40, "app.base_url": "https://guestguard.test",
+              # the console provider sends nothing, so production refuses it
+              "notifications.email.provider": "smtp", "smtp.host": "127.0.0.1", "smtp.port": "9",
+              "smtp.security": "none", "notifications.sms.provider": ""}
 DEVELOPMENT = {"app.env": "development"}
 
 
@@ -33,12 +36,11 @@ def cookies_set(response) -> dict[str, dict[str, str]]:
 
 
 def browser(app, secure: bool) -> webtest.TestApp:
-    environ = {"REMOTE_ADDR": "127.0.0.1"}
+    environ = {}
     if secure:  # over https Pyramid's CSRF check also wants the request's origin
         environ["wsgi.url_scheme"] = "https"
-        environ["HTTP_HOST"] = "guestguard.test"
         environ["HTTP_ORIGIN"] = "https://guestguard.test"
-    return webtest.TestApp(app.app, extra_environ=environ)
+    return new_client(app.app, **environ)
 
 
 def sign_in(client):

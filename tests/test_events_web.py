@@ -6,11 +6,10 @@ import uuid
 import xml.etree.ElementTree as ET
 
 import pytest
-import webtest
 from sqlalchemy import func, select
 
 from guestguard.events.models import Event, Guest
-from guestguard.testing import bearer_for, create_team, csrf, main_text, signed_in
+from guestguard.testing import bearer_for, create_team, csrf, main_text, new_client, signed_in
 
 # --- people, browsers, events --------------------------------------------------
 
@@ -91,7 +90,7 @@ def test_creating_an_event_through_the_form(app, run_in_request, host):
          ends_at="2030-06-21T23:30", timezone="Europe/London", rsvp_deadline="2030-06-01T12:00",
          default_plus_ones="2", host_message="Dress: summer best.", status="published")
     created = form.submit(status=303)
-    event_id = re.fullmatch(r"http://localhost/events/([0-9a-f-]{36})", created.location).group(1)
+    event_id = re.fullmatch(r"http://guestguard.test/events/([0-9a-f-]{36})", created.location).group(1)
     page = created.follow()
     text = main_text(page)
     assert "Event “Midsummer Gala” created." in text
@@ -333,7 +332,7 @@ def test_editing_and_deleting_an_event(app, run_in_request, host):
     assert "Fri 21 Jun 2030, 19:00 EDT (America/New_York)" in text and "The Orangery" in text
 
     deleted = page.click("Edit event").forms["delete-form"].submit(status=303)
-    assert deleted.location == "http://localhost/dashboard"
+    assert deleted.location == "http://guestguard.test/dashboard"
     assert "Event “Midsummer Gala” was deleted." in main_text(deleted.follow())
     ada.get(f"/events/{event_id}", status=404)
     assert run_in_request(lambda r: r.db.get(Event, uuid.UUID(event_id)).deleted_at) is not None
@@ -396,7 +395,7 @@ def test_an_empty_dashboard_explains_what_to_do(app, run_in_request, host):
     start = page.html.find("a", string="Create your first event")["href"]
     assert re.fullmatch(r"/workspaces/[0-9a-f-]{36}/events/new", start)
     assert eve.get(start).forms["event-form"]
-    anonymous = webtest.TestApp(app.app).get("/dashboard", status=302)
+    anonymous = new_client(app.app).get("/dashboard", status=302)
     assert "/login?next=%2Fdashboard" in anonymous.location
 
 
@@ -448,7 +447,7 @@ def test_outsiders_get_the_not_found_page_everywhere(app, run_in_request, host):
         assert eve.post(url, {"csrf_token": token, "name": "x"}, status=404).body == \
             eve.post(fake, {"csrf_token": token, "name": "x"}, status=404).body
     eve.get("/workspaces/not-a-uuid/events/new", status=404)
-    anonymous = webtest.TestApp(app.app)
+    anonymous = new_client(app.app)
     for url in urls:
         assert "/login" in anonymous.get(url, status=302).location
     assert count_events(run_in_request) == 1

@@ -4,11 +4,10 @@ keys outliving their creator, hostile bodies, spam through invitations."""
 import uuid
 
 import pytest
-import webtest
 from sqlalchemy import select
 
 from guestguard.accounts.models import User
-from guestguard.testing import acting_as, bearer_for, create_host, create_user, signup
+from guestguard.testing import acting_as, bearer_for, create_host, create_user, new_client, signup
 from guestguard.workspaces.models import ApiKey, Membership
 from guestguard.workspaces.services import create_api_key, create_workspace
 
@@ -196,7 +195,7 @@ def test_two_owners_leaving_at_once_leave_one_owner_on_every_database(app, run_i
     statuses = []
 
     def leave(headers):
-        client = webtest.TestApp(app.app, extra_environ={"REMOTE_ADDR": "127.0.0.1"})
+        client = new_client(app.app)
         barrier.wait()
         statuses.append(client.post(f"/api/v1/workspaces/{workspace_id}/leave", headers=headers,
                                     expect_errors=True).status_int)

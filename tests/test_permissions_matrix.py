@@ -18,11 +18,10 @@ import uuid
 
 import pytest
 import time_machine
-import webtest
 
 from guestguard.accounts import sessions
 from guestguard.accounts.models import API, WEB
-from guestguard.testing import TEST_PASSWORD, acting_as, create_user, signed_in
+from guestguard.testing import TEST_HOST, TEST_PASSWORD, acting_as, create_user, new_client, signed_in
 from guestguard.workspaces import services as workspaces
 
 CALLERS = ("O", "A", "S", "AK", "SK")
@@ -237,7 +236,7 @@ def team(matrix_app, run_in_request):
         return ids, credentials
 
     ids, credentials = run_in_request(build, matrix_app.app.registry)
-    client = webtest.TestApp(matrix_app.app, extra_environ={"REMOTE_ADDR": "127.0.0.1", DRY_RUN: "1"})
+    client = new_client(matrix_app.app, **{DRY_RUN: "1"})
     return {"ids": ids, "credentials": credentials, "client": client}
 
 
@@ -268,6 +267,7 @@ def call(team, name, pattern, method, caller):
     else:
         app.set_cookie("gg_session", credentials["cookie"])
     kwargs = {"headers": headers, "expect_errors": True}
+    path = f"http://{TEST_HOST}{path}"  # request() takes its host from the URL alone
     if method in ("POST", "PUT", "PATCH", "DELETE"):
         if api:
             return app.request(path, method=method, body=app.JSONEncoder().encode(body_for(name, ids)).encode(),
@@ -400,9 +400,9 @@ def test_an_anonymous_page_request_is_sent_to_sign_in_and_back(matrix_app, team)
     path = f"/events/{team['ids']['event_id']}"
     for method in ("GET", "HEAD"):
         response = matrix_app.request(f"{path}?tab=guests", method=method, status=302)
-        assert response.location == f"http://localhost/login?next={path.replace('/', '%2F')}%3Ftab%3Dguests"
+        assert response.location == f"http://guestguard.test/login?next={path.replace('/', '%2F')}%3Ftab%3Dguests"
     posted = matrix_app.post(f"{path}/send-invitations", status=302)
-    assert posted.location == "http://localhost/login", "a form's target cannot be come back to"
+    assert posted.location == "http://guestguard.test/login", "a form's target cannot be come back to"
 
 
 def test_a_member_refused_a_page_sees_the_403_page_naming_the_permission(team):
@@ -446,7 +446,7 @@ def test_until_updated_policies_are_accepted_pages_send_there_and_the_api_says_s
         tokens = app.post_json("/api/v1/auth/refresh", {"refresh_token": tokens["refresh_token"]}).json
         headers = {"Authorization": f"Bearer {tokens['access_token']}"}
         page = client.get("/account", status=302)
-        assert page.location == "http://localhost/accept-policies?next=%2Faccount"
+        assert page.location == "http://guestguard.test/accept-policies?next=%2Faccount"
         assert client.post("/account/profile", {"display_name": "A"}, status=302).location.endswith(
             "/accept-policies")
         client.get("/accept-policies", status=200)

@@ -102,7 +102,9 @@ def test_security_headers(app):
 
 
 def test_hsts_in_production(make_app, tmp_path):
-    app = make_app({"app.env": "production", "app.secret": "p" * 40,
+    app = make_app({"app.env": "production", "app.secret": "p" * 40, "notifications.email.provider": "smtp",
+                    "smtp.host": "127.0.0.1", "smtp.port": "9", "smtp.security": "none",
+                    "notifications.sms.provider": "",
                     "huey.url": f"sqlite:///{tmp_path}/queue.sqlite", "huey.immediate": "false",
                     "guard.stream.url": "redis://127.0.0.1:6379/3"})
     assert app.get("/health").headers["Strict-Transport-Security"].startswith("max-age=")
@@ -219,3 +221,20 @@ def test_production_waitress_passes_the_client_address_on_to_the_app():
              "HTTP_X_FORWARDED_PROTO": "https", "wsgi.url_scheme": "http"}, lambda *a: None)
     assert seen["HTTP_X_FORWARDED_FOR"] == "203.0.113.9"
     assert seen["REMOTE_ADDR"] == "127.0.0.1" and seen["wsgi.url_scheme"] == "https"
+
+
+def test_redirects_name_the_base_url_whatever_host_the_request_claims(app):
+    for host in ("evil.example", "guestguard.test.evil.example", "localhost:8080"):
+        response = app.get("/dashboard", headers={"Host": host}, status=302)
+        assert response.location == "http://guestguard.test/login?next=%2Fdashboard"
+
+
+def test_pages_for_someone_signed_in_are_never_stored(app, run_in_request):
+    from guestguard.testing import create_user, signed_in
+
+    run_in_request(lambda r: create_user(r, "ada@example.com", "Ada"), app.app.registry)
+    browser = signed_in(app, run_in_request, "ada@example.com")
+    for path in ("/", "/dashboard", "/account", "/privacy"):
+        assert browser.get(path).headers["Cache-Control"] == "no-store", path
+    assert "no-store" not in browser.get("/static/site.css").headers.get("Cache-Control", "")
+    assert "no-store" not in app.get("/privacy").headers.get("Cache-Control", "")

@@ -5,12 +5,11 @@ import re
 import uuid
 
 import pytest
-import webtest
 from sqlalchemy import select
 
 from guestguard.accounts.models import User
 from guestguard.audit.models import AuditEvent
-from guestguard.testing import TEST_PASSWORD, create_user, csrf, h1, inbox, link, main_text, signed_in
+from guestguard.testing import TEST_PASSWORD, create_user, csrf, h1, inbox, link, main_text, new_client, signed_in
 from guestguard.workspaces import services as workspaces
 from guestguard.workspaces.models import Membership, Workspace
 
@@ -31,7 +30,7 @@ def gala(app, run_in_request):
 
 
 def signed_out(app):
-    return webtest.TestApp(app.app, extra_environ={"REMOTE_ADDR": "198.51.100.4"})
+    return new_client(app.app, REMOTE_ADDR="198.51.100.4")
 
 
 def join(run_in_request, workspace_id, email, role):
@@ -92,7 +91,7 @@ def test_creating_a_workspace_and_switching_between_them(app, run_in_request, ga
     form = refused.forms["workspace-form"]
     form["name"] = "Summer Party"
     created = form.submit(status=303)
-    workspace_id = re.fullmatch(r"http://localhost/workspaces/([0-9a-f-]{36})", created.location).group(1)
+    workspace_id = re.fullmatch(r"http://guestguard.test/workspaces/([0-9a-f-]{36})", created.location).group(1)
     home = created.follow()
     assert h1(home) == "Overview"
     text = main_text(home)

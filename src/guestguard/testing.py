@@ -126,7 +126,7 @@ def settings_for(db_url: str) -> dict[str, str]:
     """The settings of a test application on ``db_url``."""
     return {
         "app.env": "test",
-        "app.base_url": "http://guestguard.test",
+        "app.base_url": f"http://{TEST_HOST}",
         "db.url": db_url,
         "huey.url": "memory://",
         "huey.immediate": "true",
@@ -137,6 +137,18 @@ def settings_for(db_url: str) -> dict[str, str]:
         "passwords.time_cost": "2",
         "passwords.parallelism": "1",
     }
+
+
+# The host of the test applications' app.base_url, which their clients call:
+# redirects and links name it, whatever Host header a request carries.
+TEST_HOST = "guestguard.test"
+
+
+def new_client(wsgi_app, **environ: str) -> webtest.TestApp:
+    """A browser or API client of its own (its own cookie jar) calling the
+    test host from 127.0.0.1, unless ``environ`` says otherwise."""
+    return webtest.TestApp(wsgi_app, extra_environ={"REMOTE_ADDR": "127.0.0.1", "HTTP_HOST": TEST_HOST,
+                                                    **environ})
 
 
 class AppFactory:
@@ -153,7 +165,7 @@ class AppFactory:
         config = make_config(raw, environ=environ or {}, extra_plugins=plugins)
         app = config.make_wsgi_app()
         self.apps.append(app)
-        return webtest.TestApp(app, extra_environ={"REMOTE_ADDR": "127.0.0.1"})
+        return new_client(app)
 
     def close(self) -> None:
         for app in self.apps:
@@ -342,9 +354,9 @@ def signed_in(app, run_in_request, email: str, ip: str = "203.0.113.7") -> webte
     from guestguard.accounts.services import login
 
     result = run_in_request(lambda r: login(r.ctx, email=email, password=TEST_PASSWORD, kind=WEB), app.app.registry)
-    client = webtest.TestApp(app.app, extra_environ={"REMOTE_ADDR": ip})
-    client.set_cookie("gg_session", result.cookie_token)
-    return client
+    browser = new_client(app.app, REMOTE_ADDR=ip)
+    browser.set_cookie("gg_session", result.cookie_token)
+    return browser
 
 
 def outbox(app):

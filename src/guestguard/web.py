@@ -55,6 +55,7 @@ def default_templates_dir() -> Path:
 
 def security_headers_tween_factory(handler, registry):
     production = registry.settings["app.env"] == "production"
+    origin = origin_of(registry.settings["app.base_url"])
 
     def tween(request):
         response = handler(request)
@@ -66,11 +67,36 @@ def security_headers_tween_factory(handler, registry):
         if is_api_request(request):
             # API answers carry tokens and personal data: never cached.
             headers.setdefault("Cache-Control", "no-store")
+        elif SESSION_COOKIE in request.cookies and not request.path_info.startswith(STATIC_PREFIX):
+            # A page for someone signed in is theirs alone: no shared cache,
+            # nor the browser's back button after sign-out, may keep it.
+            headers["Cache-Control"] = "no-store"
         if production:
             headers.setdefault("Strict-Transport-Security", HSTS)
+        if response.location:
+            response.location = from_base_url(response.location, request, origin)
         return response
 
     return tween
+
+
+STATIC_PREFIX = "/static/"
+
+
+def origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def from_base_url(location: str, request, origin: str) -> str:
+    """A redirect within the site points at ``app.base_url``, never at the
+    Host header the request came with (which anyone can set)."""
+    parts = urlsplit(location)
+    if not parts.scheme and not parts.netloc and location.startswith("/"):
+        return origin + location
+    if f"{parts.scheme}://{parts.netloc}" == request.host_url:
+        return origin + location[len(request.host_url):]
+    return location
 
 
 SESSION_COOKIE = "gg_session"
