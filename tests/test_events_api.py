@@ -271,3 +271,15 @@ def test_null_for_a_guest_field_that_always_has_a_value_means_its_empty_value(ap
                              headers=host["ada"]).json["guest"]
     assert (patched["tags"], patched["plus_ones_allowed"]) == ([], 1)
     assert app.get(f"{url}/{grace['id']}", headers=host["ada"]).json["guest"] == patched
+
+
+def test_only_iana_zone_names_are_accepted_for_an_event(app, run_in_request):
+    from guestguard.testing import bearer_for, create_host
+
+    workspace_id = run_in_request(create_host, app.app.registry)
+    host = bearer_for(app, "ada@example.com")
+    for name in ("localtime", "posix/Europe/Paris", "Factory"):
+        refused = app.post_json("/api/v1/events", {"workspace_id": workspace_id, "name": "Gala",
+                                                   "starts_at": "2030-06-21T19:00:00", "timezone": name},
+                                headers=host, status=422).json["error"]
+        assert refused["fields"]["timezone"].startswith("is not a time zone we know"), name

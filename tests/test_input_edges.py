@@ -22,6 +22,12 @@ def test_a_password_is_taken_as_typed_spaces_and_all(app):
     assert signup_status(app, " " * 7, email="b@example.com") == 422
 
 
+@pytest.mark.parametrize("password", [" " * 8, " " * 128, "\t" * 10, " \u00a0 \u2003 \u3000  "])
+def test_a_password_of_only_spaces_is_refused(app, password):
+    response = signup(app, "ada@example.com", password, "Ada", status=422)
+    assert response.json["error"]["fields"]["password"] == "must not be only spaces"
+
+
 @pytest.mark.parametrize("password", [COMMON, COMMON.upper(), COMMON.capitalize(), "FootBall"])
 def test_a_common_password_is_refused_in_any_case(app, password):
     response = signup(app, "ada@example.com", password, "Ada", status=422)

@@ -387,3 +387,21 @@ def test_without_an_sms_provider_phone_only_guests_are_refused_clearly_and_skipp
     assert sent["skipped"] == [{"guest_id": phil["id"], "name": "Phil",
                                 "reason": "can only be reached by a kind of message this GuestGuard cannot send"}]
     assert [message.recipient for _, message in outbox(app)] == ["grace@example.com"]
+
+
+def test_a_draft_gets_no_links_and_links_wait_while_an_event_is_back_in_draft(app, host):
+    guest = add_guest(app, host)
+    token = issue(app, host, guest)["token"]
+    app.patch_json(host["url"], {"status": "draft"}, headers=host["ada"])
+    refused = app.post_json(f"{host['url']}/guests/{guest['id']}/tokens", {}, headers=host["ada"], status=409)
+    assert refused.json["error"]["code"] == "event_not_published"
+
+    seen = app.get(f"/api/v1/access/{token}").json["rsvp"]
+    assert seen["open"] is False and seen["closed_reason"] == "event_not_published"
+    answer = app.post_json(f"/api/v1/rsvp/{token}", {"response": "yes"}, status=409).json["error"]
+    assert answer["code"] == "event_not_published"
+    page = app.get(f"/access/{token}")
+    assert "This invitation is not open yet" in page.text and 'id="rsvp-form"' not in page.text
+
+    app.patch_json(host["url"], {"status": "published"}, headers=host["ada"])
+    assert app.post_json(f"/api/v1/rsvp/{token}", {"response": "yes"}).json["recorded"] is True

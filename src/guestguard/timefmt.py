@@ -38,6 +38,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import zoneinfo
+from importlib import resources
 from collections.abc import Callable
 from typing import Any
 
@@ -52,8 +53,19 @@ class UnknownZone(ValueError):
 # --- zones -----------------------------------------------------------------------
 
 
+@functools.cache
+def iana_zone_names() -> frozenset[str]:
+    """The IANA database's zone names, as the tzdata package lists them
+    (whatever the machine's /usr/share/zoneinfo holds besides: "localtime",
+    "posix/…", "right/…"), less "Factory", which is no place."""
+    listed = resources.files("tzdata").joinpath("zones").read_text(encoding="utf-8").split()
+    return frozenset(listed) - {"Factory"}
+
+
 def zone(name: str) -> zoneinfo.ZoneInfo:
     """The IANA zone ``name``; UnknownZone for anything else."""
+    if not isinstance(name, str) or name not in iana_zone_names():
+        raise UnknownZone(f"unknown time zone {name!r}")
     try:
         return zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):

@@ -30,6 +30,8 @@ def password_problem(password: str, email: str = "") -> str | None:
         return f"must be at least {MIN_LENGTH} characters"
     if len(password) > MAX_LENGTH:
         return f"must be at most {MAX_LENGTH} characters"
+    if not password.strip():
+        return "must not be only spaces"
     if password.lower() in common_passwords():
         return "is one of the most common passwords; choose another"
     if email and password.lower() == email.lower():

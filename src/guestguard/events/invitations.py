@@ -44,7 +44,12 @@ def rsvp_closes_at(event: Event) -> dt.datetime:
 
 
 def rsvp_refusal(event: Event, now: dt.datetime | None = None) -> EventsError | None:
-    """Why answers are not taken now, or None when they are."""
+    """Why answers are not taken now, or None when they are. A draft takes
+    none: its links were issued while it was published (a draft cannot get
+    new ones), and they wait until it is published again."""
+    if event.status == DRAFT:
+        return EventsError(409, "event_not_published",
+                           "This invitation is not open yet: your host has not published the event.")
     if event.status == CANCELLED:
         return EventsError(409, "event_cancelled",
                            "This event has been cancelled, so it no longer takes answers.")
@@ -67,9 +72,11 @@ def access_url(ctx, raw: str) -> str:
     return ctx.url("access", token=raw)
 
 
-def issue_link(ctx, guest: Guest) -> str:
+def issue_link(ctx, guest: Guest, event: Event) -> str:
     """A new personal link for the guest; the previous one stops working.
-    Returns the raw token, which is never stored and shown only this once."""
+    Returns the raw token, which is never stored and shown only this once.
+    Drafts and cancelled events get none, as they get no invitations."""
+    refuse_unsendable(event)
     now = utcnow()
     ctx.db.execute(update(InvitationLink)
                        .where(InvitationLink.guest_id == guest.id, InvitationLink.revoked_at.is_(None))
@@ -189,7 +196,7 @@ def send_invitation(ctx, guest: Guest, event: Event, channel: str | None = None,
 
 def _send(ctx, guest: Guest, event: Event, channel: str, batch_id: str | None = None) -> None:
     """Under the event's send lock: a new link, the message, the record."""
-    raw = issue_link(ctx, guest)
+    raw = issue_link(ctx, guest, event)
     notification = queue_notification(
         ctx, channel=channel, recipient=guest.email if channel == EMAIL else guest.phone,
         template=TEMPLATE, workspace_id=event.workspace_id, context=message_context(event, guest),

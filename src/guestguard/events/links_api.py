@@ -66,11 +66,11 @@ def invitation(event: Event, guest: Guest, latest: Rsvp | None, answer=GuestInvi
 
 
 @view_config(route_name="api_guest_tokens", request_method="POST", renderer="json", permission=GUESTS_EDIT,
-             rate_limit="link_issue", response={201: IssuedLink},
+             rate_limit="link_issue", response={201: IssuedLink, 409: UNSENDABLE},
              links={"access": {"token": "$response.body#/token"}, "rsvp": {"token": "$response.body#/token"}})
 def issue_token(context, request):
     """A new personal link; the previous one stops working. Shown this once."""
-    raw = invitations.issue_link(request.ctx, context.record)
+    raw = invitations.issue_link(request.ctx, context.record, context.event)
     no_store(request)
     return IssuedLink(token=raw, url=invitations.access_url(request.ctx, raw), guest_id=context.record.id)
 
@@ -127,7 +127,7 @@ def access(request):
 
 @view_config(route_name="api_rsvp", request_method="POST", renderer="json", rate_limit="rsvp",
              body=RsvpInput, response={200: RsvpAnswer, 404: INVALID_LINK,
-                                       409: Refused("rsvp_closed", "event_cancelled")})
+                                       409: Refused("rsvp_closed", "event_cancelled", "event_not_published")})
 def rsvp(request):
     """The guest's answer, sent with the token alone; the same answer twice records once."""
     found = token_use(request, ANSWER)
