@@ -129,6 +129,7 @@ def test_concurrent_hits_never_pass_more_than_the_limit(url):
     from guestguard.ratelimit.service import POLICY_KEYS
 
     settings = {"ratelimit.enabled": True, "ratelimit.url": url, "ratelimit.api": "50/minute",
+                "ratelimit.account_mail": "5/hour",
                 **{f"ratelimit.{name}": "5/hour" for name in POLICY_KEYS}}
     limiter = Limiter(settings, policies_from(settings))
     policy = limiter.policies["api"]

@@ -38,8 +38,8 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import zoneinfo
-from importlib import resources
 from collections.abc import Callable
+from importlib import resources
 from typing import Any
 
 UTC = dt.UTC
