@@ -71,7 +71,7 @@ def test_preflight_from_a_listed_origin_is_approved(cors_app, origin):
     assert headers["Access-Control-Allow-Credentials"] == "true"
     assert headers["Access-Control-Allow-Methods"] == "GET, POST, PUT, PATCH, DELETE"
     assert headers["Access-Control-Allow-Headers"] == \
-        "Authorization, Content-Type, X-CSRF-Token, X-Request-ID"
+        "Authorization, Content-Type, X-CSRF-Token, X-Request-ID, Idempotency-Key"
     assert headers["Access-Control-Max-Age"] == "900"
     assert "Origin" in vary(response)
     assert "X-Request-ID" in headers
@@ -141,7 +141,7 @@ def test_api_404_for_a_listed_origin_carries_the_headers(cors_app, origin):
     assert response.headers["Access-Control-Allow-Origin"] == origin
     assert response.headers["Access-Control-Allow-Credentials"] == "true"
     exposed = [h.strip() for h in response.headers["Access-Control-Expose-Headers"].split(",")]
-    assert {"X-Request-ID", "Retry-After", "RateLimit", "RateLimit-Policy"} <= set(exposed)
+    assert {"X-Request-ID", "Retry-After", "RateLimit", "RateLimit-Policy", "Idempotent-Replayed"} <= set(exposed)
     assert "Origin" in vary(response)
 
 

@@ -27,6 +27,7 @@ AREAS = (
     "guestguard.notifications",
     "guestguard.security",
     "guestguard.ratelimit",
+    "guestguard.idempotency",
     "guestguard.context",
     "guestguard.contract",
     "guestguard.captcha",

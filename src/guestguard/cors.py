@@ -25,8 +25,8 @@ from guestguard.settings import SettingsError, env_var_for
 
 SETTING = "cors.allowed_origins"
 ALLOW_METHODS = "GET, POST, PUT, PATCH, DELETE"
-ALLOW_HEADERS = "Authorization, Content-Type, X-CSRF-Token, X-Request-ID"
-EXPOSE_HEADERS = "X-Request-ID, Retry-After, RateLimit, RateLimit-Policy"
+ALLOW_HEADERS = "Authorization, Content-Type, X-CSRF-Token, X-Request-ID, Idempotency-Key"
+EXPOSE_HEADERS = "X-Request-ID, Retry-After, RateLimit, RateLimit-Policy, Idempotent-Replayed"
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"

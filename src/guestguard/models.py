@@ -1,5 +1,8 @@
 """Imports every area's models so ``metadata`` is complete (Alembic, tests)."""
-from guestguard import domain as _domain  # noqa: F401
+from guestguard import (
+    domain as _domain,  # noqa: F401
+    idempotency as _idempotency,  # noqa: F401
+)
 from guestguard.accounts import models as _accounts  # noqa: F401
 from guestguard.activity import models as _activity  # noqa: F401
 from guestguard.audit import models as _audit  # noqa: F401

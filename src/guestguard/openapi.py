@@ -25,6 +25,17 @@ from pyramid.view import view_config
 
 from guestguard.contract import Batch, Body, Refused, Stream, as_answers, as_body, model_types
 from guestguard.errors import API_PREFIX
+from guestguard.idempotency import (
+    ANSWER_NOT_KEPT,
+    HEADER as IDEMPOTENCY_HEADER,
+    INVALID_KEY,
+    KEY_IN_USE,
+    KEY_PATTERN,
+    KEY_REUSED,
+    MAX_KEY_LENGTH,
+    REPLAYED,
+    UNSAFE_METHODS,
+)
 from guestguard.permissions import ALLOWED_BEFORE_POLICY_ACCEPTANCE, API_KEY_PERMISSIONS, WORKSPACES_LIST
 from guestguard.web import SESSION_COOKIE
 
@@ -47,6 +58,11 @@ CODE_WORDS = {
     "unsupported_media_type": "the body is not sent as application/json",
     "validation_failed": "`fields` names each bad field (`rows` each bad row of an array)",
     "rate_limited": "too many requests: see `Retry-After`",
+    INVALID_KEY: f"the `{IDEMPOTENCY_HEADER}` header is not 1 to {MAX_KEY_LENGTH} printable ASCII characters",
+    KEY_IN_USE: f"a request with this `{IDEMPOTENCY_HEADER}` is still running: see `Retry-After`",
+    ANSWER_NOT_KEPT: f"the first request with this `{IDEMPOTENCY_HEADER}` succeeded, but its answer "
+                     "carried a secret shown once and was not kept",
+    KEY_REUSED: f"this `{IDEMPOTENCY_HEADER}` was used for another request (method, path, query or body)",
 }
 
 
@@ -329,6 +345,23 @@ def secure(operation: dict[str, Any], op: Operation, permission: str, answers: A
     return f"Permission: `{permission}`{where}."
 
 
+def idempotent(operation: dict[str, Any], answers: Answers, *, shows_secret: bool) -> None:
+    """The optional ``Idempotency-Key`` header of an unsafe API call, and its refusals."""
+    operation.setdefault("parameters", []).append({
+        "name": IDEMPOTENCY_HEADER, "in": "header", "required": False,
+        "description": "Makes a retry safe: the first answer to this key (yours, for "
+                       "`idempotency.ttl_hours`) is given again to a repeat of the same request, with "
+                       f"`{REPLAYED}: true`, and the call is not made twice.",
+        "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH, "pattern": KEY_PATTERN}})
+    answers.error(400, INVALID_KEY)
+    answers.error(409, KEY_IN_USE)
+    if shows_secret:
+        answers.error(409, ANSWER_NOT_KEPT)
+    answers.headers.setdefault(409, {})["Retry-After"] = {
+        "description": f"Seconds to wait (`{KEY_IN_USE}`).", "schema": {"type": "integer"}}
+    answers.error(422, KEY_REUSED)
+
+
 def build_operation(op: Operation, settings, schemas: Schemas) -> dict[str, Any]:
     """The operation, its responses still an ``Answers`` (see build())."""
     options = op.options
@@ -363,6 +396,8 @@ def build_operation(op: Operation, settings, schemas: Schemas) -> dict[str, Any]
                             checked=op.permission is None))
     else:
         operation["security"] = []
+    if api and op.method in UNSAFE_METHODS:
+        idempotent(operation, answers, shows_secret=bool(options.get("shows_secret")))
     if policies:
         names = ", ".join(f"`ratelimit.{policy}`" for policy in policies)
         answers.error(429, "rate_limited", note=f"limited by {names}")

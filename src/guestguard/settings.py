@@ -293,6 +293,11 @@ CORE_SETTINGS: tuple[Setting, ...] = (
             "Largest request body of any kind; larger gets 413 before anything reads it."),
     Setting("api.max_body_bytes", as_int(1024, 100 * 1024 * 1024), 65536,
             "Largest JSON body the API accepts; larger gets 413."),
+    Setting("idempotency.ttl_hours", as_int(1, 720), 24,
+            "Hours the first answer to an Idempotency-Key is kept and replayed to repeats."),
+    Setting("idempotency.wait_seconds", as_int(1, 300), 10,
+            "Seconds a repeat waits for a request with its Idempotency-Key still running (PostgreSQL) "
+            "before it is told 409 idempotency_key_in_use."),
     Setting("cors.allowed_origins", as_list, (),
             "Origins (scheme://host[:port]) whose pages may call the API from a browser, "
             "credentials included; empty allows none."),

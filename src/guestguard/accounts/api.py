@@ -78,7 +78,7 @@ def resend_verification(request):
 
 
 @view_config(route_name="api_login", request_method="POST", renderer="json", rate_limit=("login_ip", "login"),
-             body=LoginInput, response={200: TokensOut, 401: Refused("invalid_credentials"),
+             body=LoginInput, shows_secret=True, response={200: TokensOut, 401: Refused("invalid_credentials"),
                                         403: Refused("email_not_verified", "policy_acceptance_required")})
 def login(request):
     """Log in: an access token and a refresh token for a new session."""
@@ -90,7 +90,7 @@ def login(request):
 
 
 @view_config(route_name="api_refresh", request_method="POST", renderer="json", body=RefreshInput,
-             response={200: TokensOut, 401: Refused(services.INVALID_TOKEN)})
+             shows_secret=True, response={200: TokensOut, 401: Refused(services.INVALID_TOKEN)})
 def refresh(request):
     """A new token pair for a refresh token, which rotates; a replayed one ends the session."""
     data = request.body_input

@@ -45,7 +45,7 @@ def list_activity(context, request):
 
 
 @view_config(route_name="api_stream_ticket", request_method="POST", renderer="json", rate_limit="stream_ticket",
-             body=TicketInput, checks_permission=GUESTS_VIEW, response={201: StreamTicketOut})
+             body=TicketInput, checks_permission=GUESTS_VIEW, shows_secret=True, response={201: StreamTicketOut})
 def stream_ticket(request):
     """A single-use ticket for one event's live stream, valid 60 seconds."""
     if request.identity is None:

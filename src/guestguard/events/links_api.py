@@ -66,7 +66,7 @@ def invitation(event: Event, guest: Guest, latest: Rsvp | None, answer=GuestInvi
 
 
 @view_config(route_name="api_guest_tokens", request_method="POST", renderer="json", permission=GUESTS_EDIT,
-             rate_limit="link_issue", response={201: IssuedLink, 409: UNSENDABLE},
+             rate_limit="link_issue", shows_secret=True, response={201: IssuedLink, 409: UNSENDABLE},
              links={"access": {"token": "$response.body#/token"}, "rsvp": {"token": "$response.body#/token"}})
 def issue_token(context, request):
     """A new personal link; the previous one stops working. Shown this once."""

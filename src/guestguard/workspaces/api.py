@@ -210,7 +210,7 @@ def list_api_keys(context, request):
 
 
 @view_config(route_name="api_api_keys", request_method="POST", renderer="json",
-             permission=API_KEYS_MANAGE, body=ApiKeyInput, response={201: ApiKeyCreated},
+             permission=API_KEYS_MANAGE, body=ApiKeyInput, shows_secret=True, response={201: ApiKeyCreated},
              links={"revoke_api_key": {"workspace_id": "$request.path.workspace_id",
                                        "key_id": "$response.body#/api_key/id"}})
 def create_api_key(context, request):
