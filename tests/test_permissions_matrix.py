@@ -21,7 +21,7 @@ import time_machine
 
 from guestguard.accounts import sessions
 from guestguard.accounts.models import API, WEB
-from guestguard.testing import TEST_HOST, TEST_PASSWORD, acting_as, create_user, new_client, signed_in
+from guestguard.testing import TEST_PASSWORD, acting_as, create_user, new_client, signed_in
 from guestguard.workspaces import services as workspaces
 
 CALLERS = ("O", "A", "S", "AK", "SK")
@@ -267,7 +267,6 @@ def call(team, name, pattern, method, caller):
     else:
         app.set_cookie("gg_session", credentials["cookie"])
     kwargs = {"headers": headers, "expect_errors": True}
-    path = f"http://{TEST_HOST}{path}"  # request() takes its host from the URL alone
     if method in ("POST", "PUT", "PATCH", "DELETE"):
         if api:
             return app.request(path, method=method, body=app.JSONEncoder().encode(body_for(name, ids)).encode(),

@@ -144,11 +144,20 @@ def settings_for(db_url: str) -> dict[str, str]:
 TEST_HOST = "guestguard.test"
 
 
+class TestClient(webtest.TestApp):
+    """A TestApp whose every call goes to the test host: ``request()``, which
+    ignores ``extra_environ``, takes it from the URL."""
+
+    def request(self, url_or_req, *args, **kwargs):
+        if isinstance(url_or_req, str) and url_or_req.startswith("/"):
+            url_or_req = f"http://{TEST_HOST}{url_or_req}"
+        return super().request(url_or_req, *args, **kwargs)
+
+
 def new_client(wsgi_app, **environ: str) -> webtest.TestApp:
     """A browser or API client of its own (its own cookie jar) calling the
     test host from 127.0.0.1, unless ``environ`` says otherwise."""
-    return webtest.TestApp(wsgi_app, extra_environ={"REMOTE_ADDR": "127.0.0.1", "HTTP_HOST": TEST_HOST,
-                                                    **environ})
+    return TestClient(wsgi_app, extra_environ={"REMOTE_ADDR": "127.0.0.1", "HTTP_HOST": TEST_HOST, **environ})
 
 
 class AppFactory:
