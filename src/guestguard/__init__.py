@@ -18,6 +18,7 @@ AREAS = (
     "guestguard.network",
     "guestguard.audit",
     "guestguard.web",
+    "guestguard.inputs",
     "guestguard.cors",
     "guestguard.errors",
     "guestguard.outages",
