@@ -98,7 +98,8 @@ def too_deep() -> APIError:
                                          f"{MAX_JSON_DEPTH} levels deep.")
 
 
-def _read_json(request, limit: int) -> None:
+def check_json_body(request, limit: int) -> None:
+    """A JSON body, read once here (the view reads it again from the start)."""
     body = request.body_file_seekable.read(limit + 1)
     request.body_file_seekable.seek(0)
     if len(body) > limit:
@@ -130,7 +131,7 @@ def guard_input(event) -> None:
         raise APIError(400, "bad_request", "The query string is not valid UTF-8.") from None
     check_pairs(query.items())
     if request.content_type == "application/json":
-        _read_json(request, limit)
+        check_json_body(request, limit)
         return
     try:
         form = request.POST  # empty unless the body is a form
