@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import shutil
 import tempfile
 import time
 import uuid
@@ -63,7 +62,6 @@ from guestguard.testing import (
     bearer_for,
     create_team,
     create_user,
-    empty_tables,
     inbox,
     link,
     settings_for,
@@ -243,20 +241,12 @@ DOCUMENT = contract_document()
 
 
 @pytest.fixture(scope="module")
-def world(request, postgres_url, sqlite_template, tmp_path_factory):
+def world(request, module_db_url):
     """One world for the module; what an operation may end has its own targets."""
-    if postgres_url:
-        db_url = postgres_url
-    else:
-        path = tmp_path_factory.mktemp("fuzz") / "guestguard.sqlite"
-        shutil.copy(sqlite_template, path)
-        db_url = f"sqlite:///{path}"
-    factory = AppFactory(settings_for(db_url))
+    factory = AppFactory(settings_for(module_db_url))
     built = build_world(factory, os.environ.get(REDIS_ENV) or None)
     yield built
     factory.close()
-    if postgres_url:
-        empty_tables(postgres_url)
     report(request.config)
 
 

@@ -51,7 +51,7 @@ def test_every_kind_of_request_answers_503_with_retry_after(nowhere):
     assert "try again in 7 seconds" in page.text
     assert page.headers["X-Request-ID"] in page.text
     assert "briefly unavailable" in nowhere.get("/access/" + "A" * 43, status=503).text  # a guest's page
-    home = nowhere.get("/", status=503)  # pyramid_tm looks the identity up before any view
+    home = nowhere.get("/", status=503)  # the layout's menu looks the cookie's session up
     assert "briefly unavailable" in home.text
 
 

@@ -62,6 +62,9 @@ def test_text_and_numbers_are_bounded():
     with pytest.raises(InvalidCursor):
         pagination.decode(raw_cursor(["x" * 301]), (TEXT,))
     assert pagination.decode(raw_cursor(["x" * 300]), (TEXT,)) == ("x" * 300,)
+    for bad in ("a\x00b", "\ud800", "x\udfff"):  # what PostgreSQL cannot compare against
+        with pytest.raises(InvalidCursor):
+            pagination.decode(raw_cursor([bad]), (TEXT,))
     for bad in ("1.5", "1e3", "", "-", "9" * 21, "\u0661"):
         with pytest.raises(InvalidCursor):
             pagination.decode(raw_cursor([bad]), (INT,))

@@ -212,6 +212,33 @@ def test_access_tokens_with_a_wrong_signature_audience_type_or_algorithm_are_ref
         assert me(app, token) == 401, case
 
 
+@pytest.mark.parametrize("path", ["/api/v1/me", "/dashboard", "/"])
+def test_access_tokens_signed_with_our_key_but_malformed_claims_are_a_401_never_a_500(app, tokens, path):
+    """Found by an outside assessment: a non-string ``sid`` in a token we
+    could have signed was a bare 500, the identity being looked up above the
+    error views."""
+    claims = claims_of(app, tokens["access_token"])
+    ttl = app.app.registry.settings["auth.access_token_ttl"]
+    malformed = {
+        "a number as sid": {"sid": 5}, "a list as sid": {"sid": [claims["sid"]]}, "an object as sid": {"sid": {}},
+        "null as sid": {"sid": None}, "a number as sub": {"sub": 7}, "a list as sub": {"sub": [claims["sub"]]},
+        "a list of audiences with ours": {"aud": [claims["aud"]]},
+        "a list of audiences with a number": {"aud": [claims["aud"], 5]},
+        "a huge expiry": {"exp": 10**40}, "a lifetime one second too long": {"exp": claims["iat"] + ttl + 1},
+        "an expiry as text": {"exp": str(claims["exp"])}, "an infinite expiry": {"exp": float("inf")},
+        "an issue time as a fraction": {"iat": claims["iat"] + 0.5}, "a list as typ": {"typ": ["access"]},
+    }
+    assert me(app, forge(app, {**claims, "exp": claims["iat"] + ttl})) == 200, "the longest lifetime we give"
+    for case, changed in malformed.items():
+        response = app.get(path, headers={"Authorization": f"Bearer {forge(app, {**claims, **changed})}"},
+                           status="*")
+        if path.startswith("/api/"):
+            assert response.status_int == 401, case
+            assert response.json["error"]["code"] == "unauthorized", case
+        else:  # a page: as anonymous
+            assert response.status_int in (200, 302), case
+
+
 def test_an_access_token_expires_after_its_lifetime(app, tokens):
     ttl = app.app.registry.settings["auth.access_token_ttl"]
     now = dt.datetime.now(dt.UTC)

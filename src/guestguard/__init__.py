@@ -18,6 +18,7 @@ AREAS = (
     "guestguard.network",
     "guestguard.audit",
     "guestguard.web",
+    "guestguard.inputs",
     "guestguard.cors",
     "guestguard.errors",
     "guestguard.outages",
@@ -64,6 +65,10 @@ def read_settings(raw: Mapping[str, Any], environ: Mapping[str, str] | None = No
                             "is not a GuestGuard templates directory: it has no layout.jinja2")
     settings.setdefault("tm.manager_hook", "pyramid_tm.explicit_manager")
     settings.setdefault("retry.attempts", "3")
+    # The caller is identified inside the views, where errors have their
+    # answers: pyramid_tm's user annotation would ask the security policy
+    # above them, where an error is a bare 500.
+    settings.setdefault("tm.annotate_user", "false")
     return settings, pm, reader
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import uuid
 from pathlib import Path
 from typing import Any
@@ -80,7 +81,11 @@ class TimestampMixin:
 
 def make_engine(settings: dict[str, Any]) -> Engine:
     url: str = settings["db.url"]
-    options: dict[str, Any] = {"echo": settings["db.echo"], "pool_pre_ping": True}
+    options: dict[str, Any] = {"pool_pre_ping": True}
+    if settings["db.echo"]:
+        # Through the logging configuration (and so its redaction), not
+        # create_engine(echo=True), which adds a handler of its own.
+        logging.getLogger("sqlalchemy.engine").setLevel(logging.INFO)
     if url.startswith("sqlite"):
         ensure_sqlite_dir(url)
     else:

@@ -10,10 +10,9 @@ a query, a constraint) stay 500s. Such an outage is logged once per
 ``gg_database_unavailable_total``.
 
 Two places catch it: an exception view, for what views and services raise
-(inside the transaction), and a tween just above pyramid_tm, for what is
-raised outside the views: pyramid_tm looks up the caller's identity (the
-security policy reads the database) before the view runs, and a commit can
-fail too.
+(inside the transaction; the security policy's lookup of the caller too),
+and a tween just above pyramid_tm, for what is raised outside the views: a
+commit can fail.
 """
 from __future__ import annotations
 
@@ -138,8 +137,8 @@ def database_error(exc: Exception, request) -> Any:
 
 
 def outage_tween_factory(handler, registry):
-    """Above pyramid_tm: an outage met outside the views (the identity lookup
-    pyramid_tm makes first, a failing commit) answers 503 too."""
+    """Above pyramid_tm: an outage met outside the views (a failing commit)
+    answers 503 too."""
 
     def tween(request):
         try:

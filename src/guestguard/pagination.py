@@ -14,11 +14,13 @@ without padding. Each value has a kind, checked when the cursor is read:
 
 - ``time``: an ISO 8601 time with its offset,
 - ``id``: a UUID,
-- ``text``: at most ``MAX_TEXT`` characters,
+- ``text``: at most ``MAX_TEXT`` characters, none of them a NUL or a lone
+  surrogate (see ``inputs``),
 - ``int``: a whole number in decimal.
 
-Anything else (not base64, not JSON, the wrong shape, nested, longer than
-``MAX_CURSOR`` characters) is ``InvalidCursor``: a 400 ``invalid_cursor``.
+Anything else (not base64, not a flat JSON list of strings, which is checked
+before it is parsed, or longer than ``MAX_CURSOR`` characters) is
+``InvalidCursor``: a 400 ``invalid_cursor``.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ import base64
 import binascii
 import datetime as dt
 import json
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,6 +37,7 @@ from typing import Any
 from sqlalchemy import Select, tuple_
 
 from guestguard.errors import Refusal
+from guestguard.inputs import text_problem
 
 TIME, ID, TEXT, INT = "time", "id", "text", "int"
 KINDS = (TIME, ID, TEXT, INT)
@@ -44,6 +48,9 @@ MAX_INT_DIGITS = 20
 # escapes, and an id); a longer one is refused before it is decoded.
 MAX_CURSOR = 4096
 INVALID = "The cursor is not valid: start again without it."
+# What a cursor decodes to: a JSON list of strings, nothing nested.
+_STRING = rb'"(?:[^"\\]|\\.)*"'
+FLAT_LIST = re.compile(rb"\[\s*(?:" + _STRING + rb"\s*(?:,\s*" + _STRING + rb"\s*)*)?\]")
 
 
 class InvalidCursor(Refusal):
@@ -96,7 +103,7 @@ def _parse(value: Any, kind: str) -> Any:
             raise ValueError
         return int(value)
     if kind == TEXT:
-        if len(value) > MAX_TEXT:
+        if len(value) > MAX_TEXT or text_problem(value):
             raise ValueError
         return value
     raise ValueError
@@ -109,11 +116,14 @@ def decode(cursor: str, kinds: Sequence[str]) -> tuple[Any, ...]:
         if not isinstance(cursor, str) or len(cursor) > MAX_CURSOR or not cursor.isascii():
             raise ValueError
         padded = cursor + "=" * (-len(cursor) % 4)
-        values = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        if not isinstance(values, list) or len(values) != len(kinds):
+        raw = base64.urlsafe_b64decode(padded.encode())
+        if not FLAT_LIST.fullmatch(raw):  # so nothing nested is ever parsed
+            raise ValueError
+        values = json.loads(raw)
+        if len(values) != len(kinds):
             raise ValueError
         return tuple(_parse(value, kind) for value, kind in zip(values, kinds, strict=False))
-    except (ValueError, TypeError, AttributeError, UnicodeDecodeError, binascii.Error, RecursionError):
+    except (ValueError, TypeError, AttributeError, UnicodeDecodeError, binascii.Error):
         raise InvalidCursor() from None
 
 

@@ -101,15 +101,26 @@ def sqlite_template() -> Path:
     return path
 
 
-@pytest.fixture
-def db_url(postgres_url, sqlite_template, tmp_path) -> Iterable[str]:
+def _database(postgres_url: str | None, template: Path, directory: Path) -> Iterable[str]:
     if postgres_url:
         yield postgres_url
         empty_tables(postgres_url)
         return
-    path = tmp_path / "guestguard.sqlite"
-    shutil.copy(sqlite_template, path)
+    path = directory / "guestguard.sqlite"
+    shutil.copy(template, path)
     yield f"sqlite:///{path}"
+
+
+@pytest.fixture
+def db_url(postgres_url, sqlite_template, tmp_path) -> Iterable[str]:
+    yield from _database(postgres_url, sqlite_template, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def module_db_url(postgres_url, sqlite_template, tmp_path_factory) -> Iterable[str]:
+    """A database the tests of one module share (a world they build once),
+    emptied when the module is done."""
+    yield from _database(postgres_url, sqlite_template, tmp_path_factory.mktemp("module"))
 
 
 @pytest.fixture
@@ -221,17 +232,24 @@ def drain(huey, now: dt.datetime | None = None) -> int:
     return ran
 
 
-@pytest.fixture
-def run_in_request(registry) -> Callable[..., Any]:
-    """Call ``func(request)`` inside a committed transaction of a scripted
-    request, as a task or a CLI would."""
+def in_request(registry, func: Callable[[Any], Any]) -> Any:
+    """``func(request)`` inside a committed transaction of a scripted
+    request of ``registry``'s application, as a task or a CLI would call it."""
     from pyramid.scripting import prepare
 
+    with prepare(registry=registry) as env:
+        request = env["request"]
+        with request.tm:
+            return func(request)
+
+
+@pytest.fixture
+def run_in_request(registry) -> Callable[..., Any]:
+    """Call ``func(request)`` as :func:`in_request` does (in the ``app``
+    fixture's application unless another registry is given)."""
+
     def run(func: Callable[[Any], Any], registry_=None) -> Any:
-        with prepare(registry=registry_ or registry) as env:
-            request = env["request"]
-            with request.tm:
-                return func(request)
+        return in_request(registry_ or registry, func)
 
     return run
 

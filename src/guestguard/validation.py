@@ -262,41 +262,26 @@ def validate(schema: type[Model], data: Any) -> Model:
                        fields=field_errors(exc)) from None
 
 
+def too_large(limit: int) -> APIError:
+    return APIError(413, "too_large", f"The body is larger than {limit} bytes.", limit=limit)
+
+
 def read_json(request, max_bytes: int | None = None) -> Any:
     """The request's JSON body; 415, 413 or 400 with a clear code otherwise."""
     if request.content_type != "application/json":
         raise APIError(415, "unsupported_media_type", "Send the body as application/json.")
     limit = max_bytes or request.registry.settings["api.max_body_bytes"]
     if request.content_length is not None and request.content_length > limit:
-        raise APIError(413, "too_large", f"The body is larger than {limit} bytes.", limit=limit)
+        raise too_large(limit)
     body = request.body_file_seekable.read(limit + 1)
     if len(body) > limit:
-        raise APIError(413, "too_large", f"The body is larger than {limit} bytes.", limit=limit)
+        raise too_large(limit)
     if not body:
         return {}
     try:
-        data = json.loads(body)
+        return json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise APIError(400, "invalid_json", "The body is not valid JSON.") from None
-    if holds_nul(data):  # which PostgreSQL cannot store: refused, as in query strings and forms
-        raise APIError(400, "bad_request", "The body holds a NUL character.")
-    return data
-
-
-def holds_nul(data: Any) -> bool:
-    """Whether a NUL character is in any key or text of parsed JSON."""
-    pending = [data]
-    while pending:
-        value = pending.pop()
-        if isinstance(value, str):
-            if "\x00" in value:
-                return True
-        elif isinstance(value, dict):
-            pending.extend(value.keys())
-            pending.extend(value.values())
-        elif isinstance(value, list):
-            pending.extend(value)
-    return False
 
 
 def parse_query(request, schema: type[Model]) -> Model:

@@ -11,13 +11,13 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
 from pyramid.csrf import get_csrf_token
-from pyramid.events import BeforeRender, NewRequest, subscriber
+from pyramid.events import BeforeRender, subscriber
 from pyramid.session import SignedCookieSessionFactory
 from pyramid.view import view_config
 
 from guestguard import timefmt
 from guestguard.csrf import LoginBoundCSRF
-from guestguard.errors import APIError, Refusal, is_api_request
+from guestguard.errors import Refusal, is_api_request
 from guestguard.keys import derive_key
 from guestguard.timefmt import add_filters
 from guestguard.validation import MESSAGES, field_errors
@@ -135,32 +135,6 @@ def add_csrf_token(event) -> None:
 @view_config(route_name="home", renderer="home.jinja2", request_method="GET")
 def home(request):
     return {}
-
-
-FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
-
-
-def guard_body(event) -> None:
-    """Refuse, before anything reads it, a body over ``http.max_body_bytes``;
-    and answer 400, not 500, to a form body that cannot be parsed (the CSRF
-    check and the views read forms)."""
-    request = event.request
-    limit = request.registry.settings["http.max_body_bytes"]
-    if request.content_length is not None and request.content_length > limit:
-        raise APIError(413, "too_large", f"The body is larger than {limit} bytes.", limit=limit)
-    try:
-        query = request.GET
-    except UnicodeDecodeError:
-        raise APIError(400, "bad_request", "The query string is not valid UTF-8.") from None
-    if any("\x00" in value for value in query.values()):
-        raise APIError(400, "bad_request", "The query string holds a NUL character.")
-    if request.method in ("POST", "PUT", "PATCH") and request.content_type in FORM_TYPES:
-        try:
-            form = request.POST
-        except Exception:
-            raise APIError(400, "bad_request", "The form data could not be read.") from None
-        if any(isinstance(value, str) and "\x00" in value for value in form.values()):
-            raise APIError(400, "bad_request", "The form data holds a NUL character.")
 
 
 # --- helpers for pages -----------------------------------------------------------
@@ -406,7 +380,6 @@ def add_routes(config, routes) -> None:
 def includeme(config) -> None:
     settings = config.get_settings()
     config.add_directive("add_routes", add_routes)
-    config.add_subscriber(guard_body, NewRequest)
     config.set_session_factory(SignedCookieSessionFactory(
         derive_key(settings, "session-cookie").hex(),
         cookie_name="gg_flash",

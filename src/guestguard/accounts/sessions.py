@@ -88,14 +88,25 @@ def decode_access_token(settings: Mapping[str, Any], token: str) -> dict[str, An
         raise InvalidToken(str(exc)) from None
     if claims.get("typ") != ACCESS_TYPE:
         raise InvalidToken("not an access token")
+    if not made_here(settings, claims):
+        raise InvalidToken("malformed claims")
     return claims
+
+
+def made_here(settings: Mapping[str, Any], claims: Mapping[str, Any]) -> bool:
+    """Whether verified claims have the shape ``encode_access_token`` gives
+    them: signed with our key does not make a token ours (a leaked key, a
+    bug elsewhere), and every claim read later must be what it expects."""
+    texts = all(isinstance(claims[name], str) for name in ("sub", "sid", "aud"))
+    times = all(type(claims[name]) is int for name in ("iat", "exp"))
+    return texts and times and claims["exp"] - claims["iat"] <= settings["auth.access_token_ttl"]
 
 
 def session_from_access_token(db, settings: Mapping[str, Any], token: str) -> AuthSession:
     claims = decode_access_token(settings, token)
     try:
         session_id = uuid.UUID(claims["sid"])
-    except (ValueError, TypeError):
+    except ValueError:
         raise InvalidToken("malformed sid") from None
     session = db.get(AuthSession, session_id)
     if session is None or session.kind != API or str(session.user_id) != claims["sub"]:
