@@ -34,13 +34,12 @@ from urllib.parse import quote_from_bytes
 
 import jwt
 import pytest
-import webtest
 from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 from webob import Request
 
 from guestguard.keys import derive_key
 from guestguard.ratelimit.service import POLICY_KEYS
-from guestguard.testing import REDIS_ENV, AppFactory, create_user, csrf, in_request, settings_for
+from guestguard.testing import REDIS_ENV, AppFactory, create_user, csrf, in_request, new_client, settings_for
 from guestguard.validation import Input, Query
 
 EXAMPLES = int(os.environ.get("GG_HOSTILE_EXAMPLES", "25"))
@@ -158,7 +157,7 @@ def build(world: World, run) -> None:
             status="published"))
         guest, other = add_guests(ctx, event, [GuestInput(name="Grace", email=f"grace{n}@example.com"),
                                                GuestInput(name="Alan", phone="+44 20 7946 0958")])
-        token = issue_link(ctx, guest)
+        token = issue_link(ctx, guest, event)
         flag = Flag(workspace_id=workspace.id, event_id=event.id, guest_id=other.id, rule="networks", score=60,
                     evidence="opened from two networks")
         request.db.add(flag)
@@ -177,10 +176,10 @@ def build(world: World, run) -> None:
         world.ids = {name: str(value) for name, value in world.ids.items()}
 
     run(records)
-    browser = webtest.TestApp(world.wsgi, extra_environ={"REMOTE_ADDR": "203.0.113.9"})
+    browser = new_client(world.wsgi, REMOTE_ADDR="203.0.113.9")
     browser.set_cookie("gg_session", world.cookie)
     world.csrf_token = csrf(browser.get("/account"))
-    world.cookie = f"gg_session={world.cookie}; gg_flash={browser.cookies['gg_flash']}"
+    world.cookie = "; ".join(f"{name}={value}" for name, value in browser.cookies.items())
 
 
 def intact(world: World) -> bool:
