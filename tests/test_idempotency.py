@@ -193,7 +193,9 @@ def test_a_guest_answering_by_token_is_kept_without_the_token(app, run_in_reques
 # --- malformed keys -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("key", ["", "k" * 256, "caf\u00e9", "nul\x00byte", "tab\there", "line\nbreak",
+# A NUL is dropped from every header before anything reads it (the input
+# guard), so "nul\x00byte" arrives as the well-formed "nulbyte".
+@pytest.mark.parametrize("key", ["", "k" * 256, "caf\u00e9", "\x01control", "tab\there", "line\nbreak",
                                  "\x7f", "\u00ff" * 300])
 def test_a_malformed_key_is_refused_naming_the_header(app, run_in_request, host, key):
     refused = app.post_json(f"{host['url']}/guests", GRACE, headers=keyed(host["ada"], key), status=400)

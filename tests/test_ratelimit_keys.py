@@ -264,7 +264,7 @@ def test_a_form_login_counts_per_email_multipart_too(make_app):
 
     def multipart(email):
         return app.post("/login", {"email": email, "password": "x", "csrf_token": token}, status="*",
-                        upload_files=[("file", "a.txt", b"x")], extra_environ={"REMOTE_ADDR": IP1}).status_int
+                        content_type="multipart/form-data", extra_environ={"REMOTE_ADDR": IP1}).status_int
 
     assert multipart("Ada@Example.com") == 429
     assert multipart("bob@example.com") == 401
