@@ -62,7 +62,8 @@ def test_a_separate_worker_process_delivers_what_the_web_side_queued(tmp_path, d
 
         assert wait_for(lambda: status() == "succeeded"), status()
     finally:
-        worker.send_signal(signal.SIGINT)
+        worker.send_signal(signal.SIGTERM)  # what a service manager sends: a graceful stop
         output, _ = worker.communicate(timeout=30)
         engine.dispose()
     assert "dispatch_notification" in output
+    assert worker.returncode == 0, output
