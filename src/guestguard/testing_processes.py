@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -74,15 +75,23 @@ def read_log(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def kill(process: subprocess.Popen) -> None:
+    """SIGKILL ``process`` and whatever it started (its session: a gunicorn
+    master's workers too), if any is still running."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    if process.poll() is None:
+        process.wait(10)
+
+
 @contextlib.contextmanager
 def killed_at_exit(process: subprocess.Popen) -> Iterator[subprocess.Popen]:
-    """The block uses ``process``; whatever happens, it is not left running."""
+    """The block uses ``process`` (started with ``start_new_session``);
+    whatever happens, neither it nor its children are left running."""
     try:
         yield process
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
+        kill(process)
 
 
 def stop(process: subprocess.Popen, signum: int = signal.SIGTERM, timeout: float = 60) -> tuple[int, float]:
@@ -152,7 +161,8 @@ class FaultLab:
         index = len(self.processes)
         with (self.directory / f"worker-{index}.err").open("w") as errors:
             process = subprocess.Popen([sys.executable, str(self.script), json.dumps(self.settings), str(self.log)],
-                                       env=command_env(**variables), stdout=subprocess.DEVNULL, stderr=errors)
+                                       env=command_env(**variables), stdout=subprocess.DEVNULL, stderr=errors,
+                                       start_new_session=True)
         self.processes.append(process)
         if ready:
             wait_for(lambda: any(e["what"] == "ready" and e["pid"] == process.pid for e in read_log(self.log))
@@ -191,8 +201,7 @@ class FaultLab:
 
     def close(self) -> None:
         for process in self.processes:
-            with killed_at_exit(process):
-                pass
+            kill(process)
         self.registry["huey"].flush()
 
 
@@ -216,12 +225,13 @@ def paste_ini(path: Path, settings: dict[str, str], pipeline: Iterable[str] = ()
 def start_gunicorn(ini: Path, port: int, errors: Path, pythonpath: Iterable[Path] = (),
                    **variables: str) -> subprocess.Popen:
     """gunicorn with the repository's gunicorn.conf.py on 127.0.0.1:``port``,
-    answering /health (else an AssertionError with its stderr)."""
+    answering /health (else an AssertionError with its stderr, and no
+    server left running)."""
     env = command_env(GUNICORN_BIND=f"127.0.0.1:{port}", **variables)
     env["PYTHONPATH"] = ":".join([*map(str, pythonpath), *filter(None, [env.get("PYTHONPATH")])])
     with errors.open("w") as stream:
         server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), "--paste", str(ini)],
-                                  env=env, stdout=subprocess.DEVNULL, stderr=stream)
+                                  env=env, stdout=subprocess.DEVNULL, stderr=stream, start_new_session=True)
 
     def answers() -> bool:
         if server.poll() is not None:
@@ -231,7 +241,11 @@ def start_gunicorn(ini: Path, port: int, errors: Path, pythonpath: Iterable[Path
         except OSError:  # not listening yet, or its workers still loading the app
             return False
 
-    wait_for(answers, 60, "gunicorn to answer")
+    try:
+        wait_for(answers, 60, "gunicorn to answer")
+    except BaseException:
+        kill(server)
+        raise
     return server
 
 
