@@ -83,6 +83,15 @@ class GuestGuardWorker(ThreadWorker):
                 listener.close()
             _stop_serving_streams(self)
 
+    def is_parent_alive(self) -> bool:
+        # A worker whose master died (killed, out of memory) stops like one
+        # told to: otherwise it would keep the port, and its streams, until
+        # graceful_timeout, and a master started again could not bind.
+        if super().is_parent_alive():
+            return True
+        self.alive = False
+        return False
+
 
 worker_class = GuestGuardWorker
 
