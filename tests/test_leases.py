@@ -3,6 +3,7 @@ by the reaper within seconds, and the reaper's batch does not cap recovery."""
 import datetime as dt
 import threading
 import time
+import types
 
 import pytest
 import time_machine
@@ -212,3 +213,48 @@ def test_the_reaper_thread_takes_a_lapsed_lease_back_within_seconds(build, run_i
         reaper.stop()
     assert 0.9 < recovered < 5
     assert len(registry["huey"].pending()) == 1
+
+
+def test_a_stopping_worker_releases_the_jobs_it_still_holds(build, run_in_request):
+    """What a worker does when its grace period is over: the job it still
+    runs goes back to pending, due now, lease cleared, queued again; its next
+    attempt knows the last one's outcome is unknown."""
+    from guestguard.notifications.services import begin_attempt
+    from guestguard.tasks import RELEASED, hold_lease, release_held_jobs, was_interrupted
+
+    app, registry, provider = build()
+    notification_id = queue(registry, run_in_request)
+    registry["huey"].flush()
+    attempt = run_in_request(lambda request: begin_attempt(request.ctx, notification_id), registry)
+    held = registry["jobs.held"]
+    worker = types.SimpleNamespace(registry=registry)  # all hold_lease needs of a task's context
+    with hold_lease(worker, Notification, notification_id, attempt.claimed_at):
+        assert list(held) == [(Notification, notification_id, attempt.claimed_at)]
+        assert release_held_jobs(registry) == 1
+        row = load(registry, run_in_request, notification_id)
+        assert (row.status, row.claimed_at, row.lease_until) == ("pending", None, None)
+        assert row.last_error.startswith(RELEASED) and was_interrupted(row)
+        assert len(registry["huey"].pending()) == 1, "queued again for another worker"
+        assert release_held_jobs(registry) == 0, "a claim already given back is not released twice"
+    assert len(held) == 0
+    drain(registry["huey"])
+    row = load(registry, run_in_request, notification_id)
+    assert (row.status, row.attempts) == ("succeeded", 2)
+    assert len(provider.sent) == 1
+
+
+def test_a_claim_the_reaper_took_back_is_not_released(build, run_in_request):
+    from guestguard.tasks import HeldClaims, release_held_jobs
+
+    app, registry, _ = build()
+    notification_id = queue(registry, run_in_request)
+    registry["huey"].flush()
+    stale = claim(registry, run_in_request, notification_id) - dt.timedelta(seconds=1)
+    registry["jobs.held"].add(Notification, notification_id, stale)  # an older claim of the same job
+    assert release_held_jobs(registry) == 0
+    assert load(registry, run_in_request, notification_id).status == "running"
+    assert registry["huey"].pending() == []
+    claims = HeldClaims()
+    claims.add(Notification, notification_id, stale)
+    claims.discard(Notification, notification_id, stale + dt.timedelta(seconds=1))
+    assert len(claims) == 1, "only the claim that was added is discarded"

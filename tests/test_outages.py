@@ -2,7 +2,6 @@
 house's error format, logged once per window and counted; other database
 errors stay 500s. (Stopping a real PostgreSQL: tests/test_faults.py.)"""
 import logging
-import socket
 
 import psycopg
 import pytest
@@ -10,12 +9,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import exc as sa_exc
 
 from guestguard.outages import OutageReport, is_database_unavailable
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from guestguard.testing import free_port
 
 
 def unavailable_count(where="request") -> float:

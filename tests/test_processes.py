@@ -2,23 +2,12 @@
 (``make run``), and a separate ``guestguard worker`` process (production)."""
 import signal
 import subprocess
-import time
 
 from sqlalchemy import create_engine, text
 from webtest import TestApp
 
 import guestguard
-from guestguard.testing import COMMAND, command_env, guestguard_command, site_ini
-
-
-def wait_for(predicate, seconds=30.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.1)
-    return predicate()
+from guestguard.testing import COMMAND, command_env, guestguard_command, site_ini, wait_for
 
 
 def test_main_with_an_in_process_worker_delivers_and_reports_ready(base_settings, tmp_path):
@@ -37,7 +26,7 @@ def test_main_with_an_in_process_worker_delivers_and_reports_ready(base_settings
             queue_notification(env["request"].ctx, channel="email", recipient="ada@example.com",
                                template="test_message", context={"base_url": "https://x"})
         console = registry["notifications.providers_by_name"]["console"]
-        assert wait_for(lambda: list(console.messages)), "the in-process worker delivered it"
+        wait_for(lambda: list(console.messages), 30, "the in-process worker to deliver it")
     finally:
         registry["huey.consumer"].stop(graceful=True)
         registry["db.engine"].dispose()
@@ -60,9 +49,10 @@ def test_a_separate_worker_process_delivers_what_the_web_side_queued(tmp_path, d
                 return connection.execute(text(
                     "SELECT status FROM notifications WHERE recipient = 'ops@example.com'")).scalar()
 
-        assert wait_for(lambda: status() == "succeeded"), status()
+        wait_for(lambda: status() == "succeeded", 30, "the worker process to deliver it")
     finally:
-        worker.send_signal(signal.SIGINT)
+        worker.send_signal(signal.SIGTERM)  # what a service manager sends: a graceful stop
         output, _ = worker.communicate(timeout=30)
         engine.dispose()
     assert "dispatch_notification" in output
+    assert worker.returncode == 0, output

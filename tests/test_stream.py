@@ -312,3 +312,29 @@ def test_a_reload_takes_the_old_streams_place_and_a_full_process_says_so(make_ap
     with pytest.raises(Full, match="this process serves as many"):
         hub.listen("e", holder="b", limit=1)
     assert hub.streams == 1
+
+
+def test_a_process_that_stops_serving_ends_its_streams_and_each_page_reconnects(app, world, server):
+    """end_streams (the web server's stop hook): an open stream gets
+    "reconnect" at once and ends, and so does one opened afterwards; the
+    page then asks for a new ticket, served by another process."""
+    from guestguard.activity.live import end_streams
+
+    stream = Stream(server, ticket_for(app, world["ada"], world["event"])["stream_url"])
+    try:
+        assert stream.next_message()["comment"] == "connected"
+        started = time.monotonic()
+        assert end_streams() >= 1
+        assert stream.next_message(timeout=2) == {"event": "reconnect", "data": "{}"}
+        with pytest.raises(EOFError):
+            read_to_the_end(stream)
+        assert time.monotonic() - started < 1, "not after the heartbeat or the stream's time"
+    finally:
+        stream.close()
+    late = Stream(server, ticket_for(app, world["ada"], world["event"])["stream_url"])
+    try:
+        assert late.next_message()["comment"] == "connected"
+        assert late.next_message(timeout=2) == {"event": "reconnect", "data": "{}"}
+    finally:
+        late.close()
+    assert app.app.registry["live.broker"].hub.streams == 0

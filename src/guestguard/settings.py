@@ -260,6 +260,10 @@ CORE_SETTINGS: tuple[Setting, ...] = (
             "Seconds between two runs of the reaper in each worker process."),
     Setting("jobs.reaper_batch", as_int(1, 100000), 500,
             "Jobs of a kind the reaper takes back per transaction; it goes on until none is left."),
+    Setting("jobs.shutdown_grace_seconds", as_int(0, 3600), 20,
+            "Seconds a stopping worker (SIGTERM or SIGINT) lets its running tasks finish; the jobs "
+            "still running then are released for another worker at once. Keep it below the stop "
+            "timeout of the service manager (systemd's TimeoutStopSec)."),
     Setting("domain_events.retention_days", as_int(1, 3650), 30,
             "Days a delivered domain event is kept (plugins deduplicate by its id); dead and pending "
             "ones stay until replayed."),

@@ -10,6 +10,12 @@ worker renews while it acts (``hold_lease``). The reaper re-enqueues rows whose
 task was lost (due but untouched past ``jobs.lost_after``) or whose lease
 lapsed (the worker died, or lost the database, mid-run); every worker process
 runs it every ``jobs.reap_interval`` seconds in a thread of its own.
+
+A worker asked to stop (SIGTERM, SIGINT, SIGHUP) takes no new task, lets
+the running ones finish within ``jobs.shutdown_grace_seconds``, then
+releases the jobs it still holds (``HeldClaims``, filled by ``hold_lease``):
+back to pending, due now and queued again, so another worker takes them at
+once instead of waiting for their leases to lapse.
 """
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ import atexit
 import contextlib
 import datetime as dt
 import logging
+import signal
 import threading
 import time
 import uuid
@@ -44,6 +51,9 @@ JOB_STATUSES = (PENDING, RUNNING, SUCCEEDED, FAILED)
 # What the reaper writes in last_error when it takes a job back: the attempt's
 # outcome is unknown (it may have done its work before the worker stopped).
 INTERRUPTED = "lease lapsed: the worker stopped, or lost the database, while running this job"
+# What a stopping worker writes in last_error of a job it gives back: the
+# attempt's outcome is unknown as well (a provider may have accepted a message).
+RELEASED = "released at shutdown: the worker stopped before this job finished"
 # The longest one reaper pass runs; what is left waits for the next pass.
 REAP_PASS_SECONDS = 30
 
@@ -67,26 +77,74 @@ def make_huey(settings: dict[str, Any]) -> Huey:
     return MemoryHuey(name, **options)
 
 
-class InProcessConsumer(Consumer):
+class WorkerConsumer(Consumer):
+    """The consumer of a worker process.
+
+    SIGTERM, SIGINT and SIGHUP all stop it gracefully (Huey's own handlers
+    make SIGTERM immediate and SIGHUP a restart in place; a service manager
+    sends SIGTERM and restarts the process itself): it takes no new task, the
+    running ones get ``jobs.shutdown_grace_seconds`` to finish, and the jobs
+    still running after that are released for another worker. A second
+    signal stops waiting at once (the release still happens)."""
+
+    STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+    def __init__(self, registry, workers: int, **options: Any):
+        super().__init__(registry["huey"], workers=workers, worker_type="thread", **options)
+        self.registry = registry
+        self.grace: float = registry.settings["jobs.shutdown_grace_seconds"]
+        self.reaper: Reaper | None = None
+        self.stop_signal: int | None = None
+        self.hurry = False
+
+    def _set_signal_handlers(self) -> None:
+        for signum in self.STOP_SIGNALS:
+            signal.signal(signum, self._stop_requested)
+
+    def _stop_requested(self, signum: int, frame) -> None:
+        # A signal handler only takes note; the main loop acts on it.
+        if self.stop_signal is None:
+            self.stop_signal = signum
+        else:
+            self.hurry = True
+
+    def loop(self, health_check_ts=None):
+        if self.stop_signal is not None and not self.stop_flag.is_set():
+            log.info("received %s: stopping (running tasks get %g s)", signal.Signals(self.stop_signal).name,
+                     self.grace)
+            self.stop(graceful=True)
+        return super().loop(health_check_ts)
+
+    def stop(self, graceful: bool = False) -> None:
+        """Take no new task; when ``graceful``, wait up to the grace period
+        for the running ones; then release the jobs still running."""
+        self.stop_flag.set()
+        started = time.monotonic()
+        threads = [thread for _, thread in self.worker_threads] + [self.scheduler]
+        deadline = started + (self.grace if graceful else 0)
+        while not self.hurry and time.monotonic() < deadline:
+            running = [thread for thread in threads if thread.is_alive()]
+            if not running:
+                break
+            running[0].join(min(0.1, max(deadline - time.monotonic(), 0)))
+        released = release_held_jobs(self.registry)
+        if self.reaper is not None:
+            self.reaper.stop()
+        log.info("task consumer stopped after %.1f s (%d running job(s) released)",
+                 time.monotonic() - started, released)
+
+
+class InProcessConsumer(WorkerConsumer):
     """A consumer that runs beside the web server: its threads start without
     taking over the process's signal handlers (the server owns those)."""
-
-    reaper: Reaper | None = None
 
     def _set_signal_handlers(self) -> None:
         pass
 
-    def stop(self, graceful: bool = False) -> None:
-        super().stop(graceful=graceful)
-        if self.reaper is not None:
-            self.reaper.stop()
-
 
 def start_in_process_consumer(registry) -> InProcessConsumer:
-    huey: Huey = registry["huey"]
-    consumer = InProcessConsumer(huey, workers=registry.settings["huey.workers"],
-                                 worker_type="thread", periodic=True, check_worker_health=False,
-                                 shutdown_timeout=10)
+    consumer = InProcessConsumer(registry, workers=registry.settings["huey.workers"], periodic=True,
+                                 check_worker_health=False)
     consumer.start()
     # Let a task in progress finish when the server stops, instead of leaving
     # its job claimed until its lease lapses.
@@ -95,6 +153,16 @@ def start_in_process_consumer(registry) -> InProcessConsumer:
     consumer.reaper = start_reaper(registry)
     log.info("in-process task consumer started with %d thread(s)", consumer.workers)
     return consumer
+
+
+def run_worker(registry, workers: int | None = None) -> int:
+    """``guestguard worker``: run the tasks (periodic ones included) and the
+    reaper until a stop signal; returns the exit status."""
+    consumer = WorkerConsumer(registry, workers=workers or registry.settings["huey.workers"], periodic=True)
+    registry["huey.consumer"] = consumer
+    consumer.reaper = start_reaper(registry)  # every jobs.reap_interval seconds, beside the task threads
+    consumer.run()
+    return 0
 
 
 # --- tasks -------------------------------------------------------------------
@@ -259,6 +327,15 @@ def lease_for(settings) -> dt.timedelta:
     return dt.timedelta(seconds=settings["jobs.lease_seconds"])
 
 
+def update_if(db, model: type, conditions: Sequence[Any], **values: Any) -> bool:
+    """UPDATE the one row meeting ``conditions``, if it still does: whether
+    it did. Each step of a job is such a guarded UPDATE, so two workers (or a
+    worker and the reaper) racing on a row leave it as one of them would."""
+    return db.execute(
+        update(model).where(*conditions).values(**values).execution_options(synchronize_session=False)
+    ).rowcount == 1
+
+
 def claim_job(ctx, model: type, job_id, task: Callable[..., Any] | None = None):
     """Mark a due pending job as running, leased for ``jobs.lease_seconds``,
     and return it. None when it is claimed by someone else or finished; a job
@@ -271,15 +348,10 @@ def claim_job(ctx, model: type, job_id, task: Callable[..., Any] | None = None):
     ready = durable_kind(ctx.registry, model).ready
     if ready is not None:
         conditions.append(ready(model))
-    result = db.execute(
-        update(model)
-        .where(*conditions)
-        .values(status=RUNNING, claimed_at=now, lease_until=now + lease_for(ctx.registry.settings),
-                attempts=model.attempts + 1)
-        .execution_options(synchronize_session=False)
-    )
+    won = update_if(db, model, conditions, status=RUNNING, claimed_at=now,
+                    lease_until=now + lease_for(ctx.registry.settings), attempts=model.attempts + 1)
     job = db.get(model, job_id, populate_existing=True)
-    if result.rowcount == 1:
+    if won:
         return job
     if job is not None and job.status == PENDING and job.next_attempt_at > now:
         enqueue(ctx, task or job_task(ctx.registry, model), job_id, eta=job.next_attempt_at)
@@ -334,15 +406,81 @@ class LeaseKeeper(threading.Thread):
             self.join(5)
 
 
+class HeldClaims:
+    """The claims this process holds (jobs it is running, lease kept): what
+    a stopping worker gives back when its grace period is over."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._claims: dict[tuple[type, Any], dt.datetime] = {}
+
+    def add(self, model: type, job_id, claimed_at: dt.datetime) -> None:
+        with self._lock:
+            self._claims[(model, job_id)] = claimed_at
+
+    def discard(self, model: type, job_id, claimed_at: dt.datetime) -> None:
+        with self._lock:
+            if self._claims.get((model, job_id)) == claimed_at:
+                del self._claims[(model, job_id)]
+
+    def __iter__(self):
+        """(model, job id, claimed at) of each claim held now."""
+        with self._lock:
+            held = list(self._claims.items())
+        return iter([(model, job_id, claimed_at) for (model, job_id), claimed_at in held])
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._claims)
+
+
 @contextlib.contextmanager
 def hold_lease(ctx, model: type, job_id, claimed_at: dt.datetime):
-    """Keep the lease of a claimed job while the block runs (the act step)."""
+    """Keep the lease of a claimed job while the block runs (the act step),
+    and list the claim among those this process holds meanwhile."""
+    held: HeldClaims = ctx.registry["jobs.held"]
     keeper = LeaseKeeper(ctx.registry, model, job_id, claimed_at)
+    held.add(model, job_id, claimed_at)
     keeper.start()
     try:
         yield keeper
     finally:
         keeper.stop()
+        held.discard(model, job_id, claimed_at)
+
+
+def release_held_jobs(registry) -> int:
+    """Give back every job this process still holds: pending, due now, lease
+    cleared, ``last_error`` saying so, and queued again for another worker.
+    Returns how many were released. A claim the reaper (or an outcome) took
+    meanwhile is left alone; a database that cannot be reached leaves the
+    jobs to the reaper once their leases lapse."""
+    held = list(registry["jobs.held"])
+    if not held:
+        return 0
+    released = 0
+    try:
+        with prepare(registry=registry) as env:
+            request = env["request"]
+            with request.tm:
+                for model, job_id, claimed_at in held:
+                    released += _release(request, durable_kind(registry, model), job_id, claimed_at)
+    except Exception as exc:
+        log.warning("could not release %d running job(s) at shutdown (%s); the reaper takes them back "
+                    "once their leases lapse", len(held), type(exc).__name__)
+        return 0
+    log.warning("released %d running job(s) at shutdown for another worker", released)
+    return released
+
+
+def _release(request, kind: DurableKind, job_id, claimed_at: dt.datetime) -> bool:
+    model = kind.model
+    if not update_if(request.db, model, (model.id == job_id, model.status == RUNNING, model.claimed_at == claimed_at),
+                     status=PENDING, next_attempt_at=utcnow(), claimed_at=None, lease_until=None,
+                     last_error=f"{RELEASED}; retrying"):
+        return False
+    enqueue(request, kind.task, job_id)
+    return True
 
 
 def still_claimed(job, claimed_at: dt.datetime) -> bool:
@@ -431,13 +569,7 @@ def _take_back(request, kind: DurableKind, job, now: dt.datetime) -> bool:
             model.lease_until.is_(None) if job.lease_until is None else model.lease_until == job.lease_until)
     else:
         unchanged = model.next_attempt_at == job.next_attempt_at
-    won = request.db.execute(
-        update(model)
-        .where(model.id == job.id, model.status == job.status, unchanged)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    if won != 1:
+    if not update_if(request.db, model, (model.id == job.id, model.status == job.status, unchanged), **values):
         return False
     if gave_up:
         if kind.on_give_up is not None:
@@ -448,8 +580,9 @@ def _take_back(request, kind: DurableKind, job, now: dt.datetime) -> bool:
 
 
 def was_interrupted(job) -> bool:
-    """Whether the job's last attempt ended without a recorded outcome."""
-    return (job.last_error or "").startswith(INTERRUPTED)
+    """Whether the job's last attempt ended without a recorded outcome (its
+    worker died, or stopped before the attempt finished)."""
+    return (job.last_error or "").startswith((INTERRUPTED, RELEASED))
 
 
 class Reaper(threading.Thread):
@@ -492,6 +625,7 @@ def includeme(config) -> None:
     config.registry["huey"] = make_huey(settings)
     config.registry["huey.tasks"] = {}
     config.registry["jobs.kinds"] = []
+    config.registry["jobs.held"] = HeldClaims()
     config.add_directive("add_task", add_task)
     config.add_directive("add_periodic_task", add_periodic_task)
     config.add_directive("add_durable_job", add_durable_job)

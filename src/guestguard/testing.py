@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -208,6 +209,27 @@ def make_app(base_settings) -> Iterable[AppFactory]:
 @pytest.fixture
 def app(make_app) -> webtest.TestApp:
     return make_app()
+
+
+@pytest.fixture
+def fault_lab(db_url, redis_url, tmp_path, make_app) -> Iterable[Callable[..., Any]]:
+    """``fault_lab(settings)``: a FaultLab (``guestguard.testing_processes``)
+    on the test's database and a queue of its own (Redis when the run has
+    one), ``settings`` overriding; the processes it starts are killed when
+    the test ends."""
+    from guestguard.testing_processes import FaultLab, lab_settings
+
+    labs = []
+
+    def build(settings: dict[str, str] | None = None):
+        queue = redis_url or f"sqlite:///{tmp_path}/queue.sqlite"
+        lab = FaultLab(tmp_path, lab_settings(db_url, queue, f"faults-{tmp_path.name}", settings or {}), make_app)
+        labs.append(lab)
+        return lab
+
+    yield build
+    for lab in labs:
+        lab.close()
 
 
 @pytest.fixture
@@ -414,6 +436,27 @@ def h1(page) -> str:
 def csrf(page) -> str:
     """The CSRF token of the first form on ``page``."""
     return page.html.find("input", {"name": "csrf_token"})["value"]
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    """``condition()``'s first true value within ``timeout`` seconds, else an
+    AssertionError naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def command_env(**variables: str) -> dict[str, str]:

@@ -17,6 +17,7 @@ import queue
 import threading
 import time
 import uuid
+import weakref
 from typing import Any
 
 import redis
@@ -29,6 +30,9 @@ RECONNECT_DELAY = 1.0      # seconds between attempts when Redis is away
 # Told to every stream after the Redis subscription came back: what was
 # published meanwhile is lost, so each stream catches up from the database.
 RESYNC = ""
+# Told to every stream when this process stops serving: the stream ends now
+# and the page reconnects elsewhere.
+CLOSING = "closing"
 
 
 class Full(Exception):
@@ -55,13 +59,14 @@ class Listener:
             self.overflowed = True
             self.end()
 
-    def end(self) -> None:
-        """Make the stream finish: now if it is waiting, else at its next wait."""
+    def end(self, last: str | None = None) -> None:
+        """Make the stream finish: now if it is waiting, else at its next
+        wait. ``last`` is its last message (None: just end)."""
         try:
-            self.inbox.put_nowait(None)
+            self.inbox.put_nowait(last)
         except queue.Full:  # nobody waits on a full inbox: swap it
             self.inbox = queue.Queue(maxsize=1)
-            self.inbox.put_nowait(None)
+            self.inbox.put_nowait(last)
 
     def get(self, timeout: float) -> str | None:
         """The next message; raises queue.Empty after ``timeout`` seconds."""
@@ -69,6 +74,9 @@ class Listener:
 
     def close(self) -> None:
         self.hub.remove(self)
+
+
+_HUBS: weakref.WeakSet[Hub] = weakref.WeakSet()
 
 
 class Hub:
@@ -79,6 +87,8 @@ class Hub:
         self._listeners: dict[str, set[Listener]] = {}
         self._holders: dict[str, list[Listener]] = {}  # oldest first
         self._count = 0
+        self.closing = False
+        _HUBS.add(self)
 
     def listen(self, event_id: uuid.UUID | str, holder: str = "", limit: int | None = None,
                per_holder: int | None = None) -> Listener:
@@ -88,6 +98,9 @@ class Hub:
         process already serves ``limit``."""
         listener = Listener(self, str(event_id), holder)
         with self._lock:
+            if self.closing:  # a stream opened while the process stops ends at once
+                listener.end(CLOSING)
+                return listener
             held = self._holders.setdefault(holder, [])
             if per_holder is not None and len(held) >= per_holder:
                 oldest = held[0]
@@ -129,10 +142,27 @@ class Hub:
         for listener in listeners:
             listener.deliver(message)
 
+    def close(self) -> int:
+        """End every stream, and every one opened from now on, with CLOSING.
+        Returns how many were open."""
+        with self._lock:
+            self.closing = True
+            listeners = [listener for group in self._listeners.values() for listener in group]
+        for listener in listeners:
+            listener.end(CLOSING)
+        return len(listeners)
+
     @property
     def streams(self) -> int:
         with self._lock:
             return self._count
+
+
+def end_streams() -> int:
+    """This process stops serving: end its live streams now (and any opened
+    from now on), each page reconnecting to a process that serves. Returns
+    how many were open. Called by the web server's hooks (gunicorn.conf.py)."""
+    return sum(hub.close() for hub in list(_HUBS))
 
 
 class MemoryBroker:

@@ -8,7 +8,8 @@ seconds. The stream checks and burns it in one conditional UPDATE, commits,
 and from then on holds no database connection: it waits on this process's
 live hub (``live.py``), sends a heartbeat comment when idle, replays from
 the database after a ``Last-Event-ID``, and ends after
-``guard.stream.max_seconds`` so access is checked again on reconnection.
+``guard.stream.max_seconds`` so access is checked again on reconnection (or
+at once when the process stops serving).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from sqlalchemy import delete, select, update
 from guestguard.accounts.models import AuthSession, User
 from guestguard.accounts.tokens import hash_token, looks_like_token, new_token
 from guestguard.activity import feed
-from guestguard.activity.live import RESYNC, Listener
+from guestguard.activity.live import CLOSING, RESYNC, Listener
 from guestguard.activity.models import StreamTicket
 from guestguard.context import context_of
 from guestguard.db import utcnow
@@ -37,6 +38,8 @@ TICKET_SECONDS = 60
 REPLAY_PAGE = 200
 REPLAY_LIMIT = 2000   # items one reconnection may catch up; beyond, the page reloads
 RETRY_MS = 3000
+# The page asks for a new ticket and connects again (to whichever process serves).
+RECONNECT = b"event: reconnect\ndata: {}\n\n"
 
 
 def issue_ticket(ctx, event: Event) -> tuple[str, dt.datetime]:
@@ -141,7 +144,7 @@ class EventStream:
         while True:
             remaining = self.deadline - self.clock()
             if remaining <= 0:
-                yield b"event: reconnect\ndata: {}\n\n"
+                yield RECONNECT
                 return
             try:
                 message = self.listener.get(timeout=min(self.heartbeat, remaining))
@@ -149,6 +152,9 @@ class EventStream:
                 yield b": heartbeat\n\n"
                 continue
             if message is None:  # fell too far behind: the client reconnects and replays
+                return
+            if message == CLOSING:  # this process stops serving
+                yield RECONNECT
                 return
             if message == RESYNC:
                 yield from self.replay()

@@ -69,18 +69,11 @@ def cmd_migrate(args) -> int:
 
 
 def cmd_worker(args) -> int:
-    from huey.consumer import Consumer
-
-    from guestguard.tasks import start_reaper
+    from guestguard.tasks import run_worker
 
     config = _config(args.ini)
     config.make_wsgi_app()  # commits the configuration: tasks are registered
-    registry = config.registry
-    workers = args.workers or registry.settings["huey.workers"]
-    consumer = Consumer(registry["huey"], workers=workers, worker_type="thread", periodic=True)
-    start_reaper(registry)  # every jobs.reap_interval seconds, beside the task threads
-    consumer.run()
-    return 0
+    return run_worker(config.registry, args.workers or None)
 
 
 def cmd_plugins(args) -> int:

@@ -1,0 +1,111 @@
+"""gunicorn's settings for GuestGuard's web processes:
+
+    gunicorn -c gunicorn.conf.py --paste production.ini
+
+What differs between deployments comes from the environment (the names
+below; command-line options still win over this file). docs/operations.md,
+"Shutdown and restarts", explains each choice.
+
+On SIGTERM the master stops listening and tells each worker to stop; a
+worker takes no new connection, finishes the requests it is serving (within
+``graceful_timeout``) and exits, and the master exits after the last one.
+GuestGuardWorker adds the two things gthread does not do by itself when a
+worker stops (SIGTERM, ``max_requests``): it gives up its copy of the
+listening socket at once, so a new connection is refused instead of waiting
+in the queue until the worker is gone, and it ends its live activity
+streams, each of which would otherwise hold the worker for up to
+``guard.stream.max_seconds``.
+
+Only gunicorn is imported here: the master never imports the app, so the
+workers a reload (SIGHUP) starts load the code anew.
+"""
+import os
+
+from gunicorn.workers.gthread import ThreadWorker
+
+
+def _number(variable: str, default: int) -> int:
+    value = os.environ.get(variable, "").strip()
+    return int(value) if value else default
+
+
+# host:port, or unix:/path; several separated by commas.
+bind = [address.strip() for address in os.environ.get("GUNICORN_BIND", "127.0.0.1:6543").split(",")
+        if address.strip()]
+workers = _number("WEB_CONCURRENCY", 2)
+# Each open live stream holds a thread for its whole life, so a worker needs
+# more threads than guard.stream.max_streams (4): the rest serve ordinary
+# requests. Raise both together (post_worker_init warns when they clash).
+threads = _number("GUNICORN_THREADS", 8)
+# A gthread worker's main loop never waits on a request, so this only
+# catches a hung worker; it cuts neither a slow request nor a stream short.
+timeout = 30
+# After SIGTERM, how long the requests in progress get to finish (streams end
+# at once). Keep it below the service manager's stop timeout.
+graceful_timeout = _number("GUNICORN_GRACEFUL_TIMEOUT", 20)
+# Idle seconds a kept-alive connection from the proxy stays open; below the
+# proxy's own idle timeout for upstream connections. A stopping worker
+# closes idle ones within 2 s.
+keepalive = 5
+# Recycle a worker after this many requests (plus up to a tenth more, so the
+# workers do not restart together): bounds a slow leak, in a plugin say, at
+# the cost of one reconnection of that worker's streams. 0 turns it off.
+max_requests = _number("GUNICORN_MAX_REQUESTS", 5000)
+max_requests_jitter = max_requests // 10
+# The proxies whose X-Forwarded-Proto is believed (https links). The app
+# reads X-Forwarded-For itself (app.trusted_proxies); gunicorn leaves it alone.
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+secure_scheme_headers = {"X-FORWARDED-PROTO": "https"}
+# A service manager tracks the master itself; a pid file is only for scripts.
+pidfile = os.environ.get("GUNICORN_PIDFILE") or None
+# gunicorn 25.1+ opens a control socket at one path per user unless told
+# not to: two servers of one user would share it. Name one to have it.
+control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET", "")
+control_socket_disable = not control_socket
+proc_name = "guestguard"
+
+
+def _stop_serving_streams(worker) -> None:
+    from guestguard.activity.live import end_streams
+
+    ended = end_streams()
+    if ended:
+        worker.log.info("ended %d live stream(s); their pages reconnect elsewhere", ended)
+
+
+class GuestGuardWorker(ThreadWorker):
+    """gthread, and when the worker stops: no listening socket, no streams."""
+
+    def set_accept_enabled(self, enabled: bool) -> None:
+        super().set_accept_enabled(enabled)
+        if not enabled and not self.alive:  # stopping, not merely full
+            for listener in self.sockets:
+                listener.close()
+            _stop_serving_streams(self)
+
+    def is_parent_alive(self) -> bool:
+        # A worker whose master died (killed, out of memory) stops like one
+        # told to: otherwise it would keep the port, and its streams, until
+        # graceful_timeout, and a master started again could not bind.
+        if super().is_parent_alive():
+            return True
+        self.alive = False
+        return False
+
+
+worker_class = GuestGuardWorker
+
+
+def worker_int(worker) -> None:
+    """SIGINT or SIGQUIT: the worker exits now; its streams end first, or
+    their threads would hold the exit until the master kills it."""
+    _stop_serving_streams(worker)
+
+
+def post_worker_init(worker) -> None:
+    registry = getattr(worker.wsgi, "registry", None)
+    streams = registry.settings.get("guard.stream.max_streams") if registry is not None else None
+    if streams is not None and streams >= worker.cfg.threads:
+        worker.log.warning("guard.stream.max_streams (%d) is not below the threads per worker (%d): open "
+                           "live streams can take every thread; raise GUNICORN_THREADS", streams,
+                           worker.cfg.threads)
