@@ -365,7 +365,8 @@ def test_redis_stopped_answers_no_5xx_and_every_domain_event_arrives_after(make_
     registry = app.app.registry
     huey = registry["huey"]
     huey.flush()
-    host = event_host(app, run_in_request, {"name": "Gala", "starts_at": "2031-06-01T18:00:00+00:00",
+    host = event_host(app, run_in_request, {"name": "Gala", "status": "published",
+                                            "starts_at": "2031-06-01T18:00:00+00:00",
                                             "ends_at": "2031-06-01T23:00:00+00:00", "timezone": "UTC"})
     tokens = [issue(app, host, add_guest(app, host, name=f"Guest {n}", email=f"g{n}@example.com"))["token"]
               for n in range(10)]

@@ -120,7 +120,8 @@ def test_gunicorn_stops_gracefully_and_a_new_server_takes_the_port_at_once(make_
     it answers 200; the master exits as soon as it has, and a new server
     starts on the same port right after."""
     app = make_app()
-    host = event_host(app, run_in_request, {"name": "Gala", "starts_at": "2031-06-01T18:00:00+00:00",
+    host = event_host(app, run_in_request, {"name": "Gala", "status": "published",
+                                            "starts_at": "2031-06-01T18:00:00+00:00",
                                             "ends_at": "2031-06-01T23:00:00+00:00", "timezone": "UTC"})
     ticket = app.post_json("/api/v1/auth/stream-ticket", {"event_id": host["event"]["id"]}, headers=host["ada"],
                            status=201).json
