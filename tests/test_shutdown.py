@@ -164,3 +164,44 @@ def test_gunicorn_stops_gracefully_and_a_new_server_takes_the_port_at_once(make_
           f"{stream_ended:.2f} s, new connections refused after {refused:.2f} s, the request answered 200 "
           f"after {answered:.2f} s, the master exited after {exited:.2f} s; a new server on the same port "
           f"answered {serving:.1f} s after it was started; an idle server stopped in {idle_stop:.2f} s")
+
+
+def timed_health(port: int) -> float:
+    started = time.monotonic()
+    status, _ = get(port, "/health", timeout=5)
+    assert status == 200
+    return time.monotonic() - started
+
+
+@pytest.mark.parametrize("options, streams", [((), 4), (("--worker-class", "sync", "--threads", "1"), 0)])
+def test_health_answers_with_every_stream_a_server_allows_taken(make_app, run_in_request, base_settings, tmp_path,
+                                                                options, streams):
+    """The documented production command (gunicorn.conf.py, one worker here
+    so every stream lands in it): with guard.stream.max_streams streams open,
+    the next stream is refused with 503 and /health, the API and the pages
+    keep answering. Under a sync worker, which one stream would hold whole,
+    no stream is served at all."""
+    app = make_app()
+    host = event_host(app, run_in_request, {"name": "Gala", "status": "published",
+                                            "starts_at": "2031-06-01T18:00:00+00:00", "timezone": "UTC"})
+
+    def stream_url() -> str:
+        return app.post_json("/api/v1/auth/stream-ticket", {"event_id": host["event"]["id"]},
+                             headers=host["ada"], status=201).json["stream_url"]
+
+    ini = paste_ini(tmp_path / "web.ini", {**base_settings, "guard.stream.max_per_holder": "10"})
+    port = free_port()
+    with killed_at_exit(start_gunicorn(ini, port, tmp_path / "gunicorn.err", options=options,
+                                       WEB_CONCURRENCY="1")) as server:
+        held = [EventStream(port, stream_url()) for _ in range(streams)]
+        for stream in held:
+            stream.read_until(b": connected\n")
+        status, body = get(port, stream_url())
+        assert status == 503 and b"streams_full" in body
+        slowest = max(timed_health(port) for _ in range(20))
+        assert get(port, "/api/v1/openapi.json")[0] == 200
+        assert get(port, "/login")[0] == 200
+        stop(server, signal.SIGTERM, timeout=30)
+    assert slowest < 2, "a request waited on the streams"
+    print(f"\n{streams} streams open ({' '.join(options) or 'gunicorn.conf.py'}): the next refused with 503; "  # noqa: T201
+          f"/health answered 20 times, the slowest in {slowest * 1000:.0f} ms")

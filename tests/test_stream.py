@@ -338,3 +338,98 @@ def test_a_process_that_stops_serving_ends_its_streams_and_each_page_reconnects(
     finally:
         late.close()
     assert app.app.registry["live.broker"].hub.streams == 0
+
+
+# --- access lost while watching, capacity, servers that cannot hold a stream -------------
+
+
+@pytest.fixture
+def quick_app(make_app):
+    return make_app({"guard.stream.heartbeat_seconds": "1", "guard.stream.recheck_seconds": "1",
+                     "guard.stream.max_streams": "1"})
+
+
+def ends_within(stream, seconds: float) -> tuple[str, float]:
+    """The event that ends the stream, and how long it took to come."""
+    started = time.monotonic()
+    while True:
+        message = stream.next_message(timeout=seconds)
+        if message.get("event") in ("ended", "reconnect"):
+            return message["event"], time.monotonic() - started
+
+
+def test_signing_out_ends_an_open_stream_within_seconds(quick_app, run_in_request):
+    app = quick_app
+    world_ = world.__wrapped__(app, run_in_request)
+    server = StopableWSGIServer.create(app.app, threads=4)
+    assert server.wait()
+    try:
+        stream = Stream(server, ticket_for(app, world_["ada"], world_["event"])["stream_url"])
+        assert stream.next_message() == {"retry": "3000", "comment": "connected"}
+        app.post_json("/api/v1/auth/logout", {}, headers=world_["ada"], status=204)
+        event, took = ends_within(stream, 5)
+        assert (event, took < 3) == ("ended", True)
+        with pytest.raises(EOFError):
+            stream.next_message(timeout=2)
+    finally:
+        server.shutdown()
+
+
+def test_a_member_removed_while_watching_loses_the_stream_within_seconds(quick_app, run_in_request):
+    app = quick_app
+    world_ = world.__wrapped__(app, run_in_request)
+    server = StopableWSGIServer.create(app.app, threads=4)
+    assert server.wait()
+    try:
+        stream = Stream(server, ticket_for(app, world_["sam"], world_["event"])["stream_url"])
+        stream.next_message()
+        members = app.get(f"/api/v1/workspaces/{world_['workspace']}/members", headers=world_["ada"]).json
+        sam = next(m["id"] for m in members["members"] if m["email"] == "sam@example.com")
+        app.delete(f"/api/v1/workspaces/{world_['workspace']}/members/{sam}", headers=world_["ada"], status=204)
+        assert ends_within(stream, 5)[0] == "ended"
+    finally:
+        server.shutdown()
+
+
+def test_a_full_process_answers_503_and_leaves_the_ticket_usable(quick_app, run_in_request):
+    app = quick_app
+    world_ = world.__wrapped__(app, run_in_request)
+    server = StopableWSGIServer.create(app.app, threads=4)
+    assert server.wait()
+    try:
+        first = Stream(server, ticket_for(app, world_["ada"], world_["event"])["stream_url"])
+        first.next_message()
+        waiting = ticket_for(app, world_["sam"], world_["event"])["stream_url"]
+        refused = Stream(server, waiting)
+        assert refused.response.status == 503
+        body = json.loads(refused.response.read())
+        assert body["error"]["code"] == "streams_full" and refused.response.getheader("Retry-After") == "30"
+        app.post_json("/api/v1/auth/logout", {}, headers=world_["ada"], status=204)  # ends the first stream
+        assert ends_within(first, 5)[0] == "ended"
+        deadline = time.monotonic() + 5
+        while app.app.registry["live.broker"].hub.streams and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert app.app.registry["live.broker"].hub.streams == 0, "the first stream has ended"
+        again = Stream(server, waiting)
+        assert again.response.status == 200, again.response.read()
+        again.close()
+    finally:
+        server.shutdown()
+
+
+def test_a_server_serving_one_request_at_a_time_holds_no_stream(app, world):
+    """A sync worker (wsgi.multithread false) would be held whole by a
+    stream: the stream refuses itself, and its ticket stays good."""
+    url = ticket_for(app, world["ada"], world["event"])["stream_url"]
+    refused = app.get(url, extra_environ={"wsgi.multithread": False}, status=503).json["error"]
+    assert refused["code"] == "streams_full" and "one request at a time" in refused["message"]
+    assert app.app.registry["live.broker"].hub.streams == 0
+    ticket = url.split("ticket=")[1]
+    from guestguard.activity.stream import redeem_ticket  # the ticket was not burned
+
+    def redeem(request):
+        return redeem_ticket(request.db, ticket, uuid.UUID(world["event"]["id"])) is not None
+
+    from guestguard.testing import in_request
+
+    assert in_request(app.app.registry, redeem) is True

@@ -386,6 +386,9 @@ CORE_SETTINGS: tuple[Setting, ...] = (
             "Seconds between heartbeats on an idle live stream (keeps proxies from closing it)."),
     Setting("guard.stream.max_seconds", as_int(10, 86400), 300,
             "Seconds after which a live stream ends; the page reconnects with a new ticket."),
+    Setting("guard.stream.recheck_seconds", as_int(1, 300), 5,
+            "Seconds between checks of a live stream holder's access: signing out, being removed or a "
+            "revoked key ends the stream within this time."),
     Setting("log.format", as_choice("text", "json", "auto"), "auto",
             "Log line format; auto is JSON in production and text elsewhere."),
     Setting("log.level", as_choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO",

@@ -166,10 +166,12 @@ class TestClient(webtest.TestApp):
         return super().request(url_or_req, *args, **kwargs)
 
 
-def new_client(wsgi_app, **environ: str) -> webtest.TestApp:
+def new_client(wsgi_app, **environ) -> webtest.TestApp:
     """A browser or API client of its own (its own cookie jar) calling the
-    test host from 127.0.0.1, unless ``environ`` says otherwise."""
-    return TestClient(wsgi_app, extra_environ={"REMOTE_ADDR": "127.0.0.1", "HTTP_HOST": TEST_HOST, **environ})
+    test host from 127.0.0.1, unless ``environ`` says otherwise, as served by
+    a threaded server (waitress, gunicorn's gthread), as the app always is."""
+    return TestClient(wsgi_app, extra_environ={"REMOTE_ADDR": "127.0.0.1", "HTTP_HOST": TEST_HOST,
+                                               "wsgi.multithread": True, **environ})
 
 
 class AppFactory:

@@ -223,14 +223,15 @@ def paste_ini(path: Path, settings: dict[str, str], pipeline: Iterable[str] = ()
 
 
 def start_gunicorn(ini: Path, port: int, errors: Path, pythonpath: Iterable[Path] = (),
-                   **variables: str) -> subprocess.Popen:
-    """gunicorn with the repository's gunicorn.conf.py on 127.0.0.1:``port``,
-    answering /health (else an AssertionError with its stderr, and no
-    server left running)."""
+                   options: Iterable[str] = (), **variables: str) -> subprocess.Popen:
+    """gunicorn with the repository's gunicorn.conf.py (and command-line
+    ``options``, which win over it) on 127.0.0.1:``port``, answering /health
+    (else an AssertionError with its stderr, and no server left running)."""
     env = command_env(GUNICORN_BIND=f"127.0.0.1:{port}", **variables)
     env["PYTHONPATH"] = ":".join([*map(str, pythonpath), *filter(None, [env.get("PYTHONPATH")])])
     with errors.open("w") as stream:
-        server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), "--paste", str(ini)],
+        server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), *options,
+                                   "--paste", str(ini)],
                                   env=env, stdout=subprocess.DEVNULL, stderr=stream, start_new_session=True)
 
     def answers() -> bool:

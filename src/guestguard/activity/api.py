@@ -63,6 +63,14 @@ def stream_ticket(request):
                                                          _query={"ticket": raw}))
 
 
+def streams_refused(request, why: str) -> Response:
+    """503: no stream now; the page follows the feed by polling meanwhile."""
+    response = json_error(request, 503, "streams_full", f"{why[:1].upper()}{why[1:]}: follow the feed with "
+                          "GET /api/v1/events/{id}/activity meanwhile.", headers={"Retry-After": "30"})
+    response.cache_control.no_store = True
+    return response
+
+
 def refused_ticket(request) -> Response:
     response = json_error(request, 401, "invalid_ticket", INVALID_TICKET)
     response.cache_control.no_store = True
@@ -89,6 +97,11 @@ def live_stream(request):
         event_id = uuid.UUID(request.matchdict["event_id"])
     except ValueError:
         return refused_ticket(request)
+    if not request.environ.get("wsgi.multithread"):
+        # One request at a time per process (a sync worker): a stream would
+        # hold the whole process, and every other request would wait on it.
+        return streams_refused(request, "this server holds no live streams (it serves one request at a "
+                                        "time per process)")
     ticket = stream.redeem_ticket(request.db, query.ticket, event_id)
     if ticket is None:
         return refused_ticket(request)
@@ -98,14 +111,13 @@ def live_stream(request):
             event_id, holder=str(ticket.user_id or ticket.api_key_id),
             limit=settings["guard.stream.max_streams"], per_holder=settings["guard.stream.max_per_holder"])
     except Full as full:
-        response = json_error(request, 503, "streams_full", f"{str(full).capitalize()}: follow the feed with "
-                              "GET /api/v1/events/{id}/activity meanwhile.", headers={"Retry-After": "30"})
-        response.cache_control.no_store = True
-        return response
+        request.tm.doom()  # the ticket is not burned: the page may try it again within its minute
+        return streams_refused(request, str(full))
     response = Response(content_type="text/event-stream", charset="utf-8")
     response.cache_control.no_store = True
     response.headers["X-Accel-Buffering"] = "no"  # nginx: pass each message on at once
     response.app_iter = stream.EventStream(
         request.registry["db.session_factory"], event_id, listener, after,
-        heartbeat=settings["guard.stream.heartbeat_seconds"], lifetime=settings["guard.stream.max_seconds"])
+        heartbeat=settings["guard.stream.heartbeat_seconds"], lifetime=settings["guard.stream.max_seconds"],
+        ticket=ticket, recheck=settings["guard.stream.recheck_seconds"])
     return response

@@ -38,6 +38,8 @@ TICKET_SECONDS = 60
 REPLAY_PAGE = 200
 REPLAY_LIMIT = 2000   # items one reconnection may catch up; beyond, the page reloads
 RETRY_MS = 3000
+# The holder lost access (signed out, removed, key revoked...): the page stops.
+ENDED = b"event: ended\ndata: {}\n\n"
 # The page asks for a new ticket and connects again (to whichever process serves).
 RECONNECT = b"event: reconnect\ndata: {}\n\n"
 
@@ -97,7 +99,8 @@ class EventStream:
     server calls when the stream ends or the client goes away)."""
 
     def __init__(self, session_factory, event_id: uuid.UUID, listener: Listener, after: str | None,
-                 heartbeat: float, lifetime: float, clock=time.monotonic):
+                 heartbeat: float, lifetime: float, clock=time.monotonic, ticket: StreamTicket | None = None,
+                 recheck: float = 5.0):
         self.session_factory = session_factory
         self.event_id = event_id
         self.listener = listener
@@ -106,6 +109,21 @@ class EventStream:
         self.deadline = clock() + lifetime
         self.clock = clock
         self.sent: set[str] = set()
+        # Whose stream it is: their access is checked again every ``recheck``
+        # seconds, so signing out or losing access ends it within seconds.
+        self.ticket = ticket
+        self.recheck = recheck
+
+    def still_allowed(self) -> bool:
+        """The holder's access, read on a session held only for the check; a
+        database away for a moment does not end the stream."""
+        if self.ticket is None:
+            return True
+        try:
+            with self.session_factory() as db:
+                return still_allowed(db, self.ticket, utcnow())
+        except Exception:  # checked again at the next turn
+            return True
 
     def replay(self) -> Iterator[bytes]:
         """What was recorded after the last item sent, from the database, on
@@ -141,16 +159,28 @@ class EventStream:
     def __iter__(self) -> Iterator[bytes]:
         yield f"retry: {RETRY_MS}\n: connected\n\n".encode()
         yield from self.replay()
+        written = self.clock()
+        next_check = written + self.recheck  # redeeming the ticket has just checked
         while True:
-            remaining = self.deadline - self.clock()
-            if remaining <= 0:
+            now = self.clock()
+            if now >= self.deadline:
                 yield RECONNECT
                 return
+            if now >= next_check:
+                if not self.still_allowed():
+                    yield ENDED
+                    return
+                next_check = now + self.recheck
+            heartbeat_due = written + self.heartbeat
+            wake = min(self.deadline, next_check, heartbeat_due)
             try:
-                message = self.listener.get(timeout=min(self.heartbeat, remaining))
+                message = self.listener.get(timeout=max(wake - now, 0.001))
             except queue.Empty:
-                yield b": heartbeat\n\n"
+                if wake == heartbeat_due:
+                    yield b": heartbeat\n\n"
+                    written = self.clock()
                 continue
+            written = self.clock()
             if message is None:  # fell too far behind: the client reconnects and replays
                 return
             if message == CLOSING:  # this process stops serving

@@ -111,6 +111,11 @@ function follow(section) {
       source.close();
       connect();
     });
+    // The holder signed out or lost access to the event: nothing to follow.
+    source.addEventListener("ended", () => {
+      source.close();
+      show("ended", "Live updates stopped: sign in again to follow this event.");
+    });
     source.addEventListener("reload", () => {
       show("behind", "Much happened while disconnected: reload the page to see all of it.");
     });
