@@ -100,7 +100,14 @@ def server_options(ini: Path, **variables) -> dict:
     return loadcontext(SERVER, f"config:{ini}", global_conf=variables).local_conf
 
 
-@pytest.mark.parametrize("name, host", [("development.ini", "localhost"), ("production.ini", "0.0.0.0")])
+def test_production_ini_names_no_server_so_waitress_cannot_serve_production():
+    """waitress stops at once on SIGTERM and reads a body by Transfer-Encoding
+    when Content-Length is there too: gunicorn.conf.py serves production."""
+    with pytest.raises(LookupError):
+        server_options(REPO_ROOT / "production.ini")
+
+
+@pytest.mark.parametrize("name, host", [("development.ini", "localhost")])
 def test_the_port_defaults_to_6543_and_pserve_variables_override_it(name, host):
     from waitress.adjustments import Adjustments
 

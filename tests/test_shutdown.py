@@ -166,6 +166,18 @@ def test_gunicorn_stops_gracefully_and_a_new_server_takes_the_port_at_once(make_
           f"answered {serving:.1f} s after it was started; an idle server stopped in {idle_stop:.2f} s")
 
 
+def both_lengths(port: int) -> bytes:
+    """The answer to a request whose body has both a Content-Length and a
+    chunked Transfer-Encoding (proxies may read it one way, the server the
+    other: request smuggling)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+        connection.sendall(b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
+                           b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+        return connection.recv(4096)
+
+
 def timed_health(port: int) -> float:
     started = time.monotonic()
     status, _ = get(port, "/health", timeout=5)
@@ -201,6 +213,7 @@ def test_health_answers_with_every_stream_a_server_allows_taken(make_app, run_in
         slowest = max(timed_health(port) for _ in range(20))
         assert get(port, "/api/v1/openapi.json")[0] == 200
         assert get(port, "/login")[0] == 200
+        assert both_lengths(port).startswith(b"HTTP/1.1 400 "), "a body framed two ways is refused"
         stop(server, signal.SIGTERM, timeout=30)
     assert slowest < 2, "a request waited on the streams"
     print(f"\n{streams} streams open ({' '.join(options) or 'gunicorn.conf.py'}): the next refused with 503; "  # noqa: T201
