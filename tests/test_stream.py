@@ -16,8 +16,8 @@ import time_machine
 from webtest.http import StopableWSGIServer
 
 from guestguard.activity.live import RESYNC, Full, MemoryBroker, RedisBroker
-from guestguard.activity.stream import EventStream
-from guestguard.testing import REDIS_ENV, bearer_for, create_team
+from guestguard.activity.stream import EventStream, redeem_ticket
+from guestguard.testing import REDIS_ENV, bearer_for, create_team, in_request
 
 EVENT = {"name": "Launch party", "status": "published", "starts_at": "2030-06-21T19:00:00",
          "timezone": "Europe/London"}
@@ -31,6 +31,10 @@ def app(make_app):
 
 @pytest.fixture
 def world(app, run_in_request):
+    return build_world(app, run_in_request)
+
+
+def build_world(app, run_in_request):
     workspace_id = run_in_request(create_team, app.app.registry)
     ada = bearer_for(app, "ada@example.com")
     events = [app.post_json("/api/v1/events", {"workspace_id": workspace_id, **EVENT, "name": name},
@@ -344,9 +348,16 @@ def test_a_process_that_stops_serving_ends_its_streams_and_each_page_reconnects(
 
 
 @pytest.fixture
-def quick_app(make_app):
-    return make_app({"guard.stream.heartbeat_seconds": "1", "guard.stream.recheck_seconds": "1",
-                     "guard.stream.max_streams": "1"})
+def quick(make_app, run_in_request):
+    """An app checking access every second and serving one stream, its
+    world, and a real server: (app, world, server)."""
+    app = make_app({"guard.stream.heartbeat_seconds": "1", "guard.stream.recheck_seconds": "1",
+                    "guard.stream.max_streams": "1"})
+    people = build_world(app, run_in_request)
+    server = StopableWSGIServer.create(app.app, threads=4)
+    assert server.wait()
+    yield app, people, server
+    server.shutdown()
 
 
 def ends_within(stream, seconds: float) -> tuple[str, float]:
@@ -358,63 +369,45 @@ def ends_within(stream, seconds: float) -> tuple[str, float]:
             return message["event"], time.monotonic() - started
 
 
-def test_signing_out_ends_an_open_stream_within_seconds(quick_app, run_in_request):
-    app = quick_app
-    world_ = world.__wrapped__(app, run_in_request)
-    server = StopableWSGIServer.create(app.app, threads=4)
-    assert server.wait()
-    try:
-        stream = Stream(server, ticket_for(app, world_["ada"], world_["event"])["stream_url"])
-        assert stream.next_message() == {"retry": "3000", "comment": "connected"}
-        app.post_json("/api/v1/auth/logout", {}, headers=world_["ada"], status=204)
-        event, took = ends_within(stream, 5)
-        assert (event, took < 3) == ("ended", True)
-        with pytest.raises(EOFError):
-            stream.next_message(timeout=2)
-    finally:
-        server.shutdown()
+def test_signing_out_ends_an_open_stream_within_seconds(quick):
+    app, world_, server = quick
+    stream = Stream(server, ticket_for(app, world_["ada"], world_["event"])["stream_url"])
+    assert stream.next_message() == {"retry": "3000", "comment": "connected"}
+    app.post_json("/api/v1/auth/logout", {}, headers=world_["ada"], status=204)
+    event, took = ends_within(stream, 5)
+    assert (event, took < 3) == ("ended", True)
+    with pytest.raises(EOFError):
+        stream.next_message(timeout=2)
 
 
-def test_a_member_removed_while_watching_loses_the_stream_within_seconds(quick_app, run_in_request):
-    app = quick_app
-    world_ = world.__wrapped__(app, run_in_request)
-    server = StopableWSGIServer.create(app.app, threads=4)
-    assert server.wait()
-    try:
-        stream = Stream(server, ticket_for(app, world_["sam"], world_["event"])["stream_url"])
-        stream.next_message()
-        members = app.get(f"/api/v1/workspaces/{world_['workspace']}/members", headers=world_["ada"]).json
-        sam = next(m["id"] for m in members["members"] if m["email"] == "sam@example.com")
-        app.delete(f"/api/v1/workspaces/{world_['workspace']}/members/{sam}", headers=world_["ada"], status=204)
-        assert ends_within(stream, 5)[0] == "ended"
-    finally:
-        server.shutdown()
+def test_a_member_removed_while_watching_loses_the_stream_within_seconds(quick):
+    app, world_, server = quick
+    stream = Stream(server, ticket_for(app, world_["sam"], world_["event"])["stream_url"])
+    stream.next_message()
+    members = app.get(f"/api/v1/workspaces/{world_['workspace']}/members", headers=world_["ada"]).json
+    sam = next(m["id"] for m in members["members"] if m["email"] == "sam@example.com")
+    app.delete(f"/api/v1/workspaces/{world_['workspace']}/members/{sam}", headers=world_["ada"], status=204)
+    assert ends_within(stream, 5)[0] == "ended"
 
 
-def test_a_full_process_answers_503_and_leaves_the_ticket_usable(quick_app, run_in_request):
-    app = quick_app
-    world_ = world.__wrapped__(app, run_in_request)
-    server = StopableWSGIServer.create(app.app, threads=4)
-    assert server.wait()
-    try:
-        first = Stream(server, ticket_for(app, world_["ada"], world_["event"])["stream_url"])
-        first.next_message()
-        waiting = ticket_for(app, world_["sam"], world_["event"])["stream_url"]
-        refused = Stream(server, waiting)
-        assert refused.response.status == 503
-        body = json.loads(refused.response.read())
-        assert body["error"]["code"] == "streams_full" and refused.response.getheader("Retry-After") == "30"
-        app.post_json("/api/v1/auth/logout", {}, headers=world_["ada"], status=204)  # ends the first stream
-        assert ends_within(first, 5)[0] == "ended"
-        deadline = time.monotonic() + 5
-        while app.app.registry["live.broker"].hub.streams and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert app.app.registry["live.broker"].hub.streams == 0, "the first stream has ended"
-        again = Stream(server, waiting)
-        assert again.response.status == 200, again.response.read()
-        again.close()
-    finally:
-        server.shutdown()
+def test_a_full_process_answers_503_and_leaves_the_ticket_usable(quick):
+    app, world_, server = quick
+    first = Stream(server, ticket_for(app, world_["ada"], world_["event"])["stream_url"])
+    first.next_message()
+    waiting = ticket_for(app, world_["sam"], world_["event"])["stream_url"]
+    refused = Stream(server, waiting)
+    assert refused.response.status == 503
+    body = json.loads(refused.response.read())
+    assert body["error"]["code"] == "streams_full" and refused.response.getheader("Retry-After") == "30"
+    app.post_json("/api/v1/auth/logout", {}, headers=world_["ada"], status=204)  # ends the first stream
+    assert ends_within(first, 5)[0] == "ended"
+    deadline = time.monotonic() + 5
+    while app.app.registry["live.broker"].hub.streams and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert app.app.registry["live.broker"].hub.streams == 0, "the first stream has ended"
+    again = Stream(server, waiting)
+    assert again.response.status == 200, again.response.read()
+    again.close()
 
 
 def test_a_server_serving_one_request_at_a_time_holds_no_stream(app, world):
@@ -425,11 +418,8 @@ def test_a_server_serving_one_request_at_a_time_holds_no_stream(app, world):
     assert refused["code"] == "streams_full" and "one request at a time" in refused["message"]
     assert app.app.registry["live.broker"].hub.streams == 0
     ticket = url.split("ticket=")[1]
-    from guestguard.activity.stream import redeem_ticket  # the ticket was not burned
 
-    def redeem(request):
+    def redeem(request):  # the ticket was not burned
         return redeem_ticket(request.db, ticket, uuid.UUID(world["event"]["id"])) is not None
-
-    from guestguard.testing import in_request
 
     assert in_request(app.app.registry, redeem) is True
