@@ -43,7 +43,7 @@ test: lint
 
 # Mutation testing of the security-critical modules (docs/testing.md): fails
 # when a module's score is below 90%. About half an hour, so not part of
-# `make test`; CI runs it after. `make mutation TARGETS="tokens csrf"` runs some.
+# `make test`, nor yet of CI (docs/testing.md says why). `make mutation TARGETS="tokens csrf"` runs some.
 mutation: $(STAMP)
 	nice -n 10 $(BIN)/python -m tools.mutation $(TARGETS)
 
