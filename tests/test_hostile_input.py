@@ -454,7 +454,7 @@ def request_for(route: Route, case: Case, world: World) -> Request:
     if content_type:
         headers["Content-Type"] = content_type
     request = Request.blank(url, method=route.method, headers=headers,
-                            environ={"REMOTE_ADDR": "203.0.113.9"})
+                            environ={"REMOTE_ADDR": "203.0.113.9", "wsgi.multithread": True})
     if body or route.method in ("POST", "PUT", "PATCH"):
         request.body = body
     return request

@@ -5,7 +5,6 @@ import pytest
 
 from guestguard.errors import APIError
 from guestguard.plugins import hookimpl
-from guestguard.testing import REPO_ROOT
 
 
 class FailingViews:
@@ -195,32 +194,6 @@ def test_a_json_post_needs_no_csrf_token(make_app):
 def test_a_text_plain_post_still_needs_the_token(make_app):
     app = make_app(plugins=[("form", FormView())])
     app.post("/test-form", '{"a": 1}', content_type="text/plain", status=400)
-
-
-def test_production_waitress_passes_the_client_address_on_to_the_app():
-    """The app decides whom to believe (app.trusted_proxies); waitress, as
-    production.ini configures it, must not drop X-Forwarded-For first."""
-    from paste.deploy.loadwsgi import SERVER, loadcontext
-    from waitress.adjustments import Adjustments
-    from waitress.proxy_headers import proxy_headers_middleware
-
-    options = loadcontext(SERVER, f"config:{REPO_ROOT / 'production.ini'}").local_conf
-    adj = Adjustments(**options)
-    seen = {}
-
-    def app(environ, start_response):
-        seen.update(environ)
-        start_response("200 OK", [])
-        return [b""]
-
-    wrapped = proxy_headers_middleware(app, trusted_proxy=adj.trusted_proxy,
-                                       trusted_proxy_count=adj.trusted_proxy_count,
-                                       trusted_proxy_headers=adj.trusted_proxy_headers,
-                                       clear_untrusted=adj.clear_untrusted_proxy_headers)
-    wrapped({"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_FOR": "203.0.113.9",
-             "HTTP_X_FORWARDED_PROTO": "https", "wsgi.url_scheme": "http"}, lambda *a: None)
-    assert seen["HTTP_X_FORWARDED_FOR"] == "203.0.113.9"
-    assert seen["REMOTE_ADDR"] == "127.0.0.1" and seen["wsgi.url_scheme"] == "https"
 
 
 def test_redirects_name_the_base_url_whatever_host_the_request_claims(app):

@@ -157,12 +157,14 @@ TEST_HOST = "guestguard.test"
 
 
 class TestClient(webtest.TestApp):
-    """A TestApp whose every call goes to the test host: ``request()``, which
-    ignores ``extra_environ``, takes it from the URL."""
+    """A TestApp whose ``request()`` gets its ``extra_environ`` too, as its
+    other calls do (webtest leaves it out), the host included."""
 
     def request(self, url_or_req, *args, **kwargs):
-        if isinstance(url_or_req, str) and url_or_req.startswith("/"):
-            url_or_req = f"http://{TEST_HOST}{url_or_req}"
+        if isinstance(url_or_req, str):
+            if url_or_req.startswith("/"):
+                url_or_req = f"http://{self.extra_environ.get('HTTP_HOST', TEST_HOST)}{url_or_req}"
+            kwargs["environ"] = {**self.extra_environ, **kwargs.get("environ", {})}
         return super().request(url_or_req, *args, **kwargs)
 
 
