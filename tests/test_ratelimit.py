@@ -243,8 +243,25 @@ class FlakyOnce:
 
     @hookimpl
     def configure(self, config):
+        from pydantic import BaseModel
+
+        class Ping(BaseModel):
+            email: str
+            n: int
+
         config.add_route("flaky", "/api/v1/test-flaky")
         config.add_view(self.view, route_name="flaky", renderer="json", rate_limit="invalid_link")
+        config.add_route("flaky_body", "/api/v1/test-flaky-body")
+        config.add_view(self.echo, route_name="flaky_body", renderer="json", request_method="POST",
+                        rate_limit="login", body=Ping)
+
+    def echo(self, request):
+        """Reads its body on both attempts (the rate-limit key peeks at it first)."""
+        data = request.body_input
+        self.attempts += 1
+        if request.environ["retry.attempt"] == 0:
+            raise RetryableException("could not serialize access")
+        return {"email": data.email, "n": data.n}
 
     def view(self, request):
         self.attempts += 1
@@ -264,3 +281,14 @@ def test_a_request_replayed_after_a_retryable_error_is_charged_once(make_app):
     assert refused.json["error"]["code"] == "rate_limited"
     assert refused.headers["RateLimit-Policy"] in ('"invalid_link";q=3;w=60', '"api";q=4;w=60')
     assert flaky.attempts == 6
+
+
+def test_a_replayed_request_reads_its_body_again_and_is_counted_once(make_app):
+    flaky = FlakyOnce()
+    app = make_app({"ratelimit.login": "2/minute"}, plugins=[("flaky", flaky)])
+    with time_machine.travel(T0, tick=False):
+        for n in range(2):
+            answer = app.post_json("/api/v1/test-flaky-body", {"email": "ada@example.com", "n": n}).json
+            assert answer == {"email": "ada@example.com", "n": n}
+        assert flaky.attempts == 4
+        app.post_json("/api/v1/test-flaky-body", {"email": "ada@example.com", "n": 9}, status=429)
