@@ -131,11 +131,17 @@ def is_sqlite(db: Session) -> bool:
 
 
 def lock_row(db: Session, model: type, row_id) -> None:
-    """Hold one row: SELECT … FOR UPDATE; SQLite's write lock there."""
+    """Hold one row: SELECT … FOR NO KEY UPDATE; SQLite's write lock there.
+
+    Not FOR UPDATE: a transaction that has already inserted a row referring
+    to this one (an access-log entry naming the guest) holds its KEY SHARE
+    lock, which FOR UPDATE waits on; two such transactions each waiting on
+    the other's would deadlock. FOR NO KEY UPDATE still excludes every other
+    holder of this lock, and lets rows referring to this one be written."""
     if is_sqlite(db):
         db.execute(delete(model).where(false()))
     else:
-        db.execute(select(model.id).where(model.id == row_id).with_for_update())
+        db.execute(select(model.id).where(model.id == row_id).with_for_update(key_share=True))
 
 
 def lock_name(db: Session, name: str, model: type) -> None:
