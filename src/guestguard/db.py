@@ -130,6 +130,12 @@ def is_sqlite(db: Session) -> bool:
     return db.get_bind().dialect.name == "sqlite"
 
 
+def sqlite_write_lock(db: Session, model: type) -> None:
+    """SQLite's one write lock, taken by a write to ``model``'s table that
+    changes nothing."""
+    db.execute(delete(model).where(false()))
+
+
 def lock_row(db: Session, model: type, row_id) -> None:
     """Hold one row: SELECT … FOR NO KEY UPDATE; SQLite's write lock there.
 
@@ -139,7 +145,7 @@ def lock_row(db: Session, model: type, row_id) -> None:
     the other's would deadlock. FOR NO KEY UPDATE still excludes every other
     holder of this lock, and lets rows referring to this one be written."""
     if is_sqlite(db):
-        db.execute(delete(model).where(false()))
+        sqlite_write_lock(db, model)
     else:
         db.execute(select(model.id).where(model.id == row_id).with_for_update(key_share=True))
 
@@ -149,7 +155,7 @@ def lock_name(db: Session, name: str, model: type) -> None:
     which blocks no row; SQLite's write lock there (taken through ``model``'s
     table)."""
     if is_sqlite(db):
-        db.execute(delete(model).where(false()))
+        sqlite_write_lock(db, model)
     else:
         key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
         db.execute(select(func.pg_advisory_xact_lock(key)))
