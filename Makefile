@@ -31,14 +31,24 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-# The lint, then the whole suite on SQLite and in-memory backends; then, when
-# GG_TEST_DATABASE_URL / GG_TEST_REDIS_URL are set (CI sets them), again on
-# PostgreSQL and Redis.
+# The lint, then the whole suite on SQLite and in-memory backends; when
+# GG_TEST_DATABASE_URL / GG_TEST_REDIS_URL are set (CI sets them), the suite
+# also runs on PostgreSQL and Redis, at the same time as the SQLite pass (the
+# passes share nothing; each is one process, so two cores serve both). Each
+# pass writes to var/test-<pass>.log, shown when both are done.
+SQLITE_PASS := env -u GG_TEST_DATABASE_URL -u GG_TEST_REDIS_URL $(BIN)/pytest -q
 test: lint
-	env -u GG_TEST_DATABASE_URL -u GG_TEST_REDIS_URL $(BIN)/pytest -q
-	@if [ -n "$$GG_TEST_DATABASE_URL$$GG_TEST_REDIS_URL" ]; then \
-		echo "== again on PostgreSQL and Redis"; \
-		$(BIN)/pytest -q; \
+	@if [ -z "$$GG_TEST_DATABASE_URL$$GG_TEST_REDIS_URL" ]; then \
+		$(SQLITE_PASS); \
+	else \
+		mkdir -p var; \
+		echo "== on SQLite and, at the same time, on PostgreSQL and Redis"; \
+		$(SQLITE_PASS) > var/test-sqlite.log 2>&1 & sqlite=$$!; \
+		$(BIN)/pytest -q > var/test-services.log 2>&1; services=$$?; \
+		wait $$sqlite; sqlite=$$?; \
+		echo "== SQLite and in-memory backends (exit $$sqlite)"; cat var/test-sqlite.log; \
+		echo "== PostgreSQL and Redis (exit $$services)"; cat var/test-services.log; \
+		[ $$sqlite -eq 0 ] && [ $$services -eq 0 ]; \
 	fi
 
 # Mutation testing of the security-critical modules (docs/testing.md): fails
