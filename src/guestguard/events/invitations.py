@@ -251,6 +251,11 @@ def send_all(ctx, event: Event) -> Sent:
 # --- the guest's side --------------------------------------------------------
 
 
+_guests = Guest.__table__
+OPENED = (update(_guests).where(_guests.c.id == bindparam("guest_id"), _guests.c.opened_at.is_(None))
+          .values(opened_at=bindparam("now"), updated_at=bindparam("now")))
+
+
 def record_open(ctx, link, guest) -> bool:
     """Note the first time the guest opens their invitation; True that time.
     Callers leave out link previews and crawlers: no person opened it. Once
@@ -259,9 +264,7 @@ def record_open(ctx, link, guest) -> bool:
     if guest.opened_at is not None:
         return False
     now = utcnow()
-    first = ctx.db.execute(
-        update(Guest).where(Guest.id == guest.id, Guest.opened_at.is_(None))
-        .values(opened_at=now).execution_options(synchronize_session=False)).rowcount == 1
+    first = ctx.db.execute(OPENED, {"guest_id": guest.id, "now": now}).rowcount == 1
     if first:
         guest.opened_at = now
         record(ctx, "invitation.opened", workspace_id=guest.workspace_id, target_type="guest",
@@ -298,20 +301,30 @@ class Answer:
     message: str
 
 
-_latest = Rsvp.__table__.alias("latest")
 # Under the guest's row lock, in one statement: the guest's current answer
 # and the latest one recorded (what a concurrent answer may just have
 # committed). SQLite has no row locks: its write lock is taken first.
+_answers = Rsvp.__table__
+
+
+def latest_answer_of(guest_id_column) -> object:
+    """The id of the guest's latest answer, as a correlated subquery."""
+    answers = _answers.alias("answers")
+    return (select(answers.c.id).where(answers.c.guest_id == guest_id_column)
+            .order_by(answers.c.created_at.desc(), answers.c.id.desc()).limit(1).scalar_subquery())
+
+
+_latest = _answers.alias("latest")
 LOCKED_ANSWER = (
-    select(Guest.response, _latest.c.id, _latest.c.response, _latest.c.plus_ones, _latest.c.dietary,
+    select(_guests.c.response, _latest.c.id, _latest.c.response, _latest.c.plus_ones, _latest.c.dietary,
            _latest.c.message)
-    .outerjoin(_latest, _latest.c.id == select(Rsvp.id).where(Rsvp.guest_id == Guest.id)
-               .order_by(Rsvp.created_at.desc(), Rsvp.id.desc()).limit(1).scalar_subquery())
-    .where(Guest.id == bindparam("guest_id"))
-    .with_for_update(key_share=True, of=Guest.__table__)
+    .select_from(_guests)
+    .outerjoin(_latest, _latest.c.id == latest_answer_of(_guests.c.id))
+    .where(_guests.c.id == bindparam("guest_id"))
+    .with_for_update(key_share=True, of=_guests)
 )
-NEW_ANSWER = insert(Rsvp.__table__)
-ANSWERED = (update(Guest.__table__).where(Guest.__table__.c.id == bindparam("guest_id"))
+NEW_ANSWER = insert(_answers)
+ANSWERED = (update(_guests).where(_guests.c.id == bindparam("guest_id"))
             .values(response=bindparam("response"), plus_ones_coming=bindparam("plus_ones"),
                     responded_at=bindparam("now"), updated_at=bindparam("now")))
 

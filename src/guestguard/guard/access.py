@@ -25,7 +25,7 @@ from guestguard.accounts.devices import classify
 from guestguard.accounts.tokens import hash_token, looks_like_token
 from guestguard.context import context_of
 from guestguard.db import utcnow
-from guestguard.events.invitations import Answer
+from guestguard.events.invitations import Answer, latest_answer_of
 from guestguard.events.models import Event, Guest, InvitationLink, Rsvp
 from guestguard.guard.flags import evaluate_pending
 from guestguard.guard.models import ACCESS_KINDS, EXPIRED, OK, REVOKED, UNKNOWN, AccessEntry, AccessTally
@@ -94,32 +94,25 @@ class TokenUse:
     latest: Answer | None = None
 
 
-LINK_COLUMNS = [getattr(InvitationLink, name) for name in LinkRow.__slots__]
-GUEST_COLUMNS = [getattr(Guest, name) for name in GuestRow.__slots__]
-EVENT_COLUMNS = [getattr(Event, name) for name in EventRow.__slots__]
-LATEST_COLUMNS = [getattr(Rsvp, name) for name in Answer.__slots__]
-
-
-def latest_answer_of(guest_id_column) -> object:
-    """The id of the guest's latest answer, as a correlated subquery."""
-    answers = Rsvp.__table__.alias("answers")
-    return (select(answers.c.id).where(answers.c.guest_id == guest_id_column)
-            .order_by(answers.c.created_at.desc(), answers.c.id.desc()).limit(1).scalar_subquery())
-
-
-# Built once per process: the link, its guest, event and workspace, and the
-# guest's latest answer folded in, exactly the columns the pages use, in
+# Built once per process, of tables rather than mapped classes (a plain
+# Core statement: the session hands it to the connection without the ORM's
+# compile and result steps): the link, its guest, event and workspace, and
+# the guest's latest answer folded in, exactly the columns the pages use, in
 # one indexed statement (the token's hash is unique).
+_links, _guests, _events = InvitationLink.__table__, Guest.__table__, Event.__table__
+_workspaces, _answers = Workspace.__table__, Rsvp.__table__
 LOOK_UP = (
-    select(*LINK_COLUMNS, *GUEST_COLUMNS, *EVENT_COLUMNS, Workspace.deleted_at, *LATEST_COLUMNS)
-    .select_from(InvitationLink)
-    .join(Guest, Guest.id == InvitationLink.guest_id)
-    .join(Event, Event.id == InvitationLink.event_id)
-    .join(Workspace, Workspace.id == InvitationLink.workspace_id)
-    .outerjoin(Rsvp, Rsvp.id == latest_answer_of(Guest.id))
-    .where(InvitationLink.token_hash == bindparam("token_hash"))
+    select(*(_links.c[name] for name in LinkRow.__slots__), *(_guests.c[name] for name in GuestRow.__slots__),
+           *(_events.c[name] for name in EventRow.__slots__), _workspaces.c.deleted_at,
+           *(_answers.c[name] for name in Answer.__slots__))
+    .select_from(_links)
+    .join(_guests, _guests.c.id == _links.c.guest_id)
+    .join(_events, _events.c.id == _links.c.event_id)
+    .join(_workspaces, _workspaces.c.id == _links.c.workspace_id)
+    .outerjoin(_answers, _answers.c.id == latest_answer_of(_guests.c.id))
+    .where(_links.c.token_hash == bindparam("token_hash"))
 )
-SPANS = tuple(itertools.accumulate((len(LINK_COLUMNS), len(GUEST_COLUMNS), len(EVENT_COLUMNS), 1)))
+SPANS = tuple(itertools.accumulate((len(LinkRow.__slots__), len(GuestRow.__slots__), len(EventRow.__slots__), 1)))
 
 
 def look_up(db, raw: object) -> TokenUse:
