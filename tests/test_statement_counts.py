@@ -144,3 +144,36 @@ def test_the_hosts_event_page_and_guest_list_cost_the_same_for_3_and_30_guests(a
     assert few_page == ["SELECT AUTH_SESSIONS", "SELECT EVENTS", "SELECT MEMBERSHIPS", "SELECT GUESTS",
                         "SELECT ACTIVITY", "SELECT GUESTS", "SELECT COUNT", "SELECT WORKSPACES"]
     assert few_api == ["SELECT AUTH_SESSIONS", "SELECT EVENTS", "SELECT MEMBERSHIPS", "SELECT GUESTS"]
+
+
+def scans_of_answers(connection, statement, params) -> list[str]:
+    """Each scan of ``rsvps`` in the plan of ``statement``, with the line after
+    it (the index condition it walks by, if any); sequential scans are off so
+    that only a scan that cannot use an index reads the whole table."""
+    connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
+    compiled = statement.compile(dialect=connection.dialect)
+    plan = [row[0] for row in connection.exec_driver_sql(f"EXPLAIN {compiled.string}", {**compiled.params, **params})]
+    return [f"{line.strip()} | {plan[n + 1].strip()}" for n, line in enumerate(plan) if " on rsvps" in line]
+
+
+def test_the_latest_answer_is_found_through_the_guests_index(app, guest_link):
+    """The latest answer folded into the guest's statements costs the same
+    with a million answers in the table: every scan of ``rsvps`` is by
+    ``guest_id`` (a join on a correlated subquery once read the whole table
+    for each answer)."""
+    if sqlite(app):
+        pytest.skip("plans: PostgreSQL")
+    from guestguard.accounts.tokens import hash_token
+    from guestguard.events.invitations import LOCKED_ANSWER
+    from guestguard.guard.access import LOOK_UP
+
+    guest = new_client(app.app, **BROWSER)
+    for answer in ("yes", "no", "maybe"):
+        guest.post_json(f"/api/v1/rsvp/{guest_link}", {"response": answer})
+    engine = app.app.registry["db.engine"]
+    with engine.begin() as connection:
+        guest_id = connection.exec_driver_sql("SELECT id FROM guests").scalar()
+        scans = [*scans_of_answers(connection, LOOK_UP, {"token_hash": hash_token(guest_link)}),
+                 *scans_of_answers(connection, LOCKED_ANSWER, {"guest_id": guest_id})]
+    assert len(scans) == 4, scans
+    assert all("guest_id" in scan for scan in scans), scans

@@ -11,7 +11,7 @@ import datetime as dt
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import and_, bindparam, exists, insert, select, tuple_, update
 
 from guestguard import timefmt
 from guestguard.accounts.tokens import new_token
@@ -307,11 +307,14 @@ class Answer:
 _answers = Rsvp.__table__
 
 
-def latest_answer_of(guest_id_column) -> object:
-    """The id of the guest's latest answer, as a correlated subquery."""
-    answers = _answers.alias("answers")
-    return (select(answers.c.id).where(answers.c.guest_id == guest_id_column)
-            .order_by(answers.c.created_at.desc(), answers.c.id.desc()).limit(1).scalar_subquery())
+def latest_answer(guest_id_column, answer) -> object:
+    """The join condition that makes ``answer`` (an alias of ``rsvps``) the
+    guest's latest answer: theirs, and none of theirs newer. Both sides walk
+    the index on ``rsvps.guest_id``, whatever the size of the table."""
+    newer = _answers.alias("newer")
+    return and_(answer.c.guest_id == guest_id_column, ~exists().where(
+        newer.c.guest_id == guest_id_column,
+        tuple_(newer.c.created_at, newer.c.id) > tuple_(answer.c.created_at, answer.c.id)))
 
 
 _latest = _answers.alias("latest")
@@ -319,7 +322,7 @@ LOCKED_ANSWER = (
     select(_guests.c.response, _latest.c.id, _latest.c.response, _latest.c.plus_ones, _latest.c.dietary,
            _latest.c.message)
     .select_from(_guests)
-    .outerjoin(_latest, _latest.c.id == latest_answer_of(_guests.c.id))
+    .outerjoin(_latest, latest_answer(_guests.c.id, _latest))
     .where(_guests.c.id == bindparam("guest_id"))
     .with_for_update(key_share=True, of=_guests)
 )

@@ -25,7 +25,7 @@ from guestguard.accounts.devices import classify
 from guestguard.accounts.tokens import hash_token, looks_like_token
 from guestguard.context import context_of
 from guestguard.db import utcnow
-from guestguard.events.invitations import Answer, latest_answer_of
+from guestguard.events.invitations import Answer, latest_answer
 from guestguard.events.models import Event, Guest, InvitationLink, Rsvp
 from guestguard.guard.flags import evaluate_pending
 from guestguard.guard.models import ACCESS_KINDS, EXPIRED, OK, REVOKED, UNKNOWN, AccessEntry, AccessTally
@@ -100,7 +100,7 @@ class TokenUse:
 # the guest's latest answer folded in, exactly the columns the pages use, in
 # one indexed statement (the token's hash is unique).
 _links, _guests, _events = InvitationLink.__table__, Guest.__table__, Event.__table__
-_workspaces, _answers = Workspace.__table__, Rsvp.__table__
+_workspaces, _answers = Workspace.__table__, Rsvp.__table__.alias("latest")
 LOOK_UP = (
     select(*(_links.c[name] for name in LinkRow.__slots__), *(_guests.c[name] for name in GuestRow.__slots__),
            *(_events.c[name] for name in EventRow.__slots__), _workspaces.c.deleted_at,
@@ -109,7 +109,7 @@ LOOK_UP = (
     .join(_guests, _guests.c.id == _links.c.guest_id)
     .join(_events, _events.c.id == _links.c.event_id)
     .join(_workspaces, _workspaces.c.id == _links.c.workspace_id)
-    .outerjoin(_answers, _answers.c.id == latest_answer_of(_guests.c.id))
+    .outerjoin(_answers, latest_answer(_guests.c.id, _answers))
     .where(_links.c.token_hash == bindparam("token_hash"))
 )
 SPANS = tuple(itertools.accumulate((len(LinkRow.__slots__), len(GuestRow.__slots__), len(EventRow.__slots__), 1)))
