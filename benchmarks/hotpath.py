@@ -97,6 +97,61 @@ end
 """
 
 
+# The mixed load: each connection is a user who waits about a second
+# (0.5 to 1.5 s) between requests; 7 in 10 requests view an invitation, 2
+# answer, 1 is a host's guest-list page. wrk's own report has no p95: the
+# script prints the percentiles itself.
+MIXED_USERS = (175, 500, 1000)
+MIXED_SECONDS = 20
+MIXED_LUA = r"""
+local tokens, mine, answers, counter = {}, {}, {}, 0
+local auth, event_id = "%(auth)s", "%(event_id)s"
+local threads_made = 0
+
+function setup(thread)
+  thread:set("number", threads_made)
+  threads_made = threads_made + 1
+end
+
+function init(args)
+  local threads = tonumber(args[2])
+  local i = 0
+  for line in io.lines(args[1]) do
+    if i %% threads == number then mine[#mine + 1] = line end
+    i = i + 1
+  end
+  wrk.headers["User-Agent"] = "%(agent)s"
+  math.randomseed(number + 7)
+end
+
+function delay()
+  return math.random(500, 1500)
+end
+
+function request()
+  counter = counter + 1
+  local pick = math.random(10)
+  if pick == 10 then
+    return wrk.format("GET", "/api/v1/events/" .. event_id .. "/guests?limit=50", {["Authorization"] = auth})
+  end
+  local index = math.random(#mine)
+  local token = mine[index]
+  if pick <= 7 then
+    return wrk.format("GET", "/access/" .. token)
+  end
+  answers[index] = (answers[index] or 0) + 1
+  local answer = (answers[index] %% 2 == 1) and "yes" or "maybe"
+  return wrk.format("POST", "/api/v1/rsvp/" .. token, {["Content-Type"] = "application/json"},
+                    '{"response": "' .. answer .. '", "plus_ones": 0}')
+end
+
+function done(summary, latency, requests)
+  io.write(string.format("MIXED p50 %%.1f p95 %%.1f p99 %%.1f\n", latency:percentile(50) / 1000,
+                         latency:percentile(95) / 1000, latency:percentile(99) / 1000))
+end
+"""
+
+
 def guestguard_ini(path: Path, db_url: str) -> None:
     """production.ini on the bench database and Redis db 13; rate limits
     off, no CAPTCHA; the rest as shipped (nothing measured sends email)."""
@@ -203,10 +258,7 @@ def backends(database: str, application: str) -> list[int]:
 
 
 def wrk(port: int, script: Path, tokens: Path, connections: int, seconds: int) -> dict:
-    out = subprocess.run(
-        [shutil.which("wrk") or "wrk", "-t", str(WRK_THREADS), "-c", str(connections), "-d", f"{seconds}s", "--latency",
-         "-s", str(script), f"http://127.0.0.1:{port}", "--", str(tokens), str(WRK_THREADS)],
-        capture_output=True, text=True, check=True).stdout
+    out = wrk_output(port, script, tokens, connections, seconds)
     requests = int(re.search(r"(\d+) requests in", out).group(1))
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
@@ -215,9 +267,21 @@ def wrk(port: int, script: Path, tokens: Path, connections: int, seconds: int) -
         value, unit = re.search(rf"\s{mark}%\s+([\d.]+)(us|ms|s)", out).groups()
         return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
 
-    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), "requests": requests,
-            "bad": int(bad.group(1)) if bad else 0, "socket_errors": sum(map(int, errors.groups())) if errors else 0,
-            "p50": latency("50"), "p99": latency("99")}
+    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), "requests": requests,
+              "bad": int(bad.group(1)) if bad else 0,
+              "socket_errors": sum(map(int, errors.groups())) if errors else 0,
+              "p50": latency("50"), "p99": latency("99")}
+    mixed = re.search(r"MIXED p50 ([\d.]+) p95 ([\d.]+) p99 ([\d.]+)", out)
+    if mixed:
+        result.update(zip(("p50", "p95", "p99"), map(float, mixed.groups()), strict=True))
+    return result
+
+
+def wrk_output(port: int, script: Path, tokens: Path, connections: int, seconds: int) -> str:
+    return subprocess.run(
+        [shutil.which("wrk") or "wrk", "-t", str(WRK_THREADS), "-c", str(connections), "-d", f"{seconds}s", "--latency",
+         "-s", str(script), f"http://127.0.0.1:{port}", "--", str(tokens), str(WRK_THREADS)],
+        capture_output=True, text=True, check=True).stdout
 
 
 def measured(server: dict, script: Path, tokens: Path, connections: int) -> dict:
@@ -373,7 +437,18 @@ def main() -> None:
                     floor_result = measured(floor, scripts[kind], tokens, connections)
                     our_result = measured(ours, scripts[kind], tokens, connections)
                     results[(what, connections)] = (floor_result, our_result)
+            mixed = {}
+            if os.environ.get("GG_BENCH_MIXED", "1") != "0":
+                script = tmp_path / "mixed.lua"
+                script.write_text(MIXED_LUA % {"auth": auth, "event_id": data["event_id"], "agent": BROWSER})
+                for users in MIXED_USERS:
+                    mixed[users] = measured(ours, script, tokens, users, MIXED_SECONDS)
             rss = {server["name"]: [rss_mib(pid) for pid in workers_of(server["process"].pid)]
                    for server in (ours, floor)}
         counts = statements_per_request(db_url, data)
         report(results, rss, counts)
+        for users, result in mixed.items():
+            errors = result["bad"] + result["socket_errors"]
+            print(f"  mixed load, {users:>5} users (think time 0.5-1.5 s): {result['rps']:6.0f} req/s,"
+                  f" p50 {result['p50']:7.1f} ms, p95 {result['p95']:7.1f} ms, p99 {result['p99']:7.1f} ms,"
+                  f" errors {errors} of {result['requests']} ({errors / max(result['requests'], 1):.1%})")

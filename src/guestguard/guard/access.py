@@ -26,7 +26,7 @@ from guestguard.accounts.tokens import hash_token, looks_like_token
 from guestguard.context import context_of
 from guestguard.db import utcnow
 from guestguard.events.invitations import Answer, latest_answer
-from guestguard.events.models import Event, Guest, InvitationLink, Rsvp
+from guestguard.events.models import Event, Guest, InvitationLink
 from guestguard.guard.flags import evaluate_pending
 from guestguard.guard.models import ACCESS_KINDS, EXPIRED, OK, REVOKED, UNKNOWN, AccessEntry, AccessTally
 from guestguard.workspaces.models import Workspace
@@ -97,19 +97,19 @@ class TokenUse:
 # Built once per process, of tables rather than mapped classes (a plain
 # Core statement: the session hands it to the connection without the ORM's
 # compile and result steps): the link, its guest, event and workspace, and
-# the guest's latest answer folded in, exactly the columns the pages use, in
-# one indexed statement (the token's hash is unique).
+# the guest's latest answer folded in (``invitations.latest_answer``),
+# exactly the columns the pages use, in one indexed statement (the token's
+# hash is unique).
 _links, _guests, _events = InvitationLink.__table__, Guest.__table__, Event.__table__
-_workspaces, _answers = Workspace.__table__, Rsvp.__table__.alias("latest")
+_workspaces = Workspace.__table__
 LOOK_UP = (
     select(*(_links.c[name] for name in LinkRow.__slots__), *(_guests.c[name] for name in GuestRow.__slots__),
            *(_events.c[name] for name in EventRow.__slots__), _workspaces.c.deleted_at,
-           *(_answers.c[name] for name in Answer.__slots__))
+           *latest_answer(_guests.c.id, *Answer.__slots__))
     .select_from(_links)
     .join(_guests, _guests.c.id == _links.c.guest_id)
     .join(_events, _events.c.id == _links.c.event_id)
     .join(_workspaces, _workspaces.c.id == _links.c.workspace_id)
-    .outerjoin(_answers, latest_answer(_guests.c.id, _answers))
     .where(_links.c.token_hash == bindparam("token_hash"))
 )
 SPANS = tuple(itertools.accumulate((len(LinkRow.__slots__), len(GuestRow.__slots__), len(EventRow.__slots__), 1)))
