@@ -284,12 +284,12 @@ def wrk_output(port: int, script: Path, tokens: Path, connections: int, seconds:
         capture_output=True, text=True, check=True).stdout
 
 
-def measured(server: dict, script: Path, tokens: Path, connections: int) -> dict:
+def measured(server: dict, script: Path, tokens: Path, connections: int, seconds: int = DURATION) -> dict:
     """One wrk run, with the CPU the server's workers and PostgreSQL
     backends used meanwhile."""
     pids, pg = workers_of(server["process"].pid), backends(server["database"], server["name"])
     before, pg_before = cpu_seconds(pids), cpu_seconds(pg)
-    result = wrk(server["port"], script, tokens, connections, DURATION)
+    result = wrk(server["port"], script, tokens, connections, seconds)
     done = max(result["requests"], 1)
     result["cpu_ms"] = (cpu_seconds(pids) - before) * 1e3 / done
     result["pg_ms"] = (cpu_seconds(pg) - pg_before) * 1e3 / done
@@ -379,7 +379,7 @@ def login_in_process(client, password: str) -> str:
 # --- the run ----------------------------------------------------------------------
 
 
-def report(results: dict, rss: dict, counts: dict) -> None:
+def report(results: dict, rss: dict) -> None:
     print(f"  {'':<30} {'conns':>5} {'floor req/s':>11} {'GG req/s':>9} {'ratio':>6}"
           f" {'GG p50/p99 ms':>14} {'floor p50/p99 ms':>16} {'CPU ms/req GG+PG vs floor':>26}")
     for (what, connections), (floor, ours) in results.items():
@@ -392,9 +392,8 @@ def report(results: dict, rss: dict, counts: dict) -> None:
               f" {floor['p50']:>7.1f}/{floor['p99']:<8.1f}"
               f" {ours['cpu_ms']:>5.2f}+{ours['pg_ms']:.2f} vs {floor['cpu_ms']:.2f}+{floor['pg_ms']:.2f}{trouble}")
     print("  RSS per web worker after the runs (MiB): " +
-          "; ".join(f"{name} {', '.join(f'{value:.0f}' for value in values)}" for name, values in rss.items()))
-    print("  SQL statements per request (GuestGuard, pool pings included; the floor: view 2, answer 5, list 1): "
-          + ", ".join(f"{name} {count}" for name, count in counts.items()))
+          "; ".join(f"{name} {', '.join(f'{value:.0f}' for value in values)}" for name, values in rss.items()),
+          flush=True)
 
 
 def main() -> None:
@@ -437,18 +436,22 @@ def main() -> None:
                     floor_result = measured(floor, scripts[kind], tokens, connections)
                     our_result = measured(ours, scripts[kind], tokens, connections)
                     results[(what, connections)] = (floor_result, our_result)
-            mixed = {}
+            rss = {server["name"]: [rss_mib(pid) for pid in workers_of(server["process"].pid)]
+                   for server in (ours, floor)}
+            report(results, rss)
             if os.environ.get("GG_BENCH_MIXED", "1") != "0":
                 script = tmp_path / "mixed.lua"
                 script.write_text(MIXED_LUA % {"auth": auth, "event_id": data["event_id"], "agent": BROWSER})
                 for users in MIXED_USERS:
-                    mixed[users] = measured(ours, script, tokens, users, MIXED_SECONDS)
-            rss = {server["name"]: [rss_mib(pid) for pid in workers_of(server["process"].pid)]
-                   for server in (ours, floor)}
+                    show_mixed(users, measured(ours, script, tokens, users, MIXED_SECONDS))
         counts = statements_per_request(db_url, data)
-        report(results, rss, counts)
-        for users, result in mixed.items():
-            errors = result["bad"] + result["socket_errors"]
-            print(f"  mixed load, {users:>5} users (think time 0.5-1.5 s): {result['rps']:6.0f} req/s,"
-                  f" p50 {result['p50']:7.1f} ms, p95 {result['p95']:7.1f} ms, p99 {result['p99']:7.1f} ms,"
-                  f" errors {errors} of {result['requests']} ({errors / max(result['requests'], 1):.1%})")
+        print("  SQL statements per request (GuestGuard, pool pings included; the floor: view 2, answer 5, list 1): "
+              + ", ".join(f"{name} {count}" for name, count in counts.items()))
+
+
+def show_mixed(users: int, result: dict) -> None:
+    errors = result["bad"] + result["socket_errors"]
+    print(f"  mixed load, {users:>5} users (think time 0.5-1.5 s): {result['rps']:6.0f} req/s,"
+          f" p50 {result['p50']:7.1f} ms, p95 {result['p95']:7.1f} ms, p99 {result['p99']:7.1f} ms,"
+          f" errors {errors} of {result['requests']} ({errors / max(result['requests'], 1):.1%}),"
+          f" CPU {result['cpu_ms']:.2f} + {result['pg_ms']:.2f} ms a request", flush=True)
