@@ -23,6 +23,12 @@ same run, so the figures compare across machines. Nothing here asserts.
    live streams one worker process holds under gevent and under gthread,
    with its memory per stream, the fan-out time of one RSVP and /health
    meanwhile. Skipped like part 5; the gevent run without gevent.
+7. The guest's hot path under wrk (benchmarks/hotpath.py): the invitation
+   page, an answer and a host's guest-list page at 16 and 64 connections,
+   GuestGuard against a floor app (benchmarks/floor.py: Pyramid, SQLAlchemy
+   Core, psycopg 3 and Jinja2 doing the same essential SQL) under the same
+   gunicorn, with CPU per request, worker memory and SQL statements per
+   request. Skipped like part 5, and without wrk.
 """
 from __future__ import annotations
 
@@ -41,7 +47,7 @@ from guestguard.notifications.models import Notification
 from guestguard.notifications.services import queue_notification
 from guestguard.testing import migrate
 
-from benchmarks import events, guard
+from benchmarks import events, guard, hotpath
 
 REQUESTS = 2000
 MESSAGES = 300
@@ -175,6 +181,7 @@ def main() -> int:
           f"{LOGINS} logins")
     events.main()
     guard.main()
+    hotpath.main()
     return 0
 
 

@@ -120,7 +120,8 @@ def seed(ini: Path, sizes: tuple[int, ...] = (1_000, 100_000), links: int = LINK
                     out[size] = str(event.id)
                 small = uuid.UUID(out[sizes[0]])
                 guests = request.db.scalars(select(Guest).where(Guest.event_id == small).limit(links))
-                out["tokens"] = [invitations.issue_link(request.ctx, guest) for guest in guests]
+                small_event = services.find_event(request.db, small)
+                out["tokens"] = [invitations.issue_link(request.ctx, guest, small_event) for guest in guests]
     finally:
         app.registry["db.engine"].dispose()
     return out

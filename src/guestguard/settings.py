@@ -236,6 +236,8 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting("db.max_overflow", as_int(0, 1000), 10, "Extra connections allowed above the pool size."),
     Setting("db.pool_timeout", as_int(1, 600), 30, "Seconds to wait for a free connection."),
     Setting("db.pool_recycle", as_int(-1), 1800, "Seconds after which a pooled connection is replaced."),
+    Setting("db.ping_idle_seconds", as_int(-1, 86400), 10,
+            "A pooled connection idle this long is checked before use; -1 never (PostgreSQL)."),
     Setting("db.echo", as_bool, False, "Log every SQL statement (development only)."),
     Setting("db.outage_retry_after", as_int(1, 3600), 5,
             "Seconds a client is told to wait (Retry-After) when the database cannot be reached."),

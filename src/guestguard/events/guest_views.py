@@ -20,10 +20,11 @@ from pyramid.view import view_config
 
 from guestguard.db import utcnow
 from guestguard.events import invitations
-from guestguard.events.models import MAYBE, NO, YES, Event, Guest, InvitationLink
+from guestguard.events.models import MAYBE, NO, YES
 from guestguard.events.schemas import RsvpInput
 from guestguard.events.services import EventsError
 from guestguard.guard import access
+from guestguard.guard.access import EventRow, GuestRow, TokenUse
 from guestguard.guard.models import ANSWER, CALENDAR, VIEW
 from guestguard.web import OMIT, Field, Form, Submitted, private, redirect
 
@@ -48,7 +49,7 @@ def invalid(request) -> Response:
     return response
 
 
-def answer_sentence(guest: Guest) -> str:
+def answer_sentence(guest: GuestRow) -> str:
     if guest.response == YES:
         if guest.plus_ones_coming:
             return f"You said yes, with {invitations.plus_ones_phrase(guest.plus_ones_coming)}"
@@ -60,11 +61,11 @@ def answer_sentence(guest: Guest) -> str:
     return ""
 
 
-def page(request, link: InvitationLink, guest: Guest, event: Event, *, status: int = 200,
+def page(request, found: TokenUse, *, status: int = 200,
          errors: dict[str, str] | None = None, form: dict[str, str] | None = None,
          refusal: EventsError | None = None) -> dict:
     private(request, status)
-    latest = invitations.latest_rsvp(request.db, guest)
+    guest, event, latest = found.guest, found.event, found.latest
     closed = invitations.rsvp_refusal(event)
     if form is None:
         form = {"response": guest.response or "", "plus_ones": str(guest.plus_ones_coming or 0),
@@ -84,13 +85,12 @@ def invitation_page(request):
     found = access.use_token(request.ctx, request.matchdict["token"], VIEW)
     if found is None:
         return invalid(request)
-    link, guest, event = found
     if request.method == "GET" and access.is_person(request.ctx):
-        invitations.record_open(request.ctx, link, guest)
-    return page(request, link, guest, event)
+        invitations.record_open(request.ctx, found.link, found.guest)
+    return page(request, found)
 
 
-def read_answer(request, guest: Guest) -> Submitted:
+def read_answer(request, guest: GuestRow) -> Submitted:
     """The RSVP form, the plus-ones the guest may bring checked too."""
     form = RSVP_FORM.read(request, assume={"response": YES})
     if form.model is not None and form.model.response != NO:
@@ -107,18 +107,17 @@ def rsvp(request):
     found = access.use_token(request.ctx, request.matchdict["token"], ANSWER)
     if found is None:
         return invalid(request)
-    link, guest, event = found
-    form = read_answer(request, guest)
+    form = read_answer(request, found.guest)
     typed = RSVP_FORM.typed(request)
     if not form.ok:
-        return page(request, link, guest, event, status=422, errors=form.errors, form=typed)
+        return page(request, found, status=422, errors=form.errors, form=typed)
     data = form.model
     try:
-        _, new = invitations.submit_rsvp(request.ctx, link, guest, event, data)
+        _, new = invitations.submit_rsvp(request.ctx, found.link, found.guest, found.event, data)
     except EventsError as error:
         if error.code == "validation_failed":
-            return page(request, link, guest, event, status=422, errors=form.refused(error), form=typed)
-        return page(request, link, guest, event, status=error.status, refusal=error)
+            return page(request, found, status=422, errors=form.refused(error), form=typed)
+        return page(request, found, status=error.status, refusal=error)
     thanks = {YES: "Thank you! We've let your host know you're coming.",
               NO: "Thank you for letting your host know you can't come.",
               MAYBE: "Thank you! Your host knows you might come."}[data.response]
@@ -136,7 +135,7 @@ def private_headers(response) -> None:
 # --- the calendar file (RFC 5545) ----------------------------------------------
 
 
-def calendar(request, guest: Guest, event: Event) -> bytes:
+def calendar(request, guest: GuestRow, event: EventRow) -> bytes:
     """The event as an iCalendar file, written by the icalendar library
     (escaping, lines folded at 75 octets, CRLF). Times are in UTC."""
     ends = event.ends_at or event.starts_at + dt.timedelta(hours=2)
@@ -169,8 +168,7 @@ def access_ics(request):
     found = access.use_token(request.ctx, request.matchdict["token"], CALENDAR)
     if found is None:
         return invalid(request)
-    _, guest, event = found
-    response = Response(body=calendar(request, guest, event),
+    response = Response(body=calendar(request, found.guest, found.event),
                         content_type="text/calendar", charset="utf-8")
     response.content_disposition = 'attachment; filename="invitation.ics"'
     private_headers(response)

@@ -8,15 +8,16 @@ host-side ones are authorized by their views, the guest-side ones by the link.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, insert, select, update
 
 from guestguard import timefmt
 from guestguard.accounts.tokens import new_token
 from guestguard.activity import feed
 from guestguard.audit.services import record
-from guestguard.db import lock_name, lock_row, utcnow
+from guestguard.db import is_sqlite, lock_name, sqlite_write_lock, utcnow
 from guestguard.events.models import CANCELLED, DRAFT, NO, YES, BulkAction, Event, Guest, InvitationLink, Rsvp
 from guestguard.events.schemas import RsvpInput
 from guestguard.events.services import EventsError
@@ -250,13 +251,20 @@ def send_all(ctx, event: Event) -> Sent:
 # --- the guest's side --------------------------------------------------------
 
 
-def record_open(ctx, link: InvitationLink, guest: Guest) -> bool:
+_guests = Guest.__table__
+OPENED = (update(_guests).where(_guests.c.id == bindparam("guest_id"), _guests.c.opened_at.is_(None))
+          .values(opened_at=bindparam("now"), updated_at=bindparam("now")))
+
+
+def record_open(ctx, link, guest) -> bool:
     """Note the first time the guest opens their invitation; True that time.
-    Callers leave out link previews and crawlers: no person opened it."""
+    Callers leave out link previews and crawlers: no person opened it. Once
+    the guest's row says it was opened, nothing is written (the usual case:
+    a repeat view costs no UPDATE)."""
+    if guest.opened_at is not None:
+        return False
     now = utcnow()
-    first = ctx.db.execute(
-        update(Guest).where(Guest.id == guest.id, Guest.opened_at.is_(None))
-        .values(opened_at=now).execution_options(synchronize_session=False)).rowcount == 1
+    first = ctx.db.execute(OPENED, {"guest_id": guest.id, "now": now}).rowcount == 1
     if first:
         guest.opened_at = now
         record(ctx, "invitation.opened", workspace_id=guest.workspace_id, target_type="guest",
@@ -275,12 +283,7 @@ def answer_words(response: str, plus_ones: int) -> str:
     return response
 
 
-def latest_rsvp(db, guest: Guest) -> Rsvp | None:
-    return db.scalar(select(Rsvp).where(Rsvp.guest_id == guest.id)
-                     .order_by(Rsvp.created_at.desc(), Rsvp.id.desc()).limit(1))
-
-
-def check_plus_ones(guest: Guest, plus_ones: int) -> None:
+def check_plus_ones(guest, plus_ones: int) -> None:
     if plus_ones > guest.plus_ones_allowed:
         allowed = guest.plus_ones_allowed
         message = ("must be 0: this invitation is for you alone" if allowed == 0
@@ -289,39 +292,81 @@ def check_plus_ones(guest: Guest, plus_ones: int) -> None:
         raise EventsError(422, "validation_failed", "Some fields are invalid.", fields={"plus_ones": message})
 
 
-def submit_rsvp(ctx, link: InvitationLink, guest: Guest, event: Event, data: RsvpInput) -> tuple[Rsvp, bool]:
+@dataclass(slots=True)
+class Answer:
+    """What the guest wrote with an answer, as their pages show it."""
+
+    id: uuid.UUID
+    dietary: str
+    message: str
+
+
+# Under the guest's row lock, in one statement: the guest's current answer
+# and the latest one recorded (what a concurrent answer may just have
+# committed). SQLite has no row locks: its write lock is taken first.
+_answers = Rsvp.__table__
+
+
+def latest_answer(guest_id_column, *columns: str) -> list:
+    """``columns`` of the guest's latest answer, each a scalar subquery run
+    once for the one row selected: an index probe on ``rsvps.guest_id``.
+    Not a join on the latest answer: PostgreSQL may plan that (a prepared
+    statement's generic plan, made while the table was small) as a scan of
+    every answer compared with every other, which grows with the square of
+    the table; a subquery per selected row grows at worst with the table."""
+    return [select(_answers.c[name]).where(_answers.c.guest_id == guest_id_column)
+            .order_by(_answers.c.created_at.desc(), _answers.c.id.desc()).limit(1)
+            .scalar_subquery().label(f"latest_{name}") for name in columns]
+
+
+LOCKED_ANSWER = (
+    select(_guests.c.response, *latest_answer(_guests.c.id, "id", "response", "plus_ones", "dietary", "message"))
+    .where(_guests.c.id == bindparam("guest_id"))
+    .with_for_update(key_share=True, of=_guests)
+)
+NEW_ANSWER = insert(_answers)
+ANSWERED = (update(_guests).where(_guests.c.id == bindparam("guest_id"))
+            .values(response=bindparam("response"), plus_ones_coming=bindparam("plus_ones"),
+                    responded_at=bindparam("now"), updated_at=bindparam("now")))
+
+
+def submit_rsvp(ctx, link, guest, event, data: RsvpInput) -> tuple[Answer, bool]:
     """Record the guest's answer. The same answer as the latest records
-    nothing new (returns that one). Returns (answer, whether it is new)."""
+    nothing new (returns that one). Returns (answer, whether it is new).
+    ``guest`` (the row the guest's request read) is brought up to date."""
     refusal = rsvp_refusal(event)
     if refusal is not None:
         raise refusal
     plus_ones = 0 if data.response == NO else data.plus_ones
     check_plus_ones(guest, plus_ones)
-    lock_row(ctx.db, Guest, guest.id)  # one answer at a time per guest
-    latest = latest_rsvp(ctx.db, guest)
+    db = ctx.db
+    if is_sqlite(db):
+        sqlite_write_lock(db, Guest)
+    # One answer at a time per guest: FOR NO KEY UPDATE (see db.lock_row).
+    previous, latest_id, *latest = db.execute(LOCKED_ANSWER, {"guest_id": guest.id}).one()
     answer = (data.response, plus_ones, data.dietary, data.message)
-    if latest is not None and (latest.response, latest.plus_ones, latest.dietary, latest.message) == answer:
-        return latest, False
+    if latest_id is not None and tuple(latest) == answer:
+        return Answer(latest_id, data.dietary, data.message), False
     now = utcnow()
-    rsvp = Rsvp(workspace_id=guest.workspace_id, event_id=event.id, guest_id=guest.id, link_id=link.id,
-                response=data.response, plus_ones=plus_ones, dietary=data.dietary, message=data.message,
-                created_at=now)
-    ctx.db.add(rsvp)
-    previous = guest.response
+    rsvp_id = uuid.uuid4()
+    db.execute(NEW_ANSWER, {"id": rsvp_id, "workspace_id": guest.workspace_id, "event_id": event.id,
+                            "guest_id": guest.id, "link_id": link.id, "response": data.response,
+                            "plus_ones": plus_ones, "dietary": data.dietary, "message": data.message,
+                            "created_at": now})
+    db.execute(ANSWERED, {"guest_id": guest.id, "response": data.response, "plus_ones": plus_ones, "now": now})
     guest.response, guest.plus_ones_coming, guest.responded_at = data.response, plus_ones, now
-    ctx.db.flush()
-    action = "rsvp.received" if latest is None else "rsvp.changed"
+    action = "rsvp.received" if latest_id is None else "rsvp.changed"
     record(ctx, action, actor_id=None, workspace_id=guest.workspace_id, target_type="guest",
-           target_id=guest.id, rsvp_id=str(rsvp.id), response=data.response, plus_ones=plus_ones,
+           target_id=guest.id, rsvp_id=str(rsvp_id), response=data.response, plus_ones=plus_ones,
            previous=previous)
     payload = {"event_id": str(event.id), "guest_id": str(guest.id), "response": data.response,
                "plus_ones": plus_ones}
-    if latest is not None:
+    if latest_id is not None:
         payload["previous"] = previous
     ctx.emit(action, payload, guest.workspace_id)
     words = answer_words(data.response, plus_ones)
-    summary = (f"{guest.name} answered {words}" if latest is None
+    summary = (f"{guest.name} answered {words}" if latest_id is None
                else f"{guest.name} changed the answer from {previous or 'none'} to {words}")
     feed.add(ctx, workspace_id=guest.workspace_id, event_id=event.id, guest_id=guest.id, kind=action,
                  summary=summary, data={"response": data.response, "plus_ones": plus_ones, "previous": previous})
-    return rsvp, True
+    return Answer(rsvp_id, data.dietary, data.message), True

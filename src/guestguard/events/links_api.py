@@ -13,7 +13,7 @@ from guestguard.contract import Body, Refused
 from guestguard.errors import json_error
 from guestguard.events import invitations
 from guestguard.events.guest_views import private_headers
-from guestguard.events.models import Event, Guest, Rsvp
+from guestguard.events.invitations import Answer
 from guestguard.events.schemas import (
     GuestInvitation,
     InvitationSent,
@@ -27,6 +27,7 @@ from guestguard.events.schemas import (
     SendInput,
 )
 from guestguard.guard import access as token_access
+from guestguard.guard.access import EventRow, GuestRow
 from guestguard.guard.models import ANSWER, VIEW
 from guestguard.permissions import GUESTS_EDIT
 
@@ -45,7 +46,8 @@ def invalid_link(request):
     return response
 
 
-def invitation(event: Event, guest: Guest, latest: Rsvp | None, answer=GuestInvitation, **extra) -> GuestInvitation:
+def invitation(event: EventRow, guest: GuestRow, latest: Answer | None, answer=GuestInvitation,
+               **extra) -> GuestInvitation:
     """What a guest may know: their own invitation, nothing about others."""
     zone = event.timezone
     closed = invitations.rsvp_refusal(event)
@@ -118,11 +120,10 @@ def access(request):
     found = token_use(request, VIEW)
     if found is None:
         return invalid_link(request)
-    link, guest, event = found
     if request.method == "GET" and token_access.is_person(request.ctx):
-        invitations.record_open(request.ctx, link, guest)
+        invitations.record_open(request.ctx, found.link, found.guest)
     no_store(request)
-    return invitation(event, guest, invitations.latest_rsvp(request.db, guest))
+    return invitation(found.event, found.guest, found.latest)
 
 
 @view_config(route_name="api_rsvp", request_method="POST", renderer="json", rate_limit="rsvp",
@@ -133,7 +134,7 @@ def rsvp(request):
     found = token_use(request, ANSWER)
     if found is None:
         return invalid_link(request)
-    link, guest, event = found
+    link, guest, event = found.link, found.guest, found.event
     data = request.body_input
     # A refusal is answered by the refusal deriver; every API answer is no-store.
     answer, new = invitations.submit_rsvp(request.ctx, link, guest, event, data)

@@ -6,16 +6,16 @@ import uuid
 from pyramid.httpexceptions import HTTPNotFound
 
 from guestguard.events import services
-from guestguard.workspaces import services as workspaces
 from guestguard.workspaces.resources import RecordResource, WorkspaceResource, parse_id, tenant_factory
 
 
 def event_resource(request, event_id: uuid.UUID) -> RecordResource:
-    """The event's resource; HTTPNotFound when it does not exist."""
-    event = services.find_event(request.db, event_id)
-    workspace = workspaces.find_workspace(request.db, event.workspace_id) if event else None
-    if event is None or workspace is None:
+    """The event's resource; HTTPNotFound when it, or its workspace, does
+    not exist (one query for both)."""
+    found = services.find_event_and_workspace(request.db, event_id)
+    if found is None:
         raise HTTPNotFound()
+    event, workspace = found
     resource = RecordResource(WorkspaceResource(request, workspace), event)
     resource.event = event
     return resource

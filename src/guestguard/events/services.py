@@ -27,6 +27,7 @@ from guestguard.events.schemas import (  # noqa: F401 - the page sizes and filte
     localize,
 )
 from guestguard.pagination import ID, TEXT, TIME, Key, Keyset
+from guestguard.workspaces.models import Workspace
 
 OPTIONAL_TIMES = ("ends_at", "rsvp_deadline")
 
@@ -41,6 +42,13 @@ class EventsError(Refusal):
 
 def find_event(db, event_id: uuid.UUID) -> Event | None:
     return db.scalar(select(Event).where(Event.id == event_id, Event.deleted_at.is_(None)))
+
+
+def find_event_and_workspace(db, event_id: uuid.UUID) -> tuple[Event, Workspace] | None:
+    """A live event and its live workspace, in one query."""
+    row = db.execute(select(Event, Workspace).join(Workspace, Workspace.id == Event.workspace_id)
+                     .where(Event.id == event_id, Event.deleted_at.is_(None), Workspace.deleted_at.is_(None))).first()
+    return (row[0], row[1]) if row is not None else None
 
 
 def create_event(ctx, workspace_id: uuid.UUID, data: EventFields) -> Event:

@@ -13,17 +13,19 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import itertools
 import logging
 import time
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, insert, select
 
 from guestguard.accounts.devices import classify
 from guestguard.accounts.tokens import hash_token, looks_like_token
 from guestguard.context import context_of
 from guestguard.db import utcnow
+from guestguard.events.invitations import Answer, latest_answer
 from guestguard.events.models import Event, Guest, InvitationLink
 from guestguard.guard.flags import evaluate_pending
 from guestguard.guard.models import ACCESS_KINDS, EXPIRED, OK, REVOKED, UNKNOWN, AccessEntry, AccessTally
@@ -35,14 +37,82 @@ USER_AGENT_LIMIT = 512
 BATCH_SECONDS = 0.5
 
 
+@dataclass(slots=True)
+class LinkRow:
+    """The columns of an invitation link a guest's request uses."""
+
+    id: uuid.UUID
+    workspace_id: uuid.UUID
+    event_id: uuid.UUID
+    guest_id: uuid.UUID
+    revoked_at: dt.datetime | None
+
+
+@dataclass(slots=True)
+class GuestRow:
+    """The columns of the guest a guest's page shows; the answer fields are
+    brought up to date when the request records a new one."""
+
+    id: uuid.UUID
+    workspace_id: uuid.UUID
+    event_id: uuid.UUID
+    name: str
+    plus_ones_allowed: int
+    response: str | None
+    plus_ones_coming: int
+    responded_at: dt.datetime | None
+    opened_at: dt.datetime | None
+
+
+@dataclass(slots=True)
+class EventRow:
+    """The columns of the event a guest's page, answer and calendar file use."""
+
+    id: uuid.UUID
+    workspace_id: uuid.UUID
+    name: str
+    description: str
+    venue: str
+    starts_at: dt.datetime
+    ends_at: dt.datetime | None
+    timezone: str
+    rsvp_deadline: dt.datetime | None
+    host_message: str
+    status: str
+    deleted_at: dt.datetime | None
+
+
 @dataclass(frozen=True)
 class TokenUse:
-    """What a token named: its outcome and, unless unknown, the link."""
+    """What a token named: its outcome and, unless unknown, the link, its
+    guest and event, and the guest's latest answer (None before the first)."""
 
     outcome: str
-    link: InvitationLink | None = None
-    guest: Guest | None = None
-    event: Event | None = None
+    link: LinkRow | None = None
+    guest: GuestRow | None = None
+    event: EventRow | None = None
+    latest: Answer | None = None
+
+
+# Built once per process, of tables rather than mapped classes (a plain
+# Core statement: the session hands it to the connection without the ORM's
+# compile and result steps): the link, its guest, event and workspace, and
+# the guest's latest answer folded in (``invitations.latest_answer``),
+# exactly the columns the pages use, in one indexed statement (the token's
+# hash is unique).
+_links, _guests, _events = InvitationLink.__table__, Guest.__table__, Event.__table__
+_workspaces = Workspace.__table__
+LOOK_UP = (
+    select(*(_links.c[name] for name in LinkRow.__slots__), *(_guests.c[name] for name in GuestRow.__slots__),
+           *(_events.c[name] for name in EventRow.__slots__), _workspaces.c.deleted_at,
+           *latest_answer(_guests.c.id, *Answer.__slots__))
+    .select_from(_links)
+    .join(_guests, _guests.c.id == _links.c.guest_id)
+    .join(_events, _events.c.id == _links.c.event_id)
+    .join(_workspaces, _workspaces.c.id == _links.c.workspace_id)
+    .where(_links.c.token_hash == bindparam("token_hash"))
+)
+SPANS = tuple(itertools.accumulate((len(LinkRow.__slots__), len(GuestRow.__slots__), len(EventRow.__slots__), 1)))
 
 
 def look_up(db, raw: object) -> TokenUse:
@@ -50,23 +120,22 @@ def look_up(db, raw: object) -> TokenUse:
     be used. A link of a deleted event or workspace has ``expired``."""
     if not looks_like_token(raw):
         return TokenUse(UNKNOWN)
-    row = db.execute(
-        select(InvitationLink, Guest, Event, Workspace.deleted_at)
-        .join(Guest, Guest.id == InvitationLink.guest_id)
-        .join(Event, Event.id == InvitationLink.event_id)
-        .join(Workspace, Workspace.id == InvitationLink.workspace_id)
-        .where(InvitationLink.token_hash == hash_token(raw))
-    ).first()
+    row = db.execute(LOOK_UP, {"token_hash": hash_token(raw)}).first()
     if row is None:
         return TokenUse(UNKNOWN)
-    link, guest, event, workspace_deleted_at = row
+    links, guests, events, workspaces = SPANS
+    link = LinkRow(*row[:links])
+    guest = GuestRow(*row[links:guests])
+    event = EventRow(*row[guests:events])
+    workspace_deleted_at = row[events]
+    latest = Answer(*row[workspaces:]) if row[workspaces] is not None else None
     if link.revoked_at is not None:
         outcome = REVOKED
     elif event.deleted_at is not None or workspace_deleted_at is not None:
         outcome = EXPIRED
     else:
         outcome = OK
-    return TokenUse(outcome, link, guest, event)
+    return TokenUse(outcome, link, guest, event, latest)
 
 
 def network_of(ip: str) -> str:
@@ -82,25 +151,31 @@ def network_of(ip: str) -> str:
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
 
 
-def record(ctx, found: TokenUse, kind: str) -> AccessEntry | None:
-    """Log one use and queue the rules on it; nothing when the guard is off."""
+# Built once per process; every column is given, so the statement's shape
+# (and its compiled form in SQLAlchemy's cache) never changes.
+LOG_USE = insert(AccessEntry.__table__)
+
+
+def record(ctx, found: TokenUse, kind: str) -> uuid.UUID | None:
+    """Log one use and queue the rules on it; nothing when the guard is off.
+    Returns the new entry's id. One plain INSERT: no ORM object, nothing
+    left for the commit to flush."""
     if not ctx.settings["guard.enabled"]:
         return None
     user_agent = user_agent_of(ctx)
     device = classify(user_agent)
     ip = ctx.client_ip
     link = found.link
-    # The id is chosen here, so the row goes out with the commit instead of
-    # costing a round trip of its own.
-    entry = AccessEntry(
-        id=uuid.uuid4(), workspace_id=link.workspace_id if link else None, event_id=link.event_id if link else None,
-        guest_id=link.guest_id if link else None, link_id=link.id if link else None,
-        kind=kind, outcome=found.outcome, ip=ip[:45], network=network_of(ip), user_agent=user_agent,
-        device=device.name, automated=device.automated)
-    ctx.db.add(entry)
+    entry_id = uuid.uuid4()
+    ctx.db.execute(LOG_USE, {
+        "id": entry_id, "workspace_id": link.workspace_id if link else None,
+        "event_id": link.event_id if link else None, "guest_id": link.guest_id if link else None,
+        "link_id": link.id if link else None, "at": utcnow(), "kind": kind, "outcome": found.outcome,
+        "ip": ip[:45], "network": network_of(ip), "user_agent": user_agent, "device": device.name,
+        "automated": device.automated, "evaluated_at": None})
     if link is not None:
         schedule_rules(ctx)
-    return entry
+    return entry_id
 
 
 def schedule_rules(ctx) -> None:
@@ -118,17 +193,17 @@ def schedule_rules(ctx) -> None:
     ctx.enqueue(evaluate_pending, delay=BATCH_SECONDS)
 
 
-def use_token(ctx, raw: object, kind: str) -> tuple[InvitationLink, Guest, Event] | None:
-    """The live link, guest and event a token names, with the use logged;
-    None for any unusable token (after counting it against the caller's
-    ``invalid_link`` limit, which raises RateLimited when over)."""
+def use_token(ctx, raw: object, kind: str) -> TokenUse | None:
+    """What a live token names (link, guest, event, latest answer), with the
+    use logged; None for any unusable token (after counting it against the
+    caller's ``invalid_link`` limit, which raises RateLimited when over)."""
     found = look_up(ctx.db, raw)
     if found.outcome != OK:
         ctx.limit("invalid_link")
     record(ctx, found, kind)
     if found.outcome != OK:
         return None
-    return found.link, found.guest, found.event
+    return found
 
 
 def user_agent_of(ctx) -> str:

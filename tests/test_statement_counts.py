@@ -1,0 +1,179 @@
+"""How many SQL statements the busiest requests run, counted on the engine.
+
+A guest's page, answer and calendar file, and a host's event page and guest
+list, each run a small fixed number of statements: the counts are exact, so
+a change that adds a query (a lazy load, a flush of its own, a write that
+changes nothing) fails here, and the host's pages cost the same with 3
+guests as with 30. Tasks are queued, not run (``huey.immediate`` off): what
+is counted is the request alone."""
+from __future__ import annotations
+
+import contextlib
+import re
+
+import pytest
+from sqlalchemy import event
+
+from guestguard.testing import add_guest, event_host, issue, new_client, signed_in
+
+EVENT = {"name": "Gala", "status": "published", "starts_at": "2030-06-21T19:00:00", "timezone": "UTC"}
+BROWSER = {"HTTP_USER_AGENT": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+                              "Chrome/131.0.0.0 Safari/537.36"}
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app({"huey.immediate": "false"})
+
+
+@pytest.fixture
+def host(app, run_in_request):
+    return event_host(app, run_in_request, EVENT)
+
+
+@contextlib.contextmanager
+def statements(app):
+    """The statements the app's engine runs meanwhile, first words only
+    ("SELECT", "INSERT INTO access_log", ...)."""
+    seen: list[str] = []
+    engine = app.app.registry["db.engine"]
+
+    def count(_conn, _cursor, statement, _parameters, _context, _many):
+        words = re.match(r"\s*(\w+)(?:\s+(?:INTO|FROM)?\s*(\w+))?", statement)
+        seen.append(" ".join(part for part in words.groups() if part).upper() if words else statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+
+def sqlite(app) -> bool:
+    return app.app.registry["db.engine"].dialect.name == "sqlite"
+
+
+@pytest.fixture
+def guest_link(app, host):
+    return issue(app, host, add_guest(app, host))["token"]
+
+
+def write_lock(app) -> list[str]:
+    """SQLite has no row locks: an answer takes its write lock first, by
+    deleting nothing from guests (``db.sqlite_write_lock``)."""
+    return ["DELETE GUESTS"] if sqlite(app) else []
+
+
+LOOK_UP = ["SELECT INVITATION_LINKS", "INSERT ACCESS_LOG"]
+# What a change the host hears about writes besides itself.
+NEWS = ["INSERT ACTIVITY", "INSERT AUDIT_EVENTS", "INSERT DOMAIN_EVENTS"]
+
+
+def test_a_repeat_view_of_the_invitation_is_one_select_and_the_access_log_insert(app, guest_link):
+    guest = new_client(app.app, **BROWSER)
+    guest.get(f"/access/{guest_link}")
+    with statements(app) as repeat:
+        page = guest.get(f"/access/{guest_link}")
+    assert "Grace Hopper" in page.text
+    assert repeat == LOOK_UP
+    with statements(app) as api:
+        guest.get(f"/api/v1/access/{guest_link}")
+    assert api == LOOK_UP
+
+
+PREVIEW = {"HTTP_USER_AGENT": "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)"}
+
+
+@pytest.mark.parametrize("environ,writes", [(BROWSER, ["UPDATE GUESTS", *NEWS]), (PREVIEW, [])],
+                         ids=["a person's first open tells the host", "a link preview is no open"])
+def test_the_first_view_writes_opened_at_once(app, guest_link, environ, writes):
+    with statements(app) as first:
+        new_client(app.app, **environ).get(f"/access/{guest_link}")
+    assert first == [*LOOK_UP, *writes]
+
+
+def test_an_answer_locks_the_guest_once_and_writes_what_changed(app, guest_link):
+    guest = new_client(app.app, **BROWSER)
+    with statements(app) as answer:
+        assert guest.post_json(f"/api/v1/rsvp/{guest_link}", {"response": "yes"}).json["recorded"]
+    locked = [*write_lock(app), "SELECT GUESTS"]
+    assert answer == [*LOOK_UP, *locked, "INSERT RSVPS", "UPDATE GUESTS", *NEWS]
+    with statements(app) as same:
+        assert not guest.post_json(f"/api/v1/rsvp/{guest_link}", {"response": "yes"}).json["recorded"]
+    assert same == [*LOOK_UP, *locked]
+    with statements(app) as form:
+        guest.post(f"/rsvp/{guest_link}", {"response": "no"}, status=303)
+    assert form == [*LOOK_UP, *locked, "INSERT RSVPS", "UPDATE GUESTS", *NEWS]
+
+
+def test_the_calendar_file_is_one_select_and_the_access_log_insert(app, guest_link):
+    guest = new_client(app.app, **BROWSER)
+    with statements(app) as ics:
+        assert "BEGIN:VCALENDAR" in guest.get(f"/access/{guest_link}/event.ics").text
+    assert ics == LOOK_UP
+
+
+def test_an_unknown_token_is_one_select_and_the_access_log_insert(app, guest_link):
+    guest = new_client(app.app, **BROWSER)
+    with statements(app) as seen:
+        guest.get(f"/access/{guest_link[:-1]}{'A' if guest_link[-1] != 'A' else 'B'}", status=404)
+    assert seen == LOOK_UP
+
+
+def host_pages(app, run_in_request, host) -> tuple[list[str], list[str]]:
+    ada = signed_in(app, run_in_request, "ada@example.com")
+    event_id = host["event"]["id"]
+    with statements(app) as page:
+        ada.get(f"/events/{event_id}")
+    with statements(app) as api:
+        app.get(f"{host['url']}/guests", headers=host["ada"])
+    return page, api
+
+
+def test_the_hosts_event_page_and_guest_list_cost_the_same_for_3_and_30_guests(app, run_in_request, host):
+    for n in range(3):
+        add_guest(app, host, name=f"Guest {n:02}", email=f"guest{n}@example.com")
+    few_page, few_api = host_pages(app, run_in_request, host)
+    for n in range(3, 30):
+        add_guest(app, host, name=f"Guest {n:02}", email=f"guest{n}@example.com")
+    many_page, many_api = host_pages(app, run_in_request, host)
+    assert many_page == few_page and many_api == few_api
+    # Who is signed in (once per request), the event with its workspace,
+    # the caller's roles, then what the page shows: a page of guests, the
+    # activity feed, the headcount, the flagged count, the workspace menu.
+    assert few_page == ["SELECT AUTH_SESSIONS", "SELECT EVENTS", "SELECT MEMBERSHIPS", "SELECT GUESTS",
+                        "SELECT ACTIVITY", "SELECT GUESTS", "SELECT COUNT", "SELECT WORKSPACES"]
+    assert few_api == ["SELECT AUTH_SESSIONS", "SELECT EVENTS", "SELECT MEMBERSHIPS", "SELECT GUESTS"]
+
+
+def scans_of_answers(connection, statement, params) -> list[str]:
+    """Each scan of ``rsvps`` in the plan of ``statement``, with the line after
+    it (the index condition it walks by, if any); sequential scans are off so
+    that only a scan that cannot use an index reads the whole table."""
+    connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
+    compiled = statement.compile(dialect=connection.dialect)
+    plan = [row[0] for row in connection.exec_driver_sql(f"EXPLAIN {compiled.string}", {**compiled.params, **params})]
+    return [f"{line.strip()} | {plan[n + 1].strip()}" for n, line in enumerate(plan) if " on rsvps" in line]
+
+
+def test_the_latest_answer_is_found_through_the_guests_index(app, guest_link):
+    """The latest answer folded into the guest's statements is read through
+    the index on ``rsvps.guest_id``: every scan of ``rsvps`` is by the guest
+    (a join on the latest answer once read the whole table for each answer
+    under load)."""
+    if sqlite(app):
+        pytest.skip("plans: PostgreSQL")
+    from guestguard.accounts.tokens import hash_token
+    from guestguard.events.invitations import LOCKED_ANSWER
+    from guestguard.guard.access import LOOK_UP
+
+    guest = new_client(app.app, **BROWSER)
+    for answer in ("yes", "no", "maybe"):
+        guest.post_json(f"/api/v1/rsvp/{guest_link}", {"response": answer})
+    engine = app.app.registry["db.engine"]
+    with engine.begin() as connection:
+        guest_id = connection.exec_driver_sql("SELECT id FROM guests").scalar()
+        scans = [*scans_of_answers(connection, LOOK_UP, {"token_hash": hash_token(guest_link)}),
+                 *scans_of_answers(connection, LOCKED_ANSWER, {"guest_id": guest_id})]
+    assert len(scans) == 3 + 5, scans  # the page's columns of the latest answer, the lock's
+    assert all("guest_id" in scan for scan in scans), scans

@@ -1,0 +1,43 @@
+"""What a web worker does not load: Alembic (with Mako and Pygments) is for
+migrations, not for serving; readiness finds the code's head revisions
+without it."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+from alembic.script import ScriptDirectory
+
+from guestguard.db import default_migrations_dir
+from guestguard.ops.readiness import expected_revisions
+
+
+def test_the_head_revisions_are_alembics_own():
+    assert expected_revisions() == frozenset(ScriptDirectory(str(default_migrations_dir())).get_heads())
+
+
+def test_a_merge_and_a_branch_are_read_as_alembic_reads_them(tmp_path):
+    scripts = {
+        "a.py": 'revision = "a"\ndown_revision = None\n',
+        "b.py": "revision: str = 'b'\ndown_revision = 'a'\n",
+        "c.py": 'revision = "c"\ndown_revision = "a"\n',
+        "d.py": 'revision = "d"\ndown_revision = ("b", "c")\n',
+        "e.py": 'revision = "e"\ndown_revision = "d"\nbranch_labels = None\n',
+        "f.py": 'revision = "f"\ndown_revision = "d"\n',
+    }
+    for name, text in scripts.items():
+        (tmp_path / name).write_text(text)
+    assert expected_revisions(tmp_path) == frozenset({"e", "f"})
+
+
+def test_building_the_web_app_imports_no_migration_tooling(tmp_path):
+    code = textwrap.dedent(f"""
+        import sys
+        from guestguard import make_config
+        make_config({{"db.url": "sqlite:///{tmp_path / 'w.sqlite'}", "huey.url": "memory://",
+                      "app.env": "test"}}).make_wsgi_app()
+        print(sorted(name for name in ("alembic", "mako", "pygments") if name in sys.modules))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
