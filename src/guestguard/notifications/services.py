@@ -15,8 +15,9 @@ from prometheus_client import Counter
 
 from guestguard.db import utcnow
 from guestguard.keys import fernet_for
+from guestguard.notifications import unsubscribe
 from guestguard.notifications.models import Notification
-from guestguard.notifications.suppression import ACCOUNT_MESSAGE, MESSAGE_KINDS, Listed, stopping
+from guestguard.notifications.suppression import ACCOUNT_MESSAGE, GUEST_MESSAGE, MESSAGE_KINDS, Listed, stopping
 from guestguard.plugins import NotificationProvider, OutgoingMessage, PermanentDeliveryError, TransientDeliveryError
 from guestguard.tasks import (
     INTERRUPTED,
@@ -149,10 +150,17 @@ def begin_attempt(ctx, notification_id) -> Attempt | None:
     settings = ctx.settings
     if notification.channel == "email" and not notification.message_id:  # queued before Message-IDs were kept
         notification.message_id = message_id_for(settings, notification.id)
+    unsubscribe_url = ""
+    # Texts are stopped by replying STOP, which the SMS provider handles.
+    if notification.kind == GUEST_MESSAGE and notification.workspace_id and notification.channel == "email":
+        unsubscribe_url = unsubscribe.url_for(settings, unsubscribe.Subscription(
+            notification.workspace_id, notification.channel, notification.recipient))
     try:
         context = dict(notification.context)
         if notification.sealed_context:
             context.update(unseal(settings, notification.sealed_context))
+        if unsubscribe_url:
+            context["unsubscribe_url"] = unsubscribe_url
         rendered = ctx.registry["notifications.renderer"].render(
             notification.channel, notification.template, context)
     except InvalidToken:
@@ -170,6 +178,7 @@ def begin_attempt(ctx, notification_id) -> Attempt | None:
         text=rendered.text,
         html=rendered.html,
         message_id=notification.message_id or "",
+        unsubscribe_url=unsubscribe_url,
     )
     # The last attempt's worker stopped (or lost the database) before it
     # recorded what the provider said: it may have sent the message.
