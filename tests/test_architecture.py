@@ -16,7 +16,8 @@ PACKAGE = Path(guestguard.__file__).parent
 SERVICE_MODULES = (
     "accounts/services.py", "workspaces/services.py", "events/services.py", "events/invitations.py",
     "guard/access.py", "guard/flags.py", "activity/feed.py", "activity/stream.py", "activity/live.py",
-    "notifications/services.py", "notifications/tasks.py", "audit/services.py", "domain.py",
+    "notifications/services.py", "notifications/tasks.py", "notifications/suppression.py",
+    "notifications/unsubscribe.py", "audit/services.py", "domain.py",
 )
 
 

@@ -163,6 +163,7 @@ def test_each_kind_of_secret_is_masked():
         f"token {jwt} seen": "token [jwt] seen",
         f"key ggk_0123456789abcdef_{token} used": "key ggk_[redacted] used",
         f"GET /access/{token}/event.ics": "GET /access/[token]/event.ics",
+        "POST /unsubscribe/gAAAAABnX-short_one HTTP/1.1": "POST /unsubscribe/[token] HTTP/1.1",
         f"refresh {token} rotated": "refresh [token] rotated",
         f"stored {'ab' * 32}": "stored [hash]",
         "password=hunter22 and {'password': 'two words'}": "password=[redacted] and {'password': [redacted]}",

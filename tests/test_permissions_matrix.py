@@ -110,6 +110,9 @@ SPEC = {
     ("api_activity", "GET"): EVERYONE,
     ("api_stream_ticket", "POST"): EVERYONE,  # guests.view on the event named in the body
     ("activity_stream", "GET"): PUBLIC,       # the ticket is the credential
+    # --- messages ------------------------------------------------------------------
+    ("unsubscribe", "GET"): PUBLIC,           # the link is the credential
+    ("unsubscribe", "POST"): PUBLIC,          # one click, from a mail client too
     # --- one's own account -------------------------------------------------------
     ("api_me", "GET"): PEOPLE,
     ("api_me", "PATCH"): PEOPLE,

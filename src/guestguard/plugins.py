@@ -91,6 +91,9 @@ class OutgoingMessage:
     ``message_id`` (email) is the ``Message-ID`` header to send, with its
     angle brackets: the same on every attempt of one notification, so a
     message that went out twice reads as one in mail clients.
+    ``unsubscribe_url`` (email to guests) is to be sent as
+    ``List-Unsubscribe: <url>`` with ``List-Unsubscribe-Post:
+    List-Unsubscribe=One-Click``.
     """
 
     notification_id: uuid.UUID
@@ -101,6 +104,10 @@ class OutgoingMessage:
     text: str
     html: str = ""
     message_id: str = ""
+    # Email a guest gets on a host's behalf: the one-click unsubscribe URL,
+    # for the ``List-Unsubscribe`` and ``List-Unsubscribe-Post`` headers
+    # (RFC 8058). Empty for account mail, which has none.
+    unsubscribe_url: str = ""
 
 
 class DeliveryError(Exception):

@@ -217,9 +217,10 @@ def hangup_port() -> Iterator[int]:
 
 def outgoing(recipient: str = "ada@example.org", *, html: str = "<p>Dear Ada, <b>come</b>.</p>",
              subject: str = "You are invited: Summer party",
-             text: str = "Dear Ada,\nopen https://gg.example/i/abc to RSVP.") -> OutgoingMessage:
+             text: str = "Dear Ada,\nopen https://gg.example/i/abc to RSVP.",
+             unsubscribe_url: str = "") -> OutgoingMessage:
     return OutgoingMessage(notification_id=uuid.uuid4(), channel="email", recipient=recipient,
-                           sender=SENDER, subject=subject, text=text, html=html)
+                           sender=SENDER, subject=subject, text=text, html=html, unsubscribe_url=unsubscribe_url)
 
 
 def provider(port: int, **overrides: Any) -> SMTPProvider:
@@ -263,6 +264,21 @@ def test_html_message_arrives_as_multipart_alternative(sink):
     assert sorted(parts) == ["text/html", "text/plain"]
     assert body(parts["text/plain"]) == message.text
     assert body(parts["text/html"]) == message.html
+
+
+def test_a_guest_message_carries_one_click_unsubscribe_and_account_mail_does_not(sink):
+    handler, port = sink
+    url = "https://gg.example/unsubscribe/abc"
+    smtp = provider(port)
+
+    smtp.send(outgoing(unsubscribe_url=url))
+    smtp.send(outgoing())
+
+    guest_mail, account_mail = (email.message_from_bytes(envelope.content, policy=policy.default)
+                                for envelope, _ in handler.received)
+    assert guest_mail["List-Unsubscribe"] == f"<{url}>"
+    assert guest_mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert account_mail["List-Unsubscribe"] is None and account_mail["List-Unsubscribe-Post"] is None
 
 
 def test_text_only_message_has_no_html_part(sink):

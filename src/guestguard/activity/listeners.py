@@ -9,8 +9,10 @@ from guestguard.activity import feed
 from guestguard.context import context_of
 from guestguard.events.invitations import TEMPLATE
 from guestguard.events.models import Guest
+from guestguard.notifications.suppression import REASONS
 from guestguard.plugins import hookimpl
 
+OUTCOMES = ("notification.sent", "notification.failed", "notification.suppressed")
 CHANNEL_WORDS = {"email": "by email", "sms": "by text message", "push": "by push notification"}
 
 
@@ -24,7 +26,7 @@ def _guest(request, about) -> Guest | None:
 
 @hookimpl
 def domain_event(event, request):
-    if event.name not in ("notification.sent", "notification.failed") or event.data.get("template") != TEMPLATE:
+    if event.name not in OUTCOMES or event.data.get("template") != TEMPLATE:
         return
     guest = _guest(request, event.data.get("about") or {})
     if guest is None:  # removed from the list meanwhile
@@ -32,6 +34,9 @@ def domain_event(event, request):
     how = CHANNEL_WORDS.get(event.data["channel"], event.data["channel"])
     if event.name == "notification.sent":
         summary = f"Invitation sent to {guest.name} {how}"
+    elif event.name == "notification.suppressed":
+        summary = (f"Invitation to {guest.name} was not sent {how}: "
+                   f"{REASONS.get(event.data.get('reason'), 'the address is suppressed')}")
     else:
         reason = str(event.data.get("error", "")).partition(": ")[2] or "the provider refused it"
         summary = f"Invitation to {guest.name} could not be sent {how}: {reason}"

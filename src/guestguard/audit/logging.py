@@ -68,7 +68,7 @@ REDACTIONS: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
                            r"(?!\?|%\(|:\w)('[^'\n]*'|\"[^\"\n]*\"|[^\s,;&)}\]]+)"), re.IGNORECASE,
          r"\1\2[redacted]"),
         ("email addresses", r"[\w.!#$%&*+?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+", 0, "[email]"),
-        ("tokens in links", rf"(/(?:access|rsvp|verify-email|reset-password|invitations)/)[{_URLSAFE}]+", 0,
+        ("tokens in links", rf"(/(?:access|rsvp|verify-email|reset-password|invitations|unsubscribe)/)[{_URLSAFE}]+", 0,
          r"\1[token]"),
         # Our tokens are 43 URL-safe characters (40 to 64 accepted); hashes of
         # them 64 hex digits. Ids (UUIDs) are shorter and stay.

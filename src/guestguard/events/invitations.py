@@ -22,6 +22,7 @@ from guestguard.events.models import CANCELLED, DRAFT, NO, YES, BulkAction, Even
 from guestguard.events.schemas import RsvpInput
 from guestguard.events.services import EventsError
 from guestguard.notifications.services import queue_notification
+from guestguard.notifications.suppression import GUEST_MESSAGE
 
 EMAIL, SMS = "email", "sms"
 CHANNELS = (EMAIL, SMS)
@@ -202,7 +203,7 @@ def _send(ctx, guest: Guest, event: Event, channel: str, batch_id: str | None = 
         ctx, channel=channel, recipient=guest.email if channel == EMAIL else guest.phone,
         template=TEMPLATE, workspace_id=event.workspace_id, context=message_context(event, guest),
         sealed={"invitation_url": access_url(ctx, raw)},
-        about={"event_id": str(event.id), "guest_id": str(guest.id)})
+        about={"event_id": str(event.id), "guest_id": str(guest.id)}, kind=GUEST_MESSAGE)
     guest.invited_at = utcnow()
     details = {"batch_id": batch_id} if batch_id else {}
     record(ctx, "invitation.sent", actor_id=ctx.actor_id, workspace_id=event.workspace_id,

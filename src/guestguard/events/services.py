@@ -8,7 +8,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import phonenumbers
 from pydantic_core import PydanticCustomError
 from sqlalchemy import case, func, or_, select
 
@@ -27,6 +26,7 @@ from guestguard.events.schemas import (  # noqa: F401 - the page sizes and filte
     localize,
 )
 from guestguard.pagination import ID, TEXT, TIME, Key, Keyset
+from guestguard.validation import normalize_phone
 from guestguard.workspaces.models import Workspace
 
 OPTIONAL_TIMES = ("ends_at", "rsvp_deadline")
@@ -149,16 +149,6 @@ def list_events(db, workspace_ids: Iterable[uuid.UUID], *, after: str | None,
 
 
 # --- guests ------------------------------------------------------------------
-
-
-def normalize_phone(value: str, region: str) -> str:
-    try:
-        number = phonenumbers.parse(value, region)
-    except phonenumbers.NumberParseException:
-        raise ValueError("is not a phone number") from None
-    if not phonenumbers.is_valid_number(number):
-        raise ValueError("is not a valid phone number (write it with its country code, like +44 20 7946 0958)")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 def _guest_values(ctx, event: Event, data: GuestFields, *, creating: bool) -> dict[str, Any]:

@@ -52,6 +52,8 @@ def includeme(config) -> None:
     config.add_task(dispatch_notification, in_transaction=False)
     config.add_durable_job(Notification, dispatch_notification,
                            max_attempts=len(RETRY_BACKOFF) + 1, on_give_up=drop_secrets)
+    config.add_route("unsubscribe", "/unsubscribe/{token}")
+    config.scan(".pages")
     if settings["app.env"] == "development":
         config.add_route("dev_outbox", "/dev/outbox")
         config.scan(".views")

@@ -4,10 +4,10 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import Index, String, Text
+from sqlalchemy import Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from guestguard.db import Base, IdMixin, TimestampMixin
+from guestguard.db import Base, IdMixin, TimestampMixin, utcnow
 from guestguard.tasks import DurableJobMixin
 
 CHANNELS = ("email", "sms", "push")
@@ -23,6 +23,10 @@ class Notification(IdMixin, TimestampMixin, DurableJobMixin, Base):
     channel: Mapped[str] = mapped_column(String(16))
     recipient: Mapped[str] = mapped_column(String(320))
     template: Mapped[str] = mapped_column(String(100))
+    # Sent to a guest on a host's behalf ("guest", which an unsubscribe from
+    # the workspace stops) or the person's own account mail ("account", which
+    # only a bounce, a complaint, STOP or an operator stops).
+    kind: Mapped[str] = mapped_column(String(16), default="account")
     context: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # What the message is about ({"event_id": ..., "guest_id": ...}): handed
     # on with the notification.sent / notification.failed domain events.
@@ -39,3 +43,21 @@ class Notification(IdMixin, TimestampMixin, DurableJobMixin, Base):
     sent_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
     __table_args__ = (Index("ix_notifications_recipient", "recipient"),)
+
+
+class Suppression(IdMixin, Base):
+    """An address not to write to again (notifications.suppression)."""
+
+    __tablename__ = "suppressions"
+
+    channel: Mapped[str] = mapped_column(String(16))
+    # Normalized: an email address lower-cased, a phone number in E.164.
+    address: Mapped[str] = mapped_column(String(320))
+    # EVERYWHERE, or the id of the one workspace whose guest messages stop.
+    scope: Mapped[str] = mapped_column(String(36))
+    reason: Mapped[str] = mapped_column(String(16))
+    # Who said so: a provider's name, "guest", or "operator".
+    source: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("channel", "address", "scope"),)

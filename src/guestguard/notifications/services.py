@@ -15,7 +15,9 @@ from prometheus_client import Counter
 
 from guestguard.db import utcnow
 from guestguard.keys import fernet_for
+from guestguard.notifications import unsubscribe
 from guestguard.notifications.models import Notification
+from guestguard.notifications.suppression import ACCOUNT_MESSAGE, GUEST_MESSAGE, MESSAGE_KINDS, Listed, stopping
 from guestguard.plugins import NotificationProvider, OutgoingMessage, PermanentDeliveryError, TransientDeliveryError
 from guestguard.tasks import (
     INTERRUPTED,
@@ -33,6 +35,8 @@ log = logging.getLogger(__name__)
 # Seconds to wait before each retry; after the last one the message fails.
 RETRY_BACKOFF = (1, 5, 30, 300, 1800)
 SEAL_PURPOSE = "notifications.sealed-context"
+# A final status beside sent and failed: the address is on the suppression list.
+SUPPRESSED = "suppressed"
 UNKNOWN_OUTCOME_RESENDS = Counter(
     "gg_notification_unknown_outcome_resends", "Attempts that send again a message whose previous attempt "
     "ended with no recorded outcome (its worker stopped or lost the database): the provider may have "
@@ -64,6 +68,7 @@ def queue_notification(
     sealed: Mapping[str, Any] | None = None,
     workspace_id: uuid.UUID | None = None,
     about: Mapping[str, str] | None = None,
+    kind: str = ACCOUNT_MESSAGE,
 ) -> Notification:
     """Store a notification and enqueue its delivery after commit.
 
@@ -71,7 +76,11 @@ def queue_notification(
     stored encrypted and erased once the message is sent or has failed.
     ``about`` names what the message concerns; it travels with the
     ``notification.sent`` and ``notification.failed`` domain events.
+    ``kind`` is GUEST_MESSAGE for what a workspace sends its guests (an
+    unsubscribe from that workspace stops it), else ACCOUNT_MESSAGE.
     """
+    if kind not in MESSAGE_KINDS:
+        raise ValueError(f"unknown message kind {kind!r}")
     if channel not in ctx.registry["notifications.providers"]:
         raise ValueError(f"no provider serves the {channel!r} channel")
     ctx.registry["notifications.renderer"].check(channel, template)
@@ -82,6 +91,7 @@ def queue_notification(
         channel=channel,
         recipient=recipient,
         template=template,
+        kind=kind,
         context=dict(context or {}),
         sealed_context=seal(ctx.settings, sealed) if sealed else None,
         workspace_id=workspace_id,
@@ -118,6 +128,8 @@ class Attempt:
     # The previous attempt ended with no recorded outcome: the provider may
     # already have accepted this message.
     interrupted: bool = False
+    # The address is on the suppression list: the message must not go out.
+    suppressed: Listed | None = None
 
 
 def begin_attempt(ctx, notification_id) -> Attempt | None:
@@ -130,13 +142,25 @@ def begin_attempt(ctx, notification_id) -> Attempt | None:
         return Attempt(notification.id, notification.claimed_at, None, None,
                        f"no provider for {notification.channel}")
     notification.provider = provider.name
+    listed = stopping(ctx.db, notification.channel, notification.recipient, kind=notification.kind,
+                      workspace_id=notification.workspace_id)
+    if listed is not None:
+        return Attempt(notification.id, notification.claimed_at, provider, None,
+                       f"suppressed: {listed.text}", suppressed=listed)
     settings = ctx.settings
     if notification.channel == "email" and not notification.message_id:  # queued before Message-IDs were kept
         notification.message_id = message_id_for(settings, notification.id)
+    unsubscribe_url = ""
+    # Texts are stopped by replying STOP, which the SMS provider handles.
+    if notification.kind == GUEST_MESSAGE and notification.workspace_id and notification.channel == "email":
+        unsubscribe_url = unsubscribe.url_for(settings, unsubscribe.Subscription(
+            notification.workspace_id, notification.channel, notification.recipient))
     try:
         context = dict(notification.context)
         if notification.sealed_context:
             context.update(unseal(settings, notification.sealed_context))
+        if unsubscribe_url:
+            context["unsubscribe_url"] = unsubscribe_url
         rendered = ctx.registry["notifications.renderer"].render(
             notification.channel, notification.template, context)
     except InvalidToken:
@@ -154,6 +178,7 @@ def begin_attempt(ctx, notification_id) -> Attempt | None:
         text=rendered.text,
         html=rendered.html,
         message_id=notification.message_id or "",
+        unsubscribe_url=unsubscribe_url,
     )
     # The last attempt's worker stopped (or lost the database) before it
     # recorded what the provider said: it may have sent the message.
@@ -192,7 +217,7 @@ def deliver(attempt: Attempt) -> tuple[str | None, str | None, bool]:
     """Hand the message to the provider (unless it accepted it already, on an
     attempt whose outcome was lost). Returns (provider message id, error,
     permanent)."""
-    if attempt.message is None:
+    if attempt.message is None:  # unrenderable, or suppressed: nothing to hand over
         return None, attempt.error, True
     if attempt.interrupted and (known := reconcile(attempt)) is not None:
         provider_message_id, error = known
@@ -222,6 +247,14 @@ def record_outcome(ctx, attempt: Attempt, provider_message_id: str | None,
                     notification.attempts)
         if error is not None or notification.status != PENDING:
             return None
+    if attempt.suppressed is not None:
+        finish_job(notification)
+        notification.status, notification.last_error = SUPPRESSED, error
+        drop_secrets(notification)
+        log.info("notification %s not sent: the address is suppressed (%s)", notification.id,
+                 attempt.suppressed.reason)
+        announce(ctx, notification, "notification.suppressed", reason=attempt.suppressed.reason)
+        return None
     if error is None:
         finish_job(notification)
         notification.sent_at = utcnow()

@@ -190,11 +190,65 @@ def cmd_events_replay(args) -> int:
     return 0
 
 
+def cmd_suppression(args) -> int:
+    """List, add to or lift from the suppression list."""
+    import uuid
+
+    from guestguard.notifications import suppression
+
+    try:
+        workspace_id = uuid.UUID(args.workspace) if getattr(args, "workspace", None) else None
+    except ValueError:
+        print(f"guestguard: suppression: --workspace {args.workspace!r} is not a workspace id", file=sys.stderr)
+        return 2
+    try:
+        with _transaction(args.ini) as ctx:
+            if args.suppression_command == "list":
+                lines = ["  ".join((row.channel, row.address, row.reason, row.source,
+                                    "everywhere" if row.scope == suppression.EVERYWHERE else f"workspace {row.scope}",
+                                    row.created_at.isoformat(timespec="seconds")))
+                         for row in suppression.listed(ctx.db, channel=args.channel, address=args.address,
+                                                       limit=args.limit)]
+            elif args.suppression_command == "add":
+                row = suppression.suppress(ctx, args.channel, args.address, suppression.OPERATOR, source="operator")
+                lines = [f"suppressed {row.address} ({row.channel}): {suppression.REASONS[row.reason]}"]
+            else:
+                lifted = suppression.lift(ctx, args.channel, args.address, workspace_id=workspace_id)
+                lines = [f"lifted {lifted} suppression(s) of {args.address} ({args.channel})"]
+    except suppression.AddressError as exc:
+        print(f"guestguard: suppression: {exc}", file=sys.stderr)
+        return 2
+    for line in lines:
+        print(line)
+    if args.suppression_command == "list" and not lines:
+        print("no suppressed addresses", file=sys.stderr)
+    return 0 if args.suppression_command != "lift" or lifted else 1
+
+
 def _positive(value: str) -> int:
     number = int(value)
     if number < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number above 0, got {value}")
     return number
+
+
+def _add_suppression_commands(sub) -> None:
+    suppression = sub.add_parser("suppression", help="list, add or lift suppressed addresses")
+    suppression_sub = suppression.add_subparsers(dest="suppression_command", required=True)
+    suppression_list = suppression_sub.add_parser("list", help="suppressed addresses, newest first")
+    suppression_list.add_argument("ini")
+    suppression_list.add_argument("--channel", choices=("email", "sms"))
+    suppression_list.add_argument("--address")
+    suppression_list.add_argument("--limit", type=_positive, default=100, help="at most this many (100)")
+    for name, text in (("add", "stop every message to an address (reason: operator)"),
+                       ("lift", "take an address off the list, so messages reach it again")):
+        command = suppression_sub.add_parser(name, help=text)
+        command.add_argument("ini")
+        command.add_argument("channel", choices=("email", "sms"))
+        command.add_argument("address")
+        if name == "lift":
+            command.add_argument("--workspace", help="lift a guest's unsubscribe from this workspace only")
+    suppression.set_defaults(func=cmd_suppression)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -237,6 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     events_replay.add_argument("id", nargs="?", help="the id of one dead event")
     events_replay.add_argument("--dead", action="store_true", help="every dead event")
     events_replay.set_defaults(func=cmd_events_replay)
+
+    _add_suppression_commands(sub)
 
     admin = sub.add_parser("create-admin", help="create or promote a platform admin")
     admin.add_argument("ini")

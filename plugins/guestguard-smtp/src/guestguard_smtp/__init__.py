@@ -213,6 +213,9 @@ def compose(message: OutgoingMessage, *, fallback_domain: str = "localhost") -> 
         email["Message-ID"] = make_msgid(domain=domain if domain.isascii() and domain
                                          else fallback_domain)
     email["X-GuestGuard-Notification-Id"] = str(message.notification_id)
+    if message.unsubscribe_url:  # RFC 8058 one-click: mail clients POST to it
+        email["List-Unsubscribe"] = f"<{message.unsubscribe_url}>"
+        email["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     email.set_content(message.text)
     if message.html:
         email.add_alternative(message.html, subtype="html")
