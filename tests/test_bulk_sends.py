@@ -72,7 +72,7 @@ def test_twenty_send_all_clicks_at_once_invite_each_guest_once_with_a_working_li
     add_many(app, host, GUESTS)
     answers = at_once(app, CLICKS, lambda client: client.post_json(
         f"{host['url']}/send-invitations", {}, headers=host["ada"], status=202).json)
-    assert all(isinstance(answer, dict) for answer in answers), answers
+    assert [answer for answer in answers if not isinstance(answer, dict)] == []
     assert sorted(answer["queued"] for answer in answers) == [0] * (CLICKS - 1) + [GUESTS]
     assert len({answer["batch_id"] for answer in answers}) == CLICKS
 
@@ -143,6 +143,6 @@ def test_send_all_racing_single_sends_invites_each_guest_once(app, host):
         return calls[n](client)
 
     answers = at_once(app, len(calls), next_call)
-    assert all(isinstance(answer, dict) for answer in answers), answers
+    assert [answer for answer in answers if not isinstance(answer, dict)] == []
     sent = tokens_of(app)
     assert len(sent) == 20 and all(len(links) == 1 for links in sent.values())

@@ -151,7 +151,9 @@ def test_gunicorn_stops_gracefully_and_a_new_server_takes_the_port_at_once(make_
         assert server.wait(20) == 0
         exited = time.monotonic() - signalled
     assert stream_ended < 1.5
-    assert exited - answered < 3, "the master exits once the request is answered, not at graceful_timeout"
+    # graceful_timeout is 20 s: well under half of it means the master did
+    # not wait for it (with room for a loaded machine).
+    assert exited - answered < 8, "the master exits once the request is answered, not at graceful_timeout"
     restarted = time.monotonic()
     with killed_at_exit(start_gunicorn(ini, port, tmp_path / "gunicorn-again.err", pythonpath=[tmp_path],
                                        WEB_CONCURRENCY="2")) as again:
@@ -159,7 +161,7 @@ def test_gunicorn_stops_gracefully_and_a_new_server_takes_the_port_at_once(make_
         assert get(port, "/health")[0] == 200
         status, idle_stop = stop(again, signal.SIGTERM, timeout=30)
         assert status == 0
-    assert idle_stop < 3
+    assert idle_stop < 8, "an idle server stops at once, not at graceful_timeout"
     print(f"\nSIGTERM with a stream and a 3 s request open: stream told to reconnect and ended in "  # noqa: T201
           f"{stream_ended:.2f} s, new connections refused after {refused:.2f} s, the request answered 200 "
           f"after {answered:.2f} s, the master exited after {exited:.2f} s; a new server on the same port "
