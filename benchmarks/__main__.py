@@ -23,6 +23,10 @@ same run, so the figures compare across machines. Nothing here asserts.
    live streams one worker process holds under gevent and under gthread,
    with its memory per stream, the fan-out time of one RSVP and /health
    meanwhile. Skipped like part 5; the gevent run without gevent.
+7. The guard's judgement (``guestguard guard evaluate``): the scenario
+   corpus replayed through the invitation pages, and each access rule's
+   precision, recall and false-positive rate on the tuning and held-out
+   halves. Not a speed: how often a host is told the truth.
 """
 from __future__ import annotations
 
@@ -37,6 +41,7 @@ from pyramid.config import Configurator
 from pyramid.scripting import prepare
 
 from guestguard import make_config
+from guestguard.guard import evaluation
 from guestguard.notifications.models import Notification
 from guestguard.notifications.services import queue_notification
 from guestguard.testing import migrate
@@ -175,6 +180,8 @@ def main() -> int:
           f"{LOGINS} logins")
     events.main()
     guard.main()
+    print("the guard's judgement on the scenario corpus (guestguard guard evaluate)")
+    print(evaluation.report(evaluation.replay(evaluation.load_corpus())))
     return 0
 
 

@@ -190,6 +190,26 @@ def cmd_events_replay(args) -> int:
     return 0
 
 
+def cmd_guard_evaluate(args) -> int:
+    """Replay the scenario corpus through a scratch copy of the app with the
+    ini's guard settings and plugins, and print how well the rules did."""
+    try:
+        from guestguard.guard import evaluation
+    except ImportError as exc:  # pragma: no cover - the test extra is missing
+        print(f"guestguard: guard evaluate needs the test extra (pip install 'guestguard[test]'): {exc}",
+              file=sys.stderr)
+        return 2
+    ini = get_appsettings(args.ini, name="main")
+    settings = {name: value for name, value in ini.items() if name.startswith(("guard.", "plugins."))}
+    try:
+        scenarios = evaluation.load_corpus(args.corpus)
+    except (OSError, ValueError) as exc:
+        print(f"guestguard: guard evaluate: {exc}", file=sys.stderr)
+        return 2
+    print(evaluation.report(evaluation.replay(scenarios, settings), verbose=args.verbose))
+    return 0
+
+
 def _positive(value: str) -> int:
     number = int(value)
     if number < 1:
@@ -237,6 +257,16 @@ def build_parser() -> argparse.ArgumentParser:
     events_replay.add_argument("id", nargs="?", help="the id of one dead event")
     events_replay.add_argument("--dead", action="store_true", help="every dead event")
     events_replay.set_defaults(func=cmd_events_replay)
+
+    guard = sub.add_parser("guard", help="the access rules: how well they tell shared links from guests")
+    guard_sub = guard.add_subparsers(dest="guard_command", required=True)
+    evaluate = guard_sub.add_parser("evaluate", help="replay the scenario corpus and print precision, recall "
+                                    "and false-positive rate per rule, for the tuning and held-out halves")
+    evaluate.add_argument("ini", help="the guard.* and plugins.* settings are taken from it (its database is "
+                          "not touched: the scenarios run on a scratch one)")
+    evaluate.add_argument("--corpus", help="a scenario file of the same format (default: the built-in corpus)")
+    evaluate.add_argument("--verbose", action="store_true", help="also each scenario's verdict and evidence")
+    evaluate.set_defaults(func=cmd_guard_evaluate)
 
     admin = sub.add_parser("create-admin", help="create or promote a platform admin")
     admin.add_argument("ini")
