@@ -181,7 +181,10 @@ def main() -> int:
     events.main()
     guard.main()
     print("the guard's judgement on the scenario corpus (guestguard guard evaluate)")
-    print(evaluation.report(evaluation.replay(evaluation.load_corpus())))
+    corpus = evaluation.load_corpus()
+    print(evaluation.report(evaluation.replay(corpus)))
+    print("the same without a network database (address prefixes only)")
+    print(evaluation.report(evaluation.replay(corpus, network_database=False)))
     return 0
 
 

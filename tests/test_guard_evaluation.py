@@ -43,7 +43,7 @@ scenarios:
 
 
 def test_the_corpus_has_forty_labelled_scenarios_in_two_halves():
-    scenarios = load_corpus()
+    scenarios = load_corpus().scenarios
     assert len(scenarios) >= 40
     assert len({s.name for s in scenarios}) == len(scenarios)
     for split in evaluation.SPLITS:
@@ -73,7 +73,7 @@ def test_steps_are_read_with_their_times_and_repeats(tmp_path):
               - 2d1m view bot 167.99.45.12 link=old
               - 2d2m rsvp bot 167.99.45.12 plus_ones=2 response=maybe
     """))
-    (poller,) = load_corpus(path)
+    (poller,) = load_corpus(path).scenarios
     assert [(step.at.total_seconds(), step.action) for step in poller.steps] == [
         (93600, "view"), (93690, "view"), (93780, "view"), (172800, "resend"), (172860, "view"), (172920, "rsvp")]
     assert poller.steps[4].old_link and not poller.steps[5].old_link

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import ipaddress
 import itertools
 import re
 import tempfile
@@ -70,6 +71,24 @@ class Scenario:
     split: str
     story: str
     steps: tuple[Step, ...]
+    phone: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkRecord:
+    """What a network database says of a range."""
+
+    cidr: str
+    asn: int
+    country: str
+    connection: str
+    operator: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Corpus:
+    scenarios: tuple[Scenario, ...]
+    networks: tuple[NetworkRecord, ...] = ()
 
 
 def parse_step(line: str, agents: Mapping[str, str], where: str) -> list[Step]:
@@ -98,8 +117,20 @@ def parse_step(line: str, agents: Mapping[str, str], where: str) -> list[Step]:
     return [dataclasses.replace(step, at=at + n * every) for n in range(repeat)]
 
 
-def load_corpus(path: str | Path | None = None) -> list[Scenario]:
-    """The scenarios of ``path`` (default: the corpus shipped with the guard)."""
+def parse_network(line: str) -> NetworkRecord:
+    words = str(line).split()
+    if len(words) < 5 or not words[1].isdigit() or len(words[2]) != 2:
+        raise CorpusError(f"a network is '<range> <ASN> <country> <connection> <operator>': {line!r}")
+    try:
+        cidr = str(ipaddress.ip_network(words[0], strict=False))
+    except ValueError:
+        raise CorpusError(f"not an address range: {words[0]!r}") from None
+    return NetworkRecord(cidr, int(words[1]), words[2], words[3], " ".join(words[4:]))
+
+
+def load_corpus(path: str | Path | None = None) -> Corpus:
+    """The scenarios and networks of ``path`` (default: the corpus shipped
+    with the guard)."""
     import yaml
 
     text = (Path(path).read_text() if path is not None
@@ -121,8 +152,24 @@ def load_corpus(path: str | Path | None = None) -> list[Scenario]:
             raise CorpusError(f"scenario {name}: steps must be in time order")
         if steps[-1].at >= SLOT:
             raise CorpusError(f"scenario {name} lasts longer than {SLOT.days} days")
-        scenarios.append(Scenario(name, raw["label"], raw["split"], raw.get("story", ""), tuple(steps)))
-    return scenarios
+        scenarios.append(Scenario(name, raw["label"], raw["split"], raw.get("story", ""), tuple(steps),
+                                  str(raw.get("phone") or "")))
+    return Corpus(tuple(scenarios), tuple(parse_network(line) for line in data.get("networks") or []))
+
+
+def write_network_database(networks: Sequence[NetworkRecord], path: str | Path) -> None:
+    """A MaxMind-format database holding ``networks`` (as GeoLite2 ASN,
+    Country and GeoIP2 Connection-Type would describe them)."""
+    from mmdb_writer import MMDBWriter
+    from netaddr import IPSet
+
+    writer = MMDBWriter(ip_version=6, ipv4_compatible=True, database_type="GuestGuard-Evaluation",
+                        description={"en": "networks of the guard's scenario corpus"})
+    for record in networks:
+        writer.insert_network(IPSet([record.cidr]), {
+            "autonomous_system_number": record.asn, "autonomous_system_organization": record.operator,
+            "country": {"iso_code": record.country}, "connection_type": record.connection})
+    writer.to_db_file(str(path))
 
 
 # --- replaying ------------------------------------------------------------------
@@ -148,13 +195,16 @@ class Evaluation:
 
     outcomes: tuple[Outcome, ...]
     rules: tuple[str, ...]
+    networks: str = ""   # whether a network database was configured
 
 
-def replay(scenarios: Sequence[Scenario], settings: Mapping[str, str] | None = None,
-           plugins: Iterable[tuple[str, object]] = (), db_url: str | None = None) -> Evaluation:
+def replay(corpus: Corpus, settings: Mapping[str, str] | None = None,
+           plugins: Iterable[tuple[str, object]] = (), db_url: str | None = None,
+           network_database: bool = True) -> Evaluation:
     """Run every scenario through a fresh application with the test settings
     plus ``settings``, on ``db_url`` (a migrated database holding no users
-    yet) or else a scratch SQLite database."""
+    yet) or else a scratch SQLite database; with a network database made of
+    the corpus's networks unless ``network_database`` is False."""
     import time_machine
 
     from guestguard import make_config
@@ -165,20 +215,24 @@ def replay(scenarios: Sequence[Scenario], settings: Mapping[str, str] | None = N
         if db_url is None:
             migrate(url)
         raw = {**settings_for(url), "app.trusted_proxies": PROXY, **(settings or {})}
+        if network_database and corpus.networks:
+            write_network_database(corpus.networks, f"{directory}/networks.mmdb")
+            raw["guard.network_databases"] = f"{directory}/networks.mmdb"
         wsgi = make_config(raw, environ={}, extra_plugins=plugins).make_wsgi_app()
         try:
             app = new_client(wsgi)
             with time_machine.travel(START, tick=False) as clock:
                 host = _host(app, wsgi.registry)
                 outcomes = []
-                for number, scenario in enumerate(scenarios):
+                for number, scenario in enumerate(corpus.scenarios):
                     start = START + (number + 1) * SLOT
                     clock.move_to(start)
                     outcomes.append(_play(app, host, scenario, start, clock))
             rules = tuple(rule.name for rule in wsgi.registry["guard.rules"])
         finally:
             wsgi.registry["db.engine"].dispose()
-    return Evaluation(tuple(outcomes), rules)
+    return Evaluation(tuple(outcomes), rules, "network database" if "guard.network_databases" in raw else
+                      "no network database")
 
 
 def _host(app, registry) -> dict[str, Any]:
@@ -191,8 +245,10 @@ def _play(app, host: dict[str, Any], scenario: Scenario, start: dt.datetime, clo
     from guestguard.testing import bearer_for
 
     ada = bearer_for(app, "ada@example.com")  # a fresh sign-in: the clock has moved
-    guest = app.post_json(f"{host['url']}/guests", {"name": scenario.name, "email": f"{scenario.name}@example.com"},
-                          headers=ada, status=201).json["guest"]
+    fields = {"name": scenario.name, "email": f"{scenario.name}@example.com"}
+    if scenario.phone:
+        fields["phone"] = scenario.phone
+    guest = app.post_json(f"{host['url']}/guests", fields, headers=ada, status=201).json["guest"]
     tokens = [app.post_json(f"{host['url']}/guests/{guest['id']}/tokens", {}, headers=ada, status=201).json["token"]]
     for step in scenario.steps:
         clock.move_to(start + step.at)
@@ -291,7 +347,7 @@ def table(measures: Sequence[Measure]) -> str:
 def report(evaluation: Evaluation, *, verbose: bool = False) -> str:
     """Both halves' tables (and, when ``verbose``, every scenario's verdict)."""
     outcomes, rules = evaluation.outcomes, evaluation.rules
-    parts = []
+    parts = [f"rules: {', '.join(rules)}; {evaluation.networks or 'networks as configured'}"]
     for split in (*SPLITS, "all"):
         chosen = in_split(outcomes, split)
         shared = sum(o.scenario.label == SHARED for o in chosen)

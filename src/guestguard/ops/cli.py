@@ -202,11 +202,47 @@ def cmd_guard_evaluate(args) -> int:
     ini = get_appsettings(args.ini, name="main")
     settings = {name: value for name, value in ini.items() if name.startswith(("guard.", "plugins."))}
     try:
-        scenarios = evaluation.load_corpus(args.corpus)
+        corpus = evaluation.load_corpus(args.corpus)
     except (OSError, ValueError) as exc:
         print(f"guestguard: guard evaluate: {exc}", file=sys.stderr)
         return 2
-    print(evaluation.report(evaluation.replay(scenarios, settings), verbose=args.verbose))
+    result = evaluation.replay(corpus, settings, network_database=not args.no_network_database)
+    print(evaluation.report(result, verbose=args.verbose))
+    return 0
+
+
+def cmd_guard_update_ranges(args) -> int:
+    """Fetch the operators' current published ranges into the file
+    ``guard.published_ranges`` names (written whole, then moved into place)."""
+    import datetime as dt
+    import json
+    import os
+    import tempfile
+
+    from guestguard.guard.signals import builtin_ranges, fetch_url, refresh_ranges
+
+    target = get_appsettings(args.ini, name="main").get("guard.published_ranges", "")
+    if not target:
+        print("guestguard: guard update-ranges: set guard.published_ranges to the file to write (the ranges "
+              "shipped with GuestGuard are not updated in place)", file=sys.stderr)
+        return 2
+    path = Path(target)
+    try:
+        current = json.loads(path.read_text()) if path.exists() else builtin_ranges()
+        fetch = (lambda url: Path(args.offline, url.rsplit("/", 1)[-1].split("?")[0]).read_text()) \
+            if args.offline else fetch_url
+        fresh, report = refresh_ranges(current, fetch)
+    except (OSError, ValueError, KeyError, SettingsError) as exc:
+        print(f"guestguard: guard update-ranges: {exc}", file=sys.stderr)
+        return 2
+    fresh["updated"] = dt.datetime.now(dt.UTC).date().isoformat()
+    handle, scratch = tempfile.mkstemp(dir=path.parent, prefix=".ranges-")
+    with os.fdopen(handle, "w") as out:
+        json.dump(fresh, out, indent=1)
+    Path(scratch).replace(path)
+    for line in report:
+        print(line)
+    print(f"written to {path}; restart the web and worker processes to use them")
     return 0
 
 
@@ -215,6 +251,26 @@ def _positive(value: str) -> int:
     if number < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number above 0, got {value}")
     return number
+
+
+def _add_guard_commands(sub) -> None:
+    guard = sub.add_parser("guard", help="the access rules: how well they tell shared links from guests")
+    guard_sub = guard.add_subparsers(dest="guard_command", required=True)
+    evaluate = guard_sub.add_parser("evaluate", help="replay the scenario corpus and print precision, recall "
+                                    "and false-positive rate per rule, for the tuning and held-out halves")
+    evaluate.add_argument("ini", help="the guard.* and plugins.* settings are taken from it (its database is "
+                          "not touched: the scenarios run on a scratch one)")
+    evaluate.add_argument("--corpus", help="a scenario file of the same format (default: the built-in corpus)")
+    evaluate.add_argument("--verbose", action="store_true", help="also each scenario's verdict and evidence")
+    evaluate.add_argument("--no-network-database", action="store_true",
+                          help="without the corpus's network database: networks are address prefixes")
+    evaluate.set_defaults(func=cmd_guard_evaluate)
+    update = guard_sub.add_parser("update-ranges", help="fetch the address ranges mail scanners, clouds, "
+                                  "corporate proxies and privacy relays publish, into guard.published_ranges")
+    update.add_argument("ini")
+    update.add_argument("--offline", metavar="DIR", help="read each list from DIR (by the last part of its "
+                        "address) instead of fetching it, for machines without outside access")
+    update.set_defaults(func=cmd_guard_update_ranges)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -258,15 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     events_replay.add_argument("--dead", action="store_true", help="every dead event")
     events_replay.set_defaults(func=cmd_events_replay)
 
-    guard = sub.add_parser("guard", help="the access rules: how well they tell shared links from guests")
-    guard_sub = guard.add_subparsers(dest="guard_command", required=True)
-    evaluate = guard_sub.add_parser("evaluate", help="replay the scenario corpus and print precision, recall "
-                                    "and false-positive rate per rule, for the tuning and held-out halves")
-    evaluate.add_argument("ini", help="the guard.* and plugins.* settings are taken from it (its database is "
-                          "not touched: the scenarios run on a scratch one)")
-    evaluate.add_argument("--corpus", help="a scenario file of the same format (default: the built-in corpus)")
-    evaluate.add_argument("--verbose", action="store_true", help="also each scenario's verdict and evidence")
-    evaluate.set_defaults(func=cmd_guard_evaluate)
+    _add_guard_commands(sub)
 
     admin = sub.add_parser("create-admin", help="create or promote a platform admin")
     admin.add_argument("ini")
