@@ -23,6 +23,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from guestguard.guard.feedback import text_table
+
 ORDINARY, SHARED = "ordinary", "shared"
 LABELS = (ORDINARY, SHARED)
 TUNING, HELD_OUT = "tuning", "held-out"
@@ -337,11 +339,7 @@ def table(measures: Sequence[Measure]) -> str:
     head = ("rule", "flagged", "true+", "false+", "precision", "recall", "false+ rate")
     rows = [(m.rule, str(m.flagged), str(m.true_positives), str(m.false_positives), _ratio(m.precision),
              _ratio(m.recall), _ratio(m.false_positive_rate)) for m in measures]
-    widths = [max(len(row[i]) for row in [head, *rows]) for i in range(len(head))]
-    lines = ["  ".join(cell.ljust(width) if i == 0 else cell.rjust(width)
-                       for i, (cell, width) in enumerate(zip(row, widths, strict=True)))
-             for row in [head, *rows]]
-    return "\n".join(lines)
+    return text_table(head, rows)
 
 
 def report(evaluation: Evaluation, *, verbose: bool = False) -> str:

@@ -26,6 +26,7 @@ from guestguard.db import lock_row, utcnow
 from guestguard.events import invitations
 from guestguard.events.models import Event, Guest, InvitationLink
 from guestguard.events.services import EventsError
+from guestguard.guard.feedback import REVIEWS
 from guestguard.guard.models import FLAG_DISMISSED, FLAG_OPEN, FLAG_RESOLVED, OK, VIEW, AccessEntry, Flag
 from guestguard.guard.signals import Signals, enrich, phone_country
 from guestguard.pagination import DESCENDING, ID, TIME, Key, Keyset
@@ -217,6 +218,7 @@ def _close(ctx, flags: list[Flag], status: str) -> None:
     now, actor = utcnow(), ctx.actor_id
     for flag in flags:
         flag.status, flag.closed_at, flag.closed_by_id = status, now, actor
+        REVIEWS.labels(rule=flag.rule, verdict=status).inc()
         record(ctx, f"flag.{status}", actor_id=actor, workspace_id=flag.workspace_id, target_type="flag",
                target_id=flag.id, guest_id=str(flag.guest_id), rule=flag.rule)
 

@@ -400,6 +400,7 @@ def signals_from(settings: Mapping[str, Any]) -> Signals:
     """The signals the settings configure (read at startup: a file that
     cannot be read stops the app with a SettingsError)."""
     paths = settings["guard.network_databases"]
+    _crawler_patterns()  # compiled now, not in a guest's request
     return Signals(PublishedRanges.load(settings["guard.published_ranges"]),
                    NetworkDatabases(paths) if paths else None)
 

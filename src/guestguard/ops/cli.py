@@ -246,6 +246,27 @@ def cmd_guard_update_ranges(args) -> int:
     return 0
 
 
+def cmd_guard_report(args) -> int:
+    """Each rule's flags and what the hosts made of them."""
+    import datetime as dt
+    import uuid
+
+    from guestguard.guard.feedback import report, rule_feedback
+
+    try:
+        workspace = uuid.UUID(args.workspace) if args.workspace else None
+    except ValueError:
+        print(f"guestguard: guard report: not a workspace id: {args.workspace}", file=sys.stderr)
+        return 2
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(days=args.days)
+    with _transaction(args.ini) as ctx:
+        feedback = rule_feedback(ctx.db, since=since, workspace_id=workspace)
+    print(f"flags raised in the last {args.days} days{f' in workspace {workspace}' if workspace else ''}; "
+          "confirmed = the host revoked and reissued the link, precision = confirmed / (confirmed + dismissed)")
+    print(report(feedback))
+    return 0
+
+
 def _positive(value: str) -> int:
     number = int(value)
     if number < 1:
@@ -271,6 +292,12 @@ def _add_guard_commands(sub) -> None:
     update.add_argument("--offline", metavar="DIR", help="read each list from DIR (by the last part of its "
                         "address) instead of fetching it, for machines without outside access")
     update.set_defaults(func=cmd_guard_update_ranges)
+    feedback = guard_sub.add_parser("report", help="each rule's flags, and how many the hosts dismissed or "
+                                    "confirmed (revoke and reissue): its precision as hosts judge it")
+    feedback.add_argument("ini")
+    feedback.add_argument("--days", type=_positive, default=90, help="flags raised in the last DAYS days (90)")
+    feedback.add_argument("--workspace", help="one workspace's flags (its id)")
+    feedback.set_defaults(func=cmd_guard_report)
 
 
 def build_parser() -> argparse.ArgumentParser:
