@@ -105,7 +105,6 @@ def test_published_ranges_that_cannot_be_read_are_refused(tmp_path):
     ("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", "66.249.66.1", "Googlebot",
      "crawler", False, True),
     ("python-requests/2.32.3", "86.150.1.2", "python-requests", PROGRAM, False, False),
-    ("", "86.150.1.2", "a program without a name", PROGRAM, False, False),
     ("Mozilla/5.0", "86.150.1.2", "a program without a name", PROGRAM, False, False),
     (EDGE, "167.99.45.12", "a program on DigitalOcean servers", PROGRAM, False, False),
 ])
@@ -116,7 +115,7 @@ def test_programs_are_known_by_user_agent_and_address(user_agent, ip, name, kind
 
 def test_people_are_no_program_and_one_phones_browsers_are_one_device():
     signals = Signals(PublishedRanges(RANGES))
-    for user_agent in (IPHONE, IPHONE_OUTLOOK, ANDROID, EDGE):
+    for user_agent in (IPHONE, IPHONE_OUTLOOK, ANDROID, EDGE, ""):
         assert signals.fetcher(user_agent, "86.150.1.2") is None
     assert signals.fetcher(IPHONE, "165.225.72.9") is None, "a person behind the company's proxy"
     assert handset_of(IPHONE) == handset_of(IPHONE_OUTLOOK) == "an iPhone (iOS 18)"

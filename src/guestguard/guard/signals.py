@@ -51,7 +51,7 @@ CONNECTION_TYPES = {"cellular": MOBILE, "cable/dsl": RESIDENTIAL, "corporate": C
 PRIVATE_CHATS = ("WhatsApp", IMESSAGE, "Signal", "Viber")
 # crawler-user-agents tags of crawlers that index public pages.
 PUBLIC_CRAWLER_TAGS = {"search-engine", "seo", "ads", "archiver", "aggregator", "feed-reader"}
-BARE_USER_AGENT = re.compile(r"^(?:Mozilla/\d\.\d)?$")
+BARE_USER_AGENT = re.compile(r"^Mozilla/\d\.\d$")
 # Fetchers no pattern list names but that fetch links for mail services.
 MAIL_FETCHERS = (("barracuda", "Barracuda Email Protection"), ("googleimageproxy", "Gmail's image proxy"),
                  ("yahoomailproxy", "Yahoo Mail's image proxy"), ("mimecast", "Mimecast URL Protect"),
@@ -341,7 +341,9 @@ class Signals:
             return Fetcher(operator.service or operator.name, MAIL_SECURITY, expected=True)
         if BARE_USER_AGENT.match(user_agent.strip()):
             # A browser always names itself; Apple Mail Privacy Protection
-            # fetches through its relays with just "Mozilla/5.0".
+            # fetches through its relays with just "Mozilla/5.0". (A request
+            # with no user agent at all, an API client's, stays a person, as
+            # the access log has always counted it.)
             if operator is not None and operator.kind == "privacy relay":
                 return Fetcher("Apple Mail Privacy Protection", MAIL_SECURITY, expected=True)
             return Fetcher("a program without a name", PROGRAM, expected=False)
