@@ -29,6 +29,10 @@ same run, so the figures compare across machines. Nothing here asserts.
    Core, psycopg 3 and Jinja2 doing the same essential SQL) under the same
    gunicorn, with CPU per request, worker memory and SQL statements per
    request. Skipped like part 5, and without wrk.
+8. The guard's judgement (``guestguard guard evaluate``): the scenario
+   corpus replayed through the invitation pages, and each access rule's
+   precision, recall and false-positive rate on the tuning and held-out
+   halves. Not a speed: how often a host is told the truth.
 """
 from __future__ import annotations
 
@@ -43,6 +47,7 @@ from pyramid.config import Configurator
 from pyramid.scripting import prepare
 
 from guestguard import make_config
+from guestguard.guard import evaluation
 from guestguard.notifications.models import Notification
 from guestguard.notifications.services import queue_notification
 from guestguard.testing import migrate
@@ -182,6 +187,11 @@ def main() -> int:
     events.main()
     guard.main()
     hotpath.main()
+    print("the guard's judgement on the scenario corpus (guestguard guard evaluate)")
+    corpus = evaluation.load_corpus()
+    print(evaluation.report(evaluation.replay(corpus)))
+    print("the same without a network database (address prefixes only)")
+    print(evaluation.report(evaluation.replay(corpus, network_database=False)))
     return 0
 
 

@@ -84,8 +84,8 @@ def visit(app, token, ip, agent, path="/access/{}", status=200, **kwargs):
     return app.get(path.format(token), headers=headers, extra_environ=environ, status=status, **kwargs)
 
 
-def answer(app, token, ip, agent, response="yes", status=303):
-    return app.post(f"/rsvp/{token}", {"response": response, "plus_ones": "0"}, status=status,
+def answer(app, token, ip, agent, response="yes", status=303, plus_ones=0):
+    return app.post(f"/rsvp/{token}", {"response": response, "plus_ones": str(plus_ones)}, status=status,
                     headers={"X-Forwarded-For": ip, "User-Agent": agent}, extra_environ={"REMOTE_ADDR": PROXY})
 
 
@@ -178,13 +178,16 @@ def test_a_link_used_from_many_networks_and_devices_is_flagged_with_its_evidence
     assert set(flags) == {"networks", "devices"}
     networks = flags["networks"]
     assert networks["guest_id"] == guest["id"] and networks["status"] == "open"
-    assert networks["evidence"].startswith("used from 5 different networks within ")
-    assert "203.0.113.0/24" in networks["evidence"] and "172.16.9.0/24" in networks["evidence"]
-    assert networks["score"] == 60, "45 at the first network over 3, 15 more for the next"
+    assert networks["evidence"].startswith("opened from 5 different networks within a minute, on 5 devices")
+    # Addresses and user agents stay in the details, out of the words for the host.
+    assert "203.0.113" not in networks["evidence"] and "Mozilla" not in networks["evidence"]
+    assert networks["score"] == 70, "45 at the first network over 3, 15 more for the next, 10 for several devices"
     assert networks["details"]["networks"][0] == "203.0.113.0/24"
+    assert networks["details"]["uses"][0]["ip"] == "203.0.113.5"
+    assert networks["details"]["advice"].startswith("Ask the guest")
     devices = flags["devices"]
-    assert devices["evidence"].startswith("opened on 5 kinds of device within ")
-    assert "Mobile Safari on iOS" in devices["evidence"]
+    assert devices["evidence"].startswith("opened by 5 different people within a minute, on an iPhone (iOS 17), ")
+    assert "Chrome on Windows" in devices["evidence"]
     # One open flag per rule: later findings strengthen it instead of piling up.
     assert len(flags_of(app, host)) == 2
     flagged = listener.named("access.flagged")
@@ -208,14 +211,23 @@ def test_a_guest_on_a_phone_and_a_laptop_at_home_is_not_flagged(app, host, guest
     assert listener.named("invitation.opened"), "the guest's first open is announced"
 
 
-def test_an_answer_from_another_device_on_another_network_is_flagged(app, host, guest_link):
+def test_an_answer_with_plus_ones_from_another_party_is_flagged(app, host, guest_link):
     guest, token = guest_link
     visit(app, token, "81.2.69.160", IPHONE)
-    answer(app, token, "198.51.100.20", LINUX)
+    answer(app, token, "198.51.100.20", LINUX, plus_ones=1)
     (flag,) = flags_of(app, host)
-    assert flag["rule"] == "rsvp_device"
-    assert flag["evidence"] == ("answered from Firefox on Linux on network 198.51.100.0/24; the invitation "
-                                "was first opened from Mobile Safari on iOS on network 81.2.69.0/24")
+    assert flag["rule"] == "rsvp_device" and flag["score"] == 60
+    assert flag["evidence"] == ("answered with 1 plus-one on Firefox on Linux from an unknown network; the "
+                                "invitation was first opened on an iPhone (iOS 17) from an unknown network")
+    assert flag["details"]["answer_network"] == "198.51.100.0/24" and flag["details"]["plus_ones"] == 1
+
+
+def test_an_answer_from_the_guests_own_laptop_or_without_plus_ones_is_not_flagged(app, host, guest_link):
+    guest, token = guest_link
+    visit(app, token, "81.2.69.160", IPHONE)
+    answer(app, token, "198.51.100.20", LINUX)  # on the laptop at work, bringing nobody
+    answer(app, token, "81.2.69.7", WINDOWS, plus_ones=1)  # at home, the first open's household
+    assert flags_of(app, host) == []
 
 
 def test_using_a_replaced_link_is_flagged(app, host, guest_link):
@@ -224,15 +236,28 @@ def test_using_a_replaced_link_is_flagged(app, host, guest_link):
     visit(app, old, "198.51.100.20", WINDOWS, status=404)
     (flag,) = flags_of(app, host)
     assert flag["rule"] == "revoked_link" and flag["guest_id"] == guest["id"]
-    assert "old link was used" in flag["evidence"] and "198.51.100.0/24" in flag["evidence"]
+    assert flag["evidence"].startswith("the old link was opened a minute after it was replaced by someone who "
+                                       "had not used it before, on Chrome on Windows")
+    assert flag["details"]["network"] == "198.51.100.0/24"
 
 
-def test_a_burst_of_opens_is_flagged(app, host, guest_link):
+def test_the_guest_clicking_an_old_email_on_their_own_phone_is_not_flagged(app, host, guest_link):
+    guest, old = guest_link
+    visit(app, old, "81.2.69.160", IPHONE)
+    issue(app, host, guest)
+    visit(app, old, "148.252.1.10", IPHONE, status=404)  # the same phone, now on mobile data
+    assert flags_of(app, host) == []
+
+
+def test_a_burst_of_opens_by_several_people_is_flagged_and_one_reloading_is_not(app, host, guest_link):
     guest, token = guest_link
     for _ in range(11):
-        visit(app, token, "81.2.69.160", IPHONE)
+        visit(app, token, "81.2.69.160", IPHONE)  # the guest reloading while deciding
+    assert flags_of(app, host) == []
+    visit(app, token, "198.51.100.20", WINDOWS)
     (flag,) = flags_of(app, host)
-    assert flag["rule"] == "burst" and flag["evidence"].startswith("opened 11 times within ")
+    assert flag["rule"] == "burst" and flag["evidence"].startswith("opened 12 times within ")
+    assert flag["evidence"].endswith("by 2 different people")
 
 
 def test_a_chat_preview_is_flagged_and_is_no_open(app, host, guest_link, run_in_request):
@@ -305,13 +330,15 @@ def test_revoke_and_reissue_sends_a_new_link_and_resolves_the_flags(app, host, g
     (flag,) = flags_of(app, host)
     body = app.post_json(f"{host['url']}/flags/{flag['id']}/reissue", {}, headers=host["ada"], status=202).json
     assert body == {"guest_id": guest["id"], "channel": "email", "resolved": [flag["id"]]}
-    visit(app, token, "203.0.0.1", WINDOWS, status=404)  # the shared link no longer works
+    visit(app, token, "203.0.0.1", WINDOWS, status=404)  # the shared link no longer works, even for its user
     messages = [m for _, m in app.app.registry["notifications.providers_by_name"]["console"].messages]
     (sent,) = [m for m in messages if m.recipient == "grace@example.com"]
     new_token = sent.text.split("/access/")[1].split()[0]
     assert "Grace Hopper" in visit(app, new_token, "81.2.69.160", IPHONE).text
     assert [f["status"] for f in flags_of(app, host, rule="networks")] == ["resolved"]
-    # Whoever kept the shared link and tried it again is noticed in turn.
+    assert flags_of(app, host, status="open") == []
+    # Someone new who got the shared link and tries it is noticed in turn.
+    visit(app, token, "198.51.100.77", ANDROID, status=404)
     assert [f["rule"] for f in flags_of(app, host, status="open")] == ["revoked_link"]
     assert app.get(f"{host['url']}/guests/{guest['id']}", headers=host["ada"]).json["guest"]["open_flags"] == 1
 
@@ -368,7 +395,7 @@ def test_the_feed_lists_opens_answers_changes_flags_and_deliveries_in_order(app,
     assert [item["summary"] for item in items][:4] == [
         "Invitation sent to Grace Hopper by email", "Grace Hopper opened the invitation",
         "Grace Hopper answered maybe", "Grace Hopper changed the answer from maybe to yes"]
-    assert items[4]["summary"].startswith("Grace Hopper's link was flagged: used from 4 different networks")
+    assert items[4]["summary"].startswith("Grace Hopper's link was flagged: opened from 4 different networks")
     assert all(item["guest_id"] == guest["id"] for item in items)
     # Keyset pages, both ways; the last id is where a poller continues.
     first = app.get(f"{host['url']}/activity", params={"limit": 2}, headers=host["ada"]).json
@@ -579,7 +606,7 @@ def test_uses_are_scored_in_batches_and_the_sweep_leaves_none_behind(make_app, r
     assert 1 <= len(batches) <= 2, "one task per half second, not one per use"
     drain(huey, dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1))
     (flag,) = flags_of(app, host)
-    assert flag["rule"] == "networks" and flag["evidence"].startswith("used from 6 different networks")
+    assert flag["rule"] == "networks" and flag["evidence"].startswith("opened from 6 different networks")
     pending = select(func.count()).select_from(AccessEntry).where(AccessEntry.evaluated_at.is_(None))
     assert scalar(app, run_in_request, pending) == 0
 
@@ -589,7 +616,7 @@ def test_uses_are_scored_in_batches_and_the_sweep_leaves_none_behind(make_app, r
         link = request.db.scalar(select(InvitationLink).where(InvitationLink.revoked_at.is_(None)))
         request.db.add(AccessEntry(workspace_id=link.workspace_id, event_id=link.event_id, guest_id=link.guest_id,
                                    link_id=link.id, kind="view", outcome="ok", ip="198.51.100.1",
-                                   network="198.51.100.0/24", device="Chrome on Windows"))
+                                   network="198.51.100.0/24", device="Chrome on Windows", user_agent=WINDOWS))
 
     run_in_request(log_quietly, app.app.registry)
     assert scalar(app, run_in_request, pending) == 1

@@ -50,7 +50,7 @@ def test_the_event_page_shows_the_live_feed_and_the_flagged_guest(app, gala, run
     assert tallies == {"expected": "0", "yes": "0", "maybe": "0", "no": "0", "pending": "2", "invited": "0",
                        "opened": "1", "not_opened": "0"}
     items = [item.get_text(" ", strip=True) for item in feed.find_all("li")]
-    assert items[0].startswith("Grace Hopper's link was flagged: used from 4 different networks")
+    assert items[0].startswith("Grace Hopper's link was flagged: opened from 4 different networks")
     assert items[1].startswith("Grace Hopper opened the invitation")
     assert feed.find("ol")["aria-live"] == "polite"
     assert page.find("script", src=lambda src: src and src.endswith("/static/activity.js"))
@@ -70,7 +70,8 @@ def test_the_guest_page_explains_the_flag_and_the_links_use(app, gala, run_in_re
     page = soup(ada.get(gala["guest_page"]))
     flag = page.select_one(".flags .flag-open")
     assert "Many networks" in flag.find(class_="row-title").get_text()
-    assert flag.find(class_="flag-evidence").get_text().startswith("Used from 4 different networks within ")
+    assert flag.find(class_="flag-evidence").get_text().startswith("Opened from 4 different networks within ")
+    assert flag.find(class_="flag-advice").get_text().startswith("Ask the guest; if they did not mean to share it")
     buttons = [button.get_text() for button in flag.find_all("button")]
     assert buttons == ["Revoke link and send a new one", "Dismiss"]
     uses = page.find("table", class_="uses")

@@ -36,7 +36,8 @@ def test_health(app):
 
 def test_readyz_reports_each_component(app):
     response = app.get("/readyz")
-    assert response.json == {"status": "ok", "checks": {"database": "ok", "queue": "ok"}}
+    assert response.json == {"status": "ok", "checks": {"database": "ok", "queue": "ok"}, "details": {
+        "guard_networks": "address prefixes (/24, /48) and published ranges: no network database configured"}}
 
 
 def test_readyz_is_503_naming_the_database_when_it_is_unreachable(make_app):

@@ -176,8 +176,17 @@ class AccessUse:
     ``kind`` is ``view``, ``rsvp``, ``calendar`` or ``check_in``; ``outcome``
     is ``ok``, ``revoked`` or ``expired``. ``network`` is the address's /24
     (IPv4) or /48 (IPv6); ``device`` the browser and system ("Chrome Mobile
-    on Android"); ``automated`` marks link previews and crawlers, which no
-    person drove."""
+    on Android"); ``automated`` marks programs (link previews, mail
+    scanners, crawlers), which no person drove.
+
+    The guard fills in the rest before the rules see a use: ``fetcher``, the
+    program that fetched (a ``guestguard.guard.signals.Fetcher``: name, kind,
+    whether it is expected, whether it means the link is public; None for a
+    person); ``where``, the network (a ``guestguard.guard.signals.Network``:
+    ``key``, what counts as one network — a carrier's or a company proxy's
+    whole pool —, operator, kind, country, city, and ``name`` in words); and
+    ``handset``, the device with the browser set aside on phones ("iPhone on
+    iOS 18")."""
 
     id: uuid.UUID
     at: dt.datetime
@@ -188,6 +197,9 @@ class AccessUse:
     device: str
     user_agent: str
     automated: bool
+    fetcher: Any = None
+    where: Any = None
+    handset: str = ""
 
 
 @dataclass(frozen=True)
@@ -195,13 +207,16 @@ class AccessHistory:
     """What a rule knows when it scores ``use``: the same token's other uses
     in the last ``window`` (oldest first, at most a thousand, ``use``
     excluded), the first time a person opened the link (``first_open``, None
-    when ``use`` is it; read from the database only if a rule asks), and the
-    token's state."""
+    when ``use`` is it; read from the database only if a rule asks), the
+    token's state, the plus-ones the guest has said are coming, and the
+    country of the guest's phone number ("GB"; empty when unknown)."""
 
     use: AccessUse
     recent: tuple[AccessUse, ...]
     window: dt.timedelta
     link_revoked_at: dt.datetime | None = None
+    plus_ones: int = 0
+    phone_country: str = ""
     load_first_open: Callable[[], AccessUse | None] = field(default=lambda: None, repr=False, compare=False)
 
     @functools.cached_property

@@ -363,19 +363,38 @@ CORE_SETTINGS: tuple[Setting, ...] = (
             "nightly, their counts kept per guest and day."),
     Setting("guard.rules_disabled", as_list, (),
             "Names of access rules not to run (built-in: networks, devices, revoked_link, "
-            "rsvp_device, burst, link_preview; plugins add more)."),
+            "rsvp_device, burst, link_preview, programs, public_link, first_open_elsewhere; plugins add more)."),
+    Setting("guard.published_ranges", as_str, "",
+            "JSON file of the address ranges mail scanners, clouds, corporate proxies and privacy relays "
+            "publish (written by guestguard guard update-ranges); empty: the set shipped with GuestGuard."),
+    Setting("guard.network_databases", as_list, (),
+            "MaxMind-format databases (GeoLite2/GeoIP2 ASN, Country or City, Connection-Type) telling "
+            "a use's operator, connection type and country, comma-separated paths; empty: networks are "
+            "address prefixes (/24, /48) and the published ranges."),
     Setting("guard.networks.threshold", as_int(1, 1000), 3,
-            "Flag a link used from more than this many networks (IPv4 /24, IPv6 /48) ..."),
+            "Flag a link used by people on more than this many networks (a carrier's or a company "
+            "proxy's pool is one network; without a network database, an IPv4 /24 or IPv6 /48) ..."),
     Setting("guard.networks.window_hours", as_int(1, 720), 24, "... within this many hours."),
+    Setting("guard.networks.one_device_minutes", as_int(1, 1440), 30,
+            "... or, when one device alone was used, within this many minutes (a phone moving between "
+            "networks over the day is its owner moving)."),
     Setting("guard.devices.threshold", as_int(1, 1000), 2,
-            "Flag a link opened on more than this many kinds of device (browser and system) ..."),
+            "Flag a link opened by more than this many parties (a person's devices, and a household's "
+            "on one home network, are one party) ..."),
     Setting("guard.devices.window_hours", as_int(1, 720), 24, "... within this many hours."),
     Setting("guard.burst.opens", as_int(2, 10000), 10,
-            "Flag a link opened more than this many times ..."),
+            "Flag a link opened more than this many times by more than one party ..."),
     Setting("guard.burst.window_minutes", as_int(1, 1440), 5, "... within this many minutes."),
     Setting("guard.rsvp_device.same_network_ok", as_bool, True,
-            "An answer from another device than the first open is not flagged when it comes "
-            "from the same network (a phone and a laptop at home)."),
+            "An answer bringing plus-ones from another party than the first open is flagged; true "
+            "counts an answer from the first open's home network as the same party."),
+    Setting("guard.previews.new_parties", as_int(1, 1000), 2,
+            "A preview in a private chat (WhatsApp, Messages) is flagged once more than this many new "
+            "parties open the link after it within the devices window."),
+    Setting("guard.programs.threshold", as_int(1, 10000), 5,
+            "Flag a link fetched more than this many times by programs that are neither a mail "
+            "scanner nor a chat preview nor a search engine ..."),
+    Setting("guard.programs.window_minutes", as_int(1, 1440), 60, "... within this many minutes."),
     Setting("guard.stream.url", as_url("redis", "rediss", "unix", "memory"), "memory://",
             "Where live activity is published for the hosts' streams: redis://host:port/db when "
             "web processes and workers are separate, memory:// for one process."),

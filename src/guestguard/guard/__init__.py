@@ -10,8 +10,10 @@ def includeme(config) -> None:
     from guestguard.guard.access import purge
     from guestguard.guard.flags import evaluate_pending, sweep_pending
     from guestguard.guard.rules import access_rules, history_window
+    from guestguard.guard.signals import signals_from
 
     settings = config.get_settings()
+    config.registry["guard.signals"] = signals_from(settings)
     config.registry["guard.rules"] = access_rules(settings, config.registry["plugins"])
     config.registry["guard.history_window"] = history_window(settings)
     config.include(".routes")

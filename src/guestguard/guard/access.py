@@ -12,7 +12,6 @@ a scanner can write here.
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import itertools
 import logging
 import time
@@ -29,6 +28,7 @@ from guestguard.events.invitations import Answer, latest_answer
 from guestguard.events.models import Event, Guest, InvitationLink
 from guestguard.guard.flags import evaluate_pending
 from guestguard.guard.models import ACCESS_KINDS, EXPIRED, OK, REVOKED, UNKNOWN, AccessEntry, AccessTally
+from guestguard.guard.signals import prefix_of as network_of
 from guestguard.workspaces.models import Workspace
 
 log = logging.getLogger(__name__)
@@ -138,19 +138,6 @@ def look_up(db, raw: object) -> TokenUse:
     return TokenUse(outcome, link, guest, event, latest)
 
 
-def network_of(ip: str) -> str:
-    """The /24 of an IPv4 address, the /48 of an IPv6 one: addresses one
-    household or office moves between count as one network."""
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return ""
-    if address.version == 6 and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    prefix = 24 if address.version == 4 else 48
-    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
-
-
 # Built once per process; every column is given, so the statement's shape
 # (and its compiled form in SQLAlchemy's cache) never changes.
 LOG_USE = insert(AccessEntry.__table__)
@@ -211,9 +198,11 @@ def user_agent_of(ctx) -> str:
 
 
 def is_person(ctx) -> bool:
-    """Whether the caller looks driven by a person, not a preview fetcher
-    or crawler (those must not count as the guest opening the invitation)."""
-    return not classify(user_agent_of(ctx)).automated
+    """Whether the caller looks driven by a person, not a program (a link
+    preview, a mail scanner, a crawler: those must not count as the guest
+    opening the invitation); ``guard.signals`` knows them by user agent and
+    by the address ranges their operators publish."""
+    return ctx.registry["guard.signals"].fetcher(user_agent_of(ctx), ctx.client_ip) is None
 
 
 # --- reading the log ---------------------------------------------------------------

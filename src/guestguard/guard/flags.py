@@ -26,7 +26,9 @@ from guestguard.db import lock_row, utcnow
 from guestguard.events import invitations
 from guestguard.events.models import Event, Guest, InvitationLink
 from guestguard.events.services import EventsError
+from guestguard.guard.feedback import REVIEWS
 from guestguard.guard.models import FLAG_DISMISSED, FLAG_OPEN, FLAG_RESOLVED, OK, VIEW, AccessEntry, Flag
+from guestguard.guard.signals import Signals, enrich, phone_country
 from guestguard.pagination import DESCENDING, ID, TIME, Key, Keyset
 from guestguard.plugins import AccessHistory, AccessUse, Finding
 
@@ -84,20 +86,28 @@ def evaluate_pending(request) -> list[Flag]:
                       .where(AccessEntry.id.in_(claimed))
                       .order_by(AccessEntry.link_id, AccessEntry.at, AccessEntry.id)).all()
     window: dt.timedelta = ctx.registry["guard.history_window"]
+    signals: Signals = ctx.registry["guard.signals"]
     flags = []
     for _, grouped in itertools.groupby(rows, key=lambda row: row[1].id):
         group = list(grouped)
         link, guest = group[0][1], group[0][2]
-        uses = [AccessUse(*row) for row in db.execute(
+        uses = [enrich(signals, AccessUse(*row)) for row in db.execute(
             select(*USE_COLUMNS)
             .where(AccessEntry.link_id == link.id, AccessEntry.at >= group[0][0].at - window,
                    AccessEntry.at <= group[-1][0].at)
             .order_by(AccessEntry.at, AccessEntry.id))]
+        known = {use.id: use for use in uses}
+        for entry, _, _ in group:
+            use = known.get(entry.id) or enrich(signals, as_use(entry))
+            if use.automated and not entry.automated:
+                entry.automated = True  # a program the request took for a person: logged as one from now on
         for entry, _, _ in group:
             recent = [u for u in uses if entry.at - window <= u.at <= entry.at and u.id != entry.id]
-            history = AccessHistory(use=as_use(entry), recent=tuple(recent[-HISTORY_LIMIT:]), window=window,
-                                    link_revoked_at=link.revoked_at,
-                                    load_first_open=functools.partial(first_open_of, db, entry))
+            history = AccessHistory(use=known.get(entry.id) or enrich(signals, as_use(entry)),
+                                    recent=tuple(recent[-HISTORY_LIMIT:]), window=window,
+                                    link_revoked_at=link.revoked_at, plus_ones=guest.plus_ones_coming or 0,
+                                    phone_country=phone_country(guest.phone),
+                                    load_first_open=functools.partial(first_open_of, db, entry, signals))
             flags += run_rules(ctx, history, guest, link)
     return flags
 
@@ -109,14 +119,14 @@ def sweep_pending(request) -> list[Flag]:
     return evaluate_pending(request)
 
 
-def first_open_of(db, entry: AccessEntry) -> AccessUse | None:
+def first_open_of(db, entry: AccessEntry, signals: Signals) -> AccessUse | None:
     """The first time a person opened the link, unless ``entry`` is it."""
     first = db.execute(
         select(*USE_COLUMNS)
         .where(AccessEntry.link_id == entry.link_id, AccessEntry.kind == VIEW, AccessEntry.outcome == OK,
                AccessEntry.automated.is_(False))
         .order_by(AccessEntry.at, AccessEntry.id).limit(1)).first()
-    return AccessUse(*first) if first is not None and first.id != entry.id else None
+    return enrich(signals, AccessUse(*first)) if first is not None and first.id != entry.id else None
 
 
 def run_rules(ctx, history: AccessHistory, guest: Guest, link: InvitationLink) -> list[Flag]:
@@ -208,6 +218,7 @@ def _close(ctx, flags: list[Flag], status: str) -> None:
     now, actor = utcnow(), ctx.actor_id
     for flag in flags:
         flag.status, flag.closed_at, flag.closed_by_id = status, now, actor
+        REVIEWS.labels(rule=flag.rule, verdict=status).inc()
         record(ctx, f"flag.{status}", actor_id=actor, workspace_id=flag.workspace_id, target_type="flag",
                target_id=flag.id, guest_id=str(flag.guest_id), rule=flag.rule)
 

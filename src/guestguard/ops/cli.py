@@ -225,6 +225,83 @@ def cmd_suppression(args) -> int:
     return 0 if args.suppression_command != "lift" or lifted else 1
 
 
+def cmd_guard_evaluate(args) -> int:
+    """Replay the scenario corpus through a scratch copy of the app with the
+    ini's guard settings and plugins, and print how well the rules did."""
+    try:
+        from guestguard.guard import evaluation
+    except ImportError as exc:  # pragma: no cover - the test extra is missing
+        print(f"guestguard: guard evaluate needs the test extra (pip install 'guestguard[test]'): {exc}",
+              file=sys.stderr)
+        return 2
+    ini = get_appsettings(args.ini, name="main")
+    settings = {name: value for name, value in ini.items() if name.startswith(("guard.", "plugins."))}
+    try:
+        corpus = evaluation.load_corpus(args.corpus)
+    except (OSError, ValueError) as exc:
+        print(f"guestguard: guard evaluate: {exc}", file=sys.stderr)
+        return 2
+    result = evaluation.replay(corpus, settings, network_database=not args.no_network_database)
+    print(evaluation.report(result, verbose=args.verbose))
+    return 0
+
+
+def cmd_guard_update_ranges(args) -> int:
+    """Fetch the operators' current published ranges into the file
+    ``guard.published_ranges`` names (written whole, then moved into place)."""
+    import datetime as dt
+    import json
+    import os
+    import tempfile
+
+    from guestguard.guard.signals import builtin_ranges, fetch_url, refresh_ranges
+
+    target = get_appsettings(args.ini, name="main").get("guard.published_ranges", "")
+    if not target:
+        print("guestguard: guard update-ranges: set guard.published_ranges to the file to write (the ranges "
+              "shipped with GuestGuard are not updated in place)", file=sys.stderr)
+        return 2
+    path = Path(target)
+    try:
+        current = json.loads(path.read_text()) if path.exists() else builtin_ranges()
+        fetch = (lambda url: Path(args.offline, url.rsplit("/", 1)[-1].split("?")[0]).read_text()) \
+            if args.offline else fetch_url
+        fresh, report = refresh_ranges(current, fetch)
+    except (OSError, ValueError, KeyError, SettingsError) as exc:
+        print(f"guestguard: guard update-ranges: {exc}", file=sys.stderr)
+        return 2
+    fresh["updated"] = dt.datetime.now(dt.UTC).date().isoformat()
+    handle, scratch = tempfile.mkstemp(dir=path.parent, prefix=".ranges-")
+    with os.fdopen(handle, "w") as out:
+        json.dump(fresh, out, indent=1)
+    Path(scratch).replace(path)
+    for line in report:
+        print(line)
+    print(f"written to {path}; restart the web and worker processes to use them")
+    return 0
+
+
+def cmd_guard_report(args) -> int:
+    """Each rule's flags and what the hosts made of them."""
+    import datetime as dt
+    import uuid
+
+    from guestguard.guard.feedback import report, rule_feedback
+
+    try:
+        workspace = uuid.UUID(args.workspace) if args.workspace else None
+    except ValueError:
+        print(f"guestguard: guard report: not a workspace id: {args.workspace}", file=sys.stderr)
+        return 2
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(days=args.days)
+    with _transaction(args.ini) as ctx:
+        feedback = rule_feedback(ctx.db, since=since, workspace_id=workspace)
+    print(f"flags raised in the last {args.days} days{f' in workspace {workspace}' if workspace else ''}; "
+          "confirmed = the host revoked and reissued the link, precision = confirmed / (confirmed + dismissed)")
+    print(report(feedback))
+    return 0
+
+
 def _positive(value: str) -> int:
     number = int(value)
     if number < 1:
@@ -249,6 +326,32 @@ def _add_suppression_commands(sub) -> None:
         if name == "lift":
             command.add_argument("--workspace", help="lift a guest's unsubscribe from this workspace only")
     suppression.set_defaults(func=cmd_suppression)
+
+
+def _add_guard_commands(sub) -> None:
+    guard = sub.add_parser("guard", help="the access rules: how well they tell shared links from guests")
+    guard_sub = guard.add_subparsers(dest="guard_command", required=True)
+    evaluate = guard_sub.add_parser("evaluate", help="replay the scenario corpus and print precision, recall "
+                                    "and false-positive rate per rule, for the tuning and held-out halves")
+    evaluate.add_argument("ini", help="the guard.* and plugins.* settings are taken from it (its database is "
+                          "not touched: the scenarios run on a scratch one)")
+    evaluate.add_argument("--corpus", help="a scenario file of the same format (default: the built-in corpus)")
+    evaluate.add_argument("--verbose", action="store_true", help="also each scenario's verdict and evidence")
+    evaluate.add_argument("--no-network-database", action="store_true",
+                          help="without the corpus's network database: networks are address prefixes")
+    evaluate.set_defaults(func=cmd_guard_evaluate)
+    update = guard_sub.add_parser("update-ranges", help="fetch the address ranges mail scanners, clouds, "
+                                  "corporate proxies and privacy relays publish, into guard.published_ranges")
+    update.add_argument("ini")
+    update.add_argument("--offline", metavar="DIR", help="read each list from DIR (by the last part of its "
+                        "address) instead of fetching it, for machines without outside access")
+    update.set_defaults(func=cmd_guard_update_ranges)
+    feedback = guard_sub.add_parser("report", help="each rule's flags, and how many the hosts dismissed or "
+                                    "confirmed (revoke and reissue): its precision as hosts judge it")
+    feedback.add_argument("ini")
+    feedback.add_argument("--days", type=_positive, default=90, help="flags raised in the last DAYS days (90)")
+    feedback.add_argument("--workspace", help="one workspace's flags (its id)")
+    feedback.set_defaults(func=cmd_guard_report)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -293,6 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     events_replay.set_defaults(func=cmd_events_replay)
 
     _add_suppression_commands(sub)
+    _add_guard_commands(sub)
 
     admin = sub.add_parser("create-admin", help="create or promote a platform admin")
     admin.add_argument("ini")

@@ -17,4 +17,10 @@ def readyz(request):
     ready, checks = run_checks(request.registry)
     request.response.status = 200 if ready else 503
     request.response.headers["Cache-Control"] = "no-store"
-    return {"status": "ok" if ready else "unavailable", "checks": checks}
+    body = {"status": "ok" if ready else "unavailable", "checks": checks}
+    signals = request.registry.get("guard.signals")
+    if signals is not None:
+        # Not a check: the guard works either way, but a host's flags are
+        # coarser without a network database, and the operator should know.
+        body["details"] = {"guard_networks": signals.network_source}
+    return body
