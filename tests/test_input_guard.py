@@ -13,7 +13,8 @@ from sqlalchemy import select
 from webob import Request
 
 from guestguard.accounts.models import AuthSession
-from guestguard.inputs import MAX_JSON_DEPTH, NAME_SHOWN
+from guestguard.errors import APIError
+from guestguard.inputs import MAX_JSON_DEPTH, NAME_SHOWN, check_json, check_pairs
 from guestguard.testing import TEST_PASSWORD, AppFactory, create_user, in_request, new_client, settings_for
 
 LIMIT = 4096
@@ -50,6 +51,64 @@ def post_json_bytes(client, body: bytes, path: str = API):
     return client.post(path, body, content_type="application/json", expect_errors=True)
 
 
+# --- the rules themselves, called directly (no request needed) -------------------------
+
+
+def refusal_of(check, data) -> tuple[int, str, str, dict] | None:
+    try:
+        check(data)
+    except APIError as error:
+        return error.code, error.error_code, error.error_message, error.extra
+    return None
+
+
+@pytest.mark.parametrize("data, where, problem", [
+    ({"a": "\u0000"}, "a", NUL), ({"a\u0000": 1}, "a\ufffd", NUL), ({"a": ["x", {"b": "\ud800"}]}, "a.1.b", SURROGATE),
+    ("\udfff", "body", SURROGATE), (["\u0000"], "0", NUL), ({"k" * 200: "\u0000"}, "k" * NAME_SHOWN, NUL),
+    ({"a": {"b": {"c": "x\ud800y"}}}, "a.b.c", SURROGATE),
+])
+def test_json_refusals_name_where_and_why(data, where, problem):
+    assert refusal_of(check_json, data) == (400, "bad_request", f"{where} {problem}.", {"fields": {where: problem}})
+
+
+@pytest.mark.parametrize("data", [None, 1, 2.5, True, "", "\ufffd\U0001f600", {"": ""}, [[], {}], {"a": [1, None]}])
+def test_json_of_text_and_other_values_passes(data):
+    assert refusal_of(check_json, data) is None
+
+
+def test_json_depth_counts_every_level_down_to_the_values():
+    deep = (400, "invalid_json",
+            f"The body is not valid JSON: it is nested more than {MAX_JSON_DEPTH} levels deep.", {})
+
+    def lists(depth: int, inner):
+        for _ in range(depth):
+            inner = [inner]
+        return inner
+
+    assert refusal_of(check_json, lists(MAX_JSON_DEPTH - 1, [])) is None  # 32 lists
+    assert refusal_of(check_json, lists(MAX_JSON_DEPTH, [])) == deep
+    assert refusal_of(check_json, lists(MAX_JSON_DEPTH - 1, "x")) is None  # the string is the 32nd level
+    assert refusal_of(check_json, lists(MAX_JSON_DEPTH, "x")) == deep
+    value = "x"
+    for _ in range(MAX_JSON_DEPTH - 1):
+        value = {"k": value}
+    assert refusal_of(check_json, value) is None
+    assert refusal_of(check_json, {"k": value}) == deep
+
+
+@pytest.mark.parametrize("pairs, where, problem", [
+    ([("a", "x"), ("b", "\u0000")], "b", NUL), ([("a\u0000", "x")], "a\ufffd", NUL),
+    ([("a", "\ud800")], "a", SURROGATE),
+    ([("", "\u0000")], '""', NUL), ([("f", b"bytes")], "f", FILE), ([("f", None)], "f", FILE),
+])
+def test_query_and_form_refusals_name_the_field(pairs, where, problem):
+    assert refusal_of(check_pairs, pairs) == (400, "bad_request", f"{where} {problem}.", {"fields": {where: problem}})
+
+
+def test_query_and_form_text_passes():
+    assert refusal_of(check_pairs, [("a", ""), ("", "b"), ("c", "\ufffd\u00e9\t\n")]) is None
+
+
 # --- the size of the body -----------------------------------------------------------
 
 
@@ -61,9 +120,9 @@ def test_a_body_of_the_limit_is_read_and_one_byte_more_is_413(client):
                                      "limit": LIMIT}
 
 
-def sent_without_length(site, body: bytes, content_type: str = "application/json"):
+def sent_without_length(site, body: bytes, content_type: str = "application/json", path: str = API):
     """A body streamed without Content-Length (chunked, as a proxy passes it on)."""
-    request = Request.blank(API, method="POST", environ={"REMOTE_ADDR": "127.0.0.1", "HTTP_HOST": "guestguard.test",
+    request = Request.blank(path, method="POST", environ={"REMOTE_ADDR": "127.0.0.1", "HTTP_HOST": "guestguard.test",
                                                         "wsgi.input_terminated": True})
     request.environ.pop("CONTENT_LENGTH", None)
     request.environ["CONTENT_TYPE"] = content_type
@@ -79,6 +138,12 @@ def test_a_json_body_without_a_length_is_read_up_to_the_limit_only(site):
     assert refused.status_int == 413
     assert json.loads(refused.body)["error"]["code"] == "too_large"
     assert sent_without_length(site, json.dumps({"name\u0000": 1}).encode()).status_int == 400
+    login = json.dumps({"email": "ada@example.com", "password": "not the password"}).encode()
+    whole = sent_without_length(site, login + b" " * (LIMIT - len(login)), path="/api/v1/auth/login")
+    assert whole.status_int == 401, "a body of the limit reaches the view whole"
+    refused = sent_without_length(site, login + b" " * (LIMIT + 1 - len(login)), path="/api/v1/auth/login")
+    assert (refused.status_int, json.loads(refused.body)) == (413, {"error": {
+        "code": "too_large", "message": f"The body is larger than {LIMIT} bytes.", "limit": LIMIT}})
 
 
 # --- the address and the headers -------------------------------------------------------
@@ -102,6 +167,16 @@ def test_a_nul_in_a_header_is_dropped_and_the_rest_kept(client, site):
         return {session.user_agent for session in request.db.scalars(select(AuthSession))}
 
     assert "Mozilla/5.0 (X11)" in in_request(site.app.registry, agents)
+
+
+def test_only_headers_lose_their_nul(site):
+    """The body's type is no header of the environ's HTTP_ kind: a NUL
+    there is left, and such a body is not read as JSON."""
+    body = json.dumps({"name": "a\u0000"}).encode()
+    request = Request.blank(API, method="POST", environ={"REMOTE_ADDR": "127.0.0.1", "HTTP_HOST": "guestguard.test",
+                                                        "CONTENT_TYPE": "application/json\x00", "wsgi.input":
+                                                        io.BytesIO(body), "CONTENT_LENGTH": str(len(body))})
+    assert request.get_response(site.app).status_int == 404
 
 
 # --- the query string ---------------------------------------------------------------

@@ -85,7 +85,7 @@ TARGETS = (
         "guestguard.activity.stream": ("redeem_ticket", "still_allowed"),
         "guestguard.workspaces.services": ("api_key_for", "invitation_for_token"),
         "guestguard.accounts.services": ("_consume_user_token", "check_reset_token"),
-    }, ("tests/test_token_edges.py",)),
+    }, ("tests/test_token_lookups.py",)),
     Target("csrf", {"guestguard.web": ("csrf_applies",), "guestguard.csrf": (
         "LoginBoundCSRF.__init__", "LoginBoundCSRF._of_login", "LoginBoundCSRF.new_csrf_token",
         "LoginBoundCSRF.get_csrf_token", "LoginBoundCSRF.check_csrf_token")},
