@@ -65,7 +65,7 @@ TARGETS = (
     Target("tokens", {"guestguard.accounts.tokens": ("new_token", "hash_token", "matches", "looks_like_token")},
            ("tests/test_token_shapes.py",)),
     Target("passwords", {"guestguard.accounts.passwords": ("password_problem", "Passwords.verify")},
-           ("tests/test_input_edges.py",)),
+           ("tests/test_password_rules.py",)),
     Target("sessions", {"guestguard.accounts.sessions": (
         "start_session", "encode_access_token", "decode_access_token", "made_here", "session_from_access_token",
         "session_from_cookie", "_usable", "rotate_refresh_token", "revoke")},
