@@ -294,9 +294,21 @@ def test_a_refresh_token_that_another_request_rotated_first_ends_the_login(db, s
     token = db.query(RefreshToken).filter_by(token_hash=hash_token(pair.refresh_token)).one()
     db.execute(RefreshToken.__table__.update().where(RefreshToken.id == token.id).values(rotated_at=NOW))
     assert token.rotated_at is None  # this request's copy has not seen the other's write
-    with pytest.raises(sessions.RefreshReplay):
+    with pytest.raises(sessions.RefreshReplay) as replay:
         sessions.rotate_refresh_token(db, settings, pair.refresh_token)
+    assert replay.value.session is session
     assert session.revoked_reason == "refresh_token_replayed"
+
+
+def test_refreshing_one_login_leaves_every_other_refresh_token_alone(db, settings, user, clock):
+    first, _ = start(db, settings, user)
+    second, _ = start(db, settings, user)
+    mine, theirs = sessions.issue_tokens(db, settings, first), sessions.issue_tokens(db, settings, second)
+    db.flush()
+    sessions.rotate_refresh_token(db, settings, mine.refresh_token)
+    db.flush()
+    assert sessions.rotate_refresh_token(db, settings, theirs.refresh_token).session_id == second.id
+    assert first.revoked_at is None and second.revoked_at is None
 
 
 # --- ending a login ------------------------------------------------------------------------

@@ -95,13 +95,6 @@ TARGETS = (
         "SecurityPolicy.effective_principals", "SecurityPolicy.permits", "SecurityPolicy.remember",
         "SecurityPolicy.forget", "workspace_of", "come_back_to", "forbidden")},
         ("tests/test_policy_decisions.py", "tests/test_cookies.py")),
-    # _insert_unless_taken is left out: half of it runs on PostgreSQL only
-    # (the wait for a concurrent first request), which this run (on SQLite)
-    # never reaches; test_idempotency.py's concurrency tests cover it there.
-    Target("idempotency", {"guestguard.idempotency": (
-        "carries_key", "presented_key", "_digest", "_raw", "caller_of", "fingerprint_of", "KeyInUse.__init__",
-        "claim", "keep", "replay", "kept_answer", "idempotency_deriver", "gone_deriver", "purge_expired")},
-        ("tests/test_idempotency.py",)),
     Target("inputs", {"guestguard.inputs": (
         "text_problem", "shown", "refused", "check_pairs", "_walk", "check_json", "too_deep", "check_json_body",
         "guard_input")},
