@@ -108,3 +108,58 @@ def test_a_link_counts_by_the_digest_of_its_token_wherever_it_is_opened():
     assert by_token(request_from(matchdict={"token": "u" * 43})) != key
     assert by_token(request_from(matchdict={})) == digest("")
     assert by_token(request_from(matchdict=None)) == digest("")
+
+
+# --- who the caller is: the application's own security policy says ------------------------------
+
+
+@pytest.fixture(scope="module")
+def callers(module_db_url):
+    """Ada (signed in by an access token), her workspace's API key, and the
+    credentials each sends."""
+    from guestguard.accounts import sessions
+    from guestguard.accounts.models import API
+    from guestguard.testing import AppFactory, acting_as, create_user, in_request, settings_for
+    from guestguard.workspaces import services as workspaces
+
+    factory = AppFactory(settings_for(module_db_url))
+    app = factory()
+
+    def build(request):
+        ada = create_user(request, "ada@example.com", "Ada")
+        ours = workspaces.create_workspace(request.ctx, ada, "Ours")
+        key, secret = workspaces.create_api_key(acting_as(request.ctx, ada), ours, "k", "staff")
+        session, _ = sessions.start_session(request.db, request.registry.settings, ada, kind=API, user_agent="",
+                                            ip=None)
+        token = sessions.issue_tokens(request.db, request.registry.settings, session).access_token
+        return {"user": ada.id, "key": key.id, "bearer": token, "secret": secret}
+
+    found = in_request(app.app.registry, build)
+    yield app.app.registry, found
+    factory.close()
+
+
+def keys_of(callers, authorization: str | None, ip: str = "203.0.113.7"):
+    """(by_caller, api_keys_of) of a request from ``ip`` with ``authorization``."""
+    from pyramid.scripting import prepare
+
+    from guestguard.ratelimit.service import api_keys_of, by_caller
+
+    registry, _ = callers
+    headers = {"Authorization": authorization} if authorization else {}
+    request = Request.blank("/api/v1/me", headers=headers, environ={"REMOTE_ADDR": ip})
+    with prepare(request=request, registry=registry) as env:
+        request = env["request"]
+        with request.tm:
+            return by_caller(request), api_keys_of(request)
+
+
+def test_a_person_counts_as_themselves_a_key_as_itself_and_anyone_else_by_address(callers):
+    _, found = callers
+    assert keys_of(callers, f"Bearer {found['bearer']}") == (f"user:{found['user']}", ["ip:203.0.113.7"])
+    assert keys_of(callers, f"Bearer {found['bearer']}", ip="198.51.100.1")[0] == f"user:{found['user']}"
+    assert keys_of(callers, f"Bearer {found['secret']}") == (f"key:{found['key']}",
+                                                           ["ip:203.0.113.7", f"key:{found['key']}"])
+    assert keys_of(callers, None) == ("ip:203.0.113.7", ["ip:203.0.113.7"])
+    assert keys_of(callers, None, ip="2001:db8::1") == ("ip:2001:db8::/64", ["ip:2001:db8::/64"])
+    assert keys_of(callers, "Bearer ggk_0123456789abcdef_" + "A" * 43) == ("ip:203.0.113.7", ["ip:203.0.113.7"])

@@ -74,12 +74,7 @@ TARGETS = (
         unmutated=(r"raise InvalidToken\(",)),
     Target("ratelimit-keys", {"guestguard.ratelimit.service": (
         "_digest", "by_ip", "_email_in_body", "by_ip_and_email", "by_token", "by_caller", "api_keys_of")},
-        ("tests/test_ratelimit_key_functions.py",
-         # who the caller is (by_caller, api_keys_of) takes the application's security policy
-         *(f"tests/test_ratelimit_keys.py::{test}" for test in (
-             "test_per_user_limits_follow_the_person_not_the_address", "test_api_keys_are_limited_one_by_one",
-             "test_the_api_ceiling_counts_per_ip_and_per_key",
-             "test_anyone_not_signed_in_is_counted_by_address_on_a_per_user_policy")))),
+        ("tests/test_ratelimit_key_functions.py",)),
     Target("token-lookups", {
         "guestguard.guard.access": ("look_up",),
         "guestguard.activity.stream": ("redeem_ticket", "still_allowed"),
