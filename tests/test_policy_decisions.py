@@ -348,3 +348,51 @@ def test_until_updated_terms_are_accepted_only_the_account_basics_are_open(team)
     personal = team["ids"]["personal"]["P"]
     assert call(team, "GET", f"/api/v1/workspaces/{personal}", "P").status_int == 403
     assert call(team, "GET", "/accept-policies", "P").status_int == 200
+
+
+# --- the login cookie the policy sets and clears ---------------------------------------------
+
+
+def set_cookie(app_env: str, action: str) -> dict[str, str]:
+    """The gg_session Set-Cookie of remember (or forget) under ``app.env``:
+    its attributes, names lower-cased, the value under ``value``."""
+    from pyramid.registry import Registry
+
+    from guestguard.security import SecurityPolicy
+
+    registry = Registry()
+    registry.settings = {"app.env": app_env}
+    request = Request.blank("/login")
+    request.registry = registry
+    policy = SecurityPolicy()
+    if action == "remember":
+        assert policy.remember(request, "someone", token="t" * 43, max_age=3600) == []
+    else:
+        assert policy.forget(request) == []
+    [header] = request.response.headers.getall("Set-Cookie")
+    name_value, *attributes = (part.strip() for part in header.split(";"))
+    name, _, value = name_value.partition("=")
+    assert name == "gg_session"
+    parsed = {"value": value}
+    for attribute in attributes:
+        key, _, setting = attribute.partition("=")
+        parsed[key.lower()] = setting
+    return parsed
+
+
+@pytest.mark.parametrize("app_env", ["development", "test", "production"])
+def test_the_login_cookie_is_http_only_lax_site_wide_and_secure_in_production_only(app_env):
+    cookie = set_cookie(app_env, "remember")
+    assert cookie["value"] == "t" * 43
+    assert "httponly" in cookie
+    assert cookie["samesite"].lower() == "lax"
+    assert cookie["path"] == "/"
+    assert cookie["max-age"] == "3600"
+    assert ("secure" in cookie) is (app_env == "production")
+    assert "domain" not in cookie
+
+
+def test_signing_out_clears_the_login_cookie_site_wide():
+    cookie = set_cookie("production", "forget")
+    assert cookie["value"] in ("", '""')
+    assert (cookie["path"], cookie["max-age"]) == ("/", "0")

@@ -89,7 +89,7 @@ TARGETS = (
         "SecurityPolicy.identity", "SecurityPolicy._identify", "SecurityPolicy.authenticated_userid",
         "SecurityPolicy.effective_principals", "SecurityPolicy.permits", "SecurityPolicy.remember",
         "SecurityPolicy.forget", "workspace_of", "come_back_to", "forbidden")},
-        ("tests/test_policy_decisions.py", "tests/test_cookies.py")),
+        ("tests/test_policy_decisions.py",)),
     Target("inputs", {"guestguard.inputs": (
         "text_problem", "shown", "refused", "check_pairs", "_walk", "check_json", "too_deep", "check_json_body",
         "guard_input")},
