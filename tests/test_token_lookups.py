@@ -143,10 +143,11 @@ def invitation_found(request, raw) -> bool:
     try:
         workspaces.invitation_for_token(request.db, raw)
     except workspaces.WorkspaceError as error:
-        refusal = (error.status, error.code)
+        refusal = (error.status, error.code, error.message)
     else:
         return True
-    assert refusal == (404, "invalid_invitation")
+    assert refusal == (404, "invalid_invitation",
+                       "This invitation is not valid. It may have expired, been used or been withdrawn.")
     return False
 
 
@@ -339,8 +340,8 @@ def consumed(request, raw, purpose: str):
     try:
         return accounts._consume_user_token(request.ctx, raw, purpose)
     except accounts.AccountError as error:
-        refusal = (error.status, error.code)
-    assert refusal == (400, accounts.INVALID_TOKEN)
+        refusal = (error.status, error.code, error.message)
+    assert refusal == (400, "invalid_token", "This link is not valid. It may have expired or been used already.")
     return None
 
 
