@@ -52,8 +52,9 @@ test: lint
 	fi
 
 # Mutation testing of the security-critical modules (docs/testing.md): fails
-# when a module's score is below 90%. About half an hour, so not part of
-# `make test`, nor yet of CI (docs/testing.md says why). `make mutation TARGETS="tokens csrf"` runs some.
+# when a module's score is below 90%. CI (.ci/run) runs it after `make test`;
+# on SQLite and in-memory backends whatever GG_TEST_* say.
+# `make mutation TARGETS="tokens csrf"` runs some.
 mutation: $(STAMP)
 	nice -n 10 $(BIN)/python -m tools.mutation $(TARGETS)
 

@@ -107,3 +107,37 @@ def test_a_planted_cookie_session_cannot_carry_a_known_token_into_a_login(make_a
     forged = app.post("/account/profile", {"display_name": "Pwned", "csrf_token": known}, status="*")
     assert csrf_refused(forged)
     assert "Pwned" not in app.get("/account").text
+
+
+def test_a_new_token_asked_for_through_pyramid_is_the_logins_own_or_a_fresh_one(app, run_in_request):
+    """``pyramid.csrf.new_csrf_token``, which a plugin may call: signed in
+    through the cookie, it is the login's token (the one pages show, which
+    stays the same); before signing in, a fresh token that the page then
+    shows and the check then takes."""
+    from pyramid.csrf import check_csrf_token, get_csrf_token, new_csrf_token
+    from pyramid.request import Request
+    from pyramid.scripting import prepare
+
+    from guestguard.accounts.models import WEB
+    from guestguard.accounts.services import login
+    from guestguard.testing import TEST_PASSWORD
+
+    registry = app.app.registry
+    run_in_request(lambda r: create_user(r, "ada@example.com", "Ada"), registry)
+    cookie = run_in_request(lambda r: login(r.ctx, email="ada@example.com", password=TEST_PASSWORD, kind=WEB),
+                            registry).cookie_token
+
+    def tokens(headers):
+        request = Request.blank("/account", method="POST", headers=headers)
+        with prepare(request=request, registry=registry) as env:
+            request = env["request"]
+            with request.tm:
+                shown = get_csrf_token(request)
+                fresh = new_csrf_token(request)
+                request.POST["csrf_token"] = fresh
+                return shown, fresh, get_csrf_token(request), check_csrf_token(request, raises=False)
+
+    shown, fresh, after, accepted = tokens({"Cookie": f"gg_session={cookie}"})
+    assert shown == fresh == after and accepted
+    shown, fresh, after, accepted = tokens({})
+    assert fresh != shown and after == fresh and accepted

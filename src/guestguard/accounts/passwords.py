@@ -59,7 +59,7 @@ class Passwords:
 
     def verify(self, stored_hash: str | None, password: str) -> bool:
         try:
-            return self.hasher.verify(stored_hash or self.dummy_hash, password) and stored_hash is not None
+            return self.hasher.verify(stored_hash or self.dummy_hash, password) and bool(stored_hash)
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
 

@@ -36,12 +36,17 @@ def _digest(value: str) -> str:
 
 
 def by_ip(request) -> str:
-    """The client's address; for IPv6 its /64, which one subscriber holds."""
+    """The client's address; for IPv6 its /64, which one subscriber holds.
+    An IPv4 client reached over IPv6 (``::ffff:203.0.113.7``, as a dual-stack
+    listener reports it) counts by its IPv4 address, not in the one /64 all
+    such clients share."""
     address = request.client_ip
     try:
         parsed = ipaddress.ip_address(address)
     except ValueError:
         return address
+    if parsed.version == 6 and parsed.ipv4_mapped is not None:
+        return str(parsed.ipv4_mapped)
     if parsed.version == 6:
         return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
     return address
