@@ -197,12 +197,31 @@ def test_a_link_names_its_guest_and_event_and_nothing_near_it_does(run, clock):
         world = team(request)
         raw = link(request, world)
         use = look_up(request.db, raw)
-        assert (use.outcome, use.guest, use.event) == (OK, world["guest"], world["event"])
-        assert use.link.token_hash == hash_token(raw)
+        found = request.db.query(InvitationLink).filter_by(token_hash=hash_token(raw)).one()
+        assert (use.outcome, use.link.id, use.guest.id, use.event.id) == (
+            OK, found.id, world["guest"].id, world["event"].id)
         misses = [look_up(request.db, miss) for miss in [*near_misses(raw), "", None, 42]]
         return {(use.outcome, use.link, use.guest, use.event) for use in misses}
 
     assert run(check) == {(UNKNOWN, None, None, None)}
+
+
+def test_a_link_brings_its_guests_latest_answer_and_none_before_the_first(run, clock):
+    from guestguard.events.models import Rsvp
+
+    def check(request):
+        world = team(request)
+        raw = link(request, world)
+        before = look_up(request.db, raw).latest
+        for n, (when, dietary) in enumerate(((NOW, "vegan"), (NOW + dt.timedelta(minutes=1), "no nuts"))):
+            request.db.add(Rsvp(workspace_id=world["workspace"].id, event_id=world["event"].id,
+                                guest_id=world["guest"].id, response="yes", dietary=dietary,
+                                message=f"answer {n}", created_at=when))
+        request.db.flush()
+        latest = look_up(request.db, raw).latest
+        return before, (latest.dietary, latest.message)
+
+    assert run(check) == (None, ("no nuts", "answer 1"))
 
 
 @pytest.mark.parametrize("state, outcome", [
@@ -221,7 +240,8 @@ def test_a_revoked_link_or_one_whose_event_or_workspace_is_gone_is_told_apart(ru
             world["workspace"].deleted_at = NOW
         request.db.flush()
         use = look_up(request.db, raw)
-        return use.outcome, use.link is found, use.guest is world["guest"], use.event is world["event"]
+        return (use.outcome, use.link.id == found.id, use.guest.id == world["guest"].id,
+                use.event.id == world["event"].id)
 
     assert run(check) == (outcome, True, True, True)
 
