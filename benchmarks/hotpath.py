@@ -58,9 +58,11 @@ IN_PROCESS = {"app.env": "test", "ratelimit.enabled": "false", "passwords.memory
 
 # Each wrk thread takes the links i with i % threads == its number, so an
 # answer's link belongs to one thread, which alternates its answers.
-LUA = r"""
+# What both scripts start with: each thread numbered, and its share of the
+# links (``args``: the links' file, the number of threads) read at init.
+LUA_PRELUDE = r"""
 local tokens, mine, answers, counter = {}, {}, {}, 0
-local kind, auth, event_id = "%(kind)s", "%(auth)s", "%(event_id)s"
+local auth, event_id = "%(auth)s", "%(event_id)s"
 local threads_made = 0
 
 function setup(thread)
@@ -68,7 +70,7 @@ function setup(thread)
   threads_made = threads_made + 1
 end
 
-function init(args)
+local function take_my_links(args)
   local threads = tonumber(args[2])
   local i = 0
   for line in io.lines(args[1]) do
@@ -76,6 +78,14 @@ function init(args)
     i = i + 1
   end
   wrk.headers["User-Agent"] = "%(agent)s"
+end
+"""
+
+LUA = LUA_PRELUDE + r"""
+local kind = "%(kind)s"
+
+function init(args)
+  take_my_links(args)
   if auth ~= "" then wrk.headers["Authorization"] = auth end
 end
 
@@ -103,24 +113,9 @@ end
 # script prints the percentiles itself.
 MIXED_USERS = (175, 500, 1000)
 MIXED_SECONDS = 20
-MIXED_LUA = r"""
-local tokens, mine, answers, counter = {}, {}, {}, 0
-local auth, event_id = "%(auth)s", "%(event_id)s"
-local threads_made = 0
-
-function setup(thread)
-  thread:set("number", threads_made)
-  threads_made = threads_made + 1
-end
-
+MIXED_LUA = LUA_PRELUDE + r"""
 function init(args)
-  local threads = tonumber(args[2])
-  local i = 0
-  for line in io.lines(args[1]) do
-    if i %% threads == number then mine[#mine + 1] = line end
-    i = i + 1
-  end
-  wrk.headers["User-Agent"] = "%(agent)s"
+  take_my_links(args)
   math.randomseed(number + 7)
 end
 
