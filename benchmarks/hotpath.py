@@ -79,6 +79,14 @@ local function take_my_links(args)
   end
   wrk.headers["User-Agent"] = "%(agent)s"
 end
+
+-- An answer that records: each link alternates between yes and maybe.
+local function answer(index, token)
+  answers[index] = (answers[index] or 0) + 1
+  local response = (answers[index] %% 2 == 1) and "yes" or "maybe"
+  return wrk.format("POST", "/api/v1/rsvp/" .. token, {["Content-Type"] = "application/json"},
+                    '{"response": "' .. response .. '", "plus_ones": 0}')
+end
 """
 
 LUA = LUA_PRELUDE + r"""
@@ -99,10 +107,7 @@ function request()
   if kind == "view" then
     return wrk.format("GET", "/access/" .. token)
   end
-  answers[index] = (answers[index] or 0) + 1
-  local answer = (answers[index] %% 2 == 1) and "yes" or "maybe"
-  return wrk.format("POST", "/api/v1/rsvp/" .. token, {["Content-Type"] = "application/json"},
-                    '{"response": "' .. answer .. '", "plus_ones": 0}')
+  return answer(index, token)
 end
 """
 
@@ -134,10 +139,7 @@ function request()
   if pick <= 7 then
     return wrk.format("GET", "/access/" .. token)
   end
-  answers[index] = (answers[index] or 0) + 1
-  local answer = (answers[index] %% 2 == 1) and "yes" or "maybe"
-  return wrk.format("POST", "/api/v1/rsvp/" .. token, {["Content-Type"] = "application/json"},
-                    '{"response": "' .. answer .. '", "plus_ones": 0}')
+  return answer(index, token)
 end
 
 function done(summary, latency, requests)
