@@ -42,6 +42,7 @@ __all__ = [
     "CaptchaWidget",
     "DomainEvent",
     "Finding",
+    "InboundWebhook",
     "NotificationProvider",
     "OutgoingMessage",
     "PermanentDeliveryError",
@@ -49,6 +50,7 @@ __all__ = [
     "Setting",
     "SettingsError",
     "TransientDeliveryError",
+    "WebhookHandler",
     "as_bool",
     "as_choice",
     "as_date",
@@ -140,6 +142,31 @@ class NotificationProvider(Protocol):
     # ``message.notification_id`` or ``message.message_id``) or None when it
     # never accepted it, and raising when it cannot tell. The worker asks it
     # before sending again after an attempt whose outcome was lost.
+
+
+@dataclass(frozen=True)
+class InboundWebhook:
+    """A provider's call, as stored in the webhook inbox and handed to the
+    provider's handler by the worker: ``body`` exactly as it arrived,
+    ``headers`` as the receiving view kept them, ``attempt`` counting from 1."""
+
+    id: uuid.UUID
+    provider: str
+    event_id: str
+    received_at: dt.datetime
+    body: str
+    headers: Mapping[str, str]
+    attempt: int = 1
+
+
+@runtime_checkable
+class WebhookHandler(Protocol):
+    provider: str
+
+    def handle(self, ctx: Any, webhook: InboundWebhook) -> str | None:
+        """Act on one stored webhook inside the worker's transaction (given
+        the service context); return a note in words for the inbox row, or
+        None. Raise to have it retried later: the transaction rolls back."""
 
 
 class CaptchaUnavailable(Exception):
@@ -366,16 +393,18 @@ def describe_plugins(pm: pluggy.PluginManager) -> list[PluginInfo]:
     return sorted(infos, key=lambda info: info.name)
 
 
-def by_name(items: Iterable[Any], interface: type, what: str) -> dict[str, Any]:
-    """Index what a ``register_*`` hook returned by ``name``; SettingsError
-    for an item that does not implement ``interface`` or a name used twice."""
+def by_name(items: Iterable[Any], interface: type, what: str, key: str = "name") -> dict[str, Any]:
+    """Index what a ``register_*`` hook returned by its ``key`` attribute;
+    SettingsError for an item that does not implement ``interface`` or a
+    key used twice."""
     indexed: dict[str, Any] = {}
     for item in items:
         if not isinstance(item, interface):
             raise SettingsError(f"{what} {item!r} does not implement {interface.__name__}")
-        if item.name in indexed:
-            raise SettingsError(f"two {what}s are named {item.name!r}")
-        indexed[item.name] = item
+        name = getattr(item, key)
+        if name in indexed:
+            raise SettingsError(f"two {what}s are for {key} {name!r}")
+        indexed[name] = item
     return indexed
 
 
