@@ -11,6 +11,7 @@ import datetime as dt
 import functools
 import importlib
 import logging
+import sys
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -325,10 +326,7 @@ def build_plugin_manager(
     for module_name in DEFAULT_PLUGINS:
         candidates.append((module_name, _importer(module_name), "guestguard", own_version))
     if load_entry_points:
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            dist = ep.dist.name if ep.dist else "?"
-            dist_version = ep.dist.version if ep.dist else "?"
-            candidates.append((ep.name, ep.load, dist, dist_version))
+        candidates.extend(installed_plugins(tuple(sys.path)))
 
     for name, load, dist, dist_version in candidates:
         if name in disabled:
@@ -373,10 +371,23 @@ def _register(pm, name, load, dist, dist_version, strict) -> None:
     pm.guestguard_info[name] = (dist, dist_version)
 
 
+@functools.lru_cache(maxsize=8)
+def installed_plugins(search_path: tuple[str, ...]) -> tuple[tuple[str, Callable[[], object], str, str], ...]:
+    """The entry points of the distributions installed on ``search_path``
+    (name, loader, distribution, version). Reading every distribution's
+    metadata is most of the cost of building a plugin manager; what is
+    installed changes only with the path searched."""
+    found = []
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        found.append((ep.name, ep.load, ep.dist.name if ep.dist else "?", ep.dist.version if ep.dist else "?"))
+    return tuple(found)
+
+
 def _importer(module_name: str) -> Callable[[], object]:
     return lambda: importlib.import_module(module_name)
 
 
+@functools.cache
 def _version(dist: str) -> str:
     try:
         return version(dist)
