@@ -64,6 +64,40 @@ def empty_tables(db_url: str) -> None:
         engine.dispose()
 
 
+# `make test` with PostgreSQL and Redis runs the suite twice at once, once
+# on SQLite and once on them. A test marked ``one_pass("sqlite")`` or
+# ``one_pass("services")`` runs in only that pass then: its behaviour does
+# not depend on the backend (the command line's own SQLite database), or
+# only the production backends matter to it (real processes under faults),
+# and it costs enough to be worth running once. Run alone, a pass runs all.
+PASSES = ("sqlite", "services")
+
+
+def pytest_addoption(parser) -> None:
+    parser.addoption("--pass", dest="suite_pass", choices=PASSES, default=None,
+                     help="which of make test's two passes this is: leaves out tests marked one_pass for the other")
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "one_pass(name): when make test runs both passes, run only in that one "
+                            "(sqlite or services)")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    this_pass = config.getoption("suite_pass")
+    if this_pass is None:
+        return
+    kept, left = [], []
+    for item in items:
+        marker = item.get_closest_marker("one_pass")
+        if marker is not None and marker.args[0] not in PASSES:
+            raise pytest.UsageError(f"{item.nodeid}: one_pass takes one of {', '.join(PASSES)}")
+        (left if marker is not None and marker.args[0] != this_pass else kept).append(item)
+    if left:
+        config.hook.pytest_deselected(items=left)
+        items[:] = kept
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> str | None:
     """The PostgreSQL URL under test, migrated to head; None when unset."""
