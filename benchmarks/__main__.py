@@ -33,6 +33,9 @@ same run, so the figures compare across machines. Nothing here asserts.
    corpus replayed through the invitation pages, and each access rule's
    precision, recall and false-positive rate on the tuning and held-out
    halves. Not a speed: how often a host is told the truth.
+9. Fan-out through the worker (benchmarks/fanout.py): one send to 5,000
+   guests delivered by a worker process to a null provider, against 5,000
+   no-op Huey tasks through the same worker and queue. Skipped like part 5.
 """
 from __future__ import annotations
 
@@ -52,7 +55,7 @@ from guestguard.notifications.models import Notification
 from guestguard.notifications.services import queue_notification
 from guestguard.testing import migrate
 
-from benchmarks import events, guard, hotpath
+from benchmarks import events, fanout, guard, hotpath
 
 REQUESTS = 2000
 MESSAGES = 300
@@ -192,6 +195,7 @@ def main() -> int:
     print(evaluation.report(evaluation.replay(corpus)))
     print("the same without a network database (address prefixes only)")
     print(evaluation.report(evaluation.replay(corpus, network_database=False)))
+    fanout.main()
     return 0
 
 

@@ -1,0 +1,201 @@
+"""Fan-out through the worker (part 9 of ``make bench``): one "send to
+everyone" for an event of 5,000 guests, delivered by a ``guestguard worker``
+process (its run_worker, 8 task threads) to a provider that accepts every
+message and does nothing else, on PostgreSQL and Redis, against the floor of
+the same run: 5,000 Huey tasks that do nothing but count themselves, through
+the same worker and queue.
+
+The measured figure is messages per second from the commit of the send to
+the last notification marked sent (each through the outbox's claim, render,
+provider and record, with its link sealed and unsealed); the issue's aims:
+at least 1,000 a second, and at least half the floor's rate. The send's own
+time (issuing 5,000 links and queueing 5,000 rows in one transaction) is
+shown beside it. Skipped, saying why, without PostgreSQL or Redis.
+GG_BENCH_FANOUT sets the number of guests, GG_BENCH_FANOUT_LIMIT the
+seconds either run may take.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from guestguard.plugins import hookimpl
+
+from benchmarks.events import PG_SERVER, REDIS_URL, bench_database, reachable
+
+GUESTS = int(os.environ.get("GG_BENCH_FANOUT", "5000"))
+THREADS = 8
+TIME_LIMIT = float(os.environ.get("GG_BENCH_FANOUT_LIMIT", "900"))
+COUNTER = "bench:fanout:noops"
+REPO = Path(__file__).resolve().parents[1]
+
+WORKER = """
+import json, sys
+from guestguard import make_config
+from guestguard.tasks import run_worker
+from benchmarks.fanout import BenchPlugin
+settings = json.loads(sys.argv[1])
+config = make_config(settings, environ={}, extra_plugins=[("bench", BenchPlugin())])
+config.make_wsgi_app()
+print("ready", flush=True)
+sys.exit(run_worker(config.registry, int(sys.argv[2])))
+"""
+
+
+class NullProvider:
+    """Accepts every email at once and keeps nothing."""
+
+    name = "null"
+    channels = ("email",)
+
+    def send(self, message) -> str:
+        return f"null-{message.notification_id}"
+
+
+def count_noop(request) -> None:
+    """The floor's task: nothing but counting itself (in Redis)."""
+    request.registry["bench.counter"].incr(COUNTER)
+
+
+class BenchPlugin:
+    @hookimpl
+    def register_notification_providers(self, settings):
+        return [NullProvider()]
+
+    @hookimpl
+    def configure(self, config):
+        import redis
+
+        config.registry["bench.counter"] = redis.Redis.from_url(REDIS_URL)
+        config.add_task(count_noop, in_transaction=False)
+
+
+def settings_for(db_url: str) -> dict[str, str]:
+    return {
+        "app.env": "test", "app.base_url": "https://bench.example", "db.url": db_url, "huey.url": REDIS_URL,
+        "huey.immediate": "false", "huey.name": "fanout", "notifications.email.provider": "null",
+        "notifications.sms.provider": "", "ratelimit.enabled": "false", "log.level": "WARNING",
+        "passwords.memory_kib": "19456", "passwords.time_cost": "2", "passwords.parallelism": "1",
+    }
+
+
+def wait_for(done, what: str) -> None:
+    """Return once ``done()`` is true; RuntimeError after TIME_LIMIT seconds."""
+    started = time.perf_counter()
+    while not done():
+        if time.perf_counter() - started > TIME_LIMIT:
+            raise RuntimeError(f"{what} did not finish within {TIME_LIMIT:.0f} s")
+        time.sleep(0.02)
+
+
+def seed_event(request) -> uuid.UUID:
+    from sqlalchemy import insert
+
+    from guestguard.db import utcnow
+    from guestguard.events import services
+    from guestguard.events.models import Guest
+    from guestguard.events.schemas import EventFields
+    from guestguard.testing import create_user
+    from guestguard.workspaces.services import memberships_of
+
+    user = create_user(request, "host@bench.example", "Bench Host")
+    workspace_id = memberships_of(request.db, user.id)[0].workspace_id
+    event = services.create_event(request.ctx, workspace_id, EventFields(
+        name="Fan-out", starts_at=utcnow() + dt.timedelta(days=30), timezone="UTC", status="published"))
+    now = utcnow()
+    request.db.execute(insert(Guest), [
+        {"id": uuid.uuid4(), "workspace_id": workspace_id, "event_id": event.id, "name": f"Guest {i:05d}",
+         "email": f"g{i}@bench.example", "tags": [], "created_at": now, "updated_at": now}
+        for i in range(GUESTS)])
+    return event.id
+
+
+def in_request(registry, work):
+    from pyramid.scripting import prepare
+
+    with prepare(registry=registry) as env:
+        request = env["request"]
+        with request.tm:
+            return work(request)
+
+
+def floor_run(registry, counter) -> float:
+    """Seconds from queueing GUESTS no-op tasks to the last one run."""
+    from guestguard.tasks import enqueue
+
+    counter.delete(COUNTER)
+    started = time.perf_counter()
+    in_request(registry, lambda request: [enqueue(request, count_noop) for _ in range(GUESTS)])
+    wait_for(lambda: int(counter.get(COUNTER) or 0) >= GUESTS, "the no-op tasks")
+    return time.perf_counter() - started
+
+
+def send_run(registry, log) -> tuple[float, float]:
+    """(seconds from the send to the last invitation sent, the send's own)."""
+    from sqlalchemy import func, select
+
+    from guestguard.events import invitations, services
+    from guestguard.notifications.models import Notification
+    from guestguard.tasks import SUCCEEDED
+
+    event_id = in_request(registry, seed_event)
+    started = time.perf_counter()
+    in_request(registry, lambda request: invitations.send_all(request.ctx, services.find_event(request.db, event_id)))
+    queued = time.perf_counter() - started
+
+    def count(request, *where):
+        return request.db.scalar(select(func.count()).select_from(Notification).where(*where))
+
+    try:
+        wait_for(lambda: in_request(registry, lambda request: count(request, Notification.status == SUCCEEDED))
+                 >= GUESTS, "the invitations")
+    except RuntimeError:
+        states = in_request(registry, lambda request: dict(request.db.execute(
+            select(Notification.status, func.count()).group_by(Notification.status)).all()))
+        log.flush()
+        raise RuntimeError(f"notifications by status: {states}; the worker's log ends:\n"
+                           f"{Path(log.name).read_text()[-3000:]}") from None
+    return time.perf_counter() - started, queued
+
+
+def main() -> None:
+    print(f"fan-out: one send to {GUESTS:,} guests through a worker process ({THREADS} threads) "
+          "to a null provider, PostgreSQL, Redis")
+    problem = reachable(PG_SERVER)
+    if problem:
+        print(f"  skipped: {problem}")
+        return
+    import redis
+
+    from guestguard import make_config
+
+    counter = redis.Redis.from_url(REDIS_URL)
+    with tempfile.TemporaryDirectory() as tmp, bench_database() as (_, db_url):
+        settings = settings_for(db_url)
+        registry = make_config(settings, environ={}, extra_plugins=[("bench", BenchPlugin())]).make_wsgi_app().registry
+        log = (Path(tmp) / "worker.log").open("w")
+        worker = subprocess.Popen([sys.executable, "-c", WORKER, json.dumps(settings), str(THREADS)],
+                                  cwd=REPO, stdout=subprocess.PIPE, stderr=log, text=True)
+        try:
+            if worker.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"the worker did not start: {Path(log.name).read_text()[-2000:]}")
+            floor = floor_run(registry, counter)
+            delivered, queued = send_run(registry, log)
+        finally:
+            worker.terminate()
+            worker.wait(30)
+            log.close()
+            registry["db.engine"].dispose()
+    counter.close()
+    floor_rate, rate = GUESTS / floor, GUESTS / delivered
+    print(f"  floor     {floor_rate:8.0f} tasks/s     ({GUESTS:,} no-op tasks in {floor:.1f} s)")
+    print(f"  measured  {rate:8.0f} messages/s  ({GUESTS:,} invitations in {delivered:.1f} s, "
+          f"of which the send's transaction {queued:.1f} s)")
+    print(f"  ratio     {rate / floor_rate:8.2f} x   (aims: >= 1,000 messages/s and >= 0.5 x)")
