@@ -34,6 +34,7 @@ AREAS = (
     "guestguard.captcha",
     "guestguard.accounts",
     "guestguard.workspaces",
+    "guestguard.imports",
     "guestguard.events",
     "guestguard.activity",
     "guestguard.guard",
