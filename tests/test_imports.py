@@ -21,6 +21,7 @@ from sqlalchemy import select, text
 from zope.sqlalchemy import mark_changed
 
 from guestguard.imports.models import GuestImport
+from guestguard.plugins import Table, UnreadableFile, hookimpl
 from guestguard.testing import event_host
 
 EVENT = {"name": "Summer gala", "starts_at": "2031-06-21T19:00:00", "timezone": "Europe/London",
@@ -409,3 +410,47 @@ def test_the_host_page_previews_and_imports_without_javascript(app, host, run_in
     undone = done.forms["undo-form"].submit().follow()
     assert "was undone" in undone.text
     assert guests(app, host) == []
+
+
+class JsonLines:
+    """An importer from a plugin: JSON lines, the header from the first object's keys."""
+
+    name = "jsonl"
+    label = "JSON lines"
+    extensions = (".jsonl",)
+    media_types = ("application/jsonl",)
+
+    def recognizes(self, head):
+        return head.lstrip().startswith(b"{")
+
+    def read(self, data, options):
+        import json
+
+        def rows():
+            for number, line in enumerate(data.decode().splitlines(), start=1):
+                try:
+                    item = json.loads(line)
+                except ValueError:
+                    raise UnreadableFile(f"Line {number} is not JSON.", row=number) from None
+                if number == 1:
+                    yield list(item)
+                yield [str(value) for value in item.values()]
+
+        return Table(rows=rows(), encoding="utf-8")
+
+
+class JsonLinesPlugin:
+    @hookimpl
+    def register_importers(self, settings):
+        return [JsonLines()]
+
+
+def test_an_importer_from_a_plugin_reads_its_format(make_app, run_in_request):
+    app = make_app(plugins=[("jsonl", JsonLinesPlugin())])
+    host = event_host(app, run_in_request, EVENT)
+    data = b'{"name": "Ada", "email": "ada@example.com"}\n{"name": "Bob", "email": "bob@example.com"}\n'
+    assert commit(app, host, "people.jsonl", data).json["added"] == 2
+    error = preview(app, host, "bad.jsonl", b'{"name": "Ada"}\nnot json\n', status=422)["error"]
+    assert (error["code"], error["row"], error["message"]) == ("unreadable_file", 2, "Line 2 is not JSON.")
+    # It cannot write, so it is no export format.
+    assert app.get(f"{host['url']}/guests/export?format=jsonl", headers=host["ada"], status=400)

@@ -107,7 +107,7 @@ def sniff_delimiter(sample: str) -> str:
     return best
 
 
-def _rows(text: io.TextIOBase, delimiter: str, max_cell: int) -> Iterator[list[str]]:
+def _rows(data: bytes, text: io.TextIOWrapper, delimiter: str, max_cell: int) -> Iterator[list[str]]:
     reader = csv.reader(text, delimiter=delimiter, strict=True)
     line = 1
     try:
@@ -126,10 +126,21 @@ def _rows(text: io.TextIOBase, delimiter: str, max_cell: int) -> Iterator[list[s
                                  code="unterminated_quote", row=line) from None
         raise UnreadableFile(f"Line {line} cannot be read: a quote mark is out of place ({words}).",
                              code="unreadable_file", row=line) from None
-    except UnicodeDecodeError:
+    except UnicodeDecodeError as exc:
+        # The text is decoded a chunk ahead of the rows: the line is where
+        # the bad bytes are, found in the bytes.
+        line = _line_of(data, _bad_offset(data, text.encoding, exc))
         raise UnreadableFile(f"Line {line} is not valid {text.encoding} text; choose the file's "
                              "encoding, or save it again as \"CSV UTF-8\".", code="bad_encoding",
                              row=line) from None
+
+
+def _bad_offset(data: bytes, encoding: str, error: UnicodeDecodeError) -> int:
+    try:
+        data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        return exc.start
+    return error.start
 
 
 class CsvImporter:
@@ -162,7 +173,7 @@ class CsvImporter:
         sample = data[:SNIFF_CHARS].decode(encoding, errors="replace")
         delimiter = options.delimiter or sniff_delimiter(sample)
         text = io.TextIOWrapper(io.BytesIO(data), encoding=encoding, newline="")
-        return Table(rows=_rows(text, delimiter, options.max_cell_chars), encoding=encoding,
+        return Table(rows=_rows(data, text, delimiter, options.max_cell_chars), encoding=encoding,
                      delimiter=delimiter)
 
     def write(self, rows: Iterable[list[str]]) -> bytes:
