@@ -98,10 +98,15 @@ class Refused:
 
 @dataclass(frozen=True)
 class Stream:
-    """A body that is not JSON (Server-Sent Events, a file)."""
+    """A body that is not JSON (Server-Sent Events, a file); ``media_type``
+    may be a tuple when the answer is one of several (an export's format)."""
 
-    media_type: str
+    media_type: str | tuple[str, ...]
     description: str = ""
+
+    @property
+    def media_types(self) -> tuple[str, ...]:
+        return self.media_type if isinstance(self.media_type, tuple) else (self.media_type,)
 
 
 # --- bodies -------------------------------------------------------------------

@@ -280,7 +280,8 @@ class Answers:
                 written[str(status)] = {"description": f"{phrase}: no body."}
             elif isinstance(kind, Stream):
                 written[str(status)] = {"description": kind.description or phrase,
-                                        "content": {kind.media_type: {"schema": {"type": "string"}}}}
+                                        "content": {media_type: {"schema": {"type": "string"}}
+                                                    for media_type in kind.media_types}}
             else:
                 written[str(status)] = {"description": phrase,
                                         "content": {JSON: {"schema": schema_of(kind, schemas, "serialization")}}}

@@ -35,6 +35,7 @@ UNREADABLE = Refused("unsupported_format", "unreadable_file", "mixed_encodings",
                      "unterminated_quote", "cell_too_long", "empty_file", "no_rows", "too_many_rows",
                      "too_many_columns", "zip_bomb", "validation_failed")
 CSV = "text/csv; charset=utf-8"
+EXPORT_TYPES = ("text/csv", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
 
 
 def choices_of(data: ImportChoices) -> services.Choices:
@@ -153,8 +154,7 @@ def import_errors(context, request):
 
 
 @view_config(route_name="api_guest_export", request_method="GET", permission=GUESTS_EXPORT, query=ExportQuery,
-             response={200: Stream("application/octet-stream", "The guest list as CSV (text/csv) or Excel "
-                                   "(application/vnd.openxmlformats-officedocument.spreadsheetml.sheet).")})
+             response={200: Stream(EXPORT_TYPES, "The guest list as CSV or Excel, as `format` asks.")})
 def export_guests(context, request):
     """The guest list with answers, plus-ones, dietary notes, invitation and delivery state, as CSV or Excel.
 
