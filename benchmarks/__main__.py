@@ -29,7 +29,11 @@ same run, so the figures compare across machines. Nothing here asserts.
    Core, psycopg 3 and Jinja2 doing the same essential SQL) under the same
    gunicorn, with CPU per request, worker memory and SQL statements per
    request. Skipped like part 5, and without wrk.
-8. The guard's judgement (``guestguard guard evaluate``): the scenario
+8. Guest-list imports (benchmarks/imports.py): a 5,000-row CSV and XLSX
+   through the preview and the import against parsing the same file plus
+   one bulk insert, and the memory each adds; on PostgreSQL when it
+   answers on 127.0.0.1, else SQLite.
+9. The guard's judgement (``guestguard guard evaluate``): the scenario
    corpus replayed through the invitation pages, and each access rule's
    precision, recall and false-positive rate on the tuning and held-out
    halves. Not a speed: how often a host is told the truth.
@@ -52,7 +56,7 @@ from guestguard.notifications.models import Notification
 from guestguard.notifications.services import queue_notification
 from guestguard.testing import migrate
 
-from benchmarks import events, guard, hotpath
+from benchmarks import events, guard, hotpath, imports
 
 REQUESTS = 2000
 MESSAGES = 300
@@ -187,6 +191,7 @@ def main() -> int:
     events.main()
     guard.main()
     hotpath.main()
+    imports.main()
     print("the guard's judgement on the scenario corpus (guestguard guard evaluate)")
     corpus = evaluation.load_corpus()
     print(evaluation.report(evaluation.replay(corpus)))

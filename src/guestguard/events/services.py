@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from pydantic_core import PydanticCustomError
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import case, func, insert, or_, select
 
 from guestguard.audit.services import record
 from guestguard.db import utcnow
@@ -195,12 +195,21 @@ def check_guest(ctx, event: Event, raw: dict[str, Any]) -> tuple[dict[str, Any],
     return checked_guest(ctx, event, data)
 
 
-def store_guests(ctx, event: Event, rows: Sequence[dict[str, Any]], **common: Any) -> list[Guest]:
-    """Insert checked guests (``checked_guest``'s values) in one flush."""
-    guests = [Guest(workspace_id=event.workspace_id, event_id=event.id, **common, **row) for row in rows]
-    ctx.db.add_all(guests)
-    ctx.db.flush()
-    return guests
+def store_guests(ctx, event: Event, rows: Sequence[dict[str, Any]], **common: Any) -> list[uuid.UUID]:
+    """Insert checked guests (``checked_guest``'s values) with one
+    executemany INSERT; their ids, in the order given. (An INSERT …
+    RETURNING of ORM objects cost ten times as much for 5,000 rows.)"""
+    ids = [uuid.uuid4() for _ in rows]
+    if rows:
+        # Every row with the same keys: rows of different keys are sent as
+        # separate batches, which for alternating rows means one per row.
+        ctx.db.execute(insert(Guest), [{"id": guest_id, "workspace_id": event.workspace_id, "event_id": event.id,
+                                        **UNSET_GUEST_FIELDS, **common, **row}
+                                       for guest_id, row in zip(ids, rows, strict=True)])
+    return ids
+
+
+UNSET_GUEST_FIELDS = {"email": None, "phone": None, "group_name": "", "tags": [], "notes": ""}
 
 
 def add_guests(ctx, event: Event, inputs: Sequence[GuestInput]) -> list[Guest]:
@@ -233,7 +242,9 @@ def add_guests(ctx, event: Event, inputs: Sequence[GuestInput]) -> list[Guest]:
                               existing_guest_id=str(existing.id), fields=problems["0"])
         raise EventsError(422, "validation_failed", "Some rows are invalid; no guest was added.",
                           rows=problems)
-    guests = store_guests(ctx, event, rows)
+    ids = store_guests(ctx, event, rows)
+    found = {guest.id: guest for guest in ctx.db.scalars(select(Guest).where(Guest.id.in_(ids)))}
+    guests = [found[guest_id] for guest_id in ids]
     actor = ctx.actor_id
     for guest in guests:
         record(ctx, "guest.created", actor_id=actor, workspace_id=event.workspace_id,
