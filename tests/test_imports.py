@@ -220,39 +220,80 @@ def test_a_retried_request_with_an_idempotency_key_gets_the_first_answer(app, ho
     assert len(guests(app, host)) == 3
 
 
+def arm_failure(request, errcode: str = "P0001") -> None:
+    """A trigger refusing the insert of "Guest 150" (PostgreSQL: with
+    ``errcode``; 57P01 is the server shutting down)."""
+    if request.db.get_bind().dialect.name == "postgresql":
+        request.db.execute(text("CREATE FUNCTION refuse_guest() RETURNS trigger AS $$ BEGIN "
+                                "IF NEW.name = 'Guest 150' THEN RAISE EXCEPTION 'injected failure' USING ERRCODE = "
+                                f"'{errcode}'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql"))
+        request.db.execute(text("CREATE TRIGGER refuse_guest BEFORE INSERT ON guests FOR EACH ROW "
+                                "EXECUTE FUNCTION refuse_guest()"))
+    else:
+        request.db.execute(text("CREATE TRIGGER refuse_guest BEFORE INSERT ON guests WHEN NEW.name = "
+                                "'Guest 150' BEGIN SELECT RAISE(ABORT, 'injected failure'); END"))
+    mark_changed(request.db)  # DDL alone does not tell the transaction to commit
+
+
+def disarm_failure(request) -> None:
+    postgresql = request.db.get_bind().dialect.name == "postgresql"
+    request.db.execute(text("DROP TRIGGER refuse_guest" + (" ON guests" if postgresql else "")))
+    if postgresql:
+        request.db.execute(text("DROP FUNCTION refuse_guest()"))
+    mark_changed(request.db)
+
+
+BIG = csv_text([["Name", "Email"]] + [[f"Guest {n:03}", f"g{n}@example.com"] for n in range(300)]).encode()
+
+
+def nothing_imported(app, host, run_in_request) -> bool:
+    return guests(app, host) == [] and run_in_request(
+        lambda r: r.db.scalar(select(GuestImport.id).where(GuestImport.status == "imported")), app.app.registry) is None
+
+
 def test_all_or_nothing_when_an_insert_fails_mid_batch(app, host, run_in_request):
-    """A trigger refuses the 150th guest's insert: nobody is added, no import is recorded."""
-    rows = [["Name", "Email"]] + [[f"Guest {n:03}", f"g{n}@example.com"] for n in range(300)]
-    data = csv_text(rows).encode()
-
-    def arm(request):
-        if request.db.get_bind().dialect.name == "postgresql":
-            request.db.execute(text("CREATE FUNCTION refuse_guest() RETURNS trigger AS $$ BEGIN "
-                                    "IF NEW.name = 'Guest 150' THEN RAISE EXCEPTION 'injected failure'; END IF; "
-                                    "RETURN NEW; END $$ LANGUAGE plpgsql"))
-            request.db.execute(text("CREATE TRIGGER refuse_guest BEFORE INSERT ON guests FOR EACH ROW "
-                                    "EXECUTE FUNCTION refuse_guest()"))
-        else:
-            request.db.execute(text("CREATE TRIGGER refuse_guest BEFORE INSERT ON guests WHEN NEW.name = "
-                                    "'Guest 150' BEGIN SELECT RAISE(ABORT, 'injected failure'); END"))
-        mark_changed(request.db)  # DDL alone does not tell the transaction to commit
-
-    def disarm(request):
-        request.db.execute(text("DROP TRIGGER refuse_guest" + (" ON guests" if request.db.get_bind().dialect.name
-                                                                 == "postgresql" else "")))
-        if request.db.get_bind().dialect.name == "postgresql":
-            request.db.execute(text("DROP FUNCTION refuse_guest()"))
-        mark_changed(request.db)
-
-    run_in_request(arm, app.app.registry)
+    """The 150th guest's insert fails: nobody is added, no import is recorded."""
+    run_in_request(arm_failure, app.app.registry)
     try:
-        commit(app, host, "big.csv", data, status=500)
+        commit(app, host, "big.csv", BIG, status=500)
     finally:
-        run_in_request(disarm, app.app.registry)
-    assert guests(app, host) == []
-    assert run_in_request(lambda r: r.db.scalar(select(GuestImport.id).where(GuestImport.status == "imported")),
-                          app.app.registry) is None
-    assert commit(app, host, "big.csv", data).json["added"] == 300
+        run_in_request(disarm_failure, app.app.registry)
+    assert nothing_imported(app, host, run_in_request)
+    assert commit(app, host, "big.csv", BIG).json["added"] == 300
+
+
+def test_the_database_going_down_mid_import_is_a_503_and_nothing_is_written(app, host, run_in_request,
+                                                                             postgres_url):
+    """PostgreSQL says it is shutting down (57P01) at the 150th insert."""
+    if postgres_url is None:
+        pytest.skip("SQLite has no server to go down")
+    run_in_request(lambda request: arm_failure(request, "57P01"), app.app.registry)
+    try:
+        answer = commit(app, host, "big.csv", BIG, status=503)
+    finally:
+        run_in_request(disarm_failure, app.app.registry)
+    assert answer.json["error"]["code"] == "unavailable" and answer.headers["Retry-After"]
+    assert nothing_imported(app, host, run_in_request)
+
+
+def test_redis_down_the_import_still_lands_and_its_event_waits(make_app, run_in_request):
+    """Rate limits fail open and the domain event's delivery is a row that waits for the queue."""
+    from guestguard.domain import DomainEventRow
+    from guestguard.testing import free_port
+
+    app = make_app({"ratelimit.enabled": "true", "ratelimit.url": f"redis://127.0.0.1:{free_port()}/0",
+                    "huey.immediate": "false"})
+
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    app.app.registry["huey"].storage.enqueue = unreachable
+    host = event_host(app, run_in_request, EVENT)
+    assert commit(app, host, "r.csv", CORPUS["excel-utf8.csv"]).json["added"] == 3
+    assert len(guests(app, host)) == 3
+    pending = run_in_request(lambda r: r.db.scalar(select(DomainEventRow.status).where(
+        DomainEventRow.name == "guests.imported")), app.app.registry)
+    assert pending == "pending"
 
 
 def test_undo_removes_its_guests_while_none_is_invited(app, host):
