@@ -77,8 +77,17 @@ class CheckedRow:
 
     @property
     def reason(self) -> str:
-        return "; ".join(f"{FIELDS.get(name, name.capitalize()) if name != 'plus_ones_allowed' else 'Plus-ones'} "
-                         f"{words}" for name, words in self.errors.items())
+        return "; ".join(worded(name, words) for name, words in self.errors.items())
+
+
+# A row's fields as the host reads them (the stored names of the guest's fields).
+LABELS = {**FIELDS, "plus_ones_allowed": "Plus-ones", "row": "Row"}
+
+
+def worded(name: str, words: str) -> str:
+    """"Name is required", "Email: The part after the @-sign is not valid."."""
+    label = LABELS.get(name, name)
+    return f"{label} {words}" if words[:1].islower() else f"{label}: {words}"
 
 
 @dataclass

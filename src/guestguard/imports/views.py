@@ -27,7 +27,7 @@ ENCODINGS = (("", "Detect"), ("utf-8", "UTF-8"), ("utf-16", "UTF-16"), ("cp1252"
 
 def page(request, context, status: int = 200, **extra) -> dict:
     allowed = granted(request.identity, context.workspace_id)
-    return event_page_base(request, context, status, fields=FIELDS, encodings=ENCODINGS,
+    return event_page_base(request, context, status, fields=FIELDS, labels=services.LABELS, encodings=ENCODINGS,
                            delimiters=(("", "Detect"), *((name, name.capitalize()) for name in DELIMITERS)),
                            can_export=GUESTS_EXPORT in allowed,
                            imports=services.recent_imports(request.db, context.event.id),
