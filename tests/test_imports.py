@@ -495,3 +495,64 @@ def test_an_importer_from_a_plugin_reads_its_format(make_app, run_in_request):
     assert (error["code"], error["row"], error["message"]) == ("unreadable_file", 2, "Line 2 is not JSON.")
     # It cannot write, so it is no export format.
     assert app.get(f"{host['url']}/guests/export?format=jsonl", headers=host["ada"], status=400)
+
+
+def test_the_page_changes_a_mapping_and_refuses_a_post_without_its_token(app, host, run_in_request):
+    from guestguard.testing import csrf, signed_in
+
+    browser = signed_in(app, run_in_request, "ada@example.com")
+    event_id = host["event"]["id"]
+    page = browser.get(f"/events/{event_id}/import")
+    data = csv_text([["Who", "Contact"], ["Ada", "ada@example.com"], ["Bob", "bob@example.com"]]).encode()
+    refused = browser.post(f"/events/{event_id}/import", upload_files=[("file", "g.csv", data)], status=400)
+    assert "Looks good" not in refused.text
+    shown = browser.post(f"/events/{event_id}/import", params={"csrf_token": csrf(page)},
+                         upload_files=[("file", "g.csv", data)])
+    assert "No row can be imported yet" in shown.text and "Name is required: choose the column" in shown.text
+    form = shown.forms["mapping-form"]
+    form["map-0"], form["map-1"] = "name", "email"
+    again = form.submit()
+    assert "Looks good — import 2 guests" in again.text and "guessed" not in again.text
+    done = again.forms["commit-form"].submit().follow()
+    assert "Imported 2 guests." in done.text
+    assert {g["email"] for g in guests(app, host)} == {"ada@example.com", "bob@example.com"}
+    missing = browser.post(f"/events/{event_id}/import", params={"csrf_token": csrf(page)}, status=400)
+    assert "Choose a file to import" in missing.text
+
+
+def test_undo_restores_the_guests_an_import_updated(app, host):
+    grace = app.post_json(f"{host['url']}/guests", {"name": "Grace", "email": "grace@example.com", "notes": "old"},
+                          headers=host["ada"], status=201).json["guest"]
+    data = csv_text([["Name", "Email", "Notes", "Group"], ["Grace Hopper", "grace@example.com", "new", "VIP"],
+                     ["Alan", "alan@example.com", "", ""]]).encode()
+    result = commit(app, host, "u.csv", data, duplicates="update").json
+    assert (result["added"], result["updated"]) == (1, 1)
+    changed = app.get(f"{host['url']}/guests/{grace['id']}", headers=host["ada"]).json["guest"]
+    assert (changed["name"], changed["notes"], changed["group"]) == ("Grace Hopper", "new", "VIP")
+    app.delete(f"{host['url']}/imports/{result['import_id']}", headers=host["ada"], status=204)
+    back = app.get(f"{host['url']}/guests/{grace['id']}", headers=host["ada"]).json["guest"]
+    assert (back["name"], back["notes"], back["group"]) == ("Grace", "old", "")
+    assert [g["name"] for g in guests(app, host)] == ["Grace"]
+
+
+def test_files_are_kept_for_keep_hours_then_previews_go_and_imports_keep_their_counts(app, host, run_in_request):
+    import datetime as dt
+
+    import time_machine
+    from pyramid.scripting import prepare
+
+    from guestguard.imports.services import purge
+
+    found = preview(app, host, "p.csv", CORPUS["numbers.csv"])
+    done = commit(app, host, "i.csv", CORPUS["excel-utf8.csv"]).json
+    with time_machine.travel(dt.datetime.now(dt.UTC) + dt.timedelta(hours=25)), \
+            prepare(registry=app.app.registry) as env:
+        assert purge(env["request"]) == 1  # the preview never imported; it opens its own transactions
+    rows = run_in_request(lambda r: {str(i.id): (i.status, i.content, i.added)
+                                     for i in r.db.scalars(select(GuestImport))}, app.app.registry)
+    assert found["import_id"] not in rows
+    assert rows[done["import_id"]] == ("imported", None, 3)
+    expired = commit(app, host, import_id=found["import_id"], status=404).json["error"]
+    assert expired["code"] == "not_found"
+    gone = app.get(f"{host['url']}/imports/{done['import_id']}/errors", headers=host["ada"], status=410)
+    assert gone.json["error"]["code"] == "expired"
