@@ -70,8 +70,10 @@ def test_a_wrong_encoding_chosen_by_the_host_is_named():
     with pytest.raises(UnreadableFile) as caught:
         rows("Name\nZoë\n".encode("cp1252"), encoding="utf-8")
     assert caught.value.code == "bad_encoding" and caught.value.row == 2
-    with pytest.raises(UnreadableFile):
-        rows(b"Name\n", encoding="no-such-encoding")
+    for unknown in ("no-such-encoding", "hex", "rot13", "zlib", "\ud800"):
+        with pytest.raises(UnreadableFile) as caught:
+            rows(b"Name\n", encoding=unknown)
+        assert caught.value.code == "bad_encoding"
 
 
 def test_the_export_is_utf8_with_a_bom_and_crlf_and_reads_back():

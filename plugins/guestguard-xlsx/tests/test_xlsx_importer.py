@@ -79,3 +79,16 @@ def test_the_export_writes_text_cells_only():
     data = IMPORTER.write([["Name"], ["=1+1"]])
     sheet = openpyxl.load_workbook(io.BytesIO(data)).active
     assert sheet["A2"].value == "=1+1" and sheet["A2"].data_type == "s"
+
+
+def test_a_damaged_workbook_is_named_not_a_crash():
+    good = workbook(["Name"], ["Ada"])
+    with zipfile.ZipFile(io.BytesIO(good)) as archive:
+        members = {info.filename: archive.read(info) for info in archive.infolist()}
+    members["xl/worksheets/sheet1.xml"] = b"<worksheet><sheetData><row><c t='s'><v>99</v></c>"
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+    with pytest.raises(UnreadableFile, match="cannot be"):
+        list(IMPORTER.read(out.getvalue(), ReadOptions()).rows)  # refused on opening or while reading

@@ -162,17 +162,20 @@ class CsvImporter:
 
     def read(self, data: bytes, options: ReadOptions) -> Table:
         encoding = options.encoding or detect_encoding(data)
-        try:
-            codecs.lookup(encoding)
-        except LookupError:
-            raise UnreadableFile(f"{encoding!r} is not an encoding we know.", code="bad_encoding") from None
         if encoding == "utf-8" and data.startswith(codecs.BOM_UTF8):
             encoding = "utf-8-sig"
-        # One sample of the start, decoded leniently, for the delimiter; the
-        # rows are then read strictly, as a stream.
-        sample = data[:SNIFF_CHARS].decode(encoding, errors="replace")
+        try:
+            # Text encodings only: "hex" or "rot13" are codecs too.
+            if not getattr(codecs.lookup(encoding), "_is_text_encoding", True):
+                raise LookupError(encoding)
+            # One sample of the start, decoded leniently, for the delimiter;
+            # the rows are then read strictly, as a stream.
+            sample = data[:SNIFF_CHARS].decode(encoding, errors="replace")
+            text = io.TextIOWrapper(io.BytesIO(data), encoding=encoding, newline="")
+        except (LookupError, ValueError, TypeError):
+            raise UnreadableFile(f"{encoding[:40]!r} is not a text encoding we know; choose another, or let it "
+                                 "be detected.", code="bad_encoding") from None
         delimiter = options.delimiter or sniff_delimiter(sample)
-        text = io.TextIOWrapper(io.BytesIO(data), encoding=encoding, newline="")
         return Table(rows=_rows(data, text, delimiter, options.max_cell_chars), encoding=encoding,
                      delimiter=delimiter)
 

@@ -19,7 +19,6 @@ from typing import Any
 
 import openpyxl
 from openpyxl.cell import WriteOnlyCell
-from openpyxl.utils.exceptions import InvalidFileException
 
 from guestguard.plugins import ReadOptions, Table, UnreadableFile, hookimpl
 
@@ -83,7 +82,7 @@ def _rows(workbook, sheet, options: ReadOptions) -> Iterator[list[str]]:
             while cells and cells[-1] == "":
                 cells.pop()
             yield cells
-    except (KeyError, ValueError, TypeError, zipfile.BadZipFile, OSError) as exc:
+    except Exception as exc:  # a hostile or damaged workbook fails in many ways inside openpyxl
         raise UnreadableFile(f"The worksheet cannot be read ({type(exc).__name__}).") from None
     finally:
         workbook.close()
@@ -103,9 +102,12 @@ class XlsxImporter:
         check_archive(data, options.max_unpacked_bytes)
         try:
             workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-        except (InvalidFileException, KeyError, ValueError, TypeError, zipfile.BadZipFile, OSError) as exc:
+        except Exception as exc:  # a damaged workbook: XML, zip and openpyxl's own errors alike
             raise UnreadableFile(f"The workbook cannot be opened ({type(exc).__name__}).") from None
-        sheet = workbook.active if workbook.active is not None else workbook.worksheets[0]
+        sheets = workbook.worksheets
+        if not sheets:
+            raise UnreadableFile("The workbook has no worksheet.")
+        sheet = workbook.active if workbook.active is not None else sheets[0]
         return Table(rows=_rows(workbook, sheet, options), sheet=sheet.title)
 
     def write(self, rows: Iterable[list[str]]) -> bytes:
