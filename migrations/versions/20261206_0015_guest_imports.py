@@ -1,7 +1,7 @@
 """guest_imports: every guest-list import; guests.import_id
 
 Revision ID: 0015
-Revises: 0011
+Revises: 0017
 Create Date: 2026-12-06
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0015"
-down_revision = "0011"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 
