@@ -383,7 +383,8 @@ def test_the_export_neutralizes_formulas_and_imports_back(app, host, run_in_requ
     else:
         sheet = openpyxl.load_workbook(io.BytesIO(response.body), read_only=True).active
         rows = [[cell or "" for cell in row] for row in sheet.iter_rows(values_only=True)]
-    assert rows[0][:4] == ["Name", "Email", "Phone", "Plus-ones"]
+    assert rows[0][:4] == ["Name", "Email", "Phone", "Plus-ones"] and rows[0][-1] == "Delivery"
+    assert {row[-1] for row in rows[1:]} == {"Not invited"}
     cells = [cell for row in rows[1:] for cell in row]
     assert not any(str(cell).startswith(("=", "+", "-", "@")) for cell in cells)
     assert "'=cmd|' /C calc'!A0" in cells and "'+442079460958" in cells

@@ -29,10 +29,10 @@ from sqlalchemy import delete, func, select
 from guestguard.audit.services import record
 from guestguard.db import lock_name, lock_row, utcnow
 from guestguard.events import services as events
+from guestguard.events.deliveries import invitation_deliveries
 from guestguard.events.models import Event, Guest, InvitationLink, Rsvp
 from guestguard.imports.models import IMPORTED, PREVIEWED, UNDONE, GuestImport
 from guestguard.imports.reading import FIELDS, ImportError_, Limits, Sheet, choose_importer, read_sheet, refuse
-from guestguard.notifications.models import Notification
 
 OK, DUPLICATE, ERROR = "ok", "duplicate", "error"
 SKIP, UPDATE = "skip", "update"
@@ -352,22 +352,16 @@ def export_rows(db, event: Event) -> Iterable[list[str]]:
         partition_by=Rsvp.guest_id, order_by=(Rsvp.created_at.desc(), Rsvp.id.desc())).label("n"))
         .where(Rsvp.event_id == event.id).subquery())
     dietary = dict(db.execute(select(latest.c.guest_id, latest.c.dietary).where(latest.c.n == 1)).all())
-    delivery: dict[str, tuple[dt.datetime, str]] = {}
-    for about, status, created in db.execute(
-            select(Notification.about, Notification.status, Notification.created_at)
-            .where(Notification.workspace_id == event.workspace_id,
-                   Notification.about["event_id"].as_string() == str(event.id))):
-        guest_id = (about or {}).get("guest_id")
-        if guest_id and (guest_id not in delivery or delivery[guest_id][0] < created):
-            delivery[guest_id] = (created, status)
+    listed = list(db.scalars(select(Guest).where(Guest.event_id == event.id).order_by(Guest.name, Guest.id)))
+    delivery = invitation_deliveries(db, event.workspace_id, listed)
     yield list(EXPORT_HEADERS)
-    for guest in db.scalars(select(Guest).where(Guest.event_id == event.id).order_by(Guest.name, Guest.id)):
+    for guest in listed:
         cells = [guest.name, guest.email or "", guest.phone or "", str(guest.plus_ones_allowed), guest.group_name,
                  ", ".join(guest.tags or []), guest.notes, guest.response or "",
                  str(guest.plus_ones_coming) if guest.response else "", dietary.get(guest.id, ""),
                  guest.invited_at.isoformat() if guest.invited_at else "",
                  guest.opened_at.isoformat() if guest.opened_at else "",
-                 delivery.get(str(guest.id), (None, ""))[1]]
+                 delivery[guest.id].label]
         yield [neutralize(cell) for cell in cells]
 
 
