@@ -29,11 +29,15 @@ same run, so the figures compare across machines. Nothing here asserts.
    Core, psycopg 3 and Jinja2 doing the same essential SQL) under the same
    gunicorn, with CPU per request, worker memory and SQL statements per
    request. Skipped like part 5, and without wrk.
-8. The guard's judgement (``guestguard guard evaluate``): the scenario
+8. Guest-list imports (benchmarks/imports.py): a 5,000-row CSV and XLSX
+   through the preview and the import against parsing the same file plus
+   one bulk insert, and the memory each adds; on PostgreSQL when it
+   answers on 127.0.0.1, else SQLite.
+9. The guard's judgement (``guestguard guard evaluate``): the scenario
    corpus replayed through the invitation pages, and each access rule's
    precision, recall and false-positive rate on the tuning and held-out
    halves. Not a speed: how often a host is told the truth.
-9. Fan-out through the worker (benchmarks/fanout.py): one send to 5,000
+10. Fan-out through the worker (benchmarks/fanout.py): one send to 5,000
    guests delivered by a worker process to a null provider, against 5,000
    no-op Huey tasks through the same worker and queue. Skipped like part 5.
 """
@@ -55,7 +59,7 @@ from guestguard.notifications.models import Notification
 from guestguard.notifications.services import queue_notification
 from guestguard.testing import migrate
 
-from benchmarks import events, fanout, guard, hotpath
+from benchmarks import events, fanout, guard, hotpath, imports
 
 REQUESTS = 2000
 MESSAGES = 300
@@ -190,6 +194,7 @@ def main() -> int:
     events.main()
     guard.main()
     hotpath.main()
+    imports.main()
     print("the guard's judgement on the scenario corpus (guestguard guard evaluate)")
     corpus = evaluation.load_corpus()
     print(evaluation.report(evaluation.replay(corpus)))

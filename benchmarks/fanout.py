@@ -1,4 +1,4 @@
-"""Fan-out through the worker (part 9 of ``make bench``): one "send to
+"""Fan-out through the worker (part 10 of ``make bench``): one "send to
 everyone" for an event of 5,000 guests, delivered by a ``guestguard worker``
 process (its run_worker, 8 task threads) to a provider that accepts every
 message and does nothing else, on PostgreSQL and Redis, against the floor of

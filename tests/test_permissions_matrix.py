@@ -101,6 +101,18 @@ SPEC = {
     ("event_headcount_svg", "GET"): EVERYONE,
     ("event_send", "POST"): EDITORS,
     ("event_guest_send", "POST"): EDITORS,
+    # --- guest lists from spreadsheets -------------------------------------------------
+    ("api_guest_import_preview", "POST"): EDITORS,
+    ("api_guest_import", "POST"): EDITORS,
+    ("api_guest_import_template", "GET"): EDITORS,
+    ("api_guest_export", "GET"): EDITORS,       # guests.export
+    ("api_import", "DELETE"): EDITORS,
+    ("api_import_errors", "GET"): EDITORS,
+    ("event_import", "GET"): EDITORS,
+    ("event_import", "POST"): EDITORS,
+    ("event_import_commit", "POST"): EDITORS,
+    ("event_import_done", "GET"): EDITORS,
+    ("event_import_undo", "POST"): EDITORS,
     # --- the guard and the activity feed -------------------------------------------
     ("api_flags", "GET"): EVERYONE,
     ("api_flag_dismiss", "POST"): EDITORS,
@@ -200,6 +212,7 @@ def team(matrix_app, run_in_request):
     one of every record a route names; the credentials each caller sends."""
     from guestguard.events.models import Event, Guest
     from guestguard.guard.models import Flag
+    from guestguard.imports.models import GuestImport
     from guestguard.workspaces.models import Membership
 
     def build(request):
@@ -223,6 +236,9 @@ def team(matrix_app, run_in_request):
         flag = Flag(workspace_id=ours.id, event_id=event.id, guest_id=guest.id, rule="networks", score=50,
                     evidence="used from 4 different networks within 2 hours")
         request.db.add(flag)
+        imported = GuestImport(workspace_id=ours.id, event_id=event.id, status="imported", file_name="list.csv",
+                               file_size=20, file_sha256="0" * 64, format="csv", content=b"Name\nAda\n", added=1)
+        request.db.add(imported)
         credentials = {"AK": {"bearer": admin_key, "cookie": None}, "SK": {"bearer": staff_key, "cookie": None}}
         session_id = None
         for name, user in (("O", ada), ("A", al), ("S", sam)):
@@ -236,6 +252,7 @@ def team(matrix_app, run_in_request):
         request.db.flush()
         ids = {"workspace_id": ours.id, "member_id": staff.id, "invitation_id": invitation.id,
                "key_id": key.id, "event_id": event.id, "guest_id": guest.id, "flag_id": flag.id,
+               "import_id": imported.id,
                "session_id": session_id, "token": "x" * 43}
         return ids, credentials
 

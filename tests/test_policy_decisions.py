@@ -51,6 +51,7 @@ ROUTES = [
     ("GET", "/api/v1/workspaces/{workspace_id}/api-keys", MANAGERS, "api_keys.manage"),
     ("GET", "/api/v1/events/{event_id}", EVERYONE, "events.view"),
     ("PATCH", "/api/v1/events/{event_id}", EDITORS, "events.edit"),
+    ("GET", "/api/v1/events/{event_id}/guests/export", EDITORS, "guests.export"),
     ("GET", "/api/v1/workspaces", PEOPLE_AND_KEYS, "workspaces.list"),
     ("GET", "/api/v1/me", PEOPLE, "account.basics"),
     ("GET", "/api/v1/me/sessions", PEOPLE, "account"),

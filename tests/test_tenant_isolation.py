@@ -79,12 +79,18 @@ def world(app, run_in_request):
         flag = Flag(workspace_id=ours.id, event_id=event.id, guest_id=guest.id, rule="networks", score=50,
                     evidence="used from 4 different networks within 2 hours")
         request.db.add(flag)
+        from guestguard.imports.models import GuestImport
+
+        imported = GuestImport(workspace_id=ours.id, event_id=event.id, status="imported", file_name="list.csv",
+                               file_size=10, file_sha256="0" * 64, format="csv", content=b"Name\nAda\n", added=1)
+        request.db.add(imported)
         _, foreign_secret = workspaces.create_api_key(acting_as(request.ctx, eve), theirs, "theirs", "admin")
         request.db.flush()
         return {
             "ids": {"workspace_id": ours.id, "member_id": staff.id,
                     "invitation_id": invitation.id, "key_id": key.id,
-                    "event_id": event.id, "guest_id": guest.id, "flag_id": flag.id},
+                    "event_id": event.id, "guest_id": guest.id, "flag_id": flag.id,
+                    "import_id": imported.id},
             "foreign_key": foreign_secret,
         }
 

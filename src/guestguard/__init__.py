@@ -35,6 +35,7 @@ AREAS = (
     "guestguard.captcha",
     "guestguard.accounts",
     "guestguard.workspaces",
+    "guestguard.imports",
     "guestguard.events",
     "guestguard.activity",
     "guestguard.guard",

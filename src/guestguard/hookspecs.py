@@ -69,6 +69,19 @@ def register_access_rules(settings):
 
 
 @hookspec
+def register_importers(settings):
+    """Return a list of guest-list importers: readers of spreadsheet files.
+
+    Each has a unique ``name``, the file ``extensions`` and ``media_types`` it
+    reads, ``recognizes(head) -> bool`` (the file's first bytes: its magic
+    number) and ``read(data, options) -> Table`` yielding rows of text cells
+    lazily (:class:`guestguard.plugins.Importer`). An importer that can also
+    write its format for the guest-list export has ``write(rows) -> bytes``
+    and ``media_type``.
+    """
+
+
+@hookspec
 def configure(config):
     """Extend the Pyramid configuration: routes, views, templates, tasks.
 

@@ -127,9 +127,26 @@ def caller_of(request, secret: bytes) -> str:
 
 
 def fingerprint_of(request, secret: bytes) -> str:
-    """What the key means: the method, path, query string and body bytes."""
+    """What the key means: the method, path, query string and body bytes;
+    for a multipart body, its parts (a client draws a new boundary for each
+    attempt, so the same upload is never the same bytes twice)."""
     return _digest(secret, _raw(request.method), _raw(raw_path(request)),
-                   _raw(request.environ.get("QUERY_STRING", "")), request.body)
+                   _raw(request.environ.get("QUERY_STRING", "")), *_body_parts(request))
+
+
+def _body_parts(request) -> list[bytes]:
+    if request.content_type != "multipart/form-data":
+        return [request.body]
+    parts = []
+    for name, value in sorted(request.POST.items(), key=lambda item: item[0]):
+        parts.append(_raw(name))
+        if isinstance(value, str):
+            parts.append(_raw(value))
+        else:
+            parts.append(_raw(value.filename or ""))
+            parts.append(value.file.read())
+            value.file.seek(0)
+    return parts
 
 
 # --- the record ---------------------------------------------------------------

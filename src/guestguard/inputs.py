@@ -8,7 +8,9 @@ view, view deriver (the CSRF check, rate-limit keys) or service reads it.
   body must be text that PostgreSQL can store and UTF-8 can encode: no NUL,
   no lone surrogate (JSON's ``"\\ud800"``, or its UTF-8 bytes). Otherwise
   400 ``bad_request`` naming the field, under ``fields`` as well.
-- A form's file part: 400 naming the field (no form takes a file).
+- A form's file part: 400 naming the field, except the ``file`` part of a
+  route listed by ``accept_uploads`` (a guest-list import), whose file name
+  is checked like a value.
 - A JSON body nested deeper than ``MAX_JSON_DEPTH`` (no body we read is
   nested more than three deep): 400 ``invalid_json``. A body that is not
   JSON at all is left to the view that reads it (400 ``invalid_json``).
@@ -23,6 +25,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from pyramid.events import NewRequest
+from pyramid.interfaces import IRoutesMapper
 
 from guestguard.errors import APIError
 from guestguard.validation import too_large
@@ -56,12 +59,19 @@ def refused(name: str, problem: str) -> APIError:
     return APIError(400, "bad_request", f"{name} {problem}.", fields={name: problem})
 
 
-def check_pairs(pairs: Iterable[tuple[str, Any]]) -> None:
-    """Names and values of a query string or a form."""
+UPLOAD_FIELD = "file"
+
+
+def check_pairs(pairs: Iterable[tuple[str, Any]], upload: bool = False) -> None:
+    """Names and values of a query string or a form (``upload``: its
+    ``file`` part may be a file)."""
     for name, value in pairs:
+        text = value
         if not isinstance(value, str):
-            raise refused(name, NOT_A_FILE)
-        problem = text_problem(name) or text_problem(value)
+            if not (upload and name == UPLOAD_FIELD):
+                raise refused(name, NOT_A_FILE)
+            text = getattr(value, "filename", "") or ""  # the file's name, as a value
+        problem = text_problem(name) or text_problem(text)
         if problem:
             raise refused(name, problem)
 
@@ -137,8 +147,23 @@ def guard_input(event) -> None:
         form = request.POST  # empty unless the body is a form
     except Exception:
         raise APIError(400, "bad_request", "The form data could not be read.") from None
-    check_pairs(form.items())
+    check_pairs(form.items(), upload=takes_upload(request))
+
+
+def takes_upload(request) -> bool:
+    """Whether the request is for a route that takes a file (``accept_uploads``)."""
+    names = request.registry.get("inputs.upload_routes")
+    if not names:
+        return False
+    route = request.registry.queryUtility(IRoutesMapper)(request)["route"]
+    return route is not None and route.name in names
+
+
+def accept_uploads(config, *route_names: str) -> None:
+    """Config directive: these routes take a ``file`` part."""
+    config.registry.setdefault("inputs.upload_routes", set()).update(route_names)
 
 
 def includeme(config) -> None:
+    config.add_directive("accept_uploads", accept_uploads)
     config.add_subscriber(guard_input, NewRequest)

@@ -23,7 +23,7 @@ from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import models_json_schema
 from pyramid.view import view_config
 
-from guestguard.contract import Batch, Body, Refused, Stream, as_answers, as_body, model_types
+from guestguard.contract import MULTIPART, Batch, Body, Multipart, Refused, Stream, as_answers, as_body, model_types
 from guestguard.errors import API_PREFIX
 from guestguard.idempotency import (
     ANSWER_NOT_KEPT,
@@ -280,7 +280,8 @@ class Answers:
                 written[str(status)] = {"description": f"{phrase}: no body."}
             elif isinstance(kind, Stream):
                 written[str(status)] = {"description": kind.description or phrase,
-                                        "content": {kind.media_type: {"schema": {"type": "string"}}}}
+                                        "content": {media_type: {"schema": {"type": "string"}}
+                                                    for media_type in kind.media_types}}
             else:
                 written[str(status)] = {"description": phrase,
                                         "content": {JSON: {"schema": schema_of(kind, schemas, "serialization")}}}
@@ -315,12 +316,15 @@ def parameters_of(op: Operation, query: type[BaseModel] | None) -> list[dict[str
     return parameters
 
 
-def read_body(operation: dict[str, Any], body: Body | Batch, answers: Answers, schemas: Schemas) -> None:
+def read_body(operation: dict[str, Any], body: Body | Batch | Multipart, answers: Answers,
+              schemas: Schemas) -> None:
     schemas.want(body.model, "validation")
     # The schema is written once every model is known (see build()).
+    media_type = MULTIPART if isinstance(body, Multipart) else JSON
     operation["requestBody"] = {"required": not getattr(body, "optional", False),
-                                "content": {JSON: {"schema": body}}}
-    answers.error(400, "invalid_json")
+                                "content": {media_type: {"schema": body}}}
+    if not isinstance(body, Multipart):
+        answers.error(400, "invalid_json")
     answers.error(413, "too_large")
     answers.error(415, "unsupported_media_type")
     answers.error(422, "validation_failed")
@@ -391,7 +395,8 @@ def build_operation(op: Operation, settings, schemas: Schemas) -> dict[str, Any]
                          f"(`{body.max_setting}`), all or nothing.")
     permission = op.permission or options.get("checks_permission")
     if permission is not None:
-        csrf = op.method == "POST" and (body is None or getattr(body, "optional", False))
+        csrf = op.method == "POST" and (body is None or getattr(body, "optional", False)
+                                        or isinstance(body, Multipart))
         notes.append(secure(operation, op, permission, answers, csrf=csrf,
                             checked=op.permission is None))
     else:
@@ -458,7 +463,7 @@ def build(registry) -> dict[str, Any]:
         operation["responses"] = operation["responses"].write(schemas)
         body = operation.get("requestBody")
         if body is not None:
-            content = body["content"][JSON]
+            content = next(iter(body["content"].values()))
             content["schema"] = request_body_schema(content["schema"], settings, schemas)
         target = webhooks.setdefault(op.route_name, {}) if op.webhook else paths.setdefault(
             path_template(op.pattern), {})
@@ -485,8 +490,15 @@ def build(registry) -> dict[str, Any]:
     }
 
 
-def request_body_schema(spec: Body | Batch, settings, schemas: Schemas) -> dict[str, Any]:
+def request_body_schema(spec: Body | Batch | Multipart, settings, schemas: Schemas) -> dict[str, Any]:
     one = schemas.ref(spec.model, "validation")
+    if isinstance(spec, Multipart):
+        file = {"type": "string", "contentMediaType": "application/octet-stream",
+                "description": f"The file, at most {settings[spec.max_setting]:,} bytes (`{spec.max_setting}`)."}
+        fields = spec.model.model_json_schema(mode="validation")
+        return {"type": "object", "title": fields.get("title", ""), "additionalProperties": False,
+                "properties": {spec.file: file, **fields.get("properties", {})},
+                "required": [spec.file] if spec.file_required else []}
     if isinstance(spec, Batch):
         return {"oneOf": [one, {"type": "array", "items": one, "minItems": 1,
                                 "maxItems": settings[spec.max_setting]}]}

@@ -13,7 +13,7 @@ import importlib
 import logging
 import sys
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points, version
 from typing import Any, Protocol, runtime_checkable
@@ -43,14 +43,18 @@ __all__ = [
     "CaptchaWidget",
     "DomainEvent",
     "Finding",
+    "Importer",
     "InboundWebhook",
     "NotificationProvider",
     "OutgoingMessage",
     "PermanentDeliveryError",
     "PluginInfo",
+    "ReadOptions",
     "Setting",
     "SettingsError",
+    "Table",
     "TransientDeliveryError",
+    "UnreadableFile",
     "WebhookHandler",
     "as_bool",
     "as_choice",
@@ -60,6 +64,7 @@ __all__ = [
     "as_list",
     "as_str",
     "as_url",
+    "binary_kind",
     "hookimpl",
 ]
 
@@ -294,6 +299,84 @@ class DomainEvent:
     occurred_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     id: uuid.UUID | None = None
     aggregate: str | None = None
+
+
+class UnreadableFile(Exception):
+    """An importer cannot read the file: ``message`` says why in words for
+    the host ("Line 12 opens a quoted value that is never closed."), ``code``
+    is the machine code of the 422 (``unreadable_file``, ``mixed_encodings``,
+    ``too_large``, ...), ``row`` the line or row number as the spreadsheet
+    shows it, when there is one."""
+
+    def __init__(self, message: str, code: str = "unreadable_file", row: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.row = row
+
+
+# Magic numbers of files people upload as a guest list by mistake, in words.
+BINARY_KINDS = ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
+                (b"%PDF", "a PDF document"), (b"PK\x03\x04", "a zip archive"),
+                (b"\xd0\xcf\x11\xe0", "an old Excel (.xls) or Word document"), (b"\x1f\x8b", "a gzip archive"),
+                (b"\x7fELF", "a program"), (b"MZ", "a Windows program"))
+
+
+def binary_kind(head: bytes) -> str | None:
+    """What a binary file is, in words ("a PNG image"), when its first bytes
+    say; None for anything else."""
+    return next((words for magic, words in BINARY_KINDS if head.startswith(magic)), None)
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How to read a file: ``encoding`` and ``delimiter`` the host chose
+    (None: detect them), and the limits every importer keeps while it reads
+    (``max_cell_chars`` characters per cell: a longer cell is passed on cut
+    to ``max_cell_chars + 1`` so the core can name it; ``max_columns``:
+    cells past ``max_columns + 1`` may be dropped; ``max_unpacked_bytes``:
+    what a compressed format may expand to before it is refused as a
+    zip bomb)."""
+
+    encoding: str | None = None
+    delimiter: str | None = None
+    max_cell_chars: int = 1000
+    max_columns: int = 50
+    max_unpacked_bytes: int = 50 * 1024 * 1024
+
+
+@dataclass
+class Table:
+    """What an importer read: ``rows``, an iterator of rows (each a list of
+    text cells, "" for an empty one) produced lazily as the file is parsed,
+    row 1 being the file's first line or row; and what it detected, shown to
+    the host: ``encoding``, ``delimiter`` (text formats), ``sheet`` (the
+    worksheet read)."""
+
+    rows: Iterator[list[str]]
+    encoding: str = ""
+    delimiter: str = ""
+    sheet: str = ""
+
+
+@runtime_checkable
+class Importer(Protocol):
+    """A reader of guest-list files (``register_importers``)."""
+
+    name: str                    # "csv", "xlsx": also the export's format name
+    label: str                   # in words for the host: "CSV or text file"
+    extensions: tuple[str, ...]  # ".csv", ".tsv"
+    media_types: tuple[str, ...]
+
+    def recognizes(self, head: bytes) -> bool:
+        """Whether the file's first bytes (up to 4 KiB) look like this format."""
+
+    def read(self, data: bytes, options: ReadOptions) -> Table:
+        """The file's rows, lazily; raise UnreadableFile naming the problem."""
+
+    # Optional, for the export: ``media_type`` (str) and
+    # ``write(rows: Iterable[list[str]]) -> bytes``, the rows as a file of
+    # this format (the first row is the header).
 
 
 # --- loading -----------------------------------------------------------------

@@ -47,6 +47,7 @@ def world(site):
             "api-keys": f"{spaces}/api-keys", "workspace-new": "/workspaces/new",
             "event-new": f"{spaces}/events/new", "event": events, "event-edit": f"{events}/edit",
             "guest-new": f"{events}/guests/new", "guest": f"{events}/guests/{grace}",
+            "guest-import": f"{events}/import",
             "event-answered-yes": f"{events}?response=yes", "not-found": "/events/no-such-event",
         },
         "public": {
@@ -91,6 +92,17 @@ def test_every_form_with_its_errors(device, world, site, browse, axe, shoot):
         page.wait_for_load_state()
         assert page.locator(".error-summary").is_visible(), f"{name} shows no errors for an empty form"
         check(page, axe, shoot, device, f"host-{name}-errors")
+    # The import's preview with errors next to the cells and the mapping above the columns.
+    page.goto(world["host"]["guest-import"])
+    page.set_input_files("#import-file", files=[{"name": "guests.csv", "mimeType": "text/csv", "buffer": (
+        "Guest list\n\nFull name,E-mail address,Mobile,+1,Table,Order #\n"
+        "Zoë Ångström,zoe@example.com,+44 7911 123456,1,Family,1001\n"
+        "François Müller,francois@example,,0,Work,1002\n,nobody@example.com,,,,1003\n"
+        "Phone Only,,+1 202 555 0143,25,Friends,1004\n").encode()}])
+    page.get_by_role("button", name="Preview the import").click()
+    page.wait_for_load_state()
+    assert page.locator(".cell-error").count() == 3, "the preview shows each error by its cell"
+    check(page, axe, shoot, device, "host-guest-import-preview-errors")
     page = browse(device)
     page.goto("/signup")
     page.get_by_role("button", name="Create account").click()

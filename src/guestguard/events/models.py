@@ -63,6 +63,9 @@ class Guest(IdMixin, TimestampMixin, Base):
     invitation_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
     # Flags awaiting the host's review, kept here so the list needs no join.
     open_flags: Mapped[int] = mapped_column(default=0, server_default="0")
+    # The import that added the guest, so undoing it removes exactly its guests.
+    import_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("guest_imports.id", ondelete="SET NULL"), index=True, default=None)
 
     __table_args__ = (
         UniqueConstraint("event_id", "email"),

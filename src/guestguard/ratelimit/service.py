@@ -114,6 +114,7 @@ POLICY_KEYS: dict[str, Callable[[Any], str]] = {
     "stream_ticket": by_caller,
     "event_create": by_caller,
     "guest_create": by_caller,
+    "guest_import": by_caller,
     "link_issue": by_caller,
 }
 
