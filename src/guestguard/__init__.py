@@ -26,6 +26,7 @@ AREAS = (
     "guestguard.tasks",
     "guestguard.domain",
     "guestguard.notifications",
+    "guestguard.webhooks",
     "guestguard.security",
     "guestguard.ratelimit",
     "guestguard.idempotency",

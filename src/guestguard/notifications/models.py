@@ -41,8 +41,18 @@ class Notification(IdMixin, TimestampMixin, DurableJobMixin, Base):
     # every attempt, so copies of a message sent twice fold into one.
     message_id: Mapped[str | None] = mapped_column(String(255), default=None)
     sent_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # What became of the message (notifications.delivery): moves only forward,
+    # as the provider's reports arrive, in any order.
+    delivery_state: Mapped[str] = mapped_column(String(16), default="queued", server_default="queued")
+    # The state's reason in words (a bounce's type), never the address.
+    delivery_detail: Mapped[str | None] = mapped_column(String(500), default=None)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
-    __table_args__ = (Index("ix_notifications_recipient", "recipient"),)
+    __table_args__ = (
+        Index("ix_notifications_recipient", "recipient"),
+        # A provider's report names the message by the provider's id for it.
+        Index("ix_notifications_provider_message", "provider", "provider_message_id"),
+    )
 
 
 class Suppression(IdMixin, Base):
