@@ -18,7 +18,7 @@ from guestguard.plugins import (
     TransientDeliveryError,
 )
 from guestguard.sms_segments import MessageTooLong
-from guestguard.testing import drain
+from guestguard.testing import drain, guestguard_command, site_ini
 from guestguard_twilio import TwilioConfig, TwilioProvider
 
 RECIPIENT = "+447911123456"
@@ -184,3 +184,20 @@ def test_a_number_twilio_knows_opted_out_is_suppressed_and_the_next_text_is_not_
     [listed] = run_in_request(lambda request: [(s.channel, s.address, s.scope, s.reason, s.source)
                                                for s in request.db.scalars(select(Suppression))], registry)
     assert listed == ("sms", RECIPIENT, "*", "stop", "twilio")
+
+
+def test_send_test_sends_a_text_through_twilio(tmp_path, twilio_stub):
+    """`guestguard send-test <ini> --channel sms` with the plugin chosen by
+    the environment; the immediate queue delivers it in the command."""
+    ini = site_ini(tmp_path)
+    env = {"GG_" + name.upper().replace(".", "_"): value for name, value in twilio_stub.settings().items()}
+    env["GG_HUEY_IMMEDIATE"] = "true"
+    assert guestguard_command("migrate", str(ini)).returncode == 0
+    result = guestguard_command("send-test", str(ini), "--to", RECIPIENT, "--channel", "sms", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "queued notification" in result.stdout
+    [form] = twilio_stub.sent
+    assert form["To"] == RECIPIENT
+    assert form["Body"].startswith("GuestGuard test message from ")
+    assert form["Body"].endswith(": SMS delivery works.")
+    assert twilio_stub.auth_token not in result.stdout + result.stderr

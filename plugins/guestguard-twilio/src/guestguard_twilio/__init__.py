@@ -9,10 +9,13 @@ number's (or Messaging Service's) incoming-message webhook at
 """
 from __future__ import annotations
 
+from guestguard.contract import Stream
 from guestguard.plugins import Setting, as_float, as_str, as_url, hookimpl
-from guestguard_twilio.provider import TwilioConfig, TwilioProvider
+from guestguard_twilio.provider import INBOUND_PATH, STATUS_PATH, TwilioConfig, TwilioProvider
+from guestguard_twilio.webhooks import TwilioWebhooks, inbound_message, status_callback
 
-__all__ = ["TwilioConfig", "TwilioProvider", "configure", "register_notification_providers", "register_settings"]
+__all__ = ["TwilioConfig", "TwilioProvider", "TwilioWebhooks", "configure", "register_notification_providers",
+           "register_settings", "register_webhook_handlers"]
 
 NAME = "twilio"
 
@@ -42,3 +45,20 @@ def register_notification_providers(settings):
     if settings.get("notifications.sms.provider") == NAME:
         config.check()  # chosen: settings that cannot work stop startup, naming the setting
     return [TwilioProvider(config)]
+
+
+@hookimpl
+def register_webhook_handlers(settings):
+    return [TwilioWebhooks()]
+
+
+@hookimpl
+def configure(config):
+    # Signed by Twilio, not by a form's CSRF token nor a login.
+    config.registry["twilio.config"] = TwilioConfig.from_settings(config.get_settings())
+    config.add_route("twilio_status", STATUS_PATH)
+    config.add_view(status_callback, route_name="twilio_status", request_method="POST", require_csrf=False,
+                    response={204: None})
+    config.add_route("twilio_inbound", INBOUND_PATH)
+    config.add_view(inbound_message, route_name="twilio_inbound", request_method="POST", require_csrf=False,
+                    response={200: Stream("text/xml", "Empty TwiML (<Response/>): no reply is sent.")})
