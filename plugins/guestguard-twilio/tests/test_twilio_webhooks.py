@@ -202,6 +202,32 @@ def test_each_status_becomes_its_delivery_state(app, run_in_request, twilio_stub
     assert suppressions(app, run_in_request) == ([(NUMBER, "hard_bounce", "twilio", "*")] if bounced else [])
 
 
+def test_segments_and_price_are_kept_when_a_callback_carries_them(app, run_in_request, twilio_stub):
+    sent = notification(app, run_in_request, send_text(app, run_in_request))
+    message_sid = sent.provider_message_id
+    post(app, twilio_stub, STATUS, {**status_form(twilio_stub, message_sid, "sent"), "NumSegments": "2"}, 204)
+    post(app, twilio_stub, STATUS, {**status_form(twilio_stub, message_sid, "delivered"), "NumSegments": "2",
+                                    "Price": "-0.01580", "PriceUnit": "USD"}, 204)
+    drain(app.app.registry["huey"])
+    row = notification(app, run_in_request, sent.id)
+    assert (row.delivery_state, row.segments, row.price, row.price_unit) == ("delivered", 2, "-0.01580", "USD")
+    assert inbox(app, run_in_request)[1][2].endswith("2 segment(s), price -0.01580 USD")
+
+
+@pytest.mark.parametrize("extra, left_out", [
+    ({"NumSegments": "lots"}, "segments"), ({"NumSegments": "0"}, "segments"), ({"NumSegments": "101"}, "segments"),
+    ({"Price": "free", "PriceUnit": "USD"}, "price"), ({"Price": "-0.0158", "PriceUnit": "dollars"}, "price"),
+    ({"Price": "-0.0158"}, "price"),
+])
+def test_a_cost_twilio_never_writes_is_left_out_and_named(app, run_in_request, twilio_stub, extra, left_out):
+    sent = notification(app, run_in_request, send_text(app, run_in_request))
+    post(app, twilio_stub, STATUS, {**status_form(twilio_stub, sent.provider_message_id, "delivered"), **extra}, 204)
+    drain(app.app.registry["huey"])
+    row = notification(app, run_in_request, sent.id)
+    assert (row.delivery_state, row.segments, row.price, row.price_unit) == ("delivered", None, None, None)
+    assert inbox(app, run_in_request)[0][2].endswith(f"no cost reported ({left_out} unreadable, left out)")
+
+
 def test_a_failure_because_the_number_opted_out_suppresses_it_with_stop(app, run_in_request, twilio_stub):
     sent = notification(app, run_in_request, send_text(app, run_in_request))
     post(app, twilio_stub, STATUS, status_form(twilio_stub, sent.provider_message_id, "failed", "21610"), 204)

@@ -33,7 +33,7 @@ from pyramid.response import Response
 from twilio.request_validator import RequestValidator
 
 from guestguard.notifications import suppression
-from guestguard.notifications.delivery import advance_delivery
+from guestguard.notifications.delivery import advance_delivery, record_cost
 from guestguard.webhooks import InvalidWebhook, receive
 from guestguard_twilio.provider import INBOUND_PATH, STATUS_PATH, TwilioConfig
 
@@ -182,9 +182,20 @@ class TwilioWebhooks:
 
 
 def apply_status(ctx, form: Mapping[str, str]) -> str:
+    sid = form["MessageSid"]
+    note = apply_state(ctx, form)
+    # Twilio's callbacks may carry the segments and, once it is known, the
+    # price; when they do, they are kept.
+    if any(form.get(name) for name in ("NumSegments", "Price")):
+        note += "; " + record_cost(ctx, PROVIDER, sid, segments=form.get("NumSegments"),
+                                   price=form.get("Price"), price_unit=form.get("PriceUnit"))
+    return note
+
+
+def apply_state(ctx, form: Mapping[str, str]) -> str:
     sid, status, code = form["MessageSid"], form["MessageStatus"], form.get("ErrorCode", "")
     if status in NOT_YET:
-        return f"{sid} is {status}: nothing to record"
+        return f"{sid} is {status}: no state to record"
     if status == UNDELIVERED and code in BOUNCE_CODES:
         return advance_delivery(ctx, PROVIDER, sid, "bounced", f"Twilio {code}: {BOUNCE_CODES[code]}")
     report = REPORTS.get(status, "failed")
