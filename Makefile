@@ -48,9 +48,10 @@ lint: $(STAMP)
 
 # The lint, then the whole suite on SQLite and in-memory backends, the
 # browser suite included; when GG_TEST_DATABASE_URL / GG_TEST_REDIS_URL are
-# set (CI sets them), the suite but the browser's also runs on PostgreSQL and
-# Redis, at the same time as the SQLite pass (the passes share nothing; each
-# is one process, so two cores serve both). Each pass writes to
+# set (CI sets them), the suite also runs on PostgreSQL and Redis, at the
+# same time as the SQLite pass (the passes share nothing; each is one
+# process, so two cores serve both), and a test marked one_pass runs in only
+# the pass it names (docs/testing.md). Each pass writes to
 # var/test-<pass>.log, shown when both are done.
 SQLITE_PASS := env -u GG_TEST_DATABASE_URL -u GG_TEST_REDIS_URL $(BIN)/pytest -q
 test: lint browser-deps
@@ -59,8 +60,8 @@ test: lint browser-deps
 	else \
 		mkdir -p var; \
 		echo "== on SQLite and, at the same time, on PostgreSQL and Redis"; \
-		$(SQLITE_PASS) > var/test-sqlite.log 2>&1 & sqlite=$$!; \
-		$(BIN)/pytest -q -m "not browser" > var/test-services.log 2>&1; services=$$?; \
+		$(SQLITE_PASS) --pass=sqlite > var/test-sqlite.log 2>&1 & sqlite=$$!; \
+		$(BIN)/pytest -q --pass=services > var/test-services.log 2>&1; services=$$?; \
 		wait $$sqlite; sqlite=$$?; \
 		echo "== SQLite and in-memory backends (exit $$sqlite)"; cat var/test-sqlite.log; \
 		echo "== PostgreSQL and Redis (exit $$services)"; cat var/test-services.log; \

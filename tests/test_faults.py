@@ -16,7 +16,7 @@ from guestguard.plugins import hookimpl
 from guestguard.testing import free_port, migrate, wait_for
 from guestguard.testing_processes import stop
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, pytest.mark.one_pass("services")]
 
 def test_a_worker_killed_mid_send_is_recovered_within_its_lease(fault_lab):
     """Worker A takes two messages and hangs in the provider after it accepted

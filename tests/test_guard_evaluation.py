@@ -9,6 +9,9 @@ from guestguard.guard import evaluation
 from guestguard.guard.evaluation import CorpusError, Evaluation, Outcome, Scenario, load_corpus, measure
 from guestguard.ops import cli
 
+# In one pass only when make test runs both: the rules judge the same uses on either backend.
+pytestmark = pytest.mark.one_pass("sqlite")
+
 IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
           "Version/18.1 Mobile/15E148 Safari/604.1")
 WINDOWS = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 "

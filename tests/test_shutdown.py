@@ -17,7 +17,7 @@ from guestguard.tasks import RELEASED
 from guestguard.testing import event_host, free_port, wait_for
 from guestguard.testing_processes import get, killed_at_exit, paste_ini, refuses, start_gunicorn, stop
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, pytest.mark.one_pass("services")]
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

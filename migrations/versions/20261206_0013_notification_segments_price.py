@@ -1,7 +1,7 @@
 """notifications: SMS segments and price as the provider reports them
 
 Revision ID: 0013
-Revises: 0012
+Revises: 0017
 Create Date: 2026-12-06
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0012"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 

@@ -7,6 +7,9 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+# The browser sees what the pages show, whatever the database: one pass is enough.
+pytestmark = [pytest.mark.browser, pytest.mark.one_pass("sqlite")]
+
 PASSWORD = "correct horse battery staple"
 
 

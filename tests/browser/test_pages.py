@@ -11,6 +11,9 @@ from guestguard.accounts.models import WEB
 from guestguard.accounts.services import login
 from guestguard.testing import TEST_PASSWORD, bearer_for, create_team, in_request
 
+# The browser sees what the pages show, whatever the database: one pass is enough.
+pytestmark = [pytest.mark.browser, pytest.mark.one_pass("sqlite")]
+
 DEVICES = ("desktop", "phone")
 # Pages that answer with an error status, on purpose.
 REFUSING = {"not-found": 404, "invitation-unknown": 404, "reset-link-invalid": 400}

@@ -58,6 +58,9 @@ class Guest(IdMixin, TimestampMixin, Base):
     responded_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     invited_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     opened_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # The notification that carried the latest invitation: what became of it
+    # (events.deliveries) is the guest's invitation state.
+    invitation_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
     # Flags awaiting the host's review, kept here so the list needs no join.
     open_flags: Mapped[int] = mapped_column(default=0, server_default="0")
 

@@ -224,6 +224,15 @@ class EventPage(Out):
     next: str | None
 
 
+class DeliveryOut(Out):
+    """What became of the guest's latest invitation (docs/api.md lists the states)."""
+
+    state: str
+    label: str
+    channel: str | None
+    reason: str | None
+
+
 class GuestOut(Out):
     id: uuid.UUID
     event_id: uuid.UUID
@@ -240,6 +249,7 @@ class GuestOut(Out):
     invited_at: Moment | None
     opened_at: Moment | None
     open_flags: int
+    delivery: DeliveryOut
 
 
 class OneGuest(Out):

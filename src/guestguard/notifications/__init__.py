@@ -11,6 +11,7 @@ from guestguard.notifications.services import RETRY_BACKOFF, drop_secrets
 from guestguard.notifications.tasks import dispatch_notification
 from guestguard.plugins import NotificationProvider, by_name, chosen, collect
 from guestguard.settings import SettingsError
+from guestguard.workspaces.resources import workspace_factory
 
 log = logging.getLogger(__name__)
 # The development provider: it keeps messages for /dev/outbox and sends nothing.
@@ -53,7 +54,10 @@ def includeme(config) -> None:
     config.add_durable_job(Notification, dispatch_notification,
                            max_attempts=len(RETRY_BACKOFF) + 1, on_give_up=drop_secrets)
     config.add_route("unsubscribe", "/unsubscribe/{token}")
+    config.add_route("api_workspace_deliveries", "/api/v1/workspaces/{workspace_id}/deliveries",
+                     factory=workspace_factory)
     config.scan(".pages")
+    config.scan(".api")
     if settings["app.env"] == "development":
         config.add_route("dev_outbox", "/dev/outbox")
         config.scan(".views")

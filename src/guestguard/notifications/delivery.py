@@ -15,9 +15,12 @@ import re
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import object_session
 
-from guestguard.db import utcnow
-from guestguard.notifications.models import Notification
+from guestguard.db import is_sqlite, sqlite_write_lock, utcnow
+from guestguard.notifications.models import DeliveryDay, Notification
 from guestguard.notifications.suppression import COMPLAINT, HARD_BOUNCE, AddressError, suppress
 
 log = logging.getLogger(__name__)
@@ -28,6 +31,8 @@ BOUNCED, COMPLAINED, FAILED, SUPPRESSED = "bounced", "complained", "failed", "su
 # final ones (the highest) never change.
 RANK = {QUEUED: 0, SENT: 1, DELIVERED: 2, BOUNCED: 3, COMPLAINED: 3, FAILED: 3, SUPPRESSED: 3}
 DELIVERY_STATES = tuple(RANK)
+# The states a workspace's daily counts keep (DeliveryDay's columns).
+DAY_COLUMNS = (SENT, DELIVERED, BOUNCED, COMPLAINED, FAILED, SUPPRESSED)
 # What a provider may report, with the domain event it becomes and the
 # suppression it brings (a hard bounce, a complaint: never write again).
 REPORTS = {
@@ -52,7 +57,24 @@ def set_delivery_state(notification: Notification, state: str, detail: str | Non
     notification.delivery_detail = detail[:500] if detail else None
     if state == DELIVERED:
         notification.delivered_at = at or utcnow()
+    count_day(notification, state, at or utcnow())
     return True
+
+
+def count_day(notification: Notification, state: str, at: dt.datetime) -> None:
+    """Add the message to its workspace's count of ``state`` for the day, in
+    the transaction that moved it there (so each message counts once per
+    state). Messages of no workspace (a person's account mail) are not
+    counted."""
+    session = object_session(notification)
+    if notification.workspace_id is None or session is None or state not in DAY_COLUMNS:
+        return
+    column = getattr(DeliveryDay, state)
+    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    key = {"workspace_id": notification.workspace_id, "day": at.astimezone(dt.UTC).date(),
+           "channel": notification.channel}
+    session.execute(insert(DeliveryDay).values(**key, **{state: 1}).on_conflict_do_update(
+        index_elements=list(key), set_={state: column + 1}))
 
 
 def announce(ctx, notification: Notification, name: str, **extra: Any) -> None:
@@ -64,6 +86,8 @@ def announce(ctx, notification: Notification, name: str, **extra: Any) -> None:
 
 def sent_through(ctx, provider: str, provider_message_id: str) -> Notification | None:
     """The notification ``provider`` knows as ``provider_message_id``, locked."""
+    if is_sqlite(ctx.db):  # FOR UPDATE is no lock there: two reports of one message would both move it
+        sqlite_write_lock(ctx.db, Notification)
     return ctx.db.scalars(
         select(Notification)
         .where(Notification.provider == provider, Notification.provider_message_id == provider_message_id)

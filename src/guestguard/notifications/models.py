@@ -4,7 +4,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import Index, String, Text, UniqueConstraint
+from sqlalchemy import Date, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from guestguard.db import Base, IdMixin, TimestampMixin, utcnow
@@ -77,3 +77,22 @@ class Suppression(IdMixin, Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (UniqueConstraint("channel", "address", "scope"),)
+
+
+class DeliveryDay(Base):
+    """A workspace's messages per day (UTC) and channel by what became of
+    them: counted when a message reaches the state, so the counts outlive
+    the messages (which privacy retention erases)."""
+
+    __tablename__ = "delivery_days"
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    sent: Mapped[int] = mapped_column(default=0, server_default="0")
+    delivered: Mapped[int] = mapped_column(default=0, server_default="0")
+    bounced: Mapped[int] = mapped_column(default=0, server_default="0")
+    complained: Mapped[int] = mapped_column(default=0, server_default="0")
+    failed: Mapped[int] = mapped_column(default=0, server_default="0")
+    suppressed: Mapped[int] = mapped_column(default=0, server_default="0")
+
