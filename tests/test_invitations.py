@@ -405,3 +405,34 @@ def test_a_draft_gets_no_links_and_links_wait_while_an_event_is_back_in_draft(ap
 
     app.patch_json(host["url"], {"status": "published"}, headers=host["ada"])
     assert app.post_json(f"/api/v1/rsvp/{token}", {"response": "yes"}).json["recorded"] is True
+
+
+def test_an_invitation_text_over_the_segment_cap_is_refused_before_a_link_is_issued(make_app, run_in_request):
+    app = make_app({"notifications.sms.max_segments": "1"})
+    host = event_host(app, run_in_request, {**EVENT, "name": "The Annual Midwinter Gala of the Society"})
+    phil = add_guest(app, host, name="Phil", email=None, phone="+44 20 7946 0958")
+    add_guest(app, host)
+
+    refused = app.post_json(f"{host['url']}/guests/{phil['id']}/send", {}, headers=host["ada"], status=422).json
+    assert refused["error"]["code"] == "message_too_long"
+    assert refused["error"]["message"] == (
+        "The text message inviting Phil would be too long: this text is 2 SMS segments long, the limit is 1. "
+        "Shorten the event's name or send the invitation by email.")
+    assert refused["error"]["fields"] == {"channel": "this text is 2 SMS segments long, the limit is 1"}
+    links = db_scalar(app, run_in_request, select(func.count()).select_from(InvitationLink))
+    assert links == 0, "no link was issued (nor the guest's earlier one revoked)"
+
+    sent = app.post_json(f"{host['url']}/send-invitations", {}, headers=host["ada"], status=202).json
+    assert sent["queued"] == 1
+    assert sent["skipped"] == [{"guest_id": phil["id"], "name": "Phil",
+                                "reason": "the invitation text would be over the limit of 1 SMS segments"}]
+    assert [message.recipient for _, message in outbox(app)] == ["grace@example.com"]
+
+
+def test_an_invitation_text_within_the_cap_is_measured_with_its_real_link(make_app, run_in_request):
+    app = make_app({"notifications.sms.max_segments": "2"})
+    host = event_host(app, run_in_request, {**EVENT, "name": "The Annual Midwinter Gala of the Society"})
+    phil = add_guest(app, host, name="Phil", email=None, phone="+44 20 7946 0958")
+    app.post_json(f"{host['url']}/guests/{phil['id']}/send", {}, headers=host["ada"], status=202)
+    [(_, message)] = outbox(app)
+    assert 160 < len(message.text.strip()) <= 306, "two segments, as the stand-in link measured"

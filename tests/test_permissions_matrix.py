@@ -33,6 +33,7 @@ MANAGERS = "O A"          # people, keys and invitations: admins and owners
 OWNER = "O"               # money, ownership, deleting the workspace
 PEOPLE = "O A S"          # one's own account: any signed-in person, never a key
 PUBLIC = "O A S AK SK"    # no sign-in needed (the login page, an invitation link)
+SIGNED = ""               # a provider's webhook: its signature is the only credential, unsigned is 403
 
 SPEC = {
     # --- the workspace and its members -------------------------------------------
@@ -126,6 +127,8 @@ SPEC = {
     # --- messages ------------------------------------------------------------------
     ("unsubscribe", "GET"): PUBLIC,           # the link is the credential
     ("unsubscribe", "POST"): PUBLIC,          # one click, from a mail client too
+    ("twilio_status", "POST"): SIGNED,        # plugin guestguard-twilio
+    ("twilio_inbound", "POST"): SIGNED,
     # --- one's own account -------------------------------------------------------
     ("api_me", "GET"): PEOPLE,
     ("api_me", "PATCH"): PEOPLE,

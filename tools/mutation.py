@@ -90,6 +90,10 @@ TARGETS = (
         "SecurityPolicy.effective_principals", "SecurityPolicy.permits", "SecurityPolicy.remember",
         "SecurityPolicy.forget", "workspace_of", "come_back_to", "forbidden")},
         ("tests/test_policy_decisions.py",)),
+    Target("sms-segments", {"guestguard.sms_segments": (
+        "encoding_of", "unit_sizes", "pack", "estimate", "sms_body", "MessageTooLong.__init__", "too_long",
+        "check")},
+        ("tests/test_sms_segments.py",)),
     Target("inputs", {"guestguard.inputs": (
         "text_problem", "shown", "refused", "check_pairs", "_walk", "check_json", "too_deep", "check_json_body",
         "guard_input")},

@@ -33,6 +33,12 @@ from guestguard.settings import (  # re-exported for plugins
     as_str,
     as_url,
 )
+from guestguard.sms_segments import (  # re-exported for plugins
+    SmsLength,
+    estimate as estimate_segments,
+    sms_body,
+    too_long as too_many_segments,
+)
 
 __all__ = [
     "AccessHistory",
@@ -52,6 +58,7 @@ __all__ = [
     "ReadOptions",
     "Setting",
     "SettingsError",
+    "SmsLength",
     "Table",
     "TransientDeliveryError",
     "UnreadableFile",
@@ -65,7 +72,10 @@ __all__ = [
     "as_str",
     "as_url",
     "binary_kind",
+    "estimate_segments",
     "hookimpl",
+    "sms_body",
+    "too_many_segments",
 ]
 
 log = logging.getLogger(__name__)
@@ -123,7 +133,17 @@ class DeliveryError(Exception):
 
 
 class PermanentDeliveryError(DeliveryError):
-    """Retrying will not help (bad address, rejected content): stop, mark failed."""
+    """Retrying will not help (bad address, rejected content): stop, mark failed.
+
+    ``suppress`` names a suppression reason (``"hard_bounce"``,
+    ``"complaint"``, ``"stop"``) when the refusal says the address must not
+    be written to again (a number that replied STOP to the sender): the
+    address is listed, and the message ends ``suppressed`` instead of failed.
+    """
+
+    def __init__(self, *args: object, suppress: str | None = None) -> None:
+        super().__init__(*args)
+        self.suppress = suppress
 
 
 class TransientDeliveryError(DeliveryError):

@@ -276,6 +276,9 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting("notifications.sms.provider", as_str, "",
             "Provider that sends SMS; empty (the default) means SMS cannot be sent, and sending one is "
             "refused with a clear error. development.ini names the console provider."),
+    Setting("notifications.sms.max_segments", as_int(1, 10), 4,
+            "Most SMS segments one text may take (160 GSM-7 characters in one, 153 each when split; 70 and 67 "
+            "for a text with any other character); a longer text is refused before it is queued."),
     Setting("notifications.push.provider", as_str, "",
             "Provider that sends push notifications; empty means push cannot be sent."),
     Setting("notifications.email.sender", as_email_sender, "GuestGuard <no-reply@localhost>",

@@ -21,8 +21,9 @@ from guestguard.db import is_sqlite, lock_name, sqlite_write_lock, utcnow
 from guestguard.events.models import CANCELLED, DRAFT, NO, YES, BulkAction, Event, Guest, InvitationLink, Rsvp
 from guestguard.events.schemas import RsvpInput
 from guestguard.events.services import EventsError
-from guestguard.notifications.services import queue_notification
+from guestguard.notifications.services import measure_sms, queue_notification
 from guestguard.notifications.suppression import GUEST_MESSAGE
+from guestguard.sms_segments import MessageTooLong
 
 EMAIL, SMS = "email", "sms"
 CHANNELS = (EMAIL, SMS)
@@ -31,6 +32,7 @@ INVALID_LINK = "This invitation link is not valid."
 NO_CONTACT = "has no email address or phone number"
 CHANNEL_WORDS = {EMAIL: "email", SMS: "text messages"}
 UNREACHABLE = "can only be reached by a kind of message this GuestGuard cannot send"
+MESSAGE_TOO_LONG = "message_too_long"
 SEND_ALL = "invitations.send_all"
 # A guest invited this recently is not sent another invitation (and new link)
 # by a repeated click: the link in the message just sent keeps working.
@@ -155,6 +157,27 @@ def message_context(event: Event, guest: Guest) -> dict[str, str]:
     }
 
 
+def refuse_long_text(ctx, guest: Guest, event: Event, channel: str) -> None:
+    """Refuse an invitation text over the segment cap, before a link is
+    issued: it is measured with a stand-in link as long as a real one."""
+    if channel != SMS:
+        return
+    stand_in = access_url(ctx, "x" * len(new_token()[0]))
+    try:
+        measure_sms(ctx, TEMPLATE, {**message_context(event, guest), "invitation_url": stand_in})
+    except MessageTooLong as exc:
+        raise EventsError(422, MESSAGE_TOO_LONG,
+                          f"The text message inviting {guest.name} would be too long: {exc}. Shorten the "
+                          f"event's name or send the invitation by email.",
+                          fields={"channel": str(exc)}, guest_id=str(guest.id)) from None
+
+
+def too_long_for(ctx) -> str:
+    """Why send-all skipped a guest whose text would be too long."""
+    return (f"the invitation text would be over the limit of {ctx.settings['notifications.sms.max_segments']} "
+            f"SMS segments")
+
+
 def refuse_unsendable(event: Event) -> None:
     if event.status == CANCELLED:
         raise EventsError(409, "event_cancelled", "This event is cancelled: invitations cannot be sent.")
@@ -192,6 +215,7 @@ def send_invitation(ctx, guest: Guest, event: Event, channel: str | None = None,
     ctx.db.refresh(guest, ["invited_at"])  # as committed by whoever held the lock before
     if not fresh_link and recently_invited(guest):
         return SentOne(channel, queued=False)
+    refuse_long_text(ctx, guest, event, channel)
     _send(ctx, guest, event, channel)
     return SentOne(channel, queued=True)
 
@@ -237,8 +261,9 @@ def send_all(ctx, event: Event) -> Sent:
     for guest in guests:
         try:
             channel = choose_channel(ctx, guest, None)
-        except EventsError as unreachable:
-            reason = NO_CONTACT if unreachable.code == "no_contact" else UNREACHABLE
+            refuse_long_text(ctx, guest, event, channel)
+        except EventsError as unsendable:
+            reason = {"no_contact": NO_CONTACT, MESSAGE_TOO_LONG: too_long_for(ctx)}.get(unsendable.code, UNREACHABLE)
             skipped.append({"guest_id": str(guest.id), "name": guest.name, "reason": reason})
             continue
         _send(ctx, guest, event, channel, batch_id=str(batch.id))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from typing import Any
 
 from sqlalchemy import select
@@ -83,6 +84,52 @@ def announce(ctx, notification: Notification, name: str, **extra: Any) -> None:
                     **extra}, notification.workspace_id)
 
 
+def sent_through(ctx, provider: str, provider_message_id: str) -> Notification | None:
+    """The notification ``provider`` knows as ``provider_message_id``, locked."""
+    if is_sqlite(ctx.db):  # FOR UPDATE is no lock there: two reports of one message would both move it
+        sqlite_write_lock(ctx.db, Notification)
+    return ctx.db.scalars(
+        select(Notification)
+        .where(Notification.provider == provider, Notification.provider_message_id == provider_message_id)
+        .limit(1).with_for_update()).first()
+
+
+def unknown(provider: str, provider_message_id: str) -> str:
+    return f"no notification sent through {provider} has message id {provider_message_id!r}: nothing to update"
+
+
+PRICE = re.compile(r"-?[0-9]{1,6}(\.[0-9]{1,8})?")
+CURRENCY = re.compile(r"[A-Z]{3}")
+MAX_SEGMENTS = 100
+
+
+def record_cost(ctx, provider: str, provider_message_id: str, *, segments: str | int | None = None,
+                price: str | None = None, price_unit: str | None = None) -> str:
+    """Keep what the provider says a message it sent cost: its segments and
+    its price (decimal text, as the provider writes it) in a currency
+    (ISO 4217). Values that are not such are left out and named in the
+    returned note; a later report replaces an earlier one."""
+    notification = sent_through(ctx, provider, provider_message_id)
+    if notification is None:
+        return unknown(provider, provider_message_id)
+    kept, ignored = [], []
+    if segments not in (None, ""):
+        text = str(segments)
+        if text.isdigit() and 0 < int(text) <= MAX_SEGMENTS:
+            notification.segments = int(text)
+            kept.append(f"{int(text)} segment(s)")
+        else:
+            ignored.append("segments")
+    if price not in (None, ""):
+        if PRICE.fullmatch(price) and price_unit and CURRENCY.fullmatch(price_unit):
+            notification.price, notification.price_unit = price, price_unit
+            kept.append(f"price {price} {price_unit}")
+        else:
+            ignored.append("price")
+    words = f"notification {notification.id}: " + (", ".join(kept) or "no cost reported")
+    return words + (f" ({' and '.join(ignored)} unreadable, left out)" if ignored else "")
+
+
 def advance_delivery(ctx, provider: str, provider_message_id: str, state: str,
                      detail: str | None = None, at: dt.datetime | None = None) -> str:
     """Apply a provider's report about the message it knows as
@@ -93,14 +140,9 @@ def advance_delivery(ctx, provider: str, provider_message_id: str, state: str,
     inbox's note); a message id no notification has is no error."""
     if state not in REPORTS:
         raise ValueError(f"{state!r} is not a delivery report (one of {', '.join(REPORTS)})")
-    if is_sqlite(ctx.db):  # FOR UPDATE is no lock there: two reports of one message would both move it
-        sqlite_write_lock(ctx.db, Notification)
-    notification = ctx.db.scalars(
-        select(Notification)
-        .where(Notification.provider == provider, Notification.provider_message_id == provider_message_id)
-        .limit(1).with_for_update()).first()
+    notification = sent_through(ctx, provider, provider_message_id)
     if notification is None:
-        return f"no notification sent through {provider} has message id {provider_message_id!r}: nothing to update"
+        return unknown(provider, provider_message_id)
     before = notification.delivery_state
     if not set_delivery_state(notification, state, detail, at):
         return f"notification {notification.id} is {before}: a later report, {state}, changes nothing"

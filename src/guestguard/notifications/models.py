@@ -47,6 +47,12 @@ class Notification(IdMixin, TimestampMixin, DurableJobMixin, Base):
     # The state's reason in words (a bounce's type), never the address.
     delivery_detail: Mapped[str | None] = mapped_column(String(500), default=None)
     delivered_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # What the provider billed, when it says (notifications.delivery.record_cost):
+    # the SMS segments, and the price as its decimal text ("-0.00790") in its
+    # currency ("USD").
+    segments: Mapped[int | None] = mapped_column(default=None)
+    price: Mapped[str | None] = mapped_column(String(16), default=None)
+    price_unit: Mapped[str | None] = mapped_column(String(3), default=None)
 
     __table_args__ = (
         Index("ix_notifications_recipient", "recipient"),

@@ -13,9 +13,10 @@ from typing import Any
 from cryptography.fernet import InvalidToken
 from prometheus_client import Counter
 
+from guestguard import sms_segments
 from guestguard.db import utcnow
 from guestguard.keys import fernet_for
-from guestguard.notifications import unsubscribe
+from guestguard.notifications import suppression, unsubscribe
 from guestguard.notifications.delivery import FAILED, SENT, SUPPRESSED, announce, set_delivery_state
 from guestguard.notifications.models import Notification
 from guestguard.notifications.suppression import ACCOUNT_MESSAGE, GUEST_MESSAGE, MESSAGE_KINDS, Listed, stopping
@@ -79,12 +80,16 @@ def queue_notification(
     ``notification.sent`` and ``notification.failed`` domain events.
     ``kind`` is GUEST_MESSAGE for what a workspace sends its guests (an
     unsubscribe from that workspace stops it), else ACCOUNT_MESSAGE.
+    A text longer than ``notifications.sms.max_segments`` raises
+    ``sms_segments.MessageTooLong`` and nothing is stored.
     """
     if kind not in MESSAGE_KINDS:
         raise ValueError(f"unknown message kind {kind!r}")
     if channel not in ctx.registry["notifications.providers"]:
         raise ValueError(f"no provider serves the {channel!r} channel")
     ctx.registry["notifications.renderer"].check(channel, template)
+    if channel == "sms":
+        measure_sms(ctx, template, {**(context or {}), **(sealed or {})})
     notification_id = uuid.uuid4()
     notification = Notification(
         id=notification_id,
@@ -102,6 +107,15 @@ def queue_notification(
     ctx.db.flush()
     enqueue_job(ctx, notification)
     return notification
+
+
+def measure_sms(ctx, template: str, context: Mapping[str, Any]) -> sms_segments.SmsLength:
+    """The length of the text ``template`` renders to; MessageTooLong when
+    it is over ``notifications.sms.max_segments``. Texts are refused here,
+    before they are queued, so the person who asked for one hears why; the
+    SMS provider refuses one over the cap again as a backstop."""
+    rendered = ctx.registry["notifications.renderer"].render("sms", template, context)
+    return sms_segments.check(sms_segments.sms_body(rendered.text), ctx.settings["notifications.sms.max_segments"])
 
 
 def drop_secrets(notification: Notification) -> None:
@@ -214,32 +228,34 @@ def reconcile(attempt: Attempt) -> tuple[str | None, str | None] | None:
     return accepted, None
 
 
-def deliver(attempt: Attempt) -> tuple[str | None, str | None, bool]:
+def deliver(attempt: Attempt) -> tuple[str | None, str | None, bool, str | None]:
     """Hand the message to the provider (unless it accepted it already, on an
     attempt whose outcome was lost). Returns (provider message id, error,
-    permanent)."""
+    permanent, the suppression reason a permanent refusal gave)."""
     if attempt.message is None:  # unrenderable, or suppressed: nothing to hand over
-        return None, attempt.error, True
+        return None, attempt.error, True, None
     if attempt.interrupted and (known := reconcile(attempt)) is not None:
         provider_message_id, error = known
-        return provider_message_id, error, False
+        return provider_message_id, error, False, None
     try:
-        return attempt.provider.send(attempt.message), None, False
+        return attempt.provider.send(attempt.message), None, False, None
     except PermanentDeliveryError as exc:
-        return None, f"permanent: {exc}", True
+        return None, f"permanent: {exc}", True, exc.suppress
     except TransientDeliveryError as exc:
-        return None, f"transient: {exc}", False
+        return None, f"transient: {exc}", False, None
     except Exception as exc:  # transient by contract, whatever the type
-        return None, f"transient: {exc!r}", False
+        return None, f"transient: {exc!r}", False, None
 
 
 def record_outcome(ctx, attempt: Attempt, provider_message_id: str | None,
-                   error: str | None, permanent: bool):
+                   error: str | None, permanent: bool, suppress: str | None = None):
     """Store the attempt's result; return when to retry, if ever.
 
     When the reaper took the job back meanwhile (the lease lapsed: the
     worker could not renew it), a success is still recorded so the message is
-    not sent again, and a failure is left to the retry the reaper queued."""
+    not sent again, and a failure is left to the retry the reaper queued.
+    A refusal naming a suppression reason lists the address and ends the
+    message ``suppressed``."""
     notification = ctx.db.get(Notification, attempt.notification_id, with_for_update=True)
     if notification is None:  # erased meanwhile (privacy): nothing to record
         return None
@@ -248,14 +264,24 @@ def record_outcome(ctx, attempt: Attempt, provider_message_id: str | None,
                     notification.attempts)
         if error is not None or notification.status != PENDING:
             return None
-    if attempt.suppressed is not None:
+    listed = attempt.suppressed
+    if suppress is not None and error is not None:
+        try:
+            suppression.suppress(ctx, notification.channel, notification.recipient, suppress,
+                                 source=notification.provider or "provider")
+        except ValueError as exc:  # an unlistable address, or a reason no one knows: a plain failure
+            log.warning("notification %s: the provider's refusal could not list the address: %s",
+                        notification.id, type(exc).__name__)
+        else:
+            listed = Listed(suppress, suppression.REASONS[suppress])
+            error = f"{error}; suppressed: {listed.text}"
+    if listed is not None:
         finish_job(notification)
         notification.status, notification.last_error = SUPPRESSED, error
-        set_delivery_state(notification, SUPPRESSED, attempt.suppressed.text)
+        set_delivery_state(notification, SUPPRESSED, listed.text)
         drop_secrets(notification)
-        log.info("notification %s not sent: the address is suppressed (%s)", notification.id,
-                 attempt.suppressed.reason)
-        announce(ctx, notification, "notification.suppressed", reason=attempt.suppressed.reason)
+        log.info("notification %s not sent: the address is suppressed (%s)", notification.id, listed.reason)
+        announce(ctx, notification, "notification.suppressed", reason=listed.reason)
         return None
     if error is None:
         finish_job(notification)

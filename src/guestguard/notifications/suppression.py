@@ -85,12 +85,17 @@ def suppress(ctx, channel: str, address: str, reason: str, *, source: str,
     return row
 
 
-def lift(ctx, channel: str, address: str, *, workspace_id: uuid.UUID | None = None) -> int:
+def lift(ctx, channel: str, address: str, *, workspace_id: uuid.UUID | None = None,
+         reason: str | None = None) -> int:
     """Take the address off the list (everywhere, or one workspace's
-    unsubscribe); returns how many entries were lifted."""
+    unsubscribe); returns how many entries were lifted. With ``reason``, only
+    an entry listed for that reason is lifted (a START text lifts a STOP, not
+    an operator's block or a bounce)."""
     scope = str(workspace_id) if workspace_id else EVERYWHERE
-    rows = ctx.db.scalars(select(Suppression).filter_by(
-        channel=channel, address=normalize(channel, address), scope=scope)).all()
+    query = select(Suppression).filter_by(channel=channel, address=normalize(channel, address), scope=scope)
+    if reason is not None:
+        query = query.filter_by(reason=reason)
+    rows = ctx.db.scalars(query).all()
     for row in rows:
         record(ctx, "suppression.lifted", actor_id=ctx.actor_id, workspace_id=workspace_id,
                target_type="suppression", target_id=row.id, channel=channel, reason=row.reason)
