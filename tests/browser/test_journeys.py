@@ -94,3 +94,45 @@ def test_a_host_signs_up_creates_an_event_invites_and_watches_a_guest_answer(dev
     expect(host.locator('[data-count="pending"]')).to_have_text("0")
     axe(host)
     shoot(host, f"host-{device}-event-live")
+
+
+CSV = ("Full name,E-mail address,Mobile,Guests\r\n"
+       "Grace Hopper,grace@example.com,,1\r\n"
+       "Alan Turing,alan@example.com,+44 20 7946 0958,0\r\n"
+       "Nobody,not-an-email,,0\r\n")
+
+
+@pytest.mark.parametrize("device", ["desktop", "phone"])
+def test_a_host_drops_a_spreadsheet_on_the_page_and_imports_it(device, browse, site, axe, shoot):
+    host = browse(device)
+    email = f"ines-{device}@example.com"
+    sign_up(host, "Ines Host", email, site, axe, shoot, f"importer-{device}")
+    log_in(host, email)
+    host.get_by_role("link", name="Create your first event").click()
+    host.get_by_label("Name").fill("Spring Fair")
+    host.get_by_label("Start").fill("2030-04-11T14:00")
+    host.get_by_label("Time zone").fill("Europe/Lisbon")
+    host.get_by_label("Status").select_option(value="published")
+    host.get_by_role("button", name="Create event").click()
+    event_url = host.url
+    host.goto(event_url.rstrip("/") + "/import")
+    # A file dropped on the zone, as a browser hands it over from the desktop.
+    dropped = host.evaluate_handle("""text => {
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([text], "guests.csv", {type: "text/csv"}));
+        return transfer;
+    }""", CSV)
+    host.locator("[data-drop-zone]").dispatch_event("drop", {"dataTransfer": dropped})
+    commit = host.get_by_role("button", name="Looks good — import 2 guests")
+    expect(commit).to_be_visible()
+    expect(host.get_by_text("not-an-email").first).to_be_visible()
+    axe(host)
+    shoot(host, f"importer-{device}-preview")
+    commit.click()
+    expect(host.get_by_role("status")).to_contain_text("Imported 2 guests")
+    axe(host)
+    shoot(host, f"importer-{device}-done")
+    host.get_by_role("link", name="Back to the guest list").click()
+    expect(host.get_by_role("link", name="Grace Hopper")).to_be_visible()
+    expect(host.get_by_role("link", name="Alan Turing")).to_be_visible()
+    expect(host.get_by_role("link", name="Nobody")).to_have_count(0)
