@@ -168,7 +168,8 @@ def _guest_values(ctx, event: Event, data: GuestFields, *, creating: bool) -> di
     return values
 
 
-def _taken(db, event_id: uuid.UUID, emails: Iterable[str]) -> dict[str, Guest]:
+def guests_with_emails(db, event_id: uuid.UUID, emails: Iterable[str]) -> dict[str, Guest]:
+    """The event's guests who have one of ``emails``, by email."""
     wanted = [email for email in emails if email]
     if not wanted:
         return {}
@@ -221,7 +222,7 @@ def add_guests(ctx, event: Event, inputs: Sequence[GuestInput]) -> list[Guest]:
         if problem:
             problems[str(index)] = problem
         rows.append(values)
-    taken = _taken(ctx.db, event.id, (row.get("email") for row in rows))
+    taken = guests_with_emails(ctx.db, event.id, (row.get("email") for row in rows))
     seen: dict[str, int] = {}
     for index, row in enumerate(rows):
         email = row.get("email")
@@ -271,7 +272,7 @@ def update_guest(ctx, event: Event, guest: Guest, data: GuestFields) -> Guest:
     if "name" in values and not values["name"]:
         raise EventsError(422, "validation_failed", "Some fields are invalid.", fields={"name": "is required"})
     if values.get("email") and values["email"] != guest.email:
-        other = _taken(ctx.db, event.id, [values["email"]]).get(values["email"])
+        other = guests_with_emails(ctx.db, event.id, [values["email"]]).get(values["email"])
         if other is not None:
             raise EventsError(409, "conflict", f"{other.name} is already on the list with this email.",
                               existing_guest_id=str(other.id), fields={"email": "is already on the list"})

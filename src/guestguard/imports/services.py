@@ -266,7 +266,7 @@ def _apply(ctx, event: Event, imp: GuestImport, checked: Checked) -> None:
         before = {name: getattr(guest, name) for name in UPDATABLE}
         changes = {name: value for name, value in row.stored.items()
                    if name in UPDATABLE and value not in (None, "", []) and value != before[name]}
-        if "email" in changes and events._taken(ctx.db, event.id, [changes["email"]]):
+        if "email" in changes and events.guests_with_emails(ctx.db, event.id, [changes["email"]]):
             changes.pop("email")  # another guest has it: keep the list's unique emails
         for name, value in changes.items():
             setattr(guest, name, value)
