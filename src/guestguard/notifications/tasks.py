@@ -24,7 +24,7 @@ def dispatch_notification(request, notification_id) -> None:
     if attempt is None:
         return
     with hold_lease(ctx, Notification, attempt.notification_id, attempt.claimed_at):
-        provider_message_id, error, permanent = services.deliver(attempt)
+        outcome = services.deliver(attempt)
         # The provider has spoken: losing its answer now means sending again.
         # A database blip is waited out (for up to jobs.lease_seconds) while
         # the lease is kept, instead of leaving the outcome unknown.
@@ -32,7 +32,7 @@ def dispatch_notification(request, notification_id) -> None:
         for pause in (*RECORD_RETRY, None):
             try:
                 with ctx.tm:
-                    retry_at = services.record_outcome(ctx, attempt, provider_message_id, error, permanent)
+                    retry_at = services.record_outcome(ctx, attempt, *outcome)
                     if retry_at is not None:
                         ctx.enqueue(dispatch_notification, notification_id, eta=retry_at)
                 return
