@@ -51,7 +51,8 @@ class Provider:
 def build(make_app):
     def build(*providers, **settings):
         values = {"huey.immediate": "false", "notifications.email.provider": providers[0].name,
-                  "notifications.breaker.failures": "3", "notifications.breaker.cooldown_seconds": "60"}
+                  "notifications.breaker.failures": "3", "notifications.breaker.cooldown_seconds": "60",
+                  "notifications.quiet_hours.enabled": "true"}
         values.update({key.replace("__", "."): value for key, value in settings.items()})
         return make_app(values, plugins=[(p.name, p) for p in providers])
     return build

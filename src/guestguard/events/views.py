@@ -63,6 +63,7 @@ EVENT_FORM = Form(
     Field("timezone", "Time zone"), Field("rsvp_deadline", "RSVP deadline", DATETIME, NONE),
     Field("default_plus_ones", "Plus-ones per guest", blank=OMIT), Field("host_message", "Message to guests"),
     Field("status", "Status", blank=OMIT, choice="Choose a status from the list."),
+    Field("reply_to", "Reply-to address", blank=NONE),
     absent_as_blank=True, zone_field="timezone")
 EVENT_EDIT_FORM = EVENT_FORM.using(EventFields)
 GUEST_FORM = Form(
@@ -102,7 +103,7 @@ def event_values(event) -> dict[str, str]:
         "timezone": event.timezone,
         "rsvp_deadline": timefmt.form_value(event.rsvp_deadline, event.timezone),
         "default_plus_ones": str(event.default_plus_ones), "host_message": event.host_message,
-        "status": event.status,
+        "status": event.status, "reply_to": event.reply_to or "",
     }
 
 

@@ -190,7 +190,8 @@ def begin_attempt(ctx, notification_id) -> Attempt | None:
         html=rendered.html,
         message_id=notification.message_id or "",
         unsubscribe_url=unsubscribe_url,
-        reply_to=str(context.get("reply_to") or "") if notification.kind == GUEST_MESSAGE else "",
+        reply_to=(str(context.get("reply_to") or "")
+                  if notification.kind == GUEST_MESSAGE and notification.channel == "email" else ""),
         timeout=settings["notifications.send_timeout_seconds"],
     )
     # The last attempt's worker stopped (or lost the database) before it
