@@ -77,7 +77,11 @@ def includeme(config) -> None:
     config.add_durable_job(Notification, dispatch_notification,
                            max_attempts=len(RETRY_BACKOFF) + 1, on_give_up=drop_secrets)
     config.add_route("unsubscribe", "/unsubscribe/{token}")
+    # Operators only (platform.operate, granted on the root to platform admins).
+    config.add_route("api_suppressions", "/api/v1/suppressions")
+    config.add_route("api_suppressions_lift", "/api/v1/suppressions/lift")
     config.scan(".pages")
+    config.scan(".api")
     if settings["app.env"] == "development":
         config.add_route("dev_outbox", "/dev/outbox")
         config.scan(".views")
