@@ -186,7 +186,28 @@ def test_with_redis_away_the_breaker_counts_as_closed_and_messages_go(build, run
     row = load(registry, run_in_request, notification_id)
     assert (row.status, row.attempts) == ("succeeded", 6), "never held: the retries went on as usual"
     assert metric("gg_notification_breaker_store_errors_total", provider="steady") > errors
-    assert "treated as closed" in caplog.text
+    assert "every provider counts as closed" in caplog.text
+
+
+def test_a_hanging_redis_costs_one_timeout_per_pause_not_one_per_message(caplog):
+    import socket
+    import time
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # connections are taken into the backlog and never answered
+    try:
+        breakers = Breakers(RedisState(f"redis://127.0.0.1:{silent.getsockname()[1]}/0"), failures=1,
+                            cooldown=60, probe_seconds=5)
+        started = time.monotonic()
+        for _ in range(20):
+            assert breakers.verdict("p").go
+            breakers.failed("p")
+            breakers.succeeded("p")
+        assert time.monotonic() - started < 5, "without the pause: 60 timeouts of half a second"
+    finally:
+        silent.close()
+    assert caplog.text.count("circuit breaker state unavailable") == 1, "one warning per pause"
 
 
 # --- the fallback -----------------------------------------------------------------
@@ -342,3 +363,14 @@ def test_email_has_no_quiet_hours(build, run_in_request):
         notification_id = queue(registry, run_in_request, kind=GUEST_MESSAGE, context={"base_url": "x"})
         drain(registry["huey"])
     assert load(registry, run_in_request, notification_id).status == "succeeded"
+
+
+def test_the_plugins_command_names_each_channels_fallback():
+    from guestguard.testing import REPO_ROOT, guestguard_command
+
+    result = guestguard_command(
+        "plugins", str(REPO_ROOT / "development.ini"), timeout=60,
+        env={"GG_DB_URL": "sqlite:////tmp/gg-plugins-fallback.sqlite", "GG_HUEY_URL": "memory://",
+             "GG_NOTIFICATIONS_EMAIL_FALLBACK": "smtp"})
+    assert result.returncode == 0, result.stderr
+    assert "email -> console (fallback smtp), sms -> console" in result.stdout

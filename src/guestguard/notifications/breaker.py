@@ -35,6 +35,10 @@ IS_OPEN = Gauge("gg_notification_breaker_open", "1 while a provider's circuit br
 STORE_ERRORS = Counter("gg_notification_breaker_store_errors", "Breaker state that could not be read or "
                        "written (Redis away): the provider was treated as closed.", ["provider"])
 KEY_PREFIX = "gg:breaker:"
+# After the store failed, seconds it is not asked again (every breaker counts
+# as closed meanwhile): a Redis that hangs costs one timeout per pause, not
+# one per message; the warning is logged once per pause too.
+STORE_PAUSE_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -147,10 +151,13 @@ class Breakers:
         # send timeout, plus a margin for recording its outcome.
         self.probe_seconds = probe_seconds
         self.clock = clock
+        self._store_back_at = 0.0  # time.monotonic() from which the store is asked again
 
     def verdict(self, provider: str) -> Verdict:
         """Whether a message may go to ``provider`` now."""
         now = self.clock()
+        if self._store_paused():
+            return GO
         try:
             state = self.state.read(provider)
             open_until = state.get("open_until", 0.0)
@@ -168,6 +175,8 @@ class Breakers:
 
     def succeeded(self, provider: str) -> None:
         """A message was accepted: the provider works; close its breaker."""
+        if self._store_paused():
+            return
         try:
             state = self.state.read(provider)
             if not state:
@@ -185,6 +194,8 @@ class Breakers:
         """A transient failure: count it; open the breaker at the threshold,
         or again when the failure was the half-open breaker's probe."""
         now = self.clock()
+        if self._store_paused():
+            return
         try:
             state = self.state.read(provider)
             probing = bool(state.get("open_until")) and now >= state["open_until"]
@@ -216,10 +227,14 @@ class Breakers:
             return CLOSED
         return OPEN if self.clock() < open_until else HALF_OPEN
 
+    def _store_paused(self) -> bool:
+        return time.monotonic() < self._store_back_at
+
     def _unavailable(self, provider: str, exc: Exception) -> None:
         STORE_ERRORS.labels(provider).inc()
-        log.warning("circuit breaker state of %s unavailable (%s): treated as closed", provider,
-                    type(exc).__name__)
+        self._store_back_at = time.monotonic() + STORE_PAUSE_SECONDS
+        log.warning("circuit breaker state unavailable (%s): every provider counts as closed for the next "
+                    "%g s", type(exc).__name__, STORE_PAUSE_SECONDS)
 
 
 def make_breakers(settings) -> Breakers:
