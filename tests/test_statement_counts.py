@@ -179,5 +179,5 @@ def test_the_latest_answer_is_found_through_the_guests_index(app, guest_link):
         guest_id = connection.exec_driver_sql("SELECT id FROM guests").scalar()
         scans = [*scans_of_answers(connection, LOOK_UP, {"token_hash": hash_token(guest_link)}),
                  *scans_of_answers(connection, LOCKED_ANSWER, {"guest_id": guest_id})]
-    assert len(scans) == 3 + 5, scans  # the page's columns of the latest answer, the lock's
+    assert len(scans) == 3 + 6, scans  # the page's columns of the latest answer, the lock's (its time too)
     assert all("guest_id" in scan for scan in scans), scans

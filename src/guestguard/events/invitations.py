@@ -354,7 +354,8 @@ def latest_answer(guest_id_column, *columns: str) -> list:
 
 
 LOCKED_ANSWER = (
-    select(_guests.c.response, *latest_answer(_guests.c.id, "id", "response", "plus_ones", "dietary", "message"))
+    select(_guests.c.response, _guests.c.responded_at,
+           *latest_answer(_guests.c.id, "created_at", "id", "response", "plus_ones", "dietary", "message"))
     .where(_guests.c.id == bindparam("guest_id"))
     .with_for_update(key_share=True, of=_guests)
 )
@@ -406,7 +407,15 @@ def submit_rsvp(ctx, link, guest, event, data: RsvpInput, raw_token: str) -> tup
     if is_sqlite(db):
         sqlite_write_lock(db, Guest)
     # One answer at a time per guest: FOR NO KEY UPDATE (see db.lock_row).
-    previous, latest_id, *latest = db.execute(LOCKED_ANSWER, {"guest_id": guest.id}).one()
+    previous, responded_at, latest_at, latest_id, *latest = db.execute(LOCKED_ANSWER, {"guest_id": guest.id}).one()
+    if responded_at != latest_at:
+        # PostgreSQL, READ COMMITTED: the lock waited for an answer that
+        # committed meanwhile; the locked row is its version, but the
+        # subqueries read the snapshot from before it. Asked again (a new
+        # statement, a new snapshot, the lock held), the latest answer is
+        # the one just committed, so the same answer twice records once.
+        previous, responded_at, latest_at, latest_id, *latest = db.execute(
+            LOCKED_ANSWER, {"guest_id": guest.id}).one()
     answer = (data.response, plus_ones, data.dietary, data.message)
     if latest_id is not None and tuple(latest) == answer:
         return Answer(latest_id, data.dietary, data.message), False
