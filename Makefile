@@ -6,7 +6,7 @@ PLUGINS := $(wildcard plugins/*/setup.cfg)
 PLUGIN_DIRS := $(patsubst %/setup.cfg,%,$(PLUGINS))
 STAMP := $(VENV)/.installed
 
-.PHONY: run lint test test-sqlite test-services mutation bench install clean
+.PHONY: run lint test browser-deps mutation bench install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,21 @@ $(STAMP): $(BIN)/python setup.cfg pyproject.toml $(PLUGINS)
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The browser suite (tests/browser) drives Debian's Chromium, never a
+# downloaded browser, and scans pages with axe-core from npm.
+CHROMIUM := /usr/bin/chromium
+AXE := $(VENV)/node/node_modules/axe-core/axe.min.js
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+$(CHROMIUM):
+	$(SUDO) apt-get install -y --no-install-recommends chromium \
+		|| ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium)
+
+$(AXE): | $(BIN)/python
+	npm install --no-audit --no-fund --silent --prefix $(VENV)/node axe-core@4.11
+
+browser-deps: $(CHROMIUM) $(AXE)
 
 # The port `make run` serves on: `make run PORT=8080`, or PORT in the
 # environment. Links in messages follow it unless GG_APP_BASE_URL is set.
@@ -31,20 +46,21 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-# The lint, then the whole suite on SQLite and in-memory backends; when
-# GG_TEST_DATABASE_URL / GG_TEST_REDIS_URL are set (CI sets them), the suite
-# also runs on PostgreSQL and Redis, at the same time as the SQLite pass (the
-# passes share nothing; each is one process, so two cores serve both). Each
-# pass writes to var/test-<pass>.log, shown when both are done.
+# The lint, then the whole suite on SQLite and in-memory backends, the
+# browser suite included; when GG_TEST_DATABASE_URL / GG_TEST_REDIS_URL are
+# set (CI sets them), the suite but the browser's also runs on PostgreSQL and
+# Redis, at the same time as the SQLite pass (the passes share nothing; each
+# is one process, so two cores serve both). Each pass writes to
+# var/test-<pass>.log, shown when both are done.
 SQLITE_PASS := env -u GG_TEST_DATABASE_URL -u GG_TEST_REDIS_URL $(BIN)/pytest -q
-test: lint
+test: lint browser-deps
 	@if [ -z "$$GG_TEST_DATABASE_URL$$GG_TEST_REDIS_URL" ]; then \
 		$(SQLITE_PASS); \
 	else \
 		mkdir -p var; \
 		echo "== on SQLite and, at the same time, on PostgreSQL and Redis"; \
 		$(SQLITE_PASS) > var/test-sqlite.log 2>&1 & sqlite=$$!; \
-		$(BIN)/pytest -q > var/test-services.log 2>&1; services=$$?; \
+		$(BIN)/pytest -q -m "not browser" > var/test-services.log 2>&1; services=$$?; \
 		wait $$sqlite; sqlite=$$?; \
 		echo "== SQLite and in-memory backends (exit $$sqlite)"; cat var/test-sqlite.log; \
 		echo "== PostgreSQL and Redis (exit $$services)"; cat var/test-services.log; \

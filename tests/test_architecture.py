@@ -17,7 +17,8 @@ SERVICE_MODULES = (
     "accounts/services.py", "workspaces/services.py", "events/services.py", "events/invitations.py",
     "guard/access.py", "guard/flags.py", "activity/feed.py", "activity/stream.py", "activity/live.py",
     "notifications/services.py", "notifications/tasks.py", "notifications/suppression.py",
-    "notifications/unsubscribe.py", "audit/services.py", "domain.py",
+    "notifications/unsubscribe.py", "notifications/delivery.py", "audit/services.py", "domain.py",
+    "webhooks/services.py", "webhooks/tasks.py",
 )
 
 

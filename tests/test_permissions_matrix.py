@@ -41,6 +41,7 @@ SPEC = {
     ("api_workspace", "GET"): EVERYONE,
     ("api_workspace", "PATCH"): EDITORS,
     ("api_workspace", "DELETE"): OWNER,
+    ("api_workspace_deliveries", "GET"): EVERYONE,
     ("api_workspace_leave", "POST"): PEOPLE,
     ("api_workspace_transfer", "POST"): OWNER,
     ("api_members", "GET"): EDITORS,

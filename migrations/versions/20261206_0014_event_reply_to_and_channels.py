@@ -1,7 +1,7 @@
 """events.reply_to and events.invitation_channel; guests.preferred_channel
 
 Revision ID: 0014
-Revises: 0011
+Revises: 0017
 Create Date: 2026-12-06
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0014"
-down_revision = "0011"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 

@@ -27,6 +27,7 @@ AREAS = (
     "guestguard.tasks",
     "guestguard.domain",
     "guestguard.notifications",
+    "guestguard.webhooks",
     "guestguard.security",
     "guestguard.ratelimit",
     "guestguard.idempotency",

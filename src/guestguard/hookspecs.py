@@ -45,6 +45,17 @@ def register_notification_providers(settings):
 
 
 @hookspec
+def register_webhook_handlers(settings):
+    """Return a list of webhook handlers, one per provider name.
+
+    Each has a ``provider`` (the name its receiving view stores webhooks
+    under with ``guestguard.webhooks.receive``) and ``handle(ctx, webhook)``
+    (:class:`guestguard.plugins.WebhookHandler`), which the worker calls once
+    per stored webhook, retried with backoff while it raises.
+    """
+
+
+@hookspec
 def register_captcha_verifiers(settings):
     """Return a list of CAPTCHA verifiers.
 

@@ -11,6 +11,7 @@ import datetime as dt
 import functools
 import importlib
 import logging
+import sys
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ __all__ = [
     "CaptchaWidget",
     "DomainEvent",
     "Finding",
+    "InboundWebhook",
     "NotificationChannel",
     "NotificationProvider",
     "OutgoingMessage",
@@ -50,6 +52,7 @@ __all__ = [
     "Setting",
     "SettingsError",
     "TransientDeliveryError",
+    "WebhookHandler",
     "as_bool",
     "as_choice",
     "as_date",
@@ -167,6 +170,31 @@ class NotificationProvider(Protocol):
     # ``message.notification_id`` or ``message.message_id``) or None when it
     # never accepted it, and raising when it cannot tell. The worker asks it
     # before sending again after an attempt whose outcome was lost.
+
+
+@dataclass(frozen=True)
+class InboundWebhook:
+    """A provider's call, as stored in the webhook inbox and handed to the
+    provider's handler by the worker: ``body`` exactly as it arrived,
+    ``headers`` as the receiving view kept them, ``attempt`` counting from 1."""
+
+    id: uuid.UUID
+    provider: str
+    event_id: str
+    received_at: dt.datetime
+    body: str
+    headers: Mapping[str, str]
+    attempt: int = 1
+
+
+@runtime_checkable
+class WebhookHandler(Protocol):
+    provider: str
+
+    def handle(self, ctx: Any, webhook: InboundWebhook) -> str | None:
+        """Act on one stored webhook inside the worker's transaction (given
+        the service context); return a note in words for the inbox row, or
+        None. Raise to have it retried later: the transaction rolls back."""
 
 
 class CaptchaUnavailable(Exception):
@@ -325,10 +353,7 @@ def build_plugin_manager(
     for module_name in DEFAULT_PLUGINS:
         candidates.append((module_name, _importer(module_name), "guestguard", own_version))
     if load_entry_points:
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            dist = ep.dist.name if ep.dist else "?"
-            dist_version = ep.dist.version if ep.dist else "?"
-            candidates.append((ep.name, ep.load, dist, dist_version))
+        candidates.extend(installed_plugins(tuple(sys.path)))
 
     for name, load, dist, dist_version in candidates:
         if name in disabled:
@@ -373,10 +398,23 @@ def _register(pm, name, load, dist, dist_version, strict) -> None:
     pm.guestguard_info[name] = (dist, dist_version)
 
 
+@functools.lru_cache(maxsize=8)
+def installed_plugins(search_path: tuple[str, ...]) -> tuple[tuple[str, Callable[[], object], str, str], ...]:
+    """The entry points of the distributions installed on ``search_path``
+    (name, loader, distribution, version). Reading every distribution's
+    metadata is most of the cost of building a plugin manager; what is
+    installed changes only with the path searched."""
+    found = []
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        found.append((ep.name, ep.load, ep.dist.name if ep.dist else "?", ep.dist.version if ep.dist else "?"))
+    return tuple(found)
+
+
 def _importer(module_name: str) -> Callable[[], object]:
     return lambda: importlib.import_module(module_name)
 
 
+@functools.cache
 def _version(dist: str) -> str:
     try:
         return version(dist)
@@ -393,16 +431,18 @@ def describe_plugins(pm: pluggy.PluginManager) -> list[PluginInfo]:
     return sorted(infos, key=lambda info: info.name)
 
 
-def by_name(items: Iterable[Any], interface: type, what: str) -> dict[str, Any]:
-    """Index what a ``register_*`` hook returned by ``name``; SettingsError
-    for an item that does not implement ``interface`` or a name used twice."""
+def by_name(items: Iterable[Any], interface: type, what: str, key: str = "name") -> dict[str, Any]:
+    """Index what a ``register_*`` hook returned by its ``key`` attribute;
+    SettingsError for an item that does not implement ``interface`` or a
+    key used twice."""
     indexed: dict[str, Any] = {}
     for item in items:
         if not isinstance(item, interface):
             raise SettingsError(f"{what} {item!r} does not implement {interface.__name__}")
-        if item.name in indexed:
-            raise SettingsError(f"two {what}s are named {item.name!r}")
-        indexed[item.name] = item
+        name = getattr(item, key)
+        if name in indexed:
+            raise SettingsError(f"two {what}s are for {key} {name!r}")
+        indexed[name] = item
     return indexed
 
 

@@ -337,6 +337,8 @@ CORE_SETTINGS: tuple[Setting, ...] = (
             "Largest request body of any kind; larger gets 413 before anything reads it."),
     Setting("api.max_body_bytes", as_int(1024, 100 * 1024 * 1024), 65536,
             "Largest JSON body the API accepts; larger gets 413."),
+    Setting("webhooks.max_payload_bytes", as_int(1024, 10 * 1024 * 1024), 262144,
+            "Largest webhook body the inbox stores; a provider's view refuses a larger one (413)."),
     Setting("idempotency.ttl_hours", as_int(1, 720), 24,
             "Hours the first answer to an Idempotency-Key is kept and replayed to repeats."),
     Setting("idempotency.wait_seconds", as_int(1, 300), 10,

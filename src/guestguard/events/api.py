@@ -6,10 +6,11 @@ from pyramid.view import view_config
 
 from guestguard.contract import Batch, Refused, links_to
 from guestguard.errors import APIError
-from guestguard.events import services
+from guestguard.events import deliveries, services
 from guestguard.events.schemas import (
     ChangedEvent,
     CountedEventOut,
+    DeliveryOut,
     EventFields,
     EventInput,
     EventOut,
@@ -106,6 +107,13 @@ def delete_event(context, request):
 # --- guests ------------------------------------------------------------------
 
 
+def guests_out(request, event, guests) -> list[GuestOut]:
+    """The guests as the API shows them, each with what became of their invitation."""
+    states = deliveries.invitation_deliveries(request.db, event.workspace_id, guests)
+    return [GuestOut.of(guest, delivery=DeliveryOut.of(states[guest.id]))
+            for guest in guests]
+
+
 @view_config(route_name="api_guests", request_method="GET", renderer="json", permission=GUESTS_VIEW,
              query=GuestQuery, response={200: GuestPage, 400: INVALID_CURSOR})
 def list_guests(context, request):
@@ -114,7 +122,7 @@ def list_guests(context, request):
     guests, cursor = services.list_guests(request.db, context.event.id, after=query.after,
                                           limit=query.limit, search=query.q, response=query.response,
                                           flagged=query.flagged)
-    return GuestPage(guests=[GuestOut.of(guest) for guest in guests], next=cursor)
+    return GuestPage(guests=guests_out(request, context.event, guests), next=cursor)
 
 
 @view_config(route_name="api_guests", request_method="POST", renderer="json", permission=GUESTS_EDIT,
@@ -125,15 +133,15 @@ def add_guests(context, request):
     data = request.body_input
     guests = services.add_guests(request.ctx, context.event, data.items)
     if data.many:
-        return GuestList(guests=[GuestOut.of(guest) for guest in guests])
-    return OneGuest(guest=GuestOut.of(guests[0]))
+        return GuestList(guests=guests_out(request, context.event, guests))
+    return OneGuest(guest=guests_out(request, context.event, guests)[0])
 
 
 @view_config(route_name="api_guest", request_method="GET", renderer="json", permission=GUESTS_VIEW,
              response=OneGuest)
 def get_guest(context, request):
     """One guest and their answer."""
-    return OneGuest(guest=GuestOut.of(context.record))
+    return OneGuest(guest=guests_out(request, context.event, [context.record])[0])
 
 
 @view_config(route_name="api_guest", request_method="PATCH", renderer="json", permission=GUESTS_EDIT,
@@ -142,7 +150,7 @@ def update_guest(context, request):
     """Change any of the guest's fields."""
     data = request.body_input
     guest = services.update_guest(request.ctx, context.event, context.record, data)
-    return OneGuest(guest=GuestOut.of(guest))
+    return OneGuest(guest=guests_out(request, context.event, [guest])[0])
 
 
 @view_config(route_name="api_guest", request_method="DELETE", permission=GUESTS_EDIT,

@@ -238,6 +238,7 @@ def _send(ctx, guest: Guest, event: Event, channel: str, batch_id: str | None = 
         sealed={"invitation_url": access_url(ctx, raw)},
         about={"event_id": str(event.id), "guest_id": str(guest.id)}, kind=GUEST_MESSAGE)
     guest.invited_at = utcnow()
+    guest.invitation_id = notification.id
     details = {"batch_id": batch_id} if batch_id else {}
     record(ctx, "invitation.sent", actor_id=ctx.actor_id, workspace_id=event.workspace_id,
            target_type="guest", target_id=guest.id, channel=channel, notification_id=str(notification.id),

@@ -66,6 +66,9 @@ class Guest(IdMixin, TimestampMixin, Base):
     # The channel this guest is written to on (a declared channel's name);
     # None: the event's choice.
     preferred_channel: Mapped[str | None] = mapped_column(String(16), default=None)
+    # The notification that carried the latest invitation: what became of it
+    # (events.deliveries) is the guest's invitation state.
+    invitation_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
     # Flags awaiting the host's review, kept here so the list needs no join.
     open_flags: Mapped[int] = mapped_column(default=0, server_default="0")
 

@@ -236,6 +236,15 @@ class EventPage(Out):
     next: str | None
 
 
+class DeliveryOut(Out):
+    """What became of the guest's latest invitation (docs/api.md lists the states)."""
+
+    state: str
+    label: str
+    channel: str | None
+    reason: str | None
+
+
 class GuestOut(Out):
     id: uuid.UUID
     event_id: uuid.UUID
@@ -253,6 +262,7 @@ class GuestOut(Out):
     opened_at: Moment | None
     open_flags: int
     preferred_channel: str | None
+    delivery: DeliveryOut
 
 
 class OneGuest(Out):

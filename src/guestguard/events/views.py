@@ -16,7 +16,7 @@ from sqlalchemy import select
 from guestguard import timefmt
 from guestguard.activity import feed
 from guestguard.db import utcnow
-from guestguard.events import invitations, pages, services
+from guestguard.events import deliveries, invitations, pages, services
 from guestguard.events.models import EVENT_STATUSES
 from guestguard.events.schemas import EventFields, EventInput, GuestFields, GuestInput, check_times
 from guestguard.events.services import EventsError
@@ -227,6 +227,7 @@ def event_page(context, request):
             problem = "That page of the guest list is no longer valid. Start again from the first page."
         items = feed.latest(request.db, event.id, FEED_SIZE)
     counts = services.headcounts(request.db, [event.id])[event.id]
+    delivery = deliveries.invitation_deliveries(request.db, event.workspace_id, guests)
     here = lambda **query: request.route_path("event_page", event_id=event.id, _query=query)  # noqa: E731
     page.update(
         counts=counts, summary=pages.headcount_summary(counts), guests=guests, problem=problem,
@@ -237,6 +238,9 @@ def event_page(context, request):
         chart_url=request.route_path("event_headcount_svg", event_id=event.id),
         feed=items, feed_since=feed.cursor_of(items[0]) if items else feed.now_cursor(),
         flagged=services.flagged_guests(request.db, event.id) if page["can"]["view_guests"] else 0,
+        delivery=delivery, channel_words=deliveries.CHANNEL_WORDS, delivery_labels=deliveries.LABELS,
+        delivery_summary=deliveries.delivery_summary(request.db, event.workspace_id, event.id)
+        if page["can"]["view_guests"] else {},
     )
     return page
 
@@ -333,7 +337,9 @@ def new_guest(context, request):
 
 def guest_page(request, context, status: int = 200, values=None, errors=None, existing=None) -> dict:
     guest = context.record
+    delivery = deliveries.invitation_deliveries(request.db, guest.workspace_id, [guest])[guest.id]
     return event_page_base(request, context, status, guest=guest, answers=pages.answers(request.db, guest.id),
+                           delivery=delivery, channel_words=deliveries.CHANNEL_WORDS,
                            values=values or guest_values(guest), errors=errors or {}, existing=existing,
                            flags=flags.guest_flags(request.db, guest.id),
                            uses=access.recent_uses(request.db, guest.id, 10),

@@ -13,6 +13,7 @@ from guestguard.notifications.services import RETRY_BACKOFF, drop_secrets
 from guestguard.notifications.tasks import dispatch_notification
 from guestguard.plugins import NotificationProvider, by_name, chosen, collect
 from guestguard.settings import SettingsError
+from guestguard.workspaces.resources import workspace_factory
 
 log = logging.getLogger(__name__)
 # The development provider: it keeps messages for /dev/outbox and sends nothing.
@@ -80,8 +81,11 @@ def includeme(config) -> None:
     # Operators only (platform.operate, granted on the root to platform admins).
     config.add_route("api_suppressions", "/api/v1/suppressions")
     config.add_route("api_suppressions_lift", "/api/v1/suppressions/lift")
+    config.add_route("api_workspace_deliveries", "/api/v1/workspaces/{workspace_id}/deliveries",
+                     factory=workspace_factory)
     config.scan(".pages")
     config.scan(".api")
+    config.scan(".suppression_api")
     if settings["app.env"] == "development":
         config.add_route("dev_outbox", "/dev/outbox")
         config.scan(".views")

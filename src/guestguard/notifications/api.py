@@ -1,56 +1,48 @@
-"""The operators' suppression API: list, add and lift, through the same
-service as ``guestguard suppression`` and audited like it. Operators are
-users whose platform role is ``admin`` (``platform.operate``); API keys and
-workspace roles never reach it."""
+"""The workspace's delivery counts per day and channel (DeliveryDay)."""
 from __future__ import annotations
 
+import datetime as dt
+from typing import Annotated
+
+from pydantic import Field
 from pyramid.view import view_config
+from sqlalchemy import select
 
-from guestguard.contract import Refused
-from guestguard.notifications import suppression
-from guestguard.notifications.schemas import (
-    AlreadyListed,
-    Lifted,
-    LiftInput,
-    OneSuppression,
-    SuppressionInput,
-    SuppressionList,
-    SuppressionOut,
-    SuppressionQuery,
-)
-from guestguard.permissions import PLATFORM_OPERATE
+from guestguard.contract import Out
+from guestguard.db import utcnow
+from guestguard.notifications.models import DeliveryDay
+from guestguard.permissions import WORKSPACE_VIEW
+from guestguard.validation import Query
+
+MAX_DAYS = 366
 
 
-def suppression_out(row) -> SuppressionOut:
-    return SuppressionOut.of(row, scope="everywhere" if row.scope == suppression.EVERYWHERE else row.scope,
-                             reason_text=suppression.REASONS.get(row.reason, row.reason))
+class DeliveryDaysQuery(Query):
+    days: Annotated[int, Field(ge=1, le=MAX_DAYS)] = 30
 
 
-@view_config(route_name="api_suppressions", request_method="GET", renderer="json", permission=PLATFORM_OPERATE,
-             query=SuppressionQuery, response={200: SuppressionList, 422: Refused("validation_failed")})
-def list_suppressions(request):
-    """The suppression list, newest first, by channel and address."""
-    query = request.query_input
-    rows = suppression.operator_list(request.ctx, channel=query.channel, address=query.address or None,
-                                     limit=query.limit)
-    return SuppressionList(suppressions=[suppression_out(row) for row in rows])
+class DeliveryDayOut(Out):
+    day: dt.date
+    channel: str
+    sent: int
+    delivered: int
+    bounced: int
+    complained: int
+    failed: int
+    suppressed: int
 
 
-@view_config(route_name="api_suppressions", request_method="POST", renderer="json", permission=PLATFORM_OPERATE,
-             body=SuppressionInput, response={200: AlreadyListed, 201: OneSuppression})
-def add_suppression(request):
-    """Stop every message to the address on the channel (reason ``operator``);
-    adding one already listed answers 200 with the entry there is."""
-    data = request.body_input
-    row, new = suppression.operator_suppress(request.ctx, data.channel, data.address)
-    return (OneSuppression if new else AlreadyListed)(suppression=suppression_out(row))
+class DeliveryDays(Out):
+    days: list[DeliveryDayOut]
 
 
-@view_config(route_name="api_suppressions_lift", request_method="POST", renderer="json",
-             permission=PLATFORM_OPERATE, body=LiftInput, response=Lifted)
-def lift_suppression(request):
-    """Take the address off the list; ``lifted`` says how many entries went
-    (0 when it was not listed: lifting twice is harmless)."""
-    data = request.body_input
-    return Lifted(lifted=suppression.operator_lift(request.ctx, data.channel, data.address,
-                                                   workspace_id=data.workspace_id))
+@view_config(route_name="api_workspace_deliveries", request_method="GET", renderer="json",
+             permission=WORKSPACE_VIEW, query=DeliveryDaysQuery, response=DeliveryDays)
+def delivery_days(context, request):
+    """Messages the workspace sent to guests per day (UTC) and channel, by what
+    became of them, for the last ``days`` days, newest first."""
+    since = utcnow().date() - dt.timedelta(days=request.query_input.days - 1)
+    rows = request.db.scalars(select(DeliveryDay).where(
+        DeliveryDay.workspace_id == context.workspace_id, DeliveryDay.day >= since)
+        .order_by(DeliveryDay.day.desc(), DeliveryDay.channel))
+    return DeliveryDays(days=[DeliveryDayOut.of(row) for row in rows])

@@ -4,7 +4,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import Index, String, Text, UniqueConstraint
+from sqlalchemy import Date, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from guestguard.db import Base, IdMixin, TimestampMixin, utcnow
@@ -39,8 +39,18 @@ class Notification(IdMixin, TimestampMixin, DurableJobMixin, Base):
     # every attempt, so copies of a message sent twice fold into one.
     message_id: Mapped[str | None] = mapped_column(String(255), default=None)
     sent_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # What became of the message (notifications.delivery): moves only forward,
+    # as the provider's reports arrive, in any order.
+    delivery_state: Mapped[str] = mapped_column(String(16), default="queued", server_default="queued")
+    # The state's reason in words (a bounce's type), never the address.
+    delivery_detail: Mapped[str | None] = mapped_column(String(500), default=None)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
-    __table_args__ = (Index("ix_notifications_recipient", "recipient"),)
+    __table_args__ = (
+        Index("ix_notifications_recipient", "recipient"),
+        # A provider's report names the message by the provider's id for it.
+        Index("ix_notifications_provider_message", "provider", "provider_message_id"),
+    )
 
 
 class Suppression(IdMixin, Base):
@@ -59,3 +69,22 @@ class Suppression(IdMixin, Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (UniqueConstraint("channel", "address", "scope"),)
+
+
+class DeliveryDay(Base):
+    """A workspace's messages per day (UTC) and channel by what became of
+    them: counted when a message reaches the state, so the counts outlive
+    the messages (which privacy retention erases)."""
+
+    __tablename__ = "delivery_days"
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    sent: Mapped[int] = mapped_column(default=0, server_default="0")
+    delivered: Mapped[int] = mapped_column(default=0, server_default="0")
+    bounced: Mapped[int] = mapped_column(default=0, server_default="0")
+    complained: Mapped[int] = mapped_column(default=0, server_default="0")
+    failed: Mapped[int] = mapped_column(default=0, server_default="0")
+    suppressed: Mapped[int] = mapped_column(default=0, server_default="0")
+

@@ -16,6 +16,7 @@ from prometheus_client import Counter
 from guestguard.db import utcnow
 from guestguard.keys import fernet_for
 from guestguard.notifications import resilience, unsubscribe
+from guestguard.notifications.delivery import FAILED, SENT, SUPPRESSED, announce, set_delivery_state
 from guestguard.notifications.models import Notification
 from guestguard.notifications.suppression import ACCOUNT_MESSAGE, GUEST_MESSAGE, MESSAGE_KINDS, Listed, stopping
 from guestguard.plugins import NotificationProvider, OutgoingMessage
@@ -34,9 +35,9 @@ log = logging.getLogger(__name__)
 
 # Seconds to wait before each retry; after the last one the message fails.
 RETRY_BACKOFF = (1, 5, 30, 300, 1800)
+# SUPPRESSED (from delivery): a final status beside sent and failed, the
+# address being on the suppression list; that message's delivery state too.
 SEAL_PURPOSE = "notifications.sealed-context"
-# A final status beside sent and failed: the address is on the suppression list.
-SUPPRESSED = "suppressed"
 UNKNOWN_OUTCOME_RESENDS = Counter(
     "gg_notification_unknown_outcome_resends", "Attempts that send again a message whose previous attempt "
     "ended with no recorded outcome (its worker stopped or lost the database): the provider may have "
@@ -275,6 +276,7 @@ def record_outcome(ctx, attempt: Attempt, provider_message_id: str | None,
     if attempt.suppressed is not None:
         finish_job(notification)
         notification.status, notification.last_error = SUPPRESSED, error
+        set_delivery_state(notification, SUPPRESSED, attempt.suppressed.text)
         drop_secrets(notification)
         log.info("notification %s not sent: the address is suppressed (%s)", notification.id,
                  attempt.suppressed.reason)
@@ -286,6 +288,7 @@ def record_outcome(ctx, attempt: Attempt, provider_message_id: str | None,
         finish_job(notification)
         notification.sent_at = utcnow()
         notification.provider_message_id = provider_message_id
+        set_delivery_state(notification, SENT)
         drop_secrets(notification)
         log.info("notification %s sent through %s", notification.id, notification.provider)
         announce(ctx, notification, "notification.sent")
@@ -293,6 +296,7 @@ def record_outcome(ctx, attempt: Attempt, provider_message_id: str | None,
     retry_at = fail_job(notification, error, permanent=permanent, backoff=RETRY_BACKOFF)
     if retry_at is None:
         drop_secrets(notification)
+        set_delivery_state(notification, FAILED, error)
         log.warning("notification %s failed after %d attempt(s): %s",
                     notification.id, notification.attempts, error)
         announce(ctx, notification, "notification.failed", error=error)
@@ -300,11 +304,3 @@ def record_outcome(ctx, attempt: Attempt, provider_message_id: str | None,
         log.info("notification %s attempt %d failed, retrying at %s: %s",
                  notification.id, notification.attempts, retry_at.isoformat(), error)
     return retry_at
-
-
-
-def announce(ctx, notification: Notification, name: str, **extra: Any) -> None:
-    """A final outcome, as a domain event (never the recipient's address)."""
-    ctx.emit(name, {"notification_id": str(notification.id), "channel": notification.channel,
-                        "template": notification.template, "about": dict(notification.about or {}),
-                        **extra}, notification.workspace_id)

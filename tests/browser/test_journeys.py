@@ -1,0 +1,93 @@
+"""The host's and the guest's journeys in a real browser: each page on the
+way is scanned by axe-core and photographed, on a desktop and a phone."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+PASSWORD = "correct horse battery staple"
+
+
+def sign_up(page, name: str, email: str, site, axe, shoot, label: str) -> None:
+    page.goto("/signup")
+    axe(page)
+    shoot(page, f"{label}-signup")
+    page.get_by_label("Your name").fill(name)
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_label(re.compile("I accept the privacy policy")).check()
+    page.get_by_role("button", name="Create account").click()
+    expect(page.get_by_role("heading", level=1)).to_be_visible()
+    axe(page)
+    shoot(page, f"{label}-signed-up")
+    (message,) = site.messages_to(email)
+    verify = re.search(r"https?://\S+/verify-email/\S+", message.text).group(0)
+    page.goto(verify)
+    axe(page)
+    shoot(page, f"{label}-verified")
+
+
+def log_in(page, email: str) -> None:
+    page.goto("/login")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Dashboard", level=1)).to_be_visible()
+
+
+def invitation_link(site, email: str) -> str:
+    return re.search(r"https?://\S+/access/\S+", site.messages_to(email)[0].text).group(0)
+
+
+@pytest.mark.parametrize("device", ["desktop", "phone"])
+def test_a_host_signs_up_creates_an_event_invites_and_watches_a_guest_answer(device, browse, site, axe, shoot):
+    host = browse(device)
+    email = f"hana-{device}@example.com"
+    sign_up(host, "Hana Host", email, site, axe, shoot, f"host-{device}")
+    log_in(host, email)
+    axe(host)
+    shoot(host, f"host-{device}-dashboard-empty")
+    host.get_by_role("link", name="Create your first event").click()
+    axe(host)
+    host.get_by_label("Name").fill("Midsummer Gala")
+    host.get_by_label("Venue").fill("The Old Library, Bristol")
+    host.get_by_label("Start").fill("2030-06-21T19:00")
+    host.get_by_label("Time zone").fill("Europe/London")
+    host.get_by_label("Status").select_option(value="published")
+    host.get_by_label("Message to guests").fill("Dinner at eight, dancing until late.")
+    host.get_by_role("button", name="Create event").click()
+    expect(host.get_by_role("heading", name="Midsummer Gala", level=1)).to_be_visible()
+    axe(host)
+    host.get_by_role("link", name="Add a guest").first.click()
+    axe(host)
+    guest_email = f"grace-{device}@example.com"
+    host.get_by_label("Name").fill("Grace Hopper")
+    host.get_by_label("Email").fill(guest_email)
+    host.get_by_role("button", name="Add guest", exact=True).click()
+    expect(host.get_by_role("link", name="Grace Hopper")).to_be_visible()
+    host.get_by_role("button", name="Send invitations to everyone not yet invited").click()
+    expect(host.get_by_text("1 invitation on the way.")).to_be_visible()
+    axe(host)
+    shoot(host, f"host-{device}-event-invited")
+
+    guest = browse("phone" if device == "desktop" else "desktop")
+    guest.goto(invitation_link(site, guest_email))
+    expect(guest.get_by_role("heading", name="Midsummer Gala")).to_be_visible()
+    axe(guest)
+    shoot(guest, f"guest-of-{device}-host-invitation")
+    guest.get_by_label("Yes").check()
+    guest.get_by_label("Dietary needs").fill("Vegetarian")
+    guest.get_by_role("button", name="Send my answer").click()
+    expect(guest.get_by_role("button", name="Update my answer")).to_be_visible()
+    axe(guest)
+    shoot(guest, f"guest-of-{device}-host-answered")
+
+    # The host's page, open all along, shows the answer without a reload.
+    expect(host.locator(".feed-item").filter(has_text="Grace Hopper answered yes")).to_be_visible(timeout=10_000)
+    expect(host.locator('[data-count="yes"]')).to_have_text("1", timeout=10_000)
+    expect(host.locator('[data-count="opened"]')).to_have_text("1")
+    expect(host.locator('[data-count="pending"]')).to_have_text("0")
+    axe(host)
+    shoot(host, f"host-{device}-event-live")
