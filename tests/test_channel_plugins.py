@@ -74,6 +74,8 @@ def test_a_guest_who_prefers_the_plugins_channel_is_invited_on_it_with_retries(a
     assert message.channel == "chatline" and message.recipient == "+442079460958"
     assert "Launch party" in message.text and "/access/" in message.text, "the text templates serve it"
     assert "Invitation sent to Grace Hopper by Chatline" in activity(app, host)
+    delivery = app.get(f"{host['url']}/guests/{guest['id']}", headers=host["ada"]).json["guest"]["delivery"]
+    assert (delivery["state"], delivery["channel"]) == ("sent", "chatline"), "the host sees it on the guest"
 
 
 def test_an_event_can_invite_everyone_on_the_plugins_channel(app, run_in_request, plugin):
