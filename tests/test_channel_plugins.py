@@ -116,3 +116,14 @@ def test_a_declared_channel_gets_its_settings_and_a_bad_declaration_stops_startu
         make_app(plugins=[("broken", Broken())])
     with pytest.raises(SettingsError, match="notifications.chatline.provider"):
         make_app({"notifications.chatline.provider": "nobody"}, plugins=[("chatline", ChatPlugin())])
+
+
+def test_the_hosts_pages_name_the_plugins_channel(app, run_in_request, plugin):
+    from guestguard.testing import signed_in
+
+    host = event_host(app, run_in_request, EVENT)
+    guest = add_guest(app, host, phone="+44 20 7946 0958", preferred_channel="chatline")
+    browser = signed_in(app, run_in_request, "ada@example.com")
+    page = browser.get(f"/events/{host['event']['id']}/guests/{guest['id']}")
+    send = next(f for f in page.forms.values() if f.action.endswith("/send"))
+    assert "Invitation sent to Grace Hopper by Chatline." in send.submit(status=303).follow().text

@@ -118,6 +118,14 @@ def channel_words(ctx, channel: str) -> str:
     return CHANNEL_WORDS.get(channel) or (declared.label if declared else "") or channel
 
 
+def one_message_by(ctx, channel: str) -> str:
+    """How one message goes, for "sent to Grace by …": "email", "text
+    message", or a plugin channel's label."""
+    if channel == SMS:
+        return "text message"
+    return channel_words(ctx, channel)
+
+
 def unserved(ctx, channel: str) -> str:
     return f"{channel_words(ctx, channel)} cannot be sent here: no provider is set up for them"
 

@@ -405,7 +405,7 @@ def send_one_invitation(context, request):
     except EventsError as error:
         flash(request, error.message)
     else:
-        by = "email" if sent.channel == "email" else "text message"
+        by = invitations.one_message_by(request.ctx, sent.channel)
         flash(request, f"Invitation sent to {guest.name} by {by}." if sent.queued
               else f"An invitation was sent to {guest.name} moments ago; it is on its way by {by}.")
     return redirect(request, request.route_path("event_guest", event_id=context.event.id, guest_id=guest.id))
