@@ -374,3 +374,15 @@ def test_the_plugins_command_names_each_channels_fallback():
              "GG_NOTIFICATIONS_EMAIL_FALLBACK": "smtp"})
     assert result.returncode == 0, result.stderr
     assert "email -> console (fallback smtp), sms -> console" in result.stdout
+
+
+def test_production_warns_when_each_worker_keeps_its_own_breakers(caplog):
+    from guestguard.settings import CORE_SETTINGS, SettingsReader, production_problems
+
+    reader = SettingsReader()
+    reader.declare(CORE_SETTINGS)
+    shared = {"notifications.breaker.url": "redis://127.0.0.1:6379/4", "huey.in_process_worker": False}
+    production_problems(shared, reader.specs)
+    assert "circuit breakers" not in caplog.text
+    production_problems({**shared, "notifications.breaker.url": "memory://"}, reader.specs)
+    assert "each worker process keeps its own circuit breakers" in caplog.text

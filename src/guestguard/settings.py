@@ -528,6 +528,10 @@ def production_problems(settings: Mapping[str, Any], specs: Mapping[str, Setting
             "huey.in_process_worker"):
         problems.append("setting 'guard.stream.url': with separate worker processes the live activity "
                         "feed needs redis:// shared by every process, not memory://")
+    if str(settings.get("notifications.breaker.url", "")).startswith("memory") and not settings.get(
+            "huey.in_process_worker"):
+        log.warning("notifications.breaker.url is memory:// in production: each worker process keeps its own "
+                    "circuit breakers; use redis:// so they open and close for all at once")
     if str(settings.get("db.url", "")).startswith("sqlite"):
         log.warning("db.url is SQLite in production: fine for one small host, not for several")
     return problems
