@@ -129,3 +129,23 @@ def test_the_hosts_name_cannot_break_the_from_header(host_name, sender):
 
     notification = Notification(kind="guest", context={"host_name": host_name})
     assert sender_for({"notifications.email.sender": "GuestGuard <no-reply@gg.example>"}, notification) == sender
+
+
+def test_the_confirmation_escapes_what_hosts_and_guests_typed():
+    from guestguard.notifications.rendering import MessageRenderer
+    from guestguard.web import default_templates_dir
+
+    context = {"guest_name": "<img src=x onerror=alert(1)>", "event_name": "Tom & Jerry's <b>party</b>",
+               "host_name": "A & B", "timezone": "UTC", "starts_at": "2030-06-21T19:00:00+00:00",
+               "ends_at": None, "rsvp_deadline": None, "venue": "", "response": "yes", "plus_ones": "1",
+               "change_url": "https://gg.example/access/t", "calendar_url": "https://gg.example/access/t/event.ics",
+               "unsubscribe_url": "https://gg.example/unsubscribe/u"}
+    renderer = MessageRenderer(default_templates_dir())
+    email = renderer.render("email", "rsvp_confirmation", context)
+    assert "<img" not in email.html and "&lt;img src=x" in email.html
+    assert "Tom &amp; Jerry&#39;s &lt;b&gt;party&lt;/b&gt;" in email.html
+    assert email.subject == "You're coming to Tom & Jerry's <b>party</b>: your answer is recorded"
+    assert "Yes, you're coming, with 1 guest." in email.text
+    text = renderer.render("sms", "rsvp_confirmation", context).text
+    assert text.startswith('Tom & Jerry\'s <b>party</b>: your answer "yes, +1" is recorded.')
+    assert len(text) < 160 + 60, "one or two segments with the link"
