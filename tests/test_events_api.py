@@ -5,7 +5,7 @@ import pytest
 from sqlalchemy import event as sa_event, func, select
 
 from guestguard.events.models import Guest
-from guestguard.testing import bearer_for, create_host, create_team
+from guestguard.testing import create_host, create_team, session_bearer
 
 
 @pytest.fixture
@@ -13,8 +13,7 @@ def host(app, run_in_request):
     """Ada owns a workspace; Sam is its door staff; Eve has her own."""
     workspace_id = run_in_request(create_team, app.app.registry)
     return {"workspace": workspace_id,
-            "ada": bearer_for(app, "ada@example.com"), "sam": bearer_for(app, "sam@example.com"),
-            "eve": bearer_for(app, "eve@example.com")}
+            **{name: session_bearer(app.app.registry, f"{name}@example.com") for name in ("ada", "sam", "eve")}}
 
 
 EVENT = {"name": "Midsummer Gala", "starts_at": "2030-06-21T19:00:00", "ends_at": "2030-06-21T23:30:00",
@@ -30,7 +29,7 @@ def create_event(app, host, **changes):
 def event_of_new_host(app, run_in_request):
     """For apps with their own settings: a host, a workspace, an event."""
     workspace_id = run_in_request(create_host, app.app.registry)
-    headers = bearer_for(app, "ada@example.com")
+    headers = session_bearer(app.app.registry, "ada@example.com")
     event = app.post_json("/api/v1/events", {"workspace_id": workspace_id, **EVENT}, headers=headers).json["event"]
     return event, headers
 
@@ -274,10 +273,10 @@ def test_null_for_a_guest_field_that_always_has_a_value_means_its_empty_value(ap
 
 
 def test_only_iana_zone_names_are_accepted_for_an_event(app, run_in_request):
-    from guestguard.testing import bearer_for, create_host
+    from guestguard.testing import create_host, session_bearer
 
     workspace_id = run_in_request(create_host, app.app.registry)
-    host = bearer_for(app, "ada@example.com")
+    host = session_bearer(app.app.registry, "ada@example.com")
     for name in ("localtime", "posix/Europe/Paris", "Factory"):
         refused = app.post_json("/api/v1/events", {"workspace_id": workspace_id, "name": "Gala",
                                                    "starts_at": "2030-06-21T19:00:00", "timezone": name},

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from guestguard.events.models import Event, Guest
-from guestguard.testing import bearer_for, create_team, csrf, main_text, new_client, signed_in
+from guestguard.testing import create_team, csrf, main_text, new_client, session_bearer, signed_in
 
 # --- people, browsers, events --------------------------------------------------
 
@@ -18,7 +18,7 @@ from guestguard.testing import bearer_for, create_team, csrf, main_text, new_cli
 def host(app, run_in_request):
     """Ada owns "Gala team", where Sam is door staff; Eve has only her own
     workspace."""
-    return {"workspace": run_in_request(create_team), "ada": bearer_for(app, "ada@example.com")}
+    return {"workspace": run_in_request(create_team), "ada": session_bearer(app.app.registry, "ada@example.com")}
 
 
 EVENT = {"name": "Midsummer Gala", "starts_at": "2030-06-21T19:00:00", "ends_at": "2030-06-21T23:30:00",

@@ -18,7 +18,7 @@ from guestguard.guard.access import purge
 from guestguard.guard.models import AccessEntry, AccessTally, Flag
 from guestguard.plugins import Finding, hookimpl
 from guestguard.tasks import run_task_now
-from guestguard.testing import add_guest, bearer_for, drain, event_host, issue, scalar
+from guestguard.testing import add_guest, drain, event_host, issue, scalar, session_bearer
 
 EVENT = {"name": "Midsummer Gala", "status": "published", "starts_at": "2030-06-21T19:00:00",
          "timezone": "Europe/London", "default_plus_ones": 1}
@@ -446,7 +446,7 @@ def test_the_log_is_purged_after_the_retention_period_and_its_counts_kept(app, h
         visit(app, token, "81.2.69.160", IPHONE)
         clock.shift(dt.timedelta(days=89))
         visit(app, token, "81.2.69.160", IPHONE)
-        ada = bearer_for(app, "ada@example.com")
+        ada = session_bearer(app.app.registry, "ada@example.com")
         before = app.get(f"{host['url']}/guests/{guest['id']}/access", headers=ada).json["totals"]
         assert run_task_now(app.app.registry, purge) == 0, "no day is wholly past 90 days yet"
         clock.shift(dt.timedelta(days=1))
@@ -467,7 +467,7 @@ def test_stream_tickets_are_purged_an_hour_after_they_expire(app, host, run_in_r
     start = dt.datetime(2030, 1, 10, 12, tzinfo=dt.UTC)
     with time_machine.travel(start, tick=False) as clock:
         app.post_json("/api/v1/auth/stream-ticket", {"event_id": host["event"]["id"]},
-                      headers=bearer_for(app, "ada@example.com"), status=201)
+                      headers=session_bearer(app.app.registry, "ada@example.com"), status=201)
         clock.shift(dt.timedelta(minutes=30))
         assert run_task_now(app.app.registry, purge_tickets) == 0, "expired, but not an hour ago"
         assert scalar(app, run_in_request, select(func.count()).select_from(StreamTicket)) == 1
@@ -549,7 +549,7 @@ def test_counts_of_previews_survive_the_purge_as_previews(app, host, guest_link,
         visit(app, token, "81.2.69.160", IPHONE)
         visit(app, token, "54.1.2.3", SLACK)
         clock.shift(dt.timedelta(days=92))
-        ada = bearer_for(app, "ada@example.com")
+        ada = session_bearer(app.app.registry, "ada@example.com")
         url = f"{host['url']}/guests/{guest['id']}/access"
         before = app.get(url, headers=ada).json["totals"]
         assert run_task_now(app.app.registry, purge) == 2

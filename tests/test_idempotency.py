@@ -24,7 +24,7 @@ from guestguard.events.models import Event, Guest
 from guestguard.idempotency import HEADER, UNSAFE_METHODS, IdempotencyRecord, purge_expired
 from guestguard.plugins import hookimpl
 from guestguard.tasks import run_task_now
-from guestguard.testing import DATABASE_ENV, TEST_PASSWORD, bearer_for, create_team, event_host
+from guestguard.testing import DATABASE_ENV, TEST_PASSWORD, create_team, event_host, session_bearer
 
 EVENT = {"name": "Midsummer Gala", "starts_at": "2030-06-21T19:00:00", "timezone": "Europe/London",
          "status": "published"}
@@ -110,7 +110,7 @@ def test_only_unsafe_api_calls_read_the_key(app, host):
 def test_a_replay_is_not_counted_against_the_views_rate_limit(make_app, run_in_request):
     app = make_app({"ratelimit.event_create": "1/day"})
     workspace = run_in_request(create_team, app.app.registry)
-    ada = bearer_for(app, "ada@example.com")
+    ada = session_bearer(app.app.registry, "ada@example.com")
     body = {"workspace_id": workspace, **EVENT}
     first = app.post_json("/api/v1/events", body, headers=keyed(ada), status=201)
     for _ in range(3):
@@ -249,7 +249,7 @@ def counting(make_app, run_in_request):
 
     first = make_app()
     workspace = run_in_request(create_host, first.app.registry)
-    headers = bearer_for(first, "ada@example.com")
+    headers = session_bearer(first.app.registry, "ada@example.com")
     event = first.post_json("/api/v1/events", {"workspace_id": workspace, **EVENT}, headers=headers).json["event"]
     route = CountingRoute(uuid.UUID(workspace), uuid.UUID(event["id"]))
     return make_app(plugins=[("count", route)]), route
@@ -381,11 +381,11 @@ def test_a_key_is_kept_for_a_day_then_works_again_and_is_purged(app, run_in_requ
         first = app.post_json(url, GRACE, headers=keyed(host["ada"]), status=201)
         app.post_json(url, {"name": "Alan"}, headers=keyed(host["ada"], "other"), status=201)
         clock.shift(dt.timedelta(hours=23, minutes=59))
-        ada = bearer_for(app, "ada@example.com")  # the access token expired meanwhile
+        ada = session_bearer(app.app.registry, "ada@example.com")  # the access token expired meanwhile
         same_answer(first, app.post_json(url, GRACE, headers=keyed(ada), status=201))
         assert run_task_now(app.app.registry, purge_expired) == 0
         clock.shift(dt.timedelta(minutes=2))
-        ada = bearer_for(app, "ada@example.com")
+        ada = session_bearer(app.app.registry, "ada@example.com")
         again = app.post_json(url, GRACE, headers=keyed(ada), status=409)  # run again: Grace is there now
         assert "Idempotent-Replayed" not in again.headers
         assert run_task_now(app.app.registry, purge_expired) == 1  # "other"; the renewed one stays

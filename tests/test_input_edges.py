@@ -3,7 +3,7 @@ the first refused, for passwords, names, venues, plus-ones and phone
 numbers."""
 import pytest
 
-from guestguard.testing import TEST_PASSWORD, bearer_for, create_user, signup
+from guestguard.testing import TEST_PASSWORD, create_user, session_bearer, signup
 
 COMMON = "football"  # on the list of the most common passwords
 
@@ -56,7 +56,7 @@ def test_a_display_name_is_1_to_100_characters(app, length, status):
 @pytest.fixture
 def ada(app, run_in_request):
     run_in_request(lambda r: create_user(r, "ada@example.com", "Ada"), app.app.registry)
-    return bearer_for(app, "ada@example.com")
+    return session_bearer(app.app.registry, "ada@example.com")
 
 
 @pytest.mark.parametrize("length, status", [(7, 422), (8, 200), (128, 200), (129, 422)])
@@ -172,7 +172,7 @@ def test_an_empty_phone_is_no_phone(app, ada, event):
 def test_the_default_region_reads_numbers_without_a_country_code(make_app, run_in_request):
     app = make_app({"guests.default_region": "GB"})
     run_in_request(lambda r: create_user(r, "ada@example.com", "Ada"), app.app.registry)
-    ada = bearer_for(app, "ada@example.com")
+    ada = session_bearer(app.app.registry, "ada@example.com")
     workspace = app.get("/api/v1/workspaces", headers=ada).json["workspaces"][0]["id"]
     event = new_event(app, ada, workspace).json["event"]
     assert add_guest(app, ada, event, phone="020 7946 0958").json["guest"]["phone"] == "+442079460958"

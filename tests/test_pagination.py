@@ -13,7 +13,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from guestguard import pagination
 from guestguard.db import UTCDateTime
 from guestguard.pagination import ASCENDING, DESCENDING, ID, INT, TEXT, TIME, InvalidCursor, Key, Keyset
-from guestguard.testing import bearer_for, create_team
+from guestguard.testing import create_team, session_bearer
 
 UTC = dt.UTC
 
@@ -172,7 +172,7 @@ def test_the_where_clause_is_one_row_comparison():
 
 def test_every_listing_refuses_odd_cursors_with_a_400(app, run_in_request):
     workspace_id = run_in_request(create_team, app.app.registry)
-    ada = bearer_for(app, "ada@example.com")
+    ada = session_bearer(app.app.registry, "ada@example.com")
     event = app.post_json("/api/v1/events", {"workspace_id": workspace_id, "name": "Gala",
                                              "starts_at": "2030-06-21T19:00:00", "timezone": "UTC"},
                           headers=ada).json["event"]

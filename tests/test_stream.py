@@ -17,7 +17,7 @@ from webtest.http import StopableWSGIServer
 
 from guestguard.activity.live import RESYNC, Full, MemoryBroker, RedisBroker
 from guestguard.activity.stream import EventStream, redeem_ticket
-from guestguard.testing import REDIS_ENV, bearer_for, create_team, in_request
+from guestguard.testing import REDIS_ENV, create_team, in_request, session_bearer
 
 EVENT = {"name": "Launch party", "status": "published", "starts_at": "2030-06-21T19:00:00",
          "timezone": "Europe/London"}
@@ -36,14 +36,15 @@ def world(app, run_in_request):
 
 def build_world(app, run_in_request):
     workspace_id = run_in_request(create_team, app.app.registry)
-    ada = bearer_for(app, "ada@example.com")
+    ada = session_bearer(app.app.registry, "ada@example.com")
     events = [app.post_json("/api/v1/events", {"workspace_id": workspace_id, **EVENT, "name": name},
                             headers=ada).json["event"] for name in ("Launch party", "Other party")]
     guest = app.post_json(f"/api/v1/events/{events[0]['id']}/guests", {"name": "Grace", "email": "g@example.com"},
                           headers=ada, status=201).json["guest"]
     token = app.post_json(f"/api/v1/events/{events[0]['id']}/guests/{guest['id']}/tokens", {},
                           headers=ada, status=201).json["token"]
-    return {"ada": ada, "sam": bearer_for(app, "sam@example.com"), "eve": bearer_for(app, "eve@example.com"),
+    return {"ada": ada, "sam": session_bearer(app.app.registry, "sam@example.com"),
+            "eve": session_bearer(app.app.registry, "eve@example.com"),
             "event": events[0], "other": events[1], "token": token, "workspace": workspace_id}
 
 
@@ -289,7 +290,7 @@ def test_a_ticket_dies_with_the_login_that_asked_for_it(app, world, run_in_reque
 def test_a_reload_takes_the_old_streams_place_and_a_full_process_says_so(make_app, run_in_request):
     app = make_app({"guard.stream.max_per_holder": "1", "guard.stream.max_streams": "1"})
     workspace_id = run_in_request(create_team, app.app.registry)
-    ada, sam = bearer_for(app, "ada@example.com"), bearer_for(app, "sam@example.com")
+    ada, sam = session_bearer(app.app.registry, "ada@example.com"), session_bearer(app.app.registry, "sam@example.com")
     event = app.post_json("/api/v1/events", {"workspace_id": workspace_id, **EVENT}, headers=ada).json["event"]
     server = StopableWSGIServer.create(app.app, threads=4)
     assert server.wait()

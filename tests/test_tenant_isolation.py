@@ -19,7 +19,7 @@ import pytest
 from guestguard.accounts.models import WEB
 from guestguard.accounts.services import login
 from guestguard.permissions import ROLE_PERMISSIONS, STAFF
-from guestguard.testing import TEST_PASSWORD, acting_as, bearer_for, create_user
+from guestguard.testing import TEST_PASSWORD, acting_as, create_user, session_bearer
 from guestguard.workspaces import services as workspaces
 
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
@@ -94,7 +94,7 @@ def world(app, run_in_request):
         return run_in_request(lambda r: login(r.ctx, email=email, password=TEST_PASSWORD, kind=WEB),
                               registry).cookie_token
 
-    data["bearer"] = {who: bearer_for(app, f"{who}@example.com") for who in ("eve", "sam")}
+    data["bearer"] = {who: session_bearer(app.app.registry, f"{who}@example.com") for who in ("eve", "sam")}
     data["cookie"] = {who: cookie_for(f"{who}@example.com") for who in ("eve", "sam")}
     return data
 

@@ -6,7 +6,7 @@ import time_machine
 from sqlalchemy import select
 
 from guestguard.audit.models import AuditEvent
-from guestguard.testing import bearer_for, create_user, outbox
+from guestguard.testing import create_user, outbox, session_bearer
 from guestguard.workspaces.models import Workspace
 
 
@@ -24,7 +24,7 @@ def people(app, run_in_request):
         return {name: user.id for name, user in users.items()}, workspace.id
 
     ids, workspace_id = run_in_request(setup, registry)
-    headers = {name: bearer_for(app, f"{name}@example.com") for name in ids}
+    headers = {name: session_bearer(app.app.registry, f"{name}@example.com") for name in ids}
     return {"ids": ids, "workspace": str(workspace_id), "headers": headers}
 
 
@@ -86,7 +86,7 @@ def test_expired_and_revoked_invitations_are_refused(app, people):
     token = re.search(r"/invitations/(\S+)", outbox(app)[0][1].text).group(1)
     with time_machine.travel("2099-01-01"):
         app.post_json("/api/v1/invitations/accept", {"token": token},
-                      headers=bearer_for(app, "grace@example.com"), status=404)
+                      headers=session_bearer(app.app.registry, "grace@example.com"), status=404)
     invitation_id = app.get(url(people, "/invitations"),
                             headers=people["headers"]["ada"]).json["invitations"][0]["id"]
     app.delete(url(people, f"/invitations/{invitation_id}"), headers=people["headers"]["ada"], status=204)

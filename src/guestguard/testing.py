@@ -26,7 +26,7 @@ import pytest
 import webtest
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 
 from guestguard import make_config
 from guestguard.db import default_migrations_dir
@@ -326,7 +326,7 @@ def create_user(request, email: str, name: str = "", *, verified: bool = True):
 
     moment = now()
     user = User(email=email, display_name=name or email.split("@", maxsplit=1)[0],
-                password_hash=request.registry["accounts.passwords"].hash(TEST_PASSWORD),
+                password_hash=hash_of_test_password(request.registry["accounts.passwords"].hasher),
                 privacy_accepted_at=moment, terms_accepted_at=moment,
                 email_verified_at=moment if verified else None)
     request.db.add(user)
@@ -335,10 +335,40 @@ def create_user(request, email: str, name: str = "", *, verified: bool = True):
     return user
 
 
+_TEST_PASSWORD_HASHES: dict[tuple[int, int, int], str] = {}
+
+
+def hash_of_test_password(hasher) -> str:
+    """A hash of TEST_PASSWORD at ``hasher``'s cost, made once per cost: a
+    user made for a test needs a valid hash, not a salt of its own, and
+    argon2 at the production floor is most of what setting up a team costs."""
+    cost = (hasher.time_cost, hasher.memory_cost, hasher.parallelism)
+    if cost not in _TEST_PASSWORD_HASHES:
+        _TEST_PASSWORD_HASHES[cost] = hasher.hash(TEST_PASSWORD)
+    return _TEST_PASSWORD_HASHES[cost]
+
+
 def bearer_for(app, email: str) -> dict[str, str]:
-    """Log in through the API; the Authorization header to send."""
+    """Log in through the API; the Authorization header to send (see
+    session_bearer for a test that is not about logging in)."""
     tokens = app.post_json("/api/v1/auth/login", {"email": email, "password": TEST_PASSWORD}).json
     return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+def session_bearer(registry, email: str) -> dict[str, str]:
+    """The Authorization header of a new API session for ``email``, as a
+    login through the API makes it, without checking the password (whose
+    argon2 cost the login tests pay)."""
+    from guestguard.accounts.models import API, User
+    from guestguard.accounts.sessions import issue_tokens, start_session
+
+    def mint(request) -> str:
+        user = request.db.scalar(select(User).where(User.email == email))
+        session, _ = start_session(request.db, request.registry.settings, user, kind=API, user_agent="",
+                                   ip="127.0.0.1")
+        return issue_tokens(request.db, request.registry.settings, session).access_token
+
+    return {"Authorization": f"Bearer {in_request(registry, mint)}"}
 
 
 def acting_as(ctx, user):
@@ -375,11 +405,12 @@ def event_host(app, run_in_request, event: dict) -> dict:
     """The team of ``create_team`` with one event made through the API from
     ``event``: the workspace id, Ada's, Sam's and Eve's Authorization headers,
     the event and its API URL."""
-    workspace_id = run_in_request(create_team, app.app.registry)
-    ada = bearer_for(app, "ada@example.com")
+    registry = app.app.registry
+    workspace_id = run_in_request(create_team, registry)
+    ada = session_bearer(registry, "ada@example.com")
     created = app.post_json("/api/v1/events", {"workspace_id": workspace_id, **event}, headers=ada).json["event"]
-    return {"workspace": workspace_id, "ada": ada, "sam": bearer_for(app, "sam@example.com"),
-            "eve": bearer_for(app, "eve@example.com"), "event": created,
+    return {"workspace": workspace_id, "ada": ada, "sam": session_bearer(registry, "sam@example.com"),
+            "eve": session_bearer(registry, "eve@example.com"), "event": created,
             "url": f"/api/v1/events/{created['id']}"}
 
 
