@@ -217,7 +217,7 @@ def test_rsvp_change_and_idempotence(app, host, run_in_request, listener):
     headcount = app.get(host["url"], headers=host["ada"]).json["event"]["headcount"]
     assert (headcount["yes"], headcount["no"], headcount["expected"]) == (0, 1, 0)
     assert listener.names("rsvp.") == ["rsvp.received", "rsvp.changed"]
-    changed = listener.events[-1]
+    changed = listener.named("rsvp.changed")[-1]
     assert changed.data["previous"] == "yes" and changed.data["response"] == "no"
 
 

@@ -38,3 +38,31 @@ def test_twenty_answers_at_once_for_one_guest_are_all_answered(app, run_in_reque
     assert sorted(statuses) == [200] * AT_ONCE
     state = app.get(f"/api/v1/access/{token}").json["guest"]
     assert state["response"] in ("yes", "no", "maybe")
+
+
+def test_the_same_answer_sent_at_once_is_recorded_and_confirmed_once(app, run_in_request):
+    from sqlalchemy import func, select
+
+    from guestguard.events.models import Rsvp
+    from guestguard.notifications.models import Notification
+    from guestguard.testing import scalar
+
+    host = event_host(app, run_in_request, EVENT)
+    token = issue(app, host, add_guest(app, host))["token"]
+    barrier = threading.Barrier(8)
+    recorded: list[bool] = []
+
+    def answer(n: int) -> None:
+        client = new_client(app.app, REMOTE_ADDR=f"198.51.100.{n + 1}")
+        barrier.wait()
+        recorded.append(client.post_json(f"/api/v1/rsvp/{token}", {"response": "yes"}).json["recorded"])
+
+    threads = [threading.Thread(target=answer, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(recorded) == [False] * 7 + [True]
+    assert scalar(app, run_in_request, select(func.count()).select_from(Rsvp)) == 1
+    assert scalar(app, run_in_request, select(func.count()).select_from(Notification).where(
+        Notification.template == "rsvp_confirmation")) == 1, "one confirmation, however many clicks"

@@ -8,6 +8,7 @@ from typing import Any
 
 from pyramid.config import Configurator
 
+from guestguard.notifications.channels import channel_settings, index_channels
 from guestguard.plugins import build_plugin_manager, collect
 from guestguard.settings import CORE_SETTINGS, SettingsError, SettingsReader, raw_flag, raw_list
 from guestguard.tasks import start_in_process_consumer
@@ -59,6 +60,8 @@ def read_settings(raw: Mapping[str, Any], environ: Mapping[str, str] | None = No
     reader = SettingsReader()
     reader.declare(CORE_SETTINGS)
     reader.declare(collect(pm.hook.register_settings()))
+    # Each channel a plugin declares has its provider and fallback settings.
+    reader.declare(channel_settings(index_channels(collect(pm.hook.register_notification_channels())).values()))
     settings = reader.read(raw, environ)
     if not settings["app.templates_dir"]:
         settings["app.templates_dir"] = str(default_templates_dir())

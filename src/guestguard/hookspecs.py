@@ -22,6 +22,18 @@ def register_settings():
 
 
 @hookspec
+def register_notification_channels():
+    """Return a list of :class:`guestguard.plugins.NotificationChannel`.
+
+    A channel is a kind of message (``email``, ``sms``, ``push`` are the
+    core's, declared through this hook too): its name, the guest's contact
+    field it uses and whether quiet hours apply. Called before settings are
+    read, so each declared channel gets its ``notifications.<name>.provider``
+    and ``notifications.<name>.fallback`` settings.
+    """
+
+
+@hookspec
 def register_notification_providers(settings):
     """Return a list of notification providers.
 

@@ -51,6 +51,7 @@ __all__ = [
     "Finding",
     "Importer",
     "InboundWebhook",
+    "NotificationChannel",
     "NotificationProvider",
     "OutgoingMessage",
     "PermanentDeliveryError",
@@ -86,6 +87,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 # Registered exactly like entry points, in this order, before them.
 DEFAULT_PLUGINS = (
+    "guestguard.notifications.channels",
     "guestguard.notifications.console",
     "guestguard.captcha_builtin",
     "guestguard.guard.rules",
@@ -126,6 +128,31 @@ class OutgoingMessage:
     # for the ``List-Unsubscribe`` and ``List-Unsubscribe-Post`` headers
     # (RFC 8058). Empty for account mail, which has none.
     unsubscribe_url: str = ""
+    # Email a guest gets on a host's behalf: the host's ``Reply-To`` address
+    # when the event names one (replies reach the host, not the platform).
+    reply_to: str = ""
+    # Seconds the provider may take: bound every network call of ``send``
+    # by it (connect and read timeouts). The core stops waiting a second
+    # later and counts the message's outcome as unknown.
+    timeout: float = 0.0
+
+
+@dataclass(frozen=True)
+class NotificationChannel:
+    """A kind of message GuestGuard can send, declared by
+    ``register_notification_channels``.
+
+    ``contact_field`` names the guest's field that holds the address for it
+    (``email`` or ``phone``); empty for a channel that does not reach guests
+    (push). ``quiet_hours``: a guest message on it waits for the daytime
+    hours of the recipient (``notifications.quiet_hours.*``), as SMS does.
+    ``label`` is how hosts read it ("WhatsApp").
+    """
+
+    name: str
+    contact_field: str = ""
+    quiet_hours: bool = False
+    label: str = ""
 
 
 class DeliveryError(Exception):

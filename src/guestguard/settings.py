@@ -153,6 +153,15 @@ def as_rate_limit(value: str) -> str:
     return text
 
 
+def as_clock(value: str) -> dt.time:
+    """A time of day written HH:MM (24-hour)."""
+    hours, sep, minutes = value.strip().partition(":")
+    if not (sep and hours.isdigit() and minutes.isdigit() and len(hours) <= 2 and len(minutes) == 2
+            and int(hours) <= 23 and int(minutes) <= 59):
+        raise ValueError(f"{value!r} is not a time of day written HH:MM (like 08:00 or 21:30)")
+    return dt.time(int(hours), int(minutes))
+
+
 def as_list(value: str) -> tuple[str, ...]:
     return tuple(item for item in re.split(r"[\s,]+", value.strip()) if item)
 
@@ -281,6 +290,35 @@ CORE_SETTINGS: tuple[Setting, ...] = (
             "for a text with any other character); a longer text is refused before it is queued."),
     Setting("notifications.push.provider", as_str, "",
             "Provider that sends push notifications; empty means push cannot be sent."),
+    Setting("notifications.email.fallback", as_str, "",
+            "Provider that sends email when the provider's circuit breaker is open or a send fails "
+            "transiently (SMTP behind SES, say); empty means none."),
+    Setting("notifications.sms.fallback", as_str, "",
+            "Provider that sends SMS when the provider's circuit breaker is open or a send fails "
+            "transiently; empty means none."),
+    Setting("notifications.push.fallback", as_str, "",
+            "Provider that sends push notifications when the provider's circuit breaker is open or a "
+            "send fails transiently; empty means none."),
+    Setting("notifications.send_timeout_seconds", as_float(0.5), 20.0,
+            "Seconds a provider may take to send one message (handed to the provider for its network "
+            "calls); the worker stops waiting a second later and treats the outcome as unknown."),
+    Setting("notifications.breaker.url", as_url("redis", "rediss", "unix", "memory"), "memory://",
+            "Where the providers' circuit breakers keep their state: redis://host:port/db shared by "
+            "every worker in production, memory:// for one process."),
+    Setting("notifications.breaker.failures", as_int(1, 1000), 5,
+            "Transient failures in a row after which a provider's circuit breaker opens and its "
+            "messages are held."),
+    Setting("notifications.breaker.cooldown_seconds", as_int(1, 86400), 60,
+            "Seconds an open circuit breaker holds a provider's messages before one is let through "
+            "to probe it."),
+    Setting("notifications.quiet_hours.enabled", as_bool, True,
+            "Hold guest messages on channels with quiet hours (SMS) outside the allowed hours of the "
+            "recipient's local time."),
+    Setting("notifications.quiet_hours.allowed_from", as_clock, dt.time(8, 0),
+            "Local time (HH:MM) from which guest text messages may be sent."),
+    Setting("notifications.quiet_hours.allowed_until", as_clock, dt.time(21, 0),
+            "Local time (HH:MM) until which guest text messages may be sent; later ones wait for the "
+            "next day's allowed_from."),
     Setting("notifications.email.sender", as_email_sender, "GuestGuard <no-reply@localhost>",
             "The From address of outgoing email."),
     Setting("notifications.console.keep", as_int(1, 10000), 200,
@@ -506,6 +544,10 @@ def production_problems(settings: Mapping[str, Any], specs: Mapping[str, Setting
             "huey.in_process_worker"):
         problems.append("setting 'guard.stream.url': with separate worker processes the live activity "
                         "feed needs redis:// shared by every process, not memory://")
+    if str(settings.get("notifications.breaker.url", "")).startswith("memory") and not settings.get(
+            "huey.in_process_worker"):
+        log.warning("notifications.breaker.url is memory:// in production: each worker process keeps its own "
+                    "circuit breakers; use redis:// so they open and close for all at once")
     if str(settings.get("db.url", "")).startswith("sqlite"):
         log.warning("db.url is SQLite in production: fine for one small host, not for several")
     return problems

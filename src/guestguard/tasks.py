@@ -54,6 +54,9 @@ INTERRUPTED = "lease lapsed: the worker stopped, or lost the database, while run
 # What a stopping worker writes in last_error of a job it gives back: the
 # attempt's outcome is unknown as well (a provider may have accepted a message).
 RELEASED = "released at shutdown: the worker stopped before this job finished"
+# The start of last_error after an attempt that ran out of time waiting for
+# what it called (a provider): it may have acted, like an interrupted one.
+OUTCOME_UNKNOWN = "outcome unknown"
 # The longest one reaper pass runs; what is left waits for the next pass.
 REAP_PASS_SECONDS = 30
 
@@ -511,6 +514,19 @@ def fail_job(job, error: str, *, permanent: bool, backoff: Sequence[float],
     return job.next_attempt_at
 
 
+def postpone_job(job, until: dt.datetime, note: str) -> None:
+    """Give back a claimed job that must wait (not a failure): pending again
+    at ``until``, its claim's attempt not counted. ``note`` becomes
+    ``last_error`` unless that records an attempt whose outcome is unknown,
+    which the next attempt must still see."""
+    job.status = PENDING
+    job.attempts = max(job.attempts - 1, 0)
+    job.next_attempt_at = until
+    job.claimed_at = job.lease_until = None
+    if not was_interrupted(job):
+        job.last_error = note[:2000]
+
+
 def reap(request, now: dt.datetime | None = None) -> int:
     """Re-enqueue jobs whose task was lost or whose lease lapsed. Returns how
     many were re-enqueued. Works ``jobs.reaper_batch`` rows of a kind per
@@ -581,8 +597,9 @@ def _take_back(request, kind: DurableKind, job, now: dt.datetime) -> bool:
 
 def was_interrupted(job) -> bool:
     """Whether the job's last attempt ended without a recorded outcome (its
-    worker died, or stopped before the attempt finished)."""
-    return (job.last_error or "").startswith((INTERRUPTED, RELEASED))
+    worker died, or stopped before the attempt finished, or what it called
+    ran out of time without saying whether it acted)."""
+    return (job.last_error or "").startswith((INTERRUPTED, RELEASED, OUTCOME_UNKNOWN))
 
 
 class Reaper(threading.Thread):

@@ -9,6 +9,7 @@ import ipaddress
 import socket
 import ssl
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from email import policy
@@ -218,9 +219,10 @@ def hangup_port() -> Iterator[int]:
 def outgoing(recipient: str = "ada@example.org", *, html: str = "<p>Dear Ada, <b>come</b>.</p>",
              subject: str = "You are invited: Summer party",
              text: str = "Dear Ada,\nopen https://gg.example/i/abc to RSVP.",
-             unsubscribe_url: str = "") -> OutgoingMessage:
+             unsubscribe_url: str = "", reply_to: str = "", timeout: float = 0.0) -> OutgoingMessage:
     return OutgoingMessage(notification_id=uuid.uuid4(), channel="email", recipient=recipient,
-                           sender=SENDER, subject=subject, text=text, html=html, unsubscribe_url=unsubscribe_url)
+                           sender=SENDER, subject=subject, text=text, html=html, unsubscribe_url=unsubscribe_url,
+                           reply_to=reply_to, timeout=timeout)
 
 
 def provider(port: int, **overrides: Any) -> SMTPProvider:
@@ -271,7 +273,7 @@ def test_a_guest_message_carries_one_click_unsubscribe_and_account_mail_does_not
     url = "https://gg.example/unsubscribe/abc"
     smtp = provider(port)
 
-    smtp.send(outgoing(unsubscribe_url=url))
+    smtp.send(outgoing(unsubscribe_url=url, reply_to="host@example.org"))
     smtp.send(outgoing())
 
     guest_mail, account_mail = (email.message_from_bytes(envelope.content, policy=policy.default)
@@ -279,6 +281,7 @@ def test_a_guest_message_carries_one_click_unsubscribe_and_account_mail_does_not
     assert guest_mail["List-Unsubscribe"] == f"<{url}>"
     assert guest_mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert account_mail["List-Unsubscribe"] is None and account_mail["List-Unsubscribe-Post"] is None
+    assert guest_mail["Reply-To"] == "host@example.org" and account_mail["Reply-To"] is None
 
 
 def test_text_only_message_has_no_html_part(sink):
@@ -394,6 +397,13 @@ def test_closed_port_is_transient(refused_port):
 def test_silent_server_times_out_as_transient(silent_port):
     with pytest.raises(TransientDeliveryError, match="timed out"):
         provider(silent_port, timeout=0.3).send(outgoing())
+
+
+def test_the_cores_send_timeout_bounds_a_longer_smtp_timeout(silent_port):
+    started = time.monotonic()
+    with pytest.raises(TransientDeliveryError, match="timed out"):
+        provider(silent_port, timeout=30).send(outgoing(timeout=0.3))
+    assert time.monotonic() - started < 5
 
 
 def test_server_hanging_up_is_transient(hangup_port):

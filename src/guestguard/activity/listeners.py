@@ -31,7 +31,9 @@ def domain_event(event, request):
     guest = _guest(request, event.data.get("about") or {})
     if guest is None:  # removed from the list meanwhile
         return
-    how = CHANNEL_WORDS.get(event.data["channel"], event.data["channel"])
+    channel = event.data["channel"]
+    declared = request.registry["notifications.channels"].get(channel)  # a plugin's: its label
+    how = CHANNEL_WORDS.get(channel) or f"by {declared.label if declared and declared.label else channel}"
     if event.name == "notification.sent":
         summary = f"Invitation sent to {guest.name} {how}"
     elif event.name == "notification.suppressed":

@@ -113,7 +113,8 @@ def rsvp(request):
         return page(request, found, status=422, errors=form.errors, form=typed)
     data = form.model
     try:
-        _, new = invitations.submit_rsvp(request.ctx, found.link, found.guest, found.event, data)
+        _, new = invitations.submit_rsvp(request.ctx, found.link, found.guest, found.event, data,
+                                         request.matchdict["token"])
     except EventsError as error:
         if error.code == "validation_failed":
             return page(request, found, status=422, errors=form.refused(error), form=typed)

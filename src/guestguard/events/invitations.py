@@ -24,10 +24,12 @@ from guestguard.events.services import EventsError
 from guestguard.notifications.services import measure_sms, queue_notification
 from guestguard.notifications.suppression import GUEST_MESSAGE
 from guestguard.sms_segments import MessageTooLong
+from guestguard.workspaces.models import Workspace
 
 EMAIL, SMS = "email", "sms"
 CHANNELS = (EMAIL, SMS)
 TEMPLATE = "invitation"
+CONFIRMATION = "rsvp_confirmation"
 INVALID_LINK = "This invitation link is not valid."
 NO_CONTACT = "has no email address or phone number"
 CHANNEL_WORDS = {EMAIL: "email", SMS: "text messages"}
@@ -113,31 +115,58 @@ def revoke_link(ctx, guest: Guest) -> int:
 # --- sending -----------------------------------------------------------------
 
 
-def unserved(channel: str) -> str:
-    return f"{CHANNEL_WORDS[channel]} cannot be sent here: no provider is set up for them"
+def channel_words(ctx, channel: str) -> str:
+    declared = ctx.registry["notifications.channels"].get(channel)
+    return CHANNEL_WORDS.get(channel) or (declared.label if declared else "") or channel
 
 
-def choose_channel(ctx, guest: Guest, wanted: str | None) -> str:
-    """Email when the guest has an address, else SMS; or the one asked for.
-    A channel no provider serves (SMS where none is set up) is never chosen."""
+def one_message_by(ctx, channel: str) -> str:
+    """How one message goes, for "sent to Grace by …": "email", "text
+    message", or a plugin channel's label."""
+    if channel == SMS:
+        return "text message"
+    return channel_words(ctx, channel)
+
+
+def unserved(ctx, channel: str) -> str:
+    return f"{channel_words(ctx, channel)} cannot be sent here: no provider is set up for them"
+
+
+CONTACT_WORDS = {"email": "email address", "phone": "phone number"}
+
+
+def address_for(ctx, guest: Guest, channel: str) -> str | None:
+    """The guest's address on ``channel`` (the field the channel declares)."""
+    declared = ctx.registry["notifications.channels"].get(channel)
+    return getattr(guest, declared.contact_field) if declared and declared.contact_field else None
+
+
+def choose_channel(ctx, guest: Guest, wanted: str | None, event: Event | None = None) -> str:
+    """The channel asked for; else the guest's preferred one, else the
+    event's (when the guest has the address it needs and a provider serves
+    it); else email when the guest has an address, else SMS. A channel no
+    provider serves (SMS where none is set up) is never chosen."""
     serves = ctx.registry["notifications.providers"]
-    if wanted == EMAIL and not guest.email:
-        raise EventsError(422, "validation_failed", f"{guest.name} has no email address.",
-                          fields={"channel": "the guest has no email address"})
-    if wanted == SMS and not guest.phone:
-        raise EventsError(422, "validation_failed", f"{guest.name} has no phone number.",
-                          fields={"channel": "the guest has no phone number"})
-    if wanted and wanted not in serves:
-        raise EventsError(422, "channel_unavailable", f"{unserved(wanted).capitalize()}.",
-                          fields={"channel": f"{CHANNEL_WORDS[wanted]} cannot be sent here"})
     if wanted:
+        declared = ctx.registry["notifications.channels"].get(wanted)
+        if declared is None or not declared.contact_field:
+            raise EventsError(422, "validation_failed", f"{wanted} is not a channel guests are written on.",
+                              fields={"channel": "is not a channel guests are written on"})
+        if not address_for(ctx, guest, wanted):
+            words = CONTACT_WORDS[declared.contact_field]
+            raise EventsError(422, "validation_failed", f"{guest.name} has no {words}.",
+                              fields={"channel": f"the guest has no {words}"})
+        if wanted not in serves:
+            raise EventsError(422, "channel_unavailable", f"{unserved(ctx, wanted).capitalize()}.",
+                              fields={"channel": f"{channel_words(ctx, wanted)} cannot be sent here"})
         return wanted
-    for channel, address in ((EMAIL, guest.email), (SMS, guest.phone)):
-        if address and channel in serves:
+    preferred = (guest.preferred_channel, event.invitation_channel if event is not None else None)
+    for channel in (*preferred, EMAIL, SMS):
+        if channel and channel in serves and address_for(ctx, guest, channel):
             return channel
     if guest.email or guest.phone:
         have, channel = ("an email address", EMAIL) if guest.email else ("a phone number", SMS)
-        raise EventsError(422, "channel_unavailable", f"{guest.name} has only {have}, and {unserved(channel)}.",
+        raise EventsError(422, "channel_unavailable", f"{guest.name} has only {have}, and {unserved(ctx, channel)}.",
                           guest_id=str(guest.id))
     raise EventsError(422, "no_contact", f"{guest.name} {NO_CONTACT}: add one to send the invitation.",
                       guest_id=str(guest.id))
@@ -164,7 +193,7 @@ def refuse_long_text(ctx, guest: Guest, event: Event, channel: str) -> None:
         return
     stand_in = access_url(ctx, "x" * len(new_token()[0]))
     try:
-        measure_sms(ctx, TEMPLATE, {**message_context(event, guest), "invitation_url": stand_in})
+        measure_sms(ctx, TEMPLATE, {**guest_message_context(ctx, event, guest), "invitation_url": stand_in})
     except MessageTooLong as exc:
         raise EventsError(422, MESSAGE_TOO_LONG,
                           f"The text message inviting {guest.name} would be too long: {exc}. Shorten the "
@@ -176,6 +205,18 @@ def too_long_for(ctx) -> str:
     """Why send-all skipped a guest whose text would be too long."""
     return (f"the invitation text would be over the limit of {ctx.settings['notifications.sms.max_segments']} "
             f"SMS segments")
+
+
+def guest_message_context(ctx, event: Event, guest: Guest) -> dict[str, str | None]:
+    """What every message a host's guest gets carries: the event's details,
+    and the host's name and reply-to address for the email's From and
+    Reply-To."""
+    workspace = ctx.db.get(Workspace, event.workspace_id)
+    return sender_context(message_context(event, guest), workspace.name if workspace else "", event.reply_to)
+
+
+def sender_context(context: dict, host_name: str, reply_to: str | None) -> dict[str, str | None]:
+    return {**context, "host_name": host_name, "reply_to": reply_to}
 
 
 def refuse_unsendable(event: Event) -> None:
@@ -210,7 +251,7 @@ def send_invitation(ctx, guest: Guest, event: Event, channel: str | None = None,
     invited less than RESEND_AFTER ago is left alone (a repeated click),
     unless ``fresh_link`` asks for a new link anyway (a shared link replaced)."""
     refuse_unsendable(event)
-    channel = choose_channel(ctx, guest, channel)
+    channel = choose_channel(ctx, guest, channel, event)
     lock_sends(ctx.db, event)
     ctx.db.refresh(guest, ["invited_at"])  # as committed by whoever held the lock before
     if not fresh_link and recently_invited(guest):
@@ -224,8 +265,8 @@ def _send(ctx, guest: Guest, event: Event, channel: str, batch_id: str | None = 
     """Under the event's send lock: a new link, the message, the record."""
     raw = issue_link(ctx, guest, event)
     notification = queue_notification(
-        ctx, channel=channel, recipient=guest.email if channel == EMAIL else guest.phone,
-        template=TEMPLATE, workspace_id=event.workspace_id, context=message_context(event, guest),
+        ctx, channel=channel, recipient=address_for(ctx, guest, channel),
+        template=TEMPLATE, workspace_id=event.workspace_id, context=guest_message_context(ctx, event, guest),
         sealed={"invitation_url": access_url(ctx, raw)},
         about={"event_id": str(event.id), "guest_id": str(guest.id)}, kind=GUEST_MESSAGE)
     guest.invited_at = utcnow()
@@ -260,7 +301,7 @@ def send_all(ctx, event: Event) -> Sent:
     skipped = []
     for guest in guests:
         try:
-            channel = choose_channel(ctx, guest, None)
+            channel = choose_channel(ctx, guest, None, event)
             refuse_long_text(ctx, guest, event, channel)
         except EventsError as unsendable:
             reason = {"no_contact": NO_CONTACT, MESSAGE_TOO_LONG: too_long_for(ctx)}.get(unsendable.code, UNREACHABLE)
@@ -347,7 +388,8 @@ def latest_answer(guest_id_column, *columns: str) -> list:
 
 
 LOCKED_ANSWER = (
-    select(_guests.c.response, *latest_answer(_guests.c.id, "id", "response", "plus_ones", "dietary", "message"))
+    select(_guests.c.response, _guests.c.responded_at,
+           *latest_answer(_guests.c.id, "created_at", "id", "response", "plus_ones", "dietary", "message"))
     .where(_guests.c.id == bindparam("guest_id"))
     .with_for_update(key_share=True, of=_guests)
 )
@@ -357,10 +399,39 @@ ANSWERED = (update(_guests).where(_guests.c.id == bindparam("guest_id"))
                     responded_at=bindparam("now"), updated_at=bindparam("now")))
 
 
-def submit_rsvp(ctx, link, guest, event, data: RsvpInput) -> tuple[Answer, bool]:
-    """Record the guest's answer. The same answer as the latest records
-    nothing new (returns that one). Returns (answer, whether it is new).
-    ``guest`` (the row the guest's request read) is brought up to date."""
+def confirm_answer(ctx, guest_id: uuid.UUID, raw_token: str, response: str, plus_ones: int) -> bool:
+    """Queue the RSVP confirmation of the answer just recorded: what the
+    host now knows, the link to change it and the calendar file's link, on
+    the guest's channel. A guest message (an unsubscribe from the workspace,
+    a bounce or a complaint stops it; texts wait for the daytime). False
+    when the guest cannot be reached on any channel served here."""
+    # The guest's page read only what it shows: one statement brings the
+    # contact details, the event's reply-to and the host's name.
+    guest, event, host_name = ctx.db.execute(
+        select(Guest, Event, Workspace.name).join(Event, Event.id == Guest.event_id)
+        .join(Workspace, Workspace.id == Guest.workspace_id).where(Guest.id == guest_id)).one()
+    try:
+        channel = choose_channel(ctx, guest, None, event)
+    except EventsError:
+        return False  # the answer is recorded; there is nowhere to confirm it
+    context = {**sender_context(message_context(event, guest), host_name, event.reply_to),
+               "response": response, "plus_ones": str(plus_ones)}
+    queue_notification(
+        ctx, channel=channel, recipient=address_for(ctx, guest, channel), template=CONFIRMATION,
+        workspace_id=event.workspace_id, context=context, kind=GUEST_MESSAGE,
+        sealed={"change_url": access_url(ctx, raw_token),
+                "calendar_url": ctx.url("access_ics", token=raw_token)},
+        about={"event_id": str(event.id), "guest_id": str(guest.id)})
+    return True
+
+
+def submit_rsvp(ctx, link, guest, event, data: RsvpInput, raw_token: str) -> tuple[Answer, bool]:
+    """Record the guest's answer and queue its confirmation to the guest.
+    The same answer as the latest records nothing new and sends nothing (a
+    retried request, a double click): returns that one. Returns (answer,
+    whether it is new). ``guest`` (the row the guest's request read) is
+    brought up to date; ``raw_token`` is the link the guest used, which the
+    confirmation carries to change the answer."""
     refusal = rsvp_refusal(event)
     if refusal is not None:
         raise refusal
@@ -370,7 +441,15 @@ def submit_rsvp(ctx, link, guest, event, data: RsvpInput) -> tuple[Answer, bool]
     if is_sqlite(db):
         sqlite_write_lock(db, Guest)
     # One answer at a time per guest: FOR NO KEY UPDATE (see db.lock_row).
-    previous, latest_id, *latest = db.execute(LOCKED_ANSWER, {"guest_id": guest.id}).one()
+    previous, responded_at, latest_at, latest_id, *latest = db.execute(LOCKED_ANSWER, {"guest_id": guest.id}).one()
+    if responded_at != latest_at:
+        # PostgreSQL, READ COMMITTED: the lock waited for an answer that
+        # committed meanwhile; the locked row is its version, but the
+        # subqueries read the snapshot from before it. Asked again (a new
+        # statement, a new snapshot, the lock held), the latest answer is
+        # the one just committed, so the same answer twice records once.
+        previous, responded_at, latest_at, latest_id, *latest = db.execute(
+            LOCKED_ANSWER, {"guest_id": guest.id}).one()
     answer = (data.response, plus_ones, data.dietary, data.message)
     if latest_id is not None and tuple(latest) == answer:
         return Answer(latest_id, data.dietary, data.message), False
@@ -396,4 +475,5 @@ def submit_rsvp(ctx, link, guest, event, data: RsvpInput) -> tuple[Answer, bool]
                else f"{guest.name} changed the answer from {previous or 'none'} to {words}")
     feed.add(ctx, workspace_id=guest.workspace_id, event_id=event.id, guest_id=guest.id, kind=action,
                  summary=summary, data={"response": data.response, "plus_ones": plus_ones, "previous": previous})
+    confirm_answer(ctx, guest.id, raw_token, data.response, plus_ones)
     return Answer(rsvp_id, data.dietary, data.message), True

@@ -138,6 +138,7 @@ def rsvp(request):
     link, guest, event = found.link, found.guest, found.event
     data = request.body_input
     # A refusal is answered by the refusal deriver; every API answer is no-store.
-    answer, new = invitations.submit_rsvp(request.ctx, link, guest, event, data)
+    answer, new = invitations.submit_rsvp(request.ctx, link, guest, event, data,
+                                           request.matchdict["token"])
     no_store(request)
     return invitation(event, guest, answer, RsvpAnswer, recorded=new)

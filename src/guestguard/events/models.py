@@ -30,6 +30,11 @@ class Event(IdMixin, TimestampMixin, Base):
     default_plus_ones: Mapped[int] = mapped_column(default=0)
     host_message: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str] = mapped_column(String(16), default=DRAFT)
+    # Where guests' replies to its email go (Reply-To); None: the sender.
+    reply_to: Mapped[str | None] = mapped_column(String(320), default=None)
+    # The channel invitations go out on when the guest prefers none; None:
+    # email when the guest has an address, else SMS.
+    invitation_channel: Mapped[str | None] = mapped_column(String(16), default=None)
     created_by_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), default=None)
     deleted_at: Mapped[dt.datetime | None] = mapped_column(default=None)
@@ -58,6 +63,9 @@ class Guest(IdMixin, TimestampMixin, Base):
     responded_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     invited_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     opened_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # The channel this guest is written to on (a declared channel's name);
+    # None: the event's choice.
+    preferred_channel: Mapped[str | None] = mapped_column(String(16), default=None)
     # The notification that carried the latest invitation: what became of it
     # (events.deliveries) is the guest's invitation state.
     invitation_id: Mapped[uuid.UUID | None] = mapped_column(default=None)

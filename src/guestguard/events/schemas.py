@@ -37,6 +37,8 @@ RESPONSE_FILTERS = ("yes", "no", "maybe", "pending")
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 Text = Annotated[str, StringConstraints(max_length=5000)]
 PlusOnes = Annotated[int, Field(ge=0, le=20)]
+# A channel's name; whether it is declared is checked by the service.
+ChannelName = Annotated[str, StringConstraints(min_length=1, max_length=16, pattern=r"^[a-z0-9_]+$")]
 
 
 def _timezone(value: str) -> str:
@@ -71,6 +73,13 @@ class EventFields(Input):
     default_plus_ones: PlusOnes | None = None
     host_message: Text | None = None
     status: Literal["draft", "published", "cancelled"] | None = None
+    reply_to: Annotated[str, StringConstraints(max_length=320)] | None = None
+    invitation_channel: ChannelName | None = None
+
+    @field_validator("reply_to")
+    @classmethod
+    def _reply_to(cls, value: str | None) -> str | None:
+        return normalize_email(value) if value else None
 
 
 class EventInput(EventFields):
@@ -121,6 +130,7 @@ class GuestFields(Input):
     group: Annotated[str, StringConstraints(max_length=100)] | None = None
     tags: Annotated[list[str], Field(max_length=20), AfterValidator(_tags)] | None = None
     notes: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    preferred_channel: ChannelName | None = None
 
     @field_validator("email")
     @classmethod
@@ -151,7 +161,7 @@ class SendInput(Input):
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"channel": "email"}]})
 
-    channel: Literal["email", "sms"] | None = None
+    channel: ChannelName | None = None
 
 
 # --- query strings -----------------------------------------------------------------
@@ -204,6 +214,8 @@ class EventOut(Out):
     default_plus_ones: int
     host_message: str
     status: str
+    reply_to: str | None
+    invitation_channel: str | None
     created_at: Moment
 
 
@@ -249,6 +261,7 @@ class GuestOut(Out):
     invited_at: Moment | None
     opened_at: Moment | None
     open_flags: int
+    preferred_channel: str | None
     delivery: DeliveryOut
 
 

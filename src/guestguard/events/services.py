@@ -31,6 +31,8 @@ from guestguard.validation import field_errors, normalize_phone
 from guestguard.workspaces.models import Workspace
 
 OPTIONAL_TIMES = ("ends_at", "rsvp_deadline")
+# Fields an explicit null clears (set to None) on update.
+CLEARABLE = (*OPTIONAL_TIMES, "reply_to", "invitation_channel")
 
 
 class EventsError(Refusal):
@@ -52,7 +54,23 @@ def find_event_and_workspace(db, event_id: uuid.UUID) -> tuple[Event, Workspace]
     return (row[0], row[1]) if row is not None else None
 
 
+def check_channel(ctx, name: str | None, field: str) -> None:
+    """A channel a host chooses must be declared, reach guests (it has a
+    contact field) and have a provider here."""
+    if name is None:
+        return
+    channel = ctx.registry["notifications.channels"].get(name)
+    if channel is None or not channel.contact_field:
+        known = sorted(n for n, c in ctx.registry["notifications.channels"].items() if c.contact_field)
+        raise EventsError(422, "validation_failed", "Some fields are invalid.",
+                          fields={field: f"must be one of {', '.join(known)}"})
+    if name not in ctx.registry["notifications.providers"]:
+        raise EventsError(422, "channel_unavailable", f"No provider sends {channel.label or name} here.",
+                          fields={field: f"{channel.label or name} cannot be sent here"})
+
+
 def create_event(ctx, workspace_id: uuid.UUID, data: EventFields) -> Event:
+    check_channel(ctx, data.invitation_channel, "invitation_channel")
     values = data.model_dump(exclude={"workspace_id"}, exclude_none=True)
     for field in ("starts_at", "ends_at", "rsvp_deadline"):
         if field in values:
@@ -68,6 +86,7 @@ def create_event(ctx, workspace_id: uuid.UUID, data: EventFields) -> Event:
 
 def update_event(ctx, event: Event, data: EventFields) -> Event:
     changes = data.model_dump(exclude_unset=True)
+    check_channel(ctx, changes.get("invitation_channel"), "invitation_channel")
     if "name" in changes and not changes["name"]:
         raise EventsError(422, "validation_failed", "Some fields are invalid.",
                           fields={"name": "is required"})
@@ -87,7 +106,7 @@ def update_event(ctx, event: Event, data: EventFields) -> Event:
                           fields={exc.context["field"]: exc.context["message"]}) from None
     for field, given in changes.items():
         value = "" if given is None and field in ("description", "venue", "host_message") else given
-        if value is not None or field in OPTIONAL_TIMES:
+        if value is not None or field in CLEARABLE:
             setattr(event, field, value)
     record(ctx, "event.updated", actor_id=ctx.actor_id, workspace_id=event.workspace_id,
            target_type="event", target_id=event.id, fields=sorted(changes))
@@ -154,6 +173,7 @@ def list_events(db, workspace_ids: Iterable[uuid.UUID], *, after: str | None,
 
 def _guest_values(ctx, event: Event, data: GuestFields, *, creating: bool) -> dict[str, Any]:
     values = data.model_dump(exclude_unset=True)
+    check_channel(ctx, values.get("preferred_channel"), "preferred_channel")
     if "group" in values:
         values["group_name"] = values.pop("group") or ""
     if values.get("phone"):

@@ -63,6 +63,7 @@ EVENT_FORM = Form(
     Field("timezone", "Time zone"), Field("rsvp_deadline", "RSVP deadline", DATETIME, NONE),
     Field("default_plus_ones", "Plus-ones per guest", blank=OMIT), Field("host_message", "Message to guests"),
     Field("status", "Status", blank=OMIT, choice="Choose a status from the list."),
+    Field("reply_to", "Reply-to address", blank=NONE),
     absent_as_blank=True, zone_field="timezone")
 EVENT_EDIT_FORM = EVENT_FORM.using(EventFields)
 GUEST_FORM = Form(
@@ -102,7 +103,7 @@ def event_values(event) -> dict[str, str]:
         "timezone": event.timezone,
         "rsvp_deadline": timefmt.form_value(event.rsvp_deadline, event.timezone),
         "default_plus_ones": str(event.default_plus_ones), "host_message": event.host_message,
-        "status": event.status,
+        "status": event.status, "reply_to": event.reply_to or "",
     }
 
 
@@ -404,7 +405,7 @@ def send_one_invitation(context, request):
     except EventsError as error:
         flash(request, error.message)
     else:
-        by = "email" if sent.channel == "email" else "text message"
+        by = invitations.one_message_by(request.ctx, sent.channel)
         flash(request, f"Invitation sent to {guest.name} by {by}." if sent.queued
               else f"An invitation was sent to {guest.name} moments ago; it is on its way by {by}.")
     return redirect(request, request.route_path("event_guest", event_id=context.event.id, guest_id=guest.id))

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from pyramid.view import view_config
 
+from guestguard.events import invitations
 from guestguard.events.models import Guest
 from guestguard.events.services import EventsError
 from guestguard.guard import flags
 from guestguard.permissions import GUESTS_EDIT
 from guestguard.web import flash, redirect
-
-CHANNELS = {"email": "email", "sms": "text message"}
 
 
 def back_to_guest(request, flag):
@@ -39,5 +38,6 @@ def reissue(context, request):
     except EventsError as error:
         flash(request, error.message)
     else:
-        flash(request, f"The old link no longer works. {guest.name} gets a new one by {CHANNELS[channel]}.")
+        by = invitations.one_message_by(request.ctx, channel)
+        flash(request, f"The old link no longer works. {guest.name} gets a new one by {by}.")
     return back_to_guest(request, flag)

@@ -10,8 +10,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 from guestguard.db import Base, IdMixin, TimestampMixin, utcnow
 from guestguard.tasks import DurableJobMixin
 
-CHANNELS = ("email", "sms", "push")
-
 
 class Notification(IdMixin, TimestampMixin, DurableJobMixin, Base):
     """One message to one person: the row exists (with a status) before any

@@ -37,7 +37,10 @@ class MessageRenderer:
     def template_paths(self, channel: str, name: str) -> dict[str, str]:
         if channel == "email":
             return {part: f"email/{name}/{part}" for part in ("subject.txt", "body.txt", "body.html")}
-        return {"body.txt": f"{channel}/{name}.txt"}
+        own = f"{channel}/{name}.txt"
+        if channel != "sms" and not (self.templates_dir / own).is_file():
+            own = f"sms/{name}.txt"  # a text channel without templates of its own (a plugin's) reads the texts'
+        return {"body.txt": own}
 
     def check(self, channel: str, name: str) -> None:
         """Raise TemplateMissing unless every part of the template exists."""

@@ -16,11 +16,11 @@ from prometheus_client import Counter
 from guestguard import sms_segments
 from guestguard.db import utcnow
 from guestguard.keys import fernet_for
-from guestguard.notifications import suppression, unsubscribe
+from guestguard.notifications import resilience, suppression, unsubscribe
 from guestguard.notifications.delivery import FAILED, SENT, SUPPRESSED, announce, set_delivery_state
 from guestguard.notifications.models import Notification
 from guestguard.notifications.suppression import ACCOUNT_MESSAGE, GUEST_MESSAGE, MESSAGE_KINDS, Listed, stopping
-from guestguard.plugins import NotificationProvider, OutgoingMessage, PermanentDeliveryError, TransientDeliveryError
+from guestguard.plugins import NotificationProvider, OutgoingMessage
 from guestguard.tasks import (
     INTERRUPTED,
     PENDING,
@@ -145,6 +145,11 @@ class Attempt:
     interrupted: bool = False
     # The address is on the suppression list: the message must not go out.
     suppressed: Listed | None = None
+    # The providers to try (the channel's, then its fallback) and their breakers.
+    route: resilience.Route | None = None
+    breakers: Any = None
+    # The provider of the attempt whose outcome is unknown: the one to ask.
+    earlier: NotificationProvider | None = None
 
 
 def begin_attempt(ctx, notification_id) -> Attempt | None:
@@ -152,6 +157,7 @@ def begin_attempt(ctx, notification_id) -> Attempt | None:
     notification = claim_job(ctx, Notification, notification_id)
     if notification is None:
         return None
+    earlier = ctx.registry["notifications.providers_by_name"].get(notification.provider or "")
     provider = ctx.registry["notifications.providers"].get(notification.channel)
     if provider is None:
         return Attempt(notification.id, notification.claimed_at, None, None,
@@ -162,6 +168,11 @@ def begin_attempt(ctx, notification_id) -> Attempt | None:
     if listed is not None:
         return Attempt(notification.id, notification.claimed_at, provider, None,
                        f"suppressed: {listed.text}", suppressed=listed)
+    route = resilience.plan(ctx, notification)
+    if isinstance(route, resilience.Hold):  # quiet hours, or every provider's breaker open
+        resilience.hold(ctx, notification, route)
+        return None
+    notification.provider = route.provider.name
     settings = ctx.settings
     if notification.channel == "email" and not notification.message_id:  # queued before Message-IDs were kept
         notification.message_id = message_id_for(settings, notification.id)
@@ -188,17 +199,35 @@ def begin_attempt(ctx, notification_id) -> Attempt | None:
         notification_id=notification.id,
         channel=notification.channel,
         recipient=notification.recipient,
-        sender=settings["notifications.email.sender"] if notification.channel == "email" else "",
+        sender=sender_for(settings, notification) if notification.channel == "email" else "",
         subject=rendered.subject,
         text=rendered.text,
         html=rendered.html,
         message_id=notification.message_id or "",
         unsubscribe_url=unsubscribe_url,
+        reply_to=(str(context.get("reply_to") or "")
+                  if notification.kind == GUEST_MESSAGE and notification.channel == "email" else ""),
+        timeout=settings["notifications.send_timeout_seconds"],
     )
     # The last attempt's worker stopped (or lost the database) before it
     # recorded what the provider said: it may have sent the message.
-    return Attempt(notification.id, notification.claimed_at, provider, message, None,
-                   interrupted=was_interrupted(notification))
+    interrupted = was_interrupted(notification)
+    return Attempt(notification.id, notification.claimed_at, route.provider, message, None,
+                   interrupted=interrupted, route=route, breakers=ctx.registry["notifications.breakers"],
+                   earlier=earlier if interrupted else None)
+
+
+def sender_for(settings: Mapping[str, Any], notification: Notification) -> str:
+    """The From of an email: the configured sender, under the host's name
+    when a workspace writes to its guests (the address stays the
+    platform's, which the domain's SPF and DKIM cover)."""
+    from email.utils import formataddr, parseaddr
+
+    sender = settings["notifications.email.sender"]
+    host_name = (notification.context or {}).get("host_name")
+    if notification.kind != GUEST_MESSAGE or not host_name:
+        return sender
+    return formataddr((" ".join(str(host_name).split()), parseaddr(sender)[1]))
 
 
 def reconcile(attempt: Attempt) -> tuple[str | None, str | None] | None:
@@ -206,7 +235,8 @@ def reconcile(attempt: Attempt) -> tuple[str | None, str | None] | None:
     asked whether it accepted the message. (provider message id, None) when
     it did, (None, error) when it could not say, None to send (again)."""
     message, channel = attempt.message, attempt.message.channel
-    find_accepted = getattr(attempt.provider, "find_accepted", None)
+    asked = attempt.earlier or attempt.provider
+    find_accepted = getattr(asked, "find_accepted", None)
     if find_accepted is None:
         UNKNOWN_OUTCOME_RESENDS.labels(channel).inc()
         log.warning("notification %s sends again after an attempt whose outcome is unknown (same Message-ID %s)",
@@ -217,38 +247,33 @@ def reconcile(attempt: Attempt) -> tuple[str | None, str | None] | None:
     except Exception as exc:  # not knowing is no reason to risk a second copy: ask again later
         # Still an interrupted attempt's outcome (was_interrupted reads this):
         # the next attempt asks again.
-        return None, f"{INTERRUPTED}; could not ask {attempt.provider.name} about it: {exc!r}"
+        return None, f"{INTERRUPTED}; could not ask {asked.name} about it: {exc!r}"
     if accepted is None:
         log.info("notification %s: %s has no record of the interrupted attempt; sending",
-                 attempt.notification_id, attempt.provider.name)
+                 attempt.notification_id, asked.name)
         return None
     RECONCILED.labels(channel).inc()
     log.info("notification %s: %s had accepted the interrupted attempt; not sent again",
-             attempt.notification_id, attempt.provider.name)
+             attempt.notification_id, asked.name)
     return accepted, None
 
 
-def deliver(attempt: Attempt) -> tuple[str | None, str | None, bool, str | None]:
-    """Hand the message to the provider (unless it accepted it already, on an
-    attempt whose outcome was lost). Returns (provider message id, error,
-    permanent, the suppression reason a permanent refusal gave)."""
+def deliver(attempt: Attempt) -> tuple[str | None, str | None, bool, str | None, str | None]:
+    """Hand the message to the provider, or its fallback (unless a provider
+    accepted it already, on an attempt whose outcome was lost). Returns
+    (provider message id, error, permanent, the provider that sent it or
+    was tried last, the suppression reason a permanent refusal gave)."""
     if attempt.message is None:  # unrenderable, or suppressed: nothing to hand over
-        return None, attempt.error, True, None
+        return None, attempt.error, True, None, None
     if attempt.interrupted and (known := reconcile(attempt)) is not None:
         provider_message_id, error = known
-        return provider_message_id, error, False, None
-    try:
-        return attempt.provider.send(attempt.message), None, False, None
-    except PermanentDeliveryError as exc:
-        return None, f"permanent: {exc}", True, exc.suppress
-    except TransientDeliveryError as exc:
-        return None, f"transient: {exc}", False, None
-    except Exception as exc:  # transient by contract, whatever the type
-        return None, f"transient: {exc!r}", False, None
+        return provider_message_id, error, False, (attempt.earlier or attempt.provider).name, None
+    outcome = resilience.send_through(attempt.route, attempt.message, attempt.breakers)
+    return outcome.provider_message_id, outcome.error, outcome.permanent, outcome.provider, outcome.suppress
 
 
 def record_outcome(ctx, attempt: Attempt, provider_message_id: str | None,
-                   error: str | None, permanent: bool, suppress: str | None = None):
+                   error: str | None, permanent: bool, sent_by: str | None = None, suppress: str | None = None):
     """Store the attempt's result; return when to retry, if ever.
 
     When the reaper took the job back meanwhile (the lease lapsed: the
@@ -283,6 +308,8 @@ def record_outcome(ctx, attempt: Attempt, provider_message_id: str | None,
         log.info("notification %s not sent: the address is suppressed (%s)", notification.id, listed.reason)
         announce(ctx, notification, "notification.suppressed", reason=listed.reason)
         return None
+    if sent_by:  # the fallback, when the provider could not take it
+        notification.provider = sent_by
     if error is None:
         finish_job(notification)
         notification.sent_at = utcnow()

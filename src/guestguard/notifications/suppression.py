@@ -16,6 +16,7 @@ from sqlalchemy import delete, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from guestguard.audit.services import record
+from guestguard.errors import Refusal
 from guestguard.notifications.models import Suppression
 from guestguard.validation import normalize_email, normalize_phone
 
@@ -134,3 +135,37 @@ def listed(db, *, channel: str | None = None, address: str | None = None, limit:
         guessed = channel or ("sms" if address.strip().startswith("+") else "email")
         query = query.where(Suppression.address == normalize(guessed, address))
     return list(db.scalars(query))
+
+
+# --- for operators (the JSON API; the command calls the same functions) -----
+
+
+class SuppressionRefused(Refusal):
+    pass
+
+
+def _address(channel: str, address: str) -> str:
+    try:
+        return normalize(channel, address)
+    except AddressError as exc:
+        raise SuppressionRefused(422, "validation_failed", str(exc), field="address") from None
+
+
+def operator_suppress(ctx, channel: str, address: str) -> tuple[Suppression, bool]:
+    """An operator lists the address everywhere; (entry, whether it is new)."""
+    _address(channel, address)
+    before = ctx.db.scalar(select(Suppression.id).filter_by(
+        channel=channel, address=normalize(channel, address), scope=EVERYWHERE))
+    row = suppress(ctx, channel, address, OPERATOR, source="operator")
+    return row, before is None
+
+
+def operator_lift(ctx, channel: str, address: str, *, workspace_id: uuid.UUID | None = None) -> int:
+    _address(channel, address)
+    return lift(ctx, channel, address, workspace_id=workspace_id)
+
+
+def operator_list(ctx, *, channel: str | None, address: str | None, limit: int) -> list[Suppression]:
+    if address:
+        _address(channel or ("sms" if address.startswith("+") else "email"), address)
+    return listed(ctx.db, channel=channel, address=address, limit=limit)

@@ -83,8 +83,10 @@ def cmd_plugins(args) -> int:
         print(f"{info.name}  ({info.distribution} {info.version})")
         print(f"    hooks: {', '.join(info.hooks) or '(none)'}")
     providers = config.registry["notifications.providers"]
+    fallbacks = config.registry["notifications.fallbacks"]
     print("notification channels: " + ", ".join(
-        f"{channel} -> {provider.name}" for channel, provider in sorted(providers.items())))
+        f"{channel} -> {provider.name}" + (f" (fallback {fallbacks[channel].name})" if channel in fallbacks else "")
+        for channel, provider in sorted(providers.items())))
     print(f"captcha verifier: {config.registry['captcha.verifier'].name}")
     return 0
 

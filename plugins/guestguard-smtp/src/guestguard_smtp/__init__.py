@@ -107,7 +107,8 @@ class SMTPProvider:
         except ValueError as exc:
             # e.g. a line break in a header: the same message would fail again.
             raise PermanentDeliveryError(f"message cannot be encoded as email: {exc}") from exc
-        client = self._open_session()
+        # The core says how long a send may take; smtp.timeout may be shorter.
+        client = self._open_session(min(self.config.timeout, message.timeout or self.config.timeout))
         try:
             client.send_message(email)
         except smtplib.SMTPRecipientsRefused as exc:
@@ -132,18 +133,19 @@ class SMTPProvider:
                  message.notification_id, self.config.host, message_id)
         return message_id
 
-    def _open_session(self) -> smtplib.SMTP:
-        """Connect, secure and log in; every failure here is transient."""
+    def _open_session(self, timeout: float) -> smtplib.SMTP:
+        """Connect, secure and log in, each socket operation bounded by
+        ``timeout`` seconds; every failure here is transient."""
         cfg = self.config
         where = f"SMTP server {cfg.host}:{cfg.port}"
         local_hostname = cfg.local_hostname or None
         try:
             if cfg.security == "tls":
                 client: smtplib.SMTP = smtplib.SMTP_SSL(
-                    cfg.host, cfg.port, local_hostname, timeout=cfg.timeout,
+                    cfg.host, cfg.port, local_hostname, timeout=timeout,
                     context=ssl.create_default_context())
             else:
-                client = smtplib.SMTP(cfg.host, cfg.port, local_hostname, timeout=cfg.timeout)
+                client = smtplib.SMTP(cfg.host, cfg.port, local_hostname, timeout=timeout)
         except (smtplib.SMTPException, OSError) as exc:
             raise TransientDeliveryError(
                 f"cannot connect to {where}: {self._describe(exc)}") from exc
@@ -216,6 +218,8 @@ def compose(message: OutgoingMessage, *, fallback_domain: str = "localhost") -> 
     if message.unsubscribe_url:  # RFC 8058 one-click: mail clients POST to it
         email["List-Unsubscribe"] = f"<{message.unsubscribe_url}>"
         email["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    if message.reply_to:  # the host's address, for a guest's reply
+        email["Reply-To"] = message.reply_to
     email.set_content(message.text)
     if message.html:
         email.add_alternative(message.html, subtype="html")
