@@ -99,6 +99,8 @@ SPEC = {
     ("event_guest", "POST"): EDITORS,
     ("event_headcount_svg", "GET"): EVERYONE,
     ("event_send", "POST"): EDITORS,
+    ("event_cover_upload", "POST"): EDITORS,
+    ("event_questions", "POST"): EDITORS,
     ("event_guest_send", "POST"): EDITORS,
     # --- the guard and the activity feed -------------------------------------------
     ("api_flags", "GET"): EVERYONE,
@@ -154,6 +156,7 @@ SPEC = {
     ("reset_password", "POST"): PUBLIC,
     ("access", "GET"): PUBLIC,
     ("access_ics", "GET"): PUBLIC,
+    ("event_cover", "GET"): PUBLIC,  # its address is unguessable (events/branding.py)
     ("rsvp", "POST"): PUBLIC,
     ("privacy", "GET"): PUBLIC,
     ("terms", "GET"): PUBLIC,
@@ -235,7 +238,7 @@ def team(matrix_app, run_in_request):
         request.db.flush()
         ids = {"workspace_id": ours.id, "member_id": staff.id, "invitation_id": invitation.id,
                "key_id": key.id, "event_id": event.id, "guest_id": guest.id, "flag_id": flag.id,
-               "session_id": session_id, "token": "x" * 43}
+               "session_id": session_id, "token": "x" * 43, "cover_id": uuid.uuid4(), "signature": "0" * 64}
         return ids, credentials
 
     ids, credentials = run_in_request(build, matrix_app.app.registry)

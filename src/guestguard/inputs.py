@@ -1,14 +1,17 @@
 """Hostile input stops at the door: one check of every request, before any
 view, view deriver (the CSRF check, rate-limit keys) or service reads it.
 
-- A body over ``http.max_body_bytes``: 413, before it is read.
+- A body over ``http.max_body_bytes`` (a route that takes a large upload:
+  its own limit, ``allow_large_body``): 413, before it is read.
 - The address holding a NUL: 400. A NUL in a header is dropped (no header
   may hold one; the user agent is stored).
 - Every name and value of the query string, of a form body and of a JSON
   body must be text that PostgreSQL can store and UTF-8 can encode: no NUL,
   no lone surrogate (JSON's ``"\\ud800"``, or its UTF-8 bytes). Otherwise
   400 ``bad_request`` naming the field, under ``fields`` as well.
-- A form's file part: 400 naming the field (no form takes a file).
+- A form's file part: 400 naming the field, except the ``file`` part of a
+  route listed by ``accept_uploads`` (a guest-list import), whose file name
+  is checked like a value.
 - A JSON body nested deeper than ``MAX_JSON_DEPTH`` (no body we read is
   nested more than three deep): 400 ``invalid_json``. A body that is not
   JSON at all is left to the view that reads it (400 ``invalid_json``).
@@ -23,6 +26,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from pyramid.events import NewRequest
+from pyramid.interfaces import IRoutesMapper
 
 from guestguard.errors import APIError
 from guestguard.validation import too_large
@@ -56,12 +60,19 @@ def refused(name: str, problem: str) -> APIError:
     return APIError(400, "bad_request", f"{name} {problem}.", fields={name: problem})
 
 
-def check_pairs(pairs: Iterable[tuple[str, Any]]) -> None:
-    """Names and values of a query string or a form."""
+UPLOAD_FIELD = "file"
+
+
+def check_pairs(pairs: Iterable[tuple[str, Any]], upload: bool = False) -> None:
+    """Names and values of a query string or a form (``upload``: its
+    ``file`` part may be a file)."""
     for name, value in pairs:
+        text = value
         if not isinstance(value, str):
-            raise refused(name, NOT_A_FILE)
-        problem = text_problem(name) or text_problem(value)
+            if not (upload and name == UPLOAD_FIELD):
+                raise refused(name, NOT_A_FILE)
+            text = getattr(value, "filename", "") or ""  # the file's name, as a value
+        problem = text_problem(name) or text_problem(text)
         if problem:
             raise refused(name, problem)
 
@@ -117,7 +128,7 @@ def guard_input(event) -> None:
     """The NewRequest subscriber (see the module's docstring)."""
     request = event.request
     environ = request.environ
-    limit = request.registry.settings["http.max_body_bytes"]
+    limit = body_limit(request)
     if request.content_length is not None and request.content_length > limit:
         raise too_large(limit)
     if "\x00" in environ.get("PATH_INFO", ""):
@@ -137,8 +148,55 @@ def guard_input(event) -> None:
         form = request.POST  # empty unless the body is a form
     except Exception:
         raise APIError(400, "bad_request", "The form data could not be read.") from None
-    check_pairs(form.items())
+    check_pairs(form.items(), upload=takes_upload(request))
+
+
+def takes_upload(request) -> bool:
+    """Whether the request is for a route that takes a file (``accept_uploads``)."""
+    names = request.registry.get("inputs.upload_routes")
+    return bool(names) and route_name(request) in names
+
+
+def accept_uploads(config, *route_names: str) -> None:
+    """Config directive: these routes take a ``file`` part."""
+    config.registry.setdefault("inputs.upload_routes", set()).update(route_names)
+
+
+# Room in a form's body for its other fields and the multipart boundaries.
+FORM_ROOM = 64 * 1024
+
+
+def body_limit(request) -> int:
+    """``http.max_body_bytes``, or for a route that takes a large upload
+    (``allow_large_body``) its setting's bytes plus the form's room."""
+    settings = request.registry.settings
+    limit = settings["http.max_body_bytes"]
+    large = request.registry.get("inputs.large_bodies")
+    if large and request.method == "POST":
+        name = route_name(request)
+        if name in large:
+            limit = max(limit, settings[large[name]] + FORM_ROOM)
+    return limit
+
+
+def route_name(request) -> str | None:
+    """The name of the route the request's path matches, before routing;
+    None for none, or for a path that is not UTF-8 (the router refuses it
+    later, as for any other request)."""
+    try:
+        route = request.registry.queryUtility(IRoutesMapper)(request)["route"]
+    except UnicodeDecodeError:
+        return None
+    return route.name if route is not None else None
+
+
+def allow_large_body(config, route_name: str, setting: str) -> None:
+    """Config directive: POSTs to this route may carry ``setting`` bytes of
+    upload (a cover image) even past ``http.max_body_bytes``."""
+    config.registry.setdefault("inputs.large_bodies", {})[route_name] = setting
 
 
 def includeme(config) -> None:
+    config.add_directive("accept_uploads", accept_uploads)
+    config.add_directive("allow_large_body", allow_large_body)
     config.add_subscriber(guard_input, NewRequest)

@@ -357,6 +357,10 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting("guests.default_region", as_str, "US",
             "Country (ISO 3166 code) assumed for guest phone numbers written without +country code."),
     Setting("guests.max_batch", as_int(1, 10000), 1000, "Most guests one API call may add."),
+    Setting("covers.max_bytes", as_int(64 * 1024, 50 * 1024 * 1024), 5 * 1024 * 1024,
+            "Largest cover image a host may upload for an event; larger is refused (413 past it)."),
+    Setting("covers.max_width", as_int(320, 4000), 1600,
+            "Width in pixels covers are scaled down to when re-encoded."),
     Setting("guard.enabled", as_bool, True,
             "Log every use of an invitation link and run the access rules on it; false keeps no "
             "access log (no addresses stored) and flags nothing."),

@@ -3,13 +3,16 @@ phone: axe-core finds no violation, nothing is wider than the screen, and a
 full-page screenshot is kept under var/screenshots/pages/ to look at."""
 from __future__ import annotations
 
+import io
 import re
+import uuid
 
 import pytest
+from PIL import Image
 
 from guestguard.accounts.models import WEB
 from guestguard.accounts.services import login
-from guestguard.testing import TEST_PASSWORD, bearer_for, create_team, in_request
+from guestguard.testing import REPO_ROOT, TEST_PASSWORD, bearer_for, create_team, in_request
 
 DEVICES = ("desktop", "phone")
 # Pages that answer with an error status, on purpose.
@@ -35,6 +38,7 @@ def world(site):
     client.post_json(f"/api/v1/rsvp/{token}", {"response": "yes", "plus_ones": 1, "dietary": "Vegetarian",
                                                "message": "Wouldn't miss it!"})
     unsubscribe = re.search(r"/unsubscribe/\S+", invitation.text).group(0)
+    themed, themed_token = themed_invitation(site, workspace, ada)
     events, grace = f"/events/{event['id']}", guests[0]["id"]
     spaces = f"/workspaces/{workspace}"
     return {
@@ -45,14 +49,53 @@ def world(site):
             "event-new": f"{spaces}/events/new", "event": events, "event-edit": f"{events}/edit",
             "guest-new": f"{events}/guests/new", "guest": f"{events}/guests/{grace}",
             "event-answered-yes": f"{events}?response=yes", "not-found": "/events/no-such-event",
+            "event-edit-cover": f"/events/{themed}/edit",
         },
         "public": {
             "home": "/", "signup": "/signup", "login": "/login", "forgot-password": "/forgot-password",
             "resend-verification": "/verify-email", "privacy": "/privacy", "terms": "/terms",
             "invitation": f"/access/{token}", "invitation-unknown": "/access/not-a-real-link",
+            "invitation-themed": f"/access/{themed_token}",
+            "invitation-one-tap": f"/access/{themed_token}?answer=yes",
             "unsubscribe": unsubscribe, "reset-link-invalid": "/reset-password/not-a-real-token",
         },
     }
+
+
+def cover_image() -> bytes:
+    """A warm evening gradient, as a host's photo would be."""
+    image = Image.new("RGB", (1600, 700))
+    top, bottom = (250, 170, 90), (120, 40, 110)
+    for y in range(700):
+        mix = y / 699
+        image.paste(tuple(round(a + (b - a) * mix) for a, b in zip(top, bottom, strict=True)), (0, y, 1600, y + 1))
+    out = io.BytesIO()
+    image.save(out, "JPEG")
+    return out.getvalue()
+
+
+def themed_invitation(site, workspace: str, ada: dict) -> tuple[str, str]:
+    """An event with a host name, a theme colour and a cover, and Linus
+    invited to it: (event id, Linus's token)."""
+    client = site.client
+    event = client.post_json("/api/v1/events", {
+        "workspace_id": workspace, "name": "Lantern Supper", "venue": "Quay Street Gardens, Bristol BS1 4DB",
+        "starts_at": "2030-08-14T19:30:00", "ends_at": "2030-08-14T23:00:00", "timezone": "Europe/London",
+        "status": "published", "default_plus_ones": 1, "host_name": "Hana Host", "theme_colour": "#6a1b9a",
+        "host_message": "Long tables under the lanterns, food from the market, and music until late. "
+                        "Bring someone you like!"}, headers=ada).json["event"]
+
+    def with_cover(request):
+        from guestguard.events import services
+        from guestguard.events.models import Event
+
+        services.set_cover(request.ctx, request.db.get(Event, uuid.UUID(event["id"])), cover_image())
+    in_request(site.registry, with_cover)
+    client.post_json(f"/api/v1/events/{event['id']}/guests", [{"name": "Linus Pauling", "email": "linus@example.com"}],
+                     headers=ada)
+    client.post(f"/api/v1/events/{event['id']}/send-invitations", headers=ada, status=202)
+    (message,) = site.messages_to("linus@example.com")
+    return event["id"], re.search(r"/access/([A-Za-z0-9_-]+)", message.text).group(1)
 
 
 def signed_in_as_ada(site, page) -> None:
@@ -102,3 +145,46 @@ def test_every_page_anyone_sees(device, world, browse, axe, shoot):
         answer = page.goto(path)
         assert answer.status == REFUSING.get(name, 200), (name, answer.status)
         check(page, axe, shoot, device, f"public-{name}")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_the_invitation_email(device, world, site, browse, axe, shoot):
+    """The email as a mail client shows it: its HTML on its own."""
+    (message,) = site.messages_to("linus@example.com")
+    page = browse(device)
+    page.set_content(message.html, wait_until="load")
+    assert page.evaluate("[...document.images].every(image => image.complete && image.naturalWidth > 0)")
+    assert page.get_by_role("link", name="Yes", exact=True).get_attribute("href").endswith("?answer=yes#rsvp-title")
+    # WCAG's rules; not the best practices about a page's landmarks: a mail
+    # client shows the message inside its own page.
+    result = page.evaluate("axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21aa']}})")
+    assert not result["violations"], [violation["id"] for violation in result["violations"]]
+    assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
+    shoot(page, f"pages/email-invitation-{device}")
+
+
+@pytest.mark.parametrize("device, choice", [("desktop", "Maybe"), ("phone", "No")])
+def test_one_tap_from_the_email_lands_ready_and_records_only_when_sent(device, choice, world, site, browse):
+    (message,) = site.messages_to("linus@example.com")
+    before = answers_of(site, "linus@example.com")
+    page = browse(device)
+    page.set_content(message.html, wait_until="load")
+    page.get_by_role("link", name=choice, exact=True).click()
+    page.wait_for_load_state()
+    assert page.locator(f"input[name=response][value={choice.lower()}]").is_checked()
+    assert page.get_by_role("heading", name="Your answer").is_visible()
+    assert answers_of(site, "linus@example.com") == before
+    page.screenshot(path=str(REPO_ROOT / "var" / "screenshots" / "pages" / f"guest-one-tap-landing-{device}.png"))
+    page.get_by_role("button", name=re.compile("my answer")).click()
+    page.wait_for_load_state()
+    assert answers_of(site, "linus@example.com") == [*before, choice.lower()]
+
+
+def answers_of(site, email: str) -> list[str]:
+    from sqlalchemy import select
+
+    from guestguard.events.models import Guest, Rsvp
+
+    return in_request(site.registry, lambda request: list(request.db.scalars(
+        select(Rsvp.response).join(Guest, Guest.id == Rsvp.guest_id).where(Guest.email == email)
+        .order_by(Rsvp.created_at, Rsvp.id))))

@@ -18,6 +18,7 @@ from guestguard.accounts.tokens import new_token
 from guestguard.activity import feed
 from guestguard.audit.services import record
 from guestguard.db import is_sqlite, lock_name, sqlite_write_lock, utcnow
+from guestguard.events import branding, outbound, questions, seats, services
 from guestguard.events.models import CANCELLED, DRAFT, NO, YES, BulkAction, Event, Guest, InvitationLink, Rsvp
 from guestguard.events.schemas import RsvpInput
 from guestguard.events.services import EventsError
@@ -141,17 +142,21 @@ def choose_channel(ctx, guest: Guest, wanted: str | None) -> str:
                       guest_id=str(guest.id))
 
 
-def message_context(event: Event, guest: Guest) -> dict[str, str]:
-    """What the invitation templates show (stored in the outbox: no secrets).
-    Times are ISO 8601 with their offset; the templates word them in the
-    event's zone with the timefmt filters."""
+def message_context(ctx, event: Event, guest: Guest) -> dict[str, str]:
+    """What the invitation templates show (stored in the outbox: no secrets;
+    the cover's address is public by design). Times are ISO 8601 with their
+    offset; the templates word them in the event's zone with the timefmt
+    filters."""
     return {
+        "host_name": event.host_name, "theme_colour": event.theme_colour,
+        "theme_ink": branding.ink_for(event.theme_colour) if event.theme_colour else "",
+        "cover_url": services.cover_url(ctx, event), "map_url": outbound.map_url(event.venue),
         "guest_name": guest.name, "event_name": event.name, "timezone": event.timezone,
         "starts_at": event.starts_at.isoformat(),
         "ends_at": event.ends_at.isoformat() if event.ends_at else None,
         "rsvp_deadline": event.rsvp_deadline.isoformat() if event.rsvp_deadline else None,
         "venue": event.venue, "description": event.description, "host_message": event.host_message,
-        "plus_ones_allowed": str(guest.plus_ones_allowed),
+        "plus_ones_allowed": str(guest.plus_ones_allowed), "plus_ones_coming": str(guest.plus_ones_coming),
     }
 
 
@@ -201,7 +206,7 @@ def _send(ctx, guest: Guest, event: Event, channel: str, batch_id: str | None = 
     raw = issue_link(ctx, guest, event)
     notification = queue_notification(
         ctx, channel=channel, recipient=guest.email if channel == EMAIL else guest.phone,
-        template=TEMPLATE, workspace_id=event.workspace_id, context=message_context(event, guest),
+        template=TEMPLATE, workspace_id=event.workspace_id, context=message_context(ctx, event, guest),
         sealed={"invitation_url": access_url(ctx, raw)},
         about={"event_id": str(event.id), "guest_id": str(guest.id)}, kind=GUEST_MESSAGE)
     guest.invited_at = utcnow()
@@ -300,6 +305,8 @@ class Answer:
     id: uuid.UUID
     dietary: str
     message: str
+    plus_one_names: list
+    answers: dict
 
 
 # Under the guest's row lock, in one statement: the guest's current answer
@@ -320,54 +327,67 @@ def latest_answer(guest_id_column, *columns: str) -> list:
             .scalar_subquery().label(f"latest_{name}") for name in columns]
 
 
+KEPT = ("response", "plus_ones", "dietary", "message", "plus_one_names", "answers")
 LOCKED_ANSWER = (
-    select(_guests.c.response, *latest_answer(_guests.c.id, "id", "response", "plus_ones", "dietary", "message"))
+    select(_guests.c.response, _guests.c.waitlisted_at, *latest_answer(_guests.c.id, "id", *KEPT))
     .where(_guests.c.id == bindparam("guest_id"))
     .with_for_update(key_share=True, of=_guests)
 )
 NEW_ANSWER = insert(_answers)
 ANSWERED = (update(_guests).where(_guests.c.id == bindparam("guest_id"))
             .values(response=bindparam("response"), plus_ones_coming=bindparam("plus_ones"),
-                    responded_at=bindparam("now"), updated_at=bindparam("now")))
+                    plus_one_names=bindparam("plus_one_names"), answers=bindparam("answers"),
+                    waitlisted_at=bindparam("waitlisted_at"), responded_at=bindparam("now"),
+                    updated_at=bindparam("now")))
 
 
 def submit_rsvp(ctx, link, guest, event, data: RsvpInput) -> tuple[Answer, bool]:
     """Record the guest's answer. The same answer as the latest records
     nothing new (returns that one). Returns (answer, whether it is new).
-    ``guest`` (the row the guest's request read) is brought up to date."""
+    ``guest`` (the row the guest's request read) is brought up to date,
+    its ``waitlisted_at`` included (a yes to a full event waits; see seats)."""
     refusal = rsvp_refusal(event)
     if refusal is not None:
         raise refusal
     plus_ones = 0 if data.response == NO else data.plus_ones
     check_plus_ones(guest, plus_ones)
+    names, replies = questions.check_reply(event, data.response, plus_ones, data.plus_one_names, data.answers)
     db = ctx.db
     if is_sqlite(db):
         sqlite_write_lock(db, Guest)
+    if event.capacity is not None:
+        seats.lock_places(db, event.id)  # before the guest's row: the order every path keeps
     # One answer at a time per guest: FOR NO KEY UPDATE (see db.lock_row).
-    previous, latest_id, *latest = db.execute(LOCKED_ANSWER, {"guest_id": guest.id}).one()
-    answer = (data.response, plus_ones, data.dietary, data.message)
+    previous, waitlisted_at, latest_id, *latest = db.execute(LOCKED_ANSWER, {"guest_id": guest.id}).one()
+    answer = (data.response, plus_ones, data.dietary, data.message, names, replies)
     if latest_id is not None and tuple(latest) == answer:
-        return Answer(latest_id, data.dietary, data.message), False
+        guest.waitlisted_at = waitlisted_at
+        return Answer(latest_id, data.dietary, data.message, names, replies), False
     now = utcnow()
+    waitlisted_at = seats.seat(db, event, guest.id, previous, waitlisted_at, data.response, plus_ones, now)
     rsvp_id = uuid.uuid4()
     db.execute(NEW_ANSWER, {"id": rsvp_id, "workspace_id": guest.workspace_id, "event_id": event.id,
                             "guest_id": guest.id, "link_id": link.id, "response": data.response,
                             "plus_ones": plus_ones, "dietary": data.dietary, "message": data.message,
-                            "created_at": now})
-    db.execute(ANSWERED, {"guest_id": guest.id, "response": data.response, "plus_ones": plus_ones, "now": now})
+                            "plus_one_names": names, "answers": replies, "created_at": now})
+    db.execute(ANSWERED, {"guest_id": guest.id, "response": data.response, "plus_ones": plus_ones,
+                          "plus_one_names": names, "answers": replies, "waitlisted_at": waitlisted_at, "now": now})
     guest.response, guest.plus_ones_coming, guest.responded_at = data.response, plus_ones, now
+    guest.plus_one_names, guest.answers, guest.waitlisted_at = names, replies, waitlisted_at
     action = "rsvp.received" if latest_id is None else "rsvp.changed"
     record(ctx, action, actor_id=None, workspace_id=guest.workspace_id, target_type="guest",
            target_id=guest.id, rsvp_id=str(rsvp_id), response=data.response, plus_ones=plus_ones,
-           previous=previous)
+           previous=previous, waitlisted=waitlisted_at is not None)
     payload = {"event_id": str(event.id), "guest_id": str(guest.id), "response": data.response,
-               "plus_ones": plus_ones}
+               "plus_ones": plus_ones, "waitlisted": waitlisted_at is not None}
     if latest_id is not None:
         payload["previous"] = previous
     ctx.emit(action, payload, guest.workspace_id)
-    words = answer_words(data.response, plus_ones)
+    words = answer_words(data.response, plus_ones) + (" (waitlisted: the event is full)" if waitlisted_at else "")
     summary = (f"{guest.name} answered {words}" if latest_id is None
                else f"{guest.name} changed the answer from {previous or 'none'} to {words}")
     feed.add(ctx, workspace_id=guest.workspace_id, event_id=event.id, guest_id=guest.id, kind=action,
                  summary=summary, data={"response": data.response, "plus_ones": plus_ones, "previous": previous})
-    return Answer(rsvp_id, data.dietary, data.message), True
+    if event.capacity is not None:
+        seats.fill_places(ctx, event)
+    return Answer(rsvp_id, data.dietary, data.message, names, replies), True
