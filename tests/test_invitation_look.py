@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from guestguard.events import branding, outbound
 from guestguard.events.models import Event, EventCover, Guest, Rsvp
-from guestguard.testing import add_guest, csrf, event_host, outbox, signed_in
+from guestguard.testing import add_guest, csrf, event_host, issue, outbox, signed_in
 
 EVENT = {"name": "Midsummer Gala", "status": "published", "starts_at": "2030-06-21T19:00:00",
          "ends_at": "2030-06-21T23:30:00", "timezone": "Europe/London", "venue": "Kew Gardens, Richmond",
@@ -378,3 +378,47 @@ def test_the_cover_form_needs_its_csrf_token(app, host, run_in_request):
     browser = signed_in(app, run_in_request, "ada@example.com")
     browser.post(f"/events/{host['event']['id']}/cover", {"action": "remove"}, status=400)
     assert count(run_in_request, Event, Event.cover_id.is_not(None)) == 0
+
+
+# --- confirmations ----------------------------------------------------------------
+
+
+def test_deleting_an_event_says_what_happens_and_needs_the_second_button(app, host, run_in_request):
+    add_guest(app, host)
+    browser = signed_in(app, run_in_request, "ada@example.com")
+    edit = f"/events/{host['event']['id']}/edit"
+    page = browser.get(edit)
+    confirm = page.html.find("details", id="confirm-delete")
+    assert confirm.summary.get_text(strip=True) == "Delete “Midsummer Gala”…" and not confirm.has_attr("open")
+    words = confirm.find("ul").get_text(" ", strip=True)
+    assert "its guest list (1 guest) disappear" in words and "Every invitation link stops working" in words
+    # A POST without the confirmation (an old form, a forged click) deletes nothing: it asks.
+    asked = browser.post(edit, {"csrf_token": csrf(page), "action": "delete"}, status=200)
+    assert asked.html.find("details", id="confirm-delete").has_attr("open")
+    assert app.get(host["url"], headers=host["ada"], status=200)
+    page.forms["confirm-delete-form"].submit(status=303)
+    app.get(host["url"], headers=host["ada"], status=404)
+    # Sent twice (a double click): the event is gone, the second finds nothing.
+    page.forms["confirm-delete-form"].submit(status=404)
+
+
+def test_withdrawing_a_link_and_removing_a_guest_are_confirmed(app, host, run_in_request):
+    guest = add_guest(app, host)
+    token = issue(app, host, guest)["token"]
+    browser = signed_in(app, run_in_request, "ada@example.com")
+    url = f"/events/{host['event']['id']}/guests/{guest['id']}"
+    page = browser.get(url)
+    revoke = page.html.find("details", id="confirm-revoke")
+    assert "stops working at once" in revoke.get_text(" ", strip=True)
+    browser.post(url, {"csrf_token": csrf(page), "action": "revoke"}, status=200)
+    app.get(f"/access/{token}", status=200)
+    done = page.forms["confirm-revoke-form"].submit(status=303).follow()
+    assert "link was withdrawn" in done.text
+    app.get(f"/access/{token}", status=404)
+    assert done.html.find("details", id="confirm-revoke") is None  # no link left to withdraw
+    again = page.forms["confirm-revoke-form"].submit(status=303).follow()
+    assert "has no link in use" in again.text
+    asked = browser.post(url, {"csrf_token": csrf(page), "action": "delete"}, status=200)
+    assert asked.html.find("details", id="confirm-remove").has_attr("open")
+    page.forms["confirm-remove-form"].submit(status=303)
+    assert count(run_in_request, Guest) == 0

@@ -82,6 +82,11 @@ def themed_invitation(site, workspace: str, ada: dict) -> tuple[str, str]:
         "workspace_id": workspace, "name": "Lantern Supper", "venue": "Quay Street Gardens, Bristol BS1 4DB",
         "starts_at": "2030-08-14T19:30:00", "ends_at": "2030-08-14T23:00:00", "timezone": "Europe/London",
         "status": "published", "default_plus_ones": 1, "host_name": "Hana Host", "theme_colour": "#6a1b9a",
+        "capacity": 40, "ask_plus_one_names": True,
+        "questions": [{"label": "Which main course?", "kind": "choice", "required": True,
+                       "choices": ["Grilled fish", "Slow-cooked beef", "Roast squash (vegetarian)"]},
+                      {"label": "Staying for the late music?", "kind": "yes_no"},
+                      {"label": "A song you'd love to hear", "kind": "text"}],
         "host_message": "Long tables under the lanterns, food from the market, and music until late. "
                         "Bring someone you like!"}, headers=ada).json["event"]
 
@@ -175,6 +180,8 @@ def test_one_tap_from_the_email_lands_ready_and_records_only_when_sent(device, c
     assert page.get_by_role("heading", name="Your answer").is_visible()
     assert answers_of(site, "linus@example.com") == before
     page.screenshot(path=str(REPO_ROOT / "var" / "screenshots" / "pages" / f"guest-one-tap-landing-{device}.png"))
+    if choice != "No":  # the host's required question
+        page.get_by_label("Grilled fish").check()
     page.get_by_role("button", name=re.compile("my answer")).click()
     page.wait_for_load_state()
     assert answers_of(site, "linus@example.com") == [*before, choice.lower()]
@@ -188,3 +195,15 @@ def answers_of(site, email: str) -> list[str]:
     return in_request(site.registry, lambda request: list(request.db.scalars(
         select(Rsvp.response).join(Guest, Guest.id == Rsvp.guest_id).where(Guest.email == email)
         .order_by(Rsvp.created_at, Rsvp.id))))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_the_confirmations_say_what_will_happen(device, world, site, browse, axe, shoot):
+    page = browse(device)
+    signed_in_as_ada(site, page)
+    for name, opener in (("event-edit", "Delete “Midsummer Gala”…"), ("guest", "Remove Grace Hopper…")):
+        page.goto(world["host"][name])
+        page.get_by_text(opener, exact=True).click()
+        button = page.get_by_role("button", name=re.compile("^Yes, (delete|remove)"))
+        assert button.is_visible()
+        check(page, axe, shoot, device, f"host-{name}-confirm")

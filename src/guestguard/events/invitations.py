@@ -97,6 +97,11 @@ def issue_link(ctx, guest: Guest, event: Event) -> str:
     return raw
 
 
+def has_live_link(db, guest_id: uuid.UUID) -> bool:
+    return db.scalar(select(InvitationLink.id).where(InvitationLink.guest_id == guest_id,
+                                                     InvitationLink.revoked_at.is_(None)).limit(1)) is not None
+
+
 def revoke_link(ctx, guest: Guest) -> int:
     """Revoke the guest's live link, if any; returns how many were revoked."""
     revoked = ctx.db.execute(

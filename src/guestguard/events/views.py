@@ -264,9 +264,16 @@ def headcount_svg(context, request):
 # --- editing and deleting an event ---------------------------------------------------
 
 
+def confirmed(request) -> bool:
+    """Whether a destructive form carried its confirmation (``confirm_action``)."""
+    return request.POST.get("confirm") == "yes"
+
+
 def edit_event_page(request, context, status: int = 200, values=None, errors=None, cover_errors=None,
-                    question_values=None, question_errors=None) -> dict:
+                    question_values=None, question_errors=None, confirming: str = "") -> dict:
+    counts = services.headcounts(request.db, [context.event.id])[context.event.id]
     return event_page_base(request, context, status, values=values or event_values(context.event),
+                           confirming=confirming, guest_count=counts.guests,
                            errors=errors or {}, cover_errors=cover_errors or {},
                            question_values=question_values or {"label": "", "kind": "text", "choices": "",
                                                                 "required": False},
@@ -287,6 +294,8 @@ def edit_event_form(context, request):
 def edit_event(context, request):
     event = context.event
     if request.POST.get("action") == "delete":
+        if not confirmed(request):
+            return edit_event_page(request, context, confirming="delete")
         services.delete_event(request.ctx, event)
         flash(request, f"Event “{event.name}” was deleted.")
         return redirect(request, request.route_path("dashboard"))
@@ -392,9 +401,11 @@ def new_guest(context, request):
     return redirect(request, request.route_path("event_page", event_id=event.id))
 
 
-def guest_page(request, context, status: int = 200, values=None, errors=None, existing=None) -> dict:
+def guest_page(request, context, status: int = 200, values=None, errors=None, existing=None,
+               confirming: str = "") -> dict:
     guest = context.record
     return event_page_base(request, context, status, guest=guest, answers=pages.answers(request.db, guest.id),
+                           confirming=confirming, live_link=invitations.has_live_link(request.db, guest.id),
                            values=values or guest_values(guest), errors=errors or {}, existing=existing,
                            flags=flags.guest_flags(request.db, guest.id),
                            uses=access.recent_uses(request.db, guest.id, 10),
@@ -411,7 +422,16 @@ def guest_detail(context, request):
              renderer="events/guest.jinja2")
 def guest_update(context, request):
     event, guest = context.event, context.record
-    if request.POST.get("action") == "delete":
+    action = request.POST.get("action")
+    if action in ("delete", "revoke") and not confirmed(request):
+        return guest_page(request, context, confirming=action)
+    if action == "revoke":
+        revoked = invitations.revoke_link(request.ctx, guest)
+        flash(request, f"{guest.name}’s link was withdrawn: it no longer opens the invitation. "
+                       "Send the invitation again to give them a new one." if revoked
+              else f"{guest.name} has no link in use: nothing was withdrawn.")
+        return redirect(request, request.route_path("event_guest", event_id=event.id, guest_id=guest.id))
+    if action == "delete":
         services.delete_guest(request.ctx, guest, event)
         flash(request, f"{guest.name} was removed from the guest list.")
         return redirect(request, request.route_path("event_page", event_id=event.id))
