@@ -42,6 +42,7 @@ def world(site):
     events, grace = f"/events/{event['id']}", guests[0]["id"]
     spaces = f"/workspaces/{workspace}"
     return {
+        "workspace": workspace,
         "host": {
             "dashboard": "/dashboard", "account": "/account", "workspace": spaces,
             "workspace-settings": f"{spaces}/settings", "members": f"{spaces}/members",
@@ -207,3 +208,38 @@ def test_the_confirmations_say_what_will_happen(device, world, site, browse, axe
         button = page.get_by_role("button", name=re.compile("^Yes, (delete|remove)"))
         assert button.is_visible()
         check(page, axe, shoot, device, f"host-{name}-confirm")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_the_waitlist_journey(device, world, site, browse, axe, shoot):
+    """One place left: Nia takes it, Omar joins the waitlist and is told
+    when Nia can no longer come; each sees where they stand."""
+    client = site.client
+    workspace = world["workspace"]
+    ada = bearer_for(client, "ada@example.com")
+    event = client.post_json("/api/v1/events", {
+        "workspace_id": workspace, "name": f"Tasting Menu ({device})", "starts_at": "2030-09-01T19:00:00",
+        "timezone": "Europe/London", "status": "published", "capacity": 1, "host_name": "Hana Host"},
+        headers=ada).json["event"]
+    people = {name: f"{name.lower()}.{device}@example.com" for name in ("Nia", "Omar")}
+    client.post_json(f"/api/v1/events/{event['id']}/guests",
+                     [{"name": name, "email": email} for name, email in people.items()], headers=ada)
+    client.post(f"/api/v1/events/{event['id']}/send-invitations", headers=ada, status=202)
+    links = {name: re.search(r"/access/[A-Za-z0-9_-]+", site.messages_to(email)[0].text).group(0)
+             for name, email in people.items()}
+    nia, omar = browse(device), browse(device)
+    for page, name in ((nia, "Nia"), (omar, "Omar")):
+        page.goto(links[name])
+        page.get_by_label("Yes, I'll be there").check()
+        page.get_by_role("button", name="Send my answer").click()
+        page.wait_for_load_state()
+    assert "you're on the waitlist" in omar.locator(".current-answer").inner_text()
+    assert "number 1 in line" in omar.locator(".current-answer").inner_text()
+    check(omar, axe, shoot, device, "guest-waitlisted")
+    nia.get_by_label("No, I can't come").check()
+    nia.get_by_role("button", name="Update my answer").click()
+    nia.wait_for_load_state()
+    (told, _) = site.messages_to(people["Omar"])[:2]
+    assert told.subject == f"A place opened up: you're coming to Tasting Menu ({device})"
+    omar.reload()
+    assert omar.locator(".current-answer").inner_text().startswith("You said yes —")

@@ -55,7 +55,7 @@ def invalid(request) -> Response:
 
 def answer_sentence(guest: GuestRow) -> str:
     if guest.response == YES and guest.waitlisted_at is not None:
-        return "You said yes, and you're on the waitlist: the event is full for now"
+        return "You said yes, and you're on the waitlist"
     if guest.response == YES:
         if guest.plus_ones_coming:
             return f"You said yes, with {invitations.plus_ones_phrase(guest.plus_ones_coming)}"
