@@ -254,7 +254,7 @@ def test_headcounts(app, host, run_in_request):
     run_in_request(answer, app.app.registry)
     counts = app.get(f"/api/v1/events/{event['id']}", headers=host["ada"]).json["event"]["headcount"]
     assert counts == {"yes": 2, "no": 1, "maybe": 1, "pending": 1, "expected": 3, "invited": 5,
-                      "opened": 3, "not_opened": 2, "guests": 5}
+                      "opened": 3, "not_opened": 2, "guests": 5, "waitlisted": 0}
     assert len(guests) == 5
 
 

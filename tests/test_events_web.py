@@ -306,7 +306,7 @@ def test_a_guests_page_shows_the_answer_and_edits_or_removes_them(app, run_in_re
     stored = (guest.name, guest.email, guest.tags)
     assert stored == ("Grace B. Hopper", None, ["navy"])
 
-    removed = saved.forms["delete-form"].submit(status=303)
+    removed = saved.forms["confirm-remove-form"].submit(status=303)
     assert removed.location.endswith(f"/events/{event_id}")
     assert guest_names(removed.follow()) == ["Alan Turing"]
     ada.get(f"/events/{event_id}/guests/{grace}", status=404)
@@ -331,7 +331,7 @@ def test_editing_and_deleting_an_event(app, run_in_request, host):
     assert "Event “Midsummer Gala” saved." in text
     assert "Fri 21 Jun 2030, 19:00 EDT (America/New_York)" in text and "The Orangery" in text
 
-    deleted = page.click("Edit event").forms["delete-form"].submit(status=303)
+    deleted = page.click("Edit event").forms["confirm-delete-form"].submit(status=303)
     assert deleted.location == "http://guestguard.test/dashboard"
     assert "Event “Midsummer Gala” was deleted." in main_text(deleted.follow())
     ada.get(f"/events/{event_id}", status=404)
@@ -410,15 +410,16 @@ def test_staff_see_the_event_but_cannot_change_it(app, run_in_request, host):
     assert guest_names(page) == ["Grace"]
     assert page.html.find("a", string="Add a guest") is None and page.html.find("a", string="Edit event") is None
     guest_page = sam.get(f"/events/{event_id}/guests/{grace}")
-    assert "guest-form" not in guest_page.forms and "delete-form" not in guest_page.forms
+    assert "guest-form" not in guest_page.forms and "confirm-remove-form" not in guest_page.forms
     sam.get(f"/events/{event_id}/headcount.svg", status=200)
     token = csrf(page)
     for url, body in [
         (f"/events/{event_id}/edit", {"name": "Mine now"}),
-        (f"/events/{event_id}/edit", {"action": "delete"}),
+        (f"/events/{event_id}/edit", {"action": "delete", "confirm": "yes"}),
         (f"/events/{event_id}/guests/new", {"name": "Gatecrasher"}),
         (f"/events/{event_id}/guests/{grace}", {"name": "Renamed"}),
-        (f"/events/{event_id}/guests/{grace}", {"action": "delete"}),
+        (f"/events/{event_id}/guests/{grace}", {"action": "delete", "confirm": "yes"}),
+        (f"/events/{event_id}/guests/{grace}", {"action": "revoke", "confirm": "yes"}),
         (f"/workspaces/{host['workspace']}/events/new", {"name": "Staff party", "starts_at": "2030-01-01T10:00",
                                                          "timezone": "UTC"}),
     ]:

@@ -83,7 +83,7 @@ def test_send_one_by_email_then_sms(app, host, run_in_request, listener):
     assert sent["channel"] == "email" and sent["invited_at"]
     [(_, message)] = outbox(app)
     assert message.recipient == "grace@example.com"
-    assert message.subject == "You're invited to Midsummer Gala"
+    assert message.subject == "Ada invites you to Midsummer Gala"
     assert "Friday 21 June 2030, 7:00 pm – 11:30 pm BST" in message.text
     assert "Dress: summer best." in message.text and "Kew Gardens" in message.html
     token = re.search(r"http://guestguard\.test/access/(\S+)", message.text).group(1)

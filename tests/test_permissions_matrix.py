@@ -101,6 +101,8 @@ SPEC = {
     ("event_guest", "POST"): EDITORS,
     ("event_headcount_svg", "GET"): EVERYONE,
     ("event_send", "POST"): EDITORS,
+    ("event_cover_upload", "POST"): EDITORS,
+    ("event_questions", "POST"): EDITORS,
     ("event_guest_send", "POST"): EDITORS,
     # --- guest lists from spreadsheets -------------------------------------------------
     ("api_guest_import_preview", "POST"): EDITORS,
@@ -170,6 +172,7 @@ SPEC = {
     ("reset_password", "POST"): PUBLIC,
     ("access", "GET"): PUBLIC,
     ("access_ics", "GET"): PUBLIC,
+    ("event_cover", "GET"): PUBLIC,  # its address is unguessable (events/branding.py)
     ("rsvp", "POST"): PUBLIC,
     ("privacy", "GET"): PUBLIC,
     ("terms", "GET"): PUBLIC,
@@ -260,7 +263,7 @@ def team(matrix_app, run_in_request):
         ids = {"workspace_id": ours.id, "member_id": staff.id, "invitation_id": invitation.id,
                "key_id": key.id, "event_id": event.id, "guest_id": guest.id, "flag_id": flag.id,
                "import_id": imported.id,
-               "session_id": session_id, "token": "x" * 43}
+               "session_id": session_id, "token": "x" * 43, "cover_id": uuid.uuid4(), "signature": "0" * 64}
         return ids, credentials
 
     ids, credentials = run_in_request(build, matrix_app.app.registry)

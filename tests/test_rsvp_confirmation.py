@@ -127,7 +127,7 @@ def test_the_event_form_edits_the_reply_to(app, host, run_in_request):
 def test_the_hosts_name_cannot_break_the_from_header(host_name, sender):
     from guestguard.notifications.services import sender_for
 
-    notification = Notification(kind="guest", context={"host_name": host_name})
+    notification = Notification(kind="guest", context={"sender_name": host_name})
     assert sender_for({"notifications.email.sender": "GuestGuard <no-reply@gg.example>"}, notification) == sender
 
 

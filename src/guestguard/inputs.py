@@ -1,7 +1,8 @@
 """Hostile input stops at the door: one check of every request, before any
 view, view deriver (the CSRF check, rate-limit keys) or service reads it.
 
-- A body over ``http.max_body_bytes``: 413, before it is read.
+- A body over ``http.max_body_bytes`` (a route that takes a large upload:
+  its own limit, ``allow_large_body``): 413, before it is read.
 - The address holding a NUL: 400. A NUL in a header is dropped (no header
   may hold one; the user agent is stored).
 - Every name and value of the query string, of a form body and of a JSON
@@ -127,7 +128,7 @@ def guard_input(event) -> None:
     """The NewRequest subscriber (see the module's docstring)."""
     request = event.request
     environ = request.environ
-    limit = request.registry.settings["http.max_body_bytes"]
+    limit = body_limit(request)
     if request.content_length is not None and request.content_length > limit:
         raise too_large(limit)
     if "\x00" in environ.get("PATH_INFO", ""):
@@ -153,10 +154,7 @@ def guard_input(event) -> None:
 def takes_upload(request) -> bool:
     """Whether the request is for a route that takes a file (``accept_uploads``)."""
     names = request.registry.get("inputs.upload_routes")
-    if not names:
-        return False
-    route = request.registry.queryUtility(IRoutesMapper)(request)["route"]
-    return route is not None and route.name in names
+    return bool(names) and route_name(request) in names
 
 
 def accept_uploads(config, *route_names: str) -> None:
@@ -164,6 +162,41 @@ def accept_uploads(config, *route_names: str) -> None:
     config.registry.setdefault("inputs.upload_routes", set()).update(route_names)
 
 
+# Room in a form's body for its other fields and the multipart boundaries.
+FORM_ROOM = 64 * 1024
+
+
+def body_limit(request) -> int:
+    """``http.max_body_bytes``, or for a route that takes a large upload
+    (``allow_large_body``) its setting's bytes plus the form's room."""
+    settings = request.registry.settings
+    limit = settings["http.max_body_bytes"]
+    large = request.registry.get("inputs.large_bodies")
+    if large and request.method == "POST":
+        name = route_name(request)
+        if name in large:
+            limit = max(limit, settings[large[name]] + FORM_ROOM)
+    return limit
+
+
+def route_name(request) -> str | None:
+    """The name of the route the request's path matches, before routing;
+    None for none, or for a path that is not UTF-8 (the router refuses it
+    later, as for any other request)."""
+    try:
+        route = request.registry.queryUtility(IRoutesMapper)(request)["route"]
+    except UnicodeDecodeError:
+        return None
+    return route.name if route is not None else None
+
+
+def allow_large_body(config, route_name: str, setting: str) -> None:
+    """Config directive: POSTs to this route may carry ``setting`` bytes of
+    upload (a cover image) even past ``http.max_body_bytes``."""
+    config.registry.setdefault("inputs.large_bodies", {})[route_name] = setting
+
+
 def includeme(config) -> None:
     config.add_directive("accept_uploads", accept_uploads)
+    config.add_directive("allow_large_body", allow_large_body)
     config.add_subscriber(guard_input, NewRequest)

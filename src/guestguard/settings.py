@@ -411,6 +411,10 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting("imports.keep_hours", as_int(1, 24 * 30), 24,
             "Hours an uploaded file is kept (to import its preview, to download its error rows); "
             "previews never imported are deleted after it, imports keep their counts."),
+    Setting("covers.max_bytes", as_int(64 * 1024, 50 * 1024 * 1024), 5 * 1024 * 1024,
+            "Largest cover image a host may upload for an event; larger is refused (413 past it)."),
+    Setting("covers.max_width", as_int(320, 4000), 1600,
+            "Width in pixels covers are scaled down to when re-encoded."),
     Setting("guard.enabled", as_bool, True,
             "Log every use of an invitation link and run the access rules on it; false keeps no "
             "access log (no addresses stored) and flags nothing."),

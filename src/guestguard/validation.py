@@ -137,8 +137,8 @@ def field_errors(exc: ValidationError) -> dict[str, str]:
     for error in exc.errors():
         ctx = error.get("ctx") or {}
         name = ".".join(str(part) for part in error["loc"]) or "body"
-        if error["type"] == HOUSE_FIELD:
-            name = ctx["field"]
+        if error["type"] == HOUSE_FIELD:  # under the model it checks: "questions.0.choices"
+            name = ".".join([*(str(part) for part in error["loc"]), ctx["field"]])
         words = MESSAGES.get(error["type"], error["msg"])
         fields.setdefault(name, words(ctx) if callable(words) else words)
     return fields

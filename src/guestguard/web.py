@@ -67,7 +67,8 @@ def security_headers_tween_factory(handler, registry):
         if is_api_request(request):
             # API answers carry tokens and personal data: never cached.
             headers.setdefault("Cache-Control", "no-store")
-        elif SESSION_COOKIE in request.cookies and not request.path_info.startswith(STATIC_PREFIX):
+        # The raw PATH_INFO: an address that is not UTF-8 gets these headers too.
+        elif SESSION_COOKIE in request.cookies and not request.environ.get("PATH_INFO", "").startswith(STATIC_PREFIX):
             # A page for someone signed in is theirs alone: no shared cache,
             # nor the browser's back button after sign-out, may keep it.
             headers["Cache-Control"] = "no-store"

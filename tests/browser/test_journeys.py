@@ -54,7 +54,7 @@ def test_a_host_signs_up_creates_an_event_invites_and_watches_a_guest_answer(dev
     shoot(host, f"host-{device}-dashboard-empty")
     host.get_by_role("link", name="Create your first event").click()
     axe(host)
-    host.get_by_label("Name").fill("Midsummer Gala")
+    host.get_by_label("Name", exact=True).fill("Midsummer Gala")
     host.get_by_label("Venue").fill("The Old Library, Bristol")
     host.get_by_label("Start").fill("2030-06-21T19:00")
     host.get_by_label("Time zone").fill("Europe/London")

@@ -3,13 +3,16 @@ phone: axe-core finds no violation, nothing is wider than the screen, and a
 full-page screenshot is kept under var/screenshots/pages/ to look at."""
 from __future__ import annotations
 
+import io
 import re
+import uuid
 
 import pytest
+from PIL import Image
 
 from guestguard.accounts.models import WEB
 from guestguard.accounts.services import login
-from guestguard.testing import TEST_PASSWORD, bearer_for, create_team, in_request
+from guestguard.testing import REPO_ROOT, TEST_PASSWORD, bearer_for, create_team, in_request
 
 # The browser sees what the pages show, whatever the database: one pass is enough.
 pytestmark = [pytest.mark.browser, pytest.mark.one_pass("sqlite")]
@@ -38,9 +41,11 @@ def world(site):
     client.post_json(f"/api/v1/rsvp/{token}", {"response": "yes", "plus_ones": 1, "dietary": "Vegetarian",
                                                "message": "Wouldn't miss it!"})
     unsubscribe = re.search(r"/unsubscribe/\S+", invitation.text).group(0)
+    themed, themed_token = themed_invitation(site, workspace, ada)
     events, grace = f"/events/{event['id']}", guests[0]["id"]
     spaces = f"/workspaces/{workspace}"
     return {
+        "workspace": workspace,
         "host": {
             "dashboard": "/dashboard", "account": "/account", "workspace": spaces,
             "workspace-settings": f"{spaces}/settings", "members": f"{spaces}/members",
@@ -49,14 +54,58 @@ def world(site):
             "guest-new": f"{events}/guests/new", "guest": f"{events}/guests/{grace}",
             "guest-import": f"{events}/import",
             "event-answered-yes": f"{events}?response=yes", "not-found": "/events/no-such-event",
+            "event-edit-cover": f"/events/{themed}/edit",
         },
         "public": {
             "home": "/", "signup": "/signup", "login": "/login", "forgot-password": "/forgot-password",
             "resend-verification": "/verify-email", "privacy": "/privacy", "terms": "/terms",
             "invitation": f"/access/{token}", "invitation-unknown": "/access/not-a-real-link",
+            "invitation-themed": f"/access/{themed_token}",
+            "invitation-one-tap": f"/access/{themed_token}?answer=yes",
             "unsubscribe": unsubscribe, "reset-link-invalid": "/reset-password/not-a-real-token",
         },
     }
+
+
+def cover_image() -> bytes:
+    """A warm evening gradient, as a host's photo would be."""
+    image = Image.new("RGB", (1600, 700))
+    top, bottom = (250, 170, 90), (120, 40, 110)
+    for y in range(700):
+        mix = y / 699
+        image.paste(tuple(round(a + (b - a) * mix) for a, b in zip(top, bottom, strict=True)), (0, y, 1600, y + 1))
+    out = io.BytesIO()
+    image.save(out, "JPEG")
+    return out.getvalue()
+
+
+def themed_invitation(site, workspace: str, ada: dict) -> tuple[str, str]:
+    """An event with a host name, a theme colour and a cover, and Linus
+    invited to it: (event id, Linus's token)."""
+    client = site.client
+    event = client.post_json("/api/v1/events", {
+        "workspace_id": workspace, "name": "Lantern Supper", "venue": "Quay Street Gardens, Bristol BS1 4DB",
+        "starts_at": "2030-08-14T19:30:00", "ends_at": "2030-08-14T23:00:00", "timezone": "Europe/London",
+        "status": "published", "default_plus_ones": 1, "host_name": "Hana Host", "theme_colour": "#6a1b9a",
+        "capacity": 40, "ask_plus_one_names": True,
+        "questions": [{"label": "Which main course?", "kind": "choice", "required": True,
+                       "choices": ["Grilled fish", "Slow-cooked beef", "Roast squash (vegetarian)"]},
+                      {"label": "Staying for the late music?", "kind": "yes_no"},
+                      {"label": "A song you'd love to hear", "kind": "text"}],
+        "host_message": "Long tables under the lanterns, food from the market, and music until late. "
+                        "Bring someone you like!"}, headers=ada).json["event"]
+
+    def with_cover(request):
+        from guestguard.events import services
+        from guestguard.events.models import Event
+
+        services.set_cover(request.ctx, request.db.get(Event, uuid.UUID(event["id"])), cover_image())
+    in_request(site.registry, with_cover)
+    client.post_json(f"/api/v1/events/{event['id']}/guests", [{"name": "Linus Pauling", "email": "linus@example.com"}],
+                     headers=ada)
+    client.post(f"/api/v1/events/{event['id']}/send-invitations", headers=ada, status=202)
+    (message,) = site.messages_to("linus@example.com")
+    return event["id"], re.search(r"/access/([A-Za-z0-9_-]+)", message.text).group(1)
 
 
 def signed_in_as_ada(site, page) -> None:
@@ -117,3 +166,95 @@ def test_every_page_anyone_sees(device, world, browse, axe, shoot):
         answer = page.goto(path)
         assert answer.status == REFUSING.get(name, 200), (name, answer.status)
         check(page, axe, shoot, device, f"public-{name}")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_the_invitation_email(device, world, site, browse, axe, shoot):
+    """The email as a mail client shows it: its HTML on its own."""
+    (message,) = site.messages_to("linus@example.com")
+    page = browse(device)
+    page.set_content(message.html, wait_until="load")
+    assert page.evaluate("[...document.images].every(image => image.complete && image.naturalWidth > 0)")
+    assert page.get_by_role("link", name="Yes", exact=True).get_attribute("href").endswith("?answer=yes#rsvp-title")
+    # WCAG's rules; not the best practices about a page's landmarks: a mail
+    # client shows the message inside its own page.
+    result = page.evaluate("axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21aa']}})")
+    assert not result["violations"], [violation["id"] for violation in result["violations"]]
+    assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
+    shoot(page, f"pages/email-invitation-{device}")
+
+
+@pytest.mark.parametrize("device, choice", [("desktop", "Maybe"), ("phone", "No")])
+def test_one_tap_from_the_email_lands_ready_and_records_only_when_sent(device, choice, world, site, browse):
+    (message,) = site.messages_to("linus@example.com")
+    before = answers_of(site, "linus@example.com")
+    page = browse(device)
+    page.set_content(message.html, wait_until="load")
+    page.get_by_role("link", name=choice, exact=True).click()
+    page.wait_for_load_state()
+    assert page.locator(f"input[name=response][value={choice.lower()}]").is_checked()
+    assert page.get_by_role("heading", name="Your answer").is_visible()
+    assert answers_of(site, "linus@example.com") == before
+    page.screenshot(path=str(REPO_ROOT / "var" / "screenshots" / "pages" / f"guest-one-tap-landing-{device}.png"))
+    if choice != "No":  # the host's required question
+        page.get_by_label("Grilled fish").check()
+    page.get_by_role("button", name=re.compile("my answer")).click()
+    page.wait_for_load_state()
+    assert answers_of(site, "linus@example.com") == [*before, choice.lower()]
+
+
+def answers_of(site, email: str) -> list[str]:
+    from sqlalchemy import select
+
+    from guestguard.events.models import Guest, Rsvp
+
+    return in_request(site.registry, lambda request: list(request.db.scalars(
+        select(Rsvp.response).join(Guest, Guest.id == Rsvp.guest_id).where(Guest.email == email)
+        .order_by(Rsvp.created_at, Rsvp.id))))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_the_confirmations_say_what_will_happen(device, world, site, browse, axe, shoot):
+    page = browse(device)
+    signed_in_as_ada(site, page)
+    for name, opener in (("event-edit", "Delete “Midsummer Gala”…"), ("guest", "Remove Grace Hopper…")):
+        page.goto(world["host"][name])
+        page.get_by_text(opener, exact=True).click()
+        button = page.get_by_role("button", name=re.compile("^Yes, (delete|remove)"))
+        assert button.is_visible()
+        check(page, axe, shoot, device, f"host-{name}-confirm")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_the_waitlist_journey(device, world, site, browse, axe, shoot):
+    """One place left: Nia takes it, Omar joins the waitlist and is told
+    when Nia can no longer come; each sees where they stand."""
+    client = site.client
+    workspace = world["workspace"]
+    ada = bearer_for(client, "ada@example.com")
+    event = client.post_json("/api/v1/events", {
+        "workspace_id": workspace, "name": f"Tasting Menu ({device})", "starts_at": "2030-09-01T19:00:00",
+        "timezone": "Europe/London", "status": "published", "capacity": 1, "host_name": "Hana Host"},
+        headers=ada).json["event"]
+    people = {name: f"{name.lower()}.{device}@example.com" for name in ("Nia", "Omar")}
+    client.post_json(f"/api/v1/events/{event['id']}/guests",
+                     [{"name": name, "email": email} for name, email in people.items()], headers=ada)
+    client.post(f"/api/v1/events/{event['id']}/send-invitations", headers=ada, status=202)
+    links = {name: re.search(r"/access/[A-Za-z0-9_-]+", site.messages_to(email)[0].text).group(0)
+             for name, email in people.items()}
+    nia, omar = browse(device), browse(device)
+    for page, name in ((nia, "Nia"), (omar, "Omar")):
+        page.goto(links[name])
+        page.get_by_label("Yes, I'll be there").check()
+        page.get_by_role("button", name="Send my answer").click()
+        page.wait_for_load_state()
+    assert "you're on the waitlist" in omar.locator(".current-answer").inner_text()
+    assert "number 1 in line" in omar.locator(".current-answer").inner_text()
+    check(omar, axe, shoot, device, "guest-waitlisted")
+    nia.get_by_label("No, I can't come").check()
+    nia.get_by_role("button", name="Update my answer").click()
+    nia.wait_for_load_state()
+    (told, _) = site.messages_to(people["Omar"])[:2]
+    assert told.subject == f"A place opened up: you're coming to Tasting Menu ({device})"
+    omar.reload()
+    assert omar.locator(".current-answer").inner_text().startswith("You said yes —")

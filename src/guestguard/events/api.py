@@ -39,8 +39,9 @@ GUEST_LINKS = ("get_guest", "update_guest", "issue_token", "send_one", "guest_ac
 EMAIL_TAKEN = Refused("conflict")
 
 
-def counted(event, headcount: services.Headcount) -> CountedEventOut:
-    return CountedEventOut.of(event, headcount=HeadcountOut.of(headcount))
+def counted(request, event, headcount: services.Headcount) -> CountedEventOut:
+    return CountedEventOut.of(event, headcount=HeadcountOut.of(headcount),
+                              cover_url=services.cover_url(request.ctx, event))
 
 
 # --- events ------------------------------------------------------------------
@@ -58,7 +59,7 @@ def list_events(request):
         workspace_ids = [query.workspace_id] if query.workspace_id in roles else []
     events, cursor = services.list_events(request.db, workspace_ids, after=query.after, limit=query.limit)
     counts = services.headcounts(request.db, [event.id for event in events])
-    return EventPage(events=[counted(event, counts[event.id]) for event in events], next=cursor)
+    return EventPage(events=[counted(request, event, counts[event.id]) for event in events], next=cursor)
 
 
 @view_config(route_name="api_events", request_method="POST", renderer="json", permission=WORKSPACES_LIST,
@@ -76,7 +77,7 @@ def create_event(request):
         raise APIError(403, "forbidden", "Your role cannot create events here.", required=EVENTS_EDIT,
                        role=request.identity.roles[workspace.id])
     event = services.create_event(request.ctx, workspace.id, data)
-    return OneEvent(event=counted(event, services.Headcount()))
+    return OneEvent(event=counted(request, event, services.Headcount()))
 
 
 @view_config(route_name="api_event", request_method="GET", renderer="json", permission=EVENTS_VIEW,
@@ -84,7 +85,7 @@ def create_event(request):
 def get_event(context, request):
     """One event with its headcount."""
     counts = services.headcounts(request.db, [context.event.id])
-    return OneEvent(event=counted(context.event, counts[context.event.id]))
+    return OneEvent(event=counted(request, context.event, counts[context.event.id]))
 
 
 @view_config(route_name="api_event", request_method="PATCH", renderer="json", permission=EVENTS_EDIT,
@@ -93,7 +94,7 @@ def update_event(context, request):
     """Change any of the event's fields."""
     data = request.body_input
     event = services.update_event(request.ctx, context.event, data)
-    return ChangedEvent(event=EventOut.of(event))
+    return ChangedEvent(event=EventOut.of(event, cover_url=services.cover_url(request.ctx, event)))
 
 
 @view_config(route_name="api_event", request_method="DELETE", permission=EVENTS_EDIT,
@@ -157,5 +158,5 @@ def update_guest(context, request):
              response={204: None})
 def delete_guest(context, request):
     """Remove the guest from the list."""
-    services.delete_guest(request.ctx, context.record)
+    services.delete_guest(request.ctx, context.record, context.event)
     return HTTPNoContent()

@@ -10,8 +10,12 @@ Every page is ``no-store`` with ``Referrer-Policy: no-referrer`` (the token is
 in the URL), and an unusable token gets one neutral 404 page."""
 from __future__ import annotations
 
+import base64
 import datetime as dt
-from urllib.parse import urlsplit
+import hashlib
+import re
+import uuid
+from urllib.parse import quote, urlsplit
 
 import icalendar
 from pyramid.renderers import render_to_response
@@ -19,14 +23,14 @@ from pyramid.response import Response
 from pyramid.view import view_config
 
 from guestguard.db import utcnow
-from guestguard.events import invitations
+from guestguard.events import branding, invitations, outbound, questions, seats, services
 from guestguard.events.models import MAYBE, NO, YES
 from guestguard.events.schemas import RsvpInput
 from guestguard.events.services import EventsError
 from guestguard.guard import access
 from guestguard.guard.access import EventRow, GuestRow, TokenUse
 from guestguard.guard.models import ANSWER, CALENDAR, VIEW
-from guestguard.web import OMIT, Field, Form, Submitted, private, redirect
+from guestguard.web import OMIT, Field, Form, Submitted, content_security_policy, private, redirect, sentence
 
 PAGE = "guest/invitation.jinja2"
 INVALID_PAGE = "guest/invalid.jinja2"
@@ -50,6 +54,8 @@ def invalid(request) -> Response:
 
 
 def answer_sentence(guest: GuestRow) -> str:
+    if guest.response == YES and guest.waitlisted_at is not None:
+        return "You said yes, and you're on the waitlist"
     if guest.response == YES:
         if guest.plus_ones_coming:
             return f"You said yes, with {invitations.plus_ones_phrase(guest.plus_ones_coming)}"
@@ -61,22 +67,51 @@ def answer_sentence(guest: GuestRow) -> str:
     return ""
 
 
+def theme_style(request, event: EventRow) -> str:
+    """The event's colours as a style element's text ("" for the house's),
+    allowed by this response's CSP through its hash: no inline style
+    attribute, and the policy stays closed to any other style."""
+    if not event.theme_colour:
+        return ""
+    css = f".invitation.themed{{--theme:{event.theme_colour};--theme-ink:{branding.ink_for(event.theme_colour)}}}"
+    digest = base64.b64encode(hashlib.sha256(css.encode()).digest()).decode()
+    request.response.headers["Content-Security-Policy"] = content_security_policy(
+        {"style-src": [f"'sha256-{digest}'"]})
+    return css
+
+
+def preselected(request) -> str:
+    """``?answer=yes`` from the email's one-tap buttons: the choice shown
+    ticked. Nothing is recorded until the guest sends the form (a link
+    scanner following every link in the email answers nothing)."""
+    wanted = request.GET.get("answer", "")
+    return wanted if wanted in (YES, NO, MAYBE) else ""
+
+
 def page(request, found: TokenUse, *, status: int = 200,
          errors: dict[str, str] | None = None, form: dict[str, str] | None = None,
          refusal: EventsError | None = None) -> dict:
     private(request, status)
     guest, event, latest = found.guest, found.event, found.latest
     closed = invitations.rsvp_refusal(event)
+    chosen = preselected(request) if form is None else ""
     if form is None:
-        form = {"response": guest.response or "", "plus_ones": str(guest.plus_ones_coming or 0),
-                "dietary": latest.dietary if latest else "", "message": latest.message if latest else ""}
+        form = {"response": chosen or guest.response or "", "plus_ones": str(guest.plus_ones_coming or 0),
+                "dietary": latest.dietary if latest else "", "message": latest.message if latest else "",
+                "plus_one_names": list(guest.plus_one_names or []), "answers": dict(guest.answers or {})}
     return {
         "guest": guest, "event": event, "token": request.matchdict["token"],
         "closes_at": invitations.rsvp_closes_at(event),
         "closed": closed, "cancelled": closed is not None and closed.code == "event_cancelled",
         "answer": answer_sentence(guest), "answers": ANSWERS,
         "plus_ones_phrase": invitations.plus_ones_phrase,
-        "errors": errors or {}, "form": form, "refusal": refusal,
+        "errors": errors or {}, "form": form, "refusal": refusal, "chosen": chosen,
+        "theme_style": theme_style(request, event), "cover_url": services.cover_url(request.ctx, event),
+        "map_url": outbound.map_url(event.venue),
+        "google_calendar_url": outbound.google_calendar_url(event),
+        "outlook_calendar_url": outbound.outlook_calendar_url(event),
+        "waitlist_position": seats.waitlist_position(request.db, guest) if guest.waitlisted_at else None,
+        "question_field": questions.field_name, "kinds": questions.KINDS,
     }
 
 
@@ -90,15 +125,37 @@ def invitation_page(request):
     return page(request, found)
 
 
-def read_answer(request, guest: GuestRow) -> Submitted:
-    """The RSVP form, the plus-ones the guest may bring checked too."""
-    form = RSVP_FORM.read(request, assume={"response": YES})
+def replies(request, event: EventRow) -> dict:
+    """The form's plus-ones' names and answers to the host's questions."""
+    return {"plus_one_names": [name.strip() for name in request.POST.getall("plus_one_name")][:20],
+            "answers": {question["id"]: request.POST.get(questions.field_name(question), "").strip()
+                        for question in event.questions or []}}
+
+
+def reply_errors(event: EventRow, fields: dict[str, str]) -> dict[str, str]:
+    """The questions' problems as the page words them."""
+    labels = {"plus_one_names": "The names of your guests", "answers": "Your answers"}
+    labels.update({questions.field_name(question): question["label"] for question in event.questions or []})
+    return {name: sentence(name, message, labels) for name, message in fields.items()}
+
+
+def read_answer(request, guest: GuestRow, event: EventRow) -> Submitted:
+    """The RSVP form, the plus-ones the guest may bring checked too, and
+    the names and questions (every problem at once)."""
+    given = replies(request, event)
+    form = RSVP_FORM.read(request, assume={"response": YES}, extra=given)
     if form.model is not None and form.model.response != NO:
         try:
             invitations.check_plus_ones(guest, form.model.plus_ones)
         except EventsError as error:
             for name, message in error.extra["fields"].items():
                 form.refuse(name, message)
+    if form.model is not None:
+        plus_ones = 0 if form.model.response == NO else form.model.plus_ones
+        try:
+            questions.check_reply(event, form.model.response, plus_ones, given["plus_one_names"], given["answers"])
+        except EventsError as error:
+            form.errors.update(reply_errors(event, error.extra["fields"]))
     return form
 
 
@@ -107,8 +164,8 @@ def rsvp(request):
     found = access.use_token(request.ctx, request.matchdict["token"], ANSWER)
     if found is None:
         return invalid(request)
-    form = read_answer(request, found.guest)
-    typed = RSVP_FORM.typed(request)
+    form = read_answer(request, found.guest, found.event)
+    typed = {**RSVP_FORM.typed(request), **replies(request, found.event)}
     if not form.ok:
         return page(request, found, status=422, errors=form.errors, form=typed)
     data = form.model
@@ -118,10 +175,15 @@ def rsvp(request):
     except EventsError as error:
         if error.code == "validation_failed":
             return page(request, found, status=422, errors=form.refused(error), form=typed)
+        if error.code == "event_full":
+            return page(request, found, status=409, errors=form.refused(error), form=typed)
         return page(request, found, status=error.status, refusal=error)
     thanks = {YES: "Thank you! We've let your host know you're coming.",
               NO: "Thank you for letting your host know you can't come.",
               MAYBE: "Thank you! Your host knows you might come."}[data.response]
+    if found.guest.waitlisted_at is not None:
+        thanks = ("The event is full for now, so you're on the waitlist. We'll let you know "
+                  "as soon as a place opens up.")
     request.session.flash(thanks if new else "Your answer is unchanged.", "success")
     response = redirect(request, request.route_path("access", token=request.matchdict["token"]))
     private_headers(response)
@@ -138,11 +200,15 @@ def private_headers(response) -> None:
 
 def calendar(request, guest: GuestRow, event: EventRow) -> bytes:
     """The event as an iCalendar file, written by the icalendar library
-    (escaping, lines folded at 75 octets, CRLF). Times are in UTC."""
+    (escaping, lines folded at 75 octets, CRLF). Times are in UTC. It links
+    back to the guest's page (URL and in the description), where the guest
+    answers: the file stays with the guest, like the email holding the link."""
     ends = event.ends_at or event.starts_at + dt.timedelta(hours=2)
     # Our own name, not the request's Host header, which the caller chooses.
     host = urlsplit(request.registry.settings["app.base_url"]).hostname or "guestguard"
-    description = "\n\n".join(part for part in (event.description, event.host_message) if part)
+    page_url = request.ctx.url("access", token=request.matchdict["token"])
+    description = "\n\n".join(part for part in (event.description, event.host_message,
+                                                 f"Your invitation: {page_url}") if part)
     cal = icalendar.Calendar()
     cal.add("version", "2.0")
     cal.add("prodid", "-//GuestGuard//Invitation//EN")
@@ -154,6 +220,7 @@ def calendar(request, guest: GuestRow, event: EventRow) -> bytes:
     item.add("dtstart", event.starts_at.astimezone(dt.UTC))
     item.add("dtend", ends.astimezone(dt.UTC))
     item.add("summary", event.name)
+    item.add("url", page_url)
     if event.venue:
         item.add("location", event.venue)
     if description:
@@ -171,7 +238,49 @@ def access_ics(request):
         return invalid(request)
     response = Response(body=calendar(request, found.guest, found.event),
                         content_type="text/calendar", charset="utf-8")
-    response.content_disposition = 'attachment; filename="invitation.ics"'
+    response.content_disposition = calendar_disposition(found.event.name)
     private_headers(response)
     return response
 
+
+
+def calendar_disposition(event_name: str) -> str:
+    """``attachment`` named after the event: "Midsummer Gala.ics", with the
+    RFC 6266 ``filename*`` for names beyond ASCII."""
+    safe = re.sub(r"[^A-Za-z0-9 ._-]+", "", event_name).strip(" .")[:80] or "invitation"
+    full = re.sub(r"[\x00-\x1f\x7f/\\:*?\"<>|]+", "", event_name).strip(" .")[:80] or "invitation"
+    return f'attachment; filename="{safe}.ics"; filename*=UTF-8\'\'{quote(full + ".ics")}'
+
+
+# --- the cover image --------------------------------------------------------------
+
+COVER_CACHE_SECONDS = 86400
+
+
+@view_config(route_name="event_cover", request_method="GET")
+def event_cover(request):
+    """A cover at its unguessable address; the same 404 for a wrong
+    signature, an unknown, replaced or removed cover and a deleted event."""
+    try:
+        cover_id = uuid.UUID(request.matchdict["cover_id"])
+    except ValueError:
+        return invalid_cover(request)
+    if not branding.cover_signed(request.registry.settings, cover_id, request.matchdict["signature"]):
+        return invalid_cover(request)
+    cover = services.find_cover(request.db, cover_id)
+    if cover is None:
+        return invalid_cover(request)
+    response = Response(body=cover.data, content_type=cover.content_type)
+    # One address, one image (a new upload gets a new address): cacheable,
+    # but not for ever, as a removed cover must go away.
+    response.cache_control.public = True
+    response.cache_control.max_age = COVER_CACHE_SECONDS
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Disposition"] = "inline"
+    return response
+
+
+def invalid_cover(request) -> Response:
+    response = Response(status=404, body=b"Not found", content_type="text/plain", charset="utf-8")
+    response.cache_control.no_store = True
+    return response

@@ -18,6 +18,7 @@ from guestguard.accounts.tokens import new_token
 from guestguard.activity import feed
 from guestguard.audit.services import record
 from guestguard.db import is_sqlite, lock_name, sqlite_write_lock, utcnow
+from guestguard.events import branding, outbound, questions, seats, services
 from guestguard.events.models import CANCELLED, DRAFT, NO, YES, BulkAction, Event, Guest, InvitationLink, Rsvp
 from guestguard.events.schemas import RsvpInput
 from guestguard.events.services import EventsError
@@ -100,6 +101,11 @@ def issue_link(ctx, guest: Guest, event: Event) -> str:
     return raw
 
 
+def has_live_link(db, guest_id: uuid.UUID) -> bool:
+    return db.scalar(select(InvitationLink.id).where(InvitationLink.guest_id == guest_id,
+                                                     InvitationLink.revoked_at.is_(None)).limit(1)) is not None
+
+
 def revoke_link(ctx, guest: Guest) -> int:
     """Revoke the guest's live link, if any; returns how many were revoked."""
     revoked = ctx.db.execute(
@@ -172,17 +178,21 @@ def choose_channel(ctx, guest: Guest, wanted: str | None, event: Event | None = 
                       guest_id=str(guest.id))
 
 
-def message_context(event: Event, guest: Guest) -> dict[str, str]:
-    """What the invitation templates show (stored in the outbox: no secrets).
-    Times are ISO 8601 with their offset; the templates word them in the
-    event's zone with the timefmt filters."""
+def message_context(ctx, event: Event, guest: Guest) -> dict[str, str]:
+    """What the invitation templates show (stored in the outbox: no secrets;
+    the cover's address is public by design). Times are ISO 8601 with their
+    offset; the templates word them in the event's zone with the timefmt
+    filters."""
     return {
+        "host_name": event.host_name, "theme_colour": event.theme_colour,
+        "theme_ink": branding.ink_for(event.theme_colour) if event.theme_colour else "",
+        "cover_url": services.cover_url(ctx, event), "map_url": outbound.map_url(event.venue),
         "guest_name": guest.name, "event_name": event.name, "timezone": event.timezone,
         "starts_at": event.starts_at.isoformat(),
         "ends_at": event.ends_at.isoformat() if event.ends_at else None,
         "rsvp_deadline": event.rsvp_deadline.isoformat() if event.rsvp_deadline else None,
         "venue": event.venue, "description": event.description, "host_message": event.host_message,
-        "plus_ones_allowed": str(guest.plus_ones_allowed),
+        "plus_ones_allowed": str(guest.plus_ones_allowed), "plus_ones_coming": str(guest.plus_ones_coming),
     }
 
 
@@ -209,14 +219,15 @@ def too_long_for(ctx) -> str:
 
 def guest_message_context(ctx, event: Event, guest: Guest) -> dict[str, str | None]:
     """What every message a host's guest gets carries: the event's details,
-    and the host's name and reply-to address for the email's From and
-    Reply-To."""
-    workspace = ctx.db.get(Workspace, event.workspace_id)
-    return sender_context(message_context(event, guest), workspace.name if workspace else "", event.reply_to)
+    and the name and reply-to address for the email's From and Reply-To
+    (the host's name shown to guests, else the workspace's)."""
+    workspace_name = "" if event.host_name else ctx.db.scalar(
+        select(Workspace.name).where(Workspace.id == event.workspace_id))
+    return sender_context(message_context(ctx, event, guest), event.host_name or workspace_name or "", event.reply_to)
 
 
-def sender_context(context: dict, host_name: str, reply_to: str | None) -> dict[str, str | None]:
-    return {**context, "host_name": host_name, "reply_to": reply_to}
+def sender_context(context: dict, sender_name: str, reply_to: str | None) -> dict[str, str | None]:
+    return {**context, "sender_name": sender_name, "reply_to": reply_to}
 
 
 def refuse_unsendable(event: Event) -> None:
@@ -367,6 +378,8 @@ class Answer:
     id: uuid.UUID
     dietary: str
     message: str
+    plus_one_names: list
+    answers: dict
 
 
 # Under the guest's row lock, in one statement: the guest's current answer
@@ -387,16 +400,19 @@ def latest_answer(guest_id_column, *columns: str) -> list:
             .scalar_subquery().label(f"latest_{name}") for name in columns]
 
 
+KEPT = ("response", "plus_ones", "dietary", "message", "plus_one_names", "answers")
 LOCKED_ANSWER = (
-    select(_guests.c.response, _guests.c.responded_at,
-           *latest_answer(_guests.c.id, "created_at", "id", "response", "plus_ones", "dietary", "message"))
+    select(_guests.c.response, _guests.c.waitlisted_at, _guests.c.responded_at,
+           *latest_answer(_guests.c.id, "created_at", "id", *KEPT))
     .where(_guests.c.id == bindparam("guest_id"))
     .with_for_update(key_share=True, of=_guests)
 )
 NEW_ANSWER = insert(_answers)
 ANSWERED = (update(_guests).where(_guests.c.id == bindparam("guest_id"))
             .values(response=bindparam("response"), plus_ones_coming=bindparam("plus_ones"),
-                    responded_at=bindparam("now"), updated_at=bindparam("now")))
+                    plus_one_names=bindparam("plus_one_names"), answers=bindparam("answers"),
+                    waitlisted_at=bindparam("waitlisted_at"), responded_at=bindparam("now"),
+                    updated_at=bindparam("now")))
 
 
 def confirm_answer(ctx, guest_id: uuid.UUID, raw_token: str, response: str, plus_ones: int) -> bool:
@@ -414,7 +430,7 @@ def confirm_answer(ctx, guest_id: uuid.UUID, raw_token: str, response: str, plus
         channel = choose_channel(ctx, guest, None, event)
     except EventsError:
         return False  # the answer is recorded; there is nowhere to confirm it
-    context = {**sender_context(message_context(event, guest), host_name, event.reply_to),
+    context = {**sender_context(message_context(ctx, event, guest), event.host_name or host_name, event.reply_to),
                "response": response, "plus_ones": str(plus_ones)}
     queue_notification(
         ctx, channel=channel, recipient=address_for(ctx, guest, channel), template=CONFIRMATION,
@@ -431,49 +447,60 @@ def submit_rsvp(ctx, link, guest, event, data: RsvpInput, raw_token: str) -> tup
     retried request, a double click): returns that one. Returns (answer,
     whether it is new). ``guest`` (the row the guest's request read) is
     brought up to date; ``raw_token`` is the link the guest used, which the
-    confirmation carries to change the answer."""
+    confirmation carries to change the answer. ``guest.waitlisted_at`` is
+    brought up to date too (a yes to a full event waits; see seats)."""
     refusal = rsvp_refusal(event)
     if refusal is not None:
         raise refusal
     plus_ones = 0 if data.response == NO else data.plus_ones
     check_plus_ones(guest, plus_ones)
+    names, replies = questions.check_reply(event, data.response, plus_ones, data.plus_one_names, data.answers)
     db = ctx.db
     if is_sqlite(db):
         sqlite_write_lock(db, Guest)
+    if event.capacity is not None:
+        seats.lock_places(db, event.id)  # before the guest's row: the order every path keeps
     # One answer at a time per guest: FOR NO KEY UPDATE (see db.lock_row).
-    previous, responded_at, latest_at, latest_id, *latest = db.execute(LOCKED_ANSWER, {"guest_id": guest.id}).one()
+    previous, waitlisted_at, responded_at, latest_at, latest_id, *latest = db.execute(
+        LOCKED_ANSWER, {"guest_id": guest.id}).one()
     if responded_at != latest_at:
         # PostgreSQL, READ COMMITTED: the lock waited for an answer that
         # committed meanwhile; the locked row is its version, but the
         # subqueries read the snapshot from before it. Asked again (a new
         # statement, a new snapshot, the lock held), the latest answer is
         # the one just committed, so the same answer twice records once.
-        previous, responded_at, latest_at, latest_id, *latest = db.execute(
+        previous, waitlisted_at, responded_at, latest_at, latest_id, *latest = db.execute(
             LOCKED_ANSWER, {"guest_id": guest.id}).one()
-    answer = (data.response, plus_ones, data.dietary, data.message)
+    answer = (data.response, plus_ones, data.dietary, data.message, names, replies)
     if latest_id is not None and tuple(latest) == answer:
-        return Answer(latest_id, data.dietary, data.message), False
+        guest.waitlisted_at = waitlisted_at
+        return Answer(latest_id, data.dietary, data.message, names, replies), False
     now = utcnow()
+    waitlisted_at = seats.seat(db, event, guest.id, previous, waitlisted_at, data.response, plus_ones, now)
     rsvp_id = uuid.uuid4()
     db.execute(NEW_ANSWER, {"id": rsvp_id, "workspace_id": guest.workspace_id, "event_id": event.id,
                             "guest_id": guest.id, "link_id": link.id, "response": data.response,
                             "plus_ones": plus_ones, "dietary": data.dietary, "message": data.message,
-                            "created_at": now})
-    db.execute(ANSWERED, {"guest_id": guest.id, "response": data.response, "plus_ones": plus_ones, "now": now})
+                            "plus_one_names": names, "answers": replies, "created_at": now})
+    db.execute(ANSWERED, {"guest_id": guest.id, "response": data.response, "plus_ones": plus_ones,
+                          "plus_one_names": names, "answers": replies, "waitlisted_at": waitlisted_at, "now": now})
     guest.response, guest.plus_ones_coming, guest.responded_at = data.response, plus_ones, now
+    guest.plus_one_names, guest.answers, guest.waitlisted_at = names, replies, waitlisted_at
     action = "rsvp.received" if latest_id is None else "rsvp.changed"
     record(ctx, action, actor_id=None, workspace_id=guest.workspace_id, target_type="guest",
            target_id=guest.id, rsvp_id=str(rsvp_id), response=data.response, plus_ones=plus_ones,
-           previous=previous)
+           previous=previous, waitlisted=waitlisted_at is not None)
     payload = {"event_id": str(event.id), "guest_id": str(guest.id), "response": data.response,
-               "plus_ones": plus_ones}
+               "plus_ones": plus_ones, "waitlisted": waitlisted_at is not None}
     if latest_id is not None:
         payload["previous"] = previous
     ctx.emit(action, payload, guest.workspace_id)
-    words = answer_words(data.response, plus_ones)
+    words = answer_words(data.response, plus_ones) + (" (waitlisted: the event is full)" if waitlisted_at else "")
     summary = (f"{guest.name} answered {words}" if latest_id is None
                else f"{guest.name} changed the answer from {previous or 'none'} to {words}")
     feed.add(ctx, workspace_id=guest.workspace_id, event_id=event.id, guest_id=guest.id, kind=action,
                  summary=summary, data={"response": data.response, "plus_ones": plus_ones, "previous": previous})
+    if event.capacity is not None:
+        seats.fill_places(ctx, event)
     confirm_answer(ctx, guest.id, raw_token, data.response, plus_ones)
-    return Answer(rsvp_id, data.dietary, data.message), True
+    return Answer(rsvp_id, data.dietary, data.message, names, replies), True

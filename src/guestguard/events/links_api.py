@@ -11,7 +11,7 @@ from pyramid.view import view_config
 from guestguard import timefmt
 from guestguard.contract import Body, Refused
 from guestguard.errors import json_error
-from guestguard.events import invitations
+from guestguard.events import invitations, outbound, services
 from guestguard.events.guest_views import private_headers
 from guestguard.events.invitations import Answer
 from guestguard.events.schemas import (
@@ -46,7 +46,7 @@ def invalid_link(request):
     return response
 
 
-def invitation(event: EventRow, guest: GuestRow, latest: Answer | None, answer=GuestInvitation,
+def invitation(request, event: EventRow, guest: GuestRow, latest: Answer | None, answer=GuestInvitation,
                **extra) -> GuestInvitation:
     """What a guest may know: their own invitation, nothing about others."""
     zone = event.timezone
@@ -54,10 +54,13 @@ def invitation(event: EventRow, guest: GuestRow, latest: Answer | None, answer=G
     return answer(
         guest=InvitedGuest.of(guest, dietary=latest.dietary if latest else "",
                               message=latest.message if latest else "",
-                              responded_at=timefmt.in_zone(guest.responded_at, zone)),
+                              responded_at=timefmt.in_zone(guest.responded_at, zone),
+                              waitlisted=guest.waitlisted_at is not None),
         event=InvitedEvent.of(event, starts_at=timefmt.in_zone(event.starts_at, zone),
                               ends_at=timefmt.in_zone(event.ends_at, zone), when=timefmt.event_long_span(event),
-                              rsvp_deadline=timefmt.in_zone(event.rsvp_deadline, zone)),
+                              rsvp_deadline=timefmt.in_zone(event.rsvp_deadline, zone),
+                              cover_url=services.cover_url(request.ctx, event),
+                              map_url=outbound.map_url(event.venue)),
         rsvp=RsvpState(open=closed is None,
                        closes_at=timefmt.in_zone(invitations.rsvp_closes_at(event), zone),
                        closed_reason=closed.code if closed else None),
@@ -124,12 +127,13 @@ def access(request):
     if request.method == "GET" and token_access.is_person(request.ctx):
         invitations.record_open(request.ctx, found.link, found.guest)
     no_store(request)
-    return invitation(found.event, found.guest, found.latest)
+    return invitation(request, found.event, found.guest, found.latest)
 
 
 @view_config(route_name="api_rsvp", request_method="POST", renderer="json", rate_limit="rsvp",
              body=RsvpInput, response={200: RsvpAnswer, 404: INVALID_LINK,
-                                       409: Refused("rsvp_closed", "event_cancelled", "event_not_published")})
+                                       409: Refused("rsvp_closed", "event_cancelled", "event_not_published",
+                                                    "event_full")})
 def rsvp(request):
     """The guest's answer, sent with the token alone; the same answer twice records once."""
     found = token_use(request, ANSWER)
@@ -141,4 +145,4 @@ def rsvp(request):
     answer, new = invitations.submit_rsvp(request.ctx, link, guest, event, data,
                                            request.matchdict["token"])
     no_store(request)
-    return invitation(event, guest, answer, RsvpAnswer, recorded=new)
+    return invitation(request, event, guest, answer, RsvpAnswer, recorded=new)

@@ -4,7 +4,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from guestguard.db import Base, IdMixin, TimestampMixin, utcnow
@@ -35,11 +35,39 @@ class Event(IdMixin, TimestampMixin, Base):
     # The channel invitations go out on when the guest prefers none; None:
     # email when the guest has an address, else SMS.
     invitation_channel: Mapped[str | None] = mapped_column(String(16), default=None)
+    # The invitation: who invites ("Hana Host invites you"), its colour as
+    # a hex triplet ("" for the house's) and its cover image, if any.
+    host_name: Mapped[str] = mapped_column(String(100), default="", server_default="")
+    theme_colour: Mapped[str] = mapped_column(String(7), default="", server_default="")
+    cover_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    # What the RSVP form asks besides the answer: names of plus-ones, and
+    # the host's questions (``questions.py`` describes their shape).
+    ask_plus_one_names: Mapped[bool] = mapped_column(default=False, server_default=false())
+    questions: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
+    # Places for yes-answers and their plus-ones; None: no limit.
+    capacity: Mapped[int | None] = mapped_column(default=None)
     created_by_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), default=None)
     deleted_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
     __table_args__ = (Index("ix_events_workspace_starts", "workspace_id", "starts_at"),)
+
+
+class EventCover(IdMixin, Base):
+    """An event's cover image as guests get it: re-encoded on upload (no
+    metadata survives), stored here so every web process serves it. Each
+    upload is a new row (and address); the event points at its current one."""
+
+    __tablename__ = "event_covers"
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), index=True)
+    content_type: Mapped[str] = mapped_column(String(32))
+    width: Mapped[int]
+    height: Mapped[int]
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class Guest(IdMixin, TimestampMixin, Base):
@@ -60,7 +88,13 @@ class Guest(IdMixin, TimestampMixin, Base):
     notes: Mapped[str] = mapped_column(Text, default="")
     response: Mapped[str | None] = mapped_column(String(8), default=None)
     plus_ones_coming: Mapped[int] = mapped_column(default=0)
+    # The current answer's plus-ones' names and answers to the host's
+    # questions ({question id: text}), as on its ``rsvps`` row.
+    plus_one_names: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
+    answers: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
     responded_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # A yes that found the event full: waiting, in this order, for a place.
+    waitlisted_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     invited_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     opened_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     # The channel this guest is written to on (a declared channel's name);
@@ -79,6 +113,7 @@ class Guest(IdMixin, TimestampMixin, Base):
         UniqueConstraint("event_id", "email"),
         # Keyset pagination of an event's list, by name then id.
         Index("ix_guests_event_name_id", "event_id", "name", "id"),
+        Index("ix_guests_event_waitlist", "event_id", "waitlisted_at"),
     )
 
 
@@ -114,6 +149,8 @@ class Rsvp(IdMixin, Base):
     plus_ones: Mapped[int] = mapped_column(default=0)
     dietary: Mapped[str] = mapped_column(String(500), default="")
     message: Mapped[str] = mapped_column(Text, default="")
+    plus_one_names: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
+    answers: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 

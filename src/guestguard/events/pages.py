@@ -11,7 +11,7 @@ from xml.sax.saxutils import escape
 
 from sqlalchemy import func, select
 
-from guestguard.events.models import Event, Rsvp
+from guestguard.events.models import Event, Guest, Rsvp
 from guestguard.events.services import Headcount
 
 DASHBOARD_UPCOMING = 100
@@ -52,6 +52,14 @@ def answers(db, guest_id: uuid.UUID, limit: int = 20) -> list[Rsvp]:
     """A guest's answers, latest first."""
     return list(db.scalars(select(Rsvp).where(Rsvp.guest_id == guest_id)
                            .order_by(Rsvp.created_at.desc(), Rsvp.id).limit(limit)))
+
+
+def question_answers(db, event_id: uuid.UUID) -> list:
+    """Name, answer and answers to the questions of the guests who said yes
+    or maybe, by name, in one query (for ``questions.rollup``)."""
+    return list(db.execute(select(Guest.name, Guest.response, Guest.answers)
+                           .where(Guest.event_id == event_id, Guest.response.in_(("yes", "maybe")))
+                           .order_by(Guest.name, Guest.id)))
 
 
 # --- the headcount chart -------------------------------------------------------

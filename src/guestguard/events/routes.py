@@ -16,6 +16,8 @@ ROUTES = (
     ("event_headcount_svg", "/events/{event_id}/headcount.svg", event_factory),
     ("event_send", "/events/{event_id}/send-invitations", event_factory),
     ("event_guest_send", "/events/{event_id}/guests/{guest_id}/send", guest_factory),
+    ("event_cover_upload", "/events/{event_id}/cover", event_factory),
+    ("event_questions", "/events/{event_id}/questions", event_factory),
     # Events and guest lists (api.py).
     ("api_events", "/api/v1/events", None),
     ("api_event", "/api/v1/events/{event_id}", event_factory),
@@ -30,8 +32,12 @@ ROUTES = (
     ("access", "/access/{token}", None),
     ("access_ics", "/access/{token}/event.ics", None),
     ("rsvp", "/rsvp/{token}", None),
+    # A cover image: public at an unguessable address (branding.py).
+    ("event_cover", "/covers/{cover_id}/{signature}.jpg", None),
 )
 
 
 def includeme(config) -> None:
     config.add_routes(ROUTES)
+    config.accept_uploads("event_cover_upload")
+    config.allow_large_body("event_cover_upload", "covers.max_bytes")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from guestguard.contract import Moment, Out
+from guestguard.events.branding import normalize_colour
 from guestguard.timefmt import UnknownZone, zone
 from guestguard.validation import (
     Input,
@@ -50,6 +51,9 @@ def _timezone(value: str) -> str:
 
 
 TimeZone = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_timezone)]
+HostName = Annotated[str, StringConstraints(max_length=100)]
+# "#1f5fbf" (or "1F5FBF", "#15b"), stored as "#1f5fbf"; "" for the house's colours.
+ThemeColour = Annotated[str, StringConstraints(max_length=7), AfterValidator(normalize_colour)]
 
 
 def localize(moment: dt.datetime | None, timezone: str) -> dt.datetime | None:
@@ -57,6 +61,40 @@ def localize(moment: dt.datetime | None, timezone: str) -> dt.datetime | None:
     if moment is None or moment.tzinfo is not None:
         return moment
     return moment.replace(tzinfo=zone(timezone))
+
+
+# --- the host's questions (questions.py) ---------------------------------------------
+
+TEXT, CHOICE, YES_NO = "text", "choice", "yes_no"
+MAX_QUESTIONS = 10
+ANSWER_LENGTH = 500
+NAME_LENGTH = 100
+Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+ChoiceText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+QuestionId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{8}$")]
+
+
+class QuestionInput(Input):
+    """One question; without ``id`` a new one (it gets an id)."""
+
+    id: QuestionId | None = None
+    label: Label
+    kind: Literal["text", "choice", "yes_no"]
+    required: bool = False
+    choices: Annotated[list[ChoiceText], Field(max_length=20)] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _choices(self) -> QuestionInput:
+        if self.kind == CHOICE:
+            if len(set(self.choices)) != len(self.choices) or len(self.choices) < 2:
+                raise field_problem("choices", "must be 2 to 20 different choices for a choice question")
+        elif self.choices:
+            raise field_problem("choices", "are only for a question answered with one choice from a list")
+        return self
+
+
+Questions = Annotated[list[QuestionInput], Field(max_length=MAX_QUESTIONS)]
+
 
 
 class EventFields(Input):
@@ -80,13 +118,24 @@ class EventFields(Input):
     @classmethod
     def _reply_to(cls, value: str | None) -> str | None:
         return normalize_email(value) if value else None
+    # Shown to guests: "Hana Host invites you". Left out when creating: the
+    # creator's name (an API key's event: the workspace owner's).
+    host_name: HostName | None = None
+    theme_colour: ThemeColour | None = None
+    # The RSVP form asks each plus-one's name.
+    ask_plus_one_names: bool | None = None
+    # The host's questions, all of them (a list replaces the one before).
+    questions: Questions | None = None
+    # Places for yes-answers and their plus-ones; null: no limit.
+    capacity: Annotated[int, Field(ge=1, le=100000)] | None = None
 
 
 class EventInput(EventFields):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "workspace_id": "3f2b8c1e-4d5a-4b6c-8d7e-9f0a1b2c3d4e", "name": "Summer gala",
         "starts_at": "2030-06-21T19:00:00+01:00", "timezone": "Europe/London", "venue": "The Old Library",
-        "rsvp_deadline": "2030-06-14T23:59:00+01:00", "default_plus_ones": 1, "status": "published"}]})
+        "rsvp_deadline": "2030-06-14T23:59:00+01:00", "default_plus_ones": 1, "status": "published",
+        "host_name": "Hana Host", "theme_colour": "#1f5fbf"}]})
 
     workspace_id: uuid.UUID
     name: Name
@@ -154,6 +203,13 @@ class RsvpInput(Input):
     plus_ones: PlusOnes = 0
     dietary: Annotated[str, StringConstraints(max_length=500)] = ""
     message: Annotated[str, StringConstraints(max_length=2000)] = ""
+    # Asked when the event wants them: one name per plus-one.
+    plus_one_names: Annotated[list[Annotated[str, StringConstraints(max_length=NAME_LENGTH)]],
+                              Field(max_length=20)] = Field(default_factory=list)
+    # The host's questions answered: {question id: answer}.
+    answers: Annotated[dict[Annotated[str, StringConstraints(max_length=8)],
+                            Annotated[str, StringConstraints(max_length=ANSWER_LENGTH)]],
+                       Field(max_length=MAX_QUESTIONS)] = Field(default_factory=dict)
 
 
 class SendInput(Input):
@@ -190,6 +246,7 @@ class GuestQuery(Query):
 
 
 class HeadcountOut(Out):
+    # Yes-answers with a place; waitlisted ones are counted apart.
     yes: int
     no: int
     maybe: int
@@ -199,6 +256,7 @@ class HeadcountOut(Out):
     opened: int
     not_opened: int
     guests: int
+    waitlisted: int
 
 
 class EventOut(Out):
@@ -216,6 +274,13 @@ class EventOut(Out):
     status: str
     reply_to: str | None
     invitation_channel: str | None
+    host_name: str
+    theme_colour: str
+    # Where guests' pages and emails fetch the cover image; None without one.
+    cover_url: str | None = None
+    ask_plus_one_names: bool
+    questions: list[dict[str, Any]]
+    capacity: int | None
     created_at: Moment
 
 
@@ -263,6 +328,10 @@ class GuestOut(Out):
     open_flags: int
     preferred_channel: str | None
     delivery: DeliveryOut
+    plus_one_names: list[str]
+    answers: dict[str, str]
+    # Set while the guest's yes waits for a place.
+    waitlisted_at: Moment | None
 
 
 class OneGuest(Out):
@@ -317,6 +386,9 @@ class InvitedGuest(Out):
     dietary: str
     message: str
     responded_at: Moment | None
+    plus_one_names: list[str]
+    answers: dict[str, str]
+    waitlisted: bool
 
 
 class InvitedEvent(Out):
@@ -332,6 +404,12 @@ class InvitedEvent(Out):
     rsvp_deadline: Moment | None
     host_message: str
     status: str
+    host_name: str
+    theme_colour: str
+    cover_url: str | None = None
+    map_url: str | None = None
+    ask_plus_one_names: bool
+    questions: list[dict[str, Any]]
 
 
 class RsvpState(Out):

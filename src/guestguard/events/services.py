@@ -10,12 +10,14 @@ from typing import Any
 
 from pydantic import ValidationError
 from pydantic_core import PydanticCustomError
-from sqlalchemy import case, func, insert, or_, select
+from sqlalchemy import case, delete, func, insert, or_, select
 
+from guestguard.accounts.models import User
 from guestguard.audit.services import record
 from guestguard.db import utcnow
 from guestguard.errors import Refusal
-from guestguard.events.models import MAYBE, NO, YES, Event, Guest
+from guestguard.events import branding
+from guestguard.events.models import MAYBE, NO, YES, Event, EventCover, Guest
 from guestguard.events.schemas import (  # noqa: F401 - the page sizes and filters are the API's
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
@@ -27,12 +29,16 @@ from guestguard.events.schemas import (  # noqa: F401 - the page sizes and filte
     localize,
 )
 from guestguard.pagination import ID, TEXT, TIME, Key, Keyset
+from guestguard.permissions import OWNER
 from guestguard.validation import field_errors, normalize_phone
-from guestguard.workspaces.models import Workspace
+from guestguard.workspaces.models import Membership, Workspace
 
 OPTIONAL_TIMES = ("ends_at", "rsvp_deadline")
-# Fields an explicit null clears (set to None) on update.
-CLEARABLE = (*OPTIONAL_TIMES, "reply_to", "invitation_channel")
+# Fields null sets to None (no end, no deadline, no capacity limit, no
+# reply-to, no chosen channel).
+NULLABLE = (*OPTIONAL_TIMES, "capacity", "reply_to", "invitation_channel")
+# Text fields that null clears.
+BLANKABLE = ("description", "venue", "host_message", "host_name", "theme_colour")
 
 
 class EventsError(Refusal):
@@ -69,9 +75,25 @@ def check_channel(ctx, name: str | None, field: str) -> None:
                           fields={field: f"{channel.label or name} cannot be sent here"})
 
 
+def default_host_name(db, workspace_id: uuid.UUID, actor_id: uuid.UUID | None) -> str:
+    """Who invites, unless the host says otherwise: the event's creator, or
+    for an API key's event the workspace's first owner."""
+    if actor_id is not None:
+        name = db.scalar(select(User.display_name).where(User.id == actor_id))
+        if name:
+            return name
+    return db.scalar(select(User.display_name).join(Membership, Membership.user_id == User.id)
+                     .where(Membership.workspace_id == workspace_id, Membership.role == OWNER)
+                     .order_by(Membership.created_at, Membership.id).limit(1)) or ""
+
+
 def create_event(ctx, workspace_id: uuid.UUID, data: EventFields) -> Event:
     check_channel(ctx, data.invitation_channel, "invitation_channel")
     values = data.model_dump(exclude={"workspace_id"}, exclude_none=True)
+    if not values.get("host_name", "").strip():
+        values["host_name"] = default_host_name(ctx.db, workspace_id, ctx.actor_id)
+    if data.questions is not None:
+        values["questions"] = stored_questions(data.questions)
     for field in ("starts_at", "ends_at", "rsvp_deadline"):
         if field in values:
             values[field] = localize(values[field], data.timezone)
@@ -82,6 +104,20 @@ def create_event(ctx, workspace_id: uuid.UUID, data: EventFields) -> Event:
            target_type="event", target_id=event.id)
     ctx.emit("event.created", {"event_id": str(event.id), "name": event.name}, workspace_id)
     return event
+
+
+# questions.py and seats.py build on this module (its EventsError): imported
+# when called.
+def stored_questions(questions) -> list[dict[str, Any]]:
+    from guestguard.events.questions import stored
+
+    return stored(questions)
+
+
+def fill_places(ctx, event: Event) -> None:
+    from guestguard.events.seats import fill_places as fill
+
+    fill(ctx, event)
 
 
 def update_event(ctx, event: Event, data: EventFields) -> Event:
@@ -104,10 +140,16 @@ def update_event(ctx, event: Event, data: EventFields) -> Event:
     except PydanticCustomError as exc:
         raise EventsError(422, "validation_failed", "Some fields are invalid.",
                           fields={exc.context["field"]: exc.context["message"]}) from None
+    if "questions" in changes:
+        changes["questions"] = stored_questions(data.questions or [])
+    capacity_before = event.capacity
     for field, given in changes.items():
-        value = "" if given is None and field in ("description", "venue", "host_message") else given
-        if value is not None or field in CLEARABLE:
+        value = "" if given is None and field in BLANKABLE else given
+        if value is not None or field in NULLABLE:
             setattr(event, field, value)
+    if event.capacity != capacity_before:
+        ctx.db.flush()
+        fill_places(ctx, event)
     record(ctx, "event.updated", actor_id=ctx.actor_id, workspace_id=event.workspace_id,
            target_type="event", target_id=event.id, fields=sorted(changes))
     return event
@@ -117,6 +159,60 @@ def delete_event(ctx, event: Event) -> None:
     event.deleted_at = utcnow()
     record(ctx, "event.deleted", actor_id=ctx.actor_id, workspace_id=event.workspace_id,
            target_type="event", target_id=event.id)
+
+
+# --- the cover image ----------------------------------------------------------
+
+
+def set_cover(ctx, event: Event, upload: bytes) -> EventCover:
+    """Re-encode ``upload`` (see ``branding``) and make it the event's cover;
+    the previous one is deleted, so its address stops answering. Raises
+    EventsError 422 naming the ``cover`` field for an unusable file."""
+    settings = ctx.settings
+    try:
+        encoded = branding.reencode(upload, max_bytes=settings["covers.max_bytes"],
+                                    max_width=settings["covers.max_width"])
+    except branding.CoverRefused as refused:
+        raise EventsError(422, "validation_failed", "The cover image was not saved.",
+                          fields={"cover": str(refused)}) from None
+    _drop_cover(ctx.db, event)
+    cover = EventCover(workspace_id=event.workspace_id, event_id=event.id, content_type=encoded.content_type,
+                       width=encoded.width, height=encoded.height, data=encoded.data)
+    ctx.db.add(cover)
+    ctx.db.flush()
+    event.cover_id = cover.id
+    record(ctx, "event.cover_set", actor_id=ctx.actor_id, workspace_id=event.workspace_id,
+           target_type="event", target_id=event.id, cover_id=str(cover.id), bytes=len(encoded.data))
+    return cover
+
+
+def remove_cover(ctx, event: Event) -> bool:
+    """Remove the event's cover; False when it had none (a repeated click)."""
+    if event.cover_id is None:
+        return False
+    _drop_cover(ctx.db, event)
+    event.cover_id = None
+    record(ctx, "event.cover_removed", actor_id=ctx.actor_id, workspace_id=event.workspace_id,
+           target_type="event", target_id=event.id)
+    return True
+
+
+def _drop_cover(db, event: Event) -> None:
+    db.execute(delete(EventCover).where(EventCover.event_id == event.id))
+
+
+def find_cover(db, cover_id: uuid.UUID) -> EventCover | None:
+    """A cover still in use: its event's current one, the event not deleted."""
+    return db.scalar(select(EventCover).join(Event, Event.cover_id == EventCover.id)
+                     .where(EventCover.id == cover_id, Event.deleted_at.is_(None)))
+
+
+def cover_url(ctx, event) -> str | None:
+    """The cover's public, unguessable address (see ``branding``)."""
+    if event.cover_id is None:
+        return None
+    return ctx.url("event_cover", cover_id=str(event.cover_id),
+                   signature=branding.cover_signature(ctx.settings, event.cover_id))
 
 
 @dataclass(frozen=True)
@@ -132,6 +228,8 @@ class Headcount:
     # Invited and not opened: not invited - opened, since a link handed over
     # by hand (issued, never sent) can be opened by a guest never "invited".
     not_opened: int = 0
+    # Yes-answers waiting for a place (not in ``yes`` nor ``expected``).
+    waitlisted: int = 0
 
 
 def headcounts(db, event_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Headcount]:
@@ -142,14 +240,16 @@ def headcounts(db, event_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Headcount]
     def count(condition):
         return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
+    seated = (Guest.response == YES) & Guest.waitlisted_at.is_(None)
     rows = db.execute(
         select(
             Guest.event_id,
-            count(Guest.response == YES), count(Guest.response == NO), count(Guest.response == MAYBE),
+            count(seated), count(Guest.response == NO), count(Guest.response == MAYBE),
             count(Guest.response.is_(None)),
-            func.coalesce(func.sum(case((Guest.response == YES, 1 + Guest.plus_ones_coming), else_=0)), 0),
+            func.coalesce(func.sum(case((seated, 1 + Guest.plus_ones_coming), else_=0)), 0),
             count(Guest.invited_at.is_not(None)), count(Guest.opened_at.is_not(None)),
             func.count(), count(Guest.invited_at.is_not(None) & Guest.opened_at.is_(None)),
+            count(Guest.waitlisted_at.is_not(None)),
         ).where(Guest.event_id.in_(list(event_ids))).group_by(Guest.event_id)
     ).all()
     found = {row[0]: Headcount(*(int(value) for value in row[1:])) for row in rows}
@@ -304,10 +404,15 @@ def update_guest(ctx, event: Event, guest: Guest, data: GuestFields) -> Guest:
     return guest
 
 
-def delete_guest(ctx, guest: Guest) -> None:
+def delete_guest(ctx, guest: Guest, event: Event | None = None) -> None:
+    """Remove the guest; a place they held goes to the waitlist."""
+    seated = guest.response == YES and guest.waitlisted_at is None
     ctx.db.delete(guest)
     record(ctx, "guest.deleted", actor_id=ctx.actor_id, workspace_id=guest.workspace_id,
            target_type="guest", target_id=guest.id)
+    if seated and event is not None and event.capacity is not None:
+        ctx.db.flush()
+        fill_places(ctx, event)
 
 
 def flagged_guests(db, event_id: uuid.UUID) -> int:

@@ -16,15 +16,15 @@ from sqlalchemy import select
 from guestguard import timefmt
 from guestguard.activity import feed
 from guestguard.db import utcnow
-from guestguard.events import deliveries, invitations, pages, services
+from guestguard.events import deliveries, invitations, pages, questions, services
 from guestguard.events.models import EVENT_STATUSES
-from guestguard.events.schemas import EventFields, EventInput, GuestFields, GuestInput, check_times
+from guestguard.events.schemas import EventFields, EventInput, GuestFields, GuestInput, QuestionInput, check_times
 from guestguard.events.services import EventsError
 from guestguard.guard import access, flags
 from guestguard.pagination import InvalidCursor
 from guestguard.permissions import ACCOUNT, EVENTS_EDIT, EVENTS_VIEW, GUESTS_EDIT, GUESTS_VIEW, granted
 from guestguard.ratelimit import enforce
-from guestguard.web import DATETIME, LIST, NONE, OMIT, Field, Form, Submitted, flash, private, redirect
+from guestguard.web import CHECKBOX, DATETIME, LIST, NONE, OMIT, Field, Form, Submitted, flash, private, redirect
 from guestguard.workspaces.models import Workspace
 
 TIME_FIELDS = ("starts_at", "ends_at", "rsvp_deadline")
@@ -64,7 +64,13 @@ EVENT_FORM = Form(
     Field("default_plus_ones", "Plus-ones per guest", blank=OMIT), Field("host_message", "Message to guests"),
     Field("status", "Status", blank=OMIT, choice="Choose a status from the list."),
     Field("reply_to", "Reply-to address", blank=NONE),
+    Field("host_name", "Host name shown to guests"), Field("theme_colour", "Theme colour"),
+    Field("capacity", "Capacity", blank=NONE), Field("ask_plus_one_names", kind=CHECKBOX),
     absent_as_blank=True, zone_field="timezone")
+QUESTION_FORM = Form(
+    QuestionInput,
+    Field("label", "Question"), Field("kind", "Kind of answer", choice="Choose a kind of answer from the list."),
+    Field("choices", "Choices", LIST), Field("required", kind=CHECKBOX))
 EVENT_EDIT_FORM = EVENT_FORM.using(EventFields)
 GUEST_FORM = Form(
     GuestInput,
@@ -103,7 +109,9 @@ def event_values(event) -> dict[str, str]:
         "timezone": event.timezone,
         "rsvp_deadline": timefmt.form_value(event.rsvp_deadline, event.timezone),
         "default_plus_ones": str(event.default_plus_ones), "host_message": event.host_message,
-        "status": event.status, "reply_to": event.reply_to or "",
+        "status": event.status, "reply_to": event.reply_to or "", "host_name": event.host_name,
+        "theme_colour": event.theme_colour, "capacity": str(event.capacity or ""),
+        "ask_plus_one_names": event.ask_plus_one_names,
     }
 
 
@@ -175,8 +183,10 @@ def dashboard(request):
 
 def new_event_page(request, resource, status: int = 200, values=None, errors=None) -> dict:
     private(request, status)
-    return {"workspace": resource.workspace, "values": values or {"timezone": "UTC", "status": "draft",
-                                                                    "default_plus_ones": "0"},
+    fresh = {"timezone": "UTC", "status": "draft", "default_plus_ones": "0", "theme_colour": "", "capacity": "",
+             "ask_plus_one_names": False,
+             "host_name": services.default_host_name(request.db, resource.workspace_id, request.ctx.actor_id)}
+    return {"workspace": resource.workspace, "values": values or fresh,
             "errors": errors or {}, **form_choices()}
 
 
@@ -241,6 +251,8 @@ def event_page(context, request):
         delivery=delivery, channel_words=deliveries.CHANNEL_WORDS, delivery_labels=deliveries.LABELS,
         delivery_summary=deliveries.delivery_summary(request.db, event.workspace_id, event.id)
         if page["can"]["view_guests"] else {},
+        rollup=(questions.rollup(event.questions, pages.question_answers(request.db, event.id))
+                if event.questions and page["can"]["view_guests"] else []),
     )
     return page
 
@@ -258,9 +270,23 @@ def headcount_svg(context, request):
 # --- editing and deleting an event ---------------------------------------------------
 
 
-def edit_event_page(request, context, status: int = 200, values=None, errors=None) -> dict:
+def confirmed(request) -> bool:
+    """Whether a destructive form carried its confirmation (``confirm_action``)."""
+    return request.POST.get("confirm") == "yes"
+
+
+def edit_event_page(request, context, status: int = 200, values=None, errors=None, cover_errors=None,
+                    question_values=None, question_errors=None, confirming: str = "") -> dict:
+    counts = services.headcounts(request.db, [context.event.id])[context.event.id]
     return event_page_base(request, context, status, values=values or event_values(context.event),
-                           errors=errors or {}, **form_choices())
+                           confirming=confirming, guest_count=counts.guests,
+                           errors=errors or {}, cover_errors=cover_errors or {},
+                           question_values=question_values or {"label": "", "kind": "text", "choices": "",
+                                                                "required": False},
+                           question_errors=question_errors or {}, question_kinds=questions.KINDS,
+                           cover_url=services.cover_url(request.ctx, context.event),
+                           max_cover_mb=request.registry.settings["covers.max_bytes"] // (1024 * 1024),
+                           **form_choices())
 
 
 @view_config(route_name="event_edit", request_method="GET", permission=EVENTS_EDIT,
@@ -274,6 +300,8 @@ def edit_event_form(context, request):
 def edit_event(context, request):
     event = context.event
     if request.POST.get("action") == "delete":
+        if not confirmed(request):
+            return edit_event_page(request, context, confirming="delete")
         services.delete_event(request.ctx, event)
         flash(request, f"Event “{event.name}” was deleted.")
         return redirect(request, request.route_path("dashboard"))
@@ -287,6 +315,50 @@ def edit_event(context, request):
                                EVENT_FORM.typed(request), form.refused(error))
     flash(request, f"Event “{event.name}” saved.")
     return redirect(request, request.route_path("event_page", event_id=event.id))
+
+
+@view_config(route_name="event_cover_upload", request_method="POST", permission=EVENTS_EDIT,
+             renderer="events/edit.jinja2")
+def upload_cover(context, request):
+    """Set (the ``file`` part) or remove (``action=remove``) the cover image."""
+    event = context.event
+    if request.POST.get("action") == "remove":
+        removed = services.remove_cover(request.ctx, event)
+        flash(request, "The cover image was removed." if removed else "This event has no cover image.")
+        return redirect(request, request.route_path("event_edit", event_id=event.id))
+    upload = request.POST.get("file")
+    data = upload.file.read() if hasattr(upload, "file") else b""
+    try:
+        services.set_cover(request.ctx, event, data)
+    except EventsError as error:
+        problem = error.extra["fields"]["cover"]
+        return edit_event_page(request, context, 400, cover_errors={"file": f"The image {problem}."})
+    flash(request, "The cover image was saved. Guests see it on their invitation.")
+    return redirect(request, request.route_path("event_edit", event_id=event.id))
+
+
+@view_config(route_name="event_questions", request_method="POST", permission=EVENTS_EDIT,
+             renderer="events/edit.jinja2")
+def edit_questions(context, request):
+    """Add a question (the form's fields) or remove one (``remove``: its id)."""
+    event = context.event
+    removing = request.POST.get("remove")
+    if removing:
+        questions.remove_question(request.ctx, event, removing)
+        flash(request, "The question was removed.")
+    else:
+        form = QUESTION_FORM.read(request)
+        errors = form.errors
+        if form.ok:
+            try:
+                questions.add_question(request.ctx, event, form.model)
+            except EventsError as error:
+                errors = form.refused(error)
+        if errors:
+            return edit_event_page(request, context, 400, question_values=QUESTION_FORM.typed(request),
+                                   question_errors=errors)
+        flash(request, "The question was added to the RSVP form.")
+    return redirect(request, request.route_path("event_edit", event_id=event.id, _anchor="questions-title"))
 
 
 # --- guests ------------------------------------------------------------------------------
@@ -335,11 +407,13 @@ def new_guest(context, request):
     return redirect(request, request.route_path("event_page", event_id=event.id))
 
 
-def guest_page(request, context, status: int = 200, values=None, errors=None, existing=None) -> dict:
+def guest_page(request, context, status: int = 200, values=None, errors=None, existing=None,
+               confirming: str = "") -> dict:
     guest = context.record
     delivery = deliveries.invitation_deliveries(request.db, guest.workspace_id, [guest])[guest.id]
     return event_page_base(request, context, status, guest=guest, answers=pages.answers(request.db, guest.id),
                            delivery=delivery, channel_words=deliveries.CHANNEL_WORDS,
+                           confirming=confirming, live_link=invitations.has_live_link(request.db, guest.id),
                            values=values or guest_values(guest), errors=errors or {}, existing=existing,
                            flags=flags.guest_flags(request.db, guest.id),
                            uses=access.recent_uses(request.db, guest.id, 10),
@@ -356,8 +430,17 @@ def guest_detail(context, request):
              renderer="events/guest.jinja2")
 def guest_update(context, request):
     event, guest = context.event, context.record
-    if request.POST.get("action") == "delete":
-        services.delete_guest(request.ctx, guest)
+    action = request.POST.get("action")
+    if action in ("delete", "revoke") and not confirmed(request):
+        return guest_page(request, context, confirming=action)
+    if action == "revoke":
+        revoked = invitations.revoke_link(request.ctx, guest)
+        flash(request, f"{guest.name}’s link was withdrawn: it no longer opens the invitation. "
+                       "Send the invitation again to give them a new one." if revoked
+              else f"{guest.name} has no link in use: nothing was withdrawn.")
+        return redirect(request, request.route_path("event_guest", event_id=event.id, guest_id=guest.id))
+    if action == "delete":
+        services.delete_guest(request.ctx, guest, event)
         flash(request, f"{guest.name} was removed from the guest list.")
         return redirect(request, request.route_path("event_page", event_id=event.id))
     form = GUEST_EDIT_FORM.read(request)

@@ -62,6 +62,9 @@ class GuestRow:
     plus_ones_coming: int
     responded_at: dt.datetime | None
     opened_at: dt.datetime | None
+    plus_one_names: list
+    answers: dict
+    waitlisted_at: dt.datetime | None
 
 
 @dataclass(slots=True)
@@ -79,6 +82,12 @@ class EventRow:
     rsvp_deadline: dt.datetime | None
     host_message: str
     status: str
+    host_name: str
+    theme_colour: str
+    cover_id: uuid.UUID | None
+    ask_plus_one_names: bool
+    questions: list
+    capacity: int | None
     deleted_at: dt.datetime | None
 
 

@@ -224,10 +224,10 @@ def sender_for(settings: Mapping[str, Any], notification: Notification) -> str:
     from email.utils import formataddr, parseaddr
 
     sender = settings["notifications.email.sender"]
-    host_name = (notification.context or {}).get("host_name")
-    if notification.kind != GUEST_MESSAGE or not host_name:
+    name = (notification.context or {}).get("sender_name")
+    if notification.kind != GUEST_MESSAGE or not name:
         return sender
-    return formataddr((" ".join(str(host_name).split()), parseaddr(sender)[1]))
+    return formataddr((" ".join(str(name).split()), parseaddr(sender)[1]))
 
 
 def reconcile(attempt: Attempt) -> tuple[str | None, str | None] | None:

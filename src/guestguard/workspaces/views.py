@@ -116,12 +116,16 @@ def workspace_menu(request) -> dict | None:
                               .where(Workspace.id.in_(list(roles)))) if roles else ()
     names = {row.id: row.name for row in rows}
     current = workspace_of(getattr(request, "context", None))
+    try:
+        here = request.path
+    except UnicodeDecodeError:  # the error page for an address that is not UTF-8
+        here = None
     items = []
     for workspace_id, role in roles.items():  # already ordered: personal first, then by name
         if workspace_id in names:
             url = request.route_path("workspace_home", workspace_id=workspace_id)
             items.append({"name": names[workspace_id], "role": role, "url": url,
-                          "current": workspace_id == current, "here": url == request.path})
+                          "current": workspace_id == current, "here": url == here})
     return {"workspaces": items, "current": next((item for item in items if item["current"]), None)}
 
 

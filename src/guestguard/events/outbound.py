@@ -1,0 +1,51 @@
+"""Addresses on other sites an invitation links to: a map search for the
+venue, and Google's and Outlook's add-to-calendar pages. Built from the
+event alone: never the guest's personal link, which those sites must not
+learn (the .ics file, which the guest keeps, links back to the page)."""
+from __future__ import annotations
+
+import datetime as dt
+from urllib.parse import urlencode
+
+MAP_SEARCH = "https://www.openstreetmap.org/search"
+GOOGLE_CALENDAR = "https://calendar.google.com/calendar/render"
+OUTLOOK_CALENDAR = "https://outlook.live.com/calendar/0/action/compose"
+DEFAULT_LENGTH = dt.timedelta(hours=2)
+# Calendar pages take the details in the address: kept short enough for any browser.
+DETAILS_LIMIT = 1000
+
+
+def map_url(venue: str) -> str | None:
+    """An OpenStreetMap search for the venue, or None without one."""
+    venue = venue.strip()
+    return f"{MAP_SEARCH}?{urlencode({'query': venue})}" if venue else None
+
+
+def event_end(event) -> dt.datetime:
+    return event.ends_at or event.starts_at + DEFAULT_LENGTH
+
+
+def _details(event) -> str:
+    return "\n\n".join(part for part in (event.description, event.host_message) if part)[:DETAILS_LIMIT]
+
+
+def google_calendar_url(event) -> str:
+    """Google Calendar's "add event" page, times in UTC (``…Z``)."""
+    def stamp(moment: dt.datetime) -> str:
+        return moment.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+
+    query = {"action": "TEMPLATE", "text": event.name,
+             "dates": f"{stamp(event.starts_at)}/{stamp(event_end(event))}",
+             "details": _details(event), "location": event.venue, "ctz": event.timezone}
+    return f"{GOOGLE_CALENDAR}?{urlencode(query)}"
+
+
+def outlook_calendar_url(event) -> str:
+    """Outlook on the web's "new event" page, times in UTC with their offset."""
+    def stamp(moment: dt.datetime) -> str:
+        return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    query = {"path": "/calendar/action/compose", "rru": "addevent", "subject": event.name,
+             "startdt": stamp(event.starts_at), "enddt": stamp(event_end(event)),
+             "body": _details(event), "location": event.venue}
+    return f"{OUTLOOK_CALENDAR}?{urlencode(query)}"
