@@ -32,7 +32,7 @@ def test_an_answer_is_confirmed_by_email_with_the_link_to_change_it_and_the_cale
     assert f"http://guestguard.test/access/{token}\n" in message.text, "the link to change the answer"
     assert f"/access/{token}/event.ics" in message.text and f"/access/{token}/event.ics" in message.html
     assert "Change my answer" in message.html and "Unsubscribe" in message.html
-    assert message.sender == "Gala team <no-reply@localhost>", "the host's name, the platform's address"
+    assert message.sender == "Ada <no-reply@localhost>", "the host's name shown to guests, the platform's address"
     assert message.reply_to == "gala-desk@example.org"
     assert message.unsubscribe_url, "a guest message: one-click unsubscribe"
     # The links carry the token: kept sealed, and dropped once sent.
