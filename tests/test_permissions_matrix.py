@@ -113,6 +113,7 @@ SPEC = {
     # --- messages ------------------------------------------------------------------
     ("unsubscribe", "GET"): PUBLIC,           # the link is the credential
     ("unsubscribe", "POST"): PUBLIC,          # one click, from a mail client too
+    ("ses_webhook", "POST"): PUBLIC,          # its SNS signature is the credential (guestguard-ses)
     # --- one's own account -------------------------------------------------------
     ("api_me", "GET"): PEOPLE,
     ("api_me", "PATCH"): PEOPLE,

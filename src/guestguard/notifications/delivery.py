@@ -13,7 +13,7 @@ import datetime as dt
 import logging
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from guestguard.db import utcnow
 from guestguard.notifications.models import Notification
@@ -61,6 +61,18 @@ def announce(ctx, notification: Notification, name: str, **extra: Any) -> None:
                     **extra}, notification.workspace_id)
 
 
+def reported(ctx, provider: str, provider_message_id: str) -> Notification | None:
+    """The notification a provider's report is about, locked for the update."""
+    return ctx.db.scalars(
+        select(Notification)
+        .where(Notification.provider == provider, Notification.provider_message_id == provider_message_id)
+        .limit(1).with_for_update()).first()
+
+
+def unknown(provider: str, provider_message_id: str) -> str:
+    return f"no notification sent through {provider} has message id {provider_message_id!r}: nothing to update"
+
+
 def advance_delivery(ctx, provider: str, provider_message_id: str, state: str,
                      detail: str | None = None, at: dt.datetime | None = None) -> str:
     """Apply a provider's report about the message it knows as
@@ -71,12 +83,9 @@ def advance_delivery(ctx, provider: str, provider_message_id: str, state: str,
     inbox's note); a message id no notification has is no error."""
     if state not in REPORTS:
         raise ValueError(f"{state!r} is not a delivery report (one of {', '.join(REPORTS)})")
-    notification = ctx.db.scalars(
-        select(Notification)
-        .where(Notification.provider == provider, Notification.provider_message_id == provider_message_id)
-        .limit(1).with_for_update()).first()
+    notification = reported(ctx, provider, provider_message_id)
     if notification is None:
-        return f"no notification sent through {provider} has message id {provider_message_id!r}: nothing to update"
+        return unknown(provider, provider_message_id)
     before = notification.delivery_state
     if not set_delivery_state(notification, state, detail, at):
         return f"notification {notification.id} is {before}: a later report, {state}, changes nothing"
@@ -93,3 +102,39 @@ def advance_delivery(ctx, provider: str, provider_message_id: str, state: str,
         announce(ctx, notification, event, **({"detail": detail} if detail else {}))
     log.info("notification %s: %s reports %s", notification.id, provider, state)
     return note
+
+
+SOFT_BOUNCE = "soft bounce"
+
+
+def soft_bounce(ctx, provider: str, provider_message_id: str, detail: str, at: dt.datetime | None = None, *,
+                window: dt.timedelta, limit: int) -> str:
+    """A temporary failure the provider reports (a full mailbox, an
+    out-of-office reply). After the message was delivered it is an
+    auto-reply and changes nothing. Otherwise the message keeps its state
+    with the soft bounce noted in ``delivery_detail``, and when this makes
+    ``limit`` soft-bounced messages to the address within ``window``, this
+    one is ``failed`` (the address is not suppressed: a full mailbox
+    empties). Returns what was done, in words."""
+    at = at or utcnow()
+    notification = reported(ctx, provider, provider_message_id)
+    if notification is None:
+        return unknown(provider, provider_message_id)
+    if notification.delivery_state != SENT:
+        return (f"notification {notification.id} is {notification.delivery_state}: a soft bounce "
+                f"({detail}) changes nothing" + (" (an auto-reply)" if notification.delivery_state == DELIVERED
+                                                 else ""))
+    notification.delivery_detail = f"{SOFT_BOUNCE}: {detail}"[:500]
+    notification.updated_at = at
+    ctx.db.flush()
+    bounced = ctx.db.scalar(
+        select(func.count()).select_from(Notification).where(
+            Notification.channel == notification.channel, Notification.recipient == notification.recipient,
+            Notification.delivery_state == SENT, Notification.delivery_detail.startswith(f"{SOFT_BOUNCE}:"),
+            Notification.updated_at > at - window))
+    if bounced < limit:
+        return f"notification {notification.id}: {SOFT_BOUNCE} {bounced} of {limit} to this address ({detail})"
+    hours = round(window.total_seconds() / 3600)
+    advance_delivery(ctx, provider, provider_message_id, FAILED,
+                     f"{bounced} soft bounces to this address within {hours} h (last: {detail})", at)
+    return f"notification {notification.id}: sent -> failed ({bounced} soft bounces within {hours} h)"
