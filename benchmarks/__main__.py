@@ -33,6 +33,9 @@ same run, so the figures compare across machines. Nothing here asserts.
    corpus replayed through the invitation pages, and each access rule's
    precision, recall and false-positive rate on the tuning and held-out
    halves. Not a speed: how often a host is told the truth.
+9. Webhook intake (benchmarks/webhooks.py): signed SNS notifications
+   verified and stored through ``POST /webhooks/ses`` against a bare insert
+   of the same inbox rows. Skipped without guestguard-ses.
 """
 from __future__ import annotations
 
@@ -52,7 +55,7 @@ from guestguard.notifications.models import Notification
 from guestguard.notifications.services import queue_notification
 from guestguard.testing import migrate
 
-from benchmarks import events, guard, hotpath
+from benchmarks import events, guard, hotpath, webhooks
 
 REQUESTS = 2000
 MESSAGES = 300
@@ -192,6 +195,7 @@ def main() -> int:
     print(evaluation.report(evaluation.replay(corpus)))
     print("the same without a network database (address prefixes only)")
     print(evaluation.report(evaluation.replay(corpus, network_database=False)))
+    webhooks.main()
     return 0
 
 

@@ -79,8 +79,9 @@ def test_the_canonical_string_is_what_amazon_documents():
                "Timestamp": "T", "Token": "K", "SubscribeURL": "U"}
     assert sns.canonical_string(confirm) == (b"Message\nM\nMessageId\nid\nSubscribeURL\nU\nTimestamp\nT\n"
                                              b"Token\nK\nTopicArn\narn\nType\nSubscriptionConfirmation\n")
-    with pytest.raises(sns.Refused, match="unknown message Type 'Other'"):
+    with pytest.raises(sns.Refused, match="unknown message Type 'Other'") as refused:
         sns.canonical_string({"Type": "Other"})
+    assert refused.value.forged is False
 
 
 @pytest.mark.parametrize("field, value", [
@@ -179,7 +180,7 @@ def test_a_message_more_than_an_hour_old_or_from_the_future_is_refused(signer, f
         assert check(message, fetch) is message
         return
     refused = refusal(message, fetch)
-    assert not refused.forged
+    assert refused.forged is False
     assert str(refused) == ("the message is more than an hour old" if age > dt.timedelta(0)
                             else "the message is dated in the future")
     assert fetch.urls == []
@@ -234,13 +235,32 @@ def test_only_amazons_https_certificate_urls_are_fetched(signer, fetch, url, rea
 
 
 def test_a_certificate_url_that_is_not_text_is_refused():
-    with pytest.raises(sns.Refused, match="SubscribeURL is not a URL"):
+    with pytest.raises(sns.Refused, match="SubscribeURL is not a URL") as refused:
         sns.check_amazon_url(None, POLICY, "SubscribeURL")
+    assert refused.value.forged is True
+
+
+def test_a_url_without_a_host_is_refused_whatever_the_pattern():
+    with pytest.raises(sns.Refused, match="not on an Amazon SNS host"):
+        sns.check_amazon_url("https:///cert.pem", sns.Policy(hosts=".*"), "SigningCertURL")
+
+
+def test_a_missing_timestamp_is_refused():
+    with pytest.raises(sns.Refused) as refused:
+        sns.parse_timestamp(None)
+    assert (str(refused.value), refused.value.forged) == ("Timestamp is missing", False)
+
+
+def test_a_signature_with_characters_outside_base64_is_refused(signer, fetch):
+    message = signer.sign(event())
+    message["Signature"] += "*"  # a lax decoder would drop it and verify
+    assert str(refusal(message, fetch)) == "Signature is not base64"
 
 
 def test_the_test_policy_takes_plain_http_on_its_own_host_only():
     local = sns.Policy(hosts=r"^127\.0\.0\.1$", allow_http=True)
     assert sns.check_certificate_url("http://127.0.0.1:81/c.pem", local) == "http://127.0.0.1:81/c.pem"
+    assert sns.check_certificate_url("https://127.0.0.1:81/c.pem", local) == "https://127.0.0.1:81/c.pem"
     with pytest.raises(sns.Refused, match="not on an Amazon SNS host"):
         sns.check_certificate_url("http://sns.eu-west-1.amazonaws.com/c.pem", local)
     with pytest.raises(sns.Refused, match="must use https"):
@@ -311,6 +331,17 @@ def test_certificates_are_fetched_once_and_the_cache_is_bounded(signer):
     cache("b")
     assert pems.urls == ["a", "b", "c", "b"], "b was dropped when c came"
     assert len(cache._certificates) == 2
+
+
+def test_sixteen_certificates_are_kept_by_default(signer):
+    pems = Fetcher(signer.pem)
+    cache = sns.CertificateCache(pems)
+    for index in range(17):
+        cache(str(index))
+    cache("1")
+    assert pems.urls.count("1") == 1
+    cache("0")
+    assert pems.urls.count("0") == 2, "the 17th pushed out the least recently used"
 
 
 def test_a_certificate_url_serving_something_else_is_unavailable():

@@ -90,7 +90,7 @@ def check_amazon_url(url: Any, policy: Policy, what: str) -> str:
         raise Refused(f"{what} must use https", forged=True)
     if parts.username is not None or parts.password is not None:
         raise Refused(f"{what} must not carry credentials", forged=True)
-    if not re.fullmatch(policy.hosts, parts.hostname or ""):
+    if not parts.hostname or not re.fullmatch(policy.hosts, parts.hostname):
         raise Refused(f"{what} is not on an Amazon SNS host", forged=True)
     return url
 
