@@ -13,12 +13,13 @@ down at intake) is queued again by the reaper, as every durable job is.
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from guestguard.db import utcnow
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 # Seconds before each retry of a handler that raised; then the row is failed.
 RETRY_BACKOFF = (1, 5, 30, 300, 1800)
+PURGE_BATCH = 1000
 MAX_EVENT_ID = 255
 MAX_HEADERS = 20
 
@@ -136,3 +138,15 @@ def record_failure(ctx, claimed: Claimed, error: str) -> None:
                   entry.id, entry.provider, entry.attempts)
     else:
         enqueue_job(ctx, entry, eta=retry_at)
+
+
+def purge_processed(ctx) -> int:
+    """Delete up to PURGE_BATCH webhooks processed more than
+    ``webhooks.retention_days`` ago (their bodies name people); pending and
+    failed ones stay. Returns how many went."""
+    cutoff = utcnow() - dt.timedelta(days=ctx.settings["webhooks.retention_days"])
+    ids = list(ctx.db.scalars(select(InboxEntry.id).where(
+        InboxEntry.processed_at.is_not(None), InboxEntry.processed_at < cutoff).limit(PURGE_BATCH)))
+    if ids:
+        ctx.db.execute(delete(InboxEntry).where(InboxEntry.id.in_(ids)))
+    return len(ids)
