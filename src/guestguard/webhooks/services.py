@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from guestguard.db import utcnow
 from guestguard.inputs import text_problem
 from guestguard.plugins import InboundWebhook, WebhookHandler
-from guestguard.tasks import claim_job, enqueue_job, fail_job, finish_job, still_claimed
+from guestguard.tasks import claim_job, enqueue_job, fail_job, finish_job, replay_failed, still_claimed
 from guestguard.webhooks.models import InboxEntry
 
 log = logging.getLogger(__name__)
@@ -150,3 +150,19 @@ def purge_processed(ctx) -> int:
     if ids:
         ctx.db.execute(delete(InboxEntry).where(InboxEntry.id.in_(ids)))
     return len(ids)
+
+
+def listing(ctx, status: str | None = None, provider: str | None = None, limit: int = 50) -> list[InboxEntry]:
+    """Stored webhooks, oldest first, of one status and provider or all."""
+    query = select(InboxEntry).order_by(InboxEntry.received_at, InboxEntry.id).limit(limit)
+    if status:
+        query = query.where(InboxEntry.status == status)
+    if provider:
+        query = query.where(InboxEntry.provider == provider)
+    return list(ctx.db.scalars(query))
+
+
+def replay(ctx, entry_ids: list[uuid.UUID] | None = None) -> list[InboxEntry]:
+    """Process failed webhooks (those named, or every failed one) again, with
+    fresh attempts. Raises NotReplayable for a named one that has not failed."""
+    return replay_failed(ctx, InboxEntry, entry_ids, "webhook", order=(InboxEntry.received_at, InboxEntry.id))
