@@ -294,3 +294,11 @@ def test_send_test_sends_through_ses(tmp_path, db_url, ses, make_app):
     stored = call(worker, lambda ctx: [(n.status, n.provider, n.provider_message_id)
                                        for n in ctx.db.scalars(select(Notification))])
     assert stored == [("succeeded", "ses", sent["id"])]
+
+
+def test_sending_through_ses_without_a_topic_is_said_at_startup(make_app, ses, caplog):
+    make_app({**ses_settings(ses), "ses.sns_topic_arns": ""})
+    assert any("ses.sns_topic_arns is empty" in record.getMessage() for record in caplog.records)
+    caplog.clear()
+    make_app(ses_settings(ses))
+    assert not any("ses.sns_topic_arns" in record.getMessage() for record in caplog.records)

@@ -9,6 +9,7 @@ the core's webhook inbox, and the worker applies it (``events``).
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from collections.abc import Mapping
 from functools import partial
@@ -21,6 +22,8 @@ from guestguard_ses.events import SESEvents
 from guestguard_ses.provider import SESConfig, SESProvider
 
 __all__ = ["SESConfig", "SESEvents", "SESProvider"]
+
+log = logging.getLogger(__name__)
 
 # Signing certificates kept in memory; Amazon uses one or two at a time.
 CERTIFICATE_CACHE_SIZE = 16
@@ -122,6 +125,9 @@ def configure(config) -> None:
     from guestguard_ses.views import Stored, ses_events
 
     settings = config.get_settings()
+    if settings.get("notifications.email.provider") == "ses" and not settings["ses.sns_topic_arns"]:
+        log.warning("email goes through Amazon SES but ses.sns_topic_arns is empty: /webhooks/ses refuses "
+                    "every SNS message, so bounces and complaints are not heard")
     config.registry["ses.sns_policy"] = sns_policy(settings)
     config.registry["ses.certificates"] = sns.CertificateCache(
         partial(_fetch_certificate, settings["ses.sns_timeout"]), CERTIFICATE_CACHE_SIZE)
