@@ -40,6 +40,9 @@ same run, so the figures compare across machines. Nothing here asserts.
 10. Fan-out through the worker (benchmarks/fanout.py): one send to 5,000
    guests delivered by a worker process to a null provider, against 5,000
    no-op Huey tasks through the same worker and queue. Skipped like part 5.
+11. Webhook intake (benchmarks/webhooks.py): signed SNS notifications
+   verified and stored through ``POST /webhooks/ses`` against a bare insert
+   of the same inbox rows. Skipped without guestguard-ses.
 """
 from __future__ import annotations
 
@@ -59,7 +62,7 @@ from guestguard.notifications.models import Notification
 from guestguard.notifications.services import queue_notification
 from guestguard.testing import migrate
 
-from benchmarks import events, fanout, guard, hotpath, imports
+from benchmarks import events, fanout, guard, hotpath, imports, webhooks
 
 REQUESTS = 2000
 MESSAGES = 300
@@ -201,6 +204,7 @@ def main() -> int:
     print("the same without a network database (address prefixes only)")
     print(evaluation.report(evaluation.replay(corpus, network_database=False)))
     fanout.main()
+    webhooks.main()
     return 0
 
 

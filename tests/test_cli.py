@@ -176,6 +176,52 @@ def test_events_list_and_replay_dead_ones(ini, tmp_path):
     assert "no dead domain events" in run("events", "list", str(ini), "--status", "dead", env=queue).stderr
 
 
+def test_webhooks_list_and_replay_failed_ones(ini, tmp_path):
+    import datetime as dt
+    import uuid
+
+    from sqlalchemy import insert, select
+
+    from guestguard.webhooks.models import InboxEntry
+
+    assert run("migrate", str(ini)).returncode == 0
+    engine = create_engine(f"sqlite:///{tmp_path}/var/guestguard.sqlite")
+    failed, done = uuid.uuid4(), uuid.uuid4()
+    now = dt.datetime.now(dt.UTC)
+    with engine.begin() as connection:
+        for entry_id, status, event_id, at in ((failed, "failed", "sns-1", now),
+                                               (done, "succeeded", "sns-2", now + dt.timedelta(seconds=1))):
+            connection.execute(insert(InboxEntry).values(
+                id=entry_id, provider="ses", event_id=event_id, received_at=at, body="{}", headers={},
+                status=status, attempts=6 if status == "failed" else 1, next_attempt_at=now,
+                note="notification x: sent -> delivered" if status == "succeeded" else None,
+                last_error="FetchFailed: answered 404" if status == "failed" else None))
+    queue = {"GG_HUEY_URL": f"sqlite:///{tmp_path}/queue.sqlite"}
+
+    listed = run("webhooks", "list", str(ini), "--status", "failed", env=queue)
+    assert listed.returncode == 0, listed.stderr
+    [line] = listed.stdout.splitlines()
+    assert line.startswith(f"{failed}  failed  attempts=6  ") and line.endswith("ses  sns-1  FetchFailed: answered 404")
+    assert run("webhooks", "list", str(ini), "--provider", "ses", env=queue).stdout.splitlines()[1].endswith(
+        "sns-2  notification x: sent -> delivered")
+    assert "no webhooks" in run("webhooks", "list", str(ini), "--provider", "twilio", env=queue).stderr
+
+    refused = run("webhooks", "replay", str(ini), str(done), env=queue)
+    assert refused.returncode == 1 and f"webhook {done} is succeeded, not failed" in refused.stderr
+    assert run("webhooks", "replay", str(ini), "not-an-id", env=queue).returncode == 2
+    replayed = run("webhooks", "replay", str(ini), "--failed", env=queue)
+    assert replayed.returncode == 0, replayed.stderr
+    assert f"replayed {failed}" in replayed.stdout and "1 webhook(s) queued again" in replayed.stdout
+    with engine.connect() as connection:
+        status = connection.execute(select(InboxEntry.status, InboxEntry.attempts, InboxEntry.last_error)
+                                    .where(InboxEntry.id == failed)).one()
+        audited = connection.exec_driver_sql("SELECT action FROM audit_events").scalars().all()
+    engine.dispose()
+    assert status[:2] == ("pending", 0)
+    assert status[2].endswith("last error: FetchFailed: answered 404")
+    assert audited == ["webhook.replayed"]
+
+
 def select_status(event_id):
     from sqlalchemy import select
 

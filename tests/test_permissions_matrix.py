@@ -131,6 +131,7 @@ SPEC = {
     ("unsubscribe", "POST"): PUBLIC,          # one click, from a mail client too
     ("twilio_status", "POST"): SIGNED,        # plugin guestguard-twilio
     ("twilio_inbound", "POST"): SIGNED,
+    ("ses_webhook", "POST"): PUBLIC,          # its SNS signature is the credential (guestguard-ses)
     # --- one's own account -------------------------------------------------------
     ("api_me", "GET"): PEOPLE,
     ("api_me", "PATCH"): PEOPLE,

@@ -22,6 +22,7 @@ from guestguard.testing import DomainEvents, drain, free_port, in_request
 from guestguard.webhooks import InvalidWebhook, receive
 from guestguard.webhooks.models import InboxEntry
 from guestguard.webhooks.services import RETRY_BACKOFF
+from guestguard.webhooks.tasks import purge_processed_webhooks
 
 T0 = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -327,3 +328,24 @@ def test_a_send_refused_for_good_is_failed_in_its_delivery_state_too(make_app):
 def test_two_handlers_for_one_provider_stop_startup(make_app, relay):
     with pytest.raises(SettingsError, match="two webhook handlers are for provider 'relay'"):
         make_app(plugins=[("relay", relay), ("again", Relay())])
+
+
+def test_processed_webhooks_go_after_the_retention_period_and_failed_ones_stay(make_app):
+    relay = Relay(failures=len(RETRY_BACKOFF) + 1)
+    app = make_app({"huey.immediate": "false", "webhooks.retention_days": "30"}, plugins=[("relay", relay)])
+    registry = app.app.registry
+    with time_machine.travel(T0, tick=False) as clock:
+        deliver(app, "failing", report("console-x", "delivered"))
+        for pause in (0, *RETRY_BACKOFF):
+            clock.shift(pause)
+            drain(registry["huey"])
+        deliver(app, "old", report("console-x", "delivered"))
+        drain(registry["huey"])
+        clock.shift(dt.timedelta(days=30, seconds=-1))
+        deliver(app, "recent", report("console-x", "delivered"))
+        drain(registry["huey"])
+        assert run_task_now(registry, purge_processed_webhooks) == 0, "not yet 30 days"
+        clock.shift(2)
+        assert run_task_now(registry, purge_processed_webhooks) == 1
+    assert sorted((entry.event_id, entry.status) for entry in entries(app)) == [
+        ("failing", "failed"), ("recent", "succeeded")]

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "var" / "mutation"
 EQUIVALENTS = ROOT / "tests" / "mutation-equivalents.txt"
 THRESHOLD = 90.0
-LINKED = ("src", "tests", "conftest.py", "migrations", "templates", "development.ini", "production.ini",
+LINKED = ("tests", "plugins", "conftest.py", "migrations", "templates", "development.ini", "production.ini",
           "pyproject.toml")
 KILLED = {1, 3, 24, -24, 152, 255, 36, -11, -9, 37}  # failed, errored, timed out, crashed, refused by types
 NO_TESTS = {5, 33}
@@ -50,6 +50,10 @@ class Target:
     tests: tuple[str, ...]
     # Lines left unmutated (regular expressions), each for a stated reason.
     unmutated: tuple[str, ...] = ()
+    # Where the mutated modules live: the core's src, or a plugin's (mutmut
+    # mutates under src/ only, so the scratch directory's src points there;
+    # the core is then imported as installed).
+    source: str = "src"
 
 
 # The security-critical core. An area that lands with a check of its own
@@ -106,6 +110,10 @@ TARGETS = (
         "carries_key", "presented_key", "_digest", "_raw", "caller_of", "fingerprint_of", "KeyInUse.__init__",
         "claim", "keep", "replay", "kept_answer", "idempotency_deriver", "gone_deriver")},
         ("tests/test_idempotency_rules.py",)),
+    Target("sns", {"guestguard_ses.sns": (
+        "canonical_string", "check_amazon_url", "check_certificate_url", "parse_timestamp", "check_fresh",
+        "check_shape", "check_signature", "verify", "CertificateCache.__init__", "CertificateCache.__call__")},
+        ("plugins/guestguard-ses/tests/test_sns.py",), source="plugins/guestguard-ses/src"),
 )
 
 
@@ -136,8 +144,13 @@ def mutmut_config(target: Target) -> str:
     files = "\n".join(f"    {module_path(module)}" for module in target.functions)
     tests = "\n".join(f"    {test}" for test in target.tests)
     unmutated = "\n".join(f"    {pattern}" for pattern in target.unmutated)
+    # A plugin's tests (with their conftest) are copied beside the core's.
+    plugin_tests = sorted({str(Path(test.split("::")[0]).parent) for test in target.tests
+                           if test.startswith("plugins/")})
+    copied = "".join(f"    {path}\n" for path in plugin_tests)
     return (f"\n[mutmut]\nsource_paths = src\nonly_mutate =\n{files}\n"
             "also_copy =\n    conftest.py\n    migrations\n    templates\n    development.ini\n    production.ini\n"
+            f"{copied}"
             f"pytest_add_cli_args_test_selection =\n{tests}\n"
             + (f"do_not_mutate_patterns =\n{unmutated}\n" if target.unmutated else "")
             + "use_git_change_detection = false\n")
@@ -150,6 +163,7 @@ def prepare(target: Target) -> Path:
     workdir.mkdir(parents=True)
     for name in LINKED:
         (workdir / name).symlink_to(ROOT / name)
+    (workdir / "src").symlink_to(ROOT / target.source)
     (workdir / "setup.cfg").write_text((ROOT / "setup.cfg").read_text() + mutmut_config(target))
     return workdir
 
@@ -270,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
         name, _, tests = override.partition("=")
         if name not in by_name:
             parser.error(f"--tests: unknown target {name!r}")
-        by_name[name] = Target(name, by_name[name].functions, tuple(tests.split(",")), by_name[name].unmutated)
+        by_name[name] = Target(name, by_name[name].functions, tuple(tests.split(",")), by_name[name].unmutated,
+                               by_name[name].source)
     if args.list:
         for target in TARGETS:
             print(f"{target.name}: {', '.join(target.functions)}  <- {' '.join(target.tests)}")

@@ -32,11 +32,13 @@ from guestguard.plugins import DomainEvent
 from guestguard.tasks import (
     PENDING,
     DurableJobMixin,
+    NotReplayable,  # noqa: F401 (what replay raises, for its callers)
     claim_job,
     enqueue_job,
     fail_job,
     finish_job,
     hold_lease,
+    replay_failed,
     still_claimed,
 )
 
@@ -239,35 +241,12 @@ def listing(ctx, status: str | None = None, limit: int = 50) -> list[DomainEvent
     return list(ctx.db.scalars(query))
 
 
-class NotReplayable(Exception):
-    """The event named cannot be replayed (unknown, or not dead)."""
-
-
 def replay(ctx, event_ids: list[uuid.UUID] | None = None) -> list[DomainEventRow]:
     """Put dead events (those named, or every dead one) back to pending with
     fresh attempts and queue them; listeners that had them are not called
     again. Raises NotReplayable for a named event that is not dead."""
-    if event_ids is None:
-        rows = list(ctx.db.scalars(select(DomainEventRow).where(DomainEventRow.status == DEAD)
-                                   .order_by(DomainEventRow.occurred_at, DomainEventRow.id)
-                                   .with_for_update()))
-    else:
-        rows = []
-        for event_id in event_ids:
-            row = ctx.db.get(DomainEventRow, event_id, with_for_update=True)
-            if row is None:
-                raise NotReplayable(f"no domain event {event_id}")
-            if row.status != DEAD:
-                raise NotReplayable(f"domain event {event_id} is {row.status}, not dead: nothing to replay")
-            rows.append(row)
-    now = utcnow()
-    for row in rows:
-        row.status, row.attempts, row.next_attempt_at, row.claimed_at = PENDING, 0, now, None
-        row.last_error = f"replayed by an operator at {now.isoformat()}; last error: {row.last_error}"[:2000]
-    ctx.db.flush()
-    for row in rows:
-        enqueue_job(ctx, row)
-    return rows
+    return replay_failed(ctx, DomainEventRow, event_ids, "domain event",
+                         order=(DomainEventRow.occurred_at, DomainEventRow.id))
 
 
 def purge_delivered(request) -> int:

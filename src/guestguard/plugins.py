@@ -544,7 +544,8 @@ def by_name(items: Iterable[Any], interface: type, what: str, key: str = "name")
             raise SettingsError(f"{what} {item!r} does not implement {interface.__name__}")
         name = getattr(item, key)
         if name in indexed:
-            raise SettingsError(f"two {what}s are for {key} {name!r}")
+            said = "named" if key == "name" else f"for {key}"
+            raise SettingsError(f"two {what}s are {said} {name!r}")
         indexed[name] = item
     return indexed
 

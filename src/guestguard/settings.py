@@ -342,6 +342,8 @@ CORE_SETTINGS: tuple[Setting, ...] = (
             "Largest JSON body the API accepts; larger gets 413."),
     Setting("webhooks.max_payload_bytes", as_int(1024, 10 * 1024 * 1024), 262144,
             "Largest webhook body the inbox stores; a provider's view refuses a larger one (413)."),
+    Setting("webhooks.retention_days", as_int(1, 3650), 30,
+            "Days a processed webhook is kept (its body names people); failed ones stay."),
     Setting("idempotency.ttl_hours", as_int(1, 720), 24,
             "Hours the first answer to an Idempotency-Key is kept and replayed to repeats."),
     Setting("idempotency.wait_seconds", as_int(1, 300), 10,

@@ -527,6 +527,39 @@ def postpone_job(job, until: dt.datetime, note: str) -> None:
         job.last_error = note[:2000]
 
 
+class NotReplayable(Exception):
+    """A job named for a replay is unknown, or has not failed."""
+
+
+def replay_failed(ctx, model: type, job_ids: Sequence[Any] | None, what: str,
+                  order: Sequence[Any] = ()) -> list:
+    """Put failed jobs of ``model`` (those named, or every failed one, in
+    ``order``) back to pending with fresh attempts, their last error kept
+    in words, and queue them: an operator's second chance. Raises
+    NotReplayable, naming it as ``what``, for a named job that has not failed."""
+    failed = model.failed_status
+    if job_ids is None:
+        rows = list(ctx.db.scalars(select(model).where(model.status == failed)
+                                   .order_by(*(order or (model.next_attempt_at, model.id))).with_for_update()))
+    else:
+        rows = []
+        for job_id in job_ids:
+            row = ctx.db.get(model, job_id, with_for_update=True)
+            if row is None:
+                raise NotReplayable(f"no {what} {job_id}")
+            if row.status != failed:
+                raise NotReplayable(f"{what} {job_id} is {row.status}, not {failed}: nothing to replay")
+            rows.append(row)
+    now = utcnow()
+    for row in rows:
+        row.status, row.attempts, row.next_attempt_at, row.claimed_at = PENDING, 0, now, None
+        row.last_error = f"replayed by an operator at {now.isoformat()}; last error: {row.last_error}"[:2000]
+    ctx.db.flush()
+    for row in rows:
+        enqueue_job(ctx, row)
+    return rows
+
+
 def reap(request, now: dt.datetime | None = None) -> int:
     """Re-enqueue jobs whose task was lost or whose lease lapsed. Returns how
     many were re-enqueued. Works ``jobs.reaper_batch`` rows of a kind per

@@ -14,7 +14,7 @@ import logging
 import re
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import object_session
@@ -159,3 +159,39 @@ def advance_delivery(ctx, provider: str, provider_message_id: str, state: str,
         announce(ctx, notification, event, **({"detail": detail} if detail else {}))
     log.info("notification %s: %s reports %s", notification.id, provider, state)
     return note
+
+
+SOFT_BOUNCE = "soft bounce"
+
+
+def soft_bounce(ctx, provider: str, provider_message_id: str, detail: str, at: dt.datetime | None = None, *,
+                window: dt.timedelta, limit: int) -> str:
+    """A temporary failure the provider reports (a full mailbox, an
+    out-of-office reply). After the message was delivered it is an
+    auto-reply and changes nothing. Otherwise the message keeps its state
+    with the soft bounce noted in ``delivery_detail``, and when this makes
+    ``limit`` soft-bounced messages to the address within ``window``, this
+    one is ``failed`` (the address is not suppressed: a full mailbox
+    empties). Returns what was done, in words."""
+    at = at or utcnow()
+    notification = sent_through(ctx, provider, provider_message_id)
+    if notification is None:
+        return unknown(provider, provider_message_id)
+    if notification.delivery_state != SENT:
+        return (f"notification {notification.id} is {notification.delivery_state}: a soft bounce "
+                f"({detail}) changes nothing" + (" (an auto-reply)" if notification.delivery_state == DELIVERED
+                                                 else ""))
+    notification.delivery_detail = f"{SOFT_BOUNCE}: {detail}"[:500]
+    notification.updated_at = at
+    ctx.db.flush()
+    bounced = ctx.db.scalar(
+        select(func.count()).select_from(Notification).where(
+            Notification.channel == notification.channel, Notification.recipient == notification.recipient,
+            Notification.delivery_state == SENT, Notification.delivery_detail.startswith(f"{SOFT_BOUNCE}:"),
+            Notification.updated_at > at - window))
+    if bounced < limit:
+        return f"notification {notification.id}: {SOFT_BOUNCE} {bounced} of {limit} to this address ({detail})"
+    hours = round(window.total_seconds() / 3600)
+    advance_delivery(ctx, provider, provider_message_id, FAILED,
+                     f"{bounced} soft bounces to this address within {hours} h (last: {detail})", at)
+    return f"notification {notification.id}: sent -> failed ({bounced} soft bounces within {hours} h)"

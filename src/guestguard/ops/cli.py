@@ -147,48 +147,84 @@ def cmd_events_list(args) -> int:
     from guestguard.domain import listing
 
     with _transaction(args.ini) as ctx:
-        lines = [_event_line(row) for row in listing(ctx, args.status, args.limit)]
+        lines = [_job_line(row, row.occurred_at, row.name, row.aggregate or "-", row.last_error)
+                 for row in listing(ctx, args.status, args.limit)]
+    return _print_listing(lines, args.status, "domain events")
+
+
+def _job_line(row, at, *fields: str | None) -> str:
+    """One durable job for a listing: id, status, attempts, time, then
+    ``fields`` (the last one, an error or a note, on one line and cut)."""
+    *named, said = fields
+    return "  ".join((str(row.id), row.status, f"attempts={row.attempts}", at.isoformat(timespec="seconds"),
+                      *named, " ".join((said or "").split())[:200]))
+
+
+def _print_listing(lines: list[str], status: str | None, what: str) -> int:
     for line in lines:
         print(line)
     if not lines:
-        print(f"no {args.status + ' ' if args.status else ''}domain events", file=sys.stderr)
+        print(f"no {status + ' ' if status else ''}{what}", file=sys.stderr)
     return 0
-
-
-def _event_line(row) -> str:
-    error = " ".join((row.last_error or "").split())
-    return "  ".join((str(row.id), row.status, f"attempts={row.attempts}",
-                      row.occurred_at.isoformat(timespec="seconds"), row.name, row.aggregate or "-",
-                      error[:200]))
 
 
 def cmd_events_replay(args) -> int:
     """Put dead events back to pending and queue their delivery."""
+    from guestguard.domain import replay
+
+    return _replay(args, "events", "event", args.dead, "--dead", replay, "domain_event",
+                   "domain event(s) queued again; a worker delivers them")
+
+
+def cmd_webhooks_list(args) -> int:
+    """Stored provider webhooks of one status (or all), oldest first."""
+    from guestguard.webhooks.services import listing
+
+    with _transaction(args.ini) as ctx:
+        lines = [_job_line(row, row.received_at, row.provider, row.event_id, row.last_error or row.note)
+                 for row in listing(ctx, args.status, args.provider, args.limit)]
+    return _print_listing(lines, args.status, "webhooks")
+
+
+def cmd_webhooks_replay(args) -> int:
+    """Process failed webhooks again."""
+    from guestguard.webhooks.services import replay
+
+    return _replay(args, "webhooks", "webhook", args.failed, "--failed", replay, "webhook",
+                   "webhook(s) queued again; a worker processes them")
+
+
+def _replay(args, command: str, what: str, every: bool, every_flag: str, replay, audited: str,
+            done: str) -> int:
+    """``guestguard <command> replay``: the one named by ``args.id``, or
+    every failed one when ``every``; audited as ``<audited>.replayed``."""
     import uuid
 
     from guestguard.audit.services import record
-    from guestguard.domain import NotReplayable, replay
+    from guestguard.tasks import NotReplayable
 
-    if bool(args.id) == bool(args.dead):
-        print("guestguard: events replay: name one event id or --dead", file=sys.stderr)
+    if bool(args.id) == bool(every):
+        print(f"guestguard: {command} replay: name one {what} id or {every_flag}", file=sys.stderr)
         return 2
     try:
-        ids = None if args.dead else [uuid.UUID(args.id)]
+        ids = None if every else [uuid.UUID(args.id)]
     except ValueError:
-        print(f"guestguard: events replay: {args.id!r} is not an event id", file=sys.stderr)
+        print(f"guestguard: {command} replay: {args.id!r} is not {'an' if what[0] in 'aeiou' else 'a'} {what} id",
+              file=sys.stderr)
         return 2
     try:
         with _transaction(args.ini) as ctx:
             rows = replay(ctx, ids)
             for row in rows:
-                record(ctx, "domain_event.replayed", target_type="domain_event", target_id=row.id, name=row.name)
+                record(ctx, f"{audited}.replayed", target_type=audited, target_id=row.id,
+                       name=getattr(row, "name", None) or getattr(row, "provider", None))
             replayed = [str(row.id) for row in rows]
     except NotReplayable as exc:
-        print(f"guestguard: events replay: {exc}", file=sys.stderr)
+        print(f"guestguard: {command} replay: {exc}", file=sys.stderr)
         return 1
-    for event_id in replayed:
-        print(f"replayed {event_id}")
-    print(f"{len(replayed)} domain event(s) queued again; a worker delivers them")
+    for row_id in replayed:
+        print(f"replayed {row_id}")
+    print(f"{len(replayed)} {done}")
     return 0
 
 
@@ -311,6 +347,31 @@ def _positive(value: str) -> int:
     return number
 
 
+def _add_outbox_commands(sub) -> None:
+    """``events`` (domain events, the plugins' outbox) and ``webhooks`` (the
+    providers' inbox): each lists its rows and replays the failed ones."""
+    for command, what, statuses, flag, words, listing, replaying in (
+        ("events", "domain event", ("pending", "running", "delivered", "dead"), "--dead", "deliver dead",
+         cmd_events_list, cmd_events_replay),
+        ("webhooks", "webhook", ("pending", "running", "succeeded", "failed"), "--failed", "process failed",
+         cmd_webhooks_list, cmd_webhooks_replay),
+    ):
+        parser = sub.add_parser(command, help=f"list and replay {what}s")
+        commands = parser.add_subparsers(dest=f"{command}_command", required=True)
+        listed = commands.add_parser("list", help=f"list {what}s, oldest first")
+        listed.add_argument("ini")
+        listed.add_argument("--status", choices=statuses)
+        if command == "webhooks":
+            listed.add_argument("--provider", help="one provider's (ses, twilio...)")
+        listed.add_argument("--limit", type=_positive, default=50, help="at most this many (50)")
+        listed.set_defaults(func=listing)
+        replayed = commands.add_parser("replay", help=f"{words} {what}s again")
+        replayed.add_argument("ini")
+        replayed.add_argument("id", nargs="?", help=f"the id of one {flag[2:]} {what}")
+        replayed.add_argument(flag, action="store_true", help=f"every {flag[2:]} {what}")
+        replayed.set_defaults(func=replaying)
+
+
 def _add_suppression_commands(sub) -> None:
     suppression = sub.add_parser("suppression", help="list, add or lift suppressed addresses")
     suppression_sub = suppression.add_subparsers(dest="suppression_command", required=True)
@@ -384,19 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
     send_test.add_argument("--channel", choices=("email", "sms"), default="email")
     send_test.set_defaults(func=cmd_send_test)
 
-    events = sub.add_parser("events", help="list and replay domain events (the plugins' outbox)")
-    events_sub = events.add_subparsers(dest="events_command", required=True)
-    events_list = events_sub.add_parser("list", help="list domain events, oldest first")
-    events_list.add_argument("ini")
-    events_list.add_argument("--status", choices=("pending", "running", "delivered", "dead"))
-    events_list.add_argument("--limit", type=_positive, default=50, help="at most this many (50)")
-    events_list.set_defaults(func=cmd_events_list)
-    events_replay = events_sub.add_parser("replay", help="deliver dead domain events again")
-    events_replay.add_argument("ini")
-    events_replay.add_argument("id", nargs="?", help="the id of one dead event")
-    events_replay.add_argument("--dead", action="store_true", help="every dead event")
-    events_replay.set_defaults(func=cmd_events_replay)
-
+    _add_outbox_commands(sub)
     _add_suppression_commands(sub)
     _add_guard_commands(sub)
 

@@ -2,10 +2,12 @@
 by the worker with the handler each provider's plugin registers."""
 from __future__ import annotations
 
+from huey import crontab
+
 from guestguard.plugins import WebhookHandler, by_name, collect
 from guestguard.webhooks.models import InboxEntry
 from guestguard.webhooks.services import RETRY_BACKOFF, InvalidWebhook, Received, receive
-from guestguard.webhooks.tasks import process_webhook
+from guestguard.webhooks.tasks import process_webhook, purge_processed_webhooks
 
 __all__ = ["InvalidWebhook", "Received", "receive"]
 
@@ -17,3 +19,4 @@ def includeme(config) -> None:
         WebhookHandler, "webhook handler", key="provider")
     config.add_task(process_webhook, in_transaction=False)
     config.add_durable_job(InboxEntry, process_webhook, max_attempts=len(RETRY_BACKOFF) + 1)
+    config.add_periodic_task(purge_processed_webhooks, crontab(minute="47", hour="3"), in_transaction=False)

@@ -13,24 +13,26 @@ down at intake) is queued again by the reaper, as every durable job is.
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from guestguard.db import utcnow
 from guestguard.inputs import text_problem
 from guestguard.plugins import InboundWebhook, WebhookHandler
-from guestguard.tasks import claim_job, enqueue_job, fail_job, finish_job, still_claimed
+from guestguard.tasks import claim_job, enqueue_job, fail_job, finish_job, replay_failed, still_claimed
 from guestguard.webhooks.models import InboxEntry
 
 log = logging.getLogger(__name__)
 
 # Seconds before each retry of a handler that raised; then the row is failed.
 RETRY_BACKOFF = (1, 5, 30, 300, 1800)
+PURGE_BATCH = 1000
 MAX_EVENT_ID = 255
 MAX_HEADERS = 20
 
@@ -136,3 +138,31 @@ def record_failure(ctx, claimed: Claimed, error: str) -> None:
                   entry.id, entry.provider, entry.attempts)
     else:
         enqueue_job(ctx, entry, eta=retry_at)
+
+
+def purge_processed(ctx) -> int:
+    """Delete up to PURGE_BATCH webhooks processed more than
+    ``webhooks.retention_days`` ago (their bodies name people); pending and
+    failed ones stay. Returns how many went."""
+    cutoff = utcnow() - dt.timedelta(days=ctx.settings["webhooks.retention_days"])
+    ids = list(ctx.db.scalars(select(InboxEntry.id).where(
+        InboxEntry.processed_at.is_not(None), InboxEntry.processed_at < cutoff).limit(PURGE_BATCH)))
+    if ids:
+        ctx.db.execute(delete(InboxEntry).where(InboxEntry.id.in_(ids)))
+    return len(ids)
+
+
+def listing(ctx, status: str | None = None, provider: str | None = None, limit: int = 50) -> list[InboxEntry]:
+    """Stored webhooks, oldest first, of one status and provider or all."""
+    query = select(InboxEntry).order_by(InboxEntry.received_at, InboxEntry.id).limit(limit)
+    if status:
+        query = query.where(InboxEntry.status == status)
+    if provider:
+        query = query.where(InboxEntry.provider == provider)
+    return list(ctx.db.scalars(query))
+
+
+def replay(ctx, entry_ids: list[uuid.UUID] | None = None) -> list[InboxEntry]:
+    """Process failed webhooks (those named, or every failed one) again, with
+    fresh attempts. Raises NotReplayable for a named one that has not failed."""
+    return replay_failed(ctx, InboxEntry, entry_ids, "webhook", order=(InboxEntry.received_at, InboxEntry.id))

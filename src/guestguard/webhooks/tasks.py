@@ -30,3 +30,16 @@ def process_webhook(request, entry_id) -> None:
             error = f"{type(exc).__name__}: {exc}"
         with ctx.tm:
             services.record_failure(ctx, claimed, error)
+
+
+def purge_processed_webhooks(request) -> int:
+    """Nightly: processed webhooks past ``webhooks.retention_days`` go, a
+    batch per transaction."""
+    ctx = context_of(request)
+    total = 0
+    while True:
+        with ctx.tm:
+            purged = services.purge_processed(ctx)
+        total += purged
+        if purged < services.PURGE_BATCH:
+            return total

@@ -22,16 +22,13 @@ Message bodies and credentials never reach a log line or an error message.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import logging
 import smtplib
 import ssl
 from collections.abc import Mapping
-from email import policy
-from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid, parseaddr
 from typing import Any
 
+from guestguard.mime import compose
 from guestguard.plugins import (
     OutgoingMessage,
     PermanentDeliveryError,
@@ -55,10 +52,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SECURITY_MODES = ("none", "starttls", "tls")
-
-# Bodies are sent 7-bit clean (quoted-printable or base64 where needed), so
-# non-ASCII text survives servers that do not announce 8BITMIME.
-MESSAGE_POLICY = policy.SMTP.clone(cte_type="7bit")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,38 +185,6 @@ class SMTPProvider:
         if self.config.password:
             text = text.replace(self.config.password, "********")
         return text
-
-
-def compose(message: OutgoingMessage, *, fallback_domain: str = "localhost") -> EmailMessage:
-    """Build the MIME message: text/plain, or multipart/alternative with the
-    HTML part when ``message.html`` is set. Raises ValueError for header
-    values email cannot carry."""
-    email = EmailMessage(policy=MESSAGE_POLICY)
-    email["From"] = message.sender
-    email["To"] = message.recipient
-    email["Subject"] = message.subject
-    email["Date"] = format_datetime(dt.datetime.now(dt.UTC))
-    # The outbox fixes the Message-ID when the notification is made and hands
-    # the same one to every attempt: a message sent twice (its first attempt
-    # went out, but the outcome was never recorded) folds into one in mail
-    # clients. Without one, a fresh id at the sender's domain (make_msgid's
-    # default would do a DNS lookup, socket.getfqdn, on every call).
-    if message.message_id:
-        email["Message-ID"] = message.message_id
-    else:
-        domain = parseaddr(message.sender)[1].rpartition("@")[2]
-        email["Message-ID"] = make_msgid(domain=domain if domain.isascii() and domain
-                                         else fallback_domain)
-    email["X-GuestGuard-Notification-Id"] = str(message.notification_id)
-    if message.unsubscribe_url:  # RFC 8058 one-click: mail clients POST to it
-        email["List-Unsubscribe"] = f"<{message.unsubscribe_url}>"
-        email["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    if message.reply_to:  # the host's address, for a guest's reply
-        email["Reply-To"] = message.reply_to
-    email.set_content(message.text)
-    if message.html:
-        email.add_alternative(message.html, subtype="html")
-    return email
 
 
 def _close(client: smtplib.SMTP) -> None:
