@@ -13,7 +13,7 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(STAMP): $(BIN)/python setup.cfg pyproject.toml $(PLUGINS)
-	$(BIN)/pip install --quiet -e '.[test]' $(foreach dir,$(PLUGIN_DIRS),-e $(dir))
+	$(BIN)/pip install --quiet -e '.[test]' $(foreach dir,$(PLUGIN_DIRS),-e '$(dir)[test]')
 	touch $(STAMP)
 
 install: $(STAMP)
