@@ -60,8 +60,8 @@ test: lint browser-deps
 	else \
 		mkdir -p var; \
 		echo "== on SQLite and, at the same time, on PostgreSQL and Redis"; \
-		$(SQLITE_PASS) --pass=sqlite > var/test-sqlite.log 2>&1 & sqlite=$$!; \
-		$(BIN)/pytest -q --pass=services > var/test-services.log 2>&1; services=$$?; \
+		$(SQLITE_PASS) --pass=sqlite --durations=15 > var/test-sqlite.log 2>&1 & sqlite=$$!; \
+		$(BIN)/pytest -q --pass=services --durations=15 > var/test-services.log 2>&1; services=$$?; \
 		wait $$sqlite; sqlite=$$?; \
 		echo "== SQLite and in-memory backends (exit $$sqlite)"; cat var/test-sqlite.log; \
 		echo "== PostgreSQL and Redis (exit $$services)"; cat var/test-services.log; \
@@ -69,7 +69,7 @@ test: lint browser-deps
 	fi
 
 # Mutation testing of the security-critical modules (docs/testing.md): fails
-# when a module's score is below 90%. CI (.ci/run) runs it after `make test`;
+# when a module's score is below 90%. CI (.ci/run) runs it beside `make test`;
 # on SQLite and in-memory backends whatever GG_TEST_* say.
 # `make mutation TARGETS="tokens csrf"` runs some.
 mutation: $(STAMP)

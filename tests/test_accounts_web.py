@@ -12,6 +12,11 @@ from guestguard.accounts.models import AuthSession, User
 from guestguard.audit.models import AuditEvent
 from guestguard.testing import h1, inbox, link, main_text, new_client
 
+# In one pass only when make test runs both: pages, forms and rules whose outcome the backend does not change
+# (docs/testing.md, "Two passes at once").
+pytestmark = pytest.mark.one_pass("sqlite")
+
+
 PASSWORD = "lantern orchard pebble 42"
 NEW_PASSWORD = "quiet harbour meadow 7"
 PHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "

@@ -10,6 +10,11 @@ import pytest
 
 import guestguard
 
+# In one pass only when make test runs both: pages, forms and rules whose outcome the backend does not change
+# (docs/testing.md, "Two passes at once").
+pytestmark = pytest.mark.one_pass("sqlite")
+
+
 PACKAGE = Path(guestguard.__file__).parent
 
 # Where domain logic lives: each takes a Context (``ctx``) and plain values.

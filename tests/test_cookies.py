@@ -1,4 +1,9 @@
 """The two cookies the site sets, attribute by attribute, in development and
+
+# In one pass only when make test runs both: pages, forms and rules whose outcome the backend does not change
+# (docs/testing.md, "Two passes at once").
+pytestmark = pytest.mark.one_pass("sqlite")
+
 in production: ``gg_session`` (the login) and ``gg_flash`` (the signed
 session holding the CSRF token and flash messages). Both are HttpOnly,
 SameSite=Lax and site-wide; Secure in production only (development serves

@@ -8,6 +8,11 @@ from guestguard.cors import parse_origin
 from guestguard.plugins import hookimpl
 from guestguard.settings import SettingsError
 
+# In one pass only when make test runs both: pages, forms and rules whose outcome the backend does not change
+# (docs/testing.md, "Two passes at once").
+pytestmark = pytest.mark.one_pass("sqlite")
+
+
 ORIGINS = "https://app.example, https://admin.example:8443"
 APP = "https://app.example"
 ADMIN = "https://admin.example:8443"

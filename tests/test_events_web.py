@@ -11,6 +11,11 @@ from sqlalchemy import func, select
 from guestguard.events.models import Event, Guest
 from guestguard.testing import create_team, csrf, main_text, new_client, session_bearer, signed_in
 
+# In one pass only when make test runs both: pages, forms and rules whose outcome the backend does not change
+# (docs/testing.md, "Two passes at once").
+pytestmark = pytest.mark.one_pass("sqlite")
+
+
 # --- people, browsers, events --------------------------------------------------
 
 

@@ -3,6 +3,7 @@ lists and datetime-local inputs become, and how problems read."""
 import datetime as dt
 from typing import Annotated, Literal
 
+import pytest
 from pydantic import Field as Constraint, StringConstraints, model_validator
 from pyramid.testing import DummyRequest
 from webob.multidict import MultiDict
@@ -11,6 +12,10 @@ from guestguard.errors import Refusal
 from guestguard.events.schemas import TimeZone
 from guestguard.validation import Input, field_problem
 from guestguard.web import CHECKBOX, DATETIME, FORM, LIST, NONE, OMIT, PASSWORD, Field, Form
+
+# In one pass only when make test runs both: pages, forms and rules whose outcome the backend does not change
+# (docs/testing.md, "Two passes at once").
+pytestmark = pytest.mark.one_pass("sqlite")
 
 
 class Party(Input):

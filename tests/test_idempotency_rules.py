@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import io
 import uuid
 from types import SimpleNamespace
 from typing import ClassVar
@@ -61,7 +62,7 @@ def fake_request(method="POST", path="/api/v1/events", key="key-1", query="", bo
                  api_key=None, ip="203.0.113.7", db=None):
     headers = {} if key is None else {HEADER: key}
     identity = None if user is None and api_key is None else SimpleNamespace(user=user, api_key=api_key)
-    return SimpleNamespace(method=method, headers=headers, body=body,
+    return SimpleNamespace(method=method, headers=headers, body=body, content_type="application/json",
                            environ={"PATH_INFO": path, "QUERY_STRING": query},
                            ctx=SimpleNamespace(identity=identity, client_ip=ip, db=db))
 
@@ -182,6 +183,31 @@ def test_a_request_without_a_query_string_reads_as_an_empty_one():
     request = fake_request(body=b"x")
     del request.environ["QUERY_STRING"]
     assert fingerprint_of(request, SECRET) == spec_digest(SECRET, b"POST", b"/api/v1/events", b"", b"x")
+
+
+def multipart(body: bytes, **fields):
+    request = fake_request(body=body)
+    request.content_type, request.POST = "multipart/form-data", fields
+    return request
+
+
+def upload(name: str, content: bytes):
+    return SimpleNamespace(filename=name, file=io.BytesIO(content))
+
+
+def test_a_multipart_body_means_its_parts_whatever_its_boundary():
+    sent = upload("guests.csv", b"name\nGrace")
+    first = multipart(b"--boundary-1 ...", file=sent, duplicates="skip")
+    print_ = fingerprint_of(first, SECRET)
+    assert print_ == spec_digest(SECRET, b"POST", b"/api/v1/events", b"", b"duplicates", b"skip", b"file",
+                                 b"guests.csv", b"name\nGrace")
+    assert sent.file.tell() == 0, "the file is left to be read again"
+    again = multipart(b"--boundary-2 ...", duplicates="skip", file=upload("guests.csv", b"name\nGrace"))
+    assert fingerprint_of(again, SECRET) == print_
+    for other in (multipart(b"", file=upload("other.csv", b"name\nGrace"), duplicates="skip"),
+                  multipart(b"", file=upload("guests.csv", b"name\nAlan"), duplicates="skip"),
+                  multipart(b"", file=upload("guests.csv", b"name\nGrace"), duplicates="update")):
+        assert fingerprint_of(other, SECRET) != print_
 
 
 # --- a key still being processed ------------------------------------------------

@@ -17,6 +17,11 @@ from guestguard.events import branding, outbound
 from guestguard.events.models import Event, EventCover, Guest, Rsvp
 from guestguard.testing import add_guest, csrf, event_host, issue, outbox, signed_in
 
+# In one pass only when make test runs both: pages, forms and rules whose outcome the backend does not change
+# (docs/testing.md, "Two passes at once").
+pytestmark = pytest.mark.one_pass("sqlite")
+
+
 EVENT = {"name": "Midsummer Gala", "status": "published", "starts_at": "2030-06-21T19:00:00",
          "ends_at": "2030-06-21T23:30:00", "timezone": "Europe/London", "venue": "Kew Gardens, Richmond",
          "host_message": "Dinner at eight.", "default_plus_ones": 1}

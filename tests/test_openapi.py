@@ -15,6 +15,11 @@ from guestguard.openapi import WEBHOOK_PREFIX
 from guestguard.plugins import hookimpl
 from guestguard.validation import Input
 
+# In one pass only when make test runs both: pages, forms and rules whose outcome the backend does not change
+# (docs/testing.md, "Two passes at once").
+pytestmark = pytest.mark.one_pass("sqlite")
+
+
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
 

@@ -6,6 +6,11 @@ import pytest
 
 from guestguard.accounts.passwords import MAX_LENGTH, MIN_LENGTH, Passwords, password_problem
 
+# In one pass only when make test runs both: pages, forms and rules whose outcome the backend does not change
+# (docs/testing.md, "Two passes at once").
+pytestmark = pytest.mark.one_pass("sqlite")
+
+
 SHORT = f"must be at least {MIN_LENGTH} characters"
 LONG = f"must be at most {MAX_LENGTH} characters"
 SPACES = "must not be only spaces"

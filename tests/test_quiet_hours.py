@@ -7,6 +7,11 @@ import pytest
 from guestguard.notifications.quiet_hours import next_allowed, recipient_zone
 from guestguard.settings import as_clock
 
+# In one pass only when make test runs both: pages, forms and rules whose outcome the backend does not change
+# (docs/testing.md, "Two passes at once").
+pytestmark = pytest.mark.one_pass("sqlite")
+
+
 DAY = {"start": dt.time(8, 0), "end": dt.time(21, 0)}
 NEW_YORK = "+12125550123"
 SYDNEY_MOBILE = "+61412345678"  # Australian mobiles span every Australian zone

@@ -9,6 +9,11 @@ from guestguard import timefmt
 from guestguard.notifications.rendering import MessageRenderer
 from guestguard.web import default_templates_dir
 
+# In one pass only when make test runs both: pages, forms and rules whose outcome the backend does not change
+# (docs/testing.md, "Two passes at once").
+pytestmark = pytest.mark.one_pass("sqlite")
+
+
 UTC = dt.UTC
 
 

@@ -6,6 +6,10 @@ import pytest
 from guestguard.errors import APIError
 from guestguard.plugins import hookimpl
 
+# In one pass only when make test runs both: pages, forms and rules whose outcome the backend does not change
+# (docs/testing.md, "Two passes at once").
+pytestmark = pytest.mark.one_pass("sqlite")
+
 
 class FailingViews:
     """A plugin adding routes that fail in each way the error views handle."""

@@ -13,6 +13,11 @@ from guestguard.testing import TEST_PASSWORD, create_user, csrf, h1, inbox, link
 from guestguard.workspaces import services as workspaces
 from guestguard.workspaces.models import Membership, Workspace
 
+# In one pass only when make test runs both: pages, forms and rules whose outcome the backend does not change
+# (docs/testing.md, "Two passes at once").
+pytestmark = pytest.mark.one_pass("sqlite")
+
+
 # --- people, browsers and mail --------------------------------------------------
 
 

@@ -107,7 +107,8 @@ TARGETS = (
     # test_idempotency.py drives on PostgreSQL and the mutants (on SQLite)
     # cannot.
     Target("idempotency", {"guestguard.idempotency": (
-        "carries_key", "presented_key", "_digest", "_raw", "caller_of", "fingerprint_of", "KeyInUse.__init__",
+        "carries_key", "presented_key", "_digest", "_raw", "caller_of", "fingerprint_of", "_body_parts",
+        "KeyInUse.__init__",
         "claim", "keep", "replay", "kept_answer", "idempotency_deriver", "gone_deriver")},
         ("tests/test_idempotency_rules.py",)),
     Target("sns", {"guestguard_ses.sns": (

@@ -109,7 +109,7 @@ def test_a_host_drops_a_spreadsheet_on_the_page_and_imports_it(device, browse, s
     sign_up(host, "Ines Host", email, site, axe, shoot, f"importer-{device}")
     log_in(host, email)
     host.get_by_role("link", name="Create your first event").click()
-    host.get_by_label("Name").fill("Spring Fair")
+    host.get_by_label("Name", exact=True).fill("Spring Fair")
     host.get_by_label("Start").fill("2030-04-11T14:00")
     host.get_by_label("Time zone").fill("Europe/Lisbon")
     host.get_by_label("Status").select_option(value="published")
