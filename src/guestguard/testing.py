@@ -54,12 +54,14 @@ def downgrade(db_url: str, revision: str = "base") -> None:
 
 
 def empty_tables(db_url: str) -> None:
+    """Delete every row, children first. A test leaves a few rows, and on
+    PostgreSQL deleting them costs a tenth of TRUNCATE, which makes every
+    table anew."""
     engine = create_engine(db_url)
     try:
         with engine.begin() as connection:
-            names = ", ".join(table.name for table in metadata.sorted_tables)
-            if names:
-                connection.execute(text(f"TRUNCATE {names} CASCADE"))
+            for table in reversed(metadata.sorted_tables):
+                connection.execute(table.delete())
     finally:
         engine.dispose()
 
