@@ -69,7 +69,10 @@ def site(module_db_url) -> Iterator[Site]:
     port = port_holder.effective_port
     port_holder.close()
     url = f"http://127.0.0.1:{port}"
-    client = factory({"app.base_url": url})
+    # Every test's pages open live streams on this one server, and a closed
+    # page's stream is let go only at its next heartbeat: room for them all,
+    # so a page is never turned away by the limit one server sets in production.
+    client = factory({"app.base_url": url, "guard.stream.max_streams": "64", "guard.stream.max_per_holder": "16"})
     server = create_server(client.app, host="127.0.0.1", port=port, threads=8)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
