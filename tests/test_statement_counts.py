@@ -172,7 +172,7 @@ def test_the_latest_answer_is_found_through_the_guests_index(app, guest_link):
     if sqlite(app):
         pytest.skip("plans: PostgreSQL")
     from guestguard.accounts.tokens import hash_token
-    from guestguard.events.invitations import LOCKED_ANSWER
+    from guestguard.events.invitations import KEPT, LOCKED_ANSWER, Answer
     from guestguard.guard.access import LOOK_UP
 
     guest = new_client(app.app, **BROWSER)
@@ -183,5 +183,6 @@ def test_the_latest_answer_is_found_through_the_guests_index(app, guest_link):
         guest_id = connection.exec_driver_sql("SELECT id FROM guests").scalar()
         scans = [*scans_of_answers(connection, LOOK_UP, {"token_hash": hash_token(guest_link)}),
                  *scans_of_answers(connection, LOCKED_ANSWER, {"guest_id": guest_id})]
-    assert len(scans) == 3 + 6, scans  # the page's columns of the latest answer, the lock's (its time too)
+    # The page's columns of the latest answer; the lock's: its time, its id and what it kept.
+    assert len(scans) == len(Answer.__slots__) + 2 + len(KEPT), scans
     assert all("guest_id" in scan for scan in scans), scans

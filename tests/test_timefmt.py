@@ -151,7 +151,8 @@ def test_the_message_templates_word_times_in_the_events_zone():
                "starts_at": "2030-06-21T19:00:00-03:00", "ends_at": "2030-06-21T23:00:00-03:00",
                "rsvp_deadline": "2030-06-01T12:00:00-03:00", "venue": "", "description": "",
                "host_message": "", "plus_ones_allowed": "0", "invitation_url": "https://gg.example/access/x",
-               "unsubscribe_url": "https://gg.example/unsubscribe/x"}
+               "unsubscribe_url": "https://gg.example/unsubscribe/x", "host_name": "", "theme_colour": "",
+               "theme_ink": "", "cover_url": None, "map_url": None}
     email = renderer.render("email", "invitation", context)
     assert "When: Friday 21 June 2030, 7:00 pm – 11:00 pm UTC\u221203:00" in email.text
     assert "Please reply by: Saturday 1 June 2030, 12:00 pm UTC\u221203:00" in email.text
