@@ -92,6 +92,10 @@ def test_a_host_signs_up_creates_an_event_invites_and_watches_a_guest_answer(dev
     expect(host.locator('[data-count="yes"]')).to_have_text("1", timeout=10_000)
     expect(host.locator('[data-count="opened"]')).to_have_text("1")
     expect(host.locator('[data-count="pending"]')).to_have_text("0")
+    row = host.locator(".guest-list .row").filter(has_text="Grace Hopper")
+    expect(row.locator(".guest-invite")).to_have_text(re.compile(r"^Opened "), timeout=10_000)
+    expect(row.locator(".guest-state")).to_contain_text("Yes")
+    expect(host.locator(".chips")).to_contain_text("Yes 1")
     axe(host)
     shoot(host, f"host-{device}-event-live")
 

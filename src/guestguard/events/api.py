@@ -118,11 +118,12 @@ def guests_out(request, event, guests) -> list[GuestOut]:
 @view_config(route_name="api_guests", request_method="GET", renderer="json", permission=GUESTS_VIEW,
              query=GuestQuery, response={200: GuestPage, 400: INVALID_CURSOR})
 def list_guests(context, request):
-    """The guest list by name; search with ``q``, filter by ``response`` or ``flagged``."""
+    """The guest list by name; search with ``q``, filter by ``response``,
+    ``flagged`` or ``invitation`` (``not_invited``, ``not_opened``)."""
     query = request.query_input
     guests, cursor = services.list_guests(request.db, context.event.id, after=query.after,
                                           limit=query.limit, search=query.q, response=query.response,
-                                          flagged=query.flagged)
+                                          flagged=query.flagged, invitation=query.invitation)
     return GuestPage(guests=guests_out(request, context.event, guests), next=cursor)
 
 

@@ -34,6 +34,7 @@ from guestguard.validation import (
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 RESPONSE_FILTERS = ("yes", "no", "maybe", "pending")
+INVITATION_FILTERS = ("not_invited", "not_opened")
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 Text = Annotated[str, StringConstraints(max_length=5000)]
@@ -238,6 +239,7 @@ class GuestQuery(Query):
     response: OneOf(*RESPONSE_FILTERS) | None = None
     q: Annotated[str, Trimmed(100)] = ""
     flagged: QueryFlag = False
+    invitation: OneOf(*INVITATION_FILTERS) | None = None
     after: Cursor = None
     limit: Limit = DEFAULT_PAGE_SIZE
 

@@ -7,6 +7,7 @@ their audit rows back with the exception."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import astuple
 
 from pydantic_core import PydanticCustomError
 from pyramid.response import Response
@@ -31,8 +32,12 @@ TIME_FIELDS = ("starts_at", "ends_at", "rsvp_deadline")
 STATUS_LABELS = {"draft": "Draft", "published": "Published", "cancelled": "Cancelled"}
 STATUS_HINTS = {"draft": "only your team sees it", "published": "invitations can go out",
                 "cancelled": "guests see that it is cancelled"}
-RESPONSE_FILTERS = (("", "Everyone"), ("yes", "Yes"), ("maybe", "Maybe"), ("no", "No"),
-                    ("pending", "No answer yet"), ("flagged", "Flagged for review"))
+# The guest list's filter chips: (value, label, what the filtered list is).
+GUEST_FILTERS = (("", "Everyone", ""), ("yes", "Yes", "who answered yes"), ("maybe", "Maybe", "who answered maybe"),
+                 ("no", "No", "who answered no"), ("pending", "No answer", "who have not answered"),
+                 ("flagged", "Flagged", "flagged for review"),
+                 ("not_invited", "Not invited", "not yet sent an invitation"),
+                 ("not_opened", "Not opened", "sent an invitation they have not opened"))
 FEED_SIZE = 20
 # The built-in access rules in words; a plugin's rule shows under its name.
 RULE_LABELS = {"networks": "Many networks", "devices": "Many devices", "revoked_link": "Old link used",
@@ -218,10 +223,14 @@ def list_query(q: str, response: str, after: str | None = None) -> dict[str, str
 @view_config(route_name="event_page", request_method="GET", permission=EVENTS_VIEW,
              renderer="events/event.jinja2")
 def event_page(context, request):
+    """The event, its headcount, activity and guest list; with ``live=1``,
+    only the parts that follow the activity, for the page's script."""
     event = context.event
+    if request.GET.get("live") == "1":
+        request.override_renderer = "events/live.jinja2"
     q = request.GET.get("q", "").strip()[:100]
     response = request.GET.get("response", "")
-    if response not in (*services.RESPONSE_FILTERS, "flagged"):
+    if response not in {value for value, _, _ in GUEST_FILTERS}:
         response = ""
     after = request.GET.get("after") or None
     page = event_page_base(request, context)
@@ -231,24 +240,32 @@ def event_page(context, request):
             guests, cursor = services.list_guests(
                 request.db, event.id, after=after, limit=PAGE_SIZE, search=q,
                 response=response if response in services.RESPONSE_FILTERS else None,
-                flagged=response == "flagged")
+                flagged=response == "flagged",
+                invitation=response if response in services.INVITATION_STATES else None)
         except InvalidCursor:
             request.response.status = 400
             problem = "That page of the guest list is no longer valid. Start again from the first page."
         items = feed.latest(request.db, event.id, FEED_SIZE)
     counts = services.headcounts(request.db, [event.id])[event.id]
+    flagged = services.flagged_guests(request.db, event.id) if page["can"]["view_guests"] else 0
+    sizes = {"": counts.guests, "yes": counts.yes + counts.waitlisted, "maybe": counts.maybe, "no": counts.no,
+             "pending": counts.pending, "flagged": flagged, "not_invited": counts.guests - counts.invited,
+             "not_opened": counts.not_opened}
     delivery = deliveries.invitation_deliveries(request.db, event.workspace_id, guests)
     here = lambda **query: request.route_path("event_page", event_id=event.id, _query=query)  # noqa: E731
     page.update(
         counts=counts, summary=pages.headcount_summary(counts), guests=guests, problem=problem,
-        q=q, response=response, filters=RESPONSE_FILTERS, paged=after is not None,
+        q=q, response=response, paged=after is not None,
+        filters=[{"value": value, "label": label, "meaning": meaning, "size": sizes[value],
+                  "url": here(**list_query(q, value))} for value, label, meaning in GUEST_FILTERS],
         filtered=bool(q or response),
         next_url=here(**list_query(q, response, cursor)) if cursor else None,
         first_url=here(**list_query(q, response)),
-        chart_url=request.route_path("event_headcount_svg", event_id=event.id),
+        # A new address when the counts change, so the browser fetches the new chart.
+        chart_url=request.route_path("event_headcount_svg", event_id=event.id,
+                                     _query={"v": "-".join(str(value) for value in astuple(counts))}),
         feed=items, feed_since=feed.cursor_of(items[0]) if items else feed.now_cursor(),
-        flagged=services.flagged_guests(request.db, event.id) if page["can"]["view_guests"] else 0,
-        delivery=delivery, channel_words=deliveries.CHANNEL_WORDS, delivery_labels=deliveries.LABELS,
+        flagged=flagged, delivery=delivery, channel_words=deliveries.CHANNEL_WORDS, delivery_labels=deliveries.LABELS,
         delivery_summary=deliveries.delivery_summary(request.db, event.workspace_id, event.id)
         if page["can"]["view_guests"] else {},
         rollup=(questions.rollup(event.questions, pages.question_answers(request.db, event.id))
