@@ -431,7 +431,8 @@ def confirm_answer(ctx, guest_id: uuid.UUID, raw_token: str, response: str, plus
     except EventsError:
         return False  # the answer is recorded; there is nowhere to confirm it
     context = {**sender_context(message_context(ctx, event, guest), event.host_name or host_name, event.reply_to),
-               "response": response, "plus_ones": str(plus_ones)}
+               "response": response, "plus_ones": str(plus_ones),
+               "waitlisted": "yes" if guest.waitlisted_at is not None else ""}
     queue_notification(
         ctx, channel=channel, recipient=address_for(ctx, guest, channel), template=CONFIRMATION,
         workspace_id=event.workspace_id, context=context, kind=GUEST_MESSAGE,
