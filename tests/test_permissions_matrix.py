@@ -100,7 +100,10 @@ SPEC = {
     ("event_guest", "GET"): EVERYONE,
     ("event_guest", "POST"): EDITORS,
     ("event_headcount_svg", "GET"): EVERYONE,
+    ("event_send", "GET"): EDITORS,
     ("event_send", "POST"): EDITORS,
+    ("event_send_test", "POST"): "O A",        # guests.edit, and a person: a key has no address to send to
+    ("event_invitation_preview", "GET"): EVERYONE,
     ("event_cover_upload", "POST"): EDITORS,
     ("event_questions", "POST"): EDITORS,
     ("event_guest_send", "POST"): EDITORS,

@@ -230,12 +230,19 @@ def sender_context(context: dict, sender_name: str, reply_to: str | None) -> dic
     return {**context, "sender_name": sender_name, "reply_to": reply_to}
 
 
-def refuse_unsendable(event: Event) -> None:
+def refusal_to_send(event: Event) -> EventsError | None:
+    """Why no invitation of ``event`` can be sent now (None: they can)."""
     if event.status == CANCELLED:
-        raise EventsError(409, "event_cancelled", "This event is cancelled: invitations cannot be sent.")
+        return EventsError(409, "event_cancelled", "This event is cancelled: invitations cannot be sent.")
     if event.status == DRAFT:
-        raise EventsError(409, "event_not_published",
-                          "This event is a draft: publish it before sending invitations.")
+        return EventsError(409, "event_not_published", "This event is a draft: publish it before sending invitations.")
+    return None
+
+
+def refuse_unsendable(event: Event) -> None:
+    refusal = refusal_to_send(event)
+    if refusal is not None:
+        raise refusal
 
 
 def lock_sends(db, event: Event) -> None:
@@ -297,6 +304,24 @@ class Sent:
     batch_id: str
 
 
+def plan_sends(ctx, event: Event) -> tuple[list[tuple[Guest, str]], list[dict[str, str]]]:
+    """Who send-all would invite and on which channel, by name, and who it
+    would skip and why; sends nothing."""
+    guests = ctx.db.scalars(select(Guest).where(Guest.event_id == event.id, Guest.invited_at.is_(None))
+                            .order_by(Guest.name, Guest.id).execution_options(populate_existing=True))
+    planned, skipped = [], []
+    for guest in guests:
+        try:
+            channel = choose_channel(ctx, guest, None, event)
+            refuse_long_text(ctx, guest, event, channel)
+        except EventsError as unsendable:
+            reason = {"no_contact": NO_CONTACT, MESSAGE_TOO_LONG: too_long_for(ctx)}.get(unsendable.code, UNREACHABLE)
+            skipped.append({"guest_id": str(guest.id), "name": guest.name, "reason": reason})
+            continue
+        planned.append((guest, channel))
+    return planned, skipped
+
+
 def send_all(ctx, event: Event) -> Sent:
     """Invite every guest not invited yet; those without an email address or
     phone number are skipped and listed. Runs one at a time per event and is
@@ -307,17 +332,8 @@ def send_all(ctx, event: Event) -> Sent:
                        actor_id=ctx.actor_id, queued=0, skipped=0)
     ctx.db.add(batch)
     ctx.db.flush()
-    guests = ctx.db.scalars(select(Guest).where(Guest.event_id == event.id, Guest.invited_at.is_(None))
-                            .order_by(Guest.name, Guest.id).execution_options(populate_existing=True))
-    skipped = []
-    for guest in guests:
-        try:
-            channel = choose_channel(ctx, guest, None, event)
-            refuse_long_text(ctx, guest, event, channel)
-        except EventsError as unsendable:
-            reason = {"no_contact": NO_CONTACT, MESSAGE_TOO_LONG: too_long_for(ctx)}.get(unsendable.code, UNREACHABLE)
-            skipped.append({"guest_id": str(guest.id), "name": guest.name, "reason": reason})
-            continue
+    planned, skipped = plan_sends(ctx, event)
+    for guest, channel in planned:
         _send(ctx, guest, event, channel, batch_id=str(batch.id))
         batch.queued += 1
     batch.skipped = len(skipped)

@@ -15,6 +15,8 @@ ROUTES = (
     ("event_guest", "/events/{event_id}/guests/{guest_id}", guest_factory),
     ("event_headcount_svg", "/events/{event_id}/headcount.svg", event_factory),
     ("event_send", "/events/{event_id}/send-invitations", event_factory),
+    ("event_send_test", "/events/{event_id}/send-test", event_factory),
+    ("event_invitation_preview", "/events/{event_id}/invitation-preview", event_factory),
     ("event_guest_send", "/events/{event_id}/guests/{guest_id}/send", guest_factory),
     ("event_cover_upload", "/events/{event_id}/cover", event_factory),
     ("event_questions", "/events/{event_id}/questions", event_factory),

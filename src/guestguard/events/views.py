@@ -10,6 +10,7 @@ import uuid
 from dataclasses import astuple
 
 from pydantic_core import PydanticCustomError
+from pyramid.httpexceptions import HTTPForbidden
 from pyramid.response import Response
 from pyramid.view import view_config
 from sqlalchemy import select
@@ -17,7 +18,7 @@ from sqlalchemy import select
 from guestguard import timefmt
 from guestguard.activity import feed
 from guestguard.db import utcnow
-from guestguard.events import deliveries, invitations, pages, questions, services
+from guestguard.events import deliveries, invitations, pages, previews, questions, services
 from guestguard.events.models import EVENT_STATUSES
 from guestguard.events.schemas import EventFields, EventInput, GuestFields, GuestInput, QuestionInput, check_times
 from guestguard.events.services import EventsError
@@ -473,6 +474,33 @@ def guest_update(context, request):
 
 
 # --- sending invitations -------------------------------------------------------------
+
+
+@view_config(route_name="event_send", request_method="GET", permission=GUESTS_EDIT,
+             renderer="events/send.jinja2")
+def send_preview(context, request):
+    """Before sending: how many go by email and by text, who is skipped and
+    why, the message as guests will read it, and a test to oneself."""
+    page = event_page_base(request, context)
+    event = context.event
+    page.update(preview=previews.preview_send_all(request.ctx, event),
+                unsendable=invitations.refusal_to_send(event),
+                channel_words=invitations.CHANNEL_WORDS,
+                preview_url=request.route_path("event_invitation_preview", event_id=event.id),
+                no_contact=invitations.NO_CONTACT)
+    return page
+
+
+@view_config(route_name="event_send_test", request_method="POST", permission=GUESTS_EDIT, rate_limit="test_send")
+def send_test(context, request):
+    """The invitation, marked as a test, to the host's own address."""
+    if request.identity.user is None:
+        raise HTTPForbidden("A test goes to the signed-in host's own address: an API key has none.")
+    if previews.send_test(request.ctx, context.event):
+        flash(request, "A test invitation is on its way to your email address.")
+    else:
+        flash(request, "A test invitation went to your email address moments ago.")
+    return redirect(request, request.route_path("event_send", event_id=context.event.id))
 
 
 @view_config(route_name="event_send", request_method="POST", permission=GUESTS_EDIT)
