@@ -509,7 +509,7 @@ def send_invitations(context, request):
     try:
         sent = invitations.send_all(request.ctx, context.event)
     except EventsError as error:
-        flash(request, error.message)
+        flash(request, error.message, "error")
         return redirect(request, request.route_path("event_page", event_id=context.event.id))
     if sent.queued:
         message = f"{sent.queued} invitation{'' if sent.queued == 1 else 's'} on the way."
@@ -531,7 +531,7 @@ def send_one_invitation(context, request):
     try:
         sent = invitations.send_invitation(request.ctx, guest, context.event)
     except EventsError as error:
-        flash(request, error.message)
+        flash(request, error.message, "error")
     else:
         by = invitations.one_message_by(request.ctx, sent.channel)
         flash(request, f"Invitation sent to {guest.name} by {by}." if sent.queued
