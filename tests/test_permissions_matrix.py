@@ -89,6 +89,7 @@ SPEC = {
     ("api_guest_tokens", "DELETE"): EDITORS,
     ("api_guest_send", "POST"): EDITORS,
     ("api_event_send", "POST"): EDITORS,
+    ("api_event_duplicate", "POST"): EDITORS,
     ("dashboard", "GET"): PEOPLE,
     ("event_new", "GET"): EDITORS,
     ("event_new", "POST"): EDITORS,
@@ -101,6 +102,8 @@ SPEC = {
     ("event_guest", "POST"): EDITORS,
     ("event_headcount_svg", "GET"): EVERYONE,
     ("event_send", "GET"): EDITORS,
+    ("event_duplicate", "GET"): EDITORS,
+    ("event_duplicate", "POST"): EDITORS,
     ("event_send", "POST"): EDITORS,
     ("event_send_test", "POST"): "O A",        # guests.edit, and a person: a key has no address to send to
     ("event_invitation_preview", "GET"): EVERYONE,

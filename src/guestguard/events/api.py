@@ -6,11 +6,13 @@ from pyramid.view import view_config
 
 from guestguard.contract import Batch, Refused, links_to
 from guestguard.errors import APIError
-from guestguard.events import deliveries, services
+from guestguard.events import copies, deliveries, services
 from guestguard.events.schemas import (
     ChangedEvent,
+    CopiedAlready,
     CountedEventOut,
     DeliveryOut,
+    DuplicateInput,
     EventFields,
     EventInput,
     EventOut,
@@ -78,6 +80,18 @@ def create_event(request):
                        role=request.identity.roles[workspace.id])
     event = services.create_event(request.ctx, workspace.id, data)
     return OneEvent(event=counted(request, event, services.Headcount()))
+
+
+@view_config(route_name="api_event_duplicate", request_method="POST", renderer="json", permission=EVENTS_EDIT,
+             rate_limit="event_create", body=DuplicateInput, response={200: CopiedAlready, 201: OneEvent},
+             links=links_to(EVENT_LINKS, event_id="$response.body#/event/id"))
+def duplicate_event(context, request):
+    """A draft copy of the event (its details, look and questions; with
+    ``with_guests``, its guest list without links or answers). The same copy
+    asked for again within 30 seconds answers the first one with 200."""
+    made = copies.duplicate_event(request.ctx, context.event, request.body_input)
+    counts = services.headcounts(request.db, [made.event.id])
+    return (OneEvent if made.created else CopiedAlready)(event=counted(request, made.event, counts[made.event.id]))
 
 
 @view_config(route_name="api_event", request_method="GET", renderer="json", permission=EVENTS_VIEW,

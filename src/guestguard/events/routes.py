@@ -16,6 +16,7 @@ ROUTES = (
     ("event_headcount_svg", "/events/{event_id}/headcount.svg", event_factory),
     ("event_send", "/events/{event_id}/send-invitations", event_factory),
     ("event_send_test", "/events/{event_id}/send-test", event_factory),
+    ("event_duplicate", "/events/{event_id}/duplicate", event_factory),
     ("event_invitation_preview", "/events/{event_id}/invitation-preview", event_factory),
     ("event_guest_send", "/events/{event_id}/guests/{guest_id}/send", guest_factory),
     ("event_cover_upload", "/events/{event_id}/cover", event_factory),
@@ -23,6 +24,7 @@ ROUTES = (
     # Events and guest lists (api.py).
     ("api_events", "/api/v1/events", None),
     ("api_event", "/api/v1/events/{event_id}", event_factory),
+    ("api_event_duplicate", "/api/v1/events/{event_id}/duplicate", event_factory),
     ("api_guests", "/api/v1/events/{event_id}/guests", event_factory),
     ("api_guest", "/api/v1/events/{event_id}/guests/{guest_id}", guest_factory),
     # Invitation links (links_api.py) and the guest's side (guest_views.py).

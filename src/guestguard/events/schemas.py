@@ -149,6 +149,20 @@ class EventInput(EventFields):
         return self
 
 
+class DuplicateInput(Input):
+    """A copy of an event: a draft, with the same details unless said here."""
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"name": "Summer gala 2031", "starts_at": "2031-06-20T19:00:00", "with_guests": True}]})
+
+    # Left out: the same name.
+    name: Name | None = None
+    # In the event's time zone (an offset, when given, is honoured); left
+    # out: the same start. The end and the RSVP deadline move with it.
+    starts_at: dt.datetime | None = None
+    # The guest list, without links, answers, invitations or flags.
+    with_guests: bool = False
+
+
 def check_times(starts_at, ends_at, rsvp_deadline, timezone) -> None:
     starts = localize(starts_at, timezone)
     ends = localize(ends_at, timezone)
@@ -292,6 +306,10 @@ class CountedEventOut(EventOut):
 
 class OneEvent(Out):
     event: CountedEventOut
+
+
+class CopiedAlready(OneEvent):
+    """The same copy was asked for moments ago: the copy made then."""
 
 
 class ChangedEvent(Out):

@@ -18,9 +18,17 @@ from sqlalchemy import select
 from guestguard import timefmt
 from guestguard.activity import feed
 from guestguard.db import utcnow
-from guestguard.events import deliveries, invitations, pages, previews, questions, services
+from guestguard.events import copies, deliveries, invitations, pages, previews, questions, services
 from guestguard.events.models import EVENT_STATUSES
-from guestguard.events.schemas import EventFields, EventInput, GuestFields, GuestInput, QuestionInput, check_times
+from guestguard.events.schemas import (
+    DuplicateInput,
+    EventFields,
+    EventInput,
+    GuestFields,
+    GuestInput,
+    QuestionInput,
+    check_times,
+)
 from guestguard.events.services import EventsError
 from guestguard.guard import access, flags
 from guestguard.pagination import InvalidCursor
@@ -78,6 +86,10 @@ QUESTION_FORM = Form(
     Field("label", "Question"), Field("kind", "Kind of answer", choice="Choose a kind of answer from the list."),
     Field("choices", "Choices", LIST), Field("required", kind=CHECKBOX))
 EVENT_EDIT_FORM = EVENT_FORM.using(EventFields)
+DUPLICATE_FORM = Form(
+    DuplicateInput,
+    Field("name", "Name"), Field("starts_at", "Start", DATETIME, NONE), Field("with_guests", kind=CHECKBOX),
+    absent_as_blank=True)
 GUEST_FORM = Form(
     GuestInput,
     Field("name", "Name"), Field("email", "Email", blank=NONE), Field("phone", "Phone", blank=NONE),
@@ -212,6 +224,43 @@ def new_event(context, request):
     event = services.create_event(request.ctx, resource.workspace_id, form.model)
     flash(request, f"Event “{event.name}” created. Add your guests next.")
     return redirect(request, request.route_path("event_page", event_id=event.id))
+
+
+# --- duplicating an event ------------------------------------------------------------
+
+
+def duplicate_page(request, context, status: int = 200, values=None, errors=None) -> dict:
+    event = context.event
+    page = event_page_base(request, context, status)
+    page.update(values=values or {"name": event.name, "starts_at": timefmt.form_value(event.starts_at, event.timezone),
+                                  "with_guests": False},
+                errors=errors or {}, guests=services.headcounts(request.db, [event.id])[event.id].guests)
+    return page
+
+
+@view_config(route_name="event_duplicate", request_method="GET", permission=EVENTS_EDIT,
+             renderer="events/duplicate.jinja2")
+def duplicate_form(context, request):
+    return duplicate_page(request, context)
+
+
+@view_config(route_name="event_duplicate", request_method="POST", permission=EVENTS_EDIT,
+             renderer="events/duplicate.jinja2", rate_limit="event_create")
+def duplicate_event(context, request):
+    """A draft copy, with the guest list if asked; a repeated click opens the first copy."""
+    form = DUPLICATE_FORM.read(request, zone=context.event.timezone)
+    errors, made = form.errors, None
+    if form.ok:
+        try:
+            made = copies.duplicate_event(request.ctx, context.event, form.model)
+        except EventsError as error:
+            errors = form.refused(error)
+    if made is None:
+        return duplicate_page(request, context, 400, DUPLICATE_FORM.typed(request), errors)
+    guests = f" with its {made.guests} guest{'' if made.guests == 1 else 's'} (none invited yet)" if made.guests else ""
+    flash(request, f"“{made.event.name}” was created as a draft{guests}. Check the details, then publish it."
+          if made.created else f"“{made.event.name}” was already copied moments ago: here it is.")
+    return redirect(request, request.route_path("event_page", event_id=made.event.id))
 
 
 # --- the event page and its chart ----------------------------------------------------
