@@ -90,6 +90,8 @@ SPEC = {
     ("api_guest_send", "POST"): EDITORS,
     ("api_event_send", "POST"): EDITORS,
     ("api_event_duplicate", "POST"): EDITORS,
+    ("api_event_alerts", "GET"): PEOPLE,
+    ("api_event_alerts", "PUT"): PEOPLE,
     ("dashboard", "GET"): PEOPLE,
     ("event_new", "GET"): EDITORS,
     ("event_new", "POST"): EDITORS,
@@ -103,6 +105,7 @@ SPEC = {
     ("event_headcount_svg", "GET"): EVERYONE,
     ("event_send", "GET"): EDITORS,
     ("event_duplicate", "GET"): EDITORS,
+    ("event_alerts", "POST"): PEOPLE,           # guests.view, and a person: a key has no address
     ("event_duplicate", "POST"): EDITORS,
     ("event_send", "POST"): EDITORS,
     ("event_send_test", "POST"): "O A",        # guests.edit, and a person: a key has no address to send to

@@ -6,8 +6,10 @@ from pyramid.view import view_config
 
 from guestguard.contract import Batch, Refused, links_to
 from guestguard.errors import APIError
-from guestguard.events import copies, deliveries, services
+from guestguard.events import alerts, copies, deliveries, services
 from guestguard.events.schemas import (
+    AlertInput,
+    AlertOut,
     ChangedEvent,
     CopiedAlready,
     CountedEventOut,
@@ -92,6 +94,28 @@ def duplicate_event(context, request):
     made = copies.duplicate_event(request.ctx, context.event, request.body_input)
     counts = services.headcounts(request.db, [made.event.id])
     return (OneEvent if made.created else CopiedAlready)(event=counted(request, made.event, counts[made.event.id]))
+
+
+def person_only(request) -> None:
+    if request.identity.user is None:
+        raise APIError(403, "forbidden", "Answer alerts are emailed to a person: an API key has none.")
+
+
+@view_config(route_name="api_event_alerts", request_method="GET", renderer="json", permission=GUESTS_VIEW,
+             response=AlertOut)
+def get_alerts(context, request):
+    """How the caller hears of this event's answers by email."""
+    person_only(request)
+    return AlertOut(mode=alerts.alert_mode(request.db, context.event.id, request.ctx.actor_id))
+
+
+@view_config(route_name="api_event_alerts", request_method="PUT", renderer="json", permission=GUESTS_VIEW,
+             body=AlertInput, response=AlertOut)
+def set_alerts(context, request):
+    """Hear of each answer, get a daily digest, or neither; setting the same
+    mode again changes nothing."""
+    person_only(request)
+    return AlertOut(mode=alerts.set_alert(request.ctx, context.event, request.body_input.mode))
 
 
 @view_config(route_name="api_event", request_method="GET", renderer="json", permission=EVENTS_VIEW,

@@ -446,3 +446,16 @@ class GuestInvitation(Out):
 
 class RsvpAnswer(GuestInvitation):
     recorded: bool
+
+
+class AlertInput(Input):
+    """How the caller hears of the event's answers by email: ``each`` answer
+    as it comes, a ``daily`` digest at 08:00 in the event's time zone, or
+    ``off``."""
+    model_config = ConfigDict(json_schema_extra={"examples": [{"mode": "daily"}]})
+
+    mode: Literal["each", "daily", "off"]
+
+
+class AlertOut(Out):
+    mode: Literal["each", "daily", "off"]

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from guestguard import timefmt
 from guestguard.activity import feed
 from guestguard.db import utcnow
-from guestguard.events import copies, deliveries, invitations, pages, previews, questions, services
+from guestguard.events import alerts, copies, deliveries, invitations, pages, previews, questions, services
 from guestguard.events.models import EVENT_STATUSES
 from guestguard.events.schemas import (
     DuplicateInput,
@@ -226,6 +226,28 @@ def new_event(context, request):
     return redirect(request, request.route_path("event_page", event_id=event.id))
 
 
+# --- answer alerts ------------------------------------------------------------------
+
+ALERT_CHOICES = ((alerts.EACH, "Each answer, as it comes"), (alerts.DAILY, "A daily digest at 8:00"),
+                 (alerts.OFF, "No emails"))
+ALERT_SAVED = {alerts.EACH: "You’ll get an email for each answer to this event.",
+               alerts.DAILY: "You’ll get a digest of the day’s answers at 8:00 (event time), when there are any.",
+               alerts.OFF: "You won’t get emails about answers to this event."}
+
+
+@view_config(route_name="event_alerts", request_method="POST", permission=GUESTS_VIEW)
+def set_alerts(context, request):
+    """The "Email me" choice on the event page."""
+    if request.identity.user is None:
+        raise HTTPForbidden("Answer alerts are emailed to a person: an API key has none.")
+    mode = request.POST.get("mode", "")
+    if mode not in alerts.MODES:
+        flash(request, "Choose how to hear of answers from the list.", "error")
+    else:
+        flash(request, ALERT_SAVED[alerts.set_alert(request.ctx, context.event, mode)])
+    return redirect(request, request.route_path("event_page", event_id=context.event.id, _anchor="alerts-title"))
+
+
 # --- duplicating an event ------------------------------------------------------------
 
 
@@ -315,7 +337,9 @@ def event_page(context, request):
         chart_url=request.route_path("event_headcount_svg", event_id=event.id,
                                      _query={"v": "-".join(str(value) for value in astuple(counts))}),
         feed=items, feed_since=feed.cursor_of(items[0]) if items else feed.now_cursor(),
-        flagged=flagged, delivery=delivery, channel_words=deliveries.CHANNEL_WORDS, delivery_labels=deliveries.LABELS,
+        flagged=flagged, delivery=delivery, alert_choices=ALERT_CHOICES,
+        alert_mode=alerts.alert_mode(request.db, event.id, request.ctx.actor_id),
+        channel_words=deliveries.CHANNEL_WORDS, delivery_labels=deliveries.LABELS,
         delivery_summary=deliveries.delivery_summary(request.db, event.workspace_id, event.id)
         if page["can"]["view_guests"] else {},
         rollup=(questions.rollup(event.questions, pages.question_answers(request.db, event.id))
