@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import astuple
 
+import phonenumbers
 from pydantic_core import PydanticCustomError
 from pyramid.httpexceptions import HTTPForbidden
 from pyramid.response import Response
@@ -146,6 +147,13 @@ def form_choices() -> dict:
     }
 
 
+def phone_region(request, event) -> dict[str, str]:
+    """The country a number without + is read in, for the guest form's hint."""
+    region = services.phone_region(request.ctx, event)
+    return {"name": timefmt.country_names().get(region, region),
+            "code": str(phonenumbers.country_code_for_region(region))}
+
+
 def event_page_base(request, context, status: int = 200, **extra) -> dict:
     """What every page of one event shows: the event, its workspace, and
     what the caller may do there."""
@@ -160,6 +168,7 @@ def event_page_base(request, context, status: int = 200, **extra) -> dict:
         "status_labels": STATUS_LABELS,
         "cursor_of": feed.cursor_of,
         "rule_labels": RULE_LABELS,
+        "phone_region": phone_region(request, event),
         **extra,
     }
 
@@ -457,14 +466,15 @@ def edit_questions(context, request):
 
 def guest_conflict(request, event, form: Submitted, error: EventsError):
     """(status, errors, existing guest) for a refused guest form: 409 naming
-    the guest who already has the email, else 400 with the fields."""
+    the guest who already has the email or phone number, else 400 with the fields."""
     existing = None
     if error.extra.get("existing_guest_id"):
         existing = services.find_guest(request.db, event.id, uuid.UUID(error.extra["existing_guest_id"]))
     errors = form.refused(error)
     if existing is None:
         return 400, errors, None
-    errors["email"] = f"This email is already on the list as {existing.name}."
+    field = error.field or "email"
+    errors[field] = f"This {services.CONTACTS[field]} is already on the list as {existing.name}."
     return 409, errors, existing
 
 
