@@ -136,6 +136,22 @@ def test_bad_event_input_is_shown_next_to_the_field_and_stores_nothing(
     assert count_events(run_in_request) == before
 
 
+def test_the_new_event_form_suggests_every_place_and_starts_in_the_workspaces_zone(app, run_in_request, host):
+    ada = signed_in(app, run_in_request, "ada@example.com")
+    new = f"/workspaces/{host['workspace']}/events/new"
+    first = ada.get(new).forms["event-form"]
+    assert first["timezone"].value == "UTC"  # before its first event; the page's script puts the browser's
+    api_event(app, host, timezone="Asia/Kolkata")
+    page = ada.get(new)
+    assert page.forms["event-form"]["timezone"].value == "Asia/Kolkata"
+    zones = [option["value"] for option in page.html.select("#event-zones option")]
+    assert {"UTC", "Europe/London", "America/Argentina/Buenos_Aires", "Pacific/Chatham"} <= set(zones)
+    assert "US/Eastern" not in zones and "Etc/GMT+5" not in zones and len(zones) > 300
+    assert page.html.find("input", id="event-timezone").has_attr("data-browser-zone")
+    edit = ada.get(f"/events/{api_event(app, host)}/edit")
+    assert not edit.html.find("input", id="event-timezone").has_attr("data-browser-zone")
+
+
 def test_every_problem_of_the_event_form_shows_at_once(app, run_in_request, host):
     ada = signed_in(app, run_in_request, "ada@example.com")
     form = ada.get(f"/workspaces/{host['workspace']}/events/new").forms["event-form"]

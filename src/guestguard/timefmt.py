@@ -87,6 +87,14 @@ def zone_country(name: str) -> str | None:
     return zone_countries().get(name)
 
 
+@functools.cache
+def place_zones() -> tuple[str, ...]:
+    """The zones a host picks from, by name: "UTC" and every zone named
+    after a place ("Europe/London"), without the database's aliases kept for
+    old systems ("US/Eastern", "Etc/GMT+5"); any zone name is accepted."""
+    return ("UTC", *sorted(name for name in zone_countries()))
+
+
 def zone(name: str) -> zoneinfo.ZoneInfo:
     """The IANA zone ``name``; UnknownZone for anything else."""
     if not isinstance(name, str) or name not in iana_zone_names():

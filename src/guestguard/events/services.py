@@ -272,6 +272,12 @@ def list_events(db, workspace_ids: Iterable[uuid.UUID], *, after: str | None,
 # --- guests ------------------------------------------------------------------
 
 
+def workspace_zone(db, workspace_id: uuid.UUID) -> str:
+    """The time zone of the workspace's latest event ("UTC" before its first)."""
+    return db.scalar(select(Event.timezone).where(Event.workspace_id == workspace_id, Event.deleted_at.is_(None))
+                     .order_by(Event.created_at.desc()).limit(1)) or "UTC"
+
+
 def phone_region(ctx, event: Event) -> str:
     """Where a guest's number written without its country code is read: the
     country of the event's time zone, else ``guests.default_region``."""

@@ -53,17 +53,6 @@ FEED_SIZE = 20
 RULE_LABELS = {"networks": "Many networks", "devices": "Many devices", "revoked_link": "Old link used",
                "rsvp_device": "Answered from another device", "burst": "Burst of opens",
                "link_preview": "Pasted into a chat or post"}
-# Common zones for the time-zone field's suggestions; any IANA name is accepted.
-COMMON_ZONES = (
-    "UTC", "Europe/London", "Europe/Dublin", "Europe/Lisbon", "Europe/Paris", "Europe/Berlin",
-    "Europe/Madrid", "Europe/Rome", "Europe/Amsterdam", "Europe/Stockholm", "Europe/Warsaw",
-    "Europe/Athens", "Europe/Istanbul", "Africa/Lagos", "Africa/Johannesburg", "Africa/Nairobi",
-    "Asia/Dubai", "Asia/Kolkata", "Asia/Singapore", "Asia/Hong_Kong", "Asia/Tokyo", "Asia/Seoul",
-    "Australia/Perth", "Australia/Sydney", "Pacific/Auckland", "America/St_Johns", "America/Halifax",
-    "America/New_York", "America/Chicago", "America/Denver", "America/Phoenix", "America/Los_Angeles",
-    "America/Anchorage", "Pacific/Honolulu", "America/Mexico_City", "America/Bogota",
-    "America/Sao_Paulo", "America/Argentina/Buenos_Aires",
-)
 PAGE_SIZE = services.DEFAULT_PAGE_SIZE
 
 
@@ -142,7 +131,7 @@ def guest_values(guest) -> dict[str, str]:
 
 def form_choices() -> dict:
     return {
-        "zones": COMMON_ZONES,
+        "zones": timefmt.place_zones(),
         "statuses": [(status, f"{STATUS_LABELS[status]} — {STATUS_HINTS[status]}") for status in EVENT_STATUSES],
     }
 
@@ -210,7 +199,8 @@ def dashboard(request):
 
 def new_event_page(request, resource, status: int = 200, values=None, errors=None) -> dict:
     private(request, status)
-    fresh = {"timezone": "UTC", "status": "draft", "default_plus_ones": "0", "theme_colour": "", "capacity": "",
+    fresh = {"timezone": services.workspace_zone(request.db, resource.workspace_id), "browser_zone": True,
+             "status": "draft", "default_plus_ones": "0", "theme_colour": "", "capacity": "",
              "ask_plus_one_names": False,
              "host_name": services.default_host_name(request.db, resource.workspace_id, request.ctx.actor_id)}
     return {"workspace": resource.workspace, "values": values or fresh,
