@@ -110,6 +110,19 @@ def test_creating_an_event_through_the_form(app, run_in_request, host):
     assert run_in_request(stored) == ("2030-06-21T18:00:00+00:00", 2, "published")
 
 
+def test_a_start_in_the_past_is_saved_with_a_warning(app, run_in_request, host):
+    ada = signed_in(app, run_in_request, "ada@example.com")
+    form = ada.get(f"/workspaces/{host['workspace']}/events/new").forms["event-form"]
+    fill(form, name="Last year's party", starts_at="2020-06-21T19:00", timezone="Europe/London")
+    page = form.submit(status=303).follow()
+    note = page.html.select_one(".flash-info").get_text(" ", strip=True)
+    assert note == "Note: it starts in the past (Sunday 21 June 2020, 7:00 pm BST). If that is a typo, edit the start."
+    assert "Event “Last year's party” created." in main_text(page)
+    form = page.click("Edit event").forms["event-form"]
+    form["starts_at"] = "2031-06-21T19:00"
+    assert not form.submit().follow().html.select_one(".flash-info")
+
+
 @pytest.mark.parametrize("changes, field, message", [
     ({"name": "  "}, "name", "Name is required."),
     ({"ends_at": "2030-06-21T18:00"}, "ends_at", "End must be after the start."),

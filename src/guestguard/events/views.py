@@ -136,6 +136,13 @@ def form_choices() -> dict:
     }
 
 
+def warn_if_past(request, event) -> None:
+    """A start in the past is allowed (an event entered afterwards), but rarely meant."""
+    if event.starts_at < utcnow():
+        flash(request, f"Note: it starts in the past ({timefmt.long_when(event.starts_at, event.timezone)}). "
+                       "If that is a typo, edit the start.", "info")
+
+
 def phone_region(request, event) -> dict[str, str]:
     """The country a number without + is read in, for the guest form's hint."""
     region = services.phone_region(request.ctx, event)
@@ -222,6 +229,7 @@ def new_event(context, request):
         return new_event_page(request, resource, 400, EVENT_FORM.typed(request), form.errors)
     event = services.create_event(request.ctx, resource.workspace_id, form.model)
     flash(request, f"Event “{event.name}” created. Add your guests next.")
+    warn_if_past(request, event)
     return redirect(request, request.route_path("event_page", event_id=event.id))
 
 
@@ -404,6 +412,7 @@ def edit_event(context, request):
         return edit_event_page(request, context, 400 if error.status == 422 else error.status,
                                EVENT_FORM.typed(request), form.refused(error))
     flash(request, f"Event “{event.name}” saved.")
+    warn_if_past(request, event)
     return redirect(request, request.route_path("event_page", event_id=event.id))
 
 
