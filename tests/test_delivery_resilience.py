@@ -9,6 +9,7 @@ import pytest
 import time_machine
 from prometheus_client import REGISTRY
 
+from guestguard.events.deliveries import held_words
 from guestguard.notifications.breaker import Breakers, MemoryState, RedisState
 from guestguard.notifications.models import Notification
 from guestguard.notifications.services import queue_notification
@@ -334,6 +335,9 @@ def test_a_guest_text_at_night_is_held_until_morning_without_burning_an_attempt(
         row = load(registry, run_in_request, guest)
         assert (row.status, row.attempts, row.next_attempt_at) == ("pending", 0, morning)
         assert "quiet hours" in row.last_error
+        # The host's pages say why it waits, and until when, in the event's zone.
+        assert held_words(row.last_error, "America/New_York") == (
+            "quiet hours at the recipient's; it goes out at Sat 2 May 2026, 08:00 EDT")
         clock.move_to(morning - dt.timedelta(minutes=1))
         drain(registry["huey"])
         assert load(registry, run_in_request, guest).status == "pending"

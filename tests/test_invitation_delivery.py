@@ -23,6 +23,7 @@ from guestguard.events.deliveries import (
     SENT,
     SUPPRESSED,
     UNSUBSCRIBED,
+    held_words,
     state_of,
 )
 from guestguard.events.invitations import RESEND_AFTER
@@ -69,6 +70,12 @@ def test_each_trouble_says_why_in_words():
     assert state_of(**facts(stopped=True)).reason == REASONS[UNSUBSCRIBE]
     assert state_of(**facts(stopped=True, channel="sms")).reason == REASONS[STOP]
     assert state_of(**facts()).reason is None and not state_of(**facts()).trouble
+    waiting = state_of(**facts(status="pending", delivery_state="queued", held="quiet hours; it goes out at 08:00"))
+    assert (waiting.state, waiting.label, waiting.reason) == ("held", "Held", "quiet hours; it goes out at 08:00")
+    assert not waiting.trouble
+    assert held_words("transient: 421 try later", "UTC") is None  # a retry is not a hold
+    assert held_words("held until 2030-06-21T07:00:00+00:00: the circuit breaker of ses is open", "Europe/London") \
+        == "the circuit breaker of ses is open; it goes out at Fri 21 Jun 2030, 08:00 BST"
     assert state_of(**facts(delivery_state="bounced")).trouble
 
 

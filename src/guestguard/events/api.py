@@ -148,7 +148,7 @@ def delete_event(context, request):
 
 def guests_out(request, event, guests) -> list[GuestOut]:
     """The guests as the API shows them, each with what became of their invitation."""
-    states = deliveries.invitation_deliveries(request.db, event.workspace_id, guests)
+    states = deliveries.invitation_deliveries(request.db, event.workspace_id, guests, event.timezone)
     return [GuestOut.of(guest, delivery=DeliveryOut.of(states[guest.id]))
             for guest in guests]
 

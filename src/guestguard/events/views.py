@@ -330,7 +330,7 @@ def event_page(context, request):
     sizes = {"": counts.guests, "yes": counts.yes + counts.waitlisted, "maybe": counts.maybe, "no": counts.no,
              "pending": counts.pending, "flagged": flagged, "not_invited": counts.guests - counts.invited,
              "not_opened": counts.not_opened}
-    delivery = deliveries.invitation_deliveries(request.db, event.workspace_id, guests)
+    delivery = deliveries.invitation_deliveries(request.db, event.workspace_id, guests, event.timezone)
     here = lambda **query: request.route_path("event_page", event_id=event.id, _query=query)  # noqa: E731
     page.update(
         counts=counts, summary=pages.headcount_summary(counts), guests=guests, problem=problem,
@@ -510,7 +510,8 @@ def new_guest(context, request):
 def guest_page(request, context, status: int = 200, values=None, errors=None, existing=None,
                confirming: str = "") -> dict:
     guest = context.record
-    delivery = deliveries.invitation_deliveries(request.db, guest.workspace_id, [guest])[guest.id]
+    delivery = deliveries.invitation_deliveries(request.db, guest.workspace_id, [guest],
+                                                context.event.timezone)[guest.id]
     return event_page_base(request, context, status, guest=guest, answers=pages.answers(request.db, guest.id),
                            delivery=delivery, channel_words=deliveries.CHANNEL_WORDS,
                            confirming=confirming, live_link=invitations.has_live_link(request.db, guest.id),
