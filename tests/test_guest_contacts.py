@@ -61,3 +61,27 @@ def test_the_form_names_the_region_and_the_guest_who_has_the_number(app, run_in_
     form["name"], form["phone"] = "Alan Turing", "07911 123457"
     refused = form.submit(status=409)
     assert "This phone number is already on the list as Grace Hopper." in main_text(refused)
+
+
+def test_the_forms_choose_the_channel_invitations_go_by(app, run_in_request, host):
+    ada = signed_in(app, run_in_request, "ada@example.com")
+    form = ada.get(f"/events/{host['event']['id']}/guests/new").forms["guest-form"]
+    assert [option[0] for option in form["preferred_channel"].options] == ["", "email", "sms"]
+    form["name"], form["email"], form["phone"] = "Grace Hopper", "grace@example.com", "07911 123457"
+    form["preferred_channel"] = "sms"
+    form.submit(status=303)
+    [guest] = app.get(f"{host['url']}/guests", headers=host["ada"]).json["guests"]
+    assert guest["preferred_channel"] == "sms"
+    edit = ada.get(f"/events/{host['event']['id']}/edit").forms["event-form"]
+    edit["invitation_channel"] = "sms"
+    edit.submit(status=303)
+    assert app.get(host["url"], headers=host["ada"]).json["event"]["invitation_channel"] == "sms"
+    edit = ada.get(f"/events/{host['event']['id']}/edit").forms["event-form"]
+    assert edit["invitation_channel"].value == "sms"
+    edit["invitation_channel"].force_value("pigeon")
+    refused = edit.submit(status=400)
+    assert "Send invitations by" in main_text(refused)
+    edit = refused.forms["event-form"]
+    edit["invitation_channel"] = ""  # back to automatic
+    edit.submit(status=303)
+    assert app.get(host["url"], headers=host["ada"]).json["event"]["invitation_channel"] is None

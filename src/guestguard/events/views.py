@@ -68,6 +68,7 @@ EVENT_FORM = Form(
     Field("default_plus_ones", "Plus-ones per guest", blank=OMIT), Field("host_message", "Message to guests"),
     Field("status", "Status", blank=OMIT, choice="Choose a status from the list."),
     Field("reply_to", "Reply-to address", blank=NONE),
+    Field("invitation_channel", "Send invitations by", blank=NONE, choice="Choose how to send from the list."),
     Field("host_name", "Host name shown to guests"), Field("theme_colour", "Theme colour"),
     Field("capacity", "Capacity", blank=NONE), Field("ask_plus_one_names", kind=CHECKBOX),
     absent_as_blank=True, zone_field="timezone")
@@ -83,6 +84,7 @@ DUPLICATE_FORM = Form(
 GUEST_FORM = Form(
     GuestInput,
     Field("name", "Name"), Field("email", "Email", blank=NONE), Field("phone", "Phone", blank=NONE),
+    Field("preferred_channel", "Send invitations by", blank=NONE, choice="Choose how to send from the list."),
     Field("plus_ones_allowed", "Plus-ones allowed", blank=OMIT), Field("group", "Group"),
     Field("tags", "Tags", LIST), Field("notes", "Notes"),
     absent_as_blank=True)
@@ -119,19 +121,21 @@ def event_values(event) -> dict[str, str]:
         "default_plus_ones": str(event.default_plus_ones), "host_message": event.host_message,
         "status": event.status, "reply_to": event.reply_to or "", "host_name": event.host_name,
         "theme_colour": event.theme_colour, "capacity": str(event.capacity or ""),
-        "ask_plus_one_names": event.ask_plus_one_names,
+        "ask_plus_one_names": event.ask_plus_one_names, "invitation_channel": event.invitation_channel or "",
     }
 
 
 def guest_values(guest) -> dict[str, str]:
     return {"name": guest.name, "email": guest.email or "", "phone": guest.phone or "",
             "plus_ones_allowed": str(guest.plus_ones_allowed), "group": guest.group_name,
-            "tags": ", ".join(guest.tags or []), "notes": guest.notes}
+            "tags": ", ".join(guest.tags or []), "notes": guest.notes,
+            "preferred_channel": guest.preferred_channel or ""}
 
 
-def form_choices() -> dict:
+def form_choices(request) -> dict:
     return {
         "zones": timefmt.place_zones(),
+        "event_channels": channel_choices(request, "Email when the guest has an address, else a text"),
         "statuses": [(status, f"{STATUS_LABELS[status]} — {STATUS_HINTS[status]}") for status in EVENT_STATUSES],
     }
 
@@ -141,6 +145,16 @@ def warn_if_past(request, event) -> None:
     if event.starts_at < utcnow():
         flash(request, f"Note: it starts in the past ({timefmt.long_when(event.starts_at, event.timezone)}). "
                        "If that is a typo, edit the start.", "info")
+
+
+def channel_choices(request, automatic: str) -> list[tuple[str, str]]:
+    """The channels that reach guests and have a provider here, for the
+    forms' "send invitations by" choice; "" is ``automatic``."""
+    served = request.registry["notifications.providers"]
+    return [("", automatic)] + [
+        (name, channel.label or {"email": "Email", "sms": "Text message"}.get(name, name))
+        for name, channel in request.registry["notifications.channels"].items()
+        if channel.contact_field and name in served]
 
 
 def phone_region(request, event) -> dict[str, str]:
@@ -165,6 +179,7 @@ def event_page_base(request, context, status: int = 200, **extra) -> dict:
         "cursor_of": feed.cursor_of,
         "rule_labels": RULE_LABELS,
         "phone_region": phone_region(request, event),
+        "guest_channels": channel_choices(request, "As the event says"),
         **extra,
     }
 
@@ -211,7 +226,7 @@ def new_event_page(request, resource, status: int = 200, values=None, errors=Non
              "ask_plus_one_names": False,
              "host_name": services.default_host_name(request.db, resource.workspace_id, request.ctx.actor_id)}
     return {"workspace": resource.workspace, "values": values or fresh,
-            "errors": errors or {}, **form_choices()}
+            "errors": errors or {}, **form_choices(request)}
 
 
 @view_config(route_name="event_new", request_method="GET", permission=EVENTS_EDIT,
@@ -384,7 +399,7 @@ def edit_event_page(request, context, status: int = 200, values=None, errors=Non
                            question_errors=question_errors or {}, question_kinds=questions.KINDS,
                            cover_url=services.cover_url(request.ctx, context.event),
                            max_cover_mb=request.registry.settings["covers.max_bytes"] // (1024 * 1024),
-                           **form_choices())
+                           **form_choices(request))
 
 
 @view_config(route_name="event_edit", request_method="GET", permission=EVENTS_EDIT,
