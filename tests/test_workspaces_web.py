@@ -377,6 +377,9 @@ def test_an_api_key_is_shown_once_works_and_stops_when_revoked(app, run_in_reque
     secret = created.html.find(id="new-secret").get_text(strip=True)
     assert re.fullmatch(r"ggk_[0-9a-f]{16}_\S{43}", secret)
     assert "it is shown only this once" in main_text(created)
+    reloaded = form.submit(status=409)  # the browser sends the form again: no second key, no secret
+    assert "The key “Zapier” was created moments ago" in main_text(reloaded)
+    assert reloaded.html.find(id="new-secret") is None and secret not in reloaded.text
 
     listing = ada.get(page_of(gala, "/api-keys"))
     assert secret not in listing.text and listing.html.find(id="new-secret") is None

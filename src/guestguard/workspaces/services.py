@@ -324,6 +324,18 @@ def create_api_key(ctx, workspace: Workspace, name: str, role: str) -> tuple[Api
     return key, f"{API_KEY_PREFIX}{lookup_id}_{secret}"
 
 
+# The same key asked for again within this long (a reloaded page resending
+# its form, a double click) is the first one, not another.
+REPEAT_WINDOW = dt.timedelta(seconds=60)
+
+
+def just_created_key(db, workspace_id: uuid.UUID, actor_id: uuid.UUID | None, name: str) -> ApiKey | None:
+    """A live key of this name the same person created moments ago."""
+    return db.scalar(select(ApiKey).where(
+        ApiKey.workspace_id == workspace_id, ApiKey.created_by_id == actor_id, ApiKey.name == name,
+        ApiKey.revoked_at.is_(None), ApiKey.created_at > utcnow() - REPEAT_WINDOW).limit(1))
+
+
 def api_keys(db, workspace_id: uuid.UUID) -> list[ApiKey]:
     return list(db.scalars(select(ApiKey).where(ApiKey.workspace_id == workspace_id,
                                                 ApiKey.revoked_at.is_(None))

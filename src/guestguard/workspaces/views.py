@@ -11,6 +11,7 @@ from pyramid.view import view_config
 from sqlalchemy import select
 
 from guestguard.accounts.models import User
+from guestguard.db import lock_name
 from guestguard.permissions import (
     ACCOUNT,
     ADMIN,
@@ -31,7 +32,7 @@ from guestguard.security import workspace_of
 from guestguard.web import FORM, Field, Form, private, redirect
 from guestguard.workspaces import services
 from guestguard.workspaces.api import own_membership
-from guestguard.workspaces.models import Workspace
+from guestguard.workspaces.models import ApiKey, Workspace
 from guestguard.workspaces.schemas import (
     ApiKeyInput,
     DeleteWorkspaceInput,
@@ -356,9 +357,10 @@ def revoke_invitation(context, request):
 # --- API keys ----------------------------------------------------------------
 
 
-def api_keys_page(request, context, status: int = 200, created: dict | None = None, **form) -> dict:
+def api_keys_page(request, context, status: int = 200, created: dict | None = None, repeated=None,
+                  **form) -> dict:
     return workspace_page(
-        request, context, "workspace_api_keys", status, created=created,
+        request, context, "workspace_api_keys", status, created=created, repeated=repeated,
         form=form or {"values": {"role": STAFF}, "errors": {}},
         keys=services.api_keys(request.db, context.workspace_id),
         key_prefix=services.API_KEY_PREFIX)
@@ -376,8 +378,11 @@ def create_api_key(context, request):
     form = API_KEY_FORM.read(request)
     if not form.ok:
         return api_keys_page(request, context, 400, values=API_KEY_FORM.typed(request), errors=form.errors)
-    key, secret = services.create_api_key(request.ctx, context.workspace,
-                                          form.model.name, form.model.role)
+    lock_name(request.db, f"api-keys:{context.workspace_id}", ApiKey)  # clicks at once: one after the other
+    repeated = services.just_created_key(request.db, context.workspace_id, request.ctx.actor_id, form.model.name)
+    if repeated is not None:  # the page reloaded, resending its form: no second key
+        return api_keys_page(request, context, 409, repeated=repeated)
+    key, secret = services.create_api_key(request.ctx, context.workspace, form.model.name, form.model.role)
     # Rendered, not redirected: the secret exists only in this response,
     # which private() keeps out of every cache.
     return api_keys_page(request, context, 201, created={"key": key, "secret": secret})
