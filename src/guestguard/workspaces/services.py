@@ -112,7 +112,7 @@ def find_membership(db, workspace_id: uuid.UUID, membership_id: uuid.UUID) -> Me
                                               Membership.workspace_id == workspace_id))
 
 
-def _owner_count(db, workspace_id: uuid.UUID) -> int:
+def owner_count(db, workspace_id: uuid.UUID) -> int:
     return db.scalar(select(func.count()).select_from(Membership)
                      .where(Membership.workspace_id == workspace_id, Membership.role == OWNER))
 
@@ -169,7 +169,7 @@ def change_role(ctx, actor_role: str, membership: Membership, role: str) -> Memb
         raise WorkspaceError(403, "forbidden", "Only an owner can make or unmake owners.", "role")
     if actor_role not in (OWNER, ADMIN):
         raise WorkspaceError(403, "forbidden", "Your role cannot change members' roles.", "role")
-    if membership.role == OWNER and _owner_count(ctx.db, membership.workspace_id) <= 1:
+    if membership.role == OWNER and owner_count(ctx.db, membership.workspace_id) <= 1:
         raise WorkspaceError(409, "last_owner",
                              "A workspace needs an owner: make someone else owner first.", "role")
     previous, membership.role = membership.role, role
@@ -188,7 +188,7 @@ def remove_member(ctx, actor_role: str, membership: Membership) -> None:
         raise WorkspaceError(403, "forbidden", "Only an owner can remove an owner.")
     if not leaving and actor_role not in (OWNER, ADMIN):
         raise WorkspaceError(403, "forbidden", "Your role cannot remove members.")
-    if membership.role == OWNER and _owner_count(ctx.db, membership.workspace_id) <= 1:
+    if membership.role == OWNER and owner_count(ctx.db, membership.workspace_id) <= 1:
         raise WorkspaceError(409, "last_owner",
                              "The last owner cannot leave: transfer ownership first.")
     _withdraw_delegations(ctx, membership, keys=True, invitations=True)

@@ -178,6 +178,7 @@ def settings_page(request, context, status: int = 200, **forms) -> dict:
                       for m in services.members(request.db, context.workspace_id)
                       if me is None or m.user_id != me.id]
     page.update({
+        "sole_owner": page["role"] == OWNER and services.owner_count(request.db, context.workspace_id) == 1,
         "successors": successors,
         "rename": {"values": {"name": context.workspace.name}, "errors": {}},
         "transfer": {"values": {}, "errors": {}},
@@ -259,13 +260,19 @@ def members_page(request, context, status: int = 200, refusal: str | None = None
     page = workspace_page(request, context, "workspace_members", status)
     me = request.identity.user
     role = page["role"]
-    rows = [{
-        "member": member,
-        "you": me is not None and member.user_id == me.id,
-        # Only an owner touches an owner; the service says so too.
-        "manageable": page["can"]["manage_members"] and (role == OWNER or member.role != OWNER),
-        "failed": member.id == failed,
-    } for member in services.members(request.db, context.workspace_id)]
+    sole_owner = role == OWNER and services.owner_count(request.db, context.workspace_id) == 1
+    rows = []
+    for member in services.members(request.db, context.workspace_id):
+        you = me is not None and member.user_id == me.id
+        rows.append({
+            "member": member, "you": you,
+            # The only owner cannot step down: a workspace keeps an owner.
+            "sole_owner": you and sole_owner,
+            # Only an owner touches an owner; the service says so too.
+            "manageable": page["can"]["manage_members"] and (role == OWNER or member.role != OWNER)
+            and not (you and sole_owner),
+            "failed": member.id == failed,
+        })
     page.update(members=rows, refusal=refusal,
                 role_choices=ROLES if role == OWNER else (ADMIN, STAFF))
     return page
