@@ -216,6 +216,27 @@ def test_accepting_with_another_address_is_refused_and_changes_nothing(app, run_
     assert roles_in(run_in_request, gala)["grace@example.com"] == "staff"
 
 
+def test_inviting_a_pending_address_with_another_role_asks_first(app, run_in_request, gala):
+    ada = signed_in(app, run_in_request, "ada@example.com")
+    form = ada.get(page_of(gala, "/invitations")).forms["invite-form"]
+    form["email"], form["role"] = "grace@example.com", "staff"
+    form.submit(status=303)
+    form = ada.get(page_of(gala, "/invitations")).forms["invite-form"]
+    form["email"], form["role"] = "grace@example.com", "admin"
+    asked = form.submit(status=409)
+    assert "grace@example.com already has an invitation as staff" in main_text(asked)
+    assert [row.find("span", class_="badge").get_text() for row in asked.html.select("ul.rows > li")] == ["staff"]
+    assert len(inbox(app, "grace@example.com")) == 1  # nothing sent yet
+    sent = asked.forms["confirm-role-form"].submit(status=303).follow()
+    assert "Invitation sent to grace@example.com." in main_text(sent)
+    assert [row.find("span", class_="badge").get_text() for row in sent.html.select("ul.rows > li")] == ["admin"]
+    assert len(inbox(app, "grace@example.com")) == 2
+    form = sent.forms["invite-form"]  # the same role again: sent again without asking
+    form["email"], form["role"] = "grace@example.com", "admin"
+    form.submit(status=303)
+    assert len(inbox(app, "grace@example.com")) == 3
+
+
 def test_invalid_invitation_tokens_get_one_neutral_404(app, run_in_request, gala):
     ada = signed_in(app, run_in_request, "ada@example.com")
     page = ada.get(page_of(gala, "/invitations"))

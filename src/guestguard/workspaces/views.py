@@ -323,9 +323,9 @@ def remove_member(context, request):
 # --- invitations -------------------------------------------------------------
 
 
-def invitations_page(request, context, status: int = 200, **invite) -> dict:
+def invitations_page(request, context, status: int = 200, changing=None, **invite) -> dict:
     return workspace_page(
-        request, context, "workspace_invitations", status,
+        request, context, "workspace_invitations", status, changing=changing,
         invite=invite or {"values": {"role": STAFF}, "errors": {}},
         pending=services.pending_invitations(request.db, context.workspace_id))
 
@@ -343,6 +343,12 @@ def invite(context, request):
     if not form.ok:
         return invitations_page(request, context, 400, values=INVITATION_FORM.typed(request), errors=form.errors)
     data = form.model
+    waiting = next((invitation for invitation in services.pending_invitations(request.db, context.workspace_id)
+                    if invitation.email == data.email), None)
+    if waiting is not None and waiting.role != data.role and request.POST.get("confirm") != "role":
+        # A pending invitation with another role: ask before replacing it.
+        return invitations_page(request, context, 409, changing={"invitation": waiting, "role": data.role},
+                                values=INVITATION_FORM.typed(request), errors={})
     try:
         services.invite(request.ctx, request.identity.user, context.workspace, data.email, data.role)
     except WorkspaceError as error:
