@@ -158,6 +158,17 @@ def test_home_page_renders(app):
     page = app.get("/")
     assert "<h1>Personal invitations, honest RSVPs</h1>" in page.text
     assert 'name="viewport"' in page.text
+    assert page.html.find("a", string="Create your account")["href"] == "/signup"
+    assert page.html.find("a", string="Sign in")["href"] == "/login"
+
+
+def test_home_page_sends_a_signed_in_host_to_the_dashboard(app, run_in_request):
+    from guestguard.testing import create_user, signed_in
+
+    run_in_request(lambda request: create_user(request, "ada@example.com"), app.app.registry)
+    page = signed_in(app, run_in_request, "ada@example.com").get("/")
+    assert page.html.find("a", string="Go to your dashboard")["href"] == "/dashboard"
+    assert page.html.find("a", string="Create your account") is None
 
 
 class FormView:
