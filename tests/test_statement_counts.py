@@ -145,11 +145,12 @@ def test_the_hosts_event_page_and_guest_list_cost_the_same_for_3_and_30_guests(a
     assert many_page == few_page and many_api == few_api
     # Who is signed in (once per request), the event with its workspace,
     # the caller's roles, then what the page shows: a page of guests, the
-    # activity feed, the headcount, what became of the page's invitations,
-    # the flagged count, the event's delivery summary, the workspace menu.
+    # activity feed, the headcount, the flagged count (for the filter chips
+    # too), what became of the page's invitations, the caller's answer
+    # alerts, the event's delivery summary, the workspace menu.
     assert few_page == ["SELECT AUTH_SESSIONS", "SELECT EVENTS", "SELECT MEMBERSHIPS", "SELECT GUESTS",
-                        "SELECT ACTIVITY", "SELECT GUESTS", "SELECT NOTIFICATIONS", "SELECT COUNT",
-                        "SELECT GUESTS", "SELECT WORKSPACES"]
+                        "SELECT ACTIVITY", "SELECT GUESTS", "SELECT COUNT", "SELECT NOTIFICATIONS",
+                        "SELECT ANSWER_ALERTS", "SELECT GUESTS", "SELECT WORKSPACES"]
     assert few_api == ["SELECT AUTH_SESSIONS", "SELECT EVENTS", "SELECT MEMBERSHIPS", "SELECT GUESTS",
                        "SELECT NOTIFICATIONS"]
 

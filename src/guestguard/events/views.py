@@ -157,7 +157,7 @@ def channel_choices(request, automatic: str) -> list[tuple[str, str]]:
         if channel.contact_field and name in served]
 
 
-def phone_region(request, event) -> dict[str, str]:
+def phone_hint(request, event) -> dict[str, str]:
     """The country a number without + is read in, for the guest form's hint."""
     region = services.phone_region(request.ctx, event)
     return {"name": timefmt.country_names().get(region, region),
@@ -178,7 +178,7 @@ def event_page_base(request, context, status: int = 200, **extra) -> dict:
         "status_labels": STATUS_LABELS,
         "cursor_of": feed.cursor_of,
         "rule_labels": RULE_LABELS,
-        "phone_region": phone_region(request, event),
+        "phone_region": phone_hint(request, event),
         "guest_channels": channel_choices(request, "As the event says"),
         **extra,
     }
