@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from huey import crontab
-from sqlalchemy import ForeignKey, Index, String, and_, delete, exists, or_, select
+from sqlalchemy import ForeignKey, Index, String, and_, delete, exists, insert, or_, select
 from sqlalchemy.orm import Mapped, aliased, mapped_column
 
 from guestguard.db import Base, utcnow
@@ -34,10 +34,13 @@ from guestguard.tasks import (
     DurableJobMixin,
     NotReplayable,  # noqa: F401 (what replay raises, for its callers)
     claim_job,
+    claim_jobs,
     enqueue_job,
+    enqueue_job_batched,
     fail_job,
     finish_job,
     hold_lease,
+    hold_leases,
     replay_failed,
     still_claimed,
 )
@@ -127,16 +130,33 @@ def emit(ctx, name: str, data: Mapping[str, Any], workspace_id: uuid.UUID | None
     """Record ``name`` in the current transaction; it is delivered once that
     commits. ``data`` must be JSON (ids as strings). ``aggregate`` defaults to
     what the data names (the guest, else the event, else the notification)."""
+    row = DomainEventRow(**_row_values(name, data, workspace_id, aggregate))
+    ctx.db.add(row)
+    enqueue_job_batched(ctx, DomainEventRow, row.id, deliver_domain_events)
+    return row.as_event()
+
+
+def _row_values(name: str, data: Mapping[str, Any], workspace_id: uuid.UUID | None,
+                aggregate: str | None) -> dict[str, Any]:
     try:
         json.dumps(dict(data))
     except (TypeError, ValueError) as exc:
         raise TypeError(f"domain event {name!r}: data must be JSON (ids as strings): {exc}") from None
-    row = DomainEventRow(id=uuid.uuid4(), name=name, data=dict(data), workspace_id=workspace_id,
-                         aggregate=aggregate or aggregate_of(data), occurred_at=moment(),
-                         next_attempt_at=utcnow())
-    ctx.db.add(row)
-    enqueue_job(ctx, row)
-    return row.as_event()
+    return {"id": uuid.uuid4(), "name": name, "data": dict(data), "workspace_id": workspace_id,
+            "aggregate": aggregate or aggregate_of(data), "occurred_at": moment(), "next_attempt_at": utcnow(),
+            "status": PENDING, "attempts": 0, "claimed_at": None, "lease_until": None, "last_error": None}
+
+
+def emit_many(ctx, events: list[tuple[str, Mapping[str, Any], uuid.UUID | None]]) -> None:
+    """``emit`` for many events of one bulk action, (name, data, workspace
+    id) each, in the order given (their order per aggregate): one
+    multi-row INSERT."""
+    rows = [_row_values(name, data, workspace_id, None) for name, data, workspace_id in events]
+    if not rows:
+        return
+    ctx.db.execute(insert(DomainEventRow), rows)
+    for row in rows:
+        enqueue_job_batched(ctx, DomainEventRow, row["id"], deliver_domain_events)
 
 
 def in_turn(model) -> Any:
@@ -197,15 +217,101 @@ def deliver_domain_event(request, event_id) -> None:
             record_outcome(ctx, event.id, claimed_at, failures)
 
 
-def record_outcome(ctx, event_id, claimed_at: dt.datetime, failures: list[str]) -> None:
-    row = ctx.db.get(DomainEventRow, event_id, with_for_update=True, populate_existing=True)
+def deliver_domain_events(request, event_ids) -> None:
+    """Task: deliver events queued together (a bulk action's), each as
+    ``deliver_domain_event`` would: claimed together (one transaction), each
+    listener called for all of them in one transaction that also records
+    its deliveries, the outcomes recorded together (one transaction). When a
+    listener raises on one of them, that listener is called again for each
+    event in a transaction of its own, so one bad event holds back no other.
+    An event that waits for an earlier one of its aggregate in the same
+    batch is taken in the next round."""
+    from guestguard.context import context_of
+
+    ctx = context_of(request)
+    remaining = [uuid.UUID(str(event_id)) for event_id in event_ids]
+    while remaining:
+        with ctx.tm:
+            rows = claim_jobs(ctx, DomainEventRow, remaining)
+            if not rows:
+                return
+            batch = [(row.as_event(), row.attempts) for row in rows]
+            claimed_at = rows[0].claimed_at
+            had = set(ctx.db.execute(select(DomainEventDelivery.event_id, DomainEventDelivery.listener).where(
+                DomainEventDelivery.event_id.in_([event.id for event, _ in batch]))).all())
+        taken = {event.id for event, _ in batch}
+        remaining = [event_id for event_id in remaining if event_id not in taken]
+        failures: dict[uuid.UUID, list[str]] = {event.id: [] for event, _ in batch}
+        with hold_leases(ctx, DomainEventRow, list(taken), claimed_at):
+            for impl in listeners(request.registry):
+                todo = [(event, attempt) for event, attempt in batch if (event.id, impl.plugin_name) not in had]
+                if not todo:
+                    continue
+                _hand_over(request, impl, todo, failures)
+        with ctx.tm:
+            locked = {row.id: row for row in ctx.db.scalars(
+                select(DomainEventRow).where(DomainEventRow.id.in_(list(taken))).order_by(DomainEventRow.id)
+                .with_for_update().execution_options(populate_existing=True))}
+            waiting = set(remaining)
+            for event, _ in batch:
+                record_outcome(ctx, event.id, claimed_at, failures[event.id], row=locked.get(event.id),
+                               waiting=waiting)
+
+
+def _hand_over(request, impl, todo: list, failures: dict[uuid.UUID, list[str]]) -> None:
+    """Call one listener for a batch's events in one transaction; when it
+    raises, that event has failed (called again on its next attempt) and
+    the others, rolled back with it, are called again one by one."""
+    current = None
+    try:
+        with request.tm:
+            for current in todo:
+                _call(request, impl, *current)
+        return
+    except Exception as exc:
+        if current is None:
+            raise
+        _failed(impl, *current, exc, failures)
+    for event, attempt in todo:
+        if event.id == current[0].id:
+            continue
+        try:
+            with request.tm:
+                _call(request, impl, event, attempt)
+        except Exception as exc:
+            _failed(impl, event, attempt, exc, failures)
+
+
+def _failed(impl, event: DomainEvent, attempt: int, exc: Exception, failures: dict[uuid.UUID, list[str]]) -> None:
+    log.error("plugin %s failed on domain event %s (%s), attempt %d", impl.plugin_name, event.name, event.id,
+              attempt, exc_info=exc)
+    failures[event.id].append(f"{impl.plugin_name}: {exc!r}"[:500])
+
+
+def _call(request, impl, event: DomainEvent, attempt: int) -> None:
+    """Hand ``event`` to one listener and record that it has it (in the
+    caller's transaction)."""
+    arguments = {"event": event, "request": request}
+    impl.function(*(arguments[name] for name in impl.argnames))
+    request.db.add(DomainEventDelivery(event_id=event.id, listener=impl.plugin_name, attempt=attempt))
+
+
+_UNREAD = object()
+
+
+def record_outcome(ctx, event_id, claimed_at: dt.datetime, failures: list[str], row: Any = _UNREAD,
+                   waiting: set | frozenset = frozenset()) -> None:
+    """The attempt's outcome; ``row`` when the caller locked it already;
+    ``waiting``: events of a batch still to be taken (not queued again)."""
+    if row is _UNREAD:
+        row = ctx.db.get(DomainEventRow, event_id, with_for_update=True, populate_existing=True)
     if row is None or not still_claimed(row, claimed_at):
         # The reaper took it back meanwhile: the run it queued calls only the
         # listeners that do not have the event yet.
         return
     if not failures:
         finish_job(row)
-        release_next(ctx, row)
+        release_next(ctx, row, waiting)
         return
     retry_at = fail_job(row, "; ".join(failures), permanent=False, backoff=RETRY_BACKOFF)
     if retry_at is None:
@@ -215,9 +321,10 @@ def record_outcome(ctx, event_id, claimed_at: dt.datetime, failures: list[str]) 
         enqueue_job(ctx, row, eta=retry_at)
 
 
-def release_next(ctx, row: DomainEventRow) -> None:
+def release_next(ctx, row: DomainEventRow, waiting: set | frozenset = frozenset()) -> None:
     """Queue the next pending event of the aggregate, which may have been
-    waiting for this one."""
+    waiting for this one (unless it is among ``waiting``, a batch's events
+    its task takes next)."""
     if row.aggregate is None:
         return
     following = ctx.db.scalar(
@@ -226,7 +333,7 @@ def release_next(ctx, row: DomainEventRow) -> None:
                or_(DomainEventRow.occurred_at > row.occurred_at,
                    and_(DomainEventRow.occurred_at == row.occurred_at, DomainEventRow.id > row.id)))
         .order_by(DomainEventRow.occurred_at, DomainEventRow.id).limit(1))
-    if following is not None:
+    if following is not None and following.id not in waiting:
         enqueue_job(ctx, following)
 
 
@@ -271,6 +378,7 @@ def purge_delivered(request) -> int:
 
 def includeme(config) -> None:
     config.add_task(deliver_domain_event, in_transaction=False)
+    config.add_task(deliver_domain_events, in_transaction=False)
     config.add_durable_job(DomainEventRow, deliver_domain_event, max_attempts=len(RETRY_BACKOFF) + 1,
                            ready=in_turn)
     config.add_periodic_task(purge_delivered, crontab(minute="37", hour="3"), in_transaction=False)
