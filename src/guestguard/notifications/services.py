@@ -12,6 +12,7 @@ from typing import Any
 
 from cryptography.fernet import InvalidToken
 from prometheus_client import Counter
+from sqlalchemy import insert, select
 
 from guestguard import sms_segments
 from guestguard.db import utcnow
@@ -25,7 +26,8 @@ from guestguard.tasks import (
     INTERRUPTED,
     PENDING,
     claim_job,
-    enqueue_job,
+    claim_jobs,
+    enqueue_job_batched,
     fail_job,
     finish_job,
     still_claimed,
@@ -83,6 +85,64 @@ def queue_notification(
     A text longer than ``notifications.sms.max_segments`` raises
     ``sms_segments.MessageTooLong`` and nothing is stored.
     """
+    values = _row_values(ctx, channel=channel, recipient=recipient, template=template, context=context,
+                         sealed=sealed, workspace_id=workspace_id, about=about, kind=kind)
+    notification = Notification(**values)
+    ctx.db.add(notification)
+    ctx.db.flush()
+    enqueue_job_batched(ctx, Notification, notification.id, _batch_task())
+    return notification
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message of a bulk action, as ``queue_notification`` takes it."""
+
+    channel: str
+    recipient: str
+    template: str
+    context: Mapping[str, Any]
+    sealed: Mapping[str, Any] | None = None
+    workspace_id: uuid.UUID | None = None
+    about: Mapping[str, str] | None = None
+    kind: str = ACCOUNT_MESSAGE
+
+
+def queue_notifications(ctx, messages: list[Outgoing]) -> list[uuid.UUID]:
+    """``queue_notification`` for a bulk action's messages: the same checks,
+    one multi-row INSERT, and their deliveries queued fifty to a task. Their
+    ids, in the order given."""
+    rows = [_row_values(ctx, channel=m.channel, recipient=m.recipient, template=m.template, context=m.context,
+                        sealed=m.sealed, workspace_id=m.workspace_id, about=m.about, kind=m.kind)
+            for m in messages]
+    if rows:
+        now = utcnow()
+        ctx.db.execute(insert(Notification), [{**DEFAULTS, "created_at": now, "updated_at": now,
+                                               "next_attempt_at": now, **row} for row in rows])
+    task = _batch_task()
+    for row in rows:
+        enqueue_job_batched(ctx, Notification, row["id"], task)
+    return [row["id"] for row in rows]
+
+
+# What a row made by queue_notifications holds beside its message (the
+# model's defaults, given here so every row of the INSERT has every column).
+DEFAULTS = {"status": PENDING, "attempts": 0, "claimed_at": None, "lease_until": None, "last_error": None,
+            "provider": None, "provider_message_id": None, "sent_at": None, "delivery_state": "queued",
+            "delivery_detail": None, "delivered_at": None, "segments": None, "price": None, "price_unit": None}
+
+
+def _batch_task():
+    from guestguard.notifications.tasks import dispatch_notifications
+
+    return dispatch_notifications
+
+
+def _row_values(ctx, *, channel: str, recipient: str, template: str, context: Mapping[str, Any] | None,
+                sealed: Mapping[str, Any] | None, workspace_id: uuid.UUID | None, about: Mapping[str, str] | None,
+                kind: str) -> dict[str, Any]:
+    """A notification's row, checked: a known kind, a served channel, an
+    existing template, a text within the segment cap."""
     if kind not in MESSAGE_KINDS:
         raise ValueError(f"unknown message kind {kind!r}")
     if channel not in ctx.registry["notifications.providers"]:
@@ -91,22 +151,11 @@ def queue_notification(
     if channel == "sms":
         measure_sms(ctx, template, {**(context or {}), **(sealed or {})})
     notification_id = uuid.uuid4()
-    notification = Notification(
-        id=notification_id,
-        message_id=message_id_for(ctx.settings, notification_id) if channel == "email" else None,
-        channel=channel,
-        recipient=recipient,
-        template=template,
-        kind=kind,
-        context=dict(context or {}),
-        sealed_context=seal(ctx.settings, sealed) if sealed else None,
-        workspace_id=workspace_id,
-        about=dict(about or {}),
-    )
-    ctx.db.add(notification)
-    ctx.db.flush()
-    enqueue_job(ctx, notification)
-    return notification
+    return {"id": notification_id,
+            "message_id": message_id_for(ctx.settings, notification_id) if channel == "email" else None,
+            "channel": channel, "recipient": recipient, "template": template, "kind": kind,
+            "context": dict(context or {}), "sealed_context": seal(ctx.settings, sealed) if sealed else None,
+            "workspace_id": workspace_id, "about": dict(about or {})}
 
 
 def measure_sms(ctx, template: str, context: Mapping[str, Any]) -> sms_segments.SmsLength:
@@ -157,6 +206,19 @@ def begin_attempt(ctx, notification_id) -> Attempt | None:
     notification = claim_job(ctx, Notification, notification_id)
     if notification is None:
         return None
+    return prepare_attempt(ctx, notification)
+
+
+def begin_attempts(ctx, notification_ids) -> list[Attempt]:
+    """``begin_attempt`` for notifications queued together: claimed in one
+    statement; those not ours to send (or held) are left out."""
+    attempts = (prepare_attempt(ctx, notification) for notification in claim_jobs(ctx, Notification, notification_ids))
+    return [attempt for attempt in attempts if attempt is not None]
+
+
+def prepare_attempt(ctx, notification: Notification) -> Attempt | None:
+    """Render a claimed notification for its provider, or say why it is not
+    sent (None: held for later)."""
     earlier = ctx.registry["notifications.providers_by_name"].get(notification.provider or "")
     provider = ctx.registry["notifications.providers"].get(notification.channel)
     if provider is None:
@@ -272,8 +334,28 @@ def deliver(attempt: Attempt) -> tuple[str | None, str | None, bool, str | None,
     return outcome.provider_message_id, outcome.error, outcome.permanent, outcome.provider, outcome.suppress
 
 
+def record_outcomes(ctx, results: list[tuple[Attempt, tuple]]) -> list[tuple[uuid.UUID, dt.datetime]]:
+    """``record_outcome`` for attempts made together, their rows locked in
+    one statement (in id order, as every locker takes them); the retries
+    due, (notification id, when)."""
+    ids = sorted(attempt.notification_id for attempt, _ in results)
+    locked = {row.id: row for row in ctx.db.scalars(
+        select(Notification).where(Notification.id.in_(ids)).order_by(Notification.id).with_for_update()
+        .execution_options(populate_existing=True))}
+    retries = []
+    for attempt, outcome in results:
+        retry_at = record_outcome(ctx, attempt, *outcome, locked=locked.get(attempt.notification_id))
+        if retry_at is not None:
+            retries.append((attempt.notification_id, retry_at))
+    return retries
+
+
+_UNREAD: Any = object()
+
+
 def record_outcome(ctx, attempt: Attempt, provider_message_id: str | None,
-                   error: str | None, permanent: bool, sent_by: str | None = None, suppress: str | None = None):
+                   error: str | None, permanent: bool, sent_by: str | None = None, suppress: str | None = None,
+                   locked: Any = _UNREAD):
     """Store the attempt's result; return when to retry, if ever.
 
     When the reaper took the job back meanwhile (the lease lapsed: the
@@ -281,7 +363,8 @@ def record_outcome(ctx, attempt: Attempt, provider_message_id: str | None,
     not sent again, and a failure is left to the retry the reaper queued.
     A refusal naming a suppression reason lists the address and ends the
     message ``suppressed``."""
-    notification = ctx.db.get(Notification, attempt.notification_id, with_for_update=True)
+    notification = (ctx.db.get(Notification, attempt.notification_id, with_for_update=True)
+                    if locked is _UNREAD else locked)
     if notification is None:  # erased meanwhile (privacy): nothing to record
         return None
     if not still_claimed(notification, attempt.claimed_at):
