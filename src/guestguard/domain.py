@@ -252,10 +252,10 @@ def deliver_domain_events(request, event_ids) -> None:
             locked = {row.id: row for row in ctx.db.scalars(
                 select(DomainEventRow).where(DomainEventRow.id.in_(list(taken))).order_by(DomainEventRow.id)
                 .with_for_update().execution_options(populate_existing=True))}
-            waiting = set(remaining)
-            for event, _ in batch:
-                record_outcome(ctx, event.id, claimed_at, failures[event.id], row=locked.get(event.id),
-                               waiting=waiting)
+            finished = [locked[event.id] for event, _ in batch
+                        if record_outcome(ctx, event.id, claimed_at, failures[event.id], row=locked.get(event.id),
+                                          release=False)]
+            release_following(ctx, finished, waiting=set(remaining))
 
 
 def _hand_over(request, impl, todo: list, failures: dict[uuid.UUID, list[str]]) -> None:
@@ -300,31 +300,33 @@ _UNREAD = object()
 
 
 def record_outcome(ctx, event_id, claimed_at: dt.datetime, failures: list[str], row: Any = _UNREAD,
-                   waiting: set | frozenset = frozenset()) -> None:
-    """The attempt's outcome; ``row`` when the caller locked it already;
-    ``waiting``: events of a batch still to be taken (not queued again)."""
+                   release: bool = True) -> bool:
+    """The attempt's outcome; ``row`` when the caller locked it already.
+    Whether the event is delivered now (then the next event of its
+    aggregate is queued, unless ``release`` leaves that to the caller)."""
     if row is _UNREAD:
         row = ctx.db.get(DomainEventRow, event_id, with_for_update=True, populate_existing=True)
     if row is None or not still_claimed(row, claimed_at):
         # The reaper took it back meanwhile: the run it queued calls only the
         # listeners that do not have the event yet.
-        return
+        return False
     if not failures:
         finish_job(row)
-        release_next(ctx, row, waiting)
-        return
+        if release:
+            release_next(ctx, row)
+        return True
     retry_at = fail_job(row, "; ".join(failures), permanent=False, backoff=RETRY_BACKOFF)
     if retry_at is None:
         log.error("domain event %s (%s) is dead after %d attempts: %s", row.id, row.name, row.attempts,
                   row.last_error)
     else:
         enqueue_job(ctx, row, eta=retry_at)
+    return False
 
 
-def release_next(ctx, row: DomainEventRow, waiting: set | frozenset = frozenset()) -> None:
+def release_next(ctx, row: DomainEventRow) -> None:
     """Queue the next pending event of the aggregate, which may have been
-    waiting for this one (unless it is among ``waiting``, a batch's events
-    its task takes next)."""
+    waiting for this one."""
     if row.aggregate is None:
         return
     following = ctx.db.scalar(
@@ -333,8 +335,29 @@ def release_next(ctx, row: DomainEventRow, waiting: set | frozenset = frozenset(
                or_(DomainEventRow.occurred_at > row.occurred_at,
                    and_(DomainEventRow.occurred_at == row.occurred_at, DomainEventRow.id > row.id)))
         .order_by(DomainEventRow.occurred_at, DomainEventRow.id).limit(1))
-    if following is not None and following.id not in waiting:
+    if following is not None:
         enqueue_job(ctx, following)
+
+
+def release_following(ctx, rows: list[DomainEventRow], waiting: set) -> None:
+    """``release_next`` for a batch's delivered events, in one query: the
+    next pending event of each one's aggregate is queued, unless it is among
+    ``waiting`` (events the batch's task takes next)."""
+    aggregates = sorted({row.aggregate for row in rows if row.aggregate is not None})
+    if not aggregates:
+        return
+    pending: dict[str, list[DomainEventRow]] = {}
+    for later in ctx.db.scalars(select(DomainEventRow).where(
+            DomainEventRow.aggregate.in_(aggregates), DomainEventRow.status == PENDING)
+            .order_by(DomainEventRow.aggregate, DomainEventRow.occurred_at, DomainEventRow.id)):
+        pending.setdefault(later.aggregate, []).append(later)
+    released = set()
+    for row in rows:
+        following = next((later for later in pending.get(row.aggregate, ())
+                          if (later.occurred_at, later.id) > (row.occurred_at, row.id)), None)
+        if following is not None and following.id not in waiting and following.id not in released:
+            released.add(following.id)
+            enqueue_job_batched(ctx, DomainEventRow, following.id, deliver_domain_events)
 
 
 # --- what operators do (the ``guestguard events`` command) ------------------------

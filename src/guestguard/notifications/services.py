@@ -18,7 +18,7 @@ from guestguard import sms_segments
 from guestguard.db import utcnow
 from guestguard.keys import fernet_for
 from guestguard.notifications import resilience, suppression, unsubscribe
-from guestguard.notifications.delivery import FAILED, SENT, SUPPRESSED, announce, set_delivery_state
+from guestguard.notifications.delivery import FAILED, SENT, SUPPRESSED, DayCounts, announce, set_delivery_state
 from guestguard.notifications.models import Notification
 from guestguard.notifications.suppression import ACCOUNT_MESSAGE, GUEST_MESSAGE, MESSAGE_KINDS, Listed, stopping
 from guestguard.plugins import NotificationProvider, OutgoingMessage
@@ -41,6 +41,8 @@ RETRY_BACKOFF = (1, 5, 30, 300, 1800)
 # SUPPRESSED (from delivery): a final status beside sent and failed, the
 # address being on the suppression list; that message's delivery state too.
 SEAL_PURPOSE = "notifications.sealed-context"
+# An argument not given: the function reads it itself.
+_UNREAD: Any = object()
 UNKNOWN_OUTCOME_RESENDS = Counter(
     "gg_notification_unknown_outcome_resends", "Attempts that send again a message whose previous attempt "
     "ended with no recorded outcome (its worker stopped or lost the database): the provider may have "
@@ -212,21 +214,26 @@ def begin_attempt(ctx, notification_id) -> Attempt | None:
 def begin_attempts(ctx, notification_ids) -> list[Attempt]:
     """``begin_attempt`` for notifications queued together: claimed in one
     statement; those not ours to send (or held) are left out."""
-    attempts = (prepare_attempt(ctx, notification) for notification in claim_jobs(ctx, Notification, notification_ids))
+    claimed = claim_jobs(ctx, Notification, notification_ids)
+    stopped = suppression.stopping_many(ctx.db, [(n.id, n.channel, n.recipient, n.kind, n.workspace_id)
+                                                 for n in claimed])
+    attempts = (prepare_attempt(ctx, notification, stopped.get(notification.id)) for notification in claimed)
     return [attempt for attempt in attempts if attempt is not None]
 
 
-def prepare_attempt(ctx, notification: Notification) -> Attempt | None:
+def prepare_attempt(ctx, notification: Notification, listed: Any = _UNREAD) -> Attempt | None:
     """Render a claimed notification for its provider, or say why it is not
-    sent (None: held for later)."""
+    sent (None: held for later). ``listed``: its suppression, when looked
+    up already (``stopping_many``)."""
     earlier = ctx.registry["notifications.providers_by_name"].get(notification.provider or "")
     provider = ctx.registry["notifications.providers"].get(notification.channel)
     if provider is None:
         return Attempt(notification.id, notification.claimed_at, None, None,
                        f"no provider for {notification.channel}")
     notification.provider = provider.name
-    listed = stopping(ctx.db, notification.channel, notification.recipient, kind=notification.kind,
-                      workspace_id=notification.workspace_id)
+    if listed is _UNREAD:
+        listed = stopping(ctx.db, notification.channel, notification.recipient, kind=notification.kind,
+                          workspace_id=notification.workspace_id)
     if listed is not None:
         return Attempt(notification.id, notification.claimed_at, provider, None,
                        f"suppressed: {listed.text}", suppressed=listed)
@@ -343,19 +350,18 @@ def record_outcomes(ctx, results: list[tuple[Attempt, tuple]]) -> list[tuple[uui
         select(Notification).where(Notification.id.in_(ids)).order_by(Notification.id).with_for_update()
         .execution_options(populate_existing=True))}
     retries = []
+    counts = DayCounts()
     for attempt, outcome in results:
-        retry_at = record_outcome(ctx, attempt, *outcome, locked=locked.get(attempt.notification_id))
+        retry_at = record_outcome(ctx, attempt, *outcome, locked=locked.get(attempt.notification_id), counts=counts)
         if retry_at is not None:
             retries.append((attempt.notification_id, retry_at))
+    counts.write(ctx.db)
     return retries
-
-
-_UNREAD: Any = object()
 
 
 def record_outcome(ctx, attempt: Attempt, provider_message_id: str | None,
                    error: str | None, permanent: bool, sent_by: str | None = None, suppress: str | None = None,
-                   locked: Any = _UNREAD):
+                   locked: Any = _UNREAD, counts: DayCounts | None = None):
     """Store the attempt's result; return when to retry, if ever.
 
     When the reaper took the job back meanwhile (the lease lapsed: the
@@ -386,7 +392,7 @@ def record_outcome(ctx, attempt: Attempt, provider_message_id: str | None,
     if listed is not None:
         finish_job(notification)
         notification.status, notification.last_error = SUPPRESSED, error
-        set_delivery_state(notification, SUPPRESSED, listed.text)
+        set_delivery_state(notification, SUPPRESSED, listed.text, counts=counts)
         drop_secrets(notification)
         log.info("notification %s not sent: the address is suppressed (%s)", notification.id, listed.reason)
         announce(ctx, notification, "notification.suppressed", reason=listed.reason)
@@ -397,7 +403,7 @@ def record_outcome(ctx, attempt: Attempt, provider_message_id: str | None,
         finish_job(notification)
         notification.sent_at = utcnow()
         notification.provider_message_id = provider_message_id
-        set_delivery_state(notification, SENT)
+        set_delivery_state(notification, SENT, counts=counts)
         drop_secrets(notification)
         log.info("notification %s sent through %s", notification.id, notification.provider)
         announce(ctx, notification, "notification.sent")
@@ -405,7 +411,7 @@ def record_outcome(ctx, attempt: Attempt, provider_message_id: str | None,
     retry_at = fail_job(notification, error, permanent=permanent, backoff=RETRY_BACKOFF)
     if retry_at is None:
         drop_secrets(notification)
-        set_delivery_state(notification, FAILED, error)
+        set_delivery_state(notification, FAILED, error, counts=counts)
         log.warning("notification %s failed after %d attempt(s): %s",
                     notification.id, notification.attempts, error)
         announce(ctx, notification, "notification.failed", error=error)
