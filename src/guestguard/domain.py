@@ -259,14 +259,16 @@ def deliver_domain_events(request, event_ids) -> None:
 
 
 def _hand_over(request, impl, todo: list, failures: dict[uuid.UUID, list[str]]) -> None:
-    """Call one listener for a batch's events in one transaction; when it
-    raises, that event has failed (called again on its next attempt) and
-    the others, rolled back with it, are called again one by one."""
+    """Call one listener for a batch's events in one transaction that also
+    records (one INSERT) that it has them; when it raises, that event has
+    failed (called again on its next attempt) and the others, rolled back
+    with it, are called again one by one."""
     current = None
     try:
         with request.tm:
             for current in todo:
-                _call(request, impl, *current)
+                _call(request, impl, current[0])
+            _record_deliveries(request, impl, todo)
         return
     except Exception as exc:
         if current is None:
@@ -277,7 +279,8 @@ def _hand_over(request, impl, todo: list, failures: dict[uuid.UUID, list[str]]) 
             continue
         try:
             with request.tm:
-                _call(request, impl, event, attempt)
+                _call(request, impl, event)
+                _record_deliveries(request, impl, [(event, attempt)])
         except Exception as exc:
             _failed(impl, event, attempt, exc, failures)
 
@@ -288,12 +291,18 @@ def _failed(impl, event: DomainEvent, attempt: int, exc: Exception, failures: di
     failures[event.id].append(f"{impl.plugin_name}: {exc!r}"[:500])
 
 
-def _call(request, impl, event: DomainEvent, attempt: int) -> None:
-    """Hand ``event`` to one listener and record that it has it (in the
-    caller's transaction)."""
+def _call(request, impl, event: DomainEvent) -> None:
+    """Hand ``event`` to one listener (in the caller's transaction)."""
     arguments = {"event": event, "request": request}
     impl.function(*(arguments[name] for name in impl.argnames))
-    request.db.add(DomainEventDelivery(event_id=event.id, listener=impl.plugin_name, attempt=attempt))
+
+
+def _record_deliveries(request, impl, handed: list) -> None:
+    """The listener has these (event, attempt): in the transaction of its work."""
+    now = utcnow()
+    request.db.execute(insert(DomainEventDelivery), [
+        {"event_id": event.id, "listener": impl.plugin_name, "attempt": attempt, "delivered_at": now}
+        for event, attempt in handed])
 
 
 _UNREAD = object()
