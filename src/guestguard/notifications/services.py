@@ -3,6 +3,7 @@ task with retries on the durable-job block."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import uuid
@@ -55,13 +56,19 @@ RECONCILED = Counter(
 def message_id_for(settings: Mapping[str, Any], notification_id: uuid.UUID) -> str:
     """The Message-ID of an email notification: its id at the sender's domain
     (the host of app.base_url when the sender's is not plain ASCII)."""
+    domain = _message_domain(settings['notifications.email.sender'], settings['app.base_url'])
+    return f"<{notification_id.hex}@{domain}>"
+
+
+@functools.lru_cache(maxsize=8)
+def _message_domain(sender: str, base_url: str) -> str:
     from email.utils import parseaddr
     from urllib.parse import urlsplit
 
-    domain = parseaddr(settings["notifications.email.sender"])[1].rpartition("@")[2]
+    domain = parseaddr(sender)[1].rpartition("@")[2]
     if not domain or not domain.isascii():
-        domain = urlsplit(settings["app.base_url"]).hostname or "localhost"
-    return f"<{notification_id.hex}@{domain}>"
+        domain = urlsplit(base_url).hostname or "localhost"
+    return domain
 
 
 def queue_notification(
@@ -114,8 +121,9 @@ def queue_notifications(ctx, messages: list[Outgoing]) -> list[uuid.UUID]:
     """``queue_notification`` for a bulk action's messages: the same checks,
     one multi-row INSERT, and their deliveries queued fifty to a task. Their
     ids, in the order given."""
+    checked: set[tuple[str, str]] = set()
     rows = [_row_values(ctx, channel=m.channel, recipient=m.recipient, template=m.template, context=m.context,
-                        sealed=m.sealed, workspace_id=m.workspace_id, about=m.about, kind=m.kind)
+                        sealed=m.sealed, workspace_id=m.workspace_id, about=m.about, kind=m.kind, checked=checked)
             for m in messages]
     if rows:
         now = utcnow()
@@ -142,14 +150,18 @@ def _batch_task():
 
 def _row_values(ctx, *, channel: str, recipient: str, template: str, context: Mapping[str, Any] | None,
                 sealed: Mapping[str, Any] | None, workspace_id: uuid.UUID | None, about: Mapping[str, str] | None,
-                kind: str) -> dict[str, Any]:
+                kind: str, checked: set[tuple[str, str]] | None = None) -> dict[str, Any]:
     """A notification's row, checked: a known kind, a served channel, an
-    existing template, a text within the segment cap."""
+    existing template, a text within the segment cap. ``checked``: the
+    (channel, template) pairs a batch has found already."""
     if kind not in MESSAGE_KINDS:
         raise ValueError(f"unknown message kind {kind!r}")
     if channel not in ctx.registry["notifications.providers"]:
         raise ValueError(f"no provider serves the {channel!r} channel")
-    ctx.registry["notifications.renderer"].check(channel, template)
+    if checked is None or (channel, template) not in checked:
+        ctx.registry["notifications.renderer"].check(channel, template)
+        if checked is not None:
+            checked.add((channel, template))
     if channel == "sms":
         measure_sms(ctx, template, {**(context or {}), **(sealed or {})})
     notification_id = uuid.uuid4()
