@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
 import logging
 import threading
@@ -247,7 +248,9 @@ def deliver_domain_events(request, event_ids) -> None:
                 todo = [(event, attempt) for event, attempt in batch if (event.id, impl.plugin_name) not in had]
                 if not todo:
                     continue
-                _hand_over(request, impl, todo, failures)
+                _hand_over(request.tm, functools.partial(_call, impl.function, impl.argnames, {"request": request}),
+                           functools.partial(_record_deliveries, request.db, impl.plugin_name), todo, failures,
+                           impl.plugin_name)
         with ctx.tm:
             locked = {row.id: row for row in ctx.db.scalars(
                 select(DomainEventRow).where(DomainEventRow.id.in_(list(taken))).order_by(DomainEventRow.id)
@@ -258,50 +261,53 @@ def deliver_domain_events(request, event_ids) -> None:
             release_following(ctx, finished, waiting=set(remaining))
 
 
-def _hand_over(request, impl, todo: list, failures: dict[uuid.UUID, list[str]]) -> None:
-    """Call one listener for a batch's events in one transaction that also
-    records (one INSERT) that it has them; when it raises, that event has
-    failed (called again on its next attempt) and the others, rolled back
-    with it, are called again one by one."""
+def _hand_over(tm, call, record, todo: list, failures: dict[uuid.UUID, list[str]], name: str) -> None:
+    """Call one listener (``call(event)``) for a batch's events in one
+    transaction of ``tm`` that also records (``record(handed)``, one INSERT)
+    that it has them; when it raises, that event has failed (called again on
+    its next attempt) and the others, rolled back with it, are called again
+    one by one."""
     current = None
     try:
-        with request.tm:
+        with tm:
             for current in todo:
-                _call(request, impl, current[0])
-            _record_deliveries(request, impl, todo)
+                call(current[0])
+            record(todo)
         return
     except Exception as exc:
         if current is None:
             raise
-        _failed(impl, *current, exc, failures)
+        _failed(name, *current, exc, failures)
     for event, attempt in todo:
         if event.id == current[0].id:
             continue
         try:
-            with request.tm:
-                _call(request, impl, event)
-                _record_deliveries(request, impl, [(event, attempt)])
+            with tm:
+                call(event)
+                record([(event, attempt)])
         except Exception as exc:
-            _failed(impl, event, attempt, exc, failures)
+            _failed(name, event, attempt, exc, failures)
 
 
-def _failed(impl, event: DomainEvent, attempt: int, exc: Exception, failures: dict[uuid.UUID, list[str]]) -> None:
-    log.error("plugin %s failed on domain event %s (%s), attempt %d", impl.plugin_name, event.name, event.id,
-              attempt, exc_info=exc)
-    failures[event.id].append(f"{impl.plugin_name}: {exc!r}"[:500])
+def _failed(name: str, event: DomainEvent, attempt: int, exc: Exception, failures: dict[uuid.UUID, list[str]]) -> None:
+    log.error("plugin %s failed on domain event %s (%s), attempt %d", name, event.name, event.id, attempt,
+              exc_info=exc)
+    failures[event.id].append(f"{name}: {exc!r}"[:500])
 
 
-def _call(request, impl, event: DomainEvent) -> None:
-    """Hand ``event`` to one listener (in the caller's transaction)."""
-    arguments = {"event": event, "request": request}
-    impl.function(*(arguments[name] for name in impl.argnames))
+def _call(function, argnames, given: dict[str, Any], event: DomainEvent) -> None:
+    """Hand ``event`` to one listener (in the caller's transaction) with the
+    hook's other arguments (``given``: the task's request), as pluggy would:
+    a listener may take only the arguments it names."""
+    arguments = {**given, "event": event}
+    function(*(arguments[name] for name in argnames))
 
 
-def _record_deliveries(request, impl, handed: list) -> None:
+def _record_deliveries(db, listener: str, handed: list) -> None:
     """The listener has these (event, attempt): in the transaction of its work."""
     now = utcnow()
-    request.db.execute(insert(DomainEventDelivery), [
-        {"event_id": event.id, "listener": impl.plugin_name, "attempt": attempt, "delivered_at": now}
+    db.execute(insert(DomainEventDelivery), [
+        {"event_id": event.id, "listener": listener, "attempt": attempt, "delivered_at": now}
         for event, attempt in handed])
 
 
