@@ -166,7 +166,7 @@ def test_the_event_page_shows_the_headcount_chart_and_the_guests(app, run_in_req
     assert tally(page) == {"Expected": 4, "Yes": 2, "Maybe": 1, "No": 1, "No answer": 1}
     assert "5 guests on the list: 4 invited, 3 opened their invitation, 1 not yet." in main_text(page)
     chart = page.html.find("img", class_="headcount-chart")
-    assert chart["src"] == f"/events/{event_id}/headcount.svg"
+    assert chart["src"].startswith(f"/events/{event_id}/headcount.svg?v=")
     assert chart["alt"] == ("Chart of the answers: 2 yes, 1 maybe, 1 no, 1 no answer; expected headcount 4 "
                             "including plus-ones; 4 of 5 invited, 3 opened.")
     assert guest_names(page) == ["Alan Turing", "Barbara Liskov", "Edsger Dijkstra", "Grace Hopper",
@@ -195,6 +195,32 @@ def test_the_event_page_shows_the_headcount_chart_and_the_guests(app, run_in_req
     assert b"<script" not in svg.body and b"<style" not in svg.body and b"style=" not in svg.body
 
 
+def test_the_live_parts_render_alone_and_follow_the_answers(app, run_in_request, host):
+    event_id = api_event(app, host)
+    [grace] = api_guests(app, host, event_id, [{"name": "Grace Hopper", "email": "grace@example.com"}])
+    ada = signed_in(app, run_in_request, "ada@example.com")
+    page = ada.get(f"/events/{event_id}")
+    before = ada.get(f"/events/{event_id}", {"live": "1"})
+    assert "<html" not in before.text and "activity-feed" not in before.text
+    assert [part["id"] for part in before.html.find_all(id=True, recursive=False)] == [
+        "headcount", "rollup", "flag-notice", "guest-rows"]
+    for part in ("headcount", "guest-rows"):  # the same markup the page shows
+        assert str(before.html.find(id=part)) == str(page.html.find(id=part))
+    assert before.headers["Cache-Control"] == "no-store"
+
+    answer(run_in_request, grace, "yes")
+    after = ada.get(f"/events/{event_id}", {"live": "1"})
+    assert tally(after) == {"Expected": 1, "Yes": 1, "Maybe": 0, "No": 0, "No answer": 0}
+    assert "Yes" in after.html.select_one(".guest-list .row").get_text(" ", strip=True)
+    chart = lambda part: part.html.find("img", class_="headcount-chart")["src"]  # noqa: E731
+    assert chart(after) != chart(before)  # a new address: the browser fetches the new chart
+
+    stranger = new_client(app.app)
+    stranger.get(f"/events/{event_id}", {"live": "1"}, status=302)
+    eve = signed_in(app, run_in_request, "eve@example.com")
+    assert "Grace" not in eve.get(f"/events/{event_id}", {"live": "1"}, status=404).text
+
+
 def test_the_chart_escapes_the_event_name_and_draws_empty_events(app, run_in_request, host):
     event_id = api_event(app, host, name="Tom & Jerry's <party>")
     ada = signed_in(app, run_in_request, "ada@example.com")
@@ -209,7 +235,7 @@ def test_searching_filtering_and_paging_the_guest_list(app, run_in_request, host
         {"name": f"Guest {number:02d}", "email": f"guest{number:02d}@example.com"} for number in range(60)])
     for guest_id in ids[:3]:
         answer(run_in_request, guest_id, "yes")
-    answer(run_in_request, ids[10], "no")
+    answer(run_in_request, ids[10], "no", opened=False)
     ada = signed_in(app, run_in_request, "ada@example.com")
 
     first = ada.get(f"/events/{event_id}")
@@ -225,15 +251,27 @@ def test_searching_filtering_and_paging_the_guest_list(app, run_in_request, host
     assert guest_names(found) == [f"Guest {number}" for number in range(10, 20)]
     assert "Showing guests matching “guest1”" in main_text(found)
 
-    search = found.forms["guest-search"]
-    search["response"] = "no"
-    assert guest_names(search.submit()) == ["Guest 10"]
+    # the chips keep the search, and the search keeps the chip
+    chips = {chip.get_text(" ", strip=True): chip for chip in found.html.select(".chips a")}
+    assert list(chips) == ["Everyone 60", "Yes 3", "No 1", "No answer 56", "Not invited 56",
+                           "Not opened 1"]
+    no = found.click(href=re.escape(chips["No 1"]["href"]) + "$")
+    assert guest_names(no) == ["Guest 10"]
+    assert no.html.select_one('.chips a[aria-current="page"]').get_text(" ", strip=True) == "No 1"
+    assert "Showing guests matching “guest1” who answered no" in main_text(no)
+    search = no.forms["guest-search"]
+    search["q"] = "guest0"
+    assert guest_names(search.submit()) == []
+    assert guest_names(ada.get(f"/events/{event_id}", {"response": "not_opened"})) == ["Guest 10"]
+    assert guest_names(ada.get(f"/events/{event_id}", {"response": "not_invited"}))[:2] == ["Guest 03", "Guest 04"]
     assert guest_names(ada.get(f"/events/{event_id}", {"response": "yes"})) == ["Guest 00", "Guest 01", "Guest 02"]
     pending = ada.get(f"/events/{event_id}", {"response": "pending"})
     assert len(guest_names(pending)) == 50
     assert guest_names(pending.click("Next page")) == [f"Guest {number}" for number in range(54, 60)]
     nobody = ada.get(f"/events/{event_id}", {"q": "zebra"})
     assert guest_names(nobody) == [] and "No guests match “zebra”" in main_text(nobody)
+    unknown = ada.get(f"/events/{event_id}", {"response": "<script>"})  # an unknown filter shows everyone
+    assert len(guest_names(unknown)) == 50 and "<script>" not in unknown.text
 
     broken = ada.get(f"/events/{event_id}", {"after": "not-a-cursor"}, status=400)
     assert "That page of the guest list is no longer valid" in main_text(broken)

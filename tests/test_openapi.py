@@ -119,7 +119,8 @@ def test_permissions_bodies_and_rate_limits_show_in_the_document(document):
     listing, adding = guests["get"], guests["post"]
     assert {"bearer", "cookie", "apiKey"} == {name for scheme in listing["security"] for name in scheme}
     assert {"401", "403", "404"} <= set(listing["responses"])
-    assert [p["name"] for p in listing["parameters"]] == ["event_id", "response", "q", "flagged", "after", "limit"]
+    assert [p["name"] for p in listing["parameters"]] == ["event_id", "response", "q", "flagged", "invitation", "after",
+                                                          "limit"]
     limit = next(p for p in listing["parameters"] if p["name"] == "limit")
     assert limit["schema"] == {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}
     assert {"413", "415", "422", "409"} <= set(adding["responses"])

@@ -89,6 +89,9 @@ SPEC = {
     ("api_guest_tokens", "DELETE"): EDITORS,
     ("api_guest_send", "POST"): EDITORS,
     ("api_event_send", "POST"): EDITORS,
+    ("api_event_duplicate", "POST"): EDITORS,
+    ("api_event_alerts", "GET"): PEOPLE,
+    ("api_event_alerts", "PUT"): PEOPLE,
     ("dashboard", "GET"): PEOPLE,
     ("event_new", "GET"): EDITORS,
     ("event_new", "POST"): EDITORS,
@@ -100,7 +103,13 @@ SPEC = {
     ("event_guest", "GET"): EVERYONE,
     ("event_guest", "POST"): EDITORS,
     ("event_headcount_svg", "GET"): EVERYONE,
+    ("event_send", "GET"): EDITORS,
+    ("event_duplicate", "GET"): EDITORS,
+    ("event_alerts", "POST"): PEOPLE,           # guests.view, and a person: a key has no address
+    ("event_duplicate", "POST"): EDITORS,
     ("event_send", "POST"): EDITORS,
+    ("event_send_test", "POST"): "O A",        # guests.edit, and a person: a key has no address to send to
+    ("event_invitation_preview", "GET"): EVERYONE,
     ("event_cover_upload", "POST"): EDITORS,
     ("event_questions", "POST"): EDITORS,
     ("event_guest_send", "POST"): EDITORS,

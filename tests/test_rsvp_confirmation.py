@@ -149,3 +149,24 @@ def test_the_confirmation_escapes_what_hosts_and_guests_typed():
     text = renderer.render("sms", "rsvp_confirmation", context).text
     assert text.startswith('Tom & Jerry\'s <b>party</b>: your answer "yes, +1" is recorded.')
     assert len(text) < 160 + 60, "one or two segments with the link"
+
+
+def test_a_waitlisted_yes_is_confirmed_as_waiting_and_older_queued_messages_still_render():
+    from guestguard.notifications.rendering import MessageRenderer
+    from guestguard.web import default_templates_dir
+
+    context = {"guest_name": "Cy", "event_name": "Lantern Supper", "host_name": "Hana", "timezone": "UTC",
+               "starts_at": "2030-06-21T19:00:00+00:00", "ends_at": None, "rsvp_deadline": None, "venue": "",
+               "response": "yes", "plus_ones": "0", "change_url": "https://gg.example/access/t",
+               "calendar_url": "https://gg.example/access/t/event.ics",
+               "unsubscribe_url": "https://gg.example/unsubscribe/u"}
+    renderer = MessageRenderer(default_templates_dir())
+    waiting = renderer.render("email", "rsvp_confirmation", {**context, "waitlisted": "yes"})
+    assert waiting.subject == "You're on the waitlist for Lantern Supper: your answer is recorded"
+    assert "Yes, but the event is full: you're on the waitlist." in waiting.text
+    assert "on the waitlist: the event is full" in renderer.render(
+        "sms", "rsvp_confirmation", {**context, "waitlisted": "yes"}).text
+    # queued before confirmations said whether the guest waits: read as seated
+    for seated in (context, {**context, "waitlisted": ""}):
+        assert "Yes, you're coming." in renderer.render("email", "rsvp_confirmation", seated).text
+        assert "waitlist" not in renderer.render("sms", "rsvp_confirmation", seated).text

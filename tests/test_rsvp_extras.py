@@ -182,6 +182,12 @@ def test_a_full_event_waitlists_in_order_and_promotes_when_someone_declines(app,
     assert (counts["yes"], counts["expected"], counts["waitlisted"]) == (1, 2, 2)
     page = app.get(f"/access/{cy_token}")
     assert "on the waitlist" in page.text and "number 2 in line" in page.text
+    # Their confirmations say they wait, not that they are coming; Ada's says she is.
+    waiting = inbox(app, cy["email"])[0]
+    assert waiting.subject == "You're on the waitlist for Lantern Supper: your answer is recorded"
+    assert "you're on the waitlist" in waiting.text and "you're coming" not in waiting.text.lower()
+    assert "You're on the waitlist" in waiting.html and "The event is full" in waiting.html
+    assert inbox(app, ada["email"])[0].subject == "You're coming to Lantern Supper: your answer is recorded"
     # Ada declines: Bob (2) and Cy (1) fit the 3 places, in that order, and are told.
     app.post_json(f"/api/v1/rsvp/{ada_token}", {"response": "no"})
     counts = seats_of(app, host)

@@ -2,7 +2,7 @@
 file does not check every row again
 
 Revision ID: 0021
-Revises: 0016
+Revises: 0022
 Create Date: 2026-12-06
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0021"
-down_revision = "0016"
+down_revision = "0022"
 branch_labels = None
 depends_on = None
 

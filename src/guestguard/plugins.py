@@ -92,6 +92,7 @@ DEFAULT_PLUGINS = (
     "guestguard.captcha_builtin",
     "guestguard.guard.rules",
     "guestguard.activity.listeners",
+    "guestguard.events.alerts",
 )
 
 

@@ -389,6 +389,8 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting("ratelimit.guest_import", as_rate_limit, "60/hour",
             "Guest-list files previewed or imported per user or API key."),
     Setting("ratelimit.link_issue", as_rate_limit, "500/day", "Invitation links issued per user."),
+    Setting("ratelimit.test_send", as_rate_limit, "30/day",
+            "Test invitations a host sends to their own address (the send page's \"Send a test to me\")."),
     Setting("ratelimit.api", as_rate_limit, "600/minute",
             "Ceiling on all /api/ requests per API key, or per client IP without one."),
     Setting("auth.lockout_threshold", as_int(1, 100), 5,

@@ -367,8 +367,10 @@ class Submitted:
         return {error.field if error.field in names else FORM: error.message}
 
 
-def flash(request, message: str) -> None:
-    request.session.flash(message, "success")
+def flash(request, message: str, kind: str = "success") -> None:
+    """A message for the next page: ``success``, ``info`` or ``error`` (a
+    refusal, shown as an alert)."""
+    request.session.flash(message, kind)
 
 
 def add_routes(config, routes) -> None:

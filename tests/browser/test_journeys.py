@@ -44,6 +44,20 @@ def invitation_link(site, email: str) -> str:
     return re.search(r"https?://\S+/access/\S+", site.messages_to(email)[0].text).group(0)
 
 
+def preview_test_and_send(host, site, email, axe, shoot, device) -> None:
+    """From the event page: the send preview, a test to oneself, then the real thing."""
+    host.get_by_role("link", name="Send invitations…").click()
+    expect(host.get_by_text("1 guest not invited yet: 1 by email.")).to_be_visible()
+    expect(host.locator(".preview-subject")).to_have_text("Subject: Hana Host invites you to Midsummer Gala")
+    axe(host)
+    shoot(host, f"host-{device}-send-preview")
+    host.get_by_role("button", name="Send a test to me").click()
+    expect(host.get_by_text("A test invitation is on its way to your email address.")).to_be_visible()
+    tests = [message.subject for message in site.messages_to(email) if "[Test]" in message.subject]
+    assert tests == ["[Test] Hana Host invites you to Midsummer Gala"]
+    host.get_by_role("button", name="Send 1 invitation").click()
+
+
 @pytest.mark.parametrize("device", ["desktop", "phone"])
 def test_a_host_signs_up_creates_an_event_invites_and_watches_a_guest_answer(device, browse, site, axe, shoot):
     host = browse(device)
@@ -70,7 +84,7 @@ def test_a_host_signs_up_creates_an_event_invites_and_watches_a_guest_answer(dev
     host.get_by_label("Email").fill(guest_email)
     host.get_by_role("button", name="Add guest", exact=True).click()
     expect(host.get_by_role("link", name="Grace Hopper")).to_be_visible()
-    host.get_by_role("button", name="Send invitations to everyone not yet invited").click()
+    preview_test_and_send(host, site, email, axe, shoot, device)
     expect(host.get_by_text("1 invitation on the way.")).to_be_visible()
     axe(host)
     shoot(host, f"host-{device}-event-invited")
@@ -92,6 +106,10 @@ def test_a_host_signs_up_creates_an_event_invites_and_watches_a_guest_answer(dev
     expect(host.locator('[data-count="yes"]')).to_have_text("1", timeout=10_000)
     expect(host.locator('[data-count="opened"]')).to_have_text("1")
     expect(host.locator('[data-count="pending"]')).to_have_text("0")
+    row = host.locator(".guest-list .row").filter(has_text="Grace Hopper")
+    expect(row.locator(".guest-invite")).to_have_text(re.compile(r"^Opened "), timeout=10_000)
+    expect(row.locator(".guest-state")).to_contain_text("Yes")
+    expect(host.locator(".chips")).to_contain_text("Yes 1")
     axe(host)
     shoot(host, f"host-{device}-event-live")
 

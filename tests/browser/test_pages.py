@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 from PIL import Image
+from playwright.sync_api import expect
 
 from guestguard.accounts.models import WEB
 from guestguard.accounts.services import login
@@ -52,7 +53,8 @@ def world(site):
             "api-keys": f"{spaces}/api-keys", "workspace-new": "/workspaces/new",
             "event-new": f"{spaces}/events/new", "event": events, "event-edit": f"{events}/edit",
             "guest-new": f"{events}/guests/new", "guest": f"{events}/guests/{grace}",
-            "guest-import": f"{events}/import",
+            "guest-import": f"{events}/import", "send-invitations": f"{events}/send-invitations",
+            "invitation-preview": f"/events/{themed}/invitation-preview",
             "event-answered-yes": f"{events}?response=yes", "not-found": "/events/no-such-event",
             "event-edit-cover": f"/events/{themed}/edit",
         },
@@ -260,3 +262,26 @@ def test_the_waitlist_journey(device, world, site, browse, axe, shoot):
     assert told.subject == f"A place opened up: you're coming to Tasting Menu ({device})"
     omar.reload()
     assert omar.locator(".current-answer").inner_text().startswith("You said yes —")
+
+
+def test_a_refused_stream_polls_without_saying_reconnecting(world, site, browse):
+    """The server holds only so many streams; a page it turns away follows
+    the feed by polling and says so, instead of "Reconnecting…" for ever."""
+    refused = re.compile(r"^503 from \S+/activity/stream\?")
+    page = browse("desktop", expected=refused)
+    signed_in_as_ada(site, page)
+    page.route(re.compile(r"/activity/stream\?"), lambda route: route.fulfill(
+        status=503, content_type="application/json", body='{"error": {"code": "streams_full"}}'))
+    page.add_init_script("""
+        window.liveStates = [];
+        document.addEventListener("DOMContentLoaded", () => {
+          const status = document.getElementById("activity-status");
+          new MutationObserver(() => window.liveStates.push(status.dataset.state))
+            .observe(status, { attributes: true, attributeFilter: ["data-state"] });
+        });""")
+    page.goto(site.url + world["host"]["event"])
+    status = page.locator("#activity-status")
+    expect(status).to_have_attribute("data-state", "polling", timeout=10_000)
+    expect(status).to_have_text("Updating every 15 seconds")
+    page.wait_for_timeout(2_000)  # the old page said "Reconnecting…" here, and tried again and again
+    assert page.evaluate("window.liveStates") == ["polling"]

@@ -2,10 +2,15 @@
 pages. Its routes are declared in ``routes.py``."""
 from __future__ import annotations
 
+from huey import crontab
+
 
 def includeme(config) -> None:
+    from guestguard.events.alerts import send_digests
+
     config.include(".routes")
     config.scan(".api")
     config.scan(".views")
     config.scan(".links_api")
     config.scan(".guest_views")
+    config.add_periodic_task(send_digests, crontab(minute="5"), in_transaction=False)

@@ -6,11 +6,15 @@ from pyramid.view import view_config
 
 from guestguard.contract import Batch, Refused, links_to
 from guestguard.errors import APIError
-from guestguard.events import deliveries, services
+from guestguard.events import alerts, copies, deliveries, services
 from guestguard.events.schemas import (
+    AlertInput,
+    AlertOut,
     ChangedEvent,
+    CopiedAlready,
     CountedEventOut,
     DeliveryOut,
+    DuplicateInput,
     EventFields,
     EventInput,
     EventOut,
@@ -80,6 +84,40 @@ def create_event(request):
     return OneEvent(event=counted(request, event, services.Headcount()))
 
 
+@view_config(route_name="api_event_duplicate", request_method="POST", renderer="json", permission=EVENTS_EDIT,
+             rate_limit="event_create", body=DuplicateInput, response={200: CopiedAlready, 201: OneEvent},
+             links=links_to(EVENT_LINKS, event_id="$response.body#/event/id"))
+def duplicate_event(context, request):
+    """A draft copy of the event (its details, look and questions; with
+    ``with_guests``, its guest list without links or answers). The same copy
+    asked for again within 30 seconds answers the first one with 200."""
+    made = copies.duplicate_event(request.ctx, context.event, request.body_input)
+    counts = services.headcounts(request.db, [made.event.id])
+    return (OneEvent if made.created else CopiedAlready)(event=counted(request, made.event, counts[made.event.id]))
+
+
+def person_only(request) -> None:
+    if request.identity.user is None:
+        raise APIError(403, "forbidden", "Answer alerts are emailed to a person: an API key has none.")
+
+
+@view_config(route_name="api_event_alerts", request_method="GET", renderer="json", permission=GUESTS_VIEW,
+             response=AlertOut)
+def get_alerts(context, request):
+    """How the caller hears of this event's answers by email."""
+    person_only(request)
+    return AlertOut(mode=alerts.alert_mode(request.db, context.event.id, request.ctx.actor_id))
+
+
+@view_config(route_name="api_event_alerts", request_method="PUT", renderer="json", permission=GUESTS_VIEW,
+             body=AlertInput, response=AlertOut)
+def set_alerts(context, request):
+    """Hear of each answer, get a daily digest, or neither; setting the same
+    mode again changes nothing."""
+    person_only(request)
+    return AlertOut(mode=alerts.set_alert(request.ctx, context.event, request.body_input.mode))
+
+
 @view_config(route_name="api_event", request_method="GET", renderer="json", permission=EVENTS_VIEW,
              response=OneEvent)
 def get_event(context, request):
@@ -118,11 +156,12 @@ def guests_out(request, event, guests) -> list[GuestOut]:
 @view_config(route_name="api_guests", request_method="GET", renderer="json", permission=GUESTS_VIEW,
              query=GuestQuery, response={200: GuestPage, 400: INVALID_CURSOR})
 def list_guests(context, request):
-    """The guest list by name; search with ``q``, filter by ``response`` or ``flagged``."""
+    """The guest list by name; search with ``q``, filter by ``response``,
+    ``flagged`` or ``invitation`` (``not_invited``, ``not_opened``)."""
     query = request.query_input
     guests, cursor = services.list_guests(request.db, context.event.id, after=query.after,
                                           limit=query.limit, search=query.q, response=query.response,
-                                          flagged=query.flagged)
+                                          flagged=query.flagged, invitation=query.invitation)
     return GuestPage(guests=guests_out(request, context.event, guests), next=cursor)
 
 

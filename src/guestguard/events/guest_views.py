@@ -15,6 +15,7 @@ import datetime as dt
 import hashlib
 import re
 import uuid
+from dataclasses import fields
 from urllib.parse import quote, urlsplit
 
 import icalendar
@@ -29,7 +30,8 @@ from guestguard.events.schemas import RsvpInput
 from guestguard.events.services import EventsError
 from guestguard.guard import access
 from guestguard.guard.access import EventRow, GuestRow, TokenUse
-from guestguard.guard.models import ANSWER, CALENDAR, VIEW
+from guestguard.guard.models import ANSWER, CALENDAR, OK, VIEW
+from guestguard.permissions import EVENTS_VIEW
 from guestguard.web import OMIT, Field, Form, Submitted, content_security_policy, private, redirect, sentence
 
 PAGE = "guest/invitation.jinja2"
@@ -90,7 +92,9 @@ def preselected(request) -> str:
 
 def page(request, found: TokenUse, *, status: int = 200,
          errors: dict[str, str] | None = None, form: dict[str, str] | None = None,
-         refusal: EventsError | None = None) -> dict:
+         refusal: EventsError | None = None, preview: dict | None = None) -> dict:
+    """The invitation page's values; ``preview`` (the host's look at it:
+    ``back_url``) shows it with no token, its form not to be sent."""
     private(request, status)
     guest, event, latest = found.guest, found.event, found.latest
     closed = invitations.rsvp_refusal(event)
@@ -100,7 +104,8 @@ def page(request, found: TokenUse, *, status: int = 200,
                 "dietary": latest.dietary if latest else "", "message": latest.message if latest else "",
                 "plus_one_names": list(guest.plus_one_names or []), "answers": dict(guest.answers or {})}
     return {
-        "guest": guest, "event": event, "token": request.matchdict["token"],
+        "guest": guest, "event": event, "token": "" if preview else request.matchdict["token"],
+        "preview": preview,
         "closes_at": invitations.rsvp_closes_at(event),
         "closed": closed, "cancelled": closed is not None and closed.code == "event_cancelled",
         "answer": answer_sentence(guest), "answers": ANSWERS,
@@ -123,6 +128,19 @@ def invitation_page(request):
     if request.method == "GET" and access.is_person(request.ctx):
         invitations.record_open(request.ctx, found.link, found.guest)
     return page(request, found)
+
+
+@view_config(route_name="event_invitation_preview", request_method="GET", renderer=PAGE, permission=EVENTS_VIEW)
+def invitation_preview(context, request):
+    """The invitation page as a guest sees it, for the host: a sample guest
+    with the event's plus-ones; it records nothing."""
+    event = context.event
+    row = EventRow(**{column.name: getattr(event, column.name) for column in fields(EventRow)})
+    guest = GuestRow(id=uuid.uuid4(), workspace_id=event.workspace_id, event_id=event.id, name="Grace",
+                     plus_ones_allowed=event.default_plus_ones, response=None, plus_ones_coming=0,
+                     responded_at=None, opened_at=None, plus_one_names=[], answers={}, waitlisted_at=None)
+    back = request.route_path("event_send", event_id=event.id)
+    return page(request, TokenUse(outcome=OK, guest=guest, event=row), preview={"back_url": back})
 
 
 def replies(request, event: EventRow) -> dict:

@@ -264,12 +264,19 @@ def sender_context(context: dict, sender_name: str, reply_to: str | None) -> dic
     return {**context, "sender_name": sender_name, "reply_to": reply_to}
 
 
-def refuse_unsendable(event: Event) -> None:
+def refusal_to_send(event: Event) -> EventsError | None:
+    """Why no invitation of ``event`` can be sent now (None: they can)."""
     if event.status == CANCELLED:
-        raise EventsError(409, "event_cancelled", "This event is cancelled: invitations cannot be sent.")
+        return EventsError(409, "event_cancelled", "This event is cancelled: invitations cannot be sent.")
     if event.status == DRAFT:
-        raise EventsError(409, "event_not_published",
-                          "This event is a draft: publish it before sending invitations.")
+        return EventsError(409, "event_not_published", "This event is a draft: publish it before sending invitations.")
+    return None
+
+
+def refuse_unsendable(event: Event) -> None:
+    refusal = refusal_to_send(event)
+    if refusal is not None:
+        raise refusal
 
 
 def lock_sends(db, event: Event) -> None:
@@ -342,6 +349,27 @@ class Sent:
     batch_id: str
 
 
+def plan_sends(ctx, event: Event, common: dict | None = None) -> tuple[list[tuple[Guest, str]],
+                                                                       list[dict[str, str]]]:
+    """Who send-all would invite and on which channel, by name, and who it
+    would skip and why; sends nothing. ``common``: the event's part of the
+    messages' context (``guest_message_common``), when read already."""
+    common = common if common is not None else guest_message_common(ctx, event)
+    guests = ctx.db.scalars(select(Guest).where(Guest.event_id == event.id, Guest.invited_at.is_(None))
+                            .order_by(Guest.name, Guest.id).execution_options(populate_existing=True))
+    planned, skipped = [], []
+    for guest in guests:
+        try:
+            channel = choose_channel(ctx, guest, None, event)
+            refuse_long_text(ctx, guest, event, channel, common)
+        except EventsError as unsendable:
+            reason = {"no_contact": NO_CONTACT, MESSAGE_TOO_LONG: too_long_for(ctx)}.get(unsendable.code, UNREACHABLE)
+            skipped.append({"guest_id": str(guest.id), "name": guest.name, "reason": reason})
+            continue
+        planned.append((guest, channel))
+    return planned, skipped
+
+
 def send_all(ctx, event: Event) -> Sent:
     """Invite every guest not invited yet; those without an email address or
     phone number are skipped and listed. Runs one at a time per event and is
@@ -352,22 +380,11 @@ def send_all(ctx, event: Event) -> Sent:
                        actor_id=ctx.actor_id, queued=0, skipped=0)
     ctx.db.add(batch)
     ctx.db.flush()
-    guests = ctx.db.scalars(select(Guest).where(Guest.event_id == event.id, Guest.invited_at.is_(None))
-                            .order_by(Guest.name, Guest.id).execution_options(populate_existing=True))
     common = guest_message_common(ctx, event)
-    skipped, chosen = [], []
-    for guest in guests:
-        try:
-            channel = choose_channel(ctx, guest, None, event)
-            refuse_long_text(ctx, guest, event, channel, common)
-        except EventsError as unsendable:
-            reason = {"no_contact": NO_CONTACT, MESSAGE_TOO_LONG: too_long_for(ctx)}.get(unsendable.code, UNREACHABLE)
-            skipped.append({"guest_id": str(guest.id), "name": guest.name, "reason": reason})
-            continue
-        chosen.append((guest, channel))
-    for start in range(0, len(chosen), SEND_BATCH):
-        _send(ctx, event, chosen[start:start + SEND_BATCH], batch_id=str(batch.id), common=common)
-    batch.queued = len(chosen)
+    planned, skipped = plan_sends(ctx, event, common)
+    for start in range(0, len(planned), SEND_BATCH):
+        _send(ctx, event, planned[start:start + SEND_BATCH], batch_id=str(batch.id), common=common)
+    batch.queued = len(planned)
     batch.skipped = len(skipped)
     record(ctx, "invitation.sent_all", actor_id=ctx.actor_id, workspace_id=event.workspace_id,
            target_type="event", target_id=event.id, queued=batch.queued, skipped=batch.skipped,
@@ -482,7 +499,8 @@ def confirm_answer(ctx, guest_id: uuid.UUID, raw_token: str, response: str, plus
     except EventsError:
         return False  # the answer is recorded; there is nowhere to confirm it
     context = {**sender_context(message_context(ctx, event, guest), event.host_name or host_name, event.reply_to),
-               "response": response, "plus_ones": str(plus_ones)}
+               "response": response, "plus_ones": str(plus_ones),
+               "waitlisted": "yes" if guest.waitlisted_at is not None else ""}
     queue_notification(
         ctx, channel=channel, recipient=address_for(ctx, guest, channel), template=CONFIRMATION,
         workspace_id=event.workspace_id, context=context, kind=GUEST_MESSAGE,

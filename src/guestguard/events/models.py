@@ -171,3 +171,24 @@ class BulkAction(IdMixin, Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     queued: Mapped[int] = mapped_column(default=0)
     skipped: Mapped[int] = mapped_column(default=0)
+
+
+EACH, DAILY = "each", "daily"
+ALERT_MODES = (EACH, DAILY)
+
+
+class AnswerAlert(IdMixin, TimestampMixin, Base):
+    """A host's wish to hear of an event's answers by email: each one as it
+    comes (``each``) or a daily digest (``daily``, with what it has covered
+    so far). No row: no email."""
+
+    __tablename__ = "answer_alerts"
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    mode: Mapped[str] = mapped_column(String(8))
+    # The daily digest covers answers recorded after this moment.
+    digest_through: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("event_id", "user_id"),)

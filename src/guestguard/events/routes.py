@@ -15,12 +15,18 @@ ROUTES = (
     ("event_guest", "/events/{event_id}/guests/{guest_id}", guest_factory),
     ("event_headcount_svg", "/events/{event_id}/headcount.svg", event_factory),
     ("event_send", "/events/{event_id}/send-invitations", event_factory),
+    ("event_send_test", "/events/{event_id}/send-test", event_factory),
+    ("event_duplicate", "/events/{event_id}/duplicate", event_factory),
+    ("event_alerts", "/events/{event_id}/answer-alerts", event_factory),
+    ("event_invitation_preview", "/events/{event_id}/invitation-preview", event_factory),
     ("event_guest_send", "/events/{event_id}/guests/{guest_id}/send", guest_factory),
     ("event_cover_upload", "/events/{event_id}/cover", event_factory),
     ("event_questions", "/events/{event_id}/questions", event_factory),
     # Events and guest lists (api.py).
     ("api_events", "/api/v1/events", None),
     ("api_event", "/api/v1/events/{event_id}", event_factory),
+    ("api_event_duplicate", "/api/v1/events/{event_id}/duplicate", event_factory),
+    ("api_event_alerts", "/api/v1/events/{event_id}/answer-alerts/me", event_factory),
     ("api_guests", "/api/v1/events/{event_id}/guests", event_factory),
     ("api_guest", "/api/v1/events/{event_id}/guests/{guest_id}", guest_factory),
     # Invitation links (links_api.py) and the guest's side (guest_views.py).

@@ -34,6 +34,7 @@ from guestguard.validation import (
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 RESPONSE_FILTERS = ("yes", "no", "maybe", "pending")
+INVITATION_FILTERS = ("not_invited", "not_opened")
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 Text = Annotated[str, StringConstraints(max_length=5000)]
@@ -148,6 +149,20 @@ class EventInput(EventFields):
         return self
 
 
+class DuplicateInput(Input):
+    """A copy of an event: a draft, with the same details unless said here."""
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"name": "Summer gala 2031", "starts_at": "2031-06-20T19:00:00", "with_guests": True}]})
+
+    # Left out: the same name.
+    name: Name | None = None
+    # In the event's time zone (an offset, when given, is honoured); left
+    # out: the same start. The end and the RSVP deadline move with it.
+    starts_at: dt.datetime | None = None
+    # The guest list, without links, answers, invitations or flags.
+    with_guests: bool = False
+
+
 def check_times(starts_at, ends_at, rsvp_deadline, timezone) -> None:
     starts = localize(starts_at, timezone)
     ends = localize(ends_at, timezone)
@@ -238,6 +253,7 @@ class GuestQuery(Query):
     response: OneOf(*RESPONSE_FILTERS) | None = None
     q: Annotated[str, Trimmed(100)] = ""
     flagged: QueryFlag = False
+    invitation: OneOf(*INVITATION_FILTERS) | None = None
     after: Cursor = None
     limit: Limit = DEFAULT_PAGE_SIZE
 
@@ -290,6 +306,10 @@ class CountedEventOut(EventOut):
 
 class OneEvent(Out):
     event: CountedEventOut
+
+
+class CopiedAlready(OneEvent):
+    """The same copy was asked for moments ago: the copy made then."""
 
 
 class ChangedEvent(Out):
@@ -426,3 +446,16 @@ class GuestInvitation(Out):
 
 class RsvpAnswer(GuestInvitation):
     recorded: bool
+
+
+class AlertInput(Input):
+    """How the caller hears of the event's answers by email: ``each`` answer
+    as it comes, a ``daily`` digest at 08:00 in the event's time zone, or
+    ``off``."""
+    model_config = ConfigDict(json_schema_extra={"examples": [{"mode": "daily"}]})
+
+    mode: Literal["each", "daily", "off"]
+
+
+class AlertOut(Out):
+    mode: Literal["each", "daily", "off"]

@@ -420,13 +420,22 @@ def flagged_guests(db, event_id: uuid.UUID) -> int:
     return db.scalar(select(func.count(Guest.id)).where(Guest.event_id == event_id, Guest.open_flags > 0)) or 0
 
 
+# Where the invitation stands, as the guest list filters it.
+INVITATION_STATES = {
+    "not_invited": Guest.invited_at.is_(None),
+    "not_opened": Guest.invited_at.is_not(None) & Guest.opened_at.is_(None),
+}
+
+
 def list_guests(db, event_id: uuid.UUID, *, after: str | None, limit: int,
-                search: str = "", response: str | None = None,
-                flagged: bool = False) -> tuple[list[Guest], str | None]:
+                search: str = "", response: str | None = None, flagged: bool = False,
+                invitation: str | None = None) -> tuple[list[Guest], str | None]:
     """One page of the list, by name, in one query whatever the list's size."""
     query = select(Guest).where(Guest.event_id == event_id)
     if flagged:
         query = query.where(Guest.open_flags > 0)
+    if invitation:
+        query = query.where(INVITATION_STATES[invitation])
     if search:
         pattern = "%" + search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         query = query.where(or_(func.lower(Guest.name).like(pattern, escape="\\"),

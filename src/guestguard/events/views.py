@@ -7,8 +7,10 @@ their audit rows back with the exception."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import astuple
 
 from pydantic_core import PydanticCustomError
+from pyramid.httpexceptions import HTTPForbidden
 from pyramid.response import Response
 from pyramid.view import view_config
 from sqlalchemy import select
@@ -16,9 +18,17 @@ from sqlalchemy import select
 from guestguard import timefmt
 from guestguard.activity import feed
 from guestguard.db import utcnow
-from guestguard.events import deliveries, invitations, pages, questions, services
+from guestguard.events import alerts, copies, deliveries, invitations, pages, previews, questions, services
 from guestguard.events.models import EVENT_STATUSES
-from guestguard.events.schemas import EventFields, EventInput, GuestFields, GuestInput, QuestionInput, check_times
+from guestguard.events.schemas import (
+    DuplicateInput,
+    EventFields,
+    EventInput,
+    GuestFields,
+    GuestInput,
+    QuestionInput,
+    check_times,
+)
 from guestguard.events.services import EventsError
 from guestguard.guard import access, flags
 from guestguard.pagination import InvalidCursor
@@ -31,8 +41,12 @@ TIME_FIELDS = ("starts_at", "ends_at", "rsvp_deadline")
 STATUS_LABELS = {"draft": "Draft", "published": "Published", "cancelled": "Cancelled"}
 STATUS_HINTS = {"draft": "only your team sees it", "published": "invitations can go out",
                 "cancelled": "guests see that it is cancelled"}
-RESPONSE_FILTERS = (("", "Everyone"), ("yes", "Yes"), ("maybe", "Maybe"), ("no", "No"),
-                    ("pending", "No answer yet"), ("flagged", "Flagged for review"))
+# The guest list's filter chips: (value, label, what the filtered list is).
+GUEST_FILTERS = (("", "Everyone", ""), ("yes", "Yes", "who answered yes"), ("maybe", "Maybe", "who answered maybe"),
+                 ("no", "No", "who answered no"), ("pending", "No answer", "who have not answered"),
+                 ("flagged", "Flagged", "flagged for review"),
+                 ("not_invited", "Not invited", "not yet sent an invitation"),
+                 ("not_opened", "Not opened", "sent an invitation they have not opened"))
 FEED_SIZE = 20
 # The built-in access rules in words; a plugin's rule shows under its name.
 RULE_LABELS = {"networks": "Many networks", "devices": "Many devices", "revoked_link": "Old link used",
@@ -72,6 +86,10 @@ QUESTION_FORM = Form(
     Field("label", "Question"), Field("kind", "Kind of answer", choice="Choose a kind of answer from the list."),
     Field("choices", "Choices", LIST), Field("required", kind=CHECKBOX))
 EVENT_EDIT_FORM = EVENT_FORM.using(EventFields)
+DUPLICATE_FORM = Form(
+    DuplicateInput,
+    Field("name", "Name"), Field("starts_at", "Start", DATETIME, NONE), Field("with_guests", kind=CHECKBOX),
+    absent_as_blank=True)
 GUEST_FORM = Form(
     GuestInput,
     Field("name", "Name"), Field("email", "Email", blank=NONE), Field("phone", "Phone", blank=NONE),
@@ -208,6 +226,65 @@ def new_event(context, request):
     return redirect(request, request.route_path("event_page", event_id=event.id))
 
 
+# --- answer alerts ------------------------------------------------------------------
+
+ALERT_CHOICES = ((alerts.EACH, "Each answer, as it comes"), (alerts.DAILY, "A daily digest at 8:00"),
+                 (alerts.OFF, "No emails"))
+ALERT_SAVED = {alerts.EACH: "You’ll get an email for each answer to this event.",
+               alerts.DAILY: "You’ll get a digest of the day’s answers at 8:00 (event time), when there are any.",
+               alerts.OFF: "You won’t get emails about answers to this event."}
+
+
+@view_config(route_name="event_alerts", request_method="POST", permission=GUESTS_VIEW)
+def set_alerts(context, request):
+    """The "Email me" choice on the event page."""
+    if request.identity.user is None:
+        raise HTTPForbidden("Answer alerts are emailed to a person: an API key has none.")
+    mode = request.POST.get("mode", "")
+    if mode not in alerts.MODES:
+        flash(request, "Choose how to hear of answers from the list.", "error")
+    else:
+        flash(request, ALERT_SAVED[alerts.set_alert(request.ctx, context.event, mode)])
+    return redirect(request, request.route_path("event_page", event_id=context.event.id, _anchor="alerts-title"))
+
+
+# --- duplicating an event ------------------------------------------------------------
+
+
+def duplicate_page(request, context, status: int = 200, values=None, errors=None) -> dict:
+    event = context.event
+    page = event_page_base(request, context, status)
+    page.update(values=values or {"name": event.name, "starts_at": timefmt.form_value(event.starts_at, event.timezone),
+                                  "with_guests": False},
+                errors=errors or {}, guests=services.headcounts(request.db, [event.id])[event.id].guests)
+    return page
+
+
+@view_config(route_name="event_duplicate", request_method="GET", permission=EVENTS_EDIT,
+             renderer="events/duplicate.jinja2")
+def duplicate_form(context, request):
+    return duplicate_page(request, context)
+
+
+@view_config(route_name="event_duplicate", request_method="POST", permission=EVENTS_EDIT,
+             renderer="events/duplicate.jinja2", rate_limit="event_create")
+def duplicate_event(context, request):
+    """A draft copy, with the guest list if asked; a repeated click opens the first copy."""
+    form = DUPLICATE_FORM.read(request, zone=context.event.timezone)
+    errors, made = form.errors, None
+    if form.ok:
+        try:
+            made = copies.duplicate_event(request.ctx, context.event, form.model)
+        except EventsError as error:
+            errors = form.refused(error)
+    if made is None:
+        return duplicate_page(request, context, 400, DUPLICATE_FORM.typed(request), errors)
+    guests = f" with its {made.guests} guest{'' if made.guests == 1 else 's'} (none invited yet)" if made.guests else ""
+    flash(request, f"“{made.event.name}” was created as a draft{guests}. Check the details, then publish it."
+          if made.created else f"“{made.event.name}” was already copied moments ago: here it is.")
+    return redirect(request, request.route_path("event_page", event_id=made.event.id))
+
+
 # --- the event page and its chart ----------------------------------------------------
 
 
@@ -218,10 +295,14 @@ def list_query(q: str, response: str, after: str | None = None) -> dict[str, str
 @view_config(route_name="event_page", request_method="GET", permission=EVENTS_VIEW,
              renderer="events/event.jinja2")
 def event_page(context, request):
+    """The event, its headcount, activity and guest list; with ``live=1``,
+    only the parts that follow the activity, for the page's script."""
     event = context.event
+    if request.GET.get("live") == "1":
+        request.override_renderer = "events/live.jinja2"
     q = request.GET.get("q", "").strip()[:100]
     response = request.GET.get("response", "")
-    if response not in (*services.RESPONSE_FILTERS, "flagged"):
+    if response not in {value for value, _, _ in GUEST_FILTERS}:
         response = ""
     after = request.GET.get("after") or None
     page = event_page_base(request, context)
@@ -231,24 +312,34 @@ def event_page(context, request):
             guests, cursor = services.list_guests(
                 request.db, event.id, after=after, limit=PAGE_SIZE, search=q,
                 response=response if response in services.RESPONSE_FILTERS else None,
-                flagged=response == "flagged")
+                flagged=response == "flagged",
+                invitation=response if response in services.INVITATION_STATES else None)
         except InvalidCursor:
             request.response.status = 400
             problem = "That page of the guest list is no longer valid. Start again from the first page."
         items = feed.latest(request.db, event.id, FEED_SIZE)
     counts = services.headcounts(request.db, [event.id])[event.id]
+    flagged = services.flagged_guests(request.db, event.id) if page["can"]["view_guests"] else 0
+    sizes = {"": counts.guests, "yes": counts.yes + counts.waitlisted, "maybe": counts.maybe, "no": counts.no,
+             "pending": counts.pending, "flagged": flagged, "not_invited": counts.guests - counts.invited,
+             "not_opened": counts.not_opened}
     delivery = deliveries.invitation_deliveries(request.db, event.workspace_id, guests)
     here = lambda **query: request.route_path("event_page", event_id=event.id, _query=query)  # noqa: E731
     page.update(
         counts=counts, summary=pages.headcount_summary(counts), guests=guests, problem=problem,
-        q=q, response=response, filters=RESPONSE_FILTERS, paged=after is not None,
+        q=q, response=response, paged=after is not None,
+        filters=[{"value": value, "label": label, "meaning": meaning, "size": sizes[value],
+                  "url": here(**list_query(q, value))} for value, label, meaning in GUEST_FILTERS],
         filtered=bool(q or response),
         next_url=here(**list_query(q, response, cursor)) if cursor else None,
         first_url=here(**list_query(q, response)),
-        chart_url=request.route_path("event_headcount_svg", event_id=event.id),
+        # A new address when the counts change, so the browser fetches the new chart.
+        chart_url=request.route_path("event_headcount_svg", event_id=event.id,
+                                     _query={"v": "-".join(str(value) for value in astuple(counts))}),
         feed=items, feed_since=feed.cursor_of(items[0]) if items else feed.now_cursor(),
-        flagged=services.flagged_guests(request.db, event.id) if page["can"]["view_guests"] else 0,
-        delivery=delivery, channel_words=deliveries.CHANNEL_WORDS, delivery_labels=deliveries.LABELS,
+        flagged=flagged, delivery=delivery, alert_choices=ALERT_CHOICES,
+        alert_mode=alerts.alert_mode(request.db, event.id, request.ctx.actor_id),
+        channel_words=deliveries.CHANNEL_WORDS, delivery_labels=deliveries.LABELS,
         delivery_summary=deliveries.delivery_summary(request.db, event.workspace_id, event.id)
         if page["can"]["view_guests"] else {},
         rollup=(questions.rollup(event.questions, pages.question_answers(request.db, event.id))
@@ -458,13 +549,40 @@ def guest_update(context, request):
 # --- sending invitations -------------------------------------------------------------
 
 
+@view_config(route_name="event_send", request_method="GET", permission=GUESTS_EDIT,
+             renderer="events/send.jinja2")
+def send_preview(context, request):
+    """Before sending: how many go by email and by text, who is skipped and
+    why, the message as guests will read it, and a test to oneself."""
+    page = event_page_base(request, context)
+    event = context.event
+    page.update(preview=previews.preview_send_all(request.ctx, event),
+                unsendable=invitations.refusal_to_send(event),
+                channel_words=invitations.CHANNEL_WORDS,
+                preview_url=request.route_path("event_invitation_preview", event_id=event.id),
+                no_contact=invitations.NO_CONTACT)
+    return page
+
+
+@view_config(route_name="event_send_test", request_method="POST", permission=GUESTS_EDIT, rate_limit="test_send")
+def send_test(context, request):
+    """The invitation, marked as a test, to the host's own address."""
+    if request.identity.user is None:
+        raise HTTPForbidden("A test goes to the signed-in host's own address: an API key has none.")
+    if previews.send_test(request.ctx, context.event):
+        flash(request, "A test invitation is on its way to your email address.")
+    else:
+        flash(request, "A test invitation went to your email address moments ago.")
+    return redirect(request, request.route_path("event_send", event_id=context.event.id))
+
+
 @view_config(route_name="event_send", request_method="POST", permission=GUESTS_EDIT)
 def send_invitations(context, request):
     """Invite every guest not invited yet; say who could not be reached."""
     try:
         sent = invitations.send_all(request.ctx, context.event)
     except EventsError as error:
-        flash(request, error.message)
+        flash(request, error.message, "error")
         return redirect(request, request.route_path("event_page", event_id=context.event.id))
     if sent.queued:
         message = f"{sent.queued} invitation{'' if sent.queued == 1 else 's'} on the way."
@@ -486,7 +604,7 @@ def send_one_invitation(context, request):
     try:
         sent = invitations.send_invitation(request.ctx, guest, context.event)
     except EventsError as error:
-        flash(request, error.message)
+        flash(request, error.message, "error")
     else:
         by = invitations.one_message_by(request.ctx, sent.channel)
         flash(request, f"Invitation sent to {guest.name} by {by}." if sent.queued

@@ -22,7 +22,7 @@ def dismiss(context, request):
     try:
         flags.dismiss(request.ctx, flag)
     except EventsError as error:
-        flash(request, error.message)
+        flash(request, error.message, "error")
     else:
         flash(request, "Flag dismissed. It comes back only if the evidence grows.")
     return back_to_guest(request, flag)
@@ -36,7 +36,7 @@ def reissue(context, request):
     try:
         channel, _ = flags.reissue(request.ctx, flag, guest, context.event)
     except EventsError as error:
-        flash(request, error.message)
+        flash(request, error.message, "error")
     else:
         by = invitations.one_message_by(request.ctx, channel)
         flash(request, f"The old link no longer works. {guest.name} gets a new one by {by}.")

@@ -116,6 +116,7 @@ POLICY_KEYS: dict[str, Callable[[Any], str]] = {
     "guest_create": by_caller,
     "guest_import": by_caller,
     "link_issue": by_caller,
+    "test_send": by_caller,
 }
 
 

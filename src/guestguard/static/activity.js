@@ -52,33 +52,39 @@ function follow(section) {
     list.prepend(entry);
     while (list.children.length > KEEP) list.lastElementChild.remove();
     empty.hidden = true;
-    if (item.kind.startsWith("rsvp.") || item.kind === "invitation.opened") recount();
+    refresh();
   }
 
-  // The headcount follows the answers: read it again, at most every 2 s.
-  let recounting = null;
-  function recount() {
-    if (recounting) return;
-    recounting = setTimeout(async () => {
-      recounting = null;
+  // The headcount, roll-up, flags and guest rows follow the activity: read
+  // them again (the page's own view with live=1), at most every 2 s, and
+  // swap in what changed. A part the host is using waits until they leave it.
+  const LIVE_PARTS = ["headcount", "rollup", "flag-notice", "guest-rows"];
+  let refreshing = null;
+  function refresh() {
+    if (refreshing) return;
+    refreshing = setTimeout(async () => {
+      refreshing = null;
+      const url = new URL(location.href);
+      url.searchParams.set("live", "1");
       try {
-        const response = await fetch(section.dataset.eventUrl, { credentials: "same-origin", headers: { Accept: "application/json" } });
+        const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "text/html" } });
         if (!response.ok) return;
-        const counts = (await response.json()).event.headcount;
-        document.querySelectorAll("[data-count]").forEach((cell) => {
-          cell.textContent = counts[cell.dataset.count];
-        });
-        const chart = document.querySelector(".headcount-chart");
-        if (chart) {
-          chart.src = chart.src.split("?")[0] + "?v=" + Date.now();
-          chart.alt = `Chart of the answers: ${counts.yes} yes, ${counts.maybe} maybe, ${counts.no} no, ` +
-            `${counts.pending} no answer; expected headcount ${counts.expected} including plus-ones; ` +
-            `${counts.invited} of ${counts.guests} invited, ${counts.opened} opened.`;
-        }
+        const fresh = document.createElement("template");
+        fresh.innerHTML = await response.text();
+        LIVE_PARTS.forEach((id) => swap(document.getElementById(id), fresh.content.getElementById(id)));
       } catch (error) {
-        // The numbers stay as they were; the next answer tries again.
+        // The page stays as it was; the next activity tries again.
       }
     }, 2000);
+  }
+
+  function swap(part, fresh) {
+    if (!part || !fresh || part.innerHTML === fresh.innerHTML) return;
+    if (part.contains(document.activeElement)) {
+      part.addEventListener("focusout", refresh, { once: true });
+      return;
+    }
+    part.innerHTML = fresh.innerHTML;
   }
 
   async function ticket() {
@@ -101,7 +107,9 @@ function follow(section) {
       return retry();
     }
     const source = new EventSource(url + "&last_event_id=" + encodeURIComponent(since));
+    let opened = false;
     source.addEventListener("open", () => {
+      opened = true;
       failures = 0;
       show("live", "Live");
     });
@@ -119,10 +127,13 @@ function follow(section) {
     source.addEventListener("reload", () => {
       show("behind", "Much happened while disconnected: reload the page to see all of it.");
     });
-    // A used ticket cannot reconnect by itself: get a new one.
+    // A used ticket cannot reconnect by itself: get a new one. A stream
+    // refused before it opened (the server holds as many as it may) is not a
+    // lost connection: the page polls the feed, and tries a stream later.
     source.addEventListener("error", () => {
       source.close();
-      retry();
+      if (opened) retry();
+      else poll();
     });
   }
 
