@@ -110,6 +110,19 @@ def test_creating_an_event_through_the_form(app, run_in_request, host):
     assert run_in_request(stored) == ("2030-06-21T18:00:00+00:00", 2, "published")
 
 
+def test_a_start_in_the_past_is_saved_with_a_warning(app, run_in_request, host):
+    ada = signed_in(app, run_in_request, "ada@example.com")
+    form = ada.get(f"/workspaces/{host['workspace']}/events/new").forms["event-form"]
+    fill(form, name="Last year's party", starts_at="2020-06-21T19:00", timezone="Europe/London")
+    page = form.submit(status=303).follow()
+    note = page.html.select_one(".flash-info").get_text(" ", strip=True)
+    assert note == "Note: it starts in the past (Sunday 21 June 2020, 7:00 pm BST). If that is a typo, edit the start."
+    assert "Event “Last year's party” created." in main_text(page)
+    form = page.click("Edit event").forms["event-form"]
+    form["starts_at"] = "2031-06-21T19:00"
+    assert not form.submit().follow().html.select_one(".flash-info")
+
+
 @pytest.mark.parametrize("changes, field, message", [
     ({"name": "  "}, "name", "Name is required."),
     ({"ends_at": "2030-06-21T18:00"}, "ends_at", "End must be after the start."),
@@ -134,6 +147,22 @@ def test_bad_event_input_is_shown_next_to_the_field_and_stores_nothing(
     assert refused.forms["event-form"]["venue"].value == ""
     assert refused.forms["event-form"]["timezone"].value == changes.get("timezone", "Europe/London")
     assert count_events(run_in_request) == before
+
+
+def test_the_new_event_form_suggests_every_place_and_starts_in_the_workspaces_zone(app, run_in_request, host):
+    ada = signed_in(app, run_in_request, "ada@example.com")
+    new = f"/workspaces/{host['workspace']}/events/new"
+    first = ada.get(new).forms["event-form"]
+    assert first["timezone"].value == "UTC"  # before its first event; the page's script puts the browser's
+    api_event(app, host, timezone="Asia/Kolkata")
+    page = ada.get(new)
+    assert page.forms["event-form"]["timezone"].value == "Asia/Kolkata"
+    zones = [option["value"] for option in page.html.select("#event-zones option")]
+    assert {"UTC", "Europe/London", "America/Argentina/Buenos_Aires", "Pacific/Chatham"} <= set(zones)
+    assert "US/Eastern" not in zones and "Etc/GMT+5" not in zones and len(zones) > 300
+    assert page.html.find("input", id="event-timezone").has_attr("data-browser-zone")
+    edit = ada.get(f"/events/{api_event(app, host)}/edit")
+    assert not edit.html.find("input", id="event-timezone").has_attr("data-browser-zone")
 
 
 def test_every_problem_of_the_event_form_shows_at_once(app, run_in_request, host):

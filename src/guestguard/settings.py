@@ -402,7 +402,8 @@ CORE_SETTINGS: tuple[Setting, ...] = (
             "When the CAPTCHA service cannot be reached: refuse (503 captcha_unavailable) or "
             "allow the request."),
     Setting("guests.default_region", as_str, "US",
-            "Country (ISO 3166 code) assumed for guest phone numbers written without +country code."),
+            "Country (ISO 3166 code) for guest phone numbers written without +country code when the event's "
+            "time zone is in no country (UTC); otherwise the zone's country applies."),
     Setting("guests.max_batch", as_int(1, 10000), 1000, "Most guests one API call may add."),
     Setting("imports.max_file_bytes", as_int(1024, 50 * 1024 * 1024), 1024 * 1024,
             "Largest guest-list file accepted for import, in bytes (413 above it)."),

@@ -62,6 +62,39 @@ def iana_zone_names() -> frozenset[str]:
     return frozenset(listed) - {"Factory"}
 
 
+@functools.cache
+def zone_countries() -> dict[str, str]:
+    """Zone name -> the ISO 3166 code of the country it is in, from the
+    IANA database's zone.tab (zones such as UTC are in no country)."""
+    table = resources.files("tzdata").joinpath("zoneinfo", "zone.tab").read_text(encoding="utf-8")
+    found: dict[str, str] = {}
+    for line in table.splitlines():
+        if line and not line.startswith("#"):
+            country, _, name, *_ = line.split("\t")
+            found[name] = country
+    return found
+
+
+@functools.cache
+def country_names() -> dict[str, str]:
+    """ISO 3166 code -> the country's name, from the IANA database's iso3166.tab."""
+    table = resources.files("tzdata").joinpath("zoneinfo", "iso3166.tab").read_text(encoding="utf-8")
+    return dict(line.split("\t", 1) for line in table.splitlines() if line and not line.startswith("#"))
+
+
+def zone_country(name: str) -> str | None:
+    """The country of the zone ``name`` ("Europe/London" -> "GB"), or None."""
+    return zone_countries().get(name)
+
+
+@functools.cache
+def place_zones() -> tuple[str, ...]:
+    """The zones a host picks from, by name: "UTC" and every zone named
+    after a place ("Europe/London"), without the database's aliases kept for
+    old systems ("US/Eastern", "Etc/GMT+5"); any zone name is accepted."""
+    return ("UTC", *sorted(name for name in zone_countries()))
+
+
 def zone(name: str) -> zoneinfo.ZoneInfo:
     """The IANA zone ``name``; UnknownZone for anything else."""
     if not isinstance(name, str) or name not in iana_zone_names():

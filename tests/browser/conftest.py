@@ -86,12 +86,13 @@ def site(module_db_url) -> Iterator[Site]:
 @pytest.fixture
 def browse(chromium, site, axe_source):
     """``browse(device)``: a page in a new browser context (its own cookies)
-    on "desktop" or "phone"; script errors on it fail the test, but for those
+    on "desktop" or "phone" (``options``: more of the context's, such as
+    ``timezone_id``); script errors on it fail the test, but for those
     ``expected`` (a pattern) matches."""
     opened = []
 
-    def open_(device: str = "desktop", expected: re.Pattern | None = None):
-        context = chromium.new_context(base_url=site.url, **{"desktop": DESKTOP, "phone": PHONE}[device])
+    def open_(device: str = "desktop", expected: re.Pattern | None = None, **options):
+        context = chromium.new_context(base_url=site.url, **{"desktop": DESKTOP, "phone": PHONE}[device], **options)
         # Injected the way the browser's tools inject scripts, so the pages'
         # Content-Security-Policy stays as it is served.
         context.add_init_script(script=axe_source)

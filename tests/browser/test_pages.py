@@ -285,3 +285,13 @@ def test_a_refused_stream_polls_without_saying_reconnecting(world, site, browse)
     expect(status).to_have_text("Updating every 15 seconds")
     page.wait_for_timeout(2_000)  # the old page said "Reconnecting…" here, and tried again and again
     assert page.evaluate("window.liveStates") == ["polling"]
+
+
+def test_a_new_events_time_zone_starts_as_the_browsers(world, site, browse):
+    page = browse("phone", timezone_id="Asia/Tokyo")
+    signed_in_as_ada(site, page)
+    page.goto(site.url + world["host"]["event-new"])
+    expect(page.get_by_label("Time zone")).to_have_value("Asia/Tokyo")
+    page.get_by_label("Time zone").fill("Europe/Lisbon")  # what the host types stays
+    page.get_by_role("button", name="Create event").click()  # refused (no name): the typed zone comes back
+    expect(page.get_by_label("Time zone")).to_have_value("Europe/Lisbon")

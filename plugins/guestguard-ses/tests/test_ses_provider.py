@@ -175,3 +175,12 @@ def test_settings_are_declared_typed_and_checked():
                        ({"ses.read_timeout": "0"}, "ses.read_timeout")):
         with pytest.raises(Exception, match=named):
             reader.read(raw, {})
+
+
+def test_the_cores_limit_for_a_send_caps_the_ses_timeouts(moto):
+    provider = SESProvider(config(moto.url, connect_timeout=5, read_timeout=15))
+    timeouts = lambda client: (client.meta.config.connect_timeout, client.meta.config.read_timeout)  # noqa: E731
+    assert timeouts(provider.client_for(3.0)) == (3.0, 3.0)
+    assert timeouts(provider.client_for(0)) == (5, 15)  # no limit from the core: the settings
+    assert timeouts(provider.client_for(60.0)) == (5, 15)
+    assert provider.client_for(3.0) is provider.client_for(3.0)

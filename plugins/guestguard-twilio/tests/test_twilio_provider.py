@@ -2,6 +2,7 @@
 for Twilio's Messages API on 127.0.0.1 (tests/conftest.py)."""
 from __future__ import annotations
 
+import dataclasses
 import socket
 import uuid
 
@@ -201,3 +202,12 @@ def test_send_test_sends_a_text_through_twilio(tmp_path, twilio_stub):
     assert form["Body"].startswith("GuestGuard test message from ")
     assert form["Body"].endswith(": SMS delivery works.")
     assert twilio_stub.auth_token not in result.stdout + result.stderr
+
+
+def test_the_cores_limit_for_a_send_caps_twilio_timeout(twilio_stub):
+    provider = provider_for(twilio_stub, timeout=10)
+    twilio_stub.answer(pause=2.5)
+    with pytest.raises(TransientDeliveryError, match="ReadTimeout"):
+        provider.send(dataclasses.replace(text(), timeout=1.0))  # the core waits 1 s, less than twilio.timeout
+    assert provider.client_for(1.0) is provider.client_for(1.0)  # one client per limit
+    assert provider.client_for(0) is not provider.client_for(1.0)

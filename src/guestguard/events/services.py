@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from pydantic_core import PydanticCustomError
 from sqlalchemy import case, delete, func, insert, or_, select
 
+from guestguard import timefmt
 from guestguard.accounts.models import User
 from guestguard.audit.services import record
 from guestguard.db import utcnow
@@ -271,13 +272,25 @@ def list_events(db, workspace_ids: Iterable[uuid.UUID], *, after: str | None,
 # --- guests ------------------------------------------------------------------
 
 
+def workspace_zone(db, workspace_id: uuid.UUID) -> str:
+    """The time zone of the workspace's latest event ("UTC" before its first)."""
+    return db.scalar(select(Event.timezone).where(Event.workspace_id == workspace_id, Event.deleted_at.is_(None))
+                     .order_by(Event.created_at.desc()).limit(1)) or "UTC"
+
+
+def phone_region(ctx, event: Event) -> str:
+    """Where a guest's number written without its country code is read: the
+    country of the event's time zone, else ``guests.default_region``."""
+    return timefmt.zone_country(event.timezone) or ctx.settings["guests.default_region"]
+
+
 def _guest_values(ctx, event: Event, data: GuestFields, *, creating: bool) -> dict[str, Any]:
     values = data.model_dump(exclude_unset=True)
     check_channel(ctx, values.get("preferred_channel"), "preferred_channel")
     if "group" in values:
         values["group_name"] = values.pop("group") or ""
     if values.get("phone"):
-        values["phone"] = normalize_phone(values["phone"], ctx.settings["guests.default_region"])
+        values["phone"] = normalize_phone(values["phone"], phone_region(ctx, event))
     if (creating or "plus_ones_allowed" in values) and values.get("plus_ones_allowed") is None:
         values["plus_ones_allowed"] = event.default_plus_ones
     for text_field in ("group_name", "notes"):
@@ -288,13 +301,23 @@ def _guest_values(ctx, event: Event, data: GuestFields, *, creating: bool) -> di
     return values
 
 
-def guests_with_emails(db, event_id: uuid.UUID, emails: Iterable[str]) -> dict[str, Guest]:
-    """The event's guests who have one of ``emails``, by email."""
-    wanted = [email for email in emails if email]
+# The contact details no two guests of an event share, and their words.
+CONTACTS = {"email": "email", "phone": "phone number"}
+
+
+def guests_with(db, event_id: uuid.UUID, field: str, values: Iterable[str | None]) -> dict[str, Guest]:
+    """The event's guests whose ``field`` (``email`` or ``phone``) is one of ``values``, by it."""
+    wanted = [value for value in values if value]
     if not wanted:
         return {}
-    return {guest.email: guest for guest in db.scalars(
-        select(Guest).where(Guest.event_id == event_id, Guest.email.in_(wanted)))}
+    column = getattr(Guest, field)
+    return {getattr(guest, field): guest for guest in db.scalars(
+        select(Guest).where(Guest.event_id == event_id, column.in_(wanted)))}
+
+
+def guests_with_emails(db, event_id: uuid.UUID, emails: Iterable[str]) -> dict[str, Guest]:
+    """The event's guests who have one of ``emails``, by email."""
+    return guests_with(db, event_id, "email", emails)
 
 
 def checked_guest(ctx, event: Event, data: GuestInput) -> tuple[dict[str, Any], dict[str, str]]:
@@ -342,25 +365,28 @@ def add_guests(ctx, event: Event, inputs: Sequence[GuestInput]) -> list[Guest]:
         if problem:
             problems[str(index)] = problem
         rows.append(values)
-    taken = guests_with_emails(ctx.db, event.id, (row.get("email") for row in rows))
-    seen: dict[str, int] = {}
-    for index, row in enumerate(rows):
-        email = row.get("email")
-        if not email:
-            continue
-        if email in taken:
-            problems.setdefault(str(index), {})["email"] = (
-                f"is already on the list as {taken[email].name} (guest {taken[email].id})")
-        elif email in seen:
-            problems.setdefault(str(index), {})["email"] = f"is also in row {seen[email]}"
-        else:
-            seen[email] = index
+    taken = {field: guests_with(ctx.db, event.id, field, (row.get(field) for row in rows)) for field in CONTACTS}
+    for field in CONTACTS:
+        seen: dict[str, int] = {}
+        for index, row in enumerate(rows):
+            value = row.get(field)
+            if not value:
+                continue
+            if value in taken[field]:
+                holder = taken[field][value]
+                problems.setdefault(str(index), {})[field] = (
+                    f"is already on the list as {holder.name} (guest {holder.id})")
+            elif value in seen:
+                problems.setdefault(str(index), {})[field] = f"is also in row {seen[value]}"
+            else:
+                seen[value] = index
     if problems:
-        if (len(inputs) == 1 and set(problems.get("0", {})) == {"email"}
-                and email_conflict(problems)):
-            existing = taken[rows[0]["email"]]
-            raise EventsError(409, "conflict", f"{existing.name} is already on the list with this email.",
-                              existing_guest_id=str(existing.id), fields=problems["0"])
+        conflict = contact_conflict(problems) if len(inputs) == 1 else None
+        if conflict is not None:
+            existing = taken[conflict][rows[0][conflict]]
+            raise EventsError(409, "conflict",
+                              f"{existing.name} is already on the list with this {CONTACTS[conflict]}.",
+                              existing_guest_id=str(existing.id), field=conflict, fields=problems["0"])
         raise EventsError(422, "validation_failed", "Some rows are invalid; no guest was added.",
                           rows=problems)
     ids = store_guests(ctx, event, rows)
@@ -375,8 +401,11 @@ def add_guests(ctx, event: Event, inputs: Sequence[GuestInput]) -> list[Guest]:
     return guests
 
 
-def email_conflict(problems: dict[str, Any]) -> bool:
-    return problems["0"]["email"].startswith("is already on the list")
+def contact_conflict(problems: dict[str, Any]) -> str | None:
+    """The contact field another guest holds, when that is a lone guest's only problem."""
+    found = problems.get("0", {})
+    held = [field for field, problem in found.items() if field in CONTACTS and problem.startswith("is already on")]
+    return held[0] if held and set(found) == set(held) else None
 
 
 def find_guest(db, event_id: uuid.UUID, guest_id: uuid.UUID) -> Guest | None:
@@ -391,11 +420,13 @@ def update_guest(ctx, event: Event, guest: Guest, data: GuestFields) -> Guest:
                           fields={"phone": str(exc)}) from None
     if "name" in values and not values["name"]:
         raise EventsError(422, "validation_failed", "Some fields are invalid.", fields={"name": "is required"})
-    if values.get("email") and values["email"] != guest.email:
-        other = guests_with_emails(ctx.db, event.id, [values["email"]]).get(values["email"])
-        if other is not None:
-            raise EventsError(409, "conflict", f"{other.name} is already on the list with this email.",
-                              existing_guest_id=str(other.id), fields={"email": "is already on the list"})
+    for field, words in CONTACTS.items():
+        if values.get(field) and values[field] != getattr(guest, field):
+            other = guests_with(ctx.db, event.id, field, [values[field]]).get(values[field])
+            if other is not None:
+                raise EventsError(409, "conflict", f"{other.name} is already on the list with this {words}.",
+                                  existing_guest_id=str(other.id), field=field,
+                                  fields={field: "is already on the list"})
     for field, value in values.items():
         setattr(guest, field, value)
     guest.plus_ones_coming = min(guest.plus_ones_coming, guest.plus_ones_allowed)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import astuple
 
+import phonenumbers
 from pydantic_core import PydanticCustomError
 from pyramid.httpexceptions import HTTPForbidden
 from pyramid.response import Response
@@ -52,17 +53,6 @@ FEED_SIZE = 20
 RULE_LABELS = {"networks": "Many networks", "devices": "Many devices", "revoked_link": "Old link used",
                "rsvp_device": "Answered from another device", "burst": "Burst of opens",
                "link_preview": "Pasted into a chat or post"}
-# Common zones for the time-zone field's suggestions; any IANA name is accepted.
-COMMON_ZONES = (
-    "UTC", "Europe/London", "Europe/Dublin", "Europe/Lisbon", "Europe/Paris", "Europe/Berlin",
-    "Europe/Madrid", "Europe/Rome", "Europe/Amsterdam", "Europe/Stockholm", "Europe/Warsaw",
-    "Europe/Athens", "Europe/Istanbul", "Africa/Lagos", "Africa/Johannesburg", "Africa/Nairobi",
-    "Asia/Dubai", "Asia/Kolkata", "Asia/Singapore", "Asia/Hong_Kong", "Asia/Tokyo", "Asia/Seoul",
-    "Australia/Perth", "Australia/Sydney", "Pacific/Auckland", "America/St_Johns", "America/Halifax",
-    "America/New_York", "America/Chicago", "America/Denver", "America/Phoenix", "America/Los_Angeles",
-    "America/Anchorage", "Pacific/Honolulu", "America/Mexico_City", "America/Bogota",
-    "America/Sao_Paulo", "America/Argentina/Buenos_Aires",
-)
 PAGE_SIZE = services.DEFAULT_PAGE_SIZE
 
 
@@ -141,9 +131,23 @@ def guest_values(guest) -> dict[str, str]:
 
 def form_choices() -> dict:
     return {
-        "zones": COMMON_ZONES,
+        "zones": timefmt.place_zones(),
         "statuses": [(status, f"{STATUS_LABELS[status]} — {STATUS_HINTS[status]}") for status in EVENT_STATUSES],
     }
+
+
+def warn_if_past(request, event) -> None:
+    """A start in the past is allowed (an event entered afterwards), but rarely meant."""
+    if event.starts_at < utcnow():
+        flash(request, f"Note: it starts in the past ({timefmt.long_when(event.starts_at, event.timezone)}). "
+                       "If that is a typo, edit the start.", "info")
+
+
+def phone_region(request, event) -> dict[str, str]:
+    """The country a number without + is read in, for the guest form's hint."""
+    region = services.phone_region(request.ctx, event)
+    return {"name": timefmt.country_names().get(region, region),
+            "code": str(phonenumbers.country_code_for_region(region))}
 
 
 def event_page_base(request, context, status: int = 200, **extra) -> dict:
@@ -160,6 +164,7 @@ def event_page_base(request, context, status: int = 200, **extra) -> dict:
         "status_labels": STATUS_LABELS,
         "cursor_of": feed.cursor_of,
         "rule_labels": RULE_LABELS,
+        "phone_region": phone_region(request, event),
         **extra,
     }
 
@@ -201,7 +206,8 @@ def dashboard(request):
 
 def new_event_page(request, resource, status: int = 200, values=None, errors=None) -> dict:
     private(request, status)
-    fresh = {"timezone": "UTC", "status": "draft", "default_plus_ones": "0", "theme_colour": "", "capacity": "",
+    fresh = {"timezone": services.workspace_zone(request.db, resource.workspace_id), "browser_zone": True,
+             "status": "draft", "default_plus_ones": "0", "theme_colour": "", "capacity": "",
              "ask_plus_one_names": False,
              "host_name": services.default_host_name(request.db, resource.workspace_id, request.ctx.actor_id)}
     return {"workspace": resource.workspace, "values": values or fresh,
@@ -223,6 +229,7 @@ def new_event(context, request):
         return new_event_page(request, resource, 400, EVENT_FORM.typed(request), form.errors)
     event = services.create_event(request.ctx, resource.workspace_id, form.model)
     flash(request, f"Event “{event.name}” created. Add your guests next.")
+    warn_if_past(request, event)
     return redirect(request, request.route_path("event_page", event_id=event.id))
 
 
@@ -405,6 +412,7 @@ def edit_event(context, request):
         return edit_event_page(request, context, 400 if error.status == 422 else error.status,
                                EVENT_FORM.typed(request), form.refused(error))
     flash(request, f"Event “{event.name}” saved.")
+    warn_if_past(request, event)
     return redirect(request, request.route_path("event_page", event_id=event.id))
 
 
@@ -457,14 +465,15 @@ def edit_questions(context, request):
 
 def guest_conflict(request, event, form: Submitted, error: EventsError):
     """(status, errors, existing guest) for a refused guest form: 409 naming
-    the guest who already has the email, else 400 with the fields."""
+    the guest who already has the email or phone number, else 400 with the fields."""
     existing = None
     if error.extra.get("existing_guest_id"):
         existing = services.find_guest(request.db, event.id, uuid.UUID(error.extra["existing_guest_id"]))
     errors = form.refused(error)
     if existing is None:
         return 400, errors, None
-    errors["email"] = f"This email is already on the list as {existing.name}."
+    field = error.field or "email"
+    errors[field] = f"This {services.CONTACTS[field]} is already on the list as {existing.name}."
     return 409, errors, existing
 
 

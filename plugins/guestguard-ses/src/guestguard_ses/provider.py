@@ -10,6 +10,7 @@ PermanentDeliveryError. Credentials and bodies never reach a log line.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,14 +81,21 @@ class SESProvider:
 
     def __init__(self, config: SESConfig, client=None):
         self.config = config
-        self._client = client
+        self._given = client
+        self._clients: dict[tuple[float, float], Any] = {}
 
-    @property
-    def client(self):
-        # Made on first use: starting the app must not need AWS credentials.
-        if self._client is None:
-            self._client = make_client(self.config)
-        return self._client
+    def client_for(self, timeout: float):
+        """A client whose timeouts fit both ``ses.*_timeout`` and the core's
+        limit for this send (``timeout``, 0: none); one per limit, made at its
+        first use: starting the app must not need AWS credentials."""
+        if self._given is not None:
+            return self._given
+        read = min(self.config.read_timeout, timeout) if timeout else self.config.read_timeout
+        limits = (min(self.config.connect_timeout, read), read)
+        if limits not in self._clients:
+            self._clients[limits] = make_client(dataclasses.replace(
+                self.config, connect_timeout=limits[0], read_timeout=limits[1]))
+        return self._clients[limits]
 
     def send(self, message: OutgoingMessage) -> str:
         try:
@@ -98,7 +106,7 @@ class SESProvider:
         if self.config.configuration_set:
             request["ConfigurationSetName"] = self.config.configuration_set
         try:
-            answer = self.client.send_email(**request)
+            answer = self.client_for(message.timeout).send_email(**request)
         except ClientError as exc:
             raise classify(exc) from exc
         except (ConnectTimeoutError, ReadTimeoutError, EndpointConnectionError) as exc:

@@ -125,17 +125,19 @@ class TwilioProvider:
 
     def __init__(self, config: TwilioConfig) -> None:
         self.config = config
-        self._client: Client | None = None
+        self._clients: dict[float, Client] = {}
 
-    @property
-    def client(self) -> Client:
-        # Built at the first send: a worker that never sends SMS needs no session.
-        if self._client is None:
+    def client_for(self, timeout: float) -> Client:
+        """A client waiting no longer than ``twilio.timeout`` nor the core's
+        limit for this send (``timeout``, 0: none); one per limit, built at
+        its first use: a worker that never sends SMS needs no session."""
+        limit = min(self.config.timeout, timeout) if timeout else self.config.timeout
+        if limit not in self._clients:
             client = Client(self.config.account_sid, self.config.auth_token,
-                            http_client=TwilioHttpClient(timeout=self.config.timeout))
+                            http_client=TwilioHttpClient(timeout=limit))
             client.api.base_url = self.config.api_base_url
-            self._client = client
-        return self._client
+            self._clients[limit] = client
+        return self._clients[limit]
 
     def send(self, message: OutgoingMessage) -> str:
         body = sms_body(message.text)
@@ -145,7 +147,7 @@ class TwilioProvider:
         sender = ({"messaging_service_sid": self.config.messaging_service_sid}
                   if self.config.messaging_service_sid else {"from_": self.config.from_number})
         try:
-            created = self.client.messages.create(
+            created = self.client_for(message.timeout).messages.create(
                 to=message.recipient, body=body, status_callback=self.config.status_callback_url, **sender)
         except TwilioRestException as exc:
             raise refusal_of(exc) from exc
