@@ -602,7 +602,7 @@ def test_kept_checks_of_other_rules_are_not_used(app, host, run_in_request):
 
     def older_rules(checks):
         checks["rows"][0]["stored"].update(name="Checked at preview")
-        checks["rules"]["default_region"] = "ZZ"  # the workspace's region was another then
+        checks["rules"]["phone_region"] = "ZZ"  # the event was in another country's time zone then
     keep_checks_of(run_in_request, app.app.registry, found["import_id"], older_rules)
     assert commit(app, host, import_id=found["import_id"]).json["added"] == 3
     assert [g["name"] for g in guests(app, host)] == ["François Müller", "Phone Only", "Zoë Ångström"]
@@ -628,3 +628,16 @@ def test_the_error_rows_file_comes_from_the_kept_checks(app, host):
     assert result["errors"] == [{"row": 5, "reason": "Name is required"}]
     body = app.get(f"{host['url']}/imports/{found['import_id']}/errors", headers=host["ada"]).text
     assert "Name is required" in body and "nobody@example.com" in body
+
+
+def test_an_event_moved_to_another_country_after_the_preview_has_its_file_checked_again(app, host, run_in_request):
+    """Phone numbers are read in the country of the event's time zone: a
+    local number previewed for a London event is checked again when the
+    event moves to New York before the import."""
+    data = csv_text([["Name", "Mobile"], ["Local Number", "07911 123456"]]).encode()
+    found = preview(app, host, "local.csv", data)
+    assert found["rows"][0]["values"]["phone"] == "+447911123456"
+    app.patch_json(host["url"], {"timezone": "America/New_York"}, headers=host["ada"])
+    result = commit(app, host, import_id=found["import_id"], status=(201, 422)).json
+    assert "+447911123456" not in str(guests(app, host)), "the kept check of another region was not used"
+    assert result.get("added", 0) == 0

@@ -164,7 +164,7 @@ CHECKS_VERSION = 1
 def rules_of(ctx, event: Event) -> dict[str, Any]:
     """What, besides a row's cells, the guest rules read: a kept check of the
     rows holds while these are the same."""
-    return {"version": CHECKS_VERSION, "default_region": ctx.settings["guests.default_region"],
+    return {"version": CHECKS_VERSION, "phone_region": events.phone_region(ctx, event),
             "default_plus_ones": event.default_plus_ones, "max_rows": ctx.settings["imports.max_rows"],
             "max_columns": ctx.settings["imports.max_columns"],
             "max_cell_chars": ctx.settings["imports.max_cell_chars"]}
