@@ -36,7 +36,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
-REDIS_URL = "redis://127.0.0.1:6379/13"
+# A Redis database the benchmarks may flush; GG_BENCH_QUEUE_URL picks another
+# (say, when several people share one Redis).
+REDIS_URL = os.environ.get("GG_BENCH_QUEUE_URL", "redis://127.0.0.1:6379/13")
 HOST_EMAIL = "host@bench.example"
 CLIENTS = 50
 PER_CLIENT = 40          # requests per client and endpoint: 2,000 in all

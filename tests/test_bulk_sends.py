@@ -146,3 +146,44 @@ def test_send_all_racing_single_sends_invites_each_guest_once(app, host):
     assert [answer for answer in answers if not isinstance(answer, dict)] == []
     sent = tokens_of(app)
     assert len(sent) == 20 and all(len(links) == 1 for links in sent.values())
+
+
+def test_a_send_alls_deliveries_go_fifty_to_a_task_each_once_suppression_and_counts_kept(make_app, run_in_request):
+    """120 invitations: three delivery tasks of at most fifty, not 120; every
+    message sent once, the one to a suppressed address ended suppressed;
+    the day's counts and the delivery listener's feed items one per message."""
+    from guestguard.activity.models import Activity
+    from guestguard.notifications.models import DeliveryDay, Notification
+    from guestguard.notifications.suppression import HARD_BOUNCE, suppress
+    from guestguard.notifications.tasks import dispatch_notification
+    from guestguard.tasks import JOB_BATCH
+    from guestguard.testing import drain
+
+    app = make_app({"huey.immediate": "false", "ratelimit.enabled": "false"})
+    host = event_host(app, run_in_request, EVENT)
+    add_many(app, host, 120)
+    registry = app.app.registry
+    run_in_request(lambda request: suppress(request.ctx, "email", "guest007@example.com", HARD_BOUNCE,
+                                            source="test"), registry)
+    huey = registry["huey"]
+    drain(huey)  # what adding the guests queued
+    answer = app.post_json(f"{host['url']}/send-invitations", {}, headers=host["ada"], status=202).json
+    assert answer["queued"] == 120
+    queued = [huey.dequeue() for _ in range(huey.pending_count())]
+    deliveries = [task for task in queued if task.name.rpartition(".")[2] == "dispatch_notifications"]
+    assert [len(task.args[0]) for task in deliveries] == [JOB_BATCH, JOB_BATCH, 120 - 2 * JOB_BATCH]
+    assert not [task for task in queued if task.name.rpartition(".")[2] == dispatch_notification.__name__]
+    for task in queued:
+        huey.enqueue(task)
+    while drain(huey):
+        pass
+    states = dict(run_in_request(lambda request: request.db.execute(
+        select(Notification.status, func.count()).group_by(Notification.status)).all(), registry))
+    assert states == {"succeeded": 119, "suppressed": 1}
+    assert len(outbox(app)) == 119, "each message once"
+    assert "guest007@example.com" not in {message.recipient for _, message in outbox(app)}
+    day = run_in_request(lambda request: request.db.scalars(select(DeliveryDay)).one(), registry)
+    assert (day.sent, day.suppressed) == (119, 1)
+    items = scalar(app, run_in_request, select(func.count()).select_from(Activity).where(
+        Activity.kind.in_(("notification.sent", "notification.suppressed"))))
+    assert items == 120

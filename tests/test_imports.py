@@ -557,3 +557,87 @@ def test_files_are_kept_for_keep_hours_then_previews_go_and_imports_keep_their_c
     assert expired["code"] == "not_found"
     gone = app.get(f"{host['url']}/imports/{done['import_id']}/errors", headers=host["ada"], status=410)
     assert gone.json["error"]["code"] == "expired"
+
+
+def keep_checks_of(run_in_request, registry, import_id, change):
+    """Change what the preview ``import_id`` kept of its checked rows."""
+    import uuid
+
+    from sqlalchemy.orm.attributes import flag_modified
+
+    def edit(request):
+        imp = request.db.get(GuestImport, uuid.UUID(import_id))
+        change(imp.checks)
+        flag_modified(imp, "checks")
+    run_in_request(edit, registry)
+
+
+def test_the_import_takes_the_rows_its_preview_checked(app, host, run_in_request):
+    found = preview(app, host, "p.csv", CORPUS["excel-utf8.csv"])
+    kept = run_in_request(lambda r: r.db.scalar(select(GuestImport.checks)), app.app.registry)
+    assert [row["n"] for row in kept["rows"]] == [2, 3, 4]
+    assert kept["rows"][0]["stored"]["phone"] == "+447911123456"
+    # What the import adds is what the preview checked, not the file read again.
+    keep_checks_of(run_in_request, app.app.registry, found["import_id"],
+                   lambda checks: checks["rows"][0]["stored"].update(name="Checked at preview"))
+    assert commit(app, host, import_id=found["import_id"]).json["added"] == 3
+    assert "Checked at preview" in [g["name"] for g in guests(app, host)]
+
+
+def test_the_file_sent_again_as_previewed_takes_its_checks_and_another_reading_does_not(app, host, run_in_request):
+    found = preview(app, host, "p.csv", CORPUS["excel-utf8.csv"])
+    keep_checks_of(run_in_request, app.app.registry, found["import_id"],
+                   lambda checks: checks["rows"][0]["stored"].update(name="Checked at preview"))
+    # Asked to read the file otherwise (here: another delimiter) the rows are checked anew.
+    other = commit(app, host, "p.csv", CORPUS["excel-utf8.csv"], delimiter="semicolon", status=(201, 422))
+    assert "Checked at preview" not in str(other.json)
+    app.delete(f"{host['url']}/imports/{other.json['import_id']}", headers=host["ada"], status=204) \
+        if other.status_int == 201 else None
+    assert commit(app, host, "p.csv", CORPUS["excel-utf8.csv"]).json["added"] == 3
+    assert "Checked at preview" in [g["name"] for g in guests(app, host)]
+
+
+def test_kept_checks_of_other_rules_are_not_used(app, host, run_in_request):
+    found = preview(app, host, "p.csv", CORPUS["excel-utf8.csv"])
+
+    def older_rules(checks):
+        checks["rows"][0]["stored"].update(name="Checked at preview")
+        checks["rules"]["phone_region"] = "ZZ"  # the event was in another country's time zone then
+    keep_checks_of(run_in_request, app.app.registry, found["import_id"], older_rules)
+    assert commit(app, host, import_id=found["import_id"]).json["added"] == 3
+    assert [g["name"] for g in guests(app, host)] == ["François Müller", "Phone Only", "Zoë Ångström"]
+
+
+def test_guests_added_after_the_preview_are_duplicates_at_the_import(app, host):
+    found = preview(app, host, "p.csv", CORPUS["excel-utf8.csv"])
+    assert found["totals"]["duplicates"] == 0
+    app.post_json(f"{host['url']}/guests", {"name": "Zoe by hand", "email": "zoe@example.com"},
+                  headers=host["ada"], status=201)
+    app.post_json(f"{host['url']}/guests", {"name": "Phone by hand", "phone": "+1 202 555 0143"},
+                  headers=host["ada"], status=201)
+    result = commit(app, host, import_id=found["import_id"]).json
+    assert (result["added"], result["skipped"]) == (1, 2)
+    assert commit(app, host, import_id=found["import_id"], status=409).json["error"]["code"] == "already_imported"
+    assert [g["name"] for g in guests(app, host)] == ["François Müller", "Phone by hand", "Zoe by hand"]
+
+
+def test_the_error_rows_file_comes_from_the_kept_checks(app, host):
+    data = csv_text([*ROWS, ["", "nobody@example.com", "", "", "", ""]]).encode()
+    found = preview(app, host, "e.csv", data)
+    result = commit(app, host, import_id=found["import_id"]).json
+    assert result["errors"] == [{"row": 5, "reason": "Name is required"}]
+    body = app.get(f"{host['url']}/imports/{found['import_id']}/errors", headers=host["ada"]).text
+    assert "Name is required" in body and "nobody@example.com" in body
+
+
+def test_an_event_moved_to_another_country_after_the_preview_has_its_file_checked_again(app, host, run_in_request):
+    """Phone numbers are read in the country of the event's time zone: a
+    local number previewed for a London event is checked again when the
+    event moves to New York before the import."""
+    data = csv_text([["Name", "Mobile"], ["Local Number", "07911 123456"]]).encode()
+    found = preview(app, host, "local.csv", data)
+    assert found["rows"][0]["values"]["phone"] == "+447911123456"
+    app.patch_json(host["url"], {"timezone": "America/New_York"}, headers=host["ada"])
+    result = commit(app, host, import_id=found["import_id"], status=(201, 422)).json
+    assert "+447911123456" not in str(guests(app, host)), "the kept check of another region was not used"
+    assert result.get("added", 0) == 0

@@ -258,3 +258,36 @@ def test_a_claim_the_reaper_took_back_is_not_released(build, run_in_request):
     claims.add(Notification, notification_id, stale)
     claims.discard(Notification, notification_id, stale + dt.timedelta(seconds=1))
     assert len(claims) == 1, "only the claim that was added is discarded"
+
+
+def test_jobs_claimed_together_are_claimed_once_renewed_together_and_a_worker_dying_mid_batch_loses_none(
+        build, run_in_request):
+    """A batch's claim takes each pending job once (a second claim of the
+    same ids gets none); one renewal keeps every lease; when the worker stops
+    renewing, the reaper takes every job of the batch back and each is then
+    delivered once."""
+    from guestguard.tasks import claim_jobs, renew_leases
+
+    app, registry, provider = build()
+    lease = registry.settings["jobs.lease_seconds"]
+    with time_machine.travel(T0, tick=False) as clock:
+        ids = [queue(registry, run_in_request, f"guest{n}@example.com") for n in range(3)]
+        registry["huey"].flush()
+        claimed = run_in_request(lambda request: [job.id for job in claim_jobs(request.ctx, Notification, ids)],
+                                 registry)
+        assert claimed == ids
+        assert run_in_request(lambda request: claim_jobs(request.ctx, Notification, ids), registry) == []
+        claimed_at = load_claim(registry, run_in_request, ids[0])
+        clock.shift(lease * 2 / 3)
+        assert renew_leases(registry, Notification, ids, claimed_at) == 3
+        clock.shift(lease * 2 / 3)
+        assert run_task_now(registry, reap) == 0, "renewed together, none is taken"
+        clock.shift(lease + 1)  # the worker died mid-batch
+        assert run_task_now(registry, reap) == 3
+        assert renew_leases(registry, Notification, ids, claimed_at) == 0
+        drain(registry["huey"])
+    assert sorted(message.recipient for message in provider.sent) == [f"guest{n}@example.com" for n in range(3)]
+
+
+def load_claim(registry, run_in_request, notification_id):
+    return run_in_request(lambda request: request.db.get(Notification, notification_id).claimed_at, registry)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
 import logging
 import threading
@@ -24,7 +25,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from huey import crontab
-from sqlalchemy import ForeignKey, Index, String, and_, delete, exists, or_, select
+from sqlalchemy import ForeignKey, Index, String, and_, delete, exists, insert, or_, select
 from sqlalchemy.orm import Mapped, aliased, mapped_column
 
 from guestguard.db import Base, utcnow
@@ -34,10 +35,13 @@ from guestguard.tasks import (
     DurableJobMixin,
     NotReplayable,  # noqa: F401 (what replay raises, for its callers)
     claim_job,
+    claim_jobs,
     enqueue_job,
+    enqueue_job_batched,
     fail_job,
     finish_job,
     hold_lease,
+    hold_leases,
     replay_failed,
     still_claimed,
 )
@@ -127,16 +131,33 @@ def emit(ctx, name: str, data: Mapping[str, Any], workspace_id: uuid.UUID | None
     """Record ``name`` in the current transaction; it is delivered once that
     commits. ``data`` must be JSON (ids as strings). ``aggregate`` defaults to
     what the data names (the guest, else the event, else the notification)."""
+    row = DomainEventRow(**_row_values(name, data, workspace_id, aggregate))
+    ctx.db.add(row)
+    enqueue_job_batched(ctx, DomainEventRow, row.id, deliver_domain_events)
+    return row.as_event()
+
+
+def _row_values(name: str, data: Mapping[str, Any], workspace_id: uuid.UUID | None,
+                aggregate: str | None) -> dict[str, Any]:
     try:
         json.dumps(dict(data))
     except (TypeError, ValueError) as exc:
         raise TypeError(f"domain event {name!r}: data must be JSON (ids as strings): {exc}") from None
-    row = DomainEventRow(id=uuid.uuid4(), name=name, data=dict(data), workspace_id=workspace_id,
-                         aggregate=aggregate or aggregate_of(data), occurred_at=moment(),
-                         next_attempt_at=utcnow())
-    ctx.db.add(row)
-    enqueue_job(ctx, row)
-    return row.as_event()
+    return {"id": uuid.uuid4(), "name": name, "data": dict(data), "workspace_id": workspace_id,
+            "aggregate": aggregate or aggregate_of(data), "occurred_at": moment(), "next_attempt_at": utcnow(),
+            "status": PENDING, "attempts": 0, "claimed_at": None, "lease_until": None, "last_error": None}
+
+
+def emit_many(ctx, events: list[tuple[str, Mapping[str, Any], uuid.UUID | None]]) -> None:
+    """``emit`` for many events of one bulk action, (name, data, workspace
+    id) each, in the order given (their order per aggregate): one
+    multi-row INSERT."""
+    rows = [_row_values(name, data, workspace_id, None) for name, data, workspace_id in events]
+    if not rows:
+        return
+    ctx.db.execute(insert(DomainEventRow), rows)
+    for row in rows:
+        enqueue_job_batched(ctx, DomainEventRow, row["id"], deliver_domain_events)
 
 
 def in_turn(model) -> Any:
@@ -197,22 +218,125 @@ def deliver_domain_event(request, event_id) -> None:
             record_outcome(ctx, event.id, claimed_at, failures)
 
 
-def record_outcome(ctx, event_id, claimed_at: dt.datetime, failures: list[str]) -> None:
-    row = ctx.db.get(DomainEventRow, event_id, with_for_update=True, populate_existing=True)
+def deliver_domain_events(request, event_ids) -> None:
+    """Task: deliver events queued together (a bulk action's), each as
+    ``deliver_domain_event`` would: claimed together (one transaction), each
+    listener called for all of them in one transaction that also records
+    its deliveries, the outcomes recorded together (one transaction). When a
+    listener raises on one of them, that listener is called again for each
+    event in a transaction of its own, so one bad event holds back no other.
+    An event that waits for an earlier one of its aggregate in the same
+    batch is taken in the next round."""
+    from guestguard.context import context_of
+
+    ctx = context_of(request)
+    remaining = [uuid.UUID(str(event_id)) for event_id in event_ids]
+    while remaining:
+        with ctx.tm:
+            rows = claim_jobs(ctx, DomainEventRow, remaining)
+            if not rows:
+                return
+            batch = [(row.as_event(), row.attempts) for row in rows]
+            claimed_at = rows[0].claimed_at
+            had = set(ctx.db.execute(select(DomainEventDelivery.event_id, DomainEventDelivery.listener).where(
+                DomainEventDelivery.event_id.in_([event.id for event, _ in batch]))).all())
+        taken = {event.id for event, _ in batch}
+        remaining = [event_id for event_id in remaining if event_id not in taken]
+        failures: dict[uuid.UUID, list[str]] = {event.id: [] for event, _ in batch}
+        with hold_leases(ctx, DomainEventRow, list(taken), claimed_at):
+            for impl in listeners(request.registry):
+                todo = [(event, attempt) for event, attempt in batch if (event.id, impl.plugin_name) not in had]
+                if not todo:
+                    continue
+                _hand_over(request.tm, functools.partial(_call, impl.function, impl.argnames, {"request": request}),
+                           functools.partial(_record_deliveries, request.db, impl.plugin_name), todo, failures,
+                           impl.plugin_name)
+        with ctx.tm:
+            locked = {row.id: row for row in ctx.db.scalars(
+                select(DomainEventRow).where(DomainEventRow.id.in_(list(taken))).order_by(DomainEventRow.id)
+                .with_for_update().execution_options(populate_existing=True))}
+            finished = [locked[event.id] for event, _ in batch
+                        if record_outcome(ctx, event.id, claimed_at, failures[event.id], row=locked.get(event.id),
+                                          release=False)]
+            release_following(ctx, finished, waiting=set(remaining))
+
+
+def _hand_over(tm, call, record, todo: list, failures: dict[uuid.UUID, list[str]], name: str) -> None:
+    """Call one listener (``call(event)``) for a batch's events in one
+    transaction of ``tm`` that also records (``record(handed)``, one INSERT)
+    that it has them; when it raises, that event has failed (called again on
+    its next attempt) and the others, rolled back with it, are called again
+    one by one."""
+    current = None
+    try:
+        with tm:
+            for current in todo:
+                call(current[0])
+            record(todo)
+        return
+    except Exception as exc:
+        if current is None:
+            raise
+        _failed(name, *current, exc, failures)
+    for event, attempt in todo:
+        if event.id == current[0].id:
+            continue
+        try:
+            with tm:
+                call(event)
+                record([(event, attempt)])
+        except Exception as exc:
+            _failed(name, event, attempt, exc, failures)
+
+
+def _failed(name: str, event: DomainEvent, attempt: int, exc: Exception, failures: dict[uuid.UUID, list[str]]) -> None:
+    log.error("plugin %s failed on domain event %s (%s), attempt %d", name, event.name, event.id, attempt,
+              exc_info=exc)
+    failures[event.id].append(f"{name}: {exc!r}"[:500])
+
+
+def _call(function, argnames, given: dict[str, Any], event: DomainEvent) -> None:
+    """Hand ``event`` to one listener (in the caller's transaction) with the
+    hook's other arguments (``given``: the task's request), as pluggy would:
+    a listener may take only the arguments it names."""
+    arguments = {**given, "event": event}
+    function(*(arguments[name] for name in argnames))
+
+
+def _record_deliveries(db, listener: str, handed: list) -> None:
+    """The listener has these (event, attempt): in the transaction of its work."""
+    now = utcnow()
+    db.execute(insert(DomainEventDelivery), [
+        {"event_id": event.id, "listener": listener, "attempt": attempt, "delivered_at": now}
+        for event, attempt in handed])
+
+
+_UNREAD = object()
+
+
+def record_outcome(ctx, event_id, claimed_at: dt.datetime, failures: list[str], row: Any = _UNREAD,
+                   release: bool = True) -> bool:
+    """The attempt's outcome; ``row`` when the caller locked it already.
+    Whether the event is delivered now (then the next event of its
+    aggregate is queued, unless ``release`` leaves that to the caller)."""
+    if row is _UNREAD:
+        row = ctx.db.get(DomainEventRow, event_id, with_for_update=True, populate_existing=True)
     if row is None or not still_claimed(row, claimed_at):
         # The reaper took it back meanwhile: the run it queued calls only the
         # listeners that do not have the event yet.
-        return
+        return False
     if not failures:
         finish_job(row)
-        release_next(ctx, row)
-        return
+        if release:
+            release_next(ctx, row)
+        return True
     retry_at = fail_job(row, "; ".join(failures), permanent=False, backoff=RETRY_BACKOFF)
     if retry_at is None:
         log.error("domain event %s (%s) is dead after %d attempts: %s", row.id, row.name, row.attempts,
                   row.last_error)
     else:
         enqueue_job(ctx, row, eta=retry_at)
+    return False
 
 
 def release_next(ctx, row: DomainEventRow) -> None:
@@ -228,6 +352,27 @@ def release_next(ctx, row: DomainEventRow) -> None:
         .order_by(DomainEventRow.occurred_at, DomainEventRow.id).limit(1))
     if following is not None:
         enqueue_job(ctx, following)
+
+
+def release_following(ctx, rows: list[DomainEventRow], waiting: set) -> None:
+    """``release_next`` for a batch's delivered events, in one query: the
+    next pending event of each one's aggregate is queued, unless it is among
+    ``waiting`` (events the batch's task takes next)."""
+    aggregates = sorted({row.aggregate for row in rows if row.aggregate is not None})
+    if not aggregates:
+        return
+    pending: dict[str, list[DomainEventRow]] = {}
+    for later in ctx.db.scalars(select(DomainEventRow).where(
+            DomainEventRow.aggregate.in_(aggregates), DomainEventRow.status == PENDING)
+            .order_by(DomainEventRow.aggregate, DomainEventRow.occurred_at, DomainEventRow.id)):
+        pending.setdefault(later.aggregate, []).append(later)
+    released = set()
+    for row in rows:
+        following = next((later for later in pending.get(row.aggregate, ())
+                          if (later.occurred_at, later.id) > (row.occurred_at, row.id)), None)
+        if following is not None and following.id not in waiting and following.id not in released:
+            released.add(following.id)
+            enqueue_job_batched(ctx, DomainEventRow, following.id, deliver_domain_events)
 
 
 # --- what operators do (the ``guestguard events`` command) ------------------------
@@ -271,6 +416,7 @@ def purge_delivered(request) -> int:
 
 def includeme(config) -> None:
     config.add_task(deliver_domain_event, in_transaction=False)
+    config.add_task(deliver_domain_events, in_transaction=False)
     config.add_durable_job(DomainEventRow, deliver_domain_event, max_attempts=len(RETRY_BACKOFF) + 1,
                            ready=in_turn)
     config.add_periodic_task(purge_delivered, crontab(minute="37", hour="3"), in_transaction=False)

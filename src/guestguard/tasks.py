@@ -262,6 +262,38 @@ def enqueue(ctx, func: Callable[..., Any], *args: Any,
     ctx.tm.get().addAfterCommitHook(after_commit)
 
 
+# Jobs a transaction queues together go to the worker this many to a task.
+JOB_BATCH = 50
+_batches: dict[type, object] = {}
+
+
+def enqueue_job_batched(ctx, model: type, job_id: Any, batch_task: Callable[..., Any]) -> None:
+    """Queue ``job`` after commit with the other jobs of its kind this
+    transaction queues this way: ``batch_task(ids)`` per JOB_BATCH of them,
+    or the kind's own task for a job queued alone. A bulk action's thousands
+    of jobs cost the queue and the worker one task per batch, not per job."""
+    marker = _batches.setdefault(model, object())
+    txn = ctx.tm.get()
+    try:
+        pending = txn.data(marker)
+    except KeyError:
+        pending = []
+        txn.set_data(marker, pending)
+        single = job_task(ctx.registry, model)
+
+        def push() -> None:
+            if len(pending) == 1:
+                enqueue(ctx, single, pending[0])
+                return
+            for start in range(0, len(pending), JOB_BATCH):
+                enqueue(ctx, batch_task, pending[start:start + JOB_BATCH])
+
+        # Before the commit, so each push is registered as an after-commit
+        # hook of this very transaction (and dropped with it).
+        txn.addBeforeCommitHook(push)
+    pending.append(job_id)
+
+
 def run_task_now(registry, func: Callable[..., Any], *args: Any) -> Any:
     """Run a registered task synchronously in its own context (CLI, tests)."""
     return registry["huey.tasks"][task_name(func)].call_local(*args)
@@ -361,26 +393,64 @@ def claim_job(ctx, model: type, job_id, task: Callable[..., Any] | None = None):
     return None
 
 
+def claim_jobs(ctx, model: type, job_ids: Sequence[Any]) -> list[Any]:
+    """``claim_job`` for jobs queued together (a bulk action's): one guarded
+    UPDATE claims every one of them that is due, pending and ready, at one
+    time (their common ``claimed_at``); returns those, in the order given.
+    One not yet due is queued again (alone, by the kind's task) for its time;
+    one claimed by someone else, finished, or not ready is left alone."""
+    if not job_ids:
+        return []
+    db = ctx.db
+    now = utcnow()
+    conditions = [model.id.in_(list(job_ids)), model.status == PENDING, model.next_attempt_at <= now]
+    ready = durable_kind(ctx.registry, model).ready
+    if ready is not None:
+        conditions.append(ready(model))
+    claimed = set(db.scalars(update(model).where(*conditions).values(
+        status=RUNNING, claimed_at=now, lease_until=now + lease_for(ctx.registry.settings),
+        attempts=model.attempts + 1).returning(model.id).execution_options(synchronize_session=False)))
+    found = {job.id: job for job in db.scalars(select(model).where(model.id.in_(list(job_ids)))
+                                              .execution_options(populate_existing=True))}
+    won = []
+    for job_id in job_ids:
+        job = found.get(job_id)
+        if job is None:
+            continue
+        if job_id in claimed:
+            won.append(job)
+        elif job.status == PENDING and job.next_attempt_at > now:
+            enqueue(ctx, job_task(ctx.registry, model), job_id, eta=job.next_attempt_at)
+    return won
+
+
 def renew_lease(registry, model: type, job_id, claimed_at: dt.datetime) -> bool:
     """Extend the lease of the claim made at ``claimed_at``, on a connection
     of its own (the worker holds no transaction while it acts). False when
     the claim is no longer held: the reaper took the job back."""
+    return renew_leases(registry, model, [job_id], claimed_at) == 1
+
+
+def renew_leases(registry, model: type, job_ids: Sequence[Any], claimed_at: dt.datetime) -> int:
+    """``renew_lease`` for jobs claimed together (one UPDATE); how many of
+    the claims are still held."""
     now = utcnow()
     with registry["db.engine"].begin() as connection:
         return connection.execute(
             update(model)
-            .where(model.id == job_id, model.status == RUNNING, model.claimed_at == claimed_at)
+            .where(model.id.in_(list(job_ids)), model.status == RUNNING, model.claimed_at == claimed_at)
             .values(lease_until=now + lease_for(registry.settings))
-        ).rowcount == 1
+        ).rowcount
 
 
 class LeaseKeeper(threading.Thread):
-    """Renews one job's lease every third of ``jobs.lease_seconds`` until
-    stopped: the heartbeat of a worker that is alive."""
+    """Renews the leases of jobs claimed together every third of
+    ``jobs.lease_seconds`` until stopped: the heartbeat of a worker that is
+    alive."""
 
-    def __init__(self, registry, model: type, job_id, claimed_at: dt.datetime):
-        super().__init__(name=f"lease-{job_id}", daemon=True)
-        self.registry, self.model, self.job_id, self.claimed_at = registry, model, job_id, claimed_at
+    def __init__(self, registry, model: type, job_ids: Sequence[Any], claimed_at: dt.datetime):
+        super().__init__(name=f"lease-{job_ids[0]}", daemon=True)
+        self.registry, self.model, self.job_ids, self.claimed_at = registry, model, list(job_ids), claimed_at
         self.every = registry.settings["jobs.lease_seconds"] / 3
         self.stopped = threading.Event()
         self.lost = False
@@ -389,19 +459,20 @@ class LeaseKeeper(threading.Thread):
         failing = False
         while not self.stopped.wait(self.every):
             try:
-                held = renew_lease(self.registry, self.model, self.job_id, self.claimed_at)
+                held = renew_leases(self.registry, self.model, self.job_ids, self.claimed_at)
             except Exception as exc:  # the database is away: try again, the lease may still hold
                 if not failing:
                     log.warning("could not renew the lease of %s %s: %s", self.model.__tablename__,
-                                self.job_id, type(exc).__name__)
+                                self.job_ids[0], type(exc).__name__)
                 failing = True
                 continue
             failing = False
-            if not held:
+            if held < len(self.job_ids):
                 self.lost = True
-                log.warning("%s %s was taken back while it ran (its lease had lapsed)",
-                            self.model.__tablename__, self.job_id)
-                return
+                log.warning("%d of %d %s (the first %s) were taken back while they ran (their lease had lapsed)",
+                            len(self.job_ids) - held, len(self.job_ids), self.model.__tablename__, self.job_ids[0])
+                if not held:
+                    return
 
     def stop(self) -> None:
         self.stopped.set()
@@ -441,15 +512,25 @@ class HeldClaims:
 def hold_lease(ctx, model: type, job_id, claimed_at: dt.datetime):
     """Keep the lease of a claimed job while the block runs (the act step),
     and list the claim among those this process holds meanwhile."""
+    with hold_leases(ctx, model, [job_id], claimed_at) as keeper:
+        yield keeper
+
+
+@contextlib.contextmanager
+def hold_leases(ctx, model: type, job_ids: Sequence[Any], claimed_at: dt.datetime):
+    """``hold_lease`` for jobs claimed together (``claim_jobs``): one keeper
+    renews them all."""
     held: HeldClaims = ctx.registry["jobs.held"]
-    keeper = LeaseKeeper(ctx.registry, model, job_id, claimed_at)
-    held.add(model, job_id, claimed_at)
+    keeper = LeaseKeeper(ctx.registry, model, job_ids, claimed_at)
+    for job_id in job_ids:
+        held.add(model, job_id, claimed_at)
     keeper.start()
     try:
         yield keeper
     finally:
         keeper.stop()
-        held.discard(model, job_id, claimed_at)
+        for job_id in job_ids:
+            held.discard(model, job_id, claimed_at)
 
 
 def release_held_jobs(registry) -> int:

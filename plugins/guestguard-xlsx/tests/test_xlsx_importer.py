@@ -44,10 +44,11 @@ def test_a_formula_gives_its_computed_value_never_its_text():
     book = openpyxl.Workbook()
     book.active.append(["Name"])
     book.active.append(["=HYPERLINK(\"http://evil\")"])
+    book.active.append(["Ada"])
     out = io.BytesIO()
     book.save(out)
     # openpyxl stores no computed value: the cell reads empty, not as the formula.
-    assert list(IMPORTER.read(out.getvalue(), ReadOptions()).rows) == [["Name"], []]
+    assert list(IMPORTER.read(out.getvalue(), ReadOptions()).rows) == [["Name"], [], ["Ada"]]
 
 
 def test_a_zip_bomb_is_refused_from_its_directory():
@@ -92,3 +93,30 @@ def test_a_damaged_workbook_is_named_not_a_crash():
             archive.writestr(name, content)
     with pytest.raises(UnreadableFile, match="cannot be"):
         list(IMPORTER.read(out.getvalue(), ReadOptions()).rows)  # refused on opening or while reading
+
+
+def test_the_active_tab_is_read_and_columns_keep_their_letters():
+    book = openpyxl.Workbook()
+    book.active.title = "Notes"
+    book.active.append(["not the guest list"])
+    guests = book.create_sheet("Guests")
+    guests["C2"] = "Guest list"
+    guests.append([None, "Name", "Email"])
+    guests.append([None, "Ada", "ada@example.com"])
+    book.active = 1
+    out = io.BytesIO()
+    book.save(out)
+    table = IMPORTER.read(out.getvalue(), ReadOptions())
+    assert table.sheet == "Guests"
+    # The rows above and the column to the left of the first used cell are
+    # there, empty: row and column numbers are the ones Excel shows.
+    assert list(table.rows) == [[], ["", "", "Guest list"], ["", "Name", "Email"], ["", "Ada", "ada@example.com"]]
+
+
+def test_an_empty_sheet_has_no_rows_and_long_rows_are_cut_after_the_column_limit():
+    book = openpyxl.Workbook()
+    out = io.BytesIO()
+    book.save(out)
+    assert list(IMPORTER.read(out.getvalue(), ReadOptions()).rows) == []
+    wide = workbook([f"c{n}" for n in range(60)])
+    assert list(IMPORTER.read(wide, ReadOptions(max_columns=50)).rows) == [[f"c{n}" for n in range(51)]]

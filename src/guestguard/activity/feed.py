@@ -55,10 +55,12 @@ def item_out(item: Activity) -> ActivityItemOut:
 def add(ctx, *, workspace_id: uuid.UUID, event_id: uuid.UUID, guest_id: uuid.UUID | None,
         kind: str, summary: str, data: dict[str, Any] | None = None) -> Activity:
     """Record one item and send it to the live streams after commit."""
-    item = Activity(workspace_id=workspace_id, event_id=event_id, guest_id=guest_id, kind=kind,
+    # The id is given here, not at the flush: the row is written with the
+    # transaction's next flush, so a worker adding many items writes them
+    # together.
+    item = Activity(id=uuid.uuid4(), workspace_id=workspace_id, event_id=event_id, guest_id=guest_id, kind=kind,
                     summary=summary[:500], data=dict(data or {}), at=utcnow())
     ctx.db.add(item)
-    ctx.db.flush()
     publish_after_commit(ctx, event_id, item_out(item).model_dump(mode="json"))
     return item
 

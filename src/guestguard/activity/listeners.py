@@ -21,7 +21,10 @@ def _guest(request, about) -> Guest | None:
         guest_id = uuid.UUID(str(about.get("guest_id")))
     except ValueError:
         return None
-    return request.db.get(Guest, guest_id)
+    # Reading the guest needs none of the items this transaction has added
+    # yet: they are written together at its end, not one before each read.
+    with request.db.no_autoflush:
+        return request.db.get(Guest, guest_id)
 
 
 @hookimpl

@@ -3,7 +3,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from sqlalchemy import insert
+
 from guestguard.audit.models import AuditEvent
+from guestguard.db import utcnow
 
 SUCCESS, FAILURE = "success", "failure"
 
@@ -26,3 +29,19 @@ def record(ctx, action: str, *, result: str = SUCCESS, actor_id: uuid.UUID | Non
     )
     ctx.db.add(event)
     return event
+
+
+def record_many(ctx, action: str, targets: list[tuple[str, Any, dict[str, Any]]], *,
+                actor_id: uuid.UUID | None = None, workspace_id: uuid.UUID | None = None) -> None:
+    """``record`` for a bulk action: one row per (target type, target id,
+    details), all of ``action`` by one actor in one workspace, in one
+    multi-row INSERT."""
+    if not targets:
+        return
+    now = utcnow()
+    ctx.db.execute(insert(AuditEvent), [
+        {"id": uuid.uuid4(), "created_at": now, "actor_user_id": actor_id, "workspace_id": workspace_id,
+         "action": action, "target_type": target_type, "target_id": str(target_id) if target_id is not None else None,
+         "result": SUCCESS, "request_id": ctx.request_id, "ip": ctx.client_ip,
+         "details": {key: value for key, value in details.items() if value is not None}}
+        for target_type, target_id, details in targets])

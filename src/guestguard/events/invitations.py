@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from guestguard import timefmt
 from guestguard.accounts.tokens import new_token
 from guestguard.activity import feed
-from guestguard.audit.services import record
+from guestguard.audit.services import record, record_many
 from guestguard.db import is_sqlite, lock_name, sqlite_write_lock, utcnow
+from guestguard.domain import emit_many
 from guestguard.events import branding, outbound, questions, seats, services
 from guestguard.events.models import CANCELLED, DRAFT, NO, YES, BulkAction, Event, Guest, InvitationLink, Rsvp
 from guestguard.events.schemas import RsvpInput
 from guestguard.events.services import EventsError
-from guestguard.notifications.services import measure_sms, queue_notification
+from guestguard.notifications.services import Outgoing, measure_sms, queue_notification, queue_notifications
 from guestguard.notifications.suppression import GUEST_MESSAGE
 from guestguard.sms_segments import MessageTooLong
 from guestguard.workspaces.models import Workspace
@@ -37,6 +40,9 @@ CHANNEL_WORDS = {EMAIL: "email", SMS: "text messages"}
 UNREACHABLE = "can only be reached by a kind of message this GuestGuard cannot send"
 MESSAGE_TOO_LONG = "message_too_long"
 SEND_ALL = "invitations.send_all"
+# Guests a send-all writes per round of statements (bounded, so a statement's
+# parameters stay within every database's limits).
+SEND_BATCH = 500
 # A guest invited this recently is not sent another invitation (and new link)
 # by a repeated click: the link in the message just sent keeps working.
 RESEND_AFTER = dt.timedelta(seconds=60)
@@ -83,22 +89,32 @@ def issue_link(ctx, guest: Guest, event: Event) -> str:
     """A new personal link for the guest; the previous one stops working.
     Returns the raw token, which is never stored and shown only this once.
     Drafts and cancelled events get none, as they get no invitations."""
+    return issue_links(ctx, event, [guest])[0]
+
+
+def issue_links(ctx, event: Event, guests: Sequence[Guest]) -> list[str]:
+    """``issue_link`` for many guests of the event at once (their links,
+    audit rows and domain events each in one statement); the raw tokens, in
+    the order of ``guests``."""
     refuse_unsendable(event)
+    if not guests:
+        return []
     now = utcnow()
     ctx.db.execute(update(InvitationLink)
-                       .where(InvitationLink.guest_id == guest.id, InvitationLink.revoked_at.is_(None))
-                       .values(revoked_at=now).execution_options(synchronize_session=False))
-    raw, token_hash = new_token()
+                   .where(InvitationLink.guest_id.in_([guest.id for guest in guests]),
+                          InvitationLink.revoked_at.is_(None))
+                   .values(revoked_at=now).execution_options(synchronize_session=False))
     actor = ctx.actor_id
-    link = InvitationLink(workspace_id=guest.workspace_id, event_id=guest.event_id, guest_id=guest.id,
-                          token_hash=token_hash, issued_by_id=actor)
-    ctx.db.add(link)
-    ctx.db.flush()
-    record(ctx, "invitation.issued", actor_id=actor, workspace_id=guest.workspace_id,
-           target_type="guest", target_id=guest.id, link_id=str(link.id))
-    ctx.emit("invitation.issued", {"event_id": str(guest.event_id), "guest_id": str(guest.id),
-                                       "link_id": str(link.id)}, guest.workspace_id)
-    return raw
+    tokens = [new_token() for _ in guests]
+    links = [{"id": uuid.uuid4(), "workspace_id": guest.workspace_id, "event_id": guest.event_id,
+              "guest_id": guest.id, "token_hash": token_hash, "issued_by_id": actor, "created_at": now,
+              "revoked_at": None} for guest, (_, token_hash) in zip(guests, tokens, strict=True)]
+    ctx.db.execute(insert(InvitationLink), links)
+    record_many(ctx, "invitation.issued", [("guest", link["guest_id"], {"link_id": str(link["id"])})
+                                           for link in links], actor_id=actor, workspace_id=event.workspace_id)
+    emit_many(ctx, [("invitation.issued", {"event_id": str(link["event_id"]), "guest_id": str(link["guest_id"]),
+                                           "link_id": str(link["id"])}, link["workspace_id"]) for link in links])
+    return [raw for raw, _ in tokens]
 
 
 def has_live_link(db, guest_id: uuid.UUID) -> bool:
@@ -183,27 +199,38 @@ def message_context(ctx, event: Event, guest: Guest) -> dict[str, str]:
     the cover's address is public by design). Times are ISO 8601 with their
     offset; the templates word them in the event's zone with the timefmt
     filters."""
+    return {**event_details(ctx, event), **guest_details(guest)}
+
+
+def event_details(ctx, event: Event) -> dict[str, str | None]:
+    """The event's part of ``message_context``: the same for every guest."""
     return {
         "host_name": event.host_name, "theme_colour": event.theme_colour,
         "theme_ink": branding.ink_for(event.theme_colour) if event.theme_colour else "",
         "cover_url": services.cover_url(ctx, event), "map_url": outbound.map_url(event.venue),
-        "guest_name": guest.name, "event_name": event.name, "timezone": event.timezone,
+        "event_name": event.name, "timezone": event.timezone,
         "starts_at": event.starts_at.isoformat(),
         "ends_at": event.ends_at.isoformat() if event.ends_at else None,
         "rsvp_deadline": event.rsvp_deadline.isoformat() if event.rsvp_deadline else None,
         "venue": event.venue, "description": event.description, "host_message": event.host_message,
-        "plus_ones_allowed": str(guest.plus_ones_allowed), "plus_ones_coming": str(guest.plus_ones_coming),
     }
 
 
-def refuse_long_text(ctx, guest: Guest, event: Event, channel: str) -> None:
+def guest_details(guest: Guest) -> dict[str, str]:
+    """The guest's part of ``message_context``."""
+    return {"guest_name": guest.name, "plus_ones_allowed": str(guest.plus_ones_allowed),
+            "plus_ones_coming": str(guest.plus_ones_coming)}
+
+
+def refuse_long_text(ctx, guest: Guest, event: Event, channel: str, common: dict | None = None) -> None:
     """Refuse an invitation text over the segment cap, before a link is
-    issued: it is measured with a stand-in link as long as a real one."""
+    issued: it is measured with a stand-in link as long as a real one.
+    ``common``: the event's part of the context, when read already."""
     if channel != SMS:
         return
     stand_in = access_url(ctx, "x" * len(new_token()[0]))
     try:
-        measure_sms(ctx, TEMPLATE, {**guest_message_context(ctx, event, guest), "invitation_url": stand_in})
+        measure_sms(ctx, TEMPLATE, {**guest_message_context(ctx, event, guest, common), "invitation_url": stand_in})
     except MessageTooLong as exc:
         raise EventsError(422, MESSAGE_TOO_LONG,
                           f"The text message inviting {guest.name} would be too long: {exc}. Shorten the "
@@ -217,13 +244,20 @@ def too_long_for(ctx) -> str:
             f"SMS segments")
 
 
-def guest_message_context(ctx, event: Event, guest: Guest) -> dict[str, str | None]:
+def guest_message_context(ctx, event: Event, guest: Guest, common: dict | None = None) -> dict[str, str | None]:
     """What every message a host's guest gets carries: the event's details,
     and the name and reply-to address for the email's From and Reply-To
-    (the host's name shown to guests, else the workspace's)."""
+    (the host's name shown to guests, else the workspace's). ``common``:
+    ``guest_message_common`` of the event, read once for many guests."""
+    return {**(common if common is not None else guest_message_common(ctx, event)), **guest_details(guest)}
+
+
+def guest_message_common(ctx, event: Event) -> dict[str, str | None]:
+    """The part of ``guest_message_context`` every guest of the event shares
+    (the workspace's name read here, once)."""
     workspace_name = "" if event.host_name else ctx.db.scalar(
         select(Workspace.name).where(Workspace.id == event.workspace_id))
-    return sender_context(message_context(ctx, event, guest), event.host_name or workspace_name or "", event.reply_to)
+    return sender_context(event_details(ctx, event), event.host_name or workspace_name or "", event.reply_to)
 
 
 def sender_context(context: dict, sender_name: str, reply_to: str | None) -> dict[str, str | None]:
@@ -275,26 +309,37 @@ def send_invitation(ctx, guest: Guest, event: Event, channel: str | None = None,
     if not fresh_link and recently_invited(guest):
         return SentOne(channel, queued=False)
     refuse_long_text(ctx, guest, event, channel)
-    _send(ctx, guest, event, channel)
+    _send(ctx, event, [(guest, channel)])
     return SentOne(channel, queued=True)
 
 
-def _send(ctx, guest: Guest, event: Event, channel: str, batch_id: str | None = None) -> None:
-    """Under the event's send lock: a new link, the message, the record."""
-    raw = issue_link(ctx, guest, event)
-    notification = queue_notification(
-        ctx, channel=channel, recipient=address_for(ctx, guest, channel),
-        template=TEMPLATE, workspace_id=event.workspace_id, context=guest_message_context(ctx, event, guest),
-        sealed={"invitation_url": access_url(ctx, raw)},
-        about={"event_id": str(event.id), "guest_id": str(guest.id)}, kind=GUEST_MESSAGE)
-    guest.invited_at = utcnow()
-    guest.invitation_id = notification.id
+def _send(ctx, event: Event, chosen: Sequence[tuple[Guest, str]], batch_id: str | None = None,
+          common: dict | None = None) -> None:
+    """Under the event's send lock: for each (guest, channel), a new link,
+    the message and the record; each kind of row in one statement for all."""
+    guests = [guest for guest, _ in chosen]
+    tokens = issue_links(ctx, event, guests)
+    common = common if common is not None else guest_message_common(ctx, event)
+    about = str(event.id)
+    ids = queue_notifications(ctx, [
+        Outgoing(channel=channel, recipient=address_for(ctx, guest, channel), template=TEMPLATE,
+                 context=guest_message_context(ctx, event, guest, common),
+                 sealed={"invitation_url": access_url(ctx, raw)}, workspace_id=event.workspace_id,
+                 about={"event_id": about, "guest_id": str(guest.id)}, kind=GUEST_MESSAGE)
+        for (guest, channel), raw in zip(chosen, tokens, strict=True)])
+    now = utcnow()
+    ctx.db.execute(INVITED, [{"guest_id": guest.id, "now": now, "notification_id": notification_id}
+                             for guest, notification_id in zip(guests, ids, strict=True)])
+    for guest, notification_id in zip(guests, ids, strict=True):
+        set_committed_value(guest, "invited_at", now)
+        set_committed_value(guest, "invitation_id", notification_id)
     details = {"batch_id": batch_id} if batch_id else {}
-    record(ctx, "invitation.sent", actor_id=ctx.actor_id, workspace_id=event.workspace_id,
-           target_type="guest", target_id=guest.id, channel=channel, notification_id=str(notification.id),
-           **details)
-    ctx.emit("invitation.sent", {"event_id": str(event.id), "guest_id": str(guest.id), "channel": channel},
-             event.workspace_id)
+    record_many(ctx, "invitation.sent", [
+        ("guest", guest.id, {"channel": channel, "notification_id": str(notification_id), **details})
+        for (guest, channel), notification_id in zip(chosen, ids, strict=True)],
+        actor_id=ctx.actor_id, workspace_id=event.workspace_id)
+    emit_many(ctx, [("invitation.sent", {"event_id": about, "guest_id": str(guest.id), "channel": channel},
+                     event.workspace_id) for guest, channel in chosen])
 
 
 @dataclass(frozen=True)
@@ -304,16 +349,19 @@ class Sent:
     batch_id: str
 
 
-def plan_sends(ctx, event: Event) -> tuple[list[tuple[Guest, str]], list[dict[str, str]]]:
+def plan_sends(ctx, event: Event, common: dict | None = None) -> tuple[list[tuple[Guest, str]],
+                                                                       list[dict[str, str]]]:
     """Who send-all would invite and on which channel, by name, and who it
-    would skip and why; sends nothing."""
+    would skip and why; sends nothing. ``common``: the event's part of the
+    messages' context (``guest_message_common``), when read already."""
+    common = common if common is not None else guest_message_common(ctx, event)
     guests = ctx.db.scalars(select(Guest).where(Guest.event_id == event.id, Guest.invited_at.is_(None))
                             .order_by(Guest.name, Guest.id).execution_options(populate_existing=True))
     planned, skipped = [], []
     for guest in guests:
         try:
             channel = choose_channel(ctx, guest, None, event)
-            refuse_long_text(ctx, guest, event, channel)
+            refuse_long_text(ctx, guest, event, channel, common)
         except EventsError as unsendable:
             reason = {"no_contact": NO_CONTACT, MESSAGE_TOO_LONG: too_long_for(ctx)}.get(unsendable.code, UNREACHABLE)
             skipped.append({"guest_id": str(guest.id), "name": guest.name, "reason": reason})
@@ -332,10 +380,11 @@ def send_all(ctx, event: Event) -> Sent:
                        actor_id=ctx.actor_id, queued=0, skipped=0)
     ctx.db.add(batch)
     ctx.db.flush()
-    planned, skipped = plan_sends(ctx, event)
-    for guest, channel in planned:
-        _send(ctx, guest, event, channel, batch_id=str(batch.id))
-        batch.queued += 1
+    common = guest_message_common(ctx, event)
+    planned, skipped = plan_sends(ctx, event, common)
+    for start in range(0, len(planned), SEND_BATCH):
+        _send(ctx, event, planned[start:start + SEND_BATCH], batch_id=str(batch.id), common=common)
+    batch.queued = len(planned)
     batch.skipped = len(skipped)
     record(ctx, "invitation.sent_all", actor_id=ctx.actor_id, workspace_id=event.workspace_id,
            target_type="event", target_id=event.id, queued=batch.queued, skipped=batch.skipped,
@@ -347,6 +396,9 @@ def send_all(ctx, event: Event) -> Sent:
 
 
 _guests = Guest.__table__
+INVITED = (update(_guests).where(_guests.c.id == bindparam("guest_id"))
+           .values(invited_at=bindparam("now"), invitation_id=bindparam("notification_id"),
+                   updated_at=bindparam("now")))
 OPENED = (update(_guests).where(_guests.c.id == bindparam("guest_id"), _guests.c.opened_at.is_(None))
           .values(opened_at=bindparam("now"), updated_at=bindparam("now")))
 

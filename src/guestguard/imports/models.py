@@ -19,7 +19,8 @@ class GuestImport(IdMixin, Base):
     ``duplicates``): its id pins exactly these, so importing a preview
     imports what the host saw. ``content`` (the file) is kept for
     ``imports.keep_hours`` to import a preview and to download its error
-    rows, then dropped; the counts stay. Guests added by the import carry its
+    rows, then dropped with the rows the preview checked (``checks``); the
+counts stay. Guests added by the import carry its
     id (``guests.import_id``); ``updates`` keeps what the guests it updated
     held before, so an undo restores them."""
 
@@ -43,6 +44,10 @@ class GuestImport(IdMixin, Base):
     skipped: Mapped[int] = mapped_column(default=0)
     errors: Mapped[int] = mapped_column(default=0)
     updates: Mapped[list[Any]] = mapped_column(default=list)
+    # The preview's checked rows (``services.keep_checks``), dropped with the
+    # file: the import of this file re-checks only what can have changed
+    # since (duplicates against the list), not every row's guest rules.
+    checks: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     imported_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     undone_at: Mapped[dt.datetime | None] = mapped_column(default=None)

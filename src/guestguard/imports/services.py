@@ -5,10 +5,12 @@
   finds duplicates within the file and against the event (normalized email,
   E.164 phone), and records a ``guest_imports`` row pinning the file and how
   it is read. It writes nothing to the guest list.
-- **Import** (of a preview's id, or of a file sent again) reads and checks
-  the same way under the event's import lock, then adds the valid rows (and
-  updates duplicates when asked) in the request's one transaction: all of
-  them or none. A file already imported into the event, or a preview
+- **Import** (of a preview's id, or of a file sent again) takes the rows
+  its preview checked (kept with the pinned file, as long as the rules they
+  were checked by still hold; else it reads and checks the file again), finds
+  duplicates against the list as it is now under the event's import lock,
+  then adds the valid rows (and updates duplicates when asked) in the
+  request's one transaction: all of them or none. A file already imported into the event, or a preview
   already imported, is refused (409 ``already_imported``), so a double
   submit adds each guest once.
 - **Undo** removes the guests an import added and restores those it updated,
@@ -32,7 +34,7 @@ from guestguard.events import services as events
 from guestguard.events.deliveries import invitation_deliveries
 from guestguard.events.models import Event, Guest, InvitationLink, Rsvp
 from guestguard.imports.models import IMPORTED, PREVIEWED, UNDONE, GuestImport
-from guestguard.imports.reading import FIELDS, ImportError_, Limits, Sheet, choose_importer, read_sheet, refuse
+from guestguard.imports.reading import FIELDS, Column, ImportError_, Limits, Sheet, choose_importer, read_sheet, refuse
 
 OK, DUPLICATE, ERROR = "ok", "duplicate", "error"
 SKIP, UPDATE = "skip", "update"
@@ -117,6 +119,14 @@ class Checked:
         return self.count(DUPLICATE) - len(self.to_update)
 
 
+def _asked_choices(imp: GuestImport, pinned: Choices) -> Choices:
+    """The choices the preview was asked with (what its kept checks answer),
+    with the duplicates mode pinned."""
+    asked = (imp.checks or {}).get("asked") or {}
+    return Choices(mapping=asked.get("mapping"), encoding=asked.get("encoding"), delimiter=asked.get("delimiter"),
+                   duplicates=pinned.duplicates)
+
+
 def _choices_of(imp: GuestImport) -> Choices:
     return Choices(mapping={str(index + 1): target for index, target in enumerate(imp.mapping)},
                    encoding=imp.encoding, delimiter=imp.delimiter, duplicates=imp.duplicates)
@@ -144,6 +154,76 @@ def check_file(ctx, event: Event, upload: Upload, choices: Choices) -> Checked:
                                stored=stored))
     _find_duplicates(ctx.db, event, rows)
     return Checked(sheet, rows, choices.duplicates)
+
+
+# What a kept check is only good for: the same version of this format and
+# of the rules (a change to either makes the import check the file again).
+CHECKS_VERSION = 1
+
+
+def rules_of(ctx, event: Event) -> dict[str, Any]:
+    """What, besides a row's cells, the guest rules read: a kept check of the
+    rows holds while these are the same."""
+    return {"version": CHECKS_VERSION, "phone_region": events.phone_region(ctx, event),
+            "default_plus_ones": event.default_plus_ones, "max_rows": ctx.settings["imports.max_rows"],
+            "max_columns": ctx.settings["imports.max_columns"],
+            "max_cell_chars": ctx.settings["imports.max_cell_chars"]}
+
+
+def asked_of(choices: Choices) -> dict[str, Any]:
+    """How the host asked the file to be read (what a kept check answers)."""
+    return {"mapping": choices.mapping or None, "encoding": choices.encoding, "delimiter": choices.delimiter}
+
+
+def keep_checks(ctx, event: Event, checked: Checked, choices: Choices) -> dict[str, Any]:
+    """The checked rows as JSON, before duplicates are looked for (the list
+    may change before the import): a valid row's stored values, an invalid
+    row's cells, values and problems (for the error file)."""
+    sheet = checked.sheet
+    rows = []
+    for row in checked.rows:
+        if row.status == ERROR:
+            rows.append({"n": row.number, "values": row.values, "cells": row.cells, "errors": row.errors})
+        else:
+            rows.append({"n": row.number, "stored": row.stored})
+    return {"rules": rules_of(ctx, event), "asked": asked_of(choices),
+            "sheet": {"format": sheet.format, "encoding": sheet.encoding, "delimiter": sheet.delimiter,
+                      "sheet": sheet.sheet, "header_number": sheet.header_number, "headers": sheet.headers,
+                      "columns": [[c.index, c.header, c.field, c.guessed] for c in sheet.columns]},
+            "rows": rows}
+
+
+def kept_checks(ctx, event: Event, kept: dict[str, Any] | None, choices: Choices) -> Checked | None:
+    """The rows a preview checked, with duplicates found against the list
+    as it is now; None when there are none to use (dropped, or checked by
+    other rules or for another reading of the file)."""
+    if not kept or kept.get("rules") != rules_of(ctx, event) or kept.get("asked") != asked_of(choices):
+        return None
+    shape = kept["sheet"]
+    sheet = Sheet(shape["format"], shape["encoding"], shape["delimiter"], shape["sheet"], shape["header_number"],
+                  shape["headers"], [Column(*column) for column in shape["columns"]], [])
+    rows = []
+    for row in kept["rows"]:
+        if "stored" in row:
+            stored = row["stored"]
+            rows.append(CheckedRow(row["n"], OK, {}, [], stored=stored))
+        else:
+            rows.append(CheckedRow(row["n"], ERROR, row["values"], row["cells"], row["errors"]))
+    _find_duplicates(ctx.db, event, rows)
+    return Checked(sheet, rows, choices.duplicates)
+
+
+def previewed_checks(ctx, event: Event, sha256: str, choices: Choices) -> Checked | None:
+    """The kept checks of the latest preview of this very file for the
+    event, read as asked now; None when there is none."""
+    for kept in ctx.db.scalars(
+            select(GuestImport.checks).where(GuestImport.event_id == event.id, GuestImport.file_sha256 == sha256,
+                                             GuestImport.status == PREVIEWED, GuestImport.checks.is_not(None))
+            .order_by(GuestImport.created_at.desc()).limit(3)):
+        checked = kept_checks(ctx, event, kept, choices)
+        if checked is not None:
+            return checked
+    return None
 
 
 def _find_duplicates(db, event: Event, rows: Sequence[CheckedRow]) -> None:
@@ -182,6 +262,7 @@ def _import_lock(ctx, event: Event) -> None:
 def preview(ctx, event: Event, upload: Upload, choices: Choices) -> tuple[GuestImport, Checked]:
     checked = check_file(ctx, event, upload, choices)
     imp = _record_of(ctx, event, upload, checked)
+    imp.checks = keep_checks(ctx, event, checked, choices)
     ctx.db.add(imp)
     ctx.db.flush()
     return imp, checked
@@ -235,9 +316,12 @@ def commit(ctx, event: Event, *, import_id: uuid.UUID | None = None, upload: Upl
         if imp.content is None:
             raise refuse(422, "preview_expired", "This preview has expired; upload the file again.")
         upload = Upload(imp.file_name, imp.content)
-        checked = check_file(ctx, event, upload, _choices_of(imp))
+        choices = _choices_of(imp)
+        checked = (kept_checks(ctx, event, imp.checks, _asked_choices(imp, choices))
+                   or check_file(ctx, event, upload, choices))
     elif upload is not None and choices is not None:
-        checked = check_file(ctx, event, upload, choices)
+        checked = (previewed_checks(ctx, event, hashlib.sha256(upload.data).hexdigest(), choices)
+                   or check_file(ctx, event, upload, choices))
         imp = None
     else:
         raise TypeError("commit() needs import_id, or upload and choices")
@@ -334,7 +418,7 @@ def purge(request) -> int:
         gone = request.db.execute(delete(GuestImport).where(GuestImport.status == PREVIEWED,
                                                             GuestImport.created_at < cutoff)).rowcount
         request.db.execute(GuestImport.__table__.update().where(
-            GuestImport.content.is_not(None), GuestImport.created_at < cutoff).values(content=None))
+            GuestImport.content.is_not(None), GuestImport.created_at < cutoff).values(content=None, checks=None))
     return gone
 
 
@@ -386,4 +470,7 @@ def error_rows(checked: Checked) -> list[list[str]]:
 def error_rows_of(ctx, event: Event, imp: GuestImport) -> list[list[str]]:
     if imp.content is None:
         raise refuse(410, "expired", "The file of this import is no longer kept; its error rows are gone.")
-    return error_rows(check_file(ctx, event, Upload(imp.file_name, imp.content), _choices_of(imp)))
+    choices = _choices_of(imp)
+    checked = (kept_checks(ctx, event, imp.checks, _asked_choices(imp, choices))
+               or check_file(ctx, event, Upload(imp.file_name, imp.content), choices))
+    return error_rows(checked)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+import uuid
 from typing import Any
 
 from sqlalchemy import func, select
@@ -49,16 +50,45 @@ def moves_forward(current: str | None, new: str) -> bool:
 
 
 def set_delivery_state(notification: Notification, state: str, detail: str | None = None,
-                       at: dt.datetime | None = None) -> bool:
-    """Move the notification to ``state`` if that is forward; whether it moved."""
+                       at: dt.datetime | None = None, counts: DayCounts | None = None) -> bool:
+    """Move the notification to ``state`` if that is forward; whether it
+    moved. ``counts``: where a batch collects its day counts (else counted
+    at once)."""
     if not moves_forward(notification.delivery_state, state):
         return False
     notification.delivery_state = state
     notification.delivery_detail = detail[:500] if detail else None
     if state == DELIVERED:
         notification.delivered_at = at or utcnow()
-    count_day(notification, state, at or utcnow())
+    if counts is not None:
+        counts.add(notification, state, at or utcnow())
+    else:
+        count_day(notification, state, at or utcnow())
     return True
+
+
+class DayCounts:
+    """The day counts of a batch's messages, added up and written with one
+    statement per workspace, day, channel and state (``write``) in the
+    batch's transaction: each message still counts once per state."""
+
+    def __init__(self):
+        self.counts: dict[tuple[uuid.UUID, dt.date, str, str], int] = {}
+
+    def add(self, notification: Notification, state: str, at: dt.datetime) -> None:
+        if notification.workspace_id is None or state not in DAY_COLUMNS:
+            return
+        key = (notification.workspace_id, at.astimezone(dt.UTC).date(), notification.channel, state)
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    def write(self, session) -> None:
+        insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        for (workspace_id, day, channel, state), count in sorted(self.counts.items(), key=str):
+            column = getattr(DeliveryDay, state)
+            key = {"workspace_id": workspace_id, "day": day, "channel": channel}
+            session.execute(insert(DeliveryDay).values(**key, **{state: count}).on_conflict_do_update(
+                index_elements=list(key), set_={state: column + count}))
+        self.counts.clear()
 
 
 def count_day(notification: Notification, state: str, at: dt.datetime) -> None:

@@ -3,6 +3,7 @@ task with retries on the durable-job block."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import uuid
@@ -12,12 +13,13 @@ from typing import Any
 
 from cryptography.fernet import InvalidToken
 from prometheus_client import Counter
+from sqlalchemy import insert, select
 
 from guestguard import sms_segments
 from guestguard.db import utcnow
 from guestguard.keys import fernet_for
 from guestguard.notifications import resilience, suppression, unsubscribe
-from guestguard.notifications.delivery import FAILED, SENT, SUPPRESSED, announce, set_delivery_state
+from guestguard.notifications.delivery import FAILED, SENT, SUPPRESSED, DayCounts, announce, set_delivery_state
 from guestguard.notifications.models import Notification
 from guestguard.notifications.suppression import ACCOUNT_MESSAGE, GUEST_MESSAGE, MESSAGE_KINDS, Listed, stopping
 from guestguard.plugins import NotificationProvider, OutgoingMessage
@@ -25,7 +27,8 @@ from guestguard.tasks import (
     INTERRUPTED,
     PENDING,
     claim_job,
-    enqueue_job,
+    claim_jobs,
+    enqueue_job_batched,
     fail_job,
     finish_job,
     still_claimed,
@@ -39,6 +42,8 @@ RETRY_BACKOFF = (1, 5, 30, 300, 1800)
 # SUPPRESSED (from delivery): a final status beside sent and failed, the
 # address being on the suppression list; that message's delivery state too.
 SEAL_PURPOSE = "notifications.sealed-context"
+# An argument not given: the function reads it itself.
+_UNREAD: Any = object()
 UNKNOWN_OUTCOME_RESENDS = Counter(
     "gg_notification_unknown_outcome_resends", "Attempts that send again a message whose previous attempt "
     "ended with no recorded outcome (its worker stopped or lost the database): the provider may have "
@@ -51,13 +56,19 @@ RECONCILED = Counter(
 def message_id_for(settings: Mapping[str, Any], notification_id: uuid.UUID) -> str:
     """The Message-ID of an email notification: its id at the sender's domain
     (the host of app.base_url when the sender's is not plain ASCII)."""
+    domain = _message_domain(settings['notifications.email.sender'], settings['app.base_url'])
+    return f"<{notification_id.hex}@{domain}>"
+
+
+@functools.lru_cache(maxsize=8)
+def _message_domain(sender: str, base_url: str) -> str:
     from email.utils import parseaddr
     from urllib.parse import urlsplit
 
-    domain = parseaddr(settings["notifications.email.sender"])[1].rpartition("@")[2]
+    domain = parseaddr(sender)[1].rpartition("@")[2]
     if not domain or not domain.isascii():
-        domain = urlsplit(settings["app.base_url"]).hostname or "localhost"
-    return f"<{notification_id.hex}@{domain}>"
+        domain = urlsplit(base_url).hostname or "localhost"
+    return domain
 
 
 def queue_notification(
@@ -83,30 +94,82 @@ def queue_notification(
     A text longer than ``notifications.sms.max_segments`` raises
     ``sms_segments.MessageTooLong`` and nothing is stored.
     """
+    values = _row_values(ctx, channel=channel, recipient=recipient, template=template, context=context,
+                         sealed=sealed, workspace_id=workspace_id, about=about, kind=kind)
+    notification = Notification(**values)
+    ctx.db.add(notification)
+    ctx.db.flush()
+    enqueue_job_batched(ctx, Notification, notification.id, _batch_task())
+    return notification
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message of a bulk action, as ``queue_notification`` takes it."""
+
+    channel: str
+    recipient: str
+    template: str
+    context: Mapping[str, Any]
+    sealed: Mapping[str, Any] | None = None
+    workspace_id: uuid.UUID | None = None
+    about: Mapping[str, str] | None = None
+    kind: str = ACCOUNT_MESSAGE
+
+
+def queue_notifications(ctx, messages: list[Outgoing]) -> list[uuid.UUID]:
+    """``queue_notification`` for a bulk action's messages: the same checks,
+    one multi-row INSERT, and their deliveries queued fifty to a task. Their
+    ids, in the order given."""
+    checked: set[tuple[str, str]] = set()
+    rows = [_row_values(ctx, channel=m.channel, recipient=m.recipient, template=m.template, context=m.context,
+                        sealed=m.sealed, workspace_id=m.workspace_id, about=m.about, kind=m.kind, checked=checked)
+            for m in messages]
+    if rows:
+        now = utcnow()
+        ctx.db.execute(insert(Notification), [{**DEFAULTS, "created_at": now, "updated_at": now,
+                                               "next_attempt_at": now, **row} for row in rows])
+    task = _batch_task()
+    for row in rows:
+        enqueue_job_batched(ctx, Notification, row["id"], task)
+    return [row["id"] for row in rows]
+
+
+# What a row made by queue_notifications holds beside its message (the
+# model's defaults, given here so every row of the INSERT has every column).
+DEFAULTS = {"status": PENDING, "attempts": 0, "claimed_at": None, "lease_until": None, "last_error": None,
+            "provider": None, "provider_message_id": None, "sent_at": None, "delivery_state": "queued",
+            "delivery_detail": None, "delivered_at": None, "segments": None, "price": None, "price_unit": None}
+
+
+def _batch_task():
+    from guestguard.notifications.tasks import dispatch_notifications
+
+    return dispatch_notifications
+
+
+def _row_values(ctx, *, channel: str, recipient: str, template: str, context: Mapping[str, Any] | None,
+                sealed: Mapping[str, Any] | None, workspace_id: uuid.UUID | None, about: Mapping[str, str] | None,
+                kind: str, checked: set[tuple[str, str]] | None = None) -> dict[str, Any]:
+    """A notification's row, checked: a known kind, a served channel, an
+    existing template, a text within the segment cap. ``checked``: the
+    (channel, template) pairs a batch has found already."""
     if kind not in MESSAGE_KINDS:
         raise ValueError(f"unknown message kind {kind!r}")
     if channel not in ctx.registry["notifications.providers"]:
         raise ValueError(f"no provider serves the {channel!r} channel")
-    ctx.registry["notifications.renderer"].check(channel, template)
+    if checked is None or (channel, template) not in checked:
+        ctx.registry["notifications.renderer"].check(channel, template)
+        if checked is not None:
+            checked.add((channel, template))
     if channel == "sms":
         measure_sms(ctx, template, {**(context or {}), **(sealed or {})})
     notification_id = uuid.uuid4()
-    notification = Notification(
-        id=notification_id,
-        message_id=message_id_for(ctx.settings, notification_id) if channel == "email" else None,
-        channel=channel,
-        recipient=recipient,
-        template=template,
-        kind=kind,
-        context=dict(context or {}),
-        sealed_context=seal(ctx.settings, sealed) if sealed else None,
-        workspace_id=workspace_id,
-        about=dict(about or {}),
-    )
-    ctx.db.add(notification)
-    ctx.db.flush()
-    enqueue_job(ctx, notification)
-    return notification
+    return {"id": notification_id,
+            "message_id": message_id_for(ctx.settings, notification_id) if channel == "email" else None,
+            "channel": channel, "recipient": recipient, "template": template, "kind": kind,
+            "context": dict(context or {}), "sealed_context": seal(ctx.settings, sealed) if sealed else None,
+            "workspace_id": workspace_id, "about": dict(about or {})}
 
 
 def measure_sms(ctx, template: str, context: Mapping[str, Any]) -> sms_segments.SmsLength:
@@ -157,14 +220,32 @@ def begin_attempt(ctx, notification_id) -> Attempt | None:
     notification = claim_job(ctx, Notification, notification_id)
     if notification is None:
         return None
+    return prepare_attempt(ctx, notification)
+
+
+def begin_attempts(ctx, notification_ids) -> list[Attempt]:
+    """``begin_attempt`` for notifications queued together: claimed in one
+    statement; those not ours to send (or held) are left out."""
+    claimed = claim_jobs(ctx, Notification, notification_ids)
+    stopped = suppression.stopping_many(ctx.db, [(n.id, n.channel, n.recipient, n.kind, n.workspace_id)
+                                                 for n in claimed])
+    attempts = (prepare_attempt(ctx, notification, stopped.get(notification.id)) for notification in claimed)
+    return [attempt for attempt in attempts if attempt is not None]
+
+
+def prepare_attempt(ctx, notification: Notification, listed: Any = _UNREAD) -> Attempt | None:
+    """Render a claimed notification for its provider, or say why it is not
+    sent (None: held for later). ``listed``: its suppression, when looked
+    up already (``stopping_many``)."""
     earlier = ctx.registry["notifications.providers_by_name"].get(notification.provider or "")
     provider = ctx.registry["notifications.providers"].get(notification.channel)
     if provider is None:
         return Attempt(notification.id, notification.claimed_at, None, None,
                        f"no provider for {notification.channel}")
     notification.provider = provider.name
-    listed = stopping(ctx.db, notification.channel, notification.recipient, kind=notification.kind,
-                      workspace_id=notification.workspace_id)
+    if listed is _UNREAD:
+        listed = stopping(ctx.db, notification.channel, notification.recipient, kind=notification.kind,
+                          workspace_id=notification.workspace_id)
     if listed is not None:
         return Attempt(notification.id, notification.claimed_at, provider, None,
                        f"suppressed: {listed.text}", suppressed=listed)
@@ -272,8 +353,27 @@ def deliver(attempt: Attempt) -> tuple[str | None, str | None, bool, str | None,
     return outcome.provider_message_id, outcome.error, outcome.permanent, outcome.provider, outcome.suppress
 
 
+def record_outcomes(ctx, results: list[tuple[Attempt, tuple]]) -> list[tuple[uuid.UUID, dt.datetime]]:
+    """``record_outcome`` for attempts made together, their rows locked in
+    one statement (in id order, as every locker takes them); the retries
+    due, (notification id, when)."""
+    ids = sorted(attempt.notification_id for attempt, _ in results)
+    locked = {row.id: row for row in ctx.db.scalars(
+        select(Notification).where(Notification.id.in_(ids)).order_by(Notification.id).with_for_update()
+        .execution_options(populate_existing=True))}
+    retries = []
+    counts = DayCounts()
+    for attempt, outcome in results:
+        retry_at = record_outcome(ctx, attempt, *outcome, locked=locked.get(attempt.notification_id), counts=counts)
+        if retry_at is not None:
+            retries.append((attempt.notification_id, retry_at))
+    counts.write(ctx.db)
+    return retries
+
+
 def record_outcome(ctx, attempt: Attempt, provider_message_id: str | None,
-                   error: str | None, permanent: bool, sent_by: str | None = None, suppress: str | None = None):
+                   error: str | None, permanent: bool, sent_by: str | None = None, suppress: str | None = None,
+                   locked: Any = _UNREAD, counts: DayCounts | None = None):
     """Store the attempt's result; return when to retry, if ever.
 
     When the reaper took the job back meanwhile (the lease lapsed: the
@@ -281,7 +381,8 @@ def record_outcome(ctx, attempt: Attempt, provider_message_id: str | None,
     not sent again, and a failure is left to the retry the reaper queued.
     A refusal naming a suppression reason lists the address and ends the
     message ``suppressed``."""
-    notification = ctx.db.get(Notification, attempt.notification_id, with_for_update=True)
+    notification = (ctx.db.get(Notification, attempt.notification_id, with_for_update=True)
+                    if locked is _UNREAD else locked)
     if notification is None:  # erased meanwhile (privacy): nothing to record
         return None
     if not still_claimed(notification, attempt.claimed_at):
@@ -303,7 +404,7 @@ def record_outcome(ctx, attempt: Attempt, provider_message_id: str | None,
     if listed is not None:
         finish_job(notification)
         notification.status, notification.last_error = SUPPRESSED, error
-        set_delivery_state(notification, SUPPRESSED, listed.text)
+        set_delivery_state(notification, SUPPRESSED, listed.text, counts=counts)
         drop_secrets(notification)
         log.info("notification %s not sent: the address is suppressed (%s)", notification.id, listed.reason)
         announce(ctx, notification, "notification.suppressed", reason=listed.reason)
@@ -314,7 +415,7 @@ def record_outcome(ctx, attempt: Attempt, provider_message_id: str | None,
         finish_job(notification)
         notification.sent_at = utcnow()
         notification.provider_message_id = provider_message_id
-        set_delivery_state(notification, SENT)
+        set_delivery_state(notification, SENT, counts=counts)
         drop_secrets(notification)
         log.info("notification %s sent through %s", notification.id, notification.provider)
         announce(ctx, notification, "notification.sent")
@@ -322,7 +423,7 @@ def record_outcome(ctx, attempt: Attempt, provider_message_id: str | None,
     retry_at = fail_job(notification, error, permanent=permanent, backoff=RETRY_BACKOFF)
     if retry_at is None:
         drop_secrets(notification)
-        set_delivery_state(notification, FAILED, error)
+        set_delivery_state(notification, FAILED, error, counts=counts)
         log.warning("notification %s failed after %d attempt(s): %s",
                     notification.id, notification.attempts, error)
         announce(ctx, notification, "notification.failed", error=error)

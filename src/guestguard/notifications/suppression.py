@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import delete, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -125,6 +126,35 @@ def stopping(db, channel: str, recipient: str, *, kind: str,
         Suppression.channel == channel, Suppression.address == address,
         or_(*(Suppression.scope == scope for scope in scopes))).order_by(Suppression.created_at).limit(1)).first()
     return Listed(row.reason, REASONS.get(row.reason, row.reason)) if row is not None else None
+
+
+def stopping_many(db, messages: list[tuple[Any, str, str, str, uuid.UUID | None]]) -> dict[Any, Listed]:
+    """``stopping`` for many messages, (key, channel, recipient, kind,
+    workspace id) each, in one query: the reason of each message that must
+    not go out, by key."""
+    wanted: dict[Any, tuple[str, str, list[str]]] = {}
+    for key, channel, recipient, kind, workspace_id in messages:
+        try:
+            address = normalize(channel, recipient)
+        except AddressError:
+            continue
+        scopes = [EVERYWHERE] + ([str(workspace_id)] if kind == GUEST_MESSAGE and workspace_id is not None else [])
+        wanted[key] = (channel, address, scopes)
+    if not wanted:
+        return {}
+    found: dict[tuple[str, str, str], Suppression] = {}
+    for row in db.scalars(select(Suppression).where(
+            Suppression.channel.in_(sorted({channel for channel, _, _ in wanted.values()})),
+            Suppression.address.in_(sorted({address for _, address, _ in wanted.values()})))
+            .order_by(Suppression.created_at)):
+        found.setdefault((row.channel, row.address, row.scope), row)
+    stopped = {}
+    for key, (channel, address, scopes) in wanted.items():
+        rows = [found[(channel, address, scope)] for scope in scopes if (channel, address, scope) in found]
+        if rows:
+            first = min(rows, key=lambda row: row.created_at)
+            stopped[key] = Listed(first.reason, REASONS.get(first.reason, first.reason))
+    return stopped
 
 
 def listed(db, *, channel: str | None = None, address: str | None = None, limit: int = 100) -> list[Suppression]:
