@@ -38,6 +38,7 @@ AREAS = (
     "guestguard.workspaces",
     "guestguard.imports",
     "guestguard.events",
+    "guestguard.checkin",
     "guestguard.activity",
     "guestguard.guard",
     "guestguard.ops",

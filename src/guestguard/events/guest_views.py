@@ -18,10 +18,12 @@ import uuid
 from urllib.parse import quote, urlsplit
 
 import icalendar
+from markupsafe import Markup
 from pyramid.renderers import render_to_response
 from pyramid.response import Response
 from pyramid.view import view_config
 
+from guestguard.checkin import passes
 from guestguard.db import utcnow
 from guestguard.events import branding, invitations, outbound, questions, seats, services
 from guestguard.events.models import MAYBE, NO, YES
@@ -99,8 +101,11 @@ def page(request, found: TokenUse, *, status: int = 200,
         form = {"response": chosen or guest.response or "", "plus_ones": str(guest.plus_ones_coming or 0),
                 "dietary": latest.dietary if latest else "", "message": latest.message if latest else "",
                 "plus_one_names": list(guest.plus_one_names or []), "answers": dict(guest.answers or {})}
+    faces = passes.for_guest(request.ctx, found.link, guest, event, request.matchdict["token"])
     return {
         "guest": guest, "event": event, "token": request.matchdict["token"],
+        # segno's own SVG of our secret (base32 letters): no input of anyone's.
+        "guest_pass": faces, "pass_svg": Markup(passes.qr_svg(faces.secret)) if faces else "",  # noqa: S704
         "closes_at": invitations.rsvp_closes_at(event),
         "closed": closed, "cancelled": closed is not None and closed.code == "event_cancelled",
         "answer": answer_sentence(guest), "answers": ANSWERS,

@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from guestguard import timefmt
 from guestguard.activity import feed
+from guestguard.checkin import services as checkin
 from guestguard.db import utcnow
 from guestguard.events import deliveries, invitations, pages, questions, services
 from guestguard.events.models import EVENT_STATUSES
@@ -22,7 +23,7 @@ from guestguard.events.schemas import EventFields, EventInput, GuestFields, Gues
 from guestguard.events.services import EventsError
 from guestguard.guard import access, flags
 from guestguard.pagination import InvalidCursor
-from guestguard.permissions import ACCOUNT, EVENTS_EDIT, EVENTS_VIEW, GUESTS_EDIT, GUESTS_VIEW, granted
+from guestguard.permissions import ACCOUNT, EVENTS_EDIT, EVENTS_VIEW, GUESTS_CHECK_IN, GUESTS_EDIT, GUESTS_VIEW, granted
 from guestguard.ratelimit import enforce
 from guestguard.web import CHECKBOX, DATETIME, LIST, NONE, OMIT, Field, Form, Submitted, flash, private, redirect
 from guestguard.workspaces.models import Workspace
@@ -138,7 +139,7 @@ def event_page_base(request, context, status: int = 200, **extra) -> dict:
         "event": event, "workspace": context.workspace,
         "role": request.identity.roles.get(context.workspace_id),
         "can": {"edit": EVENTS_EDIT in allowed, "view_guests": GUESTS_VIEW in allowed,
-                "edit_guests": GUESTS_EDIT in allowed},
+                "edit_guests": GUESTS_EDIT in allowed, "check_in": GUESTS_CHECK_IN in allowed},
         "status_labels": STATUS_LABELS,
         "cursor_of": feed.cursor_of,
         "rule_labels": RULE_LABELS,
@@ -251,6 +252,7 @@ def event_page(context, request):
         delivery=delivery, channel_words=deliveries.CHANNEL_WORDS, delivery_labels=deliveries.LABELS,
         delivery_summary=deliveries.delivery_summary(request.db, event.workspace_id, event.id)
         if page["can"]["view_guests"] else {},
+        door=checkin.counts(request.db, event.id) if page["can"]["check_in"] else None,
         rollup=(questions.rollup(event.questions, pages.question_answers(request.db, event.id))
                 if event.questions and page["can"]["view_guests"] else []),
     )

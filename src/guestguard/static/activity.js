@@ -53,6 +53,12 @@ function follow(section) {
     while (list.children.length > KEEP) list.lastElementChild.remove();
     empty.hidden = true;
     if (item.kind.startsWith("rsvp.") || item.kind === "invitation.opened") recount();
+    // Check-ins carry the door's counts: people in, of those expected.
+    if (item.data && item.data.checked_in !== undefined) {
+      document.querySelectorAll("[data-door]").forEach((cell) => {
+        cell.textContent = item.data[cell.dataset.door];
+      });
+    }
   }
 
   // The headcount follows the answers: read it again, at most every 2 s.
