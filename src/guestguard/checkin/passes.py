@@ -77,21 +77,26 @@ def looks_like_code(value: str) -> bool:
     return len(value) == CODE_LENGTH and all(c in CODE_ALPHABET for c in value)
 
 
-def ensure_pass(ctx, link, guest, raw_token: str) -> PassFaces:
-    """The pass of ``link`` (made on first need: a yes, or the page of a
-    guest who said yes before passes existed). Two requests at once make one."""
+def ensure_pass(ctx, link, guest, raw_token: str, *, new: bool = False) -> PassFaces:
+    """The pass of ``link``, made on first need: a yes (``new``: try making
+    it first, one INSERT), or the page of a guest who said yes (read first,
+    one SELECT, as it is usually there). Two requests at once make one."""
     db = ctx.db
     secret = secret_for(ctx.settings, raw_token)
-    for _ in range(CODE_ATTEMPTS):
-        code = db.scalar(select(GuestPass.code).where(GuestPass.link_id == link.id))
-        if code is not None:
+    for attempt in range(CODE_ATTEMPTS):
+        if attempt or not new:
+            code = db.scalar(select(GuestPass.code).where(GuestPass.link_id == link.id))
+            if code is not None:
+                return PassFaces(secret, code)
+        # Nothing goes in when another request made the link's pass meanwhile
+        # or another pass of the event holds the code (1 in 30^8 per pass):
+        # read again, with a new code.
+        code = new_code()
+        if insert_ignoring_conflict(db, GuestPass.__table__, {
+                "id": uuid.uuid4(), "workspace_id": guest.workspace_id, "event_id": guest.event_id,
+                "guest_id": guest.id, "link_id": link.id, "secret_hash": hash_token(secret), "code": code,
+                "created_at": utcnow()}):
             return PassFaces(secret, code)
-        # A code another pass of the event holds (1 in 30^8 per pass) or a
-        # pass made meanwhile by another request: nothing inserted; read again.
-        insert_ignoring_conflict(db, GuestPass.__table__, {
-            "id": uuid.uuid4(), "workspace_id": guest.workspace_id, "event_id": guest.event_id,
-            "guest_id": guest.id, "link_id": link.id, "secret_hash": hash_token(secret), "code": new_code(),
-            "created_at": utcnow()})
     raise RuntimeError("no free pass code after several attempts")  # 30^8 codes: never in practice
 
 
@@ -117,9 +122,10 @@ def qr_png_data_uri(secret: str, *, scale: int = 6) -> str:
     return segno.make_qr(secret, error="m").png_data_uri(scale=scale, border=4)
 
 
-def for_guest(ctx, link, guest, event, raw_token: str) -> PassFaces | None:
+def for_guest(ctx, link, guest, event, raw_token: str, *, new: bool = False) -> PassFaces | None:
     """The pass a guest's page and messages carry: for a yes that has a
-    place, at an event still on. None otherwise."""
+    place, at an event still on. None otherwise. ``new``: the yes was just
+    recorded."""
     if guest.response != "yes" or guest.waitlisted_at is not None or event.status == "cancelled":
         return None
-    return ensure_pass(ctx, link, guest, raw_token)
+    return ensure_pass(ctx, link, guest, raw_token, new=new)

@@ -508,5 +508,5 @@ def submit_rsvp(ctx, link, guest, event, data: RsvpInput, raw_token: str) -> tup
     if event.capacity is not None:
         seats.fill_places(ctx, event)
     confirm_answer(ctx, guest.id, raw_token, data.response, plus_ones,
-                   passes.for_guest(ctx, link, guest, event, raw_token))
+                   passes.for_guest(ctx, link, guest, event, raw_token, new=True))
     return Answer(rsvp_id, data.dietary, data.message, names, replies), True
