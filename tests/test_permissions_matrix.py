@@ -113,6 +113,10 @@ SPEC = {
     ("event_door_checkin", "POST"): EVERYONE,
     ("event_door_undo", "POST"): EVERYONE,
     ("access_pass", "GET"): PUBLIC,           # the invitation token is the credential
+    # --- reminders -----------------------------------------------------------------------
+    ("api_event_reminders", "GET"): EVERYONE,
+    ("event_reminders", "POST"): EDITORS,
+    ("event_reminder_test", "POST"): EDITORS,
     # --- guest lists from spreadsheets -------------------------------------------------
     ("api_guest_import_preview", "POST"): EDITORS,
     ("api_guest_import", "POST"): EDITORS,

@@ -150,10 +150,10 @@ def test_the_hosts_event_page_and_guest_list_cost_the_same_for_3_and_30_guests(a
     # activity feed, the headcount, what became of the page's invitations,
     # the flagged count, the event's delivery summary, the door's counts
     # (people in and expected, one statement of two subqueries), the
-    # workspace menu.
+    # reminders' tallies, the workspace menu.
     assert few_page == ["SELECT AUTH_SESSIONS", "SELECT EVENTS", "SELECT MEMBERSHIPS", "SELECT GUESTS",
                         "SELECT ACTIVITY", "SELECT GUESTS", "SELECT NOTIFICATIONS", "SELECT COUNT",
-                        "SELECT GUESTS", "SELECT", "SELECT WORKSPACES"]
+                        "SELECT GUESTS", "SELECT", "SELECT SCHEDULED_MESSAGES", "SELECT WORKSPACES"]
     assert few_api == ["SELECT AUTH_SESSIONS", "SELECT EVENTS", "SELECT MEMBERSHIPS", "SELECT GUESTS",
                        "SELECT NOTIFICATIONS"]
 

@@ -1,4 +1,5 @@
-"""the event day: guests' passes, admissions at the door and the doors' scans
+"""the event day: guests' passes, admissions at the door and the doors' scans;
+reminders: each event's offsets and the scheduled messages
 
 Revision ID: 0020
 Revises: 0016
@@ -89,8 +90,35 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_door_scans_workspace_id"), "door_scans", ["workspace_id"])
 
+    with op.batch_alter_table("events") as batch:
+        batch.add_column(sa.Column("reminders", JSON, nullable=False, server_default='["7d", "1d"]'))
+    op.create_table(
+        "scheduled_messages", *_tenant("scheduled_messages"),
+        sa.Column("guest_id", sa.Uuid(), nullable=False),
+        sa.Column("rule", sa.String(length=16), nullable=False),
+        sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("done_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("notification_id", sa.Uuid(), nullable=True),
+        sa.Column("reason", sa.Text(), nullable=True),
+        sa.ForeignKeyConstraint(["guest_id"], ["guests.id"], ondelete="CASCADE",
+                                name=op.f("fk_scheduled_messages_guest_id_guests")),
+        sa.UniqueConstraint("guest_id", "rule", name=op.f("uq_scheduled_messages_guest_id")),
+    )
+    op.create_index(op.f("ix_scheduled_messages_workspace_id"), "scheduled_messages", ["workspace_id"])
+    op.create_index(op.f("ix_scheduled_messages_event_id"), "scheduled_messages", ["event_id"])
+    op.create_index("ix_scheduled_messages_due", "scheduled_messages", ["state", "due_at"])
+
 
 def downgrade() -> None:
+    op.drop_index("ix_scheduled_messages_due", table_name="scheduled_messages")
+    op.drop_index(op.f("ix_scheduled_messages_event_id"), table_name="scheduled_messages")
+    op.drop_index(op.f("ix_scheduled_messages_workspace_id"), table_name="scheduled_messages")
+    op.drop_table("scheduled_messages")
+    with op.batch_alter_table("events") as batch:
+        batch.drop_column("reminders")
     op.drop_index(op.f("ix_door_scans_workspace_id"), table_name="door_scans")
     op.drop_table("door_scans")
     op.drop_index("uq_admissions_live_seat", table_name="admissions")

@@ -39,6 +39,7 @@ AREAS = (
     "guestguard.imports",
     "guestguard.events",
     "guestguard.checkin",
+    "guestguard.reminders",
     "guestguard.activity",
     "guestguard.guard",
     "guestguard.ops",

@@ -140,6 +140,12 @@ def update_event(ctx, event: Event, data: EventFields) -> Event:
     except PydanticCustomError as exc:
         raise EventsError(422, "validation_failed", "Some fields are invalid.",
                           fields={exc.context["field"]: exc.context["message"]}) from None
+    moved = "starts_at" in changes and changes["starts_at"] != event.starts_at
+    if moved and merged["starts_at"] <= utcnow():
+        # Guests were told a time to come; moving it into the past tells them
+        # nothing they can act on (reminders would go out at once or never).
+        raise EventsError(422, "validation_failed", "Some fields are invalid.",
+                          fields={"starts_at": "is in the past: an event can only be moved to a time to come"})
     if "questions" in changes:
         changes["questions"] = stored_questions(data.questions or [])
     capacity_before = event.capacity

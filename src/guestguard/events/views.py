@@ -25,6 +25,7 @@ from guestguard.guard import access, flags
 from guestguard.pagination import InvalidCursor
 from guestguard.permissions import ACCOUNT, EVENTS_EDIT, EVENTS_VIEW, GUESTS_CHECK_IN, GUESTS_EDIT, GUESTS_VIEW, granted
 from guestguard.ratelimit import enforce
+from guestguard.reminders import services as reminders
 from guestguard.web import CHECKBOX, DATETIME, LIST, NONE, OMIT, Field, Form, Submitted, flash, private, redirect
 from guestguard.workspaces.models import Workspace
 
@@ -253,6 +254,9 @@ def event_page(context, request):
         delivery_summary=deliveries.delivery_summary(request.db, event.workspace_id, event.id)
         if page["can"]["view_guests"] else {},
         door=checkin.counts(request.db, event.id) if page["can"]["check_in"] else None,
+        reminders=reminders.schedule(request.db, event) if page["can"]["view_guests"] else [],
+        reminder_preview=(reminders.preview(request.ctx, event)
+                          if page["can"]["edit"] and request.GET.get("preview") == "reminder" else None),
         rollup=(questions.rollup(event.questions, pages.question_answers(request.db, event.id))
                 if event.questions and page["can"]["view_guests"] else []),
     )
