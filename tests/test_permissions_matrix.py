@@ -117,6 +117,9 @@ SPEC = {
     ("api_event_reminders", "GET"): EVERYONE,
     ("event_reminders", "POST"): EDITORS,
     ("event_reminder_test", "POST"): EDITORS,
+    ("event_change_notice", "POST"): EDITORS,
+    ("api_event_change_notice", "GET"): EDITORS,
+    ("api_event_change_notice", "POST"): EDITORS,
     # --- guest lists from spreadsheets -------------------------------------------------
     ("api_guest_import_preview", "POST"): EDITORS,
     ("api_guest_import", "POST"): EDITORS,

@@ -233,3 +233,96 @@ def test_the_event_page_lists_reminders_previews_and_sends_a_test(app, host, run
     assert "Reminders not changed" in refused.text and "must be before the event starts" in refused.text
     api = app.get(f"{host['url']}/reminders", headers=host["sam"]).json["reminders"]
     assert [(item["rule"], item["counts"]["sent"]) for item in api] == [("2d", 0), ("4h", 0), ("7d", 1)]
+
+
+# --- change notices ----------------------------------------------------------------
+
+
+def calendar_of(app, token):
+    return app.get(f"/access/{token}/event.ics").text
+
+
+def test_a_time_change_tells_yes_and_maybe_guests_once_and_calendars_update(app, host, run_in_request):
+    guest = add_guest(app, host)
+    token = issue(app, host, guest)["token"]
+    app.post_json(f"/api/v1/rsvp/{token}", {"response": "yes"})
+    answered(app, host, "maybe", "Ada Byron", "ada.byron@example.com")
+    answered(app, host, "no", "Nora No", "nora@example.com")
+    before = calendar_of(app, token)
+    assert "SEQUENCE:0" in before
+    url = f"{host['url']}/change-notice"
+    assert app.get(url, headers=host["ada"]).json["pending"] is False
+    app.patch_json(host["url"], {"name": "Midsummer Ball"}, headers=host["ada"])
+    assert app.get(url, headers=host["ada"]).json["pending"] is False, "a new name moves no calendar"
+    app.patch_json(host["url"], {"starts_at": "2030-06-22T20:00:00", "venue": "Kew Palace"}, headers=host["ada"])
+    preview = app.get(url, headers=host["ada"]).json
+    assert preview["pending"] and [r["name"] for r in preview["recipients"]] == ["Ada Byron", "Grace Hopper"]
+    after = calendar_of(app, token)
+    uid = [line for line in before.splitlines() if line.startswith("UID:")]
+    assert uid == [line for line in after.splitlines() if line.startswith("UID:")] and "SEQUENCE:1" in after
+    app.get(url, headers=host["sam"], status=403)
+    assert app.post_json(url, {}, headers=host["ada"], status=202).json == {"queued": 2, "skipped": []}
+    assert app.post_json(url, {}, headers=host["ada"], status=409).json["error"]["code"] == "nothing_to_tell"
+    [notice] = [m for m in inbox(app, "grace@example.com") if "has changed" in m.subject]
+    assert ("Kew Palace" in notice.text and "Sat 22 June 2030" in notice.subject + notice.text) or "22" in notice.text
+    assert not [m for m in inbox(app, "nora@example.com") if "has changed" in m.subject]
+
+
+def test_a_notice_sent_twice_at_once_reaches_each_guest_once(app, host, run_in_request):
+    for n in range(6):
+        answered(app, host, "yes", f"Guest {n}", f"guest{n}@example.com")
+    app.patch_json(host["url"], {"venue": "Kew Palace"}, headers=host["ada"])
+    barrier = threading.Barrier(2)
+    statuses = []
+
+    def click():
+        from guestguard.testing import new_client
+
+        client = new_client(app.app)
+        barrier.wait()
+        statuses.append(client.post_json(f"{host['url']}/change-notice", {}, headers=host["ada"],
+                                         status="*").status_int)
+
+    threads = [threading.Thread(target=click) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(statuses) == [202, 409]
+    count = scalar(app, run_in_request, select(func.count()).select_from(Notification).where(
+        Notification.template == "change_notice"))
+    assert count == 6
+
+
+def test_cancelling_is_confirmed_on_the_event_page_and_the_calendar_says_cancelled(app, host, run_in_request):
+    from guestguard.testing import csrf, signed_in
+
+    guest = add_guest(app, host)
+    token = issue(app, host, guest)["token"]
+    app.post_json(f"/api/v1/rsvp/{token}", {"response": "yes"})
+    app.patch_json(host["url"], {"status": "cancelled"}, headers=host["ada"])
+    ada = signed_in(app, run_in_request, "ada@example.com")
+    page = ada.get(f"/events/{host['event']['id']}")
+    card = page.html.find(id="change-notice")
+    assert "You cancelled this event: tell your guests?" in card.get_text(" ", strip=True)
+    assert [li.get_text() for li in card.find_all("li")] == ["Grace Hopper"]
+    done = ada.post(f"/events/{host['event']['id']}/change-notice", {"csrf_token": csrf(page), "action": "send"},
+                    status=303).follow()
+    assert "1 guest will be told." in done.text and done.html.find(id="change-notice") is None
+    [notice] = [m for m in inbox(app, "grace@example.com") if m.subject.startswith("Cancelled")]
+    assert "will not take place" in notice.text
+    ics = calendar_of(app, token)
+    assert "STATUS:CANCELLED" in ics and "SEQUENCE:1" in ics
+
+
+def test_the_host_may_choose_not_to_tell(app, host, run_in_request):
+    from guestguard.testing import csrf, signed_in
+
+    answered(app, host, "yes")
+    app.patch_json(host["url"], {"venue": "Kew Palace"}, headers=host["ada"])
+    ada = signed_in(app, run_in_request, "ada@example.com")
+    page = ada.get(f"/events/{host['event']['id']}")
+    ada.post(f"/events/{host['event']['id']}/change-notice", {"csrf_token": csrf(page), "action": "dismiss"},
+             status=303)
+    assert ada.get(f"/events/{host['event']['id']}").html.find(id="change-notice") is None
+    assert app.get(f"{host['url']}/change-notice", headers=host["ada"]).json["pending"] is False

@@ -1,5 +1,6 @@
 """the event day: guests' passes, admissions at the door and the doors' scans;
-reminders: each event's offsets and the scheduled messages
+reminders: each event's offsets and the scheduled messages; the event's
+calendar sequence and the change its guests were last told of
 
 Revision ID: 0020
 Revises: 0016
@@ -92,6 +93,8 @@ def upgrade() -> None:
 
     with op.batch_alter_table("events") as batch:
         batch.add_column(sa.Column("reminders", JSON, nullable=False, server_default='["7d", "1d"]'))
+        batch.add_column(sa.Column("sequence", sa.Integer(), nullable=False, server_default="0"))
+        batch.add_column(sa.Column("notified_sequence", sa.Integer(), nullable=False, server_default="0"))
     op.create_table(
         "scheduled_messages", *_tenant("scheduled_messages"),
         sa.Column("guest_id", sa.Uuid(), nullable=False),
@@ -118,6 +121,8 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_scheduled_messages_workspace_id"), table_name="scheduled_messages")
     op.drop_table("scheduled_messages")
     with op.batch_alter_table("events") as batch:
+        batch.drop_column("notified_sequence")
+        batch.drop_column("sequence")
         batch.drop_column("reminders")
     op.drop_index(op.f("ix_door_scans_workspace_id"), table_name="door_scans")
     op.drop_table("door_scans")

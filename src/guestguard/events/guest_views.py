@@ -221,6 +221,8 @@ def calendar(request, guest: GuestRow, event: EventRow) -> bytes:
     cal.add("method", "PUBLISH")
     item = icalendar.Event()
     item.add("uid", f"{event.id}-{guest.id}@{host}")
+    # The same UID with a higher SEQUENCE: calendars replace what they hold.
+    item.add("sequence", event.sequence)
     item.add("dtstamp", utcnow())
     item.add("dtstart", event.starts_at.astimezone(dt.UTC))
     item.add("dtend", ends.astimezone(dt.UTC))

@@ -17,7 +17,7 @@ from guestguard.audit.services import record
 from guestguard.db import utcnow
 from guestguard.errors import Refusal
 from guestguard.events import branding
-from guestguard.events.models import MAYBE, NO, YES, Event, EventCover, Guest
+from guestguard.events.models import CANCELLED, MAYBE, NO, YES, Event, EventCover, Guest
 from guestguard.events.schemas import (  # noqa: F401 - the page sizes and filters are the API's
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
@@ -149,10 +149,13 @@ def update_event(ctx, event: Event, data: EventFields) -> Event:
     if "questions" in changes:
         changes["questions"] = stored_questions(data.questions or [])
     capacity_before = event.capacity
+    told = (event.starts_at, event.ends_at, event.venue, event.status == CANCELLED)
     for field, given in changes.items():
         value = "" if given is None and field in BLANKABLE else given
         if value is not None or field in NULLABLE:
             setattr(event, field, value)
+    if (event.starts_at, event.ends_at, event.venue, event.status == CANCELLED) != told:
+        event.sequence += 1  # guests' calendars follow; the host may tell them (reminders.notices)
     if event.capacity != capacity_before:
         ctx.db.flush()
         fill_places(ctx, event)

@@ -25,7 +25,7 @@ from guestguard.guard import access, flags
 from guestguard.pagination import InvalidCursor
 from guestguard.permissions import ACCOUNT, EVENTS_EDIT, EVENTS_VIEW, GUESTS_CHECK_IN, GUESTS_EDIT, GUESTS_VIEW, granted
 from guestguard.ratelimit import enforce
-from guestguard.reminders import services as reminders
+from guestguard.reminders import notices, services as reminders
 from guestguard.web import CHECKBOX, DATETIME, LIST, NONE, OMIT, Field, Form, Submitted, flash, private, redirect
 from guestguard.workspaces.models import Workspace
 
@@ -255,6 +255,8 @@ def event_page(context, request):
         if page["can"]["view_guests"] else {},
         door=checkin.counts(request.db, event.id) if page["can"]["check_in"] else None,
         reminders=reminders.schedule(request.db, event) if page["can"]["view_guests"] else [],
+        notice=(notices.recipients(request.db, event) or None)
+        if page["can"]["edit_guests"] and notices.pending(event) else None,
         reminder_preview=(reminders.preview(request.ctx, event)
                           if page["can"]["edit"] and request.GET.get("preview") == "reminder" else None),
         rollup=(questions.rollup(event.questions, pages.question_answers(request.db, event.id))

@@ -9,6 +9,8 @@ ROUTES = (
     ("event_reminders", "/events/{event_id}/reminders", event_factory),
     ("event_reminder_test", "/events/{event_id}/reminders/test", event_factory),
     ("api_event_reminders", "/api/v1/events/{event_id}/reminders", event_factory),
+    ("event_change_notice", "/events/{event_id}/change-notice", event_factory),
+    ("api_event_change_notice", "/api/v1/events/{event_id}/change-notice", event_factory),
 )
 
 

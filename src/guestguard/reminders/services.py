@@ -58,6 +58,8 @@ MAX_DAYS, MAX_HOURS = 60, 60 * 24
 # down for a day must not send "tomorrow!" on the day after).
 LATE_WINDOW = dt.timedelta(hours=6)
 BATCH = 200
+# Change notices (notices.py) share the table, under rules of their own.
+NOTICE_PREFIX = "notice-"
 ANSWERS = (YES, MAYBE)
 
 
@@ -255,7 +257,8 @@ class Occurrence:
 def schedule(db, event: Event) -> list[Occurrence]:
     """Each reminder of the event with its time and its rows per state (one query)."""
     rows = db.execute(select(ScheduledMessage.rule, ScheduledMessage.state, func.count())
-                      .where(ScheduledMessage.event_id == event.id)
+                      .where(ScheduledMessage.event_id == event.id,
+                             ScheduledMessage.rule.not_like(f"{NOTICE_PREFIX}%"))
                       .group_by(ScheduledMessage.rule, ScheduledMessage.state)).all()
     counts: dict[str, dict[str, int]] = {}
     for rule, state, count in rows:

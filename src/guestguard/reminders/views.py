@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pyramid.view import view_config
 
-from guestguard.contract import Moment, Out
+from guestguard.contract import Moment, Out, Refused
 from guestguard.events import services as events
 from guestguard.events.schemas import EventFields
 from guestguard.events.services import EventsError
-from guestguard.permissions import EVENTS_EDIT, EVENTS_VIEW
-from guestguard.reminders import services
+from guestguard.permissions import EVENTS_EDIT, EVENTS_VIEW, GUESTS_EDIT
+from guestguard.reminders import notices, services
 from guestguard.web import redirect
 
 
@@ -65,3 +65,66 @@ def send_test(context, request):
         services.send_test(request.ctx, context.event, user)
         request.session.flash(f"A test reminder is on its way to {user.email}.", "success")
     return redirect(request, event_page(request, context.event.id))
+
+
+# --- change notices ------------------------------------------------------------------
+
+
+class Recipient(Out):
+    guest_id: str
+    name: str
+
+
+class NoticePreview(Out):
+    pending: bool
+    cancelled: bool
+    sequence: int
+    recipients: list[Recipient]
+
+
+class NoticeSentOut(Out):
+    queued: int
+    skipped: list[dict[str, str]]
+
+
+def notice_preview(db, event) -> NoticePreview:
+    guests = notices.recipients(db, event) if notices.pending(event) else []
+    return NoticePreview(pending=notices.pending(event), cancelled=event.status == "cancelled",
+                         sequence=event.sequence,
+                         recipients=[Recipient(guest_id=str(guest.id), name=guest.name) for guest in guests])
+
+
+@view_config(route_name="api_event_change_notice", request_method="GET", renderer="json",
+             permission=GUESTS_EDIT, response=NoticePreview)
+def preview_notice(context, request):
+    """Whether the event changed (time, place, cancelled) since guests were
+    last told, and who a notice would go to."""
+    return notice_preview(request.db, context.event)
+
+
+@view_config(route_name="api_event_change_notice", request_method="POST", renderer="json",
+             permission=GUESTS_EDIT, response={202: NoticeSentOut, 409: Refused("nothing_to_tell")})
+def send_notice(context, request):
+    """Tell the guests who said yes or maybe of the latest change; once per change and guest."""
+    sent = notices.send(request.ctx, context.event)
+    request.response.status = 202
+    return NoticeSentOut(queued=sent.queued, skipped=sent.skipped)
+
+
+@view_config(route_name="event_change_notice", request_method="POST", permission=GUESTS_EDIT)
+def change_notice(context, request):
+    event = context.event
+    if request.POST.get("action") == "dismiss":
+        notices.dismiss(request.ctx, event)
+        request.session.flash("Guests were not told of this change.", "success")
+        return redirect(request, event_page(request, event.id, "change-notice"))
+    try:
+        sent = notices.send(request.ctx, event)
+    except EventsError as error:
+        request.session.flash(error.message, "error")
+        return redirect(request, event_page(request, event.id, "change-notice"))
+    words = f"{sent.queued} guest{'' if sent.queued == 1 else 's'} will be told."
+    if sent.skipped:
+        words += f" {len(sent.skipped)} could not be reached."
+    request.session.flash(words, "success")
+    return redirect(request, request.route_path("event_page", event_id=event.id))
