@@ -99,3 +99,26 @@ def test_the_door_scans_a_pass_with_the_camera_and_warns_of_a_flag(site, browse,
     expect(host.locator('[data-door="checked_in"]').first).to_have_text("2", timeout=10_000)
     axe(host)
     shoot(host, "door-host-event-live-counts")
+
+
+@pytest.mark.parametrize("device", ["desktop", "phone"])
+def test_the_event_page_shows_reminders_and_their_preview(device, site, browse, axe, shoot, party):
+    import datetime as dt
+
+    from pyramid.scripting import prepare
+
+    from guestguard.reminders import services
+
+    starts = dt.datetime(2030, 6, 21, 18, 0, tzinfo=dt.UTC)
+    with prepare(registry=site.registry) as env:
+        assert services.dispatch(env["request"], now=starts - dt.timedelta(days=7)).sent == 1
+    host = browse(device)
+    log_in(host, "ada@example.com")
+    host.goto(f"/events/{party['event']['id']}?preview=reminder#reminders")
+    section = host.locator("#reminders")
+    expect(section.get_by_role("heading", name="Preview, as Grace Hopper gets it")).to_be_visible()
+    expect(section.locator("tbody tr").first).to_contain_text("7 days before")
+    axe(host)
+    section.scroll_into_view_if_needed()
+    section.screenshot(path=str(shoot(host, f"reminders-{device}-event-page").with_name(
+        f"reminders-{device}-section.png")))

@@ -32,7 +32,7 @@ from guestguard.db import insert_ignoring_conflict, utcnow
 from guestguard.events.models import CANCELLED, MAYBE, NO, YES, Event, Guest, InvitationLink
 from guestguard.guard import access
 from guestguard.guard.access import LinkRow, TokenUse
-from guestguard.guard.models import CHECK_IN, OK, REVOKED, UNKNOWN
+from guestguard.guard.models import CHECK_IN, EXPIRED, OK, REVOKED, UNKNOWN
 
 UNDO_WINDOW = dt.timedelta(minutes=5)
 WRONG_EVENT = "wrong_event"  # an access-log outcome: a real pass, shown at another event's door
@@ -223,13 +223,14 @@ def _find(ctx, event: Event, code: str | None, guest_id: uuid.UUID | None):
 def _check_in(ctx, event: Event, scan_id: str, code: str | None, guest_id: uuid.UUID | None,
               plus_ones: int | None) -> ScanAnswer:
     db = ctx.db
-    if event.status == CANCELLED:
-        log_attempt(ctx, OK if guest_id else UNKNOWN)
-        return ScanAnswer(409, "event_cancelled", "This event is cancelled: nobody is checked in.")
     guest, found, refusal = _find(ctx, event, code, guest_id)
     if refusal is not None:
         return refusal
-    log_attempt(ctx, OK, guest=guest, link_id=found.link_id if found else None)
+    link_id = found.link_id if found else None
+    if event.status == CANCELLED:
+        log_attempt(ctx, EXPIRED, guest=guest, link_id=link_id)
+        return ScanAnswer(409, "event_cancelled", "This event is cancelled: nobody is checked in.")
+    log_attempt(ctx, OK, guest=guest, link_id=link_id)
     now = utcnow()
     by = staff_name(ctx)
     row = {"workspace_id": event.workspace_id, "event_id": event.id, "guest_id": guest.id, "scan_id": scan_id,
