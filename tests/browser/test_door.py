@@ -42,7 +42,7 @@ def camera_film(path, content: str) -> None:
     path.write_bytes(out.getvalue() * 30)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def party(site):
     """Ada's event with Sam at the door, and Grace, who said yes and whose
     link the guard flagged."""
@@ -101,8 +101,9 @@ def test_the_door_scans_a_pass_with_the_camera_and_warns_of_a_flag(site, browse,
     shoot(host, "door-host-event-live-counts")
 
 
-@pytest.mark.parametrize("device", ["desktop", "phone"])
-def test_the_event_page_shows_reminders_and_their_preview(device, site, browse, axe, shoot, party):
+@pytest.fixture(scope="module")
+def reminded(site, party):
+    """The week-before reminder sent to Grace."""
     import datetime as dt
 
     from pyramid.scripting import prepare
@@ -112,6 +113,12 @@ def test_the_event_page_shows_reminders_and_their_preview(device, site, browse, 
     starts = dt.datetime(2030, 6, 21, 18, 0, tzinfo=dt.UTC)
     with prepare(registry=site.registry) as env:
         assert services.dispatch(env["request"], now=starts - dt.timedelta(days=7)).sent == 1
+    return party
+
+
+@pytest.mark.parametrize("device", ["desktop", "phone"])
+def test_the_event_page_shows_reminders_and_their_preview(device, browse, axe, shoot, reminded):
+    party = reminded
     host = browse(device)
     log_in(host, "ada@example.com")
     host.goto(f"/events/{party['event']['id']}?preview=reminder#reminders")

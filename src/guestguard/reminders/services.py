@@ -180,6 +180,8 @@ def dispatch(request, now: dt.datetime | None = None, batch: int = BATCH) -> Dis
     while True:
         with ctx.tm:
             rows = claim(ctx.db, now, batch)
+            # The batch's guests in one query: each row's look-up finds them loaded.
+            ctx.db.scalars(select(Guest).where(Guest.id.in_([row.guest_id for row in rows]))).all()
             for row in rows:
                 outcome = send_one(ctx, row, now)
                 setattr(done, outcome, getattr(done, outcome) + 1)
@@ -278,8 +280,10 @@ def preview(ctx, event: Event, guest=None):
         guest = Guest(workspace_id=event.workspace_id, event_id=event.id, name="Sample Guest", response=YES,
                       plus_ones_allowed=0, plus_ones_coming=0)
     context, sealed = reminder_context(ctx, event, guest)
-    renderer = ctx.registry["notifications.renderer"]
-    return renderer.render("email", TEMPLATE, {**context, **sealed, "unsubscribe_url": "#"}), guest.name
+    # Placeholders, not the guest's own door code and unsubscribe link.
+    shown = {**context, "pass_code": "ABCD-EFGH" if sealed else "",
+             "unsubscribe_url": "(the guest's own unsubscribe link)"}
+    return ctx.registry["notifications.renderer"].render("email", TEMPLATE, shown), guest.name
 
 
 def send_test(ctx, event: Event, user) -> None:
