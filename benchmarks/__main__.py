@@ -43,6 +43,10 @@ same run, so the figures compare across machines. Nothing here asserts.
 11. Webhook intake (benchmarks/webhooks.py): signed SNS notifications
    verified and stored through ``POST /webhooks/ses`` against a bare insert
    of the same inbox rows. Skipped without guestguard-ses.
+12. The event day (benchmarks/eventday.py): 20 doors checking in 1,000
+   passes at once (double check-ins counted) against plain indexed UPDATEs,
+   and 10,000 due reminders sent by 2 workers at once (each exactly once)
+   against plain outbox inserts. Skipped like part 5.
 """
 from __future__ import annotations
 
@@ -62,7 +66,7 @@ from guestguard.notifications.models import Notification
 from guestguard.notifications.services import queue_notification
 from guestguard.testing import migrate
 
-from benchmarks import events, fanout, guard, hotpath, imports, webhooks
+from benchmarks import eventday, events, fanout, guard, hotpath, imports, webhooks
 
 REQUESTS = 2000
 MESSAGES = 300
@@ -205,6 +209,7 @@ def main() -> int:
     print(evaluation.report(evaluation.replay(corpus, network_database=False)))
     fanout.main()
     webhooks.main()
+    eventday.main()
     return 0
 
 

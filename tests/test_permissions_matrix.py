@@ -113,6 +113,22 @@ SPEC = {
     ("event_cover_upload", "POST"): EDITORS,
     ("event_questions", "POST"): EDITORS,
     ("event_guest_send", "POST"): EDITORS,
+    # --- the door (guests.check_in: door staff included) ---------------------------------
+    ("api_checkins", "POST"): EVERYONE,
+    ("api_checkin", "DELETE"): EVERYONE,
+    ("api_door_guests", "GET"): EVERYONE,
+    ("api_door_decode", "POST"): EVERYONE,
+    ("event_door", "GET"): EVERYONE,
+    ("event_door_checkin", "POST"): EVERYONE,
+    ("event_door_undo", "POST"): EVERYONE,
+    ("access_pass", "GET"): PUBLIC,           # the invitation token is the credential
+    # --- reminders -----------------------------------------------------------------------
+    ("api_event_reminders", "GET"): EVERYONE,
+    ("event_reminders", "POST"): EDITORS,
+    ("event_reminder_test", "POST"): EDITORS,
+    ("event_change_notice", "POST"): EDITORS,
+    ("api_event_change_notice", "GET"): EDITORS,
+    ("api_event_change_notice", "POST"): EDITORS,
     # --- guest lists from spreadsheets -------------------------------------------------
     ("api_guest_import_preview", "POST"): EDITORS,
     ("api_guest_import", "POST"): EDITORS,
@@ -273,7 +289,8 @@ def team(matrix_app, run_in_request):
         ids = {"workspace_id": ours.id, "member_id": staff.id, "invitation_id": invitation.id,
                "key_id": key.id, "event_id": event.id, "guest_id": guest.id, "flag_id": flag.id,
                "import_id": imported.id,
-               "session_id": session_id, "token": "x" * 43, "cover_id": uuid.uuid4(), "signature": "0" * 64}
+               "session_id": session_id, "token": "x" * 43, "scan_id": "scan-0001", "cover_id": uuid.uuid4(),
+               "signature": "0" * 64}
         return ids, credentials
 
     ids, credentials = run_in_request(build, matrix_app.app.registry)

@@ -100,7 +100,9 @@ def test_an_answer_locks_the_guest_once_and_writes_what_changed(app, guest_link)
     with statements(app) as answer:
         assert guest.post_json(f"/api/v1/rsvp/{guest_link}", {"response": "yes"}).json["recorded"]
     locked = [*write_lock(app), "SELECT GUESTS"]
-    assert sorted(answer) == sorted([*LOOK_UP, *locked, "INSERT RSVPS", "UPDATE GUESTS", *NEWS, *CONFIRMATION])
+    # A yes brings the guest's pass (one INSERT), which the confirmation carries.
+    assert sorted(answer) == sorted([*LOOK_UP, *locked, "INSERT RSVPS", "UPDATE GUESTS", *NEWS, "INSERT GUEST_PASSES",
+                                     *CONFIRMATION])
     assert answer[:len(LOOK_UP) + len(locked) + 2] == [*LOOK_UP, *locked, "INSERT RSVPS", "UPDATE GUESTS"]
     with statements(app) as same:
         assert not guest.post_json(f"/api/v1/rsvp/{guest_link}", {"response": "yes"}).json["recorded"]
@@ -147,10 +149,13 @@ def test_the_hosts_event_page_and_guest_list_cost_the_same_for_3_and_30_guests(a
     # the caller's roles, then what the page shows: a page of guests, the
     # activity feed, the headcount, the flagged count (for the filter chips
     # too), what became of the page's invitations, the caller's answer
-    # alerts, the event's delivery summary, the workspace menu.
+    # alerts, the event's delivery summary, the door's counts (people in and
+    # expected, one statement of two subqueries), the reminders' tallies,
+    # the workspace menu.
     assert few_page == ["SELECT AUTH_SESSIONS", "SELECT EVENTS", "SELECT MEMBERSHIPS", "SELECT GUESTS",
                         "SELECT ACTIVITY", "SELECT GUESTS", "SELECT COUNT", "SELECT NOTIFICATIONS",
-                        "SELECT ANSWER_ALERTS", "SELECT GUESTS", "SELECT WORKSPACES"]
+                        "SELECT ANSWER_ALERTS", "SELECT GUESTS", "SELECT", "SELECT SCHEDULED_MESSAGES",
+                        "SELECT WORKSPACES"]
     assert few_api == ["SELECT AUTH_SESSIONS", "SELECT EVENTS", "SELECT MEMBERSHIPS", "SELECT GUESTS",
                        "SELECT NOTIFICATIONS"]
 

@@ -38,6 +38,8 @@ AREAS = (
     "guestguard.workspaces",
     "guestguard.imports",
     "guestguard.events",
+    "guestguard.checkin",
+    "guestguard.reminders",
     "guestguard.activity",
     "guestguard.guard",
     "guestguard.ops",

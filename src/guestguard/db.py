@@ -162,6 +162,20 @@ def is_sqlite(db: Session) -> bool:
     return db.get_bind().dialect.name == "sqlite"
 
 
+def insert_ignoring_conflict(db: Session, table, values: dict, **conflict) -> int:
+    """INSERT … ON CONFLICT DO NOTHING on either backend (``conflict``: the
+    dialects' ``index_elements``/``index_where``): 1 when the row went in,
+    0 when a conflicting one was there or came first (on PostgreSQL, after
+    waiting for its transaction). Counted by RETURNING: the driver's
+    rowcount is not reliable for this statement."""
+    if is_sqlite(db):
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        from sqlalchemy.dialects.postgresql import insert
+    statement = insert(table).values(**values).on_conflict_do_nothing(**conflict).returning(table.c.id)
+    return 0 if db.execute(statement).first() is None else 1
+
+
 def sqlite_write_lock(db: Session, model: type) -> None:
     """SQLite's one write lock, taken by a write to ``model``'s table that
     changes nothing."""

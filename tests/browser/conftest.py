@@ -108,6 +108,30 @@ def browse(chromium, site, axe_source):
     assert not problems, "script errors on the pages:\n" + "\n".join(problems)
 
 
+@pytest.fixture
+def browse_filmed(chromium, site, axe_source):
+    """``browse_filmed(film, device)``: like ``browse``, in a browser of its
+    own whose camera (allowed) shows ``film``, a Motion JPEG file, looped."""
+    opened = []
+
+    def open_(film: Path, device: str = "phone"):
+        browser = chromium.browser_type.launch(executable_path=str(CHROMIUM), args=[
+            "--no-sandbox", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-video-capture={film}"])
+        context = browser.new_context(base_url=site.url, permissions=["camera"],
+                                      **{"desktop": DESKTOP, "phone": PHONE}[device])
+        context.add_init_script(script=axe_source)
+        page = context.new_page()
+        opened.append((browser, script_errors(page)))
+        return page
+
+    yield open_
+    for browser, _ in opened:
+        browser.close()
+    problems = [error for _, errors in opened for error in errors]
+    assert not problems, "script errors on the pages:\n" + "\n".join(problems)
+
+
 @pytest.fixture(scope="session")
 def axe_source() -> str:
     if not AXE.exists():

@@ -19,10 +19,12 @@ from dataclasses import fields
 from urllib.parse import quote, urlsplit
 
 import icalendar
+from markupsafe import Markup
 from pyramid.renderers import render_to_response
 from pyramid.response import Response
 from pyramid.view import view_config
 
+from guestguard.checkin import passes
 from guestguard.db import utcnow
 from guestguard.events import branding, invitations, outbound, questions, seats, services
 from guestguard.events.models import MAYBE, NO, YES
@@ -103,9 +105,12 @@ def page(request, found: TokenUse, *, status: int = 200,
         form = {"response": chosen or guest.response or "", "plus_ones": str(guest.plus_ones_coming or 0),
                 "dietary": latest.dietary if latest else "", "message": latest.message if latest else "",
                 "plus_one_names": list(guest.plus_one_names or []), "answers": dict(guest.answers or {})}
+    faces = None if preview else passes.for_guest(request.ctx, found.link, guest, event, request.matchdict["token"])
     return {
         "guest": guest, "event": event, "token": "" if preview else request.matchdict["token"],
         "preview": preview,
+        # segno's own SVG of our secret (base32 letters): no input of anyone's.
+        "guest_pass": faces, "pass_svg": Markup(passes.qr_svg(faces.secret)) if faces else "",  # noqa: S704
         "closes_at": invitations.rsvp_closes_at(event),
         "closed": closed, "cancelled": closed is not None and closed.code == "event_cancelled",
         "answer": answer_sentence(guest), "answers": ANSWERS,
@@ -234,6 +239,8 @@ def calendar(request, guest: GuestRow, event: EventRow) -> bytes:
     cal.add("method", "PUBLISH")
     item = icalendar.Event()
     item.add("uid", f"{event.id}-{guest.id}@{host}")
+    # The same UID with a higher SEQUENCE: calendars replace what they hold.
+    item.add("sequence", event.sequence)
     item.add("dtstamp", utcnow())
     item.add("dtstart", event.starts_at.astimezone(dt.UTC))
     item.add("dtend", ends.astimezone(dt.UTC))

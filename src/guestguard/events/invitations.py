@@ -19,6 +19,7 @@ from guestguard import timefmt
 from guestguard.accounts.tokens import new_token
 from guestguard.activity import feed
 from guestguard.audit.services import record, record_many
+from guestguard.checkin import passes
 from guestguard.db import is_sqlite, lock_name, sqlite_write_lock, utcnow
 from guestguard.domain import emit_many
 from guestguard.events import branding, outbound, questions, seats, services
@@ -483,7 +484,8 @@ ANSWERED = (update(_guests).where(_guests.c.id == bindparam("guest_id"))
                     updated_at=bindparam("now")))
 
 
-def confirm_answer(ctx, guest_id: uuid.UUID, raw_token: str, response: str, plus_ones: int) -> bool:
+def confirm_answer(ctx, guest_id: uuid.UUID, raw_token: str, response: str, plus_ones: int,
+                   guest_pass: passes.PassFaces | None = None) -> bool:
     """Queue the RSVP confirmation of the answer just recorded: what the
     host now knows, the link to change it and the calendar file's link, on
     the guest's channel. A guest message (an unsubscribe from the workspace,
@@ -500,12 +502,15 @@ def confirm_answer(ctx, guest_id: uuid.UUID, raw_token: str, response: str, plus
         return False  # the answer is recorded; there is nowhere to confirm it
     context = {**sender_context(message_context(ctx, event, guest), event.host_name or host_name, event.reply_to),
                "response": response, "plus_ones": str(plus_ones),
-               "waitlisted": "yes" if guest.waitlisted_at is not None else ""}
+               "waitlisted": "yes" if guest.waitlisted_at is not None else "", "pass_code": "", "pass_qr": ""}
+    # The pass is a credential at the door: sealed, like the links.
+    pass_faces = {"pass_code": guest_pass.code_display,
+                  "pass_qr": passes.qr_png_data_uri(guest_pass.secret)} if guest_pass else {}
     queue_notification(
         ctx, channel=channel, recipient=address_for(ctx, guest, channel), template=CONFIRMATION,
         workspace_id=event.workspace_id, context=context, kind=GUEST_MESSAGE,
         sealed={"change_url": access_url(ctx, raw_token),
-                "calendar_url": ctx.url("access_ics", token=raw_token)},
+                "calendar_url": ctx.url("access_ics", token=raw_token), **pass_faces},
         about={"event_id": str(event.id), "guest_id": str(guest.id)})
     return True
 
@@ -571,5 +576,6 @@ def submit_rsvp(ctx, link, guest, event, data: RsvpInput, raw_token: str) -> tup
                  summary=summary, data={"response": data.response, "plus_ones": plus_ones, "previous": previous})
     if event.capacity is not None:
         seats.fill_places(ctx, event)
-    confirm_answer(ctx, guest.id, raw_token, data.response, plus_ones)
+    confirm_answer(ctx, guest.id, raw_token, data.response, plus_ones,
+                   passes.for_guest(ctx, link, guest, event, raw_token, new=True))
     return Answer(rsvp_id, data.dietary, data.message, names, replies), True

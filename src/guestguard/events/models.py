@@ -46,6 +46,15 @@ class Event(IdMixin, TimestampMixin, Base):
     questions: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
     # Places for yes-answers and their plus-ones; None: no limit.
     capacity: Mapped[int | None] = mapped_column(default=None)
+    # Reminders to guests who said yes or maybe: offsets before the start,
+    # "7d" (days, in the event's zone) or "3h" (hours); see reminders/.
+    reminders: Mapped[list[Any]] = mapped_column(default=lambda: ["7d", "1d"],
+                                                 server_default='["7d", "1d"]')
+    # Bumped by each change guests' calendars must follow (time, place,
+    # cancelling): the .ics file's SEQUENCE. ``notified_sequence``: the
+    # change guests were last told of (or the host chose not to tell).
+    sequence: Mapped[int] = mapped_column(default=0, server_default="0")
+    notified_sequence: Mapped[int] = mapped_column(default=0, server_default="0")
     created_by_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), default=None)
     deleted_at: Mapped[dt.datetime | None] = mapped_column(default=None)

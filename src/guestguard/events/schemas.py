@@ -51,6 +51,12 @@ def _timezone(value: str) -> str:
     return value
 
 
+def _reminders(values: list[str]) -> list[str]:
+    from guestguard.reminders.services import check_reminders  # reminders build on this area
+
+    return check_reminders(values)
+
+
 TimeZone = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_timezone)]
 HostName = Annotated[str, StringConstraints(max_length=100)]
 # "#1f5fbf" (or "1F5FBF", "#15b"), stored as "#1f5fbf"; "" for the house's colours.
@@ -129,6 +135,10 @@ class EventFields(Input):
     questions: Questions | None = None
     # Places for yes-answers and their plus-ones; null: no limit.
     capacity: Annotated[int, Field(ge=1, le=100000)] | None = None
+    # Reminders before the start to guests who said yes or maybe: "7d"
+    # (days) or "3h" (hours), at most 5; [] sends none.
+    reminders: Annotated[list[Annotated[str, StringConstraints(max_length=8)]], Field(max_length=20),
+                         AfterValidator(_reminders)] | None = None
 
 
 class EventInput(EventFields):
@@ -297,6 +307,7 @@ class EventOut(Out):
     ask_plus_one_names: bool
     questions: list[dict[str, Any]]
     capacity: int | None
+    reminders: list[str]
     created_at: Moment
 
 

@@ -18,7 +18,7 @@ from guestguard.audit.services import record
 from guestguard.db import utcnow
 from guestguard.errors import Refusal
 from guestguard.events import branding
-from guestguard.events.models import MAYBE, NO, YES, Event, EventCover, Guest
+from guestguard.events.models import CANCELLED, MAYBE, NO, YES, Event, EventCover, Guest
 from guestguard.events.schemas import (  # noqa: F401 - the page sizes and filters are the API's
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
@@ -141,13 +141,22 @@ def update_event(ctx, event: Event, data: EventFields) -> Event:
     except PydanticCustomError as exc:
         raise EventsError(422, "validation_failed", "Some fields are invalid.",
                           fields={exc.context["field"]: exc.context["message"]}) from None
+    moved = "starts_at" in changes and changes["starts_at"] != event.starts_at
+    if moved and merged["starts_at"] <= utcnow():
+        # Guests were told a time to come; moving it into the past tells them
+        # nothing they can act on (reminders would go out at once or never).
+        raise EventsError(422, "validation_failed", "Some fields are invalid.",
+                          fields={"starts_at": "is in the past: an event can only be moved to a time to come"})
     if "questions" in changes:
         changes["questions"] = stored_questions(data.questions or [])
     capacity_before = event.capacity
+    told = (event.starts_at, event.ends_at, event.venue, event.status == CANCELLED)
     for field, given in changes.items():
         value = "" if given is None and field in BLANKABLE else given
         if value is not None or field in NULLABLE:
             setattr(event, field, value)
+    if (event.starts_at, event.ends_at, event.venue, event.status == CANCELLED) != told:
+        event.sequence += 1  # guests' calendars follow; the host may tell them (reminders.notices)
     if event.capacity != capacity_before:
         ctx.db.flush()
         fill_places(ctx, event)

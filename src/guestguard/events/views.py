@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from guestguard import timefmt
 from guestguard.activity import feed
+from guestguard.checkin import services as checkin
 from guestguard.db import utcnow
 from guestguard.events import alerts, copies, deliveries, invitations, pages, previews, questions, services
 from guestguard.events.models import EVENT_STATUSES
@@ -33,8 +34,9 @@ from guestguard.events.schemas import (
 from guestguard.events.services import EventsError
 from guestguard.guard import access, flags
 from guestguard.pagination import InvalidCursor
-from guestguard.permissions import ACCOUNT, EVENTS_EDIT, EVENTS_VIEW, GUESTS_EDIT, GUESTS_VIEW, granted
+from guestguard.permissions import ACCOUNT, EVENTS_EDIT, EVENTS_VIEW, GUESTS_CHECK_IN, GUESTS_EDIT, GUESTS_VIEW, granted
 from guestguard.ratelimit import enforce
+from guestguard.reminders import notices, services as reminders
 from guestguard.web import CHECKBOX, DATETIME, LIST, NONE, OMIT, Field, Form, Submitted, flash, private, redirect
 from guestguard.workspaces.models import Workspace
 
@@ -174,7 +176,7 @@ def event_page_base(request, context, status: int = 200, **extra) -> dict:
         "event": event, "workspace": context.workspace,
         "role": request.identity.roles.get(context.workspace_id),
         "can": {"edit": EVENTS_EDIT in allowed, "view_guests": GUESTS_VIEW in allowed,
-                "edit_guests": GUESTS_EDIT in allowed},
+                "edit_guests": GUESTS_EDIT in allowed, "check_in": GUESTS_CHECK_IN in allowed},
         "status_labels": STATUS_LABELS,
         "cursor_of": feed.cursor_of,
         "rule_labels": RULE_LABELS,
@@ -364,6 +366,12 @@ def event_page(context, request):
         channel_words=deliveries.CHANNEL_WORDS, delivery_labels=deliveries.LABELS,
         delivery_summary=deliveries.delivery_summary(request.db, event.workspace_id, event.id)
         if page["can"]["view_guests"] else {},
+        door=checkin.counts(request.db, event.id) if page["can"]["check_in"] else None,
+        reminders=reminders.schedule(request.db, event) if page["can"]["view_guests"] else [],
+        notice=(notices.recipients(request.db, event) or None)
+        if page["can"]["edit_guests"] and notices.pending(event) else None,
+        reminder_preview=(reminders.preview(request.ctx, event)
+                          if page["can"]["edit"] and request.GET.get("preview") == "reminder" else None),
         rollup=(questions.rollup(event.questions, pages.question_answers(request.db, event.id))
                 if event.questions and page["can"]["view_guests"] else []),
     )

@@ -88,6 +88,7 @@ class EventRow:
     ask_plus_one_names: bool
     questions: list
     capacity: int | None
+    sequence: int
     deleted_at: dt.datetime | None
 
 

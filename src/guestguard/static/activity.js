@@ -52,6 +52,12 @@ function follow(section) {
     list.prepend(entry);
     while (list.children.length > KEEP) list.lastElementChild.remove();
     empty.hidden = true;
+    // Check-ins carry the door's counts: people in, of those expected.
+    if (item.data && item.data.checked_in !== undefined) {
+      document.querySelectorAll("[data-door]").forEach((cell) => {
+        cell.textContent = item.data[cell.dataset.door];
+      });
+    }
     refresh();
   }
 

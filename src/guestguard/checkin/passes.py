@@ -1,0 +1,131 @@
+"""Passes: what a guest who said yes shows at the door.
+
+A pass has two faces: a QR code holding a secret of 128 bits, and a short
+code of 8 characters for typing when a camera fails. The secret is derived
+from the guest's invitation token with a key of ours (HMAC-SHA256), so the
+guest's page, reached with that token, can show it again while the database
+keeps only its SHA-256; it is never the invitation token and reveals nothing
+of it. A new link (or a revoked one) ends the pass with it: the pass belongs
+to its link, and the door reads the link's state.
+
+The short code is random, unique within its event and stored as it is: it
+only works at that event's door, in the hands of its signed-in staff, who can
+find any guest by name anyway.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import io
+import secrets
+import uuid
+from dataclasses import dataclass
+
+import segno
+from sqlalchemy import select
+
+from guestguard.accounts.tokens import hash_token
+from guestguard.checkin.models import GuestPass
+from guestguard.db import insert_ignoring_conflict, utcnow
+from guestguard.keys import derive_key
+
+SECRET_PURPOSE = "checkin.pass-secret"
+SECRET_BYTES = 16  # 128 bits: well over the 80 a pass needs
+SECRET_LENGTH = 26  # base32 of 16 bytes, without padding
+# No 0/O, 1/I/L or U: nothing a person misreads at a dark door.
+CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
+CODE_LENGTH = 8
+CODE_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class PassFaces:
+    """What the guest is shown: the QR's content and the code to type."""
+
+    secret: str
+    code: str
+
+    @property
+    def code_display(self) -> str:
+        return display_code(self.code)
+
+
+def secret_for(settings, raw_token: str) -> str:
+    digest = hmac.new(derive_key(settings, SECRET_PURPOSE), raw_token.encode(), hashlib.sha256).digest()
+    return base64.b32encode(digest[:SECRET_BYTES]).decode().rstrip("=")
+
+
+def new_code() -> str:
+    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+
+
+def display_code(code: str) -> str:
+    return f"{code[:4]}-{code[4:]}"
+
+
+def normalized_code(typed: str) -> str:
+    """A typed code as stored: capitals, without the dash or spaces."""
+    return "".join(typed.split()).replace("-", "").upper()
+
+
+def looks_like_secret(value: str) -> bool:
+    return len(value) == SECRET_LENGTH and all(c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567" for c in value)
+
+
+def looks_like_code(value: str) -> bool:
+    return len(value) == CODE_LENGTH and all(c in CODE_ALPHABET for c in value)
+
+
+def ensure_pass(ctx, link, guest, raw_token: str, *, new: bool = False) -> PassFaces:
+    """The pass of ``link``, made on first need: a yes (``new``: try making
+    it first, one INSERT), or the page of a guest who said yes (read first,
+    one SELECT, as it is usually there). Two requests at once make one."""
+    db = ctx.db
+    secret = secret_for(ctx.settings, raw_token)
+    for attempt in range(CODE_ATTEMPTS):
+        if attempt or not new:
+            code = db.scalar(select(GuestPass.code).where(GuestPass.link_id == link.id))
+            if code is not None:
+                return PassFaces(secret, code)
+        # Nothing goes in when another request made the link's pass meanwhile
+        # or another pass of the event holds the code (1 in 30^8 per pass):
+        # read again, with a new code.
+        code = new_code()
+        if insert_ignoring_conflict(db, GuestPass.__table__, {
+                "id": uuid.uuid4(), "workspace_id": guest.workspace_id, "event_id": guest.event_id,
+                "guest_id": guest.id, "link_id": link.id, "secret_hash": hash_token(secret), "code": code,
+                "created_at": utcnow()}):
+            return PassFaces(secret, code)
+    raise RuntimeError("no free pass code after several attempts")  # 30^8 codes: never in practice
+
+
+def find_by_secret(db, secret: str) -> GuestPass | None:
+    return db.scalar(select(GuestPass).where(GuestPass.secret_hash == hash_token(secret)))
+
+
+def find_by_code(db, event_id: uuid.UUID, code: str) -> GuestPass | None:
+    return db.scalar(select(GuestPass).where(GuestPass.event_id == event_id, GuestPass.code == code))
+
+
+def qr_svg(secret: str, *, scale: int = 6) -> str:
+    """The QR code as an SVG element for a page (dark on light, with its quiet zone)."""
+    qr = segno.make_qr(secret, error="m")
+    buffer = io.BytesIO()
+    qr.save(buffer, kind="svg", scale=scale, xmldecl=False, svgns=True, title="Your pass",
+            dark="#111", light="#fff", border=4)
+    return buffer.getvalue().decode()
+
+
+def qr_png_data_uri(secret: str, *, scale: int = 6) -> str:
+    """The QR code as a PNG data URI, for email."""
+    return segno.make_qr(secret, error="m").png_data_uri(scale=scale, border=4)
+
+
+def for_guest(ctx, link, guest, event, raw_token: str, *, new: bool = False) -> PassFaces | None:
+    """The pass a guest's page and messages carry: for a yes that has a
+    place, at an event still on. None otherwise. ``new``: the yes was just
+    recorded."""
+    if guest.response != "yes" or guest.waitlisted_at is not None or event.status == "cancelled":
+        return None
+    return ensure_pass(ctx, link, guest, raw_token, new=new)
