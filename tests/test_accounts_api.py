@@ -92,8 +92,8 @@ def test_verification_email_has_a_link_that_works_once(app):
     assert url.startswith("http://guestguard.test/verify-email/")
     assert url in message.html
     app.post_json("/api/v1/auth/verify-email", {"token": token})
-    again = app.post_json("/api/v1/auth/verify-email", {"token": token}, status=400)
-    assert again.json["error"]["code"] == "invalid_token"
+    again = app.post_json("/api/v1/auth/verify-email", {"token": token}, status=409)
+    assert again.json["error"] == {"code": "already_verified", "message": "This address is verified already: sign in."}
 
 
 def test_verification_links_expire(app):

@@ -111,7 +111,7 @@ def test_signup_verify_login_change_password_logout(app, run_in_request):
 
     after_signup = sign_up(phone, "Ada@Example.com")
     assert h1(after_signup) == "Verify your email address"
-    assert "we sent a link to verify your address" in main_text(after_signup)
+    assert "Almost done: we sent a link to ada@example.com." in main_text(after_signup)
     assert user_row(run_in_request, "ada@example.com")["email_verified_at"] is None
 
     [message] = inbox(phone, "ada@example.com")
@@ -658,3 +658,29 @@ def test_every_input_is_labelled_and_autocompletes(app, run_in_request):
                 assert control.get("autocomplete") in allowed, (path, control)
         for form in html.find_all("form", method="post"):
             assert form.find("input", {"name": "csrf_token"}), (path, form.get("id"))
+
+
+def test_only_signups_that_pass_the_forms_checks_count_against_the_limit(make_app):
+    app = make_app({"ratelimit.signup": "2/hour"})
+    client = browser(app)
+    for _ in range(4):  # mistakes cost nothing
+        form = client.get("/signup").forms["signup-form"]
+        form["display_name"], form["email"], form["password"] = "Ada", "not-an-email", PASSWORD
+        form["accept_policies"] = True
+        form.submit(status=400)
+    sign_up(client, "ada@example.com")
+    sign_up(client, "bob@example.com")
+    form = client.get("/signup").forms["signup-form"]
+    form["display_name"], form["email"], form["password"] = "Cy", "cy@example.com", PASSWORD
+    form["accept_policies"] = True
+    form.submit(status=429)
+
+
+def test_a_used_verification_link_says_the_address_is_verified_already(app):
+    client = browser(app)
+    sign_up(client, "ada@example.com")
+    welcome = verify(client, "ada@example.com")
+    assert "Welcome to GuestGuard, Ada Host. Your account for ada@example.com is ready" in main_text(welcome)
+    again = client.get(link(inbox(client, "ada@example.com")[0], "verify-email"), status=400)
+    assert h1(again) == "Your address is verified already"
+    assert again.html.find("main").find("a", string="Sign in")["href"] == "/login"

@@ -60,9 +60,10 @@ def signup(request):
 
 
 @view_config(route_name="api_verify_email", request_method="POST", renderer="json", body=TokenInput,
-             response={200: Verified, 400: Refused("invalid_token")})
+             response={200: Verified, 400: Refused("invalid_token"), 409: Refused("already_verified")})
 def verify_email(request):
-    """Verify an email address with the token of the emailed link."""
+    """Verify an email address with the token of the emailed link; a link
+    used before by an account that is verified answers 409 ``already_verified``."""
     data = request.body_input
     services.verify_email(request.ctx, data.token)
     return Verified(verified=True)

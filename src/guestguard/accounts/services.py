@@ -33,6 +33,7 @@ INVALID_CREDENTIALS = "invalid_credentials"
 WRONG_CREDENTIALS = ("The email or password is not right. After several failed attempts the "
                      "account is locked and its owner is emailed a link to unlock it.")
 INVALID_TOKEN = "invalid_token"
+ALREADY_VERIFIED = "already_verified"
 
 
 def passwords(ctx) -> Passwords:
@@ -122,6 +123,17 @@ def _consume_user_token(ctx, raw: str, purpose: str) -> User:
     return user
 
 
+def verified_by(db, raw: str) -> bool:
+    """Whether ``raw`` is a verification link already used by an account
+    that is verified (and not deleted)."""
+    if not looks_like_token(raw):
+        return False
+    user_id = db.scalar(select(UserToken.user_id).where(
+        UserToken.token_hash == hash_token(raw), UserToken.purpose == VERIFY_EMAIL, UserToken.used_at.is_not(None)))
+    user = db.get(User, user_id) if user_id else None
+    return user is not None and user.is_verified and user.deleted_at is None
+
+
 def send_verification(ctx, user: User) -> None:
     hours = ctx.settings["auth.verify_email_ttl_hours"]
     raw = _issue_user_token(ctx, user, VERIFY_EMAIL, dt.timedelta(hours=hours))
@@ -131,7 +143,14 @@ def send_verification(ctx, user: User) -> None:
 
 
 def verify_email(ctx, raw_token: str) -> User:
-    user = _consume_user_token(ctx, raw_token, VERIFY_EMAIL)
+    """Mark the address verified; a link used before, by an account now
+    verified, is refused as ALREADY_VERIFIED (sign in), any other as invalid."""
+    try:
+        user = _consume_user_token(ctx, raw_token, VERIFY_EMAIL)
+    except AccountError:
+        if verified_by(ctx.db, raw_token):
+            raise AccountError(ALREADY_VERIFIED, "This address is verified already: sign in.", status=409) from None
+        raise
     if user.email_verified_at is None:
         user.email_verified_at = utcnow()
     record(ctx, "account.email_verified", actor_id=user.id, target_type="user", target_id=user.id)

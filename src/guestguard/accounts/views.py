@@ -29,6 +29,7 @@ from guestguard.accounts.services import AccountError
 from guestguard.captcha import FORM_ERROR_KEY, form_captcha, form_captcha_refusal
 from guestguard.db import utcnow
 from guestguard.permissions import ACCOUNT, ACCOUNT_BASICS
+from guestguard.ratelimit import enforce
 from guestguard.web import CHECKBOX, PASSWORD, Field, Form, private, redirect, safe_next
 
 DISPLAY_NAME = Field("display_name", "Your name")
@@ -79,19 +80,20 @@ def signup_form(request):
     return captcha_page(request, values={}, errors={})
 
 
-@view_config(route_name="signup", request_method="POST", renderer="accounts/signup.jinja2",
-             rate_limit="signup")
+@view_config(route_name="signup", request_method="POST", renderer="accounts/signup.jinja2")
 def signup(request):
+    """Only an attempt that passes the form's checks counts against the
+    ``signup`` limit: a mistyped field costs nothing."""
     if request.identity is not None:
         return redirect(request, request.route_path("dashboard"))
     form = SIGNUP_FORM.read(request)
     status = check_captcha(request, form.errors)
     if form.errors:
         return captcha_page(request, status, values=SIGNUP_FORM.typed(request), errors=form.errors)
+    enforce(request, "signup")
     data = form.model
     services.signup(request.ctx, email=data.email, password=data.password, display_name=data.display_name)
-    request.session.flash("Almost done: we sent a link to verify your address. Open it to finish signing up.",
-                          "success")
+    request.session.flash(f"Almost done: we sent a link to {data.email}. Open it to finish signing up.", "success")
     return redirect(request, request.route_path("resend_verification"))
 
 
@@ -99,16 +101,18 @@ def signup(request):
 def verify_email(request):
     private(request)
     try:
-        services.verify_email(request.ctx, request.matchdict["token"])
-    except AccountError:
+        user = services.verify_email(request.ctx, request.matchdict["token"])
+    except AccountError as error:
+        if error.code == services.ALREADY_VERIFIED:
+            return link_invalid(request, "login", "Sign in", verified=True)
         return link_invalid(request, "resend_verification", "Get a new verification link")
-    return {}
+    return {"user": user}
 
 
-def link_invalid(request, again_route: str, again_label: str):
+def link_invalid(request, again_route: str, again_label: str, verified: bool = False):
     private(request, 400)
     request.override_renderer = "accounts/link_invalid.jinja2"
-    return {"again_url": request.route_path(again_route), "again_label": again_label}
+    return {"again_url": request.route_path(again_route), "again_label": again_label, "verified": verified}
 
 
 @view_config(route_name="resend_verification", request_method="GET",
