@@ -85,6 +85,7 @@ SPEC = {
     ("api_guest", "GET"): EVERYONE,
     ("api_guest", "PATCH"): EDITORS,
     ("api_guest", "DELETE"): EDITORS,
+    ("api_guest_forget", "POST"): EDITORS,
     ("api_guest_tokens", "POST"): EDITORS,
     ("api_guest_tokens", "DELETE"): EDITORS,
     ("api_guest_send", "POST"): EDITORS,

@@ -40,6 +40,7 @@ AREAS = (
     "guestguard.events",
     "guestguard.activity",
     "guestguard.guard",
+    "guestguard.privacy",
     "guestguard.ops",
     "guestguard.openapi",
 )

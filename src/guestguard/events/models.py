@@ -108,6 +108,9 @@ class Guest(IdMixin, TimestampMixin, Base):
     # The import that added the guest, so undoing it removes exactly its guests.
     import_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("guest_imports.id", ondelete="SET NULL"), index=True, default=None)
+    # When a host forgot the guest (privacy.forget): the row stays, stripped
+    # of everything personal, as the tally of their answer and invitation.
+    forgotten_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
     __table_args__ = (
         UniqueConstraint("event_id", "email"),

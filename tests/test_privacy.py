@@ -1,0 +1,229 @@
+"""Privacy: the data map (every personal-looking column claimed by a privacy
+job) and forgetting a guest, through the real application."""
+import uuid
+
+import pytest
+from sqlalchemy import Column, MetaData, String, Table, func, select
+
+from guestguard.activity.models import Activity
+from guestguard.audit.models import AuditEvent
+from guestguard.events.models import Guest, InvitationLink, Rsvp
+from guestguard.guard.models import AccessEntry, AccessTally
+from guestguard.models import metadata
+from guestguard.notifications.models import Notification
+from guestguard.plugins import PersonalData, PrivacyJob, SettingsError, hookimpl
+from guestguard.privacy.datamap import looks_personal, unclaimed, unknown_claims
+from guestguard.privacy.jobs import FORGOTTEN_NAME
+from guestguard.testing import add_guest, csrf, event_host, issue, main_text, scalar, signed_in
+
+EVENT = {"name": "Midsummer Gala", "status": "published", "starts_at": "2030-06-21T19:00:00",
+         "timezone": "Europe/London", "default_plus_ones": 2}
+PROXY = "10.0.0.1"
+IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
+          "(KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1")
+
+
+class NotesPlugin:
+    """A plugin storing personal data of its own: it declares it, and erases
+    its part when a guest is forgotten."""
+
+    def __init__(self):
+        self.forgotten = []
+
+    @hookimpl
+    def register_privacy_jobs(self, settings):
+        return [PrivacyJob(
+            name="door_notes",
+            data=(PersonalData("door_notes", ("remark",), "free text", "guest", "not exported",
+                               "deleted by forget"),),
+            forget_guest=lambda ctx, guest: self.forgotten.append(guest.id))]
+
+
+@pytest.fixture
+def notes():
+    return NotesPlugin()
+
+
+@pytest.fixture
+def app(make_app, notes):
+    return make_app({"app.trusted_proxies": PROXY}, plugins=[("notes", notes)])
+
+
+@pytest.fixture
+def host(app, run_in_request):
+    return event_host(app, run_in_request, EVENT)
+
+
+def jobs(app):
+    return app.app.registry["privacy.jobs"]
+
+
+# --- the data map ------------------------------------------------------------------------
+
+
+def test_every_personal_looking_column_is_claimed_by_a_privacy_job(app):
+    assert unclaimed(metadata, jobs(app)) == []
+
+
+def test_every_claim_names_a_stored_column(app):
+    core = [job for job in jobs(app) if job.name != "door_notes"]  # the test plugin's table is imaginary
+    assert unknown_claims(metadata, core) == []
+    assert unknown_claims(metadata, jobs(app)) == ["door_notes: door_notes.remark"]
+
+
+def test_a_planted_personal_column_no_job_claims_fails_the_map(app):
+    planted = MetaData()
+    for table in metadata.sorted_tables:
+        table.to_metadata(planted)
+    Table("loyalty_cards", planted, Column("id", String(36), primary_key=True),
+          Column("holder_email", String(320)), Column("card_number", String(20)))
+    guests = planted.tables["guests"]
+    guests.append_column(Column("home_address", String(300)))
+    assert unclaimed(planted, jobs(app)) == ["guests.home_address", "loyalty_cards.holder_email"]
+
+
+@pytest.mark.parametrize("name, kind, personal", [
+    ("email", String(320), True), ("user_agent", String(500), True), ("ip", String(45), True),
+    ("host_message", String(500), True), ("created_by_id", String(36), True), ("actor_id", String(36), True),
+    ("guest_id", String(36), False), ("provider_message_id", String(255), False), ("status", String(16), False),
+])
+def test_what_looks_personal(name, kind, personal):
+    assert looks_personal(Column(name, kind)) is personal
+
+
+def test_a_job_with_an_unknown_subject_is_refused():
+    with pytest.raises(SettingsError, match="unknown subject 'visitor'"):
+        PersonalData("guests", ("name",), "contact", "visitor", "", "")
+
+
+def test_two_jobs_of_one_name_stop_startup(make_app):
+    class Twice:
+        @hookimpl
+        def register_privacy_jobs(self, settings):
+            return [PrivacyJob("events", ())]
+
+    with pytest.raises(SettingsError, match="two privacy jobs are named 'events'"):
+        make_app(plugins=[("twice", Twice())])
+
+
+# --- forgetting a guest -------------------------------------------------------------------
+
+
+def visit(app, token, ip="203.0.113.7"):
+    return app.get(f"/access/{token}", headers={"X-Forwarded-For": ip, "User-Agent": IPHONE},
+                   extra_environ={"REMOTE_ADDR": PROXY})
+
+
+def answer(app, token, response="yes", plus_ones=1, message="Can't wait! Grace, 07700 900123"):
+    return app.post(f"/rsvp/{token}", {"response": response, "plus_ones": str(plus_ones), "message": message},
+                    status=303, headers={"X-Forwarded-For": "203.0.113.7", "User-Agent": IPHONE},
+                    extra_environ={"REMOTE_ADDR": PROXY})
+
+
+def counts(app, host):
+    return app.get(host["url"], headers=host["ada"]).json["event"]["headcount"]
+
+
+def access_totals(app, host, guest_id):
+    return app.get(f"{host['url']}/guests/{guest_id}/access", headers=host["ada"]).json["totals"]
+
+
+def count(app, run_in_request, model, *where):
+    return scalar(app, run_in_request, select(func.count()).select_from(model).where(*where))
+
+
+@pytest.fixture
+def known_guest(app, host):
+    """Grace, who was invited, opened her link twice and answered yes with a
+    plus-one and a message; Alan, who stays."""
+    grace = add_guest(app, host, phone="+44 20 7946 0958", notes="Allergic to nuts", tags=["family"],
+                      group="Hoppers", plus_ones_allowed=2)
+    add_guest(app, host, name="Alan Turing", email="alan@example.com")
+    app.post_json(f"{host['url']}/guests/{grace['id']}/send", {}, headers=host["ada"], status=202)
+    token = issue(app, host, grace)["token"]
+    visit(app, token)
+    visit(app, token, "198.51.100.4")
+    answer(app, token)
+    return grace, token
+
+
+def test_forgetting_erases_the_guest_and_keeps_every_count(app, host, known_guest, run_in_request, notes):
+    grace, token = known_guest
+    guest_id = uuid.UUID(grace["id"])
+    before, uses_before = counts(app, host), access_totals(app, host, grace["id"])
+    assert before["yes"] == 1 and before["expected"] == 2 and before["opened"] == 1
+    assert count(app, run_in_request, Rsvp, Rsvp.guest_id == guest_id) == 1
+
+    forgotten = app.post_json(f"{host['url']}/guests/{grace['id']}/forget", {}, headers=host["ada"]).json["guest"]
+    assert forgotten["name"] == FORGOTTEN_NAME and forgotten["forgotten_at"]
+
+    guest = app.get(f"{host['url']}/guests/{grace['id']}", headers=host["ada"]).json["guest"]
+    assert (guest["name"], guest["email"], guest["phone"], guest["notes"], guest["tags"], guest["group"],
+            guest["plus_one_names"], guest["answers"]) == (FORGOTTEN_NAME, None, None, "", [], "", [], {})
+    assert (guest["response"], guest["plus_ones_coming"]) == ("yes", 1), "the answer's tally stays"
+    assert counts(app, host) == before
+    assert access_totals(app, host, grace["id"]) == uses_before, "uses live on in the tallies"
+    assert count(app, run_in_request, AccessTally, AccessTally.guest_id == guest_id) > 0
+    for model in (Rsvp, AccessEntry, InvitationLink, Activity):
+        assert count(app, run_in_request, model, model.guest_id == guest_id) == 0, model.__tablename__
+    recipients = run_in_request(lambda r: [(n.recipient, n.context) for n in r.db.scalars(
+        select(Notification).where(Notification.kind == "guest"))], app.app.registry)
+    assert recipients and all(recipient != "grace@example.com" for recipient, _ in recipients)
+    assert ("", {}) in recipients
+    assert notes.forgotten == [guest_id], "a plugin's job erases its part"
+    # The link opens nothing.
+    app.get(f"/access/{token}", status=404)
+    # The audit trail says what happened to whom by id, never by name.
+    audits = run_in_request(lambda r: list(r.db.scalars(select(AuditEvent).where(
+        AuditEvent.target_id == grace["id"]))), app.app.registry)
+    forgot = [row for row in audits if row.action == "guest.forgotten"]
+    assert len(forgot) == 1 and "Grace" not in str(forgot[0].details) and "grace@" not in str(forgot[0].details)
+    guests_own = [row for row in audits if row.actor_user_id is None]
+    assert guests_own and all(row.ip is None for row in guests_own), "the guest's address goes"
+    # Nothing about Grace is left in any column of her rows.
+    stored = run_in_request(lambda r: repr([getattr(r.db.get(Guest, guest_id), c.name)
+                                            for c in Guest.__table__.columns]), app.app.registry)
+    assert "Grace" not in stored and "Hopper" not in stored and "nuts" not in stored and "+44" not in stored
+    # Alan is untouched.
+    alan = app.get(f"{host['url']}/guests", params={"q": "alan"}, headers=host["ada"]).json["guests"][0]
+    assert alan["email"] == "alan@example.com"
+
+
+def test_forgetting_twice_answers_the_same_and_records_once(app, host, known_guest, run_in_request):
+    grace, _ = known_guest
+    url = f"{host['url']}/guests/{grace['id']}/forget"
+    first = app.post_json(url, {}, headers=host["ada"]).json
+    second = app.post_json(url, {}, headers=host["ada"]).json
+    assert first == second
+    assert count(app, run_in_request, AuditEvent, AuditEvent.action == "guest.forgotten") == 1
+
+
+def test_a_guest_of_another_workspace_is_not_found(app, host, known_guest, run_in_request):
+    grace, _ = known_guest
+    refused = app.post_json(f"{host['url']}/guests/{grace['id']}/forget", {}, headers=host["eve"], status=404)
+    assert refused.json["error"]["code"] == "not_found"
+    app.post_json(f"{host['url']}/guests/{uuid.uuid4()}/forget", {}, headers=host["ada"], status=404)
+    assert scalar(app, run_in_request, select(Guest.name).where(Guest.id == uuid.UUID(grace["id"]))) == "Grace Hopper"
+
+
+def test_door_staff_may_not_forget(app, host, known_guest):
+    grace, _ = known_guest
+    refused = app.post_json(f"{host['url']}/guests/{grace['id']}/forget", {}, headers=host["sam"], status=403)
+    assert refused.json["error"]["required"] == "guests.edit"
+
+
+def test_the_host_forgets_a_guest_from_the_guest_page(app, host, known_guest, run_in_request):
+    grace, _ = known_guest
+    ada = signed_in(app, run_in_request, "ada@example.com")
+    path = f"/events/{host['event']['id']}/guests/{grace['id']}"
+    page = ada.get(path)
+    assert "Forget Grace Hopper…" in main_text(page)
+    # Without its token the form is refused and nothing changes.
+    ada.post(path, {"action": "forget", "confirm": "yes"}, status=400)
+    asked = ada.post(path, {"action": "forget", "csrf_token": csrf(page)})
+    assert "Are you sure?" in main_text(asked) and asked.html.find("details", id="confirm-forget").has_attr("open")
+    assert scalar(app, run_in_request, select(Guest.forgotten_at).where(Guest.id == uuid.UUID(grace["id"]))) is None
+    done = asked.forms["confirm-forget-form"].submit(status=303).follow()
+    text = main_text(done)
+    assert "Grace Hopper was forgotten" in text and "Forget " not in text
+    assert scalar(app, run_in_request, select(Guest.name).where(Guest.id == uuid.UUID(grace["id"]))) == FORGOTTEN_NAME
