@@ -227,3 +227,25 @@ def test_the_host_forgets_a_guest_from_the_guest_page(app, host, known_guest, ru
     text = main_text(done)
     assert "Grace Hopper was forgotten" in text and "Forget " not in text
     assert scalar(app, run_in_request, select(Guest.name).where(Guest.id == uuid.UUID(grace["id"]))) == FORGOTTEN_NAME
+
+
+def test_an_answer_that_waited_for_the_forget_is_refused(app, host, known_guest, run_in_request):
+    """The guest's answer read their link before the host's forget and took
+    the guest's row after it: it records nothing."""
+    from guestguard.events.invitations import submit_rsvp
+    from guestguard.events.schemas import RsvpInput
+    from guestguard.events.services import EventsError
+    from guestguard.guard.access import look_up
+    from guestguard.privacy.services import forget_guest
+
+    grace, token = known_guest
+
+    def answer_after_forget(request):
+        found = look_up(request.db, token)
+        forget_guest(request.ctx, found.guest.id)
+        with pytest.raises(EventsError) as refused:
+            submit_rsvp(request.ctx, found.link, found.guest, found.event, RsvpInput(response="no"), token)
+        return refused.value.status, refused.value.code
+
+    assert run_in_request(answer_after_forget, app.app.registry) == (404, "not_found")
+    assert count(app, run_in_request, Rsvp, Rsvp.guest_id == uuid.UUID(grace["id"])) == 0
