@@ -140,6 +140,9 @@ SPEC = {
     ("api_me_sessions", "GET"): PEOPLE,
     ("api_me_session", "DELETE"): PEOPLE,
     ("api_me_accept_policies", "POST"): PEOPLE,
+    ("api_me_data_export", "POST"): PEOPLE,
+    ("account_data_export", "POST"): PEOPLE,
+    ("data_export_download", "GET"): PEOPLE,  # and only the export's owner: anyone else gets 404
     ("api_logout", "POST"): PEOPLE,
     ("api_logout_all", "POST"): PEOPLE,
     ("account", "GET"): PEOPLE,
@@ -265,7 +268,8 @@ def team(matrix_app, run_in_request):
         ids = {"workspace_id": ours.id, "member_id": staff.id, "invitation_id": invitation.id,
                "key_id": key.id, "event_id": event.id, "guest_id": guest.id, "flag_id": flag.id,
                "import_id": imported.id,
-               "session_id": session_id, "token": "x" * 43, "cover_id": uuid.uuid4(), "signature": "0" * 64}
+               "session_id": session_id, "token": "x" * 43, "export_id": uuid.uuid4(),
+               "cover_id": uuid.uuid4(), "signature": "0" * 64}
         return ids, credentials
 
     ids, credentials = run_in_request(build, matrix_app.app.registry)

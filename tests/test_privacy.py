@@ -14,7 +14,9 @@ from guestguard.notifications.models import Notification
 from guestguard.plugins import PersonalData, PrivacyJob, SettingsError, hookimpl
 from guestguard.privacy.datamap import looks_personal, unclaimed, unknown_claims
 from guestguard.privacy.jobs import FORGOTTEN_NAME
-from guestguard.testing import add_guest, csrf, event_host, issue, main_text, scalar, signed_in
+from guestguard.privacy.models import DataExport
+from guestguard.tasks import PENDING
+from guestguard.testing import add_guest, csrf, event_host, inbox, issue, link, main_text, scalar, signed_in
 
 EVENT = {"name": "Midsummer Gala", "status": "published", "starts_at": "2030-06-21T19:00:00",
          "timezone": "Europe/London", "default_plus_ones": 2}
@@ -29,14 +31,21 @@ class NotesPlugin:
 
     def __init__(self):
         self.forgotten = []
+        self.broken = False
+
+    def export(self, ctx, user):
+        if self.broken:
+            raise OSError("the notes store is away")
+        yield "door_notes.json", iter([{"remark": "Came early"}])
 
     @hookimpl
     def register_privacy_jobs(self, settings):
         return [PrivacyJob(
             name="door_notes",
-            data=(PersonalData("door_notes", ("remark",), "free text", "guest", "not exported",
+            data=(PersonalData("door_notes", ("remark",), "free text", "guest", "door_notes.json",
                                "deleted by forget"),),
-            forget_guest=lambda ctx, guest: self.forgotten.append(guest.id))]
+            forget_guest=lambda ctx, guest: self.forgotten.append(guest.id),
+            export_user=self.export)]
 
 
 @pytest.fixture
@@ -249,3 +258,160 @@ def test_an_answer_that_waited_for_the_forget_is_refused(app, host, known_guest,
 
     assert run_in_request(answer_after_forget, app.app.registry) == (404, "not_found")
     assert count(app, run_in_request, Rsvp, Rsvp.guest_id == uuid.UUID(grace["id"])) == 0
+
+
+# --- the data export -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def export_dir(tmp_path):
+    return tmp_path / "exports"
+
+
+@pytest.fixture
+def exporting(make_app, notes, export_dir):
+    return make_app({"app.trusted_proxies": PROXY, "privacy.export_dir": str(export_dir)},
+                    plugins=[("notes", notes)])
+
+
+def read_archive(body: bytes) -> dict:
+    import json
+    import zipfile
+    from io import BytesIO
+
+    with zipfile.ZipFile(BytesIO(body)) as archive:
+        return {name: json.loads(archive.read(name)) for name in archive.namelist()}
+
+
+def download_link(app, email="ada@example.com") -> str:
+    (message,) = [m for m in inbox(app, email) if "data is ready" in m.subject]
+    return link(message, "account/data-exports")
+
+
+def test_the_owner_gets_a_copy_of_their_data_once(exporting, run_in_request, export_dir):
+    app = exporting
+    host = event_host(app, run_in_request, EVENT)
+    grace = add_guest(app, host, notes="Allergic to nuts")
+    token = issue(app, host, grace)["token"]
+    visit(app, token)
+    answer(app, token)
+
+    asked = app.post_json("/api/v1/me/data-export", {}, headers=host["ada"], status=202).json["export"]
+    assert asked["status"] == "pending"
+    path = download_link(app)
+    assert path.startswith(f"/account/data-exports/{asked['id']}/")
+
+    # Anonymous: sign in first, then the link.
+    anonymous = app.get(path, status=302)
+    assert "/login?next=" in anonymous.location
+    # Someone else signed in: as if there were no such link.
+    eve = signed_in(app, run_in_request, "eve@example.com")
+    assert "Page not found" in eve.get(path, status=404).text
+    ada = signed_in(app, run_in_request, "ada@example.com")
+    got = ada.get(path, status=200)
+    assert got.content_type == "application/zip" and "attachment" in got.headers["Content-Disposition"]
+    assert got.headers["Cache-Control"].startswith("no-store") or "no-store" in got.headers["Cache-Control"]
+    files = read_archive(got.body)
+    manifest = files.pop("manifest.json")
+    assert manifest["schema_version"] == 1 and manifest["generated_at"]
+    assert manifest["files"] == {name: len(rows) for name, rows in files.items()}
+    assert set(files) == {"user.json", "sessions.json", "workspaces.json", "members.json", "events.json",
+                          "guests.json", "rsvps.json", "access_log.json", "notifications.json",
+                          "audit_events.json", "door_notes.json"}
+    assert files["door_notes.json"] == [{"remark": "Came early"}], "a plugin's job adds its file"
+    assert files["user.json"][0]["email"] == "ada@example.com" and "password_hash" not in files["user.json"][0]
+    assert all("token_hash" not in row for row in files["sessions.json"])
+    assert [g["notes"] for g in files["guests.json"]] == ["Allergic to nuts"]
+    assert files["rsvps.json"][0]["message"].startswith("Can't wait!")
+    assert files["access_log.json"][0]["user_agent"] == IPHONE
+    assert {m["email"] for m in files["members.json"]} == {"ada@example.com", "sam@example.com"}
+    assert any(row["action"] == "data_export.requested" for row in files["audit_events.json"])
+    # The file is gone once downloaded; the link works once.
+    assert list(export_dir.iterdir()) == []
+    again = ada.get(path, status=410)
+    assert "already used" in again.text
+
+
+def test_asking_twice_while_it_is_built_makes_one_export(exporting, run_in_request):
+    app = exporting
+    host = event_host(app, run_in_request, EVENT)
+
+    def ask_twice(request):
+        from guestguard.accounts.models import User
+        from guestguard.privacy.exports import request_export
+
+        user = request.db.scalar(select(User).where(User.email == "ada@example.com"))
+        first, new = request_export(request.ctx, user)
+        second, again = request_export(request.ctx, user)
+        return first.id == second.id, new, again, first.status
+
+    assert run_in_request(ask_twice, app.app.registry) == (True, True, False, PENDING)
+    assert count(app, run_in_request, DataExport) == 1
+    assert len([m for m in inbox(app, "ada@example.com") if "data is ready" in m.subject]) == 1
+    # Once built, a new ask is a new export.
+    app.post_json("/api/v1/me/data-export", {}, headers=host["ada"], status=202)
+    assert count(app, run_in_request, DataExport) == 2
+
+
+def test_an_expired_link_is_refused_and_its_file_deleted(exporting, run_in_request, export_dir):
+    import datetime as dt
+
+    import time_machine
+
+    from guestguard.privacy.tasks import purge_export_files
+    from guestguard.tasks import run_task_now
+
+    app = exporting
+    host = event_host(app, run_in_request, EVENT)
+    app.post_json("/api/v1/me/data-export", {}, headers=host["ada"], status=202)
+    path = download_link(app)
+    assert len(list(export_dir.iterdir())) == 1
+    ada = signed_in(app, run_in_request, "ada@example.com")
+    with time_machine.travel(dt.datetime.now(dt.UTC) + dt.timedelta(days=7, minutes=1)):
+        refused = ada.get(path, status=410)
+        assert "expired" in refused.text
+        assert run_task_now(app.app.registry, purge_export_files) == 1
+    assert list(export_dir.iterdir()) == []
+
+
+def test_a_wrong_or_malformed_token_is_not_found(exporting, run_in_request):
+    app = exporting
+    host = event_host(app, run_in_request, EVENT)
+    app.post_json("/api/v1/me/data-export", {}, headers=host["ada"], status=202)
+    path = download_link(app)
+    ada = signed_in(app, run_in_request, "ada@example.com")
+    export_id = path.split("/")[3]
+    ada.get(f"/account/data-exports/{export_id}/{'A' * 43}", status=404)
+    ada.get(f"/account/data-exports/{export_id}/short", status=404)
+    ada.get(f"/account/data-exports/not-an-id/{'A' * 43}", status=404)
+    ada.get(path, status=200)
+
+
+def test_the_account_page_asks_for_a_copy(exporting, run_in_request):
+    app = exporting
+    event_host(app, run_in_request, EVENT)
+    ada = signed_in(app, run_in_request, "ada@example.com")
+    page = ada.get("/account")
+    assert "Email me a copy of my data" in main_text(page)
+    ada.post("/account/data-export", {}, status=400)  # no CSRF token: refused, nothing asked
+    assert count(app, run_in_request, DataExport) == 0
+    done = page.forms["data-export-form"].submit(status=303).follow()
+    text = main_text(done)
+    assert "putting together a copy of your data" in text
+    assert "Your copy is ready" in text  # built at once by the test's immediate worker
+    assert download_link(app)
+
+
+def test_a_build_that_fails_is_kept_for_a_retry_and_mails_nothing(exporting, run_in_request, export_dir, notes):
+    app = exporting
+    host = event_host(app, run_in_request, EVENT)
+    notes.broken = True
+    asked = app.post_json("/api/v1/me/data-export", {}, headers=host["ada"], status=202).json["export"]
+    export = run_in_request(lambda r: r.db.get(DataExport, uuid.UUID(asked["id"])), app.app.registry)
+    assert (export.status, export.attempts, export.token_hash) == (PENDING, 1, None)
+    assert "the notes store is away" in export.last_error
+    assert list(export_dir.iterdir()) == [], "no half-written file is left"
+    assert not [m for m in inbox(app, "ada@example.com") if "data is ready" in m.subject]
+    # Asking again while it waits for its retry answers the same export.
+    again = app.post_json("/api/v1/me/data-export", {}, headers=host["ada"], status=202).json["export"]
+    assert again["id"] == asked["id"]

@@ -478,6 +478,10 @@ class PrivacyJob:
     name: str
     data: tuple[PersonalData, ...]
     forget_guest: Callable[[Any, Any], None] | None = None
+    # ``export_user(ctx, user)`` -> (file name, rows) pairs: the files this
+    # job adds to a user's data export, each row a JSON-able dict, read
+    # lazily (stream from the database: an account may be large).
+    export_user: Callable[[Any, Any], Iterable[tuple[str, Iterable[dict[str, Any]]]]] | None = None
     not_personal: tuple[str, ...] = ()
 
 

@@ -413,6 +413,11 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting("imports.keep_hours", as_int(1, 24 * 30), 24,
             "Hours an uploaded file is kept (to import its preview, to download its error rows); "
             "previews never imported are deleted after it, imports keep their counts."),
+    Setting("privacy.export_dir", as_str, "var/exports",
+            "Directory where data exports wait for their one download (the worker writes, the web serves: "
+            "shared by both); files are deleted after the download or the link's expiry."),
+    Setting("privacy.export_link_days", as_int(1, 30), 7,
+            "Days the emailed link to a data export works (once, signed in as its owner)."),
     Setting("covers.max_bytes", as_int(64 * 1024, 50 * 1024 * 1024), 5 * 1024 * 1024,
             "Largest cover image a host may upload for an event; larger is refused (413 past it)."),
     Setting("covers.max_width", as_int(320, 4000), 1600,

@@ -241,6 +241,8 @@ def reset_password(request):
 def account_page(request, status: int = 200, **forms):
     """The account page's context; ``forms`` carries the values and errors
     of the one form being re-rendered."""
+    from guestguard.privacy.exports import latest_export
+
     private(request, status)
     identity = request.identity
     now = utcnow()
@@ -261,6 +263,9 @@ def account_page(request, status: int = 200, **forms):
         "others": sum(1 for row in rows if not row["current"]),
         "profile": {"values": {"display_name": identity.user.display_name}, "errors": {}},
         "password": {"values": {"end_other_sessions": True}, "errors": {}},
+        # The privacy section: the latest copy of the user's data asked for.
+        "data_export": latest_export(request.db, identity.user.id),
+        "export_link_days": request.registry.settings["privacy.export_link_days"],
     }
     context.update(forms)
     return context

@@ -1,4 +1,4 @@
-"""The privacy API: forgetting a guest."""
+"""The privacy API: forgetting a guest, asking for a copy of one's data."""
 from __future__ import annotations
 
 import uuid
@@ -6,8 +6,8 @@ import uuid
 from pyramid.view import view_config
 
 from guestguard.contract import Moment, Out
-from guestguard.permissions import GUESTS_EDIT
-from guestguard.privacy import services
+from guestguard.permissions import ACCOUNT, GUESTS_EDIT
+from guestguard.privacy import exports, services
 
 
 class ForgottenGuestOut(Out):
@@ -29,3 +29,27 @@ def forget_guest(context, request):
     Forgetting again answers the same."""
     guest = services.forget_guest(request.ctx, context.record.id)
     return ForgottenGuest(guest=ForgottenGuestOut.of(guest))
+
+
+class ExportOut(Out):
+    id: uuid.UUID
+    status: str
+    created_at: Moment
+    ready_at: Moment | None
+    expires_at: Moment | None
+    downloaded_at: Moment | None
+
+
+class OneExport(Out):
+    export: ExportOut
+
+
+@view_config(route_name="api_me_data_export", request_method="POST", renderer="json", permission=ACCOUNT,
+             response={202: OneExport})
+def request_data_export(request):
+    """Ask for a copy of your data: the worker builds it and emails you a link
+    that works once, for ``privacy.export_link_days``, signed in. While one is
+    being built, asking again answers that one."""
+    export, _ = exports.request_export(request.ctx, request.identity.user)
+    request.response.status = 202
+    return OneExport(export=ExportOut.of(export))

@@ -13,6 +13,7 @@ opens stay exact too.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -24,6 +25,25 @@ FORGOTTEN_NAME = "Forgotten guest"
 USER, GUEST, WORKSPACE = "user", "guest", "workspace"
 IN_USER_EXPORT = "in the account's data export"
 NOT_EXPORTED = "not exported"
+STREAM_BATCH = 500
+
+
+def stream(ctx, statement) -> Iterable[dict[str, Any]]:
+    """Rows of ``statement`` as dicts, fetched a batch at a time."""
+    for row in ctx.db.execute(statement.execution_options(yield_per=STREAM_BATCH)):
+        yield dict(row._mapping)
+
+
+def columns(model, *leave_out: str) -> list[Any]:
+    """Every column of ``model`` but ``leave_out`` (secrets: token hashes)."""
+    return [column for column in model.__table__.columns if column.name not in leave_out]
+
+
+def owned_workspaces(user) -> Any:
+    from guestguard.permissions import OWNER
+    from guestguard.workspaces.models import Membership
+
+    return select(Membership.workspace_id).where(Membership.user_id == user.id, Membership.role == OWNER)
 
 
 def _guest_about(column, guest) -> Any:
@@ -46,6 +66,18 @@ def forget_in_events(ctx, guest) -> None:
     guest.name, guest.email, guest.phone = FORGOTTEN_NAME, None, None
     guest.group_name, guest.tags, guest.notes = "", [], ""
     guest.plus_one_names, guest.answers = [], {}
+
+
+def export_events(ctx, user):
+    from guestguard.events.models import Event, Guest, Rsvp
+
+    owned = owned_workspaces(user)
+    yield "events.json", stream(ctx, select(*columns(Event)).where(Event.workspace_id.in_(owned))
+                                .order_by(Event.starts_at, Event.id))
+    yield "guests.json", stream(ctx, select(*columns(Guest)).where(Guest.workspace_id.in_(owned))
+                                .order_by(Guest.event_id, Guest.name, Guest.id))
+    yield "rsvps.json", stream(ctx, select(*columns(Rsvp)).where(Rsvp.workspace_id.in_(owned))
+                               .order_by(Rsvp.created_at, Rsvp.id))
 
 
 EVENTS_JOB = PrivacyJob(
@@ -72,6 +104,7 @@ EVENTS_JOB = PrivacyJob(
                      "set to null when the user is deleted"),
     ),
     forget_guest=forget_in_events,
+    export_user=export_events,
     not_personal=("event_covers.content_type",),
 )
 
@@ -99,6 +132,14 @@ def forget_in_guard(ctx, guest) -> None:
     guest.open_flags = 0
 
 
+def export_guard(ctx, user):
+    from guestguard.guard.models import AccessEntry
+
+    yield "access_log.json", stream(ctx, select(*columns(AccessEntry, "evaluated_at"))
+                                    .where(AccessEntry.workspace_id.in_(owned_workspaces(user)))
+                                    .order_by(AccessEntry.at, AccessEntry.id))
+
+
 GUARD_JOB = PrivacyJob(
     name="guard",
     data=(
@@ -111,6 +152,7 @@ GUARD_JOB = PrivacyJob(
                      "set to null when the user is deleted"),
     ),
     forget_guest=forget_in_guard,
+    export_user=export_guard,
 )
 
 
@@ -155,6 +197,16 @@ def forget_in_notifications(ctx, guest) -> None:
                .execution_options(synchronize_session=False))
 
 
+def export_notifications(ctx, user):
+    from guestguard.notifications.models import Notification
+
+    wanted = ("id", "channel", "recipient", "template", "kind", "status", "delivery_state", "created_at",
+              "sent_at", "delivered_at")
+    yield "notifications.json", stream(ctx, select(*(Notification.__table__.c[name] for name in wanted))
+                                       .where(Notification.recipient == user.email)
+                                       .order_by(Notification.created_at, Notification.id))
+
+
 NOTIFICATIONS_JOB = PrivacyJob(
     name="notifications",
     data=(
@@ -166,6 +218,7 @@ NOTIFICATIONS_JOB = PrivacyJob(
                      "which an erasure must go on honouring"),
     ),
     forget_guest=forget_in_notifications,
+    export_user=export_notifications,
 )
 
 
@@ -213,6 +266,17 @@ def forget_in_audit(ctx, guest) -> None:
                    .values(ip=None).execution_options(synchronize_session=False))
 
 
+def export_audit(ctx, user):
+    from sqlalchemy import or_
+
+    from guestguard.audit.models import AuditEvent
+
+    about = or_(AuditEvent.actor_user_id == user.id,
+                (AuditEvent.target_type == "user") & (AuditEvent.target_id == str(user.id)))
+    yield "audit_events.json", stream(ctx, select(*columns(AuditEvent)).where(about)
+                                      .order_by(AuditEvent.created_at, AuditEvent.id))
+
+
 AUDIT_JOB = PrivacyJob(
     name="audit",
     data=(
@@ -222,10 +286,20 @@ AUDIT_JOB = PrivacyJob(
                      "the actor is set to null when the user is deleted"),
     ),
     forget_guest=forget_in_audit,
+    export_user=export_audit,
 )
 
 
 # --- accounts and workspaces ---------------------------------------------------------
+
+
+def export_account(ctx, user):
+    from guestguard.accounts.models import AuthSession, User
+
+    yield "user.json", stream(ctx, select(*columns(User, "password_hash")).where(User.id == user.id))
+    yield "sessions.json", stream(ctx, select(*columns(AuthSession, "token_hash"))
+                                  .where(AuthSession.user_id == user.id)
+                                  .order_by(AuthSession.created_at, AuthSession.id))
 
 
 ACCOUNTS_JOB = PrivacyJob(
@@ -238,7 +312,24 @@ ACCOUNTS_JOB = PrivacyJob(
         PersonalData("user_tokens", ("user_id",), "reference", USER, NOT_EXPORTED,
                      "single-use, expiring; deleted with the account"),
     ),
+    export_user=export_account,
 )
+
+def export_workspaces(ctx, user):
+    from guestguard.accounts.models import User
+    from guestguard.workspaces.models import Membership, Workspace
+
+    yield "workspaces.json", stream(ctx, select(Workspace.id, Workspace.name, Workspace.slug, Workspace.personal,
+                                                Membership.role, Membership.created_at.label("member_since"))
+                                    .join(Membership, Membership.workspace_id == Workspace.id)
+                                    .where(Membership.user_id == user.id).order_by(Workspace.name, Workspace.id))
+    # The people of the workspaces the user owns.
+    yield "members.json", stream(ctx, select(Membership.workspace_id, User.email, User.display_name,
+                                             Membership.role, Membership.created_at.label("member_since"))
+                                 .join(User, User.id == Membership.user_id)
+                                 .where(Membership.workspace_id.in_(owned_workspaces(user)))
+                                 .order_by(Membership.workspace_id, User.email))
+
 
 WORKSPACES_JOB = PrivacyJob(
     name="workspaces",
@@ -252,6 +343,7 @@ WORKSPACES_JOB = PrivacyJob(
         PersonalData("api_keys", ("name", "created_by_id"), "reference", USER, NOT_EXPORTED,
                      "set to null when the user is deleted; deleted with the workspace"),
     ),
+    export_user=export_workspaces,
 )
 
 
@@ -276,7 +368,16 @@ PLATFORM_JOB = PrivacyJob(
 # the events job deletes the links the log's rows hang from (their deletion
 # cascades). Plugins' jobs come before all of these (a plugin registered
 # later is called first), so a plugin's rows may still point at the links.
-CORE_JOBS = (GUARD_JOB, ACTIVITY_JOB, NOTIFICATIONS_JOB, IMPORTS_JOB, AUDIT_JOB, ACCOUNTS_JOB,
+PRIVACY_JOB = PrivacyJob(
+    name="privacy",
+    data=(
+        PersonalData("data_exports", ("user_id",), "reference", USER, NOT_EXPORTED,
+                     "the file is deleted after its download or privacy.export_link_days; "
+                     "the row goes with the account"),
+    ),
+)
+
+CORE_JOBS = (PRIVACY_JOB, GUARD_JOB, ACTIVITY_JOB, NOTIFICATIONS_JOB, IMPORTS_JOB, AUDIT_JOB, ACCOUNTS_JOB,
              WORKSPACES_JOB, PLATFORM_JOB, EVENTS_JOB)
 
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from sqlalchemy import select
 
 from guestguard.audit.services import record
-from guestguard.db import utcnow
+from guestguard.db import lock_row, utcnow
 from guestguard.events.models import Guest
 from guestguard.plugins import PrivacyJob
 
@@ -27,8 +27,8 @@ def forget_guest(ctx, guest_id: uuid.UUID) -> Guest:
     exact. Forgetting a forgotten guest again changes nothing and records
     nothing; two at once: the row lock lets one through, the other finds it
     forgotten."""
-    guest = ctx.db.scalar(select(Guest).where(Guest.id == guest_id)
-                          .with_for_update().execution_options(populate_existing=True))
+    lock_row(ctx.db, Guest, guest_id)
+    guest = ctx.db.scalar(select(Guest).where(Guest.id == guest_id).execution_options(populate_existing=True))
     if guest.forgotten_at is not None:
         return guest
     for job in privacy_jobs(ctx.registry):
