@@ -136,6 +136,7 @@ SPEC = {
     # --- one's own account -------------------------------------------------------
     ("api_me", "GET"): PEOPLE,
     ("api_me", "PATCH"): PEOPLE,
+    ("api_me", "DELETE"): PEOPLE,
     ("api_me_password", "POST"): PEOPLE,
     ("api_me_sessions", "GET"): PEOPLE,
     ("api_me_session", "DELETE"): PEOPLE,
@@ -143,6 +144,8 @@ SPEC = {
     ("api_me_data_export", "POST"): PEOPLE,
     ("account_data_export", "POST"): PEOPLE,
     ("data_export_download", "GET"): PEOPLE,  # and only the export's owner: anyone else gets 404
+    ("data_export_download", "POST"): PEOPLE,  # an account being deleted: its owner's password
+    ("account_delete", "POST"): PEOPLE,
     ("api_logout", "POST"): PEOPLE,
     ("api_logout_all", "POST"): PEOPLE,
     ("account", "GET"): PEOPLE,
@@ -179,6 +182,8 @@ SPEC = {
     ("access_ics", "GET"): PUBLIC,
     ("event_cover", "GET"): PUBLIC,  # its address is unguessable (events/branding.py)
     ("rsvp", "POST"): PUBLIC,
+    ("account_deletion_cancel", "GET"): PUBLIC,  # the emailed token is the credential
+    ("account_deletion_cancel", "POST"): PUBLIC,
     ("privacy", "GET"): PUBLIC,
     ("terms", "GET"): PUBLIC,
     ("home", "GET"): PUBLIC,

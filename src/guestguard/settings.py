@@ -416,6 +416,8 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting("privacy.export_dir", as_str, "var/exports",
             "Directory where data exports wait for their one download (the worker writes, the web serves: "
             "shared by both); files are deleted after the download or the link's expiry."),
+    Setting("privacy.deletion_grace_days", as_int(1, 90), 30,
+            "Days a deleted account can still be brought back by the emailed link before it is erased for good."),
     Setting("privacy.export_link_days", as_int(1, 30), 7,
             "Days the emailed link to a data export works (once, signed in as its owner)."),
     Setting("covers.max_bytes", as_int(64 * 1024, 50 * 1024 * 1024), 5 * 1024 * 1024,

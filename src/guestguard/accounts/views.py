@@ -266,6 +266,8 @@ def account_page(request, status: int = 200, **forms):
         # The privacy section: the latest copy of the user's data asked for.
         "data_export": latest_export(request.db, identity.user.id),
         "export_link_days": request.registry.settings["privacy.export_link_days"],
+        "deletion": {"errors": {}},
+        "deletion_grace_days": request.registry.settings["privacy.deletion_grace_days"],
     }
     context.update(forms)
     return context

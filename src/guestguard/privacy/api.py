@@ -5,9 +5,11 @@ import uuid
 
 from pyramid.view import view_config
 
-from guestguard.contract import Moment, Out
+from guestguard.accounts.schemas import AnyPassword
+from guestguard.contract import Message, Moment, Out, Refused
 from guestguard.permissions import ACCOUNT, GUESTS_EDIT
-from guestguard.privacy import exports, services
+from guestguard.privacy import deletion, exports, services
+from guestguard.validation import Input
 
 
 class ForgottenGuestOut(Out):
@@ -53,3 +55,22 @@ def request_data_export(request):
     export, _ = exports.request_export(request.ctx, request.identity.user)
     request.response.status = 202
     return OneExport(export=ExportOut.of(export))
+
+
+class DeleteAccountInput(Input):
+    password: AnyPassword
+
+
+@view_config(route_name="api_me", request_method="DELETE", renderer="json", permission=ACCOUNT,
+             body=DeleteAccountInput,
+             response={202: Message, 400: Refused("invalid_password"), 409: Refused("last_owner")})
+def delete_account(request):
+    """Delete your account: at once signed out everywhere and unable to sign
+    in; a copy of your data and a link to cancel are emailed; erased for good
+    after ``privacy.deletion_grace_days``. The last owner of a workspace
+    others belong to gets 409 naming it."""
+    user = deletion.delete_account(request.ctx, request.identity.user, request.body_input.password)
+    request.response.status = 202
+    return Message(message=f"Your account is deleted. A copy of your data and a link to undo this within "
+                           f"{request.registry.settings['privacy.deletion_grace_days']} days were emailed to "
+                           f"{user.email}.")

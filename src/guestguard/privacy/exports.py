@@ -196,6 +196,21 @@ def take_download(ctx, user: User, export_id: str, raw_token: str) -> Path:
     return path
 
 
+def owner_being_deleted(ctx, export_id: str, raw_token: str) -> User | None:
+    """The owner of the export the link names when their account is being
+    deleted (they cannot sign in, and confirm with their password instead);
+    None otherwise."""
+    try:
+        export = ctx.db.get(DataExport, uuid.UUID(export_id))
+    except ValueError:
+        return None
+    if (export is None or export.token_hash is None or not looks_like_token(raw_token)
+            or not matches(raw_token, export.token_hash)):
+        return None
+    user = ctx.db.get(User, export.user_id)
+    return user if user is not None and user.deleted_at is not None else None
+
+
 class FileThenDelete:
     """A response body that reads a file in chunks and deletes it when the
     server is done with it: an export is downloaded once."""

@@ -9,6 +9,8 @@ ROUTES = (
     # The account page's button, and the emailed link (views.py).
     ("account_data_export", "/account/data-export", None),
     ("data_export_download", "/account/data-exports/{export_id}/{token}", None),
+    ("account_delete", "/account/delete", None),
+    ("account_deletion_cancel", "/account/deletion/cancel/{token}", None),
 )
 
 

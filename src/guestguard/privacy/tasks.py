@@ -6,7 +6,7 @@ import logging
 from guestguard.accounts.models import User
 from guestguard.context import context_of
 from guestguard.db import utcnow
-from guestguard.privacy import exports
+from guestguard.privacy import deletion, exports
 from guestguard.privacy.models import DataExport
 from guestguard.tasks import claim_job, hold_lease
 
@@ -59,3 +59,26 @@ def purge_export_files(request) -> int:
     if deleted:
         log.info("data exports: %d spent file(s) deleted", deleted)
     return deleted
+
+
+ERASE_BATCH = 50
+
+
+def erase_deleted_accounts(request, now=None) -> int:
+    """Nightly: accounts deleted more than ``privacy.deletion_grace_days``
+    ago are erased, one per transaction (an interrupted run leaves each
+    account whole or gone, and the next run goes on). Returns how many."""
+    ctx = context_of(request)
+    now = now or utcnow()
+    erased = 0
+    while True:
+        with ctx.tm:
+            due = deletion.due_for_erasure(ctx.db, now, ctx.settings, ERASE_BATCH)
+        for user_id in due:
+            with ctx.tm:
+                erased += deletion.erase_account(ctx, user_id, now)
+        if len(due) < ERASE_BATCH:
+            break
+    if erased:
+        log.info("accounts: %d deleted account(s) erased after their grace period", erased)
+    return erased
