@@ -45,6 +45,7 @@ SPEC = {
     ("api_workspace_deliveries", "GET"): EVERYONE,
     ("api_workspace_leave", "POST"): PEOPLE,
     ("api_workspace_transfer", "POST"): OWNER,
+    ("api_workspace_retention", "PUT"): EDITORS,
     ("api_members", "GET"): EDITORS,
     ("api_member", "PATCH"): MANAGERS,
     ("api_member", "DELETE"): MANAGERS,

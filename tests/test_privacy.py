@@ -588,3 +588,131 @@ def test_the_account_page_deletes_with_the_password(exporting, eve, run_in_reque
     assert done.location.endswith("/login")
     assert "Your account is deleted" in main_text(done.follow())
     assert "/login" in browser.get("/account", status=302).location
+
+
+# --- retention -----------------------------------------------------------------------------
+
+
+def test_months_before_keeps_to_the_calendar():
+    import datetime as dt
+
+    from guestguard.privacy.retention import months_before
+
+    assert months_before(dt.datetime(2031, 3, 31, tzinfo=dt.UTC), 1) == dt.datetime(2031, 2, 28, tzinfo=dt.UTC)
+    assert months_before(dt.datetime(2032, 1, 15, tzinfo=dt.UTC), 18) == dt.datetime(2030, 7, 15, tzinfo=dt.UTC)
+
+
+def after_event(days: int = 0, months: int = 18):
+    """A moment ``months`` months and ``days`` days after EVENT's start (it has no end)."""
+    import datetime as dt
+
+    import time_machine
+
+    from guestguard.privacy.retention import months_before
+
+    start = dt.datetime(2030, 6, 21, 18, tzinfo=dt.UTC)  # 19:00 in London
+    return time_machine.travel(months_before(start, -months) + dt.timedelta(days=days), tick=False)
+
+
+def test_retention_anonymizes_past_events_and_tells_the_owners_first(app, host, known_guest, run_in_request):
+    from guestguard.events.models import Event
+    from guestguard.privacy.tasks import apply_retention
+    from guestguard.tasks import run_task_now
+
+    registry = app.app.registry
+    before = counts(app, host)
+    event_id = uuid.UUID(host["event"]["id"])
+    with after_event(days=-20):
+        assert run_task_now(registry, apply_retention) == 0
+    assert not [m for m in inbox(app, "ada@example.com") if "anonymized soon" in m.subject]
+    with after_event(days=-10):
+        assert run_task_now(registry, apply_retention) == 0
+        assert run_task_now(registry, apply_retention) == 0
+    (notice,) = [m for m in inbox(app, "ada@example.com") if "anonymized soon" in m.subject]
+    assert "Midsummer Gala: 2 guests, on 21 December 2031" in notice.text
+    assert count(app, run_in_request, Guest, Guest.forgotten_at.is_not(None)) == 0
+    with after_event(days=1):
+        assert run_task_now(registry, apply_retention) == 1
+        assert run_task_now(registry, apply_retention) == 0, "done once"
+    assert count(app, run_in_request, Guest, Guest.event_id == event_id, Guest.forgotten_at.is_(None)) == 0
+    assert scalar(app, run_in_request, select(Event.anonymized_at).where(Event.id == event_id)) is not None
+    assert counts(app, host) == before
+    assert run_in_request(lambda r: rows_naming(r.db, "grace@example.com"), registry) == []
+    audit = scalar(app, run_in_request, select(AuditEvent.details).where(AuditEvent.action == "event.anonymized"))
+    assert audit == {"guests": 2, "reason": "retention"}
+
+
+def test_a_workspace_keeps_guests_for_its_own_months(app, host, known_guest, run_in_request):
+    from guestguard.privacy.tasks import apply_retention
+    from guestguard.tasks import run_task_now
+
+    url = f"/api/v1/workspaces/{host['workspace']}/retention"
+    bad = app.put_json(url, {"months": 0}, headers=host["ada"], status=422).json["error"]
+    assert "months" in bad["fields"]
+    app.put_json(url, {"months": 200}, headers=host["ada"], status=422)
+    app.put_json(url, {"months": 24}, headers=host["sam"], status=403)
+    assert app.put_json(url, {"months": 24}, headers=host["ada"]).json == {"months": 24, "default_months": 18}
+    with after_event(days=1):
+        assert run_task_now(app.app.registry, apply_retention) == 0
+    with after_event(days=1, months=24):
+        assert run_task_now(app.app.registry, apply_retention) == 1
+    assert app.put_json(url, {"months": None}, headers=host["ada"]).json["months"] is None
+
+
+def test_an_interrupted_run_never_half_anonymizes_an_event(app, host, known_guest, run_in_request):
+    from guestguard.events.models import Event
+    from guestguard.privacy.tasks import apply_retention
+    from guestguard.tasks import run_task_now
+
+    later = app.post_json("/api/v1/events", {"workspace_id": host["workspace"], **EVENT,
+                                             "starts_at": "2030-06-28T19:00:00"}, headers=host["ada"]).json["event"]
+    for n in range(3):
+        app.post_json(f"/api/v1/events/{later['id']}/guests", {"name": f"Late {n}"}, headers=host["ada"],
+                      status=201)
+
+    class Crash(Exception):
+        pass
+
+    later_guests = []
+
+    def crash_on_the_later_event(ctx, guest):
+        """Lets the later event's first guest be forgotten, then stops the run."""
+        if str(guest.event_id) == later["id"]:
+            later_guests.append(guest.id)
+            if len(later_guests) == 2:
+                raise Crash("the worker stopped")
+
+    registry = app.app.registry
+    original = registry["privacy.jobs"]
+    registry["privacy.jobs"] = [PrivacyJob("crash", (), forget_guest=crash_on_the_later_event), *original]
+    try:
+        with after_event(days=30), pytest.raises(Crash):
+            run_task_now(registry, apply_retention)
+    finally:
+        registry["privacy.jobs"] = original
+    anonymized = run_in_request(lambda r: {str(e.id): e.anonymized_at is not None
+                                           for e in r.db.scalars(select(Event))}, registry)
+    assert anonymized == {host["event"]["id"]: True, later["id"]: False}
+    assert count(app, run_in_request, Guest, Guest.event_id == uuid.UUID(later["id"]),
+                 Guest.forgotten_at.is_not(None)) == 0, "the later event is untouched, not half done"
+    with after_event(days=30):
+        assert run_task_now(registry, apply_retention) == 1, "the next run goes on"
+    assert count(app, run_in_request, Guest, Guest.forgotten_at.is_(None)) == 0
+
+
+def test_the_privacy_report_is_a_dry_run(tmp_path, db_url, app, host, known_guest, run_in_request):
+    import datetime as dt
+
+    from guestguard.events.models import Event
+    from guestguard.testing import guestguard_command, site_ini
+
+    # The event ended long ago as far as the command's clock knows.
+    run_in_request(lambda r: r.db.get(Event, uuid.UUID(host["event"]["id"])).__setattr__(
+        "starts_at", dt.datetime(2020, 1, 1, tzinfo=dt.UTC)), app.app.registry)
+    result = guestguard_command("privacy", "report", str(site_ini(tmp_path)),
+                                env={"GG_DB_URL": db_url, "GG_HUEY_URL": "memory://"}, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "anonymized at the next nightly run: 1 event(s)" in result.stdout
+    assert f"{host['event']['id']}  2 guest(s)" in result.stdout
+    assert "grace" not in result.stdout.lower()
+    assert count(app, run_in_request, Guest, Guest.forgotten_at.is_not(None)) == 0

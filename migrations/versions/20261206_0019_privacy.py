@@ -1,4 +1,4 @@
-"""privacy: a forgotten guest's row is marked when it was forgotten; data exports
+"""privacy: forgotten guests, data exports, retention of events (per workspace)
 
 Revision ID: 0019
 Revises: 0016
@@ -22,6 +22,11 @@ JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 def upgrade() -> None:
     with op.batch_alter_table("guests") as batch:
         batch.add_column(sa.Column("forgotten_at", sa.DateTime(timezone=True), nullable=True))
+    with op.batch_alter_table("events") as batch:
+        batch.add_column(sa.Column("retention_notice_at", sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("anonymized_at", sa.DateTime(timezone=True), nullable=True))
+    with op.batch_alter_table("workspaces") as batch:
+        batch.add_column(sa.Column("retention_months", sa.Integer(), nullable=True))
     op.create_table(
         "data_exports",
         sa.Column("id", sa.Uuid(), nullable=False),
@@ -52,5 +57,10 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("data_exports")
+    with op.batch_alter_table("workspaces") as batch:
+        batch.drop_column("retention_months")
+    with op.batch_alter_table("events") as batch:
+        batch.drop_column("anonymized_at")
+        batch.drop_column("retention_notice_at")
     with op.batch_alter_table("guests") as batch:
         batch.drop_column("forgotten_at")

@@ -416,6 +416,11 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting("privacy.export_dir", as_str, "var/exports",
             "Directory where data exports wait for their one download (the worker writes, the web serves: "
             "shared by both); files are deleted after the download or the link's expiry."),
+    Setting("privacy.retention_months", as_int(1, 120), 18,
+            "Months after an event ends before its guests are anonymized by the nightly job "
+            "(a workspace may set its own)."),
+    Setting("privacy.retention_notice_days", as_int(1, 60), 14,
+            "Days before an event is anonymized that its workspace's owners are told."),
     Setting("privacy.deletion_grace_days", as_int(1, 90), 30,
             "Days a deleted account can still be brought back by the emailed link before it is erased for good."),
     Setting("privacy.export_link_days", as_int(1, 30), 7,

@@ -49,6 +49,10 @@ class Event(IdMixin, TimestampMixin, Base):
     created_by_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), default=None)
     deleted_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # Retention (privacy.retention): when its owners were told the guests
+    # will be anonymized, and when they were.
+    retention_notice_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    anonymized_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
     __table_args__ = (Index("ix_events_workspace_starts", "workspace_id", "starts_at"),)
 

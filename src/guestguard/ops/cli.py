@@ -340,6 +340,29 @@ def cmd_guard_report(args) -> int:
     return 0
 
 
+def cmd_privacy_report(args) -> int:
+    """What retention would do now and in the notice period; changes nothing."""
+    import datetime as dt
+
+    from guestguard.privacy.retention import due_events
+
+    with _transaction(args.ini) as ctx:
+        now = dt.datetime.now(dt.UTC)
+        notice = dt.timedelta(days=ctx.settings["privacy.retention_notice_days"])
+        due = due_events(ctx.db, ctx.settings, now, within=notice)
+    now_due = [item for item in due if item.anonymize_on <= now]
+    soon = [item for item in due if item.anonymize_on > now]
+    print(f"retention: events end + {ctx.settings['privacy.retention_months']} months "
+          "(or the workspace's own retention_months); dry run, nothing changed")
+    for title, items in ((f"anonymized at the next nightly run: {len(now_due)} event(s)", now_due),
+                         (f"anonymized within {notice.days} days: {len(soon)} event(s)", soon)):
+        print(title)
+        for item in items:
+            print(f"  {item.anonymize_on:%Y-%m-%d}  {item.event_id}  {item.guests} guest(s)  workspace "
+                  f"{item.workspace_id}  owners told: {'yes' if item.noticed else 'no'}")
+    return 0
+
+
 def _positive(value: str) -> int:
     number = int(value)
     if number < 1:
@@ -448,6 +471,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_outbox_commands(sub)
     _add_suppression_commands(sub)
     _add_guard_commands(sub)
+
+    privacy = sub.add_parser("privacy", help="privacy: what retention will anonymize")
+    privacy_sub = privacy.add_subparsers(dest="privacy_command", required=True)
+    report = privacy_sub.add_parser("report", help="the events retention anonymizes at the next run and "
+                                    "within the notice period (a dry run)")
+    report.add_argument("ini")
+    report.set_defaults(func=cmd_privacy_report)
 
     admin = sub.add_parser("create-admin", help="create or promote a platform admin")
     admin.add_argument("ini")

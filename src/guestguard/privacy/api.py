@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
+from pydantic import Field
 from pyramid.view import view_config
 
 from guestguard.accounts.schemas import AnyPassword
+from guestguard.audit.services import record
 from guestguard.contract import Message, Moment, Out, Refused
-from guestguard.permissions import ACCOUNT, GUESTS_EDIT
+from guestguard.permissions import ACCOUNT, GUESTS_EDIT, WORKSPACE_EDIT
 from guestguard.privacy import deletion, exports, services
 from guestguard.validation import Input
 
@@ -74,3 +77,27 @@ def delete_account(request):
     return Message(message=f"Your account is deleted. A copy of your data and a link to undo this within "
                            f"{request.registry.settings['privacy.deletion_grace_days']} days were emailed to "
                            f"{user.email}.")
+
+
+class RetentionInput(Input):
+    # Months after an event ends before its guests are anonymized; null:
+    # the platform's privacy.retention_months.
+    months: Annotated[int, Field(ge=1, le=120)] | None
+
+
+class RetentionOut(Out):
+    months: int | None
+    default_months: int
+
+
+@view_config(route_name="api_workspace_retention", request_method="PUT", renderer="json",
+             permission=WORKSPACE_EDIT, body=RetentionInput, response=RetentionOut)
+def set_retention(context, request):
+    """How long the workspace keeps guests' details after an event ends."""
+    months = request.body_input.months
+    workspace = context.workspace
+    if workspace.retention_months != months:
+        workspace.retention_months = months
+        record(request.ctx, "workspace.retention_set", actor_id=request.ctx.actor_id, workspace_id=workspace.id,
+               target_type="workspace", target_id=workspace.id, months=months)
+    return RetentionOut(months=months, default_months=request.registry.settings["privacy.retention_months"])

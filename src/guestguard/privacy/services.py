@@ -31,13 +31,19 @@ def forget_guest(ctx, guest_id: uuid.UUID) -> Guest:
     guest = ctx.db.scalar(select(Guest).where(Guest.id == guest_id).execution_options(populate_existing=True))
     if guest.forgotten_at is not None:
         return guest
-    for job in privacy_jobs(ctx.registry):
-        if job.forget_guest is not None:
-            job.forget_guest(ctx, guest)
-    guest.forgotten_at = utcnow()
+    erase_guest(ctx, guest)
     # Ids only: the audit trail says that the guest was forgotten, never who.
     record(ctx, "guest.forgotten", actor_id=ctx.actor_id, workspace_id=guest.workspace_id,
            target_type="guest", target_id=guest.id, event_id=str(guest.event_id))
     ctx.emit("guest.forgotten", {"event_id": str(guest.event_id), "guest_id": str(guest.id)},
              guest.workspace_id)
     return guest
+
+
+def erase_guest(ctx, guest: Guest) -> None:
+    """Every privacy job's part of forgetting the (locked) guest; the row
+    stays, marked. No audit row: the caller records what it did."""
+    for job in privacy_jobs(ctx.registry):
+        if job.forget_guest is not None:
+            job.forget_guest(ctx, guest)
+    guest.forgotten_at = utcnow()

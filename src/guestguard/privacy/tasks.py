@@ -6,7 +6,7 @@ import logging
 from guestguard.accounts.models import User
 from guestguard.context import context_of
 from guestguard.db import utcnow
-from guestguard.privacy import deletion, exports
+from guestguard.privacy import deletion, exports, retention
 from guestguard.privacy.models import DataExport
 from guestguard.tasks import claim_job, hold_lease
 
@@ -82,3 +82,21 @@ def erase_deleted_accounts(request, now=None) -> int:
     if erased:
         log.info("accounts: %d deleted account(s) erased after their grace period", erased)
     return erased
+
+
+def apply_retention(request, now=None) -> int:
+    """Nightly: notices for what is anonymized soon, then every event past
+    its retention anonymized, one per transaction. Returns events done."""
+    ctx = context_of(request)
+    now = now or utcnow()
+    with ctx.tm:
+        retention.send_notices(ctx, now)
+        due = [item.event_id for item in retention.due_events(ctx.db, ctx.settings, now)]
+    done = 0
+    for event_id in due:
+        with ctx.tm:
+            retention.anonymize_event(ctx, event_id, now)
+            done += 1
+    if done:
+        log.info("retention: %d event(s) anonymized", done)
+    return done
