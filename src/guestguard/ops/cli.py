@@ -340,6 +340,31 @@ def cmd_guard_report(args) -> int:
     return 0
 
 
+def cmd_restore_verify(args) -> int:
+    """Check a restored database: schema at head, foreign keys, invariants."""
+    from alembic.script import ScriptDirectory
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from guestguard.ops.restore_verify import READ_ONLY, report, verify
+
+    config = _config(args.ini)
+    script_dir = ScriptDirectory.from_config(alembic_config(args.ini))
+    engine = config.registry["db.engine"]
+    try:
+        with engine.connect() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(READ_ONLY)
+            checks = verify(connection, config.registry.settings, script_dir)
+            connection.rollback()
+    except SQLAlchemyError as exc:
+        print(f"FAIL  the database cannot be read: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+        return 1
+    finally:
+        engine.dispose()
+    print(report(checks))
+    return 0 if all(check.ok for check in checks) else 1
+
+
 def cmd_privacy_report(args) -> int:
     """What retention would do now and in the notice period; changes nothing."""
     import datetime as dt
@@ -471,6 +496,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_outbox_commands(sub)
     _add_suppression_commands(sub)
     _add_guard_commands(sub)
+
+    restore_verify = sub.add_parser("restore-verify", help="check a restored database: schema at the migration "
+                                    "head, foreign keys and invariants (exit 1 on any breach)")
+    restore_verify.add_argument("ini")
+    restore_verify.set_defaults(func=cmd_restore_verify)
 
     privacy = sub.add_parser("privacy", help="privacy: what retention will anonymize")
     privacy_sub = privacy.add_subparsers(dest="privacy_command", required=True)
