@@ -1,6 +1,7 @@
 """Recovery: a populated PostgreSQL database is dumped, restored into a new
 one, and ``guestguard restore-verify`` passes on it; one broken invariant
 makes it fail, naming it. On SQLite: the checks themselves."""
+import logging
 import subprocess
 import uuid
 
@@ -10,6 +11,7 @@ from sqlalchemy.engine import make_url
 
 from guestguard.testing import add_guest, event_host, guestguard_command, issue, site_ini
 
+log = logging.getLogger(__name__)
 EVENT = {"name": "Midsummer Gala", "status": "published", "starts_at": "2030-06-21T19:00:00",
          "timezone": "Europe/London"}
 
@@ -82,13 +84,13 @@ def test_a_dump_restored_into_a_new_database_verifies(app, run_in_request, db_ur
         restored_url = url.set(database=restored).render_as_string(hide_password=False)
         ini = site_ini(tmp_path)
         passed = verify(ini, restored_url)
-        print("restore-verify on the restored copy:\n" + passed.stdout)
+        log.info("restore-verify on the restored copy:\n%s", passed.stdout)
         assert passed.returncode == 0, passed.stdout + passed.stderr
         assert "all 7 checks passed" in passed.stdout
         # One invariant broken: Grace's answer no longer her latest RSVP.
         execute(restored_url, "UPDATE guests SET response = 'maybe' WHERE id = :id", id=grace["id"])
         failed = verify(ini, restored_url)
-        print("restore-verify after breaking one invariant:\n" + failed.stdout)
+        log.info("restore-verify after breaking one invariant:\n%s", failed.stdout)
         assert failed.returncode == 1
         assert ("FAIL  every guest's answer is their latest RSVP: 1 guest(s) whose answer is not their latest "
                 "RSVP, 0 with RSVPs but no answer") in failed.stdout
