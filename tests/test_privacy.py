@@ -716,3 +716,22 @@ def test_the_privacy_report_is_a_dry_run(tmp_path, db_url, app, host, known_gues
     assert f"{host['event']['id']}  2 guest(s)" in result.stdout
     assert "grace" not in result.stdout.lower()
     assert count(app, run_in_request, Guest, Guest.forgotten_at.is_not(None)) == 0
+
+
+# --- the policy pages ------------------------------------------------------------------------
+
+
+def test_operators_replace_the_policy_pages_by_url_or_file(make_app, tmp_path):
+    from guestguard.testing import main_text
+
+    placeholder = make_app().get("/privacy")
+    assert "placeholder" in main_text(placeholder).lower()
+    page = tmp_path / "terms.html"
+    page.write_text("<h1>Terms of Example Events Ltd</h1><p>Be kind.</p>", encoding="utf-8")
+    app = make_app({"policies.privacy_page": "https://example.com/privacy", "policies.terms_page": str(page)})
+    assert app.get("/privacy", status=302).location == "https://example.com/privacy"
+    terms = app.get("/terms", status=200)
+    assert "Terms of Example Events Ltd Be kind." in main_text(terms)
+    assert terms.html.find("footer").find("a", string="Privacy")["href"] == "/privacy"
+    with pytest.raises(SettingsError, match="policies.terms_page"):
+        make_app({"policies.terms_page": str(tmp_path / "missing.html")})

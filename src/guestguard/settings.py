@@ -14,6 +14,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -67,6 +68,18 @@ def env_var_for(name: str) -> str:
 
 def as_str(value: str) -> str:
     return value.strip()
+
+
+def as_page(value: str) -> str:
+    """A page the operator supplies: empty (the built-in one), an http(s)
+    URL (visitors are sent there), or the path of an HTML file (shown inside
+    the site's layout), which must exist."""
+    value = value.strip()
+    if not value or value.startswith(("https://", "http://")):
+        return value
+    if not Path(value).is_file():
+        raise ValueError(f"{value!r} is neither an http(s) URL nor an existing HTML file")
+    return value
 
 
 def as_bool(value: str) -> bool:
@@ -336,6 +349,11 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting("policies.updated_at", as_date, dt.date(2026, 11, 1),
             "Date of the current privacy policy and terms; users who accepted earlier versions "
             "are asked to accept again."),
+    Setting("policies.privacy_page", as_page, "",
+            "The privacy policy: empty for the built-in placeholder, an https:// URL to send visitors to, "
+            "or the path of an HTML file shown inside the site's layout."),
+    Setting("policies.terms_page", as_page, "",
+            "The terms of service, as policies.privacy_page."),
     Setting("http.max_body_bytes", as_int(1024, 1024 * 1024 * 1024), 2 * 1024 * 1024,
             "Largest request body of any kind; larger gets 413 before anything reads it."),
     Setting("api.max_body_bytes", as_int(1024, 100 * 1024 * 1024), 65536,

@@ -7,8 +7,10 @@ exception."""
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
-from pyramid.httpexceptions import HTTPNotFound
+from pyramid.httpexceptions import HTTPFound, HTTPNotFound
+from pyramid.renderers import render_to_response
 from pyramid.security import forget, remember
 from pyramid.view import view_config
 
@@ -370,11 +372,24 @@ def accept_policies(request):
     return redirect(request, next_path or request.route_path("account"))
 
 
+def policy_page(request, setting: str, title: str):
+    """The operator's page when one is configured (a URL to go to, or an
+    HTML file to show), else the built-in placeholder."""
+    page = request.registry.settings[setting]
+    if page.startswith(("https://", "http://")):
+        return HTTPFound(page)
+    if page:
+        content = Path(page).read_text(encoding="utf-8")
+        return render_to_response("legal/operator.jinja2", {"title": title, "content": content},
+                                  request=request)
+    return policies_context(request)
+
+
 @view_config(route_name="privacy", request_method="GET", renderer="legal/privacy.jinja2")
 def privacy(request):
-    return policies_context(request)
+    return policy_page(request, "policies.privacy_page", "Privacy policy")
 
 
 @view_config(route_name="terms", request_method="GET", renderer="legal/terms.jinja2")
 def terms(request):
-    return policies_context(request)
+    return policy_page(request, "policies.terms_page", "Terms of service")
