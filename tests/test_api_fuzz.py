@@ -178,10 +178,11 @@ def build_world(factory, redis_url) -> World:
     rows = [("Ivy Holder", "ivy@example.com", None), ("Hal Flagged", "hal@example.com", None),
             ("Alan Phone", None, "+44 20 7946 0958"), ("Nora Nocontact", None, None),
             ("Sid Spare", "sid@example.com", None), ("Sue Spare", None, "+33 1 23 45 67 89"),
-            ("Dora Deleted", "dora@example.com", None), ("Dan Deleted", None, None)]
+            ("Dora Deleted", "dora@example.com", None), ("Dan Deleted", None, None),
+            ("Fay Forgotten", "fay@example.com", None), ("Finn Forgotten", None, "+33 1 23 45 67 88")]
     guests = app.post_json(guests_url, [{"name": name, "email": email, "phone": phone} for name, email, phone in rows],
                            headers=ada).json["guests"]
-    ivy, hal, alan, nora, sid, sue, dora, dan = (guest["id"] for guest in guests)
+    ivy, hal, alan, nora, sid, sue, dora, dan, fay, finn = (guest["id"] for guest in guests)
     token = app.post_json(f"{guests_url}/{ivy}/tokens", {}, headers=ada).json["token"]
 
     def flags_and_invites(request):
@@ -220,6 +221,8 @@ def build_world(factory, redis_url) -> World:
         "delete_event": {"event_id": [spare_event]},
         "update_event": {"event_id": [changed_event]},
         "delete_guest": {"event_id": [event], "guest_id": [dora, dan]},
+        # Forgetting a guest deletes their links: the others' guests keep theirs.
+        "forget_guest": {"event_id": [event], "guest_id": [fay, finn]},
         "issue_token": links, "revoke_token": links, "send_one": links,
         "reissue_link": {"event_id": [event], "flag_id": [reissued]},
         "verify_email": {"token": [verify_token]},
