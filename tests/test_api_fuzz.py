@@ -370,6 +370,7 @@ def test_api(case, world):
         STATS[f"op:{operation_id}"] += 1
 
 
+NOT_IN_SEQUENCES = ("forget_guest", "request_data_export", "delete_account", "set_retention")
 STATEFUL = hypothesis.settings(SETTINGS, max_examples=15, stateful_step_count=8)
 STATEFUL_CHECKS = ("use_after_free", "ensure_resource_availability")
 
@@ -380,7 +381,11 @@ def test_api_links(world):
     generated session cookie rides along with the host's bearer token (which
     wins, by design), so ``ignored_auth`` is left to ``test_api``."""
     schema.app = world.app.app
-    machine = schema.as_state_machine()
+    # Privacy's calls are fuzzed one by one (test_api) but left out of the
+    # sequences: a forget, an export or a deletion changes what every later
+    # step of a sequence meets (links gone, mail sent), which hypothesis
+    # takes for a flaky strategy when it replays the sequence.
+    machine = schema.exclude(operation_id=list(NOT_IN_SEQUENCES)).as_state_machine()
     linked = [check for check in CHECKS.get_all() if check.__name__ in STATEFUL_CHECKS]
 
     class Links(machine):
