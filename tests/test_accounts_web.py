@@ -343,7 +343,8 @@ def test_every_form_carries_the_csrf_token(app):
     token = page.forms["profile-form"]["csrf_token"].value
     assert len(token) >= 32
     assert {form["csrf_token"].value for form in page.forms.values()} == {token}
-    assert len(page.html.find_all("form")) == 4  # profile, password, sign out everywhere, sign out (nav)
+    # profile, password, data export, account deletion, sign out everywhere, sign out (nav)
+    assert len(page.html.find_all("form")) == 6
 
 
 def test_login_starts_a_fresh_csrf_token(app):

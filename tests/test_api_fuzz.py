@@ -178,10 +178,11 @@ def build_world(factory, redis_url) -> World:
     rows = [("Ivy Holder", "ivy@example.com", None), ("Hal Flagged", "hal@example.com", None),
             ("Alan Phone", None, "+44 20 7946 0958"), ("Nora Nocontact", None, None),
             ("Sid Spare", "sid@example.com", None), ("Sue Spare", None, "+33 1 23 45 67 89"),
-            ("Dora Deleted", "dora@example.com", None), ("Dan Deleted", None, None)]
+            ("Dora Deleted", "dora@example.com", None), ("Dan Deleted", None, None),
+            ("Fay Forgotten", "fay@example.com", None), ("Finn Forgotten", None, "+33 1 23 45 67 88")]
     guests = app.post_json(guests_url, [{"name": name, "email": email, "phone": phone} for name, email, phone in rows],
                            headers=ada).json["guests"]
-    ivy, hal, alan, nora, sid, sue, dora, dan = (guest["id"] for guest in guests)
+    ivy, hal, alan, nora, sid, sue, dora, dan, fay, finn = (guest["id"] for guest in guests)
     token = app.post_json(f"{guests_url}/{ivy}/tokens", {}, headers=ada).json["token"]
 
     def flags_and_invites(request):
@@ -220,6 +221,8 @@ def build_world(factory, redis_url) -> World:
         "delete_event": {"event_id": [spare_event]},
         "update_event": {"event_id": [changed_event]},
         "delete_guest": {"event_id": [event], "guest_id": [dora, dan]},
+        # Forgetting a guest deletes their links: the others' guests keep theirs.
+        "forget_guest": {"event_id": [event], "guest_id": [fay, finn]},
         "issue_token": links, "revoke_token": links, "send_one": links,
         "reissue_link": {"event_id": [event], "flag_id": [reissued]},
         "verify_email": {"token": [verify_token]},
@@ -367,6 +370,7 @@ def test_api(case, world):
         STATS[f"op:{operation_id}"] += 1
 
 
+NOT_IN_SEQUENCES = ("forget_guest", "request_data_export", "delete_account", "set_retention")
 STATEFUL = hypothesis.settings(SETTINGS, max_examples=15, stateful_step_count=8)
 STATEFUL_CHECKS = ("use_after_free", "ensure_resource_availability")
 
@@ -377,7 +381,11 @@ def test_api_links(world):
     generated session cookie rides along with the host's bearer token (which
     wins, by design), so ``ignored_auth`` is left to ``test_api``."""
     schema.app = world.app.app
-    machine = schema.as_state_machine()
+    # Privacy's calls are fuzzed one by one (test_api) but left out of the
+    # sequences: a forget, an export or a deletion changes what every later
+    # step of a sequence meets (links gone, mail sent), which hypothesis
+    # takes for a flaky strategy when it replays the sequence.
+    machine = schema.exclude(operation_id=list(NOT_IN_SEQUENCES)).as_state_machine()
     linked = [check for check in CHECKS.get_all() if check.__name__ in STATEFUL_CHECKS]
 
     class Links(machine):

@@ -45,6 +45,7 @@ SPEC = {
     ("api_workspace_deliveries", "GET"): EVERYONE,
     ("api_workspace_leave", "POST"): PEOPLE,
     ("api_workspace_transfer", "POST"): OWNER,
+    ("api_workspace_retention", "PUT"): EDITORS,
     ("api_members", "GET"): EDITORS,
     ("api_member", "PATCH"): MANAGERS,
     ("api_member", "DELETE"): MANAGERS,
@@ -85,6 +86,7 @@ SPEC = {
     ("api_guest", "GET"): EVERYONE,
     ("api_guest", "PATCH"): EDITORS,
     ("api_guest", "DELETE"): EDITORS,
+    ("api_guest_forget", "POST"): EDITORS,
     ("api_guest_tokens", "POST"): EDITORS,
     ("api_guest_tokens", "DELETE"): EDITORS,
     ("api_guest_send", "POST"): EDITORS,
@@ -160,10 +162,16 @@ SPEC = {
     # --- one's own account -------------------------------------------------------
     ("api_me", "GET"): PEOPLE,
     ("api_me", "PATCH"): PEOPLE,
+    ("api_me", "DELETE"): PEOPLE,
     ("api_me_password", "POST"): PEOPLE,
     ("api_me_sessions", "GET"): PEOPLE,
     ("api_me_session", "DELETE"): PEOPLE,
     ("api_me_accept_policies", "POST"): PEOPLE,
+    ("api_me_data_export", "POST"): PEOPLE,
+    ("account_data_export", "POST"): PEOPLE,
+    ("data_export_download", "GET"): PEOPLE,  # and only the export's owner: anyone else gets 404
+    ("data_export_download", "POST"): PEOPLE,  # an account being deleted: its owner's password
+    ("account_delete", "POST"): PEOPLE,
     ("api_logout", "POST"): PEOPLE,
     ("api_logout_all", "POST"): PEOPLE,
     ("account", "GET"): PEOPLE,
@@ -200,6 +208,8 @@ SPEC = {
     ("access_ics", "GET"): PUBLIC,
     ("event_cover", "GET"): PUBLIC,  # its address is unguessable (events/branding.py)
     ("rsvp", "POST"): PUBLIC,
+    ("account_deletion_cancel", "GET"): PUBLIC,  # the emailed token is the credential
+    ("account_deletion_cancel", "POST"): PUBLIC,
     ("privacy", "GET"): PUBLIC,
     ("terms", "GET"): PUBLIC,
     ("home", "GET"): PUBLIC,
@@ -289,8 +299,8 @@ def team(matrix_app, run_in_request):
         ids = {"workspace_id": ours.id, "member_id": staff.id, "invitation_id": invitation.id,
                "key_id": key.id, "event_id": event.id, "guest_id": guest.id, "flag_id": flag.id,
                "import_id": imported.id,
-               "session_id": session_id, "token": "x" * 43, "scan_id": "scan-0001", "cover_id": uuid.uuid4(),
-               "signature": "0" * 64}
+               "session_id": session_id, "token": "x" * 43, "scan_id": "scan-0001", "export_id": uuid.uuid4(),
+               "cover_id": uuid.uuid4(), "signature": "0" * 64}
         return ids, credentials
 
     ids, credentials = run_in_request(build, matrix_app.app.registry)

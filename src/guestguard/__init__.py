@@ -42,6 +42,7 @@ AREAS = (
     "guestguard.reminders",
     "guestguard.activity",
     "guestguard.guard",
+    "guestguard.privacy",
     "guestguard.ops",
     "guestguard.openapi",
 )

@@ -94,6 +94,19 @@ def register_importers(settings):
 
 
 @hookspec
+def register_privacy_jobs(settings):
+    """Return a list of :class:`guestguard.plugins.PrivacyJob`: the data map.
+
+    Every area and plugin that stores personal data declares it here, table
+    by table (:class:`guestguard.plugins.PersonalData`: the columns, their
+    category, whose data it is, how it is exported and how it is erased). A
+    job's ``forget_guest(ctx, guest)`` erases what it holds about one guest
+    when a host forgets them. A test fails when a model has a column that
+    looks personal and no job claims it.
+    """
+
+
+@hookspec
 def configure(config):
     """Extend the Pyramid configuration: routes, views, templates, tasks.
 

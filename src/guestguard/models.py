@@ -12,6 +12,7 @@ from guestguard.events import models as _events  # noqa: F401
 from guestguard.guard import models as _guard  # noqa: F401
 from guestguard.imports import models as _imports  # noqa: F401
 from guestguard.notifications import models as _notifications  # noqa: F401
+from guestguard.privacy import models as _privacy  # noqa: F401
 from guestguard.reminders import models as _reminders  # noqa: F401
 from guestguard.webhooks import models as _webhooks  # noqa: F401
 from guestguard.workspaces import models as _workspaces  # noqa: F401

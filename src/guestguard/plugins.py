@@ -55,7 +55,9 @@ __all__ = [
     "NotificationProvider",
     "OutgoingMessage",
     "PermanentDeliveryError",
+    "PersonalData",
     "PluginInfo",
+    "PrivacyJob",
     "ReadOptions",
     "Setting",
     "SettingsError",
@@ -93,6 +95,7 @@ DEFAULT_PLUGINS = (
     "guestguard.guard.rules",
     "guestguard.activity.listeners",
     "guestguard.events.alerts",
+    "guestguard.privacy.jobs",
 )
 
 
@@ -425,6 +428,62 @@ class Importer(Protocol):
     # Optional, for the export: ``media_type`` (str) and
     # ``write(rows: Iterable[list[str]]) -> bytes``, the rows as a file of
     # this format (the first row is the header).
+
+
+# --- the data map (register_privacy_jobs) ---------------------------------------
+
+# Whose data a declaration is: a signed-up user's, a guest's (no account), or
+# the people a workspace's own content names (event names, hosts' messages).
+SUBJECTS = ("user", "guest", "workspace")
+
+
+@dataclass(frozen=True)
+class PersonalData:
+    """Columns of one table that hold personal data, and what happens to them.
+
+    ``category``: what kind of data it is, in a word or two ("contact",
+    "identity", "network", "free text", "answers", "file", "reference").
+    ``subject``: whose it is (one of ``SUBJECTS``). ``export``: how a copy
+    reaches the person (the export file it lands in, or why it is not
+    exported). ``erasure``: how it is erased or anonymized, and when.
+    """
+
+    table: str
+    columns: tuple[str, ...]
+    category: str
+    subject: str
+    export: str
+    erasure: str
+
+    def __post_init__(self) -> None:
+        if self.subject not in SUBJECTS:
+            raise SettingsError(f"personal data of {self.table!r} names an unknown subject "
+                                f"{self.subject!r}; one of: {', '.join(SUBJECTS)}")
+        if not self.columns:
+            raise SettingsError(f"personal data of {self.table!r} names no columns")
+
+
+@dataclass(frozen=True)
+class PrivacyJob:
+    """One area's or plugin's part of the data map and of erasure.
+
+    ``name`` is unique. ``data`` declares every personal column the area
+    stores. ``forget_guest(ctx, guest)``, when given, erases what the area
+    holds about one guest inside the caller's transaction (the guest row
+    itself stays, anonymized, so the event's counts stay exact); it must be
+    safe to run twice. ``not_personal`` lists ``table.column`` names whose
+    name looks personal but whose values are not (``domain_events.name`` is
+    an event's kind): reviewed, so the data map's test accepts them.
+    """
+
+    name: str
+    data: tuple[PersonalData, ...]
+    forget_guest: Callable[[Any, Any], None] | None = None
+    # ``export_user(ctx, user)`` -> (file name, rows) pairs: the files this
+    # job adds to a user's data export, each row a JSON-able dict, read
+    # lazily (stream from the database: an account may be large).
+    export_user: Callable[[Any, Any], Iterable[tuple[str, Iterable[dict[str, Any]]]]] | None = None
+    not_personal: tuple[str, ...] = ()
 
 
 # --- loading -----------------------------------------------------------------

@@ -14,6 +14,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -67,6 +68,18 @@ def env_var_for(name: str) -> str:
 
 def as_str(value: str) -> str:
     return value.strip()
+
+
+def as_page(value: str) -> str:
+    """A page the operator supplies: empty (the built-in one), an http(s)
+    URL (visitors are sent there), or the path of an HTML file (shown inside
+    the site's layout), which must exist."""
+    value = value.strip()
+    if not value or value.startswith(("https://", "http://")):
+        return value
+    if not Path(value).is_file():
+        raise ValueError(f"{value!r} is neither an http(s) URL nor an existing HTML file")
+    return value
 
 
 def as_bool(value: str) -> bool:
@@ -336,6 +349,11 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting("policies.updated_at", as_date, dt.date(2026, 11, 1),
             "Date of the current privacy policy and terms; users who accepted earlier versions "
             "are asked to accept again."),
+    Setting("policies.privacy_page", as_page, "",
+            "The privacy policy: empty for the built-in placeholder, an https:// URL to send visitors to, "
+            "or the path of an HTML file shown inside the site's layout."),
+    Setting("policies.terms_page", as_page, "",
+            "The terms of service, as policies.privacy_page."),
     Setting("http.max_body_bytes", as_int(1024, 1024 * 1024 * 1024), 2 * 1024 * 1024,
             "Largest request body of any kind; larger gets 413 before anything reads it."),
     Setting("api.max_body_bytes", as_int(1024, 100 * 1024 * 1024), 65536,
@@ -416,6 +434,18 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting("imports.keep_hours", as_int(1, 24 * 30), 24,
             "Hours an uploaded file is kept (to import its preview, to download its error rows); "
             "previews never imported are deleted after it, imports keep their counts."),
+    Setting("privacy.export_dir", as_str, "var/exports",
+            "Directory where data exports wait for their one download (the worker writes, the web serves: "
+            "shared by both); files are deleted after the download or the link's expiry."),
+    Setting("privacy.retention_months", as_int(1, 120), 18,
+            "Months after an event ends before its guests are anonymized by the nightly job "
+            "(a workspace may set its own)."),
+    Setting("privacy.retention_notice_days", as_int(1, 60), 14,
+            "Days before an event is anonymized that its workspace's owners are told."),
+    Setting("privacy.deletion_grace_days", as_int(1, 90), 30,
+            "Days a deleted account can still be brought back by the emailed link before it is erased for good."),
+    Setting("privacy.export_link_days", as_int(1, 30), 7,
+            "Days the emailed link to a data export works (once, signed in as its owner)."),
     Setting("covers.max_bytes", as_int(64 * 1024, 50 * 1024 * 1024), 5 * 1024 * 1024,
             "Largest cover image a host may upload for an event; larger is refused (413 past it)."),
     Setting("covers.max_width", as_int(320, 4000), 1600,

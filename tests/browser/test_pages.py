@@ -295,3 +295,27 @@ def test_a_new_events_time_zone_starts_as_the_browsers(world, site, browse):
     page.get_by_label("Time zone").fill("Europe/Lisbon")  # what the host types stays
     page.get_by_role("button", name="Create event").click()  # refused (no name): the typed zone comes back
     expect(page.get_by_label("Time zone")).to_have_value("Europe/Lisbon")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_the_privacy_section_and_the_export_email(device, world, site, browse, axe, shoot):
+    """Ada asks for a copy of her data on her account page; the section says
+    it is on its way, and the email that brings the link reads well."""
+    page = browse(device)
+    signed_in_as_ada(site, page)
+    page.goto("/account")
+    page.get_by_role("button", name="Email me a copy of my data").click()
+    page.wait_for_url("**/account#privacy-title")
+    section = page.locator("section", has=page.get_by_role("heading", name="Your data"))
+    assert "we emailed ada@example.com a link" in section.inner_text().lower()
+    check(page, axe, shoot, device, "host-account-privacy")
+    section.screenshot(path=str(shoot(page, f"pages/host-account-privacy-section-{device}")))
+    message = next(message for message in site.messages_to("ada@example.com") if "data is ready" in message.subject)
+    mail = browse(device)  # as a mail client shows it: its HTML on its own
+    mail.set_content(message.html, wait_until="load")
+    assert mail.get_by_role("link", name="Download my data").get_attribute("href").startswith(
+        f"{site.url}/account/data-exports/")
+    result = mail.evaluate("axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21aa']}})")
+    assert not result["violations"], [violation["id"] for violation in result["violations"]]
+    assert mail.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
+    shoot(mail, f"pages/email-data-export-{device}")

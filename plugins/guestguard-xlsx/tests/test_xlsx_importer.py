@@ -82,6 +82,12 @@ def test_the_export_writes_text_cells_only():
     assert sheet["A2"].value == "=1+1" and sheet["A2"].data_type == "s"
 
 
+def test_the_export_keeps_a_name_with_a_control_character():
+    data = IMPORTER.write([["Name"], ["Ada\x07 Lovelace"]])
+    sheet = openpyxl.load_workbook(io.BytesIO(data)).active
+    assert sheet["A2"].value == "Ada\ufffd Lovelace"
+
+
 def test_a_damaged_workbook_is_named_not_a_crash():
     good = workbook(["Name"], ["Ada"])
     with zipfile.ZipFile(io.BytesIO(good)) as archive:

@@ -7,8 +7,10 @@ exception."""
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
-from pyramid.httpexceptions import HTTPNotFound
+from pyramid.httpexceptions import HTTPFound, HTTPNotFound
+from pyramid.renderers import render_to_response
 from pyramid.security import forget, remember
 from pyramid.view import view_config
 
@@ -245,6 +247,8 @@ def reset_password(request):
 def account_page(request, status: int = 200, **forms):
     """The account page's context; ``forms`` carries the values and errors
     of the one form being re-rendered."""
+    from guestguard.privacy.exports import latest_export
+
     private(request, status)
     identity = request.identity
     now = utcnow()
@@ -265,6 +269,11 @@ def account_page(request, status: int = 200, **forms):
         "others": sum(1 for row in rows if not row["current"]),
         "profile": {"values": {"display_name": identity.user.display_name}, "errors": {}},
         "password": {"values": {"end_other_sessions": True}, "errors": {}},
+        # The privacy section: the latest copy of the user's data asked for.
+        "data_export": latest_export(request.db, identity.user.id),
+        "export_link_days": request.registry.settings["privacy.export_link_days"],
+        "deletion": {"errors": {}},
+        "deletion_grace_days": request.registry.settings["privacy.deletion_grace_days"],
     }
     context.update(forms)
     return context
@@ -367,11 +376,24 @@ def accept_policies(request):
     return redirect(request, next_path or request.route_path("account"))
 
 
+def policy_page(request, setting: str, title: str):
+    """The operator's page when one is configured (a URL to go to, or an
+    HTML file to show), else the built-in placeholder."""
+    page = request.registry.settings[setting]
+    if page.startswith(("https://", "http://")):
+        return HTTPFound(page)
+    if page:
+        content = Path(page).read_text(encoding="utf-8")
+        return render_to_response("legal/operator.jinja2", {"title": title, "content": content},
+                                  request=request)
+    return policies_context(request)
+
+
 @view_config(route_name="privacy", request_method="GET", renderer="legal/privacy.jinja2")
 def privacy(request):
-    return policies_context(request)
+    return policy_page(request, "policies.privacy_page", "Privacy policy")
 
 
 @view_config(route_name="terms", request_method="GET", renderer="legal/terms.jinja2")
 def terms(request):
-    return policies_context(request)
+    return policy_page(request, "policies.terms_page", "Terms of service")

@@ -471,7 +471,7 @@ def latest_answer(guest_id_column, *columns: str) -> list:
 
 KEPT = ("response", "plus_ones", "dietary", "message", "plus_one_names", "answers")
 LOCKED_ANSWER = (
-    select(_guests.c.response, _guests.c.waitlisted_at, _guests.c.responded_at,
+    select(_guests.c.response, _guests.c.waitlisted_at, _guests.c.responded_at, _guests.c.forgotten_at,
            *latest_answer(_guests.c.id, "created_at", "id", *KEPT))
     .where(_guests.c.id == bindparam("guest_id"))
     .with_for_update(key_share=True, of=_guests)
@@ -535,15 +535,19 @@ def submit_rsvp(ctx, link, guest, event, data: RsvpInput, raw_token: str) -> tup
     if event.capacity is not None:
         seats.lock_places(db, event.id)  # before the guest's row: the order every path keeps
     # One answer at a time per guest: FOR NO KEY UPDATE (see db.lock_row).
-    previous, waitlisted_at, responded_at, latest_at, latest_id, *latest = db.execute(
+    previous, waitlisted_at, responded_at, forgotten_at, latest_at, latest_id, *latest = db.execute(
         LOCKED_ANSWER, {"guest_id": guest.id}).one()
+    if forgotten_at is not None:
+        # The host forgot the guest while this answer waited for the row:
+        # the link it came through is gone, and so is the answer.
+        raise EventsError(404, "not_found", "This invitation link is not valid.")
     if responded_at != latest_at:
         # PostgreSQL, READ COMMITTED: the lock waited for an answer that
         # committed meanwhile; the locked row is its version, but the
         # subqueries read the snapshot from before it. Asked again (a new
         # statement, a new snapshot, the lock held), the latest answer is
         # the one just committed, so the same answer twice records once.
-        previous, waitlisted_at, responded_at, latest_at, latest_id, *latest = db.execute(
+        previous, waitlisted_at, responded_at, _, latest_at, latest_id, *latest = db.execute(
             LOCKED_ANSWER, {"guest_id": guest.id}).one()
     answer = (data.response, plus_ones, data.dietary, data.message, names, replies)
     if latest_id is not None and tuple(latest) == answer:

@@ -58,6 +58,10 @@ class Event(IdMixin, TimestampMixin, Base):
     created_by_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), default=None)
     deleted_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # Retention (privacy.retention): when its owners were told the guests
+    # will be anonymized, and when they were.
+    retention_notice_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    anonymized_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
     __table_args__ = (Index("ix_events_workspace_starts", "workspace_id", "starts_at"),)
 
@@ -117,6 +121,9 @@ class Guest(IdMixin, TimestampMixin, Base):
     # The import that added the guest, so undoing it removes exactly its guests.
     import_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("guest_imports.id", ondelete="SET NULL"), index=True, default=None)
+    # When a host forgot the guest (privacy.forget): the row stays, stripped
+    # of everything personal, as the tally of their answer and invitation.
+    forgotten_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
     __table_args__ = (
         UniqueConstraint("event_id", "email"),

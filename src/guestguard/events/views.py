@@ -555,8 +555,16 @@ def guest_detail(context, request):
 def guest_update(context, request):
     event, guest = context.event, context.record
     action = request.POST.get("action")
-    if action in ("delete", "revoke") and not confirmed(request):
+    if action in ("delete", "revoke", "forget") and not confirmed(request):
         return guest_page(request, context, confirming=action)
+    if action == "forget":
+        from guestguard.privacy.services import forget_guest
+
+        name = guest.name
+        forget_guest(request.ctx, guest.id)
+        flash(request, f"{name} was forgotten: their details, answers’ details and uses of their link are gone; "
+                       "the event’s counts still include them.")
+        return redirect(request, request.route_path("event_guest", event_id=event.id, guest_id=guest.id))
     if action == "revoke":
         revoked = invitations.revoke_link(request.ctx, guest)
         flash(request, f"{guest.name}’s link was withdrawn: it no longer opens the invitation. "

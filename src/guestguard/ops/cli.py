@@ -340,6 +340,54 @@ def cmd_guard_report(args) -> int:
     return 0
 
 
+def cmd_restore_verify(args) -> int:
+    """Check a restored database: schema at head, foreign keys, invariants."""
+    from alembic.script import ScriptDirectory
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from guestguard.ops.restore_verify import READ_ONLY, report, verify
+
+    config = _config(args.ini)
+    script_dir = ScriptDirectory.from_config(alembic_config(args.ini))
+    engine = config.registry["db.engine"]
+    try:
+        with engine.connect() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(READ_ONLY)
+            checks = verify(connection, config.registry.settings, script_dir)
+            connection.rollback()
+    except SQLAlchemyError as exc:
+        print(f"FAIL  the database cannot be read: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+        return 1
+    finally:
+        engine.dispose()
+    print(report(checks))
+    return 0 if all(check.ok for check in checks) else 1
+
+
+def cmd_privacy_report(args) -> int:
+    """What retention would do now and in the notice period; changes nothing."""
+    import datetime as dt
+
+    from guestguard.privacy.retention import due_events
+
+    with _transaction(args.ini) as ctx:
+        now = dt.datetime.now(dt.UTC)
+        notice = dt.timedelta(days=ctx.settings["privacy.retention_notice_days"])
+        due = due_events(ctx.db, ctx.settings, now, within=notice)
+    now_due = [item for item in due if item.anonymize_on <= now]
+    soon = [item for item in due if item.anonymize_on > now]
+    print(f"retention: events end + {ctx.settings['privacy.retention_months']} months "
+          "(or the workspace's own retention_months); dry run, nothing changed")
+    for title, items in ((f"anonymized at the next nightly run: {len(now_due)} event(s)", now_due),
+                         (f"anonymized within {notice.days} days: {len(soon)} event(s)", soon)):
+        print(title)
+        for item in items:
+            print(f"  {item.anonymize_on:%Y-%m-%d}  {item.event_id}  {item.guests} guest(s)  workspace "
+                  f"{item.workspace_id}  owners told: {'yes' if item.noticed else 'no'}")
+    return 0
+
+
 def _positive(value: str) -> int:
     number = int(value)
     if number < 1:
@@ -448,6 +496,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_outbox_commands(sub)
     _add_suppression_commands(sub)
     _add_guard_commands(sub)
+
+    restore_verify = sub.add_parser("restore-verify", help="check a restored database: schema at the migration "
+                                    "head, foreign keys and invariants (exit 1 on any breach)")
+    restore_verify.add_argument("ini")
+    restore_verify.set_defaults(func=cmd_restore_verify)
+
+    privacy = sub.add_parser("privacy", help="privacy: what retention will anonymize")
+    privacy_sub = privacy.add_subparsers(dest="privacy_command", required=True)
+    report = privacy_sub.add_parser("report", help="the events retention anonymizes at the next run and "
+                                    "within the notice period (a dry run)")
+    report.add_argument("ini")
+    report.set_defaults(func=cmd_privacy_report)
 
     admin = sub.add_parser("create-admin", help="create or promote a platform admin")
     admin.add_argument("ini")

@@ -19,6 +19,9 @@ class Workspace(IdMixin, TimestampMixin, Base):
     slug: Mapped[str] = mapped_column(String(64), unique=True)
     personal: Mapped[bool] = mapped_column(default=False)
     deleted_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # Months after an event ends before its guests are anonymized; None:
+    # privacy.retention_months.
+    retention_months: Mapped[int | None] = mapped_column(default=None)
 
     memberships: Mapped[list[Membership]] = relationship(back_populates="workspace")
 

@@ -23,6 +23,7 @@ from typing import Any
 import openpyxl
 import python_calamine
 from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
 from guestguard.plugins import ReadOptions, Table, UnreadableFile, hookimpl
 
@@ -141,7 +142,9 @@ class XlsxImporter:
         for row in rows:
             cells = []
             for value in row:
-                cell = WriteOnlyCell(sheet, value=value)
+                # Control characters a worksheet cannot hold (a name pasted
+                # with one) become U+FFFD rather than failing the export.
+                cell = WriteOnlyCell(sheet, value=ILLEGAL_CHARACTERS_RE.sub("\ufffd", value))
                 cell.data_type = "s"  # text, always: never a formula
                 cells.append(cell)
             sheet.append(cells)

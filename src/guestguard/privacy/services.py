@@ -1,0 +1,49 @@
+"""Privacy: forgetting a guest through every area's privacy job.
+
+Services take a context (``guestguard.context``) and plain values; the
+views authorized the caller.
+"""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import select
+
+from guestguard.audit.services import record
+from guestguard.db import lock_row, utcnow
+from guestguard.events.models import Guest
+from guestguard.plugins import PrivacyJob
+
+
+def privacy_jobs(registry) -> Sequence[PrivacyJob]:
+    """The data map: every area's and plugin's privacy jobs."""
+    return registry["privacy.jobs"]
+
+
+def forget_guest(ctx, guest_id: uuid.UUID) -> Guest:
+    """Erase what every area holds about the guest, in this transaction,
+    keeping the row as the tally of their answer so the event's counts stay
+    exact. Forgetting a forgotten guest again changes nothing and records
+    nothing; two at once: the row lock lets one through, the other finds it
+    forgotten."""
+    lock_row(ctx.db, Guest, guest_id)
+    guest = ctx.db.scalar(select(Guest).where(Guest.id == guest_id).execution_options(populate_existing=True))
+    if guest.forgotten_at is not None:
+        return guest
+    erase_guest(ctx, guest)
+    # Ids only: the audit trail says that the guest was forgotten, never who.
+    record(ctx, "guest.forgotten", actor_id=ctx.actor_id, workspace_id=guest.workspace_id,
+           target_type="guest", target_id=guest.id, event_id=str(guest.event_id))
+    ctx.emit("guest.forgotten", {"event_id": str(guest.event_id), "guest_id": str(guest.id)},
+             guest.workspace_id)
+    return guest
+
+
+def erase_guest(ctx, guest: Guest) -> None:
+    """Every privacy job's part of forgetting the (locked) guest; the row
+    stays, marked. No audit row: the caller records what it did."""
+    for job in privacy_jobs(ctx.registry):
+        if job.forget_guest is not None:
+            job.forget_guest(ctx, guest)
+    guest.forgotten_at = utcnow()

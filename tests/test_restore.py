@@ -1,0 +1,98 @@
+"""Recovery: a populated PostgreSQL database is dumped, restored into a new
+one, and ``guestguard restore-verify`` passes on it; one broken invariant
+makes it fail, naming it. On SQLite: the checks themselves."""
+import logging
+import subprocess
+import uuid
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from guestguard.testing import add_guest, event_host, guestguard_command, issue, site_ini
+
+log = logging.getLogger(__name__)
+EVENT = {"name": "Midsummer Gala", "status": "published", "starts_at": "2030-06-21T19:00:00",
+         "timezone": "Europe/London"}
+
+
+def populate(app, run_in_request):
+    host = event_host(app, run_in_request, EVENT)
+    grace = add_guest(app, host)
+    alan = add_guest(app, host, name="Alan Turing", email="alan@example.com")
+    for guest, answer in ((grace, "yes"), (alan, "no")):
+        token = issue(app, host, guest)["token"]
+        app.get(f"/access/{token}")
+        app.post(f"/rsvp/{token}", {"response": answer, "plus_ones": "0"}, status=303)
+    return host, grace
+
+
+def verify(ini, db_url):
+    return guestguard_command("restore-verify", str(ini), env={"GG_DB_URL": db_url, "GG_HUEY_URL": "memory://"},
+                              timeout=120)
+
+
+def execute(db_url, statement, **params):
+    engine = create_engine(db_url)
+    with engine.begin() as connection:
+        connection.execute(text(statement), params)
+    engine.dispose()
+
+
+def test_the_checks_pass_on_a_live_database_and_name_a_breach(app, run_in_request, db_url, tmp_path):
+    _, grace = populate(app, run_in_request)
+    ini = site_ini(tmp_path)
+    passed = verify(ini, db_url)
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    assert "all 7 checks passed" in passed.stdout
+    execute(db_url, "UPDATE guests SET open_flags = 3 WHERE id = :id", id=uuid.UUID(grace["id"]).hex
+            if db_url.startswith("sqlite") else grace["id"])
+    failed = verify(ini, db_url)
+    assert failed.returncode == 1
+    assert "FAIL  counts kept on guests match their flags: 1 guest(s)" in failed.stdout
+    assert "6 of 7 checks passed" in failed.stdout
+
+
+def test_a_database_behind_the_code_fails_at_the_schema(app, db_url, tmp_path):
+    execute(db_url, "UPDATE alembic_version SET version_num = '0016'")
+    try:
+        failed = verify(site_ini(tmp_path), db_url)
+    finally:
+        # The database outlives this test on PostgreSQL (emptied, not dropped).
+        execute(db_url, "UPDATE alembic_version SET version_num = '0019'")
+    assert failed.returncode == 1
+    assert "FAIL  schema at the migration head: database at 0016, code at 0019" in failed.stdout
+
+
+def pg(command, *args):
+    return subprocess.run([command, *args], capture_output=True, text=True, timeout=300, check=True)
+
+
+def test_a_dump_restored_into_a_new_database_verifies(app, run_in_request, db_url, tmp_path):
+    if not db_url.startswith("postgresql"):
+        pytest.skip("pg_dump and pg_restore: PostgreSQL")
+    _, grace = populate(app, run_in_request)
+    url = make_url(db_url)
+    server = ["-h", url.host or "127.0.0.1", "-p", str(url.port or 5432), "-U", url.username or "postgres"]
+    dump = tmp_path / "backup.dump"
+    pg("pg_dump", *server, "--format=custom", "--no-owner", "--file", str(dump), url.database)
+    restored = f"{url.database}_restored"
+    pg("dropdb", *server, "--if-exists", restored)
+    pg("createdb", *server, restored)
+    try:
+        pg("pg_restore", *server, "--no-owner", "--exit-on-error", "--dbname", restored, str(dump))
+        restored_url = url.set(database=restored).render_as_string(hide_password=False)
+        ini = site_ini(tmp_path)
+        passed = verify(ini, restored_url)
+        log.info("restore-verify on the restored copy:\n%s", passed.stdout)
+        assert passed.returncode == 0, passed.stdout + passed.stderr
+        assert "all 7 checks passed" in passed.stdout
+        # One invariant broken: Grace's answer no longer her latest RSVP.
+        execute(restored_url, "UPDATE guests SET response = 'maybe' WHERE id = :id", id=grace["id"])
+        failed = verify(ini, restored_url)
+        log.info("restore-verify after breaking one invariant:\n%s", failed.stdout)
+        assert failed.returncode == 1
+        assert ("FAIL  every guest's answer is their latest RSVP: 1 guest(s) whose answer is not their latest "
+                "RSVP, 0 with RSVPs but no answer") in failed.stdout
+    finally:
+        pg("dropdb", *server, "--if-exists", "--force", restored)
