@@ -231,8 +231,9 @@ def forget_in_imports(ctx, guest) -> None:
     db = ctx.db
     imports = db.scalars(select(GuestImport).where(GuestImport.event_id == guest.event_id)).all()
     for imp in imports:
-        # One row cannot be cut out of a spreadsheet: a kept file goes whole.
-        imp.content = None
+        # One row cannot be cut out of a spreadsheet: a kept file goes
+        # whole, with the rows its preview checked.
+        imp.content = imp.checks = None
         kept = [change for change in imp.updates if change.get("guest_id") != str(guest.id)]
         if len(kept) != len(imp.updates):
             imp.updates = kept
@@ -241,7 +242,7 @@ def forget_in_imports(ctx, guest) -> None:
 IMPORTS_JOB = PrivacyJob(
     name="imports",
     data=(
-        PersonalData("guest_imports", ("content", "updates", "file_name", "mapping"), "file", GUEST,
+        PersonalData("guest_imports", ("content", "checks", "updates", "file_name", "mapping"), "file", GUEST,
                      NOT_EXPORTED + " (the guests it added are)",
                      "the file is dropped after imports.keep_hours; forget drops the event's kept files "
                      "and the guest's earlier values"),
@@ -377,8 +378,38 @@ PRIVACY_JOB = PrivacyJob(
     ),
 )
 
+
+
+# --- the door and the hosts' answer alerts ---------------------------------------------
+
+
+def forget_at_the_door(ctx, guest) -> None:
+    """The door's stored answers named the guest; the admissions stay, as
+    the headcount of who came in (their pass went with the guest's links)."""
+    from guestguard.checkin.models import DoorScan
+
+    ctx.db.execute(update(DoorScan).where(DoorScan.guest_id == guest.id).values(answer={})
+                   .execution_options(synchronize_session=False))
+
+
+DOOR_JOB = PrivacyJob(
+    name="door",
+    data=(
+        PersonalData("admissions", ("admitted_by_id", "undone_by_id", "admitted_by"), "who let a guest in",
+                     USER, NOT_EXPORTED, "the references are set to null when the user is deleted; the rows "
+                     "go with the event"),
+        PersonalData("door_scans", ("scanned_by_id",), "reference", USER, NOT_EXPORTED,
+                     "set to null when the user is deleted; the rows go with the event"),
+        PersonalData("door_scans", ("answer",), "the door's answer, naming the guest", GUEST, NOT_EXPORTED,
+                     "forget: emptied; the rows go with the event"),
+        PersonalData("answer_alerts", ("user_id",), "reference", USER, NOT_EXPORTED,
+                     "deleted with the user, the event or the workspace"),
+    ),
+    forget_guest=forget_at_the_door,
+)
+
 CORE_JOBS = (PRIVACY_JOB, GUARD_JOB, ACTIVITY_JOB, NOTIFICATIONS_JOB, IMPORTS_JOB, AUDIT_JOB, ACCOUNTS_JOB,
-             WORKSPACES_JOB, PLATFORM_JOB, EVENTS_JOB)
+             WORKSPACES_JOB, PLATFORM_JOB, EVENTS_JOB, DOOR_JOB)
 
 
 @hookimpl
