@@ -38,6 +38,19 @@ SIGNED = ""               # a provider's webhook: its signature is the only cred
 SPEC = {
     # --- the workspace and its members -------------------------------------------
     ("api_workspaces", "GET"): EVERYONE,
+    # --- billing: the plan is seen by every member, changed by owners only ---------
+    ("api_billing", "GET"): EVERYONE,
+    ("api_billing_checkout", "POST"): OWNER,
+    ("api_billing_portal", "POST"): OWNER,
+    ("api_billing_preview", "POST"): OWNER,
+    ("api_billing_plan", "POST"): OWNER,
+    ("api_billing_cancel", "POST"): OWNER,
+    ("workspace_billing", "GET"): OWNER,
+    ("workspace_billing_checkout", "POST"): OWNER,
+    ("workspace_billing_success", "GET"): OWNER,
+    ("workspace_billing_portal", "POST"): OWNER,
+    ("workspace_billing_change", "POST"): OWNER,
+    ("workspace_billing_cancel", "POST"): OWNER,
     ("api_workspaces", "POST"): PEOPLE,
     ("api_workspace", "GET"): EVERYONE,
     ("api_workspace", "PATCH"): EDITORS,

@@ -90,6 +90,10 @@ def queue_notification(
     ctx.registry["notifications.renderer"].check(channel, template)
     if channel == "sms":
         measure_sms(ctx, template, {**(context or {}), **(sealed or {})})
+        if workspace_id is not None and kind == GUEST_MESSAGE:
+            from guestguard.billing.services import SMS, charge
+
+            charge(ctx, workspace_id, SMS)
     notification_id = uuid.uuid4()
     notification = Notification(
         id=notification_id,
