@@ -407,3 +407,18 @@ def test_a_subscription_for_a_deleted_workspace_is_noted_not_applied(paying, led
                               price_id="price_pro_monthly", status="active", period_start=NOW, period_end=NOW)
     note = run_in_request(lambda r: services.apply_subscription(r.ctx, state), app.app.registry)
     assert "no longer exists" in note
+
+
+@pytest.mark.one_pass("sqlite")
+def test_the_flags_command_lists_defaults_and_refuses_bad_input(tmp_path):
+    from guestguard.testing import guestguard_command, site_ini
+
+    ini = site_ini(tmp_path)
+    assert guestguard_command("migrate", str(ini)).returncode == 0
+    listed = guestguard_command("flags", "list", str(ini))
+    assert listed.returncode == 0, listed.stderr
+    assert "on for every workspace by default: billing" in listed.stdout
+    bad = guestguard_command("flags", "on", str(ini), "billing", "not-a-workspace")
+    assert bad.returncode == 2 and "'not-a-workspace' is not a workspace id" in bad.stderr
+    bad = guestguard_command("flags", "on", str(ini), "Bad Name", str(uuid.uuid4()))
+    assert bad.returncode == 2 and "flag name" in bad.stderr
