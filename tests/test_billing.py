@@ -422,3 +422,24 @@ def test_the_flags_command_lists_defaults_and_refuses_bad_input(tmp_path):
     assert bad.returncode == 2 and "'not-a-workspace' is not a workspace id" in bad.stderr
     bad = guestguard_command("flags", "on", str(ini), "Bad Name", str(uuid.uuid4()))
     assert bad.returncode == 2 and "flag name" in bad.stderr
+
+
+def test_texts_past_the_plan_are_refused_alone_and_skipped_in_send_all(app, team, run_in_request):
+    """Free has no texts: a text invitation is 402; send-all sends the emails
+    and lists the text-only guest as waiting for the plan."""
+    event = app.post_json("/api/v1/events", {"workspace_id": team["workspace"], **EVENT, "status": "published"},
+                          headers=team["ada"], status=201).json["event"]
+    url = f"/api/v1/events/{event['id']}"
+    texted = app.post_json(f"{url}/guests", {"name": "Tex", "phone": "+44 20 7946 0958"}, headers=team["ada"],
+                           status=201).json["guest"]
+    app.post_json(f"{url}/guests", {"name": "Emma", "email": "emma@example.com"}, headers=team["ada"], status=201)
+    refused = app.post_json(f"{url}/guests/{texted['id']}/send", {}, headers=team["ada"], status=402).json["error"]
+    assert (refused["code"], refused["meter"], refused["limit"]) == ("plan_limit", "sms", 0)
+    from guestguard.events.models import InvitationLink
+
+    links = run_in_request(lambda r: r.db.scalar(select(func.count()).select_from(InvitationLink)))
+    assert links == 0, "a refused text issues no link"
+    sent = app.post_json(f"{url}/send-invitations", {}, headers=team["ada"], status=202).json
+    assert sent["queued"] == 1
+    assert [(s["name"], "text messages for this period are used" in s["reason"]) for s in sent["skipped"]] == [
+        ("Tex", True)]

@@ -165,6 +165,22 @@ def charge(ctx, workspace_id: uuid.UUID, meter: str, amount: int = 1, event_id: 
         _refuse(ctx, st, meter, limit, used)
 
 
+def remaining(ctx, workspace_id: uuid.UUID, meter: str) -> int | None:
+    """How much of a period meter (events, sms) is left; None: no limit
+    (unlimited, or enforcement off). A hint for bulk work deciding what to
+    skip; ``charge`` is still what counts."""
+    if not ctx.settings["billing.enforce"]:
+        return None
+    st = standing(ctx, workspace_id)
+    limit = st.limits[meter]
+    if limit is None:
+        return None
+    used = ctx.db.scalar(select(UsageCounter.used).where(
+        UsageCounter.workspace_id == workspace_id, UsageCounter.meter == meter,
+        UsageCounter.period_start == st.period_start)) or 0
+    return max(0, limit - used)
+
+
 def usage(ctx, workspace_id: uuid.UUID) -> dict[str, Any]:
     """Used and limit of each meter this period (guests: the fullest event)."""
     from guestguard.events.models import Event, Guest
@@ -444,9 +460,11 @@ def dunning_notice(ctx, workspace_id: uuid.UUID, invoice_id: str, attempt: int, 
     if not _workspace_exists(ctx, workspace_id):
         return False
     key = {"invoice_id": invoice_id, "attempt": attempt}
-    inserted = ctx.db.execute(_insert(ctx.db, DunningNotice).values(**key, workspace_id=workspace_id,
-                                                                   sent_at=utcnow()).on_conflict_do_nothing())
-    if inserted.rowcount == 0:
+    # RETURNING says whether this call inserted the row (a rowcount is not
+    # reliable for ON CONFLICT DO NOTHING across drivers).
+    inserted = ctx.db.scalar(_insert(ctx.db, DunningNotice).values(**key, workspace_id=workspace_id, sent_at=utcnow())
+                             .on_conflict_do_nothing().returning(DunningNotice.invoice_id))
+    if inserted is None:
         return False
     owners = ctx.db.scalars(select(Membership).where(Membership.workspace_id == workspace_id,
                                                      Membership.role == "owner"))

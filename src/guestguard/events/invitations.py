@@ -17,6 +17,7 @@ from guestguard import timefmt
 from guestguard.accounts.tokens import new_token
 from guestguard.activity import feed
 from guestguard.audit.services import record
+from guestguard.billing import services as billing
 from guestguard.db import is_sqlite, lock_name, sqlite_write_lock, utcnow
 from guestguard.events import branding, outbound, questions, seats, services
 from guestguard.events.models import CANCELLED, DRAFT, NO, YES, BulkAction, Event, Guest, InvitationLink, Rsvp
@@ -35,6 +36,7 @@ INVALID_LINK = "This invitation link is not valid."
 NO_CONTACT = "has no email address or phone number"
 CHANNEL_WORDS = {EMAIL: "email", SMS: "text messages"}
 UNREACHABLE = "can only be reached by a kind of message this GuestGuard cannot send"
+PLAN_TEXTS_USED = "would be sent a text message, and the plan's text messages for this period are used"
 MESSAGE_TOO_LONG = "message_too_long"
 SEND_ALL = "invitations.send_all"
 # A guest invited this recently is not sent another invitation (and new link)
@@ -274,12 +276,14 @@ def send_invitation(ctx, guest: Guest, event: Event, channel: str | None = None,
 
 def _send(ctx, guest: Guest, event: Event, channel: str, batch_id: str | None = None) -> None:
     """Under the event's send lock: a new link, the message, the record."""
+    if channel == SMS:  # counted before the new link replaces the old: a refusal changes nothing
+        billing.charge(ctx, event.workspace_id, billing.SMS)
     raw = issue_link(ctx, guest, event)
     notification = queue_notification(
         ctx, channel=channel, recipient=address_for(ctx, guest, channel),
         template=TEMPLATE, workspace_id=event.workspace_id, context=guest_message_context(ctx, event, guest),
         sealed={"invitation_url": access_url(ctx, raw)},
-        about={"event_id": str(event.id), "guest_id": str(guest.id)}, kind=GUEST_MESSAGE)
+        about={"event_id": str(event.id), "guest_id": str(guest.id)}, kind=GUEST_MESSAGE, plan_counted=True)
     guest.invited_at = utcnow()
     guest.invitation_id = notification.id
     details = {"batch_id": batch_id} if batch_id else {}
@@ -317,6 +321,11 @@ def send_all(ctx, event: Event) -> Sent:
         except EventsError as unsendable:
             reason = {"no_contact": NO_CONTACT, MESSAGE_TOO_LONG: too_long_for(ctx)}.get(unsendable.code, UNREACHABLE)
             skipped.append({"guest_id": str(guest.id), "name": guest.name, "reason": reason})
+            continue
+        if channel == SMS and billing.remaining(ctx, event.workspace_id, billing.SMS) == 0:
+            # Over the plan's texts: this guest waits (emails still go); the
+            # host sees why and can upgrade, then send again.
+            skipped.append({"guest_id": str(guest.id), "name": guest.name, "reason": PLAN_TEXTS_USED})
             continue
         _send(ctx, guest, event, channel, batch_id=str(batch.id))
         batch.queued += 1

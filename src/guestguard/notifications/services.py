@@ -71,6 +71,7 @@ def queue_notification(
     workspace_id: uuid.UUID | None = None,
     about: Mapping[str, str] | None = None,
     kind: str = ACCOUNT_MESSAGE,
+    plan_counted: bool = False,
 ) -> Notification:
     """Store a notification and enqueue its delivery after commit.
 
@@ -81,7 +82,9 @@ def queue_notification(
     ``kind`` is GUEST_MESSAGE for what a workspace sends its guests (an
     unsubscribe from that workspace stops it), else ACCOUNT_MESSAGE.
     A text longer than ``notifications.sms.max_segments`` raises
-    ``sms_segments.MessageTooLong`` and nothing is stored.
+    ``sms_segments.MessageTooLong`` and nothing is stored. A text to a guest
+    counts against the workspace's plan (402 ``plan_limit`` past it) unless
+    the caller counted it already (``plan_counted``).
     """
     if kind not in MESSAGE_KINDS:
         raise ValueError(f"unknown message kind {kind!r}")
@@ -90,7 +93,7 @@ def queue_notification(
     ctx.registry["notifications.renderer"].check(channel, template)
     if channel == "sms":
         measure_sms(ctx, template, {**(context or {}), **(sealed or {})})
-        if workspace_id is not None and kind == GUEST_MESSAGE:
+        if workspace_id is not None and kind == GUEST_MESSAGE and not plan_counted:
             from guestguard.billing.services import SMS, charge
 
             charge(ctx, workspace_id, SMS)
