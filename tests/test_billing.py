@@ -233,6 +233,7 @@ class LedgerBackend:
     ``down`` makes every call fail as an unreachable provider does."""
 
     name = "ledger"
+    page_origins = ("https://pay.example",)
 
     def __init__(self):
         self.sessions, self.subscriptions, self.down, self.calls = {}, {}, False, []

@@ -308,6 +308,8 @@ class BillingBackend(Protocol):
     when the provider cannot be reached and BillingRefused when it says no."""
 
     name: str
+    # Origins of the provider's Checkout and portal pages ("https://checkout.example").
+    page_origins: tuple[str, ...]
 
     def checkout(self, request: CheckoutRequest) -> str:
         """A Checkout page's URL for the plan."""

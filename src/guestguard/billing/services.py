@@ -36,9 +36,11 @@ class PlanLimitReached(Refusal):
     """402 ``plan_limit``: the workspace's plan allows no more of a meter."""
 
     def __init__(self, meter: str, limit: int, used: int, upgrade_url: str, plan: str):
-        nouns = {EVENTS: "events this period", GUESTS: "guests per event", SMS: "text messages this period"}
+        nouns = {EVENTS: ("event", "events", " this period"), GUESTS: ("guest", "guests", " per event"),
+                 SMS: ("text message", "text messages", " this period")}
+        one, many, per = nouns[meter]
         super().__init__(402, "plan_limit",
-                         f"The {plan} plan allows {limit} {nouns[meter]}, and {used} are used. "
+                         f"The {plan} plan allows {limit} {one if limit == 1 else many}{per}; {used} used. "
                          "Upgrade the plan to add more.",
                          limit=limit, used=used, upgrade_url=upgrade_url, meter=meter, plan=plan)
 
@@ -346,6 +348,14 @@ def backend(ctx):
     if found is None:
         raise Refusal(503, "billing_unavailable", "Payments are not set up on this site yet.")
     return found
+
+
+def page_origins(ctx) -> tuple[str, ...]:
+    """Where the billing backend's Checkout and portal pages are, for the
+    billing page's form-action; none without a backend."""
+    name = ctx.settings["billing.backend"]
+    found = ctx.registry["billing.backends"].get(name) if name else None
+    return tuple(getattr(found, "page_origins", ()))
 
 
 def _asking(what: str):

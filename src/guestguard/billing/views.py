@@ -10,7 +10,7 @@ from guestguard.billing.api import page_urls
 from guestguard.billing.plans import METERS, MONTHLY, PLAN_NAMES
 from guestguard.errors import Refusal
 from guestguard.permissions import BILLING_MANAGE
-from guestguard.web import redirect
+from guestguard.web import content_security_policy, redirect
 from guestguard.workspaces.views import go, workspace_page
 
 PAGE = "billing/page.jinja2"
@@ -27,6 +27,9 @@ def billing_page(request, context, status: int = 200, preview: dict | None = Non
         meters.append({"name": meter, "label": METER_LABELS[meter], "used": count, "limit": limit,
                        "percent": 0 if not limit else min(100, round(100 * count / limit))})
     known = services.plans(ctx)
+    # Its forms send the browser on to the provider's Checkout and portal pages.
+    request.response.headers["Content-Security-Policy"] = content_security_policy(
+        {"form-action": services.page_origins(ctx)})
     return workspace_page(request, context, "workspace_billing", status, standing=st, meters=meters,
                           plans=[known[name] for name in PLAN_NAMES], monthly=MONTHLY, preview=preview,
                           error=error, open=flags.enabled(ctx, "billing", context.workspace_id),

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import stripe
 
@@ -90,6 +91,11 @@ class StripeBackend:
         if api_base:
             options["base_addresses"] = {"api": api_base}
         self.client = stripe.StripeClient(secret_key or "sk_unset", **options)
+        # Where Checkout and the portal live, for the billing page's form-action.
+        self.page_origins = ("https://checkout.stripe.com", "https://billing.stripe.com")
+        if api_base:
+            parts = urlsplit(api_base)
+            self.page_origins += (f"{parts.scheme}://{parts.netloc}",)
         self.configured = bool(secret_key)
 
     def _call(self, what: str, func: Callable[[], T], missing_ok: bool = False) -> T | None:

@@ -231,9 +231,36 @@ class StripeStub:
             def log_message(self, *args):
                 pass
 
+            def _checkout_page(self, method: str) -> bool:
+                """The hosted Checkout page, as a browser sees it: Pay completes the session and
+                returns to the success URL with the session's id, as Stripe does."""
+                found = re.fullmatch(r"/pay/(cs_[0-9]+)", urlsplit(self.path).path)
+                if found is None or found.group(1) not in stub.sessions:
+                    return False
+                session_id = found.group(1)
+                if method == "POST":
+                    stub.complete(session_id)
+                    self.send_response(303)
+                    self.send_header("Location", stub.sessions[session_id]["success_url"].replace(
+                        "{CHECKOUT_SESSION_ID}", session_id))
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return True
+                page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Pay</title></head>'
+                        f'<body><main><h1>Test checkout</h1><form method="post" action="/pay/{session_id}">'
+                        f'<button type="submit">Pay</button></form></main></body></html>').encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+                return True
+
             def _serve(self, method: str):
                 if stub.delay:
                     time.sleep(stub.delay)
+                if self.path.startswith("/pay/") and self._checkout_page(method):
+                    return None
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length).decode() if length else ""
                 parts = urlsplit(self.path)
