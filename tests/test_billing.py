@@ -159,10 +159,10 @@ def test_checkout_of_an_unknown_plan_names_the_field(app, team):
     assert "plan" in refused["fields"]
 
 
-def test_checkout_without_a_billing_backend_is_a_clear_503(app, team, run_in_request):
+def test_checkout_without_a_billing_backend_says_so(app, team, run_in_request):
     url = f"/api/v1/workspaces/{team['workspace']}/billing/checkout"
-    refused = app.post_json(url, {"plan": "pro"}, headers=team["ada"], status=503).json["error"]
-    assert refused["code"] == "billing_unavailable"
+    refused = app.post_json(url, {"plan": "pro"}, headers=team["ada"], status=409).json["error"]
+    assert refused["code"] == "billing_not_configured"
     assert run_in_request(lambda r: r.db.scalar(select(func.count()).select_from(Entitlement))) == 0
 
 

@@ -14,7 +14,9 @@ from guestguard.permissions import BILLING_MANAGE, WORKSPACE_VIEW
 from guestguard.validation import Input
 
 UNAVAILABLE = Refused("billing_unavailable")
-CHECKOUT_REFUSALS = {422: Refused("validation_failed", "billing_refused"), 503: UNAVAILABLE}
+NOT_CONFIGURED = "billing_not_configured"
+CHECKOUT_REFUSALS = {409: Refused(NOT_CONFIGURED), 422: Refused("validation_failed", "billing_refused"),
+                     503: UNAVAILABLE}
 
 
 class Meter(Out):
@@ -91,7 +93,7 @@ def get_billing(context, request):
 
 @view_config(route_name="api_billing_checkout", request_method="POST", renderer="json",
              permission=BILLING_MANAGE, body=PlanInput, response={200: Link, **CHECKOUT_REFUSALS})
-def checkout(context, request):
+def start_checkout(context, request):
     """A Checkout page for a plan (14-day trial on the first subscription); a workspace already
     subscribed gets its portal instead."""
     success, cancel = page_urls(request, context)
@@ -101,8 +103,9 @@ def checkout(context, request):
 
 
 @view_config(route_name="api_billing_portal", request_method="POST", renderer="json",
-             permission=BILLING_MANAGE, response={200: Link, 409: Refused("no_customer"), 503: UNAVAILABLE})
-def portal(context, request):
+             permission=BILLING_MANAGE,
+             response={200: Link, 409: Refused("no_customer", NOT_CONFIGURED), 503: UNAVAILABLE})
+def open_portal(context, request):
     """The billing provider's portal for this workspace (invoices, card, cancellation)."""
     _, back = page_urls(request, context)
     return Link(kind="portal", url=services.open_portal(request.ctx, context.workspace, back))
@@ -110,16 +113,16 @@ def portal(context, request):
 
 @view_config(route_name="api_billing_preview", request_method="POST", renderer="json",
              permission=BILLING_MANAGE, body=PlanInput,
-             response={200: PreviewOut, 409: Refused("no_subscription"), **CHECKOUT_REFUSALS})
-def preview(context, request):
+             response={200: PreviewOut, **CHECKOUT_REFUSALS, 409: Refused("no_subscription", NOT_CONFIGURED)})
+def preview_plan_change(context, request):
     """What changing the subscription to a plan would charge now (prorated); nothing changes."""
     return PreviewOut(**services.preview_change(request.ctx, context.workspace, request.body_input.plan))
 
 
 @view_config(route_name="api_billing_plan", request_method="POST", renderer="json",
              permission=BILLING_MANAGE, body=PlanInput,
-             response={200: Applied, 409: Refused("no_subscription"), **CHECKOUT_REFUSALS})
-def change(context, request):
+             response={200: Applied, **CHECKOUT_REFUSALS, 409: Refused("no_subscription", NOT_CONFIGURED)})
+def change_plan(context, request):
     """Move the subscription to another plan, prorated (see the preview first)."""
     result = services.change_plan(request.ctx, context.workspace, request.body_input.plan)
     return Applied(result=result, billing=billing_out(request, context.workspace_id))
@@ -127,8 +130,8 @@ def change(context, request):
 
 @view_config(route_name="api_billing_cancel", request_method="POST", renderer="json",
              permission=BILLING_MANAGE, body=CancelInput,
-             response={200: Applied, 409: Refused("no_subscription"), **CHECKOUT_REFUSALS})
-def cancel(context, request):
+             response={200: Applied, **CHECKOUT_REFUSALS, 409: Refused("no_subscription", NOT_CONFIGURED)})
+def cancel_subscription(context, request):
     """``cancel: true`` ends the subscription at the end of the period (the plan is kept until
     then); ``cancel: false`` undoes that."""
     result = services.set_cancel(request.ctx, context.workspace, request.body_input.cancel)

@@ -346,7 +346,7 @@ def backend(ctx):
     name = ctx.settings["billing.backend"]
     found = ctx.registry["billing.backends"].get(name) if name else None
     if found is None:
-        raise Refusal(503, "billing_unavailable", "Payments are not set up on this site yet.")
+        raise Refusal(409, "billing_not_configured", "Payments are not set up on this site yet.")
     return found
 
 
