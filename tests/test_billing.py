@@ -444,3 +444,16 @@ def test_texts_past_the_plan_are_refused_alone_and_skipped_in_send_all(app, team
     assert sent["queued"] == 1
     assert [(s["name"], "text messages for this period are used" in s["reason"]) for s in sent["skipped"]] == [
         ("Tex", True)]
+
+
+def test_an_import_past_the_guest_limit_adds_nobody(app, team, run_in_request):
+    url = f"/api/v1/events/{new_event(app, team).json['event']['id']}/guests"
+    app.post_json(url, guests(45), headers=team["ada"], status=201)
+    data = ("name,email\n" + "".join(f"Row {i},row{i}@example.com\n" for i in range(10))).encode()
+    refused = app.post(f"{url}/import", upload_files=[("file", "g.csv", data)], headers=team["ada"],
+                       status=402).json["error"]
+    assert (refused["meter"], refused["limit"], refused["used"]) == ("guests", 50, 45)
+    assert run_in_request(lambda r: r.db.scalar(select(func.count()).select_from(Guest))) == 45
+    fits = ("name,email\n" + "".join(f"Row {i},row{i}@example.com\n" for i in range(5))).encode()
+    app.post(f"{url}/import", upload_files=[("file", "h.csv", fits)], headers=team["ada"], status=201)
+    assert run_in_request(lambda r: r.db.scalar(select(func.count()).select_from(Guest))) == 50
