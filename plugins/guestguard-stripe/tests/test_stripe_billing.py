@@ -283,3 +283,30 @@ def test_shuffled_and_repeated_webhooks_reach_the_same_final_state(make_app, stu
             DunningNotice.workspace_id == uuid.UUID(team["workspace"]))).all()))
     # The invoice is paid by the time any of its failures is processed: nobody is dunned.
     assert notices == []
+
+
+def test_trial_ending_action_required_refunds_and_disputes_are_audited(app, stub):
+    from guestguard.audit.models import AuditEvent
+
+    team = new_owner(app)
+    session_id = checkout(app, team)
+    deliver(app, stub, stub.complete(session_id))
+    subscription = stub.subscriptions[stub.sessions[session_id]["subscription"]]
+    invoice = stub.invoice(subscription["id"], paid=False)["data"]["object"]
+    customer = subscription["customer"]
+    for kind, obj in (("customer.subscription.trial_will_end", subscription),
+                      ("invoice.payment_action_required", invoice),
+                      ("charge.refunded", {"id": "ch_1", "object": "charge", "customer": customer}),
+                      ("charge.dispute.created", {"id": "dp_1", "object": "dispute", "customer": customer}),
+                      ("charge.refunded", {"id": "ch_2", "object": "charge", "customer": "cus_nobody"})):
+        deliver(app, stub, {"id": f"evt_{kind}_{obj['id']}", "object": "event", "type": kind,
+                            "data": {"object": obj}})
+    actions = in_request(app.app.registry, lambda r: sorted(r.db.scalars(select(AuditEvent.action).where(
+        AuditEvent.workspace_id == uuid.UUID(team["workspace"]), AuditEvent.action.in_((
+            "billing.trial_ending", "billing.payment_action_required", "billing.refunded",
+            "billing.dispute_created"))))))
+    assert actions == ["billing.dispute_created", "billing.payment_action_required", "billing.refunded",
+                       "billing.trial_ending"]
+    notes = in_request(app.app.registry, lambda r: list(r.db.scalars(select(InboxEntry.note).where(
+        InboxEntry.event_id == "evt_charge.refunded_ch_2"))))
+    assert notes == ["charge.refunded: no workspace has this customer"]
