@@ -15,6 +15,7 @@ role table that gives admin billing, staff guest editing or a key workspace
 deletion fails here. A route added without an entry fails too."""
 import datetime as dt
 import uuid
+from importlib.metadata import entry_points
 
 import pytest
 import time_machine
@@ -38,6 +39,19 @@ SIGNED = ""               # a provider's webhook: its signature is the only cred
 SPEC = {
     # --- the workspace and its members -------------------------------------------
     ("api_workspaces", "GET"): EVERYONE,
+    # --- billing: the plan is seen by every member, changed by owners only ---------
+    ("api_billing", "GET"): EVERYONE,
+    ("api_billing_checkout", "POST"): OWNER,
+    ("api_billing_portal", "POST"): OWNER,
+    ("api_billing_preview", "POST"): OWNER,
+    ("api_billing_plan", "POST"): OWNER,
+    ("api_billing_cancel", "POST"): OWNER,
+    ("workspace_billing", "GET"): OWNER,
+    ("workspace_billing_checkout", "POST"): OWNER,
+    ("workspace_billing_success", "GET"): OWNER,
+    ("workspace_billing_portal", "POST"): OWNER,
+    ("workspace_billing_change", "POST"): OWNER,
+    ("workspace_billing_cancel", "POST"): OWNER,
     ("api_workspaces", "POST"): PEOPLE,
     ("api_workspace", "GET"): EVERYONE,
     ("api_workspace", "PATCH"): EDITORS,
@@ -223,6 +237,10 @@ SPEC = {
     ("api_suppressions", "POST"): "",
     ("api_suppressions_lift", "POST"): "",
 }
+# Stripe's signature is the credential of its webhook (400 without it);
+# the route exists where the guestguard-stripe distribution is installed.
+if any(point.name == "stripe" for point in entry_points(group="guestguard")):
+    SPEC["stripe_webhook", "POST"] = PUBLIC
 
 DRY_RUN = "guestguard.test.dry_run"
 

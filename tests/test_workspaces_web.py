@@ -105,7 +105,7 @@ def test_creating_a_workspace_and_switching_between_them(app, run_in_request, ga
     assert "are on your dashboard" in text
     assert home.html.find("a", string="New event")["href"] == f"/workspaces/{workspace_id}/events/new"
     links = {a.get_text(strip=True) for a in home.html.select("nav.subnav a")}
-    assert links == {"Overview", "Members", "Invitations", "API keys", "Settings"}
+    assert links == {"Overview", "Members", "Invitations", "API keys", "Billing", "Settings"}
     assert switcher(home) == [("Grace's events", None), ("Summer Party", "page")]
     assert home.html.find("li", class_="switcher").find("summary").get_text(" ", strip=True) == \
         "Workspace: Summer Party"

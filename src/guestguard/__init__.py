@@ -8,6 +8,7 @@ from typing import Any
 
 from pyramid.config import Configurator
 
+from guestguard.billing.plans import SETTINGS as BILLING_SETTINGS
 from guestguard.notifications.channels import channel_settings, index_channels
 from guestguard.plugins import build_plugin_manager, collect
 from guestguard.settings import CORE_SETTINGS, SettingsError, SettingsReader, raw_flag, raw_list
@@ -40,6 +41,7 @@ AREAS = (
     "guestguard.events",
     "guestguard.checkin",
     "guestguard.reminders",
+    "guestguard.billing",
     "guestguard.activity",
     "guestguard.guard",
     "guestguard.privacy",
@@ -62,6 +64,7 @@ def read_settings(raw: Mapping[str, Any], environ: Mapping[str, str] | None = No
     )
     reader = SettingsReader()
     reader.declare(CORE_SETTINGS)
+    reader.declare(BILLING_SETTINGS)
     reader.declare(collect(pm.hook.register_settings()))
     # Each channel a plugin declares has its provider and fallback settings.
     reader.declare(channel_settings(index_channels(collect(pm.hook.register_notification_channels())).values()))

@@ -90,7 +90,7 @@ def refusal_deriver(view, info):
         except Refusal as error:
             if is_api_request(request):
                 return refusal(request, error)
-            return html_error(request, error.status, error.message)
+            return html_error(request, error.status, error.message, **error.extra)
 
     return answering_refusals
 
@@ -134,7 +134,7 @@ def json_error(request, status: int, code: str | None = None, message: str = "",
 
 
 def html_error(request, status: int, message: str = "", **extra: Any) -> Response:
-    template = f"errors/{status}.jinja2" if status in (403, 404, 429, 500) else "errors/generic.jinja2"
+    template = f"errors/{status}.jinja2" if status in (402, 403, 404, 429, 500) else "errors/generic.jinja2"
     response = render_to_response(
         template, {"status": status, "message": message, **extra}, request=request)
     response.status = status

@@ -56,6 +56,19 @@ def register_webhook_handlers(settings):
 
 
 @hookspec
+def register_billing_backends(settings):
+    """Return a list of billing backends (:class:`guestguard.plugins.BillingBackend`).
+
+    Each has a unique ``name`` and talks to one payment provider: Checkout
+    and portal pages, and reading a subscription or a checkout as the
+    provider has it now. Which one serves is chosen by ``billing.backend``;
+    the provider's webhooks reach the core through the webhook inbox
+    (``register_webhook_handlers``) and apply what the backend reads with
+    ``guestguard.billing.apply_subscription``.
+    """
+
+
+@hookspec
 def register_captcha_verifiers(settings):
     """Return a list of CAPTCHA verifiers.
 

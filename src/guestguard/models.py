@@ -6,6 +6,7 @@ from guestguard import (
 from guestguard.accounts import models as _accounts  # noqa: F401
 from guestguard.activity import models as _activity  # noqa: F401
 from guestguard.audit import models as _audit  # noqa: F401
+from guestguard.billing import models as _billing  # noqa: F401
 from guestguard.checkin import models as _checkin  # noqa: F401
 from guestguard.db import Base
 from guestguard.events import models as _events  # noqa: F401

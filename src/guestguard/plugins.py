@@ -44,9 +44,14 @@ __all__ = [
     "AccessHistory",
     "AccessRule",
     "AccessUse",
+    "BillingBackend",
+    "BillingRefused",
+    "BillingUnavailable",
     "CaptchaUnavailable",
     "CaptchaVerifier",
     "CaptchaWidget",
+    "CheckoutRequest",
+    "CheckoutResult",
     "DomainEvent",
     "Finding",
     "Importer",
@@ -58,10 +63,12 @@ __all__ = [
     "PersonalData",
     "PluginInfo",
     "PrivacyJob",
+    "Proration",
     "ReadOptions",
     "Setting",
     "SettingsError",
     "SmsLength",
+    "SubscriptionState",
     "Table",
     "TransientDeliveryError",
     "UnreadableFile",
@@ -224,6 +231,110 @@ class WebhookHandler(Protocol):
         """Act on one stored webhook inside the worker's transaction (given
         the service context); return a note in words for the inbox row, or
         None. Raise to have it retried later: the transaction rolls back."""
+
+
+class BillingUnavailable(Exception):
+    """The billing provider could not be reached or answered with an error:
+    nothing was changed on our side (503 ``billing_unavailable``)."""
+
+
+class BillingRefused(Exception):
+    """The billing provider refused what was asked (an unknown price, a
+    subscription that does not exist): 422 naming it."""
+
+
+@dataclass(frozen=True)
+class CheckoutRequest:
+    """What a billing backend needs to start a payment page for a plan.
+
+    ``mode`` is ``subscription`` (monthly plans) or ``payment`` (a one-time
+    plan such as Personal); ``trial_days`` is 0 unless this is the
+    workspace's first subscription; ``idempotency_key`` makes a retried
+    request reuse the session the first one made."""
+
+    workspace_id: uuid.UUID
+    plan: str
+    price_id: str
+    mode: str
+    customer_id: str | None
+    customer_email: str
+    trial_days: int
+    success_url: str
+    cancel_url: str
+    idempotency_key: str
+
+
+@dataclass(frozen=True)
+class SubscriptionState:
+    """A subscription as the billing provider has it right now, read from
+    the provider (never from a webhook's body)."""
+
+    workspace_id: uuid.UUID | None
+    customer_id: str
+    subscription_id: str
+    price_id: str
+    status: str
+    period_start: dt.datetime | None
+    period_end: dt.datetime | None
+    trial_end: dt.datetime | None = None
+    cancel_at_period_end: bool = False
+
+
+@dataclass(frozen=True)
+class CheckoutResult:
+    """A Checkout Session as the provider has it: ``complete`` once paid (or
+    the subscription started); ``subscription`` for subscription mode;
+    ``payment_id`` identifies a one-time payment so it is counted once."""
+
+    session_id: str
+    workspace_id: uuid.UUID | None
+    customer_id: str | None
+    mode: str
+    price_id: str
+    complete: bool
+    subscription: SubscriptionState | None = None
+    payment_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Proration:
+    """What changing a subscription's price costs now: ``amount_due`` in the
+    currency's smallest unit (cents), as the provider's preview invoice says."""
+
+    amount_due: int
+    currency: str
+    lines: tuple[str, ...] = ()
+
+
+@runtime_checkable
+class BillingBackend(Protocol):
+    """Talks to one billing provider. Every method raises BillingUnavailable
+    when the provider cannot be reached and BillingRefused when it says no."""
+
+    name: str
+    # Origins of the provider's Checkout and portal pages ("https://checkout.example").
+    page_origins: tuple[str, ...]
+
+    def checkout(self, request: CheckoutRequest) -> str:
+        """A Checkout page's URL for the plan."""
+
+    def portal(self, customer_id: str, return_url: str) -> str:
+        """A self-service portal URL for the customer."""
+
+    def read_checkout(self, session_id: str) -> CheckoutResult | None:
+        """The checkout as the provider has it; None when it has no such session."""
+
+    def read_subscription(self, subscription_id: str) -> SubscriptionState | None:
+        """The subscription as the provider has it; None when it has none."""
+
+    def preview_change(self, subscription_id: str, price_id: str) -> Proration:
+        """What moving the subscription to ``price_id`` would charge now."""
+
+    def change_price(self, subscription_id: str, price_id: str) -> SubscriptionState:
+        """Move the subscription to ``price_id``, prorated."""
+
+    def set_cancel_at_period_end(self, subscription_id: str, cancel: bool) -> SubscriptionState:
+        """Cancel at the end of the period (True) or undo that (False)."""
 
 
 class CaptchaUnavailable(Exception):

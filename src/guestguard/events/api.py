@@ -41,6 +41,7 @@ INVALID_CURSOR = Refused("invalid_cursor")
 EVENT_LINKS = ("get_event", "update_event", "list_guests", "add_guests", "send_all", "list_activity", "list_flags")
 GUEST_LINKS = ("get_guest", "update_guest", "issue_token", "send_one", "guest_access")
 EMAIL_TAKEN = Refused("conflict")
+PLAN_LIMIT = Refused("plan_limit")
 
 
 def counted(request, event, headcount: services.Headcount) -> CountedEventOut:
@@ -67,7 +68,7 @@ def list_events(request):
 
 
 @view_config(route_name="api_events", request_method="POST", renderer="json", permission=WORKSPACES_LIST,
-             rate_limit="event_create", body=EventInput, response={201: OneEvent},
+             rate_limit="event_create", body=EventInput, response={201: OneEvent, 402: PLAN_LIMIT},
              links=links_to(EVENT_LINKS, event_id="$response.body#/event/id"))
 def create_event(request):
     """Create an event in a workspace where the caller may edit events."""
@@ -166,7 +167,7 @@ def list_guests(context, request):
 
 
 @view_config(route_name="api_guests", request_method="POST", renderer="json", permission=GUESTS_EDIT,
-             body=GUESTS, response={201: OneGuest | GuestList, 409: EMAIL_TAKEN},
+             body=GUESTS, response={201: OneGuest | GuestList, 402: PLAN_LIMIT, 409: EMAIL_TAKEN},
              links=links_to(GUEST_LINKS, event_id="$request.path.event_id", guest_id="$response.body#/guest/id"))
 def add_guests(context, request):
     """Add one guest (an object) or up to ``guests.max_batch`` (an array), all or nothing."""

@@ -19,6 +19,7 @@ from guestguard import timefmt
 from guestguard.accounts.tokens import new_token
 from guestguard.activity import feed
 from guestguard.audit.services import record, record_many
+from guestguard.billing import services as billing
 from guestguard.checkin import passes
 from guestguard.db import is_sqlite, lock_name, sqlite_write_lock, utcnow
 from guestguard.domain import emit_many
@@ -39,6 +40,7 @@ INVALID_LINK = "This invitation link is not valid."
 NO_CONTACT = "has no email address or phone number"
 CHANNEL_WORDS = {EMAIL: "email", SMS: "text messages"}
 UNREACHABLE = "can only be reached by a kind of message this GuestGuard cannot send"
+PLAN_TEXTS_USED = "would be sent a text message, and the plan's text messages for this period are used"
 MESSAGE_TOO_LONG = "message_too_long"
 SEND_ALL = "invitations.send_all"
 # Guests a send-all writes per round of statements (bounded, so a statement's
@@ -317,7 +319,9 @@ def send_invitation(ctx, guest: Guest, event: Event, channel: str | None = None,
 def _send(ctx, event: Event, chosen: Sequence[tuple[Guest, str]], batch_id: str | None = None,
           common: dict | None = None) -> None:
     """Under the event's send lock: for each (guest, channel), a new link,
-    the message and the record; each kind of row in one statement for all."""
+    the message and the record; each kind of row in one statement for all.
+    Texts are counted against the plan first: a refusal changes nothing."""
+    billing.charge(ctx, event.workspace_id, billing.SMS, sum(channel == SMS for _, channel in chosen))
     guests = [guest for guest, _ in chosen]
     tokens = issue_links(ctx, event, guests)
     common = common if common is not None else guest_message_common(ctx, event)
@@ -326,7 +330,7 @@ def _send(ctx, event: Event, chosen: Sequence[tuple[Guest, str]], batch_id: str 
         Outgoing(channel=channel, recipient=address_for(ctx, guest, channel), template=TEMPLATE,
                  context=guest_message_context(ctx, event, guest, common),
                  sealed={"invitation_url": access_url(ctx, raw)}, workspace_id=event.workspace_id,
-                 about={"event_id": about, "guest_id": str(guest.id)}, kind=GUEST_MESSAGE)
+                 about={"event_id": about, "guest_id": str(guest.id)}, kind=GUEST_MESSAGE, plan_counted=True)
         for (guest, channel), raw in zip(chosen, tokens, strict=True)])
     now = utcnow()
     ctx.db.execute(INVITED, [{"guest_id": guest.id, "now": now, "notification_id": notification_id}
@@ -368,7 +372,25 @@ def plan_sends(ctx, event: Event, common: dict | None = None) -> tuple[list[tupl
             skipped.append({"guest_id": str(guest.id), "name": guest.name, "reason": reason})
             continue
         planned.append((guest, channel))
-    return planned, skipped
+    return within_text_allowance(ctx, event, planned, skipped)
+
+
+def within_text_allowance(ctx, event: Event, planned: list[tuple[Guest, str]],
+                          skipped: list[dict[str, str]]) -> tuple[list[tuple[Guest, str]], list[dict[str, str]]]:
+    """Texts past what the plan has left this period wait (the emails still
+    go): their guests are listed as skipped for the plan, to send again
+    after an upgrade."""
+    left = billing.remaining(ctx, event.workspace_id, billing.SMS)
+    if left is None:
+        return planned, skipped
+    kept = []
+    for guest, channel in planned:
+        if channel == SMS and left == 0:
+            skipped.append({"guest_id": str(guest.id), "name": guest.name, "reason": PLAN_TEXTS_USED})
+            continue
+        left -= channel == SMS
+        kept.append((guest, channel))
+    return kept, skipped
 
 
 def send_all(ctx, event: Event) -> Sent:

@@ -90,7 +90,7 @@ def revoke_token(context, request):
 
 @view_config(route_name="api_guest_send", request_method="POST", renderer="json", permission=GUESTS_EDIT,
              body=Body(SendInput, optional=True),
-             response={202: InvitationSent, 409: UNSENDABLE,
+             response={202: InvitationSent, 402: Refused("plan_limit"), 409: UNSENDABLE,
                        422: Refused("no_contact", "channel_unavailable", "message_too_long")})
 def send_one(context, request):
     """Send (or send again) the invitation, with a fresh link."""

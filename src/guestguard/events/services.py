@@ -15,6 +15,7 @@ from sqlalchemy import case, delete, func, insert, or_, select
 from guestguard import timefmt
 from guestguard.accounts.models import User
 from guestguard.audit.services import record
+from guestguard.billing import services as billing
 from guestguard.db import utcnow
 from guestguard.errors import Refusal
 from guestguard.events import branding
@@ -90,6 +91,7 @@ def default_host_name(db, workspace_id: uuid.UUID, actor_id: uuid.UUID | None) -
 
 def create_event(ctx, workspace_id: uuid.UUID, data: EventFields) -> Event:
     check_channel(ctx, data.invitation_channel, "invitation_channel")
+    billing.charge(ctx, workspace_id, billing.EVENTS)
     values = data.model_dump(exclude={"workspace_id"}, exclude_none=True)
     if not values.get("host_name", "").strip():
         values["host_name"] = default_host_name(ctx.db, workspace_id, ctx.actor_id)
@@ -354,6 +356,7 @@ def store_guests(ctx, event: Event, rows: Sequence[dict[str, Any]], **common: An
     RETURNING of ORM objects cost ten times as much for 5,000 rows.)"""
     ids = [uuid.uuid4() for _ in rows]
     if rows:
+        billing.charge(ctx, event.workspace_id, billing.GUESTS, len(rows), event_id=event.id)
         # Every row with the same keys: rows of different keys are sent as
         # separate batches, which for alternating rows means one per row.
         ctx.db.execute(insert(Guest), [{"id": guest_id, "workspace_id": event.workspace_id, "event_id": event.id,

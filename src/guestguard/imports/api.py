@@ -106,7 +106,8 @@ def preview_import(context, request):
 
 @view_config(route_name="api_guest_import", request_method="POST", renderer="json", permission=GUESTS_EDIT,
              rate_limit="guest_import", body=IMPORT_BODY,
-             response={201: ImportResult, 404: Refused("not_found"), 409: Refused("already_imported"),
+             response={201: ImportResult, 402: Refused("plan_limit"), 404: Refused("not_found"),
+                       409: Refused("already_imported"),
                        422: Refused("nothing_to_import", "preview_expired", *UNREADABLE.codes)})
 def import_guests(context, request):
     """Import a guest-list file, or the preview named by `import_id`: valid rows are added (duplicates skipped

@@ -82,6 +82,7 @@ def queue_notification(
     workspace_id: uuid.UUID | None = None,
     about: Mapping[str, str] | None = None,
     kind: str = ACCOUNT_MESSAGE,
+    plan_counted: bool = False,
 ) -> Notification:
     """Store a notification and enqueue its delivery after commit.
 
@@ -92,10 +93,12 @@ def queue_notification(
     ``kind`` is GUEST_MESSAGE for what a workspace sends its guests (an
     unsubscribe from that workspace stops it), else ACCOUNT_MESSAGE.
     A text longer than ``notifications.sms.max_segments`` raises
-    ``sms_segments.MessageTooLong`` and nothing is stored.
+    ``sms_segments.MessageTooLong`` and nothing is stored. A text to a guest
+    counts against the workspace's plan (402 ``plan_limit`` past it) unless
+    the caller counted it already (``plan_counted``).
     """
     values = _row_values(ctx, channel=channel, recipient=recipient, template=template, context=context,
-                         sealed=sealed, workspace_id=workspace_id, about=about, kind=kind)
+                         sealed=sealed, workspace_id=workspace_id, about=about, kind=kind, plan_counted=plan_counted)
     notification = Notification(**values)
     ctx.db.add(notification)
     ctx.db.flush()
@@ -115,6 +118,8 @@ class Outgoing:
     workspace_id: uuid.UUID | None = None
     about: Mapping[str, str] | None = None
     kind: str = ACCOUNT_MESSAGE
+    # A text to a guest the caller counted against the plan already.
+    plan_counted: bool = False
 
 
 def queue_notifications(ctx, messages: list[Outgoing]) -> list[uuid.UUID]:
@@ -123,7 +128,8 @@ def queue_notifications(ctx, messages: list[Outgoing]) -> list[uuid.UUID]:
     ids, in the order given."""
     checked: set[tuple[str, str]] = set()
     rows = [_row_values(ctx, channel=m.channel, recipient=m.recipient, template=m.template, context=m.context,
-                        sealed=m.sealed, workspace_id=m.workspace_id, about=m.about, kind=m.kind, checked=checked)
+                        sealed=m.sealed, workspace_id=m.workspace_id, about=m.about, kind=m.kind,
+                        plan_counted=m.plan_counted, checked=checked)
             for m in messages]
     if rows:
         now = utcnow()
@@ -150,10 +156,11 @@ def _batch_task():
 
 def _row_values(ctx, *, channel: str, recipient: str, template: str, context: Mapping[str, Any] | None,
                 sealed: Mapping[str, Any] | None, workspace_id: uuid.UUID | None, about: Mapping[str, str] | None,
-                kind: str, checked: set[tuple[str, str]] | None = None) -> dict[str, Any]:
+                kind: str, plan_counted: bool = False, checked: set[tuple[str, str]] | None = None) -> dict[str, Any]:
     """A notification's row, checked: a known kind, a served channel, an
-    existing template, a text within the segment cap. ``checked``: the
-    (channel, template) pairs a batch has found already."""
+    existing template, a text within the segment cap, a guest's text within
+    the plan (unless ``plan_counted``). ``checked``: the (channel, template)
+    pairs a batch has found already."""
     if kind not in MESSAGE_KINDS:
         raise ValueError(f"unknown message kind {kind!r}")
     if channel not in ctx.registry["notifications.providers"]:
@@ -164,6 +171,10 @@ def _row_values(ctx, *, channel: str, recipient: str, template: str, context: Ma
             checked.add((channel, template))
     if channel == "sms":
         measure_sms(ctx, template, {**(context or {}), **(sealed or {})})
+        if workspace_id is not None and kind == GUEST_MESSAGE and not plan_counted:
+            from guestguard.billing.services import SMS, charge
+
+            charge(ctx, workspace_id, SMS)
     notification_id = uuid.uuid4()
     return {"id": notification_id,
             "message_id": message_id_for(ctx.settings, notification_id) if channel == "email" else None,

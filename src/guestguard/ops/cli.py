@@ -420,6 +420,50 @@ def _add_outbox_commands(sub) -> None:
         replayed.set_defaults(func=replaying)
 
 
+def cmd_flags(args) -> int:
+    """List feature flags, or switch one on, off or back to its default for a workspace."""
+    import uuid
+
+    from guestguard.billing import flags
+
+    try:
+        workspace_id = uuid.UUID(args.workspace) if getattr(args, "workspace", None) else None
+    except ValueError:
+        print(f"guestguard: flags: {args.workspace!r} is not a workspace id", file=sys.stderr)
+        return 2
+    try:
+        with _transaction(args.ini) as ctx:
+            if args.flags_command == "list":
+                print("on for every workspace by default: " + (", ".join(ctx.settings["flags.defaults"]) or "none"))
+                lines = [f"{row.name}  workspace {row.workspace_id}  {'on' if row.enabled else 'off'}"
+                         for row in flags.listing(ctx, workspace_id)]
+            else:
+                state = {"on": True, "off": False, "default": None}[args.flags_command]
+                flags.set_flag(ctx, args.name, workspace_id, state)
+                lines = [f"{args.name} is {args.flags_command} for workspace {workspace_id}"]
+    except ValueError as exc:
+        print(f"guestguard: flags: {exc}", file=sys.stderr)
+        return 2
+    for line in lines:
+        print(line)
+    return 0
+
+
+def _add_flags_commands(sub) -> None:
+    parser = sub.add_parser("flags", help="feature flags per workspace (billing, ...)")
+    commands = parser.add_subparsers(dest="flags_command", required=True)
+    listed = commands.add_parser("list", help="the defaults and every workspace's own flags")
+    listed.add_argument("ini")
+    listed.add_argument("--workspace")
+    for name, text in (("on", "switch a flag on for a workspace"), ("off", "switch a flag off for a workspace"),
+                       ("default", "let a workspace follow flags.defaults again")):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("ini")
+        command.add_argument("name")
+        command.add_argument("workspace")
+    parser.set_defaults(func=cmd_flags)
+
+
 def _add_suppression_commands(sub) -> None:
     suppression = sub.add_parser("suppression", help="list, add or lift suppressed addresses")
     suppression_sub = suppression.add_subparsers(dest="suppression_command", required=True)
@@ -495,6 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_outbox_commands(sub)
     _add_suppression_commands(sub)
+    _add_flags_commands(sub)
     _add_guard_commands(sub)
 
     restore_verify = sub.add_parser("restore-verify", help="check a restored database: schema at the migration "

@@ -16,6 +16,7 @@ from guestguard.permissions import (
     ACCOUNT,
     ADMIN,
     API_KEYS_MANAGE,
+    BILLING_MANAGE,
     MEMBERS_MANAGE,
     MEMBERS_VIEW,
     OWNER,
@@ -65,6 +66,7 @@ SECTIONS = (
     ("workspace_members", "Members", MEMBERS_VIEW),
     ("workspace_invitations", "Invitations", MEMBERS_MANAGE),
     ("workspace_api_keys", "API keys", API_KEYS_MANAGE),
+    ("workspace_billing", "Billing", BILLING_MANAGE),
     ("workspace_settings", "Settings", WORKSPACE_VIEW),
 )
 ABILITIES = {"rename": WORKSPACE_EDIT, "transfer": OWNERSHIP_TRANSFER, "delete": WORKSPACE_DELETE,

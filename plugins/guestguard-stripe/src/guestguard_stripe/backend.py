@@ -1,0 +1,210 @@
+"""The ``stripe`` billing backend: the Stripe SDK's client, every call
+turned into the core's answers (BillingUnavailable when Stripe cannot be
+reached or fails, BillingRefused when it says no, None for what it does not
+have). What is read is mapped to the core's dataclasses here, in one place."""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import stripe
+
+from guestguard.plugins import (
+    BillingRefused,
+    BillingUnavailable,
+    CheckoutRequest,
+    CheckoutResult,
+    Proration,
+    SubscriptionState,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class InvoiceState:
+    id: str
+    customer_id: str
+    subscription_id: str | None
+    amount_due: int
+    currency: str
+    attempt_count: int
+    status: str
+
+
+def _moment(value) -> dt.datetime | None:
+    return dt.datetime.fromtimestamp(int(value), dt.UTC) if value else None
+
+
+def _get(obj: Any, key: str, default: Any = None) -> Any:
+    """A field of a StripeObject or dict, None when absent."""
+    try:
+        value = obj[key]
+    except (KeyError, TypeError):
+        return default
+    return default if value is None else value
+
+
+def _id_of(value: Any) -> str | None:
+    """An id, whether Stripe sent it bare or expanded."""
+    if value is None or isinstance(value, str):
+        return value
+    return _get(value, "id")
+
+
+def _workspace(metadata: Any) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(_get(metadata, "workspace_id", "")))
+    except ValueError:
+        return None
+
+
+def subscription_state(subscription: Any) -> SubscriptionState:
+    items = _get(_get(subscription, "items", {}), "data", []) or []
+    item = items[0] if items else {}
+    # Newer API versions keep the period on the item; older ones on the subscription.
+    start = _get(item, "current_period_start") or _get(subscription, "current_period_start")
+    end = _get(item, "current_period_end") or _get(subscription, "current_period_end")
+    return SubscriptionState(
+        workspace_id=_workspace(_get(subscription, "metadata", {})),
+        customer_id=_id_of(_get(subscription, "customer")) or "",
+        subscription_id=subscription["id"],
+        price_id=_id_of(_get(item, "price")) or "",
+        status=_get(subscription, "status", ""),
+        period_start=_moment(start), period_end=_moment(end), trial_end=_moment(_get(subscription, "trial_end")),
+        cancel_at_period_end=bool(_get(subscription, "cancel_at_period_end", False)))
+
+
+class StripeBackend:
+    name = "stripe"
+
+    def __init__(self, secret_key: str, api_base: str = "", timeout: int = 10, max_retries: int = 2):
+        options: dict[str, Any] = {"max_network_retries": max_retries,
+                                   "http_client": stripe.RequestsClient(timeout=timeout)}
+        if api_base:
+            options["base_addresses"] = {"api": api_base}
+        self.client = stripe.StripeClient(secret_key or "sk_unset", **options)
+        # Where Checkout and the portal live, for the billing page's form-action.
+        self.page_origins = ("https://checkout.stripe.com", "https://billing.stripe.com")
+        if api_base:
+            parts = urlsplit(api_base)
+            self.page_origins += (f"{parts.scheme}://{parts.netloc}",)
+        self.configured = bool(secret_key)
+
+    def _call(self, what: str, func: Callable[[], T], missing_ok: bool = False) -> T | None:
+        if not self.configured:
+            raise BillingUnavailable("stripe.secret_key is not set")
+        try:
+            return func()
+        except stripe.InvalidRequestError as refused:
+            if missing_ok and refused.code == "resource_missing":
+                return None
+            raise BillingRefused(refused.user_message or str(refused)) from None
+        except (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError,
+                stripe.AuthenticationError, stripe.PermissionError) as failed:
+            log.warning("Stripe failed while %s: %s", what, type(failed).__name__)
+            raise BillingUnavailable(f"{type(failed).__name__} while {what}") from None
+        except stripe.StripeError as failed:
+            raise BillingRefused(f"{type(failed).__name__}: {failed.user_message or failed}") from None
+
+    def checkout(self, request: CheckoutRequest) -> str:
+        metadata = {"workspace_id": str(request.workspace_id), "plan": request.plan, "price_id": request.price_id}
+        params: dict[str, Any] = {
+            "mode": request.mode, "line_items": [{"price": request.price_id, "quantity": 1}],
+            "success_url": request.success_url, "cancel_url": request.cancel_url,
+            "client_reference_id": str(request.workspace_id), "metadata": metadata}
+        if request.customer_id:
+            params["customer"] = request.customer_id
+        else:
+            params["customer_email"] = request.customer_email
+        if request.mode == "subscription":
+            params["subscription_data"] = {"metadata": metadata}
+            if request.trial_days:
+                params["subscription_data"]["trial_period_days"] = request.trial_days
+        else:
+            params["customer_creation"] = "always" if not request.customer_id else None
+            params = {key: value for key, value in params.items() if value is not None}
+        session = self._call("creating a Checkout Session", lambda: self.client.v1.checkout.sessions.create(
+            params, {"idempotency_key": request.idempotency_key}))
+        return session["url"]
+
+    def portal(self, customer_id: str, return_url: str) -> str:
+        session = self._call("creating a portal session", lambda: self.client.v1.billing_portal.sessions.create(
+            {"customer": customer_id, "return_url": return_url}))
+        return session["url"]
+
+    def read_checkout(self, session_id: str) -> CheckoutResult | None:
+        session = self._call("reading a Checkout Session",
+                             lambda: self.client.v1.checkout.sessions.retrieve(session_id), missing_ok=True)
+        if session is None:
+            return None
+        subscription = None
+        subscription_id = _id_of(_get(session, "subscription"))
+        if subscription_id:
+            subscription = self.read_subscription(subscription_id)
+        mode = _get(session, "mode", "")
+        complete = _get(session, "status") == "complete" and (
+            subscription is not None if mode == "subscription" else _get(session, "payment_status") == "paid")
+        price = _get(_get(session, "metadata", {}), "price_id", "")
+        if subscription is not None:
+            price = subscription.price_id
+        return CheckoutResult(session_id=session["id"], workspace_id=_workspace(_get(session, "metadata", {})),
+                              customer_id=_id_of(_get(session, "customer")), mode=mode, price_id=price,
+                              complete=complete, subscription=subscription,
+                              payment_id=_id_of(_get(session, "payment_intent")))
+
+    def read_subscription(self, subscription_id: str) -> SubscriptionState | None:
+        subscription = self._call("reading a subscription",
+                                  lambda: self.client.v1.subscriptions.retrieve(subscription_id), missing_ok=True)
+        return None if subscription is None else subscription_state(subscription)
+
+    def read_invoice(self, invoice_id: str) -> InvoiceState | None:
+        invoice = self._call("reading an invoice", lambda: self.client.v1.invoices.retrieve(invoice_id),
+                             missing_ok=True)
+        if invoice is None:
+            return None
+        subscription = _id_of(_get(invoice, "subscription")) or _id_of(
+            _get(_get(_get(invoice, "parent", {}), "subscription_details", {}), "subscription"))
+        return InvoiceState(id=invoice["id"], customer_id=_id_of(_get(invoice, "customer")) or "",
+                            subscription_id=subscription, amount_due=int(_get(invoice, "amount_due", 0)),
+                            currency=_get(invoice, "currency", ""),
+                            attempt_count=int(_get(invoice, "attempt_count", 0)),
+                            status=_get(invoice, "status", ""))
+
+    def _item(self, subscription_id: str) -> str:
+        subscription = self._call("reading a subscription",
+                                  lambda: self.client.v1.subscriptions.retrieve(subscription_id))
+        return subscription["items"]["data"][0]["id"]
+
+    def preview_change(self, subscription_id: str, price_id: str) -> Proration:
+        item = self._item(subscription_id)
+        invoice = self._call("previewing a plan change", lambda: self.client.v1.invoices.create_preview({
+            "subscription": subscription_id,
+            "subscription_details": {"items": [{"id": item, "price": price_id}],
+                                     "proration_behavior": "always_invoice"},
+        }))
+        return Proration(amount_due=int(_get(invoice, "amount_due", 0)), currency=_get(invoice, "currency", ""))
+
+    def change_price(self, subscription_id: str, price_id: str) -> SubscriptionState:
+        item = self._item(subscription_id)
+        subscription = self._call("changing a plan", lambda: self.client.v1.subscriptions.update(
+            subscription_id, {"items": [{"id": item, "price": price_id}], "proration_behavior": "always_invoice"}))
+        return subscription_state(subscription)
+
+    def set_cancel_at_period_end(self, subscription_id: str, cancel: bool) -> SubscriptionState:
+        subscription = self._call("cancelling" if cancel else "undoing a cancellation",
+                                  lambda: self.client.v1.subscriptions.update(
+                                      subscription_id, {"cancel_at_period_end": cancel}))
+        return subscription_state(subscription)
+
+
+def from_settings(settings: Mapping[str, Any]) -> StripeBackend:
+    return StripeBackend(settings["stripe.secret_key"], settings["stripe.api_base"], settings["stripe.timeout"],
+                         settings["stripe.max_retries"])

@@ -1,0 +1,512 @@
+"""Billing's logic: the entitlement snapshot every limit check reads, usage
+counted atomically, enforcement (one function, ``charge``), and applying
+what the billing provider says (read from the provider, never taken from a
+webhook's body) under a per-workspace lock.
+
+Services take the house's context (``ctx``: db, settings, registry, actor)."""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from guestguard.audit.services import record
+from guestguard.billing.models import BillingPayment, DunningNotice, Entitlement, UsageCounter
+from guestguard.billing.plans import EVENTS, FREE, GUESTS, METERS, MONTHLY, ONE_TIME, RANK, SMS, Plan, plan_of_price
+from guestguard.db import is_sqlite, lock_name, lock_row, utcnow
+from guestguard.errors import Refusal
+from guestguard.plugins import BillingRefused, BillingUnavailable, CheckoutRequest, CheckoutResult, SubscriptionState
+
+log = logging.getLogger(__name__)
+
+ENTITLED = ("active", "trialing")
+# Statuses after which the subscription is over: the workspace is on Free.
+ENDED = ("canceled", "incomplete_expired", "unpaid")
+LIVE = ("active", "trialing", "past_due")
+
+
+class PlanLimitReached(Refusal):
+    """402 ``plan_limit``: the workspace's plan allows no more of a meter."""
+
+    def __init__(self, meter: str, limit: int, used: int, upgrade_url: str, plan: str):
+        nouns = {EVENTS: ("event", "events", " this period"), GUESTS: ("guest", "guests", " per event"),
+                 SMS: ("text message", "text messages", " this period")}
+        one, many, per = nouns[meter]
+        super().__init__(402, "plan_limit",
+                         f"The {plan} plan allows {limit} {one if limit == 1 else many}{per}; {used} used. "
+                         "Upgrade the plan to add more.",
+                         limit=limit, used=used, upgrade_url=upgrade_url, meter=meter, plan=plan)
+
+
+def plans(ctx) -> Mapping[str, Plan]:
+    return ctx.registry["billing.plans"]
+
+
+@dataclass(frozen=True)
+class Standing:
+    """What a workspace may do now, from its entitlement row."""
+
+    workspace_id: uuid.UUID
+    plan: Plan
+    status: str
+    entitled: bool
+    limits: Mapping[str, int | None]
+    branding: bool
+    period_start: dt.datetime
+    period_end: dt.datetime | None
+    trial_end: dt.datetime | None
+    cancel_at_period_end: bool
+    customer_id: str | None
+    subscription_id: str | None
+
+
+def month_start(now: dt.datetime) -> dt.datetime:
+    return now.astimezone(dt.UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def next_month(start: dt.datetime) -> dt.datetime:
+    return (start + dt.timedelta(days=32)).replace(day=1)
+
+
+def entitled(ctx, row: Entitlement, now: dt.datetime) -> bool:
+    """Active or trialing; past due while the provider retries, for
+    ``billing.past_due_grace_days``; a one-time plan with credits."""
+    if row.plan == FREE:
+        return False
+    if row.status in ENTITLED:
+        return True
+    if row.status == "past_due":
+        since = row.past_due_since or now
+        return now < since + dt.timedelta(days=ctx.settings["billing.past_due_grace_days"])
+    return False
+
+
+def standing(ctx, workspace_id: uuid.UUID, now: dt.datetime | None = None) -> Standing:
+    now = now or utcnow()
+    row = ctx.db.get(Entitlement, workspace_id)
+    known = plans(ctx)
+    free = known[FREE]
+    if row is None or not entitled(ctx, row, now) or row.plan not in known:
+        start = month_start(now)
+        return Standing(workspace_id, free, row.status if row is not None else "active", False,
+                        {meter: free.limit(meter) for meter in METERS}, free.branding, start, next_month(start),
+                        None, False, row.customer_id if row else None, row.subscription_id if row else None)
+    plan = known[row.plan]
+    limits = {EVENTS: row.events_limit, GUESTS: row.guests_limit, SMS: row.sms_limit}
+    if plan.billing == ONE_TIME:
+        # Each purchase of a one-time plan adds its events and texts.
+        limits = {meter: (value * max(row.credits, 1) if value is not None and meter != GUESTS else value)
+                  for meter, value in limits.items()}
+        start, end = row.period_start or month_start(now), None
+    elif row.period_start is not None:
+        start, end = row.period_start, row.period_end
+    else:
+        start = month_start(now)
+        end = next_month(start)
+    return Standing(workspace_id, plan, row.status, True, limits, row.branding, start, end, row.trial_end,
+                    row.cancel_at_period_end, row.customer_id, row.subscription_id)
+
+
+def upgrade_url(ctx, workspace_id) -> str:
+    path = ctx.settings["billing.upgrade_path"].replace("{workspace_id}", str(workspace_id))
+    return ctx.settings["app.base_url"].rstrip("/") + path
+
+
+def _insert(db, model):
+    return (sqlite_insert if is_sqlite(db) else pg_insert)(model)
+
+
+def _refuse(ctx, st: Standing, meter: str, limit: int, used: int) -> None:
+    record(ctx, "billing.limit_reached", result="refused", actor_id=ctx.actor_id, workspace_id=st.workspace_id,
+           target_type="workspace", target_id=st.workspace_id, meter=meter, limit=limit, used=used)
+    ctx.emit("billing.limit_reached", {"meter": meter, "limit": limit, "used": used, "plan": st.plan.name},
+             st.workspace_id)
+    raise PlanLimitReached(meter, limit, used, upgrade_url(ctx, st.workspace_id), st.plan.label)
+
+
+def charge(ctx, workspace_id: uuid.UUID, meter: str, amount: int = 1, event_id: uuid.UUID | None = None) -> None:
+    """Count ``amount`` of ``meter`` against the workspace's plan, or raise
+    PlanLimitReached (402) and count nothing. The one enforcement of plan
+    limits: events and texts are counted per period by one conditional
+    UPDATE (two requests at once cannot both take the last one); guests are
+    counted live in the event, under the event's row lock. With
+    ``billing.enforce`` off, usage is still counted and nothing is refused."""
+    if meter not in METERS:
+        raise ValueError(f"unknown meter {meter!r}")
+    if amount <= 0:
+        return
+    enforce = ctx.settings["billing.enforce"]
+    st = standing(ctx, workspace_id)
+    limit = st.limits[meter]
+    if meter == GUESTS:
+        if not enforce or limit is None:
+            return
+        from guestguard.events.models import Event, Guest
+
+        lock_row(ctx.db, Event, event_id)
+        used = ctx.db.scalar(select(func.count()).select_from(Guest).where(Guest.event_id == event_id)) or 0
+        if used + amount > limit:
+            _refuse(ctx, st, meter, limit, used)
+        return
+    key = {"workspace_id": workspace_id, "meter": meter, "period_start": st.period_start}
+    ctx.db.execute(_insert(ctx.db, UsageCounter).values(**key, used=0).on_conflict_do_nothing())
+    counter = (UsageCounter.workspace_id == workspace_id, UsageCounter.meter == meter,
+               UsageCounter.period_start == st.period_start)
+    condition = counter if (not enforce or limit is None) else (*counter, UsageCounter.used + amount <= limit)
+    done = ctx.db.execute(update(UsageCounter).where(*condition).values(used=UsageCounter.used + amount)
+                          .execution_options(synchronize_session=False))
+    if done.rowcount == 0:
+        used = ctx.db.scalar(select(UsageCounter.used).where(*counter)) or 0
+        _refuse(ctx, st, meter, limit, used)
+
+
+def remaining(ctx, workspace_id: uuid.UUID, meter: str) -> int | None:
+    """How much of a period meter (events, sms) is left; None: no limit
+    (unlimited, or enforcement off). A hint for bulk work deciding what to
+    skip; ``charge`` is still what counts."""
+    if not ctx.settings["billing.enforce"]:
+        return None
+    st = standing(ctx, workspace_id)
+    limit = st.limits[meter]
+    if limit is None:
+        return None
+    used = ctx.db.scalar(select(UsageCounter.used).where(
+        UsageCounter.workspace_id == workspace_id, UsageCounter.meter == meter,
+        UsageCounter.period_start == st.period_start)) or 0
+    return max(0, limit - used)
+
+
+def usage(ctx, workspace_id: uuid.UUID) -> dict[str, Any]:
+    """Used and limit of each meter this period (guests: the fullest event)."""
+    from guestguard.events.models import Event, Guest
+
+    st = standing(ctx, workspace_id)
+    counted = dict(ctx.db.execute(select(UsageCounter.meter, UsageCounter.used).where(
+        UsageCounter.workspace_id == workspace_id, UsageCounter.period_start == st.period_start)).all())
+    fullest = ctx.db.scalar(select(func.count(Guest.id)).join(Event, Event.id == Guest.event_id)
+                            .where(Event.workspace_id == workspace_id).group_by(Guest.event_id)
+                            .order_by(func.count(Guest.id).desc()).limit(1)) or 0
+    used = {EVENTS: counted.get(EVENTS, 0), SMS: counted.get(SMS, 0), GUESTS: fullest}
+    return {meter: {"used": used[meter], "limit": st.limits[meter]} for meter in METERS}
+
+
+# --- applying what the provider says -----------------------------------------------
+
+
+def workspace_lock(ctx, workspace_id) -> None:
+    """One billing change per workspace at a time (webhooks, the success
+    page and reconciliation may all apply the same subscription at once)."""
+    lock_name(ctx.db, f"billing:{workspace_id}", Entitlement)
+
+
+def _workspace_exists(ctx, workspace_id) -> bool:
+    from guestguard.workspaces.models import Workspace
+
+    found = ctx.db.get(Workspace, workspace_id)
+    return found is not None and found.deleted_at is None
+
+
+def _row_for(ctx, workspace_id) -> tuple[Entitlement, dict[str, Any]]:
+    """The workspace's row (made on Free when it has none) and what it said before."""
+    row = ctx.db.get(Entitlement, workspace_id, populate_existing=True)
+    if row is not None:
+        return row, _snapshot(row)
+    row = Entitlement(workspace_id=workspace_id, plan=FREE, status="active", credits=0, trial_used=False,
+                      cancel_at_period_end=False, branding=False)
+    ctx.db.add(row)
+    return row, {}
+
+
+SNAPSHOT = ("plan", "status", "period_start", "period_end", "trial_end", "cancel_at_period_end", "customer_id",
+            "subscription_id", "price_id", "credits", "events_limit", "guests_limit", "sms_limit", "branding")
+
+
+def _snapshot(row: Entitlement) -> dict[str, Any]:
+    return {name: getattr(row, name) for name in SNAPSHOT}
+
+
+def _set_plan(row: Entitlement, plan: Plan) -> None:
+    row.plan = plan.name
+    row.events_limit, row.guests_limit, row.sms_limit, row.branding = plan.events, plan.guests, plan.sms, plan.branding
+
+
+def _changed(ctx, workspace_id, before: dict[str, Any], row: Entitlement, source: str) -> bool:
+    after = _snapshot(row)
+    if before == after:
+        return False
+    row.updated_at = utcnow()
+    changes = {name: [_plain(before.get(name)), _plain(after[name])]
+               for name in SNAPSHOT if before.get(name) != after[name]}
+    record(ctx, "billing.subscription_changed", actor_id=ctx.actor_id, workspace_id=workspace_id,
+           target_type="workspace", target_id=workspace_id, source=source, changes=changes)
+    ctx.emit("billing.subscription_changed", {"plan": row.plan, "status": row.status, "source": source,
+                                              "changes": sorted(changes)}, workspace_id)
+    return True
+
+
+def _plain(value):
+    return value.isoformat() if isinstance(value, dt.datetime) else value
+
+
+def apply_subscription(ctx, state: SubscriptionState, source: str = "provider",
+                       workspace_id: uuid.UUID | None = None) -> str:
+    """Make the workspace's snapshot say what the provider says about its
+    subscription. Idempotent, and order-free: it is always the provider's
+    current state that is applied. Returns what happened, in words."""
+    workspace_id = workspace_id or state.workspace_id or _workspace_of_customer(ctx, state.customer_id)
+    if workspace_id is None:
+        return f"no workspace has subscription {state.subscription_id}"
+    if not _workspace_exists(ctx, workspace_id):
+        return f"workspace {workspace_id} no longer exists; subscription {state.subscription_id} ignored"
+    workspace_lock(ctx, workspace_id)
+    row, before = _row_for(ctx, workspace_id)
+    if row.subscription_id and row.subscription_id != state.subscription_id and row.status in LIVE \
+            and state.status in ENDED:
+        return f"subscription {state.subscription_id} ended, workspace is on {row.subscription_id}"
+    plan = plan_of_price(plans(ctx), state.price_id)
+    if plan is None:
+        log.warning("subscription %s has a price no plan lists; the snapshot keeps its plan", state.subscription_id)
+        record(ctx, "billing.unknown_price", result="refused", workspace_id=workspace_id, target_type="workspace",
+               target_id=workspace_id, price_id=state.price_id)
+        return f"price {state.price_id} belongs to no plan"
+    row.customer_id = state.customer_id or row.customer_id
+    row.subscription_id = state.subscription_id
+    row.price_id = state.price_id
+    row.status = state.status
+    row.trial_used = True
+    if state.status in ENDED:
+        _set_plan(row, plans(ctx)[FREE])
+        row.period_start = row.period_end = row.trial_end = None
+        row.cancel_at_period_end = False
+    else:
+        _set_plan(row, plan)
+        row.period_start, row.period_end = state.period_start, state.period_end
+        row.trial_end = state.trial_end
+        row.cancel_at_period_end = state.cancel_at_period_end
+    if state.status == "past_due":
+        row.past_due_since = row.past_due_since or utcnow()
+    else:
+        row.past_due_since = None
+    changed = _changed(ctx, workspace_id, before, row, source)
+    return f"{'applied' if changed else 'unchanged'}: {row.plan} {row.status}"
+
+
+def _workspace_of_customer(ctx, customer_id: str | None):
+    if not customer_id:
+        return None
+    return ctx.db.scalar(select(Entitlement.workspace_id).where(Entitlement.customer_id == customer_id))
+
+
+def apply_checkout(ctx, result: CheckoutResult, source: str = "checkout") -> str:
+    """Apply a completed checkout: its subscription, or one purchase of a
+    one-time plan (counted once by its payment id)."""
+    if not result.complete:
+        return f"checkout {result.session_id} is not complete"
+    workspace_id = result.workspace_id
+    if workspace_id is None:
+        return f"checkout {result.session_id} names no workspace"
+    if result.subscription is not None:
+        return apply_subscription(ctx, result.subscription, source, workspace_id=workspace_id)
+    if not _workspace_exists(ctx, workspace_id):
+        return f"workspace {workspace_id} no longer exists; checkout {result.session_id} ignored"
+    plan = plan_of_price(plans(ctx), result.price_id)
+    if plan is None or plan.billing != ONE_TIME:
+        return f"price {result.price_id} is not a one-time plan"
+    workspace_lock(ctx, workspace_id)
+    payment_id = result.payment_id or result.session_id
+    if ctx.db.get(BillingPayment, payment_id) is not None:
+        return f"payment {payment_id} was applied before"
+    ctx.db.add(BillingPayment(payment_id=payment_id, workspace_id=workspace_id, plan=plan.name))
+    row, before = _row_for(ctx, workspace_id)
+    row.customer_id = result.customer_id or row.customer_id
+    if row.status in LIVE and row.plan in plans(ctx) and plans(ctx)[row.plan].billing == MONTHLY:
+        return f"payment {payment_id} recorded; the workspace keeps its subscription"
+    if row.plan != plan.name:
+        row.credits = 0
+        row.period_start = utcnow()
+        row.period_end = None
+    _set_plan(row, plan)
+    row.status = "active"
+    row.credits += 1
+    _changed(ctx, workspace_id, before, row, source)
+    return f"applied: {plan.name} purchase {row.credits}"
+
+
+# --- asking the provider -----------------------------------------------------------
+
+
+def backend(ctx):
+    name = ctx.settings["billing.backend"]
+    found = ctx.registry["billing.backends"].get(name) if name else None
+    if found is None:
+        raise Refusal(409, "billing_not_configured", "Payments are not set up on this site yet.")
+    return found
+
+
+def page_origins(ctx) -> tuple[str, ...]:
+    """Where the billing backend's Checkout and portal pages are, for the
+    billing page's form-action; none without a backend."""
+    name = ctx.settings["billing.backend"]
+    found = ctx.registry["billing.backends"].get(name) if name else None
+    return tuple(getattr(found, "page_origins", ()))
+
+
+def _asking(what: str):
+    """Turn the provider's failures into the house's answers."""
+    class Asking:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, kind, exc, tb):
+            if isinstance(exc, BillingUnavailable):
+                log.warning("billing provider unavailable while %s: %s", what, type(exc).__name__)
+                raise Refusal(503, "billing_unavailable",
+                              "The payment provider could not be reached; nothing was changed. Try again shortly.",
+                              retry_after=30) from None
+            if isinstance(exc, BillingRefused):
+                raise Refusal(422, "billing_refused", f"The payment provider refused this: {exc}") from None
+            return False
+    return Asking()
+
+
+def start_checkout(ctx, workspace, plan_name: str, email: str, success_url: str, cancel_url: str) -> dict[str, str]:
+    """A payment page for ``plan_name``; a workspace already paying for a
+    subscription is sent to the portal instead of a second checkout."""
+    plan = plans(ctx).get(plan_name)
+    if plan is None or plan.billing == "free":
+        raise Refusal(422, "validation_failed", f"{plan_name!r} is not a plan one can buy.", field="plan")
+    if not plan.price_id:
+        raise Refusal(422, "validation_failed", f"The {plan.label} plan has no price set up.", field="plan")
+    chosen = backend(ctx)
+    row = ctx.db.get(Entitlement, workspace.id)
+    if row is not None and row.subscription_id and row.status in LIVE and row.customer_id:
+        with _asking("opening the portal"):
+            return {"kind": "portal", "url": chosen.portal(row.customer_id, cancel_url)}
+    subscription = plan.billing == MONTHLY
+    trial = ctx.settings["billing.trial_days"] if subscription and not (row and row.trial_used) else 0
+    request = CheckoutRequest(workspace_id=workspace.id, plan=plan.name, price_id=plan.price_id,
+                              mode="subscription" if subscription else "payment",
+                              customer_id=row.customer_id if row else None, customer_email=email,
+                              trial_days=trial, success_url=success_url, cancel_url=cancel_url,
+                              idempotency_key=str(uuid.uuid4()))
+    with _asking("starting a checkout"):
+        url = chosen.checkout(request)
+    record(ctx, "billing.checkout_started", actor_id=ctx.actor_id, workspace_id=workspace.id,
+           target_type="workspace", target_id=workspace.id, plan=plan.name, trial_days=trial)
+    return {"kind": "checkout", "url": url}
+
+
+def open_portal(ctx, workspace, return_url: str) -> str:
+    row = ctx.db.get(Entitlement, workspace.id)
+    if row is None or not row.customer_id:
+        raise Refusal(409, "no_customer", "This workspace has not paid for a plan yet: choose one first.")
+    chosen = backend(ctx)
+    with _asking("opening the portal"):
+        return chosen.portal(row.customer_id, return_url)
+
+
+def finish_checkout(ctx, workspace, session_id: str) -> str:
+    """The success page: read the session back from the provider and apply
+    it (its query string proves nothing)."""
+    chosen = backend(ctx)
+    with _asking("reading the checkout"):
+        result = chosen.read_checkout(session_id)
+    if result is None or result.workspace_id != workspace.id:
+        raise Refusal(404, "not_found", "No such checkout for this workspace.")
+    return apply_checkout(ctx, result, source="checkout")
+
+
+def _subscription_of(ctx, workspace) -> Entitlement:
+    row = ctx.db.get(Entitlement, workspace.id)
+    if row is None or not row.subscription_id or row.status not in LIVE:
+        raise Refusal(409, "no_subscription", "This workspace has no subscription to change.")
+    return row
+
+
+def preview_change(ctx, workspace, plan_name: str) -> dict[str, Any]:
+    plan = plans(ctx).get(plan_name)
+    if plan is None or plan.billing != MONTHLY or not plan.price_id:
+        raise Refusal(422, "validation_failed", f"{plan_name!r} is not a subscription plan.", field="plan")
+    row = _subscription_of(ctx, workspace)
+    with _asking("previewing a change"):
+        proration = backend(ctx).preview_change(row.subscription_id, plan.price_id)
+    direction = "upgrade" if RANK[plan.name] > RANK.get(row.plan, 0) else "downgrade"
+    return {"plan": plan.name, "direction": direction, "amount_due": proration.amount_due,
+            "currency": proration.currency}
+
+
+def change_plan(ctx, workspace, plan_name: str) -> str:
+    preview_change(ctx, workspace, plan_name)  # the same checks
+    row = _subscription_of(ctx, workspace)
+    with _asking("changing the plan"):
+        state = backend(ctx).change_price(row.subscription_id, plans(ctx)[plan_name].price_id)
+    return apply_subscription(ctx, state, source="plan_change", workspace_id=workspace.id)
+
+
+def set_cancel(ctx, workspace, cancel: bool) -> str:
+    row = _subscription_of(ctx, workspace)
+    with _asking("cancelling" if cancel else "undoing the cancellation"):
+        state = backend(ctx).set_cancel_at_period_end(row.subscription_id, cancel)
+    return apply_subscription(ctx, state, source="cancel" if cancel else "undo_cancel", workspace_id=workspace.id)
+
+
+# --- dunning and reconciliation --------------------------------------------------------
+
+
+def dunning_notice(ctx, workspace_id: uuid.UUID, invoice_id: str, attempt: int, amount_due: int,
+                   currency: str) -> bool:
+    """Email the owners once for this attempt of this invoice; False when
+    it was sent before (a repeated webhook)."""
+    from guestguard.notifications.services import queue_notification
+    from guestguard.workspaces.models import Membership
+
+    if not _workspace_exists(ctx, workspace_id):
+        return False
+    key = {"invoice_id": invoice_id, "attempt": attempt}
+    # RETURNING says whether this call inserted the row (a rowcount is not
+    # reliable for ON CONFLICT DO NOTHING across drivers).
+    inserted = ctx.db.scalar(_insert(ctx.db, DunningNotice).values(**key, workspace_id=workspace_id, sent_at=utcnow())
+                             .on_conflict_do_nothing().returning(DunningNotice.invoice_id))
+    if inserted is None:
+        return False
+    owners = ctx.db.scalars(select(Membership).where(Membership.workspace_id == workspace_id,
+                                                     Membership.role == "owner"))
+    for owner in owners:
+        queue_notification(ctx, channel="email", recipient=owner.user.email, template="billing_payment_failed",
+                           context={"amount": f"{amount_due / 100:.2f} {currency.upper()}", "attempt": attempt,
+                                    "billing_url": upgrade_url(ctx, workspace_id),
+                                    "grace_days": ctx.settings["billing.past_due_grace_days"]},
+                           workspace_id=workspace_id)
+    record(ctx, "billing.dunning_sent", workspace_id=workspace_id, target_type="invoice", target_id=invoice_id,
+           attempt=attempt)
+    return True
+
+
+def paying_workspaces(ctx) -> list[tuple[uuid.UUID, str]]:
+    return list(ctx.db.execute(select(Entitlement.workspace_id, Entitlement.subscription_id).where(
+        Entitlement.subscription_id.is_not(None), Entitlement.status.in_(LIVE))).all())
+
+
+def reconcile_one(ctx, workspace_id: uuid.UUID, subscription_id: str) -> bool:
+    """Compare one workspace's snapshot with the provider; repair drift.
+    True when it had drifted."""
+    with _asking("reconciling"):
+        state = backend(ctx).read_subscription(subscription_id)
+    if state is None:
+        row = ctx.db.get(Entitlement, workspace_id)
+        state = SubscriptionState(workspace_id=workspace_id, customer_id=row.customer_id or "",
+                                  subscription_id=subscription_id, price_id=row.price_id or "", status="canceled",
+                                  period_start=None, period_end=None)
+    note = apply_subscription(ctx, state, source="reconciliation", workspace_id=workspace_id)
+    drifted = note.startswith("applied")
+    if drifted:
+        log.warning("billing drift repaired for workspace %s", workspace_id)
+        record(ctx, "billing.reconciled", workspace_id=workspace_id, target_type="workspace", target_id=workspace_id)
+    return drifted
