@@ -408,7 +408,19 @@ DOOR_JOB = PrivacyJob(
     forget_guest=forget_at_the_door,
 )
 
-CORE_JOBS = (PRIVACY_JOB, GUARD_JOB, ACTIVITY_JOB, NOTIFICATIONS_JOB, IMPORTS_JOB, AUDIT_JOB, ACCOUNTS_JOB,
+# --- billing ------------------------------------------------------------------------
+
+BILLING_JOB = PrivacyJob(
+    name="billing",
+    data=(
+        PersonalData("billing_entitlements", ("customer_id", "subscription_id"), "the billing provider's "
+                     "references to the paying customer", WORKSPACE, NOT_EXPORTED + " (the provider holds the "
+                     "payment details)", "deleted with the workspace; the provider keeps its own records"),
+    ),
+    not_personal=("feature_flags.name",),
+)
+
+CORE_JOBS = (BILLING_JOB, PRIVACY_JOB, GUARD_JOB, ACTIVITY_JOB, NOTIFICATIONS_JOB, IMPORTS_JOB, AUDIT_JOB, ACCOUNTS_JOB,
              WORKSPACES_JOB, PLATFORM_JOB, EVENTS_JOB, DOOR_JOB)
 
 
