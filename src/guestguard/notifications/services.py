@@ -28,9 +28,11 @@ from guestguard.tasks import (
     PENDING,
     claim_job,
     claim_jobs,
-    enqueue_job_batched,
+    enqueue,
+    enqueue_job,
     fail_job,
     finish_job,
+    job_task,
     still_claimed,
     was_interrupted,
 )
@@ -102,7 +104,7 @@ def queue_notification(
     notification = Notification(**values)
     ctx.db.add(notification)
     ctx.db.flush()
-    enqueue_job_batched(ctx, Notification, notification.id, _batch_task())
+    enqueue_job(ctx, notification)
     return notification
 
 
@@ -123,9 +125,8 @@ class Outgoing:
 
 
 def queue_notifications(ctx, messages: list[Outgoing]) -> list[uuid.UUID]:
-    """``queue_notification`` for a bulk action's messages: the same checks,
-    one multi-row INSERT, and their deliveries queued fifty to a task. Their
-    ids, in the order given."""
+    """``queue_notification`` for a bulk action's messages: the same checks
+    and one multi-row INSERT. Their ids, in the order given."""
     checked: set[tuple[str, str]] = set()
     rows = [_row_values(ctx, channel=m.channel, recipient=m.recipient, template=m.template, context=m.context,
                         sealed=m.sealed, workspace_id=m.workspace_id, about=m.about, kind=m.kind,
@@ -135,9 +136,12 @@ def queue_notifications(ctx, messages: list[Outgoing]) -> list[uuid.UUID]:
         now = utcnow()
         ctx.db.execute(insert(Notification), [{**DEFAULTS, "created_at": now, "updated_at": now,
                                                "next_attempt_at": now, **row} for row in rows])
-    task = _batch_task()
+    # One delivery task per message: a provider that hangs holds one message
+    # and one worker thread, and the other workers send the rest meanwhile
+    # (a batch's unsent messages would wait behind it under its leases).
+    task = job_task(ctx.registry, Notification)
     for row in rows:
-        enqueue_job_batched(ctx, Notification, row["id"], task)
+        enqueue(ctx, task, row["id"])
     return [row["id"] for row in rows]
 
 
@@ -146,12 +150,6 @@ def queue_notifications(ctx, messages: list[Outgoing]) -> list[uuid.UUID]:
 DEFAULTS = {"status": PENDING, "attempts": 0, "claimed_at": None, "lease_until": None, "last_error": None,
             "provider": None, "provider_message_id": None, "sent_at": None, "delivery_state": "queued",
             "delivery_detail": None, "delivered_at": None, "segments": None, "price": None, "price_unit": None}
-
-
-def _batch_task():
-    from guestguard.notifications.tasks import dispatch_notifications
-
-    return dispatch_notifications
 
 
 def _row_values(ctx, *, channel: str, recipient: str, template: str, context: Mapping[str, Any] | None,
