@@ -99,7 +99,7 @@ def guestguard_app(db_url: str, extra: dict | None = None, production_passwords:
         "passwords.memory_kib": "19456", "passwords.time_cost": "2", "passwords.parallelism": "1"}
     config = make_config({
         "app.env": "test", "db.url": db_url, "huey.url": "memory://", "huey.immediate": "true",
-        "log.level": "WARNING", **cheap, **(extra or {}),
+        "log.level": "WARNING", "billing.enforce": "false", **cheap, **(extra or {}),
     }, environ={})
     return webtest.TestApp(config.make_wsgi_app())
 

@@ -45,7 +45,8 @@ def app_for(db_url: str):
     config = make_config({
         "app.env": "test", "db.url": db_url, "huey.url": "memory://", "huey.immediate": "false",
         "log.level": "WARNING", "ratelimit.enabled": "false", "db.pool_size": str(DOORS + 4),
-        "passwords.memory_kib": "19456", "passwords.time_cost": "2", "passwords.parallelism": "1",
+        "passwords.memory_kib": "19456",
+        "billing.enforce": "false", "passwords.time_cost": "2", "passwords.parallelism": "1",
     }, environ={})
     return webtest.TestApp(config.make_wsgi_app())
 

@@ -70,7 +70,8 @@ def write_ini(path: Path, db_url: str, extra: dict | None = None) -> None:
     parser.read(REPO / "development.ini")
     parser["app:main"].update({
         "app.env": "test", "db.url": db_url, "huey.url": REDIS_URL, "huey.in_process_worker": "false",
-        "ratelimit.enabled": "false", "passwords.memory_kib": "19456", "passwords.time_cost": "2",
+        "ratelimit.enabled": "false", "passwords.memory_kib": "19456",
+        "billing.enforce": "false", "passwords.time_cost": "2",
         "passwords.parallelism": "1", "log.level": "WARNING", "pyramid.reload_templates": "false",
         **(extra or {}),
     })

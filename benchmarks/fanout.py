@@ -82,7 +82,8 @@ def settings_for(db_url: str) -> dict[str, str]:
         "app.env": "test", "app.base_url": "https://bench.example", "db.url": db_url, "huey.url": REDIS_URL,
         "huey.immediate": "false", "huey.name": "fanout", "notifications.email.provider": "null",
         "notifications.sms.provider": "", "ratelimit.enabled": "false", "log.level": "WARNING",
-        "passwords.memory_kib": "19456", "passwords.time_cost": "2", "passwords.parallelism": "1",
+        "passwords.memory_kib": "19456",
+        "billing.enforce": "false", "passwords.time_cost": "2", "passwords.parallelism": "1",
     }
 
 

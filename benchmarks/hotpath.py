@@ -54,7 +54,7 @@ BROWSER = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML,
            "Chrome/131.0.0.0 Safari/537.36")
 TICKS = os.sysconf("SC_CLK_TCK")
 IN_PROCESS = {"app.env": "test", "ratelimit.enabled": "false", "passwords.memory_kib": "19456",
-              "passwords.time_cost": "2", "passwords.parallelism": "1"}
+              "billing.enforce": "false", "passwords.time_cost": "2", "passwords.parallelism": "1"}
 
 # Each wrk thread takes the links i with i % threads == its number, so an
 # answer's link belongs to one thread, which alternates its answers.
@@ -158,7 +158,8 @@ def guestguard_ini(path: Path, db_url: str) -> None:
     parser["app:main"].update({
         "db.url": db_url, "redis.url": REDIS_URL, "huey.url": REDIS_URL, "guard.stream.url": REDIS_URL,
         "ratelimit.url": REDIS_URL, "ratelimit.enabled": "false",
-        "captcha.verifier": "disabled", "passwords.memory_kib": "19456", "passwords.time_cost": "2",
+        "captcha.verifier": "disabled", "passwords.memory_kib": "19456",
+        "billing.enforce": "false", "passwords.time_cost": "2",
         "passwords.parallelism": "1",
     })
     with path.open("w") as handle:

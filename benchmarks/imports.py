@@ -83,7 +83,7 @@ def app_for(url: str) -> webtest.TestApp:
     config = make_config({
         "app.env": "test", "db.url": url, "huey.url": "memory://", "huey.immediate": "true",
         "log.level": "WARNING", "ratelimit.enabled": "false", "passwords.memory_kib": "19456",
-        "passwords.time_cost": "2", "passwords.parallelism": "1"}, environ={})
+        "billing.enforce": "false", "passwords.time_cost": "2", "passwords.parallelism": "1"}, environ={})
     return webtest.TestApp(config.make_wsgi_app())
 
 
