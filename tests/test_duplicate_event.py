@@ -160,3 +160,11 @@ def test_the_duplicate_form(app, run_in_request, host):
                      {"csrf_token": csrf(page), "name": "Lantern Supper II", "starts_at": "2030-09-14T19:30",
                       "with_guests": "on"}).follow()
     assert "was already copied moments ago" in main_text(again)
+
+
+def test_a_copy_counts_against_the_plan_like_any_event(make_app, run_in_request):
+    app = make_app({"billing.enforce": "true"})  # the Free plan: one event a month
+    host = event_host(app, run_in_request, EVENT)
+    refused = duplicate(app, host, {"name": "Second"}, status=402).json["error"]
+    assert refused["code"] == "plan_limit" and refused["meter"] == "events"
+    assert scalar(app, run_in_request, select(func.count()).select_from(Event)) == 1

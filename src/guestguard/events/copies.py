@@ -4,11 +4,13 @@ copy is a draft, so nothing reaches a guest until the host publishes it."""
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import insert, select
 
 from guestguard.audit.services import record
+from guestguard.billing import services as billing
 from guestguard.db import lock_name, utcnow
 from guestguard.events.models import DRAFT, Event, EventCover, Guest
 from guestguard.events.schemas import DuplicateInput, localize
@@ -48,7 +50,13 @@ def duplicate_event(ctx, source: Event, data: DuplicateInput) -> Copy:
         Event.created_at > utcnow() - REPEAT_WINDOW).limit(1))
     if recent is not None:
         return Copy(recent, 0, created=False)
-    event = Event(workspace_id=source.workspace_id, created_by_id=ctx.actor_id, name=name, status=DRAFT,
+    # Counted against the plan like any event and its guests, before anything
+    # is written: a refusal (402) leaves no half-made copy behind.
+    event_id = uuid.uuid4()
+    guests = guest_rows(ctx.db, source) if data.with_guests else []
+    billing.charge(ctx, source.workspace_id, billing.GUESTS, len(guests), event_id=event_id)
+    billing.charge(ctx, source.workspace_id, billing.EVENTS)
+    event = Event(id=event_id, workspace_id=source.workspace_id, created_by_id=ctx.actor_id, name=name, status=DRAFT,
                   starts_at=starts_at, ends_at=shifted(source.ends_at, moved),
                   rsvp_deadline=shifted(source.rsvp_deadline, moved),
                   **{field: getattr(source, field) for field in EVENT_FIELDS})
@@ -56,11 +64,12 @@ def duplicate_event(ctx, source: Event, data: DuplicateInput) -> Copy:
     ctx.db.flush()
     if source.cover_id is not None:
         copy_cover(ctx.db, source, event)
-    guests = copy_guests(ctx.db, source, event) if data.with_guests else 0
+    if guests:
+        ctx.db.execute(insert(Guest), [{**row._asdict(), "event_id": event.id} for row in guests])
     record(ctx, "event.duplicated", actor_id=ctx.actor_id, workspace_id=event.workspace_id,
-           target_type="event", target_id=event.id, source_id=str(source.id), guests=guests)
+           target_type="event", target_id=event.id, source_id=str(source.id), guests=len(guests))
     ctx.emit("event.created", {"event_id": str(event.id), "name": event.name}, event.workspace_id)
-    return Copy(event, guests, created=True)
+    return Copy(event, len(guests), created=True)
 
 
 def copy_cover(db, source: Event, event: Event) -> None:
@@ -74,10 +83,7 @@ def copy_cover(db, source: Event, event: Event) -> None:
     event.cover_id = copied.id
 
 
-def copy_guests(db, source: Event, event: Event) -> int:
-    """The guest list, in one read and one multi-row insert."""
-    rows = db.execute(select(*(getattr(Guest, field) for field in GUEST_FIELDS))
-                      .where(Guest.event_id == source.id).order_by(Guest.name, Guest.id)).all()
-    if rows:
-        db.execute(insert(Guest), [{**row._asdict(), "event_id": event.id} for row in rows])
-    return len(rows)
+def guest_rows(db, source: Event) -> list:
+    """What a copy keeps of each guest, in one read."""
+    return list(db.execute(select(*(getattr(Guest, field) for field in GUEST_FIELDS))
+                           .where(Guest.event_id == source.id).order_by(Guest.name, Guest.id)).all())
