@@ -1,7 +1,9 @@
 """The account pages, driven through the real app like a browser would:
 forms with their CSRF tokens, cookies, redirects, and the emails the console
 provider delivered."""
+import base64
 import datetime as dt
+import json
 import re
 from urllib.parse import quote
 
@@ -55,8 +57,18 @@ def log_in(client, email, password=PASSWORD, next_path=None, status=303):
 
 
 def registered(client, email, password=PASSWORD, name="Ada Host"):
+    """Signed up and verified, the link opened in another browser (so
+    ``client`` is not signed in by it)."""
     sign_up(client, email, password, name)
-    assert "Your email address is verified" in verify(client, email).text
+    assert "Your email address is verified" in verify(new_client(client.app), email).text
+
+
+def session_state(client) -> dict:
+    """What the browser's signed session cookie holds (readable by the
+    browser: signed, not encrypted)."""
+    raw = client.cookies["gg_flash"]
+    signed = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+    return json.loads(signed[64:])[2]  # after the SHA-512 signature: (accessed, created, state)
 
 
 def signed_in(app, email, user_agent=LAPTOP, ip="203.0.113.7", register=True):
@@ -115,19 +127,17 @@ def test_signup_verify_login_change_password_logout(app, run_in_request):
     assert user_row(run_in_request, "ada@example.com")["email_verified_at"] is None
 
     [message] = inbox(phone, "ada@example.com")
-    verified = phone.get(link(message, "verify-email"))
-    assert h1(verified) == "Your email address is verified"
-    assert verified.html.find("main").find("a", string="Log in")["href"] == "/login"
-    assert user_row(run_in_request, "ada@example.com")["email_verified_at"] is not None
-
-    response = log_in(phone, "ada@example.com")
+    response = phone.get(link(message, "verify-email"), status=303)  # the browser that signed up is signed in
     assert response.location.endswith("/dashboard")
+    assert user_row(run_in_request, "ada@example.com")["email_verified_at"] is not None
     cookie = next(v for k, v in response.headerlist if k == "Set-Cookie" and v.startswith("gg_session="))
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
     assert 29 * 86400 < int(re.search(r"Max-Age=(\d+)", cookie).group(1)) <= 30 * 86400
     dashboard = response.follow()
     assert h1(dashboard) == "Dashboard"
-    assert "Welcome back, Ada Host." in main_text(dashboard)
+    assert "Welcome to GuestGuard, Ada Host: your address is verified." in main_text(dashboard)
+    assert [row["details"] for row in audit(run_in_request, "account.login")] == [
+        {"kind": "web", "via": "email_verification"}]
     account = phone.get("/account")
     sessions = account.html.select("ul.sessions > li")
     assert len(sessions) == 1
@@ -259,8 +269,8 @@ def test_an_unverified_user_is_offered_a_new_verification_link(app, run_in_reque
     assert session_rows(run_in_request, "ada@example.com") == []
 
     assert h1(client.get(first_link, status=400)) == "This link is not valid"  # replaced by the new one
-    assert h1(verify(client, "ada@example.com")) == "Your email address is verified"
-    log_in(client, "ada@example.com")
+    assert verify(client, "ada@example.com").location.endswith("/dashboard")  # the new link signs this browser in
+    assert [row["kind"] for row in session_rows(run_in_request, "ada@example.com")] == ["web"]
 
 
 def test_resend_and_forgot_answer_the_same_for_unknown_addresses(app):
@@ -680,8 +690,39 @@ def test_only_signups_that_pass_the_forms_checks_count_against_the_limit(make_ap
 def test_a_used_verification_link_says_the_address_is_verified_already(app):
     client = browser(app)
     sign_up(client, "ada@example.com")
-    welcome = verify(client, "ada@example.com")
+    elsewhere = browser(app, PHONE, "198.51.100.4")  # opened in another browser: verified, not signed in
+    welcome = elsewhere.get(link(inbox(client, "ada@example.com")[0], "verify-email"))
     assert "Welcome to GuestGuard, Ada Host. Your account for ada@example.com is ready" in main_text(welcome)
-    again = client.get(link(inbox(client, "ada@example.com")[0], "verify-email"), status=400)
+    assert welcome.html.find("main").find("a", string="Log in")["href"] == "/login"
+    assert elsewhere.get("/account", status=302).location.endswith("/login?next=%2Faccount")
+    again = elsewhere.get(link(inbox(client, "ada@example.com")[0], "verify-email"), status=400)
     assert h1(again) == "Your address is verified already"
     assert again.html.find("main").find("a", string="Sign in")["href"] == "/login"
+
+
+def test_the_link_signs_in_the_browser_that_signed_up_once_even_after_a_mail_scanner(app, run_in_request):
+    client = browser(app)
+    sign_up(client, "ada@example.com")
+    verify_path = link(inbox(client, "ada@example.com")[0], "verify-email")
+    browser(app, "Mozilla/5.0 (compatible; scanner)", "40.94.0.9").get(verify_path)  # the scanner uses it first
+    signed = client.get(verify_path, status=303)
+    assert signed.location.endswith("/dashboard")
+    assert client.get("/account").status_int == 200
+    assert len(session_rows(run_in_request, "ada@example.com")) == 1
+    client.get(verify_path, status=400)  # once: the signed-up mark went with the new login
+    assert len(session_rows(run_in_request, "ada@example.com")) == 1
+
+
+def test_signing_up_marks_the_browser_alike_for_new_and_taken_addresses(app):
+    registered(browser(app), "bob@example.com")
+    cookies = []
+    for email in ("ada@example.com", "bob@example.com"):
+        client = browser(app)
+        sign_up(client, email)
+        state = session_state(client)
+        cookies.append((sorted(state), state["signed_up"]))
+    assert cookies == [(["_csrft_", "signed_up"], "ada@example.com"), (["_csrft_", "signed_up"], "bob@example.com")]
+    other = browser(app)
+    sign_up(other, "cy@example.com")
+    stranger = browser(app)
+    stranger.get(link(inbox(other, "cy@example.com")[0], "verify-email"), status=200)  # the mark is per browser

@@ -237,6 +237,94 @@ def test_inviting_a_pending_address_with_another_role_asks_first(app, run_in_req
     assert len(inbox(app, "grace@example.com")) == 3
 
 
+def invite(app, run_in_request, gala, email, role="staff"):
+    ada = signed_in(app, run_in_request, "ada@example.com")
+    form = ada.get(page_of(gala, "/invitations")).forms["invite-form"]
+    form["email"], form["role"] = email, role
+    form.submit(status=303)
+    return ada, invitation_path(app, email)
+
+
+def sign_up_from(browser, invitation_path, *, email=None, name="Nora New"):
+    """Open the invitation signed out, follow its Sign up, fill the form."""
+    browser.get(invitation_path)
+    form = browser.get("/signup").forms["signup-form"]
+    if email is not None:
+        form["email"] = email
+    form["display_name"], form["password"] = name, TEST_PASSWORD
+    form["accept_policies"] = True
+    return form.submit(status=303)
+
+
+def verify_link(app, email):
+    return link(next(m for m in inbox(app, email) if "/verify-email/" in m.text), "verify-email")
+
+
+def workspaces_of(run_in_request, email):
+    return run_in_request(lambda r: sorted(
+        (w.name, w.personal, m.role) for m, w in r.db.execute(
+            select(Membership, Workspace).join(Workspace, Workspace.id == Membership.workspace_id)
+            .join(User, User.id == Membership.user_id).where(User.email == email)).all()))
+
+
+def test_signing_up_from_an_invitation_joins_its_workspace_without_one_of_ones_own(app, run_in_request, gala):
+    invite(app, run_in_request, gala, "nora@example.com", "admin")
+    path = invitation_path(app, "nora@example.com")
+    browser = signed_out(app)
+    page = browser.get(path)
+    assert "once you verify it in this browser, you join “Ada's Gala”" in main_text(page)
+    form_page = browser.get("/signup")
+    assert form_page.forms["signup-form"]["email"].value == "nora@example.com"
+    assert "You're joining “Ada's Gala”" in main_text(form_page)
+    sign_up_from(browser, path)
+    assert workspaces_of(run_in_request, "nora@example.com") == []  # no empty workspace of her own
+
+    arrived = browser.get(verify_link(app, "nora@example.com"), status=303)
+    assert arrived.location.endswith(page_of(gala))
+    home = arrived.follow()
+    assert "You joined “Ada's Gala” as admin." in main_text(home)
+    assert workspaces_of(run_in_request, "nora@example.com") == [("Ada's Gala", False, "admin")]
+    dashboard = browser.get("/dashboard")
+    assert "Nora New's events" not in dashboard.text
+    assert h1(browser.get(path, status=404)) == "This invitation can't be used"  # accepted: used up
+
+
+def test_an_invitation_withdrawn_before_verifying_leaves_a_workspace_of_ones_own(app, run_in_request, gala):
+    ada, path = invite(app, run_in_request, gala, "nora@example.com")
+    browser = signed_out(app)
+    sign_up_from(browser, path)
+    pending = ada.get(page_of(gala, "/invitations"))
+    pending.forms[next(name for name in named_forms(pending) if name.startswith("revoke"))].submit(status=303)
+    arrived = browser.get(verify_link(app, "nora@example.com"), status=303)
+    assert arrived.location.endswith("/dashboard")
+    assert "The workspace invitation could not be accepted" in main_text(arrived.follow())
+    assert workspaces_of(run_in_request, "nora@example.com") == [("Nora New's events", True, "owner")]
+
+
+def test_signing_up_from_an_invitation_with_another_address_keeps_ones_own_workspace(app, run_in_request, gala):
+    _, path = invite(app, run_in_request, gala, "nora@example.com")
+    browser = signed_out(app)
+    sign_up_from(browser, path, email="other@example.com")
+    arrived = browser.get(verify_link(app, "other@example.com"), status=303)
+    assert "could not be accepted: This invitation was sent to another email address" in main_text(arrived.follow())
+    assert workspaces_of(run_in_request, "other@example.com") == [("Nora New's events", True, "owner")]
+    assert run_in_request(lambda r: workspaces.invitation_for_token(r.db, path.rsplit("/", 1)[1]).accepted_at) is None
+
+
+def test_verified_elsewhere_the_dashboard_offers_to_join_or_start_a_workspace(app, run_in_request, gala):
+    _, path = invite(app, run_in_request, gala, "nora@example.com")
+    browser = signed_out(app)
+    sign_up_from(browser, path)
+    signed_out(app).get(verify_link(app, "nora@example.com"))  # another browser
+    nora = signed_in(app, run_in_request, "nora@example.com")
+    dashboard = nora.get("/dashboard")
+    assert "You're not in a workspace yet" in main_text(dashboard)
+    assert dashboard.html.find("a", string="Create a workspace")["href"] == "/workspaces/new"
+    invitation = nora.get(path)
+    invitation.forms["accept-form"].submit(status=303)
+    assert workspaces_of(run_in_request, "nora@example.com") == [("Ada's Gala", False, "staff")]
+
+
 def test_invalid_invitation_tokens_get_one_neutral_404(app, run_in_request, gala):
     ada = signed_in(app, run_in_request, "ada@example.com")
     page = ada.get(page_of(gala, "/invitations"))

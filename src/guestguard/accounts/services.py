@@ -59,11 +59,12 @@ def policies_accepted(settings, user: User) -> bool:
 # --- signup and verification -------------------------------------------------
 
 
-def signup(ctx, *, email: str, password: str, display_name: str) -> User | None:
-    """Create an unverified user with a personal workspace and email a
-    verification link. An address already registered gets an email saying
-    so instead, and the caller sees the same answer (no enumeration).
-    Returns the new user, or None when the address was taken."""
+def signup(ctx, *, email: str, password: str, display_name: str, personal_workspace: bool = True) -> User | None:
+    """Create an unverified user, with a personal workspace unless they are
+    joining another one, and email a verification link. An address already
+    registered gets an email saying so instead, and the caller sees the same
+    answer (no enumeration). Returns the new user, or None when the address
+    was taken."""
     db = ctx.db
     existing = db.scalar(select(User).where(User.email == email))
     if existing is not None:
@@ -81,7 +82,8 @@ def signup(ctx, *, email: str, password: str, display_name: str) -> User | None:
                 privacy_accepted_at=now, terms_accepted_at=now)
     db.add(user)
     db.flush()
-    create_personal_workspace(ctx, user)
+    if personal_workspace:
+        create_personal_workspace(ctx, user)
     send_verification(ctx, user)
     record(ctx, "account.signup", actor_id=user.id, target_type="user", target_id=user.id)
     return user
@@ -123,15 +125,15 @@ def _consume_user_token(ctx, raw: str, purpose: str) -> User:
     return user
 
 
-def verified_by(db, raw: str) -> bool:
-    """Whether ``raw`` is a verification link already used by an account
-    that is verified (and not deleted)."""
+def verified_by(db, raw: str) -> User | None:
+    """The account that used the verification link ``raw`` and is verified
+    (and not deleted); None for any other link."""
     if not looks_like_token(raw):
-        return False
+        return None
     user_id = db.scalar(select(UserToken.user_id).where(
         UserToken.token_hash == hash_token(raw), UserToken.purpose == VERIFY_EMAIL, UserToken.used_at.is_not(None)))
     user = db.get(User, user_id) if user_id else None
-    return user is not None and user.is_verified and user.deleted_at is None
+    return user if user is not None and user.is_verified and user.deleted_at is None else None
 
 
 def send_verification(ctx, user: User) -> None:
@@ -148,7 +150,7 @@ def verify_email(ctx, raw_token: str) -> User:
     try:
         user = _consume_user_token(ctx, raw_token, VERIFY_EMAIL)
     except AccountError:
-        if verified_by(ctx.db, raw_token):
+        if verified_by(ctx.db, raw_token) is not None:
             raise AccountError(ALREADY_VERIFIED, "This address is verified already: sign in.", status=409) from None
         raise
     if user.email_verified_at is None:
@@ -234,11 +236,16 @@ def login(ctx, *, email: str, password: str, kind: str, accept_policies: bool = 
         raise AccountError("policy_acceptance_required",
                            "Accept the updated privacy policy and terms to continue.", status=403)
     user.failed_logins = 0
+    return start_login(ctx, user, kind)
+
+
+def start_login(ctx, user: User, kind: str, **audit: str) -> Login:
+    """A new login of ``user``, whose credentials the caller checked."""
     session, cookie_token = sessions.start_session(
         ctx.db, ctx.settings, user, kind=kind,
         user_agent=ctx.user_agent, ip=ctx.client_ip)
     record(ctx, "account.login", actor_id=user.id, target_type="session", target_id=session.id,
-           kind=kind)
+           kind=kind, **audit)
     return Login(user, session, cookie_token)
 
 

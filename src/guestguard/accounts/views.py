@@ -33,6 +33,8 @@ from guestguard.db import utcnow
 from guestguard.permissions import ACCOUNT, ACCOUNT_BASICS
 from guestguard.ratelimit import enforce
 from guestguard.web import CHECKBOX, PASSWORD, Field, Form, private, redirect, safe_next
+from guestguard.workspaces import services as workspaces
+from guestguard.workspaces.services import WorkspaceError
 
 DISPLAY_NAME = Field("display_name", "Your name")
 EMAIL = Field("email", "Email")
@@ -47,6 +49,8 @@ PASSWORD_FORM = Form(ChangePasswordInput, Field("current_password", "Current pas
 ACCEPT_FORM = Form(AcceptPoliciesInput, Field("accept", kind=CHECKBOX,
                                               choice="Tick the box to accept the privacy policy and terms."))
 ACCOUNT_PAGE = "accounts/account.jinja2"
+# The session key holding the address this browser signed up with.
+SIGNED_UP = "signed_up"
 SAME_ANSWER = ("If that address can receive email, a message is on its way. "
                "Check your inbox (and spam folder).")
 
@@ -75,11 +79,19 @@ def check_captcha(request, errors: dict[str, str]) -> int:
 # --- signup and email verification -------------------------------------------
 
 
+def signup_page(request, status: int = 200, **context) -> dict:
+    """The signup form; opened from a workspace invitation, it names the
+    workspace and proposes the invited address."""
+    invitation = workspaces.joining(request.db, request.session.get(workspaces.JOINING))
+    return captcha_page(request, status, joining=invitation, **context)
+
+
 @view_config(route_name="signup", request_method="GET", renderer="accounts/signup.jinja2")
 def signup_form(request):
     if request.identity is not None:
         return redirect(request, request.route_path("dashboard"))
-    return captcha_page(request, values={}, errors={})
+    invitation = workspaces.joining(request.db, request.session.get(workspaces.JOINING))
+    return signup_page(request, values={"email": invitation.email} if invitation else {}, errors={})
 
 
 @view_config(route_name="signup", request_method="POST", renderer="accounts/signup.jinja2")
@@ -91,24 +103,72 @@ def signup(request):
     form = SIGNUP_FORM.read(request)
     status = check_captcha(request, form.errors)
     if form.errors:
-        return captcha_page(request, status, values=SIGNUP_FORM.typed(request), errors=form.errors)
+        return signup_page(request, status, values=SIGNUP_FORM.typed(request), errors=form.errors)
     enforce(request, "signup")
     data = form.model
-    services.signup(request.ctx, email=data.email, password=data.password, display_name=data.display_name)
+    invitation = workspaces.joining(request.db, request.session.get(workspaces.JOINING))
+    services.signup(request.ctx, email=data.email, password=data.password, display_name=data.display_name,
+                    personal_workspace=invitation is None or invitation.email != data.email)
+    # The address this browser signed up with: its verification link, opened
+    # here, signs in. Set whether or not the address was new (the browser
+    # knows what it typed), so the cookie tells nothing about who has an account.
+    request.session[SIGNED_UP] = data.email
     request.session.flash(f"Almost done: we sent a link to {data.email}. Open it to finish signing up.", "success")
     return redirect(request, request.route_path("resend_verification"))
 
 
 @view_config(route_name="verify_email", request_method="GET", renderer="accounts/verified.jinja2")
 def verify_email(request):
+    """The link signs in only in the browser that signed up with its address
+    (a mail scanner opening it first leaves that browser able to, once): opened
+    anywhere else it verifies, and the page asks to sign in."""
     private(request)
+    token = request.matchdict["token"]
     try:
-        user = services.verify_email(request.ctx, request.matchdict["token"])
+        user = services.verify_email(request.ctx, token)
     except AccountError as error:
-        if error.code == services.ALREADY_VERIFIED:
+        if error.code != services.ALREADY_VERIFIED:
+            return link_invalid(request, "resend_verification", "Get a new verification link")
+        user = services.verified_by(request.db, token)
+        if not signed_up_here(request, user):
             return link_invalid(request, "login", "Sign in", verified=True)
-        return link_invalid(request, "resend_verification", "Get a new verification link")
+    if signed_up_here(request, user) and request.identity is None:
+        login = services.start_login(request.ctx, user, WEB, via="email_verification")
+        welcome = f"Welcome to GuestGuard, {user.display_name}: your address is verified."
+        invitation_token = request.session.get(workspaces.JOINING)
+        if invitation_token is None:
+            return signed_in(request, login, welcome, request.route_path("dashboard"))
+        return joined(request, login, welcome, invitation_token)
     return {"user": user}
+
+
+def joined(request, login: services.Login, welcome: str, invitation_token: str):
+    """Signed up from a workspace invitation: accept it now. When it cannot
+    be (withdrawn, expired, sent to another address), say why, and give the
+    new user a workspace of their own if they have none."""
+    try:
+        membership = workspaces.accept_invitation(request.ctx, login.user, invitation_token)
+    except WorkspaceError as refusal:
+        if not workspaces.has_workspace(request.db, login.user.id):
+            workspaces.create_personal_workspace(request.ctx, login.user)
+        return signed_in(request, login, f"{welcome} The workspace invitation could not be accepted: "
+                         f"{refusal.message}", request.route_path("dashboard"))
+    return signed_in(request, login, f"{welcome} You joined “{membership.workspace.name}” as {membership.role}.",
+                     request.route_path("workspace_home", workspace_id=membership.workspace_id))
+
+
+def signed_up_here(request, user) -> bool:
+    return user is not None and request.session.get(SIGNED_UP) == user.email
+
+
+def signed_in(request, login: services.Login, welcome: str, next_path: str):
+    """Start the browser's login: a new cookie session (nothing of the
+    signed-out one carries over), the login's cookie, a welcome."""
+    request.session.invalidate()
+    seconds = int((login.session.expires_at - utcnow()).total_seconds())
+    remember(request, str(login.user.id), token=login.cookie_token, max_age=seconds)
+    request.session.flash(welcome, "success")
+    return redirect(request, next_path)
 
 
 def link_invalid(request, again_route: str, again_label: str, verified: bool = False):
@@ -166,11 +226,8 @@ def login(request):
         private(request, error.status)
         return {**page, "errors": form.refused(error), "refusal": error.code,
                 "unverified_email": data.email if error.code == "email_not_verified" else None}
-    request.session.invalidate()
-    seconds = int((result.session.expires_at - utcnow()).total_seconds())
-    remember(request, str(result.user.id), token=result.cookie_token, max_age=seconds)
-    request.session.flash(f"Welcome back, {result.user.display_name}.", "success")
-    return redirect(request, next_path or request.route_path("dashboard"))
+    return signed_in(request, result, f"Welcome back, {result.user.display_name}.",
+                     next_path or request.route_path("dashboard"))
 
 
 @view_config(route_name="logout", request_method="GET", renderer="accounts/logout.jinja2")

@@ -57,8 +57,13 @@ def create_workspace(ctx, user, name: str, *, personal: bool = False) -> Workspa
     return workspace
 
 
+def has_workspace(db, user_id) -> bool:
+    return db.scalar(select(Membership.id).where(Membership.user_id == user_id).limit(1)) is not None
+
+
 def create_personal_workspace(ctx, user) -> Workspace:
-    """Every user gets a workspace of their own at signup, as its owner."""
+    """A workspace of one's own, as its owner: at signup, unless joining
+    another workspace (then only if that invitation cannot be accepted)."""
     return create_workspace(ctx, user, f"{user.display_name}'s events"[:100], personal=True)
 
 
@@ -277,6 +282,20 @@ def invitation_for_token(db, raw: str) -> Invitation:
                 and invitation.workspace.deleted_at is None):
             return invitation
     raise WorkspaceError(404, "invalid_invitation", INVALID_INVITATION)
+
+
+# The browser session's key for the token of the invitation a signed-out
+# browser opened (see ``joining``).
+JOINING = "joining"
+
+
+def joining(db, raw: str | None) -> Invitation | None:
+    """The pending invitation a signed-out browser came from (its token
+    kept in the browser's session), or None."""
+    try:
+        return invitation_for_token(db, raw) if raw else None
+    except WorkspaceError:
+        return None
 
 
 def accept_invitation(ctx, user, raw: str) -> Membership:

@@ -443,6 +443,8 @@ def invitation(request):
         found = services.invitation_for_token(request.db, request.matchdict["token"])
     except WorkspaceError as error:
         return invitation_invalid(request, error)
+    if request.identity is None:  # signing up from here joins this workspace once the address is verified
+        request.session[services.JOINING] = request.matchdict["token"]
     return invitation_page(request, found)
 
 
