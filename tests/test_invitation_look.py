@@ -11,11 +11,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from PIL import Image
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from guestguard.events import branding, outbound
 from guestguard.events.models import Event, EventCover, Guest, Rsvp
-from guestguard.testing import add_guest, csrf, event_host, issue, outbox, signed_in
+from guestguard.testing import add_guest, csrf, event_host, issue, main_text, outbox, signed_in
 
 # In one pass only when make test runs both: pages, forms and rules whose outcome the backend does not change
 # (docs/testing.md, "Two passes at once").
@@ -405,6 +405,50 @@ def test_deleting_an_event_says_what_happens_and_needs_the_second_button(app, ho
     app.get(host["url"], headers=host["ada"], status=404)
     # Sent twice (a double click): the event is gone, the second finds nothing.
     page.forms["confirm-delete-form"].submit(status=404)
+
+
+def answered(app, host, run_in_request, answers):
+    """Guests who answered (name: "yes" | "maybe" | "no" | None), added directly."""
+    for name, answer in answers.items():
+        guest = add_guest(app, host, name=name, email=f"{name.lower()}@example.com")
+        if answer:
+            run_in_request(lambda r, guest_id=guest["id"], answer=answer: r.db.execute(
+                update(Guest).where(Guest.id == uuid.UUID(guest_id)).values(response=answer)))
+
+
+def test_deleting_an_event_can_tell_the_guests_who_said_yes_or_maybe(app, host, run_in_request):
+    answered(app, host, run_in_request, {"Yara": "yes", "Max": "maybe", "Noor": "no", "Pat": None})
+    browser = signed_in(app, run_in_request, "ada@example.com")
+    page = browser.get(f"/events/{host['event']['id']}/edit")
+    form = page.forms["confirm-delete-form"]
+    assert form["tell_guests"].checked  # offered, ticked
+    label = page.html.find("details", id="confirm-delete").find("label", class_="checkbox").get_text(" ", strip=True)
+    assert label == "Tell the 2 guests who said yes or maybe that it will not take place"
+    done = form.submit(status=303).follow()
+    assert "was deleted. 2 guests are being told it will not take place." in main_text(done)
+    told = {message.recipient: message for _, message in outbox(app)}
+    assert sorted(told) == ["max@example.com", "yara@example.com"]
+    assert told["yara@example.com"].subject == "Cancelled: Midsummer Gala"
+    assert "your invitation link no longer opens" in told["yara@example.com"].text
+    assert "still works" not in told["yara@example.com"].text
+    form.submit(status=404)  # a double click: the event is gone, nobody is told twice
+    assert len(outbox(app)) == 2
+
+
+def test_deleting_an_event_without_telling_sends_nothing(app, host, run_in_request):
+    answered(app, host, run_in_request, {"Yara": "yes"})
+    browser = signed_in(app, run_in_request, "ada@example.com")
+    form = browser.get(f"/events/{host['event']['id']}/edit").forms["confirm-delete-form"]
+    form["tell_guests"] = False
+    assert "being told" not in main_text(form.submit(status=303).follow())
+    assert list(outbox(app)) == []
+
+
+def test_nobody_to_tell_is_said_and_not_offered(app, host, run_in_request):
+    answered(app, host, run_in_request, {"Noor": "no"})
+    page = signed_in(app, run_in_request, "ada@example.com").get(f"/events/{host['event']['id']}/edit")
+    assert "tell_guests" not in page.forms["confirm-delete-form"].fields
+    assert "Nobody has said yes or maybe, so there is nobody to tell." in main_text(page)
 
 
 def test_withdrawing_a_link_and_removing_a_guest_are_confirmed(app, host, run_in_request):

@@ -401,6 +401,7 @@ def edit_event_page(request, context, status: int = 200, values=None, errors=Non
     counts = services.headcounts(request.db, [context.event.id])[context.event.id]
     return event_page_base(request, context, status, values=values or event_values(context.event),
                            confirming=confirming, guest_count=counts.guests,
+                           coming_count=len(notices.recipients(request.db, context.event)),
                            errors=errors or {}, cover_errors=cover_errors or {},
                            question_values=question_values or {"label": "", "kind": "text", "choices": "",
                                                                 "required": False},
@@ -423,8 +424,10 @@ def edit_event(context, request):
     if request.POST.get("action") == "delete":
         if not confirmed(request):
             return edit_event_page(request, context, confirming="delete")
+        told = notices.tell_of_deletion(request.ctx, event).queued if request.POST.get("tell_guests") else 0
         services.delete_event(request.ctx, event)
-        flash(request, f"Event “{event.name}” was deleted.")
+        flash(request, f"Event “{event.name}” was deleted." + (
+            f" {told} {'guest is' if told == 1 else 'guests are'} being told it will not take place." if told else ""))
         return redirect(request, request.route_path("dashboard"))
     form = read_event(request, EVENT_EDIT_FORM)
     if not form.ok:

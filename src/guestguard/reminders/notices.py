@@ -46,8 +46,9 @@ class NoticeSent:
     skipped: list[dict[str, str]]
 
 
-def send(ctx, event: Event) -> NoticeSent:
-    """Tell the guests of the latest change, once per change and guest."""
+def send(ctx, event: Event, *, deleting: bool = False) -> NoticeSent:
+    """Tell the guests of the latest change, once per change and guest
+    (``deleting``: the event is being deleted, so their links stop working)."""
     db = ctx.db
     lock_name(db, f"notice:{event.id}", ScheduledMessage)
     db.refresh(event, ["sequence", "notified_sequence"])  # as the previous holder left it
@@ -68,7 +69,8 @@ def send(ctx, event: Event) -> NoticeSent:
             notification = queue_notification(
                 ctx, channel=channel, recipient=address_for(ctx, guest, channel), template=TEMPLATE,
                 workspace_id=event.workspace_id, kind=GUEST_MESSAGE,
-                context={**guest_message_context(ctx, event, guest), "cancelled": event.status == CANCELLED},
+                context={**guest_message_context(ctx, event, guest), "cancelled": event.status == CANCELLED,
+                         "deleted": deleting},
                 about={"event_id": str(event.id), "guest_id": str(guest.id)})
         except (EventsError, MessageTooLong) as unsendable:
             reason = unsendable.message if isinstance(unsendable, EventsError) else str(unsendable)
@@ -83,6 +85,19 @@ def send(ctx, event: Event) -> NoticeSent:
     record(ctx, "event.change_notice_sent", actor_id=ctx.actor_id, workspace_id=event.workspace_id,
            target_type="event", target_id=event.id, sequence=event.sequence, queued=queued, skipped=len(skipped))
     return NoticeSent(queued, skipped)
+
+
+def tell_of_deletion(ctx, event: Event) -> NoticeSent:
+    """Before the host deletes ``event``: cancel it (if it is not) and tell
+    the guests who said yes or maybe that it will not take place, each once,
+    like any notice; guests told of its cancellation already are not told
+    again."""
+    if event.status != CANCELLED:
+        event.status = CANCELLED
+        event.sequence += 1
+    if not pending(event):
+        return NoticeSent(0, [])
+    return send(ctx, event, deleting=True)
 
 
 def dismiss(ctx, event: Event) -> None:
