@@ -200,9 +200,10 @@ def reminders(db_url: str) -> None:
              "template": "reminder", "kind": "guest", "context": {"guest_name": f"Guest {n:05d}"}}
             for n in range(REMINDED)]
     start = time.perf_counter()
-    for batch in range(0, REMINDED, services.BATCH):
+    size = registry.settings["reminders.batch_size"]
+    for batch in range(0, REMINDED, size):
         with engine.begin() as connection:
-            connection.execute(insert(Notification.__table__), rows[batch:batch + services.BATCH])
+            connection.execute(insert(Notification.__table__), rows[batch:batch + size])
     floor = time.perf_counter() - start
     print(f"reminders: {REMINDED} due at once, {WORKERS} workers")
     print(f"  sent by each worker: {[result.sent for result in results]}; rows sent {sent_rows}, outbox rows "
