@@ -1,6 +1,6 @@
 """The door on a phone: a camera fed a pass's QR code checks the guest in,
-the flag warning shows, and the host's event page counts them in live; the
-guest's pass on their page."""
+the flag warning shows, and another door's counter and the host's event page
+count them in live; the guest's pass on their page."""
 from __future__ import annotations
 
 import io
@@ -80,6 +80,13 @@ def test_the_door_scans_a_pass_with_the_camera_and_warns_of_a_flag(site, browse,
     expect(host.locator('[data-door="checked_in"]').first).to_have_text("0")
     expect(host.locator("#activity-status")).to_have_text("Live", timeout=10_000)
 
+    # A second door, on another phone, waits with its counter.
+    other_door = browse("phone")
+    log_in(other_door, "sam@example.com")
+    other_door.goto(f"/events/{party['event']['id']}/door")
+    expect(other_door.locator("#door-live")).to_have_text("live", timeout=10_000)
+    expect(other_door.locator(".door-counts")).to_contain_text("0 checked in of 2 expected")
+
     film = tmp_path / "pass.mjpeg"
     camera_film(film, party["secret"])
     door = browse_filmed(film, "phone")
@@ -95,7 +102,9 @@ def test_the_door_scans_a_pass_with_the_camera_and_warns_of_a_flag(site, browse,
     axe(door)
     shoot(door, "door-phone-scan-flagged")
 
-    # The host's page counts them in without a reload.
+    # The other door's counter, and the host's page, count them in without a reload.
+    expect(other_door.locator(".door-counts")).to_contain_text("2 checked in of 2 expected", timeout=10_000)
+    axe(other_door)
     expect(host.locator('[data-door="checked_in"]').first).to_have_text("2", timeout=10_000)
     axe(host)
     shoot(host, "door-host-event-live-counts")

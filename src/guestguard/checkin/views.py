@@ -12,6 +12,7 @@ from pyramid.response import Response
 from pyramid.view import view_config
 from sqlalchemy import select
 
+from guestguard.activity import feed
 from guestguard.checkin import passes, services
 from guestguard.checkin.models import DoorScan
 from guestguard.events.guest_views import invalid, private_headers
@@ -57,6 +58,8 @@ def door(context, request):
     inside = services.inside_by_guest(request.db, [guest.id for guest in found])
     page.update(q=q, problem=problem, found=found, inside=inside, result=result, scan=scan,
                 new_scan_id=str(uuid.uuid4()), counts=services.counts(request.db, event.id),
+                # The counter follows the other doors' check-ins from here on (door.js).
+                feed_since=feed.now_cursor(),
                 undo_minutes=request.registry.settings["checkin.undo_minutes"])
     return page
 
