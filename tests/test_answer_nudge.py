@@ -78,6 +78,27 @@ def test_invited_guests_who_have_not_answered_are_nudged_once(app, host, run_in_
     assert event.data["rule"] == "nudge" and event.data["guest_id"] == pending["id"]
 
 
+def test_two_workers_planning_and_sending_at_once_nudge_each_guest_once(app, host, run_in_request):
+    import threading
+
+    guests = [invited(app, host, f"Guest {n:02}", f"guest{n}@example.com") for n in range(12)]
+    barrier = threading.Barrier(2)
+    results = []
+
+    def worker():
+        barrier.wait()
+        results.append(dispatch(app, NUDGE_TIME, batch=3))
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sum(result.planned for result in results) == 12, "planned once between them"
+    assert sum(result.sent for result in results) == 12
+    assert [nudges(app, run_in_request, guest["id"]) for guest in guests] == [1] * 12
+
+
 def test_eligibility_is_checked_again_when_the_nudge_goes(app, host, run_in_request):
     answers = invited(app, host, "Ann Answers", "ann@example.com")
     unsubscribed = invited(app, host, "Uma Unsubscribed", "uma@example.com")
@@ -264,3 +285,20 @@ def test_the_operator_sets_the_late_window_and_the_batch(make_app, run_in_reques
         sqlalchemy.event.remove(engine, "before_cursor_execute", count)
     assert done.sent == 5 and len(batches) == 3, "batches of two: 2, 2 and 1"
     assert dispatch(app, dt.datetime(2030, 6, 20, 18, 31, tzinfo=dt.UTC)).planned == 0, "31 minutes late: none"
+
+
+def test_without_an_rsvp_deadline_no_nudge_goes_and_the_page_says_so(app, run_in_request):
+    from guestguard.testing import signed_in
+
+    host = event_host(app, run_in_request, {key: value for key, value in EVENT.items() if key != "rsvp_deadline"})
+    assert host["event"]["answer_nudge"] == "2d" and host["event"]["rsvp_deadline"] is None
+    invited(app, host)
+    assert dispatch(app, dt.datetime(2030, 6, 19, 18, 0, tzinfo=dt.UTC)).planned == 0
+    assert app.get(f"{host['url']}/reminders", headers=host["ada"]).json["reminders"][-1] == {
+        "rule": "nudge", "words": "please answer, 2 days before the RSVP deadline", "due_at": None,
+        "counts": {"scheduled": 0, "sent": 0, "skipped": 0, "missed": 0}}
+    ada = signed_in(app, run_in_request, "ada@example.com")
+    page = ada.get(f"/events/{host['event']['id']}", {"preview": "nudge"})
+    assert "no RSVP deadline: not sent" in page.html.find(id="reminders").get_text()
+    preview = page.html.find(class_="reminder-preview").get_text()
+    assert "Will you come to Midsummer Gala?" in preview and "answer by" not in preview
