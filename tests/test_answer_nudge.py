@@ -302,3 +302,17 @@ def test_without_an_rsvp_deadline_no_nudge_goes_and_the_page_says_so(app, run_in
     assert "no RSVP deadline: not sent" in page.html.find(id="reminders").get_text()
     preview = page.html.find(class_="reminder-preview").get_text()
     assert "Will you come to Midsummer Gala?" in preview and "answer by" not in preview
+
+
+def test_a_guest_with_only_a_phone_is_nudged_by_text(make_app, run_in_request):
+    app = make_app({"notifications.sms.provider": "console"})
+    host = event_host(app, run_in_request, EVENT)
+    guest = add_guest(app, host, name="Tom Text", email=None, phone="+44 20 7946 0958")
+    app.post_json(f"{host['url']}/guests/{guest['id']}/send", {}, headers=host["ada"], status=202)
+    assert dispatch(app, NUDGE_TIME).sent == 1
+    [text] = run_in_request(lambda r: r.db.execute(select(Notification.channel).where(
+        Notification.template == "answer_nudge")).all(), app.app.registry)
+    assert text.channel == "sms"
+    rendered = app.app.registry["notifications.renderer"].render("sms", "answer_nudge", {
+        "event_name": "Midsummer Gala", "rsvp_deadline": DEADLINE.isoformat(), "timezone": "Europe/London"})
+    assert rendered.text.startswith("Will you come to Midsummer Gala? Please answer the invitation by Fri 14 Jun")
