@@ -316,3 +316,10 @@ def test_a_guest_with_only_a_phone_is_nudged_by_text(make_app, run_in_request):
     rendered = app.app.registry["notifications.renderer"].render("sms", "answer_nudge", {
         "event_name": "Midsummer Gala", "rsvp_deadline": DEADLINE.isoformat(), "timezone": "Europe/London"})
     assert rendered.text.startswith("Will you come to Midsummer Gala? Please answer the invitation by Fri 14 Jun")
+
+
+def test_a_deadline_long_before_the_start_is_nudged_for(app, run_in_request):
+    host = event_host(app, run_in_request, {**EVENT, "starts_at": "2030-12-21T19:00:00"})  # six months after
+    guest = invited(app, host)
+    assert dispatch(app, NUDGE_TIME).sent == 1
+    assert nudges(app, run_in_request, guest["id"]) == 1

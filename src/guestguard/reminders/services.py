@@ -38,7 +38,7 @@ import re
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 
 from guestguard.audit.services import record
 from guestguard.checkin import passes
@@ -207,8 +207,12 @@ def plan(ctx, now: dt.datetime) -> int:
     db = ctx.db
     late = late_window(ctx.settings)
     horizon = now + dt.timedelta(days=ctx.settings["reminders.max_days_before"] + 1)
+    # Reminders come at most max_days_before the start, a nudge at most that
+    # before the deadline (which may be long before the start).
+    soon = or_(Event.starts_at <= horizon, and_(Event.answer_nudge.is_not(None), Event.rsvp_deadline > now,
+                                                  Event.rsvp_deadline <= horizon))
     events = db.scalars(select(Event).where(Event.status == PUBLISHED, Event.deleted_at.is_(None),
-                                            Event.starts_at > now, Event.starts_at <= horizon)).all()
+                                            Event.starts_at > now, soon)).all()
     planned = 0
     for event in events:
         rules = [(rule, rule_due(event, rule)) for rule in event.reminders or []]
