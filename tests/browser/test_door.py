@@ -52,7 +52,8 @@ def party(site):
     client = site.client
     event = client.post_json("/api/v1/events", {
         "workspace_id": workspace_id, "name": "Midsummer Gala", "status": "published",
-        "starts_at": "2030-06-21T19:00:00", "timezone": "Europe/London", "venue": "Kew Gardens"},
+        "starts_at": "2030-06-21T19:00:00", "timezone": "Europe/London", "venue": "Kew Gardens",
+        "rsvp_deadline": "2030-06-14T23:59:00", "answer_nudge": "2d"},
         headers=ada).json["event"]
     guest = client.post_json(f"/api/v1/events/{event['id']}/guests",
                              {"name": "Grace Hopper", "email": "grace@example.com", "plus_ones_allowed": 1},
@@ -134,6 +135,8 @@ def test_the_event_page_shows_reminders_and_their_preview(device, browse, axe, s
     section = host.locator("#reminders")
     expect(section.get_by_role("heading", name="Preview, as Grace Hopper gets it")).to_be_visible()
     expect(section.locator("tbody tr").first).to_contain_text("7 days before")
+    expect(section.locator("tbody tr").last).to_contain_text("please answer, 2 days before the RSVP deadline")
+    expect(section.get_by_label('"Please answer" nudge before the RSVP deadline')).to_have_value("2d")
     axe(host)
     section.scroll_into_view_if_needed()
     section.screenshot(path=str(shoot(host, f"reminders-{device}-event-page").with_name(
