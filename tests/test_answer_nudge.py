@@ -323,3 +323,18 @@ def test_a_deadline_long_before_the_start_is_nudged_for(app, run_in_request):
     guest = invited(app, host)
     assert dispatch(app, NUDGE_TIME).sent == 1
     assert nudges(app, run_in_request, guest["id"]) == 1
+
+
+def test_a_text_past_the_plan_is_skipped_saying_why_and_the_batch_goes_on(make_app, run_in_request):
+    app = make_app({"notifications.sms.provider": "console", "billing.enforce": "true"})  # Free: no texts
+    host = event_host(app, run_in_request, EVENT)
+    texted = add_guest(app, host, name="Tom Text", email=None, phone="+44 20 7946 0958")
+    emailed = invited(app, host)
+    run_in_request(lambda r: r.db.execute(update(Guest).where(Guest.id == uuid.UUID(texted["id"]))
+                                          .values(invited_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC))),
+                   app.app.registry)
+    done = dispatch(app, NUDGE_TIME)
+    assert (done.sent, done.skipped) == (1, 1)
+    assert [nudges(app, run_in_request, guest["id"]) for guest in (texted, emailed)] == [0, 1]
+    [skipped] = [reason for _, state, reason in rows(app, run_in_request) if state == "skipped"]
+    assert "text messages" in skipped and "Upgrade the plan" in skipped

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 
 from guestguard.audit.services import record
+from guestguard.billing.services import PlanLimitReached
 from guestguard.checkin import passes
 from guestguard.checkin.models import GuestPass, PassSecret
 from guestguard.context import context_of
@@ -402,6 +403,9 @@ def _queue(ctx, going: list[Going], finish) -> list[tuple[dict, uuid.UUID]]:
                                               workspace_id=message.workspace_id, about=about, kind=GUEST_MESSAGE)
         except MessageTooLong as too_long:
             finish(item.row, SKIPPED, f"the text would be too long: {too_long}"[:500])
+            continue
+        except PlanLimitReached as over:  # nothing counted: the batch's other messages go
+            finish(item.row, SKIPPED, over.message[:500])
             continue
         went(item, notification.id)
     if secret_rows:
