@@ -22,6 +22,7 @@ EVENT = {"name": "Midsummer Gala", "status": "published", "starts_at": "2030-06-
 STARTS = dt.datetime(2030, 6, 21, 18, 0, tzinfo=dt.UTC)  # 19:00 in London (BST)
 WEEK_BEFORE = STARTS - dt.timedelta(days=7)
 DAY_BEFORE = STARTS - dt.timedelta(days=1)
+LATE = dt.timedelta(minutes=360)  # reminders.late_window_minutes
 
 
 @pytest.fixture
@@ -34,7 +35,7 @@ def host(app, run_in_request):
     return event_host(app, run_in_request, EVENT)
 
 
-def dispatch(app, now, batch=services.BATCH):
+def dispatch(app, now, batch=None):
     with prepare(registry=app.app.registry) as env:
         return services.dispatch(env["request"], now=now, batch=batch)
 
@@ -119,11 +120,11 @@ def test_a_time_change_moves_planned_reminders(app, host, run_in_request):
 def test_a_reminder_found_too_late_is_missed_not_sent(app, host, run_in_request):
     answered(app, host, "yes")
     assert plan(app, run_in_request, WEEK_BEFORE) == 1
-    done = dispatch(app, WEEK_BEFORE + services.LATE_WINDOW + dt.timedelta(minutes=1))
+    done = dispatch(app, WEEK_BEFORE + LATE + dt.timedelta(minutes=1))
     assert (done.sent, done.missed) == (0, 1)
     assert states(app, run_in_request) == [("7d", "missed")]
     # A worker down for the whole window plans nothing for it at all.
-    assert dispatch(app, DAY_BEFORE + services.LATE_WINDOW + dt.timedelta(minutes=1)).planned == 0
+    assert dispatch(app, DAY_BEFORE + LATE + dt.timedelta(minutes=1)).planned == 0
     assert reminders_sent(app, run_in_request) == 0
 
 
@@ -146,12 +147,15 @@ def test_eligibility_is_checked_again_when_sending(app, host, run_in_request):
 def test_a_crash_mid_batch_is_resumed_without_duplicates(app, host, run_in_request):
     guests = [answered(app, host, "yes", f"Guest {n}", f"guest{n}@example.com") for n in range(5)]
     engine = app.app.registry["db.engine"]
-    inserts = {"count": 0}
+    seen = {"notifications": 0, "rows": 0}
 
     def connection_lost(conn, cursor, statement, parameters, context, executemany):
         if statement.startswith("INSERT INTO notifications"):
-            inserts["count"] += 1
-            if inserts["count"] == 4:  # in the second batch of two
+            seen["notifications"] += 1
+        if statement.startswith("UPDATE scheduled_messages"):
+            seen["rows"] += 1
+            if seen["rows"] == 2:  # the second batch of two, its messages queued, marking its rows sent
+                assert seen["notifications"] == 2
                 raise sqlalchemy.exc.OperationalError(statement, parameters, Exception("server closed the connection"))
 
     sqlalchemy.event.listen(engine, "before_cursor_execute", connection_lost)
@@ -224,7 +228,7 @@ def test_the_event_page_lists_reminders_previews_and_sends_a_test(app, host, run
     assert "as Grace Hopper gets it" in preview.get_text() and "Midsummer Gala is coming up" in preview.get_text()
     ada.post(f"/events/{host['event']['id']}/reminders/test", {"csrf_token": csrf(page)}, status=303)
     [test] = inbox(app, "ada@example.com")
-    assert "TEST-CODE" in test.text
+    assert "ABCD-EFGH" in test.text and 'alt="QR code of your pass"' in test.html, "a sample pass, QR included"
     saved = ada.post(f"/events/{host['event']['id']}/reminders", {"csrf_token": csrf(page), "reminders": "2d, 4h"},
                      status=303).follow()
     assert "Reminders saved: 2 days before, 4 hours before." in saved.text

@@ -176,6 +176,21 @@ def insert_ignoring_conflict(db: Session, table, values: dict, **conflict) -> in
     return 0 if db.execute(statement).first() is None else 1
 
 
+def insert_many_ignoring_conflict(db: Session, table, rows: list[dict], chunk: int = 1000, **conflict) -> int:
+    """``insert_ignoring_conflict`` for many rows, ``chunk`` to a statement:
+    how many went in."""
+    if is_sqlite(db):
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        from sqlalchemy.dialects.postgresql import insert
+    inserted = 0
+    for start in range(0, len(rows), chunk):
+        statement = (insert(table).values(rows[start:start + chunk]).on_conflict_do_nothing(**conflict)
+                     .returning(table.c.id))
+        inserted += len(db.execute(statement).all())
+    return inserted
+
+
 def sqlite_write_lock(db: Session, model: type) -> None:
     """SQLite's one write lock, taken by a write to ``model``'s table that
     changes nothing."""

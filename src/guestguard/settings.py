@@ -423,6 +423,20 @@ CORE_SETTINGS: tuple[Setting, ...] = (
             "Country (ISO 3166 code) for guest phone numbers written without +country code when the event's "
             "time zone is in no country (UTC); otherwise the zone's country applies."),
     Setting("guests.max_batch", as_int(1, 10000), 1000, "Most guests one API call may add."),
+    Setting("reminders.max_per_event", as_int(1, 20), 5,
+            "Most reminders one event may have (offsets before its start)."),
+    Setting("reminders.max_days_before", as_int(1, 365), 60,
+            "Furthest before the start (in days; in hours, 24 times it) a reminder may go, and before "
+            "the RSVP deadline a \"please answer\" nudge may go."),
+    Setting("reminders.late_window_minutes", as_int(1, 10080), 360,
+            "Minutes after its time a reminder or nudge may still go out (a worker was down); later it is "
+            "marked missed, not sent."),
+    Setting("reminders.batch_size", as_int(1, 10000), 500,
+            "Scheduled messages one worker claims, checks and queues per transaction."),
+    Setting("checkin.undo_minutes", as_int(0, 1440), 5,
+            "Minutes during which the door can undo a check-in; 0: never."),
+    Setting("checkin.search_results", as_int(1, 200), 20,
+            "Most guests a name search at the door shows."),
     Setting("imports.max_file_bytes", as_int(1024, 50 * 1024 * 1024), 1024 * 1024,
             "Largest guest-list file accepted for import, in bytes (413 above it)."),
     Setting("imports.max_rows", as_int(1, 100000), 5000, "Most data rows one imported file may hold."),

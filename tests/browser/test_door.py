@@ -1,6 +1,6 @@
 """The door on a phone: a camera fed a pass's QR code checks the guest in,
-the flag warning shows, and the host's event page counts them in live; the
-guest's pass on their page."""
+the flag warning shows, and another door's counter and the host's event page
+count them in live; the guest's pass on their page."""
 from __future__ import annotations
 
 import io
@@ -52,7 +52,8 @@ def party(site):
     client = site.client
     event = client.post_json("/api/v1/events", {
         "workspace_id": workspace_id, "name": "Midsummer Gala", "status": "published",
-        "starts_at": "2030-06-21T19:00:00", "timezone": "Europe/London", "venue": "Kew Gardens"},
+        "starts_at": "2030-06-21T19:00:00", "timezone": "Europe/London", "venue": "Kew Gardens",
+        "rsvp_deadline": "2030-06-14T23:59:00", "answer_nudge": "2d"},
         headers=ada).json["event"]
     guest = client.post_json(f"/api/v1/events/{event['id']}/guests",
                              {"name": "Grace Hopper", "email": "grace@example.com", "plus_ones_allowed": 1},
@@ -80,6 +81,13 @@ def test_the_door_scans_a_pass_with_the_camera_and_warns_of_a_flag(site, browse,
     expect(host.locator('[data-door="checked_in"]').first).to_have_text("0")
     expect(host.locator("#activity-status")).to_have_text("Live", timeout=10_000)
 
+    # A second door, on another phone, waits with its counter.
+    other_door = browse("phone")
+    log_in(other_door, "sam@example.com")
+    other_door.goto(f"/events/{party['event']['id']}/door")
+    expect(other_door.locator("#door-live")).to_have_text("live", timeout=10_000)
+    expect(other_door.locator(".door-counts")).to_contain_text("0 checked in of 2 expected")
+
     film = tmp_path / "pass.mjpeg"
     camera_film(film, party["secret"])
     door = browse_filmed(film, "phone")
@@ -95,7 +103,9 @@ def test_the_door_scans_a_pass_with_the_camera_and_warns_of_a_flag(site, browse,
     axe(door)
     shoot(door, "door-phone-scan-flagged")
 
-    # The host's page counts them in without a reload.
+    # The other door's counter, and the host's page, count them in without a reload.
+    expect(other_door.locator(".door-counts")).to_contain_text("2 checked in of 2 expected", timeout=10_000)
+    axe(other_door)
     expect(host.locator('[data-door="checked_in"]').first).to_have_text("2", timeout=10_000)
     axe(host)
     shoot(host, "door-host-event-live-counts")
@@ -125,6 +135,8 @@ def test_the_event_page_shows_reminders_and_their_preview(device, browse, axe, s
     section = host.locator("#reminders")
     expect(section.get_by_role("heading", name="Preview, as Grace Hopper gets it")).to_be_visible()
     expect(section.locator("tbody tr").first).to_contain_text("7 days before")
+    expect(section.locator("tbody tr").last).to_contain_text("please answer, 2 days before the RSVP deadline")
+    expect(section.get_by_label('"Please answer" nudge before the RSVP deadline')).to_have_value("2d")
     axe(host)
     section.scroll_into_view_if_needed()
     section.screenshot(path=str(shoot(host, f"reminders-{device}-event-page").with_name(

@@ -60,8 +60,10 @@ def undo_check_in(context, request):
 @view_config(route_name="api_door_guests", request_method="GET", renderer="json", permission=GUESTS_CHECK_IN,
              query=DoorSearch, response=DoorSearchAnswer)
 def search_guests(context, request):
-    """Guests whose name contains ``q`` (at least 2 characters), at most 20."""
-    guests = services.search(request.db, context.event.id, request.query_input.q)
+    """Guests whose name contains ``q`` (at least 2 characters), at most
+    ``checkin.search_results`` (20 unless the operator set otherwise)."""
+    guests = services.search(request.db, context.event.id, request.query_input.q,
+                             request.registry.settings["checkin.search_results"])
     inside = services.inside_by_guest(request.db, [guest.id for guest in guests])
     return DoorSearchAnswer(guests=[FoundGuest.of(guest, guest_id=guest.id, inside=inside.get(guest.id, 0))
                                     for guest in guests])

@@ -32,6 +32,22 @@ class GuestPass(IdMixin, Base):
     __table_args__ = (UniqueConstraint("event_id", "code"),)
 
 
+class PassSecret(IdMixin, Base):
+    """A further secret of a pass, made for one reminder's QR code (the
+    pass's own secret comes from the invitation token, which is not kept):
+    only its SHA-256 here, the secret itself sealed in the message until it
+    is sent. It opens the door like the pass's own, while the pass's link
+    works."""
+
+    __tablename__ = "pass_secrets"
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    pass_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("guest_passes.id", ondelete="CASCADE"), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 class Admission(IdMixin, Base):
     """One person let in: the guest (seat 0) or one of their plus-ones
     (seats 1, 2, ...). At most one live admission per guest and seat: the

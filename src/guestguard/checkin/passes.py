@@ -26,9 +26,10 @@ import segno
 from sqlalchemy import select
 
 from guestguard.accounts.tokens import hash_token
-from guestguard.checkin.models import GuestPass
+from guestguard.checkin.models import GuestPass, PassSecret
 from guestguard.db import insert_ignoring_conflict, utcnow
 from guestguard.keys import derive_key
+from guestguard.notifications import rendering
 
 SECRET_PURPOSE = "checkin.pass-secret"
 SECRET_BYTES = 16  # 128 bits: well over the 80 a pass needs
@@ -54,6 +55,24 @@ class PassFaces:
 def secret_for(settings, raw_token: str) -> str:
     digest = hmac.new(derive_key(settings, SECRET_PURPOSE), raw_token.encode(), hashlib.sha256).digest()
     return base64.b32encode(digest[:SECRET_BYTES]).decode().rstrip("=")
+
+
+def new_secret() -> str:
+    """A further secret for a pass (``PassSecret``): random, in the same form
+    as the pass's own."""
+    return base64.b32encode(secrets.token_bytes(SECRET_BYTES)).decode().rstrip("=")
+
+
+def further_secrets(passes: list[tuple[uuid.UUID, uuid.UUID]]) -> tuple[dict[uuid.UUID, str], list[dict]]:
+    """A new secret for each (pass id, workspace id): the secrets by pass id,
+    and the ``pass_secrets`` rows that make them work (to insert together)."""
+    made, rows = {}, []
+    now = utcnow()
+    for pass_id, workspace_id in passes:
+        secret = made[pass_id] = new_secret()
+        rows.append({"id": uuid.uuid4(), "workspace_id": workspace_id, "pass_id": pass_id,
+                     "secret_hash": hash_token(secret), "created_at": now})
+    return made, rows
 
 
 def new_code() -> str:
@@ -101,7 +120,14 @@ def ensure_pass(ctx, link, guest, raw_token: str, *, new: bool = False) -> PassF
 
 
 def find_by_secret(db, secret: str) -> GuestPass | None:
-    return db.scalar(select(GuestPass).where(GuestPass.secret_hash == hash_token(secret)))
+    """The pass whose own secret, or else one of whose further secrets (from
+    reminders), this is; each by its unique index."""
+    hashed = hash_token(secret)
+    found = db.scalar(select(GuestPass).where(GuestPass.secret_hash == hashed))
+    if found is None:
+        found = db.scalar(select(GuestPass).join(PassSecret, PassSecret.pass_id == GuestPass.id)
+                          .where(PassSecret.secret_hash == hashed))
+    return found
 
 
 def find_by_code(db, event_id: uuid.UUID, code: str) -> GuestPass | None:
@@ -119,7 +145,7 @@ def qr_svg(secret: str, *, scale: int = 6) -> str:
 
 def qr_png_data_uri(secret: str, *, scale: int = 6) -> str:
     """The QR code as a PNG data URI, for email."""
-    return segno.make_qr(secret, error="m").png_data_uri(scale=scale, border=4)
+    return rendering.qr_png_data_uri(secret, scale)
 
 
 def for_guest(ctx, link, guest, event, raw_token: str, *, new: bool = False) -> PassFaces | None:

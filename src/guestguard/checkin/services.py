@@ -34,7 +34,6 @@ from guestguard.guard import access
 from guestguard.guard.access import LinkRow, TokenUse
 from guestguard.guard.models import CHECK_IN, EXPIRED, OK, REVOKED, UNKNOWN
 
-UNDO_WINDOW = dt.timedelta(minutes=5)
 WRONG_EVENT = "wrong_event"  # an access-log outcome: a real pass, shown at another event's door
 CHECKED_IN = "checked_in"
 NOT_FOR_THIS_EVENT = "This pass is not for this event."
@@ -285,10 +284,11 @@ class Undone:
 
 
 def undo(ctx, event: Event, scan_id: str, now: dt.datetime | None = None) -> Undone:
-    """Let out again whoever ``scan_id`` let in, within UNDO_WINDOW of it.
-    Undoing twice undoes once."""
+    """Let out again whoever ``scan_id`` let in, within ``checkin.undo_minutes``
+    of it. Undoing twice undoes once."""
     db = ctx.db
     now = now or utcnow()
+    minutes = ctx.settings["checkin.undo_minutes"]
     rows = db.execute(select(Admission.id, Admission.guest_id, Admission.admitted_at, Admission.undone_at)
                       .where(Admission.event_id == event.id, Admission.scan_id == scan_id)).all()
     if not rows:
@@ -296,9 +296,9 @@ def undo(ctx, event: Event, scan_id: str, now: dt.datetime | None = None) -> Und
     if all(row.undone_at is not None for row in rows):
         return Undone(200, "undone", "This check-in was already undone.", 0)
     admitted_at = min(row.admitted_at for row in rows)
-    if now - admitted_at > UNDO_WINDOW:
+    if now - admitted_at > dt.timedelta(minutes=minutes):
         return Undone(409, "undo_expired",
-                      f"A check-in can be undone for {int(UNDO_WINDOW.total_seconds() // 60)} minutes; this one "
+                      f"A check-in can be undone for {minutes} minute{'' if minutes == 1 else 's'}; this one "
                       f"was at {_at(admitted_at, event)}.")
     undone = db.execute(update(Admission)
                         .where(Admission.event_id == event.id, Admission.scan_id == scan_id,
@@ -319,7 +319,7 @@ def undo(ctx, event: Event, scan_id: str, now: dt.datetime | None = None) -> Und
                   undone)
 
 
-def search(db, event_id: uuid.UUID, query: str, limit: int = 20) -> list[Guest]:
+def search(db, event_id: uuid.UUID, query: str, limit: int) -> list[Guest]:
     """Guests of the event whose name contains ``query`` (at least 2
     characters; callers check), by name."""
     pattern = "%" + query.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

@@ -12,6 +12,7 @@ from pyramid.response import Response
 from pyramid.view import view_config
 from sqlalchemy import select
 
+from guestguard.activity import feed
 from guestguard.checkin import passes, services
 from guestguard.checkin.models import DoorScan
 from guestguard.events.guest_views import invalid, private_headers
@@ -47,7 +48,7 @@ def door(context, request):
         problem = f"Type at least {MIN_SEARCH} letters of the guest's name."
         request.response.status = 400
     elif q:
-        found = services.search(request.db, event.id, q)
+        found = services.search(request.db, event.id, q, request.registry.settings["checkin.search_results"])
     result = None
     scan = request.GET.get("scan", "")[:64]
     if scan:
@@ -57,7 +58,9 @@ def door(context, request):
     inside = services.inside_by_guest(request.db, [guest.id for guest in found])
     page.update(q=q, problem=problem, found=found, inside=inside, result=result, scan=scan,
                 new_scan_id=str(uuid.uuid4()), counts=services.counts(request.db, event.id),
-                undo_minutes=int(services.UNDO_WINDOW.total_seconds() // 60))
+                # The counter follows the other doors' check-ins from here on (door.js).
+                feed_since=feed.now_cursor(),
+                undo_minutes=request.registry.settings["checkin.undo_minutes"])
     return page
 
 

@@ -50,6 +50,9 @@ class Event(IdMixin, TimestampMixin, Base):
     # "7d" (days, in the event's zone) or "3h" (hours); see reminders/.
     reminders: Mapped[list[Any]] = mapped_column(default=lambda: ["7d", "1d"],
                                                  server_default='["7d", "1d"]')
+    # "2d" (days, in the event's zone) or "12h" before the RSVP deadline: a
+    # "please answer" nudge to guests who have not answered; None sends none.
+    answer_nudge: Mapped[str | None] = mapped_column(String(8), default=None)
     # Bumped by each change guests' calendars must follow (time, place,
     # cancelling): the .ics file's SEQUENCE. ``notified_sequence``: the
     # change guests were last told of (or the host chose not to tell).

@@ -57,6 +57,12 @@ def _reminders(values: list[str]) -> list[str]:
     return check_reminders(values)
 
 
+def _nudge(value: str) -> str | None:
+    from guestguard.reminders.services import check_nudge
+
+    return check_nudge(value)
+
+
 TimeZone = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_timezone)]
 HostName = Annotated[str, StringConstraints(max_length=100)]
 # "#1f5fbf" (or "1F5FBF", "#15b"), stored as "#1f5fbf"; "" for the house's colours.
@@ -139,6 +145,9 @@ class EventFields(Input):
     # (days) or "3h" (hours), at most 5; [] sends none.
     reminders: Annotated[list[Annotated[str, StringConstraints(max_length=8)]], Field(max_length=20),
                          AfterValidator(_reminders)] | None = None
+    # A "please answer" message to guests invited who have not answered,
+    # this long before the RSVP deadline: "2d" or "12h"; null or "" sends none.
+    answer_nudge: Annotated[str, StringConstraints(max_length=8), AfterValidator(_nudge)] | None = None
 
 
 class EventInput(EventFields):
@@ -308,6 +317,7 @@ class EventOut(Out):
     questions: list[dict[str, Any]]
     capacity: int | None
     reminders: list[str]
+    answer_nudge: str | None = None
     created_at: Moment
 
 

@@ -38,7 +38,7 @@ from guestguard.workspaces.models import Membership, Workspace
 OPTIONAL_TIMES = ("ends_at", "rsvp_deadline")
 # Fields null sets to None (no end, no deadline, no capacity limit, no
 # reply-to, no chosen channel).
-NULLABLE = (*OPTIONAL_TIMES, "capacity", "reply_to", "invitation_channel")
+NULLABLE = (*OPTIONAL_TIMES, "capacity", "reply_to", "invitation_channel", "answer_nudge")
 # Text fields that null clears.
 BLANKABLE = ("description", "venue", "host_message", "host_name", "theme_colour")
 
@@ -89,8 +89,18 @@ def default_host_name(db, workspace_id: uuid.UUID, actor_id: uuid.UUID | None) -
                      .order_by(Membership.created_at, Membership.id).limit(1)) or ""
 
 
+def check_event_day(ctx, reminders: list[str] | None, nudge: str | None) -> None:
+    """Reminders and the nudge within the operator's limits."""
+    from guestguard.reminders.services import limits_problems  # reminders build on this area
+
+    fields = limits_problems(ctx.settings, reminders, nudge)
+    if fields:
+        raise EventsError(422, "validation_failed", "Some fields are invalid.", fields=fields)
+
+
 def create_event(ctx, workspace_id: uuid.UUID, data: EventFields) -> Event:
     check_channel(ctx, data.invitation_channel, "invitation_channel")
+    check_event_day(ctx, data.reminders, data.answer_nudge)
     billing.charge(ctx, workspace_id, billing.EVENTS)
     values = data.model_dump(exclude={"workspace_id"}, exclude_none=True)
     if not values.get("host_name", "").strip():
@@ -126,6 +136,7 @@ def fill_places(ctx, event: Event) -> None:
 def update_event(ctx, event: Event, data: EventFields) -> Event:
     changes = data.model_dump(exclude_unset=True)
     check_channel(ctx, changes.get("invitation_channel"), "invitation_channel")
+    check_event_day(ctx, changes.get("reminders"), changes.get("answer_nudge"))
     if "name" in changes and not changes["name"]:
         raise EventsError(422, "validation_failed", "Some fields are invalid.",
                           fields={"name": "is required"})

@@ -368,10 +368,12 @@ def event_page(context, request):
         if page["can"]["view_guests"] else {},
         door=checkin.counts(request.db, event.id) if page["can"]["check_in"] else None,
         reminders=reminders.schedule(request.db, event) if page["can"]["view_guests"] else [],
+        max_reminders=request.registry.settings["reminders.max_per_event"],
         notice=(notices.recipients(request.db, event) or None)
         if page["can"]["edit_guests"] and notices.pending(event) else None,
-        reminder_preview=(reminders.preview(request.ctx, event)
-                          if page["can"]["edit"] and request.GET.get("preview") == "reminder" else None),
+        reminder_preview=(reminders.preview(request.ctx, event, kind=request.GET["preview"])
+                          if page["can"]["edit"] and request.GET.get("preview") in ("reminder", "nudge")
+                          else None),
         rollup=(questions.rollup(event.questions, pages.question_answers(request.db, event.id))
                 if event.questions and page["can"]["view_guests"] else []),
     )

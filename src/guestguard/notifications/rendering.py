@@ -8,8 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import segno
 
 from guestguard.timefmt import add_filters
+
+
+def qr_png_data_uri(content: str, scale: int = 6) -> str:
+    """``content`` as a QR code (dark on light, with its quiet zone) in a PNG
+    data URI, for email."""
+    return segno.make_qr(content, error="m").png_data_uri(scale=scale, border=4)
 
 
 class TemplateMissing(LookupError):
@@ -33,6 +40,7 @@ class MessageRenderer:
             keep_trailing_newline=False,
         )
         add_filters(self.env)  # times in the event's zone: {{ starts_at|long_when(timezone) }}
+        self.env.filters["qr_png"] = qr_png_data_uri  # a pass: <img src="{{ pass_secret|qr_png }}">
 
     def template_paths(self, channel: str, name: str) -> dict[str, str]:
         if channel == "email":

@@ -16,7 +16,7 @@ from guestguard.web import redirect
 class OccurrenceOut(Out):
     rule: str
     words: str
-    due_at: Moment
+    due_at: Moment | None
     counts: dict[str, int]
 
 
@@ -31,17 +31,23 @@ def event_page(request, event_id, anchor: str = "reminders") -> str:
 @view_config(route_name="api_event_reminders", request_method="GET", renderer="json", permission=EVENTS_VIEW,
              response=ScheduleOut)
 def schedule(context, request):
-    """The event's reminders: when each goes, and how many went, were skipped or missed."""
+    """The event's reminders, then its "please answer" nudge (rule ``nudge``; no
+    time without an RSVP deadline): when each goes, and how many went, were
+    skipped or missed."""
     return ScheduleOut(reminders=[OccurrenceOut.of(item) for item in services.schedule(request.db, context.event)])
 
 
 @view_config(route_name="event_reminders", request_method="POST", permission=EVENTS_EDIT)
 def set_reminders(context, request):
-    """The form's offsets, comma-separated: "7d, 1d, 3h"; empty sends none."""
+    """The form's offsets, comma-separated: "7d, 1d, 3h"; empty sends none;
+    and the nudge's offset before the RSVP deadline ("2d"; empty: none)."""
     typed = request.POST.get("reminders", "")[:200]
     values = [part for part in typed.replace(";", ",").split(",") if part.strip()]
+    fields = {"reminders": values}
+    if "answer_nudge" in request.POST:
+        fields["answer_nudge"] = request.POST["answer_nudge"][:8]
     try:
-        data = EventFields(reminders=values)
+        data = EventFields(**fields)
     except ValueError as exc:
         message = str(exc).split("\n")[-2 if "\n" in str(exc) else -1].strip()
         request.session.flash(f"Reminders not changed: {message.removeprefix('Value error, ')}", "error")
@@ -52,6 +58,8 @@ def set_reminders(context, request):
         request.session.flash(f"Reminders not changed: {error.message}", "error")
         return redirect(request, event_page(request, context.event.id))
     words = ", ".join(services.offset_words(rule) for rule in context.event.reminders) or "none"
+    if context.event.answer_nudge:
+        words += f"; please answer, {services.offset_words(context.event.answer_nudge)} the RSVP deadline"
     request.session.flash(f"Reminders saved: {words}.", "success")
     return redirect(request, event_page(request, context.event.id))
 
@@ -59,11 +67,13 @@ def set_reminders(context, request):
 @view_config(route_name="event_reminder_test", request_method="POST", permission=EVENTS_EDIT)
 def send_test(context, request):
     user = request.identity.user
+    kind = services.NUDGE if request.POST.get("kind") == services.NUDGE else services.TEMPLATE
     if user is None:
         request.session.flash("A test goes to a person's address: sign in to send one.", "error")
     else:
-        services.send_test(request.ctx, context.event, user)
-        request.session.flash(f"A test reminder is on its way to {user.email}.", "success")
+        services.send_test(request.ctx, context.event, user, kind)
+        words = "nudge" if kind == services.NUDGE else "reminder"
+        request.session.flash(f"A test {words} is on its way to {user.email}.", "success")
     return redirect(request, event_page(request, context.event.id))
 
 

@@ -2,6 +2,18 @@
 // code would be sent. The browser's BarcodeDetector reads frames where it
 // exists; elsewhere a frame every ~0.7 s goes to the server, which decodes
 // it. Without a camera or JavaScript the page's forms do everything.
+// The counter follows every door's check-ins live (live.js).
+import { followActivity, showDoorCounts } from "./live.js";
+
+const counter = document.getElementById("door-counts");
+if (counter && window.fetch) {
+  const status = document.getElementById("door-live");
+  followActivity(counter, showDoorCounts, (state, text) => {
+    status.dataset.state = state;
+    status.textContent = state === "live" ? "live" : text;
+  });
+}
+
 const section = document.getElementById("door-scan");
 const start = document.getElementById("door-camera-start");
 if (section && start && navigator.mediaDevices && navigator.mediaDevices.getUserMedia) {
