@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from guestguard.audit.services import record
 from guestguard.db import lock_row, utcnow
-from guestguard.events.models import Guest
+from guestguard.events.models import Guest, InvitationLink
 from guestguard.plugins import PrivacyJob
 
 
@@ -27,6 +27,7 @@ def forget_guest(ctx, guest_id: uuid.UUID) -> Guest:
     exact. Forgetting a forgotten guest again changes nothing and records
     nothing; two at once: the row lock lets one through, the other finds it
     forgotten."""
+    lock_links(ctx.db, InvitationLink.guest_id == guest_id)
     lock_row(ctx.db, Guest, guest_id)
     guest = ctx.db.scalar(select(Guest).where(Guest.id == guest_id).execution_options(populate_existing=True))
     if guest.forgotten_at is not None:
@@ -40,6 +41,14 @@ def forget_guest(ctx, guest_id: uuid.UUID) -> Guest:
     return guest
 
 
+def lock_links(db, where) -> None:
+    """Hold the invitation links ``where`` picks, FOR UPDATE, before any
+    guest's row: the order a use of a link takes them (the link FOR KEY
+    SHARE, then the guest), so a forget and an answer wait for each other
+    instead of deadlocking, and the answer that waited finds no link."""
+    db.execute(select(InvitationLink.id).where(where).order_by(InvitationLink.id).with_for_update())
+
+
 def erase_guest(ctx, guest: Guest) -> None:
     """Every privacy job's part of forgetting the (locked) guest; the row
     stays, marked. No audit row: the caller records what it did."""
@@ -47,3 +56,4 @@ def erase_guest(ctx, guest: Guest) -> None:
         if job.forget_guest is not None:
             job.forget_guest(ctx, guest)
     guest.forgotten_at = utcnow()
+
