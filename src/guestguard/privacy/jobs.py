@@ -151,6 +151,31 @@ GUARD_JOB = PrivacyJob(
 )
 
 
+# --- derived stores: the rate limiter's counters in Redis --------------------------
+
+
+def forget_counters(ctx, guest) -> None:
+    """The buckets counting the guest's links (by the token's digest) go
+    once the forget commits; read here, before the events job deletes the
+    links."""
+    from guestguard.events.models import InvitationLink
+    from guestguard.privacy.services import purge_counters_after_commit
+    from guestguard.ratelimit.service import person_keys
+
+    hashes = ctx.db.scalars(select(InvitationLink.token_hash).where(InvitationLink.guest_id == guest.id)).all()
+    if hashes:
+        purge_counters_after_commit(ctx, person_keys(token_hashes=hashes))
+
+
+COUNTERS_JOB = PrivacyJob(
+    name="ratelimit",
+    # Nothing in the database: the limiter's store (ratelimit.url) counts
+    # requests by account, API key, link and hashed email address.
+    data=(),
+    forget_guest=forget_counters,
+)
+
+
 # --- the activity feed --------------------------------------------------------------
 
 
@@ -416,8 +441,8 @@ BILLING_JOB = PrivacyJob(
     not_personal=("feature_flags.name",),
 )
 
-CORE_JOBS = (BILLING_JOB, PRIVACY_JOB, GUARD_JOB, ACTIVITY_JOB, NOTIFICATIONS_JOB, IMPORTS_JOB, AUDIT_JOB, ACCOUNTS_JOB,
-             WORKSPACES_JOB, PLATFORM_JOB, EVENTS_JOB, DOOR_JOB)
+CORE_JOBS = (COUNTERS_JOB, BILLING_JOB, PRIVACY_JOB, GUARD_JOB, ACTIVITY_JOB, NOTIFICATIONS_JOB, IMPORTS_JOB,
+             AUDIT_JOB, ACCOUNTS_JOB, WORKSPACES_JOB, PLATFORM_JOB, EVENTS_JOB, DOOR_JOB)
 
 
 @hookimpl

@@ -5,8 +5,9 @@ views authorized the caller.
 """
 from __future__ import annotations
 
+import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from sqlalchemy import select
 
@@ -14,6 +15,8 @@ from guestguard.audit.services import record
 from guestguard.db import lock_row, utcnow
 from guestguard.events.models import Guest, InvitationLink
 from guestguard.plugins import PrivacyJob
+
+log = logging.getLogger(__name__)
 
 
 def privacy_jobs(registry) -> Sequence[PrivacyJob]:
@@ -57,3 +60,45 @@ def erase_guest(ctx, guest: Guest) -> None:
             job.forget_guest(ctx, guest)
     guest.forgotten_at = utcnow()
 
+
+# --- what Redis holds about the people erased ------------------------------------
+
+
+class CounterPurge:
+    """The rate-limit buckets that count the people a transaction erased
+    (by account, API key, invitation link or email address), deleted from
+    the limiter's store once it commits (never for one that rolls back).
+    One per transaction, however many guests it forgets: one pass over
+    the store's keys."""
+
+    def __init__(self, limiter):
+        self.limiter = limiter
+        self.identifiers: set[str] = set()
+        self.email_digests: set[str] = set()
+
+    def __call__(self, committed: bool) -> None:
+        if not committed:
+            return
+        try:
+            purged = self.limiter.forget(self.identifiers, self.email_digests)
+        except Exception as exc:  # the store is away: the buckets expire with their window
+            log.warning("privacy: the rate-limit counters of erased people could not be deleted (%s); "
+                        "they expire with their window", type(exc).__name__)
+            return
+        if purged:
+            log.info("privacy: %d rate-limit counter(s) of erased people deleted", purged)
+
+
+def purge_counters_after_commit(ctx, identifiers: Iterable[str] = (), email_digests: Iterable[str] = ()) -> None:
+    """Delete, once this transaction commits, the limiter's buckets counting
+    ``identifiers`` (``guestguard.ratelimit.service.person_keys``) or the
+    addresses of ``email_digests``."""
+    transaction = ctx.tm.get()
+    try:
+        purge = transaction.data(CounterPurge)
+    except KeyError:
+        purge = CounterPurge(ctx.registry["ratelimit"])
+        transaction.set_data(CounterPurge, purge)
+        transaction.addAfterCommitHook(purge)
+    purge.identifiers.update(identifiers)
+    purge.email_digests.update(email_digests)

@@ -1,0 +1,146 @@
+"""Privacy in the derived stores: forgetting a guest and erasing an account
+delete the rate limiter's buckets that count those people (by invitation
+link, account, API key, or hashed email address), in the real Redis of
+GG_TEST_REDIS_URL (and in the in-process store); a store that is away
+leaves the erasure done and the buckets to expire with their window."""
+import datetime as dt
+import hashlib
+import logging
+
+import pytest
+import redis
+import time_machine
+from sqlalchemy import select
+
+from guestguard.accounts.models import User
+from guestguard.privacy.jobs import FORGOTTEN_NAME
+from guestguard.privacy.tasks import erase_deleted_accounts
+from guestguard.ratelimit.service import email_digest
+from guestguard.tasks import run_task_now
+from guestguard.testing import TEST_PASSWORD, add_guest, event_host, free_port, issue, scalar
+
+EVENT = {"name": "Midsummer Gala", "status": "published", "starts_at": "2030-06-21T19:00:00",
+         "timezone": "Europe/London"}
+
+
+def digest(token: str) -> str:
+    """What the link policies count a token by."""
+    return hashlib.sha256(token.encode()).hexdigest()[:32]
+
+
+@pytest.fixture(params=["redis", "memory"])
+def store(request, redis_url):
+    """Where the limiter counts: the real Redis, or this process."""
+    if request.param == "memory":
+        return "memory://"
+    if not redis_url:
+        pytest.skip("GG_TEST_REDIS_URL is not set")
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter(match="LIMITS:*"):
+        client.delete(key)
+    client.close()
+    return redis_url
+
+
+@pytest.fixture
+def app(make_app, store, tmp_path):
+    return make_app({"ratelimit.url": store, "privacy.export_dir": str(tmp_path / "exports")})
+
+
+def buckets(app) -> list[str]:
+    """Every bucket the limiter holds, as the store names it."""
+    return sorted(app.app.registry["ratelimit"]._bucket_keys())
+
+
+def naming(app, needle: str) -> list[str]:
+    return [key for key in buckets(app) if needle in key]
+
+
+def use_link(app, token: str) -> None:
+    app.get(f"/access/{token}")
+    app.post(f"/rsvp/{token}", {"response": "yes", "plus_ones": "0"}, status=303)
+
+
+def test_forgetting_a_guest_deletes_the_buckets_of_their_links(app, run_in_request):
+    host = event_host(app, run_in_request, EVENT)
+    grace, alan = add_guest(app, host), add_guest(app, host, name="Alan Turing", email="alan@example.com")
+    old = issue(app, host, grace)["token"]
+    use_link(app, old)
+    new = issue(app, host, grace)["token"]  # the first link revoked: its buckets still name her
+    use_link(app, new)
+    kept = issue(app, host, alan)["token"]
+    use_link(app, kept)
+    assert naming(app, digest(old)) and len(naming(app, digest(new))) == 2 and len(naming(app, digest(kept))) == 2
+    before = buckets(app)
+
+    forgotten = app.post_json(f"{host['url']}/guests/{grace['id']}/forget", {}, headers=host["ada"]).json
+    assert forgotten["guest"]["name"] == FORGOTTEN_NAME
+    assert naming(app, digest(old)) == [] and naming(app, digest(new)) == []
+    # Nothing else went: Alan's, the host's, the addresses'.
+    assert buckets(app) == [key for key in before if digest(old) not in key and digest(new) not in key]
+    assert len(naming(app, digest(kept))) == 2
+
+
+def test_erasing_an_account_deletes_its_buckets_and_its_guests(app, run_in_request):
+    host = event_host(app, run_in_request, EVENT)
+    # Eve signs in (counted by her address), makes an event and a guest
+    # (counted by her account) whose link is used.
+    login = app.post_json("/api/v1/auth/login", {"email": "eve@example.com", "password": TEST_PASSWORD}).json
+    eve = {"Authorization": f"Bearer {login['access_token']}"}
+    workspace = app.get("/api/v1/workspaces", headers=eve).json["workspaces"][0]["id"]
+    event = app.post_json("/api/v1/events", {"workspace_id": workspace, **EVENT}, headers=eve).json["event"]
+    eves = {"url": f"/api/v1/events/{event['id']}", "ada": eve}
+    gus = add_guest(app, eves, name="Gus Guest", email="gus@example.com")
+    token = issue(app, eves, gus)["token"]
+    use_link(app, token)
+    # Ada, who stays, is counted too.
+    app.post_json("/api/v1/events", {"workspace_id": host["workspace"], **EVENT}, headers=host["ada"])
+    eve_id = scalar(app, run_in_request, select(User.id).where(User.email == "eve@example.com"))
+    ada_id = scalar(app, run_in_request, select(User.id).where(User.email == "ada@example.com"))
+    assert naming(app, f"user:{eve_id}") and naming(app, email_digest("eve@example.com"))
+    assert naming(app, digest(token)) and naming(app, f"user:{ada_id}")
+
+    app.delete_json("/api/v1/me", {"password": TEST_PASSWORD}, headers=eve, status=202)
+    assert naming(app, f"user:{eve_id}"), "kept while the deletion can be cancelled"
+    with time_machine.travel(dt.datetime.now(dt.UTC) + dt.timedelta(days=30, minutes=1)):
+        assert run_task_now(app.app.registry, erase_deleted_accounts) == 1
+    assert naming(app, f"user:{eve_id}") == []
+    assert naming(app, email_digest("eve@example.com")) == []
+    assert naming(app, digest(token)) == []
+    assert naming(app, f"user:{ada_id}"), "another account's buckets stay"
+
+
+def test_a_forget_while_the_store_is_away_is_done_and_says_so(make_app, run_in_request, caplog):
+    app = make_app({"ratelimit.url": f"redis://127.0.0.1:{free_port()}/0"})
+    host = event_host(app, run_in_request, EVENT)
+    grace = add_guest(app, host)
+    issue(app, host, grace)
+    with caplog.at_level(logging.WARNING, logger="guestguard.privacy"):
+        forgotten = app.post_json(f"{host['url']}/guests/{grace['id']}/forget", {}, headers=host["ada"]).json
+    assert forgotten["guest"]["name"] == FORGOTTEN_NAME
+    assert "the rate-limit counters of erased people could not be deleted (ConnectionError)" in caplog.text
+    assert "grace" not in caplog.text.lower()
+    # Forgotten for good: forgetting again answers the same.
+    again = app.post_json(f"{host['url']}/guests/{grace['id']}/forget", {}, headers=host["ada"]).json
+    assert again == forgotten
+
+
+def test_a_forget_that_rolls_back_deletes_no_bucket(app, run_in_request):
+    from guestguard.privacy.services import forget_guest
+
+    host = event_host(app, run_in_request, EVENT)
+    grace = add_guest(app, host)
+    token = issue(app, host, grace)["token"]
+    use_link(app, token)
+
+    def forget_then_fail(request):
+        import uuid
+
+        forget_guest(request.ctx, uuid.UUID(grace["id"]))
+        raise RuntimeError("the request failed after the forget")
+
+    with pytest.raises(RuntimeError):
+        run_in_request(forget_then_fail, app.app.registry)
+    assert len(naming(app, digest(token))) == 2
+    assert app.get(f"/access/{token}").status_int == 200, "the guest and their link are still there"
+
