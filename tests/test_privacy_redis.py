@@ -144,3 +144,20 @@ def test_a_forget_that_rolls_back_deletes_no_bucket(app, run_in_request):
     assert len(naming(app, digest(token))) == 2
     assert app.get(f"/access/{token}").status_int == 200, "the guest and their link are still there"
 
+
+
+def test_retention_deletes_the_buckets_of_every_guest_it_anonymizes(app, run_in_request):
+    from guestguard.privacy.retention import months_before
+    from guestguard.privacy.tasks import apply_retention
+
+    host = event_host(app, run_in_request, EVENT)
+    tokens = []
+    for n in range(3):
+        guest = add_guest(app, host, name=f"Guest {n}", email=f"guest{n}@example.com")
+        tokens.append(issue(app, host, guest)["token"])
+        use_link(app, tokens[-1])
+    assert all(len(naming(app, digest(token))) == 2 for token in tokens)
+    start = dt.datetime(2030, 6, 21, 18, tzinfo=dt.UTC)
+    with time_machine.travel(months_before(start, -18) + dt.timedelta(days=1), tick=False):
+        assert run_task_now(app.app.registry, apply_retention) == 1
+    assert [naming(app, digest(token)) for token in tokens] == [[], [], []]
