@@ -143,7 +143,7 @@ def check_cancel_token(ctx, raw_token: str) -> bool:
 # --- the erasure ------------------------------------------------------------------------
 
 
-def forget_counters(ctx, user: User, going: list[uuid.UUID]) -> None:
+def forget_account_counters(ctx, user: User, going: list[uuid.UUID]) -> None:
     """Once the erasure commits, the limiter's buckets counting the account,
     its address (from any client), and the API keys and guests' links of
     the workspaces going with it are deleted."""
@@ -154,7 +154,6 @@ def forget_counters(ctx, user: User, going: list[uuid.UUID]) -> None:
              if going else [])
     purge_counters_after_commit(ctx, person_keys(user_ids=[user.id], api_key_ids=keys, token_hashes=links),
                                 [email_digest(user.email)])
-
 
 
 def due_for_erasure(db, now: dt.datetime, settings, limit: int) -> list[uuid.UUID]:
@@ -176,7 +175,7 @@ def erase_account(ctx, user_id: uuid.UUID, now: dt.datetime | None = None) -> bo
     if user is None or user.deleted_at is None or user.deleted_at > now - grace(ctx.settings):
         return False
     going = [workspace.id for workspace, owners, _ in owned_workspaces(ctx.db, user.id, live_only=False) if owners == 1]
-    forget_counters(ctx, user, going)
+    forget_account_counters(ctx, user, going)
     if going:
         # Rows that name a workspace without a foreign key go by hand.
         ctx.db.execute(delete(Notification).where(Notification.workspace_id.in_(going))
