@@ -29,6 +29,7 @@ from guestguard.notifications.models import DeliveryDay, Notification, Suppressi
 from guestguard.notifications.services import queue_notification
 from guestguard.permissions import OWNER
 from guestguard.privacy import exports
+from guestguard.privacy.jobs import forget_reports
 from guestguard.privacy.models import DataExport
 from guestguard.privacy.services import purge_counters_after_commit
 from guestguard.ratelimit.service import email_digest, person_keys
@@ -176,6 +177,8 @@ def erase_account(ctx, user_id: uuid.UUID, now: dt.datetime | None = None) -> bo
         return False
     going = [workspace.id for workspace, owners, _ in owned_workspaces(ctx.db, user.id, live_only=False) if owners == 1]
     forget_account_counters(ctx, user, going)
+    forget_reports(ctx, select(Notification.id).where(
+        Notification.workspace_id.in_(going) | (Notification.recipient == user.email)))
     if going:
         # Rows that name a workspace without a foreign key go by hand.
         ctx.db.execute(delete(Notification).where(Notification.workspace_id.in_(going))

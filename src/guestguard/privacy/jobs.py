@@ -209,6 +209,7 @@ def forget_in_notifications(ctx, guest) -> None:
     db = ctx.db
     # Through the index on guest_id, not by reading every message's ``about``.
     about_guest = Notification.guest_id == guest.id
+    forget_reports(ctx, select(Notification.id).where(about_guest))
     # A message not sent yet is not sent at all: its address is gone.
     db.execute(update(Notification).where(about_guest, Notification.status == PENDING)
                .values(status=FAILED, last_error="the guest was forgotten before it was sent")
@@ -216,6 +217,15 @@ def forget_in_notifications(ctx, guest) -> None:
     db.execute(update(Notification).where(about_guest)
                .values(recipient="", context={}, sealed_context=None)
                .execution_options(synchronize_session=False))
+
+
+def forget_reports(ctx, messages) -> None:
+    """Providers' reports about ``messages`` (a select of notification ids)
+    name the address they went to: they go."""
+    from guestguard.webhooks.models import InboxEntry
+
+    ctx.db.execute(delete(InboxEntry).where(InboxEntry.notification_id.in_(messages))
+                   .execution_options(synchronize_session=False))
 
 
 def export_notifications(ctx, user):
@@ -378,7 +388,8 @@ PLATFORM_JOB = PrivacyJob(
         PersonalData("idempotency_keys", ("caller", "headers", "body"), "request", USER, NOT_EXPORTED,
                      "a replayable answer, purged hourly after idempotency.ttl_hours"),
         PersonalData("webhook_inbox", ("body", "headers", "note"), "contact", GUEST, NOT_EXPORTED,
-                     "providers' reports (they name addresses); purged after webhooks.retention_days"),
+                     "providers' reports (they name addresses); purged after webhooks.retention_days; "
+                     "a processed report goes with the forget or erasure of its message's person"),
         PersonalData("domain_events", ("data",), "reference", GUEST, NOT_EXPORTED,
                      "ids and answers, never contact details; purged once delivered"),
     ),

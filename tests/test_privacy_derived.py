@@ -2,9 +2,11 @@
 delete the rate limiter's buckets that count those people (by invitation
 link, account, API key, or hashed email address), in the real Redis of
 GG_TEST_REDIS_URL (and in the in-process store); a store that is away
-leaves the erasure done and the buckets to expire with their window."""
+leaves the erasure done and the buckets to expire with their window. The
+providers' reports about their messages go from the webhook inbox too."""
 import datetime as dt
 import hashlib
+import json
 import logging
 
 import pytest
@@ -13,11 +15,16 @@ import time_machine
 from sqlalchemy import select
 
 from guestguard.accounts.models import User
+from guestguard.notifications.delivery import advance_delivery
+from guestguard.notifications.models import Notification
+from guestguard.plugins import hookimpl
 from guestguard.privacy.jobs import FORGOTTEN_NAME
 from guestguard.privacy.tasks import erase_deleted_accounts
 from guestguard.ratelimit.service import email_digest
 from guestguard.tasks import run_task_now
-from guestguard.testing import TEST_PASSWORD, add_guest, event_host, free_port, issue, scalar
+from guestguard.testing import TEST_PASSWORD, add_guest, event_host, free_port, in_request, issue, scalar
+from guestguard.webhooks import receive
+from guestguard.webhooks.models import InboxEntry
 
 EVENT = {"name": "Midsummer Gala", "status": "published", "starts_at": "2030-06-21T19:00:00",
          "timezone": "Europe/London"}
@@ -42,9 +49,45 @@ def store(request, redis_url):
     return redis_url
 
 
+class Relay:
+    """A provider's webhook handler: each report says a message (by the
+    console provider's id for it) was delivered."""
+
+    provider = "relay"
+
+    def handle(self, ctx, webhook):
+        return advance_delivery(ctx, "console", json.loads(webhook.body)["message_id"], "delivered")
+
+    @hookimpl
+    def register_webhook_handlers(self, settings):
+        return [self]
+
+
 @pytest.fixture
 def app(make_app, store, tmp_path):
-    return make_app({"ratelimit.url": store, "privacy.export_dir": str(tmp_path / "exports")})
+    return make_app({"ratelimit.url": store, "privacy.export_dir": str(tmp_path / "exports")},
+                    plugins=[("relay", Relay())])
+
+
+def invite_and_report(app, host, guest) -> str:
+    """Email the guest their invitation and have the provider report it
+    delivered; the report's inbox event id."""
+    app.post_json(f"{host['url']}/guests/{guest['id']}/send", {}, headers=host["ada"], status=202)
+
+    def report(request):
+        message = request.db.scalar(select(Notification.id).where(Notification.about["guest_id"].as_string()
+                                                                  == guest["id"]))
+        event_id = f"report-{message}"
+        receive(request.ctx, "relay", event_id, json.dumps({"message_id": f"console-{message}"}))
+        return event_id
+
+    return in_request(app.app.registry, report)
+
+
+def reports(app) -> dict[str, bool]:
+    """Every report in the inbox: whether it names the message it was about."""
+    return dict(in_request(app.app.registry, lambda request: request.db.execute(
+        select(InboxEntry.event_id, InboxEntry.notification_id.is_not(None))).all()))
 
 
 def buckets(app) -> list[str]:
@@ -71,11 +114,14 @@ def test_forgetting_a_guest_deletes_the_buckets_of_their_links(app, run_in_reque
     kept = issue(app, host, alan)["token"]
     use_link(app, kept)
     assert naming(app, digest(old)) and len(naming(app, digest(new))) == 2 and len(naming(app, digest(kept))) == 2
+    graces, alans = invite_and_report(app, host, grace), invite_and_report(app, host, alan)
+    assert reports(app) == {graces: True, alans: True}
     before = buckets(app)
 
     forgotten = app.post_json(f"{host['url']}/guests/{grace['id']}/forget", {}, headers=host["ada"]).json
     assert forgotten["guest"]["name"] == FORGOTTEN_NAME
     assert naming(app, digest(old)) == [] and naming(app, digest(new)) == []
+    assert reports(app) == {alans: True}, "the provider's report about her message went"
     # Nothing else went: Alan's, the host's, the addresses'.
     assert buckets(app) == [key for key in before if digest(old) not in key and digest(new) not in key]
     assert len(naming(app, digest(kept))) == 2
@@ -93,6 +139,9 @@ def test_erasing_an_account_deletes_its_buckets_and_its_guests(app, run_in_reque
     gus = add_guest(app, eves, name="Gus Guest", email="gus@example.com")
     token = issue(app, eves, gus)["token"]
     use_link(app, token)
+    gus_report = invite_and_report(app, eves, gus)
+    grace_report = invite_and_report(app, host, add_guest(app, host))
+    assert reports(app) == {gus_report: True, grace_report: True}
     # Ada, who stays, is counted too.
     app.post_json("/api/v1/events", {"workspace_id": host["workspace"], **EVENT}, headers=host["ada"])
     eve_id = scalar(app, run_in_request, select(User.id).where(User.email == "eve@example.com"))
@@ -108,6 +157,7 @@ def test_erasing_an_account_deletes_its_buckets_and_its_guests(app, run_in_reque
     assert naming(app, email_digest("eve@example.com")) == []
     assert naming(app, digest(token)) == []
     assert naming(app, f"user:{ada_id}"), "another account's buckets stay"
+    assert reports(app) == {grace_report: True}, "the reports about her workspace's messages went"
 
 
 def test_a_forget_while_the_store_is_away_is_done_and_says_so(make_app, run_in_request, caplog):
