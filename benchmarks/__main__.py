@@ -47,6 +47,10 @@ same run, so the figures compare across machines. Nothing here asserts.
    passes at once (double check-ins counted) against plain indexed UPDATEs,
    and 10,000 due reminders sent by 2 workers at once (each exactly once)
    against plain outbox inserts. Skipped like part 5.
+13. Forgetting a guest (benchmarks/privacy.py): the whole forget of one
+   guest among 200,000 other messages against the same with none, and the
+   lookup of a guest's messages by the guest_id index against the JSON match
+   it replaced. Skipped without PostgreSQL.
 """
 from __future__ import annotations
 
@@ -66,7 +70,7 @@ from guestguard.notifications.models import Notification
 from guestguard.notifications.services import queue_notification
 from guestguard.testing import migrate
 
-from benchmarks import eventday, events, fanout, guard, hotpath, imports, webhooks
+from benchmarks import eventday, events, fanout, guard, hotpath, imports, privacy, webhooks
 
 REQUESTS = 2000
 MESSAGES = 300
@@ -210,6 +214,7 @@ def main() -> int:
     fanout.main()
     webhooks.main()
     eventday.main()
+    privacy.main()
     return 0
 
 

@@ -78,7 +78,8 @@ class DatabaseError:
 def run_flows(app) -> set[str]:
     """Signup (a failed CAPTCHA, then for real, then again with the same
     address), failed logins, a login, a password reset, an event whose guest
-    answers with a message (API and page), an API key used, a database error.
+    answers with a message (API and page), an API key used, the guest
+    forgotten, a data export, the account deleted, a database error.
     Returns every secret and piece of personal data the flows handled."""
     from guestguard.accounts.models import User
 
@@ -124,15 +125,24 @@ def run_flows(app) -> set[str]:
     app.get(f"/api/v1/workspaces/{workspace}", headers={"Authorization": f"Bearer {key}"})
     app.get(f"/api/v1/workspaces/{workspace}", headers={"Authorization": f"Bearer {key[:-2]}xx"}, status=401)
 
+    # Privacy: the guest forgotten, a copy of the host's data mailed, the
+    # account deleted (its copy and cancel link mailed).
+    app.post_json(f"/api/v1/events/{event}/guests/{guest}/forget", {}, headers=host)
+    app.post_json("/api/v1/me/data-export", {}, headers=host, status=202)
+    app.delete_json("/api/v1/me", {"password": NEW_PASSWORD}, headers=host, status=202)
+    seen |= {link(message, "account").rsplit("/", 1)[1] for message in inbox(app, HOST)
+             if "/account/" in message.text}
+
     app.get(f"/failing-insert/{token}", status=500)
     return seen
 
 
 @pytest.mark.parametrize("verbose", [False, True], ids=["as configured", "everything at DEBUG"])
 @pytest.mark.parametrize("ini", ["development.ini", "production.ini"])
-def test_the_flows_leave_no_secret_in_the_logs(make_app, ini, verbose):
+def test_the_flows_leave_no_secret_in_the_logs(make_app, ini, verbose, tmp_path):
     with logging_from(ini) as logged:
-        app = make_app({"captcha.verifier": "test", "db.echo": str(verbose).lower()},
+        app = make_app({"captcha.verifier": "test", "db.echo": str(verbose).lower(),
+                        "privacy.export_dir": str(tmp_path / "exports")},
                        plugins=[("database_error", DatabaseError())])
         assert all(REDACTING in handler.filters for handler in all_handlers())
         if verbose:

@@ -47,3 +47,31 @@ def test_models_match_the_migrations(migration_url):
             assert compare_metadata(context, metadata) == []
     finally:
         engine.dispose()
+
+
+def test_messages_about_a_guest_name_them_in_the_indexed_column_after_0025(migration_url):
+    """0025 fills notifications.guest_id from ``about`` for the messages
+    already stored, so forgetting a guest finds those too."""
+    import uuid
+
+    from sqlalchemy import select
+
+    migrate(migration_url)
+    notifications = metadata.tables["notifications"]
+    guest_id, about_event = uuid.uuid4(), uuid.uuid4()
+    rows = [{"id": uuid.uuid4(), "channel": "email", "recipient": "grace@example.com", "template": "invitation",
+             "about": about} for about in ({"event_id": str(about_event), "guest_id": str(guest_id)},
+                                           {"event_id": str(about_event)}, {"guest_id": "not an id"})]
+    engine = create_engine(migration_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(notifications.delete())
+            connection.execute(notifications.insert(), rows)
+        downgrade(migration_url, "0018")
+        migrate(migration_url)
+        with engine.begin() as connection:
+            found = dict(connection.execute(select(notifications.c.id, notifications.c.guest_id)).all())
+            connection.execute(notifications.delete())
+    finally:
+        engine.dispose()
+    assert [found[row["id"]] for row in rows] == [guest_id, None, None]

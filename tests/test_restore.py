@@ -2,6 +2,7 @@
 one, and ``guestguard restore-verify`` passes on it; one broken invariant
 makes it fail, naming it. On SQLite: the checks themselves."""
 import logging
+import re
 import subprocess
 import uuid
 
@@ -21,6 +22,8 @@ def populate(app, run_in_request):
     host = event_host(app, run_in_request, EVENT)
     grace = add_guest(app, host)
     alan = add_guest(app, host, name="Alan Turing", email="alan@example.com")
+    # Two invitations emailed: messages and the workspace's delivery counts.
+    app.post_json(f"{host['url']}/send-invitations", {}, headers=host["ada"], status=202)
     for guest, answer in ((grace, "yes"), (alan, "no")):
         token = issue(app, host, guest)["token"]
         app.get(f"/access/{token}")
@@ -45,13 +48,31 @@ def test_the_checks_pass_on_a_live_database_and_name_a_breach(app, run_in_reques
     ini = site_ini(tmp_path)
     passed = verify(ini, db_url)
     assert passed.returncode == 0, passed.stdout + passed.stderr
-    assert "all 7 checks passed" in passed.stdout
+    assert "all 8 checks passed" in passed.stdout
     execute(db_url, "UPDATE guests SET open_flags = 3 WHERE id = :id", id=uuid.UUID(grace["id"]).hex
             if db_url.startswith("sqlite") else grace["id"])
     failed = verify(ini, db_url)
     assert failed.returncode == 1
     assert "FAIL  counts kept on guests match their flags: 1 guest(s)" in failed.stdout
-    assert "6 of 7 checks passed" in failed.stdout
+    assert "7 of 8 checks passed" in failed.stdout
+
+
+def test_delivery_counts_that_disagree_with_the_messages_fail(app, run_in_request, db_url, tmp_path):
+    host, _ = populate(app, run_in_request)
+    ini = site_ini(tmp_path)
+    assert "ok    delivery counts match the messages: all match" in verify(ini, db_url).stdout
+    workspace = uuid.UUID(host["workspace"])
+    # A day's count lost in a restore that took one table from an older backup.
+    execute(db_url, "UPDATE delivery_days SET sent = sent - 1 WHERE workspace_id = :id AND channel = 'email'",
+            id=workspace.hex if db_url.startswith("sqlite") else str(workspace))
+    failed = verify(ini, db_url)
+    assert failed.returncode == 1
+    found = re.search(rf"FAIL  delivery counts match the messages: workspace {workspace} email sent: "
+                      r"(\d+) counted, (\d+) message\(s\)\n", failed.stdout)
+    assert found, failed.stdout
+    counted, messages = map(int, found.groups())
+    assert counted == messages - 1 and messages >= 2
+    assert "7 of 8 checks passed" in failed.stdout
 
 
 def test_a_database_behind_the_code_fails_at_the_schema(app, db_url, tmp_path):
@@ -88,7 +109,7 @@ def test_a_dump_restored_into_a_new_database_verifies(app, run_in_request, db_ur
         passed = verify(ini, restored_url)
         log.info("restore-verify on the restored copy:\n%s", passed.stdout)
         assert passed.returncode == 0, passed.stdout + passed.stderr
-        assert "all 7 checks passed" in passed.stdout
+        assert "all 8 checks passed" in passed.stdout
         # One invariant broken: Grace's answer no longer her latest RSVP.
         execute(restored_url, "UPDATE guests SET response = 'maybe' WHERE id = :id", id=grace["id"])
         failed = verify(ini, restored_url)

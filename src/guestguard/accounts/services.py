@@ -15,7 +15,7 @@ from guestguard.accounts.passwords import Passwords
 from guestguard.accounts.tokens import hash_token, looks_like_token, new_token
 from guestguard.audit.services import FAILURE, record
 from guestguard.context import context_of
-from guestguard.db import utcnow
+from guestguard.db import lock_row, utcnow
 from guestguard.errors import Refusal
 from guestguard.notifications.services import queue_notification
 from guestguard.ratelimit.service import allow_account_mail
@@ -225,6 +225,13 @@ def _count_failure(ctx, user: User) -> None:
 
 def login(ctx, *, email: str, password: str, kind: str, accept_policies: bool = False) -> Login:
     user = authenticate(ctx, email, password)
+    # The account's row held to the end of the login, as a deletion holds
+    # it: a deletion at the same moment either ends this new session with
+    # the others or is seen here, and the login refused like any unknown one.
+    lock_row(ctx.db, User, user.id)
+    ctx.db.refresh(user, ["deleted_at"])
+    if user.deleted_at is not None:
+        raise AccountError(INVALID_CREDENTIALS, WRONG_CREDENTIALS, status=401)
     if not user.is_verified:
         record(ctx, "account.login", result=FAILURE, actor_id=user.id, target_type="user",
                target_id=user.id, reason="email_not_verified")

@@ -121,6 +121,10 @@ LOOK_UP = (
     .join(_events, _events.c.id == _links.c.event_id)
     .join(_workspaces, _workspaces.c.id == _links.c.workspace_id)
     .where(_links.c.token_hash == bindparam("token_hash"))
+    # FOR KEY SHARE OF the link (the lock the access log's foreign key takes
+    # anyway, taken first): a use waits for a forget deleting the link and
+    # then finds none, rather than logging against a link that is gone.
+    .with_for_update(read=True, key_share=True, of=_links)
 )
 SPANS = tuple(itertools.accumulate((len(LinkRow.__slots__), len(GuestRow.__slots__), len(EventRow.__slots__), 1)))
 

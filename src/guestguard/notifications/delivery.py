@@ -23,6 +23,7 @@ from sqlalchemy.orm import object_session
 from guestguard.db import is_sqlite, sqlite_write_lock, utcnow
 from guestguard.notifications.models import DeliveryDay, Notification
 from guestguard.notifications.suppression import COMPLAINT, HARD_BOUNCE, AddressError, suppress
+from guestguard.webhooks.services import reports_on
 
 log = logging.getLogger(__name__)
 
@@ -118,10 +119,13 @@ def sent_through(ctx, provider: str, provider_message_id: str) -> Notification |
     """The notification ``provider`` knows as ``provider_message_id``, locked."""
     if is_sqlite(ctx.db):  # FOR UPDATE is no lock there: two reports of one message would both move it
         sqlite_write_lock(ctx.db, Notification)
-    return ctx.db.scalars(
+    notification = ctx.db.scalars(
         select(Notification)
         .where(Notification.provider == provider, Notification.provider_message_id == provider_message_id)
         .limit(1).with_for_update()).first()
+    if notification is not None:
+        reports_on(notification.id)
+    return notification
 
 
 def unknown(provider: str, provider_message_id: str) -> str:

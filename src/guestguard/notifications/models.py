@@ -29,6 +29,10 @@ class Notification(IdMixin, TimestampMixin, DurableJobMixin, Base):
     # What the message is about ({"event_id": ..., "guest_id": ...}): handed
     # on with the notification.sent / notification.failed domain events.
     about: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The guest of ``about``, in a column of its own: forgetting a guest
+    # finds their messages through its index (no foreign key: the message
+    # outlives the guest's deletion with the event).
+    guest_id: Mapped[uuid.UUID | None] = mapped_column(default=None, index=True)
     # Values that must not rest in the database readable (links carrying
     # tokens): encrypted with a key derived from app.secret, dropped once the
     # notification reaches a final status.

@@ -178,7 +178,13 @@ def _row_values(ctx, *, channel: str, recipient: str, template: str, context: Ma
             "message_id": message_id_for(ctx.settings, notification_id) if channel == "email" else None,
             "channel": channel, "recipient": recipient, "template": template, "kind": kind,
             "context": dict(context or {}), "sealed_context": seal(ctx.settings, sealed) if sealed else None,
-            "workspace_id": workspace_id, "about": dict(about or {})}
+            "workspace_id": workspace_id, "about": dict(about or {}), "guest_id": _guest_of(about)}
+
+
+def _guest_of(about: Mapping[str, str] | None) -> uuid.UUID | None:
+    """The guest a message is about, for the indexed ``guest_id``."""
+    guest_id = (about or {}).get("guest_id")
+    return uuid.UUID(str(guest_id)) if guest_id else None
 
 
 def measure_sms(ctx, template: str, context: Mapping[str, Any]) -> sms_segments.SmsLength:

@@ -102,6 +102,36 @@ def outbox_has_owners(connection: Connection) -> Check:
     return Check("no outbox row without its workspace", not missing, "; ".join(missing) or "all have one")
 
 
+def delivery_counts(connection: Connection) -> Check:
+    """Each workspace's delivery counts (``delivery_days``, per channel,
+    summed over the days) match its messages: a message counts once in
+    ``sent`` when the provider took it, once in ``delivered`` when it
+    arrived, and once in the final state it ended in. Nothing deletes a
+    message without its workspace's counts, so they agree exactly."""
+    from guestguard.notifications.delivery import DAY_COLUMNS, DELIVERED, SENT
+
+    notifications, days = metadata.tables["notifications"], metadata.tables["delivery_days"]
+    passed_through = {SENT: notifications.c.sent_at.is_not(None), DELIVERED: notifications.c.delivered_at.is_not(None)}
+    reached = {state: passed_through.get(state, notifications.c.delivery_state == state) for state in DAY_COLUMNS}
+    key = (notifications.c.workspace_id, notifications.c.channel)
+    from_messages = {tuple(row[:2]): row[2:] for row in connection.execute(
+        select(*key, *(func.count().filter(when) for when in reached.values()))
+        .where(notifications.c.workspace_id.is_not(None)).group_by(*key))}
+    from_days = {tuple(row[:2]): row[2:] for row in connection.execute(
+        select(days.c.workspace_id, days.c.channel, *(func.sum(days.c[state]) for state in reached))
+        .group_by(days.c.workspace_id, days.c.channel))}
+    off = []
+    for workspace_id, channel in sorted(from_messages.keys() | from_days.keys(), key=str):
+        counted = [int(n or 0) for n in from_days.get((workspace_id, channel), ())] or [0] * len(reached)
+        messages = [int(n or 0) for n in from_messages.get((workspace_id, channel), ())] or [0] * len(reached)
+        for state, kept, found in zip(reached, counted, messages, strict=True):
+            if kept != found:
+                off.append(f"workspace {workspace_id} {channel} {state}: {kept} counted, {found} message(s)")
+    return Check("delivery counts match the messages", not off,
+                 "; ".join(off[:10]) + (f" (and {len(off) - 10} more)" if len(off) > 10 else "") if off
+                 else "all match")
+
+
 def jobs_not_stuck(connection: Connection, settings, now: dt.datetime) -> Check:
     """No durable job waits past ``jobs.lost_after``: a pending one long due,
     or a running one whose lease lapsed that long ago (the reaper takes such
@@ -133,6 +163,7 @@ def verify(connection: Connection, settings, script_dir, now: dt.datetime | None
         lambda: flag_counts(connection),
         lambda: links_have_guests(connection),
         lambda: outbox_has_owners(connection),
+        lambda: delivery_counts(connection),
         lambda: jobs_not_stuck(connection, settings, now),
     )
     return [head, *(check() for check in checks)]

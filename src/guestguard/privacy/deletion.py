@@ -29,7 +29,10 @@ from guestguard.notifications.models import DeliveryDay, Notification, Suppressi
 from guestguard.notifications.services import queue_notification
 from guestguard.permissions import OWNER
 from guestguard.privacy import exports
+from guestguard.privacy.jobs import forget_reports
 from guestguard.privacy.models import DataExport
+from guestguard.privacy.services import purge_counters_after_commit
+from guestguard.ratelimit.service import email_digest, person_keys
 from guestguard.workspaces.models import ApiKey, Membership, Workspace
 
 log = logging.getLogger(__name__)
@@ -141,6 +144,19 @@ def check_cancel_token(ctx, raw_token: str) -> bool:
 # --- the erasure ------------------------------------------------------------------------
 
 
+def forget_account_counters(ctx, user: User, going: list[uuid.UUID]) -> None:
+    """Once the erasure commits, the limiter's buckets counting the account,
+    its address (from any client), and the API keys and guests' links of
+    the workspaces going with it are deleted."""
+    from guestguard.events.models import InvitationLink
+
+    keys = ctx.db.scalars(select(ApiKey.id).where(ApiKey.workspace_id.in_(going))).all() if going else []
+    links = (ctx.db.scalars(select(InvitationLink.token_hash).where(InvitationLink.workspace_id.in_(going))).all()
+             if going else [])
+    purge_counters_after_commit(ctx, person_keys(user_ids=[user.id], api_key_ids=keys, token_hashes=links),
+                                [email_digest(user.email)])
+
+
 def due_for_erasure(db, now: dt.datetime, settings, limit: int) -> list[uuid.UUID]:
     cutoff = now - grace(settings)
     return list(db.scalars(select(User.id).where(User.deleted_at.is_not(None), User.deleted_at <= cutoff)
@@ -160,6 +176,9 @@ def erase_account(ctx, user_id: uuid.UUID, now: dt.datetime | None = None) -> bo
     if user is None or user.deleted_at is None or user.deleted_at > now - grace(ctx.settings):
         return False
     going = [workspace.id for workspace, owners, _ in owned_workspaces(ctx.db, user.id, live_only=False) if owners == 1]
+    forget_account_counters(ctx, user, going)
+    forget_reports(ctx, select(Notification.id).where(
+        Notification.workspace_id.in_(going) | (Notification.recipient == user.email)))
     if going:
         # Rows that name a workspace without a foreign key go by hand.
         ctx.db.execute(delete(Notification).where(Notification.workspace_id.in_(going))

@@ -46,11 +46,6 @@ def owned_workspaces(user) -> Any:
     return select(Membership.workspace_id).where(Membership.user_id == user.id, Membership.role == OWNER)
 
 
-def _guest_about(column, guest) -> Any:
-    """Rows of a JSON ``about``/``data`` column that name the guest."""
-    return column["guest_id"].as_string() == str(guest.id)
-
-
 # --- events -----------------------------------------------------------------------
 
 
@@ -156,6 +151,31 @@ GUARD_JOB = PrivacyJob(
 )
 
 
+# --- derived stores: the rate limiter's counters in Redis --------------------------
+
+
+def forget_counters(ctx, guest) -> None:
+    """The buckets counting the guest's links (by the token's digest) go
+    once the forget commits; read here, before the events job deletes the
+    links."""
+    from guestguard.events.models import InvitationLink
+    from guestguard.privacy.services import purge_counters_after_commit
+    from guestguard.ratelimit.service import person_keys
+
+    hashes = ctx.db.scalars(select(InvitationLink.token_hash).where(InvitationLink.guest_id == guest.id)).all()
+    if hashes:
+        purge_counters_after_commit(ctx, person_keys(token_hashes=hashes))
+
+
+COUNTERS_JOB = PrivacyJob(
+    name="ratelimit",
+    # Nothing in the database: the limiter's store (ratelimit.url) counts
+    # requests by account, API key, link and hashed email address.
+    data=(),
+    forget_guest=forget_counters,
+)
+
+
 # --- the activity feed --------------------------------------------------------------
 
 
@@ -187,7 +207,9 @@ def forget_in_notifications(ctx, guest) -> None:
     from guestguard.tasks import FAILED, PENDING
 
     db = ctx.db
-    about_guest = _guest_about(Notification.about, guest)
+    # Through the index on guest_id, not by reading every message's ``about``.
+    about_guest = Notification.guest_id == guest.id
+    forget_reports(ctx, select(Notification.id).where(about_guest))
     # A message not sent yet is not sent at all: its address is gone.
     db.execute(update(Notification).where(about_guest, Notification.status == PENDING)
                .values(status=FAILED, last_error="the guest was forgotten before it was sent")
@@ -195,6 +217,15 @@ def forget_in_notifications(ctx, guest) -> None:
     db.execute(update(Notification).where(about_guest)
                .values(recipient="", context={}, sealed_context=None)
                .execution_options(synchronize_session=False))
+
+
+def forget_reports(ctx, messages) -> None:
+    """Providers' reports about ``messages`` (a select of notification ids)
+    name the address they went to: they go."""
+    from guestguard.webhooks.models import InboxEntry
+
+    ctx.db.execute(delete(InboxEntry).where(InboxEntry.notification_id.in_(messages))
+                   .execution_options(synchronize_session=False))
 
 
 def export_notifications(ctx, user):
@@ -357,7 +388,8 @@ PLATFORM_JOB = PrivacyJob(
         PersonalData("idempotency_keys", ("caller", "headers", "body"), "request", USER, NOT_EXPORTED,
                      "a replayable answer, purged hourly after idempotency.ttl_hours"),
         PersonalData("webhook_inbox", ("body", "headers", "note"), "contact", GUEST, NOT_EXPORTED,
-                     "providers' reports (they name addresses); purged after webhooks.retention_days"),
+                     "providers' reports (they name addresses); purged after webhooks.retention_days; "
+                     "a processed report goes with the forget or erasure of its message's person"),
         PersonalData("domain_events", ("data",), "reference", GUEST, NOT_EXPORTED,
                      "ids and answers, never contact details; purged once delivered"),
     ),
@@ -420,8 +452,8 @@ BILLING_JOB = PrivacyJob(
     not_personal=("feature_flags.name",),
 )
 
-CORE_JOBS = (BILLING_JOB, PRIVACY_JOB, GUARD_JOB, ACTIVITY_JOB, NOTIFICATIONS_JOB, IMPORTS_JOB, AUDIT_JOB, ACCOUNTS_JOB,
-             WORKSPACES_JOB, PLATFORM_JOB, EVENTS_JOB, DOOR_JOB)
+CORE_JOBS = (COUNTERS_JOB, BILLING_JOB, PRIVACY_JOB, GUARD_JOB, ACTIVITY_JOB, NOTIFICATIONS_JOB, IMPORTS_JOB,
+             AUDIT_JOB, ACCOUNTS_JOB, WORKSPACES_JOB, PLATFORM_JOB, EVENTS_JOB, DOOR_JOB)
 
 
 @hookimpl

@@ -16,10 +16,10 @@ from sqlalchemy import func, select
 
 from guestguard.audit.services import record
 from guestguard.db import lock_row, utcnow
-from guestguard.events.models import Event, Guest
+from guestguard.events.models import Event, Guest, InvitationLink
 from guestguard.notifications.services import queue_notification
 from guestguard.permissions import OWNER
-from guestguard.privacy.services import erase_guest
+from guestguard.privacy.services import erase_guest, lock_links
 from guestguard.workspaces.models import Membership, Workspace
 
 NOTICE_TEMPLATE = "retention_notice"
@@ -85,6 +85,7 @@ def anonymize_event(ctx, event_id: uuid.UUID, now: dt.datetime | None = None) ->
     caller's one transaction. Returns guests forgotten; 0 when another run
     did it first."""
     now = now or utcnow()
+    lock_links(ctx.db, InvitationLink.event_id == event_id)
     lock_row(ctx.db, Event, event_id)
     event = ctx.db.get(Event, event_id, populate_existing=True)
     if event is None or event.anonymized_at is not None:

@@ -5,15 +5,18 @@ views authorized the caller.
 """
 from __future__ import annotations
 
+import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from sqlalchemy import select
 
 from guestguard.audit.services import record
 from guestguard.db import lock_row, utcnow
-from guestguard.events.models import Guest
+from guestguard.events.models import Guest, InvitationLink
 from guestguard.plugins import PrivacyJob
+
+log = logging.getLogger(__name__)
 
 
 def privacy_jobs(registry) -> Sequence[PrivacyJob]:
@@ -27,6 +30,7 @@ def forget_guest(ctx, guest_id: uuid.UUID) -> Guest:
     exact. Forgetting a forgotten guest again changes nothing and records
     nothing; two at once: the row lock lets one through, the other finds it
     forgotten."""
+    lock_links(ctx.db, InvitationLink.guest_id == guest_id)
     lock_row(ctx.db, Guest, guest_id)
     guest = ctx.db.scalar(select(Guest).where(Guest.id == guest_id).execution_options(populate_existing=True))
     if guest.forgotten_at is not None:
@@ -40,6 +44,14 @@ def forget_guest(ctx, guest_id: uuid.UUID) -> Guest:
     return guest
 
 
+def lock_links(db, where) -> None:
+    """Hold the invitation links ``where`` picks, FOR UPDATE, before any
+    guest's row: the order a use of a link takes them (the link FOR KEY
+    SHARE, then the guest), so a forget and an answer wait for each other
+    instead of deadlocking, and the answer that waited finds no link."""
+    db.execute(select(InvitationLink.id).where(where).order_by(InvitationLink.id).with_for_update())
+
+
 def erase_guest(ctx, guest: Guest) -> None:
     """Every privacy job's part of forgetting the (locked) guest; the row
     stays, marked. No audit row: the caller records what it did."""
@@ -47,3 +59,46 @@ def erase_guest(ctx, guest: Guest) -> None:
         if job.forget_guest is not None:
             job.forget_guest(ctx, guest)
     guest.forgotten_at = utcnow()
+
+
+# --- what Redis holds about the people erased ------------------------------------
+
+
+class CounterPurge:
+    """The rate-limit buckets that count the people a transaction erased
+    (by account, API key, invitation link or email address), deleted from
+    the limiter's store once it commits (never for one that rolls back).
+    One per transaction, however many guests it forgets: one pass over
+    the store's keys."""
+
+    def __init__(self, limiter):
+        self.limiter = limiter
+        self.identifiers: set[str] = set()
+        self.email_digests: set[str] = set()
+
+    def __call__(self, committed: bool) -> None:
+        if not committed:
+            return
+        try:
+            purged = self.limiter.forget(self.identifiers, self.email_digests)
+        except Exception as exc:  # the store is away: the buckets expire with their window
+            log.warning("privacy: the rate-limit counters of erased people could not be deleted (%s); "
+                        "they expire with their window", type(exc).__name__)
+            return
+        if purged:
+            log.info("privacy: %d rate-limit counter(s) of erased people deleted", purged)
+
+
+def purge_counters_after_commit(ctx, identifiers: Iterable[str] = (), email_digests: Iterable[str] = ()) -> None:
+    """Delete, once this transaction commits, the limiter's buckets counting
+    ``identifiers`` (``guestguard.ratelimit.service.person_keys``) or the
+    addresses of ``email_digests``."""
+    transaction = ctx.tm.get()
+    try:
+        purge = transaction.data(CounterPurge)
+    except KeyError:
+        purge = CounterPurge(ctx.registry["ratelimit"])
+        transaction.set_data(CounterPurge, purge)
+        transaction.addAfterCommitHook(purge)
+    purge.identifiers.update(identifiers)
+    purge.email_digests.update(email_digests)

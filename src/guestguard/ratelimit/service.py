@@ -10,12 +10,12 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from limits import RateLimitItem, parse
-from limits.storage import storage_from_string
+from limits.storage import RedisStorage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 from prometheus_client import Counter
 
@@ -30,9 +30,12 @@ BACKEND_ERRORS = Counter("ratelimit_backend_errors_total",
 ERROR_LOG_INTERVAL = 60.0
 
 
+DIGEST_LENGTH = 32
+
+
 def _digest(value: str) -> str:
     """Keys never hold emails or tokens as they are."""
-    return hashlib.sha256(value.encode()).hexdigest()[:32]
+    return hashlib.sha256(value.encode()).hexdigest()[:DIGEST_LENGTH]
 
 
 def by_ip(request) -> str:
@@ -164,12 +167,67 @@ class Limiter:
         retry_after = max(1, math.ceil(stats.reset_time - time.time()))
         return Decision(policy, False, retry_after=retry_after, remaining=stats.remaining)
 
+    def forget(self, identifiers: Iterable[str] = (), email_digests: Iterable[str] = ()) -> int:
+        """Delete every bucket counting one of ``identifiers`` (``user:<id>``,
+        ``key:<id>``, an invitation token's digest) or an email address
+        whose digest is in ``email_digests`` (from any client address):
+        what an erased person leaves in the store. One pass over the
+        limiter's keys; returns buckets deleted. Raises when the store
+        fails (the caller decides)."""
+        exact, emails = set(identifiers), set(email_digests)
+        if not exact and not emails:
+            return 0
+        gone = [key for key in self._bucket_keys() if _counts_for(key, exact, emails)]
+        for key in gone:
+            self.storage.clear(key)
+        return len(gone)
+
+    def _bucket_keys(self) -> Iterable[str]:
+        """Every bucket the limiter holds, as the storage names it."""
+        if isinstance(self.storage, RedisStorage):
+            prefix = self.storage.prefixed_key("")
+            for raw in self.storage.get_connection().scan_iter(match=f"{prefix}{BUCKET_PREFIX}/*", count=1000):
+                yield raw.decode().removeprefix(prefix)
+        else:
+            yield from [key for key in list(self.storage.events) + list(self.storage.storage)
+                        if key.startswith(BUCKET_PREFIX + "/")]
+
     def _failed(self, exc: Exception) -> None:
         BACKEND_ERRORS.inc()
         now = time.monotonic()
         if now - self._last_error_logged >= ERROR_LOG_INTERVAL:
             self._last_error_logged = now
             log.error("rate limiter store failed, letting requests through: %s", type(exc).__name__)
+
+
+# A bucket's key: LIMITER/<policy>/<what it counts>/<amount>/<multiples>/<granularity>
+# (limits' RateLimitItem.key_for); what it counts may itself hold a "/" (an IPv6 /64).
+BUCKET_PREFIX = "LIMITER"
+
+
+def _counts_for(key: str, exact: set[str], emails: set[str]) -> bool:
+    parts = key.split("/")
+    if len(parts) < 6:
+        return False
+    counted = "/".join(parts[2:-3])
+    return counted in exact or (bool(emails) and counted.rpartition(":")[2] in emails)
+
+
+def person_keys(*, user_ids: Iterable[Any] = (), api_key_ids: Iterable[Any] = (),
+                token_hashes: Iterable[str] = ()) -> set[str]:
+    """What the policies count a person by: their account, their
+    workspaces' API keys, the invitation links (by the SHA-256 stored for
+    each, whose head is the digest the token policies count by)."""
+    return ({f"user:{user_id}" for user_id in user_ids} | {f"key:{key_id}" for key_id in api_key_ids}
+            | {token_hash[:DIGEST_LENGTH] for token_hash in token_hashes})
+
+
+def email_digest(email: str) -> str:
+    """What the login-like policies count an address by (next to the IP)."""
+    try:
+        return _digest(normalize_email(email))
+    except ValueError:
+        return _digest(email.strip().lower())
 
 
 def _storage_options(url: str) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from typing import Any
 
 from sqlalchemy import String, Text, UniqueConstraint
@@ -30,5 +31,9 @@ class InboxEntry(IdMixin, DurableJobMixin, Base):
     processed_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     # What processing concluded, in words ("no notification has this message id").
     note: Mapped[str | None] = mapped_column(Text, default=None)
+    # The message the report was about, once processed (the body names its
+    # address): forgetting the guest or erasing the account it went to
+    # deletes the report through this index.
+    notification_id: Mapped[uuid.UUID | None] = mapped_column(default=None, index=True)
 
     __table_args__ = (UniqueConstraint("provider", "event_id"),)

@@ -17,6 +17,7 @@ import datetime as dt
 import logging
 import uuid
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from sqlalchemy import delete, select
@@ -120,10 +121,29 @@ def handle(ctx, claimed: Claimed) -> None:
     if handler is None:
         raise LookupError(f"no webhook handler is registered for provider {webhook.provider!r} "
                           "(is its plugin installed and enabled?)")
-    note = handler.handle(ctx, webhook)
+    about: list[uuid.UUID] = []
+    reset = _REPORTED_ABOUT.set(about)
+    try:
+        note = handler.handle(ctx, webhook)
+    finally:
+        _REPORTED_ABOUT.reset(reset)
     finish_job(entry)
     entry.processed_at = utcnow()
     entry.note = note[:2000] if note else None
+    entry.notification_id = about[0] if about else None
+
+
+# The messages the webhook being handled reported on, as the notifications
+# area finds them (``reports_on``).
+_REPORTED_ABOUT: ContextVar[list[uuid.UUID] | None] = ContextVar("reported_about", default=None)
+
+
+def reports_on(notification_id: uuid.UUID) -> None:
+    """The webhook being handled (if any) reports on this message: the inbox
+    row keeps its id, so the report goes when the message's person is erased."""
+    about = _REPORTED_ABOUT.get()
+    if about is not None:
+        about.append(notification_id)
 
 
 def record_failure(ctx, claimed: Claimed, error: str) -> None:
