@@ -67,7 +67,7 @@ def test_messages_about_a_guest_name_them_in_the_indexed_column_after_0025(migra
         with engine.begin() as connection:
             connection.execute(notifications.delete())
             connection.execute(notifications.insert(), rows)
-        downgrade(migration_url, "0018")
+        downgrade(migration_url, "0024")
         migrate(migration_url)
         with engine.begin() as connection:
             found = dict(connection.execute(select(notifications.c.id, notifications.c.guest_id)).all())
