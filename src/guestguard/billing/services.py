@@ -45,6 +45,21 @@ class PlanLimitReached(Refusal):
                          limit=limit, used=used, upgrade_url=upgrade_url, meter=meter, plan=plan)
 
 
+BRANDING = "branding"
+FEATURES = {BRANDING: "custom branding (a theme colour and a cover image)"}
+
+
+class PlanFeatureMissing(Refusal):
+    """402 ``plan_limit``: the workspace's plan does not include a feature
+    (its limit is 0)."""
+
+    def __init__(self, feature: str, upgrade_url: str, plan: str, field: str | None = None):
+        super().__init__(402, "plan_limit",
+                         f"The {plan} plan does not include {FEATURES[feature]}. Upgrade the plan to use it; "
+                         "what you already have stays as it is.",
+                         field, limit=0, used=0, upgrade_url=upgrade_url, feature=feature, plan=plan)
+
+
 def plans(ctx) -> Mapping[str, Plan]:
     return ctx.registry["billing.plans"]
 
@@ -165,6 +180,30 @@ def charge(ctx, workspace_id: uuid.UUID, meter: str, amount: int = 1, event_id: 
     if done.rowcount == 0:
         used = ctx.db.scalar(select(UsageCounter.used).where(*counter)) or 0
         _refuse(ctx, st, meter, limit, used)
+
+
+def require_feature(ctx, workspace_id: uuid.UUID, feature: str, field: str | None = None) -> None:
+    """Raise PlanFeatureMissing (402, naming the input ``field``) unless the
+    workspace's plan includes ``feature`` (only branding today). Audited and
+    emitted like a limit; with ``billing.enforce`` off nothing is refused."""
+    if feature not in FEATURES:
+        raise ValueError(f"unknown feature {feature!r}")
+    if not ctx.settings["billing.enforce"] or has_feature(ctx, workspace_id, feature):
+        return
+    st = standing(ctx, workspace_id)
+    record(ctx, "billing.limit_reached", result="refused", actor_id=ctx.actor_id, workspace_id=workspace_id,
+           target_type="workspace", target_id=workspace_id, feature=feature)
+    ctx.emit("billing.limit_reached", {"feature": feature, "limit": 0, "used": 0, "plan": st.plan.name},
+             workspace_id)
+    raise PlanFeatureMissing(feature, upgrade_url(ctx, workspace_id), st.plan.label, field)
+
+
+def has_feature(ctx, workspace_id: uuid.UUID, feature: str) -> bool:
+    """Whether the workspace's plan includes ``feature`` now (always, with
+    ``billing.enforce`` off)."""
+    if not ctx.settings["billing.enforce"]:
+        return True
+    return bool(getattr(standing(ctx, workspace_id), feature))
 
 
 def remaining(ctx, workspace_id: uuid.UUID, meter: str) -> int | None:
