@@ -364,6 +364,36 @@ def test_cancel_at_period_end_keeps_the_plan_and_can_be_undone(paying, ledger, r
     assert changed["plan"] == "business" and changed["usage"]["events"]["limit"] is None
 
 
+def test_billing_flagged_off_refuses_payments_on_the_server_and_keeps_leaving_open(paying, ledger,
+                                                                                    run_in_request):
+    from guestguard.billing import flags
+
+    app, team = paying
+    registry, wid, base = app.app.registry, uuid.UUID(team["workspace"]), f"/api/v1/workspaces/{team['workspace']}"
+    url = app.post_json(f"{base}/billing/checkout", {"plan": "pro"}, headers=team["ada"]).json["url"]
+    subscription_id = ledger.complete(url.rsplit("/", 1)[1])
+    run_in_request(lambda r: services.apply_subscription(r.ctx, ledger.subscriptions[subscription_id]), registry)
+    run_in_request(lambda r: flags.set_flag(r.ctx, "billing", wid, False), registry)
+    ledger.calls.clear()
+    for path, body in (("checkout", {"plan": "business"}), ("preview", {"plan": "business"}),
+                       ("plan", {"plan": "business"})):
+        refused = app.post_json(f"{base}/billing/{path}", body, headers=team["ada"], status=403).json["error"]
+        assert (refused["code"], refused["feature"]) == ("feature_disabled", "billing")
+    assert ledger.calls == [] and billing_of(app, team)["plan"] == "pro"
+    # The page's form is refused the same way, not only hidden.
+    ada = signed_in(app, run_in_request, "ada@example.com")
+    page = ada.get(f"/workspaces/{team['workspace']}/billing")
+    assert "not open for this workspace" in page.text
+    assert not any(form.action.endswith("/billing/checkout") for form in page.forms.values())
+    token = page.forms[0]["csrf_token"].value
+    refused = ada.post(f"/workspaces/{team['workspace']}/billing/change",
+                       {"plan": "business", "confirm": "yes", "csrf_token": token}, status=403)
+    assert "not open to this workspace" in refused.text and ledger.calls == []
+    # A paying workspace can still leave: cancel and the portal work.
+    app.post_json(f"{base}/billing/cancel", {"cancel": True}, headers=team["ada"])
+    assert app.post_json(f"{base}/billing/portal", {}, headers=team["ada"]).json["kind"] == "portal"
+
+
 def test_the_provider_down_on_checkout_is_a_503_and_nothing_is_written(paying, ledger, run_in_request):
     app, team = paying
     ledger.down = True

@@ -15,8 +15,8 @@ from guestguard.validation import Input
 
 UNAVAILABLE = Refused("billing_unavailable")
 NOT_CONFIGURED = "billing_not_configured"
-CHECKOUT_REFUSALS = {409: Refused(NOT_CONFIGURED), 422: Refused("validation_failed", "billing_refused"),
-                     503: UNAVAILABLE}
+CHECKOUT_REFUSALS = {403: Refused("feature_disabled"), 409: Refused(NOT_CONFIGURED),
+                     422: Refused("validation_failed", "billing_refused"), 503: UNAVAILABLE}
 
 
 class Meter(Out):

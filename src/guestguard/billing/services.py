@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from guestguard.audit.services import record
+from guestguard.billing import flags
 from guestguard.billing.models import BillingPayment, DunningNotice, Entitlement, UsageCounter
 from guestguard.billing.plans import EVENTS, FREE, GUESTS, METERS, MONTHLY, ONE_TIME, RANK, SMS, Plan, plan_of_price
 from guestguard.db import is_sqlite, lock_name, lock_row, utcnow
@@ -27,6 +28,8 @@ from guestguard.plugins import BillingRefused, BillingUnavailable, CheckoutReque
 log = logging.getLogger(__name__)
 
 ENTITLED = ("active", "trialing")
+# The feature flag opening payments (checkout and plan changes) to a workspace.
+BILLING_FLAG = "billing"
 # Statuses after which the subscription is over: the workspace is on Free.
 ENDED = ("canceled", "incomplete_expired", "unpaid")
 LIVE = ("active", "trialing", "past_due")
@@ -418,6 +421,7 @@ def _asking(what: str):
 def start_checkout(ctx, workspace, plan_name: str, email: str, success_url: str, cancel_url: str) -> dict[str, str]:
     """A payment page for ``plan_name``; a workspace already paying for a
     subscription is sent to the portal instead of a second checkout."""
+    flags.require(ctx, BILLING_FLAG, workspace.id)
     plan = plans(ctx).get(plan_name)
     if plan is None or plan.billing == "free":
         raise Refusal(422, "validation_failed", f"{plan_name!r} is not a plan one can buy.", field="plan")
@@ -470,6 +474,7 @@ def _subscription_of(ctx, workspace) -> Entitlement:
 
 
 def preview_change(ctx, workspace, plan_name: str) -> dict[str, Any]:
+    flags.require(ctx, BILLING_FLAG, workspace.id)
     plan = plans(ctx).get(plan_name)
     if plan is None or plan.billing != MONTHLY or not plan.price_id:
         raise Refusal(422, "validation_failed", f"{plan_name!r} is not a subscription plan.", field="plan")
