@@ -228,6 +228,38 @@ def test_events_counted_at_once_never_pass_the_limit(app, team, run_in_request, 
     assert run_in_request(lambda r: r.db.scalar(select(UsageCounter.used))) == 3
 
 
+@pytest.mark.one_pass("services")
+def test_guests_added_at_once_at_the_limit_give_exactly_the_limit(app, team, run_in_request, db_url):
+    """Free allows 50 guests an event: with 46 there, eight requests at once
+    add one guest each and a ninth adds two; exactly four guests more go in,
+    the rest are told 402 with the count they met."""
+    if db_url.startswith("sqlite"):
+        pytest.skip("concurrency is a PostgreSQL question: SQLite runs one writer at a time")
+    event_id = new_event(app, team).json["event"]["id"]
+    url = f"/api/v1/events/{event_id}/guests"
+    app.post_json(url, guests(46), headers=team["ada"], status=201)
+    outcomes, barrier = [], threading.Barrier(9)
+
+    def add(batch):
+        barrier.wait()
+        answer = app.post_json(url, batch if len(batch) > 1 else batch[0], headers=team["ada"], expect_errors=True)
+        outcomes.append((answer.status_int, len(batch)))
+        if answer.status_int == 402:
+            error = answer.json["error"]
+            assert error["code"] == "plan_limit" and error["limit"] == 50 and error["used"] + len(batch) > 50
+
+    batches = [guests(1, 100 + i) for i in range(8)] + [guests(2, 200)]
+    threads = [threading.Thread(target=add, args=(batch,)) for batch in batches]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    added = sum(size for status, size in outcomes if status == 201)
+    assert {status for status, _ in outcomes} <= {201, 402} and len(outcomes) == 9
+    assert added == 4
+    assert run_in_request(lambda r: r.db.scalar(select(func.count()).select_from(Guest))) == 50
+
+
 class LedgerBackend:
     """A billing provider's side kept in memory: sessions, subscriptions;
     ``down`` makes every call fail as an unreachable provider does."""
