@@ -285,28 +285,69 @@ def test_shuffled_and_repeated_webhooks_reach_the_same_final_state(make_app, stu
     assert notices == []
 
 
-def test_trial_ending_action_required_refunds_and_disputes_are_audited(app, stub):
+def notices(app, email) -> list[str]:
+    """Subjects of the billing notices ``email`` got, oldest first."""
+    return [m.subject for m in reversed(inbox(app, email)) if "payment did not go through" not in m.subject]
+
+
+def mail(app, email, subject):
+    return next(m for m in inbox(app, email) if m.subject == subject)
+
+
+def test_trial_ending_refunds_and_disputes_email_the_owners_once_each(app, stub):
     from guestguard.audit.models import AuditEvent
 
     team = new_owner(app)
     session_id = checkout(app, team)
     deliver(app, stub, stub.complete(session_id))
     subscription = stub.subscriptions[stub.sessions[session_id]["subscription"]]
-    invoice = stub.invoice(subscription["id"], paid=False)["data"]["object"]
-    customer = subscription["customer"]
-    for kind, obj in (("customer.subscription.trial_will_end", subscription),
-                      ("invoice.payment_action_required", invoice),
-                      ("charge.refunded", {"id": "ch_1", "object": "charge", "customer": customer}),
-                      ("charge.dispute.created", {"id": "dp_1", "object": "dispute", "customer": customer}),
-                      ("charge.refunded", {"id": "ch_2", "object": "charge", "customer": "cus_nobody"})):
-        deliver(app, stub, {"id": f"evt_{kind}_{obj['id']}", "object": "event", "type": kind,
-                            "data": {"object": obj}})
-    actions = in_request(app.app.registry, lambda r: sorted(r.db.scalars(select(AuditEvent.action).where(
+    ending = stub.trial_will_end(subscription["id"])
+    assert [deliver(app, stub, ending).json["stored"] for _ in range(2)] == [True, False]  # Stripe retrying
+    deliver(app, stub, {**ending, "id": ending["id"] + "_b"})  # another event saying the same
+    day = dt.datetime.fromtimestamp(subscription["trial_end"], dt.UTC).strftime("%-d %B %Y")
+    assert notices(app, team["email"]) == [f"Your GuestGuard trial ends on {day}"]
+    trial_mail = mail(app, team["email"], f"Your GuestGuard trial ends on {day}")
+    assert "charged for the first period" in trial_mail.text and "/billing" in trial_mail.text
+    action = stub.invoice(subscription["id"], paid=False)["data"]["object"]
+    deliver(app, stub, {"id": "evt_action", "object": "event", "type": "invoice.payment_action_required",
+                        "data": {"object": action}})
+    paid = stub.invoice(subscription["id"], paid=True)
+    deliver(app, stub, paid)
+    charge_id = stub.invoices[paid["data"]["object"]["id"]]["charge"]
+    partial = stub.refund(charge_id, 900)
+    deliver(app, stub, partial)
+    deliver(app, stub, partial)
+    deliver(app, stub, stub.refund(charge_id))
+    disputed = stub.dispute(charge_id)
+    for event in (disputed, disputed, {**disputed, "id": disputed["id"] + "_b"}):
+        deliver(app, stub, event)
+    # A trial notice arriving after the trial turned into a paid plan tells nobody.
+    deliver(app, stub, {**ending, "id": ending["id"] + "_late"})
+    assert notices(app, team["email"]) == [
+        f"Your GuestGuard trial ends on {day}", "A refund of 9.00 EUR from GuestGuard",
+        "A refund of 29.00 EUR from GuestGuard", "A payment to GuestGuard was disputed"]
+    assert "9.00 EUR of a payment of 29.00 EUR" in mail(app, team["email"], "A refund of 9.00 EUR from GuestGuard").text
+    assert "the whole payment" in mail(app, team["email"], "A refund of 29.00 EUR from GuestGuard").text
+    assert "reason given: fraudulent" in mail(app, team["email"], "A payment to GuestGuard was disputed").text
+    actions = in_request(app.app.registry, lambda r: sorted(set(r.db.scalars(select(AuditEvent.action).where(
         AuditEvent.workspace_id == uuid.UUID(team["workspace"]), AuditEvent.action.in_((
             "billing.trial_ending", "billing.payment_action_required", "billing.refunded",
-            "billing.dispute_created"))))))
-    assert actions == ["billing.dispute_created", "billing.payment_action_required", "billing.refunded",
-                       "billing.trial_ending"]
+            "billing.dispute_created", "billing.trial_ending_notice_sent", "billing.refunded_notice_sent",
+            "billing.dispute_notice_sent")))))))
+    assert actions == ["billing.dispute_created", "billing.dispute_notice_sent", "billing.payment_action_required",
+                       "billing.refunded", "billing.refunded_notice_sent", "billing.trial_ending",
+                       "billing.trial_ending_notice_sent"]
+    stranger = stub._charge("cus_nobody", 500, "eur")
+    deliver(app, stub, stub.refund(stranger["id"]))
     notes = in_request(app.app.registry, lambda r: list(r.db.scalars(select(InboxEntry.note).where(
-        InboxEntry.event_id == "evt_charge.refunded_ch_2"))))
+        InboxEntry.event_id == stub.events[-1]["id"]))))
     assert notes == ["charge.refunded: no workspace has this customer"]
+
+
+def test_a_notice_for_a_charge_stripe_does_not_have_sends_nothing(app, stub):
+    team = new_owner(app)
+    deliver(app, stub, stub.complete(checkout(app, team)))
+    deliver(app, stub, {"id": "evt_forged_refund", "object": "event", "type": "charge.refunded",
+                        "data": {"object": {"id": "ch_999999", "object": "charge", "amount_refunded": 100,
+                                            "customer": stub.sessions[next(iter(stub.sessions))]["customer"]}}})
+    assert notices(app, team["email"]) == []

@@ -83,6 +83,21 @@ class DunningNotice(Base):
     sent_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class BillingNotice(Base):
+    """An email to a workspace's owners about its billing (a trial ending, a
+    refund, a dispute), keyed by what it tells (``trial_ending:<subscription>:
+    <trial end>``, ``refund:<charge>:<amount refunded>``, ``dispute:<id>``):
+    the key is unique, so a repeated or retried webhook sends nothing twice."""
+
+    __tablename__ = "billing_notices"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    workspace_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    sent_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 class FeatureFlag(IdMixin, Base):
     """A feature switched on or off for one workspace (``flags.defaults``
     applies where no row says)."""

@@ -19,7 +19,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from guestguard.audit.services import record
 from guestguard.billing import flags
-from guestguard.billing.models import BillingPayment, DunningNotice, Entitlement, UsageCounter
+from guestguard.billing.models import BillingNotice, BillingPayment, DunningNotice, Entitlement, UsageCounter
 from guestguard.billing.plans import EVENTS, FREE, GUESTS, METERS, MONTHLY, ONE_TIME, RANK, SMS, Plan, plan_of_price
 from guestguard.db import is_sqlite, lock_name, lock_row, utcnow
 from guestguard.errors import Refusal
@@ -504,33 +504,68 @@ def set_cancel(ctx, workspace, cancel: bool) -> str:
 # --- dunning and reconciliation --------------------------------------------------------
 
 
+def _owners_emailed(ctx, workspace_id: uuid.UUID, template: str, context: dict[str, Any]) -> None:
+    """The billing email ``template`` queued (through the outbox) to each owner."""
+    from guestguard.notifications.services import queue_notification
+    from guestguard.workspaces.models import Membership
+
+    owners = ctx.db.scalars(select(Membership).where(Membership.workspace_id == workspace_id,
+                                                     Membership.role == "owner"))
+    for owner in owners:
+        queue_notification(ctx, channel="email", recipient=owner.user.email, template=template,
+                           context={**context, "billing_url": upgrade_url(ctx, workspace_id)},
+                           workspace_id=workspace_id)
+
+
+def _first_time(ctx, model, **key) -> bool:
+    """Insert the notice row ``key``; False when it was there (sent before).
+    RETURNING says whether this call inserted it (a rowcount is not reliable
+    for ON CONFLICT DO NOTHING across drivers)."""
+    first = next(iter(model.__table__.primary_key.columns))
+    return ctx.db.scalar(_insert(ctx.db, model).values(**key, sent_at=utcnow()).on_conflict_do_nothing()
+                         .returning(first)) is not None
+
+
 def dunning_notice(ctx, workspace_id: uuid.UUID, invoice_id: str, attempt: int, amount_due: int,
                    currency: str) -> bool:
     """Email the owners once for this attempt of this invoice; False when
     it was sent before (a repeated webhook)."""
-    from guestguard.notifications.services import queue_notification
-    from guestguard.workspaces.models import Membership
-
     if not _workspace_exists(ctx, workspace_id):
         return False
-    key = {"invoice_id": invoice_id, "attempt": attempt}
-    # RETURNING says whether this call inserted the row (a rowcount is not
-    # reliable for ON CONFLICT DO NOTHING across drivers).
-    inserted = ctx.db.scalar(_insert(ctx.db, DunningNotice).values(**key, workspace_id=workspace_id, sent_at=utcnow())
-                             .on_conflict_do_nothing().returning(DunningNotice.invoice_id))
-    if inserted is None:
+    if not _first_time(ctx, DunningNotice, invoice_id=invoice_id, attempt=attempt, workspace_id=workspace_id):
         return False
-    owners = ctx.db.scalars(select(Membership).where(Membership.workspace_id == workspace_id,
-                                                     Membership.role == "owner"))
-    for owner in owners:
-        queue_notification(ctx, channel="email", recipient=owner.user.email, template="billing_payment_failed",
-                           context={"amount": f"{amount_due / 100:.2f} {currency.upper()}", "attempt": attempt,
-                                    "billing_url": upgrade_url(ctx, workspace_id),
-                                    "grace_days": ctx.settings["billing.past_due_grace_days"]},
-                           workspace_id=workspace_id)
+    _owners_emailed(ctx, workspace_id, "billing_payment_failed",
+                    {"amount": money(amount_due, currency), "attempt": attempt,
+                     "grace_days": ctx.settings["billing.past_due_grace_days"]})
     record(ctx, "billing.dunning_sent", workspace_id=workspace_id, target_type="invoice", target_id=invoice_id,
            attempt=attempt)
     return True
+
+
+NOTICES = {"trial_ending": "billing_trial_ending", "refunded": "billing_refunded", "dispute": "billing_dispute"}
+
+
+def owner_notice(ctx, workspace_id: uuid.UUID, kind: str, key: str, context: dict[str, Any]) -> bool:
+    """Email the workspace's owners about a billing event of ``kind``
+    (trial_ending, refunded, dispute) once per ``key``, through the outbox,
+    audited; False when it was sent before or the workspace is gone."""
+    if kind not in NOTICES:
+        raise ValueError(f"unknown billing notice {kind!r}")
+    if len(key) > 255:
+        raise ValueError("a notice key is at most 255 characters")
+    if not _workspace_exists(ctx, workspace_id):
+        return False
+    if not _first_time(ctx, BillingNotice, key=key, workspace_id=workspace_id, kind=kind):
+        return False
+    _owners_emailed(ctx, workspace_id, NOTICES[kind], context)
+    record(ctx, f"billing.{kind}_notice_sent", workspace_id=workspace_id, target_type="billing_notice",
+           target_id=key)
+    return True
+
+
+def money(amount: int, currency: str) -> str:
+    """Minor units as the amount people read: 2900, "eur" -> "29.00 EUR"."""
+    return f"{amount / 100:.2f} {currency.upper()}"
 
 
 def paying_workspaces(ctx) -> list[tuple[uuid.UUID, str]]:

@@ -39,6 +39,25 @@ class InvoiceState:
     status: str
 
 
+@dataclass(frozen=True)
+class ChargeState:
+    id: str
+    customer_id: str
+    amount: int
+    amount_refunded: int
+    currency: str
+
+
+@dataclass(frozen=True)
+class DisputeState:
+    id: str
+    charge_id: str
+    amount: int
+    currency: str
+    reason: str
+    status: str
+
+
 def _moment(value) -> dt.datetime | None:
     return dt.datetime.fromtimestamp(int(value), dt.UTC) if value else None
 
@@ -177,6 +196,24 @@ class StripeBackend:
                             currency=_get(invoice, "currency", ""),
                             attempt_count=int(_get(invoice, "attempt_count", 0)),
                             status=_get(invoice, "status", ""))
+
+    def read_charge(self, charge_id: str) -> ChargeState | None:
+        charge = self._call("reading a charge", lambda: self.client.v1.charges.retrieve(charge_id), missing_ok=True)
+        if charge is None:
+            return None
+        return ChargeState(id=charge["id"], customer_id=_id_of(_get(charge, "customer")) or "",
+                           amount=int(_get(charge, "amount", 0)),
+                           amount_refunded=int(_get(charge, "amount_refunded", 0)),
+                           currency=_get(charge, "currency", ""))
+
+    def read_dispute(self, dispute_id: str) -> DisputeState | None:
+        dispute = self._call("reading a dispute", lambda: self.client.v1.disputes.retrieve(dispute_id),
+                             missing_ok=True)
+        if dispute is None:
+            return None
+        return DisputeState(id=dispute["id"], charge_id=_id_of(_get(dispute, "charge")) or "",
+                            amount=int(_get(dispute, "amount", 0)), currency=_get(dispute, "currency", ""),
+                            reason=_get(dispute, "reason", ""), status=_get(dispute, "status", ""))
 
     def _item(self, subscription_id: str) -> str:
         subscription = self._call("reading a subscription",
