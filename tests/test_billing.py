@@ -125,6 +125,44 @@ def test_texts_are_counted_against_the_plan(app, team, run_in_request):
     assert (refused.value.extra["limit"], refused.value.extra["used"]) == (2, 2)
 
 
+def personal(run_in_request, workspace_id, event_id, payment_id="pi_1"):
+    result = CheckoutResult("cs_1", uuid.UUID(workspace_id), "cus_1", "payment", "price_personal", complete=True,
+                            payment_id=payment_id, event_id=uuid.UUID(event_id) if event_id else None)
+    return run_in_request(lambda r: services.apply_checkout(r.ctx, result))
+
+
+def test_an_event_bought_on_personal_sends_its_own_texts(app, team, run_in_request):
+    wid = uuid.UUID(team["workspace"])
+    party = uuid.UUID(new_event(app, team).json["event"]["id"])
+    assert personal(run_in_request, team["workspace"], str(party)).startswith("applied")
+    assert personal(run_in_request, team["workspace"], str(party)) == "payment pi_1 was applied before"
+    assert run_in_request(lambda r: services.remaining(r.ctx, wid, "sms", event_id=party)) == 100
+    run_in_request(lambda r: services.charge(r.ctx, wid, "sms", 99, event_id=party))
+    run_in_request(lambda r: services.charge(r.ctx, wid, "sms", event_id=party))
+    with pytest.raises(services.PlanLimitReached) as refused:
+        run_in_request(lambda r: services.charge(r.ctx, wid, "sms", event_id=party))
+    assert (refused.value.extra["limit"], refused.value.extra["used"], refused.value.extra["plan"]) == (
+        100, 100, "Personal")
+    # Free's texts (none) for anything else.
+    with pytest.raises(services.PlanLimitReached) as free:
+        run_in_request(lambda r: services.charge(r.ctx, wid, "sms"))
+    assert (free.value.extra["limit"], free.value.extra["plan"]) == (0, "Free")
+    # A second payment for the same event is kept (to refund) and changes nothing.
+    assert "paid for before" in personal(run_in_request, team["workspace"], str(party), "pi_2")
+    assert run_in_request(lambda r: services.remaining(r.ctx, wid, "sms", event_id=party)) == 0
+
+
+def test_a_personal_payment_for_an_event_gone_is_kept_to_refund(app, team, run_in_request):
+    party = new_event(app, team).json["event"]["id"]
+    app.delete(f"/api/v1/events/{party}", headers=team["ada"], status=204)
+    assert "its event is gone, refund it" in personal(run_in_request, team["workspace"], party)
+    assert "its event is gone" in personal(run_in_request, team["workspace"], None, "pi_9")
+    from guestguard.billing.models import BillingPayment
+
+    kept = run_in_request(lambda r: r.db.scalars(select(BillingPayment.event_id)).all())
+    assert kept == [None, None]
+
+
 def test_enforcement_off_counts_but_never_refuses(make_app, run_in_request):
     app = make_app({"billing.enforce": "false"})
     registry = app.app.registry

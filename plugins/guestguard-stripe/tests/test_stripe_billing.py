@@ -108,15 +108,69 @@ def test_the_success_page_reads_the_session_back_from_stripe(app, stub):
     browser.get(f"/workspaces/{team['workspace']}/billing/success?session_id=cs_999999", status=404)
 
 
-def test_personal_is_a_one_time_payment_counted_once(app, stub):
+def guests(n, start=0):
+    return [{"name": f"Guest {i}", "email": f"guest{i}@example.com"} for i in range(start, start + n)]
+
+
+def test_personal_is_paid_once_for_one_event(app, stub, listener):
     team = new_owner(app)
-    session_id = checkout(app, team, "personal")
-    assert stub.sessions[session_id]["mode"] == "payment"
-    event = stub.complete(session_id)
-    deliver(app, stub, event)
-    deliver(app, stub, {**event, "id": "evt_other_delivery"})
+    headers = team["ada"]
+    party = app.post_json("/api/v1/events", {"workspace_id": team["workspace"], **EVENT}, headers=headers,
+                          status=201).json["event"]
+    app.post_json("/api/v1/events", {"workspace_id": team["workspace"], **EVENT}, headers=headers, status=402)
+    # Personal is bought for an event of this workspace, named.
+    missing = app.post_json(api(team, "/checkout"), {"plan": "personal"}, headers=headers, status=422).json
+    assert "event_id" in missing["error"]["fields"]
+    other = new_owner(app, "bea@example.com")
+    foreign = app.post_json("/api/v1/events", {"workspace_id": other["workspace"], **EVENT}, headers=other["ada"],
+                            status=201).json["event"]
+    refused = app.post_json(api(team, "/checkout"), {"plan": "personal", "event_id": foreign["id"]},
+                            headers=headers, status=422).json["error"]
+    assert refused["fields"] == {"event_id": "That is not an event of this workspace."}
+    link = app.post_json(api(team, "/checkout"), {"plan": "personal", "event_id": party["id"]},
+                         headers=headers).json
+    session_id = link["url"].rsplit("/", 1)[1]
+    session = stub.sessions[session_id]
+    assert (session["mode"], session["metadata"]["event_id"], session["trial_days"]) == ("payment", party["id"], 0)
+    completed = stub.complete(session_id)
+    deliver(app, stub, completed)
+    deliver(app, stub, {**completed, "id": "evt_other_delivery"})  # another event for the same payment
     body = billing(app, team)
-    assert (body["plan"], body["usage"]["events"]["limit"], body["usage"]["guests"]["limit"]) == ("personal", 1, 500)
+    assert body["plan"] == "free", "the workspace stays on its plan: Personal belongs to the event"
+    assert body["events"] == [{"event_id": party["id"], "name": "Midsummer Gala", "plan": "personal",
+                               "guests": {"used": 0, "limit": 500}, "sms": {"used": 0, "limit": 100}}]
+    assert len(listener.named("billing.subscription_changed")) == 1
+    # The event has Personal's guests and branding; it no longer counts against Free's event.
+    app.post_json(f"/api/v1/events/{party['id']}/guests", guests(60), headers=headers, status=201)
+    app.patch_json(f"/api/v1/events/{party['id']}", {"theme_colour": "#6a1b9a"}, headers=headers)
+    second = app.post_json("/api/v1/events", {"workspace_id": team["workspace"], **EVENT}, headers=headers,
+                           status=201).json["event"]
+    over = app.post_json(f"/api/v1/events/{second['id']}/guests", guests(51), headers=headers, status=402)
+    assert (over.json["error"]["limit"], over.json["error"]["plan"]) == (50, "Free")
+    app.patch_json(f"/api/v1/events/{second['id']}", {"theme_colour": "#6a1b9a"}, headers=headers, status=402)
+    assert billing(app, team)["usage"]["events"] == {"used": 1, "limit": 1}
+    # Bought already: nothing more to buy for it.
+    again = app.post_json(api(team, "/checkout"), {"plan": "personal", "event_id": party["id"]}, headers=headers,
+                          status=409).json["error"]
+    assert again["code"] == "already_paid"
+
+
+def test_the_billing_page_buys_personal_for_a_chosen_event(app, stub):
+    team = new_owner(app)
+    party = app.post_json("/api/v1/events", {"workspace_id": team["workspace"], **EVENT}, headers=team["ada"],
+                          status=201).json["event"]
+    browser = signed_in(app, lambda f, r=None: in_request(app.app.registry, f), "ada@example.com")
+    page = browser.get(f"/workspaces/{team['workspace']}/billing")
+    form = next(f for f in page.forms.values() if "event_id" in f.fields)
+    assert form["event_id"].value == party["id"]
+    paying = form.submit(status=303)
+    session_id = paying.location.rsplit("/", 1)[1]
+    stub.complete(session_id)
+    done = browser.get(f"/workspaces/{team['workspace']}/billing/success?session_id={session_id}",
+                       status=303).follow()
+    listed = done.html.find(id="event-plans-title").find_parent("section").get_text(" ", strip=True)
+    assert "Midsummer Gala" in listed and "0 of 500 guests" in listed
+    assert not any("event_id" in f.fields for f in done.forms.values()), "no event is left to buy for"
 
 
 @pytest.mark.parametrize("change", ["forged", "stale", "missing", "unknown_secret"])

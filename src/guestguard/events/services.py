@@ -153,7 +153,7 @@ def update_event(ctx, event: Event, data: EventFields) -> Event:
                           fields={"starts_at": "is in the past: an event can only be moved to a time to come"})
     if changes.get("theme_colour") and changes["theme_colour"] != event.theme_colour:
         # A plan without branding may keep or clear a colour set before, not set a new one.
-        billing.require_feature(ctx, event.workspace_id, billing.BRANDING, "theme_colour")
+        billing.require_feature(ctx, event.workspace_id, billing.BRANDING, "theme_colour", event.id)
     if "questions" in changes:
         changes["questions"] = stored_questions(data.questions or [])
     capacity_before = event.capacity
@@ -186,7 +186,7 @@ def set_cover(ctx, event: Event, upload: bytes) -> EventCover:
     the previous one is deleted, so its address stops answering. Raises
     EventsError 422 naming the ``cover`` field for an unusable file, and
     PlanFeatureMissing (402) on a plan without branding."""
-    billing.require_feature(ctx, event.workspace_id, billing.BRANDING, "cover")
+    billing.require_feature(ctx, event.workspace_id, billing.BRANDING, "cover", event.id)
     settings = ctx.settings
     try:
         encoded = branding.reencode(upload, max_bytes=settings["covers.max_bytes"],

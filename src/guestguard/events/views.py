@@ -410,7 +410,7 @@ def edit_event_page(request, context, status: int = 200, values=None, errors=Non
                                                                 "required": False},
                            question_errors=question_errors or {}, question_kinds=questions.KINDS,
                            cover_url=services.cover_url(request.ctx, context.event),
-                           branding=has_feature(request.ctx, context.event.workspace_id, BRANDING),
+                           branding=has_feature(request.ctx, context.event.workspace_id, BRANDING, context.event.id),
                            max_cover_mb=request.registry.settings["covers.max_bytes"] // (1024 * 1024),
                            **form_choices(request))
 
