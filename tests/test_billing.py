@@ -83,6 +83,8 @@ def test_guests_past_the_plan_are_refused_and_those_there_stay(app, team, run_in
     app.post_json(url, guests(49), headers=team["ada"], status=201)
     refused = app.post_json(url, guests(2, 49), headers=team["ada"], status=402).json["error"]
     assert (refused["limit"], refused["used"], refused["meter"]) == (50, 49, "guests")
+    # The prompt leads to the billing page offering this event its own plan.
+    assert refused["upgrade_url"].endswith(f"/billing?event_id={url.split('/')[4]}")
     app.post_json(url, guests(1, 49), headers=team["ada"], status=201)
     app.post_json(url, guests(1, 50), headers=team["ada"], status=402)
     assert run_in_request(lambda r: r.db.scalar(select(func.count()).select_from(Guest))) == 50

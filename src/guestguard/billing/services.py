@@ -138,13 +138,17 @@ def _insert(db, model):
     return (sqlite_insert if is_sqlite(db) else pg_insert)(model)
 
 
-def _refuse(ctx, st: Standing, meter: str, limit: int, used: int, bought: Plan | None = None) -> None:
+def _refuse(ctx, st: Standing, meter: str, limit: int, used: int, bought: Plan | None = None,
+            event_id: uuid.UUID | None = None) -> None:
     plan = bought if bought is not None and meter != EVENTS else st.plan
+    url = upgrade_url(ctx, st.workspace_id)
+    if event_id is not None and bought is None:
+        url += f"?event_id={event_id}"  # the billing page offers to buy this event its own plan
     record(ctx, "billing.limit_reached", result="refused", actor_id=ctx.actor_id, workspace_id=st.workspace_id,
            target_type="workspace", target_id=st.workspace_id, meter=meter, limit=limit, used=used)
     ctx.emit("billing.limit_reached", {"meter": meter, "limit": limit, "used": used, "plan": plan.name},
              st.workspace_id)
-    raise PlanLimitReached(meter, limit, used, upgrade_url(ctx, st.workspace_id), plan.label)
+    raise PlanLimitReached(meter, limit, used, url, plan.label)
 
 
 def larger(limit: int | None, other: int | None) -> int | None:
@@ -211,7 +215,7 @@ def charge(ctx, workspace_id: uuid.UUID, meter: str, amount: int = 1, event_id: 
         lock_row(ctx.db, Event, event_id)
         used = ctx.db.scalar(select(func.count()).select_from(Guest).where(Guest.event_id == event_id)) or 0
         if used + amount > limit:
-            _refuse(ctx, st, meter, limit, used, bought)
+            _refuse(ctx, st, meter, limit, used, bought, event_id)
         return
     if meter == SMS and bought is not None and bought.sms is not None and not st.entitled:
         # An event bought on its own plan sends that plan's texts, counted on its purchase
