@@ -175,6 +175,7 @@ def test_the_billing_page_buys_personal_for_a_chosen_event(make_app, stub):
     stub.complete(session_id)
     done = browser.get(f"/workspaces/{team['workspace']}/billing/success?session_id={session_id}",
                        status=303).follow()
+    assert "the event has its own plan now" in done.text
     listed = done.html.find(id="event-plans-title").find_parent("section").get_text(" ", strip=True)
     assert "Midsummer Gala" in listed and "0 of 500 guests" in listed
     left = next(f for f in done.forms.values() if "event_id" in f.fields)

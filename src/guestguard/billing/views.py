@@ -85,6 +85,8 @@ def success(context, request):
     if not session_id or len(session_id) > 255:
         return go(request, "workspace_billing", context)
     note = services.finish_checkout(request.ctx, context.workspace, session_id)
+    if note.startswith("applied") and " for event " in note:
+        return go(request, "workspace_billing", context, "Thank you: the event has its own plan now.")
     message = "Thank you: your plan is active." if note.startswith("applied") else (
         "Thank you: your payment is being confirmed; this page updates when it is.")
     return go(request, "workspace_billing", context, message)
