@@ -154,6 +154,36 @@ def test_an_event_bought_on_personal_sends_its_own_texts(app, team, run_in_reque
     assert run_in_request(lambda r: services.remaining(r.ctx, wid, "sms", event_id=party)) == 0
 
 
+@pytest.mark.one_pass("services")
+def test_an_events_own_texts_taken_at_once_never_pass_its_plan(app, team, run_in_request, db_url):
+    """Eight sends at once for the last three of an event's Personal texts: three win."""
+    if db_url.startswith("sqlite"):
+        pytest.skip("concurrency is a PostgreSQL question: SQLite runs one writer at a time")
+    from guestguard.billing.models import BillingPayment
+
+    wid = uuid.UUID(team["workspace"])
+    party = uuid.UUID(new_event(app, team).json["event"]["id"])
+    personal(run_in_request, team["workspace"], str(party))
+    run_in_request(lambda r: r.db.execute(BillingPayment.__table__.update().values(texts_used=97)))
+    outcomes, barrier = [], threading.Barrier(8)
+
+    def one():
+        barrier.wait()
+        try:
+            run_in_request(lambda r: services.charge(r.ctx, wid, "sms", event_id=party))
+            outcomes.append("ok")
+        except services.PlanLimitReached:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=one) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["ok"] * 3 + ["refused"] * 5
+    assert run_in_request(lambda r: r.db.scalar(select(BillingPayment.texts_used))) == 100
+
+
 def test_a_personal_payment_for_an_event_gone_is_kept_to_refund(app, team, run_in_request):
     party = new_event(app, team).json["event"]["id"]
     app.delete(f"/api/v1/events/{party}", headers=team["ada"], status=204)
