@@ -164,7 +164,7 @@ def test_the_duplicate_form(app, run_in_request, host):
 
 def test_a_copy_counts_against_the_plan_like_any_event(make_app, run_in_request):
     app = make_app({"billing.enforce": "true"})  # the Free plan: one event a month
-    host = event_host(app, run_in_request, EVENT)
+    host = event_host(app, run_in_request, {**EVENT, "theme_colour": ""})  # no branding on Free
     refused = duplicate(app, host, {"name": "Second"}, status=402).json["error"]
     assert refused["code"] == "plan_limit" and refused["meter"] == "events"
     assert scalar(app, run_in_request, select(func.count()).select_from(Event)) == 1

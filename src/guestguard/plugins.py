@@ -248,9 +248,11 @@ class CheckoutRequest:
     """What a billing backend needs to start a payment page for a plan.
 
     ``mode`` is ``subscription`` (monthly plans) or ``payment`` (a one-time
-    plan such as Personal); ``trial_days`` is 0 unless this is the
-    workspace's first subscription; ``idempotency_key`` makes a retried
-    request reuse the session the first one made."""
+    plan such as Personal, bought for the one event ``event_id``, which the
+    backend keeps with the session and gives back in ``CheckoutResult``);
+    ``trial_days`` is 0 unless this is the workspace's first subscription;
+    ``idempotency_key`` makes a retried request reuse the session the first
+    one made."""
 
     workspace_id: uuid.UUID
     plan: str
@@ -262,6 +264,7 @@ class CheckoutRequest:
     success_url: str
     cancel_url: str
     idempotency_key: str
+    event_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -284,7 +287,8 @@ class SubscriptionState:
 class CheckoutResult:
     """A Checkout Session as the provider has it: ``complete`` once paid (or
     the subscription started); ``subscription`` for subscription mode;
-    ``payment_id`` identifies a one-time payment so it is counted once."""
+    ``payment_id`` identifies a one-time payment so it is counted once;
+    ``event_id`` is the event a one-time plan was bought for."""
 
     session_id: str
     workspace_id: uuid.UUID | None
@@ -294,6 +298,7 @@ class CheckoutResult:
     complete: bool
     subscription: SubscriptionState | None = None
     payment_id: str | None = None
+    event_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)

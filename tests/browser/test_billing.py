@@ -11,10 +11,12 @@ from collections.abc import Iterator
 from importlib.metadata import entry_points
 
 import pytest
+from sqlalchemy import select
 
 import guestguard_stripe
 from guestguard.accounts.models import WEB
 from guestguard.accounts.services import login
+from guestguard.events.models import Event
 from guestguard.testing import TEST_PASSWORD, AppFactory, create_user, in_request, session_bearer, settings_for
 from guestguard.workspaces.services import create_workspace
 from guestguard_stripe.testing import StripeStub
@@ -113,3 +115,28 @@ def test_from_the_upgrade_prompt_through_checkout_to_a_cancelled_and_kept_plan(d
     check(page, axe, shoot, device, "page-cancelled")
     page.get_by_role("button", name="Keep my subscription").click()
     assert page.get_by_role("button", name="Cancel at the end of the period").is_visible()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_full_guest_list_buys_personal_for_its_event(device, site, stub, browse, axe, shoot):
+    page = browse(device)
+    workspace = owner(site, page)
+    event_id = in_request(site.registry, lambda request: str(request.db.scalar(
+        select(Event.id).where(Event.workspace_id == uuid.UUID(workspace)))))
+    page.goto(f"/events/{event_id}/edit")
+    assert page.locator("#branding-plan").is_visible()
+    check(page, axe, shoot, device, "event-branding-free")
+    # The prompt of a full guest list names the way out for this one event.
+    page.goto(f"/workspaces/{workspace}/billing?event_id={event_id}")
+    assert page.get_by_label("For the event").input_value() == event_id
+    check(page, axe, shoot, device, "page-personal-offer")
+    page.get_by_role("button", name="Buy for this event").click()
+    page.get_by_role("button", name="Pay").click()  # the stand-in's Checkout page
+    page.wait_for_url(f"**/workspaces/{workspace}/billing")
+    assert page.get_by_text("the event has its own plan now").is_visible()
+    assert page.get_by_role("heading", name="Events on their own plan").is_visible()
+    assert page.get_by_text("0 of 500 guests").is_visible()
+    assert page.get_by_role("heading", name="Your plan: Free").is_visible()
+    check(page, axe, shoot, device, "page-personal-bought")
+    page.goto(f"/events/{event_id}/edit")
+    assert page.locator("#branding-plan").count() == 0, "the event bought on Personal has branding"

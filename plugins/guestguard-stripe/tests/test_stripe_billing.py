@@ -108,15 +108,78 @@ def test_the_success_page_reads_the_session_back_from_stripe(app, stub):
     browser.get(f"/workspaces/{team['workspace']}/billing/success?session_id=cs_999999", status=404)
 
 
-def test_personal_is_a_one_time_payment_counted_once(app, stub):
+def guests(n, start=0):
+    return [{"name": f"Guest {i}", "email": f"guest{i}@example.com"} for i in range(start, start + n)]
+
+
+def test_personal_is_paid_once_for_one_event(app, stub, listener):
     team = new_owner(app)
-    session_id = checkout(app, team, "personal")
-    assert stub.sessions[session_id]["mode"] == "payment"
-    event = stub.complete(session_id)
-    deliver(app, stub, event)
-    deliver(app, stub, {**event, "id": "evt_other_delivery"})
+    headers = team["ada"]
+    party = app.post_json("/api/v1/events", {"workspace_id": team["workspace"], **EVENT}, headers=headers,
+                          status=201).json["event"]
+    app.post_json("/api/v1/events", {"workspace_id": team["workspace"], **EVENT}, headers=headers, status=402)
+    # Personal is bought for an event of this workspace, named.
+    missing = app.post_json(api(team, "/checkout"), {"plan": "personal"}, headers=headers, status=422).json
+    assert "event_id" in missing["error"]["fields"]
+    other = new_owner(app, "bea@example.com")
+    foreign = app.post_json("/api/v1/events", {"workspace_id": other["workspace"], **EVENT}, headers=other["ada"],
+                            status=201).json["event"]
+    refused = app.post_json(api(team, "/checkout"), {"plan": "personal", "event_id": foreign["id"]},
+                            headers=headers, status=422).json["error"]
+    assert refused["fields"] == {"event_id": "That is not an event of this workspace."}
+    link = app.post_json(api(team, "/checkout"), {"plan": "personal", "event_id": party["id"]},
+                         headers=headers).json
+    session_id = link["url"].rsplit("/", 1)[1]
+    session = stub.sessions[session_id]
+    assert (session["mode"], session["metadata"]["event_id"], session["trial_days"]) == ("payment", party["id"], 0)
+    completed = stub.complete(session_id)
+    deliver(app, stub, completed)
+    deliver(app, stub, {**completed, "id": "evt_other_delivery"})  # another event for the same payment
     body = billing(app, team)
-    assert (body["plan"], body["usage"]["events"]["limit"], body["usage"]["guests"]["limit"]) == ("personal", 1, 500)
+    assert body["plan"] == "free", "the workspace stays on its plan: Personal belongs to the event"
+    assert body["events"] == [{"event_id": party["id"], "name": "Midsummer Gala", "plan": "personal",
+                               "guests": {"used": 0, "limit": 500}, "sms": {"used": 0, "limit": 100}}]
+    assert len(listener.named("billing.subscription_changed")) == 1
+    # The event has Personal's guests and branding; it no longer counts against Free's event.
+    app.post_json(f"/api/v1/events/{party['id']}/guests", guests(60), headers=headers, status=201)
+    app.patch_json(f"/api/v1/events/{party['id']}", {"theme_colour": "#6a1b9a"}, headers=headers)
+    second = app.post_json("/api/v1/events", {"workspace_id": team["workspace"], **EVENT}, headers=headers,
+                           status=201).json["event"]
+    over = app.post_json(f"/api/v1/events/{second['id']}/guests", guests(51), headers=headers, status=402)
+    assert (over.json["error"]["limit"], over.json["error"]["plan"]) == (50, "Free")
+    app.patch_json(f"/api/v1/events/{second['id']}", {"theme_colour": "#6a1b9a"}, headers=headers, status=402)
+    assert billing(app, team)["usage"]["events"] == {"used": 1, "limit": 1}
+    # Bought already: nothing more to buy for it.
+    again = app.post_json(api(team, "/checkout"), {"plan": "personal", "event_id": party["id"]}, headers=headers,
+                          status=409).json["error"]
+    assert again["code"] == "already_paid"
+
+
+def test_the_billing_page_buys_personal_for_a_chosen_event(make_app, stub):
+    app = make_app(stripe_settings(stub, **{"billing.plans.free": "events=2 guests=50 sms=0 billing=free"}),
+                   plugins=PLUGINS)
+    team = new_owner(app)
+    party = app.post_json("/api/v1/events", {"workspace_id": team["workspace"], **EVENT}, headers=team["ada"],
+                          status=201).json["event"]
+    browser = signed_in(app, lambda f, r=None: in_request(app.app.registry, f), "ada@example.com")
+    second = app.post_json("/api/v1/events", {"workspace_id": team["workspace"], **EVENT, "name": "Later",
+                                              "starts_at": "2030-07-21T19:00:00", "ends_at": None},
+                           headers=team["ada"], status=201).json["event"]
+    # The 402 prompt of the event that is full leads here with that event chosen.
+    page = browser.get(f"/workspaces/{team['workspace']}/billing?event_id={party['id']}")
+    form = next(f for f in page.forms.values() if "event_id" in f.fields)
+    assert form["event_id"].value == party["id"]
+    assert [value for value, _, _ in form["event_id"].options] == [party["id"], second["id"]]
+    paying = form.submit(status=303)
+    session_id = paying.location.rsplit("/", 1)[1]
+    stub.complete(session_id)
+    done = browser.get(f"/workspaces/{team['workspace']}/billing/success?session_id={session_id}",
+                       status=303).follow()
+    assert "the event has its own plan now" in done.text
+    listed = done.html.find(id="event-plans-title").find_parent("section").get_text(" ", strip=True)
+    assert "Midsummer Gala" in listed and "0 of 500 guests" in listed
+    left = next(f for f in done.forms.values() if "event_id" in f.fields)
+    assert [value for value, _, _ in left["event_id"].options] == [second["id"]]
 
 
 @pytest.mark.parametrize("change", ["forged", "stale", "missing", "unknown_secret"])
@@ -285,28 +348,69 @@ def test_shuffled_and_repeated_webhooks_reach_the_same_final_state(make_app, stu
     assert notices == []
 
 
-def test_trial_ending_action_required_refunds_and_disputes_are_audited(app, stub):
+def notices(app, email) -> list[str]:
+    """Subjects of the billing notices ``email`` got, oldest first."""
+    return [m.subject for m in reversed(inbox(app, email)) if "payment did not go through" not in m.subject]
+
+
+def mail(app, email, subject):
+    return next(m for m in inbox(app, email) if m.subject == subject)
+
+
+def test_trial_ending_refunds_and_disputes_email_the_owners_once_each(app, stub):
     from guestguard.audit.models import AuditEvent
 
     team = new_owner(app)
     session_id = checkout(app, team)
     deliver(app, stub, stub.complete(session_id))
     subscription = stub.subscriptions[stub.sessions[session_id]["subscription"]]
-    invoice = stub.invoice(subscription["id"], paid=False)["data"]["object"]
-    customer = subscription["customer"]
-    for kind, obj in (("customer.subscription.trial_will_end", subscription),
-                      ("invoice.payment_action_required", invoice),
-                      ("charge.refunded", {"id": "ch_1", "object": "charge", "customer": customer}),
-                      ("charge.dispute.created", {"id": "dp_1", "object": "dispute", "customer": customer}),
-                      ("charge.refunded", {"id": "ch_2", "object": "charge", "customer": "cus_nobody"})):
-        deliver(app, stub, {"id": f"evt_{kind}_{obj['id']}", "object": "event", "type": kind,
-                            "data": {"object": obj}})
-    actions = in_request(app.app.registry, lambda r: sorted(r.db.scalars(select(AuditEvent.action).where(
+    ending = stub.trial_will_end(subscription["id"])
+    assert [deliver(app, stub, ending).json["stored"] for _ in range(2)] == [True, False]  # Stripe retrying
+    deliver(app, stub, {**ending, "id": ending["id"] + "_b"})  # another event saying the same
+    day = dt.datetime.fromtimestamp(subscription["trial_end"], dt.UTC).strftime("%-d %B %Y")
+    assert notices(app, team["email"]) == [f"Your GuestGuard trial ends on {day}"]
+    trial_mail = mail(app, team["email"], f"Your GuestGuard trial ends on {day}")
+    assert "charged for the first period" in trial_mail.text and "/billing" in trial_mail.text
+    action = stub.invoice(subscription["id"], paid=False)["data"]["object"]
+    deliver(app, stub, {"id": "evt_action", "object": "event", "type": "invoice.payment_action_required",
+                        "data": {"object": action}})
+    paid = stub.invoice(subscription["id"], paid=True)
+    deliver(app, stub, paid)
+    charge_id = stub.invoices[paid["data"]["object"]["id"]]["charge"]
+    partial = stub.refund(charge_id, 900)
+    deliver(app, stub, partial)
+    deliver(app, stub, partial)
+    deliver(app, stub, stub.refund(charge_id))
+    disputed = stub.dispute(charge_id)
+    for event in (disputed, disputed, {**disputed, "id": disputed["id"] + "_b"}):
+        deliver(app, stub, event)
+    # A trial notice arriving after the trial turned into a paid plan tells nobody.
+    deliver(app, stub, {**ending, "id": ending["id"] + "_late"})
+    assert notices(app, team["email"]) == [
+        f"Your GuestGuard trial ends on {day}", "A refund of 9.00 EUR from GuestGuard",
+        "A refund of 29.00 EUR from GuestGuard", "A payment to GuestGuard was disputed"]
+    assert "9.00 EUR of a payment of 29.00 EUR" in mail(app, team["email"], "A refund of 9.00 EUR from GuestGuard").text
+    assert "the whole payment" in mail(app, team["email"], "A refund of 29.00 EUR from GuestGuard").text
+    assert "reason given: fraudulent" in mail(app, team["email"], "A payment to GuestGuard was disputed").text
+    actions = in_request(app.app.registry, lambda r: sorted(set(r.db.scalars(select(AuditEvent.action).where(
         AuditEvent.workspace_id == uuid.UUID(team["workspace"]), AuditEvent.action.in_((
             "billing.trial_ending", "billing.payment_action_required", "billing.refunded",
-            "billing.dispute_created"))))))
-    assert actions == ["billing.dispute_created", "billing.payment_action_required", "billing.refunded",
-                       "billing.trial_ending"]
+            "billing.dispute_created", "billing.trial_ending_notice_sent", "billing.refunded_notice_sent",
+            "billing.dispute_notice_sent")))))))
+    assert actions == ["billing.dispute_created", "billing.dispute_notice_sent", "billing.payment_action_required",
+                       "billing.refunded", "billing.refunded_notice_sent", "billing.trial_ending",
+                       "billing.trial_ending_notice_sent"]
+    stranger = stub._charge("cus_nobody", 500, "eur")
+    deliver(app, stub, stub.refund(stranger["id"]))
     notes = in_request(app.app.registry, lambda r: list(r.db.scalars(select(InboxEntry.note).where(
-        InboxEntry.event_id == "evt_charge.refunded_ch_2"))))
+        InboxEntry.event_id == stub.events[-1]["id"]))))
     assert notes == ["charge.refunded: no workspace has this customer"]
+
+
+def test_a_notice_for_a_charge_stripe_does_not_have_sends_nothing(app, stub):
+    team = new_owner(app)
+    deliver(app, stub, stub.complete(checkout(app, team)))
+    deliver(app, stub, {"id": "evt_forged_refund", "object": "event", "type": "charge.refunded",
+                        "data": {"object": {"id": "ch_999999", "object": "charge", "amount_refunded": 100,
+                                            "customer": stub.sessions[next(iter(stub.sessions))]["customer"]}}})
+    assert notices(app, team["email"]) == []

@@ -5,11 +5,20 @@ from __future__ import annotations
 from huey import crontab
 
 from guestguard.billing.plans import plans_from
-from guestguard.billing.services import PlanLimitReached, apply_checkout, apply_subscription, charge, dunning_notice
+from guestguard.billing.services import (
+    PlanLimitReached,
+    apply_checkout,
+    apply_subscription,
+    charge,
+    dunning_notice,
+    money,
+    owner_notice,
+)
 from guestguard.billing.tasks import reconcile_billing
 from guestguard.plugins import BillingBackend, by_name, collect
 
-__all__ = ["PlanLimitReached", "apply_checkout", "apply_subscription", "charge", "dunning_notice"]
+__all__ = ["PlanLimitReached", "apply_checkout", "apply_subscription", "charge", "dunning_notice", "money",
+           "owner_notice"]
 
 ROUTES = (
     ("workspace_billing", "/workspaces/{workspace_id}/billing"),

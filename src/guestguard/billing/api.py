@@ -2,6 +2,7 @@
 changes with a proration preview, and cancel at period end (with undo)."""
 from __future__ import annotations
 
+import uuid
 from typing import Literal
 
 from pydantic import BaseModel
@@ -15,13 +16,23 @@ from guestguard.validation import Input
 
 UNAVAILABLE = Refused("billing_unavailable")
 NOT_CONFIGURED = "billing_not_configured"
-CHECKOUT_REFUSALS = {409: Refused(NOT_CONFIGURED), 422: Refused("validation_failed", "billing_refused"),
-                     503: UNAVAILABLE}
+CHECKOUT_REFUSALS = {403: Refused("feature_disabled"), 409: Refused(NOT_CONFIGURED),
+                     422: Refused("validation_failed", "billing_refused"), 503: UNAVAILABLE}
 
 
 class Meter(Out):
     used: int
     limit: int | None
+
+
+class EventPlan(Out):
+    """An event bought on its own plan (Personal): its guests and texts against that plan."""
+
+    event_id: uuid.UUID
+    name: str
+    plan: str
+    guests: Meter
+    sms: Meter
 
 
 class BillingOut(Out):
@@ -35,10 +46,16 @@ class BillingOut(Out):
     trial_end: Moment | None
     cancel_at_period_end: bool
     upgrade_url: str
+    events: list[EventPlan]
 
 
 class PlanInput(Input):
     plan: Literal["personal", "pro", "business"]
+
+
+class CheckoutInput(PlanInput):
+    # The event a one-time plan (Personal) is bought for; required for it, ignored for the others.
+    event_id: uuid.UUID | None = None
 
 
 class CancelInput(Input):
@@ -73,7 +90,8 @@ def billing_out(request, workspace_id) -> BillingOut:
                       usage={meter: Meter(**used[meter]) for meter in METERS}, branding=st.branding,
                       period_start=st.period_start, period_end=st.period_end, trial_end=st.trial_end,
                       cancel_at_period_end=st.cancel_at_period_end,
-                      upgrade_url=services.upgrade_url(ctx, workspace_id))
+                      upgrade_url=services.upgrade_url(ctx, workspace_id),
+                      events=[EventPlan(**found) for found in services.event_plans(ctx, workspace_id)])
 
 
 def page_urls(request, context) -> tuple[str, str]:
@@ -92,13 +110,15 @@ def get_billing(context, request):
 
 
 @view_config(route_name="api_billing_checkout", request_method="POST", renderer="json",
-             permission=BILLING_MANAGE, body=PlanInput, response={200: Link, **CHECKOUT_REFUSALS})
+             permission=BILLING_MANAGE, body=CheckoutInput,
+             response={200: Link, **CHECKOUT_REFUSALS, 409: Refused(NOT_CONFIGURED, "already_paid")})
 def start_checkout(context, request):
-    """A Checkout page for a plan (14-day trial on the first subscription); a workspace already
-    subscribed gets its portal instead."""
+    """A Checkout page for a plan (14-day trial on the first subscription; Personal is paid once for
+    the event ``event_id``); a workspace already subscribed gets its portal instead."""
     success, cancel = page_urls(request, context)
-    link = services.start_checkout(request.ctx, context.workspace, request.body_input.plan,
-                                   request.identity.user.email, success, cancel)
+    body = request.body_input
+    link = services.start_checkout(request.ctx, context.workspace, body.plan, request.identity.user.email,
+                                   success, cancel, event_id=body.event_id)
     return Link(**link)
 
 

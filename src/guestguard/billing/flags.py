@@ -11,6 +11,7 @@ from sqlalchemy import select
 from guestguard.audit.services import record
 from guestguard.billing.models import FeatureFlag
 from guestguard.db import utcnow
+from guestguard.errors import Refusal
 
 NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 
@@ -25,6 +26,15 @@ def enabled(ctx, name: str, workspace_id: uuid.UUID) -> bool:
     row = ctx.db.scalar(select(FeatureFlag.enabled).where(FeatureFlag.name == name,
                                                           FeatureFlag.workspace_id == workspace_id))
     return row if row is not None else name in ctx.settings["flags.defaults"]
+
+
+def require(ctx, name: str, workspace_id: uuid.UUID) -> None:
+    """Refuse (403 ``feature_disabled``, naming the flag) unless ``name`` is
+    on for the workspace: services call this, so a flagged-off feature is
+    refused on every route, not only hidden on the page."""
+    if not enabled(ctx, name, workspace_id):
+        raise Refusal(403, "feature_disabled",
+                      f"The {name!r} feature is not open to this workspace yet; nothing was changed.", feature=name)
 
 
 def set_flag(ctx, name: str, workspace_id: uuid.UUID, on: bool | None) -> None:

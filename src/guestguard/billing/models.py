@@ -36,8 +36,6 @@ class Entitlement(Base):
     customer_id: Mapped[str | None] = mapped_column(String(255), default=None, index=True)
     subscription_id: Mapped[str | None] = mapped_column(String(255), default=None, index=True)
     price_id: Mapped[str | None] = mapped_column(String(255), default=None)
-    # One-time plans (Personal): how many were bought; limits scale with it.
-    credits: Mapped[int] = mapped_column(Integer, default=0)
     # A workspace's first subscription gets the trial; later ones do not.
     trial_used: Mapped[bool] = mapped_column(Boolean, default=False)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -58,8 +56,10 @@ class UsageCounter(Base):
 
 
 class BillingPayment(Base):
-    """A one-time payment applied (a Personal purchase): the provider's id
-    is unique, so a checkout seen twice adds one credit."""
+    """A one-time payment applied: a Personal purchase for one event, which
+    then has that plan's guests and its own texts (``texts_used`` counted
+    by a conditional UPDATE). The provider's id is unique, so a checkout
+    seen twice is applied once."""
 
     __tablename__ = "billing_payments"
 
@@ -67,6 +67,11 @@ class BillingPayment(Base):
     workspace_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
     plan: Mapped[str] = mapped_column(String(32))
+    # The event it was bought for; None when that event was gone by the time
+    # the payment arrived (the payment is kept, to be refunded).
+    event_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("events.id", ondelete="SET NULL"), default=None, index=True)
+    texts_used: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     applied_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
@@ -80,6 +85,21 @@ class DunningNotice(Base):
     attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
     workspace_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    sent_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class BillingNotice(Base):
+    """An email to a workspace's owners about its billing (a trial ending, a
+    refund, a dispute), keyed by what it tells (``trial_ending:<subscription>:
+    <trial end>``, ``refund:<charge>:<amount refunded>``, ``dispute:<id>``):
+    the key is unique, so a repeated or retried webhook sends nothing twice."""
+
+    __tablename__ = "billing_notices"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    workspace_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(64))
     sent_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 

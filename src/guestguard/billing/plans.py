@@ -3,9 +3,11 @@ code. A plan's setting is a line of ``key=value`` words:
 
     billing.plans.pro = events=10 guests=1000 sms=1000 branding=yes billing=monthly
 
-``events`` and ``sms`` count per billing period (a calendar month on Free;
-per purchase on a one-time plan), ``guests`` per event, ``unlimited`` for no
-limit. ``billing.plans.<name>.price_ids`` lists the billing provider's price
+``events`` and ``sms`` count per billing period (a calendar month on Free),
+``guests`` per event, ``unlimited`` for no limit. A one-time plan
+(``billing=one_time``, Personal) is bought for one event: its ``guests``,
+``sms`` and ``branding`` are that event's, and the event stops counting
+against the workspace's ``events``. ``billing.plans.<name>.price_ids`` lists the billing provider's price
 ids of the plan; the first is the one a checkout uses."""
 from __future__ import annotations
 

@@ -18,7 +18,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from guestguard.audit.services import record
-from guestguard.billing.models import BillingPayment, DunningNotice, Entitlement, UsageCounter
+from guestguard.billing import flags
+from guestguard.billing.models import BillingNotice, BillingPayment, DunningNotice, Entitlement, UsageCounter
 from guestguard.billing.plans import EVENTS, FREE, GUESTS, METERS, MONTHLY, ONE_TIME, RANK, SMS, Plan, plan_of_price
 from guestguard.db import is_sqlite, lock_name, lock_row, utcnow
 from guestguard.errors import Refusal
@@ -27,6 +28,8 @@ from guestguard.plugins import BillingRefused, BillingUnavailable, CheckoutReque
 log = logging.getLogger(__name__)
 
 ENTITLED = ("active", "trialing")
+# The feature flag opening payments (checkout and plan changes) to a workspace.
+BILLING_FLAG = "billing"
 # Statuses after which the subscription is over: the workspace is on Free.
 ENDED = ("canceled", "incomplete_expired", "unpaid")
 LIVE = ("active", "trialing", "past_due")
@@ -43,6 +46,21 @@ class PlanLimitReached(Refusal):
                          f"The {plan} plan allows {limit} {one if limit == 1 else many}{per}; {used} used. "
                          "Upgrade the plan to add more.",
                          limit=limit, used=used, upgrade_url=upgrade_url, meter=meter, plan=plan)
+
+
+BRANDING = "branding"
+FEATURES = {BRANDING: "custom branding (a theme colour and a cover image)"}
+
+
+class PlanFeatureMissing(Refusal):
+    """402 ``plan_limit``: the workspace's plan does not include a feature
+    (its limit is 0)."""
+
+    def __init__(self, feature: str, upgrade_url: str, plan: str, field: str | None = None):
+        super().__init__(402, "plan_limit",
+                         f"The {plan} plan does not include {FEATURES[feature]}. Upgrade the plan to use it; "
+                         "what you already have stays as it is.",
+                         field, limit=0, used=0, upgrade_url=upgrade_url, feature=feature, plan=plan)
 
 
 def plans(ctx) -> Mapping[str, Plan]:
@@ -77,8 +95,10 @@ def next_month(start: dt.datetime) -> dt.datetime:
 
 def entitled(ctx, row: Entitlement, now: dt.datetime) -> bool:
     """Active or trialing; past due while the provider retries, for
-    ``billing.past_due_grace_days``; a one-time plan with credits."""
-    if row.plan == FREE:
+    ``billing.past_due_grace_days``. A one-time plan (Personal) is never the
+    workspace's: it belongs to the event it was bought for."""
+    known = plans(ctx).get(row.plan)
+    if row.plan == FREE or known is None or known.billing == ONE_TIME:
         return False
     if row.status in ENTITLED:
         return True
@@ -100,12 +120,7 @@ def standing(ctx, workspace_id: uuid.UUID, now: dt.datetime | None = None) -> St
                         None, False, row.customer_id if row else None, row.subscription_id if row else None)
     plan = known[row.plan]
     limits = {EVENTS: row.events_limit, GUESTS: row.guests_limit, SMS: row.sms_limit}
-    if plan.billing == ONE_TIME:
-        # Each purchase of a one-time plan adds its events and texts.
-        limits = {meter: (value * max(row.credits, 1) if value is not None and meter != GUESTS else value)
-                  for meter, value in limits.items()}
-        start, end = row.period_start or month_start(now), None
-    elif row.period_start is not None:
+    if row.period_start is not None:
         start, end = row.period_start, row.period_end
     else:
         start = month_start(now)
@@ -123,12 +138,52 @@ def _insert(db, model):
     return (sqlite_insert if is_sqlite(db) else pg_insert)(model)
 
 
-def _refuse(ctx, st: Standing, meter: str, limit: int, used: int) -> None:
+def _refuse(ctx, st: Standing, meter: str, limit: int, used: int, bought: Plan | None = None,
+            event_id: uuid.UUID | None = None) -> None:
+    plan = bought if bought is not None and meter != EVENTS else st.plan
+    url = upgrade_url(ctx, st.workspace_id)
+    if event_id is not None and bought is None:
+        url += f"?event_id={event_id}"  # the billing page offers to buy this event its own plan
     record(ctx, "billing.limit_reached", result="refused", actor_id=ctx.actor_id, workspace_id=st.workspace_id,
            target_type="workspace", target_id=st.workspace_id, meter=meter, limit=limit, used=used)
-    ctx.emit("billing.limit_reached", {"meter": meter, "limit": limit, "used": used, "plan": st.plan.name},
+    ctx.emit("billing.limit_reached", {"meter": meter, "limit": limit, "used": used, "plan": plan.name},
              st.workspace_id)
-    raise PlanLimitReached(meter, limit, used, upgrade_url(ctx, st.workspace_id), st.plan.label)
+    raise PlanLimitReached(meter, limit, used, url, plan.label)
+
+
+def larger(limit: int | None, other: int | None) -> int | None:
+    """The larger of two limits, None (unlimited) above any number."""
+    if limit is None or other is None:
+        return None
+    return max(limit, other)
+
+
+def event_plan(ctx, event_id: uuid.UUID | None) -> Plan | None:
+    """The one-time plan (Personal) bought for this event, if one was."""
+    if event_id is None:
+        return None
+    name = ctx.db.scalar(select(BillingPayment.plan).where(BillingPayment.event_id == event_id)
+                         .order_by(BillingPayment.applied_at).limit(1))
+    return plans(ctx).get(name) if name else None
+
+
+def _event_payment(event_id: uuid.UUID):
+    """The event's first purchase, which its texts are counted on."""
+    return (select(BillingPayment.payment_id).where(BillingPayment.event_id == event_id)
+            .order_by(BillingPayment.applied_at, BillingPayment.payment_id).limit(1).scalar_subquery())
+
+
+def _charge_event_texts(ctx, st: Standing, event_id: uuid.UUID, bought: Plan, amount: int, enforce: bool) -> None:
+    """One conditional UPDATE, as for a period's meter: two sends at once
+    cannot both take the event's last text."""
+    row = BillingPayment.payment_id == _event_payment(event_id)
+    condition = (row,) if not enforce else (row, BillingPayment.texts_used + amount <= bought.sms)
+    done = ctx.db.execute(update(BillingPayment).where(*condition)
+                          .values(texts_used=BillingPayment.texts_used + amount)
+                          .execution_options(synchronize_session=False))
+    if done.rowcount == 0:
+        used = ctx.db.scalar(select(BillingPayment.texts_used).where(row)) or 0
+        _refuse(ctx, st, SMS, bought.sms, used, bought)
 
 
 def charge(ctx, workspace_id: uuid.UUID, meter: str, amount: int = 1, event_id: uuid.UUID | None = None) -> None:
@@ -136,8 +191,11 @@ def charge(ctx, workspace_id: uuid.UUID, meter: str, amount: int = 1, event_id: 
     PlanLimitReached (402) and count nothing. The one enforcement of plan
     limits: events and texts are counted per period by one conditional
     UPDATE (two requests at once cannot both take the last one); guests are
-    counted live in the event, under the event's row lock. With
-    ``billing.enforce`` off, usage is still counted and nothing is refused."""
+    counted live in the event, under the event's row lock. An event bought
+    on its own plan (``event_id``; Personal) has the larger of the two guest
+    limits, and outside a subscription that plan's texts, counted on its
+    purchase. With ``billing.enforce`` off, usage is still counted and
+    nothing is refused."""
     if meter not in METERS:
         raise ValueError(f"unknown meter {meter!r}")
     if amount <= 0:
@@ -145,15 +203,24 @@ def charge(ctx, workspace_id: uuid.UUID, meter: str, amount: int = 1, event_id: 
     enforce = ctx.settings["billing.enforce"]
     st = standing(ctx, workspace_id)
     limit = st.limits[meter]
+    if meter == GUESTS and (not enforce or limit is None):
+        return
+    bought = event_plan(ctx, event_id)
     if meter == GUESTS:
-        if not enforce or limit is None:
+        limit = larger(limit, bought.guests if bought else 0)
+        if limit is None:
             return
         from guestguard.events.models import Event, Guest
 
         lock_row(ctx.db, Event, event_id)
         used = ctx.db.scalar(select(func.count()).select_from(Guest).where(Guest.event_id == event_id)) or 0
         if used + amount > limit:
-            _refuse(ctx, st, meter, limit, used)
+            _refuse(ctx, st, meter, limit, used, bought, event_id)
+        return
+    if meter == SMS and bought is not None and bought.sms is not None and not st.entitled:
+        # An event bought on its own plan sends that plan's texts, counted on its purchase
+        # (a workspace paying a subscription counts every text on its period instead).
+        _charge_event_texts(ctx, st, event_id, bought, amount, enforce)
         return
     key = {"workspace_id": workspace_id, "meter": meter, "period_start": st.period_start}
     ctx.db.execute(_insert(ctx.db, UsageCounter).values(**key, used=0).on_conflict_do_nothing())
@@ -167,13 +234,45 @@ def charge(ctx, workspace_id: uuid.UUID, meter: str, amount: int = 1, event_id: 
         _refuse(ctx, st, meter, limit, used)
 
 
-def remaining(ctx, workspace_id: uuid.UUID, meter: str) -> int | None:
-    """How much of a period meter (events, sms) is left; None: no limit
-    (unlimited, or enforcement off). A hint for bulk work deciding what to
-    skip; ``charge`` is still what counts."""
+def require_feature(ctx, workspace_id: uuid.UUID, feature: str, field: str | None = None,
+                    event_id: uuid.UUID | None = None) -> None:
+    """Raise PlanFeatureMissing (402, naming the input ``field``) unless the
+    workspace's plan includes ``feature`` (only branding today). Audited and
+    emitted like a limit; with ``billing.enforce`` off nothing is refused."""
+    if feature not in FEATURES:
+        raise ValueError(f"unknown feature {feature!r}")
+    if not ctx.settings["billing.enforce"] or has_feature(ctx, workspace_id, feature, event_id):
+        return
+    st = standing(ctx, workspace_id)
+    record(ctx, "billing.limit_reached", result="refused", actor_id=ctx.actor_id, workspace_id=workspace_id,
+           target_type="workspace", target_id=workspace_id, feature=feature)
+    ctx.emit("billing.limit_reached", {"feature": feature, "limit": 0, "used": 0, "plan": st.plan.name},
+             workspace_id)
+    raise PlanFeatureMissing(feature, upgrade_url(ctx, workspace_id), st.plan.label, field)
+
+
+def has_feature(ctx, workspace_id: uuid.UUID, feature: str, event_id: uuid.UUID | None = None) -> bool:
+    """Whether the workspace's plan, or the plan bought for ``event_id``,
+    includes ``feature`` now (always, with ``billing.enforce`` off)."""
+    if not ctx.settings["billing.enforce"] or getattr(standing(ctx, workspace_id), feature):
+        return True
+    bought = event_plan(ctx, event_id)
+    return bool(bought and getattr(bought, feature))
+
+
+def remaining(ctx, workspace_id: uuid.UUID, meter: str, event_id: uuid.UUID | None = None) -> int | None:
+    """How much of a period meter (events, sms) is left, or of the texts of
+    the plan bought for ``event_id``; None: no limit (unlimited, or
+    enforcement off). A hint for bulk work deciding what to skip; ``charge``
+    is still what counts."""
     if not ctx.settings["billing.enforce"]:
         return None
     st = standing(ctx, workspace_id)
+    bought = event_plan(ctx, event_id) if meter == SMS and not st.entitled else None
+    if bought is not None and bought.sms is not None:
+        used = ctx.db.scalar(select(BillingPayment.texts_used).where(
+            BillingPayment.payment_id == _event_payment(event_id))) or 0
+        return max(0, bought.sms - used)
     limit = st.limits[meter]
     if limit is None:
         return None
@@ -190,8 +289,11 @@ def usage(ctx, workspace_id: uuid.UUID) -> dict[str, Any]:
     st = standing(ctx, workspace_id)
     counted = dict(ctx.db.execute(select(UsageCounter.meter, UsageCounter.used).where(
         UsageCounter.workspace_id == workspace_id, UsageCounter.period_start == st.period_start)).all())
+    bought = select(BillingPayment.event_id).where(BillingPayment.workspace_id == workspace_id,
+                                                   BillingPayment.event_id.is_not(None))
     fullest = ctx.db.scalar(select(func.count(Guest.id)).join(Event, Event.id == Guest.event_id)
-                            .where(Event.workspace_id == workspace_id).group_by(Guest.event_id)
+                            .where(Event.workspace_id == workspace_id, Event.id.not_in(bought))
+                            .group_by(Guest.event_id)
                             .order_by(func.count(Guest.id).desc()).limit(1)) or 0
     used = {EVENTS: counted.get(EVENTS, 0), SMS: counted.get(SMS, 0), GUESTS: fullest}
     return {meter: {"used": used[meter], "limit": st.limits[meter]} for meter in METERS}
@@ -218,14 +320,14 @@ def _row_for(ctx, workspace_id) -> tuple[Entitlement, dict[str, Any]]:
     row = ctx.db.get(Entitlement, workspace_id, populate_existing=True)
     if row is not None:
         return row, _snapshot(row)
-    row = Entitlement(workspace_id=workspace_id, plan=FREE, status="active", credits=0, trial_used=False,
+    row = Entitlement(workspace_id=workspace_id, plan=FREE, status="active", trial_used=False,
                       cancel_at_period_end=False, branding=False)
     ctx.db.add(row)
     return row, {}
 
 
 SNAPSHOT = ("plan", "status", "period_start", "period_end", "trial_end", "cancel_at_period_end", "customer_id",
-            "subscription_id", "price_id", "credits", "events_limit", "guests_limit", "sms_limit", "branding")
+            "subscription_id", "price_id", "events_limit", "guests_limit", "sms_limit", "branding")
 
 
 def _snapshot(row: Entitlement) -> dict[str, Any]:
@@ -323,20 +425,85 @@ def apply_checkout(ctx, result: CheckoutResult, source: str = "checkout") -> str
     payment_id = result.payment_id or result.session_id
     if ctx.db.get(BillingPayment, payment_id) is not None:
         return f"payment {payment_id} was applied before"
-    ctx.db.add(BillingPayment(payment_id=payment_id, workspace_id=workspace_id, plan=plan.name))
-    row, before = _row_for(ctx, workspace_id)
-    row.customer_id = result.customer_id or row.customer_id
-    if row.status in LIVE and row.plan in plans(ctx) and plans(ctx)[row.plan].billing == MONTHLY:
-        return f"payment {payment_id} recorded; the workspace keeps its subscription"
-    if row.plan != plan.name:
-        row.credits = 0
-        row.period_start = utcnow()
-        row.period_end = None
-    _set_plan(row, plan)
-    row.status = "active"
-    row.credits += 1
-    _changed(ctx, workspace_id, before, row, source)
-    return f"applied: {plan.name} purchase {row.credits}"
+    event = _event_of(ctx, workspace_id, result.event_id)
+    paid_before = event is not None and event_plan(ctx, event.id) is not None
+    ctx.db.add(BillingPayment(payment_id=payment_id, workspace_id=workspace_id, plan=plan.name,
+                              event_id=event.id if event else None, texts_used=0, applied_at=utcnow()))
+    row, _ = _row_for(ctx, workspace_id)
+    row.customer_id = result.customer_id or row.customer_id  # the portal, refunds and disputes find it
+    if event is None:
+        log.warning("payment %s is for an event that is gone; it is kept, to be refunded", payment_id)
+        record(ctx, "billing.payment_unassigned", workspace_id=workspace_id, target_type="payment",
+               target_id=payment_id, plan=plan.name)
+        return f"payment {payment_id} recorded; its event is gone, refund it"
+    if paid_before:
+        record(ctx, "billing.paid_twice", workspace_id=workspace_id, target_type="event", target_id=event.id,
+               payment_id=payment_id)
+        return f"payment {payment_id} recorded; event {event.id} was paid for before, refund it"
+    _return_event_slot(ctx, workspace_id, event)
+    record(ctx, "billing.event_plan_bought", actor_id=ctx.actor_id, workspace_id=workspace_id, target_type="event",
+           target_id=event.id, plan=plan.name, payment_id=payment_id, source=source)
+    ctx.emit("billing.subscription_changed", {"plan": plan.name, "status": "active", "source": source,
+                                              "event_id": str(event.id), "changes": ["event_plan"]}, workspace_id)
+    return f"applied: {plan.name} for event {event.id}"
+
+
+def _event_of(ctx, workspace_id: uuid.UUID, event_id: uuid.UUID | None):
+    from guestguard.events.models import Event
+
+    if event_id is None:
+        return None
+    return ctx.db.scalar(select(Event).where(Event.id == event_id, Event.workspace_id == workspace_id,
+                                             Event.deleted_at.is_(None)))
+
+
+def _return_event_slot(ctx, workspace_id: uuid.UUID, event) -> None:
+    """An event bought on its own plan is paid for: if it was counted
+    against this period's events, that count is given back."""
+    st = standing(ctx, workspace_id)
+    if event.created_at is None or _aware(event.created_at) < st.period_start:
+        return
+    ctx.db.execute(update(UsageCounter).where(
+        UsageCounter.workspace_id == workspace_id, UsageCounter.meter == EVENTS,
+        UsageCounter.period_start == st.period_start, UsageCounter.used > 0)
+        .values(used=UsageCounter.used - 1).execution_options(synchronize_session=False))
+
+
+def events_to_buy(ctx, workspace_id: uuid.UUID) -> list:
+    """The workspace's live events not bought on their own plan, soonest first."""
+    from guestguard.events.models import Event
+
+    bought = select(BillingPayment.event_id).where(BillingPayment.workspace_id == workspace_id,
+                                                   BillingPayment.event_id.is_not(None))
+    return list(ctx.db.execute(select(Event.id, Event.name).where(
+        Event.workspace_id == workspace_id, Event.deleted_at.is_(None), Event.id.not_in(bought))
+        .order_by(Event.starts_at, Event.id).limit(200)).all())
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
+
+
+def event_plans(ctx, workspace_id: uuid.UUID) -> list[dict[str, Any]]:
+    """The workspace's live events bought on their own plan, with their
+    guests and texts against that plan."""
+    from guestguard.events.models import Event, Guest
+
+    guests = (select(func.count(Guest.id)).where(Guest.event_id == Event.id).correlate(Event).scalar_subquery())
+    rows = ctx.db.execute(select(Event.id, Event.name, BillingPayment.plan, BillingPayment.texts_used, guests)
+                          .join(BillingPayment, BillingPayment.event_id == Event.id)
+                          .where(BillingPayment.workspace_id == workspace_id, Event.deleted_at.is_(None))
+                          .order_by(Event.starts_at, Event.id, BillingPayment.applied_at)).all()
+    known, seen, found = plans(ctx), set(), []
+    for event_id, name, plan_name, texts, guest_count in rows:
+        if event_id in seen or plan_name not in known:
+            continue
+        seen.add(event_id)
+        plan = known[plan_name]
+        found.append({"event_id": event_id, "name": name, "plan": plan.name,
+                      "guests": {"used": guest_count, "limit": plan.guests},
+                      "sms": {"used": texts, "limit": plan.sms}})
+    return found
 
 
 # --- asking the provider -----------------------------------------------------------
@@ -376,14 +543,21 @@ def _asking(what: str):
     return Asking()
 
 
-def start_checkout(ctx, workspace, plan_name: str, email: str, success_url: str, cancel_url: str) -> dict[str, str]:
-    """A payment page for ``plan_name``; a workspace already paying for a
+def start_checkout(ctx, workspace, plan_name: str, email: str, success_url: str, cancel_url: str,
+                   event_id: uuid.UUID | None = None) -> dict[str, str]:
+    """A payment page for ``plan_name``; a one-time plan (Personal) is
+    bought for one event, ``event_id``. A workspace already paying for a
     subscription is sent to the portal instead of a second checkout."""
+    flags.require(ctx, BILLING_FLAG, workspace.id)
     plan = plans(ctx).get(plan_name)
     if plan is None or plan.billing == "free":
         raise Refusal(422, "validation_failed", f"{plan_name!r} is not a plan one can buy.", field="plan")
     if not plan.price_id:
         raise Refusal(422, "validation_failed", f"The {plan.label} plan has no price set up.", field="plan")
+    if plan.billing == ONE_TIME:
+        _check_event_to_buy(ctx, workspace.id, plan, event_id)
+    else:
+        event_id = None
     chosen = backend(ctx)
     row = ctx.db.get(Entitlement, workspace.id)
     if row is not None and row.subscription_id and row.status in LIVE and row.customer_id:
@@ -395,12 +569,24 @@ def start_checkout(ctx, workspace, plan_name: str, email: str, success_url: str,
                               mode="subscription" if subscription else "payment",
                               customer_id=row.customer_id if row else None, customer_email=email,
                               trial_days=trial, success_url=success_url, cancel_url=cancel_url,
-                              idempotency_key=str(uuid.uuid4()))
+                              idempotency_key=str(uuid.uuid4()), event_id=event_id)
     with _asking("starting a checkout"):
         url = chosen.checkout(request)
     record(ctx, "billing.checkout_started", actor_id=ctx.actor_id, workspace_id=workspace.id,
-           target_type="workspace", target_id=workspace.id, plan=plan.name, trial_days=trial)
+           target_type="workspace", target_id=workspace.id, plan=plan.name, trial_days=trial,
+           event_id=str(event_id) if event_id else None)
     return {"kind": "checkout", "url": url}
+
+
+def _check_event_to_buy(ctx, workspace_id: uuid.UUID, plan: Plan, event_id: uuid.UUID | None) -> None:
+    if event_id is None:
+        raise Refusal(422, "validation_failed", f"The {plan.label} plan is bought for one event: choose it.",
+                      field="event_id")
+    if _event_of(ctx, workspace_id, event_id) is None:
+        raise Refusal(422, "validation_failed", "That is not an event of this workspace.", field="event_id")
+    if event_plan(ctx, event_id) is not None:
+        raise Refusal(409, "already_paid", "This event is paid for already: nothing more to buy for it.",
+                      field="event_id")
 
 
 def open_portal(ctx, workspace, return_url: str) -> str:
@@ -431,6 +617,7 @@ def _subscription_of(ctx, workspace) -> Entitlement:
 
 
 def preview_change(ctx, workspace, plan_name: str) -> dict[str, Any]:
+    flags.require(ctx, BILLING_FLAG, workspace.id)
     plan = plans(ctx).get(plan_name)
     if plan is None or plan.billing != MONTHLY or not plan.price_id:
         raise Refusal(422, "validation_failed", f"{plan_name!r} is not a subscription plan.", field="plan")
@@ -460,33 +647,68 @@ def set_cancel(ctx, workspace, cancel: bool) -> str:
 # --- dunning and reconciliation --------------------------------------------------------
 
 
+def _owners_emailed(ctx, workspace_id: uuid.UUID, template: str, context: dict[str, Any]) -> None:
+    """The billing email ``template`` queued (through the outbox) to each owner."""
+    from guestguard.notifications.services import queue_notification
+    from guestguard.workspaces.models import Membership
+
+    owners = ctx.db.scalars(select(Membership).where(Membership.workspace_id == workspace_id,
+                                                     Membership.role == "owner"))
+    for owner in owners:
+        queue_notification(ctx, channel="email", recipient=owner.user.email, template=template,
+                           context={**context, "billing_url": upgrade_url(ctx, workspace_id)},
+                           workspace_id=workspace_id)
+
+
+def _first_time(ctx, model, **key) -> bool:
+    """Insert the notice row ``key``; False when it was there (sent before).
+    RETURNING says whether this call inserted it (a rowcount is not reliable
+    for ON CONFLICT DO NOTHING across drivers)."""
+    first = next(iter(model.__table__.primary_key.columns))
+    return ctx.db.scalar(_insert(ctx.db, model).values(**key, sent_at=utcnow()).on_conflict_do_nothing()
+                         .returning(first)) is not None
+
+
 def dunning_notice(ctx, workspace_id: uuid.UUID, invoice_id: str, attempt: int, amount_due: int,
                    currency: str) -> bool:
     """Email the owners once for this attempt of this invoice; False when
     it was sent before (a repeated webhook)."""
-    from guestguard.notifications.services import queue_notification
-    from guestguard.workspaces.models import Membership
-
     if not _workspace_exists(ctx, workspace_id):
         return False
-    key = {"invoice_id": invoice_id, "attempt": attempt}
-    # RETURNING says whether this call inserted the row (a rowcount is not
-    # reliable for ON CONFLICT DO NOTHING across drivers).
-    inserted = ctx.db.scalar(_insert(ctx.db, DunningNotice).values(**key, workspace_id=workspace_id, sent_at=utcnow())
-                             .on_conflict_do_nothing().returning(DunningNotice.invoice_id))
-    if inserted is None:
+    if not _first_time(ctx, DunningNotice, invoice_id=invoice_id, attempt=attempt, workspace_id=workspace_id):
         return False
-    owners = ctx.db.scalars(select(Membership).where(Membership.workspace_id == workspace_id,
-                                                     Membership.role == "owner"))
-    for owner in owners:
-        queue_notification(ctx, channel="email", recipient=owner.user.email, template="billing_payment_failed",
-                           context={"amount": f"{amount_due / 100:.2f} {currency.upper()}", "attempt": attempt,
-                                    "billing_url": upgrade_url(ctx, workspace_id),
-                                    "grace_days": ctx.settings["billing.past_due_grace_days"]},
-                           workspace_id=workspace_id)
+    _owners_emailed(ctx, workspace_id, "billing_payment_failed",
+                    {"amount": money(amount_due, currency), "attempt": attempt,
+                     "grace_days": ctx.settings["billing.past_due_grace_days"]})
     record(ctx, "billing.dunning_sent", workspace_id=workspace_id, target_type="invoice", target_id=invoice_id,
            attempt=attempt)
     return True
+
+
+NOTICES = {"trial_ending": "billing_trial_ending", "refunded": "billing_refunded", "dispute": "billing_dispute"}
+
+
+def owner_notice(ctx, workspace_id: uuid.UUID, kind: str, key: str, context: dict[str, Any]) -> bool:
+    """Email the workspace's owners about a billing event of ``kind``
+    (trial_ending, refunded, dispute) once per ``key``, through the outbox,
+    audited; False when it was sent before or the workspace is gone."""
+    if kind not in NOTICES:
+        raise ValueError(f"unknown billing notice {kind!r}")
+    if len(key) > 255:
+        raise ValueError("a notice key is at most 255 characters")
+    if not _workspace_exists(ctx, workspace_id):
+        return False
+    if not _first_time(ctx, BillingNotice, key=key, workspace_id=workspace_id, kind=kind):
+        return False
+    _owners_emailed(ctx, workspace_id, NOTICES[kind], context)
+    record(ctx, f"billing.{kind}_notice_sent", workspace_id=workspace_id, target_type="billing_notice",
+           target_id=key)
+    return True
+
+
+def money(amount: int, currency: str) -> str:
+    """Minor units as the amount people read: 2900, "eur" -> "29.00 EUR"."""
+    return f"{amount / 100:.2f} {currency.upper()}"
 
 
 def paying_workspaces(ctx) -> list[tuple[uuid.UUID, str]]:

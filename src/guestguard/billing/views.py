@@ -3,6 +3,8 @@ checkout, portal, plan changes with the proration shown first, cancel at
 period end with undo, and the refund policy."""
 from __future__ import annotations
 
+import uuid
+
 from pyramid.view import view_config
 
 from guestguard.billing import flags, services
@@ -31,6 +33,9 @@ def billing_page(request, context, status: int = 200, preview: dict | None = Non
     request.response.headers["Content-Security-Policy"] = content_security_policy(
         {"form-action": services.page_origins(ctx)})
     return workspace_page(request, context, "workspace_billing", status, standing=st, meters=meters,
+                          event_plans=services.event_plans(ctx, context.workspace_id),
+                          events_to_buy=services.events_to_buy(ctx, context.workspace_id),
+                          chosen_event=request.params.get("event_id", ""),
                           plans=[known[name] for name in PLAN_NAMES], monthly=MONTHLY, preview=preview,
                           error=error, open=flags.enabled(ctx, "billing", context.workspace_id),
                           has_subscription=bool(st.subscription_id and st.status in services.LIVE))
@@ -48,6 +53,16 @@ def _plan(request) -> str:
     return plan
 
 
+def _event(request) -> uuid.UUID | None:
+    given = request.POST.get("event_id", "")
+    if not given:
+        return None
+    try:
+        return uuid.UUID(given)
+    except ValueError:
+        raise Refusal(422, "validation_failed", "Choose one of the events shown.", field="event_id") from None
+
+
 def _refused(request, context, refusal: Refusal):
     return billing_page(request, context, refusal.status, error=refusal.message)
 
@@ -58,7 +73,7 @@ def checkout(context, request):
     success, cancel = page_urls(request, context)
     try:
         link = services.start_checkout(request.ctx, context.workspace, _plan(request), request.identity.user.email,
-                                       success, cancel)
+                                       success, cancel, event_id=_event(request))
     except Refusal as refusal:
         return _refused(request, context, refusal)
     return redirect(request, link["url"])
@@ -70,6 +85,8 @@ def success(context, request):
     if not session_id or len(session_id) > 255:
         return go(request, "workspace_billing", context)
     note = services.finish_checkout(request.ctx, context.workspace, session_id)
+    if note.startswith("applied") and " for event " in note:
+        return go(request, "workspace_billing", context, "Thank you: the event has its own plan now.")
     message = "Thank you: your plan is active." if note.startswith("applied") else (
         "Thank you: your payment is being confirmed; this page updates when it is.")
     return go(request, "workspace_billing", context, message)

@@ -86,7 +86,8 @@ def create_event(request):
 
 
 @view_config(route_name="api_event_duplicate", request_method="POST", renderer="json", permission=EVENTS_EDIT,
-             rate_limit="event_create", body=DuplicateInput, response={200: CopiedAlready, 201: OneEvent},
+             rate_limit="event_create", body=DuplicateInput,
+             response={200: CopiedAlready, 201: OneEvent, 402: PLAN_LIMIT},
              links=links_to(EVENT_LINKS, event_id="$response.body#/event/id"))
 def duplicate_event(context, request):
     """A draft copy of the event (its details, look and questions; with
@@ -128,9 +129,9 @@ def get_event(context, request):
 
 
 @view_config(route_name="api_event", request_method="PATCH", renderer="json", permission=EVENTS_EDIT,
-             body=EventFields, response=ChangedEvent)
+             body=EventFields, response={200: ChangedEvent, 402: PLAN_LIMIT})
 def update_event(context, request):
-    """Change any of the event's fields."""
+    """Change any of the event's fields (a new theme colour needs a plan with branding: 402 without)."""
     data = request.body_input
     event = services.update_event(request.ctx, context.event, data)
     return ChangedEvent(event=EventOut.of(event, cover_url=services.cover_url(request.ctx, event)))

@@ -56,13 +56,17 @@ def duplicate_event(ctx, source: Event, data: DuplicateInput) -> Copy:
     guests = guest_rows(ctx.db, source) if data.with_guests else []
     billing.charge(ctx, source.workspace_id, billing.GUESTS, len(guests), event_id=event_id)
     billing.charge(ctx, source.workspace_id, billing.EVENTS)
+    # On a plan without branding the copy is made in the house's look.
+    branded = billing.has_feature(ctx, source.workspace_id, billing.BRANDING)
+    fields = {field: getattr(source, field) for field in EVENT_FIELDS}
+    if not branded:
+        fields["theme_colour"] = ""
     event = Event(id=event_id, workspace_id=source.workspace_id, created_by_id=ctx.actor_id, name=name, status=DRAFT,
                   starts_at=starts_at, ends_at=shifted(source.ends_at, moved),
-                  rsvp_deadline=shifted(source.rsvp_deadline, moved),
-                  **{field: getattr(source, field) for field in EVENT_FIELDS})
+                  rsvp_deadline=shifted(source.rsvp_deadline, moved), **fields)
     ctx.db.add(event)
     ctx.db.flush()
-    if source.cover_id is not None:
+    if source.cover_id is not None and branded:
         copy_cover(ctx.db, source, event)
     if guests:
         ctx.db.execute(insert(Guest), [{**row._asdict(), "event_id": event.id} for row in guests])

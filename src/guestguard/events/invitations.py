@@ -321,7 +321,8 @@ def _send(ctx, event: Event, chosen: Sequence[tuple[Guest, str]], batch_id: str 
     """Under the event's send lock: for each (guest, channel), a new link,
     the message and the record; each kind of row in one statement for all.
     Texts are counted against the plan first: a refusal changes nothing."""
-    billing.charge(ctx, event.workspace_id, billing.SMS, sum(channel == SMS for _, channel in chosen))
+    billing.charge(ctx, event.workspace_id, billing.SMS, sum(channel == SMS for _, channel in chosen),
+                   event_id=event.id)
     guests = [guest for guest, _ in chosen]
     tokens = issue_links(ctx, event, guests)
     common = common if common is not None else guest_message_common(ctx, event)
@@ -380,7 +381,7 @@ def within_text_allowance(ctx, event: Event, planned: list[tuple[Guest, str]],
     """Texts past what the plan has left this period wait (the emails still
     go): their guests are listed as skipped for the plan, to send again
     after an upgrade."""
-    left = billing.remaining(ctx, event.workspace_id, billing.SMS)
+    left = billing.remaining(ctx, event.workspace_id, billing.SMS, event_id=event.id)
     if left is None:
         return planned, skipped
     kept = []

@@ -101,6 +101,8 @@ def check_event_day(ctx, reminders: list[str] | None, nudge: str | None) -> None
 def create_event(ctx, workspace_id: uuid.UUID, data: EventFields) -> Event:
     check_channel(ctx, data.invitation_channel, "invitation_channel")
     check_event_day(ctx, data.reminders, data.answer_nudge)
+    if data.theme_colour:
+        billing.require_feature(ctx, workspace_id, billing.BRANDING, "theme_colour")
     billing.charge(ctx, workspace_id, billing.EVENTS)
     values = data.model_dump(exclude={"workspace_id"}, exclude_none=True)
     if not values.get("host_name", "").strip():
@@ -160,6 +162,9 @@ def update_event(ctx, event: Event, data: EventFields) -> Event:
         # nothing they can act on (reminders would go out at once or never).
         raise EventsError(422, "validation_failed", "Some fields are invalid.",
                           fields={"starts_at": "is in the past: an event can only be moved to a time to come"})
+    if changes.get("theme_colour") and changes["theme_colour"] != event.theme_colour:
+        # A plan without branding may keep or clear a colour set before, not set a new one.
+        billing.require_feature(ctx, event.workspace_id, billing.BRANDING, "theme_colour", event.id)
     if "questions" in changes:
         changes["questions"] = stored_questions(data.questions or [])
     capacity_before = event.capacity
@@ -190,7 +195,9 @@ def delete_event(ctx, event: Event) -> None:
 def set_cover(ctx, event: Event, upload: bytes) -> EventCover:
     """Re-encode ``upload`` (see ``branding``) and make it the event's cover;
     the previous one is deleted, so its address stops answering. Raises
-    EventsError 422 naming the ``cover`` field for an unusable file."""
+    EventsError 422 naming the ``cover`` field for an unusable file, and
+    PlanFeatureMissing (402) on a plan without branding."""
+    billing.require_feature(ctx, event.workspace_id, billing.BRANDING, "cover", event.id)
     settings = ctx.settings
     try:
         encoded = branding.reencode(upload, max_bytes=settings["covers.max_bytes"],

@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from guestguard import timefmt
 from guestguard.activity import feed
+from guestguard.billing.services import BRANDING, PlanFeatureMissing, has_feature
 from guestguard.checkin import services as checkin
 from guestguard.db import utcnow
 from guestguard.events import alerts, copies, deliveries, invitations, pages, previews, questions, services
@@ -244,7 +245,10 @@ def new_event(context, request):
     form = read_event(request, EVENT_FORM, workspace_id=resource.workspace_id)
     if not form.ok:
         return new_event_page(request, resource, 400, EVENT_FORM.typed(request), form.errors)
-    event = services.create_event(request.ctx, resource.workspace_id, form.model)
+    try:
+        event = services.create_event(request.ctx, resource.workspace_id, form.model)
+    except PlanFeatureMissing as missing:
+        return new_event_page(request, resource, missing.status, EVENT_FORM.typed(request), form.refused(missing))
     flash(request, f"Event “{event.name}” created. Add your guests next.")
     warn_if_past(request, event)
     return redirect(request, request.route_path("event_page", event_id=event.id))
@@ -409,6 +413,7 @@ def edit_event_page(request, context, status: int = 200, values=None, errors=Non
                                                                 "required": False},
                            question_errors=question_errors or {}, question_kinds=questions.KINDS,
                            cover_url=services.cover_url(request.ctx, context.event),
+                           branding=has_feature(request.ctx, context.event.workspace_id, BRANDING, context.event.id),
                            max_cover_mb=request.registry.settings["covers.max_bytes"] // (1024 * 1024),
                            **form_choices(request))
 
@@ -436,7 +441,7 @@ def edit_event(context, request):
         return edit_event_page(request, context, 400, EVENT_FORM.typed(request), form.errors)
     try:
         services.update_event(request.ctx, event, form.model)
-    except EventsError as error:
+    except (EventsError, PlanFeatureMissing) as error:
         return edit_event_page(request, context, 400 if error.status == 422 else error.status,
                                EVENT_FORM.typed(request), form.refused(error))
     flash(request, f"Event “{event.name}” saved.")
@@ -457,6 +462,8 @@ def upload_cover(context, request):
     data = upload.file.read() if hasattr(upload, "file") else b""
     try:
         services.set_cover(request.ctx, event, data)
+    except PlanFeatureMissing as missing:
+        return edit_event_page(request, context, missing.status, cover_errors={"file": missing.message})
     except EventsError as error:
         problem = error.extra["fields"]["cover"]
         return edit_event_page(request, context, 400, cover_errors={"file": f"The image {problem}."})

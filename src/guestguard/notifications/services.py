@@ -172,7 +172,7 @@ def _row_values(ctx, *, channel: str, recipient: str, template: str, context: Ma
         if workspace_id is not None and kind == GUEST_MESSAGE and not plan_counted:
             from guestguard.billing.services import SMS, charge
 
-            charge(ctx, workspace_id, SMS)
+            charge(ctx, workspace_id, SMS, event_id=_event_of(about))
     notification_id = uuid.uuid4()
     return {"id": notification_id,
             "message_id": message_id_for(ctx.settings, notification_id) if channel == "email" else None,
@@ -185,6 +185,14 @@ def _guest_of(about: Mapping[str, str] | None) -> uuid.UUID | None:
     """The guest a message is about, for the indexed ``guest_id``."""
     guest_id = (about or {}).get("guest_id")
     return uuid.UUID(str(guest_id)) if guest_id else None
+
+
+def _event_of(about: Mapping[str, str] | None) -> uuid.UUID | None:
+    """The event a guest's text is about (its own plan may count the text)."""
+    try:
+        return uuid.UUID((about or {}).get("event_id", ""))
+    except ValueError:
+        return None
 
 
 def measure_sms(ctx, template: str, context: Mapping[str, Any]) -> sms_segments.SmsLength:

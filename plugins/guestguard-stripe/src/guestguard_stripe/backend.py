@@ -39,6 +39,25 @@ class InvoiceState:
     status: str
 
 
+@dataclass(frozen=True)
+class ChargeState:
+    id: str
+    customer_id: str
+    amount: int
+    amount_refunded: int
+    currency: str
+
+
+@dataclass(frozen=True)
+class DisputeState:
+    id: str
+    charge_id: str
+    amount: int
+    currency: str
+    reason: str
+    status: str
+
+
 def _moment(value) -> dt.datetime | None:
     return dt.datetime.fromtimestamp(int(value), dt.UTC) if value else None
 
@@ -59,9 +78,9 @@ def _id_of(value: Any) -> str | None:
     return _get(value, "id")
 
 
-def _workspace(metadata: Any) -> uuid.UUID | None:
+def _uuid_in(metadata: Any, key: str = "workspace_id") -> uuid.UUID | None:
     try:
-        return uuid.UUID(str(_get(metadata, "workspace_id", "")))
+        return uuid.UUID(str(_get(metadata, key, "")))
     except ValueError:
         return None
 
@@ -73,7 +92,7 @@ def subscription_state(subscription: Any) -> SubscriptionState:
     start = _get(item, "current_period_start") or _get(subscription, "current_period_start")
     end = _get(item, "current_period_end") or _get(subscription, "current_period_end")
     return SubscriptionState(
-        workspace_id=_workspace(_get(subscription, "metadata", {})),
+        workspace_id=_uuid_in(_get(subscription, "metadata", {})),
         customer_id=_id_of(_get(subscription, "customer")) or "",
         subscription_id=subscription["id"],
         price_id=_id_of(_get(item, "price")) or "",
@@ -116,6 +135,8 @@ class StripeBackend:
 
     def checkout(self, request: CheckoutRequest) -> str:
         metadata = {"workspace_id": str(request.workspace_id), "plan": request.plan, "price_id": request.price_id}
+        if request.event_id is not None:
+            metadata["event_id"] = str(request.event_id)
         params: dict[str, Any] = {
             "mode": request.mode, "line_items": [{"price": request.price_id, "quantity": 1}],
             "success_url": request.success_url, "cancel_url": request.cancel_url,
@@ -155,10 +176,11 @@ class StripeBackend:
         price = _get(_get(session, "metadata", {}), "price_id", "")
         if subscription is not None:
             price = subscription.price_id
-        return CheckoutResult(session_id=session["id"], workspace_id=_workspace(_get(session, "metadata", {})),
+        return CheckoutResult(session_id=session["id"], workspace_id=_uuid_in(_get(session, "metadata", {})),
                               customer_id=_id_of(_get(session, "customer")), mode=mode, price_id=price,
                               complete=complete, subscription=subscription,
-                              payment_id=_id_of(_get(session, "payment_intent")))
+                              payment_id=_id_of(_get(session, "payment_intent")),
+                              event_id=_uuid_in(_get(session, "metadata", {}), "event_id"))
 
     def read_subscription(self, subscription_id: str) -> SubscriptionState | None:
         subscription = self._call("reading a subscription",
@@ -177,6 +199,24 @@ class StripeBackend:
                             currency=_get(invoice, "currency", ""),
                             attempt_count=int(_get(invoice, "attempt_count", 0)),
                             status=_get(invoice, "status", ""))
+
+    def read_charge(self, charge_id: str) -> ChargeState | None:
+        charge = self._call("reading a charge", lambda: self.client.v1.charges.retrieve(charge_id), missing_ok=True)
+        if charge is None:
+            return None
+        return ChargeState(id=charge["id"], customer_id=_id_of(_get(charge, "customer")) or "",
+                           amount=int(_get(charge, "amount", 0)),
+                           amount_refunded=int(_get(charge, "amount_refunded", 0)),
+                           currency=_get(charge, "currency", ""))
+
+    def read_dispute(self, dispute_id: str) -> DisputeState | None:
+        dispute = self._call("reading a dispute", lambda: self.client.v1.disputes.retrieve(dispute_id),
+                             missing_ok=True)
+        if dispute is None:
+            return None
+        return DisputeState(id=dispute["id"], charge_id=_id_of(_get(dispute, "charge")) or "",
+                            amount=int(_get(dispute, "amount", 0)), currency=_get(dispute, "currency", ""),
+                            reason=_get(dispute, "reason", ""), status=_get(dispute, "status", ""))
 
     def _item(self, subscription_id: str) -> str:
         subscription = self._call("reading a subscription",

@@ -9,8 +9,9 @@ import logging
 from sqlalchemy import select
 
 from guestguard.audit.services import record
-from guestguard.billing import apply_checkout, apply_subscription, dunning_notice
+from guestguard.billing import apply_checkout, apply_subscription, dunning_notice, money, owner_notice
 from guestguard.billing.models import Entitlement
+from guestguard.billing.plans import plan_of_price
 from guestguard.plugins import InboundWebhook
 from guestguard_stripe.backend import StripeBackend, _get, _id_of
 from guestguard_stripe.views import PROVIDER
@@ -54,10 +55,29 @@ class StripeEvents:
         if state is None:
             return f"Stripe has no subscription {subscription_id}"
         note = apply_subscription(ctx, state, source=source)
-        if source == "customer.subscription.trial_will_end" and state.workspace_id is not None:
-            record(ctx, "billing.trial_ending", workspace_id=state.workspace_id, target_type="subscription",
-                   target_id=subscription_id)
+        if source == "customer.subscription.trial_will_end":
+            note += self._trial_ending(ctx, state)
         return note
+
+    def _trial_ending(self, ctx, state) -> str:
+        """Tell the owners, once per subscription and trial end, while the
+        subscription (as Stripe has it now) is still in its trial."""
+        workspace_id = state.workspace_id or self._workspace_of(ctx, state.customer_id)
+        if workspace_id is None or state.status != "trialing" or state.trial_end is None:
+            return "; no trial-ending email: the trial is over"
+        record(ctx, "billing.trial_ending", workspace_id=workspace_id, target_type="subscription",
+               target_id=state.subscription_id)
+        plan = plan_of_price(ctx.registry["billing.plans"], state.price_id)
+        sent = owner_notice(ctx, workspace_id, "trial_ending",
+                            f"trial_ending:{state.subscription_id}:{int(state.trial_end.timestamp())}",
+                            {"plan": plan.label if plan else "paid", "trial_end": state.trial_end.strftime("%-d %B %Y"),
+                             "cancelling": state.cancel_at_period_end})
+        return f"; trial-ending email {'sent' if sent else 'sent before'}"
+
+    def _workspace_of(self, ctx, customer_id: str | None):
+        if not customer_id:
+            return None
+        return ctx.db.scalar(select(Entitlement.workspace_id).where(Entitlement.customer_id == customer_id))
 
     def _invoice(self, ctx, reported, kind: str) -> str:
         invoice_id = reported["id"]
@@ -81,13 +101,38 @@ class StripeEvents:
                    target_id=invoice.id)
         return note
 
-    def _charge(self, ctx, charge, kind: str) -> str:
-        customer_id = _id_of(_get(charge, "customer"))
+    def _charge(self, ctx, reported, kind: str) -> str:
+        """A refund or a dispute: the charge (and dispute) read back from
+        Stripe, the owners told once per refund amount and per dispute, and
+        the subscription, if any, applied as Stripe has it now."""
+        if kind == "charge.dispute.created":
+            dispute = self.backend.read_dispute(reported["id"])
+            if dispute is None:
+                return f"Stripe has no dispute {reported['id']}"
+            charge = self.backend.read_charge(dispute.charge_id)
+        else:
+            dispute, charge = None, self.backend.read_charge(reported["id"])
+        if charge is None:
+            return f"{kind}: Stripe has no such charge"
         found = ctx.db.execute(select(Entitlement.workspace_id, Entitlement.subscription_id)
-                               .where(Entitlement.customer_id == customer_id)).first() if customer_id else None
+                               .where(Entitlement.customer_id == charge.customer_id)).first() \
+            if charge.customer_id else None
         if found is None:
             return f"{kind}: no workspace has this customer"
         workspace_id, subscription_id = found
         record(ctx, f"billing.{kind.split('.', 1)[1].replace('.', '_')}", workspace_id=workspace_id,
-               target_type="charge", target_id=_get(charge, "id"))
-        return self._subscription(ctx, subscription_id, kind) if subscription_id else f"{kind}: recorded"
+               target_type="charge", target_id=charge.id)
+        if dispute is not None:
+            sent = owner_notice(ctx, workspace_id, "dispute", f"dispute:{dispute.id}",
+                                {"amount": money(dispute.amount, dispute.currency),
+                                 "reason": dispute.reason.replace("_", " ")})
+            note = f"{kind}: dispute email {'sent' if sent else 'sent before'}"
+        elif charge.amount_refunded > 0:
+            sent = owner_notice(ctx, workspace_id, "refunded", f"refund:{charge.id}:{charge.amount_refunded}",
+                                {"amount": money(charge.amount_refunded, charge.currency),
+                                 "paid": money(charge.amount, charge.currency),
+                                 "full": charge.amount_refunded >= charge.amount})
+            note = f"{kind}: refund email {'sent' if sent else 'sent before'}"
+        else:
+            note = f"{kind}: nothing refunded"
+        return note + ("; " + self._subscription(ctx, subscription_id, kind) if subscription_id else "")

@@ -60,6 +60,8 @@ class StripeStub:
         self.sessions: dict[str, dict] = {}
         self.subscriptions: dict[str, dict] = {}
         self.invoices: dict[str, dict] = {}
+        self.charges: dict[str, dict] = {}
+        self.disputes: dict[str, dict] = {}
         self.events: list[dict] = []
         self.requests: list[tuple[str, str]] = []
         self.down = False  # answer every call 503, as an outage would
@@ -80,7 +82,8 @@ class StripeStub:
 
     def reset(self) -> None:
         with self.lock:
-            for store in (self.customers, self.sessions, self.subscriptions, self.invoices):
+            for store in (self.customers, self.sessions, self.subscriptions, self.invoices, self.charges,
+                          self.disputes):
                 store.clear()
             self.events.clear()
             self.requests.clear()
@@ -94,7 +97,7 @@ class StripeStub:
     def answer(self, method: str, path: str, params: dict[str, Any]) -> dict:
         with self.lock:
             self.requests.append((method, path))
-            route = (method, re.sub(r"/(cs|sub|in|cus)_[0-9]+", r"/{\1}", path))
+            route = (method, re.sub(r"/(cs|sub|in|cus|ch|dp)_[0-9]+", r"/{\1}", path))
             ident = path.rsplit("/", 1)[-1]
             handlers = {
                 ("POST", "/v1/checkout/sessions"): lambda: self._create_session(params),
@@ -105,6 +108,8 @@ class StripeStub:
                 ("GET", "/v1/invoices/{in}"): lambda: self._get(self.invoices, ident),
                 ("POST", "/v1/invoices/create_preview"): lambda: self._preview(params),
                 ("GET", "/v1/customers/{cus}"): lambda: self._get(self.customers, ident),
+                ("GET", "/v1/charges/{ch}"): lambda: self._get(self.charges, ident),
+                ("GET", "/v1/disputes/{dp}"): lambda: self._get(self.disputes, ident),
             }
             handler = handlers.get(route)
             if handler is None:
@@ -189,6 +194,7 @@ class StripeStub:
                 self._event("customer.subscription.created", subscription)
             else:
                 session["payment_intent"] = self._id("pi")
+                self._charge(customer_id, 1900, "eur", payment_intent=session["payment_intent"])
             return self._event("checkout.session.completed", session)
 
     def set_status(self, subscription_id: str, status: str) -> dict:
@@ -212,9 +218,44 @@ class StripeStub:
             invoice = self.invoices[invoice_id]
             invoice["attempt_count"] += 1
             invoice["status"] = "paid" if paid else "open"
+            if paid:
+                invoice["charge"] = self._charge(invoice["customer"], invoice["amount_due"], invoice["currency"],
+                                                 invoice=invoice_id)["id"]
             subscription["status"] = "active" if paid else "past_due"
             self._event("customer.subscription.updated", subscription)
             return self._event("invoice.paid" if paid else "invoice.payment_failed", invoice)
+
+    def _charge(self, customer_id: str, amount: int, currency: str, **links: str) -> dict:
+        charge_id = self._id("ch")
+        self.charges[charge_id] = {"id": charge_id, "object": "charge", "customer": customer_id, "amount": amount,
+                                   "amount_refunded": 0, "refunded": False, "currency": currency, "paid": True,
+                                   "disputed": False, **links}
+        return self.charges[charge_id]
+
+    def refund(self, charge_id: str, amount: int | None = None) -> dict:
+        """Refund ``amount`` (all that is left when None) of a charge, as from Stripe's dashboard."""
+        with self.lock:
+            charge = self.charges[charge_id]
+            left = charge["amount"] - charge["amount_refunded"]
+            charge["amount_refunded"] += left if amount is None else min(amount, left)
+            charge["refunded"] = charge["amount_refunded"] == charge["amount"]
+            return self._event("charge.refunded", charge)
+
+    def dispute(self, charge_id: str, reason: str = "fraudulent") -> dict:
+        """The card's bank disputes a charge."""
+        with self.lock:
+            charge = self.charges[charge_id]
+            charge["disputed"] = True
+            dispute_id = self._id("dp")
+            self.disputes[dispute_id] = {"id": dispute_id, "object": "dispute", "charge": charge_id,
+                                         "amount": charge["amount"], "currency": charge["currency"],
+                                         "reason": reason, "status": "needs_response"}
+            return self._event("charge.dispute.created", self.disputes[dispute_id])
+
+    def trial_will_end(self, subscription_id: str) -> dict:
+        """Stripe's notice three days before a trial ends."""
+        with self.lock:
+            return self._event("customer.subscription.trial_will_end", self.subscriptions[subscription_id])
 
     def signed(self, event: dict, secret: str | None = None, timestamp: int | None = None) -> tuple[str, str]:
         """The body and Stripe-Signature header Stripe would send."""
