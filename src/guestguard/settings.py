@@ -149,6 +149,30 @@ def as_networks(value: str) -> tuple:
     return tuple(networks)
 
 
+def as_listen(value: str) -> tuple[str, int] | None:
+    """``host:port`` to listen on (``[::1]:9465`` for IPv6), or empty for none."""
+    text = value.strip()
+    if not text:
+        return None
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected host:port like 127.0.0.1:9465, got {value!r}")
+    return host, int(port)
+
+
+def as_token(minimum: int) -> Callable[[str], str]:
+    """A shared secret of at least ``minimum`` characters, or empty for none."""
+
+    def parse(value: str) -> str:
+        token = value.strip()
+        if token and (len(token) < minimum or any(c.isspace() or not c.isprintable() for c in token)):
+            raise ValueError(f"must be at least {minimum} printable characters without spaces")
+        return token
+
+    return parse
+
+
 def as_rate_limit(value: str) -> str:
     """A limit like ``5/hour`` or ``10/5 minutes``: at least 1, at most a
     million, over a window of at most a year."""
@@ -505,6 +529,17 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting("guard.stream.recheck_seconds", as_int(1, 300), 5,
             "Seconds between checks of a live stream holder's access: signing out, being removed or a "
             "revoked key ends the stream within this time."),
+    Setting("metrics.token", as_token(24), "",
+            "Bearer token a Prometheus scrape of /metrics must send (at least 24 characters); empty: "
+            "no token is asked for. With neither this nor metrics.allowed_networks, /metrics answers 404.",
+            secret=True),
+    Setting("metrics.allowed_networks", as_networks, (),
+            "Addresses or networks (CIDR) allowed to scrape /metrics (as the client address is worked "
+            "out with app.trusted_proxies); empty: any address, if the token is right. With both set, "
+            "a scrape needs both."),
+    Setting("metrics.worker_listen", as_listen, None,
+            "host:port on which `guestguard worker` serves its own /metrics (the same token and "
+            "networks apply); empty: the worker serves none."),
     Setting("log.format", as_choice("text", "json", "auto"), "auto",
             "Log line format; auto is JSON in production and text elsewhere."),
     Setting("log.level", as_choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO",
