@@ -217,8 +217,8 @@ def _runner(registry, spec: TaskSpec) -> Callable[..., Any]:
             return result
         finally:
             current_request_id.reset(token)
-            TASK_RUNS.labels(task=label, outcome=outcome).inc()
             TASK_DURATION.labels(task=label).observe(time.perf_counter() - started)
+            TASK_RUNS.labels(task=label, outcome=outcome).inc()
 
     # Huey names a task after its function's module and name.
     run.__module__ = spec.func.__module__
