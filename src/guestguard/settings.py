@@ -173,6 +173,13 @@ def as_token(minimum: int) -> Callable[[str], str]:
     return parse
 
 
+def as_fraction(value: str) -> float:
+    number = as_float(0.0)(value)
+    if number > 1:
+        raise ValueError(f"must be between 0 and 1, got {number}")
+    return number
+
+
 def as_rate_limit(value: str) -> str:
     """A limit like ``5/hour`` or ``10/5 minutes``: at least 1, at most a
     million, over a window of at most a year."""
@@ -540,6 +547,14 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting("metrics.worker_listen", as_listen, None,
             "host:port on which `guestguard worker` serves its own /metrics (the same token and "
             "networks apply); empty: the worker serves none."),
+    Setting("sentry.dsn", as_url("http", "https", allow_empty=True), "",
+            "Sentry (or compatible) DSN errors are reported to; empty: no error is reported.", secret=True),
+    Setting("sentry.environment", as_str, "",
+            "The environment tag of error reports; empty: app.env."),
+    Setting("sentry.release", as_str, "",
+            "The release tag of error reports; empty: guestguard@ and the installed version."),
+    Setting("sentry.sample_rate", as_fraction, 1.0,
+            "Share of errors reported (0 to 1)."),
     Setting("log.format", as_choice("text", "json", "auto"), "auto",
             "Log line format; auto is JSON in production and text elsewhere."),
     Setting("log.level", as_choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO",

@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 
 PENDING, RUNNING, SUCCEEDED, FAILED = "pending", "running", "succeeded", "failed"
 REQUEST_ID_KWARG = "_gg_request_id"
+# What error reporting adds to a task's arguments to carry its trace: a
+# worker reporting no errors drops it.
+TRACE_KWARG = "sentry_headers"
 TASK_RUNS = Counter("gg_task_runs_total", "Task runs by task and outcome (ok, error).", ["task", "outcome"])
 TASK_DURATION = Histogram("gg_task_duration_seconds", "Seconds a task ran, by task.", ["task"],
                           buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0))
@@ -202,6 +205,7 @@ def _runner(registry, spec: TaskSpec) -> Callable[..., Any]:
 
     def run(*args: Any, **kwargs: Any) -> Any:
         request_id = kwargs.pop(REQUEST_ID_KWARG, None) or f"task-{uuid.uuid4().hex[:12]}"
+        kwargs.pop(TRACE_KWARG, None)
         token = current_request_id.set(request_id)
         started, outcome = time.perf_counter(), "error"
         try:
