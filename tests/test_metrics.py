@@ -350,3 +350,18 @@ def test_under_gunicorn_with_two_workers_the_counts_add_up(base_settings, tmp_pa
         assert server.wait(30) == 0
     print(f"\n2 gunicorn workers, {load} + {load} requests with one worker killed between: every scrape "  # noqa: T201
           f"counted each once (files of pids {sorted(counting)})")
+
+
+def test_a_worker_whose_metrics_port_is_taken_runs_without_them(caplog):
+    import socket
+
+    from guestguard.ops.metrics import serve_worker_metrics
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = {"metrics.worker_listen": ("127.0.0.1", port), "metrics.token": TOKEN,
+                    "metrics.allowed_networks": ()}
+        assert serve_worker_metrics(settings) is None
+    assert f"cannot be served on 127.0.0.1:{port}" in caplog.text

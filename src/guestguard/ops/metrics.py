@@ -216,13 +216,22 @@ def worker_metrics_app(settings: Mapping[str, Any]) -> Callable:
 
 def serve_worker_metrics(settings: Mapping[str, Any]) -> WSGIServer | None:
     """Start the worker's endpoint on ``metrics.worker_listen`` (host:port)
-    in a thread of its own; None when the setting is empty."""
+    in a thread of its own; None when the setting is empty or the address
+    cannot be bound (logged: the worker runs its tasks without it)."""
     listen = settings["metrics.worker_listen"]
     if not listen:
         return None
     host, port = listen
-    server = make_server(host, port, worker_metrics_app(settings), server_class=_ThreadedServer,
-                         handler_class=_QuietHandler)
-    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
-    log.info("task worker metrics served on %s:%d/metrics", host, server.server_port)
-    return server
+    try:
+        server = make_server(host, port, worker_metrics_app(settings), server_class=_ThreadedServer,
+                             handler_class=_QuietHandler)
+    except OSError as exc:
+        problem = exc.strerror or type(exc).__name__
+    else:
+        threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+        log.info("task worker metrics served on %s:%d/metrics", host, server.server_port)
+        return server
+    # The port taken (another worker on this host, say): the tasks matter more.
+    log.error("task worker metrics cannot be served on %s:%d (%s); the worker runs without them",
+              host, port, problem)
+    return None
