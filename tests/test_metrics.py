@@ -19,6 +19,7 @@ from sqlalchemy import update
 from guestguard.activity.live import Hub
 from guestguard.notifications.models import Notification
 from guestguard.notifications.services import queue_notification
+from guestguard.plugins import hookimpl
 from guestguard.testing import REPO_ROOT, free_port, in_request, wait_for
 from guestguard.testing_processes import get
 from guestguard.webhooks.models import InboxEntry
@@ -113,6 +114,39 @@ def test_requests_are_counted_by_route_name_and_status_class_never_by_path(make_
     assert token not in after and "grace" not in after and "/nothing" not in after
     routes = {labels for (name, labels) in samples(after) if name == "gg_http_requests_total"}
     assert all(dict(labels)["status"] in ("1xx", "2xx", "3xx", "4xx", "5xx") for labels in routes)
+
+
+class Failing:
+    """A plugin whose view raises."""
+
+    @hookimpl
+    def configure(self, config):
+        config.add_route("metrics_boom", "/metrics-boom/{anything}")
+        config.add_view(self.boom, route_name="metrics_boom")
+
+    @staticmethod
+    def boom(request):
+        raise RuntimeError("kaput")
+
+
+def test_errors_and_rate_limit_refusals_are_counted_under_their_route(make_app):
+    app = make_app({"metrics.token": TOKEN, "ratelimit.invalid_link": "2/hour"}, plugins=[("failing", Failing())])
+    before = scrape(app)
+    app.get("/metrics-boom/1", status=500)
+    app.get("/metrics-boom/2", status=500)
+    for _ in range(2):
+        app.get("/api/v1/access/" + "A" * 43, status=404)
+    app.get("/api/v1/access/" + "B" * 43, status=429)
+    after = scrape(app)
+
+    def grew(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert grew("gg_http_requests_total", route="metrics_boom", status="5xx") == 2
+    assert grew("gg_http_requests_total", route="api_access", status="4xx") == 3
+    blocked = {dict(labels)["route"]: count - value(before, name, **dict(labels))
+               for (name, labels), count in samples(after).items() if name == "ratelimit_block_total"}
+    assert {route: count for route, count in blocked.items() if count} == {"api_access": 1}
 
 
 def test_the_outbox_the_queue_scheduled_messages_and_the_inbox_are_read_at_scrape_time(make_app):
