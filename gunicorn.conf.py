@@ -16,10 +16,21 @@ in the queue until the worker is gone, and it ends its live activity
 streams, each of which would otherwise hold the worker for up to
 ``guard.stream.max_seconds``.
 
-Only gunicorn is imported here: the master never imports the app, so the
-workers a reload (SIGHUP) starts load the code anew.
+Metrics: every worker writes its Prometheus values to files in
+``PROMETHEUS_MULTIPROC_DIR`` and a scrape of /metrics, whichever worker
+answers, adds up all of them. The master empties that directory when it
+starts (a directory it makes itself when the variable is unset, removed at
+exit) and marks each worker that exits dead, so its gauges (live streams,
+connections in use) stop counting while its counters stay in the totals.
+
+Only gunicorn (and prometheus_client's file handling) is imported here: the
+master never imports the app, so the workers a reload (SIGHUP) starts load
+the code anew.
 """
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 from gunicorn.workers.gthread import ThreadWorker
 
@@ -109,3 +120,37 @@ def post_worker_init(worker) -> None:
         worker.log.warning("guard.stream.max_streams (%d) is not below the threads per worker (%d): open "
                            "live streams can take every thread; raise GUNICORN_THREADS", streams,
                            worker.cfg.threads)
+
+
+METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def on_starting(server) -> None:
+    """Before the first worker: a metrics directory for this server, empty.
+    Files left by an earlier server would add its counts to ours."""
+    directory = os.environ.get(METRICS_DIR_VARIABLE, "").strip()
+    if directory:
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        for leftover in path.glob("*.db"):
+            leftover.unlink()
+    else:
+        directory = tempfile.mkdtemp(prefix="guestguard-metrics-")
+        server.guestguard_metrics_dir = directory
+    # The workers are forked from here, and inherit it.
+    os.environ[METRICS_DIR_VARIABLE] = directory
+    server.log.info("metrics of the workers are added up in %s", directory)
+
+
+def child_exit(server, worker) -> None:
+    """A worker exited (stopped, recycled after max_requests, or killed):
+    its live gauges no longer count."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server) -> None:
+    made = getattr(server, "guestguard_metrics_dir", None)
+    if made:
+        shutil.rmtree(made, ignore_errors=True)

@@ -167,8 +167,16 @@ def test_the_guard_can_be_switched_off(make_app, run_in_request):
 # --- the rules ---------------------------------------------------------------------------
 
 
+def raised(rule: str) -> float:
+    """guard_flags_raised_total for ``rule`` (this process)."""
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("guard_flags_raised_total", {"rule": rule}) or 0.0
+
+
 def test_a_link_used_from_many_networks_and_devices_is_flagged_with_its_evidence(app, host, guest_link, listener):
     guest, token = guest_link
+    counted = {rule: raised(rule) for rule in ("networks", "devices")}
     clients = [("203.0.113.5", IPHONE), ("198.51.100.20", WINDOWS), ("192.0.2.33", ANDROID),
                ("100.64.7.1", LINUX), ("172.16.9.9", MAC)]
     for ip, agent in clients:
@@ -194,6 +202,8 @@ def test_a_link_used_from_many_networks_and_devices_is_flagged_with_its_evidence
     assert [event.data["rule"] for event in flagged] == ["devices", "networks"]
     assert flagged[0].data["guest_id"] == guest["id"] and "evidence" in flagged[0].data
     assert app.get(f"{host['url']}/guests/{guest['id']}", headers=host["ada"]).json["guest"]["open_flags"] == 2
+    assert {rule: raised(rule) - before for rule, before in counted.items()} == {"networks": 1, "devices": 1}, \
+        "each new flag counted once, not each time it was made stronger"
 
 
 def test_a_guest_on_a_phone_and_a_laptop_at_home_is_not_flagged(app, host, guest_link, listener):

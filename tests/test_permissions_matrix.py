@@ -232,6 +232,10 @@ SPEC = {
     ("readyz", "GET"): PUBLIC,
     ("readyz", "HEAD"): PUBLIC,
     ("api_openapi", "GET"): PUBLIC,  # the API contract
+    # Prometheus metrics: no workspace role reaches them, only the scraper
+    # the settings name (token, addresses); everyone else gets HIDDEN's 404.
+    ("metrics", "GET"): "",
+    ("metrics", "HEAD"): "",
     # Operators' (platform admins') calls: no workspace role reaches them.
     ("api_suppressions", "GET"): "",
     ("api_suppressions", "POST"): "",
@@ -242,6 +246,9 @@ SPEC = {
 if any(point.name == "stripe" for point in entry_points(group="guestguard")):
     SPEC["stripe_webhook", "POST"] = PUBLIC
 
+# Routes that answer a caller they refuse 404, as if they did not exist
+# (nothing of the product is behind them: the operator's metrics).
+HIDDEN = {("metrics", "GET"), ("metrics", "HEAD")}
 DRY_RUN = "guestguard.test.dry_run"
 
 
@@ -392,7 +399,7 @@ def test_every_route_admits_exactly_the_roles_the_specification_names(matrix_app
             elif caller in allowed and refused(response):
                 problems.append(f"{method} {pattern} as {caller}: refused ({response.status_int}), "
                                 "the specification allows it")
-            elif caller not in allowed and response.status_int != 403:
+            elif caller not in allowed and response.status_int != (404 if (name, method) in HIDDEN else 403):
                 problems.append(f"{method} {pattern} as {caller}: {response.status_int}, "
                                 "expected 403 (the specification does not allow it)")
     assert problems == [], "\n".join(problems)

@@ -52,6 +52,15 @@ def test_env_var_names_follow_the_setting_name():
     ({**MINIMAL, "notifications.email.sender": "GG <a@b.example>\r\nBcc: x@y.example"},
      "'notifications.email.sender'"),
     ({**MINIMAL, "notifications.email.sender": "not an address"}, "'notifications.email.sender'"),
+    ({**MINIMAL, "metrics.token": "short"}, "'metrics.token' (from the ini file) is invalid: must be at least 24"),
+    ({**MINIMAL, "metrics.token": "a token with spaces, long enough"}, "printable characters without spaces"),
+    ({**MINIMAL, "metrics.allowed_networks": "10.0.0.0/8, intranet"},
+     "'metrics.allowed_networks' (from the ini file) is invalid: 'intranet' is not an IP address"),
+    ({**MINIMAL, "metrics.worker_listen": "9465"}, "'metrics.worker_listen' (from the ini file) is invalid: expected"),
+    ({**MINIMAL, "metrics.worker_listen": "127.0.0.1:99999"}, "'metrics.worker_listen'"),
+    ({**MINIMAL, "sentry.dsn": "sentry.example.com/1"}, "'sentry.dsn' (from the ini file) is invalid: expected a URL"),
+    ({**MINIMAL, "sentry.sample_rate": "1.5"}, "is invalid: must be between 0 and 1, got 1.5"),
+    ({**MINIMAL, "sentry.sample_rate": "often"}, "'sentry.sample_rate' (from the ini file) is invalid: expected"),
 ])
 def test_bad_settings_stop_startup_naming_the_setting(raw, named):
     with pytest.raises(SettingsError) as info:

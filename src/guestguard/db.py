@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import Gauge
 from sqlalchemy import JSON, DateTime, MetaData, Uuid, create_engine, delete, event, exc as sa_exc, false, func, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Engine
@@ -101,7 +102,29 @@ def make_engine(settings: dict[str, Any]) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
         ping_after_idle(engine, settings["db.ping_idle_seconds"])
+    count_connections_in_use(engine)
     return engine
+
+
+POOL_IN_USE = Gauge("gg_db_pool_in_use", "Database connections checked out of the pool (in use) now.",
+                    multiprocess_mode="livesum")
+
+
+def count_connections_in_use(engine: Engine) -> None:
+    """Keep POOL_IN_USE up to date. Registered after the idle check, whose
+    refusal of a dead connection means no checkout; a connection is counted
+    once however often its checkout is retried, and uncounted once."""
+
+    @event.listens_for(engine, "checkout")
+    def _out(_dbapi_connection, record, _proxy) -> None:
+        if not record.record_info.get("gg.in_use"):
+            record.record_info["gg.in_use"] = True
+            POOL_IN_USE.inc()
+
+    @event.listens_for(engine, "checkin")
+    def _in(_dbapi_connection, record) -> None:
+        if record.record_info.pop("gg.in_use", False):
+            POOL_IN_USE.dec()
 
 
 def ping_after_idle(engine: Engine, idle_seconds: int) -> None:

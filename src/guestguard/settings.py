@@ -149,6 +149,37 @@ def as_networks(value: str) -> tuple:
     return tuple(networks)
 
 
+def as_listen(value: str) -> tuple[str, int] | None:
+    """``host:port`` to listen on (``[::1]:9465`` for IPv6), or empty for none."""
+    text = value.strip()
+    if not text:
+        return None
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected host:port like 127.0.0.1:9465, got {value!r}")
+    return host, int(port)
+
+
+def as_token(minimum: int) -> Callable[[str], str]:
+    """A shared secret of at least ``minimum`` characters, or empty for none."""
+
+    def parse(value: str) -> str:
+        token = value.strip()
+        if token and (len(token) < minimum or any(c.isspace() or not c.isprintable() for c in token)):
+            raise ValueError(f"must be at least {minimum} printable characters without spaces")
+        return token
+
+    return parse
+
+
+def as_fraction(value: str) -> float:
+    number = as_float(0.0)(value)
+    if number > 1:
+        raise ValueError(f"must be between 0 and 1, got {number}")
+    return number
+
+
 def as_rate_limit(value: str) -> str:
     """A limit like ``5/hour`` or ``10/5 minutes``: at least 1, at most a
     million, over a window of at most a year."""
@@ -519,6 +550,25 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting("guard.stream.recheck_seconds", as_int(1, 300), 5,
             "Seconds between checks of a live stream holder's access: signing out, being removed or a "
             "revoked key ends the stream within this time."),
+    Setting("metrics.token", as_token(24), "",
+            "Bearer token a Prometheus scrape of /metrics must send (at least 24 characters); empty: "
+            "no token is asked for. With neither this nor metrics.allowed_networks, /metrics answers 404.",
+            secret=True),
+    Setting("metrics.allowed_networks", as_networks, (),
+            "Addresses or networks (CIDR) allowed to scrape /metrics (as the client address is worked "
+            "out with app.trusted_proxies); empty: any address, if the token is right. With both set, "
+            "a scrape needs both."),
+    Setting("metrics.worker_listen", as_listen, None,
+            "host:port on which `guestguard worker` serves its own /metrics (the same token and "
+            "networks apply); empty: the worker serves none."),
+    Setting("sentry.dsn", as_url("http", "https", allow_empty=True), "",
+            "Sentry (or compatible) DSN errors are reported to; empty: no error is reported.", secret=True),
+    Setting("sentry.environment", as_str, "",
+            "The environment tag of error reports; empty: app.env."),
+    Setting("sentry.release", as_str, "",
+            "The release tag of error reports; empty: guestguard@ and the installed version."),
+    Setting("sentry.sample_rate", as_fraction, 1.0,
+            "Share of errors reported (0 to 1)."),
     Setting("log.format", as_choice("text", "json", "auto"), "auto",
             "Log line format; auto is JSON in production and text elsewhere."),
     Setting("log.level", as_choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO",

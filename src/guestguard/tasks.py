@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 from huey import MemoryHuey, RedisHuey, SqliteHuey, crontab
 from huey.api import Huey
 from huey.consumer import Consumer
+from prometheus_client import Counter, Histogram
 from pyramid.scripting import prepare
 from sqlalchemy import String, Text, or_, select, update
 from sqlalchemy.orm import Mapped, mapped_column
@@ -47,6 +48,12 @@ log = logging.getLogger(__name__)
 
 PENDING, RUNNING, SUCCEEDED, FAILED = "pending", "running", "succeeded", "failed"
 REQUEST_ID_KWARG = "_gg_request_id"
+# What error reporting adds to a task's arguments to carry its trace: a
+# worker reporting no errors drops it.
+TRACE_KWARG = "sentry_headers"
+TASK_RUNS = Counter("gg_task_runs_total", "Task runs by task and outcome (ok, error).", ["task", "outcome"])
+TASK_DURATION = Histogram("gg_task_duration_seconds", "Seconds a task ran, by task.", ["task"],
+                          buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0))
 JOB_STATUSES = (PENDING, RUNNING, SUCCEEDED, FAILED)
 # What the reaper writes in last_error when it takes a job back: the attempt's
 # outcome is unknown (it may have done its work before the worker stopped).
@@ -161,10 +168,18 @@ def start_in_process_consumer(registry) -> InProcessConsumer:
 def run_worker(registry, workers: int | None = None) -> int:
     """``guestguard worker``: run the tasks (periodic ones included) and the
     reaper until a stop signal; returns the exit status."""
+    from guestguard.ops.metrics import serve_worker_metrics
+
     consumer = WorkerConsumer(registry, workers=workers or registry.settings["huey.workers"], periodic=True)
     registry["huey.consumer"] = consumer
     consumer.reaper = start_reaper(registry)  # every jobs.reap_interval seconds, beside the task threads
-    consumer.run()
+    metrics = serve_worker_metrics(registry.settings)  # metrics.worker_listen; None when empty
+    try:
+        consumer.run()
+    finally:
+        if metrics is not None:
+            metrics.shutdown()
+            metrics.server_close()
     return 0
 
 
@@ -186,19 +201,28 @@ def _runner(registry, spec: TaskSpec) -> Callable[..., Any]:
     """Wrap ``spec.func(request, *args)`` so it runs in a request-like context
     with its own transaction manager and database session."""
 
+    label = spec.name.removeprefix("guestguard.")
+
     def run(*args: Any, **kwargs: Any) -> Any:
         request_id = kwargs.pop(REQUEST_ID_KWARG, None) or f"task-{uuid.uuid4().hex[:12]}"
+        kwargs.pop(TRACE_KWARG, None)
         token = current_request_id.set(request_id)
+        started, outcome = time.perf_counter(), "error"
         try:
             with prepare(registry=registry) as env:
                 request = env["request"]
                 request.request_id = request_id
                 if not spec.in_transaction:
-                    return spec.func(request, *args, **kwargs)
-                with request.tm:
-                    return spec.func(request, *args, **kwargs)
+                    result = spec.func(request, *args, **kwargs)
+                else:
+                    with request.tm:
+                        result = spec.func(request, *args, **kwargs)
+            outcome = "ok"
+            return result
         finally:
             current_request_id.reset(token)
+            TASK_DURATION.labels(task=label).observe(time.perf_counter() - started)
+            TASK_RUNS.labels(task=label, outcome=outcome).inc()
 
     # Huey names a task after its function's module and name.
     run.__module__ = spec.func.__module__

@@ -21,8 +21,12 @@ import weakref
 from typing import Any
 
 import redis
+from prometheus_client import Gauge
 
 log = logging.getLogger(__name__)
+
+STREAMS_OPEN = Gauge("gg_live_streams_open", "Live activity streams the web processes serve now.",
+                     multiprocess_mode="livesum")
 
 CHANNEL_PREFIX = "guestguard:activity:"
 QUEUE_LIMIT = 500          # messages one slow stream may have waiting
@@ -111,6 +115,7 @@ class Hub:
             self._listeners.setdefault(listener.event_id, set()).add(listener)
             self._holders.setdefault(holder, []).append(listener)
             self._count += 1
+            STREAMS_OPEN.inc()
         return listener
 
     def remove(self, listener: Listener) -> None:
@@ -125,6 +130,7 @@ class Hub:
         if not listeners:
             del self._listeners[listener.event_id]
         self._count -= 1
+        STREAMS_OPEN.dec()
         held = self._holders[listener.holder]
         held.remove(listener)
         if not held:

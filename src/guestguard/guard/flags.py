@@ -35,6 +35,8 @@ from guestguard.plugins import AccessHistory, AccessUse, Finding
 log = logging.getLogger(__name__)
 
 RULE_ERRORS = Counter("guard_rule_errors_total", "Access rules that raised and were skipped.", ["rule"])
+FLAGS_RAISED = Counter("guard_flags_raised_total", "New flags the access rules raised, by rule (an open flag "
+                       "made stronger is not counted again).", ["rule"])
 HISTORY_LIMIT = 1000
 
 
@@ -182,6 +184,7 @@ def raise_flag(ctx, guest: Guest, link: InvitationLink, rule: str, finding: Find
     except IntegrityError:
         return _strengthen(_latest_flag(ctx.db, guest, link, rule), score, evidence, details)
     recount(ctx.db, guest.id)
+    FLAGS_RAISED.labels(rule=rule).inc()
     record(ctx, "access.flagged", workspace_id=guest.workspace_id, target_type="guest", target_id=guest.id,
            flag_id=str(flag.id), rule=rule, score=score)
     feed.add(ctx, workspace_id=guest.workspace_id, event_id=guest.event_id, guest_id=guest.id,

@@ -31,7 +31,8 @@ TRANSITIONS = Counter("gg_notification_breaker_transitions", "A provider's circu
                       "consecutive transient failures, or a failed probe) or closing (a probe delivered).",
                       ["provider", "to"])
 IS_OPEN = Gauge("gg_notification_breaker_open", "1 while a provider's circuit breaker holds its messages "
-                "(open or half-open), as this process last saw it.", ["provider"])
+                "(open or half-open), as a running process last saw it.", ["provider"],
+                multiprocess_mode="livemax")
 STORE_ERRORS = Counter("gg_notification_breaker_store_errors", "Breaker state that could not be read or "
                        "written (Redis away): the provider was treated as closed.", ["provider"])
 KEY_PREFIX = "gg:breaker:"

@@ -13,6 +13,8 @@ import logging
 import threading
 from dataclasses import dataclass
 
+from prometheus_client import Counter
+
 from guestguard.db import utcnow
 from guestguard.notifications import quiet_hours
 from guestguard.notifications.suppression import GUEST_MESSAGE
@@ -20,6 +22,10 @@ from guestguard.plugins import NotificationProvider, OutgoingMessage, PermanentD
 from guestguard.tasks import OUTCOME_UNKNOWN, enqueue_job, postpone_job
 
 log = logging.getLogger(__name__)
+
+DELIVERIES = Counter("gg_deliveries_total", "Messages handed to a provider, by provider, channel and outcome "
+                     "(sent; permanent or transient refusal; unknown: it ran out of time and may have been "
+                     "accepted).", ["provider", "channel", "outcome"])
 
 
 
@@ -151,10 +157,12 @@ def send_through(route: Route, message: OutgoingMessage, breakers) -> Outcome:
         try:
             provider_message_id = timed_send(provider, message)
         except PermanentDeliveryError as exc:
+            DELIVERIES.labels(provider.name, message.channel, "permanent").inc()
             return Outcome(None, f"permanent: {exc}", True, provider.name, exc.suppress)
         except Exception as exc:  # transient by contract, whatever the type
             breakers.failed(provider.name)
             words = str(exc) if isinstance(exc, TransientDeliveryError | SendTimedOut) else repr(exc)
+            DELIVERIES.labels(provider.name, message.channel, "unknown" if _timed_out(exc) else "transient").inc()
             if _timed_out(exc):
                 # The provider may have accepted it: the next attempt asks it
                 # (find_accepted) before sending, as after a worker that died.
@@ -165,6 +173,7 @@ def send_through(route: Route, message: OutgoingMessage, breakers) -> Outcome:
                             provider.name, type(exc).__name__, candidates[index + 1].name)
             continue
         breakers.succeeded(provider.name)
+        DELIVERIES.labels(provider.name, message.channel, "sent").inc()
         return Outcome(provider_message_id, None, False, provider.name)
     return outcome
 

@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+from prometheus_client import CONTENT_TYPE_LATEST
+from pyramid.httpexceptions import HTTPNotFound
+from pyramid.response import Response
 from pyramid.view import view_config
 
+from guestguard.ops.metrics import allowed, process_metrics, state_metrics
 from guestguard.ops.readiness import run_checks
 
 
@@ -24,3 +28,16 @@ def readyz(request):
         # coarser without a network database, and the operator should know.
         body["details"] = {"guard_networks": signals.network_source}
     return body
+
+
+@view_config(route_name="metrics", request_method=("GET", "HEAD"))
+def metrics(request):
+    """Prometheus text format, to the scrapers the settings allow; anyone
+    else (and everyone, when nothing is configured) gets the 404 of a
+    missing page."""
+    if not allowed(request.registry.settings, request.headers.get("Authorization", ""), request.client_ip):
+        raise HTTPNotFound()
+    body = process_metrics() + state_metrics(request.registry)
+    response = Response(body=body, content_type=CONTENT_TYPE_LATEST.split(";")[0], charset="utf-8")
+    response.headers["Cache-Control"] = "no-store"
+    return response
