@@ -351,7 +351,8 @@ def list_flags(db, event_id: uuid.UUID, *, after: str | None, limit: int, status
 
 
 def guest_flags(db, guest_id: uuid.UUID, limit: int = 50) -> list[Flag]:
-    """A guest's flags, open ones first, newest first."""
+    """A guest's flags: open ones first, strongest first; then the closed
+    ones, newest first."""
     flags = list(db.scalars(select(Flag).where(Flag.guest_id == guest_id)
                             .order_by(Flag.created_at.desc(), Flag.id.desc()).limit(limit)))
-    return sorted(flags, key=lambda flag: flag.status != FLAG_OPEN)
+    return sorted(flags, key=lambda flag: (flag.status != FLAG_OPEN, -flag.score if flag.status == FLAG_OPEN else 0))
