@@ -204,3 +204,46 @@ def test_a_friend_who_opened_a_forwarded_copy_last_week_is_not_learned(app, host
         use(app, token, OFFICE, LINUX, plus_ones=1)  # the friend answers, bringing someone
         (flag,) = flags(app, host)
         assert flag["rule"] == "rsvp_device"
+
+
+# --- the same model of phone in another home ------------------------------------------------
+
+
+@pytest.fixture
+def homes_app(make_app, tmp_path):
+    """The guard reading a network database that knows two home broadbands and a carrier."""
+    from guestguard.guard.evaluation import NetworkRecord, write_network_database
+
+    path = tmp_path / "networks.mmdb"
+    write_network_database([NetworkRecord("86.150.37.0/24", 2856, "GB", "Cable/DSL", "BT"),
+                            NetworkRecord("82.38.190.0/24", 5089, "GB", "Cable/DSL", "Virgin Media"),
+                            NetworkRecord("148.252.0.0/16", 206067, "GB", "Cellular", "Three UK")], path)
+    return make_app({"app.trusted_proxies": PROXY, "guard.network_databases": str(path)})
+
+
+@pytest.fixture
+def homes(homes_app, run_in_request):
+    host = event_host(homes_app, run_in_request, EVENT)
+    return host, issue(homes_app, host, add_guest(homes_app, host))["token"]
+
+
+def test_the_same_phone_model_answering_from_another_home_is_flagged(homes_app, homes):
+    host, token = homes
+    use(homes_app, token, "86.150.37.112", IPHONE)                  # the guest, at home
+    use(homes_app, token, "82.38.190.44", IPHONE)                   # a friend's identical iPhone, elsewhere
+    use(homes_app, token, "82.38.190.44", IPHONE, plus_ones=1)      # who answers, bringing someone
+    (flag,) = flags(homes_app, host)
+    assert flag["rule"] == "rsvp_device" and flag["score"] == 45
+    assert flag["evidence"].startswith("answered with 1 plus-one from Virgin Media broadband (GB), another home "
+                                       "than the one where the invitation was first opened (BT broadband (GB)), "
+                                       "on the same model of device (an iPhone (iOS 17))")
+
+
+def test_the_guests_phone_answering_from_mobile_data_or_a_home_of_theirs_is_not(homes_app, homes):
+    host, token = homes
+    use(homes_app, token, "86.150.37.112", IPHONE)
+    use(homes_app, token, "148.252.1.10", IPHONE, plus_ones=1)      # on the train: not a home
+    use(homes_app, token, "82.38.190.9", WINDOWS)                   # the guest's laptop at their other home
+    use(homes_app, token, "82.38.190.44", IPHONE, plus_ones=1)      # so the phone there is the guest's too
+    use(homes_app, token, "86.150.37.112", IPHONE, plus_ones=1)     # and at home, of course
+    assert flags(homes_app, host) == []

@@ -263,9 +263,9 @@ class RsvpDevice:
         if self.same_network_ok and where(use).key == where(first).key and Parties.household(use):
             return None
         parties, _ = known_parties(history)
-        if parties.of(use) in (parties.of(first), parties.find(Parties.GUEST)):
-            return None
         guests = plural(history.plus_ones, "plus-one")
+        if parties.of(use) in (parties.of(first), parties.find(Parties.GUEST)):
+            return self.another_home(history, first, guests)
         return Finding(
             score=min(100, 50 + 10 * history.plus_ones),
             evidence=(f"answered with {guests} on {use.handset or use.device} from {where(use).name}; the "
@@ -274,6 +274,30 @@ class RsvpDevice:
                      "answer_network": where(use).key, "answer_ip": use.ip,
                      "first_device": first.device, "first_network": where(first).key, "first_ip": first.ip,
                      "plus_ones": history.plus_ones})
+
+    @staticmethod
+    def another_home(history: AccessHistory, first: AccessUse, guests: str) -> Finding | None:
+        """The same model of phone answering with plus-ones from another
+        home broadband than the one the invitation was first opened on, and
+        nothing else of the guest's ever seen there: likely a friend's phone
+        of the same make, the link forwarded. Needs a network database (home
+        broadband known as such); the guest answering from a hotel, an
+        office or mobile data is not this."""
+        use = history.use
+        here, there = where(use), where(first)
+        if not (here.kind == RESIDENTIAL and there.kind == RESIDENTIAL and here.key != there.key):
+            return None
+        device = use.handset or use.device
+        if any(where(u).key == here.key and (u.handset or u.device) != device for u in people(history.recent)):
+            return None  # another of the guest's devices is there too: a home of theirs
+        return Finding(
+            score=45,
+            evidence=(f"answered with {guests} from {here.name}, another home than the one where the invitation "
+                      f"was first opened ({there.name}), on the same model of device ({device}): possibly a friend "
+                      "with the same phone, the link forwarded, or the guest away from home"),
+            details={"advice": f"Check with the guest who is coming. {ADVICE}", "answer_device": use.device,
+                     "answer_network": here.key, "answer_ip": use.ip, "first_device": first.device,
+                     "first_network": there.key, "first_ip": first.ip, "plus_ones": history.plus_ones})
 
 
 class Burst:
