@@ -7,6 +7,7 @@ import datetime as dt
 
 import pytest
 import time_machine
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from guestguard.audit.models import AuditEvent
@@ -146,9 +147,11 @@ def test_a_dismissed_pattern_stays_quiet_for_the_same_device_and_returns_for_a_n
     (flag,) = flags(app, host)
     app.post_json(f"{host['url']}/flags/{flag['id']}/dismiss", {}, headers=host["ada"])
     assert flag["details"]["devices_seen"] == ["Chrome on Windows"]
+    quieted = REGISTRY.get_sample_value("guard_findings_dismissed_before_total", {"rule": "networks"}) or 0
     for n in range(4, 9):
         use(app, token, f"203.0.{n}.1", WINDOWS)  # the same laptop, five more networks: stronger, not new
     assert flags(app, host, status="open") == []
+    assert REGISTRY.get_sample_value("guard_findings_dismissed_before_total", {"rule": "networks"}) == quieted + 5
     use(app, token, "192.0.2.33", MAC)  # a device the host has not judged
     (again,) = flags(app, host, status="open")
     assert again["rule"] == "networks" and again["id"] != flag["id"]
