@@ -307,7 +307,7 @@ def admin(sql: str, database: str = "postgres"):
 
 
 def wait_until_up(process: subprocess.Popen, port: int, log: Path) -> None:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 90  # a busy machine boots slowly
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"gunicorn exited ({process.returncode}):\n{log.read_text()[-2000:]}")
@@ -320,7 +320,7 @@ def wait_until_up(process: subprocess.Popen, port: int, log: Path) -> None:
         except OSError:
             pass
         time.sleep(0.2)
-    raise RuntimeError(f"gunicorn did not answer within 30 s:\n{log.read_text()[-2000:]}")
+    raise RuntimeError(f"gunicorn did not answer within 90 s:\n{log.read_text()[-2000:]}")
 
 
 def stop(process: subprocess.Popen) -> None:

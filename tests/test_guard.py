@@ -18,20 +18,23 @@ from guestguard.guard.access import purge
 from guestguard.guard.models import AccessEntry, AccessTally, Flag
 from guestguard.plugins import Finding, hookimpl
 from guestguard.tasks import run_task_now
-from guestguard.testing import add_guest, drain, event_host, issue, scalar, session_bearer
+from guestguard.testing import (
+    ANDROID,
+    IPHONE,
+    LINUX,
+    MAC,
+    WINDOWS,
+    add_guest,
+    drain,
+    event_host,
+    issue,
+    scalar,
+    session_bearer,
+)
 
 EVENT = {"name": "Midsummer Gala", "status": "published", "starts_at": "2030-06-21T19:00:00",
          "timezone": "Europe/London", "default_plus_ones": 1}
 PROXY = "10.0.0.1"
-IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
-          "(KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1")
-WINDOWS = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-           "Chrome/120.0 Safari/537.36")
-ANDROID = ("Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 (KHTML, like Gecko) "
-           "Chrome/121.0 Mobile Safari/537.36")
-LINUX = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0"
-MAC = ("Mozilla/5.0 (Macintosh; Intel Mac OS X 14_1) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-       "Version/17.1 Safari/605.1.15")
 SLACK = "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)"
 IMESSAGE = ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_11_1) AppleWebKit/601.2.4 (KHTML, like Gecko) "
             "Version/9.0.1 Safari/601.2.4 facebookexternalhit/1.1 Facebot Twitterbot/1.0")
@@ -316,7 +319,7 @@ def test_rules_can_be_switched_off_by_name_and_a_typo_stops_startup(make_app, ru
         make_app({"guard.rules_disabled": "netwerks"})
 
 
-def test_a_dismissed_flag_returns_only_when_the_evidence_grows(app, host, guest_link):
+def test_a_dismissed_flag_returns_only_with_a_device_it_did_not_include(app, host, guest_link):
     guest, token = guest_link
     for n in range(4):
         visit(app, token, f"203.0.{n}.1", WINDOWS)
@@ -325,8 +328,9 @@ def test_a_dismissed_flag_returns_only_when_the_evidence_grows(app, host, guest_
     assert dismissed["status"] == "dismissed" and dismissed["closed_at"]
     app.post_json(f"{host['url']}/flags/{flag['id']}/dismiss", {}, headers=host["ada"], status=409)
     visit(app, token, "203.0.3.1", WINDOWS)  # nothing new
+    visit(app, token, "203.0.9.1", WINDOWS)  # a fifth network, the same laptop
     assert flags_of(app, host, status="open") == []
-    visit(app, token, "203.0.9.1", WINDOWS)  # a fifth network
+    visit(app, token, "203.0.10.1", LINUX)  # another device
     (again,) = flags_of(app, host, status="open")
     assert again["id"] != flag["id"] and again["score"] > flag["score"]
     assert [f["status"] for f in flags_of(app, host)] == ["open", "dismissed"], "newest first"

@@ -184,6 +184,13 @@ def test_the_command_prints_both_halves(tmp_path, capsys):
     assert "held-out half: 1 scenarios (1 shared, 0 ordinary)" in out
     # The ini's threshold (more than 5 networks) is the one applied: 5 are not enough.
     assert "! chat-group [shared, held-out]:" in out
+    # Then every rule together at each sensitivity: strict moves the threshold to more than 3 networks
+    # (and more than one person), relaxed to more than 7.
+    table = out.split("every rule together, by the workspace's sensitivity\n")[1]
+    rows = {tuple(line.split()[:2]): line.split()[2:] for line in table.splitlines()[1:]}
+    assert rows["relaxed", "held-out"][:2] == ["0", "0"] and rows["normal", "held-out"][:2] == ["0", "0"]
+    assert rows["strict", "held-out"] == ["1", "1", "0", "1.00", "1.00", "-"]
+    assert rows["strict", "tuning"][2] == "0", "the guest at home stays unflagged even when strict"
 
 
 def test_the_command_refuses_a_broken_corpus(tmp_path, capsys):

@@ -70,9 +70,12 @@ def test_the_guest_page_explains_the_flag_and_the_links_use(app, gala, run_in_re
     flag = page.select_one(".flags .flag-open")
     assert "Many networks" in flag.find(class_="row-title").get_text()
     assert flag.find(class_="flag-evidence").get_text().startswith("Opened from 4 different networks within ")
-    assert flag.find(class_="flag-advice").get_text().startswith("Ask the guest; if they did not mean to share it")
-    buttons = [button.get_text() for button in flag.find_all("button")]
-    assert buttons == ["Revoke link and send a new one", "Dismiss"]
+    summary = page.select_one(".flags .flag-summary")
+    assert summary.get_text(" ", strip=True).startswith("1 sign needs your review. Ask the guest; if they did not "
+                                                         "mean to share it")
+    assert flag.find(class_="flag-advice") is None, "the advice every flag shares is said once, above them"
+    assert [button.get_text() for button in summary.find_all("button")] == ["Revoke link and send a new one"]
+    assert [button.get_text() for button in flag.find_all("button")] == ["Dismiss “Many networks”"]
     uses = page.find("table", class_="uses")
     assert len(uses.find("tbody").find_all("tr")) == 4
     assert "203.0.3.0/24" in uses.get_text() and "Chrome on Windows" in uses.get_text()

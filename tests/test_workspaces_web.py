@@ -444,7 +444,7 @@ def test_transferring_ownership_then_leaving(app, run_in_request, gala):
     done = form.submit(status=303).follow()
     assert "Grace is now the owner of “Ada's Gala”. You are an admin." in main_text(done)
     assert roles_in(run_in_request, gala) == {"ada@example.com": "admin", "grace@example.com": "owner"}
-    assert named_forms(done) - {"sign-out-form"} == {"rename-form", "leave-form"}
+    assert named_forms(done) - {"sign-out-form"} == {"rename-form", "guard-form", "leave-form"}
     assert [result for result, _ in audit(run_in_request, "workspace.ownership_transferred")] == ["success"]
 
     left = done.forms["leave-form"].submit(status=303)

@@ -408,8 +408,13 @@ class AccessHistory:
     in the last ``window`` (oldest first, at most a thousand, ``use``
     excluded), the first time a person opened the link (``first_open``, None
     when ``use`` is it; read from the database only if a rule asks), the
-    token's state, the plus-ones the guest has said are coming, and the
-    country of the guest's phone number ("GB"; empty when unknown)."""
+    token's state, the plus-ones the guest has said are coming, the
+    country of the guest's phone number ("GB"; empty when unknown), the
+    workspace's ``sensitivity`` (relaxed, normal or strict: a rule with a
+    threshold moves it, see ``guestguard.guard.sensitivity.shifted``), and
+    the guest's own devices as learned from all their earlier uses
+    (``known_devices``, read only if a rule asks: device names of uses
+    before ``window`` that no flag has questioned)."""
 
     use: AccessUse
     recent: tuple[AccessUse, ...]
@@ -418,10 +423,16 @@ class AccessHistory:
     plus_ones: int = 0
     phone_country: str = ""
     load_first_open: Callable[[], AccessUse | None] = field(default=lambda: None, repr=False, compare=False)
+    sensitivity: str = "normal"
+    load_known_devices: Callable[[], frozenset[str]] = field(default=frozenset, repr=False, compare=False)
 
     @functools.cached_property
     def first_open(self) -> AccessUse | None:
         return self.load_first_open()
+
+    @functools.cached_property
+    def known_devices(self) -> frozenset[str]:
+        return frozenset(self.load_known_devices())
 
     def since(self, delta: dt.timedelta, *, people_only: bool = True) -> list[AccessUse]:
         """The recent uses within ``delta`` of ``use``, plus ``use`` itself;

@@ -34,6 +34,7 @@ from guestguard.events.schemas import (
 )
 from guestguard.events.services import EventsError
 from guestguard.guard import access, flags
+from guestguard.guard.rules import ADVICE
 from guestguard.pagination import InvalidCursor
 from guestguard.permissions import ACCOUNT, EVENTS_EDIT, EVENTS_VIEW, GUESTS_CHECK_IN, GUESTS_EDIT, GUESTS_VIEW, granted
 from guestguard.ratelimit import enforce
@@ -53,9 +54,10 @@ GUEST_FILTERS = (("", "Everyone", ""), ("yes", "Yes", "who answered yes"), ("may
                  ("not_opened", "Not opened", "sent an invitation they have not opened"))
 FEED_SIZE = 20
 # The built-in access rules in words; a plugin's rule shows under its name.
-RULE_LABELS = {"networks": "Many networks", "devices": "Many devices", "revoked_link": "Old link used",
+RULE_LABELS = {"networks": "Many networks", "devices": "Many people", "revoked_link": "Old link used",
                "rsvp_device": "Answered from another device", "burst": "Burst of opens",
-               "link_preview": "Pasted into a chat or post"}
+               "link_preview": "Pasted into a chat or post", "programs": "A program collecting the link",
+               "public_link": "On a public web page", "first_open_elsewhere": "First opened abroad"}
 PAGE_SIZE = services.DEFAULT_PAGE_SIZE
 
 
@@ -551,7 +553,7 @@ def guest_page(request, context, status: int = 200, values=None, errors=None, ex
                            delivery=delivery, channel_words=deliveries.CHANNEL_WORDS,
                            confirming=confirming, live_link=invitations.has_live_link(request.db, guest.id),
                            values=values or guest_values(guest), errors=errors or {}, existing=existing,
-                           flags=flags.guest_flags(request.db, guest.id),
+                           flags=flags.guest_flags(request.db, guest.id), flag_advice=ADVICE,
                            uses=access.recent_uses(request.db, guest.id, 10),
                            totals=access.totals(request.db, guest.id))
 

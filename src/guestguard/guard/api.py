@@ -7,8 +7,18 @@ from guestguard.contract import Body, Refused, links_to
 from guestguard.events.models import Guest
 from guestguard.events.schemas import SendInput
 from guestguard.guard import access, flags
-from guestguard.guard.schemas import AccessLog, AccessUseOut, FlagOut, FlagPage, FlagQuery, Reissued
-from guestguard.permissions import GUESTS_EDIT, GUESTS_VIEW
+from guestguard.guard.schemas import (
+    AccessLog,
+    AccessUseOut,
+    FlagOut,
+    FlagPage,
+    FlagQuery,
+    GuardSettingsInput,
+    GuardSettingsOut,
+    Reissued,
+)
+from guestguard.guard.sensitivity import set_sensitivity
+from guestguard.permissions import GUESTS_EDIT, GUESTS_VIEW, WORKSPACE_EDIT, WORKSPACE_VIEW
 
 # --- flags ----------------------------------------------------------------------
 
@@ -28,7 +38,7 @@ def list_flags(context, request):
 @view_config(route_name="api_flag_dismiss", request_method="POST", renderer="json", permission=GUESTS_EDIT,
              response={200: FlagOut, 409: Refused("flag_not_open")})
 def dismiss_flag(context, request):
-    """Dismiss an open flag: the same rule flags the guest again only on stronger evidence."""
+    """Dismiss an open flag: the same rule flags the guest again only when a device it did not include uses the link."""
     flag = flags.dismiss(request.ctx, context.record)
     return FlagOut.of(flag)
 
@@ -56,3 +66,21 @@ def guest_access(context, request):
     guest = context.record
     return AccessLog(uses=[AccessUseOut.of(entry) for entry in access.recent_uses(request.db, guest.id)],
                      totals=access.totals(request.db, guest.id))
+
+
+# --- the workspace's guard ----------------------------------------------------------
+
+
+@view_config(route_name="api_workspace_guard", request_method="GET", renderer="json", permission=WORKSPACE_VIEW,
+             response=GuardSettingsOut)
+def guard_settings(context, request):
+    """How readily the guard flags the workspace's links: relaxed, normal or strict."""
+    return GuardSettingsOut.of(context.workspace)
+
+
+@view_config(route_name="api_workspace_guard", request_method="PUT", renderer="json", permission=WORKSPACE_EDIT,
+             body=GuardSettingsInput, response=GuardSettingsOut)
+def put_guard_settings(context, request):
+    """Set the workspace's sensitivity; the rules use it from the next use of a link on."""
+    set_sensitivity(request.ctx, context.workspace, request.body_input.sensitivity)
+    return GuardSettingsOut.of(context.workspace)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from guestguard.guard.feedback import text_table
+from guestguard.guard.sensitivity import NORMAL, SENSITIVITIES  # noqa: F401 - SENSITIVITIES for the command
 
 ORDINARY, SHARED = "ordinary", "shared"
 LABELS = (ORDINARY, SHARED)
@@ -198,15 +199,18 @@ class Evaluation:
     outcomes: tuple[Outcome, ...]
     rules: tuple[str, ...]
     networks: str = ""   # whether a network database was configured
+    sensitivity: str = NORMAL
 
 
 def replay(corpus: Corpus, settings: Mapping[str, str] | None = None,
            plugins: Iterable[tuple[str, object]] = (), db_url: str | None = None,
-           network_database: bool = True) -> Evaluation:
+           network_database: bool = True, sensitivity: str = NORMAL) -> Evaluation:
     """Run every scenario through a fresh application with the test settings
     plus ``settings``, on ``db_url`` (a migrated database holding no users
     yet) or else a scratch SQLite database; with a network database made of
-    the corpus's networks unless ``network_database`` is False."""
+    the corpus's networks unless ``network_database`` is False; the host's
+    workspace set to ``sensitivity``. Each scenario is a guest of an event
+    of its own (two scenarios' guests may share a phone number)."""
     import time_machine
 
     from guestguard import make_config
@@ -225,6 +229,8 @@ def replay(corpus: Corpus, settings: Mapping[str, str] | None = None,
             app = new_client(wsgi)
             with time_machine.travel(START, tick=False) as clock:
                 host = _host(app, wsgi.registry)
+                app.put_json(f"/api/v1/workspaces/{host['workspace']}/guard", {"sensitivity": sensitivity},
+                             headers=host["ada"])
                 outcomes = []
                 for number, scenario in enumerate(corpus.scenarios):
                     start = START + (number + 1) * SLOT
@@ -234,7 +240,7 @@ def replay(corpus: Corpus, settings: Mapping[str, str] | None = None,
         finally:
             wsgi.registry["db.engine"].dispose()
     return Evaluation(tuple(outcomes), rules, "network database" if "guard.network_databases" in raw else
-                      "no network database")
+                      "no network database", sensitivity)
 
 
 def _host(app, registry) -> dict[str, Any]:
@@ -247,6 +253,8 @@ def _play(app, host: dict[str, Any], scenario: Scenario, start: dt.datetime, clo
     from guestguard.testing import bearer_for
 
     ada = bearer_for(app, "ada@example.com")  # a fresh sign-in: the clock has moved
+    event = app.post_json("/api/v1/events", {"workspace_id": host["workspace"], **EVENT}, headers=ada).json["event"]
+    host = {**host, "url": f"/api/v1/events/{event['id']}"}
     fields = {"name": scenario.name, "email": f"{scenario.name}@example.com"}
     if scenario.phone:
         fields["phone"] = scenario.phone
@@ -345,7 +353,8 @@ def table(measures: Sequence[Measure]) -> str:
 def report(evaluation: Evaluation, *, verbose: bool = False) -> str:
     """Both halves' tables (and, when ``verbose``, every scenario's verdict)."""
     outcomes, rules = evaluation.outcomes, evaluation.rules
-    parts = [f"rules: {', '.join(rules)}; {evaluation.networks or 'networks as configured'}"]
+    parts = [(f"rules: {', '.join(rules)}; {evaluation.networks or 'networks as configured'}; "
+              f"sensitivity {evaluation.sensitivity}")]
     for split in (*SPLITS, "all"):
         chosen = in_split(outcomes, split)
         shared = sum(o.scenario.label == SHARED for o in chosen)
@@ -362,3 +371,16 @@ def report(evaluation: Evaluation, *, verbose: bool = False) -> str:
             lines += [f"      {rule}: {text}" for rule, text in sorted(o.evidence.items())]
         parts.append("scenarios (! = wrong)\n" + "\n".join(lines))
     return "\n\n".join(parts)
+
+
+def by_sensitivity(evaluations: Sequence[Evaluation]) -> str:
+    """Every rule together, on each half, at each sensitivity evaluated."""
+    head = ("sensitivity", "half", "flagged", "true+", "false+", "precision", "recall", "false+ rate")
+    rows = []
+    for evaluation in evaluations:
+        for split in (*SPLITS, "all"):
+            m = measure(evaluation.outcomes, split, ())[-1]
+            rows.append((evaluation.sensitivity, {"all": "whole"}.get(split, split), str(m.flagged),
+                         str(m.true_positives), str(m.false_positives), _ratio(m.precision), _ratio(m.recall),
+                         _ratio(m.false_positive_rate)))
+    return text_table(head, rows)

@@ -2,12 +2,14 @@
 use in the worker, and what they find becomes a flag for the host.
 
 One open flag per guest, link and rule: later findings of the same rule
-update its evidence when they are at least as strong. A flag the host
-dismissed comes back only when the evidence grows past what was dismissed.
+update its evidence when they are at least as strong. A pattern the host
+dismissed is not raised again for the same devices: only a device the
+dismissed flags did not see brings the rule back for that guest.
 Revoking and reissuing the link resolves the guest's open flags.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import itertools
@@ -16,7 +18,7 @@ import logging
 import uuid
 
 from prometheus_client import Counter
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from guestguard.activity import feed
@@ -28,12 +30,16 @@ from guestguard.events.models import Event, Guest, InvitationLink
 from guestguard.events.services import EventsError
 from guestguard.guard.feedback import REVIEWS
 from guestguard.guard.models import FLAG_DISMISSED, FLAG_OPEN, FLAG_RESOLVED, OK, VIEW, AccessEntry, Flag
+from guestguard.guard.rules import Parties
 from guestguard.guard.signals import Signals, enrich, phone_country
 from guestguard.pagination import DESCENDING, ID, TIME, Key, Keyset
 from guestguard.plugins import AccessHistory, AccessUse, Finding
+from guestguard.workspaces.models import Workspace
 
 log = logging.getLogger(__name__)
 
+DISMISSED_AGAIN = Counter("guard_findings_dismissed_before_total", "Findings not raised because the host had "
+                          "dismissed the same rule for the guest's same devices.", ["rule"])
 RULE_ERRORS = Counter("guard_rule_errors_total", "Access rules that raised and were skipped.", ["rule"])
 FLAGS_RAISED = Counter("guard_flags_raised_total", "New flags the access rules raised, by rule (an open flag "
                        "made stronger is not counted again).", ["rule"])
@@ -82,9 +88,10 @@ def evaluate_pending(request) -> list[Flag]:
         return []
     if len(claimed) == BATCH:
         ctx.enqueue(evaluate_pending)  # more are waiting
-    rows = db.execute(select(AccessEntry, InvitationLink, Guest)
+    rows = db.execute(select(AccessEntry, InvitationLink, Guest, Workspace.guard_sensitivity)
                       .join(InvitationLink, InvitationLink.id == AccessEntry.link_id)
                       .join(Guest, Guest.id == AccessEntry.guest_id)
+                      .join(Workspace, Workspace.id == AccessEntry.workspace_id)
                       .where(AccessEntry.id.in_(claimed))
                       .order_by(AccessEntry.link_id, AccessEntry.at, AccessEntry.id)).all()
     window: dt.timedelta = ctx.registry["guard.history_window"]
@@ -92,24 +99,27 @@ def evaluate_pending(request) -> list[Flag]:
     flags = []
     for _, grouped in itertools.groupby(rows, key=lambda row: row[1].id):
         group = list(grouped)
-        link, guest = group[0][1], group[0][2]
+        link, guest, sensitivity = group[0][1], group[0][2], group[0][3]
+        earliest = group[0][0].at - window
         uses = [enrich(signals, AccessUse(*row)) for row in db.execute(
             select(*USE_COLUMNS)
             .where(AccessEntry.link_id == link.id, AccessEntry.at >= group[0][0].at - window,
                    AccessEntry.at <= group[-1][0].at)
             .order_by(AccessEntry.at, AccessEntry.id))]
         known = {use.id: use for use in uses}
-        for entry, _, _ in group:
+        for entry, *_ in group:
             use = known.get(entry.id) or enrich(signals, as_use(entry))
             if use.automated and not entry.automated:
                 entry.automated = True  # a program the request took for a person: logged as one from now on
-        for entry, _, _ in group:
+        learned = functools.cache(functools.partial(known_devices_of, db, guest.id, earliest, signals))
+        for entry, *_ in group:
             recent = [u for u in uses if entry.at - window <= u.at <= entry.at and u.id != entry.id]
             history = AccessHistory(use=known.get(entry.id) or enrich(signals, as_use(entry)),
                                     recent=tuple(recent[-HISTORY_LIMIT:]), window=window,
                                     link_revoked_at=link.revoked_at, plus_ones=guest.plus_ones_coming or 0,
                                     phone_country=phone_country(guest.phone),
-                                    load_first_open=functools.partial(first_open_of, db, entry, signals))
+                                    load_first_open=functools.partial(first_open_of, db, entry, signals),
+                                    sensitivity=sensitivity, load_known_devices=learned)
             flags += run_rules(ctx, history, guest, link)
     return flags
 
@@ -131,6 +141,34 @@ def first_open_of(db, entry: AccessEntry, signals: Signals) -> AccessUse | None:
     return enrich(signals, AccessUse(*first)) if first is not None and first.id != entry.id else None
 
 
+KNOWN_LIMIT = 200  # distinct devices and addresses a guest's earlier uses are learned from
+
+
+def known_devices_of(db, guest_id: uuid.UUID, before: dt.datetime, signals: Signals) -> frozenset[str]:
+    """The guest's own devices, learned from their whole history before
+    ``before``: the party of the first person to open any of the guest's
+    links (that device, and every device seen with it on one home
+    network), while no flag questioned them (uses from the first flag the
+    host did not dismiss on are not learned: they may be someone else's).
+    A friend who opened a forwarded copy last week is not learned."""
+    questioned = (select(func.min(Flag.created_at))
+                  .where(Flag.guest_id == guest_id, Flag.status != FLAG_DISMISSED).scalar_subquery())
+    first_at = func.min(AccessEntry.at)
+    columns = (AccessEntry.kind, AccessEntry.outcome, AccessEntry.ip, AccessEntry.network, AccessEntry.device,
+               AccessEntry.user_agent, AccessEntry.automated)
+    rows = db.execute(
+        select(first_at, *columns)
+        .where(AccessEntry.guest_id == guest_id, AccessEntry.at < before, AccessEntry.outcome == OK,
+               AccessEntry.automated.is_(False), or_(questioned.is_(None), AccessEntry.at < questioned))
+        .group_by(*columns).order_by(first_at).limit(KNOWN_LIMIT)).all()
+    uses = [use for use in (enrich(signals, AccessUse(uuid.uuid4(), *row)) for row in rows) if not use.automated]
+    if not uses:
+        return frozenset()
+    parties = Parties(uses)
+    guest = parties.of(uses[0])
+    return frozenset(use.handset or use.device for use in uses if parties.of(use) == guest)
+
+
 def run_rules(ctx, history: AccessHistory, guest: Guest, link: InvitationLink) -> list[Flag]:
     flags = []
     for rule in ctx.registry["guard.rules"]:
@@ -138,6 +176,7 @@ def run_rules(ctx, history: AccessHistory, guest: Guest, link: InvitationLink) -
             finding = checked(rule.evaluate(history))
             if finding is None:
                 continue
+            finding = dataclasses.replace(finding, details={**finding.details, SEEN: seen_in(history)})
             with ctx.db.begin_nested():
                 flag = raise_flag(ctx, guest, link, rule.name, finding)
         except Exception:
@@ -147,6 +186,16 @@ def run_rules(ctx, history: AccessHistory, guest: Guest, link: InvitationLink) -
         if flag is not None:
             flags.append(flag)
     return flags
+
+
+SEEN = "devices_seen"  # in a flag's details: who used the link in the rules' window
+
+
+def seen_in(history: AccessHistory) -> list[str]:
+    """The devices (and programs) that used the link in the history's
+    window: what a host who dismisses the flag has seen and judged."""
+    return sorted({f"program: {use.fetcher.name}" if use.fetcher is not None else (use.handset or use.device)
+                   for use in (*history.recent, history.use)})
 
 
 def checked(finding) -> Finding | None:
@@ -166,14 +215,20 @@ def checked(finding) -> Finding | None:
 
 def raise_flag(ctx, guest: Guest, link: InvitationLink, rule: str, finding: Finding) -> Flag | None:
     """Record a finding: a new flag, a stronger open one, or nothing when the
-    host already dismissed as much. Two workers racing on one link meet at
-    the unique index on open flags: the loser strengthens the winner's."""
+    host already dismissed the same pattern for this guest (the rule, from
+    devices all seen in a flag they dismissed: more uses or networks of
+    those devices are not news, a new device is). Two workers racing on one
+    link meet at the unique index on open flags: the loser strengthens the
+    winner's."""
     lock_guest(ctx.db, guest.id)
     score, evidence, details = finding.score, finding.evidence, dict(finding.details)
     previous = _latest_flag(ctx.db, guest, link, rule)
     if previous is not None and previous.status == FLAG_OPEN:
         return _strengthen(previous, score, evidence, details)
-    if previous is not None and score <= previous.score:
+    if previous is not None and previous.status == FLAG_RESOLVED and score <= previous.score:
+        return None  # the link it was about was replaced; only stronger evidence is news
+    if _dismissed_already(ctx.db, guest, rule, details.get(SEEN)):
+        DISMISSED_AGAIN.labels(rule=rule).inc()
         return None
     now = utcnow()
     flag = Flag(workspace_id=guest.workspace_id, event_id=guest.event_id, guest_id=guest.id, link_id=link.id,
@@ -194,6 +249,17 @@ def raise_flag(ctx, guest: Guest, link: InvitationLink, rule: str, finding: Find
                                     "flag_id": str(flag.id), "rule": rule, "score": score,
                                     "evidence": evidence}, guest.workspace_id)
     return flag
+
+
+def _dismissed_already(db, guest: Guest, rule: str, seen: list[str] | None) -> bool:
+    """Whether the host dismissed a flag of ``rule`` for the guest whose
+    devices include every one of ``seen``."""
+    if not seen:
+        return False
+    dismissed = db.scalars(select(Flag.details).where(Flag.guest_id == guest.id, Flag.rule == rule,
+                                                      Flag.status == FLAG_DISMISSED))
+    judged = {device for details in dismissed for device in (details or {}).get(SEEN) or ()}
+    return set(seen) <= judged
 
 
 def _latest_flag(db, guest: Guest, link: InvitationLink, rule: str) -> Flag | None:
@@ -288,7 +354,8 @@ def list_flags(db, event_id: uuid.UUID, *, after: str | None, limit: int, status
 
 
 def guest_flags(db, guest_id: uuid.UUID, limit: int = 50) -> list[Flag]:
-    """A guest's flags, open ones first, newest first."""
+    """A guest's flags: open ones first, strongest first; then the closed
+    ones, newest first."""
     flags = list(db.scalars(select(Flag).where(Flag.guest_id == guest_id)
                             .order_by(Flag.created_at.desc(), Flag.id.desc()).limit(limit)))
-    return sorted(flags, key=lambda flag: flag.status != FLAG_OPEN)
+    return sorted(flags, key=lambda flag: (flag.status != FLAG_OPEN, -flag.score if flag.status == FLAG_OPEN else 0))

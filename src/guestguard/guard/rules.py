@@ -20,6 +20,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from guestguard.guard.sensitivity import shifted
 from guestguard.guard.signals import CRAWLER, HOSTING, LINK_PREVIEW, RELAY, RESIDENTIAL, Network
 from guestguard.plugins import AccessHistory, AccessRule, AccessUse, Finding, by_name, collect, hookimpl
 from guestguard.settings import SettingsError
@@ -81,10 +82,15 @@ def place_words(uses: list[AccessUse]) -> str:
 class Parties:
     """People's uses grouped into parties: uses on one device are one
     party, and so are uses on one home network (or, without a network
-    database, one /24 or /48)."""
+    database, one /24 or /48), and so are the guest's own devices learned
+    from their earlier uses (``known``)."""
 
-    def __init__(self, uses: Iterable[AccessUse]):
+    GUEST = "guest"
+
+    def __init__(self, uses: Iterable[AccessUse], known: Iterable[str] = ()):
         self.parent: dict[str, str] = {}
+        for device in known:
+            self.union(f"d:{device}", self.GUEST)
         for use in uses:
             if use.automated:
                 continue
@@ -150,12 +156,13 @@ class Networks:
         if len({u.handset or u.device for u in uses}) == 1:
             uses = [u for u in uses if u.at >= use.at - self.one_device]
         keys = list(dict.fromkeys(where(u).key for u in uses if where(u).key))
-        if len(keys) <= self.threshold or where(use).key in {where(u).key for u in uses[:-1]}:
+        threshold = shifted(self.threshold, history.sensitivity)
+        if len(keys) <= threshold or where(use).key in {where(u).key for u in uses[:-1]}:
             return None
         devices = len({u.handset or u.device for u in uses})
         named = [where(u).name for u in uses if where(u).operator]
         names = f": {listed(named)}" if named else ""
-        score = min(100, 45 + 15 * (len(keys) - self.threshold - 1) + (10 if devices > 1 else 0))
+        score = min(100, 45 + 15 * (len(keys) - threshold - 1) + (10 if devices > 1 else 0))
         return Finding(
             score=score,
             evidence=(f"opened from {len(keys)} different networks{place_words(uses)} within "
@@ -178,14 +185,20 @@ class Devices:
         if use.automated or use.outcome != "ok":
             return None
         uses = live(history.since(self.window))
+        threshold = shifted(self.threshold, history.sensitivity)
         parties = Parties(uses)
+        if parties.count(uses) <= threshold or parties.of(use) in {parties.of(u) for u in uses[:-1]}:
+            return None
+        # Only now the guest's devices from before the window (a query):
+        # their own phone seen last week is still them.
+        parties = Parties(uses, history.known_devices)
         before = {parties.of(u) for u in uses[:-1]}
         count = parties.count(uses)
-        if count <= self.threshold or parties.of(use) in before:
+        if count <= threshold or parties.of(use) in before:
             return None
         devices = list(dict.fromkeys(u.handset or u.device for u in uses))
         return Finding(
-            score=min(100, 40 + 15 * (count - self.threshold - 1)),
+            score=min(100, 40 + 15 * (count - threshold - 1)),
             evidence=(f"opened by {count} different people within {duration(spread(uses))}"
                       f"{place_words(uses)}, on {listed(devices)} (devices that belong neither to one person "
                       f"nor to one household)"),
@@ -199,7 +212,7 @@ def known_parties(history: AccessHistory) -> tuple[Parties, list[AccessUse]]:
     first = history.first_open
     if first is not None and first.id not in {u.id for u in earlier}:
         earlier = [first, *earlier]
-    return Parties([*earlier, history.use]), earlier
+    return Parties([*earlier, history.use], history.known_devices), earlier
 
 
 class RevokedLink:
@@ -214,7 +227,8 @@ class RevokedLink:
         if use.outcome != "revoked" or use.automated:
             return None
         parties, earlier = known_parties(history)
-        if earlier and parties.of(use) in {parties.of(u) for u in earlier}:
+        if parties.of(use) == parties.find(Parties.GUEST) or (
+                earlier and parties.of(use) in {parties.of(u) for u in earlier}):
             return None
         after = ""
         if history.link_revoked_at is not None:
@@ -249,9 +263,9 @@ class RsvpDevice:
         if self.same_network_ok and where(use).key == where(first).key and Parties.household(use):
             return None
         parties, _ = known_parties(history)
-        if parties.of(use) == parties.of(first):
-            return None
         guests = plural(history.plus_ones, "plus-one")
+        if parties.of(use) in (parties.of(first), parties.find(Parties.GUEST)):
+            return self.another_home(history, first, guests)
         return Finding(
             score=min(100, 50 + 10 * history.plus_ones),
             evidence=(f"answered with {guests} on {use.handset or use.device} from {where(use).name}; the "
@@ -260,6 +274,30 @@ class RsvpDevice:
                      "answer_network": where(use).key, "answer_ip": use.ip,
                      "first_device": first.device, "first_network": where(first).key, "first_ip": first.ip,
                      "plus_ones": history.plus_ones})
+
+    @staticmethod
+    def another_home(history: AccessHistory, first: AccessUse, guests: str) -> Finding | None:
+        """The same model of phone answering with plus-ones from another
+        home broadband than the one the invitation was first opened on, and
+        nothing else of the guest's ever seen there: likely a friend's phone
+        of the same make, the link forwarded. Needs a network database (home
+        broadband known as such); the guest answering from a hotel, an
+        office or mobile data is not this."""
+        use = history.use
+        here, there = where(use), where(first)
+        if not (here.kind == RESIDENTIAL and there.kind == RESIDENTIAL and here.key != there.key):
+            return None
+        device = use.handset or use.device
+        if any(where(u).key == here.key and (u.handset or u.device) != device for u in people(history.recent)):
+            return None  # another of the guest's devices is there too: a home of theirs
+        return Finding(
+            score=45,
+            evidence=(f"answered with {guests} from {here.name}, another home than the one where the invitation "
+                      f"was first opened ({there.name}), on the same model of device ({device}): possibly a friend "
+                      "with the same phone, the link forwarded, or the guest away from home"),
+            details={"advice": f"Check with the guest who is coming. {ADVICE}", "answer_device": use.device,
+                     "answer_network": here.key, "answer_ip": use.ip, "first_device": first.device,
+                     "first_network": there.key, "first_ip": first.ip, "plus_ones": history.plus_ones})
 
 
 class Burst:
@@ -276,13 +314,14 @@ class Burst:
         if use.kind != "view" or use.automated or use.outcome != "ok":
             return None
         views = [u for u in live(history.since(self.window)) if u.kind == "view"]
-        if len(views) <= self.opens:
+        opens = shifted(self.opens, history.sensitivity, least=2)
+        if len(views) <= opens:
             return None
         parties = Parties(views).count(views)
         if parties < 2:
             return None
         return Finding(
-            score=min(100, 30 + 5 * (len(views) - self.opens - 1) + 10 * (parties - 2)),
+            score=min(100, 30 + 5 * (len(views) - opens - 1) + 10 * (parties - 2)),
             evidence=f"opened {len(views)} times within {duration(spread(views))} by {parties} different people",
             details={"advice": ADVICE, "opens": len(views), "parties": parties,
                      "window_minutes": self.window.total_seconds() / 60})
@@ -322,10 +361,11 @@ class LinkPreview:
         if Parties.household(preview):  # the sender's phone fetched the preview from the sender's home
             sender.add(parties.find(Parties.household(preview)))
         new = {parties.of(u) for u in after} - sender
-        if len(new) <= self.new_parties or parties.of(use) not in new:
+        threshold = shifted(self.new_parties, history.sensitivity)
+        if len(new) <= threshold or parties.of(use) not in new:
             return None
         return Finding(
-            score=min(100, 50 + 10 * (len(new) - self.new_parties - 1)),
+            score=min(100, 50 + 10 * (len(new) - threshold - 1)),
             evidence=(f"after a {preview.fetcher.name} preview, {len(new)} new people opened the link"
                       f"{place_words(after)} within {duration(spread(after))}: it was likely sent to a "
                       f"{preview.fetcher.name} group"),
@@ -349,12 +389,13 @@ class Programs:
             return None
         fetches = [u for u in history.since(self.window, people_only=False)
                    if u.fetcher is not None and not u.fetcher.expected and not u.fetcher.public]
-        if len(fetches) <= self.threshold:
+        threshold = shifted(self.threshold, history.sensitivity)
+        if len(fetches) <= threshold:
             return None
         names = list(dict.fromkeys(u.fetcher.name for u in fetches))
         networks = list(dict.fromkeys(where(u).name for u in fetches))
         return Finding(
-            score=min(100, 50 + 2 * (len(fetches) - self.threshold - 1)),
+            score=min(100, 50 + 2 * (len(fetches) - threshold - 1)),
             evidence=(f"a program ({listed(names)}) fetched the link {len(fetches)} times within "
                       f"{duration(spread(fetches))} from {listed(networks)}: no mail service or chat app does "
                       "this, someone is collecting the link"),

@@ -9,7 +9,8 @@ from pydantic import ConfigDict
 from guestguard.contract import Moment, Out
 from guestguard.events.schemas import DEFAULT_PAGE_SIZE, Cursor, Limit
 from guestguard.guard.models import FLAG_STATUSES
-from guestguard.validation import OneOf, Query, Trimmed, UUIDOr
+from guestguard.guard.sensitivity import MEANINGS, SENSITIVITIES
+from guestguard.validation import Input, OneOf, Query, Trimmed, UUIDOr
 
 
 class FlagQuery(Query):
@@ -74,3 +75,16 @@ class AccessTotals(Out):
 class AccessLog(Out):
     uses: list[AccessUseOut]
     totals: AccessTotals
+
+
+class GuardSettingsInput(Input):
+    sensitivity: OneOf(*SENSITIVITIES)
+
+
+class GuardSettingsOut(Out):
+    sensitivity: str
+    choices: dict[str, str]   # each sensitivity and what it means
+
+    @classmethod
+    def of(cls, workspace) -> GuardSettingsOut:
+        return cls(sensitivity=workspace.guard_sensitivity, choices=MEANINGS)

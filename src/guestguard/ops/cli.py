@@ -279,8 +279,13 @@ def cmd_guard_evaluate(args) -> int:
     except (OSError, ValueError) as exc:
         print(f"guestguard: guard evaluate: {exc}", file=sys.stderr)
         return 2
-    result = evaluation.replay(corpus, settings, network_database=not args.no_network_database)
-    print(evaluation.report(result, verbose=args.verbose))
+    chosen = evaluation.SENSITIVITIES if args.sensitivity == "all" else (args.sensitivity,)
+    results = [evaluation.replay(corpus, settings, network_database=not args.no_network_database,
+                                 sensitivity=sensitivity) for sensitivity in chosen]
+    main = next((r for r in results if r.sensitivity == evaluation.NORMAL), results[0])
+    print(evaluation.report(main, verbose=args.verbose))
+    if len(results) > 1:
+        print("\nevery rule together, by the workspace's sensitivity\n" + evaluation.by_sensitivity(results))
     return 0
 
 
@@ -494,6 +499,9 @@ def _add_guard_commands(sub) -> None:
     evaluate.add_argument("--verbose", action="store_true", help="also each scenario's verdict and evidence")
     evaluate.add_argument("--no-network-database", action="store_true",
                           help="without the corpus's network database: networks are address prefixes")
+    evaluate.add_argument("--sensitivity", choices=("relaxed", "normal", "strict", "all"), default="all",
+                          help="the host workspace's sensitivity (default: all three; the per-rule tables "
+                               "are normal's, then every rule together at each)")
     evaluate.set_defaults(func=cmd_guard_evaluate)
     update = guard_sub.add_parser("update-ranges", help="fetch the address ranges mail scanners, clouds, "
                                   "corporate proxies and privacy relays publish, into guard.published_ranges")

@@ -22,6 +22,9 @@ class Workspace(IdMixin, TimestampMixin, Base):
     # Months after an event ends before its guests are anonymized; None:
     # privacy.retention_months.
     retention_months: Mapped[int | None] = mapped_column(default=None)
+    # How readily the guard's rules flag this workspace's links: relaxed,
+    # normal or strict (guestguard.guard.sensitivity).
+    guard_sensitivity: Mapped[str] = mapped_column(String(16), default="normal", server_default="normal")
 
     memberships: Mapped[list[Membership]] = relationship(back_populates="workspace")
 

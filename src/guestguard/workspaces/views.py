@@ -55,6 +55,12 @@ DELETE_FORM = Form(DeleteWorkspaceInput, Field("confirm_name", choice="Type the 
 ROLE_FORM = Form(RoleInput, ROLE)
 INVITATION_FORM = Form(InvitationInput, Field("email", "Email"), ROLE)
 API_KEY_FORM = Form(ApiKeyInput, NAME, ROLE)
+SENSITIVITY_CHOICES = (
+    ("relaxed", "Relaxed", "Only the clearest sharing: more networks, people or opens before a flag."),
+    ("normal", "Normal", "The usual thresholds: recommended."),
+    ("strict", "Strict", ("Earlier warnings, and more of them about ordinary guests: for events where a "
+                         "shared link costs the most.")),
+)
 ROLE_DESCRIPTIONS = {
     OWNER: "Everything, including billing, ownership and deleting the workspace.",
     ADMIN: "Everything except billing, ownership and deleting the workspace.",
@@ -186,6 +192,8 @@ def settings_page(request, context, status: int = 200, **forms) -> dict:
         "transfer": {"values": {}, "errors": {}},
         "delete": {"values": {}, "errors": {}},
         "leave": {"errors": {}},
+        "guard": {"values": {"sensitivity": context.workspace.guard_sensitivity}, "errors": {}},
+        "sensitivities": SENSITIVITY_CHOICES,
     })
     page.update(forms)
     return page
