@@ -46,15 +46,15 @@ MESSAGES_OF = text("""
     INSERT INTO notifications (id, workspace_id, channel, recipient, template, kind, context, about, guest_id,
                                status, attempts, next_attempt_at, delivery_state, created_at, updated_at)
     SELECT gen_random_uuid(), CAST(:workspace AS uuid), 'email', 'guest@example.com', 'invitation', 'guest',
-           '{}'::jsonb, jsonb_build_object('event_id', CAST(:event AS text), 'guest_id', g), CAST(g AS uuid), 'succeeded', 1,
-           now(), 'sent', now(), now()
+           '{}'::jsonb, jsonb_build_object('event_id', CAST(:event AS text), 'guest_id', g), CAST(g AS uuid),
+           'succeeded', 1, now(), 'sent', now(), now()
     FROM unnest(CAST(:guests AS text[])) AS g""")
 OTHERS = text("""
     INSERT INTO notifications (id, workspace_id, channel, recipient, template, kind, context, about, guest_id,
                                status, attempts, next_attempt_at, delivery_state, created_at, updated_at)
     SELECT gen_random_uuid(), CAST(:workspace AS uuid), 'email', 'x' || n || '@example.com', 'invitation', 'guest',
-           '{}'::jsonb, jsonb_build_object('event_id', CAST(:event AS text), 'guest_id', o::text), o, 'succeeded', 1, now(),
-           'sent', now(), now()
+           '{}'::jsonb, jsonb_build_object('event_id', CAST(:event AS text), 'guest_id', o::text), o,
+           'succeeded', 1, now(), 'sent', now(), now()
     FROM (SELECT n, gen_random_uuid() AS o FROM generate_series(1, :count) AS n) AS others""")
 
 
