@@ -10,7 +10,7 @@ from urllib.parse import quote
 import pytest
 from sqlalchemy import func, select, update
 
-from guestguard.accounts.models import AuthSession, User
+from guestguard.accounts.models import AuthSession, User, UserToken
 from guestguard.audit.models import AuditEvent
 from guestguard.testing import h1, inbox, link, main_text, new_client
 
@@ -269,8 +269,9 @@ def test_an_unverified_user_is_offered_a_new_verification_link(app, run_in_reque
     assert session_rows(run_in_request, "ada@example.com") == []
 
     assert h1(client.get(first_link, status=400)) == "This link is not valid"  # replaced by the new one
-    assert verify(client, "ada@example.com").location.endswith("/dashboard")  # the new link signs this browser in
-    assert [row["kind"] for row in session_rows(run_in_request, "ada@example.com")] == ["web"]
+    assert h1(verify(client, "ada@example.com")) == "Your email address is verified"  # a resent link only verifies
+    assert session_rows(run_in_request, "ada@example.com") == []
+    log_in(client, "ada@example.com")
 
 
 def test_resend_and_forgot_answer_the_same_for_unknown_addresses(app):
@@ -720,9 +721,53 @@ def test_signing_up_marks_the_browser_alike_for_new_and_taken_addresses(app):
         client = browser(app)
         sign_up(client, email)
         state = session_state(client)
-        cookies.append((sorted(state), state["signed_up"]))
-    assert cookies == [(["_csrft_", "signed_up"], "ada@example.com"), (["_csrft_", "signed_up"], "bob@example.com")]
+        cookies.append((sorted(state), re.fullmatch(r"[0-9a-f]{64}", state["signed_up"]) is not None))
+    assert cookies == [(["_csrft_", "signed_up"], True)] * 2
     other = browser(app)
     sign_up(other, "cy@example.com")
     stranger = browser(app)
     stranger.get(link(inbox(other, "cy@example.com")[0], "verify-email"), status=200)  # the mark is per browser
+
+
+def test_signing_up_with_a_taken_address_never_signs_in_as_its_owner(app, run_in_request):
+    """Whoever signs up with Ada's address holds a mark, but not of any link
+    Ada was sent: her verification link, even in their hands, only says
+    "verified already"."""
+    ada = browser(app)
+    sign_up(ada, "ada@example.com")
+    ada_link = link(inbox(ada, "ada@example.com")[0], "verify-email")
+    browser(app, PHONE, "198.51.100.4").get(ada_link)  # Ada verifies on her phone
+    intruder = browser(app, LAPTOP, "192.0.2.66")
+    sign_up(intruder, "ada@example.com")
+    assert h1(intruder.get(ada_link, status=400)) == "Your address is verified already"
+    intruder.get("/account", status=302)
+    assert session_rows(run_in_request, "ada@example.com") == []
+
+
+def test_the_mark_of_one_signup_does_not_open_another_accounts_link(app, run_in_request):
+    first, second = browser(app), browser(app)
+    sign_up(first, "ada@example.com")
+    sign_up(second, "bob@example.com", name="Bob")
+    assert h1(first.get(link(inbox(second, "bob@example.com")[0], "verify-email"))) == "Your email address is verified"
+    assert session_rows(run_in_request, "bob@example.com") == []
+
+
+@pytest.mark.parametrize("spoil", ["expired", "locked", "deleted"])
+def test_a_link_out_of_its_time_or_for_a_barred_account_only_verifies(app, run_in_request, spoil):
+    client = browser(app)
+    sign_up(client, "ada@example.com")
+    verify_path = link(inbox(client, "ada@example.com")[0], "verify-email")
+    browser(app, PHONE, "198.51.100.4").get(verify_path)  # a scanner uses it first
+
+    def spoiled(request):
+        user = request.db.scalar(select(User).where(User.email == "ada@example.com"))
+        if spoil == "expired":
+            request.db.execute(update(UserToken).where(UserToken.user_id == user.id)
+                               .values(expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)))
+        elif spoil == "locked":
+            user.locked_at = dt.datetime.now(dt.UTC)
+        else:
+            user.deleted_at = dt.datetime.now(dt.UTC)
+    run_in_request(spoiled)
+    client.get(verify_path, status=400)
+    assert session_rows(run_in_request, "ada@example.com") == []

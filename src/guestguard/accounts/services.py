@@ -4,6 +4,8 @@ database session, settings, enqueue and audit facts) and plain values."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import uuid
 from dataclasses import dataclass
 
@@ -59,12 +61,13 @@ def policies_accepted(settings, user: User) -> bool:
 # --- signup and verification -------------------------------------------------
 
 
-def signup(ctx, *, email: str, password: str, display_name: str, personal_workspace: bool = True) -> User | None:
+def signup(ctx, *, email: str, password: str, display_name: str, personal_workspace: bool = True) -> str:
     """Create an unverified user, with a personal workspace unless they are
     joining another one, and email a verification link. An address already
     registered gets an email saying so instead, and the caller sees the same
-    answer (no enumeration). Returns the new user, or None when the address
-    was taken."""
+    answer (no enumeration). Returns the browser's mark (``browser_mark``)
+    of the link sent, or of a link never sent when the address was taken:
+    the same shape either way."""
     db = ctx.db
     existing = db.scalar(select(User).where(User.email == email))
     if existing is not None:
@@ -76,7 +79,7 @@ def signup(ctx, *, email: str, password: str, display_name: str, personal_worksp
         record(ctx, "account.signup", result=FAILURE, target_type="user",
                target_id=existing.id, reason="email_taken")
         passwords(ctx).hash(password)  # same cost as a real signup
-        return None
+        return browser_mark(new_token()[0])
     now = utcnow()
     user = User(email=email, display_name=display_name, password_hash=passwords(ctx).hash(password),
                 privacy_accepted_at=now, terms_accepted_at=now)
@@ -84,8 +87,32 @@ def signup(ctx, *, email: str, password: str, display_name: str, personal_worksp
     db.flush()
     if personal_workspace:
         create_personal_workspace(ctx, user)
-    send_verification(ctx, user)
+    raw = send_verification(ctx, user)
     record(ctx, "account.signup", actor_id=user.id, target_type="user", target_id=user.id)
+    return browser_mark(raw)
+
+
+def browser_mark(raw_token: str) -> str:
+    """What the browser that signed up keeps (in its signed, readable
+    session) so that the verification link sent then signs it in: derived
+    from the link's token, never the hash stored for it."""
+    return hashlib.sha256(b"signed-up-browser:" + raw_token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def verification_signs_in(db, raw_token: str, mark: str | None) -> User | None:
+    """The account the verification link ``raw_token`` signs in, in a
+    browser holding ``mark``: the browser that signed up and was sent this
+    very link, within the link's lifetime, the account verified and neither
+    locked nor deleted. Anyone else gets None (the link only verifies)."""
+    if not mark or not looks_like_token(raw_token) or not hmac.compare_digest(browser_mark(raw_token), mark):
+        return None
+    token = db.scalar(select(UserToken).where(UserToken.token_hash == hash_token(raw_token),
+                                              UserToken.purpose == VERIFY_EMAIL))
+    if token is None or token.expires_at <= utcnow():
+        return None
+    user = db.get(User, token.user_id)
+    if user is None or not user.is_verified or user.deleted_at is not None or user.locked_at is not None:
+        return None
     return user
 
 
@@ -125,23 +152,25 @@ def _consume_user_token(ctx, raw: str, purpose: str) -> User:
     return user
 
 
-def verified_by(db, raw: str) -> User | None:
-    """The account that used the verification link ``raw`` and is verified
-    (and not deleted); None for any other link."""
+def verified_by(db, raw: str) -> bool:
+    """Whether ``raw`` is a verification link already used by an account
+    that is verified (and not deleted)."""
     if not looks_like_token(raw):
-        return None
+        return False
     user_id = db.scalar(select(UserToken.user_id).where(
         UserToken.token_hash == hash_token(raw), UserToken.purpose == VERIFY_EMAIL, UserToken.used_at.is_not(None)))
     user = db.get(User, user_id) if user_id else None
-    return user if user is not None and user.is_verified and user.deleted_at is None else None
+    return user is not None and user.is_verified and user.deleted_at is None
 
 
-def send_verification(ctx, user: User) -> None:
+def send_verification(ctx, user: User) -> str:
+    """Email a new verification link; its token."""
     hours = ctx.settings["auth.verify_email_ttl_hours"]
     raw = _issue_user_token(ctx, user, VERIFY_EMAIL, dt.timedelta(hours=hours))
     queue_notification(ctx, channel="email", recipient=user.email, template="verify_email",
                        context={"display_name": user.display_name, "hours": hours},
                        sealed={"verify_url": ctx.url("verify_email", token=raw)})
+    return raw
 
 
 def verify_email(ctx, raw_token: str) -> User:
@@ -150,7 +179,7 @@ def verify_email(ctx, raw_token: str) -> User:
     try:
         user = _consume_user_token(ctx, raw_token, VERIFY_EMAIL)
     except AccountError:
-        if verified_by(ctx.db, raw_token) is not None:
+        if verified_by(ctx.db, raw_token):
             raise AccountError(ALREADY_VERIFIED, "This address is verified already: sign in.", status=409) from None
         raise
     if user.email_verified_at is None:

@@ -34,7 +34,6 @@ from guestguard.permissions import ACCOUNT, ACCOUNT_BASICS
 from guestguard.ratelimit import enforce
 from guestguard.web import CHECKBOX, PASSWORD, Field, Form, private, redirect, safe_next
 from guestguard.workspaces import services as workspaces
-from guestguard.workspaces.services import WorkspaceError
 
 DISPLAY_NAME = Field("display_name", "Your name")
 EMAIL = Field("email", "Email")
@@ -107,21 +106,21 @@ def signup(request):
     enforce(request, "signup")
     data = form.model
     invitation = workspaces.joining(request.db, request.session.get(workspaces.JOINING))
-    services.signup(request.ctx, email=data.email, password=data.password, display_name=data.display_name,
-                    personal_workspace=invitation is None or invitation.email != data.email)
-    # The address this browser signed up with: its verification link, opened
-    # here, signs in. Set whether or not the address was new (the browser
-    # knows what it typed), so the cookie tells nothing about who has an account.
-    request.session[SIGNED_UP] = data.email
+    # The mark of the link sent (or, for a taken address, of none: the same
+    # shape): that link, opened in this browser, signs it in.
+    request.session[SIGNED_UP] = services.signup(
+        request.ctx, email=data.email, password=data.password, display_name=data.display_name,
+        personal_workspace=invitation is None or invitation.email != data.email)
     request.session.flash(f"Almost done: we sent a link to {data.email}. Open it to finish signing up.", "success")
     return redirect(request, request.route_path("resend_verification"))
 
 
 @view_config(route_name="verify_email", request_method="GET", renderer="accounts/verified.jinja2")
 def verify_email(request):
-    """The link signs in only in the browser that signed up with its address
-    (a mail scanner opening it first leaves that browser able to, once): opened
-    anywhere else it verifies, and the page asks to sign in."""
+    """The link signs in only the browser that signed up and was sent it,
+    while the link is valid (a mail scanner opening it first leaves that
+    browser able to); opened anywhere else it verifies, and the page asks to
+    sign in."""
     private(request)
     token = request.matchdict["token"]
     try:
@@ -129,36 +128,36 @@ def verify_email(request):
     except AccountError as error:
         if error.code != services.ALREADY_VERIFIED:
             return link_invalid(request, "resend_verification", "Get a new verification link")
-        user = services.verified_by(request.db, token)
-        if not signed_up_here(request, user):
-            return link_invalid(request, "login", "Sign in", verified=True)
-    if signed_up_here(request, user) and request.identity is None:
-        login = services.start_login(request.ctx, user, WEB, via="email_verification")
-        welcome = f"Welcome to GuestGuard, {user.display_name}: your address is verified."
-        invitation_token = request.session.get(workspaces.JOINING)
-        if invitation_token is None:
-            return signed_in(request, login, welcome, request.route_path("dashboard"))
-        return joined(request, login, welcome, invitation_token)
+        user = None
+    signing_in = None if request.identity is not None else services.verification_signs_in(
+        request.db, token, request.session.get(SIGNED_UP))
+    if signing_in is not None:
+        login = services.start_login(request.ctx, signing_in, WEB, via="email_verification")
+        welcome = f"Welcome to GuestGuard, {signing_in.display_name}: your address is verified."
+        return joining_after(request, login, welcome, request.session.get(workspaces.JOINING))
+    if user is None:
+        return link_invalid(request, "login", "Sign in", verified=True)
     return {"user": user}
 
 
-def joined(request, login: services.Login, welcome: str, invitation_token: str):
-    """Signed up from a workspace invitation: accept it now. When it cannot
-    be (withdrawn, expired, sent to another address), say why, and give the
-    new user a workspace of their own if they have none."""
-    try:
-        membership = workspaces.accept_invitation(request.ctx, login.user, invitation_token)
-    except WorkspaceError as refusal:
+def joining_after(request, login: services.Login, welcome: str, invitation_token: str | None):
+    """Where a new login from the verification link lands: the workspace
+    invitation the browser signed up from, to accept it there, if it is
+    still open and for this address; else the dashboard, saying why the
+    invitation is gone and giving a workspace of their own to a user
+    without any."""
+    invitation = workspaces.joining(request.db, invitation_token)
+    if invitation is not None and invitation.email == login.user.email:
+        return signed_in(request, login, f"{welcome} Accept the invitation to join “{invitation.workspace.name}”.",
+                         request.route_path("invitation", token=invitation_token))
+    if invitation_token is not None:
         if not workspaces.has_workspace(request.db, login.user.id):
             workspaces.create_personal_workspace(request.ctx, login.user)
-        return signed_in(request, login, f"{welcome} The workspace invitation could not be accepted: "
-                         f"{refusal.message}", request.route_path("dashboard"))
-    return signed_in(request, login, f"{welcome} You joined “{membership.workspace.name}” as {membership.role}.",
-                     request.route_path("workspace_home", workspace_id=membership.workspace_id))
-
-
-def signed_up_here(request, user) -> bool:
-    return user is not None and request.session.get(SIGNED_UP) == user.email
+        welcome += (" The workspace invitation you signed up from was sent to another address: it stays for that "
+                    "address." if invitation is not None else
+                    " The workspace invitation you signed up from can no longer be used (withdrawn, expired or "
+                    "used): ask for a new one.")
+    return signed_in(request, login, welcome, request.route_path("dashboard"))
 
 
 def signed_in(request, login: services.Login, welcome: str, next_path: str):
