@@ -268,6 +268,11 @@ def test_scrub_decodes_before_masking_and_keeps_only_harmless_headers():
     assert scrubbed["request"]["headers"] == {"Host": "gg.example", "Content-Type": "text/plain",
                                               "Content-Length": "12", "Referer": "https://gg.example/rsvp/[token]?q=[removed]"}
     assert scrubbed["exception"]["values"][0]["value"] == "bad recipient [phone]"
+    # A Referer that is no URL is removed, and the report still goes.
+    broken = scrub({"request": {"headers": {"Referer": f"https://[gg.example/?{NAME_QUERY}"}},
+                    "exception": {"values": [{"type": "ValueError", "value": "lookup failed"}]}})
+    assert broken["request"]["headers"] == {"Referer": "[removed]"}
+    assert broken["exception"]["values"][0]["value"] == "lookup failed"
     # Text with nothing encoded to reveal reads as it was written.
     assert scrub({"message": "C++ at 100% of 50+ guests, 20%"})["message"] == "C++ at 100% of 50+ guests, 20%"
 

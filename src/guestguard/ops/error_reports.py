@@ -29,7 +29,8 @@ REMOVED = "[removed]"
 # +44 20 7946 0958, (555) 010-9999 after a +1, or a bare run of 9 to 15
 # digits: phone numbers as people write them. Dates and times are not.
 PHONE = re.compile(r"\+\d[\d ().+-]{5,}\d|(?<![\w.-])\d{9,15}(?![\w.-])")
-# A percent-escape: text holding one is decoded before the masks look again.
+# A percent-escape or a + (a space, form-encoded): text holding one is
+# decoded before the masks look again.
 ESCAPED = re.compile(r"%[0-9A-Fa-f]{2}|\+")
 # The request headers a report keeps; every other one (cookies, credentials,
 # the caller's address under any of its names: X-Forwarded-For, X-Real-IP,
@@ -75,8 +76,12 @@ def scrub_query(query: str) -> str:
 
 def scrub_url(url: str) -> str:
     """The URL with its query values and fragment removed and any token,
-    email or phone number in its path masked."""
-    parts = urlsplit(url)
+    email or phone number in its path masked; ``[removed]`` for text that
+    is no URL (a forged Referer must not cost the report)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unclosed [ in the host
+        return REMOVED
     return scrub_text(urlunsplit((parts.scheme, parts.netloc, parts.path, scrub_query(parts.query), "")))
 
 
