@@ -2,13 +2,16 @@
 line and a task's error reach the ingest (a local HTTP server standing in
 for Sentry) as real envelopes, tagged with the release and the environment,
 and none of the planted personal data or credentials (emails, phone
-numbers, tokens in URLs, cookies, bodies, the caller's address) is in them."""
+numbers, tokens in URLs, cookies, bodies, the caller's address under any
+proxy header, names in query values and the Referer, percent-encoded
+emails and phone numbers) is in them."""
 from __future__ import annotations
 
 import gzip
 import json
 import logging
 import threading
+from http.client import HTTPConnection
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -27,6 +30,16 @@ SESSION = "session-cookie-value-" + "s" * 20
 BEARER = "Bearer apikeyvalue" + "b" * 30
 BODY = "the-request-body-says-" + "c" * 10
 PLANTED = (EMAIL, "grace.hopper", "7946", TOKEN, SESSION, "apikeyvalue", BODY, "203.0.113.9")
+# What slipped past earlier masks: a guest's name in a query value (in the
+# Referer too), an email and a phone number percent-encoded, the caller's
+# address under the headers other proxies use.
+ENCODED_EMAIL = "ottoline.morrell%40example.com"
+ENCODED_PHONE = "%2B447946095812"
+NAME_QUERY = "q=Ottoline+Morrell"
+CALLER = "198.51.100.23"
+CALLER_HEADERS = {"X-Real-IP": CALLER, "Forwarded": f"for={CALLER};proto=https", "CF-Connecting-IP": CALLER,
+                  "True-Client-IP": CALLER}
+ENCODED_PLANTED = ("Ottoline", "ottoline", "Morrell", "447946095812", "7946095812", CALLER)
 
 
 class Ingest:
@@ -48,8 +61,12 @@ class Ingest:
 
                     body = brotli.decompress(body)
                 ingest.envelopes.append(body)
+                self.do_GET()
+
+            def do_GET(self):  # a lookup service the failing view calls first
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", "2")
                 self.end_headers()
                 self.wfile.write(b"{}")
 
@@ -58,6 +75,7 @@ class Ingest:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
         self.dsn = f"http://publickey@127.0.0.1:{self.server.server_port}/42"
 
     def events(self) -> list[dict]:
@@ -90,6 +108,29 @@ class Failing:
     @staticmethod
     def broken_task(request, recipient):
         raise ValueError(f"task could not write to {recipient} ({PHONE})")
+
+
+class Lookup:
+    """A plugin whose view looks a guest up at another service (an outgoing
+    request: a breadcrumb with its query) and then fails with ``failure``."""
+
+    def __init__(self, service_port, query=f"email={ENCODED_EMAIL}&{NAME_QUERY}",
+                 failure=f"no guest at /guests?email={ENCODED_EMAIL}&phone={ENCODED_PHONE}"):
+        self.service_port, self.query, self.failure = service_port, query, failure
+
+    @hookimpl
+    def configure(self, config):
+        config.add_route("lookup", "/lookup/{term}")
+        config.add_view(self.lookup, route_name="lookup", request_method="GET")
+
+    def lookup(self, request):
+        service = HTTPConnection("127.0.0.1", self.service_port, timeout=5)
+        try:
+            service.request("GET", f"/guests?{self.query}")
+            service.getresponse().read()
+        finally:
+            service.close()
+        raise RuntimeError(self.failure)
 
 
 @pytest.fixture
@@ -152,6 +193,88 @@ def test_error_log_lines_and_task_errors_are_reported(make_app, ingest):
     assert logged and "[email]" in json.dumps(logged[0]["logentry"])
     tasks = [e for e in events if any(v["type"] == "ValueError" for v in e.get("exception", {}).get("values", []))]
     assert tasks, "the task's error arrived"
+
+
+def test_encoded_personal_data_names_in_urls_and_proxy_headers_do_not_arrive(make_app, ingest):
+    app = make_app({"sentry.dsn": ingest.dsn}, plugins=[("lookup", Lookup(ingest.server.server_port))])
+    referer = f"https://gg.example/events/1/guests?{NAME_QUERY}&email={ENCODED_EMAIL}"
+    app.get(f"/lookup/{ENCODED_EMAIL}?phone={ENCODED_PHONE}&{NAME_QUERY}", status=500,
+            headers={**CALLER_HEADERS, "Referer": referer, "User-Agent": f"probe/1 (+{ENCODED_EMAIL})",
+                     "X-Guest": ENCODED_PHONE, "Accept-Language": "en-GB"},
+            extra_environ={"REMOTE_ADDR": CALLER})
+    sentry_sdk.flush(10)
+    wait_for(ingest.events, 10, "the report to arrive")
+    raw = b"\n".join(ingest.envelopes).decode()
+    for planted in (*ENCODED_PLANTED, ENCODED_EMAIL, ENCODED_PHONE):
+        assert planted not in raw, f"{planted!r} reached the error report"
+    [event] = [e for e in ingest.events() if e.get("exception")]
+    assert event["exception"]["values"][-1]["value"] == "no guest at /guests?email=[email]&phone=[phone]"
+    request = event["request"]
+    assert request["url"].endswith("/lookup/[email]")
+    assert request["query_string"] == "phone=[removed]&q=[removed]"
+    headers = {name.lower(): value for name, value in request["headers"].items()}
+    assert headers["referer"] == "https://gg.example/events/1/guests?q=[removed]&email=[removed]"
+    assert headers["user-agent"] == "probe/1 ( [email])"
+    assert headers["accept-language"] == "en-GB"
+    assert not {"x-real-ip", "forwarded", "cf-connecting-ip", "true-client-ip", "x-guest"} & set(headers)
+    [crumb] = [c for c in event["breadcrumbs"]["values"] if c.get("category") == "httplib"]
+    assert crumb["data"]["url"] == f"{ingest.url}/guests"
+    assert crumb["data"]["http.query"] == "email=[removed]&q=[removed]"
+
+
+@pytest.mark.parametrize("planted, path, headers, plugin", [
+    (CALLER, "/lookup/x", {"Forwarded": f"for={CALLER};proto=https"}, {}),
+    (CALLER, "/lookup/x", {"CF-Connecting-IP": CALLER}, {}),
+    (CALLER, "/lookup/x", {"True-Client-IP": CALLER}, {}),
+    ("ottoline", "/lookup/x", {"Referer": f"https://gg.example/events/1/guests?{NAME_QUERY}"}, {}),
+    ("ottoline", "/lookup/x", {"User-Agent": f"probe/1 ({ENCODED_EMAIL})"}, {}),
+    ("7946095812", "/lookup/x", {"User-Agent": f"probe/1 ({ENCODED_PHONE})"}, {}),
+    ("ottoline", "/lookup/ottoline.morrell%2540example.com", {}, {}),  # one layer the server decodes
+    ("ottoline", "/lookup/x", {}, {"failure": f"no guest {ENCODED_EMAIL}"}),
+    ("7946095812", "/lookup/x", {}, {"failure": f"cannot text {ENCODED_PHONE}"}),
+    ("ottoline", "/lookup/x", {}, {"query": f"email={ENCODED_EMAIL}"}),
+    ("ottoline", "/lookup/x", {}, {"query": NAME_QUERY}),
+], ids=["forwarded", "cf-connecting-ip", "true-client-ip", "name-in-referer", "email-in-header", "phone-in-header",
+        "email-in-path", "email-in-exception", "phone-in-exception", "email-in-breadcrumb-query",
+        "name-in-breadcrumb-query"])
+def test_each_leak_stays_out_of_the_report(make_app, ingest, planted, path, headers, plugin):
+    quiet = {"query": "page=1", "failure": "lookup failed", **plugin}
+    app = make_app({"sentry.dsn": ingest.dsn}, plugins=[("lookup", Lookup(ingest.server.server_port, **quiet))])
+    app.get(path, headers=headers, status=500)
+    sentry_sdk.flush(10)
+    wait_for(ingest.events, 10, "the report to arrive")
+    raw = b"\n".join(ingest.envelopes).decode().lower()
+    assert planted not in raw, f"{planted!r} reached the error report"
+
+
+def test_scrub_decodes_before_masking_and_keeps_only_harmless_headers():
+    event = {
+        "request": {"url": "https://gg.example/guests/ottoline.morrell%2540example.com",
+                    "headers": {"Host": "gg.example", "Content-Type": "text/plain", "Content-Length": "12",
+                                "X-Real-IP": CALLER, "X-Forwarded-For": CALLER, **CALLER_HEADERS,
+                                "Referer": f"https://gg.example/rsvp/{TOKEN}?{NAME_QUERY}#Ottoline",
+                                "X-Anything": "Ottoline"}},
+        "breadcrumbs": {"values": [
+            {"category": "httplib", "data": {"url": f"https://api.example/find?{NAME_QUERY}",
+                                             "http.query": f"{NAME_QUERY}&to={ENCODED_PHONE}",
+                                             "http.fragment": "Ottoline"}},
+            {"message": f"texting %2B44+20+7946+0958 and +44+20+7946+0958 about {ENCODED_EMAIL}"}]},
+        "exception": {"values": [{"type": "ValueError", "value": f"bad recipient {ENCODED_PHONE}"}]},
+    }
+    scrubbed = scrub(event)
+    text = json.dumps(scrubbed)
+    assert [planted for planted in (*ENCODED_PLANTED, "7946", "0958") if planted in text] == []
+    assert scrubbed["request"]["url"] == "https://gg.example/guests/[email]"
+    assert scrubbed["request"]["headers"] == {"Host": "gg.example", "Content-Type": "text/plain",
+                                              "Content-Length": "12", "Referer": "https://gg.example/rsvp/[token]?q=[removed]"}
+    assert scrubbed["exception"]["values"][0]["value"] == "bad recipient [phone]"
+    # A Referer that is no URL is removed, and the report still goes.
+    broken = scrub({"request": {"headers": {"Referer": f"https://[gg.example/?{NAME_QUERY}"}},
+                    "exception": {"values": [{"type": "ValueError", "value": "lookup failed"}]}})
+    assert broken["request"]["headers"] == {"Referer": "[removed]"}
+    assert broken["exception"]["values"][0]["value"] == "lookup failed"
+    # Text with nothing encoded to reveal reads as it was written.
+    assert scrub({"message": "C++ at 100% of 50+ guests, 20%"})["message"] == "C++ at 100% of 50+ guests, 20%"
 
 
 def test_scrub_masks_what_the_sdk_might_carry():

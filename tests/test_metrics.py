@@ -20,6 +20,7 @@ from guestguard.activity.live import Hub
 from guestguard.notifications.models import Notification
 from guestguard.notifications.services import queue_notification
 from guestguard.plugins import hookimpl
+from guestguard.settings import SettingsError
 from guestguard.testing import REPO_ROOT, free_port, in_request, wait_for
 from guestguard.testing_processes import get
 from guestguard.webhooks.models import InboxEntry
@@ -399,3 +400,16 @@ def test_a_worker_whose_metrics_port_is_taken_runs_without_them(caplog):
                     "metrics.allowed_networks": ()}
         assert serve_worker_metrics(settings) is None
     assert f"cannot be served on 127.0.0.1:{port}" in caplog.text
+
+
+def test_an_allowlist_that_would_admit_whatever_the_proxy_forwards_is_refused(make_app):
+    """Behind production.ini's proxy (127.0.0.1), allowing 127.0.0.1 would let
+    in any request the proxy forwards without X-Forwarded-For: the app does
+    not start that way, and with the token too the proxy's address alone
+    does not pass."""
+    with pytest.raises(SettingsError, match="'metrics.allowed_networks' and 'app.trusted_proxies' overlap"):
+        make_app({"metrics.allowed_networks": "127.0.0.0/8", "app.trusted_proxies": "127.0.0.1"})
+    app = make_app({"metrics.allowed_networks": "127.0.0.0/8", "app.trusted_proxies": "127.0.0.1",
+                    "metrics.token": TOKEN})
+    app.get("/metrics", status=404)
+    app.get("/metrics", headers=BEARER, status=200)

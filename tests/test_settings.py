@@ -192,3 +192,28 @@ def test_a_channel_with_no_provider_is_said_at_startup(caplog):
     assert selected == {}
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any("no provider sends sms" in w and "sending sms is refused" in w for w in warnings)
+
+
+@pytest.mark.parametrize("allowed, proxies", [
+    ("127.0.0.1", "127.0.0.1"),  # production.ini's proxy, allowed as if it were the scraper
+    ("10.0.0.0/8", "10.1.2.3"),  # a proxy inside the allowed network
+    ("10.0.0.5", "10.0.0.0/24"),
+    ("192.0.2.9, 2001:db8::/32", "2001:db8::1"),
+])
+def test_an_allowlist_overlapping_the_trusted_proxies_stops_startup_without_a_token(allowed, proxies):
+    with pytest.raises(SettingsError) as info:
+        read({**MINIMAL, "metrics.allowed_networks": allowed, "app.trusted_proxies": proxies})
+    message = str(info.value)
+    assert "'metrics.allowed_networks' and 'app.trusted_proxies' overlap" in message
+    assert "metrics.token" in message
+
+
+def test_an_overlapping_allowlist_is_accepted_with_a_token_and_a_separate_one_without():
+    token = "t" * 32
+    settings = read({**MINIMAL, "metrics.allowed_networks": "127.0.0.1", "app.trusted_proxies": "127.0.0.1"},
+                    {"GG_METRICS_TOKEN": token})
+    assert settings["metrics.token"] == token
+    separate = read({**MINIMAL, "metrics.allowed_networks": "10.0.0.0/8, 2001:db8::/32",
+                     "app.trusted_proxies": "127.0.0.1, ::1, 192.0.2.0/24"})
+    assert len(separate["metrics.allowed_networks"]) == 2
+    assert read({**MINIMAL, "metrics.allowed_networks": "127.0.0.1"})["app.trusted_proxies"] == ()

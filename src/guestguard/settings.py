@@ -557,7 +557,7 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting("metrics.allowed_networks", as_networks, (),
             "Addresses or networks (CIDR) allowed to scrape /metrics (as the client address is worked "
             "out with app.trusted_proxies); empty: any address, if the token is right. With both set, "
-            "a scrape needs both."),
+            "a scrape needs both. Without the token it must not overlap app.trusted_proxies."),
     Setting("metrics.worker_listen", as_listen, None,
             "host:port on which `guestguard worker` serves its own /metrics (the same token and "
             "networks apply); empty: the worker serves none."),
@@ -613,6 +613,8 @@ class SettingsReader:
                 source = spec.env_var if spec.env_var in environ else "the ini file"
                 problems.append(f"setting {name!r} (from {source}) is invalid: {exc}")
 
+        if not problems:
+            problems.extend(combination_problems(merged))
         if not problems and merged.get("app.env") == "production":
             problems.extend(production_problems(merged, self.specs))
 
@@ -631,6 +633,24 @@ class SettingsReader:
             name: ("********" if spec.secret and settings.get(name) else settings.get(name))
             for name, spec in sorted(self.specs.items())
         }
+
+
+def combination_problems(settings: Mapping[str, Any]) -> list[str]:
+    """Settings each valid alone that together open a hole."""
+    problems = []
+    allowed, proxies = settings.get("metrics.allowed_networks", ()), settings.get("app.trusted_proxies", ())
+    if allowed and not settings.get("metrics.token"):
+        # A request the proxy forwards without X-Forwarded-For counts as the
+        # proxy's own address: anyone the proxy serves would pass the allowlist.
+        shared = sorted({str(network) for network in allowed for proxy in proxies
+                         if network.version == proxy.version and network.overlaps(proxy)})
+        if shared:
+            problems.append(
+                f"settings 'metrics.allowed_networks' and 'app.trusted_proxies' overlap ({', '.join(shared)}): a "
+                "request a proxy forwards without X-Forwarded-For counts as the proxy's own address, so anyone "
+                "the proxy serves could read /metrics; list only the scraper's addresses in "
+                "metrics.allowed_networks, or also set metrics.token (GG_METRICS_TOKEN)")
+    return problems
 
 
 def production_problems(settings: Mapping[str, Any], specs: Mapping[str, Setting]) -> list[str]:

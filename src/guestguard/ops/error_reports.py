@@ -6,8 +6,11 @@ process the ERROR log lines (logging integration) and the worker what its
 tasks raise (Huey integration); each report carries the release and the
 environment. Nothing personal leaves: :func:`scrub` runs on every event
 before it is sent, removes cookies, request bodies, credentials and the
-caller's address, and masks tokens, emails and phone numbers wherever they
-appear (URLs, messages, exception values, breadcrumbs, extra data).
+caller's address, keeps only the request headers on ``KEPT_HEADERS``,
+removes query values from every URL (the request's, its Referer, a
+breadcrumb's) and masks tokens, emails and phone numbers wherever they
+appear (URLs, messages, exception values, breadcrumbs, extra data), also
+when they are percent-encoded (``jane%40example.com``).
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ import re
 from collections.abc import Mapping
 from importlib import metadata
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
 
 from guestguard.audit.logging import redact
 
@@ -25,10 +28,16 @@ log = logging.getLogger(__name__)
 REMOVED = "[removed]"
 # +44 20 7946 0958, (555) 010-9999 after a +1, or a bare run of 9 to 15
 # digits: phone numbers as people write them. Dates and times are not.
-PHONE = re.compile(r"\+\d[\d ().-]{5,}\d|(?<![\w.-])\d{9,15}(?![\w.-])")
-# Headers whose values are credentials or cookies: dropped, not masked.
-SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key",
-                            "x-csrf-token", "x-amz-sns-signature", "x-twilio-signature", "stripe-signature"})
+PHONE = re.compile(r"\+\d[\d ().+-]{5,}\d|(?<![\w.-])\d{9,15}(?![\w.-])")
+# A percent-escape or a + (a space, form-encoded): text holding one is
+# decoded before the masks look again.
+ESCAPED = re.compile(r"%[0-9A-Fa-f]{2}|\+")
+# The request headers a report keeps; every other one (cookies, credentials,
+# the caller's address under any of its names: X-Forwarded-For, X-Real-IP,
+# Forwarded, CF-Connecting-IP...) is dropped. Referer is kept as a URL,
+# scrubbed like the request's own.
+KEPT_HEADERS = frozenset({"host", "user-agent", "accept", "accept-language", "accept-encoding", "content-type",
+                          "content-length"})
 # Keys whose values are removed wherever they appear in the event.
 SECRET_KEYS = re.compile(r"pass|secret|token|ticket|cookie|session|auth|api_?key|csrf|signature|email|phone|"
                          r"recipient|address|^ip$|remote_addr", re.IGNORECASE)
@@ -39,16 +48,41 @@ KEPT = ("event_id", "timestamp", "level", "platform", "release", "environment", 
         "transaction", "transaction_info", "server_name", "type")
 
 
-def scrub_text(text: str) -> str:
+def _mask(text: str) -> str:
     return PHONE.sub("[phone]", redact(text))
 
 
+def scrub_text(text: str) -> str:
+    """``text`` with tokens, emails and phone numbers masked, as written or
+    percent-encoded (``jane%40example.com``, ``%2B447946095812``, twice
+    encoded too). Decoded text is reported only when decoding revealed
+    something to mask, so ``C++`` or ``100%`` stay as they are."""
+    masked = candidate = _mask(text)
+    for _ in range(3):  # %2540 is %40 encoded once more
+        decoded = unquote_plus(candidate) if ESCAPED.search(candidate) else candidate
+        if decoded == candidate:
+            break
+        candidate = _mask(decoded)
+        if candidate != decoded:
+            masked = candidate
+    return masked
+
+
+def scrub_query(query: str) -> str:
+    """A query string with every value removed (names kept, masked)."""
+    return scrub_text(urlencode([(name, REMOVED) for name, _ in parse_qsl(query, keep_blank_values=True)],
+                                safe="[]"))
+
+
 def scrub_url(url: str) -> str:
-    """The URL with its query values removed and any token, email or phone
-    number in its path masked."""
-    parts = urlsplit(url)
-    query = urlencode([(name, REMOVED) for name, _ in parse_qsl(parts.query, keep_blank_values=True)], safe="[]")
-    return scrub_text(urlunsplit((parts.scheme, parts.netloc, parts.path, query, "")))
+    """The URL with its query values and fragment removed and any token,
+    email or phone number in its path masked; ``[removed]`` for text that
+    is no URL (a forged Referer must not cost the report)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unclosed [ in the host
+        return REMOVED
+    return scrub_text(urlunsplit((parts.scheme, parts.netloc, parts.path, scrub_query(parts.query), "")))
 
 
 def _scrub(value: Any, depth: int = 0) -> Any:
@@ -72,12 +106,40 @@ def _scrub_request(request: dict[str, Any]) -> dict[str, Any]:
     if request.get("url"):
         request["url"] = scrub_url(request["url"])
     if request.get("query_string"):
-        request["query_string"] = scrub_url("?" + request["query_string"]).lstrip("?")
+        request["query_string"] = scrub_query(request["query_string"])
     if isinstance(request.get("headers"), Mapping):
-        request["headers"] = {name: value for name, value in request["headers"].items()
-                              if name.lower() not in SECRET_HEADERS and not name.lower().startswith("x-forwarded")}
+        headers = {}
+        for name, value in request["headers"].items():
+            if name.lower() in KEPT_HEADERS:
+                headers[name] = value
+            elif name.lower() == "referer" and isinstance(value, str):
+                headers[name] = scrub_url(value)
+        request["headers"] = headers
     request.pop("env", None)  # REMOTE_ADDR: the caller's address
     return request
+
+
+def _scrub_breadcrumb(crumb: Any) -> Any:
+    """An outgoing request's breadcrumb keeps its URL and query without
+    their values, and no fragment."""
+    if not isinstance(crumb, Mapping) or not isinstance(crumb.get("data"), Mapping):
+        return crumb
+    data = dict(crumb["data"])
+    if isinstance(data.get("url"), str):
+        data["url"] = scrub_url(data["url"])
+    if isinstance(data.get("http.query"), str):
+        data["http.query"] = scrub_query(data["http.query"])
+    if data.get("http.fragment"):
+        data["http.fragment"] = REMOVED
+    return {**crumb, "data": data}
+
+
+def _scrub_breadcrumbs(breadcrumbs: Any) -> Any:
+    if isinstance(breadcrumbs, Mapping) and isinstance(breadcrumbs.get("values"), list):
+        return {**breadcrumbs, "values": [_scrub_breadcrumb(crumb) for crumb in breadcrumbs["values"]]}
+    if isinstance(breadcrumbs, list):
+        return [_scrub_breadcrumb(crumb) for crumb in breadcrumbs]
+    return breadcrumbs
 
 
 def scrub(event: dict[str, Any], hint: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -85,6 +147,8 @@ def scrub(event: dict[str, Any], hint: dict[str, Any] | None = None) -> dict[str
     event = dict(event)
     if isinstance(event.get("request"), Mapping):
         event["request"] = _scrub_request(event["request"])
+    if event.get("breadcrumbs"):
+        event["breadcrumbs"] = _scrub_breadcrumbs(event["breadcrumbs"])
     user = event.get("user")
     if isinstance(user, Mapping):
         event["user"] = {"id": user["id"]} if user.get("id") else {}
