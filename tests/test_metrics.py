@@ -25,6 +25,10 @@ from guestguard.testing import REPO_ROOT, free_port, in_request, wait_for
 from guestguard.testing_processes import get
 from guestguard.webhooks.models import InboxEntry
 
+# In one pass only when make test runs both: the scrapes of real gunicorn and worker processes, on the
+# production backends (docs/testing.md, "Two passes at once").
+pytestmark = pytest.mark.one_pass("services")
+
 TOKEN = "scrape-" + "k" * 30
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 DASHBOARD = REPO_ROOT / "docs" / "grafana-dashboard.json"
