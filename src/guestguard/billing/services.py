@@ -473,16 +473,23 @@ def _event_of(ctx, workspace_id: uuid.UUID, event_id: uuid.UUID | None):
                                              Event.deleted_at.is_(None)))
 
 
-def _return_event_slot(ctx, workspace_id: uuid.UUID, event) -> None:
+def _return_event_slot(ctx, workspace_id: uuid.UUID, event, back: bool = False) -> None:
     """An event bought on its own plan is paid for: if it was counted
-    against this period's events, that count is given back."""
+    against this period's events, that count is given back. ``back``: its
+    plan was taken back, so it counts again (over the limit if it must: the
+    event exists, and a new one is refused)."""
     st = standing(ctx, workspace_id)
     if event.created_at is None or _aware(event.created_at) < st.period_start:
         return
-    ctx.db.execute(update(UsageCounter).where(
-        UsageCounter.workspace_id == workspace_id, UsageCounter.meter == EVENTS,
-        UsageCounter.period_start == st.period_start, UsageCounter.used > 0)
-        .values(used=UsageCounter.used - 1).execution_options(synchronize_session=False))
+    counter = (UsageCounter.workspace_id == workspace_id, UsageCounter.meter == EVENTS,
+               UsageCounter.period_start == st.period_start)
+    if back:
+        ctx.db.execute(_insert(ctx.db, UsageCounter).values(workspace_id=workspace_id, meter=EVENTS,
+                                                            period_start=st.period_start, used=0)
+                       .on_conflict_do_nothing())
+    ctx.db.execute(update(UsageCounter).where(*counter, *(() if back else (UsageCounter.used > 0,)))
+                   .values(used=UsageCounter.used + (1 if back else -1))
+                   .execution_options(synchronize_session=False))
 
 
 def _bought_events(workspace_id: uuid.UUID):
@@ -518,7 +525,7 @@ def _set_standing(ctx, payment: BillingPayment, revoked: str | None, source: str
     ctx.db.flush()
     has_plan = event is not None and event_plan(ctx, event.id) is not None
     if had_plan and not has_plan:
-        _charge_back_event_slot(ctx, workspace_id, event)
+        _return_event_slot(ctx, workspace_id, event, back=True)
     elif has_plan and not had_plan:
         _return_event_slot(ctx, workspace_id, event)
     action = "billing.event_plan_revoked" if revoked else "billing.event_plan_restored"
@@ -529,21 +536,6 @@ def _set_standing(ctx, payment: BillingPayment, revoked: str | None, source: str
                                                   "status": "active" if has_plan else revoked, "source": source,
                                                   "event_id": str(event.id), "changes": ["event_plan"]}, workspace_id)
     return f"payment {payment_id} {'revoked: ' + revoked if revoked else 'restored'}"
-
-
-def _charge_back_event_slot(ctx, workspace_id: uuid.UUID, event) -> None:
-    """An event whose own plan was taken back counts against this period's
-    events again, if it was created in this period (over the limit if it
-    must: the event exists, and a new one is refused)."""
-    st = standing(ctx, workspace_id)
-    if event.created_at is None or _aware(event.created_at) < st.period_start:
-        return
-    key = {"workspace_id": workspace_id, "meter": EVENTS, "period_start": st.period_start}
-    ctx.db.execute(_insert(ctx.db, UsageCounter).values(**key, used=0).on_conflict_do_nothing())
-    ctx.db.execute(update(UsageCounter).where(
-        UsageCounter.workspace_id == workspace_id, UsageCounter.meter == EVENTS,
-        UsageCounter.period_start == st.period_start)
-        .values(used=UsageCounter.used + 1).execution_options(synchronize_session=False))
 
 
 def events_to_buy(ctx, workspace_id: uuid.UUID) -> list:
