@@ -4,13 +4,16 @@ dispute won gives both back. Through the real stripe SDK and the stand-in,
 webhooks signed as Stripe signs them, retried and in every order."""
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import uuid
 
 import pytest
+from pyramid.scripting import prepare
 from sqlalchemy import func, select
 
 from guestguard.billing.services import events_to_buy
+from guestguard.db import utcnow
 from guestguard.testing import in_request
 
 from .conftest import PLUGINS, stripe_settings
@@ -148,3 +151,25 @@ def test_webhooks_in_any_order_and_repeated_reach_the_same_state(app, stub, stor
         assert on_personal(app, team) == ([party["id"]] if stands else []), order
         assert events_used(app, team) == (0 if stands else 1), order
         assert audited(app, team, "billing.event_plan_revoked") <= 1
+
+
+def test_a_refund_seen_while_stripe_is_down_changes_nothing_until_it_is_retried(app, stub):
+    from guestguard.webhooks.models import InboxEntry
+    from guestguard.webhooks.tasks import process_webhook
+
+    team, party, charge_id = bought(app, stub)
+    refunded = stub.refund(charge_id)
+    stub.down = True
+    deliver(app, stub, refunded)  # stored and answered 200; its processing fails
+    stub.down = False
+    entry = in_request(app.app.registry, lambda r: r.db.scalar(select(InboxEntry).where(
+        InboxEntry.event_id == refunded["id"])))
+    assert (entry.processed_at, entry.last_error.split(":")[0]) == (None, "BillingUnavailable")
+    assert (on_personal(app, team), events_used(app, team)) == ([party["id"]], 0)
+    # The retry's time comes: the worker processes the stored webhook again.
+    in_request(app.app.registry, lambda r: r.db.execute(InboxEntry.__table__.update().where(
+        InboxEntry.id == entry.id).values(next_attempt_at=utcnow() - dt.timedelta(seconds=1))))
+    with prepare(registry=app.app.registry) as env:
+        process_webhook(env["request"], entry.id)
+    assert (on_personal(app, team), events_used(app, team)) == ([], 1)
+    assert audited(app, team, "billing.event_plan_revoked") == 1
