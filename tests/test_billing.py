@@ -154,6 +154,75 @@ def test_an_event_bought_on_personal_sends_its_own_texts(app, team, run_in_reque
     assert run_in_request(lambda r: services.remaining(r.ctx, wid, "sms", event_id=party)) == 0
 
 
+
+def events_used(run_in_request, wid) -> int:
+    return run_in_request(lambda r: services.usage(r.ctx, wid)["events"]["used"])
+
+
+def test_a_revoked_payment_buys_nothing_until_it_is_restored(app, team, run_in_request):
+    wid = uuid.UUID(team["workspace"])
+    party = uuid.UUID(new_event(app, team).json["event"]["id"])
+    personal(run_in_request, team["workspace"], str(party))
+    run_in_request(lambda r: services.charge(r.ctx, wid, "sms", 30, event_id=party))
+    assert events_used(run_in_request, wid) == 0
+    assert run_in_request(lambda r: services.apply_payment_standing(r.ctx, "pi_1", "refunded")) \
+        == "payment pi_1 revoked: refunded"
+    assert run_in_request(lambda r: services.apply_payment_standing(r.ctx, "pi_1", "refunded")) \
+        == "payment pi_1 unchanged: refunded"
+    assert events_used(run_in_request, wid) == 1
+    assert run_in_request(lambda r: (services.event_plan(r.ctx, party), services.has_feature(
+        r.ctx, wid, "branding", party), services.remaining(r.ctx, wid, "sms", event_id=party))) == (None, False, 0)
+    with pytest.raises(services.PlanLimitReached) as free:
+        run_in_request(lambda r: services.charge(r.ctx, wid, "sms", event_id=party))
+    assert free.value.extra["plan"] == "Free"
+    # A dispute won: the purchase stands again, with the texts it had used.
+    assert run_in_request(lambda r: services.apply_payment_standing(r.ctx, "pi_1", None)) == "payment pi_1 restored"
+    assert events_used(run_in_request, wid) == 0
+    assert run_in_request(lambda r: services.remaining(r.ctx, wid, "sms", event_id=party)) == 70
+    assert run_in_request(lambda r: services.apply_payment_standing(r.ctx, "pi_404", "disputed")) \
+        == "no payment pi_404 was applied"
+
+
+def test_a_checkout_read_after_its_refund_records_the_payment_buying_nothing(app, team, run_in_request):
+    wid = uuid.UUID(team["workspace"])
+    party = uuid.UUID(new_event(app, team).json["event"]["id"])
+    result = CheckoutResult("cs_1", wid, "cus_1", "payment", "price_personal", complete=True, payment_id="pi_1",
+                            event_id=party, revoked="refunded")
+    assert run_in_request(lambda r: services.apply_checkout(r.ctx, result)) \
+        == "payment pi_1 recorded as refunded: it buys nothing"
+    assert run_in_request(lambda r: services.apply_checkout(r.ctx, result)) == "payment pi_1 was applied before"
+    assert run_in_request(lambda r: services.event_plan(r.ctx, party)) is None
+    assert events_used(run_in_request, wid) == 1
+    # Read again once a dispute over it is won, the payment stands.
+    standing = dataclasses.replace(result, revoked=None)
+    assert run_in_request(lambda r: services.apply_checkout(r.ctx, standing)) \
+        == "payment pi_1 was applied before; payment pi_1 restored"
+    assert (run_in_request(lambda r: services.event_plan(r.ctx, party).name), events_used(run_in_request, wid)) \
+        == ("personal", 0)
+
+
+@pytest.mark.one_pass("services")
+def test_a_refund_applied_at_once_by_several_workers_charges_the_event_back_once(app, team, run_in_request,
+                                                                                 db_url):
+    if db_url.startswith("sqlite"):
+        pytest.skip("concurrency is a PostgreSQL question: SQLite runs one writer at a time")
+    wid = uuid.UUID(team["workspace"])
+    party = uuid.UUID(new_event(app, team).json["event"]["id"])
+    personal(run_in_request, team["workspace"], str(party))
+    outcomes, barrier = [], threading.Barrier(6)
+
+    def one():
+        barrier.wait()
+        outcomes.append(run_in_request(lambda r: services.apply_payment_standing(r.ctx, "pi_1", "disputed")))
+
+    workers = [threading.Thread(target=one) for _ in range(6)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert sorted(outcomes) == ["payment pi_1 revoked: disputed"] + ["payment pi_1 unchanged: disputed"] * 5
+    assert events_used(run_in_request, wid) == 1
+
 @pytest.mark.one_pass("services")
 def test_an_events_own_texts_taken_at_once_never_pass_its_plan(app, team, run_in_request, db_url):
     """Eight sends at once for the last three of an event's Personal texts: three win."""

@@ -288,7 +288,9 @@ class CheckoutResult:
     """A Checkout Session as the provider has it: ``complete`` once paid (or
     the subscription started); ``subscription`` for subscription mode;
     ``payment_id`` identifies a one-time payment so it is counted once;
-    ``event_id`` is the event a one-time plan was bought for."""
+    ``event_id`` is the event a one-time plan was bought for; ``revoked``
+    says why that payment no longer buys anything ("refunded" in full, or
+    "disputed": a dispute open or lost), None while it stands."""
 
     session_id: str
     workspace_id: uuid.UUID | None
@@ -299,6 +301,7 @@ class CheckoutResult:
     subscription: SubscriptionState | None = None
     payment_id: str | None = None
     event_id: uuid.UUID | None = None
+    revoked: str | None = None
 
 
 @dataclass(frozen=True)

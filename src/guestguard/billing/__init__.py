@@ -8,6 +8,7 @@ from guestguard.billing.plans import plans_from
 from guestguard.billing.services import (
     PlanLimitReached,
     apply_checkout,
+    apply_payment_standing,
     apply_subscription,
     charge,
     dunning_notice,
@@ -17,8 +18,8 @@ from guestguard.billing.services import (
 from guestguard.billing.tasks import reconcile_billing
 from guestguard.plugins import BillingBackend, by_name, collect
 
-__all__ = ["PlanLimitReached", "apply_checkout", "apply_subscription", "charge", "dunning_notice", "money",
-           "owner_notice"]
+__all__ = ["PlanLimitReached", "apply_checkout", "apply_payment_standing", "apply_subscription", "charge",
+           "dunning_notice", "money", "owner_notice"]
 
 ROUTES = (
     ("workspace_billing", "/workspaces/{workspace_id}/billing"),

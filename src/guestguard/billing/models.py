@@ -59,7 +59,9 @@ class BillingPayment(Base):
     """A one-time payment applied: a Personal purchase for one event, which
     then has that plan's guests and its own texts (``texts_used`` counted
     by a conditional UPDATE). The provider's id is unique, so a checkout
-    seen twice is applied once."""
+    seen twice is applied once. A payment refunded in full, or disputed
+    (while the dispute is open, or once it is lost), is revoked: it buys
+    nothing while ``revoked_at`` is set, and a dispute won clears it."""
 
     __tablename__ = "billing_payments"
 
@@ -73,6 +75,9 @@ class BillingPayment(Base):
         ForeignKey("events.id", ondelete="SET NULL"), default=None, index=True)
     texts_used: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     applied_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # Why: "refunded" or "disputed".
+    revoked_reason: Mapped[str | None] = mapped_column(String(16), default=None)
 
 
 class DunningNotice(Base):

@@ -158,18 +158,22 @@ def larger(limit: int | None, other: int | None) -> int | None:
     return max(limit, other)
 
 
+STANDING_PAYMENT = BillingPayment.revoked_at.is_(None)
+
+
 def event_plan(ctx, event_id: uuid.UUID | None) -> Plan | None:
-    """The one-time plan (Personal) bought for this event, if one was."""
+    """The one-time plan (Personal) bought for this event, if a payment for
+    it stands (none refunded in full or disputed counts)."""
     if event_id is None:
         return None
-    name = ctx.db.scalar(select(BillingPayment.plan).where(BillingPayment.event_id == event_id)
+    name = ctx.db.scalar(select(BillingPayment.plan).where(BillingPayment.event_id == event_id, STANDING_PAYMENT)
                          .order_by(BillingPayment.applied_at).limit(1))
     return plans(ctx).get(name) if name else None
 
 
 def _event_payment(event_id: uuid.UUID):
-    """The event's first purchase, which its texts are counted on."""
-    return (select(BillingPayment.payment_id).where(BillingPayment.event_id == event_id)
+    """The event's first standing purchase, which its texts are counted on."""
+    return (select(BillingPayment.payment_id).where(BillingPayment.event_id == event_id, STANDING_PAYMENT)
             .order_by(BillingPayment.applied_at, BillingPayment.payment_id).limit(1).scalar_subquery())
 
 
@@ -289,8 +293,7 @@ def usage(ctx, workspace_id: uuid.UUID) -> dict[str, Any]:
     st = standing(ctx, workspace_id)
     counted = dict(ctx.db.execute(select(UsageCounter.meter, UsageCounter.used).where(
         UsageCounter.workspace_id == workspace_id, UsageCounter.period_start == st.period_start)).all())
-    bought = select(BillingPayment.event_id).where(BillingPayment.workspace_id == workspace_id,
-                                                   BillingPayment.event_id.is_not(None))
+    bought = _bought_events(workspace_id)
     fullest = ctx.db.scalar(select(func.count(Guest.id)).join(Event, Event.id == Guest.event_id)
                             .where(Event.workspace_id == workspace_id, Event.id.not_in(bought))
                             .group_by(Guest.event_id)
@@ -423,8 +426,21 @@ def apply_checkout(ctx, result: CheckoutResult, source: str = "checkout") -> str
         return f"price {result.price_id} is not a one-time plan"
     workspace_lock(ctx, workspace_id)
     payment_id = result.payment_id or result.session_id
-    if ctx.db.get(BillingPayment, payment_id) is not None:
-        return f"payment {payment_id} was applied before"
+    applied = ctx.db.get(BillingPayment, payment_id, populate_existing=True)
+    if applied is not None:
+        changed = _set_standing(ctx, applied, result.revoked, source)
+        return f"payment {payment_id} was applied before" + (f"; {changed}" if changed else "")
+    if result.revoked:
+        # Refunded or disputed before its checkout was seen: recorded, buying nothing.
+        ctx.db.add(BillingPayment(payment_id=payment_id, workspace_id=workspace_id, plan=plan.name,
+                                  event_id=result.event_id if _event_of(ctx, workspace_id, result.event_id) else None,
+                                  texts_used=0, applied_at=utcnow(), revoked_at=utcnow(),
+                                  revoked_reason=result.revoked))
+        row, _ = _row_for(ctx, workspace_id)
+        row.customer_id = result.customer_id or row.customer_id
+        record(ctx, "billing.event_plan_revoked", workspace_id=workspace_id, target_type="payment",
+               target_id=payment_id, plan=plan.name, reason=result.revoked, source=source)
+        return f"payment {payment_id} recorded as {result.revoked}: it buys nothing"
     event = _event_of(ctx, workspace_id, result.event_id)
     paid_before = event is not None and event_plan(ctx, event.id) is not None
     ctx.db.add(BillingPayment(payment_id=payment_id, workspace_id=workspace_id, plan=plan.name,
@@ -457,24 +473,76 @@ def _event_of(ctx, workspace_id: uuid.UUID, event_id: uuid.UUID | None):
                                              Event.deleted_at.is_(None)))
 
 
-def _return_event_slot(ctx, workspace_id: uuid.UUID, event) -> None:
+def _return_event_slot(ctx, workspace_id: uuid.UUID, event, back: bool = False) -> None:
     """An event bought on its own plan is paid for: if it was counted
-    against this period's events, that count is given back."""
+    against this period's events, that count is given back. ``back``: its
+    plan was taken back, so it counts again (over the limit if it must: the
+    event exists, and a new one is refused)."""
     st = standing(ctx, workspace_id)
     if event.created_at is None or _aware(event.created_at) < st.period_start:
         return
-    ctx.db.execute(update(UsageCounter).where(
-        UsageCounter.workspace_id == workspace_id, UsageCounter.meter == EVENTS,
-        UsageCounter.period_start == st.period_start, UsageCounter.used > 0)
-        .values(used=UsageCounter.used - 1).execution_options(synchronize_session=False))
+    counter = (UsageCounter.workspace_id == workspace_id, UsageCounter.meter == EVENTS,
+               UsageCounter.period_start == st.period_start)
+    if back:
+        ctx.db.execute(_insert(ctx.db, UsageCounter).values(workspace_id=workspace_id, meter=EVENTS,
+                                                            period_start=st.period_start, used=0)
+                       .on_conflict_do_nothing())
+    ctx.db.execute(update(UsageCounter).where(*counter, *(() if back else (UsageCounter.used > 0,)))
+                   .values(used=UsageCounter.used + (1 if back else -1))
+                   .execution_options(synchronize_session=False))
+
+
+def _bought_events(workspace_id: uuid.UUID):
+    """The workspace's events a standing payment bought their own plan for."""
+    return select(BillingPayment.event_id).where(BillingPayment.workspace_id == workspace_id,
+                                                 BillingPayment.event_id.is_not(None), STANDING_PAYMENT)
+
+
+def apply_payment_standing(ctx, payment_id: str, revoked: str | None, source: str = "provider") -> str:
+    """Make a one-time payment stand or not as the provider has it now:
+    ``revoked`` ("refunded" in full, or "disputed": a dispute open or lost)
+    takes its plan back from its event, which counts against the period's
+    events again; None (a dispute won) gives both back. Idempotent and
+    order-free: the same standing applied twice changes nothing."""
+    workspace_id = ctx.db.scalar(select(BillingPayment.workspace_id).where(BillingPayment.payment_id == payment_id))
+    if workspace_id is None:
+        return f"no payment {payment_id} was applied"
+    workspace_lock(ctx, workspace_id)
+    payment = ctx.db.get(BillingPayment, payment_id, populate_existing=True)
+    return _set_standing(ctx, payment, revoked, source) or f"payment {payment_id} unchanged: {revoked or 'standing'}"
+
+
+def _set_standing(ctx, payment: BillingPayment, revoked: str | None, source: str) -> str | None:
+    """``apply_payment_standing`` under the workspace's lock: what changed, in
+    words, or None when the payment stood so already."""
+    if (payment.revoked_reason if payment.revoked_at else None) == revoked:
+        return None
+    workspace_id, payment_id = payment.workspace_id, payment.payment_id
+    event = _event_of(ctx, workspace_id, payment.event_id)
+    had_plan = event is not None and event_plan(ctx, event.id) is not None
+    payment.revoked_at = utcnow() if revoked else None
+    payment.revoked_reason = revoked
+    ctx.db.flush()
+    has_plan = event is not None and event_plan(ctx, event.id) is not None
+    if had_plan and not has_plan:
+        _return_event_slot(ctx, workspace_id, event, back=True)
+    elif has_plan and not had_plan:
+        _return_event_slot(ctx, workspace_id, event)
+    action = "billing.event_plan_revoked" if revoked else "billing.event_plan_restored"
+    record(ctx, action, workspace_id=workspace_id, target_type="payment", target_id=payment_id,
+           plan=payment.plan, event_id=str(event.id) if event else None, reason=revoked, source=source)
+    if had_plan != has_plan:
+        ctx.emit("billing.subscription_changed", {"plan": payment.plan if has_plan else FREE,
+                                                  "status": "active" if has_plan else revoked, "source": source,
+                                                  "event_id": str(event.id), "changes": ["event_plan"]}, workspace_id)
+    return f"payment {payment_id} {'revoked: ' + revoked if revoked else 'restored'}"
 
 
 def events_to_buy(ctx, workspace_id: uuid.UUID) -> list:
     """The workspace's live events not bought on their own plan, soonest first."""
     from guestguard.events.models import Event
 
-    bought = select(BillingPayment.event_id).where(BillingPayment.workspace_id == workspace_id,
-                                                   BillingPayment.event_id.is_not(None))
+    bought = _bought_events(workspace_id)
     return list(ctx.db.execute(select(Event.id, Event.name).where(
         Event.workspace_id == workspace_id, Event.deleted_at.is_(None), Event.id.not_in(bought))
         .order_by(Event.starts_at, Event.id).limit(200)).all())
@@ -492,7 +560,8 @@ def event_plans(ctx, workspace_id: uuid.UUID) -> list[dict[str, Any]]:
     guests = (select(func.count(Guest.id)).where(Guest.event_id == Event.id).correlate(Event).scalar_subquery())
     rows = ctx.db.execute(select(Event.id, Event.name, BillingPayment.plan, BillingPayment.texts_used, guests)
                           .join(BillingPayment, BillingPayment.event_id == Event.id)
-                          .where(BillingPayment.workspace_id == workspace_id, Event.deleted_at.is_(None))
+                          .where(BillingPayment.workspace_id == workspace_id, Event.deleted_at.is_(None),
+                                 STANDING_PAYMENT)
                           .order_by(Event.starts_at, Event.id, BillingPayment.applied_at)).all()
     known, seen, found = plans(ctx), set(), []
     for event_id, name, plan_name, texts, guest_count in rows:

@@ -46,6 +46,7 @@ class ChargeState:
     amount: int
     amount_refunded: int
     currency: str
+    payment_intent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,11 @@ class DisputeState:
     currency: str
     reason: str
     status: str
+
+
+# A dispute in these statuses takes back what the payment bought; "won"
+# (and "warning_closed": an inquiry closed without a chargeback) gives it back.
+DISPUTE_REVOKES = ("warning_needs_response", "warning_under_review", "needs_response", "under_review", "lost")
 
 
 def _moment(value) -> dt.datetime | None:
@@ -176,10 +182,11 @@ class StripeBackend:
         price = _get(_get(session, "metadata", {}), "price_id", "")
         if subscription is not None:
             price = subscription.price_id
+        payment_id = _id_of(_get(session, "payment_intent"))
+        revoked = self.payment_standing(payment_id) if complete and subscription is None and payment_id else None
         return CheckoutResult(session_id=session["id"], workspace_id=_uuid_in(_get(session, "metadata", {})),
                               customer_id=_id_of(_get(session, "customer")), mode=mode, price_id=price,
-                              complete=complete, subscription=subscription,
-                              payment_id=_id_of(_get(session, "payment_intent")),
+                              complete=complete, subscription=subscription, payment_id=payment_id, revoked=revoked,
                               event_id=_uuid_in(_get(session, "metadata", {}), "event_id"))
 
     def read_subscription(self, subscription_id: str) -> SubscriptionState | None:
@@ -207,7 +214,29 @@ class StripeBackend:
         return ChargeState(id=charge["id"], customer_id=_id_of(_get(charge, "customer")) or "",
                            amount=int(_get(charge, "amount", 0)),
                            amount_refunded=int(_get(charge, "amount_refunded", 0)),
-                           currency=_get(charge, "currency", ""))
+                           currency=_get(charge, "currency", ""),
+                           payment_intent=_id_of(_get(charge, "payment_intent")))
+
+    def payment_standing(self, payment_intent: str) -> str | None:
+        """Why a one-time payment no longer buys anything, as Stripe has it
+        now: "refunded" when a charge of it is refunded in full, "disputed"
+        while a dispute of it is open or once one is lost; None while it
+        stands. Read from the payment's charges and their disputes, so it
+        does not depend on which webhook came first."""
+        charges = self._call("listing a payment's charges", lambda: self.client.v1.charges.list(
+            {"payment_intent": payment_intent, "limit": 100}))
+        paid = [charge for charge in charges.auto_paging_iter() if _get(charge, "paid", True)]
+        if any(int(_get(charge, "amount", 0)) > 0 and int(_get(charge, "amount_refunded", 0))
+               >= int(_get(charge, "amount", 0)) for charge in paid):
+            return "refunded"
+        for charge in paid:
+            if not _get(charge, "disputed", False):
+                continue
+            disputes = self._call("listing a charge's disputes", lambda charge=charge: self.client.v1.disputes.list(
+                {"charge": charge["id"], "limit": 100}))
+            if any(_get(dispute, "status", "") in DISPUTE_REVOKES for dispute in disputes.auto_paging_iter()):
+                return "disputed"
+        return None
 
     def read_dispute(self, dispute_id: str) -> DisputeState | None:
         dispute = self._call("reading a dispute", lambda: self.client.v1.disputes.retrieve(dispute_id),

@@ -9,8 +9,15 @@ import logging
 from sqlalchemy import select
 
 from guestguard.audit.services import record
-from guestguard.billing import apply_checkout, apply_subscription, dunning_notice, money, owner_notice
-from guestguard.billing.models import Entitlement
+from guestguard.billing import (
+    apply_checkout,
+    apply_payment_standing,
+    apply_subscription,
+    dunning_notice,
+    money,
+    owner_notice,
+)
+from guestguard.billing.models import BillingPayment, Entitlement
 from guestguard.billing.plans import plan_of_price
 from guestguard.plugins import InboundWebhook
 from guestguard_stripe.backend import StripeBackend, _get, _id_of
@@ -22,7 +29,7 @@ SUBSCRIPTION_EVENTS = ("customer.subscription.created", "customer.subscription.u
                        "customer.subscription.deleted", "customer.subscription.trial_will_end")
 CHECKOUT_EVENTS = ("checkout.session.completed", "checkout.session.expired")
 INVOICE_EVENTS = ("invoice.paid", "invoice.payment_failed", "invoice.payment_action_required")
-CHARGE_EVENTS = ("charge.refunded", "charge.dispute.created")
+CHARGE_EVENTS = ("charge.refunded", "charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed")
 
 
 class StripeEvents:
@@ -103,9 +110,11 @@ class StripeEvents:
 
     def _charge(self, ctx, reported, kind: str) -> str:
         """A refund or a dispute: the charge (and dispute) read back from
-        Stripe, the owners told once per refund amount and per dispute, and
-        the subscription, if any, applied as Stripe has it now."""
-        if kind == "charge.dispute.created":
+        Stripe, the owners told once per refund amount and per dispute, a
+        one-time payment's standing (revoked by a full refund or a dispute
+        open or lost, restored by a dispute won) and the subscription, if
+        any, applied as Stripe has it now."""
+        if kind.startswith("charge.dispute."):
             dispute = self.backend.read_dispute(reported["id"])
             if dispute is None:
                 return f"Stripe has no dispute {reported['id']}"
@@ -114,15 +123,22 @@ class StripeEvents:
             dispute, charge = None, self.backend.read_charge(reported["id"])
         if charge is None:
             return f"{kind}: Stripe has no such charge"
+        standing = ""
+        if charge.payment_intent and ctx.db.get(BillingPayment, charge.payment_intent) is not None:
+            # A payment not applied yet takes its standing when its checkout is.
+            standing = "; " + apply_payment_standing(ctx, charge.payment_intent,
+                                                     self.backend.payment_standing(charge.payment_intent), kind)
         found = ctx.db.execute(select(Entitlement.workspace_id, Entitlement.subscription_id)
                                .where(Entitlement.customer_id == charge.customer_id)).first() \
             if charge.customer_id else None
         if found is None:
-            return f"{kind}: no workspace has this customer"
+            return f"{kind}: no workspace has this customer{standing}"
         workspace_id, subscription_id = found
         record(ctx, f"billing.{kind.split('.', 1)[1].replace('.', '_')}", workspace_id=workspace_id,
                target_type="charge", target_id=charge.id)
-        if dispute is not None:
+        if dispute is not None and kind != "charge.dispute.created":
+            note = f"{kind}: dispute {dispute.status.replace('_', ' ')}"
+        elif dispute is not None:
             sent = owner_notice(ctx, workspace_id, "dispute", f"dispute:{dispute.id}",
                                 {"amount": money(dispute.amount, dispute.currency),
                                  "reason": dispute.reason.replace("_", " ")})
@@ -135,4 +151,4 @@ class StripeEvents:
             note = f"{kind}: refund email {'sent' if sent else 'sent before'}"
         else:
             note = f"{kind}: nothing refunded"
-        return note + ("; " + self._subscription(ctx, subscription_id, kind) if subscription_id else "")
+        return note + standing + ("; " + self._subscription(ctx, subscription_id, kind) if subscription_id else "")

@@ -110,6 +110,8 @@ class StripeStub:
                 ("GET", "/v1/customers/{cus}"): lambda: self._get(self.customers, ident),
                 ("GET", "/v1/charges/{ch}"): lambda: self._get(self.charges, ident),
                 ("GET", "/v1/disputes/{dp}"): lambda: self._get(self.disputes, ident),
+                ("GET", "/v1/charges"): lambda: self._list(self.charges, path, params, "payment_intent"),
+                ("GET", "/v1/disputes"): lambda: self._list(self.disputes, path, params, "charge"),
             }
             handler = handlers.get(route)
             if handler is None:
@@ -120,6 +122,11 @@ class StripeStub:
         if ident not in store:
             raise NotFound(f"No such object: '{ident}'")
         return store[ident]
+
+    def _list(self, store: dict, path: str, params: dict, field: str) -> dict:
+        """A list filtered by ``field`` (one page: the stand-in's lists are short)."""
+        found = [obj for obj in store.values() if field not in params or obj.get(field) == params[field]]
+        return {"object": "list", "url": path, "has_more": False, "data": found}
 
     def _create_session(self, params: dict) -> dict:
         line = params["line_items"][0]
@@ -251,6 +258,13 @@ class StripeStub:
                                          "amount": charge["amount"], "currency": charge["currency"],
                                          "reason": reason, "status": "needs_response"}
             return self._event("charge.dispute.created", self.disputes[dispute_id])
+
+    def close_dispute(self, dispute_id: str, won: bool) -> dict:
+        """The bank decides a dispute: won (the money stays) or lost."""
+        with self.lock:
+            dispute = self.disputes[dispute_id]
+            dispute["status"] = "won" if won else "lost"
+            return self._event("charge.dispute.closed", dispute)
 
     def trial_will_end(self, subscription_id: str) -> dict:
         """Stripe's notice three days before a trial ends."""
