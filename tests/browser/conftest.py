@@ -144,7 +144,19 @@ def axe():
     """``axe(page)``: scan the page as it is now; fails listing every violation."""
 
     def scan(page) -> None:
-        result = page.evaluate("tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})", AXE_TAGS)
+        from playwright.sync_api import Error as PlaywrightError
+
+        # A click that navigates returns once the navigation starts: scan the
+        # page it leads to, once loaded, never the one being replaced.
+        for attempt in range(3):
+            page.wait_for_load_state("load")
+            try:
+                result = page.evaluate("tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})",
+                                       AXE_TAGS)
+                break
+            except PlaywrightError:  # the document changed under the scan
+                if attempt == 2:
+                    raise
         problems = [f"{violation['id']} ({violation['impact']}): {violation['help']} at "
                     + ", ".join(" ".join(node["target"]) for node in violation["nodes"][:5])
                     for violation in result["violations"]]

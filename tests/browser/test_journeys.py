@@ -60,6 +60,7 @@ def test_a_host_signs_up_creates_an_event_invites_and_watches_a_guest_answer(dev
     axe(host)
     shoot(host, f"host-{device}-dashboard-empty")
     host.get_by_role("link", name="Create your first event").click()
+    expect(host.get_by_role("heading", name="New event", level=1)).to_be_visible()
     axe(host)
     host.get_by_label("Name", exact=True).fill("Midsummer Gala")
     host.get_by_label("Venue").fill("The Old Library, Bristol")
@@ -71,6 +72,7 @@ def test_a_host_signs_up_creates_an_event_invites_and_watches_a_guest_answer(dev
     expect(host.get_by_role("heading", name="Midsummer Gala", level=1)).to_be_visible()
     axe(host)
     host.get_by_role("link", name="Add a guest").first.click()
+    expect(host.get_by_label("Name")).to_be_visible()
     axe(host)
     guest_email = f"grace-{device}@example.com"
     host.get_by_label("Name").fill("Grace Hopper")
