@@ -409,7 +409,7 @@ def edit_event_page(request, context, status: int = 200, values=None, errors=Non
     counts = services.headcounts(request.db, [context.event.id])[context.event.id]
     return event_page_base(request, context, status, values=values or event_values(context.event),
                            confirming=confirming, guest_count=counts.guests,
-                           coming_count=len(notices.recipients(request.db, context.event)),
+                           coming_count=notices.recipient_count(request.db, context.event),
                            errors=errors or {}, cover_errors=cover_errors or {},
                            question_values=question_values or {"label": "", "kind": "text", "choices": "",
                                                                 "required": False},

@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from guestguard.audit.services import record
 from guestguard.db import insert_ignoring_conflict, lock_name, utcnow
@@ -32,12 +32,18 @@ def pending(event: Event) -> bool:
     return event.sequence > event.notified_sequence
 
 
-def recipients(db, event: Event) -> list[Guest]:
+def told(event: Event):
     """Who a notice goes to: guests who said yes (with a place) or maybe."""
-    return list(db.scalars(select(Guest).where(
-        Guest.event_id == event.id,
-        ((Guest.response == YES) & Guest.waitlisted_at.is_(None)) | (Guest.response == MAYBE))
-        .order_by(Guest.name, Guest.id)))
+    return (Guest.event_id == event.id,
+            ((Guest.response == YES) & Guest.waitlisted_at.is_(None)) | (Guest.response == MAYBE))
+
+
+def recipients(db, event: Event) -> list[Guest]:
+    return list(db.scalars(select(Guest).where(*told(event)).order_by(Guest.name, Guest.id)))
+
+
+def recipient_count(db, event: Event) -> int:
+    return db.scalar(select(func.count()).select_from(Guest).where(*told(event)))
 
 
 @dataclass(frozen=True)
