@@ -78,10 +78,14 @@ def check_captcha(request, errors: dict[str, str]) -> int:
 # --- signup and email verification -------------------------------------------
 
 
-def signup_page(request, status: int = 200, **context) -> dict:
+def joining_invitation(request):
+    """The workspace invitation this browser followed to the signup form, if still open."""
+    return workspaces.joining(request.db, request.session.get(workspaces.JOINING))
+
+
+def signup_page(request, invitation, status: int = 200, **context) -> dict:
     """The signup form; opened from a workspace invitation, it names the
     workspace and proposes the invited address."""
-    invitation = workspaces.joining(request.db, request.session.get(workspaces.JOINING))
     return captcha_page(request, status, joining=invitation, **context)
 
 
@@ -89,8 +93,8 @@ def signup_page(request, status: int = 200, **context) -> dict:
 def signup_form(request):
     if request.identity is not None:
         return redirect(request, request.route_path("dashboard"))
-    invitation = workspaces.joining(request.db, request.session.get(workspaces.JOINING))
-    return signup_page(request, values={"email": invitation.email} if invitation else {}, errors={})
+    invitation = joining_invitation(request)
+    return signup_page(request, invitation, values={"email": invitation.email} if invitation else {}, errors={})
 
 
 @view_config(route_name="signup", request_method="POST", renderer="accounts/signup.jinja2")
@@ -101,11 +105,11 @@ def signup(request):
         return redirect(request, request.route_path("dashboard"))
     form = SIGNUP_FORM.read(request)
     status = check_captcha(request, form.errors)
+    invitation = joining_invitation(request)
     if form.errors:
-        return signup_page(request, status, values=SIGNUP_FORM.typed(request), errors=form.errors)
+        return signup_page(request, invitation, status, values=SIGNUP_FORM.typed(request), errors=form.errors)
     enforce(request, "signup")
     data = form.model
-    invitation = workspaces.joining(request.db, request.session.get(workspaces.JOINING))
     # The mark of the link sent (or, for a taken address, of none: the same
     # shape): that link, opened in this browser, signs it in.
     request.session[SIGNED_UP] = services.signup(
