@@ -2,7 +2,6 @@
 digest at 08:00 in the event's time zone; once each, only while they are in
 the workspace, never for an API key."""
 import datetime as dt
-import threading
 
 import pytest
 import time_machine
@@ -12,7 +11,7 @@ from sqlalchemy import delete, func, select, update
 from guestguard.accounts.models import User
 from guestguard.events.alerts import digest_due, send_digests
 from guestguard.events.models import AnswerAlert
-from guestguard.testing import add_guest, csrf, event_host, inbox, issue, main_text, scalar, signed_in
+from guestguard.testing import add_guest, csrf, event_host, inbox, issue, main_text, scalar, signed_in, together
 from guestguard.workspaces.models import Membership
 
 EVENT = {"name": "Midsummer Gala", "status": "published", "starts_at": "2030-06-21T19:00:00",
@@ -132,17 +131,7 @@ def test_two_workers_send_one_digest(app, run_in_request, host):
     daily_since(app, run_in_request, host, dt.datetime(2030, 6, 9, 5, 0, tzinfo=dt.UTC))
     with time_machine.travel(dt.datetime(2030, 6, 9, 6, 0, tzinfo=dt.UTC)):
         answer(app, token, "maybe")
-    barrier, sent = threading.Barrier(2), []
-
-    def worker():
-        barrier.wait()
-        sent.append(run_digests(app, "2030-06-09T07:05:00+00:00"))
-
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    sent = together([lambda: run_digests(app, "2030-06-09T07:05:00+00:00")] * 2)
     assert sorted(sent) == [0, 1]
     assert len(alerts_to(app, "ada@example.com")) == 1
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import threading
 import uuid
 
 import pytest
@@ -17,7 +16,7 @@ from guestguard.billing.plans import parse_plan
 from guestguard.events.models import Event, Guest
 from guestguard.plugins import BillingUnavailable, CheckoutResult, Proration, SubscriptionState, hookimpl
 from guestguard.settings import SettingsError
-from guestguard.testing import create_team, session_bearer, signed_in
+from guestguard.testing import create_team, session_bearer, signed_in, together
 
 EVENT = {"name": "Midsummer Gala", "starts_at": "2030-06-21T19:00:00", "ends_at": "2030-06-21T23:30:00",
          "timezone": "Europe/London"}
@@ -209,19 +208,17 @@ def test_a_refund_applied_at_once_by_several_workers_charges_the_event_back_once
     wid = uuid.UUID(team["workspace"])
     party = uuid.UUID(new_event(app, team).json["event"]["id"])
     personal(run_in_request, team["workspace"], str(party))
-    outcomes, barrier = [], threading.Barrier(6)
-
-    def one():
-        barrier.wait()
-        outcomes.append(run_in_request(lambda r: services.apply_payment_standing(r.ctx, "pi_1", "disputed")))
-
-    workers = [threading.Thread(target=one) for _ in range(6)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
+    outcomes = together([lambda: run_in_request(
+        lambda r: services.apply_payment_standing(r.ctx, "pi_1", "disputed"))] * 6)
     assert sorted(outcomes) == ["payment pi_1 revoked: disputed"] + ["payment pi_1 unchanged: disputed"] * 5
     assert events_used(run_in_request, wid) == 1
+
+def verdict(outcome) -> str:
+    """A charge's outcome: "ok", "refused" for the plan's limit, or what else it raised."""
+    if isinstance(outcome, services.PlanLimitReached):
+        return "refused"
+    return repr(outcome) if isinstance(outcome, Exception) else "ok"
+
 
 @pytest.mark.one_pass("services")
 def test_an_events_own_texts_taken_at_once_never_pass_its_plan(app, team, run_in_request, db_url):
@@ -234,22 +231,8 @@ def test_an_events_own_texts_taken_at_once_never_pass_its_plan(app, team, run_in
     party = uuid.UUID(new_event(app, team).json["event"]["id"])
     personal(run_in_request, team["workspace"], str(party))
     run_in_request(lambda r: r.db.execute(BillingPayment.__table__.update().values(texts_used=97)))
-    outcomes, barrier = [], threading.Barrier(8)
-
-    def one():
-        barrier.wait()
-        try:
-            run_in_request(lambda r: services.charge(r.ctx, wid, "sms", event_id=party))
-            outcomes.append("ok")
-        except services.PlanLimitReached:
-            outcomes.append("refused")
-
-    threads = [threading.Thread(target=one) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sorted(outcomes) == ["ok"] * 3 + ["refused"] * 5
+    outcomes = together([lambda: run_in_request(lambda r: services.charge(r.ctx, wid, "sms", event_id=party))] * 8)
+    assert sorted(map(verdict, outcomes)) == ["ok"] * 3 + ["refused"] * 5
     assert run_in_request(lambda r: r.db.scalar(select(BillingPayment.texts_used))) == 100
 
 
@@ -348,22 +331,8 @@ def test_events_counted_at_once_never_pass_the_limit(app, team, run_in_request, 
     pro(run_in_request, team["workspace"])
     run_in_request(lambda r: r.db.execute(Entitlement.__table__.update().values(events_limit=3)))
     wid = uuid.UUID(team["workspace"])
-    outcomes, barrier = [], threading.Barrier(8)
-
-    def one():
-        barrier.wait()
-        try:
-            run_in_request(lambda r: services.charge(r.ctx, wid, "events"))
-            outcomes.append("ok")
-        except services.PlanLimitReached:
-            outcomes.append("refused")
-
-    threads = [threading.Thread(target=one) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sorted(outcomes) == ["ok"] * 3 + ["refused"] * 5
+    outcomes = together([lambda: run_in_request(lambda r: services.charge(r.ctx, wid, "events"))] * 8)
+    assert sorted(map(verdict, outcomes)) == ["ok"] * 3 + ["refused"] * 5
     assert run_in_request(lambda r: r.db.scalar(select(UsageCounter.used))) == 3
 
 
@@ -377,22 +346,15 @@ def test_guests_added_at_once_at_the_limit_give_exactly_the_limit(app, team, run
     event_id = new_event(app, team).json["event"]["id"]
     url = f"/api/v1/events/{event_id}/guests"
     app.post_json(url, guests(46), headers=team["ada"], status=201)
-    outcomes, barrier = [], threading.Barrier(9)
-
-    def add(batch):
-        barrier.wait()
-        answer = app.post_json(url, batch if len(batch) > 1 else batch[0], headers=team["ada"], expect_errors=True)
-        outcomes.append((answer.status_int, len(batch)))
+    batches = [guests(1, 100 + i) for i in range(8)] + [guests(2, 200)]
+    answers = together([lambda batch=batch: app.post_json(url, batch if len(batch) > 1 else batch[0],
+                                                         headers=team["ada"], expect_errors=True)
+                        for batch in batches])
+    outcomes = [(answer.status_int, len(batch)) for answer, batch in zip(answers, batches, strict=True)]
+    for answer, batch in zip(answers, batches, strict=True):
         if answer.status_int == 402:
             error = answer.json["error"]
             assert error["code"] == "plan_limit" and error["limit"] == 50 and error["used"] + len(batch) > 50
-
-    batches = [guests(1, 100 + i) for i in range(8)] + [guests(2, 200)]
-    threads = [threading.Thread(target=add, args=(batch,)) for batch in batches]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
     added = sum(size for status, size in outcomes if status == 201)
     assert {status for status, _ in outcomes} <= {201, 402} and len(outcomes) == 9
     assert added == 4

@@ -2,9 +2,9 @@
 and plus-one in exactly once, with every attempt logged."""
 import base64
 import datetime as dt
+import functools
 import io
 import re
-import threading
 import uuid
 from zoneinfo import ZoneInfo
 
@@ -18,7 +18,7 @@ from guestguard.checkin import passes
 from guestguard.checkin.models import Admission, GuestPass
 from guestguard.events.models import Guest
 from guestguard.guard.models import AccessEntry
-from guestguard.testing import add_guest, event_host, inbox, issue, new_client, scalar
+from guestguard.testing import add_guest, clicks, event_host, inbox, issue, new_client, scalar, together
 
 EVENT = {"name": "Midsummer Gala", "status": "published", "starts_at": "2030-06-21T19:00:00",
          "timezone": "Europe/London", "venue": "Kew Gardens"}
@@ -298,42 +298,17 @@ def test_twenty_doors_scanning_one_pass_at_once_let_the_party_in_once(app, host,
     """Threads against the same database: on PostgreSQL the scans race."""
     guest, _, secret, _ = said_yes(app, host, plus_ones=2)
     doors = 20
-    barrier = threading.Barrier(doors)
-    statuses: list[int] = []
-
-    def door(n: int) -> None:
-        client = new_client(app.app, REMOTE_ADDR=f"198.51.100.{n + 1}")
-        barrier.wait()
-        response = client.post_json(f"{host['url']}/checkins", {"code": secret, "scan_id": f"door-{n:04d}"},
-                                    headers=host["sam"], status="*")
-        statuses.append(response.status_int)
-
-    threads = [threading.Thread(target=door, args=(n,)) for n in range(doors)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert sorted(statuses) == [201] + [409] * (doors - 1)
+    answers = together([functools.partial(
+        new_client(app.app, REMOTE_ADDR=f"198.51.100.{n + 1}").post_json, f"{host['url']}/checkins",
+        {"code": secret, "scan_id": f"door-{n:04d}"}, headers=host["sam"], status="*") for n in range(doors)])
+    assert sorted(answer.status_int for answer in answers) == [201] + [409] * (doors - 1)
     assert admissions(app, run_in_request) == 3, "the guest and both plus-ones, once each"
 
 
 def test_the_same_scan_sent_by_many_threads_at_once_is_answered_alike(app, host, run_in_request):
     _, _, secret, _ = said_yes(app, host)
-    barrier = threading.Barrier(8)
-    answers: list[tuple[int, dict]] = []
-
-    def resend() -> None:
-        client = new_client(app.app)
-        barrier.wait()
-        response = client.post_json(f"{host['url']}/checkins", {"code": secret, "scan_id": "one-scan-01"},
-                                    headers=host["sam"], status="*")
-        answers.append((response.status_int, response.json))
-
-    threads = [threading.Thread(target=resend) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    answers = [(answer.status_int, answer.json) for answer in clicks(app, [lambda client: client.post_json(
+        f"{host['url']}/checkins", {"code": secret, "scan_id": "one-scan-01"}, headers=host["sam"], status="*")] * 8)]
     assert {status for status, _ in answers} == {201}
     assert len({str(body) for _, body in answers}) == 1
     assert admissions(app, run_in_request) == 1

@@ -4,7 +4,6 @@ for an export at once, a double-clicked account deletion, a deletion racing
 a login. Each leaves exactly the state one of them would. Meant for
 PostgreSQL (row locks between connections); on SQLite all but the forget
 racing an answer pass through its one writer."""
-import threading
 import uuid
 
 import pytest
@@ -17,33 +16,21 @@ from guestguard.guard.models import AccessEntry, AccessTally
 from guestguard.privacy.deletion import CANCEL_PURPOSE
 from guestguard.privacy.jobs import FORGOTTEN_NAME
 from guestguard.privacy.models import DataExport
-from guestguard.testing import TEST_PASSWORD, add_guest, event_host, inbox, issue, new_client, scalar, session_bearer
+from guestguard.testing import (
+    TEST_PASSWORD,
+    add_guest,
+    clicks,
+    event_host,
+    inbox,
+    issue,
+    new_client,
+    scalar,
+    session_bearer,
+)
 
 EVENT = {"name": "Midsummer Gala", "status": "published", "starts_at": "2030-06-21T19:00:00",
          "timezone": "Europe/London", "default_plus_ones": 1}
 ROUNDS = 3
-
-
-def at_once(app, calls) -> list:
-    """Each of ``calls`` (``call(client)``) in a thread of its own, released
-    together, each with its own client; their answers (or what they raised)."""
-    barrier = threading.Barrier(len(calls))
-    answers: list = [None] * len(calls)
-
-    def run(n: int) -> None:
-        client = new_client(app.app)
-        barrier.wait()
-        try:
-            answers[n] = calls[n](client)
-        except Exception as exc:  # reported by the assertions
-            answers[n] = exc
-
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
-    return answers
 
 
 def count(app, run_in_request, model, *where) -> int:
@@ -71,7 +58,7 @@ def test_two_forgets_at_once_forget_once(app, host, run_in_request):
         token = issue(app, host, guest)["token"]
         app.get(f"/access/{token}")
         app.post(f"/rsvp/{token}", {"response": "yes", "plus_ones": "1"}, status=303)
-        answers = at_once(app, [forget(host, guest), forget(host, guest)])
+        answers = clicks(app, [forget(host, guest), forget(host, guest)])
         assert [a for a in answers if not isinstance(a, dict)] == []
         assert answers[0] == answers[1], "both answer the one forgotten guest"
         assert answers[0]["guest"]["name"] == FORGOTTEN_NAME
@@ -98,7 +85,7 @@ def test_a_forget_racing_the_guests_answer_leaves_nothing_of_them(app, host, run
             return client.post(f"/rsvp/{token}", {"response": "yes", "plus_ones": "0",
                                                  "message": "Alan here, 07700 900123"}, expect_errors=True).status_int
 
-        status, forgotten = at_once(app, [answer, forget(host, guest)])
+        status, forgotten = clicks(app, [answer, forget(host, guest)])
         assert isinstance(forgotten, dict) and forgotten["guest"]["name"] == FORGOTTEN_NAME, forgotten
         # Answered first (then forgotten: the answer stays a count) or
         # refused after the forget (the link is gone): never half of each.
@@ -114,7 +101,7 @@ def test_two_asks_for_an_export_at_once_make_one_export_and_one_email(app, host,
     def ask(client):
         return client.post_json("/api/v1/me/data-export", {}, headers=host["ada"], status=202).json["export"]
 
-    answers = at_once(app, [ask, ask])
+    answers = clicks(app, [ask, ask])
     assert [a for a in answers if not isinstance(a, dict)] == []
     assert answers[0]["id"] == answers[1]["id"]
     assert count(app, run_in_request, DataExport) == 1
@@ -135,7 +122,7 @@ def test_a_double_clicked_deletion_deletes_once(app, eve, run_in_request):
     def delete(client):
         return client.delete_json("/api/v1/me", {"password": TEST_PASSWORD}, headers=eve).status_int
 
-    assert at_once(app, [delete, delete]) == [202, 202]
+    assert clicks(app, [delete, delete]) == [202, 202]
     user_id = eve_id(app, run_in_request)
     assert count(app, run_in_request, UserToken, UserToken.user_id == user_id,
                  UserToken.purpose == CANCEL_PURPOSE) == 1
@@ -163,7 +150,7 @@ def test_a_login_racing_the_deletion_leaves_no_way_in(app, eve, run_in_request):
                                                  expect_errors=True).status_int
 
     for _ in range(ROUNDS):
-        token, deleted = at_once(app, [login, deletion(eve)])
+        token, deleted = clicks(app, [login, deletion(eve)])
         assert deleted == 202
         user_id = eve_id(app, run_in_request)
         assert count(app, run_in_request, AuthSession, AuthSession.user_id == user_id,

@@ -1,14 +1,14 @@
 """What the RSVP form asks besides the answer (plus-ones' names, the host's
 questions) and what a full event does (capacity, waitlist, promotion),
 through the real app; the last place taken by two guests at once."""
-import threading
+import functools
 import uuid
 
 import pytest
 from sqlalchemy import select
 
 from guestguard.events.models import Guest, Rsvp
-from guestguard.testing import add_guest, event_host, inbox, issue, new_client, signed_in
+from guestguard.testing import add_guest, event_host, inbox, issue, new_client, signed_in, together
 
 EVENT = {"name": "Lantern Supper", "status": "published", "starts_at": "2030-08-14T19:30:00",
          "timezone": "Europe/London", "default_plus_ones": 2}
@@ -222,21 +222,10 @@ def test_removing_a_seated_guest_gives_the_place_to_the_waitlist(app, host, run_
 def test_two_guests_taking_the_last_place_at_once_one_gets_it(app, host, run_in_request):
     app.patch_json(host["url"], {"capacity": 1, "questions": []}, headers=host["ada"])
     tokens = [guest_with_link(app, host, name)[1] for name in ("Ada", "Bob", "Cy", "Dee")]
-    barrier = threading.Barrier(len(tokens))
-    results: dict[str, int] = {}
-
-    def take(token: str, n: int) -> None:
-        client = new_client(app.app, REMOTE_ADDR=f"198.51.100.{n + 1}")
-        barrier.wait()
-        answered = client.post_json(f"/api/v1/rsvp/{token}", {"response": "yes"}, status="*")
-        results[token] = answered.status_int
-
-    threads = [threading.Thread(target=take, args=(token, n)) for n, token in enumerate(tokens)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert sorted(results.values()) == [200] * len(tokens)
+    answers = together([functools.partial(
+        new_client(app.app, REMOTE_ADDR=f"198.51.100.{n + 1}").post_json, f"/api/v1/rsvp/{token}",
+        {"response": "yes"}, status="*") for n, token in enumerate(tokens)])
+    assert sorted(answer.status_int for answer in answers) == [200] * len(tokens)
     seated = run_in_request(lambda request: request.db.scalars(select(Guest.name).where(
         Guest.response == "yes", Guest.waitlisted_at.is_(None))).all())
     waiting = run_in_request(lambda request: request.db.scalars(

@@ -1,7 +1,6 @@
 """The suppression list: an address that bounced, complained, texted STOP or
 unsubscribed is not written to again, checked when each message is about to
 go out; the host sees why an invitation was held back."""
-import threading
 import uuid
 
 import pytest
@@ -11,7 +10,16 @@ from guestguard.audit.models import AuditEvent
 from guestguard.notifications import suppression
 from guestguard.notifications.models import Notification, Suppression
 from guestguard.notifications.services import queue_notification
-from guestguard.testing import add_guest, create_user, drain, event_host, guestguard_command, in_request, inbox
+from guestguard.testing import (
+    add_guest,
+    create_user,
+    drain,
+    event_host,
+    guestguard_command,
+    in_request,
+    inbox,
+    together,
+)
 
 EVENT = {"name": "Harvest Supper", "status": "published", "starts_at": "2030-09-20T19:00:00",
          "ends_at": "2030-09-20T23:00:00", "timezone": "Europe/London", "venue": "The Barn"}
@@ -129,21 +137,8 @@ def invite_again(app, host, guest):
 def test_two_listings_at_once_make_one_row(app, db_url):
     if db_url.startswith("sqlite"):
         pytest.skip("SQLite serializes writers; the race needs PostgreSQL")
-    barrier = threading.Barrier(4)
-    errors = []
-
-    def one():
-        try:
-            barrier.wait()
-            suppress(app, "email", "race@example.com", suppression.HARD_BOUNCE)
-        except Exception as exc:  # the test reads them below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=one) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    outcomes = together([lambda: suppress(app, "email", "race@example.com", suppression.HARD_BOUNCE)] * 4)
+    errors = [outcome for outcome in outcomes if isinstance(outcome, Exception)]
     assert errors == []
     count = in_request(app.app.registry, lambda request: request.db.scalar(
         select(func.count()).select_from(Suppression).where(Suppression.address == "race@example.com")))

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import atexit
 import datetime as dt
+import functools
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -216,6 +218,35 @@ def new_client(wsgi_app, **environ) -> webtest.TestApp:
     a threaded server (waitress, gunicorn's gthread), as the app always is."""
     return TestClient(wsgi_app, extra_environ={"REMOTE_ADDR": "127.0.0.1", "HTTP_HOST": TEST_HOST,
                                                "wsgi.multithread": True, **environ})
+
+
+def together(calls: Iterable[Callable[[], Any]], timeout: float = 120) -> list:
+    """Runs each call from a thread of its own, all released at once (a
+    double click, a burst of retries); their results, or what they raised,
+    in the calls' order."""
+    calls = list(calls)
+    barrier = threading.Barrier(len(calls))
+    outcomes: list = [None] * len(calls)
+
+    def run(n: int) -> None:
+        barrier.wait()
+        try:
+            outcomes[n] = calls[n]()
+        except Exception as exc:  # the caller's assertions say whether it was expected
+            outcomes[n] = exc
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    return outcomes
+
+
+def clicks(app: webtest.TestApp, calls: Iterable[Callable[[webtest.TestApp], Any]]) -> list:
+    """Each ``call(client)`` from a thread of its own with a client (cookie
+    jar) of its own, all released at once; their answers or what they raised."""
+    return together([functools.partial(call, new_client(app.app)) for call in calls])
 
 
 class AppFactory:

@@ -23,6 +23,7 @@ from guestguard_stripe.testing import StripeStub
 
 from .conftest import Site
 
+pytestmark = [pytest.mark.browser, pytest.mark.one_pass("sqlite")]
 DEVICES = ("desktop", "phone")
 PLUGINS = [] if any(p.name == "stripe" for p in entry_points(group="guestguard")) else [("stripe", guestguard_stripe)]
 
