@@ -37,27 +37,51 @@ CALLER_SPAN = "00f067aa0ba902b7"
 # The application's process: sign up (the request queues the verification
 # email), run the queued task in a thread of its own, as a worker would
 # (nothing but the task's message links it to the request), open the link
-# in the email with a caller's traceparent, then exit (which sends what is
-# left). Prints what the test needs to know on its last line.
+# in the email with a caller's traceparent, call a page that asks another
+# service (the collector's server) with the token and the email in the
+# URL, then exit (which sends what is left). Prints what the test needs to
+# know on its last line.
 SCENARIO = r'''
-import json, sys, threading
+import json, sys, threading, urllib.request
+import requests
 from guestguard import make_config
+from guestguard.plugins import hookimpl
 from guestguard.testing import drain, inbox, link, new_client, signup
 
 # What tracing loads. (redis-py loads OpenTelemetry's API and metrics SDK
 # by itself when they are installed, tracing or not: about 1.5 MiB.)
 TRACING_MODULES = ("guestguard.ops.tracing", "opentelemetry.sdk.trace", "opentelemetry.exporter",
                    "opentelemetry.instrumentation", "opentelemetry.proto", "google.protobuf")
-settings = json.loads(sys.argv[1])
-app = new_client(make_config(settings, environ={}).make_wsgi_app())
+settings, email, password, traceparent, service = json.loads(sys.argv[1]), *sys.argv[2:6]
+
+
+class Lookup:
+    # A page that asks another service about a guest, once with urllib and
+    # once with requests (as the core and the plugins do).
+    @hookimpl
+    def configure(self, config):
+        config.add_route("trace_lookup", "/trace-lookup/{token}")
+        config.add_view(self.lookup, route_name="trace_lookup", renderer="json")
+
+    def lookup(self, request):
+        query = f"email={email}&token={request.matchdict['token']}"
+        with urllib.request.urlopen(f"{service}/guests/{request.matchdict['token']}?{query}", timeout=5) as answer:
+            answer.read()
+        requests.get(f"{service}/guests?{query}#{email}", timeout=5)
+        return {}
+
+
+app = new_client(make_config(settings, environ={}, extra_plugins=[("lookup", Lookup())]).make_wsgi_app())
 registry = app.app.registry
-signed_up = signup(app, email=sys.argv[2], password=sys.argv[3], status=None)
+signed_up = signup(app, email=email, password=password, status=None)
 worker = threading.Thread(target=drain, args=(registry["huey"],))
 worker.start()
 worker.join()
-path = link(inbox(app, sys.argv[2])[0], "verify-email")
-verified = app.get(path, headers={"traceparent": sys.argv[4]}, status=None)
-print(json.dumps({"signup": signed_up.status_int, "verify": verified.status_int, "path": path,
+path = link(inbox(app, email)[0], "verify-email")
+verified = app.get(path, headers={"traceparent": traceparent}, status=None)
+looked_up = app.get(f"/trace-lookup/{path.rsplit('/', 1)[1]}", status=None)
+print(json.dumps({"signup": signed_up.status_int, "verify": verified.status_int, "lookup": looked_up.status_int,
+                  "path": path,
                   "tracing_loaded": sorted(name for name in sys.modules if name.startswith(TRACING_MODULES))}))
 '''
 
@@ -98,11 +122,17 @@ class Collector:
                 self.end_headers()
                 self.wfile.write(answer)
 
+            def do_GET(self):  # another service the application asks
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
             def log_message(self, *args):
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
         self.endpoint = f"http://127.0.0.1:{self.server.server_port}/v1/traces"
 
     def spans(self) -> list[dict]:
@@ -135,7 +165,7 @@ def collector():
     stand_in.close()
 
 
-def run_scenario(db_url, redis_url, tmp_path, settings: dict[str, str]) -> tuple[dict, list[dict]]:
+def run_scenario(db_url, redis_url, tmp_path, settings: dict[str, str], service: str) -> tuple[dict, list[dict]]:
     """Run SCENARIO on the test's database (and Redis queue when the run has
     one) with ``settings``; its outcome and its JSON log lines."""
     queue = redis_url or f"sqlite:///{tmp_path}/queue.sqlite"
@@ -144,7 +174,7 @@ def run_scenario(db_url, redis_url, tmp_path, settings: dict[str, str]) -> tuple
     full = {**settings_for(db_url), "huey.url": queue, "huey.immediate": "false", "huey.name": f"tr-{tmp_path.name}",
             "log.format": "json", **settings}
     done = subprocess.run([sys.executable, str(script), json.dumps(full), EMAIL, PASSWORD,
-                           f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"],
+                           f"00-{CALLER_TRACE}-{CALLER_SPAN}-01", service],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
@@ -154,8 +184,8 @@ def run_scenario(db_url, redis_url, tmp_path, settings: dict[str, str]) -> tuple
 def test_a_request_and_its_task_are_one_trace_with_sql_and_redis_inside(db_url, redis_url, tmp_path, collector):
     outcome, lines = run_scenario(db_url, redis_url, tmp_path, {
         "tracing.enabled": "true", "tracing.endpoint": collector.endpoint, "tracing.service_name": "gg-test",
-        "tracing.headers": "x-collector-key=k%3Dv"})
-    assert (outcome["signup"], outcome["verify"]) == (202, 200), outcome
+        "tracing.headers": "x-collector-key=k%3Dv"}, collector.url)
+    assert (outcome["signup"], outcome["verify"], outcome["lookup"]) == (202, 200, 200), outcome
     spans = collector.spans()
     by_id = {span["id"]: span for span in spans}
     [signup] = [s for s in spans if s["name"] == "api_signup"]
@@ -187,6 +217,15 @@ def test_a_request_and_its_task_are_one_trace_with_sql_and_redis_inside(db_url, 
     assert verify["resource"]["service.name"] == "gg-test"
     assert collector.headers[0].get("x-collector-key") == "k=v"
 
+    # Outgoing calls, urllib's and requests', inside the page's span, their URLs without the token or the query.
+    [lookup] = [s for s in spans if s["name"] == "trace_lookup"]
+    assert lookup["attributes"]["http.route"] == "/trace-lookup/{token}"
+    calls = [s for s in spans if s["parent"] == lookup["id"] and s["kind"] == 3]
+    assert {s["scope"].rsplit(".", 1)[-1] for s in calls} == {"urllib", "requests"}, calls
+    assert {s["attributes"]["http.url"] for s in calls} == {
+        f"{collector.url}/guests/[token]?email=[removed]&token=[removed]",
+        f"{collector.url}/guests?email=[removed]&token=[removed]"}
+
     # Nothing personal anywhere: not the email, not the token in the link, not the password.
     token = outcome["path"].rsplit("/", 1)[1]
     raw = b"".join(collector.raw)
@@ -203,18 +242,19 @@ def test_a_request_and_its_task_are_one_trace_with_sql_and_redis_inside(db_url, 
 
 
 def test_tracing_is_off_by_default_and_loads_nothing(db_url, redis_url, tmp_path, collector):
-    outcome, lines = run_scenario(db_url, redis_url, tmp_path, {"tracing.endpoint": collector.endpoint})
-    assert (outcome["signup"], outcome["verify"]) == (202, 200), outcome
+    outcome, lines = run_scenario(db_url, redis_url, tmp_path, {"tracing.endpoint": collector.endpoint},
+                                  collector.url)
+    assert (outcome["signup"], outcome["verify"], outcome["lookup"]) == (202, 200, 200), outcome
     assert outcome["tracing_loaded"] == [], "a process that does not trace loads none of the tracing machinery"
     assert collector.requests == []
     assert lines and all(line["trace_id"] == "" and line["span_id"] == "" for line in lines)
 
 
-def test_a_collector_that_is_down_costs_no_request(db_url, redis_url, tmp_path):
+def test_a_collector_that_is_down_costs_no_request(db_url, redis_url, tmp_path, collector):
     closed = f"http://127.0.0.1:{free_port()}/v1/traces"
     outcome, lines = run_scenario(db_url, redis_url, tmp_path, {
-        "tracing.enabled": "true", "tracing.endpoint": closed, "tracing.export_timeout": "1"})
-    assert (outcome["signup"], outcome["verify"]) == (202, 200), outcome
+        "tracing.enabled": "true", "tracing.endpoint": closed, "tracing.export_timeout": "1"}, collector.url)
+    assert (outcome["signup"], outcome["verify"], outcome["lookup"]) == (202, 200, 200), outcome
     assert any(line["trace_id"] for line in lines), "spans were made, only not delivered"
 
 
