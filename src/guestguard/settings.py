@@ -241,6 +241,30 @@ def as_url(*schemes: str, allow_empty: bool = False) -> Callable[[str], str]:
     return parse
 
 
+# A header name (RFC 9110 token) and a value without control characters.
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def as_headers(value: str) -> tuple[tuple[str, str], ...]:
+    """HTTP headers written ``name=value,name2=value2`` (the form of
+    ``OTEL_EXPORTER_OTLP_HEADERS``; a value may be percent-encoded, so a comma
+    or an equals sign can be part of it), or empty for none."""
+    from urllib.parse import unquote
+
+    headers = []
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        name, sep, text = item.partition("=")
+        name, text = name.strip(), unquote(text.strip())
+        if not sep or not _HEADER_NAME.fullmatch(name):
+            raise ValueError("expected headers written name=value,name2=value2")
+        if not text or any(ord(c) < 32 or ord(c) == 127 for c in text):
+            raise ValueError(f"the value of header {name!r} is empty or holds a control character")
+        headers.append((name, text))
+    return tuple(headers)
+
+
 def as_database_url(value: str) -> str:
     url = as_url("sqlite", "postgresql")(value)
     from sqlalchemy.engine import make_url
@@ -569,6 +593,24 @@ CORE_SETTINGS: tuple[Setting, ...] = (
             "The release tag of error reports; empty: guestguard@ and the installed version."),
     Setting("sentry.sample_rate", as_fraction, 1.0,
             "Share of errors reported (0 to 1)."),
+    Setting("tracing.enabled", as_bool, False,
+            "Send OpenTelemetry traces of requests, tasks, SQL, Redis and outgoing HTTP to "
+            "tracing.endpoint; false: OpenTelemetry is not even imported."),
+    Setting("tracing.endpoint", as_url("http", "https"), "http://127.0.0.1:4318/v1/traces",
+            "The OTLP/HTTP URL traces are sent to (a collector's /v1/traces)."),
+    Setting("tracing.protocol", as_choice("http/protobuf"), "http/protobuf",
+            "The OTLP transport; http/protobuf is the one supported."),
+    Setting("tracing.service_name", as_str, "guestguard",
+            "service.name of every span; the worker's and the web's spans share it."),
+    Setting("tracing.sample_ratio", as_fraction, 1.0,
+            "Share of traces kept (0 to 1), chosen by trace id, so a request and its tasks are kept "
+            "or dropped together."),
+    Setting("tracing.headers", as_headers, (),
+            "Headers sent with every export, name=value,name2=value2 (a collector's API key).",
+            secret=True),
+    Setting("tracing.export_timeout", as_float(0.1), 10.0,
+            "Seconds one export may take before it is given up (spans are sent from a thread of "
+            "their own, never from a request)."),
     Setting("log.format", as_choice("text", "json", "auto"), "auto",
             "Log line format; auto is JSON in production and text elsewhere."),
     Setting("log.level", as_choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO",

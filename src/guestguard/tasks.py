@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 
 PENDING, RUNNING, SUCCEEDED, FAILED = "pending", "running", "succeeded", "failed"
 REQUEST_ID_KWARG = "_gg_request_id"
+# The W3C trace context of the span that queued a task (Huey's messages have
+# no headers: the task's arguments carry it, as they carry the request id).
+TRACE_CONTEXT_KWARG = "_gg_trace_context"
 # What error reporting adds to a task's arguments to carry its trace: a
 # worker reporting no errors drops it.
 TRACE_KWARG = "sentry_headers"
@@ -206,10 +209,14 @@ def _runner(registry, spec: TaskSpec) -> Callable[..., Any]:
     def run(*args: Any, **kwargs: Any) -> Any:
         request_id = kwargs.pop(REQUEST_ID_KWARG, None) or f"task-{uuid.uuid4().hex[:12]}"
         kwargs.pop(TRACE_KWARG, None)
+        trace_context = kwargs.pop(TRACE_CONTEXT_KWARG, None)
+        # Present only when this process traces; one that does not drops the context.
+        tracing = registry.get("tracing")
         token = current_request_id.set(request_id)
         started, outcome = time.perf_counter(), "error"
         try:
-            with prepare(registry=registry) as env:
+            with (tracing.task_span(label, trace_context, request_id) if tracing is not None
+                  else contextlib.nullcontext()), prepare(registry=registry) as env:
                 request = env["request"]
                 request.request_id = request_id
                 if not spec.in_transaction:
@@ -268,8 +275,12 @@ def enqueue(ctx, func: Callable[..., Any], *args: Any,
     except KeyError:
         raise LookupError(f"{name} is not a registered task (use config.add_task)") from None
 
-    # The task's log lines carry the id of the request that queued it.
-    kwargs = {REQUEST_ID_KWARG: getattr(ctx, "request_id", None) or current_request_id.get()}
+    # The task's log lines carry the id of the request that queued it, and
+    # its span is a child of the one current here.
+    kwargs: dict[str, Any] = {REQUEST_ID_KWARG: getattr(ctx, "request_id", None) or current_request_id.get()}
+    tracing = ctx.registry.get("tracing")
+    if tracing is not None and (trace_context := tracing.carrier()):
+        kwargs[TRACE_CONTEXT_KWARG] = trace_context
 
     def after_commit(committed: bool) -> None:
         if not committed:

@@ -14,24 +14,43 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from guestguard.audit.request_id import current_request_id
 
-TEXT_FORMAT = "%(asctime)s %(levelname)-5s [%(name)s][%(request_id)s] %(message)s"
+TEXT_FORMAT = "%(asctime)s %(levelname)-5s [%(name)s][%(request_id)s%(trace)s] %(message)s"
 _RECORD_FIELDS = ("name", "levelname", "request_id")
+NO_TRACE = ("", "")
+
+
+def _no_trace() -> tuple[str, str]:
+    return NO_TRACE
+
+
+# What tells the (trace id, span id) of the span current where a line is
+# logged; tracing replaces it when it starts (set_trace_ids), so a process
+# that does not trace imports nothing of OpenTelemetry for its log lines.
+_trace_ids: dict[str, Callable[[], tuple[str, str]]] = {"source": _no_trace}
+
+
+def set_trace_ids(source: Callable[[], tuple[str, str]] | None) -> None:
+    """Take each log record's trace and span id from ``source`` (None: none)."""
+    _trace_ids["source"] = source or _no_trace
 
 
 @functools.cache
 def _install_record_factory() -> None:
-    """Every log record, from any library, gets ``request_id`` (once per
-    process)."""
+    """Every log record, from any library, gets ``request_id``, ``trace_id``
+    and ``span_id`` (empty when no traced span is current) and ``trace``,
+    their text form for TEXT_FORMAT (once per process)."""
     previous = logging.getLogRecordFactory()
 
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = previous(*args, **kwargs)
         record.request_id = current_request_id.get()
+        record.trace_id, record.span_id = _trace_ids["source"]()
+        record.trace = f" trace={record.trace_id} span={record.span_id}" if record.trace_id else ""
         return record
 
     logging.setLogRecordFactory(factory)
@@ -120,8 +139,9 @@ class TextFormatter(logging.Formatter):
 
 
 class JSONFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, request id, message,
-    exception; the message and the exception masked as written."""
+    """One JSON object per line: time, level, logger, request id, trace and
+    span id (empty when not traced), message, exception; the message and the
+    exception masked as written."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
@@ -129,6 +149,8 @@ class JSONFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "request_id": getattr(record, "request_id", "-"),
+            "trace_id": getattr(record, "trace_id", ""),
+            "span_id": getattr(record, "span_id", ""),
             "message": redact(record.getMessage()),
         }
         if record.exc_info or record.exc_text:

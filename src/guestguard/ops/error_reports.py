@@ -69,9 +69,11 @@ def scrub_text(text: str) -> str:
 
 
 def scrub_query(query: str) -> str:
-    """A query string with every value removed (names kept, masked)."""
-    return scrub_text(urlencode([(name, REMOVED) for name, _ in parse_qsl(query, keep_blank_values=True)],
-                                safe="[]"))
+    """A query string with every value removed (names kept, masked). The
+    names are masked one by one: masking the whole string would read
+    ``token=[removed]`` as a secret's value and mangle it."""
+    return urlencode([(scrub_text(name), REMOVED) for name, _ in parse_qsl(query, keep_blank_values=True)],
+                     safe="[]")
 
 
 def scrub_url(url: str) -> str:
@@ -82,7 +84,8 @@ def scrub_url(url: str) -> str:
         parts = urlsplit(url)
     except ValueError:  # an unclosed [ in the host
         return REMOVED
-    return scrub_text(urlunsplit((parts.scheme, parts.netloc, parts.path, scrub_query(parts.query), "")))
+    query = scrub_query(parts.query)  # already masked: masking it again would mangle token=[removed]
+    return scrub_text(urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))) + (f"?{query}" if query else "")
 
 
 def _scrub(value: Any, depth: int = 0) -> Any:
