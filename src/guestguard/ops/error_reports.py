@@ -176,7 +176,7 @@ def start_error_reports(settings: Mapping[str, Any]) -> bool:
         return False
     import sentry_sdk
     from sentry_sdk.integrations.huey import HueyIntegration
-    from sentry_sdk.integrations.logging import LoggingIntegration
+    from sentry_sdk.integrations.logging import LoggingIntegration, ignore_logger
     from sentry_sdk.integrations.pyramid import PyramidIntegration
 
     sentry_sdk.init(
@@ -191,6 +191,9 @@ def start_error_reports(settings: Mapping[str, Any]) -> bool:
         before_send=scrub,
         traces_sample_rate=None,
     )
+    # An unreachable trace collector logs an error per batch it could not
+    # send: the log says so, a report per batch would drown the real ones.
+    ignore_logger("opentelemetry.*")
     log.info("error reports go to Sentry (release %s, environment %s)", release_name(settings),
              settings["sentry.environment"] or settings["app.env"])
     return True
