@@ -96,6 +96,8 @@ def make_engine(settings: dict[str, Any]) -> Engine:
             max_overflow=settings["db.max_overflow"],
             pool_timeout=settings["db.pool_timeout"],
             pool_recycle=settings["db.pool_recycle"],
+            # psycopg's own keyword: None prepares nothing (PgBouncer, transaction mode).
+            connect_args={"prepare_threshold": settings["db.prepare_threshold"]},
         )
     engine = create_engine(url, **options)
     if engine.dialect.name == "sqlite":

@@ -173,6 +173,18 @@ def as_token(minimum: int) -> Callable[[str], str]:
     return parse
 
 
+def as_int_or_never(minimum: int) -> Callable[[str], int | None]:
+    """A whole number of at least ``minimum``, or ``never`` for none."""
+    whole = as_int(minimum)
+
+    def parse(value: str) -> int | None:
+        if value.strip().lower() == "never":
+            return None
+        return whole(value)
+
+    return parse
+
+
 def as_fraction(value: str) -> float:
     number = as_float(0.0)(value)
     if number > 1:
@@ -291,6 +303,10 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting("db.pool_recycle", as_int(-1), 1800, "Seconds after which a pooled connection is replaced."),
     Setting("db.ping_idle_seconds", as_int(-1, 86400), 10,
             "A pooled connection idle this long is checked before use; -1 never (PostgreSQL)."),
+    Setting("db.prepare_threshold", as_int_or_never(0), 5,
+            "Executions of one query on a connection after which psycopg prepares it on the server; "
+            "never prepares nothing: required behind PgBouncer in transaction pooling "
+            "mode, which hands each transaction any server connection (PostgreSQL only)."),
     Setting("db.echo", as_bool, False, "Log every SQL statement (development only)."),
     Setting("db.outage_retry_after", as_int(1, 3600), 5,
             "Seconds a client is told to wait (Retry-After) when the database cannot be reached."),
