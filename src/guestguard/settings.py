@@ -265,6 +265,11 @@ def as_database_url(value: str) -> str:
     return url
 
 
+def as_replica_url(value: str) -> str:
+    """A database URL, or empty for none."""
+    return as_database_url(value) if value.strip() else ""
+
+
 def as_email_sender(value: str) -> str:
     """``Name <address@domain>`` or a bare address, nothing that could break
     an email header."""
@@ -297,6 +302,9 @@ CORE_SETTINGS: tuple[Setting, ...] = (
             "Where the Jinja2 templates live; empty means the templates/ folder of the source tree."),
     Setting("db.url", as_database_url, REQUIRED,
             "SQLAlchemy database URL: sqlite:///path or postgresql+psycopg://user@host/db."),
+    Setting("db.replica_url", as_replica_url, "",
+            "A read-only replica of db.url that the guest-list exports read (they may lag it by the "
+            "replication delay); empty: they read db.url."),
     Setting("db.pool_size", as_int(1, 1000), 5, "Connections kept open per process (PostgreSQL)."),
     Setting("db.max_overflow", as_int(0, 1000), 10, "Extra connections allowed above the pool size."),
     Setting("db.pool_timeout", as_int(1, 600), 30, "Seconds to wait for a free connection."),
