@@ -670,3 +670,17 @@ def test_the_export_reads_the_replica_when_there_is_one_and_everything_else_the_
     assert names(with_replica) == ["Grace"]
     listed = with_replica.get(f"{host['url']}/guests", headers=host["ada"]).json
     assert sorted(guest["name"] for guest in listed["guests"]) == ["Grace", "Linus"]
+
+
+@pytest.mark.one_pass("sqlite")
+def test_an_unreachable_replica_fails_the_export_with_503_and_nothing_else(make_app, run_in_request):
+    from guestguard.testing import free_port
+
+    app = make_app({"db.replica_url": f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/replica",
+                    "db.pool_timeout": "2"})
+    host = event_host(app, run_in_request, EVENT)
+    app.post_json(f"{host['url']}/guests", {"name": "Grace"}, headers=host["ada"], status=201)
+    refused = app.get(f"{host['url']}/guests/export?format=csv", headers=host["ada"], status=503)
+    assert refused.headers["Retry-After"]
+    assert [guest["name"] for guest in app.get(f"{host['url']}/guests", headers=host["ada"]).json["guests"]] \
+        == ["Grace"]

@@ -11,6 +11,10 @@ task was lost (due but untouched past ``jobs.lost_after``) or whose lease
 lapsed (the worker died, or lost the database, mid-run); every worker process
 runs it every ``jobs.reap_interval`` seconds in a thread of its own.
 
+Periodic tasks run once per tick however many workers run: each worker's
+scheduler queues them stamped with the minute, and the first copy to start
+claims that minute in the queue's Redis; the others stand down.
+
 A worker asked to stop (SIGTERM, SIGINT, SIGHUP) takes no new task, lets
 the running ones finish within ``jobs.shutdown_grace_seconds``, then
 releases the jobs it still holds (``HeldClaims``, filled by ``hold_lease``):
