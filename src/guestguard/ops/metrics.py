@@ -141,7 +141,7 @@ class StateCollector:
         depth = GaugeMetricFamily("gg_task_queue_depth", "Tasks waiting in the queue for a worker.")
         depth.add_metric([], self.huey.pending_count())
         by_task = GaugeMetricFamily("gg_task_queue_depth_by_task", "Tasks waiting in the queue for a worker, "
-                                    f"by task, among the first {QUEUE_SCAN:,} read (gg_task_queue_depth "
+                                    f"by task, among the next {QUEUE_SCAN:,} to run (gg_task_queue_depth "
                                     "counts them all).", labels=["task"])
         for task, count in sorted(waiting_by_task(self.huey).items()):
             by_task.add_metric([task], count)
@@ -186,7 +186,7 @@ QUEUE_SCAN = 10_000
 
 
 def waiting_by_task(huey) -> collections.Counter:
-    """How many of the first QUEUE_SCAN waiting tasks each task has, by the
+    """How many of the next QUEUE_SCAN tasks to run each task has, by the
     task's name without the package prefix (as gg_task_runs_total names it)."""
     counts: collections.Counter = collections.Counter()
     for data in huey.storage.enqueued_items(QUEUE_SCAN):
