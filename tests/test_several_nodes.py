@@ -4,7 +4,8 @@ mode, and one Redis. A host's live stream on one web process hears a guest
 answer on the other; a login made on one works, and ends, on the other; a
 rate limit counts the requests of both; a burst of durable jobs, each queued
 twice, is sent once; a periodic task runs once per tick though both workers
-queue it. The figures print with ``pytest -s``.
+queue it; with PgBouncer killed both web processes answer 503, and serve
+again once it is back. The figures print with ``pytest -s``.
 
 PostgreSQL and Redis only (the services pass); PgBouncer is Debian's
 (``make pgbouncer-deps``)."""
@@ -14,6 +15,7 @@ import contextlib
 import datetime as dt
 import http.client
 import json
+import subprocess
 import time
 from http.cookies import SimpleCookie
 from urllib.parse import urlencode
@@ -22,6 +24,7 @@ import pytest
 from bs4 import BeautifulSoup
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
 
 from guestguard.notifications.models import Notification
 from guestguard.tasks import enqueue_job
@@ -39,6 +42,7 @@ from guestguard.testing_processes import (
     PGBOUNCER,
     EventStream,
     get,
+    kill,
     killed_at_exit,
     paste_ini,
     read_log,
@@ -90,10 +94,12 @@ class Browser:
         return BeautifulSoup(page, "html.parser").find("input", {"name": "csrf_token"})["value"]
 
 
-def call_json(port: int, path: str, body: dict, headers: dict[str, str] | None = None) -> tuple[int, dict]:
+def call_json(port: int, path: str, body: dict | None, headers: dict[str, str] | None = None
+              ) -> tuple[int, dict]:
+    """POST ``body`` as JSON (GET when it is None): the status and the answer."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
     try:
-        connection.request("POST", path, body=json.dumps(body),
+        connection.request("GET" if body is None else "POST", path, body=None if body is None else json.dumps(body),
                            headers={"Content-Type": "application/json", "Connection": "close", **(headers or {})})
         response = connection.getresponse()
         return response.status, json.loads(response.read() or b"{}")
@@ -221,6 +227,22 @@ class Cluster:
         assert {rows[who].attempts for who in recipients} == {1}
         return drained, sorted(len(lab.accepted(pid=worker.pid, recipients=recipients)) for worker in self.workers)
 
+    def outlives_the_pooler(self, db_url: str, bouncer, tmp_path) -> tuple[subprocess.Popen, float]:
+        """With PgBouncer gone, both web processes answer 503 (unavailable);
+        started again on its port, they serve again: the new PgBouncer, and
+        how soon they served after it started."""
+        kill(bouncer)
+        event = f"/api/v1/events/{self.event['id']}"
+        for port in self.web:
+            status, body = call_json(port, event, None, self.ada)
+            assert status == 503 and body["error"]["code"] == "unavailable", body
+        listen = make_url(self.lab.settings["db.url"]).port
+        again, _ = start_pgbouncer(db_url, tmp_path, listen=listen)
+        restarted = time.monotonic()
+        wait_for(lambda: all(call_json(port, event, None, self.ada)[0] == 200 for port in self.web), 20,
+                 "both web processes to serve again through the new PgBouncer")
+        return again, time.monotonic() - restarted
+
     def periodic_runs_once_per_tick(self) -> int:
         """Both workers queued the periodic task for each tick; it ran once
         per tick and the other copy stood down: how many ticks."""
@@ -257,10 +279,13 @@ def test_two_web_processes_and_two_workers_share_postgres_through_pgbouncer_and_
         assert statuses == [201] * (TICKETS_PER_HOUR - 1) + [429, 429]
         drained, by_worker = cluster.burst_is_sent_once()
         ticks = cluster.periodic_runs_once_per_tick()
+        again, recovered = cluster.outlives_the_pooler(db_url, bouncer, tmp_path)
+        running.enter_context(killed_at_exit(again))
         assert cluster.alive()
     elapsed = time.monotonic() - started
     print(f"\nthrough PgBouncer (transaction pooling, 4 server connections), 2 gunicorn + 2 workers serving "  # noqa: T201
           f"{cluster.startup:.1f} s after they were started; an answer on B reached the stream on A in "
           f"{heard * 1000:.0f} ms; login on B, used on A, ended on B; tickets {statuses}; {BURST} jobs queued "
           f"twice each sent once in {drained:.1f} s (by worker: {by_worker}); periodic task: {ticks} tick(s), "
-          f"each run once and stood down once; {elapsed:.1f} s in all")
+          f"each run once and stood down once; PgBouncer killed: 503s, serving again "
+          f"{recovered:.1f} s after it restarted; {elapsed:.1f} s in all")

@@ -332,11 +332,13 @@ max_client_conn = 500
 """
 
 
-def start_pgbouncer(db_url: str, directory: Path, pool: int = 4) -> tuple[subprocess.Popen, str]:
-    """PgBouncer in transaction pooling mode on a free port in front of the
-    PostgreSQL database of ``db_url`` (trust authentication, as the test
-    server has), sharing ``pool`` server connections among all its clients:
-    the process, and the URL that reaches the database through it."""
+def start_pgbouncer(db_url: str, directory: Path, pool: int = 4, listen: int | None = None
+                    ) -> tuple[subprocess.Popen, str]:
+    """PgBouncer in transaction pooling mode on port ``listen`` (a free one
+    by default) in front of the PostgreSQL database of ``db_url`` (trust
+    authentication, as the test server has), sharing ``pool`` server
+    connections among all its clients: the process, and the URL that reaches
+    the database through it."""
     from sqlalchemy.engine import make_url
 
     from guestguard.testing import free_port
@@ -344,14 +346,14 @@ def start_pgbouncer(db_url: str, directory: Path, pool: int = 4) -> tuple[subpro
     url = make_url(db_url)
     users = directory / "pgbouncer-users.txt"
     users.write_text(f'"{url.username or "postgres"}" ""\n')
-    listen = free_port()
+    listen = listen or free_port()
     ini = directory / "pgbouncer.ini"
     # PgBouncer refuses to run as root; started as root, it becomes postgres.
     ini.write_text(PGBOUNCER_INI.format(name=url.database, host=url.host or "127.0.0.1", port=url.port or 5432,
                                         listen=listen, users=users, pool=pool,
                                         run_as="user = postgres" if os.geteuid() == 0 else ""))
     log = directory / "pgbouncer.log"
-    with log.open("w") as output:
+    with log.open("a") as output:
         process = subprocess.Popen([str(PGBOUNCER), str(ini)], stdout=output, stderr=subprocess.STDOUT,
                                    start_new_session=True)
     try:
