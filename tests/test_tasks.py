@@ -229,3 +229,15 @@ def test_a_periodic_task_run_by_hand_needs_no_claim(make_app):
     run_task_now(app.app.registry, counter.tick)
     run_task_now(app.app.registry, counter.tick)
     assert counter.runs == 2
+
+
+def test_an_argument_of_ours_this_version_does_not_know_is_dropped_not_passed_to_the_task(make_app, caplog):
+    """A later release's web processes may queue tasks with an argument of
+    ours that a worker of this release does not know yet."""
+    from guestguard.tasks import task_name
+
+    counter = EveryMinute()
+    app = make_app(plugins=[("every_minute", counter)])
+    app.app.registry["huey.tasks"][task_name(counter.tick)](_gg_from_a_later_release="x")
+    assert counter.runs == 1
+    assert "dropped _gg_from_a_later_release, an argument this version does not know" in caplog.text

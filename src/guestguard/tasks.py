@@ -55,6 +55,9 @@ from guestguard.db import utcnow
 log = logging.getLogger(__name__)
 
 PENDING, RUNNING, SUCCEEDED, FAILED = "pending", "running", "succeeded", "failed"
+# The arguments GuestGuard adds to every queued task start so; a task's own
+# never do.
+INTERNAL_KWARG_PREFIX = "_gg_"
 REQUEST_ID_KWARG = "_gg_request_id"
 # When a queued task became due (epoch seconds): when it was pushed, or the
 # moment it was scheduled for; its wait in the queue is measured from there.
@@ -269,6 +272,12 @@ def _runner(registry, spec: TaskSpec) -> Callable[..., Any]:
         request_id = kwargs.pop(REQUEST_ID_KWARG, None) or f"task-{uuid.uuid4().hex[:12]}"
         kwargs.pop(TRACE_KWARG, None)
         due, tick = kwargs.pop(DUE_KWARG, None), kwargs.pop(TICK_KWARG, None)
+        # An argument of ours a later release adds (queued by its web
+        # processes while this worker still runs) is not the task's.
+        for name in [name for name in kwargs if name.startswith(INTERNAL_KWARG_PREFIX)]:
+            log.warning("task %s: dropped %s, an argument this version does not know (a worker older than "
+                        "the web processes?)", label, name)
+            del kwargs[name]
         if due is not None:
             TASK_QUEUE_WAIT.labels(task=label).observe(max(0.0, time.time() - due))
         if tick is not None and not claim_tick(registry["huey"], spec.name, tick):
