@@ -50,7 +50,8 @@ from guestguard.testing_processes import (
     start_pgbouncer,
 )
 
-pytestmark = pytest.mark.one_pass("services")
+# Real processes and a pooler killed on purpose, on the production backends only (docs/testing.md).
+pytestmark = [pytest.mark.faults, pytest.mark.one_pass("services")]
 
 TOKEN = "scrape-" + "n" * 30
 EVENT = {"name": "Gala", "status": "published", "starts_at": "2031-06-01T18:00:00+00:00",
@@ -132,8 +133,9 @@ def early_in_a_minute() -> None:
 
 
 class Cluster:
-    """PgBouncer, the two web processes (``a``, ``b``) and the two workers of
-    ``lab`` (a FaultLab through PgBouncer), and a host's event with one guest."""
+    """The two web processes (``a``, ``b``) and the two workers of ``lab``
+    (a FaultLab whose database URL goes through PgBouncer), and a host's
+    event with one guest."""
 
     def __init__(self, lab, running: contextlib.ExitStack, tmp_path):
         self.lab = lab
