@@ -6,7 +6,7 @@ PLUGINS := $(wildcard plugins/*/setup.cfg)
 PLUGIN_DIRS := $(patsubst %/setup.cfg,%,$(PLUGINS))
 STAMP := $(VENV)/.installed
 
-.PHONY: run lint test browser-deps mutation bench install clean
+.PHONY: run lint test browser-deps pgbouncer-deps mutation bench install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,16 @@ $(AXE): | $(BIN)/python
 
 browser-deps: $(CHROMIUM) $(AXE)
 
+# The several-nodes test (tests/test_several_nodes.py) puts Debian's
+# PgBouncer, in transaction pooling mode, in front of the test PostgreSQL.
+PGBOUNCER := /usr/sbin/pgbouncer
+
+$(PGBOUNCER):
+	$(SUDO) apt-get install -y --no-install-recommends pgbouncer \
+		|| ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends pgbouncer)
+
+pgbouncer-deps: $(PGBOUNCER)
+
 # The port `make run` serves on: `make run PORT=8080`, or PORT in the
 # environment. Links in messages follow it unless GG_APP_BASE_URL is set.
 PORT ?= 6543
@@ -54,7 +64,7 @@ lint: $(STAMP)
 # the pass it names (docs/testing.md). Each pass writes to
 # var/test-<pass>.log, shown when both are done.
 SQLITE_PASS := env -u GG_TEST_DATABASE_URL -u GG_TEST_REDIS_URL $(BIN)/pytest -q
-test: lint browser-deps
+test: lint browser-deps pgbouncer-deps
 	@if [ -z "$$GG_TEST_DATABASE_URL$$GG_TEST_REDIS_URL" ]; then \
 		$(SQLITE_PASS); \
 	else \

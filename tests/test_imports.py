@@ -641,3 +641,46 @@ def test_an_event_moved_to_another_country_after_the_preview_has_its_file_checke
     result = commit(app, host, import_id=found["import_id"], status=(201, 422)).json
     assert "+447911123456" not in str(guests(app, host)), "the kept check of another region was not used"
     assert result.get("added", 0) == 0
+
+
+@pytest.mark.one_pass("sqlite")
+def test_the_export_reads_the_replica_when_there_is_one_and_everything_else_the_primary(make_app, run_in_request,
+                                                                                       db_url, tmp_path):
+    """The replica is a copy of the database taken before Linus was added:
+    an export through it lags by him, as one behind a lagging replica would,
+    while the guest list the API reads comes from the primary."""
+    import sqlite3
+
+    if not db_url.startswith("sqlite"):
+        pytest.skip("the replica here is a copy of the SQLite database")
+    primary = make_app()
+    host = event_host(primary, run_in_request, EVENT)
+    primary.post_json(f"{host['url']}/guests", {"name": "Grace"}, headers=host["ada"], status=201)
+    replica_path = tmp_path / "replica.sqlite"
+    with sqlite3.connect(db_url.removeprefix("sqlite:///")) as source, sqlite3.connect(replica_path) as copy:
+        source.backup(copy)
+    primary.post_json(f"{host['url']}/guests", {"name": "Linus"}, headers=host["ada"], status=201)
+    with_replica = make_app({"db.replica_url": f"sqlite:///{replica_path}"})
+
+    def names(app) -> list[str]:
+        body = app.get(f"{host['url']}/guests/export?format=csv", headers=host["ada"]).body.decode("utf-8-sig")
+        return [row[0] for row in list(csv.reader(io.StringIO(body)))[1:]]
+
+    assert names(primary) == ["Grace", "Linus"]
+    assert names(with_replica) == ["Grace"]
+    listed = with_replica.get(f"{host['url']}/guests", headers=host["ada"]).json
+    assert sorted(guest["name"] for guest in listed["guests"]) == ["Grace", "Linus"]
+
+
+@pytest.mark.one_pass("sqlite")
+def test_an_unreachable_replica_fails_the_export_with_503_and_nothing_else(make_app, run_in_request):
+    from guestguard.testing import free_port
+
+    app = make_app({"db.replica_url": f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/replica",
+                    "db.pool_timeout": "2"})
+    host = event_host(app, run_in_request, EVENT)
+    app.post_json(f"{host['url']}/guests", {"name": "Grace"}, headers=host["ada"], status=201)
+    refused = app.get(f"{host['url']}/guests/export?format=csv", headers=host["ada"], status=503)
+    assert refused.headers["Retry-After"]
+    assert [guest["name"] for guest in app.get(f"{host['url']}/guests", headers=host["ada"]).json["guests"]] \
+        == ["Grace"]

@@ -154,8 +154,11 @@ def test_errors_and_rate_limit_refusals_are_counted_under_their_route(make_app):
     assert {route: count for route, count in blocked.items() if count} == {"api_access": 1}
 
 
-def test_the_outbox_the_queue_scheduled_messages_and_the_inbox_are_read_at_scrape_time(make_app):
-    app = make_app({"metrics.token": TOKEN, "huey.immediate": "false"})
+def test_the_outbox_the_queue_scheduled_messages_and_the_inbox_are_read_at_scrape_time(make_app, monkeypatch,
+                                                                                       redis_url, tmp_path):
+    queue_url = redis_url or "memory://"  # the production queue when the run has one
+    app = make_app({"metrics.token": TOKEN, "huey.immediate": "false", "huey.url": queue_url,
+                    "huey.name": f"scrape-{tmp_path.name}"})
     registry = app.app.registry
     registry["huey"].flush()
     empty = scrape(app)
@@ -177,6 +180,14 @@ def test_the_outbox_the_queue_scheduled_messages_and_the_inbox_are_read_at_scrap
     text = scrape(app)
     assert value(text, "gg_outbox_messages", channel="email", status="pending") == 2
     assert value(text, "gg_task_queue_depth") == 2, "one send task per message, waiting for a worker"
+    by_task = {dict(labels)["task"]: count for (name, labels), count in samples(text).items()
+               if name == "gg_task_queue_depth_by_task"}
+    assert list(by_task.values()) == [2] and not next(iter(by_task)).startswith("guestguard."), by_task
+    # A scrape reads no more of the queue than QUEUE_SCAN tasks, however deep it is.
+    monkeypatch.setattr("guestguard.ops.metrics.QUEUE_SCAN", 1)
+    bounded = scrape(app)
+    assert value(bounded, "gg_task_queue_depth") == 2
+    assert value(bounded, "gg_task_queue_depth_by_task", task=next(iter(by_task))) == 1
     assert value(text, "gg_webhook_inbox", status="pending") == 1
     assert value(text, "gg_webhook_inbox", status="succeeded") == 1
     assert 90 <= value(text, "gg_webhook_inbox_lag_seconds") < 90 + 60, "the oldest waiting one, not the done one"
@@ -211,6 +222,16 @@ def test_sends_and_tasks_are_counted_by_provider_channel_outcome_and_task(make_a
             if name == "gg_task_runs_total" and dict(labels)["outcome"] == "ok"}
     assert runs, "the send ran as a task"
     assert all(not task.startswith("guestguard.") for task in runs)
+
+
+    def new(name: str, **only: str) -> dict[str, float]:
+        counts = {dict(labels)["task"]: count - value(before, name, **dict(labels))
+                  for (metric, labels), count in samples(after).items()
+                  if metric == name and only.items() <= dict(labels).items()}
+        return {task: count for task, count in counts.items() if count}
+
+    assert new("gg_task_queue_wait_seconds_count") == new("gg_task_runs_total", outcome="ok") != {}, \
+        "each queued task's wait, from the moment it was due to its start, is measured"
 
 
 def test_live_streams_and_connections_in_use_are_gauged():

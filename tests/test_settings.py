@@ -27,6 +27,12 @@ def test_environment_overrides_the_ini_value():
     assert settings["huey.immediate"] is True
 
 
+@pytest.mark.parametrize("raw, threshold", [(None, 5), ("0", 0), ("never", None), ("NEVER", None)])
+def test_prepared_statements_can_be_turned_off_for_pgbouncer(raw, threshold):
+    settings = read({**MINIMAL, **({} if raw is None else {"db.prepare_threshold": raw})})
+    assert settings["db.prepare_threshold"] == threshold
+
+
 def test_env_var_names_follow_the_setting_name():
     assert env_var_for("notifications.email.provider") == "GG_NOTIFICATIONS_EMAIL_PROVIDER"
 
@@ -61,6 +67,8 @@ def test_env_var_names_follow_the_setting_name():
     ({**MINIMAL, "sentry.dsn": "sentry.example.com/1"}, "'sentry.dsn' (from the ini file) is invalid: expected a URL"),
     ({**MINIMAL, "sentry.sample_rate": "1.5"}, "is invalid: must be between 0 and 1, got 1.5"),
     ({**MINIMAL, "sentry.sample_rate": "often"}, "'sentry.sample_rate' (from the ini file) is invalid: expected"),
+    ({**MINIMAL, "db.prepare_threshold": "-1"}, "'db.prepare_threshold' (from the ini file) is invalid: must be at "),
+    ({**MINIMAL, "db.prepare_threshold": "sometimes"}, "expected a whole number, got 'sometimes'"),
 ])
 def test_bad_settings_stop_startup_naming_the_setting(raw, named):
     with pytest.raises(SettingsError) as info:

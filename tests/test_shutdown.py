@@ -5,7 +5,6 @@ streams and exits so that a new server takes the port at once. Marked
 ``faults`` (CI runs them); the figures print with ``pytest -s``."""
 from __future__ import annotations
 
-import http.client
 import signal
 import textwrap
 import threading
@@ -15,7 +14,7 @@ import pytest
 
 from guestguard.tasks import RELEASED
 from guestguard.testing import event_host, free_port, wait_for
-from guestguard.testing_processes import get, killed_at_exit, paste_ini, refuses, start_gunicorn, stop
+from guestguard.testing_processes import EventStream, get, killed_at_exit, paste_ini, refuses, start_gunicorn, stop
 
 pytestmark = [pytest.mark.faults, pytest.mark.one_pass("services")]
 
@@ -92,24 +91,6 @@ SLOW = textwrap.dedent('''
             return slow
         return wrap
 ''')
-
-
-class EventStream:
-    """The raw lines of one Server-Sent Events response."""
-
-    def __init__(self, port: int, path: str):
-        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        self.connection.request("GET", path)
-        self.response = self.connection.getresponse()
-        assert self.response.status == 200
-
-    def read_until(self, line: bytes) -> None:
-        while (read := self.response.readline()) != line:
-            assert read, f"the stream ended before {line!r}"
-
-    def rest(self) -> bytes:
-        """What comes until the server ends the response."""
-        return self.response.read()
 
 
 def test_gunicorn_stops_gracefully_and_a_new_server_takes_the_port_at_once(make_app, run_in_request, db_url,

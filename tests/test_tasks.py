@@ -126,3 +126,118 @@ def test_real_consumer_runs_the_task_after_commit(make_app, real_queue_settings)
     assert [str(entry[0]) for entry in recorder.seen] == [response.json["id"]]
     assert recorder.seen[0][1] == "guest@example.com"
     registry["huey"].flush()
+
+
+# --- periodic tasks: once per tick, however many workers queue them ---------------
+
+
+class EveryMinute:
+    """A plugin with a periodic task that counts its runs."""
+
+    def __init__(self):
+        self.runs = 0
+
+    def tick(self, request):
+        self.runs += 1
+
+    @hookimpl
+    def configure(self, config):
+        from huey import crontab
+
+        config.add_periodic_task(self.tick, crontab(minute="*"))
+
+
+def schedulers(huey, count: int) -> list:
+    """The periodic schedulers of ``count`` workers on one queue."""
+    import threading
+
+    from guestguard.tasks import ClusterScheduler
+
+    return [ClusterScheduler(huey, threading.Event(), interval=1, periodic=True) for _ in range(count)]
+
+
+@pytest.mark.one_pass("services")
+def test_a_periodic_task_queued_by_two_workers_runs_once_per_tick(make_app, redis_url, tmp_path):
+    import datetime as dt
+
+    from prometheus_client import REGISTRY
+
+    from guestguard.tasks import task_name
+    from guestguard.testing import drain
+
+    if not redis_url:
+        pytest.skip("the claim of a tick lives in the Redis queue (GG_TEST_REDIS_URL)")
+    counter = EveryMinute()
+    app = make_app({"huey.url": redis_url, "huey.immediate": "false", "huey.name": f"ticks-{tmp_path.name}"},
+                   plugins=[("every_minute", counter)])
+    huey = app.app.registry["huey"]
+    huey.flush()
+    labels = {"task": task_name(counter.tick).removeprefix("guestguard."), "outcome": "skipped"}
+
+    def skipped() -> float:
+        return REGISTRY.get_sample_value("gg_task_runs_total", labels) or 0.0
+
+    before = skipped()
+    minute = dt.datetime(2031, 6, 1, 18, 0)
+    try:
+        for tick in (minute, minute, minute + dt.timedelta(minutes=1)):
+            for scheduler in schedulers(huey, 2):
+                scheduler.enqueue_periodic_tasks(tick + dt.timedelta(seconds=20))
+            drain(huey)
+    finally:
+        huey.flush()
+        huey.storage.conn.delete(*huey.storage.conn.keys(f"huey.ticks.{huey.storage.name}.*"))
+    # Two ticks, each queued by two workers, one of them twice (a scheduler restarted within the minute).
+    assert counter.runs == 2
+    assert skipped() - before == 4
+
+
+@pytest.mark.one_pass("sqlite")
+def test_a_worker_that_cannot_reach_redis_runs_the_periodic_task_and_says_so(caplog):
+    from huey import RedisHuey
+
+    from guestguard.tasks import claim_tick
+    from guestguard.testing import free_port
+
+    huey = RedisHuey("ticks", url=f"redis://127.0.0.1:{free_port()}/0")
+    assert claim_tick(huey, "guestguard.tasks.reap", "2031-06-01T18:00")
+    assert "could not claim the 2031-06-01T18:00 tick of guestguard.tasks.reap (ConnectionError); running it" \
+        in caplog.text
+
+
+@pytest.mark.one_pass("sqlite")
+def test_a_queue_outside_redis_serves_one_host_and_runs_every_copy(make_app, tmp_path):
+    """SQLite and in-memory queues have one consumer (development): no claim."""
+    import datetime as dt
+
+    from guestguard.testing import drain
+
+    counter = EveryMinute()
+    app = make_app({"huey.url": f"sqlite:///{tmp_path}/queue.sqlite", "huey.immediate": "false"},
+                   plugins=[("every_minute", counter)])
+    huey = app.app.registry["huey"]
+    for scheduler in schedulers(huey, 2):
+        scheduler.enqueue_periodic_tasks(dt.datetime(2031, 6, 1, 18, 0, 20))
+    assert drain(huey) >= 2
+    assert counter.runs == 2
+
+
+def test_a_periodic_task_run_by_hand_needs_no_claim(make_app):
+    """``run_task_now`` (the CLI, tests) carries no tick: it always runs."""
+    counter = EveryMinute()
+    app = make_app(plugins=[("every_minute", counter)])
+    run_task_now(app.app.registry, counter.tick)
+    run_task_now(app.app.registry, counter.tick)
+    assert counter.runs == 2
+
+
+def test_an_argument_of_ours_this_version_does_not_know_is_dropped_not_passed_to_the_task(make_app, caplog):
+    """A later release's web processes may queue tasks with an argument of
+    ours that a worker of this release does not know yet."""
+    from guestguard.tasks import task_name
+
+    counter = EveryMinute()
+    app = make_app(plugins=[("every_minute", counter)])
+    app.app.registry["huey.tasks"][task_name(counter.tick)](_gg_from_a_later_release="x")
+    assert counter.runs == 1
+    assert "dropped _gg_from_a_later_release, an argument this version does not know" in caplog.text

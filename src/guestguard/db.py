@@ -96,6 +96,8 @@ def make_engine(settings: dict[str, Any]) -> Engine:
             max_overflow=settings["db.max_overflow"],
             pool_timeout=settings["db.pool_timeout"],
             pool_recycle=settings["db.pool_recycle"],
+            # psycopg's own keyword: None prepares nothing (PgBouncer, transaction mode).
+            connect_args={"prepare_threshold": settings["db.prepare_threshold"]},
         )
     engine = create_engine(url, **options)
     if engine.dialect.name == "sqlite":
@@ -304,11 +306,26 @@ def session_for(session_factory: sessionmaker, transaction_manager, request=None
     return session_factory(info={"request": request, "tm": transaction_manager})
 
 
+def replica_session(request) -> Session:
+    """``request.replica_db``: a session on ``db.replica_url`` for reads that
+    may lag the primary (exports), closed when the request ends; without a
+    replica, ``request.db`` itself. Never for a read that decides a write."""
+    engine = request.registry["db.replica_engine"]
+    if engine is None:
+        return request.db
+    session = Session(bind=engine)
+    request.add_finished_callback(lambda _request: session.close())
+    return session
+
+
 def includeme(config) -> None:
     settings = config.get_settings()
     engine = make_engine(settings)
     session_factory = joined_to_transactions(sessionmaker(bind=engine, expire_on_commit=False))
     config.registry["db.engine"] = engine
+    config.registry["db.replica_engine"] = (make_engine({**settings, "db.url": settings["db.replica_url"]})
+                                            if settings["db.replica_url"] else None)
     config.registry["db.session_factory"] = session_factory
     config.add_request_method(
         lambda request: session_for(session_factory, request.tm, request), "db", reify=True)
+    config.add_request_method(replica_session, "replica_db", reify=True)

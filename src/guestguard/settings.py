@@ -173,6 +173,18 @@ def as_token(minimum: int) -> Callable[[str], str]:
     return parse
 
 
+def as_int_or_never(minimum: int) -> Callable[[str], int | None]:
+    """A whole number of at least ``minimum``, or ``never`` for none."""
+    whole = as_int(minimum)
+
+    def parse(value: str) -> int | None:
+        if value.strip().lower() == "never":
+            return None
+        return whole(value)
+
+    return parse
+
+
 def as_fraction(value: str) -> float:
     number = as_float(0.0)(value)
     if number > 1:
@@ -277,6 +289,11 @@ def as_database_url(value: str) -> str:
     return url
 
 
+def as_replica_url(value: str) -> str:
+    """A database URL, or empty for none."""
+    return as_database_url(value) if value.strip() else ""
+
+
 def as_email_sender(value: str) -> str:
     """``Name <address@domain>`` or a bare address, nothing that could break
     an email header."""
@@ -309,12 +326,19 @@ CORE_SETTINGS: tuple[Setting, ...] = (
             "Where the Jinja2 templates live; empty means the templates/ folder of the source tree."),
     Setting("db.url", as_database_url, REQUIRED,
             "SQLAlchemy database URL: sqlite:///path or postgresql+psycopg://user@host/db."),
+    Setting("db.replica_url", as_replica_url, "",
+            "A read-only replica of db.url that the guest-list exports read (they may lag it by the "
+            "replication delay); empty: they read db.url."),
     Setting("db.pool_size", as_int(1, 1000), 5, "Connections kept open per process (PostgreSQL)."),
     Setting("db.max_overflow", as_int(0, 1000), 10, "Extra connections allowed above the pool size."),
     Setting("db.pool_timeout", as_int(1, 600), 30, "Seconds to wait for a free connection."),
     Setting("db.pool_recycle", as_int(-1), 1800, "Seconds after which a pooled connection is replaced."),
     Setting("db.ping_idle_seconds", as_int(-1, 86400), 10,
             "A pooled connection idle this long is checked before use; -1 never (PostgreSQL)."),
+    Setting("db.prepare_threshold", as_int_or_never(0), 5,
+            "Executions of one query on a connection after which psycopg prepares it on the server; "
+            "never prepares nothing: required behind PgBouncer in transaction pooling "
+            "mode, which hands each transaction any server connection (PostgreSQL only)."),
     Setting("db.echo", as_bool, False, "Log every SQL statement (development only)."),
     Setting("db.outage_retry_after", as_int(1, 3600), 5,
             "Seconds a client is told to wait (Retry-After) when the database cannot be reached."),

@@ -11,6 +11,10 @@ task was lost (due but untouched past ``jobs.lost_after``) or whose lease
 lapsed (the worker died, or lost the database, mid-run); every worker process
 runs it every ``jobs.reap_interval`` seconds in a thread of its own.
 
+Periodic tasks run once per tick however many workers run: each worker's
+scheduler queues them stamped with the minute, and the first copy to start
+claims that minute in the queue's Redis; the others stand down.
+
 A worker asked to stop (SIGTERM, SIGINT, SIGHUP) takes no new task, lets
 the running ones finish within ``jobs.shutdown_grace_seconds``, then
 releases the jobs it still holds (``HeldClaims``, filled by ``hold_lease``):
@@ -23,7 +27,9 @@ import atexit
 import contextlib
 import datetime as dt
 import logging
+import os
 import signal
+import socket
 import threading
 import time
 import uuid
@@ -33,9 +39,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import redis
 from huey import MemoryHuey, RedisHuey, SqliteHuey, crontab
 from huey.api import Huey
-from huey.consumer import Consumer
+from huey.consumer import Consumer, Scheduler
+from huey.storage import RedisStorage
 from prometheus_client import Counter, Histogram
 from pyramid.scripting import prepare
 from sqlalchemy import String, Text, or_, select, update
@@ -47,16 +55,31 @@ from guestguard.db import utcnow
 log = logging.getLogger(__name__)
 
 PENDING, RUNNING, SUCCEEDED, FAILED = "pending", "running", "succeeded", "failed"
+# The arguments GuestGuard adds to every queued task start so; a task's own
+# never do.
+INTERNAL_KWARG_PREFIX = "_gg_"
 REQUEST_ID_KWARG = "_gg_request_id"
 # The W3C trace context of the span that queued a task (Huey's messages have
 # no headers: the task's arguments carry it, as they carry the request id).
 TRACE_CONTEXT_KWARG = "_gg_trace_context"
+# When a queued task became due (epoch seconds): when it was pushed, or the
+# moment it was scheduled for; its wait in the queue is measured from there.
+DUE_KWARG = "_gg_due"
+# The minute (ISO, UTC) a periodic task was queued for by a worker's scheduler.
+TICK_KWARG = "_gg_tick"
+# How long the claim of a periodic task's tick is remembered: longer than any
+# copy queued by another worker's scheduler may wait before it runs.
+TICK_CLAIM_SECONDS = 24 * 3600
 # What error reporting adds to a task's arguments to carry its trace: a
 # worker reporting no errors drops it.
 TRACE_KWARG = "sentry_headers"
-TASK_RUNS = Counter("gg_task_runs_total", "Task runs by task and outcome (ok, error).", ["task", "outcome"])
+TASK_RUNS = Counter("gg_task_runs_total", "Task runs by task and outcome (ok, error; skipped: a periodic "
+                    "task whose tick another worker ran).", ["task", "outcome"])
 TASK_DURATION = Histogram("gg_task_duration_seconds", "Seconds a task ran, by task.", ["task"],
                           buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0))
+TASK_QUEUE_WAIT = Histogram("gg_task_queue_wait_seconds", "Seconds a task waited in the queue between becoming "
+                            "due and starting to run, by task.", ["task"],
+                            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0))
 JOB_STATUSES = (PENDING, RUNNING, SUCCEEDED, FAILED)
 # What the reaper writes in last_error when it takes a job back: the attempt's
 # outcome is unknown (it may have done its work before the worker stopped).
@@ -90,6 +113,47 @@ def make_huey(settings: dict[str, Any]) -> Huey:
     return MemoryHuey(name, **options)
 
 
+# --- periodic tasks: once per tick, however many workers --------------------
+
+
+class ClusterScheduler(Scheduler):
+    """Huey's scheduler, stamping each periodic task it queues with the
+    minute it was queued for. Every worker's scheduler queues every periodic
+    task; the first copy to start claims its tick (``claim_tick``) and the
+    others stand down."""
+
+    def enqueue_periodic_tasks(self, now):
+        # The queue's clock is naive UTC (make_huey sets utc=True).
+        tick = (now or dt.datetime.now(dt.UTC).replace(tzinfo=None)).replace(second=0, microsecond=0)
+        for task in self.huey.read_periodic(tick):
+            task.kwargs.update({TICK_KWARG: tick.isoformat(timespec="minutes"), DUE_KWARG: time.time()})
+            try:
+                self.huey.enqueue(task)
+            except Exception:
+                log.exception("could not queue periodic task %s", task.name)
+
+
+def tick_claim_key(storage: RedisStorage, task: str, tick: str) -> str:
+    return f"huey.ticks.{storage.name}.{task}.{tick}"
+
+
+def claim_tick(huey: Huey, task: str, tick: str) -> bool:
+    """Whether this worker runs periodic ``task`` (its full name) for
+    ``tick``: the first to ask wins, with SET NX on the queue's Redis, where
+    the claim stays ``TICK_CLAIM_SECONDS``. A queue outside Redis serves the
+    consumer of one host: it always runs. So does a worker that cannot reach
+    Redis (periodic tasks are safe to run twice; a skipped one may not be)."""
+    storage = huey.storage
+    if not isinstance(storage, RedisStorage):
+        return True
+    holder = f"{socket.gethostname()}:{os.getpid()}"
+    try:
+        return bool(storage.conn.set(tick_claim_key(storage, task, tick), holder, nx=True, ex=TICK_CLAIM_SECONDS))
+    except redis.RedisError as exc:
+        log.warning("could not claim the %s tick of %s (%s); running it", tick, task, type(exc).__name__)
+        return True
+
+
 class WorkerConsumer(Consumer):
     """The consumer of a worker process.
 
@@ -101,6 +165,7 @@ class WorkerConsumer(Consumer):
     signal stops waiting at once (the release still happens)."""
 
     STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    scheduler_class = ClusterScheduler
 
     def __init__(self, registry, workers: int, **options: Any):
         super().__init__(registry["huey"], workers=workers, worker_type="thread", **options)
@@ -212,6 +277,19 @@ def _runner(registry, spec: TaskSpec) -> Callable[..., Any]:
         trace_context = kwargs.pop(TRACE_CONTEXT_KWARG, None)
         # Present only when this process traces; one that does not drops the context.
         tracing = registry.get("tracing")
+        due, tick = kwargs.pop(DUE_KWARG, None), kwargs.pop(TICK_KWARG, None)
+        # An argument of ours a later release adds (queued by its web
+        # processes while this worker still runs) is not the task's.
+        for name in [name for name in kwargs if name.startswith(INTERNAL_KWARG_PREFIX)]:
+            log.warning("task %s: dropped %s, an argument this version does not know (a worker older than "
+                        "the web processes?)", label, name)
+            del kwargs[name]
+        if due is not None:
+            TASK_QUEUE_WAIT.labels(task=label).observe(max(0.0, time.time() - due))
+        if tick is not None and not claim_tick(registry["huey"], spec.name, tick):
+            log.info("periodic task %s of %s already ran on another worker", label, tick)
+            TASK_RUNS.labels(task=label, outcome="skipped").inc()
+            return None
         token = current_request_id.set(request_id)
         started, outcome = time.perf_counter(), "error"
         try:
@@ -285,6 +363,7 @@ def enqueue(ctx, func: Callable[..., Any], *args: Any,
     def after_commit(committed: bool) -> None:
         if not committed:
             return
+        kwargs[DUE_KWARG] = eta.timestamp() if eta is not None else time.time() + (delay or 0)
         try:
             if delay is None and eta is None:
                 wrapper(*args, **kwargs)

@@ -273,7 +273,9 @@ class AppFactory:
             reaper = app.registry.get("jobs.reaper")
             if reaper is not None:
                 reaper.stop()
-            app.registry["db.engine"].dispose()
+            for engine in (app.registry["db.engine"], app.registry["db.replica_engine"]):
+                if engine is not None:
+                    engine.dispose()
 
 
 @pytest.fixture

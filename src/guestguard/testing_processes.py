@@ -35,8 +35,10 @@ WORKER = textwrap.dedent('''
     """`guestguard worker` (the same run_worker) with an email provider that
     logs each message it accepts. SEND_SECONDS: each send takes that long
     after accepting; HANG: it hangs there (the process is then stopped or
-    killed before it could record the outcome)."""
+    killed before it could record the outcome). PERIODIC: a periodic task,
+    every minute, that logs each run."""
     import json, os, sys, time
+    from huey import crontab
     from guestguard import make_config
     from guestguard.plugins import hookimpl
     from guestguard.tasks import run_worker
@@ -57,10 +59,18 @@ WORKER = textwrap.dedent('''
             time.sleep(600 if os.environ.get("HANG") else float(os.environ.get("SEND_SECONDS", "0")))
             return "ok"
 
+    def every_minute(request):
+        note(what="periodic")
+
     class Plugin:
         @hookimpl
         def register_notification_providers(self, settings):
             return [Provider()]
+
+        @hookimpl
+        def configure(self, config):
+            if os.environ.get("PERIODIC"):
+                config.add_periodic_task(every_minute, crontab(minute="*"))
 
     config = make_config(settings, environ={}, extra_plugins=[("faulty", Plugin())])
     config.make_wsgi_app()
@@ -154,21 +164,28 @@ class FaultLab:
                                    template="test_message", context={"base_url": "https://gg.example"})
         return recipients
 
-    def start(self, *, threads: int = 2, send_seconds: float = 0.0, hang: bool = False,
-              ready: bool = True) -> subprocess.Popen:
-        """A worker process; with ``ready``, once its app is built."""
-        variables = {"THREADS": str(threads), "SEND_SECONDS": str(send_seconds), **({"HANG": "1"} if hang else {})}
+    def start(self, *, threads: int = 2, send_seconds: float = 0.0, hang: bool = False, periodic: bool = False,
+              ready: bool = True, settings: dict[str, str] | None = None) -> subprocess.Popen:
+        """A worker process, on the lab's settings and ``settings``; with
+        ``ready``, once its app is built."""
+        variables = {"THREADS": str(threads), "SEND_SECONDS": str(send_seconds), **({"HANG": "1"} if hang else {}),
+                     **({"PERIODIC": "1"} if periodic else {})}
         index = len(self.processes)
+        arguments = [json.dumps({**self.settings, **(settings or {})}), str(self.log)]
         with (self.directory / f"worker-{index}.err").open("w") as errors:
-            process = subprocess.Popen([sys.executable, str(self.script), json.dumps(self.settings), str(self.log)],
+            process = subprocess.Popen([sys.executable, str(self.script), *arguments],
                                        env=command_env(**variables), stdout=subprocess.DEVNULL, stderr=errors,
                                        start_new_session=True)
         self.processes.append(process)
         if ready:
-            wait_for(lambda: any(e["what"] == "ready" and e["pid"] == process.pid for e in read_log(self.log))
-                     or process.poll() is not None, 60, "the worker to start")
+            wait_for(lambda: self.ready(process), 60, "the worker to start")
             assert process.poll() is None, self.errors(process)
         return process
+
+    def ready(self, process: subprocess.Popen) -> bool:
+        """Whether ``process`` has built its app (or has exited)."""
+        return (any(e["what"] == "ready" and e["pid"] == process.pid for e in read_log(self.log))
+                or process.poll() is not None)
 
     def errors(self, process: subprocess.Popen) -> str:
         """What the worker wrote on stderr."""
@@ -250,6 +267,28 @@ def start_gunicorn(ini: Path, port: int, errors: Path, pythonpath: Iterable[Path
     return server
 
 
+class EventStream:
+    """The raw lines of one Server-Sent Events response of a served app."""
+
+    def __init__(self, port: int, path: str):
+        import http.client
+
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        self.connection.request("GET", path)
+        self.response = self.connection.getresponse()
+        assert self.response.status == 200
+
+    def read_until(self, start: bytes) -> bytes:
+        """Read up to the first line that starts with ``start``; that line."""
+        while not (line := self.response.readline()).startswith(start):
+            assert line, f"the stream ended before {start!r}"
+        return line
+
+    def rest(self) -> bytes:
+        """What comes until the server ends the response."""
+        return self.response.read()
+
+
 def get(port: int, path: str, timeout: float = 10) -> tuple[int, bytes]:
     """GET on a connection of its own, closed after: (status, body)."""
     import http.client
@@ -270,3 +309,57 @@ def refuses(port: int) -> bool:
     except ConnectionRefusedError:
         return True
     return False
+
+
+# --- PgBouncer --------------------------------------------------------------------
+
+PGBOUNCER = Path("/usr/sbin/pgbouncer")  # Debian's package (make pgbouncer-deps)
+
+PGBOUNCER_INI = """\
+[databases]
+{name} = host={host} port={port} dbname={name}
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {listen}
+unix_socket_dir =
+auth_type = trust
+auth_file = {users}
+pool_mode = transaction
+default_pool_size = {pool}
+max_client_conn = 500
+{run_as}
+"""
+
+
+def start_pgbouncer(db_url: str, directory: Path, pool: int = 4, listen: int | None = None
+                    ) -> tuple[subprocess.Popen, str]:
+    """PgBouncer in transaction pooling mode on port ``listen`` (a free one
+    by default) in front of the PostgreSQL database of ``db_url`` (trust
+    authentication, as the test server has), sharing ``pool`` server
+    connections among all its clients: the process, and the URL that reaches
+    the database through it."""
+    from sqlalchemy.engine import make_url
+
+    from guestguard.testing import free_port
+
+    url = make_url(db_url)
+    users = directory / "pgbouncer-users.txt"
+    users.write_text(f'"{url.username or "postgres"}" ""\n')
+    listen = listen or free_port()
+    ini = directory / "pgbouncer.ini"
+    # PgBouncer refuses to run as root; started as root, it becomes postgres.
+    ini.write_text(PGBOUNCER_INI.format(name=url.database, host=url.host or "127.0.0.1", port=url.port or 5432,
+                                        listen=listen, users=users, pool=pool,
+                                        run_as="user = postgres" if os.geteuid() == 0 else ""))
+    log = directory / "pgbouncer.log"
+    with log.open("a") as output:
+        process = subprocess.Popen([str(PGBOUNCER), str(ini)], stdout=output, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    try:
+        wait_for(lambda: process.poll() is not None or not refuses(listen), 20, "PgBouncer to listen")
+        assert process.poll() is None, f"PgBouncer exited with {process.returncode}:\n{log.read_text()}"
+    except BaseException:
+        kill(process)
+        raise
+    return process, url.set(host="127.0.0.1", port=listen).render_as_string(hide_password=False)

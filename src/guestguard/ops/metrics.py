@@ -14,6 +14,7 @@ the one process that answers.
 """
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import hmac
 import ipaddress
@@ -139,9 +140,14 @@ class StateCollector:
     def _queue(self) -> list[Any]:
         depth = GaugeMetricFamily("gg_task_queue_depth", "Tasks waiting in the queue for a worker.")
         depth.add_metric([], self.huey.pending_count())
+        by_task = GaugeMetricFamily("gg_task_queue_depth_by_task", "Tasks waiting in the queue for a worker, "
+                                    f"by task, among the next {QUEUE_SCAN:,} to run (gg_task_queue_depth "
+                                    "counts them all).", labels=["task"])
+        for task, count in sorted(waiting_by_task(self.huey).items()):
+            by_task.add_metric([task], count)
         scheduled = GaugeMetricFamily("gg_task_queue_scheduled", "Tasks queued to run later (a retry, an eta).")
         scheduled.add_metric([], self.huey.scheduled_count())
-        return [depth, scheduled]
+        return [depth, by_task, scheduled]
 
     def _database(self) -> list[Any]:
         from guestguard.notifications.models import Notification
@@ -172,6 +178,20 @@ class StateCollector:
                                         .where(InboxEntry.status.in_((PENDING, RUNNING)))).scalar()
         lag.add_metric([], max(0.0, (utcnow() - _aware(oldest)).total_seconds()) if oldest is not None else 0.0)
         return [outbox, scheduled, inbox, lag]
+
+
+# The most queued tasks a scrape reads to count them by task: a backlog of
+# millions costs a scrape no more than this.
+QUEUE_SCAN = 10_000
+
+
+def waiting_by_task(huey) -> collections.Counter:
+    """How many of the next QUEUE_SCAN tasks to run each task has, by the
+    task's name without the package prefix (as gg_task_runs_total names it)."""
+    counts: collections.Counter = collections.Counter()
+    for data in huey.storage.enqueued_items(QUEUE_SCAN):
+        counts[huey.serializer.deserialize(data).name.removeprefix("guestguard.")] += 1
+    return counts
 
 
 def _aware(moment: dt.datetime) -> dt.datetime:
