@@ -525,4 +525,4 @@ def test_a_batch_that_raises_is_heard_again_event_by_event_and_only_the_refused_
     emit_many(app, ["ok1", "bad", "ok2"])
     assert listener.batches == [["ok1"], ["ok2"]]
     assert {row.name: row.status for row in rows(app)} == {"ok1": "delivered", "bad": "pending", "ok2": "delivered"}
-    assert [row.last_error for row in rows(app) if row.name == "bad"][0].startswith("listener0: RuntimeError")
+    assert next(row.last_error for row in rows(app) if row.name == "bad").startswith("listener0: RuntimeError")
