@@ -473,3 +473,56 @@ def test_data_that_is_not_json_is_refused_when_emitted(make_app, run_in_request)
         run_in_request(lambda request: request.ctx.emit("guest.created", {"guest_id": uuid.uuid4()}),
                        app.app.registry)
     assert rows(app) == []
+
+
+class BatchListener:
+    """Hears a batch at a time (``domain_events``); raises for a batch
+    holding an event named in ``refuse``."""
+
+    def __init__(self, refuse=()):
+        self.batches = []
+        self.refuse = set(refuse)
+
+    @hookimpl
+    def domain_events(self, events, request):
+        if any(event.name in self.refuse for event in events):
+            raise RuntimeError("refused")
+        self.batches.append([event.name for event in events])
+
+
+class BothHooks(BatchListener):
+    """Implements both hooks: only the batch one is called."""
+
+    @hookimpl
+    def domain_event(self, event, request):
+        raise AssertionError("a plugin with domain_events is not called per event")
+
+
+def emit_many(app, names):
+    app.post("/api/v1/test/emit-many?" + "&".join(f"e={name}:g-{name}" for name in names))
+    while drain(app.app.registry["huey"]):
+        pass
+
+
+def test_a_batch_listener_hears_a_bulk_actions_events_a_batch_at_a_time(make_app):
+    from guestguard.tasks import JOB_BATCH
+
+    batched, both, single = BatchListener(), BothHooks(), Listener()
+    app = queued(make_app, batched, both, single)
+    names = [f"n{i}" for i in range(2 * JOB_BATCH + 20)]
+    emit_many(app, names)
+    for listener in (batched, both):
+        assert sorted(map(len, listener.batches)) == [20, JOB_BATCH, JOB_BATCH]
+        assert sorted(name for batch in listener.batches for name in batch) == sorted(names)
+    assert sorted(event.name for event in single.events) == sorted(names), "per event for the others"
+    assert {row.status for row in rows(app)} == {"delivered"}
+    assert len([d for d in deliveries(app) if d[1].startswith("listener")]) == 3 * len(names)
+
+
+def test_a_batch_that_raises_is_heard_again_event_by_event_and_only_the_refused_one_waits(make_app):
+    listener = BatchListener(refuse={"bad"})
+    app = queued(make_app, listener)
+    emit_many(app, ["ok1", "bad", "ok2"])
+    assert listener.batches == [["ok1"], ["ok2"]]
+    assert {row.name: row.status for row in rows(app)} == {"ok1": "delivered", "bad": "pending", "ok2": "delivered"}
+    assert next(row.last_error for row in rows(app) if row.name == "bad").startswith("listener0: RuntimeError")

@@ -21,7 +21,8 @@ import json
 import logging
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from huey import crontab
@@ -171,8 +172,36 @@ def in_turn(model) -> Any:
     )
 
 
-def listeners(registry) -> list:
-    return registry["plugins"].hook.domain_event.get_hookimpls()
+@dataclass(frozen=True)
+class Listener:
+    """A plugin that hears domain events: through ``domain_events`` (a
+    batch at once) when it implements that hook, else through
+    ``domain_event`` (one event at a time)."""
+
+    name: str  # the plugin's: what its delivery rows record
+    function: Callable[..., Any]
+    argnames: tuple[str, ...]
+    batch: bool
+
+    def hear(self, request, events: list[DomainEvent]) -> None:
+        """Hand over ``events`` (in the caller's transaction) as pluggy
+        would: the listener takes only the arguments it names."""
+        if self.batch:
+            arguments = {"events": list(events), "request": request}
+            self.function(*(arguments[name] for name in self.argnames))
+            return
+        for event in events:
+            arguments = {"event": event, "request": request}
+            self.function(*(arguments[name] for name in self.argnames))
+
+
+def listeners(registry) -> list[Listener]:
+    hook = registry["plugins"].hook
+    batched = [Listener(impl.plugin_name, impl.function, tuple(impl.argnames), True)
+               for impl in hook.domain_events.get_hookimpls()]
+    names = {listener.name for listener in batched}
+    return batched + [Listener(impl.plugin_name, impl.function, tuple(impl.argnames), False)
+                      for impl in hook.domain_event.get_hookimpls() if impl.plugin_name not in names]
 
 
 def deliver_domain_event(request, event_id) -> None:
@@ -196,23 +225,21 @@ def deliver_domain_event(request, event_id) -> None:
             delivered = set(ctx.db.scalars(select(DomainEventDelivery.listener)
                                            .where(DomainEventDelivery.event_id == event.id)))
     failures = []
-    arguments = {"event": event, "request": request}
     keep = hold_lease(ctx, DomainEventRow, event.id, claimed_at) if recorded else contextlib.nullcontext()
     with keep:
-        for impl in listeners(request.registry):
-            if impl.plugin_name in delivered:
+        for listener in listeners(request.registry):
+            if listener.name in delivered:
                 continue
             try:
                 with request.tm:
-                    # As pluggy would: a listener may take only the arguments it names.
-                    impl.function(*(arguments[name] for name in impl.argnames))
+                    listener.hear(request, [event])
                     if recorded:
-                        request.db.add(DomainEventDelivery(event_id=event.id, listener=impl.plugin_name,
+                        request.db.add(DomainEventDelivery(event_id=event.id, listener=listener.name,
                                                            attempt=attempt))
             except Exception as exc:
                 log.exception("plugin %s failed on domain event %s (%s), attempt %d",
-                              impl.plugin_name, event.name, event.id, attempt)
-                failures.append(f"{impl.plugin_name}: {exc!r}"[:500])
+                              listener.name, event.name, event.id, attempt)
+                failures.append(f"{listener.name}: {exc!r}"[:500])
     if recorded:
         with ctx.tm:
             record_outcome(ctx, event.id, claimed_at, failures)
@@ -244,13 +271,12 @@ def deliver_domain_events(request, event_ids) -> None:
         remaining = [event_id for event_id in remaining if event_id not in taken]
         failures: dict[uuid.UUID, list[str]] = {event.id: [] for event, _ in batch}
         with hold_leases(ctx, DomainEventRow, list(taken), claimed_at):
-            for impl in listeners(request.registry):
-                todo = [(event, attempt) for event, attempt in batch if (event.id, impl.plugin_name) not in had]
+            for listener in listeners(request.registry):
+                todo = [(event, attempt) for event, attempt in batch if (event.id, listener.name) not in had]
                 if not todo:
                     continue
-                _hand_over(request.tm, functools.partial(_call, impl.function, impl.argnames, {"request": request}),
-                           functools.partial(_record_deliveries, request.db, impl.plugin_name), todo, failures,
-                           impl.plugin_name)
+                _hand_over(request, listener, functools.partial(_record_deliveries, request.db, listener.name),
+                           todo, failures)
         with ctx.tm:
             locked = {row.id: row for row in ctx.db.scalars(
                 select(DomainEventRow).where(DomainEventRow.id.in_(list(taken))).order_by(DomainEventRow.id)
@@ -261,46 +287,45 @@ def deliver_domain_events(request, event_ids) -> None:
             release_following(ctx, finished, waiting=set(remaining))
 
 
-def _hand_over(tm, call, record, todo: list, failures: dict[uuid.UUID, list[str]], name: str) -> None:
-    """Call one listener (``call(event)``) for a batch's events in one
-    transaction of ``tm`` that also records (``record(handed)``, one INSERT)
-    that it has them; when it raises, that event has failed (called again on
-    its next attempt) and the others, rolled back with it, are called again
-    one by one."""
+def _hand_over(request, listener: Listener, record, todo: list, failures: dict[uuid.UUID, list[str]]) -> None:
+    """Hand a batch's events to one listener in one transaction that also
+    records (``record(handed)``, one INSERT) that it has them. When it
+    raises, the others are handed over again one by one, each in a
+    transaction of its own: the event a per-event listener raised on has
+    failed (called again on its next attempt), and for a batch listener,
+    which cannot say which event it raised on, each event is tried alone."""
     current = None
     try:
-        with tm:
-            for current in todo:
-                call(current[0])
+        with request.tm:
+            if listener.batch:
+                listener.hear(request, [event for event, _ in todo])
+            else:
+                for current in todo:
+                    listener.hear(request, [current[0]])
             record(todo)
         return
     except Exception as exc:
-        if current is None:
+        if current is None and not listener.batch:
             raise
-        _failed(name, *current, exc, failures)
+        if listener.batch and len(todo) == 1:
+            current = todo[0]
+        if current is not None:
+            _failed(listener.name, *current, exc, failures)
     for event, attempt in todo:
-        if event.id == current[0].id:
+        if current is not None and event.id == current[0].id:
             continue
         try:
-            with tm:
-                call(event)
+            with request.tm:
+                listener.hear(request, [event])
                 record([(event, attempt)])
         except Exception as exc:
-            _failed(name, event, attempt, exc, failures)
+            _failed(listener.name, event, attempt, exc, failures)
 
 
 def _failed(name: str, event: DomainEvent, attempt: int, exc: Exception, failures: dict[uuid.UUID, list[str]]) -> None:
     log.error("plugin %s failed on domain event %s (%s), attempt %d", name, event.name, event.id, attempt,
               exc_info=exc)
     failures[event.id].append(f"{name}: {exc!r}"[:500])
-
-
-def _call(function, argnames, given: dict[str, Any], event: DomainEvent) -> None:
-    """Hand ``event`` to one listener (in the caller's transaction) with the
-    hook's other arguments (``given``: the task's request), as pluggy would:
-    a listener may take only the arguments it names."""
-    arguments = {**given, "event": event}
-    function(*(arguments[name] for name in argnames))
 
 
 def _record_deliveries(db, listener: str, handed: list) -> None:

@@ -1,8 +1,8 @@
 """Every hook a GuestGuard plugin can implement.
 
 Each hook is documented in docs/plugins.md (a test keeps the two in step).
-Registry hooks (``register_*``) collect a list from every plugin; ``configure``
-and ``domain_event`` are called on every plugin in turn.
+Registry hooks (``register_*``) collect a list from every plugin; ``configure``,
+``domain_event`` and ``domain_events`` are called on every plugin in turn.
 """
 from __future__ import annotations
 
@@ -139,4 +139,20 @@ def domain_event(event, request):
     exception raised here is logged, rolls back this plugin's work and is
     retried later for this plugin only; it does not affect the request or the
     other plugins.
+    """
+
+
+@hookspec
+def domain_events(events, request):
+    """Receive the domain events of one batch at once (a bulk action's).
+
+    ``events`` is a list of :class:`guestguard.plugins.DomainEvent`, in the
+    order they occurred. A plugin implementing this hook is called once per
+    batch instead of ``domain_event`` once per event (it need not implement
+    both; when it does, only this one is called). The rest is as for
+    ``domain_event``: after commit, at least once, in order per aggregate,
+    in one transaction with the record that the plugin has them. When it
+    raises, that transaction is rolled back and the plugin is called again
+    with each event of the batch alone (a list of one), each in a
+    transaction of its own: the events it raises on then are retried later.
     """

@@ -521,21 +521,19 @@ def claim_jobs(ctx, model: type, job_ids: Sequence[Any]) -> list[Any]:
     ready = durable_kind(ctx.registry, model).ready
     if ready is not None:
         conditions.append(ready(model))
-    claimed = set(db.scalars(update(model).where(*conditions).values(
-        status=RUNNING, claimed_at=now, lease_until=now + lease_for(ctx.registry.settings),
-        attempts=model.attempts + 1).returning(model.id).execution_options(synchronize_session=False)))
-    found = {job.id: job for job in db.scalars(select(model).where(model.id.in_(list(job_ids)))
-                                              .execution_options(populate_existing=True))}
-    won = []
-    for job_id in job_ids:
-        job = found.get(job_id)
-        if job is None:
-            continue
-        if job_id in claimed:
-            won.append(job)
-        elif job.status == PENDING and job.next_attempt_at > now:
-            enqueue(ctx, job_task(ctx.registry, model), job_id, eta=job.next_attempt_at)
-    return won
+    # The claimed rows come back from the UPDATE itself; the others are read
+    # only when some were not claimed (one not yet due is queued for then).
+    claimed = {job.id: job for job in db.scalars(
+        update(model).where(*conditions).values(
+            status=RUNNING, claimed_at=now, lease_until=now + lease_for(ctx.registry.settings),
+            attempts=model.attempts + 1).returning(model)
+        .execution_options(synchronize_session=False, populate_existing=True))}
+    others = [job_id for job_id in job_ids if job_id not in claimed]
+    if others:
+        for job in db.scalars(select(model).where(model.id.in_(others), model.status == PENDING,
+                                                  model.next_attempt_at > now)):
+            enqueue(ctx, job_task(ctx.registry, model), job.id, eta=job.next_attempt_at)
+    return [claimed[job_id] for job_id in dict.fromkeys(job_ids) if job_id in claimed]
 
 
 def renew_lease(registry, model: type, job_id, claimed_at: dt.datetime) -> bool:

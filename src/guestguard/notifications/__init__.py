@@ -10,7 +10,7 @@ from guestguard.notifications.channels import index_channels
 from guestguard.notifications.models import Notification
 from guestguard.notifications.rendering import MessageRenderer
 from guestguard.notifications.services import RETRY_BACKOFF, drop_secrets
-from guestguard.notifications.tasks import dispatch_notification, dispatch_notifications
+from guestguard.notifications.tasks import dispatch_notification
 from guestguard.plugins import NotificationProvider, by_name, chosen, collect
 from guestguard.settings import SettingsError
 from guestguard.workspaces.resources import workspace_factory
@@ -74,8 +74,7 @@ def includeme(config) -> None:
                                                            registry["notifications.providers"])
     registry["notifications.breakers"] = make_breakers(settings)
     registry["notifications.renderer"] = MessageRenderer(Path(settings["app.templates_dir"]))
-    config.add_task(dispatch_notification, in_transaction=False)
-    config.add_task(dispatch_notifications, in_transaction=False)
+    config.include(".tasks")
     config.add_durable_job(Notification, dispatch_notification,
                            max_attempts=len(RETRY_BACKOFF) + 1, on_give_up=drop_secrets)
     config.add_route("unsubscribe", "/unsubscribe/{token}")
