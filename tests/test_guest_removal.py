@@ -3,7 +3,6 @@ dead, put back as they were within the undo window (with or without
 JavaScript, twice at once, retried), refused clearly after it, and purged
 with everything held about them by the worker."""
 import datetime as dt
-import threading
 import uuid
 
 import pytest
@@ -16,7 +15,7 @@ from guestguard.events.models import Guest, InvitationLink, Rsvp
 from guestguard.events.removals import purge_removed
 from guestguard.notifications.models import Notification
 from guestguard.tasks import run_task_now
-from guestguard.testing import add_guest, event_host, issue, main_text, new_client, scalar, signed_in
+from guestguard.testing import add_guest, at_once, event_host, issue, main_text, new_client, scalar, signed_in
 
 EVENT = {"name": "Harbour Supper", "status": "published", "starts_at": "2030-08-14T19:30:00",
          "timezone": "Europe/London", "venue": "Quay Street", "default_plus_ones": 1}
@@ -102,20 +101,8 @@ def test_undo_twice_in_a_row_or_retried_restores_once(app, run_in_request, host)
 def test_undo_clicked_at_once_from_four_places_restores_once(app, run_in_request, host):
     grace = add_guest(app, host)
     app.delete(f"{host['url']}/guests/{grace['id']}", headers=host["ada"], status=204)
-    barrier = threading.Barrier(4)
-    answers = []
-
-    def click():
-        client = new_client(app.app)
-        barrier.wait()
-        answers.append(client.post_json(f"{host['url']}/guests/{grace['id']}/restore", {}, headers=host["ada"],
-                                        expect_errors=True).status_int)
-
-    threads = [threading.Thread(target=click) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    answers = at_once(4, lambda: new_client(app.app).post_json(
+        f"{host['url']}/guests/{grace['id']}/restore", {}, headers=host["ada"], expect_errors=True).status_int)
     assert answers == [200] * 4
     assert scalar(app, run_in_request, select(func.count()).select_from(AuditEvent).where(
         AuditEvent.action == "guest.restored")) == 1
