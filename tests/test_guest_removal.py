@@ -13,6 +13,7 @@ from guestguard.audit.models import AuditEvent
 from guestguard.db import utcnow
 from guestguard.events.models import Guest, InvitationLink, Rsvp
 from guestguard.events.removals import purge_removed
+from guestguard.guard.models import Flag
 from guestguard.notifications.models import Notification
 from guestguard.tasks import run_task_now
 from guestguard.testing import add_guest, at_once, event_host, issue, main_text, new_client, scalar, signed_in
@@ -172,19 +173,27 @@ def test_another_workspace_can_neither_remove_nor_restore(app, run_in_request, h
     assert every_row(app, run_in_request, grace["id"]).removed_at is not None
 
 
-def test_the_feed_hides_lines_about_a_removed_guest(app, run_in_request, host):
+def test_the_feed_and_the_guard_hide_a_removed_guests_lines_and_flags(app, run_in_request, host):
     grace = add_guest(app, host)
     app.post_json(f"/api/v1/rsvp/{issue(app, host, grace)['token']}", {"response": "no"})
 
-    def summaries():
-        return [item["summary"] for item in app.get(f"{host['url']}/activity", headers=host["ada"]).json["items"]]
+    def flag(request):
+        request.db.add(Flag(workspace_id=uuid.UUID(host["workspace"]), event_id=uuid.UUID(host["event"]["id"]),
+                            guest_id=uuid.UUID(grace["id"]), rule="networks", score=50, evidence="4 networks"))
+    run_in_request(flag)
 
-    assert any("Grace Hopper" in line for line in summaries())
+    def seen():
+        items = app.get(f"{host['url']}/activity", headers=host["ada"]).json["items"]
+        flags = app.get(f"{host['url']}/flags", headers=host["ada"]).json["flags"]
+        return any("Grace Hopper" in item["summary"] for item in items), len(flags)
+
+    assert seen() == (True, 1)
     app.delete(f"{host['url']}/guests/{grace['id']}", headers=host["ada"], status=204)
-    assert not any("Grace Hopper" in line for line in summaries())
-    assert "A guest was removed from the list" in summaries()
+    assert seen() == (False, 0)
+    summaries = [item["summary"] for item in app.get(f"{host['url']}/activity", headers=host["ada"]).json["items"]]
+    assert "A guest was removed from the list" in summaries
     restore(app, host, grace["id"])
-    assert any("Grace Hopper" in line for line in summaries())
+    assert seen() == (True, 1)
 
 
 @pytest.mark.one_pass("sqlite")

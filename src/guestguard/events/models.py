@@ -4,7 +4,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint, false, text
+from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint, exists, false, text
 from sqlalchemy.event import listens_for
 from sqlalchemy.orm import Mapped, ORMExecuteState, Session, mapped_column, with_loader_criteria
 
@@ -144,6 +144,12 @@ class Guest(IdMixin, TimestampMixin, Base):
         Index("ix_guests_event_name_id", "event_id", "name", "id"),
         Index("ix_guests_event_waitlist", "event_id", "waitlisted_at"),
     )
+
+
+def is_listed(guest_id):
+    """For rows of another table about a guest (``guest_id``, a column):
+    the guest is on the list, not removed. Such rows are hidden with them."""
+    return exists().where(Guest.id == guest_id, Guest.removed_at.is_(None))
 
 
 @listens_for(Session, "do_orm_execute")
