@@ -144,7 +144,7 @@ def log_attempt(ctx, outcome: str, *, guest: Guest | None = None, link_id: uuid.
 
 
 def _at(moment: dt.datetime, event: Event) -> str:
-    return timefmt.in_zone(moment, event.timezone).strftime("%H:%M")
+    return timefmt.time_of_day(timefmt.in_zone(moment, event.timezone))
 
 
 def claim_scan(ctx, event: Event, scan_id: str) -> DoorScan | None:
