@@ -162,8 +162,12 @@ def _hide_removed_guests(state: ORMExecuteState) -> None:
     Core statements on the table are not covered: they filter themselves."""
     if (state.is_select and not state.is_column_load and not state.is_relationship_load
             and not state.execution_options.get(ALL_ROWS)):
-        state.statement = state.statement.options(
-            with_loader_criteria(Guest, Guest.removed_at.is_(None), include_aliases=True))
+        state.statement = state.statement.options(LISTED_GUESTS_ONLY)
+
+
+# Built once: the option is part of each statement's cache key, and one
+# without bound values keeps compiled statements cached.
+LISTED_GUESTS_ONLY = with_loader_criteria(Guest, lambda cls: cls.removed_at.is_(None), include_aliases=True)
 
 
 class InvitationLink(IdMixin, Base):
