@@ -230,6 +230,29 @@ def test_the_confirmations_say_what_will_happen(device, world, site, browse, axe
 
 
 @pytest.mark.parametrize("device", DEVICES)
+def test_removing_a_guest_offers_an_undo_that_puts_them_back(device, world, site, browse, axe, shoot):
+    ada = bearer_for(site.client, "ada@example.com")
+    events = world["host"]["event"]
+    name = f"Ned Ludd ({device})"
+    (ned,) = site.client.post_json(f"/api/v1{events}/guests", [{"name": name}], headers=ada).json["guests"]
+    page = browse(device)
+    signed_in_as_ada(site, page)
+    page.goto(f"{events}/guests/{ned['id']}")
+    page.get_by_text(f"Remove {name}…", exact=True).click()
+    expect(page.get_by_text("You can undo this for 10 seconds afterwards", exact=False)).to_be_visible()
+    page.get_by_role("button", name=f"Yes, remove {name}").click()
+    undo = page.get_by_role("button", name=f"Undo: put {name} back")
+    expect(undo).to_be_visible()
+    check(page, axe, shoot, device, "host-event-undo")
+    undo.click()
+    expect(page.get_by_text(f"{name} is back on the guest list.")).to_be_visible()
+    # Removed again and left alone, the offer goes when its window closes.
+    page.get_by_text(f"Remove {name}…", exact=True).click()
+    page.get_by_role("button", name=f"Yes, remove {name}").click()
+    expect(page.get_by_role("button", name=f"Undo: put {name} back")).to_be_hidden(timeout=15_000)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_the_waitlist_journey(device, world, site, browse, axe, shoot):
     """One place left: Nia takes it, Omar joins the waitlist and is told
     when Nia can no longer come; each sees where they stand."""

@@ -399,16 +399,14 @@ def offer_undo(request, guest, until) -> None:
 
 
 def undo_offers(request) -> list[dict]:
-    """The removals still undoable, once (a reload after the window shows none)."""
+    """The removals to announce, once each, with the seconds their undo has
+    left (0: the window has closed, the page only says what happened)."""
     if not request.cookies.get("gg_flash"):
         return []
     now = utcnow()
-    offers = []
-    for offer in request.session.pop_flash(UNDO):
-        left = (dt.datetime.fromisoformat(offer["until"]) - now).total_seconds()
-        if left > 0:
-            offers.append({**offer, "seconds_left": math.ceil(left)})
-    return offers
+    return [{**offer, "seconds_left": max(0, math.ceil((dt.datetime.fromisoformat(offer["until"]) - now)
+                                                        .total_seconds()))}
+            for offer in request.session.pop_flash(UNDO)]
 
 
 @view_config(route_name="event_headcount_svg", request_method="GET", permission=EVENTS_VIEW)
@@ -612,9 +610,8 @@ def guest_update(context, request):
               else f"{guest.name} has no link in use: nothing was withdrawn.")
         return redirect(request, request.route_path("event_guest", event_id=event.id, guest_id=guest.id))
     if action == "delete":
-        until = removals.remove_guest(request.ctx, event, guest)
-        flash(request, f"{guest.name} was removed from the guest list.")
-        offer_undo(request, guest, until)
+        # The message and its undo are one offer on the event page.
+        offer_undo(request, guest, removals.remove_guest(request.ctx, event, guest))
         return redirect(request, request.route_path("event_page", event_id=event.id))
     form = GUEST_EDIT_FORM.read(request)
     if not form.ok:
