@@ -342,3 +342,27 @@ def test_the_privacy_section_and_the_export_email(device, world, site, browse, a
     assert not result["violations"], [violation["id"] for violation in result["violations"]]
     assert mail.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
     shoot(mail, f"pages/email-data-export-{device}")
+
+
+def test_the_live_feed_writes_times_on_the_events_clock(world, site, browse):
+    """A line the script adds reads as the server writes the ones it
+    renders: a New York event on the 12-hour clock."""
+    client, ada = site.client, bearer_for(site.client, "ada@example.com")
+    event = client.post_json("/api/v1/events", {
+        "workspace_id": world["workspace"], "name": "Brooklyn Picnic", "starts_at": "2030-07-04T12:00:00",
+        "timezone": "America/New_York", "status": "published"}, headers=ada).json["event"]
+    (guest,) = client.post_json(f"/api/v1/events/{event['id']}/guests", [{"name": "Rosa Parks"}],
+                                headers=ada).json["guests"]
+    token = client.post_json(f"/api/v1/events/{event['id']}/guests/{guest['id']}/tokens", {},
+                             headers=ada).json["token"]
+    client.post_json(f"/api/v1/rsvp/{token}", {"response": "maybe"})
+    page = browse("desktop")
+    signed_in_as_ada(site, page)
+    page.goto(f"/events/{event['id']}")
+    rendered = page.locator("#activity-feed .feed-when").first.inner_text()
+    assert re.fullmatch(r"\w{3} \d{1,2} \w{3}, \d{1,2}:\d{2} [ap]m", rendered), rendered
+    expect(page.locator("#activity-status")).to_have_attribute("data-state", re.compile("live|polling"))
+    client.post_json(f"/api/v1/rsvp/{token}", {"response": "yes"})
+    added = page.locator("#activity-feed .feed-item.is-new .feed-when")
+    expect(added).to_have_count(1, timeout=20_000)
+    assert re.fullmatch(r"\w{3} \d{1,2} \w{3}, \d{1,2}:\d{2} [ap]m", added.inner_text()), added.inner_text()
