@@ -72,7 +72,7 @@ def test_invited_guests_who_have_not_answered_are_nudged_once(app, host, run_in_
     assert dispatch(app, DEADLINE - dt.timedelta(days=1)).sent == 0, "a changed offset does not nudge again"
     [message] = [m for m in inbox(app, "pat@example.com") if "Please answer" in m.subject]
     assert "Will you come to Midsummer Gala?" in message.subject
-    assert "Friday 14 June 2030, 11:59 pm BST" in message.text and "open the invitation" in message.text
+    assert "Friday 14 June 2030, 23:59 BST" in message.text and "open the invitation" in message.text
     assert nudges(app, run_in_request, pending["id"]) == 1
     [event] = listener.named("reminder.sent")
     assert event.data["rule"] == "nudge" and event.data["guest_id"] == pending["id"]

@@ -226,6 +226,8 @@ def build_world(factory, redis_url) -> World:
         "delete_event": {"event_id": [spare_event]},
         "update_event": {"event_id": [changed_event]},
         "delete_guest": {"event_id": [event], "guest_id": [dora, dan]},
+        # Putting back the guests the fuzz removed, within the undo window.
+        "restore_guest": {"event_id": [event], "guest_id": [dora, dan]},
         # Forgetting a guest deletes their links: the others' guests keep theirs.
         "forget_guest": {"event_id": [event], "guest_id": [fay, finn]},
         "issue_token": links, "revoke_token": links, "send_one": links,

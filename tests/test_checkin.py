@@ -123,6 +123,17 @@ def test_a_scan_checks_the_guest_in_once_and_a_second_scan_says_when_and_by_whom
     assert audit == 1
 
 
+def test_a_removed_guests_pass_is_unknown_at_the_door_until_the_undo(app, host, run_in_request):
+    guest, _, secret, code = said_yes(app, host)
+    app.delete(f"{host['url']}/guests/{guest['id']}", headers=host["ada"], status=204)
+    for shown in ({"code": code}, {"code": secret}, {"guest_id": guest["id"]}):
+        refused = scan(app, host, status=404, **shown)["error"]["code"]
+        assert refused in ("unknown_pass", "guest_not_found"), shown
+    assert admissions(app, run_in_request) == 0
+    app.post_json(f"{host['url']}/guests/{guest['id']}/restore", {}, headers=host["ada"])
+    assert scan(app, host, code=code)["outcome"] == "checked_in"
+
+
 def test_the_typed_code_works_in_any_case_with_or_without_its_dash(app, host):
     _, _, _, code = said_yes(app, host)
     typed = " " + code.lower().replace("-", " ") + " "

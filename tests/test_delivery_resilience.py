@@ -337,7 +337,7 @@ def test_a_guest_text_at_night_is_held_until_morning_without_burning_an_attempt(
         assert "quiet hours" in row.last_error
         # The host's pages say why it waits, and until when, in the event's zone.
         assert held_words(row.last_error, "America/New_York") == (
-            "quiet hours at the recipient's; it goes out at Sat 2 May 2026, 08:00 EDT")
+            "quiet hours at the recipient's; it goes out at Sat 2 May 2026, 8:00 am EDT")
         clock.move_to(morning - dt.timedelta(minutes=1))
         drain(registry["huey"])
         assert load(registry, run_in_request, guest).status == "pending"

@@ -116,7 +116,7 @@ def test_a_start_in_the_past_is_saved_with_a_warning(app, run_in_request, host):
     fill(form, name="Last year's party", starts_at="2020-06-21T19:00", timezone="Europe/London")
     page = form.submit(status=303).follow()
     note = page.html.select_one(".flash-info").get_text(" ", strip=True)
-    assert note == "Note: it starts in the past (Sunday 21 June 2020, 7:00 pm BST). If that is a typo, edit the start."
+    assert note == "Note: it starts in the past (Sunday 21 June 2020, 19:00 BST). If that is a typo, edit the start."
     assert "Event “Last year's party” created." in main_text(page)
     form = page.click("Edit event").forms["event-form"]
     form["starts_at"] = "2031-06-21T19:00"
@@ -401,7 +401,7 @@ def test_editing_and_deleting_an_event(app, run_in_request, host):
     page = form.submit(status=303).follow()
     text = main_text(page)
     assert "Event “Midsummer Gala” saved." in text
-    assert "Fri 21 Jun 2030, 19:00 EDT (America/New_York)" in text and "The Orangery" in text
+    assert "Fri 21 Jun 2030, 7:00 pm EDT (America/New_York)" in text and "The Orangery" in text
 
     deleted = page.click("Edit event").forms["confirm-delete-form"].submit(status=303)
     assert deleted.location == "http://guestguard.test/dashboard"

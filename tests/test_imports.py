@@ -13,6 +13,7 @@ import codecs
 import csv
 import io
 import threading
+import uuid
 import zipfile
 
 import openpyxl
@@ -20,6 +21,8 @@ import pytest
 from sqlalchemy import select, text
 from zope.sqlalchemy import mark_changed
 
+from guestguard import timefmt
+from guestguard.events.models import Guest
 from guestguard.imports.models import GuestImport
 from guestguard.plugins import Table, UnreadableFile, hookimpl
 from guestguard.testing import event_host
@@ -368,6 +371,23 @@ def test_a_long_cell_is_that_rows_error(app, host):
     rows = preview(app, host, "l.csv", data)["rows"]
     assert rows[0]["errors"] == {"notes": "is longer than 1,000 characters"}
     assert rows[1]["status"] == "ok"
+
+
+def test_the_export_writes_times_as_the_event_page_does(app, host, run_in_request):
+    grace = app.post_json(f"{host['url']}/guests", {"name": "Grace", "email": "grace@example.com"},
+                          headers=host["ada"], status=201).json["guest"]
+    app.post_json(f"{host['url']}/guests/{grace['id']}/send", {}, headers=host["ada"], status=202)
+
+    def invited_cell(timezone):
+        app.patch_json(host["url"], {"timezone": timezone}, headers=host["ada"])
+        body = app.get(f"{host['url']}/guests/export?format=csv", headers=host["ada"]).body.decode("utf-8-sig")
+        rows = list(csv.reader(io.StringIO(body)))
+        return rows[1][rows[0].index("Invited at")]
+
+    invited = run_in_request(lambda r: r.db.get(Guest, uuid.UUID(grace["id"])).invited_at)
+    assert invited_cell("Europe/London") == timefmt.when(invited, "Europe/London")
+    assert invited_cell("America/New_York") == timefmt.when(invited, "America/New_York")
+    assert invited_cell("America/New_York").endswith(("am EDT", "pm EDT", "am EST", "pm EST"))
 
 
 @pytest.mark.parametrize("fmt", ["csv", "xlsx"])

@@ -176,6 +176,7 @@ def test_calendar_links_and_the_ics_named_after_the_event(app, host):
     unfolded = response.body.decode().replace("\r\n ", "")
     assert f"URL:http://guestguard.test/access/{token}\r\n" in unfolded
     assert f"Your invitation: http://guestguard.test/access/{token}" in unfolded
+    assert "When: Friday 21 June 2030\\, 19:00 – 23:30 BST" in unfolded, "the event's zone and clock"
 
 
 @pytest.mark.parametrize("name, plain, full", [

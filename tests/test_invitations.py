@@ -84,7 +84,7 @@ def test_send_one_by_email_then_sms(app, host, run_in_request, listener):
     [(_, message)] = outbox(app)
     assert message.recipient == "grace@example.com"
     assert message.subject == "Ada invites you to Midsummer Gala"
-    assert "Friday 21 June 2030, 7:00 pm – 11:30 pm BST" in message.text
+    assert "Friday 21 June 2030, 19:00 – 23:30 BST" in message.text
     assert "Dress: summer best." in message.text and "Kew Gardens" in message.html
     token = re.search(r"http://guestguard\.test/access/(\S+)", message.text).group(1)
     assert f"/access/{token}" in message.html
@@ -135,7 +135,7 @@ def test_opening_the_invitation_records_the_first_open_only(app, host, run_in_re
     guest = add_guest(app, host)
     token = issue(app, host, guest)["token"]
     page = app.get(f"/access/{token}")
-    assert "Grace Hopper" in page.text and "Friday 21 June 2030, 7:00 pm – 11:30 pm BST" in page.text
+    assert "Grace Hopper" in page.text and "Friday 21 June 2030, 19:00 – 23:30 BST" in page.text
     assert "Dress: summer best." in page.text and "You and a guest" in page.text
     assert f'href="/access/{token}/event.ics"' in page.text
     assert page.headers["Cache-Control"] == "no-store" and page.headers["Referrer-Policy"] == "no-referrer"
@@ -249,7 +249,7 @@ def test_rsvp_after_the_deadline_is_refused(app, host):
         assert refused["code"] == "rsvp_closed"
         assert app.get(f"/api/v1/access/{token}").json["rsvp"]["closed_reason"] == "rsvp_closed"
         page = app.get(f"/access/{token}")
-        assert "Answers closed on Saturday 1 June 2030, 1:00 pm BST" in page.text
+        assert "Answers closed on Saturday 1 June 2030, 13:00 BST" in page.text
         assert "You said yes" in page.text and 'id="rsvp-form"' not in page.text
         posted = app.post(f"/rsvp/{token}", {"response": "no"}, status=409)
         assert "Answers closed on" in posted.text
@@ -286,7 +286,7 @@ def test_the_rsvp_form_end_to_end(app, host, run_in_request):
     thanks = done.follow()
     assert "Thank you! We&#39;ve let your host know you&#39;re coming." in thanks.text or \
         "Thank you! We've let your host know you're coming." in thanks.text
-    assert "You said yes, with 1 guest — you can change your answer until Saturday 1 June 2030, 1:00 pm BST" \
+    assert "You said yes, with 1 guest — you can change your answer until Saturday 1 June 2030, 13:00 BST" \
         in thanks.text
     row = guest_row(app, run_in_request, guest["id"])
     assert (row.response, row.plus_ones_coming) == ("yes", 1)

@@ -103,6 +103,7 @@ SPEC = {
     ("api_guest", "GET"): EVERYONE,
     ("api_guest", "PATCH"): EDITORS,
     ("api_guest", "DELETE"): EDITORS,
+    ("api_guest_restore", "POST"): EDITORS,
     ("api_guest_forget", "POST"): EDITORS,
     ("api_guest_tokens", "POST"): EDITORS,
     ("api_guest_tokens", "DELETE"): EDITORS,
@@ -132,6 +133,7 @@ SPEC = {
     ("event_cover_upload", "POST"): EDITORS,
     ("event_questions", "POST"): EDITORS,
     ("event_guest_send", "POST"): EDITORS,
+    ("event_guest_restore", "POST"): EDITORS,
     # --- the door (guests.check_in: door staff included) ---------------------------------
     ("api_checkins", "POST"): EVERYONE,
     ("api_checkin", "DELETE"): EVERYONE,

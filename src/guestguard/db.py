@@ -222,6 +222,11 @@ def sqlite_write_lock(db: Session, model: type) -> None:
     db.execute(delete(model).where(false()))
 
 
+# Execution option: read rows a model's soft deletion hides from ORM
+# queries (a removed guest, for its undo and its purge).
+ALL_ROWS = "all_rows"
+
+
 def lock_row(db: Session, model: type, row_id) -> None:
     """Hold one row: SELECT … FOR NO KEY UPDATE; SQLite's write lock there.
 
@@ -233,7 +238,8 @@ def lock_row(db: Session, model: type, row_id) -> None:
     if is_sqlite(db):
         sqlite_write_lock(db, model)
     else:
-        db.execute(select(model.id).where(model.id == row_id).with_for_update(key_share=True))
+        db.execute(select(model.id).where(model.id == row_id).with_for_update(key_share=True)
+                   .execution_options(**{ALL_ROWS: True}))
 
 
 def lock_name(db: Session, name: str, model: type) -> None:

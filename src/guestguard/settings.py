@@ -502,6 +502,9 @@ CORE_SETTINGS: tuple[Setting, ...] = (
             "Country (ISO 3166 code) for guest phone numbers written without +country code when the event's "
             "time zone is in no country (UTC); otherwise the zone's country applies."),
     Setting("guests.max_batch", as_int(1, 10000), 1000, "Most guests one API call may add."),
+    Setting("guests.undo_seconds", as_int(3, 300), 10,
+            "Seconds a removed guest can be put back; the worker then purges them with everything held "
+            "about them."),
     Setting("reminders.max_per_event", as_int(1, 20), 5,
             "Most reminders one event may have (offsets before its start)."),
     Setting("reminders.max_days_before", as_int(1, 365), 60,

@@ -558,6 +558,24 @@ def csrf(page) -> str:
     return page.html.find("input", {"name": "csrf_token"})["value"]
 
 
+def at_once(count: int, action: Callable[[], Any], timeout: float = 60) -> list[Any]:
+    """What ``action()`` returned in each of ``count`` threads released
+    together (a double click, clicks from several tabs), in finishing order."""
+    barrier = threading.Barrier(count)
+    results: list[Any] = []
+
+    def run() -> None:
+        barrier.wait()
+        results.append(action())
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    return results
+
+
 def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
     """``condition()``'s first true value within ``timeout`` seconds, else an
     AssertionError naming ``what``."""

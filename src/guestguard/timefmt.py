@@ -1,16 +1,26 @@
 """How times read, everywhere: the host's pages, the guest's pages, emails,
 text messages and the calendar file.
 
-Two voices, both in the event's own time zone:
+**One clock per event.** Every time of an event, wherever a host or a
+guest reads it (pages, emails, text messages, reminders, the calendar
+file's description, the door), is written by ``time_of_day``: "7:00 pm" or
+"19:00", as people tell the time in the country of the event's time zone
+(``twelve_hour``: CLDR's short time format, through babel — the United
+States, Canada, Australia, India 12-hour; the United Kingdom, Ireland,
+Germany, France, Japan 24-hour). A zone in no country (UTC) reads 24-hour.
 
-- **The host's pages**: 24-hour clock, short words —
+Two voices, both in the event's own time zone (London times shown):
+
+- **The host's pages**: short words —
   ``when`` "Sat 21 Jun 2030, 19:00 BST", ``short_when`` "Sat 21 Jun, 19:00"
-  (the activity feed; ``static/activity.js`` writes the same), ``span``
-  "Sat 21 Jun 2030, 19:00 BST – 23:30", ``day_month`` "21 Jun".
-- **What guests read**: 12-hour clock, words in full —
-  ``long_when`` "Saturday 21 June 2030, 7:00 pm BST", ``long_span``
-  "Saturday 21 June 2030, 7:00 pm – 11:30 pm BST", and ``text_when``
-  "Sat 21 Jun 2030, 7:00 pm BST" for text messages.
+  (the activity feed; ``static/activity.js`` writes the same, told the
+  event's clock by the page), ``span`` "Sat 21 Jun 2030, 19:00 BST – 23:30",
+  ``day_month`` "21 Jun".
+- **What guests read**: words in full —
+  ``long_when`` "Saturday 21 June 2030, 19:00 BST", ``long_span``
+  "Saturday 21 June 2030, 19:00 – 23:30 BST", and ``text_when``
+  "Sat 21 Jun 2030, 19:00 BST" for text messages. A New York event reads
+  "Saturday 21 June 2030, 7:00 pm EDT" in both voices' clocks.
 
 Account and workspace pages show times in UTC (``date``, ``utc_minute``,
 ``utc_when``, ``utc_second``, ``full_date``) and how long ago (``ago``).
@@ -41,6 +51,8 @@ import zoneinfo
 from collections.abc import Callable
 from importlib import resources
 from typing import Any
+
+from babel import Locale, UnknownLocaleError
 
 UTC = dt.UTC
 MINUS = "\u2212"
@@ -140,6 +152,39 @@ def zone_label(moment: dt.datetime, *, plain: bool = False) -> str:
 # --- pieces ------------------------------------------------------------------------
 
 
+@functools.cache
+def twelve_hour(timezone: str) -> bool:
+    """Whether people in the country of ``timezone`` read the time on a
+    12-hour clock: the short time format of the country's main language
+    there ("h:mm a" for en_US, "HH:mm" for en_GB, de_DE, fr_FR), from
+    CLDR through babel. False for a zone in no country (UTC) or a country
+    CLDR does not know."""
+    country = zone_country(timezone)
+    if country is None:
+        return False
+    try:
+        pattern = Locale.parse(f"und_{country}").time_formats["short"].pattern
+    except (UnknownLocaleError, ValueError, KeyError):
+        return False
+    # Quoted text is literal ("'h'" in a pattern is a letter h, not an hour).
+    fields = "".join(pattern.split("'")[::2])
+    return "h" in fields or "K" in fields
+
+
+def time_of_day(local: dt.datetime) -> str:
+    """The one way an event's time of day reads: ``local`` (in the event's
+    zone, as ``in_zone`` gives it) on the clock of the zone's country —
+    "7:00 pm" or "19:00"."""
+    key = getattr(local.tzinfo, "key", None)
+    return clock(local) if key and twelve_hour(key) else clock24(local)
+
+
+def hour_cycle(timezone: str) -> str:
+    """The event's clock as ``Intl.DateTimeFormat``'s ``hourCycle`` ("h12"
+    or "h23"), for the pages' scripts to write times as ``time_of_day`` does."""
+    return "h12" if twelve_hour(timezone) else "h23"
+
+
 def clock(moment: dt.datetime) -> str:
     """"7:00 pm"."""
     hour = moment.hour % 12 or 12
@@ -178,14 +223,14 @@ def in_event_zone(format_local: Callable[[dt.datetime], str]) -> Callable[[dt.da
 
 @in_event_zone
 def when(local: dt.datetime) -> str:
-    """"Sat 21 Jun 2030, 19:00 BST"."""
-    return f"{short_date(local)}, {clock24(local)} {zone_label(local)}"
+    """"Sat 21 Jun 2030, 19:00 BST" (London), "Sat 21 Jun 2030, 7:00 pm EDT" (New York)."""
+    return f"{short_date(local)}, {time_of_day(local)} {zone_label(local)}"
 
 
 @in_event_zone
 def short_when(local: dt.datetime) -> str:
     """"Sat 21 Jun, 19:00": the activity feed's times."""
-    return f"{local:%a} {local.day} {local:%b}, {clock24(local)}"
+    return f"{local:%a} {local.day} {local:%b}, {time_of_day(local)}"
 
 
 @in_event_zone
@@ -202,7 +247,7 @@ def span(starts: dt.datetime | None, ends: dt.datetime | None, timezone: str) ->
         return start
     a, b = in_zone(starts, timezone), in_zone(ends, timezone)
     if a.date() == b.date():
-        return f"{start} – {clock24(b)}"
+        return f"{start} – {time_of_day(b)}"
     return f"{start} – {when(ends, timezone)}"
 
 
@@ -227,26 +272,27 @@ def from_form(value: str, timezone: str) -> dt.datetime:
 
 @in_event_zone
 def long_when(local: dt.datetime) -> str:
-    """"Saturday 21 June 2030, 7:00 pm BST"."""
-    return f"{long_date(local)}, {clock(local)} {zone_label(local)}"
+    """"Saturday 21 June 2030, 19:00 BST" (London), "…, 7:00 pm EDT" (New York)."""
+    return f"{long_date(local)}, {time_of_day(local)} {zone_label(local)}"
 
 
 @in_event_zone
 def text_when(local: dt.datetime) -> str:
-    """"Sat 21 Jun 2030, 7:00 pm BST", for text messages (ASCII offsets)."""
-    return f"{short_date(local)}, {clock(local)} {zone_label(local, plain=True)}"
+    """"Sat 21 Jun 2030, 19:00 BST", for text messages (ASCII offsets)."""
+    return f"{short_date(local)}, {time_of_day(local)} {zone_label(local, plain=True)}"
 
 
 def long_span(starts: dt.datetime | None, ends: dt.datetime | None, timezone: str) -> str:
-    """"Saturday 21 June 2030, 7:00 pm – 11:30 pm BST"; the zone named at
+    """"Saturday 21 June 2030, 19:00 – 23:30 BST"; the zone named at
     both ends when it changes in between, the dates when the day does."""
     start, end = in_zone(starts, timezone), in_zone(ends, timezone)
     if start is None or end is None:
         return long_when(starts, timezone)
     if end.date() == start.date():
         if zone_label(start) == zone_label(end):
-            return f"{long_date(start)}, {clock(start)} – {clock(end)} {zone_label(end)}"
-        return f"{long_date(start)}, {clock(start)} {zone_label(start)} – {clock(end)} {zone_label(end)}"
+            return f"{long_date(start)}, {time_of_day(start)} – {time_of_day(end)} {zone_label(end)}"
+        return (f"{long_date(start)}, {time_of_day(start)} {zone_label(start)} – "
+                f"{time_of_day(end)} {zone_label(end)}")
     return f"{long_when(starts, timezone)} – {long_when(ends, timezone)}"
 
 
@@ -357,7 +403,7 @@ FILTERS: dict[str, Callable[..., str]] = {
     "when": _zoned(when), "short_when": _zoned(short_when), "day_month": _zoned(day_month),
     "form_value": _zoned(form_value), "long_when": _zoned(long_when), "text_when": _zoned(text_when),
     "span": _spanned(span), "long_span": _spanned(long_span),
-    "event_span": event_span, "event_long_span": event_long_span,
+    "event_span": event_span, "event_long_span": event_long_span, "hour_cycle": hour_cycle,
     "date": _plain(date), "full_date": _plain(full_date), "utc_minute": _plain(utc_minute),
     "utc_second": _plain(utc_second), "utc_when": _plain(utc_when),
     "ago": lambda value, now=None: ago(as_moment(value), now),

@@ -230,6 +230,29 @@ def test_the_confirmations_say_what_will_happen(device, world, site, browse, axe
 
 
 @pytest.mark.parametrize("device", DEVICES)
+def test_removing_a_guest_offers_an_undo_that_puts_them_back(device, world, site, browse, axe, shoot):
+    ada = bearer_for(site.client, "ada@example.com")
+    events = world["host"]["event"]
+    name = f"Ned Ludd ({device})"
+    (ned,) = site.client.post_json(f"/api/v1{events}/guests", [{"name": name}], headers=ada).json["guests"]
+    page = browse(device)
+    signed_in_as_ada(site, page)
+    page.goto(f"{events}/guests/{ned['id']}")
+    page.get_by_text(f"Remove {name}…", exact=True).click()
+    expect(page.get_by_text("You can undo this for 10 seconds afterwards", exact=False)).to_be_visible()
+    page.get_by_role("button", name=f"Yes, remove {name}").click()
+    undo = page.get_by_role("button", name=f"Undo: put {name} back")
+    expect(undo).to_be_visible()
+    check(page, axe, shoot, device, "host-event-undo")
+    undo.click()
+    expect(page.get_by_text(f"{name} is back on the guest list.")).to_be_visible()
+    # Removed again and left alone, the offer goes when its window closes.
+    page.get_by_text(f"Remove {name}…", exact=True).click()
+    page.get_by_role("button", name=f"Yes, remove {name}").click()
+    expect(page.get_by_role("button", name=f"Undo: put {name} back")).to_be_hidden(timeout=15_000)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_the_waitlist_journey(device, world, site, browse, axe, shoot):
     """One place left: Nia takes it, Omar joins the waitlist and is told
     when Nia can no longer come; each sees where they stand."""
@@ -319,3 +342,27 @@ def test_the_privacy_section_and_the_export_email(device, world, site, browse, a
     assert not result["violations"], [violation["id"] for violation in result["violations"]]
     assert mail.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
     shoot(mail, f"pages/email-data-export-{device}")
+
+
+def test_the_live_feed_writes_times_on_the_events_clock(world, site, browse):
+    """A line the script adds reads as the server writes the ones it
+    renders: a New York event on the 12-hour clock."""
+    client, ada = site.client, bearer_for(site.client, "ada@example.com")
+    event = client.post_json("/api/v1/events", {
+        "workspace_id": world["workspace"], "name": "Brooklyn Picnic", "starts_at": "2030-07-04T12:00:00",
+        "timezone": "America/New_York", "status": "published"}, headers=ada).json["event"]
+    (guest,) = client.post_json(f"/api/v1/events/{event['id']}/guests", [{"name": "Rosa Parks"}],
+                                headers=ada).json["guests"]
+    token = client.post_json(f"/api/v1/events/{event['id']}/guests/{guest['id']}/tokens", {},
+                             headers=ada).json["token"]
+    client.post_json(f"/api/v1/rsvp/{token}", {"response": "maybe"})
+    page = browse("desktop")
+    signed_in_as_ada(site, page)
+    page.goto(f"/events/{event['id']}")
+    rendered = page.locator("#activity-feed .feed-when").first.inner_text()
+    assert re.fullmatch(r"\w{3} \d{1,2} \w{3}, \d{1,2}:\d{2} [ap]m", rendered), rendered
+    expect(page.locator("#activity-status")).to_have_attribute("data-state", re.compile("live|polling"))
+    client.post_json(f"/api/v1/rsvp/{token}", {"response": "yes"})
+    added = page.locator("#activity-feed .feed-item.is-new .feed-when")
+    expect(added).to_have_count(1, timeout=20_000)
+    assert re.fullmatch(r"\w{3} \d{1,2} \w{3}, \d{1,2}:\d{2} [ap]m", added.inner_text()), added.inner_text()

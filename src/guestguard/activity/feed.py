@@ -11,12 +11,13 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from guestguard.activity.live import publish_after_commit
 from guestguard.activity.models import Activity
 from guestguard.activity.schemas import MAX_LOOKBACK_SECONDS, ActivityItemOut  # noqa: F401
 from guestguard.db import utcnow
+from guestguard.events.models import is_listed
 from guestguard.pagination import ASCENDING, DESCENDING, ID, TIME, Key, Keyset
 
 DEFAULT_LIMIT = 50
@@ -70,7 +71,9 @@ def page(db, event_id: uuid.UUID, *, after: str | None = None, limit: int = DEFA
     """Items past ``after`` in ``order`` (oldest first by default), and
     whether more follow; with ``lookback`` (ascending only), from that many
     seconds before ``after``. One query whatever the feed's size."""
-    query = select(Activity).where(Activity.event_id == event_id)
+    # Lines about a removed guest are hidden with them (and deleted by their purge).
+    query = select(Activity).where(Activity.event_id == event_id,
+                                   or_(Activity.guest_id.is_(None), is_listed(Activity.guest_id)))
     position = parse_cursor(after) if after else None
     if position is not None and lookback and order == ASCENDING:
         position = (position[0] - dt.timedelta(seconds=lookback), uuid.UUID(int=0))

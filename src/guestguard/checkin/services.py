@@ -144,7 +144,7 @@ def log_attempt(ctx, outcome: str, *, guest: Guest | None = None, link_id: uuid.
 
 
 def _at(moment: dt.datetime, event: Event) -> str:
-    return timefmt.in_zone(moment, event.timezone).strftime("%H:%M")
+    return timefmt.time_of_day(timefmt.in_zone(moment, event.timezone))
 
 
 def claim_scan(ctx, event: Event, scan_id: str) -> DoorScan | None:
@@ -204,6 +204,9 @@ def _find(ctx, event: Event, code: str | None, guest_id: uuid.UUID | None):
         log_attempt(ctx, UNKNOWN)
         return None, None, ScanAnswer(404, "unknown_pass", UNKNOWN_PASS)
     guest = db.get(Guest, found.guest_id)
+    if guest is None:  # removed from the list: their pass opens nothing, as their link
+        log_attempt(ctx, UNKNOWN)
+        return None, None, ScanAnswer(404, "unknown_pass", UNKNOWN_PASS)
     revoked_at = db.scalar(select(InvitationLink.revoked_at).where(InvitationLink.id == found.link_id))
     if found.event_id != event.id:
         # Logged under its own guest (their host's guard sees a pass shown

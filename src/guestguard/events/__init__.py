@@ -7,6 +7,7 @@ from huey import crontab
 
 def includeme(config) -> None:
     from guestguard.events.alerts import send_digests
+    from guestguard.events.removals import purge_removed
 
     config.include(".routes")
     config.scan(".api")
@@ -14,3 +15,5 @@ def includeme(config) -> None:
     config.scan(".links_api")
     config.scan(".guest_views")
     config.add_periodic_task(send_digests, crontab(minute="5"), in_transaction=False)
+    # Every minute: a removed guest's data outlives the undo window by a minute at most.
+    config.add_periodic_task(purge_removed, crontab(minute="*"), in_transaction=False)

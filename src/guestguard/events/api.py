@@ -6,7 +6,7 @@ from pyramid.view import view_config
 
 from guestguard.contract import Batch, Refused, links_to
 from guestguard.errors import APIError
-from guestguard.events import alerts, copies, deliveries, services
+from guestguard.events import alerts, copies, deliveries, removals, services
 from guestguard.events.schemas import (
     AlertInput,
     AlertOut,
@@ -32,7 +32,7 @@ from guestguard.events.schemas import (
 )
 from guestguard.permissions import EVENTS_EDIT, EVENTS_VIEW, GUESTS_EDIT, GUESTS_VIEW, WORKSPACES_LIST
 from guestguard.workspaces import services as workspaces
-from guestguard.workspaces.resources import WorkspaceResource
+from guestguard.workspaces.resources import WorkspaceResource, parse_id
 
 BATCH_BODY_BYTES = 1024 * 1024  # a thousand guests with notes fit
 GUESTS = Batch(GuestInput, "guests.max_batch", max_bytes=BATCH_BODY_BYTES, counted_by="guest_create",
@@ -42,6 +42,7 @@ EVENT_LINKS = ("get_event", "update_event", "list_guests", "add_guests", "send_a
 GUEST_LINKS = ("get_guest", "update_guest", "issue_token", "send_one", "guest_access")
 EMAIL_TAKEN = Refused("conflict")
 PLAN_LIMIT = Refused("plan_limit")
+UNDO_REFUSED = Refused("undo_expired", "conflict")
 
 
 def counted(request, event, headcount: services.Headcount) -> CountedEventOut:
@@ -198,6 +199,19 @@ def update_guest(context, request):
 @view_config(route_name="api_guest", request_method="DELETE", permission=GUESTS_EDIT,
              response={204: None})
 def delete_guest(context, request):
-    """Remove the guest from the list."""
-    services.delete_guest(request.ctx, context.record, context.event)
+    """Remove the guest from the list: hidden at once, their link stops
+    working; ``restore`` puts them back within ``guests.undo_seconds``."""
+    removals.remove_guest(request.ctx, context.event, context.record)
     return HTTPNoContent()
+
+
+@view_config(route_name="api_guest_restore", request_method="POST", renderer="json", permission=GUESTS_EDIT,
+             response={200: OneGuest, 402: PLAN_LIMIT, 409: UNDO_REFUSED})
+def restore_guest(context, request):
+    """Undo a removal, within ``guests.undo_seconds``: the guest is back
+    with their answer and link (on the waitlist if their place was taken
+    meanwhile). A guest already back is returned as is. 409 ``undo_expired``
+    past the window, ``conflict`` when another guest took their address;
+    404 once the guest is purged."""
+    guest = removals.restore_guest(request.ctx, context.event, parse_id(request, "guest_id"))
+    return OneGuest(guest=guests_out(request, context.event, [guest])[0])

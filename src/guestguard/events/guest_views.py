@@ -24,6 +24,7 @@ from pyramid.renderers import render_to_response
 from pyramid.response import Response
 from pyramid.view import view_config
 
+from guestguard import timefmt
 from guestguard.checkin import passes
 from guestguard.db import utcnow
 from guestguard.events import branding, invitations, outbound, questions, seats, services
@@ -230,7 +231,10 @@ def calendar(request, guest: GuestRow, event: EventRow) -> bytes:
     # Our own name, not the request's Host header, which the caller chooses.
     host = urlsplit(request.registry.settings["app.base_url"]).hostname or "guestguard"
     page_url = request.ctx.url("access", token=request.matchdict["token"])
-    description = "\n\n".join(part for part in (event.description, event.host_message,
+    # The time in the event's zone and on its clock, as the invitation says
+    # it: the calendar shows the time in the reader's own zone.
+    when = f"When: {timefmt.long_span(event.starts_at, event.ends_at, event.timezone)}"
+    description = "\n\n".join(part for part in (event.description, event.host_message, when,
                                                  f"Your invitation: {page_url}") if part)
     cal = icalendar.Calendar()
     cal.add("version", "2.0")

@@ -4,10 +4,11 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint, false
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint, exists, false, text
+from sqlalchemy.event import listens_for
+from sqlalchemy.orm import Mapped, ORMExecuteState, Session, mapped_column, with_loader_criteria
 
-from guestguard.db import Base, IdMixin, TimestampMixin, utcnow
+from guestguard.db import ALL_ROWS, Base, IdMixin, TimestampMixin, utcnow
 
 DRAFT, PUBLISHED, CANCELLED = "draft", "published", "cancelled"
 EVENT_STATUSES = (DRAFT, PUBLISHED, CANCELLED)
@@ -127,13 +128,46 @@ class Guest(IdMixin, TimestampMixin, Base):
     # When a host forgot the guest (privacy.forget): the row stays, stripped
     # of everything personal, as the tally of their answer and invitation.
     forgotten_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # When a host removed the guest: hidden at once from every ORM query
+    # (``_hide_removed_guests``), restorable for ``guests.undo_seconds``,
+    # then purged with everything held about them (events.removals).
+    removed_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
     __table_args__ = (
-        UniqueConstraint("event_id", "email"),
+        # One listed guest per address; a removed guest awaiting its purge
+        # does not hold the address against the host adding it again.
+        Index("uq_guests_event_id_email", "event_id", "email", unique=True,
+              postgresql_where=text("removed_at IS NULL"), sqlite_where=text("removed_at IS NULL")),
+        Index("ix_guests_removed_at", "removed_at",
+              postgresql_where=text("removed_at IS NOT NULL"), sqlite_where=text("removed_at IS NOT NULL")),
         # Keyset pagination of an event's list, by name then id.
         Index("ix_guests_event_name_id", "event_id", "name", "id"),
         Index("ix_guests_event_waitlist", "event_id", "waitlisted_at"),
     )
+
+
+def is_listed(guest_id):
+    """For rows of another table about a guest (``guest_id``, a column):
+    the guest is on the list, not removed. Such rows are hidden with them."""
+    return exists().where(Guest.id == guest_id, Guest.removed_at.is_(None))
+
+
+@listens_for(Session, "do_orm_execute")
+def _hide_removed_guests(state: ORMExecuteState) -> None:
+    """Every ORM SELECT that reads guests (lists, counts, sends, exports,
+    reminders, the guard, the API) sees only listed ones, so a removed guest
+    is gone everywhere without each query remembering to say so. Loading an
+    attribute of a guest already in hand is left alone; the removal's own
+    code reads removed rows with the ``ALL_ROWS`` execution option. Plain
+    Core statements on the table are not covered: they filter themselves."""
+    if (state.is_select and not state.is_column_load and not state.is_relationship_load
+            and not state.execution_options.get(ALL_ROWS)):
+        state.statement = state.statement.options(LISTED_GUESTS_ONLY)
+
+
+# Built once: the option is part of each statement's cache key, and one
+# without bound values keeps compiled statements cached.
+LISTED_GUESTS_ONLY = with_loader_criteria(Guest, lambda cls: cls.removed_at.is_(None), include_aliases=True)
 
 
 class InvitationLink(IdMixin, Base):

@@ -20,6 +20,8 @@ ROUTES = (
     ("event_alerts", "/events/{event_id}/answer-alerts", event_factory),
     ("event_invitation_preview", "/events/{event_id}/invitation-preview", event_factory),
     ("event_guest_send", "/events/{event_id}/guests/{guest_id}/send", guest_factory),
+    # Under the event: the guest it names is removed (or purged, when too late).
+    ("event_guest_restore", "/events/{event_id}/guests/{guest_id}/restore", event_factory),
     ("event_cover_upload", "/events/{event_id}/cover", event_factory),
     ("event_questions", "/events/{event_id}/questions", event_factory),
     # Events and guest lists (api.py).
@@ -29,6 +31,7 @@ ROUTES = (
     ("api_event_alerts", "/api/v1/events/{event_id}/answer-alerts/me", event_factory),
     ("api_guests", "/api/v1/events/{event_id}/guests", event_factory),
     ("api_guest", "/api/v1/events/{event_id}/guests/{guest_id}", guest_factory),
+    ("api_guest_restore", "/api/v1/events/{event_id}/guests/{guest_id}/restore", event_factory),
     # Invitation links (links_api.py) and the guest's side (guest_views.py).
     ("api_guest_tokens", "/api/v1/events/{event_id}/guests/{guest_id}/tokens", guest_factory),
     ("api_guest_send", "/api/v1/events/{event_id}/guests/{guest_id}/send", guest_factory),

@@ -465,17 +465,6 @@ def update_guest(ctx, event: Event, guest: Guest, data: GuestFields) -> Guest:
     return guest
 
 
-def delete_guest(ctx, guest: Guest, event: Event | None = None) -> None:
-    """Remove the guest; a place they held goes to the waitlist."""
-    seated = guest.response == YES and guest.waitlisted_at is None
-    ctx.db.delete(guest)
-    record(ctx, "guest.deleted", actor_id=ctx.actor_id, workspace_id=guest.workspace_id,
-           target_type="guest", target_id=guest.id)
-    if seated and event is not None and event.capacity is not None:
-        ctx.db.flush()
-        fill_places(ctx, event)
-
-
 def flagged_guests(db, event_id: uuid.UUID) -> int:
     """How many guests have flags awaiting review."""
     return db.scalar(select(func.count(Guest.id)).where(Guest.event_id == event_id, Guest.open_flags > 0)) or 0

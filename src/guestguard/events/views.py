@@ -6,6 +6,8 @@ Refusals from the services are rendered, never raised: pyramid_tm would roll
 their audit rows back with the exception."""
 from __future__ import annotations
 
+import datetime as dt
+import math
 import uuid
 from dataclasses import astuple
 
@@ -21,7 +23,7 @@ from guestguard.activity import feed
 from guestguard.billing.services import BRANDING, PlanFeatureMissing, has_feature
 from guestguard.checkin import services as checkin
 from guestguard.db import utcnow
-from guestguard.events import alerts, copies, deliveries, invitations, pages, previews, questions, services
+from guestguard.events import alerts, copies, deliveries, invitations, pages, previews, questions, removals, services
 from guestguard.events.models import EVENT_STATUSES
 from guestguard.events.schemas import (
     DuplicateInput,
@@ -41,6 +43,7 @@ from guestguard.ratelimit import enforce
 from guestguard.reminders import notices, services as reminders
 from guestguard.web import CHECKBOX, DATETIME, LIST, NONE, OMIT, Field, Form, Submitted, flash, private, redirect
 from guestguard.workspaces.models import Workspace
+from guestguard.workspaces.resources import parse_id
 
 TIME_FIELDS = ("starts_at", "ends_at", "rsvp_deadline")
 STATUS_LABELS = {"draft": "Draft", "published": "Published", "cancelled": "Cancelled"}
@@ -382,8 +385,28 @@ def event_page(context, request):
                           else None),
         rollup=(questions.rollup(event.questions, pages.question_answers(request.db, event.id))
                 if event.questions and page["can"]["view_guests"] else []),
+        undo=undo_offers(request) if page["can"]["edit_guests"] and request.GET.get("live") != "1" else [],
     )
     return page
+
+
+UNDO = "undo"
+
+
+def offer_undo(request, guest, until) -> None:
+    """After a removal, the next page offers to put the guest back, until ``until``."""
+    request.session.flash({"guest_id": str(guest.id), "name": guest.name, "until": until.isoformat()}, UNDO)
+
+
+def undo_offers(request) -> list[dict]:
+    """The removals to announce, once each, with the seconds their undo has
+    left (0: the window has closed, the page only says what happened)."""
+    if not request.cookies.get("gg_flash"):
+        return []
+    now = utcnow()
+    return [{**offer, "seconds_left": max(0, math.ceil((dt.datetime.fromisoformat(offer["until"]) - now)
+                                                        .total_seconds()))}
+            for offer in request.session.pop_flash(UNDO)]
 
 
 @view_config(route_name="event_headcount_svg", request_method="GET", permission=EVENTS_VIEW)
@@ -555,7 +578,8 @@ def guest_page(request, context, status: int = 200, values=None, errors=None, ex
                            values=values or guest_values(guest), errors=errors or {}, existing=existing,
                            flags=flags.guest_flags(request.db, guest.id), flag_advice=ADVICE,
                            uses=access.recent_uses(request.db, guest.id, 10),
-                           totals=access.totals(request.db, guest.id))
+                           totals=access.totals(request.db, guest.id),
+                           undo_seconds=request.registry.settings["guests.undo_seconds"])
 
 
 @view_config(route_name="event_guest", request_method="GET", permission=GUESTS_VIEW,
@@ -586,8 +610,8 @@ def guest_update(context, request):
               else f"{guest.name} has no link in use: nothing was withdrawn.")
         return redirect(request, request.route_path("event_guest", event_id=event.id, guest_id=guest.id))
     if action == "delete":
-        services.delete_guest(request.ctx, guest, event)
-        flash(request, f"{guest.name} was removed from the guest list.")
+        # The message and its undo are one offer on the event page.
+        offer_undo(request, guest, removals.remove_guest(request.ctx, event, guest))
         return redirect(request, request.route_path("event_page", event_id=event.id))
     form = GUEST_EDIT_FORM.read(request)
     if not form.ok:
@@ -598,6 +622,21 @@ def guest_update(context, request):
         status, errors, existing = guest_conflict(request, event, form, error)
         return guest_page(request, context, status, GUEST_FORM.typed(request), errors, existing)
     flash(request, f"{guest.name}’s details were saved.")
+    return redirect(request, request.route_path("event_guest", event_id=event.id, guest_id=guest.id))
+
+
+@view_config(route_name="event_guest_restore", request_method="POST", permission=GUESTS_EDIT)
+def guest_restore(context, request):
+    """The undo of a removal: the guest is back on the list, or the host
+    reads why not (too late, their address taken since)."""
+    event = context.event
+    try:
+        guest = removals.restore_guest(request.ctx, event, parse_id(request, "guest_id"))
+    except EventsError as error:
+        flash(request, error.message, "error")
+        return redirect(request, request.route_path("event_page", event_id=event.id))
+    flash(request, f"{guest.name} is back on the guest list"
+                   + (", on the waitlist: their place was taken meanwhile." if guest.waitlisted_at else "."))
     return redirect(request, request.route_path("event_guest", event_id=event.id, guest_id=guest.id))
 
 

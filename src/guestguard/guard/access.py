@@ -120,7 +120,8 @@ LOOK_UP = (
     .join(_guests, _guests.c.id == _links.c.guest_id)
     .join(_events, _events.c.id == _links.c.event_id)
     .join(_workspaces, _workspaces.c.id == _links.c.workspace_id)
-    .where(_links.c.token_hash == bindparam("token_hash"))
+    # A removed guest's link opens nothing at once, like a link never issued.
+    .where(_links.c.token_hash == bindparam("token_hash"), _guests.c.removed_at.is_(None))
     # FOR KEY SHARE OF the link (the lock the access log's foreign key takes
     # anyway, taken first): a use waits for a forget deleting the link and
     # then finds none, rather than logging against a link that is gone.

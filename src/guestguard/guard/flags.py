@@ -26,7 +26,7 @@ from guestguard.audit.services import record
 from guestguard.context import context_of
 from guestguard.db import lock_row, utcnow
 from guestguard.events import invitations
-from guestguard.events.models import Event, Guest, InvitationLink
+from guestguard.events.models import Event, Guest, InvitationLink, is_listed
 from guestguard.events.services import EventsError
 from guestguard.guard.feedback import REVIEWS
 from guestguard.guard.models import FLAG_DISMISSED, FLAG_OPEN, FLAG_RESOLVED, OK, VIEW, AccessEntry, Flag
@@ -280,7 +280,7 @@ def _strengthen(flag: Flag, score: int, evidence: str, details: dict) -> Flag | 
 
 
 def find_flag(db, event_id: uuid.UUID, flag_id: uuid.UUID) -> Flag | None:
-    return db.scalar(select(Flag).where(Flag.id == flag_id, Flag.event_id == event_id))
+    return db.scalar(select(Flag).where(Flag.id == flag_id, Flag.event_id == event_id, is_listed(Flag.guest_id)))
 
 
 def _close(ctx, flags: list[Flag], status: str) -> None:
@@ -342,8 +342,8 @@ FLAG_ORDER = Keyset(Key(Flag.created_at, TIME), Key(Flag.id, ID), order=DESCENDI
 
 def list_flags(db, event_id: uuid.UUID, *, after: str | None, limit: int, status: str | None = None,
                rule: str | None = None, guest_id: uuid.UUID | None = None) -> tuple[list[Flag], str | None]:
-    """Newest first, keyset-paginated, in one query."""
-    query = select(Flag).where(Flag.event_id == event_id)
+    """Newest first, keyset-paginated, in one query; a removed guest's flags are hidden with them."""
+    query = select(Flag).where(Flag.event_id == event_id, is_listed(Flag.guest_id))
     if status:
         query = query.where(Flag.status == status)
     if rule:

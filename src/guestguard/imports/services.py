@@ -28,6 +28,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, select
 
+from guestguard import timefmt
 from guestguard.audit.services import record
 from guestguard.db import lock_name, lock_row, utcnow
 from guestguard.events import services as events
@@ -443,8 +444,7 @@ def export_rows(db, event: Event) -> Iterable[list[str]]:
         cells = [guest.name, guest.email or "", guest.phone or "", str(guest.plus_ones_allowed), guest.group_name,
                  ", ".join(guest.tags or []), guest.notes, guest.response or "",
                  str(guest.plus_ones_coming) if guest.response else "", dietary.get(guest.id, ""),
-                 guest.invited_at.isoformat() if guest.invited_at else "",
-                 guest.opened_at.isoformat() if guest.opened_at else "",
+                 timefmt.when(guest.invited_at, event.timezone), timefmt.when(guest.opened_at, event.timezone),
                  delivery[guest.id].label]
         yield [neutralize(cell) for cell in cells]
 

@@ -82,7 +82,8 @@ EVENTS_JOB = PrivacyJob(
                                 "answers"), "contact and answers", GUEST,
                      f"{IN_USER_EXPORT} of the workspace's owner (guests.json)",
                      "forget: the row stays as the answer's tally with the name 'Forgotten guest' and "
-                     "every other field emptied; retention does the same for past events"),
+                     "every other field emptied; retention does the same for past events; a removed guest "
+                     "is erased the same way and deleted once the undo window has passed"),
         PersonalData("rsvps", ("dietary", "message", "plus_one_names", "answers"), "answers", GUEST,
                      f"{IN_USER_EXPORT} of the workspace's owner (rsvps.json)",
                      "forget and retention: deleted (the guest row keeps the current answer's counts)"),

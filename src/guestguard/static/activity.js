@@ -14,10 +14,12 @@ function follow(section) {
   const empty = section.querySelector("#activity-empty");
   const seen = new Set(Array.from(list.children, (item) => item.dataset.id));
   const KEEP = 100;
-  // The page's own format ("Sun 22 Nov, 19:05"), in the event's time zone.
+  // The page's own format ("Sun 22 Nov, 19:05" or "Sun 22 Nov, 7:05 pm"),
+  // in the event's time zone and on its clock (timefmt.short_when).
+  const twelve = section.dataset.hourCycle === "h12";
   const clock = new Intl.DateTimeFormat("en-GB", {
     timeZone: section.dataset.timezone, weekday: "short", day: "numeric", month: "short",
-    hour: "2-digit", minute: "2-digit", hourCycle: "h23",
+    hour: twelve ? "numeric" : "2-digit", minute: "2-digit", hourCycle: section.dataset.hourCycle || "h23",
   });
 
   function show(state, text) {
