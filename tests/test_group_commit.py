@@ -3,6 +3,7 @@ moment share one transaction; each still gets its own result, one bad item
 holds back no other, and a thread never waits for work it does not need."""
 from __future__ import annotations
 
+import functools
 import threading
 import time
 
@@ -11,29 +12,16 @@ from sqlalchemy import exc as sa_exc, func, select
 
 from guestguard.group_commit import GroupCommit
 from guestguard.plugins import hookimpl
+from guestguard.testing import together
 
 THREADS = 6
 
 
 def at_once(count, call):
-    """``call(n)`` from ``count`` threads started together; their results by n."""
-    results, errors = {}, {}
-    barrier = threading.Barrier(count)
-
-    def run(n):
-        barrier.wait()
-        try:
-            results[n] = call(n)
-        except Exception as exc:
-            errors[n] = exc
-
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert not any(thread.is_alive() for thread in threads), "a thread is stuck"
-    return results, errors
+    """``call(n)`` from ``count`` threads started together; their results and errors by n."""
+    outcomes = dict(enumerate(together([functools.partial(call, n) for n in range(count)], timeout=30)))
+    return ({n: outcome for n, outcome in outcomes.items() if not isinstance(outcome, Exception)},
+            {n: outcome for n, outcome in outcomes.items() if isinstance(outcome, Exception)})
 
 
 def wait_until(done, seconds=10):

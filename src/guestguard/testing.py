@@ -240,6 +240,7 @@ def together(calls: Iterable[Callable[[], Any]], timeout: float = 120) -> list:
         thread.start()
     for thread in threads:
         thread.join(timeout)
+    assert not any(thread.is_alive() for thread in threads), f"a thread is still running after {timeout} s"
     return outcomes
 
 
@@ -556,24 +557,6 @@ def h1(page) -> str:
 def csrf(page) -> str:
     """The CSRF token of the first form on ``page``."""
     return page.html.find("input", {"name": "csrf_token"})["value"]
-
-
-def at_once(count: int, action: Callable[[], Any], timeout: float = 60) -> list[Any]:
-    """What ``action()`` returned in each of ``count`` threads released
-    together (a double click, clicks from several tabs), in finishing order."""
-    barrier = threading.Barrier(count)
-    results: list[Any] = []
-
-    def run() -> None:
-        barrier.wait()
-        results.append(action())
-
-    threads = [threading.Thread(target=run) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout)
-    return results
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
