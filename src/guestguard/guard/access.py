@@ -105,10 +105,10 @@ class TokenUse:
 
 
 # Built once per process, of tables rather than mapped classes, and run on
-# the session's DBAPI connection (``db.Prepared``): the link, its guest, event and workspace, and
-# the guest's latest answer folded in (``invitations.latest_answer``),
-# exactly the columns the pages use, in one indexed statement (the token's
-# hash is unique).
+# the session's DBAPI connection (``db.Prepared``): the link, its guest,
+# event and workspace, and the guest's latest answer folded in
+# (``invitations.latest_answer``), exactly the columns the pages use, in one
+# indexed statement (the token's hash is unique).
 _links, _guests, _events = InvitationLink.__table__, Guest.__table__, Event.__table__
 _workspaces = Workspace.__table__
 LOOK_UP = Prepared(
