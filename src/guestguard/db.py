@@ -327,8 +327,8 @@ class Prepared:
     own conversions (UTC datetimes; UUIDs and JSON on SQLite). What
     SQLAlchemy would do around it is kept: the session's transaction is
     joined (through its connection), a write marks it changed so the commit
-    happens, the engine's cursor events see the statement (so statement
-    counts and any listener do), and a driver error is handled and raised
+    happens, the engine's ``before_cursor_execute`` listeners see the
+    statement (with no execution context; statement counts use them), and a driver error is handled and raised
     as SQLAlchemy's own (a dead connection invalidated, ``DBAPIError`` for
     retries and outages). Not shown by ``db.echo``'s SQL logging."""
 
