@@ -227,3 +227,30 @@ def test_pages_for_someone_signed_in_are_never_stored(app, run_in_request):
         assert browser.get(path).headers["Cache-Control"] == "no-store", path
     assert "no-store" not in browser.get("/static/site.css").headers.get("Cache-Control", "")
     assert "no-store" not in app.get("/privacy").headers.get("Cache-Control", "")
+
+
+@pytest.mark.parametrize("reloading", [False, True], ids=["production: found once", "reloading: edits show"])
+def test_a_views_template_is_looked_up_once_per_process_unless_templates_reload(tmp_path, reloading):
+    from types import SimpleNamespace
+
+    import jinja2
+
+    from guestguard.web import templates_found_once
+
+    page = tmp_path / "page.jinja2"
+    page.write_text("first {{ n }}")
+    loads = []
+
+    class CountingLoader(jinja2.FileSystemLoader):
+        def get_source(self, environment, template):
+            loads.append(template)
+            return super().get_source(environment, template)
+
+    env = jinja2.Environment(loader=CountingLoader(str(tmp_path)), auto_reload=reloading, cache_size=0, autoescape=True)
+    make = templates_found_once(env)
+    info = SimpleNamespace(name="page.jinja2", package=None)
+    assert make(info)({"n": 1}, {}) == "first 1"
+    page.write_text("second {{ n }}")
+    # Renderers are made anew for many renders: the template is kept by name.
+    assert make(info)({"n": 2}, {}) == ("second 2" if reloading else "first 2")
+    assert len(loads) == (2 if reloading else 1)

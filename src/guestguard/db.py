@@ -335,3 +335,96 @@ def includeme(config) -> None:
     config.add_request_method(
         lambda request: session_for(session_factory, request.tm, request), "db", reify=True)
     config.add_request_method(replica_session, "replica_db", reify=True)
+
+
+class _Execution:
+    """What a prepared run hands the engine's cursor events as its execution
+    context: a place for a listener's own attributes between the two events."""
+
+
+class Prepared:
+    """A Core statement built once per process and run straight on the
+    session's own DBAPI connection, for the guest's busiest statements (the
+    token's look-up, the access-log row).
+
+    SQLAlchemy's execution of even a cached statement (its execution
+    context, result object, and the driver's column descriptions that reads)
+    costs more CPU than the driver's own execute and fetch. Here the SQL,
+    its parameters and the columns' conversions are worked out once per
+    dialect; a run is the driver's execute and fetch with the column types'
+    own conversions (UTC datetimes; UUIDs and JSON on SQLite). What
+    SQLAlchemy would do around it is kept: the session's transaction is
+    joined (through its connection), a write marks it changed so the commit
+    happens, the engine's ``before_cursor_execute`` listeners see the
+    statement (with no execution context; statement counts use them), and a driver error is handled and raised
+    as SQLAlchemy's own (a dead connection invalidated, ``DBAPIError`` for
+    retries and outages). Not shown by ``db.echo``'s SQL logging."""
+
+    __slots__ = ("_forms", "statement")
+
+    def __init__(self, statement) -> None:
+        self.statement = statement
+        self._forms: dict[str, tuple] = {}
+
+    def _form(self, dialect) -> tuple:
+        form = self._forms.get(dialect.name)
+        if form is None:
+            compiled = self.statement.compile(dialect=dialect)
+            if "POSTCOMPILE" in compiled.string:
+                raise ValueError("a prepared statement cannot expand parameters when run")
+            names = {name: bind for bind, name in compiled.bind_names.items()}
+            converters = {name: convert for name, bind in names.items()
+                          if (convert := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None}
+            results = []
+            if self.statement.is_select:
+                results = [(index, convert) for index, column in enumerate(self.statement.selected_columns)
+                           if (convert := column.type.dialect_impl(dialect).result_processor(dialect, None))
+                           is not None]
+            order = tuple(compiled.positiontup) if dialect.positional else None
+            form = (compiled.string, dict(compiled.params), converters, order, results)
+            self._forms[dialect.name] = form
+        return form
+
+    def _run(self, db: Session, params: dict[str, Any]):
+        connection = db.connection()
+        sql, defaults, converters, order, results = self._form(connection.dialect)
+        values = {**defaults, **params}
+        for name, convert in converters.items():
+            values[name] = convert(values[name])
+        driver_params = tuple(values[name] for name in order) if order is not None else values
+        cursor = connection.connection.dbapi_connection.cursor()
+        # Listeners (statement counts, the trace's SQL spans) keep what they
+        # need between the two events on the execution context: each run has one.
+        context = _Execution() if connection.dispatch.before_cursor_execute else None
+        if context is not None:
+            connection.dispatch.before_cursor_execute(connection, cursor, sql, driver_params, context, False)
+        try:
+            cursor.execute(sql, driver_params)
+        except connection.dialect.loaded_dbapi.Error as error:
+            cursor.close()
+            # SQLAlchemy's own handling: a disconnect invalidates the pooled
+            # connection; the error comes out wrapped as for any statement.
+            connection._handle_dbapi_exception(error, sql, driver_params, cursor, None)
+        if connection.dispatch.after_cursor_execute:
+            connection.dispatch.after_cursor_execute(connection, cursor, sql, driver_params, context, False)
+        return cursor, results
+
+    def first(self, db: Session, params: dict[str, Any]) -> tuple | None:
+        """The first row, converted, or None."""
+        cursor, results = self._run(db, params)
+        try:
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
+        if row is None or not results:
+            return row
+        row = list(row)
+        for index, convert in results:
+            row[index] = convert(row[index])
+        return tuple(row)
+
+    def write(self, db: Session, params: dict[str, Any]) -> None:
+        """Run an INSERT, UPDATE or DELETE in the session's transaction."""
+        cursor, _ = self._run(db, params)
+        cursor.close()
+        _changed(db)

@@ -132,14 +132,15 @@ def emit(ctx, name: str, data: Mapping[str, Any], workspace_id: uuid.UUID | None
     """Record ``name`` in the current transaction; it is delivered once that
     commits. ``data`` must be JSON (ids as strings). ``aggregate`` defaults to
     what the data names (the guest, else the event, else the notification)."""
-    row = DomainEventRow(**_row_values(name, data, workspace_id, aggregate))
+    row = DomainEventRow(**event_row(name, data, workspace_id, aggregate))
     ctx.db.add(row)
     enqueue_job_batched(ctx, DomainEventRow, row.id, deliver_domain_events)
     return row.as_event()
 
 
-def _row_values(name: str, data: Mapping[str, Any], workspace_id: uuid.UUID | None,
-                aggregate: str | None) -> dict[str, Any]:
+def event_row(name: str, data: Mapping[str, Any], workspace_id: uuid.UUID | None,
+              aggregate: str | None) -> dict[str, Any]:
+    """Every column of a new domain event's row."""
     try:
         json.dumps(dict(data))
     except (TypeError, ValueError) as exc:
@@ -153,7 +154,7 @@ def emit_many(ctx, events: list[tuple[str, Mapping[str, Any], uuid.UUID | None]]
     """``emit`` for many events of one bulk action, (name, data, workspace
     id) each, in the order given (their order per aggregate): one
     multi-row INSERT."""
-    rows = [_row_values(name, data, workspace_id, None) for name, data, workspace_id in events]
+    rows = [event_row(name, data, workspace_id, None) for name, data, workspace_id in events]
     if not rows:
         return
     ctx.db.execute(insert(DomainEventRow), rows)

@@ -148,7 +148,8 @@ def guard_input(event) -> None:
         form = request.POST  # empty unless the body is a form
     except Exception:
         raise APIError(400, "bad_request", "The form data could not be read.") from None
-    check_pairs(form.items(), upload=takes_upload(request))
+    if form:  # a GET's, and most POSTs', is empty: no route to look up for it
+        check_pairs(form.items(), upload=takes_upload(request))
 
 
 def takes_upload(request) -> bool:

@@ -14,6 +14,7 @@ from pyramid.csrf import get_csrf_token
 from pyramid.events import BeforeRender, subscriber
 from pyramid.session import SignedCookieSessionFactory
 from pyramid.view import view_config
+from pyramid_jinja2 import Jinja2RendererFactory
 
 from guestguard import timefmt
 from guestguard.csrf import LoginBoundCSRF
@@ -380,6 +381,37 @@ def add_routes(config, routes) -> None:
         config.add_route(name, pattern, factory=factory)
 
 
+def templates_found_once(env):
+    """pyramid_jinja2's renderer, finding each template once per process:
+    its own looks the template up at every render, first by a name relative
+    to the view's package, a miss Jinja2 does not remember (a lookup and a
+    caught exception a page, a tenth of a guest's page). Kept by name and
+    package, as renderers are made anew for many renders. With
+    ``pyramid.reload_templates`` on, each render looks again, so an edited
+    template shows."""
+    factory = Jinja2RendererFactory()
+    factory.environment = env
+    found: dict[tuple[str, str | None], Any] = {}
+
+    def renderer(info):
+        made = factory(info)
+        if env.auto_reload:
+            return made
+        key = (info.name, getattr(info.package, "__name__", None))
+        look_up = made.template_loader
+
+        def template_loader():
+            template = found.get(key)
+            if template is None:
+                template = found[key] = look_up()
+            return template
+
+        made.template_loader = template_loader
+        return made
+
+    return renderer
+
+
 def includeme(config) -> None:
     settings = config.get_settings()
     config.add_directive("add_routes", add_routes)
@@ -404,6 +436,7 @@ def includeme(config) -> None:
     config.add_jinja2_renderer(".jinja2")
     config.commit()
     env = config.get_jinja2_environment(".jinja2")
+    config.add_renderer(".jinja2", templates_found_once(env))
     env.globals["app_env"] = settings["app.env"]
     add_filters(env)  # {{ guest.opened_at|when(event.timezone) }}, {{ event|event_span }}, ...
     config.add_static_view("static", "guestguard:static", cache_max_age=3600)

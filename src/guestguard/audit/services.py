@@ -39,9 +39,15 @@ def record_many(ctx, action: str, targets: list[tuple[str, Any, dict[str, Any]]]
     if not targets:
         return
     now = utcnow()
-    ctx.db.execute(insert(AuditEvent), [
-        {"id": uuid.uuid4(), "created_at": now, "actor_user_id": actor_id, "workspace_id": workspace_id,
-         "action": action, "target_type": target_type, "target_id": str(target_id) if target_id is not None else None,
-         "result": SUCCESS, "request_id": ctx.request_id, "ip": ctx.client_ip,
-         "details": {key: value for key, value in details.items() if value is not None}}
-        for target_type, target_id, details in targets])
+    ctx.db.execute(insert(AuditEvent), [audit_row(ctx, action, now, actor_id, workspace_id, target_type, target_id,
+                                                  details) for target_type, target_id, details in targets])
+
+
+def audit_row(ctx, action: str, at, actor_id: uuid.UUID | None, workspace_id: uuid.UUID | None,
+              target_type: str | None, target_id: Any, details: dict[str, Any]) -> dict[str, Any]:
+    """Every column of a successful action's audit row."""
+    return {"id": uuid.uuid4(), "created_at": at, "actor_user_id": actor_id, "workspace_id": workspace_id,
+            "action": action, "target_type": target_type,
+            "target_id": str(target_id) if target_id is not None else None, "result": SUCCESS,
+            "request_id": ctx.request_id, "ip": ctx.client_ip,
+            "details": {key: value for key, value in details.items() if value is not None}}

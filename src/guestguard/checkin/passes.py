@@ -29,7 +29,6 @@ from guestguard.accounts.tokens import hash_token
 from guestguard.checkin.models import GuestPass, PassSecret
 from guestguard.db import insert_ignoring_conflict, utcnow
 from guestguard.keys import derive_key
-from guestguard.notifications import rendering
 
 SECRET_PURPOSE = "checkin.pass-secret"
 SECRET_BYTES = 16  # 128 bits: well over the 80 a pass needs
@@ -141,11 +140,6 @@ def qr_svg(secret: str, *, scale: int = 6) -> str:
     qr.save(buffer, kind="svg", scale=scale, xmldecl=False, svgns=True, title="Your pass",
             dark="#111", light="#fff", border=4)
     return buffer.getvalue().decode()
-
-
-def qr_png_data_uri(secret: str, *, scale: int = 6) -> str:
-    """The QR code as a PNG data URI, for email."""
-    return rendering.qr_png_data_uri(secret, scale)
 
 
 def for_guest(ctx, link, guest, event, raw_token: str, *, new: bool = False) -> PassFaces | None:

@@ -18,7 +18,6 @@ import uuid
 from dataclasses import fields
 from urllib.parse import quote, urlsplit
 
-import icalendar
 from markupsafe import Markup
 from pyramid.renderers import render_to_response
 from pyramid.response import Response
@@ -227,6 +226,10 @@ def calendar(request, guest: GuestRow, event: EventRow) -> bytes:
     (escaping, lines folded at 75 octets, CRLF). Times are in UTC. It links
     back to the guest's page (URL and in the description), where the guest
     answers: the file stays with the guest, like the email holding the link."""
+    # Imported with the first calendar file (3 MiB a web process need not
+    # hold until a guest asks for one).
+    import icalendar
+
     ends = event.ends_at or event.starts_at + dt.timedelta(hours=2)
     # Our own name, not the request's Host header, which the caller chooses.
     host = urlsplit(request.registry.settings["app.base_url"]).hostname or "guestguard"

@@ -17,7 +17,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from guestguard import timefmt
 from guestguard.accounts.tokens import new_token
-from guestguard.activity import feed
+from guestguard.activity import news
 from guestguard.audit.services import record, record_many
 from guestguard.billing import services as billing
 from guestguard.checkin import passes
@@ -438,12 +438,10 @@ def record_open(ctx, link, guest) -> bool:
     first = ctx.db.execute(OPENED, {"guest_id": guest.id, "now": now}).rowcount == 1
     if first:
         guest.opened_at = now
-        record(ctx, "invitation.opened", workspace_id=guest.workspace_id, target_type="guest",
-               target_id=guest.id, link_id=str(link.id))
-        ctx.emit("invitation.opened", {"event_id": str(guest.event_id), "guest_id": str(guest.id)},
-                     guest.workspace_id)
-        feed.add(ctx, workspace_id=guest.workspace_id, event_id=guest.event_id, guest_id=guest.id,
-                     kind="invitation.opened", summary=f"{guest.name} opened the invitation")
+        news.tell_host(ctx, "invitation.opened", workspace_id=guest.workspace_id, event_id=guest.event_id,
+                       guest_id=guest.id, details={"link_id": str(link.id)},
+                       payload={"event_id": str(guest.event_id), "guest_id": str(guest.id)},
+                       summary=f"{guest.name} opened the invitation")
     return first
 
 
@@ -525,10 +523,12 @@ def confirm_answer(ctx, guest_id: uuid.UUID, raw_token: str, response: str, plus
         return False  # the answer is recorded; there is nowhere to confirm it
     context = {**sender_context(message_context(ctx, event, guest), event.host_name or host_name, event.reply_to),
                "response": response, "plus_ones": str(plus_ones),
-               "waitlisted": "yes" if guest.waitlisted_at is not None else "", "pass_code": "", "pass_qr": ""}
-    # The pass is a credential at the door: sealed, like the links.
-    pass_faces = {"pass_code": guest_pass.code_display,
-                  "pass_qr": passes.qr_png_data_uri(guest_pass.secret)} if guest_pass else {}
+               "waitlisted": "yes" if guest.waitlisted_at is not None else "", "pass_code": "", "pass_secret": ""}
+    # The pass is a credential at the door: sealed, like the links. Its QR
+    # code is drawn when the message is rendered for sending (``qr_png``),
+    # by the worker, not in the guest's request (a tenth of a second's CPU
+    # a hundred answers).
+    pass_faces = {"pass_code": guest_pass.code_display, "pass_secret": guest_pass.secret} if guest_pass else {}
     queue_notification(
         ctx, channel=channel, recipient=address_for(ctx, guest, channel), template=CONFIRMATION,
         workspace_id=event.workspace_id, context=context, kind=GUEST_MESSAGE,
@@ -588,19 +588,18 @@ def submit_rsvp(ctx, link, guest, event, data: RsvpInput, raw_token: str) -> tup
     guest.response, guest.plus_ones_coming, guest.responded_at = data.response, plus_ones, now
     guest.plus_one_names, guest.answers, guest.waitlisted_at = names, replies, waitlisted_at
     action = "rsvp.received" if latest_id is None else "rsvp.changed"
-    record(ctx, action, actor_id=None, workspace_id=guest.workspace_id, target_type="guest",
-           target_id=guest.id, rsvp_id=str(rsvp_id), response=data.response, plus_ones=plus_ones,
-           previous=previous, waitlisted=waitlisted_at is not None)
     payload = {"event_id": str(event.id), "guest_id": str(guest.id), "response": data.response,
                "plus_ones": plus_ones, "waitlisted": waitlisted_at is not None}
     if latest_id is not None:
         payload["previous"] = previous
-    ctx.emit(action, payload, guest.workspace_id)
     words = answer_words(data.response, plus_ones) + (" (waitlisted: the event is full)" if waitlisted_at else "")
     summary = (f"{guest.name} answered {words}" if latest_id is None
                else f"{guest.name} changed the answer from {previous or 'none'} to {words}")
-    feed.add(ctx, workspace_id=guest.workspace_id, event_id=event.id, guest_id=guest.id, kind=action,
-                 summary=summary, data={"response": data.response, "plus_ones": plus_ones, "previous": previous})
+    news.tell_host(ctx, action, workspace_id=guest.workspace_id, event_id=event.id, guest_id=guest.id,
+                   details={"rsvp_id": str(rsvp_id), "response": data.response, "plus_ones": plus_ones,
+                            "previous": previous, "waitlisted": waitlisted_at is not None},
+                   payload=payload, summary=summary,
+                   data={"response": data.response, "plus_ones": plus_ones, "previous": previous})
     if event.capacity is not None:
         seats.fill_places(ctx, event)
     confirm_answer(ctx, guest.id, raw_token, data.response, plus_ones,

@@ -5,6 +5,7 @@ learn (the .ics file, which the guest keeps, links back to the page)."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from urllib.parse import urlencode
 
 MAP_SEARCH = "https://www.openstreetmap.org/search"
@@ -31,21 +32,41 @@ def _details(event) -> str:
 
 def google_calendar_url(event) -> str:
     """Google Calendar's "add event" page, times in UTC (``…Z``)."""
-    def stamp(moment: dt.datetime) -> str:
-        return moment.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-
-    query = {"action": "TEMPLATE", "text": event.name,
-             "dates": f"{stamp(event.starts_at)}/{stamp(event_end(event))}",
-             "details": _details(event), "location": event.venue, "ctz": event.timezone}
-    return f"{GOOGLE_CALENDAR}?{urlencode(query)}"
+    return _google_calendar_url(*_calendar_fields(event))
 
 
 def outlook_calendar_url(event) -> str:
     """Outlook on the web's "new event" page, times in UTC with their offset."""
+    return _outlook_calendar_url(*_calendar_fields(event))
+
+
+# Every guest of an event gets the same two addresses: each is built once per
+# process for what it is built from (quoting the details is most of a
+# guest's page's own work otherwise), kept for the events seen lately.
+CALENDAR_URLS_KEPT = 256
+
+
+def _calendar_fields(event) -> tuple:
+    return event.name, event.starts_at, event_end(event), _details(event), event.venue, event.timezone
+
+
+@functools.lru_cache(maxsize=CALENDAR_URLS_KEPT)
+def _google_calendar_url(name: str, starts_at: dt.datetime, ends_at: dt.datetime, details: str, venue: str,
+                         timezone: str) -> str:
+    def stamp(moment: dt.datetime) -> str:
+        return moment.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+
+    query = {"action": "TEMPLATE", "text": name, "dates": f"{stamp(starts_at)}/{stamp(ends_at)}",
+             "details": details, "location": venue, "ctz": timezone}
+    return f"{GOOGLE_CALENDAR}?{urlencode(query)}"
+
+
+@functools.lru_cache(maxsize=CALENDAR_URLS_KEPT)
+def _outlook_calendar_url(name: str, starts_at: dt.datetime, ends_at: dt.datetime, details: str, venue: str,
+                          _timezone: str) -> str:
     def stamp(moment: dt.datetime) -> str:
         return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
-    query = {"path": "/calendar/action/compose", "rru": "addevent", "subject": event.name,
-             "startdt": stamp(event.starts_at), "enddt": stamp(event_end(event)),
-             "body": _details(event), "location": event.venue}
+    query = {"path": "/calendar/action/compose", "rru": "addevent", "subject": name,
+             "startdt": stamp(starts_at), "enddt": stamp(ends_at), "body": details, "location": venue}
     return f"{OUTLOOK_CALENDAR}?{urlencode(query)}"

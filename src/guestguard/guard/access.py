@@ -23,7 +23,7 @@ from sqlalchemy import bindparam, delete, func, insert, select
 from guestguard.accounts.devices import classify
 from guestguard.accounts.tokens import hash_token, looks_like_token
 from guestguard.context import context_of
-from guestguard.db import utcnow
+from guestguard.db import Prepared, utcnow
 from guestguard.events.invitations import Answer, latest_answer
 from guestguard.events.models import Event, Guest, InvitationLink
 from guestguard.guard.flags import evaluate_pending
@@ -104,15 +104,14 @@ class TokenUse:
     latest: Answer | None = None
 
 
-# Built once per process, of tables rather than mapped classes (a plain
-# Core statement: the session hands it to the connection without the ORM's
-# compile and result steps): the link, its guest, event and workspace, and
-# the guest's latest answer folded in (``invitations.latest_answer``),
-# exactly the columns the pages use, in one indexed statement (the token's
-# hash is unique).
+# Built once per process, of tables rather than mapped classes, and run on
+# the session's DBAPI connection (``db.Prepared``): the link, its guest,
+# event and workspace, and the guest's latest answer folded in
+# (``invitations.latest_answer``), exactly the columns the pages use, in one
+# indexed statement (the token's hash is unique).
 _links, _guests, _events = InvitationLink.__table__, Guest.__table__, Event.__table__
 _workspaces = Workspace.__table__
-LOOK_UP = (
+LOOK_UP = Prepared(
     select(*(_links.c[name] for name in LinkRow.__slots__), *(_guests.c[name] for name in GuestRow.__slots__),
            *(_events.c[name] for name in EventRow.__slots__), _workspaces.c.deleted_at,
            *latest_answer(_guests.c.id, *Answer.__slots__))
@@ -135,7 +134,7 @@ def look_up(db, raw: object) -> TokenUse:
     be used. A link of a deleted event or workspace has ``expired``."""
     if not looks_like_token(raw):
         return TokenUse(UNKNOWN)
-    row = db.execute(LOOK_UP, {"token_hash": hash_token(raw)}).first()
+    row = LOOK_UP.first(db, {"token_hash": hash_token(raw)})
     if row is None:
         return TokenUse(UNKNOWN)
     links, guests, events, workspaces = SPANS
@@ -153,9 +152,8 @@ def look_up(db, raw: object) -> TokenUse:
     return TokenUse(outcome, link, guest, event, latest)
 
 
-# Built once per process; every column is given, so the statement's shape
-# (and its compiled form in SQLAlchemy's cache) never changes.
-LOG_USE = insert(AccessEntry.__table__)
+# Built once per process; every column is given.
+LOG_USE = Prepared(insert(AccessEntry.__table__))
 
 
 def record(ctx, found: TokenUse, kind: str) -> uuid.UUID | None:
@@ -169,7 +167,7 @@ def record(ctx, found: TokenUse, kind: str) -> uuid.UUID | None:
     ip = ctx.client_ip
     link = found.link
     entry_id = uuid.uuid4()
-    ctx.db.execute(LOG_USE, {
+    LOG_USE.write(ctx.db, {
         "id": entry_id, "workspace_id": link.workspace_id if link else None,
         "event_id": link.event_id if link else None, "guest_id": link.guest_id if link else None,
         "link_id": link.id if link else None, "at": utcnow(), "kind": kind, "outcome": found.outcome,

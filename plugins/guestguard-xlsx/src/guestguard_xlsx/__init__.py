@@ -20,10 +20,7 @@ import zipfile
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-import openpyxl
 import python_calamine
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
 from guestguard.plugins import ReadOptions, Table, UnreadableFile, hookimpl
 
@@ -137,6 +134,11 @@ class XlsxImporter:
         return Table(rows=_rows(workbook, sheet, options), sheet=sheet.name)
 
     def write(self, rows: Iterable[list[str]]) -> bytes:
+        # Imported with the first export (7 MiB a web process need not hold).
+        import openpyxl
+        from openpyxl.cell import WriteOnlyCell
+        from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
         workbook = openpyxl.Workbook(write_only=True)
         sheet = workbook.create_sheet("Guests")
         for row in rows:

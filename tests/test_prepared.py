@@ -1,0 +1,96 @@
+"""``db.Prepared``: the guest's busiest statements run on the session's own
+DBAPI connection, answering as SQLAlchemy would (same rows, same errors,
+the same transaction)."""
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import pytest
+from sqlalchemy import event as sa_event, exc as sa_exc, func, select
+
+from guestguard.accounts.tokens import hash_token
+from guestguard.db import utcnow
+from guestguard.guard.access import LOG_USE, LOOK_UP
+from guestguard.guard.models import AccessEntry
+from guestguard.testing import add_guest, event_host, issue, new_client
+
+EVENT = {"name": "Gala", "status": "published", "starts_at": "2030-06-21T19:00:00", "timezone": "Europe/Paris"}
+
+
+@pytest.fixture
+def token(app, run_in_request):
+    host = event_host(app, run_in_request, EVENT)
+    raw = issue(app, host, add_guest(app, host))["token"]
+    guest = new_client(app.app)
+    guest.post_json(f"/api/v1/rsvp/{raw}", {"response": "yes", "dietary": "none", "plus_ones": 0})
+    return raw
+
+
+def test_a_row_comes_back_as_sqlalchemy_would_give_it(run_in_request, token):
+    """UUIDs, UTC datetimes, JSON and the latest answer's columns converted
+    alike on either backend."""
+    params = {"token_hash": hash_token(token)}
+
+    def both(request):
+        return (LOOK_UP.first(request.db, params), tuple(request.db.execute(LOOK_UP.statement, params).first()),
+                LOOK_UP.first(request.db, {"token_hash": "0" * 64}))
+
+    prepared, through_sqlalchemy, unknown = run_in_request(both)
+    assert prepared == through_sqlalchemy
+    assert unknown is None
+    assert isinstance(prepared[0], uuid.UUID)
+    moments = [value for value in prepared if isinstance(value, dt.datetime)]
+    assert moments and all(moment.utcoffset() == dt.timedelta(0) for moment in moments)
+    assert "none" in prepared, "the latest answer's dietary needs"
+
+def entry(entry_id) -> dict:
+    return {"id": entry_id, "workspace_id": None, "event_id": None, "guest_id": None, "link_id": None,
+            "at": utcnow(), "kind": "view", "outcome": "unknown", "ip": "192.0.2.1", "network": "192.0.2.0/24",
+            "user_agent": "test", "device": "Other", "automated": False, "evaluated_at": None}
+
+
+def count(request) -> int:
+    return request.db.scalar(select(func.count()).select_from(AccessEntry))
+
+
+def test_a_write_alone_is_committed_with_the_request(run_in_request, app):
+    before = run_in_request(count)
+    run_in_request(lambda request: LOG_USE.write(request.db, entry(uuid.uuid4())))
+    assert run_in_request(count) == before + 1
+
+
+def test_a_driver_error_comes_out_as_sqlalchemys_and_the_transaction_rolls_back(run_in_request, app):
+    entry_id = uuid.uuid4()
+    run_in_request(lambda request: LOG_USE.write(request.db, entry(entry_id)))
+    before = run_in_request(count)
+
+    def twice(request):
+        LOG_USE.write(request.db, entry(uuid.uuid4()))
+        LOG_USE.write(request.db, entry(entry_id))
+
+    with pytest.raises(sa_exc.IntegrityError):
+        run_in_request(twice)
+    assert run_in_request(count) == before
+
+
+def test_the_engines_cursor_events_see_each_run_with_a_context_of_its_own(app, run_in_request, token):
+    """As a tracer's SQL spans need: what the before event leaves on the
+    execution context, the after event of the same run finds."""
+    engine, seen = app.app.registry["db.engine"], []
+
+    def before(conn, cursor, statement, parameters, context, executemany):
+        context.started = statement
+
+    def after(conn, cursor, statement, parameters, context, executemany):
+        seen.append(context.started == statement)
+
+    sa_event.listen(engine, "before_cursor_execute", before)
+    sa_event.listen(engine, "after_cursor_execute", after)
+    try:
+        run_in_request(lambda request: (LOOK_UP.first(request.db, {"token_hash": hash_token(token)}),
+                                        LOG_USE.write(request.db, entry(uuid.uuid4()))))
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", before)
+        sa_event.remove(engine, "after_cursor_execute", after)
+    assert len(seen) >= 2 and all(seen)
