@@ -276,8 +276,8 @@ def deliver_domain_events(request, event_ids) -> None:
                 todo = [(event, attempt) for event, attempt in batch if (event.id, listener.name) not in had]
                 if not todo:
                     continue
-                _hand_over(request, listener, functools.partial(_record_deliveries, request.db, listener.name),
-                           todo, failures)
+                _hand_over(request.tm, listener, functools.partial(listener.hear, request),
+                           functools.partial(_record_deliveries, request.db, listener.name), todo, failures)
         with ctx.tm:
             locked = {row.id: row for row in ctx.db.scalars(
                 select(DomainEventRow).where(DomainEventRow.id.in_(list(taken))).order_by(DomainEventRow.id)
@@ -288,21 +288,21 @@ def deliver_domain_events(request, event_ids) -> None:
             release_following(ctx, finished, waiting=set(remaining))
 
 
-def _hand_over(request, listener: Listener, record, todo: list, failures: dict[uuid.UUID, list[str]]) -> None:
-    """Hand a batch's events to one listener in one transaction that also
-    records (``record(handed)``, one INSERT) that it has them. When it
+def _hand_over(tm, listener: Listener, hear, record, todo: list, failures: dict[uuid.UUID, list[str]]) -> None:
+    """Hand a batch's events to one listener (``hear(events)``) in one
+    transaction that also records (``record(handed)``, one INSERT) that it has them. When it
     raises, the others are handed over again one by one, each in a
     transaction of its own: the event a per-event listener raised on has
     failed (called again on its next attempt), and for a batch listener,
     which cannot say which event it raised on, each event is tried alone."""
     current = None
     try:
-        with request.tm:
+        with tm:
             if listener.batch:
-                listener.hear(request, [event for event, _ in todo])
+                hear([event for event, _ in todo])
             else:
                 for current in todo:
-                    listener.hear(request, [current[0]])
+                    hear([current[0]])
             record(todo)
         return
     except Exception as exc:
@@ -316,8 +316,8 @@ def _hand_over(request, listener: Listener, record, todo: list, failures: dict[u
         if current is not None and event.id == current[0].id:
             continue
         try:
-            with request.tm:
-                listener.hear(request, [event])
+            with tm:
+                hear([event])
                 record([(event, attempt)])
         except Exception as exc:
             _failed(listener.name, event, attempt, exc, failures)
