@@ -16,7 +16,7 @@ from guestguard.events.removals import purge_removed
 from guestguard.guard.models import Flag
 from guestguard.notifications.models import Notification
 from guestguard.tasks import run_task_now
-from guestguard.testing import add_guest, clicks, event_host, issue, main_text, scalar, signed_in
+from guestguard.testing import add_guest, clicks, drain, event_host, inbox, issue, main_text, scalar, signed_in
 
 EVENT = {"name": "Harbour Supper", "status": "published", "starts_at": "2030-08-14T19:30:00",
          "timezone": "Europe/London", "venue": "Quay Street", "default_plus_ones": 1}
@@ -223,3 +223,21 @@ def test_the_pages_offer_undo_after_removing_and_say_when_it_is_too_late(app, ru
     run_task_now(app.app.registry, purge_removed)
     purged = removed.forms[undo].submit(status=303).follow()
     assert "no longer on the list and cannot be put back" in main_text(purged)
+
+
+def test_a_message_still_queued_is_not_sent_to_a_removed_guest_and_is_sent_if_put_back_first(
+        make_app, run_in_request):
+    app = make_app({"huey.immediate": "false", "guests.undo_seconds": "10"})
+    host = event_host(app, run_in_request, EVENT)
+    grace, alan = add_guest(app, host), add_guest(app, host, name="Alan Turing", email="alan@example.com")
+    for guest in (grace, alan):
+        app.post_json(f"{host['url']}/guests/{guest['id']}/send", {}, headers=host["ada"], status=202)
+        app.delete(f"{host['url']}/guests/{guest['id']}", headers=host["ada"], status=204)
+    restore(app, host, alan["id"])  # put back before the worker got to the message
+    drain(app.app.registry["huey"])
+    assert inbox(app, "grace@example.com") == []
+    assert len(inbox(app, "alan@example.com")) == 1
+    status, error = run_in_request(lambda r: r.db.execute(
+        select(Notification.status, Notification.last_error).where(
+            Notification.guest_id == uuid.UUID(grace["id"]))).one(), app.app.registry)
+    assert (status, error) == ("failed", "the guest was removed from the list")

@@ -16,7 +16,8 @@ from prometheus_client import Counter
 from sqlalchemy import insert, select
 
 from guestguard import sms_segments
-from guestguard.db import utcnow
+from guestguard.db import ALL_ROWS, utcnow
+from guestguard.events.models import Guest
 from guestguard.keys import fernet_for
 from guestguard.notifications import resilience, suppression, unsubscribe
 from guestguard.notifications.delivery import FAILED, SENT, SUPPRESSED, DayCounts, announce, set_delivery_state
@@ -44,6 +45,9 @@ RETRY_BACKOFF = (1, 5, 30, 300, 1800)
 # SUPPRESSED (from delivery): a final status beside sent and failed, the
 # address being on the suppression list; that message's delivery state too.
 SEAL_PURPOSE = "notifications.sealed-context"
+# Why a message to a guest the host removed is not sent: it fails, and a
+# guest put back afterwards gets what the host sends them next.
+GUEST_REMOVED = "the guest was removed from the list"
 # An argument not given: the function reads it itself.
 _UNREAD: Any = object()
 UNKNOWN_OUTCOME_RESENDS = Counter(
@@ -252,8 +256,20 @@ def begin_attempts(ctx, notification_ids) -> list[Attempt]:
     claimed = claim_jobs(ctx, Notification, notification_ids)
     stopped = suppression.stopping_many(ctx.db, [(n.id, n.channel, n.recipient, n.kind, n.workspace_id)
                                                  for n in claimed])
-    attempts = (prepare_attempt(ctx, notification, stopped.get(notification.id)) for notification in claimed)
+    removed = removed_guests(ctx.db, {n.guest_id for n in claimed if n.kind == GUEST_MESSAGE and n.guest_id})
+    attempts = (Attempt(notification.id, notification.claimed_at, None, None, GUEST_REMOVED)
+                if notification.guest_id in removed
+                else prepare_attempt(ctx, notification, stopped.get(notification.id)) for notification in claimed)
     return [attempt for attempt in attempts if attempt is not None]
+
+
+def removed_guests(db, guest_ids: set[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of ``guest_ids`` the host has removed from the list (the undo
+    window still open; once it closes the purge fails their messages)."""
+    if not guest_ids:
+        return set()
+    return set(db.scalars(select(Guest.id).where(Guest.id.in_(guest_ids), Guest.removed_at.is_not(None))
+                          .execution_options(**{ALL_ROWS: True})))
 
 
 def prepare_attempt(ctx, notification: Notification, listed: Any = _UNREAD) -> Attempt | None:
