@@ -18,6 +18,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 from sqlalchemy.types import TypeDecorator
 from zope.sqlalchemy.datamanager import STATUS_ACTIVE, ZopeStatus, join_transaction, mark_changed
 
+from guestguard.rls import scoped
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -307,7 +309,7 @@ def session_for(session_factory: sessionmaker, transaction_manager, request=None
 def includeme(config) -> None:
     settings = config.get_settings()
     engine = make_engine(settings)
-    session_factory = joined_to_transactions(sessionmaker(bind=engine, expire_on_commit=False))
+    session_factory = scoped(joined_to_transactions(sessionmaker(bind=engine, expire_on_commit=False)))
     config.registry["db.engine"] = engine
     config.registry["db.session_factory"] = session_factory
     config.add_request_method(

@@ -253,6 +253,10 @@ def as_database_url(value: str) -> str:
     return url
 
 
+def as_optional_database_url(value: str) -> str:
+    return as_database_url(value) if value.strip() else ""
+
+
 def as_email_sender(value: str) -> str:
     """``Name <address@domain>`` or a bare address, nothing that could break
     an email header."""
@@ -285,6 +289,10 @@ CORE_SETTINGS: tuple[Setting, ...] = (
             "Where the Jinja2 templates live; empty means the templates/ folder of the source tree."),
     Setting("db.url", as_database_url, REQUIRED,
             "SQLAlchemy database URL: sqlite:///path or postgresql+psycopg://user@host/db."),
+    Setting("db.migrate_url", as_optional_database_url, "",
+            "URL migrations connect with, as the tables' owner (guestguard migrate); empty: db.url. Set it when "
+            "db.url names the application's role, which owns nothing (PostgreSQL row-level security, "
+            "docs/operations.md)."),
     Setting("db.pool_size", as_int(1, 1000), 5, "Connections kept open per process (PostgreSQL)."),
     Setting("db.max_overflow", as_int(0, 1000), 10, "Extra connections allowed above the pool size."),
     Setting("db.pool_timeout", as_int(1, 600), 30, "Seconds to wait for a free connection."),

@@ -41,6 +41,7 @@ from pyramid.scripting import prepare
 from sqlalchemy import String, Text, or_, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
+from guestguard import rls
 from guestguard.audit.request_id import current_request_id
 from guestguard.db import utcnow
 
@@ -48,6 +49,9 @@ log = logging.getLogger(__name__)
 
 PENDING, RUNNING, SUCCEEDED, FAILED = "pending", "running", "succeeded", "failed"
 REQUEST_ID_KWARG = "_gg_request_id"
+# The workspaces (row-level security) of the transaction that queued a task,
+# which it runs in (``rls.from_stored``).
+SCOPE_KWARG = "_gg_scope"
 # What error reporting adds to a task's arguments to carry its trace: a
 # worker reporting no errors drops it.
 TRACE_KWARG = "sentry_headers"
@@ -206,12 +210,14 @@ def _runner(registry, spec: TaskSpec) -> Callable[..., Any]:
     def run(*args: Any, **kwargs: Any) -> Any:
         request_id = kwargs.pop(REQUEST_ID_KWARG, None) or f"task-{uuid.uuid4().hex[:12]}"
         kwargs.pop(TRACE_KWARG, None)
+        scope = rls.from_stored(kwargs.pop(SCOPE_KWARG, None))
         token = current_request_id.set(request_id)
         started, outcome = time.perf_counter(), "error"
         try:
             with prepare(registry=registry) as env:
                 request = env["request"]
                 request.request_id = request_id
+                rls.set_scope(request.db, scope)
                 if not spec.in_transaction:
                     result = spec.func(request, *args, **kwargs)
                 else:
@@ -270,6 +276,9 @@ def enqueue(ctx, func: Callable[..., Any], *args: Any,
 
     # The task's log lines carry the id of the request that queued it.
     kwargs = {REQUEST_ID_KWARG: getattr(ctx, "request_id", None) or current_request_id.get()}
+    stored_scope = rls.scope_of(ctx.db).stored()
+    if stored_scope is not None:
+        kwargs[SCOPE_KWARG] = stored_scope
 
     def after_commit(committed: bool) -> None:
         if not committed:
@@ -570,6 +579,7 @@ def release_held_jobs(registry) -> int:
     try:
         with prepare(registry=registry) as env:
             request = env["request"]
+            rls.set_scope(request.db, rls.SYSTEM)
             with request.tm:
                 for model, job_id, claimed_at in held:
                     released += _release(request, durable_kind(registry, model), job_id, claimed_at)

@@ -29,9 +29,14 @@ def _transaction(ini: str) -> Iterator:
     transaction that commits when the block ends (aborts on an exception)."""
     from pyramid.scripting import prepare
 
+    from guestguard import rls
+
     app = _config(ini).make_wsgi_app()
-    with prepare(registry=app.registry) as env, env["request"].tm:
-        yield env["request"].ctx
+    with prepare(registry=app.registry) as env:
+        # The operator's commands work across workspaces (row-level security).
+        rls.set_scope(env["request"].db, rls.SYSTEM)
+        with env["request"].tm:
+            yield env["request"].ctx
 
 
 def alembic_config(ini: str):
