@@ -58,6 +58,23 @@ CREATE FUNCTION guestguard_lookup() RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
   SELECT nullif(current_setting('guestguard.lookup', true), '')
 $$;
+-- One round trip for a token path: look the credential up (only its row is
+-- visible meanwhile) and open its workspace to the rest of the transaction.
+-- Runs as its caller, under the caller's policies.
+CREATE FUNCTION guestguard_open(credentials text, key_column text, key text) RETURNS uuid
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+  found uuid;
+BEGIN
+  PERFORM set_config('guestguard.lookup', key, true);
+  EXECUTE format('SELECT workspace_id FROM %I WHERE %I = $1', credentials, key_column) INTO found USING key;
+  IF found IS NOT NULL THEN
+    PERFORM set_config('guestguard.workspaces',
+                       concat_ws(',', nullif(current_setting('guestguard.workspaces', true), ''), found::text), true);
+  END IF;
+  RETURN found;
+END
+$$;
 """
 
 
@@ -97,5 +114,5 @@ def downgrade() -> None:
         op.execute(f"DROP POLICY tenant ON {table}")
         op.execute(f"ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY")
         op.execute(f"ALTER TABLE {table} DISABLE ROW LEVEL SECURITY")
-    op.execute("DROP FUNCTION guestguard_lookup(); DROP FUNCTION guestguard_user(); "
-               "DROP FUNCTION guestguard_may_see(uuid)")
+    op.execute("DROP FUNCTION guestguard_open(text, text, text); DROP FUNCTION guestguard_lookup(); "
+               "DROP FUNCTION guestguard_user(); DROP FUNCTION guestguard_may_see(uuid)")

@@ -37,7 +37,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from pyramid.tweens import MAIN
-from sqlalchemy import Text, cast, event, func, select, text
+from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
 SCOPE_KEY = "rls.scope"
@@ -48,7 +48,6 @@ SYSTEM_WORD = "system"
 class Scope:
     workspaces: frozenset[uuid.UUID] = frozenset()
     user_id: uuid.UUID | None = None
-    lookup: str | None = None
     system: bool = False
 
     def settings(self) -> dict[str, str]:
@@ -56,13 +55,12 @@ class Scope:
             "scope": SYSTEM_WORD if self.system else "",
             "workspaces": ",".join(sorted(str(workspace_id) for workspace_id in self.workspaces)),
             "user": str(self.user_id) if self.user_id else "",
-            "lookup": self.lookup or "",
         }
 
     def stored(self) -> dict[str, Any] | None:
         """What a task queued in this scope keeps to run in it: the
-        workspaces and the person (never a credential being looked up); None
-        for the system scope or no workspace at all."""
+        workspaces and the person; None for the system scope or no workspace
+        at all."""
         if self.system or not self.workspaces:
             return None
         return {"workspaces": sorted(str(workspace_id) for workspace_id in self.workspaces),
@@ -74,7 +72,10 @@ SYSTEM = Scope(system=True)
 
 APPLY = text("SELECT set_config('guestguard.scope', :scope, true), "
              "set_config('guestguard.workspaces', :workspaces, true), "
-             "set_config('guestguard.user', :user, true), set_config('guestguard.lookup', :lookup, true)")
+             "set_config('guestguard.user', :user, true)")
+
+
+OPEN = text("SELECT guestguard_open(:credentials, :key_column, :key)")
 
 
 def applies(db: Session) -> bool:
@@ -118,26 +119,21 @@ def open_credential(db: Session, column, value: str) -> uuid.UUID | None:
     """Look up the credential row whose ``column`` (a unique hash or lookup
     id of a table with ``workspace_id``) is ``value`` and open its workspace
     to this transaction: the workspace's id, or None when there is no such
-    row. Only that row is visible while looking; its workspace is added to
-    the scope in the same statement that finds it. Nothing on SQLite."""
+    row. Only that row is visible while looking (``guestguard.lookup`` stays
+    set until the transaction ends, showing that row alone). One statement
+    (``guestguard_open``); nothing on SQLite."""
     if not applies(db):
         return None
     scope = scope_of(db)
     if scope.system:
         return None
-    set_scope(db, dataclasses.replace(scope, lookup=value))
-    table = column.table
-    workspace_csv = func.concat_ws(",", func.nullif(scope.settings()["workspaces"], ""),
-                                   cast(table.c.workspace_id, Text))
-    row = db.execute(select(table.c.workspace_id, func.set_config("guestguard.workspaces", workspace_csv, True))
-                     .where(column == value)).first()
-    # The lookup stays set until the transaction ends (it shows that one
-    # row only); later transactions of the session start without it.
-    if row is None:
-        db.info[SCOPE_KEY] = scope
-        return None
-    db.info[SCOPE_KEY] = dataclasses.replace(scope, workspaces=scope.workspaces | {row.workspace_id})
-    return row.workspace_id
+    workspace_id = db.execute(OPEN, {"credentials": column.table.name, "key_column": column.name,
+                                     "key": value}).scalar()
+    if workspace_id is not None:
+        # What the function set on the connection, kept for the session's
+        # later transactions (without the lookup, which was this one's).
+        db.info[SCOPE_KEY] = dataclasses.replace(scope, workspaces=scope.workspaces | {workspace_id})
+    return workspace_id
 
 
 @contextlib.contextmanager
@@ -173,8 +169,12 @@ def app_role_statements(role: str) -> list[str]:
 
 
 def _apply_on_begin(session: Session, _transaction, connection) -> None:
-    if connection.dialect.name == "postgresql":
-        connection.execute(APPLY, scope_of(session).settings())
+    # A transaction starts with the settings empty (they are only ever set
+    # for one transaction): nothing to send for no workspace at all, the
+    # scope of every anonymous request until it opens a credential.
+    scope = scope_of(session)
+    if scope != NOBODY and connection.dialect.name == "postgresql":
+        connection.execute(APPLY, scope.settings())
 
 
 def scoped(session_factory):

@@ -104,6 +104,26 @@ def cmd_settings(args) -> int:
     return 0
 
 
+def cmd_app_role(args) -> int:
+    """Print the SQL that makes the application's PostgreSQL role, for the
+    operator to run as the tables' owner (``| psql "$OWNER_URL"``)."""
+    from guestguard import read_settings
+    from guestguard.rls import app_role_statements
+
+    settings, _pm, _reader = read_settings(get_appsettings(args.ini, name="main"))
+    if not settings["db.url"].startswith("postgresql"):
+        print("guestguard: app-role: row-level security is PostgreSQL's; db.url is not a PostgreSQL URL",
+              file=sys.stderr)
+        return 2
+    try:
+        statements = app_role_statements(args.role)
+    except ValueError as exc:
+        print(f"guestguard: app-role: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(f"{statement};" for statement in statements))
+    return 0
+
+
 def cmd_send_test(args) -> int:
     """Queue a test message through the outbox (checks provider settings)."""
     from guestguard.notifications.services import queue_notification
@@ -543,6 +563,12 @@ def build_parser() -> argparse.ArgumentParser:
     settings = sub.add_parser("settings", help="list every setting in force (secrets masked)")
     settings.add_argument("ini")
     settings.set_defaults(func=cmd_settings)
+
+    app_role = sub.add_parser("app-role", help="print the SQL (run it as the tables' owner) that makes the "
+                              "application's PostgreSQL role: owns nothing, obeys row-level security")
+    app_role.add_argument("ini")
+    app_role.add_argument("role", help="the role's name (lower-case letters, digits, underscores)")
+    app_role.set_defaults(func=cmd_app_role)
 
     send_test = sub.add_parser("send-test", help="queue a test email or SMS")
     send_test.add_argument("ini")
