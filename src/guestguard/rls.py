@@ -136,6 +136,20 @@ def open_credential(db: Session, column, value: str) -> uuid.UUID | None:
     return workspace_id
 
 
+def open_workspaces_of(db: Session, user_id: uuid.UUID) -> None:
+    """Let this transaction see every workspace ``user_id`` belongs to,
+    closed ones included: for a path the person's emailed token opens (their
+    account's deletion called off) rather than a signed-in identity."""
+    if not applies(db):
+        return
+    scope = scope_of(db)
+    if scope.system:
+        return
+    set_scope(db, dataclasses.replace(scope, user_id=user_id))
+    mine = db.scalars(text("SELECT workspace_id FROM memberships WHERE user_id = :user"), {"user": user_id})
+    set_scope(db, dataclasses.replace(scope, workspaces=scope.workspaces | set(mine), user_id=user_id))
+
+
 @contextlib.contextmanager
 def as_system(db: Session) -> Iterator[None]:
     """Within the block, this transaction sees every workspace: for the few

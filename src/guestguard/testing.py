@@ -10,6 +10,7 @@ database fails the run; it is never skipped.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import datetime as dt
 import os
 import re
@@ -18,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -340,16 +341,25 @@ def drain(huey, now: dt.datetime | None = None) -> int:
     return ran
 
 
-def in_request(registry, func: Callable[[Any], Any]) -> Any:
-    """``func(request)`` inside a committed transaction of a scripted
-    request of ``registry``'s application, as a task or a CLI would call it."""
+@contextlib.contextmanager
+def scripted(registry) -> Iterator[dict[str, Any]]:
+    """``pyramid.scripting.prepare``'s environment for ``registry``'s
+    application, its request seeing every workspace (row-level security's
+    system scope), as a periodic task or the command line does."""
     from pyramid.scripting import prepare
 
     from guestguard import rls
 
     with prepare(registry=registry) as env:
+        rls.set_scope(env["request"].db, rls.SYSTEM)
+        yield env
+
+
+def in_request(registry, func: Callable[[Any], Any]) -> Any:
+    """``func(request)`` inside a committed transaction of a scripted
+    request of ``registry``'s application, as a task or a CLI would call it."""
+    with scripted(registry) as env:
         request = env["request"]
-        rls.set_scope(request.db, rls.SYSTEM)  # as the command line does
         with request.tm:
             return func(request)
 
