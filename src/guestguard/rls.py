@@ -182,13 +182,20 @@ def app_role_statements(role: str) -> list[str]:
     ]
 
 
+def apply_to(connection, scope: Scope) -> None:
+    """Set ``scope`` for the transaction of a plain connection (a tool that
+    reads without a session); nothing on SQLite."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(APPLY, scope.settings())
+
+
 def _apply_on_begin(session: Session, _transaction, connection) -> None:
     # A transaction starts with the settings empty (they are only ever set
     # for one transaction): nothing to send for no workspace at all, the
     # scope of every anonymous request until it opens a credential.
     scope = scope_of(session)
-    if scope != NOBODY and connection.dialect.name == "postgresql":
-        connection.execute(APPLY, scope.settings())
+    if scope != NOBODY:
+        apply_to(connection, scope)
 
 
 def scoped(session_factory):
