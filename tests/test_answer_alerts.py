@@ -5,13 +5,23 @@ import datetime as dt
 
 import pytest
 import time_machine
-from pyramid.scripting import prepare
 from sqlalchemy import delete, func, select, update
 
 from guestguard.accounts.models import User
 from guestguard.events.alerts import digest_due, send_digests
 from guestguard.events.models import AnswerAlert
-from guestguard.testing import add_guest, csrf, event_host, inbox, issue, main_text, scalar, signed_in, together
+from guestguard.testing import (
+    add_guest,
+    csrf,
+    event_host,
+    inbox,
+    issue,
+    main_text,
+    scalar,
+    scripted,
+    signed_in,
+    together,
+)
 from guestguard.workspaces.models import Membership
 
 EVENT = {"name": "Midsummer Gala", "status": "published", "starts_at": "2030-06-21T19:00:00",
@@ -98,7 +108,7 @@ def test_the_digest_is_due_at_eight_in_the_events_zone(now, through, due):
 
 
 def run_digests(app, at: str) -> int:
-    with time_machine.travel(dt.datetime.fromisoformat(at), tick=False), prepare(registry=app.app.registry) as env:
+    with time_machine.travel(dt.datetime.fromisoformat(at), tick=False), scripted(app.app.registry) as env:
         return send_digests(env["request"])
 
 

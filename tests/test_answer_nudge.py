@@ -7,14 +7,13 @@ import re
 import uuid
 
 import pytest
-from pyramid.scripting import prepare
 from sqlalchemy import func, select, update
 
 from guestguard.events.models import Guest
 from guestguard.notifications.models import Notification
 from guestguard.reminders import services
 from guestguard.reminders.models import ScheduledMessage
-from guestguard.testing import add_guest, event_host, inbox, issue, scalar
+from guestguard.testing import add_guest, event_host, inbox, issue, scalar, scripted
 
 EVENT = {"name": "Midsummer Gala", "status": "published", "starts_at": "2030-06-21T19:00:00",
          "timezone": "Europe/London", "venue": "Kew Gardens", "rsvp_deadline": "2030-06-14T23:59:00",
@@ -35,7 +34,7 @@ def host(app, run_in_request):
 
 
 def dispatch(app, now, batch=None):
-    with prepare(registry=app.app.registry) as env:
+    with scripted(app.app.registry) as env:
         return services.dispatch(env["request"], now=now, batch=batch)
 
 

@@ -64,6 +64,7 @@ from guestguard.testing import (
     create_user,
     inbox,
     link,
+    scripted,
     settings_for,
 )
 
@@ -148,9 +149,7 @@ def build_world(factory, redis_url) -> World:
     app = factory(fuzz_settings(redis_url))
 
     def run(func):
-        from pyramid.scripting import prepare
-
-        with prepare(registry=app.app.registry) as env:
+        with scripted(app.app.registry) as env:
             request = env["request"]
             with request.tm:
                 return func(request)

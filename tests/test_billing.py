@@ -16,7 +16,7 @@ from guestguard.billing.plans import parse_plan
 from guestguard.events.models import Event, Guest
 from guestguard.plugins import BillingUnavailable, CheckoutResult, Proration, SubscriptionState, hookimpl
 from guestguard.settings import SettingsError
-from guestguard.testing import create_team, session_bearer, signed_in, together
+from guestguard.testing import create_team, scripted, session_bearer, signed_in, together
 
 EVENT = {"name": "Midsummer Gala", "starts_at": "2030-06-21T19:00:00", "ends_at": "2030-06-21T23:30:00",
          "timezone": "Europe/London"}
@@ -538,11 +538,9 @@ def test_the_provider_down_on_checkout_is_a_503_and_nothing_is_written(paying, l
 
 
 def reconcile(registry) -> int:
-    from pyramid.scripting import prepare
-
     from guestguard.billing.tasks import reconcile_billing
 
-    with prepare(registry=registry) as env:
+    with scripted(registry) as env:
         return reconcile_billing(env["request"])
 
 

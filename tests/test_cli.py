@@ -81,6 +81,21 @@ def test_settings_lists_values_with_secrets_masked(ini):
     assert "huey.in_process_worker = True" in result.stdout
 
 
+def test_app_role_prints_the_role_and_its_grants_for_postgresql_only(ini):
+    postgres = {"GG_DB_URL": "postgresql+psycopg://owner@db.example/guestguard"}
+    result = run("app-role", str(ini), "guestguard_app", env=postgres)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == ("CREATE ROLE guestguard_app LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
+                        "NOBYPASSRLS;")
+    assert "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO guestguard_app;" in lines
+    assert not any(" OWNER " in line or "BYPASSRLS;" in line.replace("NOBYPASSRLS;", "") for line in lines)
+    refused = run("app-role", str(ini), "app; DROP TABLE users", env=postgres)
+    assert refused.returncode == 2 and "role name" in refused.stderr and refused.stdout == ""
+    sqlite = run("app-role", str(ini), "guestguard_app")
+    assert sqlite.returncode == 2 and "PostgreSQL" in sqlite.stderr
+
+
 def test_send_test_queues_a_message(ini, tmp_path):
     assert run("migrate", str(ini)).returncode == 0
     result = run("send-test", str(ini), "--to", "ops@example.com",

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from guestguard.domain import RETRY_BACKOFF, DomainEventDelivery, DomainEventRow, replay
 from guestguard.plugins import hookimpl
 from guestguard.tasks import reap, run_task_now
-from guestguard.testing import drain
+from guestguard.testing import drain, scripted
 
 
 class Listener:
@@ -200,9 +200,7 @@ def queued(make_app, *listeners, **settings):
 
 
 def rows(app):
-    from pyramid.scripting import prepare
-
-    with prepare(registry=app.app.registry) as env:
+    with scripted(app.app.registry) as env:
         request = env["request"]
         with request.tm:
             found = list(request.db.scalars(select(DomainEventRow).order_by(DomainEventRow.occurred_at)))
@@ -211,9 +209,7 @@ def rows(app):
 
 
 def deliveries(app):
-    from pyramid.scripting import prepare
-
-    with prepare(registry=app.app.registry) as env:
+    with scripted(app.app.registry) as env:
         request = env["request"]
         with request.tm:
             return sorted((str(d.event_id), d.listener, d.attempt)

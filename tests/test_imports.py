@@ -25,7 +25,7 @@ from guestguard import timefmt
 from guestguard.events.models import Guest
 from guestguard.imports.models import GuestImport
 from guestguard.plugins import Table, UnreadableFile, hookimpl
-from guestguard.testing import event_host
+from guestguard.testing import event_host, scripted
 
 EVENT = {"name": "Summer gala", "starts_at": "2031-06-21T19:00:00", "timezone": "Europe/London",
          "status": "published"}
@@ -560,14 +560,13 @@ def test_files_are_kept_for_keep_hours_then_previews_go_and_imports_keep_their_c
     import datetime as dt
 
     import time_machine
-    from pyramid.scripting import prepare
 
     from guestguard.imports.services import purge
 
     found = preview(app, host, "p.csv", CORPUS["numbers.csv"])
     done = commit(app, host, "i.csv", CORPUS["excel-utf8.csv"]).json
     with time_machine.travel(dt.datetime.now(dt.UTC) + dt.timedelta(hours=25)), \
-            prepare(registry=app.app.registry) as env:
+            scripted(app.app.registry) as env:
         assert purge(env["request"]) == 1  # the preview never imported; it opens its own transactions
     rows = run_in_request(lambda r: {str(i.id): (i.status, i.content, i.added)
                                      for i in r.db.scalars(select(GuestImport))}, app.app.registry)

@@ -23,10 +23,10 @@ BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get(DATABASE_ENV) else [])
 
 
 @pytest.fixture(params=BACKENDS)
-def migration_url(request, tmp_path, postgres_url):
+def migration_url(request, tmp_path, postgres_owner_url):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/migrations.sqlite"
-    return postgres_url
+    return postgres_owner_url  # migrations run as the tables' owner
 
 
 def test_upgrade_downgrade_upgrade(migration_url):

@@ -12,7 +12,7 @@ from guestguard.notifications.services import RETRY_BACKOFF, queue_notification
 from guestguard.notifications.tasks import dispatch_notification
 from guestguard.plugins import PermanentDeliveryError, TransientDeliveryError, hookimpl
 from guestguard.tasks import claim_job, reap, run_task_now
-from guestguard.testing import drain
+from guestguard.testing import drain, scripted
 
 T0 = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -60,9 +60,7 @@ def queue(registry, run_in_request, **overrides):
 
 
 def load(registry, notification_id):
-    from pyramid.scripting import prepare
-
-    with prepare(registry=registry) as env:
+    with scripted(registry) as env:
         request = env["request"]
         with request.tm:
             row = request.db.get(Notification, notification_id)

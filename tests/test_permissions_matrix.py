@@ -20,6 +20,7 @@ from importlib.metadata import entry_points
 import pytest
 import time_machine
 
+from guestguard import rls
 from guestguard.accounts import sessions
 from guestguard.accounts.models import API, WEB
 from guestguard.testing import TEST_PASSWORD, acting_as, create_user, new_client, signed_in
@@ -470,6 +471,7 @@ def test_each_permission_is_granted_in_the_workspace_to_exactly_the_roles_the_ta
         with prepare(request=request, registry=registry) as env:
             request = env["request"]
             with request.tm:
+                rls.scope_request(request)  # as the web request's tween does
                 workspace = workspaces.find_workspace(request.db, team["ids"]["workspace_id"])
                 resource = WorkspaceResource(request, workspace)
                 assert request.identity is not None, caller

@@ -20,6 +20,7 @@ from pyramid.authorization import Authenticated, Everyone
 from pyramid.request import Request
 from pyramid.scripting import prepare
 
+from guestguard import rls
 from guestguard.accounts import sessions
 from guestguard.accounts.models import API, WEB
 from guestguard.permissions import API_KEY_PRINCIPAL, api_key_principal, member_principal
@@ -289,6 +290,7 @@ def identify(team, **blank):
     with prepare(request=request, registry=team["app"].app.registry) as env:
         request = env["request"]
         with request.tm:
+            rls.scope_request(request)  # as the web request's tween does
             identity = request.identity
             policy = request.registry.queryUtility(__import__("pyramid.interfaces").interfaces.ISecurityPolicy)
             return identity, request.authenticated_userid, policy.effective_principals(request)

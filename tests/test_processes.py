@@ -7,7 +7,7 @@ from sqlalchemy import create_engine, text
 from webtest import TestApp
 
 import guestguard
-from guestguard.testing import COMMAND, command_env, guestguard_command, site_ini, wait_for
+from guestguard.testing import COMMAND, command_env, guestguard_command, scripted, site_ini, wait_for
 
 
 def test_main_with_an_in_process_worker_delivers_and_reports_ready(base_settings, tmp_path):
@@ -20,9 +20,8 @@ def test_main_with_an_in_process_worker_delivers_and_reports_ready(base_settings
     try:
         response = TestApp(app).get("/readyz")
         assert response.json["checks"]["queue"] == "ok"
-        from pyramid.scripting import prepare
 
-        with prepare(registry=registry) as env, env["request"].tm:
+        with scripted(registry) as env, env["request"].tm:
             queue_notification(env["request"].ctx, channel="email", recipient="ada@example.com",
                                template="test_message", context={"base_url": "https://x"})
         console = registry["notifications.providers_by_name"]["console"]

@@ -8,14 +8,13 @@ import uuid
 
 import pytest
 import sqlalchemy
-from pyramid.scripting import prepare
 from sqlalchemy import func, select, update
 
 from guestguard.events.models import Guest
 from guestguard.notifications.models import Notification
 from guestguard.reminders import services
 from guestguard.reminders.models import ScheduledMessage
-from guestguard.testing import add_guest, event_host, inbox, issue, scalar
+from guestguard.testing import add_guest, event_host, inbox, issue, scalar, scripted
 
 EVENT = {"name": "Midsummer Gala", "status": "published", "starts_at": "2030-06-21T19:00:00",
          "timezone": "Europe/London", "venue": "Kew Gardens"}
@@ -36,7 +35,7 @@ def host(app, run_in_request):
 
 
 def dispatch(app, now, batch=None):
-    with prepare(registry=app.app.registry) as env:
+    with scripted(app.app.registry) as env:
         return services.dispatch(env["request"], now=now, batch=batch)
 
 

@@ -25,6 +25,7 @@ AREAS = (
     "guestguard.errors",
     "guestguard.outages",
     "guestguard.db",
+    "guestguard.rls",
     "guestguard.tasks",
     "guestguard.domain",
     "guestguard.notifications",

@@ -18,6 +18,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 from sqlalchemy.types import TypeDecorator
 from zope.sqlalchemy.datamanager import STATUS_ACTIVE, ZopeStatus, join_transaction, mark_changed
 
+from guestguard.rls import scoped
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -327,7 +329,7 @@ def replica_session(request) -> Session:
 def includeme(config) -> None:
     settings = config.get_settings()
     engine = make_engine(settings)
-    session_factory = joined_to_transactions(sessionmaker(bind=engine, expire_on_commit=False))
+    session_factory = scoped(joined_to_transactions(sessionmaker(bind=engine, expire_on_commit=False)))
     config.registry["db.engine"] = engine
     config.registry["db.replica_engine"] = (make_engine({**settings, "db.url": settings["db.replica_url"]})
                                             if settings["db.replica_url"] else None)

@@ -289,7 +289,7 @@ def as_database_url(value: str) -> str:
     return url
 
 
-def as_replica_url(value: str) -> str:
+def as_optional_database_url(value: str) -> str:
     """A database URL, or empty for none."""
     return as_database_url(value) if value.strip() else ""
 
@@ -326,9 +326,13 @@ CORE_SETTINGS: tuple[Setting, ...] = (
             "Where the Jinja2 templates live; empty means the templates/ folder of the source tree."),
     Setting("db.url", as_database_url, REQUIRED,
             "SQLAlchemy database URL: sqlite:///path or postgresql+psycopg://user@host/db."),
-    Setting("db.replica_url", as_replica_url, "",
+    Setting("db.replica_url", as_optional_database_url, "",
             "A read-only replica of db.url that the guest-list exports read (they may lag it by the "
             "replication delay); empty: they read db.url."),
+    Setting("db.migrate_url", as_optional_database_url, "",
+            "URL migrations connect with, as the tables' owner (guestguard migrate); empty: db.url. Set it when "
+            "db.url names the application's role, which owns nothing (PostgreSQL row-level security, "
+            "docs/operations.md)."),
     Setting("db.pool_size", as_int(1, 1000), 5, "Connections kept open per process (PostgreSQL)."),
     Setting("db.max_overflow", as_int(0, 1000), 10, "Extra connections allowed above the pool size."),
     Setting("db.pool_timeout", as_int(1, 600), 30, "Seconds to wait for a free connection."),

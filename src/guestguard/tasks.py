@@ -49,6 +49,7 @@ from pyramid.scripting import prepare
 from sqlalchemy import String, Text, or_, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
+from guestguard import rls
 from guestguard.audit.request_id import current_request_id
 from guestguard.db import utcnow
 
@@ -70,6 +71,9 @@ TICK_KWARG = "_gg_tick"
 # How long the claim of a periodic task's tick is remembered: longer than any
 # copy queued by another worker's scheduler may wait before it runs.
 TICK_CLAIM_SECONDS = 24 * 3600
+# The workspaces (row-level security) of the transaction that queued a task,
+# which it runs in (``rls.from_stored``).
+SCOPE_KWARG = "_gg_scope"
 # What error reporting adds to a task's arguments to carry its trace: a
 # worker reporting no errors drops it.
 TRACE_KWARG = "sentry_headers"
@@ -275,6 +279,7 @@ def _runner(registry, spec: TaskSpec) -> Callable[..., Any]:
         request_id = kwargs.pop(REQUEST_ID_KWARG, None) or f"task-{uuid.uuid4().hex[:12]}"
         kwargs.pop(TRACE_KWARG, None)
         trace_context = kwargs.pop(TRACE_CONTEXT_KWARG, None)
+        scope = rls.from_stored(kwargs.pop(SCOPE_KWARG, None))
         # Present only when this process traces; one that does not drops the context.
         tracing = registry.get("tracing")
         due, tick = kwargs.pop(DUE_KWARG, None), kwargs.pop(TICK_KWARG, None)
@@ -297,6 +302,7 @@ def _runner(registry, spec: TaskSpec) -> Callable[..., Any]:
                   else contextlib.nullcontext()), prepare(registry=registry) as env:
                 request = env["request"]
                 request.request_id = request_id
+                rls.set_scope(request.db, scope)
                 if not spec.in_transaction:
                     result = spec.func(request, *args, **kwargs)
                 else:
@@ -359,6 +365,9 @@ def enqueue(ctx, func: Callable[..., Any], *args: Any,
     tracing = ctx.registry.get("tracing")
     if tracing is not None and (trace_context := tracing.carrier()):
         kwargs[TRACE_CONTEXT_KWARG] = trace_context
+    stored_scope = rls.scope_of(ctx.db).stored()
+    if stored_scope is not None:
+        kwargs[SCOPE_KWARG] = stored_scope
 
     def after_commit(committed: bool) -> None:
         if not committed:
@@ -658,6 +667,7 @@ def release_held_jobs(registry) -> int:
     try:
         with prepare(registry=registry) as env:
             request = env["request"]
+            rls.set_scope(request.db, rls.SYSTEM)
             with request.tm:
                 for model, job_id, claimed_at in held:
                     released += _release(request, durable_kind(registry, model), job_id, claimed_at)

@@ -10,6 +10,7 @@ database fails the run; it is never skipped.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import datetime as dt
 import functools
 import os
@@ -20,7 +21,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,10 @@ from guestguard.plugins import hookimpl
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DATABASE_ENV = "GG_TEST_DATABASE_URL"
 REDIS_ENV = "GG_TEST_REDIS_URL"
+# Set (to anything) with GG_TEST_DATABASE_URL: the applications under test
+# connect as a role that owns nothing and obeys row-level security (made in
+# the test database, named after it); the fixtures keep the owner's URL.
+ROW_SECURITY_ENV = "GG_TEST_ROW_SECURITY"
 
 
 def alembic_config(db_url: str) -> AlembicConfig:
@@ -62,6 +67,8 @@ def empty_tables(db_url: str) -> None:
     engine = create_engine(db_url)
     try:
         with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":  # every workspace's rows
+                connection.execute(text("SELECT set_config('guestguard.scope', 'system', true)"))
             for table in reversed(metadata.sorted_tables):
                 connection.execute(table.delete())
     finally:
@@ -103,8 +110,9 @@ def pytest_collection_modifyitems(config, items) -> None:
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> str | None:
-    """The PostgreSQL URL under test, migrated to head; None when unset."""
+def postgres_owner_url() -> str | None:
+    """The PostgreSQL URL under test, as the tables' owner, migrated to
+    head; None when unset."""
     url = os.environ.get(DATABASE_ENV)
     if not url:
         return None
@@ -117,6 +125,38 @@ def postgres_url() -> str | None:
         engine.dispose()
     migrate(url)
     return url
+
+
+def app_role_url(owner_url: str) -> str:
+    """A URL of the database of ``owner_url`` as its application role
+    (``rls.app_role_statements``), made anew; the role is named after the
+    database, so runs on other databases of the server keep theirs."""
+    from sqlalchemy.engine import make_url
+
+    from guestguard.rls import app_role_statements
+
+    owner = make_url(owner_url)
+    role = f"{owner.database}_app"
+    engine = create_engine(owner_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(f"DROP OWNED BY {role}") if connection.scalar(
+                text("SELECT 1 FROM pg_roles WHERE rolname = :role"), {"role": role}) else text("SELECT 1"))
+            connection.execute(text(f"DROP ROLE IF EXISTS {role}"))
+            for statement in app_role_statements(role):
+                connection.execute(text(statement))
+    finally:
+        engine.dispose()
+    return owner.set(username=role, password=None).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_owner_url) -> str | None:
+    """The PostgreSQL URL the applications under test use: the owner's, or
+    with GG_TEST_ROW_SECURITY set, the application role's."""
+    if postgres_owner_url and os.environ.get(ROW_SECURITY_ENV):
+        return app_role_url(postgres_owner_url)
+    return postgres_owner_url
 
 
 _TEMPLATES: dict[int, Path] = {}
@@ -140,10 +180,11 @@ def sqlite_template() -> Path:
     return path
 
 
-def _database(postgres_url: str | None, template: Path, directory: Path) -> Iterable[str]:
+def _database(postgres_url: str | None, owner_url: str | None, template: Path,
+              directory: Path) -> Iterable[str]:
     if postgres_url:
         yield postgres_url
-        empty_tables(postgres_url)
+        empty_tables(owner_url)
         return
     path = directory / "guestguard.sqlite"
     shutil.copy(template, path)
@@ -151,15 +192,15 @@ def _database(postgres_url: str | None, template: Path, directory: Path) -> Iter
 
 
 @pytest.fixture
-def db_url(postgres_url, sqlite_template, tmp_path) -> Iterable[str]:
-    yield from _database(postgres_url, sqlite_template, tmp_path)
+def db_url(postgres_url, postgres_owner_url, sqlite_template, tmp_path) -> Iterable[str]:
+    yield from _database(postgres_url, postgres_owner_url, sqlite_template, tmp_path)
 
 
 @pytest.fixture(scope="module")
-def module_db_url(postgres_url, sqlite_template, tmp_path_factory) -> Iterable[str]:
+def module_db_url(postgres_url, postgres_owner_url, sqlite_template, tmp_path_factory) -> Iterable[str]:
     """A database the tests of one module share (a world they build once),
     emptied when the module is done."""
-    yield from _database(postgres_url, sqlite_template, tmp_path_factory.mktemp("module"))
+    yield from _database(postgres_url, postgres_owner_url, sqlite_template, tmp_path_factory.mktemp("module"))
 
 
 @pytest.fixture
@@ -334,12 +375,24 @@ def drain(huey, now: dt.datetime | None = None) -> int:
     return ran
 
 
+@contextlib.contextmanager
+def scripted(registry) -> Iterator[dict[str, Any]]:
+    """``pyramid.scripting.prepare``'s environment for ``registry``'s
+    application, its request seeing every workspace (row-level security's
+    system scope), as a periodic task or the command line does."""
+    from pyramid.scripting import prepare
+
+    from guestguard import rls
+
+    with prepare(registry=registry) as env:
+        rls.set_scope(env["request"].db, rls.SYSTEM)
+        yield env
+
+
 def in_request(registry, func: Callable[[Any], Any]) -> Any:
     """``func(request)`` inside a committed transaction of a scripted
     request of ``registry``'s application, as a task or a CLI would call it."""
-    from pyramid.scripting import prepare
-
-    with prepare(registry=registry) as env:
+    with scripted(registry) as env:
         request = env["request"]
         with request.tm:
             return func(request)

@@ -27,7 +27,7 @@ from sqlalchemy import select
 from guestguard.notifications.models import Notification
 from guestguard.notifications.services import queue_notification
 from guestguard.plugins import hookimpl
-from guestguard.testing import REPO_ROOT, command_env, wait_for
+from guestguard.testing import REPO_ROOT, command_env, scripted, wait_for
 
 GUNICORN_CONF = REPO_ROOT / "gunicorn.conf.py"
 
@@ -155,10 +155,8 @@ class FaultLab:
 
     def queue(self, count: int, prefix: str = "guest") -> list[str]:
         """Queue ``count`` emails in one transaction (a fan-out); their recipients."""
-        from pyramid.scripting import prepare
-
         recipients = [f"{prefix}{n:04}@example.com" for n in range(count)]
-        with prepare(registry=self.registry) as env, env["request"].tm:
+        with scripted(self.registry) as env, env["request"].tm:
             for recipient in recipients:
                 queue_notification(env["request"].ctx, channel="email", recipient=recipient,
                                    template="test_message", context={"base_url": "https://gg.example"})
@@ -205,9 +203,7 @@ class FaultLab:
 
     def rows(self) -> dict[str, Notification]:
         """Every notification row, by recipient, as stored now."""
-        from pyramid.scripting import prepare
-
-        with prepare(registry=self.registry) as env, env["request"].tm:
+        with scripted(self.registry) as env, env["request"].tm:
             db = env["request"].db
             rows = list(db.scalars(select(Notification)))
             db.expunge_all()

@@ -1,12 +1,14 @@
 """The activity API: the feed, stream tickets, and the live stream itself."""
 from __future__ import annotations
 
+import functools
 import uuid
 
 from pyramid.httpexceptions import HTTPForbidden
 from pyramid.response import Response
 from pyramid.view import view_config
 
+from guestguard import rls
 from guestguard.activity import feed, stream
 from guestguard.activity.live import Full
 from guestguard.activity.schemas import ActivityPage, ActivityQuery, StreamQuery, StreamTicketOut, TicketInput
@@ -116,8 +118,11 @@ def live_stream(request):
     response = Response(content_type="text/event-stream", charset="utf-8")
     response.cache_control.no_store = True
     response.headers["X-Accel-Buffering"] = "no"  # nginx: pass each message on at once
+    # The stream's own short sessions see the ticket's workspace only.
+    session_factory = functools.partial(request.registry["db.session_factory"], info={
+        rls.SCOPE_KEY: rls.Scope(workspaces=frozenset({ticket.workspace_id}))})
     response.app_iter = stream.EventStream(
-        request.registry["db.session_factory"], event_id, listener, after,
+        session_factory, event_id, listener, after,
         heartbeat=settings["guard.stream.heartbeat_seconds"], lifetime=settings["guard.stream.max_seconds"],
         ticket=ticket, recheck=settings["guard.stream.recheck_seconds"])
     return response

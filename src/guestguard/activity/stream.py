@@ -22,6 +22,7 @@ from collections.abc import Iterator
 
 from sqlalchemy import delete, select, update
 
+from guestguard import rls
 from guestguard.accounts.models import AuthSession, User
 from guestguard.accounts.tokens import hash_token, looks_like_token, new_token
 from guestguard.activity import feed
@@ -65,6 +66,7 @@ def redeem_ticket(db, raw: object, event_id: uuid.UUID) -> StreamTicket | None:
         return None
     now = utcnow()
     token_hash = hash_token(raw)
+    rls.open_credential(db, StreamTicket.token_hash, token_hash)
     burned = db.execute(
         update(StreamTicket)
         .where(StreamTicket.token_hash == token_hash, StreamTicket.event_id == event_id,

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import segno
 from sqlalchemy import select
 
+from guestguard import rls
 from guestguard.accounts.tokens import hash_token
 from guestguard.checkin.models import GuestPass, PassSecret
 from guestguard.db import insert_ignoring_conflict, utcnow
@@ -122,6 +123,8 @@ def find_by_secret(db, secret: str) -> GuestPass | None:
     """The pass whose own secret, or else one of whose further secrets (from
     reminders), this is; each by its unique index."""
     hashed = hash_token(secret)
+    if rls.open_credential(db, GuestPass.secret_hash, hashed) is None:
+        rls.open_credential(db, PassSecret.secret_hash, hashed)
     found = db.scalar(select(GuestPass).where(GuestPass.secret_hash == hashed))
     if found is None:
         found = db.scalar(select(GuestPass).join(PassSecret, PassSecret.pass_id == GuestPass.id)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import bindparam, delete, func, insert, select
 
+from guestguard import rls
 from guestguard.accounts.devices import classify
 from guestguard.accounts.tokens import hash_token, looks_like_token
 from guestguard.context import context_of
@@ -134,7 +135,10 @@ def look_up(db, raw: object) -> TokenUse:
     be used. A link of a deleted event or workspace has ``expired``."""
     if not looks_like_token(raw):
         return TokenUse(UNKNOWN)
-    row = LOOK_UP.first(db, {"token_hash": hash_token(raw)})
+    token_hash = hash_token(raw)
+    # The link's workspace, and only that, opens to this transaction.
+    rls.open_credential(db, _links.c.token_hash, token_hash)
+    row = LOOK_UP.first(db, {"token_hash": token_hash})
     if row is None:
         return TokenUse(UNKNOWN)
     links, guests, events, workspaces = SPANS

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pyramid.renderers import render_to_response
 from pyramid.view import view_config
 
+from guestguard import rls
 from guestguard.notifications import unsubscribe
 from guestguard.workspaces.models import Workspace
 
@@ -25,6 +26,8 @@ def _subscription(request):
     """What the link names, with its workspace; None (counted against the
     caller's invalid_link limit) for a link that names nothing live."""
     subscription = unsubscribe.read_token(request.registry.settings, request.matchdict["token"])
+    if subscription is not None:  # its signature is checked: the workspace it names opens
+        rls.open_workspace(request.db, subscription.workspace_id)
     workspace = request.db.get(Workspace, subscription.workspace_id) if subscription else None
     if workspace is None or workspace.deleted_at is not None:
         request.ctx.limit("invalid_link")

@@ -5,6 +5,7 @@ import time
 import uuid
 from collections.abc import Sequence
 
+from guestguard import rls
 from guestguard.context import context_of
 from guestguard.group_commit import GroupCommit
 from guestguard.notifications import services
@@ -36,9 +37,11 @@ def dispatch_notification(request, notification_id) -> None:
 
 def claim_together(ctx, notification_ids: Sequence[uuid.UUID]) -> list[services.Attempt | None]:
     """Group-commit work: claim and render the notifications in one
-    transaction; each one's attempt, None when it is not ours to send (a
+    transaction (seeing every workspace: the thread leading the group runs
+    in the workspaces of its own task, the others' messages may be of other
+    hosts); each one's attempt, None when it is not ours to send (a
     notification named twice is claimed once: the second gets None)."""
-    with ctx.tm:
+    with rls.as_system(ctx.db), ctx.tm:
         claimed = {attempt.notification_id: attempt
                    for attempt in services.begin_attempts(ctx, list(dict.fromkeys(notification_ids)))}
     return [claimed.pop(notification_id, None) for notification_id in notification_ids]
@@ -53,7 +56,7 @@ def record_together(ctx, results: Sequence[tuple[services.Attempt, tuple]]) -> l
     deadline = time.monotonic() + ctx.settings["jobs.lease_seconds"]
     for pause in (*RECORD_RETRY, None):
         try:
-            with ctx.tm:
+            with rls.as_system(ctx.db), ctx.tm:
                 for notification_id, retry_at in services.record_outcomes(ctx, list(results)):
                     ctx.enqueue(dispatch_notification, notification_id, eta=retry_at)
             return [None] * len(results)

@@ -29,9 +29,14 @@ def _transaction(ini: str) -> Iterator:
     transaction that commits when the block ends (aborts on an exception)."""
     from pyramid.scripting import prepare
 
+    from guestguard import rls
+
     app = _config(ini).make_wsgi_app()
-    with prepare(registry=app.registry) as env, env["request"].tm:
-        yield env["request"].ctx
+    with prepare(registry=app.registry) as env:
+        # The operator's commands work across workspaces (row-level security).
+        rls.set_scope(env["request"].db, rls.SYSTEM)
+        with env["request"].tm:
+            yield env["request"].ctx
 
 
 def alembic_config(ini: str):
@@ -96,6 +101,26 @@ def cmd_settings(args) -> int:
     reader = config.registry["settings.reader"]
     for name, value in reader.public_view(config.registry.settings).items():
         print(f"{name} = {value!r}")
+    return 0
+
+
+def cmd_app_role(args) -> int:
+    """Print the SQL that makes the application's PostgreSQL role, for the
+    operator to run as the tables' owner (``| psql "$OWNER_URL"``)."""
+    from guestguard import read_settings
+    from guestguard.rls import app_role_statements
+
+    settings, _pm, _reader = read_settings(get_appsettings(args.ini, name="main"))
+    if not settings["db.url"].startswith("postgresql"):
+        print("guestguard: app-role: row-level security is PostgreSQL's; db.url is not a PostgreSQL URL",
+              file=sys.stderr)
+        return 2
+    try:
+        statements = app_role_statements(args.role)
+    except ValueError as exc:
+        print(f"guestguard: app-role: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(f"{statement};" for statement in statements))
     return 0
 
 
@@ -350,6 +375,7 @@ def cmd_restore_verify(args) -> int:
     from alembic.script import ScriptDirectory
     from sqlalchemy.exc import SQLAlchemyError
 
+    from guestguard import rls
     from guestguard.ops.restore_verify import READ_ONLY, report, verify
 
     config = _config(args.ini)
@@ -359,6 +385,7 @@ def cmd_restore_verify(args) -> int:
         with engine.connect() as connection:
             if connection.dialect.name == "postgresql":
                 connection.execute(READ_ONLY)
+            rls.apply_to(connection, rls.SYSTEM)  # the checks count every workspace's rows
             checks = verify(connection, config.registry.settings, script_dir)
             connection.rollback()
     except SQLAlchemyError as exc:
@@ -538,6 +565,12 @@ def build_parser() -> argparse.ArgumentParser:
     settings = sub.add_parser("settings", help="list every setting in force (secrets masked)")
     settings.add_argument("ini")
     settings.set_defaults(func=cmd_settings)
+
+    app_role = sub.add_parser("app-role", help="print the SQL (run it as the tables' owner) that makes the "
+                              "application's PostgreSQL role: owns nothing, obeys row-level security")
+    app_role.add_argument("ini")
+    app_role.add_argument("role", help="the role's name (lower-case letters, digits, underscores)")
+    app_role.set_defaults(func=cmd_app_role)
 
     send_test = sub.add_parser("send-test", help="queue a test email or SMS")
     send_test.add_argument("ini")

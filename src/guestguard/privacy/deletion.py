@@ -16,6 +16,7 @@ import uuid
 
 from sqlalchemy import case, delete, func, select, update
 
+from guestguard import rls
 from guestguard.accounts import sessions
 from guestguard.accounts.models import User, UserToken
 from guestguard.accounts.services import passwords
@@ -125,6 +126,7 @@ def cancel_deletion(ctx, raw_token: str) -> User:
                          .values(used_at=now).execution_options(synchronize_session=False)).rowcount
     if won != 1 or user is None or user.deleted_at is None:
         raise DeletionError(404, "not_found", NOT_VALID)
+    rls.open_workspaces_of(ctx.db, user.id)  # the link's holder is the account's owner
     mine = select(Membership.workspace_id).where(Membership.user_id == user.id, Membership.role == OWNER)
     ctx.db.execute(update(Workspace).where(Workspace.id.in_(mine), Workspace.deleted_at == user.deleted_at)
                    .values(deleted_at=None).execution_options(synchronize_session=False))

@@ -12,6 +12,7 @@ import uuid
 
 from sqlalchemy import func, select, update
 
+from guestguard import rls
 from guestguard.accounts.models import User
 from guestguard.accounts.tokens import hash_token, looks_like_token, matches, new_token
 from guestguard.audit.services import record
@@ -42,13 +43,16 @@ def slugify(text: str) -> str:
 def unique_slug(db, name: str) -> str:
     base = slugify(name)
     slug = base
-    while db.scalar(select(Workspace.id).where(Workspace.slug == slug)) is not None:
-        slug = f"{base}-{secrets.token_hex(3)}"
+    # Slugs are unique across every workspace, seen or not.
+    with rls.as_system(db):
+        while db.scalar(select(Workspace.id).where(Workspace.slug == slug)) is not None:
+            slug = f"{base}-{secrets.token_hex(3)}"
     return slug
 
 
 def create_workspace(ctx, user, name: str, *, personal: bool = False) -> Workspace:
-    workspace = Workspace(name=name, slug=unique_slug(ctx.db, name), personal=personal)
+    workspace = Workspace(id=uuid.uuid4(), name=name, slug=unique_slug(ctx.db, name), personal=personal)
+    rls.open_workspace(ctx.db, workspace.id)  # its creator works in it from now on
     ctx.db.add(workspace)
     ctx.db.flush()
     ctx.db.add(Membership(workspace_id=workspace.id, user_id=user.id, role=OWNER))
@@ -277,7 +281,9 @@ INVALID_INVITATION = "This invitation is not valid. It may have expired, been us
 def invitation_for_token(db, raw: str) -> Invitation:
     """The pending invitation behind an emailed token, or WorkspaceError 404."""
     if looks_like_token(raw):
-        invitation = db.scalar(select(Invitation).where(Invitation.token_hash == hash_token(raw)))
+        token_hash = hash_token(raw)
+        rls.open_credential(db, Invitation.token_hash, token_hash)
+        invitation = db.scalar(select(Invitation).where(Invitation.token_hash == token_hash))
         if (invitation is not None and invitation.is_pending(utcnow())
                 and invitation.workspace.deleted_at is None):
             return invitation
@@ -380,6 +386,7 @@ def api_key_for(db, presented: str) -> ApiKey | None:
     lookup_id, _, secret = presented[len(API_KEY_PREFIX):].partition("_")
     if not re.fullmatch(r"[0-9a-f]{16}", lookup_id) or not looks_like_token(secret):
         return None
+    rls.open_credential(db, ApiKey.lookup_id, lookup_id)
     key = db.scalar(select(ApiKey).where(ApiKey.lookup_id == lookup_id))
     if key is None or not matches(secret, key.secret_hash):
         return None
