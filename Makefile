@@ -64,6 +64,10 @@ lint: $(STAMP)
 # the pass it names (docs/testing.md). Each pass writes to
 # var/test-<pass>.log, shown when both are done.
 SQLITE_PASS := env -u GG_TEST_DATABASE_URL -u GG_TEST_REDIS_URL $(BIN)/pytest -q
+# After the PostgreSQL pass, the cross-tenant tests again with the application
+# connecting as a role that obeys row-level security (docs/testing.md).
+RLS_PASS := GG_TEST_ROW_SECURITY=1 $(BIN)/pytest -q --pass=services tests/test_permissions_matrix.py \
+	tests/test_tenant_isolation.py
 test: lint browser-deps pgbouncer-deps
 	@if [ -z "$$GG_TEST_DATABASE_URL$$GG_TEST_REDIS_URL" ]; then \
 		$(SQLITE_PASS); \
@@ -71,7 +75,8 @@ test: lint browser-deps pgbouncer-deps
 		mkdir -p var; \
 		echo "== on SQLite and, at the same time, on PostgreSQL and Redis"; \
 		$(SQLITE_PASS) --pass=sqlite --durations=15 > var/test-sqlite.log 2>&1 & sqlite=$$!; \
-		$(BIN)/pytest -q --pass=services --durations=15 > var/test-services.log 2>&1; services=$$?; \
+		$(BIN)/pytest -q --pass=services --durations=15 > var/test-services.log 2>&1 \
+			&& $(RLS_PASS) >> var/test-services.log 2>&1; services=$$?; \
 		wait $$sqlite; sqlite=$$?; \
 		echo "== SQLite and in-memory backends (exit $$sqlite)"; cat var/test-sqlite.log; \
 		echo "== PostgreSQL and Redis (exit $$services)"; cat var/test-services.log; \
