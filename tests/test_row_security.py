@@ -8,9 +8,10 @@ import uuid
 import psycopg
 import pytest
 from pyramid.scripting import prepare
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import create_engine, func, select, text, update
 
 from guestguard import rls
+from guestguard.db import utcnow
 from guestguard.events.models import Event
 from guestguard.notifications.models import Suppression
 from guestguard.plugins import hookimpl
@@ -281,3 +282,30 @@ def test_a_group_of_deliveries_takes_each_hosts_messages_whoever_leads_it(make_a
         "grace@example.com", "alan@example.com"}
     with create_engine(db_url).connect() as connection:
         assert set(connection.execute(select(Notification.status)).scalars()) == {"succeeded"}
+
+
+def test_the_worker_and_the_operator_tools_on_their_own_connections_see_every_workspace(make_app, app_url,
+                                                                                        db_url):
+    """The lease keeper, the scrape's outbox counts and the export read from
+    a replica each use a connection or session of their own, not a task's
+    or request's: they too must name what they may see, or they see nothing."""
+    from guestguard.notifications.models import Notification
+    from guestguard.ops.metrics import StateCollector
+    from guestguard.tasks import RUNNING, renew_leases
+
+    app = make_app({"db.url": app_url, "huey.immediate": "false", "db.replica_url": app_url})
+    registry = app.app.registry
+    host = event_host(app, lambda func, registry: in_request(registry, func), EVENT)
+    grace = add_guest(app, host)
+    app.post_json(f"{host['url']}/guests/{grace['id']}/send", {}, headers=host["ada"], status=202)
+    owner = create_engine(db_url)
+    with owner.begin() as connection:
+        claimed_at = utcnow()
+        notification_id = connection.execute(
+            update(Notification).values(status=RUNNING, claimed_at=claimed_at).returning(Notification.id)).scalar()
+    owner.dispose()
+    assert renew_leases(registry, Notification, [notification_id], claimed_at) == 1
+    outbox = {family.name: family for family in StateCollector(registry["db.engine"], None)._database()}
+    assert [sample.value for sample in outbox["gg_outbox_messages"].samples] == [1]
+    export = app.get(f"{host['url']}/guests/export?format=csv", headers=host["ada"]).body.decode("utf-8-sig")
+    assert "Grace Hopper" in export

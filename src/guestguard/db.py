@@ -18,7 +18,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 from sqlalchemy.types import TypeDecorator
 from zope.sqlalchemy.datamanager import STATUS_ACTIVE, ZopeStatus, join_transaction, mark_changed
 
-from guestguard.rls import scoped
+from guestguard.rls import SCOPE_KEY, scope_of, scoped
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -318,10 +318,12 @@ def replica_session(request) -> Session:
     """``request.replica_db``: a session on ``db.replica_url`` for reads that
     may lag the primary (exports), closed when the request ends; without a
     replica, ``request.db`` itself. Never for a read that decides a write."""
-    engine = request.registry["db.replica_engine"]
-    if engine is None:
+    replica_sessions = request.registry["db.replica_sessions"]
+    if replica_sessions is None:
         return request.db
-    session = Session(bind=engine)
+    # The request's scope (row-level security) goes with it: the replica
+    # has the primary's policies.
+    session = replica_sessions(info={SCOPE_KEY: scope_of(request.db)})
     request.add_finished_callback(lambda _request: session.close())
     return session
 
@@ -331,8 +333,9 @@ def includeme(config) -> None:
     engine = make_engine(settings)
     session_factory = scoped(joined_to_transactions(sessionmaker(bind=engine, expire_on_commit=False)))
     config.registry["db.engine"] = engine
-    config.registry["db.replica_engine"] = (make_engine({**settings, "db.url": settings["db.replica_url"]})
-                                            if settings["db.replica_url"] else None)
+    replica = make_engine({**settings, "db.url": settings["db.replica_url"]}) if settings["db.replica_url"] else None
+    config.registry["db.replica_engine"] = replica
+    config.registry["db.replica_sessions"] = scoped(sessionmaker(bind=replica)) if replica is not None else None
     config.registry["db.session_factory"] = session_factory
     config.add_request_method(
         lambda request: session_for(session_factory, request.tm, request), "db", reify=True)

@@ -557,6 +557,8 @@ def renew_leases(registry, model: type, job_ids: Sequence[Any], claimed_at: dt.d
     the claims are still held."""
     now = utcnow()
     with registry["db.engine"].begin() as connection:
+        # The lease keeper's own connection, not a task's session: any workspace's job.
+        rls.apply_to(connection, rls.SYSTEM)
         return connection.execute(
             update(model)
             .where(model.id.in_(list(job_ids)), model.status == RUNNING, model.claimed_at == claimed_at)

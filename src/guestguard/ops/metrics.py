@@ -32,6 +32,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from guestguard import rls
 from guestguard.db import utcnow
 
 log = logging.getLogger(__name__)
@@ -164,6 +165,7 @@ class StateCollector:
         lag = GaugeMetricFamily("gg_webhook_inbox_lag_seconds", "Seconds the oldest webhook not yet processed "
                                 "has waited since it arrived; 0 when none waits.")
         with self.engine.connect() as connection:
+            rls.apply_to(connection, rls.SYSTEM)  # counts across every workspace
             for channel, status, count in connection.execute(
                     select(Notification.channel, Notification.status, func.count())
                     .group_by(Notification.channel, Notification.status)):
