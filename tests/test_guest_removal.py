@@ -241,3 +241,28 @@ def test_a_message_still_queued_is_not_sent_to_a_removed_guest_and_is_sent_if_pu
         select(Notification.status, Notification.last_error).where(
             Notification.guest_id == uuid.UUID(grace["id"]))).one(), app.app.registry)
     assert (status, error) == ("failed", "the guest was removed from the list")
+
+
+def test_an_answer_that_reaches_the_guests_row_after_the_removal_is_refused(app, run_in_request, host):
+    """The guest's page read the link before the host removed them; the
+    answer, locking the row after the removal committed, is refused like a
+    dead link, and so is the first open: nothing is written, no 500."""
+    from guestguard.events.invitations import RsvpInput, record_open, submit_rsvp
+    from guestguard.events.services import EventsError
+    from guestguard.guard.access import look_up
+
+    grace = add_guest(app, host)
+    token = issue(app, host, grace)["token"]
+
+    def answer_after_removal(request):
+        found = look_up(request.db, token)
+        request.db.execute(update(Guest.__table__).where(Guest.__table__.c.id == uuid.UUID(grace["id"]))
+                           .values(removed_at=utcnow()))
+        assert record_open(request.ctx, found.link, found.guest) is False
+        with pytest.raises(EventsError) as refused:
+            submit_rsvp(request.ctx, found.link, found.guest, found.event, RsvpInput(response="yes"), token)
+        return refused.value.status
+
+    assert run_in_request(answer_after_removal) == 404
+    assert scalar(app, run_in_request, select(func.count()).select_from(Rsvp)) == 0
+    assert scalar(app, run_in_request, select(func.count()).select_from(Activity)) == 0

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from guestguard import timefmt
@@ -423,7 +423,8 @@ _guests = Guest.__table__
 INVITED = (update(_guests).where(_guests.c.id == bindparam("guest_id"))
            .values(invited_at=bindparam("now"), invitation_id=bindparam("notification_id"),
                    updated_at=bindparam("now")))
-OPENED = (update(_guests).where(_guests.c.id == bindparam("guest_id"), _guests.c.opened_at.is_(None))
+OPENED = (update(_guests).where(_guests.c.id == bindparam("guest_id"), _guests.c.opened_at.is_(None),
+                                _guests.c.removed_at.is_(None))
           .values(opened_at=bindparam("now"), updated_at=bindparam("now")))
 
 
@@ -492,7 +493,9 @@ def latest_answer(guest_id_column, *columns: str) -> list:
 
 KEPT = ("response", "plus_ones", "dietary", "message", "plus_one_names", "answers")
 LOCKED_ANSWER = (
-    select(_guests.c.response, _guests.c.waitlisted_at, _guests.c.responded_at, _guests.c.forgotten_at,
+    select(_guests.c.response, _guests.c.waitlisted_at, _guests.c.responded_at,
+           # Forgotten or removed by the host while the answer waited for the row.
+           func.coalesce(_guests.c.forgotten_at, _guests.c.removed_at).label("gone_at"),
            *latest_answer(_guests.c.id, "created_at", "id", *KEPT))
     .where(_guests.c.id == bindparam("guest_id"))
     .with_for_update(key_share=True, of=_guests)
@@ -558,11 +561,11 @@ def submit_rsvp(ctx, link, guest, event, data: RsvpInput, raw_token: str) -> tup
     if event.capacity is not None:
         seats.lock_places(db, event.id)  # before the guest's row: the order every path keeps
     # One answer at a time per guest: FOR NO KEY UPDATE (see db.lock_row).
-    previous, waitlisted_at, responded_at, forgotten_at, latest_at, latest_id, *latest = db.execute(
+    previous, waitlisted_at, responded_at, gone_at, latest_at, latest_id, *latest = db.execute(
         LOCKED_ANSWER, {"guest_id": guest.id}).one()
-    if forgotten_at is not None:
-        # The host forgot the guest while this answer waited for the row:
-        # the link it came through is gone, and so is the answer.
+    if gone_at is not None:
+        # The host forgot or removed the guest while this answer waited for
+        # the row: the link it came through is gone, and so is the answer.
         raise EventsError(404, "not_found", "This invitation link is not valid.")
     if responded_at != latest_at:
         # PostgreSQL, READ COMMITTED: the lock waited for an answer that
