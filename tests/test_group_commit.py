@@ -89,6 +89,30 @@ def test_one_bad_item_fails_alone_and_the_others_are_done():
     assert all(len(group) == 1 for group in calls[calls.index(failed) + 1:])
 
 
+class Stopped(BaseException):
+    """What stops a thread outright (a signal's exception), not an error of the work."""
+
+
+def test_a_leader_stopped_while_redoing_each_alone_leaves_no_thread_waiting():
+    def work(ctx, items):
+        if len(items) > 1:
+            raise ValueError("the group fails")
+        if items == ["stop"]:
+            raise Stopped()
+        return [item.upper() for item in items]
+
+    commit = GroupCommit("test", work)
+    held_first(commit, THREADS)
+    items = ["first", "stop", *[f"ok{n}" for n in range(THREADS - 2)]]
+    outcomes = together([functools.partial(commit.run, None, item) for item in items], timeout=30)
+    # Every thread came back (together fails on one still waiting): the one
+    # that met the stop went with it, each other item was done or told why not.
+    answered = [outcome for outcome in outcomes if outcome is not None]
+    assert len(answered) >= THREADS - 2
+    assert all(outcome == item.upper() or isinstance(outcome, RuntimeError)
+               for outcome, item in zip(outcomes, items, strict=True) if outcome is not None)
+
+
 def test_the_database_away_fails_the_group_without_trying_each_alone():
     calls = []
 

@@ -91,6 +91,17 @@ class GroupCommit:
 
     def _do(self, ctx, group: list[_Ticket]) -> None:
         try:
+            self._do_group(ctx, group)
+        finally:
+            # Whatever stopped the leading thread (a signal in a retry, a
+            # wrong count of results), no one is left waiting for it.
+            for ticket in group:
+                if not ticket.done:
+                    ticket.error = ticket.error or RuntimeError(f"{self.name}: the thread doing the group stopped")
+                    ticket.done = True
+
+    def _do_group(self, ctx, group: list[_Ticket]) -> None:
+        try:
             results = self._work(ctx, [ticket.item for ticket in group])
         except Exception as exc:
             if len(group) == 1 or is_database_unavailable(exc):
@@ -106,10 +117,6 @@ class GroupCommit:
                     ticket.error = alone
                 ticket.done = True
             return
-        except BaseException as exc:  # the thread is being stopped: the others must not wait for it
-            for ticket in group:
-                ticket.error, ticket.done = exc, True
-            raise
         for ticket, result in zip(group, results, strict=True):
             ticket.result, ticket.done = result, True
 
