@@ -266,3 +266,24 @@ def test_an_answer_that_reaches_the_guests_row_after_the_removal_is_refused(app,
     assert run_in_request(answer_after_removal) == 404
     assert scalar(app, run_in_request, select(func.count()).select_from(Rsvp)) == 0
     assert scalar(app, run_in_request, select(func.count()).select_from(Activity)) == 0
+
+
+def test_a_new_link_for_a_flag_whose_guest_was_removed_meanwhile_is_refused(app, run_in_request, host):
+    from guestguard.events.models import Event
+    from guestguard.events.services import EventsError
+    from guestguard.guard.flags import reissue
+
+    grace = add_guest(app, host)
+
+    def removed_after_the_flag_was_read(request):
+        flag = Flag(workspace_id=uuid.UUID(host["workspace"]), event_id=uuid.UUID(host["event"]["id"]),
+                    guest_id=uuid.UUID(grace["id"]), rule="networks", score=50, evidence="4 networks")
+        request.db.add(flag)
+        request.db.flush()
+        request.db.execute(update(Guest.__table__).where(Guest.__table__.c.id == flag.guest_id)
+                           .values(removed_at=utcnow()))
+        with pytest.raises(EventsError) as refused:
+            reissue(request.ctx, flag, request.db.get(Event, flag.event_id))
+        return refused.value.status, refused.value.code
+
+    assert run_in_request(removed_after_the_flag_was_read) == (404, "not_found")

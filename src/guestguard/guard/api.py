@@ -4,7 +4,6 @@ from __future__ import annotations
 from pyramid.view import view_config
 
 from guestguard.contract import Body, Refused, links_to
-from guestguard.events.models import Guest
 from guestguard.events.schemas import SendInput
 from guestguard.guard import access, flags
 from guestguard.guard.schemas import (
@@ -51,9 +50,8 @@ def reissue_link(context, request):
     """Revoke the guest's link, send a new one, resolve their open flags."""
     data = request.body_input
     flag = context.record
-    guest = request.db.get(Guest, flag.guest_id)
-    channel, resolved = flags.reissue(request.ctx, flag, guest, context.event, data.channel)
-    return Reissued(guest_id=guest.id, channel=channel, resolved=[f.id for f in resolved])
+    channel, _, resolved = flags.reissue(request.ctx, flag, context.event, data.channel)
+    return Reissued(guest_id=flag.guest_id, channel=channel, resolved=[f.id for f in resolved])
 
 
 # --- access ---------------------------------------------------------------------

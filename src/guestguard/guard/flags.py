@@ -321,19 +321,23 @@ def refuse_closed(db, flag: Flag) -> None:
         raise EventsError(409, "flag_not_open", f"This flag was already {flag.status}.")
 
 
-def reissue(ctx, flag: Flag, guest: Guest, event: Event, channel: str | None = None) -> tuple[str, list[Flag]]:
-    """Revoke the guest's link, send them a new one through the outbox, and
-    resolve their open flags. Returns the channel and the flags resolved.
-    Only from an open flag: a second click finds it resolved (409)."""
+def reissue(ctx, flag: Flag, event: Event, channel: str | None = None) -> tuple[str, Guest, list[Flag]]:
+    """Revoke the flagged guest's link, send them a new one through the
+    outbox, and resolve their open flags. Returns the channel, the guest and
+    the flags resolved. Only from an open flag: a second click finds it resolved
+    (409); a guest the host removed meanwhile is not found (404)."""
     invitations.lock_sends(ctx.db, event)  # before the guest's row, as every send takes them
-    lock_guest(ctx.db, guest.id)
+    lock_guest(ctx.db, flag.guest_id)
+    guest = ctx.db.get(Guest, flag.guest_id)  # read once the row is held: hidden if removed
+    if guest is None:
+        raise EventsError(404, "not_found", "This guest is no longer on the list.")
     refuse_closed(ctx.db, flag)
     sent_by = invitations.send_invitation(ctx, guest, event, channel, fresh_link=True).channel
     open_flags = list(ctx.db.scalars(select(Flag).where(Flag.guest_id == guest.id, Flag.status == FLAG_OPEN)))
     _close(ctx, open_flags, FLAG_RESOLVED)
     ctx.db.flush()
     recount(ctx.db, guest.id)
-    return sent_by, open_flags
+    return sent_by, guest, open_flags
 
 
 FLAG_FILTERS = ("status", "rule", "guest_id")

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pyramid.view import view_config
 
 from guestguard.events import invitations
-from guestguard.events.models import Guest
 from guestguard.events.services import EventsError
 from guestguard.guard import flags
 from guestguard.guard.schemas import GuardSettingsInput
@@ -39,9 +38,8 @@ def dismiss(context, request):
              rate_limit="link_issue")
 def reissue(context, request):
     flag = context.record
-    guest = request.db.get(Guest, flag.guest_id)
     try:
-        channel, _ = flags.reissue(request.ctx, flag, guest, context.event)
+        channel, guest, _ = flags.reissue(request.ctx, flag, context.event)
     except EventsError as error:
         flash(request, error.message, "error")
     else:
