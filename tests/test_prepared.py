@@ -94,3 +94,11 @@ def test_the_engines_cursor_events_see_each_run_with_a_context_of_its_own(app, r
         sa_event.remove(engine, "before_cursor_execute", before)
         sa_event.remove(engine, "after_cursor_execute", after)
     assert len(seen) >= 2 and all(seen)
+
+
+def test_a_value_left_out_is_refused_not_written_as_null(run_in_request, app):
+    partial = {key: value for key, value in entry(uuid.uuid4()).items() if key != "device"}
+    with pytest.raises(ValueError, match="a value is required for device"):
+        run_in_request(lambda request: LOG_USE.write(request.db, partial))
+    with pytest.raises(ValueError, match="token_hash"):
+        run_in_request(lambda request: LOOK_UP.first(request.db, {}))

@@ -386,13 +386,19 @@ class Prepared:
                            if (convert := column.type.dialect_impl(dialect).result_processor(dialect, None))
                            is not None]
             order = tuple(compiled.positiontup) if dialect.positional else None
-            form = (compiled.string, dict(compiled.params), converters, order, results)
+            # As SQLAlchemy does, a parameter with no value of its own must be
+            # given (an INSERT of the whole table: every column, or a column
+            # added later would silently be NULL instead of its default).
+            required = frozenset(name for name, bind in names.items() if bind.value is None and bind.callable is None)
+            form = (compiled.string, dict(compiled.params), converters, order, results, required)
             self._forms[dialect.name] = form
         return form
 
     def _run(self, db: Session, params: dict[str, Any]):
         connection = db.connection()
-        sql, defaults, converters, order, results = self._form(connection.dialect)
+        sql, defaults, converters, order, results, required = self._form(connection.dialect)
+        if not required.issubset(params):
+            raise ValueError(f"a value is required for {', '.join(sorted(required.difference(params)))}")
         values = {**defaults, **params}
         for name, convert in converters.items():
             values[name] = convert(values[name])
