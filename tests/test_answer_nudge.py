@@ -13,7 +13,7 @@ from guestguard.events.models import Guest
 from guestguard.notifications.models import Notification
 from guestguard.reminders import services
 from guestguard.reminders.models import ScheduledMessage
-from guestguard.testing import add_guest, event_host, inbox, issue, scalar, scripted
+from guestguard.testing import add_guest, dispatch_reminders, event_host, inbox, issue, scalar
 
 EVENT = {"name": "Midsummer Gala", "status": "published", "starts_at": "2030-06-21T19:00:00",
          "timezone": "Europe/London", "venue": "Kew Gardens", "rsvp_deadline": "2030-06-14T23:59:00",
@@ -31,11 +31,6 @@ def app(make_app, listener):
 @pytest.fixture
 def host(app, run_in_request):
     return event_host(app, run_in_request, EVENT)
-
-
-def dispatch(app, now, batch=None):
-    with scripted(app.app.registry) as env:
-        return services.dispatch(env["request"], now=now, batch=batch)
 
 
 def invited(app, host, name="Pat Pending", email="pat@example.com"):
@@ -63,12 +58,12 @@ def test_invited_guests_who_have_not_answered_are_nudged_once(app, host, run_in_
     answered = invited(app, host, "Ada Byron", "ada.byron@example.com")
     app.post_json(f"/api/v1/rsvp/{issue(app, host, answered)['token']}", {"response": "no"})
     add_guest(app, host, name="Never Invited", email="never@example.com")
-    assert dispatch(app, NUDGE_TIME - dt.timedelta(minutes=1)).planned == 0, "not before its time"
-    done = dispatch(app, NUDGE_TIME)
+    assert dispatch_reminders(app, NUDGE_TIME - dt.timedelta(minutes=1)).planned == 0, "not before its time"
+    done = dispatch_reminders(app, NUDGE_TIME)
     assert (done.planned, done.sent) == (1, 1), "only the invited guest who has not answered"
-    assert dispatch(app, NUDGE_TIME + dt.timedelta(minutes=5)).sent == 0, "a second run sends nothing again"
+    assert dispatch_reminders(app, NUDGE_TIME + dt.timedelta(minutes=5)).sent == 0, "a second run sends nothing again"
     app.patch_json(host["url"], {"answer_nudge": "1d"}, headers=host["ada"])
-    assert dispatch(app, DEADLINE - dt.timedelta(days=1)).sent == 0, "a changed offset does not nudge again"
+    assert dispatch_reminders(app, DEADLINE - dt.timedelta(days=1)).sent == 0, "a changed offset does not nudge again"
     [message] = [m for m in inbox(app, "pat@example.com") if "Please answer" in m.subject]
     assert "Will you come to Midsummer Gala?" in message.subject
     assert "Friday 14 June 2030, 23:59 BST" in message.text and "open the invitation" in message.text
@@ -86,7 +81,7 @@ def test_two_workers_planning_and_sending_at_once_nudge_each_guest_once(app, hos
 
     def worker():
         barrier.wait()
-        results.append(dispatch(app, NUDGE_TIME, batch=3))
+        results.append(dispatch_reminders(app, NUDGE_TIME, batch=3))
 
     threads = [threading.Thread(target=worker) for _ in range(2)]
     for thread in threads:
@@ -103,7 +98,7 @@ def test_eligibility_is_checked_again_when_the_nudge_goes(app, host, run_in_requ
     unsubscribed = invited(app, host, "Uma Unsubscribed", "uma@example.com")
     bounced = invited(app, host, "Bob Bounced", "bob@example.com")
     invited(app, host)
-    assert dispatch(app, NUDGE_TIME - dt.timedelta(minutes=1)).planned == 0
+    assert dispatch_reminders(app, NUDGE_TIME - dt.timedelta(minutes=1)).planned == 0
     run_in_request(lambda r: services.plan(r.ctx, NUDGE_TIME), app.app.registry)
 
     def change(request):
@@ -115,7 +110,7 @@ def test_eligibility_is_checked_again_when_the_nudge_goes(app, host, run_in_requ
         suppression.suppress(request.ctx, "email", "bob@example.com", suppression.HARD_BOUNCE, source="test")
 
     run_in_request(change, app.app.registry)
-    done = dispatch(app, NUDGE_TIME + dt.timedelta(minutes=1))
+    done = dispatch_reminders(app, NUDGE_TIME + dt.timedelta(minutes=1))
     assert (done.sent, done.skipped) == (1, 3)
     outcomes = sorted((state, reason.split(":")[0]) for _, state, reason in rows(app, run_in_request))
     assert outcomes == [("sent", ""), ("skipped", "the address is on the suppression list"),
@@ -127,13 +122,13 @@ def test_a_cancelled_event_or_a_removed_nudge_sends_none(app, host, run_in_reque
     invited(app, host)
     run_in_request(lambda r: services.plan(r.ctx, NUDGE_TIME), app.app.registry)
     app.patch_json(host["url"], {"answer_nudge": None}, headers=host["ada"])
-    assert dispatch(app, NUDGE_TIME + dt.timedelta(minutes=1)).skipped == 1
+    assert dispatch_reminders(app, NUDGE_TIME + dt.timedelta(minutes=1)).skipped == 1
     assert rows(app, run_in_request) == [("nudge", "skipped", "the host no longer sends this nudge")]
     app.patch_json(host["url"], {"answer_nudge": "1d"}, headers=host["ada"])
     second = invited(app, host, "Sal Second", "sal@example.com")
     run_in_request(lambda r: services.plan(r.ctx, DEADLINE - dt.timedelta(days=1)), app.app.registry)
     app.patch_json(host["url"], {"status": "cancelled"}, headers=host["ada"])
-    assert dispatch(app, DEADLINE - dt.timedelta(days=1) + dt.timedelta(minutes=1)).sent == 0
+    assert dispatch_reminders(app, DEADLINE - dt.timedelta(days=1) + dt.timedelta(minutes=1)).sent == 0
     assert nudges(app, run_in_request, second["id"]) == 0
 
 
@@ -141,18 +136,19 @@ def test_a_moved_deadline_moves_the_nudge(app, host, run_in_request):
     invited(app, host)
     run_in_request(lambda r: services.plan(r.ctx, NUDGE_TIME), app.app.registry)
     app.patch_json(host["url"], {"rsvp_deadline": "2030-06-18T23:59:00"}, headers=host["ada"])
-    done = dispatch(app, NUDGE_TIME + dt.timedelta(minutes=1))
+    done = dispatch_reminders(app, NUDGE_TIME + dt.timedelta(minutes=1))
     assert (done.sent, done.rescheduled) == (0, 1)
-    assert dispatch(app, NUDGE_TIME + dt.timedelta(days=4)).sent == 1
+    assert dispatch_reminders(app, NUDGE_TIME + dt.timedelta(days=4)).sent == 1
     assert nudges(app, run_in_request) == 1
 
 
 def test_a_nudge_found_too_late_is_missed(app, host, run_in_request):
     invited(app, host)
     run_in_request(lambda r: services.plan(r.ctx, NUDGE_TIME), app.app.registry)
-    done = dispatch(app, NUDGE_TIME + dt.timedelta(minutes=361))
+    done = dispatch_reminders(app, NUDGE_TIME + dt.timedelta(minutes=361))
     assert (done.sent, done.missed) == (0, 1)
-    assert dispatch(app, NUDGE_TIME + dt.timedelta(minutes=361)).planned == 0, "nothing planned past the window"
+    late = NUDGE_TIME + dt.timedelta(minutes=361)
+    assert dispatch_reminders(app, late).planned == 0, "nothing planned past the window"
     assert nudges(app, run_in_request) == 0
 
 
@@ -213,7 +209,7 @@ def test_a_reminder_carries_a_qr_that_opens_the_door_while_the_link_works(app, r
     guest = add_guest(app, host, name="Grace Hopper", email="grace@example.com")
     token = issue(app, host, guest)["token"]
     app.post_json(f"/api/v1/rsvp/{token}", {"response": "yes"})
-    assert dispatch(app, WEEK_BEFORE).sent == 1
+    assert dispatch_reminders(app, WEEK_BEFORE).sent == 1
     [reminder] = [m for m in inbox(app, "grace@example.com") if "coming up" in m.text]
     secret = qr_content(reminder.html)
     assert token not in secret and len(secret) == 26, "a random secret of 128 bits, never the invitation token"
@@ -235,7 +231,7 @@ def test_a_reminders_qr_is_refused_at_another_events_door(app, run_in_request):
     host = event_host(app, run_in_request, {**EVENT, "answer_nudge": None})
     guest = add_guest(app, host)
     app.post_json(f"/api/v1/rsvp/{issue(app, host, guest)['token']}", {"response": "yes"})
-    dispatch(app, WEEK_BEFORE)
+    dispatch_reminders(app, WEEK_BEFORE)
     [reminder] = [m for m in inbox(app, "grace@example.com") if "coming up" in m.text]
     secret = qr_content(reminder.html)
     other = app.post_json("/api/v1/events", {"workspace_id": host["workspace"], **EVENT, "name": "Other"},
@@ -279,11 +275,12 @@ def test_the_operator_sets_the_late_window_and_the_batch(make_app, run_in_reques
     engine = app.app.registry["db.engine"]
     sqlalchemy.event.listen(engine, "before_cursor_execute", count)
     try:
-        done = dispatch(app, WEEK_BEFORE + dt.timedelta(minutes=29))
+        done = dispatch_reminders(app, WEEK_BEFORE + dt.timedelta(minutes=29))
     finally:
         sqlalchemy.event.remove(engine, "before_cursor_execute", count)
     assert done.sent == 5 and len(batches) == 3, "batches of two: 2, 2 and 1"
-    assert dispatch(app, dt.datetime(2030, 6, 20, 18, 31, tzinfo=dt.UTC)).planned == 0, "31 minutes late: none"
+    late = dt.datetime(2030, 6, 20, 18, 31, tzinfo=dt.UTC)
+    assert dispatch_reminders(app, late).planned == 0, "31 minutes late: none"
 
 
 def test_without_an_rsvp_deadline_no_nudge_goes_and_the_page_says_so(app, run_in_request):
@@ -292,7 +289,7 @@ def test_without_an_rsvp_deadline_no_nudge_goes_and_the_page_says_so(app, run_in
     host = event_host(app, run_in_request, {key: value for key, value in EVENT.items() if key != "rsvp_deadline"})
     assert host["event"]["answer_nudge"] == "2d" and host["event"]["rsvp_deadline"] is None
     invited(app, host)
-    assert dispatch(app, dt.datetime(2030, 6, 19, 18, 0, tzinfo=dt.UTC)).planned == 0
+    assert dispatch_reminders(app, dt.datetime(2030, 6, 19, 18, 0, tzinfo=dt.UTC)).planned == 0
     assert app.get(f"{host['url']}/reminders", headers=host["ada"]).json["reminders"][-1] == {
         "rule": "nudge", "words": "please answer, 2 days before the RSVP deadline", "due_at": None,
         "counts": {"scheduled": 0, "sent": 0, "skipped": 0, "missed": 0}}
@@ -308,7 +305,7 @@ def test_a_guest_with_only_a_phone_is_nudged_by_text(make_app, run_in_request):
     host = event_host(app, run_in_request, EVENT)
     guest = add_guest(app, host, name="Tom Text", email=None, phone="+44 20 7946 0958")
     app.post_json(f"{host['url']}/guests/{guest['id']}/send", {}, headers=host["ada"], status=202)
-    assert dispatch(app, NUDGE_TIME).sent == 1
+    assert dispatch_reminders(app, NUDGE_TIME).sent == 1
     [text] = run_in_request(lambda r: r.db.execute(select(Notification.channel).where(
         Notification.template == "answer_nudge")).all(), app.app.registry)
     assert text.channel == "sms"
@@ -320,7 +317,7 @@ def test_a_guest_with_only_a_phone_is_nudged_by_text(make_app, run_in_request):
 def test_a_deadline_long_before_the_start_is_nudged_for(app, run_in_request):
     host = event_host(app, run_in_request, {**EVENT, "starts_at": "2030-12-21T19:00:00"})  # six months after
     guest = invited(app, host)
-    assert dispatch(app, NUDGE_TIME).sent == 1
+    assert dispatch_reminders(app, NUDGE_TIME).sent == 1
     assert nudges(app, run_in_request, guest["id"]) == 1
 
 
@@ -332,7 +329,7 @@ def test_a_text_past_the_plan_is_skipped_saying_why_and_the_batch_goes_on(make_a
     run_in_request(lambda r: r.db.execute(update(Guest).where(Guest.id == uuid.UUID(texted["id"]))
                                           .values(invited_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC))),
                    app.app.registry)
-    done = dispatch(app, NUDGE_TIME)
+    done = dispatch_reminders(app, NUDGE_TIME)
     assert (done.sent, done.skipped) == (1, 1)
     assert [nudges(app, run_in_request, guest["id"]) for guest in (texted, emailed)] == [0, 1]
     [skipped] = [reason for _, state, reason in rows(app, run_in_request) if state == "skipped"]

@@ -14,7 +14,7 @@ from guestguard.events.models import Guest
 from guestguard.notifications.models import Notification
 from guestguard.reminders import services
 from guestguard.reminders.models import ScheduledMessage
-from guestguard.testing import add_guest, event_host, inbox, issue, scalar, scripted
+from guestguard.testing import add_guest, dispatch_reminders, event_host, inbox, issue, scalar
 
 EVENT = {"name": "Midsummer Gala", "status": "published", "starts_at": "2030-06-21T19:00:00",
          "timezone": "Europe/London", "venue": "Kew Gardens"}
@@ -32,11 +32,6 @@ def app(make_app, listener):
 @pytest.fixture
 def host(app, run_in_request):
     return event_host(app, run_in_request, EVENT)
-
-
-def dispatch(app, now, batch=None):
-    with scripted(app.app.registry) as env:
-        return services.dispatch(env["request"], now=now, batch=batch)
 
 
 def plan(app, run_in_request, now):
@@ -68,16 +63,16 @@ def test_yes_and_maybe_guests_get_each_reminder_once(app, host, run_in_request, 
     answered(app, host, "no", "Nora No", "nora@example.com")
     add_guest(app, host, name="Pat Pending", email="pat@example.com")
     assert host["event"]["reminders"] == ["7d", "1d"], "the default"
-    assert dispatch(app, WEEK_BEFORE - dt.timedelta(minutes=1)).sent == 0, "not before its time"
-    done = dispatch(app, WEEK_BEFORE)
+    assert dispatch_reminders(app, WEEK_BEFORE - dt.timedelta(minutes=1)).sent == 0, "not before its time"
+    done = dispatch_reminders(app, WEEK_BEFORE)
     assert (done.planned, done.sent) == (2, 2)
-    assert dispatch(app, WEEK_BEFORE + dt.timedelta(minutes=1)).sent == 0, "a second run sends nothing again"
+    assert dispatch_reminders(app, WEEK_BEFORE + dt.timedelta(minutes=1)).sent == 0, "a second run sends nothing again"
     [message] = [m for m in inbox(app, "grace@example.com") if "coming up" in m.text]
     assert message.subject.startswith("Midsummer Gala is ")
     assert "Your pass for the door" in message.text, "the yes guest's short code rides along"
     [maybe_message] = [m for m in inbox(app, "ada.byron@example.com") if "coming up" in m.text]
     assert maybe_message.subject.startswith("Will you come?") and "pass" not in maybe_message.text
-    dispatch(app, DAY_BEFORE + dt.timedelta(minutes=3))
+    dispatch_reminders(app, DAY_BEFORE + dt.timedelta(minutes=3))
     assert reminders_sent(app, run_in_request, yes["id"]) == 2 and reminders_sent(app, run_in_request, maybe["id"]) == 2
     assert states(app, run_in_request) == [("1d", "sent")] * 2 + [("7d", "sent")] * 2
     assert len(listener.named("reminder.sent")) == 4
@@ -90,8 +85,8 @@ def test_days_before_keep_the_wall_clock_time_across_a_clock_change(app, run_in_
     week_before = dt.datetime(2030, 3, 26, 19, 0, tzinfo=dt.UTC)  # 19:00 GMT: not 168 hours before
     assert services.due_at(starts, "Europe/London", "7d") == week_before
     assert services.due_at(starts, "Europe/London", "168h") == week_before - dt.timedelta(hours=1)
-    assert dispatch(app, week_before - dt.timedelta(minutes=30)).sent == 0
-    assert dispatch(app, week_before).sent == 1
+    assert dispatch_reminders(app, week_before - dt.timedelta(minutes=30)).sent == 0
+    assert dispatch_reminders(app, week_before).sent == 1
 
 
 def test_guests_added_or_answering_after_a_reminder_was_due_are_not_reminded_for_it(app, host, run_in_request):
@@ -100,9 +95,9 @@ def test_guests_added_or_answering_after_a_reminder_was_due_are_not_reminded_for
     after = WEEK_BEFORE + dt.timedelta(minutes=10)
     run_in_request(lambda r: r.db.execute(update(Guest).where(Guest.id == uuid.UUID(late["id"]))
                                           .values(created_at=after, responded_at=after)), app.app.registry)
-    assert dispatch(app, WEEK_BEFORE + dt.timedelta(minutes=20)).sent == 1
+    assert dispatch_reminders(app, WEEK_BEFORE + dt.timedelta(minutes=20)).sent == 1
     assert reminders_sent(app, run_in_request, late["id"]) == 0
-    dispatch(app, DAY_BEFORE)
+    dispatch_reminders(app, DAY_BEFORE)
     assert reminders_sent(app, run_in_request, late["id"]) == 1, "the next reminder finds them"
 
 
@@ -110,20 +105,20 @@ def test_a_time_change_moves_planned_reminders(app, host, run_in_request):
     answered(app, host, "yes")
     assert plan(app, run_in_request, WEEK_BEFORE) == 1
     app.patch_json(host["url"], {"starts_at": "2030-06-28T19:00:00"}, headers=host["ada"])
-    done = dispatch(app, WEEK_BEFORE + dt.timedelta(minutes=1))
+    done = dispatch_reminders(app, WEEK_BEFORE + dt.timedelta(minutes=1))
     assert (done.sent, done.rescheduled) == (0, 1)
-    assert dispatch(app, WEEK_BEFORE + dt.timedelta(days=7)).sent == 1
+    assert dispatch_reminders(app, WEEK_BEFORE + dt.timedelta(days=7)).sent == 1
     assert reminders_sent(app, run_in_request) == 1
 
 
 def test_a_reminder_found_too_late_is_missed_not_sent(app, host, run_in_request):
     answered(app, host, "yes")
     assert plan(app, run_in_request, WEEK_BEFORE) == 1
-    done = dispatch(app, WEEK_BEFORE + LATE + dt.timedelta(minutes=1))
+    done = dispatch_reminders(app, WEEK_BEFORE + LATE + dt.timedelta(minutes=1))
     assert (done.sent, done.missed) == (0, 1)
     assert states(app, run_in_request) == [("7d", "missed")]
     # A worker down for the whole window plans nothing for it at all.
-    assert dispatch(app, DAY_BEFORE + LATE + dt.timedelta(minutes=1)).planned == 0
+    assert dispatch_reminders(app, DAY_BEFORE + LATE + dt.timedelta(minutes=1)).planned == 0
     assert reminders_sent(app, run_in_request) == 0
 
 
@@ -133,14 +128,14 @@ def test_eligibility_is_checked_again_when_sending(app, host, run_in_request):
     plan(app, run_in_request, WEEK_BEFORE)
     run_in_request(lambda r: r.db.execute(update(Guest).where(Guest.id == uuid.UUID(guest["id"]))
                                           .values(response="no")), app.app.registry)
-    done = dispatch(app, WEEK_BEFORE)
+    done = dispatch_reminders(app, WEEK_BEFORE)
     assert (done.sent, done.skipped) == (1, 1)
     reasons = run_in_request(lambda r: r.db.scalars(select(ScheduledMessage.reason).where(
         ScheduledMessage.state == "skipped")).all(), app.app.registry)
     assert reasons == ["the guest's answer is no longer yes or maybe"]
     plan(app, run_in_request, DAY_BEFORE)
     app.patch_json(host["url"], {"status": "cancelled"}, headers=host["ada"])
-    assert dispatch(app, DAY_BEFORE).sent == 0
+    assert dispatch_reminders(app, DAY_BEFORE).sent == 0
 
 
 def test_a_crash_mid_batch_is_resumed_without_duplicates(app, host, run_in_request):
@@ -160,11 +155,11 @@ def test_a_crash_mid_batch_is_resumed_without_duplicates(app, host, run_in_reque
     sqlalchemy.event.listen(engine, "before_cursor_execute", connection_lost)
     try:
         with pytest.raises(sqlalchemy.exc.OperationalError):
-            dispatch(app, WEEK_BEFORE, batch=2)
+            dispatch_reminders(app, WEEK_BEFORE, batch=2)
     finally:
         sqlalchemy.event.remove(engine, "before_cursor_execute", connection_lost)
     assert reminders_sent(app, run_in_request) == 2, "the first batch committed; the second rolled back whole"
-    assert dispatch(app, WEEK_BEFORE + dt.timedelta(minutes=1), batch=2).sent == 3
+    assert dispatch_reminders(app, WEEK_BEFORE + dt.timedelta(minutes=1), batch=2).sent == 3
     assert [reminders_sent(app, run_in_request, guest["id"]) for guest in guests] == [1] * 5
 
 
@@ -176,7 +171,7 @@ def test_two_workers_at_once_send_each_reminder_once(app, host, run_in_request):
 
     def worker():
         barrier.wait()
-        results.append(dispatch(app, WEEK_BEFORE, batch=5))
+        results.append(dispatch_reminders(app, WEEK_BEFORE, batch=5))
 
     threads = [threading.Thread(target=worker) for _ in range(2)]
     for thread in threads:
@@ -202,7 +197,7 @@ def test_reminders_are_stored_earliest_first_and_none_sends_none(app, host, run_
     assert event["reminders"] == ["7d", "3h"]
     answered(app, host, "yes")
     app.patch_json(host["url"], {"reminders": []}, headers=host["ada"])
-    assert dispatch(app, WEEK_BEFORE).planned == 0
+    assert dispatch_reminders(app, WEEK_BEFORE).planned == 0
 
 
 def test_an_event_cannot_be_moved_into_the_past(app, host):
@@ -215,7 +210,7 @@ def test_the_event_page_lists_reminders_previews_and_sends_a_test(app, host, run
     from guestguard.testing import csrf, signed_in
 
     answered(app, host, "yes")
-    dispatch(app, WEEK_BEFORE)
+    dispatch_reminders(app, WEEK_BEFORE)
     ada = signed_in(app, run_in_request, "ada@example.com")
     page = ada.get(f"/events/{host['event']['id']}")
     section = page.html.find(id="reminders")

@@ -537,6 +537,15 @@ def scalar(app, run_in_request, query):
     return run_in_request(lambda request: request.db.scalar(query), app.app.registry)
 
 
+def dispatch_reminders(app, now: dt.datetime, batch: int | None = None):
+    """One run of the reminders' periodic task as of ``now``, as a worker
+    runs it (outside a transaction: it opens its own); what it returns."""
+    from guestguard.reminders import services
+
+    with scripted(app.app.registry) as env:
+        return services.dispatch(env["request"], now=now, batch=batch)
+
+
 def event_host(app, run_in_request, event: dict) -> dict:
     """The team of ``create_team`` with one event made through the API from
     ``event``: the workspace id, Ada's, Sam's and Eve's Authorization headers,
