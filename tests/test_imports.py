@@ -12,6 +12,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import re
 import threading
 import uuid
 import zipfile
@@ -206,6 +207,9 @@ def test_a_second_import_of_the_same_file_is_refused_and_adds_nobody(app, host):
     again = commit(app, host, "a-copy.csv", data, status=409).json["error"]
     assert again["code"] == "already_imported" and again["import_id"] == first["import_id"]
     assert "a.csv was already imported" in again["message"]
+    # When, in the event's time zone and clock (London: 24-hour, GMT or BST).
+    assert re.search(r"into this event \(\w{3} \d{1,2} \w{3} \d{4}, \d{2}:\d{2} (GMT|BST): 3 added",
+                     again["message"]), again["message"]
     assert len(guests(app, host)) == 3
 
 

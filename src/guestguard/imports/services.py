@@ -292,8 +292,8 @@ def find_import(db, event_id: uuid.UUID, import_id: uuid.UUID) -> GuestImport | 
 class ImportedAlready(ImportError_):
     """A repeat: the preview, or this very file, was imported already."""
 
-    def __init__(self, imp: GuestImport):
-        when = imp.imported_at.strftime("%d %b %Y %H:%M UTC") if imp.imported_at else "earlier"
+    def __init__(self, imp: GuestImport, timezone: str):
+        when = timefmt.when(imp.imported_at, timezone) if imp.imported_at else "earlier"
         super().__init__(409, "already_imported",
                          f"{imp.file_name} was already imported into this event ({when}: {imp.added} added, "
                          f"{imp.updated} updated, {imp.skipped} skipped); nothing was imported again. Undo "
@@ -313,7 +313,7 @@ def commit(ctx, event: Event, *, import_id: uuid.UUID | None = None, upload: Upl
         lock_row(ctx.db, GuestImport, imp.id)
         ctx.db.refresh(imp)
         if imp.status != PREVIEWED:
-            raise ImportedAlready(imp)
+            raise ImportedAlready(imp, event.timezone)
         if imp.content is None:
             raise refuse(422, "preview_expired", "This preview has expired; upload the file again.")
         upload = Upload(imp.file_name, imp.content)
@@ -329,7 +329,7 @@ def commit(ctx, event: Event, *, import_id: uuid.UUID | None = None, upload: Upl
     sha = hashlib.sha256(upload.data).hexdigest()
     earlier = earlier_import(ctx.db, event, sha)
     if earlier is not None:
-        raise ImportedAlready(earlier)
+        raise ImportedAlready(earlier, event.timezone)
     if not checked.to_add and not checked.to_update and checked.count(ERROR):
         raise refuse(422, "nothing_to_import", f"No row of {upload.name} can be imported: "
                      f"{checked.count(ERROR)} rows have errors. Nothing was imported.",
