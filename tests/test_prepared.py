@@ -80,6 +80,7 @@ def test_the_engines_cursor_events_see_each_run_with_a_context_of_its_own(app, r
     engine, seen = app.app.registry["db.engine"], []
 
     def before(conn, cursor, statement, parameters, context, executemany):
+        assert context.dialect.paramstyle, "as error reporting's SQL breadcrumbs read it"
         context.started = statement
 
     def after(conn, cursor, statement, parameters, context, executemany):

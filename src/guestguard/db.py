@@ -344,7 +344,12 @@ def includeme(config) -> None:
 
 class _Execution:
     """What a prepared run hands the engine's cursor events as its execution
-    context: a place for a listener's own attributes between the two events."""
+    context: the dialect (error reporting's SQL breadcrumbs read its
+    paramstyle), and a place for a listener's own attributes between the
+    two events (a trace's SQL span)."""
+
+    def __init__(self, dialect) -> None:
+        self.dialect = dialect
 
 
 class Prepared:
@@ -406,7 +411,7 @@ class Prepared:
         cursor = connection.connection.dbapi_connection.cursor()
         # Listeners (statement counts, the trace's SQL spans) keep what they
         # need between the two events on the execution context: each run has one.
-        context = _Execution() if connection.dispatch.before_cursor_execute else None
+        context = _Execution(connection.dialect) if connection.dispatch.before_cursor_execute else None
         if context is not None:
             connection.dispatch.before_cursor_execute(connection, cursor, sql, driver_params, context, False)
         try:
