@@ -1,9 +1,11 @@
 """What a web worker does not load: Alembic (with Mako and Pygments) is for
 migrations, not for serving; readiness finds the code's head revisions
-without it. Libraries of rare requests wait for their first use, and each
-worker caps glibc's malloc arenas."""
+without it. Libraries of rare requests, and the providers' SDKs (Stripe,
+boto3 for SES, Twilio), wait for their first use, and each worker caps
+glibc's malloc arenas."""
 from __future__ import annotations
 
+import ast
 import runpy
 import subprocess
 import sys
@@ -11,6 +13,7 @@ import textwrap
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 from alembic.script import ScriptDirectory
 
 from guestguard.db import default_migrations_dir
@@ -36,20 +39,56 @@ def test_a_merge_and_a_branch_are_read_as_alembic_reads_them(tmp_path):
 
 
 # Migration tooling (readiness reads the revisions from the scripts' text),
-# and what only a rare request needs: the calendar file, the XLSX export.
-IMPORTED_ONLY_WHEN_USED = ("alembic", "mako", "pygments", "icalendar", "openpyxl")
+# what only a rare request needs (the calendar file, the XLSX export), and
+# the providers' SDKs: the task worker sends, and Stripe is called only by
+# the billing pages.
+IMPORTED_ONLY_WHEN_USED = ("alembic", "mako", "pygments", "icalendar", "openpyxl",
+                           "stripe", "boto3", "botocore", "twilio", "requests")
+# Each provider chosen, so its plugin checks its settings at startup.
+PROVIDERS_CHOSEN = {
+    "billing.backend": "stripe", "stripe.secret_key": "sk_test_memory",
+    "notifications.email.provider": "ses",
+    "notifications.sms.provider": "twilio", "twilio.account_sid": "AC" + "0" * 32,
+    "twilio.auth_token": "token", "twilio.from_number": "+14155550100",
+    "twilio.public_base_url": "https://guestguard.example",
+}
+
+
+def modules_after_building(settings: dict) -> tuple[list[str], list[str]]:
+    """In a fresh process: which of IMPORTED_ONLY_WHEN_USED building the web
+    app imported, and the paths of its routes."""
+    code = textwrap.dedent(f"""
+        import sys
+        from pyramid.interfaces import IRoutesMapper
+        from guestguard import make_config
+        app = make_config({settings!r}).make_wsgi_app()
+        print(sorted(name for name in {IMPORTED_ONLY_WHEN_USED!r} if name in sys.modules))
+        print(sorted(route.pattern for route in app.registry.getUtility(IRoutesMapper).get_routes()))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    imported, routes = out.strip().splitlines()[-2:]
+    return ast.literal_eval(imported), ast.literal_eval(routes)
 
 
 def test_building_the_web_app_imports_no_migration_tooling_nor_what_rare_requests_need(tmp_path):
-    code = textwrap.dedent(f"""
-        import sys
-        from guestguard import make_config
-        make_config({{"db.url": "sqlite:///{tmp_path / 'w.sqlite'}", "huey.url": "memory://",
-                      "app.env": "test"}}).make_wsgi_app()
-        print(sorted(name for name in {IMPORTED_ONLY_WHEN_USED!r} if name in sys.modules))
-    """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip().splitlines()[-1] == "[]"
+    settings = {"db.url": f"sqlite:///{tmp_path / 'w.sqlite'}", "huey.url": "memory://", "app.env": "test"}
+    imported, routes = modules_after_building(settings)
+    assert imported == []
+    # The plugins did load: their webhooks are routed.
+    assert {"/webhooks/stripe", "/webhooks/ses", "/webhooks/twilio/status"} <= set(routes)
+
+
+def test_the_providers_chosen_check_their_settings_at_startup_without_their_sdks(tmp_path):
+    settings = {"db.url": f"sqlite:///{tmp_path / 'w.sqlite'}", "huey.url": "memory://", "app.env": "test",
+                **PROVIDERS_CHOSEN}
+    assert modules_after_building(settings)[0] == []
+    # A setting that cannot work still stops startup, before any send.
+    with pytest.raises(subprocess.CalledProcessError) as failed:
+        modules_after_building({**settings, "twilio.from_number": "0412 345 678"})
+    assert "twilio.from_number" in failed.value.stderr
+    with pytest.raises(subprocess.CalledProcessError) as failed:
+        modules_after_building({**settings, "stripe.secret_key": ""})
+    assert "stripe.secret_key" in failed.value.stderr
 
 
 def test_a_web_worker_caps_its_malloc_arenas(monkeypatch):

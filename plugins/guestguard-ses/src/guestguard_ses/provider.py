@@ -7,26 +7,23 @@ connection errors are TransientDeliveryError (the core retries with
 backoff; botocore's own retries are off so an attempt is one call);
 a rejected message, a bad address or an unverified sender are
 PermanentDeliveryError. Credentials and bodies never reach a log line.
+
+boto3 and botocore (some 20 MiB of a process) are imported with the first
+client, at the first send (the task worker's: the outbox sends), not when
+the plugin loads. The settings are checked at startup all the same.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
 from dataclasses import dataclass, field
-from typing import Any
-
-import boto3
-from botocore.config import Config
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectionError as EndpointConnectionError,
-    ConnectTimeoutError,
-    ReadTimeoutError,
-)
+from typing import TYPE_CHECKING, Any
 
 from guestguard.mime import compose
 from guestguard.plugins import OutgoingMessage, PermanentDeliveryError, TransientDeliveryError
+
+if TYPE_CHECKING:
+    from botocore.exceptions import ClientError
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +59,9 @@ class SESConfig:
 def make_client(config: SESConfig):
     """A sesv2 client: timeouts from settings, retries off (the outbox
     retries, with backoff, and counts attempts)."""
+    import boto3
+    from botocore.config import Config
+
     options: dict[str, Any] = {
         "region_name": config.region,
         "config": Config(connect_timeout=config.connect_timeout, read_timeout=config.read_timeout,
@@ -102,6 +102,14 @@ class SESProvider:
             raw = compose(message, unsubscribe_mailto=self.config.unsubscribe_mailto).as_bytes()
         except ValueError as exc:
             raise PermanentDeliveryError(f"message cannot be encoded as email: {exc}") from exc
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            ConnectionError as EndpointConnectionError,
+            ConnectTimeoutError,
+            ReadTimeoutError,
+        )
+
         request: dict[str, Any] = {"Content": {"Raw": {"Data": raw}}}
         if self.config.configuration_set:
             request["ConfigurationSetName"] = self.config.configuration_set

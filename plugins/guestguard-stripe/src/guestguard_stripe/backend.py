@@ -1,18 +1,22 @@
 """The ``stripe`` billing backend: the Stripe SDK's client, every call
 turned into the core's answers (BillingUnavailable when Stripe cannot be
 reached or fails, BillingRefused when it says no, None for what it does not
-have). What is read is mapped to the core's dataclasses here, in one place."""
+have). What is read is mapped to the core's dataclasses here, in one place.
+
+The SDK (with requests and aiohttp behind it, some 30 MiB of a process) is
+imported at the first call to Stripe, not when the plugin loads: a web
+worker that serves no billing page never holds it. The settings are checked
+at startup all the same (the plugin's ``configure``)."""
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
-
-import stripe
 
 from guestguard.plugins import (
     BillingRefused,
@@ -111,11 +115,10 @@ class StripeBackend:
     name = "stripe"
 
     def __init__(self, secret_key: str, api_base: str = "", timeout: int = 10, max_retries: int = 2):
-        options: dict[str, Any] = {"max_network_retries": max_retries,
-                                   "http_client": stripe.RequestsClient(timeout=timeout)}
-        if api_base:
-            options["base_addresses"] = {"api": api_base}
-        self.client = stripe.StripeClient(secret_key or "sk_unset", **options)
+        self._secret_key, self._api_base = secret_key, api_base
+        self._timeout, self._max_retries = timeout, max_retries
+        self._client = None
+        self._making = threading.Lock()
         # Where Checkout and the portal live, for the billing page's form-action.
         self.page_origins = ("https://checkout.stripe.com", "https://billing.stripe.com")
         if api_base:
@@ -123,9 +126,26 @@ class StripeBackend:
             self.page_origins += (f"{parts.scheme}://{parts.netloc}",)
         self.configured = bool(secret_key)
 
+    @property
+    def client(self):
+        """The SDK's client, made (and the SDK imported) at the first call."""
+        if self._client is None:
+            with self._making:
+                if self._client is None:
+                    import stripe
+
+                    options: dict[str, Any] = {"max_network_retries": self._max_retries,
+                                               "http_client": stripe.RequestsClient(timeout=self._timeout)}
+                    if self._api_base:
+                        options["base_addresses"] = {"api": self._api_base}
+                    self._client = stripe.StripeClient(self._secret_key or "sk_unset", **options)
+        return self._client
+
     def _call(self, what: str, func: Callable[[], T], missing_ok: bool = False) -> T | None:
         if not self.configured:
             raise BillingUnavailable("stripe.secret_key is not set")
+        import stripe
+
         try:
             return func()
         except stripe.InvalidRequestError as refused:

@@ -14,6 +14,10 @@ How failures are reported to the outbox (which retries transient ones):
   suppression list, reason STOP: Twilio remembers the opt-out, so must we.
 
 Message bodies, numbers and credentials never reach a log line.
+
+The SDK (and requests) is imported with the first client, at the first
+send (the task worker's: the outbox sends), not when the plugin loads; the
+settings are checked at startup all the same.
 """
 from __future__ import annotations
 
@@ -21,12 +25,7 @@ import dataclasses
 import logging
 import re
 from collections.abc import Mapping
-from typing import Any
-
-import requests
-from twilio.base.exceptions import TwilioException, TwilioRestException
-from twilio.http.http_client import TwilioHttpClient
-from twilio.rest import Client
+from typing import TYPE_CHECKING, Any
 
 from guestguard.plugins import (
     OutgoingMessage,
@@ -37,6 +36,10 @@ from guestguard.plugins import (
     sms_body,
     too_many_segments,
 )
+
+if TYPE_CHECKING:
+    from twilio.base.exceptions import TwilioRestException
+    from twilio.rest import Client
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +136,9 @@ class TwilioProvider:
         its first use: a worker that never sends SMS needs no session."""
         limit = min(self.config.timeout, timeout) if timeout else self.config.timeout
         if limit not in self._clients:
+            from twilio.http.http_client import TwilioHttpClient
+            from twilio.rest import Client
+
             client = Client(self.config.account_sid, self.config.auth_token,
                             http_client=TwilioHttpClient(timeout=limit))
             client.api.base_url = self.config.api_base_url
@@ -146,6 +152,9 @@ class TwilioProvider:
             raise PermanentDeliveryError(refusal)
         sender = ({"messaging_service_sid": self.config.messaging_service_sid}
                   if self.config.messaging_service_sid else {"from_": self.config.from_number})
+        import requests
+        from twilio.base.exceptions import TwilioException, TwilioRestException
+
         try:
             created = self.client_for(message.timeout).messages.create(
                 to=message.recipient, body=body, status_callback=self.config.status_callback_url, **sender)

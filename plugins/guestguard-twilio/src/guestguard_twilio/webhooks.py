@@ -30,7 +30,6 @@ from urllib.parse import parse_qs
 
 from pyramid.httpexceptions import HTTPNoContent
 from pyramid.response import Response
-from twilio.request_validator import RequestValidator
 
 from guestguard.notifications import suppression
 from guestguard.notifications.delivery import advance_delivery, record_cost
@@ -109,6 +108,8 @@ def signed_form(request, config: TwilioConfig, path: str) -> Mapping[str, str]:
         request.body.decode("utf-8")
     except UnicodeDecodeError:
         raise Refused(400, "The body must be UTF-8 text.") from None
+    from twilio.request_validator import RequestValidator  # at the first call, not when the plugin loads
+
     url = config.public_base_url + path + (f"?{request.query_string}" if request.query_string else "")
     if not RequestValidator(config.auth_token).validate(url, request.POST, signature):
         log.warning("a call to %s with a wrong Twilio signature was refused", path)
