@@ -100,3 +100,21 @@ def test_a_web_worker_caps_its_malloc_arenas(monkeypatch):
     config["post_fork"](SimpleNamespace(log=SimpleNamespace(warning=lambda *args: warned.append(args))), None)
     assert config["MALLOC_ARENAS"] == 3
     assert warned == []
+
+
+def test_user_agents_are_read_without_ua_parsers_default_parser(tmp_path):
+    """ua-parser's default parser builds the Rust matchers (some 26 MiB a
+    process); the guard and the device names read with the Python one."""
+    code = textwrap.dedent(f"""
+        import ua_parser
+        from guestguard import make_config
+        from guestguard.accounts.devices import classify
+        from guestguard.guard.signals import handset_of
+        make_config({{"db.url": "sqlite:///{tmp_path / 'w.sqlite'}", "huey.url": "memory://",
+                      "app.env": "test"}}).make_wsgi_app()
+        phone = ("Mozilla/5.0 (Linux; Android 14; SM-S918B) AppleWebKit/537.36 (KHTML, like Gecko) "
+                 "Chrome/120.0 Mobile Safari/537.36")
+        print(classify(phone).name, "|", handset_of(phone), "|", "parser" in vars(ua_parser))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "Chrome on Android | a Samsung SM-S918B (Android 14) | False"

@@ -31,7 +31,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from guestguard.accounts.devices import AUTOMATED_HINTS, IMESSAGE, classify
+from guestguard.accounts.devices import AUTOMATED_HINTS, IMESSAGE, classify, parse, user_agent_parser
 from guestguard.settings import SettingsError
 
 log = logging.getLogger(__name__)
@@ -403,6 +403,7 @@ def signals_from(settings: Mapping[str, Any]) -> Signals:
     cannot be read stops the app with a SettingsError)."""
     paths = settings["guard.network_databases"]
     _crawler_patterns()  # compiled now, not in a guest's request
+    user_agent_parser()
     return Signals(PublishedRanges.load(settings["guard.published_ranges"]),
                    NetworkDatabases(paths) if paths else None)
 
@@ -414,8 +415,6 @@ def handset_of(user_agent: str) -> str:
     "iPhone on iOS 18", "Samsung SM-S918B on Android 14", and on computers
     the browser too ("Chrome on Windows": one computer's browsers are rarely
     several people)."""
-    from ua_parser import parse
-
     result = parse(user_agent)
     system = result.os.family if result.os else ""
     major = result.os.major if result.os and result.os.major else ""
