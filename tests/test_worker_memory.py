@@ -39,10 +39,12 @@ def test_a_merge_and_a_branch_are_read_as_alembic_reads_them(tmp_path):
 
 
 # Migration tooling (readiness reads the revisions from the scripts' text),
-# what only a rare request needs (the calendar file, the XLSX export), and
+# what only a rare request needs (the calendar file, the XLSX export, a
+# cover upload, a camera frame decoded on the server, a file imported), and
 # the providers' SDKs: the task worker sends, and Stripe is called only by
 # the billing pages.
-IMPORTED_ONLY_WHEN_USED = ("alembic", "mako", "pygments", "icalendar", "openpyxl",
+IMPORTED_ONLY_WHEN_USED = ("alembic", "mako", "pygments", "icalendar", "openpyxl", "PIL", "zxingcpp",
+                           "charset_normalizer", "python_calamine",
                            "stripe", "boto3", "botocore", "twilio", "requests")
 # Each provider chosen, so its plugin checks its settings at startup.
 PROVIDERS_CHOSEN = {

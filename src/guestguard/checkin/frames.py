@@ -1,14 +1,13 @@
 """A camera frame decoded on the server, for phones whose browser has no
-BarcodeDetector: the door page sends the frame, zxing-cpp reads the QR."""
+BarcodeDetector: the door page sends the frame, zxing-cpp reads the QR.
+Pillow and zxing-cpp are imported with the first frame, not by every web
+process at startup."""
 from __future__ import annotations
 
 import base64
 import binascii
 import io
 import warnings
-
-import zxingcpp
-from PIL import Image, UnidentifiedImageError
 
 from guestguard.errors import APIError
 
@@ -33,6 +32,9 @@ def frame_bytes(data_url: str) -> bytes:
 
 def decode(data: bytes) -> str | None:
     """The first QR code's text in the image, or None when it shows none."""
+    import zxingcpp
+    from PIL import Image, UnidentifiedImageError
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -14,7 +14,8 @@ stored in the database (``event_covers``), so every web process serves it
 without a shared disk. Its address is public but unguessable: the cover's
 id and an HMAC of it under a key derived from ``app.secret``, so only pages
 and emails we render know it, and a cover replaced or removed stops being
-served at once."""
+served at once. Pillow is imported with the first upload, not by every web
+process at startup."""
 from __future__ import annotations
 
 import hashlib
@@ -24,8 +25,6 @@ import re
 import uuid
 import warnings
 from dataclasses import dataclass
-
-from PIL import Image, ImageOps, UnidentifiedImageError
 
 from guestguard.keys import derive_key
 
@@ -100,6 +99,8 @@ def reencode(data: bytes, *, max_bytes: int, max_width: int) -> Encoded:
     """The upload as the cover guests get: decoded, turned the way the
     camera meant (EXIF orientation), flattened onto white, scaled down to
     ``max_width`` and written as a fresh JPEG with no metadata."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
     if not data:
         raise CoverRefused("is empty: choose an image file")
     if len(data) > max_bytes:

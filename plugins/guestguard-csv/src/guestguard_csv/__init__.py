@@ -19,8 +19,6 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 
-import charset_normalizer
-
 from guestguard.plugins import ReadOptions, Table, UnreadableFile, binary_kind, hookimpl
 
 DELIMITERS = (",", ";", "\t", "|")
@@ -71,6 +69,8 @@ def detect_encoding(data: bytes) -> str:
                 f"UTF-8 but line {_line_of(data, exc.start)} is not. Save the file again as "
                 "\"CSV UTF-8\" and upload it once more.", code="mixed_encodings",
                 row=_line_of(data, exc.start)) from None
+    import charset_normalizer  # with the first file, not when the plugin loads
+
     matches = charset_normalizer.from_bytes(data[:SNIFF_CHARS])
     # Short lists of names fit several single-byte code pages equally well;
     # when Windows-1252 is among those that fit, it is the likeliest (Excel's

@@ -20,8 +20,6 @@ import zipfile
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-import python_calamine
-
 from guestguard.plugins import ReadOptions, Table, UnreadableFile, hookimpl
 
 MAX_MEMBERS = 2000
@@ -114,6 +112,8 @@ class XlsxImporter:
 
     def read(self, data: bytes, options: ReadOptions) -> Table:
         active = check_archive(data, options.max_unpacked_bytes)
+        import python_calamine  # with the first workbook, not when the plugin loads
+
         try:
             workbook = python_calamine.CalamineWorkbook.from_filelike(io.BytesIO(data))
         except Exception as exc:  # a damaged workbook: XML, zip and the reader's own errors alike
