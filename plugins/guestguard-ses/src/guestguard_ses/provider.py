@@ -8,7 +8,7 @@ backoff; botocore's own retries are off so an attempt is one call);
 a rejected message, a bad address or an unverified sender are
 PermanentDeliveryError. Credentials and bodies never reach a log line.
 
-boto3 and botocore (some 20 MiB of a process) are imported with the first
+boto3 and botocore (7.5 MiB of a web process) are imported with the first
 client, at the first send (the task worker's: the outbox sends), not when
 the plugin loads. The settings are checked at startup all the same.
 """

@@ -3,7 +3,7 @@ turned into the core's answers (BillingUnavailable when Stripe cannot be
 reached or fails, BillingRefused when it says no, None for what it does not
 have). What is read is mapped to the core's dataclasses here, in one place.
 
-The SDK (with requests and aiohttp behind it, some 30 MiB of a process) is
+The SDK (with requests and aiohttp behind it, 12 MiB of a web process) is
 imported at the first call to Stripe, not when the plugin loads: a web
 worker that serves no billing page never holds it. The settings are checked
 at startup all the same (the plugin's ``configure``)."""
