@@ -66,6 +66,26 @@ def test_each_event_reads_on_the_clock_of_its_zones_country(zone, twelve):
     assert timefmt.time_of_day(evening) == wanted
 
 
+def test_the_twelve_hour_countries_are_those_cldr_says_through_babel():
+    """Every country of the zone database, read as babel reads CLDR: the
+    short time format of the country's main language has an "h" or "K"
+    hour outside quoted text. A babel upgrade that changes CLDR's answer
+    fails here until the table follows."""
+    from babel import Locale, UnknownLocaleError
+
+    def twelve(country: str) -> bool:
+        try:
+            pattern = Locale.parse(f"und_{country}").time_formats["short"].pattern
+        except (UnknownLocaleError, ValueError, KeyError):
+            return False
+        fields = "".join(pattern.split("'")[::2])
+        return "h" in fields or "K" in fields
+
+    countries = set(timefmt.zone_countries().values())
+    assert {country for country in countries if twelve(country)} == timefmt.TWELVE_HOUR_COUNTRIES
+    assert countries >= timefmt.TWELVE_HOUR_COUNTRIES
+
+
 def test_one_evening_on_both_clocks():
     starts, ends = at(2030, 6, 21, 23), at(2030, 6, 22, 3, 30)
     assert timefmt.span(starts, ends, "America/New_York") == "Fri 21 Jun 2030, 7:00 pm EDT – 11:30 pm"

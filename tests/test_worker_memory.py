@@ -42,8 +42,8 @@ def test_a_merge_and_a_branch_are_read_as_alembic_reads_them(tmp_path):
 # what only a rare request needs (the calendar file, the XLSX export, a
 # cover upload, a camera frame decoded on the server, a file imported), and
 # the providers' SDKs: the task worker sends, and Stripe is called only by
-# the billing pages.
-IMPORTED_ONLY_WHEN_USED = ("alembic", "mako", "pygments", "icalendar", "openpyxl", "PIL", "zxingcpp",
+# the billing pages. Babel: the 12-hour countries are a table (timefmt).
+IMPORTED_ONLY_WHEN_USED = ("alembic", "mako", "pygments", "icalendar", "openpyxl", "PIL", "zxingcpp", "babel",
                            "charset_normalizer", "python_calamine",
                            "stripe", "boto3", "botocore", "twilio", "requests")
 # Each provider chosen, so its plugin checks its settings at startup.

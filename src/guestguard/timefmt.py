@@ -5,7 +5,7 @@ text messages and the calendar file.
 guest reads it (pages, emails, text messages, reminders, the calendar
 file's description, the door), is written by ``time_of_day``: "7:00 pm" or
 "19:00", as people tell the time in the country of the event's time zone
-(``twelve_hour``: CLDR's short time format, through babel — the United
+(``twelve_hour``: CLDR's short time format, as babel has it — the United
 States, Canada, Australia, India 12-hour; the United Kingdom, Ireland,
 Germany, France, Japan 24-hour). A zone in no country (UTC) reads 24-hour.
 
@@ -51,8 +51,6 @@ import zoneinfo
 from collections.abc import Callable
 from importlib import resources
 from typing import Any
-
-from babel import Locale, UnknownLocaleError
 
 UTC = dt.UTC
 MINUS = "\u2212"
@@ -152,23 +150,29 @@ def zone_label(moment: dt.datetime, *, plain: bool = False) -> str:
 # --- pieces ------------------------------------------------------------------------
 
 
-@functools.cache
+# The countries (ISO 3166 codes) whose main language reads the time on a
+# 12-hour clock: CLDR's short time format for the country ("und_US": "h:mm a")
+# has an "h" or "K" hour outside quotes. A table rather than babel at each
+# new country: babel keeps every locale it loads, some 1 MiB each and 6 MiB
+# for the first with its global data, in every process that asked.
+# tests/test_timefmt.py checks the table against babel for every country of
+# the zone database.
+TWELVE_HOUR_COUNTRIES = frozenset({
+    "AE", "AG", "AL", "AS", "AU", "BB", "BD", "BH", "BM", "BN", "BO", "BS", "BT", "CA", "CO", "CR",
+    "CU", "CY", "DJ", "DM", "DO", "DZ", "EC", "EG", "EH", "ER", "ET", "FJ", "FM", "GD", "GH", "GM",
+    "GR", "GT", "GU", "GY", "HK", "HN", "IN", "IQ", "JM", "JO", "KH", "KI", "KN", "KP", "KR", "KW",
+    "KY", "LB", "LC", "LR", "LS", "LY", "MH", "MO", "MP", "MR", "MW", "MX", "MY", "NA", "NI", "NZ",
+    "OM", "PA", "PE", "PG", "PH", "PK", "PR", "PS", "PW", "QA", "SA", "SB", "SD", "SG", "SL", "SO",
+    "SS", "SV", "SY", "SZ", "TC", "TD", "TN", "TO", "TT", "TW", "UM", "US", "VC", "VE", "VG", "VI",
+    "VU", "WS", "YE",
+})
+
+
 def twelve_hour(timezone: str) -> bool:
     """Whether people in the country of ``timezone`` read the time on a
-    12-hour clock: the short time format of the country's main language
-    there ("h:mm a" for en_US, "HH:mm" for en_GB, de_DE, fr_FR), from
-    CLDR through babel. False for a zone in no country (UTC) or a country
-    CLDR does not know."""
-    country = zone_country(timezone)
-    if country is None:
-        return False
-    try:
-        pattern = Locale.parse(f"und_{country}").time_formats["short"].pattern
-    except (UnknownLocaleError, ValueError, KeyError):
-        return False
-    # Quoted text is literal ("'h'" in a pattern is a letter h, not an hour).
-    fields = "".join(pattern.split("'")[::2])
-    return "h" in fields or "K" in fields
+    12-hour clock ("h:mm a" for en_US, "HH:mm" for en_GB, de_DE, fr_FR).
+    False for a zone in no country (UTC)."""
+    return zone_country(timezone) in TWELVE_HOUR_COUNTRIES
 
 
 def time_of_day(local: dt.datetime) -> str:
