@@ -479,9 +479,11 @@ INVITATION_STATES = {
 
 def list_guests(db, event_id: uuid.UUID, *, after: str | None, limit: int,
                 search: str = "", response: str | None = None, flagged: bool = False,
-                invitation: str | None = None) -> tuple[list[Guest], str | None]:
-    """One page of the list, by name, in one query whatever the list's size."""
-    query = select(Guest).where(Guest.event_id == event_id)
+                invitation: str | None = None, columns: tuple = ()) -> tuple[list[Any], str | None]:
+    """One page of the list, by name, in one query whatever the list's size:
+    whole guests, or with ``columns`` (the guest's ``name`` and ``id`` among
+    them, the page's keys) plain rows of those columns alone."""
+    query = (select(*columns) if columns else select(Guest)).where(Guest.event_id == event_id)
     if flagged:
         query = query.where(Guest.open_flags > 0)
     if invitation:
