@@ -13,7 +13,7 @@ from pyramid.authorization import ACLHelper, Authenticated, Everyone
 from pyramid.httpexceptions import HTTPFound
 from pyramid.location import lineage
 from pyramid.security import Denied
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from guestguard import rls
 from guestguard.accounts import sessions
@@ -58,6 +58,11 @@ class Identity:
         return self._roles
 
 
+# An access token's session (its person joined) and that person's roles: one statement, built once.
+TOKEN_SESSION = workspaces.with_roles(select(AuthSession).where(AuthSession.id == bindparam("session_id")),
+                                      AuthSession.user_id)
+
+
 def token_identity(request, session_id: uuid.UUID, subject: str) -> Identity:
     """The person an access token names, with the session it names and
     their roles, read in one statement. On PostgreSQL their memberships are
@@ -73,8 +78,7 @@ def token_identity(request, session_id: uuid.UUID, subject: str) -> Identity:
     if rls.applies(db):
         rls.set_scope(db, dataclasses.replace(before, user_id=user_id))
     try:
-        rows = db.execute(workspaces.with_roles(select(AuthSession).where(AuthSession.id == session_id),
-                                                AuthSession.user_id)).all()
+        rows = db.execute(TOKEN_SESSION, {"session_id": session_id}).all()
         session = sessions.live_api_session(db, rows[0][0] if rows else None, subject)
     except sessions.InvalidToken:
         if rls.scope_of(db) != before:

@@ -160,8 +160,9 @@ def guests_out(request, event, guests) -> list[GuestOut]:
 # What a page of the list reads of each guest: the columns behind GuestOut's
 # fields (its delivery aside) and the invitation that delivery is read from,
 # as plain rows rather than ORM objects.
-LISTED = (*(getattr(Guest, field.validation_alias or name) for name, field in GuestOut.model_fields.items()
-            if name != "delivery"), Guest.invitation_id)
+LISTED = services.Listing(*(getattr(Guest, field.validation_alias or name)
+                            for name, field in GuestOut.model_fields.items() if name != "delivery"),
+                          Guest.invitation_id)
 
 
 @view_config(route_name="api_guests", request_method="GET", renderer="json", permission=GUESTS_VIEW,
@@ -173,10 +174,10 @@ def list_guests(context, request):
     event = context.event
     rows, cursor = services.list_guests(request.db, event.id, after=query.after,
                                         limit=query.limit, search=query.q, response=query.response,
-                                        flagged=query.flagged, invitation=query.invitation, columns=LISTED)
+                                        flagged=query.flagged, invitation=query.invitation, listing=LISTED)
     states = deliveries.invitation_deliveries(request.db, event.workspace_id, rows, event.timezone)
     # The whole page validated in one call, from each row's columns by name.
-    return GuestPage.model_validate({"guests": [{**row._mapping, "delivery": states[row.id]} for row in rows],
+    return GuestPage.model_validate({"guests": [{**row._asdict(), "delivery": states[row.id]} for row in rows],
                                      "next": cursor})
 
 
