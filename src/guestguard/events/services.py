@@ -56,10 +56,15 @@ def find_event(db, event_id: uuid.UUID) -> Event | None:
     return db.scalar(select(Event).where(Event.id == event_id, Event.deleted_at.is_(None)))
 
 
+# Every event route's look-up: built once.
+EVENT_AND_WORKSPACE = (select(Event, Workspace).join(Workspace, Workspace.id == Event.workspace_id)
+                       .where(Event.id == bindparam("event_id"), Event.deleted_at.is_(None),
+                              Workspace.deleted_at.is_(None)))
+
+
 def find_event_and_workspace(db, event_id: uuid.UUID) -> tuple[Event, Workspace] | None:
     """A live event and its live workspace, in one query."""
-    row = db.execute(select(Event, Workspace).join(Workspace, Workspace.id == Event.workspace_id)
-                     .where(Event.id == event_id, Event.deleted_at.is_(None), Workspace.deleted_at.is_(None))).first()
+    row = db.execute(EVENT_AND_WORKSPACE, {"event_id": event_id}).first()
     return (row[0], row[1]) if row is not None else None
 
 
