@@ -176,6 +176,33 @@ def test_a_view_that_forgets_its_workspace_filter_is_still_caught(two_workspaces
         owner_app.app.registry, "eve@example.com")).json["names"] == ["Eve's Picnic", "Harvest Supper"]
 
 
+def identified(registry, headers):
+    """A request's identity with these headers, the session's scope and what
+    the transaction's settings name after it."""
+    with prepare(registry=registry) as env:
+        request = env["request"]
+        request.headers.update(headers)
+        with request.tm:
+            identity = request.identity
+            named = request.db.execute(text("SELECT current_setting('guestguard.user', true), "
+                                            "current_setting('guestguard.workspaces', true)")).one()
+            return identity, rls.scope_of(request.db), tuple(value or "" for value in named)
+
+
+def test_an_access_token_reads_its_persons_roles_under_their_id_and_a_dead_one_is_left_no_scope(
+        two_workspaces, rls_app):
+    registry = rls_app.app.registry
+    ada = two_workspaces["ada"]
+    listed = rls_app.get("/api/v1/workspaces", headers=ada).json["workspaces"]
+    identity, scope, named = identified(registry, ada)
+    # The app's role sees Ada's memberships only under her id: both are read.
+    assert {str(workspace_id): role for workspace_id, role in identity.roles.items()} == {
+        workspace["id"]: workspace["role"] for workspace in listed} and len(listed) == 2
+    assert scope == rls.Scope(user_id=identity.user.id) and named == (str(identity.user.id), "")
+    rls_app.post_json("/api/v1/auth/logout", {}, headers=ada, status=204)
+    assert identified(registry, ada) == (None, rls.NOBODY, ("", ""))
+
+
 def test_a_task_queued_by_nobody_works_across_workspaces(two_workspaces, rls_app):
     TASK_SAW.clear()
     huey_task = rls_app.app.registry["huey.tasks"][f"{__name__}.event_names_of_every_workspace"]

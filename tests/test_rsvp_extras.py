@@ -68,6 +68,31 @@ def test_bad_questions_are_refused(app, host, questions):
     assert len(app.get(host["url"], headers=host["ada"]).json["event"]["questions"]) == 3
 
 
+def test_the_guest_list_shows_each_guest_as_the_one_guest_answer_does(app, host):
+    """The list reads plain rows and the one-guest answer an ORM guest: every
+    field, its JSON's key order and the invitation's state come out the same."""
+    q = ids(host)
+    grace, token = guest_with_link(app, host, phone="+44 20 7946 0958", group="Family", tags=["vip", "band"],
+                                   notes="Vegetarian", plus_ones_allowed=1, preferred_channel="sms")
+    app.get(f"/access/{token}", extra_environ={"HTTP_USER_AGENT": "Mozilla/5.0 (X11; Linux x86_64) "
+                                               "AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"})
+    app.post_json(f"/api/v1/rsvp/{token}", {"response": "yes", "plus_ones": 1, "plus_one_names": ["Alan Turing"],
+                                            "answers": {q[MAIN["label"]]: "Fish"}})
+    alan = add_guest(app, host, name="Alan Turing", email="alan@example.com")
+    app.post_json(f"{host['url']}/guests/{alan['id']}/send", {}, headers=host["ada"], status=202)
+    add_guest(app, host, name="Ada Lovelace", email="ada.l@example.com")
+    listed = app.get(f"{host['url']}/guests", headers=host["ada"]).json["guests"]
+    assert [guest["name"] for guest in listed] == ["Ada Lovelace", "Alan Turing", "Grace Hopper"]
+    for guest in listed:
+        one = app.get(f"{host['url']}/guests/{guest['id']}", headers=host["ada"]).json["guest"]
+        assert list(guest.items()) == list(one.items())
+    answered = listed[2]
+    assert (answered["group"], answered["tags"], answered["plus_one_names"], answered["response"]) == (
+        "Family", ["vip", "band"], ["Alan Turing"], "yes")
+    assert answered["opened_at"] and answered["responded_at"] and answered["answers"] == {q[MAIN["label"]]: "Fish"}
+    assert [guest["delivery"]["state"] for guest in listed][:2] == ["not_invited", "sent"]
+
+
 def test_answers_are_checked_stored_and_shown_to_the_host(app, host, run_in_request):
     guest, token = guest_with_link(app, host)
     q = ids(host)

@@ -213,8 +213,10 @@ def scope_for_identity(db: Session, identity) -> Scope:
     if identity.api_key is not None:
         return Scope(workspaces=frozenset({identity.api_key.workspace_id}))
     # Their memberships are read under their own id, before the scope names
-    # any workspace.
-    set_scope(db, Scope(user_id=identity.user.id))
+    # any workspace (an access token's identity read them with its session,
+    # under that id already).
+    if scope_of(db).user_id != identity.user.id:
+        set_scope(db, Scope(user_id=identity.user.id))
     return Scope(workspaces=frozenset(identity.roles), user_id=identity.user.id)
 
 

@@ -4,7 +4,7 @@ workspace API key (``ggk_…``), a bearer access token (JWT), then the
 that header alone."""
 from __future__ import annotations
 
-import functools
+import dataclasses
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -13,7 +13,9 @@ from pyramid.authorization import ACLHelper, Authenticated, Everyone
 from pyramid.httpexceptions import HTTPFound
 from pyramid.location import lineage
 from pyramid.security import Denied
+from sqlalchemy import bindparam, select
 
+from guestguard import rls
 from guestguard.accounts import sessions
 from guestguard.accounts.models import AuthSession, User
 from guestguard.accounts.services import policies_accepted
@@ -42,13 +44,48 @@ class Identity:
     api_key: ApiKey | None = None
     needs_policy_acceptance: bool = False
     _db: object = field(default=None, repr=False)
+    # Read with the session (an access token's), or on first use.
+    _roles: dict[uuid.UUID, str] | None = field(default=None, repr=False)
 
-    @functools.cached_property
+    @property
     def roles(self) -> dict[uuid.UUID, str]:
         """The caller's role in each workspace they can reach."""
-        if self.api_key is not None:
-            return {self.api_key.workspace_id: self.api_key.role}
-        return {m.workspace_id: m.role for m in workspaces.memberships_of(self._db, self.user.id)}
+        if self._roles is None:
+            if self.api_key is not None:
+                self._roles = {self.api_key.workspace_id: self.api_key.role}
+            else:
+                self._roles = workspaces.roles_of(self._db, self.user.id)
+        return self._roles
+
+
+# An access token's session (its person joined) and that person's roles: one statement, built once.
+TOKEN_SESSION = workspaces.with_roles(select(AuthSession).where(AuthSession.id == bindparam("session_id")),
+                                      AuthSession.user_id)
+
+
+def token_identity(request, session_id: uuid.UUID, subject: str) -> Identity:
+    """The person an access token names, with the session it names and
+    their roles, read in one statement. On PostgreSQL their memberships are
+    seen under their own id (``rls``): the transaction's scope names the
+    person the token (signed by us) names before that statement, and what
+    it named before again if the session is not theirs or not live."""
+    db = request.db
+    try:
+        user_id = uuid.UUID(subject)
+    except ValueError:
+        raise sessions.InvalidToken("malformed sub") from None
+    before = rls.scope_of(db)
+    if rls.applies(db):
+        rls.set_scope(db, dataclasses.replace(before, user_id=user_id))
+    try:
+        rows = db.execute(TOKEN_SESSION, {"session_id": session_id}).all()
+        session = sessions.live_api_session(db, rows[0][0] if rows else None, subject)
+    except sessions.InvalidToken:
+        if rls.scope_of(db) != before:
+            rls.set_scope(db, before)
+        raise
+    return Identity("jwt", user=session.user, session=session, _db=db, _roles=workspaces.roles_in(rows),
+                    needs_policy_acceptance=not policies_accepted(request.registry.settings, session.user))
 
 
 class PolicyAcceptanceRequired(Denied):
@@ -75,14 +112,13 @@ class SecurityPolicy:
                 if presented.startswith(workspaces.API_KEY_PREFIX):
                     key = workspaces.api_key_for(request.db, presented)
                     return Identity("api_key", api_key=key, _db=request.db) if key else None
-                session = sessions.session_from_access_token(request.db, settings, presented)
-                method = "jwt"
-            else:
-                raw = request.cookies.get(SESSION_COOKIE)
-                if not raw:
-                    return None
-                session = sessions.session_from_cookie(request.db, raw)
-                method = "cookie"
+                session_id, subject = sessions.access_token_names(settings, presented)
+                return token_identity(request, session_id, subject)
+            raw = request.cookies.get(SESSION_COOKIE)
+            if not raw:
+                return None
+            session = sessions.session_from_cookie(request.db, raw)
+            method = "cookie"
         except sessions.InvalidToken:
             return None
         return Identity(method, user=session.user, session=session, _db=request.db,

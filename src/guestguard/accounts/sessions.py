@@ -102,14 +102,26 @@ def made_here(settings: Mapping[str, Any], claims: Mapping[str, Any]) -> bool:
     return texts and times and claims["exp"] - claims["iat"] <= settings["auth.access_token_ttl"]
 
 
-def session_from_access_token(db, settings: Mapping[str, Any], token: str) -> AuthSession:
+def access_token_names(settings: Mapping[str, Any], token: str) -> tuple[uuid.UUID, str]:
+    """The session and the person (``sub``) a valid access token names;
+    InvalidToken for any other token. Whether that session is still live is
+    ``live_api_session``'s to say."""
     claims = decode_access_token(settings, token)
     try:
-        session_id = uuid.UUID(claims["sid"])
+        return uuid.UUID(claims["sid"]), claims["sub"]
     except ValueError:
         raise InvalidToken("malformed sid") from None
-    session = db.get(AuthSession, session_id)
-    if session is None or session.kind != API or str(session.user_id) != claims["sub"]:
+
+
+def session_from_access_token(db, settings: Mapping[str, Any], token: str) -> AuthSession:
+    session_id, subject = access_token_names(settings, token)
+    return live_api_session(db, db.get(AuthSession, session_id), subject)
+
+
+def live_api_session(db, session: AuthSession | None, subject: str) -> AuthSession:
+    """``session``, found by the id an access token names, if it is that
+    token's: an API session of the person ``subject``, live."""
+    if session is None or session.kind != API or str(session.user_id) != subject:
         raise InvalidToken("unknown session")
     return _usable(db, session)
 

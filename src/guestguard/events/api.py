@@ -7,6 +7,7 @@ from pyramid.view import view_config
 from guestguard.contract import Batch, Refused, links_to
 from guestguard.errors import APIError
 from guestguard.events import alerts, copies, deliveries, removals, services
+from guestguard.events.models import Guest
 from guestguard.events.schemas import (
     AlertInput,
     AlertOut,
@@ -156,16 +157,28 @@ def guests_out(request, event, guests) -> list[GuestOut]:
             for guest in guests]
 
 
+# What a page of the list reads of each guest: the columns behind GuestOut's
+# fields (its delivery aside) and the invitation that delivery is read from,
+# as plain rows rather than ORM objects.
+LISTED = services.Listing(*(getattr(Guest, field.validation_alias or name)
+                            for name, field in GuestOut.model_fields.items() if name != "delivery"),
+                          Guest.invitation_id)
+
+
 @view_config(route_name="api_guests", request_method="GET", renderer="json", permission=GUESTS_VIEW,
              query=GuestQuery, response={200: GuestPage, 400: INVALID_CURSOR})
 def list_guests(context, request):
     """The guest list by name; search with ``q``, filter by ``response``,
     ``flagged`` or ``invitation`` (``not_invited``, ``not_opened``)."""
     query = request.query_input
-    guests, cursor = services.list_guests(request.db, context.event.id, after=query.after,
-                                          limit=query.limit, search=query.q, response=query.response,
-                                          flagged=query.flagged, invitation=query.invitation)
-    return GuestPage(guests=guests_out(request, context.event, guests), next=cursor)
+    event = context.event
+    rows, cursor = services.list_guests(request.db, event.id, after=query.after,
+                                        limit=query.limit, search=query.q, response=query.response,
+                                        flagged=query.flagged, invitation=query.invitation, listing=LISTED)
+    states = deliveries.invitation_deliveries(request.db, event.workspace_id, rows, event.timezone)
+    # The whole page validated in one call, from each row's columns by name.
+    return GuestPage.model_validate({"guests": [{**row._asdict(), "delivery": states[row.id]} for row in rows],
+                                     "next": cursor})
 
 
 @view_config(route_name="api_guests", request_method="POST", renderer="json", permission=GUESTS_EDIT,

@@ -4,19 +4,20 @@ authorization happened in the views."""
 from __future__ import annotations
 
 import uuid
+from collections import namedtuple
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 from pydantic_core import PydanticCustomError
-from sqlalchemy import case, delete, func, insert, or_, select
+from sqlalchemy import Integer, bindparam, case, delete, func, insert, or_, select
 
 from guestguard import timefmt
 from guestguard.accounts.models import User
 from guestguard.audit.services import record
 from guestguard.billing import services as billing
-from guestguard.db import utcnow
+from guestguard.db import Prepared, utcnow
 from guestguard.errors import Refusal
 from guestguard.events import branding
 from guestguard.events.models import CANCELLED, MAYBE, NO, YES, Event, EventCover, Guest
@@ -55,10 +56,15 @@ def find_event(db, event_id: uuid.UUID) -> Event | None:
     return db.scalar(select(Event).where(Event.id == event_id, Event.deleted_at.is_(None)))
 
 
+# Every event route's look-up: built once.
+EVENT_AND_WORKSPACE = (select(Event, Workspace).join(Workspace, Workspace.id == Event.workspace_id)
+                       .where(Event.id == bindparam("event_id"), Event.deleted_at.is_(None),
+                              Workspace.deleted_at.is_(None)))
+
+
 def find_event_and_workspace(db, event_id: uuid.UUID) -> tuple[Event, Workspace] | None:
     """A live event and its live workspace, in one query."""
-    row = db.execute(select(Event, Workspace).join(Workspace, Workspace.id == Event.workspace_id)
-                     .where(Event.id == event_id, Event.deleted_at.is_(None), Workspace.deleted_at.is_(None))).first()
+    row = db.execute(EVENT_AND_WORKSPACE, {"event_id": event_id}).first()
     return (row[0], row[1]) if row is not None else None
 
 
@@ -477,11 +483,48 @@ INVITATION_STATES = {
 }
 
 
+class Listing:
+    """Pages of the guest list as plain rows of ``columns`` (the guest's
+    ``name`` and ``id`` among them, the page's keys), which Core statements
+    read on the session's connection; they say themselves that removed guests
+    are not listed (the ORM's filter of them does not reach them). A page
+    without a filter, the host's usual view, is one of two statements built
+    once (``db.Prepared``: the first page, a page after a name and id), its
+    rows named tuples; a filtered one is built for the request."""
+
+    def __init__(self, *columns: Any) -> None:
+        self.columns = columns
+        self.row = namedtuple("ListedGuest", [column.key for column in columns])
+        listed = select(*columns).where(Guest.event_id == bindparam("event_id", type_=Guest.event_id.type),
+                                        Guest.removed_at.is_(None))
+        position = (bindparam("name", type_=Guest.name.type), bindparam("id", type_=Guest.id.type))
+        more = bindparam("limit", type_=Integer)
+        self.first = Prepared(GUEST_ORDER.after(listed, None).limit(more))
+        self.after = Prepared(GUEST_ORDER.after(listed, position).limit(more))
+
+    def page(self, db, event_id: uuid.UUID, *, after: str | None, limit: int) -> tuple[list[Any], str | None]:
+        params = {"event_id": event_id, "limit": limit + 1}
+        statement = self.first
+        if after:
+            params["name"], params["id"] = GUEST_ORDER.decode(after)
+            statement = self.after
+        rows = [self.row._make(values) for values in statement.all(db, params)]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return rows, GUEST_ORDER.cursor_of(rows[-1]) if more else None
+
+
 def list_guests(db, event_id: uuid.UUID, *, after: str | None, limit: int,
                 search: str = "", response: str | None = None, flagged: bool = False,
-                invitation: str | None = None) -> tuple[list[Guest], str | None]:
-    """One page of the list, by name, in one query whatever the list's size."""
-    query = select(Guest).where(Guest.event_id == event_id)
+                invitation: str | None = None, listing: Listing | None = None) -> tuple[list[Any], str | None]:
+    """One page of the list, by name, in one query whatever the list's size:
+    whole guests, or with ``listing`` plain rows of its columns."""
+    if listing is not None and not (search or response or flagged or invitation):
+        return listing.page(db, event_id, after=after, limit=limit)
+    if listing is not None:
+        query = select(*listing.columns).where(Guest.event_id == event_id, Guest.removed_at.is_(None))
+    else:
+        query = select(Guest).where(Guest.event_id == event_id)
     if flagged:
         query = query.where(Guest.open_flags > 0)
     if invitation:
@@ -494,4 +537,4 @@ def list_guests(db, event_id: uuid.UUID, *, after: str | None, limit: int,
         query = query.where(Guest.response.is_(None))
     elif response:
         query = query.where(Guest.response == response)
-    return GUEST_ORDER.page(db, query, after=after, limit=limit)
+    return GUEST_ORDER.page(db if listing is None else db.connection(), query, after=after, limit=limit)

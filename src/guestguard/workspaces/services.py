@@ -9,8 +9,9 @@ import re
 import secrets
 import unicodedata
 import uuid
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, and_, func, select, update
 
 from guestguard import rls
 from guestguard.accounts.models import User
@@ -71,11 +72,40 @@ def create_personal_workspace(ctx, user) -> Workspace:
     return create_workspace(ctx, user, f"{user.display_name}'s events"[:100], personal=True)
 
 
+# A person's workspaces in the order menus show them: their personal one first, then by name.
+WORKSPACE_ORDER = (Workspace.personal.desc(), Workspace.name)
+
+
 def memberships_of(db, user_id: uuid.UUID) -> list[Membership]:
     return list(db.scalars(
         select(Membership).join(Workspace)
         .where(Membership.user_id == user_id, Workspace.deleted_at.is_(None))
-        .order_by(Workspace.personal.desc(), Workspace.name)))
+        .order_by(*WORKSPACE_ORDER)))
+
+
+def roles_of(db, user_id: uuid.UUID) -> dict[uuid.UUID, str]:
+    """The person's role in each of their workspaces (deleted ones aside),
+    as plain rows, in ``WORKSPACE_ORDER``."""
+    return dict(db.execute(
+        select(Membership.workspace_id, Membership.role).join(Workspace)
+        .where(Membership.user_id == user_id, Workspace.deleted_at.is_(None))
+        .order_by(*WORKSPACE_ORDER)).all())
+
+
+def with_roles(query: Select, user_id: Any) -> Select:
+    """``query`` (of one row) joined to the memberships of the person
+    ``user_id`` (a column of it): a row per membership, or one row without
+    any; ``roles_in`` reads them. On PostgreSQL the memberships are seen
+    under that person's own id (``rls``), set before the statement runs."""
+    return (query.add_columns(Membership.workspace_id, Membership.role, Workspace.id.label("live_workspace"))
+            .outerjoin(Membership, Membership.user_id == user_id)
+            .outerjoin(Workspace, and_(Workspace.id == Membership.workspace_id, Workspace.deleted_at.is_(None)))
+            .order_by(*WORKSPACE_ORDER))
+
+
+def roles_in(rows) -> dict[uuid.UUID, str]:
+    """The roles of ``with_roles``' rows, as ``roles_of`` gives them."""
+    return {row.workspace_id: row.role for row in rows if row.live_workspace is not None}
 
 
 def find_workspace(db, workspace_id: uuid.UUID) -> Workspace | None:
