@@ -24,7 +24,9 @@ the floor, is the figure: both run in the same minute on the same machine.
 
 GuestGuard's code is whatever ``guestguard`` imports as (PYTHONPATH chooses;
 the spawned servers inherit it), so the same benchmark measures the code
-before a change too. Skipped, saying why, without PostgreSQL, Redis or wrk.
+before a change too. ``GG_BENCH_HOTPATH=rsvp`` (or ``view``, ``guests``,
+comma-separated) runs only those requests' runs; ``GG_BENCH_MIXED=0`` skips
+the mixed load. Skipped, saying why, without PostgreSQL, Redis or wrk.
 """
 from __future__ import annotations
 
@@ -428,8 +430,11 @@ def main() -> None:
             for server in (ours, floor):  # warm-up: pools, templates, caches
                 for kind in ("view", "guests"):
                     wrk(server["port"], scripts[kind], tokens, 16, WARM_UP)
+            chosen = os.environ.get("GG_BENCH_HOTPATH", "view,rsvp,guests").split(",")
             for kind, what in (("view", "invitation page"), ("rsvp", "answer (records)"),
                                ("guests", "guest-list page (50)")):
+                if kind not in chosen:
+                    continue
                 for connections in CONNECTIONS:
                     floor_result = measured(floor, scripts[kind], tokens, connections)
                     our_result = measured(ours, scripts[kind], tokens, connections)

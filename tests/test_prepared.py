@@ -103,3 +103,44 @@ def test_a_value_left_out_is_refused_not_written_as_null(run_in_request, app):
         run_in_request(lambda request: LOG_USE.write(request.db, partial))
     with pytest.raises(ValueError, match="token_hash"):
         run_in_request(lambda request: LOOK_UP.first(request.db, {}))
+
+
+def test_placeholders_become_postgresqls_own_once_a_name_used_twice_is_one():
+    from guestguard.db import _native_placeholders
+
+    sql, names = _native_placeholders("UPDATE t SET a = %(now)s, b = %(x)s, c = %(now)s WHERE d LIKE 'x%%'")
+    assert sql == "UPDATE t SET a = $1, b = $2, c = $1 WHERE d LIKE 'x%'"
+    assert names == ("now", "x")
+
+
+def test_a_statement_of_many_values_and_a_name_used_twice_writes_each_where_it_belongs(run_in_request, token):
+    """The answer's writes with the host's news: over 50 values, ``now``
+    given once for two columns; the rows read back hold what was given."""
+    from guestguard.activity import news
+    from guestguard.events.invitations import ANSWERED, NEW_ANSWER
+    from guestguard.events.models import Guest, Rsvp
+
+    def write(request):
+        link = request.db.execute(select(AccessEntry.link_id, AccessEntry.workspace_id, AccessEntry.event_id,
+                                         AccessEntry.guest_id)).first()
+        at = dt.datetime(2031, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+        answer = {"id": uuid.uuid4(), "workspace_id": link.workspace_id, "event_id": link.event_id,
+                  "guest_id": link.guest_id, "link_id": link.link_id, "response": "maybe", "plus_ones": 0,
+                  "dietary": "", "message": "50%", "plus_one_names": [], "answers": {"q": "a"}, "created_at": at}
+        answered = {"guest_id": link.guest_id, "response": "maybe", "plus_ones": 0, "plus_one_names": [],
+                    "answers": {"q": "a"}, "waitlisted_at": None, "now": at}
+        news.tell_host(request.ctx, "rsvp.changed", workspace_id=link.workspace_id, event_id=link.event_id,
+                       guest_id=link.guest_id, details={}, payload={}, summary="changed",
+                       along=[(NEW_ANSWER, {f"answer_{k}": v for k, v in answer.items()}),
+                              (ANSWERED, {f"answered_{k}": v for k, v in answered.items()})])
+        return answer["id"], link.guest_id
+
+    rsvp_id, guest_id = run_in_request(write)
+
+    def read(request):
+        guest = request.db.get(Guest, guest_id)
+        rsvp = request.db.get(Rsvp, rsvp_id)
+        return (guest.response, guest.responded_at, guest.updated_at, guest.answers, rsvp.message, rsvp.answers)
+
+    at = dt.datetime(2031, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    assert run_in_request(read) == ("maybe", at, at, {"q": "a"}, "50%", {"q": "a"})

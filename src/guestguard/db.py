@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import re
 import time
 import uuid
 from pathlib import Path
@@ -359,6 +360,34 @@ def includeme(config) -> None:
     config.add_request_method(replica_session, "replica_db", reify=True)
 
 
+_PLACEHOLDER = re.compile(r"%%|%\((\w+)\)s")
+
+
+def _native_placeholders(sql: str) -> tuple[str, tuple[str, ...]]:
+    """``sql`` in psycopg's ``%(name)s`` style turned into PostgreSQL's own
+    ``$1``, ``$2`` (a name used twice is one placeholder), with the names in
+    placeholder order. Done once per statement: psycopg would otherwise
+    parse the SQL at each run when it is longer than 4 KiB or has more than
+    50 parameters (its cache of parsed queries skips those), as the host's
+    news with an answer's writes along has."""
+    names: list[str] = []
+
+    def placeholder(match: re.Match) -> str:
+        if match.group(1) is None:
+            return "%"
+        if match.group(1) not in names:
+            names.append(match.group(1))
+        return f"${names.index(match.group(1)) + 1}"
+
+    return _PLACEHOLDER.sub(placeholder, sql), tuple(names)
+
+
+def _raw_cursor(dbapi_connection):
+    from psycopg import RawCursor
+
+    return RawCursor(dbapi_connection)
+
+
 class _Execution:
     """What a prepared run hands the engine's cursor events as its execution
     context: the dialect (error reporting's SQL breadcrumbs read its
@@ -415,12 +444,15 @@ class Prepared:
                 results = [(index, convert) for index, column in enumerate(self.statement.selected_columns)
                            if (convert := column.type.dialect_impl(dialect).result_processor(dialect, None))
                            is not None]
+            sql = compiled.string
             order = tuple(compiled.positiontup) if dialect.positional else None
+            if dialect.driver == "psycopg" and order is None:
+                sql, order = _native_placeholders(sql)
             # As SQLAlchemy does, a parameter with no value of its own must be
             # given (an INSERT of the whole table: every column, or a column
             # added later would silently be NULL instead of its default).
             required = frozenset(name for name, bind in names.items() if bind.value is None and bind.callable is None)
-            form = (compiled.string, dict(compiled.params), converters, order, results, required)
+            form = (sql, dict(compiled.params), converters, order, results, required)
             self._forms[dialect.name] = form
         return form
 
@@ -433,7 +465,11 @@ class Prepared:
         for name, convert in converters.items():
             values[name] = convert(values[name])
         driver_params = tuple(values[name] for name in order) if order is not None else values
-        cursor = connection.connection.dbapi_connection.cursor()
+        dbapi_connection = connection.connection.dbapi_connection
+        # psycopg: the SQL carries PostgreSQL's own placeholders already, and
+        # a raw cursor sends it as it is.
+        cursor = (_raw_cursor(dbapi_connection) if connection.dialect.driver == "psycopg"
+                  else dbapi_connection.cursor())
         # Listeners (statement counts, the trace's SQL spans) keep what they
         # need between the two events on the execution context: each run has one.
         context = _Execution(connection.dialect) if connection.dispatch.before_cursor_execute else None

@@ -173,11 +173,24 @@ def body_limit(request) -> int:
     settings = request.registry.settings
     limit = settings["http.max_body_bytes"]
     large = request.registry.get("inputs.large_bodies")
-    if large and request.method == "POST":
+    if large and request.method == "POST" and _may_route_to(request, large):
         name = route_name(request)
         if name in large:
             limit = max(limit, settings[large[name]] + FORM_ROOM)
     return limit
+
+
+def _may_route_to(request, names) -> bool:
+    """Whether the path matches the pattern of one of the routes ``names``:
+    a few patterns tried, so that most POSTs (an answer, a login) skip the
+    look-up of their route among all of them. Whether it does route there
+    is still for ``route_name`` to say."""
+    mapper = request.registry.queryUtility(IRoutesMapper)
+    try:
+        path = request.path_info
+    except UnicodeDecodeError:
+        return False
+    return any((route := mapper.get_route(name)) is not None and route.match(path) is not None for name in names)
 
 
 def route_name(request) -> str | None:

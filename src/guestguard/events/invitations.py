@@ -27,7 +27,14 @@ from guestguard.events import branding, outbound, questions, seats, services
 from guestguard.events.models import CANCELLED, DRAFT, NO, YES, BulkAction, Event, Guest, InvitationLink, Rsvp
 from guestguard.events.schemas import RsvpInput
 from guestguard.events.services import EventsError
-from guestguard.notifications.services import Outgoing, measure_sms, queue_notification, queue_notifications
+from guestguard.notifications.models import Notification
+from guestguard.notifications.services import (
+    Outgoing,
+    deliver_after_commit,
+    measure_sms,
+    notification_row,
+    queue_notifications,
+)
 from guestguard.notifications.suppression import GUEST_MESSAGE
 from guestguard.sms_segments import MessageTooLong
 from guestguard.workspaces.models import Workspace
@@ -492,39 +499,82 @@ def latest_answer(guest_id_column, *columns: str) -> list:
 
 
 KEPT = ("response", "plus_ones", "dietary", "message", "plus_one_names", "answers")
+_events, _workspaces = Event.__table__, Workspace.__table__
+
+
+@dataclass(slots=True)
+class Contact:
+    """What an answer's confirmation needs beyond the guest's page, read
+    with the guest's row lock: the guest's addresses and channel, the
+    event's invitation channel and reply-to address, the workspace's name."""
+
+    email: str | None
+    phone: str | None
+    preferred_channel: str | None
+    invitation_channel: str | None
+    reply_to: str | None
+    workspace_name: str
+
+
+@dataclass(slots=True)
+class Addressee:
+    """The guest as the confirmation addresses them (``choose_channel``,
+    ``guest_details``)."""
+
+    id: uuid.UUID
+    name: str
+    email: str | None
+    phone: str | None
+    preferred_channel: str | None
+    plus_ones_allowed: int
+    plus_ones_coming: int
+
+
 LOCKED_ANSWER = (
     select(_guests.c.response, _guests.c.waitlisted_at, _guests.c.responded_at,
            # Forgotten or removed by the host while the answer waited for the row.
            func.coalesce(_guests.c.forgotten_at, _guests.c.removed_at).label("gone_at"),
-           *latest_answer(_guests.c.id, "created_at", "id", *KEPT))
+           *latest_answer(_guests.c.id, "created_at", "id", *KEPT),
+           _guests.c.email, _guests.c.phone, _guests.c.preferred_channel, _events.c.invitation_channel,
+           _events.c.reply_to, _workspaces.c.name)
+    .select_from(_guests)
+    .join(_events, _events.c.id == _guests.c.event_id)
+    .join(_workspaces, _workspaces.c.id == _guests.c.workspace_id)
     .where(_guests.c.id == bindparam("guest_id"))
     .with_for_update(key_share=True, of=_guests)
 )
-NEW_ANSWER = insert(_answers)
-ANSWERED = (update(_guests).where(_guests.c.id == bindparam("guest_id"))
-            .values(response=bindparam("response"), plus_ones_coming=bindparam("plus_ones"),
-                    plus_one_names=bindparam("plus_one_names"), answers=bindparam("answers"),
-                    waitlisted_at=bindparam("waitlisted_at"), responded_at=bindparam("now"),
-                    updated_at=bindparam("now")))
+_CONTACT = len(Contact.__slots__)
+# An answer's writes, with the news of it in one statement on PostgreSQL
+# (``news.Along``): the answer's row, the guest's, and the confirmation's
+# outbox row.
+NEW_ANSWER = news.Along("new_answer", news.insert_row(_answers, "answer"))
+ANSWERED = news.Along("answered", update(_guests).where(_guests.c.id == bindparam("answered_guest_id")).values(
+    response=bindparam("answered_response"), plus_ones_coming=bindparam("answered_plus_ones"),
+    plus_one_names=bindparam("answered_plus_one_names", type_=_guests.c.plus_one_names.type),
+    answers=bindparam("answered_answers", type_=_guests.c.answers.type),
+    waitlisted_at=bindparam("answered_waitlisted_at", type_=_guests.c.waitlisted_at.type),
+    responded_at=bindparam("answered_now", type_=_guests.c.responded_at.type),
+    updated_at=bindparam("answered_now", type_=_guests.c.updated_at.type)))
+CONFIRMATION_ROW = news.Along("confirmation", news.insert_row(Notification.__table__, "confirmation"))
 
 
-def confirm_answer(ctx, guest_id: uuid.UUID, raw_token: str, response: str, plus_ones: int,
-                   guest_pass: passes.PassFaces | None = None) -> bool:
-    """Queue the RSVP confirmation of the answer just recorded: what the
-    host now knows, the link to change it and the calendar file's link, on
-    the guest's channel. A guest message (an unsubscribe from the workspace,
-    a bounce or a complaint stops it; texts wait for the daytime). False
-    when the guest cannot be reached on any channel served here."""
-    # The guest's page read only what it shows: one statement brings the
-    # contact details, the event's reply-to and the host's name.
-    guest, event, host_name = ctx.db.execute(
-        select(Guest, Event, Workspace.name).join(Event, Event.id == Guest.event_id)
-        .join(Workspace, Workspace.id == Guest.workspace_id).where(Guest.id == guest_id)).one()
+def confirmation(ctx, guest, event, contact: Contact, raw_token: str, response: str, plus_ones: int,
+                 guest_pass: passes.PassFaces | None = None) -> dict | None:
+    """The outbox row of the RSVP confirmation of the answer just recorded
+    (``guest``, brought up to date): what the host now knows, the link to
+    change it and the calendar file's link, on the guest's channel. A guest
+    message (an unsubscribe from the workspace, a bounce or a complaint stops
+    it; texts wait for the daytime). None when the guest cannot be reached
+    on any channel served here. The caller writes the row and queues its
+    delivery (``deliver_after_commit``)."""
+    addressee = Addressee(guest.id, guest.name, contact.email, contact.phone, contact.preferred_channel,
+                          guest.plus_ones_allowed, guest.plus_ones_coming)
     try:
-        channel = choose_channel(ctx, guest, None, event)
+        channel = choose_channel(ctx, addressee, None, contact)
     except EventsError:
-        return False  # the answer is recorded; there is nowhere to confirm it
-    context = {**sender_context(message_context(ctx, event, guest), event.host_name or host_name, event.reply_to),
+        return None  # the answer is recorded; there is nowhere to confirm it
+    context = {**sender_context(message_context(ctx, event, addressee), event.host_name or contact.workspace_name,
+                                contact.reply_to),
                "response": response, "plus_ones": str(plus_ones),
                "waitlisted": "yes" if guest.waitlisted_at is not None else "", "pass_code": "", "pass_secret": ""}
     # The pass is a credential at the door: sealed, like the links. Its QR
@@ -532,13 +582,50 @@ def confirm_answer(ctx, guest_id: uuid.UUID, raw_token: str, response: str, plus
     # by the worker, not in the guest's request (a tenth of a second's CPU
     # a hundred answers).
     pass_faces = {"pass_code": guest_pass.code_display, "pass_secret": guest_pass.secret} if guest_pass else {}
-    queue_notification(
-        ctx, channel=channel, recipient=address_for(ctx, guest, channel), template=CONFIRMATION,
+    return notification_row(
+        ctx, channel=channel, recipient=address_for(ctx, addressee, channel), template=CONFIRMATION,
         workspace_id=event.workspace_id, context=context, kind=GUEST_MESSAGE,
         sealed={"change_url": access_url(ctx, raw_token),
                 "calendar_url": ctx.url("access_ics", token=raw_token), **pass_faces},
         about={"event_id": str(event.id), "guest_id": str(guest.id)})
-    return True
+
+
+def _prefixed(prefix: str, row: dict) -> dict:
+    return {f"{prefix}_{name}": value for name, value in row.items()}
+
+
+def confirm_after_places(ctx, link, guest, event, contact: Contact, raw_token: str) -> dict | None:
+    """For an event with places: the places this answer freed go to the
+    waitlist, in order, before the confirmation says whether ``guest`` has
+    one (a guest who waited behind others may get theirs in the same
+    breath); then the confirmation's row is written. That row, or None."""
+    if any(promoted.id == guest.id for promoted in seats.fill_places(ctx, event)):
+        guest.waitlisted_at = None
+    confirm = confirmation(ctx, guest, event, contact, raw_token, guest.response, guest.plus_ones_coming,
+                           passes.for_guest(ctx, link, guest, event, raw_token, new=True))
+    if confirm is not None:
+        CONFIRMATION_ROW.alone.write(ctx.db, _prefixed("confirmation", confirm))
+    return confirm
+
+
+def tell_host_of_answer(ctx, guest, event, rsvp_id: uuid.UUID, previous: str | None, *, first: bool,
+                        along: list) -> None:
+    """The host's news of the answer ``guest`` (brought up to date) just
+    gave, with the answer's writes ``along``."""
+    response, plus_ones, waitlisted = guest.response, guest.plus_ones_coming, guest.waitlisted_at is not None
+    payload = {"event_id": str(event.id), "guest_id": str(guest.id), "response": response,
+               "plus_ones": plus_ones, "waitlisted": waitlisted}
+    if not first:
+        payload["previous"] = previous
+    words = answer_words(response, plus_ones) + (" (waitlisted: the event is full)" if waitlisted else "")
+    summary = (f"{guest.name} answered {words}" if first
+               else f"{guest.name} changed the answer from {previous or 'none'} to {words}")
+    news.tell_host(ctx, "rsvp.received" if first else "rsvp.changed", workspace_id=guest.workspace_id,
+                   event_id=event.id, guest_id=guest.id,
+                   details={"rsvp_id": str(rsvp_id), "response": response, "plus_ones": plus_ones,
+                            "previous": previous, "waitlisted": waitlisted},
+                   payload=payload, summary=summary,
+                   data={"response": response, "plus_ones": plus_ones, "previous": previous}, along=along)
 
 
 def submit_rsvp(ctx, link, guest, event, data: RsvpInput, raw_token: str) -> tuple[Answer, bool]:
@@ -548,7 +635,11 @@ def submit_rsvp(ctx, link, guest, event, data: RsvpInput, raw_token: str) -> tup
     whether it is new). ``guest`` (the row the guest's request read) is
     brought up to date; ``raw_token`` is the link the guest used, which the
     confirmation carries to change the answer. ``guest.waitlisted_at`` is
-    brought up to date too (a yes to a full event waits; see seats)."""
+    brought up to date too (a yes to a full event waits; see seats).
+
+    On PostgreSQL an answer is the guest's row lock (which also reads where
+    to confirm it), then one statement: the answer, the guest's row, the
+    host's news and the confirmation (with a yes, its pass before it)."""
     refusal = rsvp_refusal(event)
     if refusal is not None:
         raise refusal
@@ -561,8 +652,8 @@ def submit_rsvp(ctx, link, guest, event, data: RsvpInput, raw_token: str) -> tup
     if event.capacity is not None:
         seats.lock_places(db, event.id)  # before the guest's row: the order every path keeps
     # One answer at a time per guest: FOR NO KEY UPDATE (see db.lock_row).
-    previous, waitlisted_at, responded_at, gone_at, latest_at, latest_id, *latest = db.execute(
-        LOCKED_ANSWER, {"guest_id": guest.id}).one()
+    locked = db.execute(LOCKED_ANSWER, {"guest_id": guest.id}).one()
+    previous, waitlisted_at, responded_at, gone_at, latest_at, latest_id, *latest = locked[:-_CONTACT]
     if gone_at is not None:
         # The host forgot or removed the guest while this answer waited for
         # the row: the link it came through is gone, and so is the answer.
@@ -573,8 +664,9 @@ def submit_rsvp(ctx, link, guest, event, data: RsvpInput, raw_token: str) -> tup
         # subqueries read the snapshot from before it. Asked again (a new
         # statement, a new snapshot, the lock held), the latest answer is
         # the one just committed, so the same answer twice records once.
-        previous, waitlisted_at, responded_at, _, latest_at, latest_id, *latest = db.execute(
-            LOCKED_ANSWER, {"guest_id": guest.id}).one()
+        locked = db.execute(LOCKED_ANSWER, {"guest_id": guest.id}).one()
+        previous, waitlisted_at, responded_at, _, latest_at, latest_id, *latest = locked[:-_CONTACT]
+    contact = Contact(*locked[-_CONTACT:])
     answer = (data.response, plus_ones, data.dietary, data.message, names, replies)
     if latest_id is not None and tuple(latest) == answer:
         guest.waitlisted_at = waitlisted_at
@@ -582,29 +674,26 @@ def submit_rsvp(ctx, link, guest, event, data: RsvpInput, raw_token: str) -> tup
     now = utcnow()
     waitlisted_at = seats.seat(db, event, guest.id, previous, waitlisted_at, data.response, plus_ones, now)
     rsvp_id = uuid.uuid4()
-    db.execute(NEW_ANSWER, {"id": rsvp_id, "workspace_id": guest.workspace_id, "event_id": event.id,
-                            "guest_id": guest.id, "link_id": link.id, "response": data.response,
-                            "plus_ones": plus_ones, "dietary": data.dietary, "message": data.message,
-                            "plus_one_names": names, "answers": replies, "created_at": now})
-    db.execute(ANSWERED, {"guest_id": guest.id, "response": data.response, "plus_ones": plus_ones,
-                          "plus_one_names": names, "answers": replies, "waitlisted_at": waitlisted_at, "now": now})
     guest.response, guest.plus_ones_coming, guest.responded_at = data.response, plus_ones, now
     guest.plus_one_names, guest.answers, guest.waitlisted_at = names, replies, waitlisted_at
-    action = "rsvp.received" if latest_id is None else "rsvp.changed"
-    payload = {"event_id": str(event.id), "guest_id": str(guest.id), "response": data.response,
-               "plus_ones": plus_ones, "waitlisted": waitlisted_at is not None}
-    if latest_id is not None:
-        payload["previous"] = previous
-    words = answer_words(data.response, plus_ones) + (" (waitlisted: the event is full)" if waitlisted_at else "")
-    summary = (f"{guest.name} answered {words}" if latest_id is None
-               else f"{guest.name} changed the answer from {previous or 'none'} to {words}")
-    news.tell_host(ctx, action, workspace_id=guest.workspace_id, event_id=event.id, guest_id=guest.id,
-                   details={"rsvp_id": str(rsvp_id), "response": data.response, "plus_ones": plus_ones,
-                            "previous": previous, "waitlisted": waitlisted_at is not None},
-                   payload=payload, summary=summary,
-                   data={"response": data.response, "plus_ones": plus_ones, "previous": previous})
+    along = [(NEW_ANSWER, _prefixed("answer", {
+                 "id": rsvp_id, "workspace_id": guest.workspace_id, "event_id": event.id, "guest_id": guest.id,
+                 "link_id": link.id, "response": data.response, "plus_ones": plus_ones, "dietary": data.dietary,
+                 "message": data.message, "plus_one_names": names, "answers": replies, "created_at": now})),
+             (ANSWERED, _prefixed("answered", {
+                 "guest_id": guest.id, "response": data.response, "plus_ones": plus_ones, "plus_one_names": names,
+                 "answers": replies, "waitlisted_at": waitlisted_at, "now": now}))]
+    confirm = None
+    if event.capacity is None:
+        # Nobody waits for a place: the confirmation is known now, and goes
+        # in with the rest.
+        confirm = confirmation(ctx, guest, event, contact, raw_token, data.response, plus_ones,
+                               passes.for_guest(ctx, link, guest, event, raw_token, new=True))
+        if confirm is not None:
+            along.append((CONFIRMATION_ROW, _prefixed("confirmation", confirm)))
+    tell_host_of_answer(ctx, guest, event, rsvp_id, previous, first=latest_id is None, along=along)
     if event.capacity is not None:
-        seats.fill_places(ctx, event)
-    confirm_answer(ctx, guest.id, raw_token, data.response, plus_ones,
-                   passes.for_guest(ctx, link, guest, event, raw_token, new=True))
+        confirm = confirm_after_places(ctx, link, guest, event, contact, raw_token)
+    if confirm is not None:
+        deliver_after_commit(ctx, confirm["id"])
     return Answer(rsvp_id, data.dietary, data.message, names, replies), True

@@ -138,8 +138,7 @@ def queue_notifications(ctx, messages: list[Outgoing]) -> list[uuid.UUID]:
             for m in messages]
     if rows:
         now = utcnow()
-        ctx.db.execute(insert(Notification), [{**DEFAULTS, "created_at": now, "updated_at": now,
-                                               "next_attempt_at": now, **row} for row in rows])
+        ctx.db.execute(insert(Notification), [whole_row(row, now) for row in rows])
     # One delivery task per message: a provider that hangs holds one message
     # and one worker thread, and the other workers send the rest meanwhile
     # (a batch's unsent messages would wait behind it under its leases).
@@ -147,6 +146,22 @@ def queue_notifications(ctx, messages: list[Outgoing]) -> list[uuid.UUID]:
     for row in rows:
         enqueue(ctx, task, row["id"])
     return [row["id"] for row in rows]
+
+
+def notification_row(ctx, **message: Any) -> dict[str, Any]:
+    """``queue_notification``'s row, checked the same way, every column
+    given, for a caller that writes it in a statement of its own (a guest's
+    answer writes its confirmation with the rest of the answer); the caller
+    then queues its delivery with ``deliver_after_commit``."""
+    return whole_row(_row_values(ctx, **message), utcnow())
+
+
+def deliver_after_commit(ctx, notification_id: uuid.UUID) -> None:
+    enqueue(ctx, job_task(ctx.registry, Notification), notification_id)
+
+
+def whole_row(row: Mapping[str, Any], now) -> dict[str, Any]:
+    return {**DEFAULTS, "created_at": now, "updated_at": now, "next_attempt_at": now, **row}
 
 
 # What a row made by queue_notifications holds beside its message (the
