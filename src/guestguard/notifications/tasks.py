@@ -1,17 +1,21 @@
 from __future__ import annotations
 
+import collections
 import logging
 import time
 import uuid
 from collections.abc import Sequence
 
+from sqlalchemy import update
+
 from guestguard import rls
 from guestguard.context import context_of
+from guestguard.db import utcnow
 from guestguard.group_commit import GroupCommit
-from guestguard.notifications import services
+from guestguard.notifications import resilience, services
 from guestguard.notifications.models import Notification
 from guestguard.outages import is_database_unavailable
-from guestguard.tasks import hold_leases
+from guestguard.tasks import RUNNING, give_back, hold_leases
 
 log = logging.getLogger(__name__)
 # Seconds between tries to record an outcome while the database is away.
@@ -70,14 +74,96 @@ def record_together(ctx, results: Sequence[tuple[services.Attempt, tuple]]) -> l
 
 
 def dispatch_notifications(request, notification_ids) -> None:
-    """Deliver notifications queued together by a release that queued bulk
-    sends fifty to a task: each as ``dispatch_notification`` does."""
-    for notification_id in notification_ids:
-        dispatch_notification(request, notification_id)
+    """Deliver a bulk send's batch (``notifications.batch_size`` messages
+    queued together): claimed and rendered in one transaction, sent one
+    after another, each acceptance noted at once on a connection of its own
+    (``note_accepted``: a worker killed mid-batch leaves at most the send in
+    flight unnoted, and the next attempt records a noted message as sent
+    instead of sending it again), the outcomes recorded in one transaction
+    at the end. A send that keeps the batch waiting longer than
+    ``notifications.batch_patience_seconds``, or the worker being asked to
+    stop, gives the messages still waiting back to the queue, each as a task
+    of its own: a provider that hangs holds one message, not the batch."""
+    ctx = context_of(request)
+    attempts = [attempt for attempt in claim_together(ctx, [uuid.UUID(str(i)) for i in notification_ids])
+                if attempt is not None]
+    if not attempts:
+        return
+    with hold_leases(ctx, Notification, [attempt.notification_id for attempt in attempts],
+                     attempts[0].claimed_at) as keeper:
+        batch = _Batch(ctx, attempts, keeper)
+        results = []
+        try:
+            while batch.waiting:
+                if _stopping(request.registry):
+                    batch.give_back_the_rest("the worker is stopping")
+                    break
+                attempt = batch.waiting.popleft()
+                patience = resilience.Patience(ctx.settings["notifications.batch_patience_seconds"],
+                                               batch.give_back_the_rest) if batch.waiting else None
+                outcome = services.deliver(attempt, patience)
+                if outcome[1] is None and attempt.accepted is None:
+                    note_accepted(request.registry, attempt, outcome[0], outcome[3])
+                results.append((attempt, outcome))
+        finally:
+            if results:
+                record_together(ctx, results)
+
+
+class _Batch:
+    """The attempts of a batch still waiting for their send."""
+
+    def __init__(self, ctx, attempts: Sequence[services.Attempt], keeper):
+        self.ctx, self.keeper = ctx, keeper
+        self.waiting = collections.deque(attempts)
+
+    def give_back_the_rest(self, why: str = "a send kept the batch waiting") -> None:
+        rest = list(self.waiting)
+        if not rest:
+            return
+        try:
+            given = give_back(self.ctx, Notification, [attempt.notification_id for attempt in rest],
+                              rest[0].claimed_at)
+        except Exception as exc:  # the database is away: the batch goes on as it is
+            log.warning("could not give back %d notifications (%s); the batch goes on", len(rest),
+                        type(exc).__name__)
+            return
+        self.waiting.clear()
+        self.keeper.let_go([attempt.notification_id for attempt in rest])
+        log.info("%s: gave %d of a batch's notifications back to the queue", why, len(given))
+
+
+def _stopping(registry) -> bool:
+    consumer = registry.get("huey.consumer")
+    return consumer is not None and consumer.stop_flag.is_set()
+
+
+def note_accepted(registry, attempt: services.Attempt, provider_message_id: str | None,
+                  provider: str | None) -> None:
+    """Write down, at once and on a connection of its own, that a provider
+    accepted the attempt's message (``sent_at``, the provider and its
+    message id), before the outcome is recorded with the batch's: if the
+    worker dies meanwhile, the next attempt finds the note and records the
+    message as sent (``Attempt.accepted``). A database away only loses the
+    note (the record waits the blip out)."""
+    try:
+        with registry["db.engine"].begin() as connection:
+            rls.apply_to(connection, rls.SYSTEM)
+            connection.execute(
+                update(Notification)
+                .where(Notification.id == attempt.notification_id, Notification.status == RUNNING,
+                       Notification.claimed_at == attempt.claimed_at)
+                .values(sent_at=utcnow(), provider=provider, provider_message_id=provider_message_id))
+    except Exception as exc:
+        if not is_database_unavailable(exc):
+            raise
+        log.warning("notification %s: could not note its acceptance (%s)", attempt.notification_id,
+                    type(exc).__name__)
 
 
 def includeme(config) -> None:
     registry = config.registry
+    registry["notifications.batch_task"] = dispatch_notifications
     registry["notifications.claims"] = GroupCommit("notification claims", claim_together)
     registry["notifications.records"] = GroupCommit("notification outcomes", record_together)
     config.add_task(dispatch_notification, in_transaction=False)
