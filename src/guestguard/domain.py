@@ -163,13 +163,15 @@ def emit_many(ctx, events: list[tuple[str, Mapping[str, Any], uuid.UUID | None]]
     rows = [event_row(name, data, workspace_id, None) for name, data, workspace_id in events]
     if not rows:
         return
-    ctx.db.execute(insert(DomainEventRow), rows)
+    ctx.db.execute(insert(DomainEventRow.__table__), rows)  # Core: no per-row ORM bookkeeping
     for row in rows:
         enqueue_job_batched(ctx, DomainEventRow, row["id"], deliver_domain_events)
 
 
+@functools.cache
 def in_turn(model) -> Any:
-    """SQL: no earlier event of the same aggregate is undelivered."""
+    """SQL: no earlier event of the same aggregate is undelivered (built once:
+    every claim of a batch adds it)."""
     earlier = aliased(model)
     return ~exists().where(
         earlier.aggregate == model.aggregate,
@@ -347,7 +349,7 @@ def _failed(name: str, event: DomainEvent, attempt: int, exc: Exception, failure
 def _record_deliveries(db, listener: str, handed: list) -> None:
     """The listener has these (event, attempt): in the transaction of its work."""
     now = utcnow()
-    db.execute(insert(DomainEventDelivery), [
+    db.execute(insert(DomainEventDelivery.__table__), [
         {"event_id": event.id, "listener": listener, "attempt": attempt, "delivered_at": now}
         for event, attempt in handed])
 

@@ -6,7 +6,7 @@ import time
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 
 from guestguard import rls
 from guestguard.context import context_of
@@ -90,7 +90,7 @@ def dispatch_notifications(request, notification_ids) -> None:
     if not attempts:
         return
     with hold_leases(ctx, Notification, [attempt.notification_id for attempt in attempts],
-                     attempts[0].claimed_at) as keeper:
+                     attempts[0].claimed_at) as keeper, Notes(request.registry) as notes:
         batch = _Batch(ctx, attempts, keeper)
         results = []
         try:
@@ -103,7 +103,7 @@ def dispatch_notifications(request, notification_ids) -> None:
                                                batch.give_back_the_rest) if batch.waiting else None
                 outcome = services.deliver(attempt, patience)
                 if outcome[1] is None and attempt.accepted is None:
-                    note_accepted(request.registry, attempt, outcome[0], outcome[3])
+                    notes.accepted(attempt, outcome[0], outcome[3])
                 results.append((attempt, outcome))
         finally:
             if results:
@@ -138,27 +138,57 @@ def _stopping(registry) -> bool:
     return consumer is not None and consumer.stop_flag.is_set()
 
 
-def note_accepted(registry, attempt: services.Attempt, provider_message_id: str | None,
-                  provider: str | None) -> None:
-    """Write down, at once and on a connection of its own, that a provider
-    accepted the attempt's message (``sent_at``, the provider and its
-    message id), before the outcome is recorded with the batch's: if the
+NOTE = (update(Notification)
+        .where(Notification.id == bindparam("notification_id"), Notification.status == RUNNING,
+               Notification.claimed_at == bindparam("claim"))
+        .values(sent_at=bindparam("at"), provider=bindparam("sent_by"),
+                provider_message_id=bindparam("provider_message_id")))
+
+
+class Notes:
+    """Writes down, at once, that a provider accepted an attempt's message
+    (``sent_at``, the provider and its message id; the row stays
+    ``running``), before the outcome is recorded with the batch's: if the
     worker dies meanwhile, the next attempt finds the note and records the
-    message as sent (``Attempt.accepted``). A database away only loses the
-    note (the record waits the blip out)."""
-    try:
-        with registry["db.engine"].begin() as connection:
-            rls.apply_to(connection, rls.SYSTEM)
-            connection.execute(
-                update(Notification)
-                .where(Notification.id == attempt.notification_id, Notification.status == RUNNING,
-                       Notification.claimed_at == attempt.claimed_at)
-                .values(sent_at=utcnow(), provider=provider, provider_message_id=provider_message_id))
-    except Exception as exc:
-        if not is_database_unavailable(exc):
-            raise
-        log.warning("notification %s: could not note its acceptance (%s)", attempt.notification_id,
-                    type(exc).__name__)
+    message as sent (``Attempt.accepted``). One connection of its own for a
+    batch's notes, each in a transaction of its own. A database away only
+    loses the note (the record waits the blip out)."""
+
+    def __init__(self, registry):
+        self.engine = registry["db.engine"]
+        self.connection = None
+
+    def __enter__(self) -> Notes:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.connection is not None:
+            self.connection.close()
+
+    def accepted(self, attempt: services.Attempt, provider_message_id: str | None, sent_by: str | None) -> None:
+        try:
+            if self.connection is None:
+                self.connection = self.engine.connect()
+            with self.connection.begin():
+                rls.apply_to(self.connection, rls.SYSTEM)
+                self.connection.execute(NOTE, {
+                    "notification_id": attempt.notification_id, "claim": attempt.claimed_at, "at": utcnow(),
+                    "sent_by": sent_by, "provider_message_id": provider_message_id})
+        except Exception as exc:
+            if not is_database_unavailable(exc):
+                raise
+            log.warning("notification %s: could not note its acceptance (%s)", attempt.notification_id,
+                        type(exc).__name__)
+            if self.connection is not None:
+                self.connection.close()
+                self.connection = None
+
+
+def note_accepted(registry, attempt: services.Attempt, provider_message_id: str | None,
+                  sent_by: str | None) -> None:
+    """``Notes.accepted`` for one attempt."""
+    with Notes(registry) as notes:
+        notes.accepted(attempt, provider_message_id, sent_by)
 
 
 def includeme(config) -> None:
