@@ -13,14 +13,14 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
-from guestguard.plugins import hookimpl
+from guestguard.plugins import TransientDeliveryError, hookimpl
 from guestguard.testing import together
 
 COUNT = 5
 
 
 class Provider:
-    """Accepts every email; ``hold`` keeps the send of the recipient it names
+    """Accepts every email but ``fail``'s (refused for now); ``hold`` keeps the send of the recipient it names
     waiting (``holding`` set) until ``go`` is set; ``on_send(message)`` is
     called in each send."""
 
@@ -31,11 +31,14 @@ class Provider:
         self.lock = threading.Lock()
         self.sent: list[str] = []
         self.hold: str | None = None
+        self.fail: str | None = None
         self.go = threading.Event()
         self.holding = threading.Event()
         self.on_send = None
 
     def send(self, message):
+        if message.recipient == self.fail:
+            raise TransientDeliveryError("the provider is busy")
         if message.recipient == self.hold:
             self.holding.set()
             assert self.go.wait(30)
@@ -186,3 +189,20 @@ def test_messages_noted_as_accepted_by_a_worker_that_died_are_recorded_not_sent_
         ("succeeded", 2, f"batchy-{row.id}") for row in final.values()}
     noted = [final[to] for to in recipients[:2]]
     assert all(row.sent_at is not None and row.delivery_state == "sent" for row in noted)
+
+
+def test_a_send_that_fails_for_now_gives_the_rest_back_to_ask_the_breaker_first(lab):
+    from guestguard.notifications.tasks import dispatch_notifications
+    from guestguard.tasks import run_task_now
+
+    registry, provider, ids, recipients, rows, queued_now = lab
+    provider.fail = recipients[1]
+    run_task_now(registry, dispatch_notifications, ids)
+    assert provider.sent == recipients[:1]
+    after = rows()
+    assert [(after[to].status, after[to].attempts) for to in recipients] == [
+        ("succeeded", 1), ("pending", 1)] + [("pending", 0)] * 3
+    assert after[recipients[1]].last_error.startswith("transient: the provider is busy")
+    queued = queued_now()
+    assert sorted(notification_id for name, notification_id in queued if name == "dispatch_notification") == sorted(
+        map(str, ids[1:])), "the failed one queued for its retry, the others each for its own claim"

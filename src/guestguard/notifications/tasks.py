@@ -81,9 +81,11 @@ def dispatch_notifications(request, notification_ids) -> None:
     flight unnoted, and the next attempt records a noted message as sent
     instead of sending it again), the outcomes recorded in one transaction
     at the end. A send that keeps the batch waiting longer than
-    ``notifications.batch_patience_seconds``, or the worker being asked to
-    stop, gives the messages still waiting back to the queue, each as a task
-    of its own: a provider that hangs holds one message, not the batch."""
+    ``notifications.batch_patience_seconds``, one that fails for now, or the
+    worker being asked to stop, gives the messages still waiting back to the
+    queue, each as a task of its own: a provider that hangs holds one
+    message, not the batch, and one that fails is asked about (its circuit
+    breaker) before each of the others is tried."""
     ctx = context_of(request)
     attempts = [attempt for attempt in claim_together(ctx, [uuid.UUID(str(i)) for i in notification_ids])
                 if attempt is not None]
@@ -105,6 +107,10 @@ def dispatch_notifications(request, notification_ids) -> None:
                 if outcome[1] is None and attempt.accepted is None:
                     notes.accepted(attempt, outcome[0], outcome[3])
                 results.append((attempt, outcome))
+                if outcome[1] is not None and not outcome[2] and attempt.message is not None:
+                    # A provider in trouble: the rest wait for their own claims,
+                    # which ask its circuit breaker first.
+                    batch.give_back_the_rest("a send failed for now")
         finally:
             if results:
                 record_together(ctx, results)
