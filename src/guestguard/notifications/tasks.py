@@ -77,7 +77,7 @@ def dispatch_notifications(request, notification_ids) -> None:
     """Deliver a bulk send's batch (``notifications.batch_size`` messages
     queued together): claimed and rendered in one transaction, sent one
     after another, each acceptance noted at once on a connection of its own
-    (``note_accepted``: a worker killed mid-batch leaves at most the send in
+    (``Notes``: a worker killed mid-batch leaves at most the send in
     flight unnoted, and the next attempt records a noted message as sent
     instead of sending it again), the outcomes recorded in one transaction
     at the end. A send that keeps the batch waiting longer than
@@ -92,25 +92,27 @@ def dispatch_notifications(request, notification_ids) -> None:
     if not attempts:
         return
     with hold_leases(ctx, Notification, [attempt.notification_id for attempt in attempts],
-                     attempts[0].claimed_at) as keeper, Notes(request.registry) as notes:
+                     attempts[0].claimed_at) as keeper:
         batch = _Batch(ctx, attempts, keeper)
         results = []
         try:
-            while batch.waiting:
-                if _stopping(request.registry):
-                    batch.give_back_the_rest("the worker is stopping")
-                    break
-                attempt = batch.waiting.popleft()
-                patience = resilience.Patience(ctx.settings["notifications.batch_patience_seconds"],
-                                               batch.give_back_the_rest) if batch.waiting else None
-                outcome = services.deliver(attempt, patience)
-                if outcome[1] is None and attempt.accepted is None:
-                    notes.accepted(attempt, outcome[0], outcome[3])
-                results.append((attempt, outcome))
-                if outcome[1] is not None and not outcome[2] and attempt.message is not None:
-                    # A provider in trouble: the rest wait for their own claims,
-                    # which ask its circuit breaker first.
-                    batch.give_back_the_rest("a send failed for now")
+            # The notes' connection goes back to the pool before the record.
+            with Notes(request.registry) as notes:
+                while batch.waiting:
+                    if _stopping(request.registry):
+                        batch.give_back_the_rest("the worker is stopping")
+                        break
+                    attempt = batch.waiting.popleft()
+                    patience = resilience.Patience(ctx.settings["notifications.batch_patience_seconds"],
+                                                   batch.give_back_the_rest) if batch.waiting else None
+                    outcome = services.deliver(attempt, patience)
+                    results.append((attempt, outcome))
+                    if outcome[1] is None and attempt.accepted is None:
+                        notes.accepted(attempt, outcome[0], outcome[3])
+                    elif outcome[1] is not None and not outcome[2] and attempt.message is not None:
+                        # A provider in trouble: the rest wait for their own
+                        # claims, which ask its circuit breaker first.
+                        batch.give_back_the_rest("a send failed for now")
         finally:
             if results:
                 record_together(ctx, results)
