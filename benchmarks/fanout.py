@@ -34,12 +34,15 @@ from pathlib import Path
 from guestguard.plugins import hookimpl
 
 from benchmarks.events import PG_SERVER, REDIS_URL, bench_database, reachable
+from benchmarks.guard import cpu_seconds
+from benchmarks.hotpath import backends
 
 GUESTS = int(os.environ.get("GG_BENCH_FANOUT", "5000"))
 THREADS = int(os.environ.get("GG_BENCH_FANOUT_THREADS", "8"))
 WORKERS = int(os.environ.get("GG_BENCH_FANOUT_WORKERS", "1"))
 TIME_LIMIT = float(os.environ.get("GG_BENCH_FANOUT_LIMIT", "900"))
 COUNTER = "bench:fanout:noops"
+WORKER_APPLICATION = "bench-fanout-worker"
 REPO = Path(__file__).resolve().parents[1]
 
 WORKER = """
@@ -144,9 +147,29 @@ def floor_run(registry, counter) -> float:
     return time.perf_counter() - started
 
 
-def send_run(registry, log) -> tuple[float, float, float]:
+class Cpu:
+    """CPU seconds the worker processes and their PostgreSQL backends have
+    used since ``start``."""
+
+    def __init__(self, database: str, workers: list[int]):
+        self.database, self.workers = database, workers
+
+    def read(self) -> tuple[float, float]:
+        return cpu_seconds(*self.workers), cpu_seconds(*backends(self.database, WORKER_APPLICATION))
+
+    def start(self) -> None:
+        self.at_start = self.read()
+
+    def since(self) -> tuple[float, float]:
+        now = self.read()
+        return now[0] - self.at_start[0], now[1] - self.at_start[1]
+
+
+def send_run(registry, log, cpu: Cpu) -> tuple[float, float, float, tuple[float, float]]:
     """(seconds from the send to the last invitation sent, the send's own,
-    from the send to the last domain event delivered)."""
+    from the send to the last domain event delivered, the workers' and their
+    PostgreSQL backends' CPU seconds from the send's commit to the last
+    invitation sent)."""
     from sqlalchemy import func, select
 
     from guestguard.domain import DELIVERED, DomainEventRow
@@ -156,6 +179,7 @@ def send_run(registry, log) -> tuple[float, float, float]:
 
     event_id = in_request(registry, seed_event)
     started = time.perf_counter()
+    cpu.start()
     in_request(registry, lambda request: invitations.send_all(request.ctx, services.find_event(request.db, event_id)))
     queued = time.perf_counter() - started
 
@@ -166,6 +190,7 @@ def send_run(registry, log) -> tuple[float, float, float]:
     try:
         wait_for(lambda: count(Notification, Notification.status == SUCCEEDED) >= GUESTS, "the invitations")
         delivered = time.perf_counter() - started
+        used = cpu.since()
         wait_for(lambda: count(DomainEventRow, DomainEventRow.status != DELIVERED) == 0, "the domain events")
     except RuntimeError as late:
         states = in_request(registry, lambda request: dict(request.db.execute(
@@ -173,7 +198,7 @@ def send_run(registry, log) -> tuple[float, float, float]:
         log.flush()
         raise RuntimeError(f"{late}; notifications by status: {states}; the worker's log ends:\n"
                            f"{Path(log.name).read_text()[-3000:]}") from None
-    return delivered, queued, time.perf_counter() - started
+    return delivered, queued, time.perf_counter() - started, used
 
 
 def main() -> None:
@@ -188,18 +213,20 @@ def main() -> None:
     from guestguard import make_config
 
     counter = redis.Redis.from_url(REDIS_URL)
-    with tempfile.TemporaryDirectory() as tmp, bench_database() as (_, db_url):
+    with tempfile.TemporaryDirectory() as tmp, bench_database() as (database, db_url):
         settings = settings_for(db_url)
+        worker_settings = settings_for(f"{db_url}?application_name={WORKER_APPLICATION}")
         registry = make_config(settings, environ={}, extra_plugins=[("bench", BenchPlugin())]).make_wsgi_app().registry
         log = (Path(tmp) / "worker.log").open("w")
-        workers = [subprocess.Popen([sys.executable, "-c", WORKER, json.dumps(settings), str(THREADS)],
+        workers = [subprocess.Popen([sys.executable, "-c", WORKER, json.dumps(worker_settings), str(THREADS)],
                                     cwd=REPO, stdout=subprocess.PIPE, stderr=log, text=True) for _ in range(WORKERS)]
         try:
             for worker in workers:
                 if worker.stdout.readline().strip() != "ready":
                     raise RuntimeError(f"a worker did not start: {Path(log.name).read_text()[-2000:]}")
             floor = floor_run(registry, counter)
-            delivered, queued, events = send_run(registry, log)
+            cpu = Cpu(database, [worker.pid for worker in workers])
+            delivered, queued, events, (worker_cpu, pg_cpu) = send_run(registry, log, cpu)
         finally:
             for worker in workers:
                 worker.terminate()
@@ -213,6 +240,9 @@ def main() -> None:
     print(f"  measured  {rate:8.0f} messages/s  ({GUESTS:,} invitations in {delivered:.1f} s, "
           f"of which the send's transaction {queued:.1f} s)")
     print(f"  ratio     {rate / floor_rate:8.2f} x   (aims: >= 1,000 messages/s and >= 0.5 x)")
+    print(f"  CPU per message until the last was sent: worker {worker_cpu * 1e3 / GUESTS:.2f} ms, its PostgreSQL "
+          f"backends {pg_cpu * 1e3 / GUESTS:.2f} ms (with the domain events delivered "
+          "meanwhile included)")
     print(f"  and the domain events all delivered {events:.1f} s after the send ({events - delivered:.1f} s after "
           "the last message)")
 

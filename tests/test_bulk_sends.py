@@ -148,15 +148,16 @@ def test_send_all_racing_single_sends_invites_each_guest_once(app, host):
     assert len(sent) == 20 and all(len(links) == 1 for links in sent.values())
 
 
-def test_a_send_alls_deliveries_go_one_to_a_task_each_once_suppression_and_counts_kept(make_app, run_in_request):
-    """120 invitations: a delivery task each (a provider that hangs holds one
-    message, not a batch); every message sent once, the one to a suppressed
-    address ended suppressed; the day's counts and the delivery listener's
-    feed items one per message."""
+def test_a_send_alls_deliveries_go_a_batch_to_a_task_each_once_suppression_and_counts_kept(make_app, run_in_request):
+    """120 invitations: a delivery task per batch of notifications.batch_size
+    (25: four full batches and one of 20, each message in one); every
+    message sent once, the one to a suppressed address ended suppressed;
+    the day's counts and the delivery listener's feed items one per
+    message."""
     from guestguard.activity.models import Activity
     from guestguard.notifications.models import DeliveryDay, Notification
     from guestguard.notifications.suppression import HARD_BOUNCE, suppress
-    from guestguard.notifications.tasks import dispatch_notification
+    from guestguard.notifications.tasks import dispatch_notification, dispatch_notifications
     from guestguard.testing import drain
 
     app = make_app({"huey.immediate": "false", "ratelimit.enabled": "false"})
@@ -170,9 +171,10 @@ def test_a_send_alls_deliveries_go_one_to_a_task_each_once_suppression_and_count
     answer = app.post_json(f"{host['url']}/send-invitations", {}, headers=host["ada"], status=202).json
     assert answer["queued"] == 120
     queued = [huey.dequeue() for _ in range(huey.pending_count())]
-    deliveries = [task for task in queued if task.name.rpartition(".")[2] == dispatch_notification.__name__]
-    assert len(deliveries) == 120 and len({task.args[0] for task in deliveries}) == 120
-    assert not [task for task in queued if task.name.rpartition(".")[2] == "dispatch_notifications"]
+    batches = [task.args[0] for task in queued if task.name.rpartition(".")[2] == dispatch_notifications.__name__]
+    assert sorted(map(len, batches)) == [20, 25, 25, 25, 25]
+    assert len({notification_id for batch in batches for notification_id in batch}) == 120
+    assert not [task for task in queued if task.name.rpartition(".")[2] == dispatch_notification.__name__]
     for task in queued:
         huey.enqueue(task)
     while drain(huey):

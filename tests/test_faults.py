@@ -18,18 +18,22 @@ from guestguard.testing_processes import stop
 
 pytestmark = [pytest.mark.faults, pytest.mark.one_pass("services")]
 
-def test_a_worker_killed_mid_send_is_recovered_within_its_lease(fault_lab):
+@pytest.mark.parametrize("bulk", [False, True], ids=["a-task-each", "a-batch-to-a-task"])
+def test_a_worker_killed_mid_send_is_recovered_within_its_lease(fault_lab, bulk):
     """Worker A takes two messages and hangs in the provider after it accepted
     them; worker B sends the rest and leaves A's two alone while A's heartbeat
     renews their leases. A is killed with SIGKILL: B's reaper takes both back
     once the lease lapses and sends them, with the Message-ID of the first
     attempt. Nothing is lost; the two accepted-then-killed messages are the
-    duplicates the outcome-unknown window allows."""
+    duplicates the outcome-unknown window allows. Queued as a bulk send's
+    batch, the same: the hung send makes A give the rest of the batch back
+    (after notifications.batch_patience_seconds), its other thread takes one
+    of them and hangs too, and B sends the others."""
     lease = int(os.environ.get("GG_TEST_FAULT_LEASE", "2"))
     interval = int(os.environ.get("GG_TEST_FAULT_REAP_INTERVAL", "1"))
     lab = fault_lab({"jobs.lease_seconds": str(lease), "jobs.reap_interval": str(interval)})
     total = 20
-    lab.queue(total)
+    lab.queue(total, bulk=bulk)
     worker_a = lab.start(hang=True)
     wait_for(lambda: len(lab.accepted()) == 2, 60, "worker A to take two messages")
     hung = {e["recipient"] for e in lab.accepted()}
@@ -56,16 +60,18 @@ def test_a_worker_killed_mid_send_is_recovered_within_its_lease(fault_lab):
     assert recovered < lease + interval + 5
 
 
-def test_a_fan_out_of_a_thousand_survives_a_worker_killed_three_times(fault_lab):
+@pytest.mark.parametrize("bulk", [False, True], ids=["a-task-each", "a-batch-to-a-task"])
+def test_a_fan_out_of_a_thousand_survives_a_worker_killed_three_times(fault_lab, bulk):
     """1,000 messages queued at once; the worker (4 threads) is killed with
     SIGKILL three times along the way and started again each time. Every
     recipient gets their message: once, or twice with the same Message-ID
     where a kill fell between the provider's acceptance and its record (at
-    most one per thread per kill). None is lost, and the backlog drains
-    within seconds of the last restart (2 s leases, a reaper every second)."""
+    most one per thread per kill; in a batch, between the acceptance and its
+    note). None is lost, and the backlog drains within seconds of the last
+    restart (2 s leases, a reaper every second)."""
     total, threads, kills = 1000, 4, (200, 450, 700)
     lab = fault_lab({"jobs.lease_seconds": "2", "jobs.reap_interval": "1", "jobs.lost_after": "10"})
-    recipients = lab.queue(total)
+    recipients = lab.queue(total, bulk=bulk)
     started = time.monotonic()
     worker, killed = lab.start(threads=threads, send_seconds=0.005), set()
     for after in kills:

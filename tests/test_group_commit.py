@@ -235,24 +235,3 @@ def test_one_message_dispatched_twice_in_one_group_is_sent_once(make_app, run_in
     assert sorted(provider.sent) == ["ada@example.com", "bob@example.com"]
     row = run_in_request(lambda request: request.db.get(Notification, twice), registry)
     assert (row.status, row.attempts) == ("succeeded", 1)
-
-
-def test_a_batch_task_queued_by_an_earlier_release_delivers_each_of_its_messages(make_app, run_in_request):
-    from guestguard.notifications.models import Notification
-    from guestguard.notifications.services import queue_notification
-    from guestguard.notifications.tasks import dispatch_notifications
-    from guestguard.tasks import run_task_now
-
-    provider = GatedProvider(1)
-    app = make_app({"huey.immediate": "false", "notifications.email.provider": "gated"},
-                   plugins=[("gated", provider)])
-    registry = app.app.registry
-    ids = [run_in_request(lambda request, to=to: queue_notification(
-        request.ctx, channel="email", recipient=to, template="test_message",
-        context={"base_url": "https://gg.example"}).id, registry) for to in ("ada@example.com", "bob@example.com")]
-    registry["huey"].flush()
-    run_task_now(registry, dispatch_notifications, ids)
-    assert sorted(provider.sent) == ["ada@example.com", "bob@example.com"]
-    statuses = run_in_request(lambda request: {row.status for row in request.db.scalars(select(Notification))},
-                              registry)
-    assert statuses == {"succeeded"}

@@ -41,6 +41,7 @@ from guestguard.tasks import (
     enqueue_job_batched,
     fail_job,
     finish_job,
+    finish_jobs,
     hold_lease,
     hold_leases,
     replay_failed,
@@ -80,6 +81,11 @@ class DomainEventRow(DurableJobMixin, Base):
     def as_event(self) -> DomainEvent:
         return DomainEvent(name=self.name, data=dict(self.data), workspace_id=self.workspace_id,
                            occurred_at=self.occurred_at, id=self.id, aggregate=self.aggregate)
+
+
+# What delivering a claimed event reads of its row.
+CLAIMED = (DomainEventRow.name, DomainEventRow.data, DomainEventRow.workspace_id, DomainEventRow.occurred_at,
+           DomainEventRow.aggregate, DomainEventRow.attempts, DomainEventRow.claimed_at)
 
 
 class DomainEventDelivery(Base):
@@ -157,13 +163,15 @@ def emit_many(ctx, events: list[tuple[str, Mapping[str, Any], uuid.UUID | None]]
     rows = [event_row(name, data, workspace_id, None) for name, data, workspace_id in events]
     if not rows:
         return
-    ctx.db.execute(insert(DomainEventRow), rows)
+    ctx.db.execute(insert(DomainEventRow.__table__), rows)  # Core: no per-row ORM bookkeeping
     for row in rows:
         enqueue_job_batched(ctx, DomainEventRow, row["id"], deliver_domain_events)
 
 
+@functools.cache
 def in_turn(model) -> Any:
-    """SQL: no earlier event of the same aggregate is undelivered."""
+    """SQL: no earlier event of the same aggregate is undelivered (built once:
+    every claim of a batch adds it)."""
     earlier = aliased(model)
     return ~exists().where(
         earlier.aggregate == model.aggregate,
@@ -261,10 +269,12 @@ def deliver_domain_events(request, event_ids) -> None:
     remaining = [uuid.UUID(str(event_id)) for event_id in event_ids]
     while remaining:
         with ctx.tm:
-            rows = claim_jobs(ctx, DomainEventRow, remaining)
+            rows = claim_jobs(ctx, DomainEventRow, remaining, columns=CLAIMED)
             if not rows:
                 return
-            batch = [(row.as_event(), row.attempts) for row in rows]
+            batch = [(DomainEvent(name=row.name, data=dict(row.data), workspace_id=row.workspace_id,
+                                  occurred_at=row.occurred_at, id=row.id, aggregate=row.aggregate), row.attempts)
+                     for row in rows]
             claimed_at = rows[0].claimed_at
             had = set(ctx.db.execute(select(DomainEventDelivery.event_id, DomainEventDelivery.listener).where(
                 DomainEventDelivery.event_id.in_([event.id for event, _ in batch]))).all())
@@ -279,12 +289,19 @@ def deliver_domain_events(request, event_ids) -> None:
                 _hand_over(request.tm, listener, functools.partial(listener.hear, request),
                            functools.partial(_record_deliveries, request.db, listener.name), todo, failures)
         with ctx.tm:
-            locked = {row.id: row for row in ctx.db.scalars(
-                select(DomainEventRow).where(DomainEventRow.id.in_(list(taken))).order_by(DomainEventRow.id)
-                .with_for_update().execution_options(populate_existing=True))}
-            finished = [locked[event.id] for event, _ in batch
-                        if record_outcome(ctx, event.id, claimed_at, failures[event.id], row=locked.get(event.id),
-                                          release=False)]
+            # Locked in id order, as every locker takes them; read as plain
+            # rows: only the failed ones are loaded whole.
+            locked = {row.id: row for row in ctx.db.execute(
+                select(DomainEventRow.id, DomainEventRow.status, DomainEventRow.claimed_at,
+                       DomainEventRow.aggregate, DomainEventRow.occurred_at)
+                .where(DomainEventRow.id.in_(list(taken))).order_by(DomainEventRow.id).with_for_update())}
+            ours = [locked[event.id] for event, _ in batch
+                    if event.id in locked and still_claimed(locked[event.id], claimed_at)]
+            finished = [row for row in ours if not failures[row.id]]
+            finish_jobs(ctx.db, DomainEventRow, [row.id for row in finished])
+            for row in ours:
+                if failures[row.id]:
+                    record_outcome(ctx, row.id, claimed_at, failures[row.id], release=False)
             release_following(ctx, finished, waiting=set(remaining))
 
 
@@ -332,7 +349,7 @@ def _failed(name: str, event: DomainEvent, attempt: int, exc: Exception, failure
 def _record_deliveries(db, listener: str, handed: list) -> None:
     """The listener has these (event, attempt): in the transaction of its work."""
     now = utcnow()
-    db.execute(insert(DomainEventDelivery), [
+    db.execute(insert(DomainEventDelivery.__table__), [
         {"event_id": event.id, "listener": listener, "attempt": attempt, "delivered_at": now}
         for event, attempt in handed])
 
@@ -380,15 +397,15 @@ def release_next(ctx, row: DomainEventRow) -> None:
         enqueue_job(ctx, following)
 
 
-def release_following(ctx, rows: list[DomainEventRow], waiting: set) -> None:
+def release_following(ctx, rows: list[Any], waiting: set) -> None:
     """``release_next`` for a batch's delivered events, in one query: the
     next pending event of each one's aggregate is queued, unless it is among
     ``waiting`` (events the batch's task takes next)."""
     aggregates = sorted({row.aggregate for row in rows if row.aggregate is not None})
     if not aggregates:
         return
-    pending: dict[str, list[DomainEventRow]] = {}
-    for later in ctx.db.scalars(select(DomainEventRow).where(
+    pending: dict[str, list[Any]] = {}
+    for later in ctx.db.execute(select(DomainEventRow.id, DomainEventRow.aggregate, DomainEventRow.occurred_at).where(
             DomainEventRow.aggregate.in_(aggregates), DomainEventRow.status == PENDING)
             .order_by(DomainEventRow.aggregate, DomainEventRow.occurred_at, DomainEventRow.id)):
         pending.setdefault(later.aggregate, []).append(later)

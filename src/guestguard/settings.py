@@ -398,6 +398,12 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting("notifications.send_timeout_seconds", as_float(0.5), 20.0,
             "Seconds a provider may take to send one message (handed to the provider for its network "
             "calls); the worker stops waiting a second later and treats the outcome as unknown."),
+    Setting("notifications.batch_size", as_int(1, 500), 25,
+            "Messages of a bulk send (send-all, reminders) one delivery task sends one after another; "
+            "1 gives every message a task of its own."),
+    Setting("notifications.batch_patience_seconds", as_float(0.1), 2.0,
+            "Seconds a delivery task waits on one send before giving the rest of its batch back to "
+            "the queue, so a provider that hangs holds one message, not a batch."),
     Setting("notifications.breaker.url", as_url("redis", "rediss", "unix", "memory"), "memory://",
             "Where the providers' circuit breakers keep their state: redis://host:port/db shared by "
             "every worker in production, memory:// for one process."),

@@ -516,12 +516,14 @@ def claim_job(ctx, model: type, job_id, task: Callable[..., Any] | None = None):
     return None
 
 
-def claim_jobs(ctx, model: type, job_ids: Sequence[Any]) -> list[Any]:
+def claim_jobs(ctx, model: type, job_ids: Sequence[Any], columns: Sequence[Any] | None = None) -> list[Any]:
     """``claim_job`` for jobs queued together (a bulk action's): one guarded
     UPDATE claims every one of them that is due, pending and ready, at one
-    time (their common ``claimed_at``); returns those, in the order given.
-    One not yet due is queued again (alone, by the kind's task) for its time;
-    one claimed by someone else, finished, or not ready is left alone."""
+    time (their common ``claimed_at``); returns those, in the order given:
+    the jobs, or with ``columns`` rows of their id and those columns (no
+    objects built for a caller that only reads them). One not yet due is
+    queued again (alone, by the kind's task) for its time; one claimed by
+    someone else, finished, or not ready is left alone."""
     if not job_ids:
         return []
     db = ctx.db
@@ -532,11 +534,15 @@ def claim_jobs(ctx, model: type, job_ids: Sequence[Any]) -> list[Any]:
         conditions.append(ready(model))
     # The claimed rows come back from the UPDATE itself; the others are read
     # only when some were not claimed (one not yet due is queued for then).
-    claimed = {job.id: job for job in db.scalars(
-        update(model).where(*conditions).values(
-            status=RUNNING, claimed_at=now, lease_until=now + lease_for(ctx.registry.settings),
-            attempts=model.attempts + 1).returning(model)
-        .execution_options(synchronize_session=False, populate_existing=True))}
+    claim = update(model).where(*conditions).values(
+        status=RUNNING, claimed_at=now, lease_until=now + lease_for(ctx.registry.settings),
+        attempts=model.attempts + 1)
+    if columns is None:
+        claimed = {job.id: job for job in db.scalars(claim.returning(model).execution_options(
+            synchronize_session=False, populate_existing=True))}
+    else:
+        claimed = {row.id: row for row in db.execute(claim.returning(model.id, *columns).execution_options(
+            synchronize_session=False))}
     others = [job_id for job_id in job_ids if job_id not in claimed]
     if others:
         for job in db.scalars(select(model).where(model.id.in_(others), model.status == PENDING,
@@ -581,8 +587,11 @@ class LeaseKeeper(threading.Thread):
     def run(self) -> None:
         failing = False
         while not self.stopped.wait(self.every):
+            job_ids = self.job_ids  # let_go may replace it meanwhile
+            if not job_ids:
+                continue
             try:
-                held = renew_leases(self.registry, self.model, self.job_ids, self.claimed_at)
+                held = renew_leases(self.registry, self.model, job_ids, self.claimed_at)
             except Exception as exc:  # the database is away: try again, the lease may still hold
                 if not failing:
                     log.warning("could not renew the lease of %s %s: %s", self.model.__tablename__,
@@ -590,12 +599,17 @@ class LeaseKeeper(threading.Thread):
                 failing = True
                 continue
             failing = False
-            if held < len(self.job_ids):
+            if held < len(job_ids):
                 self.lost = True
                 log.warning("%d of %d %s (the first %s) were taken back while they ran (their lease had lapsed)",
-                            len(self.job_ids) - held, len(self.job_ids), self.model.__tablename__, self.job_ids[0])
+                            len(job_ids) - held, len(job_ids), self.model.__tablename__, job_ids[0])
                 if not held:
                     return
+
+    def let_go(self, job_ids: Sequence[Any]) -> None:
+        """Stop renewing these (given back before they ran)."""
+        gone = set(job_ids)
+        self.job_ids = [job_id for job_id in self.job_ids if job_id not in gone]
 
     def stop(self) -> None:
         self.stopped.set()
@@ -681,6 +695,27 @@ def release_held_jobs(registry) -> int:
     return released
 
 
+def give_back(ctx, model: type, job_ids: Sequence[Any], claimed_at: dt.datetime) -> list[Any]:
+    """Undo the claim made at ``claimed_at`` on jobs not yet acted on (the
+    rest of a batch): pending and due now, the attempt not counted, each
+    queued again by the kind's own task for another thread or worker.
+    Returns the ids given back (a claim the reaper took meanwhile is not
+    ours to give)."""
+    if not job_ids:
+        return []
+    with rls.as_system(ctx.db), ctx.tm:
+        given = list(ctx.db.scalars(
+            update(model).where(model.id.in_(list(job_ids)), model.status == RUNNING,
+                                model.claimed_at == claimed_at)
+            .values(status=PENDING, next_attempt_at=utcnow(), claimed_at=None, lease_until=None,
+                    attempts=model.attempts - 1)
+            .returning(model.id).execution_options(synchronize_session=False)))
+        task = durable_kind(ctx.registry, model).task
+        for job_id in given:
+            enqueue(ctx, task, job_id)
+    return given
+
+
 def _release(request, kind: DurableKind, job_id, claimed_at: dt.datetime) -> bool:
     model = kind.model
     if not update_if(request.db, model, (model.id == job_id, model.status == RUNNING, model.claimed_at == claimed_at),
@@ -701,6 +736,15 @@ def finish_job(job, now: dt.datetime | None = None) -> None:
     job.status = type(job).succeeded_status
     job.claimed_at = job.lease_until = None
     job.last_error = None
+
+
+def finish_jobs(db, model: type, job_ids: Sequence[Any]) -> None:
+    """``finish_job`` for jobs the caller has locked and still holds: one
+    UPDATE."""
+    if job_ids:
+        db.execute(update(model).where(model.id.in_(list(job_ids)))
+                   .values(status=model.succeeded_status, claimed_at=None, lease_until=None, last_error=None)
+                   .execution_options(synchronize_session=False))
 
 
 def fail_job(job, error: str, *, permanent: bool, backoff: Sequence[float],

@@ -25,7 +25,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from guestguard.notifications.models import Notification
-from guestguard.notifications.services import queue_notification
+from guestguard.notifications.services import Outgoing, queue_notification, queue_notifications
 from guestguard.plugins import hookimpl
 from guestguard.testing import REPO_ROOT, command_env, scripted, wait_for
 
@@ -153,13 +153,20 @@ class FaultLab:
         self.script.write_text(WORKER)
         self.processes: list[subprocess.Popen] = []
 
-    def queue(self, count: int, prefix: str = "guest") -> list[str]:
-        """Queue ``count`` emails in one transaction (a fan-out); their recipients."""
+    def queue(self, count: int, prefix: str = "guest", bulk: bool = False) -> list[str]:
+        """Queue ``count`` emails in one transaction (a fan-out), each as a task
+        of its own or, ``bulk``, as a bulk send does (a batch to a task);
+        their recipients."""
         recipients = [f"{prefix}{n:04}@example.com" for n in range(count)]
+        context = {"base_url": "https://gg.example"}
         with scripted(self.registry) as env, env["request"].tm:
-            for recipient in recipients:
-                queue_notification(env["request"].ctx, channel="email", recipient=recipient,
-                                   template="test_message", context={"base_url": "https://gg.example"})
+            ctx = env["request"].ctx
+            if bulk:
+                queue_notifications(ctx, [Outgoing(channel="email", recipient=recipient, template="test_message",
+                                                   context=context) for recipient in recipients])
+            for recipient in [] if bulk else recipients:
+                queue_notification(ctx, channel="email", recipient=recipient, template="test_message",
+                                   context=context)
         return recipients
 
     def start(self, *, threads: int = 2, send_seconds: float = 0.0, hang: bool = False, periodic: bool = False,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from pyramid.settings import asbool
+
 from guestguard.notifications.breaker import make_breakers
 from guestguard.notifications.channels import index_channels
 from guestguard.notifications.models import Notification
@@ -73,7 +75,8 @@ def includeme(config) -> None:
     registry["notifications.fallbacks"] = select_fallbacks(settings, providers, channels,
                                                            registry["notifications.providers"])
     registry["notifications.breakers"] = make_breakers(settings)
-    registry["notifications.renderer"] = MessageRenderer(Path(settings["app.templates_dir"]))
+    registry["notifications.renderer"] = MessageRenderer(
+        Path(settings["app.templates_dir"]), reload=asbool(settings.get("pyramid.reload_templates", False)))
     config.include(".tasks")
     config.add_durable_job(Notification, dispatch_notification,
                            max_attempts=len(RETRY_BACKOFF) + 1, on_give_up=drop_secrets)

@@ -31,10 +31,14 @@ class Rendered:
 
 
 class MessageRenderer:
-    def __init__(self, templates_dir: Path):
+    """``reload``: look at the files again at each render (an edited template
+    shows; ``pyramid.reload_templates``), else each is read once."""
+
+    def __init__(self, templates_dir: Path, reload: bool = True):
         self.templates_dir = templates_dir
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(templates_dir)),
+            auto_reload=reload,
             autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=False,

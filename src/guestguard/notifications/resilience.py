@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from prometheus_client import Counter
@@ -106,7 +108,17 @@ class SendTimedOut(Exception):
     """The provider did not answer within the send timeout."""
 
 
-def timed_send(provider: NotificationProvider, message: OutgoingMessage) -> str | None:
+@dataclass(frozen=True)
+class Patience:
+    """How long a send may take before ``impatient()`` is called once (the
+    send goes on): a batch gives back the messages still waiting behind it."""
+
+    seconds: float
+    impatient: Callable[[], None]
+
+
+def timed_send(provider: NotificationProvider, message: OutgoingMessage,
+               patience: Patience | None = None) -> str | None:
     """``provider.send(message)``, given up after ``message.timeout`` seconds
     plus a second's grace: a provider is told the timeout and should honour
     it; one that does not is left to finish in its thread (daemon, so it
@@ -121,7 +133,15 @@ def timed_send(provider: NotificationProvider, message: OutgoingMessage) -> str 
 
     thread = threading.Thread(target=run, name=f"send-{message.notification_id}", daemon=True)
     thread.start()
-    thread.join(message.timeout + 1 if message.timeout else None)
+    limit = message.timeout + 1 if message.timeout else None
+    if patience is not None and (limit is None or patience.seconds < limit):
+        started = time.monotonic()
+        thread.join(patience.seconds)
+        if thread.is_alive():
+            patience.impatient()
+            thread.join(None if limit is None else max(limit - (time.monotonic() - started), 0))
+    else:
+        thread.join(limit)
     if thread.is_alive():
         raise SendTimedOut(f"{provider.name} did not answer within {message.timeout:g} s")
     if "error" in outcome:
@@ -144,7 +164,7 @@ class Outcome:
     suppress: str | None = None
 
 
-def send_through(route: Route, message: OutgoingMessage, breakers) -> Outcome:
+def send_through(route: Route, message: OutgoingMessage, breakers, patience: Patience | None = None) -> Outcome:
     """Send through the route's provider; after a transient refusal, through
     its fallback. A send that ran out of time may have been accepted: it is
     not handed to the fallback (the person could get two), and the next
@@ -155,7 +175,7 @@ def send_through(route: Route, message: OutgoingMessage, breakers) -> Outcome:
         if index and not breakers.verdict(provider.name).go:
             break
         try:
-            provider_message_id = timed_send(provider, message)
+            provider_message_id = timed_send(provider, message, patience)
         except PermanentDeliveryError as exc:
             DELIVERIES.labels(provider.name, message.channel, "permanent").inc()
             return Outcome(None, f"permanent: {exc}", True, provider.name, exc.suppress)

@@ -139,13 +139,18 @@ def queue_notifications(ctx, messages: list[Outgoing]) -> list[uuid.UUID]:
     if rows:
         now = utcnow()
         ctx.db.execute(insert(Notification), [whole_row(row, now) for row in rows])
-    # One delivery task per message: a provider that hangs holds one message
-    # and one worker thread, and the other workers send the rest meanwhile
-    # (a batch's unsent messages would wait behind it under its leases).
-    task = job_task(ctx.registry, Notification)
-    for row in rows:
-        enqueue(ctx, task, row["id"])
-    return [row["id"] for row in rows]
+    # A delivery task per batch: it sends them one after another, and a send
+    # that keeps it waiting gives the rest back (``Patience``), so a provider
+    # that hangs holds one message while other threads send the others.
+    ids = [row["id"] for row in rows]
+    size = ctx.settings["notifications.batch_size"]
+    for start in range(0, len(ids), size):
+        batch = ids[start:start + size]
+        if len(batch) == 1:
+            deliver_after_commit(ctx, batch[0])
+        else:
+            enqueue(ctx, ctx.registry["notifications.batch_task"], batch)
+    return ids
 
 
 def notification_row(ctx, **message: Any) -> dict[str, Any]:
@@ -255,6 +260,10 @@ class Attempt:
     breakers: Any = None
     # The provider of the attempt whose outcome is unknown: the one to ask.
     earlier: NotificationProvider | None = None
+    # An earlier attempt's note that a provider accepted the message (its
+    # message id and the provider's name), its outcome not recorded: the
+    # message is not sent again.
+    accepted: tuple[str | None, str | None] | None = None
 
 
 def begin_attempt(ctx, notification_id) -> Attempt | None:
@@ -293,6 +302,9 @@ def prepare_attempt(ctx, notification: Notification, listed: Any = _UNREAD) -> A
     up already (``stopping_many``)."""
     earlier = ctx.registry["notifications.providers_by_name"].get(notification.provider or "")
     provider = ctx.registry["notifications.providers"].get(notification.channel)
+    if notification.sent_at is not None and was_interrupted(notification):
+        return Attempt(notification.id, notification.claimed_at, provider, None, None,
+                       accepted=(notification.provider_message_id, notification.provider))
     if provider is None:
         return Attempt(notification.id, notification.claimed_at, None, None,
                        f"no provider for {notification.channel}")
@@ -393,17 +405,23 @@ def reconcile(attempt: Attempt) -> tuple[str | None, str | None] | None:
     return accepted, None
 
 
-def deliver(attempt: Attempt) -> tuple[str | None, str | None, bool, str | None, str | None]:
+def deliver(attempt: Attempt, patience: resilience.Patience | None = None
+            ) -> tuple[str | None, str | None, bool, str | None, str | None]:
     """Hand the message to the provider, or its fallback (unless a provider
     accepted it already, on an attempt whose outcome was lost). Returns
     (provider message id, error, permanent, the provider that sent it or
-    was tried last, the suppression reason a permanent refusal gave)."""
+    was tried last, the suppression reason a permanent refusal gave).
+    ``patience``: what to do when the send keeps its caller waiting."""
+    if attempt.accepted is not None:
+        log.info("notification %s: noted as accepted by %s before its outcome was lost; not sent again",
+                 attempt.notification_id, attempt.accepted[1])
+        return attempt.accepted[0], None, False, attempt.accepted[1], None
     if attempt.message is None:  # unrenderable, or suppressed: nothing to hand over
         return None, attempt.error, True, None, None
     if attempt.interrupted and (known := reconcile(attempt)) is not None:
         provider_message_id, error = known
         return provider_message_id, error, False, (attempt.earlier or attempt.provider).name, None
-    outcome = resilience.send_through(attempt.route, attempt.message, attempt.breakers)
+    outcome = resilience.send_through(attempt.route, attempt.message, attempt.breakers, patience)
     return outcome.provider_message_id, outcome.error, outcome.permanent, outcome.provider, outcome.suppress
 
 
@@ -467,7 +485,7 @@ def record_outcome(ctx, attempt: Attempt, provider_message_id: str | None,
         notification.provider = sent_by
     if error is None:
         finish_job(notification)
-        notification.sent_at = utcnow()
+        notification.sent_at = notification.sent_at or utcnow()  # the acceptance's note, if one was made
         notification.provider_message_id = provider_message_id
         set_delivery_state(notification, SENT, counts=counts)
         drop_secrets(notification)

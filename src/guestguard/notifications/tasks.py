@@ -1,17 +1,21 @@
 from __future__ import annotations
 
+import collections
 import logging
 import time
 import uuid
 from collections.abc import Sequence
 
+from sqlalchemy import bindparam, update
+
 from guestguard import rls
 from guestguard.context import context_of
+from guestguard.db import utcnow
 from guestguard.group_commit import GroupCommit
-from guestguard.notifications import services
+from guestguard.notifications import resilience, services
 from guestguard.notifications.models import Notification
 from guestguard.outages import is_database_unavailable
-from guestguard.tasks import hold_leases
+from guestguard.tasks import RUNNING, give_back, hold_leases
 
 log = logging.getLogger(__name__)
 # Seconds between tries to record an outcome while the database is away.
@@ -70,14 +74,134 @@ def record_together(ctx, results: Sequence[tuple[services.Attempt, tuple]]) -> l
 
 
 def dispatch_notifications(request, notification_ids) -> None:
-    """Deliver notifications queued together by a release that queued bulk
-    sends fifty to a task: each as ``dispatch_notification`` does."""
-    for notification_id in notification_ids:
-        dispatch_notification(request, notification_id)
+    """Deliver a bulk send's batch (``notifications.batch_size`` messages
+    queued together): claimed and rendered in one transaction, sent one
+    after another, each acceptance noted at once on a connection of its own
+    (``Notes``: a worker killed mid-batch leaves at most the send in
+    flight unnoted, and the next attempt records a noted message as sent
+    instead of sending it again), the outcomes recorded in one transaction
+    at the end. A send that keeps the batch waiting longer than
+    ``notifications.batch_patience_seconds``, one that fails for now, or the
+    worker being asked to stop, gives the messages still waiting back to the
+    queue, each as a task of its own: a provider that hangs holds one
+    message, not the batch, and one that fails is asked about (its circuit
+    breaker) before each of the others is tried."""
+    ctx = context_of(request)
+    attempts = [attempt for attempt in claim_together(ctx, [uuid.UUID(str(i)) for i in notification_ids])
+                if attempt is not None]
+    if not attempts:
+        return
+    with hold_leases(ctx, Notification, [attempt.notification_id for attempt in attempts],
+                     attempts[0].claimed_at) as keeper:
+        batch = _Batch(ctx, attempts, keeper)
+        results = []
+        try:
+            # The notes' connection goes back to the pool before the record.
+            with Notes(request.registry) as notes:
+                while batch.waiting:
+                    if _stopping(request.registry):
+                        batch.give_back_the_rest("the worker is stopping")
+                        break
+                    attempt = batch.waiting.popleft()
+                    patience = resilience.Patience(ctx.settings["notifications.batch_patience_seconds"],
+                                                   batch.give_back_the_rest) if batch.waiting else None
+                    outcome = services.deliver(attempt, patience)
+                    results.append((attempt, outcome))
+                    if outcome[1] is None and attempt.accepted is None:
+                        notes.accepted(attempt, outcome[0], outcome[3])
+                    elif outcome[1] is not None and not outcome[2] and attempt.message is not None:
+                        # A provider in trouble: the rest wait for their own
+                        # claims, which ask its circuit breaker first.
+                        batch.give_back_the_rest("a send failed for now")
+        finally:
+            if results:
+                record_together(ctx, results)
+
+
+class _Batch:
+    """The attempts of a batch still waiting for their send."""
+
+    def __init__(self, ctx, attempts: Sequence[services.Attempt], keeper):
+        self.ctx, self.keeper = ctx, keeper
+        self.waiting = collections.deque(attempts)
+
+    def give_back_the_rest(self, why: str = "a send kept the batch waiting") -> None:
+        rest = list(self.waiting)
+        if not rest:
+            return
+        try:
+            given = give_back(self.ctx, Notification, [attempt.notification_id for attempt in rest],
+                              rest[0].claimed_at)
+        except Exception as exc:  # the database is away: the batch goes on as it is
+            log.warning("could not give back %d notifications (%s); the batch goes on", len(rest),
+                        type(exc).__name__)
+            return
+        self.waiting.clear()
+        self.keeper.let_go([attempt.notification_id for attempt in rest])
+        log.info("%s: gave %d of a batch's notifications back to the queue", why, len(given))
+
+
+def _stopping(registry) -> bool:
+    consumer = registry.get("huey.consumer")
+    return consumer is not None and consumer.stop_flag.is_set()
+
+
+NOTE = (update(Notification)
+        .where(Notification.id == bindparam("notification_id"), Notification.status == RUNNING,
+               Notification.claimed_at == bindparam("claim"))
+        .values(sent_at=bindparam("at"), provider=bindparam("sent_by"),
+                provider_message_id=bindparam("provider_message_id")))
+
+
+class Notes:
+    """Writes down, at once, that a provider accepted an attempt's message
+    (``sent_at``, the provider and its message id; the row stays
+    ``running``), before the outcome is recorded with the batch's: if the
+    worker dies meanwhile, the next attempt finds the note and records the
+    message as sent (``Attempt.accepted``). One connection of its own for a
+    batch's notes, each in a transaction of its own. A database away only
+    loses the note (the record waits the blip out)."""
+
+    def __init__(self, registry):
+        self.engine = registry["db.engine"]
+        self.connection = None
+
+    def __enter__(self) -> Notes:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.connection is not None:
+            self.connection.close()
+
+    def accepted(self, attempt: services.Attempt, provider_message_id: str | None, sent_by: str | None) -> None:
+        try:
+            if self.connection is None:
+                self.connection = self.engine.connect()
+            with self.connection.begin():
+                rls.apply_to(self.connection, rls.SYSTEM)
+                self.connection.execute(NOTE, {
+                    "notification_id": attempt.notification_id, "claim": attempt.claimed_at, "at": utcnow(),
+                    "sent_by": sent_by, "provider_message_id": provider_message_id})
+        except Exception as exc:
+            if not is_database_unavailable(exc):
+                raise
+            log.warning("notification %s: could not note its acceptance (%s)", attempt.notification_id,
+                        type(exc).__name__)
+            if self.connection is not None:
+                self.connection.close()
+                self.connection = None
+
+
+def note_accepted(registry, attempt: services.Attempt, provider_message_id: str | None,
+                  sent_by: str | None) -> None:
+    """``Notes.accepted`` for one attempt."""
+    with Notes(registry) as notes:
+        notes.accepted(attempt, provider_message_id, sent_by)
 
 
 def includeme(config) -> None:
     registry = config.registry
+    registry["notifications.batch_task"] = dispatch_notifications
     registry["notifications.claims"] = GroupCommit("notification claims", claim_together)
     registry["notifications.records"] = GroupCommit("notification outcomes", record_together)
     config.add_task(dispatch_notification, in_transaction=False)
