@@ -618,3 +618,30 @@ def test_an_import_past_the_guest_limit_adds_nobody(app, team, run_in_request):
     fits = ("name,email\n" + "".join(f"Row {i},row{i}@example.com\n" for i in range(5))).encode()
     app.post(f"{url}/import", upload_files=[("file", "h.csv", fits)], headers=team["ada"], status=201)
     assert run_in_request(lambda r: r.db.scalar(select(func.count()).select_from(Guest))) == 50
+
+
+def test_a_text_only_guests_answer_is_recorded_when_the_plan_has_no_texts_left(app, team, run_in_request):
+    """Free has no texts: a guest who can only be reached by text answers
+    through their link; the answer is recorded (200), only its text
+    confirmation is left out."""
+    import re
+
+    from guestguard.events.models import Rsvp
+    from guestguard.notifications.models import Notification
+    from guestguard.testing import inbox
+
+    event = app.post_json("/api/v1/events", {"workspace_id": team["workspace"], **EVENT, "status": "published"},
+                          headers=team["ada"], status=201).json["event"]
+    url = f"/api/v1/events/{event['id']}"
+    guest = app.post_json(f"{url}/guests", {"name": "Tex", "email": "tex@example.com"}, headers=team["ada"],
+                          status=201).json["guest"]
+    app.post_json(f"{url}/guests/{guest['id']}/send", {}, headers=team["ada"], status=202)
+    token = re.search(r"/access/(\S+)", inbox(app, "tex@example.com")[0].text).group(1)
+    app.patch_json(f"{url}/guests/{guest['id']}", {"email": None, "phone": "+44 20 7946 0958"},
+                   headers=team["ada"], status=200)
+    assert app.post_json(f"/api/v1/rsvp/{token}", {"response": "yes"}, status=200).json["recorded"]
+    answers = run_in_request(lambda r: [row.response for row in r.db.scalars(select(Rsvp))])
+    assert answers == ["yes"]
+    confirmations = run_in_request(lambda r: r.db.scalar(select(func.count()).select_from(Notification).where(
+        Notification.template == "rsvp_confirmation")))
+    assert confirmations == 0

@@ -188,7 +188,7 @@ def _may_route_to(request, names) -> bool:
     mapper = request.registry.queryUtility(IRoutesMapper)
     try:
         path = request.path_info
-    except UnicodeDecodeError:
+    except (UnicodeDecodeError, KeyError):  # not UTF-8, or no PATH_INFO at all: no upload's route
         return False
     return any((route := mapper.get_route(name)) is not None and route.match(path) is not None for name in names)
 

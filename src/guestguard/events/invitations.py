@@ -8,6 +8,7 @@ host-side ones are authorized by their views, the guest-side ones by the link.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -56,6 +57,8 @@ SEND_BATCH = 500
 # A guest invited this recently is not sent another invitation (and new link)
 # by a repeated click: the link in the message just sent keeps working.
 RESEND_AFTER = dt.timedelta(seconds=60)
+
+log = logging.getLogger(__name__)
 
 
 # --- answers' deadline ------------------------------------------------------
@@ -582,12 +585,19 @@ def confirmation(ctx, guest, event, contact: Contact, raw_token: str, response: 
     # by the worker, not in the guest's request (a tenth of a second's CPU
     # a hundred answers).
     pass_faces = {"pass_code": guest_pass.code_display, "pass_secret": guest_pass.secret} if guest_pass else {}
-    return notification_row(
-        ctx, channel=channel, recipient=address_for(ctx, addressee, channel), template=CONFIRMATION,
-        workspace_id=event.workspace_id, context=context, kind=GUEST_MESSAGE,
-        sealed={"change_url": access_url(ctx, raw_token),
-                "calendar_url": ctx.url("access_ics", token=raw_token), **pass_faces},
-        about={"event_id": str(event.id), "guest_id": str(guest.id)})
+    try:
+        return notification_row(
+            ctx, channel=channel, recipient=address_for(ctx, addressee, channel), template=CONFIRMATION,
+            workspace_id=event.workspace_id, context=context, kind=GUEST_MESSAGE,
+            sealed={"change_url": access_url(ctx, raw_token),
+                    "calendar_url": ctx.url("access_ics", token=raw_token), **pass_faces},
+            about={"event_id": str(event.id), "guest_id": str(guest.id)})
+    except (billing.PlanLimitReached, MessageTooLong) as exc:
+        # The host's plan has no texts left, or the text would be too long:
+        # the guest's answer is recorded all the same, unconfirmed (the
+        # refusal is the host's to see, in the audit log).
+        log.warning("the answer of guest %s is not confirmed: %s", guest.id, type(exc).__name__)
+        return None
 
 
 def _prefixed(prefix: str, row: dict) -> dict:
