@@ -83,6 +83,7 @@ def lab(make_app, run_in_request):
     return registry, provider, ids, recipients, rows, queued_now
 
 
+
 def test_a_batch_sends_each_message_once_noting_each_acceptance_before_the_batch_is_recorded(lab):
     from guestguard.notifications.tasks import dispatch_notifications
     from guestguard.tasks import run_task_now
@@ -90,13 +91,16 @@ def test_a_batch_sends_each_message_once_noting_each_acceptance_before_the_batch
     registry, provider, ids, recipients, rows, _ = lab
     seen = []
     provider.on_send = lambda message: seen.append(
-        [(row.status, row.sent_at is not None, row.provider_message_id) for row in map(rows().get, recipients)])
+        [(row.status, row.sent_at is not None, row.delivery_state, row.provider_message_id)
+         for row in map(rows().get, recipients)])
     run_task_now(registry, dispatch_notifications, ids)
     assert provider.sent == recipients
-    # When the third message went out, the first two were noted as accepted,
-    # their outcome not yet recorded (the batch records at its end).
-    assert seen[2] == [("running", True, f"batchy-{ids[0]}"), ("running", True, f"batchy-{ids[1]}"),
-                       ("running", False, None), ("running", False, None), ("running", False, None)]
+    # When the third message went out, the first two were noted as accepted
+    # (sent, as a provider's early report must find them), their outcome not
+    # yet recorded (the batch records at its end).
+    assert seen[2] == [("running", True, "sent", f"batchy-{ids[0]}"), ("running", True, "sent", f"batchy-{ids[1]}"),
+                       ("running", False, "queued", None), ("running", False, "queued", None),
+                       ("running", False, "queued", None)]
     final = rows()
     assert {(row.status, row.attempts, row.delivery_state, row.provider_message_id) for row in final.values()} == {
         ("succeeded", 1, "sent", f"batchy-{row.id}") for row in final.values()}
@@ -206,3 +210,57 @@ def test_a_send_that_fails_for_now_gives_the_rest_back_to_ask_the_breaker_first(
     queued = queued_now()
     assert sorted(notification_id for name, notification_id in queued if name == "dispatch_notification") == sorted(
         map(str, ids[1:])), "the failed one queued for its retry, the others each for its own claim"
+
+
+def test_a_batch_whose_claim_was_taken_back_sends_no_more(lab, run_in_request):
+    """The reaper took the batch back while its first message was being sent
+    (its leases had lapsed: the database was away, the worker stalled):
+    that message's note finds the claim gone, and the batch sends none of
+    the others, which another worker is sending by now."""
+    from sqlalchemy import update
+
+    from guestguard.notifications.models import Notification
+    from guestguard.notifications.tasks import dispatch_notifications
+    from guestguard.tasks import run_task_now
+
+    registry, provider, ids, recipients, rows, _ = lab
+
+    def taken_back(message):
+        run_in_request(lambda request: request.db.execute(
+            update(Notification).values(status="pending", claimed_at=None, lease_until=None)), registry)
+
+    provider.on_send = taken_back
+    run_task_now(registry, dispatch_notifications, ids)
+    assert provider.sent == recipients[:1]
+    after = rows()
+    # The one sent is recorded (as after any taking back: not to be sent
+    # again); the others are as the reaper left them.
+    assert [after[to].status for to in recipients] == ["succeeded"] + ["pending"] * 4
+
+
+def test_a_lease_keeper_whose_claims_were_taken_back_says_its_batch_is_at_risk(lab, run_in_request):
+    from sqlalchemy import update
+
+    from guestguard.notifications.models import Notification
+    from guestguard.notifications.tasks import claim_together
+    from guestguard.tasks import LeaseKeeper
+    from guestguard.testing import scripted
+
+    registry, _, ids, _, _, _ = lab
+    with scripted(registry) as env:
+        attempts = claim_together(env["request"].ctx, ids)
+    keeper = LeaseKeeper(registry, Notification, ids, attempts[0].claimed_at)
+    keeper.every = 0.05
+    keeper.start()
+    try:
+        time.sleep(0.3)
+        assert not keeper.at_risk, "renewed, held"
+        run_in_request(lambda request: request.db.execute(
+            update(Notification).where(Notification.id == ids[0]).values(status="pending", claimed_at=None)),
+            registry)
+        deadline = time.monotonic() + 10
+        while not keeper.at_risk:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    finally:
+        keeper.stop()

@@ -580,9 +580,12 @@ class LeaseKeeper(threading.Thread):
     def __init__(self, registry, model: type, job_ids: Sequence[Any], claimed_at: dt.datetime):
         super().__init__(name=f"lease-{job_ids[0]}", daemon=True)
         self.registry, self.model, self.job_ids, self.claimed_at = registry, model, list(job_ids), claimed_at
-        self.every = registry.settings["jobs.lease_seconds"] / 3
+        self.lease = registry.settings["jobs.lease_seconds"]
+        self.every = self.lease / 3
         self.stopped = threading.Event()
         self.lost = False
+        # When the leases were last known to hold (the claim made them fresh).
+        self.held_at = time.monotonic()
 
     def run(self) -> None:
         failing = False
@@ -599,12 +602,21 @@ class LeaseKeeper(threading.Thread):
                 failing = True
                 continue
             failing = False
-            if held < len(job_ids):
+            if held == len(job_ids):
+                self.held_at = time.monotonic()
+            else:
                 self.lost = True
                 log.warning("%d of %d %s (the first %s) were taken back while they ran (their lease had lapsed)",
                             len(job_ids) - held, len(job_ids), self.model.__tablename__, job_ids[0])
                 if not held:
                     return
+
+    @property
+    def at_risk(self) -> bool:
+        """Whether a job may be taken back from under its worker: one was
+        already, or no renewal has held for half a lease (the database is
+        away). Work that must not be done twice stops here."""
+        return self.lost or time.monotonic() - self.held_at > self.lease / 2
 
     def let_go(self, job_ids: Sequence[Any]) -> None:
         """Stop renewing these (given back before they ran)."""

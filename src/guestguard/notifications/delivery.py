@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import object_session
+from sqlalchemy.orm import Session, object_session
 
 from guestguard.db import is_sqlite, sqlite_write_lock, utcnow
 from guestguard.notifications.models import DeliveryDay, Notification
@@ -83,7 +83,9 @@ class DayCounts:
         self.counts[key] = self.counts.get(key, 0) + 1
 
     def write(self, session) -> None:
-        insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        """``session``: a session, or a plain connection."""
+        dialect = session.get_bind().dialect if isinstance(session, Session) else session.dialect
+        insert = postgresql_insert if dialect.name == "postgresql" else sqlite_insert
         for (workspace_id, day, channel, state), count in sorted(self.counts.items(), key=str):
             column = getattr(DeliveryDay, state)
             key = {"workspace_id": workspace_id, "day": day, "channel": channel}

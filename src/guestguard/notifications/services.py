@@ -282,9 +282,18 @@ def begin_attempts(ctx, notification_ids) -> list[Attempt]:
                                                  for n in claimed])
     removed = removed_guests(ctx.db, {n.guest_id for n in claimed if n.kind == GUEST_MESSAGE and n.guest_id})
     attempts = (Attempt(notification.id, notification.claimed_at, None, None, GUEST_REMOVED)
-                if notification.guest_id in removed
+                if notification.guest_id in removed and not noted(notification)
                 else prepare_attempt(ctx, notification, stopped.get(notification.id)) for notification in claimed)
     return [attempt for attempt in attempts if attempt is not None]
+
+
+def noted(notification: Notification) -> bool:
+    """Whether a provider accepted the message on an attempt whose outcome
+    was not recorded (its worker died, or the reaper gave up on it): the
+    acceptance's note (``tasks.note_accepted``) set ``sent_at``, which
+    otherwise only a recorded success sets. Such a message is recorded as
+    sent, never sent again."""
+    return notification.sent_at is not None
 
 
 def removed_guests(db, guest_ids: set[uuid.UUID]) -> set[uuid.UUID]:
@@ -302,7 +311,7 @@ def prepare_attempt(ctx, notification: Notification, listed: Any = _UNREAD) -> A
     up already (``stopping_many``)."""
     earlier = ctx.registry["notifications.providers_by_name"].get(notification.provider or "")
     provider = ctx.registry["notifications.providers"].get(notification.channel)
-    if notification.sent_at is not None and was_interrupted(notification):
+    if noted(notification):
         return Attempt(notification.id, notification.claimed_at, provider, None, None,
                        accepted=(notification.provider_message_id, notification.provider))
     if provider is None:

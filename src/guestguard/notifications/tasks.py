@@ -6,13 +6,14 @@ import time
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import bindparam, case, update
 
 from guestguard import rls
 from guestguard.context import context_of
 from guestguard.db import utcnow
 from guestguard.group_commit import GroupCommit
 from guestguard.notifications import resilience, services
+from guestguard.notifications.delivery import QUEUED, SENT, DayCounts
 from guestguard.notifications.models import Notification
 from guestguard.outages import is_database_unavailable
 from guestguard.tasks import RUNNING, give_back, hold_leases
@@ -76,16 +77,18 @@ def record_together(ctx, results: Sequence[tuple[services.Attempt, tuple]]) -> l
 def dispatch_notifications(request, notification_ids) -> None:
     """Deliver a bulk send's batch (``notifications.batch_size`` messages
     queued together): claimed and rendered in one transaction, sent one
-    after another, each acceptance noted at once on a connection of its own
-    (``Notes``: a worker killed mid-batch leaves at most the send in
+    after another, each acceptance noted at once in a transaction of its own
+    (``note_accepted``: a worker killed mid-batch leaves at most the send in
     flight unnoted, and the next attempt records a noted message as sent
     instead of sending it again), the outcomes recorded in one transaction
-    at the end. A send that keeps the batch waiting longer than
-    ``notifications.batch_patience_seconds``, one that fails for now, or the
-    worker being asked to stop, gives the messages still waiting back to the
-    queue, each as a task of its own: a provider that hangs holds one
-    message, not the batch, and one that fails is asked about (its circuit
-    breaker) before each of the others is tried."""
+    at the end. The messages still waiting go back to the queue, each as a
+    task of its own, when a send keeps the batch waiting longer than
+    ``notifications.batch_patience_seconds`` (a provider that hangs holds
+    one message, not the batch), when one fails for now (each of the others
+    asks the provider's circuit breaker first), when the worker is asked to
+    stop, and when the batch may have lost its claim (a note finds it gone,
+    or the leases have not been renewed for half a lease: the reaper may be
+    handing them to another worker, so not one more is sent here)."""
     ctx = context_of(request)
     attempts = [attempt for attempt in claim_together(ctx, [uuid.UUID(str(i)) for i in notification_ids])
                 if attempt is not None]
@@ -96,24 +99,27 @@ def dispatch_notifications(request, notification_ids) -> None:
         batch = _Batch(ctx, attempts, keeper)
         results = []
         try:
-            # The notes' connection goes back to the pool before the record.
-            with Notes(request.registry) as notes:
-                while batch.waiting:
-                    if _stopping(request.registry):
-                        batch.give_back_the_rest("the worker is stopping")
-                        break
-                    attempt = batch.waiting.popleft()
-                    patience = resilience.Patience(ctx.settings["notifications.batch_patience_seconds"],
-                                                   batch.give_back_the_rest) if batch.waiting else None
-                    outcome = services.deliver(attempt, patience)
-                    results.append((attempt, outcome))
-                    if outcome[1] is None and attempt.accepted is None:
-                        notes.accepted(attempt, outcome[0], outcome[3])
-                    elif outcome[1] is not None and not outcome[2] and attempt.message is not None:
-                        # A provider in trouble: the rest wait for their own
-                        # claims, which ask its circuit breaker first.
-                        batch.give_back_the_rest("a send failed for now")
+            while batch.waiting:
+                if _stopping(request.registry):
+                    batch.give_back_the_rest("the worker is stopping")
+                    break
+                if keeper.at_risk:
+                    batch.give_back_the_rest("the batch's leases were not renewed", stop=True)
+                    break
+                attempt = batch.waiting.popleft()
+                patience = resilience.Patience(ctx.settings["notifications.batch_patience_seconds"],
+                                               batch.give_back_the_rest) if batch.waiting else None
+                outcome = services.deliver(attempt, patience)
+                results.append((attempt, outcome))
+                if outcome[1] is None and attempt.accepted is None:
+                    if not note_accepted(request.registry, attempt, outcome[0], outcome[3]):
+                        batch.give_back_the_rest("the batch's claim was taken back", stop=True)
+                elif outcome[1] is not None and not outcome[2] and attempt.message is not None:
+                    # A provider in trouble: the rest wait for their own
+                    # claims, which ask its circuit breaker first.
+                    batch.give_back_the_rest("a send failed for now")
         finally:
+            batch.give_back_the_rest("the batch stopped", stop=True)
             if results:
                 record_together(ctx, results)
 
@@ -125,16 +131,22 @@ class _Batch:
         self.ctx, self.keeper = ctx, keeper
         self.waiting = collections.deque(attempts)
 
-    def give_back_the_rest(self, why: str = "a send kept the batch waiting") -> None:
+    def give_back_the_rest(self, why: str = "a send kept the batch waiting", stop: bool = False) -> None:
+        """Unclaim the messages still waiting and queue each alone. When the
+        database is away they stay claimed: the batch goes on with them,
+        unless ``stop`` (then the reaper takes them back once their leases
+        lapse)."""
         rest = list(self.waiting)
         if not rest:
             return
         try:
             given = give_back(self.ctx, Notification, [attempt.notification_id for attempt in rest],
                               rest[0].claimed_at)
-        except Exception as exc:  # the database is away: the batch goes on as it is
-            log.warning("could not give back %d notifications (%s); the batch goes on", len(rest),
-                        type(exc).__name__)
+        except Exception as exc:
+            log.warning("could not give back %d notifications (%s); %s", len(rest), type(exc).__name__,
+                        "the reaper will" if stop else "the batch goes on")
+            if stop:
+                self.waiting.clear()
             return
         self.waiting.clear()
         self.keeper.let_go([attempt.notification_id for attempt in rest])
@@ -150,53 +162,41 @@ NOTE = (update(Notification)
         .where(Notification.id == bindparam("notification_id"), Notification.status == RUNNING,
                Notification.claimed_at == bindparam("claim"))
         .values(sent_at=bindparam("at"), provider=bindparam("sent_by"),
-                provider_message_id=bindparam("provider_message_id")))
-
-
-class Notes:
-    """Writes down, at once, that a provider accepted an attempt's message
-    (``sent_at``, the provider and its message id; the row stays
-    ``running``), before the outcome is recorded with the batch's: if the
-    worker dies meanwhile, the next attempt finds the note and records the
-    message as sent (``Attempt.accepted``). One connection of its own for a
-    batch's notes, each in a transaction of its own. A database away only
-    loses the note (the record waits the blip out)."""
-
-    def __init__(self, registry):
-        self.engine = registry["db.engine"]
-        self.connection = None
-
-    def __enter__(self) -> Notes:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        if self.connection is not None:
-            self.connection.close()
-
-    def accepted(self, attempt: services.Attempt, provider_message_id: str | None, sent_by: str | None) -> None:
-        try:
-            if self.connection is None:
-                self.connection = self.engine.connect()
-            with self.connection.begin():
-                rls.apply_to(self.connection, rls.SYSTEM)
-                self.connection.execute(NOTE, {
-                    "notification_id": attempt.notification_id, "claim": attempt.claimed_at, "at": utcnow(),
-                    "sent_by": sent_by, "provider_message_id": provider_message_id})
-        except Exception as exc:
-            if not is_database_unavailable(exc):
-                raise
-            log.warning("notification %s: could not note its acceptance (%s)", attempt.notification_id,
-                        type(exc).__name__)
-            if self.connection is not None:
-                self.connection.close()
-                self.connection = None
+                provider_message_id=bindparam("provider_message_id"),
+                delivery_state=case((Notification.delivery_state == QUEUED, SENT),
+                                    else_=Notification.delivery_state))
+        .returning(Notification.workspace_id, Notification.channel,
+                   (Notification.delivery_state == SENT).label("now_sent")))
 
 
 def note_accepted(registry, attempt: services.Attempt, provider_message_id: str | None,
-                  sent_by: str | None) -> None:
-    """``Notes.accepted`` for one attempt."""
-    with Notes(registry) as notes:
-        notes.accepted(attempt, provider_message_id, sent_by)
+                  sent_by: str | None) -> bool:
+    """Write down, at once and in a transaction of its own, that a provider
+    accepted the attempt's message, before its outcome is recorded with the
+    batch's: ``sent_at``, the provider and its message id, the delivery
+    state ``sent`` and the day's count of it (so a provider's early report
+    finds the message, and the counts agree with ``sent_at``); the row stays
+    ``running``. If the worker dies meanwhile, the next attempt finds the
+    note and records the message as sent (``Attempt.accepted``). False when
+    the claim is no longer the batch's. A database away only loses the note
+    (the record waits the blip out)."""
+    try:
+        with registry["db.engine"].begin() as connection:
+            rls.apply_to(connection, rls.SYSTEM)
+            noted = connection.execute(NOTE, {
+                "notification_id": attempt.notification_id, "claim": attempt.claimed_at, "at": utcnow(),
+                "sent_by": sent_by, "provider_message_id": provider_message_id}).first()
+            if noted is not None and noted.now_sent:
+                counts = DayCounts()
+                counts.add(noted, SENT, utcnow())
+                counts.write(connection)
+    except Exception as exc:
+        if not is_database_unavailable(exc):
+            raise
+        log.warning("notification %s: could not note its acceptance (%s)", attempt.notification_id,
+                    type(exc).__name__)
+        return True
+    return noted is not None
 
 
 def includeme(config) -> None:
