@@ -94,6 +94,12 @@ def set_scope(db: Session, scope: Scope) -> None:
         db.connection().execute(APPLY, scope.settings())
 
 
+def keep_for_next(db: Session, scope: Scope) -> None:
+    """Make ``scope`` this session's from its next transaction on, telling
+    the current one nothing (it failed)."""
+    db.info[SCOPE_KEY] = scope
+
+
 def from_stored(stored: dict[str, Any] | None) -> Scope:
     """The scope a task runs in: the one it was queued in, or the system's
     for a task nobody's workspace queued (periodic work, the reaper, an

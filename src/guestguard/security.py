@@ -80,9 +80,15 @@ def token_identity(request, session_id: uuid.UUID, subject: str) -> Identity:
     try:
         rows = db.execute(TOKEN_SESSION, {"session_id": session_id}).all()
         session = sessions.live_api_session(db, rows[0][0] if rows else None, subject)
-    except Exception:  # a dead token, or the database failing: the scope is as it was
+    except sessions.InvalidToken:  # a dead token: the scope is as it was
         if rls.scope_of(db) != before:
             rls.set_scope(db, before)
+        raise
+    except Exception:
+        # The database failed: this transaction is lost (no statement more
+        # on it, or the error the outage handlers know would be replaced),
+        # and the next one begins with the scope as it was.
+        rls.keep_for_next(db, before)
         raise
     return Identity("jwt", user=session.user, session=session, _db=db, _roles=workspaces.roles_in(rows),
                     needs_policy_acceptance=not policies_accepted(request.registry.settings, session.user))
