@@ -392,3 +392,63 @@ def test_redis_stopped_answers_no_5xx_and_every_domain_event_arrives_after(make_
     received = listener.named("rsvp.received")
     assert len(received) == 10 and len({e.id for e in received}) == 10
     huey.flush()
+
+
+class StopsPostgresAtTheSecondSend:
+    """Accepts every email; in the second send it stops the test's
+    PostgreSQL and has it started again two seconds later."""
+
+    name = "stopper"
+    channels = ("email",)
+
+    def __init__(self, server: OwnPostgres):
+        self.server = server
+        self.sent: list[str] = []
+        self.restart = None
+
+    def send(self, message):
+        import threading
+
+        if len(self.sent) == 1:
+            self.server.stop("fast")
+            self.restart = threading.Timer(2, self.server.start)
+            self.restart.start()
+        self.sent.append(message.recipient)
+        return f"stopper-{message.notification_id}"
+
+    @hookimpl
+    def register_notification_providers(self, settings):
+        return [self]
+
+
+def test_a_batch_whose_database_stops_mid_batch_sends_each_message_once_and_records_every_one(
+        make_app, run_in_request, own_postgres):
+    """The notes of the messages sent while PostgreSQL is away are lost; the
+    batch goes on sending (the provider has its own answer) and the record at
+    its end waits the outage out, so each message is sent once and ends
+    recorded with its provider's id."""
+    from sqlalchemy import select
+
+    from guestguard.notifications.models import Notification
+    from guestguard.notifications.services import Outgoing, queue_notifications
+    from guestguard.notifications.tasks import dispatch_notifications
+    from guestguard.tasks import run_task_now
+
+    migrate(own_postgres.url)
+    provider = StopsPostgresAtTheSecondSend(own_postgres)
+    app = make_app({"db.url": own_postgres.url, "huey.immediate": "false",
+                    "notifications.email.provider": "stopper"}, plugins=[("stopper", provider)])
+    registry = app.app.registry
+    recipients = [f"guest{n}@example.com" for n in range(5)]
+    ids = run_in_request(lambda request: queue_notifications(request.ctx, [
+        Outgoing(channel="email", recipient=to, template="test_message", context={"base_url": "https://gg.example"})
+        for to in recipients]), registry)
+    huey = registry["huey"]
+    assert [task.name.rpartition(".")[2] for task in (huey.dequeue() for _ in range(huey.pending_count()))
+            if "notification" in task.name] == ["dispatch_notifications"]
+    run_task_now(registry, dispatch_notifications, ids)
+    provider.restart.join()
+    assert provider.sent == recipients
+    rows = run_in_request(lambda request: request.db.scalars(select(Notification)).all(), registry)
+    assert sorted((row.status, row.attempts, row.delivery_state, row.provider_message_id) for row in rows) == sorted(
+        ("succeeded", 1, "sent", f"stopper-{notification_id}") for notification_id in ids)

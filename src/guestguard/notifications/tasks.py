@@ -68,6 +68,9 @@ def record_together(ctx, results: Sequence[tuple[services.Attempt, tuple]]) -> l
         except Exception as exc:
             if pause is None or not is_database_unavailable(exc) or time.monotonic() + pause > deadline:
                 raise
+            # A connection that failed before the transaction manager took
+            # the session leaves the session's transaction begun and broken.
+            ctx.db.rollback()
             log.warning("%d notifications: could not record the outcomes (%s); trying again in %g s",
                         len(results), type(exc).__name__, pause)
             time.sleep(pause)
