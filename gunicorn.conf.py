@@ -23,9 +23,12 @@ starts (a directory it makes itself when the variable is unset, removed at
 exit) and marks each worker that exits dead, so its gauges (live streams,
 connections in use) stop counting while its counters stay in the totals.
 
-Only gunicorn (and prometheus_client's file handling) is imported here: the
-master never imports the app, so the workers a reload (SIGHUP) starts load
-the code anew.
+Only gunicorn (and prometheus_client's file handling) is imported here, but
+the master imports part of GuestGuard all the same: PasteDeploy finds the
+app's factory in the package, and the ini's log formatter is one of its
+modules. The workers a reload (SIGHUP) starts re-read the ini and build the
+app anew, with the code the master holds; new code needs a new master
+(USR2, then TERM to the old one; docs/operations.md, "Upgrading the code").
 """
 import ctypes
 import os
