@@ -4,11 +4,12 @@ import datetime as dt
 
 import pytest
 import time_machine
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 
+from guestguard import keys
 from guestguard.notifications.models import Notification
 from guestguard.notifications.rendering import TemplateMissing
-from guestguard.notifications.services import RETRY_BACKOFF, queue_notification
+from guestguard.notifications.services import RETRY_BACKOFF, SEAL_PURPOSE, queue_notification
 from guestguard.notifications.tasks import dispatch_notification
 from guestguard.plugins import PermanentDeliveryError, TransientDeliveryError, hookimpl
 from guestguard.tasks import claim_job, reap, run_task_now
@@ -247,6 +248,26 @@ def test_sealed_values_are_not_stored_readable(queued_app, run_in_request):
     assert secret in provider.sent[0].text
     assert secret not in dump()
     assert load(registry, notification_id).sealed_context is None
+
+
+def test_values_sealed_under_another_secret_fail_the_notification(queued_app, run_in_request):
+    """A message queued before app.secret changed cannot be opened: it
+    fails, naming why, and nothing half-rendered is sent."""
+    provider = ScriptedProvider()
+    app = queued_app(provider)
+    registry = app.app.registry
+    notification_id = queue(registry, run_in_request, template="test_message",
+                            context={}, sealed={"base_url": "https://gg.example/i/tok"})
+    other = keys.seal({"app.secret": "another-secret-" + "x" * 32}, SEAL_PURPOSE,
+                      b'{"base_url": "https://gg.example/i/tok"}').decode()
+    with registry["db.engine"].begin() as connection:
+        connection.execute(update(Notification).where(Notification.id == notification_id)
+                           .values(sealed_context=other))
+    drain(registry["huey"])
+    row = load(registry, notification_id)
+    assert row.status == "failed"
+    assert row.last_error == "sealed context cannot be decrypted"
+    assert provider.sent == []
 
 
 def test_a_template_error_fails_the_notification(queued_app, run_in_request):

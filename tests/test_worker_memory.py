@@ -43,9 +43,16 @@ def test_a_merge_and_a_branch_are_read_as_alembic_reads_them(tmp_path):
 # cover upload, a camera frame decoded on the server, a file imported), and
 # the providers' SDKs: the task worker sends, and Stripe is called only by
 # the billing pages. Babel: the 12-hour countries are a table (timefmt).
+# cryptography's Rust core (PyJWT imports it, and Fernet and the SNS
+# signature checks need it) waits for the first API token, sealed message
+# or SNS message; ``import cryptography`` alone (redis-py's probe) loads no
+# more than its version. phonenumbers waits for the first phone number read,
+# segno for the first QR code drawn.
 IMPORTED_ONLY_WHEN_USED = ("alembic", "mako", "pygments", "icalendar", "openpyxl", "PIL", "zxingcpp", "babel",
                            "charset_normalizer", "python_calamine",
-                           "stripe", "boto3", "botocore", "twilio", "requests")
+                           "stripe", "boto3", "botocore", "twilio", "requests",
+                           "jwt", "cryptography.hazmat.bindings._rust", "cryptography.fernet", "cryptography.x509",
+                           "phonenumbers", "segno")
 # Each provider chosen, so its plugin checks its settings at startup.
 PROVIDERS_CHOSEN = {
     "billing.backend": "stripe", "stripe.secret_key": "sk_test_memory",

@@ -16,15 +16,16 @@ import json
 import re
 import uuid
 from collections.abc import Callable
-from typing import Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
-import phonenumbers
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
-from phonenumbers.phonemetadata import PhoneMetadata
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from guestguard.errors import APIError
+
+if TYPE_CHECKING:
+    import phonenumbers
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -146,7 +147,11 @@ def normalize_email(value: str) -> str:
 
 def normalize_phone(value: str, region: str | None) -> str:
     """E.164; a number without its country code is read in ``region``
-    (none: it must have one)."""
+    (none: it must have one). phonenumbers (its metadata is over 1 MiB in a
+    process) is imported by the first number read, not by every web worker
+    at startup: guests' pages and answers carry none."""
+    import phonenumbers
+
     try:
         number = phonenumbers.parse(value, region)
     except phonenumbers.NumberParseException:
@@ -162,6 +167,9 @@ def _valid_number(number: phonenumbers.PhoneNumber) -> bool:
     whose leading digits match or, for a region without that rule, where the
     number has a known type, then checks the number against that region
     again; here the first such check is the answer."""
+    import phonenumbers
+    from phonenumbers.phonemetadata import PhoneMetadata
+
     regions = phonenumbers.region_codes_for_country_code(number.country_code)
     if len(regions) < 2:  # one region (or a non-geographic code): the library checks once
         return phonenumbers.is_valid_number(number)

@@ -9,7 +9,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import jwt
 from sqlalchemy import select, update
 
 from guestguard.accounts.models import API, WEB, AuthSession, RefreshToken, User
@@ -34,6 +33,16 @@ class TokenPair:
     refresh_token: str
     expires_in: int
     session_id: uuid.UUID
+
+
+def _jwt():
+    """PyJWT, imported by the first API token issued or read: it imports
+    cryptography's Rust core whenever installed (some 10 MiB a process),
+    though HS256 needs only hmac, and the web's pages and the guests'
+    links use cookies and their own tokens."""
+    import jwt
+
+    return jwt
 
 
 def _now() -> dt.datetime:
@@ -74,10 +83,12 @@ def encode_access_token(settings: Mapping[str, Any], session: AuthSession) -> st
         "typ": ACCESS_TYPE,
         "aud": settings["auth.jwt_audience"],
     }
+    jwt = _jwt()
     return jwt.encode(claims, derive_key(settings, "jwt-access"), algorithm="HS256")
 
 
 def decode_access_token(settings: Mapping[str, Any], token: str) -> dict[str, Any]:
+    jwt = _jwt()
     try:
         claims = jwt.decode(
             token, derive_key(settings, "jwt-access"), algorithms=ALGORITHMS,

@@ -22,7 +22,6 @@ import secrets
 import uuid
 from dataclasses import dataclass
 
-import segno
 from sqlalchemy import select
 
 from guestguard import rls
@@ -137,7 +136,11 @@ def find_by_code(db, event_id: uuid.UUID, code: str) -> GuestPass | None:
 
 
 def qr_svg(secret: str, *, scale: int = 6) -> str:
-    """The QR code as an SVG element for a page (dark on light, with its quiet zone)."""
+    """The QR code as an SVG element for a page (dark on light, with its
+    quiet zone). segno is imported by the first pass shown: only a guest
+    who has one sees it."""
+    import segno
+
     qr = segno.make_qr(secret, error="m")
     buffer = io.BytesIO()
     qr.save(buffer, kind="svg", scale=scale, xmldecl=False, svgns=True, title="Your pass",

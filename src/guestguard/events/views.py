@@ -11,7 +11,6 @@ import math
 import uuid
 from dataclasses import astuple
 
-import phonenumbers
 from pydantic_core import PydanticCustomError
 from pyramid.httpexceptions import HTTPForbidden
 from pyramid.response import Response
@@ -167,6 +166,8 @@ def channel_choices(request, automatic: str) -> list[tuple[str, str]]:
 
 def phone_hint(request, event) -> dict[str, str]:
     """The country a number without + is read in, for the guest form's hint."""
+    import phonenumbers
+
     region = services.phone_region(request.ctx, event)
     return {"name": timefmt.country_names().get(region, region),
             "code": str(phonenumbers.country_code_for_region(region))}

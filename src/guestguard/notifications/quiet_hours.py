@@ -17,9 +17,6 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import phonenumbers
-from phonenumbers import timezone as number_zones
-
 UNKNOWN_ZONE = "Etc/Unknown"
 
 
@@ -35,6 +32,9 @@ def _zone(name: str | None) -> ZoneInfo | None:
 def recipient_zone(phone: str, event_zone: str | None) -> ZoneInfo:
     """Where the person with ``phone`` probably is: the number's one zone,
     else the event's, else UTC."""
+    import phonenumbers
+    from phonenumbers import timezone as number_zones
+
     try:
         zones = [name for name in number_zones.time_zones_for_number(phonenumbers.parse(phone, None))
                  if name != UNKNOWN_ZONE]

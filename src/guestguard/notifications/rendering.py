@@ -8,14 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import segno
 
 from guestguard.timefmt import add_filters
 
 
 def qr_png_data_uri(content: str, scale: int = 6) -> str:
     """``content`` as a QR code (dark on light, with its quiet zone) in a PNG
-    data URI, for email."""
+    data URI, for email. segno is imported by the first code drawn (by
+    the task worker, which renders messages), not by every web worker."""
+    import segno
+
     return segno.make_qr(content, error="m").png_data_uri(scale=scale, border=4)
 
 

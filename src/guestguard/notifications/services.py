@@ -11,14 +11,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.fernet import InvalidToken
 from prometheus_client import Counter
 from sqlalchemy import insert, select
 
-from guestguard import sms_segments
+from guestguard import keys, sms_segments
 from guestguard.db import ALL_ROWS, utcnow
 from guestguard.events.models import Guest
-from guestguard.keys import fernet_for
 from guestguard.notifications import resilience, suppression, unsubscribe
 from guestguard.notifications.delivery import FAILED, SENT, SUPPRESSED, DayCounts, announce, set_delivery_state
 from guestguard.notifications.models import Notification
@@ -234,11 +232,11 @@ def drop_secrets(notification: Notification) -> None:
 
 
 def seal(settings: Mapping[str, Any], values: Mapping[str, Any]) -> str:
-    return fernet_for(settings, SEAL_PURPOSE).encrypt(json.dumps(dict(values)).encode()).decode()
+    return keys.seal(settings, SEAL_PURPOSE, json.dumps(dict(values)).encode()).decode()
 
 
 def unseal(settings: Mapping[str, Any], token: str) -> dict[str, Any]:
-    return json.loads(fernet_for(settings, SEAL_PURPOSE).decrypt(token.encode()))
+    return json.loads(keys.open_sealed(settings, SEAL_PURPOSE, token.encode()))
 
 
 @dataclass(frozen=True)
@@ -345,7 +343,7 @@ def prepare_attempt(ctx, notification: Notification, listed: Any = _UNREAD) -> A
             context["unsubscribe_url"] = unsubscribe_url
         rendered = ctx.registry["notifications.renderer"].render(
             notification.channel, notification.template, context)
-    except InvalidToken:
+    except keys.Unreadable:
         return Attempt(notification.id, notification.claimed_at, provider, None,
                        "sealed context cannot be decrypted")
     except Exception as exc:  # a template error will not fix itself

@@ -16,9 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.fernet import InvalidToken
-
-from guestguard.keys import fernet_for
+from guestguard.keys import Unreadable, open_sealed, seal
 from guestguard.notifications.suppression import UNSUBSCRIBE, suppress
 
 PURPOSE = "notifications.unsubscribe"
@@ -41,7 +39,7 @@ class Subscription:
 def token_for(settings: Mapping[str, Any], subscription: Subscription) -> str:
     payload = (subscription.workspace_id.bytes + bytes([CHANNELS.index(subscription.channel)])
                + subscription.address.encode())
-    return fernet_for(settings, PURPOSE).encrypt(payload).decode().rstrip("=")
+    return seal(settings, PURPOSE, payload).decode().rstrip("=")
 
 
 def read_token(settings: Mapping[str, Any], token: object) -> Subscription | None:
@@ -49,8 +47,8 @@ def read_token(settings: Mapping[str, Any], token: object) -> Subscription | Non
     if not isinstance(token, str) or not token.isascii() or not 0 < len(token) <= MAX_TOKEN:
         return None
     try:
-        payload = fernet_for(settings, PURPOSE).decrypt(token + "=" * (-len(token) % 4))
-    except (InvalidToken, ValueError):
+        payload = open_sealed(settings, PURPOSE, token + "=" * (-len(token) % 4))
+    except Unreadable:
         return None
     if len(payload) < 18 or payload[16] >= len(CHANNELS):
         return None

@@ -22,13 +22,11 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+if TYPE_CHECKING:
+    from cryptography import x509
 
 # The hosts Amazon serves signing certificates (and subscription links) from.
 AMAZON_HOSTS = r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$"
@@ -42,7 +40,9 @@ SIGNED_FIELDS = {
     "SubscriptionConfirmation": CONFIRMATION_FIELDS,
     "UnsubscribeConfirmation": CONFIRMATION_FIELDS,
 }
-HASHES = {"1": hashes.SHA1, "2": hashes.SHA256}
+# By name: cryptography is imported by the first signature checked (its Rust
+# core is some 8 MiB in a process), not by every web worker at startup.
+HASHES = {"1": "SHA1", "2": "SHA256"}
 # Fields every message must carry, whatever its type.
 REQUIRED = ("Type", "MessageId", "TopicArn", "Timestamp", "SignatureVersion", "Signature", "SigningCertURL")
 
@@ -139,6 +139,10 @@ def check_shape(message: Any) -> None:
 
 
 def check_signature(message: Mapping[str, Any], certificate: x509.Certificate) -> None:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
     try:
         signature = base64.b64decode(message["Signature"], validate=True)
     except (binascii.Error, ValueError):
@@ -146,7 +150,7 @@ def check_signature(message: Mapping[str, Any], certificate: x509.Certificate) -
     key = certificate.public_key()
     if not isinstance(key, rsa.RSAPublicKey):
         raise Refused("the signing certificate has no RSA key", forged=True)
-    algorithm = HASHES[message["SignatureVersion"]]()
+    algorithm = getattr(hashes, HASHES[message["SignatureVersion"]])()
     try:
         key.verify(signature, canonical_string(message), padding.PKCS1v15(), algorithm)
     except InvalidSignature:
@@ -187,6 +191,8 @@ class CertificateCache:
                 self._certificates.move_to_end(url)
                 return self._certificates[url]
         pem = self.fetch_pem(url)
+        from cryptography import x509
+
         try:
             certificate = x509.load_pem_x509_certificate(pem)
         except ValueError:
