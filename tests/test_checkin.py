@@ -64,6 +64,10 @@ def test_a_yes_brings_a_pass_on_the_page_and_in_the_confirmation(app, host, run_
     page = app.get(f"/access/{token}")
     section = page.html.find(class_="guest-pass")
     assert section.find("svg") is not None, "the QR code drawn on the page"
+    drawn = passes.qr_svg.cache_info()
+    again = app.get(f"/access/{token}").html.find(class_="guest-pass").find("svg")
+    assert str(again) == str(section.find("svg"))
+    assert passes.qr_svg.cache_info().hits == drawn.hits + 1, "a repeat view shows the code drawn before"
     assert re.fullmatch(r"[2-9A-HJKMNP-TV-Z]{4}-[2-9A-HJKMNP-TV-Z]{4}", code)
     [message] = inbox(app, "grace@example.com")
     assert code in message.text and code in message.html
