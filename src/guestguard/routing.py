@@ -1,0 +1,78 @@
+"""Route matching that tries only the routes a path's first segment allows.
+
+Pyramid's own mapper tries every route's pattern in turn until one matches:
+a guest's invitation page, about the hundredth route, paid for a hundred
+regular expressions at every request. ``IndexedRoutesMapper`` groups the
+routes by the literal first segment of their pattern (``/access/{token}``:
+``access``) and tries, in the order they were added, only those whose
+first segment is that of the path, with every route whose first segment
+is not literal (``/{slug}``, ``/*rest``) among them. The route that
+matches is the one Pyramid's mapper would have found: no route skipped
+could have matched, since its pattern starts with another literal
+segment."""
+from __future__ import annotations
+
+import re
+
+from pyramid.exceptions import URLDecodeError
+from pyramid.interfaces import IRoutesMapper
+from pyramid.urldispatch import RoutesMapper
+
+# A segment holding any of these is matched by a pattern, not literally:
+# ``{name}`` and ``*rest`` as Pyramid writes them, ``:name`` its old form.
+_NOT_LITERAL = re.compile(r"[{*:]")
+_ANY = object()
+
+
+def first_segment(pattern: str) -> object:
+    """The literal first segment of a route's pattern ("" for "/"), or
+    ``_ANY`` when it holds a placeholder."""
+    segment = pattern.lstrip("/").split("/", 1)[0]
+    return _ANY if _NOT_LITERAL.search(segment) else segment
+
+
+class IndexedRoutesMapper(RoutesMapper):
+    """Pyramid's ``RoutesMapper`` with its routes grouped by first segment."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._groups: tuple[dict[str, list], list] | None = None
+
+    def connect(self, *args, **kwargs):
+        self._groups = None
+        return super().connect(*args, **kwargs)
+
+    def _grouped(self) -> tuple[dict[str, list], list]:
+        groups = self._groups
+        if groups is None:
+            keys = [first_segment(route.pattern) for route in self.routelist]
+            anywhere = [route for route, key in zip(self.routelist, keys, strict=True) if key is _ANY]
+            by_segment = {key: [route for route, other in zip(self.routelist, keys, strict=True)
+                                if other is _ANY or other == key]
+                          for key in set(keys) if key is not _ANY}
+            groups = self._groups = (by_segment, anywhere)
+        return groups
+
+    def __call__(self, request):
+        try:
+            path = request.path_info or "/"
+        except KeyError:
+            path = "/"
+        except UnicodeDecodeError as error:
+            raise URLDecodeError(error.encoding, error.object, error.start, error.end, error.reason) from error
+        by_segment, anywhere = self._grouped()
+        for route in by_segment.get(path.lstrip("/").split("/", 1)[0], anywhere):
+            match = route.match(path)
+            if match is not None:
+                predicates = route.predicates
+                info = {"match": match, "route": route}
+                if predicates and not all(predicate(info, request) for predicate in predicates):
+                    continue
+                return info
+        return {"route": None, "match": None}
+
+
+def use_indexed_routes(config) -> None:
+    """Have the configuration's routes kept by ``IndexedRoutesMapper``
+    (before any route is added)."""
+    config.registry.registerUtility(IndexedRoutesMapper(), IRoutesMapper)
