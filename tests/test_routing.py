@@ -9,7 +9,7 @@ from pyramid.interfaces import IRoutesMapper
 from pyramid.request import Request
 from pyramid.urldispatch import RoutesMapper
 
-from guestguard.routing import IndexedRoutesMapper, first_segment
+from guestguard.routing import IndexedRoutesMapper, first_segment, literal_start
 
 pytestmark = pytest.mark.one_pass("sqlite")
 
@@ -80,3 +80,10 @@ def test_first_segments():
     assert first_segment("/") == ""
     for pattern in ("/{slug}", "*rest", "/:old/x", "/a{b}/c"):
         assert first_segment(pattern) not in ("", "a", "old", "slug")
+
+
+def test_literal_starts():
+    assert literal_start("/api/v1/rsvp/{token}") == "/api/v1/rsvp/"
+    assert literal_start("static/*subpath") == "/static/"
+    assert literal_start("/privacy") == "/privacy"
+    assert literal_start("/:old/x") == "/"
