@@ -89,7 +89,6 @@ def _open_statement():
                                                 bindparam("key"), type_=Uuid())))
 
 
-
 def applies(db: Session) -> bool:
     return db.get_bind().dialect.name == "postgresql"
 

@@ -414,8 +414,7 @@ def templates_found_once(env):
 
 # A few script names at most (the one the site is mounted under); a
 # request naming another is answered as usual, without being kept.
-_FIXED_PATHS: dict[str, dict[str, str]] = {}
-_FIXED_PATHS_KEPT = 8
+FIXED_PATHS_KEPT = 8
 
 
 def fixed_paths(request) -> dict[str, str]:
@@ -423,14 +422,16 @@ def fixed_paths(request) -> dict[str, str]:
     terms), the same for every page under one script name: generated once
     for it rather than at each render, a fifth of the guest layout's cost.
     Paths, not URLs: the page's own origin serves them."""
+    # Kept by the application (its routes and static views), per script name.
+    kept = request.registry.setdefault("web.fixed_paths", {})
     script_name = request.script_name
-    paths = _FIXED_PATHS.get(script_name)
+    paths = kept.get(script_name)
     if paths is None:
         paths = {"stylesheet": request.static_path("guestguard:static/site.css"),
                  "icon": request.static_path("guestguard:static/favicon.svg"),
                  "privacy": request.route_path("privacy"), "terms": request.route_path("terms")}
-        if len(_FIXED_PATHS) < _FIXED_PATHS_KEPT:
-            _FIXED_PATHS[script_name] = paths
+        if len(kept) < FIXED_PATHS_KEPT:
+            kept[script_name] = paths
     return paths
 
 
