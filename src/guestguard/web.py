@@ -166,9 +166,16 @@ def redirect(request, location: str):
 def private(request, status: int = 200) -> None:
     """Pages with a CSRF token, personal data or a token in the address:
     never cached, and the address is never sent on as a referrer."""
-    request.response.status = status
-    request.response.cache_control.no_store = True
-    request.response.headers["Referrer-Policy"] = "no-referrer"
+    response = request.response
+    # Set only when they change: WebOb's status and Cache-Control setters
+    # parse what they are given, a guest's page at every view.
+    if response.status_code != status:
+        response.status = status
+    if "Cache-Control" in response.headers:
+        response.cache_control.no_store = True
+    else:
+        response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
 
 
 # --- reading HTML forms ------------------------------------------------------------
