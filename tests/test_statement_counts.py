@@ -221,7 +221,7 @@ def test_the_latest_answer_is_found_through_the_guests_index(app, guest_link):
     with engine.begin() as connection:
         guest_id = connection.exec_driver_sql("SELECT id FROM guests").scalar()
         scans = [*scans_of_answers(connection, LOOK_UP.statement, {"token_hash": hash_token(guest_link)}),
-                 *scans_of_answers(connection, LOCKED_ANSWER, {"guest_id": guest_id})]
+                 *scans_of_answers(connection, LOCKED_ANSWER.statement, {"guest_id": guest_id})]
     # The page's columns of the latest answer; the lock's: its time, its id and what it kept.
     assert len(scans) == len(Answer.__slots__) + 2 + len(KEPT), scans
     assert all("guest_id" in scan for scan in scans), scans

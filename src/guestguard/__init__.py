@@ -11,6 +11,7 @@ from pyramid.config import Configurator
 from guestguard.billing.plans import SETTINGS as BILLING_SETTINGS
 from guestguard.notifications.channels import channel_settings, index_channels
 from guestguard.plugins import build_plugin_manager, collect
+from guestguard.routing import use_indexed_routes
 from guestguard.settings import CORE_SETTINGS, SettingsError, SettingsReader, raw_flag, raw_list
 from guestguard.tasks import start_in_process_consumer
 from guestguard.web import default_templates_dir
@@ -89,6 +90,7 @@ def make_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = None
                 load_entry_points: bool = True) -> Configurator:
     settings, pm, reader = read_settings(raw, environ, extra_plugins, load_entry_points)
     config = Configurator(settings=settings)
+    use_indexed_routes(config)
     config.registry["plugins"] = pm
     config.registry["settings.reader"] = reader
     config.include("pyramid_retry")

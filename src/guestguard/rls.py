@@ -31,13 +31,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 from pyramid.tweens import MAIN
-from sqlalchemy import event, text
+from sqlalchemy import Uuid, bindparam, event, func, select, text
 from sqlalchemy.orm import Session
 
 SCOPE_KEY = "rls.scope"
@@ -75,7 +76,17 @@ APPLY = text("SELECT set_config('guestguard.scope', :scope, true), "
              "set_config('guestguard.user', :user, true)")
 
 
-OPEN = text("SELECT guestguard_open(:credentials, :key_column, :key)")
+@functools.cache
+def _open_statement():
+    # Built at first use: ``db`` imports this module for the session's scope.
+    from guestguard.db import Prepared
+
+    # On the session's DBAPI connection (``db.Prepared``): it is the first
+    # statement of every guest's request, and SQLAlchemy's execution of a
+    # text statement (context, result object, column descriptions) cost
+    # more CPU than the round trip itself.
+    return Prepared(select(func.guestguard_open(bindparam("credentials"), bindparam("key_column"),
+                                                bindparam("key"), type_=Uuid())))
 
 
 def applies(db: Session) -> bool:
@@ -133,8 +144,8 @@ def open_credential(db: Session, column, value: str) -> uuid.UUID | None:
     scope = scope_of(db)
     if scope.system:
         return None
-    workspace_id = db.execute(OPEN, {"credentials": column.table.name, "key_column": column.name,
-                                     "key": value}).scalar()
+    (workspace_id,) = _open_statement().first(db, {"credentials": column.table.name, "key_column": column.name,
+                                                   "key": value})
     if workspace_id is not None:
         # What the function set on the connection, kept for the session's
         # later transactions (without the lookup, which was this one's).

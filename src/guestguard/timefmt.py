@@ -286,6 +286,8 @@ def text_when(local: dt.datetime) -> str:
     return f"{short_date(local)}, {time_of_day(local)} {zone_label(local, plain=True)}"
 
 
+# Each guest's page of an event reads the same span: worked out once.
+@functools.lru_cache(maxsize=1024)
 def long_span(starts: dt.datetime | None, ends: dt.datetime | None, timezone: str) -> str:
     """"Saturday 21 June 2030, 19:00 – 23:30 BST"; the zone named at
     both ends when it changes in between, the dates when the day does."""

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy.exc import NoResultFound
 from sqlalchemy.orm.attributes import set_committed_value
 
 from guestguard import timefmt
@@ -22,7 +23,7 @@ from guestguard.activity import news
 from guestguard.audit.services import record, record_many
 from guestguard.billing import services as billing
 from guestguard.checkin import passes
-from guestguard.db import is_sqlite, lock_name, sqlite_write_lock, utcnow
+from guestguard.db import Prepared, is_sqlite, lock_name, sqlite_write_lock, utcnow
 from guestguard.domain import emit_many
 from guestguard.events import branding, outbound, questions, seats, services
 from guestguard.events.models import CANCELLED, DRAFT, NO, YES, BulkAction, Event, Guest, InvitationLink, Rsvp
@@ -533,7 +534,10 @@ class Addressee:
     plus_ones_coming: int
 
 
-LOCKED_ANSWER = (
+# On the session's DBAPI connection (``db.Prepared``): SQLAlchemy's
+# execution of this statement (its cache key, context and result) cost an
+# answer more CPU than the statement's round trip.
+LOCKED_ANSWER = Prepared(
     select(_guests.c.response, _guests.c.waitlisted_at, _guests.c.responded_at,
            # Forgotten or removed by the host while the answer waited for the row.
            func.coalesce(_guests.c.forgotten_at, _guests.c.removed_at).label("gone_at"),
@@ -638,6 +642,15 @@ def tell_host_of_answer(ctx, guest, event, rsvp_id: uuid.UUID, previous: str | N
                    data={"response": response, "plus_ones": plus_ones, "previous": previous}, along=along)
 
 
+def locked_answer(db, guest_id: uuid.UUID) -> tuple:
+    """The guest's row, locked, with its latest answer and where to confirm
+    a new one (``LOCKED_ANSWER``)."""
+    locked = LOCKED_ANSWER.first(db, {"guest_id": guest_id})
+    if locked is None:
+        raise NoResultFound("the answering guest's row is gone")
+    return locked
+
+
 def submit_rsvp(ctx, link, guest, event, data: RsvpInput, raw_token: str) -> tuple[Answer, bool]:
     """Record the guest's answer and queue its confirmation to the guest.
     The same answer as the latest records nothing new and sends nothing (a
@@ -662,7 +675,7 @@ def submit_rsvp(ctx, link, guest, event, data: RsvpInput, raw_token: str) -> tup
     if event.capacity is not None:
         seats.lock_places(db, event.id)  # before the guest's row: the order every path keeps
     # One answer at a time per guest: FOR NO KEY UPDATE (see db.lock_row).
-    locked = db.execute(LOCKED_ANSWER, {"guest_id": guest.id}).one()
+    locked = locked_answer(db, guest.id)
     previous, waitlisted_at, responded_at, gone_at, latest_at, latest_id, *latest = locked[:-_CONTACT]
     if gone_at is not None:
         # The host forgot or removed the guest while this answer waited for
@@ -674,7 +687,7 @@ def submit_rsvp(ctx, link, guest, event, data: RsvpInput, raw_token: str) -> tup
         # subqueries read the snapshot from before it. Asked again (a new
         # statement, a new snapshot, the lock held), the latest answer is
         # the one just committed, so the same answer twice records once.
-        locked = db.execute(LOCKED_ANSWER, {"guest_id": guest.id}).one()
+        locked = locked_answer(db, guest.id)
         previous, waitlisted_at, responded_at, _, latest_at, latest_id, *latest = locked[:-_CONTACT]
     contact = Contact(*locked[-_CONTACT:])
     answer = (data.response, plus_ones, data.dietary, data.message, names, replies)

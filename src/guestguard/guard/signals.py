@@ -93,6 +93,9 @@ class Network:
         return f"{self.operator} {kind}{place}" if kind else f"{self.operator}{place}"
 
 
+# Every use of a token logs its network: a client's next requests come from
+# the same address, which is parsed once.
+@functools.lru_cache(maxsize=4096)
 def prefix_of(ip: str) -> str:
     """The /24 of an IPv4 address, the /48 of an IPv6 one."""
     try:
