@@ -63,24 +63,27 @@ class IndexedRoutesMapper(RoutesMapper):
             groups = self._groups = (by_segment, anywhere)
         return groups
 
+    def candidates(self, path: str) -> list:
+        """The routes that could match ``path``, in the order they were
+        added: those of its first segment (with the ones that start with a
+        placeholder) whose literal beginning the path has."""
+        by_segment, anywhere = self._grouped()
+        group = by_segment.get(path.lstrip("/").split("/", 1)[0], anywhere)
+        return [route for start, route in group if path.startswith(start)]
+
     def __call__(self, request):
+        """What ``IRoutesMapper`` answers: the first candidate whose pattern
+        matches and whose predicates all agree, as ``{"match", "route"}``."""
         try:
             path = request.path_info or "/"
-        except KeyError:
+        except KeyError:  # no PATH_INFO at all: the root, as Pyramid takes it
             path = "/"
-        except UnicodeDecodeError as error:
-            raise URLDecodeError(error.encoding, error.object, error.start, error.end, error.reason) from error
-        by_segment, anywhere = self._grouped()
-        for start, route in by_segment.get(path.lstrip("/").split("/", 1)[0], anywhere):
-            if not path.startswith(start):
-                continue
-            match = route.match(path)
-            if match is not None:
-                predicates = route.predicates
-                info = {"match": match, "route": route}
-                if predicates and not all(predicate(info, request) for predicate in predicates):
-                    continue
-                return info
+        except UnicodeDecodeError as bad:
+            raise URLDecodeError(bad.encoding, bad.object, bad.start, bad.end, bad.reason) from bad
+        for route in self.candidates(path):
+            found = {"match": route.match(path), "route": route}
+            if found["match"] is not None and all(agrees(found, request) for agrees in route.predicates):
+                return found
         return {"route": None, "match": None}
 
 
