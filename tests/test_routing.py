@@ -21,7 +21,10 @@ def paths_for(pattern: str) -> list[str]:
     pattern = "/" + pattern.lstrip("/")
     filled = PLACEHOLDER.sub("abc123", pattern)
     filled = re.sub(r"\*\w*$", "some/rest", filled)
-    return [filled, filled + "/", filled + "/more", "/" + filled, filled.upper(), filled.rstrip("/") + ".json"]
+    # A pattern's regular expression ends in "$", which Python lets match
+    # before a final newline: "/privacy%0A" reaches the privacy page.
+    return [filled, filled + "/", filled + "/more", "/" + filled, filled.upper(), filled.rstrip("/") + ".json",
+            filled + "\n", filled + "/\n"]
 
 
 def both_mappers(registry) -> tuple[RoutesMapper, RoutesMapper]:

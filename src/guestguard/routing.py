@@ -68,7 +68,10 @@ class IndexedRoutesMapper(RoutesMapper):
         added: those of its first segment (with the ones that start with a
         placeholder) whose literal beginning the path has."""
         by_segment, anywhere = self._grouped()
-        group = by_segment.get(path.lstrip("/").split("/", 1)[0], anywhere)
+        segment = path.lstrip("/").split("/", 1)[0]
+        # A pattern's "$" matches before a final newline too (Python's
+        # regular expressions): "/privacy\n" is the privacy page's path.
+        group = by_segment.get(segment.removesuffix("\n"), anywhere)
         return [route for start, route in group if path.startswith(start)]
 
     def __call__(self, request):
