@@ -254,3 +254,17 @@ def test_a_views_template_is_looked_up_once_per_process_unless_templates_reload(
     # Renderers are made anew for many renders: the template is kept by name.
     assert make(info)({"n": 2}, {}) == ("second 2" if reloading else "first 2")
     assert len(loads) == (2 if reloading else 1)
+
+
+def test_every_request_is_made_from_one_class_holding_the_request_properties(app):
+    """Pyramid would make a class for each request to hold the properties
+    (``ctx``, ``db``, ``tm``...): made once at startup instead."""
+    from pyramid.scripting import prepare
+
+    made = []
+    for _ in range(2):
+        with prepare(registry=app.app.registry) as env:
+            request = env["request"]
+            assert request.ctx is request.ctx and request.db is request.ctx.db and request.tm is not None
+            made.append(type(request))
+    assert made[0] is made[1]

@@ -14,7 +14,7 @@ from guestguard.plugins import build_plugin_manager, collect
 from guestguard.routing import use_indexed_routes
 from guestguard.settings import CORE_SETTINGS, SettingsError, SettingsReader, raw_flag, raw_list
 from guestguard.tasks import start_in_process_consumer
-from guestguard.web import default_templates_dir
+from guestguard.web import default_templates_dir, one_request_class
 
 # Areas in the order they are included; each has an ``includeme``.
 AREAS = (
@@ -98,6 +98,7 @@ def make_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = None
     for area in AREAS:
         config.include(area)
     pm.hook.configure(config=config)
+    one_request_class(config)
     return config
 
 
