@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import collections
+import datetime as dt
 import logging
 import time
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import bindparam, case, update
+from sqlalchemy import Date, bindparam, case, literal, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 
 from guestguard import rls
 from guestguard.context import context_of
@@ -14,7 +16,7 @@ from guestguard.db import utcnow
 from guestguard.group_commit import GroupCommit
 from guestguard.notifications import resilience, services
 from guestguard.notifications.delivery import QUEUED, SENT, DayCounts
-from guestguard.notifications.models import Notification
+from guestguard.notifications.models import DeliveryDay, Notification
 from guestguard.outages import is_database_unavailable
 from guestguard.tasks import RUNNING, give_back, hold_leases
 
@@ -100,6 +102,7 @@ def dispatch_notifications(request, notification_ids) -> None:
     with hold_leases(ctx, Notification, [attempt.notification_id for attempt in attempts],
                      attempts[0].claimed_at) as keeper:
         batch = _Batch(ctx, attempts, keeper)
+        notes = _Notes(request.registry)
         results = []
         try:
             while batch.waiting:
@@ -115,13 +118,14 @@ def dispatch_notifications(request, notification_ids) -> None:
                 outcome = services.deliver(attempt, patience)
                 results.append((attempt, outcome))
                 if outcome[1] is None and attempt.accepted is None:
-                    if not note_accepted(request.registry, attempt, outcome[0], outcome[3]):
+                    if not notes.write(attempt, outcome[0], outcome[3]):
                         batch.give_back_the_rest("the batch's claim was taken back", stop=True)
                 elif outcome[1] is not None and not outcome[2] and attempt.message is not None:
                     # A provider in trouble: the rest wait for their own
                     # claims, which ask its circuit breaker first.
                     batch.give_back_the_rest("a send failed for now")
         finally:
+            notes.close()
             batch.give_back_the_rest("the batch stopped", stop=True)
             if results:
                 record_together(ctx, results)
@@ -172,8 +176,21 @@ NOTE = (update(Notification)
                    (Notification.delivery_state == SENT).label("now_sent")))
 
 
+# PostgreSQL: the note and its day count in one statement (one round trip
+# and one statement to build instead of two); elsewhere NOTE, then the count.
+_NOTED = NOTE.cte("noted")
+NOTE_AND_COUNT = select(_NOTED.c.now_sent).add_cte(
+    postgresql_insert(DeliveryDay)
+    .from_select(["workspace_id", "day", "channel", SENT],
+                 select(_NOTED.c.workspace_id, bindparam("day", type_=Date), _NOTED.c.channel, literal(1))
+                 .where(_NOTED.c.now_sent, _NOTED.c.workspace_id.is_not(None)), include_defaults=False)
+    .on_conflict_do_update(index_elements=["workspace_id", "day", "channel"],
+                           set_={SENT: getattr(DeliveryDay, SENT) + 1})
+    .cte("counted"))
+
+
 def note_accepted(registry, attempt: services.Attempt, provider_message_id: str | None,
-                  sent_by: str | None) -> bool:
+                  sent_by: str | None, connection=None) -> bool:
     """Write down, at once and in a transaction of its own, that a provider
     accepted the attempt's message, before its outcome is recorded with the
     batch's: ``sent_at``, the provider and its message id, the delivery
@@ -182,24 +199,71 @@ def note_accepted(registry, attempt: services.Attempt, provider_message_id: str 
     ``running``. If the worker dies meanwhile, the next attempt finds the
     note and records the message as sent (``Attempt.accepted``). False when
     the claim is no longer the batch's. A database away only loses the note
-    (the record waits the blip out)."""
+    (the record waits the blip out); the exception goes on to the caller
+    that gave its own ``connection`` (a batch's, which then opens another)."""
+    if connection is not None:
+        return _note(connection, attempt, provider_message_id, sent_by)
     try:
-        with registry["db.engine"].begin() as connection:
-            rls.apply_to(connection, rls.SYSTEM)
-            noted = connection.execute(NOTE, {
-                "notification_id": attempt.notification_id, "claim": attempt.claimed_at, "at": utcnow(),
-                "sent_by": sent_by, "provider_message_id": provider_message_id}).first()
-            if noted is not None and noted.now_sent:
-                counts = DayCounts()
-                counts.add(noted, SENT, utcnow())
-                counts.write(connection)
+        with registry["db.engine"].connect() as own:
+            return _note(own, attempt, provider_message_id, sent_by)
     except Exception as exc:
         if not is_database_unavailable(exc):
             raise
-        log.warning("notification %s: could not note its acceptance (%s)", attempt.notification_id,
-                    type(exc).__name__)
+        _lost_note(attempt, exc)
         return True
+
+
+def _note(connection, attempt: services.Attempt, provider_message_id: str | None, sent_by: str | None) -> bool:
+    now = utcnow()
+    values = {"notification_id": attempt.notification_id, "claim": attempt.claimed_at, "at": now,
+              "sent_by": sent_by, "provider_message_id": provider_message_id}
+    with connection.begin():
+        rls.apply_to(connection, rls.SYSTEM)
+        if connection.dialect.name == "postgresql":
+            return connection.execute(NOTE_AND_COUNT, {**values, "day": now.astimezone(dt.UTC).date()}
+                                      ).first() is not None
+        noted = connection.execute(NOTE, values).first()
+        if noted is not None and noted.now_sent:
+            counts = DayCounts()
+            counts.add(noted, SENT, now)
+            counts.write(connection)
     return noted is not None
+
+
+def _lost_note(attempt: services.Attempt, exc: Exception) -> None:
+    log.warning("notification %s: could not note its acceptance (%s)", attempt.notification_id,
+                type(exc).__name__)
+
+
+class _Notes:
+    """A batch's acceptance notes, on one connection it keeps while it sends
+    (not one taken from the pool for each note)."""
+
+    def __init__(self, registry):
+        self.registry = registry
+        self.connection = None
+
+    def write(self, attempt: services.Attempt, provider_message_id: str | None, sent_by: str | None) -> bool:
+        """``note_accepted`` on the batch's connection; a database away
+        loses this note and the connection (the next note opens another)."""
+        try:
+            if self.connection is None:
+                self.connection = self.registry["db.engine"].connect()
+            return note_accepted(self.registry, attempt, provider_message_id, sent_by, self.connection)
+        except Exception as exc:
+            if not is_database_unavailable(exc):
+                raise
+            _lost_note(attempt, exc)
+            self.close()
+            return True
+
+    def close(self) -> None:
+        if self.connection is not None:
+            connection, self.connection = self.connection, None
+            try:
+                connection.close()
+            except Exception as exc:
+                log.warning("could not close the batch's note connection (%s)", type(exc).__name__)
 
 
 def includeme(config) -> None:
