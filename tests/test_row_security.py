@@ -336,3 +336,40 @@ def test_the_worker_and_the_operator_tools_on_their_own_connections_see_every_wo
     assert [sample.value for sample in outbox["gg_outbox_messages"].samples] == [1]
     export = app.get(f"{host['url']}/guests/export?format=csv", headers=host["ada"]).body.decode("utf-8-sig")
     assert "Grace Hopper" in export
+
+
+def test_a_batchs_notes_on_its_own_connection_see_every_workspace(make_app, app_url, db_url):
+    """A bulk batch's acceptance notes go through the driver on a connection
+    the batch keeps: as the application's role they too must name what they
+    may see, or the note finds no row and the batch stops as if its claim
+    were gone."""
+    from guestguard.notifications.models import DeliveryDay, Notification
+    from guestguard.notifications.services import deliver
+    from guestguard.notifications.tasks import _Notes, claim_together
+
+    app = make_app({"db.url": app_url, "huey.immediate": "false"})
+    registry = app.app.registry
+    host = event_host(app, lambda func, registry: in_request(registry, func), EVENT)
+    grace = add_guest(app, host)
+    app.post_json(f"{host['url']}/guests/{grace['id']}/send", {}, headers=host["ada"], status=202)
+    owner = create_engine(db_url)
+    with owner.connect() as connection:
+        notification_id = connection.execute(select(Notification.id)).scalar_one()
+
+    with prepare(registry=registry) as env:  # a task queued by nobody, as a send-all's batch
+        [attempt] = claim_together(env["request"].ctx, [notification_id])
+    provider_message_id, error, _, sent_by, _ = deliver(attempt)
+    assert error is None
+    notes = _Notes(registry)
+    try:
+        assert notes.write(attempt, provider_message_id, sent_by), "the note found the claimed row"
+    finally:
+        notes.close()
+    with owner.connect() as connection:
+        noted = connection.execute(select(Notification.sent_at, Notification.delivery_state,
+                                          Notification.provider_message_id)).one()
+        sent_today = connection.execute(select(DeliveryDay.sent)).scalar_one()
+    owner.dispose()
+    assert noted.sent_at is not None and noted.delivery_state == "sent"
+    assert noted.provider_message_id == provider_message_id
+    assert sent_today == 1

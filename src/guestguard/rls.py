@@ -74,6 +74,11 @@ SYSTEM = Scope(system=True)
 APPLY = text("SELECT set_config('guestguard.scope', :scope, true), "
              "set_config('guestguard.workspaces', :workspaces, true), "
              "set_config('guestguard.user', :user, true)")
+# APPLY for a psycopg cursor, with Scope.settings() (a hot path that skips
+# SQLAlchemy's execution).
+APPLY_DRIVER_SQL = ("SELECT set_config('guestguard.scope', %(scope)s, true), "
+                    "set_config('guestguard.workspaces', %(workspaces)s, true), "
+                    "set_config('guestguard.user', %(user)s, true)")
 
 
 @functools.cache

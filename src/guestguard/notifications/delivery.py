@@ -10,12 +10,13 @@ repeated and out of order and leave the state the latest fact made it.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import re
 import uuid
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, object_session
@@ -85,13 +86,22 @@ class DayCounts:
     def write(self, session) -> None:
         """``session``: a session, or a plain connection."""
         dialect = session.get_bind().dialect if isinstance(session, Session) else session.dialect
-        insert = postgresql_insert if dialect.name == "postgresql" else sqlite_insert
         for (workspace_id, day, channel, state), count in sorted(self.counts.items(), key=str):
-            column = getattr(DeliveryDay, state)
-            key = {"workspace_id": workspace_id, "day": day, "channel": channel}
-            session.execute(insert(DeliveryDay).values(**key, **{state: count}).on_conflict_do_update(
-                index_elements=list(key), set_={state: column + count}))
+            session.execute(_add_to_day(dialect.name, state), {
+                "workspace_id": workspace_id, "day": day, "channel": channel, "count": count})
         self.counts.clear()
+
+
+@functools.cache
+def _add_to_day(dialect: str, state: str):
+    """The upsert adding ``:count`` to a day's ``state``, built once per
+    dialect and state (a batch writes one per workspace, day and channel)."""
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    key = ("workspace_id", "day", "channel")
+    return (insert(DeliveryDay)
+            .values(**{column: bindparam(column) for column in key}, **{state: bindparam("count")})
+            .on_conflict_do_update(index_elements=list(key),
+                                   set_={state: getattr(DeliveryDay, state) + bindparam("count")}))
 
 
 def count_day(notification: Notification, state: str, at: dt.datetime) -> None:
