@@ -119,12 +119,12 @@ def test_a_new_token_asked_for_through_pyramid_is_the_logins_own_or_a_fresh_one(
     stays the same); before signing in, a fresh token that the page then
     shows and the check then takes."""
     from pyramid.csrf import check_csrf_token, get_csrf_token, new_csrf_token
-    from pyramid.request import Request
     from pyramid.scripting import prepare
 
     from guestguard.accounts.models import WEB
     from guestguard.accounts.services import login
     from guestguard.testing import TEST_PASSWORD
+    from guestguard.web import blank_request
 
     registry = app.app.registry
     run_in_request(lambda r: create_user(r, "ada@example.com", "Ada"), registry)
@@ -132,7 +132,7 @@ def test_a_new_token_asked_for_through_pyramid_is_the_logins_own_or_a_fresh_one(
                             registry).cookie_token
 
     def tokens(headers):
-        request = Request.blank("/account", method="POST", headers=headers)
+        request = blank_request(registry, "/account", method="POST", headers=headers)
         with prepare(request=request, registry=registry) as env:
             request = env["request"]
             with request.tm:

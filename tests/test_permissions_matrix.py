@@ -456,10 +456,10 @@ PERMISSIONS = {
 
 
 def test_each_permission_is_granted_in_the_workspace_to_exactly_the_roles_the_table_names(matrix_app, team):
-    from pyramid.request import Request
     from pyramid.scripting import prepare
 
     from guestguard.permissions import ALL_WORKSPACE_PERMISSIONS, granted
+    from guestguard.web import blank_request
     from guestguard.workspaces.resources import WorkspaceResource
 
     assert set(PERMISSIONS) == ALL_WORKSPACE_PERMISSIONS, "a permission without a row in the table"
@@ -467,7 +467,7 @@ def test_each_permission_is_granted_in_the_workspace_to_exactly_the_roles_the_ta
     problems = []
     for caller in CALLERS:
         credentials = team["credentials"][caller]
-        request = Request.blank("/api/v1/me", headers={"Authorization": f"Bearer {credentials['bearer']}"})
+        request = blank_request(registry, "/api/v1/me", headers={"Authorization": f"Bearer {credentials['bearer']}"})
         with prepare(request=request, registry=registry) as env:
             request = env["request"]
             with request.tm:
@@ -559,8 +559,9 @@ def test_until_updated_policies_are_accepted_pages_send_there_and_the_api_says_s
 def test_who_a_request_is_from_as_plugins_see_it(matrix_app, team):
     """``request.identity`` says how the caller came in; ``authenticated_userid``
     is a person's id, never a key's."""
-    from pyramid.request import Request
     from pyramid.scripting import prepare
+
+    from guestguard.web import blank_request
 
     credentials = team["credentials"]
     cases = {
@@ -570,7 +571,7 @@ def test_who_a_request_is_from_as_plugins_see_it(matrix_app, team):
         None: {},
     }
     for method, blank in cases.items():
-        request = Request.blank("/api/v1/me", **blank)
+        request = blank_request(matrix_app.app.registry, "/api/v1/me", **blank)
         with prepare(request=request, registry=matrix_app.app.registry) as env:
             request = env["request"]
             with request.tm:

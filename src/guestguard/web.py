@@ -470,6 +470,14 @@ def one_request_class(config) -> None:
     config.action(("guestguard", "one request class"), fold, order=AFTER_THE_REQUEST_PROPERTIES)
 
 
+def blank_request(registry, path: str, **options):
+    """A request of ``registry``'s application for ``path`` (WebOb's
+    ``blank`` options), made from its request class: with the request
+    properties, unlike ``pyramid.request.Request.blank``, for
+    ``pyramid.scripting.prepare``."""
+    return registry.queryUtility(IRequestFactory, default=Request).blank(path, **options)
+
+
 def includeme(config) -> None:
     settings = config.get_settings()
     config.add_directive("add_routes", add_routes)
