@@ -48,6 +48,12 @@ from benchmarks.events import REDIS_URL, admin, bench_database, free_port, reach
 REPO = Path(__file__).resolve().parents[1]
 PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
 LINKS = 20_000
+# Answers already in the database, of an earlier event: the answers table is
+# shared by every event of every workspace and is never empty in service.
+# Analyzed empty, PostgreSQL plans its look-ups as scans of a page or two,
+# and a prepared statement keeps that plan while the runs add thousands of
+# rows (benchmarks/README.md, "An answer's PostgreSQL CPU").
+EARLIER_ANSWERS = 20_000
 DURATION = 10           # seconds of each wrk run
 WARM_UP = 3
 CONNECTIONS = (16, 64)
@@ -170,15 +176,16 @@ def guestguard_ini(path: Path, db_url: str) -> None:
 
 def seed(db_url: str, links: int = LINKS) -> dict:
     """A host (password ``TEST_PASSWORD``), a published event of ``links``
-    guests, each with a live link and the invitation opened already; the
-    raw tokens."""
+    guests, each with a live link and the invitation opened already, and an
+    earlier event whose ``EARLIER_ANSWERS`` guests have each answered once;
+    the raw tokens."""
     from pyramid.scripting import prepare
     from sqlalchemy import create_engine, insert
 
     from guestguard import make_config
     from guestguard.accounts.tokens import new_token
     from guestguard.db import utcnow
-    from guestguard.events.models import Event, Guest, InvitationLink
+    from guestguard.events.models import Event, Guest, InvitationLink, Rsvp
     from guestguard.testing import TEST_PASSWORD, create_user
     from guestguard.workspaces.services import memberships_of
 
@@ -215,6 +222,25 @@ def seed(db_url: str, links: int = LINKS) -> dict:
         for start in range(0, links, 5000):
             connection.execute(insert(Guest), guests[start:start + 5000])
             connection.execute(insert(InvitationLink), rows[start:start + 5000])
+        earlier_id, then = uuid.uuid4(), now - dt.timedelta(days=300)
+        connection.execute(insert(Event), [{
+            "id": earlier_id, "workspace_id": workspace_id, "name": "Last Year's Party", "venue": "The Hall",
+            "description": "", "host_message": "", "timezone": "Europe/London", "starts_at": then,
+            "status": "published", "default_plus_ones": 0, "created_at": then, "updated_at": then}])
+        for start in range(0, EARLIER_ANSWERS, 5000):
+            earlier, answers = [], []
+            for i in range(start, min(start + 5000, EARLIER_ANSWERS)):
+                guest_id, response = uuid.uuid4(), ("yes", "no", "maybe")[i % 3]
+                earlier.append({"id": guest_id, "workspace_id": workspace_id, "event_id": earlier_id,
+                                "name": f"Earlier Guest {i:06d}", "email": f"e{i}@bench.example", "tags": [],
+                                "response": response, "invited_at": then, "opened_at": then, "responded_at": then,
+                                "created_at": then, "updated_at": then})
+                answers.append({"id": uuid.uuid4(), "workspace_id": workspace_id, "event_id": earlier_id,
+                                "guest_id": guest_id, "link_id": None, "response": response, "plus_ones": 0,
+                                "dietary": "", "message": "", "plus_one_names": [], "answers": {},
+                                "created_at": then})
+            connection.execute(insert(Guest), earlier)
+            connection.execute(insert(Rsvp), answers)
     engine.dispose()
     return {"password": TEST_PASSWORD, "event_id": str(event_id), "tokens": tokens}
 
