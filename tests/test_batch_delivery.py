@@ -80,8 +80,8 @@ def lab(make_app, run_in_request):
         return sorted((task.name.rpartition(".")[2], str(task.args[0])) for task in tasks
                       if "notification" in task.name)
 
-    return registry, provider, ids, recipients, rows, queued_now
-
+    yield registry, provider, ids, recipients, rows, queued_now
+    assert registry["db.engine"].pool.checkedout() == 0, "every connection went back to the pool"
 
 
 def test_a_batch_sends_each_message_once_noting_each_acceptance_before_the_batch_is_recorded(lab):
@@ -171,7 +171,7 @@ def test_messages_noted_as_accepted_by_a_worker_that_died_are_recorded_not_sent_
     once its lease lapses; the noted two are recorded as sent by their next
     attempt without a send, the others are sent."""
     from guestguard.notifications import services
-    from guestguard.notifications.tasks import claim_together, dispatch_notification, note_accepted
+    from guestguard.notifications.tasks import _Notes, claim_together, dispatch_notification
     from guestguard.tasks import reap, run_task_now
     from guestguard.testing import scripted
 
@@ -179,10 +179,12 @@ def test_messages_noted_as_accepted_by_a_worker_that_died_are_recorded_not_sent_
     with time_machine.travel(dt.datetime.now(dt.UTC), tick=False) as clock:
         with scripted(registry) as env:
             attempts = claim_together(env["request"].ctx, ids)
+        notes = _Notes(registry)
         for attempt in attempts[:2]:
             provider_message_id, error, _, sent_by, _ = services.deliver(attempt)
             assert error is None
-            note_accepted(registry, attempt, provider_message_id, sent_by)
+            assert notes.write(attempt, provider_message_id, sent_by)
+        notes.close()
         clock.shift(registry.settings["jobs.lease_seconds"] + 1)
         assert run_task_now(registry, reap) == COUNT
         for notification_id in ids:
@@ -264,3 +266,141 @@ def test_a_lease_keeper_whose_claims_were_taken_back_says_its_batch_is_at_risk(l
             time.sleep(0.02)
     finally:
         keeper.stop()
+
+
+def test_a_batch_whose_claim_another_worker_holds_now_sends_no_more(lab, run_in_request):
+    """The reaper took the batch back and another worker claimed it again
+    (still running, another claim): the first note finds the claim not the
+    batch's and the batch stops; what it did not send stays the other
+    worker's."""
+    from sqlalchemy import update
+
+    from guestguard.db import utcnow
+    from guestguard.notifications.models import Notification
+    from guestguard.notifications.tasks import dispatch_notifications
+    from guestguard.tasks import run_task_now
+
+    registry, provider, ids, recipients, rows, _ = lab
+    other_claim = utcnow() + dt.timedelta(seconds=1)
+
+    def claimed_by_another(message):
+        run_in_request(lambda request: request.db.execute(
+            update(Notification).values(claimed_at=other_claim)), registry)
+
+    provider.on_send = claimed_by_another
+    run_task_now(registry, dispatch_notifications, ids)
+    assert provider.sent == recipients[:1]
+    after = rows()
+    assert [(after[to].status, after[to].claimed_at, after[to].sent_at) for to in recipients] == [
+        ("running", other_claim, None)] * COUNT, "neither noted nor given back: the other worker's"
+
+
+def test_a_batch_whose_connections_were_lost_with_the_database_back_notes_every_later_send(
+        lab, postgres_url, caplog):
+    """The database's connections are cut (a restart, a failover, a pooler
+    restarted) between two notes, while the batch holds its note connection
+    and the pool holds idle ones; the database is back at once. The next
+    note finds its connection lost before it sent anything, and the pool's
+    idle connections are known lost with it: every later note reaches the
+    database before the next send, none is lost."""
+    import psycopg
+
+    from guestguard.notifications.tasks import dispatch_notifications
+    from guestguard.tasks import run_task_now
+
+    if postgres_url is None:
+        pytest.skip("SQLite has no connections to cut")
+    registry, provider, ids, recipients, rows, _ = lab
+    engine = registry["db.engine"]
+    idle = [engine.connect() for _ in range(3)]
+    for connection in idle:
+        connection.close()
+    assert engine.pool.checkedin() >= 3
+    server = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    noted_before_send = []
+
+    def cut_after_two(message):
+        position = recipients.index(message.recipient)
+        # Read on a connection of its own: the pool's are the batch's to find lost.
+        with psycopg.connect(server, autocommit=True) as reader:
+            noted = dict(reader.execute("SELECT recipient, sent_at IS NOT NULL FROM notifications").fetchall())
+            if position == 2:
+                killed = reader.execute(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchone()[0]
+                assert killed >= 2, "the note connection and the pool's idle ones"
+        noted_before_send.append([noted[to] for to in recipients[:position]])
+
+    provider.on_send = cut_after_two
+    run_task_now(registry, dispatch_notifications, ids)
+    assert provider.sent == recipients
+    assert noted_before_send == [[True] * position for position in range(COUNT)]
+    assert rows()[recipients[4]].sent_at is not None
+    assert "could not note its acceptance" not in caplog.text
+    assert {(row.status, row.attempts) for row in rows().values()} == {("succeeded", 1)}
+
+
+@pytest.mark.parametrize("ping_idle_seconds, found_lost_by", [(0, ["ping"]), (-1, ["BEGIN"])])
+def test_a_batchs_note_connection_idle_long_enough_is_checked_before_its_next_note(
+        lab, postgres_url, ping_idle_seconds, found_lost_by):
+    """As the pool checks a connection that has sat idle for
+    db.ping_idle_seconds, the batch checks the one it keeps for its notes:
+    one lost is found by the check, not by the next note's BEGIN (with the
+    check off); either way SQLAlchemy is told, and the note is written on
+    another connection."""
+    import psycopg
+    from sqlalchemy import event
+
+    from guestguard.notifications.tasks import NOTE_AND_COUNT_SQL, dispatch_notifications
+    from guestguard.tasks import run_task_now
+
+    if postgres_url is None:
+        pytest.skip("SQLite has no connections to lose")
+    registry, provider, ids, recipients, rows, _ = lab
+    registry.settings["db.ping_idle_seconds"] = ping_idle_seconds
+    engine = registry["db.engine"]
+    server = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    failed_statements = []
+    event.listen(engine, "handle_error", lambda context: failed_statements.append(context.statement))
+    note_connections = []
+
+    def seen(connection, _cursor, statement, *_):
+        # The engine's listeners see the notes (statement counts, tracing).
+        if statement is NOTE_AND_COUNT_SQL:
+            note_connections.append(connection.connection.driver_connection.info.backend_pid)
+
+    event.listen(engine, "before_cursor_execute", seen)
+
+    def note_connection_lost(message):
+        if recipients.index(message.recipient) == 2:
+            with psycopg.connect(server, autocommit=True) as killer:
+                assert killer.execute("SELECT pg_terminate_backend(%s)", [note_connections[-1]]).fetchone()[0]
+
+    provider.on_send = note_connection_lost
+    run_task_now(registry, dispatch_notifications, ids)
+    assert len(note_connections) == COUNT
+    assert len(set(note_connections[:2])) == 1 and len(set(note_connections[2:])) == 1, "one kept for the notes"
+    assert note_connections[2] != note_connections[1], "another one after the loss"
+    assert failed_statements == found_lost_by
+    assert all(row.sent_at is not None for row in rows().values())
+
+
+def test_a_batchs_note_connection_is_back_in_the_pool_before_its_outcomes_are_recorded(lab):
+    """The batch's note connection is given back when it stops sending, not
+    when the task's frame goes: the record at its end takes one connection,
+    and the note connection is not held beside it."""
+    from sqlalchemy import event
+
+    from guestguard.notifications.tasks import dispatch_notifications
+    from guestguard.tasks import run_task_now
+
+    registry, provider, ids, recipients, _, _ = lab
+    pool = registry["db.engine"].pool
+    in_use_at_each_checkout_after_the_sends = []
+    provider.on_send = lambda message: (message.recipient == recipients[-1]
+                                        and in_use_at_each_checkout_after_the_sends.append("sent"))
+    event.listen(pool, "checkout", lambda *_: in_use_at_each_checkout_after_the_sends
+                 and in_use_at_each_checkout_after_the_sends.append(pool.checkedout()))
+    run_task_now(registry, dispatch_notifications, ids)
+    assert provider.sent == recipients
+    assert in_use_at_each_checkout_after_the_sends[:2] == ["sent", 1], "the record's connection alone"

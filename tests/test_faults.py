@@ -452,3 +452,4 @@ def test_a_batch_whose_database_stops_mid_batch_sends_each_message_once_and_reco
     rows = run_in_request(lambda request: request.db.scalars(select(Notification)).all(), registry)
     assert sorted((row.status, row.attempts, row.delivery_state, row.provider_message_id) for row in rows) == sorted(
         ("succeeded", 1, "sent", f"stopper-{notification_id}") for notification_id in ids)
+    assert registry["db.engine"].pool.checkedout() == 0, "the lost note connection went back too"

@@ -1,5 +1,6 @@
 """Enqueued tasks run only after commit, in their own context; a real
 consumer (SQLite queue, or Redis when GG_TEST_REDIS_URL is set) does the same."""
+import logging
 import time
 
 import pytest
@@ -241,3 +242,19 @@ def test_an_argument_of_ours_this_version_does_not_know_is_dropped_not_passed_to
     app.app.registry["huey.tasks"][task_name(counter.tick)](_gg_from_a_later_release="x")
     assert counter.runs == 1
     assert "dropped _gg_from_a_later_release, an argument this version does not know" in caplog.text
+
+
+def test_a_worker_whose_pool_cannot_give_each_thread_two_connections_says_so(caplog):
+    """A bulk batch holds two connections while it sends: a worker starting
+    with fewer than that for each of its threads (and the reaper's) warns."""
+    from guestguard.tasks import warn_if_pool_too_small
+
+    postgres = {"db.url": "postgresql+psycopg://gg@db/gg", "db.pool_size": 5, "db.max_overflow": 10}
+    with caplog.at_level(logging.WARNING, logger="guestguard.tasks"):
+        assert not warn_if_pool_too_small(postgres, 7)
+        assert caplog.text == ""
+        assert warn_if_pool_too_small(postgres, 8), "15 connections for 8 threads' 16"
+        assert not warn_if_pool_too_small({**postgres, "db.url": "sqlite:///gg.db"}, 8), "SQLite has no pool size"
+    assert [record.getMessage() for record in caplog.records] == [
+        ("db.pool_size + db.max_overflow (15) should be above twice the worker's 8 threads (16): "
+         "a bulk batch holds two connections while it sends")]

@@ -242,7 +242,9 @@ def run_worker(registry, workers: int | None = None) -> int:
     reaper until a stop signal; returns the exit status."""
     from guestguard.ops.metrics import serve_worker_metrics
 
-    consumer = WorkerConsumer(registry, workers=workers or registry.settings["huey.workers"], periodic=True)
+    workers = workers or registry.settings["huey.workers"]
+    warn_if_pool_too_small(registry.settings, workers)
+    consumer = WorkerConsumer(registry, workers=workers, periodic=True)
     registry["huey.consumer"] = consumer
     consumer.reaper = start_reaper(registry)  # every jobs.reap_interval seconds, beside the task threads
     metrics = serve_worker_metrics(registry.settings)  # metrics.worker_listen; None when empty
@@ -253,6 +255,23 @@ def run_worker(registry, workers: int | None = None) -> int:
             metrics.shutdown()
             metrics.server_close()
     return 0
+
+
+def warn_if_pool_too_small(settings, workers: int) -> bool:
+    """Warn (and say True) when the database pool cannot give each of
+    ``workers`` threads the two connections a bulk batch takes at once (its
+    notes' connection kept while it sends, and one for a lease renewal or a
+    give-back) with one to spare for the reaper: a thread short of one waits
+    db.pool_timeout and its batch loses notes meanwhile. SQLite has no pool
+    size."""
+    if settings["db.url"].startswith("sqlite"):
+        return False
+    connections = settings["db.pool_size"] + settings["db.max_overflow"]
+    if connections > 2 * workers:
+        return False
+    log.warning("db.pool_size + db.max_overflow (%d) should be above twice the worker's %d threads (%d): "
+                "a bulk batch holds two connections while it sends", connections, workers, 2 * workers)
+    return True
 
 
 # --- tasks -------------------------------------------------------------------

@@ -8,10 +8,11 @@ import uuid
 from collections.abc import Sequence
 
 from sqlalchemy import bindparam, case, update
+from sqlalchemy.exc import DBAPIError
 
 from guestguard import rls
 from guestguard.context import context_of
-from guestguard.db import utcnow
+from guestguard.db import _Execution, utcnow
 from guestguard.group_commit import GroupCommit
 from guestguard.notifications import resilience, services
 from guestguard.notifications.delivery import QUEUED, SENT, DayCounts
@@ -175,9 +176,10 @@ NOTE = (update(Notification)
                    (Notification.delivery_state == SENT).label("now_sent")))
 
 
-# PostgreSQL: the note and its day count in one statement (one round trip),
-# sent through the driver: a note per message is the batch's hottest
-# statement, and SQLAlchemy's execution more than doubled its CPU.
+# PostgreSQL: the note and its day count in one statement, sent through the
+# driver: a note per message is the batch's hottest statement, and
+# SQLAlchemy's execution more than doubled its CPU. A note still takes four
+# round trips (BEGIN, the scope's settings, this statement, COMMIT).
 # NOTE's columns and values; updated_at as the model's onupdate sets it.
 NOTE_AND_COUNT_SQL = """
 WITH noted AS (
@@ -195,42 +197,31 @@ SELECT now_sent FROM noted"""
 NOTE_STATES = {"queued": QUEUED, "sent": SENT, "running": RUNNING}
 
 
-def note_accepted(registry, attempt: services.Attempt, provider_message_id: str | None,
-                  sent_by: str | None, connection=None) -> bool:
-    """Write down, at once and in a transaction of its own, that a provider
-    accepted the attempt's message, before its outcome is recorded with the
-    batch's: ``sent_at``, the provider and its message id, the delivery
-    state ``sent`` and the day's count of it (so a provider's early report
-    finds the message, and the counts agree with ``sent_at``); the row stays
-    ``running``. If the worker dies meanwhile, the next attempt finds the
-    note and records the message as sent (``Attempt.accepted``). False when
-    the claim is no longer the batch's. A database away only loses the note
-    (the record waits the blip out); the exception goes on to the caller
-    that gave its own ``connection`` (a batch's, which then opens another)."""
-    if connection is not None:
-        return _note(connection, attempt, provider_message_id, sent_by)
-    try:
-        with registry["db.engine"].connect() as own:
-            return _note(own, attempt, provider_message_id, sent_by)
-    except Exception as exc:
-        if not is_database_unavailable(exc):
-            raise
-        _lost_note(attempt, exc)
-        return True
+class NoteNotStarted(Exception):
+    """The note's connection failed before its UPDATE was sent (at BEGIN or
+    the scope's settings): nothing was noted nor counted, so the note may
+    be tried again on another connection. The database's error is the
+    cause."""
 
 
-def _note(connection, attempt: services.Attempt, provider_message_id: str | None, sent_by: str | None) -> bool:
+def note_accepted(connection, attempt: services.Attempt, provider_message_id: str | None,
+                  sent_by: str | None) -> bool:
+    """Write down, at once and in a transaction of its own on ``connection``,
+    that a provider accepted the attempt's message, before its outcome is
+    recorded with the batch's: ``sent_at``, the provider and its message
+    id, the delivery state ``sent`` and the day's count of it (so a
+    provider's early report finds the message, and the counts agree with
+    ``sent_at``); the row stays ``running``. If the worker dies meanwhile,
+    the next attempt finds the note and records the message as sent
+    (``Attempt.accepted``). False when the claim is no longer the batch's.
+    A database error comes out as SQLAlchemy's own, the connection
+    invalidated when it was lost (on PostgreSQL, ``NoteNotStarted`` when
+    the UPDATE was not sent yet)."""
     now = utcnow()
     values = {"notification_id": attempt.notification_id, "claim": attempt.claimed_at, "at": now,
               "sent_by": sent_by, "provider_message_id": provider_message_id}
     if connection.dialect.name == "postgresql":
-        # Nothing of SQLAlchemy's runs on the connection meanwhile: the
-        # transaction is the driver's alone.
-        driver = connection.connection.driver_connection
-        with driver.transaction(), driver.cursor() as cursor:
-            cursor.execute(rls.APPLY_DRIVER_SQL, rls.SYSTEM.settings())
-            cursor.execute(NOTE_AND_COUNT_SQL, {**values, **NOTE_STATES, "day": now.astimezone(dt.UTC).date()})
-            return cursor.fetchone() is not None
+        return _note_on_driver(connection, {**values, **NOTE_STATES, "day": now.astimezone(dt.UTC).date()})
     with connection.begin():
         rls.apply_to(connection, rls.SYSTEM)
         noted = connection.execute(NOTE, values).first()
@@ -241,33 +232,102 @@ def _note(connection, attempt: services.Attempt, provider_message_id: str | None
     return noted is not None
 
 
-def _lost_note(attempt: services.Attempt, exc: Exception) -> None:
+def _note_on_driver(connection, values: dict) -> bool:
+    """The note as two statements on the driver's connection, in a
+    transaction of the driver's alone (nothing of SQLAlchemy's runs on the
+    connection meanwhile). What SQLAlchemy does around a statement is kept,
+    as ``db.Prepared`` keeps it: the engine's cursor listeners see both
+    statements (statement counts, the trace's spans), and a driver error is
+    SQLAlchemy's to handle: a lost connection is invalidated and so are the
+    pool's connections older than it, which a database restarted has lost
+    too."""
+    driver = connection.connection.driver_connection
+    cursor = driver.cursor()
+    sql, params, updating = "BEGIN", None, False
+    try:
+        with driver.transaction():
+            for sql, params in ((rls.APPLY_DRIVER_SQL, rls.SYSTEM.settings()), (NOTE_AND_COUNT_SQL, values)):
+                updating = sql is NOTE_AND_COUNT_SQL
+                context = _Execution(connection.dialect) if connection.dispatch.before_cursor_execute else None
+                if context is not None:
+                    connection.dispatch.before_cursor_execute(connection, cursor, sql, params, context, False)
+                cursor.execute(sql, params)
+                if connection.dispatch.after_cursor_execute:
+                    connection.dispatch.after_cursor_execute(connection, cursor, sql, params, context, False)
+            noted = cursor.fetchone() is not None
+            sql, params = "COMMIT", None
+        cursor.close()
+        return noted
+    except connection.dialect.loaded_dbapi.Error as error:
+        try:
+            connection._handle_dbapi_exception(error, sql, params, cursor, None)
+        except DBAPIError as exc:
+            if not updating:
+                raise NoteNotStarted() from exc
+            raise
+        raise  # not reached: SQLAlchemy's handling raises
+
+
+def _lost_note(attempt: services.Attempt, exc: BaseException) -> None:
     log.warning("notification %s: could not note its acceptance (%s)", attempt.notification_id,
                 type(exc).__name__)
 
 
 class _Notes:
     """A batch's acceptance notes, on one connection it keeps while it sends
-    (not one taken from the pool for each note)."""
+    (not one taken from the pool for each note). As the pool would, a
+    connection that has sat unused for ``db.ping_idle_seconds`` is checked
+    before its next note."""
 
     def __init__(self, registry):
         self.registry = registry
         self.connection = None
+        self.used_at = 0.0
 
     def write(self, attempt: services.Attempt, provider_message_id: str | None, sent_by: str | None) -> bool:
-        """``note_accepted`` on the batch's connection; a database away
-        loses this note and the connection (the next note opens another)."""
+        """``note_accepted`` on the batch's connection. A note whose
+        connection was lost before it sent the UPDATE is tried once more on
+        a fresh one; one lost later is not (the UPDATE or its COMMIT may
+        have reached the database, and with it the day's count). A database
+        away loses this note and the connection (the next note opens
+        another)."""
+        for last_try in (False, True):
+            try:
+                if self.connection is not None and self._idle_too_long():
+                    self._check()
+                if self.connection is None:
+                    self.connection = self.registry["db.engine"].connect()
+                noted = note_accepted(self.connection, attempt, provider_message_id, sent_by)
+                self.used_at = time.monotonic()
+                return noted
+            except NoteNotStarted as exc:
+                self.close(invalidate=True)
+                if not is_database_unavailable(exc.__cause__):
+                    raise exc.__cause__ from None
+                if last_try:
+                    _lost_note(attempt, exc.__cause__)
+            except Exception as exc:
+                if not is_database_unavailable(exc):
+                    raise
+                _lost_note(attempt, exc)
+                self.close(invalidate=True)
+                return True
+        return True
+
+    def _idle_too_long(self) -> bool:
+        idle_seconds = self.registry.settings["db.ping_idle_seconds"]
+        return (self.connection.dialect.name != "sqlite" and idle_seconds >= 0
+                and time.monotonic() - self.used_at >= idle_seconds)
+
+    def _check(self) -> None:
+        connection = self.connection
         try:
-            if self.connection is None:
-                self.connection = self.registry["db.engine"].connect()
-            return note_accepted(self.registry, attempt, provider_message_id, sent_by, self.connection)
-        except Exception as exc:
-            if not is_database_unavailable(exc):
-                raise
-            _lost_note(attempt, exc)
-            # Its driver's failure is not SQLAlchemy's to see: not back to the pool.
-            self.close(invalidate=True)
-            return True
+            connection.dialect.do_ping(connection.connection.dbapi_connection)
+        except connection.dialect.loaded_dbapi.Error as error:
+            try:
+                connection._handle_dbapi_exception(error, "ping", None, None, None)
+            except DBAPIError as exc:
+                raise NoteNotStarted() from exc
 
     def close(self, invalidate: bool = False) -> None:
         if self.connection is not None:
