@@ -274,6 +274,10 @@ def from_form(value: str, timezone: str) -> dt.datetime:
 # --- what guests read --------------------------------------------------------------------
 
 
+# Every guest's page of an event reads its deadline (twice, while answers
+# are open): worked out once per instant and zone, as ``long_span`` is. The
+# text depends on nothing else (a time without a zone is refused, uncached).
+@functools.lru_cache(maxsize=1024)
 @in_event_zone
 def long_when(local: dt.datetime) -> str:
     """"Saturday 21 June 2030, 19:00 BST" (London), "…, 7:00 pm EDT" (New York)."""
