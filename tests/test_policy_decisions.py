@@ -25,6 +25,7 @@ from guestguard.accounts import sessions
 from guestguard.accounts.models import API, WEB
 from guestguard.permissions import API_KEY_PRINCIPAL, api_key_principal, member_principal
 from guestguard.testing import AppFactory, acting_as, create_user, in_request, new_client, settings_for
+from guestguard.web import blank_request
 from guestguard.workspaces import services as workspaces
 
 DRY_RUN = "guestguard.test.dry_run"
@@ -286,7 +287,7 @@ def test_a_near_miss_of_a_login_cookie_is_nobody(team):
 
 def identify(team, **blank):
     """(identity, authenticated_userid, effective principals) of a request."""
-    request = Request.blank("/api/v1/me", **blank)
+    request = blank_request(team["app"].app.registry, "/api/v1/me", **blank)
     with prepare(request=request, registry=team["app"].app.registry) as env:
         request = env["request"]
         with request.tm:
@@ -326,7 +327,8 @@ def test_who_a_request_is_from_and_what_it_holds(team):
 
 
 def test_the_identity_is_worked_out_once_per_request(team):
-    request = Request.blank("/api/v1/me", headers={"Authorization": f"Bearer {team['credentials']['A']['bearer']}"})
+    request = blank_request(team["app"].app.registry, "/api/v1/me",
+                            headers={"Authorization": f"Bearer {team['credentials']['A']['bearer']}"})
     with prepare(request=request, registry=team["app"].app.registry) as env:
         request = env["request"]
         with request.tm:

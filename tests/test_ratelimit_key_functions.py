@@ -11,6 +11,7 @@ import pytest
 from pyramid.request import Request
 
 from guestguard.ratelimit.service import BODY_PEEK, _email_in_body, by_ip, by_ip_and_email, by_token
+from guestguard.web import blank_request
 
 
 def request_from(ip: str = "203.0.113.7", body: bytes = b"", content_type: str | None = None,
@@ -147,7 +148,7 @@ def keys_of(callers, authorization: str | None, ip: str = "203.0.113.7"):
 
     registry, _ = callers
     headers = {"Authorization": authorization} if authorization else {}
-    request = Request.blank("/api/v1/me", headers=headers, environ={"REMOTE_ADDR": ip})
+    request = blank_request(registry, "/api/v1/me", headers=headers, environ={"REMOTE_ADDR": ip})
     with prepare(request=request, registry=registry) as env:
         request = env["request"]
         with request.tm:
