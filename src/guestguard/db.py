@@ -457,6 +457,11 @@ class Prepared:
         return form
 
     def _run(self, db: Session, params: dict[str, Any]):
+        # As the session's own queries do: what it holds unwritten is
+        # written first, so the statement sees it (a guest forgotten earlier
+        # in the transaction is gone for the answer's lock).
+        if db.autoflush:
+            db.flush()  # nothing to do, and at once, when nothing is pending
         connection = db.connection()
         sql, defaults, converters, order, results, required = self._form(connection.dialect)
         if not required.issubset(params):
