@@ -6,17 +6,28 @@ PLUGINS := $(wildcard plugins/*/setup.cfg)
 PLUGIN_DIRS := $(patsubst %/setup.cfg,%,$(PLUGINS))
 STAMP := $(VENV)/.installed
 
-.PHONY: run lint test browser-deps pgbouncer-deps mutation bench install clean
+.PHONY: run lint test browser-deps pgbouncer-deps mutation bench install lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(STAMP): $(BIN)/python setup.cfg pyproject.toml $(PLUGINS)
-	$(BIN)/pip install --quiet -e '.[test]' $(foreach dir,$(PLUGIN_DIRS),-e '$(dir)[test]')
+EDITABLES := -e '.[test]' $(foreach dir,$(PLUGIN_DIRS),-e '$(dir)[test]')
+
+# Installs the releases constraints.txt names, so that a new release of a
+# dependency changes nothing until `make lock` takes it in and the tests pass.
+$(STAMP): $(BIN)/python setup.cfg pyproject.toml $(PLUGINS) constraints.txt
+	$(BIN)/pip install --quiet -c constraints.txt $(EDITABLES)
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The newest releases setup.cfg allows, written to constraints.txt.
+lock: $(BIN)/python
+	$(BIN)/pip install --quiet --upgrade $(EDITABLES)
+	(echo "# Written by make lock: the releases make install puts in the virtualenv."; \
+	 $(BIN)/pip freeze --exclude-editable) > constraints.txt
+	touch $(STAMP)
 
 # The browser suite (tests/browser) drives Debian's Chromium, never a
 # downloaded browser, and scans pages with axe-core from npm.
