@@ -29,9 +29,9 @@ def declared(setup_cfg: Path) -> list[Requirement]:
 def pinned(text: str) -> dict[str, str]:
     pins = {}
     for line in text.splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line:
-            name, _, version = line.partition("==")
+        pin = line.split("#", 1)[0].strip()
+        if pin:
+            name, _, version = pin.partition("==")
             pins[canonicalize_name(name)] = version
     return pins
 

@@ -4,6 +4,7 @@ import datetime as dt
 
 import pytest
 import time_machine
+from pyramid_jinja2 import IJinja2Environment
 from sqlalchemy import select, text, update
 
 from guestguard import keys
@@ -287,6 +288,19 @@ def test_unknown_template_is_refused_when_queueing(app, run_in_request):
         queue(app.app.registry, run_in_request, template="no_such_template")
     with pytest.raises(TemplateMissing):
         queue(app.app.registry, run_in_request, template="../errors/404")
+
+
+def test_messages_and_pages_share_the_compiled_templates_cache(make_app, tmp_path):
+    """jinja2.bytecode_caching holds the messages' compiled templates beside
+    the pages': an application built later loads them instead of compiling."""
+    app = make_app({"jinja2.bytecode_caching_directory": str(tmp_path)})
+    renderer = app.app.registry["notifications.renderer"]
+    renderer.env.get_template("sms/invitation.txt")
+    assert len(list(tmp_path.glob("__jinja2_*.cache"))) == 1
+    app.get("/login")
+    assert renderer.env.bytecode_cache is app.app.registry.queryUtility(
+        IJinja2Environment, name=".jinja2").bytecode_cache
+    assert len(list(tmp_path.glob("__jinja2_*.cache"))) >= 2
 
 
 def test_immediate_mode_delivers_through_the_console_provider(app, run_in_request):

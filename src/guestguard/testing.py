@@ -233,7 +233,28 @@ def settings_for(db_url: str) -> dict[str, str]:
         "passwords.memory_kib": "19456",
         "passwords.time_cost": "2",
         "passwords.parallelism": "1",
+        # Each application compiles its templates; the run's share what the
+        # first compiled (a third of a test's time otherwise).
+        "jinja2.bytecode_caching": "true",
+        "jinja2.bytecode_caching_directory": compiled_templates_directory(),
     }
+
+
+def compiled_templates_directory() -> str:
+    """A directory of this test process's, removed when it ends (the
+    templates' source is the key, so an edited one compiles again)."""
+    if not _COMPILED:
+        _COMPILED[os.getpid()] = tempfile.mkdtemp(prefix="guestguard-templates-")
+        atexit.register(_remove_compiled, os.getpid())
+    return next(iter(_COMPILED.values()))
+
+
+def _remove_compiled(creator: int) -> None:
+    if os.getpid() == creator:  # not a forked child's exit (the mutation run's)
+        shutil.rmtree(_COMPILED[creator], ignore_errors=True)
+
+
+_COMPILED: dict[int, str] = {}
 
 
 # The host of the test applications' app.base_url, which their clients call:

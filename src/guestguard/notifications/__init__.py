@@ -75,8 +75,10 @@ def includeme(config) -> None:
     registry["notifications.fallbacks"] = select_fallbacks(settings, providers, channels,
                                                            registry["notifications.providers"])
     registry["notifications.breakers"] = make_breakers(settings)
+    # The pages' compiled templates cache (jinja2.bytecode_caching), for messages too.
     registry["notifications.renderer"] = MessageRenderer(
-        Path(settings["app.templates_dir"]), reload=asbool(settings.get("pyramid.reload_templates", False)))
+        Path(settings["app.templates_dir"]), reload=asbool(settings.get("pyramid.reload_templates", False)),
+        bytecode_cache=config.get_jinja2_environment(".jinja2").bytecode_cache)
     config.include(".tasks")
     config.add_durable_job(Notification, dispatch_notification,
                            max_attempts=len(RETRY_BACKOFF) + 1, on_give_up=drop_secrets)

@@ -36,11 +36,13 @@ class MessageRenderer:
     """``reload``: look at the files again at each render (an edited template
     shows; ``pyramid.reload_templates``), else each is read once."""
 
-    def __init__(self, templates_dir: Path, reload: bool = True):
+    def __init__(self, templates_dir: Path, reload: bool = True,
+                 bytecode_cache: jinja2.BytecodeCache | None = None):
         self.templates_dir = templates_dir
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(templates_dir)),
             auto_reload=reload,
+            bytecode_cache=bytecode_cache,
             autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=False,
