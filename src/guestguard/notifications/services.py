@@ -12,13 +12,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import Counter
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select, update
 
 from guestguard import keys, sms_segments
 from guestguard.db import ALL_ROWS, utcnow
+from guestguard.domain import emit_many
 from guestguard.events.models import Guest
 from guestguard.notifications import resilience, suppression, unsubscribe
-from guestguard.notifications.delivery import FAILED, SENT, SUPPRESSED, DayCounts, announce, set_delivery_state
+from guestguard.notifications.delivery import (
+    FAILED,
+    SENT,
+    SUPPRESSED,
+    DayCounts,
+    announce,
+    moves_forward,
+    outcome_event,
+    set_delivery_state,
+)
 from guestguard.notifications.models import Notification
 from guestguard.notifications.suppression import ACCOUNT_MESSAGE, GUEST_MESSAGE, MESSAGE_KINDS, Listed, stopping
 from guestguard.plugins import NotificationProvider, OutgoingMessage
@@ -435,40 +445,92 @@ def deliver(attempt: Attempt, patience: resilience.Patience | None = None
 def record_outcomes(ctx, results: list[tuple[Attempt, tuple]]) -> list[tuple[uuid.UUID, dt.datetime]]:
     """``record_outcome`` for attempts made together, their rows locked in
     one statement (in id order, as every locker takes them); the retries
-    due, (notification id, when)."""
+    due, (notification id, when). A bulk send's outcomes are mostly plain
+    successes: those are read as plain rows and written with one UPDATE
+    for all, their ``notification.sent`` events with one INSERT; only the
+    others are loaded as objects and recorded one by one."""
     ids = sorted(attempt.notification_id for attempt, _ in results)
-    locked = {row.id: row for row in ctx.db.scalars(
-        select(Notification).where(Notification.id.in_(ids)).order_by(Notification.id).with_for_update()
-        .execution_options(populate_existing=True))}
-    retries = []
+    locked = {row.id: row for row in ctx.db.execute(
+        select(*RECORD_READS).where(Notification.id.in_(ids)).order_by(Notification.id).with_for_update())}
+    others = {attempt.notification_id for attempt, outcome in results if outcome[1] is not None}
+    loaded = ({row.id: row for row in ctx.db.scalars(
+        select(Notification).where(Notification.id.in_(sorted(others))).order_by(Notification.id)
+        .with_for_update().execution_options(populate_existing=True))} if others else {})
+    retries, sent, events = [], [], []
     counts = DayCounts()
+    now = utcnow()
     for attempt, outcome in results:
-        retry_at = record_outcome(ctx, attempt, *outcome, locked=locked.get(attempt.notification_id), counts=counts)
-        if retry_at is not None:
-            retries.append((attempt.notification_id, retry_at))
+        if attempt.notification_id in others:
+            retry_at = record_outcome(ctx, attempt, *outcome, locked=loaded.get(attempt.notification_id),
+                                      counts=counts)
+            if retry_at is not None:
+                retries.append((attempt.notification_id, retry_at))
+            continue
+        row = locked.get(attempt.notification_id)
+        if row is not None and claim_kept(row, attempt, succeeded=True):
+            sent.append(sent_values(row, outcome, now, counts))
+            events.append(outcome_event(row, "notification.sent"))
+            log.info("notification %s sent through %s", row.id, sent[-1]["sent_by"])
+    if sent:
+        ctx.db.execute(RECORD_SENT, sent)
+        emit_many(ctx, events)
     counts.write(ctx.db)
     return retries
+
+
+# What recording a plain success reads of its notification's row.
+RECORD_READS = (Notification.id, Notification.status, Notification.claimed_at, Notification.attempts,
+                Notification.workspace_id,
+                Notification.channel, Notification.template, Notification.about, Notification.provider,
+                Notification.sent_at, Notification.delivery_state, Notification.delivery_detail)
+# A plain success, as ``record_outcome`` writes one (finished, sent, its
+# secrets dropped, its delivery state moved to sent unless it is further).
+RECORD_SENT = (update(Notification.__table__).where(Notification.__table__.c.id == bindparam("notification_id"))
+               .values(status=Notification.succeeded_status, claimed_at=None, lease_until=None, last_error=None,
+                       sealed_context=None, provider=bindparam("sent_by"), sent_at=bindparam("sent_at"),
+                       provider_message_id=bindparam("provider_message_id"),
+                       delivery_state=bindparam("delivery_state"), delivery_detail=bindparam("delivery_detail"),
+                       updated_at=bindparam("now")))
+
+
+def claim_kept(notification: Any, attempt: Attempt, succeeded: bool) -> bool:
+    """Whether the attempt's outcome is recorded on ``notification``: when
+    the reaper took the job back meanwhile (the lease lapsed: the worker
+    could not renew it), a success is still recorded so the message is not
+    sent again, and a failure is left to the retry the reaper queued."""
+    if still_claimed(notification, attempt.claimed_at):
+        return True
+    log.warning("notification %s was taken back while attempt %d ran", notification.id, notification.attempts)
+    return succeeded and notification.status == PENDING
+
+
+def sent_values(row: Any, outcome: tuple, now: dt.datetime, counts: DayCounts) -> dict[str, Any]:
+    """``RECORD_SENT``'s values for a plain success of ``row`` (read with
+    ``RECORD_READS``), its day count added to ``counts`` when it moves to
+    sent."""
+    provider_message_id, _, _, sent_by, _ = outcome
+    moved = moves_forward(row.delivery_state, SENT)
+    if moved:
+        counts.add(row, SENT, now)
+    return {"notification_id": row.id, "sent_by": sent_by or row.provider, "sent_at": row.sent_at or now,
+            "provider_message_id": provider_message_id, "now": now,
+            "delivery_state": SENT if moved else row.delivery_state,
+            "delivery_detail": None if moved else row.delivery_detail}
 
 
 def record_outcome(ctx, attempt: Attempt, provider_message_id: str | None,
                    error: str | None, permanent: bool, sent_by: str | None = None, suppress: str | None = None,
                    locked: Any = _UNREAD, counts: DayCounts | None = None):
-    """Store the attempt's result; return when to retry, if ever.
-
-    When the reaper took the job back meanwhile (the lease lapsed: the
-    worker could not renew it), a success is still recorded so the message is
-    not sent again, and a failure is left to the retry the reaper queued.
-    A refusal naming a suppression reason lists the address and ends the
-    message ``suppressed``."""
+    """Store the attempt's result; return when to retry, if ever (a job
+    the reaper took back meanwhile: ``claim_kept``). A refusal naming a
+    suppression reason lists the address and ends the message
+    ``suppressed``."""
     notification = (ctx.db.get(Notification, attempt.notification_id, with_for_update=True)
                     if locked is _UNREAD else locked)
     if notification is None:  # erased meanwhile (privacy): nothing to record
         return None
-    if not still_claimed(notification, attempt.claimed_at):
-        log.warning("notification %s was taken back while attempt %d ran", notification.id,
-                    notification.attempts)
-        if error is not None or notification.status != PENDING:
-            return None
+    if not claim_kept(notification, attempt, succeeded=error is None):
+        return None
     listed = attempt.suppressed
     if suppress is not None and error is not None:
         try:
