@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import Counter
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 
 from guestguard import keys, sms_segments
 from guestguard.db import ALL_ROWS, utcnow
@@ -30,12 +30,11 @@ from guestguard.notifications.delivery import (
     set_delivery_state,
 )
 from guestguard.notifications.models import Notification
-from guestguard.notifications.suppression import ACCOUNT_MESSAGE, GUEST_MESSAGE, MESSAGE_KINDS, Listed, stopping
+from guestguard.notifications.suppression import ACCOUNT_MESSAGE, GUEST_MESSAGE, MESSAGE_KINDS, Listed
 from guestguard.plugins import NotificationProvider, OutgoingMessage
 from guestguard.tasks import (
     INTERRUPTED,
     PENDING,
-    claim_job,
     claim_jobs,
     enqueue,
     enqueue_job,
@@ -272,27 +271,49 @@ class Attempt:
     # message id and the provider's name), its outcome not recorded: the
     # message is not sent again.
     accepted: tuple[str | None, str | None] | None = None
+    # The provider's name the claim writes on the row (the channel's, or
+    # the route's once one is chosen); None: the row keeps its own.
+    chosen: str | None = None
 
 
 def begin_attempt(ctx, notification_id) -> Attempt | None:
     """Claim the notification and render it; None when it is not ours to send."""
-    notification = claim_job(ctx, Notification, notification_id)
-    if notification is None:
-        return None
-    return prepare_attempt(ctx, notification)
+    attempts = begin_attempts(ctx, [notification_id])
+    return attempts[0] if attempts else None
 
 
 def begin_attempts(ctx, notification_ids) -> list[Attempt]:
-    """``begin_attempt`` for notifications queued together: claimed in one
-    statement; those not ours to send (or held) are left out."""
-    claimed = claim_jobs(ctx, Notification, notification_ids)
+    """Claim notifications (in one statement, read as plain rows, not
+    objects) and render each; those not ours to send (or held) are left
+    out. The provider each attempt goes through is written on its row
+    (one UPDATE for all): the one to ask when the outcome is lost."""
+    claimed = claim_jobs(ctx, Notification, notification_ids, columns=CLAIM_READS)
     stopped = suppression.stopping_many(ctx.db, [(n.id, n.channel, n.recipient, n.kind, n.workspace_id)
                                                  for n in claimed])
     removed = removed_guests(ctx.db, {n.guest_id for n in claimed if n.kind == GUEST_MESSAGE and n.guest_id})
-    attempts = (Attempt(notification.id, notification.claimed_at, None, None, GUEST_REMOVED)
+    attempts = [Attempt(notification.id, notification.claimed_at, None, None, GUEST_REMOVED)
                 if notification.guest_id in removed and not noted(notification)
-                else prepare_attempt(ctx, notification, stopped.get(notification.id)) for notification in claimed)
-    return [attempt for attempt in attempts if attempt is not None]
+                else prepare_attempt(ctx, notification, stopped.get(notification.id)) for notification in claimed]
+    attempts = [attempt for attempt in attempts if attempt is not None]
+    chosen = [{"notification_id": attempt.notification_id, "chosen": attempt.chosen,
+               "message_id": (attempt.message.message_id or None) if attempt.message is not None else None}
+              for attempt in attempts if attempt.chosen is not None]
+    if chosen:
+        ctx.db.execute(CHOSEN, chosen)
+    return attempts
+
+
+# What preparing an attempt reads of a claimed notification's row.
+CLAIM_READS = (Notification.claimed_at, Notification.attempts, Notification.last_error, Notification.channel,
+               Notification.recipient, Notification.template, Notification.kind, Notification.context,
+               Notification.sealed_context, Notification.workspace_id, Notification.guest_id,
+               Notification.provider, Notification.provider_message_id, Notification.message_id,
+               Notification.sent_at)
+# The attempt's provider, and the Message-ID of an email queued before
+# Message-IDs were kept.
+CHOSEN = (update(Notification.__table__).where(Notification.__table__.c.id == bindparam("notification_id"))
+          .values(provider=bindparam("chosen"),
+                  message_id=func.coalesce(Notification.__table__.c.message_id, bindparam("message_id"))))
 
 
 def noted(notification: Notification) -> bool:
@@ -313,10 +334,10 @@ def removed_guests(db, guest_ids: set[uuid.UUID]) -> set[uuid.UUID]:
                           .execution_options(**{ALL_ROWS: True})))
 
 
-def prepare_attempt(ctx, notification: Notification, listed: Any = _UNREAD) -> Attempt | None:
-    """Render a claimed notification for its provider, or say why it is not
-    sent (None: held for later). ``listed``: its suppression, when looked
-    up already (``stopping_many``)."""
+def prepare_attempt(ctx, notification: Any, listed: Listed | None) -> Attempt | None:
+    """Render a claimed notification (its row, read with ``CLAIM_READS``)
+    for its provider, or say why it is not sent (None: held for later).
+    ``listed``: its suppression (``stopping_many``)."""
     earlier = ctx.registry["notifications.providers_by_name"].get(notification.provider or "")
     provider = ctx.registry["notifications.providers"].get(notification.channel)
     if noted(notification):
@@ -325,21 +346,20 @@ def prepare_attempt(ctx, notification: Notification, listed: Any = _UNREAD) -> A
     if provider is None:
         return Attempt(notification.id, notification.claimed_at, None, None,
                        f"no provider for {notification.channel}")
-    notification.provider = provider.name
-    if listed is _UNREAD:
-        listed = stopping(ctx.db, notification.channel, notification.recipient, kind=notification.kind,
-                          workspace_id=notification.workspace_id)
     if listed is not None:
         return Attempt(notification.id, notification.claimed_at, provider, None,
-                       f"suppressed: {listed.text}", suppressed=listed)
+                       f"suppressed: {listed.text}", suppressed=listed, chosen=provider.name)
     route = resilience.plan(ctx, notification)
     if isinstance(route, resilience.Hold):  # quiet hours, or every provider's breaker open
-        resilience.hold(ctx, notification, route)
+        held = ctx.db.get(Notification, notification.id, populate_existing=True)
+        held.provider = provider.name
+        resilience.hold(ctx, held, route)
         return None
-    notification.provider = route.provider.name
+    chosen = route.provider.name
     settings = ctx.settings
-    if notification.channel == "email" and not notification.message_id:  # queued before Message-IDs were kept
-        notification.message_id = message_id_for(settings, notification.id)
+    message_id = notification.message_id
+    if notification.channel == "email" and not message_id:  # queued before Message-IDs were kept
+        message_id = message_id_for(settings, notification.id)
     unsubscribe_url = ""
     # Texts are stopped by replying STOP, which the SMS provider handles.
     if notification.kind == GUEST_MESSAGE and notification.workspace_id and notification.channel == "email":
@@ -355,10 +375,10 @@ def prepare_attempt(ctx, notification: Notification, listed: Any = _UNREAD) -> A
             notification.channel, notification.template, context)
     except keys.Unreadable:
         return Attempt(notification.id, notification.claimed_at, provider, None,
-                       "sealed context cannot be decrypted")
+                       "sealed context cannot be decrypted", chosen=chosen)
     except Exception as exc:  # a template error will not fix itself
         return Attempt(notification.id, notification.claimed_at, provider, None,
-                       f"rendering failed: {exc!r}")
+                       f"rendering failed: {exc!r}", chosen=chosen)
     message = OutgoingMessage(
         notification_id=notification.id,
         channel=notification.channel,
@@ -367,7 +387,7 @@ def prepare_attempt(ctx, notification: Notification, listed: Any = _UNREAD) -> A
         subject=rendered.subject,
         text=rendered.text,
         html=rendered.html,
-        message_id=notification.message_id or "",
+        message_id=message_id or "",
         unsubscribe_url=unsubscribe_url,
         reply_to=(str(context.get("reply_to") or "")
                   if notification.kind == GUEST_MESSAGE and notification.channel == "email" else ""),
@@ -378,20 +398,27 @@ def prepare_attempt(ctx, notification: Notification, listed: Any = _UNREAD) -> A
     interrupted = was_interrupted(notification)
     return Attempt(notification.id, notification.claimed_at, route.provider, message, None,
                    interrupted=interrupted, route=route, breakers=ctx.registry["notifications.breakers"],
-                   earlier=earlier if interrupted else None)
+                   earlier=earlier if interrupted else None, chosen=chosen)
 
 
 def sender_for(settings: Mapping[str, Any], notification: Notification) -> str:
     """The From of an email: the configured sender, under the host's name
     when a workspace writes to its guests (the address stays the
     platform's, which the domain's SPF and DKIM cover)."""
-    from email.utils import formataddr, parseaddr
-
     sender = settings["notifications.email.sender"]
     name = (notification.context or {}).get("sender_name")
     if notification.kind != GUEST_MESSAGE or not name:
         return sender
-    return formataddr((" ".join(str(name).split()), parseaddr(sender)[1]))
+    return _named_sender(" ".join(str(name).split()), sender)
+
+
+@functools.lru_cache(maxsize=256)
+def _named_sender(name: str, sender: str) -> str:
+    """Parsed and encoded once per host name: a bulk send's messages all
+    carry the same one."""
+    from email.utils import formataddr, parseaddr
+
+    return formataddr((name, parseaddr(sender)[1]))
 
 
 def reconcile(attempt: Attempt) -> tuple[str | None, str | None] | None:
