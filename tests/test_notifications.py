@@ -645,7 +645,7 @@ def test_a_database_blip_while_recording_is_waited_out_not_sent_twice(queued_app
     provider = RecordingProvider()
     app = queued_app(provider)
     registry = app.app.registry
-    record, failures = services.record_outcome, [2]
+    record, failures = services.record_outcomes, [2]
     before = unknown_outcome_resends()
 
     def flaky_record(*args, **kwargs):
@@ -654,7 +654,7 @@ def test_a_database_blip_while_recording_is_waited_out_not_sent_twice(queued_app
             raise OperationalError("UPDATE notifications", {}, psycopg.OperationalError("server closed the connection"))
         return record(*args, **kwargs)
 
-    monkeypatch.setattr(services, "record_outcome", flaky_record)
+    monkeypatch.setattr(services, "record_outcomes", flaky_record)
     notification_id = queue(registry, run_in_request)
     drain(registry["huey"])
     row = load(registry, notification_id)
@@ -675,7 +675,7 @@ def test_a_database_away_longer_than_the_lease_leaves_the_job_to_the_reaper(queu
     def down(*args, **kwargs):
         raise OperationalError("UPDATE notifications", {}, psycopg.OperationalError("connection refused"))
 
-    monkeypatch.setattr(services, "record_outcome", down)
+    monkeypatch.setattr(services, "record_outcomes", down)
     notification_id = queue(registry, run_in_request)
     registry["huey"].flush()
     with pytest.raises(OperationalError):

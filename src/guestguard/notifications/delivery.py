@@ -122,9 +122,16 @@ def count_day(notification: Notification, state: str, at: dt.datetime) -> None:
 
 def announce(ctx, notification: Notification, name: str, **extra: Any) -> None:
     """An outcome, as a domain event (never the recipient's address)."""
-    ctx.emit(name, {"notification_id": str(notification.id), "channel": notification.channel,
-                    "template": notification.template, "about": dict(notification.about or {}),
-                    **extra}, notification.workspace_id)
+    ctx.emit(*outcome_event(notification, name, **extra))
+
+
+def outcome_event(notification: Any, name: str, **extra: Any) -> tuple[str, dict[str, Any], uuid.UUID | None]:
+    """``announce``'s event as (name, data, workspace id), for a caller that
+    emits a batch's together (``domain.emit_many``); ``notification``: the
+    model, or a row with its id, channel, template, about and workspace_id."""
+    return name, {"notification_id": str(notification.id), "channel": notification.channel,
+                  "template": notification.template, "about": dict(notification.about or {}),
+                  **extra}, notification.workspace_id
 
 
 def sent_through(ctx, provider: str, provider_message_id: str) -> Notification | None:

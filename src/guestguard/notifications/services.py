@@ -12,20 +12,29 @@ from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import Counter
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, func, insert, select, update
 
 from guestguard import keys, sms_segments
 from guestguard.db import ALL_ROWS, utcnow
+from guestguard.domain import emit_many
 from guestguard.events.models import Guest
 from guestguard.notifications import resilience, suppression, unsubscribe
-from guestguard.notifications.delivery import FAILED, SENT, SUPPRESSED, DayCounts, announce, set_delivery_state
+from guestguard.notifications.delivery import (
+    FAILED,
+    SENT,
+    SUPPRESSED,
+    DayCounts,
+    announce,
+    moves_forward,
+    outcome_event,
+    set_delivery_state,
+)
 from guestguard.notifications.models import Notification
-from guestguard.notifications.suppression import ACCOUNT_MESSAGE, GUEST_MESSAGE, MESSAGE_KINDS, Listed, stopping
+from guestguard.notifications.suppression import ACCOUNT_MESSAGE, GUEST_MESSAGE, MESSAGE_KINDS, Listed
 from guestguard.plugins import NotificationProvider, OutgoingMessage
 from guestguard.tasks import (
     INTERRUPTED,
     PENDING,
-    claim_job,
     claim_jobs,
     enqueue,
     enqueue_job,
@@ -262,27 +271,49 @@ class Attempt:
     # message id and the provider's name), its outcome not recorded: the
     # message is not sent again.
     accepted: tuple[str | None, str | None] | None = None
+    # The provider's name the claim writes on the row (the channel's, or
+    # the route's once one is chosen); None: the row keeps its own.
+    chosen: str | None = None
 
 
 def begin_attempt(ctx, notification_id) -> Attempt | None:
     """Claim the notification and render it; None when it is not ours to send."""
-    notification = claim_job(ctx, Notification, notification_id)
-    if notification is None:
-        return None
-    return prepare_attempt(ctx, notification)
+    attempts = begin_attempts(ctx, [notification_id])
+    return attempts[0] if attempts else None
 
 
 def begin_attempts(ctx, notification_ids) -> list[Attempt]:
-    """``begin_attempt`` for notifications queued together: claimed in one
-    statement; those not ours to send (or held) are left out."""
-    claimed = claim_jobs(ctx, Notification, notification_ids)
+    """Claim notifications (in one statement, read as plain rows, not
+    objects) and render each; those not ours to send (or held) are left
+    out. The provider each attempt goes through is written on its row
+    (one UPDATE for all): the one to ask when the outcome is lost."""
+    claimed = claim_jobs(ctx, Notification, notification_ids, columns=CLAIM_READS)
     stopped = suppression.stopping_many(ctx.db, [(n.id, n.channel, n.recipient, n.kind, n.workspace_id)
                                                  for n in claimed])
     removed = removed_guests(ctx.db, {n.guest_id for n in claimed if n.kind == GUEST_MESSAGE and n.guest_id})
-    attempts = (Attempt(notification.id, notification.claimed_at, None, None, GUEST_REMOVED)
+    attempts = [Attempt(notification.id, notification.claimed_at, None, None, GUEST_REMOVED)
                 if notification.guest_id in removed and not noted(notification)
-                else prepare_attempt(ctx, notification, stopped.get(notification.id)) for notification in claimed)
-    return [attempt for attempt in attempts if attempt is not None]
+                else prepare_attempt(ctx, notification, stopped.get(notification.id)) for notification in claimed]
+    attempts = [attempt for attempt in attempts if attempt is not None]
+    chosen = [{"notification_id": attempt.notification_id, "chosen": attempt.chosen,
+               "message_id": (attempt.message.message_id or None) if attempt.message is not None else None}
+              for attempt in attempts if attempt.chosen is not None]
+    if chosen:
+        ctx.db.execute(CHOSEN, chosen)
+    return attempts
+
+
+# What preparing an attempt reads of a claimed notification's row.
+CLAIM_READS = (Notification.claimed_at, Notification.attempts, Notification.last_error, Notification.channel,
+               Notification.recipient, Notification.template, Notification.kind, Notification.context,
+               Notification.sealed_context, Notification.workspace_id, Notification.guest_id,
+               Notification.provider, Notification.provider_message_id, Notification.message_id,
+               Notification.sent_at)
+# The attempt's provider, and the Message-ID of an email queued before
+# Message-IDs were kept.
+CHOSEN = (update(Notification.__table__).where(Notification.__table__.c.id == bindparam("notification_id"))
+          .values(provider=bindparam("chosen"),
+                  message_id=func.coalesce(Notification.__table__.c.message_id, bindparam("message_id"))))
 
 
 def noted(notification: Notification) -> bool:
@@ -303,10 +334,10 @@ def removed_guests(db, guest_ids: set[uuid.UUID]) -> set[uuid.UUID]:
                           .execution_options(**{ALL_ROWS: True})))
 
 
-def prepare_attempt(ctx, notification: Notification, listed: Any = _UNREAD) -> Attempt | None:
-    """Render a claimed notification for its provider, or say why it is not
-    sent (None: held for later). ``listed``: its suppression, when looked
-    up already (``stopping_many``)."""
+def prepare_attempt(ctx, notification: Any, listed: Listed | None) -> Attempt | None:
+    """Render a claimed notification (its row, read with ``CLAIM_READS``)
+    for its provider, or say why it is not sent (None: held for later).
+    ``listed``: its suppression (``stopping_many``)."""
     earlier = ctx.registry["notifications.providers_by_name"].get(notification.provider or "")
     provider = ctx.registry["notifications.providers"].get(notification.channel)
     if noted(notification):
@@ -315,21 +346,20 @@ def prepare_attempt(ctx, notification: Notification, listed: Any = _UNREAD) -> A
     if provider is None:
         return Attempt(notification.id, notification.claimed_at, None, None,
                        f"no provider for {notification.channel}")
-    notification.provider = provider.name
-    if listed is _UNREAD:
-        listed = stopping(ctx.db, notification.channel, notification.recipient, kind=notification.kind,
-                          workspace_id=notification.workspace_id)
     if listed is not None:
         return Attempt(notification.id, notification.claimed_at, provider, None,
-                       f"suppressed: {listed.text}", suppressed=listed)
+                       f"suppressed: {listed.text}", suppressed=listed, chosen=provider.name)
     route = resilience.plan(ctx, notification)
     if isinstance(route, resilience.Hold):  # quiet hours, or every provider's breaker open
-        resilience.hold(ctx, notification, route)
+        held = ctx.db.get(Notification, notification.id, populate_existing=True)
+        held.provider = provider.name
+        resilience.hold(ctx, held, route)
         return None
-    notification.provider = route.provider.name
+    chosen = route.provider.name
     settings = ctx.settings
-    if notification.channel == "email" and not notification.message_id:  # queued before Message-IDs were kept
-        notification.message_id = message_id_for(settings, notification.id)
+    message_id = notification.message_id
+    if notification.channel == "email" and not message_id:  # queued before Message-IDs were kept
+        message_id = message_id_for(settings, notification.id)
     unsubscribe_url = ""
     # Texts are stopped by replying STOP, which the SMS provider handles.
     if notification.kind == GUEST_MESSAGE and notification.workspace_id and notification.channel == "email":
@@ -345,10 +375,10 @@ def prepare_attempt(ctx, notification: Notification, listed: Any = _UNREAD) -> A
             notification.channel, notification.template, context)
     except keys.Unreadable:
         return Attempt(notification.id, notification.claimed_at, provider, None,
-                       "sealed context cannot be decrypted")
+                       "sealed context cannot be decrypted", chosen=chosen)
     except Exception as exc:  # a template error will not fix itself
         return Attempt(notification.id, notification.claimed_at, provider, None,
-                       f"rendering failed: {exc!r}")
+                       f"rendering failed: {exc!r}", chosen=chosen)
     message = OutgoingMessage(
         notification_id=notification.id,
         channel=notification.channel,
@@ -357,7 +387,7 @@ def prepare_attempt(ctx, notification: Notification, listed: Any = _UNREAD) -> A
         subject=rendered.subject,
         text=rendered.text,
         html=rendered.html,
-        message_id=notification.message_id or "",
+        message_id=message_id or "",
         unsubscribe_url=unsubscribe_url,
         reply_to=(str(context.get("reply_to") or "")
                   if notification.kind == GUEST_MESSAGE and notification.channel == "email" else ""),
@@ -368,20 +398,27 @@ def prepare_attempt(ctx, notification: Notification, listed: Any = _UNREAD) -> A
     interrupted = was_interrupted(notification)
     return Attempt(notification.id, notification.claimed_at, route.provider, message, None,
                    interrupted=interrupted, route=route, breakers=ctx.registry["notifications.breakers"],
-                   earlier=earlier if interrupted else None)
+                   earlier=earlier if interrupted else None, chosen=chosen)
 
 
 def sender_for(settings: Mapping[str, Any], notification: Notification) -> str:
     """The From of an email: the configured sender, under the host's name
     when a workspace writes to its guests (the address stays the
     platform's, which the domain's SPF and DKIM cover)."""
-    from email.utils import formataddr, parseaddr
-
     sender = settings["notifications.email.sender"]
     name = (notification.context or {}).get("sender_name")
     if notification.kind != GUEST_MESSAGE or not name:
         return sender
-    return formataddr((" ".join(str(name).split()), parseaddr(sender)[1]))
+    return _named_sender(" ".join(str(name).split()), sender)
+
+
+@functools.lru_cache(maxsize=256)
+def _named_sender(name: str, sender: str) -> str:
+    """Parsed and encoded once per host name: a bulk send's messages all
+    carry the same one."""
+    from email.utils import formataddr, parseaddr
+
+    return formataddr((name, parseaddr(sender)[1]))
 
 
 def reconcile(attempt: Attempt) -> tuple[str | None, str | None] | None:
@@ -435,40 +472,92 @@ def deliver(attempt: Attempt, patience: resilience.Patience | None = None
 def record_outcomes(ctx, results: list[tuple[Attempt, tuple]]) -> list[tuple[uuid.UUID, dt.datetime]]:
     """``record_outcome`` for attempts made together, their rows locked in
     one statement (in id order, as every locker takes them); the retries
-    due, (notification id, when)."""
+    due, (notification id, when). A bulk send's outcomes are mostly plain
+    successes: those are read as plain rows and written with one UPDATE
+    for all, their ``notification.sent`` events with one INSERT; only the
+    others are loaded as objects and recorded one by one."""
     ids = sorted(attempt.notification_id for attempt, _ in results)
-    locked = {row.id: row for row in ctx.db.scalars(
-        select(Notification).where(Notification.id.in_(ids)).order_by(Notification.id).with_for_update()
-        .execution_options(populate_existing=True))}
-    retries = []
+    locked = {row.id: row for row in ctx.db.execute(
+        select(*RECORD_READS).where(Notification.id.in_(ids)).order_by(Notification.id).with_for_update())}
+    others = {attempt.notification_id for attempt, outcome in results if outcome[1] is not None}
+    loaded = ({row.id: row for row in ctx.db.scalars(
+        select(Notification).where(Notification.id.in_(sorted(others))).order_by(Notification.id)
+        .with_for_update().execution_options(populate_existing=True))} if others else {})
+    retries, sent, events = [], [], []
     counts = DayCounts()
+    now = utcnow()
     for attempt, outcome in results:
-        retry_at = record_outcome(ctx, attempt, *outcome, locked=locked.get(attempt.notification_id), counts=counts)
-        if retry_at is not None:
-            retries.append((attempt.notification_id, retry_at))
+        if attempt.notification_id in others:
+            retry_at = record_outcome(ctx, attempt, *outcome, locked=loaded.get(attempt.notification_id),
+                                      counts=counts)
+            if retry_at is not None:
+                retries.append((attempt.notification_id, retry_at))
+            continue
+        row = locked.get(attempt.notification_id)
+        if row is not None and claim_kept(row, attempt, succeeded=True):
+            sent.append(sent_values(row, outcome, now, counts))
+            events.append(outcome_event(row, "notification.sent"))
+            log.info("notification %s sent through %s", row.id, sent[-1]["sent_by"])
+    if sent:
+        ctx.db.execute(RECORD_SENT, sent)
+        emit_many(ctx, events)
     counts.write(ctx.db)
     return retries
+
+
+# What recording a plain success reads of its notification's row.
+RECORD_READS = (Notification.id, Notification.status, Notification.claimed_at, Notification.attempts,
+                Notification.workspace_id,
+                Notification.channel, Notification.template, Notification.about, Notification.provider,
+                Notification.sent_at, Notification.delivery_state, Notification.delivery_detail)
+# A plain success, as ``record_outcome`` writes one (finished, sent, its
+# secrets dropped, its delivery state moved to sent unless it is further).
+RECORD_SENT = (update(Notification.__table__).where(Notification.__table__.c.id == bindparam("notification_id"))
+               .values(status=Notification.succeeded_status, claimed_at=None, lease_until=None, last_error=None,
+                       sealed_context=None, provider=bindparam("sent_by"), sent_at=bindparam("sent_at"),
+                       provider_message_id=bindparam("provider_message_id"),
+                       delivery_state=bindparam("delivery_state"), delivery_detail=bindparam("delivery_detail"),
+                       updated_at=bindparam("now")))
+
+
+def claim_kept(notification: Any, attempt: Attempt, succeeded: bool) -> bool:
+    """Whether the attempt's outcome is recorded on ``notification``: when
+    the reaper took the job back meanwhile (the lease lapsed: the worker
+    could not renew it), a success is still recorded so the message is not
+    sent again, and a failure is left to the retry the reaper queued."""
+    if still_claimed(notification, attempt.claimed_at):
+        return True
+    log.warning("notification %s was taken back while attempt %d ran", notification.id, notification.attempts)
+    return succeeded and notification.status == PENDING
+
+
+def sent_values(row: Any, outcome: tuple, now: dt.datetime, counts: DayCounts) -> dict[str, Any]:
+    """``RECORD_SENT``'s values for a plain success of ``row`` (read with
+    ``RECORD_READS``), its day count added to ``counts`` when it moves to
+    sent."""
+    provider_message_id, _, _, sent_by, _ = outcome
+    moved = moves_forward(row.delivery_state, SENT)
+    if moved:
+        counts.add(row, SENT, now)
+    return {"notification_id": row.id, "sent_by": sent_by or row.provider, "sent_at": row.sent_at or now,
+            "provider_message_id": provider_message_id, "now": now,
+            "delivery_state": SENT if moved else row.delivery_state,
+            "delivery_detail": None if moved else row.delivery_detail}
 
 
 def record_outcome(ctx, attempt: Attempt, provider_message_id: str | None,
                    error: str | None, permanent: bool, sent_by: str | None = None, suppress: str | None = None,
                    locked: Any = _UNREAD, counts: DayCounts | None = None):
-    """Store the attempt's result; return when to retry, if ever.
-
-    When the reaper took the job back meanwhile (the lease lapsed: the
-    worker could not renew it), a success is still recorded so the message is
-    not sent again, and a failure is left to the retry the reaper queued.
-    A refusal naming a suppression reason lists the address and ends the
-    message ``suppressed``."""
+    """Store the attempt's result; return when to retry, if ever (a job
+    the reaper took back meanwhile: ``claim_kept``). A refusal naming a
+    suppression reason lists the address and ends the message
+    ``suppressed``."""
     notification = (ctx.db.get(Notification, attempt.notification_id, with_for_update=True)
                     if locked is _UNREAD else locked)
     if notification is None:  # erased meanwhile (privacy): nothing to record
         return None
-    if not still_claimed(notification, attempt.claimed_at):
-        log.warning("notification %s was taken back while attempt %d ran", notification.id,
-                    notification.attempts)
-        if error is not None or notification.status != PENDING:
-            return None
+    if not claim_kept(notification, attempt, succeeded=error is None):
+        return None
     listed = attempt.suppressed
     if suppress is not None and error is not None:
         try:
