@@ -212,7 +212,7 @@ def test_a_send_that_outlives_its_claim_is_not_repeated(queued_app, run_in_reque
         clock.shift(registry.settings["jobs.lease_seconds"] + 1)
         assert run_task_now(registry, reap) == 1
         result = services.deliver(attempt)
-        run_in_request(lambda request: services.record_outcome(request.ctx, attempt, *result), registry)
+        run_in_request(lambda request: services.record_outcomes(request.ctx, [(attempt, result)]), registry)
         assert load(registry, notification_id).status == "succeeded"
         drain(huey)
     assert len(provider.sent) == 1

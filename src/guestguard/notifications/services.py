@@ -55,8 +55,6 @@ SEAL_PURPOSE = "notifications.sealed-context"
 # Why a message to a guest the host removed is not sent: it fails, and a
 # guest put back afterwards gets what the host sends them next.
 GUEST_REMOVED = "the guest was removed from the list"
-# An argument not given: the function reads it itself.
-_UNREAD: Any = object()
 UNKNOWN_OUTCOME_RESENDS = Counter(
     "gg_notification_unknown_outcome_resends", "Attempts that send again a message whose previous attempt "
     "ended with no recorded outcome (its worker stopped or lost the database): the provider may have "
@@ -470,12 +468,15 @@ def deliver(attempt: Attempt, patience: resilience.Patience | None = None
 
 
 def record_outcomes(ctx, results: list[tuple[Attempt, tuple]]) -> list[tuple[uuid.UUID, dt.datetime]]:
-    """``record_outcome`` for attempts made together, their rows locked in
-    one statement (in id order, as every locker takes them); the retries
-    due, (notification id, when). A bulk send's outcomes are mostly plain
-    successes: those are read as plain rows and written with one UPDATE
-    for all, their ``notification.sent`` events with one INSERT; only the
-    others are loaded as objects and recorded one by one."""
+    """Store the outcomes (``deliver``'s) of attempts made together, their
+    rows locked in one statement (in id order, as every locker takes
+    them); return the retries due, (notification id, when). A bulk send's
+    outcomes are mostly plain successes: those are read as plain rows and
+    written with one UPDATE for all (the message finished and sent, its
+    secrets dropped, its delivery state moved to sent unless it is
+    further), their ``notification.sent`` events with one INSERT; only the
+    others are loaded as objects and recorded one by one
+    (``record_failure``)."""
     ids = sorted(attempt.notification_id for attempt, _ in results)
     locked = {row.id: row for row in ctx.db.execute(
         select(*RECORD_READS).where(Notification.id.in_(ids)).order_by(Notification.id).with_for_update())}
@@ -488,8 +489,7 @@ def record_outcomes(ctx, results: list[tuple[Attempt, tuple]]) -> list[tuple[uui
     now = utcnow()
     for attempt, outcome in results:
         if attempt.notification_id in others:
-            retry_at = record_outcome(ctx, attempt, *outcome, locked=loaded.get(attempt.notification_id),
-                                      counts=counts)
+            retry_at = record_failure(ctx, attempt, loaded.get(attempt.notification_id), outcome, counts)
             if retry_at is not None:
                 retries.append((attempt.notification_id, retry_at))
             continue
@@ -510,8 +510,7 @@ RECORD_READS = (Notification.id, Notification.status, Notification.claimed_at, N
                 Notification.workspace_id,
                 Notification.channel, Notification.template, Notification.about, Notification.provider,
                 Notification.sent_at, Notification.delivery_state, Notification.delivery_detail)
-# A plain success, as ``record_outcome`` writes one (finished, sent, its
-# secrets dropped, its delivery state moved to sent unless it is further).
+# A plain success: finished, sent, its secrets dropped.
 RECORD_SENT = (update(Notification.__table__).where(Notification.__table__.c.id == bindparam("notification_id"))
                .values(status=Notification.succeeded_status, claimed_at=None, lease_until=None, last_error=None,
                        sealed_context=None, provider=bindparam("sent_by"), sent_at=bindparam("sent_at"),
@@ -545,21 +544,20 @@ def sent_values(row: Any, outcome: tuple, now: dt.datetime, counts: DayCounts) -
             "delivery_detail": None if moved else row.delivery_detail}
 
 
-def record_outcome(ctx, attempt: Attempt, provider_message_id: str | None,
-                   error: str | None, permanent: bool, sent_by: str | None = None, suppress: str | None = None,
-                   locked: Any = _UNREAD, counts: DayCounts | None = None):
-    """Store the attempt's result; return when to retry, if ever (a job
-    the reaper took back meanwhile: ``claim_kept``). A refusal naming a
+def record_failure(ctx, attempt: Attempt, notification: Notification | None, outcome: tuple,
+                   counts: DayCounts) -> dt.datetime | None:
+    """Store an attempt that did not send (``notification`` locked and
+    loaded; None when erased meanwhile); return when to retry, if ever (a
+    job the reaper took back meanwhile: ``claim_kept``). A refusal naming a
     suppression reason lists the address and ends the message
     ``suppressed``."""
-    notification = (ctx.db.get(Notification, attempt.notification_id, with_for_update=True)
-                    if locked is _UNREAD else locked)
+    _, error, permanent, sent_by, suppress = outcome
     if notification is None:  # erased meanwhile (privacy): nothing to record
         return None
-    if not claim_kept(notification, attempt, succeeded=error is None):
+    if not claim_kept(notification, attempt, succeeded=False):
         return None
     listed = attempt.suppressed
-    if suppress is not None and error is not None:
+    if suppress is not None:
         try:
             suppression.suppress(ctx, notification.channel, notification.recipient, suppress,
                                  source=notification.provider or "provider")
@@ -579,15 +577,6 @@ def record_outcome(ctx, attempt: Attempt, provider_message_id: str | None,
         return None
     if sent_by:  # the fallback, when the provider could not take it
         notification.provider = sent_by
-    if error is None:
-        finish_job(notification)
-        notification.sent_at = notification.sent_at or utcnow()  # the acceptance's note, if one was made
-        notification.provider_message_id = provider_message_id
-        set_delivery_state(notification, SENT, counts=counts)
-        drop_secrets(notification)
-        log.info("notification %s sent through %s", notification.id, notification.provider)
-        announce(ctx, notification, "notification.sent")
-        return None
     retry_at = fail_job(notification, error, permanent=permanent, backoff=RETRY_BACKOFF)
     if retry_at is None:
         drop_secrets(notification)
