@@ -97,9 +97,11 @@ test: lint browser-deps pgbouncer-deps
 # Mutation testing of the security-critical modules (docs/testing.md): fails
 # when a module's score is below 90%. CI (.ci/run) runs it beside `make test`;
 # on SQLite and in-memory backends whatever GG_TEST_* say.
-# `make mutation TARGETS="tokens csrf"` runs some.
+# `make mutation TARGETS="tokens csrf"` runs some; `make mutation
+# MUTATION_FLAGS=--reuse` (CI) runs only the targets whose modules, tests or
+# pins changed since tests/mutation-record.json recorded them.
 mutation: $(STAMP)
-	nice -n 10 $(BIN)/python -m tools.mutation $(TARGETS)
+	nice -n 10 $(BIN)/python -m tools.mutation $(MUTATION_FLAGS) $(TARGETS)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

@@ -16,10 +16,19 @@ never by mutmut's mutant number (which shifts when the code does).
     python -m tools.mutation                  # every target
     python -m tools.mutation tokens csrf      # some of them
     python -m tools.mutation --list           # what would run
+    python -m tools.mutation --reuse          # only targets changed since their recorded run
+
+Each run of a target with its own tests is recorded in
+``tests/mutation-record.json``, keyed by a digest of what decides its
+result (the target, the mutated modules, its test files and their
+conftests, the test helpers, this tool, the pinned dependencies). With
+``--reuse`` a target whose digest matches its record is reported from the
+record (scored against the current equivalents) instead of run again.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -33,6 +42,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "var" / "mutation"
 EQUIVALENTS = ROOT / "tests" / "mutation-equivalents.txt"
+RECORD = ROOT / "tests" / "mutation-record.json"
+# Besides a target's own modules and tests, what every target's result
+# depends on: the test helpers, the tool, the configuration and the pins.
+DECIDING = ("src/guestguard/testing.py", "tools/mutation.py", "setup.cfg", "pyproject.toml", "constraints.txt")
 THRESHOLD = 90.0
 LINKED = ("tests", "plugins", "conftest.py", "migrations", "templates", "development.ini", "production.ini",
           "pyproject.toml")
@@ -116,6 +129,8 @@ TARGETS = (
         "check_shape", "check_signature", "verify", "CertificateCache.__init__", "CertificateCache.__call__")},
         ("plugins/guestguard-ses/tests/test_sns.py",), source="plugins/guestguard-ses/src"),
 )
+
+TARGETS_BY_NAME = {target.name: target for target in TARGETS}
 
 
 def mutant_glob(module: str, function: str) -> str:
@@ -269,6 +284,52 @@ def judged_equivalent(mutant: Mutant, equivalents: list[Equivalent]) -> Equivale
     return None
 
 
+def deciding_files(target: Target) -> list[Path]:
+    """The files whose content decides a target's result, relative to the
+    project: its mutated modules, its test files with every conftest.py
+    above them, and ``DECIDING``."""
+    files = {Path(target.source, *module.split(".")).with_suffix(".py") for module in target.functions}
+    for test in target.tests:
+        path = Path(test.split("::")[0])
+        files.add(path)
+        files.update(parent / "conftest.py" for parent in path.parents
+                     if (ROOT / parent / "conftest.py").exists())
+    files.update(Path(name) for name in DECIDING)
+    return sorted(files)
+
+
+def digest(target: Target) -> str:
+    """A digest of the target's definition and of its deciding files."""
+    hasher = hashlib.sha256(repr(target).encode())
+    for path in deciding_files(target):
+        content = (ROOT / path).read_bytes()
+        hasher.update(f"\0{path}\0{len(content)}\0".encode())
+        hasher.update(content)
+    return hasher.hexdigest()
+
+
+def read_record(path: Path = RECORD) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def recorded(found: dict[str, list[Mutant]], key: str) -> dict:
+    """A target's results as kept in the record: per module, the killed
+    mutants counted and the others with their change."""
+    return {"digest": key, "modules": {
+        module: {"killed": sum(mutant.status == "killed" for mutant in mutants),
+                 "others": [{"name": mutant.name, "status": mutant.status, "removed": list(mutant.change[0]),
+                             "added": list(mutant.change[1])}
+                            for mutant in mutants if mutant.status != "killed"]}
+        for module, mutants in found.items()}}
+
+
+def from_record(entry: dict) -> dict[str, list[Mutant]]:
+    return {module: [*(Mutant(f"{module}.killed_{index}", "killed") for index in range(kept["killed"])),
+                     *(Mutant(other["name"], other["status"], (tuple(other["removed"]), tuple(other["added"])))
+                       for other in kept["others"])]
+            for module, kept in entry["modules"].items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("targets", nargs="*", help="targets to run (default: all)")
@@ -277,10 +338,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threshold", type=float, default=THRESHOLD)
     parser.add_argument("--report", action="store_true",
                         help="report on the last run's results again (after editing the equivalents) without running")
+    parser.add_argument("--reuse", action="store_true",
+                        help="report a target from its record when nothing that decides its result has changed")
     parser.add_argument("--tests", action="append", default=[], metavar="TARGET=TEST[,TEST…]",
                         help="run a target against other tests (e.g. to measure an older suite)")
     args = parser.parse_args(argv)
-    by_name = {target.name: target for target in TARGETS}
+    by_name = dict(TARGETS_BY_NAME)
     for override in args.tests:
         name, _, tests = override.partition("=")
         if name not in by_name:
@@ -296,11 +359,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown target(s) {', '.join(unknown)}; known: {', '.join(by_name)}")
     chosen = [by_name[name] for name in args.targets or by_name]
     equivalents = read_equivalents()
+    record = read_record()
     started = time.monotonic()
     rows, survivors, failures = [], [], []
     for target in chosen:
-        workdir = WORK / target.name if args.report else run_target(target, args.max_children, failures)
-        for module, mutants in results(target, workdir).items():
+        for module, mutants in target_results(target, args, record, failures).items():
             row, alive = score(module, mutants, equivalents)
             rows.append(row)
             survivors += alive
@@ -321,6 +384,25 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(["FAILED:", *failures]))
         return 1
     return 0
+
+
+def target_results(target: Target, args: argparse.Namespace, record: dict,
+                   failures: list[str]) -> dict[str, list[Mutant]]:
+    """The target's mutants: from the record (``--reuse``, nothing that
+    decides them changed), the last run (``--report``), or a run now,
+    which a target with its own tests then records."""
+    key = digest(target)
+    if args.reuse and record.get(target.name, {}).get("digest") == key:
+        print(f"== {target.name}: unchanged since its recorded run, reported from {RECORD.name}", flush=True)
+        return from_record(record[target.name])
+    if args.report:
+        return results(target, WORK / target.name)
+    failed_before = len(failures)
+    found = results(target, run_target(target, args.max_children, failures))
+    if len(failures) == failed_before and target == TARGETS_BY_NAME[target.name]:
+        record[target.name] = recorded(found, key)
+        RECORD.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    return found
 
 
 def run_target(target: Target, max_children: int, failures: list[str]) -> Path:
