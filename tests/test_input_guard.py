@@ -109,6 +109,30 @@ def test_query_and_form_text_passes():
     assert refusal_of(check_pairs, [("a", ""), ("", "b"), ("c", "\ufffd\u00e9\t\n")]) is None
 
 
+def file_parts(filename: str, name: str = "file") -> list:
+    """A multipart form's parts as a request reads them: ``name`` a file."""
+    request = Request.blank("/", POST={"note": "x", name: (filename, b"a,b\n")})
+    return list(request.POST.items())
+
+
+def test_a_file_part_is_refused_unless_uploads_are_taken_and_it_is_the_file_field():
+    refused_file = (400, "bad_request", f"file {FILE}.", {"fields": {"file": FILE}})
+    assert refusal_of(check_pairs, file_parts("guests.csv")) == refused_file
+    assert refusal_of(lambda pairs: check_pairs(pairs, upload=False), file_parts("guests.csv")) == refused_file
+    assert refusal_of(lambda pairs: check_pairs(pairs, upload=True), file_parts("guests.csv", name="avatar")) == (
+        400, "bad_request", f"avatar {FILE}.", {"fields": {"avatar": FILE}})
+    assert refusal_of(lambda pairs: check_pairs(pairs, upload=True), file_parts("guests.csv")) is None
+    # A part with no file name is read as an unnamed file: the route's own check judges its content.
+    assert refusal_of(lambda pairs: check_pairs(pairs, upload=True), [("file", b"a,b")]) is None
+
+
+@pytest.mark.parametrize("filename, problem", [("a\u0000.csv", NUL), ("a\ud800.csv", SURROGATE)])
+def test_an_uploaded_files_name_is_checked_as_its_value(filename, problem):
+    parts = [("file", type("Upload", (), {"filename": filename})())]
+    assert refusal_of(lambda pairs: check_pairs(pairs, upload=True), parts) == (
+        400, "bad_request", f"file {problem}.", {"fields": {"file": problem}})
+
+
 # --- the size of the body -----------------------------------------------------------
 
 
@@ -215,6 +239,15 @@ def test_a_form_field_with_a_nul_is_400_naming_it(client, body, field, problem):
 def test_a_forms_file_part_is_400_naming_it(client):
     refused = client.post(API, {"name": "x"}, upload_files=[("avatar", "me.png", b"\x89PNG")], expect_errors=True)
     assert (refused.status_int, refused.json) == (400, refusal("avatar", FILE))
+
+
+def test_a_route_that_takes_uploads_lets_its_file_part_through_and_checks_its_name(client):
+    cover = "/events/00000000-0000-4000-8000-000000000000/cover"
+    passed = client.post(cover, {"note": "x"}, upload_files=[("file", "cover.png", b"\x89PNG")], expect_errors=True)
+    assert passed.status_int != 400, "the guard let the file through: what answers is the route's own check"
+    refused = client.post(cover, {"note": "x"}, upload_files=[("file", "co\u0000ver.png", b"\x89PNG")],
+                          expect_errors=True)
+    assert refused.status_int == 400 and f"file {NUL}." in refused.text
 
 
 def test_a_form_that_cannot_be_read_is_400(client):
