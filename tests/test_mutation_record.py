@@ -3,6 +3,7 @@ it only while nothing that decides the target's result has changed, and a
 reported target is scored exactly as a fresh run of the same mutants."""
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import shutil
 import sys
@@ -32,9 +33,10 @@ SNS = mutation.TARGETS_BY_NAME["sns"]
 def test_a_targets_deciding_files_are_its_modules_tests_conftests_and_the_shared_ones():
     assert set(map(str, mutation.deciding_files(INPUTS))) == {
         "src/guestguard/inputs.py", "tests/test_input_guard.py", "conftest.py", *mutation.DECIDING}
-    plugin = set(map(str, mutation.deciding_files(SNS)))
-    assert {"plugins/guestguard-ses/src/guestguard_ses/sns.py", "plugins/guestguard-ses/tests/test_sns.py",
-            "plugins/guestguard-ses/tests/conftest.py"} <= plugin
+    assert set(map(str, mutation.deciding_files(SNS))) == {
+        "plugins/guestguard-ses/src/guestguard_ses/sns.py", "plugins/guestguard-ses/tests/test_sns.py",
+        "plugins/guestguard-ses/tests/conftest.py", "conftest.py",
+        "plugins/guestguard-ses/src/guestguard_ses/testing.py", *mutation.DECIDING}
 
 
 @pytest.fixture
@@ -65,8 +67,8 @@ def test_the_digest_moves_with_a_deciding_file_and_only_with_one(copied_project:
 
 
 def test_the_definition_of_a_target_is_part_of_its_digest():
-    fewer_tests = mutation.Target(INPUTS.name, INPUTS.functions, INPUTS.tests[:0], INPUTS.unmutated)
-    assert mutation.digest(fewer_tests) != mutation.digest(INPUTS)
+    assert mutation.digest(dataclasses.replace(INPUTS, tests=())) != mutation.digest(INPUTS)
+    assert mutation.digest(dataclasses.replace(SNS, helpers=())) != mutation.digest(SNS)
 
 
 def test_a_recorded_target_scores_as_the_run_it_records():

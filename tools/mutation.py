@@ -36,7 +36,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +45,8 @@ EQUIVALENTS = ROOT / "tests" / "mutation-equivalents.txt"
 RECORD = ROOT / "tests" / "mutation-record.json"
 # Besides a target's own modules and tests, what every target's result
 # depends on: the test helpers, the tool, the configuration and the pins.
-DECIDING = ("src/guestguard/testing.py", "tools/mutation.py", "setup.cfg", "pyproject.toml", "constraints.txt")
+DECIDING = ("src/guestguard/testing.py", "src/guestguard/testing_processes.py", "development.ini",
+            "tools/mutation.py", "setup.cfg", "pyproject.toml", "constraints.txt")
 THRESHOLD = 90.0
 LINKED = ("tests", "plugins", "conftest.py", "migrations", "templates", "development.ini", "production.ini",
           "pyproject.toml")
@@ -67,6 +68,8 @@ class Target:
     # mutates under src/ only, so the scratch directory's src points there;
     # the core is then imported as installed).
     source: str = "src"
+    # Test helpers of the target's own beside DECIDING's (a plugin's testing module).
+    helpers: tuple[str, ...] = ()
 
 
 # The security-critical core. An area that lands with a check of its own
@@ -127,7 +130,8 @@ TARGETS = (
     Target("sns", {"guestguard_ses.sns": (
         "canonical_string", "check_amazon_url", "check_certificate_url", "parse_timestamp", "check_fresh",
         "check_shape", "check_signature", "verify", "CertificateCache.__init__", "CertificateCache.__call__")},
-        ("plugins/guestguard-ses/tests/test_sns.py",), source="plugins/guestguard-ses/src"),
+        ("plugins/guestguard-ses/tests/test_sns.py",), source="plugins/guestguard-ses/src",
+        helpers=("plugins/guestguard-ses/src/guestguard_ses/testing.py",)),
 )
 
 TARGETS_BY_NAME = {target.name: target for target in TARGETS}
@@ -287,14 +291,14 @@ def judged_equivalent(mutant: Mutant, equivalents: list[Equivalent]) -> Equivale
 def deciding_files(target: Target) -> list[Path]:
     """The files whose content decides a target's result, relative to the
     project: its mutated modules, its test files with every conftest.py
-    above them, and ``DECIDING``."""
+    above them, its helpers and ``DECIDING``."""
     files = {Path(target.source, *module.split(".")).with_suffix(".py") for module in target.functions}
     for test in target.tests:
         path = Path(test.split("::")[0])
         files.add(path)
         files.update(parent / "conftest.py" for parent in path.parents
                      if (ROOT / parent / "conftest.py").exists())
-    files.update(Path(name) for name in DECIDING)
+    files.update(Path(name) for name in (*DECIDING, *target.helpers))
     return sorted(files)
 
 
@@ -348,8 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         name, _, tests = override.partition("=")
         if name not in by_name:
             parser.error(f"--tests: unknown target {name!r}")
-        by_name[name] = Target(name, by_name[name].functions, tuple(tests.split(",")), by_name[name].unmutated,
-                               by_name[name].source)
+        by_name[name] = replace(by_name[name], tests=tuple(tests.split(",")))
     if args.list:
         for target in TARGETS:
             print(f"{target.name}: {', '.join(target.functions)}  <- {' '.join(target.tests)}")
@@ -399,7 +402,9 @@ def target_results(target: Target, args: argparse.Namespace, record: dict,
         return results(target, WORK / target.name)
     failed_before = len(failures)
     found = results(target, run_target(target, args.max_children, failures))
-    if len(failures) == failed_before and target == TARGETS_BY_NAME[target.name]:
+    # The scratch directory reads the project as it is: a file edited
+    # during the run would record results under a digest they do not match.
+    if len(failures) == failed_before and target == TARGETS_BY_NAME[target.name] and digest(target) == key:
         record[target.name] = recorded(found, key)
         RECORD.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
     return found
