@@ -1,11 +1,12 @@
 """The guestguard command against a real ini file."""
+import logging
 import subprocess
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, inspect
 
-from guestguard.testing import REPO_ROOT, guestguard_command as run, site_ini
+from guestguard.testing import REPO_ROOT, command_in_process, guestguard_command as run, site_ini
 
 # In one pass only when make test runs both: the command runs on its ini's own SQLite database.
 pytestmark = pytest.mark.one_pass("sqlite")
@@ -243,3 +244,13 @@ def select_status(event_id):
     from guestguard.domain import DomainEventRow
 
     return select(DomainEventRow.status, DomainEventRow.attempts).where(DomainEventRow.id == event_id)
+
+
+def test_a_command_run_in_process_leaves_logging_as_it_was(ini):
+    """The ini's logging would replace the root's handlers with one on this
+    test's captured stream, closed once the test ends: every later test's
+    log lines would go there (a logging error each) instead of to pytest."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    assert command_in_process("settings", str(ini)) == 0
+    assert (root.handlers, root.level) == (handlers, level)

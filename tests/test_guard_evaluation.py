@@ -7,7 +7,7 @@ import pytest
 
 from guestguard.guard import evaluation
 from guestguard.guard.evaluation import CorpusError, Evaluation, Outcome, Scenario, load_corpus, measure
-from guestguard.ops import cli
+from guestguard.testing import command_in_process
 
 # In one pass only when make test runs both: the rules judge the same uses on either backend.
 pytestmark = pytest.mark.one_pass("sqlite")
@@ -178,7 +178,7 @@ def test_the_command_prints_both_halves(tmp_path, capsys):
     ini = tmp_path / "guard.ini"
     ini.write_text("[app:main]\nuse = egg:guestguard\ndb.url = sqlite:///nowhere.sqlite\n"
                    "guard.networks.threshold = 5\n")
-    assert cli.main(["guard", "evaluate", str(ini), "--corpus", str(corpus), "--verbose"]) == 0
+    assert command_in_process("guard", "evaluate", str(ini), "--corpus", str(corpus), "--verbose") == 0
     out = capsys.readouterr().out
     assert "tuning half: 1 scenarios (0 shared, 1 ordinary)" in out
     assert "held-out half: 1 scenarios (1 shared, 0 ordinary)" in out
@@ -198,5 +198,5 @@ def test_the_command_refuses_a_broken_corpus(tmp_path, capsys):
     corpus.write_text("scenarios:\n  - name: x\n    label: odd\n    split: tuning\n")
     ini = tmp_path / "guard.ini"
     ini.write_text("[app:main]\nuse = egg:guestguard\n")
-    assert cli.main(["guard", "evaluate", str(ini), "--corpus", str(corpus)]) == 2
+    assert command_in_process("guard", "evaluate", str(ini), "--corpus", str(corpus)) == 2
     assert "label must be one of" in capsys.readouterr().err

@@ -8,8 +8,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from guestguard.guard.feedback import RuleFeedback, report, rule_feedback
-from guestguard.ops import cli
-from guestguard.testing import add_guest, event_host, issue, site_ini
+from guestguard.testing import add_guest, command_in_process, event_host, issue, site_ini
 
 PROXY = "10.0.0.1"
 EVENT = {"name": "Midsummer Gala", "status": "published", "starts_at": "2030-06-21T19:00:00",
@@ -66,9 +65,9 @@ def test_each_rules_precision_as_the_hosts_judged_it(app, run_in_request):
 
 def test_the_report_command(tmp_path, capsys):
     ini = site_ini(tmp_path)
-    assert cli.main(["migrate", str(ini)]) == 0
-    assert cli.main(["guard", "report", str(ini), "--days", "30"]) == 0
+    assert command_in_process("migrate", str(ini)) == 0
+    assert command_in_process("guard", "report", str(ini), "--days", "30") == 0
     out = capsys.readouterr().out
     assert "flags raised in the last 30 days" in out and "no flags raised in this period" in out
-    assert cli.main(["guard", "report", str(ini), "--workspace", "nope"]) == 2
+    assert command_in_process("guard", "report", str(ini), "--workspace", "nope") == 2
     assert "not a workspace id" in capsys.readouterr().err

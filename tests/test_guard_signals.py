@@ -26,9 +26,8 @@ from guestguard.guard.signals import (
     ranges_in,
     refresh_ranges,
 )
-from guestguard.ops import cli
 from guestguard.settings import SettingsError
-from guestguard.testing import add_guest, event_host, issue, scalar
+from guestguard.testing import add_guest, command_in_process, event_host, issue, scalar
 
 # In one pass only when make test runs both: pages, forms and rules whose outcome the backend does not change
 # (docs/testing.md, "Two passes at once").
@@ -305,7 +304,7 @@ def test_the_update_command_writes_the_configured_file(tmp_path, capsys):
     lists = tmp_path / "lists"
     lists.mkdir()
     (lists / "goog.json").write_text(json.dumps({"prefixes": [{"ipv4Prefix": "66.102.0.0/20"}]}))
-    assert cli.main(["guard", "update-ranges", str(ini), "--offline", str(lists)]) == 0
+    assert command_in_process("guard", "update-ranges", str(ini), "--offline", str(lists)) == 0
     written = json.loads(target.read_text())
     google = next(entry for entry in written["operators"] if entry["name"] == "Google")
     assert google["ranges"] == ["66.102.0.0/20"]
@@ -314,5 +313,5 @@ def test_the_update_command_writes_the_configured_file(tmp_path, capsys):
     assert PublishedRanges.load(str(target)).operator_of("66.102.8.19").name == "Google"
     # Without a file configured it says what to set and writes nothing.
     ini.write_text("[app:main]\nuse = egg:guestguard\n")
-    assert cli.main(["guard", "update-ranges", str(ini)]) == 2
+    assert command_in_process("guard", "update-ranges", str(ini)) == 2
     assert "set guard.published_ranges" in capsys.readouterr().err

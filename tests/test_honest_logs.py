@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from guestguard.audit.logging import REDACTING, all_handlers, redact
 from guestguard.plugins import hookimpl
-from guestguard.testing import REPO_ROOT, csrf, in_request, inbox, link, signup
+from guestguard.testing import REPO_ROOT, csrf, in_request, inbox, link, logging_kept, signup
 
 # In one pass only when make test runs both: what the flows log does not depend on the backend.
 pytestmark = pytest.mark.one_pass("sqlite")
@@ -38,22 +38,11 @@ MESSAGE = "planted guest message: the door code is 4417"
 def logging_from(ini: str):
     """Logging as ``ini`` configures it, its handlers writing to the buffer
     yielded; everything as it was afterwards."""
-    root = logging.getLogger()
-    loggers = [root, *(logger for logger in logging.Logger.manager.loggerDict.values()
-                       if isinstance(logger, logging.Logger))]
-    saved = [(logger, logger.level, logger.handlers[:], logger.propagate, logger.disabled) for logger in loggers]
-    buffer = io.StringIO()
-    with mock.patch.object(sys, "stderr", buffer):
-        setup_logging(str(REPO_ROOT / ini))
-    try:
+    with logging_kept():
+        buffer = io.StringIO()
+        with mock.patch.object(sys, "stderr", buffer):
+            setup_logging(str(REPO_ROOT / ini))
         yield buffer
-    finally:
-        for handler in root.handlers:
-            handler.close()
-        for logger, level, handlers, propagate, disabled in saved:
-            logger.setLevel(level)
-            logger.handlers[:] = handlers
-            logger.propagate, logger.disabled = propagate, disabled
 
 
 class DatabaseError:

@@ -685,6 +685,41 @@ def command_env(**variables: str) -> dict[str, str]:
 COMMAND = str(Path(sys.executable).parent / "guestguard")
 
 
+@contextlib.contextmanager
+def logging_kept() -> Iterator[None]:
+    """Logging as it is, restored afterwards: every logger's level,
+    handlers, propagation and whether it is disabled (an ini's logging,
+    applied by a command run in process, replaces the root's handlers with
+    one writing to the stream of the moment, which a test's capture closes
+    when the test ends)."""
+    import logging
+
+    root = logging.getLogger()
+    loggers = [root, *(logger for logger in logging.Logger.manager.loggerDict.values()
+                       if isinstance(logger, logging.Logger))]
+    saved = [(logger, logger.level, logger.handlers[:], logger.propagate, logger.disabled) for logger in loggers]
+    root_handlers = root.handlers[:]
+    try:
+        yield
+    finally:
+        for handler in root.handlers:
+            if handler not in root_handlers:
+                handler.close()
+        for logger, level, handlers, propagate, disabled in saved:
+            logger.setLevel(level)
+            logger.handlers[:] = handlers
+            logger.propagate, logger.disabled = propagate, disabled
+
+
+def command_in_process(*args: str) -> int:
+    """``guestguard <args>`` run in this process (its exit status), the
+    logging it configures undone afterwards."""
+    from guestguard.ops import cli
+
+    with logging_kept():
+        return cli.main(list(args))
+
+
 def guestguard_command(*args: str, env: dict[str, str] | None = None, timeout: float = 120,
                        **kwargs) -> subprocess.CompletedProcess:
     """Run ``guestguard <args>`` in :func:`command_env` plus ``env``; its output as text."""
