@@ -9,12 +9,13 @@ import uuid
 
 import pytest
 import time_machine
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
 from guestguard.activity.models import Activity, StreamTicket
 from guestguard.activity.stream import purge_tickets
 from guestguard.events.models import Guest
 from guestguard.guard.access import purge
+from guestguard.guard.flags import HISTORY_LIMIT, history_of
 from guestguard.guard.models import AccessEntry, AccessTally, Flag
 from guestguard.plugins import Finding, hookimpl
 from guestguard.tasks import run_task_now
@@ -303,6 +304,38 @@ def test_a_failing_rule_plugin_breaks_neither_the_page_nor_the_other_rules(make_
     last = every.histories[-1]
     assert len(last.recent) == 4 and last.use.network == "203.0.4.0/24"
     assert last.first_open is not None and last.first_open.network == "203.0.0.0/24"
+
+
+def test_a_link_used_more_often_than_the_rules_see_is_read_no_further_than_they_see(make_app, run_in_request):
+    """The rules see a use's latest HISTORY_LIMIT predecessors in the
+    window; the history read for them stops there too, so a link opened
+    thousands of times costs no more to judge than one opened a thousand."""
+    every = EveryUse()
+    app = make_app({"app.trusted_proxies": PROXY}, plugins=[("rules", RulePlugin(every))])
+    host = event_host(app, run_in_request, EVENT)
+    guest = add_guest(app, host)
+    token = issue(app, host, guest)["token"]
+    visit(app, token, "203.0.113.7", WINDOWS)
+    first = every.histories[-1].use
+
+    def judged_earlier(request):
+        entry = request.db.get(AccessEntry, first.id)
+        rows = [{"id": uuid.uuid4(), "link_id": entry.link_id, "guest_id": entry.guest_id,
+                 "workspace_id": entry.workspace_id, "event_id": entry.event_id,
+                 "at": entry.at - dt.timedelta(minutes=30) + dt.timedelta(seconds=n), "kind": entry.kind,
+                 "outcome": entry.outcome, "ip": entry.ip, "network": entry.network, "user_agent": entry.user_agent,
+                 "device": entry.device, "evaluated_at": entry.at} for n in range(HISTORY_LIMIT + 150)]
+        request.db.execute(insert(AccessEntry), rows)
+        return [row["id"] for row in rows], entry.link_id
+
+    earlier, link_id = run_in_request(judged_earlier)
+    visit(app, token, "203.0.113.7", WINDOWS)
+    last = every.histories[-1]
+    assert [use.id for use in last.recent] == [*earlier, first.id][-HISTORY_LIMIT:]
+    window = app.app.registry["guard.history_window"]
+    read = run_in_request(lambda request: request.db.execute(
+        history_of(link_id, last.use.at, last.use.at, window)).all())
+    assert [row.id for row in read] == [*earlier, first.id, last.use.id][-HISTORY_LIMIT - 1:]
 
 
 def test_rules_can_be_switched_off_by_name_and_a_typo_stops_startup(make_app, run_in_request):

@@ -9,6 +9,7 @@ Revoking and reissuing the link resolves the guest's open flags.
 """
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import datetime as dt
 import functools
@@ -101,19 +102,22 @@ def evaluate_pending(request) -> list[Flag]:
         group = list(grouped)
         link, guest, sensitivity = group[0][1], group[0][2], group[0][3]
         earliest = group[0][0].at - window
-        uses = [enrich(signals, AccessUse(*row)) for row in db.execute(
-            select(*USE_COLUMNS)
-            .where(AccessEntry.link_id == link.id, AccessEntry.at >= group[0][0].at - window,
-                   AccessEntry.at <= group[-1][0].at)
-            .order_by(AccessEntry.at, AccessEntry.id))]
+        uses = [enrich(signals, AccessUse(*row))
+                for row in db.execute(history_of(link.id, group[0][0].at, group[-1][0].at, window))]
         known = {use.id: use for use in uses}
         for entry, *_ in group:
             use = known.get(entry.id) or enrich(signals, as_use(entry))
             if use.automated and not entry.automated:
                 entry.automated = True  # a program the request took for a person: logged as one from now on
         learned = functools.cache(functools.partial(known_devices_of, db, guest.id, earliest, signals))
+        times = [use.at for use in uses]
         for entry, *_ in group:
-            recent = [u for u in uses if entry.at - window <= u.at <= entry.at and u.id != entry.id]
+            # The uses in the window up to this one (the same moment
+            # included), the latest HISTORY_LIMIT of them, by position in
+            # the ordered history rather than by a pass over all of it.
+            end = bisect.bisect_right(times, entry.at)
+            start = max(bisect.bisect_left(times, entry.at - window), end - HISTORY_LIMIT - 1)
+            recent = [u for u in uses[start:end] if u.id != entry.id]
             history = AccessHistory(use=known.get(entry.id) or enrich(signals, as_use(entry)),
                                     recent=tuple(recent[-HISTORY_LIMIT:]), window=window,
                                     link_revoked_at=link.revoked_at, plus_ones=guest.plus_ones_coming or 0,
@@ -122,6 +126,22 @@ def evaluate_pending(request) -> list[Flag]:
                                     sensitivity=sensitivity, load_known_devices=learned)
             flags += run_rules(ctx, history, guest, link)
     return flags
+
+
+def history_of(link_id: uuid.UUID, first: dt.datetime, last: dt.datetime, window: dt.timedelta):
+    """The statement reading the uses of a link the rules may see for the
+    batch's uses from ``first`` to ``last``: those within ``window`` before
+    ``first`` (at most HISTORY_LIMIT of them, the latest: the rules see no
+    more), and all from ``first`` to ``last``, in order. A link used
+    thousands of times in its window costs the same to judge as one used a
+    thousand times."""
+    cutoff = (select(AccessEntry.at)
+              .where(AccessEntry.link_id == link_id, AccessEntry.at < first)
+              .order_by(AccessEntry.at.desc()).offset(HISTORY_LIMIT - 1).limit(1).scalar_subquery())
+    return (select(*USE_COLUMNS)
+            .where(AccessEntry.link_id == link_id, AccessEntry.at >= first - window,
+                   AccessEntry.at >= func.coalesce(cutoff, first - window), AccessEntry.at <= last)
+            .order_by(AccessEntry.at, AccessEntry.id))
 
 
 def sweep_pending(request) -> list[Flag]:
