@@ -333,8 +333,7 @@ def test_a_link_used_more_often_than_the_rules_see_is_read_no_further_than_they_
     last = every.histories[-1]
     assert [use.id for use in last.recent] == [*earlier, first.id][-HISTORY_LIMIT:]
     window = app.app.registry["guard.history_window"]
-    read = run_in_request(lambda request: request.db.execute(
-        history_of(link_id, last.use.at, last.use.at, window)).all())
+    read = run_in_request(lambda request: history_of(request.db, link_id, last.use.at, last.use.at, window))
     assert [row.id for row in read] == [*earlier, first.id, last.use.id][-HISTORY_LIMIT - 1:]
 
 

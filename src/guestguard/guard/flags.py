@@ -19,7 +19,7 @@ import logging
 import uuid
 
 from prometheus_client import Counter
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from guestguard.activity import feed
@@ -103,7 +103,7 @@ def evaluate_pending(request) -> list[Flag]:
         link, guest, sensitivity = group[0][1], group[0][2], group[0][3]
         earliest = group[0][0].at - window
         uses = [enrich(signals, AccessUse(*row))
-                for row in db.execute(history_of(link.id, group[0][0].at, group[-1][0].at, window))]
+                for row in history_of(db, link.id, group[0][0].at, group[-1][0].at, window)]
         known = {use.id: use for use in uses}
         for entry, *_ in group:
             use = known.get(entry.id) or enrich(signals, as_use(entry))
@@ -128,20 +128,27 @@ def evaluate_pending(request) -> list[Flag]:
     return flags
 
 
-def history_of(link_id: uuid.UUID, first: dt.datetime, last: dt.datetime, window: dt.timedelta):
-    """The statement reading the uses of a link the rules may see for the
-    batch's uses from ``first`` to ``last``: those within ``window`` before
-    ``first`` (at most HISTORY_LIMIT of them, the latest: the rules see no
-    more), and all from ``first`` to ``last``, in order. A link used
-    thousands of times in its window costs the same to judge as one used a
-    thousand times."""
-    cutoff = (select(AccessEntry.at)
-              .where(AccessEntry.link_id == link_id, AccessEntry.at < first)
-              .order_by(AccessEntry.at.desc()).offset(HISTORY_LIMIT - 1).limit(1).scalar_subquery())
-    return (select(*USE_COLUMNS)
-            .where(AccessEntry.link_id == link_id, AccessEntry.at >= first - window,
-                   AccessEntry.at >= func.coalesce(cutoff, first - window), AccessEntry.at <= last)
-            .order_by(AccessEntry.at, AccessEntry.id))
+_AT = AccessEntry.__table__.c.at.type
+# The statement of ``history_of``, built once: the uses within the window
+# before the batch's first use of the link (the latest HISTORY_LIMIT of
+# them: the rules see no more), then all up to its last.
+_CUTOFF = (select(AccessEntry.at)
+           .where(AccessEntry.link_id == bindparam("link_id"), AccessEntry.at < bindparam("first", type_=_AT))
+           .order_by(AccessEntry.at.desc()).offset(HISTORY_LIMIT - 1).limit(1).scalar_subquery())
+HISTORY = (select(*USE_COLUMNS)
+           .where(AccessEntry.link_id == bindparam("link_id"), AccessEntry.at >= bindparam("since", type_=_AT),
+                  AccessEntry.at >= func.coalesce(_CUTOFF, bindparam("since", type_=_AT)),
+                  AccessEntry.at <= bindparam("last", type_=_AT))
+           .order_by(AccessEntry.at, AccessEntry.id))
+
+
+def history_of(db, link_id: uuid.UUID, first: dt.datetime, last: dt.datetime, window: dt.timedelta) -> list:
+    """The uses of a link the rules may see for the batch's uses from
+    ``first`` to ``last``: those within ``window`` before ``first`` (at
+    most HISTORY_LIMIT of them, the latest: the rules see no more), and all
+    from ``first`` to ``last``, in order. A link used thousands of times in
+    its window costs the same to judge as one used a thousand times."""
+    return db.execute(HISTORY, {"link_id": link_id, "first": first, "since": first - window, "last": last}).all()
 
 
 def sweep_pending(request) -> list[Flag]:
