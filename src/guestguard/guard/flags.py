@@ -61,19 +61,21 @@ def as_use(entry: AccessEntry) -> AccessUse:
 
 
 BATCH = 500
+_AT = AccessEntry.__table__.c.at.type
+_PENDING = (select(AccessEntry.id)
+            .where(AccessEntry.evaluated_at.is_(None), AccessEntry.link_id.is_not(None))
+            .order_by(AccessEntry.at).limit(BATCH).with_for_update(skip_locked=True))
+CLAIM = (update(AccessEntry)
+         .where(AccessEntry.id.in_(_PENDING.scalar_subquery()), AccessEntry.evaluated_at.is_(None))
+         .values(evaluated_at=bindparam("now", type_=_AT)).returning(AccessEntry.id)
+         .execution_options(synchronize_session=False))
 
 
 def claim_pending(db) -> list[uuid.UUID]:
     """Mark up to BATCH uses no rule has seen as taken, oldest first, and
     return them: one statement, so two workers never take the same use (on
     PostgreSQL the second skips rows the first has locked)."""
-    pending = (select(AccessEntry.id)
-               .where(AccessEntry.evaluated_at.is_(None), AccessEntry.link_id.is_not(None))
-               .order_by(AccessEntry.at).limit(BATCH).with_for_update(skip_locked=True))
-    return list(db.scalars(update(AccessEntry)
-                           .where(AccessEntry.id.in_(pending.scalar_subquery()), AccessEntry.evaluated_at.is_(None))
-                           .values(evaluated_at=utcnow()).returning(AccessEntry.id)
-                           .execution_options(synchronize_session=False)))
+    return list(db.scalars(CLAIM, {"now": utcnow()}))
 
 
 def evaluate_pending(request) -> list[Flag]:
@@ -128,7 +130,6 @@ def evaluate_pending(request) -> list[Flag]:
     return flags
 
 
-_AT = AccessEntry.__table__.c.at.type
 # The statement of ``history_of``, built once: the uses within the window
 # before the batch's first use of the link (the latest HISTORY_LIMIT of
 # them: the rules see no more), then all up to its last.
