@@ -14,6 +14,7 @@ import contextlib
 import datetime as dt
 import functools
 import gc
+import logging
 import os
 import re
 import shutil
@@ -692,8 +693,6 @@ def logging_kept() -> Iterator[None]:
     applied by a command run in process, replaces the root's handlers with
     one writing to the stream of the moment, which a test's capture closes
     when the test ends)."""
-    import logging
-
     root = logging.getLogger()
     loggers = [root, *(logger for logger in logging.Logger.manager.loggerDict.values()
                        if isinstance(logger, logging.Logger))]
