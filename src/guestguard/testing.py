@@ -697,12 +697,11 @@ def logging_kept() -> Iterator[None]:
     loggers = [root, *(logger for logger in logging.Logger.manager.loggerDict.values()
                        if isinstance(logger, logging.Logger))]
     saved = [(logger, logger.level, logger.handlers[:], logger.propagate, logger.disabled) for logger in loggers]
-    root_handlers = root.handlers[:]
     try:
         yield
     finally:
         for handler in root.handlers:
-            if handler not in root_handlers:
+            if handler not in saved[0][2]:  # the root's own, added meanwhile
                 handler.close()
         for logger, level, handlers, propagate, disabled in saved:
             logger.setLevel(level)
