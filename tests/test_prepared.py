@@ -11,7 +11,7 @@ from sqlalchemy import event as sa_event, exc as sa_exc, func, select
 
 from guestguard.accounts.tokens import hash_token
 from guestguard.db import utcnow
-from guestguard.guard.access import LOG_USE, LOOK_UP
+from guestguard.guard.access import LOG_USE, LOOK_UP, LOOK_UP_LOGGED, USE
 from guestguard.guard.models import AccessEntry
 from guestguard.testing import add_guest, event_host, issue, new_client
 
@@ -58,6 +58,24 @@ def test_a_write_alone_is_committed_with_the_request(run_in_request, app):
     before = run_in_request(count)
     run_in_request(lambda request: LOG_USE.write(request.db, entry(uuid.uuid4())))
     assert run_in_request(count) == before + 1
+
+
+def test_a_select_that_writes_is_committed_with_the_request(run_in_request, app, token):
+    """The look-up that logs its use (a data-modifying WITH) read with
+    ``first`` alone: its row is the plain look-up's, and what it wrote is
+    committed, not rolled back as a read's transaction would be."""
+    if app.app.registry["db.engine"].dialect.name == "sqlite":
+        pytest.skip("a data-modifying WITH: PostgreSQL")
+    params = {"token_hash": hash_token(token)}
+    use = {name: value for name, value in entry(uuid.uuid4()).items() if name in USE}
+    before = run_in_request(count)
+    logged = run_in_request(lambda request: LOOK_UP_LOGGED.first(request.db, {**params, **use}))
+    assert run_in_request(count) == before + 1
+    assert logged == run_in_request(lambda request: LOOK_UP.first(request.db, params))
+    unknown = run_in_request(lambda request: LOOK_UP_LOGGED.first(
+        request.db, {"token_hash": "0" * 64, **use, "id": uuid.uuid4()}))
+    assert unknown is None
+    assert run_in_request(count) == before + 2
 
 
 def test_a_driver_error_comes_out_as_sqlalchemys_and_the_transaction_rolls_back(run_in_request, app):

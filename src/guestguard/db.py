@@ -424,10 +424,14 @@ class Prepared:
     as SQLAlchemy's own (a dead connection invalidated, ``DBAPIError`` for
     retries and outages). Not shown by ``db.echo``'s SQL logging."""
 
-    __slots__ = ("_forms", "statement")
+    __slots__ = ("_forms", "statement", "writes")
 
-    def __init__(self, statement) -> None:
+    def __init__(self, statement, *, writes: bool = False) -> None:
+        """``writes``: a SELECT that writes too (a data-modifying WITH), so
+        that reading its rows marks the transaction changed, as ``write``
+        does, and the commit keeps what it wrote."""
         self.statement = statement
+        self.writes = writes
         self._forms: dict[str, tuple] = {}
 
     def _form(self, dialect) -> tuple:
@@ -498,6 +502,8 @@ class Prepared:
             row = cursor.fetchone()
         finally:
             cursor.close()
+        if self.writes:
+            _changed(db)
         if row is None or not results:
             return row
         return _converted(row, results)
@@ -509,6 +515,8 @@ class Prepared:
             rows = cursor.fetchall()
         finally:
             cursor.close()
+        if self.writes:
+            _changed(db)
         if not results:
             return rows
         return [_converted(row, results) for row in rows]

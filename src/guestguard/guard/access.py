@@ -17,8 +17,21 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select
+from sqlalchemy import (
+    LABEL_STYLE_TABLENAME_PLUS_COL,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    null,
+    or_,
+    select,
+    true,
+)
 
 from guestguard import rls
 from guestguard.accounts.devices import classify
@@ -107,14 +120,18 @@ class TokenUse:
 
 # Built once per process, of tables rather than mapped classes, and run on
 # the session's DBAPI connection (``db.Prepared``): the link, its guest,
-# event and workspace, and the guest's latest answer folded in
-# (``invitations.latest_answer``), exactly the columns the pages use, in one
-# indexed statement (the token's hash is unique).
+# event and the use's outcome (revoked, expired or ok; no row is unknown),
+# and the guest's latest answer folded in (``invitations.latest_answer``),
+# exactly the columns the pages use, in one indexed statement (the token's
+# hash is unique).
 _links, _guests, _events = InvitationLink.__table__, Guest.__table__, Event.__table__
-_workspaces = Workspace.__table__
-LOOK_UP = Prepared(
+_workspaces, _log = Workspace.__table__, AccessEntry.__table__
+OUTCOME = case((_links.c.revoked_at.is_not(None), REVOKED),
+               (or_(_events.c.deleted_at.is_not(None), _workspaces.c.deleted_at.is_not(None)), EXPIRED),
+               else_=OK)
+FOUND = (
     select(*(_links.c[name] for name in LinkRow.__slots__), *(_guests.c[name] for name in GuestRow.__slots__),
-           *(_events.c[name] for name in EventRow.__slots__), _workspaces.c.deleted_at,
+           *(_events.c[name] for name in EventRow.__slots__), OUTCOME.label("outcome"),
            *latest_answer(_guests.c.id, *Answer.__slots__))
     .select_from(_links)
     .join(_guests, _guests.c.id == _links.c.guest_id)
@@ -126,60 +143,100 @@ LOOK_UP = Prepared(
     # anyway, taken first): a use waits for a forget deleting the link and
     # then finds none, rather than logging against a link that is gone.
     .with_for_update(read=True, key_share=True, of=_links)
+    .set_label_style(LABEL_STYLE_TABLENAME_PLUS_COL)
 )
+LOOK_UP = Prepared(FOUND)
 SPANS = tuple(itertools.accumulate((len(LinkRow.__slots__), len(GuestRow.__slots__), len(EventRow.__slots__), 1)))
+# What a use's row takes from the request rather than from the look-up.
+USE = ("id", "at", "kind", "ip", "network", "user_agent", "device", "automated")
+# Built once per process; every column is given.
+LOG_USE = Prepared(insert(_log))
 
 
-def look_up(db, raw: object) -> TokenUse:
+def _looked_up_and_logged():
+    """The look-up with the use's row written by the same statement (a
+    data-modifying WITH: PostgreSQL's, not SQLite's), one round trip less
+    for every guest's request. The row is written whether or not the token
+    names a link: the look-up joined to one row, the outcome ``unknown``
+    when it found none."""
+    found = FOUND.cte("found")
+    given = {name: bindparam(name, type_=_log.c[name].type) for name in USE}
+    row = {**given, "workspace_id": found.c.invitation_links_workspace_id,
+           "event_id": found.c.invitation_links_event_id, "guest_id": found.c.invitation_links_guest_id,
+           "link_id": found.c.invitation_links_id, "outcome": func.coalesce(found.c.outcome, UNKNOWN),
+           "evaluated_at": null()}
+    one = select(literal(1).label("one")).subquery("one")
+    logged = insert(_log).from_select(list(row), select(*row.values()).select_from(one.outerjoin(found, true())))
+    return Prepared(select(*found.c).add_cte(logged.cte("logged")), writes=True)
+
+
+LOOK_UP_LOGGED = _looked_up_and_logged()
+
+
+def look_up(db, raw: object, use: dict[str, Any] | None = None) -> TokenUse:
     """One query: the link a token names, revoked or not, and whether it can
-    be used. A link of a deleted event or workspace has ``expired``."""
+    be used. A link of a deleted event or workspace has ``expired``. With
+    ``use`` (``use_of``), the use is logged too, by the same statement on
+    PostgreSQL."""
     if not looks_like_token(raw):
-        return TokenUse(UNKNOWN)
+        found = TokenUse(UNKNOWN)
+        if use is not None:
+            log_use(db, use, found)
+        return found
     token_hash = hash_token(raw)
     # The link's workspace, and only that, opens to this transaction.
     rls.open_credential(db, _links.c.token_hash, token_hash)
-    row = LOOK_UP.first(db, {"token_hash": token_hash})
-    if row is None:
-        return TokenUse(UNKNOWN)
-    links, guests, events, workspaces = SPANS
-    link = LinkRow(*row[:links])
-    guest = GuestRow(*row[links:guests])
-    event = EventRow(*row[guests:events])
-    workspace_deleted_at = row[events]
-    latest = Answer(*row[workspaces:]) if row[workspaces] is not None else None
-    if link.revoked_at is not None:
-        outcome = REVOKED
-    elif event.deleted_at is not None or workspace_deleted_at is not None:
-        outcome = EXPIRED
+    together = use is not None and db.get_bind().dialect.name == "postgresql"
+    if together:
+        row = LOOK_UP_LOGGED.first(db, {"token_hash": token_hash, **use})
     else:
-        outcome = OK
-    return TokenUse(outcome, link, guest, event, latest)
+        row = LOOK_UP.first(db, {"token_hash": token_hash})
+    found = TokenUse(UNKNOWN) if row is None else found_in(row)
+    if use is not None and not together:
+        log_use(db, use, found)
+    return found
 
 
-# Built once per process; every column is given.
-LOG_USE = Prepared(insert(AccessEntry.__table__))
+def found_in(row: tuple) -> TokenUse:
+    """A look-up's row as the use it names: outcome, link, guest, event and
+    latest answer."""
+    links, guests, events, latest = SPANS
+    answer = Answer(*row[latest:]) if row[latest] is not None else None
+    return TokenUse(row[events], LinkRow(*row[:links]), GuestRow(*row[links:guests]), EventRow(*row[guests:events]),
+                    answer)
 
 
-def record(ctx, found: TokenUse, kind: str) -> uuid.UUID | None:
-    """Log one use and queue the rules on it; nothing when the guard is off.
-    Returns the new entry's id. One plain INSERT: no ORM object, nothing
-    left for the commit to flush."""
+def use_of(ctx, kind: str) -> dict[str, Any] | None:
+    """What a use's row in the log says of the request (``USE``); None when
+    the guard is off, which logs nothing."""
     if not ctx.settings["guard.enabled"]:
         return None
     user_agent = user_agent_of(ctx)
     device = classify(user_agent)
     ip = ctx.client_ip
+    return {"id": uuid.uuid4(), "at": utcnow(), "kind": kind, "ip": ip[:45], "network": network_of(ip),
+            "user_agent": user_agent, "device": device.name, "automated": device.automated}
+
+
+def log_use(db, use: dict[str, Any], found: TokenUse) -> None:
+    """The use's row as one plain INSERT: no ORM object, nothing left for the
+    commit to flush."""
     link = found.link
-    entry_id = uuid.uuid4()
-    LOG_USE.write(ctx.db, {
-        "id": entry_id, "workspace_id": link.workspace_id if link else None,
-        "event_id": link.event_id if link else None, "guest_id": link.guest_id if link else None,
-        "link_id": link.id if link else None, "at": utcnow(), "kind": kind, "outcome": found.outcome,
-        "ip": ip[:45], "network": network_of(ip), "user_agent": user_agent, "device": device.name,
-        "automated": device.automated, "evaluated_at": None})
-    if link is not None:
+    LOG_USE.write(db, {**use, "workspace_id": link.workspace_id if link else None,
+                       "event_id": link.event_id if link else None, "guest_id": link.guest_id if link else None,
+                       "link_id": link.id if link else None, "outcome": found.outcome, "evaluated_at": None})
+
+
+def record(ctx, found: TokenUse, kind: str) -> uuid.UUID | None:
+    """Log one use and queue the rules on it; nothing when the guard is off.
+    Returns the new entry's id."""
+    use = use_of(ctx, kind)
+    if use is None:
+        return None
+    log_use(ctx.db, use, found)
+    if found.link is not None:
         schedule_rules(ctx)
-    return entry_id
+    return use["id"]
 
 
 def schedule_rules(ctx) -> None:
@@ -200,11 +257,14 @@ def schedule_rules(ctx) -> None:
 def use_token(ctx, raw: object, kind: str) -> TokenUse | None:
     """What a live token names (link, guest, event, latest answer), with the
     use logged; None for any unusable token (after counting it against the
-    caller's ``invalid_link`` limit, which raises RateLimited when over)."""
-    found = look_up(ctx.db, raw)
+    caller's ``invalid_link`` limit, which raises RateLimited when over: the
+    request's transaction, and the use's row with it, is then rolled back)."""
+    use = use_of(ctx, kind)
+    found = look_up(ctx.db, raw, use)
     if found.outcome != OK:
         ctx.limit("invalid_link")
-    record(ctx, found, kind)
+    if use is not None and found.link is not None:
+        schedule_rules(ctx)
     if found.outcome != OK:
         return None
     return found
