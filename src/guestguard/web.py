@@ -51,6 +51,9 @@ def content_security_policy(extra: Mapping[str, Iterable[str]] | None = None) ->
 
 CSP = content_security_policy()
 HSTS = "max-age=63072000; includeSubDomains"
+# Every response's, unless it set its own (a page's policy with its style's hash).
+SECURITY_HEADERS = (("Content-Security-Policy", CSP), ("X-Content-Type-Options", "nosniff"),
+                    ("Referrer-Policy", "same-origin"), ("X-Frame-Options", "DENY"))
 
 
 def default_templates_dir() -> Path:
@@ -61,23 +64,24 @@ def security_headers_tween_factory(handler, registry):
     production = registry.settings["app.env"] == "production"
     origin = origin_of(registry.settings["app.base_url"])
 
+    defaults = [*SECURITY_HEADERS, *([("Strict-Transport-Security", HSTS)] if production else [])]
+
     def tween(request):
         response = handler(request)
-        headers = response.headers
-        headers.setdefault("Content-Security-Policy", CSP)
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        headers.setdefault("Referrer-Policy", "same-origin")
-        headers.setdefault("X-Frame-Options", "DENY")
+        headerlist = response.headerlist
+        # Each header the response has not set itself, with one look at
+        # those it has (WebOb's setdefault reads all of them every time).
+        present = {name.lower() for name, _ in headerlist}
+        headerlist.extend(header for header in defaults if header[0].lower() not in present)
         if is_api_request(request):
             # API answers carry tokens and personal data: never cached.
-            headers.setdefault("Cache-Control", "no-store")
+            if "cache-control" not in present:
+                headerlist.append(("Cache-Control", "no-store"))
         # The raw PATH_INFO: an address that is not UTF-8 gets these headers too.
         elif SESSION_COOKIE in request.cookies and not request.environ.get("PATH_INFO", "").startswith(STATIC_PREFIX):
             # A page for someone signed in is theirs alone: no shared cache,
             # nor the browser's back button after sign-out, may keep it.
-            headers["Cache-Control"] = "no-store"
-        if production:
-            headers.setdefault("Strict-Transport-Security", HSTS)
+            response.headers["Cache-Control"] = "no-store"
         if response.location:
             response.location = from_base_url(response.location, request, origin)
         return response

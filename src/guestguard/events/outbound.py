@@ -16,8 +16,11 @@ DEFAULT_LENGTH = dt.timedelta(hours=2)
 DETAILS_LIMIT = 1000
 
 
+@functools.lru_cache(maxsize=256)
 def map_url(venue: str) -> str | None:
-    """An OpenStreetMap search for the venue, or None without one."""
+    """An OpenStreetMap search for the venue, or None without one; built
+    once per process for each of the 256 venues seen last, like the
+    calendar pages below."""
     venue = venue.strip()
     return f"{MAP_SEARCH}?{urlencode({'query': venue})}" if venue else None
 
