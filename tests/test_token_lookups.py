@@ -246,6 +246,38 @@ def test_a_revoked_link_or_one_whose_event_or_workspace_is_gone_is_told_apart(ru
     assert run(check) == (outcome, True, True, True)
 
 
+@pytest.mark.parametrize("state, outcome", [("live", OK), ("revoked", REVOKED), ("unknown", UNKNOWN),
+                                            ("not a token", UNKNOWN)])
+def test_a_use_to_log_is_logged_by_the_look_up_on_postgresql_and_said_so(run, clock, state, outcome):
+    """Given the use to log, PostgreSQL's look-up writes its row in the same
+    statement and says it did (the caller logs it otherwise, as SQLite's
+    does): the row's outcome and link are the look-up's."""
+    from guestguard.guard.models import AccessEntry
+
+    def check(request):
+        world = team(request)
+        raw = link(request, world)
+        found = request.db.query(InvitationLink).filter_by(token_hash=hash_token(raw)).one()
+        if state == "revoked":
+            found.revoked_at = NOW
+        presented = {"unknown": near_misses(raw)[0], "not a token": "nope"}.get(state, raw)
+        request.db.flush()
+        use = {"id": uuid.uuid4(), "at": NOW, "kind": "view", "ip": "192.0.2.1", "network": "192.0.2.0/24",
+               "user_agent": "test", "device": "Other", "automated": False}
+        looked = look_up(request.db, presented, use)
+        rows = [(row.id, row.outcome, row.link_id) for row in request.db.query(AccessEntry).filter_by(id=use["id"])]
+        postgresql = request.db.get_bind().dialect.name == "postgresql"
+        return looked.outcome, looked.logged, rows, postgresql, found.id, use["id"]
+
+    looked, logged, rows, postgresql, link_id, use_id = run(check)
+    assert looked == outcome
+    named = link_id if state in ("live", "revoked") else None
+    if postgresql and state != "not a token":
+        assert logged and rows == [(use_id, outcome, named)]
+    else:
+        assert not logged and rows == []
+
+
 # --- stream tickets ----------------------------------------------------------------------------
 
 

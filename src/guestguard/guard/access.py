@@ -116,6 +116,8 @@ class TokenUse:
     guest: GuestRow | None = None
     event: EventRow | None = None
     latest: Answer | None = None
+    # Whether the look-up's statement logged the use too (``look_up``'s ``use``).
+    logged: bool = False
 
 
 # Built once per process, of tables rather than mapped classes, and run on
@@ -175,35 +177,35 @@ LOOK_UP_LOGGED = _looked_up_and_logged()
 
 def look_up(db, raw: object, use: dict[str, Any] | None = None) -> TokenUse:
     """One query: the link a token names, revoked or not, and whether it can
-    be used. A link of a deleted event or workspace has ``expired``. With
-    ``use`` (``use_of``), the use is logged too, by the same statement on
-    PostgreSQL."""
+    be used. A link of a deleted event or workspace has ``expired``. Given
+    the ``use`` to log (``use_of``), the same statement logs it on
+    PostgreSQL, and the answer says so (``logged``)."""
     if not looks_like_token(raw):
-        found = TokenUse(UNKNOWN)
-        if use is not None:
-            log_use(db, use, found)
-        return found
+        return TokenUse(UNKNOWN)
     token_hash = hash_token(raw)
     # The link's workspace, and only that, opens to this transaction.
     rls.open_credential(db, _links.c.token_hash, token_hash)
-    together = use is not None and db.get_bind().dialect.name == "postgresql"
-    if together:
-        row = LOOK_UP_LOGGED.first(db, {"token_hash": token_hash, **use})
-    else:
-        row = LOOK_UP.first(db, {"token_hash": token_hash})
-    found = TokenUse(UNKNOWN) if row is None else found_in(row)
-    if use is not None and not together:
-        log_use(db, use, found)
-    return found
+    statement, params = _statement_for(db, token_hash, use)
+    row = statement.first(db, params)
+    logged = statement is LOOK_UP_LOGGED
+    return TokenUse(UNKNOWN, logged=logged) if row is None else found_in(row, logged)
 
 
-def found_in(row: tuple) -> TokenUse:
+def _statement_for(db, token_hash: str, use: dict[str, Any] | None) -> tuple[Prepared, dict[str, Any]]:
+    """The look-up that logs ``use`` too where the database can (PostgreSQL),
+    else the plain one, with its values."""
+    if use is not None and db.get_bind().dialect.name == "postgresql":
+        return LOOK_UP_LOGGED, {"token_hash": token_hash, **use}
+    return LOOK_UP, {"token_hash": token_hash}
+
+
+def found_in(row: tuple, logged: bool) -> TokenUse:
     """A look-up's row as the use it names: outcome, link, guest, event and
     latest answer."""
     links, guests, events, latest = SPANS
     answer = Answer(*row[latest:]) if row[latest] is not None else None
     return TokenUse(row[events], LinkRow(*row[:links]), GuestRow(*row[links:guests]), EventRow(*row[guests:events]),
-                    answer)
+                    answer, logged)
 
 
 def use_of(ctx, kind: str) -> dict[str, Any] | None:
@@ -257,14 +259,19 @@ def schedule_rules(ctx) -> None:
 def use_token(ctx, raw: object, kind: str) -> TokenUse | None:
     """What a live token names (link, guest, event, latest answer), with the
     use logged; None for any unusable token (after counting it against the
-    caller's ``invalid_link`` limit, which raises RateLimited when over: the
-    request's transaction, and the use's row with it, is then rolled back)."""
+    caller's ``invalid_link`` limit, which raises RateLimited when over).
+    Past the limit nothing stays logged: a use the look-up logged (PostgreSQL,
+    a well-formed token) is rolled back with the request's transaction, and
+    any other is not written."""
     use = use_of(ctx, kind)
     found = look_up(ctx.db, raw, use)
     if found.outcome != OK:
         ctx.limit("invalid_link")
-    if use is not None and found.link is not None:
-        schedule_rules(ctx)
+    if use is not None:
+        if not found.logged:
+            log_use(ctx.db, use, found)
+        if found.link is not None:
+            schedule_rules(ctx)
     if found.outcome != OK:
         return None
     return found
