@@ -273,9 +273,9 @@ def test_a_use_to_log_is_logged_by_the_look_up_on_postgresql_and_said_so(run, cl
     assert looked == outcome
     named = link_id if state in ("live", "revoked") else None
     if postgresql and state != "not a token":
-        assert logged and rows == [(use_id, outcome, named)]
+        assert logged is True and rows == [(use_id, outcome, named)]
     else:
-        assert not logged and rows == []
+        assert logged is False and rows == []
 
 
 # --- stream tickets ----------------------------------------------------------------------------

@@ -185,18 +185,17 @@ def look_up(db, raw: object, use: dict[str, Any] | None = None) -> TokenUse:
     token_hash = hash_token(raw)
     # The link's workspace, and only that, opens to this transaction.
     rls.open_credential(db, _links.c.token_hash, token_hash)
-    statement, params = _statement_for(db, token_hash, use)
-    row = statement.first(db, params)
-    logged = statement is LOOK_UP_LOGGED
-    return TokenUse(UNKNOWN, logged=logged) if row is None else found_in(row, logged)
+    return _found(db, token_hash, use)
 
 
-def _statement_for(db, token_hash: str, use: dict[str, Any] | None) -> tuple[Prepared, dict[str, Any]]:
-    """The look-up that logs ``use`` too where the database can (PostgreSQL),
-    else the plain one, with its values."""
+def _found(db, token_hash: str, use: dict[str, Any] | None) -> TokenUse:
+    """The look-up's statement run: the one that logs ``use`` too where the
+    database can (PostgreSQL), else the plain one."""
     if use is not None and db.get_bind().dialect.name == "postgresql":
-        return LOOK_UP_LOGGED, {"token_hash": token_hash, **use}
-    return LOOK_UP, {"token_hash": token_hash}
+        row, logged = LOOK_UP_LOGGED.first(db, {"token_hash": token_hash, **use}), True
+    else:
+        row, logged = LOOK_UP.first(db, {"token_hash": token_hash}), False
+    return TokenUse(UNKNOWN, logged=logged) if row is None else found_in(row, logged)
 
 
 def found_in(row: tuple, logged: bool) -> TokenUse:
@@ -233,12 +232,19 @@ def record(ctx, found: TokenUse, kind: str) -> uuid.UUID | None:
     """Log one use and queue the rules on it; nothing when the guard is off.
     Returns the new entry's id."""
     use = use_of(ctx, kind)
+    keep(ctx, use, found)
+    return use["id"] if use is not None else None
+
+
+def keep(ctx, use: dict[str, Any] | None, found: TokenUse) -> None:
+    """Log ``use`` unless its look-up did (``found.logged``), and queue the
+    rules on it when it named a link; nothing when the guard is off (no use)."""
     if use is None:
-        return None
-    log_use(ctx.db, use, found)
+        return
+    if not found.logged:
+        log_use(ctx.db, use, found)
     if found.link is not None:
         schedule_rules(ctx)
-    return use["id"]
 
 
 def schedule_rules(ctx) -> None:
@@ -267,11 +273,7 @@ def use_token(ctx, raw: object, kind: str) -> TokenUse | None:
     found = look_up(ctx.db, raw, use)
     if found.outcome != OK:
         ctx.limit("invalid_link")
-    if use is not None:
-        if not found.logged:
-            log_use(ctx.db, use, found)
-        if found.link is not None:
-            schedule_rules(ctx)
+    keep(ctx, use, found)
     if found.outcome != OK:
         return None
     return found
