@@ -26,7 +26,11 @@ GuestGuard's code is whatever ``guestguard`` imports as (PYTHONPATH chooses;
 the spawned servers inherit it), so the same benchmark measures the code
 before a change too. ``GG_BENCH_HOTPATH=rsvp`` (or ``view``, ``guests``,
 comma-separated) runs only those requests' runs; ``GG_BENCH_MIXED=0`` skips
-the mixed load. Skipped, saying why, without PostgreSQL, Redis or wrk.
+the mixed load; ``GG_BENCH_APP_ROLE=1`` has GuestGuard connect as the
+application role, row-level security applied, as deployed (by default it
+connects as the tables' owner, a superuser the policies let through, as
+every figure recorded before this option did). Skipped, saying why, without
+PostgreSQL, Redis or wrk.
 """
 from __future__ import annotations
 
@@ -422,6 +426,25 @@ def report(results: dict, rss: dict) -> None:
           flush=True)
 
 
+@contextlib.contextmanager
+def guestguard_url(db_url: str, database: str):
+    """The URL GuestGuard's servers use: the tables' owner, a superuser that
+    row-level security lets through (the figures recorded before); with
+    ``GG_BENCH_APP_ROLE=1`` the application role, as deployed, every policy
+    applied. The floor uses the owner's either way."""
+    if os.environ.get("GG_BENCH_APP_ROLE") != "1":
+        yield db_url
+        return
+    from guestguard.testing import app_role_url
+
+    url = app_role_url(db_url)
+    try:
+        yield url
+    finally:
+        admin(f"DROP OWNED BY {database}_app", database)
+        admin(f"DROP ROLE IF EXISTS {database}_app")
+
+
 def main() -> None:
     print("the guest's hot path against its floor, under wrk (gunicorn 2 gthread x 8, PostgreSQL, Redis)")
     problem = reachable(PG_SERVER) or (None if shutil.which("wrk") else "no wrk (apt-get install wrk)")
@@ -431,15 +454,17 @@ def main() -> None:
     import guestguard
 
     code = Path(guestguard.__file__).resolve().parents[1]
-    with tempfile.TemporaryDirectory() as tmp, bench_database() as (name, db_url):
+    with (tempfile.TemporaryDirectory() as tmp, bench_database() as (name, db_url),
+          guestguard_url(db_url, name) as ours_url):
         tmp_path = Path(tmp)
         ini, log = tmp_path / "bench.ini", tmp_path / "gunicorn.log"
-        guestguard_ini(ini, db_url)
+        guestguard_ini(ini, ours_url)
         start = time.perf_counter()
         data = seed(db_url)
         admin("ANALYZE", name)
+        role = "the application role (row-level security applied)" if ours_url != db_url else "the tables' owner"
         print(f"  seeded {len(data['tokens']):,} guests with links in {time.perf_counter() - start:.1f} s;"
-              f" GuestGuard's code: {code}")
+              f" GuestGuard's code: {code}; GuestGuard connects as {role}")
         tokens = tmp_path / "tokens.txt"
         tokens.write_text("\n".join(data["tokens"]) + "\n")
         app_env = {"GG_APP_SECRET": "bench-secret-" + "x" * 40, "GG_APP_BASE_URL": "http://127.0.0.1"}
