@@ -37,7 +37,7 @@ from guestguard import rls
 from guestguard.accounts.devices import classify
 from guestguard.accounts.tokens import hash_token, looks_like_token
 from guestguard.context import context_of
-from guestguard.db import Prepared, utcnow
+from guestguard.db import Prepared, is_sqlite, utcnow
 from guestguard.events.invitations import Answer, latest_answer
 from guestguard.events.models import Event, Guest, InvitationLink
 from guestguard.guard.flags import evaluate_pending
@@ -191,7 +191,7 @@ def look_up(db, raw: object, use: dict[str, Any] | None = None) -> TokenUse:
 def _found(db, token_hash: str, use: dict[str, Any] | None) -> TokenUse:
     """The look-up's statement run: the one that logs ``use`` too where the
     database can (PostgreSQL), else the plain one."""
-    if use is not None and db.get_bind().dialect.name == "postgresql":
+    if use is not None and not is_sqlite(db):
         row, logged = LOOK_UP_LOGGED.first(db, {"token_hash": token_hash, **use}), True
     else:
         row, logged = LOOK_UP.first(db, {"token_hash": token_hash}), False
