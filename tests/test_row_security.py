@@ -255,6 +255,39 @@ def test_the_guest_token_paths_work_under_row_security(two_workspaces, rls_app):
     assert suppressed == ["grace@example.com"]
 
 
+def test_the_look_up_that_opens_and_logs_at_once_sees_its_links_workspace_alone(two_workspaces, rls_app):
+    """``access.LOOK_UP_LOGGED`` opens the link's workspace in the statement
+    that reads it: as the application's role, the link, guest and event are
+    found, the use's row is written in that workspace, and the transaction
+    and the session's scope see that workspace and no other."""
+    from guestguard.guard.access import look_up
+    from guestguard.guard.models import OK, UNKNOWN, AccessEntry
+
+    host = two_workspaces
+    token = issue(rls_app, host, add_guest(rls_app, host))["token"]
+
+    def use(request, raw):
+        rls.set_scope(request.db, rls.NOBODY)  # a guest's request: no workspace until the link opens one
+        entry = {"id": uuid.uuid4(), "at": utcnow(), "kind": "view", "ip": "192.0.2.7", "network": "192.0.2.0/24",
+                 "user_agent": "Mozilla/5.0", "device": "Firefox on Linux", "automated": False}
+        found = look_up(request.db, raw, entry)
+        logged = request.db.scalars(select(AccessEntry.workspace_id).where(AccessEntry.id == entry["id"])).all()
+        return (found, rls.scope_of(request.db), sorted(request.db.scalars(select(Event.name))), logged,
+                request.db.scalar(text("SELECT current_setting('guestguard.workspaces', true)")))
+
+    found, scope, events, logged, named = in_request(rls_app.app.registry, lambda request: use(request, token))
+    workspace = uuid.UUID(host["workspace"])
+    assert (found.outcome, found.logged, found.guest.name, found.event.name) == (OK, True, "Grace Hopper",
+                                                                              "Harvest Supper")
+    assert scope.workspaces == {workspace} and events == ["Harvest Supper"]
+    assert logged == [workspace] and named == str(workspace)
+    unknown = f"{token[:-1]}{'A' if token[-1] != 'A' else 'B'}"
+    found, scope, events, logged, named = in_request(rls_app.app.registry, lambda request: use(request, unknown))
+    # An unknown token's use is logged in no workspace, which opens nothing.
+    assert (found.outcome, found.logged, found.link) == (UNKNOWN, True, None)
+    assert (scope, events, named) == (rls.NOBODY, [], "") and logged == [None]
+
+
 def test_signing_up_makes_a_workspace_the_new_owner_sees(rls_app):
     from guestguard.testing import signup
 

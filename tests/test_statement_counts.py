@@ -58,12 +58,6 @@ def guest_link(app, host):
     return issue(app, host, add_guest(app, host))["token"]
 
 
-def opened(app) -> list[str]:
-    """On PostgreSQL a token path first opens the workspace of the link it
-    names (row-level security, ``rls.open_credential``): one statement."""
-    return [] if sqlite(app) else ["SELECT GUESTGUARD_OPEN"]
-
-
 def scoped(app) -> list[str]:
     """On PostgreSQL a signed-in request first reads its caller's roles under
     their own id, then scopes its transaction to their workspaces (two
@@ -79,8 +73,10 @@ def write_lock(app) -> list[str]:
 
 def look_up(app) -> list[str]:
     """The token's look-up and the use's row in the access log: one
-    statement on PostgreSQL (a data-modifying WITH), two on SQLite."""
-    return ["SELECT INVITATION_LINKS", "INSERT ACCESS_LOG"] if sqlite(app) else [*opened(app), "WITH FOUND"]
+    statement on PostgreSQL (the link's workspace opened to row-level
+    security, then the look-up and the row: ``access.LOOK_UP_LOGGED``), two
+    on SQLite."""
+    return ["SELECT INVITATION_LINKS", "INSERT ACCESS_LOG"] if sqlite(app) else ["WITH OPENED"]
 
 
 def news(app) -> list[str]:

@@ -38,7 +38,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from pyramid.tweens import MAIN
-from sqlalchemy import Uuid, bindparam, event, func, select, text
+from sqlalchemy import Uuid, bindparam, event, func, literal_column, select, text
 from sqlalchemy.orm import Session
 
 SCOPE_KEY = "rls.scope"
@@ -152,10 +152,27 @@ def open_credential(db: Session, column, value: str) -> uuid.UUID | None:
     (workspace_id,) = _open_statement().first(db, {"credentials": column.table.name, "key_column": column.name,
                                                    "key": value})
     if workspace_id is not None:
-        # What the function set on the connection, kept for the session's
-        # later transactions (without the lookup, which was this one's).
-        db.info[SCOPE_KEY] = dataclasses.replace(scope, workspaces=scope.workspaces | {workspace_id})
+        opened(db, workspace_id)
     return workspace_id
+
+
+def open_credential_sql(column, key):
+    """``guestguard_open`` of ``column``'s credential ``key`` (a bind
+    parameter) as SQL, for a statement that opens the credential's workspace
+    and reads it in one: only what it evaluates after the call (a LATERAL
+    subquery on its result) sees the workspace. Call ``opened`` with the
+    workspace it found."""
+    return func.guestguard_open(literal_column(f"'{column.table.name}'"), literal_column(f"'{column.name}'"), key,
+                                type_=Uuid())
+
+
+def opened(db: Session, workspace_id: uuid.UUID) -> None:
+    """Keep ``workspace_id``, which ``guestguard_open`` has just opened to
+    this transaction on the connection, in the session's scope for its later
+    transactions (without the lookup, which was this one's)."""
+    scope = scope_of(db)
+    if not scope.system and workspace_id not in scope.workspaces:
+        db.info[SCOPE_KEY] = dataclasses.replace(scope, workspaces=scope.workspaces | {workspace_id})
 
 
 def open_workspaces_of(db: Session, user_id: uuid.UUID) -> None:

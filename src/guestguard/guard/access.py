@@ -27,6 +27,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    literal_column,
     null,
     or_,
     select,
@@ -156,12 +157,22 @@ LOG_USE = Prepared(insert(_log))
 
 
 def _looked_up_and_logged():
-    """The look-up with the use's row written by the same statement (a
-    data-modifying WITH: PostgreSQL's, not SQLite's), one round trip less
-    for every guest's request. The row is written whether or not the token
-    names a link: the look-up joined to one row, the outcome ``unknown``
-    when it found none."""
-    found = FOUND.cte("found")
+    """The look-up with the link's workspace opened and the use's row
+    written by the same statement (data-modifying WITHs: PostgreSQL's, not
+    SQLite's): every guest's request is one statement.
+
+    ``opened`` (``guestguard_open``, materialized: run once) comes first
+    because the look-up is a LATERAL subquery on its result, which
+    PostgreSQL can only run after it (OFFSET 0 keeps the planner from
+    merging the subquery into the outer query): the look-up's row-security
+    checks see the workspace the function opened. Were they ever to run
+    first, they would find nothing, never more. The use's row is written
+    whether or not the token names a link: the look-up joined to one row,
+    the outcome ``unknown`` when it found none."""
+    opened = (select(rls.open_credential_sql(_links.c.token_hash, bindparam("token_hash")).label("workspace_id"))
+              .cte("opened").prefix_with("MATERIALIZED"))
+    looked = FOUND.where(_links.c.workspace_id == opened.c.workspace_id).offset(literal_column("0")).lateral("looked")
+    found = select(*looked.c).select_from(opened).join(looked, true()).cte("found")
     given = {name: bindparam(name, type_=_log.c[name].type) for name in USE}
     row = {**given, "workspace_id": found.c.invitation_links_workspace_id,
            "event_id": found.c.invitation_links_event_id, "guest_id": found.c.invitation_links_guest_id,
@@ -183,19 +194,25 @@ def look_up(db, raw: object, use: dict[str, Any] | None = None) -> TokenUse:
     if not looks_like_token(raw):
         return TokenUse(UNKNOWN)
     token_hash = hash_token(raw)
-    # The link's workspace, and only that, opens to this transaction.
-    rls.open_credential(db, _links.c.token_hash, token_hash)
     return _found(db, token_hash, use)
 
 
 def _found(db, token_hash: str, use: dict[str, Any] | None) -> TokenUse:
-    """The look-up's statement run: the one that logs ``use`` too where the
-    database can (PostgreSQL), else the plain one."""
+    """The look-up's statement run: on PostgreSQL given a use, the one that
+    opens the link's workspace and logs the use too (``LOOK_UP_LOGGED``),
+    keeping the workspace in the session's scope; else the link's workspace
+    opened (PostgreSQL), then the plain look-up."""
     if use is not None and not is_sqlite(db):
-        row, logged = LOOK_UP_LOGGED.first(db, {"token_hash": token_hash, **use}), True
-    else:
-        row, logged = LOOK_UP.first(db, {"token_hash": token_hash}), False
-    return TokenUse(UNKNOWN, logged=logged) if row is None else found_in(row, logged)
+        row = LOOK_UP_LOGGED.first(db, {"token_hash": token_hash, **use})
+        if row is None:
+            return TokenUse(UNKNOWN, logged=True)
+        found = found_in(row, True)
+        rls.opened(db, found.link.workspace_id)
+        return found
+    # The link's workspace, and only that, opens to this transaction.
+    rls.open_credential(db, _links.c.token_hash, token_hash)
+    row = LOOK_UP.first(db, {"token_hash": token_hash})
+    return TokenUse(UNKNOWN) if row is None else found_in(row, False)
 
 
 def found_in(row: tuple, logged: bool) -> TokenUse:
