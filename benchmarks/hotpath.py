@@ -7,8 +7,10 @@ an ini derived from production.ini (Redis db 13 for the queue, limits and
 live activity; the guard on; rate limits off; console email), and the floor
 (``benchmarks/floor.py``: Pyramid + SQLAlchemy Core + psycopg 3 + Jinja2
 doing the same essential SQL). wrk, a separate process, drives each in turn
-with a Lua script rotating over many distinct links (a fixed few would trip
-the guard's burst rule), at 16 and 64 connections:
+(five alternating turns of two seconds each, ``GG_BENCH_TURNS``, so that
+both see the same minutes of a machine whose speed swings) with a Lua
+script rotating over many distinct links (a fixed few would trip the
+guard's burst rule), at 16 and 64 connections:
 
 - the invitation page, ``GET /access/{token}``, every guest having opened
   it before (a repeat view);
@@ -58,7 +60,11 @@ LINKS = 20_000
 # and a prepared statement keeps that plan while the runs add thousands of
 # rows (benchmarks/README.md, "An answer's PostgreSQL CPU").
 EARLIER_ANSWERS = 20_000
-DURATION = 10           # seconds of each wrk run
+DURATION = 10           # seconds of wrk for each server, request and concurrency
+# ... in this many turns, the floor's and GuestGuard's alternating: on a
+# shared machine whose speed swings from minute to minute, both servers then
+# see the same minutes (GG_BENCH_TURNS).
+TURNS = int(os.environ.get("GG_BENCH_TURNS", "5"))
 WARM_UP = 3
 CONNECTIONS = (16, 64)
 WRK_THREADS = 2
@@ -314,6 +320,30 @@ def wrk_output(port: int, script: Path, tokens: Path, connections: int, seconds:
         capture_output=True, text=True, check=True).stdout
 
 
+def side_by_side(floor: dict, ours: dict, script: Path, tokens: Path, connections: int) -> tuple[dict, dict]:
+    """The floor and GuestGuard measured in ``TURNS`` alternating turns of
+    ``DURATION / TURNS`` seconds each, each server's turns added up."""
+    turns: tuple[list, list] = ([], [])
+    for _ in range(TURNS):
+        for server, kept in zip((floor, ours), turns, strict=True):
+            kept.append(measured(server, script, tokens, connections, max(1, round(DURATION / TURNS))))
+    return combined(turns[0]), combined(turns[1])
+
+
+def combined(turns: list[dict]) -> dict:
+    """One server's turns as one run: requests a second over their time,
+    CPU a request over all its requests, errors added up, the median
+    latency the median turn's and the 99th percentile the worst turn's."""
+    requests = sum(turn["requests"] for turn in turns)
+    seconds = sum(turn["requests"] / turn["rps"] for turn in turns if turn["rps"])
+    middle = sorted(turns, key=lambda turn: turn["p50"])[len(turns) // 2]
+    return {"rps": requests / seconds if seconds else 0.0, "requests": requests,
+            "bad": sum(turn["bad"] for turn in turns), "socket_errors": sum(turn["socket_errors"] for turn in turns),
+            "p50": middle["p50"], "p99": max(turn["p99"] for turn in turns),
+            "cpu_ms": sum(turn["cpu_ms"] * turn["requests"] for turn in turns) / max(requests, 1),
+            "pg_ms": sum(turn["pg_ms"] * turn["requests"] for turn in turns) / max(requests, 1)}
+
+
 def measured(server: dict, script: Path, tokens: Path, connections: int, seconds: int = DURATION) -> dict:
     """One wrk run, with the CPU the server's workers and PostgreSQL
     backends used meanwhile."""
@@ -487,9 +517,7 @@ def main() -> None:
                 if kind not in chosen:
                     continue
                 for connections in CONNECTIONS:
-                    floor_result = measured(floor, scripts[kind], tokens, connections)
-                    our_result = measured(ours, scripts[kind], tokens, connections)
-                    results[(what, connections)] = (floor_result, our_result)
+                    results[(what, connections)] = side_by_side(floor, ours, scripts[kind], tokens, connections)
             rss = {server["name"]: [rss_mib(pid) for pid in workers_of(server["process"].pid)]
                    for server in (ours, floor)}
             report(results, rss)

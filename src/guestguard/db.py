@@ -382,10 +382,21 @@ def _native_placeholders(sql: str) -> tuple[str, tuple[str, ...]]:
     return _PLACEHOLDER.sub(placeholder, sql), tuple(names)
 
 
-def _raw_cursor(dbapi_connection):
-    from psycopg import RawCursor
+KEPT_CURSOR = "guestguard.raw_cursor"
 
-    return RawCursor(dbapi_connection)
+
+def _kept_cursor(pooled) -> Any:
+    """The raw psycopg cursor of a pooled connection, made once per DBAPI
+    connection and kept in its ``info``: a new cursor would find the adapter
+    of each result column and parameter anew at every run (the guest's
+    look-up has over forty columns), a kept one has them already."""
+    dbapi_connection = pooled.dbapi_connection
+    cursor = pooled.info.get(KEPT_CURSOR)
+    if cursor is None or cursor.closed or cursor.connection is not dbapi_connection:
+        from psycopg import RawCursor
+
+        cursor = pooled.info[KEPT_CURSOR] = RawCursor(dbapi_connection)
+    return cursor
 
 
 class _Execution:
@@ -396,6 +407,13 @@ class _Execution:
 
     def __init__(self, dialect) -> None:
         self.dialect = dialect
+
+
+def _done(cursor, kept: bool) -> None:
+    """A run's cursor finished with: closed, unless it is the connection's
+    kept one (whose next run replaces what it holds)."""
+    if not kept:
+        cursor.close()
 
 
 def _converted(row: tuple, results: list) -> tuple:
@@ -474,11 +492,10 @@ class Prepared:
         for name, convert in converters.items():
             values[name] = convert(values[name])
         driver_params = tuple(values[name] for name in order) if order is not None else values
-        dbapi_connection = connection.connection.dbapi_connection
         # psycopg: the SQL carries PostgreSQL's own placeholders already, and
         # a raw cursor sends it as it is.
-        cursor = (_raw_cursor(dbapi_connection) if connection.dialect.driver == "psycopg"
-                  else dbapi_connection.cursor())
+        kept = connection.dialect.driver == "psycopg"
+        cursor = _kept_cursor(connection.connection) if kept else connection.connection.dbapi_connection.cursor()
         # Listeners (statement counts, the trace's SQL spans) keep what they
         # need between the two events on the execution context: each run has one.
         context = _Execution(connection.dialect) if connection.dispatch.before_cursor_execute else None
@@ -493,15 +510,15 @@ class Prepared:
             connection._handle_dbapi_exception(error, sql, driver_params, cursor, None)
         if connection.dispatch.after_cursor_execute:
             connection.dispatch.after_cursor_execute(connection, cursor, sql, driver_params, context, False)
-        return cursor, results
+        return cursor, results, kept
 
     def first(self, db: Session, params: dict[str, Any]) -> tuple | None:
         """The first row, converted, or None."""
-        cursor, results = self._run(db, params)
+        cursor, results, kept = self._run(db, params)
         try:
             row = cursor.fetchone()
         finally:
-            cursor.close()
+            _done(cursor, kept)
         if self.writes:
             _changed(db)
         if row is None or not results:
@@ -510,10 +527,12 @@ class Prepared:
 
     def all(self, db: Session, params: dict[str, Any]) -> list[tuple]:
         """Every row, converted."""
-        cursor, results = self._run(db, params)
+        cursor, results, _ = self._run(db, params)
         try:
             rows = cursor.fetchall()
         finally:
+            # Closed even when kept: it would hold every row until the
+            # connection's next run (the next one makes a new cursor).
             cursor.close()
         if self.writes:
             _changed(db)
@@ -523,6 +542,6 @@ class Prepared:
 
     def write(self, db: Session, params: dict[str, Any]) -> None:
         """Run an INSERT, UPDATE or DELETE in the session's transaction."""
-        cursor, _ = self._run(db, params)
-        cursor.close()
+        cursor, _, kept = self._run(db, params)
+        _done(cursor, kept)
         _changed(db)
