@@ -95,34 +95,48 @@ def test_a_driver_error_comes_out_as_sqlalchemys_and_the_transaction_rolls_back(
 def test_a_connection_keeps_one_cursor_for_its_runs_and_a_failed_run_leaves_it_for_a_new_one(
         run_in_request, app, token):
     """psycopg: one raw cursor per DBAPI connection, kept in its pool
-    record's ``info`` across runs and transactions (its adapters found
-    once); a run that fails closes it, and the next run makes a new one."""
-    if app.app.registry["db.engine"].dialect.name == "sqlite":
+    record's ``info`` across runs and transactions; a run that fails closes
+    it, and the next run on that connection makes a new one; a connection
+    the pool makes anew starts with none."""
+    engine = app.app.registry["db.engine"]
+    if engine.dialect.name == "sqlite":
         pytest.skip("the kept cursor is psycopg's")
     from guestguard.db import KEPT_CURSOR
 
+    def kept(request):
+        pooled = request.db.connection().connection
+        return pooled.dbapi_connection, pooled.info.get(KEPT_CURSOR)
+
     def runs(request):
         found = LOOK_UP.first(request.db, {"token_hash": hash_token(token)})
-        first = request.db.connection().connection.info.get(KEPT_CURSOR)
+        connection, first = kept(request)
         LOG_USE.write(request.db, entry(uuid.uuid4()))
-        return found, first, request.db.connection().connection.info.get(KEPT_CURSOR)
+        return found, connection, first, kept(request)[1]
 
-    found, first, second = run_in_request(runs)
-    assert found is not None and first is not None and second is first and not first.closed
-    again = run_in_request(runs)
-    assert again[1] is first and again[2] is first
+    found, connection, first, second = run_in_request(runs)
+    assert found is not None and second is first and not first.closed and first.connection is connection
+    cursors = {connection: first}
+    for _ in range(3):
+        _, connection, first, second = run_in_request(runs)
+        assert second is first and cursors.setdefault(connection, first) is first
 
-    entry_id = uuid.uuid4()
+    entry_id, failed = uuid.uuid4(), []
 
     def twice(request):
         LOG_USE.write(request.db, entry(entry_id))
+        failed.append(kept(request))
         LOG_USE.write(request.db, entry(entry_id))
 
     with pytest.raises(sa_exc.IntegrityError):
         run_in_request(twice)
-    assert first.closed
-    found, renewed, _ = run_in_request(runs)
-    assert found is not None and renewed is not first and not renewed.closed
+    (connection, broken), = failed
+    assert broken.closed
+    found, again, renewed, _ = run_in_request(runs)
+    assert found is not None and not renewed.closed and (again is not connection or renewed is not broken)
+
+    engine.dispose()  # every pooled connection closed: the next is made anew, with no cursor kept
+    found, fresh, renewed, _ = run_in_request(runs)
+    assert found is not None and fresh not in cursors and renewed.connection is fresh
 
 
 def test_the_engines_cursor_events_see_each_run_with_a_context_of_its_own(app, run_in_request, token):

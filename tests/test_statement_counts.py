@@ -198,6 +198,60 @@ def scans_of_answers(connection, statement, params) -> list[str]:
     return [f"{line.strip()} | {plan[n + 1].strip()}" for n, line in enumerate(plan) if " on rsvps" in line]
 
 
+def scans_after_the_opening(node: dict, after: bool = False) -> list[bool]:
+    """For each scan of ``invitation_links`` in a JSON plan, whether it is on
+    the inner side of a nested loop whose outer side is the scan of the
+    ``opened`` CTE (so it runs only once ``guestguard_open`` has)."""
+    found = [after] if node.get("Relation Name") == "invitation_links" else []
+    children = node.get("Plans", [])
+    opened_first = (node["Node Type"] == "Nested Loop" and children
+                    and children[0].get("CTE Name") == "opened")
+    for index, child in enumerate(children):
+        found += scans_after_the_opening(child, after or (opened_first and index == 1))
+    return found
+
+
+def test_the_look_up_reads_the_link_only_after_the_opening_in_custom_and_generic_plans(app, guest_link):
+    """``access.LOOK_UP_LOGGED`` runs ``guestguard_open`` first: every scan of
+    the links is the inner side of a nested loop on the opened CTE, in the
+    plan for the token at hand and in the generic plan a prepared statement
+    moves to after five runs, and with nested loops discouraged (row-level
+    security reads what the function set: read before it, the link would be
+    invisible)."""
+    if sqlite(app):
+        pytest.skip("plans: PostgreSQL")
+    import json
+
+    import psycopg
+
+    from guestguard.accounts.tokens import hash_token
+    from guestguard.guard.access import LOOK_UP_LOGGED
+
+    engine = app.app.registry["db.engine"]
+    sql, defaults, _, order, _, _ = LOOK_UP_LOGGED._form(engine.dialect)
+    values = {**defaults, "token_hash": hash_token(guest_link)}
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"PREPARE look_up AS {sql}")
+        (types,) = connection.exec_driver_sql(
+            "SELECT parameter_types::text[] FROM pg_prepared_statements WHERE name = 'look_up'").one()
+        arguments = ", ".join(f"%({name})s::{kind}" for name, kind in zip(order, types, strict=True))
+        # Nested loops discouraged: only the LATERAL reference to the opening
+        # keeps the loop (and its order), not the planner's taste for one row.
+        connection.exec_driver_sql("SET LOCAL enable_nestloop = off")
+        plans = {}
+        for mode in ("force_custom_plan", "force_generic_plan"):
+            connection.exec_driver_sql(f"SET LOCAL plan_cache_mode = {mode}")
+            # EXPLAIN takes no bound parameters: the values go in as literals.
+            with psycopg.ClientCursor(connection.connection.dbapi_connection) as cursor:
+                cursor.execute(f"EXPLAIN (FORMAT JSON) EXECUTE look_up({arguments})",
+                               {name: values.get(name) for name in order})
+                (plan,) = cursor.fetchone()
+            plan = json.loads(plan) if isinstance(plan, str) else plan
+            plans[mode] = scans_after_the_opening(plan[0]["Plan"])
+        connection.exec_driver_sql("DEALLOCATE look_up")
+    assert plans == {"force_custom_plan": [True], "force_generic_plan": [True]}, plans
+
+
 def test_the_latest_answer_is_found_through_the_guests_index(app, guest_link):
     """The latest answer folded into the guest's statements is read through
     the index on ``rsvps.guest_id``: every scan of ``rsvps`` is by the guest

@@ -387,9 +387,11 @@ KEPT_CURSOR = "guestguard.raw_cursor"
 
 def _kept_cursor(pooled) -> Any:
     """The raw psycopg cursor of a pooled connection, made once per DBAPI
-    connection and kept in its ``info``: a new cursor would find the adapter
-    of each result column and parameter anew at every run (the guest's
-    look-up has over forty columns), a kept one has them already."""
+    connection and kept in its ``info`` (which the pool empties when it
+    reconnects). psycopg keeps a cursor's adapters of result columns and
+    parameters while it runs the same statement again, which a new cursor
+    finds anew at every run: a connection serving guests' repeat views runs
+    the look-up (over forty columns) over and over."""
     dbapi_connection = pooled.dbapi_connection
     cursor = pooled.info.get(KEPT_CURSOR)
     if cursor is None or cursor.closed or cursor.connection is not dbapi_connection:
