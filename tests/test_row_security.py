@@ -255,13 +255,14 @@ def test_the_guest_token_paths_work_under_row_security(two_workspaces, rls_app):
     assert suppressed == ["grace@example.com"]
 
 
-def test_the_look_up_that_opens_and_logs_at_once_sees_its_links_workspace_alone(two_workspaces, rls_app):
+def test_the_look_up_that_opens_and_logs_at_once_sees_its_links_workspace_alone(two_workspaces, rls_app,
+                                                                                   postgres_owner_url):
     """``access.LOOK_UP_LOGGED`` opens the link's workspace in the statement
     that reads it: as the application's role, the link, guest and event are
     found, the use's row is written in that workspace, and the transaction
     and the session's scope see that workspace and no other."""
     from guestguard.guard.access import look_up
-    from guestguard.guard.models import OK, UNKNOWN, AccessEntry
+    from guestguard.guard.models import OK, REVOKED, UNKNOWN, AccessEntry
 
     host = two_workspaces
     token = issue(rls_app, host, add_guest(rls_app, host))["token"]
@@ -286,6 +287,14 @@ def test_the_look_up_that_opens_and_logs_at_once_sees_its_links_workspace_alone(
     # An unknown token's use is logged in no workspace, which opens nothing.
     assert (found.outcome, found.logged, found.link) == (UNKNOWN, True, None)
     assert (scope, events, named) == (rls.NOBODY, [], "") and logged == [None]
+    # A revoked link is found and logged as revoked, in its workspace.
+    owner = create_engine(postgres_owner_url)
+    with owner.begin() as connection:
+        connection.execute(text("UPDATE invitation_links SET revoked_at = now()"))
+    owner.dispose()
+    found, scope, events, logged, named = in_request(rls_app.app.registry, lambda request: use(request, token))
+    assert (found.outcome, found.logged, found.guest.name) == (REVOKED, True, "Grace Hopper")
+    assert scope.workspaces == {workspace} and logged == [workspace] and events == ["Harvest Supper"]
 
 
 def test_signing_up_makes_a_workspace_the_new_owner_sees(rls_app):

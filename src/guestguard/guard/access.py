@@ -200,8 +200,9 @@ def look_up(db, raw: object, use: dict[str, Any] | None = None) -> TokenUse:
 def _found(db, token_hash: str, use: dict[str, Any] | None) -> TokenUse:
     """The look-up's statement run: on PostgreSQL given a use, the one that
     opens the link's workspace and logs the use too (``LOOK_UP_LOGGED``),
-    keeping the workspace in the session's scope; else the link's workspace
-    opened (PostgreSQL), then the plain look-up."""
+    keeping the workspace in the session's scope when it found the link (a
+    removed guest's link, found by no look-up, adds nothing to it); else
+    the link's workspace opened (PostgreSQL), then the plain look-up."""
     if use is not None and not is_sqlite(db):
         row = LOOK_UP_LOGGED.first(db, {"token_hash": token_hash, **use})
         if row is None:
