@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import event as sa_event, exc as sa_exc, func, select
 
 from guestguard.accounts.tokens import hash_token
-from guestguard.db import utcnow
+from guestguard.db import OWN_CONNECTION, Prepared, utcnow
 from guestguard.guard.access import LOG_USE, LOOK_UP, LOOK_UP_LOGGED, USE
 from guestguard.guard.models import AccessEntry
 from guestguard.testing import add_guest, event_host, issue, new_client
@@ -209,3 +209,79 @@ def test_a_statement_of_many_values_and_a_name_used_twice_writes_each_where_it_b
 
     at = dt.datetime(2031, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
     assert run_in_request(read) == ("maybe", at, at, {"q": "a"}, "50%", {"q": "a"})
+
+
+PID_AND_TRANSACTION = Prepared(select(func.pg_backend_pid(), func.txid_current()))
+
+
+def test_a_statement_before_the_orm_has_a_connection_of_its_own_which_the_orm_then_joins(run_in_request, app):
+    """PostgreSQL: a statement run before the session's own transaction
+    begins runs on a connection of the session's own, in a transaction the
+    request's manager ends; the ORM, once it needs the session, works in
+    that same transaction on that same connection, and both writes commit
+    together. The connection then goes back to the pool and the session
+    to its engine."""
+    engine = app.app.registry["db.engine"]
+    if engine.dialect.name == "sqlite":
+        pytest.skip("PostgreSQL's")
+    before = run_in_request(count)
+    first_id, second_id = uuid.uuid4(), uuid.uuid4()
+
+    def statement_then_orm(request):
+        LOG_USE.write(request.db, entry(first_id))
+        began_before = request.db.in_transaction()
+        prepared = PID_AND_TRANSACTION.first(request.db, {})
+        orm = tuple(request.db.execute(select(func.pg_backend_pid(), func.txid_current())).one())
+        request.db.add(AccessEntry(**entry(second_id)))
+        return began_before, prepared, orm, request.db
+
+    began_before, prepared, orm, session = run_in_request(statement_then_orm)
+    assert not began_before, "the statement alone began no transaction of the session's"
+    assert prepared == orm, "one connection, one transaction"
+    assert run_in_request(count) == before + 2
+    assert engine.pool.checkedout() == 0
+    assert session.bind is engine and OWN_CONNECTION not in session.info
+
+
+@pytest.mark.parametrize("orm_too", [False, True], ids=["statement alone", "with the orm joined"])
+def test_a_request_that_fails_after_a_statement_on_its_own_connection_keeps_nothing(run_in_request, app, orm_too):
+    """The request's one transaction: what the statement wrote on the
+    session's own connection (and what the ORM wrote after it, in the same
+    transaction) is rolled back when the request fails."""
+    engine = app.app.registry["db.engine"]
+    if engine.dialect.name == "sqlite":
+        pytest.skip("PostgreSQL's")
+    before = run_in_request(count)
+
+    def fails(request):
+        LOG_USE.write(request.db, entry(uuid.uuid4()))
+        if orm_too:
+            request.db.add(AccessEntry(**entry(uuid.uuid4())))
+            request.db.flush()
+        raise RuntimeError("after the writes")
+
+    with pytest.raises(RuntimeError, match="after the writes"):
+        run_in_request(fails)
+    assert run_in_request(count) == before
+    assert engine.pool.checkedout() == 0
+
+
+def test_a_scope_set_while_only_its_own_connection_is_open_is_that_connections_at_once(run_in_request, app):
+    """Row-level security's settings: a scope set after a statement on the
+    session's own connection, before the ORM began, applies to that
+    connection's transaction there and then, and the ORM joining it later
+    finds it there."""
+    if app.app.registry["db.engine"].dialect.name == "sqlite":
+        pytest.skip("PostgreSQL's")
+    from guestguard import rls
+
+    workspace_id = uuid.uuid4()
+    setting = Prepared(select(func.current_setting("guestguard.workspaces", True)))
+
+    def scoped(request):
+        LOG_USE.write(request.db, entry(uuid.uuid4()))
+        rls.set_scope(request.db, rls.Scope(workspaces=frozenset({workspace_id})))
+        return (setting.first(request.db, {})[0], request.db.in_transaction(),
+                request.db.scalar(select(func.current_setting("guestguard.workspaces", True))))
+
+    assert run_in_request(scoped) == (str(workspace_id), False, str(workspace_id))

@@ -18,9 +18,10 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
+from transaction.interfaces import NoTransaction
 from zope.sqlalchemy.datamanager import STATUS_ACTIVE, ZopeStatus, join_transaction, mark_changed
 
-from guestguard.rls import SCOPE_KEY, scope_of, scoped
+from guestguard.rls import NOBODY, OWN_CONNECTION, SCOPE_KEY, apply_to, scope_of, scoped
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -327,6 +328,113 @@ def joined_to_transactions(session_factory: sessionmaker) -> sessionmaker:
     return session_factory
 
 
+class _OwnTransaction:
+    """A session's own connection (``connection_of``) as a resource of the
+    transaction manager's transaction: committed after the session's own
+    resource has written what the session holds (it sorts after it), rolled
+    back with everything else, and given back to the pool either way."""
+
+    def __init__(self, session: Session, connection) -> None:
+        self.session = session
+        self.connection = connection
+        self.engine = connection.engine
+        self.transaction_manager = session.info["tm"]
+
+    def sortKey(self) -> str:  # noqa: N802 (the transaction package's name)
+        # After zope.sqlalchemy's "~sqlalchemy:<number>": the session's
+        # flush comes before this commit.
+        return "~sqlalchemy:~own"
+
+    def abort(self, _transaction) -> None:
+        self._end()
+
+    def tpc_begin(self, _transaction) -> None:
+        pass
+
+    def commit(self, _transaction) -> None:
+        pass
+
+    def tpc_vote(self, _transaction) -> None:
+        self.connection.commit()
+
+    def tpc_finish(self, _transaction) -> None:
+        self._end()
+
+    def tpc_abort(self, _transaction) -> None:
+        self._end()
+
+    def _end(self) -> None:
+        session = self.session
+        if session.info.pop(OWN_CONNECTION, None) is not None:
+            # The session joined the connection's transaction (an abort may
+            # reach this resource first): let it go before the connection.
+            if session.in_transaction():
+                session.close()
+            session.bind = self.engine
+        self.connection.close()  # rolls back what was not committed
+
+
+def _own_connection(db: Session):
+    """A connection of the session's engine in a transaction joined to the
+    session's transaction manager, made the session's bind, so that the
+    session's own transaction, if it ever needs one, joins it; None where
+    that does not apply (no explicit manager with a transaction under way,
+    not PostgreSQL)."""
+    tm = db.info.get("tm")
+    engine = db.bind
+    if tm is None or not getattr(tm, "explicit", False) or not isinstance(engine, Engine) \
+            or engine.dialect.name != "postgresql":
+        return None
+    try:
+        transaction = tm.get()
+    except NoTransaction:
+        return None
+    if transaction.status != ZopeStatus.ACTIVE:
+        return None
+    connection = engine.connect()
+    try:
+        connection.begin()
+        scope = scope_of(db)
+        if scope != NOBODY:
+            apply_to(connection, scope)
+        transaction.join(_OwnTransaction(db, connection))
+    except BaseException:
+        connection.close()
+        raise
+    db.info[OWN_CONNECTION] = connection
+    db.bind = connection
+    return connection
+
+
+def connection_of(db: Session) -> tuple[Any, bool]:
+    """The connection a statement run outside the ORM uses, and whether it
+    is the session's own transaction's (which then needs telling of a
+    write, ``mark_changed``).
+
+    Until the ORM needs the session, a session joined to an explicit
+    transaction manager (a web request's, a task's) runs such statements on
+    a plain connection of its own, in a transaction the manager commits:
+    beginning and committing the session's own transaction around a
+    guest's one statement (its state snapshot, its events, its resource for
+    the manager) cost a tenth of the invitation page's CPU. The session's
+    own transaction, once it begins, joins that connection's, so the
+    request still has one transaction on one connection."""
+    if db.in_transaction():
+        return db.connection(), True
+    own = db.info.get(OWN_CONNECTION) or _own_connection(db)
+    if own is None:
+        return db.connection(), True
+    return own, False
+
+
+def open_connection(db: Session):
+    """The connection of the session's transaction under way (its own
+    transaction's, or the one ``connection_of`` began); None when none is."""
+    if db.in_transaction():
+        return db.connection()
+    return db.info.get(OWN_CONNECTION)
+
+
 def session_for(session_factory: sessionmaker, transaction_manager, request=None) -> Session:
     """A session whose commit and rollback follow ``transaction_manager``."""
     return session_factory(info={"request": request, "tm": transaction_manager})
@@ -486,7 +594,7 @@ class Prepared:
         # in the transaction is gone for the answer's lock).
         if db.autoflush:
             db.flush()  # nothing to do, and at once, when nothing is pending
-        connection = db.connection()
+        connection, joined = connection_of(db)
         sql, defaults, converters, order, results, required = self._form(connection.dialect)
         if not required.issubset(params):
             raise ValueError(f"a value is required for {', '.join(sorted(required.difference(params)))}")
@@ -512,16 +620,16 @@ class Prepared:
             connection._handle_dbapi_exception(error, sql, driver_params, cursor, None)
         if connection.dispatch.after_cursor_execute:
             connection.dispatch.after_cursor_execute(connection, cursor, sql, driver_params, context, False)
-        return cursor, results, kept
+        return cursor, results, kept, joined
 
     def first(self, db: Session, params: dict[str, Any]) -> tuple | None:
         """The first row, converted, or None."""
-        cursor, results, kept = self._run(db, params)
+        cursor, results, kept, joined = self._run(db, params)
         try:
             row = cursor.fetchone()
         finally:
             _done(cursor, kept)
-        if self.writes:
+        if self.writes and joined:
             _changed(db)
         if row is None or not results:
             return row
@@ -529,14 +637,14 @@ class Prepared:
 
     def all(self, db: Session, params: dict[str, Any]) -> list[tuple]:
         """Every row, converted."""
-        cursor, results, _ = self._run(db, params)
+        cursor, results, _, joined = self._run(db, params)
         try:
             rows = cursor.fetchall()
         finally:
             # Closed even when kept: it would hold every row until the
             # connection's next run (the next one makes a new cursor).
             cursor.close()
-        if self.writes:
+        if self.writes and joined:
             _changed(db)
         if not results:
             return rows
@@ -544,6 +652,7 @@ class Prepared:
 
     def write(self, db: Session, params: dict[str, Any]) -> None:
         """Run an INSERT, UPDATE or DELETE in the session's transaction."""
-        cursor, _, kept = self._run(db, params)
+        cursor, _, kept, joined = self._run(db, params)
         _done(cursor, kept)
-        _changed(db)
+        if joined:
+            _changed(db)

@@ -42,6 +42,8 @@ from sqlalchemy import Uuid, bindparam, event, func, literal_column, select, tex
 from sqlalchemy.orm import Session
 
 SCOPE_KEY = "rls.scope"
+# ``db.OWN_CONNECTION``, here to be read without importing ``db``.
+OWN_CONNECTION = "db.own_connection"
 SYSTEM_WORD = "system"
 
 
@@ -106,8 +108,12 @@ def set_scope(db: Session, scope: Scope) -> None:
     """Make ``scope`` this session's, now (when a transaction is open) and at
     the start of each of its later transactions."""
     db.info[SCOPE_KEY] = scope
-    if db.in_transaction() and applies(db):
-        db.connection().execute(APPLY, scope.settings())
+    if applies(db):
+        from guestguard.db import open_connection
+
+        connection = open_connection(db)
+        if connection is not None:
+            connection.execute(APPLY, scope.settings())
 
 
 def keep_for_next(db: Session, scope: Scope) -> None:
@@ -231,9 +237,11 @@ def apply_to(connection, scope: Scope) -> None:
 def _apply_on_begin(session: Session, _transaction, connection) -> None:
     # A transaction starts with the settings empty (they are only ever set
     # for one transaction): nothing to send for no workspace at all, the
-    # scope of every anonymous request until it opens a credential.
+    # scope of every anonymous request until it opens a credential. A
+    # session joining the transaction of its own connection (``db.connection_of``)
+    # finds it in its scope already: kept so from its beginning.
     scope = scope_of(session)
-    if scope != NOBODY:
+    if scope != NOBODY and connection is not session.info.get(OWN_CONNECTION):
         apply_to(connection, scope)
 
 
