@@ -7,13 +7,14 @@ import datetime as dt
 import uuid
 
 import pytest
-from sqlalchemy import event as sa_event, exc as sa_exc, func, select
+from sqlalchemy import bindparam, create_engine, event as sa_event, exc as sa_exc, func, select, text
 
 from guestguard.accounts.tokens import hash_token
 from guestguard.db import OWN_CONNECTION, Prepared, utcnow
 from guestguard.guard.access import LOG_USE, LOOK_UP, LOOK_UP_LOGGED, USE
 from guestguard.guard.models import AccessEntry
-from guestguard.testing import add_guest, event_host, issue, new_client
+from guestguard.plugins import hookimpl
+from guestguard.testing import add_guest, event_host, in_request, issue, new_client
 
 EVENT = {"name": "Gala", "status": "published", "starts_at": "2030-06-21T19:00:00", "timezone": "Europe/Paris"}
 
@@ -285,3 +286,61 @@ def test_a_scope_set_while_only_its_own_connection_is_open_is_that_connections_a
                 request.db.scalar(select(func.current_setting("guestguard.workspaces", True))))
 
     assert run_in_request(scoped) == (str(workspace_id), False, str(workspace_id))
+
+
+def test_a_statement_then_orm_reads_only_keeps_the_statements_write(run_in_request, app):
+    """The session joined the connection's transaction only to read: its
+    resource ends with no work to commit, and the connection's commit
+    still keeps what the statement wrote."""
+    if app.app.registry["db.engine"].dialect.name == "sqlite":
+        pytest.skip("PostgreSQL's")
+    before = run_in_request(count)
+    run_in_request(lambda request: (LOG_USE.write(request.db, entry(uuid.uuid4())), count(request)))
+    assert run_in_request(count) == before + 1
+
+
+class OnceDeadlocked:
+    """A route whose first attempt's statement, on the session's own
+    connection, fails as a deadlock does; the attempts it saw."""
+
+    def __init__(self):
+        self.attempts = 0
+
+    @hookimpl
+    def configure(self, config):
+        config.add_route("once_deadlocked", "/test/once-deadlocked")
+        config.add_view(self.view, route_name="once_deadlocked", renderer="json", request_method="POST",
+                        require_csrf=False)
+
+    def view(self, request):
+        self.attempts += 1
+        LOG_USE.write(request.db, entry(uuid.uuid4()))
+        if self.attempts == 1:
+            FAIL_AS.first(request.db, {"state": "40P01"})
+        return {"attempts": self.attempts, "began": request.db.in_transaction()}
+
+
+FAIL_AS = Prepared(select(func.test_fail_as(bindparam("state"))))
+
+
+def test_a_deadlock_on_the_sessions_own_connection_has_the_request_replayed(make_app, db_url):
+    """pyramid_retry asks the transaction's resources whether an error is
+    worth a replay: the own connection's answers for a deadlock as the
+    session's would, and the replay's write alone is kept."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's")
+    engine = create_engine(db_url)
+    with engine.begin() as connection:
+        connection.execute(text(
+            "CREATE OR REPLACE FUNCTION test_fail_as(state text) RETURNS int LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'failed as asked' USING ERRCODE = state; END $$"))
+    try:
+        plugin = OnceDeadlocked()
+        client = make_app(plugins=[("once_deadlocked", plugin)])
+        before = in_request(client.app.registry, count)
+        assert client.post("/test/once-deadlocked").json == {"attempts": 2, "began": False}
+        assert in_request(client.app.registry, count) == before + 1
+    finally:
+        with engine.begin() as connection:
+            connection.execute(text("DROP FUNCTION IF EXISTS test_fail_as(text)"))
+        engine.dispose()

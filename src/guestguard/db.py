@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 from transaction.interfaces import NoTransaction
-from zope.sqlalchemy.datamanager import STATUS_ACTIVE, ZopeStatus, join_transaction, mark_changed
+from zope.sqlalchemy.datamanager import STATUS_ACTIVE, SessionDataManager, ZopeStatus, join_transaction, mark_changed
 
 from guestguard.rls import NOBODY, OWN_CONNECTION, SCOPE_KEY, apply_to, scope_of, scoped
 
@@ -345,6 +345,11 @@ class _OwnTransaction:
         # flush comes before this commit.
         return "~sqlalchemy:~own"
 
+    # A deadlock or serialization failure on this connection has the
+    # request replayed (pyramid_retry asks the transaction's resources),
+    # as it has when the session's own resource is there to answer.
+    should_retry = SessionDataManager.should_retry
+
     def abort(self, _transaction) -> None:
         self._end()
 
@@ -365,13 +370,17 @@ class _OwnTransaction:
 
     def _end(self) -> None:
         session = self.session
-        if session.info.pop(OWN_CONNECTION, None) is not None:
-            # The session joined the connection's transaction (an abort may
-            # reach this resource first): let it go before the connection.
-            if session.in_transaction():
-                session.close()
-            session.bind = self.engine
-        self.connection.close()  # rolls back what was not committed
+        try:
+            if session.info.pop(OWN_CONNECTION, None) is not None:
+                session.bind = self.engine
+                # The session joined the connection's transaction (an abort
+                # may reach this resource first): let it go before the
+                # connection. It neither commits nor rolls back a transaction
+                # it joined.
+                if session.in_transaction():
+                    session.close()
+        finally:
+            self.connection.close()  # rolls back what was not committed
 
 
 def _own_connection(db: Session):
@@ -457,7 +466,10 @@ def replica_session(request) -> Session:
 def includeme(config) -> None:
     settings = config.get_settings()
     engine = make_engine(settings)
-    session_factory = scoped(joined_to_transactions(sessionmaker(bind=engine, expire_on_commit=False)))
+    # "rollback_only": a session whose bind is a connection already in a
+    # transaction (``connection_of``) joins it and never commits it.
+    session_factory = scoped(joined_to_transactions(sessionmaker(bind=engine, expire_on_commit=False,
+                                                                 join_transaction_mode="rollback_only")))
     config.registry["db.engine"] = engine
     replica = make_engine({**settings, "db.url": settings["db.replica_url"]}) if settings["db.replica_url"] else None
     config.registry["db.replica_engine"] = replica
