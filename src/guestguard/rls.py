@@ -42,7 +42,8 @@ from sqlalchemy import Uuid, bindparam, event, func, literal_column, select, tex
 from sqlalchemy.orm import Session
 
 SCOPE_KEY = "rls.scope"
-# ``db.OWN_CONNECTION``, here to be read without importing ``db``.
+# Where ``db.connection_of`` keeps a session's own connection in its ``info``
+# (defined here, as ``db`` imports this module).
 OWN_CONNECTION = "db.own_connection"
 SYSTEM_WORD = "system"
 
