@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from importlib.metadata import entry_points
 
 import pytest
+from playwright.sync_api import expect
 from sqlalchemy import select
 
 import guestguard_stripe
@@ -96,26 +97,26 @@ def test_from_the_upgrade_prompt_through_checkout_to_a_cancelled_and_kept_plan(d
         page.get_by_role("button", name="Create event").click()
     answer = navigation.value
     assert answer.status == 402
-    assert page.get_by_role("heading", name="Your plan's limit is reached").is_visible()
+    expect(page.get_by_role("heading", name="Your plan's limit is reached")).to_be_visible()
     check(page, axe, shoot, device, "limit-402")
 
     page.get_by_role("link", name="See plans and upgrade").click()
-    assert page.get_by_role("heading", name="Your plan: Free").is_visible()
+    expect(page.get_by_role("heading", name="Your plan: Free")).to_be_visible()
     check(page, axe, shoot, device, "page-free")
 
     page.get_by_role("button", name="Start Pro").click()
     page.get_by_role("button", name="Pay").click()  # the stand-in's Checkout page
     page.wait_for_url(f"**/workspaces/{workspace}/billing")
-    assert page.get_by_text("your plan is active").is_visible()
-    assert page.get_by_role("heading", name="Your plan: Pro").is_visible()
-    assert page.get_by_text("trialing").is_visible()
+    expect(page.get_by_text("your plan is active")).to_be_visible()
+    expect(page.get_by_role("heading", name="Your plan: Pro")).to_be_visible()
+    expect(page.get_by_text("trialing")).to_be_visible()
     check(page, axe, shoot, device, "page-pro")
 
     page.get_by_role("button", name="Cancel at the end of the period").click()
-    assert page.get_by_text("you keep your plan until then").first.is_visible()
+    expect(page.get_by_text("you keep your plan until then").first).to_be_visible()
     check(page, axe, shoot, device, "page-cancelled")
     page.get_by_role("button", name="Keep my subscription").click()
-    assert page.get_by_role("button", name="Cancel at the end of the period").is_visible()
+    expect(page.get_by_role("button", name="Cancel at the end of the period")).to_be_visible()
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -125,7 +126,7 @@ def test_a_full_guest_list_buys_personal_for_its_event(device, site, stub, brows
     event_id = in_request(site.registry, lambda request: str(request.db.scalar(
         select(Event.id).where(Event.workspace_id == uuid.UUID(workspace)))))
     page.goto(f"/events/{event_id}/edit")
-    assert page.locator("#branding-plan").is_visible()
+    expect(page.locator("#branding-plan")).to_be_visible()
     check(page, axe, shoot, device, "event-branding-free")
     # The prompt of a full guest list names the way out for this one event.
     page.goto(f"/workspaces/{workspace}/billing?event_id={event_id}")
@@ -134,10 +135,10 @@ def test_a_full_guest_list_buys_personal_for_its_event(device, site, stub, brows
     page.get_by_role("button", name="Buy for this event").click()
     page.get_by_role("button", name="Pay").click()  # the stand-in's Checkout page
     page.wait_for_url(f"**/workspaces/{workspace}/billing")
-    assert page.get_by_text("the event has its own plan now").is_visible()
-    assert page.get_by_role("heading", name="Events on their own plan").is_visible()
-    assert page.get_by_text("0 of 500 guests").is_visible()
-    assert page.get_by_role("heading", name="Your plan: Free").is_visible()
+    expect(page.get_by_text("the event has its own plan now")).to_be_visible()
+    expect(page.get_by_role("heading", name="Events on their own plan")).to_be_visible()
+    expect(page.get_by_text("0 of 500 guests")).to_be_visible()
+    expect(page.get_by_role("heading", name="Your plan: Free")).to_be_visible()
     check(page, axe, shoot, device, "page-personal-bought")
     page.goto(f"/events/{event_id}/edit")
     assert page.locator("#branding-plan").count() == 0, "the event bought on Personal has branding"

@@ -141,7 +141,7 @@ def test_every_form_with_its_errors(device, world, site, browse, axe, shoot):
         page.goto(world["host"][name])
         page.locator("main form[method=post] button[type=submit]").first.click()
         page.wait_for_load_state()
-        assert page.locator(".error-summary").is_visible(), f"{name} shows no errors for an empty form"
+        expect(page.locator(".error-summary"), f"{name} shows no errors for an empty form").to_be_visible()
         check(page, axe, shoot, device, f"host-{name}-errors")
     # The import's preview with errors next to the cells and the mapping above the columns.
     page.goto(world["host"]["guest-import"])
@@ -196,8 +196,8 @@ def test_one_tap_from_the_email_lands_ready_and_records_only_when_sent(device, c
     page.set_content(message.html, wait_until="load")
     page.get_by_role("link", name=choice, exact=True).click()
     page.wait_for_load_state()
-    assert page.locator(f"input[name=response][value={choice.lower()}]").is_checked()
-    assert page.get_by_role("heading", name="Your answer").is_visible()
+    expect(page.locator(f"input[name=response][value={choice.lower()}]")).to_be_checked()
+    expect(page.get_by_role("heading", name="Your answer")).to_be_visible()
     assert answers_of(site, "linus@example.com") == before
     page.screenshot(path=str(REPO_ROOT / "var" / "screenshots" / "pages" / f"guest-one-tap-landing-{device}.png"))
     if choice != "No":  # the host's required question
@@ -225,7 +225,7 @@ def test_the_confirmations_say_what_will_happen(device, world, site, browse, axe
         page.goto(world["host"][name])
         page.get_by_text(opener, exact=True).click()
         button = page.get_by_role("button", name=re.compile("^Yes, (delete|remove)"))
-        assert button.is_visible()
+        expect(button).to_be_visible()
         check(page, axe, shoot, device, f"host-{name}-confirm")
 
 
