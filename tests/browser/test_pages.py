@@ -151,13 +151,12 @@ def test_every_form_with_its_errors(device, world, site, browse, axe, shoot):
         "François Müller,francois@example,,0,Work,1002\n,nobody@example.com,,,,1003\n"
         "Phone Only,,+1 202 555 0143,25,Friends,1004\n").encode()}])
     page.get_by_role("button", name="Preview the import").click()
-    page.wait_for_load_state()
-    assert page.locator(".cell-error").count() == 3, "the preview shows each error by its cell"
+    expect(page.locator(".cell-error"), "the preview shows each error by its cell").to_have_count(3)
     check(page, axe, shoot, device, "host-guest-import-preview-errors")
     page = browse(device)
     page.goto("/signup")
     page.get_by_role("button", name="Create account").click()
-    page.wait_for_load_state()
+    expect(page.locator(".error-summary")).to_be_visible()
     check(page, axe, shoot, device, "public-signup-errors")
 
 
@@ -203,7 +202,7 @@ def test_one_tap_from_the_email_lands_ready_and_records_only_when_sent(device, c
     if choice != "No":  # the host's required question
         page.get_by_label("Grilled fish").check()
     page.get_by_role("button", name=re.compile("my answer")).click()
-    page.wait_for_load_state()
+    expect(page.locator(".current-answer")).to_contain_text(f"You said {choice.lower()}")
     assert answers_of(site, "linus@example.com") == [*before, choice.lower()]
 
 
@@ -274,13 +273,13 @@ def test_the_waitlist_journey(device, world, site, browse, axe, shoot):
         page.goto(links[name])
         page.get_by_label("Yes, I'll be there").check()
         page.get_by_role("button", name="Send my answer").click()
-        page.wait_for_load_state()
-    assert "you're on the waitlist" in omar.locator(".current-answer").inner_text()
-    assert "number 1 in line" in omar.locator(".current-answer").inner_text()
+        expect(page.locator(".current-answer")).to_contain_text("You said yes")
+    expect(omar.locator(".current-answer")).to_contain_text("you're on the waitlist")
+    expect(omar.locator(".current-answer")).to_contain_text("number 1 in line")
     check(omar, axe, shoot, device, "guest-waitlisted")
     nia.get_by_label("No, I can't come").check()
     nia.get_by_role("button", name="Update my answer").click()
-    nia.wait_for_load_state()
+    expect(nia.locator(".current-answer")).to_contain_text("You said no")
     (told, _) = site.messages_to(people["Omar"])[:2]
     assert told.subject == f"A place opened up: you're coming to Tasting Menu ({device})"
     omar.reload()
