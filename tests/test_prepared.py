@@ -344,3 +344,43 @@ def test_a_deadlock_on_the_sessions_own_connection_has_the_request_replayed(make
         with engine.begin() as connection:
             connection.execute(text("DROP FUNCTION IF EXISTS test_fail_as(text)"))
         engine.dispose()
+
+
+@pytest.mark.parametrize("orm_too", [False, True], ids=["statement alone", "with the orm joined"])
+def test_a_commit_that_fails_on_its_own_connection_keeps_nothing_and_aborts_cleanly(run_in_request, app, db_url,
+                                                                                   orm_too, caplog):
+    """A check PostgreSQL defers to COMMIT fails on the session's own
+    connection: the request gets that error, nothing of it is kept, the
+    connection goes back to the pool, and no resource of the transaction
+    is asked to abort what it had already committed (which the transaction
+    package would log as a failure of its own)."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's")
+    engine = create_engine(db_url)
+    with engine.begin() as connection:
+        connection.execute(text(
+            "CREATE OR REPLACE FUNCTION test_fail_at_commit() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'refused at commit' USING ERRCODE = '23514'; END $$"))
+        connection.execute(text(
+            "CREATE CONSTRAINT TRIGGER test_fail_at_commit AFTER INSERT ON access_log DEFERRABLE INITIALLY "
+            "DEFERRED FOR EACH ROW WHEN (NEW.user_agent = 'refused at commit') EXECUTE FUNCTION test_fail_at_commit()"))
+    try:
+        before = run_in_request(count)
+
+        def refused(request):
+            LOG_USE.write(request.db, {**entry(uuid.uuid4()), "user_agent": "refused at commit"})
+            if orm_too:
+                request.db.add(AccessEntry(**entry(uuid.uuid4())))
+                request.db.flush()
+
+        with caplog.at_level("DEBUG"), pytest.raises(sa_exc.IntegrityError, match="refused at commit"):
+            run_in_request(refused)
+        assert run_in_request(count) == before
+        assert app.app.registry["db.engine"].pool.checkedout() == 0
+        assert not [record for record in caplog.records if record.levelname in ("ERROR", "CRITICAL")], \
+            [record.getMessage() for record in caplog.records]
+    finally:
+        with engine.begin() as connection:
+            connection.execute(text("DROP TRIGGER IF EXISTS test_fail_at_commit ON access_log"))
+            connection.execute(text("DROP FUNCTION IF EXISTS test_fail_at_commit()"))
+        engine.dispose()

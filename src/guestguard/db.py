@@ -330,9 +330,8 @@ def joined_to_transactions(session_factory: sessionmaker) -> sessionmaker:
 
 class _OwnTransaction:
     """A session's own connection (``connection_of``) as a resource of the
-    transaction manager's transaction: committed after the session's own
-    resource has written what the session holds (it sorts after it), rolled
-    back with everything else, and given back to the pool either way."""
+    transaction manager's transaction: committed in its vote, rolled back
+    with everything else, and given back to the pool either way."""
 
     def __init__(self, session: Session, connection) -> None:
         self.session = session
@@ -341,9 +340,13 @@ class _OwnTransaction:
         self.transaction_manager = session.info["tm"]
 
     def sortKey(self) -> str:  # noqa: N802 (the transaction package's name)
-        # After zope.sqlalchemy's "~sqlalchemy:<number>": the session's
-        # flush comes before this commit.
-        return "~sqlalchemy:~own"
+        # Before zope.sqlalchemy's "~sqlalchemy:<number>", so this COMMIT
+        # is the first vote. The session has flushed what it holds by then
+        # (every resource's tpc_begin comes before any vote), and its own
+        # vote, on a transaction it joined, commits nothing; were it first,
+        # a failed COMMIT here would have the transaction ask it to abort
+        # a commit it had recorded as done.
+        return "~sqlalchemy:!own"
 
     # A deadlock or serialization failure on this connection has the
     # request replayed (pyramid_retry asks the transaction's resources),
