@@ -18,6 +18,11 @@ guard's burst rule), at 16 and 64 connections:
   link, so each records;
 - a host's guest-list page, ``GET /api/v1/events/{id}/guests?limit=50``.
 
+Then the mixed load (70% views, 20% answers, 10% guest-list pages, each
+user waiting 0.5-1.5 s between requests) at 175, 500 and 1,000 users,
+the floor and GuestGuard in turn at each count: the floor's figures say
+what these cores give for the same essential work.
+
 Beside each rate: the web workers' CPU per request (utime + stime from
 /proc) and the PostgreSQL backends' of that server's pool; the workers'
 resident memory after the runs; SQL statements per request, counted on the
@@ -524,16 +529,19 @@ def main() -> None:
             if os.environ.get("GG_BENCH_MIXED", "1") != "0":
                 script = tmp_path / "mixed.lua"
                 script.write_text(MIXED_LUA % {"auth": auth, "event_id": data["event_id"], "agent": BROWSER})
+                # The floor under the same load, turn about with GuestGuard:
+                # what these cores give for the same essential work.
                 for users in MIXED_USERS:
-                    show_mixed(users, measured(ours, script, tokens, users, MIXED_SECONDS))
+                    for server in (floor, ours):
+                        show_mixed(server["name"], users, measured(server, script, tokens, users, MIXED_SECONDS))
         counts = statements_per_request(db_url, data)
         print("  SQL statements per request (GuestGuard, pool pings included; the floor: view 2, answer 5, list 1): "
               + ", ".join(f"{name} {count}" for name, count in counts.items()))
 
 
-def show_mixed(users: int, result: dict) -> None:
+def show_mixed(name: str, users: int, result: dict) -> None:
     errors = result["bad"] + result["socket_errors"]
-    print(f"  mixed load, {users:>5} users (think time 0.5-1.5 s): {result['rps']:6.0f} req/s,"
+    print(f"  mixed load, {name:<10} {users:>5} users (think time 0.5-1.5 s): {result['rps']:6.0f} req/s,"
           f" p50 {result['p50']:7.1f} ms, p95 {result['p95']:7.1f} ms, p99 {result['p99']:7.1f} ms,"
           f" errors {errors} of {result['requests']} ({errors / max(result['requests'], 1):.1%}),"
           f" CPU {result['cpu_ms']:.2f} + {result['pg_ms']:.2f} ms a request", flush=True)
