@@ -20,6 +20,7 @@ from pyramid.response import Response
 from sqlalchemy import create_engine, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
+from webob import Request
 
 from guestguard.errors import APIError
 from guestguard.idempotency import (
@@ -208,6 +209,65 @@ def test_a_multipart_body_means_its_parts_whatever_its_boundary():
                   multipart(b"", file=upload("guests.csv", b"name\nAlan"), duplicates="skip"),
                   multipart(b"", file=upload("guests.csv", b"name\nGrace"), duplicates="update")):
         assert fingerprint_of(other, SECRET) != print_
+
+
+def sent_form(*parts: tuple, boundary: str = "boundary-1", db=None):
+    """A multipart request as WebOb reads it off the wire: each part
+    ``(name, text)`` for a field, or ``(name, file name, bytes[, content
+    type])`` for a file; ``boundary`` as the client drew it."""
+    wire = b""
+    for name, *rest in parts:
+        head = f'Content-Disposition: form-data; name="{name}"'
+        if len(rest) == 1:
+            content = rest[0].encode()
+        else:
+            filename, content, *kind = rest
+            head += f'; filename="{filename}"\r\nContent-Type: {kind[0] if kind else "text/csv"}'
+        wire += f"--{boundary}\r\n{head}\r\n\r\n".encode() + content + b"\r\n"
+    wire += f"--{boundary}--\r\n".encode()
+    parsed = Request.blank("/api/v1/events", method="POST", body=wire,
+                           content_type=f"multipart/form-data; boundary={boundary}")
+    request = fake_request(body=wire, db=db)
+    request.content_type, request.POST = "multipart/form-data", parsed.POST
+    return request
+
+
+def test_values_sent_under_one_name_mean_their_order(db):
+    """Fields of different names may come in any order (above), but the
+    values of one name are a list: the same key with them in another order
+    is another request, refused, while a repeat in their order replays."""
+    view = CountingView(answer(201, b'{"id": 1}'))
+    wrapped = idempotency_deriver(view, view_info())
+    wrapped(CONTEXT, sent_form(("tag", "vip"), ("tag", "family"), ("name", "Grace"), db=db))
+    again = wrapped(CONTEXT, sent_form(("name", "Grace"), ("tag", "vip"), ("tag", "family"), boundary="b-2", db=db))
+    assert (view.calls, again.status_code, again.headers[REPLAYED]) == (1, 201, "true")
+    with pytest.raises(APIError) as refused:
+        wrapped(CONTEXT, sent_form(("tag", "family"), ("tag", "vip"), ("name", "Grace"), boundary="b-3", db=db))
+    assert (refused.value.code, refused.value.error_code, view.calls) == (422, KEY_REUSED, 1)
+
+
+def test_files_sent_under_one_name_are_each_part_of_the_fingerprint_in_their_order():
+    grace, alan = ("file", "grace.csv", b"name\nGrace"), ("file", "alan.csv", b"name\nAlan")
+    print_ = fingerprint_of(sent_form(grace, alan), SECRET)
+    assert print_ == spec_digest(SECRET, b"POST", b"/api/v1/events", b"", b"file", b"grace.csv", b"name\nGrace",
+                                 b"file", b"alan.csv", b"name\nAlan")
+    assert fingerprint_of(sent_form(alan, grace, boundary="b-2"), SECRET) != print_
+    with_text = fingerprint_of(sent_form(grace, ("file", "Alan")), SECRET)
+    assert with_text == spec_digest(SECRET, b"POST", b"/api/v1/events", b"", b"file", b"grace.csv",
+                                    b"name\nGrace", b"file", b"Alan")
+
+
+def test_a_file_whose_name_reads_as_nothing_is_fingerprinted_with_an_empty_name():
+    """A file part's name in a charset that decodes it to nothing (a UTF-8
+    byte order mark under utf-8-sig): WebOb hands over a file without a
+    name, and the fingerprint holds that empty name, so the upload is never
+    taken for a named one."""
+    unnamed = sent_form(("file", "\ufeff", b"name\nGrace", "text/csv; charset=utf-8-sig"))
+    assert (unnamed.POST["file"].filename, unnamed.POST["file"].file.read()) == ("", b"name\nGrace")
+    unnamed.POST["file"].file.seek(0)
+    print_ = fingerprint_of(unnamed, SECRET)
+    assert print_ == spec_digest(SECRET, b"POST", b"/api/v1/events", b"", b"file", b"", b"name\nGrace")
+    assert fingerprint_of(sent_form(("file", "guests.csv", b"name\nGrace")), SECRET) != print_
 
 
 # --- a key still being processed ------------------------------------------------

@@ -10,6 +10,7 @@ import uuid
 import pytest
 import time_machine
 
+from guestguard import rls
 from guestguard.accounts import services as accounts
 from guestguard.accounts.models import API, RESET_PASSWORD, VERIFY_EMAIL, UserToken
 from guestguard.accounts.sessions import revoke, start_session
@@ -18,7 +19,7 @@ from guestguard.activity.models import StreamTicket
 from guestguard.activity.stream import TICKET_PREFIX, redeem_ticket
 from guestguard.db import utcnow
 from guestguard.events.models import Event, Guest, InvitationLink
-from guestguard.guard.access import look_up
+from guestguard.guard.access import LOOK_UP, found_in, keep, look_up, use_of
 from guestguard.guard.models import EXPIRED, OK, REVOKED, UNKNOWN
 from guestguard.testing import AppFactory, acting_as, create_user, in_request, settings_for
 from guestguard.workspaces import services as workspaces
@@ -276,6 +277,29 @@ def test_a_use_to_log_is_logged_by_the_look_up_on_postgresql_and_said_so(run, cl
         assert logged is True and rows == [(use_id, outcome, named)]
     else:
         assert logged is False and rows == []
+
+
+@pytest.mark.parametrize("logged", [True, False])
+def test_a_look_ups_row_says_whether_its_statement_logged_the_use_and_keep_logs_it_once(run, clock, logged):
+    """What a look-up's row names carries the look-up's word on whether its
+    statement logged the use (PostgreSQL's, given one), and ``keep`` logs
+    the use only when it did not. SQLite's look-up never logs, so its row
+    is read here and taken as each kind of look-up would take it: the
+    PostgreSQL pass checks the logging statement itself (above)."""
+    from guestguard.guard.models import AccessEntry
+
+    def check(request):
+        world = team(request)
+        token_hash = hash_token(link(request, world))
+        rls.open_credential(request.db, InvitationLink.token_hash, token_hash)  # as look_up opens it
+        row = LOOK_UP.first(request.db, {"token_hash": token_hash})
+        found = found_in(row, logged)
+        use = use_of(request.ctx, "view")
+        keep(request.ctx, use, found)
+        written = request.db.query(AccessEntry).filter_by(id=use["id"]).count()
+        return found.logged, found.outcome, found.guest.id == world["guest"].id, written
+
+    assert run(check) == (logged, OK, True, 0 if logged else 1)
 
 
 # --- stream tickets ----------------------------------------------------------------------------
