@@ -21,7 +21,8 @@ from urllib.parse import urlsplit
 log = logging.getLogger(__name__)
 
 ENV_PREFIX = "GG_"
-TEST_ENV_PREFIX = "GG_TEST_"  # the test suite's own variables
+# The test suite's and the benchmarks' own variables, never settings.
+OWN_ENV_PREFIXES = ("GG_TEST_", "GG_BENCH_")
 ENVIRONMENTS = ("development", "production", "test")
 
 
@@ -702,7 +703,7 @@ class SettingsReader:
         known = {spec.env_var for spec in self.specs.values()}
         for variable in sorted(environ):
             if (variable.startswith(ENV_PREFIX) and variable not in known
-                    and not variable.startswith(TEST_ENV_PREFIX)):
+                    and not variable.startswith(OWN_ENV_PREFIXES)):
                 log.warning("environment variable %s matches no setting (check the spelling)", variable)
         return merged
 
