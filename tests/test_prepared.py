@@ -384,3 +384,28 @@ def test_a_commit_that_fails_on_its_own_connection_keeps_nothing_and_aborts_clea
             connection.execute(text("DROP TRIGGER IF EXISTS test_fail_at_commit ON access_log"))
             connection.execute(text("DROP FUNCTION IF EXISTS test_fail_at_commit()"))
         engine.dispose()
+
+
+def test_what_a_flushs_listener_adds_after_the_last_flush_is_committed_with_the_rest(run_in_request, app, db_url):
+    """The session's resource flushes once, before the votes; an object a
+    flush's listener adds then is written before the own connection's
+    COMMIT, with the request's other writes, not after it."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's")
+    before = run_in_request(count)
+    added = []
+
+    def add_once(session, _context):
+        if not added:
+            added.append(AccessEntry(**entry(uuid.uuid4())))
+            session.add(added[0])
+
+    def writes(request):
+        LOG_USE.write(request.db, entry(uuid.uuid4()))
+        request.db.add(AccessEntry(**entry(uuid.uuid4())))
+        sa_event.listen(request.db, "after_flush", add_once)
+
+    run_in_request(writes)
+    assert added, "the listener ran"
+    assert run_in_request(count) == before + 3
+    assert app.app.registry["db.engine"].pool.checkedout() == 0

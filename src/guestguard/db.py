@@ -328,6 +328,11 @@ def joined_to_transactions(session_factory: sessionmaker) -> sessionmaker:
     return session_factory
 
 
+# As SQLAlchemy's own commit bounds the flushes of a session whose
+# listeners keep adding to it.
+FLUSHES_BEFORE_COMMIT = 100
+
+
 class _OwnTransaction:
     """A session's own connection (``connection_of``) as a resource of the
     transaction manager's transaction: committed in its vote, rolled back
@@ -363,6 +368,16 @@ class _OwnTransaction:
         pass
 
     def tpc_vote(self, _transaction) -> None:
+        # Objects a flush's own listeners added after the session's
+        # resource flushed (in tpc_begin) go in before the COMMIT, as the
+        # session's commit would have flushed them; after it they would
+        # land in a transaction of their own, rolled back at the end.
+        session = self.session
+        if session.info.get(OWN_CONNECTION) is self.connection:
+            for _ in range(FLUSHES_BEFORE_COMMIT):
+                if not (session.new or session.dirty or session.deleted):
+                    break
+                session.flush()
         self.connection.commit()
 
     def tpc_finish(self, _transaction) -> None:
