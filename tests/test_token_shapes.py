@@ -46,6 +46,8 @@ def test_a_token_is_40_to_64_characters(length, ok):
 @pytest.mark.parametrize("raw", [
     "a" * 42 + ".", "a" * 42 + "+", "a" * 42 + "/", "a" * 42 + "=", "a" * 42 + " ", "a" * 42 + "%",
     "a" * 42 + "\x00", "a" * 42 + "\n",
+    # Letters and digits of other scripts: not in URL-safe base64.
+    "a" * 42 + "é", "a" * 42 + "ß", "a" * 42 + "\u0663", "\uff41" * 43,
 ])
 def test_only_url_safe_characters(raw):
     assert not looks_like_token(raw)

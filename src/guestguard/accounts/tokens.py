@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 
 TOKEN_BYTES = 32
@@ -22,8 +23,11 @@ def matches(raw: str, stored_hash: str) -> bool:
     return hmac.compare_digest(hash_token(raw), stored_hash)
 
 
+# What follows a token's prefix: 40 to 64 characters of URL-safe base64,
+# ASCII only (``str.isalnum`` would let other scripts' letters and digits by).
+TOKEN_BODY = re.compile(r"[A-Za-z0-9_-]{40,64}")
+
+
 def looks_like_token(raw: object, prefix: str = "") -> bool:
     """Cheap shape check before any lookup: garbage never reaches the database."""
-    return (isinstance(raw, str) and raw.startswith(prefix)
-            and 40 <= len(raw) - len(prefix) <= 64
-            and all(c.isalnum() or c in "-_" for c in raw[len(prefix):]))
+    return isinstance(raw, str) and raw.startswith(prefix) and TOKEN_BODY.fullmatch(raw, len(prefix)) is not None
