@@ -348,9 +348,10 @@ class _OwnTransaction:
         # Before zope.sqlalchemy's "~sqlalchemy:<number>", so this COMMIT
         # is the first vote. The session has flushed what it holds by then
         # (every resource's tpc_begin comes before any vote), and its own
-        # vote, on a transaction it joined, commits nothing; were it first,
-        # a failed COMMIT here would have the transaction ask it to abort
-        # a commit it had recorded as done.
+        # vote, on a transaction it joined, commits nothing. Were this vote
+        # after the session's, a failed COMMIT here would have the
+        # transaction ask the session's resource to abort a commit it had
+        # recorded as done.
         return "~sqlalchemy:!own"
 
     # A deadlock or serialization failure on this connection has the
