@@ -3,6 +3,7 @@ DBAPI connection, answering as SQLAlchemy would (same rows, same errors,
 the same transaction)."""
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import uuid
 
@@ -323,27 +324,37 @@ class OnceDeadlocked:
 FAIL_AS = Prepared(select(func.test_fail_as(bindparam("state"))))
 
 
+@contextlib.contextmanager
+def installed(db_url: str, create: list[str], drop: list[str]):
+    """SQL objects a test needs in the database (``create``), removed
+    afterwards (``drop``), whatever the test did."""
+    engine = create_engine(db_url)
+    try:
+        with engine.begin() as connection:
+            for sql in create:
+                connection.execute(text(sql))
+        yield
+    finally:
+        with engine.begin() as connection:
+            for sql in drop:
+                connection.execute(text(sql))
+        engine.dispose()
+
+
 def test_a_deadlock_on_the_sessions_own_connection_has_the_request_replayed(make_app, db_url):
     """pyramid_retry asks the transaction's resources whether an error is
     worth a replay: the own connection's answers for a deadlock as the
     session's would, and the replay's write alone is kept."""
     if not db_url.startswith("postgresql"):
         pytest.skip("PostgreSQL's")
-    engine = create_engine(db_url)
-    with engine.begin() as connection:
-        connection.execute(text(
-            "CREATE OR REPLACE FUNCTION test_fail_as(state text) RETURNS int LANGUAGE plpgsql AS "
-            "$$ BEGIN RAISE EXCEPTION 'failed as asked' USING ERRCODE = state; END $$"))
-    try:
+    with installed(db_url, [("CREATE OR REPLACE FUNCTION test_fail_as(state text) RETURNS int LANGUAGE plpgsql AS "
+                             "$$ BEGIN RAISE EXCEPTION 'failed as asked' USING ERRCODE = state; END $$")],
+                   ["DROP FUNCTION IF EXISTS test_fail_as(text)"]):
         plugin = OnceDeadlocked()
         client = make_app(plugins=[("once_deadlocked", plugin)])
         before = in_request(client.app.registry, count)
         assert client.post("/test/once-deadlocked").json == {"attempts": 2, "began": False}
         assert in_request(client.app.registry, count) == before + 1
-    finally:
-        with engine.begin() as connection:
-            connection.execute(text("DROP FUNCTION IF EXISTS test_fail_as(text)"))
-        engine.dispose()
 
 
 @pytest.mark.parametrize("orm_too", [False, True], ids=["statement alone", "with the orm joined"])
@@ -356,15 +367,13 @@ def test_a_commit_that_fails_on_its_own_connection_keeps_nothing_and_aborts_clea
     package would log as a failure of its own)."""
     if not db_url.startswith("postgresql"):
         pytest.skip("PostgreSQL's")
-    engine = create_engine(db_url)
-    with engine.begin() as connection:
-        connection.execute(text(
-            "CREATE OR REPLACE FUNCTION test_fail_at_commit() RETURNS trigger LANGUAGE plpgsql AS "
-            "$$ BEGIN RAISE EXCEPTION 'refused at commit' USING ERRCODE = '23514'; END $$"))
-        connection.execute(text(
-            "CREATE CONSTRAINT TRIGGER test_fail_at_commit AFTER INSERT ON access_log DEFERRABLE INITIALLY "
-            "DEFERRED FOR EACH ROW WHEN (NEW.user_agent = 'refused at commit') EXECUTE FUNCTION test_fail_at_commit()"))
-    try:
+    create = [("CREATE OR REPLACE FUNCTION test_fail_at_commit() RETURNS trigger LANGUAGE plpgsql AS "
+               "$$ BEGIN RAISE EXCEPTION 'refused at commit' USING ERRCODE = '23514'; END $$"),
+              ("CREATE CONSTRAINT TRIGGER test_fail_at_commit AFTER INSERT ON access_log DEFERRABLE INITIALLY "
+               "DEFERRED FOR EACH ROW WHEN (NEW.user_agent = 'refused at commit') EXECUTE FUNCTION "
+               "test_fail_at_commit()")]
+    with installed(db_url, create, ["DROP TRIGGER IF EXISTS test_fail_at_commit ON access_log",
+                                    "DROP FUNCTION IF EXISTS test_fail_at_commit()"]):
         before = run_in_request(count)
 
         def refused(request):
@@ -379,11 +388,6 @@ def test_a_commit_that_fails_on_its_own_connection_keeps_nothing_and_aborts_clea
         assert app.app.registry["db.engine"].pool.checkedout() == 0
         assert not [record for record in caplog.records if record.levelname in ("ERROR", "CRITICAL")], \
             [record.getMessage() for record in caplog.records]
-    finally:
-        with engine.begin() as connection:
-            connection.execute(text("DROP TRIGGER IF EXISTS test_fail_at_commit ON access_log"))
-            connection.execute(text("DROP FUNCTION IF EXISTS test_fail_at_commit()"))
-        engine.dispose()
 
 
 def test_what_a_flushs_listener_adds_after_the_last_flush_is_committed_with_the_rest(run_in_request, app, db_url):
