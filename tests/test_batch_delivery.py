@@ -165,18 +165,40 @@ def test_a_worker_asked_to_stop_sends_no_more_of_its_batch_and_gives_the_rest_ba
     assert queued_now() == sorted(("dispatch_notification", str(notification_id)) for notification_id in ids[1:])
 
 
+def in_a_workspace(request) -> None:
+    """The lab's messages made a workspace's (whose messages are counted)."""
+    from sqlalchemy import update
+
+    from guestguard.notifications.models import Notification
+    from guestguard.testing import create_user
+    from guestguard.workspaces.services import memberships_of
+
+    user = create_user(request, "host@example.com", "Host")
+    request.db.execute(update(Notification).values(workspace_id=memberships_of(request.db, user.id)[0].workspace_id))
+
+
 def test_messages_noted_as_accepted_by_a_worker_that_died_are_recorded_not_sent_again(lab, run_in_request):
     """What a worker killed mid-batch leaves: two messages sent and noted,
     the batch's outcomes never recorded. The reaper takes the batch back
     once its lease lapses; the noted two are recorded as sent by their next
-    attempt without a send, the others are sent."""
+    attempt without a send, the others are sent. Each send counts once in
+    the day's figures, when it is recorded, on the day it was sent: the
+    noted two on the evening of the notes, the others after midnight."""
     from guestguard.notifications import services
+    from guestguard.notifications.models import DeliveryDay
     from guestguard.notifications.tasks import _Notes, claim_together, dispatch_notification
     from guestguard.tasks import reap, run_task_now
     from guestguard.testing import scripted
 
     registry, provider, ids, recipients, rows, _ = lab
-    with time_machine.travel(dt.datetime.now(dt.UTC), tick=False) as clock:
+    run_in_request(in_a_workspace, registry)
+    evening = dt.datetime(2031, 3, 4, 23, 59, 30, tzinfo=dt.UTC)
+
+    def counted():
+        return run_in_request(lambda request: {(row.day.isoformat(), row.sent) for row in request.db.scalars(
+            select(DeliveryDay))}, registry)
+
+    with time_machine.travel(evening, tick=False) as clock:
         with scripted(registry) as env:
             attempts = claim_together(env["request"].ctx, ids)
         notes = _Notes(registry)
@@ -185,11 +207,13 @@ def test_messages_noted_as_accepted_by_a_worker_that_died_are_recorded_not_sent_
             assert error is None
             assert notes.write(attempt, provider_message_id, sent_by)
         notes.close()
+        assert counted() == set(), "a note counts nothing"
         clock.shift(registry.settings["jobs.lease_seconds"] + 1)
         assert run_task_now(registry, reap) == COUNT
         for notification_id in ids:
             run_task_now(registry, dispatch_notification, notification_id)
     assert sorted(provider.sent) == recipients, "the noted two were not sent again"
+    assert counted() == {("2031-03-04", 2), ("2031-03-05", COUNT - 2)}
     final = rows()
     assert {(row.status, row.attempts, row.provider_message_id) for row in final.values()} == {
         ("succeeded", 2, f"batchy-{row.id}") for row in final.values()}
@@ -351,7 +375,7 @@ def test_a_batchs_note_connection_idle_long_enough_is_checked_before_its_next_no
     import psycopg
     from sqlalchemy import event
 
-    from guestguard.notifications.tasks import NOTE_AND_COUNT_SQL, dispatch_notifications
+    from guestguard.notifications.tasks import NOTE_SQL, dispatch_notifications
     from guestguard.tasks import run_task_now
 
     if postgres_url is None:
@@ -366,7 +390,7 @@ def test_a_batchs_note_connection_idle_long_enough_is_checked_before_its_next_no
 
     def seen(connection, _cursor, statement, *_):
         # The engine's listeners see the notes (statement counts, tracing).
-        if statement is NOTE_AND_COUNT_SQL:
+        if statement is NOTE_SQL:
             note_connections.append(connection.connection.driver_connection.info.backend_pid)
 
     event.listen(engine, "before_cursor_execute", seen)

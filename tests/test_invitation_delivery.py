@@ -10,7 +10,7 @@ import threading
 
 import pytest
 import time_machine
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from guestguard.events.deliveries import (
     BOUNCED,
@@ -172,6 +172,17 @@ def test_the_workspace_counts_each_message_once_per_state_and_day(app, host):
     with time_machine.travel(dt.datetime.now(dt.UTC) + RESEND_AFTER):  # suppressed by the bounce
         app.post_json(f"{host['url']}/guests/{guests['alan']['id']}/send", {}, headers=host["ada"], status=202)
     assert days(app) == [("email", 3, 1, 1, 0, 0, 1)]
+
+
+def test_a_providers_sent_report_moves_the_state_but_counts_nothing(app, host):
+    """A send counts once, when its success is recorded: a provider's "sent"
+    reaching a message still queued (as one arriving before the outcome's
+    record would) moves its state and adds no second count."""
+    invite(app, host, "grace", "grace@example.com")
+    in_request(app.app.registry, lambda request: request.db.execute(
+        update(Notification).values(delivery_state=QUEUED)))
+    assert report(app, "grace@example.com", SENT).endswith("queued -> sent")
+    assert days(app) == [("email", 1, 0, 0, 0, 0, 0)]
 
 
 def test_a_report_counts_on_the_day_it_happened(app, host):

@@ -62,6 +62,8 @@ def set_delivery_state(notification: Notification, state: str, detail: str | Non
     notification.delivery_detail = detail[:500] if detail else None
     if state == DELIVERED:
         notification.delivered_at = at or utcnow()
+    if state == SENT:  # counted when the send's success is recorded (``services.sent_values``)
+        return True
     if counts is not None:
         counts.add(notification, state, at or utcnow())
     else:

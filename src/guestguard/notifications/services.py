@@ -532,13 +532,15 @@ def claim_kept(notification: Any, attempt: Attempt, succeeded: bool) -> bool:
 
 def sent_values(row: Any, outcome: tuple, now: dt.datetime, counts: DayCounts) -> dict[str, Any]:
     """``RECORD_SENT``'s values for a plain success of ``row`` (read with
-    ``RECORD_READS``), its day count added to ``counts`` when it moves to
-    sent."""
+    ``RECORD_READS``), its send added to ``counts`` on the day it was sent:
+    a message counts once in ``sent``, when its success is recorded (which
+    happens once), whatever moved its delivery state (its acceptance's note,
+    a provider's early report, this record)."""
     provider_message_id, _, _, sent_by, _ = outcome
     moved = moves_forward(row.delivery_state, SENT)
-    if moved:
-        counts.add(row, SENT, now)
-    return {"notification_id": row.id, "sent_by": sent_by or row.provider, "sent_at": row.sent_at or now,
+    sent_at = row.sent_at or now
+    counts.add(row, SENT, sent_at)
+    return {"notification_id": row.id, "sent_by": sent_by or row.provider, "sent_at": sent_at,
             "provider_message_id": provider_message_id, "now": now,
             "delivery_state": SENT if moved else row.delivery_state,
             "delivery_detail": None if moved else row.delivery_detail}

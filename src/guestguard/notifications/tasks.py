@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import collections
-import datetime as dt
 import logging
 import time
 import uuid
@@ -15,7 +14,7 @@ from guestguard.context import context_of
 from guestguard.db import _Execution, utcnow
 from guestguard.group_commit import GroupCommit
 from guestguard.notifications import resilience, services
-from guestguard.notifications.delivery import QUEUED, SENT, DayCounts
+from guestguard.notifications.delivery import QUEUED, SENT
 from guestguard.notifications.models import Notification
 from guestguard.outages import is_database_unavailable
 from guestguard.tasks import RUNNING, give_back, hold_leases
@@ -172,34 +171,29 @@ NOTE = (update(Notification)
                 provider_message_id=bindparam("provider_message_id"),
                 delivery_state=case((Notification.delivery_state == QUEUED, SENT),
                                     else_=Notification.delivery_state))
-        .returning(Notification.workspace_id, Notification.channel,
-                   (Notification.delivery_state == SENT).label("now_sent")))
+        .returning(Notification.id))
 
 
-# PostgreSQL: the note and its day count in one statement, sent through the
-# driver: a note per message is the batch's hottest statement, and
-# SQLAlchemy's execution more than doubled its CPU. A note still takes four
-# round trips (BEGIN, the scope's settings, this statement, COMMIT).
-# NOTE's columns and values; updated_at as the model's onupdate sets it.
-NOTE_AND_COUNT_SQL = """
-WITH noted AS (
-    UPDATE notifications
-    SET sent_at = %(at)s, updated_at = %(at)s, provider = %(sent_by)s,
-        provider_message_id = %(provider_message_id)s,
-        delivery_state = CASE WHEN delivery_state = %(queued)s THEN %(sent)s ELSE delivery_state END
-    WHERE id = %(notification_id)s AND status = %(running)s AND claimed_at = %(claim)s
-    RETURNING workspace_id, channel, delivery_state = %(sent)s AS now_sent),
-counted AS (
-    INSERT INTO delivery_days (workspace_id, day, channel, sent)
-    SELECT workspace_id, %(day)s, channel, 1 FROM noted WHERE now_sent AND workspace_id IS NOT NULL
-    ON CONFLICT (workspace_id, day, channel) DO UPDATE SET sent = delivery_days.sent + 1)
-SELECT now_sent FROM noted"""
+# PostgreSQL: the note sent through the driver: a note per message is the
+# batch's hottest statement, and SQLAlchemy's execution more than doubled
+# its CPU. A note still takes four round trips (BEGIN, the scope's settings,
+# this statement, COMMIT). NOTE's columns and values; updated_at as the
+# model's onupdate sets it. It counts nothing: the day's count of the send
+# is added when the outcome is recorded (``services.sent_values``), with the
+# batch's, since every note adding one to the same day's row made the
+# worker's threads wait for each other's COMMIT on that row.
+NOTE_SQL = """
+UPDATE notifications
+SET sent_at = %(at)s, updated_at = %(at)s, provider = %(sent_by)s, provider_message_id = %(provider_message_id)s,
+    delivery_state = CASE WHEN delivery_state = %(queued)s THEN %(sent)s ELSE delivery_state END
+WHERE id = %(notification_id)s AND status = %(running)s AND claimed_at = %(claim)s
+RETURNING id"""
 NOTE_STATES = {"queued": QUEUED, "sent": SENT, "running": RUNNING}
 
 
 class NoteNotStarted(Exception):
     """The note's connection failed before its UPDATE was sent (at BEGIN or
-    the scope's settings): nothing was noted nor counted, so the note may
+    the scope's settings): nothing was noted, so the note may
     be tried again on another connection. The database's error is the
     cause."""
 
@@ -209,11 +203,11 @@ def note_accepted(connection, attempt: services.Attempt, provider_message_id: st
     """Write down, at once and in a transaction of its own on ``connection``,
     that a provider accepted the attempt's message, before its outcome is
     recorded with the batch's: ``sent_at``, the provider and its message
-    id, the delivery state ``sent`` and the day's count of it (so a
-    provider's early report finds the message, and the counts agree with
-    ``sent_at``); the row stays ``running``. If the worker dies meanwhile,
-    the next attempt finds the note and records the message as sent
-    (``Attempt.accepted``). False when the claim is no longer the batch's.
+    id, the delivery state ``sent`` (so a provider's early report finds the
+    message); the row stays ``running``, and the send is counted in the
+    day's figures when its outcome is recorded. If the worker dies
+    meanwhile, the next attempt finds the note and records the message as
+    sent (``Attempt.accepted``). False when the claim is no longer the batch's.
     A database error comes out as SQLAlchemy's own, the connection
     invalidated when it was lost (on PostgreSQL, ``NoteNotStarted`` when
     the UPDATE was not sent yet)."""
@@ -221,15 +215,10 @@ def note_accepted(connection, attempt: services.Attempt, provider_message_id: st
     values = {"notification_id": attempt.notification_id, "claim": attempt.claimed_at, "at": now,
               "sent_by": sent_by, "provider_message_id": provider_message_id}
     if connection.dialect.name == "postgresql":
-        return _note_on_driver(connection, {**values, **NOTE_STATES, "day": now.astimezone(dt.UTC).date()})
+        return _note_on_driver(connection, {**values, **NOTE_STATES})
     with connection.begin():
         rls.apply_to(connection, rls.SYSTEM)
-        noted = connection.execute(NOTE, values).first()
-        if noted is not None and noted.now_sent:
-            counts = DayCounts()
-            counts.add(noted, SENT, now)
-            counts.write(connection)
-    return noted is not None
+        return connection.execute(NOTE, values).first() is not None
 
 
 def _note_on_driver(connection, values: dict) -> bool:
@@ -246,8 +235,8 @@ def _note_on_driver(connection, values: dict) -> bool:
     sql, params, updating = "BEGIN", None, False
     try:
         with driver.transaction():
-            for sql, params in ((rls.APPLY_DRIVER_SQL, rls.SYSTEM.settings()), (NOTE_AND_COUNT_SQL, values)):
-                updating = sql is NOTE_AND_COUNT_SQL
+            for sql, params in ((rls.APPLY_DRIVER_SQL, rls.SYSTEM.settings()), (NOTE_SQL, values)):
+                updating = sql is NOTE_SQL
                 context = _Execution(connection.dialect) if connection.dispatch.before_cursor_execute else None
                 if context is not None:
                     connection.dispatch.before_cursor_execute(connection, cursor, sql, params, context, False)
