@@ -221,6 +221,86 @@ def test_messages_noted_as_accepted_by_a_worker_that_died_are_recorded_not_sent_
     assert all(row.sent_at is not None and row.delivery_state == "sent" for row in noted)
 
 
+def note_the_first(registry, ids) -> str:
+    """A worker's first send of the batch, noted; then the worker dies (its
+    outcome never recorded). The provider's id for the message."""
+    from guestguard.notifications import services
+    from guestguard.notifications.tasks import _Notes, claim_together
+    from guestguard.testing import scripted
+
+    with scripted(registry) as env:
+        first = claim_together(env["request"].ctx, ids)[0]
+    notes = _Notes(registry)
+    try:
+        provider_message_id, error, _, sent_by, _ = services.deliver(first)
+        assert error is None and notes.write(first, provider_message_id, sent_by)
+    finally:
+        notes.close()
+    return provider_message_id
+
+
+def sent_and_delivered(registry, run_in_request, provider_message_id) -> list:
+    """The day's sent and delivered after the provider reports the message delivered."""
+    from guestguard.notifications.delivery import DELIVERED, advance_delivery
+    from guestguard.notifications.models import DeliveryDay
+
+    run_in_request(lambda request: advance_delivery(request.ctx, "batchy", provider_message_id, DELIVERED), registry)
+    return run_in_request(lambda request: [(day.sent, day.delivered) for day in request.db.scalars(
+        select(DeliveryDay))], registry)
+
+
+def test_a_noted_message_the_reaper_gives_up_on_ends_sent_and_counts_once(lab, run_in_request):
+    """Its worker died after the provider took it, on its last attempt: the
+    reaper's giving up finishes it as sent, not failed, and counts it."""
+    from sqlalchemy import update
+
+    from guestguard.notifications.models import Notification
+    from guestguard.tasks import reap, run_task_now
+
+    registry, provider, ids, recipients, rows, _ = lab
+    run_in_request(in_a_workspace, registry)
+    run_in_request(lambda request: request.db.execute(
+        update(Notification).where(Notification.id == ids[0]).values(attempts=5)), registry)
+    with time_machine.travel(dt.datetime.now(dt.UTC), tick=False) as clock:
+        provider_message_id = note_the_first(registry, ids)
+        clock.shift(registry.settings["jobs.lease_seconds"] + 1)
+        run_task_now(registry, reap)
+    first = rows()[recipients[0]]
+    assert (first.status, first.last_error, first.delivery_state, first.sealed_context) == (
+        "succeeded", None, "sent", None)
+    assert {row.status for to, row in rows().items() if to != recipients[0]} == {"pending"}, "the others go again"
+    assert sent_and_delivered(registry, run_in_request, provider_message_id) == [(1, 1)]
+
+
+def test_a_noted_message_whose_guest_is_forgotten_before_its_next_attempt_ends_sent_and_counts_once(
+        lab, run_in_request):
+    """Taken back by the reaper after the provider took it, then its guest
+    forgotten before the next attempt: it was sent, so it ends sent and
+    counts; the batch's unsent message of the same guest ends failed."""
+    import uuid
+
+    from sqlalchemy import update
+
+    from guestguard.notifications.models import Notification
+    from guestguard.privacy.jobs import forget_in_notifications
+    from guestguard.tasks import reap, run_task_now
+
+    registry, provider, ids, recipients, rows, _ = lab
+    run_in_request(in_a_workspace, registry)
+    guest = type("Forgotten", (), {"id": uuid.uuid4()})
+    run_in_request(lambda request: request.db.execute(
+        update(Notification).where(Notification.id.in_(ids[:2])).values(guest_id=guest.id)), registry)
+    with time_machine.travel(dt.datetime.now(dt.UTC), tick=False) as clock:
+        provider_message_id = note_the_first(registry, ids)
+        clock.shift(registry.settings["jobs.lease_seconds"] + 1)
+        run_task_now(registry, reap)
+    run_in_request(lambda request: forget_in_notifications(request.ctx, guest), registry)
+    ended = run_in_request(lambda request: {row.id: (row.status, row.sent_at is not None) for row in request.db.execute(
+        select(Notification.id, Notification.status, Notification.sent_at))}, registry)
+    assert [ended[notification_id] for notification_id in ids[:2]] == [("succeeded", True), ("failed", False)]
+    assert sent_and_delivered(registry, run_in_request, provider_message_id) == [(1, 1)]
+
+
 def test_a_send_that_fails_for_now_gives_the_rest_back_to_ask_the_breaker_first(lab):
     from guestguard.notifications.tasks import dispatch_notifications
     from guestguard.tasks import run_task_now

@@ -11,7 +11,7 @@ from guestguard.notifications.breaker import make_breakers
 from guestguard.notifications.channels import index_channels
 from guestguard.notifications.models import Notification
 from guestguard.notifications.rendering import MessageRenderer
-from guestguard.notifications.services import RETRY_BACKOFF, drop_secrets
+from guestguard.notifications.services import RETRY_BACKOFF, finish_given_up
 from guestguard.notifications.tasks import dispatch_notification
 from guestguard.plugins import NotificationProvider, by_name, chosen, collect
 from guestguard.settings import SettingsError
@@ -81,7 +81,7 @@ def includeme(config) -> None:
         bytecode_cache=config.get_jinja2_environment(".jinja2").bytecode_cache)
     config.include(".tasks")
     config.add_durable_job(Notification, dispatch_notification,
-                           max_attempts=len(RETRY_BACKOFF) + 1, on_give_up=drop_secrets)
+                           max_attempts=len(RETRY_BACKOFF) + 1, on_give_up=finish_given_up)
     config.add_route("unsubscribe", "/unsubscribe/{token}")
     # Operators only (platform.operate, granted on the root to platform admins).
     config.add_route("api_suppressions", "/api/v1/suppressions")

@@ -25,6 +25,7 @@ from guestguard.notifications.delivery import (
     SUPPRESSED,
     DayCounts,
     announce,
+    count_day,
     moves_forward,
     outcome_event,
     set_delivery_state,
@@ -236,6 +237,18 @@ def measure_sms(ctx, template: str, context: Mapping[str, Any]) -> sms_segments.
 def drop_secrets(notification: Notification) -> None:
     """Called once a notification is final: sealed values are not kept."""
     notification.sealed_context = None
+
+
+def finish_given_up(notification: Notification) -> None:
+    """The reaper gave up on the message: its attempts all stopped without
+    an outcome recorded. One a provider had accepted (noted: ``sent_at``)
+    was sent, so it is finished as sent and counted on the day it was sent,
+    as a recorded success is (``sent_values``); any other stays failed.
+    Its sealed values go either way."""
+    drop_secrets(notification)
+    if notification.sent_at is not None:
+        notification.status, notification.last_error = Notification.succeeded_status, None
+        count_day(notification, SENT, notification.sent_at)
 
 
 def seal(settings: Mapping[str, Any], values: Mapping[str, Any]) -> str:

@@ -277,7 +277,8 @@ class _Notes:
         """``note_accepted`` on the batch's connection. A note whose
         connection was lost before it sent the UPDATE is tried once more on
         a fresh one; one lost later is not (the UPDATE or its COMMIT may
-        have reached the database, and with it the day's count). A database
+        have reached the database; the batch's record writes the same in
+        any case). A database
         away loses this note and the connection (the next note opens
         another)."""
         for last_try in (False, True):

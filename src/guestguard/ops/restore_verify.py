@@ -105,17 +105,19 @@ def outbox_has_owners(connection: Connection) -> Check:
 def delivery_counts(connection: Connection) -> Check:
     """Each workspace's delivery counts (``delivery_days``, per channel,
     summed over the days) match its messages: a message counts once in
-    ``sent`` when its send is recorded (it succeeded), once in
+    ``sent`` when it ends sent (a provider took it: ``sent_at``), once in
     ``delivered`` when it arrived, and once in the final state it ended in.
     Nothing deletes a message without its workspace's counts, so they agree
-    exactly. A message noted as accepted by a worker that stopped before
-    recording it counts once its next attempt records it (a worker's reaper
-    takes it back)."""
+    exactly. A message a provider took but whose worker stopped before
+    recording it (noted, still running or waiting) counts once its next
+    attempt, or the reaper, finishes it. Failed ones with a ``sent_at`` were
+    counted when noted, as notes did before they stopped counting."""
     from guestguard.notifications.delivery import DAY_COLUMNS, DELIVERED, SENT
-    from guestguard.tasks import SUCCEEDED
+    from guestguard.tasks import FAILED, SUCCEEDED
 
     notifications, days = metadata.tables["notifications"], metadata.tables["delivery_days"]
-    passed_through = {SENT: notifications.c.status == SUCCEEDED, DELIVERED: notifications.c.delivered_at.is_not(None)}
+    ended_sent = notifications.c.sent_at.is_not(None) & notifications.c.status.in_((SUCCEEDED, FAILED))
+    passed_through = {SENT: ended_sent, DELIVERED: notifications.c.delivered_at.is_not(None)}
     reached = {state: passed_through.get(state, notifications.c.delivery_state == state) for state in DAY_COLUMNS}
     key = (notifications.c.workspace_id, notifications.c.channel)
     from_messages = {tuple(row[:2]): row[2:] for row in connection.execute(

@@ -204,13 +204,25 @@ ACTIVITY_JOB = PrivacyJob(
 
 
 def forget_in_notifications(ctx, guest) -> None:
+    from guestguard.notifications.delivery import SENT, DayCounts
     from guestguard.notifications.models import Notification
-    from guestguard.tasks import FAILED, PENDING
+    from guestguard.tasks import FAILED, PENDING, SUCCEEDED
 
     db = ctx.db
     # Through the index on guest_id, not by reading every message's ``about``.
     about_guest = Notification.guest_id == guest.id
     forget_reports(ctx, select(Notification.id).where(about_guest))
+    # One a provider accepted before its worker stopped (noted, waiting for
+    # its next attempt to record it) was sent: finished as sent, and counted
+    # on the day it was sent, as its record would have.
+    counts = DayCounts()
+    for sent in db.execute(update(Notification).where(
+            about_guest, Notification.status == PENDING, Notification.sent_at.is_not(None))
+            .values(status=SUCCEEDED, last_error=None)
+            .returning(Notification.workspace_id, Notification.channel, Notification.sent_at)
+            .execution_options(synchronize_session=False)):
+        counts.add(sent, SENT, sent.sent_at)
+    counts.write(db)
     # A message not sent yet is not sent at all: its address is gone.
     db.execute(update(Notification).where(about_guest, Notification.status == PENDING)
                .values(status=FAILED, last_error="the guest was forgotten before it was sent")
