@@ -278,9 +278,8 @@ class _Notes:
         connection was lost before it sent the UPDATE is tried once more on
         a fresh one; one lost later is not (the UPDATE or its COMMIT may
         have reached the database; the batch's record writes the same in
-        any case). A database
-        away loses this note and the connection (the next note opens
-        another)."""
+        any case). A database away loses this note and the connection (the
+        next note opens another)."""
         for last_try in (False, True):
             try:
                 if self.connection is not None and self._idle_too_long():

@@ -110,8 +110,10 @@ def delivery_counts(connection: Connection) -> Check:
     Nothing deletes a message without its workspace's counts, so they agree
     exactly. A message a provider took but whose worker stopped before
     recording it (noted, still running or waiting) counts once its next
-    attempt, or the reaper, finishes it. Failed ones with a ``sent_at`` were
-    counted when noted, as notes did before they stopped counting."""
+    attempt, or the reaper, finishes it. A failed message with a
+    ``sent_at`` counts too: it comes from before notes stopped counting,
+    when its note counted it and the reaper's giving up or a forgotten
+    guest then failed it."""
     from guestguard.notifications.delivery import DAY_COLUMNS, DELIVERED, SENT
     from guestguard.tasks import FAILED, SUCCEEDED
 
