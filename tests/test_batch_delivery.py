@@ -177,6 +177,29 @@ def in_a_workspace(request) -> None:
     request.db.execute(update(Notification).values(workspace_id=memberships_of(request.db, user.id)[0].workspace_id))
 
 
+def noted_then_died(registry, ids, sent: int) -> list[str]:
+    """What a worker killed mid-batch leaves: the batch claimed, its first
+    ``sent`` messages sent and noted, no outcome recorded. The provider's
+    ids for them."""
+    from guestguard.notifications import services
+    from guestguard.notifications.tasks import _Notes, claim_together
+    from guestguard.testing import scripted
+
+    with scripted(registry) as env:
+        attempts = claim_together(env["request"].ctx, ids)
+    notes = _Notes(registry)
+    provider_message_ids = []
+    try:
+        for attempt in attempts[:sent]:
+            provider_message_id, error, _, sent_by, _ = services.deliver(attempt)
+            assert error is None
+            assert notes.write(attempt, provider_message_id, sent_by)
+            provider_message_ids.append(provider_message_id)
+    finally:
+        notes.close()
+    return provider_message_ids
+
+
 def test_messages_noted_as_accepted_by_a_worker_that_died_are_recorded_not_sent_again(lab, run_in_request):
     """What a worker killed mid-batch leaves: two messages sent and noted,
     the batch's outcomes never recorded. The reaper takes the batch back
@@ -184,11 +207,9 @@ def test_messages_noted_as_accepted_by_a_worker_that_died_are_recorded_not_sent_
     attempt without a send, the others are sent. Each send counts once in
     the day's figures, when it is recorded, on the day it was sent: the
     noted two on the evening of the notes, the others after midnight."""
-    from guestguard.notifications import services
     from guestguard.notifications.models import DeliveryDay
-    from guestguard.notifications.tasks import _Notes, claim_together, dispatch_notification
+    from guestguard.notifications.tasks import dispatch_notification
     from guestguard.tasks import reap, run_task_now
-    from guestguard.testing import scripted
 
     registry, provider, ids, recipients, rows, _ = lab
     run_in_request(in_a_workspace, registry)
@@ -199,14 +220,7 @@ def test_messages_noted_as_accepted_by_a_worker_that_died_are_recorded_not_sent_
             select(DeliveryDay))}, registry)
 
     with time_machine.travel(evening, tick=False) as clock:
-        with scripted(registry) as env:
-            attempts = claim_together(env["request"].ctx, ids)
-        notes = _Notes(registry)
-        for attempt in attempts[:2]:
-            provider_message_id, error, _, sent_by, _ = services.deliver(attempt)
-            assert error is None
-            assert notes.write(attempt, provider_message_id, sent_by)
-        notes.close()
+        noted_then_died(registry, ids, 2)
         assert counted() == set(), "a note counts nothing"
         clock.shift(registry.settings["jobs.lease_seconds"] + 1)
         assert run_task_now(registry, reap) == COUNT
@@ -219,24 +233,6 @@ def test_messages_noted_as_accepted_by_a_worker_that_died_are_recorded_not_sent_
         ("succeeded", 2, f"batchy-{row.id}") for row in final.values()}
     noted = [final[to] for to in recipients[:2]]
     assert all(row.sent_at is not None and row.delivery_state == "sent" for row in noted)
-
-
-def note_the_first(registry, ids) -> str:
-    """A worker's first send of the batch, noted; then the worker dies (its
-    outcome never recorded). The provider's id for the message."""
-    from guestguard.notifications import services
-    from guestguard.notifications.tasks import _Notes, claim_together
-    from guestguard.testing import scripted
-
-    with scripted(registry) as env:
-        first = claim_together(env["request"].ctx, ids)[0]
-    notes = _Notes(registry)
-    try:
-        provider_message_id, error, _, sent_by, _ = services.deliver(first)
-        assert error is None and notes.write(first, provider_message_id, sent_by)
-    finally:
-        notes.close()
-    return provider_message_id
 
 
 def sent_and_delivered(registry, run_in_request, provider_message_id) -> list:
@@ -262,7 +258,7 @@ def test_a_noted_message_the_reaper_gives_up_on_ends_sent_and_counts_once(lab, r
     run_in_request(lambda request: request.db.execute(
         update(Notification).where(Notification.id == ids[0]).values(attempts=5)), registry)
     with time_machine.travel(dt.datetime.now(dt.UTC), tick=False) as clock:
-        provider_message_id = note_the_first(registry, ids)
+        [provider_message_id] = noted_then_died(registry, ids, 1)
         clock.shift(registry.settings["jobs.lease_seconds"] + 1)
         run_task_now(registry, reap)
     first = rows()[recipients[0]]
@@ -291,7 +287,7 @@ def test_a_noted_message_whose_guest_is_forgotten_before_its_next_attempt_ends_s
     run_in_request(lambda request: request.db.execute(
         update(Notification).where(Notification.id.in_(ids[:2])).values(guest_id=guest.id)), registry)
     with time_machine.travel(dt.datetime.now(dt.UTC), tick=False) as clock:
-        provider_message_id = note_the_first(registry, ids)
+        [provider_message_id] = noted_then_died(registry, ids, 1)
         clock.shift(registry.settings["jobs.lease_seconds"] + 1)
         run_task_now(registry, reap)
     run_in_request(lambda request: forget_in_notifications(request.ctx, guest), registry)
