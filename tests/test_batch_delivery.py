@@ -504,3 +504,38 @@ def test_a_batchs_note_connection_is_back_in_the_pool_before_its_outcomes_are_re
     run_task_now(registry, dispatch_notifications, ids)
     assert provider.sent == recipients
     assert in_use_at_each_checkout_after_the_sends[:2] == ["sent", 1], "the record's connection alone"
+
+
+def test_a_batchs_notes_do_not_wait_for_the_database_to_flush_its_log(lab, postgres_url):
+    """A note is a safeguard against a worker that dies mid-batch, and the
+    batch's record (which waits for the flush as every other transaction
+    does) writes the same: on PostgreSQL each note's transaction commits
+    without waiting for the write-ahead log to reach the disk, and leaves
+    the setting behind on none of the pool's connections."""
+    from sqlalchemy import event
+
+    from guestguard.notifications.tasks import NOTE_SQL, dispatch_notifications
+    from guestguard.tasks import run_task_now
+
+    if postgres_url is None:
+        pytest.skip("SQLite's notes are its own transactions on one file")
+    registry, provider, ids, recipients, rows, _ = lab
+    engine = registry["db.engine"]
+    in_the_notes = []
+
+    def setting_of_the_note(connection, _cursor, statement, *_):
+        if statement is NOTE_SQL:
+            driver = connection.connection.driver_connection
+            in_the_notes.append(driver.execute("SHOW synchronous_commit").fetchone()[0])
+
+    event.listen(engine, "after_cursor_execute", setting_of_the_note)
+    run_task_now(registry, dispatch_notifications, ids)
+    assert provider.sent == recipients
+    assert in_the_notes == ["off"] * COUNT
+    pooled = [engine.connect() for _ in range(engine.pool.checkedin())]
+    try:
+        assert {connection.exec_driver_sql("SHOW synchronous_commit").scalar() for connection in pooled} == {"on"}
+    finally:
+        for connection in pooled:
+            connection.close()
+    assert {(row.status, row.attempts) for row in rows().values()} == {("succeeded", 1)}

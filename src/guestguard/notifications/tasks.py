@@ -188,6 +188,11 @@ SET sent_at = %(at)s, updated_at = %(at)s, provider = %(sent_by)s, provider_mess
     delivery_state = CASE WHEN delivery_state = %(queued)s THEN %(sent)s ELSE delivery_state END
 WHERE id = %(notification_id)s AND status = %(running)s AND claimed_at = %(claim)s
 RETURNING id"""
+# The note's transaction, on PostgreSQL, commits without waiting for the
+# write-ahead log's flush: it is there for a worker that dies, which it
+# survives once COMMIT returns; a database crash within the log writer's
+# delay loses it, and the worker's record writes the same (architecture.md).
+NOTE_SCOPE_SQL = rls.APPLY_DRIVER_SQL + ", set_config('synchronous_commit', 'off', true)"
 NOTE_STATES = {"queued": QUEUED, "sent": SENT, "running": RUNNING}
 
 
@@ -235,7 +240,7 @@ def _note_on_driver(connection, values: dict) -> bool:
     sql, params, updating = "BEGIN", None, False
     try:
         with driver.transaction():
-            for sql, params in ((rls.APPLY_DRIVER_SQL, rls.SYSTEM.settings()), (NOTE_SQL, values)):
+            for sql, params in ((NOTE_SCOPE_SQL, rls.SYSTEM.settings()), (NOTE_SQL, values)):
                 updating = sql is NOTE_SQL
                 context = _Execution(connection.dialect) if connection.dispatch.before_cursor_execute else None
                 if context is not None:
