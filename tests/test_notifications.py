@@ -14,7 +14,7 @@ from guestguard.notifications.services import RETRY_BACKOFF, SEAL_PURPOSE, queue
 from guestguard.notifications.tasks import dispatch_notification
 from guestguard.plugins import PermanentDeliveryError, TransientDeliveryError, hookimpl
 from guestguard.tasks import claim_job, reap, run_task_now
-from guestguard.testing import drain, scripted
+from guestguard.testing import drain, scripted, together
 
 T0 = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -681,3 +681,32 @@ def test_a_database_away_longer_than_the_lease_leaves_the_job_to_the_reaper(queu
     with pytest.raises(OperationalError):
         run_task_now(registry, dispatch_notification, notification_id)
     assert load(registry, notification_id).status == "running", "the outcome is unknown: the reaper decides"
+
+
+def test_threads_rendering_their_first_messages_together_compile_each_template_once(app):
+    """The worker's threads start their first batches at the same moment:
+    each part of the message, and the layout and button its HTML takes in,
+    is compiled once, not once a thread."""
+    import threading
+
+    renderer = app.app.registry["notifications.renderer"]
+    renderer.env.bytecode_cache = None
+    compiled = []
+    compile_ = renderer.env.compile
+
+    def counted(source, name=None, *args, **kwargs):
+        compiled.append(name)
+        return compile_(source, name, *args, **kwargs)
+
+    renderer.env.compile = counted
+    context = {"display_name": "Ada", "attempts": 5, "reset_url": "https://gg.example/reset", "minutes": 30,
+               "base_url": "https://gg.example"}
+    start = threading.Barrier(8)
+
+    def render():
+        start.wait()
+        return renderer.render("email", "account_locked", context)
+
+    assert len(set(together([render] * 8))) == 1
+    parts = renderer.template_paths("email", "account_locked").values()
+    assert sorted(compiled) == sorted([*parts, "email/base.html", "email/button.html"])
